@@ -1,0 +1,200 @@
+//! Command-line arguments. Every command has `--help` with examples.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the monorepo has errors (diagnostics were printed)
+  2  invalid command-line usage
+  3  cannot resolve: unmapped branch, unknown service or environment, git unavailable
+  4  I/O failure (a file could not be read or written)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pantstack",
+    version,
+    about = "Run a monorepo of containerized services on AWS (ECS Fargate, ALB, SQS, S3) and on this machine",
+    long_about = None,
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Monorepo root (default: the nearest directory upwards holding stack/infra/foundation)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Output format of reporting commands
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// When to use colour (auto: only on a terminal, and not with NO_COLOR set)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// An HTTP service behind the load balancer
+    Http,
+    /// A queue worker
+    Worker,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the whole monorepo and report every problem at once
+    #[command(after_help = "Examples:
+  pantstack check
+  pantstack check --root examples --format json
+
+Every error names the file, line, column and key, and says what would be valid.
+Exits 1 when there is any error; warnings alone exit 0.")]
+    Check,
+
+    /// Show which environment a branch or pull request deploys to, and its settings
+    #[command(after_help = "Examples:
+  pantstack env                  # from git (or GITHUB_REF=refs/pull/N/merge in CI)
+  pantstack env --branch dev     # → test
+  pantstack env --branch main    # → prod
+  pantstack env --pr 42          # → preview-42
+  pantstack env --env prod --format json
+
+Branches map to environments under `environments:` in
+stack/infra/foundation/pantstack.yaml. A branch mapped to none exits 3.")]
+    Env(EnvArgs),
+
+    /// Show the resolved configuration of a service in an environment, with the source of each value
+    #[command(after_help = "Examples:
+  pantstack config api --env test
+  pantstack config api --env prod --set minCapacity=3
+  pantstack config foundation --env prod --format json
+
+Values resolve as default ← manifest (pantstack.yaml) ← stack file (Pulumi.<env>.yaml)
+← --set. Every setting can be set in a stack file as `pantstack:<key>`.")]
+    Config(ConfigArgs),
+
+    /// Print the image tag of a service build, by the seed's tagging strategy
+    #[command(after_help = "Examples:
+  pantstack tag api                                  # branch and sha from git
+  pantstack tag api --branch feature/Login --sha 0123456789abcdef   # api-feature-login-0123456
+  pantstack tag api --worker --branch dev --sha abc1234             # api-worker-dev-abc1234
+  pantstack tag api --version 1.2.3                                 # api-v1.2.3
+
+Branch names are made valid for Docker tags and shortened to keep tags within 128
+characters; shas are shortened to 7; versions must be semantic versions.")]
+    Tag(TagArgs),
+
+    /// Create a new monorepo in the seed's layout (foundation + an HTTP service with a worker)
+    #[command(after_help = "Examples:
+  pantstack init demo
+  pantstack init demo --project shop --github acme/shop
+  cd demo && pantstack check && pantstack env --branch dev")]
+    Init(InitArgs),
+
+    /// Add a service to the monorepo
+    #[command(after_help = "Examples:
+  pantstack new billing --kind http
+  pantstack new mailer --kind worker
+
+Writes modules/<name>/ (code, Dockerfile, build.sh) and
+modules/<name>/infrastructure/ (Pulumi.yaml, a stack file per environment, pantstack.yaml).")]
+    New(NewArgs),
+
+    /// Print shell completions
+    #[command(after_help = "Examples:
+  pantstack completions bash > /etc/bash_completion.d/pantstack
+  pantstack completions zsh > \"${fpath[1]}/_pantstack\"
+  pantstack completions fish > ~/.config/fish/completions/pantstack.fish")]
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EnvArgs {
+    /// Branch to resolve (default: the current git branch)
+    #[arg(long, conflicts_with_all = ["pr", "env"])]
+    pub branch: Option<String>,
+    /// Pull request number: its preview environment
+    #[arg(long, conflicts_with = "env")]
+    pub pr: Option<u64>,
+    /// An environment by name (test, prod, preview-42, ...)
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Service name, or `foundation`
+    pub service: String,
+    /// Environment (default: from --branch, --pr or git as `pantstack env` resolves it)
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Override a setting: KEY=VALUE (repeatable), e.g. minCapacity=2
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Service name
+    pub service: String,
+    /// Tag the service's worker image ({service}-worker-...)
+    #[arg(long)]
+    pub worker: bool,
+    /// Branch (default: the current git branch)
+    #[arg(long, conflicts_with = "version")]
+    pub branch: Option<String>,
+    /// Commit (default: git HEAD)
+    #[arg(long, conflicts_with = "version")]
+    pub sha: Option<String>,
+    /// Release version (semver): {service}-v{version}
+    #[arg(long)]
+    pub version: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Directory to create (must not exist or be empty)
+    pub dir: PathBuf,
+    /// Project slug used in resource names (default: the directory's name)
+    #[arg(long)]
+    pub project: Option<String>,
+    /// GitHub repository trusted by the CI role, as OWNER/REPO
+    #[arg(long, value_name = "OWNER/REPO")]
+    pub github: Option<String>,
+    /// AWS region of the environments
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+}
+
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// Service name (lowercase letters, digits, `-`)
+    pub name: String,
+    /// What the service is
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+}

@@ -1,0 +1,72 @@
+//! The `pantstack` binary: parses arguments, dispatches, owns exit codes.
+//! Wiring only; the work is in the `pantstack-manifest` and `pantstack-model` crates.
+
+mod args;
+mod commands;
+mod git;
+mod output;
+mod scaffold;
+
+use args::{Cli, Command};
+use clap::{CommandFactory, Parser};
+use output::Out;
+use std::process::ExitCode;
+
+/// A failure that ends the command with an exit code (see `args::EXIT_CODES`).
+#[derive(Debug)]
+pub enum Failure {
+    /// Diagnostics were printed; exit 1.
+    Invalid,
+    /// Cannot resolve (unmapped branch, unknown service, git unavailable); exit 3.
+    Resolve(String),
+    /// I/O; exit 4.
+    Io(String),
+    /// Bad arguments beyond what clap checks; exit 2.
+    Usage(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Invalid => 1,
+            Failure::Usage(_) => 2,
+            Failure::Resolve(_) => 3,
+            Failure::Io(_) => 4,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Out::new(cli.global.format, cli.global.color);
+    let result = match cli.command {
+        Command::Check => commands::check(&cli.global, &out),
+        Command::Env(a) => commands::env(&cli.global, &out, &a),
+        Command::Config(a) => commands::config(&cli.global, &out, &a),
+        Command::Tag(a) => commands::tag(&cli.global, &out, &a),
+        Command::Init(a) => scaffold::init(&out, &a),
+        Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pantstack", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            match &f {
+                Failure::Invalid => {}
+                Failure::Resolve(m) | Failure::Io(m) | Failure::Usage(m) => {
+                    let label = if out.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+                    if out.json() {
+                        let v = serde_json::json!({ "error": m, "exit_code": f.code() });
+                        println!("{v}");
+                    } else {
+                        eprintln!("{label}: {m}");
+                    }
+                }
+            }
+            ExitCode::from(f.code())
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! The validated, typed model of a Pantstack monorepo.
+//!
+//! Pure and synchronous: no tokio, no AWS SDK, no network. Input is the
+//! manifest crate's spanned YAML; output is a [`repo::Monorepo`] and diagnostics.
+//!
+//! - [`settings`]: every tunable setting in one table (key, manifest path, kind,
+//!   default), resolved default ← manifest ← stack file ← CLI.
+//! - [`service`], [`foundation`]: the two manifests.
+//! - [`repo`]: loading the monorepo and the checks across files.
+//! - [`env`]: branch / pull request → environment.
+//! - [`tag`]: image tags of the seed's strategy.
+
+pub mod env;
+pub mod foundation;
+pub mod names;
+pub mod repo;
+pub mod service;
+pub mod settings;
+pub mod tag;
+pub mod values;
+
+pub use repo::{Loaded, Monorepo, Resolved, ServiceUnit, load};

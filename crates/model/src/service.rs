@@ -1,0 +1,632 @@
+//! A service: its manifest (`modules/<service>/infrastructure/pantstack.yaml`), read
+//! into the typed model.
+
+use crate::names;
+use crate::settings::Layer;
+use crate::values::settings_section;
+use pantstack_manifest::diag::did_you_mean;
+use pantstack_manifest::read::join;
+use pantstack_manifest::{Fields, Node, Reader, Span};
+
+/// A value with the place it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Located<T> {
+    pub value: T,
+    pub file: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Image {
+    /// Relative to the module directory (`modules/<service>/`).
+    pub dockerfile: String,
+    pub context: String,
+    /// Command run in the module directory before `docker build` (e.g. a static
+    /// `cargo build` whose binary the Dockerfile copies).
+    pub build: Option<Vec<String>>,
+}
+
+impl Image {
+    fn default_for() -> Self {
+        Image {
+            dockerfile: "Dockerfile".into(),
+            context: ".".into(),
+            build: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerRule {
+    pub path: Option<String>,
+    pub host: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Http {
+    /// Container command (the image's entrypoint arguments); `None` uses the image's.
+    pub command: Option<Vec<String>>,
+    /// Command that runs the service without Docker, from the module directory.
+    pub local: Option<Vec<String>>,
+    pub rules: Vec<ListenerRule>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Worker {
+    pub queue: Located<String>,
+    pub command: Option<Vec<String>>,
+    pub local: Option<Vec<String>>,
+    /// A separate image for the worker; `None` builds the service's image.
+    pub image: Option<Image>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    pub max_receive_count: i64,
+    pub retention_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queue {
+    pub name: String,
+    pub fifo: bool,
+    pub content_based_deduplication: bool,
+    pub visibility_timeout_secs: u64,
+    pub retention_secs: u64,
+    pub delay_secs: u64,
+    pub receive_wait_secs: u64,
+    pub max_message_bytes: i64,
+    pub dead_letter: Option<DeadLetter>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bucket {
+    pub name: String,
+    pub versioning: bool,
+    pub noncurrent_expiry_days: Option<i64>,
+    pub replication_region: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Secret {
+    /// The environment variable the task sees.
+    pub name: String,
+    pub rotation_days: Option<i64>,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub name: String,
+    /// `modules/<service>`.
+    pub dir: String,
+    pub manifest_file: String,
+    pub description: Option<String>,
+    pub image: Image,
+    pub http: Option<Http>,
+    pub worker: Option<Worker>,
+    pub queues: Vec<Queue>,
+    pub buckets: Vec<Bucket>,
+    pub secrets: Vec<Secret>,
+    /// Plain environment variables; values may reference `${queue:NAME}`,
+    /// `${dlq:NAME}`, `${bucket:NAME}`.
+    pub variables: Vec<(String, String)>,
+    /// Settings written in the manifest.
+    pub settings: Layer,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "service",
+    "description",
+    "image",
+    "http",
+    "worker",
+    "queues",
+    "buckets",
+    "secrets",
+    "variables",
+];
+const HTTP_KEYS: &[&str] = &["command", "local", "rules"];
+const WORKER_KEYS: &[&str] = &["queue", "command", "local", "image"];
+const IMAGE_KEYS: &[&str] = &["dockerfile", "context", "build"];
+const QUEUE_KEYS: &[&str] = &[
+    "fifo",
+    "content_based_deduplication",
+    "visibility_timeout",
+    "retention",
+    "delay",
+    "receive_wait",
+    "max_message_size",
+    "dead_letter",
+];
+const DLQ_KEYS: &[&str] = &["max_receive_count", "retention"];
+const BUCKET_KEYS: &[&str] = &["versioning", "noncurrent_expiry_days", "replication"];
+const SECRET_KEYS: &[&str] = &["rotation_days", "description"];
+
+/// Reads a service manifest. `dir_name` is the module directory's name.
+pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service {
+    let file = r.file.to_string();
+    let mut svc = Service {
+        name: dir_name.to_string(),
+        dir: format!("modules/{dir_name}"),
+        manifest_file: file.clone(),
+        description: None,
+        image: Image::default_for(),
+        http: None,
+        worker: None,
+        queues: Vec::new(),
+        buckets: Vec::new(),
+        secrets: Vec::new(),
+        variables: Vec::new(),
+        settings: Layer::default(),
+    };
+    let mut layer = Layer::default();
+    let Some(top) = settings_section(r, node, "", TOP_KEYS, false, &mut layer) else {
+        return svc;
+    };
+    if let Some(n) = top.get("service") {
+        if let Some(name) = r.string(n, "service") {
+            if name != dir_name {
+                r.error(
+                    "name-mismatch",
+                    n.span,
+                    "service",
+                    format!("`service: {name}` does not match its directory `modules/{dir_name}`"),
+                )
+                .help = Some(format!("write `service: {dir_name}`, or rename the directory to `modules/{name}`"));
+            }
+        }
+    }
+    if let Some(n) = top.get("description") {
+        svc.description = r.text(n, "description");
+    }
+    if let Some(n) = top.get("image") {
+        svc.image = read_image(r, n, "image").unwrap_or_else(Image::default_for);
+    }
+    if let Some(n) = top.get("http") {
+        if let Some(f) = settings_section(r, n, "http", HTTP_KEYS, false, &mut layer) {
+            svc.http = Some(read_http(r, &f));
+        }
+    }
+    if let Some(n) = top.get("worker") {
+        if let Some(f) = settings_section(r, n, "worker", WORKER_KEYS, false, &mut layer) {
+            svc.worker = read_worker(r, &f, n.span, &file);
+        }
+    }
+    if svc.http.is_none() && svc.worker.is_none() {
+        r.error(
+            "missing-role",
+            top.span,
+            "",
+            format!("service `{dir_name}` declares neither `http:` nor `worker:`"),
+        )
+        .help = Some("add `http:` with a `port` for a web service, `worker:` with a `queue` for a queue consumer, or both".into());
+    }
+    if let Some(n) = top.get("queues") {
+        svc.queues = read_named(r, n, "queues", QUEUE_KEYS, read_queue);
+    }
+    if let Some(n) = top.get("buckets") {
+        svc.buckets = read_named(r, n, "buckets", BUCKET_KEYS, read_bucket);
+    }
+    if let Some(n) = top.get("secrets") {
+        svc.secrets = read_secrets(r, n);
+    }
+    if let Some(n) = top.get("variables") {
+        svc.variables = read_variables(r, n);
+    }
+    svc.settings = layer;
+    check_references(r, &svc, &top);
+    svc
+}
+
+fn read_image(r: &mut Reader<'_>, node: &Node, path: &str) -> Option<Image> {
+    let f = r.map(node, path, IMAGE_KEYS)?;
+    let mut img = Image::default_for();
+    if let Some(n) = f.get("dockerfile") {
+        img.dockerfile = checked_rel_path(r, n, &join(path, "dockerfile"))?;
+    }
+    if let Some(n) = f.get("context") {
+        img.context = checked_rel_path(r, n, &join(path, "context"))?;
+    }
+    if let Some(n) = f.get("build") {
+        img.build = r.command(n, &join(path, "build"));
+    }
+    Some(img)
+}
+
+/// A path relative to the module directory that stays inside the monorepo.
+fn checked_rel_path(r: &mut Reader<'_>, node: &Node, field: &str) -> Option<String> {
+    let p = r.string(node, field)?;
+    if p.starts_with('/') || p.split('/').filter(|c| *c == "..").count() > 2 {
+        r.error(
+            "invalid-value",
+            node.span,
+            field,
+            format!("`{field}` is `{p}`; it must be a path relative to the module directory inside the monorepo"),
+        );
+        return None;
+    }
+    Some(p)
+}
+
+fn read_http(r: &mut Reader<'_>, f: &Fields<'_>) -> Http {
+    let mut http = Http {
+        command: None,
+        local: None,
+        rules: Vec::new(),
+    };
+    if let Some(n) = f.get("command") {
+        http.command = r.command(n, "http.command");
+    }
+    if let Some(n) = f.get("local") {
+        http.local = r.command(n, "http.local");
+    }
+    if let Some(n) = f.get("rules") {
+        for (i, item) in r.seq(n, "http.rules").unwrap_or_default().iter().enumerate() {
+            let path = format!("http.rules[{i}]");
+            let Some(rf) = r.map(item, &path, &["path", "host"]) else {
+                continue;
+            };
+            let mut rule = ListenerRule { path: None, host: None };
+            if let Some(p) = rf.get("path") {
+                rule.path = r.string(p, &join(&path, "path"));
+                if let Some(pv) = &rule.path {
+                    if !pv.starts_with('/') || pv.len() > 128 {
+                        r.error(
+                            "invalid-value",
+                            p.span,
+                            &join(&path, "path"),
+                            format!("listener rule path `{pv}` must start with `/` and be at most 128 characters (ALB limit)"),
+                        )
+                        .help = Some("e.g. `/api/*`".into());
+                    }
+                }
+            }
+            if let Some(h) = rf.get("host") {
+                rule.host = r.string(h, &join(&path, "host"));
+                if let Some(hv) = &rule.host {
+                    let ok = !hv.is_empty()
+                        && hv.len() <= 128
+                        && hv.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '?'));
+                    if !ok {
+                        r.error(
+                            "invalid-value",
+                            h.span,
+                            &join(&path, "host"),
+                            format!("listener rule host `{hv}` must be a host name (letters, digits, `-`, `.`, wildcards `*` `?`)"),
+                        );
+                    }
+                }
+            }
+            if rule.path.is_none() && rule.host.is_none() {
+                r.error("missing-key", item.span, &path, "a listener rule needs `path`, `host`, or both");
+            }
+            http.rules.push(rule);
+        }
+    }
+    http
+}
+
+fn read_worker(r: &mut Reader<'_>, f: &Fields<'_>, span: Span, file: &str) -> Option<Worker> {
+    let queue = match f.get("queue") {
+        Some(n) => Located {
+            value: r.string(n, "worker.queue")?,
+            file: file.to_string(),
+            span: n.span,
+        },
+        None => {
+            r.error("missing-key", span, "worker.queue", "`worker.queue` is required: the queue this worker consumes")
+                .help = Some("add `queue: jobs` and declare it under `queues:`".into());
+            return None;
+        }
+    };
+    Some(Worker {
+        queue,
+        command: f.get("command").and_then(|n| r.command(n, "worker.command")),
+        local: f.get("local").and_then(|n| r.command(n, "worker.local")),
+        image: f.get("image").and_then(|n| read_image(r, n, "worker.image")),
+    })
+}
+
+fn read_named<T>(
+    r: &mut Reader<'_>,
+    node: &Node,
+    path: &str,
+    keys: &[&str],
+    read: fn(&mut Reader<'_>, &str, &Fields<'_>, &str) -> T,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let Some(entries) = r.named_map(node, path) else {
+        return out;
+    };
+    for (name, key, value) in entries.entries() {
+        let field = join(path, &name);
+        let what = if path == "queues" { "queue" } else { "bucket" };
+        let max = if path == "queues" { 40 } else { 24 };
+        if let Err(why) = names::check_label(&name, what, max) {
+            r.error("invalid-name", key.span, &field, why).help =
+                Some(format!("try `{}`", names::suggest_label(&name, max)));
+        }
+        if let Some(f) = r.map(value, &field, keys) {
+            out.push(read(r, &name, &f, &field));
+        }
+    }
+    out
+}
+
+fn read_queue(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Queue {
+    let dur = |r: &mut Reader<'_>, key: &str, min: u64, max: u64, default: u64| {
+        f.get(key)
+            .and_then(|n| r.duration(n, &join(path, key), min, max))
+            .unwrap_or(default)
+    };
+    let fifo = f.get("fifo").and_then(|n| r.boolean(n, &join(path, "fifo"))).unwrap_or(false);
+    let cbd = f
+        .get("content_based_deduplication")
+        .and_then(|n| r.boolean(n, &join(path, "content_based_deduplication")));
+    if cbd == Some(true) && !fifo {
+        if let Some(span) = f.key_span("content_based_deduplication") {
+            r.error(
+                "invalid-value",
+                span,
+                &join(path, "content_based_deduplication"),
+                "content-based deduplication needs a FIFO queue",
+            )
+            .help = Some("add `fifo: true`, or remove `content_based_deduplication`".into());
+        }
+    }
+    let dead_letter = f.get("dead_letter").and_then(|n| {
+        let dpath = join(path, "dead_letter");
+        let df = r.map(n, &dpath, DLQ_KEYS)?;
+        Some(DeadLetter {
+            max_receive_count: df
+                .get("max_receive_count")
+                .and_then(|m| r.int(m, &join(&dpath, "max_receive_count"), 1, 1000))
+                .unwrap_or(5),
+            retention_secs: df
+                .get("retention")
+                .and_then(|m| r.duration(m, &join(&dpath, "retention"), 60, 1_209_600))
+                .unwrap_or(1_209_600),
+        })
+    });
+    Queue {
+        name: name.to_string(),
+        fifo,
+        content_based_deduplication: cbd.unwrap_or(false),
+        visibility_timeout_secs: dur(r, "visibility_timeout", 0, 43_200, 30),
+        retention_secs: dur(r, "retention", 60, 1_209_600, 345_600),
+        delay_secs: dur(r, "delay", 0, 900, 0),
+        receive_wait_secs: dur(r, "receive_wait", 0, 20, 20),
+        max_message_bytes: f
+            .get("max_message_size")
+            .and_then(|n| r.int(n, &join(path, "max_message_size"), 1024, 262_144))
+            .unwrap_or(262_144),
+        // Dead-letter queues are on by default: a poison message must not loop forever.
+        dead_letter: if f.get("dead_letter").is_some() {
+            dead_letter
+        } else {
+            Some(DeadLetter {
+                max_receive_count: 5,
+                retention_secs: 1_209_600,
+            })
+        },
+    }
+}
+
+fn read_bucket(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Bucket {
+    let replication_region = f.get("replication").and_then(|n| {
+        let rpath = join(path, "replication");
+        let rf = r.map(n, &rpath, &["region"])?;
+        match rf.get("region") {
+            Some(reg) => {
+                let region = r.string(reg, &join(&rpath, "region"))?;
+                if let Err(why) = crate::foundation::check_region(&region) {
+                    r.error("invalid-value", reg.span, &join(&rpath, "region"), why);
+                    return None;
+                }
+                Some(region)
+            }
+            None => {
+                r.error("missing-key", n.span, &join(&rpath, "region"), "replication needs a destination `region`");
+                None
+            }
+        }
+    });
+    let versioning = f
+        .get("versioning")
+        .and_then(|n| r.boolean(n, &join(path, "versioning")))
+        .unwrap_or(true);
+    if replication_region.is_some() && !versioning {
+        if let Some(span) = f.key_span("versioning") {
+            r.error(
+                "invalid-value",
+                span,
+                &join(path, "versioning"),
+                "cross-region replication needs versioning",
+            )
+            .help = Some("set `versioning: true` or remove `replication`".into());
+        }
+    }
+    Bucket {
+        name: name.to_string(),
+        versioning,
+        noncurrent_expiry_days: f
+            .get("noncurrent_expiry_days")
+            .and_then(|n| r.int(n, &join(path, "noncurrent_expiry_days"), 1, 3650))
+            .or(Some(30)),
+        replication_region,
+    }
+}
+
+fn read_secrets(r: &mut Reader<'_>, node: &Node) -> Vec<Secret> {
+    let mut out = Vec::new();
+    let Some(entries) = r.named_map(node, "secrets") else {
+        return out;
+    };
+    for (name, key, value) in entries.entries() {
+        let field = join("secrets", &name);
+        if let Err(why) = names::check_env_var(&name) {
+            r.error("invalid-name", key.span, &field, why);
+        } else if names::is_reserved_var(&name) {
+            r.error("reserved-name", key.span, &field, format!("`{name}` is set by pantstack for every task"))
+                .help = Some("choose another name".into());
+        }
+        let Some(f) = r.map(value, &field, SECRET_KEYS) else {
+            continue;
+        };
+        out.push(Secret {
+            name: name.clone(),
+            rotation_days: f
+                .get("rotation_days")
+                .and_then(|n| r.int(n, &join(&field, "rotation_days"), 1, 3650)),
+            description: f.get("description").and_then(|n| r.text(n, &join(&field, "description"))),
+        });
+    }
+    out
+}
+
+fn read_variables(r: &mut Reader<'_>, node: &Node) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(entries) = r.named_map(node, "variables") else {
+        return out;
+    };
+    for (name, key, value) in entries.entries() {
+        let field = join("variables", &name);
+        if let Err(why) = names::check_env_var(&name) {
+            r.error("invalid-name", key.span, &field, why);
+            continue;
+        }
+        if names::is_reserved_var(&name) {
+            r.error("reserved-name", key.span, &field, format!("`{name}` is set by pantstack for every task"))
+                .help = Some("choose another name".into());
+            continue;
+        }
+        if let Some(v) = r.text(value, &field) {
+            out.push((name, v));
+        }
+    }
+    out
+}
+
+/// A reference inside a variable value: `${queue:jobs}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub kind: String,
+    pub name: String,
+}
+
+/// Finds `${kind:name}` references in a value; `Err` on a malformed one.
+pub fn references(value: &str) -> Result<Vec<Reference>, String> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("`{value}` has an unclosed `${{`"))?;
+        let inner = &after[..end];
+        let (kind, name) = inner
+            .split_once(':')
+            .ok_or_else(|| format!("`${{{inner}}}` must be `${{queue:NAME}}`, `${{dlq:NAME}}` or `${{bucket:NAME}}`"))?;
+        out.push(Reference {
+            kind: kind.to_string(),
+            name: name.to_string(),
+        });
+        rest = &after[end + 1..];
+    }
+    Ok(out)
+}
+
+fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
+    let queues: Vec<&str> = svc.queues.iter().map(|q| q.name.as_str()).collect();
+    let buckets: Vec<&str> = svc.buckets.iter().map(|b| b.name.as_str()).collect();
+    if let Some(w) = &svc.worker {
+        if !queues.contains(&w.queue.value.as_str()) {
+            let help = match did_you_mean(&w.queue.value, &queues) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None if queues.is_empty() => format!("declare it: `queues: {{ {}: {{}} }}`", w.queue.value),
+                None => format!("declared queues: {}", queues.join(", ")),
+            };
+            r.error(
+                "undeclared-reference",
+                w.queue.span,
+                "worker.queue",
+                format!("worker consumes queue `{}`, which is not declared under `queues:`", w.queue.value),
+            )
+            .help = Some(help);
+        }
+    }
+    let Some(vars) = top.get("variables").and_then(|n| n.as_map()) else {
+        return;
+    };
+    for (k, v) in vars {
+        let name = k.scalar_text().unwrap_or_default();
+        let field = join("variables", &name);
+        let Some(text) = v.scalar_text() else { continue };
+        match references(&text) {
+            Err(why) => {
+                r.error("invalid-reference", v.span, &field, why);
+            }
+            Ok(refs) => {
+                for rf in refs {
+                    let (declared, section): (&[&str], &str) = match rf.kind.as_str() {
+                        "queue" | "dlq" => (&queues, "queues"),
+                        "bucket" => (&buckets, "buckets"),
+                        "secret" => {
+                            r.error(
+                                "invalid-reference",
+                                v.span,
+                                &field,
+                                "secrets cannot be interpolated into variables: that would expose them in the task definition",
+                            )
+                            .help = Some(format!("declare it under `secrets:` and read the `{}` variable instead", rf.name));
+                            continue;
+                        }
+                        other => {
+                            r.error(
+                                "invalid-reference",
+                                v.span,
+                                &field,
+                                format!("unknown reference kind `{other}` in `${{{other}:{}}}`", rf.name),
+                            )
+                            .help = Some(
+                                pantstack_manifest::diag::did_you_mean(other, &["queue", "dlq", "bucket"])
+                                    .map(|s| format!("did you mean `${{{s}:{}}}`?", rf.name))
+                                    .unwrap_or_else(|| "use `${queue:NAME}`, `${dlq:NAME}` or `${bucket:NAME}`".into()),
+                            );
+                            continue;
+                        }
+                    };
+                    if !declared.contains(&rf.name.as_str()) {
+                        let help = match did_you_mean(&rf.name, declared) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!("declare `{}` under `{section}:`", rf.name),
+                        };
+                        r.error(
+                            "undeclared-reference",
+                            v.span,
+                            &field,
+                            format!("`${{{}:{}}}` refers to `{}`, which is not declared under `{section}:`", rf.kind, rf.name, rf.name),
+                        )
+                        .help = Some(help);
+                    }
+                }
+            }
+        }
+    }
+    for s in &svc.secrets {
+        if svc.variables.iter().any(|(n, _)| *n == s.name) {
+            if let Some(span) = top.get("variables").and_then(|n| n.as_map()).and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.scalar_text().as_deref() == Some(s.name.as_str()))
+                    .map(|(k, _)| k.span)
+            }) {
+                r.error(
+                    "duplicate-name",
+                    span,
+                    &join("variables", &s.name),
+                    format!("`{}` is both a variable and a secret", s.name),
+                )
+                .help = Some("keep one of them".into());
+            }
+        }
+    }
+}
