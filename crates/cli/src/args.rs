@@ -17,8 +17,7 @@ Exit codes:
     version,
     about = "Run a monorepo of containerized services on AWS (ECS Fargate, ALB, SQS, S3) and on this machine",
     long_about = None,
-    after_help = EXIT_CODES,
-    propagate_version = true
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -197,4 +196,15 @@ pub struct NewArgs {
     /// What the service is
     #[arg(long, value_enum)]
     pub kind: Kind,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

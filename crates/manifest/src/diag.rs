@@ -211,7 +211,7 @@ mod tests {
         let out = d.render(Some("http:\n  prot: 80\n"), false);
         assert!(out.contains("--> a.yaml:2:3"), "{out}");
         assert!(out.contains("  prot: 80\n"), "{out}");
-        assert!(out.contains("    ^^^^\n"), "{out}");
+        assert!(out.contains("  |   ^^^^\n"), "{out}");
         assert!(out.contains("help: did you mean `port`?"), "{out}");
     }
 }

@@ -162,6 +162,8 @@ enum Frame {
         span: Span,
         entries: Vec<(Node, Node)>,
         key: Option<Node>,
+        /// Entries from `<<` merge keys; added at the end where not set explicitly.
+        merged: Vec<(Node, Node)>,
     },
 }
 
@@ -251,6 +253,7 @@ impl Builder<'_> {
                         span,
                         entries: Vec::new(),
                         key: None,
+                        merged: Vec::new(),
                     },
                     span,
                 )
@@ -275,15 +278,23 @@ impl Builder<'_> {
                     Frame::Map {
                         anchor,
                         span,
-                        entries,
+                        mut entries,
+                        merged,
                         ..
-                    } => (
-                        anchor,
-                        Node {
-                            value: Value::Map(entries),
-                            span,
-                        },
-                    ),
+                    } => {
+                        for (k, v) in merged {
+                            if !entries.iter().any(|(p, _)| p.value == k.value) {
+                                entries.push((k, v));
+                            }
+                        }
+                        (
+                            anchor,
+                            Node {
+                                value: Value::Map(entries),
+                                span,
+                            },
+                        )
+                    }
                 };
                 if anchor > 0 {
                     self.anchors.insert(anchor, node.clone());
@@ -316,7 +327,9 @@ impl Builder<'_> {
                 items.push(node);
                 Ok(())
             }
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
+            Some(Frame::Map {
+                entries, key, merged, ..
+            }) => match key.take() {
                 None => {
                     if matches!(node.value, Value::Seq(_) | Value::Map(_)) {
                         return Err(Diagnostic::error(
@@ -332,7 +345,7 @@ impl Builder<'_> {
                 }
                 Some(k) => {
                     if is_merge_key(&k) {
-                        return merge_into(file, entries, node);
+                        return merge_into(file, merged, node);
                     }
                     if let Some((prev, _)) = entries.iter().find(|(p, _)| p.value == k.value) {
                         let name = k.scalar_text().unwrap_or_default();

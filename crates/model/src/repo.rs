@@ -335,13 +335,39 @@ impl Monorepo {
         if self.foundation.previews_enabled {
             envs.push(format!("{PREVIEW_PREFIX}1"));
         }
+        // The same problem found in several environments (a manifest value that is
+        // wrong everywhere) is reported once, naming every environment.
+        let mut found: Vec<(Diagnostic, Vec<String>)> = Vec::new();
         for env in &envs {
             let fd = self.resolve_foundation(env, &Layer::default());
-            diags.extend(fd.check_foundation(&self.foundation.manifest_file));
+            let mut here = fd.check_foundation(&self.foundation.manifest_file);
             for unit in &self.services {
                 let cfg = self.resolve_service(unit, env, &Layer::default());
-                diags.extend(cfg.check(&unit.service));
+                here.extend(cfg.check(&unit.service));
             }
+            for d in here {
+                let same = found.iter_mut().find(|(f, _)| {
+                    (&f.file, f.span, f.code, &f.field) == (&d.file, d.span, d.code, &d.field)
+                });
+                match same {
+                    Some((_, list)) => list.push(env.clone()),
+                    None => found.push((d, vec![env.clone()])),
+                }
+            }
+        }
+        for (mut d, list) in found {
+            let shown: Vec<String> = list
+                .iter()
+                .map(|e| if e.starts_with(PREVIEW_PREFIX) { format!("`{PREVIEW_PREFIX}<pr>`") } else { format!("`{e}`") })
+                .collect();
+            let first = format!("environment `{}`", list[0]);
+            let replacement = if shown.len() == 1 {
+                format!("environment {}", shown[0])
+            } else {
+                format!("environments {}", shown.join(", "))
+            };
+            d.message = d.message.replace(&first, &replacement);
+            diags.push(d);
         }
     }
 

@@ -1,0 +1,389 @@
+//! End-to-end tests: the real `pantstack` binary on the example monorepo, on
+//! `init`'s scaffold and on broken fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+fn examples() -> PathBuf {
+    repo_root().join("examples")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+fn pantstack(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pantstack"))
+        .current_dir(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_REF")
+        .env_remove("GITHUB_HEAD_REF")
+        .env_remove("GITHUB_REF_NAME")
+        .output()
+        .expect("run pantstack")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pantstack-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            if e.file_name() == "target" || e.file_name() == ".build" {
+                continue;
+            }
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn example_monorepo_checks_clean() {
+    let o = pantstack(&examples(), &["check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+    insta::assert_snapshot!(stdout(&o));
+}
+
+#[test]
+fn check_finds_the_root_from_a_subdirectory() {
+    let o = pantstack(&examples().join("modules/api/src"), &["check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
+fn outside_a_monorepo_says_so() {
+    let dir = tempdir("outside");
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("no Pantstack monorepo"), "{}", stderr(&o));
+}
+
+#[test]
+fn broken_manifest_reports_every_error() {
+    let o = pantstack(&fixture("manifest-errors"), &["check"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(stderr(&o));
+}
+
+#[test]
+fn broken_layout_reports_cross_file_errors() {
+    let o = pantstack(&fixture("layout-errors"), &["check"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(stderr(&o));
+}
+
+#[test]
+fn broken_foundation_reports_every_error() {
+    let o = pantstack(&fixture("foundation-errors"), &["check"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(stderr(&o));
+}
+
+#[test]
+fn yaml_bomb_is_refused() {
+    let o = pantstack(&fixture("yaml-bomb"), &["check"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(stderr(&o));
+}
+
+#[test]
+fn yaml_syntax_errors_and_duplicate_keys() {
+    let o = pantstack(&fixture("yaml-syntax"), &["check"]);
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(stderr(&o));
+}
+
+#[test]
+fn huge_manifest_is_refused_without_reading_it() {
+    let dir = tempdir("huge");
+    copy_dir(&examples(), &dir);
+    let manifest = dir.join("modules/api/infrastructure/pantstack.yaml");
+    let mut text = std::fs::read_to_string(&manifest).expect("read");
+    text.push_str(&format!("# {}\n", "x".repeat(600 * 1024)));
+    std::fs::write(&manifest, text).expect("write");
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("error[file-too-large]"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("modules/api/infrastructure/pantstack.yaml"));
+}
+
+#[test]
+fn check_json_lists_diagnostics_with_positions() {
+    let o = pantstack(&fixture("manifest-errors"), &["check", "--format", "json"]);
+    assert_eq!(code(&o), 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    let diags = v["diagnostics"].as_array().expect("array");
+    assert_eq!(v["errors"].as_u64().expect("n") as usize, diags.iter().filter(|d| d["severity"] == "error").count());
+    let prot = diags.iter().find(|d| d["field"] == "http.prot").expect("http.prot diagnostic");
+    assert_eq!(prot["code"], "unknown-key");
+    assert_eq!(prot["file"], "modules/api/infrastructure/pantstack.yaml");
+    assert_eq!(prot["line"], 5);
+    assert_eq!(prot["column"], 3);
+    assert_eq!(prot["help"], "did you mean `port`?");
+}
+
+#[test]
+fn env_follows_the_seed_mapping() {
+    let o = pantstack(&examples(), &["env", "--branch", "dev"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    insta::assert_snapshot!("env_dev", stdout(&o));
+    let o = pantstack(&examples(), &["env", "--branch", "main", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["environment"], "prod");
+    assert_eq!(v["services"][0]["min_capacity"], 2);
+    assert_eq!(v["services"][0]["max_capacity"], 10);
+    let o = pantstack(&examples(), &["env", "--pr", "42", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["environment"], "preview-42");
+    assert_eq!(v["stack"], "preview");
+    assert_eq!(v["reason"]["number"], 42);
+}
+
+#[test]
+fn env_refuses_to_guess_for_other_branches() {
+    let o = pantstack(&examples(), &["env", "--branch", "feature/login"]);
+    assert_eq!(code(&o), 3);
+    assert_eq!(stdout(&o), "");
+    insta::assert_snapshot!(stderr(&o));
+}
+
+#[test]
+fn env_reads_the_branch_from_git_and_ci() {
+    let dir = tempdir("git");
+    copy_dir(&examples(), &dir);
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .current_dir(&dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git");
+        assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+        String::from_utf8_lossy(&st.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "init"]);
+    let o = pantstack(&dir, &["env", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["environment"], "prod");
+    git(&["checkout", "-qb", "dev"]);
+    let o = pantstack(&dir, &["env"]);
+    assert!(stdout(&o).contains("environment  test"), "{}", stdout(&o));
+    // In CI for a pull request, GITHUB_REF names it.
+    let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
+        .current_dir(&dir)
+        .args(["env", "--format", "json"])
+        .env("GITHUB_REF", "refs/pull/7/merge")
+        .output()
+        .expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["environment"], "preview-7");
+    // Tags from git: branch and HEAD.
+    let sha = git(&["rev-parse", "HEAD"]);
+    let o = pantstack(&dir, &["tag", "api", "--worker"]);
+    assert_eq!(stdout(&o).trim(), format!("api-worker-dev-{}", &sha[..7]));
+}
+
+#[test]
+fn config_shows_values_and_their_sources() {
+    let o = pantstack(&examples(), &["config", "api", "--env", "test"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    insta::assert_snapshot!(stdout(&o));
+}
+
+#[test]
+fn config_cli_overrides_win_and_are_validated() {
+    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "maxCapacity=7", "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let max = v["settings"].as_array().expect("settings").iter().find(|s| s["key"] == "maxCapacity").expect("max");
+    assert_eq!(max["value"], 7);
+    assert_eq!(max["source"]["layer"], "cli");
+    let min = v["settings"].as_array().expect("settings").iter().find(|s| s["key"] == "minCapacity").expect("min");
+    assert_eq!(min["source"]["layer"], "stack");
+    assert_eq!(min["source"]["file"], "modules/api/infrastructure/Pulumi.test.yaml");
+    assert_eq!(min["source"]["line"], 4);
+
+    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "maxCapacty=7"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("did you mean `maxCapacity`?"), "{}", stderr(&o));
+    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "port=99999"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("between 1 and 65535"), "{}", stderr(&o));
+    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "minCapacity=20"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("minCapacity (20) is greater than maxCapacity (3)"), "{}", stderr(&o));
+    let o = pantstack(&examples(), &["config", "apx", "--env", "test"]);
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("did you mean `api`?"), "{}", stderr(&o));
+    let o = pantstack(&examples(), &["config", "api", "--env", "prd"]);
+    assert_eq!(code(&o), 3);
+    assert!(stderr(&o).contains("did you mean `prod`?"), "{}", stderr(&o));
+}
+
+#[test]
+fn config_of_the_foundation() {
+    let o = pantstack(&examples(), &["config", "foundation", "--env", "prod", "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let nat = v["settings"].as_array().expect("s").iter().find(|s| s["key"] == "natGateways").expect("nat");
+    assert_eq!(nat["value"], "per_az");
+    assert_eq!(v["region"], "us-east-1");
+}
+
+#[test]
+fn tags_follow_the_seed_strategy() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["tag", "api", "--branch", "dev", "--sha", "abc1234def5678"], "api-dev-abc1234"),
+        (&["tag", "api", "--branch", "feature/Login", "--sha", "0123456789abcdef"], "api-feature-login-0123456"),
+        (&["tag", "api", "--worker", "--branch", "dev", "--sha", "ABC1234"], "api-worker-dev-abc1234"),
+        (&["tag", "api", "--version", "1.2.3"], "api-v1.2.3"),
+        (&["tag", "api", "--version", "v2.0.0-rc.1"], "api-v2.0.0-rc.1"),
+    ];
+    for (args, want) in cases {
+        let o = pantstack(&examples(), args);
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), *want, "{args:?}");
+    }
+    let long = format!("feature/{}", "x".repeat(200));
+    let o = pantstack(&examples(), &["tag", "api", "--worker", "--branch", &long, "--sha", "0123456789"]);
+    let t = stdout(&o);
+    assert_eq!(t.trim().len(), 128);
+    let bad: &[(&[&str], i32, &str)] = &[
+        (&["tag", "api", "--version", "1.2"], 2, "not a semantic version"),
+        (&["tag", "api", "--branch", "dev", "--sha", "xyz"], 2, "not a commit hash"),
+        (&["tag", "Api", "--version", "1.0.0"], 2, "lowercase"),
+        (&["tag", "web", "--version", "1.0.0"], 3, "no service `web`"),
+    ];
+    for (args, want_code, want) in bad {
+        let o = pantstack(&examples(), args);
+        assert_eq!(code(&o), *want_code, "{args:?}");
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+    let o = pantstack(&examples(), &["tag", "api", "--version", "1.2.3", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["image"], "shop:api-v1.2.3");
+}
+
+#[test]
+fn init_then_check_then_env_is_the_quick_start() {
+    let dir = tempdir("init");
+    let o = pantstack(&dir, &["init", "demo"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let demo = dir.join("demo");
+    let o = pantstack(&demo, &["check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "no warnings either");
+    let o = pantstack(&demo, &["env", "--branch", "dev"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("environment  test"), "{out}");
+    assert!(out.contains("region       us-east-1"), "{out}");
+    assert!(out.contains("capacity 1..3"), "{out}");
+    // The seed's stack file, exactly.
+    let stack = std::fs::read_to_string(demo.join("modules/api/infrastructure/Pulumi.test.yaml")).expect("read");
+    assert_eq!(
+        stack,
+        "config:\n  aws:region: us-east-1\n  pantstack:environment: test\n  pantstack:minCapacity: 1\n  pantstack:maxCapacity: 3\n"
+    );
+    // Adding services keeps the monorepo valid.
+    for (name, kind) in [("billing", "http"), ("mailer", "worker")] {
+        let o = pantstack(&demo, &["new", name, "--kind", kind]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = pantstack(&demo, &["check", "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["services"], serde_json::json!(["api", "billing", "mailer"]));
+    assert_eq!(v["warnings"], 0);
+    // Bad names and existing directories are refused.
+    let o = pantstack(&demo, &["new", "Billing_API", "--kind", "http"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("try `billing-api`"), "{}", stderr(&o));
+    let o = pantstack(&demo, &["new", "billing", "--kind", "http"]);
+    assert_eq!(code(&o), 2);
+    let o = pantstack(&dir, &["init", "demo"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("not empty"));
+}
+
+#[test]
+fn init_and_examples_share_the_service_code() {
+    let dir = tempdir("init-code");
+    let o = pantstack(&dir, &["init", "shop", "--github", "acme/shop"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let manifest = std::fs::read_to_string(dir.join("shop/stack/infra/foundation/pantstack.yaml")).expect("read");
+    assert!(manifest.contains("owner: acme") && manifest.contains("repo: shop"));
+    let code_written = std::fs::read_to_string(dir.join("shop/modules/api/src/main.rs")).expect("read");
+    let example = std::fs::read_to_string(examples().join("modules/api/src/main.rs")).expect("read");
+    assert_eq!(code_written, example);
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for cmd in ["check", "env", "config", "tag", "init", "new", "completions"] {
+        let o = pantstack(&examples(), &[cmd, "--help"]);
+        assert_eq!(code(&o), 0, "{cmd}");
+        assert!(stdout(&o).contains("Examples:"), "{cmd} --help has no examples");
+    }
+    let o = pantstack(&examples(), &["--help"]);
+    assert!(stdout(&o).contains("Exit codes:"));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let o = pantstack(&examples(), &["env", "--branch", "dev", "--pr", "3"]);
+    assert_eq!(code(&o), 2);
+    let o = pantstack(&examples(), &["frobnicate"]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn completions_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = pantstack(&examples(), &["completions", shell]);
+        assert_eq!(code(&o), 0);
+        assert!(stdout(&o).contains("pantstack"), "{shell}");
+        assert!(stdout(&o).contains("config"), "{shell}");
+    }
+}
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let o = pantstack(&fixture("yaml-bomb"), &["check"]);
+    assert!(!stderr(&o).contains('\x1b'));
+    let o = pantstack(&fixture("yaml-bomb"), &["check", "--color", "always"]);
+    assert!(stderr(&o).contains("\x1b[1;31merror"));
+}
