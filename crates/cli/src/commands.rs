@@ -14,11 +14,15 @@ use std::path::PathBuf;
 pub fn find_root(global: &Global) -> Result<PathBuf, Failure> {
     if let Some(r) = &global.root {
         if !r.is_dir() {
-            return Err(Failure::Resolve(format!("--root {}: no such directory", r.display())));
+            return Err(Failure::Resolve(format!(
+                "--root {}: no such directory",
+                r.display()
+            )));
         }
         return Ok(r.clone());
     }
-    let cwd = std::env::current_dir().map_err(|e| Failure::Io(format!("cannot read the current directory: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::Io(format!("cannot read the current directory: {e}")))?;
     pantstack_manifest::files::find_root(&cwd).ok_or_else(|| {
         Failure::Resolve(format!(
             "no Pantstack monorepo at or above {} (looked for stack/infra/foundation/); run `pantstack init DIR` or pass --root",
@@ -32,7 +36,12 @@ fn load_valid(global: &Global, out: &Out) -> Result<Loaded, Failure> {
     let root = find_root(global)?;
     let loaded = pantstack_model::load(&root);
     if loaded.has_errors() {
-        let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+        let errors: Vec<_> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
         print_diagnostics(out, Some(&loaded.repo.files), &errors);
         eprintln!(
             "{} error(s) in the monorepo at {}; fix them first (`pantstack check` lists them all)",
@@ -66,17 +75,29 @@ pub fn check(global: &Global, out: &Out) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         print_diagnostics(out, Some(&repo.files), &loaded.diagnostics);
-        let status = if errors == 0 { out.bold("ok") } else { out.bold("failed") };
+        let status = if errors == 0 {
+            out.bold("ok")
+        } else {
+            out.bold("failed")
+        };
         println!(
             "{status}: project {}, {} service(s) [{}], environments [{}]{}: {errors} error(s), {warnings} warning(s)",
             repo.foundation.project.value,
             services.len(),
             services.join(", "),
             envs.join(", "),
-            if repo.foundation.previews_enabled { " + preview-<pr>" } else { "" },
+            if repo.foundation.previews_enabled {
+                " + preview-<pr>"
+            } else {
+                ""
+            },
         );
     }
-    if errors > 0 { Err(Failure::Invalid) } else { Ok(()) }
+    if errors > 0 {
+        Err(Failure::Invalid)
+    } else {
+        Ok(())
+    }
 }
 
 /// Resolves the environment from flags, CI variables or git, in that order.
@@ -113,7 +134,9 @@ fn reason_text(r: &Reason) -> String {
 
 fn reason_json(r: &Reason) -> serde_json::Value {
     match r {
-        Reason::Branch { branch, pattern } => json!({"kind": "branch", "branch": branch, "pattern": pattern}),
+        Reason::Branch { branch, pattern } => {
+            json!({"kind": "branch", "branch": branch, "pattern": pattern})
+        }
         Reason::PullRequest { number } => json!({"kind": "pull_request", "number": number}),
         Reason::Named => json!({"kind": "named"}),
     }
@@ -121,7 +144,9 @@ fn reason_json(r: &Reason) -> serde_json::Value {
 
 fn source_json(s: &Source) -> serde_json::Value {
     match s.location() {
-        Some((file, span)) => json!({"layer": s.layer(), "file": file, "line": span.line, "column": span.col}),
+        Some((file, span)) => {
+            json!({"layer": s.layer(), "file": file, "line": span.line, "column": span.col})
+        }
         None => json!({"layer": s.layer()}),
     }
 }
@@ -172,7 +197,11 @@ pub fn env(global: &Global, out: &Out, a: &EnvArgs) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    println!("{:<12} {}", out.bold("environment"), out.bold(&resolved.name));
+    println!(
+        "{:<12} {}",
+        out.bold("environment"),
+        out.bold(&resolved.name)
+    );
     println!("{:<12} {}", "from", reason_text(&resolved.reason));
     match &fd.region {
         Some((r, src)) => println!("{:<12} {r}  {}", "region", out.dim(&format!("({src})"))),
@@ -181,7 +210,9 @@ pub fn env(global: &Global, out: &Out, a: &EnvArgs) -> Result<(), Failure> {
     println!(
         "{:<12} {}",
         "stack",
-        fd.stack_file.as_deref().unwrap_or("(no foundation stack file: defaults apply)")
+        fd.stack_file
+            .as_deref()
+            .unwrap_or("(no foundation stack file: defaults apply)")
     );
     println!("services");
     for (name, cfg, both) in &services {
@@ -192,13 +223,20 @@ pub fn env(global: &Global, out: &Out, a: &EnvArgs) -> Result<(), Failure> {
             cfg.int("memory").unwrap_or_default()
         );
         if *both {
-            line.push_str(&format!("  worker capacity {}", capacity(cfg, "workerMinCapacity", "workerMaxCapacity")));
+            line.push_str(&format!(
+                "  worker capacity {}",
+                capacity(cfg, "workerMinCapacity", "workerMaxCapacity")
+            ));
         }
         println!("{line}");
         println!(
             "  {:<14} {}",
             "",
-            out.dim(cfg.stack_file.as_deref().unwrap_or("(no stack file for this environment: manifest and defaults apply)"))
+            out.dim(
+                cfg.stack_file
+                    .as_deref()
+                    .unwrap_or("(no stack file for this environment: manifest and defaults apply)")
+            )
         );
     }
     Ok(())
@@ -213,7 +251,16 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
     if !diags.is_empty() {
         let msgs: Vec<String> = diags
             .iter()
-            .map(|d| format!("{}{}", d.message, d.help.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()))
+            .map(|d| {
+                format!(
+                    "{}{}",
+                    d.message,
+                    d.help
+                        .as_ref()
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default()
+                )
+            })
             .collect();
         return Err(Failure::Usage(msgs.join("\n")));
     }
@@ -270,7 +317,12 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
             v["secrets"] = json!(s.secrets.iter().map(|x| json!({
                 "name": x.name, "parameter": format!("/{project}/{env_name}/{}/{}", s.name, x.name), "rotation_days": x.rotation_days,
             })).collect::<Vec<_>>());
-            v["variables"] = json!(s.variables.iter().map(|(k, val)| json!({"name": k, "value": val})).collect::<Vec<_>>());
+            v["variables"] = json!(
+                s.variables
+                    .iter()
+                    .map(|(k, val)| json!({"name": k, "value": val}))
+                    .collect::<Vec<_>>()
+            );
         }
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
@@ -284,15 +336,30 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
         println!("stack file {f}");
     }
     println!();
-    let width = cfg.values.iter().map(|v| v.setting.key.len()).max().unwrap_or(10).max(7);
+    let width = cfg
+        .values
+        .iter()
+        .map(|v| v.setting.key.len())
+        .max()
+        .unwrap_or(10)
+        .max(7);
     println!("{:<width$}  {:<22}  {}", "SETTING", "VALUE", "SOURCE");
     for rs in &cfg.values {
-        let value = rs.value.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "(off)".into());
+        let value = rs
+            .value
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "(off)".into());
         let mut source = rs.source.to_string();
         if let (Source::Default, Some(aws)) = (&rs.source, rs.setting.aws_default) {
             source.push_str(&format!(" (AWS default: {aws})"));
         }
-        println!("{:<width$}  {:<22}  {}", rs.setting.key, value, out.dim(&source));
+        println!(
+            "{:<width$}  {:<22}  {}",
+            rs.setting.key,
+            value,
+            out.dim(&source)
+        );
     }
     if let Some(u) = unit {
         let s = &u.service;
@@ -316,15 +383,29 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
         if !s.buckets.is_empty() {
             println!("\nbuckets");
             for b in &s.buckets {
-                let repl = b.replication_region.as_ref().map(|r| format!(", replicated to {r}")).unwrap_or_default();
-                println!("  {}  versioning {}{repl}", b.name, if b.versioning { "on" } else { "off" });
+                let repl = b
+                    .replication_region
+                    .as_ref()
+                    .map(|r| format!(", replicated to {r}"))
+                    .unwrap_or_default();
+                println!(
+                    "  {}  versioning {}{repl}",
+                    b.name,
+                    if b.versioning { "on" } else { "off" }
+                );
             }
         }
         if !s.secrets.is_empty() {
             println!("\nsecrets (SSM SecureString; values are never shown)");
             for x in &s.secrets {
-                let rot = x.rotation_days.map(|d| format!(", rotate every {d} days")).unwrap_or_default();
-                println!("  {}  /{project}/{env_name}/{}/{}{rot}", x.name, s.name, x.name);
+                let rot = x
+                    .rotation_days
+                    .map(|d| format!(", rotate every {d} days"))
+                    .unwrap_or_default();
+                println!(
+                    "  {}  /{project}/{env_name}/{}/{}{rot}",
+                    x.name, s.name, x.name
+                );
             }
         }
         if !s.variables.is_empty() {

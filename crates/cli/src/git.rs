@@ -11,7 +11,9 @@ fn git(root: &Path, args: &[&str]) -> Result<String, Failure> {
         .arg(root)
         .args(args)
         .output()
-        .map_err(|e| Failure::Resolve(format!("cannot run git ({e}); pass the value explicitly")))?;
+        .map_err(|e| {
+            Failure::Resolve(format!("cannot run git ({e}); pass the value explicitly"))
+        })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(Failure::Resolve(format!(
@@ -35,7 +37,9 @@ pub fn branch(root: &Path) -> Result<String, Failure> {
     }
     let b = git(root, &["rev-parse", "--abbrev-ref", "HEAD"])?;
     if b == "HEAD" {
-        return Err(Failure::Resolve("git is on a detached HEAD: no branch to resolve; pass --branch".into()));
+        return Err(Failure::Resolve(
+            "git is on a detached HEAD: no branch to resolve; pass --branch".into(),
+        ));
     }
     Ok(b)
 }
@@ -50,5 +54,7 @@ pub fn head_sha(root: &Path) -> Result<String, Failure> {
 /// The pull request number when running in CI for a pull request
 /// (`GITHUB_REF=refs/pull/N/merge`).
 pub fn ci_pull_request() -> Option<u64> {
-    std::env::var("GITHUB_REF").ok().and_then(|r| pantstack_model::env::pr_from_ref(&r))
+    std::env::var("GITHUB_REF")
+        .ok()
+        .and_then(|r| pantstack_model::env::pr_from_ref(&r))
 }

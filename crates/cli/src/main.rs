@@ -47,7 +47,12 @@ fn main() -> ExitCode {
         Command::Init(a) => scaffold::init(&out, &a),
         Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "pantstack", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "pantstack",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     };
@@ -57,7 +62,11 @@ fn main() -> ExitCode {
             match &f {
                 Failure::Invalid => {}
                 Failure::Resolve(m) | Failure::Io(m) | Failure::Usage(m) => {
-                    let label = if out.color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+                    let label = if out.color {
+                        "\x1b[1;31merror\x1b[0m"
+                    } else {
+                        "error"
+                    };
                     if out.json() {
                         let v = serde_json::json!({ "error": m, "exit_code": f.code() });
                         println!("{v}");

@@ -38,13 +38,16 @@ impl Plan {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Failure::Io(format!("cannot create {}: {e}", parent.display())))?;
             }
-            std::fs::write(&path, content).map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))?;
+            std::fs::write(&path, content)
+                .map_err(|e| Failure::Io(format!("cannot write {}: {e}", path.display())))?;
             if *exec {
                 #[cfg(unix)]
                 {
                     use std::os::unix::fs::PermissionsExt;
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                        .map_err(|e| Failure::Io(format!("cannot chmod {}: {e}", path.display())))?;
+                        .map_err(|e| {
+                            Failure::Io(format!("cannot chmod {}: {e}", path.display()))
+                        })?;
                 }
             }
         }
@@ -84,7 +87,9 @@ fn stack_file(env: &str, region: &str, foundation: bool) -> String {
     let mut s = format!("config:\n  aws:region: {region}\n  pantstack:environment: {env}\n");
     if !foundation {
         let (min, max) = if env == "prod" { (2, 10) } else { (1, 3) };
-        s.push_str(&format!("  pantstack:minCapacity: {min}\n  pantstack:maxCapacity: {max}\n"));
+        s.push_str(&format!(
+            "  pantstack:minCapacity: {min}\n  pantstack:maxCapacity: {max}\n"
+        ));
     }
     s
 }
@@ -129,7 +134,14 @@ memory: 512
     s
 }
 
-fn add_service(plan: &mut Plan, project: &str, name: &str, role: Role, envs: &[String], region: &str) {
+fn add_service(
+    plan: &mut Plan,
+    project: &str,
+    name: &str,
+    role: Role,
+    envs: &[String],
+    region: &str,
+) {
     let dir = PathBuf::from("modules").join(name);
     let desc = match role {
         Role::Http => "HTTP service",
@@ -142,8 +154,18 @@ fn add_service(plan: &mut Plan, project: &str, name: &str, role: Role, envs: &[S
             "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[[bin]]\nname = \"{name}\"\npath = \"src/main.rs\"\n"
         ),
     );
-    plan.add(dir.join("src/main.rs"), SERVICE_MAIN.replace("unwrap_or_else(|_| \"api\".into())", &format!("unwrap_or_else(|_| \"{name}\".into())")));
-    let (port, cmd) = if role == Role::Worker { (8081, "work") } else { (8080, "serve") };
+    plan.add(
+        dir.join("src/main.rs"),
+        SERVICE_MAIN.replace(
+            "unwrap_or_else(|_| \"api\".into())",
+            &format!("unwrap_or_else(|_| \"{name}\".into())"),
+        ),
+    );
+    let (port, cmd) = if role == Role::Worker {
+        (8081, "work")
+    } else {
+        (8080, "serve")
+    };
     plan.add(
         dir.join("Dockerfile"),
         format!(
@@ -178,16 +200,23 @@ cp \"$target_dir/x86_64-unknown-linux-gnu/release/{name}\" .build/{name}
     let infra = dir.join("infrastructure");
     plan.add(
         infra.join("Pulumi.yaml"),
-        format!("name: {project}-{name}\nruntime: python\ndescription: {name} {desc} infrastructure\n"),
+        format!(
+            "name: {project}-{name}\nruntime: python\ndescription: {name} {desc} infrastructure\n"
+        ),
     );
     for env in envs {
-        plan.add(infra.join(format!("Pulumi.{env}.yaml")), stack_file(env, region, false));
+        plan.add(
+            infra.join(format!("Pulumi.{env}.yaml")),
+            stack_file(env, region, false),
+        );
     }
     plan.add(infra.join("pantstack.yaml"), service_manifest(name, role));
 }
 
 fn is_empty_dir(p: &Path) -> bool {
-    std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false)
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
 }
 
 pub fn init(out: &Out, a: &InitArgs) -> Result<(), Failure> {
@@ -222,7 +251,10 @@ pub fn init(out: &Out, a: &InitArgs) -> Result<(), Failure> {
     };
     let envs = vec!["test".to_string(), "prod".to_string()];
     let mut plan = Plan { files: Vec::new() };
-    plan.add("Cargo.toml", "[workspace]\nresolver = \"2\"\nmembers = [\"modules/*\"]\n".into());
+    plan.add(
+        "Cargo.toml",
+        "[workspace]\nresolver = \"2\"\nmembers = [\"modules/*\"]\n".into(),
+    );
     plan.add(".gitignore", "/target\n.pantstack/\n.build/\n".into());
     plan.add(
         "README.md",
@@ -237,26 +269,49 @@ pub fn init(out: &Out, a: &InitArgs) -> Result<(), Failure> {
     );
     plan.add(
         fdir.join("pantstack.yaml"),
-        foundation_manifest(&project, &a.region, github.as_ref().map(|(o, r)| (o.as_str(), r.as_str()))),
+        foundation_manifest(
+            &project,
+            &a.region,
+            github.as_ref().map(|(o, r)| (o.as_str(), r.as_str())),
+        ),
     );
     for env in &envs {
-        plan.add(fdir.join(format!("Pulumi.{env}.yaml")), stack_file(env, &a.region, true));
+        plan.add(
+            fdir.join(format!("Pulumi.{env}.yaml")),
+            stack_file(env, &a.region, true),
+        );
     }
     add_service(&mut plan, &project, "api", Role::Both, &envs, &a.region);
     plan.write(&a.dir)?;
     if !out.json() {
-        println!("created {} (project {project}) with service `api` (HTTP + worker)", a.dir.display());
-        println!("next: cd {} && pantstack check && pantstack env --branch dev", a.dir.display());
+        println!(
+            "created {} (project {project}) with service `api` (HTTP + worker)",
+            a.dir.display()
+        );
+        println!(
+            "next: cd {} && pantstack check && pantstack env --branch dev",
+            a.dir.display()
+        );
     } else {
-        let files: Vec<String> = plan.files.iter().map(|(p, _, _)| p.display().to_string()).collect();
-        println!("{}", serde_json::json!({"created": a.dir.display().to_string(), "project": project, "files": files}));
+        let files: Vec<String> = plan
+            .files
+            .iter()
+            .map(|(p, _, _)| p.display().to_string())
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"created": a.dir.display().to_string(), "project": project, "files": files})
+        );
     }
     Ok(())
 }
 
 pub fn new_service(global: &Global, out: &Out, a: &NewArgs) -> Result<(), Failure> {
     names::check_service_name(&a.name).map_err(|e| {
-        Failure::Usage(format!("{e}; try `{}`", names::suggest_label(&a.name, names::MAX_SERVICE_NAME)))
+        Failure::Usage(format!(
+            "{e}; try `{}`",
+            names::suggest_label(&a.name, names::MAX_SERVICE_NAME)
+        ))
     })?;
     let root = find_root(global)?;
     if root.join("modules").join(&a.name).exists() {
@@ -264,7 +319,12 @@ pub fn new_service(global: &Global, out: &Out, a: &NewArgs) -> Result<(), Failur
     }
     let loaded = pantstack_model::load(&root);
     let repo = &loaded.repo;
-    let envs: Vec<String> = repo.foundation.env_names().iter().map(|s| s.to_string()).collect();
+    let envs: Vec<String> = repo
+        .foundation
+        .env_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let region = repo
         .region_for(envs.first().map(String::as_str).unwrap_or("test"))
         .map(|(r, _)| r)
@@ -274,14 +334,34 @@ pub fn new_service(global: &Global, out: &Out, a: &NewArgs) -> Result<(), Failur
         Kind::Worker => Role::Worker,
     };
     let mut plan = Plan { files: Vec::new() };
-    add_service(&mut plan, &repo.foundation.project.value, &a.name, role, &envs, &region);
+    add_service(
+        &mut plan,
+        &repo.foundation.project.value,
+        &a.name,
+        role,
+        &envs,
+        &region,
+    );
     plan.write(&root)?;
     if out.json() {
-        let files: Vec<String> = plan.files.iter().map(|(p, _, _)| p.display().to_string()).collect();
+        let files: Vec<String> = plan
+            .files
+            .iter()
+            .map(|(p, _, _)| p.display().to_string())
+            .collect();
         println!("{}", serde_json::json!({"service": a.name, "files": files}));
     } else {
-        println!("created modules/{} ({:?}); stack files for: {}", a.name, a.kind, envs.join(", "));
-        println!("next: pantstack check && pantstack config {} --env {}", a.name, envs.first().map(String::as_str).unwrap_or("test"));
+        println!(
+            "created modules/{} ({:?}); stack files for: {}",
+            a.name,
+            a.kind,
+            envs.join(", ")
+        );
+        println!(
+            "next: pantstack check && pantstack config {} --env {}",
+            a.name,
+            envs.first().map(String::as_str).unwrap_or("test")
+        );
     }
     Ok(())
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 fn examples() -> PathBuf {
@@ -82,7 +85,11 @@ fn outside_a_monorepo_says_so() {
     let dir = tempdir("outside");
     let o = pantstack(&dir, &["check"]);
     assert_eq!(code(&o), 3);
-    assert!(stderr(&o).contains("no Pantstack monorepo"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no Pantstack monorepo"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -130,7 +137,11 @@ fn huge_manifest_is_refused_without_reading_it() {
     std::fs::write(&manifest, text).expect("write");
     let o = pantstack(&dir, &["check"]);
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("error[file-too-large]"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("error[file-too-large]"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stderr(&o).contains("modules/api/infrastructure/pantstack.yaml"));
 }
 
@@ -141,8 +152,14 @@ fn check_json_lists_diagnostics_with_positions() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["ok"], false);
     let diags = v["diagnostics"].as_array().expect("array");
-    assert_eq!(v["errors"].as_u64().expect("n") as usize, diags.iter().filter(|d| d["severity"] == "error").count());
-    let prot = diags.iter().find(|d| d["field"] == "http.prot").expect("http.prot diagnostic");
+    assert_eq!(
+        v["errors"].as_u64().expect("n") as usize,
+        diags.iter().filter(|d| d["severity"] == "error").count()
+    );
+    let prot = diags
+        .iter()
+        .find(|d| d["field"] == "http.prot")
+        .expect("http.prot diagnostic");
     assert_eq!(prot["code"], "unknown-key");
     assert_eq!(prot["file"], "modules/api/infrastructure/pantstack.yaml");
     assert_eq!(prot["line"], 5);
@@ -155,7 +172,10 @@ fn env_follows_the_seed_mapping() {
     let o = pantstack(&examples(), &["env", "--branch", "dev"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     insta::assert_snapshot!("env_dev", stdout(&o));
-    let o = pantstack(&examples(), &["env", "--branch", "main", "--format", "json"]);
+    let o = pantstack(
+        &examples(),
+        &["env", "--branch", "main", "--format", "json"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["environment"], "prod");
     assert_eq!(v["services"][0]["min_capacity"], 2);
@@ -189,7 +209,11 @@ fn env_reads_the_branch_from_git_and_ci() {
             .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
             .output()
             .expect("git");
-        assert!(st.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         String::from_utf8_lossy(&st.stdout).trim().to_string()
     };
     git(&["init", "-q", "-b", "main"]);
@@ -225,40 +249,94 @@ fn config_shows_values_and_their_sources() {
 
 #[test]
 fn config_cli_overrides_win_and_are_validated() {
-    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "maxCapacity=7", "--format", "json"]);
+    let o = pantstack(
+        &examples(),
+        &[
+            "config",
+            "api",
+            "--env",
+            "test",
+            "--set",
+            "maxCapacity=7",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let max = v["settings"].as_array().expect("settings").iter().find(|s| s["key"] == "maxCapacity").expect("max");
+    let max = v["settings"]
+        .as_array()
+        .expect("settings")
+        .iter()
+        .find(|s| s["key"] == "maxCapacity")
+        .expect("max");
     assert_eq!(max["value"], 7);
     assert_eq!(max["source"]["layer"], "cli");
-    let min = v["settings"].as_array().expect("settings").iter().find(|s| s["key"] == "minCapacity").expect("min");
+    let min = v["settings"]
+        .as_array()
+        .expect("settings")
+        .iter()
+        .find(|s| s["key"] == "minCapacity")
+        .expect("min");
     assert_eq!(min["source"]["layer"], "stack");
-    assert_eq!(min["source"]["file"], "modules/api/infrastructure/Pulumi.test.yaml");
+    assert_eq!(
+        min["source"]["file"],
+        "modules/api/infrastructure/Pulumi.test.yaml"
+    );
     assert_eq!(min["source"]["line"], 4);
 
-    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "maxCapacty=7"]);
+    let o = pantstack(
+        &examples(),
+        &["config", "api", "--env", "test", "--set", "maxCapacty=7"],
+    );
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("did you mean `maxCapacity`?"), "{}", stderr(&o));
-    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "port=99999"]);
+    assert!(
+        stderr(&o).contains("did you mean `maxCapacity`?"),
+        "{}",
+        stderr(&o)
+    );
+    let o = pantstack(
+        &examples(),
+        &["config", "api", "--env", "test", "--set", "port=99999"],
+    );
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("between 1 and 65535"), "{}", stderr(&o));
-    let o = pantstack(&examples(), &["config", "api", "--env", "test", "--set", "minCapacity=20"]);
+    let o = pantstack(
+        &examples(),
+        &["config", "api", "--env", "test", "--set", "minCapacity=20"],
+    );
     assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("minCapacity (20) is greater than maxCapacity (3)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("minCapacity (20) is greater than maxCapacity (3)"),
+        "{}",
+        stderr(&o)
+    );
     let o = pantstack(&examples(), &["config", "apx", "--env", "test"]);
     assert_eq!(code(&o), 3);
     assert!(stderr(&o).contains("did you mean `api`?"), "{}", stderr(&o));
     let o = pantstack(&examples(), &["config", "api", "--env", "prd"]);
     assert_eq!(code(&o), 3);
-    assert!(stderr(&o).contains("did you mean `prod`?"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `prod`?"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn config_of_the_foundation() {
-    let o = pantstack(&examples(), &["config", "foundation", "--env", "prod", "--format", "json"]);
+    let o = pantstack(
+        &examples(),
+        &["config", "foundation", "--env", "prod", "--format", "json"],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let nat = v["settings"].as_array().expect("s").iter().find(|s| s["key"] == "natGateways").expect("nat");
+    let nat = v["settings"]
+        .as_array()
+        .expect("s")
+        .iter()
+        .find(|s| s["key"] == "natGateways")
+        .expect("nat");
     assert_eq!(nat["value"], "per_az");
     assert_eq!(v["region"], "us-east-1");
 }
@@ -266,11 +344,32 @@ fn config_of_the_foundation() {
 #[test]
 fn tags_follow_the_seed_strategy() {
     let cases: &[(&[&str], &str)] = &[
-        (&["tag", "api", "--branch", "dev", "--sha", "abc1234def5678"], "api-dev-abc1234"),
-        (&["tag", "api", "--branch", "feature/Login", "--sha", "0123456789abcdef"], "api-feature-login-0123456"),
-        (&["tag", "api", "--worker", "--branch", "dev", "--sha", "ABC1234"], "api-worker-dev-abc1234"),
+        (
+            &["tag", "api", "--branch", "dev", "--sha", "abc1234def5678"],
+            "api-dev-abc1234",
+        ),
+        (
+            &[
+                "tag",
+                "api",
+                "--branch",
+                "feature/Login",
+                "--sha",
+                "0123456789abcdef",
+            ],
+            "api-feature-login-0123456",
+        ),
+        (
+            &[
+                "tag", "api", "--worker", "--branch", "dev", "--sha", "ABC1234",
+            ],
+            "api-worker-dev-abc1234",
+        ),
         (&["tag", "api", "--version", "1.2.3"], "api-v1.2.3"),
-        (&["tag", "api", "--version", "v2.0.0-rc.1"], "api-v2.0.0-rc.1"),
+        (
+            &["tag", "api", "--version", "v2.0.0-rc.1"],
+            "api-v2.0.0-rc.1",
+        ),
     ];
     for (args, want) in cases {
         let o = pantstack(&examples(), args);
@@ -278,12 +377,31 @@ fn tags_follow_the_seed_strategy() {
         assert_eq!(stdout(&o).trim(), *want, "{args:?}");
     }
     let long = format!("feature/{}", "x".repeat(200));
-    let o = pantstack(&examples(), &["tag", "api", "--worker", "--branch", &long, "--sha", "0123456789"]);
+    let o = pantstack(
+        &examples(),
+        &[
+            "tag",
+            "api",
+            "--worker",
+            "--branch",
+            &long,
+            "--sha",
+            "0123456789",
+        ],
+    );
     let t = stdout(&o);
     assert_eq!(t.trim().len(), 128);
     let bad: &[(&[&str], i32, &str)] = &[
-        (&["tag", "api", "--version", "1.2"], 2, "not a semantic version"),
-        (&["tag", "api", "--branch", "dev", "--sha", "xyz"], 2, "not a commit hash"),
+        (
+            &["tag", "api", "--version", "1.2"],
+            2,
+            "not a semantic version",
+        ),
+        (
+            &["tag", "api", "--branch", "dev", "--sha", "xyz"],
+            2,
+            "not a commit hash",
+        ),
         (&["tag", "Api", "--version", "1.0.0"], 2, "lowercase"),
         (&["tag", "web", "--version", "1.0.0"], 3, "no service `web`"),
     ];
@@ -292,7 +410,10 @@ fn tags_follow_the_seed_strategy() {
         assert_eq!(code(&o), *want_code, "{args:?}");
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
-    let o = pantstack(&examples(), &["tag", "api", "--version", "1.2.3", "--format", "json"]);
+    let o = pantstack(
+        &examples(),
+        &["tag", "api", "--version", "1.2.3", "--format", "json"],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["image"], "shop:api-v1.2.3");
 }
@@ -313,7 +434,8 @@ fn init_then_check_then_env_is_the_quick_start() {
     assert!(out.contains("region       us-east-1"), "{out}");
     assert!(out.contains("capacity 1..3"), "{out}");
     // The seed's stack file, exactly.
-    let stack = std::fs::read_to_string(demo.join("modules/api/infrastructure/Pulumi.test.yaml")).expect("read");
+    let stack = std::fs::read_to_string(demo.join("modules/api/infrastructure/Pulumi.test.yaml"))
+        .expect("read");
     assert_eq!(
         stack,
         "config:\n  aws:region: us-east-1\n  pantstack:environment: test\n  pantstack:minCapacity: 1\n  pantstack:maxCapacity: 3\n"
@@ -326,7 +448,10 @@ fn init_then_check_then_env_is_the_quick_start() {
     let o = pantstack(&demo, &["check", "--format", "json"]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(v["services"], serde_json::json!(["api", "billing", "mailer"]));
+    assert_eq!(
+        v["services"],
+        serde_json::json!(["api", "billing", "mailer"])
+    );
     assert_eq!(v["warnings"], 0);
     // Bad names and existing directories are refused.
     let o = pantstack(&demo, &["new", "Billing_API", "--kind", "http"]);
@@ -344,19 +469,33 @@ fn init_and_examples_share_the_service_code() {
     let dir = tempdir("init-code");
     let o = pantstack(&dir, &["init", "shop", "--github", "acme/shop"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let manifest = std::fs::read_to_string(dir.join("shop/stack/infra/foundation/pantstack.yaml")).expect("read");
+    let manifest = std::fs::read_to_string(dir.join("shop/stack/infra/foundation/pantstack.yaml"))
+        .expect("read");
     assert!(manifest.contains("owner: acme") && manifest.contains("repo: shop"));
-    let code_written = std::fs::read_to_string(dir.join("shop/modules/api/src/main.rs")).expect("read");
-    let example = std::fs::read_to_string(examples().join("modules/api/src/main.rs")).expect("read");
+    let code_written =
+        std::fs::read_to_string(dir.join("shop/modules/api/src/main.rs")).expect("read");
+    let example =
+        std::fs::read_to_string(examples().join("modules/api/src/main.rs")).expect("read");
     assert_eq!(code_written, example);
 }
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for cmd in ["check", "env", "config", "tag", "init", "new", "completions"] {
+    for cmd in [
+        "check",
+        "env",
+        "config",
+        "tag",
+        "init",
+        "new",
+        "completions",
+    ] {
         let o = pantstack(&examples(), &[cmd, "--help"]);
         assert_eq!(code(&o), 0, "{cmd}");
-        assert!(stdout(&o).contains("Examples:"), "{cmd} --help has no examples");
+        assert!(
+            stdout(&o).contains("Examples:"),
+            "{cmd} --help has no examples"
+        );
     }
     let o = pantstack(&examples(), &["--help"]);
     assert!(stdout(&o).contains("Exit codes:"));

@@ -96,7 +96,13 @@ impl Diagnostic {
     /// with the span underlined, and the help. `source` is the file's text, if known.
     pub fn render(&self, source: Option<&str>, color: bool) -> String {
         let (bold, red, yellow, blue, reset) = if color {
-            ("\x1b[1m", "\x1b[1;31m", "\x1b[1;33m", "\x1b[1;34m", "\x1b[0m")
+            (
+                "\x1b[1m",
+                "\x1b[1;31m",
+                "\x1b[1;33m",
+                "\x1b[1;34m",
+                "\x1b[0m",
+            )
         } else {
             ("", "", "", "", "")
         };
@@ -199,15 +205,27 @@ mod tests {
     #[test]
     fn did_you_mean_finds_typos_and_transpositions() {
         assert_eq!(did_you_mean("prot", &["port", "path"]), Some("port"));
-        assert_eq!(did_you_mean("helthcheck", &["healthcheck"]), Some("healthcheck"));
+        assert_eq!(
+            did_you_mean("helthcheck", &["healthcheck"]),
+            Some("healthcheck")
+        );
         assert_eq!(did_you_mean("zzzzzz", &["port", "path"]), None);
-        assert_eq!(did_you_mean("MinCapacity", &["minCapacity"]), Some("minCapacity"));
+        assert_eq!(
+            did_you_mean("MinCapacity", &["minCapacity"]),
+            Some("minCapacity")
+        );
     }
 
     #[test]
     fn render_underlines_the_span() {
-        let d = Diagnostic::error("unknown-key", "a.yaml", Span::new(2, 3, 4), "http.prot", "unknown key `prot`")
-            .with_help("did you mean `port`?");
+        let d = Diagnostic::error(
+            "unknown-key",
+            "a.yaml",
+            Span::new(2, 3, 4),
+            "http.prot",
+            "unknown key `prot`",
+        )
+        .with_help("did you mean `port`?");
         let out = d.render(Some("http:\n  prot: 80\n"), false);
         assert!(out.contains("--> a.yaml:2:3"), "{out}");
         assert!(out.contains("  prot: 80\n"), "{out}");

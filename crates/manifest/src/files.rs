@@ -50,7 +50,12 @@ impl RepoFiles {
     pub fn text_of(&self, path: &str) -> Option<&str> {
         std::iter::once(&self.foundation)
             .chain(self.services.iter().map(|(_, l)| l))
-            .flat_map(|l| l.project.iter().chain(l.manifest.iter()).chain(l.stacks.iter().map(|(_, f)| f)))
+            .flat_map(|l| {
+                l.project
+                    .iter()
+                    .chain(l.manifest.iter())
+                    .chain(l.stacks.iter().map(|(_, f)| f))
+            })
             .find(|f| f.path == path)
             .map(|f| f.text.as_str())
     }
@@ -84,9 +89,14 @@ pub fn load(root: &Path) -> (RepoFiles, Vec<Diagnostic>) {
                 FOUNDATION_DIR,
                 Span::default(),
                 "",
-                format!("no foundation directory `{FOUNDATION_DIR}` under {}", root.display()),
+                format!(
+                    "no foundation directory `{FOUNDATION_DIR}` under {}",
+                    root.display()
+                ),
             )
-            .with_help("run `pantstack init DIR` to create a monorepo, or pass --root to point at one"),
+            .with_help(
+                "run `pantstack init DIR` to create a monorepo, or pass --root to point at one",
+            ),
         );
     }
     repo.foundation = load_layer(root, FOUNDATION_DIR, &mut diags);
@@ -108,7 +118,9 @@ pub fn load(root: &Path) -> (RepoFiles, Vec<Diagnostic>) {
                         &format!("{MODULES_DIR}/{name}"),
                         Span::default(),
                         "",
-                        format!("module `{name}` has no `{INFRA_DIR}/` directory and is not deployed"),
+                        format!(
+                            "module `{name}` has no `{INFRA_DIR}/` directory and is not deployed"
+                        ),
                     )
                     .with_help(format!("run `pantstack new {name} --kind http` to add one")),
                 );
@@ -140,14 +152,25 @@ fn load_layer(root: &Path, dir: &str, diags: &mut Vec<Diagnostic>) -> LayerFiles
             layer.project = read_file(root, &rel, diags);
         } else if name == MANIFEST_FILE {
             layer.manifest = read_file(root, &rel, diags);
-        } else if let Some(stack) = name.strip_prefix("Pulumi.").and_then(|n| n.strip_suffix(".yaml")) {
+        } else if let Some(stack) = name
+            .strip_prefix("Pulumi.")
+            .and_then(|n| n.strip_suffix(".yaml"))
+        {
             if let Some(f) = read_file(root, &rel, diags) {
                 layer.stacks.push((stack.to_string(), f));
             }
-        } else if name.ends_with(".yml") && (name.starts_with("Pulumi") || name.starts_with("pantstack")) {
+        } else if name.ends_with(".yml")
+            && (name.starts_with("Pulumi") || name.starts_with("pantstack"))
+        {
             diags.push(
-                Diagnostic::warning("ignored-file", &rel, Span::default(), "", format!("`{name}` is ignored"))
-                    .with_help("Pantstack reads `.yaml` files; rename it with a `.yaml` extension"),
+                Diagnostic::warning(
+                    "ignored-file",
+                    &rel,
+                    Span::default(),
+                    "",
+                    format!("`{name}` is ignored"),
+                )
+                .with_help("Pantstack reads `.yaml` files; rename it with a `.yaml` extension"),
             );
         }
     }
@@ -164,7 +187,10 @@ fn read_file(root: &Path, rel: &str, diags: &mut Vec<Diagnostic>) -> Option<Sour
                     rel,
                     Span::default(),
                     "",
-                    format!("file is {} bytes; manifests are limited to {MAX_FILE_BYTES} bytes", m.len()),
+                    format!(
+                        "file is {} bytes; manifests are limited to {MAX_FILE_BYTES} bytes",
+                        m.len()
+                    ),
                 )
                 .with_help("split the file, or remove generated content from it"),
             );
@@ -172,7 +198,13 @@ fn read_file(root: &Path, rel: &str, diags: &mut Vec<Diagnostic>) -> Option<Sour
         }
         Ok(_) => {}
         Err(e) => {
-            diags.push(Diagnostic::error("unreadable-file", rel, Span::default(), "", format!("cannot read: {e}")));
+            diags.push(Diagnostic::error(
+                "unreadable-file",
+                rel,
+                Span::default(),
+                "",
+                format!("cannot read: {e}"),
+            ));
             return None;
         }
     }
@@ -188,13 +220,22 @@ fn read_file(root: &Path, rel: &str, diags: &mut Vec<Diagnostic>) -> Option<Sour
                     rel,
                     Span::default(),
                     "",
-                    format!("file is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+                    format!(
+                        "file is not UTF-8 text (invalid byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    ),
                 ));
                 None
             }
         },
         Err(e) => {
-            diags.push(Diagnostic::error("unreadable-file", rel, Span::default(), "", format!("cannot read: {e}")));
+            diags.push(Diagnostic::error(
+                "unreadable-file",
+                rel,
+                Span::default(),
+                "",
+                format!("cannot read: {e}"),
+            ));
             None
         }
     }

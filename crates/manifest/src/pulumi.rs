@@ -23,7 +23,13 @@ const PROJECT_KEYS: &[&str] = &[
     "website",
 ];
 const RUNTIMES: &[&str] = &["python", "nodejs", "go", "dotnet", "java", "yaml"];
-const STACK_KEYS: &[&str] = &["config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"];
+const STACK_KEYS: &[&str] = &[
+    "config",
+    "secretsprovider",
+    "encryptedkey",
+    "encryptionsalt",
+    "environment",
+];
 
 /// `Pulumi.yaml`.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +57,9 @@ pub struct StackFile {
 
 impl StackFile {
     pub fn get(&self, namespace: &str, key: &str) -> Option<&ConfigEntry> {
-        self.config.iter().find(|e| e.namespace == namespace && e.key == key)
+        self.config
+            .iter()
+            .find(|e| e.namespace == namespace && e.key == key)
     }
 }
 
@@ -67,8 +75,13 @@ pub fn read_project(r: &mut Reader<'_>, node: &Node) -> ProjectFile {
     match f.get("name") {
         Some(n) => out.name = r.string(n, "name").map(|s| (s, n.span)),
         None => {
-            r.error("missing-key", f.span, "name", "`name` is required in Pulumi.yaml")
-                .help = Some("add `name: <project-name>`".into());
+            r.error(
+                "missing-key",
+                f.span,
+                "name",
+                "`name` is required in Pulumi.yaml",
+            )
+            .help = Some("add `name: <project-name>`".into());
         }
     }
     match f.get("runtime") {
@@ -78,8 +91,16 @@ pub fn read_project(r: &mut Reader<'_>, node: &Node) -> ProjectFile {
             out.runtime = r.one_of(name_node, "runtime", RUNTIMES);
         }
         None => {
-            r.error("missing-key", f.span, "runtime", "`runtime` is required in Pulumi.yaml")
-                .help = Some(format!("add `runtime: python` (one of {})", RUNTIMES.join(", ")));
+            r.error(
+                "missing-key",
+                f.span,
+                "runtime",
+                "`runtime` is required in Pulumi.yaml",
+            )
+            .help = Some(format!(
+                "add `runtime: python` (one of {})",
+                RUNTIMES.join(", ")
+            ));
         }
     }
     if let Some(n) = f.get("description") {

@@ -95,14 +95,28 @@ impl<'f> Reader<'f> {
         }
     }
 
-    pub fn error(&mut self, code: &'static str, span: Span, field: &str, msg: impl Into<String>) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::error(code, self.file, span, field, msg));
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        field: &str,
+        msg: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::error(code, self.file, span, field, msg));
         let last = self.diags.len() - 1;
         &mut self.diags[last]
     }
 
-    pub fn warn(&mut self, code: &'static str, span: Span, field: &str, msg: impl Into<String>) -> &mut Diagnostic {
-        self.diags.push(Diagnostic::warning(code, self.file, span, field, msg));
+    pub fn warn(
+        &mut self,
+        code: &'static str,
+        span: Span,
+        field: &str,
+        msg: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::warning(code, self.file, span, field, msg));
         let last = self.diags.len() - 1;
         &mut self.diags[last]
     }
@@ -128,7 +142,11 @@ impl<'f> Reader<'f> {
             Value::Map(m) => m,
             Value::Null => &[],
             _ => {
-                self.wrong_type(node, if path.is_empty() { "(top level)" } else { path }, "a mapping");
+                self.wrong_type(
+                    node,
+                    if path.is_empty() { "(top level)" } else { path },
+                    "a mapping",
+                );
                 return None;
             }
         };
@@ -136,13 +154,22 @@ impl<'f> Reader<'f> {
             let name = k.scalar_text().unwrap_or_default();
             if !allowed.contains(&name.as_str()) {
                 let field = join(path, &name);
-                let where_ = if path.is_empty() { "at the top level".to_string() } else { format!("in `{path}`") };
+                let where_ = if path.is_empty() {
+                    "at the top level".to_string()
+                } else {
+                    format!("in `{path}`")
+                };
                 let help = match did_you_mean(&name, allowed) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("valid keys here: {}", allowed.join(", ")),
                 };
-                self.error("unknown-key", k.span, &field, format!("unknown key `{name}` {where_}"))
-                    .help = Some(help);
+                self.error(
+                    "unknown-key",
+                    k.span,
+                    &field,
+                    format!("unknown key `{name}` {where_}"),
+                )
+                .help = Some(help);
             }
         }
         Some(Fields {
@@ -273,7 +300,10 @@ impl<'f> Reader<'f> {
             "invalid-value",
             node.span,
             path,
-            format!("`{path}` is `{text}`; it must be one of {}", choices.join(", ")),
+            format!(
+                "`{path}` is `{text}`; it must be one of {}",
+                choices.join(", ")
+            ),
         )
         .help = Some(help);
         None
@@ -286,11 +316,21 @@ impl<'f> Reader<'f> {
             Value::Str(s) => match split_words(s) {
                 Some(words) if !words.is_empty() => Some(words),
                 Some(_) => {
-                    self.error("invalid-value", node.span, path, format!("`{path}` is empty"));
+                    self.error(
+                        "invalid-value",
+                        node.span,
+                        path,
+                        format!("`{path}` is empty"),
+                    );
                     None
                 }
                 None => {
-                    self.error("invalid-value", node.span, path, format!("`{path}` has an unclosed quote"));
+                    self.error(
+                        "invalid-value",
+                        node.span,
+                        path,
+                        format!("`{path}` has an unclosed quote"),
+                    );
                     None
                 }
             },
@@ -302,7 +342,11 @@ impl<'f> Reader<'f> {
                 Some(out)
             }
             _ => {
-                self.wrong_type(node, path, "a command (a string or a non-empty list of strings)");
+                self.wrong_type(
+                    node,
+                    path,
+                    "a command (a string or a non-empty list of strings)",
+                );
                 None
             }
         }
@@ -394,12 +438,20 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_types_are_all_reported() {
-        let node = parse("f.yaml", "prot: 80\nport: x\nhealth: 1\n", Limits::default()).unwrap();
+        let node = parse(
+            "f.yaml",
+            "prot: 80\nport: x\nhealth: 1\n",
+            Limits::default(),
+        )
+        .unwrap();
         let mut r = Reader::new("f.yaml");
         let f = r.map(&node, "http", &["port", "healthcheck"]).unwrap();
         let _ = r.int(f.get("port").unwrap(), "http.port", 1, 65535);
         let codes: Vec<_> = r.diags.iter().map(|d| (d.code, d.span.line)).collect();
-        assert_eq!(codes, vec![("unknown-key", 1), ("unknown-key", 3), ("wrong-type", 2)]);
+        assert_eq!(
+            codes,
+            vec![("unknown-key", 1), ("unknown-key", 3), ("wrong-type", 2)]
+        );
         assert_eq!(r.diags[0].help.as_deref(), Some("did you mean `port`?"));
     }
 

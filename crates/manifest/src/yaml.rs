@@ -206,17 +206,20 @@ impl Builder<'_> {
                 self.docs += 1;
                 if self.docs > 1 {
                     return Err(self
-                        .err("yaml-multiple-documents", span, "a manifest holds exactly one YAML document")
+                        .err(
+                            "yaml-multiple-documents",
+                            span,
+                            "a manifest holds exactly one YAML document",
+                        )
                         .with_help("remove the `---` separator and merge the documents"));
                 }
                 Ok(())
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| self.err("yaml-syntax", span, "alias to an unknown anchor"))?;
+                let node =
+                    self.anchors.get(&id).cloned().ok_or_else(|| {
+                        self.err("yaml-syntax", span, "alias to an unknown anchor")
+                    })?;
                 self.add_nodes(node.count(), span)?;
                 self.push(Node { span, ..node })
             }
@@ -328,7 +331,10 @@ impl Builder<'_> {
                 Ok(())
             }
             Some(Frame::Map {
-                entries, key, merged, ..
+                entries,
+                key,
+                merged,
+                ..
             }) => match key.take() {
                 None => {
                     if matches!(node.value, Value::Seq(_) | Value::Map(_)) {
@@ -421,7 +427,9 @@ fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
         _ => {}
@@ -480,7 +488,8 @@ mod tests {
 
     #[test]
     fn core_schema_scalars() {
-        let n = p("a: 1\nb: yes\nc: true\nd: 1.5\ne: '1'\nf: ~\ng: 0x1F\nh: 1e3\ni: !!str 5\n").unwrap();
+        let n = p("a: 1\nb: yes\nc: true\nd: 1.5\ne: '1'\nf: ~\ng: 0x1F\nh: 1e3\ni: !!str 5\n")
+            .unwrap();
         assert_eq!(n.get("a").unwrap().value, Value::Int(1));
         assert_eq!(n.get("b").unwrap().value, Value::Str("yes".into()));
         assert_eq!(n.get("c").unwrap().value, Value::Bool(true));

@@ -9,8 +9,13 @@ use crate::foundation::{Foundation, PREVIEW_PREFIX};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// The branch matched an environment's `branch:` entry (exact or `prefix/*`).
-    Branch { branch: String, pattern: String },
-    PullRequest { number: u64 },
+    Branch {
+        branch: String,
+        pattern: String,
+    },
+    PullRequest {
+        number: u64,
+    },
     /// `--env` named it directly.
     Named,
 }
@@ -23,10 +28,18 @@ pub struct ResolvedEnv {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EnvError {
-    UnmappedBranch { branch: String, mappings: Vec<(String, String)> },
-    PreviewsDisabled { number: u64 },
+    UnmappedBranch {
+        branch: String,
+        mappings: Vec<(String, String)>,
+    },
+    PreviewsDisabled {
+        number: u64,
+    },
     InvalidPr(String),
-    UnknownEnvironment { name: String, known: Vec<String> },
+    UnknownEnvironment {
+        name: String,
+        known: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for EnvError {
@@ -37,7 +50,8 @@ impl std::fmt::Display for EnvError {
                 if mappings.is_empty() {
                     write!(f, "; no branch is mapped to an environment")?;
                 } else {
-                    let list: Vec<String> = mappings.iter().map(|(b, e)| format!("{b} → {e}")).collect();
+                    let list: Vec<String> =
+                        mappings.iter().map(|(b, e)| format!("{b} → {e}")).collect();
                     write!(f, " (mapped: {})", list.join(", "))?;
                 }
                 write!(
@@ -49,10 +63,20 @@ impl std::fmt::Display for EnvError {
                 f,
                 "pull request {number} has no preview environment: previews are disabled (`previews.enabled: false` in stack/infra/foundation/pantstack.yaml)"
             ),
-            EnvError::InvalidPr(s) => write!(f, "`{s}` is not a pull request number (expected a positive integer)"),
+            EnvError::InvalidPr(s) => write!(
+                f,
+                "`{s}` is not a pull request number (expected a positive integer)"
+            ),
             EnvError::UnknownEnvironment { name, known } => {
-                write!(f, "environment `{name}` is not defined (defined: {})", known.join(", "))?;
-                if let Some(s) = pantstack_manifest::diag::did_you_mean(name, &known.iter().map(String::as_str).collect::<Vec<_>>()) {
+                write!(
+                    f,
+                    "environment `{name}` is not defined (defined: {})",
+                    known.join(", ")
+                )?;
+                if let Some(s) = pantstack_manifest::diag::did_you_mean(
+                    name,
+                    &known.iter().map(String::as_str).collect::<Vec<_>>(),
+                ) {
                     write!(f, "\nhelp: did you mean `{s}`?")?;
                 }
                 Ok(())
@@ -73,14 +97,18 @@ fn matches(pattern: &str, branch: &str) -> bool {
 /// Resolves the environment for a branch.
 pub fn for_branch(f: &Foundation, branch: &str) -> Result<ResolvedEnv, EnvError> {
     // Exact names win over prefix patterns.
-    let exact = f.environments.iter().find(|e| e.branches.iter().any(|b| b == branch));
-    let found = exact
-        .map(|e| (e, branch.to_string()))
-        .or_else(|| {
-            f.environments
+    let exact = f
+        .environments
+        .iter()
+        .find(|e| e.branches.iter().any(|b| b == branch));
+    let found = exact.map(|e| (e, branch.to_string())).or_else(|| {
+        f.environments.iter().find_map(|e| {
+            e.branches
                 .iter()
-                .find_map(|e| e.branches.iter().find(|b| matches(b, branch)).map(|b| (e, b.clone())))
-        });
+                .find(|b| matches(b, branch))
+                .map(|b| (e, b.clone()))
+        })
+    });
     match found {
         Some((env, pattern)) => Ok(ResolvedEnv {
             name: env.name.clone(),
@@ -151,15 +179,31 @@ mod tests {
     fn foundation() -> Foundation {
         Foundation {
             manifest_file: "f".into(),
-            project: Located { value: "p".into(), file: "f".into(), span: Span::default() },
+            project: Located {
+                value: "p".into(),
+                file: "f".into(),
+                span: Span::default(),
+            },
             description: None,
             region: None,
             registry: "p".into(),
             github: None,
             environments: vec![
-                Environment { name: "test".into(), branches: vec!["dev".into()], span: Span::default() },
-                Environment { name: "prod".into(), branches: vec!["main".into()], span: Span::default() },
-                Environment { name: "staging".into(), branches: vec!["release/*".into()], span: Span::default() },
+                Environment {
+                    name: "test".into(),
+                    branches: vec!["dev".into()],
+                    span: Span::default(),
+                },
+                Environment {
+                    name: "prod".into(),
+                    branches: vec!["main".into()],
+                    span: Span::default(),
+                },
+                Environment {
+                    name: "staging".into(),
+                    branches: vec!["release/*".into()],
+                    span: Span::default(),
+                },
             ],
             previews_enabled: true,
             settings: Layer::default(),
@@ -173,10 +217,18 @@ mod tests {
         assert_eq!(for_branch(&f, "main").unwrap().name, "prod");
         assert_eq!(for_branch(&f, "release/1.2").unwrap().name, "staging");
         assert_eq!(for_pr(&f, 42).unwrap().name, "preview-42");
-        assert!(matches!(for_branch(&f, "feature/x"), Err(EnvError::UnmappedBranch { .. })));
+        assert!(matches!(
+            for_branch(&f, "feature/x"),
+            Err(EnvError::UnmappedBranch { .. })
+        ));
         assert!(for_branch(&f, "release/").is_err());
         assert_eq!(named(&f, "preview-7").unwrap().name, "preview-7");
-        assert!(named(&f, "prd").unwrap_err().to_string().contains("did you mean `prod`"));
+        assert!(
+            named(&f, "prd")
+                .unwrap_err()
+                .to_string()
+                .contains("did you mean `prod`")
+        );
         assert_eq!(pr_from_ref("refs/pull/42/merge"), Some(42));
         assert_eq!(pr_from_ref("refs/heads/main"), None);
     }

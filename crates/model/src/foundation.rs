@@ -56,17 +56,27 @@ pub const PREVIEW_STACK: &str = "preview";
 pub fn check_region(region: &str) -> Result<(), String> {
     let parts: Vec<&str> = region.split('-').collect();
     let ok = parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
         && parts[0].len() == 2
         && parts.last().is_some_and(|p| p.parse::<u8>().is_ok());
     if ok {
         Ok(())
     } else {
-        Err(format!("`{region}` is not an AWS region name (like `us-east-1` or `eu-west-2`)"))
+        Err(format!(
+            "`{region}` is not an AWS region name (like `us-east-1` or `eu-west-2`)"
+        ))
     }
 }
 
-pub fn read_foundation(r: &mut Reader<'_>, node: &Node, fallback_project: Option<&str>) -> Foundation {
+pub fn read_foundation(
+    r: &mut Reader<'_>,
+    node: &Node,
+    fallback_project: Option<&str>,
+) -> Foundation {
     let file = r.file.to_string();
     let mut f = Foundation {
         manifest_file: file.clone(),
@@ -91,8 +101,10 @@ pub fn read_foundation(r: &mut Reader<'_>, node: &Node, fallback_project: Option
         Some(n) => {
             if let Some(p) = r.string(n, "project") {
                 if let Err(why) = names::check_label(&p, "project", names::MAX_PROJECT_NAME) {
-                    r.error("invalid-name", n.span, "project", why).help =
-                        Some(format!("try `{}`", names::suggest_label(&p, names::MAX_PROJECT_NAME)));
+                    r.error("invalid-name", n.span, "project", why).help = Some(format!(
+                        "try `{}`",
+                        names::suggest_label(&p, names::MAX_PROJECT_NAME)
+                    ));
                 }
                 f.project = Located {
                     value: p,
@@ -102,8 +114,13 @@ pub fn read_foundation(r: &mut Reader<'_>, node: &Node, fallback_project: Option
             }
         }
         None => {
-            r.error("missing-key", top.span, "project", "`project` is required: the slug used in every resource name")
-                .help = Some("add `project: <slug>` (lowercase letters, digits, `-`)".into());
+            r.error(
+                "missing-key",
+                top.span,
+                "project",
+                "`project` is required: the slug used in every resource name",
+            )
+            .help = Some("add `project: <slug>` (lowercase letters, digits, `-`)".into());
         }
     }
     if let Some(n) = top.get("description") {
@@ -133,7 +150,9 @@ pub fn read_foundation(r: &mut Reader<'_>, node: &Node, fallback_project: Option
                     let ok = !name.is_empty()
                         && name.len() <= 256
                         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c));
+                        && name.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c)
+                        });
                     if ok {
                         f.registry = name;
                     } else {
@@ -152,19 +171,27 @@ pub fn read_foundation(r: &mut Reader<'_>, node: &Node, fallback_project: Option
         if let Some(gf) = r.map(n, "github", &["owner", "repo"]) {
             let mut part = |key: &str| -> Option<String> {
                 let Some(v) = gf.get(key) else {
-                    r.error("missing-key", n.span, &join("github", key), format!("`github.{key}` is required for OIDC trust"));
+                    r.error(
+                        "missing-key",
+                        n.span,
+                        &join("github", key),
+                        format!("`github.{key}` is required for OIDC trust"),
+                    );
                     return None;
                 };
                 let s = r.string(v, &join("github", key))?;
                 let ok = !s.is_empty()
                     && s.len() <= 100
-                    && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
                 if !ok {
                     r.error(
                         "invalid-value",
                         v.span,
                         &join("github", key),
-                        format!("`{s}` is not a GitHub {key} name (letters, digits, `-`, `_`, `.`)"),
+                        format!(
+                            "`{s}` is not a GitHub {key} name (letters, digits, `-`, `_`, `.`)"
+                        ),
                     );
                     return None;
                 }
@@ -180,8 +207,15 @@ pub fn read_foundation(r: &mut Reader<'_>, node: &Node, fallback_project: Option
     match top.get("environments") {
         Some(n) => f.environments = read_environments(r, n),
         None => {
-            r.error("missing-key", top.span, "environments", "`environments` is required")
-                .help = Some("add `environments: { test: { branch: dev }, prod: { branch: main } }`".into());
+            r.error(
+                "missing-key",
+                top.span,
+                "environments",
+                "`environments` is required",
+            )
+            .help = Some(
+                "add `environments: { test: { branch: dev }, prod: { branch: main } }`".into(),
+            );
         }
     }
     if let Some(n) = top.get("previews") {
@@ -201,7 +235,12 @@ fn read_environments(r: &mut Reader<'_>, node: &Node) -> Vec<Environment> {
         return out;
     };
     if entries.is_empty() {
-        r.error("missing-key", node.span, "environments", "at least one environment is required");
+        r.error(
+            "missing-key",
+            node.span,
+            "environments",
+            "at least one environment is required",
+        );
     }
     for (name, key, value) in entries.entries() {
         let field = join("environments", &name);
@@ -234,9 +273,13 @@ fn read_environments(r: &mut Reader<'_>, node: &Node) -> Vec<Environment> {
                     "duplicate-branch",
                     key.span,
                     &field,
-                    format!("branch `{b}` is mapped to both `{}` and `{name}`", other.name),
+                    format!(
+                        "branch `{b}` is mapped to both `{}` and `{name}`",
+                        other.name
+                    ),
                 )
-                .help = Some("a branch deploys to one environment; remove it from one of them".into());
+                .help =
+                    Some("a branch deploys to one environment; remove it from one of them".into());
             }
         }
         out.push(Environment {

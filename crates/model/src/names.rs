@@ -13,18 +13,28 @@ pub fn check_label(name: &str, what: &str, max: usize) -> Result<(), String> {
         return Err(format!("{what} name is empty"));
     }
     if name.len() > max {
-        return Err(format!("{what} name `{name}` is {} characters; at most {max} are allowed", name.len()));
+        return Err(format!(
+            "{what} name `{name}` is {} characters; at most {max} are allowed",
+            name.len()
+        ));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(format!("{what} name `{name}` must start with a lowercase letter"));
+        return Err(format!(
+            "{what} name `{name}` must start with a lowercase letter"
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
         return Err(format!(
             "{what} name `{name}` contains `{c}`; use lowercase letters, digits and `-` (it is used in AWS resource names and Docker tags)"
         ));
     }
     if name.ends_with('-') || name.contains("--") {
-        return Err(format!("{what} name `{name}` must not end with `-` or contain `--`"));
+        return Err(format!(
+            "{what} name `{name}` must not end with `-` or contain `--`"
+        ));
     }
     Ok(())
 }
@@ -66,13 +76,16 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
 /// Environment variable names: `[A-Z_][A-Z0-9_]*`.
 pub fn check_env_var(name: &str) -> Result<(), String> {
     let ok = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
         Err(format!(
             "`{name}` is not a valid environment variable name; use uppercase letters, digits and `_` (e.g. `{}`)",
-            name.to_ascii_uppercase().replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            name.to_ascii_uppercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
         ))
     }
 }

@@ -64,7 +64,9 @@ fn parse_file(f: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<Node> {
 fn read_stacks(layer: &LayerFiles, foundation: bool, diags: &mut Vec<Diagnostic>) -> Vec<Stack> {
     let mut out = Vec::new();
     for (name, f) in &layer.stacks {
-        let Some(node) = parse_file(f, diags) else { continue };
+        let Some(node) = parse_file(f, diags) else {
+            continue;
+        };
         let mut r = Reader::new(&f.path);
         let sf: StackFile = pulumi::read_stack(&mut r, name, &node);
         let mut stack = Stack {
@@ -106,7 +108,10 @@ fn read_stacks(layer: &LayerFiles, foundation: bool, diags: &mut Vec<Diagnostic>
     out
 }
 
-fn read_project_file(layer: &LayerFiles, diags: &mut Vec<Diagnostic>) -> Option<pulumi::ProjectFile> {
+fn read_project_file(
+    layer: &LayerFiles,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<pulumi::ProjectFile> {
     let Some(f) = &layer.project else {
         diags.push(
             Diagnostic::error(
@@ -145,7 +150,14 @@ pub fn load(root: &Path) -> Loaded {
             }
             None => {
                 let mut r = Reader::new(&f.path);
-                foundation::read_foundation(&mut r, &Node { value: pantstack_manifest::Value::Null, span: Span::default() }, fallback.as_deref())
+                foundation::read_foundation(
+                    &mut r,
+                    &Node {
+                        value: pantstack_manifest::Value::Null,
+                        span: Span::default(),
+                    },
+                    fallback.as_deref(),
+                )
             }
         },
         None => {
@@ -157,7 +169,14 @@ pub fn load(root: &Path) -> Loaded {
                 );
             }
             let mut r = Reader::new(&path);
-            foundation::read_foundation(&mut r, &Node { value: pantstack_manifest::Value::Null, span: Span::default() }, fallback.as_deref())
+            foundation::read_foundation(
+                &mut r,
+                &Node {
+                    value: pantstack_manifest::Value::Null,
+                    span: Span::default(),
+                },
+                fallback.as_deref(),
+            )
         }
     };
     let foundation_stacks = read_stacks(&files.foundation, true, &mut diags);
@@ -166,8 +185,17 @@ pub fn load(root: &Path) -> Loaded {
     for (dir_name, layer) in &files.services {
         if let Err(why) = names::check_service_name(dir_name) {
             diags.push(
-                Diagnostic::error("invalid-name", &format!("modules/{dir_name}"), Span::default(), "", why)
-                    .with_help(format!("rename the directory to `modules/{}`", names::suggest_label(dir_name, names::MAX_SERVICE_NAME))),
+                Diagnostic::error(
+                    "invalid-name",
+                    &format!("modules/{dir_name}"),
+                    Span::default(),
+                    "",
+                    why,
+                )
+                .with_help(format!(
+                    "rename the directory to `modules/{}`",
+                    names::suggest_label(dir_name, names::MAX_SERVICE_NAME)
+                )),
             );
         }
         let project = read_project_file(layer, &mut diags);
@@ -178,13 +206,19 @@ pub fn load(root: &Path) -> Loaded {
                     &format!("{}/{}", layer.dir, files::MANIFEST_FILE),
                     Span::default(),
                     "",
-                    format!("service `{dir_name}` has no manifest `{}/{}`", layer.dir, files::MANIFEST_FILE),
+                    format!(
+                        "service `{dir_name}` has no manifest `{}/{}`",
+                        layer.dir,
+                        files::MANIFEST_FILE
+                    ),
                 )
                 .with_help(format!("`pantstack new {dir_name} --kind http` writes one")),
             );
             continue;
         };
-        let Some(node) = parse_file(mf, &mut diags) else { continue };
+        let Some(node) = parse_file(mf, &mut diags) else {
+            continue;
+        };
         let mut r = Reader::new(&mf.path);
         let svc = service::read_service(&mut r, dir_name, &node);
         diags.extend(r.diags);
@@ -221,7 +255,10 @@ pub fn load(root: &Path) -> Loaded {
     repo.check_every_environment(&mut diags);
     pantstack_manifest::diag::sort(&mut diags);
     diags.dedup();
-    Loaded { repo, diagnostics: diags }
+    Loaded {
+        repo,
+        diagnostics: diags,
+    }
 }
 
 impl Monorepo {
@@ -230,13 +267,20 @@ impl Monorepo {
     }
 
     pub fn service_names(&self) -> Vec<&str> {
-        self.services.iter().map(|s| s.service.name.as_str()).collect()
+        self.services
+            .iter()
+            .map(|s| s.service.name.as_str())
+            .collect()
     }
 
     /// The stack name that configures an environment: itself, or `preview` for
     /// `preview-<pr>`.
     pub fn stack_name(env: &str) -> &str {
-        if env.starts_with(PREVIEW_PREFIX) { PREVIEW_STACK } else { env }
+        if env.starts_with(PREVIEW_PREFIX) {
+            PREVIEW_STACK
+        } else {
+            env
+        }
     }
 
     fn valid_stack_names(&self) -> Vec<&str> {
@@ -256,7 +300,10 @@ impl Monorepo {
         for stack in all {
             if !valid.contains(&stack.name.as_str()) {
                 let help = match did_you_mean(&stack.name, &valid) {
-                    Some(s) => format!("did you mean `Pulumi.{s}.yaml`? Otherwise add `{}` under `environments:` in stack/infra/foundation/pantstack.yaml", stack.name),
+                    Some(s) => format!(
+                        "did you mean `Pulumi.{s}.yaml`? Otherwise add `{}` under `environments:` in stack/infra/foundation/pantstack.yaml",
+                        stack.name
+                    ),
                     None => format!(
                         "defined environments: {}; add `{}` under `environments:` in stack/infra/foundation/pantstack.yaml",
                         valid.join(", "),
@@ -269,7 +316,10 @@ impl Monorepo {
                         &stack.file,
                         Span::new(1, 1, 1),
                         "",
-                        format!("stack file for environment `{}`, which the project does not define", stack.name),
+                        format!(
+                            "stack file for environment `{}`, which the project does not define",
+                            stack.name
+                        ),
                     )
                     .with_help(help),
                 );
@@ -294,7 +344,9 @@ impl Monorepo {
         // services import the foundation's stack exports, which do not cross regions.
         for unit in &self.services {
             for stack in &unit.stacks {
-                let (Some(svc_region), Some((fd_region, fd_src))) = (&stack.region, self.region_for(&stack.name)) else {
+                let (Some(svc_region), Some((fd_region, fd_src))) =
+                    (&stack.region, self.region_for(&stack.name))
+                else {
                     continue;
                 };
                 if svc_region.value != fd_region {
@@ -321,17 +373,33 @@ impl Monorepo {
     pub fn region_for(&self, stack_name: &str) -> Option<(String, Source)> {
         if let Some(st) = self.foundation_stacks.iter().find(|s| s.name == stack_name) {
             if let Some(r) = &st.region {
-                return Some((r.value.clone(), Source::Stack { file: r.file.clone(), span: r.span }));
+                return Some((
+                    r.value.clone(),
+                    Source::Stack {
+                        file: r.file.clone(),
+                        span: r.span,
+                    },
+                ));
             }
         }
-        self.foundation
-            .region
-            .as_ref()
-            .map(|r| (r.value.clone(), Source::Manifest { file: r.file.clone(), span: r.span }))
+        self.foundation.region.as_ref().map(|r| {
+            (
+                r.value.clone(),
+                Source::Manifest {
+                    file: r.file.clone(),
+                    span: r.span,
+                },
+            )
+        })
     }
 
     fn check_every_environment(&self, diags: &mut Vec<Diagnostic>) {
-        let mut envs: Vec<String> = self.foundation.env_names().iter().map(|s| s.to_string()).collect();
+        let mut envs: Vec<String> = self
+            .foundation
+            .env_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if self.foundation.previews_enabled {
             envs.push(format!("{PREVIEW_PREFIX}1"));
         }
@@ -358,7 +426,13 @@ impl Monorepo {
         for (mut d, list) in found {
             let shown: Vec<String> = list
                 .iter()
-                .map(|e| if e.starts_with(PREVIEW_PREFIX) { format!("`{PREVIEW_PREFIX}<pr>`") } else { format!("`{e}`") })
+                .map(|e| {
+                    if e.starts_with(PREVIEW_PREFIX) {
+                        format!("`{PREVIEW_PREFIX}<pr>`")
+                    } else {
+                        format!("`{e}`")
+                    }
+                })
                 .collect();
             let first = format!("environment `{}`", list[0]);
             let replacement = if shown.len() == 1 {
@@ -390,9 +464,19 @@ impl Monorepo {
         let stack = Self::stack_of(&unit.stacks, env);
         let mut region = self.region_for(Self::stack_name(env));
         if let Some(r) = stack.and_then(|s| s.region.as_ref()) {
-            region = Some((r.value.clone(), Source::Stack { file: r.file.clone(), span: r.span }));
+            region = Some((
+                r.value.clone(),
+                Source::Stack {
+                    file: r.file.clone(),
+                    span: r.span,
+                },
+            ));
         }
-        let layers = [&svc.settings, stack.map(|s| &s.settings).unwrap_or(&EMPTY), cli];
+        let layers = [
+            &svc.settings,
+            stack.map(|s| &s.settings).unwrap_or(&EMPTY),
+            cli,
+        ];
         Resolved::build(
             &svc.name,
             env,
@@ -406,7 +490,11 @@ impl Monorepo {
 
     pub fn resolve_foundation(&self, env: &str, cli: &Layer) -> Resolved {
         let stack = Self::stack_of(&self.foundation_stacks, env);
-        let layers = [&self.foundation.settings, stack.map(|s| &s.settings).unwrap_or(&EMPTY), cli];
+        let layers = [
+            &self.foundation.settings,
+            stack.map(|s| &s.settings).unwrap_or(&EMPTY),
+            cli,
+        ];
         Resolved::build(
             "foundation",
             env,
@@ -464,7 +552,11 @@ impl Resolved {
                 }
             }
             if applies(setting.applies) {
-                values.push(ResolvedSetting { setting, value, source });
+                values.push(ResolvedSetting {
+                    setting,
+                    value,
+                    source,
+                });
             } else if source != Source::Default {
                 misplaced.push((setting, source));
             }
@@ -513,7 +605,13 @@ impl Resolved {
                     Source::Manifest { file, span } | Source::Stack { file, span } => {
                         return (file.clone(), *span, rs.setting.key.to_string());
                     }
-                    Source::Cli => return ("--set".to_string(), Span::default(), rs.setting.key.to_string()),
+                    Source::Cli => {
+                        return (
+                            "--set".to_string(),
+                            Span::default(),
+                            rs.setting.key.to_string(),
+                        );
+                    }
                     Source::Default => {}
                 }
             }
@@ -544,7 +642,10 @@ impl Resolved {
             let key = if rank(b) > rank(a) { b } else { a };
             settings::by_key(key).map(|s| s.key).unwrap_or("")
         };
-        for (lo, hi) in [("minCapacity", "maxCapacity"), ("workerMinCapacity", "workerMaxCapacity")] {
+        for (lo, hi) in [
+            ("minCapacity", "maxCapacity"),
+            ("workerMinCapacity", "workerMaxCapacity"),
+        ] {
             if let (Some(min), Some(max)) = (self.int(lo), self.int(hi)) {
                 if min > max {
                     let k = later(lo, hi);
@@ -556,9 +657,13 @@ impl Resolved {
                             &file,
                             span,
                             &field,
-                            format!("{lo} ({min}) is greater than {hi} ({max}) in environment `{env}`"),
+                            format!(
+                                "{lo} ({min}) is greater than {hi} ({max}) in environment `{env}`"
+                            ),
                         )
-                        .with_help(format!("raise `{hi}` to at least {min} or lower `{lo}` to at most {max}")),
+                        .with_help(format!(
+                            "raise `{hi}` to at least {min} or lower `{lo}` to at most {max}"
+                        )),
                     );
                 }
             }
@@ -580,10 +685,17 @@ impl Resolved {
                 );
             }
         }
-        if let (Some(t), Some(i)) = (self.secs("healthCheckTimeout"), self.secs("healthCheckInterval")) {
+        if let (Some(t), Some(i)) = (
+            self.secs("healthCheckTimeout"),
+            self.secs("healthCheckInterval"),
+        ) {
             if t >= i {
                 let k = later("healthCheckTimeout", "healthCheckInterval");
-                let other = if k == "healthCheckTimeout" { "healthCheckInterval" } else { "healthCheckTimeout" };
+                let other = if k == "healthCheckTimeout" {
+                    "healthCheckInterval"
+                } else {
+                    "healthCheckTimeout"
+                };
                 let (file, span, field) = self.place(k, other, fallback);
                 out.push(
                     Diagnostic::error(
@@ -599,7 +711,11 @@ impl Resolved {
         }
         if let (Some(min), Some(max)) = (self.int("minHealthyPercent"), self.int("maxPercent")) {
             if min == 100 && max == 100 {
-                let (file, span, field) = self.place(later("minHealthyPercent", "maxPercent"), "maxPercent", fallback);
+                let (file, span, field) = self.place(
+                    later("minHealthyPercent", "maxPercent"),
+                    "maxPercent",
+                    fallback,
+                );
                 out.push(
                     Diagnostic::error(
                         "deployment-stuck",
@@ -613,7 +729,11 @@ impl Resolved {
             }
         }
         if let (Some(0), Some(0)) = (self.int("spotWeight"), self.int("onDemandWeight")) {
-            let (file, span, field) = self.place(later("spotWeight", "onDemandWeight"), "spotWeight", fallback);
+            let (file, span, field) = self.place(
+                later("spotWeight", "onDemandWeight"),
+                "spotWeight",
+                fallback,
+            );
             out.push(
                 Diagnostic::error("invalid-value", &file, span, &field, "spotWeight and onDemandWeight are both 0")
                     .with_help("give at least one capacity provider a weight (the seed uses spot 4, on-demand 1)"),
@@ -621,8 +741,10 @@ impl Resolved {
         }
         if let Some(svc) = svc {
             if svc.http.is_none() {
-                if let Some(strategy) = self.text("deploymentStrategy").filter(|s| *s != "rolling") {
-                    let (file, span, field) = self.place("deploymentStrategy", "deploymentStrategy", fallback);
+                if let Some(strategy) = self.text("deploymentStrategy").filter(|s| *s != "rolling")
+                {
+                    let (file, span, field) =
+                        self.place("deploymentStrategy", "deploymentStrategy", fallback);
                     out.push(
                         Diagnostic::error(
                             "invalid-value",
@@ -637,11 +759,16 @@ impl Resolved {
             }
         }
         for (setting, source) in &self.misplaced {
-            let (file, span) = source.location().map(|(f, s)| (f.to_string(), s)).unwrap_or(("--set".into(), Span::default()));
+            let (file, span) = source
+                .location()
+                .map(|(f, s)| (f.to_string(), s))
+                .unwrap_or(("--set".into(), Span::default()));
             let what = match setting.applies {
                 Applies::Http => "services with `http:`",
                 Applies::Worker => "services with `worker:`",
-                Applies::WorkerBeside => "services with both `http:` and `worker:` (a worker-only service uses minCapacity/maxCapacity)",
+                Applies::WorkerBeside => {
+                    "services with both `http:` and `worker:` (a worker-only service uses minCapacity/maxCapacity)"
+                }
                 _ => "another layer",
             };
             out.push(
@@ -650,7 +777,10 @@ impl Resolved {
                     &file,
                     span,
                     setting.key,
-                    format!("`{}` applies only to {what}; `{}` is not one", setting.key, self.name),
+                    format!(
+                        "`{}` applies only to {what}; `{}` is not one",
+                        setting.key, self.name
+                    ),
                 )
                 .with_help("remove it"),
             );
@@ -684,7 +814,9 @@ pub fn fargate_pair(cpu: i64, mem: i64) -> Result<(), String> {
     if mem >= lo && mem <= hi && (mem - lo) % step == 0 {
         Ok(())
     } else {
-        Err(format!("with cpu {cpu}, memory must be {lo} to {hi} in steps of {step}"))
+        Err(format!(
+            "with cpu {cpu}, memory must be {lo} to {hi} in steps of {step}"
+        ))
     }
 }
 

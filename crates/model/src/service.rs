@@ -173,7 +173,9 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
                     "service",
                     format!("`service: {name}` does not match its directory `modules/{dir_name}`"),
                 )
-                .help = Some(format!("write `service: {dir_name}`, or rename the directory to `modules/{name}`"));
+                .help = Some(format!(
+                    "write `service: {dir_name}`, or rename the directory to `modules/{name}`"
+                ));
             }
         }
     }
@@ -262,12 +264,20 @@ fn read_http(r: &mut Reader<'_>, f: &Fields<'_>) -> Http {
         http.local = r.command(n, "http.local");
     }
     if let Some(n) = f.get("rules") {
-        for (i, item) in r.seq(n, "http.rules").unwrap_or_default().iter().enumerate() {
+        for (i, item) in r
+            .seq(n, "http.rules")
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let path = format!("http.rules[{i}]");
             let Some(rf) = r.map(item, &path, &["path", "host"]) else {
                 continue;
             };
-            let mut rule = ListenerRule { path: None, host: None };
+            let mut rule = ListenerRule {
+                path: None,
+                host: None,
+            };
             if let Some(p) = rf.get("path") {
                 rule.path = r.string(p, &join(&path, "path"));
                 if let Some(pv) = &rule.path {
@@ -287,7 +297,9 @@ fn read_http(r: &mut Reader<'_>, f: &Fields<'_>) -> Http {
                 if let Some(hv) = &rule.host {
                     let ok = !hv.is_empty()
                         && hv.len() <= 128
-                        && hv.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '?'));
+                        && hv.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '*' | '?')
+                        });
                     if !ok {
                         r.error(
                             "invalid-value",
@@ -299,7 +311,12 @@ fn read_http(r: &mut Reader<'_>, f: &Fields<'_>) -> Http {
                 }
             }
             if rule.path.is_none() && rule.host.is_none() {
-                r.error("missing-key", item.span, &path, "a listener rule needs `path`, `host`, or both");
+                r.error(
+                    "missing-key",
+                    item.span,
+                    &path,
+                    "a listener rule needs `path`, `host`, or both",
+                );
             }
             http.rules.push(rule);
         }
@@ -315,16 +332,25 @@ fn read_worker(r: &mut Reader<'_>, f: &Fields<'_>, span: Span, file: &str) -> Op
             span: n.span,
         },
         None => {
-            r.error("missing-key", span, "worker.queue", "`worker.queue` is required: the queue this worker consumes")
-                .help = Some("add `queue: jobs` and declare it under `queues:`".into());
+            r.error(
+                "missing-key",
+                span,
+                "worker.queue",
+                "`worker.queue` is required: the queue this worker consumes",
+            )
+            .help = Some("add `queue: jobs` and declare it under `queues:`".into());
             return None;
         }
     };
     Some(Worker {
         queue,
-        command: f.get("command").and_then(|n| r.command(n, "worker.command")),
+        command: f
+            .get("command")
+            .and_then(|n| r.command(n, "worker.command")),
         local: f.get("local").and_then(|n| r.command(n, "worker.local")),
-        image: f.get("image").and_then(|n| read_image(r, n, "worker.image")),
+        image: f
+            .get("image")
+            .and_then(|n| read_image(r, n, "worker.image")),
     })
 }
 
@@ -360,7 +386,10 @@ fn read_queue(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Que
             .and_then(|n| r.duration(n, &join(path, key), min, max))
             .unwrap_or(default)
     };
-    let fifo = f.get("fifo").and_then(|n| r.boolean(n, &join(path, "fifo"))).unwrap_or(false);
+    let fifo = f
+        .get("fifo")
+        .and_then(|n| r.boolean(n, &join(path, "fifo")))
+        .unwrap_or(false);
     let cbd = f
         .get("content_based_deduplication")
         .and_then(|n| r.boolean(n, &join(path, "content_based_deduplication")));
@@ -427,7 +456,12 @@ fn read_bucket(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Bu
                 Some(region)
             }
             None => {
-                r.error("missing-key", n.span, &join(&rpath, "region"), "replication needs a destination `region`");
+                r.error(
+                    "missing-key",
+                    n.span,
+                    &join(&rpath, "region"),
+                    "replication needs a destination `region`",
+                );
                 None
             }
         }
@@ -468,8 +502,13 @@ fn read_secrets(r: &mut Reader<'_>, node: &Node) -> Vec<Secret> {
         if let Err(why) = names::check_env_var(&name) {
             r.error("invalid-name", key.span, &field, why);
         } else if names::is_reserved_var(&name) {
-            r.error("reserved-name", key.span, &field, format!("`{name}` is set by pantstack for every task"))
-                .help = Some("choose another name".into());
+            r.error(
+                "reserved-name",
+                key.span,
+                &field,
+                format!("`{name}` is set by pantstack for every task"),
+            )
+            .help = Some("choose another name".into());
         }
         let Some(f) = r.map(value, &field, SECRET_KEYS) else {
             continue;
@@ -479,7 +518,9 @@ fn read_secrets(r: &mut Reader<'_>, node: &Node) -> Vec<Secret> {
             rotation_days: f
                 .get("rotation_days")
                 .and_then(|n| r.int(n, &join(&field, "rotation_days"), 1, 3650)),
-            description: f.get("description").and_then(|n| r.text(n, &join(&field, "description"))),
+            description: f
+                .get("description")
+                .and_then(|n| r.text(n, &join(&field, "description"))),
         });
     }
     out
@@ -497,8 +538,13 @@ fn read_variables(r: &mut Reader<'_>, node: &Node) -> Vec<(String, String)> {
             continue;
         }
         if names::is_reserved_var(&name) {
-            r.error("reserved-name", key.span, &field, format!("`{name}` is set by pantstack for every task"))
-                .help = Some("choose another name".into());
+            r.error(
+                "reserved-name",
+                key.span,
+                &field,
+                format!("`{name}` is set by pantstack for every task"),
+            )
+            .help = Some("choose another name".into());
             continue;
         }
         if let Some(v) = r.text(value, &field) {
@@ -521,11 +567,15 @@ pub fn references(value: &str) -> Result<Vec<Reference>, String> {
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("`{value}` has an unclosed `${{`"))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`{value}` has an unclosed `${{`"))?;
         let inner = &after[..end];
-        let (kind, name) = inner
-            .split_once(':')
-            .ok_or_else(|| format!("`${{{inner}}}` must be `${{queue:NAME}}`, `${{dlq:NAME}}` or `${{bucket:NAME}}`"))?;
+        let (kind, name) = inner.split_once(':').ok_or_else(|| {
+            format!(
+                "`${{{inner}}}` must be `${{queue:NAME}}`, `${{dlq:NAME}}` or `${{bucket:NAME}}`"
+            )
+        })?;
         out.push(Reference {
             kind: kind.to_string(),
             name: name.to_string(),
@@ -542,14 +592,19 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
         if !queues.contains(&w.queue.value.as_str()) {
             let help = match did_you_mean(&w.queue.value, &queues) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None if queues.is_empty() => format!("declare it: `queues: {{ {}: {{}} }}`", w.queue.value),
+                None if queues.is_empty() => {
+                    format!("declare it: `queues: {{ {}: {{}} }}`", w.queue.value)
+                }
                 None => format!("declared queues: {}", queues.join(", ")),
             };
             r.error(
                 "undeclared-reference",
                 w.queue.span,
                 "worker.queue",
-                format!("worker consumes queue `{}`, which is not declared under `queues:`", w.queue.value),
+                format!(
+                    "worker consumes queue `{}`, which is not declared under `queues:`",
+                    w.queue.value
+                ),
             )
             .help = Some(help);
         }
@@ -560,7 +615,9 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
     for (k, v) in vars {
         let name = k.scalar_text().unwrap_or_default();
         let field = join("variables", &name);
-        let Some(text) = v.scalar_text() else { continue };
+        let Some(text) = v.scalar_text() else {
+            continue;
+        };
         match references(&text) {
             Err(why) => {
                 r.error("invalid-reference", v.span, &field, why);
@@ -585,12 +642,20 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
                                 "invalid-reference",
                                 v.span,
                                 &field,
-                                format!("unknown reference kind `{other}` in `${{{other}:{}}}`", rf.name),
+                                format!(
+                                    "unknown reference kind `{other}` in `${{{other}:{}}}`",
+                                    rf.name
+                                ),
                             )
                             .help = Some(
-                                pantstack_manifest::diag::did_you_mean(other, &["queue", "dlq", "bucket"])
-                                    .map(|s| format!("did you mean `${{{s}:{}}}`?", rf.name))
-                                    .unwrap_or_else(|| "use `${queue:NAME}`, `${dlq:NAME}` or `${bucket:NAME}`".into()),
+                                pantstack_manifest::diag::did_you_mean(
+                                    other,
+                                    &["queue", "dlq", "bucket"],
+                                )
+                                .map(|s| format!("did you mean `${{{s}:{}}}`?", rf.name))
+                                .unwrap_or_else(|| {
+                                    "use `${queue:NAME}`, `${dlq:NAME}` or `${bucket:NAME}`".into()
+                                }),
                             );
                             continue;
                         }

@@ -25,11 +25,17 @@ pub enum Applies {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// One of a fixed set of integers (e.g. CloudWatch log retention days).
     IntSet(&'static [i64]),
     /// Whole seconds.
-    Duration { min: u64, max: u64 },
+    Duration {
+        min: u64,
+        max: u64,
+    },
     Choice(&'static [&'static str]),
     Bool,
     /// Free text checked by a named rule.
@@ -134,7 +140,8 @@ impl Setting {
 }
 
 const LOG_RETENTION_DAYS: &[i64] = &[
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
 ];
 
 const fn s(
@@ -167,61 +174,424 @@ use Kind::{Bool, Choice, Duration, Int, IntSet, Text};
 /// The table. Order is the order `pantstack config` shows.
 pub const SETTINGS: &[Setting] = &[
     // Task size
-    s("cpu", "cpu", Service, Int { min: 256, max: 16384 }, Default::Int(256), "Fargate CPU units per task (1024 = 1 vCPU)"),
-    s("memory", "memory", Service, Int { min: 512, max: 122_880 }, Default::Int(512), "task memory in MiB; must pair with cpu as Fargate allows"),
+    s(
+        "cpu",
+        "cpu",
+        Service,
+        Int {
+            min: 256,
+            max: 16384,
+        },
+        Default::Int(256),
+        "Fargate CPU units per task (1024 = 1 vCPU)",
+    ),
+    s(
+        "memory",
+        "memory",
+        Service,
+        Int {
+            min: 512,
+            max: 122_880,
+        },
+        Default::Int(512),
+        "task memory in MiB; must pair with cpu as Fargate allows",
+    ),
     // Scaling (the service's main role: http if present, else worker)
-    s("minCapacity", "scaling.min", Service, Int { min: 0, max: 1000 }, Default::Int(1), "fewest tasks"),
-    s("maxCapacity", "scaling.max", Service, Int { min: 1, max: 1000 }, Default::Int(10), "most tasks"),
-    s("cpuTarget", "scaling.cpu", Service, Int { min: 1, max: 100 }, Default::Int(70), "target tracking on ECSServiceAverageCPUUtilization, percent"),
-    s("memoryTarget", "scaling.memory", Service, Int { min: 1, max: 100 }, Default::Unset, "target tracking on ECSServiceAverageMemoryUtilization, percent (off unless set)"),
-    s("requestsPerTarget", "scaling.requests", Http, Int { min: 1, max: 1_000_000 }, Default::Unset, "target tracking on ALBRequestCountPerTarget (off unless set)"),
-    s("scaleOutCooldown", "scaling.cooldown_out", Service, Duration { min: 0, max: 3600 }, Default::Duration(60), "wait after a scale-out before the next"),
-    s("scaleInCooldown", "scaling.cooldown_in", Service, Duration { min: 0, max: 3600 }, Default::Duration(300), "wait after a scale-in before the next"),
+    s(
+        "minCapacity",
+        "scaling.min",
+        Service,
+        Int { min: 0, max: 1000 },
+        Default::Int(1),
+        "fewest tasks",
+    ),
+    s(
+        "maxCapacity",
+        "scaling.max",
+        Service,
+        Int { min: 1, max: 1000 },
+        Default::Int(10),
+        "most tasks",
+    ),
+    s(
+        "cpuTarget",
+        "scaling.cpu",
+        Service,
+        Int { min: 1, max: 100 },
+        Default::Int(70),
+        "target tracking on ECSServiceAverageCPUUtilization, percent",
+    ),
+    s(
+        "memoryTarget",
+        "scaling.memory",
+        Service,
+        Int { min: 1, max: 100 },
+        Default::Unset,
+        "target tracking on ECSServiceAverageMemoryUtilization, percent (off unless set)",
+    ),
+    s(
+        "requestsPerTarget",
+        "scaling.requests",
+        Http,
+        Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        Default::Unset,
+        "target tracking on ALBRequestCountPerTarget (off unless set)",
+    ),
+    s(
+        "scaleOutCooldown",
+        "scaling.cooldown_out",
+        Service,
+        Duration { min: 0, max: 3600 },
+        Default::Duration(60),
+        "wait after a scale-out before the next",
+    ),
+    s(
+        "scaleInCooldown",
+        "scaling.cooldown_in",
+        Service,
+        Duration { min: 0, max: 3600 },
+        Default::Duration(300),
+        "wait after a scale-in before the next",
+    ),
     // Worker scaling when a service has both roles
-    s("workerMinCapacity", "worker.scaling.min", WorkerBeside, Int { min: 0, max: 1000 }, Default::Int(1), "fewest worker tasks"),
-    s("workerMaxCapacity", "worker.scaling.max", WorkerBeside, Int { min: 1, max: 1000 }, Default::Int(10), "most worker tasks"),
-    s("backlogPerTask", "worker.scaling.backlog_per_task", Worker, Int { min: 1, max: 100_000 }, Default::Int(10), "queue-depth scaling: visible messages per worker task"),
+    s(
+        "workerMinCapacity",
+        "worker.scaling.min",
+        WorkerBeside,
+        Int { min: 0, max: 1000 },
+        Default::Int(1),
+        "fewest worker tasks",
+    ),
+    s(
+        "workerMaxCapacity",
+        "worker.scaling.max",
+        WorkerBeside,
+        Int { min: 1, max: 1000 },
+        Default::Int(10),
+        "most worker tasks",
+    ),
+    s(
+        "backlogPerTask",
+        "worker.scaling.backlog_per_task",
+        Worker,
+        Int {
+            min: 1,
+            max: 100_000,
+        },
+        Default::Int(10),
+        "queue-depth scaling: visible messages per worker task",
+    ),
     // Capacity providers (the seed's Fargate Spot strategy)
-    s("spotWeight", "capacity.spot_weight", Service, Int { min: 0, max: 1000 }, Default::Int(4), "FARGATE_SPOT weight"),
-    s("onDemandWeight", "capacity.on_demand_weight", Service, Int { min: 0, max: 1000 }, Default::Int(1), "FARGATE weight"),
-    s("onDemandBase", "capacity.on_demand_base", Service, Int { min: 0, max: 100_000 }, Default::Int(1), "tasks always on FARGATE before weights apply"),
+    s(
+        "spotWeight",
+        "capacity.spot_weight",
+        Service,
+        Int { min: 0, max: 1000 },
+        Default::Int(4),
+        "FARGATE_SPOT weight",
+    ),
+    s(
+        "onDemandWeight",
+        "capacity.on_demand_weight",
+        Service,
+        Int { min: 0, max: 1000 },
+        Default::Int(1),
+        "FARGATE weight",
+    ),
+    s(
+        "onDemandBase",
+        "capacity.on_demand_base",
+        Service,
+        Int {
+            min: 0,
+            max: 100_000,
+        },
+        Default::Int(1),
+        "tasks always on FARGATE before weights apply",
+    ),
     // Deployments
-    s("minHealthyPercent", "deployment.min_healthy_percent", Service, Int { min: 0, max: 100 }, Default::Int(100), "rolling update lower bound"),
-    s("maxPercent", "deployment.max_percent", Service, Int { min: 100, max: 200 }, Default::Int(200), "rolling update upper bound"),
-    s("circuitBreaker", "deployment.circuit_breaker", Service, Bool, Default::Bool(true), "fail a deployment whose tasks keep failing"),
-    s("rollback", "deployment.rollback", Service, Bool, Default::Bool(true), "roll back a failed deployment to the last completed one"),
-    s("deploymentStrategy", "deployment.strategy", Service, Choice(&["rolling", "blue_green", "canary"]), Default::Text("rolling"), "ECS deployment strategy"),
-    s("stopTimeout", "deployment.stop_timeout", Service, Duration { min: 2, max: 120 }, Default::Duration(30), "SIGTERM → SIGKILL grace"),
+    s(
+        "minHealthyPercent",
+        "deployment.min_healthy_percent",
+        Service,
+        Int { min: 0, max: 100 },
+        Default::Int(100),
+        "rolling update lower bound",
+    ),
+    s(
+        "maxPercent",
+        "deployment.max_percent",
+        Service,
+        Int { min: 100, max: 200 },
+        Default::Int(200),
+        "rolling update upper bound",
+    ),
+    s(
+        "circuitBreaker",
+        "deployment.circuit_breaker",
+        Service,
+        Bool,
+        Default::Bool(true),
+        "fail a deployment whose tasks keep failing",
+    ),
+    s(
+        "rollback",
+        "deployment.rollback",
+        Service,
+        Bool,
+        Default::Bool(true),
+        "roll back a failed deployment to the last completed one",
+    ),
+    s(
+        "deploymentStrategy",
+        "deployment.strategy",
+        Service,
+        Choice(&["rolling", "blue_green", "canary"]),
+        Default::Text("rolling"),
+        "ECS deployment strategy",
+    ),
+    s(
+        "stopTimeout",
+        "deployment.stop_timeout",
+        Service,
+        Duration { min: 2, max: 120 },
+        Default::Duration(30),
+        "SIGTERM → SIGKILL grace",
+    ),
     // HTTP
-    s("port", "http.port", Http, Int { min: 1, max: 65535 }, Default::Int(8080), "container port the service listens on"),
-    s("healthCheckPath", "http.healthcheck.path", Http, Text(TextRule::HttpPath), Default::Text("/healthz"), "target group health check path"),
-    s("healthCheckInterval", "http.healthcheck.interval", Http, Duration { min: 5, max: 300 }, Default::Duration(30), "time between health checks"),
-    s("healthCheckTimeout", "http.healthcheck.timeout", Http, Duration { min: 2, max: 120 }, Default::Duration(5), "health check timeout; less than the interval"),
-    s("healthyThreshold", "http.healthcheck.healthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(5), "consecutive passes to become healthy"),
-    s("unhealthyThreshold", "http.healthcheck.unhealthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "consecutive failures to become unhealthy"),
-    s("healthCheckMatcher", "http.healthcheck.matcher", Http, Text(TextRule::Matcher), Default::Text("200"), "HTTP codes that count as healthy"),
-    s("healthCheckGracePeriod", "http.healthcheck.grace_period", Http, Duration { min: 0, max: 7200 }, Default::Duration(30), "ECS ignores failing health checks this long after a task starts"),
-    aws(s("deregistrationDelay", "http.deregistration_delay", Http, Duration { min: 0, max: 3600 }, Default::Duration(60), "connection draining time (ends early when idle)"), "300s"),
-    s("loadBalancingAlgorithm", "http.algorithm", Http, Choice(&["round_robin", "least_outstanding_requests"]), Default::Text("round_robin"), "target selection"),
-    s("idleTimeout", "http.idle_timeout", Http, Duration { min: 1, max: 4000 }, Default::Duration(60), "load balancer idle connection timeout"),
-    s("certificateArn", "http.certificate", Http, Text(TextRule::Arn), Default::Unset, "ACM certificate: HTTPS listener and HTTP→HTTPS redirect when set"),
+    s(
+        "port",
+        "http.port",
+        Http,
+        Int { min: 1, max: 65535 },
+        Default::Int(8080),
+        "container port the service listens on",
+    ),
+    s(
+        "healthCheckPath",
+        "http.healthcheck.path",
+        Http,
+        Text(TextRule::HttpPath),
+        Default::Text("/healthz"),
+        "target group health check path",
+    ),
+    s(
+        "healthCheckInterval",
+        "http.healthcheck.interval",
+        Http,
+        Duration { min: 5, max: 300 },
+        Default::Duration(30),
+        "time between health checks",
+    ),
+    s(
+        "healthCheckTimeout",
+        "http.healthcheck.timeout",
+        Http,
+        Duration { min: 2, max: 120 },
+        Default::Duration(5),
+        "health check timeout; less than the interval",
+    ),
+    s(
+        "healthyThreshold",
+        "http.healthcheck.healthy_threshold",
+        Http,
+        Int { min: 2, max: 10 },
+        Default::Int(5),
+        "consecutive passes to become healthy",
+    ),
+    s(
+        "unhealthyThreshold",
+        "http.healthcheck.unhealthy_threshold",
+        Http,
+        Int { min: 2, max: 10 },
+        Default::Int(2),
+        "consecutive failures to become unhealthy",
+    ),
+    s(
+        "healthCheckMatcher",
+        "http.healthcheck.matcher",
+        Http,
+        Text(TextRule::Matcher),
+        Default::Text("200"),
+        "HTTP codes that count as healthy",
+    ),
+    s(
+        "healthCheckGracePeriod",
+        "http.healthcheck.grace_period",
+        Http,
+        Duration { min: 0, max: 7200 },
+        Default::Duration(30),
+        "ECS ignores failing health checks this long after a task starts",
+    ),
+    aws(
+        s(
+            "deregistrationDelay",
+            "http.deregistration_delay",
+            Http,
+            Duration { min: 0, max: 3600 },
+            Default::Duration(60),
+            "connection draining time (ends early when idle)",
+        ),
+        "300s",
+    ),
+    s(
+        "loadBalancingAlgorithm",
+        "http.algorithm",
+        Http,
+        Choice(&["round_robin", "least_outstanding_requests"]),
+        Default::Text("round_robin"),
+        "target selection",
+    ),
+    s(
+        "idleTimeout",
+        "http.idle_timeout",
+        Http,
+        Duration { min: 1, max: 4000 },
+        Default::Duration(60),
+        "load balancer idle connection timeout",
+    ),
+    s(
+        "certificateArn",
+        "http.certificate",
+        Http,
+        Text(TextRule::Arn),
+        Default::Unset,
+        "ACM certificate: HTTPS listener and HTTP→HTTPS redirect when set",
+    ),
     // Monitoring
-    s("logRetentionDays", "logs.retention_days", Service, IntSet(LOG_RETENTION_DAYS), Default::Int(30), "CloudWatch log retention"),
-    s("tracing", "tracing", Service, Bool, Default::Bool(false), "X-Ray / ADOT sidecar"),
-    s("alarmCpuThreshold", "alarms.cpu", Service, Int { min: 1, max: 100 }, Default::Int(90), "alarm when average CPU stays above, percent"),
-    s("alarmHttp5xxThreshold", "alarms.http_5xx", Http, Int { min: 1, max: 1_000_000 }, Default::Int(10), "alarm on target 5xx responses per minute"),
-    s("alarmQueueAge", "alarms.queue_age", Worker, Duration { min: 60, max: 1_209_600 }, Default::Duration(900), "alarm when the oldest message is older"),
-    s("alarmTopicArn", "alarms.topic", Service, Text(TextRule::Arn), Default::Unset, "SNS topic that alarms notify (none unless set)"),
+    s(
+        "logRetentionDays",
+        "logs.retention_days",
+        Service,
+        IntSet(LOG_RETENTION_DAYS),
+        Default::Int(30),
+        "CloudWatch log retention",
+    ),
+    s(
+        "tracing",
+        "tracing",
+        Service,
+        Bool,
+        Default::Bool(false),
+        "X-Ray / ADOT sidecar",
+    ),
+    s(
+        "alarmCpuThreshold",
+        "alarms.cpu",
+        Service,
+        Int { min: 1, max: 100 },
+        Default::Int(90),
+        "alarm when average CPU stays above, percent",
+    ),
+    s(
+        "alarmHttp5xxThreshold",
+        "alarms.http_5xx",
+        Http,
+        Int {
+            min: 1,
+            max: 1_000_000,
+        },
+        Default::Int(10),
+        "alarm on target 5xx responses per minute",
+    ),
+    s(
+        "alarmQueueAge",
+        "alarms.queue_age",
+        Worker,
+        Duration {
+            min: 60,
+            max: 1_209_600,
+        },
+        Default::Duration(900),
+        "alarm when the oldest message is older",
+    ),
+    s(
+        "alarmTopicArn",
+        "alarms.topic",
+        Service,
+        Text(TextRule::Arn),
+        Default::Unset,
+        "SNS topic that alarms notify (none unless set)",
+    ),
     // Foundation
-    s("natGateways", "network.nat", Foundation, Choice(&["none", "single", "per_az"]), Default::Text("single"), "NAT cost tier: none, one shared, or one per AZ"),
-    s("vpcCidr", "network.cidr", Foundation, Text(TextRule::Cidr), Default::Text("10.0.0.0/16"), "VPC address range"),
-    s("availabilityZones", "network.azs", Foundation, Int { min: 2, max: 6 }, Default::Int(2), "AZs spanned by public and private subnets"),
-    s("vpcEndpoints", "network.endpoints", Foundation, Bool, Default::Bool(false), "S3 gateway and ECR/logs/SSM interface endpoints"),
-    s("flowLogRetentionDays", "network.flow_log_retention_days", Foundation, IntSet(LOG_RETENTION_DAYS), Default::Int(90), "VPC flow log retention"),
-    s("imageRetention", "registry.keep_images", Foundation, Int { min: 1, max: 1000 }, Default::Int(20), "ECR lifecycle: images kept per tag prefix"),
-    s("scanOnPush", "registry.scan_on_push", Foundation, Bool, Default::Bool(true), "ECR image scanning on push"),
-    s("previewMax", "previews.max", Foundation, Int { min: 0, max: 100 }, Default::Int(5), "most preview environments at once"),
-    s("previewTtl", "previews.ttl", Foundation, Duration { min: 3600, max: 7_776_000 }, Default::Duration(604_800), "preview environments are destroyed after this idle time"),
+    s(
+        "natGateways",
+        "network.nat",
+        Foundation,
+        Choice(&["none", "single", "per_az"]),
+        Default::Text("single"),
+        "NAT cost tier: none, one shared, or one per AZ",
+    ),
+    s(
+        "vpcCidr",
+        "network.cidr",
+        Foundation,
+        Text(TextRule::Cidr),
+        Default::Text("10.0.0.0/16"),
+        "VPC address range",
+    ),
+    s(
+        "availabilityZones",
+        "network.azs",
+        Foundation,
+        Int { min: 2, max: 6 },
+        Default::Int(2),
+        "AZs spanned by public and private subnets",
+    ),
+    s(
+        "vpcEndpoints",
+        "network.endpoints",
+        Foundation,
+        Bool,
+        Default::Bool(false),
+        "S3 gateway and ECR/logs/SSM interface endpoints",
+    ),
+    s(
+        "flowLogRetentionDays",
+        "network.flow_log_retention_days",
+        Foundation,
+        IntSet(LOG_RETENTION_DAYS),
+        Default::Int(90),
+        "VPC flow log retention",
+    ),
+    s(
+        "imageRetention",
+        "registry.keep_images",
+        Foundation,
+        Int { min: 1, max: 1000 },
+        Default::Int(20),
+        "ECR lifecycle: images kept per tag prefix",
+    ),
+    s(
+        "scanOnPush",
+        "registry.scan_on_push",
+        Foundation,
+        Bool,
+        Default::Bool(true),
+        "ECR image scanning on push",
+    ),
+    s(
+        "previewMax",
+        "previews.max",
+        Foundation,
+        Int { min: 0, max: 100 },
+        Default::Int(5),
+        "most preview environments at once",
+    ),
+    s(
+        "previewTtl",
+        "previews.ttl",
+        Foundation,
+        Duration {
+            min: 3600,
+            max: 7_776_000,
+        },
+        Default::Duration(604_800),
+        "preview environments are destroyed after this idle time",
+    ),
 ];
 
 /// Looks a setting up by key.
@@ -277,7 +647,9 @@ pub fn check_text(rule: TextRule, text: &str) -> Result<(), String> {
             let ok_code = |c: &str| c.parse::<u16>().is_ok_and(|n| (200..=499).contains(&n));
             let ok = !text.is_empty()
                 && text.split(',').all(|part| match part.split_once('-') {
-                    Some((a, b)) => ok_code(a) && ok_code(b) && a.parse::<u16>().ok() < b.parse::<u16>().ok(),
+                    Some((a, b)) => {
+                        ok_code(a) && ok_code(b) && a.parse::<u16>().ok() < b.parse::<u16>().ok()
+                    }
                     None => ok_code(part),
                 });
             if ok {
@@ -288,17 +660,29 @@ pub fn check_text(rule: TextRule, text: &str) -> Result<(), String> {
         }
         TextRule::Arn => {
             let parts: Vec<&str> = text.splitn(6, ':').collect();
-            if parts.len() == 6 && parts[0] == "arn" && parts[1].starts_with("aws") && !parts[2].is_empty() {
+            if parts.len() == 6
+                && parts[0] == "arn"
+                && parts[1].starts_with("aws")
+                && !parts[2].is_empty()
+            {
                 Ok(())
             } else {
-                Err("must be an ARN like `arn:aws:acm:us-east-1:123456789012:certificate/...`".into())
+                Err(
+                    "must be an ARN like `arn:aws:acm:us-east-1:123456789012:certificate/...`"
+                        .into(),
+                )
             }
         }
         TextRule::Cidr => {
-            let err = || "must be an IPv4 CIDR block from /16 to /24 like `10.0.0.0/16`".to_string();
+            let err =
+                || "must be an IPv4 CIDR block from /16 to /24 like `10.0.0.0/16`".to_string();
             let (ip, prefix) = text.split_once('/').ok_or_else(err)?;
             let prefix: u8 = prefix.parse().map_err(|_| err())?;
-            let octets: Vec<u8> = ip.split('.').map(str::parse).collect::<Result<_, _>>().map_err(|_| err())?;
+            let octets: Vec<u8> = ip
+                .split('.')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| err())?;
             if octets.len() != 4 || !(16..=24).contains(&prefix) {
                 return Err(err());
             }
@@ -327,7 +711,9 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Default => f.write_str("default"),
-            Source::Manifest { file, span } | Source::Stack { file, span } => write!(f, "{file}:{}", span.line),
+            Source::Manifest { file, span } | Source::Stack { file, span } => {
+                write!(f, "{file}:{}", span.line)
+            }
             Source::Cli => f.write_str("--set"),
         }
     }
@@ -359,7 +745,10 @@ pub struct Layer {
 
 impl Layer {
     pub fn get(&self, key: &str) -> Option<(&Val, &Source)> {
-        self.values.iter().find(|(s, _, _)| s.key == key).map(|(_, v, src)| (v, src))
+        self.values
+            .iter()
+            .find(|(s, _, _)| s.key == key)
+            .map(|(_, v, src)| (v, src))
     }
 
     pub fn set(&mut self, setting: &'static Setting, val: Val, source: Source) {
@@ -377,8 +766,14 @@ mod tests {
         for (i, a) in SETTINGS.iter().enumerate() {
             for b in &SETTINGS[i + 1..] {
                 assert_ne!(a.key, b.key);
-                let same_layer = (a.applies == Applies::Foundation) == (b.applies == Applies::Foundation);
-                assert!(!(same_layer && a.manifest == b.manifest), "{} and {}", a.key, b.key);
+                let same_layer =
+                    (a.applies == Applies::Foundation) == (b.applies == Applies::Foundation);
+                assert!(
+                    !(same_layer && a.manifest == b.manifest),
+                    "{} and {}",
+                    a.key,
+                    b.key
+                );
             }
         }
     }
@@ -394,7 +789,13 @@ mod tests {
         assert!(check_text(TextRule::Cidr, "10.0.0.0/16").is_ok());
         assert!(check_text(TextRule::Cidr, "10.0.1.0/16").is_err());
         assert!(check_text(TextRule::Cidr, "10.0.0.0/8").is_err());
-        assert!(check_text(TextRule::Arn, "arn:aws:acm:us-east-1:123456789012:certificate/abc").is_ok());
+        assert!(
+            check_text(
+                TextRule::Arn,
+                "arn:aws:acm:us-east-1:123456789012:certificate/abc"
+            )
+            .is_ok()
+        );
         assert!(check_text(TextRule::Arn, "my-cert").is_err());
     }
 

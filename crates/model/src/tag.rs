@@ -51,7 +51,12 @@ pub fn short_sha(sha: &str) -> Result<String, TagError> {
 
 /// A tag for a branch build. The branch part is shortened so the tag fits 128
 /// characters; the service and sha are never cut.
-pub fn branch_tag(service: &str, worker: bool, branch: &str, sha: &str) -> Result<String, TagError> {
+pub fn branch_tag(
+    service: &str,
+    worker: bool,
+    branch: &str,
+    sha: &str,
+) -> Result<String, TagError> {
     let sha = short_sha(sha)?;
     let clean = sanitize_branch(branch);
     if clean.is_empty() {
@@ -59,7 +64,11 @@ pub fn branch_tag(service: &str, worker: bool, branch: &str, sha: &str) -> Resul
             "branch `{branch}` has no characters usable in an image tag (letters, digits, `_`, `.`)"
         )));
     }
-    let prefix = if worker { format!("{service}-worker-") } else { format!("{service}-") };
+    let prefix = if worker {
+        format!("{service}-worker-")
+    } else {
+        format!("{service}-")
+    };
     let room = MAX_TAG.saturating_sub(prefix.len() + 1 + sha.len());
     let mut branch_part: String = clean.chars().take(room).collect();
     while branch_part.ends_with(['-', '.']) {
@@ -75,7 +84,11 @@ pub fn version_tag(service: &str, worker: bool, version: &str) -> Result<String,
     let v = version.strip_prefix('v').unwrap_or(version);
     check_semver(v)?;
     let v = v.replace('+', "_");
-    let tag = if worker { format!("{service}-worker-v{v}") } else { format!("{service}-v{v}") };
+    let tag = if worker {
+        format!("{service}-worker-v{v}")
+    } else {
+        format!("{service}-v{v}")
+    };
     if tag.len() > MAX_TAG {
         return Err(TagError::Version(format!(
             "tag `{tag}` is {} characters; image tags are limited to {MAX_TAG}",
@@ -112,7 +125,8 @@ pub fn check_semver(v: &str) -> Result<(), TagError> {
             return bad("numbers must not have leading zeros");
         }
     }
-    let ident_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let ident_ok =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if let Some(pre) = pre {
         for id in pre.split('.') {
             if !ident_ok(id) {
@@ -135,7 +149,9 @@ pub fn check_semver(v: &str) -> Result<(), TagError> {
 pub fn is_valid_docker_tag(tag: &str) -> bool {
     tag.len() <= MAX_TAG
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 #[cfg(test)]
@@ -144,10 +160,16 @@ mod tests {
 
     #[test]
     fn seed_examples() {
-        assert_eq!(branch_tag("api", false, "dev", "abc1234def").unwrap(), "api-dev-abc1234");
+        assert_eq!(
+            branch_tag("api", false, "dev", "abc1234def").unwrap(),
+            "api-dev-abc1234"
+        );
         assert_eq!(version_tag("api", false, "1.2.3").unwrap(), "api-v1.2.3");
         assert_eq!(version_tag("api", false, "v1.2.3").unwrap(), "api-v1.2.3");
-        assert_eq!(branch_tag("api", true, "dev", "ABCDEF0123").unwrap(), "api-worker-dev-abcdef0");
+        assert_eq!(
+            branch_tag("api", true, "dev", "ABCDEF0123").unwrap(),
+            "api-worker-dev-abcdef0"
+        );
     }
 
     #[test]
@@ -169,13 +191,25 @@ mod tests {
 
     #[test]
     fn semver() {
-        for ok in ["0.0.0", "1.2.3", "10.20.30-rc.1", "1.0.0-alpha-1", "1.0.0+build.7", "1.0.0-0.3.7"] {
+        for ok in [
+            "0.0.0",
+            "1.2.3",
+            "10.20.30-rc.1",
+            "1.0.0-alpha-1",
+            "1.0.0+build.7",
+            "1.0.0-0.3.7",
+        ] {
             assert!(check_semver(ok).is_ok(), "{ok}");
         }
-        for bad in ["1.2", "1.2.3.4", "01.2.3", "1.2.x", "1.2.3-", "1.2.3-01", "1.2.3+", ""] {
+        for bad in [
+            "1.2", "1.2.3.4", "01.2.3", "1.2.x", "1.2.3-", "1.2.3-01", "1.2.3+", "",
+        ] {
             assert!(check_semver(bad).is_err(), "{bad}");
         }
-        assert_eq!(version_tag("api", false, "1.0.0+build.7").unwrap(), "api-v1.0.0_build.7");
+        assert_eq!(
+            version_tag("api", false, "1.0.0+build.7").unwrap(),
+            "api-v1.0.0_build.7"
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@ pub fn read_value(r: &mut Reader<'_>, setting: &Setting, node: &Node, field: &st
             if allowed.contains(&v) {
                 Some(Val::Int(v))
             } else {
-                let nearest = allowed.iter().min_by_key(|a| (*a - v).abs()).copied().unwrap_or(v);
+                let nearest = allowed
+                    .iter()
+                    .min_by_key(|a| (*a - v).abs())
+                    .copied()
+                    .unwrap_or(v);
                 r.error(
                     "invalid-value",
                     node.span,
@@ -34,7 +38,12 @@ pub fn read_value(r: &mut Reader<'_>, setting: &Setting, node: &Node, field: &st
             match settings::check_text(rule, &text) {
                 Ok(()) => Some(Val::Text(text)),
                 Err(why) => {
-                    r.error("invalid-value", node.span, field, format!("`{field}` is `{text}`: it {why}"));
+                    r.error(
+                        "invalid-value",
+                        node.span,
+                        field,
+                        format!("`{field}` is `{text}`: it {why}"),
+                    );
                     None
                 }
             }
@@ -97,7 +106,9 @@ fn subsections(path: &str, foundation: bool) -> Vec<&'static str> {
         let rest = if path.is_empty() {
             Some(s.manifest)
         } else {
-            s.manifest.strip_prefix(path).and_then(|r| r.strip_prefix('.'))
+            s.manifest
+                .strip_prefix(path)
+                .and_then(|r| r.strip_prefix('.'))
         };
         if let Some((first, _)) = rest.and_then(|r| r.split_once('.')) {
             if !out.contains(&first) {
@@ -124,7 +135,9 @@ pub fn stack_layer(
                 if entry.key == "environment" {
                     continue;
                 }
-                match settings::by_key(&entry.key).filter(|s| (s.applies == settings::Applies::Foundation) == foundation) {
+                match settings::by_key(&entry.key)
+                    .filter(|s| (s.applies == settings::Applies::Foundation) == foundation)
+                {
                     Some(setting) => {
                         if let Some(val) = read_value(r, setting, &entry.value, &field) {
                             layer.set(
@@ -141,14 +154,22 @@ pub fn stack_layer(
                         let other_layer = settings::by_key(&entry.key).is_some();
                         let help = if other_layer {
                             if foundation {
-                                format!("`{}` is a service setting: set it in modules/<service>/infrastructure/Pulumi.{}.yaml", entry.key, stack.stack)
+                                format!(
+                                    "`{}` is a service setting: set it in modules/<service>/infrastructure/Pulumi.{}.yaml",
+                                    entry.key, stack.stack
+                                )
                             } else {
-                                format!("`{}` is a foundation setting: set it in stack/infra/foundation/Pulumi.{}.yaml", entry.key, stack.stack)
+                                format!(
+                                    "`{}` is a foundation setting: set it in stack/infra/foundation/Pulumi.{}.yaml",
+                                    entry.key, stack.stack
+                                )
                             }
                         } else {
                             match pantstack_manifest::diag::did_you_mean(&entry.key, &valid) {
                                 Some(s) => format!("did you mean `pantstack:{s}`?"),
-                                None => "`pantstack config SERVICE` lists every setting".to_string(),
+                                None => {
+                                    "`pantstack config SERVICE` lists every setting".to_string()
+                                }
                             }
                         };
                         r.error(
@@ -199,12 +220,19 @@ pub fn cli_layer(overrides: &[String], foundation: bool) -> (Layer, Vec<Diagnost
         let field = format!("--set {arg}");
         let span = Span::new(0, 0, 1);
         let Some((key, value)) = arg.split_once('=') else {
-            r.error("invalid-argument", span, &field, format!("`--set {arg}` is not KEY=VALUE"))
-                .help = Some("write it as `--set minCapacity=2`".into());
+            r.error(
+                "invalid-argument",
+                span,
+                &field,
+                format!("`--set {arg}` is not KEY=VALUE"),
+            )
+            .help = Some("write it as `--set minCapacity=2`".into());
             continue;
         };
         let key = key.trim().strip_prefix("pantstack:").unwrap_or(key.trim());
-        match settings::by_key(key).filter(|s| (s.applies == settings::Applies::Foundation) == foundation) {
+        match settings::by_key(key)
+            .filter(|s| (s.applies == settings::Applies::Foundation) == foundation)
+        {
             Some(setting) => {
                 let node = Node {
                     value: Value::Str(value.to_string()),
@@ -218,7 +246,13 @@ pub fn cli_layer(overrides: &[String], foundation: bool) -> (Layer, Vec<Diagnost
                 let help = pantstack_manifest::diag::did_you_mean(key, &valid)
                     .map(|s| format!("did you mean `{s}`?"))
                     .unwrap_or_else(|| "`pantstack config SERVICE` lists every setting".into());
-                r.error("unknown-key", span, &field, format!("unknown setting `{key}`")).help = Some(help);
+                r.error(
+                    "unknown-key",
+                    span,
+                    &field,
+                    format!("unknown setting `{key}`"),
+                )
+                .help = Some(help);
             }
         }
     }

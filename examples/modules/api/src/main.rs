@@ -87,7 +87,11 @@ fn json_str(s: &str) -> String {
 }
 
 fn job_json(id: u64, job: &Job) -> String {
-    let result = job.result.as_deref().map(json_str).unwrap_or_else(|| "null".into());
+    let result = job
+        .result
+        .as_deref()
+        .map(json_str)
+        .unwrap_or_else(|| "null".into());
     format!(
         "{{\"id\":\"{id}\",\"status\":\"{}\",\"attempts\":{},\"result\":{result}}}",
         job.status, job.attempts
@@ -102,25 +106,35 @@ fn read_request(stream: &mut BufReader<TcpStream>) -> Result<Option<Request>, Re
         Err(_) => return Ok(None),
     }
     let mut parts = line.split_whitespace();
-    let (Some(method), Some(path), Some(_version)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(path), Some(_version)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(text(400, "malformed request line"));
     };
     let (method, path) = (method.to_string(), path.to_string());
     let mut content_length = 0usize;
     for _ in 0..MAX_HEADER_LINES {
         let mut h = String::new();
-        if stream.read_line(&mut h).map_err(|_| text(400, "bad header"))? == 0 {
+        if stream
+            .read_line(&mut h)
+            .map_err(|_| text(400, "bad header"))?
+            == 0
+        {
             return Err(text(400, "connection closed in headers"));
         }
         let h = h.trim_end();
         if h.is_empty() {
             let mut body = vec![0; content_length];
-            stream.read_exact(&mut body).map_err(|_| text(400, "body shorter than Content-Length"))?;
+            stream
+                .read_exact(&mut body)
+                .map_err(|_| text(400, "body shorter than Content-Length"))?;
             return Ok(Some(Request { method, path, body }));
         }
         if let Some((name, value)) = h.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
-                content_length = value.trim().parse().map_err(|_| text(400, "invalid Content-Length"))?;
+                content_length = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| text(400, "invalid Content-Length"))?;
                 if content_length > MAX_BODY {
                     return Err(text(413, "body larger than 64 KiB"));
                 }
@@ -159,7 +173,9 @@ fn write_response(stream: &mut TcpStream, r: &Response) -> std::io::Result<()> {
 fn serve_connection(stream: TcpStream, handler: &dyn Fn(Request) -> Response) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = stream.set_nodelay(true);
-    let Ok(mut write_half) = stream.try_clone() else { return };
+    let Ok(mut write_half) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     let response = match read_request(&mut reader) {
         Ok(Some(req)) => handler(req),
@@ -170,7 +186,14 @@ fn serve_connection(stream: TcpStream, handler: &dyn Fn(Request) -> Response) {
 }
 
 fn api(jobs: &Jobs, req: Request) -> Response {
-    let segments: Vec<&str> = req.path.split('?').next().unwrap_or("").trim_matches('/').split('/').collect();
+    let segments: Vec<&str> = req
+        .path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
+        .split('/')
+        .collect();
     let mut items = match jobs.items.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -196,7 +219,11 @@ fn api(jobs: &Jobs, req: Request) -> Response {
             let all: Vec<String> = items.iter().map(|(id, j)| job_json(*id, j)).collect();
             json(200, format!("[{}]", all.join(",")))
         }
-        ("GET", ["jobs", id]) => match id.parse::<u64>().ok().and_then(|id| items.get(&id).map(|j| (id, j))) {
+        ("GET", ["jobs", id]) => match id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| items.get(&id).map(|j| (id, j)))
+        {
             Some((id, job)) => json(200, job_json(id, job)),
             None => text(404, "no such job"),
         },
@@ -205,7 +232,10 @@ fn api(jobs: &Jobs, req: Request) -> Response {
                 Some((id, job)) => {
                     job.status = "running";
                     job.attempts += 1;
-                    json(200, format!("{{\"id\":\"{id}\",\"input\":{}}}", json_str(&job.input)))
+                    json(
+                        200,
+                        format!("{{\"id\":\"{id}\",\"input\":{}}}", json_str(&job.input)),
+                    )
                 }
                 None => Response {
                     status: 204,
@@ -223,7 +253,11 @@ fn api(jobs: &Jobs, req: Request) -> Response {
             }
             let body = String::from_utf8_lossy(&req.body).into_owned();
             job.result = Some(body);
-            job.status = if *outcome == "complete" { "done" } else { "failed" };
+            job.status = if *outcome == "complete" {
+                "done"
+            } else {
+                "failed"
+            };
             text(200, "ok")
         }
         (_, ["healthz" | "jobs"]) | (_, ["jobs", _]) => text(405, "method not allowed"),
@@ -241,7 +275,12 @@ fn process(input: &str) -> Result<String, String> {
     Ok(format!("{words} words: {}", input.to_uppercase()))
 }
 
-fn http_post(addr: SocketAddr, host: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+fn http_post(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
@@ -256,7 +295,10 @@ fn http_post(addr: SocketAddr, host: &str, path: &str, body: &str) -> std::io::R
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other("malformed response"))?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -290,7 +332,11 @@ fn resolve(url: &str) -> Result<(SocketAddr, String), String> {
         .strip_prefix("http://")
         .ok_or_else(|| format!("JOBS_API_URL `{url}` must start with http://"))?;
     let hostport = rest.split('/').next().unwrap_or(rest);
-    let with_port = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+    let with_port = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
     // Resolve `localhost` ourselves: a FROM-scratch image has no NSS configuration.
     let lookup = with_port.replacen("localhost:", "127.0.0.1:", 1);
     let addr = lookup
@@ -336,11 +382,14 @@ fn work(api_url: &str, stop: &AtomicBool) -> Result<(), String> {
 
 fn listen(default_port: u16) -> Result<TcpListener, String> {
     let port = match std::env::var("PORT") {
-        Ok(p) => p.parse::<u16>().map_err(|_| format!("PORT `{p}` is not a port number"))?,
+        Ok(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("PORT `{p}` is not a port number"))?,
         Err(_) => default_port,
     };
     let bind = std::env::var("BIND_ADDRESS").unwrap_or_else(|_| "0.0.0.0".into());
-    TcpListener::bind((bind.as_str(), port)).map_err(|e| format!("cannot listen on {bind}:{port}: {e}"))
+    TcpListener::bind((bind.as_str(), port))
+        .map_err(|e| format!("cannot listen on {bind}:{port}: {e}"))
 }
 
 fn serve_forever(listener: TcpListener, handler: Arc<dyn Fn(Request) -> Response + Send + Sync>) {
@@ -368,17 +417,22 @@ fn main() {
             std::thread::spawn(move || {
                 serve_forever(
                     listener,
-                    Arc::new(|req: Request| match (req.method.as_str(), req.path.as_str()) {
-                        ("GET", "/healthz") => text(200, "ok"),
-                        _ => text(404, "not found"),
-                    }),
+                    Arc::new(
+                        |req: Request| match (req.method.as_str(), req.path.as_str()) {
+                            ("GET", "/healthz") => text(200, "ok"),
+                            _ => text(404, "not found"),
+                        },
+                    ),
                 )
             });
-            let url = std::env::var("JOBS_API_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+            let url =
+                std::env::var("JOBS_API_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
             work(&url, &AtomicBool::new(false))
         }),
         "--help" | "-h" | "help" => {
-            println!("usage: api [serve|work]\n  serve  HTTP API on $PORT (8080)\n  work   worker; health on $PORT (8081), jobs from $JOBS_API_URL");
+            println!(
+                "usage: api [serve|work]\n  serve  HTTP API on $PORT (8080)\n  work   worker; health on $PORT (8081), jobs from $JOBS_API_URL"
+            );
             Ok(())
         }
         other => Err(format!("unknown mode `{other}`; use `serve` or `work`")),
@@ -401,7 +455,10 @@ mod tests {
 
     #[test]
     fn json_fields_round_trip() {
-        let s = format!("{{\"id\":\"3\",\"input\":{}}}", json_str("a \"quoted\"\nline\u{1}"));
+        let s = format!(
+            "{{\"id\":\"3\",\"input\":{}}}",
+            json_str("a \"quoted\"\nline\u{1}")
+        );
         assert_eq!(field(&s, "id").unwrap(), "3");
         assert_eq!(field(&s, "input").unwrap(), "a \"quoted\"\nline\u{1}");
     }
