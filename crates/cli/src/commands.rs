@@ -343,7 +343,7 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
         .max()
         .unwrap_or(10)
         .max(7);
-    println!("{:<width$}  {:<22}  {}", "SETTING", "VALUE", "SOURCE");
+    println!("{:<width$}  {:<22}  SOURCE", "SETTING", "VALUE");
     for rs in &cfg.values {
         let value = rs
             .value

@@ -29,10 +29,11 @@ fn git(root: &Path, args: &[&str]) -> Result<String, Failure> {
 /// `GITHUB_REF_NAME` is used before git.
 pub fn branch(root: &Path) -> Result<String, Failure> {
     for var in ["GITHUB_HEAD_REF", "GITHUB_REF_NAME"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() && !v.ends_with("/merge") {
-                return Ok(v);
-            }
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+            && !v.ends_with("/merge")
+        {
+            return Ok(v);
         }
     }
     let b = git(root, &["rev-parse", "--abbrev-ref", "HEAD"])?;

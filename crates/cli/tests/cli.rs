@@ -1,6 +1,8 @@
 //! End-to-end tests: the real `pantstack` binary on the example monorepo, on
 //! `init`'s scaffold and on broken fixtures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -76,11 +76,11 @@ pub fn parse_duration(text: &str) -> Option<u64> {
 
 /// Formats seconds the way users write them (`30s`, `5m`, `4d`).
 pub fn format_duration(secs: u64) -> String {
-    if secs != 0 && secs % 86_400 == 0 {
+    if secs != 0 && secs.is_multiple_of(86_400) {
         format!("{}d", secs / 86_400)
-    } else if secs != 0 && secs % 3600 == 0 {
+    } else if secs != 0 && secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs != 0 && secs % 60 == 0 {
+    } else if secs != 0 && secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")

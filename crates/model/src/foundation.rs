@@ -126,82 +126,78 @@ pub fn read_foundation(
     if let Some(n) = top.get("description") {
         f.description = r.text(n, "description");
     }
-    if let Some(n) = top.get("region") {
-        if let Some(reg) = r.string(n, "region") {
-            match check_region(&reg) {
-                Ok(()) => {
-                    f.region = Some(Located {
-                        value: reg,
-                        file: file.clone(),
-                        span: n.span,
-                    })
-                }
-                Err(why) => {
-                    r.error("invalid-value", n.span, "region", why);
-                }
+    if let Some(n) = top.get("region")
+        && let Some(reg) = r.string(n, "region")
+    {
+        match check_region(&reg) {
+            Ok(()) => {
+                f.region = Some(Located {
+                    value: reg,
+                    file: file.clone(),
+                    span: n.span,
+                })
+            }
+            Err(why) => {
+                r.error("invalid-value", n.span, "region", why);
             }
         }
     }
     f.registry = f.project.value.clone();
-    if let Some(n) = top.get("registry") {
-        if let Some(rf) = settings_section(r, n, "registry", &["name"], true, &mut layer) {
-            if let Some(nn) = rf.get("name") {
-                if let Some(name) = r.string(nn, "registry.name") {
-                    let ok = !name.is_empty()
-                        && name.len() <= 256
-                        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                        && name.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c)
-                        });
-                    if ok {
-                        f.registry = name;
-                    } else {
-                        r.error(
+    if let Some(n) = top.get("registry")
+        && let Some(rf) = settings_section(r, n, "registry", &["name"], true, &mut layer)
+        && let Some(nn) = rf.get("name")
+        && let Some(name) = r.string(nn, "registry.name")
+    {
+        let ok = !name.is_empty()
+            && name.len() <= 256
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./".contains(c));
+        if ok {
+            f.registry = name;
+        } else {
+            r.error(
                             "invalid-name",
                             nn.span,
                             "registry.name",
                             format!("`{name}` is not a valid ECR repository name (lowercase letters, digits, `-`, `_`, `.`, `/`)"),
                         );
-                    }
-                }
-            }
         }
     }
-    if let Some(n) = top.get("github") {
-        if let Some(gf) = r.map(n, "github", &["owner", "repo"]) {
-            let mut part = |key: &str| -> Option<String> {
-                let Some(v) = gf.get(key) else {
-                    r.error(
-                        "missing-key",
-                        n.span,
-                        &join("github", key),
-                        format!("`github.{key}` is required for OIDC trust"),
-                    );
-                    return None;
-                };
-                let s = r.string(v, &join("github", key))?;
-                let ok = !s.is_empty()
-                    && s.len() <= 100
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-                if !ok {
-                    r.error(
-                        "invalid-value",
-                        v.span,
-                        &join("github", key),
-                        format!(
-                            "`{s}` is not a GitHub {key} name (letters, digits, `-`, `_`, `.`)"
-                        ),
-                    );
-                    return None;
-                }
-                Some(s)
+    if let Some(n) = top.get("github")
+        && let Some(gf) = r.map(n, "github", &["owner", "repo"])
+    {
+        let mut part = |key: &str| -> Option<String> {
+            let Some(v) = gf.get(key) else {
+                r.error(
+                    "missing-key",
+                    n.span,
+                    &join("github", key),
+                    format!("`github.{key}` is required for OIDC trust"),
+                );
+                return None;
             };
-            let owner = part("owner");
-            let repo = part("repo");
-            if let (Some(owner), Some(repo)) = (owner, repo) {
-                f.github = Some(Github { owner, repo });
+            let s = r.string(v, &join("github", key))?;
+            let ok = !s.is_empty()
+                && s.len() <= 100
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !ok {
+                r.error(
+                    "invalid-value",
+                    v.span,
+                    &join("github", key),
+                    format!("`{s}` is not a GitHub {key} name (letters, digits, `-`, `_`, `.`)"),
+                );
+                return None;
             }
+            Some(s)
+        };
+        let owner = part("owner");
+        let repo = part("repo");
+        if let (Some(owner), Some(repo)) = (owner, repo) {
+            f.github = Some(Github { owner, repo });
         }
     }
     match top.get("environments") {
@@ -218,12 +214,11 @@ pub fn read_foundation(
             );
         }
     }
-    if let Some(n) = top.get("previews") {
-        if let Some(pf) = settings_section(r, n, "previews", &["enabled"], true, &mut layer) {
-            if let Some(e) = pf.get("enabled") {
-                f.previews_enabled = r.boolean(e, "previews.enabled").unwrap_or(true);
-            }
-        }
+    if let Some(n) = top.get("previews")
+        && let Some(pf) = settings_section(r, n, "previews", &["enabled"], true, &mut layer)
+        && let Some(e) = pf.get("enabled")
+    {
+        f.previews_enabled = r.boolean(e, "previews.enabled").unwrap_or(true);
     }
     f.settings = layer;
     f

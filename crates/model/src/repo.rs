@@ -76,30 +76,30 @@ fn read_stacks(layer: &LayerFiles, foundation: bool, diags: &mut Vec<Diagnostic>
             environment: None,
             settings: Layer::default(),
         };
-        if let Some(e) = sf.get("aws", "region") {
-            if let Some(reg) = r.string(&e.value, "config.aws:region") {
-                match foundation::check_region(&reg) {
-                    Ok(()) => {
-                        stack.region = Some(Located {
-                            value: reg,
-                            file: f.path.clone(),
-                            span: e.value.span,
-                        })
-                    }
-                    Err(why) => {
-                        r.error("invalid-value", e.value.span, "config.aws:region", why);
-                    }
+        if let Some(e) = sf.get("aws", "region")
+            && let Some(reg) = r.string(&e.value, "config.aws:region")
+        {
+            match foundation::check_region(&reg) {
+                Ok(()) => {
+                    stack.region = Some(Located {
+                        value: reg,
+                        file: f.path.clone(),
+                        span: e.value.span,
+                    })
+                }
+                Err(why) => {
+                    r.error("invalid-value", e.value.span, "config.aws:region", why);
                 }
             }
         }
-        if let Some(e) = sf.get("pantstack", "environment") {
-            if let Some(env) = r.string(&e.value, "config.pantstack:environment") {
-                stack.environment = Some(Located {
-                    value: env,
-                    file: f.path.clone(),
-                    span: e.value.span,
-                });
-            }
+        if let Some(e) = sf.get("pantstack", "environment")
+            && let Some(env) = r.string(&e.value, "config.pantstack:environment")
+        {
+            stack.environment = Some(Located {
+                value: env,
+                file: f.path.clone(),
+                span: e.value.span,
+            });
         }
         values::stack_layer(&mut r, &sf, foundation, &mut stack.settings);
         diags.extend(r.diags);
@@ -325,19 +325,25 @@ impl Monorepo {
                 );
                 continue;
             }
-            if let Some(env) = &stack.environment {
-                if env.value != stack.name {
-                    diags.push(
-                        Diagnostic::error(
-                            "environment-mismatch",
-                            &env.file,
-                            env.span,
-                            "config.pantstack:environment",
-                            format!("`pantstack:environment` is `{}` in the stack file of `{}`", env.value, stack.name),
-                        )
-                        .with_help(format!("write `pantstack:environment: {}`, or rename the file to `Pulumi.{}.yaml`", stack.name, env.value)),
-                    );
-                }
+            if let Some(env) = &stack.environment
+                && env.value != stack.name
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "environment-mismatch",
+                        &env.file,
+                        env.span,
+                        "config.pantstack:environment",
+                        format!(
+                            "`pantstack:environment` is `{}` in the stack file of `{}`",
+                            env.value, stack.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "write `pantstack:environment: {}`, or rename the file to `Pulumi.{}.yaml`",
+                        stack.name, env.value
+                    )),
+                );
             }
         }
         // A service's region must be its foundation's region in that environment:
@@ -371,16 +377,16 @@ impl Monorepo {
     /// The region of an environment's foundation: its stack file's `aws:region`, else
     /// the manifest's `region`.
     pub fn region_for(&self, stack_name: &str) -> Option<(String, Source)> {
-        if let Some(st) = self.foundation_stacks.iter().find(|s| s.name == stack_name) {
-            if let Some(r) = &st.region {
-                return Some((
-                    r.value.clone(),
-                    Source::Stack {
-                        file: r.file.clone(),
-                        span: r.span,
-                    },
-                ));
-            }
+        if let Some(st) = self.foundation_stacks.iter().find(|s| s.name == stack_name)
+            && let Some(r) = &st.region
+        {
+            return Some((
+                r.value.clone(),
+                Source::Stack {
+                    file: r.file.clone(),
+                    span: r.span,
+                },
+            ));
         }
         self.foundation.region.as_ref().map(|r| {
             (
@@ -646,34 +652,33 @@ impl Resolved {
             ("minCapacity", "maxCapacity"),
             ("workerMinCapacity", "workerMaxCapacity"),
         ] {
-            if let (Some(min), Some(max)) = (self.int(lo), self.int(hi)) {
-                if min > max {
-                    let k = later(lo, hi);
-                    let other = if k == lo { hi } else { lo };
-                    let (file, span, field) = self.place(k, other, fallback);
-                    out.push(
-                        Diagnostic::error(
-                            "min-above-max",
-                            &file,
-                            span,
-                            &field,
-                            format!(
-                                "{lo} ({min}) is greater than {hi} ({max}) in environment `{env}`"
-                            ),
-                        )
-                        .with_help(format!(
-                            "raise `{hi}` to at least {min} or lower `{lo}` to at most {max}"
-                        )),
-                    );
-                }
-            }
-        }
-        if let (Some(cpu), Some(mem)) = (self.int("cpu"), self.int("memory")) {
-            if let Err(valid) = fargate_pair(cpu, mem) {
-                let k = later("cpu", "memory");
-                let other = if k == "cpu" { "memory" } else { "cpu" };
+            if let (Some(min), Some(max)) = (self.int(lo), self.int(hi))
+                && min > max
+            {
+                let k = later(lo, hi);
+                let other = if k == lo { hi } else { lo };
                 let (file, span, field) = self.place(k, other, fallback);
                 out.push(
+                    Diagnostic::error(
+                        "min-above-max",
+                        &file,
+                        span,
+                        &field,
+                        format!("{lo} ({min}) is greater than {hi} ({max}) in environment `{env}`"),
+                    )
+                    .with_help(format!(
+                        "raise `{hi}` to at least {min} or lower `{lo}` to at most {max}"
+                    )),
+                );
+            }
+        }
+        if let (Some(cpu), Some(mem)) = (self.int("cpu"), self.int("memory"))
+            && let Err(valid) = fargate_pair(cpu, mem)
+        {
+            let k = later("cpu", "memory");
+            let other = if k == "cpu" { "memory" } else { "cpu" };
+            let (file, span, field) = self.place(k, other, fallback);
+            out.push(
                     Diagnostic::error(
                         "invalid-task-size",
                         &file,
@@ -683,21 +688,20 @@ impl Resolved {
                     )
                     .with_help(valid),
                 );
-            }
         }
         if let (Some(t), Some(i)) = (
             self.secs("healthCheckTimeout"),
             self.secs("healthCheckInterval"),
-        ) {
-            if t >= i {
-                let k = later("healthCheckTimeout", "healthCheckInterval");
-                let other = if k == "healthCheckTimeout" {
-                    "healthCheckInterval"
-                } else {
-                    "healthCheckTimeout"
-                };
-                let (file, span, field) = self.place(k, other, fallback);
-                out.push(
+        ) && t >= i
+        {
+            let k = later("healthCheckTimeout", "healthCheckInterval");
+            let other = if k == "healthCheckTimeout" {
+                "healthCheckInterval"
+            } else {
+                "healthCheckTimeout"
+            };
+            let (file, span, field) = self.place(k, other, fallback);
+            out.push(
                     Diagnostic::error(
                         "timeout-not-below-interval",
                         &file,
@@ -707,16 +711,17 @@ impl Resolved {
                     )
                     .with_help("ALB requires timeout < interval"),
                 );
-            }
         }
-        if let (Some(min), Some(max)) = (self.int("minHealthyPercent"), self.int("maxPercent")) {
-            if min == 100 && max == 100 {
-                let (file, span, field) = self.place(
-                    later("minHealthyPercent", "maxPercent"),
-                    "maxPercent",
-                    fallback,
-                );
-                out.push(
+        if let (Some(min), Some(max)) = (self.int("minHealthyPercent"), self.int("maxPercent"))
+            && min == 100
+            && max == 100
+        {
+            let (file, span, field) = self.place(
+                later("minHealthyPercent", "maxPercent"),
+                "maxPercent",
+                fallback,
+            );
+            out.push(
                     Diagnostic::error(
                         "deployment-stuck",
                         &file,
@@ -726,7 +731,6 @@ impl Resolved {
                     )
                     .with_help("raise maxPercent above 100 or lower minHealthyPercent"),
                 );
-            }
         }
         if let (Some(0), Some(0)) = (self.int("spotWeight"), self.int("onDemandWeight")) {
             let (file, span, field) = self.place(
@@ -739,13 +743,13 @@ impl Resolved {
                     .with_help("give at least one capacity provider a weight (the seed uses spot 4, on-demand 1)"),
             );
         }
-        if let Some(svc) = svc {
-            if svc.http.is_none() {
-                if let Some(strategy) = self.text("deploymentStrategy").filter(|s| *s != "rolling")
-                {
-                    let (file, span, field) =
-                        self.place("deploymentStrategy", "deploymentStrategy", fallback);
-                    out.push(
+        if let Some(svc) = svc
+            && svc.http.is_none()
+            && let Some(strategy) = self.text("deploymentStrategy").filter(|s| *s != "rolling")
+        {
+            let (file, span, field) =
+                self.place("deploymentStrategy", "deploymentStrategy", fallback);
+            out.push(
                         Diagnostic::error(
                             "invalid-value",
                             &file,
@@ -755,8 +759,6 @@ impl Resolved {
                         )
                         .with_help("use `rolling` for workers"),
                     );
-                }
-            }
         }
         for (setting, source) in &self.misplaced {
             let (file, span) = source

@@ -164,20 +164,19 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
     let Some(top) = settings_section(r, node, "", TOP_KEYS, false, &mut layer) else {
         return svc;
     };
-    if let Some(n) = top.get("service") {
-        if let Some(name) = r.string(n, "service") {
-            if name != dir_name {
-                r.error(
-                    "name-mismatch",
-                    n.span,
-                    "service",
-                    format!("`service: {name}` does not match its directory `modules/{dir_name}`"),
-                )
-                .help = Some(format!(
-                    "write `service: {dir_name}`, or rename the directory to `modules/{name}`"
-                ));
-            }
-        }
+    if let Some(n) = top.get("service")
+        && let Some(name) = r.string(n, "service")
+        && name != dir_name
+    {
+        r.error(
+            "name-mismatch",
+            n.span,
+            "service",
+            format!("`service: {name}` does not match its directory `modules/{dir_name}`"),
+        )
+        .help = Some(format!(
+            "write `service: {dir_name}`, or rename the directory to `modules/{name}`"
+        ));
     }
     if let Some(n) = top.get("description") {
         svc.description = r.text(n, "description");
@@ -185,15 +184,15 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
     if let Some(n) = top.get("image") {
         svc.image = read_image(r, n, "image").unwrap_or_else(Image::default_for);
     }
-    if let Some(n) = top.get("http") {
-        if let Some(f) = settings_section(r, n, "http", HTTP_KEYS, false, &mut layer) {
-            svc.http = Some(read_http(r, &f));
-        }
+    if let Some(n) = top.get("http")
+        && let Some(f) = settings_section(r, n, "http", HTTP_KEYS, false, &mut layer)
+    {
+        svc.http = Some(read_http(r, &f));
     }
-    if let Some(n) = top.get("worker") {
-        if let Some(f) = settings_section(r, n, "worker", WORKER_KEYS, false, &mut layer) {
-            svc.worker = read_worker(r, &f, n.span, &file);
-        }
+    if let Some(n) = top.get("worker")
+        && let Some(f) = settings_section(r, n, "worker", WORKER_KEYS, false, &mut layer)
+    {
+        svc.worker = read_worker(r, &f, n.span, &file);
     }
     if svc.http.is_none() && svc.worker.is_none() {
         r.error(
@@ -280,16 +279,16 @@ fn read_http(r: &mut Reader<'_>, f: &Fields<'_>) -> Http {
             };
             if let Some(p) = rf.get("path") {
                 rule.path = r.string(p, &join(&path, "path"));
-                if let Some(pv) = &rule.path {
-                    if !pv.starts_with('/') || pv.len() > 128 {
-                        r.error(
+                if let Some(pv) = &rule.path
+                    && (!pv.starts_with('/') || pv.len() > 128)
+                {
+                    r.error(
                             "invalid-value",
                             p.span,
                             &join(&path, "path"),
                             format!("listener rule path `{pv}` must start with `/` and be at most 128 characters (ALB limit)"),
                         )
                         .help = Some("e.g. `/api/*`".into());
-                    }
                 }
             }
             if let Some(h) = rf.get("host") {
@@ -393,16 +392,17 @@ fn read_queue(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Que
     let cbd = f
         .get("content_based_deduplication")
         .and_then(|n| r.boolean(n, &join(path, "content_based_deduplication")));
-    if cbd == Some(true) && !fifo {
-        if let Some(span) = f.key_span("content_based_deduplication") {
-            r.error(
-                "invalid-value",
-                span,
-                &join(path, "content_based_deduplication"),
-                "content-based deduplication needs a FIFO queue",
-            )
-            .help = Some("add `fifo: true`, or remove `content_based_deduplication`".into());
-        }
+    if cbd == Some(true)
+        && !fifo
+        && let Some(span) = f.key_span("content_based_deduplication")
+    {
+        r.error(
+            "invalid-value",
+            span,
+            &join(path, "content_based_deduplication"),
+            "content-based deduplication needs a FIFO queue",
+        )
+        .help = Some("add `fifo: true`, or remove `content_based_deduplication`".into());
     }
     let dead_letter = f.get("dead_letter").and_then(|n| {
         let dpath = join(path, "dead_letter");
@@ -470,16 +470,17 @@ fn read_bucket(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Bu
         .get("versioning")
         .and_then(|n| r.boolean(n, &join(path, "versioning")))
         .unwrap_or(true);
-    if replication_region.is_some() && !versioning {
-        if let Some(span) = f.key_span("versioning") {
-            r.error(
-                "invalid-value",
-                span,
-                &join(path, "versioning"),
-                "cross-region replication needs versioning",
-            )
-            .help = Some("set `versioning: true` or remove `replication`".into());
-        }
+    if replication_region.is_some()
+        && !versioning
+        && let Some(span) = f.key_span("versioning")
+    {
+        r.error(
+            "invalid-value",
+            span,
+            &join(path, "versioning"),
+            "cross-region replication needs versioning",
+        )
+        .help = Some("set `versioning: true` or remove `replication`".into());
     }
     Bucket {
         name: name.to_string(),
@@ -588,26 +589,26 @@ pub fn references(value: &str) -> Result<Vec<Reference>, String> {
 fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
     let queues: Vec<&str> = svc.queues.iter().map(|q| q.name.as_str()).collect();
     let buckets: Vec<&str> = svc.buckets.iter().map(|b| b.name.as_str()).collect();
-    if let Some(w) = &svc.worker {
-        if !queues.contains(&w.queue.value.as_str()) {
-            let help = match did_you_mean(&w.queue.value, &queues) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None if queues.is_empty() => {
-                    format!("declare it: `queues: {{ {}: {{}} }}`", w.queue.value)
-                }
-                None => format!("declared queues: {}", queues.join(", ")),
-            };
-            r.error(
-                "undeclared-reference",
-                w.queue.span,
-                "worker.queue",
-                format!(
-                    "worker consumes queue `{}`, which is not declared under `queues:`",
-                    w.queue.value
-                ),
-            )
-            .help = Some(help);
-        }
+    if let Some(w) = &svc.worker
+        && !queues.contains(&w.queue.value.as_str())
+    {
+        let help = match did_you_mean(&w.queue.value, &queues) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if queues.is_empty() => {
+                format!("declare it: `queues: {{ {}: {{}} }}`", w.queue.value)
+            }
+            None => format!("declared queues: {}", queues.join(", ")),
+        };
+        r.error(
+            "undeclared-reference",
+            w.queue.span,
+            "worker.queue",
+            format!(
+                "worker consumes queue `{}`, which is not declared under `queues:`",
+                w.queue.value
+            ),
+        )
+        .help = Some(help);
     }
     let Some(vars) = top.get("variables").and_then(|n| n.as_map()) else {
         return;
@@ -678,20 +679,20 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
         }
     }
     for s in &svc.secrets {
-        if svc.variables.iter().any(|(n, _)| *n == s.name) {
-            if let Some(span) = top.get("variables").and_then(|n| n.as_map()).and_then(|m| {
+        if svc.variables.iter().any(|(n, _)| *n == s.name)
+            && let Some(span) = top.get("variables").and_then(|n| n.as_map()).and_then(|m| {
                 m.iter()
                     .find(|(k, _)| k.scalar_text().as_deref() == Some(s.name.as_str()))
                     .map(|(k, _)| k.span)
-            }) {
-                r.error(
-                    "duplicate-name",
-                    span,
-                    &join("variables", &s.name),
-                    format!("`{}` is both a variable and a secret", s.name),
-                )
-                .help = Some("keep one of them".into());
-            }
+            })
+        {
+            r.error(
+                "duplicate-name",
+                span,
+                &join("variables", &s.name),
+                format!("`{}` is both a variable and a secret", s.name),
+            )
+            .help = Some("keep one of them".into());
         }
     }
 }

@@ -137,10 +137,10 @@ pub fn check_semver(v: &str) -> Result<(), TagError> {
             }
         }
     }
-    if let Some(build) = build {
-        if !build.split('.').all(ident_ok) {
-            return bad("the build part must be dot-separated alphanumeric identifiers");
-        }
+    if let Some(build) = build
+        && !build.split('.').all(ident_ok)
+    {
+        return bad("the build part must be dot-separated alphanumeric identifiers");
     }
     Ok(())
 }

@@ -110,10 +110,10 @@ fn subsections(path: &str, foundation: bool) -> Vec<&'static str> {
                 .strip_prefix(path)
                 .and_then(|r| r.strip_prefix('.'))
         };
-        if let Some((first, _)) = rest.and_then(|r| r.split_once('.')) {
-            if !out.contains(&first) {
-                out.push(first);
-            }
+        if let Some((first, _)) = rest.and_then(|r| r.split_once('.'))
+            && !out.contains(&first)
+        {
+            out.push(first);
         }
     }
     out

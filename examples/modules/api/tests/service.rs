@@ -1,6 +1,8 @@
 //! The example service as real processes: the API on an ephemeral loopback port,
 //! its worker consuming jobs from it, over real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
