@@ -807,3 +807,72 @@ mod tests {
         assert_eq!(children("http.healthcheck", false).len(), 7);
     }
 }
+
+/// The settings table as Markdown (docs/manifest.md embeds it; a test keeps it current).
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| stack file key (`pantstack:`) | manifest path | applies to | values | default | meaning |\n|---|---|---|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        let applies = match s.applies {
+            Applies::Service => "service",
+            Applies::Http => "http",
+            Applies::Worker => "worker",
+            Applies::WorkerBeside => "http + worker",
+            Applies::Foundation => "foundation",
+        };
+        let values = match s.kind {
+            Kind::Int { min, max } => format!("{min}..{max}"),
+            Kind::IntSet(v) => format!(
+                "one of {}",
+                v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ),
+            Kind::Duration { min, max } => format!(
+                "{}..{}",
+                pantstack_manifest::read::format_duration(min),
+                pantstack_manifest::read::format_duration(max)
+            ),
+            Kind::Choice(c) => c.join(" \\| "),
+            Kind::Bool => "true \\| false".into(),
+            Kind::Text(TextRule::HttpPath) => "path".into(),
+            Kind::Text(TextRule::Matcher) => "HTTP codes".into(),
+            Kind::Text(TextRule::Arn) => "ARN".into(),
+            Kind::Text(TextRule::Cidr) => "IPv4 CIDR /16../24".into(),
+        };
+        let default = match s.default_val() {
+            Some(v) => format!("`{v}`"),
+            None => "off".into(),
+        };
+        let default = match s.aws_default {
+            Some(aws) => format!("{default} (AWS: {aws})"),
+            None => default,
+        };
+        out.push_str(&format!(
+            "| `{}` | `{}` | {applies} | {values} | {default} | {} |\n",
+            s.key, s.manifest, s.doc
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod doc_tests {
+    #[test]
+    fn docs_manifest_lists_every_setting() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/manifest.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_default();
+        let table = super::markdown_table();
+        if std::env::var_os("PANTSTACK_WRITE_DOCS").is_some() {
+            let start = doc.find("<!-- settings:start -->").expect("start marker")
+                + "<!-- settings:start -->\n".len();
+            let end = doc.find("<!-- settings:end -->").expect("end marker");
+            let new = format!("{}{table}{}", &doc[..start], &doc[end..]);
+            std::fs::write(&path, new).expect("write docs");
+            return;
+        }
+        assert!(
+            doc.contains(&table),
+            "docs/manifest.md is out of date: run PANTSTACK_WRITE_DOCS=1 cargo test -p pantstack-model docs_manifest"
+        );
+    }
+}
