@@ -528,3 +528,104 @@ fn colour_only_when_asked_or_on_a_terminal() {
     let o = pantstack(&fixture("yaml-bomb"), &["check", "--color", "always"]);
     assert!(stderr(&o).contains("\x1b[1;31merror"));
 }
+
+/// The seed's own example files, verbatim, in a minimal monorepo.
+#[test]
+fn the_seeds_files_parse_exactly_as_written() {
+    let dir = tempdir("seed");
+    let w = |rel: &str, text: &str| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    w(
+        "stack/infra/foundation/pantstack.yaml",
+        "project: pantstack\nregion: us-east-1\nenvironments:\n  test:\n    branch: dev\n  prod:\n    branch: main\n",
+    );
+    w(
+        "stack/infra/foundation/Pulumi.yaml",
+        "name: pantstack-foundation\nruntime: python\ndescription: Foundation\n",
+    );
+    w(
+        "modules/api/infrastructure/Pulumi.yaml",
+        "# Pulumi.yaml\nname: pantstack-api\nruntime: python\ndescription: API service infrastructure\n",
+    );
+    w(
+        "modules/api/infrastructure/Pulumi.test.yaml",
+        "# Pulumi.test.yaml\nconfig:\n  aws:region: us-east-1\n  pantstack:environment: test\n  pantstack:minCapacity: 1\n  pantstack:maxCapacity: 3\n",
+    );
+    w(
+        "modules/api/infrastructure/pantstack.yaml",
+        "http:\n  port: 8080\n",
+    );
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "no warnings");
+    let o = pantstack(
+        &dir,
+        &["config", "api", "--env", "test", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["region"], "us-east-1");
+    assert_eq!(v["environment"], "test");
+    let get = |k: &str| {
+        v["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == k)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("minCapacity")["value"], 1);
+    assert_eq!(get("maxCapacity")["value"], 3);
+    assert_eq!(get("maxCapacity")["source"]["line"], 6);
+}
+
+#[test]
+fn tag_outputs() {
+    let mut out = String::new();
+    for args in [
+        vec!["tag", "api", "--branch", "dev", "--sha", "abc1234def"],
+        vec!["tag", "api", "--branch", "main", "--sha", "DEF4567890"],
+        vec![
+            "tag",
+            "api",
+            "--worker",
+            "--branch",
+            "dev",
+            "--sha",
+            "0a1b2c3d4e",
+        ],
+        vec![
+            "tag",
+            "api",
+            "--branch",
+            "feature/Login",
+            "--sha",
+            "0123456789abcdef",
+        ],
+        vec![
+            "tag",
+            "api",
+            "--branch",
+            "Fix/#42 über-bug!",
+            "--sha",
+            "0123456789abcdef",
+        ],
+        vec!["tag", "api", "--version", "1.2.3"],
+        vec!["tag", "api", "--worker", "--version", "1.0.0-rc.1+build.5"],
+        vec!["tag", "api", "--version", "1.2"],
+        vec!["tag", "api", "--branch", "dev", "--sha", "12345"],
+    ] {
+        let o = pantstack(&examples(), &args);
+        out.push_str(&format!(
+            "$ pantstack {}\n[exit {}] {}{}\n",
+            args.join(" "),
+            code(&o),
+            stdout(&o),
+            stderr(&o)
+        ));
+    }
+    insta::assert_snapshot!(out);
+}
