@@ -168,11 +168,12 @@ pub fn read_foundation(
     if let Some(n) = top.get("github")
         && let Some(gf) = r.map(n, "github", &["owner", "repo"])
     {
+        let github_span = top.key_span("github").unwrap_or(n.span);
         let mut part = |key: &str| -> Option<String> {
             let Some(v) = gf.get(key) else {
                 r.error(
                     "missing-key",
-                    n.span,
+                    github_span,
                     &join("github", key),
                     format!("`github.{key}` is required for OIDC trust"),
                 );
