@@ -182,6 +182,8 @@ pub fn load(root: &Path) -> Loaded {
     let foundation_stacks = read_stacks(&files.foundation, true, &mut diags);
 
     let mut services = Vec::new();
+    // `service:` names declared so far, to report a name declared twice.
+    let mut declared: Vec<(String, String)> = Vec::new();
     for (dir_name, layer) in &files.services {
         if let Err(why) = names::check_service_name(dir_name) {
             diags.push(
@@ -221,6 +223,20 @@ pub fn load(root: &Path) -> Loaded {
         };
         let mut r = Reader::new(&mf.path);
         let svc = service::read_service(&mut r, dir_name, &node);
+        if let Some(n) = node.get("service")
+            && let Some(name) = n.scalar_text()
+        {
+            if let Some((_, first)) = declared.iter().find(|(d, _)| *d == name) {
+                r.error(
+                    "duplicate-service",
+                    n.span,
+                    "service",
+                    format!("service `{name}` is declared twice: also in `{first}`"),
+                )
+                .help = Some("each module declares its own service; rename one of them".into());
+            }
+            declared.push((name, mf.path.clone()));
+        }
         diags.extend(r.diags);
         let pulumi_name = project.and_then(|p| p.name);
         if let Some((name, span)) = &pulumi_name {
