@@ -3,7 +3,7 @@
 use crate::Failure;
 use crate::args::{ConfigArgs, EnvArgs, Global, TagArgs};
 use crate::git;
-use crate::output::{Out, diagnostic_json, print_diagnostics, raw_json, summary};
+use crate::output::{Out, diagnostic_json, print_diagnostics, summary, val_json};
 use pantstack_model::env::{self, Reason, ResolvedEnv};
 use pantstack_model::repo::Monorepo;
 use pantstack_model::settings::{Layer, Source};
@@ -300,7 +300,7 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
             "stack_file": cfg.stack_file,
             "settings": cfg.values.iter().map(|rs| json!({
                 "key": rs.setting.key,
-                "value": rs.value.as_ref().map(|v| raw_json(&v.to_json())),
+                "value": rs.value.as_ref().map(val_json),
                 "source": source_json(&rs.source),
                 "manifest": rs.setting.manifest,
             })).collect::<Vec<_>>(),

@@ -3,6 +3,7 @@
 use crate::args::{ColorChoice, Format};
 use pantstack_manifest::Diagnostic;
 use pantstack_manifest::files::RepoFiles;
+use pantstack_model::settings::Val;
 use std::io::IsTerminal;
 
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +71,12 @@ pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
     })
 }
 
-/// A value from the model as JSON (the model has no serde).
-pub fn raw_json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|_| serde_json::Value::String(s.to_string()))
+/// A resolved setting value as JSON (durations in seconds).
+pub fn val_json(v: &Val) -> serde_json::Value {
+    match v {
+        Val::Int(i) => serde_json::json!(i),
+        Val::Duration(secs) => serde_json::json!(secs),
+        Val::Text(t) => serde_json::json!(t),
+        Val::Bool(b) => serde_json::json!(b),
+    }
 }

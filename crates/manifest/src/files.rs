@@ -198,13 +198,7 @@ fn read_file(root: &Path, rel: &str, diags: &mut Vec<Diagnostic>) -> Option<Sour
         }
         Ok(_) => {}
         Err(e) => {
-            diags.push(Diagnostic::error(
-                "unreadable-file",
-                rel,
-                Span::default(),
-                "",
-                format!("cannot read: {e}"),
-            ));
+            diags.push(unreadable(rel, &e));
             return None;
         }
     }
@@ -229,14 +223,18 @@ fn read_file(root: &Path, rel: &str, diags: &mut Vec<Diagnostic>) -> Option<Sour
             }
         },
         Err(e) => {
-            diags.push(Diagnostic::error(
-                "unreadable-file",
-                rel,
-                Span::default(),
-                "",
-                format!("cannot read: {e}"),
-            ));
+            diags.push(unreadable(rel, &e));
             None
         }
     }
+}
+
+fn unreadable(rel: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::error(
+        "unreadable-file",
+        rel,
+        Span::default(),
+        "",
+        format!("cannot read: {e}"),
+    )
 }

@@ -102,10 +102,7 @@ impl<'f> Reader<'f> {
         field: &str,
         msg: impl Into<String>,
     ) -> &mut Diagnostic {
-        self.diags
-            .push(Diagnostic::error(code, self.file, span, field, msg));
-        let last = self.diags.len() - 1;
-        &mut self.diags[last]
+        self.push(Diagnostic::error(code, self.file, span, field, msg))
     }
 
     pub fn warn(
@@ -115,8 +112,12 @@ impl<'f> Reader<'f> {
         field: &str,
         msg: impl Into<String>,
     ) -> &mut Diagnostic {
-        self.diags
-            .push(Diagnostic::warning(code, self.file, span, field, msg));
+        self.push(Diagnostic::warning(code, self.file, span, field, msg))
+    }
+
+    /// Records a diagnostic and returns it for adding help.
+    fn push(&mut self, d: Diagnostic) -> &mut Diagnostic {
+        self.diags.push(d);
         let last = self.diags.len() - 1;
         &mut self.diags[last]
     }

@@ -140,26 +140,10 @@ pub fn load(root: &Path) -> Loaded {
         .as_ref()
         .and_then(|p| p.name.as_ref())
         .map(|(n, _)| n.trim_end_matches("-foundation").to_string());
-    let foundation = match &files.foundation.manifest {
-        Some(f) => match parse_file(f, &mut diags) {
-            Some(node) => {
-                let mut r = Reader::new(&f.path);
-                let fd = foundation::read_foundation(&mut r, &node, fallback.as_deref());
-                diags.extend(r.diags);
-                fd
-            }
-            None => {
-                let mut r = Reader::new(&f.path);
-                foundation::read_foundation(
-                    &mut r,
-                    &Node {
-                        value: pantstack_manifest::Value::Null,
-                        span: Span::default(),
-                    },
-                    fallback.as_deref(),
-                )
-            }
-        },
+    // A foundation manifest that is missing or unparsable still yields a model
+    // (defaults), but only the problems already reported are shown for it.
+    let (path, node) = match &files.foundation.manifest {
+        Some(f) => (f.path.clone(), parse_file(f, &mut diags)),
         None => {
             let path = format!("{}/{}", files::FOUNDATION_DIR, files::MANIFEST_FILE);
             if root.join(files::FOUNDATION_DIR).is_dir() {
@@ -168,17 +152,19 @@ pub fn load(root: &Path) -> Loaded {
                         .with_help("it declares the project slug, GitHub repository and environments; `pantstack init` writes one"),
                 );
             }
-            let mut r = Reader::new(&path);
-            foundation::read_foundation(
-                &mut r,
-                &Node {
-                    value: pantstack_manifest::Value::Null,
-                    span: Span::default(),
-                },
-                fallback.as_deref(),
-            )
+            (path, None)
         }
     };
+    let null = Node {
+        value: pantstack_manifest::Value::Null,
+        span: Span::default(),
+    };
+    let mut r = Reader::new(&path);
+    let foundation =
+        foundation::read_foundation(&mut r, node.as_ref().unwrap_or(&null), fallback.as_deref());
+    if node.is_some() {
+        diags.extend(r.diags);
+    }
     let foundation_stacks = read_stacks(&files.foundation, true, &mut diags);
 
     let mut services = Vec::new();

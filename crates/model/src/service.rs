@@ -204,10 +204,10 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
         .help = Some("add `http:` with a `port` for a web service, `worker:` with a `queue` for a queue consumer, or both".into());
     }
     if let Some(n) = top.get("queues") {
-        svc.queues = read_named(r, n, "queues", QUEUE_KEYS, read_queue);
+        svc.queues = read_named(r, n, "queues", (QUEUE_KEYS, "queue", 40), read_queue);
     }
     if let Some(n) = top.get("buckets") {
-        svc.buckets = read_named(r, n, "buckets", BUCKET_KEYS, read_bucket);
+        svc.buckets = read_named(r, n, "buckets", (BUCKET_KEYS, "bucket", 24), read_bucket);
     }
     if let Some(n) = top.get("secrets") {
         svc.secrets = read_secrets(r, n);
@@ -353,11 +353,12 @@ fn read_worker(r: &mut Reader<'_>, f: &Fields<'_>, span: Span, file: &str) -> Op
     })
 }
 
+/// Reads `queues:` / `buckets:`: `(allowed keys, what one is called, longest name)`.
 fn read_named<T>(
     r: &mut Reader<'_>,
     node: &Node,
     path: &str,
-    keys: &[&str],
+    (keys, what, max): (&[&str], &str, usize),
     read: fn(&mut Reader<'_>, &str, &Fields<'_>, &str) -> T,
 ) -> Vec<T> {
     let mut out = Vec::new();
@@ -366,8 +367,6 @@ fn read_named<T>(
     };
     for (name, key, value) in entries.entries() {
         let field = join(path, &name);
-        let what = if path == "queues" { "queue" } else { "bucket" };
-        let max = if path == "queues" { 40 } else { 24 };
         if let Err(why) = names::check_label(&name, what, max) {
             r.error("invalid-name", key.span, &field, why).help =
                 Some(format!("try `{}`", names::suggest_label(&name, max)));

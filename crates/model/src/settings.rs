@@ -85,36 +85,6 @@ impl std::fmt::Display for Val {
     }
 }
 
-impl Val {
-    pub fn to_json(&self) -> String {
-        match self {
-            Val::Int(i) => i.to_string(),
-            Val::Duration(s) => s.to_string(),
-            Val::Bool(b) => b.to_string(),
-            Val::Text(t) => json_string(t),
-        }
-    }
-}
-
-/// Minimal JSON string escaping (the model crate has no serde).
-pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Setting {
     pub key: &'static str,
