@@ -104,6 +104,21 @@ Branch names are made valid for Docker tags and shortened to keep tags within 12
 characters; shas are shortened to 7; versions must be semantic versions.")]
     Tag(TagArgs),
 
+    /// Write the CloudFormation templates of an environment and the order to deploy them
+    #[command(after_help = "Examples:
+  pantstack synth --env test                 # → .pantstack/synth/test/
+  pantstack synth --env prod --out cfn/prod
+  pantstack synth --pr 42                    # preview-42
+  pantstack synth --env prod --region eu-west-1   # the same stacks in another region
+
+Writes {project}-shared.json (ECR repository, GitHub OIDC provider),
+{project}-{env}-foundation.json (VPC, KMS key, CI and deploy roles), one
+{project}-{env}-{service}.json per service (plus -replica for buckets replicated to
+another region) and stacks.json: stack names, regions, parameters, deployment order
+and the SecureString parameters that must exist. Output is the same byte for byte
+for the same monorepo. Nothing contacts AWS.")]
+    Synth(SynthArgs),
+
     /// Create a new monorepo in the seed's layout (foundation + an HTTP service with a worker)
     #[command(after_help = "Examples:
   pantstack init demo
@@ -154,6 +169,25 @@ pub struct ConfigArgs {
     /// Override a setting: KEY=VALUE (repeatable), e.g. minCapacity=2
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Environment (default: from --branch, --pr or git as `pantstack env` resolves it)
+    #[arg(long, conflicts_with_all = ["branch", "pr"])]
+    pub env: Option<String>,
+    /// Branch whose environment to synthesize
+    #[arg(long, conflicts_with = "pr")]
+    pub branch: Option<String>,
+    /// Pull request number: its preview environment
+    #[arg(long)]
+    pub pr: Option<u64>,
+    /// Output directory (default: .pantstack/synth/<env> under the monorepo root)
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Region to synthesize for, instead of the environment's (templates name no region)
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 #[derive(Args, Debug)]

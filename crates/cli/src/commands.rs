@@ -32,7 +32,7 @@ pub fn find_root(global: &Global) -> Result<PathBuf, Failure> {
 }
 
 /// Loads the monorepo; errors stop every command but `check` (which reports them).
-fn load_valid(global: &Global, out: &Out) -> Result<Loaded, Failure> {
+pub(crate) fn load_valid(global: &Global, out: &Out) -> Result<Loaded, Failure> {
     let root = find_root(global)?;
     let loaded = pantstack_model::load(&root);
     if loaded.has_errors() {
@@ -101,7 +101,7 @@ pub fn check(global: &Global, out: &Out) -> Result<(), Failure> {
 }
 
 /// Resolves the environment from flags, CI variables or git, in that order.
-fn resolve_env(
+pub(crate) fn resolve_env(
     repo: &Monorepo,
     branch: Option<&str>,
     pr: Option<u64>,

@@ -6,6 +6,7 @@ mod commands;
 mod git;
 mod output;
 mod scaffold;
+mod synth;
 
 use args::{Cli, Command};
 use clap::{CommandFactory, Parser};
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Env(a) => commands::env(&cli.global, &out, &a),
         Command::Config(a) => commands::config(&cli.global, &out, &a),
         Command::Tag(a) => commands::tag(&cli.global, &out, &a),
+        Command::Synth(a) => synth::synth(&cli.global, &out, &a),
         Command::Init(a) => scaffold::init(&out, &a),
         Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
         Command::Completions { shell } => {

@@ -1,0 +1,127 @@
+//! `pantstack synth`: writes the CloudFormation templates of an environment.
+
+use crate::Failure;
+use crate::args::{Global, SynthArgs};
+use crate::commands::{load_valid, resolve_env};
+use crate::output::{Out, print_diagnostics};
+use pantstack_synth::{Options, Output};
+use serde_json::json;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+pub fn synth(global: &Global, out: &Out, a: &SynthArgs) -> Result<(), Failure> {
+    let loaded = load_valid(global, out)?;
+    let repo = &loaded.repo;
+    let env = resolve_env(repo, a.branch.as_deref(), a.pr, a.env.as_deref())?;
+    if let Some(r) = &a.region {
+        pantstack_model::foundation::check_region(r)
+            .map_err(|e| Failure::Usage(format!("--region {r}: {e}")))?;
+    }
+    let opts = Options {
+        region: a.region.clone(),
+    };
+    let output = match pantstack_synth::synth(repo, &env.name, &opts) {
+        Ok(o) => o,
+        Err(diags) => {
+            print_diagnostics(out, Some(&repo.files), &diags);
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            eprintln!("{n} error(s): cannot synthesize environment `{}`", env.name);
+            return Err(Failure::Invalid);
+        }
+    };
+    let dir = a.out.clone().unwrap_or_else(|| {
+        repo.files
+            .root
+            .join(".pantstack")
+            .join("synth")
+            .join(&env.name)
+    });
+    write_all(&dir, &output)?;
+    report(out, &dir, &output);
+    Ok(())
+}
+
+/// Writes every file atomically (temp file, fsync, rename) and removes templates a
+/// previous run left that this one did not write (a deleted service).
+fn write_all(dir: &Path, output: &Output) -> Result<(), Failure> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        Failure::Io(format!("cannot {what} {}: {e}", p.display()))
+    };
+    fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+    let ours = dir.join(pantstack_synth::plan::FILE).exists();
+    for f in &output.files {
+        let path = dir.join(&f.name);
+        let tmp = dir.join(format!(".{}.tmp", f.name));
+        let mut file = fs::File::create(&tmp).map_err(|e| io("write", &tmp, e))?;
+        file.write_all(f.contents.as_bytes())
+            .and_then(|_| file.sync_all())
+            .map_err(|e| io("write", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| io("write", &path, e))?;
+    }
+    if ours && let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".json") && !output.files.iter().any(|f| f.name == name) {
+                fs::remove_file(e.path()).map_err(|err| io("remove", &e.path(), err))?;
+            }
+        }
+    }
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn report(out: &Out, dir: &Path, output: &Output) {
+    let plan = &output.plan;
+    if out.json() {
+        let mut v = plan.to_value();
+        v["out"] = json!(dir.display().to_string());
+        v["files"] = json!(output.files.iter().map(|f| &f.name).collect::<Vec<_>>());
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    println!(
+        "{} {} in {} → {}",
+        out.bold("synthesized"),
+        plan.environment,
+        plan.region,
+        dir.display()
+    );
+    println!("deploy in this order:");
+    for (i, s) in plan.stacks.iter().enumerate() {
+        let params: Vec<String> = s
+            .parameters
+            .iter()
+            .filter(|p| p.default.is_none())
+            .map(|p| p.name.clone())
+            .collect();
+        println!(
+            "  {}. {:<32} {:<14} {}{}",
+            i + 1,
+            s.name,
+            s.region,
+            out.dim(&format!("by {}", s.deployed_by)),
+            if params.is_empty() {
+                String::new()
+            } else {
+                format!("  parameters: {}", params.join(", "))
+            }
+        );
+    }
+    if !plan.secrets.is_empty() {
+        println!("SecureString parameters that must exist before the service stacks deploy:");
+        for s in &plan.secrets {
+            println!(
+                "  {:<40} {} ({}){}",
+                s.path,
+                s.service,
+                s.kms_key_alias,
+                s.rotation_days
+                    .map(|d| format!(", rotate every {d} days"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}

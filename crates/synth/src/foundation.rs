@@ -1,0 +1,537 @@
+//! The foundation stack of an environment `{project}-{env}-foundation`: VPC over
+//! several AZs with flow logs, the NAT tier, optional VPC endpoints, the
+//! environment's KMS key, the access-log bucket, the CI role trusted through GitHub
+//! OIDC and the role CloudFormation deploys service stacks with.
+
+use crate::cfn::{
+    Template, allow, arn, assume_by, att, deny_insecure_transport, if_, import, join, no_value,
+    policy, r, sub, tags,
+};
+use crate::skips;
+use crate::{Ctx, network};
+use serde_json::{Value, json};
+
+/// Regions older than August 2022 deliver ALB access logs from these accounts;
+/// newer regions use the `logdelivery.elasticloadbalancing.amazonaws.com` principal.
+/// (A lookup keyed by `AWS::Region`, so the template itself names no region.)
+const ELB_LOG_ACCOUNTS: &[(&str, &str)] = &[
+    ("af-south-1", "098369216593"),
+    ("ap-east-1", "754344448648"),
+    ("ap-northeast-1", "582318560864"),
+    ("ap-northeast-2", "600734575887"),
+    ("ap-northeast-3", "383597477331"),
+    ("ap-south-1", "718504428378"),
+    ("ap-southeast-1", "114774131450"),
+    ("ap-southeast-2", "783225319266"),
+    ("ca-central-1", "985666609251"),
+    ("eu-central-1", "054676820928"),
+    ("eu-north-1", "897822967062"),
+    ("eu-south-1", "635631232127"),
+    ("eu-west-1", "156460612806"),
+    ("eu-west-2", "652711504416"),
+    ("eu-west-3", "009996457667"),
+    ("me-south-1", "076674570225"),
+    ("sa-east-1", "507241528517"),
+    ("us-east-1", "127311923021"),
+    ("us-east-2", "033677994240"),
+    ("us-gov-east-1", "190560391635"),
+    ("us-gov-west-1", "048591011584"),
+    ("us-west-1", "027434742980"),
+    ("us-west-2", "797873946194"),
+];
+
+/// Interface endpoints created with `vpcEndpoints: true` (the S3 gateway endpoint
+/// is added besides): what a task needs without a NAT gateway.
+pub const INTERFACE_ENDPOINTS: &[&str] = &["ecr.api", "ecr.dkr", "logs", "ssm", "sqs"];
+
+pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
+    let project = cx.project();
+    let env = cx.names.base;
+    let n = &cx.names;
+    let mut t = Template::new(format!(
+        "Pantstack {project}/{env}: VPC, flow logs, KMS key, access-log bucket, CI and deploy roles"
+    ));
+    let tg = |name: Option<&str>| tags(project, env, None, name);
+
+    // KMS key of the environment: queues, buckets, log groups and SecureString
+    // parameters are encrypted under it.
+    let log_groups: Vec<Value> = n
+        .log_scopes()
+        .iter()
+        .map(|p| {
+            arn(&format!(
+                "logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{p}"
+            ))
+        })
+        .collect();
+    t.resource(
+        "Key",
+        "AWS::KMS::Key",
+        json!({
+            "Description": format!("Pantstack {project}/{env}: queues, buckets, logs and secrets"),
+            "EnableKeyRotation": true,
+            "PendingWindowInDays": 30,
+            "KeyPolicy": policy(vec![
+                json!({
+                    "Sid": "AccountAdministers",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": arn("iam::${AWS::AccountId}:root") },
+                    "Action": "kms:*",
+                    "Resource": "*"
+                }),
+                json!({
+                    "Sid": "CloudWatchLogsOfThisEnvironment",
+                    "Effect": "Allow",
+                    "Principal": { "Service": sub("logs.${AWS::Region}.amazonaws.com") },
+                    "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                    "Resource": "*",
+                    "Condition": { "ArnLike": { "kms:EncryptionContext:aws:logs:arn": log_groups } }
+                }),
+            ]),
+            "Tags": tg(None),
+        }),
+    )
+    .retain();
+    t.resource(
+        "KeyAlias",
+        "AWS::KMS::Alias",
+        json!({ "AliasName": n.kms_alias(), "TargetKeyId": r("Key") }),
+    );
+
+    network::vpc(&mut t, cx, layout);
+
+    // Access logs of the load balancers and of the service buckets. ALB log
+    // delivery supports only SSE-S3.
+    let legacy: Vec<Value> = ELB_LOG_ACCOUNTS
+        .iter()
+        .map(|(region, _)| json!({ "Fn::Equals": [r("AWS::Region"), region] }))
+        .collect();
+    let mut ors: Vec<Value> = Vec::new();
+    for (i, chunk) in legacy.chunks(10).enumerate() {
+        let name = format!("LegacyElbRegion{i}");
+        t.condition(&name, json!({ "Fn::Or": chunk }));
+        ors.push(json!({ "Condition": name }));
+    }
+    t.condition("LegacyElbRegion", json!({ "Fn::Or": ors }));
+    let mut accounts = serde_json::Map::new();
+    for (region, account) in ELB_LOG_ACCOUNTS {
+        accounts.insert(region.to_string(), json!({ "Account": account }));
+    }
+    t.mapping("ElbLogDelivery", Value::Object(accounts));
+    t.resource(
+        "AccessLogs",
+        "AWS::S3::Bucket",
+        json!({
+            "BucketEncryption": { "ServerSideEncryptionConfiguration": [
+                { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" } }
+            ] },
+            "VersioningConfiguration": { "Status": "Enabled" },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": true, "BlockPublicPolicy": true,
+                "IgnorePublicAcls": true, "RestrictPublicBuckets": true
+            },
+            "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
+            "LifecycleConfiguration": { "Rules": [{
+                "Id": "expire-access-logs",
+                "Status": "Enabled",
+                "ExpirationInDays": 90,
+                "NoncurrentVersionExpiration": { "NoncurrentDays": 7 },
+                "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 1 }
+            }] },
+            "Tags": tg(None),
+        }),
+    )
+    .retain()
+    .skip(&[skips::LOG_BUCKET_SELF_LOGGING]);
+    let logs_arn = att("AccessLogs", "Arn");
+    let objects = join("", vec![logs_arn.clone(), json!("/*")]);
+    let account_cond = json!({ "StringEquals": { "aws:SourceAccount": r("AWS::AccountId") } });
+    t.resource(
+        "AccessLogsPolicy",
+        "AWS::S3::BucketPolicy",
+        json!({
+            "Bucket": r("AccessLogs"),
+            "PolicyDocument": policy(vec![
+                deny_insecure_transport(vec![logs_arn.clone(), objects.clone()], "s3:*"),
+                json!({
+                    "Sid": "LoadBalancerLogDelivery",
+                    "Effect": "Allow",
+                    "Principal": { "Service": "logdelivery.elasticloadbalancing.amazonaws.com" },
+                    "Action": "s3:PutObject",
+                    "Resource": join("", vec![logs_arn.clone(), json!("/alb/*")]),
+                }),
+                if_("LegacyElbRegion", json!({
+                    "Sid": "LoadBalancerLogDeliveryLegacyRegion",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": { "Fn::Sub": [
+                        "arn:${AWS::Partition}:iam::${Account}:root",
+                        { "Account": { "Fn::FindInMap": ["ElbLogDelivery", r("AWS::Region"), "Account"] } }
+                    ] } },
+                    "Action": "s3:PutObject",
+                    "Resource": join("", vec![logs_arn.clone(), json!("/alb/*")]),
+                }), no_value()),
+                json!({
+                    "Sid": "S3ServerAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": { "Service": "logging.s3.amazonaws.com" },
+                    "Action": "s3:PutObject",
+                    "Resource": join("", vec![logs_arn.clone(), json!("/s3/*")]),
+                    "Condition": account_cond,
+                }),
+            ]),
+        }),
+    );
+
+    roles(&mut t, cx);
+
+    let export = |t: &mut Template, name: &str, v: Value| {
+        t.output(name, v, Some(&n.export(name)));
+    };
+    export(&mut t, "KeyArn", att("Key", "Arn"));
+    export(&mut t, "AccessLogBucket", r("AccessLogs"));
+    export(&mut t, "VpcId", r("Vpc"));
+    export(&mut t, "VpcCidr", att("Vpc", "CidrBlock"));
+    export(
+        &mut t,
+        "PublicSubnetIds",
+        join(
+            ",",
+            (0..layout.azs)
+                .map(|i| r(&format!("PublicSubnet{i}")))
+                .collect(),
+        ),
+    );
+    export(
+        &mut t,
+        "PrivateSubnetIds",
+        join(
+            ",",
+            (0..layout.azs)
+                .map(|i| r(&format!("PrivateSubnet{i}")))
+                .collect(),
+        ),
+    );
+    t
+}
+
+/// The GitHub OIDC `sub` claims allowed to assume the environment's CI role.
+pub fn ci_subjects(cx: &Ctx<'_>, owner: &str, repo: &str) -> Vec<String> {
+    let base = format!("repo:{owner}/{repo}");
+    if cx.is_preview() {
+        return vec![format!("{base}:pull_request")];
+    }
+    let mut subs: Vec<String> = cx
+        .repo
+        .foundation
+        .environment(cx.env)
+        .map(|e| {
+            e.branches
+                .iter()
+                .map(|b| format!("{base}:ref:refs/heads/{b}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    subs.push(format!("{base}:environment:{}", cx.env));
+    subs
+}
+
+/// The deploy role CloudFormation acts as, the permissions boundary every role of
+/// the environment's service stacks carries, and the CI role (GitHub OIDC) when the
+/// foundation names a GitHub repository.
+fn roles(t: &mut Template, cx: &Ctx<'_>) {
+    let project = cx.project();
+    let env = cx.names.base;
+    let n = &cx.names;
+    let prefix = n.base_prefix();
+    let scope = n.scope();
+    let tg = tags(project, env, None, None);
+    let log_arns = |ra: &str| -> Vec<Value> {
+        n.log_scopes()
+            .iter()
+            .map(|p| arn(&format!("logs:{ra}:log-group:{p}")))
+            .collect()
+    };
+    let ssm_arns: Vec<Value> = n
+        .ssm_scopes()
+        .iter()
+        .map(|p| {
+            arn(&format!(
+                "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/{p}"
+            ))
+        })
+        .collect();
+    let registry = &cx.repo.foundation.registry;
+    let repo_arn = arn(&format!(
+        "ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{registry}"
+    ));
+    let stacks = arn(&format!(
+        "cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{scope}/*"
+    ));
+    let deploy_role_arn = arn(&format!(
+        "iam::${{AWS::AccountId}}:role/{}",
+        n.base_role("deploy")
+    ));
+    let project_roles = arn(&format!("iam::${{AWS::AccountId}}:role/{scope}"));
+    let boundary_arn = arn(&format!(
+        "iam::${{AWS::AccountId}}:policy/{}",
+        n.base_role("boundary")
+    ));
+    let elb = cx.names.elb_pattern();
+    let any_region_key = arn("kms:*:${AWS::AccountId}:key/*");
+
+    // What any role of a service stack may ever do (tasks, execution, replication,
+    // the ECS infrastructure role of blue/green deployments).
+    t.resource(
+        "RoleBoundary",
+        "AWS::IAM::ManagedPolicy",
+        json!({
+            "ManagedPolicyName": n.base_role("boundary"),
+            "Description": format!("Permissions boundary of every role in {prefix} service stacks"),
+            "PolicyDocument": policy(vec![
+                allow("PullImages", &["ecr:GetAuthorizationToken"], vec![json!("*")]),
+                allow("PullFromRepository", &["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], vec![repo_arn.clone()]),
+                allow("WriteLogs", &["logs:CreateLogStream", "logs:PutLogEvents"], log_arns("${AWS::Region}:${AWS::AccountId}")),
+                allow("ReadParameters", &["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"], ssm_arns.clone()),
+                allow("UseKeys", &["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"], vec![any_region_key.clone()]),
+                allow("Queues", &[
+                    "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                    "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+                ], vec![arn(&format!("sqs:${{AWS::Region}}:${{AWS::AccountId}}:{scope}"))]),
+                allow("Buckets", &[
+                    "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation", "s3:GetReplicationConfiguration",
+                    "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion",
+                    "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+                    "s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging",
+                    "s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags",
+                ], vec![
+                    arn(&format!("s3:::{scope}")),
+                ]),
+                allow("Tracing", &["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"], vec![json!("*")]),
+                allow("DescribeLoadBalancing", &["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"], vec![json!("*")]),
+                allow("ShiftTraffic", &["elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule", "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"], vec![
+                    arn(&format!("elasticloadbalancing:${{AWS::Region}}:${{AWS::AccountId}}:listener/app/{elb}*/*")),
+                    arn(&format!("elasticloadbalancing:${{AWS::Region}}:${{AWS::AccountId}}:listener-rule/app/{elb}*/*")),
+                    arn(&format!("elasticloadbalancing:${{AWS::Region}}:${{AWS::AccountId}}:targetgroup/{elb}*/*")),
+                ]),
+            ]),
+        }),
+    );
+
+    // CloudFormation's role for this environment's stacks.
+    let region_account = "${AWS::Region}:${AWS::AccountId}";
+    let ecs = |rest: &str| arn(&format!("ecs:{region_account}:{rest}"));
+    let elbv2 = |rest: &str| arn(&format!("elasticloadbalancing:{region_account}:{rest}"));
+    let vpc_arn = sub(&format!(
+        "arn:${{AWS::Partition}}:ec2:{region_account}:vpc/${{Vpc}}"
+    ));
+    t.resource(
+        "DeployRole",
+        "AWS::IAM::Role",
+        json!({
+            "RoleName": n.base_role("deploy"),
+            "Description": format!("CloudFormation deploys the {prefix} service stacks as this role"),
+            "AssumeRolePolicyDocument": assume_by("cloudformation.amazonaws.com"),
+            "MaxSessionDuration": 3600,
+            "Policies": [{
+                "PolicyName": "deploy-service-stacks",
+                "PolicyDocument": policy(vec![
+                    allow("Clusters", &[
+                        "ecs:CreateCluster", "ecs:DeleteCluster", "ecs:DescribeClusters", "ecs:UpdateCluster",
+                        "ecs:UpdateClusterSettings", "ecs:PutClusterCapacityProviders", "ecs:TagResource", "ecs:UntagResource",
+                    ], vec![ecs(&format!("cluster/{scope}"))]),
+                    allow("Services", &[
+                        "ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:DescribeServices",
+                        "ecs:TagResource", "ecs:UntagResource",
+                    ], vec![ecs(&format!("service/{scope}/*"))]),
+                    allow("TaskDefinitions", &[
+                        "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition",
+                    ], vec![json!("*")]),
+                    allow("TagTaskDefinitions", &["ecs:TagResource"], vec![ecs(&format!("task-definition/{scope}:*"))]),
+                    allow("LoadBalancers", &[
+                        "elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:DeleteLoadBalancer",
+                        "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetSecurityGroups",
+                        "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteTargetGroup",
+                        "elasticloadbalancing:ModifyTargetGroup", "elasticloadbalancing:ModifyTargetGroupAttributes",
+                        "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener", "elasticloadbalancing:ModifyListener",
+                        "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:ModifyRule",
+                        "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+                    ], vec![
+                        elbv2(&format!("loadbalancer/app/{elb}*/*")),
+                        elbv2(&format!("targetgroup/{elb}*/*")),
+                        elbv2(&format!("listener/app/{elb}*/*")),
+                        elbv2(&format!("listener-rule/app/{elb}*/*")),
+                    ]),
+                    allow("Describe", &[
+                        "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeAccountAttributes",
+                        "ec2:DescribeInternetGateways", "ec2:DescribeNetworkInterfaces",
+                        "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                        "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
+                        "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
+                        "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
+                        "logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "kms:CreateKey",
+                    ], vec![json!("*")]),
+                    allow("SecurityGroups", &["ec2:CreateSecurityGroup"], vec![
+                        vpc_arn.clone(),
+                        arn(&format!("ec2:{region_account}:security-group/*")),
+                    ]),
+                    json!({
+                        "Sid": "SecurityGroupRules",
+                        "Effect": "Allow",
+                        "Action": [
+                            "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
+                            "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress",
+                            "ec2:DeleteSecurityGroup", "ec2:CreateTags", "ec2:DeleteTags",
+                        ],
+                        "Resource": [arn(&format!("ec2:{region_account}:security-group/*")), arn(&format!("ec2:{region_account}:security-group-rule/*"))],
+                        "Condition": { "ArnEquals": { "ec2:Vpc": vpc_arn.clone() } },
+                    }),
+                    json!({
+                        "Sid": "CreateRolesInsideTheBoundary",
+                        "Effect": "Allow",
+                        "Action": ["iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:DeleteRolePolicy"],
+                        "Resource": project_roles.clone(),
+                        "Condition": { "StringEquals": { "iam:PermissionsBoundary": boundary_arn.clone() } },
+                    }),
+                    allow("ManageRoles", &[
+                        "iam:GetRole", "iam:GetRolePolicy", "iam:DeleteRole", "iam:TagRole", "iam:UntagRole",
+                        "iam:UpdateRoleDescription", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+                    ], vec![project_roles.clone()]),
+                    json!({
+                        "Sid": "PassRolesToTheirServices",
+                        "Effect": "Allow",
+                        "Action": "iam:PassRole",
+                        "Resource": project_roles.clone(),
+                        "Condition": { "StringEquals": { "iam:PassedToService": ["ecs-tasks.amazonaws.com", "ecs.amazonaws.com", "s3.amazonaws.com"] } },
+                    }),
+                    json!({
+                        "Sid": "ServiceLinkedRoles",
+                        "Effect": "Allow",
+                        "Action": "iam:CreateServiceLinkedRole",
+                        "Resource": arn("iam::${AWS::AccountId}:role/aws-service-role/*"),
+                        "Condition": { "StringEquals": { "iam:AWSServiceName": [
+                            "ecs.amazonaws.com", "ecs.application-autoscaling.amazonaws.com", "elasticloadbalancing.amazonaws.com",
+                        ] } },
+                    }),
+                    allow("LogGroups", &[
+                        "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
+                        "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource", "logs:ListTagsForResource",
+                    ], log_arns(region_account)),
+                    allow("Queues", &[
+                        "sqs:CreateQueue", "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
+                        "sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags",
+                    ], vec![arn(&format!("sqs:{region_account}:{scope}"))]),
+                    allow("Buckets", &[
+                        "s3:CreateBucket", "s3:DeleteBucket", "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration",
+                        "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls", "s3:PutLifecycleConfiguration",
+                        "s3:PutBucketLogging", "s3:PutReplicationConfiguration", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy",
+                        "s3:PutBucketTagging", "s3:GetBucketPolicy", "s3:GetBucketTagging", "s3:GetBucketVersioning",
+                        "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration", "s3:GetBucketLogging",
+                        "s3:GetReplicationConfiguration", "s3:GetBucketPublicAccessBlock", "s3:GetBucketOwnershipControls",
+                        "s3:GetBucketLocation", "s3:ListBucket",
+                    ], vec![arn(&format!("s3:::{scope}"))]),
+                    allow("ReplicaKeys", &[
+                        "kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:PutKeyPolicy",
+                        "kms:GetKeyRotationStatus", "kms:TagResource", "kms:ScheduleKeyDeletion",
+                    ], vec![any_region_key.clone()]),
+                    allow("ReplicaKeyAliases", &["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], vec![
+                        any_region_key.clone(),
+                        arn(&format!("kms:*:${{AWS::AccountId}}:alias/{project}/{}*", n.base)),
+                    ]),
+                    allow("Scaling", &[
+                        "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
+                        "application-autoscaling:PutScalingPolicy", "application-autoscaling:DeleteScalingPolicy",
+                        "application-autoscaling:TagResource",
+                    ], vec![arn(&format!("application-autoscaling:{region_account}:scalable-target/*"))]),
+                    allow("Alarms", &["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource"], vec![
+                        arn(&format!("cloudwatch:{region_account}:alarm:{scope}")),
+                    ]),
+                    allow("Dashboards", &["cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard"], vec![
+                        arn(&format!("cloudwatch::${{AWS::AccountId}}:dashboard/{scope}")),
+                    ]),
+                ]),
+            }],
+            "Tags": tg.clone(),
+        }),
+    )
+;
+    t.output(
+        "DeployRoleArn",
+        att("DeployRole", "Arn"),
+        Some(&n.export("DeployRoleArn")),
+    );
+    t.output(
+        "RoleBoundaryArn",
+        r("RoleBoundary"),
+        Some(&n.export("RoleBoundaryArn")),
+    );
+
+    let Some(gh) = &cx.repo.foundation.github else {
+        return;
+    };
+    let (owner, repo) = (&gh.owner, &gh.repo);
+    let subjects = ci_subjects(cx, owner, repo);
+    let mut change_actions = vec![
+        "cloudformation:CreateStack",
+        "cloudformation:UpdateStack",
+        "cloudformation:CreateChangeSet",
+    ];
+    if cx.is_preview() {
+        // Previews are torn down by CI when the pull request closes.
+        change_actions.push("cloudformation:DeleteStack");
+    }
+    t.resource(
+        "CiRole",
+        "AWS::IAM::Role",
+        json!({
+            "RoleName": n.base_role("ci"),
+            "Description": format!("GitHub Actions of {owner}/{repo} deploy {prefix} as this role"),
+            "MaxSessionDuration": 3600,
+            "AssumeRolePolicyDocument": policy(vec![json!({
+                "Effect": "Allow",
+                "Principal": { "Federated": import(&n.shared_export("GitHubOidcProviderArn")) },
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {
+                    "StringEquals": { "token.actions.githubusercontent.com:aud": "sts.amazonaws.com" },
+                    "StringLike": { "token.actions.githubusercontent.com:sub": subjects },
+                },
+            })]),
+            "Policies": [{
+                "PolicyName": "ci",
+                "PolicyDocument": policy(vec![
+                    allow("RegistryLogin", &["ecr:GetAuthorizationToken"], vec![json!("*")]),
+                    allow("PushImages", &[
+                        "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+                        "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+                        "ecr:DescribeImages",
+                    ], vec![repo_arn.clone()]),
+                    json!({
+                        "Sid": "ChangeStacksOnlyAsTheDeployRole",
+                        "Effect": "Allow",
+                        "Action": change_actions,
+                        "Resource": stacks.clone(),
+                        "Condition": { "ArnEquals": { "cloudformation:RoleArn": deploy_role_arn.clone() } },
+                    }),
+                    allow("ReadStacks", &[
+                        "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources",
+                        "cloudformation:DescribeChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DeleteChangeSet",
+                        "cloudformation:GetTemplate", "cloudformation:ListStackResources",
+                    ], vec![stacks.clone()]),
+                    allow("ValidateTemplates", &["cloudformation:ValidateTemplate", "cloudformation:GetTemplateSummary"], vec![json!("*")]),
+                    json!({
+                        "Sid": "PassOnlyTheDeployRole",
+                        "Effect": "Allow",
+                        "Action": "iam:PassRole",
+                        "Resource": deploy_role_arn.clone(),
+                        "Condition": { "StringEquals": { "iam:PassedToService": "cloudformation.amazonaws.com" } },
+                    }),
+                ]),
+            }],
+            "Tags": tg,
+        }),
+    );
+    t.output(
+        "CiRoleArn",
+        att("CiRole", "Arn"),
+        Some(&n.export("CiRoleArn")),
+    );
+}

@@ -1,0 +1,248 @@
+//! CloudFormation synthesis: the seed architecture as templates.
+//!
+//! `synth(repo, env)` turns the validated model of a monorepo into the templates of
+//! one environment — the shared stack (ECR repository, GitHub OIDC provider), the
+//! environment's foundation (VPC, KMS key, CI and deploy roles) and one stack per
+//! service (ALB, ECS on Fargate/Fargate Spot, SQS, S3, IAM, autoscaling, alarms,
+//! dashboard) plus, for buckets replicated to another region, a replica stack there —
+//! and a plan saying in which order and with which parameters to deploy them.
+//!
+//! Pure: no I/O, no clock, no randomness. The same model gives the same bytes.
+
+pub mod cfn;
+pub mod foundation;
+pub mod monitor;
+pub mod names;
+pub mod network;
+pub mod plan;
+pub mod service;
+pub mod shared;
+pub mod skips;
+pub mod storage;
+
+use names::Names;
+use pantstack_manifest::{Diagnostic, Span};
+use pantstack_model::foundation::PREVIEW_PREFIX;
+use pantstack_model::settings::{Layer, Source};
+use pantstack_model::{Monorepo, Resolved};
+
+/// One file of the output directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct File {
+    pub name: String,
+    pub contents: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub files: Vec<File>,
+    pub plan: plan::Plan,
+}
+
+impl Output {
+    pub fn file(&self, name: &str) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.contents.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Overrides the environment's region (`--region`).
+    pub region: Option<String>,
+}
+
+/// What the templates of one environment are built from.
+pub struct Ctx<'a> {
+    pub repo: &'a Monorepo,
+    pub env: &'a str,
+    pub region: String,
+    pub names: Names<'a>,
+    pub foundation: Resolved,
+}
+
+impl Ctx<'_> {
+    pub fn project(&self) -> &str {
+        &self.repo.foundation.project.value
+    }
+
+    pub fn is_preview(&self) -> bool {
+        self.env.starts_with(PREVIEW_PREFIX)
+    }
+
+    /// Image tag prefixes of every service (and worker image), for ECR lifecycle rules.
+    pub fn image_prefixes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for u in &self.repo.services {
+            let s = &u.service;
+            out.push(format!("{}-", s.name));
+            if s.worker.is_some() {
+                out.push(format!("{}-worker-", s.name));
+            }
+        }
+        out
+    }
+}
+
+fn bool_of(r: &Resolved, key: &str) -> bool {
+    r.get(key)
+        .and_then(|v| v.value.as_ref())
+        .is_some_and(|v| matches!(v, pantstack_model::settings::Val::Bool(true)))
+}
+
+/// Where a diagnostic about a resolved setting points: the file and line that set
+/// it, else `fallback`.
+fn place(r: &Resolved, key: &str, fallback: &str) -> (String, Span) {
+    match r.get(key).map(|v| &v.source) {
+        Some(Source::Manifest { file, span }) | Some(Source::Stack { file, span }) => {
+            (file.clone(), *span)
+        }
+        Some(Source::Cli) => ("--set".into(), Span::default()),
+        _ => (fallback.to_string(), Span::default()),
+    }
+}
+
+/// Synthesizes every template of environment `env` (already validated by the
+/// caller: `env::named`). `Err` holds every reason it cannot, as diagnostics.
+pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<Diagnostic>> {
+    let fd = repo.resolve_foundation(env, &Layer::default());
+    let fmanifest = repo.foundation.manifest_file.clone();
+    let mut diags = fd.check_foundation(&fmanifest);
+    let region = match (&opts.region, &fd.region) {
+        (Some(r), _) => r.clone(),
+        (None, Some((r, _))) => r.clone(),
+        (None, None) => {
+            diags.push(
+                Diagnostic::error(
+                    "no-region",
+                    &fmanifest,
+                    Span::default(),
+                    "region",
+                    format!("no region for environment `{env}`"),
+                )
+                .with_help("add `region:` to the foundation manifest, `aws:region` to the stack file, or pass --region"),
+            );
+            String::new()
+        }
+    };
+    if let Err(e) = pantstack_model::foundation::check_region(&region)
+        && !region.is_empty()
+    {
+        diags.push(Diagnostic::error(
+            "invalid-region",
+            "--region",
+            Span::default(),
+            "region",
+            e,
+        ));
+    }
+
+    // The network layout.
+    let nat = match fd.text("natGateways").unwrap_or("single") {
+        "none" => network::Nat::None,
+        "per_az" => network::Nat::PerAz,
+        _ => network::Nat::Single,
+    };
+    let endpoints = bool_of(&fd, "vpcEndpoints");
+    let cidr = fd.text("vpcCidr").unwrap_or("10.0.0.0/16").to_string();
+    let azs = fd.int("availabilityZones").unwrap_or(2).clamp(2, 6) as usize;
+    let (public, private) = match network::subnets(&cidr, azs) {
+        Ok(s) => s,
+        Err(e) => {
+            let (file, span) = place(&fd, "vpcCidr", &fmanifest);
+            diags.push(Diagnostic::error(
+                "vpc-too-small",
+                &file,
+                span,
+                "vpcCidr",
+                e,
+            ));
+            (Vec::new(), Vec::new())
+        }
+    };
+    if nat == network::Nat::None && !endpoints {
+        let (file, span) = place(&fd, "natGateways", &fmanifest);
+        diags.push(
+            Diagnostic::error(
+                "no-egress",
+                &file,
+                span,
+                "natGateways",
+                format!("environment `{env}` has no NAT gateway and no VPC endpoints: tasks in private subnets could not pull images, write logs or read secrets"),
+            )
+            .with_help("set `pantstack:vpcEndpoints: true` (S3 gateway + ECR/logs/SSM/SQS interface endpoints) or `pantstack:natGateways: single`"),
+        );
+    }
+    let layout = network::Layout {
+        cidr,
+        azs,
+        nat,
+        endpoints,
+        flow_log_retention_days: fd.int("flowLogRetentionDays").unwrap_or(90),
+        public,
+        private,
+    };
+
+    let project = &repo.foundation.project.value;
+    let cx = Ctx {
+        repo,
+        env,
+        region: region.clone(),
+        names: Names {
+            project,
+            env,
+            base: Monorepo::stack_name(env),
+        },
+        foundation: fd,
+    };
+
+    let mut services = Vec::new();
+    for unit in &repo.services {
+        let cfg = repo.resolve_service(unit, env, &Layer::default());
+        diags.extend(cfg.check(&unit.service));
+        diags.extend(service::check(&cx, unit, &cfg, &layout, &region));
+        services.push((unit, cfg));
+    }
+    if diags.iter().any(|d| d.is_error()) {
+        pantstack_manifest::diag::sort(&mut diags);
+        return Err(diags);
+    }
+
+    let mut files = Vec::new();
+    let mut plan = plan::Plan::new(&cx);
+    let shared = shared::template(&cx);
+    plan.add_shared(&cx, &shared);
+    files.push(File {
+        name: format!("{}.json", cx.names.shared_stack()),
+        contents: shared.render(),
+    });
+    let fdn = foundation::template(&cx, &layout);
+    plan.add_foundation(&cx);
+    files.push(File {
+        name: format!("{}.json", cx.names.foundation_stack()),
+        contents: fdn.render(),
+    });
+    for (unit, cfg) in &services {
+        let svc = &unit.service;
+        if let Some((replica_region, t)) = storage::replica_template(&cx, svc) {
+            plan.add_replica(&cx, svc, &replica_region);
+            files.push(File {
+                name: format!("{}.json", cx.names.replica_stack(&svc.name)),
+                contents: t.render(),
+            });
+        }
+        let t = service::template(&cx, svc, cfg);
+        plan.add_service(&cx, svc);
+        files.push(File {
+            name: format!("{}.json", cx.names.service_stack(&svc.name)),
+            contents: t.render(),
+        });
+    }
+    files.push(File {
+        name: plan::FILE.into(),
+        contents: plan.render(),
+    });
+    Ok(Output { files, plan })
+}

@@ -1,0 +1,318 @@
+//! Alarms (target 5xx, unhealthy hosts, CPU high, DLQ not empty, oldest message)
+//! with an optional SNS topic, and one CloudWatch dashboard per service.
+
+use crate::Ctx;
+use crate::cfn::{Template, att, r, sub};
+use crate::storage::{dlq_id, queue_id};
+use pantstack_model::Resolved;
+use pantstack_model::service::Service;
+use serde_json::{Value, json};
+
+struct Alarm<'a> {
+    id: &'a str,
+    what: &'a str,
+    description: String,
+    namespace: &'a str,
+    metric: &'a str,
+    stat: &'a str,
+    dimensions: Value,
+    threshold: i64,
+    periods: u32,
+}
+
+fn add(t: &mut Template, cx: &Ctx<'_>, svc: &Service, topic: Option<&str>, a: Alarm<'_>) {
+    let actions: Vec<Value> = topic.map(|x| vec![json!(x)]).unwrap_or_default();
+    t.resource(
+        a.id,
+        "AWS::CloudWatch::Alarm",
+        json!({
+            "AlarmName": cx.names.alarm(&svc.name, a.what),
+            "AlarmDescription": a.description,
+            "Namespace": a.namespace,
+            "MetricName": a.metric,
+            "Statistic": a.stat,
+            "Dimensions": a.dimensions,
+            "Period": 60,
+            "EvaluationPeriods": a.periods,
+            "DatapointsToAlarm": a.periods,
+            "Threshold": a.threshold,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": actions.clone(),
+            "OKActions": actions,
+        }),
+    );
+}
+
+pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) {
+    let topic = cfg.text("alarmTopicArn");
+    let name = &svc.name;
+    let cpu = cfg.int("alarmCpuThreshold").unwrap_or(90);
+    let lb_dims = json!([
+        { "Name": "LoadBalancer", "Value": att("LoadBalancer", "LoadBalancerFullName") },
+        { "Name": "TargetGroup", "Value": att("TargetGroup", "TargetGroupFullName") },
+    ]);
+    let service_dims = |id: &str| {
+        json!([
+            { "Name": "ClusterName", "Value": r("Cluster") },
+            { "Name": "ServiceName", "Value": att(id, "Name") },
+        ])
+    };
+    if svc.http.is_some() {
+        let t5 = cfg.int("alarmHttp5xxThreshold").unwrap_or(10);
+        add(
+            t,
+            cx,
+            svc,
+            topic,
+            Alarm {
+                id: "Target5xxAlarm",
+                what: "target-5xx",
+                description: format!("{name} answered more than {t5} 5xx responses a minute"),
+                namespace: "AWS/ApplicationELB",
+                metric: "HTTPCode_Target_5XX_Count",
+                stat: "Sum",
+                dimensions: lb_dims.clone(),
+                threshold: t5,
+                periods: 3,
+            },
+        );
+        add(
+            t,
+            cx,
+            svc,
+            topic,
+            Alarm {
+                id: "UnhealthyHostsAlarm",
+                what: "unhealthy-hosts",
+                description: format!("{name} has tasks failing load-balancer health checks"),
+                namespace: "AWS/ApplicationELB",
+                metric: "UnHealthyHostCount",
+                stat: "Maximum",
+                dimensions: lb_dims.clone(),
+                threshold: 0,
+                periods: 3,
+            },
+        );
+        add(
+            t,
+            cx,
+            svc,
+            topic,
+            Alarm {
+                id: "CpuHighAlarm",
+                what: "cpu-high",
+                description: format!("{name} CPU above {cpu} % for 5 minutes"),
+                namespace: "AWS/ECS",
+                metric: "CPUUtilization",
+                stat: "Average",
+                dimensions: service_dims("Service"),
+                threshold: cpu,
+                periods: 5,
+            },
+        );
+    }
+    if svc.worker.is_some() {
+        add(
+            t,
+            cx,
+            svc,
+            topic,
+            Alarm {
+                id: "WorkerCpuHighAlarm",
+                what: "worker-cpu-high",
+                description: format!("{name} worker CPU above {cpu} % for 5 minutes"),
+                namespace: "AWS/ECS",
+                metric: "CPUUtilization",
+                stat: "Average",
+                dimensions: service_dims("ServiceWorker"),
+                threshold: cpu,
+                periods: 5,
+            },
+        );
+    }
+    let age = cfg.secs("alarmQueueAge").unwrap_or(900);
+    for q in &svc.queues {
+        let lid = crate::names::logical(&[&q.name]);
+        if q.dead_letter.is_some() {
+            add(
+                t,
+                cx,
+                svc,
+                topic,
+                Alarm {
+                    id: &format!("{lid}DeadLetterAlarm"),
+                    what: &format!("{}-dlq-not-empty", q.name),
+                    description: format!(
+                        "messages of {name}'s queue {} landed in its dead-letter queue",
+                        q.name
+                    ),
+                    namespace: "AWS/SQS",
+                    metric: "ApproximateNumberOfMessagesVisible",
+                    stat: "Maximum",
+                    dimensions: json!([{ "Name": "QueueName", "Value": att(&dlq_id(&q.name), "QueueName") }]),
+                    threshold: 0,
+                    periods: 1,
+                },
+            );
+        }
+        if svc.worker.as_ref().is_some_and(|w| w.queue.value == q.name) {
+            add(
+                t,
+                cx,
+                svc,
+                topic,
+                Alarm {
+                    id: &format!("{lid}QueueAgeAlarm"),
+                    what: &format!("{}-queue-age", q.name),
+                    description: format!(
+                        "the oldest message of {name}'s queue {} is older than {age} s",
+                        q.name
+                    ),
+                    namespace: "AWS/SQS",
+                    metric: "ApproximateAgeOfOldestMessage",
+                    stat: "Maximum",
+                    dimensions: json!([{ "Name": "QueueName", "Value": att(&queue_id(&q.name), "QueueName") }]),
+                    threshold: age as i64,
+                    periods: 5,
+                },
+            );
+        }
+    }
+    dashboard(t, cx, svc);
+}
+
+/// A dashboard whose body is a `Fn::Sub` string: widget JSON with `${...}` for the
+/// names CloudFormation knows only at deploy time.
+fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service) {
+    let mut widgets: Vec<Value> = Vec::new();
+    let mut y = 0;
+    let mut widget = |title: &str, metrics: Value| {
+        widgets.push(json!({
+            "type": "metric",
+            "x": (widgets.len() % 2) * 12,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": "${AWS::Region}",
+                "view": "timeSeries",
+                "stat": "Average",
+                "period": 60,
+                "metrics": metrics,
+            },
+        }));
+        if widgets.len() % 2 == 0 {
+            y += 6;
+        }
+    };
+    if svc.http.is_some() {
+        widget(
+            "HTTP service CPU / memory (%)",
+            json!([
+                [
+                    "AWS/ECS",
+                    "CPUUtilization",
+                    "ClusterName",
+                    "${Cluster}",
+                    "ServiceName",
+                    "${Service.Name}"
+                ],
+                [
+                    "AWS/ECS",
+                    "MemoryUtilization",
+                    "ClusterName",
+                    "${Cluster}",
+                    "ServiceName",
+                    "${Service.Name}"
+                ],
+            ]),
+        );
+        widget(
+            "Requests and errors",
+            json!([
+                ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
+                ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
+                ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
+            ]),
+        );
+        widget(
+            "Target response time (s)",
+            json!([
+                ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "p50" }],
+                ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "p99" }],
+            ]),
+        );
+        widget(
+            "Healthy / unhealthy targets",
+            json!([
+                [
+                    "AWS/ApplicationELB",
+                    "HealthyHostCount",
+                    "TargetGroup",
+                    "${TargetGroup.TargetGroupFullName}",
+                    "LoadBalancer",
+                    "${LoadBalancer.LoadBalancerFullName}"
+                ],
+                [
+                    "AWS/ApplicationELB",
+                    "UnHealthyHostCount",
+                    "TargetGroup",
+                    "${TargetGroup.TargetGroupFullName}",
+                    "LoadBalancer",
+                    "${LoadBalancer.LoadBalancerFullName}"
+                ],
+            ]),
+        );
+    }
+    if svc.worker.is_some() {
+        widget(
+            "Worker CPU / memory (%)",
+            json!([
+                [
+                    "AWS/ECS",
+                    "CPUUtilization",
+                    "ClusterName",
+                    "${Cluster}",
+                    "ServiceName",
+                    "${ServiceWorker.Name}"
+                ],
+                [
+                    "AWS/ECS",
+                    "MemoryUtilization",
+                    "ClusterName",
+                    "${Cluster}",
+                    "ServiceName",
+                    "${ServiceWorker.Name}"
+                ],
+            ]),
+        );
+    }
+    for q in &svc.queues {
+        let qid = queue_id(&q.name);
+        let mut m = vec![
+            json!([
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "QueueName",
+                format!("${{{qid}.QueueName}}")
+            ]),
+            json!(["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", format!("${{{qid}.QueueName}}"), { "yAxis": "right" }]),
+        ];
+        if q.dead_letter.is_some() {
+            let did = dlq_id(&q.name);
+            m.push(json!(["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", format!("${{{did}.QueueName}}"), { "label": "dead letters" }]));
+        }
+        widget(&format!("Queue {}", q.name), Value::Array(m));
+    }
+    let body = serde_json::to_string(&json!({ "widgets": widgets })).unwrap_or_default();
+    t.resource(
+        "Dashboard",
+        "AWS::CloudWatch::Dashboard",
+        json!({
+            "DashboardName": format!("{}-{}", cx.names.prefix(), svc.name),
+            "DashboardBody": sub(&body),
+        }),
+    );
+}

@@ -1,0 +1,221 @@
+//! Names of stacks, exports, logical ids and AWS resources.
+//!
+//! Every physical name starts with `{project}-{env}-`, so IAM policies can scope the
+//! CI role and CloudFormation's role to one project and environment by prefix.
+
+/// CloudFormation logical id: `order-sync` + `Queue` → `OrderSyncQueue`.
+pub fn logical(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        for word in part.split(['-', '_', '.']) {
+            let mut chars = word.chars();
+            if let Some(c) = chars.next() {
+                out.push(c.to_ascii_uppercase());
+                out.extend(chars.filter(|c| c.is_ascii_alphanumeric()));
+            }
+        }
+    }
+    out
+}
+
+/// FNV-1a, 32 bits, as 8 hex digits: short, stable suffixes for names that must be
+/// shortened.
+pub fn short_hash(s: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{h:08x}")
+}
+
+/// `name` if it fits in `max` bytes, else its head, `-`, and a hash of the whole
+/// (so two long names never collide and the prefix is kept).
+pub fn fit(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let keep = max.saturating_sub(9);
+    let head = name[..keep].trim_end_matches('-');
+    format!("{head}-{}", short_hash(name))
+}
+
+/// Names of one environment. `base` is the environment whose foundation it uses:
+/// itself, or `preview` for every `preview-<pr>` (previews share one foundation,
+/// bootstrapped once, whose CI role creates and deletes their service stacks).
+pub struct Names<'a> {
+    pub project: &'a str,
+    pub env: &'a str,
+    pub base: &'a str,
+}
+
+impl Names<'_> {
+    /// `{project}-{env}`: the prefix of every name in the environment.
+    pub fn prefix(&self) -> String {
+        format!("{}-{}", self.project, self.env)
+    }
+
+    /// `{project}-{base}`: the prefix of the foundation's own names.
+    pub fn base_prefix(&self) -> String {
+        format!("{}-{}", self.project, self.base)
+    }
+
+    fn previews(&self) -> bool {
+        self.base != self.env || self.base == pantstack_model::foundation::PREVIEW_STACK
+    }
+
+    /// Pattern (IAM `*`) matching every physical name the foundation's roles may
+    /// touch: `{project}-{env}-*`, or `{project}-preview-*` for previews.
+    pub fn scope(&self) -> String {
+        format!("{}-*", self.base_prefix())
+    }
+
+    /// Log-group name patterns of the foundation's scope.
+    pub fn log_scopes(&self) -> Vec<String> {
+        let mut v = vec![format!("/pantstack/{}/{}/*", self.project, self.base)];
+        if self.previews() {
+            v.push(format!("/pantstack/{}/{}-*", self.project, self.base));
+        }
+        v
+    }
+
+    /// SSM parameter name patterns (without the leading `/`) of the scope.
+    pub fn ssm_scopes(&self) -> Vec<String> {
+        if self.previews() {
+            vec![format!("{}/{}-*", self.project, self.base)]
+        } else {
+            vec![format!("{}/{}/*", self.project, self.base)]
+        }
+    }
+
+    /// A role of the foundation itself (`ci`, `deploy`, ...).
+    pub fn base_role(&self, rest: &str) -> String {
+        fit(&format!("{}-{rest}", self.base_prefix()), 64)
+    }
+
+    pub fn shared_stack(&self) -> String {
+        format!("{}-shared", self.project)
+    }
+
+    pub fn foundation_stack(&self) -> String {
+        format!("{}-foundation", self.base_prefix())
+    }
+
+    pub fn service_stack(&self, service: &str) -> String {
+        format!("{}-{service}", self.prefix())
+    }
+
+    pub fn replica_stack(&self, service: &str) -> String {
+        format!("{}-{service}-replica", self.prefix())
+    }
+
+    /// Export of the foundation stack that service stacks import.
+    pub fn export(&self, what: &str) -> String {
+        format!("{}-{what}", self.base_prefix())
+    }
+
+    pub fn shared_export(&self, what: &str) -> String {
+        format!("{}-shared-{what}", self.project)
+    }
+
+    /// An IAM role name (64 bytes at most).
+    pub fn role(&self, rest: &str) -> String {
+        fit(&format!("{}-{rest}", self.prefix()), 64)
+    }
+
+    /// SQS queue name (80 bytes at most, `.fifo` included).
+    pub fn queue(&self, service: &str, queue: &str, dlq: bool, fifo: bool) -> String {
+        let suffix = match (dlq, fifo) {
+            (true, true) => "-dlq.fifo",
+            (true, false) => "-dlq",
+            (false, true) => ".fifo",
+            (false, false) => "",
+        };
+        let base = fit(
+            &format!("{}-{service}-{queue}", self.prefix()),
+            80 - suffix.len(),
+        );
+        format!("{base}{suffix}")
+    }
+
+    pub fn log_group(&self, service: &str) -> String {
+        format!("/pantstack/{}/{}/{service}", self.project, self.env)
+    }
+
+    /// SSM path of a service's parameters (no trailing slash).
+    pub fn ssm_path(&self, service: &str) -> String {
+        format!("/{}/{}/{service}", self.project, self.env)
+    }
+
+    pub fn kms_alias(&self) -> String {
+        format!("alias/{}/{}", self.project, self.base)
+    }
+
+    /// The replica key of a service's buckets, in the replica region.
+    pub fn replica_kms_alias(&self, service: &str) -> String {
+        format!("alias/{}/{}/{service}-replica", self.project, self.env)
+    }
+
+    /// ECS cluster name (255) and service names (255): never shortened in practice.
+    pub fn cluster(&self, service: &str) -> String {
+        format!("{}-{service}", self.prefix())
+    }
+
+    /// ALB and target group names: 32 bytes at most, no leading/trailing `-`.
+    pub fn elb(&self, service: &str, suffix: &str) -> String {
+        fit(&format!("{}-{service}{suffix}", self.prefix()), 32)
+    }
+
+    /// What every ALB and target group name of the environment starts with (the
+    /// kept head of `fit(.., 32)`), for IAM resource patterns.
+    pub fn elb_pattern(&self) -> String {
+        let p = format!("{}-", self.base_prefix());
+        p[..p.len().min(23)].to_string()
+    }
+
+    pub fn alarm(&self, service: &str, what: &str) -> String {
+        format!("{}-{service}-{what}", self.prefix())
+    }
+
+    /// A replica bucket's name: known before either stack exists, because the source
+    /// bucket's replication rule names it. Global, so it ends with the account id.
+    pub fn replica_bucket(&self, service: &str, bucket: &str) -> String {
+        // 63 bytes at most; `-` + 12-digit account id is appended in the template.
+        fit(&format!("{}-{service}-{bucket}-dr", self.prefix()), 50)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logical_ids() {
+        assert_eq!(logical(&["order-sync", "Queue"]), "OrderSyncQueue");
+        assert_eq!(logical(&["jobs", "dead_letter"]), "JobsDeadLetter");
+    }
+
+    #[test]
+    fn long_names_keep_prefix_and_differ() {
+        let a = fit(&"a".repeat(70), 64);
+        let b = fit(&format!("{}b", "a".repeat(69)), 64);
+        assert!(a.len() <= 64 && b.len() <= 64);
+        assert!(a.starts_with("aaaa"));
+        assert_ne!(a, b);
+        assert_eq!(fit("short", 64), "short");
+    }
+
+    #[test]
+    fn queue_names_fit() {
+        let n = Names {
+            project: &"p".repeat(20),
+            env: &"e".repeat(16),
+            base: &"e".repeat(16),
+        };
+        let q = n.queue(&"s".repeat(24), &"q".repeat(40), true, true);
+        assert!(q.len() <= 80, "{q}");
+        assert!(q.ends_with("-dlq.fifo"));
+        let elb = n.elb(&"s".repeat(24), "-tg");
+        assert!(elb.len() <= 32 && !elb.ends_with('-'));
+    }
+}

@@ -1,0 +1,1065 @@
+//! A service stack `{project}-{env}-{service}`: its queues and buckets, roles, log
+//! group, ECS cluster (Fargate + Fargate Spot), the HTTP role behind its own ALB and
+//! the worker role, autoscaling, alarms and a dashboard.
+
+use crate::cfn::{Template, allow, arn, att, if_, import, join, policy, r, split, sub, tags};
+use crate::names::logical;
+use crate::network::{Layout, Nat};
+use crate::storage::{add_buckets, add_queues, bucket_id, dlq_id, find_queue, queue_id};
+use crate::{Ctx, bool_of, place, skips};
+use pantstack_manifest::{Diagnostic, Span};
+use pantstack_model::Resolved;
+use pantstack_model::repo::ServiceUnit;
+use pantstack_model::service::Service;
+use serde_json::{Value, json};
+
+/// The ADOT collector image used as tracing sidecar (public ECR, pinned).
+pub const ADOT_IMAGE: &str = "public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3";
+
+/// ALB/ELB TLS policy of HTTPS listeners.
+pub const TLS_POLICY: &str = "ELBSecurityPolicy-TLS13-1-2-2021-06";
+
+/// Which role of a service a task definition / ECS service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Http,
+    Worker,
+}
+
+impl Role {
+    fn suffix(self) -> &'static str {
+        match self {
+            Role::Http => "",
+            Role::Worker => "Worker",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Role::Http => "http",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// Checks that only matter for AWS (the model checks the rest).
+pub fn check(
+    cx: &Ctx<'_>,
+    unit: &ServiceUnit,
+    cfg: &Resolved,
+    layout: &Layout,
+    region: &str,
+) -> Vec<Diagnostic> {
+    let svc = &unit.service;
+    let file = &svc.manifest_file;
+    let mut out = Vec::new();
+    let spot = cfg.int("spotWeight").unwrap_or(0);
+    let od = cfg.int("onDemandWeight").unwrap_or(0);
+    if spot == 0 && od == 0 {
+        let (f, span) = place(cfg, "spotWeight", file);
+        out.push(
+            Diagnostic::error(
+                "no-capacity",
+                &f,
+                span,
+                "spotWeight",
+                format!("service `{}`: both capacity weights are 0 in environment `{}`, so ECS could place no task", svc.name, cx.env),
+            )
+            .with_help("give FARGATE (`onDemandWeight`) or FARGATE_SPOT (`spotWeight`) a weight of at least 1"),
+        );
+    }
+    if bool_of(cfg, "tracing") && layout.nat == Nat::None {
+        let (f, span) = place(cfg, "tracing", file);
+        out.push(
+            Diagnostic::error(
+                "tracing-needs-nat",
+                &f,
+                span,
+                "tracing",
+                format!("service `{}`: tracing runs the ADOT collector from public ECR, which a VPC without NAT gateways cannot reach (environment `{}`)", svc.name, cx.env),
+            )
+            .with_help("set `pantstack:natGateways: single` for this environment, or turn tracing off"),
+        );
+    }
+    if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling" && svc.http.is_none() {
+        let (f, span) = place(cfg, "deploymentStrategy", file);
+        out.push(
+            Diagnostic::error(
+                "strategy-needs-load-balancer",
+                &f,
+                span,
+                "deploymentStrategy",
+                format!("service `{}` has no `http:` section: ECS blue/green and canary deployments shift load-balancer traffic", svc.name),
+            )
+            .with_help("use `deployment.strategy: rolling` for a worker-only service"),
+        );
+    }
+    let mut regions: Vec<&str> = Vec::new();
+    for b in &svc.buckets {
+        if let Some(rr) = &b.replication_region {
+            if !b.versioning {
+                out.push(
+                    Diagnostic::error(
+                        "replication-needs-versioning",
+                        file,
+                        Span::default(),
+                        &format!("buckets.{}.replication", b.name),
+                        format!("bucket `{}` replicates to {rr} but has versioning off; S3 replication needs versioning", b.name),
+                    )
+                    .with_help(format!("set `buckets.{}.versioning: true`", b.name)),
+                );
+            }
+            if rr == region {
+                out.push(
+                    Diagnostic::error(
+                        "replication-same-region",
+                        file,
+                        Span::default(),
+                        &format!("buckets.{}.replication", b.name),
+                        format!("bucket `{}` replicates to {rr}, the region environment `{}` runs in; a disaster-recovery copy belongs in another region", b.name, cx.env),
+                    )
+                    .with_help("name another region"),
+                );
+            }
+            if !regions.contains(&rr.as_str()) {
+                regions.push(rr);
+            }
+        }
+    }
+    if regions.len() > 1 {
+        out.push(Diagnostic::error(
+            "replication-regions",
+            file,
+            Span::default(),
+            "buckets",
+            format!(
+                "service `{}` replicates buckets to several regions ({}); one replica region per service is supported",
+                svc.name,
+                regions.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+fn int(cfg: &Resolved, key: &str, default: i64) -> i64 {
+    cfg.int(key).unwrap_or(default)
+}
+
+fn secs(cfg: &Resolved, key: &str, default: u64) -> u64 {
+    cfg.secs(key).unwrap_or(default)
+}
+
+/// `${queue:jobs}` → `${JobsQueue}` (the queue URL), `${dlq:jobs}` → the DLQ URL,
+/// `${bucket:results}` → the bucket name; other `${` are escaped for `Fn::Sub`.
+pub fn variable_value(value: &str) -> Value {
+    if !value.contains("${") {
+        return json!(value);
+    }
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str("${!");
+            rest = after;
+            continue;
+        };
+        let inner = &after[..end];
+        let id = match inner.split_once(':') {
+            Some(("queue", q)) => Some(queue_id(q)),
+            Some(("dlq", q)) => Some(dlq_id(q)),
+            Some(("bucket", b)) => Some(bucket_id(b)),
+            _ => None,
+        };
+        match id {
+            Some(id) => out.push_str(&format!("${{{id}}}")),
+            None => out.push_str(&format!("${{!{inner}}}")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    sub(&out)
+}
+
+fn image(cx: &Ctx<'_>, param: &str) -> Value {
+    sub(&format!(
+        "${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{}:${{{param}}}",
+        cx.repo.foundation.registry
+    ))
+}
+
+pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
+    let n = &cx.names;
+    let project = cx.project();
+    let env = cx.env;
+    let name = &svc.name;
+    let mut t = Template::new(format!(
+        "Pantstack {project}/{env}/{name}: {}",
+        svc.description.as_deref().unwrap_or("service")
+    ));
+    let key = import(&n.export("KeyArn"));
+    let tg = tags(project, env, Some(name), None);
+    let tracing = bool_of(cfg, "tracing");
+
+    if svc.http.is_some() {
+        t.parameter(
+        "ImageTag",
+        json!({
+            "Type": "String",
+            "AllowedPattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+            "Description": format!("Tag of the {name} image in the {} repository", cx.repo.foundation.registry),
+        }),
+    );
+    }
+    if svc.worker.is_some() {
+        t.parameter(
+            "WorkerImageTag",
+            json!({
+                "Type": "String",
+                "AllowedPattern": "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$",
+                "Description": format!("Tag of the {name}-worker image"),
+            }),
+        );
+    }
+    if let Some(topic) = cfg.text("alarmTopicArn") {
+        let _ = topic;
+    }
+
+    add_queues(&mut t, cx, svc, &key);
+    add_buckets(&mut t, cx, svc, &key);
+
+    // Logs.
+    t.resource(
+        "LogGroup",
+        "AWS::Logs::LogGroup",
+        json!({
+            "LogGroupName": n.log_group(name),
+            "RetentionInDays": int(cfg, "logRetentionDays", 30),
+            "KmsKeyId": key.clone(),
+            "Tags": tg.clone(),
+        }),
+    );
+
+    // Roles.
+    let boundary = import(&n.export("RoleBoundaryArn"));
+    let registry = &cx.repo.foundation.registry;
+    let mut exec = vec![
+        allow(
+            "RegistryLogin",
+            &["ecr:GetAuthorizationToken"],
+            vec![json!("*")],
+        ),
+        allow(
+            "PullImages",
+            &[
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ],
+            vec![arn(&format!(
+                "ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{registry}"
+            ))],
+        ),
+        allow(
+            "WriteLogs",
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![att("LogGroup", "Arn")],
+        ),
+    ];
+    if !svc.secrets.is_empty() {
+        exec.push(allow(
+            "ReadOwnSecrets",
+            &["ssm:GetParameters"],
+            vec![arn(&format!(
+                "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{}/*",
+                n.ssm_path(name)
+            ))],
+        ));
+        exec.push(allow(
+            "DecryptOwnSecrets",
+            &["kms:Decrypt"],
+            vec![key.clone()],
+        ));
+    }
+    t.resource(
+        "ExecutionRole",
+        "AWS::IAM::Role",
+        json!({
+            "RoleName": n.role(&format!("{name}-execution")),
+            "Description": format!("ECS pulls {name}'s image, writes its logs and reads its secrets as this role"),
+            "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs-tasks.amazonaws.com"),
+            "PermissionsBoundary": boundary.clone(),
+            "Policies": [{ "PolicyName": "execution", "PolicyDocument": policy(exec) }],
+            "Tags": tg.clone(),
+        }),
+    );
+    let mut task = Vec::new();
+    if !svc.queues.is_empty() {
+        let mut arns = Vec::new();
+        for q in &svc.queues {
+            arns.push(att(&queue_id(&q.name), "Arn"));
+            if q.dead_letter.is_some() {
+                arns.push(att(&dlq_id(&q.name), "Arn"));
+            }
+        }
+        task.push(allow(
+            "OwnQueues",
+            &[
+                "sqs:SendMessage",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:GetQueueAttributes",
+                "sqs:GetQueueUrl",
+            ],
+            arns,
+        ));
+    }
+    if !svc.buckets.is_empty() {
+        let buckets: Vec<Value> = svc
+            .buckets
+            .iter()
+            .map(|b| att(&bucket_id(&b.name), "Arn"))
+            .collect();
+        let objects: Vec<Value> = buckets
+            .iter()
+            .map(|b| join("", vec![b.clone(), json!("/*")]))
+            .collect();
+        task.push(allow(
+            "ListOwnBuckets",
+            &[
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+                "s3:GetBucketLocation",
+            ],
+            buckets,
+        ));
+        task.push(allow(
+            "OwnObjects",
+            &[
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+                "s3:PutObject",
+                "s3:DeleteObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+            ],
+            objects,
+        ));
+    }
+    if !svc.queues.is_empty() || !svc.buckets.is_empty() {
+        task.push(allow(
+            "EncryptOwnData",
+            &["kms:Decrypt", "kms:GenerateDataKey"],
+            vec![key.clone()],
+        ));
+    }
+    if tracing {
+        task.push(allow(
+            "Tracing",
+            &[
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+            ],
+            vec![json!("*")],
+        ));
+    }
+    let mut task_role = json!({
+        "RoleName": n.role(&format!("{name}-task")),
+        "Description": format!("{name}'s code calls AWS as this role: only its own queues, buckets and key"),
+        "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs-tasks.amazonaws.com"),
+        "PermissionsBoundary": boundary.clone(),
+        "Tags": tg.clone(),
+    });
+    if !task.is_empty() {
+        task_role["Policies"] = json!([{ "PolicyName": "task", "PolicyDocument": policy(task) }]);
+    }
+    t.resource("TaskRole", "AWS::IAM::Role", task_role);
+
+    // Cluster: Fargate and Fargate Spot, the seed's weighted strategy.
+    let strategy = capacity_strategy(cfg);
+    t.resource(
+        "Cluster",
+        "AWS::ECS::Cluster",
+        json!({
+            "ClusterName": n.cluster(name),
+            "ClusterSettings": [{ "Name": "containerInsights", "Value": "enabled" }],
+            "CapacityProviders": ["FARGATE", "FARGATE_SPOT"],
+            "DefaultCapacityProviderStrategy": strategy.clone(),
+            "Tags": tg.clone(),
+        }),
+    );
+
+    let vpc = import(&n.export("VpcId"));
+    let private = split(",", import(&n.export("PrivateSubnetIds")));
+    let public = split(",", import(&n.export("PublicSubnetIds")));
+
+    if let Some(http) = &svc.http {
+        let port = int(cfg, "port", 8080);
+        let cert = cfg.text("certificateArn").map(str::to_string);
+        add_task_definition(
+            &mut t,
+            cx,
+            svc,
+            cfg,
+            Role::Http,
+            http.command.as_ref(),
+            Some(port),
+            tracing,
+        );
+        add_load_balancer(
+            &mut t,
+            cx,
+            svc,
+            cfg,
+            port,
+            cert.as_deref(),
+            &vpc,
+            &public,
+            &tg,
+        );
+        add_service(
+            &mut t,
+            cx,
+            svc,
+            cfg,
+            Role::Http,
+            &strategy,
+            &private,
+            Some(port),
+        );
+        add_scaling(&mut t, svc, cfg, Role::Http, true);
+    }
+    if let Some(w) = &svc.worker {
+        add_task_definition(
+            &mut t,
+            cx,
+            svc,
+            cfg,
+            Role::Worker,
+            w.command.as_ref(),
+            None,
+            tracing,
+        );
+        // Workers accept no connections; they call AWS over HTTPS.
+        t.resource(
+            "WorkerSecurityGroup",
+            "AWS::EC2::SecurityGroup",
+            json!({
+                "GroupDescription": format!("{}-{name} worker tasks: no ingress, HTTPS out", n.prefix()),
+                "VpcId": vpc.clone(),
+                "SecurityGroupEgress": [https_out()],
+                "Tags": tg.clone(),
+            }),
+        );
+        add_service(
+            &mut t,
+            cx,
+            svc,
+            cfg,
+            Role::Worker,
+            &strategy,
+            &private,
+            None,
+        );
+        add_scaling(&mut t, svc, cfg, Role::Worker, svc.http.is_none());
+    }
+    crate::monitor::alarms_and_dashboard(&mut t, cx, svc, cfg);
+
+    // Outputs.
+    t.output("ClusterName", r("Cluster"), None);
+    if svc.http.is_some() {
+        let scheme = if cfg.text("certificateArn").is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        t.output(
+            "Url",
+            sub(&format!("{scheme}://${{LoadBalancer.DNSName}}")),
+            None,
+        );
+    }
+    for q in &svc.queues {
+        t.output(
+            &logical(&[&q.name, "QueueUrl"]),
+            r(&queue_id(&q.name)),
+            None,
+        );
+    }
+    for b in &svc.buckets {
+        t.output(
+            &logical(&[&b.name, "BucketName"]),
+            r(&bucket_id(&b.name)),
+            None,
+        );
+    }
+    let _ = if_;
+    let _ = find_queue;
+    t
+}
+
+fn https_out() -> Value {
+    json!({
+        "Description": "HTTPS to AWS APIs (through NAT or VPC endpoints)",
+        "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0",
+    })
+}
+
+fn capacity_strategy(cfg: &Resolved) -> Value {
+    let base = int(cfg, "onDemandBase", 1);
+    let od = int(cfg, "onDemandWeight", 1);
+    let spot = int(cfg, "spotWeight", 4);
+    let mut s = Vec::new();
+    if od > 0 || base > 0 {
+        s.push(json!({ "CapacityProvider": "FARGATE", "Base": base, "Weight": od }));
+    }
+    if spot > 0 {
+        s.push(json!({ "CapacityProvider": "FARGATE_SPOT", "Weight": spot }));
+    }
+    Value::Array(s)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_task_definition(
+    t: &mut Template,
+    cx: &Ctx<'_>,
+    svc: &Service,
+    cfg: &Resolved,
+    role: Role,
+    command: Option<&Vec<String>>,
+    port: Option<i64>,
+    tracing: bool,
+) {
+    let n = &cx.names;
+    let name = &svc.name;
+    let container = match role {
+        Role::Http => name.clone(),
+        Role::Worker => format!("{name}-worker"),
+    };
+    let mut env: Vec<(String, Value)> = vec![
+        ("SERVICE_NAME".into(), json!(name)),
+        ("ENVIRONMENT".into(), json!(cx.env)),
+        ("PANTSTACK_ROLE".into(), json!(role.label())),
+    ];
+    if let Some(p) = port {
+        env.push(("PORT".into(), json!(p.to_string())));
+    }
+    if tracing {
+        env.push((
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            json!("http://localhost:4317"),
+        ));
+        env.push(("AWS_XRAY_DAEMON_ADDRESS".into(), json!("localhost:2000")));
+    }
+    for (k, v) in &svc.variables {
+        env.push((k.clone(), variable_value(v)));
+    }
+    env.sort_by(|a, b| a.0.cmp(&b.0));
+    let environment: Vec<Value> = env
+        .into_iter()
+        .map(|(k, v)| json!({ "Name": k, "Value": v }))
+        .collect();
+    let secrets: Vec<Value> = svc
+        .secrets
+        .iter()
+        .map(|s| {
+            json!({
+                "Name": s.name,
+                "ValueFrom": arn(&format!(
+                    "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{}/{}",
+                    n.ssm_path(name),
+                    s.name
+                )),
+            })
+        })
+        .collect();
+    let logs = |prefix: &str| {
+        json!({
+            "LogDriver": "awslogs",
+            "Options": {
+                "awslogs-group": r("LogGroup"),
+                "awslogs-region": r("AWS::Region"),
+                "awslogs-stream-prefix": prefix,
+            },
+        })
+    };
+    let param = match role {
+        Role::Http => "ImageTag",
+        Role::Worker => "WorkerImageTag",
+    };
+    let mut app = json!({
+        "Name": container,
+        "Image": image(cx, param),
+        "Essential": true,
+        "Environment": environment,
+        "LogConfiguration": logs(role.label()),
+        "ReadonlyRootFilesystem": true,
+        "Privileged": false,
+        "StopTimeout": secs(cfg, "stopTimeout", 30),
+    });
+    if !secrets.is_empty() {
+        app["Secrets"] = json!(secrets);
+    }
+    if let Some(c) = command {
+        app["Command"] = json!(c);
+    }
+    if let Some(p) = port {
+        app["PortMappings"] = json!([{ "ContainerPort": p, "Protocol": "tcp", "Name": "http" }]);
+    }
+    let mut containers = vec![app];
+    if tracing {
+        containers.push(json!({
+            "Name": "aws-otel-collector",
+            "Image": ADOT_IMAGE,
+            "Essential": false,
+            "Command": ["--config=/etc/ecs/ecs-default-config.yaml"],
+            "LogConfiguration": logs("adot"),
+            "ReadonlyRootFilesystem": true,
+            "Privileged": false,
+        }));
+    }
+    t.resource(
+        &format!("TaskDefinition{}", role.suffix()),
+        "AWS::ECS::TaskDefinition",
+        json!({
+            "Family": format!("{}-{}", n.cluster(name), role.label()),
+            "Cpu": int(cfg, "cpu", 256).to_string(),
+            "Memory": int(cfg, "memory", 512).to_string(),
+            "NetworkMode": "awsvpc",
+            "RequiresCompatibilities": ["FARGATE"],
+            "RuntimePlatform": { "CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX" },
+            "ExecutionRoleArn": att("ExecutionRole", "Arn"),
+            "TaskRoleArn": att("TaskRole", "Arn"),
+            "ContainerDefinitions": containers,
+            "Tags": tags(cx.project(), cx.env, Some(name), None),
+        }),
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_load_balancer(
+    t: &mut Template,
+    cx: &Ctx<'_>,
+    svc: &Service,
+    cfg: &Resolved,
+    port: i64,
+    cert: Option<&str>,
+    vpc: &Value,
+    public: &Value,
+    tg: &Value,
+) {
+    let n = &cx.names;
+    let name = &svc.name;
+    let prefix = n.prefix();
+    let mut ingress = vec![json!({
+        "Description": if cert.is_some() { "HTTP from the internet (redirected to HTTPS)" } else { "HTTP from the internet" },
+        "IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "CidrIp": "0.0.0.0/0",
+    })];
+    if cert.is_some() {
+        ingress.push(json!({
+            "Description": "HTTPS from the internet",
+            "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0",
+        }));
+    }
+    t.resource(
+        "LoadBalancerSecurityGroup",
+        "AWS::EC2::SecurityGroup",
+        json!({
+            "GroupDescription": format!("{prefix}-{name} load balancer: listener ports from the internet, the container port to tasks"),
+            "VpcId": vpc.clone(),
+            "SecurityGroupIngress": ingress,
+            "SecurityGroupEgress": [{
+                "Description": "To the tasks' container port only",
+                "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+                "DestinationSecurityGroupId": r("TaskSecurityGroup"),
+            }],
+            "Tags": tg.clone(),
+        }),
+    )
+    .skip(&[skips::ALB_PORT_80_OPEN]);
+    t.resource(
+        "TaskSecurityGroup",
+        "AWS::EC2::SecurityGroup",
+        json!({
+            "GroupDescription": format!("{prefix}-{name} tasks: the container port from the load balancer only, HTTPS out"),
+            "VpcId": vpc.clone(),
+            "SecurityGroupEgress": [https_out()],
+            "Tags": tg.clone(),
+        }),
+    );
+    t.resource(
+        "TaskIngressFromLoadBalancer",
+        "AWS::EC2::SecurityGroupIngress",
+        json!({
+            "Description": "The container port from the load balancer",
+            "GroupId": r("TaskSecurityGroup"),
+            "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+            "SourceSecurityGroupId": r("LoadBalancerSecurityGroup"),
+        }),
+    );
+
+    let mut attrs = vec![
+        json!({ "Key": "idle_timeout.timeout_seconds", "Value": secs(cfg, "idleTimeout", 60).to_string() }),
+        json!({ "Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true" }),
+        json!({ "Key": "routing.http.desync_mitigation_mode", "Value": "defensive" }),
+        json!({ "Key": "access_logs.s3.enabled", "Value": "true" }),
+        json!({ "Key": "access_logs.s3.bucket", "Value": import(&n.export("AccessLogBucket")) }),
+        json!({ "Key": "access_logs.s3.prefix", "Value": format!("alb/{name}") }),
+        json!({ "Key": "deletion_protection.enabled", "Value": (!cx.is_preview()).to_string() }),
+    ];
+    attrs.sort_by(|a, b| a["Key"].as_str().cmp(&b["Key"].as_str()));
+    let lb = t.resource(
+        "LoadBalancer",
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        json!({
+            "Name": n.elb(name, ""),
+            "Type": "application",
+            "Scheme": "internet-facing",
+            "IpAddressType": "ipv4",
+            "Subnets": public.clone(),
+            "SecurityGroups": [r("LoadBalancerSecurityGroup")],
+            "LoadBalancerAttributes": attrs,
+            "Tags": tg.clone(),
+        }),
+    );
+    if cx.is_preview() {
+        lb.skip(&[skips::ALB_PREVIEW_DELETION]);
+    }
+
+    let strategy = cfg
+        .text("deploymentStrategy")
+        .unwrap_or("rolling")
+        .to_string();
+    let blue_green = strategy != "rolling";
+    let target_groups: &[(&str, &str)] = if blue_green {
+        &[("TargetGroup", "-tg"), ("AlternateTargetGroup", "-tg2")]
+    } else {
+        &[("TargetGroup", "-tg")]
+    };
+    for (id, suffix) in target_groups {
+        t.resource(
+            id,
+            "AWS::ElasticLoadBalancingV2::TargetGroup",
+            json!({
+                "Name": n.elb(name, &format!("{suffix}-{port}")),
+                "TargetType": "ip",
+                "Protocol": "HTTP",
+                "ProtocolVersion": "HTTP1",
+                "Port": port,
+                "VpcId": vpc.clone(),
+                "HealthCheckEnabled": true,
+                "HealthCheckProtocol": "HTTP",
+                "HealthCheckPath": cfg.text("healthCheckPath").unwrap_or("/healthz"),
+                "HealthCheckIntervalSeconds": secs(cfg, "healthCheckInterval", 30),
+                "HealthCheckTimeoutSeconds": secs(cfg, "healthCheckTimeout", 5),
+                "HealthyThresholdCount": int(cfg, "healthyThreshold", 5),
+                "UnhealthyThresholdCount": int(cfg, "unhealthyThreshold", 2),
+                "Matcher": { "HttpCode": cfg.text("healthCheckMatcher").unwrap_or("200") },
+                "TargetGroupAttributes": [
+                    { "Key": "deregistration_delay.timeout_seconds", "Value": secs(cfg, "deregistrationDelay", 60).to_string() },
+                    { "Key": "load_balancing.algorithm.type", "Value": cfg.text("loadBalancingAlgorithm").unwrap_or("round_robin") },
+                ],
+                "Tags": tg.clone(),
+            }),
+        );
+    }
+
+    // The action that serves traffic: forward to the target group (both, weighted,
+    // with blue/green: ECS moves the weights).
+    let forward = if blue_green {
+        json!([{ "Type": "forward", "ForwardConfig": { "TargetGroups": [
+            { "TargetGroupArn": r("TargetGroup"), "Weight": 100 },
+            { "TargetGroupArn": r("AlternateTargetGroup"), "Weight": 0 },
+        ] } }])
+    } else {
+        json!([{ "Type": "forward", "TargetGroupArn": r("TargetGroup") }])
+    };
+    let http = svc.http.as_ref();
+    let rules = http.map(|h| h.rules.clone()).unwrap_or_default();
+    // With listener rules (or blue/green, which needs a production rule), the
+    // default action answers 404 and rules forward.
+    let not_found = json!([{ "Type": "fixed-response", "FixedResponseConfig": {
+        "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no route",
+    } }]);
+    let default_action = if rules.is_empty() && !blue_green {
+        forward.clone()
+    } else {
+        not_found
+    };
+    let serving_listener = if let Some(arn_) = cert {
+        t.resource(
+            "HttpsListener",
+            "AWS::ElasticLoadBalancingV2::Listener",
+            json!({
+                "LoadBalancerArn": r("LoadBalancer"),
+                "Port": 443,
+                "Protocol": "HTTPS",
+                "SslPolicy": TLS_POLICY,
+                "Certificates": [{ "CertificateArn": arn_ }],
+                "DefaultActions": default_action,
+            }),
+        );
+        t.resource(
+            "HttpListener",
+            "AWS::ElasticLoadBalancingV2::Listener",
+            json!({
+                "LoadBalancerArn": r("LoadBalancer"),
+                "Port": 80,
+                "Protocol": "HTTP",
+                "DefaultActions": [{ "Type": "redirect", "RedirectConfig": {
+                    "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301",
+                    "Host": "#{host}", "Path": "/#{path}", "Query": "#{query}",
+                } }],
+            }),
+        );
+        "HttpsListener"
+    } else {
+        t.resource(
+            "HttpListener",
+            "AWS::ElasticLoadBalancingV2::Listener",
+            json!({
+                "LoadBalancerArn": r("LoadBalancer"),
+                "Port": 80,
+                "Protocol": "HTTP",
+                "DefaultActions": default_action,
+            }),
+        )
+        .skip(&[skips::ALB_HTTP_LISTENER, skips::ALB_HTTP_LISTENER_TLS]);
+        "HttpListener"
+    };
+    let mut priority = 1;
+    for rule in &rules {
+        let mut conditions = Vec::new();
+        if let Some(p) = &rule.path {
+            conditions
+                .push(json!({ "Field": "path-pattern", "PathPatternConfig": { "Values": [p] } }));
+        }
+        if let Some(h) = &rule.host {
+            conditions
+                .push(json!({ "Field": "host-header", "HostHeaderConfig": { "Values": [h] } }));
+        }
+        t.resource(
+            &format!("ListenerRule{priority}"),
+            "AWS::ElasticLoadBalancingV2::ListenerRule",
+            json!({
+                "ListenerArn": r(serving_listener),
+                "Priority": priority,
+                "Conditions": conditions,
+                "Actions": forward.clone(),
+            }),
+        );
+        priority += 1;
+    }
+    if blue_green && rules.is_empty() {
+        t.resource(
+            "ListenerRule1",
+            "AWS::ElasticLoadBalancingV2::ListenerRule",
+            json!({
+                "ListenerArn": r(serving_listener),
+                "Priority": 1,
+                "Conditions": [{ "Field": "path-pattern", "PathPatternConfig": { "Values": ["/*"] } }],
+                "Actions": forward.clone(),
+            }),
+        );
+    }
+    if blue_green {
+        // ECS moves listener-rule weights between the two target groups.
+        t.resource(
+            "LoadBalancerRole",
+            "AWS::IAM::Role",
+            json!({
+                "RoleName": n.role(&format!("{name}-ecs-lb")),
+                "Description": format!("ECS shifts {name}'s traffic between target groups as this role"),
+                "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs.amazonaws.com"),
+                "PermissionsBoundary": import(&n.export("RoleBoundaryArn")),
+                "ManagedPolicyArns": [arn("iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers")],
+                "Tags": tg.clone(),
+            }),
+        );
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn add_service(
+    t: &mut Template,
+    cx: &Ctx<'_>,
+    svc: &Service,
+    cfg: &Resolved,
+    role: Role,
+    strategy: &Value,
+    private: &Value,
+    port: Option<i64>,
+) {
+    let name = &svc.name;
+    let strategy_kind = cfg.text("deploymentStrategy").unwrap_or("rolling");
+    let mut deployment = json!({
+        "MinimumHealthyPercent": int(cfg, "minHealthyPercent", 100),
+        "MaximumPercent": int(cfg, "maxPercent", 200),
+        "DeploymentCircuitBreaker": {
+            "Enable": bool_of(cfg, "circuitBreaker"),
+            "Rollback": bool_of(cfg, "rollback"),
+        },
+    });
+    let sg = match role {
+        Role::Http => "TaskSecurityGroup",
+        Role::Worker => "WorkerSecurityGroup",
+    };
+    let mut props = json!({
+        "ServiceName": match role { Role::Http => name.clone(), Role::Worker => format!("{name}-worker") },
+        "Cluster": r("Cluster"),
+        "TaskDefinition": r(&format!("TaskDefinition{}", role.suffix())),
+        "CapacityProviderStrategy": strategy.clone(),
+        "DeploymentController": { "Type": "ECS" },
+        "NetworkConfiguration": { "AwsvpcConfiguration": {
+            "AssignPublicIp": "DISABLED",
+            "Subnets": private.clone(),
+            "SecurityGroups": [r(sg)],
+        } },
+        "PropagateTags": "SERVICE",
+        "EnableECSManagedTags": true,
+        "EnableExecuteCommand": false,
+        "Tags": tags(cx.project(), cx.env, Some(name), None),
+    });
+    let mut depends: Vec<&str> = Vec::new();
+    if role == Role::Http
+        && let Some(p) = port
+    {
+        props["HealthCheckGracePeriodSeconds"] = json!(secs(cfg, "healthCheckGracePeriod", 30));
+        let mut lb = json!({ "ContainerName": name, "ContainerPort": p, "TargetGroupArn": r("TargetGroup") });
+        if strategy_kind != "rolling" {
+            deployment["Strategy"] = json!(if strategy_kind == "canary" {
+                "CANARY"
+            } else {
+                "BLUE_GREEN"
+            });
+            deployment["BakeTimeInMinutes"] = json!(5);
+            if strategy_kind == "canary" {
+                deployment["CanaryConfiguration"] =
+                    json!({ "CanaryPercent": 10, "CanaryBakeTimeInMinutes": 5 });
+            }
+            lb["AdvancedConfiguration"] = json!({
+                "AlternateTargetGroupArn": r("AlternateTargetGroup"),
+                "ProductionListenerRule": r("ListenerRule1"),
+                "RoleArn": att("LoadBalancerRole", "Arn"),
+            });
+        }
+        props["LoadBalancers"] = json!([lb]);
+        if t.has_resource("HttpsListener") {
+            depends.push("HttpsListener");
+        }
+        depends.push("HttpListener");
+        if strategy_kind == "rolling" && t.has_resource("ListenerRule1") {
+            depends.push("ListenerRule1");
+        }
+    }
+    props["DeploymentConfiguration"] = deployment;
+    let id = format!("Service{}", role.suffix());
+    let res = t.resource(&id, "AWS::ECS::Service", props);
+    if !depends.is_empty() {
+        res.depends_on(&depends);
+    }
+}
+
+/// Target tracking: CPU (seed: 70 %), optionally memory and requests per target;
+/// workers also track the queue backlog per task.
+fn add_scaling(t: &mut Template, svc: &Service, cfg: &Resolved, role: Role, main: bool) {
+    let sfx = role.suffix();
+    let (min, max) = if main {
+        (int(cfg, "minCapacity", 1), int(cfg, "maxCapacity", 10))
+    } else {
+        (
+            int(cfg, "workerMinCapacity", 1),
+            int(cfg, "workerMaxCapacity", 10),
+        )
+    };
+    let target = format!("ScalingTarget{sfx}");
+    let service_id = format!("Service{sfx}");
+    t.resource(
+        &target,
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        json!({
+            "ServiceNamespace": "ecs",
+            "ScalableDimension": "ecs:service:DesiredCount",
+            "ResourceId": sub(&format!("service/${{Cluster}}/${{{service_id}.Name}}")),
+            "MinCapacity": min,
+            "MaxCapacity": max,
+        }),
+    );
+    let cooldowns = (
+        secs(cfg, "scaleInCooldown", 300),
+        secs(cfg, "scaleOutCooldown", 60),
+    );
+    let mut policy_ = |id: &str, spec: Value, value: f64| {
+        let mut cfgv = json!({
+            "TargetValue": value,
+            "ScaleInCooldown": cooldowns.0,
+            "ScaleOutCooldown": cooldowns.1,
+        });
+        if let (Value::Object(m), Value::Object(s)) = (&mut cfgv, spec) {
+            m.extend(s);
+        }
+        t.resource(
+            &format!("{id}{sfx}"),
+            "AWS::ApplicationAutoScaling::ScalingPolicy",
+            json!({
+                "PolicyName": format!("{}{}-{}", svc.name, if role == Role::Worker { "-worker" } else { "" }, id),
+                "PolicyType": "TargetTrackingScaling",
+                "ScalingTargetId": r(&target),
+                "TargetTrackingScalingPolicyConfiguration": cfgv,
+            }),
+        );
+    };
+    let cpu = int(cfg, "cpuTarget", 70) as f64;
+    policy_(
+        "CpuScaling",
+        json!({ "PredefinedMetricSpecification": { "PredefinedMetricType": "ECSServiceAverageCPUUtilization" } }),
+        cpu,
+    );
+    if let Some(m) = cfg.int("memoryTarget") {
+        policy_(
+            "MemoryScaling",
+            json!({ "PredefinedMetricSpecification": { "PredefinedMetricType": "ECSServiceAverageMemoryUtilization" } }),
+            m as f64,
+        );
+    }
+    if role == Role::Http
+        && let Some(rpt) = cfg.int("requestsPerTarget")
+    {
+        policy_(
+            "RequestScaling",
+            json!({ "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "ALBRequestCountPerTarget",
+                "ResourceLabel": join("/", vec![att("LoadBalancer", "LoadBalancerFullName"), att("TargetGroup", "TargetGroupFullName")]),
+            } }),
+            rpt as f64,
+        );
+    }
+    if role == Role::Worker
+        && let Some(w) = &svc.worker
+    {
+        let backlog = int(cfg, "backlogPerTask", 10) as f64;
+        policy_(
+            "BacklogScaling",
+            json!({ "CustomizedMetricSpecification": { "Metrics": [
+                { "Id": "visible", "ReturnData": false, "MetricStat": { "Stat": "Sum", "Metric": {
+                    "Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+                    "Dimensions": [{ "Name": "QueueName", "Value": att(&queue_id(&w.queue.value), "QueueName") }],
+                } } },
+                { "Id": "tasks", "ReturnData": false, "MetricStat": { "Stat": "Average", "Metric": {
+                    "Namespace": "ECS/ContainerInsights", "MetricName": "RunningTaskCount",
+                    "Dimensions": [
+                        { "Name": "ClusterName", "Value": r("Cluster") },
+                        { "Name": "ServiceName", "Value": att(&service_id, "Name") },
+                    ],
+                } } },
+                { "Id": "backlog_per_task", "Label": "visible messages per running task", "ReturnData": true,
+                  "Expression": "IF(tasks > 0, visible / tasks, visible)" },
+            ] } }),
+            backlog,
+        );
+    }
+}

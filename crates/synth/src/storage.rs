@@ -1,0 +1,327 @@
+//! Queues (SQS + DLQ) and buckets (S3) of a service, and the replica stack of
+//! buckets replicated to another region.
+
+use crate::Ctx;
+use crate::cfn::{
+    Template, allow, arn, att, deny_insecure_transport, import, join, policy, r, sub, tags,
+};
+use crate::names::logical;
+use crate::skips;
+use pantstack_model::service::{Bucket, Queue, Service};
+use serde_json::{Value, json};
+
+pub fn queue_id(q: &str) -> String {
+    logical(&[q, "Queue"])
+}
+
+pub fn dlq_id(q: &str) -> String {
+    logical(&[q, "DeadLetterQueue"])
+}
+
+pub fn bucket_id(b: &str) -> String {
+    logical(&[b, "Bucket"])
+}
+
+/// ARN of a queue by its name (no `GetAtt`: the DLQ's redrive-allow policy names
+/// its source queue, which names the DLQ).
+fn queue_arn(name: &str) -> Value {
+    arn(&format!("sqs:${{AWS::Region}}:${{AWS::AccountId}}:{name}"))
+}
+
+pub fn add_queues(t: &mut Template, cx: &Ctx<'_>, svc: &Service, key: &Value) {
+    let n = &cx.names;
+    for q in &svc.queues {
+        let name = n.queue(&svc.name, &q.name, false, q.fifo);
+        let mut props = json!({
+            "QueueName": name,
+            "VisibilityTimeout": q.visibility_timeout_secs,
+            "MessageRetentionPeriod": q.retention_secs,
+            "DelaySeconds": q.delay_secs,
+            "ReceiveMessageWaitTimeSeconds": q.receive_wait_secs,
+            "MaximumMessageSize": q.max_message_bytes,
+            "KmsMasterKeyId": key.clone(),
+            "KmsDataKeyReusePeriodSeconds": 300,
+            "Tags": tags(cx.project(), cx.env, Some(&svc.name), None),
+        });
+        if q.fifo {
+            props["FifoQueue"] = json!(true);
+            props["ContentBasedDeduplication"] = json!(q.content_based_deduplication);
+        }
+        let mut policy_targets = vec![r(&queue_id(&q.name))];
+        if let Some(d) = &q.dead_letter {
+            let dlq_name = n.queue(&svc.name, &q.name, true, q.fifo);
+            props["RedrivePolicy"] = json!({
+                "deadLetterTargetArn": att(&dlq_id(&q.name), "Arn"),
+                "maxReceiveCount": d.max_receive_count,
+            });
+            let mut dlq = json!({
+                "QueueName": dlq_name,
+                "MessageRetentionPeriod": d.retention_secs,
+                "KmsMasterKeyId": key.clone(),
+                "KmsDataKeyReusePeriodSeconds": 300,
+                "RedriveAllowPolicy": {
+                    "redrivePermission": "byQueue",
+                    "sourceQueueArns": [queue_arn(&name)],
+                },
+                "Tags": tags(cx.project(), cx.env, Some(&svc.name), None),
+            });
+            if q.fifo {
+                dlq["FifoQueue"] = json!(true);
+            }
+            t.resource(&dlq_id(&q.name), "AWS::SQS::Queue", dlq);
+            policy_targets.push(r(&dlq_id(&q.name)));
+        }
+        t.resource(&queue_id(&q.name), "AWS::SQS::Queue", props);
+        let arns: Vec<Value> = policy_targets
+            .iter()
+            .map(|v| match v.get("Ref").and_then(Value::as_str) {
+                Some(id) => att(id, "Arn"),
+                None => v.clone(),
+            })
+            .collect();
+        t.resource(
+            &logical(&[&q.name, "QueuePolicy"]),
+            "AWS::SQS::QueuePolicy",
+            json!({
+                "Queues": policy_targets,
+                "PolicyDocument": policy(vec![deny_insecure_transport(arns, "sqs:*")]),
+            }),
+        );
+    }
+}
+
+/// The properties shared by source and replica buckets.
+fn bucket_props(
+    b: &Bucket,
+    key: Value,
+    versioning: bool,
+    project: &str,
+    env: &str,
+    service: &str,
+) -> Value {
+    let mut rules = vec![json!({
+        "Id": "abort-incomplete-multipart-uploads",
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 7 },
+    })];
+    if versioning && let Some(days) = b.noncurrent_expiry_days {
+        rules.push(json!({
+            "Id": "expire-noncurrent-versions",
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": { "NoncurrentDays": days },
+            "ExpiredObjectDeleteMarker": true,
+        }));
+    }
+    json!({
+        "VersioningConfiguration": { "Status": if versioning { "Enabled" } else { "Suspended" } },
+        "BucketEncryption": { "ServerSideEncryptionConfiguration": [{
+            "ServerSideEncryptionByDefault": { "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key },
+            "BucketKeyEnabled": true,
+        }] },
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": true, "BlockPublicPolicy": true,
+            "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+        },
+        "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
+        "LifecycleConfiguration": { "Rules": rules },
+        "Tags": tags(project, env, Some(service), None),
+    })
+}
+
+fn tls_only_policy(t: &mut Template, id: &str, bucket: &str) {
+    let arn_v = att(bucket, "Arn");
+    t.resource(
+        id,
+        "AWS::S3::BucketPolicy",
+        json!({
+            "Bucket": r(bucket),
+            "PolicyDocument": policy(vec![deny_insecure_transport(
+                vec![arn_v.clone(), join("", vec![arn_v, json!("/*")])],
+                "s3:*",
+            )]),
+        }),
+    );
+}
+
+pub fn add_buckets(t: &mut Template, cx: &Ctx<'_>, svc: &Service, key: &Value) {
+    let n = &cx.names;
+    let project = cx.project();
+    for b in &svc.buckets {
+        let id = bucket_id(&b.name);
+        let mut props = bucket_props(b, key.clone(), b.versioning, project, cx.env, &svc.name);
+        props["LoggingConfiguration"] = json!({
+            "DestinationBucketName": import(&n.export("AccessLogBucket")),
+            "LogFilePrefix": format!("s3/{}/{}/", svc.name, b.name),
+        });
+        if let Some(region) = &b.replication_region {
+            let role = logical(&[&b.name, "ReplicationRole"]);
+            let dest = sub(&format!(
+                "arn:${{AWS::Partition}}:s3:::{}-${{AWS::AccountId}}",
+                n.replica_bucket(&svc.name, &b.name)
+            ));
+            let source = att(&id, "Arn");
+            let replica_key_arn_pattern = arn(&format!("kms:{region}:${{AWS::AccountId}}:key/*"));
+            props["ReplicationConfiguration"] = json!({
+                "Role": att(&role, "Arn"),
+                "Rules": [{
+                    "Id": "disaster-recovery",
+                    "Status": "Enabled",
+                    "Priority": 1,
+                    "Filter": { "Prefix": "" },
+                    "DeleteMarkerReplication": { "Status": "Enabled" },
+                    "SourceSelectionCriteria": { "SseKmsEncryptedObjects": { "Status": "Enabled" } },
+                    "Destination": {
+                        "Bucket": dest.clone(),
+                        "EncryptionConfiguration": {
+                            "ReplicaKmsKeyID": arn(&format!("kms:{region}:${{AWS::AccountId}}:{}", cx.names.replica_kms_alias(&svc.name))),
+                        },
+                    },
+                }],
+            });
+            // Role, bucket, then the role's policy (it names the bucket, which names
+            // the role): no dependency cycle.
+            t.resource(
+                &role,
+                "AWS::IAM::Role",
+                json!({
+                    "RoleName": n.role(&format!("{}-{}-replication", svc.name, b.name)),
+                    "Description": format!("S3 replicates {}'s bucket {} to {region} as this role", svc.name, b.name),
+                    "AssumeRolePolicyDocument": crate::cfn::assume_by("s3.amazonaws.com"),
+                    "PermissionsBoundary": import(&n.export("RoleBoundaryArn")),
+                    "Tags": tags(project, cx.env, Some(&svc.name), None),
+                }),
+            );
+            t.resource(
+                &logical(&[&b.name, "ReplicationPolicy"]),
+                "AWS::IAM::RolePolicy",
+                json!({
+                    "RoleName": r(&role),
+                    "PolicyName": "replicate",
+                    "PolicyDocument": policy(vec![
+                        allow("ReadSourceConfiguration", &["s3:GetReplicationConfiguration", "s3:ListBucket"], vec![source.clone()]),
+                        allow("ReadSourceVersions", &["s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"], vec![join("", vec![source.clone(), json!("/*")])]),
+                        allow("WriteReplica", &["s3:ReplicateObject", "s3:ReplicateDelete", "s3:ReplicateTags"], vec![join("", vec![dest.clone(), json!("/*")])]),
+                        allow("DecryptSource", &["kms:Decrypt"], vec![key.clone()]),
+                        json!({
+                            "Sid": "EncryptReplica",
+                            "Effect": "Allow",
+                            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+                            "Resource": [replica_key_arn_pattern],
+                            "Condition": { "ForAnyValue:StringEquals": { "kms:ResourceAliases": cx.names.replica_kms_alias(&svc.name) } },
+                        }),
+                    ]),
+                }),
+            );
+        }
+        let res = t.resource(&id, "AWS::S3::Bucket", props);
+        let res = if cx.is_preview() { res } else { res.retain() };
+        if !b.versioning {
+            res.skip(&[skips::BUCKET_VERSIONING_OFF]);
+        }
+        tls_only_policy(t, &logical(&[&b.name, "BucketPolicy"]), &id);
+    }
+}
+
+/// The replica stack of a service whose buckets replicate to another region (one
+/// region per service; checked before synthesis).
+pub fn replica_template(cx: &Ctx<'_>, svc: &Service) -> Option<(String, Template)> {
+    let region = svc
+        .buckets
+        .iter()
+        .find_map(|b| b.replication_region.clone())?;
+    let n = &cx.names;
+    let project = cx.project();
+    let env = cx.env;
+    let mut t = Template::new(format!(
+        "Pantstack {project}/{env}/{}: replicas of its buckets (disaster recovery)",
+        svc.name
+    ));
+    t.resource(
+        "ReplicaKey",
+        "AWS::KMS::Key",
+        json!({
+            "Description": format!("Pantstack {project}/{env}: bucket replicas"),
+            "EnableKeyRotation": true,
+            "PendingWindowInDays": 30,
+            "KeyPolicy": policy(vec![json!({
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": { "AWS": arn("iam::${AWS::AccountId}:root") },
+                "Action": "kms:*",
+                "Resource": "*",
+            })]),
+            "Tags": tags(project, env, Some(&svc.name), None),
+        }),
+    )
+    .retain();
+    t.resource(
+        "ReplicaKeyAlias",
+        "AWS::KMS::Alias",
+        json!({ "AliasName": cx.names.replica_kms_alias(&svc.name), "TargetKeyId": r("ReplicaKey") }),
+    );
+    t.resource(
+        "ReplicaAccessLogs",
+        "AWS::S3::Bucket",
+        json!({
+            "BucketEncryption": { "ServerSideEncryptionConfiguration": [
+                { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" } }
+            ] },
+            "VersioningConfiguration": { "Status": "Enabled" },
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": true, "BlockPublicPolicy": true,
+                "IgnorePublicAcls": true, "RestrictPublicBuckets": true
+            },
+            "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
+            "LifecycleConfiguration": { "Rules": [{
+                "Id": "expire-access-logs", "Status": "Enabled", "ExpirationInDays": 90,
+                "NoncurrentVersionExpiration": { "NoncurrentDays": 7 },
+            }] },
+            "Tags": tags(project, env, Some(&svc.name), None),
+        }),
+    )
+    .retain()
+    .skip(&[skips::LOG_BUCKET_SELF_LOGGING]);
+    let logs_arn = att("ReplicaAccessLogs", "Arn");
+    t.resource(
+        "ReplicaAccessLogsPolicy",
+        "AWS::S3::BucketPolicy",
+        json!({
+            "Bucket": r("ReplicaAccessLogs"),
+            "PolicyDocument": policy(vec![
+                deny_insecure_transport(vec![logs_arn.clone(), join("", vec![logs_arn.clone(), json!("/*")])], "s3:*"),
+                json!({
+                    "Sid": "S3ServerAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": { "Service": "logging.s3.amazonaws.com" },
+                    "Action": "s3:PutObject",
+                    "Resource": join("", vec![logs_arn, json!("/s3/*")]),
+                    "Condition": { "StringEquals": { "aws:SourceAccount": r("AWS::AccountId") } },
+                }),
+            ]),
+        }),
+    );
+    for b in svc
+        .buckets
+        .iter()
+        .filter(|b| b.replication_region.is_some())
+    {
+        let id = logical(&[&b.name, "Replica"]);
+        let mut props = bucket_props(b, att("ReplicaKey", "Arn"), true, project, env, &svc.name);
+        props["BucketName"] = sub(&format!(
+            "{}-${{AWS::AccountId}}",
+            n.replica_bucket(&svc.name, &b.name)
+        ));
+        props["LoggingConfiguration"] = json!({
+            "DestinationBucketName": r("ReplicaAccessLogs"),
+            "LogFilePrefix": format!("s3/{}/{}/", svc.name, b.name),
+        });
+        t.resource(&id, "AWS::S3::Bucket", props).retain();
+        tls_only_policy(&mut t, &logical(&[&b.name, "ReplicaPolicy"]), &id);
+    }
+    Some((region, t))
+}
+
+/// The queue's `Queue` struct by name.
+pub fn find_queue<'a>(svc: &'a Service, name: &str) -> Option<&'a Queue> {
+    svc.queues.iter().find(|q| q.name == name)
+}
