@@ -104,6 +104,24 @@ fn place(r: &Resolved, key: &str, fallback: &str) -> (String, Span) {
     }
 }
 
+/// The position of `path` (keys from the top) in a manifest, re-read from the
+/// monorepo's text (diagnostics only: the typed model keeps no spans for these).
+pub(crate) fn span_of(repo: &Monorepo, file: &str, path: &[&str]) -> Span {
+    let Some(text) = repo.files.text_of(file) else {
+        return Span::default();
+    };
+    let Ok(mut node) = pantstack_manifest::yaml::parse(file, text, Default::default()) else {
+        return Span::default();
+    };
+    for key in path {
+        match node.get(key) {
+            Some(n) => node = n.clone(),
+            None => break,
+        }
+    }
+    node.span
+}
+
 /// Synthesizes every template of environment `env` (already validated by the
 /// caller: `env::named`). `Err` holds every reason it cannot, as diagnostics.
 pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<Diagnostic>> {

@@ -203,7 +203,7 @@ fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service) {
                 "metrics": metrics,
             },
         }));
-        if widgets.len() % 2 == 0 {
+        if widgets.len().is_multiple_of(2) {
             y += 6;
         }
     };

@@ -290,3 +290,32 @@ pub fn vpc(t: &mut Template, cx: &Ctx<'_>, layout: &Layout) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_split_the_range_evenly() {
+        let (public, private) = subnets("10.0.0.0/16", 2).expect("fits");
+        assert_eq!(public, ["10.0.0.0/18", "10.0.64.0/18"]);
+        assert_eq!(private, ["10.0.128.0/18", "10.0.192.0/18"]);
+        let (public, private) = subnets("10.20.0.0/20", 3).expect("fits");
+        assert_eq!(public, ["10.20.0.0/23", "10.20.2.0/23", "10.20.4.0/23"]);
+        assert_eq!(private, ["10.20.6.0/23", "10.20.8.0/23", "10.20.10.0/23"]);
+        // The host bits of the range are ignored.
+        let (public, _) = subnets("10.1.7.9/24", 2).expect("fits");
+        assert_eq!(public[0], "10.1.7.0/26");
+    }
+
+    #[test]
+    fn subnets_too_small_for_a_load_balancer_are_refused() {
+        let e = subnets("10.1.0.0/24", 6).expect_err("/28 subnets");
+        assert!(e.contains("/28") && e.contains("/23"), "{e}");
+        assert!(
+            subnets("10.1.0.0/24", 4).is_ok(),
+            "/27 is the smallest allowed"
+        );
+        assert!(subnets("nonsense", 2).is_err());
+    }
+}

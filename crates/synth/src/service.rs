@@ -7,7 +7,7 @@ use crate::names::logical;
 use crate::network::{Layout, Nat};
 use crate::storage::{add_buckets, add_queues, bucket_id, dlq_id, find_queue, queue_id};
 use crate::{Ctx, bool_of, place, skips};
-use pantstack_manifest::{Diagnostic, Span};
+use pantstack_manifest::Diagnostic;
 use pantstack_model::Resolved;
 use pantstack_model::repo::ServiceUnit;
 use pantstack_model::service::Service;
@@ -52,21 +52,6 @@ pub fn check(
     let svc = &unit.service;
     let file = &svc.manifest_file;
     let mut out = Vec::new();
-    let spot = cfg.int("spotWeight").unwrap_or(0);
-    let od = cfg.int("onDemandWeight").unwrap_or(0);
-    if spot == 0 && od == 0 {
-        let (f, span) = place(cfg, "spotWeight", file);
-        out.push(
-            Diagnostic::error(
-                "no-capacity",
-                &f,
-                span,
-                "spotWeight",
-                format!("service `{}`: both capacity weights are 0 in environment `{}`, so ECS could place no task", svc.name, cx.env),
-            )
-            .with_help("give FARGATE (`onDemandWeight`) or FARGATE_SPOT (`spotWeight`) a weight of at least 1"),
-        );
-    }
     if bool_of(cfg, "tracing") && layout.nat == Nat::None {
         let (f, span) = place(cfg, "tracing", file);
         out.push(
@@ -80,40 +65,31 @@ pub fn check(
             .with_help("set `pantstack:natGateways: single` for this environment, or turn tracing off"),
         );
     }
-    if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling" && svc.http.is_none() {
+    if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling"
+        && let Some(h) = &svc.http
+        && h.rules.len() > 1
+    {
         let (f, span) = place(cfg, "deploymentStrategy", file);
         out.push(
             Diagnostic::error(
-                "strategy-needs-load-balancer",
+                "strategy-one-rule",
                 &f,
                 span,
                 "deploymentStrategy",
-                format!("service `{}` has no `http:` section: ECS blue/green and canary deployments shift load-balancer traffic", svc.name),
+                format!("service `{}` declares {} listener rules; ECS blue/green and canary deployments shift one production listener rule", svc.name, h.rules.len()),
             )
-            .with_help("use `deployment.strategy: rolling` for a worker-only service"),
+            .with_help("keep one rule under `http.rules` (or none: all traffic), or use `deployment.strategy: rolling`"),
         );
     }
     let mut regions: Vec<&str> = Vec::new();
     for b in &svc.buckets {
         if let Some(rr) = &b.replication_region {
-            if !b.versioning {
-                out.push(
-                    Diagnostic::error(
-                        "replication-needs-versioning",
-                        file,
-                        Span::default(),
-                        &format!("buckets.{}.replication", b.name),
-                        format!("bucket `{}` replicates to {rr} but has versioning off; S3 replication needs versioning", b.name),
-                    )
-                    .with_help(format!("set `buckets.{}.versioning: true`", b.name)),
-                );
-            }
             if rr == region {
                 out.push(
                     Diagnostic::error(
                         "replication-same-region",
                         file,
-                        Span::default(),
+                        crate::span_of(cx.repo, file, &["buckets", &b.name, "replication", "region"]),
                         &format!("buckets.{}.replication", b.name),
                         format!("bucket `{}` replicates to {rr}, the region environment `{}` runs in; a disaster-recovery copy belongs in another region", b.name, cx.env),
                     )
@@ -129,7 +105,7 @@ pub fn check(
         out.push(Diagnostic::error(
             "replication-regions",
             file,
-            Span::default(),
+            crate::span_of(cx.repo, file, &["buckets"]),
             "buckets",
             format!(
                 "service `{}` replicates buckets to several regions ({}); one replica region per service is supported",
@@ -831,8 +807,7 @@ fn add_load_balancer(
         .skip(&[skips::ALB_HTTP_LISTENER, skips::ALB_HTTP_LISTENER_TLS]);
         "HttpListener"
     };
-    let mut priority = 1;
-    for rule in &rules {
+    for (priority, rule) in (1..).zip(rules.iter()) {
         let mut conditions = Vec::new();
         if let Some(p) = &rule.path {
             conditions
@@ -852,7 +827,6 @@ fn add_load_balancer(
                 "Actions": forward.clone(),
             }),
         );
-        priority += 1;
     }
     if blue_green && rules.is_empty() {
         t.resource(

@@ -106,3 +106,25 @@ pub fn lifecycle_policy(prefixes: &[String], keep: i64) -> String {
     }
     serde_json::to_string(&json!({ "rules": rules })).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_rules_go_from_most_specific_prefix() {
+        let p = lifecycle_policy(&["api-".into(), "api-worker-".into(), "ab-".into()], 7);
+        let v: Value = serde_json::from_str(&p).expect("json");
+        let rules = v["rules"].as_array().expect("rules");
+        assert_eq!(rules[0]["selection"]["tagStatus"], "untagged");
+        let order: Vec<&str> = rules[1..]
+            .iter()
+            .map(|r| r["selection"]["tagPrefixList"][0].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(order, ["api-worker-", "api-", "ab-"]);
+        for (i, r) in rules.iter().enumerate() {
+            assert_eq!(r["rulePriority"], i + 1);
+        }
+        assert_eq!(rules[1]["selection"]["countNumber"], 7);
+    }
+}

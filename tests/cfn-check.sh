@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Synthesizes every template of the example monorepo, the `init` scaffold and the
+# varied fixture, in every environment (and a preview, and another region), then runs
+# cfn-lint (zero errors, zero warnings) and checkov (zero failed checks) on all of them.
+#
+# Usage: tests/cfn-check.sh CFN_LINT CHECKOV   (paths to the two executables)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cfn_lint=${1:?path to cfn-lint}
+checkov=${2:?path to checkov}
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+
+bin=${PANTSTACK_BIN:-target/debug/pantstack}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+synth() { # NAME ROOT ARGS...
+  local name=$1 root=$2; shift 2
+  "$bin" --root "$root" synth --out "$out/$name" "$@" >/dev/null
+}
+
+synth example-test examples --env test
+synth example-prod examples --env prod
+synth example-preview examples --pr 12
+synth example-prod-eu-west-1 examples --env prod --region eu-west-1
+"$bin" init "$out/scaffold-repo" >/dev/null
+synth scaffold-test "$out/scaffold-repo" --env test
+synth scaffold-prod "$out/scaffold-repo" --env prod
+synth varied-test tests/fixtures/synth-varied --env test
+synth varied-prod tests/fixtures/synth-varied --env prod
+synth varied-preview tests/fixtures/synth-varied --pr 7
+rm -rf "$out/scaffold-repo"
+
+templates=()
+while IFS= read -r f; do templates+=("$f"); done < <(find "$out" -name '*.json' ! -name stacks.json | sort)
+echo "synthesized ${#templates[@]} templates"
+[ "${#templates[@]}" -ge 20 ] || { echo "FAIL: expected at least 20 templates"; exit 1; }
+
+# Region independence: the same environment for another region differs only in stacks.json.
+for f in "$out"/example-prod/*.json; do
+  b=$(basename "$f")
+  [ "$b" = stacks.json ] && continue
+  cmp -s "$f" "$out/example-prod-eu-west-1/$b" || { echo "FAIL: $b differs between regions"; exit 1; }
+done
+
+echo "cfn-lint $("$cfn_lint" --version)"
+# Exit 0 only with no error and no warning (2 = errors, 4 = warnings).
+"$cfn_lint" --regions us-east-1 eu-west-1 eu-central-1 ap-southeast-3 -- "${templates[@]}"
+echo "cfn-lint: 0 errors, 0 warnings"
+
+echo "checkov $("$checkov" --version)"
+report="$out/checkov.json"
+set +e
+"$checkov" --skip-download --framework cloudformation -d "$out" -o json >"$report" 2>"$out/checkov.err"
+rc=$?
+set -e
+python3 - "$report" "${#templates[@]}" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+runs = data if isinstance(data, list) else [data]
+passed = failed = skipped = 0
+files = set()
+for r in runs:
+    s = r.get("summary", {})
+    passed += s.get("passed", 0); failed += s.get("failed", 0); skipped += s.get("skipped", 0)
+    for c in r.get("results", {}).get("failed_checks", []):
+        print(f"FAILED {c['check_id']} {c['check_name']} in {c['file_path']} {c['resource']}")
+    for c in r.get("results", {}).get("passed_checks", []):
+        files.add(c["file_path"])
+print(f"checkov: {passed} passed, {failed} failed, {skipped} skipped (inline, with reasons) in {len(files)} templates")
+parse_errors = sum(r.get("summary", {}).get("parsing_errors", 0) for r in runs)
+if parse_errors:
+    print(f"FAILED: checkov could not parse {parse_errors} template(s)")
+if failed or parse_errors or passed == 0 or len(files) != int(sys.argv[2]):
+    sys.exit(1)
+PY
+[ "$rc" -eq 0 ] || { echo "FAIL: checkov exited $rc"; cat "$out/checkov.err" | tail -5; exit 1; }
