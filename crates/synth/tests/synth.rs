@@ -1,6 +1,8 @@
 //! Synthesis from the example monorepo, the varied fixture and the broken one: the
 //! rules that matter for security, region independence, determinism, snapshots.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use pantstack_synth::{Options, Output, skips, synth};
 use serde_json::Value;
 use std::path::PathBuf;
