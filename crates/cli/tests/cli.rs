@@ -510,6 +510,7 @@ fn every_command_has_help_with_examples() {
         "env",
         "config",
         "tag",
+        "synth",
         "init",
         "new",
         "completions",
@@ -650,4 +651,111 @@ fn tag_outputs() {
         ));
     }
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn synth_writes_templates_and_the_plan() {
+    let dir = tempdir("synth");
+    let out = dir.join("cfn");
+    let out_s = out.to_str().expect("utf-8");
+    let o = pantstack(&examples(), &["synth", "--env", "test", "--out", out_s]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("1. shop-shared"), "{text}");
+    assert!(text.contains("3. shop-test-api"), "{text}");
+    assert!(
+        text.contains("parameters: ImageTag, WorkerImageTag"),
+        "{text}"
+    );
+    assert!(text.contains("/shop/test/api/API_TOKEN"), "{text}");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .expect("out dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "shop-shared.json",
+            "shop-test-api.json",
+            "shop-test-foundation.json",
+            "stacks.json"
+        ]
+    );
+    let first: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(out.join(n)).expect("read"))
+        .collect();
+    for bytes in &first {
+        serde_json::from_slice::<serde_json::Value>(bytes).expect("valid JSON");
+    }
+    // A template left from an earlier run (a deleted service) is removed; the rest
+    // is rewritten byte for byte.
+    std::fs::write(out.join("shop-test-gone.json"), "{}").expect("write");
+    let o = pantstack(&examples(), &["synth", "--env", "test", "--out", out_s]);
+    assert_eq!(code(&o), 0);
+    assert!(!out.join("shop-test-gone.json").exists());
+    for (n, bytes) in names.iter().zip(&first) {
+        assert_eq!(
+            &std::fs::read(out.join(n)).expect("read"),
+            bytes,
+            "{n} changed"
+        );
+    }
+}
+
+#[test]
+fn synth_defaults_to_the_project_directory_and_resolves_previews() {
+    let dir = tempdir("synth-default");
+    copy_dir(&examples(), &dir.join("repo"));
+    let repo = dir.join("repo");
+    let o = pantstack(&repo, &["synth", "--pr", "42", "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["environment"], "preview-42");
+    let stacks: Vec<&str> = v["stacks"]
+        .as_array()
+        .expect("stacks")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        stacks,
+        [
+            "shop-shared",
+            "shop-preview-foundation",
+            "shop-preview-42-api"
+        ]
+    );
+    assert!(
+        repo.join(".pantstack/synth/preview-42/shop-preview-42-api.json")
+            .is_file()
+    );
+}
+
+#[test]
+fn synth_refuses_what_aws_cannot_run() {
+    let o = pantstack(
+        &fixture("synth-errors"),
+        &[
+            "synth",
+            "--env",
+            "test",
+            "--out",
+            "/nonexistent/never-written",
+        ],
+    );
+    assert_eq!(code(&o), 1);
+    insta::assert_snapshot!(stderr(&o));
+    assert!(!Path::new("/nonexistent/never-written").exists());
+}
+
+#[test]
+fn synth_argument_errors() {
+    let o = pantstack(&examples(), &["synth", "--env", "staging"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("staging"), "{}", stderr(&o));
+    let o = pantstack(&examples(), &["synth", "--env", "test", "--region", "mars"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--region mars"), "{}", stderr(&o));
 }
