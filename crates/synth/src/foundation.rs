@@ -444,6 +444,8 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     ], vec![arn(&format!("application-autoscaling:{region_account}:scalable-target/*"))]),
                     allow("Alarms", &["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource"], vec![
                         arn(&format!("cloudwatch:{region_account}:alarm:{scope}")),
+                        // Target tracking creates its alarms in the caller's name.
+                        arn(&format!("cloudwatch:{region_account}:alarm:TargetTracking-service/{scope}")),
                     ]),
                     allow("Dashboards", &["cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard"], vec![
                         arn(&format!("cloudwatch::${{AWS::AccountId}}:dashboard/{scope}")),

@@ -324,7 +324,20 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             objects,
         ));
     }
-    if !svc.queues.is_empty() || !svc.buckets.is_empty() {
+    if !svc.secrets.is_empty() {
+        // Secrets arrive as environment variables at task start; the code may also
+        // re-read its own parameters (after a rotation) without a restart.
+        let path = n.ssm_path(name);
+        task.push(allow(
+            "ReadOwnParameters",
+            &["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            vec![
+                arn(&format!("ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}")),
+                arn(&format!("ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}/*")),
+            ],
+        ));
+    }
+    if !svc.queues.is_empty() || !svc.buckets.is_empty() || !svc.secrets.is_empty() {
         task.push(allow(
             "EncryptOwnData",
             &["kms:Decrypt", "kms:GenerateDataKey"],
@@ -574,6 +587,8 @@ fn add_task_definition(
         "Environment": environment,
         "LogConfiguration": logs(role.label()),
         "ReadonlyRootFilesystem": true,
+        // A read-only root, but a writable scratch /tmp (task storage).
+        "MountPoints": [{ "SourceVolume": "tmp", "ContainerPath": "/tmp", "ReadOnly": false }],
         "Privileged": false,
         "StopTimeout": secs(cfg, "stopTimeout", 30),
     });
@@ -611,6 +626,7 @@ fn add_task_definition(
             "ExecutionRoleArn": att("ExecutionRole", "Arn"),
             "TaskRoleArn": att("TaskRole", "Arn"),
             "ContainerDefinitions": containers,
+            "Volumes": [{ "Name": "tmp" }],
             "Tags": tags(cx.project(), cx.env, Some(name), None),
         }),
     );

@@ -274,6 +274,7 @@ fn service_roles_name_only_their_own_resources() {
                 }) || s.contains("-KeyArn\"}")
                     || s.contains(&format!(":repository/{registry}\""))
                     || s.contains(&format!("parameter/{project}/{env}/{svc}/"))
+                    || s.contains(&format!("parameter/{project}/{env}/{svc}\""))
                     || s.contains(&format!("{project}-{env}-{svc}-"))
                     || s.contains(":key/*")
             };
