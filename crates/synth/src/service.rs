@@ -330,10 +330,18 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         let path = n.ssm_path(name);
         task.push(allow(
             "ReadOwnParameters",
-            &["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"],
+            &[
+                "ssm:GetParameter",
+                "ssm:GetParameters",
+                "ssm:GetParametersByPath",
+            ],
             vec![
-                arn(&format!("ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}")),
-                arn(&format!("ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}/*")),
+                arn(&format!(
+                    "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}"
+                )),
+                arn(&format!(
+                    "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}/*"
+                )),
             ],
         ));
     }
