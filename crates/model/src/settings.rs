@@ -190,6 +190,17 @@ pub const SETTINGS: &[Setting] = &[
     s("alarmHttp5xxThreshold", "alarms.http_5xx", Http, Int { min: 1, max: 1_000_000 }, Default::Int(10), "alarm on target 5xx responses per minute"),
     s("alarmQueueAge", "alarms.queue_age", Worker, Duration { min: 60, max: 1_209_600 }, Default::Duration(900), "alarm when the oldest message is older"),
     s("alarmTopicArn", "alarms.topic", Service, Text(TextRule::Arn), Default::Unset, "SNS topic that alarms notify (none unless set)"),
+    // The local cloud: faster than AWS so a laptop loop is quick; each one named
+    s("runtime", "local.runtime", Service, Choice(&["process", "docker"]), Default::Text("process"), "local cloud: run tasks as processes (the `local` command) or as Docker containers of the image"),
+    s("localHealthCheckInterval", "local.healthcheck.interval", Http, Duration { min: 1, max: 300 }, Default::Duration(2), "local cloud: time between health checks (AWS: healthCheckInterval)"),
+    s("localHealthCheckTimeout", "local.healthcheck.timeout", Http, Duration { min: 1, max: 120 }, Default::Duration(1), "local cloud: health check timeout"),
+    s("localHealthyThreshold", "local.healthcheck.healthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "local cloud: passes for an unhealthy target to recover"),
+    s("localUnhealthyThreshold", "local.healthcheck.unhealthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "local cloud: failures to mark a target unhealthy"),
+    s("localGracePeriod", "local.healthcheck.grace_period", Http, Duration { min: 0, max: 7200 }, Default::Duration(10), "local cloud: a new task failing health checks is not replaced before this"),
+    s("localDeregistrationDelay", "local.deregistration_delay", Http, Duration { min: 0, max: 3600 }, Default::Duration(5), "local cloud: connection draining (ends early when idle)"),
+    s("localStopTimeout", "local.stop_timeout", Service, Duration { min: 1, max: 120 }, Default::Duration(10), "local cloud: SIGTERM → SIGKILL grace"),
+    s("localHealthyAfter", "local.healthy_after", Service, Duration { min: 0, max: 600 }, Default::Duration(3), "local cloud: a task without a load balancer counts as healthy after running this long (ECS: 40s)"),
+    s("localDesiredCount", "local.count", Service, Int { min: 0, max: 64 }, Default::Int(1), "local cloud: tasks per service (`pantstack scale` changes it)"),
     // Foundation
     s("natGateways", "network.nat", Foundation, Choice(&["none", "single", "per_az"]), Default::Text("single"), "NAT cost tier: none, one shared, or one per AZ"),
     s("vpcCidr", "network.cidr", Foundation, Text(TextRule::Cidr), Default::Text("10.0.0.0/16"), "VPC address range"),

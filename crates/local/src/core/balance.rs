@@ -1,0 +1,121 @@
+//! Choosing a target for a request, as an ALB does: among healthy targets, round
+//! robin or least outstanding requests; when no target is healthy, fail open (all
+//! registered, non-draining targets); when none is registered, no target (503).
+
+use super::health::State;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin,
+    LeastOutstanding,
+}
+
+impl Algorithm {
+    pub fn parse(s: &str) -> Self {
+        if s == "least_outstanding_requests" {
+            Algorithm::LeastOutstanding
+        } else {
+            Algorithm::RoundRobin
+        }
+    }
+}
+
+/// What the balancer knows of one target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub state: State,
+    pub outstanding: u32,
+}
+
+/// Index of the chosen target. `turn` advances on every call (round robin and
+/// tie-breaking).
+pub fn pick(targets: &[Candidate], algo: Algorithm, turn: &mut usize) -> Option<usize> {
+    let healthy: Vec<usize> = (0..targets.len())
+        .filter(|&i| targets[i].state == State::Healthy)
+        .collect();
+    let pool: Vec<usize> = if healthy.is_empty() {
+        (0..targets.len())
+            .filter(|&i| targets[i].state != State::Draining)
+            .collect()
+    } else {
+        healthy
+    };
+    if pool.is_empty() {
+        return None;
+    }
+    let start = *turn % pool.len();
+    *turn = turn.wrapping_add(1);
+    match algo {
+        Algorithm::RoundRobin => Some(pool[start]),
+        Algorithm::LeastOutstanding => {
+            let mut best = pool[start];
+            for k in 1..pool.len() {
+                let i = pool[(start + k) % pool.len()];
+                if targets[i].outstanding < targets[best].outstanding {
+                    best = i;
+                }
+            }
+            Some(best)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(state: State, outstanding: u32) -> Candidate {
+        Candidate { state, outstanding }
+    }
+
+    #[test]
+    fn round_robin_over_healthy_targets_only() {
+        let t = [
+            c(State::Healthy, 0),
+            c(State::Unhealthy, 0),
+            c(State::Healthy, 0),
+        ];
+        let mut turn = 0;
+        let picks: Vec<_> = (0..4)
+            .map(|_| pick(&t, Algorithm::RoundRobin, &mut turn))
+            .collect();
+        assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
+    }
+
+    #[test]
+    fn fails_open_when_every_target_is_unhealthy_but_never_to_draining() {
+        let t = [
+            c(State::Unhealthy, 0),
+            c(State::Draining, 0),
+            c(State::Initial, 0),
+        ];
+        let mut turn = 0;
+        let picks: Vec<_> = (0..4)
+            .map(|_| pick(&t, Algorithm::RoundRobin, &mut turn))
+            .collect();
+        assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
+        assert_eq!(
+            pick(&[c(State::Draining, 0)], Algorithm::RoundRobin, &mut turn),
+            None
+        );
+        assert_eq!(pick(&[], Algorithm::RoundRobin, &mut turn), None);
+    }
+
+    #[test]
+    fn least_outstanding_prefers_the_idle_target() {
+        let t = [
+            c(State::Healthy, 3),
+            c(State::Healthy, 0),
+            c(State::Healthy, 5),
+        ];
+        let mut turn = 0;
+        for _ in 0..5 {
+            assert_eq!(pick(&t, Algorithm::LeastOutstanding, &mut turn), Some(1));
+        }
+        // Ties rotate.
+        let t = [c(State::Healthy, 1), c(State::Healthy, 1)];
+        let a = pick(&t, Algorithm::LeastOutstanding, &mut turn);
+        let b = pick(&t, Algorithm::LeastOutstanding, &mut turn);
+        assert_ne!(a, b);
+    }
+}

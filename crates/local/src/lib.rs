@@ -1,0 +1,4 @@
+//! The local cloud: every service of an environment on this machine, with the
+//! behaviour of ALB + ECS (see ARCHITECTURE.md).
+
+pub mod core;
