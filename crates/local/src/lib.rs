@@ -1,4 +1,7 @@
 //! The local cloud: every service of an environment on this machine, with the
 //! behaviour of ALB + ECS (see ARCHITECTURE.md).
 
+pub mod clock;
 pub mod core;
+pub mod lb;
+pub mod spec;

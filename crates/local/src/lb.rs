@@ -1,0 +1,640 @@
+//! The load balancer of one HTTP service: a listener on a fixed local port, a target
+//! group with health checks, and a reverse proxy with ALB's behaviour (502 refused,
+//! 503 no target, 504 timeout, `X-Forwarded-*`, `X-Request-Id`, `X-Amzn-Trace-Id`,
+//! listener rules, WebSocket upgrades, streaming both ways, an access log in ALB's
+//! format). The decisions (health, selection) are `crate::core`; this is the shell.
+
+use crate::core::balance::{self, Algorithm, Candidate};
+use crate::core::health::{State, TargetHealth};
+use crate::spec::{HttpSpec, Rule};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+pub struct Target {
+    pub task: u64,
+    pub addr: SocketAddr,
+    pub health: TargetHealth,
+    pub outstanding: Arc<AtomicU32>,
+    pub registered: Instant,
+}
+
+/// A target group: its targets and their health.
+pub struct Group {
+    targets: Mutex<Vec<Target>>,
+    turn: AtomicUsize,
+    pub algorithm: Algorithm,
+}
+
+/// A target's view for `status`.
+#[derive(Clone, Debug)]
+pub struct TargetView {
+    pub task: u64,
+    pub addr: SocketAddr,
+    pub state: State,
+    pub outstanding: u32,
+    pub last_failure: Option<String>,
+    pub ever_healthy: bool,
+}
+
+impl Group {
+    pub fn new(algorithm: Algorithm) -> Self {
+        Group {
+            targets: Mutex::new(Vec::new()),
+            turn: AtomicUsize::new(0),
+            algorithm,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Target>> {
+        // A panic while holding this lock is a bug elsewhere; the data stays usable.
+        self.targets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register(&self, task: u64, addr: SocketAddr) {
+        let mut t = self.lock();
+        t.retain(|x| x.task != task);
+        t.push(Target {
+            task,
+            addr,
+            health: TargetHealth::new(),
+            outstanding: Arc::new(AtomicU32::new(0)),
+            registered: Instant::now(),
+        });
+    }
+
+    /// Starts draining: no new requests go to the target.
+    pub fn deregister(&self, task: u64) {
+        for t in self.lock().iter_mut().filter(|t| t.task == task) {
+            t.health.drain();
+        }
+    }
+
+    pub fn remove(&self, task: u64) {
+        self.lock().retain(|t| t.task != task);
+    }
+
+    pub fn view(&self, task: u64) -> Option<TargetView> {
+        self.lock().iter().find(|t| t.task == task).map(view_of)
+    }
+
+    pub fn views(&self) -> Vec<TargetView> {
+        self.lock().iter().map(view_of).collect()
+    }
+
+    fn record(
+        &self,
+        task: u64,
+        result: Result<(), String>,
+        th: crate::core::health::Thresholds,
+    ) -> bool {
+        let mut g = self.lock();
+        match g.iter_mut().find(|t| t.task == task) {
+            Some(t) if t.health.state != State::Draining => {
+                t.health.record(result, th);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Picks a target; the guard counts the request as outstanding until dropped.
+    fn pick(&self) -> Option<(SocketAddr, Outstanding)> {
+        let g = self.lock();
+        let cands: Vec<Candidate> = g
+            .iter()
+            .map(|t| Candidate {
+                state: t.health.state,
+                outstanding: t.outstanding.load(Ordering::Relaxed),
+            })
+            .collect();
+        let mut turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let i = balance::pick(&cands, self.algorithm, &mut turn)?;
+        let t = &g[i];
+        t.outstanding.fetch_add(1, Ordering::Relaxed);
+        Some((t.addr, Outstanding(t.outstanding.clone())))
+    }
+}
+
+fn view_of(t: &Target) -> TargetView {
+    TargetView {
+        task: t.task,
+        addr: t.addr,
+        state: t.health.state,
+        outstanding: t.outstanding.load(Ordering::Relaxed),
+        last_failure: t.health.last_failure.clone(),
+        ever_healthy: t.health.ever_healthy,
+    }
+}
+
+/// Decrements a target's outstanding count when the response body ends.
+struct Outstanding(Arc<AtomicU32>);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request outstanding until it is fully sent.
+struct Tracked {
+    inner: Incoming,
+    _guard: Outstanding,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+pub fn request_id() -> String {
+    let (a, b) = (random_u64(), random_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn trace_id() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "Root=1-{secs:08x}-{:016x}{:08x}",
+        random_u64(),
+        random_u64() as u32
+    )
+}
+
+/// `*` matches any run of characters, `?` one (ALB path and host patterns).
+pub fn glob(pattern: &str, s: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn rule_matches(r: &Rule, host: &str, path: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host);
+    r.path.as_deref().is_none_or(|p| glob(p, path))
+        && r.host
+            .as_deref()
+            .is_none_or(|h| glob(&h.to_ascii_lowercase(), &host.to_ascii_lowercase()))
+}
+
+/// One service's load balancer.
+pub struct Balancer {
+    pub name: String,
+    pub port: u16,
+    pub group: Arc<Group>,
+    spec: Mutex<HttpSpec>,
+    client: Client<HttpConnector, Incoming>,
+    check_client: Client<HttpConnector, Empty<Bytes>>,
+    log: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Balancer {
+    /// Binds `port` on 127.0.0.1 (0: any free port) and serves until `shutdown`.
+    pub async fn start(
+        name: &str,
+        port: u16,
+        spec: HttpSpec,
+        access_log: Option<std::path::PathBuf>,
+    ) -> std::io::Result<Arc<Balancer>> {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        let port = listener.local_addr()?.port();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .build(connector.clone());
+        let check_client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        let log = match access_log {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
+            None => None,
+        };
+        let (stop, mut stopped) = watch::channel(false);
+        let b = Arc::new(Balancer {
+            name: name.to_string(),
+            port,
+            group: Arc::new(Group::new(spec.algorithm)),
+            spec: Mutex::new(spec),
+            client,
+            check_client,
+            log: Mutex::new(log),
+            stop,
+        });
+        let me = b.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, peer)) = accepted else { continue };
+                        let _ = stream.set_nodelay(true);
+                        let b = me.clone();
+                        let idle = Duration::from_millis(b.spec().idle_timeout_ms);
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| {
+                                let b = b.clone();
+                                async move { Ok::<_, Infallible>(b.handle(peer, req).await) }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .keep_alive(true)
+                                .timer(TokioTimer::new())
+                                .header_read_timeout(idle)
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .with_upgrades()
+                                .await;
+                        });
+                    }
+                }
+            }
+        });
+        let me = b.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if *me.stop.borrow() {
+                    break;
+                }
+                me.flush_log();
+            }
+        });
+        Ok(b)
+    }
+
+    pub fn spec(&self) -> HttpSpec {
+        self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_spec(&self, spec: HttpSpec) {
+        *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = spec;
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        self.flush_log();
+    }
+
+    fn flush_log(&self) {
+        if let Some(w) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let _ = w.flush();
+        }
+    }
+
+    /// Registers a target and starts its health checks.
+    pub fn register(self: &Arc<Self>, task: u64, addr: SocketAddr) {
+        self.group.register(task, addr);
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let spec = me.spec();
+                let result = me.check(addr, &spec).await;
+                if !me.group.record(task, result, spec.thresholds) || *me.stop.borrow() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(spec.interval_ms)).await;
+            }
+        });
+    }
+
+    async fn check(&self, addr: SocketAddr, spec: &HttpSpec) -> Result<(), String> {
+        let uri = format!("http://{addr}{}", spec.health_path);
+        let req = Request::get(uri)
+            .header("user-agent", "ELB-HealthChecker/2.0")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(
+            Duration::from_millis(spec.timeout_ms),
+            self.check_client.request(req),
+        )
+        .await
+        {
+            Err(_) => Err(format!("timeout after {} ms", spec.timeout_ms)),
+            Ok(Err(e)) if e.is_connect() => Err("connection refused".into()),
+            Ok(Err(e)) => Err(format!("error: {e}")),
+            Ok(Ok(res)) => {
+                let code = res.status().as_u16();
+                if spec.matcher.matches(code) {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {code} from {}", spec.health_path))
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, peer: SocketAddr, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let spec = self.spec();
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let path = req.uri().path().to_string();
+        let line = format!(
+            "{} http://{}{} {:?}",
+            req.method(),
+            if host.is_empty() { "-" } else { &host },
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/"),
+            req.version()
+        );
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .map(str::to_string)
+            .unwrap_or_else(request_id);
+        let trace = req
+            .headers()
+            .get("x-amzn-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(trace_id);
+
+        let respond =
+            |res: Response<ProxyBody>, target: Option<SocketAddr>, target_status: Option<u16>| {
+                self.access_log(
+                    peer,
+                    target,
+                    started,
+                    res.status().as_u16(),
+                    target_status,
+                    &line,
+                    &trace,
+                    &request_id,
+                );
+                let mut res = res;
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
+                    res.headers_mut().insert("x-request-id", v);
+                }
+                res
+            };
+
+        if !spec.rules.is_empty() && !spec.rules.iter().any(|r| rule_matches(r, &host, &path)) {
+            return respond(text(StatusCode::NOT_FOUND, "no route\n"), None, None);
+        }
+        let Some((addr, guard)) = self.group.pick() else {
+            return respond(
+                text(StatusCode::SERVICE_UNAVAILABLE, "no target registered\n"),
+                None,
+                None,
+            );
+        };
+
+        // Headers the target sees.
+        let h = req.headers_mut();
+        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        for (k, v) in [
+            ("x-forwarded-for", xff),
+            ("x-forwarded-proto", "http".to_string()),
+            ("x-forwarded-port", self.port.to_string()),
+            ("x-request-id", request_id.clone()),
+            ("x-amzn-trace-id", trace.clone()),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(HeaderName::from_static(k), v);
+            }
+        }
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let Ok(uri) = format!("http://{addr}{pq}").parse() else {
+            return respond(
+                text(StatusCode::BAD_REQUEST, "bad request target\n"),
+                None,
+                None,
+            );
+        };
+        *req.uri_mut() = uri;
+
+        if req.headers().contains_key("upgrade") {
+            let res = self.upgrade(addr, req, guard).await;
+            let code = res.status().as_u16();
+            return respond(res, Some(addr), Some(code));
+        }
+
+        let idle = Duration::from_millis(spec.idle_timeout_ms);
+        match tokio::time::timeout(idle, self.client.request(req)).await {
+            Err(_) => respond(
+                text(StatusCode::GATEWAY_TIMEOUT, "target timed out\n"),
+                Some(addr),
+                None,
+            ),
+            Ok(Err(_)) => respond(
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    "target refused or reset the connection\n",
+                ),
+                Some(addr),
+                None,
+            ),
+            Ok(Ok(res)) => {
+                let code = res.status().as_u16();
+                let (parts, body) = res.into_parts();
+                let body = Tracked {
+                    inner: body,
+                    _guard: guard,
+                }
+                .boxed();
+                respond(Response::from_parts(parts, body), Some(addr), Some(code))
+            }
+        }
+    }
+
+    /// WebSocket (any `Upgrade`): one connection to the target, then bytes both ways.
+    async fn upgrade(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<Incoming>,
+        guard: Outstanding,
+    ) -> Response<ProxyBody> {
+        let Ok(stream) = TcpStream::connect(addr).await else {
+            return text(StatusCode::BAD_GATEWAY, "target refused the connection\n");
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok((mut sender, conn)) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        else {
+            return text(StatusCode::BAD_GATEWAY, "target handshake failed\n");
+        };
+        tokio::spawn(conn.with_upgrades());
+        let client_upgrade = hyper::upgrade::on(&mut req);
+        let (parts, _) = req.into_parts();
+        let upstream_req = Request::from_parts(parts, Empty::<Bytes>::new());
+        let Ok(mut res) = sender.send_request(upstream_req).await else {
+            return text(StatusCode::BAD_GATEWAY, "target reset the connection\n");
+        };
+        if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (parts, body) = res.into_parts();
+            return Response::from_parts(
+                parts,
+                Tracked {
+                    inner: body,
+                    _guard: guard,
+                }
+                .boxed(),
+            );
+        }
+        let upstream_upgrade = hyper::upgrade::on(&mut res);
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let (Ok(a), Ok(b)) = (client_upgrade.await, upstream_upgrade.await) {
+                let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            }
+        });
+        let (parts, _) = res.into_parts();
+        Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed())
+    }
+
+    /// One line in the order of ALB access logs (fields we do not have are `-`).
+    #[allow(clippy::too_many_arguments)]
+    fn access_log(
+        &self,
+        client: SocketAddr,
+        target: Option<SocketAddr>,
+        started: Instant,
+        status: u16,
+        target_status: Option<u16>,
+        request: &str,
+        trace: &str,
+        request_id: &str,
+    ) {
+        let mut guard = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = guard.as_mut() else { return };
+        let now = crate::clock::rfc3339_micros(SystemTime::now());
+        let elapsed = started.elapsed().as_secs_f64();
+        let _ = writeln!(
+            w,
+            "http {now} app/{name}/local {client} {target} 0.000 {elapsed:.3} 0.000 {status} {tstatus} - - \"{request}\" \"-\" - - targetgroup/{name}/local \"{trace}\" \"-\" \"-\" 0 {now} \"forward\" \"-\" \"-\" \"{target}\" \"{tstatus}\" \"-\" \"-\" {request_id}",
+            name = self.name,
+            target = target.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            tstatus = target_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("/jobs*", "/jobs/1"));
+        assert!(glob("/jobs*", "/jobs"));
+        assert!(!glob("/jobs*", "/job"));
+        assert!(glob("*.example.com", "api.example.com"));
+        assert!(glob("/a?c", "/abc"));
+        assert!(!glob("/a?c", "/abbc"));
+    }
+
+    #[test]
+    fn request_ids_look_like_uuids_and_differ() {
+        let (a, b) = (request_id(), request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert!(trace_id().starts_with("Root=1-"));
+    }
+}

@@ -1,0 +1,305 @@
+//! What the local cloud runs, derived from the model: one `Unit` per role of a
+//! service (`api` for its HTTP role, `api-worker` for its worker), with the settings
+//! of the environment resolved.
+
+use pantstack_model::Monorepo;
+use pantstack_model::settings::{Layer, Val};
+use pantstack_model::{Resolved, ServiceUnit};
+use std::path::PathBuf;
+
+use crate::core::balance::Algorithm;
+use crate::core::health::Thresholds;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    Process,
+    Docker,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Process => "process",
+            Runtime::Docker => "docker",
+        }
+    }
+}
+
+/// An HTTP status matcher: `200`, `200,204`, `200-299`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Matcher(Vec<(u16, u16)>);
+
+impl Matcher {
+    pub fn parse(s: &str) -> Matcher {
+        let mut v = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            if let (Ok(a), Ok(b)) = (a.trim().parse(), b.trim().parse()) {
+                v.push((a, b));
+            }
+        }
+        if v.is_empty() {
+            v.push((200, 200));
+        }
+        Matcher(v)
+    }
+
+    pub fn matches(&self, code: u16) -> bool {
+        self.0.iter().any(|(a, b)| (*a..=*b).contains(&code))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub path: Option<String>,
+    pub host: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSpec {
+    pub health_path: String,
+    pub matcher: Matcher,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub thresholds: Thresholds,
+    pub grace_ms: u64,
+    pub deregistration_ms: u64,
+    pub algorithm: Algorithm,
+    pub idle_timeout_ms: u64,
+    pub rules: Vec<Rule>,
+}
+
+/// Everything that makes a revision: a change of any field is a new revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unit {
+    /// `api` or `api-worker`.
+    pub name: String,
+    pub service: String,
+    pub role: &'static str,
+    /// Module directory (`modules/<service>`), absolute.
+    pub dir: PathBuf,
+    pub command: Vec<String>,
+    /// The container command (Docker runtime).
+    pub container_command: Option<Vec<String>>,
+    /// Container port (Docker runtime) — the process runtime picks a free port.
+    pub container_port: u16,
+    pub image_dockerfile: String,
+    pub image_context: String,
+    pub image_build: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub http: Option<HttpSpec>,
+    pub runtime: Runtime,
+    pub desired: u32,
+    pub min_healthy_percent: u32,
+    pub max_percent: u32,
+    pub circuit_breaker: bool,
+    pub rollback: bool,
+    pub stop_timeout_ms: u64,
+    pub healthy_after_ms: u64,
+}
+
+fn int(r: &Resolved, k: &str, d: i64) -> i64 {
+    r.int(k).unwrap_or(d)
+}
+
+fn ms(r: &Resolved, k: &str, d: u64) -> u64 {
+    r.secs(k).unwrap_or(d) * 1000
+}
+
+fn flag(r: &Resolved, k: &str) -> bool {
+    matches!(
+        r.get(k).and_then(|v| v.value.as_ref()),
+        Some(Val::Bool(true))
+    )
+}
+
+/// `${queue:jobs}` etc. name the local resources (served by the local endpoints).
+fn resolve_refs(project: &str, env: &str, service: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        let name = match inner.split_once(':') {
+            Some(("queue", q)) => format!("{project}-{env}-{service}-{q}"),
+            Some(("dlq", q)) => format!("{project}-{env}-{service}-{q}-dlq"),
+            Some(("bucket", b)) => format!("{project}-{env}-{service}-{b}"),
+            _ => format!("${{{inner}}}"),
+        };
+        out.push_str(&name);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The units of every service in `env`. `runtime` overrides the manifests'.
+pub fn units(repo: &Monorepo, env: &str, runtime: Option<Runtime>) -> Vec<Unit> {
+    repo.services
+        .iter()
+        .flat_map(|u| units_of(repo, u, env, runtime))
+        .collect()
+}
+
+pub fn units_of(
+    repo: &Monorepo,
+    u: &ServiceUnit,
+    env: &str,
+    runtime: Option<Runtime>,
+) -> Vec<Unit> {
+    let svc = &u.service;
+    let cfg = repo.resolve_service(u, env, &Layer::default());
+    let project = &repo.foundation.project.value;
+    let dir = repo.files.root.join(&svc.dir);
+    let runtime = runtime.unwrap_or(match cfg.text("runtime") {
+        Some("docker") => Runtime::Docker,
+        _ => Runtime::Process,
+    });
+    let mut env_vars: Vec<(String, String)> = vec![
+        ("SERVICE_NAME".into(), svc.name.clone()),
+        ("ENVIRONMENT".into(), env.to_string()),
+    ];
+    for (k, v) in &svc.variables {
+        env_vars.push((k.clone(), resolve_refs(project, env, &svc.name, v)));
+    }
+    let base = |name: String,
+                role: &'static str,
+                command: Vec<String>,
+                container_command: Option<Vec<String>>,
+                http: Option<HttpSpec>,
+                desired: i64| {
+        let mut env = env_vars.clone();
+        env.push(("PANTSTACK_ROLE".into(), role.to_string()));
+        env.sort();
+        Unit {
+            name,
+            service: svc.name.clone(),
+            role,
+            dir: dir.clone(),
+            command,
+            container_command,
+            container_port: int(&cfg, "port", 8080) as u16,
+            image_dockerfile: svc.image.dockerfile.clone(),
+            image_context: svc.image.context.clone(),
+            image_build: svc.image.build.clone(),
+            env,
+            http,
+            runtime,
+            desired: desired.max(0) as u32,
+            min_healthy_percent: int(&cfg, "minHealthyPercent", 100) as u32,
+            max_percent: int(&cfg, "maxPercent", 200) as u32,
+            circuit_breaker: flag(&cfg, "circuitBreaker"),
+            rollback: flag(&cfg, "rollback"),
+            stop_timeout_ms: ms(&cfg, "localStopTimeout", 10),
+            healthy_after_ms: ms(&cfg, "localHealthyAfter", 3),
+        }
+    };
+    let desired = int(&cfg, "localDesiredCount", 1);
+    if let Some(h) = &svc.http {
+        let spec = HttpSpec {
+            health_path: cfg
+                .text("healthCheckPath")
+                .unwrap_or("/healthz")
+                .to_string(),
+            matcher: Matcher::parse(cfg.text("healthCheckMatcher").unwrap_or("200")),
+            interval_ms: ms(&cfg, "localHealthCheckInterval", 2),
+            timeout_ms: ms(&cfg, "localHealthCheckTimeout", 1),
+            thresholds: Thresholds {
+                healthy: int(&cfg, "localHealthyThreshold", 2) as u32,
+                unhealthy: int(&cfg, "localUnhealthyThreshold", 2) as u32,
+            },
+            grace_ms: ms(&cfg, "localGracePeriod", 10),
+            deregistration_ms: ms(&cfg, "localDeregistrationDelay", 5),
+            algorithm: Algorithm::parse(
+                cfg.text("loadBalancingAlgorithm").unwrap_or("round_robin"),
+            ),
+            idle_timeout_ms: ms(&cfg, "idleTimeout", 60),
+            rules: h
+                .rules
+                .iter()
+                .map(|r| Rule {
+                    path: r.path.clone(),
+                    host: r.host.clone(),
+                })
+                .collect(),
+        };
+        let command = h.local.clone().unwrap_or_default();
+        let mut unit = base(
+            svc.name.clone(),
+            "http",
+            command,
+            h.command.clone(),
+            Some(spec),
+            desired,
+        );
+        unit.desired = desired.max(0) as u32;
+        let mut v = vec![unit];
+        if let Some(w) = &svc.worker {
+            let mut wu = base(
+                format!("{}-worker", svc.name),
+                "worker",
+                w.local.clone().unwrap_or_default(),
+                w.command.clone(),
+                None,
+                desired,
+            );
+            if let Some(img) = &w.image {
+                wu.image_dockerfile = img.dockerfile.clone();
+                wu.image_context = img.context.clone();
+                wu.image_build = img.build.clone();
+            }
+            v.push(wu);
+        }
+        return v;
+    }
+    if let Some(w) = &svc.worker {
+        let mut wu = base(
+            format!("{}-worker", svc.name),
+            "worker",
+            w.local.clone().unwrap_or_default(),
+            w.command.clone(),
+            None,
+            desired,
+        );
+        if let Some(img) = &w.image {
+            wu.image_dockerfile = img.dockerfile.clone();
+            wu.image_context = img.context.clone();
+            wu.image_build = img.build.clone();
+        }
+        return vec![wu];
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matchers() {
+        let m = Matcher::parse("200-299");
+        assert!(m.matches(204) && !m.matches(301));
+        let m = Matcher::parse("200,302");
+        assert!(m.matches(302) && !m.matches(301));
+        assert!(Matcher::parse("200").matches(200));
+    }
+
+    #[test]
+    fn references_name_local_resources() {
+        assert_eq!(
+            resolve_refs(
+                "shop",
+                "test",
+                "api",
+                "q=${queue:jobs} d=${dlq:jobs} b=${bucket:r}"
+            ),
+            "q=shop-test-api-jobs d=shop-test-api-jobs-dlq b=shop-test-api-r"
+        );
+    }
+}
