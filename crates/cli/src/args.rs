@@ -119,6 +119,63 @@ and the SecureString parameters that must exist. Output is the same byte for byt
 for the same monorepo. Nothing contacts AWS.")]
     Synth(SynthArgs),
 
+    /// Run every service of an environment on this machine (the local cloud)
+    #[command(after_help = "Examples:
+  pantstack up                      # environment of the current branch (else the first one)
+  pantstack up --env test --detach  # in the background; then `pantstack status`
+  pantstack up --runtime docker     # tasks as containers of the services' images
+
+Each HTTP service gets a load balancer on 127.0.0.1 whose port stays the same across
+restarts. State, logs and access logs live in .pantstack/local/<env>/. Ctrl-C (or
+`pantstack down`) drains and stops everything. A second `up` attaches to the running
+one; `up` after a crash cleans up and starts again on the same ports.")]
+    Up(UpArgs),
+
+    /// Drain and stop the local cloud
+    #[command(after_help = "Examples:
+  pantstack down
+  pantstack down --env test")]
+    Down(LocalArgs),
+
+    /// Show the local cloud: services, revisions, tasks with health, URLs
+    #[command(after_help = "Examples:
+  pantstack status
+  pantstack status --format json")]
+    Status(LocalArgs),
+
+    /// Roll out a new revision of a service in the local cloud (ECS rolling update)
+    #[command(after_help = "Examples:
+  pantstack deploy api
+
+Re-reads the manifests, makes a new revision of every role of the service and rolls
+it out under minHealthyPercent / maxPercent. If its tasks keep failing, the circuit
+breaker fails the deployment and the last completed revision comes back by itself;
+the reason (failed checks, exit codes, last log lines) is printed. Exits 1 then.")]
+    Deploy(ServiceArgs),
+
+    /// Roll a service back to its previous completed revision
+    #[command(after_help = "Examples:
+  pantstack rollback api")]
+    Rollback(ServiceArgs),
+
+    /// Set how many tasks a service runs in the local cloud
+    #[command(after_help = "Examples:
+  pantstack scale api 3
+  pantstack scale api-worker 0")]
+    Scale(ScaleArgs),
+
+    /// Show the logs of a service's tasks, with timestamps
+    #[command(after_help = "Examples:
+  pantstack logs api
+  pantstack logs api -f
+  pantstack logs api-worker --since 10m")]
+    Logs(LogsArgs),
+
+    /// Show the deployment history of a service, with outcomes
+    #[command(after_help = "Examples:
+  pantstack deployments api")]
+    Deployments(ServiceArgs),
+
     /// Create a new monorepo in the seed's layout (foundation + an HTTP service with a worker)
     #[command(after_help = "Examples:
   pantstack init demo
@@ -169,6 +226,71 @@ pub struct ConfigArgs {
     /// Override a setting: KEY=VALUE (repeatable), e.g. minCapacity=2
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Environment (default: the current branch's, else the first declared)
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Run in the background and return once every service is up
+    #[arg(long)]
+    pub detach: bool,
+    /// Run tasks as processes or Docker containers (default: each manifest's `local.runtime`)
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeArg>,
+    /// Internal: the background supervisor started by --detach
+    #[arg(long, hide = true)]
+    pub supervise: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RuntimeArg {
+    Process,
+    Docker,
+}
+
+#[derive(Args, Debug)]
+pub struct LocalArgs {
+    /// Environment (default: the one running, if only one is)
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServiceArgs {
+    /// Service (every role) or one role (`api-worker`)
+    pub service: String,
+    /// Environment (default: the one running, if only one is)
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ScaleArgs {
+    /// Service (every role) or one role (`api-worker`)
+    pub service: String,
+    /// Desired number of tasks (0..64)
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub count: u32,
+    /// Environment (default: the one running, if only one is)
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Service (every role) or one role (`api-worker`)
+    pub service: String,
+    /// Keep printing new lines
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only lines newer than this (30s, 10m, 2h, 1d)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Environment (default: the one running, if only one is)
+    #[arg(long)]
+    pub env: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod git;
+mod local;
 mod output;
 mod scaffold;
 mod synth;
@@ -46,6 +47,14 @@ fn main() -> ExitCode {
         Command::Config(a) => commands::config(&cli.global, &out, &a),
         Command::Tag(a) => commands::tag(&cli.global, &out, &a),
         Command::Synth(a) => synth::synth(&cli.global, &out, &a),
+        Command::Up(a) => local::up(&cli.global, &out, &a),
+        Command::Down(a) => local::down(&cli.global, &out, &a),
+        Command::Status(a) => local::status(&cli.global, &out, &a),
+        Command::Deploy(a) => local::deploy(&cli.global, &out, &a),
+        Command::Rollback(a) => local::rollback(&cli.global, &out, &a),
+        Command::Scale(a) => local::scale(&cli.global, &out, &a),
+        Command::Logs(a) => local::logs(&cli.global, &out, &a),
+        Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
         Command::Init(a) => scaffold::init(&out, &a),
         Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
         Command::Completions { shell } => {

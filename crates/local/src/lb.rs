@@ -223,6 +223,36 @@ fn trace_id() -> String {
     )
 }
 
+/// Hop-by-hop headers: about one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
+    let named: Vec<String> = h
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for n in named {
+        h.remove(n.as_str());
+    }
+    for n in HOP_BY_HOP {
+        h.remove(*n);
+    }
+}
+
 /// `*` matches any run of characters, `?` one (ALB path and host patterns).
 pub fn glob(pattern: &str, s: &str) -> bool {
     let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());
@@ -513,6 +543,7 @@ impl Balancer {
             return respond(res, Some(addr), Some(code));
         }
 
+        strip_hop_by_hop(req.headers_mut());
         let idle = Duration::from_millis(spec.idle_timeout_ms);
         match tokio::time::timeout(idle, self.client.request(req)).await {
             Err(_) => respond(

@@ -2,6 +2,10 @@
 //! behaviour of ALB + ECS (see ARCHITECTURE.md).
 
 pub mod clock;
+pub mod control;
 pub mod core;
 pub mod lb;
 pub mod spec;
+pub mod state;
+pub mod supervisor;
+pub mod task;

@@ -10,11 +10,13 @@
 //!   GET  /healthz           200 ok
 //!   POST /jobs              body = job input (text)  → 202 {"id":..,"status":"queued"}
 //!   GET  /jobs/{id}         {"id":..,"status":"queued|running|done|failed","result":..}
+//!        ?wait=SECS         long poll: answer once the job is done or failed (≤ 20 s)
 //!   GET  /jobs              every job
 //!   POST /internal/jobs/claim          → 200 {"id":..,"input":..} or 204
 //!   POST /internal/jobs/{id}/complete  body = result   (worker only)
 //!   POST /internal/jobs/{id}/fail      body = reason   (worker only)
-//! api work                  PORT (8081) for /healthz; JOBS_API_URL (http://127.0.0.1:8080)
+//! api work                  PORT (8081) for /healthz; JOBS_API_URL, else
+//!                           PANTSTACK_SERVICE_URL_API (http://127.0.0.1:8080)
 //! ```
 
 use std::collections::BTreeMap;
@@ -185,6 +187,16 @@ fn serve_connection(stream: TcpStream, handler: &dyn Fn(Request) -> Response) {
     let _ = write_response(&mut write_half, &response);
 }
 
+/// The value of `name` in the query string of `path`.
+fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    path.split_once('?')?
+        .1
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
 fn api(jobs: &Jobs, req: Request) -> Response {
     let segments: Vec<&str> = req
         .path
@@ -194,6 +206,28 @@ fn api(jobs: &Jobs, req: Request) -> Response {
         .trim_matches('/')
         .split('/')
         .collect();
+    // `GET /jobs/{id}?wait=SECS`: long poll until the job is done or failed.
+    if let ("GET", ["jobs", id]) = (req.method.as_str(), segments.as_slice())
+        && let Some(wait) = query_param(&req.path, "wait").and_then(|w| w.parse::<u64>().ok())
+        && let Ok(id) = id.parse::<u64>()
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(wait.min(20));
+        while std::time::Instant::now() < deadline {
+            let finished = match jobs.items.lock() {
+                Ok(g) => g
+                    .get(&id)
+                    .is_none_or(|j| j.status == "done" || j.status == "failed"),
+                Err(p) => p
+                    .into_inner()
+                    .get(&id)
+                    .is_none_or(|j| j.status == "done" || j.status == "failed"),
+            };
+            if finished {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
     let mut items = match jobs.items.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -425,8 +459,10 @@ fn main() {
                     ),
                 )
             });
-            let url =
-                std::env::var("JOBS_API_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
+            // In the local cloud the API's load balancer is PANTSTACK_SERVICE_URL_API.
+            let url = std::env::var("JOBS_API_URL")
+                .or_else(|_| std::env::var("PANTSTACK_SERVICE_URL_API"))
+                .unwrap_or_else(|_| "http://127.0.0.1:8080".into());
             work(&url, &AtomicBool::new(false))
         }),
         "--help" | "-h" | "help" => {

@@ -1,0 +1,607 @@
+//! The local cloud commands: up, down, status, deploy, rollback, scale, logs,
+//! deployments. `up` runs the supervisor (`pantstack_local`); the others talk to it
+//! over its control socket.
+
+use crate::Failure;
+use crate::args::{Global, LocalArgs, LogsArgs, RuntimeArg, ScaleArgs, ServiceArgs, UpArgs};
+use crate::commands::{find_root, load_valid};
+use crate::git;
+use crate::output::Out;
+use pantstack_local::control;
+use pantstack_local::spec::Runtime;
+use pantstack_local::state::Paths;
+use pantstack_local::supervisor::{Config, Supervisor};
+use pantstack_model::env;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))
+}
+
+/// The environment of `up`: --env, else the current branch's, else the first one.
+fn up_env(
+    root: &Path,
+    repo: &pantstack_model::Monorepo,
+    named: Option<&str>,
+) -> Result<String, Failure> {
+    let f = &repo.foundation;
+    if let Some(n) = named {
+        return env::named(f, n)
+            .map(|e| e.name)
+            .map_err(|e| Failure::Resolve(e.to_string()));
+    }
+    if let Ok(b) = git::branch(root)
+        && let Ok(e) = env::for_branch(f, &b)
+    {
+        return Ok(e.name);
+    }
+    f.env_names()
+        .first()
+        .map(|s| s.to_string())
+        .ok_or_else(|| Failure::Resolve("the foundation declares no environment".into()))
+}
+
+/// The environment a command addresses: --env, else the only running one.
+fn running_env(root: &Path, named: Option<&str>) -> Result<String, Failure> {
+    if let Some(n) = named {
+        return Ok(n.to_string());
+    }
+    let dir = root.join(".pantstack").join("local");
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            if e.path().join("control.sock").exists() {
+                found.push(e.file_name().to_string_lossy().to_string());
+            }
+        }
+    }
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(Failure::Resolve(format!(
+            "no local cloud is running for {} (start one with `pantstack up`)",
+            root.display()
+        ))),
+        _ => Err(Failure::Usage(format!(
+            "several local clouds are running ({}); pass --env",
+            found.join(", ")
+        ))),
+    }
+}
+
+fn call(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    req: Value,
+    each: impl FnMut(&Value),
+) -> Result<Value, Failure> {
+    rt.block_on(control::call(socket, &req, each))
+        .map_err(Failure::Resolve)
+}
+
+fn print_event(out: &Out, v: &Value) {
+    let ev = if v["event"].is_object() {
+        &v["event"]
+    } else {
+        v
+    };
+    let time = ev["time"].as_str().unwrap_or("");
+    let time = time.get(11..19).unwrap_or(time);
+    println!(
+        "{} {:<14} {:<16} {}",
+        out.dim(time),
+        ev["unit"].as_str().unwrap_or("-"),
+        ev["event"].as_str().unwrap_or("-"),
+        ev["message"].as_str().unwrap_or("")
+    );
+}
+
+pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
+    let loaded = load_valid(global, out)?;
+    let root = loaded.repo.files.root.clone();
+    let env_name = up_env(&root, &loaded.repo, a.env.as_deref())?;
+    let paths = Paths::new(&root, &env_name);
+    let rt = runtime()?;
+    let runtime_choice = a.runtime.map(|r| match r {
+        RuntimeArg::Process => Runtime::Process,
+        RuntimeArg::Docker => Runtime::Docker,
+    });
+
+    // Already running: attach (or say so).
+    if rt
+        .block_on(tokio::net::UnixStream::connect(paths.socket()))
+        .is_ok()
+        && !a.supervise
+    {
+        if a.detach {
+            println!("the local cloud for `{env_name}` is already running");
+            return status_of(&rt, out, &paths);
+        }
+        println!(
+            "the local cloud for `{env_name}` is already running: attached (Ctrl-C detaches, `pantstack down` stops it)"
+        );
+        status_of(&rt, out, &paths)?;
+        call(&rt, &paths.socket(), json!({"op": "events"}), |v| {
+            print_event(out, v)
+        })?;
+        return Ok(());
+    }
+
+    if a.detach && !a.supervise {
+        std::fs::create_dir_all(&paths.dir).map_err(|e| Failure::Io(e.to_string()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.supervisor_log())
+            .map_err(|e| {
+                Failure::Io(format!(
+                    "cannot open {}: {e}",
+                    paths.supervisor_log().display()
+                ))
+            })?;
+        let exe = std::env::current_exe().map_err(|e| Failure::Io(e.to_string()))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("--root")
+            .arg(&root)
+            .args(["up", "--supervise", "--env", &env_name]);
+        if let Some(r) = a.runtime {
+            cmd.args([
+                "--runtime",
+                match r {
+                    RuntimeArg::Process => "process",
+                    RuntimeArg::Docker => "docker",
+                },
+            ]);
+        }
+        use std::os::unix::process::CommandExt;
+        let log2 = log.try_clone().map_err(|e| Failure::Io(e.to_string()))?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Failure::Io(format!("cannot start the supervisor: {e}")))?;
+        // Wait for the socket, then for every service to be healthy (bounded).
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                let tail = pantstack_local::task::tail_file(&paths.supervisor_log(), 10);
+                return Err(Failure::Io(format!(
+                    "the supervisor exited ({st}):\n  {}",
+                    tail.join("\n  ")
+                )));
+            }
+            if let Ok(v) = rt.block_on(control::call(
+                &paths.socket(),
+                &json!({"op": "status"}),
+                |_| {},
+            )) {
+                let st = &v["status"];
+                let ready = st["units"].as_array().is_some_and(|us| {
+                    us.iter().all(|u| {
+                        let healthy = u["tasks"]
+                            .as_array()
+                            .map(|ts| ts.iter().filter(|t| t["health"] == "healthy").count())
+                            .unwrap_or(0);
+                        u["deployment"].is_null()
+                            || healthy as u64 >= u["desired"].as_u64().unwrap_or(0)
+                    })
+                });
+                if ready || std::time::Instant::now() > deadline {
+                    break;
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!(
+            "the local cloud for `{env_name}` runs in the background (pid {}); `pantstack down` stops it",
+            child.id()
+        );
+        return status_of(&rt, out, &paths);
+    }
+
+    let (branch, sha) = (
+        git::branch(&root).unwrap_or_else(|_| "local".into()),
+        git::head_sha(&root).unwrap_or_else(|_| "0000000".into()),
+    );
+    let cfg = Config {
+        root: root.clone(),
+        env: env_name.clone(),
+        runtime: runtime_choice,
+        branch,
+        sha,
+    };
+    let live = !a.supervise;
+    let out2 = *out;
+    rt.block_on(async move {
+        let sup = Supervisor::start(cfg).await.map_err(Failure::Resolve)?;
+        let mut events = sup.subscribe();
+        println!("local cloud `{env_name}` (state in {})", sup.paths().dir.display());
+        for (unit, port) in sup.ports() {
+            println!("  {unit:<14} http://127.0.0.1:{port}");
+        }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+        tokio::spawn(async move {
+            while let Ok(ev) = events.recv().await {
+                if live {
+                    print_event(&out2, &ev);
+                } else {
+                    println!("{ev}");
+                }
+            }
+        });
+        sup.run(stop_rx).await.map_err(Failure::Io)
+    })?;
+    println!("stopped");
+    Ok(())
+}
+
+fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(), Failure> {
+    let v = call(rt, &paths.socket(), json!({"op": "status"}), |_| {})?;
+    let st = &v["status"];
+    if out.json() {
+        println!("{}", serde_json::to_string_pretty(st).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{} {} (supervisor pid {})",
+        out.bold("environment"),
+        st["environment"].as_str().unwrap_or("?"),
+        st["pid"]
+    );
+    for u in st["units"].as_array().into_iter().flatten() {
+        let dep = if u["deployment"].is_null() {
+            String::new()
+        } else {
+            format!(
+                "  deploying revision {} ({})",
+                u["deployment"]["revision"],
+                u["deployment"]["kind"].as_str().unwrap_or("")
+            )
+        };
+        println!(
+            "{:<16} {:<26} revision {}  desired {}  {}{dep}",
+            out.bold(u["name"].as_str().unwrap_or("?")),
+            u["url"].as_str().unwrap_or("(no load balancer)"),
+            u["revision"],
+            u["desired"],
+            u["runtime"].as_str().unwrap_or("")
+        );
+        for t in u["tasks"].as_array().into_iter().flatten() {
+            println!(
+                "  task {:<5} r{:<3} {:<22} {:<9} {:<10} up {}s{}",
+                t["id"],
+                t["revision"],
+                format!("127.0.0.1:{}", t["port"]),
+                t["phase"].as_str().unwrap_or(""),
+                t["health"].as_str().unwrap_or(""),
+                t["uptime_secs"],
+                t["last_failure"]
+                    .as_str()
+                    .filter(|_| t["health"] != "healthy")
+                    .map(|f| format!("  last check: {f}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn socket_of(global: &Global, named: Option<&str>) -> Result<(PathBuf, Paths), Failure> {
+    let root = find_root(global)?;
+    let env_name = running_env(&root, named)?;
+    Ok((root.clone(), Paths::new(&root, &env_name)))
+}
+
+pub fn status(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> {
+    let (_, paths) = socket_of(global, a.env.as_deref())?;
+    let rt = runtime()?;
+    status_of(&rt, out, &paths)
+}
+
+pub fn down(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> {
+    let (_, paths) = socket_of(global, a.env.as_deref())?;
+    let rt = runtime()?;
+    call(&rt, &paths.socket(), json!({"op": "down"}), |v| {
+        if v["event"].is_object() {
+            print_event(out, v);
+        }
+    })?;
+    println!("stopped");
+    Ok(())
+}
+
+/// Prints a deployment's end, with the failures that tripped the breaker.
+fn print_outcome(out: &Out, v: &Value) -> bool {
+    let d = &v["deployment"];
+    let unit = v["unit"].as_str().unwrap_or("?");
+    if let Some(e) = v["error"].as_str() {
+        println!("{unit}: {e}");
+        return false;
+    }
+    let outcome = d["outcome"].as_str().unwrap_or("?");
+    println!(
+        "{} deployment {} ({}) of revision {}: {}",
+        out.bold(unit),
+        d["id"],
+        d["kind"].as_str().unwrap_or(""),
+        d["revision"],
+        outcome
+    );
+    if outcome != "completed" {
+        if let Some(r) = d["reason"].as_str() {
+            println!("  why: {r}");
+        }
+        for f in d["failures"].as_array().into_iter().flatten() {
+            println!("  - {}", f.as_str().unwrap_or(""));
+        }
+    }
+    outcome == "completed"
+}
+
+fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<(), Failure> {
+    let (_, paths) = socket_of(global, a.env.as_deref())?;
+    let rt = runtime()?;
+    let mut ok = true;
+    let mut rolled_back = false;
+    let mut results = Vec::new();
+    let last = call(
+        &rt,
+        &paths.socket(),
+        json!({"op": op, "service": a.service}),
+        |v| {
+            if v["event"].is_object() {
+                if !out.json() {
+                    print_event(out, v);
+                }
+            } else if v["final"] == true {
+                results.push(v.clone());
+            } else if v["deployment"]["outcome"] == "failed" && !out.json() {
+                // The failed deployment; its rollback follows.
+                print_outcome(out, v);
+            }
+        },
+    )?;
+    if let Some(e) = last["error"].as_str() {
+        return Err(Failure::Resolve(e.to_string()));
+    }
+    if out.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!(results)).unwrap_or_default()
+        );
+    }
+    for r in &results {
+        if !out.json() {
+            print_outcome(out, r);
+        }
+        if r["deployment"]["kind"] == "rollback" && op == "deploy" {
+            rolled_back = true;
+        }
+        if r["deployment"]["outcome"] != "completed" || r.get("error").is_some_and(|e| !e.is_null())
+        {
+            ok = false;
+        }
+    }
+    if rolled_back {
+        ok = false;
+        if !out.json() {
+            println!("the new revision failed and was rolled back");
+        }
+    }
+    if ok { Ok(()) } else { Err(Failure::Invalid) }
+}
+
+pub fn deploy(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Failure> {
+    deploy_like(global, out, a, "deploy")
+}
+
+pub fn rollback(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Failure> {
+    deploy_like(global, out, a, "rollback")
+}
+
+pub fn scale(global: &Global, out: &Out, a: &ScaleArgs) -> Result<(), Failure> {
+    let (_, paths) = socket_of(global, a.env.as_deref())?;
+    let rt = runtime()?;
+    let v = call(
+        &rt,
+        &paths.socket(),
+        json!({"op": "scale", "service": a.service, "count": a.count}),
+        |_| {},
+    )?;
+    if let Some(e) = v["error"].as_str() {
+        return Err(Failure::Resolve(e.to_string()));
+    }
+    if out.json() {
+        println!("{v}");
+    } else {
+        println!(
+            "{}: desired count {}",
+            v["units"]
+                .as_array()
+                .map(|u| u
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default(),
+            a.count
+        );
+    }
+    Ok(())
+}
+
+pub fn deployments(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Failure> {
+    let (_, paths) = socket_of(global, a.env.as_deref())?;
+    let rt = runtime()?;
+    let v = call(
+        &rt,
+        &paths.socket(),
+        json!({"op": "deployments", "service": a.service}),
+        |_| {},
+    )?;
+    if let Some(e) = v["error"].as_str() {
+        return Err(Failure::Resolve(e.to_string()));
+    }
+    let units = v["units"].as_array().cloned().unwrap_or_default();
+    if units.is_empty() {
+        return Err(Failure::Resolve(format!(
+            "no service or unit `{}`",
+            a.service
+        )));
+    }
+    if out.json() {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&units).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    for u in &units {
+        println!("{}", out.bold(u["unit"].as_str().unwrap_or("?")));
+        if !u["in_progress"].is_null() {
+            println!(
+                "  {:<4} revision {:<4} {:<9} in progress",
+                u["in_progress"]["id"],
+                u["in_progress"]["revision"],
+                u["in_progress"]["kind"].as_str().unwrap_or("")
+            );
+        }
+        for h in u["history"].as_array().into_iter().flatten().rev() {
+            println!(
+                "  {:<4} revision {:<4} {:<9} {:<11} {} {}",
+                h["id"],
+                h["revision"],
+                h["kind"].as_str().unwrap_or(""),
+                h["outcome"].as_str().unwrap_or(""),
+                h["started"].as_str().unwrap_or(""),
+                h["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn logs(global: &Global, _out: &Out, a: &LogsArgs) -> Result<(), Failure> {
+    let root = find_root(global)?;
+    let env_name = match running_env(&root, a.env.as_deref()) {
+        Ok(e) => e,
+        Err(_) => {
+            // Logs outlive the local cloud: take the only environment with logs.
+            let dir = root.join(".pantstack").join("local");
+            let envs: Vec<String> = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().join("logs").is_dir())
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            match envs.as_slice() {
+                [one] => one.clone(),
+                _ => {
+                    return Err(Failure::Resolve(
+                        "no local cloud logs here; pass --env".into(),
+                    ));
+                }
+            }
+        }
+    };
+    let paths = Paths::new(&root, &env_name);
+    let since = match &a.since {
+        Some(s) => {
+            let secs = pantstack_manifest::read::parse_duration(s).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--since {s}: expected a duration such as 30s, 10m, 2h, 1d"
+                ))
+            })?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            Some(now - secs as f64)
+        }
+        None => None,
+    };
+    let dirs: Vec<(String, PathBuf)> = std::fs::read_dir(paths.logs())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n == a.service
+                        || n.starts_with(&format!("{}-", a.service)) && n.ends_with("-worker")
+                })
+                .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if dirs.is_empty() {
+        return Err(Failure::Resolve(format!(
+            "no logs for `{}` in environment `{env_name}`",
+            a.service
+        )));
+    }
+    let mut offsets: std::collections::BTreeMap<PathBuf, u64> = Default::default();
+    loop {
+        let mut lines: Vec<(f64, String)> = Vec::new();
+        for (unit, dir) in &dirs {
+            for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = f.path();
+                let task = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let start = offsets.get(&path).copied().unwrap_or(0);
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                if (bytes.len() as u64) <= start {
+                    continue;
+                }
+                let chunk = &bytes[start as usize..];
+                // Only whole lines.
+                let Some(end) = chunk.iter().rposition(|&b| b == b'\n') else {
+                    continue;
+                };
+                offsets.insert(path.clone(), start + end as u64 + 1);
+                for line in String::from_utf8_lossy(&chunk[..end]).lines() {
+                    let ts = line
+                        .split(' ')
+                        .next()
+                        .and_then(pantstack_local::clock::parse_rfc3339)
+                        .unwrap_or(0.0);
+                    if since.is_some_and(|s| ts < s) {
+                        continue;
+                    }
+                    lines.push((ts, format!("{unit}/{task} {line}")));
+                }
+            }
+        }
+        lines.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        for (_, l) in lines {
+            println!("{l}");
+        }
+        if !a.follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

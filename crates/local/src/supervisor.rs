@@ -1,0 +1,1102 @@
+//! The supervisor: owns the load balancers and tasks of one environment, reconciles
+//! them every tick against the desired state with the decisions of `crate::core`,
+//! persists what it must, and answers the control socket.
+
+use crate::core::Millis;
+use crate::core::backoff::Backoff;
+use crate::core::health::State as Health;
+use crate::core::rollout::{Counts, Outcome, Params, Rollout};
+use crate::lb::Balancer;
+use crate::spec::{self, Runtime, Unit};
+use crate::state::{self, Paths};
+use crate::task::{self, Handle, StartSpec, Task};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{broadcast, mpsc};
+
+/// How often the supervisor reconciles.
+pub const TICK: Duration = Duration::from_millis(200);
+
+pub struct Config {
+    pub root: PathBuf,
+    pub env: String,
+    pub runtime: Option<Runtime>,
+    /// Branch and commit for image tags (Docker runtime).
+    pub branch: String,
+    pub sha: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Deregistered; waiting for in-flight requests (or the deregistration delay).
+    Draining {
+        since: Instant,
+    },
+    /// SIGTERM sent; SIGKILL after the stop timeout.
+    Stopping {
+        since: Instant,
+        killed: bool,
+    },
+    Done,
+}
+
+struct TaskRt {
+    task: Task,
+    started: Instant,
+    phase: Phase,
+    healthy: bool,
+    /// Why the supervisor stopped it (or why it failed).
+    reason: Option<String>,
+    /// A failure already counted (circuit breaker, backoff).
+    counted: bool,
+}
+
+#[derive(Clone)]
+struct Revision {
+    number: u32,
+    unit: Unit,
+    image: Option<String>,
+    created: SystemTime,
+}
+
+struct Deploy {
+    id: u32,
+    to: u32,
+    from: u32,
+    kind: &'static str,
+    rollout: Rollout,
+    started: SystemTime,
+    waiters: Vec<mpsc::UnboundedSender<Value>>,
+}
+
+struct UnitRt {
+    name: String,
+    revisions: Vec<Revision>,
+    /// The last completed revision (what runs when nothing is deploying).
+    current: u32,
+    desired: u32,
+    lb: Option<Arc<Balancer>>,
+    tasks: Vec<TaskRt>,
+    deploy: Option<Deploy>,
+    history: Vec<Value>,
+    backoff: Backoff,
+    /// Recently stopped tasks, newest last (for `status`).
+    stopped: Vec<Value>,
+}
+
+impl UnitRt {
+    fn revision(&self, n: u32) -> Option<&Revision> {
+        self.revisions.iter().find(|r| r.number == n)
+    }
+    fn latest(&self) -> u32 {
+        self.revisions.iter().map(|r| r.number).max().unwrap_or(0)
+    }
+}
+
+/// A request from the control socket and where to send the answer lines.
+pub struct Request {
+    pub body: Value,
+    pub reply: mpsc::UnboundedSender<Value>,
+}
+
+pub struct Supervisor {
+    cfg: Config,
+    paths: Paths,
+    project: String,
+    registry: String,
+    units: BTreeMap<String, UnitRt>,
+    next_task: u64,
+    next_deploy: u32,
+    events: broadcast::Sender<Value>,
+    clock: Instant,
+    service_urls: Vec<(String, String)>,
+    stopping: bool,
+    down_waiters: Vec<mpsc::UnboundedSender<Value>>,
+}
+
+fn now_text() -> String {
+    crate::clock::rfc3339_micros(SystemTime::now())
+}
+
+fn unit_json(u: &Unit) -> Value {
+    json!({
+        "command": u.command,
+        "container_command": u.container_command,
+        "env": u.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+        "runtime": u.runtime.as_str(),
+    })
+}
+
+impl Supervisor {
+    fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis() as Millis
+    }
+
+    fn emit(&self, unit: &str, kind: &str, message: String) {
+        let _ = self.events.send(json!({
+            "time": now_text(), "unit": unit, "event": kind, "message": message,
+        }));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+        self.events.subscribe()
+    }
+
+    /// Loads the monorepo, cleans up after a crashed supervisor, binds the load
+    /// balancers on their recorded ports and starts the first deployment.
+    pub async fn start(cfg: Config) -> Result<Supervisor, String> {
+        let paths = Paths::new(&cfg.root, &cfg.env);
+        std::fs::create_dir_all(&paths.dir)
+            .map_err(|e| format!("cannot create {}: {e}", paths.dir.display()))?;
+        if tokio::net::UnixStream::connect(paths.socket())
+            .await
+            .is_ok()
+        {
+            return Err(format!(
+                "a local cloud for `{}` is already running (control socket {})",
+                cfg.env,
+                paths.socket().display()
+            ));
+        }
+        let _ = std::fs::remove_file(paths.socket());
+        let saved = state::load(&paths.state()).unwrap_or_else(|| state::empty(&cfg.env));
+        cleanup_leftovers(&saved).await;
+
+        let loaded = pantstack_model::load(&cfg.root);
+        if loaded.has_errors() {
+            let n = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+            return Err(format!(
+                "the monorepo has {n} error(s); run `pantstack check`"
+            ));
+        }
+        let repo = loaded.repo;
+        let project = repo.foundation.project.value.clone();
+        let registry = repo.foundation.registry.clone();
+        let units = spec::units(&repo, &cfg.env, cfg.runtime);
+        let (events, _) = broadcast::channel(1024);
+        let mut sup = Supervisor {
+            cfg,
+            paths,
+            project,
+            registry,
+            units: BTreeMap::new(),
+            next_task: saved["next_task"].as_u64().unwrap_or(1),
+            next_deploy: saved["next_deploy"].as_u64().unwrap_or(1) as u32,
+            events,
+            clock: Instant::now(),
+            service_urls: Vec::new(),
+            stopping: false,
+            down_waiters: Vec::new(),
+        };
+        std::fs::create_dir_all(sup.paths.dir.join("access"))
+            .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
+        for u in &units {
+            let old = &saved["units"][&u.name];
+            let lb = match &u.http {
+                Some(h) => {
+                    let port = old["port"].as_u64().unwrap_or(0) as u16;
+                    let lb = Balancer::start(
+                        &u.name,
+                        port,
+                        h.clone(),
+                        Some(sup.paths.access_log(&u.name)),
+                    )
+                    .await
+                    .map_err(|e| {
+                        format!("cannot listen for {} on 127.0.0.1:{port}: {e}", u.name)
+                    })?;
+                    sup.service_urls.push((
+                        format!(
+                            "PANTSTACK_SERVICE_URL_{}",
+                            u.name.to_uppercase().replace('-', "_")
+                        ),
+                        format!("http://127.0.0.1:{}", lb.port),
+                    ));
+                    Some(lb)
+                }
+                None => None,
+            };
+            let current = old["current"].as_u64().unwrap_or(0) as u32;
+            let history = old["history"].as_array().cloned().unwrap_or_default();
+            let desired = old["desired"]
+                .as_u64()
+                .map(|d| d as u32)
+                .unwrap_or(u.desired);
+            sup.units.insert(
+                u.name.clone(),
+                UnitRt {
+                    name: u.name.clone(),
+                    revisions: Vec::new(),
+                    current,
+                    desired,
+                    lb,
+                    tasks: Vec::new(),
+                    deploy: None,
+                    history,
+                    backoff: Backoff::new(1000, 60_000),
+                    stopped: Vec::new(),
+                },
+            );
+        }
+        for u in units {
+            let name = u.name.clone();
+            let next = sup.units.get(&name).map(|r| r.current + 1).unwrap_or(1);
+            sup.add_revision(u, next, "start").await;
+        }
+        sup.save();
+        Ok(sup)
+    }
+
+    /// Adds revision `number` of a unit (building its image for Docker) and deploys it.
+    async fn add_revision(&mut self, unit: Unit, number: u32, kind: &'static str) {
+        let name = unit.name.clone();
+        let mut image = None;
+        if unit.runtime == Runtime::Docker {
+            let tag = pantstack_model::tag::branch_tag(
+                &unit.service,
+                unit.role == "worker",
+                &self.cfg.branch,
+                &self.cfg.sha,
+            )
+            .unwrap_or_else(|_| format!("{}-local", unit.name));
+            let reference = format!("pantstack-local/{}:{tag}-r{number}", self.registry);
+            self.emit(&name, "build", format!("building image {reference}"));
+            match task::build_image(&unit, &reference).await {
+                Ok(()) => image = Some(reference),
+                Err(e) => {
+                    self.emit(&name, "build-failed", e.clone());
+                    if let Some(rt) = self.units.get_mut(&name) {
+                        rt.history.push(json!({
+                            "id": 0, "revision": number, "kind": kind, "outcome": "failed",
+                            "reason": format!("image build failed: {e}"), "started": now_text(), "ended": now_text(),
+                        }));
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(rt) = self.units.get_mut(&name) else {
+            return;
+        };
+        rt.revisions.push(Revision {
+            number,
+            unit,
+            image,
+            created: SystemTime::now(),
+        });
+        if rt.revisions.len() > 10 {
+            let keep_from = rt.revisions.len() - 10;
+            let current = rt.current;
+            let mut i = 0;
+            rt.revisions.retain(|r| {
+                i += 1;
+                i > keep_from || r.number == current
+            });
+        }
+        self.begin_deploy(&name, number, kind, None);
+    }
+
+    fn begin_deploy(
+        &mut self,
+        name: &str,
+        to: u32,
+        kind: &'static str,
+        waiter: Option<mpsc::UnboundedSender<Value>>,
+    ) {
+        let id = self.next_deploy;
+        self.next_deploy += 1;
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        let Some(rev) = rt.revision(to) else { return };
+        let params = Params::new(
+            rt.desired,
+            rev.unit.min_healthy_percent,
+            rev.unit.max_percent,
+            rev.unit.circuit_breaker,
+        );
+        // A deployment replaces any one in progress (ECS: the newest wins).
+        let mut waiters: Vec<_> = waiter.into_iter().collect();
+        if let Some(old) = rt.deploy.take() {
+            rt.history.push(json!({
+                "id": old.id, "revision": old.to, "from": old.from, "kind": old.kind, "outcome": "superseded",
+                "reason": format!("replaced by deployment {id}"), "started": crate::clock::rfc3339_micros(old.started), "ended": now_text(),
+            }));
+            waiters.extend(old.waiters);
+        }
+        rt.backoff.reset();
+        let from = rt.current;
+        rt.deploy = Some(Deploy {
+            id,
+            to,
+            from,
+            kind,
+            rollout: Rollout::new(params),
+            started: SystemTime::now(),
+            waiters,
+        });
+        let msg = format!(
+            "deployment {id} ({kind}): revision {from} → {to}, {} task(s)",
+            params.desired
+        );
+        self.emit(name, "deployment", msg);
+    }
+
+    fn save(&self) {
+        let mut units = serde_json::Map::new();
+        for (name, rt) in &self.units {
+            let tasks: Vec<Value> = rt
+                .tasks
+                .iter()
+                .filter(|t| t.phase != Phase::Done)
+                .map(|t| match &t.task.handle {
+                    Handle::Process { pgid } => json!({
+                        "id": t.task.id, "revision": t.task.revision, "port": t.task.port,
+                        "pgid": pgid, "start_ticks": task::start_ticks(*pgid),
+                    }),
+                    Handle::Docker { container } => json!({
+                        "id": t.task.id, "revision": t.task.revision, "port": t.task.port, "container": container,
+                    }),
+                })
+                .collect();
+            let mut history = rt.history.clone();
+            let skip = history.len().saturating_sub(50);
+            history.drain(..skip);
+            units.insert(
+                name.clone(),
+                json!({
+                    "port": rt.lb.as_ref().map(|l| l.port),
+                    "current": rt.current.max(rt.deploy.as_ref().map(|d| d.to.min(rt.current)).unwrap_or(0)),
+                    "desired": rt.desired,
+                    "history": history,
+                    "tasks": tasks,
+                    "revisions": rt.revisions.iter().map(|r| json!({"number": r.number, "spec": unit_json(&r.unit), "image": r.image})).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        let v = json!({
+            "environment": self.cfg.env,
+            "project": self.project,
+            "pid": std::process::id(),
+            "next_task": self.next_task,
+            "next_deploy": self.next_deploy,
+            "units": units,
+        });
+        if let Err(e) = state::save(&self.paths.state(), &v) {
+            eprintln!("cannot save {}: {e}", self.paths.state().display());
+        }
+    }
+
+    async fn start_task(&mut self, name: &str, revision: u32) {
+        let id = self.next_task;
+        self.next_task += 1;
+        let Some(rt) = self.units.get(name) else {
+            return;
+        };
+        let Some(rev) = rt.revision(revision).cloned() else {
+            return;
+        };
+        let port = match task::free_port() {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(name, "error", format!("no free port: {e}"));
+                return;
+            }
+        };
+        let log = self.paths.logs().join(name).join(format!("{id}.log"));
+        let labels = vec![
+            ("pantstack.project".to_string(), self.project.clone()),
+            ("pantstack.environment".to_string(), self.cfg.env.clone()),
+        ];
+        let container_name = format!("pantstack-{}-{}-{}-{id}", self.project, self.cfg.env, name);
+        let urls = self.service_urls.clone();
+        let started = task::start(StartSpec {
+            unit: &rev.unit,
+            id,
+            revision,
+            port,
+            log,
+            env: &urls,
+            image: rev.image.as_deref(),
+            container_name: Some(container_name),
+            labels: &labels,
+        })
+        .await;
+        let now = self.now();
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        match started {
+            Ok(t) => {
+                if let Some(lb) = &rt.lb {
+                    lb.register(id, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+                }
+                rt.tasks.push(TaskRt {
+                    task: t,
+                    started: Instant::now(),
+                    phase: Phase::Running,
+                    healthy: false,
+                    reason: None,
+                    counted: false,
+                });
+                self.emit(
+                    name,
+                    "task-started",
+                    format!("task {id} (revision {revision}) on 127.0.0.1:{port}"),
+                );
+            }
+            Err(e) => {
+                rt.backoff.failed(now);
+                let reason = format!("task could not start: {e}");
+                if let Some(d) = rt.deploy.as_mut()
+                    && d.to == revision
+                {
+                    d.rollout.task_failed(reason.clone());
+                }
+                self.emit(name, "task-failed", reason);
+            }
+        }
+        self.save();
+    }
+
+    /// Begins stopping a task: deregister and drain (HTTP), then SIGTERM.
+    fn begin_stop(&mut self, name: &str, id: u64, reason: &str) {
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        let lb = rt.lb.clone();
+        if let Some(t) = rt
+            .tasks
+            .iter_mut()
+            .find(|t| t.task.id == id && t.phase == Phase::Running)
+        {
+            t.reason = Some(reason.to_string());
+            t.phase = Phase::Draining {
+                since: Instant::now(),
+            };
+            if let Some(lb) = lb {
+                lb.group.deregister(id);
+            }
+        }
+        self.emit(name, "task-stopping", format!("task {id}: {reason}"));
+    }
+
+    /// One reconciliation of every unit.
+    pub async fn tick(&mut self) {
+        let names: Vec<String> = self.units.keys().cloned().collect();
+        for name in names {
+            self.tick_unit(&name).await;
+        }
+    }
+
+    async fn tick_unit(&mut self, name: &str) {
+        let now = self.now();
+        let mut changed = false;
+        let mut events: Vec<(String, String)> = Vec::new();
+        let mut to_term: Vec<(u64, u64)> = Vec::new();
+        let mut to_kill: Vec<u64> = Vec::new();
+        {
+            let Some(rt) = self.units.get_mut(name) else {
+                return;
+            };
+            let lb = rt.lb.clone();
+            let dereg = rt
+                .revision(rt.current.max(1))
+                .or_else(|| rt.revisions.last())
+                .and_then(|r| r.unit.http.as_ref().map(|h| h.deregistration_ms))
+                .unwrap_or(0);
+            for t in rt.tasks.iter_mut() {
+                let spec = rt
+                    .revisions
+                    .iter()
+                    .find(|r| r.number == t.task.revision)
+                    .map(|r| r.unit.clone());
+                let (grace, healthy_after, stop_timeout) = spec
+                    .as_ref()
+                    .map(|u| {
+                        (
+                            u.http.as_ref().map(|h| h.grace_ms).unwrap_or(0),
+                            u.healthy_after_ms,
+                            u.stop_timeout_ms,
+                        )
+                    })
+                    .unwrap_or((0, 3000, 10_000));
+                // Exits.
+                if let Some(exit) = t.task.exited() {
+                    if t.phase != Phase::Done {
+                        if let Some(lb) = &lb {
+                            lb.group.remove(t.task.id);
+                        }
+                        let unexpected = t.phase == Phase::Running;
+                        t.phase = Phase::Done;
+                        changed = true;
+                        let mut reason = t
+                            .reason
+                            .clone()
+                            .unwrap_or_else(|| format!("task exited ({exit})"));
+                        if unexpected {
+                            let tail = t.task.tail(5);
+                            reason = format!(
+                                "task {} exited unexpectedly ({exit}){}",
+                                t.task.id,
+                                if tail.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("; last lines:\n    {}", tail.join("\n    "))
+                                }
+                            );
+                            if !t.counted {
+                                t.counted = true;
+                                if !t.healthy {
+                                    rt.backoff.failed(now);
+                                }
+                                if let Some(d) = rt.deploy.as_mut()
+                                    && d.to == t.task.revision
+                                {
+                                    d.rollout.task_failed(reason.clone());
+                                }
+                            }
+                        }
+                        rt.stopped.push(json!({
+                            "id": t.task.id, "revision": t.task.revision, "exit": exit.to_string(),
+                            "reason": reason, "stopped": now_text(),
+                        }));
+                        events.push(("task-stopped".into(), reason));
+                    }
+                    continue;
+                }
+                match t.phase {
+                    Phase::Running => {
+                        let age = t.started.elapsed().as_millis() as u64;
+                        let view = lb.as_ref().and_then(|l| l.group.view(t.task.id));
+                        let healthy_now = match &view {
+                            Some(v) => v.state == Health::Healthy,
+                            None => age >= healthy_after,
+                        };
+                        if healthy_now && !t.healthy {
+                            t.healthy = true;
+                            rt.backoff.reset();
+                            changed = true;
+                            events.push((
+                                "task-healthy".into(),
+                                format!("task {} is healthy", t.task.id),
+                            ));
+                        }
+                        if let Some(v) = view
+                            && v.state == Health::Unhealthy
+                            && age >= grace
+                        {
+                            let why = v
+                                .last_failure
+                                .unwrap_or_else(|| "failing health checks".into());
+                            let reason =
+                                format!("task {} failed its health checks ({why})", t.task.id);
+                            if !t.counted {
+                                t.counted = true;
+                                rt.backoff.failed(now);
+                                if let Some(d) = rt.deploy.as_mut()
+                                    && d.to == t.task.revision
+                                {
+                                    let tail = t.task.tail(5);
+                                    let full = if tail.is_empty() {
+                                        reason.clone()
+                                    } else {
+                                        format!(
+                                            "{reason}; last lines:\n    {}",
+                                            tail.join("\n    ")
+                                        )
+                                    };
+                                    d.rollout.task_failed(full);
+                                }
+                            }
+                            t.reason = Some(reason.clone());
+                            t.phase = Phase::Draining {
+                                since: Instant::now(),
+                            };
+                            if let Some(lb) = &lb {
+                                lb.group.deregister(t.task.id);
+                            }
+                            changed = true;
+                            events.push(("task-unhealthy".into(), reason));
+                        }
+                    }
+                    Phase::Draining { since } => {
+                        let idle = lb
+                            .as_ref()
+                            .and_then(|l| l.group.view(t.task.id))
+                            .is_none_or(|v| v.outstanding == 0);
+                        if idle || since.elapsed().as_millis() as u64 >= dereg {
+                            t.phase = Phase::Stopping {
+                                since: Instant::now(),
+                                killed: false,
+                            };
+                            to_term.push((t.task.id, stop_timeout / 1000));
+                        }
+                    }
+                    Phase::Stopping { since, killed } => {
+                        if !killed && since.elapsed().as_millis() as u64 >= stop_timeout {
+                            t.phase = Phase::Stopping {
+                                since,
+                                killed: true,
+                            };
+                            to_kill.push(t.task.id);
+                            events.push((
+                                "task-killed".into(),
+                                format!(
+                                    "task {} did not stop within {} ms: SIGKILL",
+                                    t.task.id, stop_timeout
+                                ),
+                            ));
+                        }
+                    }
+                    Phase::Done => {}
+                }
+            }
+            let before = rt.tasks.len();
+            rt.tasks.retain(|t| t.phase != Phase::Done);
+            if rt.tasks.len() != before {
+                changed = true;
+            }
+            let keep = rt.stopped.len().saturating_sub(20);
+            rt.stopped.drain(..keep);
+        }
+        for (id, grace) in to_term {
+            if let Some(t) = self
+                .units
+                .get(name)
+                .and_then(|rt| rt.tasks.iter().find(|t| t.task.id == id))
+            {
+                t.task.terminate(grace).await;
+            }
+        }
+        for id in to_kill {
+            if let Some(t) = self
+                .units
+                .get(name)
+                .and_then(|rt| rt.tasks.iter().find(|t| t.task.id == id))
+            {
+                t.task.kill().await;
+            }
+        }
+        for (k, m) in events {
+            self.emit(name, &k, m);
+        }
+        if self.stopping {
+            if changed {
+                self.save();
+            }
+            return;
+        }
+
+        // Deployment or steady state.
+        let mut starts: Vec<u32> = Vec::new();
+        let mut stops: Vec<(u64, String)> = Vec::new();
+        let mut finished: Option<(Outcome, Deploy)> = None;
+        {
+            let Some(rt) = self.units.get_mut(name) else {
+                return;
+            };
+            let running: Vec<&TaskRt> = rt
+                .tasks
+                .iter()
+                .filter(|t| t.phase == Phase::Running)
+                .collect();
+            if let Some(d) = rt.deploy.as_mut() {
+                d.rollout.params.desired = rt.desired;
+                let c = Counts {
+                    old_running: running.iter().filter(|t| t.task.revision != d.to).count() as u32,
+                    old_healthy: running
+                        .iter()
+                        .filter(|t| t.task.revision != d.to && t.healthy)
+                        .count() as u32,
+                    new_running: running.iter().filter(|t| t.task.revision == d.to).count() as u32,
+                    new_healthy: running
+                        .iter()
+                        .filter(|t| t.task.revision == d.to && t.healthy)
+                        .count() as u32,
+                };
+                let step = d.rollout.step(c);
+                if step.start_new > 0 && rt.backoff.may_start(now) {
+                    starts.extend(std::iter::repeat_n(d.to, step.start_new as usize));
+                }
+                let mut old: Vec<&&TaskRt> =
+                    running.iter().filter(|t| t.task.revision != d.to).collect();
+                old.sort_by_key(|t| (t.healthy, std::cmp::Reverse(t.started)));
+                for t in old.into_iter().take(step.stop_old as usize) {
+                    stops.push((t.task.id, format!("replaced by revision {}", d.to)));
+                }
+                let outcome = d.rollout.observe(c).clone();
+                if outcome != Outcome::InProgress
+                    && let Some(d) = rt.deploy.take()
+                {
+                    finished = Some((outcome, d));
+                }
+            } else {
+                let current: Vec<&&TaskRt> = running
+                    .iter()
+                    .filter(|t| t.task.revision == rt.current)
+                    .collect();
+                let n = current.len() as u32;
+                if n < rt.desired && rt.backoff.may_start(now) {
+                    starts.extend(std::iter::repeat_n(rt.current, (rt.desired - n) as usize));
+                }
+                if n > rt.desired {
+                    let mut extra: Vec<&&&TaskRt> = current.iter().collect();
+                    extra.sort_by_key(|t| (t.healthy, t.started));
+                    for t in extra.into_iter().take((n - rt.desired) as usize) {
+                        stops.push((t.task.id, format!("scaled in to {}", rt.desired)));
+                    }
+                }
+                // Tasks of other revisions (left by a rollback) go.
+                for t in running.iter().filter(|t| t.task.revision != rt.current) {
+                    stops.push((t.task.id, format!("not revision {}", rt.current)));
+                }
+            }
+        }
+        for (id, why) in stops {
+            self.begin_stop(name, id, &why);
+            changed = true;
+        }
+        for rev in starts {
+            self.start_task(name, rev).await;
+            changed = true;
+        }
+        if let Some((outcome, d)) = finished {
+            self.finish(name, outcome, d);
+            changed = true;
+        }
+        if changed {
+            self.save();
+        }
+    }
+
+    fn finish(&mut self, name: &str, outcome: Outcome, d: Deploy) {
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        let (label, reason) = match &outcome {
+            Outcome::Completed => ("completed", String::new()),
+            Outcome::Failed(r) => ("failed", r.clone()),
+            Outcome::InProgress => ("in_progress", String::new()),
+        };
+        let failures = d.rollout.failures.clone();
+        let record = json!({
+            "id": d.id, "revision": d.to, "from": d.from, "kind": d.kind, "outcome": label,
+            "reason": reason, "failures": failures,
+            "started": crate::clock::rfc3339_micros(d.started), "ended": now_text(),
+        });
+        rt.history.push(record.clone());
+        let mut rollback_to = None;
+        match outcome {
+            Outcome::Completed => rt.current = d.to,
+            Outcome::Failed(_) => {
+                let rollback = rt.revision(d.to).map(|r| r.unit.rollback).unwrap_or(true);
+                if rollback && d.from > 0 && rt.revision(d.from).is_some() {
+                    rollback_to = Some(d.from);
+                }
+            }
+            Outcome::InProgress => {}
+        }
+        for w in &d.waiters {
+            let _ = w.send(json!({ "unit": name, "deployment": record }));
+        }
+        let msg = match label {
+            "completed" => format!("deployment {} completed: revision {} serves", d.id, d.to),
+            _ => format!("deployment {} failed: {reason}", d.id),
+        };
+        self.emit(name, "deployment-ended", msg);
+        if let Some(prev) = rollback_to {
+            self.emit(name, "rollback", format!("rolling back to revision {prev}"));
+            self.begin_deploy(name, prev, "rollback", None);
+            if let Some(rt) = self.units.get_mut(name)
+                && let Some(nd) = rt.deploy.as_mut()
+            {
+                nd.waiters = d.waiters;
+            }
+        } else {
+            for w in d.waiters {
+                let _ = w.send(json!({ "final": true, "unit": name, "deployment": record }));
+            }
+        }
+    }
+
+    pub fn status(&self) -> Value {
+        let units: Vec<Value> = self
+            .units
+            .values()
+            .map(|rt| {
+                let views: BTreeMap<u64, crate::lb::TargetView> = rt
+                    .lb
+                    .as_ref()
+                    .map(|l| l.group.views().into_iter().map(|v| (v.task, v)).collect())
+                    .unwrap_or_default();
+                json!({
+                    "name": rt.name,
+                    "url": rt.lb.as_ref().map(|l| format!("http://127.0.0.1:{}", l.port)),
+                    "revision": rt.current,
+                    "latest_revision": rt.latest(),
+                    "desired": rt.desired,
+                    "runtime": rt.revisions.last().map(|r| r.unit.runtime.as_str()),
+                    "revisions": rt.revisions.iter().map(|r| json!({"number": r.number, "created": crate::clock::rfc3339_micros(r.created), "image": r.image})).collect::<Vec<_>>(),
+                    "deployment": rt.deploy.as_ref().map(|d| json!({"id": d.id, "revision": d.to, "from": d.from, "kind": d.kind, "failed_tasks": d.rollout.failed_tasks})),
+                    "tasks": rt.tasks.iter().map(|t| {
+                        let v = views.get(&t.task.id);
+                        json!({
+                            "id": t.task.id,
+                            "revision": t.task.revision,
+                            "pid": t.task.pid(),
+                            "port": t.task.port,
+                            "phase": match t.phase { Phase::Running => "running", Phase::Draining{..} => "draining", Phase::Stopping{..} => "stopping", Phase::Done => "stopped" },
+                            "health": v.map(|v| v.state.as_str()).unwrap_or(if t.healthy { "healthy" } else { "starting" }),
+                            "last_failure": v.and_then(|v| v.last_failure.clone()),
+                            "outstanding": v.map(|v| v.outstanding),
+                            "uptime_secs": t.started.elapsed().as_secs(),
+                        })
+                    }).collect::<Vec<_>>(),
+                    "recently_stopped": rt.stopped.iter().rev().take(5).cloned().collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({ "environment": self.cfg.env, "project": self.project, "pid": std::process::id(), "units": units })
+    }
+
+    fn units_of_service(&self, service: &str) -> Vec<String> {
+        self.units
+            .values()
+            .filter(|rt| {
+                rt.name == service
+                    || rt
+                        .revisions
+                        .last()
+                        .is_some_and(|r| r.unit.service == service)
+            })
+            .map(|rt| rt.name.clone())
+            .collect()
+    }
+
+    /// Handles one control request; long ones (deploy, rollback) answer later.
+    async fn control(&mut self, req: Request) {
+        let op = req.body["op"].as_str().unwrap_or("");
+        let target = req.body["service"].as_str().unwrap_or("").to_string();
+        let reply = req.reply;
+        match op {
+            "status" => {
+                let _ = reply.send(json!({ "done": true, "status": self.status() }));
+            }
+            "deployments" => {
+                let units = self.units_of_service(&target);
+                let list: Vec<Value> = units
+                    .iter()
+                    .filter_map(|u| self.units.get(u))
+                    .map(|rt| json!({ "unit": rt.name, "history": rt.history, "in_progress": rt.deploy.as_ref().map(|d| json!({"id": d.id, "revision": d.to, "kind": d.kind})) }))
+                    .collect();
+                let _ = reply.send(json!({ "done": true, "units": list }));
+            }
+            "scale" => {
+                let count = req.body["count"].as_u64().unwrap_or(0).min(64) as u32;
+                let units = self.units_of_service(&target);
+                if units.is_empty() {
+                    let _ = reply.send(
+                        json!({ "done": true, "error": format!("no service or unit `{target}`") }),
+                    );
+                    return;
+                }
+                for u in &units {
+                    if let Some(rt) = self.units.get_mut(u) {
+                        rt.desired = count;
+                    }
+                    self.emit(u, "scale", format!("desired count {count}"));
+                }
+                self.save();
+                let _ = reply.send(json!({ "done": true, "units": units, "desired": count }));
+            }
+            "deploy" | "rollback" => {
+                let units = self.units_of_service(&target);
+                if units.is_empty() {
+                    let _ = reply.send(
+                        json!({ "done": true, "error": format!("no service or unit `{target}`") }),
+                    );
+                    return;
+                }
+                let _ = reply.send(json!({ "units": units }));
+                if op == "deploy" {
+                    let loaded = pantstack_model::load(&self.cfg.root);
+                    if loaded.has_errors() {
+                        let n = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+                        let _ = reply.send(json!({ "done": true, "error": format!("the monorepo has {n} error(s); run `pantstack check`") }));
+                        return;
+                    }
+                    let specs = spec::units(&loaded.repo, &self.cfg.env, self.cfg.runtime);
+                    for u in &units {
+                        let Some(spec) = specs.iter().find(|s| &s.name == u).cloned() else {
+                            continue;
+                        };
+                        let next = self.units.get(u).map(|r| r.latest() + 1).unwrap_or(1);
+                        if let Some(lb) = self.units.get(u).and_then(|r| r.lb.clone())
+                            && let Some(h) = &spec.http
+                        {
+                            lb.set_spec(h.clone());
+                        }
+                        self.add_revision(spec, next, "deploy").await;
+                        self.attach(u, reply.clone());
+                    }
+                } else {
+                    for u in &units {
+                        let prev = self.units.get(u).and_then(|rt| {
+                            rt.history
+                                .iter()
+                                .rev()
+                                .filter(|h| h["outcome"] == "completed")
+                                .filter_map(|h| h["revision"].as_u64().map(|n| n as u32))
+                                .find(|&n| n != rt.current && rt.revision(n).is_some())
+                        });
+                        match prev {
+                            Some(p) => {
+                                self.begin_deploy(u, p, "rollback", Some(reply.clone()));
+                            }
+                            None => {
+                                let _ = reply.send(json!({ "final": true, "unit": u, "error": "no earlier completed revision to roll back to" }));
+                            }
+                        }
+                    }
+                }
+            }
+            "down" => {
+                self.stopping = true;
+                let _ = reply.send(json!({ "message": "stopping every task" }));
+                self.down_waiters.push(reply);
+            }
+            _ => {
+                let _ = reply
+                    .send(json!({ "done": true, "error": format!("unknown operation `{op}`") }));
+            }
+        }
+    }
+
+    fn attach(&mut self, unit: &str, reply: mpsc::UnboundedSender<Value>) {
+        if let Some(d) = self.units.get_mut(unit).and_then(|rt| rt.deploy.as_mut()) {
+            d.waiters.push(reply);
+        }
+    }
+}
+
+/// Kills what a crashed supervisor left running (recorded in the state file), so the
+/// new one starts from a clean slate on the same ports.
+async fn cleanup_leftovers(saved: &Value) {
+    let Some(units) = saved["units"].as_object() else {
+        return;
+    };
+    for (_, u) in units {
+        for t in u["tasks"].as_array().into_iter().flatten() {
+            if let Some(pgid) = t["pgid"].as_u64() {
+                let pgid = pgid as u32;
+                let recorded = t["start_ticks"].as_u64();
+                if recorded.is_some() && task::start_ticks(pgid) == recorded {
+                    task::signal_group(pgid, "KILL").await;
+                }
+            }
+            if let Some(c) = t["container"].as_str() {
+                let _ = tokio::process::Command::new("docker")
+                    .args(["rm", "-f", c])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .await;
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    fn stop_all(&mut self) {
+        let ids: Vec<(String, u64)> = self
+            .units
+            .values()
+            .flat_map(|rt| {
+                rt.tasks
+                    .iter()
+                    .filter(|t| t.phase == Phase::Running)
+                    .map(|t| (rt.name.clone(), t.task.id))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (u, id) in ids {
+            self.begin_stop(&u, id, "the local cloud is shutting down");
+        }
+    }
+
+    fn all_stopped(&self) -> bool {
+        self.units.values().all(|rt| rt.tasks.is_empty())
+    }
+
+    pub fn ports(&self) -> Vec<(String, u16)> {
+        self.units
+            .values()
+            .filter_map(|rt| rt.lb.as_ref().map(|l| (rt.name.clone(), l.port)))
+            .collect()
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Serves the control socket and reconciles until `down` (or `shutdown`).
+    pub async fn run(
+        mut self,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), String> {
+        let sock = self.paths.socket();
+        let listener = tokio::net::UnixListener::bind(&sock)
+            .map_err(|e| format!("cannot listen on {}: {e}", sock.display()))?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(crate::control::serve(
+                    stream,
+                    tx.clone(),
+                    events.subscribe(),
+                ));
+            }
+        });
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if self.stopping {
+                        self.stop_all();
+                    }
+                    self.tick().await;
+                    if self.stopping && self.all_stopped() {
+                        break;
+                    }
+                }
+                Some(req) = rx.recv() => self.control(req).await,
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        self.stopping = true;
+                    }
+                }
+            }
+        }
+        for rt in self.units.values() {
+            if let Some(lb) = &rt.lb {
+                lb.shutdown();
+            }
+        }
+        self.emit("-", "down", "every task stopped".into());
+        self.save();
+        let _ = std::fs::remove_file(&sock);
+        for w in self.down_waiters.drain(..) {
+            let _ = w.send(json!({ "done": true, "message": "stopped" }));
+        }
+        // Let the control connections flush their last line.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    }
+}
