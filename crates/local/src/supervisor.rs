@@ -245,14 +245,26 @@ impl Supervisor {
         for u in units {
             let name = u.name.clone();
             let next = sup.units.get(&name).map(|r| r.current + 1).unwrap_or(1);
-            sup.add_revision(u, next, "start").await;
+            if let Err(e) = sup.add_revision(u, next, "start").await {
+                for rt in sup.units.values() {
+                    if let Some(lb) = &rt.lb {
+                        lb.shutdown();
+                    }
+                }
+                return Err(e);
+            }
         }
         sup.save();
         Ok(sup)
     }
 
     /// Adds revision `number` of a unit (building its image for Docker) and deploys it.
-    async fn add_revision(&mut self, unit: Unit, number: u32, kind: &'static str) {
+    async fn add_revision(
+        &mut self,
+        unit: Unit,
+        number: u32,
+        kind: &'static str,
+    ) -> Result<(), String> {
         let name = unit.name.clone();
         let mut image = None;
         if unit.runtime == Runtime::Docker {
@@ -268,19 +280,20 @@ impl Supervisor {
             match task::build_image(&unit, &reference).await {
                 Ok(()) => image = Some(reference),
                 Err(e) => {
-                    self.emit(&name, "build-failed", e.clone());
+                    let reason = format!("image build of {name} failed: {e}");
+                    self.emit(&name, "build-failed", reason.clone());
                     if let Some(rt) = self.units.get_mut(&name) {
                         rt.history.push(json!({
                             "id": 0, "revision": number, "kind": kind, "outcome": "failed",
-                            "reason": format!("image build failed: {e}"), "started": now_text(), "ended": now_text(),
+                            "reason": reason, "started": now_text(), "ended": now_text(),
                         }));
                     }
-                    return;
+                    return Err(reason);
                 }
             }
         }
         let Some(rt) = self.units.get_mut(&name) else {
-            return;
+            return Ok(());
         };
         rt.revisions.push(Revision {
             number,
@@ -298,6 +311,7 @@ impl Supervisor {
             });
         }
         self.begin_deploy(&name, number, kind, None);
+        Ok(())
     }
 
     fn begin_deploy(
@@ -795,7 +809,13 @@ impl Supervisor {
             Outcome::Completed => rt.current = d.to,
             Outcome::Failed(_) => {
                 let rollback = rt.revision(d.to).map(|r| r.unit.rollback).unwrap_or(true);
-                if rollback && d.from > 0 && rt.revision(d.from).is_some() {
+                // A failed rollback is not rolled back again (ECS leaves it failed).
+                if rollback
+                    && d.kind != "rollback"
+                    && d.from > 0
+                    && d.from != d.to
+                    && rt.revision(d.from).is_some()
+                {
                     rollback_to = Some(d.from);
                 }
             }
@@ -816,6 +836,7 @@ impl Supervisor {
                 && let Some(nd) = rt.deploy.as_mut()
             {
                 nd.waiters = d.waiters;
+                nd.from = d.to;
             }
         } else {
             for w in d.waiters {
@@ -941,8 +962,12 @@ impl Supervisor {
                         {
                             lb.set_spec(h.clone());
                         }
-                        self.add_revision(spec, next, "deploy").await;
-                        self.attach(u, reply.clone());
+                        match self.add_revision(spec, next, "deploy").await {
+                            Ok(()) => self.attach(u, reply.clone()),
+                            Err(e) => {
+                                let _ = reply.send(json!({ "final": true, "unit": u, "error": e }));
+                            }
+                        }
                     }
                 } else {
                     for u in &units {

@@ -1,0 +1,618 @@
+//! The local cloud end to end: the real `pantstack` binary runs the example services
+//! (as processes, and as Docker containers) behind its load balancers. Loopback only;
+//! every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// The example's `api` binary, built with the workspace.
+fn api_binary() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_pantstack")).with_file_name("api");
+    assert!(
+        p.is_file(),
+        "{} missing: build the workspace first",
+        p.display()
+    );
+    p
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let name = e.file_name();
+        if name == ".pantstack" || name == ".build" {
+            continue;
+        }
+        let (src, dst) = (e.path(), to.join(&name));
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}
+
+/// A copy of the example monorepo whose local commands run the prebuilt binary, with
+/// `extra` appended to the api manifest (local settings for fast tests).
+struct Cloud {
+    root: PathBuf,
+    env: &'static str,
+    /// A temporary copy (removed on drop), or a directory of this repository.
+    owned: bool,
+}
+
+impl Cloud {
+    fn new(name: &str, extra: &str) -> Cloud {
+        let base =
+            std::env::temp_dir().join(format!("pantstack-local-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("repo");
+        copy_dir(&repo_root().join("examples"), &root);
+        let manifest = root.join("modules/api/infrastructure/pantstack.yaml");
+        let api = api_binary();
+        let text = std::fs::read_to_string(&manifest)
+            .expect("manifest")
+            .replace(
+                "local: cargo run -q --bin api -- serve",
+                &format!("local: [\"{}\", \"serve\"]", api.display()),
+            )
+            .replace(
+                "local: cargo run -q --bin api -- work",
+                &format!("local: [\"{}\", \"work\"]", api.display()),
+            );
+        let text = format!("{text}{extra}\n");
+        std::fs::write(&manifest, text).expect("write manifest");
+        Cloud {
+            root,
+            env: "test",
+            owned: true,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pantstack"))
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("GITHUB_REF")
+            .env_remove("GITHUB_HEAD_REF")
+            .env_remove("GITHUB_REF_NAME")
+            .output()
+            .expect("run pantstack")
+    }
+
+    fn up(&self) {
+        let o = self.run(&["up", "--env", self.env, "--detach"]);
+        assert!(
+            o.status.success(),
+            "up failed:\n{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    }
+
+    fn status(&self) -> Value {
+        let o = self.run(&["status", "--format", "json"]);
+        assert!(o.status.success(), "status: {}", text(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("status json")
+    }
+
+    fn unit(&self, name: &str) -> Value {
+        self.status()["units"]
+            .as_array()
+            .expect("units")
+            .iter()
+            .find(|u| u["name"] == name)
+            .cloned()
+            .expect("unit")
+    }
+
+    fn port(&self) -> u16 {
+        let url = self.unit("api")["url"].as_str().expect("url").to_string();
+        url.rsplit(':')
+            .next()
+            .expect("port")
+            .parse()
+            .expect("port number")
+    }
+
+    /// Waits until `unit` has `n` healthy running tasks of one revision.
+    fn wait_healthy(&self, unit: &str, n: usize, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let u = self.unit(unit);
+            let healthy = u["tasks"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter(|t| t["phase"] == "running" && t["health"] == "healthy")
+                        .count()
+                })
+                .unwrap_or(0);
+            if healthy >= n && u["deployment"].is_null() {
+                return u;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{unit} not healthy in time: {u:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn edit_manifest(&self, from: &str, to: &str) {
+        let p = self.root.join("modules/api/infrastructure/pantstack.yaml");
+        let t = std::fs::read_to_string(&p).expect("read");
+        assert!(t.contains(from), "{from} not in manifest");
+        std::fs::write(&p, t.replacen(from, to, 1)).expect("write");
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        let _ = self.run(&["down", "--env", self.env]);
+        if self.owned
+            && let Some(base) = self.root.parent()
+        {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One HTTP/1.1 request on a new connection to 127.0.0.1:port.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let resp = text(&buf);
+    let (head, body) = resp
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no response: {resp:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("no status")?;
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+/// Requests in a loop until stopped; counts answers that are not 2xx.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16, path: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0;
+            while !s.load(Ordering::Relaxed) && n < 20_000 {
+                n += 1;
+                match http(port, "GET", path, "", &[]) {
+                    Ok((code, _, _)) if (200..300).contains(&code) => {
+                        o.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok((code, _, body)) => f.lock().unwrap().push(format!("{code} {body}")),
+                    Err(e) => f.lock().unwrap().push(e),
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Load {
+            stop,
+            ok,
+            failed,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.lock().unwrap().clone(),
+        )
+    }
+}
+
+const FAST: &str = "local:
+  count: 2
+  stop_timeout: 5s
+  healthy_after: 1s
+  deregistration_delay: 3s
+  healthcheck: { interval: 1s, timeout: 1s, grace_period: 3s }";
+
+#[test]
+fn up_serves_jobs_through_the_load_balancer_and_down_stops_everything() {
+    let c = Cloud::new("basic", FAST);
+    c.up();
+    let api = c.wait_healthy("api", 2, Duration::from_secs(30));
+    c.wait_healthy("api-worker", 2, Duration::from_secs(30));
+    let port = c.port();
+    let pids: Vec<u64> = api["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 2);
+
+    // A job goes in through the load balancer; a worker (which found the API through
+    // PANTSTACK_SERVICE_URL_API) finishes it. Jobs live in one API task's memory, so
+    // ask until the task that holds it answers.
+    let (code, head, body) = http(
+        port,
+        "POST",
+        "/jobs",
+        "hello local cloud",
+        &[("X-Request-Id", "req-123")],
+    )
+    .unwrap();
+    assert_eq!(code, 202, "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: req-123"),
+        "request id kept: {head}"
+    );
+    let id: Value = serde_json::from_str(&body).unwrap();
+    let id = id["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, _, body) = http(port, "GET", &format!("/jobs/{id}"), "", &[]).unwrap();
+        if code == 200 && body.contains("\"done\"") {
+            assert!(body.contains("HELLO LOCAL CLOUD"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "job not done: {code} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, head, _) = http(port, "GET", "/healthz", "", &[]).unwrap();
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: "),
+        "a request id is generated: {head}"
+    );
+
+    // Logs are per task, timestamped; the access log has ALB's shape.
+    let o = c.run(&["logs", "api-worker"]);
+    let logs = text(&o.stdout);
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("api-worker/") && l.contains("Z stderr ")),
+        "{logs}"
+    );
+    let access = std::fs::read_to_string(c.root.join(".pantstack/local/test/access/api.log"))
+        .unwrap_or_default();
+    assert!(
+        access.lines().any(|l| l.starts_with("http ")
+            && l.contains("\"POST http://127.0.0.1:")
+            && l.contains(" 202 202 ")),
+        "{access}"
+    );
+
+    let o = c.run(&["down"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "task {pid} still running"
+        );
+    }
+    assert!(!c.root.join(".pantstack/local/test/control.sock").exists());
+    assert!(
+        http(port, "GET", "/healthz", "", &[]).is_err(),
+        "load balancer still listening"
+    );
+}
+
+#[test]
+fn a_rolling_deploy_under_load_fails_no_request() {
+    let c = Cloud::new("rolling", FAST);
+    c.up();
+    c.wait_healthy("api", 2, Duration::from_secs(30));
+    let before = c.unit("api")["revision"].as_u64().unwrap();
+    let load = Load::start(c.port(), "/jobs");
+    std::thread::sleep(Duration::from_millis(500));
+    let o = c.run(&["deploy", "api"]);
+    let out = text(&o.stdout);
+    assert!(
+        o.status.success(),
+        "deploy failed:\n{out}\n{}",
+        text(&o.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} failed requests during the deploy: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests");
+    assert!(out.contains("completed"), "{out}");
+    let after = c.wait_healthy("api", 2, Duration::from_secs(10));
+    assert!(after["revision"].as_u64().unwrap() > before);
+    assert!(
+        after["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["revision"] == after["revision"])
+    );
+    let o = c.run(&["deployments", "api"]);
+    assert!(
+        text(&o.stdout).contains("deploy    completed"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn a_revision_failing_its_health_checks_is_rolled_back_by_itself() {
+    let c = Cloud::new("rollback", FAST);
+    c.up();
+    c.wait_healthy("api", 2, Duration::from_secs(30));
+    let good = c.unit("api")["revision"].as_u64().unwrap();
+    let load = Load::start(c.port(), "/healthz");
+    // The new revision listens but answers 404 on /healthz (a static file server).
+    let api = api_binary().display().to_string();
+    c.edit_manifest(
+        &format!("local: [\"{api}\", \"serve\"]"),
+        "local: [\"sh\", \"-c\", \"exec python3 -m http.server $PORT --bind 127.0.0.1\"]",
+    );
+    let o = c.run(&["deploy", "api"]);
+    let out = text(&o.stdout);
+    let (ok, failed) = load.finish();
+    assert_eq!(o.status.code(), Some(1), "deploy must fail:\n{out}");
+    assert!(out.contains("circuit breaker"), "{out}");
+    assert!(
+        out.contains("HTTP 404 from /healthz"),
+        "the failed check is named:\n{out}"
+    );
+    assert!(out.contains("rolled back"), "{out}");
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 20);
+    let u = c.wait_healthy("api", 2, Duration::from_secs(20));
+    assert_eq!(
+        u["revision"].as_u64().unwrap(),
+        good,
+        "the last completed revision serves again"
+    );
+    let o = c.run(&["deployments", "api", "--format", "json"]);
+    let hist: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let outcomes: Vec<&str> = hist[0]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["outcome"].as_str().unwrap())
+        .collect();
+    assert!(outcomes.ends_with(&["failed", "completed"]), "{outcomes:?}");
+}
+
+#[test]
+fn a_killed_task_is_replaced_and_leaves_the_rotation() {
+    let c = Cloud::new("kill", FAST);
+    c.up();
+    let u = c.wait_healthy("api", 2, Duration::from_secs(30));
+    let victim = u["tasks"][0]["pid"].as_u64().unwrap();
+    let victim_id = u["tasks"][0]["id"].as_u64().unwrap();
+    Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    // Replaced by a new task; the dead one is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let u = c.unit("api");
+        let ids: Vec<u64> = u["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["health"] == "healthy")
+            .map(|t| t["id"].as_u64().unwrap())
+            .collect();
+        if ids.len() == 2 && !ids.contains(&victim_id) {
+            let stopped = u["recently_stopped"].to_string();
+            assert!(
+                stopped.contains("exited unexpectedly") && stopped.contains("signal 9"),
+                "{stopped}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not replaced: {u:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every request succeeds now.
+    for _ in 0..50 {
+        let (code, _, _) = http(c.port(), "GET", "/healthz", "", &[]).unwrap();
+        assert_eq!(code, 200);
+    }
+}
+
+#[test]
+fn after_the_supervisor_is_killed_up_recovers_on_the_same_ports() {
+    let c = Cloud::new("crash", FAST);
+    c.up();
+    let u = c.wait_healthy("api", 2, Duration::from_secs(30));
+    let port = c.port();
+    let sup = c.status()["pid"].as_u64().unwrap();
+    let old: Vec<u64> = u["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["pid"].as_u64())
+        .collect();
+    Command::new("kill")
+        .args(["-9", &sup.to_string()])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    c.up();
+    let u = c.wait_healthy("api", 2, Duration::from_secs(30));
+    assert_eq!(c.port(), port, "same load-balancer port");
+    for pid in old {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || !u.to_string().contains(&format!("\"pid\":{pid}")),
+            "old task {pid} left behind"
+        );
+    }
+    let (code, _, _) = http(port, "GET", "/healthz", "", &[]).unwrap();
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn a_request_in_flight_finishes_while_its_task_drains() {
+    let c = Cloud::new("drain", &FAST.replace("count: 2", "count: 1"));
+    c.up();
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    // No worker: the job stays queued, so the long poll lasts its full 2 s.
+    assert!(c.run(&["scale", "api-worker", "0"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.unit("api-worker")["tasks"].as_array().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "workers did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let port = c.port();
+    let (_, _, body) = http(port, "POST", "/jobs", "slow", &[]).unwrap();
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let slow = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = http(port, "GET", &format!("/jobs/{id}?wait=2"), "", &[]);
+        (r, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let o = c.run(&["deploy", "api"]);
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    let (r, took) = slow.join().unwrap();
+    let (code, _, body) = r.unwrap();
+    // The old task was deregistered during the request and drained: it answered.
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"queued\""), "{body}");
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    let o = c.run(&["deployments", "api"]);
+    assert!(
+        text(&o.stdout).contains("deploy    completed"),
+        "{}",
+        text(&o.stdout)
+    );
+}
+
+#[test]
+fn the_example_runs_as_docker_containers() {
+    // In place: the image build compiles the example inside this workspace. The
+    // `prod` environment keeps its state apart from anything else.
+    let c = Cloud {
+        root: repo_root().join("examples"),
+        env: "prod",
+        owned: false,
+    };
+    let _ = std::fs::remove_dir_all(c.root.join(".pantstack/local/prod"));
+    let o = c.run(&["up", "--env", "prod", "--detach", "--runtime", "docker"]);
+    assert!(
+        o.status.success(),
+        "up --runtime docker failed:\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let u = c.wait_healthy("api", 1, Duration::from_secs(120));
+    assert_eq!(u["runtime"], "docker");
+    c.wait_healthy("api-worker", 1, Duration::from_secs(60));
+    let port = c.port();
+    let (code, _, body) = http(port, "POST", "/jobs", "in a container", &[]).unwrap();
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, _, body) = http(port, "GET", &format!("/jobs/{id}?wait=15"), "", &[]).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("IN A CONTAINER"), "{body}");
+    let image = u["revisions"][0]["image"].as_str().unwrap().to_string();
+    assert!(
+        image.contains(":api-"),
+        "tagged by the seed's strategy: {image}"
+    );
+    let ps = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            "label=pantstack.environment=prod",
+            "--filter",
+            "label=pantstack.project=shop",
+        ])
+        .output()
+        .unwrap();
+    assert!(!text(&ps.stdout).trim().is_empty());
+    assert!(c.run(&["down", "--env", "prod"]).status.success());
+    let ps = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            "label=pantstack.environment=prod",
+            "--filter",
+            "label=pantstack.project=shop",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&ps.stdout).trim().is_empty(),
+        "containers left: {}",
+        text(&ps.stdout)
+    );
+}
