@@ -1,0 +1,414 @@
+//! The load balancer against real backends on loopback: headers, errors (502, 503,
+//! 504), streaming both ways, WebSocket-style upgrades, health checks, fail-open and
+//! target selection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use pantstack_local::core::balance::Algorithm;
+use pantstack_local::core::health::{State, Thresholds};
+use pantstack_local::lb::Balancer;
+use pantstack_local::spec::{HttpSpec, Matcher, Rule};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(s: String) -> Body {
+    Full::new(Bytes::from(s))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A backend: `name` in every answer; `healthy` drives /healthz.
+async fn backend(name: &'static str, healthy: Arc<AtomicBool>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { break };
+            let healthy = healthy.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    let healthy = healthy.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let res: Response<Body> = match path.as_str() {
+                            "/healthz" => {
+                                let ok = healthy.load(Ordering::Relaxed);
+                                let mut r = Response::new(full("ok".into()));
+                                *r.status_mut() = if ok { 200u16 } else { 500 }.try_into().unwrap();
+                                r
+                            }
+                            "/headers" => {
+                                let h: Vec<String> = req
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap_or("")))
+                                    .collect();
+                                Response::new(full(format!("{name}\n{}", h.join("\n"))))
+                            }
+                            "/slow" => {
+                                tokio::time::sleep(Duration::from_secs(3)).await;
+                                Response::new(full(name.into()))
+                            }
+                            "/upload" => {
+                                let n = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes().len())
+                                    .unwrap_or(0);
+                                Response::new(full(format!("{n}")))
+                            }
+                            "/stream" => {
+                                let (tx, rx) = tokio::sync::mpsc::channel::<
+                                    Result<Frame<Bytes>, std::io::Error>,
+                                >(4);
+                                tokio::spawn(async move {
+                                    for i in 0..3 {
+                                        let _ = tx
+                                            .send(Ok(Frame::data(Bytes::from(format!(
+                                                "chunk{i}\n"
+                                            )))))
+                                            .await;
+                                        tokio::time::sleep(Duration::from_millis(400)).await;
+                                    }
+                                });
+                                let s = futures_stream(rx);
+                                Response::new(s.boxed())
+                            }
+                            "/ws" => {
+                                let up = hyper::upgrade::on(&mut req);
+                                tokio::spawn(async move {
+                                    if let Ok(u) = up.await {
+                                        let mut io = TokioIo::new(u);
+                                        let mut buf = [0u8; 1024];
+                                        while let Ok(n) = io.read(&mut buf).await {
+                                            if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                                                break;
+                                            }
+                                        }
+                                    }
+                                });
+                                Response::builder()
+                                    .status(101)
+                                    .header("connection", "upgrade")
+                                    .header("upgrade", "websocket")
+                                    .body(full(String::new()))
+                                    .unwrap()
+                            }
+                            _ => Response::new(full(name.into())),
+                        };
+                        Ok::<_, std::convert::Infallible>(res)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An mpsc receiver as a `Stream` of frames, without the futures crate.
+fn futures_stream(
+    rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
+) -> impl hyper::body::Body<Data = Bytes, Error = std::io::Error> + Send + Sync + 'static {
+    struct Rx(tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>);
+    impl hyper::body::Body for Rx {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    Rx(rx)
+}
+
+fn spec(rules: Vec<Rule>, algorithm: Algorithm) -> HttpSpec {
+    HttpSpec {
+        health_path: "/healthz".into(),
+        matcher: Matcher::parse("200"),
+        interval_ms: 200,
+        timeout_ms: 500,
+        thresholds: Thresholds {
+            healthy: 2,
+            unhealthy: 2,
+        },
+        grace_ms: 0,
+        deregistration_ms: 1000,
+        algorithm,
+        idle_timeout_ms: 1000,
+        rules,
+    }
+}
+
+/// A raw HTTP/1.1 request; returns (status, head, body).
+async fn get(port: u16, req: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let t = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = t.split_once("\r\n\r\n").unwrap_or((&t, ""));
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        head.to_string(),
+        body.to_string(),
+    )
+}
+
+fn req(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: svc.local\r\nConnection: close\r\n\r\n")
+}
+
+async fn wait_state(lb: &Balancer, task: u64, state: State) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lb.group.view(task).map(|v| v.state) != Some(state) {
+        assert!(Instant::now() < deadline, "task {task} never {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_with_alb_headers_and_answers_502_503_504() {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    let (code, _, body) = get(lb.port, &req("/")).await;
+    assert_eq!((code, body.as_str()), (503, "no target registered\n"));
+
+    let a = backend("a", Arc::new(AtomicBool::new(true))).await;
+    lb.register(1, a);
+    wait_state(&lb, 1, State::Healthy).await;
+    let (code, head, body) = get(lb.port, "GET /headers HTTP/1.1\r\nHost: svc.local\r\nX-Forwarded-For: 203.0.113.9\r\nX-Request-Id: abc-1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(code, 200);
+    let body = body.to_ascii_lowercase();
+    assert!(
+        body.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+        "{body}"
+    );
+    assert!(body.contains("x-forwarded-proto: http"), "{body}");
+    assert!(
+        body.contains(&format!("x-forwarded-port: {}", lb.port)),
+        "{body}"
+    );
+    assert!(body.contains("x-request-id: abc-1"), "{body}");
+    assert!(body.contains("x-amzn-trace-id: root=1-"), "{body}");
+    assert!(
+        !body.contains("connection: close"),
+        "hop-by-hop headers are not forwarded: {body}"
+    );
+    assert!(head.to_ascii_lowercase().contains("x-request-id: abc-1"));
+
+    // 504: the target takes longer than the idle timeout (1 s).
+    let t = Instant::now();
+    let (code, _, _) = get(lb.port, &req("/slow")).await;
+    assert_eq!(code, 504);
+    assert!(t.elapsed() < Duration::from_secs(3));
+
+    // 502: a target that refuses connections (fail-open sends traffic to it while
+    // nothing else is registered).
+    lb.group.remove(1);
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    lb.register(2, dead);
+    let (code, _, _) = get(lb.port, &req("/")).await;
+    assert_eq!(code, 502);
+    lb.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_targets_get_no_traffic_until_every_target_is_unhealthy() {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    let (ha, hb) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicBool::new(true)),
+    );
+    lb.register(1, backend("a", ha.clone()).await);
+    lb.register(2, backend("b", hb.clone()).await);
+    wait_state(&lb, 1, State::Healthy).await;
+    wait_state(&lb, 2, State::Healthy).await;
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..20 {
+        *seen.entry(get(lb.port, &req("/")).await.2).or_insert(0) += 1;
+    }
+    assert_eq!(seen.get("a"), Some(&10), "round robin: {seen:?}");
+    assert_eq!(seen.get("b"), Some(&10), "round robin: {seen:?}");
+
+    hb.store(false, Ordering::Relaxed);
+    wait_state(&lb, 2, State::Unhealthy).await;
+    for _ in 0..10 {
+        assert_eq!(get(lb.port, &req("/")).await.2, "a");
+    }
+    // Every target unhealthy: fail open to all.
+    ha.store(false, Ordering::Relaxed);
+    wait_state(&lb, 1, State::Unhealthy).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..10 {
+        seen.insert(get(lb.port, &req("/")).await.2);
+    }
+    assert_eq!(seen.len(), 2, "fail-open: {seen:?}");
+    // Recovery needs the healthy threshold (2 passes).
+    hb.store(true, Ordering::Relaxed);
+    wait_state(&lb, 2, State::Healthy).await;
+    for _ in 0..10 {
+        assert_eq!(get(lb.port, &req("/")).await.2, "b");
+    }
+    // Deregistered (draining) targets get nothing.
+    lb.group.deregister(2);
+    ha.store(true, Ordering::Relaxed);
+    wait_state(&lb, 1, State::Healthy).await;
+    for _ in 0..10 {
+        assert_eq!(get(lb.port, &req("/")).await.2, "a");
+    }
+    lb.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_outstanding_requests_avoids_the_busy_target() {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::LeastOutstanding), None)
+        .await
+        .unwrap();
+    let mut s = spec(vec![], Algorithm::LeastOutstanding);
+    s.idle_timeout_ms = 10_000;
+    lb.set_spec(s);
+    lb.register(1, backend("a", Arc::new(AtomicBool::new(true))).await);
+    lb.register(2, backend("b", Arc::new(AtomicBool::new(true))).await);
+    wait_state(&lb, 1, State::Healthy).await;
+    wait_state(&lb, 2, State::Healthy).await;
+    // One slow request occupies a target; the next ones go to the other.
+    let port = lb.port;
+    let slow = tokio::spawn(async move { get(port, &req("/slow")).await.2 });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut others = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        others.insert(get(port, &req("/")).await.2);
+    }
+    let busy = slow.await.unwrap();
+    assert_eq!(others.len(), 1, "{others:?}");
+    assert!(!others.contains(&busy), "sent to the busy target {busy}");
+    lb.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_both_ways_and_passes_upgrades_through() {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    lb.register(1, backend("a", Arc::new(AtomicBool::new(true))).await);
+    wait_state(&lb, 1, State::Healthy).await;
+
+    // Response streaming: the first chunk arrives before the backend has finished.
+    let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    s.write_all(req("/stream").as_bytes()).await.unwrap();
+    let t = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("chunk0") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(350),
+        "first chunk after {:?}",
+        t.elapsed()
+    );
+    s.read_to_end(&mut got).await.unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("chunk2"), "{text}");
+
+    // Request streaming: a chunked upload of 1 MiB.
+    let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").await.unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..16 {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        s.write_all(&chunk).await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out).ends_with("1048576"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Upgrade (WebSocket handshake shape): 101, then bytes both ways.
+    let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).await.unwrap(), 1);
+        head.push(b[0]);
+    }
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"ping over the tunnel").await.unwrap();
+    let mut echo = [0u8; 20];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"ping over the tunnel");
+    lb.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_rules_route_by_path_and_host() {
+    let rules = vec![
+        Rule {
+            path: Some("/api/*".into()),
+            host: None,
+        },
+        Rule {
+            path: None,
+            host: Some("*.example.com".into()),
+        },
+    ];
+    let lb = Balancer::start("t", 0, spec(rules, Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    lb.register(1, backend("a", Arc::new(AtomicBool::new(true))).await);
+    wait_state(&lb, 1, State::Healthy).await;
+    assert_eq!(get(lb.port, &req("/api/x")).await.0, 200);
+    assert_eq!(get(lb.port, &req("/other")).await.0, 404);
+    let (code, _, _) = get(
+        lb.port,
+        "GET /other HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 200);
+    lb.shutdown();
+}
