@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
@@ -288,40 +288,62 @@ fn rule_matches(r: &Rule, host: &str, path: &str) -> bool {
 }
 
 /// One service's load balancer.
+///
+/// Thread per core: every worker thread runs its own current-thread runtime with its
+/// own `SO_REUSEPORT` listener on the same port and its own pool of upstream
+/// connections; the target group is shared.
 pub struct Balancer {
     pub name: String,
     pub port: u16,
     pub group: Arc<Group>,
-    spec: Mutex<HttpSpec>,
-    client: Client<HttpConnector, Incoming>,
+    spec: Mutex<Arc<HttpSpec>>,
     check_client: Client<HttpConnector, Empty<Bytes>>,
-    log: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    log: Option<Arc<std::fs::File>>,
     stop: watch::Sender<bool>,
+}
+
+/// Per worker thread: its upstream client and its access-log buffer.
+struct Worker {
+    client: Client<HttpConnector, Incoming>,
+    log: Mutex<Vec<u8>>,
+}
+
+fn connector() -> HttpConnector {
+    let mut c = HttpConnector::new();
+    c.set_nodelay(true);
+    c.set_connect_timeout(Some(Duration::from_secs(5)));
+    c
 }
 
 impl Balancer {
     /// Binds `port` on 127.0.0.1 (0: any free port) and serves until `shutdown`.
+    /// Health checks run on the caller's runtime.
     pub async fn start(
         name: &str,
         port: u16,
         spec: HttpSpec,
         access_log: Option<std::path::PathBuf>,
     ) -> std::io::Result<Arc<Balancer>> {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        let port = listener.local_addr()?.port();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .build(connector.clone());
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 16);
+        let mut sockets = Vec::new();
+        let mut port = port;
+        for _ in 0..workers {
+            let s = tokio::net::TcpSocket::new_v4()?;
+            s.set_reuseaddr(true)?;
+            s.set_reuseport(true)?;
+            s.set_nodelay(true)?;
+            s.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+            port = s.local_addr()?.port();
+            sockets.push(s);
+        }
         let check_client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
-            .build(connector);
+            .build(connector());
         let log = match access_log {
-            Some(p) => Some(std::io::BufWriter::new(
+            Some(p) => Some(Arc::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -329,74 +351,90 @@ impl Balancer {
             )),
             None => None,
         };
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, _) = watch::channel(false);
         let b = Arc::new(Balancer {
             name: name.to_string(),
             port,
             group: Arc::new(Group::new(spec.algorithm)),
-            spec: Mutex::new(spec),
-            client,
+            spec: Mutex::new(Arc::new(spec)),
             check_client,
-            log: Mutex::new(log),
+            log,
             stop,
         });
-        let me = b.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    accepted = listener.accept() => {
-                        let Ok((stream, peer)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
-                        let b = me.clone();
-                        let idle = Duration::from_millis(b.spec().idle_timeout_ms);
-                        tokio::spawn(async move {
-                            let svc = hyper::service::service_fn(move |req| {
-                                let b = b.clone();
-                                async move { Ok::<_, Infallible>(b.handle(peer, req).await) }
-                            });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .keep_alive(true)
-                                .timer(TokioTimer::new())
-                                .header_read_timeout(idle)
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .with_upgrades()
-                                .await;
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let me = b.clone();
+            let mut stopped = b.stop.subscribe();
+            std::thread::Builder::new()
+                .name(format!("lb-{name}-{i}"))
+                .spawn(move || {
+                    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                        return;
+                    };
+                    rt.block_on(async move {
+                        let Ok(listener) = socket.listen(4096) else { return };
+                        let worker = Arc::new(Worker {
+                            client: Client::builder(TokioExecutor::new())
+                                .pool_idle_timeout(Duration::from_secs(30))
+                                .pool_max_idle_per_host(1024)
+                                .pool_timer(TokioTimer::new())
+                                .build(connector()),
+                            log: Mutex::new(Vec::new()),
                         });
-                    }
-                }
-            }
-        });
-        let me = b.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if *me.stop.borrow() {
-                    break;
-                }
-                me.flush_log();
-            }
-        });
+                        let mut flush = tokio::time::interval(Duration::from_millis(500));
+                        loop {
+                            tokio::select! {
+                                _ = stopped.changed() => break,
+                                _ = flush.tick() => me.flush_log(&worker, 0),
+                                accepted = listener.accept() => {
+                                    let Ok((stream, peer)) = accepted else { continue };
+                                    let _ = stream.set_nodelay(true);
+                                    let (b, w) = (me.clone(), worker.clone());
+                                    let idle = Duration::from_millis(b.spec().idle_timeout_ms);
+                                    tokio::spawn(async move {
+                                        let svc = hyper::service::service_fn(move |req| {
+                                            let (b, w) = (b.clone(), w.clone());
+                                            async move { Ok::<_, Infallible>(b.handle(&w, peer, req).await) }
+                                        });
+                                        let _ = hyper::server::conn::http1::Builder::new()
+                                            .keep_alive(true)
+                                            .timer(TokioTimer::new())
+                                            .header_read_timeout(idle)
+                                            .serve_connection(TokioIo::new(stream), svc)
+                                            .with_upgrades()
+                                            .await;
+                                    });
+                                }
+                            }
+                        }
+                        me.flush_log(&worker, 0);
+                    });
+                })?;
+        }
         Ok(b)
     }
 
-    pub fn spec(&self) -> HttpSpec {
+    pub fn spec(&self) -> Arc<HttpSpec> {
         self.spec.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn set_spec(&self, spec: HttpSpec) {
-        *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = spec;
+        *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(spec);
     }
 
+    /// Stops accepting; each worker writes out its access log.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
-        self.flush_log();
     }
 
-    fn flush_log(&self) {
-        if let Some(w) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            let _ = w.flush();
+    /// Writes a worker's buffered access-log lines when more than `min` bytes wait
+    /// (one `write` of whole lines on an O_APPEND file, so workers never interleave
+    /// inside a line).
+    fn flush_log(&self, w: &Worker, min: usize) {
+        let Some(f) = &self.log else { return };
+        let mut buf = w.log.lock().unwrap_or_else(|e| e.into_inner());
+        if buf.len() > min {
+            let _ = (&**f).write_all(&buf);
+            buf.clear();
         }
     }
 
@@ -442,7 +480,12 @@ impl Balancer {
         }
     }
 
-    async fn handle(&self, peer: SocketAddr, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(
+        &self,
+        w: &Worker,
+        peer: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let spec = self.spec();
         let host = req
@@ -479,6 +522,7 @@ impl Balancer {
         let respond =
             |res: Response<ProxyBody>, target: Option<SocketAddr>, target_status: Option<u16>| {
                 self.access_log(
+                    w,
                     peer,
                     target,
                     started,
@@ -545,7 +589,7 @@ impl Balancer {
 
         strip_hop_by_hop(req.headers_mut());
         let idle = Duration::from_millis(spec.idle_timeout_ms);
-        match tokio::time::timeout(idle, self.client.request(req)).await {
+        match tokio::time::timeout(idle, w.client.request(req)).await {
             Err(_) => respond(
                 text(StatusCode::GATEWAY_TIMEOUT, "target timed out\n"),
                 Some(addr),
@@ -622,6 +666,7 @@ impl Balancer {
     #[allow(clippy::too_many_arguments)]
     fn access_log(
         &self,
+        worker: &Worker,
         client: SocketAddr,
         target: Option<SocketAddr>,
         started: Instant,
@@ -631,8 +676,10 @@ impl Balancer {
         trace: &str,
         request_id: &str,
     ) {
-        let mut guard = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(w) = guard.as_mut() else { return };
+        if self.log.is_none() {
+            return;
+        }
+        let mut w = worker.log.lock().unwrap_or_else(|e| e.into_inner());
         let now = crate::clock::rfc3339_micros(SystemTime::now());
         let elapsed = started.elapsed().as_secs_f64();
         let _ = writeln!(
@@ -644,6 +691,11 @@ impl Balancer {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".into()),
         );
+        let full = w.len() > 64 * 1024;
+        drop(w);
+        if full {
+            self.flush_log(worker, 0);
+        }
     }
 }
 
