@@ -326,14 +326,24 @@ fn up_serves_jobs_through_the_load_balancer_and_down_stops_everything() {
             .any(|l| l.starts_with("api-worker/") && l.contains("Z stderr ")),
         "{logs}"
     );
-    let access = std::fs::read_to_string(c.root.join(".pantstack/local/test/access/api.log"))
-        .unwrap_or_default();
-    assert!(
-        access.lines().any(|l| l.starts_with("http ")
-            && l.contains("\"POST http://127.0.0.1:")
-            && l.contains(" 202 202 ")),
-        "{access}"
-    );
+    // Workers write their access-log buffers every 500 ms.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let access = std::fs::read_to_string(c.root.join(".pantstack/local/test/access/api.log"))
+            .unwrap_or_default();
+        if access.lines().any(|l| {
+            l.starts_with("http ")
+                && l.contains("\"POST http://127.0.0.1:")
+                && l.contains(" 202 202 ")
+        }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access-log line for the POST: {access}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let o = c.run(&["down"]);
     assert!(o.status.success(), "{}", text(&o.stderr));

@@ -119,15 +119,19 @@ impl Group {
     /// Picks a target; the guard counts the request as outstanding until dropped.
     fn pick(&self) -> Option<(SocketAddr, Outstanding)> {
         let g = self.lock();
-        let cands: Vec<Candidate> = g
-            .iter()
-            .map(|t| Candidate {
+        let mut buf = [Candidate {
+            state: State::Draining,
+            outstanding: 0,
+        }; 64];
+        let n = g.len().min(buf.len());
+        for (slot, t) in buf.iter_mut().zip(g.iter()) {
+            *slot = Candidate {
                 state: t.health.state,
                 outstanding: t.outstanding.load(Ordering::Relaxed),
-            })
-            .collect();
+            };
+        }
         let mut turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let i = balance::pick(&cands, self.algorithm, &mut turn)?;
+        let i = balance::pick(&buf[..n], self.algorithm, &mut turn)?;
         let t = &g[i];
         t.outstanding.fetch_add(1, Ordering::Relaxed);
         Some((t.addr, Outstanding(t.outstanding.clone())))
@@ -154,10 +158,80 @@ impl Drop for Outstanding {
     }
 }
 
-/// A response body that keeps its request outstanding until it is fully sent.
+type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
+
+/// Idle upstream connections of one worker thread, by target. A connection goes
+/// back once its response body has been read to the end.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<(SocketAddr, Sender)>>,
+}
+
+/// At most this many idle connections per worker.
+const POOL_MAX: usize = 1024;
+
+impl Pool {
+    fn take(&self, addr: SocketAddr) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|(_, s)| !s.is_closed());
+        let i = idle.iter().rposition(|(a, s)| *a == addr && s.is_ready())?;
+        Some(idle.swap_remove(i).1)
+    }
+
+    fn put(&self, addr: SocketAddr, s: Sender) {
+        if s.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < POOL_MAX {
+            idle.push((addr, s));
+        }
+    }
+
+    async fn connect(addr: SocketAddr) -> Result<Sender, ()> {
+        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .map_err(|_| ())?
+            .map_err(|_| ())?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| ())?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// Sends on a pooled connection (a stale one is retried on a fresh connection:
+    /// the request had not been written).
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Sender), ()> {
+        for _ in 0..3 {
+            let mut sender = match self.take(addr) {
+                Some(s) => s,
+                None => Self::connect(addr).await?,
+            };
+            match sender.try_send_request(req).await {
+                Ok(res) => return Ok((res, sender)),
+                Err(mut e) => match e.take_message() {
+                    Some(r) => req = r,
+                    None => return Err(()),
+                },
+            }
+        }
+        Err(())
+    }
+}
+
+/// A response body that keeps its request outstanding until it is fully sent, then
+/// gives its upstream connection back to the pool.
 struct Tracked {
     inner: Incoming,
     _guard: Outstanding,
+    reuse: Option<(Arc<Pool>, SocketAddr, Sender)>,
+    done: bool,
 }
 
 impl Body for Tracked {
@@ -168,7 +242,11 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            self.done = true;
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -177,6 +255,16 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if (self.done || self.inner.is_end_stream())
+            && let Some((pool, addr, sender)) = self.reuse.take()
+        {
+            pool.put(addr, sender);
+        }
     }
 }
 
@@ -192,11 +280,26 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     r
 }
 
+/// A fast per-thread pseudo-random generator (xorshift64*), seeded from the
+/// standard library's random hash keys: ids must be unique, not secret.
 fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish()
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            h.finish() | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    })
 }
 
 pub fn request_id() -> String {
@@ -302,9 +405,9 @@ pub struct Balancer {
     stop: watch::Sender<bool>,
 }
 
-/// Per worker thread: its upstream client and its access-log buffer.
+/// Per worker thread: its upstream connections and its access-log buffer.
 struct Worker {
-    client: Client<HttpConnector, Incoming>,
+    pool: Arc<Pool>,
     log: Mutex<Vec<u8>>,
 }
 
@@ -361,23 +464,34 @@ impl Balancer {
             log,
             stop,
         });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         for (i, socket) in sockets.into_iter().enumerate() {
             let me = b.clone();
             let mut stopped = b.stop.subscribe();
+            let ready = ready_tx.clone();
             std::thread::Builder::new()
                 .name(format!("lb-{name}-{i}"))
                 .spawn(move || {
-                    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                        return;
+                    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
                     };
                     rt.block_on(async move {
-                        let Ok(listener) = socket.listen(4096) else { return };
+                        let listener = match socket.listen(4096) {
+                            Ok(l) => {
+                                let _ = ready.send(Ok(()));
+                                l
+                            }
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        };
                         let worker = Arc::new(Worker {
-                            client: Client::builder(TokioExecutor::new())
-                                .pool_idle_timeout(Duration::from_secs(30))
-                                .pool_max_idle_per_host(1024)
-                                .pool_timer(TokioTimer::new())
-                                .build(connector()),
+                            pool: Arc::new(Pool::default()),
                             log: Mutex::new(Vec::new()),
                         });
                         let mut flush = tokio::time::interval(Duration::from_millis(500));
@@ -409,6 +523,14 @@ impl Balancer {
                         me.flush_log(&worker, 0);
                     });
                 })?;
+        }
+        drop(ready_tx);
+        // Every worker listens before the port is announced.
+        for r in ready_rx.iter().take(workers) {
+            if let Err(e) = r {
+                b.shutdown();
+                return Err(e);
+            }
         }
         Ok(b)
     }
@@ -495,16 +617,20 @@ impl Balancer {
             .unwrap_or("")
             .to_string();
         let path = req.uri().path().to_string();
-        let line = format!(
-            "{} http://{}{} {:?}",
-            req.method(),
-            if host.is_empty() { "-" } else { &host },
-            req.uri()
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/"),
-            req.version()
-        );
+        let line = if self.log.is_some() {
+            format!(
+                "{} http://{}{} {:?}",
+                req.method(),
+                if host.is_empty() { "-" } else { &host },
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/"),
+                req.version()
+            )
+        } else {
+            String::new()
+        };
         let request_id = req
             .headers()
             .get("x-request-id")
@@ -567,19 +693,24 @@ impl Balancer {
                 h.insert(HeaderName::from_static(k), v);
             }
         }
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let Ok(uri) = format!("http://{addr}{pq}").parse() else {
-            return respond(
-                text(StatusCode::BAD_REQUEST, "bad request target\n"),
-                None,
-                None,
-            );
-        };
-        *req.uri_mut() = uri;
+        // The target gets the request in origin form (`/path?query`), Host kept.
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            match pq.parse() {
+                Ok(uri) => *req.uri_mut() = uri,
+                Err(_) => {
+                    return respond(
+                        text(StatusCode::BAD_REQUEST, "bad request target\n"),
+                        None,
+                        None,
+                    );
+                }
+            }
+        }
 
         if req.headers().contains_key("upgrade") {
             let res = self.upgrade(addr, req, guard).await;
@@ -589,7 +720,7 @@ impl Balancer {
 
         strip_hop_by_hop(req.headers_mut());
         let idle = Duration::from_millis(spec.idle_timeout_ms);
-        match tokio::time::timeout(idle, w.client.request(req)).await {
+        match tokio::time::timeout(idle, w.pool.send(addr, req)).await {
             Err(_) => respond(
                 text(StatusCode::GATEWAY_TIMEOUT, "target timed out\n"),
                 Some(addr),
@@ -603,12 +734,14 @@ impl Balancer {
                 Some(addr),
                 None,
             ),
-            Ok(Ok(res)) => {
+            Ok(Ok((res, sender))) => {
                 let code = res.status().as_u16();
                 let (parts, body) = res.into_parts();
                 let body = Tracked {
                     inner: body,
                     _guard: guard,
+                    reuse: Some((w.pool.clone(), addr, sender)),
+                    done: false,
                 }
                 .boxed();
                 respond(Response::from_parts(parts, body), Some(addr), Some(code))
@@ -646,6 +779,8 @@ impl Balancer {
                 Tracked {
                     inner: body,
                     _guard: guard,
+                    reuse: None,
+                    done: false,
                 }
                 .boxed(),
             );

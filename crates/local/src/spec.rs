@@ -94,6 +94,8 @@ pub struct Unit {
     pub min_healthy_percent: u32,
     pub max_percent: u32,
     pub circuit_breaker: bool,
+    /// Overrides ECS's threshold (`circuitBreakerThreshold`).
+    pub breaker_threshold: Option<u32>,
     pub rollback: bool,
     pub stop_timeout_ms: u64,
     pub healthy_after_ms: u64,
@@ -195,6 +197,7 @@ pub fn units_of(
             min_healthy_percent: int(&cfg, "minHealthyPercent", 100) as u32,
             max_percent: int(&cfg, "maxPercent", 200) as u32,
             circuit_breaker: flag(&cfg, "circuitBreaker"),
+            breaker_threshold: cfg.int("circuitBreakerThreshold").map(|t| t as u32),
             rollback: flag(&cfg, "rollback"),
             stop_timeout_ms: ms(&cfg, "localStopTimeout", 10),
             healthy_after_ms: ms(&cfg, "localHealthyAfter", 3),

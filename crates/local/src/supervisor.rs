@@ -327,12 +327,15 @@ impl Supervisor {
             return;
         };
         let Some(rev) = rt.revision(to) else { return };
-        let params = Params::new(
+        let mut params = Params::new(
             rt.desired,
             rev.unit.min_healthy_percent,
             rev.unit.max_percent,
             rev.unit.circuit_breaker,
         );
+        if let Some(t) = rev.unit.breaker_threshold {
+            params.threshold = t;
+        }
         // A deployment replaces any one in progress (ECS: the newest wins).
         let mut waiters: Vec<_> = waiter.into_iter().collect();
         if let Some(old) = rt.deploy.take() {

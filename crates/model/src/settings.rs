@@ -168,6 +168,7 @@ pub const SETTINGS: &[Setting] = &[
     s("maxPercent", "deployment.max_percent", Service, Int { min: 100, max: 200 }, Default::Int(200), "rolling update upper bound"),
     s("circuitBreaker", "deployment.circuit_breaker", Service, Bool, Default::Bool(true), "fail a deployment whose tasks keep failing"),
     s("rollback", "deployment.rollback", Service, Bool, Default::Bool(true), "roll back a failed deployment to the last completed one"),
+    s("circuitBreakerThreshold", "deployment.circuit_breaker_threshold", Service, Int { min: 1, max: 200 }, Default::Unset, "failed tasks that fail a deployment in the local cloud (default, as ECS: ceil(0.5 × desired) clamped to 3..200; ECS's own is not configurable)"),
     s("deploymentStrategy", "deployment.strategy", Service, Choice(&["rolling", "blue_green", "canary"]), Default::Text("rolling"), "ECS deployment strategy"),
     s("stopTimeout", "deployment.stop_timeout", Service, Duration { min: 2, max: 120 }, Default::Duration(30), "SIGTERM → SIGKILL grace"),
     // HTTP

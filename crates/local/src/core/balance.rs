@@ -28,34 +28,49 @@ pub struct Candidate {
 }
 
 /// Index of the chosen target. `turn` advances on every call (round robin and
-/// tie-breaking).
+/// tie-breaking). Allocation-free: it runs on every request.
 pub fn pick(targets: &[Candidate], algo: Algorithm, turn: &mut usize) -> Option<usize> {
-    let healthy: Vec<usize> = (0..targets.len())
-        .filter(|&i| targets[i].state == State::Healthy)
-        .collect();
-    let pool: Vec<usize> = if healthy.is_empty() {
-        (0..targets.len())
-            .filter(|&i| targets[i].state != State::Draining)
-            .collect()
-    } else {
-        healthy
+    let healthy = targets.iter().filter(|t| t.state == State::Healthy).count();
+    // No healthy target: fail open to every registered, non-draining one.
+    let in_pool = |t: &Candidate| {
+        if healthy > 0 {
+            t.state == State::Healthy
+        } else {
+            t.state != State::Draining
+        }
     };
-    if pool.is_empty() {
+    let size = if healthy > 0 {
+        healthy
+    } else {
+        targets.iter().filter(|t| in_pool(t)).count()
+    };
+    if size == 0 {
         return None;
     }
-    let start = *turn % pool.len();
+    let start = *turn % size;
     *turn = turn.wrapping_add(1);
+    // The k-th member of the pool, in target order.
+    let nth = |k: usize| {
+        targets
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| in_pool(t))
+            .nth(k)
+            .map(|(i, _)| i)
+    };
     match algo {
-        Algorithm::RoundRobin => Some(pool[start]),
+        Algorithm::RoundRobin => nth(start),
         Algorithm::LeastOutstanding => {
-            let mut best = pool[start];
-            for k in 1..pool.len() {
-                let i = pool[(start + k) % pool.len()];
-                if targets[i].outstanding < targets[best].outstanding {
-                    best = i;
+            let mut best: Option<usize> = None;
+            for k in 0..size {
+                let Some(i) = nth((start + k) % size) else {
+                    continue;
+                };
+                if best.is_none_or(|b| targets[i].outstanding < targets[b].outstanding) {
+                    best = Some(i);
                 }
             }
-            Some(best)
+            best
         }
     }
 }

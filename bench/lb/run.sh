@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# bench/lb/run.sh — the local cloud's load balancer against nginx (tuned peer
+# config, nginx.conf here) over the same two backends, in the same run.
+#
+#   bash bench/lb/run.sh            # ROUNDS=5 SECONDS_PER_RUN=10 by default
+#
+# wrk at 64 connections (throughput, CPU per request) and at 1 connection (p50
+# latency), rounds alternating between the proxies; medians and ratios are written
+# to docs/benchmarks.md. Loopback only. Needs nginx and wrk (Debian packages; they are
+# installed with apt-get when missing and this runs as root).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+ROUNDS=${ROUNDS:-5}
+SECS=${SECONDS_PER_RUN:-10}
+
+for tool in nginx wrk; do
+  if ! command -v "$tool" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$tool" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk >/dev/null
+    else
+      echo "FAIL: $tool is missing (apt-get install nginx-light wrk)"; exit 1
+    fi
+  fi
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release -q -p pantstack-bench
+bin=target/release
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$dir"; }
+trap cleanup EXIT
+
+for p in 9001 9002 8081 8082 8083 8089; do
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(0 if s.connect_ex(('127.0.0.1',$p)) else 1)"; then :; else
+    echo "FAIL: 127.0.0.1:$p is in use"; exit 1
+  fi
+done
+
+"$bin/bench-backend" 9001 & pids+=($!)
+"$bin/bench-backend" 9002 & pids+=($!)
+mkdir -p "$dir/logs"
+sed "s|__DIR__|$dir|g" bench/lb/nginx.conf > "$dir/nginx.conf"
+"$NGINX" -c "$dir/nginx.conf" -p "$dir" & nginx_master=$!; pids+=($nginx_master)
+"$bin/bench-lb" 8082 127.0.0.1:9001 127.0.0.1:9002 & ours=$!; pids+=($ours)
+
+for p in 9001 9002 8082 8083; do
+  for _ in $(seq 50); do
+    curl -fs "http://127.0.0.1:$p/" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -fs "http://127.0.0.1:$p/" >/dev/null || { echo "FAIL: nothing answers on $p"; exit 1; }
+done
+sleep 1   # first health checks
+
+# CPU time (clock ticks) of a process and its children threads (nginx: master + workers).
+cpu() {
+  local total=0 p
+  for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
+    if [ -r "/proc/$p/stat" ]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    fi
+  done
+  echo "$total"
+}
+
+results="$dir/results.tsv"
+run() { # NAME PORT CONNS THREADS PID
+  local name=$1 port=$2 c=$3 t=$4 pid=$5 before after out
+  before=$(cpu "$pid")
+  out=$(wrk -t"$t" -c"$c" -d"${SECS}s" --latency "http://127.0.0.1:$port/")
+  after=$(cpu "$pid")
+  python3 - "$name" "$c" "$before" "$after" "$(getconf CLK_TCK)" >>"$results" <<PY
+import re, sys
+out = """$out"""
+name, conns, before, after, tck = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+m = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
+p50 = float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1e6}[m.group(2)]
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+sock = re.search(r"Socket errors: (.*)", out)
+cpu_us = (after - before) / tck * 1e6 / max(reqs, 1)
+print(f"{name}\t{conns}\t{rps:.0f}\t{p50:.1f}\t{cpu_us:.2f}\t{errs.group(1) if errs else 0}\t{sock.group(1) if sock else '-'}")
+PY
+}
+
+for r in $(seq "$ROUNDS"); do
+  echo "round $r/$ROUNDS"
+  run direct 9001 64 2 "${pids[0]}"
+  run nginx 8083 64 2 "$nginx_master"
+  run pantstack 8082 64 2 "$ours"
+  run nginx 8083 1 1 "$nginx_master"
+  run pantstack 8082 1 1 "$ours"
+done
+
+python3 - "$results" "$ROUNDS" "$SECS" <<'PY'
+import statistics, sys, datetime, platform, os
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+def med(name, conns, col):
+    v = [float(r[col]) for r in rows if r[0] == name and r[1] == conns]
+    return statistics.median(v) if v else float("nan")
+errors = sum(int(r[5]) for r in rows)
+n_rps, p_rps, d_rps = med("nginx", "64", 2), med("pantstack", "64", 2), med("direct", "64", 2)
+n_cpu, p_cpu = med("nginx", "64", 4), med("pantstack", "64", 4)
+n_p50, p_p50 = med("nginx", "1", 3), med("pantstack", "1", 3)
+ok = lambda b: "met" if b else "**not met**"
+doc = f"""# Benchmarks
+
+Run with one command each; every figure is a median over rounds that alternate
+between Pantstack and its peer in the same run, on the same machine, so the ratios
+are what matters (absolute numbers swing ±30 % on these shared 2-core machines).
+
+## Load balancer: `bash bench/lb/run.sh`
+
+Pantstack's local load balancer (`bench-lb`: the same `pantstack_local::lb::Balancer`
+the local cloud runs — thread per core, request ids and trace ids on every request,
+health checks; access log off, as nginx's) against nginx
+(`bench/lb/nginx.conf`, the tuned peer config; its port 8083, which also injects an
+`X-Request-Id`) over the same two backends (`bench-backend`, hyper). wrk: `-t2 -c64`
+for throughput and CPU, `-t1 -c1` for latency; {sys.argv[2]} rounds of {sys.argv[3]} s.
+CPU per request is the proxy's user+system time (all its processes) over the
+requests served.
+
+Last run: {datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}, {os.cpu_count()} cores, {platform.machine()}.
+
+| measure | nginx | pantstack | ratio | target | |
+|---|---|---|---|---|---|
+| requests/s at 64 connections | {n_rps:,.0f} | {p_rps:,.0f} | {p_rps/n_rps:.2f}× | ≥ 1.20× | {ok(p_rps/n_rps >= 1.2)} |
+| proxy CPU per request (µs) | {n_cpu:.1f} | {p_cpu:.1f} | {p_cpu/n_cpu:.2f}× | ≤ 1.00× | {ok(p_cpu <= n_cpu)} |
+| p50 latency at 1 connection (µs) | {n_p50:.0f} | {p_p50:.0f} | {p_p50/n_p50:.2f}× | ≤ 1.00× | {ok(p_p50 <= n_p50)} |
+
+Backends hit directly (no proxy): {d_rps:,.0f} requests/s at 64 connections
+(nginx reaches {n_rps/d_rps:.2f} of that, Pantstack {p_rps/d_rps:.2f}).
+Non-2xx answers during the whole run: {errors}.
+""" + (open("bench/lb/NOTES.md").read() if os.path.exists("bench/lb/NOTES.md") else "") + """
+Every round (name, connections, requests/s, p50 µs, CPU µs/request, non-2xx, socket errors):
+
+```
+""" + "".join("\t".join(r) + "\n" for r in rows) + "```\n"
+open("docs/benchmarks.md", "w").write(doc)
+print(doc)
+PY
