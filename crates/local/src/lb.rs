@@ -326,6 +326,8 @@ fn trace_id() -> String {
     )
 }
 
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 /// Hop-by-hop headers: about one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -340,19 +342,22 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
-    let named: Vec<String> = h
-        .get_all("connection")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for n in named {
-        h.remove(n.as_str());
+    if let Some(conn) = h.get("connection") {
+        let named: Vec<String> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for n in named {
+            h.remove(n.as_str());
+        }
     }
     for n in HOP_BY_HOP {
-        h.remove(*n);
+        if h.contains_key(*n) {
+            h.remove(*n);
+        }
     }
 }
 
@@ -398,6 +403,7 @@ fn rule_matches(r: &Rule, host: &str, path: &str) -> bool {
 pub struct Balancer {
     pub name: String,
     pub port: u16,
+    port_value: HeaderValue,
     pub group: Arc<Group>,
     spec: Mutex<Arc<HttpSpec>>,
     check_client: Client<HttpConnector, Empty<Bytes>>,
@@ -458,6 +464,7 @@ impl Balancer {
         let b = Arc::new(Balancer {
             name: name.to_string(),
             port,
+            port_value: HeaderValue::from(port),
             group: Arc::new(Group::new(spec.algorithm)),
             spec: Mutex::new(Arc::new(spec)),
             check_client,
@@ -504,10 +511,13 @@ impl Balancer {
                                     let _ = stream.set_nodelay(true);
                                     let (b, w) = (me.clone(), worker.clone());
                                     let idle = Duration::from_millis(b.spec().idle_timeout_ms);
+                                    // Computed once per connection.
+                                    let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+                                        .unwrap_or(HeaderValue::from_static("-"));
                                     tokio::spawn(async move {
                                         let svc = hyper::service::service_fn(move |req| {
-                                            let (b, w) = (b.clone(), w.clone());
-                                            async move { Ok::<_, Infallible>(b.handle(&w, peer, req).await) }
+                                            let (b, w, ip) = (b.clone(), w.clone(), peer_ip.clone());
+                                            async move { Ok::<_, Infallible>(b.handle(&w, peer, &ip, req).await) }
                                         });
                                         let _ = hyper::server::conn::http1::Builder::new()
                                             .keep_alive(true)
@@ -606,17 +616,22 @@ impl Balancer {
         &self,
         w: &Worker,
         peer: SocketAddr,
+        peer_ip: &HeaderValue,
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let spec = self.spec();
-        let host = req
-            .headers()
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let path = req.uri().path().to_string();
+        // Host and path are read only when rules or the access log need them.
+        let needs_target = !spec.rules.is_empty() || self.log.is_some();
+        let host = if needs_target {
+            req.headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        } else {
+            String::new()
+        };
         let line = if self.log.is_some() {
             format!(
                 "{} http://{}{} {:?}",
@@ -631,22 +646,19 @@ impl Balancer {
         } else {
             String::new()
         };
-        let request_id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 200)
-            .map(str::to_string)
-            .unwrap_or_else(request_id);
-        let trace = req
-            .headers()
-            .get("x-amzn-trace-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(trace_id);
+        let request_id = match req.headers().get("x-request-id") {
+            Some(v) if !v.is_empty() && v.len() <= 200 => v.clone(),
+            _ => HeaderValue::from_str(&request_id()).unwrap_or(HeaderValue::from_static("-")),
+        };
+        let trace = match req.headers().get("x-amzn-trace-id") {
+            Some(v) => v.clone(),
+            None => HeaderValue::from_str(&trace_id()).unwrap_or(HeaderValue::from_static("-")),
+        };
 
-        let respond =
-            |res: Response<ProxyBody>, target: Option<SocketAddr>, target_status: Option<u16>| {
+        let respond = |mut res: Response<ProxyBody>,
+                       target: Option<SocketAddr>,
+                       target_status: Option<u16>| {
+            if self.log.is_some() {
                 self.access_log(
                     w,
                     peer,
@@ -655,17 +667,20 @@ impl Balancer {
                     res.status().as_u16(),
                     target_status,
                     &line,
-                    &trace,
-                    &request_id,
+                    trace.to_str().unwrap_or("-"),
+                    request_id.to_str().unwrap_or("-"),
                 );
-                let mut res = res;
-                if let Ok(v) = HeaderValue::from_str(&request_id) {
-                    res.headers_mut().insert("x-request-id", v);
-                }
-                res
-            };
+            }
+            res.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+            res
+        };
 
-        if !spec.rules.is_empty() && !spec.rules.iter().any(|r| rule_matches(r, &host, &path)) {
+        if !spec.rules.is_empty()
+            && !spec
+                .rules
+                .iter()
+                .any(|r| rule_matches(r, &host, req.uri().path()))
+        {
             return respond(text(StatusCode::NOT_FOUND, "no route\n"), None, None);
         }
         let Some((addr, guard)) = self.group.pick() else {
@@ -679,20 +694,22 @@ impl Balancer {
         // Headers the target sees.
         let h = req.headers_mut();
         let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.ip())).ok(),
+            None => Some(peer_ip.clone()),
         };
-        for (k, v) in [
-            ("x-forwarded-for", xff),
-            ("x-forwarded-proto", "http".to_string()),
-            ("x-forwarded-port", self.port.to_string()),
-            ("x-request-id", request_id.clone()),
-            ("x-amzn-trace-id", trace.clone()),
-        ] {
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                h.insert(HeaderName::from_static(k), v);
-            }
+        if let Some(xff) = xff {
+            h.insert(HeaderName::from_static("x-forwarded-for"), xff);
         }
+        h.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+        h.insert(
+            HeaderName::from_static("x-forwarded-port"),
+            self.port_value.clone(),
+        );
+        h.insert(X_REQUEST_ID, request_id.clone());
+        h.insert(HeaderName::from_static("x-amzn-trace-id"), trace.clone());
         // The target gets the request in origin form (`/path?query`), Host kept.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
             let pq = req
