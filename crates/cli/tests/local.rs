@@ -596,6 +596,20 @@ fn the_example_runs_as_docker_containers() {
         image.contains(":api-"),
         "tagged by the seed's strategy: {image}"
     );
+    // A rolling deploy of containers (image rebuilt) under load: no failed request.
+    let load = Load::start(port, "/healthz");
+    let o = c.run(&["deploy", "api", "--env", "prod"]);
+    let (ok, failed) = load.finish();
+    assert!(o.status.success(), "deploy failed:\n{}", text(&o.stdout));
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 20, "only {ok} requests");
+    let u = c.wait_healthy("api", 1, Duration::from_secs(60));
+    assert!(u["revision"].as_u64().unwrap() >= 2);
     let ps = Command::new("docker")
         .args([
             "ps",
