@@ -8,7 +8,7 @@ use crate::core::balance::{self, Algorithm, Candidate};
 use crate::core::health::{State, TargetHealth};
 use crate::spec::{HttpSpec, Rule};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{Empty, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -27,7 +27,43 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+/// What the balancer answers with: a target's body (streamed, tracked) or its own
+/// short text. An enum, not a boxed trait object: no allocation per response.
+pub enum ProxyBody {
+    Target(Tracked),
+    Text(Full<Bytes>),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Target(t) => Pin::new(t).poll_frame(cx),
+            ProxyBody::Text(f) => Pin::new(f)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Target(t) => t.is_end_stream(),
+            ProxyBody::Text(f) => f.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Target(t) => t.size_hint(),
+            ProxyBody::Text(f) => f.size_hint(),
+        }
+    }
+}
 
 pub struct Target {
     pub task: u64,
@@ -150,7 +186,7 @@ fn view_of(t: &Target) -> TargetView {
 }
 
 /// Decrements a target's outstanding count when the response body ends.
-struct Outstanding(Arc<AtomicU32>);
+pub struct Outstanding(Arc<AtomicU32>);
 
 impl Drop for Outstanding {
     fn drop(&mut self) {
@@ -158,12 +194,12 @@ impl Drop for Outstanding {
     }
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
+pub type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
 
 /// Idle upstream connections of one worker thread, by target. A connection goes
 /// back once its response body has been read to the end.
 #[derive(Default)]
-struct Pool {
+pub struct Pool {
     idle: Mutex<Vec<(SocketAddr, Sender)>>,
 }
 
@@ -227,7 +263,7 @@ impl Pool {
 
 /// A response body that keeps its request outstanding until it is fully sent, then
 /// gives its upstream connection back to the pool.
-struct Tracked {
+pub struct Tracked {
     inner: Incoming,
     _guard: Outstanding,
     reuse: Option<(Arc<Pool>, SocketAddr, Sender)>,
@@ -269,11 +305,9 @@ impl Drop for Tracked {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from_static(body.as_bytes()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(ProxyBody::Text(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
     *r.status_mut() = status;
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("text/plain"));
@@ -302,31 +336,44 @@ fn random_u64() -> u64 {
     })
 }
 
-pub fn request_id() -> String {
-    let (a, b) = (random_u64(), random_u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
+/// Writes `v`'s low `digits` nibbles as lowercase hex.
+fn hex_into(out: &mut [u8], v: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in 0..digits {
+        out[i] = HEX[((v >> ((digits - 1 - i) * 4)) & 0xf) as usize];
+    }
 }
 
+/// A random UUID-shaped request id (version 4 layout), as ALB's are.
+pub fn request_id() -> String {
+    let (a, b) = (random_u64(), random_u64());
+    let mut buf = *b"00000000-0000-4000-8000-000000000000";
+    hex_into(&mut buf[0..8], a >> 32, 8);
+    hex_into(&mut buf[9..13], a >> 16, 4);
+    hex_into(&mut buf[15..18], a, 3);
+    hex_into(&mut buf[19..23], (b >> 48) & 0x3fff | 0x8000, 4);
+    hex_into(&mut buf[24..36], b, 12);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// `Root=1-{epoch seconds, 8 hex}-{24 hex}`, X-Ray's trace id format.
 fn trace_id() -> String {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    format!(
-        "Root=1-{secs:08x}-{:016x}{:08x}",
-        random_u64(),
-        random_u64() as u32
-    )
+    let mut buf = *b"Root=1-00000000-000000000000000000000000";
+    hex_into(&mut buf[7..15], secs, 8);
+    hex_into(&mut buf[16..32], random_u64(), 16);
+    hex_into(&mut buf[32..40], random_u64(), 8);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
 /// Hop-by-hop headers: about one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -698,18 +745,12 @@ impl Balancer {
             None => Some(peer_ip.clone()),
         };
         if let Some(xff) = xff {
-            h.insert(HeaderName::from_static("x-forwarded-for"), xff);
+            h.insert(X_FORWARDED_FOR, xff);
         }
-        h.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static("http"),
-        );
-        h.insert(
-            HeaderName::from_static("x-forwarded-port"),
-            self.port_value.clone(),
-        );
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_PORT, self.port_value.clone());
         h.insert(X_REQUEST_ID, request_id.clone());
-        h.insert(HeaderName::from_static("x-amzn-trace-id"), trace.clone());
+        h.insert(X_AMZN_TRACE_ID, trace.clone());
         // The target gets the request in origin form (`/path?query`), Host kept.
         if req.uri().scheme().is_some() || req.uri().authority().is_some() {
             let pq = req
@@ -754,13 +795,12 @@ impl Balancer {
             Ok(Ok((res, sender))) => {
                 let code = res.status().as_u16();
                 let (parts, body) = res.into_parts();
-                let body = Tracked {
+                let body = ProxyBody::Target(Tracked {
                     inner: body,
                     _guard: guard,
                     reuse: Some((w.pool.clone(), addr, sender)),
                     done: false,
-                }
-                .boxed();
+                });
                 respond(Response::from_parts(parts, body), Some(addr), Some(code))
             }
         }
@@ -793,13 +833,12 @@ impl Balancer {
             let (parts, body) = res.into_parts();
             return Response::from_parts(
                 parts,
-                Tracked {
+                ProxyBody::Target(Tracked {
                     inner: body,
                     _guard: guard,
                     reuse: None,
                     done: false,
-                }
-                .boxed(),
+                }),
             );
         }
         let upstream_upgrade = hyper::upgrade::on(&mut res);
@@ -811,7 +850,7 @@ impl Balancer {
             }
         });
         let (parts, _) = res.into_parts();
-        Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed())
+        Response::from_parts(parts, ProxyBody::Text(Full::new(Bytes::new())))
     }
 
     /// One line in the order of ALB access logs (fields we do not have are `-`).
@@ -870,6 +909,19 @@ mod tests {
         let (a, b) = (request_id(), request_id());
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
-        assert!(trace_id().starts_with("Root=1-"));
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'), "{a}");
+        assert!(
+            matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "{a}"
+        );
+        assert!(a.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
+        let t = trace_id();
+        assert!(t.starts_with("Root=1-") && t.len() == 40, "{t}");
+        assert_ne!(t, trace_id());
     }
 }
