@@ -20,7 +20,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -76,8 +76,20 @@ pub struct Target {
 /// A target group: its targets and their health.
 pub struct Group {
     targets: Mutex<Vec<Target>>,
-    turn: AtomicUsize,
+    /// Bumped on every change that matters to selection (registration, health
+    /// state, draining): workers refresh their private copy when it moves.
+    generation: AtomicU64,
     pub algorithm: Algorithm,
+}
+
+/// A worker's private copy of the selection state (no shared cache line is written
+/// per request but the target's in-flight counter).
+struct View {
+    generation: u64,
+    targets: Vec<(SocketAddr, State, Arc<AtomicU32>)>,
+    turn: usize,
+    spec_generation: u64,
+    spec: Arc<HttpSpec>,
 }
 
 /// A target's view for `status`.
@@ -95,7 +107,7 @@ impl Group {
     pub fn new(algorithm: Algorithm) -> Self {
         Group {
             targets: Mutex::new(Vec::new()),
-            turn: AtomicUsize::new(0),
+            generation: AtomicU64::new(1),
             algorithm,
         }
     }
@@ -103,6 +115,10 @@ impl Group {
     fn lock(&self) -> MutexGuard<'_, Vec<Target>> {
         // A panic while holding this lock is a bug elsewhere; the data stays usable.
         self.targets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     pub fn register(&self, task: u64, addr: SocketAddr) {
@@ -115,6 +131,7 @@ impl Group {
             outstanding: Arc::new(AtomicU32::new(0)),
             registered: Instant::now(),
         });
+        self.bump();
     }
 
     /// Starts draining: no new requests go to the target.
@@ -122,10 +139,21 @@ impl Group {
         for t in self.lock().iter_mut().filter(|t| t.task == task) {
             t.health.drain();
         }
+        self.bump();
     }
 
     pub fn remove(&self, task: u64) {
         self.lock().retain(|t| t.task != task);
+        self.bump();
+    }
+
+    fn refresh(&self, v: &mut View) {
+        let g = self.lock();
+        v.generation = self.generation.load(Ordering::Acquire);
+        v.targets = g
+            .iter()
+            .map(|t| (t.addr, t.health.state, t.outstanding.clone()))
+            .collect();
     }
 
     pub fn view(&self, task: u64) -> Option<TargetView> {
@@ -145,32 +173,40 @@ impl Group {
         let mut g = self.lock();
         match g.iter_mut().find(|t| t.task == task) {
             Some(t) if t.health.state != State::Draining => {
-                t.health.record(result, th);
+                if t.health.record(result, th).is_some() {
+                    self.bump();
+                }
                 true
             }
             _ => false,
         }
     }
 
-    /// Picks a target; the guard counts the request as outstanding until dropped.
-    fn pick(&self) -> Option<(SocketAddr, Outstanding)> {
-        let g = self.lock();
+    /// Picks a target from a worker's view; the guard counts the request as
+    /// outstanding until dropped.
+    fn pick(&self, v: &mut View) -> Option<(SocketAddr, Outstanding)> {
+        if self.generation.load(Ordering::Acquire) != v.generation {
+            self.refresh(v);
+        }
         let mut buf = [Candidate {
             state: State::Draining,
             outstanding: 0,
         }; 64];
-        let n = g.len().min(buf.len());
-        for (slot, t) in buf.iter_mut().zip(g.iter()) {
+        let n = v.targets.len().min(buf.len());
+        for (slot, (_, state, out)) in buf.iter_mut().zip(v.targets.iter()) {
             *slot = Candidate {
-                state: t.health.state,
-                outstanding: t.outstanding.load(Ordering::Relaxed),
+                state: *state,
+                outstanding: if self.algorithm == Algorithm::LeastOutstanding {
+                    out.load(Ordering::Relaxed)
+                } else {
+                    0
+                },
             };
         }
-        let mut turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let i = balance::pick(&buf[..n], self.algorithm, &mut turn)?;
-        let t = &g[i];
-        t.outstanding.fetch_add(1, Ordering::Relaxed);
-        Some((t.addr, Outstanding(t.outstanding.clone())))
+        let i = balance::pick(&buf[..n], self.algorithm, &mut v.turn)?;
+        let (addr, _, out) = &v.targets[i];
+        out.fetch_add(1, Ordering::Relaxed);
+        Some((*addr, Outstanding(out.clone())))
     }
 }
 
@@ -451,6 +487,7 @@ pub struct Balancer {
     pub name: String,
     pub port: u16,
     port_value: HeaderValue,
+    spec_generation: AtomicU64,
     pub group: Arc<Group>,
     spec: Mutex<Arc<HttpSpec>>,
     check_client: Client<HttpConnector, Empty<Bytes>>,
@@ -458,9 +495,11 @@ pub struct Balancer {
     stop: watch::Sender<bool>,
 }
 
-/// Per worker thread: its upstream connections and its access-log buffer.
+/// Per worker thread: its upstream connections, its view of the target group and
+/// its access-log buffer.
 struct Worker {
     pool: Arc<Pool>,
+    view: Mutex<View>,
     log: Mutex<Vec<u8>>,
 }
 
@@ -512,6 +551,7 @@ impl Balancer {
             name: name.to_string(),
             port,
             port_value: HeaderValue::from(port),
+            spec_generation: AtomicU64::new(1),
             group: Arc::new(Group::new(spec.algorithm)),
             spec: Mutex::new(Arc::new(spec)),
             check_client,
@@ -546,6 +586,13 @@ impl Balancer {
                         };
                         let worker = Arc::new(Worker {
                             pool: Arc::new(Pool::default()),
+                            view: Mutex::new(View {
+                                generation: 0,
+                                targets: Vec::new(),
+                                turn: i,
+                                spec_generation: 0,
+                                spec: me.spec(),
+                            }),
                             log: Mutex::new(Vec::new()),
                         });
                         let mut flush = tokio::time::interval(Duration::from_millis(500));
@@ -598,6 +645,19 @@ impl Balancer {
 
     pub fn set_spec(&self, spec: HttpSpec) {
         *self.spec.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(spec);
+        self.spec_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The worker's own copy of the spec (refreshed when it changes), and a target.
+    fn select(&self, w: &Worker) -> (Arc<HttpSpec>, Option<(SocketAddr, Outstanding)>) {
+        let mut v = w.view.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.spec_generation.load(Ordering::Acquire);
+        if g != v.spec_generation {
+            v.spec = Arc::new((*self.spec()).clone());
+            v.spec_generation = g;
+        }
+        let picked = self.group.pick(&mut v);
+        (v.spec.clone(), picked)
     }
 
     /// Stops accepting; each worker writes out its access log.
@@ -667,7 +727,7 @@ impl Balancer {
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let spec = self.spec();
+        let (spec, picked) = self.select(w);
         // Host and path are read only when rules or the access log need them.
         let needs_target = !spec.rules.is_empty() || self.log.is_some();
         let host = if needs_target {
@@ -730,7 +790,7 @@ impl Balancer {
         {
             return respond(text(StatusCode::NOT_FOUND, "no route\n"), None, None);
         }
-        let Some((addr, guard)) = self.group.pick() else {
+        let Some((addr, guard)) = picked else {
             return respond(
                 text(StatusCode::SERVICE_UNAVAILABLE, "no target registered\n"),
                 None,
