@@ -259,7 +259,7 @@ pub fn init(out: &Out, a: &InitArgs) -> Result<(), Failure> {
     plan.add(
         "README.md",
         format!(
-            "# {project}\n\nA Pantstack monorepo.\n\n```sh\npantstack check                # validate everything\npantstack env --branch dev     # which environment dev deploys to\npantstack config api --env test\npantstack new billing --kind http\npantstack synth --env test      # CloudFormation templates → .pantstack/synth/test/\n```\n"
+            "# {project}\n\nA Pantstack monorepo.\n\n```sh\npantstack check                # validate everything\npantstack env --branch dev     # which environment dev deploys to\npantstack config api --env test\npantstack new billing --kind http\npantstack up                   # every service on this machine behind its load balancer\npantstack synth --env test      # CloudFormation templates → .pantstack/synth/test/\n```\n"
         ),
     );
     let fdir = PathBuf::from("stack/infra/foundation");
