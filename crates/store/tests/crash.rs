@@ -1,0 +1,128 @@
+//! The log after crashes: a child process appends and acknowledges records until it
+//! is killed with SIGKILL; every acknowledged record is there after reopening, in
+//! order, and a torn tail (a half-written record) is cut, never returned.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
+use pantstack_store::{Log, Recovery};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pantstack-store-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read_all(path: &std::path::Path) -> (Vec<Vec<u8>>, Recovery) {
+    let mut got = Vec::new();
+    let (_, rec) = Log::open(path, |p| got.push(p.to_vec())).unwrap();
+    (got, rec)
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_the_rest_kept() {
+    let dir = temp("torn");
+    let path = dir.join("log");
+    {
+        let (mut log, rec) = Log::open(&path, |_| {}).unwrap();
+        assert_eq!(rec, Recovery::default());
+        log.append(b"first").unwrap();
+        log.append_all(&[b"second", b"third"]).unwrap();
+    }
+    // A crash in the middle of a write: a header promising more than is there.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&100u32.to_le_bytes()).unwrap();
+    f.write_all(&[1, 2, 3, 4, b'x', b'y']).unwrap();
+    drop(f);
+    let (got, rec) = read_all(&path);
+    assert_eq!(
+        got,
+        [b"first".to_vec(), b"second".to_vec(), b"third".to_vec()]
+    );
+    assert_eq!(
+        rec,
+        Recovery {
+            records: 3,
+            truncated: 10
+        }
+    );
+    // A flipped bit in the last record: it is cut, never returned corrupted.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    let (got, rec) = read_all(&path);
+    assert_eq!(got, [b"first".to_vec(), b"second".to_vec()]);
+    assert_eq!(rec.truncated, 8 + 5);
+    // Appending after recovery continues cleanly.
+    let (mut log, _) = Log::open(&path, |_| {}).unwrap();
+    log.append(b"fourth").unwrap();
+    drop(log);
+    assert_eq!(read_all(&path).0.len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_acknowledged_record_survives_kill_9() {
+    let dir = temp("kill");
+    let path = dir.join("log");
+    // The child: this test binary re-run as a writer (see `writer` below).
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "writer", "--nocapture", "--include-ignored"])
+        .env("PANTSTACK_STORE_WRITER", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = 0u64;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        if let Some(n) = line.strip_prefix("ack ") {
+            acked = n.parse().unwrap();
+            if acked >= 300 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL, mid-write as likely as not
+    let _ = child.wait();
+    assert!(acked >= 300, "the writer acknowledged only {acked}");
+    let (got, _) = read_all(&path);
+    assert!(
+        got.len() as u64 >= acked,
+        "{} records after reopening, {acked} acknowledged",
+        got.len()
+    );
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(
+            r,
+            format!("message {i:06} {}", "x".repeat(i % 97)).as_bytes(),
+            "record {i}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Run by the test above in a child process: appends forever, printing each ack.
+#[test]
+#[ignore = "child process of every_acknowledged_record_survives_kill_9"]
+fn writer() {
+    let Some(path) = std::env::var_os("PANTSTACK_STORE_WRITER") else {
+        return;
+    };
+    let (mut log, _) = Log::open(std::path::Path::new(&path), |_| {}).unwrap();
+    let out = std::io::stdout();
+    for i in 0..1_000_000u64 {
+        log.append(format!("message {i:06} {}", "x".repeat(i as usize % 97)).as_bytes())
+            .unwrap();
+        let mut o = out.lock();
+        writeln!(o, "ack {}", i + 1).unwrap();
+        o.flush().unwrap();
+    }
+}
