@@ -72,10 +72,8 @@ fn a_torn_tail_is_cut_and_the_rest_kept() {
 fn every_acknowledged_record_survives_kill_9() {
     let dir = temp("kill");
     let path = dir.join("log");
-    // The child: this test binary re-run as a writer (see `writer` below).
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "writer", "--nocapture", "--include-ignored"])
-        .env("PANTSTACK_STORE_WRITER", &path)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_store-crash-writer"))
+        .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -107,22 +105,4 @@ fn every_acknowledged_record_survives_kill_9() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Run by the test above in a child process: appends forever, printing each ack.
-#[test]
-#[ignore = "child process of every_acknowledged_record_survives_kill_9"]
-fn writer() {
-    let Some(path) = std::env::var_os("PANTSTACK_STORE_WRITER") else {
-        return;
-    };
-    let (mut log, _) = Log::open(std::path::Path::new(&path), |_| {}).unwrap();
-    let out = std::io::stdout();
-    for i in 0..1_000_000u64 {
-        log.append(format!("message {i:06} {}", "x".repeat(i as usize % 97)).as_bytes())
-            .unwrap();
-        let mut o = out.lock();
-        writeln!(o, "ack {}", i + 1).unwrap();
-        o.flush().unwrap();
-    }
 }
