@@ -1,0 +1,576 @@
+//! One SQS queue as a pure state machine over a clock passed in (milliseconds), so
+//! that the semantics AWS documents are unit-tested without sockets or sleeps:
+//! visibility timeouts and re-delivery, receive counts, redrive to a dead-letter
+//! queue at `maxReceiveCount`, per-message and queue delays, retention, and FIFO
+//! queues (per-group ordering, 5-minute deduplication, content-based dedup).
+//!
+//! The local endpoint (not written yet) will wrap it with the JSON and query
+//! protocols and persist every change in the durable log before acknowledging it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+pub type Millis = u64;
+
+/// The 5-minute deduplication interval of FIFO queues.
+pub const DEDUP_WINDOW_MS: Millis = 5 * 60 * 1000;
+/// Most messages one ReceiveMessage returns.
+pub const MAX_RECEIVE: usize = 10;
+/// Visibility timeout limit: 12 hours.
+pub const MAX_VISIBILITY_SECS: u64 = 12 * 3600;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attributes {
+    pub visibility_timeout_secs: u64,
+    pub retention_secs: u64,
+    pub delay_secs: u64,
+    pub max_message_bytes: usize,
+    pub fifo: bool,
+    pub content_based_deduplication: bool,
+    /// `maxReceiveCount` of the redrive policy (the DLQ is the caller's).
+    pub max_receive_count: Option<u32>,
+}
+
+impl Default for Attributes {
+    /// AWS's defaults.
+    fn default() -> Self {
+        Attributes {
+            visibility_timeout_secs: 30,
+            retention_secs: 4 * 24 * 3600,
+            delay_secs: 0,
+            max_message_bytes: 256 * 1024,
+            fifo: false,
+            content_based_deduplication: false,
+            max_receive_count: None,
+        }
+    }
+}
+
+/// Errors named as AWS names them (the client's exception types).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// `InvalidParameterValue`.
+    InvalidParameterValue(String),
+    /// `MissingParameter` (FIFO without a group id, ...).
+    MissingParameter(String),
+    /// `ReceiptHandleIsInvalid`.
+    ReceiptHandleIsInvalid,
+    /// `MessageNotInflight` (ChangeMessageVisibility on a visible message).
+    MessageNotInflight,
+}
+
+impl Error {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidParameterValue(_) => "InvalidParameterValue",
+            Error::MissingParameter(_) => "MissingParameter",
+            Error::ReceiptHandleIsInvalid => "ReceiptHandleIsInvalid",
+            Error::MessageNotInflight => "MessageNotInflight",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: String,
+    pub body: String,
+    pub sent_at: Millis,
+    pub group: Option<String>,
+    pub dedup_id: Option<String>,
+    pub sequence: u64,
+    pub receive_count: u32,
+    pub first_receive_at: Option<Millis>,
+    visible_at: Millis,
+    /// The receipt handle of the current delivery.
+    receipt: Option<String>,
+}
+
+/// A delivery of ReceiveMessage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub message_id: String,
+    pub receipt_handle: String,
+    pub body: String,
+    pub receive_count: u32,
+    pub sent_at: Millis,
+    pub first_receive_at: Millis,
+    pub group: Option<String>,
+    pub sequence: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: String,
+    pub sequence: u64,
+    /// FIFO: a duplicate within the window was accepted but not enqueued again.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Queue {
+    pub attributes: Attributes,
+    /// By sequence: send order.
+    messages: BTreeMap<u64, Message>,
+    next_sequence: u64,
+    dedup: HashMap<String, (Millis, String, u64)>,
+    receipts: HashMap<String, u64>,
+    next_receipt: u64,
+}
+
+fn content_dedup_id(s: &str) -> String {
+    // Content-based deduplication id: a stable digest of the body (FNV-1a 64,
+    // twice with different seeds; collisions are as unlikely as they need to be
+    // within a 5-minute window of one queue).
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x8422_2325_cbf2_9ce4;
+    for x in s.bytes() {
+        a = (a ^ u64::from(x)).wrapping_mul(0x0000_0100_0000_01b3);
+        b = (b ^ u64::from(x))
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(7);
+    }
+    format!("{a:016x}{b:016x}")
+}
+
+impl Queue {
+    pub fn new(attributes: Attributes) -> Self {
+        Queue {
+            attributes,
+            next_sequence: 1,
+            ..Queue::default()
+        }
+    }
+
+    fn expire(&mut self, now: Millis) {
+        let retention = self.attributes.retention_secs * 1000;
+        let gone: Vec<u64> = self
+            .messages
+            .iter()
+            .filter(|(_, m)| now >= m.sent_at + retention)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in gone {
+            if let Some(m) = self.messages.remove(&s)
+                && let Some(r) = m.receipt
+            {
+                self.receipts.remove(&r);
+            }
+        }
+        self.dedup.retain(|_, (t, _, _)| now < *t + DEDUP_WINDOW_MS);
+    }
+
+    /// SendMessage. `delay_secs` overrides the queue's (standard queues only).
+    pub fn send(
+        &mut self,
+        body: &str,
+        delay_secs: Option<u64>,
+        group: Option<&str>,
+        dedup_id: Option<&str>,
+        now: Millis,
+    ) -> Result<Sent, Error> {
+        self.expire(now);
+        if body.is_empty() {
+            return Err(Error::MissingParameter(
+                "The request must contain the parameter MessageBody.".into(),
+            ));
+        }
+        if body.len() > self.attributes.max_message_bytes {
+            return Err(Error::InvalidParameterValue(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+                self.attributes.max_message_bytes
+            )));
+        }
+        let delay = delay_secs.unwrap_or(self.attributes.delay_secs);
+        if delay > 900 {
+            return Err(Error::InvalidParameterValue("Value for parameter DelaySeconds is invalid. Reason: must be between 0 and 900, if provided.".into()));
+        }
+        let (group, dedup) = if self.attributes.fifo {
+            let g = group.ok_or_else(|| {
+                Error::MissingParameter(
+                    "The request must contain the parameter MessageGroupId.".into(),
+                )
+            })?;
+            if delay_secs.is_some_and(|d| d > 0) {
+                return Err(Error::InvalidParameterValue("Value 1 for parameter DelaySeconds is invalid. Reason: The request include parameter that is not valid for this queue type.".into()));
+            }
+            let d = match dedup_id {
+                Some(d) => d.to_string(),
+                None if self.attributes.content_based_deduplication => content_dedup_id(body),
+                None => {
+                    return Err(Error::InvalidParameterValue("The queue should either have ContentBasedDeduplication enabled or MessageDeduplicationId provided explicitly".into()));
+                }
+            };
+            (Some(g.to_string()), Some(d))
+        } else {
+            (None, None)
+        };
+        if let Some(d) = &dedup
+            && let Some((_, id, seq)) = self.dedup.get(d)
+        {
+            return Ok(Sent {
+                message_id: id.clone(),
+                sequence: *seq,
+                duplicate: true,
+            });
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let id = format!(
+            "{:08x}-{:04x}-4000-8000-{:012x}",
+            sequence >> 32 ^ now,
+            sequence & 0xffff,
+            sequence
+        );
+        if let Some(d) = &dedup {
+            self.dedup.insert(d.clone(), (now, id.clone(), sequence));
+        }
+        self.messages.insert(
+            sequence,
+            Message {
+                id: id.clone(),
+                body: body.to_string(),
+                sent_at: now,
+                group,
+                dedup_id: dedup,
+                sequence,
+                receive_count: 0,
+                first_receive_at: None,
+                visible_at: now + delay * 1000,
+                receipt: None,
+            },
+        );
+        Ok(Sent {
+            message_id: id,
+            sequence,
+            duplicate: false,
+        })
+    }
+
+    /// ReceiveMessage: up to `max` visible messages, each hidden for `visibility`
+    /// (the queue's unless given). Messages that reached `maxReceiveCount` are
+    /// removed and returned in the second list, for the caller to move to the DLQ.
+    pub fn receive(
+        &mut self,
+        max: usize,
+        visibility_secs: Option<u64>,
+        now: Millis,
+    ) -> Result<(Vec<Delivery>, Vec<Message>), Error> {
+        if !(1..=MAX_RECEIVE).contains(&max) {
+            return Err(Error::InvalidParameterValue(format!(
+                "Value {max} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."
+            )));
+        }
+        let vis = visibility_secs.unwrap_or(self.attributes.visibility_timeout_secs);
+        if vis > MAX_VISIBILITY_SECS {
+            return Err(Error::InvalidParameterValue(
+                "VisibilityTimeout must be between 0 and 43200 seconds".into(),
+            ));
+        }
+        self.expire(now);
+        // FIFO: a group with a message in flight delivers nothing more.
+        let blocked: HashSet<String> = if self.attributes.fifo {
+            self.messages
+                .values()
+                .filter(|m| m.visible_at > now && m.receipt.is_some())
+                .filter_map(|m| m.group.clone())
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let mut seen_groups: HashSet<String> = HashSet::new();
+        let mut picked = Vec::new();
+        let mut dead = Vec::new();
+        for (seq, m) in &self.messages {
+            if picked.len() >= max {
+                break;
+            }
+            if m.visible_at > now {
+                if let Some(g) = &m.group {
+                    seen_groups.insert(g.clone());
+                }
+                continue;
+            }
+            if let Some(g) = &m.group
+                && (blocked.contains(g)
+                    || (seen_groups.contains(g)
+                        && !picked
+                            .iter()
+                            .any(|(_, pg): &(u64, Option<String>)| pg.as_ref() == Some(g))))
+            {
+                continue;
+            }
+            if let Some(limit) = self.attributes.max_receive_count
+                && m.receive_count >= limit
+            {
+                dead.push(*seq);
+                continue;
+            }
+            picked.push((*seq, m.group.clone()));
+        }
+        let mut moved = Vec::new();
+        for seq in dead {
+            if let Some(mut m) = self.messages.remove(&seq) {
+                if let Some(r) = m.receipt.take() {
+                    self.receipts.remove(&r);
+                }
+                moved.push(m);
+            }
+        }
+        let mut out = Vec::new();
+        for (seq, _) in picked {
+            let receipt = format!("rh-{seq}-{}", self.next_receipt);
+            self.next_receipt += 1;
+            if let Some(m) = self.messages.get_mut(&seq) {
+                if let Some(old) = m.receipt.replace(receipt.clone()) {
+                    self.receipts.remove(&old);
+                }
+                m.receive_count += 1;
+                m.first_receive_at.get_or_insert(now);
+                m.visible_at = now + vis * 1000;
+                self.receipts.insert(receipt.clone(), seq);
+                out.push(Delivery {
+                    message_id: m.id.clone(),
+                    receipt_handle: receipt,
+                    body: m.body.clone(),
+                    receive_count: m.receive_count,
+                    sent_at: m.sent_at,
+                    first_receive_at: m.first_receive_at.unwrap_or(now),
+                    group: m.group.clone(),
+                    sequence: m.sequence,
+                });
+            }
+        }
+        Ok((out, moved))
+    }
+
+    /// DeleteMessage. A handle of an earlier delivery of a message that was received
+    /// again is invalid (the message stays).
+    pub fn delete(&mut self, receipt: &str) -> Result<(), Error> {
+        let seq = self
+            .receipts
+            .remove(receipt)
+            .ok_or(Error::ReceiptHandleIsInvalid)?;
+        self.messages.remove(&seq);
+        Ok(())
+    }
+
+    /// ChangeMessageVisibility: from now on, hidden `secs` more (0: visible now).
+    pub fn change_visibility(
+        &mut self,
+        receipt: &str,
+        secs: u64,
+        now: Millis,
+    ) -> Result<(), Error> {
+        if secs > MAX_VISIBILITY_SECS {
+            return Err(Error::InvalidParameterValue(
+                "VisibilityTimeout must be between 0 and 43200 seconds".into(),
+            ));
+        }
+        let seq = *self
+            .receipts
+            .get(receipt)
+            .ok_or(Error::ReceiptHandleIsInvalid)?;
+        let m = self
+            .messages
+            .get_mut(&seq)
+            .ok_or(Error::ReceiptHandleIsInvalid)?;
+        if m.visible_at <= now {
+            return Err(Error::MessageNotInflight);
+        }
+        m.visible_at = now + secs * 1000;
+        Ok(())
+    }
+
+    /// PurgeQueue.
+    pub fn purge(&mut self) {
+        self.messages.clear();
+        self.receipts.clear();
+    }
+
+    /// ApproximateNumberOfMessages (visible), ...NotVisible (in flight), ...Delayed.
+    pub fn counts(&self, now: Millis) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        let retention = self.attributes.retention_secs * 1000;
+        for m in self
+            .messages
+            .values()
+            .filter(|m| now < m.sent_at + retention)
+        {
+            if m.visible_at <= now {
+                c.0 += 1;
+            } else if m.receipt.is_some() {
+                c.1 += 1;
+            } else {
+                c.2 += 1;
+            }
+        }
+        c
+    }
+
+    /// The earliest time a message becomes visible (for long polling).
+    pub fn next_visible(&self) -> Option<Millis> {
+        self.messages.values().map(|m| m.visible_at).min()
+    }
+
+    /// Takes a message moved from another queue (DLQ redrive or move back), keeping
+    /// its id, body and send time.
+    pub fn adopt(&mut self, mut m: Message, now: Millis) {
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        m.sequence = seq;
+        m.receive_count = 0;
+        m.first_receive_at = None;
+        m.receipt = None;
+        m.visible_at = now;
+        self.messages.insert(seq, m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn std_queue() -> Queue {
+        Queue::new(Attributes {
+            max_receive_count: Some(3),
+            ..Attributes::default()
+        })
+    }
+
+    #[test]
+    fn visibility_expiry_redelivers_with_a_new_receipt_and_count() {
+        let mut q = std_queue();
+        q.send("job", None, None, None, 0).unwrap();
+        let (d, _) = q.receive(10, None, 1000).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].receive_count, 1);
+        // Hidden for the 30 s default.
+        assert!(q.receive(10, None, 30_999).unwrap().0.is_empty());
+        let (again, _) = q.receive(10, None, 31_000).unwrap();
+        assert_eq!(again[0].receive_count, 2);
+        assert_ne!(again[0].receipt_handle, d[0].receipt_handle);
+        // The old handle no longer deletes it.
+        assert_eq!(
+            q.delete(&d[0].receipt_handle),
+            Err(Error::ReceiptHandleIsInvalid)
+        );
+        q.delete(&again[0].receipt_handle).unwrap();
+        assert_eq!(q.counts(31_000), (0, 0, 0));
+    }
+
+    #[test]
+    fn redrive_at_max_receive_count() {
+        let mut q = std_queue();
+        q.send("poison", None, None, None, 0).unwrap();
+        for i in 0..3 {
+            let (d, moved) = q.receive(1, Some(0), i).unwrap();
+            assert_eq!(d.len(), 1, "delivery {i}");
+            assert!(moved.is_empty());
+        }
+        let (d, moved) = q.receive(1, Some(0), 10).unwrap();
+        assert!(d.is_empty());
+        assert_eq!(moved.len(), 1, "the fourth receive moves it to the DLQ");
+        assert_eq!(moved[0].body, "poison");
+        let mut dlq = Queue::new(Attributes::default());
+        dlq.adopt(moved[0].clone(), 10);
+        let (d, _) = dlq.receive(1, None, 10).unwrap();
+        assert_eq!(
+            (d[0].body.as_str(), d[0].message_id.as_str()),
+            ("poison", moved[0].id.as_str())
+        );
+    }
+
+    #[test]
+    fn delays_retention_and_limits() {
+        let mut q = Queue::new(Attributes {
+            delay_secs: 5,
+            retention_secs: 60,
+            ..Attributes::default()
+        });
+        q.send("late", None, None, None, 0).unwrap();
+        q.send("now", Some(0), None, None, 0).unwrap();
+        assert_eq!(q.counts(0), (1, 0, 1));
+        assert_eq!(q.receive(10, None, 0).unwrap().0[0].body, "now");
+        assert_eq!(q.receive(10, None, 5000).unwrap().0[0].body, "late");
+        assert_eq!(q.counts(60_000), (0, 0, 0), "retention ends both");
+        assert_eq!(
+            q.send("x", Some(901), None, None, 0).unwrap_err().code(),
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            q.send(&"x".repeat(256 * 1024 + 1), None, None, None, 0)
+                .unwrap_err()
+                .code(),
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            q.receive(11, None, 0).unwrap_err().code(),
+            "InvalidParameterValue"
+        );
+        let r = q.send("y", None, None, None, 70_000).unwrap();
+        assert!(!r.duplicate);
+        let (d, _) = q.receive(1, Some(10), 75_000).unwrap();
+        q.change_visibility(&d[0].receipt_handle, 0, 75_001)
+            .unwrap();
+        assert_eq!(
+            q.change_visibility(&d[0].receipt_handle, 5, 75_002),
+            Err(Error::MessageNotInflight)
+        );
+    }
+
+    #[test]
+    fn fifo_orders_groups_and_deduplicates_for_five_minutes() {
+        let mut q = Queue::new(Attributes {
+            fifo: true,
+            content_based_deduplication: true,
+            ..Attributes::default()
+        });
+        assert_eq!(
+            q.send("a1", None, None, None, 0).unwrap_err().code(),
+            "MissingParameter"
+        );
+        q.send("a1", None, Some("a"), None, 0).unwrap();
+        q.send("a2", None, Some("a"), None, 0).unwrap();
+        q.send("b1", None, Some("b"), None, 0).unwrap();
+        let dup = q.send("a1", None, Some("a"), None, 1000).unwrap();
+        assert!(dup.duplicate, "same body within 5 minutes");
+        // One receive may take several of a group, in order; a group in flight
+        // blocks the rest of it.
+        let (d, _) = q.receive(1, None, 0).unwrap();
+        assert_eq!(d[0].body, "a1");
+        let (d2, _) = q.receive(10, None, 0).unwrap();
+        let bodies: Vec<&str> = d2.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["b1"], "group a is blocked while a1 is in flight");
+        q.delete(&d[0].receipt_handle).unwrap();
+        let (d3, _) = q.receive(10, None, 0).unwrap();
+        assert_eq!(d3[0].body, "a2");
+        // After the window the same body is a new message.
+        assert!(
+            !q.send("a1", None, Some("a"), None, DEDUP_WINDOW_MS + 1)
+                .unwrap()
+                .duplicate
+        );
+        let mut plain = Queue::new(Attributes {
+            fifo: true,
+            ..Attributes::default()
+        });
+        assert_eq!(
+            plain
+                .send("x", None, Some("g"), None, 0)
+                .unwrap_err()
+                .code(),
+            "InvalidParameterValue"
+        );
+        assert!(
+            !plain
+                .send("x", None, Some("g"), Some("id-1"), 0)
+                .unwrap()
+                .duplicate
+        );
+        assert!(
+            plain
+                .send("other body", None, Some("g"), Some("id-1"), 0)
+                .unwrap()
+                .duplicate
+        );
+    }
+}
