@@ -77,6 +77,9 @@ pub struct Version {
     pub modified: u64,
 }
 
+/// A parameter found: its name and the version read.
+pub type Found<'s> = (&'s str, &'s Version);
+
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     /// By full name (`/shop/test/api/API_TOKEN`); the last version last.
@@ -218,7 +221,7 @@ impl Store {
     pub fn get_many<'a>(
         &self,
         names: &'a [String],
-    ) -> Result<(Vec<(&str, &Version)>, Vec<&'a str>), Error> {
+    ) -> Result<(Vec<Found<'_>>, Vec<&'a str>), Error> {
         if names.is_empty() || names.len() > 10 {
             return Err(Error::Validation(
                 "Names must hold 1..10 parameter names".into(),
