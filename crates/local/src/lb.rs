@@ -243,11 +243,17 @@ pub struct Pool {
 const POOL_MAX: usize = 1024;
 
 impl Pool {
+    /// The most recently returned open connection to `addr`. Closed ones met on the
+    /// way are dropped; the rest of the pool is not scanned (this runs per request).
     fn take(&self, addr: SocketAddr) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|(_, s)| !s.is_closed());
-        let i = idle.iter().rposition(|(a, s)| *a == addr && s.is_ready())?;
-        Some(idle.swap_remove(i).1)
+        while let Some(i) = idle.iter().rposition(|(a, _)| *a == addr) {
+            let (_, s) = idle.swap_remove(i);
+            if !s.is_closed() && s.is_ready() {
+                return Some(s);
+            }
+        }
+        None
     }
 
     fn put(&self, addr: SocketAddr, s: Sender) {

@@ -204,6 +204,24 @@ pub fn units_of(
         }
     };
     let desired = int(&cfg, "localDesiredCount", 1);
+    // The worker role: `{service}-worker`, with its own image when it has one.
+    let worker = |w: &pantstack_model::service::Worker| {
+        let mut wu = base(
+            format!("{}-worker", svc.name),
+            "worker",
+            w.local.clone().unwrap_or_default(),
+            w.command.clone(),
+            None,
+            desired,
+        );
+        if let Some(img) = &w.image {
+            wu.image_dockerfile = img.dockerfile.clone();
+            wu.image_context = img.context.clone();
+            wu.image_build = img.build.clone();
+        }
+        wu
+    };
+    let mut units = Vec::new();
     if let Some(h) = &svc.http {
         let spec = HttpSpec {
             health_path: cfg
@@ -232,52 +250,17 @@ pub fn units_of(
                 })
                 .collect(),
         };
-        let command = h.local.clone().unwrap_or_default();
-        let mut unit = base(
+        units.push(base(
             svc.name.clone(),
             "http",
-            command,
+            h.local.clone().unwrap_or_default(),
             h.command.clone(),
             Some(spec),
             desired,
-        );
-        unit.desired = desired.max(0) as u32;
-        let mut v = vec![unit];
-        if let Some(w) = &svc.worker {
-            let mut wu = base(
-                format!("{}-worker", svc.name),
-                "worker",
-                w.local.clone().unwrap_or_default(),
-                w.command.clone(),
-                None,
-                desired,
-            );
-            if let Some(img) = &w.image {
-                wu.image_dockerfile = img.dockerfile.clone();
-                wu.image_context = img.context.clone();
-                wu.image_build = img.build.clone();
-            }
-            v.push(wu);
-        }
-        return v;
+        ));
     }
-    if let Some(w) = &svc.worker {
-        let mut wu = base(
-            format!("{}-worker", svc.name),
-            "worker",
-            w.local.clone().unwrap_or_default(),
-            w.command.clone(),
-            None,
-            desired,
-        );
-        if let Some(img) = &w.image {
-            wu.image_dockerfile = img.dockerfile.clone();
-            wu.image_context = img.context.clone();
-            wu.image_build = img.build.clone();
-        }
-        return vec![wu];
-    }
-    Vec::new()
+    units.extend(svc.worker.as_ref().map(worker));
+    units
 }
 
 #[cfg(test)]

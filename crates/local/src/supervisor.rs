@@ -527,14 +527,12 @@ impl Supervisor {
                 .and_then(|r| r.unit.http.as_ref().map(|h| h.deregistration_ms))
                 .unwrap_or(0);
             for t in rt.tasks.iter_mut() {
-                let spec = rt
+                let (grace, healthy_after, stop_timeout) = rt
                     .revisions
                     .iter()
                     .find(|r| r.number == t.task.revision)
-                    .map(|r| r.unit.clone());
-                let (grace, healthy_after, stop_timeout) = spec
-                    .as_ref()
-                    .map(|u| {
+                    .map(|r| {
+                        let u = &r.unit;
                         (
                             u.http.as_ref().map(|h| h.grace_ms).unwrap_or(0),
                             u.healthy_after_ms,

@@ -121,25 +121,7 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
     t.resource(
         "AccessLogs",
         "AWS::S3::Bucket",
-        json!({
-            "BucketEncryption": { "ServerSideEncryptionConfiguration": [
-                { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" } }
-            ] },
-            "VersioningConfiguration": { "Status": "Enabled" },
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": true, "BlockPublicPolicy": true,
-                "IgnorePublicAcls": true, "RestrictPublicBuckets": true
-            },
-            "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
-            "LifecycleConfiguration": { "Rules": [{
-                "Id": "expire-access-logs",
-                "Status": "Enabled",
-                "ExpirationInDays": 90,
-                "NoncurrentVersionExpiration": { "NoncurrentDays": 7 },
-                "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 1 }
-            }] },
-            "Tags": tg(None),
-        }),
+        crate::storage::log_bucket_props(tg(None), Some(1)),
     )
     .retain()
     .skip(&[skips::LOG_BUCKET_SELF_LOGGING]);

@@ -2,10 +2,10 @@
 //! group, ECS cluster (Fargate + Fargate Spot), the HTTP role behind its own ALB and
 //! the worker role, autoscaling, alarms and a dashboard.
 
-use crate::cfn::{Template, allow, arn, att, if_, import, join, policy, r, split, sub, tags};
+use crate::cfn::{Template, allow, arn, att, import, join, policy, r, split, sub, tags};
 use crate::names::logical;
 use crate::network::{Layout, Nat};
-use crate::storage::{add_buckets, add_queues, bucket_id, dlq_id, find_queue, queue_id};
+use crate::storage::{add_buckets, add_queues, bucket_id, dlq_id, queue_id};
 use crate::{Ctx, bool_of, place, skips};
 use pantstack_manifest::Diagnostic;
 use pantstack_model::Resolved;
@@ -198,10 +198,6 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             }),
         );
     }
-    if let Some(topic) = cfg.text("alarmTopicArn") {
-        let _ = topic;
-    }
-
     add_queues(&mut t, cx, svc, &key);
     add_buckets(&mut t, cx, svc, &key);
 
@@ -494,8 +490,6 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             None,
         );
     }
-    let _ = if_;
-    let _ = find_queue;
     t
 }
 

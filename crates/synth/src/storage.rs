@@ -7,7 +7,7 @@ use crate::cfn::{
 };
 use crate::names::logical;
 use crate::skips;
-use pantstack_model::service::{Bucket, Queue, Service};
+use pantstack_model::service::{Bucket, Service};
 use serde_json::{Value, json};
 
 pub fn queue_id(q: &str) -> String {
@@ -125,6 +125,33 @@ fn bucket_props(
         "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
         "LifecycleConfiguration": { "Rules": rules },
         "Tags": tags(project, env, Some(service), None),
+    })
+}
+
+/// An access-log bucket (ALB and S3 server access logs): SSE-S3, which is all ALB
+/// log delivery supports; logs expire after 90 days.
+pub fn log_bucket_props(tags: Value, abort_multipart_days: Option<u32>) -> Value {
+    let mut rule = json!({
+        "Id": "expire-access-logs",
+        "Status": "Enabled",
+        "ExpirationInDays": 90,
+        "NoncurrentVersionExpiration": { "NoncurrentDays": 7 },
+    });
+    if let Some(d) = abort_multipart_days {
+        rule["AbortIncompleteMultipartUpload"] = json!({ "DaysAfterInitiation": d });
+    }
+    json!({
+        "BucketEncryption": { "ServerSideEncryptionConfiguration": [
+            { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" } }
+        ] },
+        "VersioningConfiguration": { "Status": "Enabled" },
+        "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": true, "BlockPublicPolicy": true,
+            "IgnorePublicAcls": true, "RestrictPublicBuckets": true
+        },
+        "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
+        "LifecycleConfiguration": { "Rules": [rule] },
+        "Tags": tags,
     })
 }
 
@@ -262,22 +289,7 @@ pub fn replica_template(cx: &Ctx<'_>, svc: &Service) -> Option<(String, Template
     t.resource(
         "ReplicaAccessLogs",
         "AWS::S3::Bucket",
-        json!({
-            "BucketEncryption": { "ServerSideEncryptionConfiguration": [
-                { "ServerSideEncryptionByDefault": { "SSEAlgorithm": "AES256" } }
-            ] },
-            "VersioningConfiguration": { "Status": "Enabled" },
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": true, "BlockPublicPolicy": true,
-                "IgnorePublicAcls": true, "RestrictPublicBuckets": true
-            },
-            "OwnershipControls": { "Rules": [{ "ObjectOwnership": "BucketOwnerEnforced" }] },
-            "LifecycleConfiguration": { "Rules": [{
-                "Id": "expire-access-logs", "Status": "Enabled", "ExpirationInDays": 90,
-                "NoncurrentVersionExpiration": { "NoncurrentDays": 7 },
-            }] },
-            "Tags": tags(project, env, Some(&svc.name), None),
-        }),
+        log_bucket_props(tags(project, env, Some(&svc.name), None), None),
     )
     .retain()
     .skip(&[skips::LOG_BUCKET_SELF_LOGGING]);
@@ -319,9 +331,4 @@ pub fn replica_template(cx: &Ctx<'_>, svc: &Service) -> Option<(String, Template
         tls_only_policy(&mut t, &logical(&[&b.name, "ReplicaPolicy"]), &id);
     }
     Some((region, t))
-}
-
-/// The queue's `Queue` struct by name.
-pub fn find_queue<'a>(svc: &'a Service, name: &str) -> Option<&'a Queue> {
-    svc.queues.iter().find(|q| q.name == name)
 }
