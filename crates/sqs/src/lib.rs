@@ -7,7 +7,7 @@
 //! The local endpoint (not written yet) will wrap it with the JSON and query
 //! protocols and persist every change in the durable log before acknowledging it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 pub type Millis = u64;
 
@@ -79,6 +79,11 @@ pub struct Message {
     pub sequence: u64,
     pub receive_count: u32,
     pub first_receive_at: Option<Millis>,
+    /// What the endpoint keeps with the message (message attributes), opaque here.
+    pub extra: String,
+    /// The queue a dead-lettered message came from (set by the caller that moved
+    /// it; a DLQ's move task sends it back there).
+    pub origin: Option<String>,
     visible_at: Millis,
     /// The receipt handle of the current delivery.
     receipt: Option<String>,
@@ -94,7 +99,9 @@ pub struct Delivery {
     pub sent_at: Millis,
     pub first_receive_at: Millis,
     pub group: Option<String>,
+    pub dedup_id: Option<String>,
     pub sequence: u64,
+    pub extra: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +119,8 @@ pub struct Queue {
     messages: BTreeMap<u64, Message>,
     next_sequence: u64,
     dedup: HashMap<String, (Millis, String, u64)>,
+    /// Dedup ids in the order they were recorded, for expiry.
+    dedup_order: VecDeque<(Millis, String)>,
     receipts: HashMap<String, u64>,
     next_receipt: u64,
 }
@@ -140,28 +149,51 @@ impl Queue {
         }
     }
 
+    /// Drops messages past retention and dedup ids past their window. Both are
+    /// scanned from the oldest and stop at the first live one, so a send costs
+    /// O(expired), not O(queue length). (A message moved in from another queue keeps
+    /// its older send time but a newer place; it ends at the latest when the
+    /// messages before it do, and `counts` never reports it.)
     fn expire(&mut self, now: Millis) {
         let retention = self.attributes.retention_secs * 1000;
-        let gone: Vec<u64> = self
-            .messages
-            .iter()
-            .filter(|(_, m)| now >= m.sent_at + retention)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in gone {
-            if let Some(m) = self.messages.remove(&s)
-                && let Some(r) = m.receipt
-            {
+        while let Some(entry) = self.messages.first_entry() {
+            if now < entry.get().sent_at + retention {
+                break;
+            }
+            let m = entry.remove();
+            if let Some(r) = m.receipt {
                 self.receipts.remove(&r);
             }
         }
-        self.dedup.retain(|_, (t, _, _)| now < *t + DEDUP_WINDOW_MS);
+        while let Some((t, key)) = self.dedup_order.front() {
+            if now < *t + DEDUP_WINDOW_MS {
+                break;
+            }
+            if self.dedup.get(key).is_some_and(|(t0, _, _)| t0 == t) {
+                self.dedup.remove(key);
+            }
+            self.dedup_order.pop_front();
+        }
     }
 
     /// SendMessage. `delay_secs` overrides the queue's (standard queues only).
     pub fn send(
         &mut self,
         body: &str,
+        delay_secs: Option<u64>,
+        group: Option<&str>,
+        dedup_id: Option<&str>,
+        now: Millis,
+    ) -> Result<Sent, Error> {
+        self.send_with(body, "", delay_secs, group, dedup_id, now)
+    }
+
+    /// SendMessage with `extra` kept beside the body (the endpoint's message
+    /// attributes).
+    pub fn send_with(
+        &mut self,
+        body: &str,
+        extra: &str,
         delay_secs: Option<u64>,
         group: Option<&str>,
         dedup_id: Option<&str>,
@@ -222,6 +254,7 @@ impl Queue {
         );
         if let Some(d) = &dedup {
             self.dedup.insert(d.clone(), (now, id.clone(), sequence));
+            self.dedup_order.push_back((now, d.clone()));
         }
         self.messages.insert(
             sequence,
@@ -234,6 +267,8 @@ impl Queue {
                 sequence,
                 receive_count: 0,
                 first_receive_at: None,
+                extra: extra.to_string(),
+                origin: None,
                 visible_at: now + delay * 1000,
                 receipt: None,
             },
@@ -335,7 +370,9 @@ impl Queue {
                     sent_at: m.sent_at,
                     first_receive_at: m.first_receive_at.unwrap_or(now),
                     group: m.group.clone(),
+                    dedup_id: m.dedup_id.clone(),
                     sequence: m.sequence,
+                    extra: m.extra.clone(),
                 });
             }
         }
@@ -409,6 +446,22 @@ impl Queue {
     /// The earliest time a message becomes visible (for long polling).
     pub fn next_visible(&self) -> Option<Millis> {
         self.messages.values().map(|m| m.visible_at).min()
+    }
+
+    /// Removes and returns every message (a DLQ's move back to its source), oldest
+    /// first, as long as `limit` allows.
+    pub fn take_all(&mut self, limit: usize) -> Vec<Message> {
+        let keys: Vec<u64> = self.messages.keys().take(limit).copied().collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(mut m) = self.messages.remove(&k) {
+                if let Some(r) = m.receipt.take() {
+                    self.receipts.remove(&r);
+                }
+                out.push(m);
+            }
+        }
+        out
     }
 
     /// Takes a message moved from another queue (DLQ redrive or move back), keeping

@@ -276,6 +276,28 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("Parameter {name} not found.")))
     }
 
+    /// Every stored version, for re-encryption under a new key.
+    pub fn versions_mut(&mut self) -> impl Iterator<Item = (&str, &mut Version)> {
+        self.params
+            .iter_mut()
+            .flat_map(|(k, vs)| vs.iter_mut().map(move |v| (k.as_str(), v)))
+    }
+
+    /// Replaces the stored value of one version (re-encryption); false if it is gone.
+    pub fn set_value(&mut self, name: &str, version: u64, value: Vec<u8>) -> bool {
+        match self
+            .params
+            .get_mut(name)
+            .and_then(|vs| vs.iter_mut().find(|v| v.version == version))
+        {
+            Some(v) => {
+                v.value = value;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// DescribeParameters: names and latest versions (metadata; values not needed).
     pub fn describe(&self) -> Vec<(&str, &Version)> {
         self.params

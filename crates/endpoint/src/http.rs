@@ -1,0 +1,357 @@
+//! The HTTP shell: one listener on 127.0.0.1, requests routed to SQS or SSM by
+//! `X-Amz-Target` or the query protocol's `Action`, SigV4 checked before any
+//! handler runs, every error rendered in the caller's protocol.
+
+use crate::Core;
+use crate::error::ApiError;
+use crate::query;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use pantstack_awsproto::sigv4;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Largest request body accepted (SQS's 256 KiB batches and SSM values fit many
+/// times over); larger ones are refused from their Content-Length, unread.
+pub const MAX_BODY: usize = 2 * 1024 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Route {
+    SqsJson(String),
+    SqsQuery(String, Value),
+    Ssm(String),
+}
+
+impl Route {
+    fn service(&self) -> &'static str {
+        match self {
+            Route::SqsJson(_) | Route::SqsQuery(..) => "sqs",
+            Route::Ssm(_) => "ssm",
+        }
+    }
+}
+
+/// A running endpoint.
+pub struct Server {
+    pub port: u16,
+    stop: watch::Sender<bool>,
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops accepting; connections in progress finish their request.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+static REQUESTS: AtomicU64 = AtomicU64::new(1);
+
+fn request_id() -> String {
+    let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let t = crate::now_ms();
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        (t >> 16) as u32,
+        (t & 0xffff) as u16,
+        (n >> 12) & 0xfff,
+        n & 0xfff,
+        n
+    )
+}
+
+/// Binds 127.0.0.1:`port` (0: any free port) and serves `core` until shut down.
+pub async fn serve(core: Arc<Core>, port: u16) -> std::io::Result<Server> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let port = listener.local_addr()?.port();
+    core.set_base_url(format!("http://127.0.0.1:{port}"));
+    let (stop, mut stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                c = listener.accept() => c,
+                _ = stopped.changed() => break,
+            };
+            let Ok((stream, _)) = conn else { continue };
+            let _ = stream.set_nodelay(true);
+            let core = core.clone();
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let svc = hyper::service::service_fn(move |req| handle(core.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    Ok(Server { port, stop })
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let rid = request_id();
+    let (parts, body) = req.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let target = header(&headers, "x-amz-target").map(str::to_string);
+    // The protocol decides how errors look, so find it before anything can fail.
+    let json_kind = match target.as_deref() {
+        Some(t) if t.starts_with("AmazonSSM.") => Some(false),
+        Some(_) => Some(true),
+        None => None,
+    };
+    let fail = |e: ApiError| -> Response<Full<Bytes>> {
+        match json_kind {
+            Some(sqs) => json_error(&e, sqs, &rid),
+            None => xml_error(&e, &rid),
+        }
+    };
+    let declared = header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Ok(fail(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        )));
+    }
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(fail(ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            )));
+        }
+    };
+    let path = parts.uri.path().to_string();
+    let query_string = parts.uri.query().unwrap_or("").to_string();
+    let route = match route(&target, &headers, &path, &query_string, &body, &core) {
+        Ok(r) => r,
+        Err(e) => return Ok(fail(e)),
+    };
+    let sreq = sigv4::Request {
+        method: parts.method.as_str(),
+        path: &path,
+        query: &query_string,
+        headers: &headers,
+    };
+    let principal = match authenticate(&core, &sreq, &body, route.service()) {
+        Ok(p) => p,
+        Err(e) => return Ok(fail(e)),
+    };
+    let result = match &route {
+        Route::SqsJson(action) => {
+            let input = match parse_json(&body) {
+                Ok(v) => v,
+                Err(e) => return Ok(fail(e)),
+            };
+            core.sqs(action, &input, &principal.1)
+                .await
+                .map(|out| json_ok(&out, "application/x-amz-json-1.0", &rid))
+        }
+        Route::SqsQuery(action, input) => core
+            .sqs(action, input, &principal.1)
+            .await
+            .map(|out| xml_ok(&query::to_xml(action, &out, &rid), &rid)),
+        Route::Ssm(action) => {
+            let input = match parse_json(&body) {
+                Ok(v) => v,
+                Err(e) => return Ok(fail(e)),
+            };
+            core.ssm(action, &input, &principal.0)
+                .await
+                .map(|out| json_ok(&out, "application/x-amz-json-1.1", &rid))
+        }
+    };
+    Ok(result.unwrap_or_else(fail))
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(ApiError::bad(
+            "SerializationException",
+            "the request body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::bad(
+            "SerializationException",
+            format!("the request body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+fn route(
+    target: &Option<String>,
+    headers: &[(String, String)],
+    path: &str,
+    query_string: &str,
+    body: &[u8],
+    core: &Core,
+) -> Result<Route, ApiError> {
+    if let Some(t) = target {
+        if let Some(a) = t.strip_prefix("AmazonSQS.") {
+            return Ok(Route::SqsJson(a.to_string()));
+        }
+        if let Some(a) = t.strip_prefix("AmazonSSM.") {
+            return Ok(Route::Ssm(a.to_string()));
+        }
+        return Err(ApiError::bad(
+            "UnknownOperationException",
+            format!("X-Amz-Target `{t}`: this local cloud serves AmazonSQS and AmazonSSM"),
+        ));
+    }
+    let form = header(headers, "content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let mut pairs = query::form_pairs(query_string);
+    if form {
+        pairs.extend(query::form_pairs(&String::from_utf8_lossy(body)));
+    }
+    let Some(action) = pairs
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.clone())
+    else {
+        return Err(ApiError::new(
+            501,
+            "NotImplemented",
+            format!(
+                "{path}: not an SQS or SSM request (S3 is not served by this local cloud yet)"
+            ),
+        ));
+    };
+    let mut input = query::to_json(&pairs)?;
+    // The query protocol may address the queue by the request path.
+    if input.get("QueueUrl").is_none() && path.matches('/').count() == 2 && path.len() > 1 {
+        input["QueueUrl"] = json!(format!("{}{path}", core.base_url()));
+    }
+    Ok(Route::SqsQuery(action, input))
+}
+
+/// Checks the signature; returns (principal, access key).
+fn authenticate(
+    core: &Core,
+    req: &sigv4::Request<'_>,
+    body: &[u8],
+    service: &str,
+) -> Result<(String, String), ApiError> {
+    let auth = |e: sigv4::SigError| {
+        let status = if matches!(e, sigv4::SigError::Malformed(_)) { 400 } else { 403 };
+        ApiError::new(status, e.code(false), e.to_string())
+    };
+    let signed = sigv4::parse(req).map_err(auth)?;
+    let (principal, secret) = core
+        .secret_of(&signed.access_key)
+        .ok_or_else(|| auth(sigv4::SigError::UnknownKey(format!("{} (get credentials with `eval \"$(pantstack aws-env)\"`)", signed.access_key))))?;
+    if signed.service != service {
+        return Err(ApiError::new(
+            403,
+            "SignatureDoesNotMatch",
+            format!(
+                "Credential should be scoped to correct service: '{service}' (the request is signed for '{}')",
+                signed.service
+            ),
+        ));
+    }
+    if signed.region != core.region {
+        return Err(ApiError::new(
+            403,
+            "SignatureDoesNotMatch",
+            format!(
+                "Credential should be scoped to a valid region: this local cloud is '{}', the request is signed for '{}' (set AWS_REGION={})",
+                core.region, signed.region, core.region
+            ),
+        ));
+    }
+    let now = (crate::now_ms() / 1000) as i64;
+    sigv4::verify(req, &signed, secret, &sigv4::sha256_hex(body), now).map_err(auth)?;
+    Ok((principal.to_string(), signed.access_key))
+}
+
+fn with_headers(mut r: Response<Full<Bytes>>, status: u16, ctype: &str, rid: &str) -> Response<Full<Bytes>> {
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(ctype) {
+        h.insert(hyper::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn json_ok(out: &Value, ctype: &str, rid: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(out).unwrap_or_default();
+    with_headers(Response::new(Full::new(Bytes::from(body))), 200, ctype, rid)
+}
+
+fn xml_ok(xml: &str, rid: &str) -> Response<Full<Bytes>> {
+    with_headers(
+        Response::new(Full::new(Bytes::from(xml.to_string()))),
+        200,
+        "text/xml",
+        rid,
+    )
+}
+
+fn json_error(e: &ApiError, sqs: bool, rid: &str) -> Response<Full<Bytes>> {
+    let ty = if sqs {
+        format!("com.amazonaws.sqs#{}", e.code)
+    } else {
+        e.code.clone()
+    };
+    let body = json!({ "__type": ty, "message": e.message }).to_string();
+    let ctype = if sqs {
+        "application/x-amz-json-1.0"
+    } else {
+        "application/x-amz-json-1.1"
+    };
+    let mut r = with_headers(Response::new(Full::new(Bytes::from(body))), e.status, ctype, rid);
+    if sqs && let Ok(v) = HeaderValue::from_str(&format!("{};{}", e.query(), e.fault())) {
+        r.headers_mut().insert("x-amzn-query-error", v);
+    }
+    r
+}
+
+fn xml_error(e: &ApiError, rid: &str) -> Response<Full<Bytes>> {
+    with_headers(
+        Response::new(Full::new(Bytes::from(query::error_xml(e, rid)))),
+        e.status,
+        "text/xml",
+        rid,
+    )
+}

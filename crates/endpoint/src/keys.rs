@@ -1,0 +1,330 @@
+//! The local cloud's master key file and what derives from it: AES-256-GCM
+//! encryption of SecureString values, and the per-principal credentials the
+//! endpoint verifies signatures against.
+//!
+//! The file lives outside the project tree (a checkout never carries it): in
+//! `$PANTSTACK_KEY_DIR`, else `$XDG_DATA_HOME/pantstack/keys`, else
+//! `~/.local/share/pantstack/keys`, one file per project directory and environment,
+//! created with mode 0600 in a 0700 directory. It holds a credential seed (never
+//! rotated, so running tasks keep valid credentials) and the encryption keys, newest
+//! last; `rotate` adds a key, the caller re-encrypts, `retire` drops the old ones.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use pantstack_awsproto::sigv4::{hex, hmac};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+const NONCE: usize = 12;
+
+/// Credentials of one principal (a service unit, or `user` for a person's shell).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+pub struct Keyring {
+    path: PathBuf,
+    seed: [u8; 32],
+    /// (id, key), the current key last.
+    keys: Vec<(u32, [u8; 32])>,
+}
+
+fn random32() -> std::io::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b)
+}
+
+fn random_nonce() -> std::io::Result<[u8; NONCE]> {
+    let mut b = [0u8; NONCE];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b)
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let h = (b[2 * i] as char).to_digit(16)?;
+        let l = (b[2 * i + 1] as char).to_digit(16)?;
+        *o = (h * 16 + l) as u8;
+    }
+    Some(out)
+}
+
+/// Where key files live (see the module documentation).
+pub fn key_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PANTSTACK_KEY_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("pantstack").join("keys");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    PathBuf::from(home)
+        .join(".local")
+        .join("share")
+        .join("pantstack")
+        .join("keys")
+}
+
+/// The key file of a project directory and environment: named after the
+/// directory and a hash of its absolute path, so two checkouts never share keys.
+pub fn key_file(root: &Path, env: &str) -> PathBuf {
+    let abs = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let text = abs.to_string_lossy();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let name: String = abs
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    key_dir().join(format!("{name}-{h:016x}-{env}.key"))
+}
+
+impl Keyring {
+    /// Opens the key file, creating it (0600, directory 0700) with fresh random keys
+    /// when missing. A file readable by others is refused.
+    pub fn open_or_create(path: &Path) -> Result<Keyring, String> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    return Err(format!(
+                        "the master key file {} is readable by other users (mode {:o}); run `chmod 600 {}`",
+                        path.display(),
+                        meta.permissions().mode() & 0o777,
+                        path.display()
+                    ));
+                }
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Self::parse(path, &text)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                let ring = Keyring {
+                    path: path.to_path_buf(),
+                    seed: random32().map_err(|e| format!("no randomness: {e}"))?,
+                    keys: vec![(1, random32().map_err(|e| format!("no randomness: {e}"))?)],
+                };
+                // create_new: two processes racing to create it cannot both win.
+                let mut f = match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Self::open_or_create(path);
+                    }
+                    Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+                };
+                f.write_all(ring.text().as_bytes())
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                Ok(ring)
+            }
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Keyring, String> {
+        let bad = || format!("{} is not a Pantstack key file", path.display());
+        let v: Value = serde_json::from_str(text).map_err(|_| bad())?;
+        let seed = v["seed"].as_str().and_then(unhex32).ok_or_else(bad)?;
+        let mut keys = Vec::new();
+        for k in v["keys"].as_array().ok_or_else(bad)? {
+            let id = k["id"].as_u64().ok_or_else(bad)? as u32;
+            let key = k["key"].as_str().and_then(unhex32).ok_or_else(bad)?;
+            keys.push((id, key));
+        }
+        if keys.is_empty() {
+            return Err(bad());
+        }
+        Ok(Keyring {
+            path: path.to_path_buf(),
+            seed,
+            keys,
+        })
+    }
+
+    fn text(&self) -> String {
+        let keys: Vec<Value> = self
+            .keys
+            .iter()
+            .map(|(id, k)| json!({ "id": id, "key": hex(k) }))
+            .collect();
+        format!(
+            "{}\n",
+            json!({ "format": "pantstack-keys-1", "seed": hex(&self.seed), "keys": keys })
+        )
+    }
+
+    /// Replaces the file atomically (temp 0600, fsync, rename).
+    fn save(&self) -> Result<(), String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = self.path.with_extension("key.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        f.write_all(self.text().as_bytes())
+            .and_then(|_| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The id of the key new values are encrypted under.
+    pub fn current_id(&self) -> u32 {
+        self.keys.last().map(|(id, _)| *id).unwrap_or(0)
+    }
+
+    /// Adds a new current key (old ones stay readable until `retire`).
+    pub fn rotate(&mut self) -> Result<u32, String> {
+        let id = self.current_id() + 1;
+        self.keys
+            .push((id, random32().map_err(|e| format!("no randomness: {e}"))?));
+        self.save()?;
+        Ok(id)
+    }
+
+    /// Drops every key but the current one (after everything was re-encrypted).
+    pub fn retire(&mut self) -> Result<(), String> {
+        let n = self.keys.len();
+        if n > 1 {
+            self.keys.drain(..n - 1);
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Encrypts `plain` under the current key, bound to `aad` (the parameter's
+    /// name): `key id (4, BE) | nonce (12) | ciphertext+tag`.
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+        let (id, key) = self
+            .keys
+            .last()
+            .ok_or_else(|| "no encryption key".to_string())?;
+        let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| "bad key length".to_string())?;
+        let nonce = random_nonce().map_err(|e| format!("no randomness: {e}"))?;
+        let ct = cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
+            .map_err(|_| "encryption failed".to_string())?;
+        let mut out = Vec::with_capacity(4 + NONCE + ct.len());
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Decrypts what `seal` wrote for the same `aad`.
+    pub fn open(&self, aad: &[u8], blob: &[u8]) -> Result<Vec<u8>, String> {
+        if blob.len() < 4 + NONCE + 16 {
+            return Err("ciphertext too short".into());
+        }
+        let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
+        let (_, key) = self
+            .keys
+            .iter()
+            .find(|(k, _)| *k == id)
+            .ok_or_else(|| format!("encrypted under key {id}, which this key file does not hold"))?;
+        let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| "bad key length".to_string())?;
+        cipher
+            .decrypt(
+                Nonce::from_slice(&blob[4..4 + NONCE]),
+                Payload {
+                    msg: &blob[4 + NONCE..],
+                    aad,
+                },
+            )
+            .map_err(|_| "the value does not decrypt (wrong key or tampered)".to_string())
+    }
+
+    /// The key id a sealed value was encrypted under.
+    pub fn key_of(blob: &[u8]) -> Option<u32> {
+        blob.get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// Credentials of `principal`, derived from the seed: the same on every start,
+    /// never stored.
+    pub fn credentials(&self, principal: &str) -> Credentials {
+        let a = hmac(&self.seed, format!("access:{principal}").as_bytes());
+        let s = hmac(&self.seed, format!("secret:{principal}").as_bytes());
+        // Access key ids look like AWS's: 20 upper-case characters.
+        let access: String = hex(&a[..8]).to_ascii_uppercase();
+        Credentials {
+            access_key: format!("PSKA{access}"),
+            secret_key: hex(&s[..20]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_rotate_and_permissions() {
+        let dir = std::env::temp_dir().join(format!("pantstack-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("k.key");
+        let mut ring = Keyring::open_or_create(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let blob = ring.seal(b"/a/b", b"hunter2").unwrap();
+        assert!(!blob.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(ring.open(b"/a/b", &blob).unwrap(), b"hunter2");
+        assert!(ring.open(b"/a/c", &blob).is_err(), "bound to the name");
+        let creds = ring.credentials("api");
+        assert_eq!(creds.access_key.len(), 20);
+        assert_ne!(creds, ring.credentials("user"));
+        ring.rotate().unwrap();
+        let again = Keyring::open_or_create(&path).unwrap();
+        assert_eq!(again.current_id(), 2);
+        assert_eq!(again.open(b"/a/b", &blob).unwrap(), b"hunter2");
+        assert_eq!(again.credentials("api"), creds, "rotation keeps credentials");
+        let new = again.seal(b"/a/b", b"x").unwrap();
+        assert_eq!(Keyring::key_of(&new), Some(2));
+        let mut again = again;
+        again.retire().unwrap();
+        assert!(again.open(b"/a/b", &blob).is_err(), "the old key is gone");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            Keyring::open_or_create(&path)
+                .err()
+                .unwrap()
+                .contains("chmod 600")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,349 @@
+//! The local cloud's AWS-compatible endpoint: SQS (JSON and query protocols) and
+//! SSM Parameter Store (JSON 1.1) on one port, for any AWS SDK or the AWS CLI
+//! pointed at it with `--endpoint-url` / `AWS_ENDPOINT_URL`.
+//!
+//! - Requests are routed by `X-Amz-Target` (JSON protocols) or the form's `Action`
+//!   (SQS query protocol); every request must carry a valid SigV4 signature of a
+//!   credential this local cloud issued (one per service unit and one for people,
+//!   see `keys`).
+//! - State lives in memory and in one journal (`journal`): a change is answered
+//!   only after its record is on disk, and replaying the journal on start rebuilds
+//!   exactly the acknowledged state.
+//! - `Core` is usable without the HTTP server (the `secrets` command works on a
+//!   stopped local cloud); a lock file keeps two processes from opening one state.
+
+pub mod error;
+pub mod http;
+pub mod journal;
+pub mod keys;
+pub mod query;
+pub mod sqs;
+pub mod ssm;
+
+use error::ApiError;
+use journal::Journal;
+use keys::{Credentials, Keyring};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The account id of the local cloud (as LocalStack and moto use).
+pub const ACCOUNT: &str = "000000000000";
+/// The principal a person's shell uses (`pantstack aws-env`).
+pub const USER: &str = "user";
+
+/// One journal record.
+#[derive(Debug, Serialize, Deserialize)]
+enum Record {
+    #[serde(rename = "sqs")]
+    Sqs(sqs::Op),
+    #[serde(rename = "ssm")]
+    Ssm(ssm::Op),
+}
+
+pub struct Config {
+    /// Where the journal and lock live (`.pantstack/local/<env>/aws`).
+    pub dir: PathBuf,
+    /// The master key file (outside the project tree).
+    pub key_file: PathBuf,
+    pub region: String,
+    /// Who may call: unit names (each gets its own credentials) besides `user`.
+    pub principals: Vec<String>,
+}
+
+/// The endpoint's state: queues, parameters, keys, credentials, journal.
+pub struct Core {
+    pub region: String,
+    sqs: Mutex<sqs::Sqs>,
+    ssm: Mutex<ssm::Params>,
+    keys: RwLock<Keyring>,
+    /// Access key → (principal, secret).
+    creds: HashMap<String, (String, String)>,
+    journal: Journal,
+    /// Held while this process owns the state directory.
+    _lock: std::fs::File,
+    /// `http://127.0.0.1:PORT` once serving (queue URLs are built from it).
+    base_url: RwLock<String>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves state that was valid before the panicking
+    // op (ops check before they change); keep serving it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The path of the state directory's lock file.
+pub fn lock_path(dir: &Path) -> PathBuf {
+    dir.join("LOCK")
+}
+
+impl Core {
+    /// Opens (or creates) the state in `cfg.dir`: takes the lock, opens the key file,
+    /// replays the journal. Fails if another process holds the state.
+    pub fn open(cfg: &Config) -> Result<Core, String> {
+        std::fs::create_dir_all(&cfg.dir)
+            .map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(lock_path(&cfg.dir))
+            .map_err(|e| format!("cannot open {}: {e}", lock_path(&cfg.dir).display()))?;
+        if lock_file.try_lock().is_err() {
+            return Err(format!(
+                "{} is in use by another pantstack process",
+                cfg.dir.display()
+            ));
+        }
+        let keys = Keyring::open_or_create(&cfg.key_file)?;
+        let mut creds = HashMap::new();
+        for p in std::iter::once(USER).chain(cfg.principals.iter().map(String::as_str)) {
+            let c = keys.credentials(p);
+            creds.insert(c.access_key, (p.to_string(), c.secret_key));
+        }
+        let mut q = sqs::Sqs::new(&cfg.region, ACCOUNT);
+        let mut p = ssm::Params::new(&cfg.region, ACCOUNT);
+        let mut bad = None;
+        let (journal, _) = Journal::open(&cfg.dir.join("journal.log"), |rec| {
+            match serde_json::from_slice::<Record>(rec) {
+                // An op that failed when it was made was never journaled; one that
+                // fails now changes nothing, as it did then.
+                Ok(Record::Sqs(op)) => {
+                    let _ = q.apply(&op);
+                }
+                Ok(Record::Ssm(op)) => {
+                    let _ = p.apply(&op);
+                }
+                Err(e) => bad = Some(e.to_string()),
+            }
+        })?;
+        if let Some(e) = bad {
+            return Err(format!(
+                "{}: a record this version cannot read ({e})",
+                cfg.dir.join("journal.log").display()
+            ));
+        }
+        Ok(Core {
+            region: cfg.region.clone(),
+            sqs: Mutex::new(q),
+            ssm: Mutex::new(p),
+            keys: RwLock::new(keys),
+            creds,
+            journal,
+            _lock: lock_file,
+            base_url: RwLock::new(String::new()),
+        })
+    }
+
+    pub fn set_base_url(&self, url: String) {
+        if let Ok(mut b) = self.base_url.write() {
+            *b = url;
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        self.base_url.read().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// The credentials of a principal (`user` or a unit name).
+    pub fn credentials(&self, principal: &str) -> Credentials {
+        match self.keys.read() {
+            Ok(k) => k.credentials(principal),
+            Err(e) => e.into_inner().credentials(principal),
+        }
+    }
+
+    /// The principal and secret of an access key.
+    pub fn secret_of(&self, access_key: &str) -> Option<(&str, &str)> {
+        self.creds
+            .get(access_key)
+            .map(|(p, s)| (p.as_str(), s.as_str()))
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn durable(rx: journal::Durable) -> Result<(), ApiError> {
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::internal(e)),
+            Err(_) => Err(ApiError::internal("the journal writer has stopped")),
+        }
+    }
+
+    fn records<T>(ops: Vec<T>, wrap: fn(T) -> Record) -> Vec<Vec<u8>> {
+        ops.into_iter()
+            .filter_map(|op| serde_json::to_vec(&wrap(op)).ok())
+            .collect()
+    }
+
+    /// One SQS action, answered once its changes are durable.
+    pub async fn sqs(&self, action: &str, input: &Value, sender: &str) -> Result<Value, ApiError> {
+        if action == "ReceiveMessage" {
+            return self.receive(input, sender).await;
+        }
+        let base = self.base_url();
+        let (out, rx) = {
+            let mut s = lock(&self.sqs);
+            let (out, ops) = s.handle(action, input, now_ms(), sender, &base)?;
+            (out, self.journal.submit(Self::records(ops, Record::Sqs)))
+        };
+        Self::durable(rx).await?;
+        Ok(out)
+    }
+
+    async fn receive(&self, input: &Value, _sender: &str) -> Result<Value, ApiError> {
+        let name = sqs::text(input, "QueueUrl")
+            .map(|u| sqs::name_of_url(u).to_string())
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "MissingParameter",
+                    "The request must contain the parameter QueueUrl.",
+                )
+            })?;
+        let (wait, notify) = {
+            let s = lock(&self.sqs);
+            let w = s.wait_secs(&name, input)?;
+            (w, s.notify_of(&name))
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+        loop {
+            let notified = notify.as_ref().map(|n| n.notified());
+            let mut notified = notified.map(Box::pin);
+            if let Some(n) = notified.as_mut() {
+                n.as_mut().enable();
+            }
+            let now = now_ms();
+            let (out, rx, next) = {
+                let mut s = lock(&self.sqs);
+                let op = s.receive_op(&name, input, now)?;
+                let (got, moved) = match s.apply(&op)? {
+                    sqs::Applied::Received(g, m) => (g, m),
+                    _ => (Vec::new(), 0),
+                };
+                // Log the receive when it delivered or dead-lettered something.
+                let changed = !got.is_empty() || moved > 0;
+                let rx = changed.then(|| self.journal.submit(Self::records(vec![op], Record::Sqs)));
+                let out = (!got.is_empty()).then(|| s.received_json(&name, input, &got));
+                (out, rx, s.next_visible(&name))
+            };
+            if let Some(rx) = rx {
+                Self::durable(rx).await?;
+            }
+            if let Some(out) = out {
+                return Ok(out);
+            }
+            let t = tokio::time::Instant::now();
+            if t >= deadline {
+                return Ok(json!({}));
+            }
+            let mut until = deadline;
+            if let Some(v) = next
+                && v > now
+            {
+                until = until.min(t + Duration::from_millis(v - now));
+            }
+            match notified {
+                Some(n) => {
+                    tokio::select! {
+                        _ = n => {}
+                        _ = tokio::time::sleep_until(until) => {}
+                    }
+                }
+                None => tokio::time::sleep_until(until).await,
+            }
+        }
+    }
+
+    /// One SSM action, answered once its changes are durable.
+    pub async fn ssm(&self, action: &str, input: &Value, caller: &str) -> Result<Value, ApiError> {
+        let (out, rx) = {
+            let keys = self.keys();
+            let mut p = lock(&self.ssm);
+            let (out, ops) = p.handle(&keys, action, input, now_ms(), caller)?;
+            (out, self.journal.submit(Self::records(ops, Record::Ssm)))
+        };
+        Self::durable(rx).await?;
+        Ok(out)
+    }
+
+    /// The plaintext of a parameter (a task's `secrets` at start).
+    pub fn resolve_parameter(&self, name: &str) -> Result<String, ApiError> {
+        let keys = self.keys();
+        lock(&self.ssm).resolve(&keys, name)
+    }
+
+    /// Adds a new master key, re-encrypts every SecureString under it (durably),
+    /// then drops the old key. Returns how many values were re-encrypted.
+    pub async fn rotate_key(&self) -> Result<usize, String> {
+        let rx = {
+            let mut keys = self.keys.write().map_err(|_| "key lock poisoned".to_string())?;
+            keys.rotate()?;
+            let mut p = lock(&self.ssm);
+            let ops = p.reencrypt(&keys)?;
+            let n = ops.len();
+            (self.journal.submit(Self::records(ops, Record::Ssm)), n)
+        };
+        Self::durable(rx.0).await.map_err(|e| e.message)?;
+        let mut keys = self.keys.write().map_err(|_| "key lock poisoned".to_string())?;
+        keys.retire()?;
+        Ok(rx.1)
+    }
+
+    /// Creates queues (idempotent); used by `pantstack up` for the manifests' queues.
+    pub async fn ensure_queue(
+        &self,
+        name: &str,
+        attrs: &[(String, String)],
+    ) -> Result<(), ApiError> {
+        let map: serde_json::Map<String, Value> =
+            attrs.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let input = json!({ "QueueName": name, "Attributes": map });
+        match self.sqs("CreateQueue", &input, USER).await {
+            Ok(_) => Ok(()),
+            // Exists with other attributes (the manifest changed): update them.
+            Err(e) if e.code == "QueueNameExists" => {
+                let url = format!("{}/{ACCOUNT}/{name}", self.base_url());
+                let mut settable = map;
+                settable.remove("FifoQueue");
+                self.sqs(
+                    "SetQueueAttributes",
+                    &json!({ "QueueUrl": url, "Attributes": settable }),
+                    USER,
+                )
+                .await
+                .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ARN of a queue of this endpoint.
+    pub fn queue_arn(&self, name: &str) -> String {
+        lock(&self.sqs).arn(name)
+    }
+
+    /// The names of parameters under a path and when each last changed (ms).
+    pub fn parameters_under(&self, path: &str) -> Vec<(String, u64, u64)> {
+        let p = lock(&self.ssm);
+        p.store
+            .by_path(path, true)
+            .map(|v| {
+                v.into_iter()
+                    .map(|(n, v)| (n.to_string(), v.version, v.modified))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

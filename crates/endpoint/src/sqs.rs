@@ -1,0 +1,1419 @@
+//! SQS: the queues of the local cloud, every action of the API as an operation on
+//! them, and the journal records that make them durable.
+//!
+//! Input arrives in the JSON protocol's shape (the query protocol is converted to it
+//! by `query.rs`); output leaves in that shape too. A change is an `Op`: applied to
+//! the state, then (if it succeeded) written to the journal; replaying the journal
+//! applies the same ops in the same order with the same clock values, which rebuilds
+//! the same queues, messages, receive counts and receipt handles.
+
+use crate::error::ApiError;
+use base64::Engine;
+use md5::{Digest, Md5};
+use pantstack_awsproto::sigv4::hex;
+use pantstack_sqs::{Attributes, Error as QErr, Message, Queue};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+pub type Millis = u64;
+
+/// Longest long poll (seconds).
+pub const MAX_WAIT_SECS: u64 = 20;
+/// Entries of one batch request.
+pub const MAX_BATCH: usize = 10;
+/// A batch's bodies and attributes together (bytes).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// The settable attributes and how each is checked.
+const SETTABLE: &[&str] = &[
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "Policy",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
+
+fn no_queue() -> ApiError {
+    ApiError::bad(
+        "QueueDoesNotExist",
+        "The specified queue does not exist for this wsdl version.",
+    )
+    .with_query_code("AWS.SimpleQueueService.NonExistentQueue")
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::bad("InvalidParameterValue", msg)
+}
+
+fn missing(name: &str) -> ApiError {
+    ApiError::bad(
+        "MissingParameter",
+        format!("The request must contain the parameter {name}."),
+    )
+}
+
+fn q_err(e: QErr) -> ApiError {
+    match e {
+        QErr::InvalidParameterValue(m) => invalid(m),
+        QErr::MissingParameter(m) => ApiError::bad("MissingParameter", m),
+        QErr::ReceiptHandleIsInvalid => ApiError::bad(
+            "ReceiptHandleIsInvalid",
+            "The input receipt handle is invalid.",
+        ),
+        QErr::MessageNotInflight => ApiError::bad(
+            "MessageNotInflight",
+            "The message referred to isn't in flight.",
+        )
+        .with_query_code("AWS.SimpleQueueService.MessageNotInflight"),
+    }
+}
+
+/// A string field of the input.
+pub fn text<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+/// An integer field: a JSON number, or (query protocol) a numeric string.
+pub fn int(v: &Value, k: &str) -> Result<Option<i64>, ApiError> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| invalid(format!("Value {n} for parameter {k} is invalid."))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| invalid(format!("Value {s} for parameter {k} is invalid."))),
+        Some(other) => Err(invalid(format!(
+            "Value {other} for parameter {k} is invalid."
+        ))),
+    }
+}
+
+fn ranged(v: &Value, k: &str, lo: i64, hi: i64) -> Result<Option<u64>, ApiError> {
+    match int(v, k)? {
+        None => Ok(None),
+        Some(n) if (lo..=hi).contains(&n) => Ok(Some(n as u64)),
+        Some(n) => Err(invalid(format!(
+            "Value {n} for parameter {k} is invalid. Reason: Must be between {lo} and {hi}, if provided."
+        ))),
+    }
+}
+
+/// The queue name a `QueueUrl` names (its last path segment).
+pub fn name_of_url(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
+}
+
+/// A queue's name from an ARN `arn:aws:sqs:region:account:name`.
+fn name_of_arn(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "sqs", _, _, name] => Some(name),
+        _ => None,
+    }
+}
+
+/// MD5 of the message attributes as SQS computes it (sorted by name; each: name,
+/// type, transport byte, value, lengths as 4-byte big-endian).
+pub fn md5_of_attributes(attrs: &Map<String, Value>) -> String {
+    let mut h = Md5::new();
+    let mut names: Vec<&String> = attrs.keys().collect();
+    names.sort();
+    for name in names {
+        let a = &attrs[name];
+        let ty = text(a, "DataType").unwrap_or("");
+        let put = |h: &mut Md5, b: &[u8]| {
+            h.update((b.len() as u32).to_be_bytes());
+            h.update(b);
+        };
+        put(&mut h, name.as_bytes());
+        put(&mut h, ty.as_bytes());
+        if ty.starts_with("Binary") {
+            h.update([2u8]);
+            let bin = text(a, "BinaryValue")
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .unwrap_or_default();
+            put(&mut h, &bin);
+        } else {
+            h.update([1u8]);
+            put(&mut h, text(a, "StringValue").unwrap_or("").as_bytes());
+        }
+    }
+    hex(&h.finalize())
+}
+
+fn md5_hex(s: &str) -> String {
+    hex(&Md5::digest(s.as_bytes()))
+}
+
+/// Valid message characters (XML 1.0): #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+/// #x10000-#x10FFFF.
+fn check_body(body: &str) -> Result<(), ApiError> {
+    if let Some(c) = body.chars().find(|&c| {
+        !matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+    }) {
+        return Err(ApiError::bad(
+            "InvalidMessageContents",
+            format!(
+                "Invalid binary character '#x{:X}' was found in the message body, the set of allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+                c as u32
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks message attributes; returns them and their size in bytes.
+fn check_message_attributes(v: Option<&Value>) -> Result<(Map<String, Value>, usize), ApiError> {
+    let Some(v) = v else {
+        return Ok((Map::new(), 0));
+    };
+    let Some(m) = v.as_object() else {
+        return Err(invalid("MessageAttributes must be a map"));
+    };
+    if m.len() > 10 {
+        return Err(invalid(format!(
+            "Number of message attributes [{}] exceeds the allowed maximum [10].",
+            m.len()
+        )));
+    }
+    let mut size = 0;
+    let mut out = Map::new();
+    for (name, a) in m {
+        let ok_name = !name.is_empty()
+            && name.len() <= 256
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            && !name.starts_with('.')
+            && !name.ends_with('.')
+            && !name.contains("..")
+            && !name.to_ascii_lowercase().starts_with("aws.")
+            && !name.to_ascii_lowercase().starts_with("amazon.");
+        if !ok_name {
+            return Err(invalid(format!(
+                "Message attribute name '{name}' is invalid: use A-Z a-z 0-9 _ - . (no leading, trailing or double period; not starting with AWS. or Amazon.), at most 256 characters."
+            )));
+        }
+        let ty = text(a, "DataType")
+            .ok_or_else(|| invalid(format!("The message attribute '{name}' must contain a non-empty attribute type.")))?;
+        let base = ty.split('.').next().unwrap_or("");
+        let mut e = Map::new();
+        e.insert("DataType".into(), json!(ty));
+        match base {
+            "String" | "Number" => {
+                let sv = text(a, "StringValue").ok_or_else(|| {
+                    invalid(format!("The message attribute '{name}' must contain a non-empty message attribute value for message attribute type '{ty}'."))
+                })?;
+                if base == "Number" && sv.trim().parse::<f64>().is_err() {
+                    return Err(invalid(format!(
+                        "Can't cast the value of message (user) attribute '{name}' to a number."
+                    )));
+                }
+                check_body(sv)?;
+                size += sv.len();
+                e.insert("StringValue".into(), json!(sv));
+            }
+            "Binary" => {
+                let bv = text(a, "BinaryValue").ok_or_else(|| {
+                    invalid(format!("The message attribute '{name}' must contain a non-empty message attribute value for message attribute type '{ty}'."))
+                })?;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(bv)
+                    .map_err(|_| invalid(format!("The message attribute '{name}' has a BinaryValue that is not base64.")))?;
+                size += raw.len();
+                e.insert("BinaryValue".into(), json!(bv));
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "The type of message (user) attribute '{name}' is invalid. You must use only the following supported type prefixes: Binary, Number, String."
+                )));
+            }
+        }
+        size += name.len() + ty.len();
+        out.insert(name.clone(), Value::Object(e));
+    }
+    Ok((out, size))
+}
+
+/// One queue.
+pub struct QueueRt {
+    pub name: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    pub modified: u64,
+    /// Settable attributes as set, checked.
+    pub attrs: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    pub q: Queue,
+    /// Woken on every send and visibility change (long polls wait on it).
+    pub notify: Arc<Notify>,
+    /// The DLQ's name and maxReceiveCount (from RedrivePolicy).
+    pub redrive: Option<(String, u32)>,
+    /// When the last purge was (one per 60 s).
+    pub purged_at: Option<Millis>,
+}
+
+/// A finished message-move task.
+#[derive(Clone, Debug)]
+pub struct MoveTask {
+    pub handle: String,
+    pub source: String,
+    pub dest: Option<String>,
+    pub moved: u64,
+    pub started: Millis,
+}
+
+/// A change to the queues: what the journal holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Create {
+        name: String,
+        attrs: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+        now: Millis,
+    },
+    DeleteQueue {
+        name: String,
+    },
+    SetAttrs {
+        name: String,
+        attrs: BTreeMap<String, String>,
+        now: Millis,
+    },
+    Tag {
+        name: String,
+        tags: BTreeMap<String, String>,
+    },
+    Untag {
+        name: String,
+        keys: Vec<String>,
+    },
+    Purge {
+        name: String,
+        now: Millis,
+    },
+    Send {
+        name: String,
+        body: String,
+        extra: String,
+        delay: Option<u64>,
+        group: Option<String>,
+        dedup: Option<String>,
+        now: Millis,
+    },
+    Receive {
+        name: String,
+        max: usize,
+        vis: Option<u64>,
+        now: Millis,
+    },
+    Delete {
+        name: String,
+        receipt: String,
+    },
+    Visibility {
+        name: String,
+        receipt: String,
+        secs: u64,
+        now: Millis,
+    },
+    Move {
+        source: String,
+        dest: Option<String>,
+        handle: String,
+        now: Millis,
+    },
+}
+
+/// What applying an op produced.
+pub enum Applied {
+    Nothing,
+    Sent(pantstack_sqs::Sent),
+    /// Deliveries, and how many messages were moved to the DLQ.
+    Received(Vec<pantstack_sqs::Delivery>, usize),
+    Moved(u64),
+}
+
+#[derive(Default)]
+pub struct Sqs {
+    pub queues: BTreeMap<String, QueueRt>,
+    pub moves: Vec<MoveTask>,
+    pub region: String,
+    pub account: String,
+}
+
+fn parse_attrs(
+    attrs: &BTreeMap<String, String>,
+    fifo_name: bool,
+    creating: bool,
+    existing: Option<&BTreeMap<String, String>>,
+) -> Result<(Attributes, Option<(String, u32)>), ApiError> {
+    let mut merged = existing.cloned().unwrap_or_default();
+    for (k, v) in attrs {
+        if !SETTABLE.contains(&k.as_str()) {
+            return Err(ApiError::bad(
+                "InvalidAttributeName",
+                format!("Unknown Attribute {k}."),
+            ));
+        }
+        if !creating && k == "FifoQueue" {
+            return Err(ApiError::bad(
+                "InvalidAttributeName",
+                "Unknown Attribute FifoQueue (it can only be set when the queue is created).",
+            ));
+        }
+        merged.insert(k.clone(), v.clone());
+    }
+    let num = |k: &str, lo: u64, hi: u64, d: u64| -> Result<u64, ApiError> {
+        match merged.get(k) {
+            None => Ok(d),
+            Some(s) => s
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "InvalidAttributeValue",
+                        format!("Invalid value for the parameter {k}: {s} (must be {lo}..{hi})."),
+                    )
+                }),
+        }
+    };
+    let boolean = |k: &str| -> Result<bool, ApiError> {
+        match merged.get(k).map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(s) => Err(ApiError::bad(
+                "InvalidAttributeValue",
+                format!("Invalid value for the parameter {k}: {s} (true or false)."),
+            )),
+        }
+    };
+    let fifo = boolean("FifoQueue")?;
+    if fifo != fifo_name {
+        return Err(invalid(if fifo {
+            "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length."
+        } else {
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length (a queue whose name ends with .fifo must set FifoQueue=true)."
+        }));
+    }
+    let cbd = boolean("ContentBasedDeduplication")?;
+    if cbd && !fifo {
+        return Err(ApiError::bad(
+            "InvalidAttributeName",
+            "Unknown Attribute ContentBasedDeduplication (FIFO queues only).",
+        ));
+    }
+    boolean("SqsManagedSseEnabled")?;
+    num("ReceiveMessageWaitTimeSeconds", 0, MAX_WAIT_SECS, 0)?;
+    num("KmsDataKeyReusePeriodSeconds", 60, 86_400, 300)?;
+    let redrive = match merged.get("RedrivePolicy").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => {
+            let v: Value = serde_json::from_str(s).map_err(|_| {
+                ApiError::bad(
+                    "InvalidAttributeValue",
+                    format!("Value {s} for parameter RedrivePolicy is invalid. Reason: Invalid JSON."),
+                )
+            })?;
+            let arn = text(&v, "deadLetterTargetArn").ok_or_else(|| {
+                ApiError::bad("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+            })?;
+            let dlq = name_of_arn(arn).ok_or_else(|| {
+                ApiError::bad(
+                    "InvalidAttributeValue",
+                    format!("Value {arn} for parameter RedrivePolicy is invalid. Reason: Invalid value for deadLetterTargetArn."),
+                )
+            })?;
+            let count = match &v["maxReceiveCount"] {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Invalid value for maxReceiveCount: must be 1..1000.")
+            })?;
+            Some((dlq.to_string(), count as u32))
+        }
+    };
+    let a = Attributes {
+        visibility_timeout_secs: num("VisibilityTimeout", 0, 43_200, 30)?,
+        retention_secs: num("MessageRetentionPeriod", 60, 1_209_600, 345_600)?,
+        delay_secs: num("DelaySeconds", 0, 900, 0)?,
+        max_message_bytes: num("MaximumMessageSize", 1024, 262_144, 262_144)? as usize,
+        fifo,
+        content_based_deduplication: cbd,
+        max_receive_count: None,
+    };
+    Ok((a, redrive))
+}
+
+fn check_queue_name(name: &str) -> Result<bool, ApiError> {
+    let fifo = name.ends_with(".fifo");
+    let stem = name.strip_suffix(".fifo").unwrap_or(name);
+    if name.is_empty()
+        || name.len() > 80
+        || stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(format!(
+            "Value {name} for parameter QueueName is invalid. Reason: Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length."
+        )));
+    }
+    Ok(fifo)
+}
+
+impl Sqs {
+    pub fn new(region: &str, account: &str) -> Self {
+        Sqs {
+            region: region.to_string(),
+            account: account.to_string(),
+            ..Sqs::default()
+        }
+    }
+
+    pub fn arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account)
+    }
+
+    fn queue(&mut self, name: &str) -> Result<&mut QueueRt, ApiError> {
+        self.queues.get_mut(name).ok_or_else(no_queue)
+    }
+
+    /// Applies one op. The same op on the same state gives the same result (replay).
+    pub fn apply(&mut self, op: &Op) -> Result<Applied, ApiError> {
+        match op {
+            Op::Create {
+                name,
+                attrs,
+                tags,
+                now,
+            } => {
+                let fifo = check_queue_name(name)?;
+                if let Some(q) = self.queues.get(name) {
+                    // Idempotent when nothing differs.
+                    let differs = attrs
+                        .iter()
+                        .any(|(k, v)| q.attrs.get(k).is_some_and(|old| old != v) || !q.attrs.contains_key(k));
+                    if differs {
+                        return Err(ApiError::bad(
+                            "QueueNameExists",
+                            format!("A queue already exists with the same name and a different value for attribute(s) {}", attrs.keys().cloned().collect::<Vec<_>>().join(", ")),
+                        )
+                        .with_query_code("QueueAlreadyExists"));
+                    }
+                    return Ok(Applied::Nothing);
+                }
+                let (a, redrive) = parse_attrs(attrs, fifo, true, None)?;
+                self.queues.insert(
+                    name.clone(),
+                    QueueRt {
+                        name: name.clone(),
+                        created: now / 1000,
+                        modified: now / 1000,
+                        attrs: attrs.clone(),
+                        tags: tags.clone(),
+                        q: Queue::new(a),
+                        notify: Arc::new(Notify::new()),
+                        redrive,
+                        purged_at: None,
+                    },
+                );
+                Ok(Applied::Nothing)
+            }
+            Op::DeleteQueue { name } => {
+                let q = self.queues.remove(name).ok_or_else(no_queue)?;
+                q.notify.notify_waiters();
+                Ok(Applied::Nothing)
+            }
+            Op::SetAttrs { name, attrs, now } => {
+                let q = self.queue(name)?;
+                let fifo = q.q.attributes.fifo;
+                let (a, redrive) = parse_attrs(attrs, fifo, false, Some(&q.attrs))?;
+                for (k, v) in attrs {
+                    q.attrs.insert(k.clone(), v.clone());
+                }
+                q.q.attributes = a;
+                q.redrive = redrive;
+                q.modified = now / 1000;
+                q.notify.notify_waiters();
+                Ok(Applied::Nothing)
+            }
+            Op::Tag { name, tags } => {
+                let q = self.queue(name)?;
+                q.tags.extend(tags.clone());
+                if q.tags.len() > 50 {
+                    return Err(invalid("Too many tags (at most 50 per queue)."));
+                }
+                Ok(Applied::Nothing)
+            }
+            Op::Untag { name, keys } => {
+                let q = self.queue(name)?;
+                for k in keys {
+                    q.tags.remove(k);
+                }
+                Ok(Applied::Nothing)
+            }
+            Op::Purge { name, now } => {
+                let q = self.queue(name)?;
+                if let Some(t) = q.purged_at
+                    && now.saturating_sub(t) < 60_000
+                {
+                    return Err(ApiError::bad(
+                        "PurgeQueueInProgress",
+                        format!("Only one PurgeQueue operation on {name} is allowed every 60 seconds."),
+                    )
+                    .with_query_code("AWS.SimpleQueueService.PurgeQueueInProgress"));
+                }
+                q.q.purge();
+                q.purged_at = Some(*now);
+                Ok(Applied::Nothing)
+            }
+            Op::Send {
+                name,
+                body,
+                extra,
+                delay,
+                group,
+                dedup,
+                now,
+            } => {
+                let q = self.queue(name)?;
+                let sent = q
+                    .q
+                    .send_with(body, extra, *delay, group.as_deref(), dedup.as_deref(), *now)
+                    .map_err(q_err)?;
+                q.notify.notify_waiters();
+                Ok(Applied::Sent(sent))
+            }
+            Op::Receive {
+                name,
+                max,
+                vis,
+                now,
+            } => {
+                let redrive = self.queue(name)?.redrive.clone();
+                let dlq = redrive
+                    .as_ref()
+                    .filter(|(d, _)| d != name && self.queues.contains_key(d));
+                let q = self.queue(name)?;
+                q.q.attributes.max_receive_count = dlq.map(|(_, n)| *n);
+                let (got, dead) = q.q.receive(*max, *vis, *now).map_err(q_err)?;
+                let moved = dead.len();
+                if let Some((d, _)) = dlq
+                    && !dead.is_empty()
+                    && let Some(target) = self.queues.get_mut(d)
+                {
+                    for mut m in dead {
+                        m.origin = Some(name.clone());
+                        target.q.adopt(m, *now);
+                    }
+                    target.notify.notify_waiters();
+                }
+                Ok(Applied::Received(got, moved))
+            }
+            Op::Delete { name, receipt } => {
+                self.queue(name)?.q.delete(receipt).map_err(q_err)?;
+                Ok(Applied::Nothing)
+            }
+            Op::Visibility {
+                name,
+                receipt,
+                secs,
+                now,
+            } => {
+                let q = self.queue(name)?;
+                q.q.change_visibility(receipt, *secs, *now).map_err(q_err)?;
+                q.notify.notify_waiters();
+                Ok(Applied::Nothing)
+            }
+            Op::Move {
+                source,
+                dest,
+                handle,
+                now,
+            } => {
+                let msgs: Vec<Message> = self.queue(source)?.q.take_all(usize::MAX);
+                let mut moved = 0;
+                let mut back: Vec<Message> = Vec::new();
+                for m in msgs {
+                    let target = dest.clone().or_else(|| m.origin.clone());
+                    match target.and_then(|t| self.queues.get_mut(&t)) {
+                        Some(t) => {
+                            let mut m = m;
+                            m.origin = None;
+                            t.q.adopt(m, *now);
+                            t.notify.notify_waiters();
+                            moved += 1;
+                        }
+                        None => back.push(m),
+                    }
+                }
+                if let Some(s) = self.queues.get_mut(source) {
+                    for m in back {
+                        s.q.adopt(m, *now);
+                    }
+                }
+                self.moves.push(MoveTask {
+                    handle: handle.clone(),
+                    source: source.clone(),
+                    dest: dest.clone(),
+                    moved,
+                    started: *now,
+                });
+                Ok(Applied::Moved(moved))
+            }
+        }
+    }
+
+    fn all_attributes(&self, q: &QueueRt, now: Millis) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let a = &q.q.attributes;
+        let (visible, inflight, delayed) = q.q.counts(now);
+        out.insert("QueueArn".into(), self.arn(&q.name));
+        out.insert("ApproximateNumberOfMessages".into(), visible.to_string());
+        out.insert(
+            "ApproximateNumberOfMessagesNotVisible".into(),
+            inflight.to_string(),
+        );
+        out.insert(
+            "ApproximateNumberOfMessagesDelayed".into(),
+            delayed.to_string(),
+        );
+        out.insert("CreatedTimestamp".into(), q.created.to_string());
+        out.insert("LastModifiedTimestamp".into(), q.modified.to_string());
+        out.insert(
+            "VisibilityTimeout".into(),
+            a.visibility_timeout_secs.to_string(),
+        );
+        out.insert("MaximumMessageSize".into(), a.max_message_bytes.to_string());
+        out.insert(
+            "MessageRetentionPeriod".into(),
+            a.retention_secs.to_string(),
+        );
+        out.insert("DelaySeconds".into(), a.delay_secs.to_string());
+        out.insert("ReceiveMessageWaitTimeSeconds".into(), "0".into());
+        out.insert("SqsManagedSseEnabled".into(), "true".into());
+        if a.fifo {
+            out.insert("FifoQueue".into(), "true".into());
+            out.insert(
+                "ContentBasedDeduplication".into(),
+                a.content_based_deduplication.to_string(),
+            );
+            out.insert("DeduplicationScope".into(), "queue".into());
+            out.insert("FifoThroughputLimit".into(), "perQueue".into());
+        }
+        for (k, v) in &q.attrs {
+            out.insert(k.clone(), v.clone());
+        }
+        if q.attrs.contains_key("KmsMasterKeyId") {
+            out.insert("SqsManagedSseEnabled".into(), "false".into());
+        }
+        out
+    }
+
+    /// The wait of a ReceiveMessage: its WaitTimeSeconds, else the queue's.
+    pub fn wait_secs(&self, name: &str, input: &Value) -> Result<u64, ApiError> {
+        let q = self.queues.get(name).ok_or_else(no_queue)?;
+        match ranged(input, "WaitTimeSeconds", 0, MAX_WAIT_SECS as i64)? {
+            Some(w) => Ok(w),
+            None => Ok(q
+                .attrs
+                .get("ReceiveMessageWaitTimeSeconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)),
+        }
+    }
+
+    pub fn notify_of(&self, name: &str) -> Option<Arc<Notify>> {
+        self.queues.get(name).map(|q| q.notify.clone())
+    }
+
+    /// When the queue next has a message becoming visible (long polls wake then).
+    pub fn next_visible(&self, name: &str) -> Option<Millis> {
+        self.queues.get(name).and_then(|q| q.q.next_visible())
+    }
+
+    /// Handles every action but ReceiveMessage's waiting. Returns the response and
+    /// the ops to journal (already applied).
+    pub fn handle(
+        &mut self,
+        action: &str,
+        input: &Value,
+        now: Millis,
+        sender: &str,
+        base_url: &str,
+    ) -> Result<(Value, Vec<Op>), ApiError> {
+        let account = self.account.clone();
+        let url = |name: &str| format!("{base_url}/{account}/{name}");
+        let queue_name = |input: &Value| -> Result<String, ApiError> {
+            text(input, "QueueUrl")
+                .map(|u| name_of_url(u).to_string())
+                .ok_or_else(|| missing("QueueUrl"))
+        };
+        let mut ops = Vec::new();
+        let out = match action {
+            "CreateQueue" => {
+                let name = text(input, "QueueName").ok_or_else(|| missing("QueueName"))?;
+                let attrs = string_map(input.get("Attributes"), "Attributes")?;
+                let tags = string_map(input.get("tags").or_else(|| input.get("Tags")), "tags")?;
+                let op = Op::Create {
+                    name: name.to_string(),
+                    attrs,
+                    tags,
+                    now,
+                };
+                let existed = self.queues.contains_key(name);
+                self.apply(&op)?;
+                if !existed {
+                    ops.push(op);
+                }
+                json!({ "QueueUrl": url(name) })
+            }
+            "GetQueueUrl" => {
+                let name = text(input, "QueueName").ok_or_else(|| missing("QueueName"))?;
+                if !self.queues.contains_key(name) {
+                    return Err(no_queue());
+                }
+                json!({ "QueueUrl": url(name) })
+            }
+            "ListQueues" => {
+                let prefix = text(input, "QueueNamePrefix").unwrap_or("");
+                let max = ranged(input, "MaxResults", 1, 1000)?;
+                let after = text(input, "NextToken").unwrap_or("");
+                let names: Vec<&String> = self
+                    .queues
+                    .keys()
+                    .filter(|n| n.starts_with(prefix) && n.as_str() > after)
+                    .collect();
+                let take = max.map(|m| m as usize).unwrap_or(1000);
+                let page: Vec<String> = names.iter().take(take).map(|n| url(n)).collect();
+                let mut out = json!({ "QueueUrls": page });
+                if max.is_some() && names.len() > take {
+                    out["NextToken"] = json!(names[take - 1]);
+                }
+                out
+            }
+            "DeleteQueue" => {
+                let op = Op::DeleteQueue {
+                    name: queue_name(input)?,
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "PurgeQueue" => {
+                let op = Op::Purge {
+                    name: queue_name(input)?,
+                    now,
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "GetQueueAttributes" => {
+                let name = queue_name(input)?;
+                let q = self.queues.get(&name).ok_or_else(no_queue)?;
+                let all = self.all_attributes(q, now);
+                let wanted = string_list(input.get("AttributeNames"));
+                let mut out = Map::new();
+                for w in &wanted {
+                    if w == "All" {
+                        for (k, v) in &all {
+                            out.insert(k.clone(), json!(v));
+                        }
+                    } else if let Some(v) = all.get(w) {
+                        out.insert(w.clone(), json!(v));
+                    } else if !SETTABLE.contains(&w.as_str())
+                        && !w.starts_with("Approximate")
+                        && !["QueueArn", "CreatedTimestamp", "LastModifiedTimestamp"]
+                            .contains(&w.as_str())
+                    {
+                        return Err(ApiError::bad(
+                            "InvalidAttributeName",
+                            format!("Unknown Attribute {w}."),
+                        ));
+                    }
+                }
+                if out.is_empty() {
+                    json!({})
+                } else {
+                    json!({ "Attributes": out })
+                }
+            }
+            "SetQueueAttributes" => {
+                let op = Op::SetAttrs {
+                    name: queue_name(input)?,
+                    attrs: string_map(input.get("Attributes"), "Attributes")?,
+                    now,
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "TagQueue" => {
+                let op = Op::Tag {
+                    name: queue_name(input)?,
+                    tags: string_map(input.get("Tags"), "Tags")?,
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "UntagQueue" => {
+                let op = Op::Untag {
+                    name: queue_name(input)?,
+                    keys: string_list(input.get("TagKeys")),
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "ListQueueTags" => {
+                let name = queue_name(input)?;
+                let q = self.queues.get(&name).ok_or_else(no_queue)?;
+                if q.tags.is_empty() {
+                    json!({})
+                } else {
+                    json!({ "Tags": q.tags })
+                }
+            }
+            "SendMessage" => {
+                let name = queue_name(input)?;
+                let (op, md5_attrs) = self.send_op(&name, input, now, sender)?;
+                let r = self.apply(&op)?;
+                let Applied::Sent(sent) = r else {
+                    return Err(ApiError::internal("send did not send"));
+                };
+                ops.push(op);
+                self.sent_json(&name, input, &sent, md5_attrs)
+            }
+            "SendMessageBatch" => {
+                let name = queue_name(input)?;
+                self.queue(&name)?;
+                let entries = batch_entries(input)?;
+                let total: usize = entries
+                    .iter()
+                    .map(|e| {
+                        text(e, "MessageBody").map_or(0, str::len)
+                            + e.get("MessageAttributes")
+                                .map_or(0, |a| a.to_string().len() / 2)
+                    })
+                    .sum();
+                if total > MAX_BATCH_BYTES {
+                    return Err(ApiError::bad(
+                        "BatchRequestTooLong",
+                        format!("Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent {total} bytes."),
+                    )
+                    .with_query_code("AWS.SimpleQueueService.BatchRequestTooLong"));
+                }
+                let mut ok = Vec::new();
+                let mut failed = Vec::new();
+                for e in entries {
+                    let id = text(e, "Id").unwrap_or("");
+                    let result = self.send_op(&name, e, now, sender).and_then(|(op, md5)| {
+                        match self.apply(&op)? {
+                            Applied::Sent(sent) => Ok((op, sent, md5)),
+                            _ => Err(ApiError::internal("send did not send")),
+                        }
+                    });
+                    match result {
+                        Ok((op, sent, md5)) => {
+                            ops.push(op);
+                            let mut r = self.sent_json(&name, e, &sent, md5);
+                            r["Id"] = json!(id);
+                            ok.push(r);
+                        }
+                        Err(err) => failed.push(json!({
+                            "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message,
+                        })),
+                    }
+                }
+                json!({ "Successful": ok, "Failed": failed })
+            }
+            "DeleteMessage" => {
+                let name = queue_name(input)?;
+                let receipt = text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
+                let op = Op::Delete {
+                    name,
+                    receipt: receipt.to_string(),
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "DeleteMessageBatch" => {
+                let name = queue_name(input)?;
+                self.queue(&name)?;
+                let mut ok = Vec::new();
+                let mut failed = Vec::new();
+                for e in batch_entries(input)? {
+                    let id = text(e, "Id").unwrap_or("");
+                    let op = Op::Delete {
+                        name: name.clone(),
+                        receipt: text(e, "ReceiptHandle").unwrap_or("").to_string(),
+                    };
+                    match self.apply(&op) {
+                        Ok(_) => {
+                            ops.push(op);
+                            ok.push(json!({ "Id": id }));
+                        }
+                        Err(err) => failed.push(json!({
+                            "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message,
+                        })),
+                    }
+                }
+                json!({ "Successful": ok, "Failed": failed })
+            }
+            "ChangeMessageVisibility" => {
+                let name = queue_name(input)?;
+                let op = visibility_op(&name, input, now)?;
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "ChangeMessageVisibilityBatch" => {
+                let name = queue_name(input)?;
+                self.queue(&name)?;
+                let mut ok = Vec::new();
+                let mut failed = Vec::new();
+                for e in batch_entries(input)? {
+                    let id = text(e, "Id").unwrap_or("");
+                    match visibility_op(&name, e, now).and_then(|op| {
+                        self.apply(&op)?;
+                        Ok(op)
+                    }) {
+                        Ok(op) => {
+                            ops.push(op);
+                            ok.push(json!({ "Id": id }));
+                        }
+                        Err(err) => failed.push(json!({
+                            "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message,
+                        })),
+                    }
+                }
+                json!({ "Successful": ok, "Failed": failed })
+            }
+            "ListDeadLetterSourceQueues" => {
+                let name = queue_name(input)?;
+                self.queue(&name)?;
+                let sources: Vec<String> = self
+                    .queues
+                    .values()
+                    .filter(|q| q.redrive.as_ref().is_some_and(|(d, _)| *d == name))
+                    .map(|q| url(&q.name))
+                    .collect();
+                json!({ "queueUrls": sources })
+            }
+            "StartMessageMoveTask" => {
+                let src_arn = text(input, "SourceArn").ok_or_else(|| missing("SourceArn"))?;
+                let source = name_of_arn(src_arn)
+                    .filter(|n| self.queues.contains_key(*n))
+                    .ok_or_else(|| {
+                        ApiError::bad(
+                            "ResourceNotFoundException",
+                            format!("The resource that you specified for the SourceArn parameter doesn't exist: {src_arn}"),
+                        )
+                    })?
+                    .to_string();
+                let is_dlq = self
+                    .queues
+                    .values()
+                    .any(|q| q.redrive.as_ref().is_some_and(|(d, _)| *d == source));
+                if !is_dlq {
+                    return Err(invalid(format!(
+                        "Source queue must be configured as a Dead Letter Queue: {src_arn}"
+                    )));
+                }
+                let dest = match text(input, "DestinationArn") {
+                    None => None,
+                    Some(a) => Some(
+                        name_of_arn(a)
+                            .filter(|n| self.queues.contains_key(*n))
+                            .ok_or_else(|| {
+                                ApiError::bad(
+                                    "ResourceNotFoundException",
+                                    format!("The resource that you specified for the DestinationArn parameter doesn't exist: {a}"),
+                                )
+                            })?
+                            .to_string(),
+                    ),
+                };
+                let handle = format!("move-{}-{now}", self.moves.len() + 1);
+                let op = Op::Move {
+                    source,
+                    dest,
+                    handle: handle.clone(),
+                    now,
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({ "TaskHandle": handle })
+            }
+            "ListMessageMoveTasks" => {
+                let src_arn = text(input, "SourceArn").ok_or_else(|| missing("SourceArn"))?;
+                let source = name_of_arn(src_arn).unwrap_or("");
+                let results: Vec<Value> = self
+                    .moves
+                    .iter()
+                    .rev()
+                    .filter(|m| m.source == source)
+                    .take(10)
+                    .map(|m| {
+                        let mut r = json!({
+                            "Status": "COMPLETED",
+                            "SourceArn": self.arn(&m.source),
+                            "ApproximateNumberOfMessagesMoved": m.moved,
+                            "ApproximateNumberOfMessagesToMove": m.moved,
+                            "StartedTimestamp": m.started,
+                        });
+                        if let Some(d) = &m.dest {
+                            r["DestinationArn"] = json!(self.arn(d));
+                        }
+                        r
+                    })
+                    .collect();
+                json!({ "Results": results })
+            }
+            "CancelMessageMoveTask" => {
+                return Err(ApiError::bad(
+                    "ResourceNotFoundException",
+                    "The task is not running: move tasks of the local cloud complete at once.",
+                ));
+            }
+            other => {
+                return Err(ApiError::bad(
+                    "InvalidAction",
+                    format!("The action {other} is not valid for this endpoint."),
+                )
+                .with_query_code("InvalidAction"));
+            }
+        };
+        Ok((out, ops))
+    }
+
+    fn send_op(
+        &self,
+        name: &str,
+        input: &Value,
+        now: Millis,
+        sender: &str,
+    ) -> Result<(Op, Option<String>), ApiError> {
+        let q = self.queues.get(name).ok_or_else(no_queue)?;
+        let body = text(input, "MessageBody").ok_or_else(|| missing("MessageBody"))?;
+        check_body(body)?;
+        let (attrs, attr_bytes) = check_message_attributes(input.get("MessageAttributes"))?;
+        if body.len() + attr_bytes > q.q.attributes.max_message_bytes {
+            return Err(invalid(format!(
+                "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
+                q.q.attributes.max_message_bytes
+            )));
+        }
+        let delay = ranged(input, "DelaySeconds", 0, 900)?;
+        let group = text(input, "MessageGroupId").map(str::to_string);
+        let dedup = text(input, "MessageDeduplicationId").map(str::to_string);
+        if !q.q.attributes.fifo && dedup.is_some() {
+            return Err(invalid(
+                "The request include parameter MessageDeduplicationId that is not valid for this queue type.",
+            ));
+        }
+        let md5 = (!attrs.is_empty()).then(|| md5_of_attributes(&attrs));
+        let extra = json!({ "a": attrs, "s": sender }).to_string();
+        Ok((
+            Op::Send {
+                name: name.to_string(),
+                body: body.to_string(),
+                extra,
+                delay,
+                group,
+                dedup,
+                now,
+            },
+            md5,
+        ))
+    }
+
+    fn sent_json(
+        &self,
+        name: &str,
+        input: &Value,
+        sent: &pantstack_sqs::Sent,
+        md5_attrs: Option<String>,
+    ) -> Value {
+        let mut r = json!({
+            "MessageId": sent.message_id,
+            "MD5OfMessageBody": md5_hex(text(input, "MessageBody").unwrap_or("")),
+        });
+        if let Some(m) = md5_attrs {
+            r["MD5OfMessageAttributes"] = json!(m);
+        }
+        if self.queues.get(name).is_some_and(|q| q.q.attributes.fifo) {
+            r["SequenceNumber"] = json!(format!("{:020}", sent.sequence));
+        }
+        r
+    }
+
+    /// The op of a ReceiveMessage (checked) for queue `name`.
+    pub fn receive_op(&self, name: &str, input: &Value, now: Millis) -> Result<Op, ApiError> {
+        self.queues.get(name).ok_or_else(no_queue)?;
+        let max = ranged(input, "MaxNumberOfMessages", 1, 10)?.unwrap_or(1) as usize;
+        let vis = ranged(input, "VisibilityTimeout", 0, 43_200)?;
+        Ok(Op::Receive {
+            name: name.to_string(),
+            max,
+            vis,
+            now,
+        })
+    }
+
+    /// The response of a ReceiveMessage for what was delivered.
+    pub fn received_json(
+        &self,
+        name: &str,
+        input: &Value,
+        got: &[pantstack_sqs::Delivery],
+    ) -> Value {
+        let mut system = string_list(input.get("MessageSystemAttributeNames"));
+        system.extend(string_list(input.get("AttributeNames")));
+        let all_sys = system.iter().any(|s| s == "All");
+        let want_sys = |n: &str| all_sys || system.iter().any(|s| s == n);
+        let user = string_list(input.get("MessageAttributeNames"));
+        let want_user = |n: &str| {
+            user.iter().any(|u| {
+                u == "All"
+                    || u == ".*"
+                    || u == n
+                    || u.strip_suffix(".*").is_some_and(|p| n.starts_with(p) && n[p.len()..].starts_with('.'))
+            })
+        };
+        let fifo = self.queues.get(name).is_some_and(|q| q.q.attributes.fifo);
+        let msgs: Vec<Value> = got
+            .iter()
+            .map(|d| {
+                let extra: Value = serde_json::from_str(&d.extra).unwrap_or(Value::Null);
+                let mut m = json!({
+                    "MessageId": d.message_id,
+                    "ReceiptHandle": d.receipt_handle,
+                    "MD5OfBody": md5_hex(&d.body),
+                    "Body": d.body,
+                });
+                let mut a = Map::new();
+                let mut put = |k: &str, v: String| {
+                    if want_sys(k) {
+                        a.insert(k.to_string(), json!(v));
+                    }
+                };
+                put("SenderId", text(&extra, "s").unwrap_or("").to_string());
+                put("SentTimestamp", d.sent_at.to_string());
+                put("ApproximateReceiveCount", d.receive_count.to_string());
+                put(
+                    "ApproximateFirstReceiveTimestamp",
+                    d.first_receive_at.to_string(),
+                );
+                if fifo {
+                    put("SequenceNumber", format!("{:020}", d.sequence));
+                    if let Some(g) = &d.group {
+                        put("MessageGroupId", g.clone());
+                    }
+                    if let Some(dd) = &d.dedup_id {
+                        put("MessageDeduplicationId", dd.clone());
+                    }
+                }
+                if !a.is_empty() {
+                    m["Attributes"] = Value::Object(a);
+                }
+                if let Some(attrs) = extra.get("a").and_then(Value::as_object) {
+                    let chosen: Map<String, Value> = attrs
+                        .iter()
+                        .filter(|(k, _)| want_user(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    if !chosen.is_empty() {
+                        m["MD5OfMessageAttributes"] = json!(md5_of_attributes(&chosen));
+                        m["MessageAttributes"] = Value::Object(chosen);
+                    }
+                }
+                m
+            })
+            .collect();
+        if msgs.is_empty() {
+            json!({})
+        } else {
+            json!({ "Messages": msgs })
+        }
+    }
+}
+
+fn visibility_op(name: &str, input: &Value, now: Millis) -> Result<Op, ApiError> {
+    let receipt = text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
+    let secs = ranged(input, "VisibilityTimeout", 0, 43_200)?
+        .ok_or_else(|| missing("VisibilityTimeout"))?;
+    Ok(Op::Visibility {
+        name: name.to_string(),
+        receipt: receipt.to_string(),
+        secs,
+        now,
+    })
+}
+
+fn string_map(v: Option<&Value>, what: &str) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return Err(invalid(format!("{what}.{k} must be a string"))),
+                };
+                out.insert(k.clone(), s);
+            }
+        }
+        Some(_) => return Err(invalid(format!("{what} must be a map"))),
+    }
+    Ok(out)
+}
+
+fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn batch_entries(input: &Value) -> Result<&Vec<Value>, ApiError> {
+    let entries = input
+        .get("Entries")
+        .and_then(Value::as_array)
+        .ok_or_else(|| missing("Entries"))?;
+    if entries.is_empty() {
+        return Err(ApiError::bad(
+            "EmptyBatchRequest",
+            "There should be at least one SendMessageBatchRequestEntry in the request.",
+        )
+        .with_query_code("AWS.SimpleQueueService.EmptyBatchRequest"));
+    }
+    if entries.len() > MAX_BATCH {
+        return Err(ApiError::bad(
+            "TooManyEntriesInBatchRequest",
+            format!("Maximum number of entries per request are {MAX_BATCH}. You have sent {}.", entries.len()),
+        )
+        .with_query_code("AWS.SimpleQueueService.TooManyEntriesInBatchRequest"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for e in entries {
+        let id = text(e, "Id").unwrap_or("");
+        if id.is_empty()
+            || id.len() > 80
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ApiError::bad(
+                "InvalidBatchEntryId",
+                format!("A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long: `{id}`."),
+            )
+            .with_query_code("AWS.SimpleQueueService.InvalidBatchEntryId"));
+        }
+        if !seen.insert(id) {
+            return Err(ApiError::bad(
+                "BatchEntryIdsNotDistinct",
+                format!("Id {id} repeated."),
+            )
+            .with_query_code("AWS.SimpleQueueService.BatchEntryIdsNotDistinct"));
+        }
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_of_attributes_matches_aws_example() {
+        // A value computed by botocore's algorithm for one string attribute.
+        let attrs: Map<String, Value> = serde_json::from_value(json!({
+            "Author": {"DataType": "String", "StringValue": "John"}
+        }))
+        .unwrap();
+        // name "Author", type "String", transport 1, value "John".
+        let mut h = Md5::new();
+        h.update(6u32.to_be_bytes());
+        h.update(b"Author");
+        h.update(6u32.to_be_bytes());
+        h.update(b"String");
+        h.update([1u8]);
+        h.update(4u32.to_be_bytes());
+        h.update(b"John");
+        assert_eq!(md5_of_attributes(&attrs), hex(&h.finalize()));
+    }
+
+    #[test]
+    fn replay_rebuilds_the_same_state() {
+        let mut a = Sqs::new("us-east-1", "000000000000");
+        let mut ops = Vec::new();
+        let (_, o) = a
+            .handle("CreateQueue", &json!({"QueueName": "dlq"}), 1000, "t", "http://x")
+            .unwrap();
+        ops.extend(o);
+        let redrive = json!({"deadLetterTargetArn": a.arn("dlq"), "maxReceiveCount": 1}).to_string();
+        let (_, o) = a
+            .handle(
+                "CreateQueue",
+                &json!({"QueueName": "q", "Attributes": {"RedrivePolicy": redrive, "VisibilityTimeout": "0"}}),
+                1000,
+                "t",
+                "http://x",
+            )
+            .unwrap();
+        ops.extend(o);
+        for i in 0..3 {
+            let (_, o) = a
+                .handle("SendMessage", &json!({"QueueUrl": "http://x/0/q", "MessageBody": format!("m{i}")}), 2000, "t", "http://x")
+                .unwrap();
+            ops.extend(o);
+        }
+        for now in [3000, 4000] {
+            let op = a.receive_op("q", &json!({"MaxNumberOfMessages": 10}), now).unwrap();
+            a.apply(&op).unwrap();
+            ops.push(op);
+        }
+        let text: Vec<String> = ops.iter().map(|o| serde_json::to_string(o).unwrap()).collect();
+        let mut b = Sqs::new("us-east-1", "000000000000");
+        for t in &text {
+            let op: Op = serde_json::from_str(t).unwrap();
+            b.apply(&op).unwrap();
+        }
+        for s in [&a, &b] {
+            assert_eq!(s.queues["dlq"].q.counts(5000), (3, 0, 0), "all three dead-lettered");
+            assert_eq!(s.queues["q"].q.counts(5000), (0, 0, 0));
+        }
+    }
+}
