@@ -176,6 +176,37 @@ the reason (failed checks, exit codes, last log lines) is printed. Exits 1 then.
   pantstack deployments api")]
     Deployments(ServiceArgs),
 
+    /// Print `export AWS_...` lines that point a shell's AWS tools at the local cloud
+    #[command(
+        name = "aws-env",
+        after_help = "Examples:
+  eval \"$(pantstack aws-env)\"
+  aws sqs list-queues
+  aws ssm get-parameters-by-path --path /shop/test --recursive
+
+Prints AWS_ENDPOINT_URL (the local cloud's SQS and SSM endpoint), the access key
+and secret issued to people for this local cloud, and its region. Every AWS SDK and
+the AWS CLI read these. The local cloud must have run at least once."
+    )]
+    AwsEnv(LocalArgs),
+
+    /// Manage a service's secrets in the local cloud (SSM SecureString parameters)
+    #[command(after_help = "Examples:
+  printf %s \"$TOKEN\" | pantstack secrets set api API_TOKEN
+  pantstack secrets set api API_TOKEN          # prompts, without echo
+  pantstack secrets list                       # every declared secret; flags rotation due
+  pantstack secrets get api API_TOKEN          # metadata; --reveal prints the value
+  pantstack secrets rotate api API_TOKEN       # a new value (stdin or prompt), dated
+  pantstack secrets rm api API_TOKEN
+  pantstack secrets rotate-key                 # re-encrypt everything under a new master key
+
+A secret of service S is the parameter /{project}/{env}/S/NAME, as on AWS. Values are
+read from standard input or a prompt, never from the command line, and are stored
+encrypted (AES-256-GCM) under a master key kept outside the project tree. Tasks get
+them as environment variables when they start. Works whether or not the local cloud
+runs.")]
+    Secrets(SecretsArgs),
+
     /// Create a new monorepo in the seed's layout (foundation + an HTTP service with a worker)
     #[command(after_help = "Examples:
   pantstack init demo
@@ -255,6 +286,48 @@ pub struct LocalArgs {
     /// Environment (default: the one running, if only one is)
     #[arg(long)]
     pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretsArgs {
+    #[command(subcommand)]
+    pub action: SecretsAction,
+    /// Environment (default: the one running, else the current branch's)
+    #[arg(long, global = true)]
+    pub env: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsAction {
+    /// Set a secret's value (from standard input, or a prompt on a terminal)
+    Set(SecretName),
+    /// Show a secret's version and dates; --reveal prints its value
+    Get {
+        #[command(flatten)]
+        name: SecretName,
+        /// Print the value itself
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// List declared secrets: set or not, last rotation, rotation due
+    List {
+        /// Only this service
+        service: Option<String>,
+    },
+    /// Delete a secret (every version)
+    Rm(SecretName),
+    /// Give an existing secret a new value; its date is the rotation date
+    Rotate(SecretName),
+    /// Re-encrypt every secret under a new master key, then drop the old key
+    RotateKey,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretName {
+    /// The service that declares the secret
+    pub service: String,
+    /// The secret's name (the environment variable its tasks see)
+    pub name: String,
 }
 
 #[derive(Args, Debug)]

@@ -25,7 +25,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// The environment of `up`: --env, else the current branch's, else the first one.
-fn up_env(
+pub(crate) fn up_env(
     root: &Path,
     repo: &pantstack_model::Monorepo,
     named: Option<&str>,
@@ -48,7 +48,7 @@ fn up_env(
 }
 
 /// The environment a command addresses: --env, else the only running one.
-fn running_env(root: &Path, named: Option<&str>) -> Result<String, Failure> {
+pub(crate) fn running_env(root: &Path, named: Option<&str>) -> Result<String, Failure> {
     if let Some(n) = named {
         return Ok(n.to_string());
     }

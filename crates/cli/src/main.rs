@@ -2,6 +2,7 @@
 //! Wiring only; the work is in the `pantstack-manifest` and `pantstack-model` crates.
 
 mod args;
+mod aws;
 mod commands;
 mod git;
 mod local;
@@ -55,6 +56,8 @@ fn main() -> ExitCode {
         Command::Scale(a) => local::scale(&cli.global, &out, &a),
         Command::Logs(a) => local::logs(&cli.global, &out, &a),
         Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
+        Command::AwsEnv(a) => aws::aws_env(&cli.global, &out, &a),
+        Command::Secrets(a) => aws::secrets(&cli.global, &out, &a),
         Command::Init(a) => scaffold::init(&out, &a),
         Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
         Command::Completions { shell } => {

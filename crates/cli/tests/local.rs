@@ -5,159 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 mod common;
-use common::{copy_dir, repo_root};
+use common::{Cloud, api_binary, repo_root, text};
 
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// The example's `api` binary, built with the workspace.
-fn api_binary() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_pantstack")).with_file_name("api");
-    assert!(
-        p.is_file(),
-        "{} missing: build the workspace first",
-        p.display()
-    );
-    p
-}
-
-/// A copy of the example monorepo whose local commands run the prebuilt binary, with
-/// `extra` appended to the api manifest (local settings for fast tests).
-struct Cloud {
-    root: PathBuf,
-    env: &'static str,
-    /// A temporary copy (removed on drop), or a directory of this repository.
-    owned: bool,
-}
-
-impl Cloud {
-    fn new(name: &str, extra: &str) -> Cloud {
-        let base =
-            std::env::temp_dir().join(format!("pantstack-local-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        let root = base.join("repo");
-        copy_dir(&repo_root().join("examples"), &root);
-        let manifest = root.join("modules/api/infrastructure/pantstack.yaml");
-        let api = api_binary();
-        let text = std::fs::read_to_string(&manifest)
-            .expect("manifest")
-            .replace(
-                "local: cargo run -q --bin api -- serve",
-                &format!("local: [\"{}\", \"serve\"]", api.display()),
-            )
-            .replace(
-                "local: cargo run -q --bin api -- work",
-                &format!("local: [\"{}\", \"work\"]", api.display()),
-            );
-        let text = format!("{text}{extra}\n");
-        std::fs::write(&manifest, text).expect("write manifest");
-        Cloud {
-            root,
-            env: "test",
-            owned: true,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pantstack"))
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("GITHUB_REF")
-            .env_remove("GITHUB_HEAD_REF")
-            .env_remove("GITHUB_REF_NAME")
-            .output()
-            .expect("run pantstack")
-    }
-
-    fn up(&self) {
-        let o = self.run(&["up", "--env", self.env, "--detach"]);
-        assert!(
-            o.status.success(),
-            "up failed:\n{}\n{}",
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-    }
-
-    fn status(&self) -> Value {
-        let o = self.run(&["status", "--format", "json"]);
-        assert!(o.status.success(), "status: {}", text(&o.stderr));
-        serde_json::from_slice(&o.stdout).expect("status json")
-    }
-
-    fn unit(&self, name: &str) -> Value {
-        self.status()["units"]
-            .as_array()
-            .expect("units")
-            .iter()
-            .find(|u| u["name"] == name)
-            .cloned()
-            .expect("unit")
-    }
-
-    fn port(&self) -> u16 {
-        let url = self.unit("api")["url"].as_str().expect("url").to_string();
-        url.rsplit(':')
-            .next()
-            .expect("port")
-            .parse()
-            .expect("port number")
-    }
-
-    /// Waits until `unit` has `n` healthy running tasks of one revision.
-    fn wait_healthy(&self, unit: &str, n: usize, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let u = self.unit(unit);
-            let healthy = u["tasks"]
-                .as_array()
-                .map(|t| {
-                    t.iter()
-                        .filter(|t| t["phase"] == "running" && t["health"] == "healthy")
-                        .count()
-                })
-                .unwrap_or(0);
-            if healthy >= n && u["deployment"].is_null() {
-                return u;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{unit} not healthy in time: {u:#}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn edit_manifest(&self, from: &str, to: &str) {
-        let p = self.root.join("modules/api/infrastructure/pantstack.yaml");
-        let t = std::fs::read_to_string(&p).expect("read");
-        assert!(t.contains(from), "{from} not in manifest");
-        std::fs::write(&p, t.replacen(from, to, 1)).expect("write");
-    }
-}
-
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        let _ = self.run(&["down", "--env", self.env]);
-        if self.owned
-            && let Some(base) = self.root.parent()
-        {
-            let _ = std::fs::remove_dir_all(base);
-        }
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// One HTTP/1.1 request on a new connection to 127.0.0.1:port.
 fn http(
@@ -548,8 +405,10 @@ fn the_example_runs_as_docker_containers() {
         root: repo_root().join("examples"),
         env: "prod",
         owned: false,
+        keys: std::env::temp_dir().join(format!("pantstack-docker-keys-{}", std::process::id())),
     };
     let _ = std::fs::remove_dir_all(c.root.join(".pantstack/local/prod"));
+    c.set_secret("prod", "api", "API_TOKEN", "test-token");
     let o = c.run(&["up", "--env", "prod", "--detach", "--runtime", "docker"]);
     assert!(
         o.status.success(),

@@ -111,7 +111,10 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    core: Arc<Core>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let rid = request_id();
     let (parts, body) = req.into_parts();
     let headers: Vec<(String, String)> = parts
@@ -249,9 +252,7 @@ fn route(
         return Err(ApiError::new(
             501,
             "NotImplemented",
-            format!(
-                "{path}: not an SQS or SSM request (S3 is not served by this local cloud yet)"
-            ),
+            format!("{path}: not an SQS or SSM request (S3 is not served by this local cloud yet)"),
         ));
     };
     let mut input = query::to_json(&pairs)?;
@@ -270,13 +271,20 @@ fn authenticate(
     service: &str,
 ) -> Result<(String, String), ApiError> {
     let auth = |e: sigv4::SigError| {
-        let status = if matches!(e, sigv4::SigError::Malformed(_)) { 400 } else { 403 };
+        let status = if matches!(e, sigv4::SigError::Malformed(_)) {
+            400
+        } else {
+            403
+        };
         ApiError::new(status, e.code(false), e.to_string())
     };
     let signed = sigv4::parse(req).map_err(auth)?;
-    let (principal, secret) = core
-        .secret_of(&signed.access_key)
-        .ok_or_else(|| auth(sigv4::SigError::UnknownKey(format!("{} (get credentials with `eval \"$(pantstack aws-env)\"`)", signed.access_key))))?;
+    let (principal, secret) = core.secret_of(&signed.access_key).ok_or_else(|| {
+        auth(sigv4::SigError::UnknownKey(format!(
+            "{} (get credentials with `eval \"$(pantstack aws-env)\"`)",
+            signed.access_key
+        )))
+    })?;
     if signed.service != service {
         return Err(ApiError::new(
             403,
@@ -302,7 +310,12 @@ fn authenticate(
     Ok((principal.to_string(), signed.access_key))
 }
 
-fn with_headers(mut r: Response<Full<Bytes>>, status: u16, ctype: &str, rid: &str) -> Response<Full<Bytes>> {
+fn with_headers(
+    mut r: Response<Full<Bytes>>,
+    status: u16,
+    ctype: &str,
+    rid: &str,
+) -> Response<Full<Bytes>> {
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(ctype) {
@@ -340,7 +353,12 @@ fn json_error(e: &ApiError, sqs: bool, rid: &str) -> Response<Full<Bytes>> {
     } else {
         "application/x-amz-json-1.1"
     };
-    let mut r = with_headers(Response::new(Full::new(Bytes::from(body))), e.status, ctype, rid);
+    let mut r = with_headers(
+        Response::new(Full::new(Bytes::from(body))),
+        e.status,
+        ctype,
+        rid,
+    );
     if sqs && let Ok(v) = HeaderValue::from_str(&format!("{};{}", e.query(), e.fault())) {
         r.headers_mut().insert("x-amzn-query-error", v);
     }

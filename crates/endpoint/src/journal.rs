@@ -68,9 +68,9 @@ fn writer(mut log: Log, rx: mpsc::Receiver<(Vec<Vec<u8>>, Ack)>) {
             .iter()
             .flat_map(|(records, _)| records.iter().map(Vec::as_slice))
             .collect();
-        let result = log.append_all(&refs).map_err(|e| {
-            format!("cannot write {}: {e}", log.path().display())
-        });
+        let result = log
+            .append_all(&refs)
+            .map_err(|e| format!("cannot write {}: {e}", log.path().display()));
         for (_, ack) in batch {
             let _ = ack.send(result.clone());
         }

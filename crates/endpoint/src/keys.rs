@@ -249,11 +249,9 @@ impl Keyring {
             return Err("ciphertext too short".into());
         }
         let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
-        let (_, key) = self
-            .keys
-            .iter()
-            .find(|(k, _)| *k == id)
-            .ok_or_else(|| format!("encrypted under key {id}, which this key file does not hold"))?;
+        let (_, key) = self.keys.iter().find(|(k, _)| *k == id).ok_or_else(|| {
+            format!("encrypted under key {id}, which this key file does not hold")
+        })?;
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| "bad key length".to_string())?;
         cipher
             .decrypt(
@@ -312,7 +310,11 @@ mod tests {
         let again = Keyring::open_or_create(&path).unwrap();
         assert_eq!(again.current_id(), 2);
         assert_eq!(again.open(b"/a/b", &blob).unwrap(), b"hunter2");
-        assert_eq!(again.credentials("api"), creds, "rotation keeps credentials");
+        assert_eq!(
+            again.credentials("api"),
+            creds,
+            "rotation keeps credentials"
+        );
         let new = again.seal(b"/a/b", b"x").unwrap();
         assert_eq!(Keyring::key_of(&new), Some(2));
         let mut again = again;

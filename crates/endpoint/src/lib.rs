@@ -288,7 +288,10 @@ impl Core {
     /// then drops the old key. Returns how many values were re-encrypted.
     pub async fn rotate_key(&self) -> Result<usize, String> {
         let rx = {
-            let mut keys = self.keys.write().map_err(|_| "key lock poisoned".to_string())?;
+            let mut keys = self
+                .keys
+                .write()
+                .map_err(|_| "key lock poisoned".to_string())?;
             keys.rotate()?;
             let mut p = lock(&self.ssm);
             let ops = p.reencrypt(&keys)?;
@@ -296,7 +299,10 @@ impl Core {
             (self.journal.submit(Self::records(ops, Record::Ssm)), n)
         };
         Self::durable(rx.0).await.map_err(|e| e.message)?;
-        let mut keys = self.keys.write().map_err(|_| "key lock poisoned".to_string())?;
+        let mut keys = self
+            .keys
+            .write()
+            .map_err(|_| "key lock poisoned".to_string())?;
         keys.retire()?;
         Ok(rx.1)
     }

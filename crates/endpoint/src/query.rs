@@ -185,7 +185,10 @@ fn element(action: &str, key: &str, v: &Value, out: &mut String) {
         }
         ("MessageAttributes", Value::Object(m)) => {
             for (k, v) in m {
-                out.push_str(&format!("<MessageAttribute><Name>{}</Name><Value>", xml_escape(k)));
+                out.push_str(&format!(
+                    "<MessageAttribute><Name>{}</Name><Value>",
+                    xml_escape(k)
+                ));
                 if let Value::Object(fields) = v {
                     for (f, x) in fields {
                         out.push_str(&format!("<{f}>{}</{f}>", xml_escape(&scalar(x))));
@@ -205,10 +208,9 @@ fn element(action: &str, key: &str, v: &Value, out: &mut String) {
                         }
                         out.push_str(&format!("</{name}>"));
                     }
-                    other => out.push_str(&format!(
-                        "<{name}>{}</{name}>",
-                        xml_escape(&scalar(other))
-                    )),
+                    other => {
+                        out.push_str(&format!("<{name}>{}</{name}>", xml_escape(&scalar(other))))
+                    }
                 }
             }
         }
@@ -225,9 +227,7 @@ fn element(action: &str, key: &str, v: &Value, out: &mut String) {
 
 /// The query protocol's XML for an action's JSON output.
 pub fn to_xml(action: &str, output: &Value, request_id: &str) -> String {
-    let mut out = format!(
-        "<?xml version=\"1.0\"?><{action}Response xmlns=\"{XMLNS}\">"
-    );
+    let mut out = format!("<?xml version=\"1.0\"?><{action}Response xmlns=\"{XMLNS}\">");
     if let Value::Object(m) = output
         && !m.is_empty()
     {

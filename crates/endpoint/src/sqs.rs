@@ -211,8 +211,11 @@ fn check_message_attributes(v: Option<&Value>) -> Result<(Map<String, Value>, us
                 "Message attribute name '{name}' is invalid: use A-Z a-z 0-9 _ - . (no leading, trailing or double period; not starting with AWS. or Amazon.), at most 256 characters."
             )));
         }
-        let ty = text(a, "DataType")
-            .ok_or_else(|| invalid(format!("The message attribute '{name}' must contain a non-empty attribute type.")))?;
+        let ty = text(a, "DataType").ok_or_else(|| {
+            invalid(format!(
+                "The message attribute '{name}' must contain a non-empty attribute type."
+            ))
+        })?;
         let base = ty.split('.').next().unwrap_or("");
         let mut e = Map::new();
         e.insert("DataType".into(), json!(ty));
@@ -236,7 +239,11 @@ fn check_message_attributes(v: Option<&Value>) -> Result<(Map<String, Value>, us
                 })?;
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(bv)
-                    .map_err(|_| invalid(format!("The message attribute '{name}' has a BinaryValue that is not base64.")))?;
+                    .map_err(|_| {
+                        invalid(format!(
+                            "The message attribute '{name}' has a BinaryValue that is not base64."
+                        ))
+                    })?;
                 size += raw.len();
                 e.insert("BinaryValue".into(), json!(bv));
             }
@@ -431,7 +438,9 @@ fn parse_attrs(
             let v: Value = serde_json::from_str(s).map_err(|_| {
                 ApiError::bad(
                     "InvalidAttributeValue",
-                    format!("Value {s} for parameter RedrivePolicy is invalid. Reason: Invalid JSON."),
+                    format!(
+                        "Value {s} for parameter RedrivePolicy is invalid. Reason: Invalid JSON."
+                    ),
                 )
             })?;
             let arn = text(&v, "deadLetterTargetArn").ok_or_else(|| {
@@ -513,9 +522,9 @@ impl Sqs {
                 let fifo = check_queue_name(name)?;
                 if let Some(q) = self.queues.get(name) {
                     // Idempotent when nothing differs.
-                    let differs = attrs
-                        .iter()
-                        .any(|(k, v)| q.attrs.get(k).is_some_and(|old| old != v) || !q.attrs.contains_key(k));
+                    let differs = attrs.iter().any(|(k, v)| {
+                        q.attrs.get(k).is_some_and(|old| old != v) || !q.attrs.contains_key(k)
+                    });
                     if differs {
                         return Err(ApiError::bad(
                             "QueueNameExists",
@@ -582,7 +591,9 @@ impl Sqs {
                 {
                     return Err(ApiError::bad(
                         "PurgeQueueInProgress",
-                        format!("Only one PurgeQueue operation on {name} is allowed every 60 seconds."),
+                        format!(
+                            "Only one PurgeQueue operation on {name} is allowed every 60 seconds."
+                        ),
                     )
                     .with_query_code("AWS.SimpleQueueService.PurgeQueueInProgress"));
                 }
@@ -600,9 +611,15 @@ impl Sqs {
                 now,
             } => {
                 let q = self.queue(name)?;
-                let sent = q
-                    .q
-                    .send_with(body, extra, *delay, group.as_deref(), dedup.as_deref(), *now)
+                let sent =
+                    q.q.send_with(
+                        body,
+                        extra,
+                        *delay,
+                        group.as_deref(),
+                        dedup.as_deref(),
+                        *now,
+                    )
                     .map_err(q_err)?;
                 q.notify.notify_waiters();
                 Ok(Applied::Sent(sent))
@@ -932,12 +949,13 @@ impl Sqs {
                 let mut failed = Vec::new();
                 for e in entries {
                     let id = text(e, "Id").unwrap_or("");
-                    let result = self.send_op(&name, e, now, sender).and_then(|(op, md5)| {
-                        match self.apply(&op)? {
-                            Applied::Sent(sent) => Ok((op, sent, md5)),
-                            _ => Err(ApiError::internal("send did not send")),
-                        }
-                    });
+                    let result =
+                        self.send_op(&name, e, now, sender).and_then(|(op, md5)| {
+                            match self.apply(&op)? {
+                                Applied::Sent(sent) => Ok((op, sent, md5)),
+                                _ => Err(ApiError::internal("send did not send")),
+                            }
+                        });
                     match result {
                         Ok((op, sent, md5)) => {
                             ops.push(op);
@@ -954,7 +972,8 @@ impl Sqs {
             }
             "DeleteMessage" => {
                 let name = queue_name(input)?;
-                let receipt = text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
+                let receipt =
+                    text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
                 let op = Op::Delete {
                     name,
                     receipt: receipt.to_string(),
@@ -1204,7 +1223,8 @@ impl Sqs {
                 u == "All"
                     || u == ".*"
                     || u == n
-                    || u.strip_suffix(".*").is_some_and(|p| n.starts_with(p) && n[p.len()..].starts_with('.'))
+                    || u.strip_suffix(".*")
+                        .is_some_and(|p| n.starts_with(p) && n[p.len()..].starts_with('.'))
             })
         };
         let fifo = self.queues.get(name).is_some_and(|q| q.q.attributes.fifo);
@@ -1322,7 +1342,10 @@ fn batch_entries(input: &Value) -> Result<&Vec<Value>, ApiError> {
     if entries.len() > MAX_BATCH {
         return Err(ApiError::bad(
             "TooManyEntriesInBatchRequest",
-            format!("Maximum number of entries per request are {MAX_BATCH}. You have sent {}.", entries.len()),
+            format!(
+                "Maximum number of entries per request are {MAX_BATCH}. You have sent {}.",
+                entries.len()
+            ),
         )
         .with_query_code("AWS.SimpleQueueService.TooManyEntriesInBatchRequest"));
     }
@@ -1342,11 +1365,10 @@ fn batch_entries(input: &Value) -> Result<&Vec<Value>, ApiError> {
             .with_query_code("AWS.SimpleQueueService.InvalidBatchEntryId"));
         }
         if !seen.insert(id) {
-            return Err(ApiError::bad(
-                "BatchEntryIdsNotDistinct",
-                format!("Id {id} repeated."),
-            )
-            .with_query_code("AWS.SimpleQueueService.BatchEntryIdsNotDistinct"));
+            return Err(
+                ApiError::bad("BatchEntryIdsNotDistinct", format!("Id {id} repeated."))
+                    .with_query_code("AWS.SimpleQueueService.BatchEntryIdsNotDistinct"),
+            );
         }
     }
     Ok(entries)
@@ -1380,10 +1402,17 @@ mod tests {
         let mut a = Sqs::new("us-east-1", "000000000000");
         let mut ops = Vec::new();
         let (_, o) = a
-            .handle("CreateQueue", &json!({"QueueName": "dlq"}), 1000, "t", "http://x")
+            .handle(
+                "CreateQueue",
+                &json!({"QueueName": "dlq"}),
+                1000,
+                "t",
+                "http://x",
+            )
             .unwrap();
         ops.extend(o);
-        let redrive = json!({"deadLetterTargetArn": a.arn("dlq"), "maxReceiveCount": 1}).to_string();
+        let redrive =
+            json!({"deadLetterTargetArn": a.arn("dlq"), "maxReceiveCount": 1}).to_string();
         let (_, o) = a
             .handle(
                 "CreateQueue",
@@ -1396,23 +1425,38 @@ mod tests {
         ops.extend(o);
         for i in 0..3 {
             let (_, o) = a
-                .handle("SendMessage", &json!({"QueueUrl": "http://x/0/q", "MessageBody": format!("m{i}")}), 2000, "t", "http://x")
+                .handle(
+                    "SendMessage",
+                    &json!({"QueueUrl": "http://x/0/q", "MessageBody": format!("m{i}")}),
+                    2000,
+                    "t",
+                    "http://x",
+                )
                 .unwrap();
             ops.extend(o);
         }
         for now in [3000, 4000] {
-            let op = a.receive_op("q", &json!({"MaxNumberOfMessages": 10}), now).unwrap();
+            let op = a
+                .receive_op("q", &json!({"MaxNumberOfMessages": 10}), now)
+                .unwrap();
             a.apply(&op).unwrap();
             ops.push(op);
         }
-        let text: Vec<String> = ops.iter().map(|o| serde_json::to_string(o).unwrap()).collect();
+        let text: Vec<String> = ops
+            .iter()
+            .map(|o| serde_json::to_string(o).unwrap())
+            .collect();
         let mut b = Sqs::new("us-east-1", "000000000000");
         for t in &text {
             let op: Op = serde_json::from_str(t).unwrap();
             b.apply(&op).unwrap();
         }
         for s in [&a, &b] {
-            assert_eq!(s.queues["dlq"].q.counts(5000), (3, 0, 0), "all three dead-lettered");
+            assert_eq!(
+                s.queues["dlq"].q.counts(5000),
+                (3, 0, 0),
+                "all three dead-lettered"
+            );
             assert_eq!(s.queues["q"].q.counts(5000), (0, 0, 0));
         }
     }

@@ -124,10 +124,7 @@ impl Params {
 
     fn arn(&self, name: &str) -> String {
         let n = name.strip_prefix('/').unwrap_or(name);
-        format!(
-            "arn:aws:ssm:{}:{}:parameter/{n}",
-            self.region, self.account
-        )
+        format!("arn:aws:ssm:{}:{}:parameter/{n}", self.region, self.account)
     }
 
     fn value_of(
@@ -226,7 +223,11 @@ impl Params {
                 let overwrite = input
                     .get("Overwrite")
                     .is_some_and(|v| v.as_bool() == Some(true));
-                let existing = self.store.history(&name).ok().and_then(|h| h.last().map(|v| v.kind));
+                let existing = self
+                    .store
+                    .history(&name)
+                    .ok()
+                    .and_then(|h| h.last().map(|v| v.kind));
                 let kind = match text(input, "Type") {
                     Some(t) => t.to_string(),
                     None => match existing {
@@ -289,7 +290,11 @@ impl Params {
                 let names: Vec<String> = input
                     .get("Names")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let (found, invalid) = self.store.get_many(&names).map_err(p_err)?;
                 let mut params = Vec::new();
@@ -309,7 +314,9 @@ impl Params {
                 if !(1..=10).contains(&max) {
                     return Err(ApiError::bad(
                         "ValidationException",
-                        format!("1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10"),
+                        format!(
+                            "1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10"
+                        ),
                     ));
                 }
                 let after = text(input, "NextToken").unwrap_or("");
@@ -337,7 +344,11 @@ impl Params {
                 let names: Vec<String> = input
                     .get("Names")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(

@@ -3,8 +3,10 @@
 //! of the environment resolved.
 
 use pantstack_model::Monorepo;
+use pantstack_model::service::Service;
 use pantstack_model::settings::{Layer, Val};
 use pantstack_model::{Resolved, ServiceUnit};
+use pantstack_synth::names::Names;
 use std::path::PathBuf;
 
 use crate::core::balance::Algorithm;
@@ -88,6 +90,9 @@ pub struct Unit {
     pub image_context: String,
     pub image_build: Option<Vec<String>>,
     pub env: Vec<(String, String)>,
+    /// Declared secrets: (environment variable, SSM parameter), resolved at task
+    /// start (ECS `secrets`), never stored with the unit.
+    pub secrets: Vec<(String, String)>,
     pub http: Option<HttpSpec>,
     pub runtime: Runtime,
     pub desired: u32,
@@ -116,8 +121,48 @@ fn flag(r: &Resolved, k: &str) -> bool {
     )
 }
 
-/// `${queue:jobs}` etc. name the local resources (served by the local endpoints).
-fn resolve_refs(project: &str, env: &str, service: &str, value: &str) -> String {
+/// What the local cloud's AWS endpoint gives the units: its URL (queue URLs are
+/// built from it). Empty before the endpoint is up (then queue URLs are relative).
+#[derive(Clone, Debug, Default)]
+pub struct Aws {
+    pub endpoint: String,
+}
+
+fn names<'a>(project: &'a str, env: &'a str) -> Names<'a> {
+    Names {
+        project,
+        env,
+        base: Monorepo::stack_name(env),
+    }
+}
+
+/// The physical name of a service's queue (the same as on AWS).
+pub fn queue_name(project: &str, env: &str, service: &Service, queue: &str, dlq: bool) -> String {
+    let fifo = service.queues.iter().any(|q| q.name == queue && q.fifo);
+    names(project, env).queue(&service.name, queue, dlq, fifo)
+}
+
+/// The local name of a service's bucket.
+pub fn bucket_name(project: &str, env: &str, service: &str, bucket: &str) -> String {
+    format!("{project}-{env}-{service}-{bucket}").to_ascii_lowercase()
+}
+
+/// The SSM parameter a declared secret is read from (the same path as on AWS).
+pub fn secret_parameter(project: &str, env: &str, service: &str, secret: &str) -> String {
+    format!("{}/{secret}", names(project, env).ssm_path(service))
+}
+
+/// `${queue:jobs}` → the queue's URL at the local endpoint, `${dlq:jobs}` its DLQ's,
+/// `${bucket:results}` the bucket's name.
+fn resolve_refs(project: &str, env: &str, service: &Service, aws: &Aws, value: &str) -> String {
+    let url = |q: &str, dlq: bool| {
+        format!(
+            "{}/{}/{}",
+            aws.endpoint,
+            pantstack_endpoint::ACCOUNT,
+            queue_name(project, env, service, q, dlq)
+        )
+    };
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -129,9 +174,9 @@ fn resolve_refs(project: &str, env: &str, service: &str, value: &str) -> String 
         };
         let inner = &after[..end];
         let name = match inner.split_once(':') {
-            Some(("queue", q)) => format!("{project}-{env}-{service}-{q}"),
-            Some(("dlq", q)) => format!("{project}-{env}-{service}-{q}-dlq"),
-            Some(("bucket", b)) => format!("{project}-{env}-{service}-{b}"),
+            Some(("queue", q)) => url(q, false),
+            Some(("dlq", q)) => url(q, true),
+            Some(("bucket", b)) => bucket_name(project, env, &service.name, b),
             _ => format!("${{{inner}}}"),
         };
         out.push_str(&name);
@@ -141,11 +186,76 @@ fn resolve_refs(project: &str, env: &str, service: &str, value: &str) -> String 
     out
 }
 
+/// A queue `pantstack up` creates: its name, attributes, and its DLQ (name and
+/// maxReceiveCount), created before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueDecl {
+    pub name: String,
+    pub attributes: Vec<(String, String)>,
+    pub dead_letter: Option<(String, u32)>,
+}
+
+/// Every queue of the environment's manifests, each DLQ before its queue.
+pub fn queues(repo: &Monorepo, env: &str) -> Vec<QueueDecl> {
+    let project = &repo.foundation.project.value;
+    let mut out = Vec::new();
+    for u in &repo.services {
+        let svc = &u.service;
+        for q in &svc.queues {
+            let mut attrs = vec![
+                (
+                    "VisibilityTimeout".to_string(),
+                    q.visibility_timeout_secs.to_string(),
+                ),
+                (
+                    "MessageRetentionPeriod".into(),
+                    q.retention_secs.to_string(),
+                ),
+                ("DelaySeconds".into(), q.delay_secs.to_string()),
+                (
+                    "ReceiveMessageWaitTimeSeconds".into(),
+                    q.receive_wait_secs.to_string(),
+                ),
+                ("MaximumMessageSize".into(), q.max_message_bytes.to_string()),
+            ];
+            if q.fifo {
+                attrs.push(("FifoQueue".into(), "true".into()));
+                attrs.push((
+                    "ContentBasedDeduplication".into(),
+                    q.content_based_deduplication.to_string(),
+                ));
+            }
+            let dead_letter = q.dead_letter.as_ref().map(|d| {
+                let name = queue_name(project, env, svc, &q.name, true);
+                let mut dattrs = vec![(
+                    "MessageRetentionPeriod".to_string(),
+                    d.retention_secs.to_string(),
+                )];
+                if q.fifo {
+                    dattrs.push(("FifoQueue".into(), "true".into()));
+                }
+                out.push(QueueDecl {
+                    name: name.clone(),
+                    attributes: dattrs,
+                    dead_letter: None,
+                });
+                (name, d.max_receive_count.clamp(1, 1000) as u32)
+            });
+            out.push(QueueDecl {
+                name: queue_name(project, env, svc, &q.name, false),
+                attributes: attrs,
+                dead_letter,
+            });
+        }
+    }
+    out
+}
+
 /// The units of every service in `env`. `runtime` overrides the manifests'.
-pub fn units(repo: &Monorepo, env: &str, runtime: Option<Runtime>) -> Vec<Unit> {
+pub fn units(repo: &Monorepo, env: &str, runtime: Option<Runtime>, aws: &Aws) -> Vec<Unit> {
     repo.services
         .iter()
-        .flat_map(|u| units_of(repo, u, env, runtime))
+        .flat_map(|u| units_of(repo, u, env, runtime, aws))
         .collect()
 }
 
@@ -154,6 +264,7 @@ pub fn units_of(
     u: &ServiceUnit,
     env: &str,
     runtime: Option<Runtime>,
+    aws: &Aws,
 ) -> Vec<Unit> {
     let svc = &u.service;
     let cfg = repo.resolve_service(u, env, &Layer::default());
@@ -168,8 +279,9 @@ pub fn units_of(
         ("ENVIRONMENT".into(), env.to_string()),
     ];
     for (k, v) in &svc.variables {
-        env_vars.push((k.clone(), resolve_refs(project, env, &svc.name, v)));
+        env_vars.push((k.clone(), resolve_refs(project, env, svc, aws, v)));
     }
+    let env_name = env;
     let base = |name: String,
                 role: &'static str,
                 command: Vec<String>,
@@ -191,6 +303,16 @@ pub fn units_of(
             image_context: svc.image.context.clone(),
             image_build: svc.image.build.clone(),
             env,
+            secrets: svc
+                .secrets
+                .iter()
+                .map(|x| {
+                    (
+                        x.name.clone(),
+                        secret_parameter(project, env_name, &svc.name, &x.name),
+                    )
+                })
+                .collect(),
             http,
             runtime,
             desired: desired.max(0) as u32,
@@ -278,14 +400,31 @@ mod tests {
 
     #[test]
     fn references_name_local_resources() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let loaded = pantstack_model::load(&root);
+        let svc = &loaded.repo.services[0].service;
+        let aws = Aws {
+            endpoint: "http://127.0.0.1:9".into(),
+        };
         assert_eq!(
             resolve_refs(
                 "shop",
                 "test",
-                "api",
-                "q=${queue:jobs} d=${dlq:jobs} b=${bucket:r}"
+                svc,
+                &aws,
+                "q=${queue:jobs} d=${dlq:jobs} b=${bucket:results}"
             ),
-            "q=shop-test-api-jobs d=shop-test-api-jobs-dlq b=shop-test-api-r"
+            "q=http://127.0.0.1:9/000000000000/shop-test-api-jobs d=http://127.0.0.1:9/000000000000/shop-test-api-jobs-dlq b=shop-test-api-results"
+        );
+        let qs = queues(&loaded.repo, "test");
+        assert_eq!(qs[0].name, "shop-test-api-jobs-dlq", "the DLQ first");
+        assert_eq!(
+            qs[1].dead_letter,
+            Some(("shop-test-api-jobs-dlq".into(), 3))
+        );
+        assert_eq!(
+            secret_parameter("shop", "test", "api", "API_TOKEN"),
+            "/shop/test/api/API_TOKEN"
         );
     }
 }

@@ -28,6 +28,10 @@ impl Paths {
     pub fn access_log(&self, unit: &str) -> PathBuf {
         self.dir.join("access").join(format!("{unit}.log"))
     }
+    /// The AWS endpoint's journal and lock.
+    pub fn aws(&self) -> PathBuf {
+        self.dir.join("aws")
+    }
     pub fn supervisor_log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
     }

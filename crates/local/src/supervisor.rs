@@ -114,8 +114,80 @@ pub struct Supervisor {
     events: broadcast::Sender<Value>,
     clock: Instant,
     service_urls: Vec<(String, String)>,
+    /// The AWS-compatible endpoint (SQS, SSM) of this environment.
+    aws: Aws,
     stopping: bool,
     down_waiters: Vec<mpsc::UnboundedSender<Value>>,
+}
+
+/// The endpoint and what tasks need to reach it.
+pub struct Aws {
+    pub core: Arc<pantstack_endpoint::Core>,
+    pub server: pantstack_endpoint::http::Server,
+    pub region: String,
+}
+
+impl Aws {
+    /// `AWS_*` variables of a unit's tasks: the endpoint, region and its own
+    /// credentials (never written to state or logs).
+    fn task_env(&self, unit: &str) -> Vec<(String, String)> {
+        let c = self.core.credentials(unit);
+        vec![
+            ("AWS_ENDPOINT_URL".into(), self.server.url()),
+            ("AWS_ACCESS_KEY_ID".into(), c.access_key),
+            ("AWS_SECRET_ACCESS_KEY".into(), c.secret_key),
+            ("AWS_REGION".into(), self.region.clone()),
+            ("AWS_DEFAULT_REGION".into(), self.region.clone()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ]
+    }
+}
+
+/// Opens the environment's AWS state, serves it on its recorded port and creates
+/// the manifests' queues.
+async fn start_aws(
+    cfg: &Config,
+    paths: &Paths,
+    repo: &pantstack_model::Monorepo,
+    saved: &Value,
+) -> Result<Aws, String> {
+    let region = repo
+        .region_for(pantstack_model::Monorepo::stack_name(&cfg.env))
+        .map(|(r, _)| r)
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let principals: Vec<String> = spec::units(repo, &cfg.env, cfg.runtime, &spec::Aws::default())
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    let core = pantstack_endpoint::Core::open(&pantstack_endpoint::Config {
+        dir: paths.aws(),
+        key_file: pantstack_endpoint::keys::key_file(&cfg.root, &cfg.env),
+        region: region.clone(),
+        principals,
+    })?;
+    let core = Arc::new(core);
+    let port = saved["aws_port"].as_u64().unwrap_or(0) as u16;
+    let server = pantstack_endpoint::http::serve(core.clone(), port)
+        .await
+        .map_err(|e| format!("cannot listen for the AWS endpoint on 127.0.0.1:{port}: {e}"))?;
+    for q in spec::queues(repo, &cfg.env) {
+        let mut attrs = q.attributes.clone();
+        if let Some((dlq, count)) = &q.dead_letter {
+            attrs.push((
+                "RedrivePolicy".into(),
+                json!({ "deadLetterTargetArn": core.queue_arn(dlq), "maxReceiveCount": count })
+                    .to_string(),
+            ));
+        }
+        core.ensure_queue(&q.name, &attrs)
+            .await
+            .map_err(|e| format!("cannot create queue {}: {e}", q.name))?;
+    }
+    Ok(Aws {
+        core,
+        server,
+        region,
+    })
 }
 
 fn now_text() -> String {
@@ -176,7 +248,11 @@ impl Supervisor {
         let repo = loaded.repo;
         let project = repo.foundation.project.value.clone();
         let registry = repo.foundation.registry.clone();
-        let units = spec::units(&repo, &cfg.env, cfg.runtime);
+        let aws = start_aws(&cfg, &paths, &repo, &saved).await?;
+        let aws_spec = spec::Aws {
+            endpoint: aws.server.url(),
+        };
+        let units = spec::units(&repo, &cfg.env, cfg.runtime, &aws_spec);
         let (events, _) = broadcast::channel(1024);
         let mut sup = Supervisor {
             cfg,
@@ -189,6 +265,7 @@ impl Supervisor {
             events,
             clock: Instant::now(),
             service_urls: Vec::new(),
+            aws,
             stopping: false,
             down_waiters: Vec::new(),
         };
@@ -401,6 +478,8 @@ impl Supervisor {
             "pid": std::process::id(),
             "next_task": self.next_task,
             "next_deploy": self.next_deploy,
+            "aws_port": self.aws.server.port,
+            "aws_region": self.aws.region,
             "units": units,
         });
         if let Err(e) = state::save(&self.paths.state(), &v) {
@@ -430,19 +509,38 @@ impl Supervisor {
             ("pantstack.environment".to_string(), self.cfg.env.clone()),
         ];
         let container_name = format!("pantstack-{}-{}-{}-{id}", self.project, self.cfg.env, name);
-        let urls = self.service_urls.clone();
-        let started = task::start(StartSpec {
-            unit: &rev.unit,
-            id,
-            revision,
-            port,
-            log,
-            env: &urls,
-            image: rev.image.as_deref(),
-            container_name: Some(container_name),
-            labels: &labels,
-        })
-        .await;
+        let mut env = self.service_urls.clone();
+        env.extend(self.aws.task_env(name));
+        // ECS `secrets`: resolved when the task starts; a missing one stops the start.
+        let mut missing = Vec::new();
+        for (var, param) in &rev.unit.secrets {
+            match self.aws.core.resolve_parameter(param) {
+                Ok(v) => env.push((var.clone(), v)),
+                Err(e) => missing.push(format!(
+                    "{var} ({param}: {}; set it with `pantstack secrets set {} {var}`)",
+                    e.code, rev.unit.service
+                )),
+            }
+        }
+        let started = if missing.is_empty() {
+            task::start(StartSpec {
+                unit: &rev.unit,
+                id,
+                revision,
+                port,
+                log,
+                env: &env,
+                image: rev.image.as_deref(),
+                container_name: Some(container_name),
+                labels: &labels,
+            })
+            .await
+        } else {
+            Err(std::io::Error::other(format!(
+                "ResourceInitializationError: unable to retrieve secrets from SSM: {}",
+                missing.join(", ")
+            )))
+        };
         let now = self.now();
         let Some(rt) = self.units.get_mut(name) else {
             return;
@@ -909,6 +1007,27 @@ impl Supervisor {
             "status" => {
                 let _ = reply.send(json!({ "done": true, "status": self.status() }));
             }
+            "ssm" => {
+                // `pantstack secrets` while the local cloud runs: the endpoint's own
+                // handler, as the `user` principal.
+                let action = req.body["action"].as_str().unwrap_or("");
+                let r = self
+                    .aws
+                    .core
+                    .ssm(action, &req.body["input"], pantstack_endpoint::USER)
+                    .await;
+                let _ = reply.send(match r {
+                    Ok(v) => json!({ "done": true, "result": v }),
+                    Err(e) => json!({ "done": true, "error": e.message, "code": e.code }),
+                });
+            }
+            "rotate-key" => {
+                let r = self.aws.core.rotate_key().await;
+                let _ = reply.send(match r {
+                    Ok(n) => json!({ "done": true, "reencrypted": n }),
+                    Err(e) => json!({ "done": true, "error": e }),
+                });
+            }
             "deployments" => {
                 let units = self.units_of_service(&target);
                 let list: Vec<Value> = units
@@ -952,7 +1071,11 @@ impl Supervisor {
                         let _ = reply.send(json!({ "done": true, "error": format!("the monorepo has {n} error(s); run `pantstack check`") }));
                         return;
                     }
-                    let specs = spec::units(&loaded.repo, &self.cfg.env, self.cfg.runtime);
+                    let aws_spec = spec::Aws {
+                        endpoint: self.aws.server.url(),
+                    };
+                    let specs =
+                        spec::units(&loaded.repo, &self.cfg.env, self.cfg.runtime, &aws_spec);
                     for u in &units {
                         let Some(spec) = specs.iter().find(|s| &s.name == u).cloned() else {
                             continue;

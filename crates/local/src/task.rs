@@ -244,9 +244,11 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
                 args.push("--label".into());
                 args.push(format!("{k}={v}"));
             }
-            for (k, v) in &env {
+            // `-e NAME` takes the value from the docker CLI's own environment, so
+            // secrets and credentials never appear in an argument list.
+            for (k, _) in &env {
                 args.push("-e".into());
-                args.push(format!("{k}={v}"));
+                args.push(k.clone());
             }
             args.push(image.to_string());
             if let Some(c) = &u.container_command {
@@ -261,7 +263,11 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
                 );
                 args.extend(rest);
             }
-            let out = Command::new("docker").args(&args).output().await?;
+            let out = Command::new("docker")
+                .args(&args)
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .output()
+                .await?;
             if !out.status.success() {
                 return Err(std::io::Error::other(format!(
                     "docker run failed: {}",

@@ -1,0 +1,389 @@
+//! `aws-env` and `secrets`: a person's access to the local cloud's AWS endpoint.
+//!
+//! `secrets` goes through the running local cloud (its control socket) when one
+//! runs, and otherwise opens the environment's AWS state itself (the state's lock
+//! keeps the two from ever writing at once). Either way the endpoint's own SSM
+//! handler does the work, so values are sealed and journaled the same way.
+
+use crate::Failure;
+use crate::args::{Global, LocalArgs, SecretName, SecretsAction, SecretsArgs};
+use crate::commands::{find_root, load_valid};
+use crate::output::Out;
+use pantstack_endpoint::keys::{Keyring, key_file};
+use pantstack_local::control;
+use pantstack_local::spec;
+use pantstack_local::state::{self, Paths};
+use pantstack_model::Monorepo;
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+/// The environment: --env, else the only running one, else `up`'s choice.
+fn target_env(root: &Path, repo: &Monorepo, named: Option<&str>) -> Result<String, Failure> {
+    if let Some(n) = named {
+        return Ok(n.to_string());
+    }
+    match crate::local::running_env(root, None) {
+        Ok(e) => Ok(e),
+        Err(Failure::Usage(m)) => Err(Failure::Usage(m)),
+        Err(_) => crate::local::up_env(root, repo, None),
+    }
+}
+
+pub fn aws_env(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> {
+    let root = find_root(global)?;
+    let repo = load_valid(global, out)?.repo;
+    let env = target_env(&root, &repo, a.env.as_deref())?;
+    let paths = Paths::new(&root, &env);
+    let saved = state::load(&paths.state()).ok_or_else(|| {
+        Failure::Resolve(format!(
+            "the local cloud of `{env}` has never run here; start it with `pantstack up --env {env}`"
+        ))
+    })?;
+    let port = saved["aws_port"].as_u64().ok_or_else(|| {
+        Failure::Resolve(format!(
+            "the local cloud of `{env}` has no AWS endpoint yet; start it with `pantstack up --env {env}`"
+        ))
+    })?;
+    let region = saved["aws_region"].as_str().unwrap_or("us-east-1");
+    let file = key_file(&root, &env);
+    if !file.exists() {
+        return Err(Failure::Resolve(format!(
+            "no key file {} (the local cloud of `{env}` creates it on its first start)",
+            file.display()
+        )));
+    }
+    let ring = Keyring::open_or_create(&file).map_err(Failure::Io)?;
+    let c = ring.credentials(pantstack_endpoint::USER);
+    if control_answers(&paths).is_none() {
+        eprintln!(
+            "note: the local cloud of `{env}` is not running; these settings work once `pantstack up --env {env}` runs"
+        );
+    }
+    println!("unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE");
+    println!("export AWS_ENDPOINT_URL=http://127.0.0.1:{port}");
+    println!("export AWS_ACCESS_KEY_ID={}", c.access_key);
+    println!("export AWS_SECRET_ACCESS_KEY={}", c.secret_key);
+    println!("export AWS_REGION={region}");
+    println!("export AWS_DEFAULT_REGION={region}");
+    println!("export AWS_EC2_METADATA_DISABLED=true");
+    Ok(())
+}
+
+fn control_answers(paths: &Paths) -> Option<()> {
+    std::os::unix::net::UnixStream::connect(paths.socket())
+        .ok()
+        .map(|_| ())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))
+}
+
+/// Where the SSM actions go: the running local cloud, or the state on disk.
+struct Ssm {
+    rt: tokio::runtime::Runtime,
+    paths: Paths,
+    core: Option<pantstack_endpoint::Core>,
+}
+
+impl Ssm {
+    fn open(root: &Path, repo: &Monorepo, env: &str) -> Result<Ssm, Failure> {
+        let rt = runtime()?;
+        let paths = Paths::new(root, env);
+        if control_answers(&paths).is_some() {
+            return Ok(Ssm {
+                rt,
+                paths,
+                core: None,
+            });
+        }
+        let region = repo
+            .region_for(Monorepo::stack_name(env))
+            .map(|(r, _)| r)
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let core = pantstack_endpoint::Core::open(&pantstack_endpoint::Config {
+            dir: paths.aws(),
+            key_file: key_file(root, env),
+            region,
+            principals: Vec::new(),
+        })
+        .map_err(Failure::Io)?;
+        Ok(Ssm {
+            rt,
+            paths,
+            core: Some(core),
+        })
+    }
+
+    /// One SSM action; Err carries (code, message).
+    fn call(&self, action: &str, input: Value) -> Result<Result<Value, (String, String)>, Failure> {
+        match &self.core {
+            Some(core) => Ok(self
+                .rt
+                .block_on(core.ssm(action, &input, pantstack_endpoint::USER))
+                .map_err(|e| (e.code, e.message))),
+            None => {
+                let v = self
+                    .rt
+                    .block_on(control::call(
+                        &self.paths.socket(),
+                        &json!({ "op": "ssm", "action": action, "input": input }),
+                        |_| {},
+                    ))
+                    .map_err(Failure::Resolve)?;
+                Ok(match v["error"].as_str() {
+                    Some(m) => Err((v["code"].as_str().unwrap_or("").to_string(), m.to_string())),
+                    None => Ok(v["result"].clone()),
+                })
+            }
+        }
+    }
+
+    fn rotate_key(&self) -> Result<usize, Failure> {
+        match &self.core {
+            Some(core) => self.rt.block_on(core.rotate_key()).map_err(Failure::Io),
+            None => {
+                let v = self
+                    .rt
+                    .block_on(control::call(
+                        &self.paths.socket(),
+                        &json!({ "op": "rotate-key" }),
+                        |_| {},
+                    ))
+                    .map_err(Failure::Resolve)?;
+                match v["error"].as_str() {
+                    Some(e) => Err(Failure::Io(e.to_string())),
+                    None => Ok(v["reencrypted"].as_u64().unwrap_or(0) as usize),
+                }
+            }
+        }
+    }
+}
+
+/// Reads a secret value: a prompt without echo on a terminal, else all of stdin
+/// (one trailing newline dropped).
+fn read_value(what: &str) -> Result<String, Failure> {
+    let stdin = std::io::stdin();
+    let value = if stdin.is_terminal() {
+        eprint!("value for {what} (input hidden): ");
+        let echo_off = std::process::Command::new("stty")
+            .arg("-echo")
+            .stdin(std::process::Stdio::inherit())
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut line = String::new();
+        let read = stdin.read_line(&mut line);
+        if echo_off {
+            let _ = std::process::Command::new("stty")
+                .arg("echo")
+                .stdin(std::process::Stdio::inherit())
+                .status();
+        }
+        eprintln!();
+        read.map_err(|e| Failure::Io(format!("cannot read the value: {e}")))?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        let mut s = String::new();
+        stdin
+            .lock()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::Io(format!("cannot read the value from standard input: {e}")))?;
+        s.strip_suffix('\n')
+            .map(|x| x.strip_suffix('\r').unwrap_or(x))
+            .unwrap_or(&s)
+            .to_string()
+    };
+    if value.is_empty() {
+        return Err(Failure::Usage(format!(
+            "no value for {what}: pipe it on standard input (printf %s \"$VALUE\" | pantstack secrets set ...) or type it at the prompt"
+        )));
+    }
+    Ok(value)
+}
+
+fn date(ms: f64) -> String {
+    pantstack_local::clock::rfc3339_micros(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis((ms * 1000.0) as u64),
+    )
+    .get(..19)
+    .unwrap_or("")
+    .replace('T', " ")
+}
+
+pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failure> {
+    let root = find_root(global)?;
+    let repo = load_valid(global, out)?.repo;
+    let env = target_env(&root, &repo, a.env.as_deref())?;
+    let project = repo.foundation.project.value.clone();
+    // A secret must be declared by its service's manifest.
+    let declared = |n: &SecretName| -> Result<(String, Option<i64>), Failure> {
+        let unit = repo
+            .services
+            .iter()
+            .find(|u| u.service.name == n.service)
+            .ok_or_else(|| {
+                Failure::Resolve(format!("no service `{}` in this monorepo", n.service))
+            })?;
+        let s = unit
+            .service
+            .secrets
+            .iter()
+            .find(|s| s.name == n.name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = unit
+                    .service
+                    .secrets
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect();
+                Failure::Resolve(format!(
+                    "{} declares no secret `{}` (declared: {}); add it under `secrets:` in {}",
+                    n.service,
+                    n.name,
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    unit.service.manifest_file
+                ))
+            })?;
+        Ok((
+            spec::secret_parameter(&project, &env, &n.service, &n.name),
+            s.rotation_days,
+        ))
+    };
+    let ssm = Ssm::open(&root, &repo, &env)?;
+    let fail = |(code, msg): (String, String)| Failure::Resolve(format!("{code}: {msg}"));
+    match &a.action {
+        SecretsAction::Set(n) | SecretsAction::Rotate(n) => {
+            let (param, _) = declared(n)?;
+            let rotate = matches!(a.action, SecretsAction::Rotate(_));
+            let before = ssm.call("GetParameter", json!({ "Name": param }))?;
+            if rotate && before.is_err() {
+                return Err(Failure::Resolve(format!(
+                    "{}/{} is not set yet; set it first with `pantstack secrets set {} {}`",
+                    n.service, n.name, n.service, n.name
+                )));
+            }
+            let value = read_value(&format!("{}/{}", n.service, n.name))?;
+            let r = ssm
+                .call(
+                    "PutParameter",
+                    json!({ "Name": param, "Value": value, "Type": "SecureString", "Overwrite": true }),
+                )?
+                .map_err(fail)?;
+            if out.json() {
+                println!(
+                    "{}",
+                    json!({ "name": param, "version": r["Version"], "environment": env })
+                );
+            } else {
+                println!(
+                    "{} {}/{} in {env}: version {} ({param})",
+                    if rotate { "rotated" } else { "set" },
+                    n.service,
+                    n.name,
+                    r["Version"]
+                );
+            }
+        }
+        SecretsAction::Get { name: n, reveal } => {
+            let (param, _) = declared(n)?;
+            let r = ssm
+                .call(
+                    "GetParameter",
+                    json!({ "Name": param, "WithDecryption": reveal }),
+                )?
+                .map_err(fail)?;
+            let p = &r["Parameter"];
+            if *reveal {
+                println!("{}", p["Value"].as_str().unwrap_or(""));
+            } else if out.json() {
+                println!(
+                    "{}",
+                    json!({ "name": param, "version": p["Version"], "last_modified": p["LastModifiedDate"] })
+                );
+            } else {
+                println!(
+                    "{param}: version {}, last set {} (the value is hidden; --reveal prints it)",
+                    p["Version"],
+                    date(p["LastModifiedDate"].as_f64().unwrap_or(0.0))
+                );
+            }
+        }
+        SecretsAction::Rm(n) => {
+            let (param, _) = declared(n)?;
+            ssm.call("DeleteParameter", json!({ "Name": param }))?
+                .map_err(fail)?;
+            println!("deleted {param}");
+        }
+        SecretsAction::RotateKey => {
+            let n = ssm.rotate_key()?;
+            println!(
+                "re-encrypted {n} secret value(s) under a new master key; the old key is gone"
+            );
+        }
+        SecretsAction::List { service } => {
+            let now = pantstack_endpoint::now_ms() as f64 / 1000.0;
+            let mut rows = Vec::new();
+            for u in &repo.services {
+                if service.as_ref().is_some_and(|s| *s != u.service.name) {
+                    continue;
+                }
+                for s in &u.service.secrets {
+                    let param = spec::secret_parameter(&project, &env, &u.service.name, &s.name);
+                    let got = ssm.call("GetParameter", json!({ "Name": param }))?;
+                    let (version, modified) = match &got {
+                        Ok(r) => (
+                            r["Parameter"]["Version"].as_u64(),
+                            r["Parameter"]["LastModifiedDate"].as_f64(),
+                        ),
+                        Err(_) => (None, None),
+                    };
+                    let status = match (modified, s.rotation_days) {
+                        (None, _) => "not set".to_string(),
+                        (Some(m), Some(days)) if now - m > days as f64 * 86_400.0 => format!(
+                            "ROTATION DUE ({} days since the last rotation; period {days} days)",
+                            ((now - m) / 86_400.0) as i64
+                        ),
+                        (Some(_), Some(days)) => format!("ok (rotation every {days} days)"),
+                        (Some(_), None) => "ok".to_string(),
+                    };
+                    rows.push(json!({
+                        "service": u.service.name, "name": s.name, "parameter": param,
+                        "version": version, "last_rotated": modified, "rotation_days": s.rotation_days,
+                        "status": status,
+                    }));
+                }
+            }
+            if out.json() {
+                println!("{}", json!(rows));
+            } else if rows.is_empty() {
+                println!("no secrets declared");
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<10} {:<20} {:<8} {:<20} {}",
+                        r["service"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or(""),
+                        r["version"]
+                            .as_u64()
+                            .map(|v| format!("v{v}"))
+                            .unwrap_or_else(|| "-".into()),
+                        r["last_rotated"]
+                            .as_f64()
+                            .map(date)
+                            .unwrap_or_else(|| "-".into()),
+                        r["status"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
