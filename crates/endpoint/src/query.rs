@@ -298,7 +298,7 @@ mod tests {
             &json!({"Messages": [{"Body": "a<b", "Attributes": {"SenderId": "me"}}]}),
             "r1",
         );
-        assert!(x.contains("<ReceiveMessageResult><Message><Attributes>") == false);
+        assert!(!x.contains("<ReceiveMessageResult><Message><Attributes>"));
         assert!(x.contains("<Message><Attribute><Name>SenderId</Name><Value>me</Value></Attribute><Body>a&lt;b</Body></Message>"));
         assert!(to_xml("DeleteMessage", &json!({}), "r").contains("<DeleteMessageResponse"));
     }

@@ -651,8 +651,14 @@ impl Sqs {
                 Ok(Applied::Received(got, moved))
             }
             Op::Delete { name, receipt } => {
-                self.queue(name)?.q.delete(receipt).map_err(q_err)?;
-                Ok(Applied::Nothing)
+                match self.queue(name)?.q.delete(receipt) {
+                    Ok(()) => Ok(Applied::Nothing),
+                    // AWS: a handle of an earlier delivery, or of a message already
+                    // deleted, succeeds without deleting anything; only a handle
+                    // that was never issued is invalid.
+                    Err(QErr::ReceiptHandleIsInvalid) if issued(receipt) => Ok(Applied::Nothing),
+                    Err(e) => Err(q_err(e)),
+                }
             }
             Op::Visibility {
                 name,
@@ -1283,6 +1289,19 @@ impl Sqs {
             json!({ "Messages": msgs })
         }
     }
+}
+
+/// Whether a receipt handle has the form this endpoint issues (`rh-SEQ-N`).
+fn issued(receipt: &str) -> bool {
+    receipt
+        .strip_prefix("rh-")
+        .and_then(|r| r.split_once('-'))
+        .is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
+        })
 }
 
 fn visibility_op(name: &str, input: &Value, now: Millis) -> Result<Op, ApiError> {

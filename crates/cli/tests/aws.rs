@@ -1,0 +1,256 @@
+//! The local cloud's AWS endpoint through real clients: boto3 and the AWS CLI run
+//! tests/aws/conformance.py against `pantstack up`; tasks get the endpoint, their
+//! credentials and their secrets; acknowledged writes survive `kill -9`. Loopback
+//! only; every wait is bounded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
+mod common;
+use common::{Cloud, repo_root, text};
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The Python with boto3 and the AWS CLI that .ci/run installs.
+fn clients() -> (PathBuf, PathBuf) {
+    let dir = std::env::var_os("PANTSTACK_AWS_CLIENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME");
+            PathBuf::from(home).join(".cache/pantstack-ci/awsclients")
+        });
+    let py = dir.join("bin/python");
+    let aws = dir.join("bin/aws");
+    assert!(
+        py.is_file() && aws.is_file(),
+        "boto3 and the AWS CLI are missing from {}: `bash .ci/run` installs them (or set PANTSTACK_AWS_CLIENTS to a virtualenv with boto3 and awscli)",
+        dir.display()
+    );
+    (py, aws)
+}
+
+/// What `pantstack aws-env` prints, as (name, value) pairs.
+fn aws_env(c: &Cloud) -> Vec<(String, String)> {
+    let o = c.run(&["aws-env", "--env", c.env]);
+    assert!(o.status.success(), "aws-env: {}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert!(out.starts_with("unset AWS_SESSION_TOKEN"), "{out}");
+    out.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn python(c: &Cloud, args: &[&str]) -> std::process::Output {
+    let (py, aws) = clients();
+    let mut cmd = Command::new(py);
+    cmd.args(args)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("PANTSTACK_AWS_CLI", aws)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in aws_env(c) {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("python")
+}
+
+fn supervisor_pid(c: &Cloud) -> i32 {
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.root.join(".pantstack/local/test/state.json")).unwrap(),
+    )
+    .unwrap();
+    state["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn boto3_and_the_aws_cli_conform_for_sqs_and_ssm() {
+    let c = Cloud::new("aws-conformance", "");
+    c.up();
+    let script = repo_root().join("tests/aws/conformance.py");
+    let o = python(&c, &[script.to_str().unwrap()]);
+    assert!(
+        o.status.success(),
+        "conformance failed:\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).contains("checks passed"),
+        "{}",
+        text(&o.stdout)
+    );
+    // SecureString plaintexts never reach the disk: not the journal, not state.
+    for file in walk(&c.root.join(".pantstack")) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        for secret in [
+            &b"conformance-secret-value"[..],
+            b"conformance-keyed-value",
+            b"test-token",
+            b"cli-secret",
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "{} holds a plaintext secret",
+                file.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn tasks_get_the_endpoint_their_credentials_queue_urls_and_secrets() {
+    let c = Cloud::new("aws-task-env", "");
+    c.up();
+    let u = c.wait_healthy("api", 1, Duration::from_secs(60));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.root.join(".pantstack/local/test/state.json")).unwrap(),
+    )
+    .unwrap();
+    let state_text = state.to_string();
+    assert!(!state_text.contains("test-token"), "a secret in state.json");
+    let pgid = state["units"]["api"]["tasks"][0]["pgid"]
+        .as_u64()
+        .expect("pgid");
+    let environ = std::fs::read(format!("/proc/{pgid}/environ")).expect("task environ");
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    let get = |k: &str| {
+        vars.iter()
+            .find_map(|v| v.strip_prefix(&format!("{k}=")).map(str::to_string))
+            .unwrap_or_else(|| panic!("{k} missing from the task's environment"))
+    };
+    let endpoint = get("AWS_ENDPOINT_URL");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    assert_eq!(get("API_TOKEN"), "test-token", "the declared secret");
+    assert_eq!(get("AWS_REGION"), "us-east-1");
+    assert_eq!(
+        get("JOBS_QUEUE_URL"),
+        format!("{endpoint}/000000000000/shop-test-api-jobs")
+    );
+    assert_eq!(get("RESULTS_BUCKET"), "shop-test-api-results");
+    let key = get("AWS_ACCESS_KEY_ID");
+    let user = aws_env(&c);
+    let user_key = &user
+        .iter()
+        .find(|(k, _)| k == "AWS_ACCESS_KEY_ID")
+        .unwrap()
+        .1;
+    assert_ne!(&key, user_key, "each unit has its own credentials");
+    assert!(!state_text.contains(&get("AWS_SECRET_ACCESS_KEY")));
+    // The task's credentials work: boto3 with them lists the manifest's queues.
+    let (py, _) = clients();
+    let o = Command::new(py)
+        .args([
+            "-c",
+            "import boto3; print(' '.join(boto3.client('sqs').list_queues()['QueueUrls']))",
+        ])
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", get("AWS_SECRET_ACCESS_KEY"))
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let urls = text(&o.stdout);
+    assert!(
+        urls.contains("shop-test-api-jobs ") || urls.contains("shop-test-api-jobs\n"),
+        "{urls} {}",
+        text(&o.stderr)
+    );
+    assert!(urls.contains("shop-test-api-jobs-dlq"), "{urls}");
+    let _ = u;
+}
+
+#[test]
+fn a_task_whose_secret_is_missing_does_not_start_and_says_why() {
+    let c = Cloud::new("aws-missing-secret", "");
+    // No `secrets set`: the API's task cannot start (ECS ResourceInitializationError).
+    let o = c.run(&["up", "--env", "test", "--detach"]);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    let log = std::fs::read_to_string(c.root.join(".pantstack/local/test/supervisor.log"))
+        .unwrap_or_default();
+    let all = format!("{out}{log}");
+    assert!(
+        all.contains("ResourceInitializationError")
+            && all.contains("pantstack secrets set api API_TOKEN"),
+        "{all}"
+    );
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_of_the_local_cloud() {
+    let c = Cloud::new("aws-crash", "");
+    c.up();
+    let script = repo_root().join("tests/aws/crash.py");
+    let ack = c.root.parent().unwrap().join("acknowledged.json");
+    let o = python(
+        &c,
+        &[script.to_str().unwrap(), "load", ack.to_str().unwrap()],
+    );
+    assert!(
+        o.status.success(),
+        "load: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let pid = supervisor_pid(&c);
+    // kill -9 while a writer is still sending: whatever it was told is kept.
+    let (py, _) = clients();
+    let mut busy = Command::new(py);
+    busy.args([script.to_str().unwrap(), "busy", ack.to_str().unwrap()])
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in aws_env(&c) {
+        busy.env(k, v);
+    }
+    let mut child = busy.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ack.with_extension("busy").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = child.wait();
+    c.up();
+    let o = python(
+        &c,
+        &[script.to_str().unwrap(), "verify", ack.to_str().unwrap()],
+    );
+    assert!(
+        o.status.success(),
+        "verify after kill -9: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).contains("all acknowledged"),
+        "{}",
+        text(&o.stdout)
+    );
+}

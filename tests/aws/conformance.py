@@ -1,0 +1,284 @@
+"""Conformance of the local cloud's SQS and SSM endpoint through boto3 and the AWS CLI.
+
+Run by crates/cli/tests/aws.rs against a running `pantstack up`, with the settings
+`pantstack aws-env` prints in the environment. Every check asserts; the first failure
+exits non-zero with its name. Loopback only; every wait is bounded.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import boto3
+import botocore
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
+REGION = os.environ["AWS_REGION"]
+sqs = boto3.client("sqs")
+ssm = boto3.client("ssm")
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    if not cond:
+        print(f"FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+    checks += 1
+
+
+def error_code(fn, *a, **kw):
+    try:
+        fn(*a, **kw)
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"], e
+    return None, None
+
+
+def receive(url, **kw):
+    return sqs.receive_message(QueueUrl=url, **kw).get("Messages", [])
+
+
+# ---- SQS: queues --------------------------------------------------------------
+url = sqs.create_queue(QueueName="conf-std", Attributes={"VisibilityTimeout": "30"}, tags={"team": "a"})["QueueUrl"]
+check(url.endswith("/000000000000/conf-std"), "CreateQueue returns the queue URL")
+check(sqs.create_queue(QueueName="conf-std")["QueueUrl"] == url, "CreateQueue is idempotent")
+code, _ = error_code(sqs.create_queue, QueueName="conf-std", Attributes={"VisibilityTimeout": "31"})
+check(code in ("QueueAlreadyExists", "QueueNameExists"), f"CreateQueue with other attributes: {code}")
+check(sqs.get_queue_url(QueueName="conf-std")["QueueUrl"] == url, "GetQueueUrl")
+check(url in sqs.list_queues(QueueNamePrefix="conf-")["QueueUrls"], "ListQueues with a prefix")
+try:
+    sqs.get_queue_url(QueueName="conf-missing")
+    check(False, "GetQueueUrl of a missing queue fails")
+except sqs.exceptions.QueueDoesNotExist:
+    check(True, "QueueDoesNotExist is the exception type")
+attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+check(attrs["VisibilityTimeout"] == "30" and attrs["MessageRetentionPeriod"] == "345600", f"attributes: {attrs}")
+check(attrs["QueueArn"] == f"arn:aws:sqs:{REGION}:000000000000:conf-std", "QueueArn")
+sqs.set_queue_attributes(QueueUrl=url, Attributes={"DelaySeconds": "0", "MaximumMessageSize": "2048"})
+check(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["MaximumMessageSize"])["Attributes"]["MaximumMessageSize"] == "2048", "SetQueueAttributes")
+code, _ = error_code(sqs.set_queue_attributes, QueueUrl=url, Attributes={"VisibilityTimeout": "50000"})
+check(code == "InvalidAttributeValue", f"VisibilityTimeout above 12 h: {code}")
+code, _ = error_code(sqs.send_message, QueueUrl=url, MessageBody="x" * 3000)
+check(code == "InvalidParameterValue", f"a message above MaximumMessageSize: {code}")
+sqs.set_queue_attributes(QueueUrl=url, Attributes={"MaximumMessageSize": "262144"})
+code, _ = error_code(sqs.send_message, QueueUrl=url, MessageBody="x" * (256 * 1024 + 1))
+check(code == "InvalidParameterValue", f"a message above 256 KiB: {code}")
+sqs.tag_queue(QueueUrl=url, Tags={"cost": "b"})
+check(sqs.list_queue_tags(QueueUrl=url)["Tags"] == {"team": "a", "cost": "b"}, "tags")
+
+# ---- SQS: messages --------------------------------------------------------------
+r = sqs.send_message(QueueUrl=url, MessageBody="hello", MessageAttributes={
+    "kind": {"DataType": "String", "StringValue": "greeting"},
+    "n": {"DataType": "Number", "StringValue": "42"},
+    "raw": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+})
+check("MessageId" in r and r["MD5OfMessageBody"] == "5d41402abc4b2a76b9719d911017c592", "SendMessage: id and MD5 of the body")
+check("MD5OfMessageAttributes" in r, "SendMessage: MD5 of the attributes")
+m = receive(url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"], VisibilityTimeout=1)
+check(len(m) == 1 and m[0]["Body"] == "hello", "ReceiveMessage")
+check(m[0]["MessageAttributes"]["raw"]["BinaryValue"] == b"\x00\x01", "binary attribute round trip")
+check(m[0]["MD5OfMessageAttributes"] == r["MD5OfMessageAttributes"], "attribute MD5 matches the send")
+check(m[0]["Attributes"]["ApproximateReceiveCount"] == "1" and "SentTimestamp" in m[0]["Attributes"], "system attributes")
+check(receive(url) == [], "an in-flight message is invisible")
+time.sleep(1.3)
+m2 = receive(url, MessageSystemAttributeNames=["ApproximateReceiveCount"])
+check(len(m2) == 1 and m2[0]["Attributes"]["ApproximateReceiveCount"] == "2", "visibility expiry re-delivers, count 2")
+check(m2[0]["ReceiptHandle"] != m[0]["ReceiptHandle"], "a new receipt handle per delivery")
+sqs.delete_message(QueueUrl=url, ReceiptHandle=m2[0]["ReceiptHandle"])
+code, _ = error_code(sqs.delete_message, QueueUrl=url, ReceiptHandle="garbage")
+check(code == "ReceiptHandleIsInvalid", f"malformed receipt handle: {code}")
+check(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"] == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}, "deleted")
+
+# ChangeMessageVisibility: 0 makes it visible again.
+sqs.send_message(QueueUrl=url, MessageBody="cv")
+m = receive(url, VisibilityTimeout=60)
+sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m[0]["ReceiptHandle"], VisibilityTimeout=0)
+m = receive(url)
+check(len(m) == 1 and m[0]["Body"] == "cv", "ChangeMessageVisibility 0")
+sqs.delete_message(QueueUrl=url, ReceiptHandle=m[0]["ReceiptHandle"])
+
+# Delay.
+sqs.send_message(QueueUrl=url, MessageBody="late", DelaySeconds=1)
+check(receive(url) == [], "a delayed message is not visible yet")
+time.sleep(1.2)
+m = receive(url)
+check(len(m) == 1 and m[0]["Body"] == "late", "visible after its delay")
+sqs.delete_message(QueueUrl=url, ReceiptHandle=m[0]["ReceiptHandle"])
+
+# Long polling wakes on send.
+t0 = time.time()
+def later():
+    time.sleep(0.5)
+    boto3.client("sqs").send_message(QueueUrl=url, MessageBody="wake")
+threading.Thread(target=later).start()
+m = receive(url, WaitTimeSeconds=10)
+waited = time.time() - t0
+check(len(m) == 1 and m[0]["Body"] == "wake" and waited < 5, f"long poll woke on send after {waited:.2f}s")
+sqs.delete_message(QueueUrl=url, ReceiptHandle=m[0]["ReceiptHandle"])
+t0 = time.time()
+check(receive(url, WaitTimeSeconds=1) == [] and time.time() - t0 >= 0.9, "an empty long poll waits its time")
+
+# Batches.
+r = sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": f"e{i}", "MessageBody": f"b{i}"} for i in range(10)])
+check(len(r["Successful"]) == 10 and not r.get("Failed"), "SendMessageBatch of 10")
+code, _ = error_code(sqs.send_message_batch, QueueUrl=url, Entries=[{"Id": f"e{i}", "MessageBody": "x"} for i in range(11)])
+check(code == "AWS.SimpleQueueService.TooManyEntriesInBatchRequest", f"11 entries: {code}")
+code, _ = error_code(sqs.send_message_batch, QueueUrl=url, Entries=[{"Id": "a", "MessageBody": "x"}, {"Id": "a", "MessageBody": "y"}])
+check(code == "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", f"repeated ids: {code}")
+r = sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": "ok", "MessageBody": "fine"}, {"Id": "bad", "MessageBody": "x", "DelaySeconds": 901}])
+check(len(r["Successful"]) == 1 and r["Failed"][0]["Id"] == "bad" and r["Failed"][0]["SenderFault"], "a batch fails entry by entry")
+got = []
+for _ in range(5):
+    got += receive(url, MaxNumberOfMessages=10, VisibilityTimeout=30)
+check(len(got) == 11, f"received all 11 batch messages ({len(got)})")
+r = sqs.change_message_visibility_batch(QueueUrl=url, Entries=[{"Id": "x", "ReceiptHandle": got[0]["ReceiptHandle"], "VisibilityTimeout": 0}, {"Id": "y", "ReceiptHandle": "nope", "VisibilityTimeout": 0}])
+check(len(r["Successful"]) == 1 and len(r["Failed"]) == 1, "ChangeMessageVisibilityBatch")
+r = sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": f"d{i}", "ReceiptHandle": g["ReceiptHandle"]} for i, g in enumerate(got[1:])])
+check(len(r["Successful"]) == 10, "DeleteMessageBatch")
+sqs.purge_queue(QueueUrl=url)
+code, _ = error_code(sqs.purge_queue, QueueUrl=url)
+check(code == "AWS.SimpleQueueService.PurgeQueueInProgress", f"a second purge within 60 s: {code}")
+check(receive(url) == [], "purged")
+
+# ---- SQS: dead-letter queues ---------------------------------------------------
+dlq = sqs.create_queue(QueueName="conf-dlq")["QueueUrl"]
+dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+src = sqs.create_queue(QueueName="conf-src", Attributes={"VisibilityTimeout": "0", "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})})["QueueUrl"]
+sqs.send_message(QueueUrl=src, MessageBody="poison")
+check(len(receive(src)) == 1 and len(receive(src)) == 1, "two deliveries")
+check(receive(src) == [], "the third receive moves it to the DLQ")
+m = receive(dlq, MessageSystemAttributeNames=["All"])
+check(len(m) == 1 and m[0]["Body"] == "poison", "the poison message is in the DLQ")
+check(sqs.list_dead_letter_source_queues(QueueUrl=dlq)["queueUrls"] == [src], "ListDeadLetterSourceQueues")
+sqs.change_message_visibility(QueueUrl=dlq, ReceiptHandle=m[0]["ReceiptHandle"], VisibilityTimeout=0)
+task = sqs.start_message_move_task(SourceArn=dlq_arn)
+check("TaskHandle" in task, "StartMessageMoveTask")
+check(sqs.list_message_move_tasks(SourceArn=dlq_arn)["Results"][0]["Status"] == "COMPLETED", "ListMessageMoveTasks")
+m = receive(src)
+check(len(m) == 1 and m[0]["Body"] == "poison", "moved back to its source queue")
+
+# ---- SQS: FIFO -------------------------------------------------------------------
+fifo = sqs.create_queue(QueueName="conf.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+code, _ = error_code(sqs.create_queue, QueueName="conf-nofifo", Attributes={"FifoQueue": "true"})
+check(code == "InvalidParameterValue", f"a FIFO queue's name must end in .fifo: {code}")
+a1 = sqs.send_message(QueueUrl=fifo, MessageBody="a1", MessageGroupId="a")
+sqs.send_message(QueueUrl=fifo, MessageBody="a2", MessageGroupId="a")
+sqs.send_message(QueueUrl=fifo, MessageBody="b1", MessageGroupId="b")
+dup = sqs.send_message(QueueUrl=fifo, MessageBody="a1", MessageGroupId="a")
+check(dup["MessageId"] == a1["MessageId"], "content-based dedup within 5 minutes")
+check(len(a1["SequenceNumber"]) == 20, "SequenceNumber")
+code, _ = error_code(sqs.send_message, QueueUrl=fifo, MessageBody="x")
+check(code == "MissingParameter", f"FIFO without a group: {code}")
+m = receive(fifo, MaxNumberOfMessages=1, MessageSystemAttributeNames=["All"])
+check(m[0]["Body"] == "a1" and m[0]["Attributes"]["MessageGroupId"] == "a", "FIFO order")
+m2 = receive(fifo, MaxNumberOfMessages=10)
+check([x["Body"] for x in m2] == ["b1"], "a group in flight blocks its next message")
+sqs.delete_message(QueueUrl=fifo, ReceiptHandle=m[0]["ReceiptHandle"])
+check([x["Body"] for x in receive(fifo, MaxNumberOfMessages=10)] == ["a2"], "then the group goes on in order")
+
+# ---- SQS: query protocol (older SDKs) --------------------------------------------
+creds = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
+
+
+def signed_post(body, service="sqs", secret=None, headers=None):
+    req = AWSRequest(method="POST", url=ENDPOINT + "/", data=body,
+                     headers=headers or {"Content-Type": "application/x-www-form-urlencoded"})
+    c = creds if secret is None else Credentials(creds.access_key, secret)
+    SigV4Auth(c, service, REGION).add_auth(req)
+    r = urllib.request.Request(ENDPOINT + "/", data=body.encode(), headers=dict(req.headers.items()), method="POST")
+    try:
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+from urllib.parse import quote
+status, xml = signed_post(f"Action=SendMessage&Version=2012-11-05&QueueUrl={quote(url, safe='')}&MessageBody=via+query&MessageAttribute.1.Name=k&MessageAttribute.1.Value.DataType=String&MessageAttribute.1.Value.StringValue=v")
+ns = {"q": "http://queue.amazonaws.com/doc/2012-11-05/"}
+check(status == 200 and ET.fromstring(xml).find("q:SendMessageResult/q:MessageId", ns) is not None, f"query SendMessage: {status} {xml}")
+status, xml = signed_post(f"Action=ReceiveMessage&Version=2012-11-05&QueueUrl={quote(url, safe='')}&MessageAttributeName.1=All&AttributeName.1=All")
+doc = ET.fromstring(xml)
+check(doc.find("q:ReceiveMessageResult/q:Message/q:Body", ns).text == "via query", "query ReceiveMessage")
+check(doc.find("q:ReceiveMessageResult/q:Message/q:MessageAttribute/q:Value/q:StringValue", ns).text == "v", "query message attributes")
+status, xml = signed_post("Action=GetQueueUrl&Version=2012-11-05&QueueName=conf-missing")
+check(status == 400 and "AWS.SimpleQueueService.NonExistentQueue" in xml, f"query error document: {xml}")
+
+# ---- Signatures -----------------------------------------------------------------
+status, body = signed_post("Action=ListQueues", secret="wrong" * 8)
+check(status == 403 and "SignatureDoesNotMatch" in body, f"a wrong secret is refused: {status} {body}")
+r = urllib.request.Request(ENDPOINT + "/", data=b"{}", headers={"X-Amz-Target": "AmazonSQS.ListQueues", "Content-Type": "application/x-amz-json-1.0"}, method="POST")
+try:
+    urllib.request.urlopen(r, timeout=10)
+    check(False, "an unsigned request is refused")
+except urllib.error.HTTPError as e:
+    check(e.code == 403 and "MissingAuthenticationToken" in e.read().decode(), "unsigned → MissingAuthenticationToken")
+stranger = boto3.client("sqs", aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40)
+code, _ = error_code(stranger.list_queues)
+check(code == "InvalidClientTokenId", f"an unknown access key: {code}")
+
+# ---- SSM Parameter Store --------------------------------------------------------
+ssm.put_parameter(Name="/conf/app/plain", Value="v1", Type="String")
+ssm.put_parameter(Name="/conf/app/list", Value="a,b,c", Type="StringList")
+ssm.put_parameter(Name="/conf/app/deep/secret", Value="conformance-secret-value", Type="SecureString")
+ssm.put_parameter(Name="/conf/app/keyed", Value="conformance-keyed-value", Type="SecureString", KeyId="alias/custom")
+p = ssm.get_parameter(Name="/conf/app/deep/secret")["Parameter"]
+check(p["Type"] == "SecureString" and p["Value"] != "conformance-secret-value", "without decryption the value stays encrypted")
+p = ssm.get_parameter(Name="/conf/app/deep/secret", WithDecryption=True)["Parameter"]
+check(p["Value"] == "conformance-secret-value" and p["Version"] == 1, "WithDecryption")
+try:
+    ssm.put_parameter(Name="/conf/app/plain", Value="v2", Type="String")
+    check(False, "overwrite needs Overwrite")
+except ssm.exceptions.ParameterAlreadyExists:
+    check(True, "ParameterAlreadyExists")
+check(ssm.put_parameter(Name="/conf/app/plain", Value="v2", Type="String", Overwrite=True)["Version"] == 2, "version 2")
+check(ssm.get_parameter(Name="/conf/app/plain:1")["Parameter"]["Value"] == "v1", "name:version")
+r = ssm.get_parameters(Names=["/conf/app/plain", "/conf/nope"])
+check([x["Value"] for x in r["Parameters"]] == ["v2"] and r["InvalidParameters"] == ["/conf/nope"], "GetParameters")
+names = sorted(x["Name"] for x in ssm.get_parameters_by_path(Path="/conf/app")["Parameters"])
+check(names == ["/conf/app/keyed", "/conf/app/list", "/conf/app/plain"], f"by path, one level: {names}")
+pages = ssm.get_paginator("get_parameters_by_path").paginate(Path="/conf", Recursive=True, WithDecryption=True, PaginationConfig={"PageSize": 2})
+every = [x for page in pages for x in page["Parameters"]]
+check(len(every) == 4 and {x["Value"] for x in every} >= {"conformance-secret-value"}, "by path, recursive, paginated, decrypted")
+hist = ssm.get_parameter_history(Name="/conf/app/plain")["Parameters"]
+check([h["Value"] for h in hist] == ["v1", "v2"], "history")
+d = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": ["/conf/app/k"]}])["Parameters"]
+check([x["Name"] for x in d] == ["/conf/app/keyed"] and d[0]["KeyId"] == "alias/custom", "DescribeParameters with a filter and KeyId")
+try:
+    ssm.get_parameter(Name="/conf/missing")
+    check(False, "a missing parameter")
+except ssm.exceptions.ParameterNotFound:
+    check(True, "ParameterNotFound")
+try:
+    ssm.put_parameter(Name="/conf/app/plain", Value="x", Type="SecureString", Overwrite=True)
+    check(False, "type change")
+except botocore.exceptions.ClientError as e:
+    check(e.response["Error"]["Code"] == "HierarchyTypeMismatchException", "type change refused")
+ssm.delete_parameter(Name="/conf/app/list")
+code, _ = error_code(ssm.get_parameter, Name="/conf/app/list")
+check(code == "ParameterNotFound", "deleted")
+
+# ---- The AWS CLI ------------------------------------------------------------------
+aws = os.environ.get("PANTSTACK_AWS_CLI", "aws")
+def cli(*args):
+    out = subprocess.run([aws, "--endpoint-url", ENDPOINT, "--output", "json", *args], capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, f"aws {' '.join(args)}: {out.stderr}")
+    return json.loads(out.stdout) if out.stdout.strip() else {}
+q = cli("sqs", "create-queue", "--queue-name", "conf-cli")["QueueUrl"]
+cli("sqs", "send-message", "--queue-url", q, "--message-body", "from the cli")
+check(cli("sqs", "receive-message", "--queue-url", q)["Messages"][0]["Body"] == "from the cli", "aws sqs receive-message")
+cli("ssm", "put-parameter", "--name", "/conf/cli", "--value", "cli-secret", "--type", "SecureString")
+check(cli("ssm", "get-parameter", "--name", "/conf/cli", "--with-decryption")["Parameter"]["Value"] == "cli-secret", "aws ssm get-parameter --with-decryption")
+# AWS_ENDPOINT_URL alone (no --endpoint-url) for services the CLI v1 does not pin.
+out = subprocess.run([aws, "--output", "json", "ssm", "get-parameter", "--name", "/conf/cli"], capture_output=True, text=True, timeout=60)
+check(out.returncode == 0 and json.loads(out.stdout)["Parameter"]["Name"] == "/conf/cli", f"aws ssm with AWS_ENDPOINT_URL only: {out.stderr}")
+
+print(f"conformance: {checks} checks passed")
