@@ -6,13 +6,15 @@ use crate::Core;
 use crate::error::ApiError;
 use crate::query;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use pantstack_awsproto::sigv4;
 use serde_json::{Value, json};
 use std::convert::Infallible;
+
+type StdError = Box<dyn std::error::Error + Send + Sync>;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::TcpListener;
@@ -82,6 +84,7 @@ pub async fn serve(core: Arc<Core>, port: u16) -> std::io::Result<Server> {
     let port = listener.local_addr()?.port();
     core.set_base_url(format!("http://127.0.0.1:{port}"));
     let (stop, mut stopped) = watch::channel(false);
+    let s3 = crate::s3svc::service(core.clone());
     tokio::spawn(async move {
         loop {
             let conn = tokio::select! {
@@ -91,9 +94,11 @@ pub async fn serve(core: Arc<Core>, port: u16) -> std::io::Result<Server> {
             let Ok((stream, _)) = conn else { continue };
             let _ = stream.set_nodelay(true);
             let core = core.clone();
+            let s3 = s3.clone();
             tokio::spawn(async move {
                 let io = hyper_util::rt::TokioIo::new(stream);
-                let svc = hyper::service::service_fn(move |req| handle(core.clone(), req));
+                let svc =
+                    hyper::service::service_fn(move |req| handle(core.clone(), s3.clone(), req));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(io, svc)
@@ -111,10 +116,68 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+type Body = s3s::Body;
+
+/// The service a request's signature is scoped to (`s3`, `sqs`, `ssm`), if signed.
+fn scope_service(headers: &[(String, String)], query: &str) -> Option<String> {
+    let credential = header(headers, "authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string())
+        .or_else(|| {
+            query::form_pairs(query)
+                .into_iter()
+                .find(|(k, _)| k == "X-Amz-Credential")
+                .map(|(_, v)| v)
+        })?;
+    credential.split('/').nth(3).map(str::to_string)
+}
+
 async fn handle(
     core: Arc<Core>,
+    s3: s3s::service::S3Service,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
+    // S3 streams its bodies: hand it the request before anything reads the body.
+    let is_s3 = {
+        let h: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "authorization" | "x-amz-target" | "content-type"
+                )
+            })
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let q = req.uri().query().unwrap_or("");
+        match scope_service(&h, q).as_deref() {
+            Some("s3") => true,
+            Some(_) => false,
+            None => {
+                header(&h, "x-amz-target").is_none()
+                    && !header(&h, "content-type")
+                        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+                    && !q.split('&').any(|p| p.starts_with("Action="))
+            }
+        }
+    };
+    if is_s3 {
+        return Ok(match s3.call(req.map(Body::from)).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r =
+                    Response::new(Body::from(format!("internal error: {}", StdError::from(e))));
+                *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                r
+            }
+        });
+    }
     let rid = request_id();
     let (parts, body) = req.into_parts();
     let headers: Vec<(String, String)> = parts
@@ -134,7 +197,7 @@ async fn handle(
         Some(_) => Some(true),
         None => None,
     };
-    let fail = |e: ApiError| -> Response<Full<Bytes>> {
+    let fail = |e: ApiError| -> Response<Body> {
         match json_kind {
             Some(sqs) => json_error(&e, sqs, &rid),
             None => xml_error(&e, &rid),
@@ -310,12 +373,7 @@ fn authenticate(
     Ok((principal.to_string(), signed.access_key))
 }
 
-fn with_headers(
-    mut r: Response<Full<Bytes>>,
-    status: u16,
-    ctype: &str,
-    rid: &str,
-) -> Response<Full<Bytes>> {
+fn with_headers(mut r: Response<Body>, status: u16, ctype: &str, rid: &str) -> Response<Body> {
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(ctype) {
@@ -327,21 +385,26 @@ fn with_headers(
     r
 }
 
-fn json_ok(out: &Value, ctype: &str, rid: &str) -> Response<Full<Bytes>> {
+fn json_ok(out: &Value, ctype: &str, rid: &str) -> Response<Body> {
     let body = serde_json::to_vec(out).unwrap_or_default();
-    with_headers(Response::new(Full::new(Bytes::from(body))), 200, ctype, rid)
+    with_headers(
+        Response::new(Body::from(Bytes::from(body))),
+        200,
+        ctype,
+        rid,
+    )
 }
 
-fn xml_ok(xml: &str, rid: &str) -> Response<Full<Bytes>> {
+fn xml_ok(xml: &str, rid: &str) -> Response<Body> {
     with_headers(
-        Response::new(Full::new(Bytes::from(xml.to_string()))),
+        Response::new(Body::from(Bytes::from(xml.to_string()))),
         200,
         "text/xml",
         rid,
     )
 }
 
-fn json_error(e: &ApiError, sqs: bool, rid: &str) -> Response<Full<Bytes>> {
+fn json_error(e: &ApiError, sqs: bool, rid: &str) -> Response<Body> {
     let ty = if sqs {
         format!("com.amazonaws.sqs#{}", e.code)
     } else {
@@ -354,7 +417,7 @@ fn json_error(e: &ApiError, sqs: bool, rid: &str) -> Response<Full<Bytes>> {
         "application/x-amz-json-1.1"
     };
     let mut r = with_headers(
-        Response::new(Full::new(Bytes::from(body))),
+        Response::new(Body::from(Bytes::from(body))),
         e.status,
         ctype,
         rid,
@@ -365,9 +428,9 @@ fn json_error(e: &ApiError, sqs: bool, rid: &str) -> Response<Full<Bytes>> {
     r
 }
 
-fn xml_error(e: &ApiError, rid: &str) -> Response<Full<Bytes>> {
+fn xml_error(e: &ApiError, rid: &str) -> Response<Body> {
     with_headers(
-        Response::new(Full::new(Bytes::from(query::error_xml(e, rid)))),
+        Response::new(Body::from(Bytes::from(query::error_xml(e, rid)))),
         e.status,
         "text/xml",
         rid,

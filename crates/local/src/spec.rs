@@ -195,6 +195,23 @@ pub struct QueueDecl {
     pub dead_letter: Option<(String, u32)>,
 }
 
+/// Every bucket of the environment's manifests: its local name and whether
+/// versioning is on.
+pub fn buckets(repo: &Monorepo, env: &str) -> Vec<(String, bool)> {
+    let project = &repo.foundation.project.value;
+    repo.services
+        .iter()
+        .flat_map(|u| {
+            u.service.buckets.iter().map(|b| {
+                (
+                    bucket_name(project, env, &u.service.name, &b.name),
+                    b.versioning,
+                )
+            })
+        })
+        .collect()
+}
+
 /// Every queue of the environment's manifests, each DLQ before its queue.
 pub fn queues(repo: &Monorepo, env: &str) -> Vec<QueueDecl> {
     let project = &repo.foundation.project.value;

@@ -183,6 +183,11 @@ async fn start_aws(
             .await
             .map_err(|e| format!("cannot create queue {}: {e}", q.name))?;
     }
+    for (bucket, versioning) in spec::buckets(repo, &cfg.env) {
+        core.ensure_bucket(&bucket, versioning)
+            .await
+            .map_err(|e| format!("cannot create bucket {bucket}: {e}"))?;
+    }
     Ok(Aws {
         core,
         server,

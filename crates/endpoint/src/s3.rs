@@ -1,0 +1,378 @@
+//! S3 state: buckets, object versions, multipart uploads, and the journal ops that
+//! change them. Object data lives in blob files (`aws/objects/<id>`), written and
+//! synced before the op that names them is journaled, so an acknowledged object is
+//! whole on disk and a crash mid-upload leaves at most an unreferenced blob, which
+//! the next start deletes.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One version of a key: an object or a delete marker.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Version {
+    /// `null` for objects written while versioning was off or suspended.
+    pub version_id: String,
+    pub delete_marker: bool,
+    /// The blob file holding the data (none for a delete marker).
+    pub blob: Option<String>,
+    pub size: u64,
+    /// Hex MD5 (or `md5-N` for multipart), without quotes.
+    pub etag: String,
+    /// Milliseconds since the epoch.
+    pub modified: u64,
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`), names lower-case.
+    pub metadata: BTreeMap<String, String>,
+    /// `Cache-Control`, `Content-Disposition`, ... as given.
+    pub headers: BTreeMap<String, String>,
+    /// Algorithm (`CRC32`, `CRC32C`, `SHA1`, `SHA256`, `CRC64NVME`) → base64 value.
+    pub checksums: BTreeMap<String, String>,
+    /// Multipart: the number of parts.
+    pub parts: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Part {
+    pub blob: String,
+    pub size: u64,
+    pub etag: String,
+    pub modified: u64,
+    pub checksums: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Upload {
+    pub key: String,
+    pub initiated: u64,
+    /// The object's settings (content type, metadata, headers), kept until complete.
+    pub template: Version,
+    pub checksum_algorithm: Option<String>,
+    pub parts: BTreeMap<u32, Part>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Bucket {
+    pub created: u64,
+    /// None (never enabled), `Enabled` or `Suspended`.
+    pub versioning: Option<String>,
+    /// Key → versions, oldest first.
+    pub objects: BTreeMap<String, Vec<Version>>,
+    pub uploads: BTreeMap<String, Upload>,
+}
+
+impl Bucket {
+    /// The latest version of a key.
+    pub fn latest(&self, key: &str) -> Option<&Version> {
+        self.objects.get(key).and_then(|v| v.last())
+    }
+
+    pub fn version(&self, key: &str, id: &str) -> Option<&Version> {
+        self.objects
+            .get(key)
+            .and_then(|vs| vs.iter().find(|v| v.version_id == id))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
+/// A change to S3 state: what the journal holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    CreateBucket {
+        name: String,
+        now: u64,
+    },
+    DeleteBucket {
+        name: String,
+    },
+    Versioning {
+        name: String,
+        status: String,
+    },
+    /// A new object version (replacing the `null` version unless versioning is on).
+    Put {
+        bucket: String,
+        key: String,
+        version: Version,
+    },
+    /// Without `version_id`: a delete marker (versioned) or removal (unversioned).
+    Delete {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+        /// The marker's id when one is created.
+        marker_id: String,
+        now: u64,
+    },
+    CreateUpload {
+        bucket: String,
+        upload_id: String,
+        upload: Upload,
+    },
+    UploadPart {
+        bucket: String,
+        upload_id: String,
+        number: u32,
+        part: Part,
+    },
+    CompleteUpload {
+        bucket: String,
+        upload_id: String,
+        version: Version,
+    },
+    AbortUpload {
+        bucket: String,
+        upload_id: String,
+    },
+}
+
+/// What an applied op made unreferenced: blob files to delete once durable.
+pub type Garbage = Vec<String>;
+
+#[derive(Default)]
+pub struct Objects {
+    pub buckets: BTreeMap<String, Bucket>,
+}
+
+impl Objects {
+    /// Applies an op (checked by the caller before; replay applies as recorded).
+    pub fn apply(&mut self, op: &Op) -> Garbage {
+        let mut garbage = Vec::new();
+        match op {
+            Op::CreateBucket { name, now } => {
+                self.buckets.entry(name.clone()).or_insert_with(|| Bucket {
+                    created: *now,
+                    ..Bucket::default()
+                });
+            }
+            Op::DeleteBucket { name } => {
+                if let Some(b) = self.buckets.remove(name) {
+                    for u in b.uploads.values() {
+                        garbage.extend(u.parts.values().map(|p| p.blob.clone()));
+                    }
+                }
+            }
+            Op::Versioning { name, status } => {
+                if let Some(b) = self.buckets.get_mut(name) {
+                    b.versioning = Some(status.clone());
+                }
+            }
+            Op::Put {
+                bucket,
+                key,
+                version,
+            } => self.put_version(bucket, key, version, &mut garbage),
+            Op::CompleteUpload {
+                bucket,
+                upload_id,
+                version,
+            } => {
+                let Some(u) = self
+                    .buckets
+                    .get_mut(bucket)
+                    .and_then(|b| b.uploads.remove(upload_id))
+                else {
+                    return garbage;
+                };
+                garbage.extend(u.parts.values().map(|p| p.blob.clone()));
+                self.put_version(bucket, &u.key, version, &mut garbage);
+            }
+            Op::Delete {
+                bucket,
+                key,
+                version_id,
+                marker_id,
+                now,
+            } => {
+                let Some(b) = self.buckets.get_mut(bucket) else {
+                    return garbage;
+                };
+                let versioning = b.versioning.clone();
+                let versions = b.objects.entry(key.clone()).or_default();
+                match version_id {
+                    Some(id) => versions.retain(|v| {
+                        if &v.version_id == id {
+                            garbage.extend(v.blob.clone());
+                            false
+                        } else {
+                            true
+                        }
+                    }),
+                    None => {
+                        if versioning.is_none() || versioning.as_deref() == Some("Suspended") {
+                            versions.retain(|v| {
+                                if v.version_id == "null" {
+                                    garbage.extend(v.blob.clone());
+                                    false
+                                } else {
+                                    true
+                                }
+                            });
+                        }
+                        if versioning.is_some() {
+                            versions.push(Version {
+                                version_id: marker_id.clone(),
+                                delete_marker: true,
+                                blob: None,
+                                size: 0,
+                                etag: String::new(),
+                                modified: *now,
+                                content_type: None,
+                                metadata: BTreeMap::new(),
+                                headers: BTreeMap::new(),
+                                checksums: BTreeMap::new(),
+                                parts: None,
+                            });
+                        }
+                    }
+                }
+                if versions.is_empty() {
+                    b.objects.remove(key);
+                }
+            }
+            Op::CreateUpload {
+                bucket,
+                upload_id,
+                upload,
+            } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    b.uploads.insert(upload_id.clone(), upload.clone());
+                }
+            }
+            Op::UploadPart {
+                bucket,
+                upload_id,
+                number,
+                part,
+            } => {
+                if let Some(u) = self
+                    .buckets
+                    .get_mut(bucket)
+                    .and_then(|b| b.uploads.get_mut(upload_id))
+                    && let Some(old) = u.parts.insert(*number, part.clone())
+                {
+                    garbage.push(old.blob);
+                }
+            }
+            Op::AbortUpload { bucket, upload_id } => {
+                if let Some(u) = self
+                    .buckets
+                    .get_mut(bucket)
+                    .and_then(|b| b.uploads.remove(upload_id))
+                {
+                    garbage.extend(u.parts.values().map(|p| p.blob.clone()));
+                }
+            }
+        }
+        garbage
+    }
+
+    fn put_version(&mut self, bucket: &str, key: &str, version: &Version, garbage: &mut Garbage) {
+        let Some(b) = self.buckets.get_mut(bucket) else {
+            return;
+        };
+        let versions = b.objects.entry(key.to_string()).or_default();
+        if version.version_id == "null" {
+            versions.retain(|v| {
+                if v.version_id == "null" {
+                    garbage.extend(v.blob.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        versions.push(version.clone());
+    }
+
+    /// Every blob the state references (the rest of the objects directory is garbage).
+    pub fn referenced(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for b in self.buckets.values() {
+            for vs in b.objects.values() {
+                out.extend(vs.iter().filter_map(|v| v.blob.clone()));
+            }
+            for u in b.uploads.values() {
+                out.extend(u.parts.values().map(|p| p.blob.clone()));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(id: &str, blob: &str) -> Version {
+        Version {
+            version_id: id.into(),
+            delete_marker: false,
+            blob: Some(blob.into()),
+            size: 1,
+            etag: "e".into(),
+            modified: 0,
+            content_type: None,
+            metadata: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            checksums: BTreeMap::new(),
+            parts: None,
+        }
+    }
+
+    #[test]
+    fn versioning_semantics() {
+        let mut s = Objects::default();
+        s.apply(&Op::CreateBucket {
+            name: "b".into(),
+            now: 0,
+        });
+        s.apply(&Op::Put {
+            bucket: "b".into(),
+            key: "k".into(),
+            version: obj("null", "x1"),
+        });
+        let g = s.apply(&Op::Put {
+            bucket: "b".into(),
+            key: "k".into(),
+            version: obj("null", "x2"),
+        });
+        assert_eq!(
+            g,
+            vec!["x1".to_string()],
+            "unversioned overwrite frees the old blob"
+        );
+        s.apply(&Op::Versioning {
+            name: "b".into(),
+            status: "Enabled".into(),
+        });
+        s.apply(&Op::Put {
+            bucket: "b".into(),
+            key: "k".into(),
+            version: obj("v2", "x3"),
+        });
+        let g = s.apply(&Op::Delete {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: None,
+            marker_id: "m1".into(),
+            now: 1,
+        });
+        assert!(g.is_empty(), "a delete marker frees nothing");
+        let b = &s.buckets["b"];
+        assert!(b.latest("k").unwrap().delete_marker);
+        assert_eq!(b.objects["k"].len(), 3);
+        let g = s.apply(&Op::Delete {
+            bucket: "b".into(),
+            key: "k".into(),
+            version_id: Some("v2".into()),
+            marker_id: String::new(),
+            now: 2,
+        });
+        assert_eq!(g, vec!["x3".to_string()]);
+        assert_eq!(s.referenced().into_iter().collect::<Vec<_>>(), ["x2"]);
+    }
+}

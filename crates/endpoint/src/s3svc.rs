@@ -1,0 +1,1899 @@
+//! S3 over the `s3s` crate: s3s parses requests (REST routes, XML, SigV4 in header,
+//! presigned and aws-chunked forms, trailers) and renders responses; this file is
+//! the storage behind it. Object bodies stream through a blocking writer that
+//! computes MD5 and the requested checksums and syncs the blob and its directory;
+//! only then is the op journaled and the request answered.
+
+use crate::Core;
+use crate::s3::{Objects, Op, Part, Upload, Version};
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use md5::{Digest, Md5};
+use pantstack_awsproto::sigv4::hex;
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Read size of object GETs.
+const CHUNK: usize = 1024 * 1024;
+/// Smallest part but the last (AWS: 5 MiB).
+pub const MIN_PART: u64 = 5 * 1024 * 1024;
+
+static IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A new id: time and a counter (blob names, version ids, upload ids).
+fn new_id() -> String {
+    let n = IDS.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{t:x}{n:06x}{:05x}", std::process::id() & 0xfffff)
+}
+
+fn ts(ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+fn ms_of(t: &Timestamp) -> u64 {
+    let odt: time::OffsetDateTime = t.clone().into();
+    (odt.unix_timestamp_nanos() / 1_000_000).max(0) as u64
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+pub struct S3Svc {
+    pub core: Arc<Core>,
+}
+
+impl S3Svc {
+    fn dir(&self) -> &Path {
+        &self.core.objects_dir
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Objects> {
+        self.core.s3.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Journals ops applied under the lock, waits until durable, then deletes what
+    /// they freed.
+    async fn commit(&self, rx: crate::journal::Durable, garbage: Vec<String>) -> S3Result<()> {
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(s3_error!(InternalError, "{e}")),
+            Err(_) => return Err(s3_error!(InternalError, "the journal writer stopped")),
+        }
+        let dir = self.dir().to_path_buf();
+        if !garbage.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for g in garbage {
+                    let _ = std::fs::remove_file(dir.join(g));
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies `ops` (already checked) and journals them while the lock is held.
+    fn apply(&self, st: &mut Objects, ops: Vec<Op>) -> (crate::journal::Durable, Vec<String>) {
+        let mut garbage = Vec::new();
+        for op in &ops {
+            garbage.extend(st.apply(op));
+        }
+        let records = ops
+            .into_iter()
+            .filter_map(|op| serde_json::to_vec(&crate::Record::S3(op)).ok())
+            .collect();
+        (self.core.journal.submit(records), garbage)
+    }
+}
+
+fn no_bucket(b: &str) -> S3Error {
+    s3_error!(NoSuchBucket, "The specified bucket does not exist: {b}")
+}
+
+fn no_key(k: &str) -> S3Error {
+    s3_error!(NoSuchKey, "The specified key does not exist: {k}")
+}
+
+fn marker_error(code: S3ErrorCode, msg: &str, version_id: &str) -> S3Error {
+    let mut e = S3Error::with_message(code, msg.to_string());
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(version_id) {
+        h.insert("x-amz-version-id", v);
+    }
+    e.set_headers(h);
+    e
+}
+
+/// The checksum algorithms a request asks for, upper-case.
+#[derive(Default, Clone)]
+struct Wanted {
+    algorithms: Vec<String>,
+    expected: BTreeMap<String, String>,
+    content_md5: Option<String>,
+}
+
+impl Wanted {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        algorithm: Option<&ChecksumAlgorithm>,
+        crc32: Option<&String>,
+        crc32c: Option<&String>,
+        sha1: Option<&String>,
+        sha256: Option<&String>,
+        crc64: Option<&String>,
+        md5: Option<&String>,
+        headers: &http::HeaderMap,
+    ) -> Wanted {
+        let mut w = Wanted {
+            content_md5: md5.cloned(),
+            ..Wanted::default()
+        };
+        for (name, v) in [
+            ("CRC32", crc32),
+            ("CRC32C", crc32c),
+            ("SHA1", sha1),
+            ("SHA256", sha256),
+            ("CRC64NVME", crc64),
+        ] {
+            if let Some(v) = v {
+                w.expected.insert(name.into(), v.clone());
+                w.algorithms.push(name.into());
+            }
+        }
+        if let Some(a) = algorithm {
+            w.algorithms.push(a.as_str().to_ascii_uppercase());
+        }
+        // Declared trailers: `x-amz-trailer: x-amz-checksum-crc32`.
+        if let Some(t) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()) {
+            for name in t.split(',') {
+                if let Some(a) = name.trim().strip_prefix("x-amz-checksum-") {
+                    w.algorithms.push(a.to_ascii_uppercase());
+                }
+            }
+        }
+        w.algorithms.sort();
+        w.algorithms.dedup();
+        w
+    }
+
+    /// Values from the trailer, once the body is read.
+    fn take_trailer(&mut self, trailer: Option<&s3s::TrailingHeaders>) {
+        if let Some(h) = trailer.and_then(|t| t.take()) {
+            for (k, v) in &h {
+                if let (Some(a), Ok(v)) = (k.as_str().strip_prefix("x-amz-checksum-"), v.to_str()) {
+                    self.expected.insert(a.to_ascii_uppercase(), v.to_string());
+                    if !self.algorithms.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+                        self.algorithms.push(a.to_ascii_uppercase());
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Hasher {
+    Crc(crc_fast::Digest, usize),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+}
+
+impl Hasher {
+    fn new(a: &str) -> Option<Hasher> {
+        use crc_fast::CrcAlgorithm::*;
+        Some(match a {
+            "CRC32" => Hasher::Crc(crc_fast::Digest::new(Crc32IsoHdlc), 4),
+            "CRC32C" => Hasher::Crc(crc_fast::Digest::new(Crc32Iscsi), 4),
+            "CRC64NVME" => Hasher::Crc(crc_fast::Digest::new(Crc64Nvme), 8),
+            "SHA1" => Hasher::Sha1(sha1::Sha1::new()),
+            "SHA256" => Hasher::Sha256(sha2::Sha256::new()),
+            _ => return None,
+        })
+    }
+    fn update(&mut self, d: &[u8]) {
+        match self {
+            Hasher::Crc(c, _) => c.update(d),
+            Hasher::Sha1(h) => h.update(d),
+            Hasher::Sha256(h) => h.update(d),
+        }
+    }
+    fn finish(self) -> String {
+        match self {
+            Hasher::Crc(c, 4) => b64(&(c.finalize() as u32).to_be_bytes()),
+            Hasher::Crc(c, _) => b64(&c.finalize().to_be_bytes()),
+            Hasher::Sha1(h) => b64(&h.finalize()),
+            Hasher::Sha256(h) => b64(&h.finalize()),
+        }
+    }
+}
+
+/// A blob as written.
+struct Written {
+    blob: String,
+    size: u64,
+    md5: [u8; 16],
+    checksums: BTreeMap<String, String>,
+}
+
+/// Streams a request body into a new blob (synced with its directory) while
+/// hashing it. Checks Content-MD5 and any checksum the request carried.
+async fn write_blob(
+    dir: &Path,
+    body: Option<StreamingBlob>,
+    mut wanted: Wanted,
+    trailer: Option<&s3s::TrailingHeaders>,
+) -> S3Result<Written> {
+    let blob = new_id();
+    let path = dir.join(&blob);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let algorithms = wanted.algorithms.clone();
+    let writer = tokio::task::spawn_blocking(
+        move || -> std::io::Result<(u64, [u8; 16], Vec<(String, String)>)> {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            let mut md5 = Md5::new();
+            let mut hashers: Vec<(String, Hasher)> = algorithms
+                .iter()
+                .filter_map(|a| Hasher::new(a).map(|h| (a.clone(), h)))
+                .collect();
+            let mut size = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                md5.update(&chunk);
+                for (_, h) in &mut hashers {
+                    h.update(&chunk);
+                }
+                f.write_all(&chunk)?;
+                size += chunk.len() as u64;
+            }
+            f.sync_all()?;
+            if let Some(d) = path.parent() {
+                std::fs::File::open(d)?.sync_all()?;
+            }
+            let sums = hashers.into_iter().map(|(a, h)| (a, h.finish())).collect();
+            Ok((size, md5.finalize().into(), sums))
+        },
+    );
+    let mut failed = None;
+    if let Some(mut body) = body {
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) => {
+                    if tx.send(c).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let result = writer
+        .await
+        .map_err(|e| s3_error!(InternalError, "blob writer: {e}"))?;
+    let discard = || {
+        let _ = std::fs::remove_file(dir.join(&blob));
+    };
+    if let Some(e) = failed {
+        discard();
+        return Err(s3_error!(
+            IncompleteBody,
+            "the request body could not be read: {e}"
+        ));
+    }
+    let (size, md5, sums) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            discard();
+            return Err(s3_error!(InternalError, "cannot write the object: {e}"));
+        }
+    };
+    wanted.take_trailer(trailer);
+    if let Some(m) = &wanted.content_md5
+        && *m != b64(&md5)
+    {
+        discard();
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ));
+    }
+    let checksums: BTreeMap<String, String> = sums.into_iter().collect();
+    for (a, expected) in &wanted.expected {
+        match checksums.get(a) {
+            Some(got) if got == expected => {}
+            Some(_) => {
+                discard();
+                return Err(s3_error!(
+                    BadDigest,
+                    "The {a} you specified did not match the calculated checksum."
+                ));
+            }
+            None => {
+                discard();
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Checksum algorithm {a} is not supported."
+                ));
+            }
+        }
+    }
+    Ok(Written {
+        blob,
+        size,
+        md5,
+        checksums,
+    })
+}
+
+/// Streams `len` bytes of a blob from `offset`.
+fn read_blob(path: PathBuf, offset: u64, len: u64) -> StreamingBlob {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        if let Err(e) = f.seek(SeekFrom::Start(offset)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = (left as usize).min(CHUNK);
+            let mut buf = vec![0u8; n];
+            if let Err(e) = f.read_exact(&mut buf) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            left -= n as u64;
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    StreamingBlob::wrap(stream)
+}
+
+fn etag_of(v: &Version) -> ETag {
+    ETag::Strong(v.etag.clone())
+}
+
+fn headers_of(
+    cache_control: Option<&String>,
+    content_disposition: Option<&String>,
+    content_encoding: Option<&String>,
+    content_language: Option<&String>,
+    expires: Option<&Timestamp>,
+) -> BTreeMap<String, String> {
+    let mut h = BTreeMap::new();
+    for (k, v) in [
+        ("cache-control", cache_control),
+        ("content-disposition", content_disposition),
+        ("content-encoding", content_encoding),
+        ("content-language", content_language),
+    ] {
+        if let Some(v) = v {
+            h.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(e) = expires {
+        h.insert("expires".into(), ms_of(e).to_string());
+    }
+    h
+}
+
+/// S3's conditional request rules (RFC 9110 order, as S3 applies them).
+fn check_conditions(
+    v: &Version,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let matches =
+        |c: &ETagCondition| c.is_any() || c.as_etag().is_some_and(|e| e.value() == v.etag);
+    let modified_s = v.modified / 1000;
+    let mut match_passed = false;
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+        match_passed = true;
+    }
+    if !match_passed
+        && let Some(t) = if_unmodified_since
+        && modified_s > ms_of(t) / 1000
+    {
+        return Err(s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        ));
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(S3Error::new(S3ErrorCode::NotModified));
+        }
+    } else if let Some(t) = if_modified_since
+        && modified_s <= ms_of(t) / 1000
+    {
+        return Err(S3Error::new(S3ErrorCode::NotModified));
+    }
+    Ok(())
+}
+
+/// Picks the version a GET/HEAD addresses; refuses delete markers as S3 does.
+fn pick<'a>(
+    b: &'a crate::s3::Bucket,
+    key: &str,
+    version_id: Option<&String>,
+) -> S3Result<&'a Version> {
+    match version_id {
+        Some(id) => {
+            let v = b
+                .version(key, id)
+                .ok_or_else(|| s3_error!(NoSuchVersion, "The specified version does not exist."))?;
+            if v.delete_marker {
+                return Err(marker_error(
+                    S3ErrorCode::MethodNotAllowed,
+                    "The specified method is not allowed against this resource.",
+                    &v.version_id,
+                ));
+            }
+            Ok(v)
+        }
+        None => {
+            let v = b.latest(key).ok_or_else(|| no_key(key))?;
+            if v.delete_marker {
+                return Err(marker_error(
+                    S3ErrorCode::NoSuchKey,
+                    "The specified key does not exist.",
+                    &v.version_id,
+                ));
+            }
+            Ok(v)
+        }
+    }
+}
+
+fn checksum_fields(v: &Version, want: bool) -> [Option<String>; 5] {
+    let g = |a: &str| {
+        if want {
+            v.checksums.get(a).cloned()
+        } else {
+            None
+        }
+    };
+    [
+        g("CRC32"),
+        g("CRC32C"),
+        g("SHA1"),
+        g("SHA256"),
+        g("CRC64NVME"),
+    ]
+}
+
+fn url_encode(s: &str, on: bool) -> String {
+    if on {
+        pantstack_awsproto::sigv4::uri_encode(s, true)
+    } else {
+        s.to_string()
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for S3Svc {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let name = req.input.bucket.clone();
+        let (rx, g) = {
+            let mut st = self.state();
+            if st.buckets.contains_key(&name) {
+                // us-east-1 answers 200 to its owner re-creating a bucket; others 409.
+                if self.core.region != "us-east-1" {
+                    return Err(s3_error!(
+                        BucketAlreadyOwnedByYou,
+                        "Your previous request to create the named bucket succeeded and you already own it."
+                    ));
+                }
+                return Ok(S3Response::new(CreateBucketOutput {
+                    location: Some(format!("/{name}")),
+                    ..Default::default()
+                }));
+            }
+            self.apply(
+                &mut st,
+                vec![Op::CreateBucket {
+                    name: name.clone(),
+                    now: crate::now_ms(),
+                }],
+            )
+        };
+        self.commit(rx, g).await?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+            ..Default::default()
+        }))
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        if !self.state().buckets.contains_key(&req.input.bucket) {
+            return Err(no_bucket(&req.input.bucket));
+        }
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.core.region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        if !self.state().buckets.contains_key(&req.input.bucket) {
+            return Err(no_bucket(&req.input.bucket));
+        }
+        let location = (self.core.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.core.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: location,
+        }))
+    }
+
+    async fn list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let st = self.state();
+        let buckets = st
+            .buckets
+            .iter()
+            .map(|(n, b)| Bucket {
+                name: Some(n.clone()),
+                creation_date: Some(ts(b.created)),
+                bucket_region: Some(self.core.region.clone()),
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some("pantstack".into()),
+                id: Some(crate::ACCOUNT.into()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let name = req.input.bucket;
+        let (rx, g) = {
+            let mut st = self.state();
+            let b = st.buckets.get(&name).ok_or_else(|| no_bucket(&name))?;
+            if !b.is_empty() {
+                return Err(s3_error!(
+                    BucketNotEmpty,
+                    "The bucket you tried to delete is not empty"
+                ));
+            }
+            self.apply(&mut st, vec![Op::DeleteBucket { name: name.clone() }])
+        };
+        self.commit(rx, g).await?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let name = req.input.bucket;
+        let status = req
+            .input
+            .versioning_configuration
+            .status
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "Suspended".into());
+        if status != "Enabled" && status != "Suspended" {
+            return Err(s3_error!(
+                MalformedXML,
+                "Status must be Enabled or Suspended"
+            ));
+        }
+        let (rx, g) = {
+            let mut st = self.state();
+            let b = st.buckets.get(&name).ok_or_else(|| no_bucket(&name))?;
+            if b.versioning.is_none() && status == "Suspended" {
+                return Ok(S3Response::new(PutBucketVersioningOutput {}));
+            }
+            self.apply(
+                &mut st,
+                vec![Op::Versioning {
+                    name: name.clone(),
+                    status,
+                }],
+            )
+        };
+        self.commit(rx, g).await?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let st = self.state();
+        let b = st
+            .buckets
+            .get(&req.input.bucket)
+            .ok_or_else(|| no_bucket(&req.input.bucket))?;
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status: b.versioning.clone().map(BucketVersioningStatus::from),
+            ..Default::default()
+        }))
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let i = req.input;
+        if !self.state().buckets.contains_key(&i.bucket) {
+            return Err(no_bucket(&i.bucket));
+        }
+        let wanted = Wanted::new(
+            i.checksum_algorithm.as_ref(),
+            i.checksum_crc32.as_ref(),
+            i.checksum_crc32c.as_ref(),
+            i.checksum_sha1.as_ref(),
+            i.checksum_sha256.as_ref(),
+            i.checksum_crc64nvme.as_ref(),
+            i.content_md5.as_ref(),
+            &req.headers,
+        );
+        let w = write_blob(self.dir(), i.body, wanted, req.trailing_headers.as_ref()).await?;
+        let headers = headers_of(
+            i.cache_control.as_ref(),
+            i.content_disposition.as_ref(),
+            i.content_encoding.as_ref(),
+            i.content_language.as_ref(),
+            i.expires.as_ref(),
+        );
+        let (rx, g, version) = {
+            let mut st = self.state();
+            let Some(b) = st.buckets.get(&i.bucket) else {
+                let _ = std::fs::remove_file(self.dir().join(&w.blob));
+                return Err(no_bucket(&i.bucket));
+            };
+            if let Some(c) = &i.if_none_match
+                && c.is_any()
+                && b.latest(&i.key).is_some_and(|v| !v.delete_marker)
+            {
+                let _ = std::fs::remove_file(self.dir().join(&w.blob));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold"
+                ));
+            }
+            let version_id = if b.versioning.as_deref() == Some("Enabled") {
+                new_id()
+            } else {
+                "null".into()
+            };
+            let version = Version {
+                version_id,
+                delete_marker: false,
+                blob: Some(w.blob.clone()),
+                size: w.size,
+                etag: hex(&w.md5),
+                modified: crate::now_ms(),
+                content_type: i.content_type.map(|c| c.to_string()),
+                metadata: i
+                    .metadata
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
+                headers,
+                checksums: w.checksums.clone(),
+                parts: None,
+            };
+            let versioned = b.versioning.is_some();
+            let (rx, g) = self.apply(
+                &mut st,
+                vec![Op::Put {
+                    bucket: i.bucket.clone(),
+                    key: i.key.clone(),
+                    version: version.clone(),
+                }],
+            );
+            (rx, g, versioned.then_some(version))
+        };
+        self.commit(rx, g).await?;
+        let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields_of(&w.checksums);
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(ETag::Strong(hex(&w.md5))),
+            version_id: version.map(|v| v.version_id),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_crc64nvme: crc64,
+            size: Some(w.size as i64),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = req.input;
+        let v = {
+            let st = self.state();
+            let b = st
+                .buckets
+                .get(&i.bucket)
+                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let v = pick(b, &i.key, i.version_id.as_ref())?.clone();
+            check_conditions(
+                &v,
+                i.if_match.as_ref(),
+                i.if_none_match.as_ref(),
+                i.if_modified_since.as_ref(),
+                i.if_unmodified_since.as_ref(),
+            )?;
+            (v, b.versioning.is_some())
+        };
+        let (v, versioned) = v;
+        let (start, len, content_range) = match &i.range {
+            None => (0, v.size, None),
+            Some(r) => {
+                let rg = r.check(v.size).map_err(S3Error::from)?;
+                (
+                    rg.start,
+                    rg.end - rg.start,
+                    Some(format!(
+                        "bytes {}-{}/{}",
+                        rg.start,
+                        rg.end.saturating_sub(1),
+                        v.size
+                    )),
+                )
+            }
+        };
+        let want_sums = i
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == "ENABLED")
+            && i.range.is_none();
+        let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(&v, want_sums);
+        let body = v
+            .blob
+            .as_ref()
+            .map(|blob| read_blob(self.dir().join(blob), start, len));
+        let partial = content_range.is_some();
+        let mut resp = S3Response::new(GetObjectOutput {
+            body,
+            content_length: Some(len as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            content_type: v.content_type.clone().and_then(|c| c.parse().ok()),
+            e_tag: Some(etag_of(&v)),
+            last_modified: Some(ts(v.modified)),
+            metadata: (!v.metadata.is_empty()).then(|| v.metadata.clone().into_iter().collect()),
+            version_id: versioned.then(|| v.version_id.clone()),
+            cache_control: v.headers.get("cache-control").cloned(),
+            content_disposition: v.headers.get("content-disposition").cloned(),
+            content_encoding: v.headers.get("content-encoding").cloned(),
+            content_language: v.headers.get("content-language").cloned(),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_crc64nvme: crc64,
+            parts_count: v.parts.map(|p| p as i32),
+            ..Default::default()
+        });
+        if partial {
+            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        Ok(resp)
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let i = req.input;
+        let st = self.state();
+        let b = st
+            .buckets
+            .get(&i.bucket)
+            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let v = pick(b, &i.key, i.version_id.as_ref())?;
+        check_conditions(
+            v,
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        )?;
+        let want_sums = i
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == "ENABLED");
+        let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(v, want_sums);
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(v.size as i64),
+            accept_ranges: Some("bytes".into()),
+            content_type: v.content_type.clone().and_then(|c| c.parse().ok()),
+            e_tag: Some(etag_of(v)),
+            last_modified: Some(ts(v.modified)),
+            metadata: (!v.metadata.is_empty()).then(|| v.metadata.clone().into_iter().collect()),
+            version_id: b.versioning.as_ref().map(|_| v.version_id.clone()),
+            cache_control: v.headers.get("cache-control").cloned(),
+            content_disposition: v.headers.get("content-disposition").cloned(),
+            content_encoding: v.headers.get("content-encoding").cloned(),
+            content_language: v.headers.get("content-language").cloned(),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_crc64nvme: crc64,
+            parts_count: v.parts.map(|p| p as i32),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let i = req.input;
+        let (rx, g, out) = {
+            let mut st = self.state();
+            let b = st
+                .buckets
+                .get(&i.bucket)
+                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let (op, out) = delete_op(b, &i.bucket, &i.key, i.version_id.clone());
+            match op {
+                Some(op) => {
+                    let (rx, g) = self.apply(&mut st, vec![op]);
+                    (Some(rx), g, out)
+                }
+                None => (None, Vec::new(), out),
+            }
+        };
+        if let Some(rx) = rx {
+            self.commit(rx, g).await?;
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let i = req.input;
+        if i.delete.objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "at most 1000 keys per DeleteObjects request"
+            ));
+        }
+        let quiet = i.delete.quiet.unwrap_or(false);
+        let (rx, g, deleted) = {
+            let mut st = self.state();
+            let b = st
+                .buckets
+                .get(&i.bucket)
+                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let mut ops = Vec::new();
+            let mut deleted = Vec::new();
+            for o in &i.delete.objects {
+                let (op, out) = delete_op(b, &i.bucket, &o.key, o.version_id.clone());
+                ops.extend(op);
+                deleted.push(DeletedObject {
+                    key: Some(o.key.clone()),
+                    version_id: o.version_id.clone(),
+                    delete_marker: out.delete_marker,
+                    delete_marker_version_id: if out.delete_marker == Some(true) {
+                        out.version_id.clone()
+                    } else {
+                        None
+                    },
+                });
+            }
+            let (rx, g) = self.apply(&mut st, ops);
+            (rx, g, deleted)
+        };
+        self.commit(rx, g).await?;
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!quiet).then_some(deleted),
+            ..Default::default()
+        }))
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let i = req.input;
+        let CopySource::Bucket {
+            bucket: sb,
+            key: sk,
+            version_id: sv,
+        } = &i.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "copies from access points are not supported locally"
+            ));
+        };
+        let src = {
+            let st = self.state();
+            let b = st.buckets.get(sb.as_ref()).ok_or_else(|| no_bucket(sb))?;
+            if !st.buckets.contains_key(&i.bucket) {
+                return Err(no_bucket(&i.bucket));
+            }
+            let v = pick(b, sk, sv.as_ref().map(|s| s.to_string()).as_ref())?.clone();
+            check_conditions(
+                &v,
+                i.copy_source_if_match.as_ref(),
+                i.copy_source_if_none_match.as_ref(),
+                i.copy_source_if_modified_since.as_ref(),
+                i.copy_source_if_unmodified_since.as_ref(),
+            )
+            .map_err(|e| {
+                if *e.code() == S3ErrorCode::NotModified {
+                    s3_error!(
+                        PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold"
+                    )
+                } else {
+                    e
+                }
+            })?;
+            v
+        };
+        let replace = i
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE");
+        if !replace && sb.as_ref() == i.bucket && sk.as_ref() == i.key && sv.is_none() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        // A hard link shares the data; each name is freed on its own.
+        let blob = new_id();
+        if let Some(from) = &src.blob {
+            let (a, b) = (self.dir().join(from), self.dir().join(&blob));
+            let dir = self.dir().to_path_buf();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                if std::fs::hard_link(&a, &b).is_err() {
+                    std::fs::copy(&a, &b)?;
+                    std::fs::File::open(&b)?.sync_all()?;
+                }
+                std::fs::File::open(&dir)?.sync_all()
+            })
+            .await
+            .map_err(|e| s3_error!(InternalError, "{e}"))?
+            .map_err(|e| s3_error!(InternalError, "cannot copy the object: {e}"))?;
+        }
+        let mut version = src.clone();
+        version.blob = src.blob.as_ref().map(|_| blob.clone());
+        version.modified = crate::now_ms();
+        if replace {
+            version.metadata = i
+                .metadata
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            version.content_type = i.content_type.as_ref().map(|c| c.to_string());
+            version.headers = headers_of(
+                i.cache_control.as_ref(),
+                i.content_disposition.as_ref(),
+                i.content_encoding.as_ref(),
+                i.content_language.as_ref(),
+                i.expires.as_ref(),
+            );
+        }
+        let (rx, g, versioned) = {
+            let mut st = self.state();
+            let Some(b) = st.buckets.get(&i.bucket) else {
+                let _ = std::fs::remove_file(self.dir().join(&blob));
+                return Err(no_bucket(&i.bucket));
+            };
+            version.version_id = if b.versioning.as_deref() == Some("Enabled") {
+                new_id()
+            } else {
+                "null".into()
+            };
+            let versioned = b.versioning.is_some();
+            let (rx, g) = self.apply(
+                &mut st,
+                vec![Op::Put {
+                    bucket: i.bucket.clone(),
+                    key: i.key.clone(),
+                    version: version.clone(),
+                }],
+            );
+            (rx, g, versioned)
+        };
+        self.commit(rx, g).await?;
+        let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(&version, true);
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(etag_of(&version)),
+                last_modified: Some(ts(version.modified)),
+                checksum_crc32: crc32,
+                checksum_crc32c: crc32c,
+                checksum_sha1: sha1,
+                checksum_sha256: sha256,
+                checksum_crc64nvme: crc64,
+                ..Default::default()
+            }),
+            version_id: versioned.then(|| version.version_id.clone()),
+            copy_source_version_id: sv.as_ref().map(|s| s.to_string()),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let i = req.input;
+        let enc = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let after = match &i.continuation_token {
+            Some(t) => {
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "The continuation token provided is incorrect"
+                        )
+                    })?;
+                Some(raw)
+            }
+            None => i.start_after.clone(),
+        };
+        let st = self.state();
+        let b = st
+            .buckets
+            .get(&i.bucket)
+            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let (contents, prefixes, next) = list_keys(
+            b,
+            &prefix,
+            i.delimiter.as_deref(),
+            after.as_deref(),
+            max,
+            |k, v| Object {
+                key: Some(url_encode(k, enc)),
+                size: Some(v.size as i64),
+                e_tag: Some(etag_of(v)),
+                last_modified: Some(ts(v.modified)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
+                checksum_algorithm: (!v.checksums.is_empty()).then(|| {
+                    v.checksums
+                        .keys()
+                        .map(|a| ChecksumAlgorithm::from(a.clone()))
+                        .collect()
+                }),
+                ..Default::default()
+            },
+        );
+        let count = contents.len() + prefixes.len();
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(i.bucket.clone()),
+            prefix: Some(url_encode(&prefix, enc)),
+            delimiter: i.delimiter.clone().map(|d| url_encode(&d, enc)),
+            max_keys: Some(max as i32),
+            key_count: Some(count as i32),
+            is_truncated: Some(next.is_some()),
+            next_continuation_token: next
+                .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k)),
+            continuation_token: i.continuation_token.clone(),
+            start_after: i.start_after.clone().map(|s| url_encode(&s, enc)),
+            contents: Some(contents),
+            common_prefixes: (!prefixes.is_empty()).then(|| {
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(url_encode(&p, enc)),
+                    })
+                    .collect()
+            }),
+            encoding_type: i.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let i = req.input;
+        let enc = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let st = self.state();
+        let b = st
+            .buckets
+            .get(&i.bucket)
+            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let (contents, prefixes, next) = list_keys(
+            b,
+            &prefix,
+            i.delimiter.as_deref(),
+            i.marker.as_deref(),
+            max,
+            |k, v| Object {
+                key: Some(url_encode(k, enc)),
+                size: Some(v.size as i64),
+                e_tag: Some(etag_of(v)),
+                last_modified: Some(ts(v.modified)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
+                ..Default::default()
+            },
+        );
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(i.bucket.clone()),
+            prefix: Some(url_encode(&prefix, enc)),
+            delimiter: i.delimiter.clone(),
+            marker: i.marker.clone(),
+            max_keys: Some(max as i32),
+            is_truncated: Some(next.is_some()),
+            next_marker: if i.delimiter.is_some() { next } else { None },
+            contents: Some(contents),
+            common_prefixes: (!prefixes.is_empty()).then(|| {
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(url_encode(&p, enc)),
+                    })
+                    .collect()
+            }),
+            encoding_type: i.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let i = req.input;
+        let enc = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url");
+        let max = i.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let st = self.state();
+        let b = st
+            .buckets
+            .get(&i.bucket)
+            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut n = 0;
+        let mut truncated = None;
+        'keys: for (k, vs) in b.objects.range(prefix.clone()..) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let Some(m) = &i.key_marker
+                && k <= m
+                && i.version_id_marker.is_none()
+            {
+                continue;
+            }
+            if let Some(d) = i.delimiter.as_deref().filter(|d| !d.is_empty())
+                && let Some(pos) = k[prefix.len()..].find(d)
+            {
+                let p = k[..prefix.len() + pos + d.len()].to_string();
+                if prefixes.last() != Some(&p) {
+                    if n >= max {
+                        truncated = Some((k.clone(), None));
+                        break;
+                    }
+                    prefixes.push(p);
+                    n += 1;
+                }
+                continue;
+            }
+            // Newest first.
+            let latest = vs.len().saturating_sub(1);
+            let mut skipping =
+                i.key_marker.as_deref() == Some(k.as_str()) && i.version_id_marker.is_some();
+            for (idx, v) in vs.iter().enumerate().rev() {
+                if skipping {
+                    if Some(&v.version_id) == i.version_id_marker.as_ref() {
+                        skipping = false;
+                    }
+                    continue;
+                }
+                if n >= max {
+                    truncated = Some((k.clone(), Some(v.version_id.clone())));
+                    break 'keys;
+                }
+                n += 1;
+                if v.delete_marker {
+                    markers.push(DeleteMarkerEntry {
+                        key: Some(url_encode(k, enc)),
+                        version_id: Some(v.version_id.clone()),
+                        is_latest: Some(idx == latest),
+                        last_modified: Some(ts(v.modified)),
+                        owner: Some(Owner {
+                            display_name: Some("pantstack".into()),
+                            id: Some(crate::ACCOUNT.into()),
+                        }),
+                    });
+                } else {
+                    versions.push(ObjectVersion {
+                        key: Some(url_encode(k, enc)),
+                        version_id: Some(v.version_id.clone()),
+                        is_latest: Some(idx == latest),
+                        last_modified: Some(ts(v.modified)),
+                        e_tag: Some(etag_of(v)),
+                        size: Some(v.size as i64),
+                        storage_class: Some(ObjectVersionStorageClass::from_static(
+                            ObjectVersionStorageClass::STANDARD,
+                        )),
+                        owner: Some(Owner {
+                            display_name: Some("pantstack".into()),
+                            id: Some(crate::ACCOUNT.into()),
+                        }),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(i.bucket.clone()),
+            prefix: Some(url_encode(&prefix, enc)),
+            delimiter: i.delimiter.clone(),
+            max_keys: Some(max as i32),
+            is_truncated: Some(truncated.is_some()),
+            key_marker: i.key_marker.clone(),
+            version_id_marker: i.version_id_marker.clone(),
+            next_key_marker: truncated.as_ref().map(|(k, _)| k.clone()),
+            next_version_id_marker: truncated.and_then(|(_, v)| v),
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            common_prefixes: (!prefixes.is_empty()).then(|| {
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(url_encode(&p, enc)),
+                    })
+                    .collect()
+            }),
+            encoding_type: i.encoding_type.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let i = req.input;
+        let upload_id = new_id();
+        let upload = Upload {
+            key: i.key.clone(),
+            initiated: crate::now_ms(),
+            template: Version {
+                version_id: String::new(),
+                delete_marker: false,
+                blob: None,
+                size: 0,
+                etag: String::new(),
+                modified: 0,
+                content_type: i.content_type.map(|c| c.to_string()),
+                metadata: i
+                    .metadata
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
+                headers: headers_of(
+                    i.cache_control.as_ref(),
+                    i.content_disposition.as_ref(),
+                    i.content_encoding.as_ref(),
+                    i.content_language.as_ref(),
+                    i.expires.as_ref(),
+                ),
+                checksums: BTreeMap::new(),
+                parts: None,
+            },
+            checksum_algorithm: i
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str().to_ascii_uppercase()),
+            parts: BTreeMap::new(),
+        };
+        let (rx, g) = {
+            let mut st = self.state();
+            if !st.buckets.contains_key(&i.bucket) {
+                return Err(no_bucket(&i.bucket));
+            }
+            self.apply(
+                &mut st,
+                vec![Op::CreateUpload {
+                    bucket: i.bucket.clone(),
+                    upload_id: upload_id.clone(),
+                    upload,
+                }],
+            )
+        };
+        self.commit(rx, g).await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(upload_id),
+            checksum_algorithm: i.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let i = req.input;
+        if !(1..=10_000).contains(&i.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        let algorithm = {
+            let st = self.state();
+            let b = st
+                .buckets
+                .get(&i.bucket)
+                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let u = b
+                .uploads
+                .get(&i.upload_id)
+                .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
+            u.checksum_algorithm.clone()
+        };
+        let mut wanted = Wanted::new(
+            i.checksum_algorithm.as_ref(),
+            i.checksum_crc32.as_ref(),
+            i.checksum_crc32c.as_ref(),
+            i.checksum_sha1.as_ref(),
+            i.checksum_sha256.as_ref(),
+            i.checksum_crc64nvme.as_ref(),
+            i.content_md5.as_ref(),
+            &req.headers,
+        );
+        wanted.algorithms.extend(algorithm);
+        wanted.algorithms.dedup();
+        let w = write_blob(self.dir(), i.body, wanted, req.trailing_headers.as_ref()).await?;
+        let part = Part {
+            blob: w.blob.clone(),
+            size: w.size,
+            etag: hex(&w.md5),
+            modified: crate::now_ms(),
+            checksums: w.checksums.clone(),
+        };
+        let (rx, g) = {
+            let mut st = self.state();
+            if !st
+                .buckets
+                .get(&i.bucket)
+                .is_some_and(|b| b.uploads.contains_key(&i.upload_id))
+            {
+                let _ = std::fs::remove_file(self.dir().join(&w.blob));
+                return Err(s3_error!(
+                    NoSuchUpload,
+                    "The specified upload does not exist."
+                ));
+            }
+            self.apply(
+                &mut st,
+                vec![Op::UploadPart {
+                    bucket: i.bucket.clone(),
+                    upload_id: i.upload_id.clone(),
+                    number: i.part_number as u32,
+                    part,
+                }],
+            )
+        };
+        self.commit(rx, g).await?;
+        let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields_of(&w.checksums);
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(hex(&w.md5))),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_crc64nvme: crc64,
+            ..Default::default()
+        }))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let given = i.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+        if given.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "You must specify at least one part"
+            ));
+        }
+        let (upload, versioning) = {
+            let st = self.state();
+            let b = st
+                .buckets
+                .get(&i.bucket)
+                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let u = b
+                .uploads
+                .get(&i.upload_id)
+                .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
+            (u.clone(), b.versioning.clone())
+        };
+        let mut chosen = Vec::new();
+        let mut last = 0;
+        for (idx, p) in given.iter().enumerate() {
+            let n = p.part_number.unwrap_or(0);
+            if n <= last {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "The list of parts was not in ascending order. Parts must be ordered by part number."
+                ));
+            }
+            last = n;
+            let stored = upload.parts.get(&(n as u32)).ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found. Part {n} was not uploaded."))?;
+            if let Some(e) = &p.e_tag
+                && e.value().trim_matches('"') != stored.etag
+            {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "One or more of the specified parts could not be found. The ETag of part {n} does not match."
+                ));
+            }
+            if idx + 1 < given.len() && stored.size < MIN_PART {
+                return Err(s3_error!(
+                    EntityTooSmall,
+                    "Your proposed upload is smaller than the minimum allowed object size. Part {n} is {} bytes; every part but the last must be at least 5 MiB.",
+                    stored.size
+                ));
+            }
+            chosen.push(stored.clone());
+        }
+        // Concatenate the parts into the object's blob.
+        let blob = new_id();
+        let dir = self.dir().to_path_buf();
+        let parts_paths: Vec<PathBuf> = chosen.iter().map(|p| dir.join(&p.blob)).collect();
+        let target = dir.join(&blob);
+        let algorithm = upload.checksum_algorithm.clone();
+        let (size, sum) =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Option<String>)> {
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)?;
+                let mut size = 0;
+                let mut hasher = algorithm.as_deref().and_then(Hasher::new);
+                let mut buf = vec![0u8; CHUNK];
+                for p in &parts_paths {
+                    let mut f = std::fs::File::open(p)?;
+                    loop {
+                        let n = f.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        if let Some(h) = &mut hasher {
+                            h.update(&buf[..n]);
+                        }
+                        out.write_all(&buf[..n])?;
+                        size += n as u64;
+                    }
+                }
+                out.sync_all()?;
+                std::fs::File::open(&dir)?.sync_all()?;
+                Ok((size, hasher.map(Hasher::finish)))
+            })
+            .await
+            .map_err(|e| s3_error!(InternalError, "{e}"))?
+            .map_err(|e| s3_error!(InternalError, "cannot assemble the object: {e}"))?;
+        let mut md5s = Md5::new();
+        for p in &chosen {
+            let raw: Vec<u8> = (0..p.etag.len() / 2)
+                .filter_map(|k| u8::from_str_radix(&p.etag[2 * k..2 * k + 2], 16).ok())
+                .collect();
+            md5s.update(&raw);
+        }
+        let etag = format!("{}-{}", hex(&md5s.finalize()), chosen.len());
+        let mut version = upload.template.clone();
+        version.version_id = if versioning.as_deref() == Some("Enabled") {
+            new_id()
+        } else {
+            "null".into()
+        };
+        version.blob = Some(blob.clone());
+        version.size = size;
+        version.etag = etag.clone();
+        version.modified = crate::now_ms();
+        version.parts = Some(chosen.len() as u32);
+        if let (Some(a), Some(s)) = (upload.checksum_algorithm.clone(), sum) {
+            version.checksums.insert(a, s);
+        }
+        let (rx, g) = {
+            let mut st = self.state();
+            if !st
+                .buckets
+                .get(&i.bucket)
+                .is_some_and(|b| b.uploads.contains_key(&i.upload_id))
+            {
+                let _ = std::fs::remove_file(self.dir().join(&blob));
+                return Err(s3_error!(
+                    NoSuchUpload,
+                    "The specified upload does not exist."
+                ));
+            }
+            self.apply(
+                &mut st,
+                vec![Op::CompleteUpload {
+                    bucket: i.bucket.clone(),
+                    upload_id: i.upload_id.clone(),
+                    version: version.clone(),
+                }],
+            )
+        };
+        self.commit(rx, g).await?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(i.key.clone()),
+            e_tag: Some(ETag::Strong(etag)),
+            location: Some(format!("{}/{}/{}", self.core.base_url(), i.bucket, i.key)),
+            version_id: versioning.is_some().then(|| version.version_id.clone()),
+            ..Default::default()
+        }))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = req.input;
+        let (rx, g) = {
+            let mut st = self.state();
+            let b = st
+                .buckets
+                .get(&i.bucket)
+                .ok_or_else(|| no_bucket(&i.bucket))?;
+            if !b.uploads.contains_key(&i.upload_id) {
+                return Err(s3_error!(
+                    NoSuchUpload,
+                    "The specified upload does not exist."
+                ));
+            }
+            self.apply(
+                &mut st,
+                vec![Op::AbortUpload {
+                    bucket: i.bucket.clone(),
+                    upload_id: i.upload_id.clone(),
+                }],
+            )
+        };
+        self.commit(rx, g).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        let st = self.state();
+        let b = st
+            .buckets
+            .get(&i.bucket)
+            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let u = b
+            .uploads
+            .get(&i.upload_id)
+            .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
+        let after = i.part_number_marker.map(|m| m.max(0) as u32).unwrap_or(0);
+        let max = i.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
+        let all: Vec<(&u32, &Part)> = u.parts.range(after + 1..).collect();
+        let parts: Vec<s3s::dto::Part> = all
+            .iter()
+            .take(max)
+            .map(|(n, p)| {
+                let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields_of(&p.checksums);
+                s3s::dto::Part {
+                    part_number: Some(**n as i32),
+                    size: Some(p.size as i64),
+                    e_tag: Some(ETag::Strong(p.etag.clone())),
+                    last_modified: Some(ts(p.modified)),
+                    checksum_crc32: crc32,
+                    checksum_crc32c: crc32c,
+                    checksum_sha1: sha1,
+                    checksum_sha256: sha256,
+                    checksum_crc64nvme: crc64,
+                }
+            })
+            .collect();
+        let truncated = all.len() > max;
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(u.key.clone()),
+            upload_id: Some(i.upload_id.clone()),
+            max_parts: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_part_number_marker: if truncated {
+                parts.last().and_then(|p| p.part_number)
+            } else {
+                None
+            },
+            parts: Some(parts),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let st = self.state();
+        let b = st
+            .buckets
+            .get(&i.bucket)
+            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let uploads = b
+            .uploads
+            .iter()
+            .filter(|(_, u)| u.key.starts_with(&prefix))
+            .map(|(id, u)| MultipartUpload {
+                key: Some(u.key.clone()),
+                upload_id: Some(id.clone()),
+                initiated: Some(ts(u.initiated)),
+                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket.clone()),
+            prefix: i.prefix.clone(),
+            uploads: Some(uploads),
+            is_truncated: Some(false),
+            ..Default::default()
+        }))
+    }
+}
+
+fn checksum_fields_of(c: &BTreeMap<String, String>) -> [Option<String>; 5] {
+    let g = |a: &str| c.get(a).cloned();
+    [
+        g("CRC32"),
+        g("CRC32C"),
+        g("SHA1"),
+        g("SHA256"),
+        g("CRC64NVME"),
+    ]
+}
+
+/// The op and response of deleting `key` (or one version of it).
+fn delete_op(
+    b: &crate::s3::Bucket,
+    bucket: &str,
+    key: &str,
+    version_id: Option<String>,
+) -> (Option<Op>, DeleteObjectOutput) {
+    let now = crate::now_ms();
+    match version_id {
+        Some(id) => {
+            let found = b.version(key, &id).cloned();
+            let out = DeleteObjectOutput {
+                version_id: Some(id.clone()),
+                delete_marker: found.as_ref().filter(|v| v.delete_marker).map(|_| true),
+                ..Default::default()
+            };
+            // Deleting a version that does not exist succeeds, as on S3.
+            let op = found.map(|_| Op::Delete {
+                bucket: bucket.into(),
+                key: key.into(),
+                version_id: Some(id),
+                marker_id: String::new(),
+                now,
+            });
+            (op, out)
+        }
+        None => match b.versioning.as_deref() {
+            None => {
+                let op = b.latest(key).map(|_| Op::Delete {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    version_id: None,
+                    marker_id: String::new(),
+                    now,
+                });
+                (op, DeleteObjectOutput::default())
+            }
+            Some(status) => {
+                let marker = if status == "Enabled" {
+                    new_id()
+                } else {
+                    "null".to_string()
+                };
+                let out = DeleteObjectOutput {
+                    version_id: Some(marker.clone()),
+                    delete_marker: Some(true),
+                    ..Default::default()
+                };
+                (
+                    Some(Op::Delete {
+                        bucket: bucket.into(),
+                        key: key.into(),
+                        version_id: None,
+                        marker_id: marker,
+                        now,
+                    }),
+                    out,
+                )
+            }
+        },
+    }
+}
+
+/// Keys under `prefix` after `after`, rolled up at `delimiter`; the latest version
+/// of each (delete markers hide a key). Returns objects, common prefixes and the
+/// key to continue after when truncated.
+fn list_keys<T>(
+    b: &crate::s3::Bucket,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+    max: usize,
+    make: impl Fn(&str, &Version) -> T,
+) -> (Vec<T>, Vec<String>, Option<String>) {
+    let mut out = Vec::new();
+    let mut prefixes: Vec<String> = Vec::new();
+    let mut last_key: Option<String> = None;
+    let start = match after {
+        Some(a) if a >= prefix => a.to_string(),
+        _ => prefix.to_string(),
+    };
+    for (k, vs) in b.objects.range(start..) {
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if after.is_some_and(|a| k.as_str() <= a) {
+            continue;
+        }
+        let Some(v) = vs.last().filter(|v| !v.delete_marker) else {
+            continue;
+        };
+        if let Some(d) = delimiter.filter(|d| !d.is_empty())
+            && let Some(pos) = k[prefix.len()..].find(d)
+        {
+            let p = k[..prefix.len() + pos + d.len()].to_string();
+            if prefixes.last() == Some(&p) || after.is_some_and(|a| a.starts_with(&p)) {
+                continue;
+            }
+            if out.len() + prefixes.len() >= max {
+                return (out, prefixes, last_key);
+            }
+            // Continue after everything under this prefix.
+            last_key = Some(format!("{p}\u{10ffff}"));
+            prefixes.push(p);
+            continue;
+        }
+        if out.len() + prefixes.len() >= max {
+            return (out, prefixes, last_key);
+        }
+        out.push(make(k, v));
+        last_key = Some(k.clone());
+    }
+    (out, prefixes, None)
+}
+
+/// Which host names address a bucket: `<bucket>.localhost` is virtual-hosted; an IP
+/// address or `localhost` is path-style.
+pub struct LocalHosts;
+
+impl s3s::host::S3Host for LocalHosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+        if let Some(bucket) = name.strip_suffix(".localhost")
+            && !bucket.is_empty()
+        {
+            return Ok(s3s::host::VirtualHost::new(host).with_bucket(bucket.to_ascii_lowercase()));
+        }
+        Ok(s3s::host::VirtualHost::new(host))
+    }
+}
+
+/// SigV4 secrets for s3s: the local cloud's issued credentials.
+pub struct Auth {
+    pub core: Arc<Core>,
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for Auth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        match self.core.secret_of(access_key) {
+            Some((_, secret)) => Ok(s3s::auth::SecretKey::from(secret.to_string())),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records (get credentials with `eval \"$(pantstack aws-env)\"`)."
+            )),
+        }
+    }
+}
+
+/// The S3 service of a core.
+pub fn service(core: Arc<Core>) -> s3s::service::S3Service {
+    let mut b = s3s::service::S3ServiceBuilder::new(S3Svc { core: core.clone() });
+    b.set_host(LocalHosts);
+    b.set_auth(Auth { core });
+    b.build()
+}
