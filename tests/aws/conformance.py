@@ -1,4 +1,4 @@
-"""Conformance of the local cloud's SQS and SSM endpoint through boto3 and the AWS CLI.
+"""Conformance of the local cloud's SQS, S3 and SSM endpoint through boto3 and the AWS CLI.
 
 Run by crates/cli/tests/aws.rs against a running `pantstack up`, with the settings
 `pantstack aws-env` prints in the environment. Every check asserts; the first failure
@@ -266,6 +266,166 @@ ssm.delete_parameter(Name="/conf/app/list")
 code, _ = error_code(ssm.get_parameter, Name="/conf/app/list")
 check(code == "ParameterNotFound", "deleted")
 
+
+# ---- S3 -------------------------------------------------------------------------
+import hashlib
+import http.client
+import base64
+import zlib
+from urllib.parse import urlparse
+
+s3 = boto3.client("s3")
+BUCKET = "conf-bucket"
+s3.create_bucket(Bucket=BUCKET)
+s3.head_bucket(Bucket=BUCKET)
+names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+check(BUCKET in names and "shop-test-api-results" in names, f"ListBuckets has the manifest's bucket: {names}")
+check(s3.get_bucket_versioning(Bucket="shop-test-api-results").get("Status") == "Enabled", "the manifest's versioning")
+code, _ = error_code(s3.head_bucket, Bucket="conf-missing-bucket")
+check(code == "404", f"HeadBucket of a missing bucket: {code}")
+
+body = b"hello, object"
+r = s3.put_object(Bucket=BUCKET, Key="dir/a.txt", Body=body, ContentType="text/plain", Metadata={"owner": "conf"}, CacheControl="no-cache")
+check(r["ETag"] == '"' + hashlib.md5(body).hexdigest() + '"', "PutObject ETag is the MD5")
+g = s3.get_object(Bucket=BUCKET, Key="dir/a.txt")
+check(g["Body"].read() == body and g["ContentType"] == "text/plain" and g["Metadata"] == {"owner": "conf"} and g["CacheControl"] == "no-cache", "GetObject: body, type, metadata")
+h = s3.head_object(Bucket=BUCKET, Key="dir/a.txt")
+check(h["ContentLength"] == len(body) and h["ETag"] == r["ETag"], "HeadObject")
+g = s3.get_object(Bucket=BUCKET, Key="dir/a.txt", Range="bytes=7-11")
+check(g["Body"].read() == b"objec" and g["ContentRange"] == f"bytes 7-11/{len(body)}" and g["ResponseMetadata"]["HTTPStatusCode"] == 206, "a byte range")
+check(s3.get_object(Bucket=BUCKET, Key="dir/a.txt", Range="bytes=-3")["Body"].read() == b"ect", "a suffix range")
+code, _ = error_code(s3.get_object, Bucket=BUCKET, Key="dir/a.txt", Range="bytes=100-200")
+check(code == "InvalidRange", f"a range past the end: {code}")
+code, _ = error_code(s3.get_object, Bucket=BUCKET, Key="dir/a.txt", IfNoneMatch=r["ETag"])
+check(code == "304", f"If-None-Match with the ETag: {code}")
+code, _ = error_code(s3.get_object, Bucket=BUCKET, Key="dir/a.txt", IfMatch='"0000"')
+check(code == "PreconditionFailed", f"If-Match another ETag: {code}")
+check(s3.get_object(Bucket=BUCKET, Key="dir/a.txt", IfMatch=r["ETag"])["Body"].read() == body, "If-Match the ETag")
+code, _ = error_code(s3.put_object, Bucket=BUCKET, Key="dir/a.txt", Body=b"x", IfNoneMatch="*")
+check(code == "PreconditionFailed", f"If-None-Match: * on an existing key: {code}")
+code, e = error_code(s3.get_object, Bucket=BUCKET, Key="missing")
+check(code == "NoSuchKey", f"GetObject of a missing key: {code}")
+code, _ = error_code(s3.put_object, Bucket="conf-missing-bucket", Key="k", Body=b"x")
+check(code == "NoSuchBucket", f"PutObject to a missing bucket: {code}")
+
+# Checksums: the SDK's default (CRC32 with an aws-chunked trailer), and explicit ones.
+r = s3.put_object(Bucket=BUCKET, Key="sum/default", Body=b"checksummed")
+crc = base64.b64encode((zlib.crc32(b"checksummed") & 0xFFFFFFFF).to_bytes(4, "big")).decode()
+check(r.get("ChecksumCRC32") == crc, f"default CRC32 checksum stored and returned: {r.get('ChecksumCRC32')} vs {crc}")
+g = s3.get_object(Bucket=BUCKET, Key="sum/default", ChecksumMode="ENABLED")
+check(g.get("ChecksumCRC32") == crc and g["Body"].read() == b"checksummed", "GetObject with ChecksumMode returns it (and the SDK validated it)")
+for algo in ("SHA256", "SHA1"):  # CRC32C needs botocore[crt]; the Rust SDK test covers it
+    r = s3.put_object(Bucket=BUCKET, Key=f"sum/{algo}", Body=b"payload-" + algo.encode(), ChecksumAlgorithm=algo)
+    check(r.get("Checksum" + algo), f"PutObject with {algo}")
+    check(s3.head_object(Bucket=BUCKET, Key=f"sum/{algo}", ChecksumMode="ENABLED").get("Checksum" + algo) == r["Checksum" + algo], f"HeadObject returns {algo}")
+code, _ = error_code(s3.put_object, Bucket=BUCKET, Key="sum/bad", Body=b"data", ChecksumSHA256=base64.b64encode(hashlib.sha256(b"other").digest()).decode())
+check(code == "BadDigest", f"a wrong SHA256: {code}")
+code, _ = error_code(s3.put_object, Bucket=BUCKET, Key="sum/badmd5", Body=b"data", ContentMD5=base64.b64encode(hashlib.md5(b"other").digest()).decode())
+check(code == "BadDigest", f"a wrong Content-MD5: {code}")
+code, _ = error_code(s3.head_object, Bucket=BUCKET, Key="sum/bad")
+check(code == "404", "nothing was written for a failed checksum")
+
+# Copy.
+s3.copy_object(Bucket=BUCKET, Key="dir/copy.txt", CopySource={"Bucket": BUCKET, "Key": "dir/a.txt"})
+c = s3.get_object(Bucket=BUCKET, Key="dir/copy.txt")
+check(c["Body"].read() == body and c["Metadata"] == {"owner": "conf"}, "CopyObject keeps data and metadata")
+s3.copy_object(Bucket=BUCKET, Key="dir/copy2.txt", CopySource={"Bucket": BUCKET, "Key": "dir/a.txt"}, MetadataDirective="REPLACE", Metadata={"n": "2"}, ContentType="application/x-test")
+c = s3.head_object(Bucket=BUCKET, Key="dir/copy2.txt")
+check(c["Metadata"] == {"n": "2"} and c["ContentType"] == "application/x-test", "CopyObject with REPLACE")
+
+# Listing: prefix, delimiter, pagination, keys that need URL encoding.
+for k in ["list/a", "list/b/1", "list/b/2", "list/c", "list/d e+f%", "list/z/9"]:
+    s3.put_object(Bucket=BUCKET, Key=k, Body=b"l")
+r = s3.list_objects_v2(Bucket=BUCKET, Prefix="list/", Delimiter="/")
+check([o["Key"] for o in r["Contents"]] == ["list/a", "list/c", "list/d e+f%"], f"ListObjectsV2 keys: {[o['Key'] for o in r['Contents']]}")
+check([p["Prefix"] for p in r["CommonPrefixes"]] == ["list/b/", "list/z/"], "common prefixes")
+pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="list/", PaginationConfig={"PageSize": 2}))
+keys = [o["Key"] for p in pages for o in p.get("Contents", [])]
+check(len(pages) == 3 and keys == ["list/a", "list/b/1", "list/b/2", "list/c", "list/d e+f%", "list/z/9"], f"pagination: {len(pages)} pages {keys}")
+pages = list(s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="list/", Delimiter="/", PaginationConfig={"PageSize": 1}))
+seen = [o["Key"] for p in pages for o in p.get("Contents", [])] + [c["Prefix"] for p in pages for c in p.get("CommonPrefixes", [])]
+check(sorted(seen) == ["list/a", "list/b/", "list/c", "list/d e+f%", "list/z/"], f"pagination across prefixes: {seen}")
+r = s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "list/a"}, {"Key": "list/c"}, {"Key": "never-existed"}]})
+check(len(r["Deleted"]) == 3, "DeleteObjects")
+check([o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="list/", Delimiter="/")["Contents"]] == ["list/d e+f%"], "deleted by DeleteObjects")
+
+# Versioning and delete markers.
+VB = "conf-versions"
+s3.create_bucket(Bucket=VB)
+s3.put_bucket_versioning(Bucket=VB, VersioningConfiguration={"Status": "Enabled"})
+v1 = s3.put_object(Bucket=VB, Key="k", Body=b"one")["VersionId"]
+v2 = s3.put_object(Bucket=VB, Key="k", Body=b"two")["VersionId"]
+check(v1 != v2 and v1 != "null", "each put makes a version")
+d = s3.delete_object(Bucket=VB, Key="k")
+check(d.get("DeleteMarker") is True and d.get("VersionId"), "DELETE makes a delete marker")
+try:
+    s3.get_object(Bucket=VB, Key="k")
+    check(False, "GET after a delete marker")
+except botocore.exceptions.ClientError as e:
+    check(e.response["Error"]["Code"] == "NoSuchKey" and e.response["ResponseMetadata"]["HTTPHeaders"].get("x-amz-delete-marker") == "true", "GET → 404 NoSuchKey with x-amz-delete-marker")
+try:
+    s3.get_object(Bucket=VB, Key="k", VersionId=d["VersionId"])
+    check(False, "GET of a marker by versionId")
+except botocore.exceptions.ClientError as e:
+    check(e.response["ResponseMetadata"]["HTTPStatusCode"] == 405 and e.response["Error"]["Code"] == "MethodNotAllowed", f"GET of a marker → 405: {e.response['Error']}")
+check(s3.get_object(Bucket=VB, Key="k", VersionId=v1)["Body"].read() == b"one", "GET by versionId")
+lv = s3.list_object_versions(Bucket=VB)
+check(sorted(v["VersionId"] for v in lv["Versions"]) == sorted([v1, v2]) and len(lv["DeleteMarkers"]) == 1 and lv["DeleteMarkers"][0]["IsLatest"], "ListObjectVersions")
+code, _ = error_code(s3.delete_bucket, Bucket=VB)
+check(code == "BucketNotEmpty", f"DeleteBucket with versions: {code}")
+s3.delete_object(Bucket=VB, Key="k", VersionId=d["VersionId"])
+check(s3.get_object(Bucket=VB, Key="k")["Body"].read() == b"two", "removing the marker brings the object back")
+for v in (v1, v2):
+    s3.delete_object(Bucket=VB, Key="k", VersionId=v)
+check(not s3.list_object_versions(Bucket=VB).get("Versions"), "DELETE with versionId removes permanently")
+s3.delete_bucket(Bucket=VB)
+code, _ = error_code(s3.head_bucket, Bucket=VB)
+check(code == "404", "DeleteBucket")
+
+# Multipart.
+big = os.urandom(5 * 1024 * 1024)
+mp = s3.create_multipart_upload(Bucket=BUCKET, Key="mp/obj", ContentType="application/octet-stream")
+p1 = s3.upload_part(Bucket=BUCKET, Key="mp/obj", UploadId=mp["UploadId"], PartNumber=1, Body=big)
+p2 = s3.upload_part(Bucket=BUCKET, Key="mp/obj", UploadId=mp["UploadId"], PartNumber=2, Body=b"tail")
+parts = s3.list_parts(Bucket=BUCKET, Key="mp/obj", UploadId=mp["UploadId"])["Parts"]
+check([p["PartNumber"] for p in parts] == [1, 2] and parts[0]["Size"] == len(big), "ListParts")
+check(any(u["UploadId"] == mp["UploadId"] for u in s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]), "ListMultipartUploads")
+done = s3.complete_multipart_upload(Bucket=BUCKET, Key="mp/obj", UploadId=mp["UploadId"], MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+expect = hashlib.md5(hashlib.md5(big).digest() + hashlib.md5(b"tail").digest()).hexdigest() + "-2"
+check(done["ETag"] == f'"{expect}"', f"multipart ETag {done['ETag']} vs {expect}")
+g = s3.get_object(Bucket=BUCKET, Key="mp/obj")
+check(g["Body"].read() == big + b"tail" and g["ContentType"] == "application/octet-stream", "the assembled object")
+small = s3.create_multipart_upload(Bucket=BUCKET, Key="mp/small")
+a = s3.upload_part(Bucket=BUCKET, Key="mp/small", UploadId=small["UploadId"], PartNumber=1, Body=b"x")
+b_ = s3.upload_part(Bucket=BUCKET, Key="mp/small", UploadId=small["UploadId"], PartNumber=2, Body=b"y")
+code, _ = error_code(s3.complete_multipart_upload, Bucket=BUCKET, Key="mp/small", UploadId=small["UploadId"], MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": a["ETag"]}, {"PartNumber": 2, "ETag": b_["ETag"]}]})
+check(code == "EntityTooSmall", f"a small first part: {code}")
+code, _ = error_code(s3.complete_multipart_upload, Bucket=BUCKET, Key="mp/small", UploadId=small["UploadId"], MultipartUpload={"Parts": [{"PartNumber": 3, "ETag": a["ETag"]}]})
+check(code == "InvalidPart", f"a part never uploaded: {code}")
+s3.abort_multipart_upload(Bucket=BUCKET, Key="mp/small", UploadId=small["UploadId"])
+code, _ = error_code(s3.list_parts, Bucket=BUCKET, Key="mp/small", UploadId=small["UploadId"])
+check(code == "NoSuchUpload", f"after AbortMultipartUpload: {code}")
+
+# Presigned URLs, and virtual-hosted addressing on *.localhost.
+url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "dir/a.txt"}, ExpiresIn=60)
+with urllib.request.urlopen(url, timeout=10) as resp:
+    check(resp.read() == body, "a presigned GET")
+try:
+    urllib.request.urlopen(url.replace("dir/a.txt", "dir/copy.txt"), timeout=10)
+    check(False, "a tampered presigned URL")
+except urllib.error.HTTPError as e:
+    check(e.code == 403, f"a tampered presigned URL is refused: {e.code}")
+port = urlparse(ENDPOINT).port
+vh = boto3.client("s3", endpoint_url=f"http://localhost:{port}", config=botocore.config.Config(s3={"addressing_style": "virtual"}))
+vurl = urlparse(vh.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "dir/a.txt"}, ExpiresIn=60))
+check(vurl.hostname == f"{BUCKET}.localhost", f"virtual-hosted URL: {vurl.geturl()}")
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+conn.request("GET", vurl.path + "?" + vurl.query, headers={"Host": vurl.netloc})
+resp = conn.getresponse()
+check(resp.status == 200 and resp.read() == body, f"virtual-hosted GET on {BUCKET}.localhost: {resp.status}")
+code, _ = error_code(boto3.client("s3", aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40).list_buckets)
+check(code == "InvalidAccessKeyId", f"S3 with an unknown key: {code}")
+
 # ---- The AWS CLI ------------------------------------------------------------------
 aws = os.environ.get("PANTSTACK_AWS_CLI", "aws")
 def cli(*args):
@@ -280,5 +440,15 @@ check(cli("ssm", "get-parameter", "--name", "/conf/cli", "--with-decryption")["P
 # AWS_ENDPOINT_URL alone (no --endpoint-url) for services the CLI v1 does not pin.
 out = subprocess.run([aws, "--output", "json", "ssm", "get-parameter", "--name", "/conf/cli"], capture_output=True, text=True, timeout=60)
 check(out.returncode == 0 and json.loads(out.stdout)["Parameter"]["Name"] == "/conf/cli", f"aws ssm with AWS_ENDPOINT_URL only: {out.stderr}")
+
+src = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"conf-cli-{os.getpid()}.txt")
+with open(src, "w") as f:
+    f.write("via the cli\n")
+out = subprocess.run([aws, "--output", "json", "s3", "cp", src, f"s3://{BUCKET}/cli/file.txt"], capture_output=True, text=True, timeout=60)
+check(out.returncode == 0, f"aws s3 cp (AWS_ENDPOINT_URL): {out.stderr}")
+out = subprocess.run([aws, "s3", "ls", f"s3://{BUCKET}/cli/"], capture_output=True, text=True, timeout=60)
+check(out.returncode == 0 and "file.txt" in out.stdout, f"aws s3 ls: {out.stdout} {out.stderr}")
+check(s3.get_object(Bucket=BUCKET, Key="cli/file.txt")["Body"].read() == b"via the cli\n", "what the CLI uploaded")
+os.remove(src)
 
 print(f"conformance: {checks} checks passed")

@@ -66,7 +66,7 @@ fn supervisor_pid(c: &Cloud) -> i32 {
 }
 
 #[test]
-fn boto3_and_the_aws_cli_conform_for_sqs_and_ssm() {
+fn boto3_and_the_aws_cli_conform_for_sqs_s3_and_ssm() {
     let c = Cloud::new("aws-conformance", "");
     c.up();
     let script = repo_root().join("tests/aws/conformance.py");
