@@ -220,6 +220,9 @@ impl Hasher {
     }
 }
 
+/// Size, MD5 and checksums of what the blob writer wrote.
+type Hashed = (u64, [u8; 16], Vec<(String, String)>);
+
 /// A blob as written.
 struct Written {
     blob: String,
@@ -240,34 +243,32 @@ async fn write_blob(
     let path = dir.join(&blob);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let algorithms = wanted.algorithms.clone();
-    let writer = tokio::task::spawn_blocking(
-        move || -> std::io::Result<(u64, [u8; 16], Vec<(String, String)>)> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            let mut md5 = Md5::new();
-            let mut hashers: Vec<(String, Hasher)> = algorithms
-                .iter()
-                .filter_map(|a| Hasher::new(a).map(|h| (a.clone(), h)))
-                .collect();
-            let mut size = 0u64;
-            while let Some(chunk) = rx.blocking_recv() {
-                md5.update(&chunk);
-                for (_, h) in &mut hashers {
-                    h.update(&chunk);
-                }
-                f.write_all(&chunk)?;
-                size += chunk.len() as u64;
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Hashed> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let mut md5 = Md5::new();
+        let mut hashers: Vec<(String, Hasher)> = algorithms
+            .iter()
+            .filter_map(|a| Hasher::new(a).map(|h| (a.clone(), h)))
+            .collect();
+        let mut size = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            md5.update(&chunk);
+            for (_, h) in &mut hashers {
+                h.update(&chunk);
             }
-            f.sync_all()?;
-            if let Some(d) = path.parent() {
-                std::fs::File::open(d)?.sync_all()?;
-            }
-            let sums = hashers.into_iter().map(|(a, h)| (a, h.finish())).collect();
-            Ok((size, md5.finalize().into(), sums))
-        },
-    );
+            f.write_all(&chunk)?;
+            size += chunk.len() as u64;
+        }
+        f.sync_all()?;
+        if let Some(d) = path.parent() {
+            std::fs::File::open(d)?.sync_all()?;
+        }
+        let sums = hashers.into_iter().map(|(a, h)| (a, h.finish())).collect();
+        Ok((size, md5.finalize().into(), sums))
+    });
     let mut failed = None;
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
@@ -526,7 +527,6 @@ impl S3 for S3Svc {
                 }
                 return Ok(S3Response::new(CreateBucketOutput {
                     location: Some(format!("/{name}")),
-                    ..Default::default()
                 }));
             }
             self.apply(
@@ -540,7 +540,6 @@ impl S3 for S3Svc {
         self.commit(rx, g).await?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
-            ..Default::default()
         }))
     }
 
