@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The example service's image: built FROM scratch around the static binary, tagged by
-# `pantstack tag`, run as real containers (API + worker), exercised over loopback.
+# The example service's image: built FROM scratch around the static binary (AWS SDK
+# for Rust included), tagged by `pantstack tag`, run as a real container. With no
+# AWS endpoint reachable it must still start, answer /healthz, and refuse jobs with
+# a clear 503 naming the failed call. (The whole job flow in containers, against
+# the local cloud's SQS and S3, is the e2e test `the_example_runs_as_docker_containers`.)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 pantstack=${PANTSTACK:-$root/target/debug/pantstack}
@@ -15,26 +18,31 @@ image="pantstack-test/shop:$tag"
 wimage="pantstack-test/shop:$wtag"
 docker build -q -t "$image" -t "$wimage" modules/api >/dev/null
 
-api=""; worker=""
+api=""
 cleanup() {
-  [ -n "$worker" ] && docker rm -f "$worker" >/dev/null 2>&1 || true
   [ -n "$api" ] && docker rm -f "$api" >/dev/null 2>&1 || true
   docker rmi "$image" "$wimage" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
-api=$(docker run -d -p 127.0.0.1::8080 -e SERVICE_NAME=api "$image" serve)
+# An endpoint on a loopback port nothing listens on (inside the container).
+api=$(docker run -d -p 127.0.0.1::8080 -e SERVICE_NAME=api \
+  -e AWS_ENDPOINT_URL=http://127.0.0.1:9 -e AWS_REGION=us-east-1 \
+  -e AWS_ACCESS_KEY_ID=test -e AWS_SECRET_ACCESS_KEY=test -e AWS_EC2_METADATA_DISABLED=true \
+  -e JOBS_QUEUE_URL=http://127.0.0.1:9/000000000000/jobs -e RESULTS_BUCKET=results \
+  "$image" serve)
 port=$(docker port "$api" 8080/tcp | head -n1 | sed 's/.*://')
-worker=$(docker run -d --network "container:$api" -e PORT=8081 \
-  -e JOBS_API_URL=http://127.0.0.1:8080 "$wimage" work)
 
 python3 - "$port" <<'PY'
-import json, sys, time, urllib.request
+import json, sys, time, urllib.request, urllib.error
 base = f"http://127.0.0.1:{sys.argv[1]}"
 def call(method, path, body=None):
     req = urllib.request.Request(base + path, data=body, method=method)
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.status, r.read().decode()
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 deadline = time.time() + 20
 while True:
     try:
@@ -46,17 +54,7 @@ while True:
         time.sleep(0.1)
 assert (status, body) == (200, "ok\n"), (status, body)
 status, body = call("POST", "/jobs", b"hello from a container")
-assert status == 202, (status, body)
-job = json.loads(body)["id"]
-deadline = time.time() + 20
-while True:
-    status, body = call("GET", f"/jobs/{job}")
-    if json.loads(body)["status"] == "done":
-        break
-    if time.time() > deadline:
-        sys.exit(f"FAIL: the worker container never processed job {job}: {body}")
-    time.sleep(0.1)
-assert "4 words: HELLO FROM A CONTAINER" in body, body
-print(f"docker image test: 3 passed, 0 failed")
+assert status == 503 and "S3 PutObject" in json.loads(body)["error"], (status, body)
+print("docker image test: 2 passed, 0 failed")
 PY
 echo "images: $image, $wimage"

@@ -9,7 +9,9 @@ use crate::output::Out;
 use pantstack_model::names;
 use std::path::{Path, PathBuf};
 
-const SERVICE_MAIN: &str = include_str!("../../../examples/modules/api/src/main.rs");
+/// The scaffold's service: std only, jobs in memory (the example monorepo's api uses
+/// the local cloud's SQS and S3 through the AWS SDK instead).
+const SERVICE_MAIN: &str = include_str!("templates/service.rs");
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {

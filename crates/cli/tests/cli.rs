@@ -469,7 +469,7 @@ fn init_then_check_then_env_is_the_quick_start() {
 }
 
 #[test]
-fn init_and_examples_share_the_service_code() {
+fn init_writes_the_scaffold_service_code() {
     let dir = tempdir("init-code");
     let o = pantstack(&dir, &["init", "shop", "--github", "acme/shop"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -478,9 +478,11 @@ fn init_and_examples_share_the_service_code() {
     assert!(manifest.contains("owner: acme") && manifest.contains("repo: shop"));
     let code_written =
         std::fs::read_to_string(dir.join("shop/modules/api/src/main.rs")).expect("read");
-    let example =
-        std::fs::read_to_string(examples().join("modules/api/src/main.rs")).expect("read");
-    assert_eq!(code_written, example);
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/templates/service.rs"),
+    )
+    .expect("read");
+    assert_eq!(code_written, template);
 }
 
 #[test]

@@ -98,6 +98,9 @@ impl Load {
     }
 }
 
+/// The example API takes jobs from holders of its API_TOKEN secret (`Cloud::up` sets it).
+const AUTH: (&str, &str) = ("Authorization", "Bearer test-token");
+
 const FAST: &str = "local:
   count: 2
   stop_timeout: 5s
@@ -107,19 +110,19 @@ const FAST: &str = "local:
 
 #[test]
 fn up_serves_jobs_through_the_load_balancer_and_down_stops_everything() {
-    // One API task: the example keeps jobs in its memory (until the local SQS/S3
-    // exist), so the worker's claim and completion must reach the same task.
-    let c = Cloud::new("basic", &FAST.replace("count: 2", "count: 1"));
+    // Two API tasks: jobs live in the local cloud's SQS queue and S3 bucket, so any
+    // task answers for any job.
+    let c = Cloud::new("basic", FAST);
     c.up();
-    let api = c.wait_healthy("api", 1, Duration::from_secs(30));
-    let worker = c.wait_healthy("api-worker", 1, Duration::from_secs(30));
+    let api = c.wait_healthy("api", 2, Duration::from_secs(30));
+    let worker = c.wait_healthy("api-worker", 2, Duration::from_secs(30));
     let port = c.port();
     let pids: Vec<u64> = [&api, &worker]
         .iter()
         .flat_map(|u| u["tasks"].as_array().unwrap().clone())
         .filter_map(|t| t["pid"].as_u64())
         .collect();
-    assert_eq!(pids.len(), 2);
+    assert_eq!(pids.len(), 4);
 
     // A job goes in through the load balancer; the worker (which found the API through
     // PANTSTACK_SERVICE_URL_API) finishes it.
@@ -128,7 +131,7 @@ fn up_serves_jobs_through_the_load_balancer_and_down_stops_everything() {
         "POST",
         "/jobs",
         "hello local cloud",
-        &[("X-Request-Id", "req-123")],
+        &[("X-Request-Id", "req-123"), AUTH],
     )
     .unwrap();
     assert_eq!(code, 202, "{body}");
@@ -202,7 +205,7 @@ fn a_rolling_deploy_under_load_fails_no_request() {
     c.up();
     c.wait_healthy("api", 2, Duration::from_secs(30));
     let before = c.unit("api")["revision"].as_u64().unwrap();
-    let load = Load::start(c.port(), "/jobs");
+    let load = Load::start(c.port(), "/healthz");
     std::thread::sleep(Duration::from_millis(500));
     let o = c.run(&["deploy", "api"]);
     let out = text(&o.stdout);
@@ -370,7 +373,7 @@ fn a_request_in_flight_finishes_while_its_task_drains() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let port = c.port();
-    let (_, _, body) = http(port, "POST", "/jobs", "slow", &[]).unwrap();
+    let (_, _, body) = http(port, "POST", "/jobs", "slow", &[AUTH]).unwrap();
     let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
         .as_str()
         .unwrap()
@@ -420,7 +423,7 @@ fn the_example_runs_as_docker_containers() {
     assert_eq!(u["runtime"], "docker");
     c.wait_healthy("api-worker", 1, Duration::from_secs(60));
     let port = c.port();
-    let (code, _, body) = http(port, "POST", "/jobs", "in a container", &[]).unwrap();
+    let (code, _, body) = http(port, "POST", "/jobs", "in a container", &[AUTH]).unwrap();
     assert_eq!(code, 202, "{body}");
     let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
         .as_str()

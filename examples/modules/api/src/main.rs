@@ -1,51 +1,38 @@
-//! The example `api` service: an HTTP API that accepts jobs and reports their status,
-//! and its worker (same codebase, `api work`) that processes them.
-//!
-//! Standard library only, so the binary links statically and runs in a `FROM scratch`
-//! image. Jobs are kept in memory by the API; the worker claims them over HTTP.
-//! (Later: jobs go through an SQS queue and results into an S3 bucket.)
+//! The example `api` service, written for AWS: an HTTP API that accepts jobs and a
+//! worker (same codebase, `api work`) that processes them, talking to SQS and S3
+//! through the AWS SDK for Rust. The same binary runs on ECS Fargate and in
+//! Pantstack's local cloud, which gives its tasks `AWS_ENDPOINT_URL`, credentials,
+//! the queue's URL, the bucket's name and the `API_TOKEN` secret.
 //!
 //! ```text
-//! api serve                 PORT (8080)
+//! api serve                 PORT (8080); JOBS_QUEUE_URL, RESULTS_BUCKET, API_TOKEN
 //!   GET  /healthz           200 ok
-//!   POST /jobs              body = job input (text)  → 202 {"id":..,"status":"queued"}
-//!   GET  /jobs/{id}         {"id":..,"status":"queued|running|done|failed","result":..}
+//!   POST /jobs              body = job input (text), `Authorization: Bearer $API_TOKEN`
+//!                           → 202 {"id":..,"status":"queued"}; the job is sent to the queue
+//!   GET  /jobs/{id}         {"id":..,"status":"queued|done|failed","result":..,"attempts":..}
 //!        ?wait=SECS         long poll: answer once the job is done or failed (≤ 20 s)
-//!   GET  /jobs              every job
-//!   POST /internal/jobs/claim          → 200 {"id":..,"input":..} or 204
-//!   POST /internal/jobs/{id}/complete  body = result   (worker only)
-//!   POST /internal/jobs/{id}/fail      body = reason   (worker only)
-//! api work                  PORT (8081) for /healthz; JOBS_API_URL, else
-//!                           PANTSTACK_SERVICE_URL_API (http://127.0.0.1:8080)
+//! api work                  PORT (8081) for /healthz; consumes JOBS_QUEUE_URL, writes
+//!                           jobs/{id}.json into RESULTS_BUCKET. A failed job is retried
+//!                           at once; after the queue's maxReceiveCount it is in the DLQ.
 //! ```
+//!
+//! The HTTP side is the standard library (one thread per connection); the SDK calls
+//! run on a small tokio runtime. Statically linked, it runs in a `FROM scratch` image.
 
-use std::collections::BTreeMap;
+use aws_sdk_s3::primitives::ByteStream;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 const MAX_BODY: usize = 64 * 1024;
 const MAX_HEADER_LINES: usize = 100;
 
-#[derive(Clone)]
-struct Job {
-    input: String,
-    status: &'static str,
-    result: Option<String>,
-    attempts: u32,
-}
-
-#[derive(Default)]
-struct Jobs {
-    next: AtomicU64,
-    items: Mutex<BTreeMap<u64, Job>>,
-}
-
 struct Request {
     method: String,
     path: String,
+    authorization: Option<String>,
     body: Vec<u8>,
 }
 
@@ -71,41 +58,11 @@ fn text(status: u16, body: &str) -> Response {
     }
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn job_json(id: u64, job: &Job) -> String {
-    let result = job
-        .result
-        .as_deref()
-        .map(json_str)
-        .unwrap_or_else(|| "null".into());
-    format!(
-        "{{\"id\":\"{id}\",\"status\":\"{}\",\"attempts\":{},\"result\":{result}}}",
-        job.status, job.attempts
-    )
-}
-
 fn read_request(stream: &mut BufReader<TcpStream>) -> Result<Option<Request>, Response> {
     let mut line = String::new();
     match stream.read_line(&mut line) {
-        Ok(0) => return Ok(None),
+        Ok(0) | Err(_) => return Ok(None),
         Ok(_) => {}
-        Err(_) => return Ok(None),
     }
     let mut parts = line.split_whitespace();
     let (Some(method), Some(path), Some(_version)) = (parts.next(), parts.next(), parts.next())
@@ -114,6 +71,7 @@ fn read_request(stream: &mut BufReader<TcpStream>) -> Result<Option<Request>, Re
     };
     let (method, path) = (method.to_string(), path.to_string());
     let mut content_length = 0usize;
+    let mut authorization = None;
     for _ in 0..MAX_HEADER_LINES {
         let mut h = String::new();
         if stream
@@ -129,7 +87,12 @@ fn read_request(stream: &mut BufReader<TcpStream>) -> Result<Option<Request>, Re
             stream
                 .read_exact(&mut body)
                 .map_err(|_| text(400, "body shorter than Content-Length"))?;
-            return Ok(Some(Request { method, path, body }));
+            return Ok(Some(Request {
+                method,
+                path,
+                authorization,
+                body,
+            }));
         }
         if let Some((name, value)) = h.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
@@ -142,6 +105,8 @@ fn read_request(stream: &mut BufReader<TcpStream>) -> Result<Option<Request>, Re
                 }
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(text(411, "send a Content-Length"));
+            } else if name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(value.trim().to_string());
             }
         }
     }
@@ -152,13 +117,13 @@ fn write_response(stream: &mut TcpStream, r: &Response) -> std::io::Result<()> {
     let reason = match r.status {
         200 => "OK",
         202 => "Accepted",
-        204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
-        409 => "Conflict",
         411 => "Length Required",
         413 => "Payload Too Large",
+        503 => "Service Unavailable",
         _ => "Error",
     };
     let head = format!(
@@ -197,7 +162,118 @@ fn query_param<'a>(path: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn api(jobs: &Jobs, req: Request) -> Response {
+/// The AWS side: clients, the queue and the bucket.
+struct Cloud {
+    rt: tokio::runtime::Runtime,
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    queue_url: String,
+    bucket: String,
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| {
+        format!("{name} is not set (the local cloud and the ECS task definition set it)")
+    })
+}
+
+impl Cloud {
+    fn from_env() -> Result<Cloud, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        // The standard chain: AWS_ENDPOINT_URL, AWS_REGION, credentials from the
+        // environment (local cloud) or the task role (ECS).
+        let conf = rt.block_on(aws_config::load_defaults(
+            aws_config::BehaviorVersion::latest(),
+        ));
+        Ok(Cloud {
+            sqs: aws_sdk_sqs::Client::new(&conf),
+            s3: aws_sdk_s3::Client::new(&conf),
+            queue_url: env("JOBS_QUEUE_URL")?,
+            bucket: env("RESULTS_BUCKET")?,
+            rt,
+        })
+    }
+
+    fn key(id: &str) -> String {
+        format!("jobs/{id}.json")
+    }
+
+    /// The job's record, or None if there is no such job.
+    fn read(&self, id: &str) -> Result<Option<serde_json::Value>, String> {
+        self.rt.block_on(async {
+            match self
+                .s3
+                .get_object()
+                .bucket(&self.bucket)
+                .key(Self::key(id))
+                .send()
+                .await
+            {
+                Ok(o) => {
+                    let bytes = o
+                        .body
+                        .collect()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .into_bytes();
+                    serde_json::from_slice(&bytes)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+                Err(e) => Err(format!(
+                    "S3 GetObject: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                )),
+            }
+        })
+    }
+
+    fn write(&self, id: &str, record: &serde_json::Value) -> Result<(), String> {
+        self.rt.block_on(async {
+            self.s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(Self::key(id))
+                .content_type("application/json")
+                .body(ByteStream::from(record.to_string().into_bytes()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    format!(
+                        "S3 PutObject: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                })
+        })
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn new_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!(
+        "{t:x}{:04x}{:04x}",
+        std::process::id() & 0xffff,
+        NEXT_ID.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
+}
+
+fn unavailable(e: String) -> Response {
+    eprintln!("api: {e}");
+    json(503, serde_json::json!({ "error": e }).to_string())
+}
+
+fn api(cloud: &Cloud, token: Option<&str>, req: Request) -> Response {
     let segments: Vec<&str> = req
         .path
         .split('?')
@@ -206,93 +282,62 @@ fn api(jobs: &Jobs, req: Request) -> Response {
         .trim_matches('/')
         .split('/')
         .collect();
-    // `GET /jobs/{id}?wait=SECS`: long poll until the job is done or failed.
-    if let ("GET", ["jobs", id]) = (req.method.as_str(), segments.as_slice())
-        && let Some(wait) = query_param(&req.path, "wait").and_then(|w| w.parse::<u64>().ok())
-        && let Ok(id) = id.parse::<u64>()
-    {
-        let deadline = std::time::Instant::now() + Duration::from_secs(wait.min(20));
-        while std::time::Instant::now() < deadline {
-            let finished = match jobs.items.lock() {
-                Ok(g) => g
-                    .get(&id)
-                    .is_none_or(|j| j.status == "done" || j.status == "failed"),
-                Err(p) => p
-                    .into_inner()
-                    .get(&id)
-                    .is_none_or(|j| j.status == "done" || j.status == "failed"),
-            };
-            if finished {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let mut items = match jobs.items.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
     match (req.method.as_str(), segments.as_slice()) {
         ("GET", ["healthz"]) => text(200, "ok"),
         ("POST", ["jobs"]) => {
+            if let Some(t) = token
+                && req.authorization.as_deref() != Some(&format!("Bearer {t}"))
+            {
+                return text(401, "send `Authorization: Bearer <API_TOKEN>`");
+            }
             let Ok(input) = String::from_utf8(req.body) else {
                 return text(400, "job input must be UTF-8 text");
             };
-            let id = jobs.next.fetch_add(1, Ordering::SeqCst) + 1;
-            let job = Job {
-                input,
-                status: "queued",
-                result: None,
-                attempts: 0,
-            };
-            let body = job_json(id, &job);
-            items.insert(id, job);
-            json(202, body)
+            let id = new_id();
+            let record =
+                serde_json::json!({ "id": id, "status": "queued", "input": input, "attempts": 0 });
+            if let Err(e) = cloud.write(&id, &record) {
+                return unavailable(e);
+            }
+            let message = serde_json::json!({ "id": id, "input": input }).to_string();
+            let sent = cloud.rt.block_on(
+                cloud
+                    .sqs
+                    .send_message()
+                    .queue_url(&cloud.queue_url)
+                    .message_body(message)
+                    .send(),
+            );
+            if let Err(e) = sent {
+                return unavailable(format!(
+                    "SQS SendMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                ));
+            }
+            json(
+                202,
+                serde_json::json!({ "id": id, "status": "queued" }).to_string(),
+            )
         }
-        ("GET", ["jobs"]) => {
-            let all: Vec<String> = items.iter().map(|(id, j)| job_json(*id, j)).collect();
-            json(200, format!("[{}]", all.join(",")))
-        }
-        ("GET", ["jobs", id]) => match id
-            .parse::<u64>()
-            .ok()
-            .and_then(|id| items.get(&id).map(|j| (id, j)))
-        {
-            Some((id, job)) => json(200, job_json(id, job)),
-            None => text(404, "no such job"),
-        },
-        ("POST", ["internal", "jobs", "claim"]) => {
-            match items.iter_mut().find(|(_, j)| j.status == "queued") {
-                Some((id, job)) => {
-                    job.status = "running";
-                    job.attempts += 1;
-                    json(
-                        200,
-                        format!("{{\"id\":\"{id}\",\"input\":{}}}", json_str(&job.input)),
-                    )
+        ("GET", ["jobs", id]) => {
+            let wait = query_param(&req.path, "wait")
+                .and_then(|w| w.parse::<u64>().ok())
+                .unwrap_or(0)
+                .min(20);
+            let deadline = Instant::now() + Duration::from_secs(wait);
+            loop {
+                match cloud.read(id) {
+                    Ok(None) => return text(404, "no such job"),
+                    Ok(Some(r)) => {
+                        let finished = r["status"] != "queued";
+                        if finished || Instant::now() >= deadline {
+                            return json(200, r.to_string());
+                        }
+                    }
+                    Err(e) => return unavailable(e),
                 }
-                None => Response {
-                    status: 204,
-                    body: String::new(),
-                    content_type: "text/plain",
-                },
+                std::thread::sleep(Duration::from_millis(100));
             }
-        }
-        ("POST", ["internal", "jobs", id, outcome @ ("complete" | "fail")]) => {
-            let Some(job) = id.parse::<u64>().ok().and_then(|id| items.get_mut(&id)) else {
-                return text(404, "no such job");
-            };
-            if job.status != "running" {
-                return text(409, "job is not running");
-            }
-            let body = String::from_utf8_lossy(&req.body).into_owned();
-            job.result = Some(body);
-            job.status = if *outcome == "complete" {
-                "done"
-            } else {
-                "failed"
-            };
-            text(200, "ok")
         }
         (_, ["healthz" | "jobs"]) | (_, ["jobs", _]) => text(405, "method not allowed"),
         _ => text(404, "not found"),
@@ -300,7 +345,7 @@ fn api(jobs: &Jobs, req: Request) -> Response {
 }
 
 /// The work itself: counts the words and shouts the input back. An input that
-/// contains `poison` fails, so failure handling can be exercised.
+/// contains `poison` fails, so retries and the dead-letter queue can be exercised.
 fn process(input: &str) -> Result<String, String> {
     if input.contains("poison") {
         return Err("input is poisoned".into());
@@ -309,109 +354,93 @@ fn process(input: &str) -> Result<String, String> {
     Ok(format!("{words} words: {}", input.to_uppercase()))
 }
 
-fn http_post(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    body: &str,
-) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other("malformed response"))?;
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// Extracts a string field from the flat JSON objects the API writes.
-fn field(json: &str, name: &str) -> Option<String> {
-    let key = format!("\"{name}\":\"");
-    let start = json.find(&key)? + key.len();
-    let mut out = String::new();
-    let mut chars = json[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(out),
-            '\\' => match chars.next()? {
-                'n' => out.push('\n'),
-                'r' => out.push('\r'),
-                't' => out.push('\t'),
-                'u' => {
-                    let hex: String = chars.by_ref().take(4).collect();
-                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-                }
-                other => out.push(other),
-            },
-            c => out.push(c),
-        }
-    }
-    None
-}
-
-fn resolve(url: &str) -> Result<(SocketAddr, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("JOBS_API_URL `{url}` must start with http://"))?;
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    let with_port = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    // Resolve `localhost` ourselves: a FROM-scratch image has no NSS configuration.
-    let lookup = with_port.replacen("localhost:", "127.0.0.1:", 1);
-    let addr = lookup
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {hostport}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {hostport}"))?;
-    Ok((addr, hostport.to_string()))
-}
-
-fn work(api_url: &str, stop: &AtomicBool) -> Result<(), String> {
-    let (addr, host) = resolve(api_url)?;
-    eprintln!("worker: consuming jobs from {api_url}");
-    while !stop.load(Ordering::Relaxed) {
-        match http_post(addr, &host, "/internal/jobs/claim", "") {
-            Ok((200, body)) => {
-                let (Some(id), Some(input)) = (field(&body, "id"), field(&body, "input")) else {
-                    eprintln!("worker: malformed claim response: {body}");
-                    continue;
-                };
-                let (path, out) = match process(&input) {
-                    Ok(result) => (format!("/internal/jobs/{id}/complete"), result),
-                    Err(why) => (format!("/internal/jobs/{id}/fail"), why),
-                };
-                if let Err(e) = http_post(addr, &host, &path, &out) {
-                    eprintln!("worker: reporting job {id} failed: {e}");
-                }
-                eprintln!("worker: job {id} processed");
-            }
-            Ok((204, _)) => std::thread::sleep(Duration::from_millis(200)),
-            Ok((status, body)) => {
-                eprintln!("worker: claim answered {status}: {}", body.trim());
-                std::thread::sleep(Duration::from_secs(1));
-            }
+fn work(cloud: &Cloud) -> Result<(), String> {
+    eprintln!("worker: consuming {}", cloud.queue_url);
+    loop {
+        let got = cloud.rt.block_on(
+            cloud
+                .sqs
+                .receive_message()
+                .queue_url(&cloud.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(5)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+                )
+                .send(),
+        );
+        let messages = match got {
+            Ok(r) => r.messages.unwrap_or_default(),
             Err(e) => {
-                eprintln!("worker: API unreachable: {e}");
+                eprintln!(
+                    "worker: SQS ReceiveMessage: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                );
                 std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        for m in messages {
+            let (Some(body), Some(receipt)) = (m.body(), m.receipt_handle()) else {
+                continue;
+            };
+            let attempts: u64 = m
+                .attributes()
+                .and_then(|a| {
+                    a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                })
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            let job: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let (Some(id), Some(input)) = (job["id"].as_str(), job["input"].as_str()) else {
+                eprintln!("worker: not a job, left for the dead-letter queue: {body}");
+                continue;
+            };
+            match process(input) {
+                Ok(result) => {
+                    let record = serde_json::json!({ "id": id, "status": "done", "input": input, "result": result, "attempts": attempts });
+                    if let Err(e) = cloud.write(id, &record) {
+                        // Not deleted: it comes back after its visibility timeout.
+                        eprintln!("worker: job {id}: {e}");
+                        continue;
+                    }
+                    let deleted = cloud.rt.block_on(
+                        cloud
+                            .sqs
+                            .delete_message()
+                            .queue_url(&cloud.queue_url)
+                            .receipt_handle(receipt)
+                            .send(),
+                    );
+                    if let Err(e) = deleted {
+                        eprintln!(
+                            "worker: job {id}: DeleteMessage: {}",
+                            aws_sdk_sqs::error::DisplayErrorContext(e)
+                        );
+                    }
+                    eprintln!("worker: job {id} done");
+                }
+                Err(why) => {
+                    eprintln!("worker: job {id} failed (attempt {attempts}): {why}");
+                    let record = serde_json::json!({ "id": id, "status": "failed", "input": input, "error": why, "attempts": attempts });
+                    if let Err(e) = cloud.write(id, &record) {
+                        eprintln!("worker: job {id}: {e}");
+                    }
+                    // Retry at once; the queue's redrive policy moves it to the DLQ
+                    // after maxReceiveCount receives.
+                    let _ = cloud.rt.block_on(
+                        cloud
+                            .sqs
+                            .change_message_visibility()
+                            .queue_url(&cloud.queue_url)
+                            .receipt_handle(receipt)
+                            .visibility_timeout(0)
+                            .send(),
+                    );
+                }
             }
         }
     }
-    Ok(())
 }
 
 fn listen(default_port: u16) -> Result<TcpListener, String> {
@@ -437,14 +466,21 @@ fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     let service = std::env::var("SERVICE_NAME").unwrap_or_else(|_| "api".into());
     let result = match mode.as_str() {
-        "serve" => listen(8080).map(|listener| {
+        "serve" => Cloud::from_env().and_then(|cloud| {
+            let listener = listen(8080)?;
             if let Ok(addr) = listener.local_addr() {
                 eprintln!("{service}: listening on {addr}");
             }
-            let jobs = Arc::new(Jobs::default());
-            serve_forever(listener, Arc::new(move |req| api(&jobs, req)));
+            let token = std::env::var("API_TOKEN").ok().filter(|t| !t.is_empty());
+            let cloud = Arc::new(cloud);
+            serve_forever(
+                listener,
+                Arc::new(move |req| api(&cloud, token.as_deref(), req)),
+            );
+            Ok(())
         }),
-        "work" => listen(8081).and_then(|listener| {
+        "work" => Cloud::from_env().and_then(|cloud| {
+            let listener = listen(8081)?;
             if let Ok(addr) = listener.local_addr() {
                 eprintln!("{service} worker: health on {addr}");
             }
@@ -459,15 +495,11 @@ fn main() {
                     ),
                 )
             });
-            // In the local cloud the API's load balancer is PANTSTACK_SERVICE_URL_API.
-            let url = std::env::var("JOBS_API_URL")
-                .or_else(|_| std::env::var("PANTSTACK_SERVICE_URL_API"))
-                .unwrap_or_else(|_| "http://127.0.0.1:8080".into());
-            work(&url, &AtomicBool::new(false))
+            work(&cloud)
         }),
         "--help" | "-h" | "help" => {
             println!(
-                "usage: api [serve|work]\n  serve  HTTP API on $PORT (8080)\n  work   worker; health on $PORT (8081), jobs from $JOBS_API_URL"
+                "usage: api [serve|work]\n  serve  HTTP API on $PORT (8080)\n  work   worker; health on $PORT (8081)\nBoth use JOBS_QUEUE_URL and RESULTS_BUCKET through the AWS SDK (AWS_ENDPOINT_URL in the local cloud)."
             );
             Ok(())
         }
@@ -490,12 +522,8 @@ mod tests {
     }
 
     #[test]
-    fn json_fields_round_trip() {
-        let s = format!(
-            "{{\"id\":\"3\",\"input\":{}}}",
-            json_str("a \"quoted\"\nline\u{1}")
-        );
-        assert_eq!(field(&s, "id").unwrap(), "3");
-        assert_eq!(field(&s, "input").unwrap(), "a \"quoted\"\nline\u{1}");
+    fn query_parameters() {
+        assert_eq!(query_param("/jobs/1?wait=5", "wait"), Some("5"));
+        assert_eq!(query_param("/jobs/1", "wait"), None);
     }
 }
