@@ -1,0 +1,54 @@
+//! The local cloud's AWS endpoint on its own, for benchmarks: opens its state in DIR
+//! and serves on 127.0.0.1:PORT (0: any), printing `port ACCESS SECRET` once ready.
+//! Usage: bench-endpoint DIR PORT
+
+use pantstack_endpoint::{Config, Core, http};
+use std::sync::Arc;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(dir), Some(port)) = (
+        args.first(),
+        args.get(1).and_then(|p| p.parse::<u16>().ok()),
+    ) else {
+        eprintln!("usage: bench-endpoint DIR PORT");
+        std::process::exit(2);
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let core = match Core::open(&Config {
+        dir: dir.join("aws"),
+        key_file: dir.join("keys/bench.key"),
+        region: "us-east-1".into(),
+        principals: vec!["bench".into()],
+    }) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let creds = core.credentials("bench");
+    rt.block_on(async {
+        match http::serve(core, port).await {
+            Ok(server) => {
+                println!("{} {} {}", server.port, creds.access_key, creds.secret_key);
+                std::future::pending::<()>().await;
+            }
+            Err(e) => {
+                eprintln!("cannot serve: {e}");
+                std::process::exit(1);
+            }
+        }
+    });
+}
