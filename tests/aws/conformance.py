@@ -212,6 +212,26 @@ check(doc.find("q:ReceiveMessageResult/q:Message/q:MessageAttribute/q:Value/q:St
 status, xml = signed_post("Action=GetQueueUrl&Version=2012-11-05&QueueName=conf-missing")
 check(status == 400 and "AWS.SimpleQueueService.NonExistentQueue" in xml, f"query error document: {xml}")
 
+# ---- Bad input gets the AWS error ------------------------------------------------
+def signed_json(target, body, service="sqs"):
+    ctype = "application/x-amz-json-1.0" if service == "sqs" else "application/x-amz-json-1.1"
+    return signed_post(body, service=service, headers={"X-Amz-Target": target, "Content-Type": ctype})
+
+status, body = signed_json("AmazonSQS.SendMessage", '{"QueueUrl": ')
+check(status == 400 and "SerializationException" in body, f"malformed JSON: {status} {body}")
+status, body = signed_json("AmazonSSM.GetParameter", "[1,2]", service="ssm")
+check(status == 400 and "SerializationException" in body, f"JSON that is not an object: {status} {body}")
+status, body = signed_json("AmazonSQS.Frobnicate", "{}")
+check(status == 400 and "InvalidAction" in body, f"an unknown action: {status} {body}")
+req = urllib.request.Request(ENDPOINT + "/", data=b"x" * (3 * 1024 * 1024), headers={"X-Amz-Target": "AmazonSQS.SendMessage", "Content-Type": "application/x-amz-json-1.0"}, method="POST")
+try:
+    urllib.request.urlopen(req, timeout=10)
+    check(False, "an oversized body is refused")
+except urllib.error.HTTPError as e:
+    check(e.code == 413, f"an oversized body is refused before it is read: {e.code}")
+except (ConnectionError, urllib.error.URLError):
+    check(True, "an oversized body is refused (connection closed before the body was read)")
+
 # ---- Signatures -----------------------------------------------------------------
 status, body = signed_post("Action=ListQueues", secret="wrong" * 8)
 check(status == 403 and "SignatureDoesNotMatch" in body, f"a wrong secret is refused: {status} {body}")
@@ -423,6 +443,16 @@ conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 conn.request("GET", vurl.path + "?" + vurl.query, headers={"Host": vurl.netloc})
 resp = conn.getresponse()
 check(resp.status == 200 and resp.read() == body, f"virtual-hosted GET on {BUCKET}.localhost: {resp.status}")
+bad = s3.create_multipart_upload(Bucket=BUCKET, Key="mp/bad")
+mreq2 = AWSRequest(method="POST", url=f"{ENDPOINT}/{BUCKET}/mp/bad?uploadId={bad['UploadId']}", data=b"<CompleteMultipartUpload><Part>", headers={"Content-Type": "application/xml", "x-amz-content-sha256": hashlib.sha256(b"<CompleteMultipartUpload><Part>").hexdigest()})
+SigV4Auth(creds, "s3", REGION).add_auth(mreq2)
+r = urllib.request.Request(mreq2.url, data=mreq2.body, headers=dict(mreq2.headers.items()), method="POST")
+try:
+    urllib.request.urlopen(r, timeout=10)
+    check(False, "malformed XML is refused")
+except urllib.error.HTTPError as e:
+    text_ = e.read().decode()
+    check(e.code == 400 and "MalformedXML" in text_, f"malformed XML → MalformedXML: {e.code} {text_}")
 code, _ = error_code(boto3.client("s3", aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40).list_buckets)
 check(code == "InvalidAccessKeyId", f"S3 with an unknown key: {code}")
 

@@ -17,6 +17,7 @@ mode, ack = sys.argv[1], sys.argv[2]
 busy_file = os.path.splitext(ack)[0] + ".busy"
 sqs = boto3.client("sqs", config=botocore.config.Config(retries={"max_attempts": 1}, read_timeout=5, connect_timeout=2))
 ssm = boto3.client("ssm")
+s3 = boto3.client("s3")
 
 if mode == "load":
     url = sqs.create_queue(QueueName="crash-q")["QueueUrl"]
@@ -50,9 +51,25 @@ if mode == "load":
         ssm.delete_parameter(Name=f"/crash/plain/{i}")
         gone.append(f"/crash/plain/{i}")
         del params[f"/crash/plain/{i}"]
+    import hashlib
+    s3.create_bucket(Bucket="crash-b")
+    objects = {}
+    for i in range(60):
+        data = os.urandom(100 + i * 997)
+        s3.put_object(Bucket="crash-b", Key=f"obj/{i}", Body=data)
+        objects[f"obj/{i}"] = hashlib.md5(data).hexdigest()
+    for i in range(10):
+        s3.delete_object(Bucket="crash-b", Key=f"obj/{i}")
+        del objects[f"obj/{i}"]
+    big = os.urandom(6 * 1024 * 1024)
+    up = s3.create_multipart_upload(Bucket="crash-b", Key="big")
+    p1 = s3.upload_part(Bucket="crash-b", Key="big", UploadId=up["UploadId"], PartNumber=1, Body=big[: 5 * 1024 * 1024])
+    p2 = s3.upload_part(Bucket="crash-b", Key="big", UploadId=up["UploadId"], PartNumber=2, Body=big[5 * 1024 * 1024 :])
+    s3.complete_multipart_upload(Bucket="crash-b", Key="big", UploadId=up["UploadId"], MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
+    objects["big"] = hashlib.md5(big).hexdigest()
     with open(ack, "w") as f:
-        json.dump({"url": url, "sent": sent, "deleted": deleted, "params": params, "gone": gone}, f)
-    print(f"acknowledged {len(sent)} sends, {len(deleted)} deletes, {len(params)} parameters")
+        json.dump({"url": url, "sent": sent, "deleted": deleted, "params": params, "gone": gone, "objects": objects}, f)
+    print(f"acknowledged {len(sent)} sends, {len(deleted)} deletes, {len(params)} parameters, {len(objects)} objects")
 
 elif mode == "busy":
     url = json.load(open(ack))["url"]
@@ -103,5 +120,15 @@ elif mode == "verify":
             raise AssertionError(f"{name} came back after its delete")
         except ssm.exceptions.ParameterNotFound:
             pass
+    import hashlib
+    for key, md5 in a["objects"].items():
+        data = s3.get_object(Bucket="crash-b", Key=key)["Body"].read()
+        assert hashlib.md5(data).hexdigest() == md5, f"object {key} is not intact"
+    for i in range(10):
+        try:
+            s3.head_object(Bucket="crash-b", Key=f"obj/{i}")
+            raise AssertionError(f"obj/{i} came back after its delete")
+        except botocore.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "404", e
     assert busy > 0, "the busy writer acknowledged nothing before the kill"
-    print(f"all acknowledged: {len(expected)} messages ({busy} sent during the kill), {len(a['params'])} parameters")
+    print(f"all acknowledged: {len(expected)} messages ({busy} sent during the kill), {len(a['params'])} parameters, {len(a['objects'])} objects intact")
