@@ -214,6 +214,40 @@ fn date(ms: f64) -> String {
     .replace('T', " ")
 }
 
+/// What `secrets list` says of a secret last set at `modified` (seconds) with a
+/// rotation period of `days`, at `now`.
+fn rotation_status(modified: Option<f64>, days: Option<i64>, now: f64) -> String {
+    match (modified, days) {
+        (None, _) => "not set".to_string(),
+        (Some(m), Some(days)) if now - m > days as f64 * 86_400.0 => format!(
+            "ROTATION DUE ({} days since the last rotation; period {days} days)",
+            ((now - m) / 86_400.0) as i64
+        ),
+        (Some(_), Some(days)) => format!("ok (rotation every {days} days)"),
+        (Some(_), None) => "ok".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotation_status;
+
+    #[test]
+    fn rotation_is_due_after_the_period() {
+        let day = 86_400.0;
+        assert_eq!(rotation_status(None, Some(90), 0.0), "not set");
+        assert_eq!(
+            rotation_status(Some(0.0), Some(90), 90.0 * day),
+            "ok (rotation every 90 days)"
+        );
+        assert_eq!(
+            rotation_status(Some(0.0), Some(90), 91.5 * day),
+            "ROTATION DUE (91 days since the last rotation; period 90 days)"
+        );
+        assert_eq!(rotation_status(Some(0.0), None, 1000.0 * day), "ok");
+    }
+}
+
 pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failure> {
     let root = find_root(global)?;
     let repo = load_valid(global, out)?.repo;
@@ -345,15 +379,7 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                         ),
                         Err(_) => (None, None),
                     };
-                    let status = match (modified, s.rotation_days) {
-                        (None, _) => "not set".to_string(),
-                        (Some(m), Some(days)) if now - m > days as f64 * 86_400.0 => format!(
-                            "ROTATION DUE ({} days since the last rotation; period {days} days)",
-                            ((now - m) / 86_400.0) as i64
-                        ),
-                        (Some(_), Some(days)) => format!("ok (rotation every {days} days)"),
-                        (Some(_), None) => "ok".to_string(),
-                    };
+                    let status = rotation_status(modified, s.rotation_days, now);
                     rows.push(json!({
                         "service": u.service.name, "name": s.name, "parameter": param,
                         "version": version, "last_rotated": modified, "rotation_days": s.rotation_days,

@@ -260,34 +260,83 @@ fn secrets_commands_work_with_and_without_a_running_local_cloud() {
     let c = Cloud::new("aws-secrets", "");
     let run = |args: &[&str]| {
         let o = c.run(args);
-        (o.status.code().unwrap_or(-1), text(&o.stdout), text(&o.stderr))
+        (
+            o.status.code().unwrap_or(-1),
+            text(&o.stdout),
+            text(&o.stderr),
+        )
     };
     // Not running: the state is opened in-process.
     let (code, out, _) = run(&["secrets", "list", "--env", "test"]);
     assert_eq!(code, 0);
-    assert!(out.contains("API_TOKEN") && out.contains("not set"), "{out}");
+    assert!(
+        out.contains("API_TOKEN") && out.contains("not set"),
+        "{out}"
+    );
     c.set_secret("test", "api", "API_TOKEN", "first-value");
     let (_, out, _) = run(&["secrets", "get", "--env", "test", "api", "API_TOKEN"]);
-    assert!(out.contains("version 1") && !out.contains("first-value"), "hidden: {out}");
-    let (_, out, _) = run(&["secrets", "get", "--env", "test", "--reveal", "api", "API_TOKEN"]);
+    assert!(
+        out.contains("version 1") && !out.contains("first-value"),
+        "hidden: {out}"
+    );
+    let (_, out, _) = run(&[
+        "secrets",
+        "get",
+        "--env",
+        "test",
+        "--reveal",
+        "api",
+        "API_TOKEN",
+    ]);
     assert_eq!(out.trim(), "first-value");
     let (code, _, err) = run(&["secrets", "get", "--env", "test", "api", "NOPE"]);
     assert_eq!(code, 3);
-    assert!(err.contains("declares no secret `NOPE`") && err.contains("API_TOKEN"), "{err}");
-    let (code, _, err) = run(&["secrets", "set", "--env", "test", "api", "API_TOKEN", "argv-value"]);
+    assert!(
+        err.contains("declares no secret `NOPE`") && err.contains("API_TOKEN"),
+        "{err}"
+    );
+    let (code, _, err) = run(&[
+        "secrets",
+        "set",
+        "--env",
+        "test",
+        "api",
+        "API_TOKEN",
+        "argv-value",
+    ]);
     assert_eq!(code, 2, "a value on the command line is refused: {err}");
 
     // Running: the same commands go through the supervisor.
     c.up(); // sets API_TOKEN = test-token (version 2)
     let (_, out, _) = run(&["secrets", "list", "--env", "test"]);
-    assert!(out.contains("v2") && out.contains("ok (rotation every 90 days)"), "{out}");
-    let key_file = std::fs::read_dir(c.key_dir()).unwrap().next().unwrap().unwrap().path();
+    assert!(
+        out.contains("v2") && out.contains("ok (rotation every 90 days)"),
+        "{out}"
+    );
+    let key_file = std::fs::read_dir(c.key_dir())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let before = std::fs::read_to_string(&key_file).unwrap();
     let (code, out, err) = run(&["secrets", "rotate-key", "--env", "test"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("re-encrypted 2 secret value(s)"), "{out}");
-    assert_ne!(std::fs::read_to_string(&key_file).unwrap(), before, "a new key");
-    let (_, out, _) = run(&["secrets", "get", "--env", "test", "--reveal", "api", "API_TOKEN"]);
+    assert_ne!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        before,
+        "a new key"
+    );
+    let (_, out, _) = run(&[
+        "secrets",
+        "get",
+        "--env",
+        "test",
+        "--reveal",
+        "api",
+        "API_TOKEN",
+    ]);
     assert_eq!(out.trim(), "test-token", "still readable under the new key");
     let (code, _, err) = run(&["secrets", "rm", "--env", "test", "api", "API_TOKEN"]);
     assert_eq!(code, 0, "{err}");
