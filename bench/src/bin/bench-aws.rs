@@ -138,12 +138,37 @@ fn fail(m: &str) -> ! {
     std::process::exit(1)
 }
 
-/// Sends a request; returns status and the whole body.
-async fn call(s: &mut Sender, r: hyper::Request<Full<Bytes>>) -> (u16, Bytes) {
-    let resp = s
-        .send_request(r)
-        .await
-        .unwrap_or_else(|e| fail(&format!("request: {e}")));
+/// A connection that reconnects when the server closes it (moto answers
+/// `Connection: close`).
+struct Conn {
+    t: Target,
+    s: Sender,
+}
+
+impl Conn {
+    async fn new(t: &Target) -> Conn {
+        Conn {
+            t: t.clone(),
+            s: connect(t).await,
+        }
+    }
+}
+
+/// Sends a request (built again if the connection had to be replaced); returns
+/// status and the whole body.
+async fn call(c: &mut Conn, make: impl Fn(&Target) -> hyper::Request<Full<Bytes>>) -> (u16, Bytes) {
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        if c.s.is_closed() || c.s.ready().await.is_err() {
+            c.s = connect(&c.t).await;
+        }
+        match c.s.send_request(make(&c.t)).await {
+            Ok(r) => break r,
+            Err(_) if attempt < 3 => c.s = connect(&c.t).await,
+            Err(e) => fail(&format!("request: {e}")),
+        }
+    };
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
@@ -152,6 +177,29 @@ async fn call(s: &mut Sender, r: hyper::Request<Full<Bytes>>) -> (u16, Bytes) {
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     (status, body)
+}
+
+/// Sends a GET and counts the body's bytes frame by frame (no copy).
+async fn call_count(
+    c: &mut Conn,
+    make: impl Fn(&Target) -> hyper::Request<Full<Bytes>>,
+) -> (u16, u64) {
+    if c.s.is_closed() || c.s.ready().await.is_err() {
+        c.s = connect(&c.t).await;
+    }
+    let resp =
+        c.s.send_request(make(&c.t))
+            .await
+            .unwrap_or_else(|e| fail(&format!("request: {e}")));
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f.map(|f| f.into_data()) {
+            n += d.map(|d| d.len() as u64).unwrap_or(0);
+        }
+    }
+    (status, n)
 }
 
 fn sqs(t: &Target, action: &str, input: &Value) -> hyper::Request<Full<Bytes>> {
@@ -206,7 +254,7 @@ fn main() {
 }
 
 async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill: usize) -> Value {
-    let mut s = connect(&t).await;
+    let mut s = Conn::new(&t).await;
     let queue = format!("bench-{}", std::process::id());
     let qurl = format!("http://{}:{}/000000000000/{queue}", t.host, t.port);
     let bucket = format!("bench-{}", std::process::id());
@@ -214,7 +262,10 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
     let obj4k = Bytes::from(vec![b'o'; 4096]);
     // Setup.
     if scenario.starts_with("sqs") {
-        let (st, b) = call(&mut s, sqs(&t, "CreateQueue", &json!({"QueueName": queue}))).await;
+        let (st, b) = call(&mut s, |t| {
+            sqs(t, "CreateQueue", &json!({"QueueName": queue}))
+        })
+        .await;
         if st != 200 {
             fail(&format!(
                 "CreateQueue: {st} {}",
@@ -222,18 +273,17 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
             ));
         }
     } else {
-        let (st, b) = call(
-            &mut s,
+        let (st, b) = call(&mut s, |t| {
             request(
-                &t,
+                t,
                 "s3",
                 "PUT",
                 &format!("/{bucket}"),
                 vec![],
                 Bytes::new(),
                 false,
-            ),
-        )
+            )
+        })
         .await;
         if st != 200 {
             fail(&format!(
@@ -248,14 +298,13 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
             let entries: Vec<Value> = (0..10)
                 .map(|i| json!({"Id": format!("e{i}"), "MessageBody": body256}))
                 .collect();
-            let (st, b) = call(
-                &mut s,
+            let (st, b) = call(&mut s, |t| {
                 sqs(
-                    &t,
+                    t,
                     "SendMessageBatch",
                     &json!({"QueueUrl": qurl, "Entries": entries}),
-                ),
-            )
+                )
+            })
             .await;
             if st != 200 {
                 fail(&format!("fill: {st} {}", String::from_utf8_lossy(&b)));
@@ -265,18 +314,17 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
     }
     if scenario == "s3-get" {
         for i in 0..100 {
-            let (st, _) = call(
-                &mut s,
+            let (st, _) = call(&mut s, |t| {
                 request(
-                    &t,
+                    t,
                     "s3",
                     "PUT",
                     &format!("/{bucket}/k{i}"),
                     vec![],
                     obj4k.clone(),
                     false,
-                ),
-            )
+                )
+            })
             .await;
             if st != 200 {
                 fail(&format!("setup PUT: {st}"));
@@ -285,18 +333,17 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
     }
     if scenario == "s3-big" {
         let big = Bytes::from(vec![b'b'; 256 * 1024 * 1024]);
-        let (st, b) = call(
-            &mut s,
+        let (st, b) = call(&mut s, |t| {
             request(
-                &t,
+                t,
                 "s3",
                 "PUT",
                 &format!("/{bucket}/big"),
                 vec![],
-                big,
+                big.clone(),
                 true,
-            ),
-        )
+            )
+        })
         .await;
         if st != 200 {
             fail(&format!("big PUT: {st} {}", String::from_utf8_lossy(&b)));
@@ -306,23 +353,22 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
         let mut bytes = 0u64;
         let mut gets = 0u64;
         while t0.elapsed().as_secs_f64() < secs || gets == 0 {
-            let (st, b) = call(
-                &mut s,
+            let (st, len) = call_count(&mut s, |t| {
                 request(
-                    &t,
+                    t,
                     "s3",
                     "GET",
                     &format!("/{bucket}/big"),
                     vec![],
                     Bytes::new(),
                     false,
-                ),
-            )
+                )
+            })
             .await;
             if st != 200 {
                 fail(&format!("big GET: {st}"));
             }
-            bytes += b.len() as u64;
+            bytes += len;
             gets += 1;
         }
         let el = t0.elapsed().as_secs_f64();
@@ -351,22 +397,22 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
             scenario.to_string(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut s = connect(&t).await;
+            let mut s = Conn::new(&t).await;
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let (ok, n) = match scenario.as_str() {
                     "sqs-send" => {
-                        let (st, _) = call(&mut s, sqs(&t, "SendMessage", &json!({"QueueUrl": qurl, "MessageBody": body256}))).await;
+                        let (st, _) = call(&mut s, |t| sqs(t, "SendMessage", &json!({"QueueUrl": qurl, "MessageBody": body256}))).await;
                         (st == 200, 1)
                     }
                     "sqs-batch" => {
                         let entries: Vec<Value> = (0..10).map(|i| json!({"Id": format!("e{i}"), "MessageBody": body256})).collect();
-                        let (st, _) = call(&mut s, sqs(&t, "SendMessageBatch", &json!({"QueueUrl": qurl, "Entries": entries}))).await;
+                        let (st, _) = call(&mut s, |t| sqs(t, "SendMessageBatch", &json!({"QueueUrl": qurl, "Entries": entries}))).await;
                         (st == 200, 10)
                     }
                     "sqs-recv" => {
-                        let (st, b) = call(&mut s, sqs(&t, "ReceiveMessage", &json!({"QueueUrl": qurl, "MaxNumberOfMessages": 10, "VisibilityTimeout": 300}))).await;
+                        let (st, b) = call(&mut s, |t| sqs(t, "ReceiveMessage", &json!({"QueueUrl": qurl, "MaxNumberOfMessages": 10, "VisibilityTimeout": 300}))).await;
                         let v: Value = serde_json::from_slice(&b).unwrap_or_default();
                         let msgs = v["Messages"].as_array().cloned().unwrap_or_default();
                         if st != 200 || msgs.is_empty() {
@@ -376,16 +422,16 @@ async fn run(scenario: &str, t: Target, pid: u32, secs: f64, conns: usize, fill:
                             (false, 0)
                         } else {
                             let entries: Vec<Value> = msgs.iter().enumerate().map(|(i, m)| json!({"Id": format!("d{i}"), "ReceiptHandle": m["ReceiptHandle"]})).collect();
-                            let (st2, _) = call(&mut s, sqs(&t, "DeleteMessageBatch", &json!({"QueueUrl": qurl, "Entries": entries}))).await;
+                            let (st2, _) = call(&mut s, |t| sqs(t, "DeleteMessageBatch", &json!({"QueueUrl": qurl, "Entries": entries}))).await;
                             (st2 == 200, msgs.len() as u64)
                         }
                     }
                     "s3-put" => {
-                        let (st, _) = call(&mut s, request(&t, "s3", "PUT", &format!("/{bucket}/w{w}-{i}"), vec![], obj4k.clone(), false)).await;
+                        let (st, _) = call(&mut s, |t| request(t, "s3", "PUT", &format!("/{bucket}/w{w}-{i}"), vec![], obj4k.clone(), false)).await;
                         (st == 200, 1)
                     }
                     "s3-get" => {
-                        let (st, b) = call(&mut s, request(&t, "s3", "GET", &format!("/{bucket}/k{}", i % 100), vec![], Bytes::new(), false)).await;
+                        let (st, b) = call(&mut s, |t| request(t, "s3", "GET", &format!("/{bucket}/k{}", i % 100), vec![], Bytes::new(), false)).await;
                         (st == 200 && b.len() == 4096, 1)
                     }
                     other => fail(&format!("unknown scenario {other}")),

@@ -3,6 +3,9 @@
 //! Usage: bench-endpoint DIR PORT
 
 use pantstack_endpoint::{Config, Core, http};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 fn main() {

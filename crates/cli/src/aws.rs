@@ -228,26 +228,6 @@ fn rotation_status(modified: Option<f64>, days: Option<i64>, now: f64) -> String
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::rotation_status;
-
-    #[test]
-    fn rotation_is_due_after_the_period() {
-        let day = 86_400.0;
-        assert_eq!(rotation_status(None, Some(90), 0.0), "not set");
-        assert_eq!(
-            rotation_status(Some(0.0), Some(90), 90.0 * day),
-            "ok (rotation every 90 days)"
-        );
-        assert_eq!(
-            rotation_status(Some(0.0), Some(90), 91.5 * day),
-            "ROTATION DUE (91 days since the last rotation; period 90 days)"
-        );
-        assert_eq!(rotation_status(Some(0.0), None, 1000.0 * day), "ok");
-    }
-}
-
 pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failure> {
     let root = find_root(global)?;
     let repo = load_valid(global, out)?.repo;
@@ -412,4 +392,24 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotation_status;
+
+    #[test]
+    fn rotation_is_due_after_the_period() {
+        let day = 86_400.0;
+        assert_eq!(rotation_status(None, Some(90), 0.0), "not set");
+        assert_eq!(
+            rotation_status(Some(0.0), Some(90), 90.0 * day),
+            "ok (rotation every 90 days)"
+        );
+        assert_eq!(
+            rotation_status(Some(0.0), Some(90), 91.5 * day),
+            "ROTATION DUE (91 days since the last rotation; period 90 days)"
+        );
+        assert_eq!(rotation_status(Some(0.0), None, 1000.0 * day), "ok");
+    }
 }

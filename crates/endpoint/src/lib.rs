@@ -39,6 +39,7 @@ pub const USER: &str = "user";
 
 /// One journal record.
 #[derive(Debug, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)] // short-lived: built, serialized, dropped
 pub(crate) enum Record {
     #[serde(rename = "sqs")]
     Sqs(sqs::Op),
@@ -262,7 +263,14 @@ impl Core {
                 let changed = !got.is_empty() || moved > 0;
                 let rx = changed.then(|| self.journal.submit(Self::records(vec![op], Record::Sqs)));
                 let out = (!got.is_empty()).then(|| s.received_json(&name, input, &got));
-                (out, rx, s.next_visible(&name))
+                // When to look again (a message becoming visible) matters only for
+                // a poll that waits.
+                let next = if out.is_none() && wait > 0 {
+                    s.next_visible(&name)
+                } else {
+                    None
+                };
+                (out, rx, next)
             };
             if let Some(rx) = rx {
                 Self::durable(rx).await?;

@@ -13,8 +13,11 @@ pub struct Version {
     /// `null` for objects written while versioning was off or suspended.
     pub version_id: String,
     pub delete_marker: bool,
-    /// The blob file holding the data (none for a delete marker).
+    /// The blob file holding the data (none for a delete marker or a small object).
     pub blob: Option<String>,
+    /// A small object's data (base64), kept in its journal record: one sync per PUT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
     pub size: u64,
     /// Hex MD5 (or `md5-N` for multipart), without quotes.
     pub etag: String,
@@ -217,6 +220,7 @@ impl Objects {
                                 version_id: marker_id.clone(),
                                 delete_marker: true,
                                 blob: None,
+                                inline: None,
                                 size: 0,
                                 etag: String::new(),
                                 modified: *now,
@@ -312,6 +316,7 @@ mod tests {
             version_id: id.into(),
             delete_marker: false,
             blob: Some(blob.into()),
+            inline: None,
             size: 1,
             etag: "e".into(),
             modified: 0,

@@ -225,7 +225,9 @@ type Hashed = (u64, [u8; 16], Vec<(String, String)>);
 
 /// A blob as written.
 struct Written {
+    /// The blob file (empty when the data is inline).
     blob: String,
+    inline: Option<String>,
     size: u64,
     md5: [u8; 16],
     checksums: BTreeMap<String, String>,
@@ -306,29 +308,50 @@ async fn write_blob(
             return Err(s3_error!(InternalError, "cannot write the object: {e}"));
         }
     };
+    let checksums: BTreeMap<String, String> = sums.into_iter().collect();
+    if let Err(e) = verify_sums(&mut wanted, trailer, &md5, &checksums) {
+        discard();
+        return Err(e);
+    }
+    Ok(Written {
+        blob,
+        inline: None,
+        size,
+        md5,
+        checksums,
+    })
+}
+
+/// Objects up to this size live in their journal record (one sync per PUT);
+/// larger ones in blob files.
+const INLINE_MAX: i64 = 64 * 1024;
+
+/// Checks Content-MD5 and the checksums the request carried (headers or trailer).
+fn verify_sums(
+    wanted: &mut Wanted,
+    trailer: Option<&s3s::TrailingHeaders>,
+    md5: &[u8; 16],
+    checksums: &BTreeMap<String, String>,
+) -> S3Result<()> {
     wanted.take_trailer(trailer);
     if let Some(m) = &wanted.content_md5
-        && *m != b64(&md5)
+        && *m != b64(md5)
     {
-        discard();
         return Err(s3_error!(
             BadDigest,
             "The Content-MD5 you specified did not match what we received."
         ));
     }
-    let checksums: BTreeMap<String, String> = sums.into_iter().collect();
     for (a, expected) in &wanted.expected {
         match checksums.get(a) {
             Some(got) if got == expected => {}
             Some(_) => {
-                discard();
                 return Err(s3_error!(
                     BadDigest,
                     "The {a} you specified did not match the calculated checksum."
                 ));
             }
             None => {
-                discard();
                 return Err(s3_error!(
                     InvalidRequest,
                     "Checksum algorithm {a} is not supported."
@@ -336,12 +359,58 @@ async fn write_blob(
             }
         }
     }
-    Ok(Written {
-        blob,
-        size,
-        md5,
-        checksums,
-    })
+    Ok(())
+}
+
+/// Reads a small body into memory, hashing it; checks it like `write_blob`.
+async fn read_inline(
+    body: Option<StreamingBlob>,
+    mut wanted: Wanted,
+    trailer: Option<&s3s::TrailingHeaders>,
+) -> S3Result<(Vec<u8>, [u8; 16], BTreeMap<String, String>)> {
+    let mut data = Vec::new();
+    if let Some(mut body) = body {
+        while let Some(chunk) = body.next().await {
+            let c = chunk.map_err(|e| {
+                s3_error!(IncompleteBody, "the request body could not be read: {e}")
+            })?;
+            if data.len() + c.len() > INLINE_MAX as usize {
+                return Err(s3_error!(
+                    IncompleteBody,
+                    "the body is longer than its Content-Length"
+                ));
+            }
+            data.extend_from_slice(&c);
+        }
+    }
+    let md5: [u8; 16] = Md5::digest(&data).into();
+    let mut checksums = BTreeMap::new();
+    for a in &wanted.algorithms {
+        if let Some(mut h) = Hasher::new(a) {
+            h.update(&data);
+            checksums.insert(a.clone(), h.finish());
+        }
+    }
+    verify_sums(&mut wanted, trailer, &md5, &checksums)?;
+    Ok((data, md5, checksums))
+}
+
+/// `len` bytes of an object's data from `offset`: its inline data or its blob.
+fn body_of(dir: &Path, v: &Version, offset: u64, len: u64) -> Option<StreamingBlob> {
+    if let Some(data) = &v.inline {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap_or_default();
+        let end = (offset + len).min(raw.len() as u64) as usize;
+        let start = (offset as usize).min(end);
+        let bytes = Bytes::copy_from_slice(&raw[start..end]);
+        return Some(StreamingBlob::wrap(futures_util::stream::once(
+            async move { Ok::<_, std::io::Error>(bytes) },
+        )));
+    }
+    v.blob
+        .as_ref()
+        .map(|blob| read_blob(dir.join(blob), offset, len))
 }
 
 /// Streams `len` bytes of a blob from `offset`.
@@ -682,7 +751,24 @@ impl S3 for S3Svc {
             i.content_md5.as_ref(),
             &req.headers,
         );
-        let w = write_blob(self.dir(), i.body, wanted, req.trailing_headers.as_ref()).await?;
+        let w = if i.content_length.is_some_and(|n| n <= INLINE_MAX) {
+            let (data, md5, checksums) =
+                read_inline(i.body, wanted, req.trailing_headers.as_ref()).await?;
+            Written {
+                blob: String::new(),
+                inline: Some(b64(&data)),
+                size: data.len() as u64,
+                md5,
+                checksums,
+            }
+        } else {
+            write_blob(self.dir(), i.body, wanted, req.trailing_headers.as_ref()).await?
+        };
+        let discard = |w: &Written| {
+            if w.inline.is_none() {
+                let _ = std::fs::remove_file(self.dir().join(&w.blob));
+            }
+        };
         let headers = headers_of(
             i.cache_control.as_ref(),
             i.content_disposition.as_ref(),
@@ -693,14 +779,14 @@ impl S3 for S3Svc {
         let (rx, g, version) = {
             let mut st = self.state();
             let Some(b) = st.buckets.get(&i.bucket) else {
-                let _ = std::fs::remove_file(self.dir().join(&w.blob));
+                discard(&w);
                 return Err(no_bucket(&i.bucket));
             };
             if let Some(c) = &i.if_none_match
                 && c.is_any()
                 && b.latest(&i.key).is_some_and(|v| !v.delete_marker)
             {
-                let _ = std::fs::remove_file(self.dir().join(&w.blob));
+                discard(&w);
                 return Err(s3_error!(
                     PreconditionFailed,
                     "At least one of the pre-conditions you specified did not hold"
@@ -714,7 +800,8 @@ impl S3 for S3Svc {
             let version = Version {
                 version_id,
                 delete_marker: false,
-                blob: Some(w.blob.clone()),
+                blob: w.inline.is_none().then(|| w.blob.clone()),
+                inline: w.inline.clone(),
                 size: w.size,
                 etag: hex(&w.md5),
                 modified: crate::now_ms(),
@@ -799,10 +886,7 @@ impl S3 for S3Svc {
             .is_some_and(|m| m.as_str() == "ENABLED")
             && i.range.is_none();
         let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(&v, want_sums);
-        let body = v
-            .blob
-            .as_ref()
-            .map(|blob| read_blob(self.dir().join(blob), start, len));
+        let body = body_of(self.dir(), &v, start, len);
         let partial = content_range.is_some();
         let mut resp = S3Response::new(GetObjectOutput {
             body,
@@ -1342,6 +1426,7 @@ impl S3 for S3Svc {
                 version_id: String::new(),
                 delete_marker: false,
                 blob: None,
+                inline: None,
                 size: 0,
                 etag: String::new(),
                 modified: 0,
