@@ -20,8 +20,8 @@ secs = float(sys.argv[4]) if len(sys.argv) > 4 else 5
 root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCENARIOS = {
     # scenario: (connections, fill for ours, fill for moto)
-    "queue": [("sqs-send", 8, 0, 0), ("sqs-batch", 8, 0, 0), ("sqs-recv", 8, 60000, 300)],
-    "objects": [("s3-put", 8, 0, 0), ("s3-get", 8, 0, 0), ("s3-big", 1, 0, 0)],
+    "queue": [("sqs-send", 8, 0, 0), ("sqs-send", 64, 0, 0), ("sqs-batch", 8, 0, 0), ("sqs-recv", 8, 60000, 300)],
+    "objects": [("s3-put", 8, 0, 0), ("s3-put", 64, 0, 0), ("s3-get", 8, 0, 0), ("s3-big", 1, 0, 0)],
 }[group]
 
 
@@ -76,7 +76,7 @@ try:
                     sys.exit(f"FAIL: {name} {scenario}: {res['errors']} errors")
                 rows[name].append(res)
                 print(f"{scenario:10} round {r + 1} {name:5} {json.dumps(res)}", flush=True)
-        results[scenario] = rows
+        results[(scenario, conns)] = rows
 finally:
     for p in procs:
         p.kill()
@@ -107,9 +107,9 @@ targets = {
     "s3-big": ("256 MiB GET > 1 GiB/s", lambda o: rate(o) > 1024 ** 3),
 }
 lines.append(f"Medians of {rounds} rounds × {secs:g} s per server, alternating; {time.strftime('%Y-%m-%d')}, this machine (2 cores shared by client and server).\n")
-lines.append("| scenario | ours: rate | ours: server CPU per unit | moto: rate | moto: server CPU per unit | rate ratio | CPU ratio | target | met |")
-lines.append("|---|---|---|---|---|---|---|---|---|")
-for scenario, rows in results.items():
+lines.append("| scenario | connections | ours: rate | ours: server CPU per unit | moto: rate | moto: server CPU per unit | rate ratio | CPU ratio | target | met |")
+lines.append("|---|---|---|---|---|---|---|---|---|---|")
+for (scenario, conns), rows in results.items():
     o, m = rows["ours"], rows["moto"]
     ro, rm = med(o, rate), med(m, rate)
     co, cm = med(o, cpu_per_unit_us), med(m, cpu_per_unit_us)
@@ -118,7 +118,7 @@ for scenario, rows in results.items():
     fmt_cpu = (lambda v: f"{v * 1024 ** 2:,.0f} µs/MiB") if u == "bytes" else (lambda v: f"{v:,.1f} µs")
     text, ok = targets[scenario]
     met = sum(1 for x in o if ok(x))
-    lines.append(f"| {scenario} | {fmt_rate(ro)} | {fmt_cpu(co)} | {fmt_rate(rm)} | {fmt_cpu(cm)} | {ro / max(rm, 1e-9):,.1f}× | {co / max(cm, 1e-9):.3f}× | {text} | {met}/{len(o)} rounds |")
+    lines.append(f"| {scenario} | {conns} | {fmt_rate(ro)} | {fmt_cpu(co)} | {fmt_rate(rm)} | {fmt_cpu(cm)} | {ro / max(rm, 1e-9):,.1f}× | {co / max(cm, 1e-9):.3f}× | {text} | {met}/{len(o)} rounds |")
 section = "\n".join(lines)
 print(section)
 
