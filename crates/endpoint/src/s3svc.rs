@@ -1198,22 +1198,7 @@ impl S3 for S3Svc {
             i.delimiter.as_deref(),
             after.as_deref(),
             max,
-            |k, v| Object {
-                key: Some(url_encode(k, enc)),
-                size: Some(v.size as i64),
-                e_tag: Some(etag_of(v)),
-                last_modified: Some(ts(v.modified)),
-                storage_class: Some(ObjectStorageClass::from_static(
-                    ObjectStorageClass::STANDARD,
-                )),
-                checksum_algorithm: (!v.checksums.is_empty()).then(|| {
-                    v.checksums
-                        .keys()
-                        .map(|a| ChecksumAlgorithm::from(a.clone()))
-                        .collect()
-                }),
-                ..Default::default()
-            },
+            |k, v| object_entry(k, v, enc),
         );
         let count = contents.len() + prefixes.len();
         Ok(S3Response::new(ListObjectsV2Output {
@@ -1228,14 +1213,7 @@ impl S3 for S3Svc {
             continuation_token: i.continuation_token.clone(),
             start_after: i.start_after.clone().map(|s| url_encode(&s, enc)),
             contents: Some(contents),
-            common_prefixes: (!prefixes.is_empty()).then(|| {
-                prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(url_encode(&p, enc)),
-                    })
-                    .collect()
-            }),
+            common_prefixes: common_prefixes(prefixes, enc),
             encoding_type: i.encoding_type.clone(),
             ..Default::default()
         }))
@@ -1263,16 +1241,7 @@ impl S3 for S3Svc {
             i.delimiter.as_deref(),
             i.marker.as_deref(),
             max,
-            |k, v| Object {
-                key: Some(url_encode(k, enc)),
-                size: Some(v.size as i64),
-                e_tag: Some(etag_of(v)),
-                last_modified: Some(ts(v.modified)),
-                storage_class: Some(ObjectStorageClass::from_static(
-                    ObjectStorageClass::STANDARD,
-                )),
-                ..Default::default()
-            },
+            |k, v| object_entry(k, v, enc),
         );
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket.clone()),
@@ -1283,14 +1252,7 @@ impl S3 for S3Svc {
             is_truncated: Some(next.is_some()),
             next_marker: if i.delimiter.is_some() { next } else { None },
             contents: Some(contents),
-            common_prefixes: (!prefixes.is_empty()).then(|| {
-                prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(url_encode(&p, enc)),
-                    })
-                    .collect()
-            }),
+            common_prefixes: common_prefixes(prefixes, enc),
             encoding_type: i.encoding_type.clone(),
             ..Default::default()
         }))
@@ -1400,14 +1362,7 @@ impl S3 for S3Svc {
             next_version_id_marker: truncated.and_then(|(_, v)| v),
             versions: Some(versions),
             delete_markers: Some(markers),
-            common_prefixes: (!prefixes.is_empty()).then(|| {
-                prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix {
-                        prefix: Some(url_encode(&p, enc)),
-                    })
-                    .collect()
-            }),
+            common_prefixes: common_prefixes(prefixes, enc),
             encoding_type: i.encoding_type.clone(),
             ..Default::default()
         }))
@@ -1885,6 +1840,38 @@ fn delete_op(
                 )
             }
         },
+    }
+}
+
+/// The `CommonPrefixes` of a listing (absent when empty, as S3 answers).
+fn common_prefixes(prefixes: Vec<String>, enc: bool) -> Option<Vec<CommonPrefix>> {
+    (!prefixes.is_empty()).then(|| {
+        prefixes
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(url_encode(&p, enc)),
+            })
+            .collect()
+    })
+}
+
+/// An entry of ListObjects(V2).
+fn object_entry(k: &str, v: &Version, enc: bool) -> Object {
+    Object {
+        key: Some(url_encode(k, enc)),
+        size: Some(v.size as i64),
+        e_tag: Some(etag_of(v)),
+        last_modified: Some(ts(v.modified)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
+        checksum_algorithm: (!v.checksums.is_empty()).then(|| {
+            v.checksums
+                .keys()
+                .map(|a| ChecksumAlgorithm::from(a.clone()))
+                .collect()
+        }),
+        ..Default::default()
     }
 }
 

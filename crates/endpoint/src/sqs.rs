@@ -969,9 +969,7 @@ impl Sqs {
                             r["Id"] = json!(id);
                             ok.push(r);
                         }
-                        Err(err) => failed.push(json!({
-                            "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message,
-                        })),
+                        Err(err) => failed.push(batch_error(id, &err)),
                     }
                 }
                 json!({ "Successful": ok, "Failed": failed })
@@ -991,25 +989,12 @@ impl Sqs {
             "DeleteMessageBatch" => {
                 let name = queue_name(input)?;
                 self.queue(&name)?;
-                let mut ok = Vec::new();
-                let mut failed = Vec::new();
-                for e in batch_entries(input)? {
-                    let id = text(e, "Id").unwrap_or("");
-                    let op = Op::Delete {
+                self.batch(input, &mut ops, |e| {
+                    Ok(Op::Delete {
                         name: name.clone(),
                         receipt: text(e, "ReceiptHandle").unwrap_or("").to_string(),
-                    };
-                    match self.apply(&op) {
-                        Ok(_) => {
-                            ops.push(op);
-                            ok.push(json!({ "Id": id }));
-                        }
-                        Err(err) => failed.push(json!({
-                            "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message,
-                        })),
-                    }
-                }
-                json!({ "Successful": ok, "Failed": failed })
+                    })
+                })?
             }
             "ChangeMessageVisibility" => {
                 let name = queue_name(input)?;
@@ -1021,24 +1006,7 @@ impl Sqs {
             "ChangeMessageVisibilityBatch" => {
                 let name = queue_name(input)?;
                 self.queue(&name)?;
-                let mut ok = Vec::new();
-                let mut failed = Vec::new();
-                for e in batch_entries(input)? {
-                    let id = text(e, "Id").unwrap_or("");
-                    match visibility_op(&name, e, now).and_then(|op| {
-                        self.apply(&op)?;
-                        Ok(op)
-                    }) {
-                        Ok(op) => {
-                            ops.push(op);
-                            ok.push(json!({ "Id": id }));
-                        }
-                        Err(err) => failed.push(json!({
-                            "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message,
-                        })),
-                    }
-                }
-                json!({ "Successful": ok, "Failed": failed })
+                self.batch(input, &mut ops, |e| visibility_op(&name, e, now))?
             }
             "ListDeadLetterSourceQueues" => {
                 let name = queue_name(input)?;
@@ -1136,6 +1104,29 @@ impl Sqs {
             }
         };
         Ok((out, ops))
+    }
+
+    /// A batch of deletes or visibility changes: each entry's op applied on its own;
+    /// `Successful` and `Failed` entries by id.
+    fn batch(
+        &mut self,
+        input: &Value,
+        ops: &mut Vec<Op>,
+        op_of: impl Fn(&Value) -> Result<Op, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for e in batch_entries(input)? {
+            let id = text(e, "Id").unwrap_or("");
+            match op_of(e).and_then(|op| self.apply(&op).map(|_| op)) {
+                Ok(op) => {
+                    ops.push(op);
+                    ok.push(json!({ "Id": id }));
+                }
+                Err(err) => failed.push(batch_error(id, &err)),
+            }
+        }
+        Ok(json!({ "Successful": ok, "Failed": failed }))
     }
 
     fn send_op(
@@ -1304,6 +1295,11 @@ fn issued(receipt: &str) -> bool {
         })
 }
 
+/// A `Failed` entry of a batch response.
+fn batch_error(id: &str, err: &ApiError) -> Value {
+    json!({ "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message })
+}
+
 fn visibility_op(name: &str, input: &Value, now: Millis) -> Result<Op, ApiError> {
     let receipt = text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
     let secs = ranged(input, "VisibilityTimeout", 0, 43_200)?
@@ -1336,7 +1332,7 @@ fn string_map(v: Option<&Value>, what: &str) -> Result<BTreeMap<String, String>,
     Ok(out)
 }
 
-fn string_list(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()

@@ -287,15 +287,7 @@ impl Params {
                 json!({ "Parameter": self.param_json(keys, name, v, decrypt, selector)? })
             }
             "GetParameters" => {
-                let names: Vec<String> = input
-                    .get("Names")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let names = crate::sqs::string_list(input.get("Names"));
                 let (found, invalid) = self.store.get_many(&names).map_err(p_err)?;
                 let mut params = Vec::new();
                 for (name, v) in found {
@@ -341,15 +333,7 @@ impl Params {
                 json!({})
             }
             "DeleteParameters" => {
-                let names: Vec<String> = input
-                    .get("Names")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let names = crate::sqs::string_list(input.get("Names"));
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
                         "ValidationException",
