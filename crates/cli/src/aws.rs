@@ -101,10 +101,7 @@ impl Ssm {
                 core: None,
             });
         }
-        let region = repo
-            .region_for(Monorepo::stack_name(env))
-            .map(|(r, _)| r)
-            .unwrap_or_else(|| "us-east-1".to_string());
+        let region = spec::region(repo, env);
         let core = pantstack_endpoint::Core::open(&pantstack_endpoint::Config {
             dir: paths.aws(),
             key_file: key_file(root, env),

@@ -43,7 +43,8 @@ fn aws_env(c: &Cloud) -> Vec<(String, String)> {
         .collect()
 }
 
-fn python(c: &Cloud, args: &[&str]) -> std::process::Output {
+/// The clients' Python with what `pantstack aws-env` prints in its environment.
+fn python_cmd(c: &Cloud, args: &[&str]) -> Command {
     let (py, aws) = clients();
     let mut cmd = Command::new(py);
     cmd.args(args)
@@ -54,7 +55,11 @@ fn python(c: &Cloud, args: &[&str]) -> std::process::Output {
     for (k, v) in aws_env(c) {
         cmd.env(k, v);
     }
-    cmd.output().expect("python")
+    cmd
+}
+
+fn python(c: &Cloud, args: &[&str]) -> std::process::Output {
+    python_cmd(c, args).output().expect("python")
 }
 
 fn supervisor_pid(c: &Cloud) -> i32 {
@@ -217,15 +222,12 @@ fn acknowledged_writes_survive_kill_9_of_the_local_cloud() {
     );
     let pid = supervisor_pid(&c);
     // kill -9 while a writer is still sending: whatever it was told is kept.
-    let (py, _) = clients();
-    let mut busy = Command::new(py);
-    busy.args([script.to_str().unwrap(), "busy", ack.to_str().unwrap()])
-        .env_remove("AWS_SESSION_TOKEN")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    for (k, v) in aws_env(&c) {
-        busy.env(k, v);
-    }
-    let mut child = busy.spawn().unwrap();
+    let mut child = python_cmd(
+        &c,
+        &[script.to_str().unwrap(), "busy", ack.to_str().unwrap()],
+    )
+    .spawn()
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ack.with_extension("busy").exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -119,8 +119,8 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 type Body = s3s::Body;
 
 /// The service a request's signature is scoped to (`s3`, `sqs`, `ssm`), if signed.
-fn scope_service(headers: &[(String, String)], query: &str) -> Option<String> {
-    let credential = header(headers, "authorization")
+fn scope_service(authorization: Option<&str>, query: &str) -> Option<String> {
+    let credential = authorization
         .and_then(|a| a.split("Credential=").nth(1))
         .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string())
         .or_else(|| {
@@ -139,29 +139,15 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     // S3 streams its bodies: hand it the request before anything reads the body.
     let is_s3 = {
-        let h: Vec<(String, String)> = req
-            .headers()
-            .iter()
-            .filter(|(k, _)| {
-                matches!(
-                    k.as_str(),
-                    "authorization" | "x-amz-target" | "content-type"
-                )
-            })
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let h = req.headers();
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
         let q = req.uri().query().unwrap_or("");
-        match scope_service(&h, q).as_deref() {
+        match scope_service(get("authorization"), q).as_deref() {
             Some("s3") => true,
             Some(_) => false,
             None => {
-                header(&h, "x-amz-target").is_none()
-                    && !header(&h, "content-type")
+                get("x-amz-target").is_none()
+                    && !get("content-type")
                         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
                     && !q.split('&').any(|p| p.starts_with("Action="))
             }

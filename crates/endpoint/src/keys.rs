@@ -32,15 +32,12 @@ pub struct Keyring {
     keys: Vec<(u32, [u8; 32])>,
 }
 
-fn random32() -> std::io::Result<[u8; 32]> {
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(b)
-}
-
-fn random_nonce() -> std::io::Result<[u8; NONCE]> {
-    let mut b = [0u8; NONCE];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+/// N random bytes from the kernel.
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut b = [0u8; N];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| format!("no randomness: {e}"))?;
     Ok(b)
 }
 
@@ -122,8 +119,8 @@ impl Keyring {
                 }
                 let ring = Keyring {
                     path: path.to_path_buf(),
-                    seed: random32().map_err(|e| format!("no randomness: {e}"))?,
-                    keys: vec![(1, random32().map_err(|e| format!("no randomness: {e}"))?)],
+                    seed: random()?,
+                    keys: vec![(1, random()?)],
                 };
                 // create_new: two processes racing to create it cannot both win.
                 let mut f = match std::fs::OpenOptions::new()
@@ -208,8 +205,7 @@ impl Keyring {
     /// Adds a new current key (old ones stay readable until `retire`).
     pub fn rotate(&mut self) -> Result<u32, String> {
         let id = self.current_id() + 1;
-        self.keys
-            .push((id, random32().map_err(|e| format!("no randomness: {e}"))?));
+        self.keys.push((id, random()?));
         self.save()?;
         Ok(id)
     }
@@ -232,7 +228,7 @@ impl Keyring {
             .last()
             .ok_or_else(|| "no encryption key".to_string())?;
         let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| "bad key length".to_string())?;
-        let nonce = random_nonce().map_err(|e| format!("no randomness: {e}"))?;
+        let nonce = random::<NONCE>()?;
         let ct = cipher
             .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
             .map_err(|_| "encryption failed".to_string())?;

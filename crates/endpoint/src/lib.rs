@@ -77,6 +77,18 @@ pub struct Core {
     base_url: RwLock<String>,
 }
 
+/// Standard base64 (SecureString blobs, S3 checksums, inline objects).
+pub(crate) fn b64(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Decodes standard base64; None when it is not.
+pub(crate) fn unb64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -46,9 +46,7 @@ fn ms_of(t: &Timestamp) -> u64 {
     (odt.unix_timestamp_nanos() / 1_000_000).max(0) as u64
 }
 
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
+use crate::b64;
 
 pub struct S3Svc {
     pub core: Arc<Core>,
@@ -93,6 +91,24 @@ impl S3Svc {
             .filter_map(|op| serde_json::to_vec(&crate::Record::S3(op)).ok())
             .collect();
         (self.core.journal.submit(records), garbage)
+    }
+}
+
+/// A bucket by name, or NoSuchBucket.
+fn bucket<'a>(st: &'a Objects, name: &str) -> S3Result<&'a crate::s3::Bucket> {
+    st.buckets.get(name).ok_or_else(|| no_bucket(name))
+}
+
+/// Whether a listing asked for `encoding-type=url`.
+fn url_encoded(e: Option<&EncodingType>) -> bool {
+    e.is_some_and(|e| e.as_str() == "url")
+}
+
+/// The owner every object of the local cloud has.
+fn owner() -> Owner {
+    Owner {
+        display_name: Some("pantstack".into()),
+        id: Some(crate::ACCOUNT.into()),
     }
 }
 
@@ -398,9 +414,7 @@ async fn read_inline(
 /// `len` bytes of an object's data from `offset`: its inline data or its blob.
 fn body_of(dir: &Path, v: &Version, offset: u64, len: u64) -> Option<StreamingBlob> {
     if let Some(data) = &v.inline {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .unwrap_or_default();
+        let raw = crate::unb64(data).unwrap_or_default();
         let end = (offset + len).min(raw.len() as u64) as usize;
         let start = (offset as usize).min(end);
         let bytes = Bytes::copy_from_slice(&raw[start..end]);
@@ -655,10 +669,7 @@ impl S3 for S3Svc {
             .collect();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(Owner {
-                display_name: Some("pantstack".into()),
-                id: Some(crate::ACCOUNT.into()),
-            }),
+            owner: Some(owner()),
             ..Default::default()
         }))
     }
@@ -670,7 +681,7 @@ impl S3 for S3Svc {
         let name = req.input.bucket;
         let (rx, g) = {
             let mut st = self.state();
-            let b = st.buckets.get(&name).ok_or_else(|| no_bucket(&name))?;
+            let b = bucket(&st, &name)?;
             if !b.is_empty() {
                 return Err(s3_error!(
                     BucketNotEmpty,
@@ -702,7 +713,7 @@ impl S3 for S3Svc {
         }
         let (rx, g) = {
             let mut st = self.state();
-            let b = st.buckets.get(&name).ok_or_else(|| no_bucket(&name))?;
+            let b = bucket(&st, &name)?;
             if b.versioning.is_none() && status == "Suspended" {
                 return Ok(S3Response::new(PutBucketVersioningOutput {}));
             }
@@ -723,10 +734,7 @@ impl S3 for S3Svc {
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         let st = self.state();
-        let b = st
-            .buckets
-            .get(&req.input.bucket)
-            .ok_or_else(|| no_bucket(&req.input.bucket))?;
+        let b = bucket(&st, &req.input.bucket)?;
         Ok(S3Response::new(GetBucketVersioningOutput {
             status: b.versioning.clone().map(BucketVersioningStatus::from),
             ..Default::default()
@@ -849,10 +857,7 @@ impl S3 for S3Svc {
         let i = req.input;
         let v = {
             let st = self.state();
-            let b = st
-                .buckets
-                .get(&i.bucket)
-                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let b = bucket(&st, &i.bucket)?;
             let v = pick(b, &i.key, i.version_id.as_ref())?.clone();
             check_conditions(
                 &v,
@@ -922,10 +927,7 @@ impl S3 for S3Svc {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = req.input;
         let st = self.state();
-        let b = st
-            .buckets
-            .get(&i.bucket)
-            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let b = bucket(&st, &i.bucket)?;
         let v = pick(b, &i.key, i.version_id.as_ref())?;
         check_conditions(
             v,
@@ -968,10 +970,7 @@ impl S3 for S3Svc {
         let i = req.input;
         let (rx, g, out) = {
             let mut st = self.state();
-            let b = st
-                .buckets
-                .get(&i.bucket)
-                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let b = bucket(&st, &i.bucket)?;
             let (op, out) = delete_op(b, &i.bucket, &i.key, i.version_id.clone());
             match op {
                 Some(op) => {
@@ -1001,10 +1000,7 @@ impl S3 for S3Svc {
         let quiet = i.delete.quiet.unwrap_or(false);
         let (rx, g, deleted) = {
             let mut st = self.state();
-            let b = st
-                .buckets
-                .get(&i.bucket)
-                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let b = bucket(&st, &i.bucket)?;
             let mut ops = Vec::new();
             let mut deleted = Vec::new();
             for o in &i.delete.objects {
@@ -1049,7 +1045,7 @@ impl S3 for S3Svc {
         };
         let src = {
             let st = self.state();
-            let b = st.buckets.get(sb.as_ref()).ok_or_else(|| no_bucket(sb))?;
+            let b = bucket(&st, sb)?;
             if !st.buckets.contains_key(&i.bucket) {
                 return Err(no_bucket(&i.bucket));
             }
@@ -1165,10 +1161,7 @@ impl S3 for S3Svc {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        let enc = i
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
+        let enc = url_encoded(i.encoding_type.as_ref());
         let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
         let prefix = i.prefix.clone().unwrap_or_default();
         let after = match &i.continuation_token {
@@ -1188,10 +1181,7 @@ impl S3 for S3Svc {
             None => i.start_after.clone(),
         };
         let st = self.state();
-        let b = st
-            .buckets
-            .get(&i.bucket)
-            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let b = bucket(&st, &i.bucket)?;
         let (contents, prefixes, next) = list_keys(
             b,
             &prefix,
@@ -1224,17 +1214,11 @@ impl S3 for S3Svc {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        let enc = i
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
+        let enc = url_encoded(i.encoding_type.as_ref());
         let max = i.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
         let prefix = i.prefix.clone().unwrap_or_default();
         let st = self.state();
-        let b = st
-            .buckets
-            .get(&i.bucket)
-            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let b = bucket(&st, &i.bucket)?;
         let (contents, prefixes, next) = list_keys(
             b,
             &prefix,
@@ -1263,17 +1247,11 @@ impl S3 for S3Svc {
         req: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let i = req.input;
-        let enc = i
-            .encoding_type
-            .as_ref()
-            .is_some_and(|e| e.as_str() == "url");
+        let enc = url_encoded(i.encoding_type.as_ref());
         let max = i.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
         let prefix = i.prefix.clone().unwrap_or_default();
         let st = self.state();
-        let b = st
-            .buckets
-            .get(&i.bucket)
-            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let b = bucket(&st, &i.bucket)?;
         let mut versions = Vec::new();
         let mut markers = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
@@ -1325,10 +1303,7 @@ impl S3 for S3Svc {
                         version_id: Some(v.version_id.clone()),
                         is_latest: Some(idx == latest),
                         last_modified: Some(ts(v.modified)),
-                        owner: Some(Owner {
-                            display_name: Some("pantstack".into()),
-                            id: Some(crate::ACCOUNT.into()),
-                        }),
+                        owner: Some(owner()),
                     });
                 } else {
                     versions.push(ObjectVersion {
@@ -1341,10 +1316,7 @@ impl S3 for S3Svc {
                         storage_class: Some(ObjectVersionStorageClass::from_static(
                             ObjectVersionStorageClass::STANDARD,
                         )),
-                        owner: Some(Owner {
-                            display_name: Some("pantstack".into()),
-                            id: Some(crate::ACCOUNT.into()),
-                        }),
+                        owner: Some(owner()),
                         ..Default::default()
                     });
                 }
@@ -1445,10 +1417,7 @@ impl S3 for S3Svc {
         }
         let algorithm = {
             let st = self.state();
-            let b = st
-                .buckets
-                .get(&i.bucket)
-                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let b = bucket(&st, &i.bucket)?;
             let u = b
                 .uploads
                 .get(&i.upload_id)
@@ -1525,10 +1494,7 @@ impl S3 for S3Svc {
         }
         let (upload, versioning) = {
             let st = self.state();
-            let b = st
-                .buckets
-                .get(&i.bucket)
-                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let b = bucket(&st, &i.bucket)?;
             let u = b
                 .uploads
                 .get(&i.upload_id)
@@ -1662,10 +1628,7 @@ impl S3 for S3Svc {
         let i = req.input;
         let (rx, g) = {
             let mut st = self.state();
-            let b = st
-                .buckets
-                .get(&i.bucket)
-                .ok_or_else(|| no_bucket(&i.bucket))?;
+            let b = bucket(&st, &i.bucket)?;
             if !b.uploads.contains_key(&i.upload_id) {
                 return Err(s3_error!(
                     NoSuchUpload,
@@ -1690,10 +1653,7 @@ impl S3 for S3Svc {
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let i = req.input;
         let st = self.state();
-        let b = st
-            .buckets
-            .get(&i.bucket)
-            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let b = bucket(&st, &i.bucket)?;
         let u = b
             .uploads
             .get(&i.upload_id)
@@ -1742,10 +1702,7 @@ impl S3 for S3Svc {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let i = req.input;
         let st = self.state();
-        let b = st
-            .buckets
-            .get(&i.bucket)
-            .ok_or_else(|| no_bucket(&i.bucket))?;
+        let b = bucket(&st, &i.bucket)?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let uploads = b
             .uploads

@@ -147,7 +147,7 @@ pub fn md5_of_attributes(attrs: &Map<String, Value>) -> String {
         if ty.starts_with("Binary") {
             h.update([2u8]);
             let bin = text(a, "BinaryValue")
-                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                .and_then(crate::unb64)
                 .unwrap_or_default();
             put(&mut h, &bin);
         } else {

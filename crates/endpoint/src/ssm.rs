@@ -6,7 +6,6 @@
 use crate::error::ApiError;
 use crate::keys::Keyring;
 use crate::sqs::{int, text};
-use base64::Engine;
 use pantstack_ssm::{Error as PErr, Store, Type, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -45,16 +44,6 @@ fn p_err(e: PErr) -> ApiError {
         PErr::VersionNotFound(m) => ApiError::bad("ParameterVersionNotFound", m),
         PErr::TypeMismatch(m) => ApiError::bad("HierarchyTypeMismatchException", m),
     }
-}
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn unb64(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .unwrap_or_default()
 }
 
 /// The default key of SecureStrings, as AWS names it.
@@ -98,7 +87,7 @@ impl Params {
                     .put(
                         name,
                         kind,
-                        unb64(value),
+                        crate::unb64(value).unwrap_or_default(),
                         *plain_len,
                         key_id.as_deref(),
                         description.as_deref(),
@@ -116,7 +105,8 @@ impl Params {
                 version,
                 value,
             } => {
-                self.store.set_value(name, *version, unb64(value));
+                self.store
+                    .set_value(name, *version, crate::unb64(value).unwrap_or_default());
                 Ok(*version)
             }
         }
@@ -139,7 +129,7 @@ impl Params {
         }
         if !decrypt {
             // AWS returns the ciphertext blob, base64.
-            return Ok(b64(&v.value));
+            return Ok(crate::b64(&v.value));
         }
         let plain = keys
             .open(name.as_bytes(), &v.value)
@@ -269,7 +259,7 @@ impl Params {
                 let op = Op::Put {
                     name,
                     kind,
-                    value: b64(&stored),
+                    value: crate::b64(&stored),
                     plain_len: value.len(),
                     key_id,
                     description: text(input, "Description").map(str::to_string),
@@ -440,7 +430,7 @@ impl Params {
             ops.push(Op::Rekey {
                 name: name.to_string(),
                 version: v.version,
-                value: b64(&sealed),
+                value: crate::b64(&sealed),
             });
         }
         Ok(ops)

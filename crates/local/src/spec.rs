@@ -195,6 +195,32 @@ pub struct QueueDecl {
     pub dead_letter: Option<(String, u32)>,
 }
 
+/// The name of a service's worker unit.
+pub fn worker_unit(service: &str) -> String {
+    format!("{service}-worker")
+}
+
+/// Every unit's name (each gets its own AWS credentials), without resolving settings.
+pub fn unit_names(repo: &Monorepo) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in &repo.services {
+        if u.service.http.is_some() {
+            out.push(u.service.name.clone());
+        }
+        if u.service.worker.is_some() {
+            out.push(worker_unit(&u.service.name));
+        }
+    }
+    out
+}
+
+/// The region of an environment's local AWS endpoint: its foundation's, else us-east-1.
+pub fn region(repo: &Monorepo, env: &str) -> String {
+    repo.region_for(Monorepo::stack_name(env))
+        .map(|(r, _)| r)
+        .unwrap_or_else(|| "us-east-1".to_string())
+}
+
 /// Every bucket of the environment's manifests: its local name and whether
 /// versioning is on.
 pub fn buckets(repo: &Monorepo, env: &str) -> Vec<(String, bool)> {
@@ -346,7 +372,7 @@ pub fn units_of(
     // The worker role: `{service}-worker`, with its own image when it has one.
     let worker = |w: &pantstack_model::service::Worker| {
         let mut wu = base(
-            format!("{}-worker", svc.name),
+            worker_unit(&svc.name),
             "worker",
             w.local.clone().unwrap_or_default(),
             w.command.clone(),

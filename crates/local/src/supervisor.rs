@@ -151,14 +151,8 @@ async fn start_aws(
     repo: &pantstack_model::Monorepo,
     saved: &Value,
 ) -> Result<Aws, String> {
-    let region = repo
-        .region_for(pantstack_model::Monorepo::stack_name(&cfg.env))
-        .map(|(r, _)| r)
-        .unwrap_or_else(|| "us-east-1".to_string());
-    let principals: Vec<String> = spec::units(repo, &cfg.env, cfg.runtime, &spec::Aws::default())
-        .into_iter()
-        .map(|u| u.name)
-        .collect();
+    let region = spec::region(repo, &cfg.env);
+    let principals = spec::unit_names(repo);
     let core = pantstack_endpoint::Core::open(&pantstack_endpoint::Config {
         dir: paths.aws(),
         key_file: pantstack_endpoint::keys::key_file(&cfg.root, &cfg.env),
