@@ -78,35 +78,74 @@ fn request_id() -> String {
     )
 }
 
+/// How long a stopping endpoint lets requests in progress finish.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Binds 127.0.0.1:`port` (0: any free port) and serves `core` until shut down.
+///
+/// The endpoint runs on a thread of its own (`pantstack-aws`) with a current-thread
+/// runtime: its event loop parses every ready request, then syncs their journal
+/// records as one group before it waits again (see `journal`), with no hand-off
+/// between threads on the way.
 pub async fn serve(core: Arc<Core>, port: u16) -> std::io::Result<Server> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
     core.set_base_url(format!("http://127.0.0.1:{port}"));
-    let (stop, mut stopped) = watch::channel(false);
-    let s3 = crate::s3svc::service(core.clone());
-    tokio::spawn(async move {
-        loop {
-            let conn = tokio::select! {
-                c = listener.accept() => c,
-                _ = stopped.changed() => break,
-            };
-            let Ok((stream, _)) = conn else { continue };
-            let _ = stream.set_nodelay(true);
-            let core = core.clone();
-            let s3 = s3.clone();
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let svc =
-                    hyper::service::service_fn(move |req| handle(core.clone(), s3.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(io, svc)
-                    .await;
-            });
-        }
-    });
+    let (stop, stopped) = watch::channel(false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("pantstack-aws".into())
+        .spawn(move || rt.block_on(run(core, listener, stopped)))?;
     Ok(Server { port, stop })
+}
+
+async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watch::Receiver<bool>) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
+    let journal = core.journal.clone();
+    let flusher = tokio::spawn(async move { journal.run_flusher().await });
+    let s3 = crate::s3svc::service(core.clone());
+    let open = Arc::new(AtomicU64::new(0));
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let _ = stream.set_nodelay(true);
+        let core = core.clone();
+        let s3 = s3.clone();
+        let mut stop = stopped.clone();
+        let open = open.clone();
+        open.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let svc = hyper::service::service_fn(move |req| handle(core.clone(), s3.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(io, svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            open.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    drop(listener);
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    while open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    flusher.abort();
+    core.journal.flush();
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -214,11 +214,7 @@ impl Core {
     }
 
     async fn durable(rx: journal::Durable) -> Result<(), ApiError> {
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ApiError::internal(e)),
-            Err(_) => Err(ApiError::internal("the journal writer has stopped")),
-        }
+        rx.wait().await.map_err(ApiError::internal)
     }
 
     fn records<T>(ops: Vec<T>, wrap: fn(T) -> Record) -> Vec<Vec<u8>> {

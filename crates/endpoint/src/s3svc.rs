@@ -64,10 +64,8 @@ impl S3Svc {
     /// Journals ops applied under the lock, waits until durable, then deletes what
     /// they freed.
     async fn commit(&self, rx: crate::journal::Durable, garbage: Vec<String>) -> S3Result<()> {
-        match rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(s3_error!(InternalError, "{e}")),
-            Err(_) => return Err(s3_error!(InternalError, "the journal writer stopped")),
+        if let Err(e) = rx.wait().await {
+            return Err(s3_error!(InternalError, "{e}"));
         }
         let dir = self.dir().to_path_buf();
         if !garbage.is_empty() {

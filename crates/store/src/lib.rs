@@ -7,7 +7,7 @@
 //! checksum does not hold), so a half-written record is never seen.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Records larger than this are refused (S3's 5 GiB objects go to their own files;
@@ -16,33 +16,24 @@ pub const MAX_RECORD: usize = 16 * 1024 * 1024;
 
 const HEADER: usize = 8;
 
-/// CRC-32 (IEEE, reflected, as zlib), table-driven.
+/// CRC-32 (IEEE, reflected, as zlib), with the CPU's carry-less multiply where it
+/// has one (a 4 KiB record costs ~0.2 µs instead of ~6 µs table-driven).
 pub fn crc32(data: &[u8]) -> u32 {
-    const fn table() -> [u32; 256] {
-        let mut t = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[i] = c;
-            i += 1;
-        }
-        t
+    // The algorithm is 32 bits wide: the u64 holds a u32.
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, data) as u32
+}
+
+/// Appends `payload` to `out` as one framed record (`len | crc32 | payload`), the
+/// bytes `append_framed` writes.
+pub fn frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    if payload.len() > MAX_RECORD {
+        return Err(Error::TooLarge(payload.len()));
     }
-    const T: [u32; 256] = table();
-    let mut c = !0u32;
-    for &b in data {
-        c = T[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    out.reserve(payload.len() + HEADER);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -62,6 +53,29 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// What Linux answers when a file system cannot do direct I/O.
+const EINVAL: i32 = libc::EINVAL;
+
+/// How appends reach the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    /// Direct, synchronous block writes into preallocated space where the file
+    /// system allows them, else buffered.
+    Direct,
+    /// Buffered append + `fdatasync`.
+    Buffered,
+}
+
+/// A second handle for direct, synchronous writes, where the file system allows it.
+fn direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
+        .open(path)
+        .ok()
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io(e)
@@ -76,23 +90,61 @@ pub struct Recovery {
     pub truncated: u64,
 }
 
+/// Direct writes go in whole blocks of this size, at offsets aligned to it.
+const BLOCK: usize = 4096;
+/// The log grows by zero-filled, synced chunks of at least this size, so an append
+/// overwrites blocks that already exist and its sync carries no metadata.
+const MIN_CHUNK: u64 = 4 * 1024 * 1024;
+const MAX_CHUNK: u64 = 64 * 1024 * 1024;
+
 pub struct Log {
     path: PathBuf,
     file: File,
+    /// Bytes of records (the log's logical length).
     len: u64,
+    /// How appends reach the disk.
+    mode: Mode,
+}
+
+enum Mode {
+    /// `O_DIRECT | O_DSYNC` writes of whole blocks into preallocated space: one
+    /// write, no separate flush call, no file-size change to journal.
+    Direct {
+        file: File,
+        /// Bytes on disk (zeros past `len`), synced.
+        allocated: u64,
+        /// The records' bytes in the last, partial block (rewritten, unchanged,
+        /// with the next append).
+        tail: Vec<u8>,
+        /// Reused write buffer; the block-aligned window is found in it.
+        buf: Vec<u8>,
+    },
+    /// Buffered append + `fdatasync`, where the file system refuses direct I/O
+    /// (tmpfs).
+    Buffered,
 }
 
 impl Log {
     /// Opens (or creates) the log, calling `each` for every intact record in order,
     /// and cuts a torn tail.
-    pub fn open(path: &Path, mut each: impl FnMut(&[u8])) -> Result<(Log, Recovery), Error> {
+    pub fn open(path: &Path, each: impl FnMut(&[u8])) -> Result<(Log, Recovery), Error> {
+        Self::open_as(path, Writes::Direct, each)
+    }
+
+    /// `open`, choosing how appends are written.
+    pub fn open_as(
+        path: &Path,
+        writes: Writes,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<(Log, Recovery), Error> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
-            .append(true)
+            .write(true)
+            .truncate(false)
             .open(path)?;
         let mut data = Vec::new();
         file.seek(SeekFrom::Start(0))?;
@@ -103,7 +155,8 @@ impl Log {
             let len =
                 u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
             let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
-            if len > MAX_RECORD || data.len() - at - HEADER < len {
+            // An empty header is where the records end and preallocated space starts.
+            if len == 0 || len > MAX_RECORD || data.len() - at - HEADER < len {
                 break;
             }
             let payload = &data[at + HEADER..at + HEADER + len];
@@ -114,8 +167,13 @@ impl Log {
             records += 1;
             at += HEADER + len;
         }
-        let truncated = (data.len() - at) as u64;
-        if truncated > 0 {
+        // Zeros past the end are preallocated space; anything else is a torn write.
+        let truncated = if data[at..].iter().any(|&b| b != 0) {
+            (data.len() - at) as u64
+        } else {
+            0
+        };
+        if data.len() > at {
             file.set_len(at as u64)?;
             file.sync_all()?;
         }
@@ -124,11 +182,25 @@ impl Log {
         {
             let _ = d.sync_all();
         }
+        let handle = match writes {
+            Writes::Direct => direct(path),
+            Writes::Buffered => None,
+        };
+        let mode = match handle {
+            Some(direct) => Mode::Direct {
+                file: direct,
+                allocated: at as u64,
+                tail: data[at - at % BLOCK..at].to_vec(),
+                buf: Vec::new(),
+            },
+            None => Mode::Buffered,
+        };
         Ok((
             Log {
                 path: path.to_path_buf(),
                 file,
                 len: at as u64,
+                mode,
             },
             Recovery { records, truncated },
         ))
@@ -143,26 +215,95 @@ impl Log {
     pub fn append_all(&mut self, payloads: &[&[u8]]) -> Result<(), Error> {
         let mut buf = Vec::with_capacity(payloads.iter().map(|p| p.len() + HEADER).sum());
         for p in payloads {
-            if p.len() > MAX_RECORD {
-                return Err(Error::TooLarge(p.len()));
-            }
-            buf.extend_from_slice(&(p.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&crc32(p).to_le_bytes());
-            buf.extend_from_slice(p);
+            frame(p, &mut buf)?;
         }
-        if let Err(e) = self
+        self.append_framed(&buf)
+    }
+
+    /// Appends records already framed by `frame` with one write and one sync.
+    pub fn append_framed(&mut self, records: &[u8]) -> Result<(), Error> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let result = match &mut self.mode {
+            Mode::Direct { .. } => self.append_direct(records),
+            Mode::Buffered => self.append_buffered(records),
+        };
+        match result {
+            Ok(()) => {
+                self.len += records.len() as u64;
+                Ok(())
+            }
+            Err(e)
+                if e.raw_os_error() == Some(EINVAL) && matches!(self.mode, Mode::Direct { .. }) =>
+            {
+                // Direct I/O refused after all: buffered from here on.
+                self.mode = Mode::Buffered;
+                self.append_framed(records)
+            }
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    fn append_buffered(&mut self, records: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let r = self
             .file
-            .write_all(&buf)
-            .and_then(|_| self.file.sync_data())
-        {
+            .write_all_at(records, self.len)
+            .and_then(|_| self.file.sync_data());
+        if r.is_err() {
             // Leave no partial record behind for later appends to follow.
             let _ = self.file.set_len(self.len);
-            return Err(Error::Io(e));
         }
-        self.len += buf.len() as u64;
+        r
+    }
+
+    fn append_direct(&mut self, records: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let Mode::Direct {
+            file,
+            allocated,
+            tail,
+            buf,
+        } = &mut self.mode
+        else {
+            return Err(std::io::Error::from_raw_os_error(EINVAL));
+        };
+        let end = self.len + records.len() as u64;
+        if end > *allocated {
+            // Grow by zero-filled blocks, synced (size included) before use.
+            let chunk = (*allocated / 4).clamp(MIN_CHUNK, MAX_CHUNK);
+            let target = (end + chunk).div_ceil(BLOCK as u64) * BLOCK as u64;
+            let zeros = vec![0u8; 1 << 20];
+            let mut at = *allocated;
+            while at < target {
+                let n = (target - at).min(zeros.len() as u64) as usize;
+                self.file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            self.file.sync_all()?;
+            *allocated = target;
+        }
+        // The write: the tail block's records, the new ones, zeros to a block end.
+        let start = self.len - tail.len() as u64;
+        let used = tail.len() + records.len();
+        let size = used.div_ceil(BLOCK) * BLOCK;
+        buf.clear();
+        buf.resize(size + BLOCK, 0);
+        let skew = (BLOCK - buf.as_ptr() as usize % BLOCK) % BLOCK;
+        let window = &mut buf[skew..skew + size];
+        window[..tail.len()].copy_from_slice(tail);
+        window[tail.len()..used].copy_from_slice(records);
+        file.write_all_at(window, start)?;
+        // The new partial block (the records' bytes in it) for the next append.
+        let keep = used % BLOCK;
+        let from = used - keep;
+        tail.clear();
+        tail.extend_from_slice(&window[from..used]);
         Ok(())
     }
 
+    /// Bytes of records in the log.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -173,6 +314,22 @@ impl Log {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether appends are direct block writes (false: buffered + `fdatasync`).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.mode, Mode::Direct { .. })
+    }
+}
+
+impl Drop for Log {
+    /// A clean close leaves no preallocated space behind.
+    fn drop(&mut self) {
+        if let Mode::Direct { allocated, .. } = &self.mode
+            && *allocated > self.len
+        {
+            let _ = self.file.set_len(self.len);
+        }
     }
 }
 
