@@ -53,9 +53,6 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// What Linux answers when a file system cannot do direct I/O.
-const EINVAL: i32 = libc::EINVAL;
-
 /// How appends reach the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Writes {
@@ -95,7 +92,8 @@ const BLOCK: usize = 4096;
 /// The log grows by zero-filled, synced chunks of at least this size, so an append
 /// overwrites blocks that already exist and its sync carries no metadata.
 const MIN_CHUNK: u64 = 4 * 1024 * 1024;
-const MAX_CHUNK: u64 = 64 * 1024 * 1024;
+/// At most this much is zero-filled at once (a pause of tens of milliseconds).
+const MAX_CHUNK: u64 = 16 * 1024 * 1024;
 
 pub struct Log {
     path: PathBuf,
@@ -235,9 +233,11 @@ impl Log {
                 Ok(())
             }
             Err(e)
-                if e.raw_os_error() == Some(EINVAL) && matches!(self.mode, Mode::Direct { .. }) =>
+                if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP))
+                    && matches!(self.mode, Mode::Direct { .. }) =>
             {
-                // Direct I/O refused after all: buffered from here on.
+                // Direct I/O refused after all (the file system says EINVAL or
+                // EOPNOTSUPP): buffered from here on.
                 self.mode = Mode::Buffered;
                 self.append_framed(records)
             }
@@ -267,12 +267,12 @@ impl Log {
             buf,
         } = &mut self.mode
         else {
-            return Err(std::io::Error::from_raw_os_error(EINVAL));
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         };
         let end = self.len + records.len() as u64;
         if end > *allocated {
             // Grow by zero-filled blocks, synced (size included) before use.
-            let chunk = (*allocated / 4).clamp(MIN_CHUNK, MAX_CHUNK);
+            let chunk = (*allocated / 8).clamp(MIN_CHUNK, MAX_CHUNK);
             let target = (end + chunk).div_ceil(BLOCK as u64) * BLOCK as u64;
             let zeros = vec![0u8; 1 << 20];
             let mut at = *allocated;
