@@ -361,6 +361,19 @@ pub fn verify(
     body_sha256: &str,
     now: i64,
 ) -> Result<(), SigError> {
+    let key = signing_key(secret, &signed.date, &signed.region, &signed.service);
+    verify_with_key(req, signed, &key, body_sha256, now)
+}
+
+/// `verify` with the signing key already derived (`signing_key` of the secret and
+/// the signature's date, region and service), for callers that cache it.
+pub fn verify_with_key(
+    req: &Request<'_>,
+    signed: &Signed,
+    key: &[u8],
+    body_sha256: &str,
+    now: i64,
+) -> Result<(), SigError> {
     let t = parse_amz_date(&signed.amz_date).ok_or_else(|| {
         SigError::Malformed(format!(
             "X-Amz-Date `{}` is not yyyymmddThhmmssZ",
@@ -405,8 +418,7 @@ pub fn verify(
         signed.amz_date,
         sha256_hex(creq.as_bytes())
     );
-    let key = signing_key(secret, &signed.date, &signed.region, &signed.service);
-    let expected = hex(&hmac(&key, to_sign.as_bytes()));
+    let expected = hex(&hmac(key, to_sign.as_bytes()));
     // Constant time: the comparison does not stop at the first difference.
     let diff = expected
         .bytes()

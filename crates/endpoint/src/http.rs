@@ -394,7 +394,8 @@ fn authenticate(
         ));
     }
     let now = (crate::now_ms() / 1000) as i64;
-    sigv4::verify(req, &signed, secret, &sigv4::sha256_hex(body), now).map_err(auth)?;
+    let key = core.signing_key(&signed, secret);
+    sigv4::verify_with_key(req, &signed, &key, &sigv4::sha256_hex(body), now).map_err(auth)?;
     Ok((principal.to_string(), signed.access_key))
 }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The account id of the local cloud (as LocalStack and moto use).
@@ -75,6 +75,8 @@ pub struct Core {
     _lock: std::fs::File,
     /// `http://127.0.0.1:PORT` once serving (queue URLs are built from it).
     base_url: RwLock<String>,
+    /// SigV4 signing keys by access key/day/region/service.
+    signing_keys: Mutex<HashMap<String, Arc<[u8]>>>,
 }
 
 /// Standard base64 (SecureString blobs, S3 checksums, inline objects).
@@ -181,6 +183,7 @@ impl Core {
             journal,
             _lock: lock_file,
             base_url: RwLock::new(String::new()),
+            signing_keys: Mutex::new(HashMap::new()),
         })
     }
 
@@ -207,6 +210,36 @@ impl Core {
         self.creds
             .get(access_key)
             .map(|(p, s)| (p.as_str(), s.as_str()))
+    }
+
+    /// The SigV4 signing key of `secret` for a signature's day, region and service,
+    /// derived once per day (four HMACs saved per request).
+    pub(crate) fn signing_key(
+        &self,
+        signed: &pantstack_awsproto::sigv4::Signed,
+        secret: &str,
+    ) -> Arc<[u8]> {
+        let id = format!(
+            "{}/{}/{}/{}",
+            signed.access_key, signed.date, signed.region, signed.service
+        );
+        let mut cache = lock(&self.signing_keys);
+        if let Some(k) = cache.get(&id) {
+            return k.clone();
+        }
+        let key: Arc<[u8]> = pantstack_awsproto::sigv4::signing_key(
+            secret,
+            &signed.date,
+            &signed.region,
+            &signed.service,
+        )
+        .into();
+        // A day's keys for a handful of principals; old days are dropped wholesale.
+        if cache.len() >= 256 {
+            cache.clear();
+        }
+        cache.insert(id, key.clone());
+        key
     }
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
