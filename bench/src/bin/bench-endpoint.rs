@@ -17,13 +17,9 @@ fn main() {
         eprintln!("usage: bench-endpoint DIR PORT");
         std::process::exit(2);
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::env::var("BW")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2),
-        )
+    // The endpoint runs on a thread of its own (`http::serve`); this runtime only
+    // starts it and waits.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
