@@ -109,7 +109,8 @@ async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watc
     let journal = core.journal.clone();
     let flusher = tokio::spawn(async move { journal.run_flusher().await });
     let s3 = crate::s3svc::service(core.clone());
-    let open = Arc::new(AtomicU64::new(0));
+    // Every connection holds a sender; when the last is gone, all have finished.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -121,7 +122,6 @@ async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watc
         let s3 = s3.clone();
         let mut stop = stopped.clone();
         let open = open.clone();
-        open.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let io = hyper_util::rt::TokioIo::new(stream);
             let svc = hyper::service::service_fn(move |req| handle(core.clone(), s3.clone(), req));
@@ -136,14 +136,12 @@ async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watc
                     let _ = conn.await;
                 }
             }
-            open.fetch_sub(1, Ordering::SeqCst);
+            drop(open);
         });
     }
     drop(listener);
-    let deadline = tokio::time::Instant::now() + DRAIN;
-    while open.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    drop(open);
+    let _ = tokio::time::timeout(DRAIN, all_closed.recv()).await;
     flusher.abort();
     core.journal.flush();
 }
