@@ -4,6 +4,8 @@
 //! listener rules, WebSocket upgrades, streaming both ways, an access log in ALB's
 //! format). The decisions (health, selection) are `crate::core`; this is the shell.
 
+mod h1;
+
 use crate::core::balance::{self, Algorithm, Candidate};
 use crate::core::health::{State, TargetHealth};
 use crate::spec::{HttpSpec, Rule};
@@ -388,6 +390,10 @@ fn hex_into(out: &mut [u8], v: u64, digits: usize) {
 
 /// A random UUID-shaped request id (version 4 layout), as ALB's are.
 pub fn request_id() -> String {
+    String::from_utf8_lossy(&request_id_bytes()).into_owned()
+}
+
+fn request_id_bytes() -> [u8; 36] {
     let (a, b) = (random_u64(), random_u64());
     let mut buf = *b"00000000-0000-4000-8000-000000000000";
     hex_into(&mut buf[0..8], a >> 32, 8);
@@ -395,11 +401,15 @@ pub fn request_id() -> String {
     hex_into(&mut buf[15..18], a, 3);
     hex_into(&mut buf[19..23], (b >> 48) & 0x3fff | 0x8000, 4);
     hex_into(&mut buf[24..36], b, 12);
-    String::from_utf8_lossy(&buf).into_owned()
+    buf
 }
 
 /// `Root=1-{epoch seconds, 8 hex}-{24 hex}`, X-Ray's trace id format.
 fn trace_id() -> String {
+    String::from_utf8_lossy(&trace_id_bytes()).into_owned()
+}
+
+fn trace_id_bytes() -> [u8; 40] {
     let secs = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -408,7 +418,7 @@ fn trace_id() -> String {
     hex_into(&mut buf[7..15], secs, 8);
     hex_into(&mut buf[16..32], random_u64(), 16);
     hex_into(&mut buf[32..40], random_u64(), 8);
-    String::from_utf8_lossy(&buf).into_owned()
+    buf
 }
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -501,9 +511,10 @@ pub struct Balancer {
     stop: watch::Sender<bool>,
 }
 
-/// Per worker thread: its upstream connections, its view of the target group and
-/// its access-log buffer.
+/// Per worker thread: its upstream connections (the fast path's and the general
+/// path's), its view of the target group and its access-log buffer.
 struct Worker {
+    raw: h1::RawPool,
     pool: Arc<Pool>,
     view: Mutex<View>,
     log: Mutex<Vec<u8>>,
@@ -591,6 +602,7 @@ impl Balancer {
                             }
                         };
                         let worker = Arc::new(Worker {
+                            raw: h1::RawPool::default(),
                             pool: Arc::new(Pool::default()),
                             view: Mutex::new(View {
                                 generation: 0,
@@ -612,9 +624,18 @@ impl Balancer {
                                     let (b, w) = (me.clone(), worker.clone());
                                     let idle = Duration::from_millis(b.spec().idle_timeout_ms);
                                     // Computed once per connection.
-                                    let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-                                        .unwrap_or(HeaderValue::from_static("-"));
+                                    let peer_ip = peer.ip().to_string();
                                     tokio::spawn(async move {
+                                        // The fast path first; what it cannot take goes,
+                                        // with the bytes read so far, to the general one.
+                                        let Some((stream, read)) = b
+                                            .serve_fast(&w, stream, peer, peer_ip.as_bytes(), idle)
+                                            .await
+                                        else {
+                                            return;
+                                        };
+                                        let peer_ip = HeaderValue::from_str(&peer_ip)
+                                            .unwrap_or(HeaderValue::from_static("-"));
                                         let svc = hyper::service::service_fn(move |req| {
                                             let (b, w, ip) = (b.clone(), w.clone(), peer_ip.clone());
                                             async move { Ok::<_, Infallible>(b.handle(&w, peer, &ip, req).await) }
@@ -623,7 +644,7 @@ impl Balancer {
                                             .keep_alive(true)
                                             .timer(TokioTimer::new())
                                             .header_read_timeout(idle)
-                                            .serve_connection(TokioIo::new(stream), svc)
+                                            .serve_connection(TokioIo::new(h1::Prefixed::new(read, stream)), svc)
                                             .with_upgrades()
                                             .await;
                                     });

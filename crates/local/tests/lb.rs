@@ -412,3 +412,286 @@ async fn listener_rules_route_by_path_and_host() {
     assert_eq!(code, 200);
     lb.shutdown();
 }
+
+/// A backend written by hand, to give the balancer answers a library would not:
+/// it reads one request head (and a `Content-Length` body) at a time and answers by
+/// path. `/close-after` answers with a length and then closes without saying so;
+/// `/until-close` has no length (the body ends with the connection); `/big` is
+/// 1 MiB; `/empty` is 204; `/continue` sends a 103 before its answer; anything else
+/// echoes the method, the path and the body's length, keeping the connection.
+async fn raw_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                break;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break p + 4;
+                        }
+                        let mut tmp = [0u8; 4096];
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + len {
+                        let mut tmp = [0u8; 65536];
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    buf.drain(..end + len);
+                    let mut words = head.split(' ');
+                    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                    let answer = match path {
+                        "/close-after" => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nclosed").await;
+                            return;
+                        }
+                        "/until-close" => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nno length, ").await;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            let _ = s.write_all(b"ends at close").await;
+                            return;
+                        }
+                        "/big" => {
+                            let mut a = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+                            a.extend((0..1_048_576u32).map(|i| b'a' + (i % 26) as u8));
+                            a
+                        }
+                        "/empty" => b"HTTP/1.1 204 No Content\r\nX-Kept: yes\r\n\r\n".to_vec(),
+                        "/continue" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal".to_vec(),
+                        _ => {
+                            let body = format!("{method} {path} {len}");
+                            let mut a = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\n",
+                                body.len()
+                            )
+                            .into_bytes();
+                            if method != "HEAD" {
+                                a.extend_from_slice(body.as_bytes());
+                            }
+                            a
+                        }
+                    };
+                    if s.write_all(&answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one response from a kept-alive connection: (status, head, body), the body
+/// by its `Content-Length` (none for HEAD or 204).
+async fn read_response(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    bodyless: bool,
+) -> (u16, String, Vec<u8>) {
+    let read_more = async |s: &mut TcpStream, buf: &mut Vec<u8>| {
+        let mut tmp = [0u8; 65536];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        read_more(s, buf).await;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let len: usize = if bodyless {
+        0
+    } else {
+        head.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap()
+    };
+    while buf.len() < end + len {
+        read_more(s, buf).await;
+    }
+    let body = buf[end..end + len].to_vec();
+    buf.drain(..end + len);
+    (code, head, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keeps_connections_alive_and_answers_pipelined_requests_in_order() {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    lb.register(1, raw_backend().await);
+    // The health check path of the raw backend answers 200 for anything.
+    wait_state(&lb, 1, State::Healthy).await;
+    let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    // Three requests in one write, one with a small body, split mid-head.
+    let body = "x".repeat(1000);
+    let all = format!(
+        "GET /one HTTP/1.1\r\nHost: a\r\n\r\nPOST /two HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}HEAD /three HTTP/1.1\r\nHost: a\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = all.as_bytes().split_at(30);
+    s.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.write_all(rest).await.unwrap();
+    let mut buf = Vec::new();
+    let (code, head, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((code, b.as_slice()), (200, &b"GET /one 0"[..]), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("x-request-id: "), "{head}");
+    assert!(
+        !lower.contains("keep-alive") && !lower.contains("connection:"),
+        "hop-by-hop response headers are not forwarded: {head}"
+    );
+    let (code, _, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((code, b.as_slice()), (200, &b"POST /two 1000"[..]));
+    let (code, head, _) = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(code, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 13"),
+        "{head}"
+    );
+    // The same connection keeps working (nothing stray was left from HEAD).
+    s.write_all(b"GET /four HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, _, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((code, b.as_slice()), (200, &b"GET /four 0"[..]));
+    // A body above the inline limit goes the streaming way, on the same connection.
+    let big = vec![b'y'; 200_000];
+    s.write_all(
+        format!(
+            "PUT /five HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+            big.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.write_all(&big).await.unwrap();
+    let (code, _, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((code, b.as_slice()), (200, &b"PUT /five 200000"[..]));
+    s.write_all(b"GET /six HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, _, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((code, b.as_slice()), (200, &b"GET /six 0"[..]));
+    lb.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_every_kind_of_response_and_survives_targets_closing_connections() {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    lb.register(1, raw_backend().await);
+    wait_state(&lb, 1, State::Healthy).await;
+    let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    let mut buf = Vec::new();
+    // The target closes every connection after answering, without saying so: the
+    // pooled connection is dead when the next request comes, and that request
+    // still succeeds.
+    for i in 0..20 {
+        let path = if i % 2 == 0 { "/close-after" } else { "/plain" };
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (code, head, b) = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(code, 200, "request {i}: {head}");
+        if i % 2 == 0 {
+            assert_eq!(b, b"closed");
+        }
+    }
+    // 204 has no body; 1xx heads are passed on before the final answer.
+    s.write_all(b"GET /empty HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, head, _) = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(code, 204);
+    assert!(head.contains("X-Kept: yes"), "{head}");
+    s.write_all(b"GET /continue HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, _, _) = read_response(&mut s, &mut buf, true).await;
+    assert_eq!(code, 103);
+    let (code, _, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!((code, b.as_slice()), (200, &b"final"[..]));
+    // A large body arrives whole and in order.
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, _, b) = read_response(&mut s, &mut buf, false).await;
+    assert_eq!(code, 200);
+    assert_eq!(b.len(), 1_048_576);
+    assert!(
+        b.iter()
+            .enumerate()
+            .all(|(i, c)| *c == b'a' + (i % 26) as u8)
+    );
+    // A body delimited by the target's close: the client's connection closes too.
+    let (code, head, body) = get(lb.port, "GET /until-close HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(code, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(body, "no length, ends at close");
+    lb.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_400_and_oversized_heads_431() {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    lb.register(1, raw_backend().await);
+    wait_state(&lb, 1, State::Healthy).await;
+    let (code, _, body) = get(
+        lb.port,
+        "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n",
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(body.contains("Content-Length"), "{body}");
+    let (code, _, _) = get(lb.port, "GET / HTTP/1.1\r\nHo st: a\r\n\r\n").await;
+    assert_eq!(code, 400);
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(70_000)
+    );
+    let (code, _, _) = get(lb.port, &huge).await;
+    assert_eq!(code, 431);
+    lb.shutdown();
+}

@@ -1,0 +1,1225 @@
+//! The balancer's HTTP/1.1 fast path: the proxy hop without a general HTTP library.
+//!
+//! A client connection is read into one buffer and its request head parsed in place
+//! (`httparse`); the head the target sees is written straight into an output buffer
+//! (hop-by-hop headers dropped, `X-Forwarded-*`, `X-Request-Id`, `X-Amzn-Trace-Id`
+//! set) and sent on a pooled upstream connection owned by this worker thread with one
+//! `write`. The response head is parsed the same way and rewritten for the client;
+//! the body is framed by `Content-Length`, chunked encoding (tracked, passed through
+//! unchanged) or the end of the connection, and a small response goes back with one
+//! `write`. There is no task per upstream connection, no channel and no allocation
+//! per request.
+//!
+//! What this path does not handle it hands over, with the bytes already read, to the
+//! general (hyper) path for the rest of the connection: `Upgrade` (WebSocket),
+//! `CONNECT`, request bodies that are chunked, larger than [`BODY_INLINE_MAX`] or
+//! sent after `Expect: 100-continue`, and HTTP/1.0 clients. Both paths share the
+//! target selection, health, rules and the access log.
+
+use super::{Balancer, Outstanding, Worker, request_id_bytes, rule_matches, trace_id_bytes};
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// The largest request head (request line and headers) accepted.
+const HEAD_MAX: usize = 64 * 1024;
+/// Request bodies up to this size are read whole and sent with the head; larger
+/// ones are streamed by the general path.
+pub const BODY_INLINE_MAX: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+/// Bytes asked for per read while copying a body.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Idle upstream connections of one worker thread, by target.
+#[derive(Default)]
+pub struct RawPool {
+    idle: std::sync::Mutex<Vec<(SocketAddr, TcpStream)>>,
+}
+
+/// At most this many idle upstream connections per worker.
+const POOL_MAX: usize = 1024;
+
+impl RawPool {
+    /// The most recently returned connection to `addr` that is still open. An idle
+    /// upstream connection never has anything to read, so one that the runtime has
+    /// seen become readable was closed (or misbehaved) and is dropped; the check
+    /// costs a system call only in that case.
+    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(i) = idle.iter().rposition(|(a, _)| *a == addr) {
+            let (_, s) = idle.swap_remove(i);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match s.poll_read_ready(&mut cx) {
+                Poll::Pending => return Some(s),
+                Poll::Ready(Ok(())) => {
+                    let mut probe = [0u8; 1];
+                    if let Err(e) = s.try_read(&mut probe)
+                        && e.kind() == std::io::ErrorKind::WouldBlock
+                    {
+                        return Some(s);
+                    }
+                }
+                Poll::Ready(Err(_)) => {}
+            }
+        }
+        None
+    }
+
+    fn put(&self, addr: SocketAddr, s: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < POOL_MAX {
+            idle.push((addr, s));
+        }
+    }
+}
+
+/// Why the fast path stops serving a connection.
+enum Exit {
+    /// The connection is over (closed by either side, timed out, or answered with
+    /// an error that closes it).
+    Done,
+    /// Hand the connection to the general path; the buffer holds the unread bytes
+    /// from the start of the current request.
+    Handover,
+}
+
+/// What the request head said, as ranges into the read buffer.
+struct ReqHead {
+    head_len: usize,
+    method: (usize, usize),
+    target: (usize, usize),
+    host: Option<(usize, usize)>,
+    body_len: usize,
+    close: bool,
+    has_request_id: bool,
+    has_trace: bool,
+}
+
+fn range(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    // `part` is a slice of `buf` (httparse parses in place).
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    (start, start + part.len())
+}
+
+fn at(buf: &[u8], r: (usize, usize)) -> &[u8] {
+    buf.get(r.0..r.1).unwrap_or(b"")
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded; headers the balancer
+/// sets itself are not copied either.
+fn dropped_request_header(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+fn hop_by_hop_response_header(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "upgrade",
+        "x-request-id",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+fn lists(value: &[u8], token: &str) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn parse_len(v: &[u8]) -> Option<usize> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0usize, |n, d| {
+        n.checked_mul(10)?.checked_add((d - b'0') as usize)
+    })
+}
+
+/// The origin form (`/path?query`) of a request target: absolute-form targets
+/// (`http://host/path`) lose their scheme and authority.
+fn origin_form(target: &[u8]) -> &[u8] {
+    if target.first() == Some(&b'/') || target == b"*" {
+        return target;
+    }
+    match target.windows(3).position(|w| w == b"://") {
+        Some(p) => {
+            let rest = &target[p + 3..];
+            match rest.iter().position(|b| *b == b'/' || *b == b'?') {
+                Some(q) if rest[q] == b'/' => &rest[q..],
+                Some(_) | None => b"/",
+            }
+        }
+        None => target,
+    }
+}
+
+/// A request head the fast path cannot or should not take, or a bad one.
+enum Parsed {
+    Ok(ReqHead),
+    Partial,
+    Handover,
+    Bad(&'static str),
+}
+
+/// Parses the request head at the start of `buf` and, when the fast path takes it,
+/// writes the head the target gets into `out` (without the balancer's own headers
+/// and the final empty line).
+fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Handover,
+        Err(_) => return Parsed::Bad("malformed request head"),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Parsed::Bad("malformed request line");
+    };
+    if version != 1 || method == "CONNECT" {
+        return Parsed::Handover;
+    }
+    let mut host = None;
+    let mut body_len = None;
+    let mut close = false;
+    let mut has_request_id = false;
+    let mut has_trace = false;
+    let mut connection: Option<&[u8]> = None;
+    for h in req.headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("host") {
+            host = Some(range(buf, h.value));
+        } else if n.eq_ignore_ascii_case("content-length") {
+            let Some(len) = parse_len(h.value) else {
+                return Parsed::Bad("invalid Content-Length");
+            };
+            if body_len.is_some_and(|l| l != len) {
+                return Parsed::Bad("conflicting Content-Length headers");
+            }
+            body_len = Some(len);
+        } else if n.eq_ignore_ascii_case("transfer-encoding")
+            || n.eq_ignore_ascii_case("upgrade")
+            || n.eq_ignore_ascii_case("expect")
+        {
+            return Parsed::Handover;
+        } else if n.eq_ignore_ascii_case("connection") {
+            close |= lists(h.value, "close");
+            connection = Some(h.value);
+        } else if n.eq_ignore_ascii_case("x-request-id") {
+            has_request_id = !h.value.is_empty() && h.value.len() <= 200;
+        } else if n.eq_ignore_ascii_case("x-amzn-trace-id") {
+            has_trace = true;
+        }
+    }
+    let body_len = body_len.unwrap_or(0);
+    if body_len > BODY_INLINE_MAX {
+        return Parsed::Handover;
+    }
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(origin_form(target.as_bytes()));
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for h in req.headers.iter() {
+        if dropped_request_header(h.name)
+            || connection.is_some_and(|c| lists(c, h.name))
+            || (h.name.eq_ignore_ascii_case("x-request-id") && !has_request_id)
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    // httparse may return a static string for common methods: the method's place is
+    // where the request line starts (after any empty lines it skipped).
+    let line_start = buf
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(0);
+    Parsed::Ok(ReqHead {
+        head_len,
+        method: (line_start, line_start + method.len()),
+        target: range(buf, target.as_bytes()),
+        host,
+        body_len,
+        close,
+        has_request_id,
+        has_trace,
+    })
+}
+
+/// Tracks chunked transfer coding as it passes through unchanged, to find where
+/// the message ends.
+#[derive(Default)]
+struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+enum ChunkState {
+    #[default]
+    Size,
+    Ext,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    EndLf,
+    Done,
+}
+
+impl Chunked {
+    /// Feeds the next bytes; `Some(n)`: the message ends after `n` of them.
+    fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, ()> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            match self.state {
+                Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if self.digits >= 15 {
+                            return Err(());
+                        }
+                        let v = (b as char).to_digit(16).ok_or(())?;
+                        self.size = self.size * 16 + u64::from(v);
+                        self.digits += 1;
+                    }
+                    b';' | b' ' | b'\t' if self.digits > 0 => self.state = Ext,
+                    b'\r' if self.digits > 0 => self.state = SizeLf,
+                    b'\n' if self.digits > 0 => self.after_size(),
+                    _ => return Err(()),
+                },
+                Ext => match b {
+                    b'\r' => self.state = SizeLf,
+                    b'\n' => self.after_size(),
+                    _ => {}
+                },
+                SizeLf => match b {
+                    b'\n' => self.after_size(),
+                    _ => return Err(()),
+                },
+                Data => {
+                    let n = (data.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    self.size -= n as u64;
+                    i += n;
+                    if self.size == 0 {
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                DataCr => match b {
+                    b'\r' => self.state = DataLf,
+                    b'\n' => self.state = Size,
+                    _ => return Err(()),
+                },
+                DataLf => match b {
+                    b'\n' => self.state = Size,
+                    _ => return Err(()),
+                },
+                TrailerStart => match b {
+                    b'\r' => self.state = EndLf,
+                    b'\n' => {
+                        self.state = Done;
+                        return Ok(Some(i + 1));
+                    }
+                    _ => self.state = TrailerLine,
+                },
+                TrailerLine => {
+                    if b == b'\n' {
+                        self.state = TrailerStart;
+                    }
+                }
+                EndLf => match b {
+                    b'\n' => {
+                        self.state = Done;
+                        return Ok(Some(i + 1));
+                    }
+                    _ => return Err(()),
+                },
+                Done => return Ok(Some(i)),
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+
+    fn after_size(&mut self) {
+        self.state = if self.size == 0 {
+            ChunkState::TrailerStart
+        } else {
+            ChunkState::Data
+        };
+        self.digits = 0;
+    }
+}
+
+/// How a response body is delimited.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// A parsed response head, rewritten for the client into `out`.
+struct ResHead {
+    head_len: usize,
+    status: u16,
+    framing: Framing,
+    reusable: bool,
+}
+
+enum ParsedRes {
+    Ok(ResHead),
+    Partial,
+    Bad,
+}
+
+/// Parses the response head at the start of `buf`. For a final response it writes
+/// the head the client gets into `out` (adding `x-request-id`, and
+/// `connection: close` when `close`), for 1xx the head unchanged.
+fn parse_response(
+    buf: &[u8],
+    head_request: bool,
+    request_id: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+) -> ParsedRes {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let head_len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return ParsedRes::Partial,
+        Err(_) => return ParsedRes::Bad,
+    };
+    let (Some(code), Some(version)) = (res.code, res.version) else {
+        return ParsedRes::Bad;
+    };
+    if (100..200).contains(&code) {
+        if code == 101 {
+            return ParsedRes::Bad; // no upgrade was asked for on this path
+        }
+        out.extend_from_slice(&buf[..head_len]);
+        return ParsedRes::Ok(ResHead {
+            head_len,
+            status: code,
+            framing: Framing::None,
+            reusable: true,
+        });
+    }
+    let mut length = None;
+    let mut chunked = false;
+    let mut other_coding = false;
+    let mut reusable = version == 1;
+    let mut connection: Option<&[u8]> = None;
+    for h in res.headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("content-length") {
+            let Some(len) = parse_len(h.value) else {
+                return ParsedRes::Bad;
+            };
+            if length.is_some_and(|l| l != len) {
+                return ParsedRes::Bad;
+            }
+            length = Some(len);
+        } else if n.eq_ignore_ascii_case("transfer-encoding") {
+            let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+            chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            other_coding = !chunked;
+        } else if n.eq_ignore_ascii_case("connection") {
+            if lists(h.value, "close") {
+                reusable = false;
+            }
+            connection = Some(h.value);
+        }
+    }
+    let framing = if head_request || code == 204 || code == 304 {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if other_coding {
+        Framing::UntilClose
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    if framing == Framing::UntilClose {
+        reusable = false;
+    }
+    out.extend_from_slice(b"HTTP/1.1 ");
+    let mut num = [0u8; 3];
+    num[0] = b'0' + (code / 100 % 10) as u8;
+    num[1] = b'0' + (code / 10 % 10) as u8;
+    num[2] = b'0' + (code % 10) as u8;
+    out.extend_from_slice(&num);
+    out.push(b' ');
+    out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in res.headers.iter() {
+        if hop_by_hop_response_header(h.name) || connection.is_some_and(|c| lists(c, h.name)) {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    if close || framing == Framing::UntilClose {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    ParsedRes::Ok(ResHead {
+        head_len,
+        status: code,
+        framing,
+        reusable,
+    })
+}
+
+/// The balancer's own short answer.
+fn text_response(out: &mut Vec<u8>, status: u16, body: &str, request_id: &[u8], close: bool) {
+    let reason = match status {
+        400 => "Bad Request",
+        404 => "Not Found",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    };
+    out.clear();
+    let _ = std::io::Write::write_fmt(
+        out,
+        format_args!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n",
+            body.len()
+        ),
+    );
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+}
+
+/// Reads more bytes into `buf` (no zeroing: the spare capacity is filled by the
+/// kernel). `Ok(0)` is the end of the stream.
+async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+    buf.reserve(want.max(4096));
+    s.read_buf(buf).await
+}
+
+fn idempotent(method: &[u8]) -> bool {
+    matches!(
+        method,
+        b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
+    )
+}
+
+/// The outcome of one upstream exchange, up to the end of the response head.
+enum Upstream {
+    /// A final response head is in `rbuf` (rewritten into `out`), `up` is the
+    /// connection it came on.
+    Head(TcpStream, ResHead),
+    Refused,
+    TimedOut,
+}
+
+impl Balancer {
+    /// Serves one client connection on the fast path; returns the connection and the
+    /// bytes already read when the rest must go to the general path.
+    pub(super) async fn serve_fast(
+        self: &Arc<Self>,
+        w: &Arc<Worker>,
+        mut c: TcpStream,
+        peer: SocketAddr,
+        peer_ip: &[u8],
+        idle: Duration,
+    ) -> Option<(TcpStream, Vec<u8>)> {
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut out: Vec<u8> = Vec::with_capacity(8192);
+        let mut rbuf: Vec<u8> = Vec::with_capacity(8192);
+        loop {
+            match self
+                .one_request(
+                    w, &mut c, peer, peer_ip, idle, &mut buf, &mut out, &mut rbuf,
+                )
+                .await
+            {
+                Ok(()) => {}
+                Err(Exit::Done) => return None,
+                Err(Exit::Handover) => return Some((c, buf)),
+            }
+        }
+    }
+
+    /// Reads, forwards and answers one request; `buf` keeps any pipelined bytes
+    /// after it.
+    #[allow(clippy::too_many_arguments)]
+    async fn one_request(
+        self: &Arc<Self>,
+        w: &Arc<Worker>,
+        c: &mut TcpStream,
+        peer: SocketAddr,
+        peer_ip: &[u8],
+        idle: Duration,
+        buf: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        rbuf: &mut Vec<u8>,
+    ) -> Result<(), Exit> {
+        // The request head (the idle timeout applies while waiting for it).
+        out.clear();
+        let head = loop {
+            if !buf.is_empty() {
+                match parse_request(buf, out) {
+                    Parsed::Ok(h) => break h,
+                    Parsed::Handover => return Err(Exit::Handover),
+                    Parsed::Bad(why) => {
+                        return self.refuse(c, out, 400, why).await;
+                    }
+                    Parsed::Partial if buf.len() >= HEAD_MAX => {
+                        return self.refuse(c, out, 431, "request head too large").await;
+                    }
+                    Parsed::Partial => {}
+                }
+            }
+            match tokio::time::timeout(idle, fill(c, buf, 8192)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Err(Exit::Done),
+            }
+        };
+        let started = Instant::now();
+        // The body (small: read whole).
+        while buf.len() < head.head_len + head.body_len {
+            let want = head.head_len + head.body_len - buf.len();
+            match tokio::time::timeout(idle, fill(c, buf, want)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return Err(Exit::Done),
+            }
+        }
+
+        // Ids: the client's when it sent them, else new ones (on the stack).
+        let generated_rid;
+        let request_id: Cow<'_, [u8]> = if head.has_request_id {
+            Cow::Owned(find_header(out, b"x-request-id").unwrap_or(b"-").to_vec())
+        } else {
+            generated_rid = request_id_bytes();
+            Cow::Borrowed(&generated_rid)
+        };
+        let generated_tid;
+        let trace: Cow<'_, [u8]> = if head.has_trace {
+            Cow::Owned(
+                find_header(out, b"x-amzn-trace-id")
+                    .unwrap_or(b"-")
+                    .to_vec(),
+            )
+        } else {
+            generated_tid = trace_id_bytes();
+            Cow::Borrowed(&generated_tid)
+        };
+
+        let (spec, picked) = self.select(w);
+        let host = head.host.map(|r| at(buf, r)).unwrap_or(b"");
+        let host_str = std::str::from_utf8(host).unwrap_or("");
+        let target_bytes = at(buf, head.target);
+        let path = std::str::from_utf8(origin_form(target_bytes))
+            .unwrap_or("/")
+            .split('?')
+            .next()
+            .unwrap_or("/");
+        let log_line = if self.log.is_some() {
+            format!(
+                "{} http://{}{} HTTP/1.1",
+                String::from_utf8_lossy(at(buf, head.method)),
+                if host_str.is_empty() { "-" } else { host_str },
+                String::from_utf8_lossy(origin_form(target_bytes)),
+            )
+        } else {
+            String::new()
+        };
+        let log = |status: u16, target: Option<SocketAddr>, target_status: Option<u16>| {
+            if self.log.is_some() {
+                self.access_log(
+                    w,
+                    peer,
+                    target,
+                    started,
+                    status,
+                    target_status,
+                    &log_line,
+                    std::str::from_utf8(&trace).unwrap_or("-"),
+                    std::str::from_utf8(&request_id).unwrap_or("-"),
+                );
+            }
+        };
+
+        let consumed = head.head_len + head.body_len;
+        if !spec.rules.is_empty() && !spec.rules.iter().any(|r| rule_matches(r, host_str, path)) {
+            log(404, None, None);
+            buf.drain(..consumed);
+            return self
+                .answer(c, out, &head, 404, "no route\n", &request_id)
+                .await;
+        }
+        let Some((addr, guard)) = picked else {
+            log(503, None, None);
+            buf.drain(..consumed);
+            return self
+                .answer(c, out, &head, 503, "no target registered\n", &request_id)
+                .await;
+        };
+
+        // The balancer's headers, then the body.
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prev) = find_header(at(buf, (0, head.head_len)), b"x-forwarded-for") {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(peer_ip);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
+        out.extend_from_slice(self.port_value.as_bytes());
+        if !head.has_request_id {
+            out.extend_from_slice(b"\r\nx-request-id: ");
+            out.extend_from_slice(&request_id);
+        }
+        if !head.has_trace {
+            out.extend_from_slice(b"\r\nx-amzn-trace-id: ");
+            out.extend_from_slice(&trace);
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&buf[head.head_len..head.head_len + head.body_len]);
+        let method_is_head = at(buf, head.method) == b"HEAD";
+        let retry_ok = idempotent(at(buf, head.method));
+        buf.drain(..consumed);
+
+        let exchange = self.exchange(
+            w,
+            addr,
+            out,
+            rbuf,
+            retry_ok,
+            method_is_head,
+            &request_id,
+            head.close,
+        );
+        let (mut up, res) = match tokio::time::timeout(idle, exchange).await {
+            Err(_) | Ok(Upstream::TimedOut) => {
+                log(504, Some(addr), None);
+                drop(guard);
+                return self
+                    .answer(c, out, &head, 504, "target timed out\n", &request_id)
+                    .await;
+            }
+            Ok(Upstream::Refused) => {
+                log(502, Some(addr), None);
+                drop(guard);
+                return self
+                    .answer(
+                        c,
+                        out,
+                        &head,
+                        502,
+                        "target refused or reset the connection\n",
+                        &request_id,
+                    )
+                    .await;
+            }
+            Ok(Upstream::Head(up, res)) => (up, res),
+        };
+        let status = res.status;
+        log(status, Some(addr), Some(status));
+        let close = head.close || res.framing == Framing::UntilClose;
+        let reused = self
+            .relay_body(c, &mut up, out, rbuf, &res, idle, guard)
+            .await?;
+        if reused && res.reusable {
+            w.raw.put(addr, up);
+        }
+        if close { Err(Exit::Done) } else { Ok(()) }
+    }
+
+    /// Sends the request in `out` to `addr` (a pooled connection, or a new one) and
+    /// reads up to the final response head, relaying nothing yet; 1xx heads are
+    /// collected in front of it. A pooled connection found closed before any
+    /// response byte is replaced once by a new one for idempotent requests.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        w: &Worker,
+        addr: SocketAddr,
+        out: &mut Vec<u8>,
+        rbuf: &mut Vec<u8>,
+        retry_ok: bool,
+        head_request: bool,
+        request_id: &[u8],
+        close: bool,
+    ) -> Upstream {
+        let request_len = out.len();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (mut up, pooled) = match w.raw.take(addr) {
+                Some(s) => (s, true),
+                None => {
+                    match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+                        .await
+                    {
+                        Ok(Ok(s)) => {
+                            let _ = s.set_nodelay(true);
+                            (s, false)
+                        }
+                        Ok(Err(_)) => return Upstream::Refused,
+                        Err(_) => return Upstream::TimedOut,
+                    }
+                }
+            };
+            let may_retry = pooled && attempts < 3;
+            if up.write_all(&out[..request_len]).await.is_err() {
+                if may_retry {
+                    continue;
+                }
+                return Upstream::Refused;
+            }
+            rbuf.clear();
+            // Response heads go after the request in `out`; 1xx heads stay in
+            // front of the final one.
+            out.truncate(request_len);
+            let mut got_any = false;
+            loop {
+                let start = out.len();
+                match parse_response(rbuf, head_request, request_id, close, out) {
+                    ParsedRes::Ok(h) if h.status < 200 => {
+                        rbuf.drain(..h.head_len);
+                        continue;
+                    }
+                    ParsedRes::Ok(h) => {
+                        rbuf.drain(..h.head_len);
+                        out.drain(..request_len);
+                        return Upstream::Head(up, h);
+                    }
+                    ParsedRes::Bad => return Upstream::Refused,
+                    ParsedRes::Partial if rbuf.len() >= HEAD_MAX => return Upstream::Refused,
+                    ParsedRes::Partial => {
+                        out.truncate(start);
+                    }
+                }
+                match fill(&mut up, rbuf, 8192).await {
+                    Ok(n) if n > 0 => got_any = true,
+                    _ if !got_any && may_retry && retry_ok => break,
+                    _ => return Upstream::Refused,
+                }
+            }
+        }
+    }
+
+    /// Sends the response head in `out` and its body to the client. Returns whether
+    /// the upstream connection ended cleanly at the end of the message (so it can be
+    /// pooled).
+    #[allow(clippy::too_many_arguments)]
+    async fn relay_body(
+        &self,
+        c: &mut TcpStream,
+        up: &mut TcpStream,
+        out: &mut Vec<u8>,
+        rbuf: &mut Vec<u8>,
+        res: &ResHead,
+        idle: Duration,
+        guard: Outstanding,
+    ) -> Result<bool, Exit> {
+        let _guard = guard;
+        let mut chunked = Chunked::default();
+        // Bytes of the body still to come (Length), or whether it ended.
+        let mut remaining = match res.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        let mut ended = matches!(res.framing, Framing::None | Framing::Length(0));
+        // What arrived with the head.
+        let mut clean = true;
+        let take = |data: &[u8],
+                    remaining: &mut usize,
+                    chunked: &mut Chunked,
+                    ended: &mut bool|
+         -> Result<(usize, bool), Exit> {
+            // (bytes of `data` that belong to the body, stray bytes after it)
+            match res.framing {
+                Framing::None => Ok((0, !data.is_empty())),
+                Framing::Length(_) => {
+                    let n = data.len().min(*remaining);
+                    *remaining -= n;
+                    if *remaining == 0 {
+                        *ended = true;
+                    }
+                    Ok((n, data.len() > n))
+                }
+                Framing::Chunked => match chunked.feed(data) {
+                    Ok(Some(n)) => {
+                        *ended = true;
+                        Ok((n, data.len() > n))
+                    }
+                    Ok(None) => Ok((data.len(), false)),
+                    Err(()) => Err(Exit::Done),
+                },
+                Framing::UntilClose => Ok((data.len(), false)),
+            }
+        };
+        if !ended || !rbuf.is_empty() {
+            let (n, stray) = take(rbuf, &mut remaining, &mut chunked, &mut ended)?;
+            out.extend_from_slice(&rbuf[..n]);
+            clean &= !stray;
+        }
+        // The head and what body there is now; the rest as it comes.
+        write_client(c, out).await?;
+        out.clear();
+        while !ended {
+            rbuf.clear();
+            let n = match tokio::time::timeout(idle, fill(up, rbuf, COPY_CHUNK)).await {
+                Ok(Ok(n)) => n,
+                _ => return Err(Exit::Done),
+            };
+            if n == 0 {
+                // The end of a body that lasts until the close, or a target that
+                // closed early: the client learns either by its connection closing.
+                return Err(Exit::Done);
+            }
+            let (k, stray) = take(rbuf, &mut remaining, &mut chunked, &mut ended)?;
+            clean &= !stray;
+            write_client(c, &rbuf[..k]).await?;
+        }
+        Ok(clean)
+    }
+
+    /// Answers with the balancer's own text; the connection stays open unless the
+    /// client asked to close it.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer(
+        &self,
+        c: &mut TcpStream,
+        out: &mut Vec<u8>,
+        head: &ReqHead,
+        status: u16,
+        body: &str,
+        request_id: &[u8],
+    ) -> Result<(), Exit> {
+        text_response(out, status, body, request_id, head.close);
+        write_client(c, out).await?;
+        if head.close { Err(Exit::Done) } else { Ok(()) }
+    }
+
+    /// Answers a request that cannot be read any further, and closes.
+    async fn refuse(
+        &self,
+        c: &mut TcpStream,
+        out: &mut Vec<u8>,
+        status: u16,
+        why: &str,
+    ) -> Result<(), Exit> {
+        let rid = request_id_bytes();
+        let body = format!("{why}\n");
+        text_response(out, status, &body, &rid, true);
+        if write_client(c, out).await.is_ok() {
+            linger(c).await;
+        }
+        Err(Exit::Done)
+    }
+}
+
+/// Closes our side and reads what the client still sends, for a while, before the
+/// socket is dropped: closing with unread input makes the kernel reset the
+/// connection, which can destroy the answer before the client has read it.
+async fn linger(c: &mut TcpStream) {
+    let _ = c.shutdown().await;
+    let mut sink = [0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut total = 0usize;
+    while total < (1 << 20) {
+        match tokio::time::timeout_at(deadline, c.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => break,
+        }
+    }
+}
+
+async fn write_client(c: &mut TcpStream, data: &[u8]) -> Result<(), Exit> {
+    c.write_all(data).await.map_err(|_| Exit::Done)
+}
+
+/// The value of the first header `name` in a head written as `name: value\r\n`
+/// lines (the balancer's own output, or a client head already validated).
+fn find_header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    head.split(|b| *b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|b| *b == b':')?;
+        line[..colon]
+            .eq_ignore_ascii_case(name)
+            .then(|| line[colon + 1..].trim_ascii())
+    })
+}
+
+/// A client connection handed to the general path: the bytes the fast path has
+/// read already come first.
+pub struct Prefixed {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: TcpStream,
+}
+
+impl Prefixed {
+    pub fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
+        Prefixed {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        if me.pos < me.prefix.len() {
+            let n = buf.remaining().min(me.prefix.len() - me.pos);
+            buf.put_slice(&me.prefix[me.pos..me.pos + n]);
+            me.pos += n;
+            if me.pos == me.prefix.len() {
+                me.prefix = Vec::new();
+                me.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&[u8]]) -> Result<Option<usize>, ()> {
+        let mut c = Chunked::default();
+        let mut total = 0;
+        for p in parts {
+            if let Some(n) = c.feed(p)? {
+                return Ok(Some(total + n));
+            }
+            total += p.len();
+        }
+        Ok(None)
+    }
+
+    #[test]
+    fn chunked_end_is_found_across_any_split() {
+        let msg: &[u8] = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        let end = msg.len() - 4;
+        for split in 0..msg.len() {
+            let (a, b) = msg.split_at(split);
+            assert_eq!(chunks(&[a, b]), Ok(Some(end)), "split at {split}");
+        }
+        let bytewise: Vec<&[u8]> = msg.chunks(1).collect();
+        assert_eq!(chunks(&bytewise), Ok(Some(end)));
+        assert_eq!(chunks(&[b"0\r\n\r\n"]), Ok(Some(5)));
+        assert_eq!(chunks(&[b"3\r\nabc\r\n"]), Ok(None));
+    }
+
+    #[test]
+    fn malformed_chunks_are_errors() {
+        assert_eq!(chunks(&[b"zz\r\n"]), Err(()));
+        assert_eq!(chunks(&[b"\r\n"]), Err(()));
+        assert_eq!(chunks(&[b"3\r\nabcX"]), Err(()));
+        assert_eq!(chunks(&[b"ffffffffffffffff\r\n"]), Err(()));
+    }
+
+    #[test]
+    fn request_heads_are_rewritten_or_handed_over() {
+        let mut out = Vec::new();
+        let buf = b"GET http://example.com/a?b=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, x-secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 10.0.0.1\r\nAccept: */*\r\n\r\n";
+        let Parsed::Ok(h) = parse_request(buf, &mut out) else {
+            panic!("not parsed")
+        };
+        assert_eq!(h.head_len, buf.len());
+        assert!(!h.close);
+        assert_eq!(at(buf, h.host.unwrap_or((0, 0))), b"example.com");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("GET /a?b=1 HTTP/1.1\r\n"), "{text}");
+        assert!(text.contains("Host: example.com\r\n"), "{text}");
+        assert!(text.contains("Accept: */*\r\n"), "{text}");
+        for gone in ["Connection", "X-Secret", "Keep-Alive", "X-Forwarded-For"] {
+            assert!(!text.contains(gone), "{gone} forwarded: {text}");
+        }
+        for handover in [
+            &b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n",
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_request(handover, &mut Vec::new()), Parsed::Handover),
+                "{}",
+                String::from_utf8_lossy(handover)
+            );
+        }
+        assert!(matches!(
+            parse_request(
+                b"GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+                &mut Vec::new()
+            ),
+            Parsed::Bad(_)
+        ));
+        assert!(matches!(
+            parse_request(
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                &mut Vec::new()
+            ),
+            Parsed::Bad(_)
+        ));
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut Vec::new()),
+            Parsed::Partial
+        ));
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let cases: &[(&[u8], bool, Framing, bool)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                false,
+                Framing::Length(3),
+                true,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+                true,
+                Framing::None,
+                true,
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                false,
+                Framing::None,
+                true,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Framing::Chunked,
+                true,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\n",
+                false,
+                Framing::UntilClose,
+                false,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                false,
+                Framing::Length(0),
+                false,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+                false,
+                Framing::Length(0),
+                false,
+            ),
+        ];
+        for (head, head_request, framing, reusable) in cases {
+            let mut out = Vec::new();
+            let ParsedRes::Ok(r) = parse_response(head, *head_request, b"rid", false, &mut out)
+            else {
+                panic!("not parsed: {}", String::from_utf8_lossy(head))
+            };
+            assert_eq!(r.framing, *framing, "{}", String::from_utf8_lossy(head));
+            assert_eq!(r.reusable, *reusable, "{}", String::from_utf8_lossy(head));
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.contains("x-request-id: rid\r\n"), "{text}");
+            assert!(!text.contains("Connection: close"), "{text}");
+        }
+        let mut out = Vec::new();
+        assert!(matches!(
+            parse_response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false,
+                b"r",
+                false,
+                &mut out
+            ),
+            ParsedRes::Bad
+        ));
+    }
+}
