@@ -78,6 +78,34 @@ impl RawPool {
     }
 }
 
+/// One timer per connection, re-armed for each wait: moving a deadline later is an
+/// atomic update inside tokio's timer, not a new registration per request.
+struct Idle {
+    timer: Pin<Box<tokio::time::Sleep>>,
+    period: Duration,
+}
+
+impl Idle {
+    fn new(period: Duration) -> Self {
+        Idle {
+            timer: Box::pin(tokio::time::sleep(period)),
+            period,
+        }
+    }
+
+    /// `f`'s output, or `None` when nothing finished it within the period.
+    async fn run<F: std::future::Future>(&mut self, f: F) -> Option<F::Output> {
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + self.period);
+        tokio::select! {
+            biased;
+            r = f => Some(r),
+            _ = self.timer.as_mut() => None,
+        }
+    }
+}
+
 /// Why the fast path stops serving a connection.
 enum Exit {
     /// The connection is over (closed by either side, timed out, or answered with
@@ -94,6 +122,7 @@ struct ReqHead {
     method: (usize, usize),
     target: (usize, usize),
     host: Option<(usize, usize)>,
+    forwarded_for: Option<(usize, usize)>,
     body_len: usize,
     close: bool,
     has_request_id: bool,
@@ -206,6 +235,7 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
         return Parsed::Handover;
     }
     let mut host = None;
+    let mut forwarded_for = None;
     let mut body_len = None;
     let mut close = false;
     let mut has_request_id = false;
@@ -231,6 +261,10 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
         } else if n.eq_ignore_ascii_case("connection") {
             close |= lists(h.value, "close");
             connection = Some(h.value);
+        } else if n.eq_ignore_ascii_case("x-forwarded-for") {
+            if forwarded_for.is_none() {
+                forwarded_for = Some(range(buf, h.value));
+            }
         } else if n.eq_ignore_ascii_case("x-request-id") {
             has_request_id = !h.value.is_empty() && h.value.len() <= 200;
         } else if n.eq_ignore_ascii_case("x-amzn-trace-id") {
@@ -268,6 +302,7 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
         method: (line_start, line_start + method.len()),
         target: range(buf, target.as_bytes()),
         host,
+        forwarded_for,
         body_len,
         close,
         has_request_id,
@@ -579,10 +614,11 @@ impl Balancer {
         let mut buf: Vec<u8> = Vec::with_capacity(8192);
         let mut out: Vec<u8> = Vec::with_capacity(8192);
         let mut rbuf: Vec<u8> = Vec::with_capacity(8192);
+        let mut idle = Idle::new(idle);
         loop {
             match self
                 .one_request(
-                    w, &mut c, peer, peer_ip, idle, &mut buf, &mut out, &mut rbuf,
+                    w, &mut c, peer, peer_ip, &mut idle, &mut buf, &mut out, &mut rbuf,
                 )
                 .await
             {
@@ -602,7 +638,7 @@ impl Balancer {
         c: &mut TcpStream,
         peer: SocketAddr,
         peer_ip: &[u8],
-        idle: Duration,
+        idle: &mut Idle,
         buf: &mut Vec<u8>,
         out: &mut Vec<u8>,
         rbuf: &mut Vec<u8>,
@@ -623,8 +659,8 @@ impl Balancer {
                     Parsed::Partial => {}
                 }
             }
-            match tokio::time::timeout(idle, fill(c, buf, 8192)).await {
-                Ok(Ok(n)) if n > 0 => {}
+            match idle.run(fill(c, buf, 8192)).await {
+                Some(Ok(n)) if n > 0 => {}
                 _ => return Err(Exit::Done),
             }
         };
@@ -632,8 +668,8 @@ impl Balancer {
         // The body (small: read whole).
         while buf.len() < head.head_len + head.body_len {
             let want = head.head_len + head.body_len - buf.len();
-            match tokio::time::timeout(idle, fill(c, buf, want)).await {
-                Ok(Ok(n)) if n > 0 => {}
+            match idle.run(fill(c, buf, want)).await {
+                Some(Ok(n)) if n > 0 => {}
                 _ => return Err(Exit::Done),
             }
         }
@@ -711,8 +747,8 @@ impl Balancer {
 
         // The balancer's headers, then the body.
         out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prev) = find_header(at(buf, (0, head.head_len)), b"x-forwarded-for") {
-            out.extend_from_slice(prev);
+        if let Some(prev) = head.forwarded_for {
+            out.extend_from_slice(at(buf, prev));
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(peer_ip);
@@ -742,15 +778,15 @@ impl Balancer {
             &request_id,
             head.close,
         );
-        let (mut up, res) = match tokio::time::timeout(idle, exchange).await {
-            Err(_) | Ok(Upstream::TimedOut) => {
+        let (mut up, res) = match idle.run(exchange).await {
+            None | Some(Upstream::TimedOut) => {
                 log(504, Some(addr), None);
                 drop(guard);
                 return self
                     .answer(c, out, &head, 504, "target timed out\n", &request_id)
                     .await;
             }
-            Ok(Upstream::Refused) => {
+            Some(Upstream::Refused) => {
                 log(502, Some(addr), None);
                 drop(guard);
                 return self
@@ -764,7 +800,7 @@ impl Balancer {
                     )
                     .await;
             }
-            Ok(Upstream::Head(up, res)) => (up, res),
+            Some(Upstream::Head(up, res)) => (up, res),
         };
         let status = res.status;
         log(status, Some(addr), Some(status));
@@ -863,7 +899,7 @@ impl Balancer {
         out: &mut Vec<u8>,
         rbuf: &mut Vec<u8>,
         res: &ResHead,
-        idle: Duration,
+        idle: &mut Idle,
         guard: Outstanding,
     ) -> Result<bool, Exit> {
         let _guard = guard;
@@ -913,8 +949,8 @@ impl Balancer {
         out.clear();
         while !ended {
             rbuf.clear();
-            let n = match tokio::time::timeout(idle, fill(up, rbuf, COPY_CHUNK)).await {
-                Ok(Ok(n)) => n,
+            let n = match idle.run(fill(up, rbuf, COPY_CHUNK)).await {
+                Some(Ok(n)) => n,
                 _ => return Err(Exit::Done),
             };
             if n == 0 {
