@@ -2,16 +2,18 @@
 # bench/lb/run.sh — the local cloud's load balancer against nginx (tuned peer
 # config, nginx.conf here) over the same two backends, in the same run.
 #
-#   bash bench/lb/run.sh            # ROUNDS=5 SECONDS_PER_RUN=10 by default
+#   bash bench/lb/run.sh            # ROUNDS=7 SECONDS_PER_RUN=10 by default
 #
 # wrk at 64 connections (throughput, CPU per request) and at 1 connection (p50
-# latency), rounds alternating between the proxies; medians and ratios are written
+# latency), rounds alternating between the proxies (which one goes first alternates
+# too, so a drift in the machine's speed does not favour either); medians and
+# ratios are written
 # to docs/benchmarks.md. Loopback only. Needs nginx and wrk (Debian packages; they are
 # installed with apt-get when missing and this runs as root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 SECS=${SECONDS_PER_RUN:-10}
 
 for tool in nginx wrk; do
@@ -66,15 +68,16 @@ cpu() {
 }
 
 results="$dir/results.tsv"
+round=0
 run() { # NAME PORT CONNS THREADS PID
   local name=$1 port=$2 c=$3 t=$4 pid=$5 before after out
   before=$(cpu "$pid")
   out=$(wrk -t"$t" -c"$c" -d"${SECS}s" --latency "http://127.0.0.1:$port/")
   after=$(cpu "$pid")
-  python3 - "$name" "$c" "$before" "$after" "$(getconf CLK_TCK)" >>"$results" <<PY
+  python3 - "$name" "$c" "$before" "$after" "$(getconf CLK_TCK)" "$round" >>"$results" <<PY
 import re, sys
 out = """$out"""
-name, conns, before, after, tck = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+name, conns, before, after, tck, rnd = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 reqs = int(re.search(r"(\d+) requests in", out).group(1))
 m = re.search(r"50%\s+([\d.]+)(us|ms|s)\b", out)
@@ -82,22 +85,31 @@ p50 = float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1e6}[m.group(2)]
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 sock = re.search(r"Socket errors: (.*)", out)
 cpu_us = (after - before) / tck * 1e6 / max(reqs, 1)
-print(f"{name}\t{conns}\t{rps:.0f}\t{p50:.1f}\t{cpu_us:.2f}\t{errs.group(1) if errs else 0}\t{sock.group(1) if sock else '-'}")
+print(f"{rnd}\t{name}\t{conns}\t{rps:.0f}\t{p50:.1f}\t{cpu_us:.2f}\t{errs.group(1) if errs else 0}\t{sock.group(1) if sock else '-'}")
 PY
 }
 
 for r in $(seq "$ROUNDS"); do
   echo "round $r/$ROUNDS"
+  round=$r
   run direct 9001 64 2 "${pids[0]}"
-  run nginx 8083 64 2 "$nginx_master"
-  run pantstack 8082 64 2 "$ours"
-  run nginx 8083 1 1 "$nginx_master"
-  run pantstack 8082 1 1 "$ours"
+  if (( r % 2 )); then
+    run nginx 8083 64 2 "$nginx_master"
+    run pantstack 8082 64 2 "$ours"
+    run nginx 8083 1 1 "$nginx_master"
+    run pantstack 8082 1 1 "$ours"
+  else
+    run pantstack 8082 64 2 "$ours"
+    run nginx 8083 64 2 "$nginx_master"
+    run pantstack 8082 1 1 "$ours"
+    run nginx 8083 1 1 "$nginx_master"
+  fi
 done
 
 python3 - "$results" "$ROUNDS" "$SECS" <<'PY'
 import statistics, sys, datetime, platform, os
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+rows = [l.rstrip("\n").split("\t")[1:] for l in open(sys.argv[1])]
+rounds = [l.rstrip("\n").split("\t")[0] for l in open(sys.argv[1])]
 def med(name, conns, col):
     v = [float(r[col]) for r in rows if r[0] == name and r[1] == conns]
     return statistics.median(v) if v else float("nan")
@@ -106,20 +118,16 @@ n_rps, p_rps, d_rps = med("nginx", "64", 2), med("pantstack", "64", 2), med("dir
 n_cpu, p_cpu = med("nginx", "64", 4), med("pantstack", "64", 4)
 n_p50, p_p50 = med("nginx", "1", 3), med("pantstack", "1", 3)
 ok = lambda b: "met" if b else "**not met**"
-doc = f"""# Benchmarks
-
-Run with one command each; every figure is a median over rounds that alternate
-between Pantstack and its peer in the same run, on the same machine, so the ratios
-are what matters (absolute numbers swing ±30 % on these shared 2-core machines).
-
-## Load balancer: `bash bench/lb/run.sh`
+section = f"""## Load balancer: `bash bench/lb/run.sh`
 
 Pantstack's local load balancer (`bench-lb`: the same `pantstack_local::lb::Balancer`
-the local cloud runs — thread per core, request ids and trace ids on every request,
-health checks; access log off, as nginx's) against nginx
+the local cloud runs — thread per core, its HTTP/1.1 fast path, request ids and trace
+ids and `X-Forwarded-*` on every request, health checks; access log off, as nginx's)
+against nginx
 (`bench/lb/nginx.conf`, the tuned peer config; its port 8083, which also injects an
 `X-Request-Id`) over the same two backends (`bench-backend`, hyper). wrk: `-t2 -c64`
-for throughput and CPU, `-t1 -c1` for latency; {sys.argv[2]} rounds of {sys.argv[3]} s.
+for throughput and CPU, `-t1 -c1` for latency; {sys.argv[2]} rounds of {sys.argv[3]} s,
+the proxy that goes first alternating by round.
 CPU per request is the proxy's user+system time (all its processes) over the
 requests served.
 
@@ -135,10 +143,17 @@ Backends hit directly (no proxy): {d_rps:,.0f} requests/s at 64 connections
 (nginx reaches {n_rps/d_rps:.2f} of that, Pantstack {p_rps/d_rps:.2f}).
 Non-2xx answers during the whole run: {errors}.
 """ + (open("bench/lb/NOTES.md").read() if os.path.exists("bench/lb/NOTES.md") else "") + """
-Every round (name, connections, requests/s, p50 µs, CPU µs/request, non-2xx, socket errors):
+Every run (round, name, connections, requests/s, p50 µs, CPU µs/request, non-2xx, socket errors):
 
 ```
-""" + "".join("\t".join(r) + "\n" for r in rows) + "```\n"
-open("docs/benchmarks.md", "w").write(doc)
-print(doc)
+""" + "".join("\t".join([n] + r) + "\n" for n, r in zip(rounds, rows)) + "```"
+# Only this benchmark's block of docs/benchmarks.md is replaced.
+import re
+path = "docs/benchmarks.md"
+doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+block = "<!-- bench:lb -->\n" + section + "\n<!-- /bench:lb -->"
+pattern = re.compile(r"<!-- bench:lb -->.*?<!-- /bench:lb -->", re.S)
+doc = pattern.sub(lambda _: block, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + block + "\n"
+open(path, "w").write(doc)
+print(section)
 PY
