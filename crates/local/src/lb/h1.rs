@@ -1131,6 +1131,37 @@ mod tests {
     }
 
     #[test]
+    fn chunk_tracking_does_not_depend_on_how_bytes_arrive() {
+        // Pseudo-random byte soups, biased towards chunk syntax: fed whole or one
+        // byte at a time, the tracker finds the same end (or the same error).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"0123456789abcdefABCDEF\r\n; \tzx";
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 64) as usize;
+            let msg: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = x.rotate_left(i as u32 * 5) ^ (i as u64).wrapping_mul(0x2545_f491);
+                    alphabet[(r % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let whole = chunks(&[&msg]);
+            let bytewise: Vec<&[u8]> = msg.chunks(1).collect();
+            assert_eq!(
+                whole,
+                chunks(&bytewise),
+                "{:?}",
+                String::from_utf8_lossy(&msg)
+            );
+            if let Ok(Some(n)) = whole {
+                assert!(n <= msg.len());
+            }
+        }
+    }
+
+    #[test]
     fn malformed_chunks_are_errors() {
         assert_eq!(chunks(&[b"zz\r\n"]), Err(()));
         assert_eq!(chunks(&[b"\r\n"]), Err(()));
