@@ -234,40 +234,50 @@ impl Drop for Outstanding {
 
 pub type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
 
-/// Idle upstream connections of one worker thread, by target. A connection goes
-/// back once its response body has been read to the end.
-#[derive(Default)]
-pub struct Pool {
-    idle: Mutex<Vec<(SocketAddr, Sender)>>,
+/// Idle upstream connections of one worker thread, by target, the most recently
+/// returned last. The general path keeps hyper senders here (a connection goes back
+/// once its response body has been read to the end), the fast path raw streams.
+pub struct ConnPool<C> {
+    idle: Mutex<Vec<(SocketAddr, C)>>,
 }
 
-/// At most this many idle connections per worker.
+impl<C> Default for ConnPool<C> {
+    fn default() -> Self {
+        ConnPool {
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// At most this many idle connections per worker and kind.
 const POOL_MAX: usize = 1024;
 
-impl Pool {
-    /// The most recently returned open connection to `addr`. Closed ones met on the
-    /// way are dropped; the rest of the pool is not scanned (this runs per request).
-    fn take(&self, addr: SocketAddr) -> Option<Sender> {
+impl<C> ConnPool<C> {
+    /// The most recently returned connection to `addr` that `usable` accepts. The
+    /// ones it refuses on the way are dropped; the rest of the pool is not scanned
+    /// (this runs per request).
+    fn take(&self, addr: SocketAddr, usable: impl Fn(&C) -> bool) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(i) = idle.iter().rposition(|(a, _)| *a == addr) {
-            let (_, s) = idle.swap_remove(i);
-            if !s.is_closed() && s.is_ready() {
-                return Some(s);
+            let (_, c) = idle.swap_remove(i);
+            if usable(&c) {
+                return Some(c);
             }
         }
         None
     }
 
-    fn put(&self, addr: SocketAddr, s: Sender) {
-        if s.is_closed() {
-            return;
-        }
+    fn put(&self, addr: SocketAddr, c: C) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < POOL_MAX {
-            idle.push((addr, s));
+            idle.push((addr, c));
         }
     }
+}
 
+pub type Pool = ConnPool<Sender>;
+
+impl ConnPool<Sender> {
     async fn connect(addr: SocketAddr) -> Result<Sender, ()> {
         let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
             .await
@@ -289,7 +299,7 @@ impl Pool {
         mut req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Sender), ()> {
         for _ in 0..3 {
-            let mut sender = match self.take(addr) {
+            let mut sender = match self.take(addr, |s| !s.is_closed() && s.is_ready()) {
                 Some(s) => s,
                 None => Self::connect(addr).await?,
             };
@@ -342,6 +352,7 @@ impl Drop for Tracked {
     fn drop(&mut self) {
         if (self.done || self.inner.is_end_stream())
             && let Some((pool, addr, sender)) = self.reuse.take()
+            && !sender.is_closed()
         {
             pool.put(addr, sender);
         }
@@ -514,7 +525,7 @@ pub struct Balancer {
 /// Per worker thread: its upstream connections (the fast path's and the general
 /// path's), its view of the target group and its access-log buffer.
 struct Worker {
-    raw: h1::RawPool,
+    raw: ConnPool<TcpStream>,
     pool: Arc<Pool>,
     view: Mutex<View>,
     log: Mutex<Vec<u8>>,
@@ -602,7 +613,7 @@ impl Balancer {
                             }
                         };
                         let worker = Arc::new(Worker {
-                            raw: h1::RawPool::default(),
+                            raw: ConnPool::default(),
                             pool: Arc::new(Pool::default()),
                             view: Mutex::new(View {
                                 generation: 0,

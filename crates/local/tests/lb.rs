@@ -500,6 +500,17 @@ async fn raw_backend() -> SocketAddr {
     addr
 }
 
+/// A balancer with one healthy target: `raw_backend` (whose answer to the health
+/// check, as to any other path, is 200).
+async fn over_raw_backend() -> Arc<Balancer> {
+    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+        .await
+        .unwrap();
+    lb.register(1, raw_backend().await);
+    wait_state(&lb, 1, State::Healthy).await;
+    lb
+}
+
 /// Reads one response from a kept-alive connection: (status, head, body), the body
 /// by its `Content-Length` (none for HEAD or 204).
 async fn read_response(
@@ -549,12 +560,7 @@ async fn read_response(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_connections_alive_and_answers_pipelined_requests_in_order() {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
-        .await
-        .unwrap();
-    lb.register(1, raw_backend().await);
-    // The health check path of the raw backend answers 200 for anything.
-    wait_state(&lb, 1, State::Healthy).await;
+    let lb = over_raw_backend().await;
     let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
     // Three requests in one write, one with a small body, split mid-head.
     let body = "x".repeat(1000);
@@ -613,11 +619,7 @@ async fn keeps_connections_alive_and_answers_pipelined_requests_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_every_kind_of_response_and_survives_targets_closing_connections() {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
-        .await
-        .unwrap();
-    lb.register(1, raw_backend().await);
-    wait_state(&lb, 1, State::Healthy).await;
+    let lb = over_raw_backend().await;
     let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
     let mut buf = Vec::new();
     // The target closes every connection after answering, without saying so: the
@@ -673,11 +675,7 @@ async fn frames_every_kind_of_response_and_survives_targets_closing_connections(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_400_and_oversized_heads_431() {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
-        .await
-        .unwrap();
-    lb.register(1, raw_backend().await);
-    wait_state(&lb, 1, State::Healthy).await;
+    let lb = over_raw_backend().await;
     let (code, _, body) = get(
         lb.port,
         "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n",

@@ -35,46 +35,18 @@ const MAX_HEADERS: usize = 128;
 /// Bytes asked for per read while copying a body.
 const COPY_CHUNK: usize = 64 * 1024;
 
-/// Idle upstream connections of one worker thread, by target.
-#[derive(Default)]
-pub struct RawPool {
-    idle: std::sync::Mutex<Vec<(SocketAddr, TcpStream)>>,
-}
-
-/// At most this many idle upstream connections per worker.
-const POOL_MAX: usize = 1024;
-
-impl RawPool {
-    /// The most recently returned connection to `addr` that is still open. An idle
-    /// upstream connection never has anything to read, so one that the runtime has
-    /// seen become readable was closed (or misbehaved) and is dropped; the check
-    /// costs a system call only in that case.
-    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(i) = idle.iter().rposition(|(a, _)| *a == addr) {
-            let (_, s) = idle.swap_remove(i);
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            match s.poll_read_ready(&mut cx) {
-                Poll::Pending => return Some(s),
-                Poll::Ready(Ok(())) => {
-                    let mut probe = [0u8; 1];
-                    if let Err(e) = s.try_read(&mut probe)
-                        && e.kind() == std::io::ErrorKind::WouldBlock
-                    {
-                        return Some(s);
-                    }
-                }
-                Poll::Ready(Err(_)) => {}
-            }
+/// Whether an idle pooled upstream connection is still open. An idle upstream
+/// connection never has anything to read, so one that the runtime has seen become
+/// readable was closed (or misbehaved); the check costs a system call only then.
+fn still_open(s: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match s.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
         }
-        None
-    }
-
-    fn put(&self, addr: SocketAddr, s: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < POOL_MAX {
-            idle.push((addr, s));
-        }
+        Poll::Ready(Err(_)) => false,
     }
 }
 
@@ -834,7 +806,7 @@ impl Balancer {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (mut up, pooled) = match w.raw.take(addr) {
+            let (mut up, pooled) = match w.raw.take(addr, still_open) {
                 Some(s) => (s, true),
                 None => {
                     match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
