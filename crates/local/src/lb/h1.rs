@@ -16,7 +16,9 @@
 //! sent after `Expect: 100-continue`, and HTTP/1.0 clients. Both paths share the
 //! target selection, health, rules and the access log.
 
-use super::{Balancer, Outstanding, Worker, request_id_bytes, rule_matches, trace_id_bytes};
+use super::{
+    Balancer, HOP_BY_HOP, Outstanding, Worker, request_id_bytes, rule_matches, trace_id_bytes,
+};
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -111,38 +113,25 @@ fn at(buf: &[u8], r: (usize, usize)) -> &[u8] {
     buf.get(r.0..r.1).unwrap_or(b"")
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded; headers the balancer
-/// sets itself are not copied either.
-fn dropped_request_header(name: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-port",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+fn is_one_of(name: &str, names: &[&str]) -> bool {
+    names.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
-fn hop_by_hop_response_header(name: &str) -> bool {
-    const NAMES: &[&str] = &[
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "te",
-        "trailer",
-        "upgrade",
-        "x-request-id",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+/// Hop-by-hop headers are never forwarded; the ones the balancer sets itself are
+/// not copied either.
+fn dropped_request_header(name: &str) -> bool {
+    is_one_of(name, HOP_BY_HOP)
+        || is_one_of(
+            name,
+            &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"],
+        )
+}
+
+/// In a response: hop-by-hop headers but `Transfer-Encoding` (a chunked body is
+/// passed on as it is), and the target's `X-Request-Id` (the balancer's wins).
+fn dropped_response_header(name: &str) -> bool {
+    (is_one_of(name, HOP_BY_HOP) && !name.eq_ignore_ascii_case("transfer-encoding"))
+        || name.eq_ignore_ascii_case("x-request-id")
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitive).
@@ -497,7 +486,7 @@ fn parse_response(
     out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
-        if hop_by_hop_response_header(h.name) || connection.is_some_and(|c| lists(c, h.name)) {
+        if dropped_response_header(h.name) || connection.is_some_and(|c| lists(c, h.name)) {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
