@@ -514,7 +514,6 @@ fn text_response(out: &mut Vec<u8>, status: u16, body: &str, request_id: &[u8], 
     let reason = match status {
         400 => "Bad Request",
         404 => "Not Found",
-        431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
@@ -615,7 +614,10 @@ impl Balancer {
                         return self.refuse(c, out, 400, why).await;
                     }
                     Parsed::Partial if buf.len() >= HEAD_MAX => {
-                        return self.refuse(c, out, 431, "request head too large").await;
+                        // ALB answers 400 when the headers pass 64 KiB.
+                        return self
+                            .refuse(c, out, 400, "request head larger than 64 KiB")
+                            .await;
                     }
                     Parsed::Partial => {}
                 }
