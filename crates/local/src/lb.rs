@@ -5,6 +5,8 @@
 //! format). The decisions (health, selection) are `crate::core`; this is the shell.
 
 mod h1;
+#[doc(hidden)]
+pub use h1::fuzzing;
 
 use crate::core::balance::{self, Algorithm, Candidate};
 use crate::core::health::{State, TargetHealth};
