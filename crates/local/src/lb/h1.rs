@@ -99,8 +99,10 @@ struct ReqHead {
     forwarded_for: Option<(usize, usize)>,
     body_len: usize,
     close: bool,
-    has_request_id: bool,
-    has_trace: bool,
+    /// The client's `X-Request-Id`, when valid (kept and forwarded).
+    request_id: Option<(usize, usize)>,
+    /// The client's `X-Amzn-Trace-Id` (kept and forwarded).
+    trace: Option<(usize, usize)>,
 }
 
 fn range(buf: &[u8], part: &[u8]) -> (usize, usize) {
@@ -199,8 +201,8 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
     let mut forwarded_for = None;
     let mut body_len = None;
     let mut close = false;
-    let mut has_request_id = false;
-    let mut has_trace = false;
+    let mut request_id = None;
+    let mut trace = None;
     let mut connection: Option<&[u8]> = None;
     for h in req.headers.iter() {
         let n = h.name;
@@ -227,9 +229,9 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
                 forwarded_for = Some(range(buf, h.value));
             }
         } else if n.eq_ignore_ascii_case("x-request-id") {
-            has_request_id = !h.value.is_empty() && h.value.len() <= 200;
-        } else if n.eq_ignore_ascii_case("x-amzn-trace-id") {
-            has_trace = true;
+            request_id = (!h.value.is_empty() && h.value.len() <= 200).then(|| range(buf, h.value));
+        } else if n.eq_ignore_ascii_case("x-amzn-trace-id") && trace.is_none() {
+            trace = Some(range(buf, h.value));
         }
     }
     let body_len = body_len.unwrap_or(0);
@@ -243,7 +245,7 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
     for h in req.headers.iter() {
         if dropped_request_header(h.name)
             || connection.is_some_and(|c| lists(c, h.name))
-            || (h.name.eq_ignore_ascii_case("x-request-id") && !has_request_id)
+            || (h.name.eq_ignore_ascii_case("x-request-id") && request_id.is_none())
         {
             continue;
         }
@@ -266,8 +268,8 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
         forwarded_for,
         body_len,
         close,
-        has_request_id,
-        has_trace,
+        request_id,
+        trace,
     })
 }
 
@@ -639,22 +641,20 @@ impl Balancer {
 
         // Ids: the client's when it sent them, else new ones (on the stack).
         let generated_rid;
-        let request_id: Cow<'_, [u8]> = if head.has_request_id {
-            Cow::Owned(find_header(out, b"x-request-id").unwrap_or(b"-").to_vec())
-        } else {
-            generated_rid = request_id_bytes();
-            Cow::Borrowed(&generated_rid)
+        let request_id: Cow<'_, [u8]> = match head.request_id {
+            Some(r) => Cow::Owned(at(buf, r).to_vec()),
+            None => {
+                generated_rid = request_id_bytes();
+                Cow::Borrowed(&generated_rid)
+            }
         };
         let generated_tid;
-        let trace: Cow<'_, [u8]> = if head.has_trace {
-            Cow::Owned(
-                find_header(out, b"x-amzn-trace-id")
-                    .unwrap_or(b"-")
-                    .to_vec(),
-            )
-        } else {
-            generated_tid = trace_id_bytes();
-            Cow::Borrowed(&generated_tid)
+        let trace: Cow<'_, [u8]> = match head.trace {
+            Some(r) => Cow::Owned(at(buf, r).to_vec()),
+            None => {
+                generated_tid = trace_id_bytes();
+                Cow::Borrowed(&generated_tid)
+            }
         };
 
         let (spec, picked) = self.select(w);
@@ -717,11 +717,11 @@ impl Balancer {
         out.extend_from_slice(peer_ip);
         out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
         out.extend_from_slice(self.port_value.as_bytes());
-        if !head.has_request_id {
+        if head.request_id.is_none() {
             out.extend_from_slice(b"\r\nx-request-id: ");
             out.extend_from_slice(&request_id);
         }
-        if !head.has_trace {
+        if head.trace.is_none() {
             out.extend_from_slice(b"\r\nx-amzn-trace-id: ");
             out.extend_from_slice(&trace);
         }
@@ -825,7 +825,6 @@ impl Balancer {
             out.truncate(request_len);
             let mut got_any = false;
             loop {
-                let start = out.len();
                 match parse_response(rbuf, head_request, request_id, close, out) {
                     ParsedRes::Ok(h) if h.status < 200 => {
                         rbuf.drain(..h.head_len);
@@ -838,9 +837,8 @@ impl Balancer {
                     }
                     ParsedRes::Bad => return Upstream::Refused,
                     ParsedRes::Partial if rbuf.len() >= HEAD_MAX => return Upstream::Refused,
-                    ParsedRes::Partial => {
-                        out.truncate(start);
-                    }
+                    // Nothing was written to `out`: read on.
+                    ParsedRes::Partial => {}
                 }
                 match fill(&mut up, rbuf, 8192).await {
                     Ok(n) if n > 0 => got_any = true,
@@ -863,9 +861,8 @@ impl Balancer {
         rbuf: &mut Vec<u8>,
         res: &ResHead,
         idle: &mut Idle,
-        guard: Outstanding,
+        _guard: Outstanding,
     ) -> Result<bool, Exit> {
-        let _guard = guard;
         let mut chunked = Chunked::default();
         // Bytes of the body still to come (Length), or whether it ended.
         let mut remaining = match res.framing {
@@ -873,8 +870,6 @@ impl Balancer {
             _ => 0,
         };
         let mut ended = matches!(res.framing, Framing::None | Framing::Length(0));
-        // What arrived with the head.
-        let mut clean = true;
         let take = |data: &[u8],
                     remaining: &mut usize,
                     chunked: &mut Chunked,
@@ -902,11 +897,10 @@ impl Balancer {
                 Framing::UntilClose => Ok((data.len(), false)),
             }
         };
-        if !ended || !rbuf.is_empty() {
-            let (n, stray) = take(rbuf, &mut remaining, &mut chunked, &mut ended)?;
-            out.extend_from_slice(&rbuf[..n]);
-            clean &= !stray;
-        }
+        // What arrived with the head.
+        let (n, stray) = take(rbuf, &mut remaining, &mut chunked, &mut ended)?;
+        out.extend_from_slice(&rbuf[..n]);
+        let mut clean = !stray;
         // The head and what body there is now; the rest as it comes.
         write_client(c, out).await?;
         out.clear();
@@ -930,7 +924,6 @@ impl Balancer {
 
     /// Answers with the balancer's own text; the connection stays open unless the
     /// client asked to close it.
-    #[allow(clippy::too_many_arguments)]
     async fn answer(
         &self,
         c: &mut TcpStream,
@@ -981,17 +974,6 @@ async fn linger(c: &mut TcpStream) {
 
 async fn write_client(c: &mut TcpStream, data: &[u8]) -> Result<(), Exit> {
     c.write_all(data).await.map_err(|_| Exit::Done)
-}
-
-/// The value of the first header `name` in a head written as `name: value\r\n`
-/// lines (the balancer's own output, or a client head already validated).
-fn find_header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    head.split(|b| *b == b'\n').skip(1).find_map(|line| {
-        let colon = line.iter().position(|b| *b == b':')?;
-        line[..colon]
-            .eq_ignore_ascii_case(name)
-            .then(|| line[colon + 1..].trim_ascii())
-    })
 }
 
 /// The fast path's parsers on their own, for the fuzzer (`fuzz/fuzz_targets/lb.rs`).
