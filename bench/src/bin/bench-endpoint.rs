@@ -43,6 +43,18 @@ fn main() {
         }
     };
     let creds = core.credentials("bench");
+    if std::env::var_os("BENCH_JOURNAL_STATS").is_some() {
+        let core = core.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                let (groups, grouped, timeouts) = core.journal_stats();
+                eprintln!(
+                    "journal: {groups} groups, {grouped} submissions, {timeouts} waits timed out"
+                );
+            }
+        });
+    }
     rt.block_on(async {
         match http::serve(core, port).await {
             Ok(server) => {

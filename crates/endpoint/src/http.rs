@@ -123,7 +123,17 @@ async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watc
         let mut stop = stopped.clone();
         let open = open.clone();
         tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
+            let mut stream = stream;
+            // SQS and SSM requests take the fast path; the rest of a connection
+            // goes to hyper from the first request that does not.
+            let read = match crate::h1::serve(&core, &mut stream, &mut stop).await {
+                crate::h1::Outcome::Closed => {
+                    drop(open);
+                    return;
+                }
+                crate::h1::Outcome::Handover(read) => read,
+            };
+            let io = hyper_util::rt::TokioIo::new(crate::io::Prefixed::new(read, stream));
             let svc = hyper::service::service_fn(move |req| handle(core.clone(), s3.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -169,6 +179,21 @@ fn scope_service(authorization: Option<&str>, query: &str) -> Option<String> {
     credential.split('/').nth(3).map(str::to_string)
 }
 
+/// Whether a request is for S3: signed for it, or (unsigned, as presigned URLs
+/// and anonymous reads are) with none of the marks of SQS's and SSM's protocols.
+pub(crate) fn is_s3<'a>(get: impl Fn(&str) -> Option<&'a str>, query: &str) -> bool {
+    match scope_service(get("authorization"), query).as_deref() {
+        Some("s3") => true,
+        Some(_) => false,
+        None => {
+            get("x-amz-target").is_none()
+                && !get("content-type")
+                    .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+                && !query.split('&').any(|p| p.starts_with("Action="))
+        }
+    }
+}
+
 async fn handle(
     core: Arc<Core>,
     s3: s3s::service::S3Service,
@@ -177,18 +202,10 @@ async fn handle(
     // S3 streams its bodies: hand it the request before anything reads the body.
     let is_s3 = {
         let h = req.headers();
-        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-        let q = req.uri().query().unwrap_or("");
-        match scope_service(get("authorization"), q).as_deref() {
-            Some("s3") => true,
-            Some(_) => false,
-            None => {
-                get("x-amz-target").is_none()
-                    && !get("content-type")
-                        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
-                    && !q.split('&').any(|p| p.starts_with("Action="))
-            }
-        }
+        is_s3(
+            |name| h.get(name).and_then(|v| v.to_str().ok()),
+            req.uri().query().unwrap_or(""),
+        )
     };
     if is_s3 {
         return Ok(match s3.call(req.map(Body::from)).await {
@@ -201,7 +218,6 @@ async fn handle(
             }
         });
     }
-    let rid = request_id();
     let (parts, body) = req.into_parts();
     let headers: Vec<(String, String)> = parts
         .headers
@@ -213,78 +229,139 @@ async fn handle(
             )
         })
         .collect();
-    let target = header(&headers, "x-amz-target").map(str::to_string);
+    let declared = header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let body = if declared.is_some_and(|n| n > MAX_BODY) {
+        None
+    } else {
+        Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .ok()
+            .map(|b| b.to_bytes())
+    };
+    let call = Call {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers,
+    };
+    Ok(api(&core, &call, body).await.into_response())
+}
+
+/// An SQS or SSM request, parsed by either HTTP path.
+pub(crate) struct Call<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    /// Lower-case names, as sent values.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The answer to an SQS or SSM request, written by either HTTP path.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub request_id: String,
+    /// `x-amzn-query-error` (SQS's JSON protocol errors).
+    pub query_error: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    fn into_response(self) -> Response<Body> {
+        let mut r = Response::new(Body::from(Bytes::from(self.body)));
+        *r.status_mut() =
+            StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = r.headers_mut();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static(self.content_type),
+        );
+        if let Ok(v) = HeaderValue::from_str(&self.request_id) {
+            h.insert("x-amzn-requestid", v);
+        }
+        if let Some(v) = self
+            .query_error
+            .and_then(|q| HeaderValue::from_str(&q).ok())
+        {
+            h.insert("x-amzn-query-error", v);
+        }
+        r
+    }
+}
+
+/// Answers an SQS or SSM request. `body` is None when it was larger than
+/// `MAX_BODY` (and left unread).
+pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Option<Bytes>) -> Reply {
+    let rid = request_id();
+    let headers = &call.headers;
+    let target = header(headers, "x-amz-target").map(str::to_string);
     // The protocol decides how errors look, so find it before anything can fail.
     let json_kind = match target.as_deref() {
         Some(t) if t.starts_with("AmazonSSM.") => Some(false),
         Some(_) => Some(true),
         None => None,
     };
-    let fail = |e: ApiError| -> Response<Body> {
+    let fail = |e: ApiError, rid: String| -> Reply {
         match json_kind {
-            Some(sqs) => json_error(&e, sqs, &rid),
-            None => xml_error(&e, &rid),
+            Some(sqs) => json_error(&e, sqs, rid),
+            None => xml_error(&e, rid),
         }
     };
-    let declared = header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return Ok(fail(ApiError::new(
-            413,
-            "RequestEntityTooLarge",
-            format!("the request body is larger than {MAX_BODY} bytes"),
-        )));
-    }
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Ok(fail(ApiError::new(
+    let Some(body) = body else {
+        return fail(
+            ApiError::new(
                 413,
                 "RequestEntityTooLarge",
                 format!("the request body is larger than {MAX_BODY} bytes"),
-            )));
-        }
+            ),
+            rid,
+        );
     };
-    let path = parts.uri.path().to_string();
-    let query_string = parts.uri.query().unwrap_or("").to_string();
-    let route = match route(&target, &headers, &path, &query_string, &body, &core) {
+    let route = match route(&target, headers, call.path, call.query, &body, core) {
         Ok(r) => r,
-        Err(e) => return Ok(fail(e)),
+        Err(e) => return fail(e, rid),
     };
     let sreq = sigv4::Request {
-        method: parts.method.as_str(),
-        path: &path,
-        query: &query_string,
-        headers: &headers,
+        method: call.method,
+        path: call.path,
+        query: call.query,
+        headers,
     };
-    let principal = match authenticate(&core, &sreq, &body, route.service()) {
+    let principal = match authenticate(core, &sreq, &body, route.service()) {
         Ok(p) => p,
-        Err(e) => return Ok(fail(e)),
+        Err(e) => return fail(e, rid),
     };
     let result = match &route {
-        Route::SqsJson(action) => {
-            let input = match parse_json(&body) {
-                Ok(v) => v,
-                Err(e) => return Ok(fail(e)),
-            };
-            core.sqs(action, &input, &principal.1)
+        Route::SqsJson(action) => match parse_json(&body) {
+            Ok(input) => core
+                .sqs(action, &input, &principal.1)
                 .await
-                .map(|out| json_ok(&out, "application/x-amz-json-1.0", &rid))
-        }
+                .map(|out| json_ok(&out, "application/x-amz-json-1.0")),
+            Err(e) => Err(e),
+        },
         Route::SqsQuery(action, input) => core
             .sqs(action, input, &principal.1)
             .await
-            .map(|out| xml_ok(&query::to_xml(action, &out, &rid), &rid)),
-        Route::Ssm(action) => {
-            let input = match parse_json(&body) {
-                Ok(v) => v,
-                Err(e) => return Ok(fail(e)),
-            };
-            core.ssm(action, &input, &principal.0)
+            .map(|out| xml_ok(query::to_xml(action, &out, &rid))),
+        Route::Ssm(action) => match parse_json(&body) {
+            Ok(input) => core
+                .ssm(action, &input, &principal.0)
                 .await
-                .map(|out| json_ok(&out, "application/x-amz-json-1.1", &rid))
-        }
+                .map(|out| json_ok(&out, "application/x-amz-json-1.1")),
+            Err(e) => Err(e),
+        },
     };
-    Ok(result.unwrap_or_else(fail))
+    match result {
+        Ok((content_type, body)) => Reply {
+            status: 200,
+            content_type,
+            request_id: rid,
+            query_error: None,
+            body,
+        },
+        Err(e) => fail(e, rid),
+    }
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
@@ -397,66 +474,41 @@ fn authenticate(
     Ok((principal.to_string(), signed.access_key))
 }
 
-fn with_headers(mut r: Response<Body>, status: u16, ctype: &str, rid: &str) -> Response<Body> {
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(ctype) {
-        h.insert(hyper::header::CONTENT_TYPE, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(rid) {
-        h.insert("x-amzn-requestid", v);
-    }
-    r
+fn json_ok(out: &Value, ctype: &'static str) -> (&'static str, Vec<u8>) {
+    (ctype, serde_json::to_vec(out).unwrap_or_default())
 }
 
-fn json_ok(out: &Value, ctype: &str, rid: &str) -> Response<Body> {
-    let body = serde_json::to_vec(out).unwrap_or_default();
-    with_headers(
-        Response::new(Body::from(Bytes::from(body))),
-        200,
-        ctype,
-        rid,
-    )
+fn xml_ok(xml: String) -> (&'static str, Vec<u8>) {
+    ("text/xml", xml.into_bytes())
 }
 
-fn xml_ok(xml: &str, rid: &str) -> Response<Body> {
-    with_headers(
-        Response::new(Body::from(Bytes::from(xml.to_string()))),
-        200,
-        "text/xml",
-        rid,
-    )
-}
-
-fn json_error(e: &ApiError, sqs: bool, rid: &str) -> Response<Body> {
+fn json_error(e: &ApiError, sqs: bool, rid: String) -> Reply {
     let ty = if sqs {
         format!("com.amazonaws.sqs#{}", e.code)
     } else {
         e.code.clone()
     };
-    let body = json!({ "__type": ty, "message": e.message }).to_string();
-    let ctype = if sqs {
-        "application/x-amz-json-1.0"
-    } else {
-        "application/x-amz-json-1.1"
-    };
-    let mut r = with_headers(
-        Response::new(Body::from(Bytes::from(body))),
-        e.status,
-        ctype,
-        rid,
-    );
-    if sqs && let Ok(v) = HeaderValue::from_str(&format!("{};{}", e.query(), e.fault())) {
-        r.headers_mut().insert("x-amzn-query-error", v);
+    Reply {
+        status: e.status,
+        content_type: if sqs {
+            "application/x-amz-json-1.0"
+        } else {
+            "application/x-amz-json-1.1"
+        },
+        request_id: rid,
+        query_error: sqs.then(|| format!("{};{}", e.query(), e.fault())),
+        body: json!({ "__type": ty, "message": e.message })
+            .to_string()
+            .into_bytes(),
     }
-    r
 }
 
-fn xml_error(e: &ApiError, rid: &str) -> Response<Body> {
-    with_headers(
-        Response::new(Body::from(Bytes::from(query::error_xml(e, rid)))),
-        e.status,
-        "text/xml",
-        rid,
-    )
+fn xml_error(e: &ApiError, rid: String) -> Reply {
+    Reply {
+        status: e.status,
+        content_type: "text/xml",
+        body: query::error_xml(e, &rid).into_bytes(),
+        request_id: rid,
+        query_error: None,
+    }
 }

@@ -13,7 +13,9 @@
 //!   stopped local cloud); a lock file keeps two processes from opening one state.
 
 pub mod error;
+mod h1;
 pub mod http;
+pub mod io;
 pub mod journal;
 pub mod keys;
 pub mod query;
@@ -244,6 +246,12 @@ impl Core {
 
     fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
         self.keys.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The journal's group commits so far: groups, submissions they carried, and
+    /// groups that stopped waiting for an expected writer.
+    pub fn journal_stats(&self) -> (u64, u64, u64) {
+        self.journal.stats()
     }
 
     async fn durable(rx: journal::Durable) -> Result<(), ApiError> {

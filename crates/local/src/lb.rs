@@ -657,7 +657,7 @@ impl Balancer {
                                             .keep_alive(true)
                                             .timer(TokioTimer::new())
                                             .header_read_timeout(idle)
-                                            .serve_connection(TokioIo::new(h1::Prefixed::new(read, stream)), svc)
+                                            .serve_connection(TokioIo::new(pantstack_endpoint::io::Prefixed::new(read, stream)), svc)
                                             .with_upgrades()
                                             .await;
                                     });
