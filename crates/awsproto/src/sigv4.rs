@@ -266,16 +266,7 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec
 /// RFC 3986 unreserved characters stay; everything else is `%XX` (uppercase).
 pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (keep_slash && b == b'/')
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    push_encoded(&mut out, s, keep_slash);
     out
 }
 
@@ -314,41 +305,99 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Appends `s` RFC 3986-encoded (as `uri_encode`) to `out`.
+fn push_encoded(out: &mut String, s: &str, keep_slash: bool) {
+    const H: &[u8; 16] = b"0123456789ABCDEF";
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(H[(b >> 4) as usize] as char);
+            out.push(H[(b & 15) as usize] as char);
+        }
+    }
+}
+
 /// The canonical request of SigV4. `payload_hash` is the hex SHA-256 of the body,
 /// or what `x-amz-content-sha256` says (`UNSIGNED-PAYLOAD`, streaming modes).
+///
+/// Built in one buffer: it runs for every request the endpoint receives.
 pub fn canonical_request(req: &Request<'_>, signed: &Signed, payload_hash: &str) -> String {
     let s3 = signed.service == "s3";
     let path = if req.path.is_empty() { "/" } else { req.path };
-    let uri = if s3 {
+    let mut out = String::with_capacity(
+        256 + path.len()
+            + req.query.len()
+            + req
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 2)
+                .sum::<usize>(),
+    );
+    out.push_str(req.method);
+    out.push('\n');
+    if s3 {
         // S3: the path as sent, re-encoded consistently, never normalized.
-        uri_encode(&percent_decode(path, false), true)
+        push_encoded(&mut out, &percent_decode(path, false), true);
     } else {
         // Other services: the (already encoded) path is encoded once more.
-        uri_encode(path, true)
-    };
-    let mut query: Vec<(String, String)> = query_pairs(req.query)
-        .into_iter()
-        .filter(|(k, _)| !(signed.expires.is_some() && k == "X-Amz-Signature"))
-        .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
-        .collect();
-    query.sort();
-    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut headers = String::new();
+        push_encoded(&mut out, path, true);
+    }
+    out.push('\n');
+    if !req.query.is_empty() {
+        let mut query: Vec<(String, String)> = query_pairs(req.query)
+            .into_iter()
+            .filter(|(k, _)| !(signed.expires.is_some() && k == "X-Amz-Signature"))
+            .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
+            .collect();
+        query.sort();
+        for (i, (k, v)) in query.iter().enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+        }
+    }
+    out.push('\n');
     for name in &signed.signed_headers {
-        let values: Vec<String> = req
+        out.push_str(name);
+        out.push(':');
+        let mut first = true;
+        for (_, v) in req
             .headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        headers.push_str(&format!("{name}:{}\n", values.join(",")));
+        {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            // Trimmed, inner runs of whitespace as one space.
+            for (j, word) in v.split_whitespace().enumerate() {
+                if j > 0 {
+                    out.push(' ');
+                }
+                out.push_str(word);
+            }
+        }
+        out.push('\n');
     }
-    format!(
-        "{}\n{uri}\n{}\n{headers}\n{}\n{payload_hash}",
-        req.method,
-        query.join("&"),
-        signed.signed_headers.join(";")
-    )
+    out.push('\n');
+    for (i, name) in signed.signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
+    out.push('\n');
+    out.push_str(payload_hash);
+    out
 }
 
 /// Verifies a parsed signature with the secret of its access key, at `now` (seconds
@@ -441,6 +490,101 @@ mod tests {
         h.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// The canonical request as SigV4's specification spells it out, step by step:
+    /// the one-buffer `canonical_request` must produce exactly this.
+    fn spelled_out(req: &Request<'_>, signed: &Signed, payload_hash: &str) -> String {
+        let path = if req.path.is_empty() { "/" } else { req.path };
+        let uri = if signed.service == "s3" {
+            uri_encode(&percent_decode(path, false), true)
+        } else {
+            uri_encode(path, true)
+        };
+        let mut query: Vec<(String, String)> = query_pairs(req.query)
+            .into_iter()
+            .filter(|(k, _)| !(signed.expires.is_some() && k == "X-Amz-Signature"))
+            .map(|(k, v)| (uri_encode(&k, false), uri_encode(&v, false)))
+            .collect();
+        query.sort();
+        let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut headers = String::new();
+        for name in &signed.signed_headers {
+            let values: Vec<String> = req
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            headers.push_str(&format!("{name}:{}\n", values.join(",")));
+        }
+        format!(
+            "{}\n{uri}\n{}\n{headers}\n{}\n{payload_hash}",
+            req.method,
+            query.join("&"),
+            signed.signed_headers.join(";")
+        )
+    }
+
+    #[test]
+    fn canonical_request_matches_the_spelled_out_form() {
+        let h = headers(&[
+            ("Host", "127.0.0.1:4566"),
+            ("X-Amz-Date", "20260101T000000Z"),
+            ("x-amz-meta-a", "  two   words  "),
+            ("X-Amz-Meta-A", "second\tvalue"),
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-empty", ""),
+        ]);
+        let paths = [
+            "",
+            "/",
+            "/123/queue",
+            "/bucket/a%20b/%E2%82%AC+c",
+            "/bucket/ü~x.y_z-",
+        ];
+        let queries = [
+            "",
+            "Action=SendMessage&MessageBody=a+b%21&Version=2012-11-05",
+            "b=2&a=1&a=0&flag&X-Amz-Signature=ab",
+            "prefix=%2Fdir%2F&delimiter=%2F&list-type=2",
+        ];
+        for service in ["sqs", "s3"] {
+            for expires in [None, Some(60)] {
+                let signed = Signed {
+                    access_key: "AK".into(),
+                    date: "20260101".into(),
+                    region: "us-east-1".into(),
+                    service: service.into(),
+                    amz_date: "20260101T000000Z".into(),
+                    signed_headers: vec![
+                        "content-type".into(),
+                        "host".into(),
+                        "x-amz-date".into(),
+                        "x-amz-meta-a".into(),
+                        "x-empty".into(),
+                        "x-missing".into(),
+                    ],
+                    signature: String::new(),
+                    expires,
+                };
+                for path in paths {
+                    for query in queries {
+                        let req = Request {
+                            method: "POST",
+                            path,
+                            query,
+                            headers: &h,
+                        };
+                        assert_eq!(
+                            canonical_request(&req, &signed, "UNSIGNED-PAYLOAD"),
+                            spelled_out(&req, &signed, "UNSIGNED-PAYLOAD"),
+                            "{service} {path}?{query} {expires:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// `get-vanilla` of AWS's SigV4 test suite.
