@@ -1,7 +1,8 @@
 //! The local AWS endpoint's request handling on arbitrary input: SQS JSON and query
 //! protocol requests and SSM requests, parsed and applied to real (in-memory)
 //! state; never panics, and any error is an AWS error with a code.
-//! Input: one selector byte, then `Action\nbody`.
+//! Input: one selector byte, then `Action\nbody`; with a selector of 0xF0 or more,
+//! the rest is a request head for the HTTP/1.1 fast path's parser.
 
 #![no_main]
 
@@ -29,6 +30,10 @@ fn queues() -> sqs::Sqs {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
+    if sel >= 0xF0 {
+        pantstack_endpoint::fuzzing::request_head(rest);
+        return;
+    }
     let text = String::from_utf8_lossy(rest);
     let (action, body) = text.split_once('\n').unwrap_or((&text, ""));
     match sel % 3 {

@@ -234,6 +234,45 @@ pub(crate) async fn serve(
     }
 }
 
+/// Entry points for the fuzz targets (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Parses `data` as a request head: a head the fast path takes lies within
+    /// the input, with lower-case names, a body within the limit and no header
+    /// that would make it hyper's; the reply it could get parses as a response.
+    pub fn request_head(data: &[u8]) {
+        let Parsed::Ready(head) = parse(data) else {
+            return;
+        };
+        assert!(head.len <= data.len());
+        assert!(head.body_len <= MAX_BODY);
+        assert!(head.target.starts_with('/'));
+        for (name, _) in &head.headers {
+            assert_eq!(*name, name.to_ascii_lowercase());
+            assert!(!matches!(
+                name.as_str(),
+                "transfer-encoding" | "expect" | "upgrade"
+            ));
+        }
+        let reply = Reply {
+            status: 200,
+            content_type: "application/x-amz-json-1.0",
+            request_id: "r".into(),
+            query_error: None,
+            body: data[head.len..].to_vec(),
+        };
+        let out = render(&reply, head.keep_alive);
+        let mut slots = [httparse::EMPTY_HEADER; 16];
+        let parsed = httparse::Response::new(&mut slots).parse(&out);
+        assert!(
+            matches!(parsed, Ok(httparse::Status::Complete(n)) if out.len() - n == data.len() - head.len),
+            "{parsed:?}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

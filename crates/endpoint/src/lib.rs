@@ -14,6 +14,8 @@
 
 pub mod error;
 mod h1;
+#[doc(hidden)]
+pub use h1::fuzzing;
 pub mod http;
 pub mod io;
 pub mod journal;
