@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use pantstack_awsproto::sigv4::{self, Signed};
+use pantstack_awsproto::sigv4;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,51 +53,26 @@ fn request(
     if service == "s3" {
         headers.push(("x-amz-content-sha256".into(), payload.clone()));
     }
-    let mut names: Vec<String> = headers
-        .iter()
-        .map(|(k, _)| k.to_ascii_lowercase())
-        .collect();
-    names.sort();
-    let signed = Signed {
-        access_key: t.access.clone(),
-        date: date[..8].to_string(),
-        region: REGION.into(),
-        service: service.into(),
-        amz_date: date.clone(),
-        signed_headers: names.clone(),
-        signature: String::new(),
-        expires: None,
-    };
     let (p, q) = path.split_once('?').unwrap_or((path, ""));
-    let creq = sigv4::canonical_request(
+    let auth = sigv4::authorization(
         &sigv4::Request {
             method,
             path: p,
             query: q,
             headers: &headers,
         },
-        &signed,
+        &t.access,
+        &t.secret,
+        REGION,
+        service,
+        &date,
         &payload,
     );
-    let scope = format!("{}/{REGION}/{service}/aws4_request", &date[..8]);
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
-        sigv4::sha256_hex(creq.as_bytes())
-    );
-    let key = sigv4::signing_key(&t.secret, &date[..8], REGION, service);
-    let sig = sigv4::hex(&sigv4::hmac(&key, to_sign.as_bytes()));
     let mut b = hyper::Request::builder().method(method).uri(path);
     for (k, v) in &headers {
         b = b.header(k.as_str(), v.as_str());
     }
-    b = b.header(
-        "authorization",
-        format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={sig}",
-            t.access,
-            names.join(";")
-        ),
-    );
+    b = b.header("authorization", auth);
     b.body(Full::new(body)).unwrap_or_default()
 }
 

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use pantstack_awsproto::sigv4::{self, Signed};
+use pantstack_awsproto::sigv4;
 use pantstack_endpoint::{Config, Core, http};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -94,44 +94,27 @@ impl Local {
         for (k, v) in extra {
             headers.push((k.to_string(), v.to_string()));
         }
-        let mut names: Vec<String> = headers.iter().map(|(k, _)| k.clone()).collect();
-        names.sort();
-        let signed = Signed {
-            access_key: self.access.clone(),
-            date: date[..8].to_string(),
-            region: REGION.into(),
-            service: service.into(),
-            amz_date: date.clone(),
-            signed_headers: names.clone(),
-            signature: String::new(),
-            expires: None,
-        };
         let (p, q) = path.split_once('?').unwrap_or((path, ""));
-        let creq = sigv4::canonical_request(
+        let auth = sigv4::authorization(
             &sigv4::Request {
                 method,
                 path: p,
                 query: q,
                 headers: &headers,
             },
-            &signed,
+            &self.access,
+            &self.secret,
+            REGION,
+            service,
+            &date,
             &sigv4::sha256_hex(body),
         );
-        let scope = format!("{}/{REGION}/{service}/aws4_request", &date[..8]);
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
-            sigv4::sha256_hex(creq.as_bytes())
-        );
-        let key = sigv4::signing_key(&self.secret, &date[..8], REGION, service);
-        let sig = sigv4::hex(&sigv4::hmac(&key, to_sign.as_bytes()));
         let mut out = format!("{method} {path} HTTP/1.1\r\n");
         for (k, v) in &headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
         out.push_str(&format!(
-            "authorization: AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={}, Signature={sig}\r\ncontent-length: {}\r\n\r\n",
-            self.access,
-            names.join(";"),
+            "authorization: {auth}\r\ncontent-length: {}\r\n\r\n",
             body.len()
         ));
         let mut bytes = out.into_bytes();
