@@ -35,6 +35,7 @@ fn main() {
         key_file: dir.join("keys/bench.key"),
         region: "us-east-1".into(),
         principals: vec!["bench".into()],
+        compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
     }) {
         Ok(c) => Arc::new(c),
         Err(e) => {

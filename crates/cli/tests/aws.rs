@@ -206,8 +206,31 @@ fn a_task_whose_secret_is_missing_does_not_start_and_says_why() {
 
 #[test]
 fn acknowledged_writes_survive_kill_9_of_the_local_cloud() {
-    let c = Cloud::new("aws-crash", "");
-    c.up();
+    crash_test("aws-crash", &[]);
+}
+
+/// The same with the journal compacted again and again (from 64 KiB on) while the
+/// load runs and while the writer that is killed sends.
+#[test]
+fn acknowledged_writes_survive_kill_9_with_journal_compaction() {
+    let c = crash_test(
+        "aws-crash-compact",
+        &[("PANTSTACK_COMPACT_MIN_BYTES", "65536")],
+    );
+    let logs: String = walk(&c.root.join(".pantstack"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "supervisor.log"))
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.matches("compacted the AWS journal").count() >= 2,
+        "the journal was compacted during the load: {logs}"
+    );
+}
+
+fn crash_test(name: &str, vars: &[(&str, &str)]) -> Cloud {
+    let c = Cloud::new(name, "");
+    c.up_with(vars);
     let script = repo_root().join("tests/aws/crash.py");
     let ack = c.root.parent().unwrap().join("acknowledged.json");
     let o = python(
@@ -239,7 +262,7 @@ fn acknowledged_writes_survive_kill_9_of_the_local_cloud() {
         .unwrap();
     assert!(killed.success());
     let _ = child.wait();
-    c.up();
+    c.up_with(vars);
     let o = python(
         &c,
         &[script.to_str().unwrap(), "verify", ack.to_str().unwrap()],
@@ -255,6 +278,7 @@ fn acknowledged_writes_survive_kill_9_of_the_local_cloud() {
         "{}",
         text(&o.stdout)
     );
+    c
 }
 
 #[test]

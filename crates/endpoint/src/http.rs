@@ -106,8 +106,13 @@ async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watc
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
-    let journal = core.journal.clone();
-    let flusher = tokio::spawn(async move { journal.run_flusher().await });
+    let flusher = tokio::spawn({
+        let core = core.clone();
+        async move {
+            let journal = core.journal.clone();
+            journal.run_flusher_then(|| core.compact_if_due()).await
+        }
+    });
     let s3 = crate::s3svc::service(core.clone());
     // Every connection holds a sender; when the last is gone, all have finished.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);

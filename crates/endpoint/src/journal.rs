@@ -74,6 +74,12 @@ struct Inner {
     grouped: AtomicU64,
     /// Groups synced without an expected writer (it did not come in time).
     timeouts: AtomicU64,
+    /// Bytes in the log, and what it held after it was opened or last rewritten
+    /// (compaction is due when it has grown enough past that).
+    len: AtomicU64,
+    base: AtomicU64,
+    /// Rewrites done.
+    rewrites: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -89,6 +95,13 @@ pub struct Durable {
     err: Option<String>,
 }
 
+/// Where a rewrite is written before it is renamed over the log.
+fn rewrite_path(log: &Path) -> std::path::PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".rewrite");
+    std::path::PathBuf::from(name)
+}
+
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves its data consistent before anything can panic.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -97,8 +110,12 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Journal {
     /// Opens the log at `path`, calling `each` for every record in order.
     pub fn open(path: &Path, each: impl FnMut(&[u8])) -> Result<(Journal, Recovery), String> {
+        // A rewrite that a crash interrupted before its rename: the log it was to
+        // replace is still whole.
+        let _ = std::fs::remove_file(rewrite_path(path));
         let (log, recovery) =
             Log::open(path, each).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let len = log.len();
         Ok((
             Journal {
                 inner: Arc::new(Inner {
@@ -111,6 +128,9 @@ impl Journal {
                     groups: AtomicU64::new(0),
                     grouped: AtomicU64::new(0),
                     timeouts: AtomicU64::new(0),
+                    len: AtomicU64::new(len),
+                    base: AtomicU64::new(len),
+                    rewrites: AtomicU64::new(0),
                 }),
             },
             recovery,
@@ -182,6 +202,7 @@ impl Journal {
         let result = log
             .append_framed(&buf)
             .map_err(|e| format!("cannot write {}: {e}", log.path().display()));
+        self.inner.len.store(log.len(), Ordering::Relaxed);
         {
             // Resolved before the log is released, so the next group starts after.
             let mut d = guard(&self.inner.done);
@@ -199,11 +220,94 @@ impl Journal {
         writers
     }
 
+    /// Whether the log has grown past `min` bytes and to at least twice what it
+    /// held after it was opened or last rewritten (Redis's rewrite rule with
+    /// `auto-aof-rewrite-percentage 100`).
+    pub fn rewrite_due(&self, min: u64) -> bool {
+        let len = self.inner.len.load(Ordering::Relaxed);
+        len >= min && len >= 2 * self.inner.base.load(Ordering::Relaxed)
+    }
+
+    /// Bytes in the log, and rewrites done so far.
+    pub fn size(&self) -> (u64, u64) {
+        (
+            self.inner.len.load(Ordering::Relaxed),
+            self.inner.rewrites.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Replaces the log with `image` (framed records): written and synced beside
+    /// it, then renamed over it (the directory synced), so a crash leaves the old
+    /// log or the new one, whole. Every record submitted so far is resolved as
+    /// written: the caller holds the locks of all the state the log describes, so
+    /// the image already holds their changes. On failure the old log stays and the
+    /// pending records are written to it as usual.
+    pub fn rewrite(&self, image: &[u8]) -> Result<u64, String> {
+        let mut log = guard(&self.inner.log);
+        let mut p = guard(&self.inner.pending);
+        let path = log.path().to_path_buf();
+        let tmp = rewrite_path(&path);
+        let fresh = (|| -> std::io::Result<Log> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(image)?;
+            f.sync_all()?;
+            drop(f);
+            // Read back (every record checked) and ready to append, before it
+            // replaces anything.
+            let (fresh, _) = Log::open(&tmp, |_| {}).map_err(std::io::Error::other)?;
+            if fresh.len() != image.len() as u64 {
+                return Err(std::io::Error::other("the image did not read back whole"));
+            }
+            Ok(fresh)
+        })();
+        let mut fresh = match fresh {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!("cannot rewrite {}: {e}", path.display()));
+            }
+        };
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            drop(fresh);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("cannot rewrite {}: {e}", path.display()));
+        }
+        // From here the file at `path` is the image: appends must go to it.
+        fresh.renamed(&path);
+        *log = fresh;
+        let synced = path.parent().map_or(Ok(()), |dir| {
+            std::fs::File::open(dir).and_then(|d| d.sync_all())
+        });
+        let len = log.len();
+        self.inner.len.store(len, Ordering::Relaxed);
+        self.inner.base.store(len, Ordering::Relaxed);
+        self.inner.rewrites.fetch_add(1, Ordering::Relaxed);
+        p.buf.clear();
+        p.writers.clear();
+        {
+            let mut d = guard(&self.inner.done);
+            d.upto = d.upto.max(p.last);
+        }
+        drop(p);
+        drop(log);
+        self.inner.flushed.notify_waiters();
+        synced
+            .map(|()| len)
+            .map_err(|e| format!("cannot sync the directory of {}: {e}", path.display()))
+    }
+
     /// The flusher of the calling thread's event loop (a current-thread runtime):
     /// whenever records are pending, it lets every request that is ready run (and
     /// the I/O driver be polled) until a round adds nothing, then syncs the group
     /// on this thread. Requests submitted on this thread rely on it.
     pub async fn run_flusher(&self) {
+        self.run_flusher_then(|| {}).await
+    }
+
+    /// `run_flusher`, calling `after_group` on the loop thread after each group
+    /// (the endpoint compacts the log there when it is due).
+    pub async fn run_flusher_then(&self, after_group: impl Fn()) {
         *guard(&self.inner.loop_thread) = Some(std::thread::current().id());
         // The writers of the last two groups.
         let mut recent: [Vec<tokio::task::Id>; 2] = Default::default();
@@ -222,6 +326,7 @@ impl Journal {
             }
             let all_came = self.await_writers(&recent).await;
             let writers = self.flush_group();
+            after_group();
             recent = if all_came {
                 [writers, std::mem::take(&mut recent[0])]
             } else {
@@ -496,6 +601,42 @@ mod tests {
         });
         drop(j);
         assert_eq!(replay(&dir.join("journal.log")), vec![b"after".to_vec()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A rewrite replaces the log with the image, resolves what was pending (the
+    /// image holds it), and later appends follow the image; a leftover rewrite
+    /// file from a crash is ignored.
+    #[test]
+    fn rewrite_replaces_the_log_and_resolves_what_was_pending() {
+        let dir = temp("rewrite");
+        let path = dir.join("journal.log");
+        let (j, _) = Journal::open(&path, |_| {}).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for r in ["a", "b"] {
+                j.submit(vec![r.as_bytes().to_vec()]).wait().await.unwrap();
+            }
+            assert!(!j.rewrite_due(1 << 20), "below the minimum");
+            assert!(j.rewrite_due(1), "grown from nothing");
+            // Pending, not written: the image covers it.
+            let pending = j.submit(vec![b"c".to_vec()]);
+            let mut image = Vec::new();
+            pantstack_store::frame(b"image", &mut image).unwrap();
+            assert_eq!(j.rewrite(&image).unwrap(), image.len() as u64);
+            pending.wait().await.unwrap();
+            assert!(!j.rewrite_due(1), "not grown since");
+            j.submit(vec![b"d".to_vec()]).wait().await.unwrap();
+            assert_eq!(j.size(), (image.len() as u64 + 9, 1));
+        });
+        drop(j);
+        // A crash mid-rewrite leaves its file beside the log: not read, removed.
+        std::fs::write(rewrite_path(&path), b"half-written").unwrap();
+        assert_eq!(replay(&path), vec![b"image".to_vec(), b"d".to_vec()]);
+        assert!(!rewrite_path(&path).exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -61,7 +61,14 @@ pub struct Config {
     pub region: String,
     /// Who may call: unit names (each gets its own credentials) besides `user`.
     pub principals: Vec<String>,
+    /// The journal is compacted once it holds at least this many bytes and twice
+    /// what it held after its last compaction (`DEFAULT_COMPACT_MIN`).
+    pub compact_min_bytes: u64,
 }
+
+/// Journals smaller than this are never compacted (Redis's
+/// `auto-aof-rewrite-min-size`).
+pub const DEFAULT_COMPACT_MIN: u64 = 64 << 20;
 
 /// The endpoint's state: queues, parameters, keys, credentials, journal.
 pub struct Core {
@@ -81,6 +88,7 @@ pub struct Core {
     base_url: RwLock<String>,
     /// SigV4 signing keys by access key/day/region/service.
     signing_keys: Mutex<HashMap<String, Arc<[u8]>>>,
+    compact_min: u64,
 }
 
 /// Standard base64 (SecureString blobs, S3 checksums, inline objects).
@@ -188,7 +196,76 @@ impl Core {
             _lock: lock_file,
             base_url: RwLock::new(String::new()),
             signing_keys: Mutex::new(HashMap::new()),
+            compact_min: cfg.compact_min_bytes,
         })
+        .inspect(Core::compact_if_due)
+    }
+
+    /// Rewrites the journal as an image of the current state (every queue with its
+    /// messages in their full state, every bucket's versions and uploads, every
+    /// parameter's kept versions), replacing the log atomically. Returns the
+    /// journal's size before and after. Requests wait while it runs (all state
+    /// locks are held so that the image and the log agree).
+    pub fn compact(&self) -> Result<(u64, u64), String> {
+        let q = lock(&self.sqs);
+        let p = lock(&self.ssm);
+        let o = lock(&self.s3);
+        let before = self.journal.size().0;
+        let image = Self::image_of(&q, &p, &o)?;
+        let after = self.journal.rewrite(&image)?;
+        Ok((before, after))
+    }
+
+    /// The journal image of the current state: the framed records `compact`
+    /// writes. The same state gives the same bytes.
+    pub fn image(&self) -> Result<Vec<u8>, String> {
+        Self::image_of(&lock(&self.sqs), &lock(&self.ssm), &lock(&self.s3))
+    }
+
+    fn image_of(q: &sqs::Sqs, p: &ssm::Params, o: &s3::Objects) -> Result<Vec<u8>, String> {
+        let mut buf = Vec::new();
+        let mut err = None;
+        let mut push = |r: Record| {
+            let framed = serde_json::to_vec(&r)
+                .map_err(|e| e.to_string())
+                .and_then(|b| pantstack_store::frame(&b, &mut buf).map_err(|e| e.to_string()));
+            if let Err(e) = framed {
+                err.get_or_insert(e);
+            }
+        };
+        q.image(&mut |op| push(Record::Sqs(op)));
+        for op in p.image() {
+            push(Record::Ssm(op));
+        }
+        o.image(&mut |op| push(Record::S3(op)));
+        match err {
+            Some(e) => Err(format!("cannot write the journal's image: {e}")),
+            None => Ok(buf),
+        }
+    }
+
+    /// Compacts the journal when it has grown enough (`Config::compact_min_bytes`);
+    /// the endpoint's loop calls it after each group commit. A failure leaves the
+    /// journal as it was and is reported on standard error.
+    pub fn compact_if_due(&self) {
+        if !self.journal.rewrite_due(self.compact_min) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match self.compact() {
+            Ok((before, after)) => eprintln!(
+                "pantstack: compacted the AWS journal from {} to {} bytes in {} ms",
+                before,
+                after,
+                started.elapsed().as_millis()
+            ),
+            Err(e) => eprintln!("pantstack: {e}"),
+        }
+    }
+
+    /// The journal's size in bytes and how many times it was compacted.
+    pub fn journal_size(&self) -> (u64, u64) {
+        self.journal.size()
     }
 
     pub fn set_base_url(&self, url: String) {

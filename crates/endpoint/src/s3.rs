@@ -130,7 +130,32 @@ pub enum Op {
         bucket: String,
         upload_id: String,
     },
+    /// A compacted journal's image of one bucket, empty (its objects and uploads
+    /// follow), replacing any bucket of that name.
+    ImageBucket {
+        name: String,
+        created: u64,
+        versioning: Option<String>,
+    },
+    /// Versions of the bucket's keys, oldest first; a key's versions may continue
+    /// in the next record.
+    ImageObjects {
+        bucket: String,
+        objects: Vec<(String, Vec<Version>)>,
+    },
+    /// An unfinished upload; its parts beside it (a map with number keys does not
+    /// read back inside these tagged records).
+    ImageUpload {
+        bucket: String,
+        upload_id: String,
+        upload: Upload,
+        parts: Vec<(u32, Part)>,
+    },
 }
+
+/// Bytes of object versions per `ImageObjects` record (records are at most
+/// 16 MiB; an inline object is at most 64 KiB, ~88 KiB in base64).
+const IMAGE_CHUNK: usize = 1 << 20;
 
 /// What an applied op made unreferenced: blob files to delete once durable.
 pub type Garbage = Vec<String>;
@@ -270,8 +295,106 @@ impl Objects {
                     garbage.extend(u.parts.values().map(|p| p.blob.clone()));
                 }
             }
+            Op::ImageBucket {
+                name,
+                created,
+                versioning,
+            } => {
+                self.buckets.insert(
+                    name.clone(),
+                    Bucket {
+                        created: *created,
+                        versioning: versioning.clone(),
+                        ..Bucket::default()
+                    },
+                );
+            }
+            Op::ImageObjects { bucket, objects } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    for (key, versions) in objects {
+                        b.objects
+                            .entry(key.clone())
+                            .or_default()
+                            .extend(versions.iter().cloned());
+                    }
+                }
+            }
+            Op::ImageUpload {
+                bucket,
+                upload_id,
+                upload,
+                parts,
+            } => {
+                if let Some(b) = self.buckets.get_mut(bucket) {
+                    let mut u = upload.clone();
+                    u.parts = parts.iter().cloned().collect();
+                    b.uploads.insert(upload_id.clone(), u);
+                }
+            }
         }
         garbage
+    }
+
+    /// The ops that rebuild the buckets exactly (a compacted journal's image),
+    /// handed to `out` one at a time. Blobs stay where they are: the image names
+    /// the same files.
+    pub fn image(&self, out: &mut dyn FnMut(Op)) {
+        for (name, b) in &self.buckets {
+            out(Op::ImageBucket {
+                name: name.clone(),
+                created: b.created,
+                versioning: b.versioning.clone(),
+            });
+            let mut chunk: Vec<(String, Vec<Version>)> = Vec::new();
+            let mut bytes = 0;
+            for (key, versions) in &b.objects {
+                chunk.push((key.clone(), Vec::new()));
+                for v in versions {
+                    bytes += key.len()
+                        + v.inline.as_ref().map_or(0, String::len)
+                        + v.metadata
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len())
+                            .sum::<usize>()
+                        + v.headers
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len())
+                            .sum::<usize>()
+                        + 512;
+                    if let Some((_, vs)) = chunk.last_mut() {
+                        vs.push(v.clone());
+                    }
+                    if bytes >= IMAGE_CHUNK {
+                        out(Op::ImageObjects {
+                            bucket: name.clone(),
+                            objects: std::mem::take(&mut chunk),
+                        });
+                        chunk.push((key.clone(), Vec::new()));
+                        bytes = 0;
+                    }
+                }
+                if chunk.last().is_some_and(|(_, vs)| vs.is_empty()) {
+                    chunk.pop();
+                }
+            }
+            if !chunk.is_empty() {
+                out(Op::ImageObjects {
+                    bucket: name.clone(),
+                    objects: chunk,
+                });
+            }
+            for (id, u) in &b.uploads {
+                out(Op::ImageUpload {
+                    bucket: name.clone(),
+                    upload_id: id.clone(),
+                    upload: Upload {
+                        parts: BTreeMap::new(),
+                        ..u.clone()
+                    },
+                    parts: u.parts.iter().map(|(n, p)| (*n, p.clone())).collect(),
+                });
+            }
+        }
     }
 
     fn put_version(&mut self, bucket: &str, key: &str, version: &Version, garbage: &mut Garbage) {

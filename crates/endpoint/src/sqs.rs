@@ -278,7 +278,7 @@ pub struct QueueRt {
 }
 
 /// A finished message-move task.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MoveTask {
     pub handle: String,
     pub source: String,
@@ -348,7 +348,32 @@ pub enum Op {
         handle: String,
         now: Millis,
     },
+    /// A compacted journal's image of one queue without its messages (they
+    /// follow in `ImageMessages`), replacing any queue of that name.
+    Image {
+        name: String,
+        created: u64,
+        modified: u64,
+        attrs: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
+        redrive: Option<(String, u32)>,
+        purged_at: Option<Millis>,
+        queue: Box<Queue>,
+    },
+    /// Messages of the queue imaged last, in their full state.
+    ImageMessages {
+        name: String,
+        messages: Vec<Message>,
+    },
+    /// The finished message-move tasks (ListMessageMoveTasks).
+    ImageMoves {
+        moves: Vec<MoveTask>,
+    },
 }
+
+/// Bytes of messages per `ImageMessages` record (a record is at most 16 MiB; a
+/// message with its attributes at most ~512 KiB, more once JSON-escaped).
+const IMAGE_CHUNK: usize = 1 << 20;
 
 /// What applying an op produced.
 pub enum Applied {
@@ -707,6 +732,85 @@ impl Sqs {
                 });
                 Ok(Applied::Moved(moved))
             }
+            Op::Image {
+                name,
+                created,
+                modified,
+                attrs,
+                tags,
+                redrive,
+                purged_at,
+                queue,
+            } => {
+                let old = self.queues.insert(
+                    name.clone(),
+                    QueueRt {
+                        name: name.clone(),
+                        created: *created,
+                        modified: *modified,
+                        attrs: attrs.clone(),
+                        tags: tags.clone(),
+                        q: (**queue).clone(),
+                        notify: Arc::new(Notify::new()),
+                        redrive: redrive.clone(),
+                        purged_at: *purged_at,
+                    },
+                );
+                if let Some(old) = old {
+                    old.notify.notify_waiters();
+                }
+                Ok(Applied::Nothing)
+            }
+            Op::ImageMessages { name, messages } => {
+                let q = self.queue(name)?;
+                q.q.restore_messages(messages.iter().cloned());
+                Ok(Applied::Nothing)
+            }
+            Op::ImageMoves { moves } => {
+                self.moves = moves.clone();
+                Ok(Applied::Nothing)
+            }
+        }
+    }
+
+    /// The ops that rebuild the queues exactly, messages in their full state (a
+    /// compacted journal's image), handed to `out` one at a time.
+    pub fn image(&self, out: &mut dyn FnMut(Op)) {
+        for q in self.queues.values() {
+            out(Op::Image {
+                name: q.name.clone(),
+                created: q.created,
+                modified: q.modified,
+                attrs: q.attrs.clone(),
+                tags: q.tags.clone(),
+                redrive: q.redrive.clone(),
+                purged_at: q.purged_at,
+                queue: Box::new(q.q.head()),
+            });
+            let mut chunk = Vec::new();
+            let mut bytes = 0;
+            for m in q.q.messages() {
+                bytes += m.body.len() + m.extra.len() + 256;
+                chunk.push(m.clone());
+                if bytes >= IMAGE_CHUNK {
+                    out(Op::ImageMessages {
+                        name: q.name.clone(),
+                        messages: std::mem::take(&mut chunk),
+                    });
+                    bytes = 0;
+                }
+            }
+            if !chunk.is_empty() {
+                out(Op::ImageMessages {
+                    name: q.name.clone(),
+                    messages: chunk,
+                });
+            }
+        }
+        if !self.moves.is_empty() {
+            out(Op::ImageMoves {
+                moves: self.moves.clone(),
+            });
         }
     }
 

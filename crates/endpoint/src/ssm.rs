@@ -34,6 +34,22 @@ pub enum Op {
         version: u64,
         value: String,
     },
+    /// A compacted journal's image of one parameter: every kept version.
+    Image {
+        name: String,
+        versions: Vec<ImageVersion>,
+    },
+}
+
+/// One version of a parameter in a compacted journal (`value` as in `Put`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageVersion {
+    version: u64,
+    kind: String,
+    value: String,
+    key_id: Option<String>,
+    description: Option<String>,
+    modified: u64,
 }
 
 fn p_err(e: PErr) -> ApiError {
@@ -109,7 +125,41 @@ impl Params {
                     .set_value(name, *version, crate::unb64(value).unwrap_or_default());
                 Ok(*version)
             }
+            Op::Image { name, versions } => {
+                let versions = versions
+                    .iter()
+                    .map(|v| Version {
+                        version: v.version,
+                        // Written from a `Type` by `image`.
+                        kind: Type::parse(&v.kind).unwrap_or(Type::String),
+                        value: crate::unb64(&v.value).unwrap_or_default(),
+                        key_id: v.key_id.clone(),
+                        description: v.description.clone(),
+                        modified: v.modified,
+                    })
+                    .collect();
+                self.store.restore(name.clone(), versions);
+                Ok(0)
+            }
         }
+    }
+
+    /// The ops that rebuild the parameters exactly (a compacted journal's image).
+    pub fn image(&self) -> impl Iterator<Item = Op> + '_ {
+        self.store.all().map(|(name, versions)| Op::Image {
+            name: name.to_string(),
+            versions: versions
+                .iter()
+                .map(|v| ImageVersion {
+                    version: v.version,
+                    kind: v.kind.as_str().to_string(),
+                    value: crate::b64(&v.value),
+                    key_id: v.key_id.clone(),
+                    description: v.description.clone(),
+                    modified: v.modified,
+                })
+                .collect(),
+        })
     }
 
     fn arn(&self, name: &str) -> String {

@@ -143,6 +143,15 @@ impl Aws {
     }
 }
 
+/// When the AWS journal is compacted: `PANTSTACK_COMPACT_MIN_BYTES` (bytes) or
+/// the endpoint's default (64 MiB).
+fn compact_min_bytes() -> u64 {
+    std::env::var("PANTSTACK_COMPACT_MIN_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(pantstack_endpoint::DEFAULT_COMPACT_MIN)
+}
+
 /// Opens the environment's AWS state, serves it on its recorded port and creates
 /// the manifests' queues.
 async fn start_aws(
@@ -158,6 +167,7 @@ async fn start_aws(
         key_file: pantstack_endpoint::keys::key_file(&cfg.root, &cfg.env),
         region: region.clone(),
         principals,
+        compact_min_bytes: compact_min_bytes(),
     })?;
     let core = Arc::new(core);
     let port = saved["aws_port"].as_u64().unwrap_or(0) as u16;

@@ -7,6 +7,7 @@
 //! The local endpoint (not written yet) will wrap it with the JSON and query
 //! protocols and persist every change in the durable log before acknowledging it.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 pub type Millis = u64;
@@ -18,7 +19,7 @@ pub const MAX_RECEIVE: usize = 10;
 /// Visibility timeout limit: 12 hours.
 pub const MAX_VISIBILITY_SECS: u64 = 12 * 3600;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
     pub visibility_timeout_secs: u64,
     pub retention_secs: u64,
@@ -69,7 +70,7 @@ impl Error {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
     pub body: String,
@@ -112,20 +113,35 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
-#[derive(Debug, Default)]
+/// Serialized (a journal's compacted image) without its messages, which travel
+/// in chunks of their own (`messages`, `restore_messages`), and without the
+/// receipt index, which the messages rebuild.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Queue {
     pub attributes: Attributes,
     /// By sequence: send order.
     /// Boxed: keys arrive in order, so B-tree nodes split at the right edge stay
     /// about half full; with messages inline (~200 bytes each) that doubled their
     /// memory.
+    #[serde(skip)]
     messages: BTreeMap<u64, Box<Message>>,
     next_sequence: u64,
+    #[serde(serialize_with = "sorted")]
     dedup: HashMap<String, (Millis, String, u64)>,
     /// Dedup ids in the order they were recorded, for expiry.
     dedup_order: VecDeque<(Millis, String)>,
+    #[serde(skip)]
     receipts: HashMap<String, u64>,
     next_receipt: u64,
+}
+
+/// A map serialized in key order, so that a queue's image is the same bytes for
+/// the same state.
+fn sorted<S: serde::Serializer, V: Serialize>(
+    m: &HashMap<String, V>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().collect::<BTreeMap<_, _>>())
 }
 
 fn content_dedup_id(s: &str) -> String {
@@ -149,6 +165,37 @@ impl Queue {
             attributes,
             next_sequence: 1,
             ..Queue::default()
+        }
+    }
+
+    /// The queue without its messages: what `Serialize` writes of it, as a value.
+    pub fn head(&self) -> Queue {
+        Queue {
+            attributes: self.attributes.clone(),
+            messages: BTreeMap::new(),
+            next_sequence: self.next_sequence,
+            dedup: self.dedup.clone(),
+            dedup_order: self.dedup_order.clone(),
+            receipts: HashMap::new(),
+            next_receipt: self.next_receipt,
+        }
+    }
+
+    /// Every message held, in send order, in its full state (visibility, current
+    /// receipt handle, receive count): with the queue's own serialized fields, an
+    /// exact image of the queue.
+    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.messages.values().map(|m| &**m)
+    }
+
+    /// Puts messages of an image back (after the queue's serialized fields), with
+    /// the receipt handles they carry.
+    pub fn restore_messages(&mut self, messages: impl IntoIterator<Item = Message>) {
+        for m in messages {
+            if let Some(r) = &m.receipt {
+                self.receipts.insert(r.clone(), m.sequence);
+            }
+            self.messages.insert(m.sequence, Box::new(m));
         }
     }
 

@@ -139,6 +139,21 @@ fn selector(s: &str) -> Result<(&str, Option<u64>), Error> {
 }
 
 impl Store {
+    /// Every parameter with its kept versions (oldest first), by name: with
+    /// `restore`, an exact image of the store.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &[Version])> {
+        self.params.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    /// Puts a parameter of an image back, replacing what the name held.
+    pub fn restore(&mut self, name: String, versions: Vec<Version>) {
+        if versions.is_empty() {
+            self.params.remove(&name);
+        } else {
+            self.params.insert(name, versions);
+        }
+    }
+
     /// PutParameter; returns the new version.
     #[allow(clippy::too_many_arguments)]
     pub fn put(

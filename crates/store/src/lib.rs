@@ -316,6 +316,12 @@ impl Log {
         &self.path
     }
 
+    /// Records that the caller renamed the log's file to `to` (the open handles
+    /// follow the file; only the name it is reported under changes).
+    pub fn renamed(&mut self, to: &Path) {
+        self.path = to.to_path_buf();
+    }
+
     /// Whether appends are direct block writes (false: buffered + `fdatasync`).
     pub fn is_direct(&self) -> bool {
         matches!(self.mode, Mode::Direct { .. })

@@ -121,10 +121,16 @@ impl Cloud {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    /// `run` with more environment variables.
+    pub fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_pantstack"))
             .arg("--root")
             .arg(&self.root)
             .args(args)
+            .envs(vars.iter().copied())
             .env("NO_COLOR", "1")
             .env("PANTSTACK_KEY_DIR", self.key_dir())
             .env_remove("GITHUB_REF")
@@ -135,8 +141,13 @@ impl Cloud {
     }
 
     pub fn up(&self) {
+        self.up_with(&[]);
+    }
+
+    /// `up`, the supervisor started with more environment variables.
+    pub fn up_with(&self, vars: &[(&str, &str)]) {
         self.set_secret(self.env, "api", "API_TOKEN", "test-token");
-        let o = self.run(&["up", "--env", self.env, "--detach"]);
+        let o = self.run_with(&["up", "--env", self.env, "--detach"], vars);
         assert!(
             o.status.success(),
             "up failed:\n{}\n{}",

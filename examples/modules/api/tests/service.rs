@@ -52,6 +52,7 @@ impl Aws {
                 key_file: dir.join("keys/k.key"),
                 region: "us-east-1".into(),
                 principals: vec!["api".into(), "api-worker".into()],
+                compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
             })
             .unwrap(),
         );
