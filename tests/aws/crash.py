@@ -2,7 +2,9 @@
 
   crash.py load ACK      sends, deletes and puts; records what was acknowledged
   crash.py busy ACK      sends one message at a time, recording each acknowledgement
-                         (fsync'd) until it is killed or the endpoint goes away
+                         (fsync'd) until it is killed or the endpoint goes away; every
+                         fifth, also overwrites the object `busy` (60 KB: the journal
+                         keeps growing with history, so compactions run meanwhile)
   crash.py verify ACK    after kill -9 and restart: everything acknowledged is there,
                          intact; everything whose delete was acknowledged is gone
 """
@@ -67,6 +69,11 @@ if mode == "load":
     p2 = s3.upload_part(Bucket="crash-b", Key="big", UploadId=up["UploadId"], PartNumber=2, Body=big[5 * 1024 * 1024 :])
     s3.complete_multipart_upload(Bucket="crash-b", Key="big", UploadId=up["UploadId"], MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]})
     objects["big"] = hashlib.md5(big).hexdigest()
+    # History a journal compaction drops: one key overwritten again and again.
+    for i in range(80):
+        data = os.urandom(60000)
+        s3.put_object(Bucket="crash-b", Key="churn", Body=data)
+    objects["churn"] = hashlib.md5(data).hexdigest()
     with open(ack, "w") as f:
         json.dump({"url": url, "sent": sent, "deleted": deleted, "params": params, "gone": gone, "objects": objects}, f)
     print(f"acknowledged {len(sent)} sends, {len(deleted)} deletes, {len(params)} parameters, {len(objects)} objects")
@@ -76,6 +83,7 @@ elif mode == "busy":
     with open(busy_file, "a") as f:
         f.flush()
         os.fsync(f.fileno())
+        import hashlib
         i = 0
         while True:
             body = f"busy-{i}"
@@ -86,18 +94,38 @@ elif mode == "busy":
             f.write(json.dumps([mid, body]) + "\n")
             f.flush()
             os.fsync(f.fileno())
+            if i % 5 == 0:
+                data = os.urandom(60000)
+                md5 = hashlib.md5(data).hexdigest()
+                # Intent first: a put cut by the kill may or may not have landed.
+                f.write(json.dumps(["put", md5]) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                try:
+                    s3.put_object(Bucket="crash-b", Key="busy", Body=data)
+                except Exception:
+                    break
+                f.write(json.dumps(["acked", md5]) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
             i += 1
 
 elif mode == "verify":
     a = json.load(open(ack))
     expected = {k: v for k, v in a["sent"].items() if k not in set(a["deleted"])}
     busy = 0
+    acked_put, last_put = None, None
     if os.path.exists(busy_file):
         for line in open(busy_file):
             if line.endswith("\n"):
                 mid, body = json.loads(line)
-                expected[mid] = body
-                busy += 1
+                if mid == "put":
+                    last_put = body
+                elif mid == "acked":
+                    acked_put = body
+                else:
+                    expected[mid] = body
+                    busy += 1
     seen = {}
     while True:
         got = sqs.receive_message(QueueUrl=a["url"], MaxNumberOfMessages=10, VisibilityTimeout=600).get("Messages", [])
@@ -130,5 +158,9 @@ elif mode == "verify":
             raise AssertionError(f"obj/{i} came back after its delete")
         except botocore.exceptions.ClientError as e:
             assert e.response["Error"]["Code"] == "404", e
+    if acked_put is not None:
+        data = s3.get_object(Bucket="crash-b", Key="busy")["Body"].read()
+        got = hashlib.md5(data).hexdigest()
+        assert got in (acked_put, last_put), "the object `busy` is neither its last acknowledged version nor the one in flight"
     assert busy > 0, "the busy writer acknowledged nothing before the kill"
     print(f"all acknowledged: {len(expected)} messages ({busy} sent during the kill), {len(a['params'])} parameters, {len(a['objects'])} objects intact")

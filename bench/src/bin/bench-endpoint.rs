@@ -35,7 +35,11 @@ fn main() {
         key_file: dir.join("keys/bench.key"),
         region: "us-east-1".into(),
         principals: vec!["bench".into()],
-        compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
+        // As the supervisor reads it.
+        compact_min_bytes: std::env::var("PANTSTACK_COMPACT_MIN_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(pantstack_endpoint::DEFAULT_COMPACT_MIN),
     }) {
         Ok(c) => Arc::new(c),
         Err(e) => {

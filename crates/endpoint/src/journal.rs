@@ -22,7 +22,7 @@
 //! connection that went quiet delays at most one group.
 
 use pantstack_store::{Log, Recovery};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::ThreadId;
@@ -63,8 +63,11 @@ struct Inner {
     /// Held for a whole write + sync, so groups reach the disk in order.
     log: Mutex<Log>,
     done: Mutex<Done>,
-    /// Wakes the loop thread's flusher when records arrive.
-    work: Notify,
+    /// Wakes the loop thread's flusher when records arrive (or a background
+    /// rewrite has its image ready).
+    work: Arc<Notify>,
+    /// A rewrite whose image is being built off the loop thread.
+    background: Mutex<Option<Background>>,
     /// Wakes requests waiting for durability after each group.
     flushed: Notify,
     /// The thread whose flusher task syncs for it (the endpoint's loop).
@@ -95,11 +98,74 @@ pub struct Durable {
     err: Option<String>,
 }
 
-/// Where a rewrite is written before it is renamed over the log.
-fn rewrite_path(log: &Path) -> std::path::PathBuf {
+/// Where a rewrite is written before it is renamed over the log: beside it, named
+/// for this process and rewrite, so that no two writers ever share one.
+fn rewrite_path(log: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = log.as_os_str().to_owned();
-    name.push(".rewrite");
-    std::path::PathBuf::from(name)
+    name.push(format!(
+        ".rewrite-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    PathBuf::from(name)
+}
+
+/// Removes what interrupted rewrites left beside the log.
+fn remove_rewrites(log: &Path) {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return;
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".rewrite-");
+    let prefix = prefix.to_string_lossy().into_owned();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Where a background rewrite's worker leaves its image and the log's byte it
+/// reaches to (or why it failed).
+type ImageSlot = Arc<Mutex<Option<Result<(Log, u64), String>>>>;
+
+/// A rewrite in progress off the loop thread: the image of the log's first
+/// `upto` bytes is being written to `tmp`; what is appended meanwhile is copied
+/// after it when it is done.
+struct Background {
+    upto: u64,
+    tmp: PathBuf,
+    /// Rewrites done when it started (another rewrite in between voids it).
+    generation: u64,
+    started: std::time::Instant,
+    /// Filled by the worker: the image, written, synced and opened for appends,
+    /// and how far into the log it reaches (the worker copies what was appended
+    /// while it built the image).
+    done: ImageSlot,
+}
+
+/// What the worker of a background rewrite gets: where to read the log's state
+/// from and where to write its image, and how to hand the result back.
+pub struct RewriteJob {
+    pub log: PathBuf,
+    pub upto: u64,
+    pub tmp: PathBuf,
+    done: ImageSlot,
+    wake: Arc<Notify>,
+}
+
+impl RewriteJob {
+    /// Hands the image back (`Log::open` of `tmp` and the log's byte it reaches
+    /// to, at least `upto`; or why it failed); the loop thread puts it in place
+    /// after its next group. The job holds no handle of the journal, so a worker
+    /// that outlives its endpoint cannot touch the log.
+    pub fn finish(self, image: Result<(Log, u64), String>) {
+        *guard(&self.done) = Some(image);
+        self.wake.notify_one();
+    }
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,9 +176,9 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Journal {
     /// Opens the log at `path`, calling `each` for every record in order.
     pub fn open(path: &Path, each: impl FnMut(&[u8])) -> Result<(Journal, Recovery), String> {
-        // A rewrite that a crash interrupted before its rename: the log it was to
-        // replace is still whole.
-        let _ = std::fs::remove_file(rewrite_path(path));
+        // Rewrites that a crash interrupted before their rename: the log they
+        // were to replace is still whole.
+        remove_rewrites(path);
         let (log, recovery) =
             Log::open(path, each).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let len = log.len();
@@ -122,7 +188,8 @@ impl Journal {
                     pending: Mutex::new(Pending::default()),
                     log: Mutex::new(log),
                     done: Mutex::new(Done::default()),
-                    work: Notify::new(),
+                    work: Arc::new(Notify::new()),
+                    background: Mutex::new(None),
                     flushed: Notify::new(),
                     loop_thread: Mutex::new(None),
                     groups: AtomicU64::new(0),
@@ -224,8 +291,18 @@ impl Journal {
     /// held after it was opened or last rewritten (Redis's rewrite rule with
     /// `auto-aof-rewrite-percentage 100`).
     pub fn rewrite_due(&self, min: u64) -> bool {
+        if guard(&self.inner.background).is_some() {
+            return false;
+        }
         let len = self.inner.len.load(Ordering::Relaxed);
         len >= min && len >= 2 * self.inner.base.load(Ordering::Relaxed)
+    }
+
+    /// Not now: the next rewrite is due when the log has doubled from here.
+    pub fn rewrite_postpone(&self) {
+        self.inner
+            .base
+            .store(self.inner.len.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Bytes in the log, and rewrites done so far.
@@ -244,6 +321,9 @@ impl Journal {
     /// pending records are written to it as usual.
     pub fn rewrite(&self, image: &[u8]) -> Result<u64, String> {
         let mut log = guard(&self.inner.log);
+        if guard(&self.inner.background).is_some() {
+            return Err("a compaction of the journal is already running".into());
+        }
         let mut p = guard(&self.inner.pending);
         let path = log.path().to_path_buf();
         let tmp = rewrite_path(&path);
@@ -295,6 +375,99 @@ impl Journal {
         synced
             .map(|()| len)
             .map_err(|e| format!("cannot sync the directory of {}: {e}", path.display()))
+    }
+
+    /// Starts a rewrite off the loop thread, unless one is running: the caller's
+    /// worker rebuilds the state from the log's first `upto` bytes (as `open`
+    /// does), writes its image to `tmp`, and calls `RewriteJob::finish`.
+    pub fn rewrite_begin(&self) -> Option<RewriteJob> {
+        let log = guard(&self.inner.log);
+        let mut bg = guard(&self.inner.background);
+        if bg.is_some() {
+            return None;
+        }
+        let done = Arc::new(Mutex::new(None));
+        let job = RewriteJob {
+            log: log.path().to_path_buf(),
+            upto: log.len(),
+            tmp: rewrite_path(log.path()),
+            done: done.clone(),
+            wake: self.inner.work.clone(),
+        };
+        *bg = Some(Background {
+            upto: job.upto,
+            tmp: job.tmp.clone(),
+            generation: self.inner.rewrites.load(Ordering::Relaxed),
+            started: std::time::Instant::now(),
+            done,
+        });
+        Some(job)
+    }
+
+    /// Forgets a background rewrite whose worker never started.
+    pub fn rewrite_abandon(&self) {
+        if let Some(bg) = guard(&self.inner.background).take() {
+            let _ = std::fs::remove_file(&bg.tmp);
+        }
+    }
+
+    /// Puts a finished background rewrite in place: copies what was appended
+    /// since it started after the image (one write and sync), renames the image
+    /// over the log and appends to it from then on. None while none is finished;
+    /// otherwise the log's size before and after, and how long since the rewrite
+    /// began. Pending records are not touched: the next group goes to the new log.
+    pub fn rewrite_finish(&self) -> Option<Result<(u64, u64, std::time::Duration), String>> {
+        let mut log = guard(&self.inner.log);
+        let bg = {
+            let mut slot = guard(&self.inner.background);
+            let ready = slot.as_ref().is_some_and(|b| guard(&b.done).is_some());
+            if !ready {
+                return None;
+            }
+            slot.take()?
+        };
+        let image = guard(&bg.done).take()?;
+        let path = log.path().to_path_buf();
+        let result = (|| -> Result<(u64, u64, std::time::Duration), String> {
+            let (mut fresh, reached) = image?;
+            if bg.generation != self.inner.rewrites.load(Ordering::Relaxed) {
+                return Err("the journal was rewritten meanwhile".into());
+            }
+            let before = log.len();
+            if reached < bg.upto || reached > before {
+                return Err(format!(
+                    "the image reaches byte {reached} of a journal of {before} bytes"
+                ));
+            }
+            pantstack_store::read_range(&path, reached, before)
+                .and_then(|tail| fresh.append_framed(&tail))
+                .map_err(|e| format!("cannot copy the journal's tail: {e}"))?;
+            std::fs::rename(&bg.tmp, &path)
+                .map_err(|e| format!("cannot rename {}: {e}", bg.tmp.display()))?;
+            // From here the file at `path` is the image: appends must go to it.
+            fresh.renamed(&path);
+            let old = std::mem::replace(&mut *log, fresh);
+            // Closing the replaced file frees all its blocks (tens of
+            // milliseconds for hundreds of MiB): not on the loop thread.
+            // (Should no thread start, the closure and the file go here.)
+            let _ = std::thread::Builder::new()
+                .name("pantstack-unlink".into())
+                .spawn(move || drop(old));
+            let after = log.len();
+            self.inner.len.store(after, Ordering::Relaxed);
+            self.inner.base.store(after, Ordering::Relaxed);
+            self.inner.rewrites.fetch_add(1, Ordering::Relaxed);
+            path.parent()
+                .map_or(Ok(()), |dir| {
+                    std::fs::File::open(dir).and_then(|d| d.sync_all())
+                })
+                .map_err(|e| format!("cannot sync the directory of {}: {e}", path.display()))?;
+            Ok((before, after, bg.started.elapsed()))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&bg.tmp);
+        }
+        Some(result)
     }
 
     /// The flusher of the calling thread's event loop (a current-thread runtime):
@@ -634,9 +807,66 @@ mod tests {
         });
         drop(j);
         // A crash mid-rewrite leaves its file beside the log: not read, removed.
-        std::fs::write(rewrite_path(&path), b"half-written").unwrap();
+        let leftover = rewrite_path(&path);
+        std::fs::write(&leftover, b"half-written").unwrap();
         assert_eq!(replay(&path), vec![b"image".to_vec(), b"d".to_vec()]);
-        assert!(!rewrite_path(&path).exists());
+        assert!(!leftover.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A background rewrite: the image of the first bytes is built elsewhere while
+    /// appends go on; finishing puts the image in place with those appends after
+    /// it, and later appends follow.
+    #[test]
+    fn background_rewrite_keeps_what_was_appended_meanwhile() {
+        let dir = temp("background");
+        let path = dir.join("journal.log");
+        let (j, _) = Journal::open(&path, |_| {}).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for r in ["a", "b"] {
+                j.submit(vec![r.as_bytes().to_vec()]).wait().await.unwrap();
+            }
+            assert!(j.rewrite_finish().is_none(), "nothing started");
+            let job = j.rewrite_begin().unwrap();
+            assert!(j.rewrite_begin().is_none(), "one at a time");
+            assert!(!j.rewrite_due(1), "not while one runs");
+            assert!(j.rewrite(b"").is_err(), "no rewrite in place meanwhile");
+            // Appended while the image is built: copied after it.
+            j.submit(vec![b"c".to_vec()]).wait().await.unwrap();
+            let mut seen = Vec::new();
+            pantstack_store::read_prefix(&job.log, job.upto, |r| seen.push(r.to_vec())).unwrap();
+            assert_eq!(seen, [b"a".to_vec(), b"b".to_vec()]);
+            std::fs::write(&job.tmp, {
+                let mut image = Vec::new();
+                pantstack_store::frame(b"ab", &mut image).unwrap();
+                image
+            })
+            .unwrap();
+            assert!(j.rewrite_finish().is_none(), "the worker has not finished");
+            let (image, _) = Log::open(&job.tmp, |_| {}).unwrap();
+            let upto = job.upto;
+            job.finish(Ok((image, upto)));
+            let (before, after, _) = j.rewrite_finish().unwrap().unwrap();
+            assert_eq!((before, after), (27, 19));
+            j.submit(vec![b"d".to_vec()]).wait().await.unwrap();
+            // A worker that failed leaves the log as it was.
+            let job = j.rewrite_begin().unwrap();
+            let tmp = job.tmp.clone();
+            job.finish(Err("disk full".into()));
+            assert_eq!(j.rewrite_finish().unwrap().unwrap_err(), "disk full");
+            assert!(!tmp.exists());
+            j.submit(vec![b"e".to_vec()]).wait().await.unwrap();
+        });
+        drop(j);
+        let want: Vec<Vec<u8>> = ["ab", "c", "d", "e"]
+            .iter()
+            .map(|r| r.as_bytes().to_vec())
+            .collect();
+        assert_eq!(replay(&path), want);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

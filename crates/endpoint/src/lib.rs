@@ -53,6 +53,131 @@ pub(crate) enum Record {
     S3(s3::Op),
 }
 
+/// The state a journal describes, rebuilt record by record (on start, and by a
+/// background compaction from the journal's first bytes).
+struct Replay {
+    sqs: sqs::Sqs,
+    ssm: ssm::Params,
+    s3: s3::Objects,
+    /// The first record that did not parse.
+    bad: Option<String>,
+}
+
+impl Replay {
+    fn new(region: &str) -> Replay {
+        Replay {
+            sqs: sqs::Sqs::new(region, ACCOUNT),
+            ssm: ssm::Params::new(region, ACCOUNT),
+            s3: s3::Objects::default(),
+            bad: None,
+        }
+    }
+
+    fn record(&mut self, rec: &[u8]) {
+        match serde_json::from_slice::<Record>(rec) {
+            // An op that failed when it was made was never journaled; one that
+            // fails now changes nothing, as it did then.
+            Ok(Record::Sqs(op)) => {
+                let _ = self.sqs.apply(&op);
+            }
+            Ok(Record::Ssm(op)) => {
+                let _ = self.ssm.apply(&op);
+            }
+            Ok(Record::S3(op)) => {
+                self.s3.apply(&op);
+            }
+            Err(e) => {
+                self.bad.get_or_insert(e.to_string());
+            }
+        }
+    }
+
+    fn finish(self, log: &Path) -> Result<(sqs::Sqs, ssm::Params, s3::Objects), String> {
+        match self.bad {
+            Some(e) => Err(format!(
+                "{}: a record this version cannot read ({e})",
+                log.display()
+            )),
+            None => Ok((self.sqs, self.ssm, self.s3)),
+        }
+    }
+}
+
+/// Writes the journal image of a state (framed records) to `out`; returns its
+/// length. The same state gives the same bytes.
+fn write_image(
+    q: &sqs::Sqs,
+    p: &ssm::Params,
+    o: &s3::Objects,
+    out: &mut impl std::io::Write,
+) -> Result<u64, String> {
+    let mut framed = Vec::new();
+    let mut len = 0u64;
+    let mut err = None;
+    let mut push = |r: Record| {
+        if err.is_some() {
+            return;
+        }
+        framed.clear();
+        let written = serde_json::to_vec(&r)
+            .map_err(|e| e.to_string())
+            .and_then(|b| pantstack_store::frame(&b, &mut framed).map_err(|e| e.to_string()))
+            .and_then(|()| out.write_all(&framed).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => len += framed.len() as u64,
+            Err(e) => err = Some(e),
+        }
+    };
+    q.image(&mut |op| push(Record::Sqs(op)));
+    for op in p.image() {
+        push(Record::Ssm(op));
+    }
+    o.image(&mut |op| push(Record::S3(op)));
+    match err {
+        Some(e) => Err(format!("cannot write the journal's image: {e}")),
+        None => Ok(len),
+    }
+}
+
+/// A background compaction's worker: rebuilds the state from the log's first
+/// `upto` bytes, writes its image beside the log followed by the records appended
+/// since (as far as they are whole now), syncs it and reads it back. Returns the
+/// image and the log's byte it reaches; the loop copies the rest.
+fn build_image(
+    region: &str,
+    job: &journal::RewriteJob,
+) -> Result<(pantstack_store::Log, u64), String> {
+    let mut replay = Replay::new(region);
+    pantstack_store::read_prefix(&job.log, job.upto, |rec| replay.record(rec))
+        .map_err(|e| format!("cannot read {}: {e}", job.log.display()))?;
+    let (q, p, o) = replay.finish(&job.log)?;
+    let io = |e: std::io::Error| format!("cannot write {}: {e}", job.tmp.display());
+    let file = std::fs::File::create(&job.tmp).map_err(io)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let len = write_image(&q, &p, &o, &mut out)?;
+    drop((q, p, o));
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    let (mut image, _) = pantstack_store::Log::open(&job.tmp, |_| {})
+        .map_err(|e| format!("cannot read back {}: {e}", job.tmp.display()))?;
+    if image.len() != len {
+        return Err(format!(
+            "{}: the image read back as {} of {len} bytes",
+            job.tmp.display(),
+            image.len()
+        ));
+    }
+    // What came meanwhile, as far as it is whole now (appended as the log
+    // appends, space preallocated here), so that the loop has little to copy.
+    let since = pantstack_store::read_records_from(&job.log, job.upto)
+        .map_err(|e| format!("cannot read {}: {e}", job.log.display()))?;
+    image
+        .append_framed(&since)
+        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    Ok((image, job.upto + since.len() as u64))
+}
+
 pub struct Config {
     /// Where the journal and lock live (`.pantstack/local/<env>/aws`).
     pub dir: PathBuf,
@@ -145,32 +270,10 @@ impl Core {
             let c = keys.credentials(p);
             creds.insert(c.access_key, (p.to_string(), c.secret_key));
         }
-        let mut q = sqs::Sqs::new(&cfg.region, ACCOUNT);
-        let mut p = ssm::Params::new(&cfg.region, ACCOUNT);
-        let mut o = s3::Objects::default();
-        let mut bad = None;
-        let (journal, _) = Journal::open(&cfg.dir.join("journal.log"), |rec| {
-            match serde_json::from_slice::<Record>(rec) {
-                // An op that failed when it was made was never journaled; one that
-                // fails now changes nothing, as it did then.
-                Ok(Record::Sqs(op)) => {
-                    let _ = q.apply(&op);
-                }
-                Ok(Record::Ssm(op)) => {
-                    let _ = p.apply(&op);
-                }
-                Ok(Record::S3(op)) => {
-                    o.apply(&op);
-                }
-                Err(e) => bad = Some(e.to_string()),
-            }
-        })?;
-        if let Some(e) = bad {
-            return Err(format!(
-                "{}: a record this version cannot read ({e})",
-                cfg.dir.join("journal.log").display()
-            ));
-        }
+        let log = cfg.dir.join("journal.log");
+        let mut replay = Replay::new(&cfg.region);
+        let (journal, _) = Journal::open(&log, |rec| replay.record(rec))?;
+        let (q, p, o) = replay.finish(&log)?;
         // Blobs no version or part names: written before a crash cut their record,
         // or freed by an op whose cleanup did not run.
         let objects_dir = cfg.dir.join("objects");
@@ -198,7 +301,28 @@ impl Core {
             signing_keys: Mutex::new(HashMap::new()),
             compact_min: cfg.compact_min_bytes,
         })
-        .inspect(Core::compact_if_due)
+        .inspect(Core::compact_on_open)
+    }
+
+    /// On start, nothing is waiting yet: a journal past the minimum is compacted in
+    /// place when its image is at most half of it (the replay just paid for far
+    /// more than building the image costs).
+    fn compact_on_open(&self) {
+        let (len, _) = self.journal.size();
+        if len < self.compact_min {
+            return;
+        }
+        let image = match self.image() {
+            Ok(image) if image.len() as u64 * 2 <= len => image,
+            Ok(_) => return,
+            Err(e) => return eprintln!("pantstack: {e}"),
+        };
+        match self.journal.rewrite(&image) {
+            Ok(after) => {
+                eprintln!("pantstack: compacted the AWS journal from {len} to {after} bytes")
+            }
+            Err(e) => eprintln!("pantstack: {e}"),
+        }
     }
 
     /// Rewrites the journal as an image of the current state (every queue with its
@@ -211,55 +335,75 @@ impl Core {
         let p = lock(&self.ssm);
         let o = lock(&self.s3);
         let before = self.journal.size().0;
-        let image = Self::image_of(&q, &p, &o)?;
+        let mut image = Vec::new();
+        write_image(&q, &p, &o, &mut image)?;
         let after = self.journal.rewrite(&image)?;
         Ok((before, after))
+    }
+
+    /// About how many bytes the journal image of the current state has (a walk
+    /// over the state, nothing copied).
+    pub fn image_estimate(&self) -> u64 {
+        let q = lock(&self.sqs).image_estimate();
+        let p = lock(&self.ssm).image_estimate();
+        let o = lock(&self.s3).image_estimate();
+        q + p + o
     }
 
     /// The journal image of the current state: the framed records `compact`
     /// writes. The same state gives the same bytes.
     pub fn image(&self) -> Result<Vec<u8>, String> {
-        Self::image_of(&lock(&self.sqs), &lock(&self.ssm), &lock(&self.s3))
+        let mut image = Vec::new();
+        write_image(
+            &lock(&self.sqs),
+            &lock(&self.ssm),
+            &lock(&self.s3),
+            &mut image,
+        )?;
+        Ok(image)
     }
 
-    fn image_of(q: &sqs::Sqs, p: &ssm::Params, o: &s3::Objects) -> Result<Vec<u8>, String> {
-        let mut buf = Vec::new();
-        let mut err = None;
-        let mut push = |r: Record| {
-            let framed = serde_json::to_vec(&r)
-                .map_err(|e| e.to_string())
-                .and_then(|b| pantstack_store::frame(&b, &mut buf).map_err(|e| e.to_string()));
-            if let Err(e) = framed {
-                err.get_or_insert(e);
-            }
-        };
-        q.image(&mut |op| push(Record::Sqs(op)));
-        for op in p.image() {
-            push(Record::Ssm(op));
-        }
-        o.image(&mut |op| push(Record::S3(op)));
-        match err {
-            Some(e) => Err(format!("cannot write the journal's image: {e}")),
-            None => Ok(buf),
-        }
-    }
-
-    /// Compacts the journal when it has grown enough (`Config::compact_min_bytes`);
-    /// the endpoint's loop calls it after each group commit. A failure leaves the
-    /// journal as it was and is reported on standard error.
+    /// Compacts the journal when it has grown enough (`Config::compact_min_bytes`),
+    /// off the loop thread: a worker thread rebuilds the state from the journal's
+    /// bytes so far and writes its image; the loop, after a later group commit,
+    /// appends what came since and renames the image over the journal. The endpoint's
+    /// loop calls this after each group commit. Failures leave the journal as it
+    /// was and are reported on standard error.
     pub fn compact_if_due(&self) {
+        let pause = std::time::Instant::now();
+        match self.journal.rewrite_finish() {
+            Some(Ok((before, after, took))) => eprintln!(
+                "pantstack: compacted the AWS journal from {before} to {after} bytes in {} ms (requests paused {} ms)",
+                took.as_millis(),
+                pause.elapsed().as_millis()
+            ),
+            Some(Err(e)) => eprintln!("pantstack: {e}"),
+            None => {}
+        }
         if !self.journal.rewrite_due(self.compact_min) {
             return;
         }
-        let started = std::time::Instant::now();
-        match self.compact() {
-            Ok((before, after)) => eprintln!(
-                "pantstack: compacted the AWS journal from {} to {} bytes in {} ms",
-                before,
-                after,
-                started.elapsed().as_millis()
-            ),
-            Err(e) => eprintln!("pantstack: {e}"),
+        // Only when at least half the journal is history: a journal of sends
+        // nobody received yet would be rewritten as large as it is.
+        let (len, _) = self.journal.size();
+        if self.image_estimate() * 2 > len {
+            self.journal.rewrite_postpone();
+            return;
+        }
+        let Some(job) = self.journal.rewrite_begin() else {
+            return;
+        };
+        let region = self.region.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pantstack-compact".into())
+            .spawn(move || {
+                let image = build_image(&region, &job);
+                job.finish(image);
+            });
+        if let Err(e) = spawned {
+            // The job went with the closure: nothing will finish it.
+            eprintln!("pantstack: cannot start compacting the AWS journal: {e}");
+            self.journal.rewrite_abandon();
         }
     }
 

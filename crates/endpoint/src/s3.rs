@@ -335,6 +335,35 @@ impl Objects {
         garbage
     }
 
+    /// About how many bytes `image` would write: whether compacting is worth it.
+    pub fn image_estimate(&self) -> u64 {
+        let mut n = 0usize;
+        for b in self.buckets.values() {
+            n += 256;
+            for (key, versions) in &b.objects {
+                for v in versions {
+                    n += 400
+                        + key.len()
+                        + v.inline.as_ref().map_or(0, String::len)
+                        + v.metadata
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len())
+                            .sum::<usize>()
+                        + v.headers
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len())
+                            .sum::<usize>();
+                }
+            }
+            n += b
+                .uploads
+                .values()
+                .map(|u| 512 + u.key.len() + 200 * u.parts.len())
+                .sum::<usize>();
+        }
+        n as u64
+    }
+
     /// The ops that rebuild the buckets exactly (a compacted journal's image),
     /// handed to `out` one at a time. Blobs stay where they are: the image names
     /// the same files.

@@ -773,6 +773,27 @@ impl Sqs {
         }
     }
 
+    /// About how many bytes `image` would write (a walk over the messages, no
+    /// copies): whether compacting is worth it.
+    pub fn image_estimate(&self) -> u64 {
+        self.queues
+            .values()
+            .map(|q| {
+                512 + q
+                    .q
+                    .messages()
+                    .map(|m| {
+                        // Field names, numbers, the id and a receipt: ~170 bytes.
+                        170 + m.body.len()
+                            + m.extra.len()
+                            + m.group.as_ref().map_or(0, String::len)
+                            + m.dedup_id.as_ref().map_or(0, String::len)
+                    })
+                    .sum::<usize>() as u64
+            })
+            .sum()
+    }
+
     /// The ops that rebuild the queues exactly, messages in their full state (a
     /// compacted journal's image), handed to `out` one at a time.
     pub fn image(&self, out: &mut dyn FnMut(Op)) {

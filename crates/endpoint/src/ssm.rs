@@ -144,6 +144,24 @@ impl Params {
         }
     }
 
+    /// About how many bytes `image` would write: whether compacting is worth it.
+    pub fn image_estimate(&self) -> u64 {
+        self.store
+            .all()
+            .map(|(name, versions)| {
+                64 + name.len()
+                    + versions
+                        .iter()
+                        .map(|v| {
+                            120 + v.value.len() * 4 / 3
+                                + v.description.as_ref().map_or(0, String::len)
+                                + v.key_id.as_ref().map_or(0, String::len)
+                        })
+                        .sum::<usize>()
+            })
+            .sum::<usize>() as u64
+    }
+
     /// The ops that rebuild the parameters exactly (a compacted journal's image).
     pub fn image(&self) -> impl Iterator<Item = Op> + '_ {
         self.store.all().map(|(name, versions)| Op::Image {

@@ -411,6 +411,12 @@ async fn compacted_journal_rebuilds_every_service_exactly() {
     // Stop, reopen from the directory, compare: first the whole state, as the
     // image a compaction would write, then through the clients.
     let image = r.core.image().unwrap();
+    let estimate = r.core.image_estimate() as usize;
+    assert!(
+        image.len() / 2 <= estimate && estimate <= image.len() * 3 / 2,
+        "the image is {} bytes, estimated {estimate}",
+        image.len()
+    );
     r.server.shutdown();
     drop(r);
     drop((sqs, s3, ssm));

@@ -70,24 +70,36 @@ impl Error {
     }
 }
 
+/// Serialized without its empty fields (a journal image holds one per message).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: String,
     pub body: String,
     pub sent_at: Millis,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup_id: Option<String>,
     pub sequence: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub receive_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_receive_at: Option<Millis>,
     /// What the endpoint keeps with the message (message attributes), opaque here.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub extra: String,
     /// The queue a dead-lettered message came from (set by the caller that moved
     /// it; a DLQ's move task sends it back there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     visible_at: Millis,
     /// The receipt handle of the current delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     receipt: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A delivery of ReceiveMessage.

@@ -79,6 +79,73 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// Calls `each` for every intact record at the start of `data`; returns where
+/// they end and how many there were.
+fn scan(data: &[u8], each: &mut impl FnMut(&[u8])) -> (usize, usize) {
+    let mut at = 0usize;
+    let mut records = 0;
+    while data.len() - at >= HEADER {
+        let len = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
+        // An empty header is where the records end and preallocated space starts.
+        if len == 0 || len > MAX_RECORD || data.len() - at - HEADER < len {
+            break;
+        }
+        let payload = &data[at + HEADER..at + HEADER + len];
+        if crc32(payload) != crc {
+            break;
+        }
+        each(payload);
+        records += 1;
+        at += HEADER + len;
+    }
+    (at, records)
+}
+
+/// Reads the first `upto` bytes of a log that another handle may be appending to
+/// (nothing is changed), calling `each` for every record in them. Fails unless
+/// they are whole records.
+pub fn read_prefix(path: &Path, upto: u64, mut each: impl FnMut(&[u8])) -> Result<usize, Error> {
+    let mut data = Vec::new();
+    File::open(path)?.take(upto).read_to_end(&mut data)?;
+    let (at, records) = scan(&data, &mut each);
+    if at as u64 != upto {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "{}: the records end at byte {at}, not {upto}",
+            path.display()
+        ))));
+    }
+    Ok(records)
+}
+
+/// The whole records of a log from byte `from` (a record boundary) on, as they
+/// are, while another handle may be appending: reading stops where the records
+/// end or where one is not whole yet.
+pub fn read_records_from(path: &Path, from: u64) -> Result<Vec<u8>, Error> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut data = Vec::new();
+    f.read_to_end(&mut data)?;
+    let (at, _) = scan(&data, &mut |_| {});
+    data.truncate(at);
+    Ok(data)
+}
+
+/// Reads bytes `from..to` of a log (records another handle appended), as they are.
+pub fn read_range(path: &Path, from: u64, to: u64) -> Result<Vec<u8>, Error> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut out = Vec::new();
+    f.take(to.saturating_sub(from)).read_to_end(&mut out)?;
+    if out.len() as u64 != to.saturating_sub(from) {
+        return Err(Error::Io(std::io::Error::other(format!(
+            "{}: shorter than {to} bytes",
+            path.display()
+        ))));
+    }
+    Ok(out)
+}
+
 /// What `open` found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
@@ -147,24 +214,7 @@ impl Log {
         let mut data = Vec::new();
         file.seek(SeekFrom::Start(0))?;
         file.read_to_end(&mut data)?;
-        let mut at = 0usize;
-        let mut records = 0;
-        while data.len() - at >= HEADER {
-            let len =
-                u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
-            let crc = u32::from_le_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]]);
-            // An empty header is where the records end and preallocated space starts.
-            if len == 0 || len > MAX_RECORD || data.len() - at - HEADER < len {
-                break;
-            }
-            let payload = &data[at + HEADER..at + HEADER + len];
-            if crc32(payload) != crc {
-                break;
-            }
-            each(payload);
-            records += 1;
-            at += HEADER + len;
-        }
+        let (at, records) = scan(&data, &mut each);
         // Zeros past the end are preallocated space; anything else is a torn write.
         let truncated = if data[at..].iter().any(|&b| b != 0) {
             (data.len() - at) as u64
