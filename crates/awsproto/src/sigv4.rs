@@ -175,8 +175,15 @@ fn scope(
     amz_date: &str,
     expires: Option<i64>,
 ) -> Result<Signed, SigError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, service, "aws4_request"] = parts.as_slice() else {
+    let mut parts = credential.split('/');
+    let (Some(key), Some(date), Some(region), Some(service), Some("aws4_request"), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(SigError::Malformed(format!(
             "Credential must be KEY/yyyymmdd/region/service/aws4_request, not `{credential}`"
         )));
@@ -232,12 +239,13 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
 
 pub fn hex(bytes: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(H[(b >> 4) as usize] as char);
-        s.push(H[(b & 15) as usize] as char);
+    let mut s = vec![0u8; bytes.len() * 2];
+    for (pair, b) in s.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = H[usize::from(b >> 4)];
+        pair[1] = H[usize::from(b & 15)];
     }
-    s
+    // Hex digits are ASCII: the conversion cannot fail.
+    String::from_utf8(s).unwrap_or_default()
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -496,22 +504,28 @@ pub fn verify_with_key(
         _ => {}
     }
     let payload = if signed.expires.is_some() {
-        "UNSIGNED-PAYLOAD".to_string()
+        "UNSIGNED-PAYLOAD"
     } else {
-        req.header("x-amz-content-sha256")
-            .map(str::to_string)
-            .unwrap_or_else(|| body_sha256.to_string())
+        req.header("x-amz-content-sha256").unwrap_or(body_sha256)
     };
-    let creq = canonical_request(req, signed, &payload);
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        signed.date, signed.region, signed.service
-    );
-    let to_sign = format!(
-        "{ALGORITHM}\n{}\n{scope}\n{}",
-        signed.amz_date,
-        sha256_hex(creq.as_bytes())
-    );
+    let creq = canonical_request(req, signed, payload);
+    // `ALGORITHM \n amz-date \n date/region/service/aws4_request \n hash`.
+    let mut to_sign = String::with_capacity(160);
+    for part in [
+        ALGORITHM,
+        "\n",
+        &signed.amz_date,
+        "\n",
+        &signed.date,
+        "/",
+        &signed.region,
+        "/",
+        &signed.service,
+        "/aws4_request\n",
+        &sha256_hex(creq.as_bytes()),
+    ] {
+        to_sign.push_str(part);
+    }
     let expected = hex(&hmac(key, to_sign.as_bytes()));
     // Constant time: the comparison does not stop at the first difference.
     let diff = expected

@@ -79,7 +79,10 @@ fn parse(buf: &[u8]) -> Parsed {
     let mut keep_alive = true;
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
-        let value = String::from_utf8_lossy(h.value).into_owned();
+        let value = match std::str::from_utf8(h.value) {
+            Ok(v) => v.to_owned(),
+            Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+        };
         match name.as_str() {
             "content-length" => {
                 let n = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
@@ -141,6 +144,22 @@ fn write_date(out: &mut Vec<u8>) {
     });
 }
 
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// The reply as the bytes of one HTTP/1.1 response.
 fn render(reply: &Reply, keep_alive: bool) -> Vec<u8> {
     let reason = http::StatusCode::from_u16(reply.status)
@@ -148,7 +167,11 @@ fn render(reply: &Reply, keep_alive: bool) -> Vec<u8> {
         .and_then(|s| s.canonical_reason())
         .unwrap_or("");
     let mut out = Vec::with_capacity(256 + reply.body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {} {reason}\r\n", reply.status).as_bytes());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(&mut out, usize::from(reply.status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(b"content-type: ");
     out.extend_from_slice(reply.content_type.as_bytes());
     // The request id and query error are our own ASCII (no CR or LF).
@@ -158,7 +181,9 @@ fn render(reply: &Reply, keep_alive: bool) -> Vec<u8> {
         out.extend_from_slice(b"\r\nx-amzn-query-error: ");
         out.extend_from_slice(q.as_bytes());
     }
-    out.extend_from_slice(format!("\r\ncontent-length: {}\r\ndate: ", reply.body.len()).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    push_decimal(&mut out, reply.body.len());
+    out.extend_from_slice(b"\r\ndate: ");
     write_date(&mut out);
     if !keep_alive {
         out.extend_from_slice(b"\r\nconnection: close");
@@ -277,6 +302,15 @@ pub mod fuzzing {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn decimals_are_written_as_the_formatter_writes_them() {
+        for n in [0usize, 7, 10, 99, 200, 413, 65_536, usize::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
 
     fn ready(raw: &[u8]) -> Head {
         match parse(raw) {

@@ -12,6 +12,7 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use pantstack_awsproto::sigv4;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::convert::Infallible;
 
 type StdError = Box<dyn std::error::Error + Send + Sync>;
@@ -68,14 +69,19 @@ static REQUESTS: AtomicU64 = AtomicU64::new(1);
 fn request_id() -> String {
     let n = REQUESTS.fetch_add(1, Ordering::Relaxed);
     let t = crate::now_ms();
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        (t >> 16) as u32,
-        (t & 0xffff) as u16,
-        (n >> 12) & 0xfff,
-        n & 0xfff,
-        n
-    )
+    // `{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}`, without the formatting machinery.
+    let mut id = String::with_capacity(40);
+    let hex = pantstack_sqs::push_hex;
+    hex(&mut id, (t >> 16) & 0xffff_ffff, 8);
+    id.push('-');
+    hex(&mut id, t & 0xffff, 4);
+    id.push_str("-4");
+    hex(&mut id, (n >> 12) & 0xfff, 3);
+    id.push_str("-8");
+    hex(&mut id, n & 0xfff, 3);
+    id.push('-');
+    hex(&mut id, n, 12);
+    id
 }
 
 /// How long a stopping endpoint lets requests in progress finish.
@@ -171,17 +177,22 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 type Body = s3s::Body;
 
 /// The service a request's signature is scoped to (`s3`, `sqs`, `ssm`), if signed.
-fn scope_service(authorization: Option<&str>, query: &str) -> Option<String> {
-    let credential = authorization
-        .and_then(|a| a.split("Credential=").nth(1))
-        .map(|c| c.split([',', ' ']).next().unwrap_or("").to_string())
-        .or_else(|| {
-            query::form_pairs(query)
-                .into_iter()
-                .find(|(k, _)| k == "X-Amz-Credential")
-                .map(|(_, v)| v)
-        })?;
-    credential.split('/').nth(3).map(str::to_string)
+fn scope_service<'a>(authorization: Option<&'a str>, query: &str) -> Option<Cow<'a, str>> {
+    if let Some(a) = authorization
+        && let Some(at) = a.find("Credential=")
+    {
+        let credential = &a[at + "Credential=".len()..];
+        let end = credential.find([',', ' ']).unwrap_or(credential.len());
+        return credential[..end].split('/').nth(3).map(Cow::Borrowed);
+    }
+    let credential = query::form_pairs(query)
+        .into_iter()
+        .find(|(k, _)| k == "X-Amz-Credential")
+        .map(|(_, v)| v)?;
+    credential
+        .split('/')
+        .nth(3)
+        .map(|s| Cow::Owned(s.to_string()))
 }
 
 /// Whether a request is for S3: signed for it, or (unsigned, as presigned URLs

@@ -444,10 +444,18 @@ impl Core {
         signed: &pantstack_awsproto::sigv4::Signed,
         secret: &str,
     ) -> Arc<[u8]> {
-        let id = format!(
-            "{}/{}/{}/{}",
-            signed.access_key, signed.date, signed.region, signed.service
-        );
+        let mut id = String::with_capacity(64);
+        for part in [
+            &signed.access_key,
+            "/",
+            &signed.date,
+            "/",
+            &signed.region,
+            "/",
+            &signed.service,
+        ] {
+            id.push_str(part);
+        }
         let mut cache = lock(&self.signing_keys);
         if let Some(k) = cache.get(&id) {
             return k.clone();

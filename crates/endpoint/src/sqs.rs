@@ -168,11 +168,10 @@ fn check_body(body: &str) -> Result<(), ApiError> {
     // The common case in one branch-free pass over the bytes: no control byte
     // but tab, LF and CR, and (past ASCII) neither U+FFFE nor U+FFFF, the only
     // other characters a `str` can hold that SQS refuses.
-    let controls = body
-        .bytes()
-        .filter(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-        .count();
-    if controls == 0 && (body.is_ascii() || !body.contains(['\u{fffe}', '\u{ffff}'])) {
+    let controls = body.bytes().fold(false, |any, b| {
+        any | ((b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r'))
+    });
+    if !controls && (body.is_ascii() || !body.contains(['\u{fffe}', '\u{ffff}'])) {
         return Ok(());
     }
     if let Some(c) = body.chars().find(|&c| {
@@ -1290,7 +1289,17 @@ impl Sqs {
             ));
         }
         let md5 = (!attrs.is_empty()).then(|| md5_of_attributes(&attrs));
-        let extra = json!({ "a": attrs, "s": sender }).to_string();
+        // `{"a":attrs,"s":sender}`, written straight from the map (no `Value`).
+        #[derive(Serialize)]
+        struct Extra<'a> {
+            a: &'a Map<String, Value>,
+            s: &'a str,
+        }
+        let extra = serde_json::to_string(&Extra {
+            a: &attrs,
+            s: sender,
+        })
+        .map_err(|e| ApiError::internal(e.to_string()))?;
         Ok((
             Op::Send {
                 name: name.to_string(),

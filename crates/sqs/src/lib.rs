@@ -147,6 +147,16 @@ pub struct Queue {
     next_receipt: u64,
 }
 
+/// Appends `v` in lower-case hex, zero-padded to at least `width` digits (what
+/// `{:0width$x}` writes).
+pub fn push_hex(out: &mut String, v: u64, width: usize) {
+    let digits = (16 - v.leading_zeros() as usize / 4).max(1).max(width);
+    for i in (0..digits).rev() {
+        let nibble = v.checked_shr(4 * i as u32).unwrap_or(0) & 15;
+        out.push(char::from(b"0123456789abcdef"[nibble as usize]));
+    }
+}
+
 /// A map serialized in key order, so that a queue's image is the same bytes for
 /// the same state.
 fn sorted<S: serde::Serializer, V: Serialize>(
@@ -308,12 +318,13 @@ impl Queue {
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let id = format!(
-            "{:08x}-{:04x}-4000-8000-{:012x}",
-            sequence >> 32 ^ now,
-            sequence & 0xffff,
-            sequence
-        );
+        // `{:08x}-{:04x}-4000-8000-{:012x}`, without the formatting machinery.
+        let mut id = String::with_capacity(40);
+        push_hex(&mut id, sequence >> 32 ^ now, 8);
+        id.push('-');
+        push_hex(&mut id, sequence & 0xffff, 4);
+        id.push_str("-4000-8000-");
+        push_hex(&mut id, sequence, 12);
         if let Some(d) = &dedup {
             self.dedup.insert(d.clone(), (now, id.clone(), sequence));
             self.dedup_order.push_back((now, d.clone()));
@@ -543,6 +554,27 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_hex_writes_what_the_formatter_writes() {
+        for v in [
+            0u64,
+            1,
+            15,
+            16,
+            255,
+            0xffff,
+            0x1_0000,
+            0x1a2_b3c4_d5e6,
+            u64::MAX,
+        ] {
+            for width in [0usize, 1, 4, 8, 12, 16, 20] {
+                let mut s = String::new();
+                push_hex(&mut s, v, width);
+                assert_eq!(s, format!("{v:0width$x}"), "{v} at {width}");
+            }
+        }
+    }
 
     fn std_queue() -> Queue {
         Queue::new(Attributes {
