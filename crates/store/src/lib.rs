@@ -338,12 +338,16 @@ impl Log {
         let start = self.len - tail.len() as u64;
         let used = tail.len() + records.len();
         let size = used.div_ceil(BLOCK) * BLOCK;
-        buf.clear();
-        buf.resize(size + BLOCK, 0);
+        // Reused: grown when needed, and only the padding after the records is
+        // zeroed (not the whole buffer on every append).
+        if buf.len() < size + BLOCK {
+            buf.resize(size + BLOCK, 0);
+        }
         let skew = (BLOCK - buf.as_ptr() as usize % BLOCK) % BLOCK;
         let window = &mut buf[skew..skew + size];
         window[..tail.len()].copy_from_slice(tail);
         window[tail.len()..used].copy_from_slice(records);
+        window[used..].fill(0);
         file.write_all_at(window, start)?;
         // The new partial block (the records' bytes in it) for the next append.
         let keep = used % BLOCK;
