@@ -491,7 +491,14 @@ fn authenticate(
 }
 
 fn json_ok(out: &Value, ctype: &'static str) -> (&'static str, Vec<u8>) {
-    (ctype, serde_json::to_vec(out).unwrap_or_default())
+    let mut body = Vec::with_capacity(256);
+    (
+        ctype,
+        match serde_json::to_writer(&mut body, out) {
+            Ok(()) => body,
+            Err(_) => Vec::new(),
+        },
+    )
 }
 
 fn xml_ok(xml: String) -> (&'static str, Vec<u8>) {

@@ -491,7 +491,13 @@ impl Core {
 
     fn records<T>(ops: Vec<T>, wrap: fn(T) -> Record) -> Vec<Vec<u8>> {
         ops.into_iter()
-            .filter_map(|op| serde_json::to_vec(&wrap(op)).ok())
+            .filter_map(|op| {
+                // Sized for a typical record, so serializing does not grow it
+                // through every power of two.
+                let mut out = Vec::with_capacity(512);
+                serde_json::to_writer(&mut out, &wrap(op)).ok()?;
+                Some(out)
+            })
             .collect()
     }
 
