@@ -602,6 +602,25 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// A fresh journal in its own directory, and a loop-thread runtime for it.
+    fn setup(
+        name: &str,
+    ) -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        Journal,
+        tokio::runtime::Runtime,
+    ) {
+        let dir = temp(name);
+        let path = dir.join("journal.log");
+        let (j, _) = Journal::open(&path, |_| {}).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        (dir, path, j, rt)
+    }
+
     fn temp(name: &str) -> std::path::PathBuf {
         let d =
             std::env::temp_dir().join(format!("pantstack-journal-{}-{name}", std::process::id()));
@@ -692,13 +711,7 @@ mod tests {
     /// waits for all 8. When 7 stop, the one left waits for them once, not again.
     #[test]
     fn groups_wait_for_their_writers_and_forget_those_that_left() {
-        let dir = temp("writers");
-        let path = dir.join("journal.log");
-        let (j, _) = Journal::open(&path, |_| {}).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (dir, path, j, rt) = setup("writers");
         rt.block_on(async {
             let flusher = tokio::spawn({
                 let j = j.clone();
@@ -782,13 +795,7 @@ mod tests {
     /// file from a crash is ignored.
     #[test]
     fn rewrite_replaces_the_log_and_resolves_what_was_pending() {
-        let dir = temp("rewrite");
-        let path = dir.join("journal.log");
-        let (j, _) = Journal::open(&path, |_| {}).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (dir, path, j, rt) = setup("rewrite");
         rt.block_on(async {
             for r in ["a", "b"] {
                 j.submit(vec![r.as_bytes().to_vec()]).wait().await.unwrap();
@@ -819,13 +826,7 @@ mod tests {
     /// it, and later appends follow.
     #[test]
     fn background_rewrite_keeps_what_was_appended_meanwhile() {
-        let dir = temp("background");
-        let path = dir.join("journal.log");
-        let (j, _) = Journal::open(&path, |_| {}).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (dir, path, j, rt) = setup("background");
         rt.block_on(async {
             for r in ["a", "b"] {
                 j.submit(vec![r.as_bytes().to_vec()]).wait().await.unwrap();

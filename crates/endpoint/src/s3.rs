@@ -157,6 +157,14 @@ pub enum Op {
 /// 16 MiB; an inline object is at most 64 KiB, ~88 KiB in base64).
 const IMAGE_CHUNK: usize = 1 << 20;
 
+/// The variable bytes a version adds to an image record (key, inline data,
+/// metadata and headers); field names and numbers come on top.
+fn image_bytes(key: &str, v: &Version) -> usize {
+    let pairs =
+        |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    key.len() + v.inline.as_ref().map_or(0, String::len) + pairs(&v.metadata) + pairs(&v.headers)
+}
+
 /// What an applied op made unreferenced: blob files to delete once durable.
 pub type Garbage = Vec<String>;
 
@@ -341,19 +349,10 @@ impl Objects {
         for b in self.buckets.values() {
             n += 256;
             for (key, versions) in &b.objects {
-                for v in versions {
-                    n += 400
-                        + key.len()
-                        + v.inline.as_ref().map_or(0, String::len)
-                        + v.metadata
-                            .iter()
-                            .map(|(k, v)| k.len() + v.len())
-                            .sum::<usize>()
-                        + v.headers
-                            .iter()
-                            .map(|(k, v)| k.len() + v.len())
-                            .sum::<usize>();
-                }
+                n += versions
+                    .iter()
+                    .map(|v| 400 + image_bytes(key, v))
+                    .sum::<usize>();
             }
             n += b
                 .uploads
@@ -379,17 +378,7 @@ impl Objects {
             for (key, versions) in &b.objects {
                 chunk.push((key.clone(), Vec::new()));
                 for v in versions {
-                    bytes += key.len()
-                        + v.inline.as_ref().map_or(0, String::len)
-                        + v.metadata
-                            .iter()
-                            .map(|(k, v)| k.len() + v.len())
-                            .sum::<usize>()
-                        + v.headers
-                            .iter()
-                            .map(|(k, v)| k.len() + v.len())
-                            .sum::<usize>()
-                        + 512;
+                    bytes += 512 + image_bytes(key, v);
                     if let Some((_, vs)) = chunk.last_mut() {
                         vs.push(v.clone());
                     }
