@@ -53,14 +53,8 @@ fn request(
     if service == "s3" {
         headers.push(("x-amz-content-sha256".into(), payload.clone()));
     }
-    let (p, q) = path.split_once('?').unwrap_or((path, ""));
     let auth = sigv4::authorization(
-        &sigv4::Request {
-            method,
-            path: p,
-            query: q,
-            headers: &headers,
-        },
+        &sigv4::Request::from_target(method, path, &headers),
         &t.access,
         &t.secret,
         REGION,

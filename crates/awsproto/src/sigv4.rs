@@ -70,7 +70,19 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// A request whose target (`/path?query`, as in its request line) is split
+    /// into path and query.
+    pub fn from_target(method: &'a str, target: &'a str, headers: &'a [(String, String)]) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Request {
+            method,
+            path,
+            query,
+            headers,
+        }
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -440,17 +452,36 @@ pub fn authorization(
         expires: None,
     };
     let creq = canonical_request(req, &signed, payload_hash);
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        sha256_hex(creq.as_bytes())
-    );
+    let to_sign = string_to_sign(&signed, &creq);
     let key = signing_key(secret, date, region, service);
     let sig = hex(&hmac(&key, to_sign.as_bytes()));
     format!(
-        "{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={}, Signature={sig}",
+        "{ALGORITHM} Credential={access_key}/{date}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={sig}",
         signed.signed_headers.join(";")
     )
+}
+
+/// The string a signature signs: `ALGORITHM \n amz-date \n
+/// date/region/service/aws4_request \n hex(sha256(canonical request))`, written
+/// without the formatting machinery (it is on every request's path).
+fn string_to_sign(signed: &Signed, canonical_request: &str) -> String {
+    let mut out = String::with_capacity(160);
+    for part in [
+        ALGORITHM,
+        "\n",
+        &signed.amz_date,
+        "\n",
+        &signed.date,
+        "/",
+        &signed.region,
+        "/",
+        &signed.service,
+        "/aws4_request\n",
+        &sha256_hex(canonical_request.as_bytes()),
+    ] {
+        out.push_str(part);
+    }
+    out
 }
 
 /// Verifies a parsed signature with the secret of its access key, at `now` (seconds
@@ -509,23 +540,7 @@ pub fn verify_with_key(
         req.header("x-amz-content-sha256").unwrap_or(body_sha256)
     };
     let creq = canonical_request(req, signed, payload);
-    // `ALGORITHM \n amz-date \n date/region/service/aws4_request \n hash`.
-    let mut to_sign = String::with_capacity(160);
-    for part in [
-        ALGORITHM,
-        "\n",
-        &signed.amz_date,
-        "\n",
-        &signed.date,
-        "/",
-        &signed.region,
-        "/",
-        &signed.service,
-        "/aws4_request\n",
-        &sha256_hex(creq.as_bytes()),
-    ] {
-        to_sign.push_str(part);
-    }
+    let to_sign = string_to_sign(signed, &creq);
     let expected = hex(&hmac(key, to_sign.as_bytes()));
     // Constant time: the comparison does not stop at the first difference.
     let diff = expected

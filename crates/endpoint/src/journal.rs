@@ -111,6 +111,41 @@ fn rewrite_path(log: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Writes a new log at `path` with `fill` (framed records; it returns how many
+/// bytes it wrote), syncs it, reads it back (every record checked) and opens it
+/// for appends. On failure `path` is removed.
+pub fn write_log(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn std::io::Write) -> Result<u64, String>,
+) -> Result<Log, String> {
+    let written = (|| {
+        let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let len = fill(&mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error().to_string())?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        drop(file);
+        let (log, _) = Log::open(path, |_| {}).map_err(|e| e.to_string())?;
+        if log.len() != len {
+            return Err(format!("it read back as {} of {len} bytes", log.len()));
+        }
+        Ok(log)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written.map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Syncs the directory of `path` (a rename in it is durable after this).
+fn sync_dir(path: &Path) -> Result<(), String> {
+    path.parent()
+        .map_or(Ok(()), |dir| {
+            std::fs::File::open(dir).and_then(|d| d.sync_all())
+        })
+        .map_err(|e| format!("cannot sync the directory of {}: {e}", path.display()))
+}
+
 /// Removes what interrupted rewrites left beside the log.
 fn remove_rewrites(log: &Path) {
     let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
@@ -327,42 +362,14 @@ impl Journal {
         let mut p = guard(&self.inner.pending);
         let path = log.path().to_path_buf();
         let tmp = rewrite_path(&path);
-        let fresh = (|| -> std::io::Result<Log> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(image)?;
-            f.sync_all()?;
-            drop(f);
-            // Read back (every record checked) and ready to append, before it
-            // replaces anything.
-            let (fresh, _) = Log::open(&tmp, |_| {}).map_err(std::io::Error::other)?;
-            if fresh.len() != image.len() as u64 {
-                return Err(std::io::Error::other("the image did not read back whole"));
-            }
-            Ok(fresh)
-        })();
-        let mut fresh = match fresh {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(format!("cannot rewrite {}: {e}", path.display()));
-            }
-        };
-        if let Err(e) = std::fs::rename(&tmp, &path) {
-            drop(fresh);
-            let _ = std::fs::remove_file(&tmp);
-            return Err(format!("cannot rewrite {}: {e}", path.display()));
-        }
-        // From here the file at `path` is the image: appends must go to it.
-        fresh.renamed(&path);
-        *log = fresh;
-        let synced = path.parent().map_or(Ok(()), |dir| {
-            std::fs::File::open(dir).and_then(|d| d.sync_all())
-        });
-        let len = log.len();
-        self.inner.len.store(len, Ordering::Relaxed);
-        self.inner.base.store(len, Ordering::Relaxed);
-        self.inner.rewrites.fetch_add(1, Ordering::Relaxed);
+        let fresh = write_log(&tmp, |out| {
+            out.write_all(image)
+                .map(|()| image.len() as u64)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| format!("cannot rewrite {}: {e}", path.display()))?;
+        let len = self.install(&mut log, fresh, &tmp)?;
+        let synced = sync_dir(&path);
         p.buf.clear();
         p.writers.clear();
         {
@@ -372,9 +379,36 @@ impl Journal {
         drop(p);
         drop(log);
         self.inner.flushed.notify_waiters();
-        synced
-            .map(|()| len)
-            .map_err(|e| format!("cannot sync the directory of {}: {e}", path.display()))
+        synced.map(|()| len)
+    }
+
+    /// Renames the image `fresh` (opened at `tmp`) over the log and appends to it
+    /// from then on; returns its length. Only a failed rename leaves the log as
+    /// it was (and removes `tmp`). The caller syncs the directory.
+    fn install(&self, log: &mut Log, mut fresh: Log, tmp: &Path) -> Result<u64, String> {
+        let path = log.path().to_path_buf();
+        if let Err(e) = std::fs::rename(tmp, &path) {
+            drop(fresh);
+            let _ = std::fs::remove_file(tmp);
+            return Err(format!(
+                "cannot rename {} over the journal: {e}",
+                tmp.display()
+            ));
+        }
+        // From here the file at `path` is the image: appends must go to it.
+        fresh.renamed(&path);
+        let old = std::mem::replace(log, fresh);
+        // Closing the replaced file frees all its blocks (tens of milliseconds
+        // for hundreds of MiB): not on the loop thread. (Should no thread start,
+        // the closure and the file go here.)
+        let _ = std::thread::Builder::new()
+            .name("pantstack-unlink".into())
+            .spawn(move || drop(old));
+        let len = log.len();
+        self.inner.len.store(len, Ordering::Relaxed);
+        self.inner.base.store(len, Ordering::Relaxed);
+        self.inner.rewrites.fetch_add(1, Ordering::Relaxed);
+        Ok(len)
     }
 
     /// Starts a rewrite off the loop thread, unless one is running: the caller's
@@ -417,17 +451,21 @@ impl Journal {
     /// otherwise the log's size before and after, and how long since the rewrite
     /// began. Pending records are not touched: the next group goes to the new log.
     pub fn rewrite_finish(&self) -> Option<Result<(u64, u64, std::time::Duration), String>> {
+        // Checked before the log's lock: this runs after every group commit.
+        let ready =
+            |slot: &Option<Background>| slot.as_ref().is_some_and(|b| guard(&b.done).is_some());
+        if !ready(&guard(&self.inner.background)) {
+            return None;
+        }
         let mut log = guard(&self.inner.log);
         let bg = {
             let mut slot = guard(&self.inner.background);
-            let ready = slot.as_ref().is_some_and(|b| guard(&b.done).is_some());
-            if !ready {
+            if !ready(&slot) {
                 return None;
             }
             slot.take()?
         };
         let image = guard(&bg.done).take()?;
-        let path = log.path().to_path_buf();
         let result = (|| -> Result<(u64, u64, std::time::Duration), String> {
             let (mut fresh, reached) = image?;
             if bg.generation != self.inner.rewrites.load(Ordering::Relaxed) {
@@ -439,29 +477,11 @@ impl Journal {
                     "the image reaches byte {reached} of a journal of {before} bytes"
                 ));
             }
-            pantstack_store::read_range(&path, reached, before)
+            pantstack_store::read_range(log.path(), reached, before)
                 .and_then(|tail| fresh.append_framed(&tail))
                 .map_err(|e| format!("cannot copy the journal's tail: {e}"))?;
-            std::fs::rename(&bg.tmp, &path)
-                .map_err(|e| format!("cannot rename {}: {e}", bg.tmp.display()))?;
-            // From here the file at `path` is the image: appends must go to it.
-            fresh.renamed(&path);
-            let old = std::mem::replace(&mut *log, fresh);
-            // Closing the replaced file frees all its blocks (tens of
-            // milliseconds for hundreds of MiB): not on the loop thread.
-            // (Should no thread start, the closure and the file go here.)
-            let _ = std::thread::Builder::new()
-                .name("pantstack-unlink".into())
-                .spawn(move || drop(old));
-            let after = log.len();
-            self.inner.len.store(after, Ordering::Relaxed);
-            self.inner.base.store(after, Ordering::Relaxed);
-            self.inner.rewrites.fetch_add(1, Ordering::Relaxed);
-            path.parent()
-                .map_or(Ok(()), |dir| {
-                    std::fs::File::open(dir).and_then(|d| d.sync_all())
-                })
-                .map_err(|e| format!("cannot sync the directory of {}: {e}", path.display()))?;
+            let after = self.install(&mut log, fresh, &bg.tmp)?;
+            sync_dir(log.path())?;
             Ok((before, after, bg.started.elapsed()))
         })();
         if result.is_err() {

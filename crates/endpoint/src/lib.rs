@@ -109,7 +109,7 @@ fn write_image(
     q: &sqs::Sqs,
     p: &ssm::Params,
     o: &s3::Objects,
-    out: &mut impl std::io::Write,
+    out: &mut (impl std::io::Write + ?Sized),
 ) -> Result<u64, String> {
     let mut framed = Vec::new();
     let mut len = 0u64;
@@ -151,30 +151,15 @@ fn build_image(
     pantstack_store::read_prefix(&job.log, job.upto, |rec| replay.record(rec))
         .map_err(|e| format!("cannot read {}: {e}", job.log.display()))?;
     let (q, p, o) = replay.finish(&job.log)?;
-    let io = |e: std::io::Error| format!("cannot write {}: {e}", job.tmp.display());
-    let file = std::fs::File::create(&job.tmp).map_err(io)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let len = write_image(&q, &p, &o, &mut out)?;
+    let mut image = journal::write_log(&job.tmp, |out| write_image(&q, &p, &o, out))?;
     drop((q, p, o));
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    let (mut image, _) = pantstack_store::Log::open(&job.tmp, |_| {})
-        .map_err(|e| format!("cannot read back {}: {e}", job.tmp.display()))?;
-    if image.len() != len {
-        return Err(format!(
-            "{}: the image read back as {} of {len} bytes",
-            job.tmp.display(),
-            image.len()
-        ));
-    }
     // What came meanwhile, as far as it is whole now (appended as the log
     // appends, space preallocated here), so that the loop has little to copy.
     let since = pantstack_store::read_records_from(&job.log, job.upto)
         .map_err(|e| format!("cannot read {}: {e}", job.log.display()))?;
     image
         .append_framed(&since)
-        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        .map_err(|e| format!("cannot write {}: {e}", job.tmp.display()))?;
     Ok((image, job.upto + since.len() as u64))
 }
 

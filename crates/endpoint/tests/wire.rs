@@ -95,14 +95,8 @@ impl Local {
         for (k, v) in extra {
             headers.push((k.to_string(), v.to_string()));
         }
-        let (p, q) = path.split_once('?').unwrap_or((path, ""));
         let auth = sigv4::authorization(
-            &sigv4::Request {
-                method,
-                path: p,
-                query: q,
-                headers: &headers,
-            },
+            &sigv4::Request::from_target(method, path, &headers),
             &self.access,
             &self.secret,
             REGION,
