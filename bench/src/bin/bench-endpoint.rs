@@ -36,6 +36,7 @@ fn main() {
         region: "us-east-1".into(),
         principals: vec!["bench".into()],
         // As the supervisor reads it.
+        policies: Default::default(),
         compact_min_bytes: std::env::var("PANTSTACK_COMPACT_MIN_BYTES")
             .ok()
             .and_then(|v| v.trim().parse().ok())

@@ -107,6 +107,7 @@ impl Ssm {
             key_file: key_file(root, env),
             region,
             principals: Vec::new(),
+            policies: Default::default(),
             compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
         })
         .map_err(Failure::Io)?;

@@ -162,13 +162,29 @@ fn tasks_get_the_endpoint_their_credentials_queue_urls_and_secrets() {
         .1;
     assert_ne!(&key, user_key, "each unit has its own credentials");
     assert!(!state_text.contains(&get("AWS_SECRET_ACCESS_KEY")));
-    // The task's credentials work: boto3 with them lists the manifest's queues.
+    // The task's credentials work, as its task role on AWS: boto3 with them reaches
+    // the service's own queues and bucket, and is refused anything else.
     let (py, _) = clients();
+    let script = r#"
+import boto3, botocore
+def code(call):
+    try:
+        call()
+        return "allowed"
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+sqs, s3 = boto3.client("sqs"), boto3.client("s3")
+url = sqs.get_queue_url(QueueName="shop-test-api-jobs-dlq")["QueueUrl"]
+print(url)
+print(code(lambda: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])))
+print(code(lambda: sqs.list_queues()))
+print(code(lambda: sqs.purge_queue(QueueUrl=url)))
+print(code(lambda: s3.put_object(Bucket="shop-test-api-results", Key="iam-check", Body=b"x")))
+print(code(lambda: s3.list_objects_v2(Bucket="someone-elses-bucket")))
+print(code(lambda: s3.list_buckets()))
+"#;
     let o = Command::new(py)
-        .args([
-            "-c",
-            "import boto3; print(' '.join(boto3.client('sqs').list_queues()['QueueUrls']))",
-        ])
+        .args(["-c", script])
         .env_remove("AWS_SESSION_TOKEN")
         .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_ACCESS_KEY_ID", &key)
@@ -178,13 +194,22 @@ fn tasks_get_the_endpoint_their_credentials_queue_urls_and_secrets() {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
-    let urls = text(&o.stdout);
-    assert!(
-        urls.contains("shop-test-api-jobs ") || urls.contains("shop-test-api-jobs\n"),
-        "{urls} {}",
+    let out = text(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{endpoint}/000000000000/shop-test-api-jobs-dlq").as_str(),
+            "allowed",
+            "AccessDenied",
+            "AccessDenied",
+            "allowed",
+            "AccessDenied",
+            "AccessDenied",
+        ],
+        "{}",
         text(&o.stderr)
     );
-    assert!(urls.contains("shop-test-api-jobs-dlq"), "{urls}");
     let _ = u;
 }
 

@@ -4,6 +4,7 @@
 
 use crate::Core;
 use crate::error::ApiError;
+use crate::iam;
 use crate::query;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
@@ -348,25 +349,44 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Option<Bytes>) -> Re
         Ok(p) => p,
         Err(e) => return fail(e, rid),
     };
-    let result = match &route {
-        Route::SqsJson(action) => match parse_json(&body) {
-            Ok(input) => core
-                .sqs(action, &input, &principal.1)
-                .await
-                .map(|out| json_ok(&out, "application/x-amz-json-1.0")),
-            Err(e) => Err(e),
+    let parsed = match &route {
+        Route::SqsQuery(..) => Value::Null,
+        Route::SqsJson(_) | Route::Ssm(_) => match parse_json(&body) {
+            Ok(v) => v,
+            Err(e) => return fail(e, rid),
         },
-        Route::SqsQuery(action, input) => core
+    };
+    let (action, input) = match &route {
+        Route::SqsJson(a) | Route::Ssm(a) => (a.as_str(), &parsed),
+        Route::SqsQuery(a, input) => (a.as_str(), input),
+    };
+    if core.restricted(&principal.0) {
+        let (iam_action, resources) = match &route {
+            Route::Ssm(_) => iam::ssm_request(action, input, &core.region, crate::ACCOUNT),
+            _ => iam::sqs_request(action, input, |n| core.queue_arn(n)),
+        };
+        let asked = resources.iter().map(|r| (iam_action.as_str(), r.as_str()));
+        if let Err(m) = core.authorize(&principal.0, asked) {
+            let e = match &route {
+                Route::Ssm(_) => ApiError::bad("AccessDeniedException", m),
+                _ => ApiError::new(403, "AccessDeniedException", m).with_query_code("AccessDenied"),
+            };
+            return fail(e, rid);
+        }
+    }
+    let result = match &route {
+        Route::SqsJson(_) => core
+            .sqs(action, input, &principal.1)
+            .await
+            .map(|out| json_ok(&out, "application/x-amz-json-1.0")),
+        Route::SqsQuery(..) => core
             .sqs(action, input, &principal.1)
             .await
             .map(|out| xml_ok(query::to_xml(action, &out, &rid))),
-        Route::Ssm(action) => match parse_json(&body) {
-            Ok(input) => core
-                .ssm(action, &input, &principal.0)
-                .await
-                .map(|out| json_ok(&out, "application/x-amz-json-1.1")),
-            Err(e) => Err(e),
-        },
+        Route::Ssm(_) => core
+            .ssm(action, input, &principal.0)
+            .await
+            .map(|out| json_ok(&out, "application/x-amz-json-1.1")),
     };
     match result {
         Ok((content_type, body)) => Reply {

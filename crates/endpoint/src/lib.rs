@@ -17,6 +17,7 @@ mod h1;
 #[doc(hidden)]
 pub use h1::fuzzing;
 pub mod http;
+pub mod iam;
 pub mod io;
 pub mod journal;
 pub mod keys;
@@ -171,6 +172,10 @@ pub struct Config {
     pub region: String,
     /// Who may call: unit names (each gets its own credentials) besides `user`.
     pub principals: Vec<String>,
+    /// Identity-based policies by principal: a principal listed here may do only
+    /// what its policy allows (a unit: its task role's). Unlisted principals, and
+    /// `user`, may do anything.
+    pub policies: HashMap<String, iam::Policy>,
     /// The journal is compacted once it holds at least this many bytes and twice
     /// what it held after its last compaction (`DEFAULT_COMPACT_MIN`).
     pub compact_min_bytes: u64,
@@ -191,6 +196,7 @@ pub struct Core {
     pub(crate) objects_dir: PathBuf,
     /// Access key → (principal, secret).
     creds: HashMap<String, (String, String)>,
+    policies: HashMap<String, iam::Policy>,
     pub(crate) journal: Journal,
     /// Held while this process owns the state directory.
     _lock: std::fs::File,
@@ -280,6 +286,12 @@ impl Core {
             ssm: Mutex::new(p),
             keys: RwLock::new(keys),
             creds,
+            policies: cfg
+                .policies
+                .iter()
+                .filter(|(p, _)| p.as_str() != USER)
+                .map(|(p, pol)| (p.clone(), pol.clone()))
+                .collect(),
             journal,
             _lock: lock_file,
             base_url: RwLock::new(String::new()),
@@ -413,6 +425,29 @@ impl Core {
             Ok(k) => k.credentials(principal),
             Err(e) => e.into_inner().credentials(principal),
         }
+    }
+
+    /// Whether a policy limits what `principal` may do.
+    pub fn restricted(&self, principal: &str) -> bool {
+        self.policies.contains_key(principal)
+    }
+
+    /// Whether `principal` may perform each (action, resource); the refusal's
+    /// message for the first that no statement of its policy allows.
+    pub fn authorize<'a>(
+        &self,
+        principal: &str,
+        requests: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        let Some(policy) = self.policies.get(principal) else {
+            return Ok(());
+        };
+        for (action, resource) in requests {
+            if !policy.allows(action, resource) {
+                return Err(iam::denial(principal, action, resource));
+            }
+        }
+        Ok(())
     }
 
     /// The principal and secret of an access key.

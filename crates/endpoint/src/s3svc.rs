@@ -1916,10 +1916,52 @@ impl s3s::auth::S3Auth for Auth {
     }
 }
 
+/// Identity-based policies for s3s: a unit's credentials reach only what its
+/// policy allows (`iam`); anonymous requests are refused, as without a policy.
+pub struct Access {
+    pub core: Arc<Core>,
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Access {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        let Some(creds) = cx.credentials() else {
+            return Err(s3_error!(AccessDenied, "Signature is required"));
+        };
+        let Some((principal, _)) = self.core.secret_of(&creds.access_key) else {
+            return Err(s3_error!(AccessDenied, "Unknown access key"));
+        };
+        if !self.core.restricted(principal) {
+            return Ok(());
+        }
+        let (bucket, key) = match cx.s3_path() {
+            s3s::path::S3Path::Root => (None, None),
+            s3s::path::S3Path::Bucket { bucket } => (Some(&**bucket), None),
+            s3s::path::S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
+        };
+        let version = cx
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p.starts_with("versionId=")));
+        let copy_source = cx
+            .headers()
+            .get("x-amz-copy-source")
+            .and_then(|v| v.to_str().ok());
+        let asked = crate::iam::s3_request(cx.s3_op().name(), bucket, key, version, copy_source);
+        self.core
+            .authorize(
+                principal,
+                asked.iter().map(|(a, r)| (a.as_str(), r.as_str())),
+            )
+            .map_err(|m| s3_error!(AccessDenied, "{m}"))
+    }
+}
+
 /// The S3 service of a core.
 pub fn service(core: Arc<Core>) -> s3s::service::S3Service {
     let mut b = s3s::service::S3ServiceBuilder::new(S3Svc { core: core.clone() });
     b.set_host(LocalHosts);
-    b.set_auth(Auth { core });
+    b.set_auth(Auth { core: core.clone() });
+    b.set_access(Access { core });
     b.build()
 }

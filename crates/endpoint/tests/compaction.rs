@@ -29,6 +29,7 @@ fn config(dir: &Path, compact_min_bytes: u64) -> Config {
         key_file: dir.join("keys/test.key"),
         region: "eu-west-1".into(),
         principals: vec!["api".into()],
+        policies: Default::default(),
         compact_min_bytes,
     }
 }

@@ -32,6 +32,7 @@ async fn local(name: &str) -> Local {
             key_file: dir.join("keys/test.key"),
             region: "eu-west-1".into(),
             principals: vec!["api".into()],
+            policies: Default::default(),
             compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
         })
         .expect("open"),

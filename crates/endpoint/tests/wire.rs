@@ -38,6 +38,7 @@ async fn local(name: &str) -> Local {
             key_file: dir.join("keys/test.key"),
             region: REGION.into(),
             principals: vec!["api".into()],
+            policies: Default::default(),
             compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
         })
         .expect("open"),

@@ -2,11 +2,13 @@
 //! service (`api` for its HTTP role, `api-worker` for its worker), with the settings
 //! of the environment resolved.
 
+use pantstack_endpoint::iam::Policy;
 use pantstack_model::Monorepo;
 use pantstack_model::service::Service;
 use pantstack_model::settings::{Layer, Val};
 use pantstack_model::{Resolved, ServiceUnit};
 use pantstack_synth::names::Names;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::core::balance::Algorithm;
@@ -209,6 +211,62 @@ pub fn unit_names(repo: &Monorepo) -> Vec<String> {
         }
         if u.service.worker.is_some() {
             out.push(worker_unit(&u.service.name));
+        }
+    }
+    out
+}
+
+/// Each unit's identity-based policy at the local endpoint: what its service's task
+/// role may do on AWS (`pantstack_model::iam`, the lists `synth` writes), on the
+/// local names of its own queues and their DLQs, buckets and parameter path. A
+/// service with none of them gets the empty policy, which allows nothing, as a
+/// task role without a policy.
+pub fn policies(repo: &Monorepo, env: &str, region: &str) -> HashMap<String, Policy> {
+    use pantstack_endpoint::ACCOUNT;
+    use pantstack_endpoint::iam::parameter_arn;
+    use pantstack_model::iam;
+    let project = &repo.foundation.project.value;
+    let mut out = HashMap::new();
+    for u in &repo.services {
+        let svc = &u.service;
+        let queue_arn = |name: String| format!("arn:aws:sqs:{region}:{ACCOUNT}:{name}");
+        let mut queues = Vec::new();
+        for q in &svc.queues {
+            queues.push(queue_arn(queue_name(project, env, svc, &q.name, false)));
+            if q.dead_letter.is_some() {
+                queues.push(queue_arn(queue_name(project, env, svc, &q.name, true)));
+            }
+        }
+        let buckets: Vec<String> = svc
+            .buckets
+            .iter()
+            .map(|b| {
+                format!(
+                    "arn:aws:s3:::{}",
+                    bucket_name(project, env, &svc.name, &b.name)
+                )
+            })
+            .collect();
+        let objects = buckets.iter().map(|b| format!("{b}/*")).collect();
+        let parameters = if svc.secrets.is_empty() {
+            Vec::new()
+        } else {
+            let path = names(project, env).ssm_path(&svc.name);
+            vec![
+                parameter_arn(region, ACCOUNT, &path),
+                parameter_arn(region, ACCOUNT, &format!("{path}/*")),
+            ]
+        };
+        let policy = Policy::default()
+            .allow(iam::QUEUE_ACTIONS, queues)
+            .allow(iam::BUCKET_ACTIONS, buckets)
+            .allow(iam::OBJECT_ACTIONS, objects)
+            .allow(iam::PARAMETER_ACTIONS, parameters);
+        if svc.http.is_some() {
+            out.insert(svc.name.clone(), policy.clone());
+        }
+        if svc.worker.is_some() {
+            out.insert(worker_unit(&svc.name), policy);
         }
     }
     out
@@ -439,6 +497,39 @@ mod tests {
         let m = Matcher::parse("200,302");
         assert!(m.matches(302) && !m.matches(301));
         assert!(Matcher::parse("200").matches(200));
+    }
+
+    #[test]
+    fn each_unit_gets_its_task_roles_policy_on_local_names() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let loaded = pantstack_model::load(&root);
+        let p = policies(&loaded.repo, "test", "us-east-1");
+        let mut units: Vec<&String> = p.keys().collect();
+        units.sort();
+        assert_eq!(units, ["api", "api-worker"]);
+        assert_eq!(p["api"], p["api-worker"], "one task role for both units");
+        let q = |n: &str| format!("arn:aws:sqs:us-east-1:000000000000:{n}");
+        let api = &p["api"];
+        for action in ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"] {
+            assert!(api.allows(action, &q("shop-test-api-jobs")), "{action}");
+            assert!(api.allows(action, &q("shop-test-api-jobs-dlq")), "{action}");
+            assert!(!api.allows(action, &q("shop-test-other-jobs")), "{action}");
+        }
+        assert!(!api.allows("sqs:PurgeQueue", &q("shop-test-api-jobs")));
+        assert!(api.allows("s3:ListBucket", "arn:aws:s3:::shop-test-api-results"));
+        assert!(api.allows("s3:PutObject", "arn:aws:s3:::shop-test-api-results/a/b"));
+        assert!(!api.allows("s3:PutObject", "arn:aws:s3:::shop-test-api-results"));
+        assert!(!api.allows(
+            "s3:DeleteObjectVersion",
+            "arn:aws:s3:::shop-test-api-results/a"
+        ));
+        let param = "arn:aws:ssm:us-east-1:000000000000:parameter/shop/test/api/API_TOKEN";
+        assert!(api.allows("ssm:GetParameter", param));
+        assert!(!api.allows("ssm:PutParameter", param));
+        assert!(!api.allows(
+            "ssm:GetParameter",
+            "arn:aws:ssm:us-east-1:000000000000:parameter/shop/test/other/API_TOKEN"
+        ));
     }
 
     #[test]

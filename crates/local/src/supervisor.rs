@@ -167,6 +167,7 @@ async fn start_aws(
         key_file: pantstack_endpoint::keys::key_file(&cfg.root, &cfg.env),
         region: region.clone(),
         principals,
+        policies: spec::policies(repo, &cfg.env, &region),
         compact_min_bytes: compact_min_bytes(),
     })?;
     let core = Arc::new(core);

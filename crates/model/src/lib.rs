@@ -12,6 +12,7 @@
 
 pub mod env;
 pub mod foundation;
+pub mod iam;
 pub mod names;
 pub mod repo;
 pub mod service;

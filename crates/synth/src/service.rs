@@ -9,6 +9,7 @@ use crate::storage::{add_buckets, add_queues, bucket_id, dlq_id, queue_id};
 use crate::{Ctx, bool_of, place, skips};
 use pantstack_manifest::Diagnostic;
 use pantstack_model::Resolved;
+use pantstack_model::iam;
 use pantstack_model::repo::ServiceUnit;
 use pantstack_model::service::Service;
 use serde_json::{Value, json};
@@ -275,18 +276,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
                 arns.push(att(&dlq_id(&q.name), "Arn"));
             }
         }
-        task.push(allow(
-            "OwnQueues",
-            &[
-                "sqs:SendMessage",
-                "sqs:ReceiveMessage",
-                "sqs:DeleteMessage",
-                "sqs:ChangeMessageVisibility",
-                "sqs:GetQueueAttributes",
-                "sqs:GetQueueUrl",
-            ],
-            arns,
-        ));
+        task.push(allow("OwnQueues", iam::QUEUE_ACTIONS, arns));
     }
     if !svc.buckets.is_empty() {
         let buckets: Vec<Value> = svc
@@ -298,27 +288,8 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             .iter()
             .map(|b| join("", vec![b.clone(), json!("/*")]))
             .collect();
-        task.push(allow(
-            "ListOwnBuckets",
-            &[
-                "s3:ListBucket",
-                "s3:ListBucketVersions",
-                "s3:GetBucketLocation",
-            ],
-            buckets,
-        ));
-        task.push(allow(
-            "OwnObjects",
-            &[
-                "s3:GetObject",
-                "s3:GetObjectVersion",
-                "s3:PutObject",
-                "s3:DeleteObject",
-                "s3:AbortMultipartUpload",
-                "s3:ListMultipartUploadParts",
-            ],
-            objects,
-        ));
+        task.push(allow("ListOwnBuckets", iam::BUCKET_ACTIONS, buckets));
+        task.push(allow("OwnObjects", iam::OBJECT_ACTIONS, objects));
     }
     if !svc.secrets.is_empty() {
         // Secrets arrive as environment variables at task start; the code may also
@@ -326,11 +297,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         let path = n.ssm_path(name);
         task.push(allow(
             "ReadOwnParameters",
-            &[
-                "ssm:GetParameter",
-                "ssm:GetParameters",
-                "ssm:GetParametersByPath",
-            ],
+            iam::PARAMETER_ACTIONS,
             vec![
                 arn(&format!(
                     "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}"

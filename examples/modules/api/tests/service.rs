@@ -37,6 +37,16 @@ impl Drop for Aws {
     }
 }
 
+/// The task role's policy, on this test's resource names.
+fn task_role() -> pantstack_endpoint::iam::Policy {
+    use pantstack_model::iam;
+    let queue = |n: &str| format!("arn:aws:sqs:us-east-1:000000000000:{n}");
+    pantstack_endpoint::iam::Policy::default()
+        .allow(iam::QUEUE_ACTIONS, vec![queue("jobs"), queue("jobs-dlq")])
+        .allow(iam::BUCKET_ACTIONS, vec!["arn:aws:s3:::results".into()])
+        .allow(iam::OBJECT_ACTIONS, vec!["arn:aws:s3:::results/*".into()])
+}
+
 impl Aws {
     fn start(name: &str) -> Aws {
         let dir = std::env::temp_dir().join(format!("example-api-{}-{name}", std::process::id()));
@@ -52,6 +62,12 @@ impl Aws {
                 key_file: dir.join("keys/k.key"),
                 region: "us-east-1".into(),
                 principals: vec!["api".into(), "api-worker".into()],
+                // Both units as their task role on AWS: the service's own queue,
+                // DLQ and bucket only.
+                policies: ["api", "api-worker"]
+                    .into_iter()
+                    .map(|unit| (unit.to_string(), task_role()))
+                    .collect(),
                 compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
             })
             .unwrap(),
