@@ -183,12 +183,15 @@ the reason (failed checks, exit codes, last log lines) is printed. Exits 1 then.
   eval \"$(pantstack aws-env)\"
   aws sqs list-queues
   aws ssm get-parameters-by-path --path /shop/test --recursive
+  eval \"$(pantstack aws-env --as api)\"   # what the api service may do, and no more
 
-Prints AWS_ENDPOINT_URL (the local cloud's SQS and SSM endpoint), the access key
-and secret issued to people for this local cloud, and its region. Every AWS SDK and
-the AWS CLI read these. The local cloud must have run at least once."
+Prints AWS_ENDPOINT_URL (the local cloud's SQS, S3 and SSM endpoint), the access key
+and secret issued to people for this local cloud (they may do anything), and its
+region. With --as UNIT, a unit's own credentials instead, limited to what its
+service's task role may do on AWS. Every AWS SDK and the AWS CLI read these. The
+local cloud must have run at least once."
     )]
-    AwsEnv(LocalArgs),
+    AwsEnv(AwsEnvArgs),
 
     /// Manage a service's secrets in the local cloud (SSM SecureString parameters)
     #[command(after_help = "Examples:
@@ -286,6 +289,16 @@ pub struct LocalArgs {
     /// Environment (default: the one running, if only one is)
     #[arg(long)]
     pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AwsEnvArgs {
+    /// Environment (default: the one running, if only one is)
+    #[arg(long)]
+    pub env: Option<String>,
+    /// The credentials of a service unit (`api`, `api-worker`) instead of a person's
+    #[arg(long = "as", value_name = "UNIT")]
+    pub unit: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,7 @@
 //! handler does the work, so values are sealed and journaled the same way.
 
 use crate::Failure;
-use crate::args::{Global, LocalArgs, SecretName, SecretsAction, SecretsArgs};
+use crate::args::{AwsEnvArgs, Global, SecretName, SecretsAction, SecretsArgs};
 use crate::commands::{find_root, load_valid};
 use crate::output::Out;
 use pantstack_endpoint::keys::{Keyring, key_file};
@@ -30,9 +30,22 @@ fn target_env(root: &Path, repo: &Monorepo, named: Option<&str>) -> Result<Strin
     }
 }
 
-pub fn aws_env(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> {
+pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure> {
     let root = find_root(global)?;
     let repo = load_valid(global, out)?.repo;
+    let principal = match &a.unit {
+        None => pantstack_endpoint::USER.to_string(),
+        Some(unit) => {
+            let units = spec::unit_names(&repo);
+            if !units.contains(unit) {
+                return Err(Failure::Resolve(format!(
+                    "--as {unit}: no such unit; the units are {}",
+                    units.join(", ")
+                )));
+            }
+            unit.clone()
+        }
+    };
     let env = target_env(&root, &repo, a.env.as_deref())?;
     let paths = Paths::new(&root, &env);
     let saved = state::load(&paths.state()).ok_or_else(|| {
@@ -54,7 +67,7 @@ pub fn aws_env(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure>
         )));
     }
     let ring = Keyring::open_or_create(&file).map_err(Failure::Io)?;
-    let c = ring.credentials(pantstack_endpoint::USER);
+    let c = ring.credentials(&principal);
     if control_answers(&paths).is_none() {
         eprintln!(
             "note: the local cloud of `{env}` is not running; these settings work once `pantstack up --env {env}` runs"

@@ -162,6 +162,25 @@ fn tasks_get_the_endpoint_their_credentials_queue_urls_and_secrets() {
         .1;
     assert_ne!(&key, user_key, "each unit has its own credentials");
     assert!(!state_text.contains(&get("AWS_SECRET_ACCESS_KEY")));
+    // `aws-env --as api` hands a person the unit's own credentials.
+    let o = c.run(&["aws-env", "--env", c.env, "--as", "api"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let printed = text(&o.stdout);
+    assert!(
+        printed.contains(&format!("export AWS_ACCESS_KEY_ID={key}\n")),
+        "{printed}"
+    );
+    assert!(printed.contains(&format!(
+        "export AWS_SECRET_ACCESS_KEY={}\n",
+        get("AWS_SECRET_ACCESS_KEY")
+    )));
+    let o = c.run(&["aws-env", "--env", c.env, "--as", "nope"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o.stderr).contains("--as nope: no such unit; the units are api, api-worker"),
+        "{}",
+        text(&o.stderr)
+    );
     // The task's credentials work, as its task role on AWS: boto3 with them reaches
     // the service's own queues and bucket, and is refused anything else.
     let (py, _) = clients();
