@@ -103,11 +103,18 @@ pub fn sqs_request(
     (format!("sqs:{single}"), vec![resource])
 }
 
-/// The ARN of an SSM parameter (`/a/b` → `parameter/a/b`, `a` → `parameter/a`).
+/// The ARN of an SSM parameter (`/a/b` → `parameter/a/b`, `a` → `parameter/a`); a
+/// version or label selector (`/a/b:3`) is not part of it.
 pub fn parameter_arn(region: &str, account: &str, name: &str) -> String {
-    if let Some(arn) = name.strip_prefix("arn:") {
-        return format!("arn:{arn}");
+    if name.starts_with("arn:") {
+        // arn:partition:ssm:region:account:parameter/name[:selector]
+        let parts: Vec<&str> = name.splitn(6, ':').collect();
+        if let [head @ .., resource] = parts.as_slice() {
+            let resource = resource.split(':').next().unwrap_or(resource);
+            return format!("{}:{resource}", head.join(":"));
+        }
     }
+    let name = name.split(':').next().unwrap_or(name);
     let slash = if name.starts_with('/') { "" } else { "/" };
     format!("arn:aws:ssm:{region}:{account}:parameter{slash}{name}")
 }
@@ -267,6 +274,14 @@ mod tests {
         assert_eq!((a.as_str(), r), ("sqs:GetQueueUrl", vec![arn("jobs")]));
         assert_eq!(sqs_request("ListQueues", &json!({}), arn).1, vec!["*"]);
 
+        assert_eq!(
+            parameter_arn("r", "1", "/a/b:3"),
+            "arn:aws:ssm:r:1:parameter/a/b"
+        );
+        assert_eq!(
+            parameter_arn("r", "1", "arn:aws:ssm:x:2:parameter/a/b:label"),
+            "arn:aws:ssm:x:2:parameter/a/b"
+        );
         let (a, r) = ssm_request("GetParameters", &json!({"Names": ["/a/b", "c"]}), "r", "1");
         assert_eq!(a, "ssm:GetParameters");
         assert_eq!(
