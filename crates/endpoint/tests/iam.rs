@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+mod common;
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::ParameterType;
@@ -81,19 +83,7 @@ async fn local() -> Local {
 }
 
 async fn conf(l: &Local, principal: &str) -> aws_config::SdkConfig {
-    let creds = l.core.credentials(principal);
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&l.url)
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            creds.access_key,
-            creds.secret_key,
-            None,
-            None,
-            "pantstack-test",
-        ))
-        .load()
-        .await
+    common::sdk_config(&l.url, REGION, l.core.credentials(principal)).await
 }
 
 /// The error's code and message, which must be a refusal of `action` on `resource`.
@@ -111,6 +101,40 @@ fn denied<E: ProvideErrorMetadata + std::fmt::Debug>(
             "not authorized to perform: {action} on resource: {resource} "
         )),
         "{m}"
+    );
+}
+
+/// A SendMessageBatch of one message to `url`.
+async fn batch(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<
+    aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput,
+    aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError>,
+> {
+    let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+        .id("1")
+        .message_body("b")
+        .build()
+        .unwrap();
+    sqs.send_message_batch()
+        .queue_url(url)
+        .entries(entry)
+        .send()
+        .await
+}
+
+/// A SendMessage to `url` that must be refused.
+async fn refused_send(sqs: &aws_sdk_sqs::Client, url: &str, arn: &str) {
+    denied(
+        sqs.send_message()
+            .queue_url(url)
+            .message_body("x")
+            .send()
+            .await,
+        "AccessDenied",
+        "sqs:SendMessage",
+        arn,
     );
 }
 
@@ -161,18 +185,7 @@ async fn a_unit_reaches_only_what_its_policy_allows() {
         .send()
         .await
         .unwrap();
-    sqs.send_message_batch()
-        .queue_url(own)
-        .entries(
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                .id("1")
-                .message_body("b")
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    batch(&sqs, own).await.unwrap();
     let got = sqs
         .receive_message()
         .queue_url(own)
@@ -196,28 +209,9 @@ async fn a_unit_reaches_only_what_its_policy_allows() {
         .await
         .unwrap();
     assert_eq!(url.queue_url(), Some(urls["api-jobs-dlq"].as_str()));
+    refused_send(&sqs, &urls["other-jobs"], &arn("other-jobs")).await;
     denied(
-        sqs.send_message()
-            .queue_url(&urls["other-jobs"])
-            .message_body("x")
-            .send()
-            .await,
-        "AccessDenied",
-        "sqs:SendMessage",
-        &arn("other-jobs"),
-    );
-    denied(
-        sqs.send_message_batch()
-            .queue_url(&urls["other-jobs"])
-            .entries(
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id("1")
-                    .message_body("b")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await,
+        batch(&sqs, &urls["other-jobs"]).await,
         "AccessDenied",
         "sqs:SendMessage",
         &arn("other-jobs"),
@@ -402,17 +396,12 @@ async fn a_unit_reaches_only_what_its_policy_allows() {
     );
 
     // The empty policy allows nothing; the user may do anything.
-    denied(
-        aws_sdk_sqs::Client::new(&idle)
-            .send_message()
-            .queue_url(&urls["other-jobs"])
-            .message_body("x")
-            .send()
-            .await,
-        "AccessDenied",
-        "sqs:SendMessage",
+    refused_send(
+        &aws_sdk_sqs::Client::new(&idle),
+        &urls["other-jobs"],
         &arn("other-jobs"),
-    );
+    )
+    .await;
     denied(
         aws_sdk_s3::Client::new(&idle)
             .get_object()

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+mod common;
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use pantstack_endpoint::{Config, Core, http};
@@ -39,18 +41,7 @@ async fn local(name: &str) -> Local {
     );
     let server = http::serve(core.clone(), 0).await.expect("serve");
     let creds = core.credentials("api");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(server.url())
-        .region(aws_config::Region::new("eu-west-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            creds.access_key,
-            creds.secret_key,
-            None,
-            None,
-            "pantstack-test",
-        ))
-        .load()
-        .await;
+    let conf = common::sdk_config(&server.url(), "eu-west-1", creds).await;
     Local {
         _server: server,
         conf,
