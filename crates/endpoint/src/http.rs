@@ -360,13 +360,13 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Option<Bytes>) -> Re
         Route::SqsJson(a) | Route::Ssm(a) => (a.as_str(), &parsed),
         Route::SqsQuery(a, input) => (a.as_str(), input),
     };
-    if core.restricted(&principal.0) {
+    if let Some(policy) = core.policy(&principal.0) {
         let (iam_action, resources) = match &route {
             Route::Ssm(_) => iam::ssm_request(action, input, &core.region, crate::ACCOUNT),
-            _ => iam::sqs_request(action, input, |n| core.queue_arn(n)),
+            _ => iam::sqs_request(action, input, &core.region, crate::ACCOUNT),
         };
         let asked = resources.iter().map(|r| (iam_action.as_str(), r.as_str()));
-        if let Err(m) = core.authorize(&principal.0, asked) {
+        if let Err(m) = policy.authorize(&principal.0, asked) {
             let e = match &route {
                 Route::Ssm(_) => ApiError::bad("AccessDeniedException", m),
                 _ => ApiError::new(403, "AccessDeniedException", m).with_query_code("AccessDenied"),

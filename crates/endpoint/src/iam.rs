@@ -38,6 +38,21 @@ impl Policy {
         self
     }
 
+    /// Whether `principal`, holding this policy, may perform each (action,
+    /// resource); the refusal's message for the first that no statement allows.
+    pub fn authorize<'a>(
+        &self,
+        principal: &str,
+        requests: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(), String> {
+        for (action, resource) in requests {
+            if !self.allows(action, resource) {
+                return Err(denial(principal, action, resource));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether some statement allows `action` on `resource`.
     pub fn allows(&self, action: &str, resource: &str) -> bool {
         self.statements.iter().any(|s| {
@@ -78,12 +93,24 @@ pub fn matches(pattern: &str, text: &str, ignore_case: bool) -> bool {
     p[i..].iter().all(|c| *c == b'*')
 }
 
-/// The action and resources of an SQS call (`arn` names a queue's ARN).
+/// The ARN of a queue.
+pub fn queue_arn(region: &str, account: &str, name: &str) -> String {
+    format!("arn:aws:sqs:{region}:{account}:{name}")
+}
+
+/// The ARN of a bucket (an object's: `<bucket ARN>/<key>`).
+pub fn bucket_arn(bucket: &str) -> String {
+    format!("arn:aws:s3:::{bucket}")
+}
+
+/// The action and resources of an SQS call.
 pub fn sqs_request(
     action: &str,
     input: &Value,
-    arn: impl Fn(&str) -> String,
+    region: &str,
+    account: &str,
 ) -> (String, Vec<String>) {
+    let arn = |name: &str| queue_arn(region, account, name);
     let single = match action {
         "SendMessageBatch" => "SendMessage",
         "DeleteMessageBatch" => "DeleteMessage",
@@ -151,9 +178,9 @@ pub fn s3_request(
     version: bool,
     copy_source: Option<&str>,
 ) -> Vec<(String, String)> {
-    let bucket_arn = bucket.map(|b| format!("arn:aws:s3:::{b}"));
-    let object_arn = match (bucket, key) {
-        (Some(b), Some(k)) => Some(format!("arn:aws:s3:::{b}/{k}")),
+    let bucket_resource = bucket.map(bucket_arn);
+    let object_arn = match (&bucket_resource, key) {
+        (Some(b), Some(k)) => Some(format!("{b}/{k}")),
         _ => None,
     };
     let versioned =
@@ -177,7 +204,7 @@ pub fn s3_request(
         "DeleteObjects" => "DeleteObject".into(),
         other => other.to_string(),
     };
-    let resource = match (op, &object_arn, &bucket_arn) {
+    let resource = match (op, &object_arn, &bucket_resource) {
         ("DeleteObjects", _, Some(b)) => format!("{b}/*"),
         (_, Some(o), _) => o.clone(),
         (_, None, Some(b)) => b.clone(),
@@ -185,36 +212,16 @@ pub fn s3_request(
     };
     let mut out = vec![(format!("s3:{action}"), resource)];
     if let Some(src) = copy_source {
-        let src = percent_decode(src.trim_start_matches('/'));
+        let src = pantstack_awsproto::sigv4::percent_decode(src.trim_start_matches('/'), false);
         let (path, query) = src.split_once('?').unwrap_or((&src, ""));
         let read = if query.contains("versionId=") {
             "s3:GetObjectVersion"
         } else {
             "s3:GetObject"
         };
-        out.push((read.into(), format!("arn:aws:s3:::{path}")));
+        out.push((read.into(), bucket_arn(path)));
     }
     out
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The message of a refusal, in the words AWS uses.
@@ -267,12 +274,13 @@ mod tests {
         let (a, r) = sqs_request(
             "SendMessageBatch",
             &json!({"QueueUrl": "http://127.0.0.1:1/1/jobs"}),
-            arn,
+            "r",
+            "1",
         );
         assert_eq!((a.as_str(), r), ("sqs:SendMessage", vec![arn("jobs")]));
-        let (a, r) = sqs_request("GetQueueUrl", &json!({"QueueName": "jobs"}), arn);
+        let (a, r) = sqs_request("GetQueueUrl", &json!({"QueueName": "jobs"}), "r", "1");
         assert_eq!((a.as_str(), r), ("sqs:GetQueueUrl", vec![arn("jobs")]));
-        assert_eq!(sqs_request("ListQueues", &json!({}), arn).1, vec!["*"]);
+        assert_eq!(sqs_request("ListQueues", &json!({}), "r", "1").1, vec!["*"]);
 
         assert_eq!(
             parameter_arn("r", "1", "/a/b:3"),

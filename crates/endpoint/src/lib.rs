@@ -286,12 +286,11 @@ impl Core {
             ssm: Mutex::new(p),
             keys: RwLock::new(keys),
             creds,
-            policies: cfg
-                .policies
-                .iter()
-                .filter(|(p, _)| p.as_str() != USER)
-                .map(|(p, pol)| (p.clone(), pol.clone()))
-                .collect(),
+            policies: {
+                let mut p = cfg.policies.clone();
+                p.remove(USER);
+                p
+            },
             journal,
             _lock: lock_file,
             base_url: RwLock::new(String::new()),
@@ -427,27 +426,10 @@ impl Core {
         }
     }
 
-    /// Whether a policy limits what `principal` may do.
-    pub fn restricted(&self, principal: &str) -> bool {
-        self.policies.contains_key(principal)
-    }
-
-    /// Whether `principal` may perform each (action, resource); the refusal's
-    /// message for the first that no statement of its policy allows.
-    pub fn authorize<'a>(
-        &self,
-        principal: &str,
-        requests: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<(), String> {
-        let Some(policy) = self.policies.get(principal) else {
-            return Ok(());
-        };
-        for (action, resource) in requests {
-            if !policy.allows(action, resource) {
-                return Err(iam::denial(principal, action, resource));
-            }
-        }
-        Ok(())
+    /// The policy that limits what `principal` may do, if one does (`user` and
+    /// unlisted principals: none).
+    pub fn policy(&self, principal: &str) -> Option<&iam::Policy> {
+        self.policies.get(principal)
     }
 
     /// The principal and secret of an access key.

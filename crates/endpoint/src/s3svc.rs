@@ -1931,9 +1931,9 @@ impl s3s::access::S3Access for Access {
         let Some((principal, _)) = self.core.secret_of(&creds.access_key) else {
             return Err(s3_error!(AccessDenied, "Unknown access key"));
         };
-        if !self.core.restricted(principal) {
+        let Some(policy) = self.core.policy(principal) else {
             return Ok(());
-        }
+        };
         let (bucket, key) = match cx.s3_path() {
             s3s::path::S3Path::Root => (None, None),
             s3s::path::S3Path::Bucket { bucket } => (Some(&**bucket), None),
@@ -1948,7 +1948,7 @@ impl s3s::access::S3Access for Access {
             .get("x-amz-copy-source")
             .and_then(|v| v.to_str().ok());
         let asked = crate::iam::s3_request(cx.s3_op().name(), bucket, key, version, copy_source);
-        self.core
+        policy
             .authorize(
                 principal,
                 asked.iter().map(|(a, r)| (a.as_str(), r.as_str())),

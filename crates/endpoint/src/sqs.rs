@@ -537,7 +537,7 @@ impl Sqs {
     }
 
     pub fn arn(&self, name: &str) -> String {
-        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account)
+        crate::iam::queue_arn(&self.region, &self.account, name)
     }
 
     fn queue(&mut self, name: &str) -> Result<&mut QueueRt, ApiError> {

@@ -223,29 +223,24 @@ pub fn unit_names(repo: &Monorepo) -> Vec<String> {
 /// task role without a policy.
 pub fn policies(repo: &Monorepo, env: &str, region: &str) -> HashMap<String, Policy> {
     use pantstack_endpoint::ACCOUNT;
-    use pantstack_endpoint::iam::parameter_arn;
+    use pantstack_endpoint::iam::{bucket_arn, parameter_arn, queue_arn};
     use pantstack_model::iam;
     let project = &repo.foundation.project.value;
     let mut out = HashMap::new();
     for u in &repo.services {
         let svc = &u.service;
-        let queue_arn = |name: String| format!("arn:aws:sqs:{region}:{ACCOUNT}:{name}");
+        let queue = |name: String| queue_arn(region, ACCOUNT, &name);
         let mut queues = Vec::new();
         for q in &svc.queues {
-            queues.push(queue_arn(queue_name(project, env, svc, &q.name, false)));
+            queues.push(queue(queue_name(project, env, svc, &q.name, false)));
             if q.dead_letter.is_some() {
-                queues.push(queue_arn(queue_name(project, env, svc, &q.name, true)));
+                queues.push(queue(queue_name(project, env, svc, &q.name, true)));
             }
         }
         let buckets: Vec<String> = svc
             .buckets
             .iter()
-            .map(|b| {
-                format!(
-                    "arn:aws:s3:::{}",
-                    bucket_name(project, env, &svc.name, &b.name)
-                )
-            })
+            .map(|b| bucket_arn(&bucket_name(project, env, &svc.name, &b.name)))
             .collect();
         let objects = buckets.iter().map(|b| format!("{b}/*")).collect();
         let parameters = if svc.secrets.is_empty() {
