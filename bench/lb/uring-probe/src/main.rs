@@ -44,8 +44,14 @@ fn worker(port: u16, targets: Vec<SocketAddr>, idx: usize) {
         .unwrap();
     let mut conns: Vec<Option<Box<Conn>>> = Vec::new();
     let mut turn = idx;
+    // PROBE_SUBMIT_EACH=1: one io_uring_enter per operation, as epoll I/O makes one
+    // system call per operation (tells batching apart from io_uring as such).
+    let each = std::env::var("PROBE_SUBMIT_EACH").is_ok_and(|v| v == "1");
     let push = |ring: &mut IoUring, e: io_uring::squeue::Entry| unsafe {
         while ring.submission().push(&e).is_err() {
+            ring.submit().unwrap();
+        }
+        if each {
             ring.submit().unwrap();
         }
     };
