@@ -28,6 +28,18 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
 
+/// The receive of a client's next bytes into its buffer's spare capacity.
+fn client_recv(c: &mut Conn, slot: usize) -> io_uring::squeue::Entry {
+    let b = c.buf.spare_capacity_mut();
+    opcode::Recv::new(
+        types::Fd(c.client),
+        b.as_mut_ptr() as *mut u8,
+        b.len() as u32,
+    )
+    .build()
+    .user_data((slot as u64) << 3 | CRECV)
+}
+
 fn worker(port: u16, targets: Vec<SocketAddr>, idx: usize) {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_reuse_address(true).unwrap();
@@ -102,17 +114,7 @@ fn worker(port: u16, targets: Vec<SocketAddr>, idx: usize) {
                     });
                     conns[slot] = Some(c);
                     let c = conns[slot].as_mut().unwrap();
-                    let b = c.buf.spare_capacity_mut();
-                    push(
-                        &mut ring,
-                        opcode::Recv::new(
-                            types::Fd(c.client),
-                            b.as_mut_ptr() as *mut u8,
-                            b.len() as u32,
-                        )
-                        .build()
-                        .user_data((slot as u64) << 3 | CRECV),
-                    );
+                    push(&mut ring, client_recv(c, slot));
                 }
                 CRECV => {
                     let c = conns[i].as_mut().unwrap();
@@ -138,17 +140,7 @@ fn worker(port: u16, targets: Vec<SocketAddr>, idx: usize) {
                         );
                     } else {
                         c.buf.reserve(4096);
-                        let b = c.buf.spare_capacity_mut();
-                        push(
-                            &mut ring,
-                            opcode::Recv::new(
-                                types::Fd(c.client),
-                                b.as_mut_ptr() as *mut u8,
-                                b.len() as u32,
-                            )
-                            .build()
-                            .user_data((i as u64) << 3 | CRECV),
-                        );
+                        push(&mut ring, client_recv(c, i));
                     }
                 }
                 USEND => {
@@ -181,17 +173,7 @@ fn worker(port: u16, targets: Vec<SocketAddr>, idx: usize) {
                     if res <= 0 {
                         continue;
                     }
-                    let b = c.buf.spare_capacity_mut();
-                    push(
-                        &mut ring,
-                        opcode::Recv::new(
-                            types::Fd(c.client),
-                            b.as_mut_ptr() as *mut u8,
-                            b.len() as u32,
-                        )
-                        .build()
-                        .user_data((i as u64) << 3 | CRECV),
-                    );
+                    push(&mut ring, client_recv(c, i));
                 }
                 _ => unreachable!(),
             }
