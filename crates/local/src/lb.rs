@@ -536,14 +536,12 @@ struct Worker {
 /// Puts the calling worker thread under `SCHED_BATCH` (Linux; its nice value is
 /// kept).
 ///
-/// A balancer worker that the arrival of a request wakes then does not preempt the
-/// process running on that core (the client, a target, any task): it runs when
-/// that process blocks or its time slice ends, and by then more connections are
-/// ready, so one wake-up serves a batch of them and the targets it feeds get their
-/// requests in batches too. On two cores that cut context switches and raised the
-/// balancer's requests/s by about a tenth (paired A/B runs, `bench/lb/NOTES.md`).
-/// Latency on an idle machine is unchanged: a worker woken on an idle core runs at
-/// once.
+/// A worker woken by a request then does not preempt what runs on that core (the
+/// client, a target, any task); it runs when that process blocks or its time slice
+/// ends. With the client in another session than the balancer, as with a terminal or
+/// browser next to `pantstack up`, paired A/B runs gave ~1.1× the requests/s; with
+/// everything in one session they gave no change (`bench/lb/NOTES.md`). Latency on
+/// an idle machine is unchanged: a worker woken on an idle core runs at once.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn throughput_policy() -> std::io::Result<()> {

@@ -695,10 +695,18 @@ async fn bad_requests_and_oversized_heads_get_400_as_from_alb() {
     lb.shutdown();
 }
 
-/// The scheduling policy of each of this process's threads named `prefix…`, from
-/// field 41 of `/proc/self/task/TID/stat` (0 SCHED_OTHER, 3 SCHED_BATCH).
+/// The scheduling policy in a `/proc/.../stat` file: its field 41 (0 SCHED_OTHER,
+/// 3 SCHED_BATCH), counted after the name in parentheses, which may hold spaces.
 #[cfg(target_os = "linux")]
-fn policies_of_threads(prefix: &str) -> Vec<(String, u32)> {
+fn policy_in_stat(path: &std::path::Path) -> Option<u32> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let (_, after) = stat.rsplit_once(") ")?;
+    after.split(' ').nth(41 - 3)?.parse().ok()
+}
+
+/// The scheduling policy of each of this process's threads named `prefix…`.
+#[cfg(target_os = "linux")]
+fn policies_of_threads(prefix: &str) -> Vec<(String, Option<u32>)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -706,18 +714,12 @@ fn policies_of_threads(prefix: &str) -> Vec<(String, u32)> {
         .flatten()
     {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with(prefix) {
-            continue;
+        if comm.starts_with(prefix) {
+            out.push((
+                comm.trim().to_string(),
+                policy_in_stat(&t.path().join("stat")),
+            ));
         }
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        // The name in parentheses may hold spaces: fields are counted after it.
-        let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-        let policy = after
-            .split(' ')
-            .nth(41 - 3)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(u32::MAX);
-        out.push((comm.trim().to_string(), policy));
     }
     out
 }
@@ -734,14 +736,9 @@ async fn workers_run_under_sched_batch_and_the_caller_keeps_its_policy() {
         .unwrap_or(2)
         .clamp(1, 16);
     assert_eq!(workers.len(), expected, "{workers:?}");
-    assert!(workers.iter().all(|(_, p)| *p == 3), "{workers:?}");
+    assert!(workers.iter().all(|(_, p)| *p == Some(3)), "{workers:?}");
     // Only the workers: the thread that started the balancer is unchanged.
-    let me = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
-    let mine: u32 = me
-        .rsplit_once(") ")
-        .and_then(|(_, r)| r.split(' ').nth(41 - 3))
-        .and_then(|p| p.parse().ok())
-        .expect("policy field");
-    assert_eq!(mine, 0);
+    let mine = policy_in_stat(std::path::Path::new("/proc/thread-self/stat"));
+    assert_eq!(mine, Some(0));
     lb.shutdown();
 }
