@@ -5,6 +5,8 @@
 //! format). The decisions (health, selection) are `crate::core`; this is the shell.
 
 mod h1;
+#[cfg(target_os = "linux")]
+mod ring;
 #[doc(hidden)]
 pub use h1::fuzzing;
 
@@ -24,7 +26,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -522,15 +524,74 @@ pub struct Balancer {
     check_client: Client<HttpConnector, Empty<Bytes>>,
     log: Option<Arc<std::fs::File>>,
     stop: watch::Sender<bool>,
+    io_uring_workers: AtomicUsize,
+    /// Sends made through the workers' rings.
+    ring_sends: Arc<AtomicU64>,
 }
 
 /// Per worker thread: its upstream connections (the fast path's and the general
 /// path's), its view of the target group and its access-log buffer.
 struct Worker {
-    raw: ConnPool<TcpStream>,
+    raw: ConnPool<h1::Stream>,
+    /// This worker thread's io_uring, when the fast path uses one.
+    #[cfg(target_os = "linux")]
+    ring: Option<Arc<ring::Ring>>,
     pool: Arc<Pool>,
     view: Mutex<View>,
     log: Mutex<Vec<u8>>,
+}
+
+impl Worker {
+    /// A connected socket for the fast path, on this worker's ring if it has one.
+    fn stream(&self, s: TcpStream) -> h1::Stream {
+        #[cfg(target_os = "linux")]
+        if let Some(r) = &self.ring {
+            return h1::Stream::Ring(ring::Socket::new(r.clone(), s));
+        }
+        h1::Stream::Epoll(s)
+    }
+}
+
+/// How the fast path does its socket I/O.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoBackend {
+    /// io_uring where the kernel allows it, else epoll (the default).
+    Auto,
+    /// io_uring, or the balancer does not start.
+    IoUring,
+    /// io_uring for every send, even while a worker serves one request only (where
+    /// `IoUring` sends at once with `send(2)`): a diagnostic, slower at low load.
+    IoUringAlways,
+    /// The runtime's epoll reactor, one system call per receive and send.
+    Epoll,
+}
+
+impl IoBackend {
+    /// The environment variable that chooses the backend.
+    pub const VAR: &'static str = "PANTSTACK_LB_IO";
+
+    /// Parses `auto`, `io_uring` or `epoll`.
+    pub fn parse(s: &str) -> Result<IoBackend, String> {
+        match s {
+            "auto" | "" => Ok(IoBackend::Auto),
+            "io_uring" => Ok(IoBackend::IoUring),
+            "io_uring_always" => Ok(IoBackend::IoUringAlways),
+            "epoll" => Ok(IoBackend::Epoll),
+            other => Err(format!(
+                "{}={other:?}: expected one of auto, io_uring, io_uring_always, epoll",
+                IoBackend::VAR
+            )),
+        }
+    }
+
+    /// From `PANTSTACK_LB_IO` (`auto` when unset).
+    pub fn from_env() -> std::io::Result<IoBackend> {
+        match std::env::var(IoBackend::VAR) {
+            Ok(v) => IoBackend::parse(&v)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+            Err(_) => Ok(IoBackend::Auto),
+        }
+    }
 }
 
 /// Puts the calling worker thread under `SCHED_BATCH` (Linux; its nice value is
@@ -569,13 +630,25 @@ fn connector() -> HttpConnector {
 }
 
 impl Balancer {
-    /// Binds `port` on 127.0.0.1 (0: any free port) and serves until `shutdown`.
-    /// Health checks run on the caller's runtime.
+    /// Binds `port` on 127.0.0.1 (0: any free port) and serves until `shutdown`,
+    /// with the I/O backend that `PANTSTACK_LB_IO` names (io_uring where available
+    /// when unset). Health checks run on the caller's runtime.
     pub async fn start(
         name: &str,
         port: u16,
         spec: HttpSpec,
         access_log: Option<std::path::PathBuf>,
+    ) -> std::io::Result<Arc<Balancer>> {
+        Balancer::start_with(name, port, spec, access_log, IoBackend::from_env()?).await
+    }
+
+    /// [`Balancer::start`] with an explicit I/O backend.
+    pub async fn start_with(
+        name: &str,
+        port: u16,
+        spec: HttpSpec,
+        access_log: Option<std::path::PathBuf>,
+        io: IoBackend,
     ) -> std::io::Result<Arc<Balancer>> {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -615,6 +688,8 @@ impl Balancer {
             check_client,
             log,
             stop,
+            io_uring_workers: AtomicUsize::new(0),
+            ring_sends: Arc::new(AtomicU64::new(0)),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         for (i, socket) in sockets.into_iter().enumerate() {
@@ -636,16 +711,47 @@ impl Balancer {
                     };
                     rt.block_on(async move {
                         let listener = match socket.listen(4096) {
-                            Ok(l) => {
-                                let _ = ready.send(Ok(()));
-                                l
-                            }
+                            Ok(l) => l,
                             Err(e) => {
                                 let _ = ready.send(Err(e));
                                 return;
                             }
                         };
+                        #[cfg(target_os = "linux")]
+                        let ring = match io {
+                            IoBackend::Epoll => None,
+                            IoBackend::Auto | IoBackend::IoUring | IoBackend::IoUringAlways => {
+                                let always = io == IoBackend::IoUringAlways;
+                                let sends = me.ring_sends.clone();
+                                match ring::Ring::new(always, sends).and_then(|r| r.driver().map(|d| (r, d))) {
+                                    Ok((r, driver)) => {
+                                        tokio::spawn(driver);
+                                        me.io_uring_workers.fetch_add(1, Ordering::Relaxed);
+                                        Some(r)
+                                    }
+                                    Err(e) if io != IoBackend::Auto => {
+                                        let _ = ready.send(Err(std::io::Error::new(
+                                            e.kind(),
+                                            format!("{}=io_uring: the kernel refused io_uring: {e}", IoBackend::VAR),
+                                        )));
+                                        return;
+                                    }
+                                    Err(_) => None,
+                                }
+                            }
+                        };
+                        #[cfg(not(target_os = "linux"))]
+                        if matches!(io, IoBackend::IoUring | IoBackend::IoUringAlways) {
+                            let _ = ready.send(Err(std::io::Error::new(
+                                std::io::ErrorKind::Unsupported,
+                                format!("{}=io_uring: io_uring exists on Linux only", IoBackend::VAR),
+                            )));
+                            return;
+                        }
+                        let _ = ready.send(Ok(()));
                         let worker = Arc::new(Worker {
+                            #[cfg(target_os = "linux")]
+                            ring,
                             raw: ConnPool::default(),
                             pool: Arc::new(Pool::default()),
                             view: Mutex::new(View {
@@ -665,6 +771,7 @@ impl Balancer {
                                 accepted = listener.accept() => {
                                     let Ok((stream, peer)) = accepted else { continue };
                                     let _ = stream.set_nodelay(true);
+                                    let stream = worker.stream(stream);
                                     let (b, w) = (me.clone(), worker.clone());
                                     let idle = Duration::from_millis(b.spec().idle_timeout_ms);
                                     // Computed once per connection.
@@ -708,6 +815,17 @@ impl Balancer {
             }
         }
         Ok(b)
+    }
+
+    /// How many worker threads serve their fast path on io_uring (the rest use
+    /// epoll).
+    pub fn io_uring_workers(&self) -> usize {
+        self.io_uring_workers.load(Ordering::Relaxed)
+    }
+
+    /// How many sends went through the workers' io_uring rings so far.
+    pub fn io_uring_sends(&self) -> u64 {
+        self.ring_sends.load(Ordering::Relaxed)
     }
 
     pub fn spec(&self) -> Arc<HttpSpec> {

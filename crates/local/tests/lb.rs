@@ -11,7 +11,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pantstack_local::core::balance::Algorithm;
 use pantstack_local::core::health::{State, Thresholds};
-use pantstack_local::lb::Balancer;
+use pantstack_local::lb::{Balancer, IoBackend};
 use pantstack_local::spec::{HttpSpec, Matcher, Rule};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,44 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Runs a test against the balancer with each I/O backend: epoll, io_uring with
+/// every send on the ring, and the default (io_uring, sends made at once while a
+/// worker serves one request only).
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn epoll() {
+                super::$name(IoBackend::Epoll).await
+            }
+
+            #[cfg(target_os = "linux")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn io_uring_every_send() {
+                super::$name(IoBackend::IoUringAlways).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn default() {
+                super::$name(IoBackend::Auto).await
+            }
+        }
+    )*};
+}
+
+each_backend!(
+    forwards_with_alb_headers_and_answers_502_503_504,
+    unhealthy_targets_get_no_traffic_until_every_target_is_unhealthy,
+    least_outstanding_requests_avoids_the_busy_target,
+    streams_both_ways_and_passes_upgrades_through,
+    listener_rules_route_by_path_and_host,
+    keeps_connections_alive_and_answers_pipelined_requests_in_order,
+    frames_every_kind_of_response_and_survives_targets_closing_connections,
+    bad_requests_and_oversized_heads_get_400_as_from_alb,
+);
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -187,9 +225,8 @@ async fn wait_state(lb: &Balancer, task: u64, state: State) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forwards_with_alb_headers_and_answers_502_503_504() {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+async fn forwards_with_alb_headers_and_answers_502_503_504(io: IoBackend) {
+    let lb = Balancer::start_with("t", 0, spec(vec![], Algorithm::RoundRobin), None, io)
         .await
         .unwrap();
     let (code, _, body) = get(lb.port, &req("/")).await;
@@ -238,9 +275,8 @@ async fn forwards_with_alb_headers_and_answers_502_503_504() {
     lb.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unhealthy_targets_get_no_traffic_until_every_target_is_unhealthy() {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+async fn unhealthy_targets_get_no_traffic_until_every_target_is_unhealthy(io: IoBackend) {
+    let lb = Balancer::start_with("t", 0, spec(vec![], Algorithm::RoundRobin), None, io)
         .await
         .unwrap();
     let (ha, hb) = (
@@ -287,9 +323,8 @@ async fn unhealthy_targets_get_no_traffic_until_every_target_is_unhealthy() {
     lb.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn least_outstanding_requests_avoids_the_busy_target() {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::LeastOutstanding), None)
+async fn least_outstanding_requests_avoids_the_busy_target(io: IoBackend) {
+    let lb = Balancer::start_with("t", 0, spec(vec![], Algorithm::LeastOutstanding), None, io)
         .await
         .unwrap();
     let mut s = spec(vec![], Algorithm::LeastOutstanding);
@@ -313,9 +348,8 @@ async fn least_outstanding_requests_avoids_the_busy_target() {
     lb.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_both_ways_and_passes_upgrades_through() {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+async fn streams_both_ways_and_passes_upgrades_through(io: IoBackend) {
+    let lb = Balancer::start_with("t", 0, spec(vec![], Algorithm::RoundRobin), None, io)
         .await
         .unwrap();
     lb.register(1, backend("a", Arc::new(AtomicBool::new(true))).await);
@@ -385,8 +419,7 @@ async fn streams_both_ways_and_passes_upgrades_through() {
     lb.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listener_rules_route_by_path_and_host() {
+async fn listener_rules_route_by_path_and_host(io: IoBackend) {
     let rules = vec![
         Rule {
             path: Some("/api/*".into()),
@@ -397,7 +430,7 @@ async fn listener_rules_route_by_path_and_host() {
             host: Some("*.example.com".into()),
         },
     ];
-    let lb = Balancer::start("t", 0, spec(rules, Algorithm::RoundRobin), None)
+    let lb = Balancer::start_with("t", 0, spec(rules, Algorithm::RoundRobin), None, io)
         .await
         .unwrap();
     lb.register(1, backend("a", Arc::new(AtomicBool::new(true))).await);
@@ -417,7 +450,7 @@ async fn listener_rules_route_by_path_and_host() {
 /// it reads one request head (and a `Content-Length` body) at a time and answers by
 /// path. `/close-after` answers with a length and then closes without saying so;
 /// `/until-close` has no length (the body ends with the connection); `/big` is
-/// 1 MiB; `/empty` is 204; `/continue` sends a 103 before its answer; anything else
+/// 1 MiB, `/huge` 16 MiB; `/empty` is 204; `/continue` sends a 103 before its answer; anything else
 /// echoes the method, the path and the body's length, keeping the connection.
 async fn raw_backend() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -470,9 +503,10 @@ async fn raw_backend() -> SocketAddr {
                             let _ = s.write_all(b"ends at close").await;
                             return;
                         }
-                        "/big" => {
-                            let mut a = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
-                            a.extend((0..1_048_576u32).map(|i| b'a' + (i % 26) as u8));
+                        "/big" | "/huge" => {
+                            let n: u32 = if path == "/big" { 1 << 20 } else { 16 << 20 };
+                            let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+                            a.extend((0..n).map(|i| b'a' + (i % 26) as u8));
                             a
                         }
                         "/empty" => b"HTTP/1.1 204 No Content\r\nX-Kept: yes\r\n\r\n".to_vec(),
@@ -502,8 +536,8 @@ async fn raw_backend() -> SocketAddr {
 
 /// A balancer with one healthy target: `raw_backend` (whose answer to the health
 /// check, as to any other path, is 200).
-async fn over_raw_backend() -> Arc<Balancer> {
-    let lb = Balancer::start("t", 0, spec(vec![], Algorithm::RoundRobin), None)
+async fn over_raw_backend(io: IoBackend) -> Arc<Balancer> {
+    let lb = Balancer::start_with("t", 0, spec(vec![], Algorithm::RoundRobin), None, io)
         .await
         .unwrap();
     lb.register(1, raw_backend().await);
@@ -558,9 +592,8 @@ async fn read_response(
     (code, head, body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keeps_connections_alive_and_answers_pipelined_requests_in_order() {
-    let lb = over_raw_backend().await;
+async fn keeps_connections_alive_and_answers_pipelined_requests_in_order(io: IoBackend) {
+    let lb = over_raw_backend(io).await;
     let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
     // Three requests in one write, one with a small body, split mid-head.
     let body = "x".repeat(1000);
@@ -617,9 +650,8 @@ async fn keeps_connections_alive_and_answers_pipelined_requests_in_order() {
     lb.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frames_every_kind_of_response_and_survives_targets_closing_connections() {
-    let lb = over_raw_backend().await;
+async fn frames_every_kind_of_response_and_survives_targets_closing_connections(io: IoBackend) {
+    let lb = over_raw_backend(io).await;
     let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
     let mut buf = Vec::new();
     // The target closes every connection after answering, without saying so: the
@@ -673,9 +705,8 @@ async fn frames_every_kind_of_response_and_survives_targets_closing_connections(
     lb.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_and_oversized_heads_get_400_as_from_alb() {
-    let lb = over_raw_backend().await;
+async fn bad_requests_and_oversized_heads_get_400_as_from_alb(io: IoBackend) {
+    let lb = over_raw_backend(io).await;
     let (code, _, body) = get(
         lb.port,
         "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: nope\r\n\r\n",
@@ -741,4 +772,208 @@ async fn workers_run_under_sched_batch_and_the_caller_keeps_its_policy() {
     let mine = policy_in_stat(std::path::Path::new("/proc/thread-self/stat"));
     assert_eq!(mine, Some(0));
     lb.shutdown();
+}
+
+#[cfg(target_os = "linux")]
+fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 16)
+}
+
+/// The io_uring path under concurrency: 32 kept-alive clients at once, every
+/// answer matching its own request (method, path and body length echoed by the
+/// target), then a 16 MiB answer read slowly (the ring's sends wait for room in
+/// the client's buffer); every send went through the rings.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_uring_sends_keep_every_answer_with_its_request_under_concurrency() {
+    let lb = over_raw_backend(IoBackend::IoUringAlways).await;
+    assert_eq!(lb.io_uring_workers(), worker_count());
+    let before = lb.io_uring_sends();
+    let port = lb.port;
+    let (clients, requests) = (32usize, 40usize);
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        set.spawn(async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let mut buf = Vec::new();
+            for r in 0..requests {
+                let path = format!("/c{c}/r{r}");
+                let body = if r % 3 == 0 {
+                    "x".repeat(r * 700)
+                } else {
+                    String::new()
+                };
+                let req = format!(
+                    "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(req.as_bytes()).await.unwrap();
+                let (code, _, text) = read_response(&mut s, &mut buf, false).await;
+                assert_eq!(code, 200);
+                assert_eq!(
+                    String::from_utf8_lossy(&text),
+                    format!("POST {path} {}", body.len())
+                );
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    // Two sends per request at least: to the target and to the client.
+    let sent = lb.io_uring_sends() - before;
+    assert!(
+        sent >= (clients * requests * 2) as u64,
+        "{sent} sends on the rings"
+    );
+
+    // A small receive buffer, so that the balancer's sends to this client wait.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 16 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let head_end = loop {
+        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut tmp).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&tmp[..n]);
+    };
+    // Slowly: the balancer's sends wait for room in the socket's buffer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let size = 16 << 20;
+    while got.len() < head_end + size && Instant::now() < deadline {
+        let n = s.read(&mut tmp).await.unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len() - head_end);
+        got.extend_from_slice(&tmp[..n]);
+        if got.len() % (1 << 20) < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let body = &got[head_end..];
+    assert_eq!(body.len(), size);
+    assert!(
+        body.iter()
+            .enumerate()
+            .all(|(i, b)| *b == b'a' + (i % 26) as u8)
+    );
+    lb.shutdown();
+}
+
+/// A target that stops reading in the middle of a request: the ring's send to it
+/// cannot finish, the idle timeout answers 504, and the abandoned send does not
+/// disturb the next requests.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_uring_send_to_a_target_that_stops_reading_ends_in_504() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = socket.listen(64).unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                break;
+            };
+            let mut head = Vec::new();
+            let mut tmp = [0u8; 1024];
+            // Read the request head only; answer health checks, hold the rest.
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut tmp).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&tmp[..n]),
+                }
+            }
+            if head.starts_with(b"GET /healthz ") {
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            } else {
+                held.push(s);
+            }
+        }
+    });
+    let lb = Balancer::start_with(
+        "t",
+        0,
+        spec(vec![], Algorithm::RoundRobin),
+        None,
+        IoBackend::IoUringAlways,
+    )
+    .await
+    .unwrap();
+    lb.register(1, addr);
+    wait_state(&lb, 1, State::Healthy).await;
+    let body = vec![b'z'; 64 * 1024];
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+        let mut req = format!(
+            "POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(&body);
+        s.write_all(&req).await.unwrap();
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let (code, _, text) = read_response(&mut s, &mut buf, false).await;
+        assert_eq!(code, 504, "{}", String::from_utf8_lossy(&text));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    lb.shutdown();
+}
+
+/// Shutting down while a ring send waits for a client that stopped reading: the
+/// send is cancelled and every worker thread ends.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_uring_shutdown_cancels_a_send_that_cannot_finish() {
+    let lb = Balancer::start_with(
+        "stuck",
+        0,
+        spec(vec![], Algorithm::RoundRobin),
+        None,
+        IoBackend::IoUringAlways,
+    )
+    .await
+    .unwrap();
+    lb.register(1, raw_backend().await);
+    wait_state(&lb, 1, State::Healthy).await;
+    assert_eq!(policies_of_threads("lb-stuck-").len(), worker_count());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], lb.port)))
+        .await
+        .unwrap();
+    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    // Some of the answer arrives; then the client reads no more.
+    let mut tmp = [0u8; 1024];
+    assert!(s.read(&mut tmp).await.unwrap() > 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lb.shutdown();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !policies_of_threads("lb-stuck-").is_empty() {
+        assert!(Instant::now() < deadline, "worker threads still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(s);
 }

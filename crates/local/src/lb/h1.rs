@@ -16,12 +16,15 @@
 //! sent after `Expect: 100-continue`, and HTTP/1.0 clients. Both paths share the
 //! target selection, health, rules and the access log.
 
+#[cfg(target_os = "linux")]
+use super::ring;
 use super::{
     Balancer, HOP_BY_HOP, Outstanding, Worker, request_id_bytes, rule_matches, trace_id_bytes,
 };
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -50,6 +53,80 @@ fn still_open(s: &TcpStream) -> bool {
             matches!(s.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
         }
         Poll::Ready(Err(_)) => false,
+    }
+}
+
+/// A client or upstream connection of the fast path: on the worker thread's
+/// io_uring (`ring`), or on the runtime's epoll where io_uring is unavailable or
+/// turned off.
+pub(super) enum Stream {
+    Epoll(TcpStream),
+    #[cfg(target_os = "linux")]
+    Ring(ring::Socket),
+}
+
+impl Stream {
+    /// Reads more bytes into `buf` (no zeroing: the spare capacity is filled by the
+    /// kernel). `Ok(0)` is the end of the stream. A future dropped early may leave
+    /// `buf` empty.
+    async fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+        match self {
+            Stream::Epoll(s) => {
+                buf.reserve(want.max(4096));
+                s.read_buf(buf).await
+            }
+            #[cfg(target_os = "linux")]
+            Stream::Ring(s) => s.recv(buf, want).await,
+        }
+    }
+
+    /// Writes `buf[range]` whole. A future dropped early may leave `buf` empty.
+    async fn send(&mut self, buf: &mut Vec<u8>, range: Range<usize>) -> std::io::Result<()> {
+        match self {
+            Stream::Epoll(s) => s.write_all(buf.get(range).unwrap_or_default()).await,
+            #[cfg(target_os = "linux")]
+            Stream::Ring(s) => s.send(buf, range).await,
+        }
+    }
+
+    /// Counts a request as in progress on this worker while the guard lives.
+    fn busy(&self) -> Option<impl Drop + use<>> {
+        match self {
+            Stream::Epoll(_) => None,
+            #[cfg(target_os = "linux")]
+            Stream::Ring(s) => Some(s.busy()),
+        }
+    }
+
+    fn still_open(&self) -> bool {
+        match self {
+            Stream::Epoll(s) => still_open(s),
+            #[cfg(target_os = "linux")]
+            Stream::Ring(s) => still_open(s.get_ref()),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        match self {
+            Stream::Epoll(s) => {
+                let _ = s.shutdown().await;
+            }
+            #[cfg(target_os = "linux")]
+            Stream::Ring(s) => {
+                if let Some(s) = s.get_mut() {
+                    let _ = s.shutdown().await;
+                }
+            }
+        }
+    }
+
+    /// The connection as a tokio stream, for the general path.
+    fn into_tokio(self) -> Option<TcpStream> {
+        match self {
+            Stream::Epoll(s) => Some(s),
+            #[cfg(target_os = "linux")]
+            Stream::Ring(s) => s.into_inner(),
+        }
     }
 }
 
@@ -545,13 +622,6 @@ fn text_response(out: &mut Vec<u8>, status: u16, body: &str, request_id: &[u8], 
     out.extend_from_slice(body.as_bytes());
 }
 
-/// Reads more bytes into `buf` (no zeroing: the spare capacity is filled by the
-/// kernel). `Ok(0)` is the end of the stream.
-async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
-    buf.reserve(want.max(4096));
-    s.read_buf(buf).await
-}
-
 fn idempotent(method: &[u8]) -> bool {
     matches!(
         method,
@@ -563,7 +633,7 @@ fn idempotent(method: &[u8]) -> bool {
 enum Upstream {
     /// A final response head is in `rbuf` (rewritten into `out`), `up` is the
     /// connection it came on.
-    Head(TcpStream, ResHead),
+    Head(Stream, ResHead),
     Refused,
     TimedOut,
 }
@@ -574,7 +644,7 @@ impl Balancer {
     pub(super) async fn serve_fast(
         self: &Arc<Self>,
         w: &Arc<Worker>,
-        mut c: TcpStream,
+        mut c: Stream,
         peer: SocketAddr,
         peer_ip: &[u8],
         idle: Duration,
@@ -592,7 +662,7 @@ impl Balancer {
             {
                 Ok(()) => {}
                 Err(Exit::Done) => return None,
-                Err(Exit::Handover) => return Some((c, buf)),
+                Err(Exit::Handover) => return c.into_tokio().map(|c| (c, buf)),
             }
         }
     }
@@ -603,7 +673,7 @@ impl Balancer {
     async fn one_request(
         self: &Arc<Self>,
         w: &Arc<Worker>,
-        c: &mut TcpStream,
+        c: &mut Stream,
         peer: SocketAddr,
         peer_ip: &[u8],
         idle: &mut Idle,
@@ -630,17 +700,18 @@ impl Balancer {
                     Parsed::Partial => {}
                 }
             }
-            match idle.run(fill(c, buf, 8192)).await {
+            match idle.run(c.fill(buf, 8192)).await {
                 Some(Ok(n)) if n > 0 => {}
                 _ => return Err(Exit::Done),
             }
         };
+        let _busy = c.busy();
         // Only the access log needs the time.
         let started = self.log.is_some().then(Instant::now);
         // The body (small: read whole).
         while buf.len() < head.head_len + head.body_len {
             let want = head.head_len + head.body_len - buf.len();
-            match idle.run(fill(c, buf, want)).await {
+            match idle.run(c.fill(buf, want)).await {
                 Some(Ok(n)) if n > 0 => {}
                 _ => return Err(Exit::Done),
             }
@@ -807,7 +878,7 @@ impl Balancer {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (mut up, pooled) = match w.raw.take(addr, still_open) {
+            let (mut up, pooled) = match w.raw.take(addr, Stream::still_open) {
                 Some(s) => (s, true),
                 None => {
                     match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
@@ -815,7 +886,7 @@ impl Balancer {
                     {
                         Ok(Ok(s)) => {
                             let _ = s.set_nodelay(true);
-                            (s, false)
+                            (w.stream(s), false)
                         }
                         Ok(Err(_)) => return Upstream::Refused,
                         Err(_) => return Upstream::TimedOut,
@@ -823,7 +894,7 @@ impl Balancer {
                 }
             };
             let may_retry = pooled && attempts < 3;
-            if up.write_all(&out[..request_len]).await.is_err() {
+            if up.send(out, 0..request_len).await.is_err() {
                 if may_retry {
                     continue;
                 }
@@ -850,7 +921,7 @@ impl Balancer {
                     // Nothing was written to `out`: read on.
                     ParsedRes::Partial => {}
                 }
-                match fill(&mut up, rbuf, 8192).await {
+                match up.fill(rbuf, 8192).await {
                     Ok(n) if n > 0 => got_any = true,
                     _ if !got_any && may_retry && retry_ok => break,
                     _ => return Upstream::Refused,
@@ -865,8 +936,8 @@ impl Balancer {
     #[allow(clippy::too_many_arguments)]
     async fn relay_body(
         &self,
-        c: &mut TcpStream,
-        up: &mut TcpStream,
+        c: &mut Stream,
+        up: &mut Stream,
         out: &mut Vec<u8>,
         rbuf: &mut Vec<u8>,
         res: &ResHead,
@@ -912,11 +983,11 @@ impl Balancer {
         out.extend_from_slice(&rbuf[..n]);
         let mut clean = !stray;
         // The head and what body there is now; the rest as it comes.
-        write_client(c, out).await?;
+        write_client(c, out, 0..usize::MAX).await?;
         out.clear();
         while !ended {
             rbuf.clear();
-            let n = match idle.run(fill(up, rbuf, COPY_CHUNK)).await {
+            let n = match idle.run(up.fill(rbuf, COPY_CHUNK)).await {
                 Some(Ok(n)) => n,
                 _ => return Err(Exit::Done),
             };
@@ -927,7 +998,7 @@ impl Balancer {
             }
             let (k, stray) = take(rbuf, &mut remaining, &mut chunked, &mut ended)?;
             clean &= !stray;
-            write_client(c, &rbuf[..k]).await?;
+            write_client(c, rbuf, 0..k).await?;
         }
         Ok(clean)
     }
@@ -936,7 +1007,7 @@ impl Balancer {
     /// client asked to close it.
     async fn answer(
         &self,
-        c: &mut TcpStream,
+        c: &mut Stream,
         out: &mut Vec<u8>,
         head: &ReqHead,
         status: u16,
@@ -944,14 +1015,14 @@ impl Balancer {
         request_id: &[u8],
     ) -> Result<(), Exit> {
         text_response(out, status, body, request_id, head.close);
-        write_client(c, out).await?;
+        write_client(c, out, 0..usize::MAX).await?;
         if head.close { Err(Exit::Done) } else { Ok(()) }
     }
 
     /// Answers a request that cannot be read any further, and closes.
     async fn refuse(
         &self,
-        c: &mut TcpStream,
+        c: &mut Stream,
         out: &mut Vec<u8>,
         status: u16,
         why: &str,
@@ -959,7 +1030,7 @@ impl Balancer {
         let rid = request_id_bytes();
         let body = format!("{why}\n");
         text_response(out, status, &body, &rid, true);
-        if write_client(c, out).await.is_ok() {
+        if write_client(c, out, 0..usize::MAX).await.is_ok() {
             linger(c).await;
         }
         Err(Exit::Done)
@@ -969,21 +1040,24 @@ impl Balancer {
 /// Closes our side and reads what the client still sends, for a while, before the
 /// socket is dropped: closing with unread input makes the kernel reset the
 /// connection, which can destroy the answer before the client has read it.
-async fn linger(c: &mut TcpStream) {
-    let _ = c.shutdown().await;
-    let mut sink = [0u8; 16 * 1024];
+async fn linger(c: &mut Stream) {
+    c.shutdown().await;
+    let mut sink = Vec::with_capacity(16 * 1024);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     let mut total = 0usize;
     while total < (1 << 20) {
-        match tokio::time::timeout_at(deadline, c.read(&mut sink)).await {
+        sink.clear();
+        match tokio::time::timeout_at(deadline, c.fill(&mut sink, 16 * 1024)).await {
             Ok(Ok(n)) if n > 0 => total += n,
             _ => break,
         }
     }
 }
 
-async fn write_client(c: &mut TcpStream, data: &[u8]) -> Result<(), Exit> {
-    c.write_all(data).await.map_err(|_| Exit::Done)
+/// Sends `buf[range]` (clamped to its length) to the client.
+async fn write_client(c: &mut Stream, buf: &mut Vec<u8>, range: Range<usize>) -> Result<(), Exit> {
+    let range = range.start..range.end.min(buf.len());
+    c.send(buf, range).await.map_err(|_| Exit::Done)
 }
 
 /// The fast path's parsers on their own, for the fuzzer (`fuzz/fuzz_targets/lb.rs`).
