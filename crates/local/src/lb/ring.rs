@@ -1,15 +1,19 @@
-//! The fast path's socket I/O on io_uring: one ring per worker thread, and every
-//! receive and send that a turn of the worker's runtime starts goes to the kernel in
-//! one `io_uring_enter`.
+//! The fast path's sends on io_uring: one ring per worker thread, and the sends
+//! that a turn of the worker's runtime starts go to the kernel in one
+//! `io_uring_enter`.
 //!
 //! Why: with epoll each send is a system call of its own, and the process it wakes
 //! (the client or a target) preempts the balancer on the way back to user space,
-//! once per send. Submitted together, the sends of a turn take that preemption once
-//! (`bench/lb/NOTES.md` has the measurements).
+//! once per send. Submitted together, the sends of a turn take that preemption once.
+//! Receives stay on the runtime's epoll reactor: they wake no one, and tokio's reads
+//! learn from a short read that a socket is drained. While a worker serves one
+//! request only there is nothing to batch with, and its sends are made at once with
+//! `send(2)` as on the epoll path (see [`Ring::busy`]). `bench/lb/NOTES.md` has the
+//! measurements behind each choice.
 //!
 //! How it fits tokio: the ring's file descriptor is registered with the worker's
 //! runtime (`AsyncFd`); it becomes readable when completions are posted. A driver
-//! task ([`Ring::drive`]) submits what is queued, reaps completions and wakes the
+//! task ([`Ring::driver`]) submits what is queued, reaps completions and wakes the
 //! futures waiting for them. An operation's future wakes the driver when it queues
 //! an entry; the driver is then scheduled after the tasks already runnable, so the
 //! entries they queue go with it.
@@ -17,15 +21,15 @@
 //! # Safety boundary
 //!
 //! This module is the only place with unsafe code for io_uring. Its invariants:
-//! - The kernel reads or writes an operation's buffer until that operation's
-//!   completion is reaped. The buffer (a `Vec<u8>`, whose heap block does not move
-//!   when the `Vec` does) is owned by the operation's slot from submission until
-//!   then, whatever happens to the future that started it: a future dropped early
-//!   (a timeout) marks its slot abandoned and asks the kernel to cancel; the slot and
-//!   its buffer are freed only when the completion arrives.
+//! - The kernel reads an operation's buffer until that operation's completion is
+//!   reaped. The buffer (a `Vec<u8>`, whose heap block does not move when the `Vec`
+//!   does) is owned by the operation's slot from submission until then, whatever
+//!   happens to the future that started it: a future dropped early marks its slot
+//!   abandoned and asks the kernel to cancel; the slot and its buffer are freed only
+//!   when the completion arrives.
 //! - An operation names its socket by descriptor number; the slot holds a reference
 //!   to the socket, so the descriptor cannot be closed (and its number reused) while
-//!   the operation is in flight.
+//!   the operation is queued or in flight.
 //! - A slot's `user_data` carries a generation, so a late cancellation cannot hit an
 //!   operation that reused the slot.
 //! - When the ring is dropped with operations in flight, it cancels them and waits
@@ -231,7 +235,11 @@ impl Ring {
                 let submitted = {
                     let mut inner = ring.lock();
                     let queued = !inner.ring.submission().is_empty();
-                    let r = if queued || inner.ring.submission().taskrun() {
+                    let kernel_work = {
+                        let sq = inner.ring.submission();
+                        sq.taskrun() || sq.cq_overflow()
+                    };
+                    let r = if queued || kernel_work {
                         inner.ring.submit().map(|_| ())
                     } else {
                         Ok(())
@@ -254,14 +262,16 @@ impl Ring {
     }
 
     /// Ready when there is work for the driver: entries queued, completions posted
-    /// or task work pending.
+    /// (or held back by the kernel after the completion queue overflowed) or task
+    /// work pending.
     fn wait(&self, cx: &mut Context<'_>, afd: &AsyncFd<RingFd>) -> Poll<()> {
         {
             let mut inner = self.lock();
-            if !inner.ring.submission().is_empty()
-                || inner.ring.submission().taskrun()
-                || !inner.ring.completion().is_empty()
-            {
+            let work = {
+                let sq = inner.ring.submission();
+                !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+            };
+            if work || !inner.ring.completion().is_empty() {
                 return Poll::Ready(());
             }
             inner.driver = Some(cx.waker().clone());
