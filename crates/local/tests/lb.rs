@@ -56,6 +56,7 @@ each_backend!(
     keeps_connections_alive_and_answers_pipelined_requests_in_order,
     frames_every_kind_of_response_and_survives_targets_closing_connections,
     bad_requests_and_oversized_heads_get_400_as_from_alb,
+    a_client_that_stops_reading_is_dropped_after_the_idle_timeout,
 );
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -962,4 +963,37 @@ async fn io_uring_shutdown_cancels_a_send_that_cannot_finish() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(s);
+}
+
+/// A client that stops reading in the middle of a large answer is dropped after the
+/// idle timeout (1 s here), as ALB drops a connection on which nothing moves; the
+/// answer does not wait for it forever.
+async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout(io: IoBackend) {
+    let lb = over_raw_backend(io).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], lb.port)))
+        .await
+        .unwrap();
+    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut tmp = [0u8; 16 * 1024];
+    assert!(s.read(&mut tmp).await.unwrap() > 0);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // What was buffered still arrives; then the connection ends, well short of the
+    // 16 MiB.
+    let mut total = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "still open after {total} bytes");
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut tmp)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("neither data nor the end for 5 s after {total} bytes"),
+        }
+    }
+    assert!(total < 12 << 20, "{total} bytes arrived after the pause");
+    lb.shutdown();
 }

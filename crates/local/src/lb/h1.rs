@@ -982,8 +982,9 @@ impl Balancer {
         let (n, stray) = take(rbuf, &mut remaining, &mut chunked, &mut ended)?;
         out.extend_from_slice(&rbuf[..n]);
         let mut clean = !stray;
-        // The head and what body there is now; the rest as it comes.
-        write_client(c, out, 0..usize::MAX).await?;
+        // The head and what body there is now; the rest as it comes. A client that
+        // takes nothing for an idle timeout is dropped, as ALB drops it.
+        idle_write(idle, c, out, 0..usize::MAX).await?;
         out.clear();
         while !ended {
             rbuf.clear();
@@ -998,7 +999,7 @@ impl Balancer {
             }
             let (k, stray) = take(rbuf, &mut remaining, &mut chunked, &mut ended)?;
             clean &= !stray;
-            write_client(c, rbuf, 0..k).await?;
+            idle_write(idle, c, rbuf, 0..k).await?;
         }
         Ok(clean)
     }
@@ -1052,6 +1053,18 @@ async fn linger(c: &mut Stream) {
             _ => break,
         }
     }
+}
+
+/// [`write_client`] within the connection's idle timeout.
+async fn idle_write(
+    idle: &mut Idle,
+    c: &mut Stream,
+    buf: &mut Vec<u8>,
+    range: Range<usize>,
+) -> Result<(), Exit> {
+    idle.run(write_client(c, buf, range))
+        .await
+        .unwrap_or(Err(Exit::Done))
 }
 
 /// Sends `buf[range]` (clamped to its length) to the client.
