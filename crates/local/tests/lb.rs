@@ -781,6 +781,21 @@ async fn workers_run_under_sched_batch_and_the_caller_keeps_its_policy() {
     lb.shutdown();
 }
 
+/// A client with a 4 KiB receive buffer (so that the balancer's sends to it wait
+/// while it does not read) that has asked for `raw_backend`'s 16 MiB `/huge`.
+async fn asks_for_huge(port: u16) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    s
+}
+
 #[cfg(target_os = "linux")]
 fn worker_count() -> usize {
     std::thread::available_parallelism()
@@ -837,16 +852,7 @@ async fn io_uring_sends_keep_every_answer_with_its_request_under_concurrency() {
         "{sent} sends on the rings"
     );
 
-    // A small receive buffer, so that the balancer's sends to this client wait.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut s = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .unwrap();
-    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = asks_for_huge(port).await;
     let mut got = Vec::new();
     let mut tmp = [0u8; 16 * 1024];
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -943,15 +949,7 @@ async fn io_uring_send_to_a_target_that_stops_reading_ends_in_504() {
 async fn io_uring_shutdown_cancels_a_send_that_cannot_finish() {
     let lb = balancer_over("stuck", IoBackend::IoUringAlways, raw_backend().await).await;
     assert_eq!(policies_of_threads("lb-stuck-").len(), worker_count());
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut s = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], lb.port)))
-        .await
-        .unwrap();
-    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = asks_for_huge(lb.port).await;
     // Some of the answer arrives; then the client reads no more.
     let mut tmp = [0u8; 1024];
     assert!(s.read(&mut tmp).await.unwrap() > 0);
@@ -970,15 +968,7 @@ async fn io_uring_shutdown_cancels_a_send_that_cannot_finish() {
 /// answer does not wait for it forever.
 async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout(io: IoBackend) {
     let lb = over_raw_backend(io).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut s = socket
-        .connect(SocketAddr::from(([127, 0, 0, 1], lb.port)))
-        .await
-        .unwrap();
-    s.write_all(b"GET /huge HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = asks_for_huge(lb.port).await;
     let mut tmp = [0u8; 16 * 1024];
     assert!(s.read(&mut tmp).await.unwrap() > 0);
     tokio::time::sleep(Duration::from_millis(2500)).await;
