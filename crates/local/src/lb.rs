@@ -570,7 +570,17 @@ impl IoBackend {
     /// The environment variable that chooses the backend.
     pub const VAR: &'static str = "PANTSTACK_LB_IO";
 
-    /// Parses `auto`, `io_uring` or `epoll`.
+    /// The value of `PANTSTACK_LB_IO` that names this backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoBackend::Auto => "auto",
+            IoBackend::IoUring => "io_uring",
+            IoBackend::IoUringAlways => "io_uring_always",
+            IoBackend::Epoll => "epoll",
+        }
+    }
+
+    /// Parses `auto` (or empty), `io_uring`, `io_uring_always` or `epoll`.
     pub fn parse(s: &str) -> Result<IoBackend, String> {
         match s {
             "auto" | "" => Ok(IoBackend::Auto),
@@ -732,7 +742,7 @@ impl Balancer {
                                     Err(e) if io != IoBackend::Auto => {
                                         let _ = ready.send(Err(std::io::Error::new(
                                             e.kind(),
-                                            format!("{}=io_uring: the kernel refused io_uring: {e}", IoBackend::VAR),
+                                            format!("{}={}: the kernel refused io_uring: {e}", IoBackend::VAR, io.name()),
                                         )));
                                         return;
                                     }
@@ -744,7 +754,7 @@ impl Balancer {
                         if matches!(io, IoBackend::IoUring | IoBackend::IoUringAlways) {
                             let _ = ready.send(Err(std::io::Error::new(
                                 std::io::ErrorKind::Unsupported,
-                                format!("{}=io_uring: io_uring exists on Linux only", IoBackend::VAR),
+                                format!("{}={}: io_uring exists on Linux only", IoBackend::VAR, io.name()),
                             )));
                             return;
                         }

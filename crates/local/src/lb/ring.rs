@@ -79,6 +79,8 @@ struct Inner {
     free: Vec<u32>,
     in_flight: usize,
     driver: Option<Waker>,
+    /// Completions copied out of the queue by `reap` (kept to reuse its memory).
+    reaped: Vec<(u64, i32)>,
 }
 
 /// One worker thread's ring.
@@ -106,6 +108,11 @@ fn user_data(index: u32, generation: u32) -> u64 {
     (u64::from(generation) << 32) | u64::from(index)
 }
 
+/// The slot index and generation that [`user_data`] packed.
+fn slot_of(ud: u64) -> (usize, u32) {
+    ((ud & 0xffff_ffff) as usize, (ud >> 32) as u32)
+}
+
 impl Inner {
     /// Queues `entry`, submitting what is queued first when the queue is full.
     fn push(&mut self, entry: &io_uring::squeue::Entry) -> io::Result<()> {
@@ -120,17 +127,24 @@ impl Inner {
         }
     }
 
+    /// Whether the kernel must be entered: entries queued, task work pending, or
+    /// completions held back after the completion queue overflowed.
+    fn needs_enter(&mut self) -> bool {
+        let sq = self.ring.submission();
+        !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+    }
+
     /// Reaps every posted completion; returns the wakers to call.
     fn reap(&mut self, wake: &mut Vec<Waker>) {
+        let mut done = std::mem::take(&mut self.reaped);
         let mut cq = self.ring.completion();
         cq.sync();
-        let done: Vec<(u64, i32)> = cq.map(|c| (c.user_data(), c.result())).collect();
-        for (ud, res) in done {
+        done.extend(cq.map(|c| (c.user_data(), c.result())));
+        for &(ud, res) in &done {
             if ud == CANCEL {
                 continue;
             }
-            let index = (ud & 0xffff_ffff) as usize;
-            let generation = (ud >> 32) as u32;
+            let (index, generation) = slot_of(ud);
             let Some(slot) = self.slots.get_mut(index) else {
                 continue;
             };
@@ -153,6 +167,8 @@ impl Inner {
                 other => slot.state = other,
             }
         }
+        done.clear();
+        self.reaped = done;
     }
 
     fn release(&mut self, index: usize) {
@@ -196,6 +212,7 @@ impl Ring {
                 free: Vec::new(),
                 in_flight: 0,
                 driver: None,
+                reaped: Vec::new(),
             }),
             fd,
             busy: AtomicUsize::new(0),
@@ -234,12 +251,7 @@ impl Ring {
             loop {
                 let submitted = {
                     let mut inner = ring.lock();
-                    let queued = !inner.ring.submission().is_empty();
-                    let kernel_work = {
-                        let sq = inner.ring.submission();
-                        sq.taskrun() || sq.cq_overflow()
-                    };
-                    let r = if queued || kernel_work {
+                    let r = if inner.needs_enter() {
                         inner.ring.submit().map(|_| ())
                     } else {
                         Ok(())
@@ -267,11 +279,7 @@ impl Ring {
     fn wait(&self, cx: &mut Context<'_>, afd: &AsyncFd<RingFd>) -> Poll<()> {
         {
             let mut inner = self.lock();
-            let work = {
-                let sq = inner.ring.submission();
-                !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
-            };
-            if work || !inner.ring.completion().is_empty() {
+            if inner.needs_enter() || !inner.ring.completion().is_empty() {
                 return Poll::Ready(());
             }
             inner.driver = Some(cx.waker().clone());
@@ -334,7 +342,7 @@ impl Ring {
     /// The operation's result and buffer once it completed.
     fn poll_op(&self, ud: u64, cx: &mut Context<'_>) -> Poll<(i32, Vec<u8>)> {
         let mut inner = self.lock();
-        let index = (ud & 0xffff_ffff) as usize;
+        let (index, _) = slot_of(ud);
         let Some(slot) = inner.slots.get_mut(index) else {
             return Poll::Ready((-libc::EINVAL, Vec::new()));
         };
@@ -358,7 +366,7 @@ impl Ring {
     /// The future of operation `ud` was dropped before it collected the result.
     fn abandon(&self, ud: u64) {
         let mut inner = self.lock();
-        let index = (ud & 0xffff_ffff) as usize;
+        let (index, _) = slot_of(ud);
         let Some(slot) = inner.slots.get_mut(index) else {
             return;
         };
