@@ -44,6 +44,12 @@ for f in "$out"/example-prod/*.json; do
   cmp -s "$f" "$out/example-prod-eu-west-1/$b" || { echo "FAIL: $b differs between regions"; exit 1; }
 done
 
+# CloudFormation takes at most 51,200 bytes inline (templates are written minified).
+for f in "${templates[@]}"; do
+  size=$(wc -c <"$f")
+  [ "$size" -le 51200 ] || { echo "FAIL: $(basename "$f") is $size bytes (over 51,200: needs a template bucket)"; exit 1; }
+done
+
 echo "cfn-lint $("$cfn_lint" --version)"
 # Exit 0 only with no error and no warning (2 = errors, 4 = warnings).
 "$cfn_lint" --regions us-east-1 eu-west-1 eu-central-1 ap-southeast-3 -- "${templates[@]}"

@@ -1,6 +1,8 @@
 //! The local AWS endpoint's request handling on arbitrary input: SQS JSON and query
-//! protocol requests and SSM requests, parsed and applied to real (in-memory)
-//! state; never panics, and any error is an AWS error with a code.
+//! protocol requests and SSM requests, parsed into typed calls (duplicate keys and
+//! unknown members refused), authorized, and applied to real (in-memory) state;
+//! never panics, and any error is an AWS error with a code. What IAM is asked
+//! about is always the resource the call names.
 //! Input: one selector byte, then `Action\nbody`; with a selector of 0xF0 or more,
 //! the rest is a request head for the HTTP/1.1 fast path's parser.
 
@@ -8,7 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use pantstack_endpoint::keys::Keyring;
-use pantstack_endpoint::{query, sqs, ssm};
+use pantstack_endpoint::request::{Call, Resource, Service, parse_json};
+use pantstack_endpoint::{iam, query, sqs, ssm};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
 
@@ -20,12 +23,27 @@ fn keys() -> &'static Keyring {
     })
 }
 
+fn call(service: Service, action: &str, input: Value) -> Call {
+    Call::parse(service, action, input, None).expect("a valid call")
+}
+
 fn queues() -> sqs::Sqs {
     let mut s = sqs::Sqs::new("us-east-1", "000000000000");
-    let _ = s.handle("CreateQueue", &json!({"QueueName": "q"}), 0, "f", "http://x");
-    let _ = s.handle("CreateQueue", &json!({"QueueName": "q.fifo", "Attributes": {"FifoQueue": "true"}}), 0, "f", "http://x");
-    let _ = s.handle("SendMessage", &json!({"QueueUrl": "http://x/0/q", "MessageBody": "m"}), 0, "f", "http://x");
+    let _ = s.handle(&call(Service::Sqs, "CreateQueue", json!({"QueueName": "q"})), 0, "f", "http://x");
+    let _ = s.handle(&call(Service::Sqs, "CreateQueue", json!({"QueueName": "q.fifo", "Attributes": {"FifoQueue": "true"}})), 0, "f", "http://x");
+    let _ = s.handle(&call(Service::Sqs, "SendMessage", json!({"QueueUrl": "http://x/0/q", "MessageBody": "m"})), 0, "f", "http://x");
     s
+}
+
+/// The call's resources are what IAM is asked about, one pair each.
+fn check_authorization(c: &Call) {
+    let asked = iam::call_request(c, "us-east-1", "000000000000");
+    assert!(!asked.is_empty());
+    if let Resource::Parameters(names) = &c.resource
+        && !names.is_empty()
+    {
+        assert_eq!(asked.len(), names.len());
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -39,7 +57,13 @@ fuzz_target!(|data: &[u8]| {
     match sel % 3 {
         0 | 1 => {
             let input: Value = if sel % 3 == 0 {
-                serde_json::from_str(body).unwrap_or_else(|_| json!({}))
+                match parse_json(body.as_bytes()) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        assert!(!e.code.is_empty());
+                        return;
+                    }
+                }
             } else {
                 match query::to_json(&query::form_pairs(body)) {
                     Ok(v) => v,
@@ -49,9 +73,18 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
             };
+            let c = match Call::parse(Service::Sqs, action, input, None) {
+                Ok(c) => c,
+                Err(e) => {
+                    assert!(!e.code.is_empty() && e.status >= 400);
+                    return;
+                }
+            };
+            check_authorization(&c);
+            let input = &c.input;
             let mut s = queues();
             for now in [1_000, 40_000] {
-                match s.handle(action, &input, now, "f", "http://x") {
+                match s.handle(&c, now, "f", "http://x") {
                     Ok((_, ops)) => {
                         for op in ops {
                             // Journal records round-trip and replay.
@@ -63,16 +96,30 @@ fuzz_target!(|data: &[u8]| {
                     }
                     Err(e) => assert!(!e.code.is_empty() && e.status >= 400),
                 }
-                if let Ok(op) = s.receive_op("q", &input, now) {
+                if let Ok(op) = s.receive_op("q", input, now) {
                     let _ = s.apply(&op);
                 }
             }
         }
         _ => {
-            let input: Value = serde_json::from_str(body).unwrap_or_else(|_| json!({}));
+            let input = match parse_json(body.as_bytes()) {
+                Ok(v) => v,
+                Err(e) => {
+                    assert!(!e.code.is_empty());
+                    return;
+                }
+            };
+            let c = match Call::parse(Service::Ssm, action, input, None) {
+                Ok(c) => c,
+                Err(e) => {
+                    assert!(!e.code.is_empty() && e.status >= 400);
+                    return;
+                }
+            };
+            check_authorization(&c);
             let mut p = ssm::Params::new("us-east-1", "000000000000");
-            let _ = p.handle(keys(), "PutParameter", &json!({"Name": "/a/b", "Value": "v", "Type": "SecureString"}), 0, "f");
-            match p.handle(keys(), action, &input, 1, "f") {
+            let _ = p.handle(keys(), &call(Service::Ssm, "PutParameter", json!({"Name": "/a/b", "Value": "v", "Type": "SecureString"})), 0, "f");
+            match p.handle(keys(), &c, 1, "f") {
                 Ok(_) => {}
                 Err(e) => assert!(!e.code.is_empty()),
             }

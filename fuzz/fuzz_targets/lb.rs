@@ -1,7 +1,7 @@
 //! The load balancer's HTTP/1.1 fast path on arbitrary bytes: request and response
 //! heads and chunked bodies. Never panics; what it forwards is itself a well-formed
-//! head of the same length class; chunk tracking gives the same answer however the
-//! bytes are split.
+//! head of the same length class, with the request's one Content-Length unchanged;
+//! chunk tracking gives the same answer however the bytes are split.
 //! Input: one selector byte, then the bytes.
 
 #![no_main]
@@ -23,6 +23,21 @@ fuzz_target!(|data: &[u8]| {
                 match req.parse(&head) {
                     Ok(httparse::Status::Complete(n)) => assert_eq!(n, head.len()),
                     other => panic!("forwarded head does not parse: {other:?}"),
+                }
+                // Framing is never lost on the way: a taken request had at most one
+                // Content-Length, and the target gets it unchanged.
+                let mut in_headers = [httparse::EMPTY_HEADER; 256];
+                let mut input = httparse::Request::new(&mut in_headers);
+                if let Ok(httparse::Status::Complete(_)) = input.parse(rest) {
+                    let lengths = |hs: &[httparse::Header<'_>]| -> Vec<Vec<u8>> {
+                        hs.iter()
+                            .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                            .map(|h| h.value.to_vec())
+                            .collect()
+                    };
+                    let (sent, got) = (lengths(input.headers), lengths(req.headers));
+                    assert!(sent.len() <= 1, "several Content-Length taken");
+                    assert_eq!(sent, got, "Content-Length changed on the way");
                 }
                 for h in req.headers.iter() {
                     for hop in [

@@ -223,7 +223,7 @@ status, body = signed_json("AmazonSSM.GetParameter", "[1,2]", service="ssm")
 check(status == 400 and "SerializationException" in body, f"JSON that is not an object: {status} {body}")
 status, body = signed_json("AmazonSQS.Frobnicate", "{}")
 check(status == 400 and "InvalidAction" in body, f"an unknown action: {status} {body}")
-req = urllib.request.Request(ENDPOINT + "/", data=b"x" * (3 * 1024 * 1024), headers={"X-Amz-Target": "AmazonSQS.SendMessage", "Content-Type": "application/x-amz-json-1.0"}, method="POST")
+req = urllib.request.Request(ENDPOINT + "/", data=b"x" * (6 * 1024 * 1024), headers={"X-Amz-Target": "AmazonSQS.SendMessage", "Content-Type": "application/x-amz-json-1.0"}, method="POST")
 try:
     urllib.request.urlopen(req, timeout=10)
     check(False, "an oversized body is refused")
@@ -426,8 +426,17 @@ s3.abort_multipart_upload(Bucket=BUCKET, Key="mp/small", UploadId=small["UploadI
 code, _ = error_code(s3.list_parts, Bucket=BUCKET, Key="mp/small", UploadId=small["UploadId"])
 check(code == "NoSuchUpload", f"after AbortMultipartUpload: {code}")
 
-# Presigned URLs, and virtual-hosted addressing on *.localhost.
-url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "dir/a.txt"}, ExpiresIn=60)
+# Presigned URLs, and virtual-hosted addressing on *.localhost. botocore presigns
+# S3 URLs with Signature Version 2 unless told otherwise; AWS (and we) refuse those.
+v2url = s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "dir/a.txt"}, ExpiresIn=60)
+if "AWSAccessKeyId=" in v2url:
+    try:
+        urllib.request.urlopen(v2url, timeout=10)
+        check(False, "a Signature Version 2 presigned URL")
+    except urllib.error.HTTPError as e:
+        check(e.code == 400 and b"InvalidRequest" in e.read(), f"a SigV2 presigned URL is refused: {e.code}")
+s3v4 = boto3.client("s3", config=botocore.config.Config(signature_version="s3v4"))
+url = s3v4.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "dir/a.txt"}, ExpiresIn=60)
 with urllib.request.urlopen(url, timeout=10) as resp:
     check(resp.read() == body, "a presigned GET")
 try:
@@ -436,7 +445,7 @@ try:
 except urllib.error.HTTPError as e:
     check(e.code == 403, f"a tampered presigned URL is refused: {e.code}")
 port = urlparse(ENDPOINT).port
-vh = boto3.client("s3", endpoint_url=f"http://localhost:{port}", config=botocore.config.Config(s3={"addressing_style": "virtual"}))
+vh = boto3.client("s3", endpoint_url=f"http://localhost:{port}", config=botocore.config.Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 vurl = urlparse(vh.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": "dir/a.txt"}, ExpiresIn=60))
 check(vurl.hostname == f"{BUCKET}.localhost", f"virtual-hosted URL: {vurl.geturl()}")
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

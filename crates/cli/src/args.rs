@@ -9,7 +9,8 @@ Exit codes:
   1  the monorepo has errors (diagnostics were printed)
   2  invalid command-line usage
   3  cannot resolve: unmapped branch, unknown service or environment, git unavailable
-  4  I/O failure (a file could not be read or written)";
+  4  I/O failure (a file could not be read or written; the local cloud's supervisor
+     went away mid-command or holds the environment without answering)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -128,13 +129,18 @@ for the same monorepo. Nothing contacts AWS.")]
 Each HTTP service gets a load balancer on 127.0.0.1 whose port stays the same across
 restarts. State, logs and access logs live in .pantstack/local/<env>/. Ctrl-C (or
 `pantstack down`) drains and stops everything. A second `up` attaches to the running
-one; `up` after a crash cleans up and starts again on the same ports.")]
+one; `up` after a crash cleans up and starts again on the same ports. A supervisor that
+holds the environment but does not answer is left alone: `up` exits 4 with its pid.
+The state is private to your user (directories 0700, files 0600, whatever the umask).")]
     Up(UpArgs),
 
     /// Drain and stop the local cloud
     #[command(after_help = "Examples:
   pantstack down
-  pantstack down --env test")]
+  pantstack down --env test
+
+Returns once every task has stopped and the supervisor has exited (at most 30 s after
+it stopped its tasks), so `pantstack down && pantstack up` works.")]
     Down(LocalArgs),
 
     /// Show the local cloud: services, revisions, tasks with health, URLs
@@ -150,7 +156,9 @@ one; `up` after a crash cleans up and starts again on the same ports.")]
 Re-reads the manifests, makes a new revision of every role of the service and rolls
 it out under minHealthyPercent / maxPercent. If its tasks keep failing, the circuit
 breaker fails the deployment and the last completed revision comes back by itself;
-the reason (failed checks, exit codes, last log lines) is printed. Exits 1 then.")]
+the reason (failed checks, exit codes, last log lines) is printed. Exits 1 then, and
+4 if the supervisor goes away before the deployment ends (the next `up` records it
+as interrupted in `pantstack deployments`).")]
     Deploy(ServiceArgs),
 
     /// Roll a service back to its previous completed revision
@@ -305,7 +313,8 @@ pub struct AwsEnvArgs {
 pub struct SecretsArgs {
     #[command(subcommand)]
     pub action: SecretsAction,
-    /// Environment (default: the one running, else the current branch's)
+    /// Environment (default: the one running, else the current branch's; changing
+    /// or deleting prod's secrets needs --env prod)
     #[arg(long, global = true)]
     pub env: Option<String>,
 }

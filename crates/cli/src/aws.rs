@@ -19,6 +19,11 @@ use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 /// The environment: --env, else the only running one, else `up`'s choice.
+/// Whether an environment is production (by the seed's names).
+fn is_production(env: &str) -> bool {
+    matches!(env, "prod" | "production")
+}
+
 fn target_env(root: &Path, repo: &Monorepo, named: Option<&str>) -> Result<String, Failure> {
     if let Some(n) = named {
         return Ok(n.to_string());
@@ -114,6 +119,7 @@ impl Ssm {
                 core: None,
             });
         }
+        pantstack_local::state::secure(&paths).map_err(Failure::Io)?;
         let region = spec::region(repo, env);
         let core = pantstack_endpoint::Core::open(&pantstack_endpoint::Config {
             dir: paths.aws(),
@@ -146,7 +152,7 @@ impl Ssm {
                         &json!({ "op": "ssm", "action": action, "input": input }),
                         |_| {},
                     ))
-                    .map_err(Failure::Resolve)?;
+                    .map_err(|e| Failure::Resolve(e.into()))?;
                 Ok(match v["error"].as_str() {
                     Some(m) => Err((v["code"].as_str().unwrap_or("").to_string(), m.to_string())),
                     None => Ok(v["result"].clone()),
@@ -166,7 +172,7 @@ impl Ssm {
                         &json!({ "op": "rotate-key" }),
                         |_| {},
                     ))
-                    .map_err(Failure::Resolve)?;
+                    .map_err(|e| Failure::Resolve(e.into()))?;
                 match v["error"].as_str() {
                     Some(e) => Err(Failure::Io(e.to_string())),
                     None => Ok(v["reencrypted"].as_u64().unwrap_or(0) as usize),
@@ -244,6 +250,18 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
     let root = find_root(global)?;
     let repo = load_valid(global, out)?.repo;
     let env = target_env(&root, &repo, a.env.as_deref())?;
+    // Changing or deleting a production secret is never done by default: the
+    // environment chosen from the branch (`main` → prod) must be named.
+    let destructive = match &a.action {
+        SecretsAction::Set(_) | SecretsAction::Rm(_) | SecretsAction::Rotate(_) => true,
+        SecretsAction::RotateKey => true,
+        SecretsAction::Get { .. } | SecretsAction::List { .. } => false,
+    };
+    if destructive && a.env.is_none() && is_production(&env) {
+        return Err(Failure::Usage(format!(
+            "this would change the secrets of `{env}`, chosen from the branch or the running local cloud; a command that changes production secrets needs --env {env}"
+        )));
+    }
     let project = repo.foundation.project.value.clone();
     // A secret must be declared by its service's manifest.
     let declared = |n: &SecretName| -> Result<(String, Option<i64>), Failure> {

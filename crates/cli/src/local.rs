@@ -13,6 +13,7 @@ use pantstack_local::state::Paths;
 use pantstack_local::supervisor::{Config, Supervisor};
 use pantstack_model::env;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,7 +83,54 @@ fn call(
     each: impl FnMut(&Value),
 ) -> Result<Value, Failure> {
     rt.block_on(control::call(socket, &req, each))
-        .map_err(Failure::Resolve)
+        .map_err(call_failure)
+}
+
+/// No supervisor: exit 3; a supervisor that went away mid-answer: exit 4.
+fn call_failure(e: control::CallError) -> Failure {
+    match e {
+        control::CallError::Connect(m) => Failure::Resolve(m),
+        control::CallError::Dropped(m) => Failure::Io(m),
+    }
+}
+
+/// How long `up` keeps asking a supervisor that holds the environment's lock for
+/// its status before it gives up (each try is bounded too).
+const PROBE_WITHIN: Duration = Duration::from_secs(5);
+const PROBE_TRY: Duration = Duration::from_millis(1500);
+
+/// What runs in an environment, as `up` sees it.
+enum Liveness {
+    /// A supervisor answers on the control socket.
+    Answers,
+    /// A live process holds the environment's lock but its socket does not answer.
+    Silent(Option<u32>),
+    /// Nothing runs (a crashed supervisor's leftovers are for the next one).
+    Nothing,
+}
+
+/// Decides from the environment's lock whether a supervisor is alive, and asks its
+/// socket (again, within `PROBE_WITHIN`) whether it answers. A socket that does
+/// not answer never makes a live supervisor dead.
+fn liveness(rt: &tokio::runtime::Runtime, paths: &Paths) -> Liveness {
+    let deadline = std::time::Instant::now() + PROBE_WITHIN;
+    loop {
+        let answered = rt.block_on(async {
+            tokio::time::timeout(
+                PROBE_TRY,
+                control::call(&paths.socket(), &json!({"op": "status"}), |_| {}),
+            )
+            .await
+        });
+        if matches!(answered, Ok(Ok(_))) {
+            return Liveness::Answers;
+        }
+        match pantstack_local::state::holder(paths) {
+            None => return Liveness::Nothing,
+            Some(h) if std::time::Instant::now() >= deadline => return Liveness::Silent(h.pid),
+            Some(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
 }
 
 fn print_event(out: &Out, v: &Value) {
@@ -113,12 +161,26 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         RuntimeArg::Docker => Runtime::Docker,
     });
 
+    pantstack_local::state::secure(&paths).map_err(Failure::Io)?;
+    let live_now = if a.supervise {
+        Liveness::Nothing
+    } else {
+        liveness(&rt, &paths)
+    };
+    if let Liveness::Silent(pid) = live_now {
+        let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        return Err(Failure::Io(format!(
+            "a supervisor{who} holds the environment `{env_name}` but its control socket ({}) does not answer; \
+             nothing was stopped. It may be overloaded (out of file descriptors), stopped (SIGSTOP) or still starting: \
+             try again, look at {}, or end it with `kill{}` and run `pantstack up` again",
+            paths.socket().display(),
+            paths.supervisor_log().display(),
+            pid.map(|p| format!(" {p}"))
+                .unwrap_or_else(|| " <pid>".into()),
+        )));
+    }
     // Already running: attach (or say so).
-    if rt
-        .block_on(tokio::net::UnixStream::connect(paths.socket()))
-        .is_ok()
-        && !a.supervise
-    {
+    if matches!(live_now, Liveness::Answers) {
         if a.detach {
             println!("the local cloud for `{env_name}` is already running");
             return status_of(&rt, out, &paths);
@@ -134,17 +196,12 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
     }
 
     if a.detach && !a.supervise {
-        std::fs::create_dir_all(&paths.dir).map_err(|e| Failure::Io(e.to_string()))?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(paths.supervisor_log())
-            .map_err(|e| {
-                Failure::Io(format!(
-                    "cannot open {}: {e}",
-                    paths.supervisor_log().display()
-                ))
-            })?;
+        let log = pantstack_local::state::append_private(&paths.supervisor_log()).map_err(|e| {
+            Failure::Io(format!(
+                "cannot open {}: {e}",
+                paths.supervisor_log().display()
+            ))
+        })?;
         let exe = std::env::current_exe().map_err(|e| Failure::Io(e.to_string()))?;
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--root")
@@ -168,8 +225,12 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         let mut child = cmd
             .spawn()
             .map_err(|e| Failure::Io(format!("cannot start the supervisor: {e}")))?;
-        // Wait for the socket, then for every service to be healthy (bounded).
+        // Wait for the socket, then until every service's start deployment has
+        // ended (bounded), showing progress; a service that could not start is a
+        // failure with its reason.
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let mut shown: BTreeMap<String, String> = BTreeMap::new();
+        let mut settled = None;
         loop {
             if let Ok(Some(st)) = child.try_wait() {
                 let tail = pantstack_local::task::tail_file(&paths.supervisor_log(), 10);
@@ -183,18 +244,18 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
                 &json!({"op": "status"}),
                 |_| {},
             )) {
-                let st = &v["status"];
-                let ready = st["units"].as_array().is_some_and(|us| {
-                    us.iter().all(|u| {
-                        let healthy = u["tasks"]
-                            .as_array()
-                            .map(|ts| ts.iter().filter(|t| t["health"] == "healthy").count())
-                            .unwrap_or(0);
-                        u["deployment"].is_null()
-                            || healthy as u64 >= u["desired"].as_u64().unwrap_or(0)
-                    })
-                });
-                if ready || std::time::Instant::now() > deadline {
+                let units: Vec<Value> =
+                    v["status"]["units"].as_array().cloned().unwrap_or_default();
+                for u in &units {
+                    let name = u["name"].as_str().unwrap_or("?").to_string();
+                    let line = progress_line(u);
+                    if shown.get(&name) != Some(&line) {
+                        println!("{:<16} {line}", out.bold(&name));
+                        shown.insert(name, line);
+                    }
+                }
+                if units.iter().all(|u| u["deployment"].is_null()) {
+                    settled = Some(units);
                     break;
                 }
             }
@@ -207,7 +268,26 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
             "the local cloud for `{env_name}` runs in the background (pid {}); `pantstack down` stops it",
             child.id()
         );
-        return status_of(&rt, out, &paths);
+        status_of(&rt, out, &paths)?;
+        let Some(units) = settled else {
+            println!(
+                "still deploying after 180 s: `pantstack status` shows progress, `pantstack logs` the output"
+            );
+            return Ok(());
+        };
+        let failed: Vec<String> = units.iter().filter_map(start_failure).collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        return Err(Failure::Io(format!(
+            "{} could not start:\n{}",
+            if failed.len() == 1 {
+                "a service"
+            } else {
+                "services"
+            },
+            failed.join("\n")
+        )));
     }
 
     let (branch, sha) = (
@@ -223,7 +303,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
     };
     let live = !a.supervise;
     let out2 = *out;
-    rt.block_on(async move {
+    let lock = rt.block_on(async move {
         let sup = Supervisor::start(cfg).await.map_err(Failure::Resolve)?;
         let mut events = sup.subscribe();
         println!("local cloud `{env_name}` (state in {})", sup.paths().dir.display());
@@ -251,7 +331,60 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         sup.run(stop_rx).await.map_err(Failure::Io)
     })?;
     println!("stopped");
+    // The environment stays locked until the runtime (and the endpoint) are gone.
+    drop(rt);
+    drop(lock);
     Ok(())
+}
+
+/// One line of a unit's start: its deployment and healthy tasks.
+fn progress_line(u: &Value) -> String {
+    let healthy = u["tasks"]
+        .as_array()
+        .map(|ts| ts.iter().filter(|t| t["health"] == "healthy").count())
+        .unwrap_or(0);
+    let desired = u["desired"].as_u64().unwrap_or(0);
+    if !u["deployment"].is_null() {
+        return format!(
+            "deploying revision {}: {healthy}/{desired} healthy",
+            u["deployment"]["revision"]
+        );
+    }
+    match u["last_deployment"]["outcome"].as_str() {
+        Some("completed") | None => {
+            format!("revision {}: {healthy}/{desired} healthy", u["revision"])
+        }
+        Some(other) => format!(
+            "revision {} {other}: {}",
+            u["last_deployment"]["revision"],
+            u["last_deployment"]["reason"].as_str().unwrap_or("")
+        ),
+    }
+}
+
+/// Why a unit did not start, if it did not: its latest revision is not the one
+/// running (the start deployment failed, rolled back or was cut short).
+fn start_failure(u: &Value) -> Option<String> {
+    let name = u["name"].as_str().unwrap_or("?");
+    let running = u["revision"].as_u64().unwrap_or(0);
+    let latest = u["latest_revision"].as_u64().unwrap_or(0);
+    let last = &u["last_deployment"];
+    let failed_outcome = last["outcome"].as_str().is_some_and(|o| o != "completed")
+        && last["revision"].as_u64() == Some(latest);
+    if running == latest && !failed_outcome {
+        return None;
+    }
+    let mut why = format!(
+        "  {name}: revision {latest} {}",
+        last["outcome"].as_str().unwrap_or("did not start")
+    );
+    if let Some(r) = last["reason"].as_str().filter(|r| !r.is_empty()) {
+        why.push_str(&format!(": {r}"));
+    }
+    for f in last["failures"].as_array().into_iter().flatten().take(3) {
+        why.push_str(&format!("\n    - {}", f.as_str().unwrap_or("")));
+    }
+    Some(why)
 }
 
 fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(), Failure> {
@@ -285,6 +418,22 @@ fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(
             u["desired"],
             u["runtime"].as_str().unwrap_or("")
         );
+        let last = &u["last_deployment"];
+        if let Some(outcome) = last["outcome"].as_str().filter(|o| *o != "completed") {
+            println!(
+                "  last deployment {} (revision {}): {outcome}{}",
+                last["id"],
+                last["revision"],
+                last["reason"]
+                    .as_str()
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default()
+            );
+            for f in last["failures"].as_array().into_iter().flatten().take(3) {
+                println!("    - {}", f.as_str().unwrap_or(""));
+            }
+        }
         for t in u["tasks"].as_array().into_iter().flatten() {
             println!(
                 "  task {:<5} r{:<3} {:<22} {:<9} {:<10} up {}s{}",
@@ -317,14 +466,51 @@ pub fn status(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> 
     status_of(&rt, out, &paths)
 }
 
+/// How long `down` waits for the supervisor to exit once it said it stopped.
+const EXIT_WITHIN: Duration = Duration::from_secs(30);
+
 pub fn down(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> {
     let (_, paths) = socket_of(global, a.env.as_deref())?;
     let rt = runtime()?;
-    call(&rt, &paths.socket(), json!({"op": "down"}), |v| {
-        if v["event"].is_object() {
-            print_event(out, v);
+    let answered = rt.block_on(control::call(
+        &paths.socket(),
+        &json!({"op": "down"}),
+        |v| {
+            if v["event"].is_object() {
+                print_event(out, v);
+            }
+        },
+    ));
+    match answered {
+        Ok(_) => {}
+        // It went away while stopping: what counts is that it is gone (below).
+        Err(control::CallError::Dropped(_)) => {}
+        // Nothing answers and nothing holds the environment: a supervisor that was
+        // killed may have left tasks serving; stop them.
+        Err(control::CallError::Connect(m)) if pantstack_local::state::holder(&paths).is_none() => {
+            let n = rt.block_on(pantstack_local::supervisor::stop_leftovers(&paths));
+            if n == 0 {
+                return Err(Failure::Resolve(m));
+            }
+            println!("no supervisor was running; stopped the {n} task(s) the last one left");
+            return Ok(());
         }
-    })?;
+        Err(e) => return Err(call_failure(e)),
+    }
+    // Done only when the supervisor has exited and released the environment, so
+    // `down && up` works.
+    if let Err(h) = pantstack_local::state::wait_released(&paths, EXIT_WITHIN) {
+        let who = h
+            .and_then(|h| h.pid)
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        return Err(Failure::Io(format!(
+            "the supervisor{who} stopped its tasks but still holds {} after {} s; see {}",
+            paths.dir.display(),
+            EXIT_WITHIN.as_secs(),
+            paths.supervisor_log().display()
+        )));
+    }
     println!("stopped");
     Ok(())
 }
@@ -363,11 +549,21 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
     let mut ok = true;
     let mut rolled_back = false;
     let mut results = Vec::new();
+    let mut units: Vec<String> = Vec::new();
     let last = call(
         &rt,
         &paths.socket(),
         json!({"op": op, "service": a.service}),
         |v| {
+            if units.is_empty()
+                && v.get("done").is_none()
+                && let Some(list) = v["units"].as_array()
+            {
+                units = list
+                    .iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect();
+            }
             if v["event"].is_object() {
                 if !out.json() {
                     print_event(out, v);
@@ -379,9 +575,30 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
                 print_outcome(out, v);
             }
         },
-    )?;
+    )
+    .map_err(|f| match f {
+        Failure::Io(m) => Failure::Io(format!(
+            "{m}; the {op}'s outcome is unknown: after `pantstack up`, `pantstack deployments {}` shows it (interrupted if it did not end)",
+            a.service
+        )),
+        f => f,
+    })?;
     if let Some(e) = last["error"].as_str() {
         return Err(Failure::Resolve(e.to_string()));
+    }
+    let unfinished: Vec<&String> = units
+        .iter()
+        .filter(|u| !results.iter().any(|r| r["unit"] == u.as_str()))
+        .collect();
+    if !unfinished.is_empty() {
+        return Err(Failure::Io(format!(
+            "the supervisor answered without the end of the deployment of {}",
+            unfinished
+                .iter()
+                .map(|u| u.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
     }
     if out.json() {
         println!(

@@ -44,7 +44,27 @@ impl Failure {
     }
 }
 
+/// Output into a pipe whose reader has gone (`pantstack status | head -1`) ends
+/// the command quietly, as `ls` or `git` end: Rust ignores SIGPIPE, so `println!`
+/// would panic on EPIPE and exit 101 with a panic message.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.starts_with("failed printing to std") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     let out = Out::new(cli.global.format, cli.global.color);
     let result = match cli.command {
@@ -66,13 +86,15 @@ fn main() -> ExitCode {
         Command::Init(a) => scaffold::init(&out, &a),
         Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "pantstack",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "pantstack", &mut script);
+            use std::io::Write;
+            match std::io::stdout().write_all(&script) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(Failure::Io(format!("cannot write the completions: {e}")))
+                }
+                _ => Ok(()),
+            }
         }
     };
     match result {

@@ -98,7 +98,7 @@ fn report(out: &Out, dir: &Path, output: &Output) {
             .map(|p| p.name.clone())
             .collect();
         println!(
-            "  {}. {:<32} {:<14} {}{}",
+            "  {}. {:<32} {:<14} {}{}{}",
             i + 1,
             s.name,
             s.region,
@@ -107,6 +107,11 @@ fn report(out: &Out, dir: &Path, output: &Output) {
                 String::new()
             } else {
                 format!("  parameters: {}", params.join(", "))
+            },
+            if s.template_bucket {
+                "  (over 51,200 bytes: deploy through a template bucket, --s3-bucket)"
+            } else {
+                ""
             }
         );
     }

@@ -236,16 +236,22 @@ print(code(lambda: s3.list_buckets()))
 fn a_task_whose_secret_is_missing_does_not_start_and_says_why() {
     let c = Cloud::new("aws-missing-secret", "");
     // No `secrets set`: the API's task cannot start (ECS ResourceInitializationError).
+    // `up --detach` waits for the start deployment, says why it failed and exits
+    // non-zero (it used to exit 0 with the reason only in the supervisor's log).
     let o = c.run(&["up", "--env", "test", "--detach"]);
     let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
-    let log = std::fs::read_to_string(c.root.join(".pantstack/local/test/supervisor.log"))
-        .unwrap_or_default();
-    let all = format!("{out}{log}");
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("could not start"), "{out}");
     assert!(
-        all.contains("ResourceInitializationError")
-            && all.contains("pantstack secrets set api API_TOKEN"),
-        "{all}"
+        out.contains("ResourceInitializationError")
+            && out.contains("pantstack secrets set api API_TOKEN"),
+        "{out}"
     );
+    // `status` shows the failed deployment and its reason.
+    let o = c.run(&["status", "--env", "test"]);
+    let st = text(&o.stdout);
+    assert!(st.contains("last deployment"), "{st}");
+    assert!(st.contains("ResourceInitializationError"), "{st}");
 }
 
 #[test]
@@ -429,4 +435,38 @@ fn secrets_commands_work_with_and_without_a_running_local_cloud() {
     assert!(c.run(&["down", "--env", "test"]).status.success());
     let (code, out, _) = run(&["secrets", "get", "--env", "test", "api", "API_TOKEN"]);
     assert_ne!(code, 0, "deleted for good: {out}");
+}
+
+#[test]
+fn production_secrets_change_only_with_an_explicit_env() {
+    let c = Cloud::new("aws-prod-guard", "");
+    c.set_secret("prod", "api", "API_TOKEN", "keep-me");
+    // On branch main (→ prod), with nothing running: `secrets rm` without --env
+    // used to delete prod's secret.
+    let o = c
+        .command(&["secrets", "rm", "api", "API_TOKEN"])
+        .env("GITHUB_REF_NAME", "main")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("--env prod"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = c
+        .command(&["secrets", "get", "api", "API_TOKEN"])
+        .env("GITHUB_REF_NAME", "main")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "reading needs no --env: {}",
+        text(&o.stderr)
+    );
+    let o = c
+        .command(&["secrets", "rm", "--env", "prod", "api", "API_TOKEN"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
 }

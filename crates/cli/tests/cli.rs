@@ -741,3 +741,26 @@ fn synth_argument_errors() {
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("--region mars"), "{}", stderr(&o));
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `pantstack completions bash | head -0`: the reader is gone before the
+    // first write; the command must end without a panic (exit 101 before).
+    for args in [
+        &["completions", "bash"][..],
+        &["check", "--format", "json"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pantstack"))
+            .args(args)
+            .current_dir(examples())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(o.status.code(), Some(101), "{args:?}: {err}");
+    }
+}

@@ -481,3 +481,326 @@ fn the_example_runs_as_docker_containers() {
         text(&ps.stdout)
     );
 }
+
+/// `FAST` with one task per unit.
+fn fast_one() -> String {
+    FAST.replace("count: 2", "count: 1")
+}
+
+/// Whether a process runs (a zombie does not).
+fn alive(pid: u64) -> bool {
+    u32::try_from(pid).is_ok_and(pantstack_local::task::running)
+}
+
+fn task_pids(c: &Cloud) -> Vec<u64> {
+    c.status()["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|u| u["tasks"].as_array().unwrap().clone())
+        .filter_map(|t| t["pid"].as_u64())
+        .collect()
+}
+
+fn signal(sig: &str, pid: u64) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Runs `pantstack args` and waits at most `within`; `None` if it did not end
+/// (then it is killed).
+fn run_within(c: &Cloud, args: &[&str], within: Duration) -> Option<std::process::Output> {
+    let mut child = c
+        .command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn state_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let c = Cloud::new("umask", &fast_one());
+    // `secrets set` (the endpoint's state opened in-process) and `up` under umask 000.
+    let under_umask = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg("umask 000; exec \"$@\"")
+            .arg("sh")
+            .arg(env!("CARGO_BIN_EXE_pantstack"))
+            .arg("--root")
+            .arg(&c.root)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("PANTSTACK_KEY_DIR", c.key_dir())
+            .env_remove("GITHUB_REF")
+            .env_remove("GITHUB_HEAD_REF")
+            .env_remove("GITHUB_REF_NAME")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}\n{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    };
+    under_umask(
+        &["secrets", "set", "--env", "test", "api", "API_TOKEN"],
+        "test-token",
+    );
+    under_umask(&["up", "--env", "test", "--detach"], "");
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    let (code, _, _) = http(c.port(), "GET", "/healthz", "", &[]).unwrap();
+    assert_eq!(code, 200);
+
+    let local = c.root.join(".pantstack/local");
+    let mut wrong = Vec::new();
+    let mut seen = Vec::new();
+    fn walk(p: &Path, wrong: &mut Vec<String>, seen: &mut Vec<String>) {
+        let meta = std::fs::symlink_metadata(p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let kind = meta.file_type();
+        let want = if kind.is_dir() { 0o700 } else { 0o600 };
+        seen.push(p.display().to_string());
+        if mode != want && !kind.is_symlink() {
+            wrong.push(format!(
+                "{} {:o} (want {want:o}{})",
+                p.display(),
+                mode,
+                if kind.is_socket() { ", socket" } else { "" }
+            ));
+        }
+        if kind.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path(), wrong, seen);
+            }
+        }
+    }
+    walk(&local, &mut wrong, &mut seen);
+    for must in [
+        "test/aws/journal.log",
+        "test/aws/LOCK",
+        "test/control.sock",
+        "test/state.json",
+        "test/supervisor.log",
+        "test/logs/api/",
+        "test/access/api.log",
+    ] {
+        assert!(
+            seen.iter().any(|s| s.contains(must)),
+            "{must} not found in {seen:#?}"
+        );
+    }
+    assert!(wrong.is_empty(), "not private: {wrong:#?}");
+}
+
+#[test]
+fn up_never_treats_a_live_but_silent_supervisor_as_dead() {
+    let c = Cloud::new("silent", &fast_one());
+    c.up();
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    c.wait_healthy("api-worker", 1, Duration::from_secs(30));
+    let sup = c.status()["pid"].as_u64().unwrap();
+    let tasks = task_pids(&c);
+    assert_eq!(tasks.len(), 2);
+
+    // Stopped (SIGSTOP): the socket accepts but never answers.
+    signal("-STOP", sup);
+    let o = run_within(
+        &c,
+        &["up", "--env", "test", "--detach"],
+        Duration::from_secs(40),
+    );
+    let stopped_ok = tasks.iter().all(|&p| alive(p));
+    signal("-CONT", sup);
+    let o = o.expect("`up` hung on a supervisor that does not answer");
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "up succeeded: {}", text(&o.stdout));
+    assert!(
+        err.contains(&format!("a supervisor (pid {sup}) holds")) && err.contains("does not answer"),
+        "{err}"
+    );
+    assert!(stopped_ok, "a task was killed");
+
+    // No socket to connect to (as when it cannot accept): still alive.
+    let sock = c.root.join(".pantstack/local/test/control.sock");
+    let aside = c.root.join(".pantstack/local/test/control.sock.aside");
+    std::fs::rename(&sock, &aside).unwrap();
+    let o = run_within(
+        &c,
+        &["up", "--env", "test", "--detach"],
+        Duration::from_secs(40),
+    );
+    let tasks_ok = tasks.iter().all(|&p| alive(p));
+    let sup_ok = alive(sup);
+    std::fs::rename(&aside, &sock).unwrap();
+    let o = o.expect("`up` hung");
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "up succeeded: {}", text(&o.stdout));
+    assert!(err.contains("does not answer"), "{err}");
+    assert!(tasks_ok, "the live supervisor's tasks were killed: {err}");
+    assert!(sup_ok, "the supervisor was killed");
+
+    // It carries on, with the same tasks.
+    assert_eq!(c.status()["pid"].as_u64(), Some(sup));
+    let mut now = task_pids(&c);
+    let mut before = tasks.clone();
+    now.sort();
+    before.sort();
+    assert_eq!(now, before);
+}
+
+#[test]
+fn down_returns_once_the_environment_is_free_so_up_follows_at_once() {
+    let c = Cloud::new("downup", &fast_one());
+    c.up();
+    for round in 0..3 {
+        let o = c.run(&["down", "--env", "test"]);
+        assert!(o.status.success(), "down {round}: {}", text(&o.stderr));
+        let o = c.run(&["up", "--env", "test", "--detach"]);
+        assert!(
+            o.status.success(),
+            "up right after down (round {round}) failed:\n{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr)
+        );
+    }
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+}
+
+#[test]
+fn a_deploy_cut_short_by_a_killed_supervisor_fails_and_is_recorded_as_interrupted() {
+    let c = Cloud::new("interrupt", &fast_one());
+    c.up();
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    // The new revision never gets healthy (no listener): the deploy lasts.
+    let api = api_binary().display().to_string();
+    let good = format!("local: [\"{api}\", \"serve\"]");
+    c.edit_manifest(&good, "local: [\"sleep\", \"600\"]");
+    let deploy = c
+        .command(&["deploy", "api"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let revision = loop {
+        let u = c.unit("api");
+        if let Some(r) = u["deployment"]["revision"].as_u64() {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no deployment in progress: {u:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let sup = c.status()["pid"].as_u64().unwrap();
+    signal("-9", sup);
+    let o = deploy.wait_with_output().unwrap();
+    assert!(
+        !o.status.success(),
+        "deploy exited 0 though its supervisor died:\n{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stderr).contains("before it answered"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    c.edit_manifest("local: [\"sleep\", \"600\"]", &good);
+    c.up();
+    let u = c.wait_healthy("api", 1, Duration::from_secs(30));
+    assert!(
+        u["revision"].as_u64().unwrap() > revision,
+        "revision {revision} was given out again: {u:#}"
+    );
+    let o = c.run(&["deployments", "api", "--format", "json"]);
+    let units: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let api_unit = units
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["unit"] == "api")
+        .unwrap();
+    let history = api_unit["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["revision"] == revision && h["outcome"] == "interrupted"),
+        "the interrupted deployment is missing: {history:#?}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for h in history.iter().filter(|h| h["kind"] != "rollback") {
+        assert!(
+            seen.insert(h["revision"].as_u64().unwrap()),
+            "revision {} deployed twice: {history:#?}",
+            h["revision"]
+        );
+    }
+    let listing = text(&c.run(&["deployments", "api"]).stdout);
+    assert!(listing.contains("interrupted"), "{listing}");
+}
+
+#[test]
+fn down_stops_the_tasks_a_killed_supervisor_left() {
+    let c = Cloud::new("orphans", &fast_one());
+    c.up();
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    let sup = c.status()["pid"].as_u64().unwrap();
+    let pids = task_pids(&c);
+    assert!(!pids.is_empty());
+    signal("-9", sup);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(sup) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "supervisor still alive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(pids.iter().all(|p| alive(*p)), "the orphans serve on");
+    let o = c.run(&["down"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("stopped"), "{}", text(&o.stdout));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphaned tasks still run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing left: a second `down` says nothing runs.
+    assert!(!c.run(&["down"]).status.success());
+}

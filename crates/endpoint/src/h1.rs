@@ -200,13 +200,19 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
 }
 
 /// Serves requests on `stream` while they take the fast path.
+///
+/// A connection idle between requests for `limits.idle` is closed; a request whose
+/// head and body have not arrived `limits.read` after its first byte is dropped.
 pub(crate) async fn serve(
     core: &Core,
     stream: &mut TcpStream,
     stop: &mut watch::Receiver<bool>,
+    limits: &crate::http::Limits,
 ) -> Outcome {
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     loop {
+        // When the request in `buf` (if any) must have arrived by.
+        let mut deadline = tokio::time::Instant::now() + limits.read;
         let head = loop {
             match parse(&buf) {
                 Parsed::Ready(h) => break h,
@@ -218,15 +224,17 @@ pub(crate) async fn serve(
                         return Outcome::Closed;
                     }
                     let more = tokio::select! {
-                        more = fill(stream, &mut buf) => more,
+                        more = tokio::time::timeout(limits.idle, fill(stream, &mut buf)) => more,
                         _ = stop.wait_for(|s| *s) => return Outcome::Closed,
                     };
-                    if !more {
+                    if more != Ok(true) {
                         return Outcome::Closed;
                     }
+                    deadline = tokio::time::Instant::now() + limits.read;
                 }
                 Parsed::Partial => {
-                    if !fill(stream, &mut buf).await {
+                    let more = tokio::time::timeout_at(deadline, fill(stream, &mut buf)).await;
+                    if more != Ok(true) {
                         return Outcome::Closed;
                     }
                 }
@@ -234,7 +242,8 @@ pub(crate) async fn serve(
         };
         let end = head.len + head.body_len;
         while buf.len() < end {
-            if !fill(stream, &mut buf).await {
+            let more = tokio::time::timeout_at(deadline, fill(stream, &mut buf)).await;
+            if more != Ok(true) {
                 return Outcome::Closed;
             }
         }
@@ -250,7 +259,7 @@ pub(crate) async fn serve(
             query,
             headers: head.headers,
         };
-        let reply = api(core, &call, Some(body)).await;
+        let reply = api(core, &call, Ok(body)).await;
         let out = render(&reply, head.keep_alive);
         if stream.write_all(&out).await.is_err() || !head.keep_alive {
             let _ = stream.shutdown().await;

@@ -6,6 +6,7 @@ use crate::Core;
 use crate::error::ApiError;
 use crate::iam;
 use crate::query;
+use crate::request::{self, Service};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -19,16 +20,23 @@ use std::convert::Infallible;
 type StdError = Box<dyn std::error::Error + Send + Sync>;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Largest request body accepted (SQS's 256 KiB batches and SSM values fit many
-/// times over); larger ones are refused from their Content-Length, unread.
-pub const MAX_BODY: usize = 2 * 1024 * 1024;
+/// Largest SQS/SSM request body accepted; larger ones are refused from their
+/// Content-Length, unread. A full SQS batch (1 MiB of bodies and attributes)
+/// must fit however it is encoded: the query protocol percent-encodes each byte
+/// of non-ASCII text as three (`é` → `%C3%A9`), JSON with `ensure_ascii` (boto3)
+/// writes 2-byte characters as six (`\u00e9`), and a binary attribute is base64
+/// (4/3) whose `+`, `/`, `=` are percent-encoded again (at most 4x). So 4 MiB of
+/// payload plus 1 MiB of room for names, framing and the other members.
+pub const MAX_BODY: usize = 5 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Route {
     SqsJson(String),
+    /// Action and input.
     SqsQuery(String, Value),
     Ssm(String),
 }
@@ -85,8 +93,12 @@ fn request_id() -> String {
     id
 }
 
+/// Bytes a connection on the general path must move in each `Limits::read` window
+/// while it waits on I/O (a slow body or a reader that stopped is dropped).
+const MIN_PROGRESS: u64 = 1024;
+
 /// How long a stopping endpoint lets requests in progress finish.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Binds 127.0.0.1:`port` (0: any free port) and serves `core` until shut down.
 ///
@@ -95,6 +107,35 @@ const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// records as one group before it waits again (see `journal`), with no hand-off
 /// between threads on the way.
 pub async fn serve(core: Arc<Core>, port: u16) -> std::io::Result<Server> {
+    serve_with(core, port, Limits::default()).await
+}
+
+/// The limits of the endpoint's connections.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// A connection with no request in progress for this long is closed, as AWS
+    /// closes one after about 20 s (a long poll is a request in progress).
+    pub idle: Duration,
+    /// A request's head and body must arrive within this long of its first byte.
+    pub read: Duration,
+    /// Connections at once (each counted as two descriptors: its socket and an
+    /// object file); more are answered 503 and closed at once. Also bounded by a
+    /// quarter of the process's connection budget (`io::process_budget`).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            idle: Duration::from_secs(20),
+            read: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// [`serve`] with other limits (tests use short timeouts and small caps).
+pub async fn serve_with(core: Arc<Core>, port: u16, limits: Limits) -> std::io::Result<Server> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     let port = listener.local_addr()?.port();
@@ -105,11 +146,19 @@ pub async fn serve(core: Arc<Core>, port: u16) -> std::io::Result<Server> {
         .build()?;
     std::thread::Builder::new()
         .name("pantstack-aws".into())
-        .spawn(move || rt.block_on(run(core, listener, stopped)))?;
+        .spawn(move || rt.block_on(run(core, listener, stopped, limits)))?;
     Ok(Server { port, stop })
 }
 
-async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watch::Receiver<bool>) {
+async fn run(
+    core: Arc<Core>,
+    listener: std::net::TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    limits: Limits,
+) {
+    // Two descriptors a connection: the socket, and the object file an S3 request
+    // may hold open while its body arrives or its answer is read.
+    let budget = crate::io::ConnectionBudget::new(limits.max_connections, 2);
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
@@ -128,27 +177,43 @@ async fn run(core: Arc<Core>, listener: std::net::TcpListener, mut stopped: watc
             c = listener.accept() => c,
             _ = stopped.wait_for(|s| *s) => break,
         };
-        let Ok((stream, _)) = conn else { continue };
+        let Ok((stream, _)) = conn else {
+            // Out of descriptors (EMFILE) or a connection reset before accept: wait
+            // a moment instead of spinning on a listener that stays readable.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let Some(permit) = budget.try_acquire() else {
+            crate::io::refuse_busy(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let core = core.clone();
         let s3 = s3.clone();
         let mut stop = stopped.clone();
         let open = open.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let mut stream = stream;
             // SQS and SSM requests take the fast path; the rest of a connection
             // goes to hyper from the first request that does not.
-            let read = match crate::h1::serve(&core, &mut stream, &mut stop).await {
+            let read = match crate::h1::serve(&core, &mut stream, &mut stop, &limits).await {
                 crate::h1::Outcome::Closed => {
                     drop(open);
                     return;
                 }
                 crate::h1::Outcome::Handover(read) => read,
             };
-            let io = hyper_util::rt::TokioIo::new(crate::io::Prefixed::new(read, stream));
+            let io = hyper_util::rt::TokioIo::new(crate::io::Watchdog::new(
+                crate::io::Prefixed::new(read, stream),
+                limits.read,
+                MIN_PROGRESS,
+            ));
             let svc = hyper::service::service_fn(move |req| handle(core.clone(), s3.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.idle)
                 .serve_connection(io, svc);
             tokio::pin!(conn);
             tokio::select! {
@@ -224,9 +289,55 @@ async fn handle(
             req.uri().query().unwrap_or(""),
         )
     };
+    let refusal = {
+        let h = req.headers();
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        let twice = ["host", "origin", "x-amz-target", "authorization"]
+            .into_iter()
+            .find(|n| h.get_all(*n).iter().count() > 1)
+            .map(|n| {
+                ApiError::bad(
+                    "InvalidRequest",
+                    format!("The header {n} is given more than once."),
+                )
+            });
+        twice
+            .or_else(|| foreign_origin(get("host"), get("origin")))
+            .or_else(|| {
+                is_s3
+                    .then(|| {
+                        s3_signature_refusal(get("authorization"), req.uri().query().unwrap_or(""))
+                    })
+                    .flatten()
+            })
+    };
+    if let Some(e) = refusal {
+        return Ok(s3_error_response(&e, request_id()));
+    }
     if is_s3 {
-        return Ok(match s3.call(req.map(Body::from)).await {
-            Ok(r) => r,
+        if let Err(e) = core.stopped() {
+            return Ok(s3_error_response(&e, request_id()));
+        }
+        let mut req = req;
+        crate::s3svc::prepare_request(req.headers_mut());
+        let call = crate::s3svc::COMMITTED.scope(std::cell::Cell::new(false), async move {
+            let r = s3.call(req.map(Body::from)).await;
+            (r, crate::s3svc::COMMITTED.with(|c| c.get()))
+        });
+        let (result, committed) = call.await;
+        if !committed {
+            // Nothing of its own journaled: answer only once everything it may
+            // have seen is durable (nothing is shown before it is on disk).
+            let barrier = core.journal.submit(Vec::new());
+            if let Err(e) = barrier.wait().await {
+                return Ok(s3_error_response(&crate::stopped_error(&e), request_id()));
+            }
+        }
+        return Ok(match result {
+            Ok(mut r) => {
+                crate::s3svc::stamp_response(r.headers_mut(), &request_id());
+                r
+            }
             Err(e) => {
                 let mut r =
                     Response::new(Body::from(format!("internal error: {}", StdError::from(e))));
@@ -247,14 +358,25 @@ async fn handle(
         })
         .collect();
     let declared = header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than {MAX_BODY} bytes"),
+        )
+    };
     let body = if declared.is_some_and(|n| n > MAX_BODY) {
-        None
+        Err(too_large())
     } else {
-        Limited::new(body, MAX_BODY)
-            .collect()
-            .await
-            .ok()
-            .map(|b| b.to_bytes())
+        match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => Ok(b.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            // A chunked body whose framing is malformed, or one cut short.
+            Err(e) => Err(ApiError::bad(
+                "MalformedInput",
+                format!("the request body could not be read: {e}"),
+            )),
+        }
     };
     let call = Call {
         method: parts.method.as_str(),
@@ -263,6 +385,114 @@ async fn handle(
         headers,
     };
     Ok(api(&core, &call, body).await.into_response())
+}
+
+/// The refusal of a request from a browser page of another site, or sent through
+/// a DNS name that is not a loopback name (DNS rebinding): the endpoint answers
+/// only `127.0.0.1`, `[::1]`, `localhost` and `*.localhost` (S3's virtual hosts),
+/// and pages served from those. SDKs send no `Origin`.
+pub(crate) fn foreign_origin(host: Option<&str>, origin: Option<&str>) -> Option<ApiError> {
+    fn loopback(host: &str) -> bool {
+        // host [":" port], the port all digits and at most 65535.
+        let (name, port) = match host.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((h, rest)) => (h, rest.strip_prefix(':')),
+                None => return false,
+            },
+            None => match host.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (host, None),
+            },
+        };
+        if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+            return false;
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        name == "localhost"
+            || name.ends_with(".localhost")
+            || name == "::1"
+            || name
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.is_loopback())
+    }
+    if let Some(h) = host
+        && !loopback(h)
+    {
+        return Some(ApiError::new(
+            403,
+            "AccessDenied",
+            format!(
+                "Host `{h}` is not a loopback name: the local cloud's endpoint answers requests to 127.0.0.1, localhost and *.localhost only"
+            ),
+        ));
+    }
+    if let Some(o) = origin {
+        let host = o
+            .split_once("://")
+            .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+        if o == "null" || !loopback(host) {
+            return Some(ApiError::new(
+                403,
+                "AccessDenied",
+                format!(
+                    "a browser page of `{o}` may not call the local cloud's endpoint (only pages served from a loopback address may)"
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// What AWS refuses of an S3 request's signature before checking it: Signature
+/// Version 2 (header `AWS key:sig` or presigned `AWSAccessKeyId`/`Signature`),
+/// and a presigned URL valid for more than 7 days.
+pub(crate) fn s3_signature_refusal(authorization: Option<&str>, query: &str) -> Option<ApiError> {
+    let v2 = "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.";
+    if authorization.is_some_and(|a| a.starts_with("AWS ")) {
+        return Some(ApiError::bad("InvalidRequest", v2));
+    }
+    let pairs = query::form_pairs(query);
+    let has = |k: &str| pairs.iter().any(|(n, _)| n == k);
+    if authorization.is_some() && (has("X-Amz-Signature") || has("X-Amz-Credential")) {
+        return Some(ApiError::bad(
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified",
+        ));
+    }
+    if has("AWSAccessKeyId") || (has("Signature") && !has("X-Amz-Signature")) {
+        return Some(ApiError::bad("InvalidRequest", v2));
+    }
+    if let Some((_, v)) = pairs.iter().find(|(k, _)| k == "X-Amz-Expires")
+        && !v
+            .parse::<i64>()
+            .is_ok_and(|e| (1..=sigv4::MAX_EXPIRES_SECS).contains(&e))
+    {
+        return Some(ApiError::bad(
+            "AuthorizationQueryParametersError",
+            format!(
+                "X-Amz-Expires must be less than a week (in seconds) that is {}",
+                sigv4::MAX_EXPIRES_SECS
+            ),
+        ));
+    }
+    None
+}
+
+/// An error in S3's XML shape.
+fn s3_error_response(e: &ApiError, rid: String) -> Response<Body> {
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{rid}</RequestId></Error>",
+        crate::error::xml_escape(&e.code),
+        crate::error::xml_escape(&e.message)
+    );
+    let mut r = Response::new(Body::from(Bytes::from(xml.into_bytes())));
+    *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::FORBIDDEN);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    crate::s3svc::stamp_response(r.headers_mut(), &rid);
+    r
 }
 
 /// An SQS or SSM request, parsed by either HTTP path.
@@ -307,9 +537,9 @@ impl Reply {
     }
 }
 
-/// Answers an SQS or SSM request. `body` is None when it was larger than
-/// `MAX_BODY` (and left unread).
-pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Option<Bytes>) -> Reply {
+/// Answers an SQS or SSM request. `body` is the refusal of a body larger than
+/// `MAX_BODY` (left unread) or whose framing is malformed.
+pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiError>) -> Reply {
     let rid = request_id();
     let headers = &call.headers;
     let target = header(headers, "x-amz-target").map(str::to_string);
@@ -325,17 +555,26 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Option<Bytes>) -> Re
             None => xml_error(&e, rid),
         }
     };
-    let Some(body) = body else {
-        return fail(
-            ApiError::new(
-                413,
-                "RequestEntityTooLarge",
-                format!("the request body is larger than {MAX_BODY} bytes"),
-            ),
-            rid,
-        );
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return fail(e, rid),
     };
-    let route = match route(&target, headers, call.path, call.query, &body, core) {
+    if let Some(e) = foreign_origin(header(headers, "host"), header(headers, "origin")) {
+        return fail(e, rid);
+    }
+    // Headers that decide where a request goes or who may send it count once.
+    for name in ["host", "origin", "x-amz-target", "authorization"] {
+        if headers.iter().filter(|(k, _)| k == name).count() > 1 {
+            return fail(
+                ApiError::bad(
+                    "InvalidRequest",
+                    format!("The header {name} is given more than once."),
+                ),
+                rid,
+            );
+        }
+    }
+    let route = match route(&target, headers, call.path, call.query, &body) {
         Ok(r) => r,
         Err(e) => return fail(e, rid),
     };
@@ -349,42 +588,64 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Option<Bytes>) -> Re
         Ok(p) => p,
         Err(e) => return fail(e, rid),
     };
-    let parsed = match &route {
-        Route::SqsQuery(..) => Value::Null,
-        Route::SqsJson(_) | Route::Ssm(_) => match parse_json(&body) {
-            Ok(v) => v,
+    // Parse once: the typed call is what IAM checks and what the handler gets.
+    let (service, action, input) = match route {
+        Route::SqsJson(a) => match request::parse_json(&body) {
+            Ok(v) => (Service::Sqs, a, v),
             Err(e) => return fail(e, rid),
         },
+        Route::Ssm(a) => match request::parse_json(&body) {
+            Ok(v) => (Service::Ssm, a, v),
+            Err(e) => return fail(e, rid),
+        },
+        Route::SqsQuery(a, input) => (Service::Sqs, a, input),
     };
-    let (action, input) = match &route {
-        Route::SqsJson(a) | Route::Ssm(a) => (a.as_str(), &parsed),
-        Route::SqsQuery(a, input) => (a.as_str(), input),
+    // SQS may address the queue by the request's path (`/<account>/<name>`), in
+    // either protocol; `Call::parse` refuses a path and a QueueUrl that differ.
+    let path_queue = match (service, call.path) {
+        (Service::Sqs, p) if p != "/" && !p.is_empty() => match request::queue_of_url(p) {
+            Some(q) => Some(q.to_string()),
+            None => {
+                return fail(
+                    ApiError::bad(
+                        "InvalidAddress",
+                        format!("The address {p} is not valid for this endpoint."),
+                    )
+                    .with_query_code("InvalidAddress"),
+                    rid,
+                );
+            }
+        },
+        _ => None,
+    };
+    let call = match request::Call::parse(service, &action, input, path_queue.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(e, rid),
     };
     if let Some(policy) = core.policy(&principal.0) {
-        let (iam_action, resources) = match &route {
-            Route::Ssm(_) => iam::ssm_request(action, input, &core.region, crate::ACCOUNT),
-            _ => iam::sqs_request(action, input, &core.region, crate::ACCOUNT),
-        };
-        let asked = resources.iter().map(|r| (iam_action.as_str(), r.as_str()));
+        let asked = iam::call_request(&call, &core.region, crate::ACCOUNT);
+        let asked = asked.iter().map(|(a, r)| (a.as_str(), r.as_str()));
         if let Err(m) = policy.authorize(&principal.0, asked) {
-            let e = match &route {
-                Route::Ssm(_) => ApiError::bad("AccessDeniedException", m),
-                _ => ApiError::new(403, "AccessDeniedException", m).with_query_code("AccessDenied"),
+            let e = match service {
+                Service::Ssm => ApiError::bad("AccessDeniedException", m),
+                Service::Sqs => {
+                    ApiError::new(403, "AccessDeniedException", m).with_query_code("AccessDenied")
+                }
             };
             return fail(e, rid);
         }
     }
-    let result = match &route {
-        Route::SqsJson(_) => core
-            .sqs(action, input, &principal.1)
-            .await
-            .map(|out| json_ok(&out, "application/x-amz-json-1.0")),
-        Route::SqsQuery(..) => core
-            .sqs(action, input, &principal.1)
-            .await
-            .map(|out| xml_ok(query::to_xml(action, &out, &rid))),
-        Route::Ssm(_) => core
-            .ssm(action, input, &principal.0)
+    let query = json_kind.is_none();
+    let result = match service {
+        Service::Sqs => core.sqs_call(&call, &principal.1).await.map(|out| {
+            if query {
+                xml_ok(query::to_xml(call.action, &out, &rid))
+            } else {
+                json_ok(&out, "application/x-amz-json-1.0")
+            }
+        }),
+        Service::Ssm => core
+            .ssm_call(&call, &principal.0)
             .await
             .map(|out| json_ok(&out, "application/x-amz-json-1.1")),
     };
@@ -400,32 +661,23 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Option<Bytes>) -> Re
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(ApiError::bad(
-            "SerializationException",
-            "the request body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad(
-            "SerializationException",
-            format!("the request body is not valid JSON: {e}"),
-        )),
-    }
-}
-
 fn route(
     target: &Option<String>,
     headers: &[(String, String)],
     path: &str,
     query_string: &str,
     body: &[u8],
-    core: &Core,
 ) -> Result<Route, ApiError> {
     if let Some(t) = target {
+        if query::form_pairs(query_string)
+            .iter()
+            .any(|(k, _)| k == "Action")
+        {
+            return Err(ApiError::bad(
+                "InvalidParameterCombination",
+                "The request names its action twice: X-Amz-Target and Action=.",
+            ));
+        }
         if let Some(a) = t.strip_prefix("AmazonSQS.") {
             return Ok(Route::SqsJson(a.to_string()));
         }
@@ -454,11 +706,7 @@ fn route(
             format!("{path}: not an SQS or SSM request (S3 is not served by this local cloud yet)"),
         ));
     };
-    let mut input = query::to_json(&pairs)?;
-    // The query protocol may address the queue by the request path.
-    if input.get("QueueUrl").is_none() && path.matches('/').count() == 2 && path.len() > 1 {
-        input["QueueUrl"] = json!(format!("{}{path}", core.base_url()));
-    }
+    let input = query::to_json(&pairs)?;
     Ok(Route::SqsQuery(action, input))
 }
 

@@ -11,7 +11,7 @@
 //! needs the `…Version` action, multipart calls need `s3:PutObject`, `CopyObject`
 //! needs `s3:GetObject` on its source too.
 
-use serde_json::Value;
+use crate::request::{Call, Resource, Service};
 
 /// One `Allow` statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -103,31 +103,41 @@ pub fn bucket_arn(bucket: &str) -> String {
     format!("arn:aws:s3:::{bucket}")
 }
 
-/// The action and resources of an SQS call.
-pub fn sqs_request(
-    action: &str,
-    input: &Value,
-    region: &str,
-    account: &str,
-) -> (String, Vec<String>) {
-    let arn = |name: &str| queue_arn(region, account, name);
-    let single = match action {
+/// What an SQS or SSM call needs: (action, resource) pairs, every one of them
+/// allowed. Built from the parsed [`Call`] the handler receives, never from the
+/// raw request, so the resource checked is the resource acted on.
+pub fn call_request(call: &Call, region: &str, account: &str) -> Vec<(String, String)> {
+    let queue = |name: &str| queue_arn(region, account, name);
+    let parameter = |name: &str| parameter_arn(region, account, name);
+    let prefix = match call.service {
+        Service::Sqs => "sqs",
+        Service::Ssm => "ssm",
+    };
+    let single = match call.action {
         "SendMessageBatch" => "SendMessage",
         "DeleteMessageBatch" => "DeleteMessage",
         "ChangeMessageVisibilityBatch" => "ChangeMessageVisibility",
         a => a,
     };
-    let text = |k: &str| input.get(k).and_then(Value::as_str);
-    let resource = if let Some(url) = text("QueueUrl") {
-        arn(url.trim_end_matches('/').rsplit('/').next().unwrap_or(url))
-    } else if let Some(name) = text("QueueName") {
-        arn(name)
-    } else if let Some(source) = text("SourceArn") {
-        source.to_string()
-    } else {
-        "*".to_string()
-    };
-    (format!("sqs:{single}"), vec![resource])
+    let action = format!("{prefix}:{single}");
+    match &call.resource {
+        Resource::None => vec![(action, "*".into())],
+        Resource::Queue(q) => vec![(action, queue(q))],
+        Resource::Move { source, dest, .. } => {
+            let mut out = vec![(action, queue(source))];
+            if let Some((d, _)) = dest {
+                out.push(("sqs:SendMessage".into(), queue(d)));
+            }
+            out
+        }
+        // A task handle names its source queue only through the task, which the
+        // handler looks up; AWS scopes the action to the queue, so ask for it on
+        // every queue (a unit's policy never grants it).
+        Resource::Task(_) => vec![(action, queue("*"))],
+        Resource::Parameter(p) | Resource::Path(p) => vec![(action, parameter(p))],
+        Resource::Parameters(ps) if ps.is_empty() => vec![(action, "*".into())],
+        Resource::Parameters(ps) => ps.iter().map(|p| (action.clone(), parameter(p))).collect(),
+    }
 }
 
 /// The ARN of an SSM parameter (`/a/b` → `parameter/a/b`, `a` → `parameter/a`); a
@@ -146,37 +156,47 @@ pub fn parameter_arn(region: &str, account: &str, name: &str) -> String {
     format!("arn:aws:ssm:{region}:{account}:parameter{slash}{name}")
 }
 
-/// The action and resources of an SSM call.
-pub fn ssm_request(
-    action: &str,
-    input: &Value,
-    region: &str,
-    account: &str,
-) -> (String, Vec<String>) {
-    let arn = |n: &str| parameter_arn(region, account, n);
-    let mut resources: Vec<String> = Vec::new();
-    if let Some(names) = input.get("Names").and_then(Value::as_array) {
-        resources.extend(names.iter().filter_map(Value::as_str).map(arn));
-    } else if let Some(name) = input.get("Name").and_then(Value::as_str) {
-        resources.push(arn(name));
-    } else if let Some(path) = input.get("Path").and_then(Value::as_str) {
-        resources.push(arn(path));
+/// The parameter name (with its `:version` selector, if any) that `raw`, a name
+/// or an ARN as a request gives it, names in `region` and `account`; `None` for
+/// an ARN of another partition, region or account, or not of a parameter.
+///
+/// An ARN's resource `parameter/<rest>` names `/<rest>` when `<rest>` is a path
+/// (`parameter/a/b` is `/a/b`) and `<rest>` when it is top-level (where `name`
+/// and `/name` are one parameter): the ARN of a parameter is
+/// `arn:aws:ssm:<region>:<account>:parameter/<name without its leading slash>`
+/// (SSM user guide, "Working with parameter hierarchies"; GetParameter's `Name`:
+/// "The name or Amazon Resource Name (ARN) of the parameter"). The name returned
+/// is one whose [`parameter_arn`] is the ARN `call_request` authorized, so the
+/// parameter read is the parameter IAM allowed.
+pub fn parameter_name(region: &str, account: &str, raw: &str) -> Option<String> {
+    if !raw.starts_with("arn:") {
+        return Some(raw.to_string());
     }
-    if resources.is_empty() {
-        resources.push("*".into());
-    }
-    (format!("ssm:{action}"), resources)
+    let parts: Vec<&str> = raw.splitn(6, ':').collect();
+    let rest = parts.get(5)?.strip_prefix("parameter/")?;
+    let path = rest.split(':').next().unwrap_or(rest);
+    let name = if path.contains('/') {
+        format!("/{rest}")
+    } else {
+        rest.to_string()
+    };
+    (parameter_arn(region, account, &name) == parameter_arn(region, account, raw)).then_some(name)
 }
 
+/// The source of a `CopyObject`, as parsed: bucket, key, whether it names a version.
+pub type CopySource<'a> = (&'a str, &'a str, bool);
+
 /// What an S3 call needs: (action, resource) pairs, every one of them allowed.
-/// `op` is the operation's name, `bucket` and `key` its path, `version` whether the
-/// query names a `versionId`, `copy_source` the `x-amz-copy-source` header.
+/// `op` is the operation's name, `bucket` and `key` its parsed path, `version`
+/// whether the parsed input names a version, `copy_source` the parsed
+/// `x-amz-copy-source`. `DeleteObjects` is authorized per key
+/// ([`s3_delete_objects`]).
 pub fn s3_request(
     op: &str,
     bucket: Option<&str>,
     key: Option<&str>,
     version: bool,
-    copy_source: Option<&str>,
+    copy_source: Option<CopySource<'_>>,
 ) -> Vec<(String, String)> {
     let bucket_resource = bucket.map(bucket_arn);
     let object_arn = match (&bucket_resource, key) {
@@ -199,29 +219,42 @@ pub fn s3_request(
         "ListObjectVersions" => "ListBucketVersions".into(),
         "ListMultipartUploads" => "ListBucketMultipartUploads".into(),
         "ListBuckets" => "ListAllMyBuckets".into(),
-        // Every object of the batch needs s3:DeleteObject (checked on the bucket's
-        // objects as a whole).
-        "DeleteObjects" => "DeleteObject".into(),
         other => other.to_string(),
     };
-    let resource = match (op, &object_arn, &bucket_resource) {
-        ("DeleteObjects", _, Some(b)) => format!("{b}/*"),
-        (_, Some(o), _) => o.clone(),
-        (_, None, Some(b)) => b.clone(),
+    let resource = match (&object_arn, &bucket_resource) {
+        (Some(o), _) => o.clone(),
+        (None, Some(b)) => b.clone(),
         _ => "*".into(),
     };
     let mut out = vec![(format!("s3:{action}"), resource)];
-    if let Some(src) = copy_source {
-        let src = pantstack_awsproto::sigv4::percent_decode(src.trim_start_matches('/'), false);
-        let (path, query) = src.split_once('?').unwrap_or((&src, ""));
-        let read = if query.contains("versionId=") {
+    if let Some((b, k, v)) = copy_source {
+        let read = if v {
             "s3:GetObjectVersion"
         } else {
             "s3:GetObject"
         };
-        out.push((read.into(), bucket_arn(path)));
+        out.push((read.into(), format!("{}/{k}", bucket_arn(b))));
     }
     out
+}
+
+/// What a `DeleteObjects` needs: for each (key, names a version) of the batch,
+/// `s3:DeleteObject` or `s3:DeleteObjectVersion` on that object, as AWS
+/// evaluates each key of the batch.
+pub fn s3_delete_objects<'a>(
+    bucket: &str,
+    keys: impl IntoIterator<Item = (&'a str, bool)>,
+) -> Vec<(String, String)> {
+    keys.into_iter()
+        .map(|(k, v)| {
+            let action = if v {
+                "s3:DeleteObjectVersion"
+            } else {
+                "s3:DeleteObject"
+            };
+            (action.to_string(), format!("{}/{k}", bucket_arn(bucket)))
+        })
+        .collect()
 }
 
 /// The message of a refusal, in the words AWS uses.
@@ -269,18 +302,89 @@ mod tests {
     }
 
     #[test]
+    fn parameter_arns_name_the_parameter_iam_authorized() {
+        let name = |raw: &str| parameter_name("r", "1", raw);
+        assert_eq!(
+            name("arn:aws:ssm:r:1:parameter/a/b").as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            name("arn:aws:ssm:r:1:parameter/a/b:3").as_deref(),
+            Some("/a/b:3")
+        );
+        assert_eq!(
+            name("arn:aws:ssm:r:1:parameter/top").as_deref(),
+            Some("top")
+        );
+        assert_eq!(name("/a/b").as_deref(), Some("/a/b"));
+        for other in [
+            "arn:aws:ssm:x:1:parameter/a/b",
+            "arn:aws:ssm:r:2:parameter/a/b",
+            "arn:aws-cn:ssm:r:1:parameter/a/b",
+            "arn:aws:sqs:r:1:parameter/a/b",
+            "arn:aws:ssm:r:1:document/a/b",
+            "arn:aws:ssm:r:1",
+        ] {
+            assert_eq!(name(other), None, "{other}");
+        }
+        // Whatever it names has the ARN that was authorized.
+        for raw in [
+            "arn:aws:ssm:r:1:parameter/a/b:3",
+            "arn:aws:ssm:r:1:parameter/top",
+            "top",
+            "/top",
+        ] {
+            let n = name(raw).unwrap();
+            assert_eq!(
+                parameter_arn("r", "1", &n),
+                parameter_arn("r", "1", raw),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            parameter_arn("r", "1", "top"),
+            parameter_arn("r", "1", "/top")
+        );
+    }
+
+    #[test]
     fn requests_map_to_actions_and_resources() {
         let arn = |n: &str| format!("arn:aws:sqs:r:1:{n}");
-        let (a, r) = sqs_request(
-            "SendMessageBatch",
-            &json!({"QueueUrl": "http://127.0.0.1:1/1/jobs"}),
+        let call = |service, action, input| Call::parse(service, action, input, None).unwrap();
+        let r = call_request(
+            &call(
+                Service::Sqs,
+                "SendMessageBatch",
+                json!({"QueueUrl": "http://127.0.0.1:1/1/jobs", "Entries": []}),
+            ),
             "r",
             "1",
         );
-        assert_eq!((a.as_str(), r), ("sqs:SendMessage", vec![arn("jobs")]));
-        let (a, r) = sqs_request("GetQueueUrl", &json!({"QueueName": "jobs"}), "r", "1");
-        assert_eq!((a.as_str(), r), ("sqs:GetQueueUrl", vec![arn("jobs")]));
-        assert_eq!(sqs_request("ListQueues", &json!({}), "r", "1").1, vec!["*"]);
+        assert_eq!(r, vec![("sqs:SendMessage".to_string(), arn("jobs"))]);
+        let r = call_request(
+            &call(Service::Sqs, "GetQueueUrl", json!({"QueueName": "jobs"})),
+            "r",
+            "1",
+        );
+        assert_eq!(r, vec![("sqs:GetQueueUrl".to_string(), arn("jobs"))]);
+        let r = call_request(&call(Service::Sqs, "ListQueues", json!({})), "r", "1");
+        assert_eq!(r, vec![("sqs:ListQueues".to_string(), "*".to_string())]);
+        let r = call_request(
+            &call(
+                Service::Sqs,
+                "StartMessageMoveTask",
+                json!({"SourceArn": "arn:aws:sqs:r:1:dlq", "DestinationArn": "arn:aws:sqs:r:1:q"}),
+            ),
+            "r",
+            "1",
+        );
+        assert_eq!(
+            r,
+            vec![
+                ("sqs:StartMessageMoveTask".to_string(), arn("dlq")),
+                ("sqs:SendMessage".to_string(), arn("q"))
+            ]
+        );
 
         assert_eq!(
             parameter_arn("r", "1", "/a/b:3"),
@@ -290,14 +394,43 @@ mod tests {
             parameter_arn("r", "1", "arn:aws:ssm:x:2:parameter/a/b:label"),
             "arn:aws:ssm:x:2:parameter/a/b"
         );
-        let (a, r) = ssm_request("GetParameters", &json!({"Names": ["/a/b", "c"]}), "r", "1");
-        assert_eq!(a, "ssm:GetParameters");
+        let r = call_request(
+            &call(
+                Service::Ssm,
+                "GetParameters",
+                json!({"Names": ["/a/b", "c"]}),
+            ),
+            "r",
+            "1",
+        );
         assert_eq!(
             r,
             vec![
-                "arn:aws:ssm:r:1:parameter/a/b",
-                "arn:aws:ssm:r:1:parameter/c"
+                (
+                    "ssm:GetParameters".to_string(),
+                    "arn:aws:ssm:r:1:parameter/a/b".to_string()
+                ),
+                (
+                    "ssm:GetParameters".to_string(),
+                    "arn:aws:ssm:r:1:parameter/c".to_string()
+                )
             ]
+        );
+        let r = call_request(
+            &call(
+                Service::Ssm,
+                "GetParametersByPath",
+                json!({"Path": "/", "Recursive": true}),
+            ),
+            "r",
+            "1",
+        );
+        assert_eq!(
+            r,
+            vec![(
+                "ssm:GetParametersByPath".to_string(),
+                "arn:aws:ssm:r:1:parameter/".to_string()
+            )]
         );
 
         assert_eq!(
@@ -318,13 +451,26 @@ mod tests {
                 Some("b"),
                 Some("k"),
                 false,
-                Some("/src/a%20b?versionId=1")
+                Some(("src", "a b", true))
             ),
             vec![
                 ("s3:PutObject".to_string(), "arn:aws:s3:::b/k".to_string()),
                 (
                     "s3:GetObjectVersion".to_string(),
                     "arn:aws:s3:::src/a b".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            s3_delete_objects("b", [("k", false), ("v", true)]),
+            vec![
+                (
+                    "s3:DeleteObject".to_string(),
+                    "arn:aws:s3:::b/k".to_string()
+                ),
+                (
+                    "s3:DeleteObjectVersion".to_string(),
+                    "arn:aws:s3:::b/v".to_string()
                 ),
             ]
         );

@@ -83,6 +83,11 @@ struct Inner {
     base: AtomicU64,
     /// Rewrites done.
     rewrites: AtomicU64,
+    /// Why a group's write failed: from then on nothing is written or answered
+    /// (fail-stop, as PostgreSQL stops on a failed fsync).
+    failed: Mutex<Option<String>>,
+    /// `inject_write_failure` was called.
+    inject: Mutex<bool>,
 }
 
 #[derive(Clone)]
@@ -233,18 +238,61 @@ impl Journal {
                     len: AtomicU64::new(len),
                     base: AtomicU64::new(len),
                     rewrites: AtomicU64::new(0),
+                    failed: Mutex::new(None),
+                    inject: Mutex::new(false),
                 }),
             },
             recovery,
         ))
     }
 
+    /// Why the journal stopped (a group's write failed), if it did. Once it has,
+    /// every submission fails: the state in memory may hold changes that are not
+    /// on disk, and nothing of it may be shown or built on (fail-stop).
+    pub fn failure(&self) -> Option<String> {
+        guard(&self.inner.failed).clone()
+    }
+
+    /// Stops the journal (fail-stop) for a reason found outside a write: a change
+    /// applied in memory that cannot be journaled.
+    pub fn fail(&self, why: impl Into<String>) {
+        guard(&self.inner.failed).get_or_insert_with(|| why.into());
+    }
+
+    /// Makes the next group's write fail as a full disk would, before anything of
+    /// it is written (fault injection for tests of the endpoint's failure path).
+    #[doc(hidden)]
+    pub fn inject_write_failure(&self) {
+        *guard(&self.inner.inject) = true;
+    }
+
     /// Queues records for the next group commit. Call it while holding the lock of
     /// the state the records describe; `wait` on the result without it.
+    ///
+    /// With no records it is a read barrier: `wait` resolves once every record
+    /// submitted so far is durable, so a read taken under the same lock answers
+    /// only what is on disk.
     pub fn submit(&self, records: Vec<Vec<u8>>) -> Durable {
+        if let Some(why) = self.failure() {
+            return Durable {
+                journal: self.clone(),
+                seq: 0,
+                err: Some(why),
+            };
+        }
         let mut err = None;
         let seq = {
             let mut p = guard(&self.inner.pending);
+            if records.is_empty() {
+                // A barrier: the last record submitted, unless it is resolved.
+                let upto = guard(&self.inner.done).upto;
+                let seq = if p.last > upto { p.last } else { 0 };
+                return Durable {
+                    journal: self.clone(),
+                    seq,
+                    err: None,
+                };
+            }
             let start = p.buf.len();
             for r in &records {
                 if let Err(e) = pantstack_store::frame(r, &mut p.buf) {
@@ -253,7 +301,7 @@ impl Journal {
                     break;
                 }
             }
-            if err.is_some() || records.is_empty() {
+            if err.is_some() {
                 0
             } else {
                 if let Some(id) = tokio::task::try_id()
@@ -297,19 +345,42 @@ impl Journal {
         if last < first {
             return writers;
         }
+        if let Some(why) = self.failure() {
+            // Never append after a failed write: the log's tail may be torn, and
+            // records after it would be cut with it on the next open.
+            let mut d = guard(&self.inner.done);
+            d.upto = d.upto.max(last);
+            d.failures.push((first, last, why));
+            let n = d.failures.len();
+            if n > KEEP_FAILURES {
+                d.failures.drain(..n - KEEP_FAILURES);
+            }
+            drop(d);
+            drop(log);
+            self.inner.flushed.notify_waiters();
+            return writers;
+        }
         self.inner.groups.fetch_add(1, Ordering::Relaxed);
         self.inner
             .grouped
             .fetch_add(last + 1 - first, Ordering::Relaxed);
-        let result = log
-            .append_framed(&buf)
-            .map_err(|e| format!("cannot write {}: {e}", log.path().display()));
+        let injected = std::mem::take(&mut *guard(&self.inner.inject));
+        let result = if injected {
+            Err(format!(
+                "cannot write {}: No space left on device (os error 28) (injected)",
+                log.path().display()
+            ))
+        } else {
+            log.append_framed(&buf)
+                .map_err(|e| format!("cannot write {}: {e}", log.path().display()))
+        };
         self.inner.len.store(log.len(), Ordering::Relaxed);
         {
             // Resolved before the log is released, so the next group starts after.
             let mut d = guard(&self.inner.done);
             d.upto = d.upto.max(last);
             if let Err(e) = result {
+                guard(&self.inner.failed).get_or_insert_with(|| e.clone());
                 d.failures.push((first, last, e));
                 let n = d.failures.len();
                 if n > KEEP_FAILURES {
@@ -326,7 +397,7 @@ impl Journal {
     /// held after it was opened or last rewritten (Redis's rewrite rule with
     /// `auto-aof-rewrite-percentage 100`).
     pub fn rewrite_due(&self, min: u64) -> bool {
-        if guard(&self.inner.background).is_some() {
+        if guard(&self.inner.background).is_some() || self.failure().is_some() {
             return false;
         }
         let len = self.inner.len.load(Ordering::Relaxed);
@@ -356,6 +427,9 @@ impl Journal {
     /// pending records are written to it as usual.
     pub fn rewrite(&self, image: &[u8]) -> Result<u64, String> {
         let mut log = guard(&self.inner.log);
+        if let Some(why) = self.failure() {
+            return Err(why);
+        }
         if guard(&self.inner.background).is_some() {
             return Err("a compaction of the journal is already running".into());
         }
@@ -451,6 +525,10 @@ impl Journal {
     /// otherwise the log's size before and after, and how long since the rewrite
     /// began. Pending records are not touched: the next group goes to the new log.
     pub fn rewrite_finish(&self) -> Option<Result<(u64, u64, std::time::Duration), String>> {
+        if let Some(why) = self.failure() {
+            self.rewrite_abandon();
+            return Some(Err(why));
+        }
         // Checked before the log's lock: this runs after every group commit.
         let ready =
             |slot: &Option<Background>| slot.as_ref().is_some_and(|b| guard(&b.done).is_some());

@@ -22,6 +22,7 @@ pub mod io;
 pub mod journal;
 pub mod keys;
 pub mod query;
+pub mod request;
 pub mod s3;
 pub mod s3svc;
 pub mod sqs;
@@ -54,14 +55,29 @@ pub(crate) enum Record {
     S3(s3::Op),
 }
 
+/// The answer to every request once the journal could not be written: the state
+/// in memory may hold changes that are not on disk, so none of it is shown (a
+/// request whose write failed may or may not have taken effect, as with AWS's 500).
+pub fn stopped_error(why: &str) -> ApiError {
+    ApiError::new(
+        503,
+        "ServiceUnavailable",
+        format!(
+            "the local cloud stopped serving: its journal could not be written ({why}). Nothing acknowledged is lost. Free space, then restart it (`pantstack down` and `pantstack up`): it comes back with exactly what was acknowledged."
+        ),
+    )
+}
+
 /// The state a journal describes, rebuilt record by record (on start, and by a
 /// background compaction from the journal's first bytes).
 struct Replay {
     sqs: sqs::Sqs,
     ssm: ssm::Params,
     s3: s3::Objects,
-    /// The first record that did not parse.
+    /// The first record that did not parse or apply.
     bad: Option<String>,
+    /// Records seen so far.
+    seen: u64,
 }
 
 impl Replay {
@@ -71,32 +87,38 @@ impl Replay {
             ssm: ssm::Params::new(region, ACCOUNT),
             s3: s3::Objects::default(),
             bad: None,
+            seen: 0,
         }
     }
 
+    /// Applies one record. Only ops that succeeded were journaled, so one that
+    /// does not parse or apply now means the journal is damaged (or from another
+    /// version): replay stops there rather than skip it and rebuild a state that
+    /// was never acknowledged.
     fn record(&mut self, rec: &[u8]) {
-        match serde_json::from_slice::<Record>(rec) {
-            // An op that failed when it was made was never journaled; one that
-            // fails now changes nothing, as it did then.
-            Ok(Record::Sqs(op)) => {
-                let _ = self.sqs.apply(&op);
-            }
-            Ok(Record::Ssm(op)) => {
-                let _ = self.ssm.apply(&op);
-            }
+        self.seen += 1;
+        if self.bad.is_some() {
+            return;
+        }
+        let n = self.seen;
+        let failed = match serde_json::from_slice::<Record>(rec) {
+            Ok(Record::Sqs(op)) => self.sqs.apply(&op).err().map(|e| e.message),
+            Ok(Record::Ssm(op)) => self.ssm.apply(&op).err().map(|e| e.message),
             Ok(Record::S3(op)) => {
                 self.s3.apply(&op);
+                None
             }
-            Err(e) => {
-                self.bad.get_or_insert(e.to_string());
-            }
+            Err(e) => Some(format!("it does not parse: {e}")),
+        };
+        if let Some(e) = failed {
+            self.bad = Some(format!("record {n}: {e}"));
         }
     }
 
     fn finish(self, log: &Path) -> Result<(sqs::Sqs, ssm::Params, s3::Objects), String> {
         match self.bad {
             Some(e) => Err(format!(
-                "{}: a record this version cannot read ({e})",
+                "{}: cannot replay {e}. Nothing was changed; keep the file for a bug report, and move it aside to start with an empty local cloud",
                 log.display()
             )),
             None => Ok((self.sqs, self.ssm, self.s3)),
@@ -488,45 +510,69 @@ impl Core {
     }
 
     async fn durable(rx: journal::Durable) -> Result<(), ApiError> {
-        rx.wait().await.map_err(ApiError::internal)
+        rx.wait().await.map_err(|e| stopped_error(&e))
     }
 
-    fn records<T>(ops: Vec<T>, wrap: fn(T) -> Record) -> Vec<Vec<u8>> {
-        ops.into_iter()
-            .filter_map(|op| {
-                // Sized for a typical record, so serializing does not grow it
-                // through every power of two.
-                let mut out = Vec::with_capacity(512);
-                serde_json::to_writer(&mut out, &wrap(op)).ok()?;
-                Some(out)
-            })
-            .collect()
+    /// The journal records of ops already applied in memory. One that cannot be
+    /// serialized stops the journal (fail-stop): the change it describes is in
+    /// memory and could never reach the disk, so nothing may be answered from here on.
+    fn records<T>(&self, ops: Vec<T>, wrap: fn(T) -> Record) -> Vec<Vec<u8>> {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            // Sized for a typical record, so serializing does not grow it
+            // through every power of two.
+            let mut rec = Vec::with_capacity(512);
+            if let Err(e) = serde_json::to_writer(&mut rec, &wrap(op)) {
+                self.journal
+                    .fail(format!("a change could not be journaled: {e}"));
+                break;
+            }
+            out.push(rec);
+        }
+        out
     }
 
-    /// One SQS action, answered once its changes are durable.
+    /// Makes the journal's next group write fail as a full disk would (fault
+    /// injection for the tests of the failure path).
+    #[doc(hidden)]
+    pub fn inject_journal_failure(&self) {
+        self.journal.inject_write_failure();
+    }
+
+    /// The refusal of every request once the journal has stopped.
+    pub fn stopped(&self) -> Result<(), ApiError> {
+        match self.journal.failure() {
+            None => Ok(()),
+            Some(why) => Err(stopped_error(&why)),
+        }
+    }
+
+    /// One SQS action given as its name and JSON input (parsed as a request
+    /// would be), answered once its changes are durable.
     pub async fn sqs(&self, action: &str, input: &Value, sender: &str) -> Result<Value, ApiError> {
-        if action == "ReceiveMessage" {
-            return self.receive(input, sender).await;
+        let call = request::Call::parse(request::Service::Sqs, action, input.clone(), None)?;
+        self.sqs_call(&call, sender).await
+    }
+
+    /// One parsed SQS call, answered once its changes are durable.
+    pub async fn sqs_call(&self, call: &request::Call, sender: &str) -> Result<Value, ApiError> {
+        self.stopped()?;
+        if call.action == "ReceiveMessage" {
+            return self.receive(call, sender).await;
         }
         let base = self.base_url();
         let (out, rx) = {
             let mut s = lock(&self.sqs);
-            let (out, ops) = s.handle(action, input, now_ms(), sender, &base)?;
-            (out, self.journal.submit(Self::records(ops, Record::Sqs)))
+            let (out, ops) = s.handle(call, now_ms(), sender, &base)?;
+            (out, self.journal.submit(self.records(ops, Record::Sqs)))
         };
         Self::durable(rx).await?;
         Ok(out)
     }
 
-    async fn receive(&self, input: &Value, _sender: &str) -> Result<Value, ApiError> {
-        let name = sqs::text(input, "QueueUrl")
-            .map(|u| sqs::name_of_url(u).to_string())
-            .ok_or_else(|| {
-                ApiError::bad(
-                    "MissingParameter",
-                    "The request must contain the parameter QueueUrl.",
-                )
-            })?;
+    async fn receive(&self, call: &request::Call, _sender: &str) -> Result<Value, ApiError> {
+        let input = &call.input;
+        let name = call.queue().unwrap_or_default().to_string();
         let (wait, notify) = {
             let s = lock(&self.sqs);
             let w = s.wait_secs(&name, input)?;
@@ -548,8 +594,14 @@ impl Core {
                     _ => (Vec::new(), 0),
                 };
                 // Log the receive when it delivered or dead-lettered something.
+                // Otherwise a read barrier: what it saw (nothing) is on disk.
                 let changed = !got.is_empty() || moved > 0;
-                let rx = changed.then(|| self.journal.submit(Self::records(vec![op], Record::Sqs)));
+                let records = if changed {
+                    self.records(vec![op], Record::Sqs)
+                } else {
+                    Vec::new()
+                };
+                let rx = Some(self.journal.submit(records));
                 let out = (!got.is_empty()).then(|| s.received_json(&name, input, &got));
                 // When to look again (a message becoming visible) matters only for
                 // a poll that waits.
@@ -588,13 +640,21 @@ impl Core {
         }
     }
 
-    /// One SSM action, answered once its changes are durable.
+    /// One SSM action given as its name and JSON input (parsed as a request would
+    /// be), answered once its changes are durable.
     pub async fn ssm(&self, action: &str, input: &Value, caller: &str) -> Result<Value, ApiError> {
+        let call = request::Call::parse(request::Service::Ssm, action, input.clone(), None)?;
+        self.ssm_call(&call, caller).await
+    }
+
+    /// One parsed SSM call, answered once its changes are durable.
+    pub async fn ssm_call(&self, call: &request::Call, caller: &str) -> Result<Value, ApiError> {
+        self.stopped()?;
         let (out, rx) = {
             let keys = self.keys();
             let mut p = lock(&self.ssm);
-            let (out, ops) = p.handle(&keys, action, input, now_ms(), caller)?;
-            (out, self.journal.submit(Self::records(ops, Record::Ssm)))
+            let (out, ops) = p.handle(&keys, call, now_ms(), caller)?;
+            (out, self.journal.submit(self.records(ops, Record::Ssm)))
         };
         Self::durable(rx).await?;
         Ok(out)
@@ -602,6 +662,7 @@ impl Core {
 
     /// The plaintext of a parameter (a task's `secrets` at start).
     pub fn resolve_parameter(&self, name: &str) -> Result<String, ApiError> {
+        self.stopped()?;
         let keys = self.keys();
         lock(&self.ssm).resolve(&keys, name)
     }
@@ -618,7 +679,7 @@ impl Core {
             let mut p = lock(&self.ssm);
             let ops = p.reencrypt(&keys)?;
             let n = ops.len();
-            (self.journal.submit(Self::records(ops, Record::Ssm)), n)
+            (self.journal.submit(self.records(ops, Record::Ssm)), n)
         };
         Self::durable(rx.0).await.map_err(|e| e.message)?;
         let mut keys = self
@@ -685,7 +746,7 @@ impl Core {
             for op in &ops {
                 st.apply(op);
             }
-            self.journal.submit(Self::records(ops, Record::S3))
+            self.journal.submit(self.records(ops, Record::S3))
         };
         Self::durable(rx).await.map_err(|e| e.message)
     }

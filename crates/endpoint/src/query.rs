@@ -31,8 +31,20 @@ fn indexed<'a>(key: &'a str, prefix: &str) -> Option<(usize, &'a str)> {
     n.parse().ok().map(|n| (n, rest))
 }
 
-/// Query parameters → the JSON protocol's input.
+/// Query parameters → the JSON protocol's input. A parameter given twice is
+/// refused (which one counts would otherwise be a guess); the signature's own
+/// parameters of a presigned request (`X-Amz-*`) are not input.
 pub fn to_json(pairs: &[(String, String)]) -> Result<Value, ApiError> {
+    let mut seen = std::collections::HashSet::with_capacity(pairs.len());
+    for (k, _) in pairs {
+        if !seen.insert(k.as_str()) {
+            return Err(ApiError::bad(
+                "InvalidParameterValue",
+                format!("The parameter {k} is given more than once."),
+            )
+            .with_query_code("InvalidParameterValue"));
+        }
+    }
     let mut out = Map::new();
     let mut attrs: std::collections::BTreeMap<usize, (Option<String>, Option<String>)> =
         Default::default();
@@ -49,7 +61,7 @@ pub fn to_json(pairs: &[(String, String)]) -> Result<Value, ApiError> {
         ("TagKey", "TagKeys"),
     ];
     'pairs: for (k, v) in pairs {
-        if k == "Action" || k == "Version" {
+        if k == "Action" || k == "Version" || k.starts_with("X-Amz-") {
             continue;
         }
         if let Some((n, rest)) = indexed(k, "Attribute") {

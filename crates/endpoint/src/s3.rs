@@ -53,6 +53,20 @@ pub struct Upload {
     pub parts: BTreeMap<u32, Part>,
 }
 
+/// What a completed multipart upload answered: a retried
+/// CompleteMultipartUpload (its first answer lost) gets it again.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Completed {
+    pub upload_id: String,
+    pub key: String,
+    pub etag: String,
+    /// The version id the answer named (none when the bucket was never versioned).
+    pub version_id: Option<String>,
+}
+
+/// How many completed uploads a bucket remembers (the oldest are forgotten).
+pub const COMPLETED_KEEP: usize = 1000;
+
 #[derive(Clone, Debug, Default)]
 pub struct Bucket {
     pub created: u64,
@@ -61,6 +75,8 @@ pub struct Bucket {
     /// Key → versions, oldest first.
     pub objects: BTreeMap<String, Vec<Version>>,
     pub uploads: BTreeMap<String, Upload>,
+    /// The last `COMPLETED_KEEP` completed uploads, oldest first.
+    pub completed: std::collections::VecDeque<Completed>,
 }
 
 impl Bucket {
@@ -77,6 +93,21 @@ impl Bucket {
 
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
+    }
+
+    /// The answer of a completed upload, if it is among the remembered ones.
+    pub fn completed(&self, upload_id: &str) -> Option<&Completed> {
+        self.completed
+            .iter()
+            .rev()
+            .find(|c| c.upload_id == upload_id)
+    }
+
+    fn remember(&mut self, c: Completed) {
+        self.completed.push_back(c);
+        while self.completed.len() > COMPLETED_KEEP {
+            self.completed.pop_front();
+        }
     }
 }
 
@@ -136,6 +167,9 @@ pub enum Op {
         name: String,
         created: u64,
         versioning: Option<String>,
+        /// The remembered completed uploads, oldest first.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        completed: Vec<Completed>,
     },
     /// Versions of the bucket's keys, oldest first; a key's versions may continue
     /// in the next record.
@@ -206,13 +240,18 @@ impl Objects {
                 upload_id,
                 version,
             } => {
-                let Some(u) = self
-                    .buckets
-                    .get_mut(bucket)
-                    .and_then(|b| b.uploads.remove(upload_id))
-                else {
+                let Some(b) = self.buckets.get_mut(bucket) else {
                     return garbage;
                 };
+                let Some(u) = b.uploads.remove(upload_id) else {
+                    return garbage;
+                };
+                b.remember(Completed {
+                    upload_id: upload_id.clone(),
+                    key: u.key.clone(),
+                    etag: version.etag.clone(),
+                    version_id: b.versioning.is_some().then(|| version.version_id.clone()),
+                });
                 garbage.extend(u.parts.values().map(|p| p.blob.clone()));
                 self.put_version(bucket, &u.key, version, &mut garbage);
             }
@@ -307,12 +346,14 @@ impl Objects {
                 name,
                 created,
                 versioning,
+                completed,
             } => {
                 self.buckets.insert(
                     name.clone(),
                     Bucket {
                         created: *created,
                         versioning: versioning.clone(),
+                        completed: completed.iter().cloned().collect(),
                         ..Bucket::default()
                     },
                 );
@@ -347,7 +388,7 @@ impl Objects {
     pub fn image_estimate(&self) -> u64 {
         let mut n = 0usize;
         for b in self.buckets.values() {
-            n += 256;
+            n += 256 + 200 * b.completed.len();
             for (key, versions) in &b.objects {
                 n += versions
                     .iter()
@@ -372,6 +413,7 @@ impl Objects {
                 name: name.clone(),
                 created: b.created,
                 versioning: b.versioning.clone(),
+                completed: b.completed.iter().cloned().collect(),
             });
             let mut chunk: Vec<(String, Vec<Version>)> = Vec::new();
             let mut bytes = 0;
@@ -520,5 +562,60 @@ mod tests {
         });
         assert_eq!(g, vec!["x3".to_string()]);
         assert_eq!(s.referenced().into_iter().collect::<Vec<_>>(), ["x2"]);
+    }
+
+    /// A completed upload's answer is remembered (bounded), replays from the
+    /// journal and survives a compacted image.
+    #[test]
+    fn completed_uploads_are_remembered_and_imaged() {
+        let mut s = Objects::default();
+        s.apply(&Op::CreateBucket {
+            name: "b".into(),
+            now: 0,
+        });
+        let upload = Upload {
+            key: "k".into(),
+            initiated: 0,
+            template: obj("", ""),
+            checksum_algorithm: None,
+            parts: BTreeMap::new(),
+        };
+        for n in 0..COMPLETED_KEEP + 2 {
+            s.apply(&Op::CreateUpload {
+                bucket: "b".into(),
+                upload_id: format!("u{n}"),
+                upload: upload.clone(),
+            });
+            let mut v = obj("null", &format!("x{n}"));
+            v.etag = format!("e{n}-1");
+            s.apply(&Op::CompleteUpload {
+                bucket: "b".into(),
+                upload_id: format!("u{n}"),
+                version: v,
+            });
+        }
+        let b = &s.buckets["b"];
+        assert_eq!(b.completed.len(), COMPLETED_KEEP);
+        assert!(b.completed("u0").is_none() && b.completed("u1").is_none());
+        let last = format!("u{}", COMPLETED_KEEP + 1);
+        assert_eq!(
+            b.completed(&last).unwrap().etag,
+            format!("e{}-1", COMPLETED_KEEP + 1)
+        );
+        assert_eq!(b.completed(&last).unwrap().version_id, None);
+        let mut ops = Vec::new();
+        s.image(&mut |op| ops.push(serde_json::to_string(&op).unwrap()));
+        let mut t = Objects::default();
+        for op in &ops {
+            t.apply(&serde_json::from_str(op).unwrap());
+        }
+        assert_eq!(t.buckets["b"].completed, b.completed);
+        // An image record of an older journal (no `completed`) still reads.
+        let old: Op = serde_json::from_str(
+            r#"{"op":"image_bucket","name":"c","created":1,"versioning":null}"#,
+        )
+        .unwrap();
+        t.apply(&old);
+        assert!(t.buckets["c"].completed.is_empty());
     }
 }

@@ -52,6 +52,14 @@ pub struct S3Svc {
     pub core: Arc<Core>,
 }
 
+tokio::task_local! {
+    /// Set when the S3 request running in this task journaled records of its own:
+    /// they come after everything it saw in the log, so their durability covers
+    /// its answer. A request that journals nothing (a read, a delete of nothing)
+    /// waits for a read barrier instead (`http`).
+    pub static COMMITTED: std::cell::Cell<bool>;
+}
+
 impl S3Svc {
     fn dir(&self) -> &Path {
         &self.core.objects_dir
@@ -64,8 +72,11 @@ impl S3Svc {
     /// Journals ops applied under the lock, waits until durable, then deletes what
     /// they freed.
     async fn commit(&self, rx: crate::journal::Durable, garbage: Vec<String>) -> S3Result<()> {
+        // This request's answer is covered by its own records (see `http`).
+        let _ = COMMITTED.try_with(|c| c.set(true));
         if let Err(e) = rx.wait().await {
-            return Err(s3_error!(InternalError, "{e}"));
+            let e = crate::stopped_error(&e);
+            return Err(s3_error!(ServiceUnavailable, "{}", e.message));
         }
         let dir = self.dir().to_path_buf();
         if !garbage.is_empty() {
@@ -78,16 +89,50 @@ impl S3Svc {
         Ok(())
     }
 
+    /// CompleteMultipartUpload's answer.
+    fn complete_output(
+        &self,
+        bucket: &str,
+        key: &str,
+        etag: String,
+        version_id: Option<String>,
+    ) -> S3Response<CompleteMultipartUploadOutput> {
+        S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(bucket.to_string()),
+            key: Some(key.to_string()),
+            e_tag: Some(ETag::Strong(etag)),
+            location: Some(format!("{}/{}/{}", self.core.base_url(), bucket, key)),
+            version_id,
+            ..Default::default()
+        })
+    }
+
+    /// A CompleteMultipartUpload of an upload that is no longer open: the same
+    /// answer again when it completed (a retry whose first answer was lost, which
+    /// S3 answers 200), NoSuchUpload otherwise.
+    fn completed_again(
+        &self,
+        b: &crate::s3::Bucket,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        match b.completed(upload_id).filter(|c| c.key == key) {
+            Some(c) => Ok(self.complete_output(bucket, key, c.etag.clone(), c.version_id.clone())),
+            None => Err(s3_error!(
+                NoSuchUpload,
+                "The specified upload does not exist."
+            )),
+        }
+    }
+
     /// Applies `ops` (already checked) and journals them while the lock is held.
     fn apply(&self, st: &mut Objects, ops: Vec<Op>) -> (crate::journal::Durable, Vec<String>) {
         let mut garbage = Vec::new();
         for op in &ops {
             garbage.extend(st.apply(op));
         }
-        let records = ops
-            .into_iter()
-            .filter_map(|op| serde_json::to_vec(&crate::Record::S3(op)).ok())
-            .collect();
+        let records = self.core.records(ops, crate::Record::S3);
         (self.core.journal.submit(records), garbage)
     }
 }
@@ -412,7 +457,7 @@ async fn read_inline(
 /// `len` bytes of an object's data from `offset`: its inline data or its blob.
 fn body_of(dir: &Path, v: &Version, offset: u64, len: u64) -> Option<StreamingBlob> {
     if let Some(data) = &v.inline {
-        let raw = crate::unb64(data).unwrap_or_default();
+        let raw = crate::unb64(data)?;
         let end = (offset + len).min(raw.len() as u64) as usize;
         let start = (offset as usize).min(end);
         let bytes = Bytes::copy_from_slice(&raw[start..end]);
@@ -464,6 +509,47 @@ fn etag_of(v: &Version) -> ETag {
     ETag::Strong(v.etag.clone())
 }
 
+/// The Content-Encoding S3 stores: the request's codings without `aws-chunked`,
+/// the transfer framing of the body (SigV4 streaming docs: S3 stores the object
+/// without it), so `gzip,aws-chunked` stores `gzip` and `aws-chunked` nothing.
+fn stored_encoding(v: Option<&String>) -> Option<String> {
+    let kept: Vec<&str> = v?
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+/// Prepares an S3 request's head for s3s: SDKs send `Content-Encoding: gzip` and
+/// `Content-Encoding: aws-chunked` as two fields, which s3s refuses as a
+/// duplicate; they become one list (RFC 9110 §5.3), which SigV4 canonicalizes
+/// the same way (values joined with commas).
+pub fn prepare_request(headers: &mut http::HeaderMap) {
+    let name = http::header::CONTENT_ENCODING;
+    if headers.get_all(&name).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<String> = headers
+        .get_all(&name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+        .collect();
+    if let Ok(v) = http::HeaderValue::from_str(&joined.join(",")) {
+        headers.insert(name, v);
+    }
+}
+
+/// Stamps an S3 answer with the ids S3 gives every response.
+pub fn stamp_response(headers: &mut http::HeaderMap, request_id: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        headers.entry("x-amz-request-id").or_insert(v);
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&b64(request_id.as_bytes())) {
+        headers.entry("x-amz-id-2").or_insert(v);
+    }
+}
+
 fn headers_of(
     cache_control: Option<&String>,
     content_disposition: Option<&String>,
@@ -472,10 +558,11 @@ fn headers_of(
     expires: Option<&Timestamp>,
 ) -> BTreeMap<String, String> {
     let mut h = BTreeMap::new();
+    let content_encoding = stored_encoding(content_encoding);
     for (k, v) in [
         ("cache-control", cache_control),
         ("content-disposition", content_disposition),
-        ("content-encoding", content_encoding),
+        ("content-encoding", content_encoding.as_ref()),
         ("content-language", content_language),
     ] {
         if let Some(v) = v {
@@ -518,14 +605,70 @@ fn check_conditions(
             "At least one of the pre-conditions you specified did not hold"
         ));
     }
-    if let Some(c) = if_none_match {
-        if matches(c) {
-            return Err(S3Error::new(S3ErrorCode::NotModified));
+    let not_modified = if let Some(c) = if_none_match {
+        matches(c)
+    } else {
+        if_modified_since.is_some_and(|t| modified_s <= ms_of(t) / 1000)
+    };
+    if not_modified {
+        // A 304 carries the validators a 200 would (RFC 9110 §15.4.5).
+        let mut e = S3Error::new(S3ErrorCode::NotModified);
+        let mut h = http::HeaderMap::new();
+        if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", v.etag)) {
+            h.insert(http::header::ETAG, etag);
         }
-    } else if let Some(t) = if_modified_since
-        && modified_s <= ms_of(t) / 1000
-    {
-        return Err(S3Error::new(S3ErrorCode::NotModified));
+        let mut date = Vec::new();
+        if ts(modified_s * 1000)
+            .format(TimestampFormat::HttpDate, &mut date)
+            .is_ok()
+            && let Ok(m) = http::HeaderValue::from_bytes(&date)
+        {
+            h.insert(http::header::LAST_MODIFIED, m);
+        }
+        e.set_headers(h);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The write conditions of PutObject and CompleteMultipartUpload, checked under
+/// the state's lock with the write (S3 user guide, conditional writes):
+/// `If-None-Match: *` fails with 412 when the key has an object; `If-Match`
+/// fails with 404 NoSuchKey when it has none (or a delete marker) and 412 when
+/// its ETag differs. S3 takes only `*` in a write's If-None-Match: an ETag there
+/// is 501 NotImplemented (PutObject API reference; aws/aws-sdk-ruby#3144 shows
+/// S3's answer).
+fn check_write(
+    b: &crate::s3::Bucket,
+    key: &str,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    let current = b.latest(key).filter(|v| !v.delete_marker);
+    let failed = || {
+        s3_error!(
+            PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold"
+        )
+    };
+    if let Some(c) = if_none_match {
+        if !c.is_any() {
+            return Err(s3_error!(
+                NotImplemented,
+                "A header you provided implies functionality that is not implemented: If-None-Match takes only *"
+            ));
+        }
+        if current.is_some() {
+            return Err(failed());
+        }
+    }
+    if let Some(c) = if_match {
+        let Some(v) = current else {
+            return Err(no_key(key));
+        };
+        if !(c.is_any() || c.as_etag().is_some_and(|e| e.value() == v.etag)) {
+            return Err(failed());
+        }
     }
     Ok(())
 }
@@ -653,22 +796,67 @@ impl S3 for S3Svc {
 
     async fn list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let i = req.input;
+        // MaxBuckets: 1 to 10000 (ListBuckets API reference); the token is the
+        // last name of the page, opaque (base64url) as on AWS.
+        let max = match i.max_buckets {
+            None => usize::MAX,
+            Some(m) if (1..=10_000).contains(&m) => m as usize,
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "max-buckets must be an integer between 1 and 10000"
+                ));
+            }
+        };
+        let after = match &i.continuation_token {
+            Some(t) => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "The continuation token provided is incorrect"
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let prefix = i.prefix.clone().unwrap_or_default();
         let st = self.state();
-        let buckets = st
+        let mut names = st
             .buckets
-            .iter()
+            .range(prefix.clone()..)
+            .take_while(|(n, _)| n.starts_with(&prefix))
+            .filter(|(n, _)| after.as_ref().is_none_or(|a| *n > a))
+            .filter(|_| {
+                i.bucket_region
+                    .as_ref()
+                    .is_none_or(|r| *r == self.core.region)
+            });
+        let buckets: Vec<Bucket> = names
+            .by_ref()
+            .take(max)
             .map(|(n, b)| Bucket {
                 name: Some(n.clone()),
                 creation_date: Some(ts(b.created)),
                 bucket_region: Some(self.core.region.clone()),
             })
             .collect();
+        let more = names.next().is_some();
+        let token = more
+            .then(|| buckets.last().and_then(|b| b.name.clone()))
+            .flatten()
+            .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n));
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(owner()),
-            ..Default::default()
+            continuation_token: token,
+            prefix: i.prefix.clone(),
         }))
     }
 
@@ -711,10 +899,10 @@ impl S3 for S3Svc {
         }
         let (rx, g) = {
             let mut st = self.state();
-            let b = bucket(&st, &name)?;
-            if b.versioning.is_none() && status == "Suspended" {
-                return Ok(S3Response::new(PutBucketVersioningOutput {}));
-            }
+            bucket(&st, &name)?;
+            // Suspending a bucket that never had versioning reads back `Suspended`
+            // (GetBucketVersioning: a status is returned once one was ever set);
+            // it writes and deletes `null` versions like any suspended bucket.
             self.apply(
                 &mut st,
                 vec![Op::Versioning {
@@ -788,15 +976,9 @@ impl S3 for S3Svc {
                 discard(&w);
                 return Err(no_bucket(&i.bucket));
             };
-            if let Some(c) = &i.if_none_match
-                && c.is_any()
-                && b.latest(&i.key).is_some_and(|v| !v.delete_marker)
-            {
+            if let Err(e) = check_write(b, &i.key, i.if_match.as_ref(), i.if_none_match.as_ref()) {
                 discard(&w);
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "At least one of the pre-conditions you specified did not hold"
-                ));
+                return Err(e);
             }
             let version_id = if b.versioning.as_deref() == Some("Enabled") {
                 new_id()
@@ -890,6 +1072,14 @@ impl S3 for S3Svc {
             && i.range.is_none();
         let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(&v, want_sums);
         let body = body_of(self.dir(), &v, start, len);
+        if body.is_none() && len > 0 {
+            return Err(s3_error!(
+                InternalError,
+                "the data of {}/{} cannot be read (a damaged journal record or a missing blob)",
+                i.bucket,
+                i.key
+            ));
+        }
         let partial = content_range.is_some();
         let mut resp = S3Response::new(GetObjectOutput {
             body,
@@ -1248,41 +1438,61 @@ impl S3 for S3Svc {
         let enc = url_encoded(i.encoding_type.as_ref());
         let max = i.max_keys.unwrap_or(1000).clamp(1, 1000) as usize;
         let prefix = i.prefix.clone().unwrap_or_default();
+        if i.version_id_marker.is_some() && i.key_marker.is_none() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "A version-id marker cannot be specified without a key marker."
+            ));
+        }
         let st = self.state();
         let b = bucket(&st, &i.bucket)?;
         let mut versions = Vec::new();
         let mut markers = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
         let mut n = 0;
-        let mut truncated = None;
-        'keys: for (k, vs) in b.objects.range(prefix.clone()..) {
+        // The last entry returned: where the next page starts (NextKeyMarker,
+        // NextVersionIdMarker), set once an entry is left over.
+        let mut last: Option<(String, Option<String>)> = None;
+        let mut truncated = false;
+        let key_marker = i.key_marker.as_deref();
+        let start = match key_marker {
+            Some(m) if m > prefix.as_str() => m.to_string(),
+            _ => prefix.clone(),
+        };
+        'keys: for (k, vs) in b.objects.range(start..) {
             if !k.starts_with(&prefix) {
                 break;
             }
-            if let Some(m) = &i.key_marker
-                && k <= m
-                && i.version_id_marker.is_none()
-            {
-                continue;
+            // Versions of the marker's key newer than (and including) the version
+            // marker were on earlier pages; without a version marker, all were.
+            let mut skipping = false;
+            if key_marker == Some(k.as_str()) {
+                match &i.version_id_marker {
+                    None => continue,
+                    Some(id) if vs.iter().any(|v| &v.version_id == id) => skipping = true,
+                    Some(_) => continue,
+                }
             }
             if let Some(d) = i.delimiter.as_deref().filter(|d| !d.is_empty())
                 && let Some(pos) = k[prefix.len()..].find(d)
             {
-                let p = k[..prefix.len() + pos + d.len()].to_string();
-                if prefixes.last() != Some(&p) {
-                    if n >= max {
-                        truncated = Some((k.clone(), None));
-                        break;
-                    }
-                    prefixes.push(p);
-                    n += 1;
+                let p = &k[..prefix.len() + pos + d.len()];
+                if prefixes.last().map(String::as_str) == Some(p)
+                    || key_marker.is_some_and(|m| m.starts_with(p))
+                {
+                    continue;
                 }
+                if n >= max {
+                    truncated = true;
+                    break;
+                }
+                prefixes.push(p.to_string());
+                last = Some((p.to_string(), None));
+                n += 1;
                 continue;
             }
-            // Newest first.
+            // Newest first; delete markers in the same order.
             let latest = vs.len().saturating_sub(1);
-            let mut skipping =
-                i.key_marker.as_deref() == Some(k.as_str()) && i.version_id_marker.is_some();
             for (idx, v) in vs.iter().enumerate().rev() {
                 if skipping {
                     if Some(&v.version_id) == i.version_id_marker.as_ref() {
@@ -1291,10 +1501,11 @@ impl S3 for S3Svc {
                     continue;
                 }
                 if n >= max {
-                    truncated = Some((k.clone(), Some(v.version_id.clone())));
+                    truncated = true;
                     break 'keys;
                 }
                 n += 1;
+                last = Some((k.clone(), Some(v.version_id.clone())));
                 if v.delete_marker {
                     markers.push(DeleteMarkerEntry {
                         key: Some(url_encode(k, enc)),
@@ -1320,16 +1531,17 @@ impl S3 for S3Svc {
                 }
             }
         }
+        let next = if truncated { last } else { None };
         Ok(S3Response::new(ListObjectVersionsOutput {
             name: Some(i.bucket.clone()),
             prefix: Some(url_encode(&prefix, enc)),
             delimiter: i.delimiter.clone(),
             max_keys: Some(max as i32),
-            is_truncated: Some(truncated.is_some()),
-            key_marker: i.key_marker.clone(),
+            is_truncated: Some(truncated),
+            key_marker: i.key_marker.clone().map(|m| url_encode(&m, enc)),
             version_id_marker: i.version_id_marker.clone(),
-            next_key_marker: truncated.as_ref().map(|(k, _)| k.clone()),
-            next_version_id_marker: truncated.and_then(|(_, v)| v),
+            next_key_marker: next.as_ref().map(|(k, _)| url_encode(k, enc)),
+            next_version_id_marker: next.and_then(|(_, v)| v),
             versions: Some(versions),
             delete_markers: Some(markers),
             common_prefixes: common_prefixes(prefixes, enc),
@@ -1416,9 +1628,12 @@ impl S3 for S3Svc {
         let algorithm = {
             let st = self.state();
             let b = bucket(&st, &i.bucket)?;
+            // An upload id names one upload of one key (AWS: NoSuchUpload for
+            // another key).
             let u = b
                 .uploads
                 .get(&i.upload_id)
+                .filter(|u| u.key == i.key)
                 .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
             u.checksum_algorithm.clone()
         };
@@ -1444,11 +1659,12 @@ impl S3 for S3Svc {
         };
         let (rx, g) = {
             let mut st = self.state();
-            if !st
+            let known = st
                 .buckets
                 .get(&i.bucket)
-                .is_some_and(|b| b.uploads.contains_key(&i.upload_id))
-            {
+                .and_then(|b| b.uploads.get(&i.upload_id))
+                .is_some_and(|u| u.key == i.key);
+            if !known {
                 let _ = std::fs::remove_file(self.dir().join(&w.blob));
                 return Err(s3_error!(
                     NoSuchUpload,
@@ -1493,10 +1709,11 @@ impl S3 for S3Svc {
         let (upload, versioning) = {
             let st = self.state();
             let b = bucket(&st, &i.bucket)?;
-            let u = b
-                .uploads
-                .get(&i.upload_id)
-                .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
+            let Some(u) = b.uploads.get(&i.upload_id).filter(|u| u.key == i.key) else {
+                return self.completed_again(b, &i.bucket, &i.key, &i.upload_id);
+            };
+            // Fail early; checked again with the write.
+            check_write(b, &i.key, i.if_match.as_ref(), i.if_none_match.as_ref())?;
             (u.clone(), b.versioning.clone())
         };
         let mut chosen = Vec::new();
@@ -1588,16 +1805,18 @@ impl S3 for S3Svc {
         }
         let (rx, g) = {
             let mut st = self.state();
-            if !st
-                .buckets
-                .get(&i.bucket)
-                .is_some_and(|b| b.uploads.contains_key(&i.upload_id))
-            {
+            let b = bucket(&st, &i.bucket)?;
+            let discard = || {
                 let _ = std::fs::remove_file(self.dir().join(&blob));
-                return Err(s3_error!(
-                    NoSuchUpload,
-                    "The specified upload does not exist."
-                ));
+            };
+            if !b.uploads.contains_key(&i.upload_id) {
+                // A concurrent completion of the same upload won.
+                discard();
+                return self.completed_again(b, &i.bucket, &i.key, &i.upload_id);
+            }
+            if let Err(e) = check_write(b, &i.key, i.if_match.as_ref(), i.if_none_match.as_ref()) {
+                discard();
+                return Err(e);
             }
             self.apply(
                 &mut st,
@@ -1609,14 +1828,12 @@ impl S3 for S3Svc {
             )
         };
         self.commit(rx, g).await?;
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            bucket: Some(i.bucket.clone()),
-            key: Some(i.key.clone()),
-            e_tag: Some(ETag::Strong(etag)),
-            location: Some(format!("{}/{}/{}", self.core.base_url(), i.bucket, i.key)),
-            version_id: versioning.is_some().then(|| version.version_id.clone()),
-            ..Default::default()
-        }))
+        Ok(self.complete_output(
+            &i.bucket,
+            &i.key,
+            etag,
+            versioning.is_some().then(|| version.version_id.clone()),
+        ))
     }
 
     async fn abort_multipart_upload(
@@ -1627,7 +1844,7 @@ impl S3 for S3Svc {
         let (rx, g) = {
             let mut st = self.state();
             let b = bucket(&st, &i.bucket)?;
-            if !b.uploads.contains_key(&i.upload_id) {
+            if b.uploads.get(&i.upload_id).is_none_or(|u| u.key != i.key) {
                 return Err(s3_error!(
                     NoSuchUpload,
                     "The specified upload does not exist."
@@ -1655,6 +1872,7 @@ impl S3 for S3Svc {
         let u = b
             .uploads
             .get(&i.upload_id)
+            .filter(|u| u.key == i.key)
             .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
         let after = i.part_number_marker.map(|m| m.max(0) as u32).unwrap_or(0);
         let max = i.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
@@ -1918,42 +2136,156 @@ impl s3s::auth::S3Auth for Auth {
 
 /// Identity-based policies for s3s: a unit's credentials reach only what its
 /// policy allows (`iam`); anonymous requests are refused, as without a policy.
+///
+/// `check` runs on the parsed path before the input is parsed; the operations
+/// whose authorization depends on their input (a version id, the keys of a batch,
+/// a copy source) are authorized by their own methods below, from the input s3s
+/// parsed and hands to the handler, never from the raw query or headers.
 pub struct Access {
     pub core: Arc<Core>,
 }
 
-#[async_trait::async_trait]
-impl s3s::access::S3Access for Access {
-    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
-        let Some(creds) = cx.credentials() else {
+/// Operations authorized from their parsed input (each has a method below).
+const BY_INPUT: &[&str] = &[
+    "GetObject",
+    "HeadObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CopyObject",
+];
+
+impl Access {
+    /// The policy of the request's principal (None: unrestricted), or the refusal
+    /// of a request without known credentials.
+    fn policy_of(
+        &self,
+        creds: Option<&s3s::auth::Credentials>,
+    ) -> S3Result<Option<(&str, &crate::iam::Policy)>> {
+        let Some(creds) = creds else {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
         let Some((principal, _)) = self.core.secret_of(&creds.access_key) else {
             return Err(s3_error!(AccessDenied, "Unknown access key"));
         };
-        let Some(policy) = self.core.policy(principal) else {
+        Ok(self.core.policy(principal).map(|p| (principal, p)))
+    }
+
+    fn authorize(
+        &self,
+        creds: Option<&s3s::auth::Credentials>,
+        asked: impl FnOnce() -> Vec<(String, String)>,
+    ) -> S3Result<()> {
+        let Some((principal, policy)) = self.policy_of(creds)? else {
             return Ok(());
         };
-        let (bucket, key) = match cx.s3_path() {
-            s3s::path::S3Path::Root => (None, None),
-            s3s::path::S3Path::Bucket { bucket } => (Some(&**bucket), None),
-            s3s::path::S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
-        };
-        let version = cx
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p.starts_with("versionId=")));
-        let copy_source = cx
-            .headers()
-            .get("x-amz-copy-source")
-            .and_then(|v| v.to_str().ok());
-        let asked = crate::iam::s3_request(cx.s3_op().name(), bucket, key, version, copy_source);
+        let asked = asked();
         policy
             .authorize(
                 principal,
                 asked.iter().map(|(a, r)| (a.as_str(), r.as_str())),
             )
             .map_err(|m| s3_error!(AccessDenied, "{m}"))
+    }
+
+    fn object(
+        &self,
+        creds: Option<&s3s::auth::Credentials>,
+        op: &str,
+        bucket: &str,
+        key: &str,
+        version: bool,
+    ) -> S3Result<()> {
+        self.authorize(creds, || {
+            crate::iam::s3_request(op, Some(bucket), Some(key), version, None)
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Access {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        let op = cx.s3_op().name();
+        if BY_INPUT.contains(&op) {
+            // Authenticated here, authorized by the operation's method.
+            return self.policy_of(cx.credentials()).map(|_| ());
+        }
+        let (bucket, key) = match cx.s3_path() {
+            s3s::path::S3Path::Root => (None, None),
+            s3s::path::S3Path::Bucket { bucket } => (Some(&**bucket), None),
+            s3s::path::S3Path::Object { bucket, key } => (Some(&**bucket), Some(&**key)),
+        };
+        self.authorize(cx.credentials(), || {
+            crate::iam::s3_request(op, bucket, key, false, None)
+        })
+    }
+
+    async fn get_object(&self, req: &mut S3Request<GetObjectInput>) -> S3Result<()> {
+        let i = &req.input;
+        let v = i.version_id.is_some();
+        self.object(req.credentials.as_ref(), "GetObject", &i.bucket, &i.key, v)
+    }
+
+    async fn head_object(&self, req: &mut S3Request<HeadObjectInput>) -> S3Result<()> {
+        let i = &req.input;
+        let v = i.version_id.is_some();
+        self.object(req.credentials.as_ref(), "HeadObject", &i.bucket, &i.key, v)
+    }
+
+    async fn delete_object(&self, req: &mut S3Request<DeleteObjectInput>) -> S3Result<()> {
+        let i = &req.input;
+        let v = i.version_id.is_some();
+        self.object(
+            req.credentials.as_ref(),
+            "DeleteObject",
+            &i.bucket,
+            &i.key,
+            v,
+        )
+    }
+
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        let i = &req.input;
+        self.authorize(req.credentials.as_ref(), || {
+            let keys = i
+                .delete
+                .objects
+                .iter()
+                .map(|o| (o.key.as_str(), o.version_id.is_some()));
+            let mut asked = crate::iam::s3_delete_objects(&i.bucket, keys);
+            if asked.is_empty() {
+                asked.push((
+                    "s3:DeleteObject".into(),
+                    format!("{}/*", crate::iam::bucket_arn(&i.bucket)),
+                ));
+            }
+            asked
+        })
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        let i = &req.input;
+        let source = match &i.copy_source {
+            CopySource::Bucket {
+                bucket,
+                key,
+                version_id,
+            } => (&**bucket, &**key, version_id.is_some()),
+            CopySource::AccessPoint { .. } | CopySource::Outpost { .. } => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "copy sources by access point or outpost are not served by the local cloud"
+                ));
+            }
+        };
+        self.authorize(req.credentials.as_ref(), || {
+            crate::iam::s3_request(
+                "CopyObject",
+                Some(&i.bucket),
+                Some(&i.key),
+                false,
+                Some(source),
+            )
+        })
     }
 }
 

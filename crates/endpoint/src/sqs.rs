@@ -8,6 +8,7 @@
 //! the same queues, messages, receive counts and receipt handles.
 
 use crate::error::ApiError;
+use crate::request::{Call, Resource, name_of_arn};
 use base64::Engine;
 use md5::{Digest, Md5};
 use pantstack_awsproto::sigv4::hex;
@@ -24,8 +25,9 @@ pub type Millis = u64;
 pub const MAX_WAIT_SECS: u64 = 20;
 /// Entries of one batch request.
 pub const MAX_BATCH: usize = 10;
-/// A batch's bodies and attributes together (bytes).
-pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// A batch's bodies and attributes together (bytes): 1 MiB, as one message
+/// (AWS SQS API reference, SendMessageBatch, since August 2025).
+pub const MAX_BATCH_BYTES: usize = pantstack_sqs::MAX_MESSAGE_BYTES;
 
 /// The settable attributes and how each is checked.
 const SETTABLE: &[&str] = &[
@@ -45,6 +47,22 @@ const SETTABLE: &[&str] = &[
     "DeduplicationScope",
     "FifoThroughputLimit",
 ];
+
+/// Attributes an empty value removes (AWS SQS API reference, SetQueueAttributes:
+/// "To remove ... set it to an empty string"; the policies are JSON documents).
+const CLEARABLE: &[&str] = &["Policy", "RedrivePolicy", "RedriveAllowPolicy"];
+
+/// Tags a queue can have (AWS SQS developer guide, "Quotas related to queues").
+pub const MAX_TAGS: usize = 50;
+
+/// `attrs` without the clearable attributes set to `""` (nothing to keep).
+fn without_cleared(attrs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    attrs
+        .iter()
+        .filter(|(k, v)| !(v.is_empty() && CLEARABLE.contains(&k.as_str())))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
 
 fn no_queue() -> ApiError {
     ApiError::bad(
@@ -112,20 +130,6 @@ fn ranged(v: &Value, k: &str, lo: i64, hi: i64) -> Result<Option<u64>, ApiError>
         Some(n) => Err(invalid(format!(
             "Value {n} for parameter {k} is invalid. Reason: Must be between {lo} and {hi}, if provided."
         ))),
-    }
-}
-
-/// The queue name a `QueueUrl` names (its last path segment).
-pub fn name_of_url(url: &str) -> &str {
-    url.trim_end_matches('/').rsplit('/').next().unwrap_or(url)
-}
-
-/// A queue's name from an ARN `arn:aws:sqs:region:account:name`.
-fn name_of_arn(arn: &str) -> Option<&str> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts.as_slice() {
-        ["arn", _, "sqs", _, _, name] => Some(name),
-        _ => None,
     }
 }
 
@@ -330,6 +334,10 @@ pub enum Op {
         name: String,
         body: String,
         extra: String,
+        /// The message id, a random UUID drawn by the handler (records written
+        /// before ids were drawn have none: the queue derives one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
         delay: Option<u64>,
         group: Option<String>,
         dedup: Option<String>,
@@ -421,7 +429,11 @@ fn parse_attrs(
                 "Unknown Attribute FifoQueue (it can only be set when the queue is created).",
             ));
         }
-        merged.insert(k.clone(), v.clone());
+        if v.is_empty() && CLEARABLE.contains(&k.as_str()) {
+            merged.remove(k);
+        } else {
+            merged.insert(k.clone(), v.clone());
+        }
     }
     let num = |k: &str, lo: u64, hi: u64, d: u64| -> Result<u64, ApiError> {
         match merged.get(k) {
@@ -502,7 +514,12 @@ fn parse_attrs(
         visibility_timeout_secs: num("VisibilityTimeout", 0, 43_200, 30)?,
         retention_secs: num("MessageRetentionPeriod", 60, 1_209_600, 345_600)?,
         delay_secs: num("DelaySeconds", 0, 900, 0)?,
-        max_message_bytes: num("MaximumMessageSize", 1024, 262_144, 262_144)? as usize,
+        max_message_bytes: num(
+            "MaximumMessageSize",
+            1024,
+            pantstack_sqs::MAX_MESSAGE_BYTES as u64,
+            pantstack_sqs::MAX_MESSAGE_BYTES as u64,
+        )? as usize,
         fifo,
         content_based_deduplication: cbd,
         max_receive_count: None,
@@ -554,6 +571,7 @@ impl Sqs {
                 now,
             } => {
                 let fifo = check_queue_name(name)?;
+                let attrs = &without_cleared(attrs);
                 if let Some(q) = self.queues.get(name) {
                     // Idempotent when nothing differs.
                     let differs = attrs.iter().any(|(k, v)| {
@@ -595,7 +613,11 @@ impl Sqs {
                 let fifo = q.q.attributes.fifo;
                 let (a, redrive) = parse_attrs(attrs, fifo, false, Some(&q.attrs))?;
                 for (k, v) in attrs {
-                    q.attrs.insert(k.clone(), v.clone());
+                    if v.is_empty() && CLEARABLE.contains(&k.as_str()) {
+                        q.attrs.remove(k);
+                    } else {
+                        q.attrs.insert(k.clone(), v.clone());
+                    }
                 }
                 q.q.attributes = a;
                 q.redrive = redrive;
@@ -605,10 +627,15 @@ impl Sqs {
             }
             Op::Tag { name, tags } => {
                 let q = self.queue(name)?;
-                q.tags.extend(tags.clone());
-                if q.tags.len() > 50 {
-                    return Err(invalid("Too many tags (at most 50 per queue)."));
+                // Checked before anything changes: a refused TagQueue applies no tag.
+                let added = tags.keys().filter(|k| !q.tags.contains_key(*k)).count();
+                if q.tags.len() + added > MAX_TAGS {
+                    return Err(invalid(format!(
+                        "Too many tags: the queue would have {} (at most {MAX_TAGS} per queue).",
+                        q.tags.len() + added
+                    )));
                 }
+                q.tags.extend(tags.clone());
                 Ok(Applied::Nothing)
             }
             Op::Untag { name, keys } => {
@@ -639,6 +666,7 @@ impl Sqs {
                 name,
                 body,
                 extra,
+                id,
                 delay,
                 group,
                 dedup,
@@ -649,6 +677,7 @@ impl Sqs {
                     q.q.send_with(
                         body,
                         extra,
+                        id.as_deref(),
                         *delay,
                         group.as_deref(),
                         dedup.as_deref(),
@@ -751,6 +780,12 @@ impl Sqs {
                 purged_at,
                 queue,
             } => {
+                let mut q = (**queue).clone();
+                if !attrs.contains_key("MaximumMessageSize") {
+                    // An image taken when the default was 256 KiB: the default
+                    // now, as replaying the queue's records gives.
+                    q.attributes.max_message_bytes = pantstack_sqs::MAX_MESSAGE_BYTES;
+                }
                 let old = self.queues.insert(
                     name.clone(),
                     QueueRt {
@@ -759,7 +794,7 @@ impl Sqs {
                         modified: *modified,
                         attrs: attrs.clone(),
                         tags: tags.clone(),
-                        q: (**queue).clone(),
+                        q,
                         notify: Arc::new(Notify::new()),
                         redrive: redrive.clone(),
                         purged_at: *purged_at,
@@ -890,6 +925,40 @@ impl Sqs {
         out
     }
 
+    /// A RedrivePolicy's dead-letter queue must exist here (this region and
+    /// account) and be of the source's type: "The dead-letter queue of a FIFO
+    /// queue must also be a FIFO queue. Similarly, the dead-letter queue of a
+    /// standard queue must also be a standard queue" (SQS developer guide,
+    /// "Using dead-letter queues"). The errors are AWS's `InvalidParameterValue`
+    /// with its reasons. Checked by the handler, not in `apply`: records journaled
+    /// before this check replay as they were accepted.
+    fn check_redrive(&self, attrs: &BTreeMap<String, String>, fifo: bool) -> Result<(), ApiError> {
+        let Some(policy) = attrs.get("RedrivePolicy").filter(|s| !s.is_empty()) else {
+            return Ok(());
+        };
+        let Some(arn) = serde_json::from_str::<Value>(policy)
+            .ok()
+            .and_then(|v| text(&v, "deadLetterTargetArn").map(str::to_string))
+        else {
+            return Ok(()); // parse_attrs names what is wrong with it
+        };
+        let reason = |r: &str| {
+            invalid(format!(
+                "Value {policy} for parameter RedrivePolicy is invalid. Reason: {r}"
+            ))
+        };
+        let dlq = name_of_arn(&arn)
+            .filter(|n| self.arn(n) == arn)
+            .and_then(|n| self.queues.get(n))
+            .ok_or_else(|| reason("Dead letter target does not exist."))?;
+        if dlq.q.attributes.fifo != fifo {
+            return Err(reason(
+                "Dead-letter target must be of same type as the source.",
+            ));
+        }
+        Ok(())
+    }
+
     /// The wait of a ReceiveMessage: its WaitTimeSeconds, else the queue's.
     pub fn wait_secs(&self, name: &str, input: &Value) -> Result<u64, ApiError> {
         let q = self.queues.get(name).ok_or_else(no_queue)?;
@@ -916,25 +985,36 @@ impl Sqs {
     /// the ops to journal (already applied).
     pub fn handle(
         &mut self,
-        action: &str,
-        input: &Value,
+        call: &Call,
         now: Millis,
         sender: &str,
         base_url: &str,
     ) -> Result<(Value, Vec<Op>), ApiError> {
         let account = self.account.clone();
         let url = |name: &str| format!("{base_url}/{account}/{name}");
-        let queue_name = |input: &Value| -> Result<String, ApiError> {
-            text(input, "QueueUrl")
-                .map(|u| name_of_url(u).to_string())
+        let (action, input) = (call.action, &call.input);
+        // The queue comes from the parsed call (what IAM checked), never from input.
+        let queue_name = || -> Result<String, ApiError> {
+            call.queue()
+                .map(str::to_string)
                 .ok_or_else(|| missing("QueueUrl"))
         };
         let mut ops = Vec::new();
         let out = match action {
             "CreateQueue" => {
-                let name = text(input, "QueueName").ok_or_else(|| missing("QueueName"))?;
+                let name = queue_name()?;
+                let name = name.as_str();
                 let attrs = string_map(input.get("Attributes"), "Attributes")?;
                 let tags = string_map(input.get("tags").or_else(|| input.get("Tags")), "tags")?;
+                if tags.len() > MAX_TAGS {
+                    return Err(invalid(format!(
+                        "Too many tags: {} (at most {MAX_TAGS} per queue).",
+                        tags.len()
+                    )));
+                }
+                if !self.queues.contains_key(name) {
+                    self.check_redrive(&attrs, name.ends_with(".fifo"))?;
+                }
                 let op = Op::Create {
                     name: name.to_string(),
                     attrs,
@@ -949,7 +1029,8 @@ impl Sqs {
                 json!({ "QueueUrl": url(name) })
             }
             "GetQueueUrl" => {
-                let name = text(input, "QueueName").ok_or_else(|| missing("QueueName"))?;
+                let name = queue_name()?;
+                let name = name.as_str();
                 if !self.queues.contains_key(name) {
                     return Err(no_queue());
                 }
@@ -974,7 +1055,7 @@ impl Sqs {
             }
             "DeleteQueue" => {
                 let op = Op::DeleteQueue {
-                    name: queue_name(input)?,
+                    name: queue_name()?,
                 };
                 self.apply(&op)?;
                 ops.push(op);
@@ -982,7 +1063,7 @@ impl Sqs {
             }
             "PurgeQueue" => {
                 let op = Op::Purge {
-                    name: queue_name(input)?,
+                    name: queue_name()?,
                     now,
                 };
                 self.apply(&op)?;
@@ -990,7 +1071,7 @@ impl Sqs {
                 json!({})
             }
             "GetQueueAttributes" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 let all = self.all_attributes(q, now);
                 let wanted = string_list(input.get("AttributeNames"));
@@ -1020,18 +1101,24 @@ impl Sqs {
                 }
             }
             "SetQueueAttributes" => {
-                let op = Op::SetAttrs {
-                    name: queue_name(input)?,
-                    attrs: string_map(input.get("Attributes"), "Attributes")?,
-                    now,
-                };
+                let name = queue_name()?;
+                let attrs = string_map(input.get("Attributes"), "Attributes")?;
+                let fifo = self
+                    .queues
+                    .get(&name)
+                    .ok_or_else(no_queue)?
+                    .q
+                    .attributes
+                    .fifo;
+                self.check_redrive(&attrs, fifo)?;
+                let op = Op::SetAttrs { name, attrs, now };
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
             "TagQueue" => {
                 let op = Op::Tag {
-                    name: queue_name(input)?,
+                    name: queue_name()?,
                     tags: string_map(input.get("Tags"), "Tags")?,
                 };
                 self.apply(&op)?;
@@ -1040,7 +1127,7 @@ impl Sqs {
             }
             "UntagQueue" => {
                 let op = Op::Untag {
-                    name: queue_name(input)?,
+                    name: queue_name()?,
                     keys: string_list(input.get("TagKeys")),
                 };
                 self.apply(&op)?;
@@ -1048,7 +1135,7 @@ impl Sqs {
                 json!({})
             }
             "ListQueueTags" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 if q.tags.is_empty() {
                     json!({})
@@ -1057,7 +1144,7 @@ impl Sqs {
                 }
             }
             "SendMessage" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 let (op, md5_attrs) = self.send_op(&name, input, now, sender)?;
                 let r = self.apply(&op)?;
                 let Applied::Sent(sent) = r else {
@@ -1067,15 +1154,15 @@ impl Sqs {
                 self.sent_json(&name, input, &sent, md5_attrs)
             }
             "SendMessageBatch" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 self.queue(&name)?;
                 let entries = batch_entries(input)?;
                 let total: usize = entries
                     .iter()
                     .map(|e| {
                         text(e, "MessageBody").map_or(0, str::len)
-                            + e.get("MessageAttributes")
-                                .map_or(0, |a| a.to_string().len() / 2)
+                            + check_message_attributes(e.get("MessageAttributes"))
+                                .map_or(0, |(_, n)| n)
                     })
                     .sum();
                 if total > MAX_BATCH_BYTES {
@@ -1109,7 +1196,7 @@ impl Sqs {
                 json!({ "Successful": ok, "Failed": failed })
             }
             "DeleteMessage" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 let receipt =
                     text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
                 let op = Op::Delete {
@@ -1121,7 +1208,7 @@ impl Sqs {
                 json!({})
             }
             "DeleteMessageBatch" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 self.queue(&name)?;
                 self.batch(input, &mut ops, |e| {
                     Ok(Op::Delete {
@@ -1131,19 +1218,19 @@ impl Sqs {
                 })?
             }
             "ChangeMessageVisibility" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 let op = visibility_op(&name, input, now)?;
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
             "ChangeMessageVisibilityBatch" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 self.queue(&name)?;
                 self.batch(input, &mut ops, |e| visibility_op(&name, e, now))?
             }
             "ListDeadLetterSourceQueues" => {
-                let name = queue_name(input)?;
+                let name = queue_name()?;
                 self.queue(&name)?;
                 let sources: Vec<String> = self
                     .queues
@@ -1154,16 +1241,23 @@ impl Sqs {
                 json!({ "queueUrls": sources })
             }
             "StartMessageMoveTask" => {
-                let src_arn = text(input, "SourceArn").ok_or_else(|| missing("SourceArn"))?;
-                let source = name_of_arn(src_arn)
-                    .filter(|n| self.queues.contains_key(*n))
-                    .ok_or_else(|| {
-                        ApiError::bad(
-                            "ResourceNotFoundException",
-                            format!("The resource that you specified for the SourceArn parameter doesn't exist: {src_arn}"),
-                        )
-                    })?
-                    .to_string();
+                let Resource::Move {
+                    source,
+                    source_arn: src_arn,
+                    dest,
+                } = &call.resource
+                else {
+                    return Err(missing("SourceArn"));
+                };
+                if !self.queues.contains_key(source) {
+                    return Err(ApiError::bad(
+                        "ResourceNotFoundException",
+                        format!(
+                            "The resource that you specified for the SourceArn parameter doesn't exist: {src_arn}"
+                        ),
+                    ));
+                }
+                let source = source.clone();
                 let is_dlq = self
                     .queues
                     .values()
@@ -1173,19 +1267,17 @@ impl Sqs {
                         "Source queue must be configured as a Dead Letter Queue: {src_arn}"
                     )));
                 }
-                let dest = match text(input, "DestinationArn") {
+                let dest = match dest {
                     None => None,
-                    Some(a) => Some(
-                        name_of_arn(a)
-                            .filter(|n| self.queues.contains_key(*n))
-                            .ok_or_else(|| {
-                                ApiError::bad(
-                                    "ResourceNotFoundException",
-                                    format!("The resource that you specified for the DestinationArn parameter doesn't exist: {a}"),
-                                )
-                            })?
-                            .to_string(),
-                    ),
+                    Some((d, a)) if !self.queues.contains_key(d) => {
+                        return Err(ApiError::bad(
+                            "ResourceNotFoundException",
+                            format!(
+                                "The resource that you specified for the DestinationArn parameter doesn't exist: {a}"
+                            ),
+                        ));
+                    }
+                    Some((d, _)) => Some(d.clone()),
                 };
                 let handle = format!("move-{}-{now}", self.moves.len() + 1);
                 let op = Op::Move {
@@ -1199,8 +1291,7 @@ impl Sqs {
                 json!({ "TaskHandle": handle })
             }
             "ListMessageMoveTasks" => {
-                let src_arn = text(input, "SourceArn").ok_or_else(|| missing("SourceArn"))?;
-                let source = name_of_arn(src_arn).unwrap_or("");
+                let source = call.queue().unwrap_or("");
                 let results: Vec<Value> = self
                     .moves
                     .iter()
@@ -1305,6 +1396,7 @@ impl Sqs {
                 name: name.to_string(),
                 body: body.to_string(),
                 extra,
+                id: Some(message_id()),
                 delay,
                 group,
                 dedup,
@@ -1361,11 +1453,14 @@ impl Sqs {
         let user = string_list(input.get("MessageAttributeNames"));
         let want_user = |n: &str| {
             user.iter().any(|u| {
+                // "All or .* ... You can also use all message attributes starting
+                // with a prefix, for example bar.*" (SQS API reference,
+                // ReceiveMessage, MessageAttributeNames): `bar.*` is every name
+                // that starts with `bar`, `bar.x` and `barx` alike (as the regex).
                 u == "All"
                     || u == ".*"
                     || u == n
-                    || u.strip_suffix(".*")
-                        .is_some_and(|p| n.starts_with(p) && n[p.len()..].starts_with('.'))
+                    || u.strip_suffix(".*").is_some_and(|p| n.starts_with(p))
             })
         };
         let fifo = self.queues.get(name).is_some_and(|q| q.q.attributes.fifo);
@@ -1424,6 +1519,43 @@ impl Sqs {
             json!({ "Messages": msgs })
         }
     }
+}
+
+/// A fresh message id: a version 4 UUID, as SQS's are (36 characters). Its 122
+/// random bits come from two SipHash-1-3 hashes of a per-process counter under
+/// a key the standard library draws from the OS once per process: unpredictable
+/// across restarts, never repeated within one, and no system call per message.
+/// Drawn by the handler and carried in the op, so replay gives the same id.
+pub fn message_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let key = KEY.get_or_init(std::collections::hash_map::RandomState::new);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let half = |salt: u64| {
+        let mut h = key.build_hasher();
+        h.write_u64(salt);
+        h.write_u64(n);
+        h.finish()
+    };
+    let (hi, lo) = (half(0x5153_5f69_645f_6869), half(0x5153_5f69_645f_6c6f));
+    // Version 4 in the third group, variant 10 in the fourth (RFC 9562).
+    let hi = (hi & !0xf000) | 0x4000;
+    let lo = (lo & !(0b11 << 62)) | (0b10 << 62);
+    let hex = pantstack_sqs::push_hex;
+    let mut id = String::with_capacity(36);
+    hex(&mut id, hi >> 32, 8);
+    id.push('-');
+    hex(&mut id, (hi >> 16) & 0xffff, 4);
+    id.push('-');
+    hex(&mut id, hi & 0xffff, 4);
+    id.push('-');
+    hex(&mut id, lo >> 48, 4);
+    id.push('-');
+    hex(&mut id, lo & 0xffff_ffff_ffff, 12);
+    id
 }
 
 /// Whether a receipt handle has the form this endpoint issues (`rh-SEQ-N`).
@@ -1609,8 +1741,13 @@ mod tests {
         let mut ops = Vec::new();
         let (_, o) = a
             .handle(
-                "CreateQueue",
-                &json!({"QueueName": "dlq"}),
+                &crate::request::Call::parse(
+                    crate::request::Service::Sqs,
+                    "CreateQueue",
+                    json!({"QueueName": "dlq"}),
+                    None,
+                )
+                .unwrap(),
                 1000,
                 "t",
                 "http://x",
@@ -1621,8 +1758,7 @@ mod tests {
             json!({"deadLetterTargetArn": a.arn("dlq"), "maxReceiveCount": 1}).to_string();
         let (_, o) = a
             .handle(
-                "CreateQueue",
-                &json!({"QueueName": "q", "Attributes": {"RedrivePolicy": redrive, "VisibilityTimeout": "0"}}),
+                &crate::request::Call::parse(crate::request::Service::Sqs, "CreateQueue", json!({"QueueName": "q", "Attributes": {"RedrivePolicy": redrive, "VisibilityTimeout": "0"}}), None).unwrap(),
                 1000,
                 "t",
                 "http://x",
@@ -1632,8 +1768,13 @@ mod tests {
         for i in 0..3 {
             let (_, o) = a
                 .handle(
-                    "SendMessage",
-                    &json!({"QueueUrl": "http://x/0/q", "MessageBody": format!("m{i}")}),
+                    &crate::request::Call::parse(
+                        crate::request::Service::Sqs,
+                        "SendMessage",
+                        json!({"QueueUrl": "http://x/0/q", "MessageBody": format!("m{i}")}),
+                        None,
+                    )
+                    .unwrap(),
                     2000,
                     "t",
                     "http://x",
@@ -1665,5 +1806,64 @@ mod tests {
             );
             assert_eq!(s.queues["q"].q.counts(5000), (0, 0, 0));
         }
+    }
+
+    fn call(action: &str, input: Value) -> Call {
+        crate::request::Call::parse(crate::request::Service::Sqs, action, input, None).unwrap()
+    }
+
+    /// SQS message ids are UUIDs (AWS SQS API reference, SendMessage: "MessageId
+    /// ... a UUID"), 36 characters; drawn in the handler, carried in the op, so
+    /// replay (and an old record without one) gives back the same message ids.
+    #[test]
+    fn message_ids_are_uuids_and_replay_keeps_them() {
+        let mut a = Sqs::new("us-east-1", "000000000000");
+        let mut ops = Vec::new();
+        let (_, o) = a
+            .handle(
+                &call("CreateQueue", json!({"QueueName": "q"})),
+                1000,
+                "t",
+                "http://x",
+            )
+            .unwrap();
+        ops.extend(o);
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let (out, o) = a
+                .handle(
+                    &call(
+                        "SendMessage",
+                        json!({"QueueUrl": "http://x/0/q", "MessageBody": format!("m{i}")}),
+                    ),
+                    1_754_000_000_000,
+                    "t",
+                    "http://x",
+                )
+                .unwrap();
+            ops.extend(o);
+            ids.push(out["MessageId"].as_str().unwrap().to_string());
+        }
+        for id in &ids {
+            let groups: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+            assert!(
+                id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()),
+                "{id}"
+            );
+            assert_eq!(&id[14..15], "4", "version 4: {id}");
+            assert!("89ab".contains(&id[19..20]), "variant: {id}");
+        }
+        assert!(ids[0] != ids[1] && ids[1] != ids[2]);
+        let mut b = Sqs::new("us-east-1", "000000000000");
+        for o in &ops {
+            let o: Op = serde_json::from_str(&serde_json::to_string(o).unwrap()).unwrap();
+            b.apply(&o).unwrap();
+        }
+        let got: Vec<String> = b.queues["q"].q.messages().map(|m| m.id.clone()).collect();
+        assert_eq!(got, ids);
+        // A record written before ids were drawn still replays (no `id`).
+        let old = r#"{"op":"send","name":"q","body":"old","extra":"","delay":null,"group":null,"dedup":null,"now":5}"#;
+        b.apply(&serde_json::from_str(old).unwrap()).unwrap();
     }
 }

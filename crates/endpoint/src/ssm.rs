@@ -5,6 +5,7 @@
 
 use crate::error::ApiError;
 use crate::keys::Keyring;
+use crate::request::{Call, Resource};
 use crate::sqs::{int, text};
 use pantstack_ssm::{Error as PErr, Store, Type, Version};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,209 @@ pub struct ImageVersion {
     modified: u64,
 }
 
+/// A journaled value that is not base64: a damaged record, never an empty value.
+fn damaged(v: Option<Vec<u8>>, name: &str) -> Result<Vec<u8>, ApiError> {
+    v.ok_or_else(|| {
+        ApiError::internal(format!(
+            "parameter {name}: its value in the journal is not valid base64"
+        ))
+    })
+}
+
+/// PutParameter's `AllowedPattern`: the value must match it, as SSM checks.
+fn check_pattern(pattern: &str, value: &str) -> Result<(), ApiError> {
+    if pattern.len() > 1024 {
+        return Err(ApiError::bad(
+            "ValidationException",
+            "1 validation error detected: Value at 'allowedPattern' failed to satisfy constraint: Member must have length less than or equal to 1024",
+        ));
+    }
+    let re = regex_lite::Regex::new(pattern).map_err(|e| {
+        ApiError::bad(
+            "InvalidAllowedPatternException",
+            format!("The allowed pattern {pattern} is not a valid regular expression: {e}"),
+        )
+    })?;
+    if !re.is_match(value) {
+        return Err(ApiError::bad(
+            "ParameterPatternMismatchException",
+            format!("Parameter value, cannot be validated against allowedPattern: {pattern}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validation(msg: impl Into<String>) -> ApiError {
+    ApiError::bad("ValidationException", msg)
+}
+
+/// Which action's filters: the keys and options allowed differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filtered {
+    Describe,
+    ByPath,
+}
+
+/// One `ParameterStringFilter` (or a legacy `ParametersFilter`, as `Equals`).
+struct Filter {
+    key: String,
+    option: String,
+    values: Vec<String>,
+}
+
+/// The filters of a DescribeParameters or GetParametersByPath, checked as the
+/// SSM API reference describes `ParameterStringFilter`: the key matches
+/// `tag:.+|Name|Type|KeyId|Path|Label|Tier|DataType`; "For DescribeParameters,
+/// all of the listed patterns are valid except Label. For GetParametersByPath,
+/// the following patterns listed for Key aren't valid: tag, DataType, Name, Path,
+/// and Tier"; options `Equals` and `BeginsWith`, `Contains` too for Name (in
+/// DescribeParameters), `Recursive` and `OneLevel` for Path, only `Equals` for
+/// Label; 1..50 values of 1..1024 characters. DescribeParameters' legacy
+/// `Filters` (`ParametersFilter`: Name, Type, KeyId, values matched exactly)
+/// cannot be given with `ParameterFilters`. Every refusal is a ValidationException,
+/// with the messages AWS sends for them.
+fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiError> {
+    let list = |member: &str| -> Result<Vec<Value>, ApiError> {
+        match input.get(member) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => Ok(a.clone()),
+            Some(_) => Err(validation(format!("{member} must be a list of filters."))),
+        }
+    };
+    let strings = |f: &Value, key: &str| -> Result<Vec<String>, ApiError> {
+        let values: Vec<String> = match f.get("Values") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| validation("Filter values must be strings."))?,
+            Some(_) => return Err(validation("Filter values must be a list of strings.")),
+        };
+        if values.len() > 50 || values.iter().any(|v| v.is_empty() || v.len() > 1024) {
+            return Err(validation(format!(
+                "1 validation error detected: Value at 'values' of filter {key} failed to satisfy constraint: Member must have at most 50 values of length 1..1024"
+            )));
+        }
+        Ok(values)
+    };
+    let legacy = list("Filters")?;
+    let modern = list("ParameterFilters")?;
+    if !legacy.is_empty() && !modern.is_empty() {
+        return Err(validation(
+            "You can use either Filters or ParameterFilters in a single request.",
+        ));
+    }
+    let mut out = Vec::new();
+    for f in &legacy {
+        let key = text(f, "Key").unwrap_or("");
+        if !["Name", "Type", "KeyId"].contains(&key) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{key}' at 'filters.1.member.key' failed to satisfy constraint: Member must satisfy enum value set: [Name, Type, KeyId]"
+            )));
+        }
+        let values = strings(f, key)?;
+        if values.is_empty() {
+            return Err(validation(format!(
+                "The following filter values are missing : null for filter key {key}."
+            )));
+        }
+        out.push(Filter {
+            key: key.to_string(),
+            option: "Equals".into(),
+            values,
+        });
+    }
+    for f in &modern {
+        let key = text(f, "Key").unwrap_or("");
+        let known = ["Name", "Type", "KeyId", "Path", "Label", "Tier", "DataType"].contains(&key)
+            || key.strip_prefix("tag:").is_some_and(|t| !t.is_empty());
+        if !known || key.len() > 132 {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{key}' at 'parameterFilters.1.member.key' failed to satisfy constraint: Member must satisfy regular expression pattern: tag:.+|Name|Type|KeyId|Path|Label|Tier|DataType"
+            )));
+        }
+        let valid_keys: &[&str] = match api {
+            Filtered::Describe => &["Name", "Type", "KeyId", "Path", "Tier", "DataType"],
+            Filtered::ByPath => &["Type", "KeyId", "Label"],
+        };
+        let tag_ok = api == Filtered::Describe && key.starts_with("tag:");
+        if !tag_ok && !valid_keys.contains(&key) {
+            return Err(validation(format!(
+                "The following filter key is not valid: {key}. Valid filter keys include: [{}].",
+                valid_keys.join(", ")
+            )));
+        }
+        let options: &[&str] = match (key, api) {
+            ("Path", _) => &["Recursive", "OneLevel"],
+            ("Name", Filtered::Describe) => &["Equals", "BeginsWith", "Contains"],
+            ("Label", _) => &["Equals"],
+            _ => &["Equals", "BeginsWith"],
+        };
+        let default = if key == "Path" { "OneLevel" } else { "Equals" };
+        let option = text(f, "Option").unwrap_or(default);
+        if !options.contains(&option) {
+            return Err(validation(format!(
+                "The following filter option is not valid: {option}. Valid options include: [{}].",
+                options.join(", ")
+            )));
+        }
+        let values = strings(f, key)?;
+        if values.is_empty() && key != "Path" {
+            return Err(validation(format!(
+                "The following filter values are missing : null for filter key {key}."
+            )));
+        }
+        if key == "Path"
+            && let Some(v) = values.iter().find(|v| !v.starts_with('/'))
+        {
+            return Err(validation(format!(
+                "The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\". ({v})"
+            )));
+        }
+        out.push(Filter {
+            key: key.to_string(),
+            option: option.to_string(),
+            values,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a parameter passes every filter (any of a filter's values).
+fn passes(filters: &[Filter], name: &str, v: &Version) -> bool {
+    // A top-level name is the same with or without its leading slash.
+    let bare = |n: &str| -> String {
+        if pantstack_ssm::top_level(n) {
+            n.trim_start_matches('/').to_string()
+        } else {
+            n.to_string()
+        }
+    };
+    filters.iter().all(|f| {
+        let op = |have: &str, want: &str| match f.option.as_str() {
+            "BeginsWith" => have.starts_with(want),
+            "Contains" => have.contains(want),
+            _ => have == want,
+        };
+        let under = |want: &str| format!("{}/", want.trim_end_matches('/'));
+        f.values.iter().any(|want| match f.key.as_str() {
+            "Name" if f.option == "Equals" => bare(name) == bare(want),
+            "Name" => op(name, want),
+            "Type" => op(v.kind.as_str(), want),
+            "KeyId" => v.key_id.as_deref().is_some_and(|k| op(k, want)),
+            "Tier" => op("Standard", want),
+            "DataType" => op("text", want),
+            "Path" if f.option == "Recursive" => name.starts_with(&under(want)),
+            "Path" => name
+                .strip_prefix(&under(want))
+                .is_some_and(|r| !r.contains('/')),
+            // No labels nor tags are kept: nothing carries one.
+            _ => false,
+        }) || (f.key == "Path" && f.values.is_empty())
+    })
+}
+
 fn p_err(e: PErr) -> ApiError {
     match e {
         PErr::Validation(m) => ApiError::bad("ValidationException", m),
@@ -60,6 +264,22 @@ fn p_err(e: PErr) -> ApiError {
         PErr::VersionNotFound(m) => ApiError::bad("ParameterVersionNotFound", m),
         PErr::TypeMismatch(m) => ApiError::bad("HierarchyTypeMismatchException", m),
     }
+}
+
+/// `MaxResults` (1..=`most`, `most` when not given), refused as AWS's model does.
+fn max_results(input: &Value, most: i64) -> Result<i64, ApiError> {
+    let max = int(input, "MaxResults")?.unwrap_or(most);
+    if max < 1 {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        )));
+    }
+    if max > most {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to {most}"
+        )));
+    }
+    Ok(max)
 }
 
 /// The default key of SecureStrings, as AWS names it.
@@ -99,11 +319,12 @@ impl Params {
                         format!("1 validation error detected: Value '{kind}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [SecureString, StringList, String]"),
                     )
                 })?;
+                let value = damaged(crate::unb64(value), name)?;
                 self.store
                     .put(
                         name,
                         kind,
-                        crate::unb64(value).unwrap_or_default(),
+                        value,
                         *plain_len,
                         key_id.as_deref(),
                         description.as_deref(),
@@ -121,23 +342,29 @@ impl Params {
                 version,
                 value,
             } => {
-                self.store
-                    .set_value(name, *version, crate::unb64(value).unwrap_or_default());
+                let value = damaged(crate::unb64(value), name)?;
+                self.store.set_value(name, *version, value);
                 Ok(*version)
             }
             Op::Image { name, versions } => {
                 let versions = versions
                     .iter()
-                    .map(|v| Version {
-                        version: v.version,
-                        // Written from a `Type` by `image`.
-                        kind: Type::parse(&v.kind).unwrap_or(Type::String),
-                        value: crate::unb64(&v.value).unwrap_or_default(),
-                        key_id: v.key_id.clone(),
-                        description: v.description.clone(),
-                        modified: v.modified,
+                    .map(|v| {
+                        Ok(Version {
+                            version: v.version,
+                            kind: Type::parse(&v.kind).ok_or_else(|| {
+                                ApiError::internal(format!(
+                                    "parameter {name}: unknown type `{}` in the journal",
+                                    v.kind
+                                ))
+                            })?,
+                            value: damaged(crate::unb64(&v.value), name)?,
+                            key_id: v.key_id.clone(),
+                            description: v.description.clone(),
+                            modified: v.modified,
+                        })
                     })
-                    .collect();
+                    .collect::<Result<Vec<_>, ApiError>>()?;
                 self.store.restore(name.clone(), versions);
                 Ok(0)
             }
@@ -254,30 +481,70 @@ impl Params {
     pub fn handle(
         &mut self,
         keys: &Keyring,
-        action: &str,
-        input: &Value,
+        call: &Call,
         now: u64,
         caller: &str,
     ) -> Result<(Value, Vec<Op>), ApiError> {
-        let name_of = |input: &Value| -> Result<String, ApiError> {
-            text(input, "Name").map(str::to_string).ok_or_else(|| {
-                ApiError::bad(
-                    "ValidationException",
-                    "1 validation error detected: Value null at 'name' failed to satisfy constraint: Member must not be null",
-                )
+        let (action, input) = (call.action, &call.input);
+        // The parameters come from the parsed call (what IAM checked), never from
+        // the input: `Call::parse` moved Name, Names and Path out of it.
+        // A name may be an ARN (`iam::parameter_name`: only one of this region and
+        // account, whose ARN is the one authorized), and a top-level `name` is
+        // `/name` too (`Store::key_of`): resolved to the name stored.
+        let (region, account) = (self.region.clone(), self.account.clone());
+        let resolve = |store: &Store, raw: &str| -> Result<String, ApiError> {
+            let name = crate::iam::parameter_name(&region, &account, raw).ok_or_else(|| {
+                ApiError::bad("ParameterNotFound", format!("Parameter {raw} not found."))
+            })?;
+            let (base, selector) = match name.split_once(':') {
+                Some((b, s)) => (b, Some(s)),
+                None => (name.as_str(), None),
+            };
+            Ok(match (store.key_of(base), selector) {
+                (Some(k), Some(s)) => format!("{k}:{s}"),
+                (Some(k), None) => k.to_string(),
+                (None, _) => name.clone(),
             })
         };
-        let decrypt = input
-            .get("WithDecryption")
-            .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+        let name_of = || -> Result<String, ApiError> {
+            match &call.resource {
+                Resource::Parameter(n) => Ok(n.clone()),
+                _ => Err(ApiError::bad(
+                    "ValidationException",
+                    "1 validation error detected: Value null at 'name' failed to satisfy constraint: Member must not be null",
+                )),
+            }
+        };
+        let names_of = || -> Vec<String> {
+            match &call.resource {
+                Resource::Parameters(n) => n.clone(),
+                _ => Vec::new(),
+            }
+        };
+        // A boolean member, as the JSON protocol sends it; "true" as a string is
+        // a SerializationException on AWS.
+        let decrypt = match input.get("WithDecryption") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::bad(
+                    "SerializationException",
+                    "WithDecryption must be a boolean",
+                ));
+            }
+        };
         let mut ops = Vec::new();
         let out = match action {
             "PutParameter" => {
-                let name = name_of(input)?;
+                let name = name_of()?;
                 pantstack_ssm::check_name(&name).map_err(p_err)?;
+                let name = self.store.key_of(&name).unwrap_or(&name).to_string();
                 let value = text(input, "Value").ok_or_else(|| {
                     ApiError::bad("ValidationException", "1 validation error detected: Value null at 'value' failed to satisfy constraint: Member must not be null")
                 })?;
+                if let Some(pattern) = text(input, "AllowedPattern") {
+                    check_pattern(pattern, value)?;
+                }
                 let overwrite = input
                     .get("Overwrite")
                     .is_some_and(|v| v.as_bool() == Some(true));
@@ -339,39 +606,54 @@ impl Params {
                 json!({ "Version": version, "Tier": "Standard" })
             }
             "GetParameter" => {
-                let sel = name_of(input)?;
+                let sel = resolve(&self.store, &name_of()?)?;
                 let (name, v) = self.store.get(&sel).map_err(p_err)?;
                 let selector = sel.strip_prefix(name).filter(|s| !s.is_empty());
                 json!({ "Parameter": self.param_json(keys, name, v, decrypt, selector)? })
             }
             "GetParameters" => {
-                let names = crate::sqs::string_list(input.get("Names"));
-                let (found, invalid) = self.store.get_many(&names).map_err(p_err)?;
+                let names = names_of();
+                if names.is_empty() || names.len() > 10 {
+                    return Err(ApiError::bad(
+                        "ValidationException",
+                        "Names must hold 1..10 parameter names",
+                    ));
+                }
                 let mut params = Vec::new();
-                for (name, v) in found {
-                    params.push(self.param_json(keys, name, v, decrypt, None)?);
+                let mut invalid = Vec::new();
+                for raw in &names {
+                    let found = resolve(&self.store, raw)
+                        .ok()
+                        .and_then(|sel| self.store.get(&sel).ok().map(|f| (sel, f)));
+                    match found {
+                        Some((sel, (name, v))) => {
+                            let selector = sel.strip_prefix(name).filter(|s| !s.is_empty());
+                            params.push(self.param_json(keys, name, v, decrypt, selector)?);
+                        }
+                        None => invalid.push(raw.clone()),
+                    }
                 }
                 json!({ "Parameters": params, "InvalidParameters": invalid })
             }
             "GetParametersByPath" => {
-                let path = text(input, "Path").ok_or_else(|| {
-                    ApiError::bad("ValidationException", "1 validation error detected: Value null at 'path' failed to satisfy constraint: Member must not be null")
-                })?;
+                let Resource::Path(path) = &call.resource else {
+                    return Err(ApiError::bad(
+                        "ValidationException",
+                        "1 validation error detected: Value null at 'path' failed to satisfy constraint: Member must not be null",
+                    ));
+                };
+                let path = path.as_str();
                 let recursive = input
                     .get("Recursive")
                     .is_some_and(|v| v.as_bool() == Some(true));
-                let max = int(input, "MaxResults")?.unwrap_or(10);
-                if !(1..=10).contains(&max) {
-                    return Err(ApiError::bad(
-                        "ValidationException",
-                        format!(
-                            "1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 10"
-                        ),
-                    ));
-                }
+                let max = max_results(input, 10)?;
+                let filters = filters(input, Filtered::ByPath)?;
                 let after = text(input, "NextToken").unwrap_or("");
                 let all = self.store.by_path(path, recursive).map_err(p_err)?;
-                let rest: Vec<_> = all.into_iter().filter(|(n, _)| *n > after).collect();
+                let rest: Vec<_> = all
+                    .into_iter()
+                    .filter(|(n, v)| *n > after && passes(&filters, n, v))
+                    .collect();
                 let mut params = Vec::new();
                 for (name, v) in rest.iter().take(max as usize) {
                     params.push(self.param_json(keys, name, v, decrypt, None)?);
@@ -384,14 +666,14 @@ impl Params {
             }
             "DeleteParameter" => {
                 let op = Op::Delete {
-                    name: name_of(input)?,
+                    name: resolve(&self.store, &name_of()?)?,
                 };
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
             "DeleteParameters" => {
-                let names = crate::sqs::string_list(input.get("Names"));
+                let names = names_of();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
                         "ValidationException",
@@ -401,7 +683,11 @@ impl Params {
                 let mut deleted = Vec::new();
                 let mut invalid = Vec::new();
                 for n in names {
-                    let op = Op::Delete { name: n.clone() };
+                    let Ok(name) = resolve(&self.store, &n) else {
+                        invalid.push(n);
+                        continue;
+                    };
+                    let op = Op::Delete { name };
                     match self.apply(&op) {
                         Ok(_) => {
                             ops.push(op);
@@ -413,37 +699,10 @@ impl Params {
                 json!({ "DeletedParameters": deleted, "InvalidParameters": invalid })
             }
             "DescribeParameters" => {
-                // Filters: Name (Equals/BeginsWith), Path (Recursive/OneLevel), Type.
-                let filters = input
-                    .get("ParameterFilters")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                let max = int(input, "MaxResults")?.unwrap_or(50).clamp(1, 50) as usize;
+                let filters = filters(input, Filtered::Describe)?;
+                let max = max_results(input, 50)? as usize;
                 let after = text(input, "NextToken").unwrap_or("");
-                let matches = |name: &str, v: &Version| {
-                    filters.iter().all(|f| {
-                        let key = text(f, "Key").unwrap_or("");
-                        let opt = text(f, "Option").unwrap_or("Equals");
-                        let values: Vec<&str> = f
-                            .get("Values")
-                            .and_then(Value::as_array)
-                            .map(|a| a.iter().filter_map(Value::as_str).collect())
-                            .unwrap_or_default();
-                        values.iter().any(|want| match (key, opt) {
-                            ("Name", "BeginsWith") => name.starts_with(want),
-                            ("Name", _) => name == *want,
-                            ("Type", _) => v.kind.as_str() == *want,
-                            ("Path", "Recursive") => {
-                                name.starts_with(&format!("{}/", want.trim_end_matches('/')))
-                            }
-                            ("Path", _) => name
-                                .strip_prefix(&format!("{}/", want.trim_end_matches('/')))
-                                .is_some_and(|r| !r.contains('/')),
-                            _ => false,
-                        })
-                    })
-                };
+                let matches = |name: &str, v: &Version| passes(&filters, name, v);
                 let all: Vec<_> = self
                     .store
                     .describe()
@@ -462,7 +721,7 @@ impl Params {
                 out
             }
             "GetParameterHistory" => {
-                let name = name_of(input)?;
+                let name = resolve(&self.store, &name_of()?)?;
                 let history = self.store.history(&name).map_err(p_err)?;
                 let mut out = Vec::new();
                 for v in history {
@@ -509,5 +768,39 @@ impl Params {
     pub fn resolve(&self, keys: &Keyring, name: &str) -> Result<String, ApiError> {
         let (n, v) = self.store.get(name).map_err(p_err)?;
         self.value_of(keys, n, v, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::request::Service;
+
+    #[test]
+    fn allowed_pattern_is_enforced() {
+        let dir = std::env::temp_dir().join(format!("pantstack-ssm-{}", std::process::id()));
+        let keys = Keyring::open_or_create(&dir.join("k.key")).unwrap();
+        let mut p = Params::new("us-east-1", "000000000000");
+        let mut put = |value: &str, pattern: &str| {
+            let c = Call::parse(
+                Service::Ssm,
+                "PutParameter",
+                json!({"Name": "/n", "Value": value, "Type": "String", "AllowedPattern": pattern, "Overwrite": true}),
+                None,
+            )
+            .unwrap();
+            p.handle(&keys, &c, 1, "t").map(|_| ()).map_err(|e| e.code)
+        };
+        assert_eq!(put("123", r"^\d+$"), Ok(()));
+        assert_eq!(
+            put("12a", r"^\d+$"),
+            Err("ParameterPatternMismatchException".to_string())
+        );
+        assert_eq!(
+            put("1", "(unclosed"),
+            Err("InvalidAllowedPatternException".to_string())
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -395,6 +395,45 @@ async fn a_unit_reaches_only_what_its_policy_allows() {
         &param("/p/api/TOKEN"),
     );
 
+    // By ARN: its own parameter, as by name. An ARN of another region or account
+    // is authorized as that ARN (refused), never read as this store's parameter;
+    // a name without its leading slash is authorized as the parameter it names.
+    let p = ssm
+        .get_parameter()
+        .name(param("/p/api/TOKEN"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(p.parameter().unwrap().value(), Some("v"));
+    for other in [
+        "arn:aws:ssm:us-east-1:000000000000:parameter/p/api/TOKEN".to_string(),
+        format!("arn:aws:ssm:{REGION}:111111111111:parameter/p/api/TOKEN"),
+        param("/p/other/TOKEN"),
+    ] {
+        denied(
+            ssm.get_parameter().name(&other).send().await,
+            "AccessDeniedException",
+            "ssm:GetParameter",
+            &other,
+        );
+    }
+    denied(
+        ssm.get_parameter().name("p/other/TOKEN").send().await,
+        "AccessDeniedException",
+        "ssm:GetParameter",
+        &param("/p/other/TOKEN"),
+    );
+    denied(
+        ssm.get_parameters()
+            .names(param("/p/api/TOKEN"))
+            .names(param("/p/other/TOKEN"))
+            .send()
+            .await,
+        "AccessDeniedException",
+        "ssm:GetParameters",
+        &param("/p/other/TOKEN"),
+    );
+
     // The empty policy allows nothing; the user may do anything.
     refused_send(
         &aws_sdk_sqs::Client::new(&idle),

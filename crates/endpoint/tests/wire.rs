@@ -6,199 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
-use pantstack_awsproto::sigv4;
-use pantstack_endpoint::{Config, Core, http};
+mod raw;
+
+use raw::{at_eof, local, read_response};
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-const REGION: &str = "eu-west-1";
-
-struct Local {
-    server: http::Server,
-    access: String,
-    secret: String,
-    dir: PathBuf,
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn local(name: &str) -> Local {
-    let dir = std::env::temp_dir().join(format!("pantstack-wire-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let core = Arc::new(
-        Core::open(&Config {
-            dir: dir.join("aws"),
-            key_file: dir.join("keys/test.key"),
-            region: REGION.into(),
-            principals: vec!["api".into()],
-            policies: Default::default(),
-            compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
-        })
-        .expect("open"),
-    );
-    let server = http::serve(core.clone(), 0).await.expect("serve");
-    let creds = core.credentials("api");
-    Local {
-        server,
-        access: creds.access_key,
-        secret: creds.secret_key,
-        dir,
-    }
-}
-
-fn amz_date() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-impl Local {
-    fn port(&self) -> u16 {
-        self.server.port
-    }
-
-    /// A signed request's bytes: `service` scopes the signature; `extra` headers
-    /// are sent (and signed) as given.
-    fn signed(
-        &self,
-        service: &str,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-        body: &[u8],
-    ) -> Vec<u8> {
-        let date = amz_date();
-        let mut headers: Vec<(String, String)> = vec![
-            ("host".into(), format!("127.0.0.1:{}", self.port())),
-            ("x-amz-date".into(), date.clone()),
-        ];
-        if service == "s3" {
-            headers.push(("x-amz-content-sha256".into(), sigv4::sha256_hex(body)));
-        }
-        for (k, v) in extra {
-            headers.push((k.to_string(), v.to_string()));
-        }
-        let auth = sigv4::authorization(
-            &sigv4::Request::from_target(method, path, &headers),
-            &self.access,
-            &self.secret,
-            REGION,
-            service,
-            &date,
-            &sigv4::sha256_hex(body),
-        );
-        let mut out = format!("{method} {path} HTTP/1.1\r\n");
-        for (k, v) in &headers {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-        out.push_str(&format!(
-            "authorization: {auth}\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        ));
-        let mut bytes = out.into_bytes();
-        bytes.extend_from_slice(body);
-        bytes
-    }
-
-    /// An SQS JSON-protocol request.
-    fn sqs(&self, action: &str, body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-        let target = format!("AmazonSQS.{action}");
-        let mut h = vec![
-            ("x-amz-target", target.as_str()),
-            ("content-type", "application/x-amz-json-1.0"),
-        ];
-        h.extend_from_slice(extra);
-        self.signed("sqs", "POST", "/", &h, body.as_bytes())
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port())).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s
-    }
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one response (framed by Content-Length) from `s`, keeping any bytes
-/// past it in `rest`.
-fn read_response(s: &mut TcpStream, rest: &mut Vec<u8>) -> Response {
-    loop {
-        let mut slots = [httparse::EMPTY_HEADER; 32];
-        let mut r = httparse::Response::new(&mut slots);
-        if let httparse::Status::Complete(n) = r.parse(rest).unwrap() {
-            let headers: Vec<(String, String)> = r
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let status = r.code.unwrap();
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .map(|(_, v)| v.parse().unwrap())
-                .expect("content-length");
-            while rest.len() < n + len {
-                let mut b = [0u8; 4096];
-                let got = s.read(&mut b).unwrap();
-                assert!(got > 0, "connection closed inside a body");
-                rest.extend_from_slice(&b[..got]);
-            }
-            let body = String::from_utf8_lossy(&rest[n..n + len]).into_owned();
-            rest.drain(..n + len);
-            return Response {
-                status,
-                headers,
-                body,
-            };
-        }
-        let mut b = [0u8; 4096];
-        let got = s.read(&mut b).unwrap();
-        assert!(got > 0, "connection closed before a response");
-        rest.extend_from_slice(&b[..got]);
-    }
-}
-
-fn at_eof(s: &mut TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    matches!(s.read(&mut b), Ok(0))
-}
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_split_anywhere_are_answered_in_order_then_s3_goes_to_hyper() {
@@ -310,7 +122,7 @@ async fn connection_close_errors_and_oversized_or_malformed_requests() {
     // A body over the limit is refused from its Content-Length, unread.
     let mut s = l.connect();
     s.write_all(
-        b"POST / HTTP/1.1\r\nhost: x\r\nx-amz-target: AmazonSQS.SendMessage\r\ncontent-length: 99999999\r\n\r\n{",
+        b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\nx-amz-target: AmazonSQS.SendMessage\r\ncontent-length: 99999999\r\n\r\n{",
     )
     .unwrap();
     let r = read_response(&mut s, &mut rest);
@@ -325,4 +137,184 @@ async fn connection_close_errors_and_oversized_or_malformed_requests() {
     let _ = s.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+}
+
+/// Whether the server closes `s` within `within` (reads until EOF or error).
+fn closed_within(s: &mut std::net::TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut b = [0u8; 4096];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_on_both_paths() {
+    let limits = pantstack_endpoint::http::Limits {
+        idle: Duration::from_millis(300),
+        read: Duration::from_millis(600),
+        max_connections: 64,
+    };
+    let l = raw::local_limits("timeouts", limits).await;
+    // Idle from the start.
+    let mut idle = l.connect();
+    // Idle after one answered request (keep-alive).
+    let mut kept = l.connect();
+    kept.write_all(&l.sqs("ListQueues", "{}", &[])).unwrap();
+    let r = read_response(&mut kept, &mut Vec::new());
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A head that never ends (fast path), one byte at a time.
+    let mut slow = l.connect();
+    slow.write_all(b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+        .unwrap();
+    // A head that never ends after a hand-over to hyper (S3 GET).
+    let mut s3 = l.connect();
+    s3.write_all(b"GET /bucket HTTP/1.1\r\nhost: 127.0.0.1\r\nx-amz-date: 2")
+        .unwrap();
+    // A body that never arrives.
+    let mut body = l.connect();
+    body.write_all(
+        b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\nx-amz-target: AmazonSQS.ListQueues\r\ncontent-length: 10\r\n\r\n{",
+    )
+    .unwrap();
+    for (what, s) in [
+        ("idle", &mut idle),
+        ("kept alive", &mut kept),
+        ("slow head", &mut slow),
+        ("slow head on hyper", &mut s3),
+        ("slow body", &mut body),
+    ] {
+        assert!(
+            closed_within(s, Duration::from_secs(5)),
+            "{what}: still open"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_refused_and_the_others_still_served() {
+    let limits = pantstack_endpoint::http::Limits {
+        max_connections: 8,
+        ..Default::default()
+    };
+    let l = raw::local_limits("cap", limits).await;
+    let held: Vec<_> = (0..8).map(|_| l.connect()).collect();
+    // Accepted in order: let the endpoint take all eight.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = l.connect();
+    let r = read_response(&mut extra, &mut Vec::new());
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(at_eof(&mut extra));
+    // A held connection is still served.
+    let mut first = held.into_iter().next().unwrap();
+    first.write_all(&l.sqs("ListQueues", "{}", &[])).unwrap();
+    let r = read_response(&mut first, &mut Vec::new());
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Closing one makes room for a new one.
+    drop(first);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = l.connect();
+    again.write_all(&l.sqs("ListQueues", "{}", &[])).unwrap();
+    let r = read_response(&mut again, &mut Vec::new());
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_a_400_not_a_413() {
+    let l = local("chunked").await;
+    let mut s = l.connect();
+    s.write_all(
+        b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\nx-amz-target: AmazonSQS.ListQueues\r\ncontent-type: application/x-amz-json-1.0\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s, &mut Vec::new());
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_s3_body_is_dropped_though_bytes_keep_coming() {
+    let limits = pantstack_endpoint::http::Limits {
+        read: Duration::from_millis(800),
+        ..Default::default()
+    };
+    let l = raw::local_limits("trickle", limits).await;
+    let mut s = l.connect();
+    // An S3 PUT (hyper's path) whose body comes 5 bytes at a time: the idle
+    // timeout never fires, the progress watchdog does.
+    s.write_all(
+        b"PUT /bucket/key HTTP/1.1\r\nhost: 127.0.0.1\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\ncontent-length: 100000\r\n\r\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if s.write_all(b"xxxxx").is_err() {
+            closed = true;
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 512];
+        match s.read(&mut b) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a trickled body was still accepted after 10 s");
+}
+
+/// A full SQS batch (1 MiB of bodies, the limit since August 2025) fits the body
+/// limit however it is encoded: the query protocol percent-encodes each byte of
+/// `é` as three characters, and JSON with `ensure_ascii` (what boto3 sends)
+/// writes it as `\u00e9`; both about 3 MiB on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_1_mib_batch_fits_the_body_limit_in_both_protocols() {
+    let l = local("batch-1mib").await;
+    let r = l.send(&l.sqs("CreateQueue", r#"{"QueueName":"big"}"#, &[]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = format!("http://127.0.0.1:{}/000000000000/big", l.port());
+    // 10 entries of 52,428 `é` (104,856 bytes each): 1,048,560 bytes in all.
+    let each = "é".repeat(52_428);
+    let mut form = format!(
+        "Action=SendMessageBatch&Version=2012-11-05&QueueUrl={}",
+        pantstack_awsproto::sigv4::uri_encode(&url, false)
+    );
+    let encoded = pantstack_awsproto::sigv4::uri_encode(&each, false);
+    for i in 1..=10 {
+        form.push_str(&format!(
+            "&SendMessageBatchRequestEntry.{i}.Id=m{i}&SendMessageBatchRequestEntry.{i}.MessageBody={encoded}"
+        ));
+    }
+    assert!(form.len() > 3 * 1024 * 1024, "{}", form.len());
+    let h = [("content-type", "application/x-www-form-urlencoded")];
+    let r = l.send(&l.signed("sqs", "POST", "/", &h, form.as_bytes()));
+    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(500)]);
+    assert_eq!(r.body.matches("<SendMessageBatchResultEntry>").count(), 10);
+
+    let escaped = "\\u00e9".repeat(52_428);
+    let entries: Vec<String> = (1..=10)
+        .map(|i| format!(r#"{{"Id":"m{i}","MessageBody":"{escaped}"}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"QueueUrl":"{url}","Entries":[{}]}}"#,
+        entries.join(",")
+    );
+    assert!(body.len() > 3 * 1024 * 1024, "{}", body.len());
+    let r = l.send(&l.sqs("SendMessageBatch", &body, &[]));
+    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(500)]);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["Successful"].as_array().unwrap().len(), 10, "{v}");
 }

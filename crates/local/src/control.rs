@@ -88,33 +88,106 @@ pub async fn serve(
     let _ = w.flush().await;
 }
 
+/// Why a control call failed.
+#[derive(Debug)]
+pub enum CallError {
+    /// Nothing answers on the socket (no local cloud, or it does not accept).
+    Connect(String),
+    /// The connection ended before the supervisor's last (`done`) line: it exited,
+    /// was killed, or refused us. What was asked may be half done.
+    Dropped(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Connect(m) | CallError::Dropped(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<CallError> for String {
+    fn from(e: CallError) -> String {
+        e.to_string()
+    }
+}
+
 /// A client of the control socket: sends `request`, calls `each` for every answer
-/// line, returns the last one. `Err` when no supervisor answers.
+/// line, returns the last one, which says `"done": true`. `Err` when no supervisor
+/// answers, or when the connection ends before that line.
 pub async fn call(
     socket: &Path,
     request: &Value,
     mut each: impl FnMut(&Value),
-) -> Result<Value, String> {
+) -> Result<Value, CallError> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
-        format!(
+        CallError::Connect(format!(
             "no local cloud answers on {} ({e}); start it with `pantstack up`",
             socket.display()
-        )
+        ))
     })?;
     let (r, mut w) = stream.into_split();
     w.write_all(format!("{request}\n").as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| CallError::Connect(e.to_string()))?;
     let mut lines = BufReader::new(r).lines();
-    let mut last = Value::Null;
-    while let Ok(Some(line)) = lines.next_line().await {
+    loop {
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(CallError::Dropped(format!(
+                    "the connection to the local cloud's supervisor failed ({e}) before it answered"
+                )));
+            }
+        };
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         each(&v);
-        let done = v["done"] == true;
-        last = v;
-        if done {
-            break;
+        if v["done"] == true {
+            return Ok(v);
         }
     }
-    Ok(last)
+    Err(CallError::Dropped(
+        "the local cloud's supervisor closed the connection before it answered (it stopped or was killed; see supervisor.log)".into(),
+    ))
+}
+
+/// Whether a peer of the control socket may use it: only the user the supervisor
+/// runs as (the socket hands out secrets and accepts `down` and `deploy`).
+pub fn peer_allowed(peer_uid: Option<u32>, own_uid: u32) -> bool {
+    peer_uid == Some(own_uid)
+}
+
+/// The uid this process runs as.
+pub fn own_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// Answers a refused peer with one error line and closes.
+pub async fn refuse(mut stream: UnixStream, peer_uid: Option<u32>) {
+    let who = peer_uid.map_or_else(|| "an unknown user".to_string(), |u| format!("uid {u}"));
+    let _ = stream
+        .write_all(
+            format!(
+                "{}\n",
+                json!({"done": true, "error": format!("refused: {who} is not the user this local cloud runs as")})
+            )
+            .as_bytes(),
+        )
+        .await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_supervisors_own_uid_may_use_the_socket() {
+        assert!(peer_allowed(Some(1000), 1000));
+        assert!(!peer_allowed(Some(1001), 1000));
+        assert!(!peer_allowed(Some(0), 1000), "not even root's processes");
+        assert!(!peer_allowed(None, 1000), "no credentials, no access");
+        assert!(peer_allowed(Some(own_uid()), own_uid()));
+    }
 }

@@ -4,11 +4,15 @@
 //! listener rules, WebSocket upgrades, streaming both ways, an access log in ALB's
 //! format). The decisions (health, selection) are `crate::core`; this is the shell.
 
+mod access_log;
+mod framing;
 mod h1;
 #[cfg(target_os = "linux")]
 mod ring;
+pub use access_log::LogLimits;
 #[doc(hidden)]
 pub use h1::fuzzing;
+use pantstack_endpoint::io::ConnectionBudget;
 
 use crate::core::balance::{self, Algorithm, Candidate};
 use crate::core::health::{State, TargetHealth};
@@ -239,10 +243,13 @@ impl Drop for Outstanding {
 pub type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
 
 /// Idle upstream connections of one worker thread, by target, the most recently
-/// returned last. The general path keeps hyper senders here (a connection goes back
-/// once its response body has been read to the end), the fast path raw streams.
+/// returned last, each with the time it must be closed by. The general path keeps
+/// hyper senders here (a connection goes back once its response body has been read
+/// to the end), the fast path raw streams. Connections idle past their deadline are
+/// closed by the worker's tick ([`ConnPool::expire`]), as ALB closes idle target
+/// connections.
 pub struct ConnPool<C> {
-    idle: Mutex<Vec<(SocketAddr, C)>>,
+    idle: Mutex<Vec<(SocketAddr, C, Instant)>>,
 }
 
 impl<C> Default for ConnPool<C> {
@@ -262,8 +269,8 @@ impl<C> ConnPool<C> {
     /// (this runs per request).
     fn take(&self, addr: SocketAddr, usable: impl Fn(&C) -> bool) -> Option<C> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        while let Some(i) = idle.iter().rposition(|(a, _)| *a == addr) {
-            let (_, c) = idle.swap_remove(i);
+        while let Some(i) = idle.iter().rposition(|(a, _, _)| *a == addr) {
+            let (_, c, _) = idle.swap_remove(i);
             if usable(&c) {
                 return Some(c);
             }
@@ -271,12 +278,36 @@ impl<C> ConnPool<C> {
         None
     }
 
-    fn put(&self, addr: SocketAddr, c: C) {
+    /// Gives a connection back, to be closed if still idle after `keep`.
+    fn put(&self, addr: SocketAddr, c: C, keep: Duration) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < POOL_MAX {
-            idle.push((addr, c));
+        if idle.len() < POOL_MAX && !keep.is_zero() {
+            idle.push((addr, c, Instant::now() + keep));
         }
     }
+
+    /// Closes (drops) the connections idle past their deadline.
+    fn expire(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.iter().any(|(_, _, d)| *d <= now) {
+            idle.retain(|(_, _, d)| *d > now);
+        }
+    }
+}
+
+/// The `timeout=N` of a target's `Keep-Alive` header: how long it keeps an idle
+/// connection open.
+fn keep_alive_timeout(value: &[u8]) -> Option<Duration> {
+    value.split(|b| *b == b',').find_map(|p| {
+        let (k, v) = p
+            .trim_ascii()
+            .split_at(p.trim_ascii().iter().position(|b| *b == b'=')?);
+        if !k.trim_ascii().eq_ignore_ascii_case(b"timeout") {
+            return None;
+        }
+        let v = std::str::from_utf8(v.get(1..)?).ok()?.trim();
+        v.parse::<u64>().ok().map(Duration::from_secs)
+    })
 }
 
 pub type Pool = ConnPool<Sender>;
@@ -324,7 +355,7 @@ impl ConnPool<Sender> {
 pub struct Tracked {
     inner: Incoming,
     _guard: Outstanding,
-    reuse: Option<(Arc<Pool>, SocketAddr, Sender)>,
+    reuse: Option<(Arc<Pool>, SocketAddr, Sender, Duration)>,
     done: bool,
 }
 
@@ -355,10 +386,10 @@ impl Body for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if (self.done || self.inner.is_end_stream())
-            && let Some((pool, addr, sender)) = self.reuse.take()
+            && let Some((pool, addr, sender, keep)) = self.reuse.take()
             && !sender.is_closed()
         {
-            pool.put(addr, sender);
+            pool.put(addr, sender, keep);
         }
     }
 }
@@ -370,6 +401,18 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     *r.status_mut() = status;
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// The answer to a request whose framing is ambiguous or malformed: 400, and the
+/// connection closes (as ALB and nginx do).
+fn refuse(why: &str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::Text(Full::new(Bytes::from(format!("{why}\n")))));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/plain"));
+    r.headers_mut()
+        .insert("connection", HeaderValue::from_static("close"));
     r
 }
 
@@ -456,17 +499,21 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 fn strip_hop_by_hop(h: &mut hyper::HeaderMap) {
-    if let Some(conn) = h.get("connection") {
-        let named: Vec<String> = conn
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .map(|s| s.trim().to_ascii_lowercase())
-            .filter(|s| !s.is_empty())
-            .collect();
-        for n in named {
-            h.remove(n.as_str());
-        }
+    // What every `Connection` header names, but never `Content-Length`,
+    // `Transfer-Encoding` or `Host` (the rule the fast path follows too).
+    let named: Vec<String> = h
+        .get_all("connection")
+        .iter()
+        .flat_map(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .map(|t| t.trim_ascii())
+                .filter(|t| !t.is_empty() && framing::connection_drops(t, t))
+                .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase())
+        })
+        .collect();
+    for n in named {
+        h.remove(n.as_str());
     }
     for n in HOP_BY_HOP {
         if h.contains_key(*n) {
@@ -522,11 +569,17 @@ pub struct Balancer {
     pub group: Arc<Group>,
     spec: Mutex<Arc<HttpSpec>>,
     check_client: Client<HttpConnector, Empty<Bytes>>,
-    log: Option<Arc<std::fs::File>>,
+    log: Option<access_log::AccessLog>,
     stop: watch::Sender<bool>,
     io_uring_workers: AtomicUsize,
     /// Sends made through the workers' rings.
     ring_sends: Arc<AtomicU64>,
+    /// How long an idle upstream connection is kept (ms).
+    upstream_idle_ms: AtomicU64,
+    /// Client connections at once: each takes two descriptors (client and
+    /// upstream) from this balancer's share of the process's budget; the excess
+    /// is answered 503 and closed.
+    budget: std::sync::RwLock<ConnectionBudget>,
 }
 
 /// Per worker thread: its upstream connections (the fast path's and the general
@@ -632,6 +685,40 @@ fn throughput_policy() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The environment variable for the idle timeout of upstream connections (ms).
+pub const UPSTREAM_IDLE_VAR: &str = "PANTSTACK_LB_UPSTREAM_IDLE_MS";
+
+/// `PANTSTACK_LB_UPSTREAM_IDLE_MS`, 60 000 when unset.
+fn upstream_idle_from_env() -> std::io::Result<u64> {
+    match std::env::var(UPSTREAM_IDLE_VAR) {
+        Ok(v) => v.trim().parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{UPSTREAM_IDLE_VAR}={v:?}: expected milliseconds"),
+            )
+        }),
+        Err(_) => Ok(60_000),
+    }
+}
+
+/// The environment variable for the most client connections a balancer holds.
+pub const MAX_CONNECTIONS_VAR: &str = "PANTSTACK_LB_MAX_CONNECTIONS";
+
+/// `PANTSTACK_LB_MAX_CONNECTIONS`, 4096 when unset (and at most half the
+/// process's connection budget, `pantstack_endpoint::io::process_budget`).
+fn max_connections_from_env() -> std::io::Result<usize> {
+    match std::env::var(MAX_CONNECTIONS_VAR) {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{MAX_CONNECTIONS_VAR}={v:?}: expected a number of connections above 0"),
+            )),
+        },
+        Err(_) => Ok(4096),
+    }
+}
+
 fn connector() -> HttpConnector {
     let mut c = HttpConnector::new();
     c.set_nodelay(true);
@@ -679,12 +766,7 @@ impl Balancer {
             .pool_max_idle_per_host(0)
             .build(connector());
         let log = match access_log {
-            Some(p) => Some(Arc::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
+            Some(p) => Some(access_log::AccessLog::open(p, LogLimits::from_env()?)?),
             None => None,
         };
         let (stop, _) = watch::channel(false);
@@ -700,6 +782,8 @@ impl Balancer {
             stop,
             io_uring_workers: AtomicUsize::new(0),
             ring_sends: Arc::new(AtomicU64::new(0)),
+            upstream_idle_ms: AtomicU64::new(upstream_idle_from_env()?),
+            budget: std::sync::RwLock::new(ConnectionBudget::new(max_connections_from_env()?, 2)),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         for (i, socket) in sockets.into_iter().enumerate() {
@@ -777,9 +861,23 @@ impl Balancer {
                         loop {
                             tokio::select! {
                                 _ = stopped.changed() => break,
-                                _ = flush.tick() => me.flush_log(&worker, 0),
+                                _ = flush.tick() => {
+                                    me.flush_log(&worker, 0);
+                                    let now = Instant::now();
+                                    worker.raw.expire(now);
+                                    worker.pool.expire(now);
+                                }
                                 accepted = listener.accept() => {
-                                    let Ok((stream, peer)) = accepted else { continue };
+                                    let Ok((stream, peer)) = accepted else {
+                                        // Out of descriptors (EMFILE) or reset before
+                                        // accept: back off instead of spinning.
+                                        tokio::time::sleep(Duration::from_millis(10)).await;
+                                        continue;
+                                    };
+                                    let Some(permit) = me.connection_permit() else {
+                                        pantstack_endpoint::io::refuse_busy(stream);
+                                        continue;
+                                    };
                                     let _ = stream.set_nodelay(true);
                                     let stream = worker.stream(stream);
                                     let (b, w) = (me.clone(), worker.clone());
@@ -787,6 +885,7 @@ impl Balancer {
                                     // Computed once per connection.
                                     let peer_ip = peer.ip().to_string();
                                     tokio::spawn(async move {
+                                        let _permit = permit;
                                         // The fast path first; what it cannot take goes,
                                         // with the bytes read so far, to the general one.
                                         let Some((stream, read)) = b
@@ -797,15 +896,22 @@ impl Balancer {
                                         };
                                         let peer_ip = HeaderValue::from_str(&peer_ip)
                                             .unwrap_or(HeaderValue::from_static("-"));
+                                        // Every request head hyper reads is checked by
+                                        // the fast path's framing rules on its way.
+                                        let check = Arc::new(framing::ConnCheck::default());
+                                        let io = framing::Inspected::new(
+                                            pantstack_endpoint::io::Prefixed::new(read, stream),
+                                            check.clone(),
+                                        );
                                         let svc = hyper::service::service_fn(move |req| {
-                                            let (b, w, ip) = (b.clone(), w.clone(), peer_ip.clone());
-                                            async move { Ok::<_, Infallible>(b.handle(&w, peer, &ip, req).await) }
+                                            let (b, w, ip, check) = (b.clone(), w.clone(), peer_ip.clone(), check.clone());
+                                            async move { Ok::<_, Infallible>(b.handle(&w, peer, &ip, &check, req).await) }
                                         });
                                         let _ = hyper::server::conn::http1::Builder::new()
                                             .keep_alive(true)
                                             .timer(TokioTimer::new())
                                             .header_read_timeout(idle)
-                                            .serve_connection(TokioIo::new(pantstack_endpoint::io::Prefixed::new(read, stream)), svc)
+                                            .serve_connection(TokioIo::new(io), svc)
                                             .with_upgrades()
                                             .await;
                                     });
@@ -865,15 +971,53 @@ impl Balancer {
     }
 
     /// Writes a worker's buffered access-log lines when more than `min` bytes wait
-    /// (one `write` of whole lines on an O_APPEND file, so workers never interleave
-    /// inside a line).
+    /// (one `write` of whole lines, so workers never interleave inside a line; the
+    /// file rolls by size and age, [`LogLimits`]).
     fn flush_log(&self, w: &Worker, min: usize) {
-        let Some(f) = &self.log else { return };
+        let Some(log) = &self.log else { return };
         let mut buf = w.log.lock().unwrap_or_else(|e| e.into_inner());
         if buf.len() > min {
-            let _ = (&**f).write_all(&buf);
+            log.append(&buf);
             buf.clear();
         }
+    }
+
+    /// Changes when the access log rolls and how many rolled files are kept (from
+    /// `PANTSTACK_LB_LOG_*` at start, [`LogLimits::from_env`]).
+    pub fn set_access_log_limits(&self, limits: LogLimits) {
+        if let Some(log) = &self.log {
+            log.set_limits(limits);
+        }
+    }
+
+    /// How many client connections this balancer holds at once (from
+    /// `PANTSTACK_LB_MAX_CONNECTIONS` at start, 4096 when unset; at most half the
+    /// process's connection budget). Connections open now keep their permits.
+    pub fn set_max_connections(&self, n: usize) {
+        if let Ok(mut b) = self.budget.write() {
+            *b = ConnectionBudget::new(n, 2);
+        }
+    }
+
+    /// The descriptors of one more client connection (client and upstream), if
+    /// this balancer and the process have them.
+    fn connection_permit(&self) -> Option<pantstack_endpoint::io::ConnectionPermit> {
+        self.budget.read().ok()?.try_acquire()
+    }
+
+    /// How long idle upstream connections are kept open (from
+    /// `PANTSTACK_LB_UPSTREAM_IDLE_MS` at start, 60 s when unset); a target's
+    /// shorter `Keep-Alive: timeout=N` wins. Checked every half second.
+    pub fn set_upstream_idle_timeout(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.upstream_idle_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long to keep an upstream connection idle: ours, or the target's
+    /// `Keep-Alive` timeout when shorter.
+    fn upstream_keep(&self, target: Option<Duration>) -> Duration {
+        let ours = Duration::from_millis(self.upstream_idle_ms.load(Ordering::Relaxed));
+        target.map_or(ours, |t| t.min(ours))
     }
 
     /// Registers a target and starts its health checks.
@@ -923,9 +1067,12 @@ impl Balancer {
         w: &Worker,
         peer: SocketAddr,
         peer_ip: &HeaderValue,
+        check: &framing::ConnCheck,
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
+        // A head framed two ways never reaches a target (hyper accepts some).
+        let refused = check.next_request();
         let (spec, picked) = self.select(w);
         // Host and path are read only when rules or the access log need them.
         let needs_target = !spec.rules.is_empty() || self.log.is_some();
@@ -939,18 +1086,25 @@ impl Balancer {
             String::new()
         };
         let line = if self.log.is_some() {
-            format!(
-                "{} http://{}{} {:?}",
-                req.method(),
-                if host.is_empty() { "-" } else { &host },
+            LogRequest::new(
+                req.method().as_str().as_bytes(),
+                host.as_bytes(),
                 req.uri()
                     .path_and_query()
                     .map(|p| p.as_str())
-                    .unwrap_or("/"),
-                req.version()
+                    .unwrap_or("/")
+                    .as_bytes(),
+                match req.version() {
+                    hyper::Version::HTTP_10 => "HTTP/1.0",
+                    _ => "HTTP/1.1",
+                },
+                req.headers()
+                    .get("user-agent")
+                    .map(|v| v.as_bytes())
+                    .unwrap_or(b"-"),
             )
         } else {
-            String::new()
+            LogRequest::default()
         };
         let request_id = match req.headers().get("x-request-id") {
             Some(v) if !v.is_empty() && v.len() <= 200 => v.clone(),
@@ -973,14 +1127,17 @@ impl Balancer {
                     res.status().as_u16(),
                     target_status,
                     &line,
-                    trace.to_str().unwrap_or("-"),
-                    request_id.to_str().unwrap_or("-"),
+                    trace.as_bytes(),
+                    request_id.as_bytes(),
                 );
             }
             res.headers_mut().insert(X_REQUEST_ID, request_id.clone());
             res
         };
 
+        if let Some(why) = refused {
+            return respond(refuse(why), None, None);
+        }
         if !spec.rules.is_empty()
             && !spec
                 .rules
@@ -1043,6 +1200,8 @@ impl Balancer {
                 Some(addr),
                 None,
             ),
+            // The client's chunked body was malformed: its fault, not the target's.
+            Ok(Err(_)) if check.body_bad() => respond(refuse("malformed chunked body"), None, None),
             Ok(Err(_)) => respond(
                 text(
                     StatusCode::BAD_GATEWAY,
@@ -1051,13 +1210,32 @@ impl Balancer {
                 Some(addr),
                 None,
             ),
+            Ok(Ok((res, _sender)))
+                if framing::response_ambiguous(
+                    res.headers()
+                        .iter()
+                        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes())),
+                ) =>
+            {
+                // Framed two ways: not relayed, and the connection is not reused.
+                respond(
+                    text(StatusCode::BAD_GATEWAY, "target response framed two ways\n"),
+                    Some(addr),
+                    None,
+                )
+            }
             Ok(Ok((res, sender))) => {
                 let code = res.status().as_u16();
+                let keep = self.upstream_keep(
+                    res.headers()
+                        .get("keep-alive")
+                        .and_then(|v| keep_alive_timeout(v.as_bytes())),
+                );
                 let (parts, body) = res.into_parts();
                 let body = ProxyBody::Target(Tracked {
                     inner: body,
                     _guard: guard,
-                    reuse: Some((w.pool.clone(), addr, sender)),
+                    reuse: Some((w.pool.clone(), addr, sender, keep)),
                     done: false,
                 });
                 respond(Response::from_parts(parts, body), Some(addr), Some(code))
@@ -1112,7 +1290,8 @@ impl Balancer {
         Response::from_parts(parts, ProxyBody::Text(Full::new(Bytes::new())))
     }
 
-    /// One line in the order of ALB access logs (fields we do not have are `-`).
+    /// One line in the order of ALB access logs (fields we do not have are `-`);
+    /// every field the client controls is escaped ([`escape_log_field`]).
     #[allow(clippy::too_many_arguments)]
     fn access_log(
         &self,
@@ -1122,9 +1301,9 @@ impl Balancer {
         started: Instant,
         status: u16,
         target_status: Option<u16>,
-        request: &str,
-        trace: &str,
-        request_id: &str,
+        request: &LogRequest,
+        trace: &[u8],
+        request_id: &[u8],
     ) {
         if self.log.is_none() {
             return;
@@ -1132,20 +1311,95 @@ impl Balancer {
         let mut w = worker.log.lock().unwrap_or_else(|e| e.into_inner());
         let now = crate::clock::rfc3339_micros(SystemTime::now());
         let elapsed = started.elapsed().as_secs_f64();
-        let _ = writeln!(
+        let name = &self.name;
+        let target = target.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+        let tstatus = target_status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(
             w,
-            "http {now} app/{name}/local {client} {target} 0.000 {elapsed:.3} 0.000 {status} {tstatus} - - \"{request}\" \"-\" - - targetgroup/{name}/local \"{trace}\" \"-\" \"-\" 0 {now} \"forward\" \"-\" \"-\" \"{target}\" \"{tstatus}\" \"-\" \"-\" {request_id}",
-            name = self.name,
-            target = target.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-            tstatus = target_status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "-".into()),
+            "http {now} app/{name}/local {client} {target} 0.000 {elapsed:.3} 0.000 {status} {tstatus} - - \""
         );
+        w.extend_from_slice(request.request());
+        w.extend_from_slice(b"\" \"");
+        w.extend_from_slice(request.user_agent());
+        let _ = write!(w, "\" - - targetgroup/{name}/local \"");
+        escape_log_field(&mut w, trace, true);
+        let _ = write!(
+            w,
+            "\" \"-\" \"-\" 0 {now} \"forward\" \"-\" \"-\" \"{target}\" \"{tstatus}\" \"-\" \"-\" "
+        );
+        escape_log_field(&mut w, request_id, false);
+        w.push(b'\n');
         let full = w.len() > 64 * 1024;
         drop(w);
         if full {
             self.flush_log(worker, 0);
         }
+    }
+}
+
+/// Writes a client-controlled access-log field so that it cannot leave its place:
+/// `"` and `\` are escaped with a backslash, control and non-ASCII bytes written as
+/// `\xHH` (ALB escapes its quoted fields the same way), and in an unquoted field a
+/// space too. An empty field is `-`.
+pub(crate) fn escape_log_field(out: &mut Vec<u8>, field: &[u8], quoted: bool) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if field.is_empty() {
+        out.push(b'-');
+        return;
+    }
+    for &b in field {
+        match b {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            b' ' if !quoted => out.extend_from_slice(b"\\x20"),
+            0x20..=0x7e => out.push(b),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]),
+        }
+    }
+}
+
+/// The client-controlled text of an access-log line, escaped once when the request
+/// arrives (both paths build it here): the `request` field (`METHOD
+/// http://host/path VERSION`) and the `user_agent` field, in one buffer.
+#[derive(Default)]
+pub(crate) struct LogRequest {
+    buf: Vec<u8>,
+    split: usize,
+}
+
+impl LogRequest {
+    pub(crate) fn new(
+        method: &[u8],
+        host: &[u8],
+        target: &[u8],
+        version: &str,
+        user_agent: &[u8],
+    ) -> Self {
+        let mut buf =
+            Vec::with_capacity(method.len() + host.len() + target.len() + user_agent.len() + 24);
+        escape_log_field(&mut buf, method, true);
+        buf.extend_from_slice(b" http://");
+        escape_log_field(&mut buf, host, true);
+        escape_log_field(&mut buf, target, true);
+        buf.push(b' ');
+        buf.extend_from_slice(version.as_bytes());
+        let split = buf.len();
+        escape_log_field(&mut buf, user_agent, true);
+        LogRequest { buf, split }
+    }
+
+    fn request(&self) -> &[u8] {
+        self.buf.get(..self.split).unwrap_or(b"-")
+    }
+
+    fn user_agent(&self) -> &[u8] {
+        self.buf.get(self.split..).unwrap_or(b"-")
     }
 }
 
@@ -1161,6 +1415,15 @@ mod tests {
         assert!(glob("*.example.com", "api.example.com"));
         assert!(glob("/a?c", "/abc"));
         assert!(!glob("/a?c", "/abbc"));
+    }
+
+    #[test]
+    fn keep_alive_timeouts_are_read() {
+        let t = |v: &[u8]| keep_alive_timeout(v);
+        assert_eq!(t(b"timeout=5"), Some(Duration::from_secs(5)));
+        assert_eq!(t(b"max=100, Timeout = 7"), Some(Duration::from_secs(7)));
+        assert_eq!(t(b"max=100"), None);
+        assert_eq!(t(b"timeout=x"), None);
     }
 
     #[test]

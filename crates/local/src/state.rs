@@ -1,10 +1,19 @@
 //! What the supervisor keeps on disk (`.pantstack/local/<env>/state.json`), written
 //! atomically (temp file, fsync, rename) on every change: load-balancer ports (stable
-//! across restarts), revisions, desired counts, deployment history, running tasks
-//! (to clean up after a crash).
+//! across restarts), revisions, desired counts, deployment history (and the
+//! deployment in progress), running tasks (to clean up after a crash).
+//!
+//! Everything under `.pantstack/local/` belongs to the user alone: directories
+//! 0700, files 0600, whatever the umask (`secure`). The supervisor's liveness is its
+//! exclusive lock on `supervisor.lock` (`lock`, `holder`), never whether its control
+//! socket answered.
 
 use serde_json::{Value, json};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub struct Paths {
     pub dir: PathBuf,
@@ -35,6 +44,196 @@ impl Paths {
     pub fn supervisor_log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
     }
+    /// Held (flock) by the live supervisor for its whole life; holds its pid.
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("supervisor.lock")
+    }
+}
+
+/// Mode of every state directory.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of every state file (and the control socket).
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with mode 0700 and sets 0700 on `dir`
+/// itself if it already existed.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    set_mode(dir, DIR_MODE)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() || meta.permissions().mode() & 0o777 == mode {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Opens `path` for appending, created with mode 0600 (its directory 0700).
+pub fn append_private(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// The umask this process had before `secure` tightened it: image builds run
+/// with it, so what they produce (an image's binaries) does not depend on ours.
+static USER_UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// The user's umask (022 if `secure` has not run).
+pub fn user_umask() -> u32 {
+    USER_UMASK.get().copied().unwrap_or(0o022)
+}
+
+/// Makes an environment's state private to this user, whatever the umask: sets
+/// this process's umask to 077 (so files the AWS endpoint, the journal and anything
+/// else create later are 0600, directories 0700), creates `.pantstack/local/<env>/`
+/// with 0700 and sets 0700/0600 on every directory/file already below it (state
+/// from an earlier version, or created under a looser umask). Tasks started by the
+/// supervisor inherit the umask.
+pub fn secure(paths: &Paths) -> Result<(), String> {
+    let before = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    // The first call sees the user's umask; later calls would see ours.
+    let _ = USER_UMASK.set(before.bits());
+    let fail = |p: &Path, e: std::io::Error| format!("cannot secure {}: {e}", p.display());
+    if let Some(local) = paths.dir.parent() {
+        private_dir(local).map_err(|e| fail(local, e))?;
+    }
+    private_dir(&paths.dir).map_err(|e| fail(&paths.dir, e))?;
+    secure_tree(&paths.dir).map_err(|e| fail(&paths.dir, e))
+}
+
+/// 0700 on every directory and 0600 on every other entry below `dir` (symlinks are
+/// left alone and not followed).
+fn secure_tree(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let path = e.path();
+        let kind = e.file_type()?;
+        if kind.is_symlink() {
+            continue;
+        }
+        if kind.is_dir() {
+            set_mode(&path, DIR_MODE)?;
+            secure_tree(&path)?;
+        } else {
+            set_mode(&path, FILE_MODE)?;
+        }
+    }
+    Ok(())
+}
+
+/// The live supervisor's hold on its environment: an exclusive `flock` on
+/// `supervisor.lock`, released by the kernel when the process ends (also on
+/// SIGKILL). The file names the holder's pid.
+pub struct Lock {
+    _file: File,
+}
+
+/// Who holds an environment's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The pid the holder wrote (None while it is writing it).
+    pub pid: Option<u32>,
+}
+
+fn open_lock(paths: &Paths) -> std::io::Result<File> {
+    private_dir(&paths.dir)?;
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(paths.lock())
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.seek(std::io::SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Takes the environment's lock for this process and records its pid. `Err` names
+/// the live holder.
+pub fn lock(paths: &Paths) -> Result<Lock, String> {
+    let mut file =
+        open_lock(paths).map_err(|e| format!("cannot open {}: {e}", paths.lock().display()))?;
+    if file.try_lock().is_err() {
+        let pid = read_pid(&mut file)
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "a supervisor{pid} already holds {}; `pantstack status` shows it, `pantstack down` stops it",
+            paths.dir.display()
+        ));
+    }
+    let me = std::process::id();
+    let line = format!(
+        "{me} {}\n",
+        crate::task::start_ticks(me)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    );
+    file.set_len(0)
+        .and_then(|()| file.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
+        .and_then(|()| file.write_all(line.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", paths.lock().display()))?;
+    Ok(Lock { _file: file })
+}
+
+/// Whether a live process holds the environment's lock (tried and released at
+/// once). `None`: nobody does (or there is no state yet).
+pub fn holder(paths: &Paths) -> Option<Holder> {
+    if !paths.lock().exists() {
+        return None;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(paths.lock())
+        .ok()?;
+    match file.try_lock() {
+        Ok(()) => None,
+        Err(_) => Some(Holder {
+            pid: read_pid(&mut file),
+        }),
+    }
+}
+
+/// Whether `path` is locked by another process (a missing file is not).
+fn locked(path: &Path) -> bool {
+    match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f.try_lock().is_err(),
+        Err(_) => false,
+    }
+}
+
+/// Waits until no process holds the environment: neither the supervisor's lock nor
+/// the AWS endpoint's. `Err(holder)` if one still does after `within`.
+pub fn wait_released(paths: &Paths, within: Duration) -> Result<(), Option<Holder>> {
+    let deadline = Instant::now() + within;
+    let aws_lock = paths.aws().join("LOCK");
+    loop {
+        let h = holder(paths);
+        if h.is_none() && !locked(&aws_lock) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(h);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn load(path: &Path) -> Option<Value> {
@@ -42,13 +241,18 @@ pub fn load(path: &Path) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
-/// Writes `v` durably: a reader sees the old file or the new one, never a mix.
+/// Writes `v` durably with mode 0600: a reader sees the old file or the new one,
+/// never a mix.
 pub fn save(path: &Path, v: &Value) -> std::io::Result<()> {
-    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    private_dir(dir)?;
     let tmp = dir.join(".state.json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&tmp)?;
     f.write_all(
         serde_json::to_string_pretty(v)
             .unwrap_or_default()
@@ -56,7 +260,7 @@ pub fn save(path: &Path, v: &Value) -> std::io::Result<()> {
     )?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
+    if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
@@ -64,4 +268,34 @@ pub fn save(path: &Path, v: &Value) -> std::io::Result<()> {
 
 pub fn empty(env: &str) -> Value {
     json!({ "environment": env, "units": {} })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pantstack-state-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn the_lock_names_its_holder_and_is_free_once_dropped() {
+        let root = temp("lock");
+        let paths = Paths::new(&root, "test");
+        assert_eq!(holder(&paths), None);
+        let l = lock(&paths).unwrap();
+        // flock is per open file: a second open in this process conflicts like
+        // another process would.
+        let h = holder(&paths).unwrap();
+        assert_eq!(h.pid, Some(std::process::id()));
+        let e = lock(&paths).err().unwrap();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        drop(l);
+        assert_eq!(holder(&paths), None);
+        assert!(wait_released(&paths, Duration::from_millis(10)).is_ok());
+        let _ = std::fs::remove_dir_all(root);
+    }
 }

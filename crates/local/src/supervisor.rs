@@ -83,6 +83,9 @@ struct UnitRt {
     tasks: Vec<TaskRt>,
     deploy: Option<Deploy>,
     history: Vec<Value>,
+    /// The number the next revision gets: persisted, so a number is never reused
+    /// (not even after a crash that lost the revision it was given to).
+    next_revision: u32,
     backoff: Backoff,
     /// Recently stopped tasks, newest last (for `status`).
     stopped: Vec<Value>,
@@ -95,6 +98,46 @@ impl UnitRt {
     fn latest(&self) -> u32 {
         self.revisions.iter().map(|r| r.number).max().unwrap_or(0)
     }
+    /// Gives out a new revision number (never one given out before).
+    fn take_revision(&mut self) -> u32 {
+        let n = self
+            .next_revision
+            .max(self.latest() + 1)
+            .max(self.current + 1);
+        self.next_revision = n + 1;
+        n
+    }
+}
+
+/// The deployment in progress as recorded in state.json (and as history entry).
+fn deploy_record(d: &Deploy) -> Value {
+    json!({
+        "id": d.id, "revision": d.to, "from": d.from, "kind": d.kind,
+        "started": crate::clock::rfc3339_micros(d.started),
+    })
+}
+
+/// The history entry of a deployment a supervisor left unfinished (it was killed,
+/// crashed or stopped): `interrupted`.
+fn interrupted(record: &Value, reason: String) -> Value {
+    let mut r = record.clone();
+    r["outcome"] = json!("interrupted");
+    r["reason"] = json!(reason);
+    r["ended"] = json!(now_text());
+    r
+}
+
+/// The highest revision number a unit's saved state mentions.
+fn highest_saved_revision(old: &Value) -> u32 {
+    let mut n = old["current"].as_u64().unwrap_or(0);
+    for h in old["history"].as_array().into_iter().flatten() {
+        n = n.max(h["revision"].as_u64().unwrap_or(0));
+    }
+    for r in old["revisions"].as_array().into_iter().flatten() {
+        n = n.max(r["number"].as_u64().unwrap_or(0));
+    }
+    n = n.max(old["deployment"]["revision"].as_u64().unwrap_or(0));
+    n.min(u32::MAX as u64 - 1) as u32
 }
 
 /// A request from the control socket and where to send the answer lines.
@@ -118,6 +161,8 @@ pub struct Supervisor {
     aws: Aws,
     stopping: bool,
     down_waiters: Vec<mpsc::UnboundedSender<Value>>,
+    /// This supervisor's hold on the environment (see `state::lock`).
+    lock: state::Lock,
 }
 
 /// The endpoint and what tasks need to reach it.
@@ -140,6 +185,22 @@ impl Aws {
             ("AWS_DEFAULT_REGION".into(), self.region.clone()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
         ]
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit, so the
+/// control socket, health checks and tasks keep descriptors under heavy load.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            rustix::process::Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            },
+        );
     }
 }
 
@@ -232,8 +293,11 @@ impl Supervisor {
     /// balancers on their recorded ports and starts the first deployment.
     pub async fn start(cfg: Config) -> Result<Supervisor, String> {
         let paths = Paths::new(&cfg.root, &cfg.env);
-        std::fs::create_dir_all(&paths.dir)
-            .map_err(|e| format!("cannot create {}: {e}", paths.dir.display()))?;
+        state::secure(&paths)?;
+        raise_nofile_limit();
+        // Liveness is the lock, never whether the socket answered: while another
+        // supervisor holds it, nothing of its (tasks, socket) is touched.
+        let lock = state::lock(&paths)?;
         if tokio::net::UnixStream::connect(paths.socket())
             .await
             .is_ok()
@@ -246,6 +310,7 @@ impl Supervisor {
         }
         let _ = std::fs::remove_file(paths.socket());
         let saved = state::load(&paths.state()).unwrap_or_else(|| state::empty(&cfg.env));
+        // The lock was free: the supervisor that wrote the state is gone.
         cleanup_leftovers(&saved).await;
 
         let loaded = pantstack_model::load(&cfg.root);
@@ -278,8 +343,9 @@ impl Supervisor {
             aws,
             stopping: false,
             down_waiters: Vec::new(),
+            lock,
         };
-        std::fs::create_dir_all(sup.paths.dir.join("access"))
+        state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
         for u in &units {
             let old = &saved["units"][&u.name];
@@ -308,7 +374,19 @@ impl Supervisor {
                 None => None,
             };
             let current = old["current"].as_u64().unwrap_or(0) as u32;
-            let history = old["history"].as_array().cloned().unwrap_or_default();
+            let mut history = old["history"].as_array().cloned().unwrap_or_default();
+            if old["deployment"].is_object() {
+                let pid = saved["pid"]
+                    .as_u64()
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default();
+                history.push(interrupted(
+                    &old["deployment"],
+                    format!("the supervisor{pid} stopped before the deployment ended"),
+                ));
+            }
+            let next_revision = (old["next_revision"].as_u64().unwrap_or(0) as u32)
+                .max(highest_saved_revision(old) + 1);
             let desired = old["desired"]
                 .as_u64()
                 .map(|d| d as u32)
@@ -324,14 +402,21 @@ impl Supervisor {
                     tasks: Vec::new(),
                     deploy: None,
                     history,
+                    next_revision,
                     backoff: Backoff::new(1000, 60_000),
                     stopped: Vec::new(),
                 },
             );
         }
+        // The interrupted deployments are history before anything new starts.
+        sup.save();
         for u in units {
             let name = u.name.clone();
-            let next = sup.units.get(&name).map(|r| r.current + 1).unwrap_or(1);
+            let next = sup
+                .units
+                .get_mut(&name)
+                .map(UnitRt::take_revision)
+                .unwrap_or(1);
             if let Err(e) = sup.add_revision(u, next, "start").await {
                 for rt in sup.units.values() {
                     if let Some(lb) = &rt.lb {
@@ -375,6 +460,7 @@ impl Supervisor {
                             "reason": reason, "started": now_text(), "ended": now_text(),
                         }));
                     }
+                    self.save();
                     return Err(reason);
                 }
             }
@@ -447,6 +533,9 @@ impl Supervisor {
             "deployment {id} ({kind}): revision {from} → {to}, {} task(s)",
             params.desired
         );
+        // Durable before the first task of it starts: a crash from here on leaves
+        // it in state.json, and the next `up` records it as interrupted.
+        self.save();
         self.emit(name, "deployment", msg);
     }
 
@@ -477,6 +566,8 @@ impl Supervisor {
                     "current": rt.current.max(rt.deploy.as_ref().map(|d| d.to.min(rt.current)).unwrap_or(0)),
                     "desired": rt.desired,
                     "history": history,
+                    "deployment": rt.deploy.as_ref().map(deploy_record),
+                    "next_revision": rt.next_revision,
                     "tasks": tasks,
                     "revisions": rt.revisions.iter().map(|r| json!({"number": r.number, "spec": unit_json(&r.unit), "image": r.image})).collect::<Vec<_>>(),
                 }),
@@ -988,6 +1079,7 @@ impl Supervisor {
                         })
                     }).collect::<Vec<_>>(),
                     "recently_stopped": rt.stopped.iter().rev().take(5).cloned().collect::<Vec<_>>(),
+                    "last_deployment": rt.history.last().cloned(),
                 })
             })
             .collect();
@@ -1090,7 +1182,11 @@ impl Supervisor {
                         let Some(spec) = specs.iter().find(|s| &s.name == u).cloned() else {
                             continue;
                         };
-                        let next = self.units.get(u).map(|r| r.latest() + 1).unwrap_or(1);
+                        let next = self
+                            .units
+                            .get_mut(u)
+                            .map(UnitRt::take_revision)
+                            .unwrap_or(1);
                         if let Some(lb) = self.units.get(u).and_then(|r| r.lb.clone())
                             && let Some(h) = &spec.http
                         {
@@ -1141,6 +1237,33 @@ impl Supervisor {
             d.waiters.push(reply);
         }
     }
+}
+
+/// Stops the tasks a supervisor that died (`kill -9`) left running, as recorded in
+/// the environment's state file; returns how many were still alive. For `down`
+/// when no supervisor holds the environment.
+pub async fn stop_leftovers(paths: &Paths) -> usize {
+    let Some(saved) = state::load(&paths.state()) else {
+        return 0;
+    };
+    let mut alive = 0;
+    for (_, u) in saved["units"].as_object().into_iter().flatten() {
+        for t in u["tasks"].as_array().into_iter().flatten() {
+            if let Some(pgid) = t["pgid"].as_u64() {
+                let recorded = t["start_ticks"].as_u64();
+                if recorded.is_some()
+                    && task::start_ticks(pgid as u32) == recorded
+                    && task::running(pgid as u32)
+                {
+                    alive += 1;
+                }
+            } else if t["container"].is_string() {
+                alive += 1;
+            }
+        }
+    }
+    cleanup_leftovers(&saved).await;
+    alive
 }
 
 /// Kills what a crashed supervisor left running (recorded in the state file), so the
@@ -1204,22 +1327,41 @@ impl Supervisor {
     }
 
     /// Serves the control socket and reconciles until `down` (or `shutdown`).
+    /// Returns the environment's lock: the caller keeps it until the process exits
+    /// (the AWS endpoint's thread may still hold its state for a moment).
     pub async fn run(
         mut self,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<state::Lock, String> {
+        use std::os::unix::fs::PermissionsExt;
         let sock = self.paths.socket();
         let listener = tokio::net::UnixListener::bind(&sock)
             .map_err(|e| format!("cannot listen on {}: {e}", sock.display()))?;
+        // The umask (state::secure) made it 0600 already; say it explicitly.
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(state::FILE_MODE))
+            .map_err(|e| format!("cannot restrict {}: {e}", sock.display()))?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
         let events = self.events.clone();
+        let own = crate::control::own_uid();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(crate::control::serve(
-                    stream,
-                    tx.clone(),
-                    events.subscribe(),
-                ));
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let peer = stream.peer_cred().ok().map(|c| c.uid());
+                        if crate::control::peer_allowed(peer, own) {
+                            tokio::spawn(crate::control::serve(
+                                stream,
+                                tx.clone(),
+                                events.subscribe(),
+                            ));
+                        } else {
+                            tokio::spawn(crate::control::refuse(stream, peer));
+                        }
+                    }
+                    // Out of descriptors (EMFILE) or an aborted connection: the
+                    // socket must keep answering once descriptors are free again.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
             }
         });
         let mut tick = tokio::time::interval(TICK);
@@ -1248,6 +1390,24 @@ impl Supervisor {
                 lb.shutdown();
             }
         }
+        // A deployment cut short by `down` ends as interrupted, in the history
+        // and for whoever waits on it.
+        let names: Vec<String> = self.units.keys().cloned().collect();
+        for name in names {
+            let Some(rt) = self.units.get_mut(&name) else {
+                continue;
+            };
+            if let Some(d) = rt.deploy.take() {
+                let record = interrupted(
+                    &deploy_record(&d),
+                    "the local cloud was stopped before the deployment ended".into(),
+                );
+                rt.history.push(record.clone());
+                for w in d.waiters {
+                    let _ = w.send(json!({ "final": true, "unit": name, "deployment": record }));
+                }
+            }
+        }
         self.emit("-", "down", "every task stopped".into());
         self.save();
         let _ = std::fs::remove_file(&sock);
@@ -1256,6 +1416,7 @@ impl Supervisor {
         }
         // Let the control connections flush their last line.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok(())
+        self.aws.server.shutdown();
+        Ok(self.lock)
     }
 }

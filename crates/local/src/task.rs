@@ -128,6 +128,17 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether a process runs: it exists and is not a zombie waiting to be reaped.
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
 type LogFile = Arc<Mutex<tokio::fs::File>>;
 
 fn pump<R: AsyncRead + Unpin + Send + 'static>(r: R, stream: &'static str, file: LogFile) {
@@ -160,11 +171,12 @@ pub struct StartSpec<'a> {
 
 pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
     if let Some(dir) = s.log.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+        crate::state::private_dir(dir)?;
     }
     let file = tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(crate::state::FILE_MODE)
         .open(&s.log)
         .await?;
     let file: LogFile = Arc::new(Mutex::new(file));
@@ -230,39 +242,24 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
                 .container_name
                 .clone()
                 .unwrap_or_else(|| format!("pantstack-{}-{}", u.name, s.id));
-            let mut args: Vec<String> = vec![
-                "run".into(),
-                "-d".into(),
-                "--name".into(),
-                name.clone(),
-                "--network".into(),
-                "host".into(),
-                "--stop-timeout".into(),
-                (u.stop_timeout_ms / 1000).max(1).to_string(),
-            ];
-            for (k, v) in s.labels {
-                args.push("--label".into());
-                args.push(format!("{k}={v}"));
-            }
-            // `-e NAME` takes the value from the docker CLI's own environment, so
-            // secrets and credentials never appear in an argument list.
-            for (k, _) in &env {
-                args.push("-e".into());
-                args.push(k.clone());
-            }
-            args.push(image.to_string());
-            if let Some(c) = &u.container_command {
-                // The Dockerfile's ENTRYPOINT/CMD: the manifest's `command` replaces CMD.
-                let (first, rest) = c
-                    .split_first()
-                    .map(|(a, b)| (a.clone(), b.to_vec()))
-                    .unwrap_or_default();
-                args.splice(
-                    args.len() - 1..args.len() - 1,
-                    ["--entrypoint".to_string(), first],
-                );
-                args.extend(rest);
-            }
+            let env_names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+            let args = docker_run_args(&DockerRun {
+                name: &name,
+                stop_timeout_secs: (u.stop_timeout_ms / 1000).max(1),
+                labels: s.labels,
+                env_names: &env_names,
+                image,
+                command: u.container_command.as_deref(),
+            });
+            // A container of this name is a leftover of an earlier supervisor of
+            // this environment whose state is gone (only one supervisor holds an
+            // environment, and names carry the environment and the task id).
+            let _ = Command::new("docker")
+                .args(["rm", "-f", &name])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .await;
             let out = Command::new("docker")
                 .args(&args)
                 .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -335,12 +332,72 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// What `docker run` is given for a container task.
+pub struct DockerRun<'a> {
+    pub name: &'a str,
+    pub stop_timeout_secs: u64,
+    pub labels: &'a [(String, String)],
+    /// Passed as `-e NAME`: the value comes from the docker CLI's own environment,
+    /// so secrets and credentials never appear in an argument list.
+    pub env_names: &'a [&'a str],
+    pub image: &'a str,
+    /// The manifest's `command` (whole argv), if any.
+    pub command: Option<&'a [String]>,
+}
+
+/// The `docker run` argument list. The command is split exactly as the task
+/// definition's `EntryPoint` and `Command` on ECS
+/// (`pantstack_synth::service::entry_point_and_command`): `--entrypoint FIRST` and
+/// the rest after the image. Docker then ignores the image's CMD, as on ECS, so
+/// the container runs exactly the manifest's argv.
+pub fn docker_run_args(d: &DockerRun<'_>) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        d.name.to_string(),
+        "--network".into(),
+        "host".into(),
+        "--stop-timeout".into(),
+        d.stop_timeout_secs.to_string(),
+    ];
+    for (k, v) in d.labels {
+        args.push("--label".into());
+        args.push(format!("{k}={v}"));
+    }
+    for k in d.env_names {
+        args.push("-e".into());
+        args.push((*k).to_string());
+    }
+    let split = d
+        .command
+        .and_then(pantstack_synth::service::entry_point_and_command);
+    if let Some((entry_point, _)) = &split {
+        // The docker CLI's --entrypoint takes one word; ours is one word.
+        args.push("--entrypoint".into());
+        args.push(entry_point.join(" "));
+    }
+    args.push(d.image.to_string());
+    if let Some((_, rest)) = split {
+        args.extend(rest);
+    }
+    args
+}
+
 /// Builds a unit's image: its `build` command, then `docker build`, tagged `tag`.
 pub async fn build_image(u: &Unit, tag: &str) -> Result<(), String> {
     if let Some(b) = &u.image_build
         && let Some((prog, args)) = b.split_first()
     {
-        let out = Command::new(prog)
+        // With the user's umask, not the supervisor's 077: a binary built under
+        // 077 is 0700 and an image's non-root user could not run it.
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {:04o} && exec \"$0\" \"$@\"",
+                crate::state::user_umask()
+            ))
+            .arg(prog)
             .args(args)
             .current_dir(&u.dir)
             .output()
@@ -375,4 +432,54 @@ pub async fn build_image(u: &Unit, tag: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_runs_the_manifest_argv_as_ecs_does() {
+        let command: Vec<String> = vec!["/api".into(), "serve".into(), "--fast".into()];
+        let labels = vec![("pantstack.unit".to_string(), "api".to_string())];
+        let args = docker_run_args(&DockerRun {
+            name: "pantstack-api-1",
+            stop_timeout_secs: 30,
+            labels: &labels,
+            env_names: &["API_TOKEN"],
+            image: "shop:api-dev-abcdef0",
+            command: Some(&command),
+        });
+        let image_at = args
+            .iter()
+            .position(|a| a == "shop:api-dev-abcdef0")
+            .expect("image");
+        let entry_at = args
+            .iter()
+            .position(|a| a == "--entrypoint")
+            .expect("--entrypoint");
+        assert!(entry_at < image_at, "{args:?}");
+        // Exactly the task definition's EntryPoint, then its Command after the image.
+        let (entry_point, rest) =
+            pantstack_synth::service::entry_point_and_command(&command).expect("split");
+        assert_eq!(entry_point, vec![args[entry_at + 1].clone()]);
+        assert_eq!(args[image_at + 1..], rest[..]);
+        // Never the whole argv after an ENTRYPOINT it does not replace.
+        let mut ran = entry_point.clone();
+        ran.extend(args[image_at + 1..].iter().cloned());
+        assert_eq!(ran, command);
+        assert!(args.contains(&"API_TOKEN".to_string()));
+
+        // No command: the image's ENTRYPOINT and CMD.
+        let args = docker_run_args(&DockerRun {
+            name: "n",
+            stop_timeout_secs: 1,
+            labels: &[],
+            env_names: &[],
+            image: "img",
+            command: None,
+        });
+        assert_eq!(args.last().map(String::as_str), Some("img"));
+        assert!(!args.contains(&"--entrypoint".to_string()));
+    }
 }

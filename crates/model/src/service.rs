@@ -44,7 +44,8 @@ pub struct ListenerRule {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Http {
-    /// Container command (the image's entrypoint arguments); `None` uses the image's.
+    /// Container command: the whole argv (`["/api", "serve"]`), run whatever the
+    /// image's ENTRYPOINT and CMD are; `None` runs the image's.
     pub command: Option<Vec<String>>,
     /// Command that runs the service without Docker, from the module directory.
     pub local: Option<Vec<String>>,
@@ -427,8 +428,8 @@ fn read_queue(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Que
         receive_wait_secs: dur(r, "receive_wait", 0, 20, 20),
         max_message_bytes: f
             .get("max_message_size")
-            .and_then(|n| r.int(n, &join(path, "max_message_size"), 1024, 262_144))
-            .unwrap_or(262_144),
+            .and_then(|n| r.int(n, &join(path, "max_message_size"), 1024, 1_048_576))
+            .unwrap_or(1_048_576),
         // Dead-letter queues are on by default: a poison message must not loop forever.
         dead_letter: if f.get("dead_letter").is_some() {
             dead_letter

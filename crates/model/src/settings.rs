@@ -208,7 +208,7 @@ pub const SETTINGS: &[Setting] = &[
     s("availabilityZones", "network.azs", Foundation, Int { min: 2, max: 6 }, Default::Int(2), "AZs spanned by public and private subnets"),
     s("vpcEndpoints", "network.endpoints", Foundation, Bool, Default::Bool(false), "S3 gateway and ECR/logs/SSM interface endpoints"),
     s("flowLogRetentionDays", "network.flow_log_retention_days", Foundation, IntSet(LOG_RETENTION_DAYS), Default::Int(90), "VPC flow log retention"),
-    s("imageRetention", "registry.keep_images", Foundation, Int { min: 1, max: 1000 }, Default::Int(20), "ECR lifecycle: images kept per tag prefix"),
+    s("imageRetention", "registry.keep_images", Foundation, Int { min: 1, max: 1000 }, Default::Int(20), "ECR lifecycle: days a branch or pull-request image is kept (at least the preview TTL + 7); releases and environment-branch images are never expired"),
     s("scanOnPush", "registry.scan_on_push", Foundation, Bool, Default::Bool(true), "ECR image scanning on push"),
     s("previewMax", "previews.max", Foundation, Int { min: 0, max: 100 }, Default::Int(5), "most preview environments at once"),
     s("previewTtl", "previews.ttl", Foundation, Duration { min: 3600, max: 7_776_000 }, Default::Duration(604_800), "preview environments are destroyed after this idle time"),

@@ -16,6 +16,10 @@ pub type Millis = u64;
 pub const DEDUP_WINDOW_MS: Millis = 5 * 60 * 1000;
 /// Most messages one ReceiveMessage returns.
 pub const MAX_RECEIVE: usize = 10;
+/// Largest message (body and attributes), the default and the most
+/// `MaximumMessageSize` can be: 1 MiB since August 2025 (AWS "What's new",
+/// 2025-08-04: "Amazon SQS increases maximum message payload size to 1 MiB").
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Visibility timeout limit: 12 hours.
 pub const MAX_VISIBILITY_SECS: u64 = 12 * 3600;
 
@@ -38,7 +42,7 @@ impl Default for Attributes {
             visibility_timeout_secs: 30,
             retention_secs: 4 * 24 * 3600,
             delay_secs: 0,
-            max_message_bytes: 256 * 1024,
+            max_message_bytes: MAX_MESSAGE_BYTES,
             fifo: false,
             content_based_deduplication: false,
             max_receive_count: None,
@@ -257,15 +261,19 @@ impl Queue {
         dedup_id: Option<&str>,
         now: Millis,
     ) -> Result<Sent, Error> {
-        self.send_with(body, "", delay_secs, group, dedup_id, now)
+        self.send_with(body, "", None, delay_secs, group, dedup_id, now)
     }
 
     /// SendMessage with `extra` kept beside the body (the endpoint's message
-    /// attributes).
+    /// attributes) and the message id `id` (a UUID the caller drew; without one,
+    /// an id derived from the sequence number and `now`, what records written
+    /// before ids were drawn replay to).
+    #[allow(clippy::too_many_arguments)]
     pub fn send_with(
         &mut self,
         body: &str,
         extra: &str,
+        id: Option<&str>,
         delay_secs: Option<u64>,
         group: Option<&str>,
         dedup_id: Option<&str>,
@@ -318,13 +326,20 @@ impl Queue {
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        // `{:08x}-{:04x}-4000-8000-{:012x}`, without the formatting machinery.
-        let mut id = String::with_capacity(40);
-        push_hex(&mut id, sequence >> 32 ^ now, 8);
-        id.push('-');
-        push_hex(&mut id, sequence & 0xffff, 4);
-        id.push_str("-4000-8000-");
-        push_hex(&mut id, sequence, 12);
+        let id = match id {
+            Some(id) => id.to_string(),
+            None => {
+                // `{:08x}-{:04x}-4000-8000-{:012x}`, without the formatting
+                // machinery (the first group is wider: kept as journals hold it).
+                let mut id = String::with_capacity(40);
+                push_hex(&mut id, sequence >> 32 ^ now, 8);
+                id.push('-');
+                push_hex(&mut id, sequence & 0xffff, 4);
+                id.push_str("-4000-8000-");
+                push_hex(&mut id, sequence, 12);
+                id
+            }
+        };
         if let Some(d) = &dedup {
             self.dedup.insert(d.clone(), (now, id.clone(), sequence));
             self.dedup_order.push_back((now, d.clone()));
@@ -644,7 +659,7 @@ mod tests {
             "InvalidParameterValue"
         );
         assert_eq!(
-            q.send(&"x".repeat(256 * 1024 + 1), None, None, None, 0)
+            q.send(&"x".repeat(MAX_MESSAGE_BYTES + 1), None, None, None, 0)
                 .unwrap_err()
                 .code(),
             "InvalidParameterValue"

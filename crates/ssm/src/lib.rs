@@ -138,7 +138,31 @@ fn selector(s: &str) -> Result<(&str, Option<u64>), Error> {
     }
 }
 
+/// Whether `name` is top-level (no hierarchy): `name` or `/name`.
+pub fn top_level(name: &str) -> bool {
+    !name.strip_prefix('/').unwrap_or(name).contains('/')
+}
+
 impl Store {
+    /// The stored name `name` refers to: itself, or for a top-level name the
+    /// same name with or without its leading slash ("For parameters that aren't
+    /// in a hierarchy, the leading slash is optional": `name` and `/name` are one
+    /// parameter). The exact name wins when both exist (journals written before
+    /// the two were one).
+    pub fn key_of<'s>(&'s self, name: &str) -> Option<&'s str> {
+        if let Some((k, _)) = self.params.get_key_value(name) {
+            return Some(k.as_str());
+        }
+        if name.is_empty() || !top_level(name) {
+            return None;
+        }
+        let other = match name.strip_prefix('/') {
+            Some(bare) => bare.to_string(),
+            None => format!("/{name}"),
+        };
+        self.params.get_key_value(&other).map(|(k, _)| k.as_str())
+    }
+
     /// Every parameter with its kept versions (oldest first), by name: with
     /// `restore`, an exact image of the store.
     pub fn all(&self) -> impl Iterator<Item = (&str, &[Version])> {
@@ -214,8 +238,8 @@ impl Store {
     pub fn get(&self, selector_text: &str) -> Result<(&str, &Version), Error> {
         let (name, version) = selector(selector_text)?;
         let (key, versions) = self
-            .params
-            .get_key_value(name)
+            .key_of(name)
+            .and_then(|k| self.params.get_key_value(k))
             .ok_or_else(|| Error::NotFound(format!("Parameter {name} not found.")))?;
         match version {
             None => versions.last().map(|v| (key.as_str(), v)),
@@ -285,8 +309,8 @@ impl Store {
 
     /// GetParameterHistory: every kept version, oldest first.
     pub fn history(&self, name: &str) -> Result<&[Version], Error> {
-        self.params
-            .get(name)
+        self.key_of(name)
+            .and_then(|k| self.params.get(k))
             .map(|v| v.as_slice())
             .ok_or_else(|| Error::NotFound(format!("Parameter {name} not found.")))
     }
@@ -466,5 +490,22 @@ mod tests {
             "ValidationException"
         );
         assert!(s.get("/x:label").is_err());
+    }
+
+    #[test]
+    fn top_level_names_with_and_without_a_slash_are_one_parameter() {
+        let mut s = Store::default();
+        put(&mut s, "/top", "a", false).unwrap();
+        assert_eq!(s.key_of("top"), Some("/top"));
+        assert_eq!(s.key_of("/top"), Some("/top"));
+        assert_eq!(s.get("top").unwrap().0, "/top");
+        assert_eq!(s.get("top:1").unwrap().1.value, b"a");
+        assert_eq!(s.history("top").unwrap().len(), 1);
+        put(&mut s, "bare", "b", false).unwrap();
+        assert_eq!(s.key_of("/bare"), Some("bare"));
+        // Not for hierarchies: `a/b` is not `/a/b`.
+        put(&mut s, "/a/b", "c", false).unwrap();
+        assert_eq!(s.key_of("a/b"), None);
+        assert_eq!(s.key_of("/a"), None);
     }
 }

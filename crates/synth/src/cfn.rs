@@ -7,6 +7,13 @@ use serde_json::{Map, Value, json};
 
 use crate::skips::Skip;
 
+/// The largest template CloudFormation accepts inline (`--template-body`).
+pub const INLINE_TEMPLATE_MAX: usize = 51_200;
+/// The largest template CloudFormation accepts from S3 (`--template-url`).
+pub const S3_TEMPLATE_MAX: usize = 1_048_576;
+/// Resources per template.
+pub const RESOURCES_MAX: usize = 500;
+
 pub struct Template {
     description: String,
     parameters: Map<String, Value>,
@@ -81,9 +88,15 @@ impl Template {
         Value::Object(t)
     }
 
-    /// Pretty JSON with a final newline.
+    pub fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    /// Minified JSON (sorted keys, no whitespace) with a final newline: templates
+    /// are deployed as they are written, and CloudFormation counts every byte of an
+    /// inline template against its 51,200-byte limit.
     pub fn render(&self) -> String {
-        let mut s = serde_json::to_string_pretty(&self.to_value()).unwrap_or_default();
+        let mut s = serde_json::to_string(&self.to_value()).unwrap_or_default();
         s.push('\n');
         s
     }

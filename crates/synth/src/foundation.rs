@@ -246,9 +246,26 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
     let repo_arn = arn(&format!(
         "ecr:${{AWS::Region}}:${{AWS::AccountId}}:repository/{registry}"
     ));
-    let stacks = arn(&format!(
+    // The environment's stacks here, and its replica stacks in the regions its
+    // buckets replicate to (`{project}-{env}-{service}-replica`, deployed by CI too).
+    let mut replica_regions: Vec<&str> = cx
+        .repo
+        .services
+        .iter()
+        .flat_map(|u| &u.service.buckets)
+        .filter_map(|b| b.replication_region.as_deref())
+        .collect();
+    replica_regions.sort_unstable();
+    replica_regions.dedup();
+    let mut stacks = vec![arn(&format!(
         "cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{scope}/*"
-    ));
+    ))];
+    for region in &replica_regions {
+        stacks.push(arn(&format!(
+            "cloudformation:{region}:${{AWS::AccountId}}:stack/{scope}-replica/*"
+        )));
+    }
+
     let deploy_role_arn = arn(&format!(
         "iam::${{AWS::AccountId}}:role/{}",
         n.base_role("deploy")
@@ -267,7 +284,7 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
         "RoleBoundary",
         "AWS::IAM::ManagedPolicy",
         json!({
-            "ManagedPolicyName": n.base_role("boundary"),
+            "ManagedPolicyName": sub(&n.base_role("boundary")),
             "Description": format!("Permissions boundary of every role in {prefix} service stacks"),
             "PolicyDocument": policy(vec![
                 allow("PullImages", &["ecr:GetAuthorizationToken"], vec![json!("*")]),
@@ -306,14 +323,45 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
     let vpc_arn = sub(&format!(
         "arn:${{AWS::Partition}}:ec2:{region_account}:vpc/${{Vpc}}"
     ));
+    // Reads and lists on `*` (no resource-level permissions, or the handlers read
+    // before they know the resource): a managed policy of their own, so the inline
+    // policy stays under IAM's 10,240 characters per role.
+    t.resource(
+        "DeployRoleReads",
+        "AWS::IAM::ManagedPolicy",
+        json!({
+            "Description": format!("What CloudFormation reads while it deploys the {prefix} service stacks"),
+            "PolicyDocument": policy(vec![
+                allow("Describe", &[
+                    "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeAccountAttributes",
+                    "ec2:DescribeInternetGateways", "ec2:DescribeNetworkInterfaces",
+                    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
+                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
+                    "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
+                    "logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "kms:CreateKey",
+                    // What the resource handlers read or list (their schemas' `handlers`).
+                    "ec2:DescribeSecurityGroupRules", "ec2:DescribeInstances", "ec2:DescribeIpamPools",
+                    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeListenerAttributes",
+                    "elasticloadbalancing:DescribeCapacityReservation",
+                    "application-autoscaling:DescribeScheduledActions", "application-autoscaling:ListTagsForResource",
+                    "cloudwatch:GetMetricData", "cloudwatch:ListTagsForResource", "cloudwatch:ListDashboards",
+                    "logs:DescribeResourcePolicies", "logs:DescribeIndexPolicies",
+                    "ecs:ListClusters", "ecs:ListServices", "ecs:ListTaskDefinitions", "ecs:ListTagsForResource",
+                    "sqs:ListQueues", "s3:ListAllMyBuckets", "kms:ListKeys", "kms:ListAliases", "iam:ListRoles",
+                ], vec![json!("*")]),
+            ]),
+        }),
+    );
     t.resource(
         "DeployRole",
         "AWS::IAM::Role",
         json!({
-            "RoleName": n.base_role("deploy"),
+            "RoleName": sub(&n.base_role("deploy")),
             "Description": format!("CloudFormation deploys the {prefix} service stacks as this role"),
             "AssumeRolePolicyDocument": assume_by("cloudformation.amazonaws.com"),
             "MaxSessionDuration": 3600,
+            "ManagedPolicyArns": [r("DeployRoleReads")],
             "Policies": [{
                 "PolicyName": "deploy-service-stacks",
                 "PolicyDocument": policy(vec![
@@ -323,8 +371,9 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     ], vec![ecs(&format!("cluster/{scope}"))]),
                     allow("Services", &[
                         "ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:DescribeServices",
-                        "ecs:TagResource", "ecs:UntagResource",
-                    ], vec![ecs(&format!("service/{scope}/*"))]),
+                        "ecs:TagResource", "ecs:UntagResource", "ecs:ListServiceDeployments",
+                        "ecs:DescribeServiceDeployments", "ecs:StopServiceDeployment",
+                    ], vec![ecs(&format!("service/{scope}/*")), ecs(&format!("service-deployment/{scope}/*"))]),
                     allow("TaskDefinitions", &[
                         "ecs:RegisterTaskDefinition", "ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition",
                     ], vec![json!("*")]),
@@ -337,21 +386,16 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener", "elasticloadbalancing:ModifyListener",
                         "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:ModifyRule",
                         "elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags",
+                        "elasticloadbalancing:ModifyListenerAttributes", "elasticloadbalancing:ModifyCapacityReservation",
+                        "elasticloadbalancing:SetIpAddressType", "elasticloadbalancing:SetRulePriorities",
+                        "elasticloadbalancing:SetSubnets", "elasticloadbalancing:RegisterTargets",
+                        "elasticloadbalancing:DeregisterTargets",
                     ], vec![
                         elbv2(&format!("loadbalancer/app/{elb}*/*")),
                         elbv2(&format!("targetgroup/{elb}*/*")),
                         elbv2(&format!("listener/app/{elb}*/*")),
                         elbv2(&format!("listener-rule/app/{elb}*/*")),
                     ]),
-                    allow("Describe", &[
-                        "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeAccountAttributes",
-                        "ec2:DescribeInternetGateways", "ec2:DescribeNetworkInterfaces",
-                        "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
-                        "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
-                        "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
-                        "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
-                        "logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "kms:CreateKey",
-                    ], vec![json!("*")]),
                     allow("SecurityGroups", &["ec2:CreateSecurityGroup"], vec![
                         vpc_arn.clone(),
                         arn(&format!("ec2:{region_account}:security-group/*")),
@@ -363,6 +407,7 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                             "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress",
                             "ec2:RevokeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress",
                             "ec2:DeleteSecurityGroup", "ec2:CreateTags", "ec2:DeleteTags",
+                            "ec2:UpdateSecurityGroupRuleDescriptionsIngress", "ec2:UpdateSecurityGroupRuleDescriptionsEgress",
                         ],
                         "Resource": [arn(&format!("ec2:{region_account}:security-group/*")), arn(&format!("ec2:{region_account}:security-group-rule/*"))],
                         "Condition": { "ArnEquals": { "ec2:Vpc": vpc_arn.clone() } },
@@ -370,13 +415,17 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     json!({
                         "Sid": "CreateRolesInsideTheBoundary",
                         "Effect": "Allow",
-                        "Action": ["iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:DeleteRolePolicy"],
+                        "Action": [
+                            "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+                            "iam:DeleteRolePolicy", "iam:PutRolePermissionsBoundary",
+                        ],
                         "Resource": project_roles.clone(),
                         "Condition": { "StringEquals": { "iam:PermissionsBoundary": boundary_arn.clone() } },
                     }),
                     allow("ManageRoles", &[
                         "iam:GetRole", "iam:GetRolePolicy", "iam:DeleteRole", "iam:TagRole", "iam:UntagRole",
                         "iam:UpdateRoleDescription", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
+                        "iam:UpdateAssumeRolePolicy", "iam:UpdateRole",
                     ], vec![project_roles.clone()]),
                     json!({
                         "Sid": "PassRolesToTheirServices",
@@ -397,10 +446,12 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     allow("LogGroups", &[
                         "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:DeleteRetentionPolicy",
                         "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:TagResource", "logs:UntagResource", "logs:ListTagsForResource",
+                        "logs:GetDataProtectionPolicy", "logs:PutDataProtectionPolicy", "logs:DeleteDataProtectionPolicy",
+                        "logs:PutIndexPolicy", "logs:DeleteIndexPolicy", "logs:PutLogGroupDeletionProtection",
                     ], log_arns(region_account)),
                     allow("Queues", &[
                         "sqs:CreateQueue", "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes",
-                        "sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags",
+                        "sqs:TagQueue", "sqs:UntagQueue", "sqs:ListQueueTags", "sqs:GetQueueUrl",
                     ], vec![arn(&format!("sqs:{region_account}:{scope}"))]),
                     allow("Buckets", &[
                         "s3:CreateBucket", "s3:DeleteBucket", "s3:PutBucketVersioning", "s3:PutEncryptionConfiguration",
@@ -410,10 +461,24 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration", "s3:GetBucketLogging",
                         "s3:GetReplicationConfiguration", "s3:GetBucketPublicAccessBlock", "s3:GetBucketOwnershipControls",
                         "s3:GetBucketLocation", "s3:ListBucket",
+                        // The rest of what the bucket handlers read, reset or remove.
+                        "s3:PutBucketNotification", "s3:GetBucketNotification",
+                        "s3:PutBucketCORS", "s3:GetBucketCORS",
+                        "s3:PutBucketWebsite", "s3:GetBucketWebsite", "s3:DeleteBucketWebsite",
+                        "s3:PutAccelerateConfiguration", "s3:GetAccelerateConfiguration",
+                        "s3:PutAnalyticsConfiguration", "s3:GetAnalyticsConfiguration",
+                        "s3:PutMetricsConfiguration", "s3:GetMetricsConfiguration",
+                        "s3:PutInventoryConfiguration", "s3:GetInventoryConfiguration",
+                        "s3:PutIntelligentTieringConfiguration", "s3:GetIntelligentTieringConfiguration",
+                        "s3:PutBucketObjectLockConfiguration", "s3:GetBucketObjectLockConfiguration",
+                        "s3:GetBucketAcl", "s3:GetBucketAbac", "s3:PutBucketAbac", "s3:GetBucketMetadataTableConfiguration",
+                        "s3:TagResource", "s3:UntagResource", "s3:ListTagsForResource",
                     ], vec![arn(&format!("s3:::{scope}"))]),
                     allow("ReplicaKeys", &[
                         "kms:DescribeKey", "kms:EnableKeyRotation", "kms:GetKeyPolicy", "kms:PutKeyPolicy",
                         "kms:GetKeyRotationStatus", "kms:TagResource", "kms:ScheduleKeyDeletion",
+                        "kms:UntagResource", "kms:ListResourceTags", "kms:EnableKey", "kms:DisableKey",
+                        "kms:DisableKeyRotation", "kms:UpdateKeyDescription",
                     ], vec![any_region_key.clone()]),
                     allow("ReplicaKeyAliases", &["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"], vec![
                         any_region_key.clone(),
@@ -422,9 +487,10 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     allow("Scaling", &[
                         "application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget",
                         "application-autoscaling:PutScalingPolicy", "application-autoscaling:DeleteScalingPolicy",
-                        "application-autoscaling:TagResource",
+                        "application-autoscaling:TagResource", "application-autoscaling:UntagResource",
+                        "application-autoscaling:PutScheduledAction", "application-autoscaling:DeleteScheduledAction",
                     ], vec![arn(&format!("application-autoscaling:{region_account}:scalable-target/*"))]),
-                    allow("Alarms", &["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource"], vec![
+                    allow("Alarms", &["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource", "cloudwatch:UntagResource"], vec![
                         arn(&format!("cloudwatch:{region_account}:alarm:{scope}")),
                         // Target tracking creates its alarms in the caller's name.
                         arn(&format!("cloudwatch:{region_account}:alarm:TargetTracking-service/{scope}")),
@@ -467,7 +533,7 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
         "CiRole",
         "AWS::IAM::Role",
         json!({
-            "RoleName": n.base_role("ci"),
+            "RoleName": sub(&n.base_role("ci")),
             "Description": format!("GitHub Actions of {owner}/{repo} deploy {prefix} as this role"),
             "MaxSessionDuration": 3600,
             "AssumeRolePolicyDocument": policy(vec![json!({
@@ -492,14 +558,14 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         "Sid": "ChangeStacksOnlyAsTheDeployRole",
                         "Effect": "Allow",
                         "Action": change_actions,
-                        "Resource": stacks.clone(),
+                        "Resource": Value::Array(stacks.clone()),
                         "Condition": { "ArnEquals": { "cloudformation:RoleArn": deploy_role_arn.clone() } },
                     }),
                     allow("ReadStacks", &[
                         "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources",
                         "cloudformation:DescribeChangeSet", "cloudformation:ExecuteChangeSet", "cloudformation:DeleteChangeSet",
                         "cloudformation:GetTemplate", "cloudformation:ListStackResources",
-                    ], vec![stacks.clone()]),
+                    ], stacks.clone()),
                     allow("ValidateTemplates", &["cloudformation:ValidateTemplate", "cloudformation:GetTemplateSummary"], vec![json!("*")]),
                     json!({
                         "Sid": "PassOnlyTheDeployRole",

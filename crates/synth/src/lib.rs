@@ -71,19 +71,6 @@ impl Ctx<'_> {
     pub fn is_preview(&self) -> bool {
         self.env.starts_with(PREVIEW_PREFIX)
     }
-
-    /// Image tag prefixes of every service (and worker image), for ECR lifecycle rules.
-    pub fn image_prefixes(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for u in &self.repo.services {
-            let s = &u.service;
-            out.push(format!("{}-", s.name));
-            if s.worker.is_some() {
-                out.push(format!("{}-worker-", s.name));
-            }
-        }
-        out
-    }
 }
 
 fn bool_of(r: &Resolved, key: &str) -> bool {
@@ -120,6 +107,46 @@ pub(crate) fn span_of(repo: &Monorepo, file: &str, path: &[&str]) -> Span {
         }
     }
     node.span
+}
+
+fn too_large(name: &str, len: usize, file: &str) -> Diagnostic {
+    Diagnostic::error(
+        "template-too-large",
+        file,
+        Span::default(),
+        "",
+        format!(
+            "template {name} is {len} bytes; CloudFormation accepts at most {} bytes, even from an S3 bucket",
+            cfn::S3_TEMPLATE_MAX
+        ),
+    )
+    .with_help("split the service: move some queues or buckets into another service")
+}
+
+/// CloudFormation's hard limits on one template: 1 MB from S3 (over 51,200 bytes
+/// it must come from a bucket: `stacks.json` says so) and 500 resources.
+fn check_limits(name: &str, t: &cfn::Template, text: &str, file: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if text.len() > cfn::S3_TEMPLATE_MAX {
+        out.push(too_large(name, text.len(), file));
+    }
+    if t.resource_count() > cfn::RESOURCES_MAX {
+        out.push(
+            Diagnostic::error(
+                "too-many-resources",
+                file,
+                Span::default(),
+                "",
+                format!(
+                    "template {name} has {} resources; CloudFormation accepts at most {} per template",
+                    t.resource_count(),
+                    cfn::RESOURCES_MAX
+                ),
+            )
+            .with_help("split the service: move some queues or buckets into another service"),
+        );
+    }
+    out
 }
 
 /// Synthesizes every template of environment `env` (already validated by the
@@ -228,8 +255,9 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         return Err(diags);
     }
 
-    let mut files = Vec::new();
+    let mut files: Vec<File> = Vec::new();
     let mut plan = plan::Plan::new(&cx);
+    let mut limits = Vec::new();
     let shared = shared::template(&cx);
     plan.add_shared(&cx, &shared);
     files.push(File {
@@ -246,18 +274,30 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         let svc = &unit.service;
         if let Some((replica_region, t)) = storage::replica_template(&cx, svc) {
             plan.add_replica(&cx, svc, &replica_region);
-            files.push(File {
-                name: format!("{}.json", cx.names.replica_stack(&svc.name)),
-                contents: t.render(),
-            });
+            let name = format!("{}.json", cx.names.replica_stack(&svc.name));
+            let contents = t.render();
+            limits.extend(check_limits(&name, &t, &contents, &svc.manifest_file));
+            files.push(File { name, contents });
         }
         let t = service::template(&cx, svc, cfg);
         plan.add_service(&cx, svc);
-        files.push(File {
-            name: format!("{}.json", cx.names.service_stack(&svc.name)),
-            contents: t.render(),
-        });
+        let name = format!("{}.json", cx.names.service_stack(&svc.name));
+        let contents = t.render();
+        limits.extend(check_limits(&name, &t, &contents, &svc.manifest_file));
+        files.push(File { name, contents });
     }
+    for f in files.iter().take(2) {
+        // The shared and foundation templates: bounded whatever the monorepo holds
+        // (the lifecycle policy has a fixed number of rules), but checked alike.
+        if f.contents.len() > cfn::S3_TEMPLATE_MAX {
+            limits.push(too_large(&f.name, f.contents.len(), &fmanifest));
+        }
+    }
+    if !limits.is_empty() {
+        pantstack_manifest::diag::sort(&mut limits);
+        return Err(limits);
+    }
+    plan.mark_sizes(&files);
     files.push(File {
         name: plan::FILE.into(),
         contents: plan.render(),

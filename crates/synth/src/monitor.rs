@@ -311,7 +311,7 @@ fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service) {
         "Dashboard",
         "AWS::CloudWatch::Dashboard",
         json!({
-            "DashboardName": format!("{}-{}", cx.names.prefix(), svc.name),
+            "DashboardName": sub(&cx.names.dashboard(&svc.name)),
             "DashboardBody": sub(&body),
         }),
     );

@@ -40,6 +40,16 @@ pub fn fit(name: &str, max: usize) -> String {
     format!("{head}-{}", short_hash(name))
 }
 
+/// The longest region code (`ap-southeast-3`, `eusc-de-east-1`).
+pub const MAX_REGION: usize = 14;
+
+/// `name-${AWS::Region}` (an `Fn::Sub` string) for an account-wide name of at most
+/// `max` bytes once the region is substituted: the name is shortened with `fit`
+/// to leave room for `-` and the longest region.
+pub fn regional(name: &str, max: usize) -> String {
+    format!("{}-${{AWS::Region}}", fit(name, max - 1 - MAX_REGION))
+}
+
 /// Names of one environment. `base` is the environment whose foundation it uses:
 /// itself, or `preview` for every `preview-<pr>` (previews share one foundation,
 /// bootstrapped once, whose CI role creates and deletes their service stacks).
@@ -88,9 +98,12 @@ impl Names<'_> {
         }
     }
 
-    /// A role of the foundation itself (`ci`, `deploy`, ...).
+    /// A role (or managed policy) of the foundation itself (`ci`, `deploy`, ...), as
+    /// an `Fn::Sub` string ending in `-${AWS::Region}`: IAM names are account-wide,
+    /// so the same environment deployed in a second region (disaster recovery) must
+    /// not collide. 64 bytes at most with the longest region.
     pub fn base_role(&self, rest: &str) -> String {
-        fit(&format!("{}-{rest}", self.base_prefix()), 64)
+        regional(&format!("{}-{rest}", self.base_prefix()), 64)
     }
 
     pub fn shared_stack(&self) -> String {
@@ -118,9 +131,15 @@ impl Names<'_> {
         format!("{}-shared-{what}", self.project)
     }
 
-    /// An IAM role name (64 bytes at most).
+    /// An IAM role name (64 bytes at most with the longest region), as an
+    /// `Fn::Sub` string ending in `-${AWS::Region}` (see `base_role`).
     pub fn role(&self, rest: &str) -> String {
-        fit(&format!("{}-{rest}", self.prefix()), 64)
+        regional(&format!("{}-{rest}", self.prefix()), 64)
+    }
+
+    /// A CloudWatch dashboard name (account-wide), as an `Fn::Sub` string.
+    pub fn dashboard(&self, service: &str) -> String {
+        regional(&format!("{}-{service}", self.prefix()), 255)
     }
 
     /// SQS queue name (80 bytes at most, `.fifo` included).
@@ -203,6 +222,27 @@ mod tests {
         assert!(a.starts_with("aaaa"));
         assert_ne!(a, b);
         assert_eq!(fit("short", 64), "short");
+    }
+
+    #[test]
+    fn account_wide_names_carry_the_region_and_fit() {
+        let n = Names {
+            project: &"p".repeat(20),
+            env: &"e".repeat(16),
+            base: &"e".repeat(16),
+        };
+        for name in [n.role(&"s".repeat(30)), n.base_role("boundary")] {
+            assert!(name.ends_with("-${AWS::Region}"), "{name}");
+            let real = name.replace("${AWS::Region}", "ap-southeast-3");
+            assert!(real.len() <= 64, "{real}");
+        }
+        let short = Names {
+            project: "shop",
+            env: "test",
+            base: "test",
+        };
+        assert_eq!(short.role("api-task"), "shop-test-api-task-${AWS::Region}");
+        assert_eq!(short.dashboard("api"), "shop-test-api-${AWS::Region}");
     }
 
     #[test]

@@ -208,7 +208,7 @@ pub fn vpc(t: &mut Template, cx: &Ctx<'_>, layout: &Layout) {
         "FlowLogRole",
         "AWS::IAM::Role",
         json!({
-            "RoleName": cx.names.base_role("flow-logs"),
+            "RoleName": sub(&cx.names.base_role("flow-logs")),
             "AssumeRolePolicyDocument": assume_by("vpc-flow-logs.amazonaws.com"),
             "Policies": [{
                 "PolicyName": "write-flow-logs",

@@ -27,6 +27,9 @@ pub struct Stack {
     pub capabilities: Vec<&'static str>,
     pub parameters: Vec<Parameter>,
     pub depends_on: Vec<String>,
+    /// Over 51,200 bytes: CloudFormation takes it only from an S3 bucket
+    /// (`--s3-bucket` / `TemplateURL`), not inline.
+    pub template_bucket: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +65,11 @@ impl Plan {
     }
 
     pub fn add_shared(&mut self, cx: &Ctx<'_>, _t: &Template) {
-        let mut parameters = Vec::new();
+        let mut parameters = vec![Parameter {
+            name: "EcsServiceLinkedRole".into(),
+            description: "`exists` if the account already has AWSServiceRoleForECS (aws iam get-role --role-name AWSServiceRoleForECS; one per account); `create` creates it".into(),
+            default: Some("create".into()),
+        }];
         if cx.repo.foundation.github.is_some() {
             parameters.push(Parameter {
                 name: "GitHubOidcProviderArn".into(),
@@ -78,6 +85,7 @@ impl Plan {
             capabilities: vec![],
             parameters,
             depends_on: vec![],
+            template_bucket: false,
         });
     }
 
@@ -90,6 +98,7 @@ impl Plan {
             capabilities: vec!["CAPABILITY_NAMED_IAM"],
             parameters: vec![],
             depends_on: vec![cx.names.shared_stack()],
+            template_bucket: false,
         });
     }
 
@@ -102,6 +111,7 @@ impl Plan {
             capabilities: vec![],
             parameters: vec![],
             depends_on: vec![cx.names.foundation_stack()],
+            template_bucket: false,
         });
     }
 
@@ -139,6 +149,7 @@ impl Plan {
             capabilities: vec!["CAPABILITY_NAMED_IAM"],
             parameters,
             depends_on,
+            template_bucket: false,
         });
         for s in &svc.secrets {
             self.secrets.push(SecretParameter {
@@ -148,6 +159,15 @@ impl Plan {
                 kms_key_alias: cx.names.kms_alias(),
                 rotation_days: s.rotation_days,
                 description: s.description.clone(),
+            });
+        }
+    }
+
+    /// Marks the stacks whose template (in `files`) is over the inline limit.
+    pub fn mark_sizes(&mut self, files: &[crate::File]) {
+        for s in &mut self.stacks {
+            s.template_bucket = files.iter().any(|f| {
+                f.name == s.template && f.contents.len() > crate::cfn::INLINE_TEMPLATE_MAX
             });
         }
     }
@@ -164,6 +184,7 @@ impl Plan {
                 "deployed_by": s.deployed_by,
                 "capabilities": s.capabilities,
                 "depends_on": s.depends_on,
+                "template_bucket": s.template_bucket,
                 "parameters": s.parameters.iter().map(|p| json!({
                     "name": p.name,
                     "description": p.description,

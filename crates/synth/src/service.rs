@@ -259,7 +259,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         "ExecutionRole",
         "AWS::IAM::Role",
         json!({
-            "RoleName": n.role(&format!("{name}-execution")),
+            "RoleName": sub(&n.role(&format!("{name}-execution"))),
             "Description": format!("ECS pulls {name}'s image, writes its logs and reads its secrets as this role"),
             "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs-tasks.amazonaws.com"),
             "PermissionsBoundary": boundary.clone(),
@@ -328,7 +328,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         ));
     }
     let mut task_role = json!({
-        "RoleName": n.role(&format!("{name}-task")),
+        "RoleName": sub(&n.role(&format!("{name}-task"))),
         "Description": format!("{name}'s code calls AWS as this role: only its own queues, buckets and key"),
         "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs-tasks.amazonaws.com"),
         "PermissionsBoundary": boundary.clone(),
@@ -481,6 +481,18 @@ fn capacity_strategy(cfg: &Resolved) -> Value {
     Value::Array(s)
 }
 
+/// ECS's `EntryPoint` and `Command` for the manifest's `command` (the whole argv):
+/// the first word replaces the image's ENTRYPOINT, the rest its CMD. With
+/// `EntryPoint` set Docker never appends the image's CMD, so the container runs
+/// exactly the manifest's argv whatever the image's ENTRYPOINT and CMD are (`Command`
+/// alone would only replace CMD: `/api` + `/api serve`). The local Docker runtime
+/// runs the same split (`docker run --entrypoint FIRST IMAGE REST...`: the docker
+/// CLI's `--entrypoint` takes one word). `None` for an empty command.
+pub fn entry_point_and_command(argv: &[String]) -> Option<(Vec<String>, Vec<String>)> {
+    let (first, rest) = argv.split_first()?;
+    Some((vec![first.clone()], rest.to_vec()))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn add_task_definition(
     t: &mut Template,
@@ -564,8 +576,11 @@ fn add_task_definition(
     if !secrets.is_empty() {
         app["Secrets"] = json!(secrets);
     }
-    if let Some(c) = command {
-        app["Command"] = json!(c);
+    if let Some((entry_point, rest)) = command.and_then(|c| entry_point_and_command(c)) {
+        app["EntryPoint"] = json!(entry_point);
+        if !rest.is_empty() {
+            app["Command"] = json!(rest);
+        }
     }
     if let Some(p) = port {
         app["PortMappings"] = json!([{ "ContainerPort": p, "Protocol": "tcp", "Name": "http" }]);
@@ -831,7 +846,7 @@ fn add_load_balancer(
             "LoadBalancerRole",
             "AWS::IAM::Role",
             json!({
-                "RoleName": n.role(&format!("{name}-ecs-lb")),
+                "RoleName": sub(&n.role(&format!("{name}-ecs-lb"))),
                 "Description": format!("ECS shifts {name}'s traffic between target groups as this role"),
                 "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs.amazonaws.com"),
                 "PermissionsBoundary": import(&n.export("RoleBoundaryArn")),

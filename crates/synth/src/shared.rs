@@ -1,6 +1,7 @@
 //! The shared stack `{project}-shared`: what every environment of the project uses
-//! once per account and region — the ECR repository of all service images and the
-//! GitHub OIDC provider.
+//! once per account and region — the ECR repository of all service images, the
+//! GitHub OIDC provider and ECS's service-linked role (both account-wide: each
+//! skipped by a parameter where the account already has it).
 
 use crate::Ctx;
 use crate::cfn::{Template, att, if_, r, tags};
@@ -13,7 +14,13 @@ pub fn template(cx: &Ctx<'_>) -> Template {
     let mut t = Template::new(format!(
         "Pantstack {project}: shared ECR repository and GitHub OIDC provider"
     ));
-    let keep = cx.foundation.int("imageRetention").unwrap_or(20);
+    let environments: Vec<(String, Vec<String>)> = cx
+        .repo
+        .foundation
+        .environments
+        .iter()
+        .map(|e| (e.name.clone(), e.branches.clone()))
+        .collect();
     let scan = cx
         .foundation
         .get("scanOnPush")
@@ -29,10 +36,40 @@ pub fn template(cx: &Ctx<'_>) -> Template {
             "ImageTagMutability": "IMMUTABLE",
             "ImageScanningConfiguration": { "ScanOnPush": scan },
             "EncryptionConfiguration": { "EncryptionType": "KMS" },
-            "LifecyclePolicy": { "LifecyclePolicyText": lifecycle_policy(&cx.image_prefixes(), keep) },
+            "LifecyclePolicy": { "LifecyclePolicyText": lifecycle_policy(&environments, branch_image_days(cx)) },
             "Tags": tags(project, "shared", None, None),
         }),
     )
+    .retain();
+
+    // ECS's service-linked role: a cluster with the FARGATE / FARGATE_SPOT
+    // capacity providers cannot be created in an account that does not have it yet
+    // (ECS creates it on demand only for CreateService). Account-wide, and
+    // CloudFormation fails if it exists: `exists` skips it. ELB's and Application
+    // Auto Scaling's are created on demand by CreateLoadBalancer and
+    // RegisterScalableTarget (the deploy role may: `ServiceLinkedRoles`).
+    t.parameter(
+        "EcsServiceLinkedRole",
+        json!({
+            "Type": "String",
+            "Default": "create",
+            "AllowedValues": ["create", "exists"],
+            "Description": "create: this stack creates AWSServiceRoleForECS; exists: the account already has it (aws iam get-role --role-name AWSServiceRoleForECS), e.g. from another region's shared stack",
+        }),
+    );
+    t.condition(
+        "CreateEcsServiceLinkedRole",
+        json!({ "Fn::Equals": [r("EcsServiceLinkedRole"), "create"] }),
+    );
+    t.resource(
+        "EcsLinkedRole",
+        "AWS::IAM::ServiceLinkedRole",
+        json!({
+            "AWSServiceName": "ecs.amazonaws.com",
+            "Description": "ECS (Fargate capacity providers) for every Pantstack cluster of this account",
+        }),
+    )
+    .condition("CreateEcsServiceLinkedRole")
     .retain();
 
     if cx.repo.foundation.github.is_some() {
@@ -82,29 +119,77 @@ pub fn template(cx: &Ctx<'_>) -> Template {
     t
 }
 
-/// ECR lifecycle: keep the last `keep` images of every tag prefix (`api-worker-`,
-/// `api-`, ...), most specific prefix first (a rule never expires what an earlier
-/// rule matched), and expire untagged images after a day.
-pub fn lifecycle_policy(prefixes: &[String], keep: i64) -> String {
-    let mut sorted: Vec<&String> = prefixes.iter().collect();
-    sorted.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-    sorted.dedup();
-    let mut rules: Vec<Value> = Vec::new();
-    rules.push(json!({
+/// The `countNumber` of the rules that keep images: "expire all but the newest
+/// 10,000" of a pattern, half of ECR's default 20,000 images per repository. An
+/// image matched by such a rule can never be expired by a later rule.
+pub const KEEP_ALL: i64 = 10_000;
+
+/// Tag patterns (ECR `tagPatternList`, `*` = anything) of the images an environment
+/// may run, whatever the service: releases `{service}[-worker]-v{semver}` and the
+/// branch builds `{service}[-worker]-{branch}-{sha}` of every long-lived
+/// environment's branches (`release/*` → `*-release-*`). Previews are not listed:
+/// they run branch images younger than their TTL.
+pub fn protected_patterns(environments: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut out = vec!["*-v*.*.*".to_string()];
+    for (_, branches) in environments {
+        for b in branches {
+            let clean = pantstack_model::tag::sanitize_branch(b.trim_end_matches('*'));
+            if clean.is_empty() {
+                continue;
+            }
+            let p = format!("*-{clean}-*");
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// ECR lifecycle, bounded whatever the number of services (one rule per
+/// environment branch, none per service) and never expiring an image an
+/// environment runs:
+/// 1. untagged images expire after a day;
+/// 2. one rule per protected pattern (`protected_patterns`) keeps its newest
+///    `KEEP_ALL` images — ECR never lets a later rule expire an image an earlier
+///    rule matched, so these are out of reach of rule 3;
+/// 3. every other tagged image (feature branches, pull requests, previews)
+///    expires `days` days after it was pushed.
+pub fn lifecycle_policy(environments: &[(String, Vec<String>)], days: i64) -> String {
+    let mut rules: Vec<Value> = vec![json!({
         "rulePriority": 1,
         "description": "expire untagged images after 1 day",
         "selection": { "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1 },
         "action": { "type": "expire" }
-    }));
-    for (i, p) in sorted.iter().enumerate() {
+    })];
+    for p in protected_patterns(environments) {
         rules.push(json!({
-            "rulePriority": i + 2,
-            "description": format!("keep the last {keep} images tagged {p}*"),
-            "selection": { "tagStatus": "tagged", "tagPrefixList": [p], "countType": "imageCountMoreThan", "countNumber": keep },
+            "rulePriority": rules.len() + 1,
+            "description": format!("keep {p}: releases and environment branches are never expired"),
+            "selection": { "tagStatus": "tagged", "tagPatternList": [p], "countType": "imageCountMoreThan", "countNumber": KEEP_ALL },
             "action": { "type": "expire" }
         }));
     }
+    rules.push(json!({
+        "rulePriority": rules.len() + 1,
+        "description": format!("expire branch and pull request images {days} days after push"),
+        "selection": { "tagStatus": "tagged", "tagPatternList": ["*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": days },
+        "action": { "type": "expire" }
+    }));
     serde_json::to_string(&json!({ "rules": rules })).unwrap_or_default()
+}
+
+/// Days a branch or pull-request image is kept: `registry.keep_images`, but never
+/// less than a preview's idle TTL plus a week (an idle preview is destroyed after
+/// its TTL, so no environment runs an older branch image).
+pub fn branch_image_days(cx: &Ctx<'_>) -> i64 {
+    let keep = cx.foundation.int("imageRetention").unwrap_or(20);
+    let ttl_days = cx
+        .foundation
+        .secs("previewTtl")
+        .unwrap_or(604_800)
+        .div_ceil(86_400);
+    keep.max(i64::try_from(ttl_days).unwrap_or(90) + 7)
 }
 
 #[cfg(test)]
@@ -112,19 +197,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lifecycle_rules_go_from_most_specific_prefix() {
-        let p = lifecycle_policy(&["api-".into(), "api-worker-".into(), "ab-".into()], 7);
-        let v: Value = serde_json::from_str(&p).expect("json");
+    fn environment_branches_become_patterns() {
+        let envs = vec![
+            ("test".to_string(), vec!["dev".to_string()]),
+            (
+                "prod".to_string(),
+                vec!["main".to_string(), "release/*".to_string()],
+            ),
+        ];
+        assert_eq!(
+            protected_patterns(&envs),
+            ["*-v*.*.*", "*-dev-*", "*-main-*", "*-release-*"]
+        );
+        let v: Value = serde_json::from_str(&lifecycle_policy(&envs, 14)).expect("json");
         let rules = v["rules"].as_array().expect("rules");
-        assert_eq!(rules[0]["selection"]["tagStatus"], "untagged");
-        let order: Vec<&str> = rules[1..]
-            .iter()
-            .map(|r| r["selection"]["tagPrefixList"][0].as_str().unwrap_or(""))
-            .collect();
-        assert_eq!(order, ["api-worker-", "api-", "ab-"]);
+        assert_eq!(rules.len(), 6);
         for (i, r) in rules.iter().enumerate() {
             assert_eq!(r["rulePriority"], i + 1);
+            let patterns = r["selection"]["tagPatternList"].as_array();
+            for p in patterns.into_iter().flatten() {
+                let stars = p.as_str().unwrap_or("").matches('*').count();
+                assert!(stars <= 4, "ECR allows four wildcards: {p}");
+            }
         }
-        assert_eq!(rules[1]["selection"]["countNumber"], 7);
+        assert_eq!(rules[5]["selection"]["countNumber"], 14);
     }
 }

@@ -211,7 +211,7 @@ pub fn add_buckets(t: &mut Template, cx: &Ctx<'_>, svc: &Service, key: &Value) {
                 &role,
                 "AWS::IAM::Role",
                 json!({
-                    "RoleName": n.role(&format!("{}-{}-replication", svc.name, b.name)),
+                    "RoleName": sub(&n.role(&format!("{}-{}-replication", svc.name, b.name))),
                     "Description": format!("S3 replicates {}'s bucket {} to {region} as this role", svc.name, b.name),
                     "AssumeRolePolicyDocument": crate::cfn::assume_by("s3.amazonaws.com"),
                     "PermissionsBoundary": import(&n.export("RoleBoundaryArn")),

@@ -144,6 +144,7 @@ fn templates_name_no_region_or_zone() {
             "arn:aws:acm:eu-central-1:123456789012:certificate/0f6c1c3e-1111-2222-3333-444455556666",
             "arn:aws:sns:eu-central-1:123456789012:oncall",
             "kms:eu-west-1:",
+            "cloudformation:eu-west-1:",
             "to eu-west-1 as this role",
         ] {
             text = text.replace(user, "");
@@ -545,14 +546,745 @@ fn undeployable_configurations_are_refused_with_their_place() {
     );
 }
 
+/// Templates are written minified; snapshots hold them pretty-printed so a change
+/// reads as a diff (`minified_templates_are_the_snapshots_values` ties the two).
+fn pretty(text: &str) -> String {
+    let v: Value = serde_json::from_str(text).expect("json");
+    serde_json::to_string_pretty(&v).expect("json") + "\n"
+}
+
 #[test]
 fn snapshots_of_the_example() {
     let o = synth_ok("examples", "test");
     for f in &o.files {
-        insta::assert_snapshot!(format!("example-test-{}", f.name), f.contents);
+        insta::assert_snapshot!(format!("example-test-{}", f.name), pretty(&f.contents));
     }
     let o = synth_ok("tests/fixtures/synth-varied", "test");
     for f in &o.files {
-        insta::assert_snapshot!(format!("varied-test-{}", f.name), f.contents);
+        insta::assert_snapshot!(format!("varied-test-{}", f.name), pretty(&f.contents));
     }
+}
+
+#[test]
+fn minified_templates_are_the_snapshots_values() {
+    for (rel, env) in CASES {
+        for f in &synth_ok(rel, env).files {
+            if f.name == "stacks.json" {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&f.contents).expect("json");
+            assert_eq!(
+                f.contents,
+                serde_json::to_string(&v).expect("json") + "\n",
+                "{rel} {env} {}: not minified",
+                f.name
+            );
+        }
+    }
+}
+
+const INLINE_MAX: usize = 51_200;
+
+#[test]
+fn every_template_fits_cloudformations_inline_limit() {
+    let mut checked = 0;
+    for (rel, env) in CASES {
+        let o = synth_ok(rel, env);
+        for f in &o.files {
+            if f.name == "stacks.json" {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                f.contents.len() <= INLINE_MAX,
+                "{rel} {env} {}: {} bytes",
+                f.name,
+                f.contents.len()
+            );
+        }
+        for s in &o.plan.stacks {
+            assert!(!s.template_bucket, "{rel} {env} {}", s.name);
+        }
+    }
+    assert!(checked >= 18, "only {checked} templates");
+}
+
+/// A copy of the example whose api service has `queues` more queues (with
+/// dead-letter queues) and `buckets` more buckets.
+fn example_with(queues: usize, buckets: usize) -> pantstack_model::Monorepo {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir") {
+            let e = e.expect("entry");
+            let name = e.file_name();
+            if name == "target" || name == ".pantstack" {
+                continue;
+            }
+            if e.file_type().expect("type").is_dir() {
+                copy(&e.path(), &to.join(&name));
+            } else {
+                std::fs::copy(e.path(), to.join(&name)).expect("copy");
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "pantstack-synth-{}-{queues}-{buckets}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy(&root("examples"), &dir);
+    let manifest = dir.join("modules/api/infrastructure/pantstack.yaml");
+    let mut text = std::fs::read_to_string(&manifest).expect("manifest");
+    let mut q = String::from("queues:\n");
+    for i in 0..queues {
+        q.push_str(&format!(
+            "  extra{i}:\n    visibility_timeout: 60s\n    dead_letter:\n      max_receive_count: 3\n"
+        ));
+    }
+    let mut b = String::from("buckets:\n");
+    for i in 0..buckets {
+        b.push_str(&format!("  store{i}:\n    versioning: true\n"));
+    }
+    text = text
+        .replacen("queues:\n", &q, 1)
+        .replacen("buckets:\n", &b, 1);
+    std::fs::write(&manifest, text).expect("write");
+    let loaded = pantstack_model::load(&dir);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let _ = std::fs::remove_dir_all(&dir);
+    loaded.repo
+}
+
+#[test]
+fn large_services_go_through_a_template_bucket_and_huge_ones_are_refused() {
+    // 20 queues and 10 buckets: over the inline limit, under 1 MB and 500
+    // resources; stacks.json says the template needs a bucket.
+    let repo = example_with(20, 10);
+    let o = synth(&repo, "prod", &Options::default()).expect("synthesizes");
+    let api = o.file("shop-prod-api.json").expect("api");
+    assert!(api.len() > INLINE_MAX, "{} bytes", api.len());
+    assert!(api.len() < 1_048_576, "{} bytes", api.len());
+    let stack = o
+        .plan
+        .stacks
+        .iter()
+        .find(|s| s.name == "shop-prod-api")
+        .expect("api stack");
+    assert!(stack.template_bucket);
+    let plan: Value = serde_json::from_str(o.file("stacks.json").expect("plan")).expect("json");
+    assert!(plan.to_string().contains("\"template_bucket\":true"));
+    // The shared and foundation templates do not grow with the services.
+    for f in ["shop-shared.json", "shop-prod-foundation.json"] {
+        assert!(o.file(f).expect(f).len() <= INLINE_MAX, "{f}");
+    }
+
+    // Past CloudFormation's limits: a clear error naming the template.
+    let repo = example_with(150, 10);
+    let Err(diags) = synth(&repo, "prod", &Options::default()) else {
+        panic!("150 queues must not synthesize");
+    };
+    assert!(
+        diags.iter().any(
+            |d| (d.code == "too-many-resources" || d.code == "template-too-large")
+                && d.message.contains("shop-prod-api.json")
+                && d.file
+                    .ends_with("modules/api/infrastructure/pantstack.yaml")
+        ),
+        "{diags:?}"
+    );
+}
+
+/// ECS's `Command` replaces only the image's CMD: the manifest's whole argv must be
+/// `EntryPoint` + `Command`, so an image whose ENTRYPOINT is `/api` runs `/api serve`,
+/// not `/api /api serve`.
+#[test]
+fn task_definitions_run_exactly_the_manifest_command() {
+    let repo = load("examples");
+    let o = synth_ok("examples", "test");
+    let t: Value = serde_json::from_str(o.file("shop-test-api.json").expect("api")).expect("json");
+    let api = repo
+        .services
+        .iter()
+        .find(|u| u.service.name == "api")
+        .expect("api");
+    let mut checked = 0;
+    for (id, want) in [
+        (
+            "TaskDefinition",
+            api.service.http.as_ref().and_then(|h| h.command.clone()),
+        ),
+        (
+            "TaskDefinitionWorker",
+            api.service.worker.as_ref().and_then(|w| w.command.clone()),
+        ),
+    ] {
+        let Some(want) = want else { continue };
+        let c = &t["Resources"][id]["Properties"]["ContainerDefinitions"][0];
+        let argv: Vec<String> = as_list(&c["EntryPoint"])
+            .iter()
+            .chain(as_list(&c["Command"]).iter())
+            .map(|v| v.as_str().expect("string").to_string())
+            .collect();
+        assert_eq!(argv, want, "{id}: {c}");
+        assert_eq!(as_list(&c["EntryPoint"]).len(), 1, "{id}: {c}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "the example's api has a command for both roles");
+    assert_eq!(
+        t["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]["EntryPoint"],
+        serde_json::json!(["/api"])
+    );
+}
+
+/// ECR's `tagPatternList` wildcard match (`*` = any run of characters).
+fn ecr_glob(pattern: &str, tag: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == tag;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !tag.starts_with(first) || tag.len() < first.len() + last.len() || !tag.ends_with(last) {
+        return false;
+    }
+    let mut rest = &tag[first.len()..tag.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The rule that decides a tagged image's fate: the first (by priority) whose
+/// tag selection matches it. ECR never lets a later rule expire it.
+fn deciding_rule<'a>(rules: &'a [Value], tag: &str) -> Option<&'a Value> {
+    let mut sorted: Vec<&Value> = rules.iter().collect();
+    sorted.sort_by_key(|r| r["rulePriority"].as_i64());
+    sorted.into_iter().find(|r| {
+        let sel = &r["selection"];
+        match sel["tagStatus"].as_str() {
+            Some("any") => true,
+            Some("tagged") => {
+                let pats = as_list(&sel["tagPatternList"]);
+                let prefixes = as_list(&sel["tagPrefixList"]);
+                (!pats.is_empty() && pats.iter().all(|p| ecr_glob(p.as_str().unwrap_or(""), tag)))
+                    || (!prefixes.is_empty()
+                        && prefixes
+                            .iter()
+                            .all(|p| tag.starts_with(p.as_str().unwrap_or(""))))
+            }
+            _ => false,
+        }
+    })
+}
+
+/// A rule that can only expire images beyond the newest 10,000 of its pattern.
+fn keeps(rule: &Value) -> bool {
+    rule["selection"]["countType"] == "imageCountMoreThan"
+        && rule["selection"]["countNumber"].as_i64().unwrap_or(0) >= 10_000
+}
+
+fn lifecycle_rules(o: &Output, project: &str) -> Vec<Value> {
+    let shared: Value =
+        serde_json::from_str(o.file(&format!("{project}-shared.json")).expect("shared"))
+            .expect("json");
+    let text =
+        shared["Resources"]["Repository"]["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"]
+            .as_str()
+            .expect("policy text")
+            .to_string();
+    let v: Value = serde_json::from_str(&text).expect("policy json");
+    v["rules"].as_array().expect("rules").clone()
+}
+
+#[test]
+fn images_an_environment_runs_are_never_expired() {
+    use pantstack_model::tag::{branch_tag, version_tag};
+    let sha = "0123456789abcdef";
+    let mut checked = 0;
+    for (rel, project) in [
+        ("examples", "shop"),
+        ("tests/fixtures/synth-varied", "varied"),
+    ] {
+        let repo = load(rel);
+        let o = synth_ok(rel, "prod");
+        let rules = lifecycle_rules(&o, project);
+        for unit in &repo.services {
+            let svc = &unit.service.name;
+            for worker in [false, true] {
+                let mut running = vec![
+                    version_tag(svc, worker, "1.2.3").expect("tag"),
+                    version_tag(svc, worker, "10.0.0-rc.1+build.5").expect("tag"),
+                ];
+                for e in &repo.foundation.environments {
+                    for b in &e.branches {
+                        let b = b.replace('*', "2026.1");
+                        running.push(branch_tag(svc, worker, &b, sha).expect("tag"));
+                    }
+                }
+                for tag in &running {
+                    let rule = deciding_rule(&rules, tag)
+                        .unwrap_or_else(|| panic!("{tag}: no rule (kept)"));
+                    assert!(keeps(rule), "{rel}: {tag} decided by expiring rule {rule}");
+                    checked += 1;
+                }
+                // Feature branches and pull requests expire by age, not by count.
+                for b in ["feature/login", "pull/42/merge", "fix-maintenance"] {
+                    let env_branch = repo.foundation.environments.iter().any(|e| {
+                        e.branches.iter().any(|p| {
+                            p == b || p.strip_suffix('*').is_some_and(|pre| b.starts_with(pre))
+                        })
+                    });
+                    if env_branch {
+                        continue;
+                    }
+                    let tag = branch_tag(svc, worker, b, sha).expect("tag");
+                    let rule = deciding_rule(&rules, &tag).expect("a rule");
+                    assert_eq!(
+                        rule["selection"]["countType"], "sinceImagePushed",
+                        "{tag}: {rule}"
+                    );
+                    assert!(rule["selection"]["countNumber"].as_i64().unwrap_or(0) >= 14);
+                }
+            }
+        }
+        // prod's own branch is among the protected ones.
+        let prod = repo.foundation.environment("prod").expect("prod");
+        assert!(!prod.branches.is_empty());
+    }
+    assert!(checked >= 20, "only {checked} tags");
+}
+
+#[test]
+fn the_lifecycle_policy_stays_small_with_200_services() {
+    let dir = std::env::temp_dir().join(format!("pantstack-synth-200-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("stack/infra/foundation")).expect("mkdir");
+    for f in [
+        "pantstack.yaml",
+        "Pulumi.yaml",
+        "Pulumi.test.yaml",
+        "Pulumi.prod.yaml",
+    ] {
+        std::fs::copy(
+            root("examples/stack/infra/foundation").join(f),
+            dir.join("stack/infra/foundation").join(f),
+        )
+        .expect("copy");
+    }
+    for i in 0..200 {
+        let infra = dir.join(format!("modules/service{i:03}/infrastructure"));
+        std::fs::create_dir_all(&infra).expect("mkdir");
+        std::fs::write(
+            infra.join("Pulumi.yaml"),
+            format!("name: shop-service{i:03}\nruntime: python\n"),
+        )
+        .expect("write");
+        std::fs::write(
+            infra.join("pantstack.yaml"),
+            format!(
+                "service: service{i:03}\nworker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n"
+            ),
+        )
+        .expect("write");
+    }
+    let loaded = pantstack_model::load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    assert_eq!(loaded.repo.services.len(), 200);
+    let o = synth(&loaded.repo, "prod", &Options::default()).expect("synthesizes");
+    let shared: Value =
+        serde_json::from_str(o.file("shop-shared.json").expect("shared")).expect("json");
+    let text =
+        shared["Resources"]["Repository"]["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"]
+            .as_str()
+            .expect("text");
+    assert!(text.len() < 30_720, "{} characters", text.len());
+    // The same as with one service: nothing in it grows with the services.
+    let one = lifecycle_rules(&synth_ok("examples", "prod"), "shop");
+    assert_eq!(lifecycle_rules(&o, "shop"), one);
+}
+
+/// A fresh account has no AWSServiceRoleForECS, and a cluster with Fargate capacity
+/// providers cannot be created without it; an account that has it must be able to
+/// skip it (CloudFormation fails on an existing one).
+#[test]
+fn the_shared_stack_creates_ecs_service_linked_role_unless_it_exists() {
+    for (rel, env) in CASES {
+        let o = synth_ok(rel, env);
+        let shared = o
+            .files
+            .iter()
+            .find(|f| f.name.ends_with("-shared.json"))
+            .expect("shared");
+        let t: Value = serde_json::from_str(&shared.contents).expect("json");
+        let role = &t["Resources"]["EcsLinkedRole"];
+        assert_eq!(role["Type"], "AWS::IAM::ServiceLinkedRole", "{rel} {env}");
+        assert_eq!(role["Properties"]["AWSServiceName"], "ecs.amazonaws.com");
+        assert_eq!(role["Condition"], "CreateEcsServiceLinkedRole");
+        assert_eq!(role["DeletionPolicy"], "Retain");
+        assert_eq!(
+            t["Conditions"]["CreateEcsServiceLinkedRole"],
+            serde_json::json!({ "Fn::Equals": [{ "Ref": "EcsServiceLinkedRole" }, "create"] })
+        );
+        let p = &t["Parameters"]["EcsServiceLinkedRole"];
+        assert_eq!(p["Default"], "create");
+        assert_eq!(p["AllowedValues"], serde_json::json!(["create", "exists"]));
+        let stack = &o.plan.stacks[0];
+        assert!(stack.name.ends_with("-shared"));
+        assert!(
+            stack
+                .parameters
+                .iter()
+                .any(|p| p.name == "EcsServiceLinkedRole" && p.default.as_deref() == Some("create"))
+        );
+        // The other service-linked roles are created on demand, by the deploy role.
+        let fdn = o
+            .files
+            .iter()
+            .find(|f| f.name.ends_with("-foundation.json"))
+            .expect("foundation");
+        let f: Value = serde_json::from_str(&fdn.contents).expect("json");
+        let deploy = f["Resources"]["DeployRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+            ["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .find(|s| s["Sid"] == "ServiceLinkedRoles")
+            .expect("ServiceLinkedRoles")
+            .clone();
+        let names = deploy["Condition"]["StringEquals"]["iam:AWSServiceName"].to_string();
+        for n in [
+            "elasticloadbalancing.amazonaws.com",
+            "ecs.application-autoscaling.amazonaws.com",
+        ] {
+            assert!(names.contains(n), "{n}: {names}");
+        }
+    }
+}
+
+/// Handler permissions the deploy role deliberately lacks, each with why no stack
+/// of ours needs it (the handlers list every permission any property may need).
+const NOT_GRANTED: &[(&str, &str)] = &[
+    (
+        "iam:DeleteRolePermissionsBoundary",
+        "would let a role leave the permissions boundary; no template removes one",
+    ),
+    (
+        "ecs:PutAccountSetting",
+        "account-wide ECS settings are the administrator's; clusters set none",
+    ),
+    (
+        "ecs:PutAccountSettingDefault",
+        "account-wide ECS settings are the administrator's; clusters set none",
+    ),
+    (
+        "lambda:PutProvisionedConcurrencyConfig",
+        "scalable targets here scale ECS services, never Lambda",
+    ),
+    (
+        "lambda:GetProvisionedConcurrencyConfig",
+        "scalable targets here scale ECS services, never Lambda",
+    ),
+    (
+        "lambda:DeleteProvisionedConcurrencyConfig",
+        "scalable targets here scale ECS services, never Lambda",
+    ),
+    (
+        "cognito-idp:DescribeUserPoolClient",
+        "no listener or rule authenticates through Cognito",
+    ),
+    (
+        "elasticloadbalancing:ModifyIpPools",
+        "load balancers use no IPAM pool",
+    ),
+    ("firehose:TagDeliveryStream", "log groups deliver nowhere"),
+    ("logs:CreateLogDelivery", "log groups deliver nowhere"),
+    (
+        "logs:PutBearerTokenAuthentication",
+        "log groups take no bearer tokens",
+    ),
+    (
+        "logs:PutResourcePolicy",
+        "log groups carry no resource policy",
+    ),
+    (
+        "logs:DeleteResourcePolicy",
+        "log groups carry no resource policy",
+    ),
+    (
+        "s3:REST.PUT.OBJECT",
+        "not an IAM action (an S3 access-log operation name in the schema)",
+    ),
+    (
+        "s3:PutBucketAcl",
+        "ACLs are disabled (BucketOwnerEnforced); no bucket sets AccessControl",
+    ),
+    (
+        "s3:PutObjectAcl",
+        "ACLs are disabled (BucketOwnerEnforced); no bucket sets AccessControl",
+    ),
+    (
+        "s3:DeleteObject",
+        "objects belong to the services; CloudFormation never deletes them",
+    ),
+    (
+        "s3:CreateBucketMetadataTableConfiguration",
+        "no bucket has S3 Metadata tables",
+    ),
+    (
+        "s3:DeleteBucketMetadataTableConfiguration",
+        "no bucket has S3 Metadata tables",
+    ),
+    (
+        "s3:UpdateBucketMetadataAnnotationTableConfiguration",
+        "no bucket has S3 Metadata tables",
+    ),
+    (
+        "s3:UpdateBucketMetadataInventoryTableConfiguration",
+        "no bucket has S3 Metadata tables",
+    ),
+    (
+        "s3:UpdateBucketMetadataJournalTableConfiguration",
+        "no bucket has S3 Metadata tables",
+    ),
+    ("s3tables:*", "no bucket has S3 Metadata tables"),
+];
+
+/// Operation names the schemas list that are not IAM actions, and the IAM action
+/// S3 authorizes each with.
+const AUTHORIZED_AS: &[(&str, &str)] = &[
+    ("s3:PutBucketReplication", "s3:PutReplicationConfiguration"),
+    (
+        "s3:DeleteBucketReplication",
+        "s3:PutReplicationConfiguration",
+    ),
+    ("s3:DeleteBucketEncryption", "s3:PutEncryptionConfiguration"),
+    ("s3:DeleteBucketLifecycle", "s3:PutLifecycleConfiguration"),
+    ("s3:DeleteBucketCors", "s3:PutBucketCORS"),
+    (
+        "s3:DeleteBucketAnalyticsConfiguration",
+        "s3:PutAnalyticsConfiguration",
+    ),
+    (
+        "s3:DeleteBucketMetricsConfiguration",
+        "s3:PutMetricsConfiguration",
+    ),
+    (
+        "s3:PutObjectLockConfiguration",
+        "s3:PutBucketObjectLockConfiguration",
+    ),
+];
+
+/// IAM's action match: case-insensitive, `*` any run, `?` one character.
+fn iam_match(pattern: &str, action: &str) -> bool {
+    fn go(p: &[u8], a: &[u8]) -> bool {
+        match p.split_first() {
+            None => a.is_empty(),
+            Some((b'*', rest)) => (0..=a.len()).any(|i| go(rest, &a[i..])),
+            Some((b'?', rest)) => !a.is_empty() && go(rest, &a[1..]),
+            Some((c, rest)) => {
+                a.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && go(rest, &a[1..])
+            }
+        }
+    }
+    go(pattern.as_bytes(), action.as_bytes())
+}
+
+/// Every Allow statement's actions of a role: inline policies and the managed
+/// policies of the same template it attaches.
+fn role_actions(t: &Value, role: &str) -> Vec<String> {
+    let props = &t["Resources"][role]["Properties"];
+    let mut docs: Vec<Value> = as_list(&props["Policies"])
+        .iter()
+        .map(|p| p["PolicyDocument"].clone())
+        .collect();
+    for m in as_list(&props["ManagedPolicyArns"]) {
+        if let Some(id) = m["Ref"].as_str() {
+            docs.push(t["Resources"][id]["Properties"]["PolicyDocument"].clone());
+        }
+    }
+    let mut out = Vec::new();
+    for d in docs {
+        for st in as_list(&d["Statement"]) {
+            if st["Effect"] == "Allow" {
+                for a in as_list(&st["Action"]) {
+                    out.push(a.as_str().unwrap_or("").to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn deploy_role_allows_every_handler_permission() {
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(root("tests/fixtures/cfn-handler-permissions.json"))
+            .expect("tests/fixtures/cfn-handler-permissions.json"),
+    )
+    .expect("json");
+    let handlers = &fixture["types"];
+    let mut unused: std::collections::BTreeSet<&str> =
+        NOT_GRANTED.iter().map(|(p, _)| *p).collect();
+    let mut checked = 0;
+    for (rel, env) in CASES {
+        let o = synth_ok(rel, env);
+        let fdn = o
+            .files
+            .iter()
+            .find(|f| f.name.ends_with("-foundation.json"))
+            .expect("foundation");
+        let fdn: Value = serde_json::from_str(&fdn.contents).expect("json");
+        let allowed = role_actions(&fdn, "DeployRole");
+        // What the deploy role deploys: service and replica stacks (the shared and
+        // foundation stacks are an administrator's).
+        for f in &o.files {
+            if f.name == "stacks.json"
+                || f.name.ends_with("-shared.json")
+                || f.name.ends_with("-foundation.json")
+            {
+                continue;
+            }
+            let t: Value = serde_json::from_str(&f.contents).expect("json");
+            for (id, r) in resources(&t) {
+                let ty = r["Type"].as_str().unwrap_or("");
+                let hs = handlers[ty].as_object().unwrap_or_else(|| {
+                    panic!("{ty} ({} {id}) is not in tests/fixtures/cfn-handler-permissions.json: run tests/cfn-handler-permissions.py", f.name)
+                });
+                for (h, perms) in hs {
+                    for p in as_list(perms) {
+                        let p = p.as_str().unwrap_or("");
+                        let p = AUTHORIZED_AS
+                            .iter()
+                            .find(|(op, _)| *op == p)
+                            .map_or(p, |(_, iam)| *iam);
+                        if let Some((k, _)) = NOT_GRANTED.iter().find(|(k, _)| iam_match(k, p)) {
+                            unused.remove(k);
+                            assert!(
+                                !allowed.iter().any(|a| iam_match(a, p)),
+                                "{p} is listed as not granted but the deploy role allows it"
+                            );
+                            continue;
+                        }
+                        checked += 1;
+                        assert!(
+                            allowed.iter().any(|a| iam_match(a, p)),
+                            "{rel} {env}: the deploy role cannot {p} ({ty} {h} handler, {} {id})",
+                            f.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} permissions checked");
+    assert!(unused.is_empty(), "stale NOT_GRANTED entries: {unused:?}");
+}
+
+/// IAM allows 10,240 characters (without whitespace) of inline policies per role.
+#[test]
+fn foundation_role_policies_fit_iams_limits() {
+    for (rel, env) in CASES {
+        let o = synth_ok(rel, env);
+        let fdn = o
+            .files
+            .iter()
+            .find(|f| f.name.ends_with("-foundation.json"))
+            .expect("foundation");
+        let t: Value = serde_json::from_str(&fdn.contents).expect("json");
+        for (id, r) in resources(&t) {
+            let props = &r["Properties"];
+            let (inline, max) = match r["Type"].as_str() {
+                Some("AWS::IAM::Role") => (
+                    as_list(&props["Policies"])
+                        .iter()
+                        .map(|p| p["PolicyDocument"].to_string().len())
+                        .sum::<usize>(),
+                    10_240,
+                ),
+                Some("AWS::IAM::ManagedPolicy") => {
+                    (props["PolicyDocument"].to_string().len(), 6_144)
+                }
+                _ => continue,
+            };
+            assert!(inline <= max, "{rel} {env} {id}: {inline} characters");
+        }
+    }
+}
+
+/// The replica stacks live in another region: the CI role must be able to deploy
+/// them there (and only them).
+#[test]
+fn ci_role_may_deploy_the_replica_stacks_in_their_region() {
+    let o = synth_ok("tests/fixtures/synth-varied", "prod");
+    let replica = o
+        .plan
+        .stacks
+        .iter()
+        .find(|s| s.name.ends_with("-replica"))
+        .expect("a replica stack");
+    assert_eq!(replica.deployed_by, "ci");
+    let t: Value =
+        serde_json::from_str(o.file("varied-prod-foundation.json").expect("fdn")).expect("json");
+    let statements =
+        t["Resources"]["CiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .clone();
+    let want = format!(
+        "arn:${{AWS::Partition}}:cloudformation:{}:${{AWS::AccountId}}:stack/varied-prod-*-replica/*",
+        replica.region
+    );
+    for sid in ["ChangeStacksOnlyAsTheDeployRole", "ReadStacks"] {
+        let st = statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("{sid}"));
+        let resources: Vec<String> = as_list(&st["Resource"])
+            .iter()
+            .map(|r| r["Fn::Sub"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert!(resources.contains(&want), "{sid}: {resources:?}");
+        assert!(
+            resources
+                .iter()
+                .any(|r| r.contains(":cloudformation:${AWS::Region}:")),
+            "{sid}: {resources:?}"
+        );
+    }
+}
+
+/// IAM role and policy names and dashboard names are account-wide: the same
+/// environment deployed in a second region must not collide, so they carry the
+/// region, and fit their limits with the longest one.
+#[test]
+fn account_wide_names_carry_the_region() {
+    let mut names = 0;
+    for (case, file, t) in all_templates() {
+        for (id, r) in resources(&t) {
+            let (key, max) = match r["Type"].as_str() {
+                Some("AWS::IAM::Role") => ("RoleName", 64),
+                Some("AWS::IAM::ManagedPolicy") => ("ManagedPolicyName", 128),
+                Some("AWS::CloudWatch::Dashboard") => ("DashboardName", 255),
+                _ => continue,
+            };
+            let Some(name) = r["Properties"].get(key) else {
+                // Generated by CloudFormation: unique already.
+                continue;
+            };
+            let sub = name["Fn::Sub"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{case} {file} {id}: {key} {name} names no region"));
+            assert!(
+                sub.ends_with("-${AWS::Region}"),
+                "{case} {file} {id}: {sub}"
+            );
+            let real = sub.replace("${AWS::Region}", "ap-southeast-3");
+            assert!(real.len() <= max, "{case} {file} {id}: {real}");
+            names += 1;
+        }
+    }
+    assert!(names > 30, "only {names} names");
 }

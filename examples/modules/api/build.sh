@@ -9,3 +9,5 @@ target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path Cargo.t
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 mkdir -p .build
 cp "$target_dir/x86_64-unknown-linux-gnu/release/api" .build/api
+# Readable and executable by the image's non-root user whatever the umask.
+chmod 0755 .build/api

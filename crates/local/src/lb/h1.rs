@@ -16,10 +16,12 @@
 //! sent after `Expect: 100-continue`, and HTTP/1.0 clients. Both paths share the
 //! target selection, health, rules and the access log.
 
+use super::framing::{self, BodyFraming, RequestFraming, connection_drops, parse_len};
 #[cfg(target_os = "linux")]
 use super::ring;
 use super::{
-    Balancer, HOP_BY_HOP, Outstanding, Worker, request_id_bytes, rule_matches, trace_id_bytes,
+    Balancer, HOP_BY_HOP, LogRequest, Outstanding, Worker, keep_alive_timeout, request_id_bytes,
+    rule_matches, trace_id_bytes,
 };
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
@@ -147,9 +149,20 @@ impl Idle {
 
     /// `f`'s output, or `None` when nothing finished it within the period.
     async fn run<F: std::future::Future>(&mut self, f: F) -> Option<F::Output> {
-        self.timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + self.period);
+        self.run_by(f, None).await
+    }
+
+    /// [`Idle::run`], ending at `deadline` too if that comes first.
+    async fn run_by<F: std::future::Future>(
+        &mut self,
+        f: F,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Option<F::Output> {
+        let mut until = tokio::time::Instant::now() + self.period;
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        self.timer.as_mut().reset(until);
         tokio::select! {
             biased;
             r = f => Some(r),
@@ -181,6 +194,8 @@ struct ReqHead {
     request_id: Option<(usize, usize)>,
     /// The client's `X-Amzn-Trace-Id` (kept and forwarded).
     trace: Option<(usize, usize)>,
+    /// The client's `User-Agent` (for the access log).
+    user_agent: Option<(usize, usize)>,
 }
 
 fn range(buf: &[u8], part: &[u8]) -> (usize, usize) {
@@ -216,19 +231,7 @@ fn dropped_response_header(name: &str) -> bool {
 
 /// Whether a comma-separated header value lists `token` (case-insensitive).
 fn lists(value: &[u8], token: &str) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-}
-
-fn parse_len(v: &[u8]) -> Option<usize> {
-    let v = v.trim_ascii();
-    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter().try_fold(0usize, |n, d| {
-        n.checked_mul(10)?.checked_add((d - b'0') as usize)
-    })
+    framing::lists(value, token.as_bytes())
 }
 
 /// The origin form (`/path?query`) of a request target: absolute-form targets
@@ -278,29 +281,27 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
     }
     let mut host = None;
     let mut forwarded_for = None;
-    let mut body_len = None;
+    let mut framing = RequestFraming::default();
+    let mut handover = false;
     let mut close = false;
     let mut request_id = None;
     let mut trace = None;
+    let mut user_agent = None;
     let mut connection: Option<&[u8]> = None;
     for h in req.headers.iter() {
         let n = h.name;
+        // The framing rules see only the headers they are about.
         if n.eq_ignore_ascii_case("host") {
+            framing.header(n.as_bytes(), h.value);
             host = Some(range(buf, h.value));
-        } else if n.eq_ignore_ascii_case("content-length") {
-            let Some(len) = parse_len(h.value) else {
-                return Parsed::Bad("invalid Content-Length");
-            };
-            if body_len.is_some_and(|l| l != len) {
-                return Parsed::Bad("conflicting Content-Length headers");
-            }
-            body_len = Some(len);
-        } else if n.eq_ignore_ascii_case("transfer-encoding")
-            || n.eq_ignore_ascii_case("upgrade")
-            || n.eq_ignore_ascii_case("expect")
+        } else if n.eq_ignore_ascii_case("content-length")
+            || n.eq_ignore_ascii_case("transfer-encoding")
         {
-            return Parsed::Handover;
+            framing.header(n.as_bytes(), h.value);
+        } else if n.eq_ignore_ascii_case("upgrade") || n.eq_ignore_ascii_case("expect") {
+            handover = true;
         } else if n.eq_ignore_ascii_case("connection") {
+            framing.header(n.as_bytes(), h.value);
             close |= lists(h.value, "close");
             connection = Some(h.value);
         } else if n.eq_ignore_ascii_case("x-forwarded-for") {
@@ -311,10 +312,18 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
             request_id = (!h.value.is_empty() && h.value.len() <= 200).then(|| range(buf, h.value));
         } else if n.eq_ignore_ascii_case("x-amzn-trace-id") && trace.is_none() {
             trace = Some(range(buf, h.value));
+        } else if n.eq_ignore_ascii_case("user-agent") {
+            user_agent = Some(range(buf, h.value));
         }
     }
-    let body_len = body_len.unwrap_or(0);
-    if body_len > BODY_INLINE_MAX {
+    // Ambiguous framing is refused before anything else (also before a handover).
+    let body_len = match framing.finish(true) {
+        Err(why) => return Parsed::Bad(why),
+        Ok(BodyFraming::Chunked) => return Parsed::Handover,
+        Ok(BodyFraming::Length(n)) => n,
+        Ok(BodyFraming::None) => 0,
+    };
+    if handover || body_len > BODY_INLINE_MAX {
         return Parsed::Handover;
     }
     out.extend_from_slice(method.as_bytes());
@@ -323,7 +332,7 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
         if dropped_request_header(h.name)
-            || connection.is_some_and(|c| lists(c, h.name))
+            || connection.is_some_and(|c| connection_drops(c, h.name.as_bytes()))
             || (h.name.eq_ignore_ascii_case("x-request-id") && request_id.is_none())
         {
             continue;
@@ -349,13 +358,14 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
         close,
         request_id,
         trace,
+        user_agent,
     })
 }
 
 /// Tracks chunked transfer coding as it passes through unchanged, to find where
 /// the message ends.
 #[derive(Default)]
-struct Chunked {
+pub(super) struct Chunked {
     state: ChunkState,
     size: u64,
     digits: u8,
@@ -372,13 +382,14 @@ enum ChunkState {
     DataLf,
     TrailerStart,
     TrailerLine,
+    TrailerLineLf,
     EndLf,
     Done,
 }
 
 impl Chunked {
     /// Feeds the next bytes; `Some(n)`: the message ends after `n` of them.
-    fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, ()> {
+    pub(super) fn feed(&mut self, data: &[u8]) -> Result<Option<usize>, ()> {
         use ChunkState::*;
         let mut i = 0;
         while i < data.len() {
@@ -395,12 +406,13 @@ impl Chunked {
                     }
                     b';' | b' ' | b'\t' if self.digits > 0 => self.state = Ext,
                     b'\r' if self.digits > 0 => self.state = SizeLf,
-                    b'\n' if self.digits > 0 => self.after_size(),
+                    // Lines end with CRLF: a bare LF is where parsers disagree
+                    // (smuggling), so it is malformed here.
                     _ => return Err(()),
                 },
                 Ext => match b {
                     b'\r' => self.state = SizeLf,
-                    b'\n' => self.after_size(),
+                    b'\n' => return Err(()),
                     _ => {}
                 },
                 SizeLf => match b {
@@ -418,7 +430,6 @@ impl Chunked {
                 }
                 DataCr => match b {
                     b'\r' => self.state = DataLf,
-                    b'\n' => self.state = Size,
                     _ => return Err(()),
                 },
                 DataLf => match b {
@@ -427,17 +438,18 @@ impl Chunked {
                 },
                 TrailerStart => match b {
                     b'\r' => self.state = EndLf,
-                    b'\n' => {
-                        self.state = Done;
-                        return Ok(Some(i + 1));
-                    }
+                    b'\n' => return Err(()),
                     _ => self.state = TrailerLine,
                 },
-                TrailerLine => {
-                    if b == b'\n' {
-                        self.state = TrailerStart;
-                    }
-                }
+                TrailerLine => match b {
+                    b'\r' => self.state = TrailerLineLf,
+                    b'\n' => return Err(()),
+                    _ => {}
+                },
+                TrailerLineLf => match b {
+                    b'\n' => self.state = TrailerStart,
+                    _ => return Err(()),
+                },
                 EndLf => match b {
                     b'\n' => {
                         self.state = Done;
@@ -477,6 +489,8 @@ struct ResHead {
     status: u16,
     framing: Framing,
     reusable: bool,
+    /// The target's `Keep-Alive: timeout=N`.
+    keep_alive: Option<Duration>,
 }
 
 enum ParsedRes {
@@ -519,6 +533,7 @@ fn parse_response(
             status: code,
             framing: Framing::None,
             reusable: true,
+            keep_alive: None,
         });
     }
     let mut length = None;
@@ -526,6 +541,7 @@ fn parse_response(
     let mut other_coding = false;
     let mut reusable = version == 1;
     let mut connection: Option<&[u8]> = None;
+    let mut keep_alive = None;
     for h in res.headers.iter() {
         let n = h.name;
         if n.eq_ignore_ascii_case("content-length") {
@@ -545,7 +561,13 @@ fn parse_response(
                 reusable = false;
             }
             connection = Some(h.value);
+        } else if n.eq_ignore_ascii_case("keep-alive") {
+            keep_alive = keep_alive_timeout(h.value);
         }
+    }
+    // Framed two ways: refused (502), and the connection is not reused.
+    if length.is_some() && (chunked || other_coding) {
+        return ParsedRes::Bad;
     }
     let framing = if head_request || code == 204 || code == 304 {
         Framing::None
@@ -571,7 +593,9 @@ fn parse_response(
     out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
-        if dropped_response_header(h.name) || connection.is_some_and(|c| lists(c, h.name)) {
+        if dropped_response_header(h.name)
+            || connection.is_some_and(|c| connection_drops(c, h.name.as_bytes()))
+        {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -591,6 +615,7 @@ fn parse_response(
         status: code,
         framing,
         reusable,
+        keep_alive,
     })
 }
 
@@ -681,8 +706,11 @@ impl Balancer {
         out: &mut Vec<u8>,
         rbuf: &mut Vec<u8>,
     ) -> Result<(), Exit> {
-        // The request head (the idle timeout applies while waiting for it).
+        // The request head (the idle timeout applies while waiting for it). From
+        // its first byte, the head and a body read here must arrive within one
+        // idle period in all: a client sending a byte at a time is dropped.
         out.clear();
+        let mut deadline = (!buf.is_empty()).then(|| tokio::time::Instant::now() + idle.period);
         let head = loop {
             if !buf.is_empty() {
                 match parse_request(buf, out) {
@@ -700,10 +728,11 @@ impl Balancer {
                     Parsed::Partial => {}
                 }
             }
-            match idle.run(c.fill(buf, 8192)).await {
+            match idle.run_by(c.fill(buf, 8192), deadline).await {
                 Some(Ok(n)) if n > 0 => {}
                 _ => return Err(Exit::Done),
             }
+            deadline.get_or_insert_with(|| tokio::time::Instant::now() + idle.period);
         };
         let _busy = c.busy();
         // Only the access log needs the time.
@@ -711,7 +740,7 @@ impl Balancer {
         // The body (small: read whole).
         while buf.len() < head.head_len + head.body_len {
             let want = head.head_len + head.body_len - buf.len();
-            match idle.run(c.fill(buf, want)).await {
+            match idle.run_by(c.fill(buf, want), deadline).await {
                 Some(Ok(n)) if n > 0 => {}
                 _ => return Err(Exit::Done),
             }
@@ -740,14 +769,15 @@ impl Balancer {
         let host_str = std::str::from_utf8(host).unwrap_or("");
         let target_bytes = at(buf, head.target);
         let log_line = if self.log.is_some() {
-            format!(
-                "{} http://{}{} HTTP/1.1",
-                String::from_utf8_lossy(at(buf, head.method)),
-                if host_str.is_empty() { "-" } else { host_str },
-                String::from_utf8_lossy(origin_form(target_bytes)),
+            LogRequest::new(
+                at(buf, head.method),
+                host,
+                origin_form(target_bytes),
+                "HTTP/1.1",
+                head.user_agent.map(|r| at(buf, r)).unwrap_or(b"-"),
             )
         } else {
-            String::new()
+            LogRequest::default()
         };
         let log = |status: u16, target: Option<SocketAddr>, target_status: Option<u16>| {
             if let Some(started) = started {
@@ -759,8 +789,8 @@ impl Balancer {
                     status,
                     target_status,
                     &log_line,
-                    std::str::from_utf8(&trace).unwrap_or("-"),
-                    std::str::from_utf8(&request_id).unwrap_or("-"),
+                    &trace,
+                    &request_id,
                 );
             }
         };
@@ -853,7 +883,7 @@ impl Balancer {
             .relay_body(c, &mut up, out, rbuf, &res, idle, guard)
             .await?;
         if reused && res.reusable {
-            w.raw.put(addr, up);
+            w.raw.put(addr, up, self.upstream_keep(res.keep_alive));
         }
         if close { Err(Exit::Done) } else { Ok(()) }
     }

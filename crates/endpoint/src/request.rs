@@ -1,0 +1,634 @@
+//! SQS and SSM requests parsed once into a typed [`Call`]: the action (one of a
+//! fixed table), the resource it names ([`Resource`]), and the remaining input.
+//!
+//! The same value is authorized (`iam::call_request`) and handed to the handler.
+//! The members that name a resource (`QueueUrl`, `QueueName`, `SourceArn`,
+//! `DestinationArn`, `Name`, `Names`, `Path`) are *moved out* of the input into
+//! `Resource`, so a handler cannot read a resource from the raw input: what IAM
+//! checked is what the handler acts on. Members an action does not have, members
+//! given twice (JSON keys or form parameters), and resource members of the wrong
+//! type are refused before anything is authorized or read.
+
+use crate::error::ApiError;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// The service a call is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Sqs,
+    Ssm,
+}
+
+/// What a call acts on, taken out of its input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// Account-wide (`ListQueues`, `DescribeParameters`).
+    None,
+    /// A queue, by name (from `QueueUrl`'s last segment or `QueueName`).
+    Queue(String),
+    /// A message move task: its source queue and optional destination queue, by
+    /// name, with the ARNs as given (for messages).
+    Move {
+        source: String,
+        source_arn: String,
+        dest: Option<(String, String)>,
+    },
+    /// A move task by handle (`CancelMessageMoveTask`).
+    Task(String),
+    /// One parameter (`Name`, possibly with a `:version` selector, or an ARN).
+    Parameter(String),
+    /// Several parameters (`Names`).
+    Parameters(Vec<String>),
+    /// A parameter path (`GetParametersByPath`).
+    Path(String),
+}
+
+/// A parsed, not yet authorized request.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub service: Service,
+    /// The action's name as AWS spells it (from the table below).
+    pub action: &'static str,
+    pub resource: Resource,
+    /// The input without the resource members: a JSON object.
+    pub input: Value,
+}
+
+/// Where an action's resource comes from.
+#[derive(Clone, Copy)]
+enum From {
+    Nothing,
+    QueueUrl,
+    QueueName,
+    Move,
+    TaskHandle,
+    Name,
+    Names,
+    Path,
+}
+
+/// SQS actions: (name, resource, other members).
+const SQS: &[(&str, From, &[&str])] = &[
+    (
+        "CreateQueue",
+        From::QueueName,
+        &["Attributes", "tags", "Tags"],
+    ),
+    ("GetQueueUrl", From::QueueName, &["QueueOwnerAWSAccountId"]),
+    (
+        "ListQueues",
+        From::Nothing,
+        &["QueueNamePrefix", "NextToken", "MaxResults"],
+    ),
+    ("DeleteQueue", From::QueueUrl, &[]),
+    ("PurgeQueue", From::QueueUrl, &[]),
+    ("GetQueueAttributes", From::QueueUrl, &["AttributeNames"]),
+    ("SetQueueAttributes", From::QueueUrl, &["Attributes"]),
+    ("TagQueue", From::QueueUrl, &["Tags"]),
+    ("UntagQueue", From::QueueUrl, &["TagKeys"]),
+    ("ListQueueTags", From::QueueUrl, &[]),
+    (
+        "SendMessage",
+        From::QueueUrl,
+        &[
+            "MessageBody",
+            "DelaySeconds",
+            "MessageAttributes",
+            "MessageSystemAttributes",
+            "MessageDeduplicationId",
+            "MessageGroupId",
+        ],
+    ),
+    ("SendMessageBatch", From::QueueUrl, &["Entries"]),
+    (
+        "ReceiveMessage",
+        From::QueueUrl,
+        &[
+            "AttributeNames",
+            "MessageSystemAttributeNames",
+            "MessageAttributeNames",
+            "MaxNumberOfMessages",
+            "VisibilityTimeout",
+            "WaitTimeSeconds",
+            "ReceiveRequestAttemptId",
+        ],
+    ),
+    ("DeleteMessage", From::QueueUrl, &["ReceiptHandle"]),
+    ("DeleteMessageBatch", From::QueueUrl, &["Entries"]),
+    (
+        "ChangeMessageVisibility",
+        From::QueueUrl,
+        &["ReceiptHandle", "VisibilityTimeout"],
+    ),
+    ("ChangeMessageVisibilityBatch", From::QueueUrl, &["Entries"]),
+    (
+        "ListDeadLetterSourceQueues",
+        From::QueueUrl,
+        &["NextToken", "MaxResults"],
+    ),
+    (
+        "StartMessageMoveTask",
+        From::Move,
+        &["MaxNumberOfMessagesPerSecond"],
+    ),
+    ("ListMessageMoveTasks", From::Move, &["MaxResults"]),
+    ("CancelMessageMoveTask", From::TaskHandle, &[]),
+];
+
+/// SSM actions: (name, resource, other members).
+const SSM: &[(&str, From, &[&str])] = &[
+    (
+        "PutParameter",
+        From::Name,
+        &[
+            "Description",
+            "Value",
+            "Type",
+            "KeyId",
+            "Overwrite",
+            "AllowedPattern",
+            "Tags",
+            "Tier",
+            "Policies",
+            "DataType",
+        ],
+    ),
+    ("GetParameter", From::Name, &["WithDecryption"]),
+    ("GetParameters", From::Names, &["WithDecryption"]),
+    (
+        "GetParametersByPath",
+        From::Path,
+        &[
+            "Recursive",
+            "ParameterFilters",
+            "WithDecryption",
+            "MaxResults",
+            "NextToken",
+        ],
+    ),
+    ("DeleteParameter", From::Name, &[]),
+    ("DeleteParameters", From::Names, &[]),
+    (
+        "DescribeParameters",
+        From::Nothing,
+        &[
+            "Filters",
+            "ParameterFilters",
+            "MaxResults",
+            "NextToken",
+            "Shared",
+        ],
+    ),
+    (
+        "GetParameterHistory",
+        From::Name,
+        &["WithDecryption", "MaxResults", "NextToken"],
+    ),
+];
+
+fn serialization(msg: impl Into<String>) -> ApiError {
+    ApiError::bad("SerializationException", msg).with_query_code("MalformedQueryString")
+}
+
+fn missing(service: Service, member: &str) -> ApiError {
+    match service {
+        Service::Sqs => ApiError::bad(
+            "MissingParameter",
+            format!("The request must contain the parameter {member}."),
+        )
+        .with_query_code("MissingParameter"),
+        Service::Ssm => ApiError::bad(
+            "ValidationException",
+            format!(
+                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+                lower_first(member)
+            ),
+        ),
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_ascii_lowercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// The queue name a `QueueUrl` names: `[scheme://host[:port]]/<account>/<name>`,
+/// exactly (no query, fragment or further segments), else None.
+pub fn queue_of_url(url: &str) -> Option<&str> {
+    let path = match url.split_once("://") {
+        Some((_, rest)) => &rest[rest.find('/')?..],
+        None => url,
+    };
+    let rest = path.strip_prefix('/')?;
+    let (account, name) = rest.split_once('/')?;
+    let valid = !account.is_empty()
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    valid.then_some(name)
+}
+
+fn invalid_address(url: &str) -> ApiError {
+    ApiError::bad(
+        "InvalidAddress",
+        format!("The address {url} is not valid for this endpoint."),
+    )
+    .with_query_code("InvalidAddress")
+}
+
+/// The queue name of an SQS ARN (`arn:aws:sqs:region:account:name`).
+pub fn name_of_arn(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "sqs", _, _, name] if !name.is_empty() => Some(name),
+        _ => None,
+    }
+}
+
+impl Call {
+    /// Parses `input` (a JSON object, already free of duplicate keys) as
+    /// `service`'s `action`. `path_queue` is the queue a query-protocol request
+    /// names by its path (`/<account>/<name>`), if any.
+    pub fn parse(
+        service: Service,
+        action: &str,
+        input: Value,
+        path_queue: Option<&str>,
+    ) -> Result<Call, ApiError> {
+        let table = match service {
+            Service::Sqs => SQS,
+            Service::Ssm => SSM,
+        };
+        let Some(&(name, from, members)) = table.iter().find(|(n, ..)| *n == action) else {
+            return Err(match service {
+                Service::Sqs => ApiError::bad(
+                    "InvalidAction",
+                    format!("The action {action} is not valid for this endpoint."),
+                )
+                .with_query_code("InvalidAction"),
+                Service::Ssm => ApiError::bad(
+                    "UnknownOperationException",
+                    format!("The action {action} is not supported by the local cloud's SSM."),
+                ),
+            });
+        };
+        let mut map = match input {
+            Value::Object(m) => m,
+            Value::Null => Map::new(),
+            _ => return Err(serialization("the request body must be a JSON object")),
+        };
+        let mut string = |member: &str| -> Result<Option<String>, ApiError> {
+            match map.remove(member) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(serialization(format!(
+                    "{name}: member {member} must be a string"
+                ))),
+            }
+        };
+        let resource = match from {
+            From::Nothing => Resource::None,
+            From::QueueName => {
+                Resource::Queue(string("QueueName")?.ok_or_else(|| missing(service, "QueueName"))?)
+            }
+            From::QueueUrl => {
+                let url = string("QueueUrl")?;
+                let from_url = match url.as_deref() {
+                    Some(u) => Some(queue_of_url(u).ok_or_else(|| invalid_address(u))?),
+                    None => None,
+                };
+                let name = match (from_url, path_queue) {
+                    (Some(a), Some(b)) if a != b => {
+                        return Err(ApiError::bad(
+                            "InvalidAddress",
+                            format!(
+                                "The request names two queues: `{a}` in QueueUrl and `{b}` in its path."
+                            ),
+                        )
+                        .with_query_code("InvalidAddress"));
+                    }
+                    (Some(a), _) => a.to_string(),
+                    (None, Some(b)) => b.to_string(),
+                    (None, None) => return Err(missing(service, "QueueUrl")),
+                };
+                Resource::Queue(name)
+            }
+            From::Move => {
+                let source_arn =
+                    string("SourceArn")?.ok_or_else(|| missing(service, "SourceArn"))?;
+                let dest_arn = if name == "StartMessageMoveTask" {
+                    string("DestinationArn")?
+                } else {
+                    None
+                };
+                let queue_of = |arn: &str, member: &str| {
+                    name_of_arn(arn).map(str::to_string).ok_or_else(|| {
+                        ApiError::bad(
+                            "ResourceNotFoundException",
+                            format!(
+                                "The resource that you specified for the {member} parameter doesn't exist: {arn}"
+                            ),
+                        )
+                    })
+                };
+                Resource::Move {
+                    source: queue_of(&source_arn, "SourceArn")?,
+                    dest: match dest_arn {
+                        Some(a) => Some((queue_of(&a, "DestinationArn")?, a)),
+                        None => None,
+                    },
+                    source_arn,
+                }
+            }
+            From::TaskHandle => {
+                Resource::Task(string("TaskHandle")?.ok_or_else(|| missing(service, "TaskHandle"))?)
+            }
+            From::Name => {
+                Resource::Parameter(string("Name")?.ok_or_else(|| missing(service, "Name"))?)
+            }
+            From::Path => Resource::Path(string("Path")?.ok_or_else(|| missing(service, "Path"))?),
+            From::Names => {
+                let names = match map.remove("Names") {
+                    None | Some(Value::Null) => return Err(missing(service, "Names")),
+                    Some(Value::Array(a)) => a
+                        .into_iter()
+                        .map(|v| match v {
+                            Value::String(s) => Ok(s),
+                            _ => Err(serialization(format!(
+                                "{name}: member Names must be a list of strings"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    Some(_) => {
+                        return Err(serialization(format!(
+                            "{name}: member Names must be a list of strings"
+                        )));
+                    }
+                };
+                Resource::Parameters(names)
+            }
+        };
+        if let Some(unknown) = map.keys().find(|k| !members.contains(&k.as_str())) {
+            return Err(serialization(format!(
+                "{name} has no member `{unknown}` (members: {})",
+                members_of(from, members)
+            )));
+        }
+        if map.contains_key("tags") && map.contains_key("Tags") {
+            return Err(serialization(format!(
+                "{name}: give the queue's tags once (`tags`, or `Tags` in the query protocol)"
+            )));
+        }
+        Ok(Call {
+            service,
+            action: name,
+            resource,
+            input: Value::Object(map),
+        })
+    }
+
+    /// The queue this call names, if it names one.
+    pub fn queue(&self) -> Option<&str> {
+        match &self.resource {
+            Resource::Queue(q) => Some(q),
+            Resource::Move { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn members_of(from: From, others: &[&str]) -> String {
+    let resource: &[&str] = match from {
+        From::Nothing => &[],
+        From::QueueUrl => &["QueueUrl"],
+        From::QueueName => &["QueueName"],
+        From::Move => &["SourceArn", "DestinationArn"],
+        From::TaskHandle => &["TaskHandle"],
+        From::Name => &["Name"],
+        From::Names => &["Names"],
+        From::Path => &["Path"],
+    };
+    resource
+        .iter()
+        .chain(others)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses a JSON request body, refusing a key given twice in any object (serde_json
+/// would keep the last one silently, so two readers could see different values).
+pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = Strict
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| serialization(format!("the request body is not valid JSON: {e}")))?;
+    match v {
+        v @ Value::Object(_) => Ok(v),
+        _ => Err(serialization("the request body must be a JSON object")),
+    }
+}
+
+/// A `serde_json::Value` seed that refuses duplicate object keys.
+struct Strict;
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format!("the key `{k}` is given twice")));
+            }
+            let v = map.next_value_seed(Strict)?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resource_members_move_out_of_the_input() {
+        let c = Call::parse(
+            Service::Ssm,
+            "GetParameter",
+            json!({"Name": "/a/b", "WithDecryption": true}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.resource, Resource::Parameter("/a/b".into()));
+        assert_eq!(c.input, json!({"WithDecryption": true}));
+    }
+
+    #[test]
+    fn a_member_the_action_does_not_have_is_refused() {
+        // The attack of the security review: Names next to Name.
+        let e = Call::parse(
+            Service::Ssm,
+            "GetParameter",
+            json!({"Name": "/shop/test/billing/DB_PASSWORD", "Names": ["/shop/test/api/T"]}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+        assert!(e.message.contains("Names"), "{}", e.message);
+        let e = Call::parse(
+            Service::Ssm,
+            "GetParametersByPath",
+            json!({"Path": "/", "Name": "/shop/test/api/T"}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+        let e = Call::parse(
+            Service::Sqs,
+            "GetQueueUrl",
+            json!({"QueueName": "b", "QueueUrl": "http://h/0/a"}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+    }
+
+    #[test]
+    fn queue_urls_name_exactly_one_queue() {
+        assert_eq!(
+            queue_of_url("http://127.0.0.1:9/000000000000/q-1"),
+            Some("q-1")
+        );
+        assert_eq!(queue_of_url("/000000000000/q.fifo"), Some("q.fifo"));
+        for bad in [
+            "http://h/000000000000/billing?x=/000000000000/api",
+            "http://h/000000000000/billing#/000000000000/api",
+            "http://h/000000000000/api?b",
+            "http://h/000000000000/a/b",
+            "http://h/000000000000/",
+            "http://h/acct/q",
+            "http://h",
+            "q",
+        ] {
+            assert_eq!(queue_of_url(bad), None, "{bad}");
+            let e = Call::parse(Service::Sqs, "PurgeQueue", json!({"QueueUrl": bad}), None)
+                .unwrap_err();
+            assert_eq!(e.code, "InvalidAddress", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_queue_named_twice_is_refused() {
+        let e = Call::parse(
+            Service::Sqs,
+            "SendMessage",
+            json!({"QueueUrl": "http://h/0/a", "MessageBody": "x"}),
+            Some("b"),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "InvalidAddress");
+        let c = Call::parse(
+            Service::Sqs,
+            "SendMessage",
+            json!({"MessageBody": "x"}),
+            Some("b"),
+        )
+        .unwrap();
+        assert_eq!(c.queue(), Some("b"));
+    }
+
+    #[test]
+    fn resource_members_of_the_wrong_type_are_refused() {
+        for input in [
+            json!({"Name": ["/a"]}),
+            json!({"Name": 1}),
+            json!({"Name": {"x": 1}}),
+        ] {
+            let e = Call::parse(Service::Ssm, "GetParameter", input, None).unwrap_err();
+            assert_eq!(e.code, "SerializationException");
+        }
+        let e = Call::parse(
+            Service::Ssm,
+            "GetParameters",
+            json!({"Names": ["/a", 2]}),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, "SerializationException");
+    }
+
+    #[test]
+    fn duplicate_json_keys_are_refused_at_any_depth() {
+        assert!(parse_json(br#"{"Name":"/a","Name":"/b"}"#).is_err());
+        assert!(parse_json(br#"{"Attributes":{"A":"1","A":"2"}}"#).is_err());
+        assert!(parse_json(br#"{"Entries":[{"Id":"1","Id":"2"}]}"#).is_err());
+        assert!(parse_json(br#"{"Name":"/a"} x"#).is_err());
+        assert_eq!(
+            parse_json(br#"{"Name":"/a","N":[1,2.5,null,true]}"#).unwrap(),
+            json!({"Name": "/a", "N": [1, 2.5, null, true]})
+        );
+        assert_eq!(parse_json(b"").unwrap(), json!({}));
+    }
+
+    #[test]
+    fn unknown_actions_are_refused() {
+        let e = Call::parse(Service::Sqs, "AddPermission", json!({}), None).unwrap_err();
+        assert_eq!(e.code, "InvalidAction");
+        let e = Call::parse(Service::Ssm, "LabelParameterVersion", json!({}), None).unwrap_err();
+        assert_eq!(e.code, "UnknownOperationException");
+    }
+}
