@@ -210,6 +210,7 @@ local cloud must have run at least once."
   pantstack secrets rotate api API_TOKEN       # a new value (stdin or prompt), dated
   pantstack secrets rm api API_TOKEN
   pantstack secrets rotate-key                 # re-encrypt everything under a new master key
+  pantstack secrets move-key                   # after moving or copying the project
 
 A secret of service S is the parameter /{project}/{env}/S/NAME, as on AWS. Values are
 read from standard input or a prompt, never from the command line, and are stored
@@ -342,6 +343,9 @@ pub enum SecretsAction {
     Rotate(SecretName),
     /// Re-encrypt every secret under a new master key, then drop the old key
     RotateKey,
+    /// After moving or copying the project: take its master key along (the key
+    /// file is named after the project's directory)
+    MoveKey,
 }
 
 #[derive(Args, Debug)]

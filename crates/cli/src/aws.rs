@@ -255,8 +255,24 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
     let destructive = match &a.action {
         SecretsAction::Set(_) | SecretsAction::Rm(_) | SecretsAction::Rotate(_) => true,
         SecretsAction::RotateKey => true,
-        SecretsAction::Get { .. } | SecretsAction::List { .. } => false,
+        SecretsAction::Get { .. } | SecretsAction::List { .. } | SecretsAction::MoveKey => false,
     };
+    if let SecretsAction::MoveKey = a.action {
+        let paths = Paths::new(&root, &env);
+        if control_answers(&paths).is_some() {
+            return Err(Failure::Usage(format!(
+                "the local cloud of `{env}` runs; `pantstack down --env {env}` first"
+            )));
+        }
+        let (from, to) = pantstack_endpoint::keys::move_key(&paths.aws(), &key_file(&root, &env))
+            .map_err(Failure::Resolve)?;
+        println!(
+            "the master key of `{env}` is now {} (copied from {}; delete that one once no other copy of the project needs it)",
+            to.display(),
+            from.display()
+        );
+        return Ok(());
+    }
     if destructive && a.env.is_none() && is_production(&env) {
         return Err(Failure::Usage(format!(
             "this would change the secrets of `{env}`, chosen from the branch or the running local cloud; a command that changes production secrets needs --env {env}"
@@ -366,6 +382,7 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                 .map_err(fail)?;
             println!("deleted {param}");
         }
+        SecretsAction::MoveKey => {}
         SecretsAction::RotateKey => {
             let n = ssm.rotate_key()?;
             println!(

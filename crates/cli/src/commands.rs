@@ -23,12 +23,42 @@ pub fn find_root(global: &Global) -> Result<PathBuf, Failure> {
     }
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::Io(format!("cannot read the current directory: {e}")))?;
-    pantstack_manifest::files::find_root(&cwd).ok_or_else(|| {
-        Failure::Resolve(format!(
+    if let Some(root) = pantstack_manifest::files::find_root(&cwd) {
+        return Ok(root);
+    }
+    // A repository that holds one monorepo in a subdirectory (this one's
+    // `examples/`): take it, and say so.
+    let mut below: Vec<PathBuf> = std::fs::read_dir(&cwd)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(pantstack_manifest::files::FOUNDATION_DIR).is_dir())
+        .collect();
+    below.sort();
+    match below.as_slice() {
+        [one] => {
+            let rel = one.strip_prefix(&cwd).unwrap_or(one);
+            eprintln!(
+                "note: using the monorepo in ./{} (the only one below this directory; --root chooses another)",
+                rel.display()
+            );
+            Ok(one.clone())
+        }
+        [] => Err(Failure::Resolve(format!(
             "no Pantstack monorepo at or above {} (looked for stack/infra/foundation/); run `pantstack init DIR` or pass --root",
             cwd.display()
-        ))
-    })
+        ))),
+        many => Err(Failure::Resolve(format!(
+            "no Pantstack monorepo at or above {}, and {} below it ({}): pass --root",
+            cwd.display(),
+            many.len(),
+            many.iter()
+                .map(|p| p.strip_prefix(&cwd).unwrap_or(p).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// Loads the monorepo; errors stop every command but `check` (which reports them).

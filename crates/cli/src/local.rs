@@ -226,9 +226,10 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
             .spawn()
             .map_err(|e| Failure::Io(format!("cannot start the supervisor: {e}")))?;
         // Wait for the socket, then until every service's start deployment has
-        // ended (bounded), showing progress; a service that could not start is a
-        // failure with its reason.
-        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        // ended (bounded: 180 s after the last build ended; a build has its own
+        // timeout), showing progress; a service that could not start is a failure
+        // with its reason.
+        let mut deadline = std::time::Instant::now() + Duration::from_secs(180);
         let mut shown: BTreeMap<String, String> = BTreeMap::new();
         let mut settled = None;
         loop {
@@ -257,6 +258,9 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
                 if units.iter().all(|u| u["deployment"].is_null()) {
                     settled = Some(units);
                     break;
+                }
+                if units.iter().any(|u| u["build"].is_object()) {
+                    deadline = std::time::Instant::now() + Duration::from_secs(180);
                 }
             }
             if std::time::Instant::now() > deadline {
@@ -344,6 +348,23 @@ fn progress_line(u: &Value) -> String {
         .map(|ts| ts.iter().filter(|t| t["health"] == "healthy").count())
         .unwrap_or(0);
     let desired = u["desired"].as_u64().unwrap_or(0);
+    if u["build"].is_object() {
+        let b = &u["build"];
+        // Whole ten seconds, so the line changes (and is printed) at most that often.
+        let secs = b["seconds"].as_u64().unwrap_or(0) / 10 * 10;
+        let last = b["last_line"]
+            .as_str()
+            .map(|l| {
+                let l: String = l.chars().take(60).collect();
+                format!(" — {l}")
+            })
+            .unwrap_or_default();
+        return format!(
+            "building revision {} ({secs} s, log {}){last}",
+            u["deployment"]["revision"],
+            b["log"].as_str().unwrap_or("?")
+        );
+    }
     if !u["deployment"].is_null() {
         return format!(
             "deploying revision {}: {healthy}/{desired} healthy",
@@ -418,6 +439,18 @@ fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(
             u["desired"],
             u["runtime"].as_str().unwrap_or("")
         );
+        if let Some(b) = u["build"].as_object() {
+            println!(
+                "  building (build {}, {} s): log {}{}",
+                b.get("id").unwrap_or(&Value::Null),
+                b.get("seconds").and_then(Value::as_u64).unwrap_or(0),
+                b.get("log").and_then(Value::as_str).unwrap_or("?"),
+                b.get("last_line")
+                    .and_then(Value::as_str)
+                    .map(|l| format!("\n    {l}"))
+                    .unwrap_or_default()
+            );
+        }
         let last = &u["last_deployment"];
         if let Some(outcome) = last["outcome"].as_str().filter(|o| *o != "completed") {
             println!(

@@ -804,3 +804,190 @@ fn down_stops_the_tasks_a_killed_supervisor_left() {
     // Nothing left: a second `down` says nothing runs.
     assert!(!c.run(&["down"]).status.success());
 }
+
+/// The api's HTTP role as a static file server of its revision's build: the body of
+/// `/healthz` tells which build a task runs.
+const FILE_SERVER: &str = "local: [\"sh\", \"-c\", \"cd \\\"$PANTSTACK_ARTIFACTS\\\" && exec python3 -m http.server $PORT --bind 127.0.0.1\"]";
+
+/// The build of the test service: slower than the grace period, and it writes the
+/// working tree's VERSION into the revision's build.
+const BUILD_SCRIPT: &str = "#!/bin/sh
+set -eu
+echo \"compiling $(cat VERSION)\"
+sleep 3
+if [ -e FAIL ]; then echo 'error[E0425]: cannot find value `boom`' >&2; exit 3; fi
+printf 'ok %s' \"$(cat VERSION)\" > \"$PANTSTACK_ARTIFACTS/healthz\"
+";
+
+fn healthz(port: u16) -> String {
+    match http(port, "GET", "/healthz", "", &[]) {
+        Ok((200, _, body)) => body,
+        Ok((code, _, body)) => format!("HTTP {code} {body}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn each_revision_builds_before_its_tasks_start_and_rollback_runs_the_kept_build() {
+    let extra = "local:
+  build: [\"sh\", \"build-local.sh\"]
+  count: 1
+  stop_timeout: 5s
+  healthy_after: 1s
+  deregistration_delay: 1s
+  healthcheck: { interval: 1s, timeout: 1s, grace_period: 1s }";
+    let c = Cloud::new("build", extra);
+    let api = api_binary().display().to_string();
+    c.edit_manifest(&format!("local: [\"{api}\", \"serve\"]"), FILE_SERVER);
+    let dir = c.root.join("modules/api");
+    std::fs::write(dir.join("build-local.sh"), BUILD_SCRIPT).unwrap();
+    std::fs::write(dir.join("VERSION"), "v1").unwrap();
+
+    // The shell's variables do not reach the tasks (ECS tasks get their task
+    // definition's only); the build takes 3 s, longer than the 1 s grace period,
+    // and nothing counts it against the tasks.
+    c.set_secret(c.env, "api", "API_TOKEN", "test-token");
+    let o = c.run_with(
+        &["up", "--env", c.env, "--detach"],
+        &[("PANTSTACK_TEST_SHELL_ONLY", "leak")],
+    );
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "up:\n{out}\n{}", text(&o.stderr));
+    assert!(
+        out.contains("building revision"),
+        "the build phase is shown:\n{out}"
+    );
+    let u = c.wait_healthy("api", 1, Duration::from_secs(30));
+    assert_eq!(healthz(c.port()), "ok v1");
+    let rev = &u["revisions"][0];
+    assert_eq!(rev["build"], "ready", "{u:#}");
+    assert_eq!(rev["runs"], "build", "{u:#}");
+    let log = c.root.join(".pantstack/local/test/logs/api/build-1.log");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(log_text.contains("compiling v1"), "{log_text}");
+    assert!(log_text.contains("built in"), "{log_text}");
+    // The roles of one service share one build.
+    assert!(
+        !c.root
+            .join(".pantstack/local/test/logs/api/build-2.log")
+            .exists()
+    );
+    let pid = u["tasks"][0]["pid"].as_u64().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = text(&environ);
+    assert!(!environ.contains("PANTSTACK_TEST_SHELL_ONLY"), "{environ}");
+    assert!(environ.contains("PANTSTACK_ARTIFACTS="), "{environ}");
+    assert!(environ.contains("AWS_ENDPOINT_URL="), "{environ}");
+
+    // v2 is built and deployed; a rollback runs v1's build again, not the working
+    // tree (which says v2).
+    std::fs::write(dir.join("VERSION"), "v2").unwrap();
+    let o = c.run(&["deploy", "api"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "deploy v2:\n{out}\n{}", text(&o.stderr));
+    assert!(out.contains("build"), "{out}");
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    assert_eq!(healthz(c.port()), "ok v2");
+    let o = c.run(&["rollback", "api"]);
+    assert!(
+        o.status.success(),
+        "rollback:\n{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    assert_eq!(
+        healthz(c.port()),
+        "ok v1",
+        "the rolled-back revision runs its own build"
+    );
+
+    // A failing build fails its deployment with the compiler's words; nothing of
+    // what runs is touched.
+    let running = |u: &Value| -> Vec<Value> {
+        u["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["phase"] == "running")
+            .map(|t| t["id"].clone())
+            .collect()
+    };
+    let before = running(&c.unit("api"));
+    assert_eq!(before.len(), 1);
+    std::fs::write(dir.join("FAIL"), "").unwrap();
+    let o = c.run(&["deploy", "api"]);
+    let out = text(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("cannot find value `boom`"),
+        "the build's last lines:\n{out}"
+    );
+    assert!(out.contains("exited with code 3"), "{out}");
+    assert!(
+        !out.contains("rolling back"),
+        "a failed build started nothing to undo:\n{out}"
+    );
+    let u = c.unit("api");
+    assert_eq!(running(&u), before, "{u:#}");
+    assert_eq!(healthz(c.port()), "ok v1");
+}
+
+#[test]
+fn rollback_refuses_to_run_todays_working_tree_as_an_old_revision() {
+    let c = Cloud::new("worktree", &fast_one());
+    c.up();
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+    c.edit_manifest("LOG_LEVEL: info", "LOG_LEVEL: debug");
+    let o = c.run(&["deploy", "api"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = c.run(&["rollback", "api"]);
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("ran the working tree"), "{out}");
+    assert!(out.contains("local.build"), "the fix is named:\n{out}");
+}
+
+#[test]
+fn a_failed_start_deployment_keeps_its_healthy_tasks() {
+    // Two tasks wanted; only the first one that starts can run (the others exit), so
+    // the start deployment fails by its circuit breaker while one task is healthy.
+    // Nothing to roll back to: that task must keep serving, and the user is told.
+    let c = Cloud::new(
+        "keep",
+        &FAST.replace("grace_period: 3s", "grace_period: 1s"),
+    );
+    let lock = c.root.join("only-one");
+    let api = api_binary().display().to_string();
+    c.edit_manifest(
+        &format!("local: [\"{api}\", \"serve\"]"),
+        &format!(
+            "local: [\"sh\", \"-c\", \"mkdir {} 2>/dev/null && exec {api} serve; exit 1\"]",
+            lock.display()
+        ),
+    );
+    c.set_secret(c.env, "api", "API_TOKEN", "test-token");
+    let o = c.run(&["up", "--env", c.env, "--detach"]);
+    let out = text(&o.stdout);
+    assert!(!o.status.success(), "the start deployment fails:\n{out}");
+    assert!(out.contains("circuit breaker"), "{out}");
+    // It stays up, not for a moment only.
+    for _ in 0..3 {
+        let u = c.unit("api");
+        let healthy = u["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["phase"] == "running" && t["health"] == "healthy")
+            .count();
+        assert_eq!(healthy, 1, "{u:#}");
+        assert_eq!(u["revision"], 1, "{u:#}");
+        assert_eq!(healthz(c.port()).trim(), "ok");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let log = std::fs::read_to_string(c.root.join(".pantstack/local/test/supervisor.log")).unwrap();
+    assert!(
+        log.contains("nothing to roll back to: revision 1 keeps its"),
+        "the user is told:\n{log}"
+    );
+}

@@ -90,7 +90,148 @@ pub fn key_file(root: &Path, env: &str) -> PathBuf {
     key_dir().join(format!("{name}-{h:016x}-{env}.key"))
 }
 
+/// Where a state directory records which master key encrypted its values.
+pub fn binding_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("key-binding.json")
+}
+
+/// Opens the master key of a state directory. The state records the key file and
+/// the fingerprint of the key that encrypted it: a project moved or copied to
+/// another directory looks for another key file (keys are bound to the project's
+/// absolute path, so two checkouts never share one), and instead of creating a
+/// fresh key that decrypts nothing, this says what happened and how to move the key.
+pub fn open_bound(state_dir: &Path, key_file: &Path) -> Result<Keyring, String> {
+    let binding = binding_path(state_dir);
+    let bound: Option<Value> = std::fs::read(&binding)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(b) = &bound {
+        let old = b["key_file"].as_str().unwrap_or("?");
+        let moved = |why: &str| {
+            format!(
+                "the local cloud's secrets in {} are encrypted under the master key {old}, but {why}: \
+                 the project was moved or copied (a key belongs to one project directory, so that two checkouts never share one). \
+                 Run `pantstack secrets move-key` to take the key along{}; or, to start over without those secrets, delete {}",
+                state_dir.display(),
+                if Path::new(old).exists() {
+                    String::new()
+                } else {
+                    format!(" (it needs {old}: copy it from where the project was first)")
+                },
+                state_dir.display()
+            )
+        };
+        if !key_file.exists() {
+            return Err(moved(&format!(
+                "this project directory's key file {} does not exist",
+                key_file.display()
+            )));
+        }
+        let ring = Keyring::open_or_create(key_file)?;
+        if b["fingerprint"].as_str() != Some(ring.fingerprint().as_str()) {
+            return Err(moved(&format!(
+                "this project directory's key file {} holds another key",
+                key_file.display()
+            )));
+        }
+        return Ok(ring);
+    }
+    let ring = Keyring::open_or_create(key_file)?;
+    write_binding(state_dir, &ring)?;
+    Ok(ring)
+}
+
+/// Records that `ring` encrypts the values of `state_dir`.
+pub fn write_binding(state_dir: &Path, ring: &Keyring) -> Result<(), String> {
+    let binding = binding_path(state_dir);
+    let text = json!({
+        "key_file": ring.path.to_string_lossy(),
+        "fingerprint": ring.fingerprint(),
+    })
+    .to_string();
+    let tmp = binding.with_extension("json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &binding))
+        .map_err(|e| format!("cannot write {}: {e}", binding.display()))
+}
+
+/// `pantstack secrets move-key`: copies the key a state directory is bound to into
+/// the key file of the project's present directory. Returns (from, to).
+pub fn move_key(state_dir: &Path, key_file: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let bound: Value = std::fs::read(binding_path(state_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            format!(
+                "{} records no master key (the local cloud never ran here): nothing to move",
+                state_dir.display()
+            )
+        })?;
+    let from = PathBuf::from(bound["key_file"].as_str().unwrap_or_default());
+    if from == key_file {
+        return Err(format!(
+            "the key is in place already ({})",
+            key_file.display()
+        ));
+    }
+    let old = Keyring::open_or_create_existing(&from).map_err(|e| {
+        format!("{e}; copy that file from where the project was first, then run this again")
+    })?;
+    if bound["fingerprint"].as_str() != Some(old.fingerprint().as_str()) {
+        return Err(format!(
+            "{} holds another key than the one that encrypted {}",
+            from.display(),
+            state_dir.display()
+        ));
+    }
+    if key_file.exists() {
+        let there = Keyring::open_or_create(key_file)?;
+        if there.fingerprint() != old.fingerprint() {
+            return Err(format!(
+                "{} exists and holds another key; if nothing of this directory needs it, delete it and run this again",
+                key_file.display()
+            ));
+        }
+    } else {
+        let text = std::fs::read_to_string(&from)
+            .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let ring = Keyring::parse(&from, &text)?;
+        if let Some(dir) = key_file.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let ring = Keyring {
+            path: key_file.to_path_buf(),
+            ..ring
+        };
+        ring.save()?;
+    }
+    let moved = Keyring::open_or_create(key_file)?;
+    write_binding(state_dir, &moved)?;
+    Ok((from, key_file.to_path_buf()))
+}
+
 impl Keyring {
+    /// A short public digest of the key file's seed (never the key): tells whether
+    /// two key files are the same key file. The seed is never rotated, so the
+    /// fingerprint outlives `rotate-key`.
+    pub fn fingerprint(&self) -> String {
+        hex(&hmac(&self.seed, b"pantstack master key fingerprint")[..12])
+    }
+
+    /// Opens an existing key file (never creates one).
+    pub fn open_or_create_existing(path: &Path) -> Result<Keyring, String> {
+        if !path.exists() {
+            return Err(format!("the key file {} does not exist", path.display()));
+        }
+        Keyring::open_or_create(path)
+    }
+
     /// Opens the key file, creating it (0600, directory 0700) with fresh random keys
     /// when missing. A file readable by others is refused.
     pub fn open_or_create(path: &Path) -> Result<Keyring, String> {
@@ -257,7 +398,12 @@ impl Keyring {
                     aad,
                 },
             )
-            .map_err(|_| "the value does not decrypt (wrong key or tampered)".to_string())
+            .map_err(|_| {
+                format!(
+                    "the value does not decrypt with the master key {}: that file holds another key than the one that encrypted it (replaced, or taken from another copy of the project), or the stored value was altered",
+                    self.path.display()
+                )
+            })
     }
 
     /// The key id a sealed value was encrypted under.

@@ -277,7 +277,7 @@ impl Core {
                 cfg.dir.display()
             ));
         }
-        let keys = Keyring::open_or_create(&cfg.key_file)?;
+        let keys = keys::open_bound(&cfg.dir, &cfg.key_file)?;
         let mut creds = HashMap::new();
         for p in std::iter::once(USER).chain(cfg.principals.iter().map(String::as_str)) {
             let c = keys.credentials(p);

@@ -1,10 +1,12 @@
 //! The local cloud: every service of an environment on this machine, with the
 //! behaviour of ALB + ECS (see ARCHITECTURE.md).
 
+pub mod build;
 pub mod clock;
 pub mod control;
 pub mod core;
 pub mod lb;
+pub mod ports;
 pub mod spec;
 pub mod state;
 pub mod supervisor;

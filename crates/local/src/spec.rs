@@ -91,6 +91,15 @@ pub struct Unit {
     pub image_dockerfile: String,
     pub image_context: String,
     pub image_build: Option<Vec<String>>,
+    /// `local.build` (process runtime): the revision's build phase.
+    pub build: Option<Vec<String>>,
+    pub build_timeout_ms: u64,
+    /// `local.port`: the load balancer's port, pinned by the manifest.
+    pub lb_port: Option<u16>,
+    /// Fargate task size: CPU units (1024 = 1 vCPU) and MiB, enforced on
+    /// containers as Fargate does.
+    pub cpu: u32,
+    pub memory_mib: u32,
     pub env: Vec<(String, String)>,
     /// Declared secrets: (environment variable, SSM parameter), resolved at task
     /// start (ECS `secrets`), never stored with the unit.
@@ -398,6 +407,14 @@ pub fn units_of(
             image_dockerfile: svc.image.dockerfile.clone(),
             image_context: svc.image.context.clone(),
             image_build: svc.image.build.clone(),
+            build: svc.local_build.clone(),
+            build_timeout_ms: ms(&cfg, "localBuildTimeout", 1800),
+            lb_port: http
+                .as_ref()
+                .and(cfg.int("localPort"))
+                .and_then(|p| u16::try_from(p).ok()),
+            cpu: int(&cfg, "cpu", 256) as u32,
+            memory_mib: int(&cfg, "memory", 512) as u32,
             env,
             secrets: svc
                 .secrets

@@ -37,6 +37,10 @@ impl Paths {
     pub fn access_log(&self, unit: &str) -> PathBuf {
         self.dir.join("access").join(format!("{unit}.log"))
     }
+    /// The process runtime's builds, one directory per build (`build.rs`).
+    pub fn artifacts(&self) -> PathBuf {
+        self.dir.join("artifacts")
+    }
     /// The AWS endpoint's journal and lock.
     pub fn aws(&self) -> PathBuf {
         self.dir.join("aws")

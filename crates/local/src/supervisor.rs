@@ -2,6 +2,7 @@
 //! them every tick against the desired state with the decisions of `crate::core`,
 //! persists what it must, and answers the control socket.
 
+use crate::build;
 use crate::core::Millis;
 use crate::core::backoff::Backoff;
 use crate::core::health::State as Health;
@@ -59,8 +60,60 @@ struct TaskRt {
 struct Revision {
     number: u32,
     unit: Unit,
-    image: Option<String>,
+    artifact: Artifact,
     created: SystemTime,
+}
+
+/// What a revision's tasks run, and whether it is ready to (its build phase).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Artifact {
+    /// The process runtime without `local.build`: the working tree as it is when
+    /// a task starts (so no earlier code is kept to roll back to).
+    WorkingTree,
+    /// Build job `n` runs; no task of the revision starts before it ends.
+    Building(u64),
+    Built(build::Built),
+    Failed(String),
+}
+
+impl Artifact {
+    fn image(&self) -> Option<&str> {
+        match self {
+            Artifact::Built(build::Built::Image(i)) => Some(i),
+            _ => None,
+        }
+    }
+    fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Artifact::Built(build::Built::Dir(d)) => Some(d),
+            _ => None,
+        }
+    }
+    fn state(&self) -> &'static str {
+        match self {
+            Artifact::WorkingTree | Artifact::Built(_) => "ready",
+            Artifact::Building(_) => "building",
+            Artifact::Failed(_) => "build-failed",
+        }
+    }
+}
+
+/// A build in progress (see `crate::build`), shared by the units of one service
+/// that asked for the same build in one request.
+struct BuildRt {
+    id: u64,
+    key: String,
+    /// The control request (or the start) that asked for it.
+    batch: u64,
+    service: String,
+    started: Instant,
+    log: PathBuf,
+    /// The last time progress was shown.
+    shown: Instant,
+    handle: tokio::task::JoinHandle<Result<build::Built, String>>,
+    pgid: Arc<std::sync::atomic::AtomicU32>,
+    /// Docker: the image it tags (kept while it runs).
+    image: Option<String>,
 }
 
 struct Deploy {
@@ -163,6 +216,11 @@ pub struct Supervisor {
     down_waiters: Vec<mpsc::UnboundedSender<Value>>,
     /// This supervisor's hold on the environment (see `state::lock`).
     lock: state::Lock,
+    builds: Vec<BuildRt>,
+    next_build: u64,
+    /// Numbers the start (0) and each deploy request: the units of one service
+    /// deployed by one request share one build.
+    batch: u64,
 }
 
 /// The endpoint and what tasks need to reach it.
@@ -344,6 +402,9 @@ impl Supervisor {
             stopping: false,
             down_waiters: Vec::new(),
             lock,
+            builds: Vec::new(),
+            next_build: saved["next_build"].as_u64().unwrap_or(1),
+            batch: 0,
         };
         state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
@@ -351,17 +412,18 @@ impl Supervisor {
             let old = &saved["units"][&u.name];
             let lb = match &u.http {
                 Some(h) => {
-                    let port = old["port"].as_u64().unwrap_or(0) as u16;
-                    let lb = Balancer::start(
-                        &u.name,
-                        port,
-                        h.clone(),
-                        Some(sup.paths.access_log(&u.name)),
-                    )
-                    .await
-                    .map_err(|e| {
-                        format!("cannot listen for {} on 127.0.0.1:{port}: {e}", u.name)
-                    })?;
+                    let lb = sup.start_balancer(u, h, old["port"].as_u64()).await;
+                    let lb = match lb {
+                        Ok(lb) => lb,
+                        Err(e) => {
+                            for rt in sup.units.values() {
+                                if let Some(lb) = &rt.lb {
+                                    lb.shutdown();
+                                }
+                            }
+                            return Err(e);
+                        }
+                    };
                     sup.service_urls.push((
                         format!(
                             "PANTSTACK_SERVICE_URL_{}",
@@ -410,6 +472,11 @@ impl Supervisor {
         }
         // The interrupted deployments are history before anything new starts.
         sup.save();
+        // No revision of an earlier supervisor is kept: neither are its builds.
+        let _ = std::fs::remove_dir_all(sup.paths.artifacts());
+        if units.iter().any(|u| u.runtime == Runtime::Docker) {
+            tokio::spawn(prune_images(sup.image_labels(), Vec::new(), sup.next_build));
+        }
         for u in units {
             let name = u.name.clone();
             let next = sup
@@ -417,61 +484,46 @@ impl Supervisor {
                 .get_mut(&name)
                 .map(UnitRt::take_revision)
                 .unwrap_or(1);
-            if let Err(e) = sup.add_revision(u, next, "start").await {
-                for rt in sup.units.values() {
-                    if let Some(lb) = &rt.lb {
-                        lb.shutdown();
-                    }
-                }
-                return Err(e);
-            }
+            sup.add_revision(u, next, "start");
         }
         sup.save();
         Ok(sup)
     }
 
-    /// Adds revision `number` of a unit (building its image for Docker) and deploys it.
-    async fn add_revision(
-        &mut self,
-        unit: Unit,
-        number: u32,
-        kind: &'static str,
-    ) -> Result<(), String> {
+    /// Adds revision `number` of a unit and deploys it. A unit with a build phase
+    /// (Docker: its image; processes: `local.build`) gets a build job, shared with
+    /// the other units of its service in the same request; its tasks start when
+    /// the build has succeeded.
+    fn add_revision(&mut self, unit: Unit, number: u32, kind: &'static str) {
         let name = unit.name.clone();
-        let mut image = None;
-        if unit.runtime == Runtime::Docker {
-            let tag = pantstack_model::tag::branch_tag(
-                &unit.service,
-                unit.role == "worker",
-                &self.cfg.branch,
-                &self.cfg.sha,
-            )
-            .unwrap_or_else(|_| format!("{}-local", unit.name));
-            let reference = format!("pantstack-local/{}:{tag}-r{number}", self.registry);
-            self.emit(&name, "build", format!("building image {reference}"));
-            match task::build_image(&unit, &reference).await {
-                Ok(()) => image = Some(reference),
-                Err(e) => {
-                    let reason = format!("image build of {name} failed: {e}");
-                    self.emit(&name, "build-failed", reason.clone());
-                    if let Some(rt) = self.units.get_mut(&name) {
-                        rt.history.push(json!({
-                            "id": 0, "revision": number, "kind": kind, "outcome": "failed",
-                            "reason": reason, "started": now_text(), "ended": now_text(),
-                        }));
+        let artifact = match build::key(&unit) {
+            None => Artifact::WorkingTree,
+            Some(key) => {
+                let shared = self
+                    .builds
+                    .iter()
+                    .find(|b| b.key == key && b.batch == self.batch)
+                    .map(|b| b.id);
+                match shared {
+                    Some(id) => {
+                        self.emit(
+                            &name,
+                            "build",
+                            format!("revision {number} waits for build {id} of {}", unit.service),
+                        );
+                        Artifact::Building(id)
                     }
-                    self.save();
-                    return Err(reason);
+                    None => Artifact::Building(self.start_build(&unit, key)),
                 }
             }
-        }
+        };
         let Some(rt) = self.units.get_mut(&name) else {
-            return Ok(());
+            return;
         };
         rt.revisions.push(Revision {
             number,
             unit,
-            image,
+            artifact,
             created: SystemTime::now(),
         });
         if rt.revisions.len() > 10 {
@@ -482,9 +534,192 @@ impl Supervisor {
                 i += 1;
                 i > keep_from || r.number == current
             });
+            self.prune_artifacts();
         }
         self.begin_deploy(&name, number, kind, None);
-        Ok(())
+    }
+
+    /// Starts a build job in the background; returns its number.
+    fn start_build(&mut self, unit: &Unit, key: String) -> u64 {
+        let id = self.next_build;
+        self.next_build += 1;
+        let log = self
+            .paths
+            .logs()
+            .join(&unit.service)
+            .join(format!("build-{id}.log"));
+        let tag =
+            pantstack_model::tag::branch_tag(&unit.service, false, &self.cfg.branch, &self.cfg.sha)
+                .unwrap_or_else(|_| format!("{}-local", unit.service));
+        let job = build::Job {
+            id,
+            unit: unit.clone(),
+            log: log.clone(),
+            artifacts: self
+                .paths
+                .artifacts()
+                .join(&unit.service)
+                .join(id.to_string()),
+            image: format!("pantstack-local/{}:{tag}-b{id}", self.registry),
+            labels: self.image_labels(),
+            timeout: Duration::from_millis(unit.build_timeout_ms),
+            pgid: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+        };
+        let pgid = job.pgid.clone();
+        self.emit(
+            &unit.name,
+            "build",
+            format!(
+                "building {} (build {id}): `{}`; log: {}",
+                unit.service,
+                build::describe(unit),
+                log.display()
+            ),
+        );
+        self.builds.push(BuildRt {
+            id,
+            key,
+            batch: self.batch,
+            service: unit.service.clone(),
+            started: Instant::now(),
+            log,
+            shown: Instant::now(),
+            image: (unit.runtime == Runtime::Docker).then(|| job.image.clone()),
+            handle: tokio::spawn(build::run(job)),
+            pgid,
+        });
+        id
+    }
+
+    /// Labels of this environment's images (so that stale ones can be found).
+    fn image_labels(&self) -> Vec<(String, String)> {
+        vec![
+            ("pantstack.project".to_string(), self.project.clone()),
+            ("pantstack.environment".to_string(), self.cfg.env.clone()),
+        ]
+    }
+
+    /// Ends finished builds: their revisions become ready (or failed); shows the
+    /// progress of long ones.
+    async fn poll_builds(&mut self) {
+        let mut i = 0;
+        while i < self.builds.len() {
+            if !self.builds[i].handle.is_finished() {
+                let b = &mut self.builds[i];
+                if b.shown.elapsed() >= Duration::from_secs(20) {
+                    b.shown = Instant::now();
+                    let last = task::tail_file(&b.log, 1)
+                        .first()
+                        .map(|l| format!(": {}", build::strip_stamp(l)))
+                        .unwrap_or_default();
+                    let msg = format!(
+                        "still building {} (build {}, {} s){last}",
+                        b.service,
+                        b.id,
+                        b.started.elapsed().as_secs()
+                    );
+                    let unit = b.service.clone();
+                    self.emit(&unit, "build", msg);
+                }
+                i += 1;
+                continue;
+            }
+            let b = self.builds.remove(i);
+            let secs = b.started.elapsed().as_secs_f64();
+            let result = match b.handle.await {
+                Ok(r) => r,
+                Err(e) => Err(format!("the build task ended abnormally: {e}")),
+            };
+            let artifact = match result {
+                Ok(built) => Artifact::Built(built),
+                Err(why) => Artifact::Failed(why),
+            };
+            let mut events = Vec::new();
+            for rt in self.units.values_mut() {
+                for r in rt.revisions.iter_mut() {
+                    if r.artifact == Artifact::Building(b.id) {
+                        r.artifact = artifact.clone();
+                        events.push(match &artifact {
+                            Artifact::Failed(why) => (
+                                rt.name.clone(),
+                                "build-failed",
+                                format!("revision {} cannot run: {why}", r.number),
+                            ),
+                            _ => (
+                                rt.name.clone(),
+                                "built",
+                                format!(
+                                    "revision {} built in {secs:.1} s (build {})",
+                                    r.number, b.id
+                                ),
+                            ),
+                        });
+                    }
+                }
+            }
+            for (unit, kind, msg) in events {
+                self.emit(&unit, kind, msg);
+            }
+            if !matches!(artifact, Artifact::Failed(_)) {
+                // A build no revision took (superseded) is not kept.
+                self.prune_artifacts();
+            }
+            self.save();
+        }
+    }
+
+    /// Deletes the artifact directories and images no kept revision refers to.
+    fn prune_artifacts(&mut self) {
+        let keep_dirs: Vec<PathBuf> = self
+            .units
+            .values()
+            .flat_map(|rt| {
+                rt.revisions
+                    .iter()
+                    .filter_map(|r| r.artifact.dir().map(PathBuf::from))
+            })
+            .collect();
+        let building: Vec<u64> = self.builds.iter().map(|b| b.id).collect();
+        for service in std::fs::read_dir(self.paths.artifacts())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for d in std::fs::read_dir(service.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let p = d.path();
+                let in_progress = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| building.contains(&n));
+                if !in_progress && !keep_dirs.contains(&p) {
+                    let _ = std::fs::remove_dir_all(&p);
+                }
+            }
+        }
+        let docker = self.builds.iter().any(|b| b.image.is_some())
+            || self.units.values().any(|rt| {
+                rt.revisions
+                    .iter()
+                    .any(|r| r.unit.runtime == Runtime::Docker)
+            });
+        if docker {
+            let mut keep: Vec<String> = self
+                .units
+                .values()
+                .flat_map(|rt| {
+                    rt.revisions
+                        .iter()
+                        .filter_map(|r| r.artifact.image().map(String::from))
+                })
+                .collect();
+            keep.extend(self.builds.iter().filter_map(|b| b.image.clone()));
+            tokio::spawn(prune_images(self.image_labels(), keep, self.next_build));
+        }
     }
 
     fn begin_deploy(
@@ -569,7 +804,7 @@ impl Supervisor {
                     "deployment": rt.deploy.as_ref().map(deploy_record),
                     "next_revision": rt.next_revision,
                     "tasks": tasks,
-                    "revisions": rt.revisions.iter().map(|r| json!({"number": r.number, "spec": unit_json(&r.unit), "image": r.image})).collect::<Vec<_>>(),
+                    "revisions": rt.revisions.iter().map(|r| json!({"number": r.number, "spec": unit_json(&r.unit), "image": r.artifact.image(), "artifacts": r.artifact.dir()})).collect::<Vec<_>>(),
                 }),
             );
         }
@@ -579,6 +814,7 @@ impl Supervisor {
             "pid": std::process::id(),
             "next_task": self.next_task,
             "next_deploy": self.next_deploy,
+            "next_build": self.next_build,
             "aws_port": self.aws.server.port,
             "aws_region": self.aws.region,
             "units": units,
@@ -623,7 +859,12 @@ impl Supervisor {
                 )),
             }
         }
-        let started = if missing.is_empty() {
+        let started = if !matches!(rev.artifact, Artifact::WorkingTree | Artifact::Built(_)) {
+            Err(std::io::Error::other(format!(
+                "revision {revision} has no build to run ({})",
+                rev.artifact.state()
+            )))
+        } else if missing.is_empty() {
             task::start(StartSpec {
                 unit: &rev.unit,
                 id,
@@ -631,9 +872,10 @@ impl Supervisor {
                 port,
                 log,
                 env: &env,
-                image: rev.image.as_deref(),
+                image: rev.artifact.image(),
                 container_name: Some(container_name),
                 labels: &labels,
+                artifacts: rev.artifact.dir(),
             })
             .await
         } else {
@@ -703,6 +945,7 @@ impl Supervisor {
 
     /// One reconciliation of every unit.
     pub async fn tick(&mut self) {
+        self.poll_builds().await;
         let names: Vec<String> = self.units.keys().cloned().collect();
         for name in names {
             self.tick_unit(&name).await;
@@ -919,7 +1162,19 @@ impl Supervisor {
                 .iter()
                 .filter(|t| t.phase == Phase::Running)
                 .collect();
-            if let Some(d) = rt.deploy.as_mut() {
+            let target = rt
+                .deploy
+                .as_ref()
+                .and_then(|d| rt.revision(d.to))
+                .map(|r| r.artifact.clone());
+            if let Some(Artifact::Failed(why)) = target {
+                // The build failed: nothing of the revision ever ran; what runs stays.
+                if let Some(d) = rt.deploy.take() {
+                    finished = Some((Outcome::Failed(why), d));
+                }
+            } else if let Some(Artifact::Building(_)) = target {
+                // The build phase: no task of the revision starts, nothing stops.
+            } else if let Some(d) = rt.deploy.as_mut() {
                 d.rollout.params.desired = rt.desired;
                 let c = Counts {
                     old_running: running.iter().filter(|t| t.task.revision != d.to).count() as u32,
@@ -949,7 +1204,7 @@ impl Supervisor {
                 {
                     finished = Some((outcome, d));
                 }
-            } else {
+            } else if rt.revision(rt.current).is_some() {
                 let current: Vec<&&TaskRt> = running
                     .iter()
                     .filter(|t| t.task.revision == rt.current)
@@ -1009,8 +1264,13 @@ impl Supervisor {
             Outcome::Completed => rt.current = d.to,
             Outcome::Failed(_) => {
                 let rollback = rt.revision(d.to).map(|r| r.unit.rollback).unwrap_or(true);
-                // A failed rollback is not rolled back again (ECS leaves it failed).
+                let build_failed = rt
+                    .revision(d.to)
+                    .is_some_and(|r| matches!(r.artifact, Artifact::Failed(_)));
+                // A failed rollback is not rolled back again (ECS leaves it failed);
+                // a failed build started nothing, so there is nothing to undo.
                 if rollback
+                    && !build_failed
                     && d.kind != "rollback"
                     && d.from > 0
                     && d.from != d.to
@@ -1029,6 +1289,9 @@ impl Supervisor {
             _ => format!("deployment {} failed: {reason}", d.id),
         };
         self.emit(name, "deployment-ended", msg);
+        if rollback_to.is_none() && label == "failed" {
+            self.keep_what_runs(name);
+        }
         if let Some(prev) = rollback_to {
             self.emit(name, "rollback", format!("rolling back to revision {prev}"));
             self.begin_deploy(name, prev, "rollback", None);
@@ -1043,6 +1306,40 @@ impl Supervisor {
                 let _ = w.send(json!({ "final": true, "unit": name, "deployment": record }));
             }
         }
+    }
+
+    /// After a failed deployment with nothing to roll back to: a unit whose current
+    /// revision cannot run here (it belongs to an earlier supervisor, or never
+    /// completed) keeps the revision that has the most healthy tasks, instead of
+    /// stopping them for a revision nothing can start; and says so.
+    fn keep_what_runs(&mut self, name: &str) {
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        if rt.revision(rt.current).is_some() {
+            return;
+        }
+        let mut counts: BTreeMap<u32, (u32, u32)> = BTreeMap::new();
+        for t in rt.tasks.iter().filter(|t| t.phase == Phase::Running) {
+            let e = counts.entry(t.task.revision).or_default();
+            e.0 += t.healthy as u32;
+            e.1 += 1;
+        }
+        let best = counts
+            .iter()
+            .filter(|(n, _)| rt.revision(**n).is_some())
+            .max_by_key(|(n, (healthy, running))| (*healthy, *running, **n))
+            .map(|(n, c)| (*n, *c));
+        let msg = match best {
+            Some((n, (healthy, running))) => {
+                rt.current = n;
+                format!(
+                    "nothing to roll back to: revision {n} keeps its {running} task(s) ({healthy} healthy)"
+                )
+            }
+            None => "nothing to roll back to, and no task of this unit runs".to_string(),
+        };
+        self.emit(name, "keep", msg);
     }
 
     pub fn status(&self) -> Value {
@@ -1062,8 +1359,24 @@ impl Supervisor {
                     "latest_revision": rt.latest(),
                     "desired": rt.desired,
                     "runtime": rt.revisions.last().map(|r| r.unit.runtime.as_str()),
-                    "revisions": rt.revisions.iter().map(|r| json!({"number": r.number, "created": crate::clock::rfc3339_micros(r.created), "image": r.image})).collect::<Vec<_>>(),
+                    "revisions": rt.revisions.iter().map(|r| json!({
+                        "number": r.number, "created": crate::clock::rfc3339_micros(r.created),
+                        "image": r.artifact.image(), "artifacts": r.artifact.dir(),
+                        "build": r.artifact.state(),
+                        "runs": if r.artifact == Artifact::WorkingTree { "working-tree" } else { "build" },
+                    })).collect::<Vec<_>>(),
                     "deployment": rt.deploy.as_ref().map(|d| json!({"id": d.id, "revision": d.to, "from": d.from, "kind": d.kind, "failed_tasks": d.rollout.failed_tasks})),
+                    "build": rt.deploy.as_ref()
+                        .and_then(|d| rt.revision(d.to))
+                        .and_then(|r| match r.artifact { Artifact::Building(id) => Some(id), _ => None })
+                        .and_then(|id| self.builds.iter().find(|b| b.id == id))
+                        .map(|b| json!({
+                            "id": b.id,
+                            "service": b.service,
+                            "seconds": b.started.elapsed().as_secs(),
+                            "log": b.log,
+                            "last_line": task::tail_file(&b.log, 1).first().map(|l| build::strip_stamp(l).to_string()),
+                        })),
                     "tasks": rt.tasks.iter().map(|t| {
                         let v = views.get(&t.task.id);
                         json!({
@@ -1166,6 +1479,7 @@ impl Supervisor {
                     return;
                 }
                 let _ = reply.send(json!({ "units": units }));
+                self.batch += 1;
                 if op == "deploy" {
                     let loaded = pantstack_model::load(&self.cfg.root);
                     if loaded.has_errors() {
@@ -1192,12 +1506,8 @@ impl Supervisor {
                         {
                             lb.set_spec(h.clone());
                         }
-                        match self.add_revision(spec, next, "deploy").await {
-                            Ok(()) => self.attach(u, reply.clone()),
-                            Err(e) => {
-                                let _ = reply.send(json!({ "final": true, "unit": u, "error": e }));
-                            }
-                        }
+                        self.add_revision(spec, next, "deploy");
+                        self.attach(u, reply.clone());
                     }
                 } else {
                     for u in &units {
@@ -1209,11 +1519,23 @@ impl Supervisor {
                                 .filter_map(|h| h["revision"].as_u64().map(|n| n as u32))
                                 .find(|&n| n != rt.current && rt.revision(n).is_some())
                         });
-                        match prev {
-                            Some(p) => {
+                        let working_tree = prev
+                            .and_then(|p| self.units.get(u).and_then(|rt| rt.revision(p)))
+                            .filter(|r| r.artifact == Artifact::WorkingTree)
+                            .map(|r| r.unit.service.clone());
+                        match (prev, working_tree) {
+                            (Some(p), Some(service)) => {
+                                let _ = reply.send(json!({ "final": true, "unit": u, "error": format!(
+                                    "revision {p} ran the working tree (the process runtime keeps no build of a revision without `local.build`), \
+                                     so its code is gone: rolling back would run today's code and call it revision {p}. \
+                                     Declare `local.build` in modules/{service}/infrastructure/pantstack.yaml to keep each revision's build, \
+                                     or run with --runtime docker (each revision keeps its image); to go back now, check out the earlier code and `pantstack deploy {service}`"
+                                ) }));
+                            }
+                            (Some(p), None) => {
                                 self.begin_deploy(u, p, "rollback", Some(reply.clone()));
                             }
-                            None => {
+                            (None, _) => {
                                 let _ = reply.send(json!({ "final": true, "unit": u, "error": "no earlier completed revision to roll back to" }));
                             }
                         }
@@ -1222,6 +1544,7 @@ impl Supervisor {
             }
             "down" => {
                 self.stopping = true;
+                self.stop_builds().await;
                 let _ = reply.send(json!({ "message": "stopping every task" }));
                 self.down_waiters.push(reply);
             }
@@ -1311,6 +1634,71 @@ impl Supervisor {
         }
     }
 
+    /// Starts a unit's load balancer on its port: the manifest's `local.port`, else
+    /// the one it had (stable across restarts), else a stable one below the
+    /// ephemeral range. A remembered port that another program took moves, and
+    /// says so; a pinned one that is taken is an error naming the holder.
+    async fn start_balancer(
+        &self,
+        u: &Unit,
+        h: &spec::HttpSpec,
+        saved: Option<u64>,
+    ) -> Result<Arc<Balancer>, String> {
+        let key = format!("{}/{}/{}", self.project, self.cfg.env, u.name);
+        let saved = saved
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0);
+        let port = match (u.lb_port, saved) {
+            (Some(p), _) | (None, Some(p)) => p,
+            (None, None) => crate::ports::stable_port(&key).unwrap_or(0),
+        };
+        let log = Some(self.paths.access_log(&u.name));
+        let taken = |port: u16, e: &std::io::Error| {
+            let who = crate::ports::holder(port)
+                .map(|w| format!(" (held by {w})"))
+                .unwrap_or_default();
+            format!("cannot listen for {} on 127.0.0.1:{port}: {e}{who}", u.name)
+        };
+        match Balancer::start(&u.name, port, h.clone(), log.clone()).await {
+            Ok(lb) => Ok(lb),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && u.lb_port.is_none() => {
+                let before = taken(port, &e);
+                let new = crate::ports::stable_port(&key).unwrap_or(0);
+                let lb = Balancer::start(&u.name, new, h.clone(), log)
+                    .await
+                    .map_err(|e| taken(new, &e))?;
+                let msg = format!(
+                    "{before}; it moves to port {}. Pin one with `local: {{ port: N }}` in modules/{}/infrastructure/pantstack.yaml",
+                    lb.port, u.service
+                );
+                eprintln!("{msg}");
+                self.emit(&u.name, "port-moved", msg);
+                Ok(lb)
+            }
+            Err(e) => Err(format!(
+                "{}; stop that program, or pin another port with `local: {{ port: N }}` in modules/{}/infrastructure/pantstack.yaml{}",
+                taken(port, &e),
+                u.service,
+                if u.lb_port.is_some() {
+                    " (it is pinned there now)"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+
+    /// Stops every build in progress with all it started (its process group).
+    async fn stop_builds(&mut self) {
+        for b in self.builds.drain(..) {
+            let pgid = b.pgid.load(std::sync::atomic::Ordering::SeqCst);
+            if pgid != 0 {
+                task::signal_group(pgid, "KILL").await;
+            }
+            b.handle.abort();
+        }
+    }
+
     fn all_stopped(&self) -> bool {
         self.units.values().all(|rt| rt.tasks.is_empty())
     }
@@ -1381,6 +1769,7 @@ impl Supervisor {
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         self.stopping = true;
+                        self.stop_builds().await;
                     }
                 }
             }
@@ -1418,5 +1807,42 @@ impl Supervisor {
         tokio::time::sleep(Duration::from_millis(100)).await;
         self.aws.server.shutdown();
         Ok(self.lock)
+    }
+}
+
+/// Removes this environment's images (found by their labels) that no kept
+/// revision or running build refers to, built before build number `below`. An
+/// image a container still uses stays: `docker rmi` without `-f` refuses it.
+async fn prune_images(labels: Vec<(String, String)>, keep: Vec<String>, below: u64) {
+    let mut args: Vec<String> = vec![
+        "images".into(),
+        "--format".into(),
+        "{{.Repository}}:{{.Tag}}".into(),
+    ];
+    for (k, v) in &labels {
+        args.push("--filter".into());
+        args.push(format!("label={k}={v}"));
+    }
+    let Ok(out) = tokio::process::Command::new("docker")
+        .args(&args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+    else {
+        return;
+    };
+    for image in String::from_utf8_lossy(&out.stdout).lines() {
+        let built_before = image
+            .rsplit_once("-b")
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .is_some_and(|n| n < below);
+        if built_before && !keep.iter().any(|k| k == image) {
+            let _ = tokio::process::Command::new("docker")
+                .args(["rmi", image])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await;
+        }
     }
 }

@@ -167,7 +167,31 @@ pub struct StartSpec<'a> {
     pub image: Option<&'a str>,
     pub container_name: Option<String>,
     pub labels: &'a [(String, String)],
+    /// Process runtime: the revision's build output (`$PANTSTACK_ARTIFACTS`).
+    pub artifacts: Option<&'a Path>,
 }
+
+/// What a process task keeps of the supervisor's environment: ECS gives a task
+/// only its task definition's variables, so a variable of the user's shell
+/// (`DATABASE_URL`, `AWS_PROFILE`, ...) never reaches a task silently. Kept: what
+/// finding programs and locale need, and the Rust toolchain's locations for a
+/// `local` command that is `cargo run`.
+pub const INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "CARGO_TARGET_DIR",
+];
 
 pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
     if let Some(dir) = s.log.parent() {
@@ -185,10 +209,17 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
     env.extend(s.env.iter().cloned());
     env.push(("PORT".into(), s.port.to_string()));
     env.push(("BIND_ADDRESS".into(), "127.0.0.1".into()));
+    if let Some(dir) = s.artifacts {
+        env.push((
+            crate::build::ARTIFACTS_VAR.into(),
+            dir.to_string_lossy().into_owned(),
+        ));
+    }
     let (tx, rx) = watch::channel(None);
     let handle = match u.runtime {
         Runtime::Process => {
-            let Some((prog, args)) = u.command.split_first() else {
+            let command = crate::build::expand(&u.command, s.artifacts);
+            let Some((prog, args)) = command.split_first() else {
                 return Err(std::io::Error::other(format!(
                     "{} has no `local` command in its manifest",
                     u.name
@@ -197,6 +228,12 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
             let mut cmd = Command::new(prog);
             cmd.args(args)
                 .current_dir(&u.dir)
+                .env_clear()
+                .envs(
+                    INHERITED_ENV
+                        .iter()
+                        .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+                )
                 .envs(env)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -206,7 +243,7 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
             let mut child = cmd.spawn().map_err(|e| {
                 std::io::Error::other(format!(
                     "cannot start `{}` in {}: {e}",
-                    u.command.join(" "),
+                    command.join(" "),
                     u.dir.display()
                 ))
             })?;
@@ -246,6 +283,8 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
             let args = docker_run_args(&DockerRun {
                 name: &name,
                 stop_timeout_secs: (u.stop_timeout_ms / 1000).max(1),
+                cpu: u.cpu,
+                memory_mib: u.memory_mib,
                 labels: s.labels,
                 env_names: &env_names,
                 image,
@@ -336,6 +375,10 @@ pub fn free_port() -> std::io::Result<u16> {
 pub struct DockerRun<'a> {
     pub name: &'a str,
     pub stop_timeout_secs: u64,
+    /// Fargate CPU units and memory (MiB): `--cpus` and `--memory`, hard limits as
+    /// on Fargate (a task over its memory is killed, OOM).
+    pub cpu: u32,
+    pub memory_mib: u32,
     pub labels: &'a [(String, String)],
     /// Passed as `-e NAME`: the value comes from the docker CLI's own environment,
     /// so secrets and credentials never appear in an argument list.
@@ -360,6 +403,12 @@ pub fn docker_run_args(d: &DockerRun<'_>) -> Vec<String> {
         "host".into(),
         "--stop-timeout".into(),
         d.stop_timeout_secs.to_string(),
+        "--cpus".into(),
+        format!("{}", d.cpu as f64 / 1024.0),
+        "--memory".into(),
+        format!("{}m", d.memory_mib),
+        "--memory-swap".into(),
+        format!("{}m", d.memory_mib),
     ];
     for (k, v) in d.labels {
         args.push("--label".into());
@@ -384,56 +433,6 @@ pub fn docker_run_args(d: &DockerRun<'_>) -> Vec<String> {
     args
 }
 
-/// Builds a unit's image: its `build` command, then `docker build`, tagged `tag`.
-pub async fn build_image(u: &Unit, tag: &str) -> Result<(), String> {
-    if let Some(b) = &u.image_build
-        && let Some((prog, args)) = b.split_first()
-    {
-        // With the user's umask, not the supervisor's 077: a binary built under
-        // 077 is 0700 and an image's non-root user could not run it.
-        let out = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(format!(
-                "umask {:04o} && exec \"$0\" \"$@\"",
-                crate::state::user_umask()
-            ))
-            .arg(prog)
-            .args(args)
-            .current_dir(&u.dir)
-            .output()
-            .await
-            .map_err(|e| format!("cannot run `{}`: {e}", b.join(" ")))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`{}` failed: {}",
-                b.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-    }
-    let out = Command::new("docker")
-        .args([
-            "build",
-            "-q",
-            "-f",
-            &u.image_dockerfile,
-            "-t",
-            tag,
-            &u.image_context,
-        ])
-        .current_dir(&u.dir)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run docker: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "docker build failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +444,8 @@ mod tests {
         let args = docker_run_args(&DockerRun {
             name: "pantstack-api-1",
             stop_timeout_secs: 30,
+            cpu: 256,
+            memory_mib: 512,
             labels: &labels,
             env_names: &["API_TOKEN"],
             image: "shop:api-dev-abcdef0",
@@ -469,11 +470,22 @@ mod tests {
         ran.extend(args[image_at + 1..].iter().cloned());
         assert_eq!(ran, command);
         assert!(args.contains(&"API_TOKEN".to_string()));
+        // The Fargate size as hard limits: a quarter vCPU, 512 MiB without swap.
+        let at = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .map(|i| args[i + 1].as_str())
+        };
+        assert_eq!(at("--cpus"), Some("0.25"));
+        assert_eq!(at("--memory"), Some("512m"));
+        assert_eq!(at("--memory-swap"), Some("512m"));
 
         // No command: the image's ENTRYPOINT and CMD.
         let args = docker_run_args(&DockerRun {
             name: "n",
             stop_timeout_secs: 1,
+            cpu: 1024,
+            memory_mib: 2048,
             labels: &[],
             env_names: &[],
             image: "img",

@@ -112,6 +112,10 @@ pub struct Service {
     /// Plain environment variables; values may reference `${queue:NAME}`,
     /// `${dlq:NAME}`, `${bucket:NAME}`.
     pub variables: Vec<(String, String)>,
+    /// `local.build`: the local cloud's build phase for the process runtime, run in
+    /// the module directory once per revision before its tasks start; what it
+    /// writes to `$PANTSTACK_ARTIFACTS` is kept with the revision.
+    pub local_build: Option<Vec<String>>,
     /// Settings written in the manifest.
     pub settings: Layer,
 }
@@ -126,7 +130,10 @@ const TOP_KEYS: &[&str] = &[
     "buckets",
     "secrets",
     "variables",
+    "local",
 ];
+/// `local:` holds settings (`local.runtime`, ...) and the build command.
+const LOCAL_KEYS: &[&str] = &["build"];
 const HTTP_KEYS: &[&str] = &["command", "local", "rules"];
 const WORKER_KEYS: &[&str] = &["queue", "command", "local", "image"];
 const IMAGE_KEYS: &[&str] = &["dockerfile", "context", "build"];
@@ -159,6 +166,7 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
         buckets: Vec::new(),
         secrets: Vec::new(),
         variables: Vec::new(),
+        local_build: None,
         settings: Layer::default(),
     };
     let mut layer = Layer::default();
@@ -184,6 +192,12 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
     }
     if let Some(n) = top.get("image") {
         svc.image = read_image(r, n, "image").unwrap_or_else(Image::default_for);
+    }
+    if let Some(n) = top.get("local")
+        && let Some(f) = settings_section(r, n, "local", LOCAL_KEYS, false, &mut layer)
+        && let Some(b) = f.get("build")
+    {
+        svc.local_build = r.command(b, "local.build");
     }
     if let Some(n) = top.get("http")
         && let Some(f) = settings_section(r, n, "http", HTTP_KEYS, false, &mut layer)

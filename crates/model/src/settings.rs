@@ -198,9 +198,11 @@ pub const SETTINGS: &[Setting] = &[
     s("localHealthyThreshold", "local.healthcheck.healthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "local cloud: passes for an unhealthy target to recover"),
     s("localUnhealthyThreshold", "local.healthcheck.unhealthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "local cloud: failures to mark a target unhealthy"),
     s("localGracePeriod", "local.healthcheck.grace_period", Http, Duration { min: 0, max: 7200 }, Default::Duration(10), "local cloud: a new task failing health checks is not replaced before this"),
+    s("localPort", "local.port", Http, Int { min: 1024, max: 65535 }, Default::Unset, "local cloud: the load balancer's port (default: one chosen below the ephemeral range and kept across restarts)"),
     s("localDeregistrationDelay", "local.deregistration_delay", Http, Duration { min: 0, max: 3600 }, Default::Duration(5), "local cloud: connection draining (ends early when idle)"),
     s("localStopTimeout", "local.stop_timeout", Service, Duration { min: 1, max: 120 }, Default::Duration(10), "local cloud: SIGTERM → SIGKILL grace"),
     s("localHealthyAfter", "local.healthy_after", Service, Duration { min: 0, max: 600 }, Default::Duration(3), "local cloud: a task without a load balancer counts as healthy after running this long (ECS: 40s)"),
+    s("localBuildTimeout", "local.build_timeout", Service, Duration { min: 10, max: 7200 }, Default::Duration(1800), "local cloud: a build (`local.build`, or the image's build and `docker build`) running longer fails its revision"),
     s("localDesiredCount", "local.count", Service, Int { min: 0, max: 64 }, Default::Int(1), "local cloud: tasks per service (`pantstack scale` changes it)"),
     // Foundation
     s("natGateways", "network.nat", Foundation, Choice(&["none", "single", "per_az"]), Default::Text("single"), "NAT cost tier: none, one shared, or one per AZ"),

@@ -22,8 +22,8 @@
 use aws_sdk_s3::primitives::ByteStream;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MAX_BODY: usize = 64 * 1024;
@@ -256,6 +256,42 @@ impl Cloud {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Held by the worker while it handles a batch of messages: SIGTERM waits for it,
+/// so a job is finished (written and deleted) before the process exits.
+static WORKING: Mutex<()> = Mutex::new(());
+
+/// Exits on SIGTERM, as ECS (and the local cloud) ask a task to stop: the load
+/// balancer has already drained the task's connections, and the worker finishes
+/// the batch in hand. In a FROM scratch image this process is PID 1, which the
+/// kernel does not stop on SIGTERM without a handler: without this, every stop
+/// would wait out the stop timeout and end in SIGKILL.
+fn exit_on_sigterm(service: String) {
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return eprintln!("{service}: no SIGTERM handler: {e}"),
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    term.recv().await;
+                }
+                Err(e) => {
+                    eprintln!("{service}: no SIGTERM handler: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        });
+        let _held = WORKING.lock();
+        eprintln!("{service}: SIGTERM: stopping");
+        std::process::exit(0);
+    });
+}
+
 fn new_id() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -380,6 +416,7 @@ fn work(cloud: &Cloud) -> Result<(), String> {
                 continue;
             }
         };
+        let _working = WORKING.lock();
         for m in messages {
             let (Some(body), Some(receipt)) = (m.body(), m.receipt_handle()) else {
                 continue;
@@ -465,6 +502,9 @@ fn serve_forever(listener: TcpListener, handler: Arc<dyn Fn(Request) -> Response
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     let service = std::env::var("SERVICE_NAME").unwrap_or_else(|_| "api".into());
+    if mode == "serve" || mode == "work" {
+        exit_on_sigterm(service.clone());
+    }
     let result = match mode.as_str() {
         "serve" => Cloud::from_env().and_then(|cloud| {
             let listener = listen(8080)?;
