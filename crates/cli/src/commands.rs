@@ -39,10 +39,12 @@ pub fn find_root(global: &Global) -> Result<PathBuf, Failure> {
     match below.as_slice() {
         [one] => {
             let rel = one.strip_prefix(&cwd).unwrap_or(one);
-            eprintln!(
+            // Once per command, however often the root is looked up.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!(
                 "note: using the monorepo in ./{} (the only one below this directory; --root chooses another)",
                 rel.display()
-            );
+            ));
             Ok(one.clone())
         }
         [] => Err(Failure::Resolve(format!(

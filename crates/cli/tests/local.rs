@@ -451,6 +451,58 @@ fn the_example_runs_as_docker_containers() {
     assert!(ok > 20, "only {ok} requests");
     let u = c.wait_healthy("api", 1, Duration::from_secs(60));
     assert!(u["revision"].as_u64().unwrap() >= 2);
+    // The replaced container stopped on SIGTERM (the example handles it as PID 1),
+    // not by the SIGKILL after the stop timeout.
+    let stopped = u["recently_stopped"].as_array().unwrap();
+    assert!(!stopped.is_empty(), "{u:#}");
+    assert!(
+        stopped.iter().all(|t| t["exit"] == "exit code 0"),
+        "stopped by SIGTERM: {stopped:#?}"
+    );
+    // Fargate's size as hard limits: prod's stack file sets cpu 512 (half a vCPU)
+    // and memory 1024 MiB.
+    let container = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            "label=pantstack.environment=prod",
+            "--filter",
+            "label=pantstack.project=shop",
+        ])
+        .output()
+        .unwrap();
+    let first = text(&container.stdout).lines().next().unwrap().to_string();
+    let limits = Command::new("docker")
+        .args([
+            "inspect",
+            "--format",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}",
+            &first,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&limits.stdout).trim(), "500000000 1073741824");
+    // This environment's image tags (each build has its own).
+    let images = || {
+        let o = Command::new("docker")
+            .args([
+                "images",
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+                "--filter",
+                "label=pantstack.environment=prod",
+                "--filter",
+                "label=pantstack.project=shop",
+            ])
+            .output()
+            .unwrap();
+        text(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = images();
     let ps = Command::new("docker")
         .args([
             "ps",
@@ -480,6 +532,27 @@ fn the_example_runs_as_docker_containers() {
         "containers left: {}",
         text(&ps.stdout)
     );
+    // The next `up` keeps no image of the run before (no revision of it is kept):
+    // images do not pile up.
+    assert!(!before.is_empty());
+    let o = c.run(&["up", "--env", "prod", "--detach", "--runtime", "docker"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    c.wait_healthy("api", 1, Duration::from_secs(120));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = images();
+        let left: Vec<&String> = now.iter().filter(|t| before.contains(t)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old images stay: {left:?} (all: {now:?})"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(!images().is_empty(), "the running revision's image stays");
+    assert!(c.run(&["down", "--env", "prod"]).status.success());
 }
 
 /// `FAST` with one task per unit.
@@ -990,4 +1063,39 @@ fn a_failed_start_deployment_keeps_its_healthy_tasks() {
         log.contains("nothing to roll back to: revision 1 keeps its"),
         "the user is told:\n{log}"
     );
+}
+
+#[test]
+fn the_readme_main_job_builds_and_runs_the_example() {
+    // In place, as README.md runs it: the example's own build phase
+    // (`./build.sh --local`, a cargo build in this workspace), its binary kept with
+    // the revision; a preview environment of its own keeps the state apart.
+    let env = "preview-9001";
+    let c = Cloud {
+        root: repo_root().join("examples"),
+        env,
+        owned: false,
+        keys: std::env::temp_dir().join(format!("pantstack-readme-keys-{}", std::process::id())),
+    };
+    let _ = std::fs::remove_dir_all(c.root.join(".pantstack/local").join(env));
+    c.set_secret(env, "api", "API_TOKEN", "test-token");
+    let o = c.run(&["up", "--env", env, "--detach"]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "up:\n{out}\n{}", text(&o.stderr));
+    let u = c.wait_healthy("api", 1, Duration::from_secs(120));
+    c.wait_healthy("api-worker", 1, Duration::from_secs(60));
+    assert_eq!(u["revisions"][0]["runs"], "build", "{u:#}");
+    let port = c.port();
+    let (code, _, body) = http(port, "POST", "/jobs", "hello readme", &[AUTH]).unwrap();
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, _, body) = http(port, "GET", &format!("/jobs/{id}?wait=15"), "", &[]).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("HELLO README"), "{body}");
+    let o = c.run(&["down", "--env", env]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let _ = std::fs::remove_dir_all(c.root.join(".pantstack/local").join(env));
 }

@@ -113,8 +113,6 @@ pub async fn run(job: Job) -> Result<Built, String> {
                 let mut docker: Vec<String> = vec![
                     "docker".into(),
                     "build".into(),
-                    "--progress".into(),
-                    "plain".into(),
                     "-f".into(),
                     u.image_dockerfile.clone(),
                     "-t".into(),

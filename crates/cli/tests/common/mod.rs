@@ -164,7 +164,7 @@ impl Cloud {
     }
 
     pub fn status(&self) -> Value {
-        let o = self.run(&["status", "--format", "json"]);
+        let o = self.run(&["status", "--env", self.env, "--format", "json"]);
         assert!(o.status.success(), "status: {}", text(&o.stderr));
         serde_json::from_slice(&o.stdout).expect("status json")
     }
