@@ -125,6 +125,7 @@ for the same monorepo. Nothing contacts AWS.")]
   pantstack up                      # environment of the current branch (else the first one)
   pantstack up --env test --detach  # in the background; then `pantstack status`
   pantstack up --runtime docker     # tasks as containers of the services' images
+  pantstack up api                  # only some services (the others do not start)
 
 Each HTTP service gets a load balancer on 127.0.0.1 whose port stays the same across
 restarts. State, logs and access logs live in .pantstack/local/<env>/. Ctrl-C (or
@@ -172,12 +173,26 @@ as interrupted in `pantstack deployments`).")]
   pantstack scale api-worker 0")]
     Scale(ScaleArgs),
 
-    /// Show the logs of a service's tasks, with timestamps
+    /// Show the logs of a service's tasks (or of every service, interleaved), with timestamps
     #[command(after_help = "Examples:
+  pantstack logs                    # every service, interleaved by time
   pantstack logs api
   pantstack logs api -f
-  pantstack logs api-worker --since 10m")]
+  pantstack logs api-worker --since 10m
+
+A service's builds (`build-N`) are among its logs.")]
     Logs(LogsArgs),
+
+    /// Run a command in a running task: its environment (processes) or its container (Docker)
+    #[command(after_help = "Examples:
+  pantstack exec api -- env                   # what the task sees (credentials and secrets too)
+  pantstack exec api-worker -- sh -c 'echo $JOBS_QUEUE_URL'
+  pantstack exec api --task 7 -- ls /
+
+For a process task: the command runs on this machine in the service's directory with
+exactly the task's environment (its variables, secrets, AWS credentials and endpoint).
+For a container: `docker exec` in it (ECS Exec's counterpart).")]
+    Exec(ExecArgs),
 
     /// Show the deployment history of a service, with outcomes
     #[command(after_help = "Examples:
@@ -273,7 +288,9 @@ pub struct ConfigArgs {
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// Environment (default: the current branch's, else the first declared)
+    /// Only these services (default: every service)
+    pub services: Vec<String>,
+    /// Environment (default: the current branch's; `prod` only when named)
     #[arg(long)]
     pub env: Option<String>,
     /// Run in the background and return once every service is up
@@ -378,9 +395,24 @@ pub struct ScaleArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct LogsArgs {
-    /// Service (every role) or one role (`api-worker`)
+pub struct ExecArgs {
+    /// Service (its HTTP role first) or one role (`api-worker`)
     pub service: String,
+    /// The task (default: the newest running task of the unit)
+    #[arg(long)]
+    pub task: Option<u64>,
+    /// Environment (default: the one running, if only one is)
+    #[arg(long)]
+    pub env: Option<String>,
+    /// The command and its arguments
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Service (every role) or one role (`api-worker`); every service when left out
+    pub service: Option<String>,
     /// Keep printing new lines
     #[arg(short, long)]
     pub follow: bool,

@@ -20,7 +20,7 @@ use std::path::Path;
 
 /// The environment: --env, else the only running one, else `up`'s choice.
 /// Whether an environment is production (by the seed's names).
-fn is_production(env: &str) -> bool {
+pub(crate) fn is_production(env: &str) -> bool {
     matches!(env, "prod" | "production")
 }
 

@@ -350,7 +350,7 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
                 "name": x.name, "parameter": format!("/{project}/{env_name}/{}/{}", s.name, x.name), "rotation_days": x.rotation_days,
             })).collect::<Vec<_>>());
             v["variables"] = json!(
-                s.variables
+                s.variables_for(env_name)
                     .iter()
                     .map(|(k, val)| json!({"name": k, "value": val}))
                     .collect::<Vec<_>>()
@@ -440,9 +440,10 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
                 );
             }
         }
-        if !s.variables.is_empty() {
+        let vars = s.variables_for(env_name);
+        if !vars.is_empty() {
             println!("\nvariables");
-            for (k, v) in &s.variables {
+            for (k, v) in &vars {
                 println!("  {k}={v}");
             }
         }

@@ -3,7 +3,9 @@
 //! over its control socket.
 
 use crate::Failure;
-use crate::args::{Global, LocalArgs, LogsArgs, RuntimeArg, ScaleArgs, ServiceArgs, UpArgs};
+use crate::args::{
+    ExecArgs, Global, LocalArgs, LogsArgs, RuntimeArg, ScaleArgs, ServiceArgs, UpArgs,
+};
 use crate::commands::{find_root, load_valid};
 use crate::git;
 use crate::output::Out;
@@ -14,6 +16,7 @@ use pantstack_local::supervisor::{Config, Supervisor};
 use pantstack_model::env;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -154,6 +157,29 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
     let loaded = load_valid(global, out)?;
     let root = loaded.repo.files.root.clone();
     let env_name = up_env(&root, &loaded.repo, a.env.as_deref())?;
+    if a.env.is_none() && crate::aws::is_production(&env_name) {
+        return Err(Failure::Usage(format!(
+            "this branch deploys to `{env_name}`; the local cloud runs production's settings and secrets only when named: \
+             pass --env {env_name} (or --env test for the test environment)"
+        )));
+    }
+    let known: Vec<&str> = loaded
+        .repo
+        .services
+        .iter()
+        .map(|u| u.service.name.as_str())
+        .collect();
+    for s in &a.services {
+        if !known.contains(&s.as_str()) {
+            return Err(Failure::Resolve(format!(
+                "no service `{s}` in this monorepo (services: {}){}",
+                known.join(", "),
+                pantstack_manifest::diag::did_you_mean(s, &known)
+                    .map(|m| format!("; did you mean `{m}`?"))
+                    .unwrap_or_default()
+            )));
+        }
+    }
     let paths = Paths::new(&root, &env_name);
     let rt = runtime()?;
     let runtime_choice = a.runtime.map(|r| match r {
@@ -206,7 +232,8 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--root")
             .arg(&root)
-            .args(["up", "--supervise", "--env", &env_name]);
+            .args(["up", "--supervise", "--env", &env_name])
+            .args(&a.services);
         if let Some(r) = a.runtime {
             cmd.args([
                 "--runtime",
@@ -304,6 +331,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         runtime: runtime_choice,
         branch,
         sha,
+        only: a.services.clone(),
     };
     let live = !a.supervise;
     let out2 = *out;
@@ -796,18 +824,20 @@ pub fn logs(global: &Global, _out: &Out, a: &LogsArgs) -> Result<(), Failure> {
             d.flatten()
                 .filter(|e| {
                     let n = e.file_name().to_string_lossy().to_string();
-                    n == a.service
-                        || n.starts_with(&format!("{}-", a.service)) && n.ends_with("-worker")
+                    match &a.service {
+                        None => true,
+                        Some(s) => n == *s || n == pantstack_local::spec::worker_unit(s),
+                    }
                 })
                 .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
                 .collect()
         })
         .unwrap_or_default();
     if dirs.is_empty() {
-        return Err(Failure::Resolve(format!(
-            "no logs for `{}` in environment `{env_name}`",
-            a.service
-        )));
+        return Err(Failure::Resolve(match &a.service {
+            Some(s) => format!("no logs for `{s}` in environment `{env_name}`"),
+            None => format!("no logs in environment `{env_name}`"),
+        }));
     }
     let mut offsets: std::collections::BTreeMap<PathBuf, u64> = Default::default();
     loop {
@@ -853,5 +883,59 @@ pub fn logs(global: &Global, _out: &Out, a: &LogsArgs) -> Result<(), Failure> {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `pantstack exec`: a command in a running task's environment (process) or
+/// container (Docker). Its exit status is the command's.
+pub fn exec(global: &Global, _out: &Out, a: &ExecArgs) -> Result<(), Failure> {
+    let (_, paths) = socket_of(global, a.env.as_deref())?;
+    let rt = runtime()?;
+    let v = call(
+        &rt,
+        &paths.socket(),
+        json!({"op": "exec", "service": a.service, "task": a.task}),
+        |_| {},
+    )?;
+    if let Some(e) = v["error"].as_str() {
+        return Err(Failure::Resolve(e.to_string()));
+    }
+    let Some((prog, args)) = a.command.split_first() else {
+        return Err(Failure::Usage(
+            "no command: `pantstack exec SERVICE -- COMMAND`".into(),
+        ));
+    };
+    let mut cmd = if let Some(container) = v["container"].as_str() {
+        let mut c = std::process::Command::new("docker");
+        c.arg("exec");
+        if std::io::stdin().is_terminal() {
+            c.arg("-it");
+        } else {
+            c.arg("-i");
+        }
+        c.arg(container).arg(prog).args(args);
+        c
+    } else {
+        let mut c = std::process::Command::new(prog);
+        c.args(args).env_clear();
+        for pair in v["env"].as_array().into_iter().flatten() {
+            if let (Some(k), Some(val)) = (pair[0].as_str(), pair[1].as_str()) {
+                c.env(k, val);
+            }
+        }
+        if let Some(dir) = v["dir"].as_str() {
+            c.current_dir(dir);
+        }
+        c
+    };
+    let status = cmd
+        .status()
+        .map_err(|e| Failure::Io(format!("cannot run `{}`: {e}", a.command.join(" "))))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(c) => std::process::exit(c),
+        None => std::process::exit(
+            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+        ),
     }
 }

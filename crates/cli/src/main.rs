@@ -80,6 +80,7 @@ fn main() -> ExitCode {
         Command::Rollback(a) => local::rollback(&cli.global, &out, &a),
         Command::Scale(a) => local::scale(&cli.global, &out, &a),
         Command::Logs(a) => local::logs(&cli.global, &out, &a),
+        Command::Exec(a) => local::exec(&cli.global, &out, &a),
         Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
         Command::AwsEnv(a) => aws::aws_env(&cli.global, &out, &a),
         Command::Secrets(a) => aws::secrets(&cli.global, &out, &a),

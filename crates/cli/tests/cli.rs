@@ -764,3 +764,126 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_ne!(o.status.code(), Some(101), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn from_a_repository_that_holds_one_monorepo_below_it_commands_find_it() {
+    // This repository's root: the example is in ./examples.
+    let o = pantstack(&repo_root(), &["check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("using the monorepo in ./examples"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stderr(&o).matches("note:").count(),
+        1,
+        "said once: {}",
+        stderr(&o)
+    );
+    // Two below: no guess.
+    let dir = tempdir("two-below");
+    copy_dir(&examples(), &dir.join("a"));
+    copy_dir(&examples(), &dir.join("b"));
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("a, b") && stderr(&o).contains("--root"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn per_environment_variables_apply_on_both_targets_and_are_checked() {
+    let dir = tempdir("env-vars");
+    copy_dir(&examples(), &dir);
+    let manifest = dir.join("modules/api/infrastructure/pantstack.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!(
+            "{text}environments:\n  prod:\n    variables:\n      LOG_LEVEL: warn\n      SENTRY_SAMPLE: \"0.1\"\n  preview:\n    variables:\n      LOG_LEVEL: debug\n"
+        ),
+    )
+    .unwrap();
+    let var = |env: &str, name: &str| -> Option<String> {
+        let o = pantstack(&dir, &["config", "api", "--env", env, "--format", "json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .and_then(|x| x["value"].as_str().map(str::to_string))
+    };
+    assert_eq!(var("test", "LOG_LEVEL").as_deref(), Some("info"));
+    assert_eq!(var("prod", "LOG_LEVEL").as_deref(), Some("warn"));
+    assert_eq!(var("prod", "SENTRY_SAMPLE").as_deref(), Some("0.1"));
+    assert_eq!(var("test", "SENTRY_SAMPLE"), None);
+    assert_eq!(var("preview-12", "LOG_LEVEL").as_deref(), Some("debug"));
+    // The task definition of prod carries the same values.
+    let out = dir.join("out");
+    let o = pantstack(
+        &dir,
+        &["synth", "--env", "prod", "--out", out.to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let template = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .find(|t| t.contains("TaskDefinition"))
+        .expect("a service template");
+    assert!(
+        template.contains(r#"{"Name":"LOG_LEVEL","Value":"warn"}"#),
+        "prod's task definition gets prod's value"
+    );
+    // An environment the foundation does not declare is an error at its line.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replace("  prod:\n    variables", "  prdo:\n    variables"),
+    )
+    .unwrap();
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 1);
+    let err = stdout(&o) + &stderr(&o);
+    assert!(err.contains("no environment `prdo`"), "{err}");
+    assert!(err.contains("did you mean `prod`"), "{err}");
+    assert!(err.contains("pantstack.yaml:"), "file and line: {err}");
+}
+
+#[test]
+fn up_on_the_production_branch_needs_the_environment_named() {
+    let dir = tempdir("up-prod");
+    copy_dir(&examples(), &dir);
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .current_dir(&*dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&[
+        "-c",
+        "user.email=t@example.com",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "start",
+    ]);
+    let o = pantstack(&dir, &["up", "--detach"]);
+    assert_eq!(code(&o), 2, "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("--env prod"), "{}", stderr(&o));
+    assert!(
+        !dir.join(".pantstack/local/prod/state.json").exists(),
+        "nothing started"
+    );
+}

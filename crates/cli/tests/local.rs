@@ -1099,3 +1099,92 @@ fn the_readme_main_job_builds_and_runs_the_example() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(c.root.join(".pantstack/local").join(env));
 }
+
+#[test]
+fn up_runs_the_services_named_exec_sees_a_tasks_environment_and_logs_interleave() {
+    let c = Cloud::new("subset", &fast_one());
+    // A second service: a copy of the api named api2.
+    let api2 = c.root.join("modules/api2");
+    common::copy_dir(&c.root.join("modules/api"), &api2);
+    for (file, from, to) in [
+        (
+            "infrastructure/pantstack.yaml",
+            "service: api\n",
+            "service: api2\n",
+        ),
+        ("infrastructure/Pulumi.yaml", "shop-api", "shop-api2"),
+    ] {
+        let p = api2.join(file);
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.contains(from), "{file}");
+        std::fs::write(&p, t.replace(from, to)).unwrap();
+    }
+    c.set_secret(c.env, "api2", "API_TOKEN", "test-token");
+    let o = c.run(&["up", "--env", c.env, "--detach", "api22"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("did you mean `api2`?"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = c.run_with(
+        &["up", "--env", c.env, "--detach", "api2"],
+        &[("PANTSTACK_TEST_SHELL_ONLY", "leak")],
+    );
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let names: Vec<String> = c.status()["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["api2", "api2-worker"]);
+    c.wait_healthy("api2", 1, Duration::from_secs(30));
+    c.wait_healthy("api2-worker", 1, Duration::from_secs(30));
+
+    // exec: exactly the task's environment.
+    let o = c.run(&[
+        "exec",
+        "api2",
+        "--",
+        "sh",
+        "-c",
+        "echo $SERVICE_NAME $PANTSTACK_ROLE $JOBS_QUEUE_URL; pwd",
+    ]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.starts_with("api2 http http://127.0.0.1:"), "{out}");
+    assert!(out.contains("/shop-test-api2-jobs"), "{out}");
+    assert!(
+        out.trim_end().ends_with("modules/api2"),
+        "runs in the service's directory: {out}"
+    );
+    let o = c.run(&["exec", "api2-worker", "--", "env"]);
+    let env = text(&o.stdout);
+    assert!(env.contains("PANTSTACK_ROLE=worker"), "{env}");
+    assert!(
+        env.contains("API_TOKEN=test-token"),
+        "the task's secrets: {env}"
+    );
+    assert!(!env.contains("PANTSTACK_TEST_SHELL_ONLY"), "{env}");
+    // The command's exit status is exec's.
+    let o = c.run(&["exec", "api2", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    let o = c.run(&["exec", "nope", "--", "true"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("no service or unit `nope`"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // logs without a service: every unit's, by time.
+    let o = c.run(&["logs", "--env", c.env]);
+    let logs = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(logs.lines().any(|l| l.starts_with("api2/")), "{logs}");
+    assert!(
+        logs.lines().any(|l| l.starts_with("api2-worker/")),
+        "{logs}"
+    );
+}

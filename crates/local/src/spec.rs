@@ -383,7 +383,7 @@ pub fn units_of(
         ("SERVICE_NAME".into(), svc.name.clone()),
         ("ENVIRONMENT".into(), env.to_string()),
     ];
-    for (k, v) in &svc.variables {
+    for (k, v) in &svc.variables_for(env) {
         env_vars.push((k.clone(), resolve_refs(project, env, svc, aws, v)));
     }
     let env_name = env;

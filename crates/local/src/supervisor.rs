@@ -28,6 +28,8 @@ pub struct Config {
     /// Branch and commit for image tags (Docker runtime).
     pub branch: String,
     pub sha: String,
+    /// Only these services (empty: every service).
+    pub only: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -385,7 +387,10 @@ impl Supervisor {
         let aws_spec = spec::Aws {
             endpoint: aws.server.url(),
         };
-        let units = spec::units(&repo, &cfg.env, cfg.runtime, &aws_spec);
+        let mut units = spec::units(&repo, &cfg.env, cfg.runtime, &aws_spec);
+        if !cfg.only.is_empty() {
+            units.retain(|u| cfg.only.contains(&u.service));
+        }
         let (events, _) = broadcast::channel(1024);
         let mut sup = Supervisor {
             cfg,
@@ -1541,6 +1546,61 @@ impl Supervisor {
                         }
                     }
                 }
+            }
+            "exec" => {
+                // The unit: a unit's name, else the service's HTTP role, else its worker.
+                let units = self.units_of_service(&target);
+                let unit = units
+                    .iter()
+                    .find(|u| **u == target)
+                    .or_else(|| units.first())
+                    .and_then(|u| self.units.get(u));
+                let Some(rt) = unit else {
+                    let _ = reply.send(
+                        json!({ "done": true, "error": format!("no service or unit `{target}`") }),
+                    );
+                    return;
+                };
+                let wanted = req.body["task"].as_u64();
+                let task = rt
+                    .tasks
+                    .iter()
+                    .filter(|t| t.phase == Phase::Running)
+                    .filter(|t| wanted.is_none_or(|w| t.task.id == w))
+                    .max_by_key(|t| t.task.id);
+                let answer = match task {
+                    None => json!({ "done": true, "error": match wanted {
+                        Some(w) => format!("{} has no running task {w}", rt.name),
+                        None => format!("{} has no running task", rt.name),
+                    }}),
+                    Some(t) => {
+                        let dir = rt.revision(t.task.revision).map(|r| r.unit.dir.clone());
+                        match &t.task.handle {
+                            Handle::Process { pgid } => {
+                                // The task's own environment, as it started.
+                                match std::fs::read(format!("/proc/{pgid}/environ")) {
+                                    Ok(raw) => {
+                                        let env: Vec<Value> = raw
+                                            .split(|b| *b == 0)
+                                            .filter_map(|kv| {
+                                                let kv = String::from_utf8_lossy(kv);
+                                                kv.split_once('=').map(|(k, v)| json!([k, v]))
+                                            })
+                                            .collect();
+                                        json!({ "done": true, "task": t.task.id, "env": env, "dir": dir })
+                                    }
+                                    Err(e) => {
+                                        json!({ "done": true, "error": format!("cannot read task {}'s environment: {e}", t.task.id) })
+                                    }
+                                }
+                            }
+                            Handle::Docker { container } => {
+                                json!({ "done": true, "task": t.task.id, "container": container })
+                            }
+                        }
+                    }
+                };
+                let _ = reply.send(answer);
             }
             "down" => {
                 self.stopping = true;

@@ -255,6 +255,31 @@ pub fn load(root: &Path) -> Loaded {
     };
     repo.check_stacks(&mut diags);
     repo.check_every_environment(&mut diags);
+    // `environments.<env>:` of a service must name a declared environment.
+    let envs = repo.foundation.env_names();
+    for u in &repo.services {
+        for e in &u.service.env_variables {
+            if e.env != "preview" && !envs.iter().any(|n| *n == e.env) {
+                let help = match pantstack_manifest::diag::did_you_mean(&e.env, &envs) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "declared environments: {}, and `preview` for every preview",
+                        envs.join(", ")
+                    ),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-environment",
+                        &u.service.manifest_file,
+                        e.span,
+                        &format!("environments.{}", e.env),
+                        format!("no environment `{}` is declared in the foundation", e.env),
+                    )
+                    .with_help(help),
+                );
+            }
+        }
+    }
     pantstack_manifest::diag::sort(&mut diags);
     diags.dedup();
     Loaded {

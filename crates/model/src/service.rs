@@ -112,12 +112,44 @@ pub struct Service {
     /// Plain environment variables; values may reference `${queue:NAME}`,
     /// `${dlq:NAME}`, `${bucket:NAME}`.
     pub variables: Vec<(String, String)>,
+    /// `environments.<env>.variables`: values that replace or add to `variables` in
+    /// one environment (`preview` applies to every `preview-<pr>`), on AWS and in the
+    /// local cloud alike.
+    pub env_variables: Vec<EnvVariables>,
     /// `local.build`: the local cloud's build phase for the process runtime, run in
     /// the module directory once per revision before its tasks start; what it
     /// writes to `$PANTSTACK_ARTIFACTS` is kept with the revision.
     pub local_build: Option<Vec<String>>,
     /// Settings written in the manifest.
     pub settings: Layer,
+}
+
+/// `environments.<env>:` of a service manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvVariables {
+    pub env: String,
+    pub span: Span,
+    pub variables: Vec<(String, String)>,
+}
+
+impl Service {
+    /// The variables of the service in environment `env`: `variables` with the
+    /// environment's own values applied (`preview` for every `preview-<pr>`).
+    pub fn variables_for(&self, env: &str) -> Vec<(String, String)> {
+        let mut out = self.variables.clone();
+        let preview = env.starts_with("preview-");
+        for e in &self.env_variables {
+            if e.env == env || (preview && e.env == "preview") {
+                for (k, v) in &e.variables {
+                    match out.iter_mut().find(|(n, _)| n == k) {
+                        Some(slot) => slot.1 = v.clone(),
+                        None => out.push((k.clone(), v.clone())),
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -131,6 +163,7 @@ const TOP_KEYS: &[&str] = &[
     "secrets",
     "variables",
     "local",
+    "environments",
 ];
 /// `local:` holds settings (`local.runtime`, ...) and the build command.
 const LOCAL_KEYS: &[&str] = &["build"];
@@ -166,6 +199,7 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
         buckets: Vec::new(),
         secrets: Vec::new(),
         variables: Vec::new(),
+        env_variables: Vec::new(),
         local_build: None,
         settings: Layer::default(),
     };
@@ -228,7 +262,26 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
         svc.secrets = read_secrets(r, n);
     }
     if let Some(n) = top.get("variables") {
-        svc.variables = read_variables(r, n);
+        svc.variables = read_variables(r, n, "variables");
+    }
+    if let Some(n) = top.get("environments")
+        && let Some(envs) = r.named_map(n, "environments")
+    {
+        for (env, key, value) in envs.entries() {
+            let path = join("environments", &env);
+            let Some(f) = r.map(value, &path, &["variables"]) else {
+                continue;
+            };
+            let variables = f
+                .get("variables")
+                .map(|v| read_variables(r, v, &join(&path, "variables")))
+                .unwrap_or_default();
+            svc.env_variables.push(EnvVariables {
+                env,
+                span: key.span,
+                variables,
+            });
+        }
     }
     svc.settings = layer;
     check_references(r, &svc, &top);
@@ -541,13 +594,13 @@ fn read_secrets(r: &mut Reader<'_>, node: &Node) -> Vec<Secret> {
     out
 }
 
-fn read_variables(r: &mut Reader<'_>, node: &Node) -> Vec<(String, String)> {
+fn read_variables(r: &mut Reader<'_>, node: &Node, path: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let Some(entries) = r.named_map(node, "variables") else {
+    let Some(entries) = r.named_map(node, path) else {
         return out;
     };
     for (name, key, value) in entries.entries() {
-        let field = join("variables", &name);
+        let field = join(path, &name);
         if let Err(why) = names::check_env_var(&name) {
             r.error("invalid-name", key.span, &field, why);
             continue;
@@ -624,12 +677,58 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
         )
         .help = Some(help);
     }
-    let Some(vars) = top.get("variables").and_then(|n| n.as_map()) else {
+    let mut sections: Vec<(String, &Node)> = Vec::new();
+    if let Some(n) = top.get("variables") {
+        sections.push(("variables".into(), n));
+    }
+    for (env, node) in top
+        .get("environments")
+        .and_then(|n| n.as_map())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(vars) = node.get("variables") {
+            let env = env.scalar_text().unwrap_or_default();
+            sections.push((join(&join("environments", &env), "variables"), vars));
+        }
+    }
+    for (path, node) in sections {
+        check_variable_references(r, &queues, &buckets, node, &path);
+    }
+    for s in &svc.secrets {
+        if svc.variables.iter().any(|(n, _)| *n == s.name)
+            && let Some(span) = top.get("variables").and_then(|n| n.as_map()).and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.scalar_text().as_deref() == Some(s.name.as_str()))
+                    .map(|(k, _)| k.span)
+            })
+        {
+            r.error(
+                "duplicate-name",
+                span,
+                &join("variables", &s.name),
+                format!("`{}` is both a variable and a secret", s.name),
+            )
+            .help = Some("keep one of them".into());
+        }
+    }
+}
+
+/// Every `${kind:name}` in the values of one `variables:` map names a declared
+/// queue or bucket (never a secret).
+fn check_variable_references(
+    r: &mut Reader<'_>,
+    queues: &[&str],
+    buckets: &[&str],
+    vars: &Node,
+    path: &str,
+) {
+    let Some(vars) = vars.as_map() else {
         return;
     };
     for (k, v) in vars {
         let name = k.scalar_text().unwrap_or_default();
-        let field = join("variables", &name);
+        let field = join(path, &name);
         let Some(text) = v.scalar_text() else {
             continue;
         };
@@ -640,8 +739,8 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
             Ok(refs) => {
                 for rf in refs {
                     let (declared, section): (&[&str], &str) = match rf.kind.as_str() {
-                        "queue" | "dlq" => (&queues, "queues"),
-                        "bucket" => (&buckets, "buckets"),
+                        "queue" | "dlq" => (queues, "queues"),
+                        "bucket" => (buckets, "buckets"),
                         "secret" => {
                             r.error(
                                 "invalid-reference",
@@ -690,23 +789,6 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
                     }
                 }
             }
-        }
-    }
-    for s in &svc.secrets {
-        if svc.variables.iter().any(|(n, _)| *n == s.name)
-            && let Some(span) = top.get("variables").and_then(|n| n.as_map()).and_then(|m| {
-                m.iter()
-                    .find(|(k, _)| k.scalar_text().as_deref() == Some(s.name.as_str()))
-                    .map(|(k, _)| k.span)
-            })
-        {
-            r.error(
-                "duplicate-name",
-                span,
-                &join("variables", &s.name),
-                format!("`{}` is both a variable and a secret", s.name),
-            )
-            .help = Some("keep one of them".into());
         }
     }
 }

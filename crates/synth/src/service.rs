@@ -525,7 +525,7 @@ fn add_task_definition(
         ));
         env.push(("AWS_XRAY_DAEMON_ADDRESS".into(), json!("localhost:2000")));
     }
-    for (k, v) in &svc.variables {
+    for (k, v) in &svc.variables_for(cx.env) {
         env.push((k.clone(), variable_value(v)));
     }
     env.sort_by(|a, b| a.0.cmp(&b.0));
