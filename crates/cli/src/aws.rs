@@ -85,6 +85,14 @@ pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure
     println!("export AWS_REGION={region}");
     println!("export AWS_DEFAULT_REGION={region}");
     println!("export AWS_EC2_METADATA_DISABLED=true");
+    // The AWS CLI v1 ignores AWS_ENDPOINT_URL for SQS (it pins the public queue
+    // endpoint unless --endpoint-url is given) and older v1 releases ignore it for
+    // every service; v2 accepts the flag as well. A shell function keeps `aws ...`
+    // on the local cloud in this shell (and in bash's child shells).
+    println!(
+        "aws() {{ command aws --endpoint-url \"$AWS_ENDPOINT_URL\" \"$@\"; }}  # AWS CLI v1 needs the flag for SQS"
+    );
+    println!("[ -n \"${{BASH_VERSION:-}}\" ] && export -f aws");
     Ok(())
 }
 

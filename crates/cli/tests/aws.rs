@@ -470,3 +470,33 @@ fn production_secrets_change_only_with_an_explicit_env() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
 }
+
+#[test]
+fn the_aws_cli_v1_reaches_the_local_sqs_after_eval_aws_env() {
+    // Word for word what README.md says: `eval "$(pantstack aws-env)"`, then `aws sqs ...`
+    // with the AWS CLI v1 (which pins SQS to its public endpoint unless told).
+    let c = Cloud::new("aws-cli-v1", "");
+    c.up();
+    let (_, aws) = clients();
+    let bin = aws.parent().unwrap().display().to_string();
+    let script = format!(
+        "set -e; export PATH={bin}:$PATH; eval \"$({} --root {} aws-env --env {})\"; aws --version; aws sqs list-queues --output json; bash -c 'aws ssm get-parameters-by-path --path / --recursive --output json' >/dev/null",
+        env!("CARGO_BIN_EXE_pantstack"),
+        c.root.display(),
+        c.env
+    );
+    let o = Command::new("timeout")
+        .args(["90", "bash", "-c", &script])
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("PANTSTACK_KEY_DIR", c.key_dir())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let out = text(&o.stdout) + &text(&o.stderr);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("aws-cli/1."), "the v1 CLI ran: {out}");
+    assert!(
+        out.contains("shop-test-api-jobs"),
+        "the local queues: {out}"
+    );
+}

@@ -1188,3 +1188,76 @@ fn up_runs_the_services_named_exec_sees_a_tasks_environment_and_logs_interleave(
         "{logs}"
     );
 }
+
+#[test]
+fn a_taken_port_is_named_with_its_holder_and_the_fix() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let c = Cloud::new("port", &format!("{}\n  port: {port}", fast_one()));
+    c.set_secret(c.env, "api", "API_TOKEN", "test-token");
+    let o = c.run(&["up", "--env", c.env, "--detach"]);
+    let err = text(&o.stdout) + &text(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains("held by") && err.contains(&format!("(pid {})", std::process::id())),
+        "the holder is named: {err}"
+    );
+    assert!(err.contains("local: { port: N }"), "the fix: {err}");
+    drop(taken);
+    // Unpinned, the port is chosen below the kernel's ephemeral range and kept.
+    c.edit_manifest(&format!("\n  port: {port}"), "");
+    c.up();
+    let first = c.port();
+    let (eph_lo, _) = pantstack_local::ports::ephemeral_range();
+    assert!(
+        first < eph_lo,
+        "{first} is in the ephemeral range (from {eph_lo})"
+    );
+    assert!(c.run(&["down"]).status.success());
+    c.up();
+    assert_eq!(c.port(), first, "the same port after a restart");
+}
+
+#[test]
+fn a_moved_project_says_how_to_take_its_key_along() {
+    let mut c = Cloud::new("moved", &fast_one());
+    c.set_secret(c.env, "api", "API_TOKEN", "s3cret-value");
+    let moved = c.root.with_file_name("moved");
+    std::fs::rename(&c.root, &moved).unwrap();
+    c.root = moved;
+    let o = c.run(&[
+        "secrets",
+        "get",
+        "api",
+        "API_TOKEN",
+        "--reveal",
+        "--env",
+        c.env,
+    ]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("moved or copied"), "{err}");
+    assert!(err.contains("pantstack secrets move-key"), "{err}");
+    assert!(!err.contains("s3cret-value"));
+    let o = c.run(&["secrets", "move-key", "--env", c.env]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = c.run(&[
+        "secrets",
+        "get",
+        "api",
+        "API_TOKEN",
+        "--reveal",
+        "--env",
+        c.env,
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("s3cret-value"),
+        "{}",
+        text(&o.stdout)
+    );
+    // And the local cloud starts with it.
+    c.up();
+    c.wait_healthy("api", 1, Duration::from_secs(30));
+}
