@@ -9,9 +9,45 @@ use crate::output::Out;
 use pantstack_model::names;
 use std::path::{Path, PathBuf};
 
-/// The scaffold's service: std only, jobs in memory (the example monorepo's api uses
-/// the local cloud's SQS and S3 through the AWS SDK instead).
-const SERVICE_MAIN: &str = include_str!("templates/service.rs");
+/// The scaffold's service code: the example monorepo's api (its own SQS queue, S3
+/// bucket and secret through the AWS SDK for Rust; built, tested and run end to
+/// end in CI), renamed for the new service by [`service_code`].
+const SERVICE_MAIN: &str = include_str!("../../../examples/modules/api/src/main.rs");
+
+/// The example's code, saying `name` wherever it names itself.
+pub fn service_code(name: &str) -> String {
+    SERVICE_MAIN
+        .replace(
+            "The example `api` service",
+            &format!("The `{name}` service"),
+        )
+        .replace(
+            "(same codebase, `api work`)",
+            &format!("(same codebase, `{name} work`)"),
+        )
+        .replace("//! api serve ", &format!("//! {name} serve "))
+        .replace("//! api work ", &format!("//! {name} work "))
+        .replace(
+            "eprintln!(\"api: {e}\")",
+            &format!("eprintln!(\"{name}: {{e}}\")"),
+        )
+        .replace(
+            "unwrap_or_else(|_| \"api\".into())",
+            &format!("unwrap_or_else(|_| \"{name}\".into())"),
+        )
+        .replace(
+            "usage: api [serve|work]",
+            &format!("usage: {name} [serve|work]"),
+        )
+}
+
+/// The crates the service uses, at the versions this workspace builds and tests.
+const SERVICE_DEPENDENCIES: &str = r#"tokio = { version = "1", default-features = false, features = ["rt-multi-thread", "signal"] }
+serde_json = "1"
+aws-config = { version = "1", default-features = false, features = ["rt-tokio", "behavior-version-latest", "default-https-client"] }
+aws-sdk-sqs = { version = "1", default-features = false, features = ["rt-tokio", "default-https-client"] }
+aws-sdk-s3 = { version = "1", default-features = false, features = ["rt-tokio", "default-https-client"] }
+"#;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -106,6 +142,10 @@ image:
   build: ./build.sh
 cpu: 256
 memory: 512
+# The local cloud builds each revision first (`building`, with its own log), keeps
+# the binary with the revision and runs its tasks from it.
+local:
+  build: ./build.sh --local
 "
     );
     if role != Role::Worker {
@@ -113,7 +153,7 @@ memory: 512
             "http:
   port: 8080
   command: [\"/{name}\", \"serve\"]
-  local: cargo run -q --bin {name} -- serve
+  local: $PANTSTACK_ARTIFACTS/{name} serve
   healthcheck:
     path: /healthz
 "
@@ -124,15 +164,20 @@ memory: 512
             "worker:
   queue: jobs
   command: [\"/{name}\", \"work\"]
-  local: cargo run -q --bin {name} -- work
+  local: $PANTSTACK_ARTIFACTS/{name} work
 "
         ));
     }
     s.push_str("scaling:\n  min: 1\n  max: 10\n  cpu: 70\n");
-    if role != Role::Http {
-        s.push_str("queues:\n  jobs:\n    visibility_timeout: 60s\n    dead_letter:\n      max_receive_count: 3\n");
+    if role == Role::Http {
+        s.push_str("# POST /jobs sends to this queue; add `worker:` (as `pantstack init` does for api)\n# to process them in this service.\n");
     }
-    s.push_str("variables:\n  LOG_LEVEL: info\n");
+    s.push_str("queues:\n  jobs:\n    visibility_timeout: 60s\n    dead_letter:\n      max_receive_count: 3\n");
+    s.push_str("buckets:\n  results:\n    versioning: true\n    noncurrent_expiry_days: 30\n");
+    if role != Role::Worker {
+        s.push_str(&format!("secrets:\n  API_TOKEN:\n    rotation_days: 90\n    description: Token clients present to {name}'s POST /jobs\n"));
+    }
+    s.push_str("variables:\n  LOG_LEVEL: info\n  JOBS_QUEUE_URL: ${queue:jobs}\n  RESULTS_BUCKET: ${bucket:results}\n");
     s
 }
 
@@ -153,16 +198,10 @@ fn add_service(
     plan.add(
         dir.join("Cargo.toml"),
         format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[[bin]]\nname = \"{name}\"\npath = \"src/main.rs\"\n"
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[[bin]]\nname = \"{name}\"\npath = \"src/main.rs\"\n\n[dependencies]\n{SERVICE_DEPENDENCIES}"
         ),
     );
-    plan.add(
-        dir.join("src/main.rs"),
-        SERVICE_MAIN.replace(
-            "unwrap_or_else(|_| \"api\".into())",
-            &format!("unwrap_or_else(|_| \"{name}\".into())"),
-        ),
-    );
+    plan.add(dir.join("src/main.rs"), service_code(name));
     let (port, cmd) = if role == Role::Worker {
         (8081, "work")
     } else {
@@ -185,15 +224,28 @@ CMD [\"{cmd}\"]
         dir.join("build.sh"),
         format!(
             "#!/bin/sh
-# Builds the statically linked binary the Dockerfile copies into a FROM scratch image.
+# Builds the {name} binary.
+#   ./build.sh           the statically linked release binary the Dockerfile copies into
+#                        a FROM scratch image (`image.build`)
+#   ./build.sh --local   the local cloud's build phase (`local.build`): a debug build,
+#                        copied into $PANTSTACK_ARTIFACTS, kept with the revision
 set -eu
 cd \"$(dirname \"$0\")\"
+target_dir() {{
+  cargo metadata --format-version 1 --no-deps --manifest-path Cargo.toml \\
+    | sed -n 's/.*\"target_directory\":\"\\([^\"]*\\)\".*/\\1/p'
+}}
+if [ \"${{1:-}}\" = \"--local\" ]; then
+  : \"${{PANTSTACK_ARTIFACTS:?run by the local cloud, which sets PANTSTACK_ARTIFACTS}}\"
+  cargo build --manifest-path Cargo.toml --bin {name}
+  cp \"$(target_dir)/debug/{name}\" \"$PANTSTACK_ARTIFACTS/{name}\"
+  exit 0
+fi
 RUSTFLAGS='-C target-feature=+crt-static' \\
   cargo build --release --target x86_64-unknown-linux-gnu --manifest-path Cargo.toml --bin {name}
-target_dir=$(cargo metadata --format-version 1 --no-deps --manifest-path Cargo.toml \\
-  | sed -n 's/.*\"target_directory\":\"\\([^\"]*\\)\".*/\\1/p')
 mkdir -p .build
-cp \"$target_dir/x86_64-unknown-linux-gnu/release/{name}\" .build/{name}
+cp \"$(target_dir)/x86_64-unknown-linux-gnu/release/{name}\" .build/{name}
+chmod 0755 .build/{name}
 "
         ),
     );

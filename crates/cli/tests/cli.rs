@@ -478,11 +478,15 @@ fn init_writes_the_scaffold_service_code() {
     assert!(manifest.contains("owner: acme") && manifest.contains("repo: shop"));
     let code_written =
         std::fs::read_to_string(dir.join("shop/modules/api/src/main.rs")).expect("read");
-    let template = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/templates/service.rs"),
-    )
-    .expect("read");
-    assert_eq!(code_written, template);
+    // init's service is `api`: exactly the example's code, which CI builds, tests
+    // and runs end to end (tests/scaffold.rs runs the scaffold itself).
+    let example =
+        std::fs::read_to_string(examples().join("modules/api/src/main.rs")).expect("read");
+    assert_eq!(code_written, example);
+    let cargo = std::fs::read_to_string(dir.join("shop/modules/api/Cargo.toml")).expect("read");
+    for dep in ["aws-sdk-sqs", "aws-sdk-s3", "aws-config", "tokio"] {
+        assert!(cargo.contains(dep), "{cargo}");
+    }
 }
 
 #[test]
