@@ -92,7 +92,7 @@ pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure
     println!(
         "aws() {{ command aws --endpoint-url \"$AWS_ENDPOINT_URL\" \"$@\"; }}  # AWS CLI v1 needs the flag for SQS"
     );
-    println!("[ -n \"${{BASH_VERSION:-}}\" ] && export -f aws");
+    println!("if [ -n \"${{BASH_VERSION:-}}\" ]; then export -f aws; fi");
     Ok(())
 }
 

@@ -610,6 +610,8 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
     let mut ok = true;
     let mut rolled_back = false;
     let mut results = Vec::new();
+    // Deployments whose outcome was shown as it happened (not shown twice).
+    let mut shown: Vec<(Value, Value)> = Vec::new();
     let mut units: Vec<String> = Vec::new();
     let last = call(
         &rt,
@@ -634,6 +636,7 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
             } else if v["deployment"]["outcome"] == "failed" && !out.json() {
                 // The failed deployment; its rollback follows.
                 print_outcome(out, v);
+                shown.push((v["unit"].clone(), v["deployment"]["id"].clone()));
             }
         },
     )
@@ -668,7 +671,8 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
         );
     }
     for r in &results {
-        if !out.json() {
+        let seen = shown.contains(&(r["unit"].clone(), r["deployment"]["id"].clone()));
+        if !out.json() && !seen {
             print_outcome(out, r);
         }
         if r["deployment"]["kind"] == "rollback" && op == "deploy" {
@@ -928,9 +932,18 @@ pub fn exec(global: &Global, _out: &Out, a: &ExecArgs) -> Result<(), Failure> {
         }
         c
     };
-    let status = cmd
-        .status()
-        .map_err(|e| Failure::Io(format!("cannot run `{}`: {e}", a.command.join(" "))))?;
+    let status = match cmd.status() {
+        Ok(s) => s,
+        Err(e) => {
+            // As a shell says it: 127 not found, 126 not executable.
+            eprintln!("pantstack exec: cannot run `{}`: {e}", a.command.join(" "));
+            std::process::exit(if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
     match status.code() {
         Some(0) => Ok(()),
         Some(c) => std::process::exit(c),

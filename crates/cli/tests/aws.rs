@@ -499,4 +499,18 @@ fn the_aws_cli_v1_reaches_the_local_sqs_after_eval_aws_env() {
         out.contains("shop-test-api-jobs"),
         "the local queues: {out}"
     );
+    // In a POSIX sh with `set -e` too (no bash there): the eval succeeds.
+    let script = format!(
+        "eval \"$({} --root {} aws-env --env {})\"; echo after",
+        env!("CARGO_BIN_EXE_pantstack"),
+        c.root.display(),
+        c.env
+    );
+    let o = Command::new("sh")
+        .args(["-ec", &script])
+        .env("PANTSTACK_KEY_DIR", c.key_dir())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout).trim(), "after");
 }

@@ -1261,3 +1261,58 @@ fn a_moved_project_says_how_to_take_its_key_along() {
     c.up();
     c.wait_healthy("api", 1, Duration::from_secs(30));
 }
+
+#[test]
+fn a_builds_leftovers_do_not_hold_it_and_its_error_is_among_the_last_lines() {
+    let extra = "local:
+  build: [\"sh\", \"b.sh\"]
+  build_timeout: 10s
+  count: 1
+  healthy_after: 1s
+  deregistration_delay: 1s
+  healthcheck: { interval: 1s, timeout: 1s, grace_period: 3s }";
+    let c = Cloud::new("build-leftovers", extra);
+    let dir = c.root.join("modules/api");
+    // Leaves a process behind that holds the build's output for 30 s.
+    std::fs::write(dir.join("b.sh"), "sleep 30 &\necho built\n").unwrap();
+    c.up();
+    let u = c.wait_healthy("api", 1, Duration::from_secs(30));
+    assert_eq!(u["revisions"][0]["build"], "ready");
+    let log =
+        std::fs::read_to_string(c.root.join(".pantstack/local/test/logs/api/build-1.log")).unwrap();
+    let secs: f64 = log
+        .lines()
+        .find_map(|l| l.split("built in ").nth(1))
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        secs < 10.0,
+        "the leftover held the build for {secs} s:\n{log}"
+    );
+    // stdout and stderr keep their order: the error written last is in the tail.
+    std::fs::write(
+        dir.join("b.sh"),
+        "for i in $(seq 1 30); do echo \"line $i\"; done\necho 'ERROR: compile failed' >&2\nexit 3\n",
+    )
+    .unwrap();
+    let o = c.run(&["deploy", "api"]);
+    let out = text(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("ERROR: compile failed"), "{out}");
+    assert_eq!(
+        out.matches("api deployment 3 (deploy) of revision 2: failed")
+            .count(),
+        1,
+        "each outcome once:\n{out}"
+    );
+    // A count changed in the manifest applies on deploy (as desiredCount does).
+    std::fs::write(dir.join("b.sh"), "echo built\n").unwrap();
+    c.edit_manifest("count: 1", "count: 2");
+    let o = c.run(&["deploy", "api"]);
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    c.wait_healthy("api", 2, Duration::from_secs(30));
+    // exec: a command that does not exist exits 127, as in a shell.
+    let o = c.run(&["exec", "api", "--", "/nonexistent/command"]);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o.stderr));
+}

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// The environment variable naming a revision's artifact directory, for its build
@@ -186,22 +186,39 @@ async fn write_line(log: &Log, stream: &str, line: &str) {
     let _ = f.flush().await;
 }
 
-fn copy_lines<R: AsyncRead + Unpin + Send + 'static>(
-    r: R,
-    stream: &'static str,
-    log: Log,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(r).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            write_line(&log, stream, &line).await;
+/// Copies a build's output (stdout and stderr through one pipe, so the order in
+/// which the build wrote them is kept) into the log, a line at a time.
+fn copy_output(r: std::io::PipeReader, log: Log) -> tokio::task::JoinHandle<()> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(r);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match lines.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    handle.block_on(write_line(&log, "output", line));
+                }
+            }
         }
     })
 }
 
+/// How long a build's output is still read after its command ended: a process it
+/// left behind in another session (a daemon) may hold the pipe open for ever.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs one command of a build in its own process group (so a timeout stops all
 /// of it), with the user's environment and umask (a binary built under the
 /// supervisor's 077 would be 0700: an image's non-root user could not run it).
+/// A build's processes end with it: what it left running in its group is killed
+/// when its command exits, and its output is not waited for past
+/// [`OUTPUT_GRACE`], so nothing it started can keep the build (or the timeout)
+/// from ending.
 async fn step(
     cmd: &[String],
     dir: &Path,
@@ -215,7 +232,11 @@ async fn step(
         return Err("is empty".into());
     };
     write_line(log, "build", &format!("$ {}", cmd.join(" "))).await;
-    let mut child = Command::new("/bin/sh")
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("could not start: no pipe: {e}"))?;
+    let writer2 = writer
+        .try_clone()
+        .map_err(|e| format!("could not start: no pipe: {e}"))?;
+    let spawned = Command::new("/bin/sh")
         .arg("-c")
         .arg(format!(
             "umask {:04o} && exec \"$0\" \"$@\"",
@@ -226,43 +247,45 @@ async fn step(
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(writer)
+        .stderr(writer2)
         .process_group(0)
         .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("could not start in {}: {e}", dir.display()))?;
+        .spawn();
+    // The Command (and with it our copies of the pipe's write end) is gone here:
+    // the reader sees the end once the build's processes close theirs.
+    let mut child = spawned.map_err(|e| format!("could not start in {}: {e}", dir.display()))?;
     let pgid = child.id().unwrap_or(0);
     group.store(pgid, Ordering::SeqCst);
-    let mut pumps = Vec::new();
-    if let Some(o) = child.stdout.take() {
-        pumps.push(copy_lines(o, "stdout", log.clone()));
-    }
-    if let Some(e) = child.stderr.take() {
-        pumps.push(copy_lines(e, "stderr", log.clone()));
-    }
+    let pump = copy_output(reader, log.clone());
     let left = deadline.saturating_duration_since(Instant::now());
-    let status = match tokio::time::timeout(left, child.wait()).await {
-        Ok(s) => s.map_err(|e| format!("could not be waited for: {e}"))?,
+    let waited = tokio::time::timeout(left, child.wait()).await;
+    // Whatever the build left in its process group ends with it.
+    if pgid != 0 {
+        crate::task::signal_group(pgid, "KILL").await;
+    }
+    group.store(0, Ordering::SeqCst);
+    let status = match waited {
+        Ok(s) => Some(s.map_err(|e| format!("could not be waited for: {e}"))?),
         Err(_) => {
-            if pgid != 0 {
-                crate::task::signal_group(pgid, "KILL").await;
-            }
             let _ = child.wait().await;
-            group.store(0, Ordering::SeqCst);
-            for p in pumps {
-                let _ = p.await;
-            }
-            return Err(format!(
-                "did not finish within the build timeout (`local.build_timeout`, {} s)",
-                timeout.as_secs()
-            ));
+            None
         }
     };
-    group.store(0, Ordering::SeqCst);
-    for p in pumps {
-        let _ = p.await;
+    if tokio::time::timeout(OUTPUT_GRACE, pump).await.is_err() {
+        write_line(
+            log,
+            "build",
+            "(a process the build started in another session still holds its output; no longer read)",
+        )
+        .await;
     }
+    let Some(status) = status else {
+        return Err(format!(
+            "did not finish within the build timeout (`local.build_timeout`, {} s)",
+            timeout.as_secs()
+        ));
+    };
     if status.success() {
         return Ok(());
     }

@@ -454,8 +454,12 @@ impl Supervisor {
             }
             let next_revision = (old["next_revision"].as_u64().unwrap_or(0) as u32)
                 .max(highest_saved_revision(old) + 1);
+            // `scale` outlives a restart, until the manifest's count changes (then
+            // the manifest's new count wins, as a service update's desiredCount).
+            let manifest_unchanged = old["manifest_desired"].as_u64() == Some(u64::from(u.desired));
             let desired = old["desired"]
                 .as_u64()
+                .filter(|_| manifest_unchanged)
                 .map(|d| d as u32)
                 .unwrap_or(u.desired);
             sup.units.insert(
@@ -805,6 +809,7 @@ impl Supervisor {
                     "port": rt.lb.as_ref().map(|l| l.port),
                     "current": rt.current.max(rt.deploy.as_ref().map(|d| d.to.min(rt.current)).unwrap_or(0)),
                     "desired": rt.desired,
+                    "manifest_desired": rt.revisions.iter().max_by_key(|r| r.number).map(|r| r.unit.desired),
                     "history": history,
                     "deployment": rt.deploy.as_ref().map(deploy_record),
                     "next_revision": rt.next_revision,
@@ -1486,6 +1491,13 @@ impl Supervisor {
                 let _ = reply.send(json!({ "units": units }));
                 self.batch += 1;
                 if op == "deploy" {
+                    if !self.cfg.root.join("stack/infra/foundation").is_dir() {
+                        let _ = reply.send(json!({ "done": true, "error": format!(
+                            "the project is no longer at {} (moved while this local cloud ran): run `pantstack down --env {}` and `pantstack up` from where it is now",
+                            self.cfg.root.display(), self.cfg.env
+                        ) }));
+                        return;
+                    }
                     let loaded = pantstack_model::load(&self.cfg.root);
                     if loaded.has_errors() {
                         let n = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -1510,6 +1522,17 @@ impl Supervisor {
                             && let Some(h) = &spec.http
                         {
                             lb.set_spec(h.clone());
+                        }
+                        // A count changed in the manifest applies (as a service
+                        // update's desiredCount); otherwise `scale` stands.
+                        if let Some(rt) = self.units.get_mut(u)
+                            && rt
+                                .revisions
+                                .iter()
+                                .max_by_key(|r| r.number)
+                                .is_some_and(|r| r.unit.desired != spec.desired)
+                        {
+                            rt.desired = spec.desired;
                         }
                         self.add_revision(spec, next, "deploy");
                         self.attach(u, reply.clone());

@@ -1,4 +1,4 @@
-//! The example `api` service, written for AWS: an HTTP API that accepts jobs and a
+//! The `api` service, written for AWS: an HTTP API that accepts jobs and a
 //! worker (same codebase, `api work`) that processes them, talking to SQS and S3
 //! through the AWS SDK for Rust. The same binary runs on ECS Fargate and in
 //! Pantstack's local cloud, which gives its tasks `AWS_ENDPOINT_URL`, credentials,
