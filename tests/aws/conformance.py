@@ -270,6 +270,16 @@ every = [x for page in pages for x in page["Parameters"]]
 check(len(every) == 4 and {x["Value"] for x in every} >= {"conformance-secret-value"}, "by path, recursive, paginated, decrypted")
 hist = ssm.get_parameter_history(Name="/conf/app/plain")["Parameters"]
 check([h["Value"] for h in hist] == ["v1", "v2"], "history")
+# History in pages (AWS: MaxResults 1..50, oldest first; boto3's paginator follows NextToken).
+for i in range(3, 8):
+    ssm.put_parameter(Name="/conf/app/paged", Value=f"p{i}", Type="String", Overwrite=True)
+pages = list(ssm.get_paginator("get_parameter_history").paginate(Name="/conf/app/paged", PaginationConfig={"PageSize": 2}))
+check([h["Value"] for p in pages for h in p["Parameters"]] == ["p3", "p4", "p5", "p6", "p7"] and len(pages) == 3, f"history in pages: {pages}")
+try:
+    ssm.get_parameter_history(Name="/conf/app/paged", MaxResults=51)
+    check(False, "MaxResults over 50")
+except botocore.exceptions.ClientError as e:
+    check(e.response["Error"]["Code"] == "ValidationException", "MaxResults over 50 refused")
 d = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Option": "BeginsWith", "Values": ["/conf/app/k"]}])["Parameters"]
 check([x["Name"] for x in d] == ["/conf/app/keyed"] and d[0]["KeyId"] == "alias/custom", "DescribeParameters with a filter and KeyId")
 try:

@@ -721,16 +721,30 @@ impl Params {
                 out
             }
             "GetParameterHistory" => {
+                // Oldest first, at most MaxResults (1..=50) a page; NextToken names
+                // the last version given.
                 let name = resolve(&self.store, &name_of()?)?;
                 let history = self.store.history(&name).map_err(p_err)?;
+                let max = max_results(input, 50)? as usize;
+                let after = match text(input, "NextToken") {
+                    None => 0,
+                    Some(t) => t.parse::<u64>().map_err(|_| {
+                        ApiError::bad("InvalidNextToken", "The specified token is not valid.")
+                    })?,
+                };
+                let rest: Vec<&Version> = history.iter().filter(|v| v.version > after).collect();
                 let mut out = Vec::new();
-                for v in history {
+                for v in rest.iter().take(max) {
                     let mut m = self.meta_json(&name, v, caller);
                     m["Value"] = json!(self.value_of(keys, &name, v, decrypt)?);
                     m["Labels"] = json!([]);
                     out.push(m);
                 }
-                json!({ "Parameters": out })
+                let mut page = json!({ "Parameters": out });
+                if rest.len() > max {
+                    page["NextToken"] = json!(rest[max - 1].version.to_string());
+                }
+                page
             }
             other => {
                 return Err(ApiError::bad(
