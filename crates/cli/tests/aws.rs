@@ -514,3 +514,100 @@ fn the_aws_cli_v1_reaches_the_local_sqs_after_eval_aws_env() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout).trim(), "after");
 }
+
+/// A copy of the example's api named `name`, declared by `manifest_edit` changes.
+fn add_service_copy(c: &Cloud, name: &str, edits: &[(&str, &str)]) {
+    let dir = c.root.join("modules").join(name);
+    common::copy_dir(&c.root.join("modules/api"), &dir);
+    let mut edits: Vec<(&str, String)> = edits.iter().map(|(a, b)| (*a, b.to_string())).collect();
+    edits.push(("service: api\n", format!("service: {name}\n")));
+    let p = dir.join("infrastructure/pantstack.yaml");
+    let mut t = std::fs::read_to_string(&p).unwrap();
+    for (from, to) in edits {
+        assert!(t.contains(from), "{from} not in the manifest");
+        t = t.replacen(from, &to, 1);
+    }
+    std::fs::write(&p, t).unwrap();
+    let p = dir.join("infrastructure/Pulumi.yaml");
+    let t = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, t.replace("shop-api", &format!("shop-{name}"))).unwrap();
+}
+
+#[test]
+fn a_grant_lets_another_service_use_a_queue_and_a_bucket_and_nothing_more() {
+    let c = Cloud::new("aws-grants", "");
+    add_service_copy(
+        &c,
+        "reports",
+        &[(
+            "  RESULTS_BUCKET: ${bucket:results}\n",
+            "  RESULTS_BUCKET: ${bucket:results}\n  API_JOBS: ${queue:api.jobs}\n  API_RESULTS: ${bucket:api.results}\n",
+        )],
+    );
+    // api grants `reports` sending to its queue and reading its bucket.
+    c.edit_manifest(
+        "    visibility_timeout: 60s\n",
+        "    visibility_timeout: 60s\n    grants:\n      reports: send\n",
+    );
+    c.edit_manifest(
+        "    versioning: true\n",
+        "    versioning: true\n    grants:\n      reports: read\n",
+    );
+    let o = c.run(&["check"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("0 error(s), 0 warning(s)"),
+        "{}",
+        text(&o.stdout)
+    );
+    c.set_secret(c.env, "reports", "API_TOKEN", "t");
+    c.up();
+    // api writes an object the reports worker may then read.
+    let (py, _) = clients();
+    let script = r#"
+import boto3, os, botocore, json
+sqs, s3, ssm = boto3.client("sqs"), boto3.client("s3"), boto3.client("ssm")
+out = {}
+def attempt(name, f):
+    try:
+        f(); out[name] = "ok"
+    except botocore.exceptions.ClientError as e:
+        out[name] = e.response["Error"]["Code"]
+attempt("send", lambda: sqs.send_message(QueueUrl=os.environ["API_JOBS"], MessageBody='{"id":"x","input":"from reports"}'))
+attempt("receive", lambda: sqs.receive_message(QueueUrl=os.environ["API_JOBS"]))
+attempt("list", lambda: s3.list_objects_v2(Bucket=os.environ["API_RESULTS"]))
+attempt("put", lambda: s3.put_object(Bucket=os.environ["API_RESULTS"], Key="jobs/forged.json", Body=b"{}"))
+attempt("secret", lambda: ssm.get_parameter(Name="/shop/test/api/API_TOKEN", WithDecryption=True))
+attempt("own", lambda: sqs.send_message(QueueUrl=os.environ["JOBS_QUEUE_URL"], MessageBody="mine"))
+print(json.dumps(out))
+"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let o = c.run(&[
+            "exec",
+            "reports-worker",
+            "--",
+            py.to_str().unwrap(),
+            "-c",
+            script,
+        ]);
+        if o.status.success() {
+            break text(&o.stdout);
+        }
+        assert!(Instant::now() < deadline, "{}", text(&o.stderr));
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["send"], "ok", "{v}");
+    assert_eq!(v["list"], "ok", "{v}");
+    assert_eq!(v["own"], "ok", "{v}");
+    assert_eq!(
+        v["receive"], "AccessDenied",
+        "send was granted, not consume: {v}"
+    );
+    assert_eq!(v["put"], "AccessDenied", "read was granted, not write: {v}");
+    assert_eq!(
+        v["secret"], "AccessDeniedException",
+        "nothing else of api: {v}"
+    );
+}

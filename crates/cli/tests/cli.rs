@@ -891,3 +891,80 @@ fn up_on_the_production_branch_needs_the_environment_named() {
         "nothing started"
     );
 }
+
+#[test]
+fn grants_are_checked_against_services_and_references() {
+    let dir = tempdir("grants");
+    copy_dir(&examples(), &dir);
+    // A second service that refers to api's queue and bucket.
+    let reports = dir.join("modules/reports");
+    copy_dir(&dir.join("modules/api"), &reports);
+    let manifest = reports.join("infrastructure/pantstack.yaml");
+    let t = std::fs::read_to_string(&manifest).unwrap();
+    let t = t.replace("service: api\n", "service: reports\n").replace(
+        "  RESULTS_BUCKET: ${bucket:results}\n",
+        "  RESULTS_BUCKET: ${bucket:results}\n  API_JOBS: ${queue:api.jobs}\n  API_FILES: ${bucket:api.results}\n  NOPE: ${bucket:api.nothing}\n",
+    );
+    std::fs::write(&manifest, t).unwrap();
+    let api = dir.join("modules/api/infrastructure/pantstack.yaml");
+    let t = std::fs::read_to_string(&api).unwrap();
+    // The queue grants a service that does not exist and an unknown access level;
+    // the bucket grants nothing yet.
+    std::fs::write(
+        &api,
+        t.replace(
+            "    visibility_timeout: 60s\n",
+            "    visibility_timeout: 60s\n    grants:\n      reprts: send\n      reports: sned\n",
+        ),
+    )
+    .unwrap();
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert_eq!(code(&o), 1, "{out}");
+    assert!(
+        out.contains("no service `reprts`") && out.contains("did you mean `reports`?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("unknown access `sned`") && out.contains("did you mean `send`?"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`api` does not grant `reports` its queue `jobs`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("grants: { reports: read }"),
+        "the grant to add: {out}"
+    );
+    assert!(out.contains("`api` declares no such bucket"), "{out}");
+    assert!(
+        out.contains("modules/reports/infrastructure/pantstack.yaml:"),
+        "file:line: {out}"
+    );
+    // Fixed: clean, and a grant nobody uses is a warning.
+    let t = std::fs::read_to_string(&api).unwrap();
+    let t = t
+        .replace(
+            "      reprts: send\n      reports: sned\n",
+            "      reports: send-consume\n",
+        )
+        .replace(
+            "    versioning: true\n",
+            "    versioning: true\n    grants:\n      reports: read\n",
+        );
+    std::fs::write(&api, t).unwrap();
+    let t = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, t.replace("  NOPE: ${bucket:api.nothing}\n", "")).unwrap();
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let t = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, t.replace("  API_JOBS: ${queue:api.jobs}\n", "")).unwrap();
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(
+        out.contains("`reports` is granted queues.jobs but never refers to it"),
+        "{out}"
+    );
+}

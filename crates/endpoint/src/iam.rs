@@ -20,10 +20,15 @@ pub struct Statement {
     pub resources: Vec<String>,
 }
 
-/// A principal's identity-based policy. The empty policy allows nothing.
+/// A principal's identity-based policy, and the statements of resource-based
+/// policies (queue and bucket policies: another service's `grants:`) that name it.
+/// Within one account an `Allow` in either suffices, as IAM evaluates it; no
+/// manifest writes a `Deny`. The empty policy allows nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub statements: Vec<Statement>,
+    /// From resource-based policies: allowed to this principal by the resource.
+    pub granted: Vec<Statement>,
 }
 
 impl Policy {
@@ -53,9 +58,21 @@ impl Policy {
         Ok(())
     }
 
-    /// Whether some statement allows `action` on `resource`.
+    /// Adds what a resource-based policy allows this principal.
+    pub fn grant(mut self, actions: &[&str], resources: Vec<String>) -> Self {
+        if !actions.is_empty() && !resources.is_empty() {
+            self.granted.push(Statement {
+                actions: actions.iter().map(|a| a.to_string()).collect(),
+                resources,
+            });
+        }
+        self
+    }
+
+    /// Whether some statement, of the identity policy or of a resource policy
+    /// naming the principal, allows `action` on `resource`.
     pub fn allows(&self, action: &str, resource: &str) -> bool {
-        self.statements.iter().any(|s| {
+        self.statements.iter().chain(&self.granted).any(|s| {
             s.actions.iter().any(|a| matches(a, action, true))
                 && s.resources.iter().any(|r| matches(r, resource, false))
         })

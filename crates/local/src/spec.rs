@@ -164,14 +164,37 @@ pub fn secret_parameter(project: &str, env: &str, service: &str, secret: &str) -
 }
 
 /// `${queue:jobs}` → the queue's URL at the local endpoint, `${dlq:jobs}` its DLQ's,
-/// `${bucket:results}` the bucket's name.
-fn resolve_refs(project: &str, env: &str, service: &Service, aws: &Aws, value: &str) -> String {
+/// `${bucket:results}` the bucket's name; `${queue:api.jobs}` and the like name
+/// another service's (granted: `check` refused the monorepo otherwise).
+fn resolve_refs(
+    project: &str,
+    env: &str,
+    repo: &Monorepo,
+    service: &Service,
+    aws: &Aws,
+    value: &str,
+) -> String {
+    // (owning service, resource name)
+    let owner_of = |r: &str| -> (Service, String) {
+        match r.split_once('.') {
+            Some((o, n)) => (
+                repo.services
+                    .iter()
+                    .find(|u| u.service.name == o)
+                    .map(|u| u.service.clone())
+                    .unwrap_or_else(|| service.clone()),
+                n.to_string(),
+            ),
+            None => (service.clone(), r.to_string()),
+        }
+    };
     let url = |q: &str, dlq: bool| {
+        let (owner, q) = owner_of(q);
         format!(
             "{}/{}/{}",
             aws.endpoint,
             pantstack_endpoint::ACCOUNT,
-            queue_name(project, env, service, q, dlq)
+            queue_name(project, env, &owner, &q, dlq)
         )
     };
     let mut out = String::new();
@@ -187,7 +210,10 @@ fn resolve_refs(project: &str, env: &str, service: &Service, aws: &Aws, value: &
         let name = match inner.split_once(':') {
             Some(("queue", q)) => url(q, false),
             Some(("dlq", q)) => url(q, true),
-            Some(("bucket", b)) => bucket_name(project, env, &service.name, b),
+            Some(("bucket", b)) => {
+                let (owner, b) = owner_of(b);
+                bucket_name(project, env, &owner.name, &b)
+            }
             _ => format!("${{{inner}}}"),
         };
         out.push_str(&name);
@@ -221,6 +247,21 @@ pub fn unit_names(repo: &Monorepo) -> Vec<String> {
         if u.service.worker.is_some() {
             out.push(worker_unit(&u.service.name));
         }
+    }
+    out
+}
+
+/// The units of a service: its HTTP role (named as the service) and its worker.
+fn units_named(repo: &Monorepo, service: &str) -> Vec<String> {
+    let Some(u) = repo.services.iter().find(|u| u.service.name == service) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if u.service.http.is_some() {
+        out.push(service.to_string());
+    }
+    if u.service.worker.is_some() {
+        out.push(worker_unit(service));
     }
     out
 }
@@ -271,6 +312,47 @@ pub fn policies(repo: &Monorepo, env: &str, region: &str) -> HashMap<String, Pol
         }
         if svc.worker.is_some() {
             out.insert(worker_unit(&svc.name), policy);
+        }
+    }
+    // Queue and bucket policies: what each owner's `grants:` allow another
+    // service's units (its task role on AWS), on the owner's resources.
+    for u in &repo.services {
+        let owner = &u.service;
+        for q in &owner.queues {
+            let mut arns = vec![queue_arn(
+                region,
+                ACCOUNT,
+                &queue_name(project, env, owner, &q.name, false),
+            )];
+            if q.dead_letter.is_some() {
+                arns.push(queue_arn(
+                    region,
+                    ACCOUNT,
+                    &queue_name(project, env, owner, &q.name, true),
+                ));
+            }
+            for g in &q.grants {
+                let (actions, _) = iam::grant_actions(g.access);
+                for unit in units_named(repo, &g.to.value) {
+                    if let Some(p) = out.remove(&unit) {
+                        out.insert(unit, p.grant(&actions, arns.clone()));
+                    }
+                }
+            }
+        }
+        for b in &owner.buckets {
+            let arn = bucket_arn(&bucket_name(project, env, &owner.name, &b.name));
+            for g in &b.grants {
+                let (on_bucket, on_objects) = iam::grant_actions(g.access);
+                for unit in units_named(repo, &g.to.value) {
+                    if let Some(p) = out.remove(&unit) {
+                        let p = p
+                            .grant(&on_bucket, vec![arn.clone()])
+                            .grant(&on_objects, vec![format!("{arn}/*")]);
+                        out.insert(unit, p);
+                    }
+                }
+            }
         }
     }
     out
@@ -384,7 +466,7 @@ pub fn units_of(
         ("ENVIRONMENT".into(), env.to_string()),
     ];
     for (k, v) in &svc.variables_for(env) {
-        env_vars.push((k.clone(), resolve_refs(project, env, svc, aws, v)));
+        env_vars.push((k.clone(), resolve_refs(project, env, repo, svc, aws, v)));
     }
     let env_name = env;
     let base = |name: String,
@@ -556,6 +638,7 @@ mod tests {
             resolve_refs(
                 "shop",
                 "test",
+                &loaded.repo,
                 svc,
                 &aws,
                 "q=${queue:jobs} d=${dlq:jobs} b=${bucket:results}"

@@ -255,6 +255,7 @@ pub fn load(root: &Path) -> Loaded {
     };
     repo.check_stacks(&mut diags);
     repo.check_every_environment(&mut diags);
+    check_grants(&repo, &mut diags);
     // `environments.<env>:` of a service must name a declared environment.
     let envs = repo.foundation.env_names();
     for u in &repo.services {
@@ -846,6 +847,199 @@ pub fn fargate_pair(cpu: i64, mem: i64) -> Result<(), String> {
         Err(format!(
             "with cpu {cpu}, memory must be {lo} to {hi} in steps of {step}"
         ))
+    }
+}
+
+/// Grants between services: a grant names a service of the monorepo (not its
+/// owner); a reference to another service's queue or bucket (`${queue:api.jobs}`)
+/// names a declared one that grants the referring service access; a grant nobody
+/// uses is a warning.
+fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
+    use pantstack_manifest::diag::did_you_mean;
+    let names: Vec<&str> = repo
+        .services
+        .iter()
+        .map(|u| u.service.name.as_str())
+        .collect();
+    for u in &repo.services {
+        let svc = &u.service;
+        let grants = svc
+            .queues
+            .iter()
+            .map(|q| ("queues", q.name.as_str(), &q.grants))
+            .chain(
+                svc.buckets
+                    .iter()
+                    .map(|b| ("buckets", b.name.as_str(), &b.grants)),
+            );
+        for (section, resource, list) in grants {
+            for g in list {
+                let field = format!("{section}.{resource}.grants.{}", g.to.value);
+                if g.to.value == svc.name {
+                    diags.push(
+                        Diagnostic::error(
+                            "invalid-grant",
+                            &svc.manifest_file,
+                            g.to.span,
+                            &field,
+                            format!(
+                                "`{}` grants itself: a service always uses its own {section}",
+                                svc.name
+                            ),
+                        )
+                        .with_help("remove this grant"),
+                    );
+                    continue;
+                }
+                let Some(consumer) = repo.services.iter().find(|c| c.service.name == g.to.value)
+                else {
+                    let help = match did_you_mean(&g.to.value, &names) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("services: {}", names.join(", ")),
+                    };
+                    diags.push(
+                        Diagnostic::error(
+                            "unknown-service",
+                            &svc.manifest_file,
+                            g.to.span,
+                            &field,
+                            format!("no service `{}` in this monorepo", g.to.value),
+                        )
+                        .with_help(help),
+                    );
+                    continue;
+                };
+                let kinds: &[&str] = if section == "queues" {
+                    &["queue", "dlq"]
+                } else {
+                    &["bucket"]
+                };
+                let used = consumer.service.foreign.iter().any(|f| {
+                    f.owner == svc.name && f.name == resource && kinds.contains(&f.kind.as_str())
+                });
+                if !used {
+                    diags.push(
+                        Diagnostic::warning(
+                            "unused-grant",
+                            &svc.manifest_file,
+                            g.to.span,
+                            &field,
+                            format!(
+                                "`{}` is granted {section}.{resource} but never refers to it",
+                                g.to.value
+                            ),
+                        )
+                        .with_help(format!(
+                            "in {}, reference it as `${{{}:{}.{resource}}}`, or remove the grant",
+                            consumer.service.manifest_file, kinds[0], svc.name
+                        )),
+                    );
+                }
+            }
+        }
+        for f in &svc.foreign {
+            let Some(owner) = repo.services.iter().find(|o| o.service.name == f.owner) else {
+                let help = match did_you_mean(&f.owner, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("services: {}", names.join(", ")),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "undeclared-reference",
+                        &svc.manifest_file,
+                        f.span,
+                        &f.field,
+                        format!(
+                            "`${{{}:{}.{}}}` names service `{}`, which this monorepo does not have",
+                            f.kind, f.owner, f.name, f.owner
+                        ),
+                    )
+                    .with_help(help),
+                );
+                continue;
+            };
+            let o = &owner.service;
+            let (section, grants, declared): (
+                &str,
+                Option<&Vec<crate::service::Grant>>,
+                Vec<&str>,
+            ) = match f.kind.as_str() {
+                "bucket" => (
+                    "buckets",
+                    o.buckets
+                        .iter()
+                        .find(|b| b.name == f.name)
+                        .map(|b| &b.grants),
+                    o.buckets.iter().map(|b| b.name.as_str()).collect(),
+                ),
+                _ => (
+                    "queues",
+                    o.queues
+                        .iter()
+                        .find(|q| q.name == f.name && (f.kind != "dlq" || q.dead_letter.is_some()))
+                        .map(|q| &q.grants),
+                    o.queues.iter().map(|q| q.name.as_str()).collect(),
+                ),
+            };
+            let Some(grants) = grants else {
+                let help = match did_you_mean(&f.name, &declared) {
+                    Some(s) => format!("did you mean `{}.{s}`?", f.owner),
+                    None if declared.is_empty() => format!("`{}` declares no {section}", f.owner),
+                    None => format!("{}'s {section}: {}", f.owner, declared.join(", ")),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "undeclared-reference",
+                        &svc.manifest_file,
+                        f.span,
+                        &f.field,
+                        format!(
+                            "`${{{}:{}.{}}}`: `{}` declares no such {}",
+                            f.kind,
+                            f.owner,
+                            f.name,
+                            f.owner,
+                            if f.kind == "dlq" {
+                                "queue with a dead-letter queue"
+                            } else {
+                                &section[..section.len() - 1]
+                            }
+                        ),
+                    )
+                    .with_help(help),
+                );
+                continue;
+            };
+            if !grants.iter().any(|g| g.to.value == svc.name) {
+                let level = if section == "buckets" { "read" } else { "send" };
+                diags.push(
+                    Diagnostic::error(
+                        "not-granted",
+                        &svc.manifest_file,
+                        f.span,
+                        &f.field,
+                        format!(
+                            "`{}` does not grant `{}` its {} `{}`",
+                            f.owner,
+                            svc.name,
+                            &section[..section.len() - 1],
+                            f.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "in {}, add under `{section}.{}`: `grants: {{ {}: {level} }}` (or {})",
+                        o.manifest_file,
+                        f.name,
+                        svc.name,
+                        if section == "buckets" {
+                            "write, read-write"
+                        } else {
+                            "consume, send-consume"
+                        }
+                    )),
+                );
+            }
+        }
     }
 }
 

@@ -67,9 +67,69 @@ pub struct DeadLetter {
     pub retention_secs: u64,
 }
 
+/// How another service may use a queue or bucket (`grants:`), in the terms users
+/// think in; `crate::iam` maps each to the IAM actions it allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A queue: send messages to it.
+    Send,
+    /// A queue: receive, delete and change the visibility of its messages.
+    Consume,
+    /// A queue: both.
+    SendConsume,
+    /// A bucket: list it and read its objects (any version).
+    Read,
+    /// A bucket: write and delete its objects.
+    Write,
+    /// A bucket: both.
+    ReadWrite,
+}
+
+impl Access {
+    pub const QUEUE: &[(&str, Access)] = &[
+        ("send", Access::Send),
+        ("consume", Access::Consume),
+        ("send-consume", Access::SendConsume),
+    ];
+    pub const BUCKET: &[(&str, Access)] = &[
+        ("read", Access::Read),
+        ("write", Access::Write),
+        ("read-write", Access::ReadWrite),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Access::QUEUE
+            .iter()
+            .chain(Access::BUCKET)
+            .find(|(_, a)| *a == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// `grants: { billing: send }` on a queue or bucket: the service `to` may use it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    pub to: Located<String>,
+    pub access: Access,
+}
+
+/// A reference to another service's queue or bucket in a variable:
+/// `${queue:api.jobs}`, `${dlq:api.jobs}`, `${bucket:api.results}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForeignRef {
+    pub kind: String,
+    pub owner: String,
+    pub name: String,
+    pub field: String,
+    pub span: Span,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Queue {
     pub name: String,
+    /// Other services that may use it.
+    pub grants: Vec<Grant>,
     pub fifo: bool,
     pub content_based_deduplication: bool,
     pub visibility_timeout_secs: u64,
@@ -83,6 +143,8 @@ pub struct Queue {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bucket {
     pub name: String,
+    /// Other services that may use it.
+    pub grants: Vec<Grant>,
     pub versioning: bool,
     pub noncurrent_expiry_days: Option<i64>,
     pub replication_region: Option<String>,
@@ -116,6 +178,9 @@ pub struct Service {
     /// one environment (`preview` applies to every `preview-<pr>`), on AWS and in the
     /// local cloud alike.
     pub env_variables: Vec<EnvVariables>,
+    /// References to other services' queues and buckets in `variables` (checked
+    /// against their owners' grants once every service is read).
+    pub foreign: Vec<ForeignRef>,
     /// `local.build`: the local cloud's build phase for the process runtime, run in
     /// the module directory once per revision before its tasks start; what it
     /// writes to `$PANTSTACK_ARTIFACTS` is kept with the revision.
@@ -171,6 +236,7 @@ const HTTP_KEYS: &[&str] = &["command", "local", "rules"];
 const WORKER_KEYS: &[&str] = &["queue", "command", "local", "image"];
 const IMAGE_KEYS: &[&str] = &["dockerfile", "context", "build"];
 const QUEUE_KEYS: &[&str] = &[
+    "grants",
     "fifo",
     "content_based_deduplication",
     "visibility_timeout",
@@ -181,7 +247,12 @@ const QUEUE_KEYS: &[&str] = &[
     "dead_letter",
 ];
 const DLQ_KEYS: &[&str] = &["max_receive_count", "retention"];
-const BUCKET_KEYS: &[&str] = &["versioning", "noncurrent_expiry_days", "replication"];
+const BUCKET_KEYS: &[&str] = &[
+    "versioning",
+    "noncurrent_expiry_days",
+    "replication",
+    "grants",
+];
 const SECRET_KEYS: &[&str] = &["rotation_days", "description"];
 
 /// Reads a service manifest. `dir_name` is the module directory's name.
@@ -200,6 +271,7 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
         secrets: Vec::new(),
         variables: Vec::new(),
         env_variables: Vec::new(),
+        foreign: Vec::new(),
         local_build: None,
         settings: Layer::default(),
     };
@@ -284,7 +356,7 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
         }
     }
     svc.settings = layer;
-    check_references(r, &svc, &top);
+    svc.foreign = check_references(r, &svc, &top);
     svc
 }
 
@@ -487,6 +559,7 @@ fn read_queue(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Que
     });
     Queue {
         name: name.to_string(),
+        grants: read_grants(r, f, path, Access::QUEUE),
         fifo,
         content_based_deduplication: cbd.unwrap_or(false),
         visibility_timeout_secs: dur(r, "visibility_timeout", 0, 43_200, 30),
@@ -507,6 +580,53 @@ fn read_queue(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Que
             })
         },
     }
+}
+
+/// `grants: { SERVICE: ACCESS, ... }` of a queue or bucket.
+fn read_grants(
+    r: &mut Reader<'_>,
+    f: &Fields<'_>,
+    path: &str,
+    levels: &[(&str, Access)],
+) -> Vec<Grant> {
+    let mut out = Vec::new();
+    let Some(node) = f.get("grants") else {
+        return out;
+    };
+    let gpath = join(path, "grants");
+    let Some(entries) = r.named_map(node, &gpath) else {
+        return out;
+    };
+    let names: Vec<&str> = levels.iter().map(|(n, _)| *n).collect();
+    for (service, key, value) in entries.entries() {
+        let field = join(&gpath, &service);
+        let Some(level) = r.string(value, &field) else {
+            continue;
+        };
+        match levels.iter().find(|(n, _)| *n == level) {
+            Some((_, access)) => out.push(Grant {
+                to: Located {
+                    value: service,
+                    file: r.file.to_string(),
+                    span: key.span,
+                },
+                access: *access,
+            }),
+            None => {
+                r.error(
+                    "invalid-value",
+                    value.span,
+                    &field,
+                    format!("unknown access `{level}`"),
+                )
+                .help = Some(match did_you_mean(&level, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("one of: {}", names.join(", ")),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn read_bucket(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Bucket {
@@ -551,6 +671,7 @@ fn read_bucket(r: &mut Reader<'_>, name: &str, f: &Fields<'_>, path: &str) -> Bu
     }
     Bucket {
         name: name.to_string(),
+        grants: read_grants(r, f, path, Access::BUCKET),
         versioning,
         noncurrent_expiry_days: f
             .get("noncurrent_expiry_days")
@@ -653,7 +774,8 @@ pub fn references(value: &str) -> Result<Vec<Reference>, String> {
     Ok(out)
 }
 
-fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
+fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) -> Vec<ForeignRef> {
+    let mut foreign = Vec::new();
     let queues: Vec<&str> = svc.queues.iter().map(|q| q.name.as_str()).collect();
     let buckets: Vec<&str> = svc.buckets.iter().map(|b| b.name.as_str()).collect();
     if let Some(w) = &svc.worker
@@ -693,7 +815,7 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
         }
     }
     for (path, node) in sections {
-        check_variable_references(r, &queues, &buckets, node, &path);
+        foreign.extend(check_variable_references(r, &queues, &buckets, node, &path));
     }
     for s in &svc.secrets {
         if svc.variables.iter().any(|(n, _)| *n == s.name)
@@ -712,6 +834,7 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) {
             .help = Some("keep one of them".into());
         }
     }
+    foreign
 }
 
 /// Every `${kind:name}` in the values of one `variables:` map names a declared
@@ -722,9 +845,10 @@ fn check_variable_references(
     buckets: &[&str],
     vars: &Node,
     path: &str,
-) {
+) -> Vec<ForeignRef> {
+    let mut foreign = Vec::new();
     let Some(vars) = vars.as_map() else {
-        return;
+        return foreign;
     };
     for (k, v) in vars {
         let name = k.scalar_text().unwrap_or_default();
@@ -774,6 +898,18 @@ fn check_variable_references(
                             continue;
                         }
                     };
+                    // Another service's: `${queue:OWNER.NAME}`, checked against the
+                    // owner's grants once every service is read.
+                    if let Some((owner, name)) = rf.name.split_once('.') {
+                        foreign.push(ForeignRef {
+                            kind: rf.kind.clone(),
+                            owner: owner.to_string(),
+                            name: name.to_string(),
+                            field: field.clone(),
+                            span: v.span,
+                        });
+                        continue;
+                    }
                     if !declared.contains(&rf.name.as_str()) {
                         let help = match did_you_mean(&rf.name, declared) {
                             Some(s) => format!("did you mean `{s}`?"),
@@ -791,4 +927,5 @@ fn check_variable_references(
             }
         }
     }
+    foreign
 }

@@ -220,6 +220,29 @@ pub fn deny_insecure_transport(resources: Vec<Value>, action: &str) -> Value {
     })
 }
 
+/// A resource-policy statement allowing another service's task role (by name, as
+/// a condition on the account's principals: the role need not exist yet, so the
+/// owner's and the consumer's stacks deploy in any order). Within one account the
+/// role also needs the matching identity statement, which the consumer's stack
+/// writes.
+pub fn allow_role(
+    sid: &str,
+    role_name_sub: &str,
+    actions: &[&str],
+    resources: Vec<Value>,
+) -> Value {
+    json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": { "AWS": { "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root" } },
+        "Action": actions,
+        "Resource": resources,
+        "Condition": { "ArnEquals": { "aws:PrincipalArn": {
+            "Fn::Sub": format!("arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{role_name_sub}")
+        } } }
+    })
+}
+
 /// A role's trust policy for one AWS service principal.
 pub fn assume_by(service: &str) -> Value {
     policy(vec![json!({

@@ -250,6 +250,14 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         diags.extend(service::check(&cx, unit, &cfg, &layout, &region));
         services.push((unit, cfg));
     }
+    // Deployment order: a service whose granted bucket another imports comes first.
+    let services = match import_order(&cx, services) {
+        Ok(s) => s,
+        Err(d) => {
+            diags.push(d);
+            Vec::new()
+        }
+    };
     if diags.iter().any(|d| d.is_error()) {
         pantstack_manifest::diag::sort(&mut diags);
         return Err(diags);
@@ -303,4 +311,40 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         contents: plan.render(),
     });
     Ok(Output { files, plan })
+}
+
+/// Services in an order where each comes after the owners of the buckets it was
+/// granted (it imports their names); a cycle is an error naming its services.
+fn import_order<'a, T>(
+    cx: &Ctx<'_>,
+    mut left: Vec<(&'a pantstack_model::ServiceUnit, T)>,
+) -> Result<Vec<(&'a pantstack_model::ServiceUnit, T)>, pantstack_manifest::Diagnostic> {
+    let mut done: Vec<(&'a pantstack_model::ServiceUnit, T)> = Vec::new();
+    while !left.is_empty() {
+        let ready = left.iter().position(|(u, _)| {
+            service::used_grants(cx, &u.service)
+                .iter()
+                .filter(|(_, _, section, _)| *section == "buckets")
+                .all(|(owner, ..)| done.iter().any(|(d, _)| d.service.name == *owner))
+        });
+        match ready {
+            Some(i) => done.push(left.remove(i)),
+            None => {
+                let names: Vec<&str> = left.iter().map(|(u, _)| u.service.name.as_str()).collect();
+                let first = &left[0].0.service;
+                return Err(pantstack_manifest::Diagnostic::error(
+                    "grant-cycle",
+                    &first.manifest_file,
+                    pantstack_manifest::Span::default(),
+                    "buckets",
+                    format!(
+                        "bucket grants form a cycle between {}: each stack would import a bucket name from another that imports from it",
+                        names.join(", ")
+                    ),
+                )
+                .with_help("grant buckets in one direction only between these services (queues may be granted both ways)"));
+            }
+        }
+    }
+    Ok(done)
 }

@@ -141,6 +141,13 @@ impl Plan {
         if svc.buckets.iter().any(|b| b.replication_region.is_some()) {
             depends_on.push(cx.names.replica_stack(&svc.name));
         }
+        // A bucket another service granted is imported from that service's stack.
+        for (owner, _, section, _) in crate::service::used_grants(cx, svc) {
+            let stack = cx.names.service_stack(&owner);
+            if section == "buckets" && !depends_on.contains(&stack) {
+                depends_on.push(stack);
+            }
+        }
         self.stacks.push(Stack {
             name: cx.names.service_stack(&svc.name),
             template: format!("{}.json", cx.names.service_stack(&svc.name)),

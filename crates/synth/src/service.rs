@@ -128,10 +128,13 @@ fn secs(cfg: &Resolved, key: &str, default: u64) -> u64 {
 
 /// `${queue:jobs}` → `${JobsQueue}` (the queue URL), `${dlq:jobs}` → the DLQ URL,
 /// `${bucket:results}` → the bucket name; other `${` are escaped for `Fn::Sub`.
-pub fn variable_value(value: &str) -> Value {
+pub fn variable_value(cx: &Ctx<'_>, value: &str) -> Value {
     if !value.contains("${") {
         return json!(value);
     }
+    // Another service's queue or bucket (`${queue:api.jobs}`): its URL from its
+    // deterministic name, its bucket's name from the owner's export.
+    let mut imports = serde_json::Map::new();
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -143,6 +146,29 @@ pub fn variable_value(value: &str) -> Value {
             continue;
         };
         let inner = &after[..end];
+        if let Some((kind, reference)) = inner.split_once(':')
+            && let Some((owner, name)) = reference.split_once('.')
+        {
+            match kind {
+                "queue" | "dlq" => {
+                    let fifo = owner_queue(cx, owner, name).is_some_and(|q| q.fifo);
+                    out.push_str(&format!(
+                        "https://sqs.${{AWS::Region}}.${{AWS::URLSuffix}}/${{AWS::AccountId}}/{}",
+                        cx.names.queue(owner, name, kind == "dlq", fifo)
+                    ));
+                }
+                _ => {
+                    let var = logical(&["import", owner, name]);
+                    imports.insert(
+                        var.clone(),
+                        json!({ "Fn::ImportValue": bucket_export(cx, owner, name) }),
+                    );
+                    out.push_str(&format!("${{{var}}}"));
+                }
+            }
+            rest = &after[end + 1..];
+            continue;
+        }
         let id = match inner.split_once(':') {
             Some(("queue", q)) => Some(queue_id(q)),
             Some(("dlq", q)) => Some(dlq_id(q)),
@@ -156,7 +182,85 @@ pub fn variable_value(value: &str) -> Value {
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    sub(&out)
+    if imports.is_empty() {
+        sub(&out)
+    } else {
+        json!({ "Fn::Sub": [out, imports] })
+    }
+}
+
+/// Another service's queue, as its manifest declares it.
+fn owner_queue<'a>(
+    cx: &'a Ctx<'_>,
+    owner: &str,
+    queue: &str,
+) -> Option<&'a pantstack_model::service::Queue> {
+    cx.repo
+        .services
+        .iter()
+        .find(|u| u.service.name == owner)
+        .and_then(|u| u.service.queues.iter().find(|q| q.name == queue))
+}
+
+/// The export naming a bucket that grants other services access (its name is
+/// CloudFormation's, so the consumer imports it).
+pub fn bucket_export(cx: &Ctx<'_>, owner: &str, bucket: &str) -> String {
+    cx.names.export(&format!("{owner}-{bucket}-bucket"))
+}
+
+/// What a service uses of other services' queues and buckets: (owner, resource,
+/// section, the grant's access), once each.
+pub fn used_grants(
+    cx: &Ctx<'_>,
+    svc: &Service,
+) -> Vec<(
+    String,
+    String,
+    &'static str,
+    pantstack_model::service::Access,
+)> {
+    let mut out: Vec<(
+        String,
+        String,
+        &'static str,
+        pantstack_model::service::Access,
+    )> = Vec::new();
+    for f in &svc.foreign {
+        let Some(owner) = cx.repo.services.iter().find(|u| u.service.name == f.owner) else {
+            continue;
+        };
+        let (section, grants) = if f.kind == "bucket" {
+            (
+                "buckets",
+                owner
+                    .service
+                    .buckets
+                    .iter()
+                    .find(|b| b.name == f.name)
+                    .map(|b| &b.grants),
+            )
+        } else {
+            (
+                "queues",
+                owner
+                    .service
+                    .queues
+                    .iter()
+                    .find(|q| q.name == f.name)
+                    .map(|q| &q.grants),
+            )
+        };
+        let Some(g) = grants.and_then(|gs| gs.iter().find(|g| g.to.value == svc.name)) else {
+            continue;
+        };
+        if !out
+            .iter()
+            .any(|(o, n, s, _)| *o == f.owner && *n == f.name && *s == section)
+        {
+            out.push((f.owner.clone(), f.name.clone(), section, g.access));
+        }
+    }
+    out
 }
 
 fn image(cx: &Ctx<'_>, param: &str) -> Value {
@@ -308,7 +412,56 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             ],
         ));
     }
-    if !svc.queues.is_empty() || !svc.buckets.is_empty() || !svc.secrets.is_empty() {
+    // What other services' grants allow it (their queue and bucket policies allow
+    // this role; within one account the role's own policy must allow it too).
+    let used = used_grants(cx, svc);
+    for (owner, name, section, access) in &used {
+        let (on_resource, on_objects) = iam::grant_actions(*access);
+        if *section == "queues" {
+            let fifo = owner_queue(cx, owner, name).is_some_and(|q| q.fifo);
+            let mut arns = vec![arn(&format!(
+                "sqs:${{AWS::Region}}:${{AWS::AccountId}}:{}",
+                n.queue(owner, name, false, fifo)
+            ))];
+            if owner_queue(cx, owner, name).is_some_and(|q| q.dead_letter.is_some()) {
+                arns.push(arn(&format!(
+                    "sqs:${{AWS::Region}}:${{AWS::AccountId}}:{}",
+                    n.queue(owner, name, true, fifo)
+                )));
+            }
+            task.push(allow(
+                &logical(&["granted", owner, name, "queue"]),
+                &on_resource,
+                arns,
+            ));
+        } else {
+            let bucket = json!({ "Fn::Sub": [
+                "arn:${AWS::Partition}:s3:::${Bucket}",
+                { "Bucket": { "Fn::ImportValue": bucket_export(cx, owner, name) } },
+            ] });
+            let objects = json!({ "Fn::Sub": [
+                "arn:${AWS::Partition}:s3:::${Bucket}/*",
+                { "Bucket": { "Fn::ImportValue": bucket_export(cx, owner, name) } },
+            ] });
+            task.push(allow(
+                &logical(&["granted", owner, name, "bucket"]),
+                &on_resource,
+                vec![bucket],
+            ));
+            if !on_objects.is_empty() {
+                task.push(allow(
+                    &logical(&["granted", owner, name, "objects"]),
+                    &on_objects,
+                    vec![objects],
+                ));
+            }
+        }
+    }
+    if !svc.queues.is_empty()
+        || !svc.buckets.is_empty()
+        || !svc.secrets.is_empty()
+        || !used.is_empty()
+    {
         task.push(allow(
             "EncryptOwnData",
             &["kms:Decrypt", "kms:GenerateDataKey"],
@@ -451,10 +604,12 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         );
     }
     for b in &svc.buckets {
+        // Exported when another service may use it: that service imports the name.
+        let export = (!b.grants.is_empty()).then(|| bucket_export(cx, &svc.name, &b.name));
         t.output(
             &logical(&[&b.name, "BucketName"]),
             r(&bucket_id(&b.name)),
-            None,
+            export.as_deref(),
         );
     }
     t
@@ -526,7 +681,7 @@ fn add_task_definition(
         env.push(("AWS_XRAY_DAEMON_ADDRESS".into(), json!("localhost:2000")));
     }
     for (k, v) in &svc.variables_for(cx.env) {
-        env.push((k.clone(), variable_value(v)));
+        env.push((k.clone(), variable_value(cx, v)));
     }
     env.sort_by(|a, b| a.0.cmp(&b.0));
     let environment: Vec<Value> = env

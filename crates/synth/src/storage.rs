@@ -79,12 +79,22 @@ pub fn add_queues(t: &mut Template, cx: &Ctx<'_>, svc: &Service, key: &Value) {
                 None => v.clone(),
             })
             .collect();
+        let mut statements = vec![deny_insecure_transport(arns.clone(), "sqs:*")];
+        for g in &q.grants {
+            let (actions, _) = pantstack_model::iam::grant_actions(g.access);
+            statements.push(crate::cfn::allow_role(
+                &logical(&["grant", &g.to.value]),
+                &n.role(&format!("{}-task", g.to.value)),
+                &actions,
+                arns.clone(),
+            ));
+        }
         t.resource(
             &logical(&[&q.name, "QueuePolicy"]),
             "AWS::SQS::QueuePolicy",
             json!({
                 "Queues": policy_targets,
-                "PolicyDocument": policy(vec![deny_insecure_transport(arns, "sqs:*")]),
+                "PolicyDocument": policy(statements),
             }),
         );
     }
@@ -155,17 +165,44 @@ pub fn log_bucket_props(tags: Value, abort_multipart_days: Option<u32>) -> Value
     })
 }
 
-fn tls_only_policy(t: &mut Template, id: &str, bucket: &str) {
+/// A bucket's policy: TLS only, and what its `grants:` allow other services.
+fn bucket_policy(
+    t: &mut Template,
+    cx: &Ctx<'_>,
+    id: &str,
+    bucket: &str,
+    grants: &[pantstack_model::service::Grant],
+) {
     let arn_v = att(bucket, "Arn");
+    let objects = join("", vec![arn_v.clone(), json!("/*")]);
+    let mut statements = vec![deny_insecure_transport(
+        vec![arn_v.clone(), objects.clone()],
+        "s3:*",
+    )];
+    for g in grants {
+        let (on_bucket, on_objects) = pantstack_model::iam::grant_actions(g.access);
+        let role = cx.names.role(&format!("{}-task", g.to.value));
+        statements.push(crate::cfn::allow_role(
+            &logical(&["grant", &g.to.value, "bucket"]),
+            &role,
+            &on_bucket,
+            vec![arn_v.clone()],
+        ));
+        if !on_objects.is_empty() {
+            statements.push(crate::cfn::allow_role(
+                &logical(&["grant", &g.to.value, "objects"]),
+                &role,
+                &on_objects,
+                vec![objects.clone()],
+            ));
+        }
+    }
     t.resource(
         id,
         "AWS::S3::BucketPolicy",
         json!({
             "Bucket": r(bucket),
-            "PolicyDocument": policy(vec![deny_insecure_transport(
-                vec![arn_v.clone(), join("", vec![arn_v, json!("/*")])],
-                "s3:*",
-            )]),
+            "PolicyDocument": policy(statements),
         }),
     );
 }
@@ -245,7 +282,7 @@ pub fn add_buckets(t: &mut Template, cx: &Ctx<'_>, svc: &Service, key: &Value) {
         if !b.versioning {
             res.skip(&[skips::BUCKET_VERSIONING_OFF]);
         }
-        tls_only_policy(t, &logical(&[&b.name, "BucketPolicy"]), &id);
+        bucket_policy(t, cx, &logical(&[&b.name, "BucketPolicy"]), &id, &b.grants);
     }
 }
 
@@ -328,7 +365,7 @@ pub fn replica_template(cx: &Ctx<'_>, svc: &Service) -> Option<(String, Template
             "LogFilePrefix": format!("s3/{}/{}/", svc.name, b.name),
         });
         t.resource(&id, "AWS::S3::Bucket", props).retain();
-        tls_only_policy(&mut t, &logical(&[&b.name, "ReplicaPolicy"]), &id);
+        bucket_policy(&mut t, cx, &logical(&[&b.name, "ReplicaPolicy"]), &id, &[]);
     }
     Some((region, t))
 }

@@ -267,8 +267,26 @@ fn service_roles_name_only_their_own_resources() {
                 .expect("resources")
                 .keys()
                 .collect();
+            // What other services granted this one (`grants:`): their queue's
+            // name, their bucket's export.
+            let mut granted: Vec<String> = Vec::new();
+            for o in &repo.services {
+                for q in &o.service.queues {
+                    if q.grants.iter().any(|g| g.to.value == *svc) {
+                        granted.push(format!("{project}-{env}-{}-{}", o.service.name, q.name));
+                    }
+                }
+                for b in &o.service.buckets {
+                    if b.grants.iter().any(|g| g.to.value == *svc) {
+                        granted.push(format!("-{}-{}-bucket\"", o.service.name, b.name));
+                    }
+                }
+            }
             let own = |v: &Value| -> bool {
                 let s = v.to_string();
+                if granted.iter().any(|g| s.contains(g.as_str())) {
+                    return true;
+                }
                 ids.iter().any(|id| {
                     s.contains(&format!("\"Ref\":\"{id}\""))
                         || s.contains(&format!("\"Fn::GetAtt\":[\"{id}\""))
