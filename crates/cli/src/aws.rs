@@ -320,6 +320,12 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                     unit.service.manifest_file
                 ))
             })?;
+        if let Some(from) = &s.from {
+            return Err(Failure::Usage(format!(
+                "{}'s `{}` is {}'s secret (taken with `from: {}`): manage it there, e.g. `pantstack secrets get {} {}`",
+                n.service, n.name, from.value, from.value, from.value, n.name
+            )));
+        }
         Ok((
             spec::secret_parameter(&project, &env, &n.service, &n.name),
             s.rotation_days,
@@ -404,7 +410,8 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                 if service.as_ref().is_some_and(|s| *s != u.service.name) {
                     continue;
                 }
-                for s in &u.service.secrets {
+                // A secret taken `from` another service is listed with its owner.
+                for s in u.service.secrets.iter().filter(|s| s.from.is_none()) {
                     let param = spec::secret_parameter(&project, &env, &u.service.name, &s.name);
                     let got = ssm.call("GetParameter", json!({ "Name": param }))?;
                     let (version, modified) = match &got {

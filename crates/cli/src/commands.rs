@@ -347,7 +347,8 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
                 "name": b.name, "versioning": b.versioning, "replication_region": b.replication_region,
             })).collect::<Vec<_>>());
             v["secrets"] = json!(s.secrets.iter().map(|x| json!({
-                "name": x.name, "parameter": format!("/{project}/{env_name}/{}/{}", s.name, x.name), "rotation_days": x.rotation_days,
+                "name": x.name, "parameter": format!("/{project}/{env_name}/{}/{}", x.owner(&s.name), x.name), "rotation_days": x.rotation_days,
+                "from": x.from.as_ref().map(|f| f.value.clone()),
             })).collect::<Vec<_>>());
             v["variables"] = json!(
                 s.variables_for(env_name)
@@ -434,9 +435,16 @@ pub fn config(global: &Global, out: &Out, a: &ConfigArgs) -> Result<(), Failure>
                     .rotation_days
                     .map(|d| format!(", rotate every {d} days"))
                     .unwrap_or_default();
+                let from = x
+                    .from
+                    .as_ref()
+                    .map(|f| format!(" (granted by {})", f.value))
+                    .unwrap_or_default();
                 println!(
-                    "  {}  /{project}/{env_name}/{}/{}{rot}",
-                    x.name, s.name, x.name
+                    "  {}  /{project}/{env_name}/{}/{}{rot}{from}",
+                    x.name,
+                    x.owner(&s.name),
+                    x.name
                 );
             }
         }

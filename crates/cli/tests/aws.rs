@@ -539,10 +539,21 @@ fn a_grant_lets_another_service_use_a_queue_and_a_bucket_and_nothing_more() {
     add_service_copy(
         &c,
         "reports",
-        &[(
-            "  RESULTS_BUCKET: ${bucket:results}\n",
-            "  RESULTS_BUCKET: ${bucket:results}\n  API_JOBS: ${queue:api.jobs}\n  API_RESULTS: ${bucket:api.results}\n",
-        )],
+        &[
+            (
+                "  RESULTS_BUCKET: ${bucket:results}\n",
+                "  RESULTS_BUCKET: ${bucket:results}\n  API_JOBS: ${queue:api.jobs}\n  API_RESULTS: ${bucket:api.results}\n",
+            ),
+            // It takes api's token rather than having its own.
+            (
+                "  API_TOKEN:\n    rotation_days: 90\n    description: Token clients present to submit jobs\n",
+                "  API_TOKEN:\n    from: api\n",
+            ),
+        ],
+    );
+    c.edit_manifest(
+        "  API_TOKEN:\n    rotation_days: 90\n",
+        "  API_TOKEN:\n    grants: { reports: read }\n    rotation_days: 90\n",
     );
     // api grants `reports` sending to its queue and reading its bucket.
     c.edit_manifest(
@@ -560,8 +571,18 @@ fn a_grant_lets_another_service_use_a_queue_and_a_bucket_and_nothing_more() {
         "{}",
         text(&o.stdout)
     );
-    c.set_secret(c.env, "reports", "API_TOKEN", "t");
+    // The secret is api's: reports cannot set it.
+    let o = c.run(&["secrets", "get", "reports", "API_TOKEN", "--env", c.env]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("is api's secret"),
+        "{}",
+        text(&o.stderr)
+    );
     c.up();
+    // reports' tasks get api's value (read by the execution role at task start).
+    let o = c.run(&["exec", "reports", "--", "sh", "-c", "echo $API_TOKEN"]);
+    assert_eq!(text(&o.stdout).trim(), "test-token", "{}", text(&o.stderr));
     // api writes an object the reports worker may then read.
     let (py, _) = clients();
     let script = r#"

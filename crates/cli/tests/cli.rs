@@ -942,6 +942,32 @@ fn grants_are_checked_against_services_and_references() {
         out.contains("modules/reports/infrastructure/pantstack.yaml:"),
         "file:line: {out}"
     );
+    // A secret taken from api without api's grant.
+    let t = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        t.replace(
+            "  API_TOKEN:\n    rotation_days: 90\n    description: Token clients present to submit jobs\n",
+            "  API_TOKEN:\n    from: api\n",
+        ),
+    )
+    .unwrap();
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(
+        out.contains("`api` does not grant `reports` its secret `API_TOKEN`"),
+        "{out}"
+    );
+    assert!(out.contains("grants: { reports: read }"), "{out}");
+    let t = std::fs::read_to_string(&api).unwrap();
+    std::fs::write(
+        &api,
+        t.replace(
+            "  API_TOKEN:\n    rotation_days: 90\n",
+            "  API_TOKEN:\n    grants: { reports: read }\n    rotation_days: 90\n",
+        ),
+    )
+    .unwrap();
     // Fixed: clean, and a grant nobody uses is a warning.
     let t = std::fs::read_to_string(&api).unwrap();
     let t = t

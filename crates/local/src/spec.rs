@@ -293,7 +293,7 @@ pub fn policies(repo: &Monorepo, env: &str, region: &str) -> HashMap<String, Pol
             .map(|b| bucket_arn(&bucket_name(project, env, &svc.name, &b.name)))
             .collect();
         let objects = buckets.iter().map(|b| format!("{b}/*")).collect();
-        let parameters = if svc.secrets.is_empty() {
+        let parameters = if svc.secrets.iter().all(|s| s.from.is_some()) {
             Vec::new()
         } else {
             let path = names(project, env).ssm_path(&svc.name);
@@ -504,7 +504,7 @@ pub fn units_of(
                 .map(|x| {
                     (
                         x.name.clone(),
-                        secret_parameter(project, env_name, &svc.name, &x.name),
+                        secret_parameter(project, env_name, x.owner(&svc.name), &x.name),
                     )
                 })
                 .collect(),

@@ -937,6 +937,116 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 }
             }
         }
+        // Secrets: granted by their owner (`grants: { reports: read }`), taken with
+        // `from: OWNER`.
+        for sec in &svc.secrets {
+            for g in &sec.grants {
+                let field = format!("secrets.{}.grants.{}", sec.name, g.to.value);
+                if g.to.value == svc.name {
+                    diags.push(
+                        Diagnostic::error(
+                            "invalid-grant",
+                            &svc.manifest_file,
+                            g.to.span,
+                            &field,
+                            format!("`{}` grants itself its own secret", svc.name),
+                        )
+                        .with_help("remove this grant"),
+                    );
+                    continue;
+                }
+                let Some(consumer) = repo.services.iter().find(|c| c.service.name == g.to.value)
+                else {
+                    let help = match did_you_mean(&g.to.value, &names) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("services: {}", names.join(", ")),
+                    };
+                    diags.push(
+                        Diagnostic::error(
+                            "unknown-service",
+                            &svc.manifest_file,
+                            g.to.span,
+                            &field,
+                            format!("no service `{}` in this monorepo", g.to.value),
+                        )
+                        .with_help(help),
+                    );
+                    continue;
+                };
+                let used = consumer.service.secrets.iter().any(|c| {
+                    c.name == sec.name && c.from.as_ref().is_some_and(|f| f.value == svc.name)
+                });
+                if !used {
+                    diags.push(
+                        Diagnostic::warning("unused-grant", &svc.manifest_file, g.to.span, &field, format!("`{}` is granted the secret {} but does not take it", g.to.value, sec.name))
+                            .with_help(format!("in {}, declare `secrets: {{ {}: {{ from: {} }} }}`, or remove the grant", consumer.service.manifest_file, sec.name, svc.name)),
+                    );
+                }
+            }
+            let Some(from) = &sec.from else {
+                continue;
+            };
+            let field = format!("secrets.{}.from", sec.name);
+            let Some(owner) = repo.services.iter().find(|o| o.service.name == from.value) else {
+                let help = match did_you_mean(&from.value, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("services: {}", names.join(", ")),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-service",
+                        &svc.manifest_file,
+                        from.span,
+                        &field,
+                        format!("no service `{}` in this monorepo", from.value),
+                    )
+                    .with_help(help),
+                );
+                continue;
+            };
+            let Some(theirs) = owner
+                .service
+                .secrets
+                .iter()
+                .find(|o| o.name == sec.name && o.from.is_none())
+            else {
+                diags.push(
+                    Diagnostic::error(
+                        "undeclared-reference",
+                        &svc.manifest_file,
+                        from.span,
+                        &field,
+                        format!(
+                            "`{}` declares no secret `{}` of its own",
+                            from.value, sec.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "declare it under `secrets:` in {}",
+                        owner.service.manifest_file
+                    )),
+                );
+                continue;
+            };
+            if !theirs.grants.iter().any(|g| g.to.value == svc.name) {
+                diags.push(
+                    Diagnostic::error(
+                        "not-granted",
+                        &svc.manifest_file,
+                        from.span,
+                        &field,
+                        format!(
+                            "`{}` does not grant `{}` its secret `{}`",
+                            from.value, svc.name, sec.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "in {}, add under `secrets.{}`: `grants: {{ {}: read }}`",
+                        owner.service.manifest_file, sec.name, svc.name
+                    )),
+                );
+            }
+        }
         for f in &svc.foreign {
             let Some(owner) = repo.services.iter().find(|o| o.service.name == f.owner) else {
                 let help = match did_you_mean(&f.owner, &names) {

@@ -156,6 +156,21 @@ pub struct Secret {
     pub name: String,
     pub rotation_days: Option<i64>,
     pub description: Option<String>,
+    /// Other services that may read it (`grants: { reports: read }`).
+    pub grants: Vec<Grant>,
+    /// `from: api`: another service's secret of this name, which it granted; the
+    /// owner sets and rotates it.
+    pub from: Option<Located<String>>,
+}
+
+impl Secret {
+    /// The service whose parameter holds the value.
+    pub fn owner<'a>(&'a self, service: &'a str) -> &'a str {
+        self.from
+            .as_ref()
+            .map(|f| f.value.as_str())
+            .unwrap_or(service)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -253,7 +268,9 @@ const BUCKET_KEYS: &[&str] = &[
     "replication",
     "grants",
 ];
-const SECRET_KEYS: &[&str] = &["rotation_days", "description"];
+const SECRET_KEYS: &[&str] = &["rotation_days", "description", "grants", "from"];
+/// A secret's only access level.
+const SECRET_ACCESS: &[(&str, Access)] = &[("read", Access::Read)];
 
 /// Reads a service manifest. `dir_name` is the module directory's name.
 pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service {
@@ -702,7 +719,30 @@ fn read_secrets(r: &mut Reader<'_>, node: &Node) -> Vec<Secret> {
         let Some(f) = r.map(value, &field, SECRET_KEYS) else {
             continue;
         };
+        let from = f.get("from").and_then(|n| {
+            let v = r.string(n, &join(&field, "from"))?;
+            Some(Located {
+                value: v,
+                file: r.file.to_string(),
+                span: n.span,
+            })
+        });
+        if from.is_some() {
+            for own in ["rotation_days", "description", "grants"] {
+                if let Some(span) = f.key_span(own) {
+                    r.error(
+                        "invalid-key",
+                        span,
+                        &join(&field, own),
+                        format!("`{own}` belongs to the secret's owner, not to a secret taken `from` another service"),
+                    )
+                    .help = Some(format!("set it in the owner's manifest, or remove `from` to make `{name}` this service's own"));
+                }
+            }
+        }
         out.push(Secret {
+            grants: read_grants(r, &f, &field, SECRET_ACCESS),
+            from,
             name: name.clone(),
             rotation_days: f
                 .get("rotation_days")

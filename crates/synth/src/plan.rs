@@ -158,7 +158,8 @@ impl Plan {
             depends_on,
             template_bucket: false,
         });
-        for s in &svc.secrets {
+        // The owner's: a secret taken `from` another service is that one's parameter.
+        for s in svc.secrets.iter().filter(|s| s.from.is_none()) {
             self.secrets.push(SecretParameter {
                 service: svc.name.clone(),
                 variable: s.name.clone(),

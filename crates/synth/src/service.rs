@@ -344,7 +344,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             vec![att("LogGroup", "Arn")],
         ),
     ];
-    if !svc.secrets.is_empty() {
+    if svc.secrets.iter().any(|s| s.from.is_none()) {
         exec.push(allow(
             "ReadOwnSecrets",
             &["ssm:GetParameters"],
@@ -353,6 +353,25 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
                 n.ssm_path(name)
             ))],
         ));
+    }
+    // Secrets other services granted (`from:`): exactly those parameters.
+    let taken: Vec<Value> = svc
+        .secrets
+        .iter()
+        .filter_map(|s| {
+            s.from.as_ref().map(|f| {
+                arn(&format!(
+                    "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{}/{}",
+                    n.ssm_path(&f.value),
+                    s.name
+                ))
+            })
+        })
+        .collect();
+    if !taken.is_empty() {
+        exec.push(allow("ReadGrantedSecrets", &["ssm:GetParameters"], taken));
+    }
+    if !svc.secrets.is_empty() {
         exec.push(allow(
             "DecryptOwnSecrets",
             &["kms:Decrypt"],
@@ -395,7 +414,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         task.push(allow("ListOwnBuckets", iam::BUCKET_ACTIONS, buckets));
         task.push(allow("OwnObjects", iam::OBJECT_ACTIONS, objects));
     }
-    if !svc.secrets.is_empty() {
+    if svc.secrets.iter().any(|s| s.from.is_none()) {
         // Secrets arrive as environment variables at task start; the code may also
         // re-read its own parameters (after a rotation) without a restart.
         let path = n.ssm_path(name);
@@ -696,7 +715,7 @@ fn add_task_definition(
                 "Name": s.name,
                 "ValueFrom": arn(&format!(
                     "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{}/{}",
-                    n.ssm_path(name),
+                    n.ssm_path(s.owner(name)),
                     s.name
                 )),
             })

@@ -276,6 +276,14 @@ fn service_roles_name_only_their_own_resources() {
                         granted.push(format!("{project}-{env}-{}-{}", o.service.name, q.name));
                     }
                 }
+                for x in &o.service.secrets {
+                    if x.grants.iter().any(|g| g.to.value == *svc) {
+                        granted.push(format!(
+                            "parameter/{project}/{env}/{}/{}\"",
+                            o.service.name, x.name
+                        ));
+                    }
+                }
                 for b in &o.service.buckets {
                     if b.grants.iter().any(|g| g.to.value == *svc) {
                         granted.push(format!("-{}-{}-bucket\"", o.service.name, b.name));
