@@ -544,6 +544,8 @@ fn a_grant_lets_another_service_use_a_queue_and_a_bucket_and_nothing_more() {
                 "  RESULTS_BUCKET: ${bucket:results}\n",
                 "  RESULTS_BUCKET: ${bucket:results}\n  API_JOBS: ${queue:api.jobs}\n  API_RESULTS: ${bucket:api.results}\n",
             ),
+            // It calls api over HTTP.
+            ("cpu: 256\n", "cpu: 256\ncalls: [api]\n"),
             // It takes api's token rather than having its own.
             (
                 "  API_TOKEN:\n    rotation_days: 90\n    description: Token clients present to submit jobs\n",
@@ -631,4 +633,30 @@ print(json.dumps(out))
         v["secret"], "AccessDeniedException",
         "nothing else of api: {v}"
     );
+
+    // calls: [api] — api's address in API_URL; a request id sent along is the one
+    // api's load balancer logs, so one request is seen through both services.
+    let api_url = c.unit("api")["url"].as_str().unwrap().to_string();
+    let o = c.run(&["exec", "reports", "--", "sh", "-c", "echo $API_URL"]);
+    assert_eq!(text(&o.stdout).trim(), api_url, "{}", text(&o.stderr));
+    let call = r#"
+import os, urllib.request
+req = urllib.request.Request(os.environ["API_URL"] + "/healthz", headers={"X-Request-Id": "hop-4242"})
+print(urllib.request.urlopen(req, timeout=10).read().decode().strip())
+"#;
+    let o = c.run(&["exec", "reports", "--", py.to_str().unwrap(), "-c", call]);
+    assert_eq!(text(&o.stdout).trim(), "ok", "{}", text(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(c.root.join(".pantstack/local/test/access/api.log"))
+            .unwrap_or_default();
+        if log.contains("hop-4242") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "api's access log has no hop-4242:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -994,3 +994,38 @@ fn grants_are_checked_against_services_and_references() {
         "{out}"
     );
 }
+
+#[test]
+fn calls_name_services_that_serve_http() {
+    let dir = tempdir("calls");
+    copy_dir(&fixture("synth-varied"), &dir);
+    let web = dir.join("modules/web/infrastructure/pantstack.yaml");
+    let t = std::fs::read_to_string(&web).unwrap();
+    std::fs::write(
+        &web,
+        t.replace("calls: [store]", "calls: [stroe, mailer, web]")
+            .replace("variables:\n", "variables:\n  STORE_URL: x\n"),
+    )
+    .unwrap();
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert_eq!(code(&o), 1, "{out}");
+    assert!(
+        out.contains("no service `stroe`") && out.contains("did you mean `store`?"),
+        "{out}"
+    );
+    assert!(out.contains("`mailer` serves no HTTP"), "{out}");
+    assert!(out.contains("`web` calls itself"), "{out}");
+    let t = std::fs::read_to_string(&web).unwrap();
+    std::fs::write(
+        &web,
+        t.replace("calls: [stroe, mailer, web]", "calls: [store]"),
+    )
+    .unwrap();
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(
+        out.contains("`STORE_URL` is set by `calls: [store]`"),
+        "{out}"
+    );
+}

@@ -96,6 +96,9 @@ pub struct Unit {
     pub build_timeout_ms: u64,
     /// `local.port`: the load balancer's port, pinned by the manifest.
     pub lb_port: Option<u16>,
+    /// `calls:`: (variable, callee unit) — the variable holds the callee's load
+    /// balancer URL (on AWS: its Service Connect name).
+    pub calls: Vec<(String, String)>,
     /// Fargate task size: CPU units (1024 = 1 vCPU) and MiB, enforced on
     /// containers as Fargate does.
     pub cpu: u32,
@@ -495,6 +498,16 @@ pub fn units_of(
                 .as_ref()
                 .and(cfg.int("localPort"))
                 .and_then(|p| u16::try_from(p).ok()),
+            calls: svc
+                .calls
+                .iter()
+                .map(|c| {
+                    (
+                        pantstack_model::service::call_variable(&c.value),
+                        c.value.clone(),
+                    )
+                })
+                .collect(),
             cpu: int(&cfg, "cpu", 256) as u32,
             memory_mib: int(&cfg, "memory", 512) as u32,
             env,

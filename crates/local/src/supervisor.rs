@@ -857,6 +857,17 @@ impl Supervisor {
         ];
         let container_name = format!("pantstack-{}-{}-{}-{id}", self.project, self.cfg.env, name);
         let mut env = self.service_urls.clone();
+        // `calls:`: the callee's load balancer (Service Connect's name on AWS).
+        for (var, callee) in &rev.unit.calls {
+            if let Some(port) = self
+                .units
+                .get(callee)
+                .and_then(|c| c.lb.as_ref())
+                .map(|lb| lb.port)
+            {
+                env.push((var.clone(), format!("http://127.0.0.1:{port}")));
+            }
+        }
         env.extend(self.aws.task_env(name));
         // ECS `secrets`: resolved when the task starts; a missing one stops the start.
         let mut missing = Vec::new();

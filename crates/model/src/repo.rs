@@ -937,6 +937,83 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 }
             }
         }
+        // Calls: to another service of the monorepo that serves HTTP.
+        for c in &svc.calls {
+            let field = "calls";
+            if c.value == svc.name {
+                diags.push(
+                    Diagnostic::error(
+                        "invalid-call",
+                        &svc.manifest_file,
+                        c.span,
+                        field,
+                        format!("`{}` calls itself", svc.name),
+                    )
+                    .with_help("a service reaches itself without Service Connect; remove it"),
+                );
+                continue;
+            }
+            let Some(callee) = repo.services.iter().find(|o| o.service.name == c.value) else {
+                let help = match did_you_mean(&c.value, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("services: {}", names.join(", ")),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "unknown-service",
+                        &svc.manifest_file,
+                        c.span,
+                        field,
+                        format!("no service `{}` in this monorepo", c.value),
+                    )
+                    .with_help(help),
+                );
+                continue;
+            };
+            if callee.service.http.is_none() {
+                diags.push(
+                    Diagnostic::error(
+                        "invalid-call",
+                        &svc.manifest_file,
+                        c.span,
+                        field,
+                        format!(
+                            "`{}` serves no HTTP (it declares no `http:`), so it cannot be called",
+                            c.value
+                        ),
+                    )
+                    .with_help(format!(
+                        "give {} an `http:` section, or send it messages through a granted queue",
+                        c.value
+                    )),
+                );
+                continue;
+            }
+            let var = crate::service::call_variable(&c.value);
+            if svc.variables.iter().any(|(k, _)| *k == var)
+                || svc
+                    .env_variables
+                    .iter()
+                    .any(|e| e.variables.iter().any(|(k, _)| *k == var))
+            {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-name",
+                        &svc.manifest_file,
+                        c.span,
+                        field,
+                        format!(
+                            "`{var}` is set by `calls: [{}]` and declared under `variables:` too",
+                            c.value
+                        ),
+                    )
+                    .with_help(format!(
+                        "remove `{var}` from `variables:` (its value is {}'s address)",
+                        c.value
+                    )),
+                );
+            }
+        }
         // Secrets: granted by their owner (`grants: { reports: read }`), taken with
         // `from: OWNER`.
         for sec in &svc.secrets {

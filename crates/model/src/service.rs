@@ -193,6 +193,9 @@ pub struct Service {
     /// one environment (`preview` applies to every `preview-<pr>`), on AWS and in the
     /// local cloud alike.
     pub env_variables: Vec<EnvVariables>,
+    /// `calls: [billing]`: services this one calls over HTTP (ECS Service Connect on
+    /// AWS; the callee's load balancer locally), each reached at `<NAME>_URL`.
+    pub calls: Vec<Located<String>>,
     /// References to other services' queues and buckets in `variables` (checked
     /// against their owners' grants once every service is read).
     pub foreign: Vec<ForeignRef>,
@@ -210,6 +213,11 @@ pub struct EnvVariables {
     pub env: String,
     pub span: Span,
     pub variables: Vec<(String, String)>,
+}
+
+/// The variable through which a caller reaches `service` (`calls:`).
+pub fn call_variable(service: &str) -> String {
+    format!("{}_URL", service.to_ascii_uppercase().replace('-', "_"))
 }
 
 impl Service {
@@ -244,6 +252,7 @@ const TOP_KEYS: &[&str] = &[
     "variables",
     "local",
     "environments",
+    "calls",
 ];
 /// `local:` holds settings (`local.runtime`, ...) and the build command.
 const LOCAL_KEYS: &[&str] = &["build"];
@@ -289,6 +298,7 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
         variables: Vec::new(),
         env_variables: Vec::new(),
         foreign: Vec::new(),
+        calls: Vec::new(),
         local_build: None,
         settings: Layer::default(),
     };
@@ -352,6 +362,29 @@ pub fn read_service(r: &mut Reader<'_>, dir_name: &str, node: &Node) -> Service 
     }
     if let Some(n) = top.get("variables") {
         svc.variables = read_variables(r, n, "variables");
+    }
+    if let Some(n) = top.get("calls") {
+        match &n.value {
+            pantstack_manifest::Value::Seq(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(v) = r.string(item, &format!("calls[{i}]")) {
+                        svc.calls.push(Located {
+                            value: v,
+                            file: file.clone(),
+                            span: item.span,
+                        });
+                    }
+                }
+            }
+            _ => {
+                r.error(
+                    "invalid-value",
+                    n.span,
+                    "calls",
+                    "`calls` is a list of services, e.g. `calls: [billing]`",
+                );
+            }
+        }
     }
     if let Some(n) = top.get("environments")
         && let Some(envs) = r.named_map(n, "environments")

@@ -169,6 +169,23 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
     let export = |t: &mut Template, name: &str, v: Value| {
         t.output(name, v, Some(&n.export(name)));
     };
+    // ECS Service Connect's namespace, when a service calls another (`calls:`).
+    if cx.repo.services.iter().any(|u| !u.service.calls.is_empty()) {
+        t.resource(
+            "ServiceConnectNamespace",
+            "AWS::ServiceDiscovery::HttpNamespace",
+            json!({
+                "Name": format!("{}-{}", cx.project(), cx.names.base),
+                "Description": "ECS Service Connect: services reach the services they call by name",
+                "Tags": crate::cfn::tags(cx.project(), &cx.names.base, None, None),
+            }),
+        );
+        export(
+            &mut t,
+            "ServiceConnectNamespace",
+            att("ServiceConnectNamespace", "Arn"),
+        );
+    }
     export(&mut t, "KeyArn", att("Key", "Arn"));
     export(&mut t, "AccessLogBucket", r("AccessLogs"));
     export(&mut t, "VpcId", r("Vpc"));

@@ -325,7 +325,9 @@ fn import_order<'a, T>(
             service::used_grants(cx, &u.service)
                 .iter()
                 .filter(|(_, _, section, _)| *section == "buckets")
-                .all(|(owner, ..)| done.iter().any(|(d, _)| d.service.name == *owner))
+                .map(|(owner, ..)| owner.clone())
+                .chain(service::callees(cx, &u.service).into_iter().map(|(c, _)| c))
+                .all(|owner| done.iter().any(|(d, _)| d.service.name == owner))
         });
         match ready {
             Some(i) => done.push(left.remove(i)),
@@ -338,11 +340,11 @@ fn import_order<'a, T>(
                     pantstack_manifest::Span::default(),
                     "buckets",
                     format!(
-                        "bucket grants form a cycle between {}: each stack would import a bucket name from another that imports from it",
+                        "bucket grants or calls form a cycle between {}: each stack would import from another that imports from it",
                         names.join(", ")
                     ),
                 )
-                .with_help("grant buckets in one direction only between these services (queues may be granted both ways)"));
+                .with_help("grant buckets, and call, in one direction only between these services (queues and secrets may be granted both ways)"));
             }
         }
     }

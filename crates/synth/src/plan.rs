@@ -141,6 +141,13 @@ impl Plan {
         if svc.buckets.iter().any(|b| b.replication_region.is_some()) {
             depends_on.push(cx.names.replica_stack(&svc.name));
         }
+        // A called service's security group is imported from its stack.
+        for (callee, _) in crate::service::callees(cx, svc) {
+            let stack = cx.names.service_stack(&callee);
+            if !depends_on.contains(&stack) {
+                depends_on.push(stack);
+            }
+        }
         // A bucket another service granted is imported from that service's stack.
         for (owner, _, section, _) in crate::service::used_grants(cx, svc) {
             let stack = cx.names.service_stack(&owner);

@@ -263,6 +263,56 @@ pub fn used_grants(
     out
 }
 
+/// `calls:`: the services this one calls, with their container ports.
+pub fn callees(cx: &Ctx<'_>, svc: &Service) -> Vec<(String, i64)> {
+    svc.calls
+        .iter()
+        .filter_map(|c| {
+            let unit = cx
+                .repo
+                .services
+                .iter()
+                .find(|u| u.service.name == c.value)?;
+            unit.service.http.as_ref()?;
+            let cfg =
+                cx.repo
+                    .resolve_service(unit, cx.env, &pantstack_model::settings::Layer::default());
+            Some((c.value.clone(), int(&cfg, "port", 8080)))
+        })
+        .collect()
+}
+
+/// Whether another service calls this one (it then joins Service Connect as a server).
+pub fn is_called(cx: &Ctx<'_>, svc: &Service) -> bool {
+    svc.http.is_some()
+        && cx
+            .repo
+            .services
+            .iter()
+            .any(|u| u.service.calls.iter().any(|c| c.value == svc.name))
+}
+
+/// The export naming a called service's task security group (callers add the rule
+/// that lets them in, so a callee need not know its callers).
+pub fn task_sg_export(cx: &Ctx<'_>, service: &str) -> String {
+    cx.names.export(&format!("{service}-task-sg"))
+}
+
+/// Egress to each callee's tasks on its port (the matching ingress rule is added
+/// on the callee's group by this stack).
+fn call_egress(cx: &Ctx<'_>, svc: &Service) -> Vec<Value> {
+    callees(cx, svc)
+        .into_iter()
+        .map(|(callee, port)| {
+            json!({
+                "Description": format!("calls {callee} (Service Connect)"),
+                "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
+                "DestinationSecurityGroupId": import(&task_sg_export(cx, &callee)),
+            })
+        })
+        .collect()
+}
+
 fn image(cx: &Ctx<'_>, param: &str) -> Value {
     sub(&format!(
         "${{AWS::AccountId}}.dkr.ecr.${{AWS::Region}}.${{AWS::URLSuffix}}/{}:${{{param}}}",
@@ -583,7 +633,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             json!({
                 "GroupDescription": format!("{}-{name} worker tasks: no ingress, HTTPS out", n.prefix()),
                 "VpcId": vpc.clone(),
-                "SecurityGroupEgress": [https_out()],
+                "SecurityGroupEgress": std::iter::once(https_out()).chain(call_egress(cx, svc)).collect::<Vec<_>>(),
                 "Tags": tg.clone(),
             }),
         );
@@ -601,8 +651,38 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
     }
     crate::monitor::alarms_and_dashboard(&mut t, cx, svc, cfg);
 
+    // Calls: each callee's task group lets this service's tasks in on its port.
+    for (callee, p) in callees(cx, svc) {
+        let groups: Vec<&str> = [
+            svc.http.as_ref().map(|_| "TaskSecurityGroup"),
+            svc.worker.as_ref().map(|_| "WorkerSecurityGroup"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for g in groups {
+            t.resource(
+                &logical(&["call", &callee, "from", g]),
+                "AWS::EC2::SecurityGroupIngress",
+                json!({
+                    "Description": format!("{} calls {callee} (Service Connect)", svc.name),
+                    "GroupId": import(&task_sg_export(cx, &callee)),
+                    "IpProtocol": "tcp", "FromPort": p, "ToPort": p,
+                    "SourceSecurityGroupId": r(g),
+                }),
+            );
+        }
+    }
+
     // Outputs.
     t.output("ClusterName", r("Cluster"), None);
+    if is_called(cx, svc) {
+        t.output(
+            "TaskSecurityGroupId",
+            r("TaskSecurityGroup"),
+            Some(&task_sg_export(cx, &svc.name)),
+        );
+    }
     if svc.http.is_some() {
         let scheme = if cfg.text("certificateArn").is_some() {
             "https"
@@ -691,6 +771,13 @@ fn add_task_definition(
     ];
     if let Some(p) = port {
         env.push(("PORT".into(), json!(p.to_string())));
+    }
+    // `calls:`: Service Connect's name for each callee.
+    for (callee, p) in callees(cx, svc) {
+        env.push((
+            pantstack_model::service::call_variable(&callee),
+            json!(format!("http://{callee}:{p}")),
+        ));
     }
     if tracing {
         env.push((
@@ -837,7 +924,7 @@ fn add_load_balancer(
         json!({
             "GroupDescription": format!("{prefix}-{name} tasks: the container port from the load balancer only, HTTPS out"),
             "VpcId": vpc.clone(),
-            "SecurityGroupEgress": [https_out()],
+            "SecurityGroupEgress": std::iter::once(https_out()).chain(call_egress(cx, svc)).collect::<Vec<_>>(),
             "Tags": tg.clone(),
         }),
     );
@@ -1103,6 +1190,29 @@ fn add_service(
         if strategy_kind == "rolling" && t.has_resource("ListenerRule1") {
             depends.push("ListenerRule1");
         }
+    }
+    // Service Connect: a caller joins the environment's namespace as a client; a
+    // called service's HTTP role also serves its name there.
+    let calls = !svc.calls.is_empty();
+    let served = role == Role::Http && is_called(cx, svc);
+    if calls || served {
+        let mut sc = json!({
+            "Enabled": true,
+            "Namespace": import(&cx.names.export("ServiceConnectNamespace")),
+            "LogConfiguration": { "LogDriver": "awslogs", "Options": {
+                "awslogs-group": r("LogGroup"),
+                "awslogs-region": { "Ref": "AWS::Region" },
+                "awslogs-stream-prefix": "service-connect",
+            } },
+        });
+        if served && let Some(p) = port {
+            sc["Services"] = json!([{
+                "PortName": "http",
+                "DiscoveryName": name,
+                "ClientAliases": [{ "Port": p, "DnsName": name }],
+            }]);
+        }
+        props["ServiceConnectConfiguration"] = sc;
     }
     props["DeploymentConfiguration"] = deployment;
     let id = format!("Service{}", role.suffix());
