@@ -177,7 +177,7 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
             json!({
                 "Name": format!("{}-{}", cx.project(), cx.names.base),
                 "Description": "ECS Service Connect: services reach the services they call by name",
-                "Tags": crate::cfn::tags(cx.project(), &cx.names.base, None, None),
+                "Tags": crate::cfn::tags(cx.project(), cx.names.base, None, None),
             }),
         );
         export(
