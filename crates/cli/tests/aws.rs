@@ -634,6 +634,22 @@ print(json.dumps(out))
         "nothing else of api: {v}"
     );
 
+    // A grant changed by a deploy applies at once: send becomes consume.
+    c.edit_manifest("      reports: send\n", "      reports: consume\n");
+    let o = c.run(&["deploy", "api"]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let o = c.run(&[
+        "exec",
+        "reports-worker",
+        "--",
+        py.to_str().unwrap(),
+        "-c",
+        script,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
+    assert_eq!(v["send"], "AccessDenied", "the old grant is gone: {v}");
+    assert_eq!(v["receive"], "ok", "the new one holds: {v}");
+
     // calls: [api] — api's address in API_URL; a request id sent along is the one
     // api's load balancer logs, so one request is seen through both services.
     let api_url = c.unit("api")["url"].as_str().unwrap().to_string();

@@ -203,6 +203,15 @@ pub struct Config {
     pub compact_min_bytes: u64,
 }
 
+/// The policies that restrict someone (`user` is never restricted).
+fn restricting(policies: &HashMap<String, iam::Policy>) -> HashMap<String, Arc<iam::Policy>> {
+    policies
+        .iter()
+        .filter(|(p, _)| p.as_str() != USER)
+        .map(|(p, pol)| (p.clone(), Arc::new(pol.clone())))
+        .collect()
+}
+
 /// Journals smaller than this are never compacted (Redis's
 /// `auto-aof-rewrite-min-size`).
 pub const DEFAULT_COMPACT_MIN: u64 = 64 << 20;
@@ -218,7 +227,8 @@ pub struct Core {
     pub(crate) objects_dir: PathBuf,
     /// Access key → (principal, secret).
     creds: HashMap<String, (String, String)>,
-    policies: HashMap<String, iam::Policy>,
+    /// Replaced whole by `set_policies` when a deploy changes what a service may do.
+    policies: RwLock<HashMap<String, Arc<iam::Policy>>>,
     pub(crate) journal: Journal,
     /// Held while this process owns the state directory.
     _lock: std::fs::File,
@@ -308,11 +318,7 @@ impl Core {
             ssm: Mutex::new(p),
             keys: RwLock::new(keys),
             creds,
-            policies: {
-                let mut p = cfg.policies.clone();
-                p.remove(USER);
-                p
-            },
+            policies: RwLock::new(restricting(&cfg.policies)),
             journal,
             _lock: lock_file,
             base_url: RwLock::new(String::new()),
@@ -450,8 +456,19 @@ impl Core {
 
     /// The policy that limits what `principal` may do, if one does (`user` and
     /// unlisted principals: none).
-    pub fn policy(&self, principal: &str) -> Option<&iam::Policy> {
-        self.policies.get(principal)
+    pub fn policy(&self, principal: &str) -> Option<Arc<iam::Policy>> {
+        self.policies
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(principal)
+            .cloned()
+    }
+
+    /// Replaces the policies of the principals (a deploy changed a task role or a
+    /// grant): requests from then on are authorized by the new ones. Principals
+    /// (and so credentials) are fixed when the endpoint opens.
+    pub fn set_policies(&self, policies: &HashMap<String, iam::Policy>) {
+        *self.policies.write().unwrap_or_else(|e| e.into_inner()) = restricting(policies);
     }
 
     /// The principal and secret of an access key.

@@ -2160,7 +2160,7 @@ impl Access {
     fn policy_of(
         &self,
         creds: Option<&s3s::auth::Credentials>,
-    ) -> S3Result<Option<(&str, &crate::iam::Policy)>> {
+    ) -> S3Result<Option<(&str, Arc<crate::iam::Policy>)>> {
         let Some(creds) = creds else {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };

@@ -1518,6 +1518,13 @@ impl Supervisor {
                     let aws_spec = spec::Aws {
                         endpoint: self.aws.server.url(),
                     };
+                    // Task roles and grants as the manifests now say (a removed grant
+                    // stops working now, not at the next `up`).
+                    self.aws.core.set_policies(&spec::policies(
+                        &loaded.repo,
+                        &self.cfg.env,
+                        &self.aws.region,
+                    ));
                     let specs =
                         spec::units(&loaded.repo, &self.cfg.env, self.cfg.runtime, &aws_spec);
                     for u in &units {
