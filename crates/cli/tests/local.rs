@@ -1095,6 +1095,46 @@ fn the_readme_main_job_builds_and_runs_the_example() {
     let (code, _, body) = http(port, "GET", &format!("/jobs/{id}?wait=15"), "", &[]).unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("HELLO README"), "{body}");
+    // The second service: it calls the api (API_URL) passing the request id along,
+    // and reads the api's bucket, which the api grants it to read.
+    let r = c.wait_healthy("reports", 1, Duration::from_secs(120));
+    let rport: u16 = r["url"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (code, _, body) = http(
+        rport,
+        "GET",
+        "/report",
+        "",
+        &[("X-Request-Id", "readme-hop-1")],
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["api"], "ok", "{report}");
+    assert!(report["jobs"].as_u64().unwrap() >= 1, "{report}");
+    // The access log is written in batches: bounded wait.
+    let access = c
+        .root
+        .join(".pantstack/local")
+        .join(env)
+        .join("access/api.log");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&access)
+        .unwrap_or_default()
+        .contains("readme-hop-1")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the request id never reached the api's log"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let o = c.run(&["down", "--env", env]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(c.root.join(".pantstack/local").join(env));

@@ -61,6 +61,9 @@ impl Cloud {
         let _ = std::fs::remove_dir_all(&base);
         let root = base.join("repo");
         copy_dir(&repo_root().join("examples"), &root);
+        // The api alone (the reports service is run by the in-place tests): without
+        // it, and without api's grant to it.
+        std::fs::remove_dir_all(root.join("modules/reports")).expect("the example's reports");
         let manifest = root.join("modules/api/infrastructure/pantstack.yaml");
         let api = api_binary();
         let text = std::fs::read_to_string(&manifest)
@@ -68,6 +71,10 @@ impl Cloud {
             // The build phase is tested on its own (tests/local.rs); here the
             // tasks run the workspace's binary, built already.
             .replace("local:\n  build: ./build.sh --local\n", "")
+            .replace(
+                "    # The reports service may read the job records (modules/reports).\n    grants: { reports: read }\n",
+                "",
+            )
             .replace(
                 "local: $PANTSTACK_ARTIFACTS/api serve",
                 &format!("local: [\"{}\", \"serve\"]", api.display()),
@@ -77,7 +84,9 @@ impl Cloud {
                 &format!("local: [\"{}\", \"work\"]", api.display()),
             );
         assert!(
-            !text.contains("PANTSTACK_ARTIFACTS") && !text.contains("build: ./build.sh --local"),
+            !text.contains("PANTSTACK_ARTIFACTS")
+                && !text.contains("build: ./build.sh --local")
+                && !text.contains("reports"),
             "the example's manifest changed: update tests/common/mod.rs"
         );
         let text = format!("{text}{extra}\n");
