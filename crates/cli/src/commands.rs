@@ -19,7 +19,9 @@ pub fn find_root(global: &Global) -> Result<PathBuf, Failure> {
                 r.display()
             )));
         }
-        return Ok(r.clone());
+        // Absolute: paths derived from it reach builds and tasks that run elsewhere.
+        return std::fs::canonicalize(r)
+            .map_err(|e| Failure::Resolve(format!("--root {}: {e}", r.display())));
     }
     let cwd = std::env::current_dir()
         .map_err(|e| Failure::Io(format!("cannot read the current directory: {e}")))?;

@@ -1038,3 +1038,98 @@ fn calls_name_services_that_serve_http() {
         "{out}"
     );
 }
+
+#[test]
+fn calls_and_grants_that_cannot_deploy_are_refused_by_check() {
+    let dir = tempdir("import-cycles");
+    copy_dir(&fixture("synth-varied"), &dir);
+    let edit = |service: &str, from: &str, to: &str| {
+        let p = dir.join(format!("modules/{service}/infrastructure/pantstack.yaml"));
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.contains(from), "{from} not in {service}");
+        std::fs::write(&p, t.replacen(from, to, 1)).unwrap();
+    };
+    // web calls store; store calling web back closes a cycle.
+    edit("store", "http:\n", "calls: [web]\nhttp:\n");
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert_eq!(code(&o), 1, "{out}");
+    assert!(
+        out.contains("form a cycle of calls and bucket grants"),
+        "{out}"
+    );
+    assert!(out.contains("pantstack.yaml:"), "with file:line: {out}");
+    edit("store", "calls: [web]\n", "calls: [web, web]\n");
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(out.contains("`web` is listed twice in `calls`"), "{out}");
+    edit("store", "calls: [web, web]\n", "");
+    // A secret named as a call's variable; a self-qualified reference is one's own.
+    edit("web", "secrets:\n", "secrets:\n  STORE_URL: {}\n");
+    edit(
+        "store",
+        "  DOCUMENTS_BUCKET: ${bucket:documents}",
+        "  DOCUMENTS_BUCKET: ${bucket:store.documents}",
+    );
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(
+        out.contains("`STORE_URL` is set by `calls: [store]`"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("store.documents"),
+        "a service's own resource by its full name: {out}"
+    );
+    // Names that would collide across services.
+    edit("web", "  STORE_URL: {}\n", "");
+    edit("mailer", "  bounces:\n", "  x-bounces:\n");
+    std::fs::create_dir_all(dir.join("modules/mailer-x/infrastructure")).unwrap();
+    std::fs::write(
+        dir.join("modules/mailer-x/infrastructure/pantstack.yaml"),
+        "service: mailer-x\nworker:\n  queue: bounces\nqueues:\n  bounces: {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("modules/mailer-x/infrastructure/Pulumi.yaml"),
+        "name: varied-mailer-x\nruntime: python\n",
+    )
+    .unwrap();
+    let o = pantstack(&dir, &["check"]);
+    let out = stdout(&o) + &stderr(&o);
+    assert!(
+        out.contains("gets the same name as a queue of `mailer`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn each_preview_exports_its_own_names() {
+    let dir = tempdir("preview-exports");
+    copy_dir(&fixture("synth-varied"), &dir);
+    let mut exports = Vec::new();
+    for pr in ["7", "8"] {
+        let out = dir.join(format!("out-{pr}"));
+        let o = pantstack(&dir, &["synth", "--pr", pr, "--out", out.to_str().unwrap()]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let web =
+            std::fs::read_to_string(out.join(format!("varied-preview-{pr}-store.json"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&web).unwrap();
+        let names: Vec<String> = v["Outputs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(|o| o["Export"]["Name"].as_str().map(str::to_string))
+            .collect();
+        assert!(!names.is_empty());
+        assert!(
+            names.iter().all(|n| n.contains(&format!("preview-{pr}-"))),
+            "{names:?}"
+        );
+        exports.push(names);
+    }
+    assert!(
+        exports[0].iter().all(|n| !exports[1].contains(n)),
+        "{exports:?}"
+    );
+}

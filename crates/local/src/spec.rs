@@ -613,8 +613,23 @@ mod tests {
         let p = policies(&loaded.repo, "test", "us-east-1");
         let mut units: Vec<&String> = p.keys().collect();
         units.sort();
-        assert_eq!(units, ["api", "api-worker"]);
+        assert_eq!(units, ["api", "api-worker", "reports"]);
         assert_eq!(p["api"], p["api-worker"], "one task role for both units");
+        // reports: what the api grants it (read its bucket), nothing else of the api.
+        let reports = &p["reports"];
+        assert!(reports.allows(
+            "s3:GetObject",
+            "arn:aws:s3:::shop-test-api-results/jobs/1.json"
+        ));
+        assert!(reports.allows("s3:ListBucket", "arn:aws:s3:::shop-test-api-results"));
+        assert!(!reports.allows(
+            "s3:PutObject",
+            "arn:aws:s3:::shop-test-api-results/jobs/1.json"
+        ));
+        assert!(!reports.allows(
+            "sqs:SendMessage",
+            "arn:aws:sqs:us-east-1:000000000000:shop-test-api-jobs"
+        ));
         let q = |n: &str| format!("arn:aws:sqs:us-east-1:000000000000:{n}");
         let api = &p["api"];
         for action in ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage"] {

@@ -220,6 +220,10 @@ pub struct Supervisor {
     lock: state::Lock,
     builds: Vec<BuildRt>,
     next_build: u64,
+    /// The parameters each unit's execution role may read as the manifests say now
+    /// (its own, and those other services grant it): a rollback to a revision that
+    /// took a secret since revoked does not get it.
+    secret_params: BTreeMap<String, Vec<String>>,
     /// Numbers the start (0) and each deploy request: the units of one service
     /// deployed by one request share one build.
     batch: u64,
@@ -408,6 +412,15 @@ impl Supervisor {
             down_waiters: Vec::new(),
             lock,
             builds: Vec::new(),
+            secret_params: units
+                .iter()
+                .map(|u| {
+                    (
+                        u.name.clone(),
+                        u.secrets.iter().map(|(_, p)| p.clone()).collect(),
+                    )
+                })
+                .collect(),
             next_build: saved["next_build"].as_u64().unwrap_or(1),
             batch: 0,
         };
@@ -485,6 +498,17 @@ impl Supervisor {
         let _ = std::fs::remove_dir_all(sup.paths.artifacts());
         if units.iter().any(|u| u.runtime == Runtime::Docker) {
             tokio::spawn(prune_images(sup.image_labels(), Vec::new(), sup.next_build));
+        }
+        for u in &units {
+            for (var, callee) in &u.calls {
+                if !sup.units.contains_key(callee) {
+                    let msg = format!(
+                        "calls {callee}, which this local cloud does not run: {var} is not set (`pantstack up` with {callee} too)"
+                    );
+                    eprintln!("{}: {msg}", u.name);
+                    sup.emit(&u.name, "warning", msg);
+                }
+            }
         }
         for u in units {
             let name = u.name.clone();
@@ -871,7 +895,14 @@ impl Supervisor {
         env.extend(self.aws.task_env(name));
         // ECS `secrets`: resolved when the task starts; a missing one stops the start.
         let mut missing = Vec::new();
+        let allowed = self.secret_params.get(name).cloned().unwrap_or_default();
         for (var, param) in &rev.unit.secrets {
+            if !allowed.contains(param) {
+                missing.push(format!(
+                    "{var} ({param}: AccessDenied: the execution role may no longer read it — the manifests no longer give it to {name})"
+                ));
+                continue;
+            }
             match self.aws.core.resolve_parameter(param) {
                 Ok(v) => env.push((var.clone(), v)),
                 Err(e) => missing.push(format!(
@@ -1527,6 +1558,12 @@ impl Supervisor {
                     ));
                     let specs =
                         spec::units(&loaded.repo, &self.cfg.env, self.cfg.runtime, &aws_spec);
+                    for s in &specs {
+                        self.secret_params.insert(
+                            s.name.clone(),
+                            s.secrets.iter().map(|(_, p)| p.clone()).collect(),
+                        );
+                    }
                     for u in &units {
                         let Some(spec) = specs.iter().find(|s| &s.name == u).cloned() else {
                             continue;

@@ -256,6 +256,8 @@ pub fn load(root: &Path) -> Loaded {
     repo.check_stacks(&mut diags);
     repo.check_every_environment(&mut diags);
     check_grants(&repo, &mut diags);
+    check_import_cycles(&repo, &mut diags);
+    check_name_collisions(&repo, &mut diags);
     // `environments.<env>:` of a service must name a declared environment.
     let envs = repo.foundation.env_names();
     for u in &repo.services {
@@ -854,6 +856,92 @@ pub fn fargate_pair(cpu: i64, mem: i64) -> Result<(), String> {
 /// owner); a reference to another service's queue or bucket (`${queue:api.jobs}`)
 /// names a declared one that grants the referring service access; a grant nobody
 /// uses is a warning.
+/// Stack imports between services (on AWS a caller imports its callee's security
+/// group, a bucket's taker its name) must not form a cycle: each stack would need
+/// the other deployed first. Reported at the edge that closes it.
+fn check_import_cycles(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
+    // (from, to, file, span, field)
+    let mut edges: Vec<(&str, &str, &str, pantstack_manifest::Span, String)> = Vec::new();
+    for u in &repo.services {
+        let s = &u.service;
+        for c in &s.calls {
+            edges.push((&s.name, &c.value, &s.manifest_file, c.span, "calls".into()));
+        }
+        for f in s.foreign.iter().filter(|f| f.kind == "bucket") {
+            edges.push((&s.name, &f.owner, &s.manifest_file, f.span, f.field.clone()));
+        }
+    }
+    let mut reported: Vec<Vec<&str>> = Vec::new();
+    for (from, to, file, span, field) in &edges {
+        // A path from `to` back to `from` closes a cycle through this edge.
+        let mut stack: Vec<Vec<&str>> = vec![vec![to]];
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some(path) = stack.pop() {
+            let last = path[path.len() - 1];
+            if last == *from {
+                let mut cycle: Vec<&str> = vec![from];
+                cycle.extend(path.iter().copied());
+                let mut key = cycle.clone();
+                key.sort();
+                key.dedup();
+                if !reported.contains(&key) {
+                    reported.push(key);
+                    diags.push(
+                        Diagnostic::error("import-cycle", file, *span, field, format!(
+                            "{} form a cycle of calls and bucket grants: on AWS each of these stacks would import from the next, which imports from it",
+                            cycle.join(" → ")
+                        ))
+                        .with_help("call, and take buckets, in one direction only along this cycle (queues and secrets may be granted both ways)"),
+                    );
+                }
+                break;
+            }
+            if seen.contains(&last) {
+                continue;
+            }
+            seen.push(last);
+            for (f2, t2, ..) in &edges {
+                if *f2 == last {
+                    let mut p = path.clone();
+                    p.push(t2);
+                    stack.push(p);
+                }
+            }
+        }
+    }
+}
+
+/// Physical names built from `{service}-{queue}` and `{service}-{bucket}` must not
+/// collide across services (`api` + `x-jobs` and `api-x` + `jobs`): one would get
+/// the other's resource.
+fn check_name_collisions(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
+    for (kind, section) in [("queue", "queues"), ("bucket", "buckets")] {
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for u in &repo.services {
+            let s = &u.service;
+            let names: Vec<&str> = if kind == "queue" {
+                s.queues.iter().map(|q| q.name.as_str()).collect()
+            } else {
+                s.buckets.iter().map(|b| b.name.as_str()).collect()
+            };
+            for n in names {
+                let joined = format!("{}-{n}", s.name);
+                if let Some((_, other)) = seen.iter().find(|(j, _)| *j == joined) {
+                    diags.push(
+                        Diagnostic::error("name-collision", &s.manifest_file, Default::default(), &format!("{section}.{n}"), format!(
+                            "{kind} `{n}` of `{}` gets the same name as a {kind} of `{other}` (`…-{joined}`)",
+                            s.name
+                        ))
+                        .with_help("rename one of them"),
+                    );
+                } else {
+                    seen.push((joined, &s.name));
+                }
+            }
+        }
+    }
+}
+
 fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
     use pantstack_manifest::diag::did_you_mean;
     let names: Vec<&str> = repo
@@ -938,7 +1026,20 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
             }
         }
         // Calls: to another service of the monorepo that serves HTTP.
-        for c in &svc.calls {
+        for (i, c) in svc.calls.iter().enumerate() {
+            if svc.calls[..i].iter().any(|p| p.value == c.value) {
+                diags.push(
+                    Diagnostic::error(
+                        "duplicate-name",
+                        &svc.manifest_file,
+                        c.span,
+                        "calls",
+                        format!("`{}` is listed twice in `calls`", c.value),
+                    )
+                    .with_help("list each service once"),
+                );
+                continue;
+            }
             let field = "calls";
             if c.value == svc.name {
                 diags.push(
@@ -990,11 +1091,19 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 continue;
             }
             let var = crate::service::call_variable(&c.value);
+            if crate::names::is_reserved_var(&var) {
+                diags.push(
+                    Diagnostic::error("reserved-name", &svc.manifest_file, c.span, field, format!("calling `{}` would set `{var}`, which pantstack sets for every task (the AWS SDKs read it)", c.value))
+                        .with_help(format!("rename the service `{}`", c.value)),
+                );
+                continue;
+            }
             if svc.variables.iter().any(|(k, _)| *k == var)
                 || svc
                     .env_variables
                     .iter()
                     .any(|e| e.variables.iter().any(|(k, _)| *k == var))
+                || svc.secrets.iter().any(|s| s.name == var)
             {
                 diags.push(
                     Diagnostic::error(
@@ -1003,12 +1112,12 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                         c.span,
                         field,
                         format!(
-                            "`{var}` is set by `calls: [{}]` and declared under `variables:` too",
+                            "`{var}` is set by `calls: [{}]` and declared under `variables:` or `secrets:` too",
                             c.value
                         ),
                     )
                     .with_help(format!(
-                        "remove `{var}` from `variables:` (its value is {}'s address)",
+                        "rename or remove that `{var}` (its value is {}'s address)",
                         c.value
                     )),
                 );
@@ -1017,7 +1126,10 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
         // Secrets: granted by their owner (`grants: { reports: read }`), taken with
         // `from: OWNER`.
         for sec in &svc.secrets {
-            for g in &sec.grants {
+            // A taken secret's grants are its owner's to give (refused when read).
+            let own_grants: &[crate::service::Grant] =
+                if sec.from.is_some() { &[] } else { &sec.grants };
+            for g in own_grants {
                 let field = format!("secrets.{}.grants.{}", sec.name, g.to.value);
                 if g.to.value == svc.name {
                     diags.push(
@@ -1064,6 +1176,19 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 continue;
             };
             let field = format!("secrets.{}.from", sec.name);
+            if from.value == svc.name {
+                diags.push(
+                    Diagnostic::error(
+                        "invalid-grant",
+                        &svc.manifest_file,
+                        from.span,
+                        &field,
+                        format!("`{}` takes its secret `{}` from itself", svc.name, sec.name),
+                    )
+                    .with_help("remove `from`: a service's secrets are its own"),
+                );
+                continue;
+            }
             let Some(owner) = repo.services.iter().find(|o| o.service.name == from.value) else {
                 let help = match did_you_mean(&from.value, &names) {
                     Some(s) => format!("did you mean `{s}`?"),

@@ -888,7 +888,9 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) -> Vec<
         }
     }
     for (path, node) in sections {
-        foreign.extend(check_variable_references(r, &queues, &buckets, node, &path));
+        foreign.extend(check_variable_references(
+            r, &svc.name, &queues, &buckets, node, &path,
+        ));
     }
     for s in &svc.secrets {
         if svc.variables.iter().any(|(n, _)| *n == s.name)
@@ -914,6 +916,7 @@ fn check_references(r: &mut Reader<'_>, svc: &Service, top: &Fields<'_>) -> Vec<
 /// queue or bucket (never a secret).
 fn check_variable_references(
     r: &mut Reader<'_>,
+    svc_name: &str,
     queues: &[&str],
     buckets: &[&str],
     vars: &Node,
@@ -973,7 +976,9 @@ fn check_variable_references(
                     };
                     // Another service's: `${queue:OWNER.NAME}`, checked against the
                     // owner's grants once every service is read.
-                    if let Some((owner, name)) = rf.name.split_once('.') {
+                    if let Some((owner, name)) = rf.name.split_once('.')
+                        && owner != svc_name
+                    {
                         foreign.push(ForeignRef {
                             kind: rf.kind.clone(),
                             owner: owner.to_string(),
@@ -983,8 +988,14 @@ fn check_variable_references(
                         });
                         continue;
                     }
-                    if !declared.contains(&rf.name.as_str()) {
-                        let help = match did_you_mean(&rf.name, declared) {
+                    // `${queue:me.jobs}` in `me` is its own `jobs`.
+                    let own = rf
+                        .name
+                        .strip_prefix(svc_name)
+                        .and_then(|r| r.strip_prefix('.'))
+                        .unwrap_or(&rf.name);
+                    if !declared.contains(&own) {
+                        let help = match did_you_mean(own, declared) {
                             Some(s) => format!("did you mean `{s}`?"),
                             None => format!("declare `{}` under `{section}:`", rf.name),
                         };

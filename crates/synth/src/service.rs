@@ -205,7 +205,8 @@ fn owner_queue<'a>(
 /// The export naming a bucket that grants other services access (its name is
 /// CloudFormation's, so the consumer imports it).
 pub fn bucket_export(cx: &Ctx<'_>, owner: &str, bucket: &str) -> String {
-    cx.names.export(&format!("{owner}-{bucket}-bucket"))
+    // The environment's own prefix (previews share a foundation, not services).
+    format!("{}-{owner}-{bucket}-bucket", cx.names.prefix())
 }
 
 /// What a service uses of other services' queues and buckets: (owner, resource,
@@ -295,7 +296,7 @@ pub fn is_called(cx: &Ctx<'_>, svc: &Service) -> bool {
 /// The export naming a called service's task security group (callers add the rule
 /// that lets them in, so a callee need not know its callers).
 pub fn task_sg_export(cx: &Ctx<'_>, service: &str) -> String {
-    cx.names.export(&format!("{service}-task-sg"))
+    format!("{}-{service}-task-sg", cx.names.prefix())
 }
 
 /// Egress to each callee's tasks on its port (the matching ingress rule is added
