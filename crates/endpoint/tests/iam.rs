@@ -58,16 +58,25 @@ async fn local() -> Local {
                 format!("arn:aws:ssm:{REGION}:000000000000:parameter/p/api/*"),
             ],
         );
+    // `reports` owns nothing; the api's queue and bucket policies grant it sending
+    // to api-jobs and reading api-results (resource-based: `Policy::granted`).
+    let (send, _) = iam::grant_actions(pantstack_model::service::Access::Send);
+    let (list, read) = iam::grant_actions(pantstack_model::service::Access::Read);
+    let reports = Policy::default()
+        .grant(&send, vec![arn("api-jobs"), arn("api-jobs-dlq")])
+        .grant(&list, vec!["arn:aws:s3:::api-results".into()])
+        .grant(&read, vec!["arn:aws:s3:::api-results/*".into()]);
     let policies = HashMap::from([
         ("api".to_string(), api),
         ("idle".to_string(), Policy::default()),
+        ("reports".to_string(), reports),
     ]);
     let core = Arc::new(
         Core::open(&Config {
             dir: dir.join("aws"),
             key_file: dir.join("keys/test.key"),
             region: REGION.into(),
-            principals: vec!["api".into(), "idle".into()],
+            principals: vec!["api".into(), "idle".into(), "reports".into()],
             policies,
             compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
         })
@@ -461,4 +470,85 @@ async fn a_unit_reaches_only_what_its_policy_allows() {
         .unwrap();
     sqs_user.list_queues().send().await.unwrap();
     s3_user.list_buckets().send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_allows_its_actions_on_its_resource_and_nothing_more() {
+    let l = local().await;
+    let user = conf(&l, USER).await;
+    let reports = conf(&l, "reports").await;
+    let sqs_user = aws_sdk_sqs::Client::new(&user);
+    let jobs = sqs_user
+        .create_queue()
+        .queue_name("api-jobs")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let other = sqs_user
+        .create_queue()
+        .queue_name("other-jobs")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let s3_user = aws_sdk_s3::Client::new(&user);
+    s3_user
+        .create_bucket()
+        .bucket("api-results")
+        .send()
+        .await
+        .unwrap();
+    s3_user
+        .put_object()
+        .bucket("api-results")
+        .key("jobs/1.json")
+        .body(ByteStream::from_static(b"{}"))
+        .send()
+        .await
+        .unwrap();
+
+    let sqs = aws_sdk_sqs::Client::new(&reports);
+    let s3 = aws_sdk_s3::Client::new(&reports);
+    // Granted: send to the queue, list and read the bucket.
+    sqs.send_message()
+        .queue_url(&jobs)
+        .message_body("from reports")
+        .send()
+        .await
+        .unwrap();
+    let listed = s3
+        .list_objects_v2()
+        .bucket("api-results")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    s3.get_object()
+        .bucket("api-results")
+        .key("jobs/1.json")
+        .send()
+        .await
+        .unwrap();
+    // Not granted: another action on the same queue, another queue, writing the bucket.
+    denied(
+        sqs.receive_message().queue_url(&jobs).send().await,
+        "AccessDenied",
+        "sqs:ReceiveMessage",
+        &arn("api-jobs"),
+    );
+    refused_send(&sqs, &other, &arn("other-jobs")).await;
+    let put = s3
+        .put_object()
+        .bucket("api-results")
+        .key("jobs/forged.json")
+        .body(ByteStream::from_static(b"{}"))
+        .send()
+        .await;
+    let e = put.expect_err("writing was not granted");
+    assert_eq!(e.code(), Some("AccessDenied"), "{e:?}");
 }

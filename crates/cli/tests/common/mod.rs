@@ -86,7 +86,7 @@ impl Cloud {
         assert!(
             !text.contains("PANTSTACK_ARTIFACTS")
                 && !text.contains("build: ./build.sh --local")
-                && !text.contains("reports"),
+                && !text.contains("grants: { reports"),
             "the example's manifest changed: update tests/common/mod.rs"
         );
         let text = format!("{text}{extra}\n");
