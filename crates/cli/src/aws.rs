@@ -153,14 +153,11 @@ impl Ssm {
                 .block_on(core.ssm(action, &input, pantstack_endpoint::USER))
                 .map_err(|e| (e.code, e.message))),
             None => {
-                let v = self
-                    .rt
-                    .block_on(control::call(
-                        &self.paths.socket(),
-                        &json!({ "op": "ssm", "action": action, "input": input }),
-                        |_| {},
-                    ))
-                    .map_err(|e| Failure::Resolve(e.into()))?;
+                let v = crate::local::call_short(
+                    &self.rt,
+                    &self.paths,
+                    json!({ "op": "ssm", "action": action, "input": input }),
+                )?;
                 Ok(match v["error"].as_str() {
                     Some(m) => Err((v["code"].as_str().unwrap_or("").to_string(), m.to_string())),
                     None => Ok(v["result"].clone()),

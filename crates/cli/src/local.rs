@@ -89,6 +89,37 @@ fn call(
         .map_err(call_failure)
 }
 
+/// How long a short request (status, scale, deployments, exec, secrets) waits for
+/// the supervisor's answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(15);
+
+/// A short request: bounded, so a supervisor that accepts but never answers (stopped
+/// with SIGSTOP, out of descriptors, wedged) is an error naming it, not a hang.
+pub(crate) fn call_short(
+    rt: &tokio::runtime::Runtime,
+    paths: &Paths,
+    req: Value,
+) -> Result<Value, Failure> {
+    let socket = paths.socket();
+    let answered = rt.block_on(async {
+        tokio::time::timeout(ANSWER_WITHIN, control::call(&socket, &req, |_| {})).await
+    });
+    match answered {
+        Ok(r) => r.map_err(call_failure),
+        Err(_) => {
+            let pid = pantstack_local::state::holder(paths).and_then(|h| h.pid);
+            Err(Failure::Io(format!(
+                "the local cloud's supervisor{} did not answer within {} s: it may be stopped (SIGSTOP), out of file descriptors or overloaded. Look at {}, or end it with `kill{}` and run `pantstack up` again",
+                pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                ANSWER_WITHIN.as_secs(),
+                paths.supervisor_log().display(),
+                pid.map(|p| format!(" {p}"))
+                    .unwrap_or_else(|| " <pid>".into()),
+            )))
+        }
+    }
+}
+
 /// No supervisor: exit 3; a supervisor that went away mid-answer: exit 4.
 fn call_failure(e: control::CallError) -> Failure {
     match e {
@@ -437,7 +468,7 @@ fn start_failure(u: &Value) -> Option<String> {
 }
 
 fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(), Failure> {
-    let v = call(rt, &paths.socket(), json!({"op": "status"}), |_| {})?;
+    let v = call_short(rt, paths, json!({"op": "status"}))?;
     let st = &v["status"];
     if out.json() {
         println!("{}", serde_json::to_string_pretty(st).unwrap_or_default());
@@ -703,11 +734,10 @@ pub fn rollback(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Failu
 pub fn scale(global: &Global, out: &Out, a: &ScaleArgs) -> Result<(), Failure> {
     let (_, paths) = socket_of(global, a.env.as_deref())?;
     let rt = runtime()?;
-    let v = call(
+    let v = call_short(
         &rt,
-        &paths.socket(),
+        &paths,
         json!({"op": "scale", "service": a.service, "count": a.count}),
-        |_| {},
     )?;
     if let Some(e) = v["error"].as_str() {
         return Err(Failure::Resolve(e.to_string()));
@@ -734,11 +764,10 @@ pub fn scale(global: &Global, out: &Out, a: &ScaleArgs) -> Result<(), Failure> {
 pub fn deployments(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Failure> {
     let (_, paths) = socket_of(global, a.env.as_deref())?;
     let rt = runtime()?;
-    let v = call(
+    let v = call_short(
         &rt,
-        &paths.socket(),
+        &paths,
         json!({"op": "deployments", "service": a.service}),
-        |_| {},
     )?;
     if let Some(e) = v["error"].as_str() {
         return Err(Failure::Resolve(e.to_string()));
@@ -895,11 +924,10 @@ pub fn logs(global: &Global, _out: &Out, a: &LogsArgs) -> Result<(), Failure> {
 pub fn exec(global: &Global, _out: &Out, a: &ExecArgs) -> Result<(), Failure> {
     let (_, paths) = socket_of(global, a.env.as_deref())?;
     let rt = runtime()?;
-    let v = call(
+    let v = call_short(
         &rt,
-        &paths.socket(),
+        &paths,
         json!({"op": "exec", "service": a.service, "task": a.task}),
-        |_| {},
     )?;
     if let Some(e) = v["error"].as_str() {
         return Err(Failure::Resolve(e.to_string()));

@@ -713,7 +713,16 @@ fn up_never_treats_a_live_but_silent_supervisor_as_dead() {
         Duration::from_secs(40),
     );
     let stopped_ok = tasks.iter().all(|&p| alive(p));
+    // `status` (and the other short requests) are bounded too.
+    let st = run_within(&c, &["status", "--env", "test"], Duration::from_secs(40));
     signal("-CONT", sup);
+    let st = st.expect("`status` hung on a supervisor that does not answer");
+    assert_eq!(st.status.code(), Some(4), "{}", text(&st.stdout));
+    assert!(
+        text(&st.stderr).contains(&format!("supervisor (pid {sup}) did not answer within")),
+        "{}",
+        text(&st.stderr)
+    );
     let o = o.expect("`up` hung on a supervisor that does not answer");
     let err = text(&o.stderr);
     assert!(!o.status.success(), "up succeeded: {}", text(&o.stdout));
