@@ -483,7 +483,11 @@ fn the_example_runs_as_docker_containers() {
         .output()
         .unwrap();
     assert_eq!(text(&limits.stdout).trim(), "500000000 1073741824");
-    // This environment's image tags (each build has its own).
+    // This checkout's environment's image tags (each build has its own).
+    let root_label = format!(
+        "label=pantstack.root={}",
+        std::fs::canonicalize(&c.root).unwrap().display()
+    );
     let images = || {
         let o = Command::new("docker")
             .args([
@@ -494,6 +498,8 @@ fn the_example_runs_as_docker_containers() {
                 "label=pantstack.environment=prod",
                 "--filter",
                 "label=pantstack.project=shop",
+                "--filter",
+                &root_label,
             ])
             .output()
             .unwrap();

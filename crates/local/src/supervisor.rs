@@ -593,7 +593,11 @@ impl Supervisor {
                 .artifacts()
                 .join(&unit.service)
                 .join(id.to_string()),
-            image: format!("pantstack-local/{}:{tag}-b{id}", self.registry),
+            image: format!(
+                "pantstack-local/{}:{tag}-{}-b{id}",
+                self.registry,
+                self.root_tag()
+            ),
             labels: self.image_labels(),
             timeout: Duration::from_millis(unit.build_timeout_ms),
             pgid: Arc::new(std::sync::atomic::AtomicU32::new(0)),
@@ -625,11 +629,27 @@ impl Supervisor {
     }
 
     /// Labels of this environment's images (so that stale ones can be found).
+    /// Two checkouts of one project on one machine build images of the same names
+    /// and numbers: the checkout's directory tells them apart (label and tag).
     fn image_labels(&self) -> Vec<(String, String)> {
         vec![
             ("pantstack.project".to_string(), self.project.clone()),
             ("pantstack.environment".to_string(), self.cfg.env.clone()),
+            (
+                "pantstack.root".to_string(),
+                self.cfg.root.to_string_lossy().into_owned(),
+            ),
         ]
+    }
+
+    /// A short, stable digest of the checkout's directory (FNV-1a), for image tags.
+    fn root_tag(&self) -> String {
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self.cfg.root.to_string_lossy().bytes() {
+            h ^= u32::from(b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        format!("{h:08x}")
     }
 
     /// Ends finished builds: their revisions become ready (or failed); shows the
