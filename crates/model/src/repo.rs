@@ -856,6 +856,32 @@ pub fn fargate_pair(cpu: i64, mem: i64) -> Result<(), String> {
 /// owner); a reference to another service's queue or bucket (`${queue:api.jobs}`)
 /// names a declared one that grants the referring service access; a grant nobody
 /// uses is a warning.
+/// The help for a service name that is not one of `names`.
+fn services_help(name: &str, names: &[&str]) -> String {
+    match pantstack_manifest::diag::did_you_mean(name, names) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None => format!("services: {}", names.join(", ")),
+    }
+}
+
+/// `name`, where a service of the monorepo is expected, is none of them.
+fn unknown_service(
+    file: &str,
+    span: pantstack_manifest::Span,
+    field: &str,
+    name: &str,
+    names: &[&str],
+) -> Diagnostic {
+    Diagnostic::error(
+        "unknown-service",
+        file,
+        span,
+        field,
+        format!("no service `{name}` in this monorepo"),
+    )
+    .with_help(services_help(name, names))
+}
+
 /// Stack imports between services (on AWS a caller imports its callee's security
 /// group, a bucket's taker its name) must not form a cycle: each stack would need
 /// the other deployed first. Reported at the edge that closes it.
@@ -981,20 +1007,13 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 }
                 let Some(consumer) = repo.services.iter().find(|c| c.service.name == g.to.value)
                 else {
-                    let help = match did_you_mean(&g.to.value, &names) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("services: {}", names.join(", ")),
-                    };
-                    diags.push(
-                        Diagnostic::error(
-                            "unknown-service",
-                            &svc.manifest_file,
-                            g.to.span,
-                            &field,
-                            format!("no service `{}` in this monorepo", g.to.value),
-                        )
-                        .with_help(help),
-                    );
+                    diags.push(unknown_service(
+                        &svc.manifest_file,
+                        g.to.span,
+                        &field,
+                        &g.to.value,
+                        &names,
+                    ));
                     continue;
                 };
                 let kinds: &[&str] = if section == "queues" {
@@ -1055,20 +1074,13 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 continue;
             }
             let Some(callee) = repo.services.iter().find(|o| o.service.name == c.value) else {
-                let help = match did_you_mean(&c.value, &names) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("services: {}", names.join(", ")),
-                };
-                diags.push(
-                    Diagnostic::error(
-                        "unknown-service",
-                        &svc.manifest_file,
-                        c.span,
-                        field,
-                        format!("no service `{}` in this monorepo", c.value),
-                    )
-                    .with_help(help),
-                );
+                diags.push(unknown_service(
+                    &svc.manifest_file,
+                    c.span,
+                    field,
+                    &c.value,
+                    &names,
+                ));
                 continue;
             };
             if callee.service.http.is_none() {
@@ -1146,20 +1158,13 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 }
                 let Some(consumer) = repo.services.iter().find(|c| c.service.name == g.to.value)
                 else {
-                    let help = match did_you_mean(&g.to.value, &names) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("services: {}", names.join(", ")),
-                    };
-                    diags.push(
-                        Diagnostic::error(
-                            "unknown-service",
-                            &svc.manifest_file,
-                            g.to.span,
-                            &field,
-                            format!("no service `{}` in this monorepo", g.to.value),
-                        )
-                        .with_help(help),
-                    );
+                    diags.push(unknown_service(
+                        &svc.manifest_file,
+                        g.to.span,
+                        &field,
+                        &g.to.value,
+                        &names,
+                    ));
                     continue;
                 };
                 let used = consumer.service.secrets.iter().any(|c| {
@@ -1190,20 +1195,13 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                 continue;
             }
             let Some(owner) = repo.services.iter().find(|o| o.service.name == from.value) else {
-                let help = match did_you_mean(&from.value, &names) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("services: {}", names.join(", ")),
-                };
-                diags.push(
-                    Diagnostic::error(
-                        "unknown-service",
-                        &svc.manifest_file,
-                        from.span,
-                        &field,
-                        format!("no service `{}` in this monorepo", from.value),
-                    )
-                    .with_help(help),
-                );
+                diags.push(unknown_service(
+                    &svc.manifest_file,
+                    from.span,
+                    &field,
+                    &from.value,
+                    &names,
+                ));
                 continue;
             };
             let Some(theirs) = owner
@@ -1251,10 +1249,7 @@ fn check_grants(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
         }
         for f in &svc.foreign {
             let Some(owner) = repo.services.iter().find(|o| o.service.name == f.owner) else {
-                let help = match did_you_mean(&f.owner, &names) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("services: {}", names.join(", ")),
-                };
+                let help = services_help(&f.owner, &names);
                 diags.push(
                     Diagnostic::error(
                         "undeclared-reference",
