@@ -120,6 +120,30 @@ and the SecureString parameters that must exist. Output is the same byte for byt
 for the same monorepo. Nothing contacts AWS.")]
     Synth(SynthArgs),
 
+    /// AWS: create or update what an administrator deploys once: the shared stack (ECR, template bucket, OIDC provider), the environment's foundation and the service-linked roles
+    #[command(after_help = "Examples:
+  pantstack bootstrap --env test
+  pantstack bootstrap --env prod --profile admin
+  pantstack bootstrap --pr 1        # the foundation every preview-<pr> shares
+
+Needs an administrator's credentials (the standard AWS chain: environment,
+--profile, SSO, instance role; AWS_ENDPOINT_URL is honoured). Creates the ECS, ELB
+and Application Auto Scaling service-linked roles where the account lacks them,
+then deploys {project}-shared and {project}-{env}-foundation through change sets,
+and prints the CI role to put in GitHub. Run it again after changing the
+foundation manifest; a stack without changes is `unchanged`.")]
+    Bootstrap(BootstrapArgs),
+
+    /// AWS: what `deploy --target aws` would change, stack by stack (change sets created, described and deleted)
+    #[command(after_help = "Examples:
+  pantstack diff --env test
+  pantstack diff --pr 42 --format json
+
+For each stack: added, modified (with replacement True/Conditional) and removed
+resources, or `no changes`. Nothing is executed. Images are not built: the tags of
+the current commit are compared.")]
+    Diff(DiffArgs),
+
     /// Run every service of an environment on this machine (the local cloud)
     #[command(after_help = "Examples:
   pantstack up                      # environment of the current branch (else the first one)
@@ -132,7 +156,10 @@ restarts. State, logs and access logs live in .pantstack/local/<env>/. Ctrl-C (o
 `pantstack down`) drains and stops everything. A second `up` attaches to the running
 one; `up` after a crash cleans up and starts again on the same ports. A supervisor that
 holds the environment but does not answer is left alone: `up` exits 4 with its pid.
-The state is private to your user (directories 0700, files 0600, whatever the umask).")]
+The state is private to your user (directories 0700, files 0600, whatever the umask).
+
+With --target aws (or PANTSTACK_TARGET=aws): deploys the environment to AWS, as
+`pantstack deploy --target aws` does.")]
     Up(UpArgs),
 
     /// Drain and stop the local cloud
@@ -141,26 +168,44 @@ The state is private to your user (directories 0700, files 0600, whatever the um
   pantstack down --env test
 
 Returns once every task has stopped and the supervisor has exited (at most 30 s after
-it stopped its tasks), so `pantstack down && pantstack up` works.")]
-    Down(LocalArgs),
+it stopped its tasks), so `pantstack down && pantstack up` works.
+
+With --target aws: destroys the environment on AWS — its service stacks, then its
+foundation (never the shared stack, nor the foundation previews share). Buckets
+that are not retained are emptied first (every version). Asks on a terminal;
+--yes otherwise; prod needs --allow-prod too. --images and --parameters also
+delete the environment's images and SSM parameters. Retained resources are listed.
+
+  pantstack down --target aws --env preview-42 --yes --images --parameters")]
+    Down(DownArgs),
 
     /// Show the local cloud: services, revisions, tasks with health, URLs
     #[command(after_help = "Examples:
   pantstack status
-  pantstack status --format json")]
+  pantstack status --format json
+  pantstack status --target aws --env test   # stacks, drift, tasks, last deployment, URLs")]
     Status(LocalArgs),
 
     /// Roll out a new revision of a service in the local cloud (ECS rolling update)
     #[command(after_help = "Examples:
   pantstack deploy api
+  pantstack deploy --target aws --env test       # build, push, every stack, ECS's verdict
+  pantstack deploy api --target aws --env test   # one service's images and stack
 
 Re-reads the manifests, makes a new revision of every role of the service and rolls
 it out under minHealthyPercent / maxPercent. If its tasks keep failing, the circuit
 breaker fails the deployment and the last completed revision comes back by itself;
 the reason (failed checks, exit codes, last log lines) is printed. Exits 1 then, and
 4 if the supervisor goes away before the deployment ends (the next `up` records it
-as interrupted in `pantstack deployments`).")]
-    Deploy(ServiceArgs),
+as interrupted in `pantstack deployments`).
+
+With --target aws: builds the images with Docker, tags them by the seed's strategy
+and pushes them to ECR; checks that every secret exists; uploads the templates to
+the template bucket; deploys one change set per stack in dependency order
+(independent stacks at once), then reports ECS's verdict per service (completed,
+or failed and rolled back by the circuit breaker, with the stopped tasks' reasons
+and last log lines) and the outputs (URLs, queues, buckets). Exits 1 on failure.")]
+    Deploy(DeployArgs),
 
     /// Roll a service back to its previous completed revision
     #[command(after_help = "Examples:
@@ -180,7 +225,9 @@ as interrupted in `pantstack deployments`).")]
   pantstack logs api -f
   pantstack logs api-worker --since 10m
 
-A service's builds (`build-N`) are among its logs.")]
+A service's builds (`build-N`) are among its logs.
+
+With --target aws: the service's CloudWatch Logs, across its tasks (-f follows).")]
     Logs(LogsArgs),
 
     /// Run a command in a running task: its environment (processes) or its container (Docker)
@@ -302,6 +349,30 @@ pub struct UpArgs {
     /// Internal: the background supervisor started by --detach
     #[arg(long, hide = true)]
     pub supervise: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Where a command acts: the local cloud (default) or AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// The local cloud on this machine
+    Local,
+    /// AWS: CloudFormation, ECS, ECR (credentials from the standard AWS chain)
+    Aws,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct TargetArgs {
+    /// Where to act: `local` (the default) or `aws`; PANTSTACK_TARGET=aws sets it for a shell or CI job
+    #[arg(long, value_enum)]
+    pub target: Option<Target>,
+    /// AWS: a profile of ~/.aws/config (aws target only)
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// AWS: the region, instead of the environment's (aws target only)
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -315,6 +386,75 @@ pub struct LocalArgs {
     /// Environment (default: the one running, if only one is)
     #[arg(long)]
     pub env: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// Environment (default: the one running, if only one is; on AWS: the branch's)
+    #[arg(long)]
+    pub env: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// AWS: destroy without asking (required without a terminal)
+    #[arg(long)]
+    pub yes: bool,
+    /// AWS: destroying a production environment needs this as well
+    #[arg(long)]
+    pub allow_prod: bool,
+    /// AWS: also delete the environment's images from ECR
+    #[arg(long)]
+    pub images: bool,
+    /// AWS: also delete the environment's parameters (its secrets) from SSM
+    #[arg(long)]
+    pub parameters: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// Service (every role) or one role (`api-worker`); on AWS: every service when left out
+    pub service: Option<String>,
+    /// Environment (default: the one running, if only one is; on AWS: the branch's)
+    #[arg(long)]
+    pub env: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BootstrapArgs {
+    /// Environment (default: the current branch's)
+    #[arg(long, conflicts_with = "pr")]
+    pub env: Option<String>,
+    /// Pull request number: the previews' shared foundation
+    #[arg(long)]
+    pub pr: Option<u64>,
+    /// AWS: a profile of ~/.aws/config
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// AWS: the region, instead of the environment's
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The account's existing GitHub OIDC provider (an account has one per URL)
+    #[arg(long, value_name = "ARN")]
+    pub oidc_provider_arn: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// Environment (default: the current branch's)
+    #[arg(long, conflicts_with = "pr")]
+    pub env: Option<String>,
+    /// Pull request number: its preview environment
+    #[arg(long)]
+    pub pr: Option<u64>,
+    /// AWS: a profile of ~/.aws/config
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// AWS: the region, instead of the environment's
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -335,6 +475,15 @@ pub struct SecretsArgs {
     /// or deleting prod's secrets needs --env prod)
     #[arg(long, global = true)]
     pub env: Option<String>,
+    /// Where the secrets are: `local` (the default) or `aws` (SSM of the environment's region)
+    #[arg(long, value_enum, global = true)]
+    pub target: Option<Target>,
+    /// AWS: a profile of ~/.aws/config
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// AWS: the region, instead of the environment's
+    #[arg(long, global = true)]
+    pub region: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -422,6 +571,8 @@ pub struct LogsArgs {
     /// Environment (default: the one running, if only one is)
     #[arg(long)]
     pub env: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Args, Debug)]

@@ -189,7 +189,7 @@ impl Ssm {
 
 /// Reads a secret value: a prompt without echo on a terminal, else all of stdin
 /// (one trailing newline dropped).
-fn read_value(what: &str) -> Result<String, Failure> {
+pub(crate) fn read_value(what: &str) -> Result<String, Failure> {
     let stdin = std::io::stdin();
     let value = if stdin.is_terminal() {
         eprint!("value for {what} (input hidden): ");
@@ -226,6 +226,11 @@ fn read_value(what: &str) -> Result<String, Failure> {
         )));
     }
     Ok(value)
+}
+
+/// A date of seconds since the epoch, as `2026-12-03 13:21:03`.
+pub(crate) fn date_secs(secs: i64) -> String {
+    date(secs as f64)
 }
 
 fn date(ms: f64) -> String {

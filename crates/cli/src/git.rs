@@ -59,3 +59,13 @@ pub fn ci_pull_request() -> Option<u64> {
         .ok()
         .and_then(|r| pantstack_model::env::pr_from_ref(&r))
 }
+
+/// Whether the working tree under `root` has uncommitted changes (ignored files
+/// and the tool's own `.pantstack/` aside).
+pub fn dirty(root: &Path) -> Result<bool, Failure> {
+    let out = git(
+        root,
+        &["status", "--porcelain", "--", ".", ":(exclude).pantstack"],
+    )?;
+    Ok(!out.is_empty())
+}

@@ -4,7 +4,7 @@
 
 use crate::Failure;
 use crate::args::{
-    ExecArgs, Global, LocalArgs, LogsArgs, RuntimeArg, ScaleArgs, ServiceArgs, UpArgs,
+    DeployArgs, ExecArgs, Global, LocalArgs, LogsArgs, RuntimeArg, ScaleArgs, ServiceArgs, UpArgs,
 };
 use crate::commands::{find_root, load_valid};
 use crate::git;
@@ -561,8 +561,8 @@ pub fn status(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> 
 /// How long `down` waits for the supervisor to exit once it said it stopped.
 const EXIT_WITHIN: Duration = Duration::from_secs(30);
 
-pub fn down(global: &Global, out: &Out, a: &LocalArgs) -> Result<(), Failure> {
-    let (_, paths) = socket_of(global, a.env.as_deref())?;
+pub fn down(global: &Global, out: &Out, env: Option<&str>) -> Result<(), Failure> {
+    let (_, paths) = socket_of(global, env)?;
     let rt = runtime()?;
     let answered = rt.block_on(control::call(
         &paths.socket(),
@@ -723,8 +723,17 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
     if ok { Ok(()) } else { Err(Failure::Invalid) }
 }
 
-pub fn deploy(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Failure> {
-    deploy_like(global, out, a, "deploy")
+pub fn deploy(global: &Global, out: &Out, a: &DeployArgs) -> Result<(), Failure> {
+    let Some(service) = a.service.clone() else {
+        return Err(Failure::Usage(
+            "deploy in the local cloud: name the service (`pantstack deploy api`); `pantstack up` starts them all".into(),
+        ));
+    };
+    let a = ServiceArgs {
+        service,
+        env: a.env.clone(),
+    };
+    deploy_like(global, out, &a, "deploy")
 }
 
 pub fn rollback(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Failure> {

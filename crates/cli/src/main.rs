@@ -13,9 +13,10 @@ mod git;
 mod local;
 mod output;
 mod scaffold;
+mod ship;
 mod synth;
 
-use args::{Cli, Command};
+use args::{Cli, Command, Target};
 use clap::{CommandFactory, Parser};
 use output::Out;
 use std::process::ExitCode;
@@ -31,12 +32,14 @@ pub enum Failure {
     Io(String),
     /// Bad arguments beyond what clap checks; exit 2.
     Usage(String),
+    /// An operation failed and said why already (an AWS deployment); exit 1.
+    Failed,
 }
 
 impl Failure {
     fn code(&self) -> u8 {
         match self {
-            Failure::Invalid => 1,
+            Failure::Invalid | Failure::Failed => 1,
             Failure::Usage(_) => 2,
             Failure::Resolve(_) => 3,
             Failure::Io(_) => 4,
@@ -73,17 +76,61 @@ fn main() -> ExitCode {
         Command::Config(a) => commands::config(&cli.global, &out, &a),
         Command::Tag(a) => commands::tag(&cli.global, &out, &a),
         Command::Synth(a) => synth::synth(&cli.global, &out, &a),
-        Command::Up(a) => local::up(&cli.global, &out, &a),
-        Command::Down(a) => local::down(&cli.global, &out, &a),
-        Command::Status(a) => local::status(&cli.global, &out, &a),
-        Command::Deploy(a) => local::deploy(&cli.global, &out, &a),
+        Command::Bootstrap(a) => ship::bootstrap(&cli.global, &out, &a),
+        Command::Diff(a) => ship::diff(&cli.global, &out, &a),
+        Command::Up(a) => match ship::target(a.target.target) {
+            Ok(Target::Aws) => ship::deploy_services(
+                &cli.global,
+                &out,
+                a.env.as_deref(),
+                a.services.clone(),
+                &a.target,
+            ),
+            Ok(Target::Local) => {
+                ship::local_only(&a.target).and_then(|_| local::up(&cli.global, &out, &a))
+            }
+            Err(e) => Err(e),
+        },
+        Command::Down(a) => match ship::target(a.target.target) {
+            Ok(Target::Aws) => ship::down(&cli.global, &out, &a),
+            Ok(Target::Local) => ship::local_only(&a.target)
+                .and_then(|_| local::down(&cli.global, &out, a.env.as_deref())),
+            Err(e) => Err(e),
+        },
+        Command::Status(a) => match ship::target(a.target.target) {
+            Ok(Target::Aws) => ship::status(&cli.global, &out, a.env.as_deref(), &a.target),
+            Ok(Target::Local) => {
+                ship::local_only(&a.target).and_then(|_| local::status(&cli.global, &out, &a))
+            }
+            Err(e) => Err(e),
+        },
+        Command::Deploy(a) => match ship::target(a.target.target) {
+            Ok(Target::Aws) => ship::deploy(&cli.global, &out, &a),
+            Ok(Target::Local) => {
+                ship::local_only(&a.target).and_then(|_| local::deploy(&cli.global, &out, &a))
+            }
+            Err(e) => Err(e),
+        },
         Command::Rollback(a) => local::rollback(&cli.global, &out, &a),
         Command::Scale(a) => local::scale(&cli.global, &out, &a),
-        Command::Logs(a) => local::logs(&cli.global, &out, &a),
+        Command::Logs(a) => match ship::target(a.target.target) {
+            Ok(Target::Aws) => ship::logs(&cli.global, &out, &a),
+            Ok(Target::Local) => {
+                ship::local_only(&a.target).and_then(|_| local::logs(&cli.global, &out, &a))
+            }
+            Err(e) => Err(e),
+        },
         Command::Exec(a) => local::exec(&cli.global, &out, &a),
         Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
         Command::AwsEnv(a) => aws::aws_env(&cli.global, &out, &a),
-        Command::Secrets(a) => aws::secrets(&cli.global, &out, &a),
+        Command::Secrets(a) => match ship::target(a.target) {
+            Ok(Target::Aws) => ship::secrets(&cli.global, &out, &a),
+            Ok(Target::Local) if a.profile.is_some() || a.region.is_some() => Err(Failure::Usage(
+                "--profile and --region choose an AWS account and region: add --target aws".into(),
+            )),
+            Ok(Target::Local) => aws::secrets(&cli.global, &out, &a),
+            Err(e) => Err(e),
+        },
         Command::Init(a) => scaffold::init(&out, &a),
         Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
         Command::Completions { shell } => {
@@ -102,7 +149,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             match &f {
-                Failure::Invalid => {}
+                Failure::Invalid | Failure::Failed => {}
                 Failure::Resolve(m) | Failure::Io(m) | Failure::Usage(m) => {
                     let label = if out.color {
                         "\x1b[1;31merror\x1b[0m"

@@ -584,6 +584,24 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         "cloudformation:GetTemplate", "cloudformation:ListStackResources",
                     ], stacks.clone()),
                     allow("ValidateTemplates", &["cloudformation:ValidateTemplate", "cloudformation:GetTemplateSummary"], vec![json!("*")]),
+                    // `pantstack deploy`: the shared stack's outputs (repository, template
+                    // bucket), the templates it uploads (CloudFormation reads a
+                    // TemplateURL as the caller), ECS's verdict with the stopped tasks'
+                    // last log lines, and whether each secret exists.
+                    allow("ReadSharedStack", &["cloudformation:DescribeStacks"], vec![arn(&format!(
+                        "cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}/*", n.shared_stack()
+                    ))]),
+                    allow("Templates", &["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"], vec![json!({ "Fn::Sub": [
+                        format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{scope}"),
+                        { "Bucket": import(&n.shared_export("TemplateBucket")) },
+                    ] })]),
+                    allow("ServiceVerdict", &["ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks"], vec![
+                        arn(&format!("ecs:${{AWS::Region}}:${{AWS::AccountId}}:service/{scope}")),
+                        arn(&format!("ecs:${{AWS::Region}}:${{AWS::AccountId}}:task/{scope}")),
+                        arn(&format!("ecs:${{AWS::Region}}:${{AWS::AccountId}}:container-instance/{scope}")),
+                    ]),
+                    allow("TaskLogs", &["logs:GetLogEvents", "logs:FilterLogEvents"], log_arns("${AWS::Region}:${AWS::AccountId}")),
+                    allow("SecretsExist", &["ssm:GetParameters"], ssm_arns.clone()),
                     json!({
                         "Sid": "PassOnlyTheDeployRole",
                         "Effect": "Allow",

@@ -72,6 +72,31 @@ pub fn template(cx: &Ctx<'_>) -> Template {
     .condition("CreateEcsServiceLinkedRole")
     .retain();
 
+    // Where `pantstack deploy` uploads the (minified) templates it deploys:
+    // CloudFormation takes a template over 51,200 bytes only from S3. Versioned, so
+    // every deployed template stays readable for its lifecycle's 90 days.
+    let mut props = crate::storage::log_bucket_props(tags(project, "shared", None, None), Some(1));
+    props["LifecycleConfiguration"]["Rules"][0]["Id"] = json!("expire-templates");
+    t.resource("TemplateBucket", "AWS::S3::Bucket", props)
+        .skip(&[crate::skips::TEMPLATE_BUCKET_LOGGING]);
+    let bucket_arn = att("TemplateBucket", "Arn");
+    t.resource(
+        "TemplateBucketPolicy",
+        "AWS::S3::BucketPolicy",
+        json!({
+            "Bucket": r("TemplateBucket"),
+            "PolicyDocument": crate::cfn::policy(vec![crate::cfn::deny_insecure_transport(
+                vec![bucket_arn.clone(), crate::cfn::join("", vec![bucket_arn, json!("/*")])],
+                "s3:*",
+            )]),
+        }),
+    );
+    t.output(
+        "TemplateBucket",
+        r("TemplateBucket"),
+        Some(&cx.names.shared_export("TemplateBucket")),
+    );
+
     if cx.repo.foundation.github.is_some() {
         t.parameter(
             "GitHubOidcProviderArn",

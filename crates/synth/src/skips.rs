@@ -40,6 +40,11 @@ pub const BUCKET_VERSIONING_OFF: Skip = skip(
     "Versioning is turned off in the manifest (buckets.<name>.versioning: false).",
 );
 
+pub const TEMPLATE_BUCKET_LOGGING: Skip = skip(
+    "CKV_AWS_18",
+    "Holds only the CloudFormation templates `pantstack deploy` uploads (templates never carry secrets); every write is a CloudTrail management event of the deploying role, and the shared stack has no log bucket of its own.",
+);
+
 /// Every skip the synthesizer can emit (docs/security.md lists these).
 pub const ALL: &[Skip] = &[
     ALB_PORT_80_OPEN,
@@ -47,5 +52,6 @@ pub const ALL: &[Skip] = &[
     ALB_HTTP_LISTENER_TLS,
     ALB_PREVIEW_DELETION,
     LOG_BUCKET_SELF_LOGGING,
+    TEMPLATE_BUCKET_LOGGING,
     BUCKET_VERSIONING_OFF,
 ];

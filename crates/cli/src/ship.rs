@@ -1,0 +1,701 @@
+//! The aws target's commands: `bootstrap`, `diff`, and `up`/`deploy`/`down`/
+//! `status`/`logs`/`secrets` with `--target aws`. They synthesize the environment
+//! as `synth` does and hand it to `pantstack-deploy`, which drives AWS.
+//!
+//! Only these functions load the AWS credential chain; every local command returns
+//! before reaching here.
+
+use crate::Failure;
+use crate::args::{
+    BootstrapArgs, DeployArgs, DiffArgs, DownArgs, Global, LogsArgs, SecretName, SecretsAction,
+    SecretsArgs, Target, TargetArgs,
+};
+use crate::commands::{load_valid, resolve_env};
+use crate::output::{Out, print_diagnostics};
+use pantstack_deploy::images::Source;
+use pantstack_deploy::progress::Progress;
+use pantstack_deploy::ship::{self, Env};
+use pantstack_deploy::{Clients, Connect};
+use pantstack_model::Monorepo;
+use serde_json::{Value, json};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+/// The target a command acts on: `--target`, else `PANTSTACK_TARGET`, else local.
+pub fn target(flag: Option<Target>) -> Result<Target, Failure> {
+    if let Some(t) = flag {
+        return Ok(t);
+    }
+    match std::env::var("PANTSTACK_TARGET").ok().as_deref() {
+        None | Some("") | Some("local") => Ok(Target::Local),
+        Some("aws") => Ok(Target::Aws),
+        Some(other) => Err(Failure::Usage(format!(
+            "PANTSTACK_TARGET={other}: the targets are `local` and `aws`"
+        ))),
+    }
+}
+
+/// `--profile`/`--region` only mean something on AWS.
+pub fn local_only(t: &TargetArgs) -> Result<(), Failure> {
+    if t.profile.is_some() || t.region.is_some() {
+        return Err(Failure::Usage(
+            "--profile and --region choose an AWS account and region: add --target aws".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))
+}
+
+struct Prepared {
+    repo: Monorepo,
+    env: String,
+    output: pantstack_synth::Output,
+}
+
+/// Loads the monorepo, resolves the environment and synthesizes it.
+fn prepare(
+    global: &Global,
+    out: &Out,
+    env: Option<&str>,
+    pr: Option<u64>,
+    region: Option<&str>,
+) -> Result<Prepared, Failure> {
+    let loaded = load_valid(global, out)?;
+    let repo = loaded.repo;
+    let resolved = resolve_env(&repo, None, pr, env)?;
+    if let Some(r) = region {
+        pantstack_model::foundation::check_region(r)
+            .map_err(|e| Failure::Usage(format!("--region {r}: {e}")))?;
+    }
+    let opts = pantstack_synth::Options {
+        region: region.map(str::to_string),
+    };
+    let output = match pantstack_synth::synth(&repo, &resolved.name, &opts) {
+        Ok(o) => o,
+        Err(diags) => {
+            print_diagnostics(out, Some(&repo.files), &diags);
+            let n = diags.iter().filter(|d| d.is_error()).count();
+            eprintln!(
+                "{n} error(s): cannot synthesize environment `{}`",
+                resolved.name
+            );
+            return Err(Failure::Invalid);
+        }
+    };
+    Ok(Prepared {
+        repo,
+        env: resolved.name,
+        output,
+    })
+}
+
+fn connect(rt: &tokio::runtime::Runtime, p: &Prepared, profile: Option<&str>) -> Clients {
+    let c = Connect {
+        profile: profile.map(str::to_string),
+        region: p.output.plan.region.clone(),
+    };
+    rt.block_on(Clients::connect(&c))
+}
+
+fn env_of<'a>(p: &'a Prepared, clients: Clients) -> Env<'a> {
+    Env {
+        repo: &p.repo,
+        env: p.env.clone(),
+        output: p.output.clone(),
+        clients,
+        progress: Arc::new(Progress::new()),
+        dir: p
+            .repo
+            .files
+            .root
+            .join(".pantstack")
+            .join("aws")
+            .join(&p.env),
+    }
+}
+
+/// Prints a verb's result: JSON as is, or the text `render` makes of it; a failure
+/// prints its message (and its JSON report with --format json) and exits 1.
+fn finish(
+    out: &Out,
+    r: Result<Value, ship::Failure>,
+    render: impl Fn(&Value) -> String,
+) -> Result<(), Failure> {
+    match r {
+        Ok(v) => {
+            if out.json() {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", render(&v));
+            }
+            Ok(())
+        }
+        Err(f) => {
+            if out.json() {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&f.report).unwrap_or_default()
+                );
+            } else {
+                let partial = render(&f.report);
+                if !partial.trim().is_empty() {
+                    print!("{partial}");
+                }
+            }
+            eprintln!("error: {}", f.message);
+            Err(Failure::Failed)
+        }
+    }
+}
+
+fn source(root: &std::path::Path) -> Result<Source, Failure> {
+    Ok(Source {
+        branch: crate::git::branch(root)?,
+        sha: crate::git::head_sha(root)?,
+        dirty: crate::git::dirty(root)?,
+    })
+}
+
+fn units(p: &Prepared) -> Vec<pantstack_local::spec::Unit> {
+    pantstack_local::spec::units(
+        &p.repo,
+        &p.env,
+        Some(pantstack_local::spec::Runtime::Docker),
+        &pantstack_local::spec::Aws::default(),
+    )
+}
+
+fn stacks_text(v: &Value) -> String {
+    let mut s = String::new();
+    for st in v["stacks"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "  {:<40} {}\n",
+            st["stack"].as_str().unwrap_or_default(),
+            st["result"].as_str().unwrap_or_default()
+        ));
+        for e in st["ecs"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "    {}: deployment {} — {} running, {} desired{}\n",
+                e["service"].as_str().unwrap_or_default(),
+                e["deployment"].as_str().unwrap_or_default().to_lowercase(),
+                e["running"],
+                e["desired"],
+                e["reason"]
+                    .as_str()
+                    .filter(|r| !r.is_empty())
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+        for (k, val) in st["outputs"].as_object().into_iter().flatten() {
+            if k == "ClusterName" || k == "TaskSecurityGroupId" {
+                continue;
+            }
+            s.push_str(&format!("    {k}: {}\n", val.as_str().unwrap_or_default()));
+        }
+    }
+    s
+}
+
+pub fn bootstrap(global: &Global, out: &Out, a: &BootstrapArgs) -> Result<(), Failure> {
+    let p = prepare(global, out, a.env.as_deref(), a.pr, a.region.as_deref())?;
+    let rt = runtime()?;
+    let clients = connect(&rt, &p, a.profile.as_deref());
+    let e = env_of(&p, clients);
+    eprintln!(
+        "bootstrapping `{}` in {} ({})",
+        p.env,
+        p.output.plan.region,
+        e.clients.endpoint().unwrap_or("AWS")
+    );
+    let opts = ship::BootstrapOpts {
+        oidc_provider_arn: a.oidc_provider_arn.clone(),
+    };
+    let r = rt.block_on(ship::bootstrap(&e, &opts));
+    finish(out, r, |v| {
+        let mut s = stacks_text(v);
+        if v["ok"] == json!(true) {
+            s.push_str(&format!(
+                "repository: {}\ntemplate bucket: {}\ndeploy role: {}\n",
+                v["repository_uri"].as_str().unwrap_or("-"),
+                v["template_bucket"].as_str().unwrap_or("-"),
+                v["deploy_role_arn"].as_str().unwrap_or("-"),
+            ));
+            match v["ci_role_arn"].as_str() {
+                Some(ci) => s.push_str(&format!(
+                    "CI role: {ci}\n\nIn GitHub (Settings → Secrets and variables → Actions → Variables):\n  AWS_ROLE_ARN = {ci}\n  AWS_REGION   = {}\nand in the workflow: permissions: id-token: write; aws-actions/configure-aws-credentials with role-to-assume: ${{{{ vars.AWS_ROLE_ARN }}}}; then `pantstack deploy --target aws`.\n",
+                    v["region"].as_str().unwrap_or_default()
+                )),
+                None => s.push_str("no CI role: the foundation manifest names no GitHub repository (github:)\n"),
+            }
+        }
+        s
+    })
+}
+
+pub fn deploy(global: &Global, out: &Out, a: &DeployArgs) -> Result<(), Failure> {
+    deploy_services(
+        global,
+        out,
+        a.env.as_deref(),
+        a.service.iter().cloned().collect(),
+        &a.target,
+    )
+}
+
+pub fn deploy_services(
+    global: &Global,
+    out: &Out,
+    env: Option<&str>,
+    services: Vec<String>,
+    t: &TargetArgs,
+) -> Result<(), Failure> {
+    let p = prepare(global, out, env, None, t.region.as_deref())?;
+    // `api-worker` deploys the service it belongs to: one stack holds both roles.
+    let mut wanted = Vec::new();
+    for s in services {
+        let base = s
+            .strip_suffix("-worker")
+            .filter(|b| p.repo.service(b).is_some());
+        let name = base.map(str::to_string).unwrap_or(s);
+        if p.repo.service(&name).is_none() {
+            return Err(Failure::Resolve(format!(
+                "no service `{name}` in this monorepo (services: {})",
+                p.repo.service_names().join(", ")
+            )));
+        }
+        if !wanted.contains(&name) {
+            wanted.push(name);
+        }
+    }
+    let src = source(&p.repo.files.root)?;
+    let rt = runtime()?;
+    let clients = connect(&rt, &p, t.profile.as_deref());
+    let e = env_of(&p, clients);
+    eprintln!(
+        "deploying `{}` to {} ({}) from {} {}{}",
+        p.env,
+        p.output.plan.region,
+        e.clients.endpoint().unwrap_or("AWS"),
+        src.branch,
+        &src.sha[..src.sha.len().min(7)],
+        if src.dirty {
+            " with uncommitted changes"
+        } else {
+            ""
+        }
+    );
+    let opts = ship::DeployOpts {
+        services: wanted,
+        source: src,
+        units: units(&p),
+    };
+    let r = rt.block_on(ship::deploy(&e, &opts));
+    finish(out, r, |v| {
+        let mut s = String::new();
+        for i in v["images"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  image {:<30} {}\n",
+                format!(
+                    "{} ({})",
+                    i["service"].as_str().unwrap_or_default(),
+                    i["parameter"].as_str().unwrap_or_default()
+                ),
+                i["tag"].as_str().unwrap_or_default()
+            ));
+        }
+        s.push_str(&stacks_text(v));
+        s
+    })
+}
+
+pub fn diff(global: &Global, out: &Out, a: &DiffArgs) -> Result<(), Failure> {
+    let p = prepare(global, out, a.env.as_deref(), a.pr, a.region.as_deref())?;
+    let src = source(&p.repo.files.root)?;
+    let tags = if src.dirty {
+        eprintln!(
+            "note: the working tree has uncommitted changes; deploy would build images with new tags, so image tags are compared as deployed"
+        );
+        Default::default()
+    } else {
+        ship::tags_for(&units(&p), &src).map_err(Failure::Resolve)?
+    };
+    let rt = runtime()?;
+    let clients = connect(&rt, &p, a.profile.as_deref());
+    let e = env_of(&p, clients);
+    let r = rt.block_on(ship::diff(&e, &tags));
+    finish(out, r, |v| {
+        let mut s = String::new();
+        for st in v["stacks"].as_array().into_iter().flatten() {
+            let name = st["stack"].as_str().unwrap_or_default();
+            if let Some(err) = st["error"].as_str() {
+                s.push_str(&format!("{name}: cannot compare: {err}\n"));
+                continue;
+            }
+            let changes = st["changes"].as_array().cloned().unwrap_or_default();
+            if changes.is_empty() {
+                s.push_str(&format!("{name}: no changes\n"));
+                continue;
+            }
+            s.push_str(&format!(
+                "{name}:{}\n",
+                if st["exists"] == json!(false) {
+                    " (new stack)"
+                } else {
+                    ""
+                }
+            ));
+            for c in &changes {
+                let sign = match c["action"].as_str() {
+                    Some("add") => "+",
+                    Some("remove") => "-",
+                    _ => "~",
+                };
+                let repl = match c["replacement"].as_str() {
+                    Some("True") => " (replaced)",
+                    Some("Conditional") => " (may be replaced)",
+                    _ => "",
+                };
+                s.push_str(&format!(
+                    "  {sign} {} {}{repl}\n",
+                    c["logical_id"].as_str().unwrap_or_default(),
+                    c["type"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+        s
+    })
+}
+
+pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
+    let p = prepare(
+        global,
+        out,
+        a.env.as_deref(),
+        None,
+        a.target.region.as_deref(),
+    )?;
+    if crate::aws::is_production(&p.env) && (!a.allow_prod || a.env.is_none()) {
+        return Err(Failure::Usage(format!(
+            "`{}` is production: destroying it needs --env {} --allow-prod",
+            p.env, p.env
+        )));
+    }
+    if !a.yes {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Err(Failure::Usage(format!(
+                "this destroys environment `{}` on AWS; without a terminal to confirm on, add --yes",
+                p.env
+            )));
+        }
+        eprint!(
+            "This deletes the stacks of `{}` in {} (retained buckets and the shared stack stay). Type the environment's name to go on: ",
+            p.env, p.output.plan.region
+        );
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .map_err(|e| Failure::Io(format!("cannot read the answer: {e}")))?;
+        if line.trim() != p.env {
+            return Err(Failure::Usage("not confirmed; nothing was deleted".into()));
+        }
+    }
+    let rt = runtime()?;
+    let clients = connect(&rt, &p, a.target.profile.as_deref());
+    let e = env_of(&p, clients);
+    let opts = ship::DestroyOpts {
+        images: a.images,
+        parameters: a.parameters,
+    };
+    let r = rt.block_on(ship::destroy(&e, &opts));
+    finish(out, r, |v| {
+        let mut s = String::new();
+        for st in v["stacks"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  {:<40} {}\n",
+                st["stack"].as_str().unwrap_or_default(),
+                st["result"].as_str().unwrap_or_default()
+            ));
+        }
+        for r in v["retained"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  retained: {} {} ({}, from {})\n",
+                r["type"].as_str().unwrap_or_default(),
+                r["physical_id"].as_str().unwrap_or_default(),
+                r["logical_id"].as_str().unwrap_or_default(),
+                r["stack"].as_str().unwrap_or_default()
+            ));
+        }
+        let imgs = v["images_deleted"].as_array().map(Vec::len).unwrap_or(0);
+        let prms = v["parameters_deleted"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0);
+        if imgs > 0 || prms > 0 {
+            s.push_str(&format!(
+                "  deleted {imgs} image(s) and {prms} parameter(s)\n"
+            ));
+        }
+        s
+    })
+}
+
+pub fn status(
+    global: &Global,
+    out: &Out,
+    env: Option<&str>,
+    t: &TargetArgs,
+) -> Result<(), Failure> {
+    let p = prepare(global, out, env, None, t.region.as_deref())?;
+    let rt = runtime()?;
+    let clients = connect(&rt, &p, t.profile.as_deref());
+    let e = env_of(&p, clients);
+    let r = rt.block_on(ship::status(&e));
+    finish(out, r, |v| {
+        let mut s = format!(
+            "{} in {}\n",
+            v["environment"].as_str().unwrap_or_default(),
+            v["region"].as_str().unwrap_or_default()
+        );
+        for st in v["stacks"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  {:<40} {}{}\n",
+                st["stack"].as_str().unwrap_or_default(),
+                st["status"].as_str().unwrap_or_default(),
+                st["drift"]
+                    .as_str()
+                    .map(|d| format!(" (drift: {d})"))
+                    .unwrap_or_default()
+            ));
+            for e in st["ecs"].as_array().into_iter().flatten() {
+                s.push_str(&format!(
+                    "    {}: {} running / {} desired / {} pending; last deployment {}\n",
+                    e["service"].as_str().unwrap_or_default(),
+                    e["running"],
+                    e["desired"],
+                    e["pending"],
+                    e["deployment"].as_str().unwrap_or_default().to_lowercase()
+                ));
+            }
+            if let Some(u) = st["url"].as_str() {
+                s.push_str(&format!("    url: {u}\n"));
+            }
+        }
+        s
+    })
+}
+
+pub fn logs(global: &Global, out: &Out, a: &LogsArgs) -> Result<(), Failure> {
+    let p = prepare(
+        global,
+        out,
+        a.env.as_deref(),
+        None,
+        a.target.region.as_deref(),
+    )?;
+    let Some(unit) = &a.service else {
+        return Err(Failure::Usage(
+            "logs --target aws: name a service (`pantstack logs api --target aws`)".into(),
+        ));
+    };
+    let (service, worker) = match unit.strip_suffix("-worker") {
+        Some(b) if p.repo.service(b).is_some() => (b.to_string(), Some(true)),
+        _ => (unit.clone(), None),
+    };
+    if p.repo.service(&service).is_none() {
+        return Err(Failure::Resolve(format!(
+            "no service `{service}` in this monorepo (services: {})",
+            p.repo.service_names().join(", ")
+        )));
+    }
+    let since_ms = match &a.since {
+        Some(d) => {
+            let secs = pantstack_manifest::read::parse_duration(d).ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--since {d}: expected a duration such as 30s, 10m, 2h, 1d"
+                ))
+            })?;
+            now_ms() - (secs as i64) * 1000
+        }
+        None => now_ms() - 3_600_000,
+    };
+    let rt = runtime()?;
+    let clients = connect(&rt, &p, a.target.profile.as_deref());
+    let e = env_of(&p, clients);
+    let mut since = since_ms;
+    loop {
+        let (lines, next) = match rt.block_on(ship::logs(&e, &service, worker, since)) {
+            Ok(x) => x,
+            Err(f) => {
+                eprintln!("error: {}", f.message);
+                return Err(Failure::Failed);
+            }
+        };
+        for l in &lines {
+            if out.json() {
+                println!(
+                    "{}",
+                    json!({ "timestamp_ms": l.ms, "stream": l.stream, "message": l.message })
+                );
+            } else {
+                let t = pantstack_local::clock::rfc3339_micros(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(l.ms.max(0) as u64),
+                );
+                println!("{} {} {}", t.get(..23).unwrap_or(&t), l.stream, l.message);
+            }
+        }
+        since = next;
+        if !a.follow {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failure> {
+    let p = prepare(global, out, a.env.as_deref(), None, a.region.as_deref())?;
+    let destructive = matches!(
+        a.action,
+        SecretsAction::Set(_) | SecretsAction::Rm(_) | SecretsAction::Rotate(_)
+    );
+    if destructive && a.env.is_none() && crate::aws::is_production(&p.env) {
+        return Err(Failure::Usage(format!(
+            "this would change the secrets of `{}`, chosen from the branch; a command that changes production secrets needs --env {}",
+            p.env, p.env
+        )));
+    }
+    let declared = |n: &SecretName| -> Result<pantstack_synth::plan::SecretParameter, Failure> {
+        p.repo.service(&n.service).ok_or_else(|| {
+            Failure::Resolve(format!(
+                "no service `{}` in this monorepo (services: {})",
+                n.service,
+                p.repo.service_names().join(", ")
+            ))
+        })?;
+        p.output
+            .plan
+            .secrets
+            .iter()
+            .find(|s| s.service == n.service && s.variable == n.name)
+            .cloned()
+            .ok_or_else(|| {
+                Failure::Resolve(format!(
+                    "`{}` declares no secret `{}` of its own; declare it under `secrets:` in its manifest",
+                    n.service, n.name
+                ))
+            })
+    };
+    let rt = runtime()?;
+    match &a.action {
+        SecretsAction::Set(n) | SecretsAction::Rotate(n) => {
+            let s = declared(n)?;
+            let value = crate::aws::read_value(&format!("{}/{}", n.service, n.name))?;
+            let clients = connect(&rt, &p, a.profile.as_deref());
+            let v = rt
+                .block_on(pantstack_deploy::secrets::set(
+                    &clients,
+                    &s.path,
+                    &value,
+                    &s.kms_key_alias,
+                    s.rotation_days,
+                    s.description.as_deref(),
+                ))
+                .map_err(aws_failure)?;
+            if out.json() {
+                println!("{}", json!({ "parameter": s.path, "version": v }));
+            } else {
+                println!("set {} (version {v}) in {}", s.path, clients.region);
+            }
+            Ok(())
+        }
+        SecretsAction::Rm(n) => {
+            let s = declared(n)?;
+            let clients = connect(&rt, &p, a.profile.as_deref());
+            let gone = rt
+                .block_on(pantstack_deploy::secrets::remove(&clients, &s.path))
+                .map_err(aws_failure)?;
+            if !gone {
+                return Err(Failure::Resolve(format!("{} is not set", s.path)));
+            }
+            println!("deleted {}", s.path);
+            Ok(())
+        }
+        SecretsAction::List { service } => {
+            let wanted: Vec<_> = p
+                .output
+                .plan
+                .secrets
+                .iter()
+                .filter(|s| service.as_ref().is_none_or(|x| &s.service == x))
+                .cloned()
+                .collect();
+            let clients = connect(&rt, &p, a.profile.as_deref());
+            let paths: Vec<String> = wanted.iter().map(|s| s.path.clone()).collect();
+            let meta = rt
+                .block_on(pantstack_deploy::secrets::describe(&clients, &paths))
+                .map_err(aws_failure)?;
+            let now = now_ms() / 1000;
+            let mut rows = Vec::new();
+            for s in &wanted {
+                let m = meta.iter().find(|m| m.path == s.path);
+                let due = match (m.and_then(|m| m.changed), s.rotation_days) {
+                    (Some(c), Some(d)) => Some(now - c > d * 86_400),
+                    _ => None,
+                };
+                rows.push(json!({
+                    "service": s.service,
+                    "name": s.variable,
+                    "parameter": s.path,
+                    "set": m.is_some(),
+                    "version": m.map(|m| m.version),
+                    "last_changed": m.and_then(|m| m.changed).map(crate::aws::date_secs),
+                    "rotation_days": s.rotation_days,
+                    "rotation_due": due,
+                }));
+            }
+            if out.json() {
+                println!("{}", serde_json::to_string_pretty(&json!(rows)).unwrap_or_default());
+            } else {
+                for r in &rows {
+                    println!(
+                        "{:<40} {:<8} {}{}",
+                        r["parameter"].as_str().unwrap_or_default(),
+                        if r["set"] == json!(true) { "set" } else { "NOT SET" },
+                        r["last_changed"].as_str().map(|d| format!("changed {d}")).unwrap_or_default(),
+                        match r["rotation_due"].as_bool() {
+                            Some(true) => format!("  rotation due (every {} days)", r["rotation_days"]),
+                            Some(false) => format!("  rotates every {} days", r["rotation_days"]),
+                            None => String::new(),
+                        }
+                    );
+                }
+            }
+            Ok(())
+        }
+        SecretsAction::Get { .. } | SecretsAction::RotateKey | SecretsAction::MoveKey => {
+            Err(Failure::Usage(
+                "on AWS, secrets has set, list, rotate and rm (values stay in SSM: `aws ssm get-parameter --with-decryption` where you may read them; keys are KMS's)".into(),
+            ))
+        }
+    }
+}
+
+fn aws_failure(m: String) -> Failure {
+    eprintln!("error: {m}");
+    Failure::Failed
+}

@@ -1,0 +1,1083 @@
+//! The verbs of the aws target: bootstrap, deploy (an environment or some of its
+//! services), diff, destroy, status and logs. Each takes the synthesized output of
+//! one environment (`pantstack-synth`) and drives AWS with it.
+
+use crate::images::{self, Source};
+use crate::progress::Progress;
+use crate::stack::{self, Failed, Outcome, Param, Spec, Template};
+use crate::verdict::{self, Verdict};
+use crate::{Clients, service_error, why};
+use pantstack_model::Monorepo;
+use pantstack_synth::Output;
+use pantstack_synth::plan::Stack;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One environment on AWS.
+pub struct Env<'a> {
+    pub repo: &'a Monorepo,
+    pub env: String,
+    pub output: Output,
+    pub clients: Clients,
+    pub progress: Arc<Progress>,
+    /// `.pantstack/aws/<env>/`: build logs.
+    pub dir: PathBuf,
+}
+
+/// A failed verb: what to print (already rendered) and the JSON report.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub report: Value,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Failure {
+        let message = message.into();
+        Failure {
+            report: json!({ "ok": false, "error": message }),
+            message,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(s: &str) -> Failure {
+        Failure::new(s)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure::new(s)
+    }
+}
+
+const INLINE_MAX: usize = pantstack_synth::cfn::INLINE_TEMPLATE_MAX;
+
+impl Env<'_> {
+    fn project(&self) -> &str {
+        &self.output.plan.project
+    }
+
+    fn stack(&self, name: &str) -> Option<&Stack> {
+        self.output.plan.stacks.iter().find(|s| s.name == name)
+    }
+
+    fn shared(&self) -> &Stack {
+        // Invariant: synth always writes the shared stack first.
+        &self.output.plan.stacks[0]
+    }
+
+    fn foundation(&self) -> Option<&Stack> {
+        self.output
+            .plan
+            .stacks
+            .iter()
+            .find(|s| s.deployed_by == "bootstrap" && s.name != self.shared().name)
+    }
+
+    fn body(&self, s: &Stack) -> Result<&str, String> {
+        self.output
+            .file(&s.template)
+            .ok_or_else(|| format!("synth wrote no template {}", s.template))
+    }
+
+    fn clients_for(&self, s: &Stack) -> Clients {
+        if s.region == self.clients.region {
+            self.clients.clone()
+        } else {
+            self.clients.in_region(&s.region)
+        }
+    }
+
+    fn tags(&self) -> Vec<(String, String)> {
+        vec![
+            ("pantstack:project".into(), self.project().to_string()),
+            ("pantstack:environment".into(), self.env.clone()),
+        ]
+    }
+
+    /// Uploads a template to the template bucket; the URL CloudFormation reads.
+    async fn upload(&self, bucket: &str, s: &Stack, body: &str) -> Result<String, String> {
+        let digest = Sha256::digest(body.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let key = format!("{}/{hex}.json", s.name);
+        self.clients
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot upload the template of {} to s3://{bucket}/{key}: {}",
+                    s.name,
+                    why(&e)
+                )
+            })?;
+        let region = &self.clients.region;
+        Ok(match self.clients.endpoint() {
+            Some(ep) => format!("{}/{bucket}/{key}", ep.trim_end_matches('/')),
+            None => format!("https://{bucket}.s3.{region}.amazonaws.com/{key}"),
+        })
+    }
+
+    /// The template of a stack as CloudFormation takes it: uploaded when a
+    /// template bucket exists, inline only when it fits and none does.
+    async fn template(&self, s: &Stack, bucket: Option<&str>) -> Result<Template, String> {
+        let body = self.body(s)?;
+        match bucket {
+            // The replica region's CloudFormation reads the bucket's region too.
+            Some(b) if s.region == self.clients.region => {
+                let url = self.upload(b, s, body).await?;
+                if body.len() > INLINE_MAX {
+                    Ok(Template::Url(url))
+                } else {
+                    Ok(Template::Body(body.to_string()))
+                }
+            }
+            _ if body.len() > INLINE_MAX => Err(format!(
+                "the template of {} is {} bytes, over CloudFormation's 51,200 inline: it needs the template bucket (`pantstack bootstrap --env {}`)",
+                s.name,
+                body.len(),
+                self.env
+            )),
+            _ => Ok(Template::Body(body.to_string())),
+        }
+    }
+
+    /// The shared stack's outputs, or what to do when it is missing.
+    async fn shared_outputs(&self) -> Result<stack::Described, String> {
+        let name = &self.shared().name;
+        match stack::describe(&self.clients, name).await? {
+            Some(d)
+                if stack::is_success(&d.status)
+                    || d.status.starts_with("UPDATE_ROLLBACK_COMPLETE") =>
+            {
+                Ok(d)
+            }
+            Some(d) => Err(format!(
+                "the shared stack {name} is {}; run `pantstack bootstrap --env {}`",
+                d.status, self.env
+            )),
+            None => Err(format!(
+                "this account and region ({}) have no {name} stack yet: an administrator runs `pantstack bootstrap --env {}` once",
+                self.clients.region, self.env
+            )),
+        }
+    }
+}
+
+/// What became of one stack.
+#[derive(Debug)]
+struct Ran {
+    name: String,
+    result: Result<Outcome, Failed>,
+    outputs: Vec<(String, String)>,
+}
+
+/// Runs stacks in dependency order, independent ones at once. A stack whose
+/// dependency failed is not attempted.
+async fn run_stacks(e: &Env<'_>, specs: Vec<(Stack, Spec)>) -> Vec<Ran> {
+    let names: BTreeSet<String> = specs.iter().map(|(s, _)| s.name.clone()).collect();
+    let mut pending: Vec<(Stack, Spec)> = specs;
+    let mut done: BTreeMap<String, bool> = BTreeMap::new();
+    let mut ran = Vec::new();
+    let mut set = tokio::task::JoinSet::new();
+    loop {
+        let mut i = 0;
+        while i < pending.len() {
+            let deps: Vec<String> = pending[i]
+                .0
+                .depends_on
+                .iter()
+                .filter(|d| names.contains(*d))
+                .cloned()
+                .collect();
+            if let Some(bad) = deps.iter().find(|d| done.get(*d) == Some(&false)) {
+                let (s, _) = pending.remove(i);
+                e.progress
+                    .set(&s.name, &format!("not deployed: {bad} failed"));
+                done.insert(s.name.clone(), false);
+                ran.push(Ran {
+                    name: s.name.clone(),
+                    result: Err(Failed {
+                        stack: s.name.clone(),
+                        status: None,
+                        reason: format!("not deployed because {bad} failed"),
+                        resources: vec![],
+                        recovery: None,
+                    }),
+                    outputs: vec![],
+                });
+                continue;
+            }
+            if deps.iter().all(|d| done.get(d) == Some(&true)) {
+                let (s, spec) = pending.remove(i);
+                let c = e.clients_for(&s);
+                let p = e.progress.clone();
+                set.spawn(async move {
+                    let name = s.name.clone();
+                    let result = async {
+                        let cs = stack::create_change_set(&c, &spec, &p).await?;
+                        if cs.changes.is_none() {
+                            return Ok(Outcome::Unchanged);
+                        }
+                        p.set(&name, "executing change set");
+                        stack::execute(&c, &cs, &p).await
+                    }
+                    .await;
+                    let outputs = match &result {
+                        Ok(_) => stack::describe(&c, &name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|d| d.outputs)
+                            .unwrap_or_default(),
+                        Err(_) => vec![],
+                    };
+                    match &result {
+                        Ok(o) => p.set(&name, o.word()),
+                        Err(f) => p.set(
+                            &name,
+                            &format!(
+                                "failed: {}",
+                                f.status.clone().unwrap_or_else(|| f.reason.clone())
+                            ),
+                        ),
+                    }
+                    Ran {
+                        name,
+                        result,
+                        outputs,
+                    }
+                });
+                continue;
+            }
+            i += 1;
+        }
+        match set.join_next().await {
+            Some(Ok(r)) => {
+                done.insert(r.name.clone(), r.result.is_ok());
+                ran.push(r);
+            }
+            Some(Err(j)) => {
+                // A panicked task: nothing to attribute it to but the message.
+                ran.push(Ran {
+                    name: "?".into(),
+                    result: Err(Failed {
+                        stack: "?".into(),
+                        status: None,
+                        reason: j.to_string(),
+                        resources: vec![],
+                        recovery: None,
+                    }),
+                    outputs: vec![],
+                });
+            }
+            None if pending.is_empty() => break,
+            None => {
+                // Dependencies outside the run that never resolve: cannot happen,
+                // deps outside `names` are ignored above.
+                for (s, _) in pending.drain(..) {
+                    ran.push(Ran {
+                        name: s.name.clone(),
+                        result: Err(Failed {
+                            stack: s.name.clone(),
+                            status: None,
+                            reason: "its dependencies never completed".into(),
+                            resources: vec![],
+                            recovery: None,
+                        }),
+                        outputs: vec![],
+                    });
+                }
+                break;
+            }
+        }
+    }
+    ran
+}
+
+/// Options of `bootstrap`.
+#[derive(Clone, Debug, Default)]
+pub struct BootstrapOpts {
+    /// The account's existing GitHub OIDC provider.
+    pub oidc_provider_arn: Option<String>,
+}
+
+/// The service-linked roles a fresh account lacks (ECS, ELB, Application Auto
+/// Scaling for ECS): created, or already there.
+const LINKED_ROLES: &[&str] = &[
+    "ecs.amazonaws.com",
+    "elasticloadbalancing.amazonaws.com",
+    "ecs.application-autoscaling.amazonaws.com",
+];
+
+pub async fn bootstrap(e: &Env<'_>, o: &BootstrapOpts) -> Result<Value, Failure> {
+    let c = &e.clients;
+    let p = &e.progress;
+    let mut linked = Vec::new();
+    for svc in LINKED_ROLES {
+        let key = format!("service-linked role {svc}");
+        match c
+            .iam
+            .create_service_linked_role()
+            .aws_service_name(*svc)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                p.set(&key, "created");
+                linked.push(json!({ "service": svc, "state": "created" }));
+            }
+            Err(err) => match service_error(&err) {
+                Some((code, m))
+                    if code == "InvalidInput" && (m.contains("taken") || m.contains("exists")) =>
+                {
+                    p.set(&key, "exists");
+                    linked.push(json!({ "service": svc, "state": "exists" }));
+                }
+                _ => {
+                    return Err(Failure::new(format!(
+                        "cannot create the service-linked role of {svc}: {} (bootstrap needs an administrator's credentials)",
+                        why(&err)
+                    )));
+                }
+            },
+        }
+    }
+    // The shared stack (inline: the template bucket is in it).
+    let shared = e.shared().clone();
+    let existing = stack::describe(c, &shared.name).await?;
+    let mut params = vec![if existing.is_some() {
+        Param::Previous("EcsServiceLinkedRole".into())
+    } else {
+        // Just ensured above.
+        Param::Value("EcsServiceLinkedRole".into(), "exists".into())
+    }];
+    if shared
+        .parameters
+        .iter()
+        .any(|x| x.name == "GitHubOidcProviderArn")
+    {
+        params.push(match &o.oidc_provider_arn {
+            Some(a) => Param::Value("GitHubOidcProviderArn".into(), a.clone()),
+            None if existing.is_some() => Param::Previous("GitHubOidcProviderArn".into()),
+            None => Param::Value("GitHubOidcProviderArn".into(), String::new()),
+        });
+    }
+    let spec = Spec {
+        name: shared.name.clone(),
+        template: e.template(&shared, None).await?,
+        parameters: params,
+        capabilities: shared.capabilities.iter().map(|c| c.to_string()).collect(),
+        role_arn: None,
+        tags: e.tags(),
+    };
+    let mut results = run_stacks(e, vec![(shared.clone(), spec)]).await;
+    let shared_ran = results.remove(0);
+    if let Err(f) = &shared_ran.result {
+        return Err(stack_failure(
+            vec![shared_ran_report(&shared_ran)],
+            f.render(),
+        ));
+    }
+    let outs = e.shared_outputs().await?;
+    let bucket = outs.output("TemplateBucket").map(str::to_string);
+    let mut report = vec![shared_ran_report(&shared_ran)];
+    let Some(f) = e.foundation().cloned() else {
+        return Ok(json!({ "ok": true, "stacks": report, "service_linked_roles": linked }));
+    };
+    let spec = Spec {
+        name: f.name.clone(),
+        template: e.template(&f, bucket.as_deref()).await?,
+        parameters: vec![],
+        capabilities: f.capabilities.iter().map(|c| c.to_string()).collect(),
+        role_arn: None,
+        tags: e.tags(),
+    };
+    let mut results = run_stacks(e, vec![(f.clone(), spec)]).await;
+    let fr = results.remove(0);
+    report.push(shared_ran_report(&fr));
+    if let Err(err) = &fr.result {
+        return Err(stack_failure(report, err.render()));
+    }
+    let get = |k: &str| {
+        fr.outputs
+            .iter()
+            .find(|(x, _)| x == k)
+            .map(|(_, v)| v.clone())
+    };
+    Ok(json!({
+        "ok": true,
+        "stacks": report,
+        "service_linked_roles": linked,
+        "repository_uri": outs.output("RepositoryUri"),
+        "template_bucket": bucket,
+        "deploy_role_arn": get("DeployRoleArn"),
+        "ci_role_arn": get("CiRoleArn"),
+        "region": c.region,
+    }))
+}
+
+fn shared_ran_report(r: &Ran) -> Value {
+    match &r.result {
+        Ok(o) => json!({ "stack": r.name, "result": o.word(), "outputs": outputs_map(&r.outputs) }),
+        Err(f) => json!({
+            "stack": r.name,
+            "result": "failed",
+            "status": f.status,
+            "reason": f.reason,
+            "failed_resources": f.resources.iter().map(|x| json!({
+                "logical_id": x.logical_id, "type": x.resource_type, "status": x.status, "reason": x.reason,
+            })).collect::<Vec<_>>(),
+            "recovery": f.recovery,
+        }),
+    }
+}
+
+fn outputs_map(o: &[(String, String)]) -> Value {
+    Value::Object(o.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
+}
+
+fn stack_failure(stacks: Vec<Value>, message: String) -> Failure {
+    Failure {
+        report: json!({ "ok": false, "stacks": stacks, "error": message }),
+        message,
+    }
+}
+
+/// What `deploy` needs besides the environment.
+#[derive(Clone, Debug)]
+pub struct DeployOpts {
+    /// Only these services (their stacks); all when empty.
+    pub services: Vec<String>,
+    pub source: Source,
+    pub units: Vec<pantstack_local::spec::Unit>,
+}
+
+/// The service stacks (and replica stacks) of the chosen services, in plan order.
+fn service_stacks(e: &Env<'_>, services: &[String]) -> Vec<(Stack, Option<String>)> {
+    let prefix = format!("{}-{}-", e.project(), e.env);
+    e.output
+        .plan
+        .stacks
+        .iter()
+        .filter(|s| s.deployed_by == "ci")
+        .filter_map(|s| {
+            let rest = s.name.strip_prefix(&prefix)?;
+            let (svc, replica) = match rest.strip_suffix("-replica") {
+                Some(r) if e.repo.service(r).is_some() => (r, true),
+                _ => (rest, false),
+            };
+            e.repo.service(svc)?;
+            if !services.is_empty() && !services.iter().any(|x| x == svc) {
+                return None;
+            }
+            Some((s.clone(), (!replica).then(|| svc.to_string())))
+        })
+        .collect()
+}
+
+pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
+    let c = &e.clients;
+    let p = &e.progress;
+    let shared = e.shared_outputs().await?;
+    let foundation = match e.foundation() {
+        Some(f) => match stack::describe(c, &f.name).await? {
+            Some(d) if stack::is_success(&d.status) || d.status == "UPDATE_ROLLBACK_COMPLETE" => d,
+            Some(d) => {
+                return Err(Failure::new(format!(
+                    "the foundation stack {} is {}; an administrator runs `pantstack bootstrap --env {}`",
+                    f.name, d.status, e.env
+                )));
+            }
+            None => {
+                return Err(Failure::new(format!(
+                    "environment `{}` has no foundation stack {} yet: an administrator runs `pantstack bootstrap --env {}` once",
+                    e.env, f.name, e.env
+                )));
+            }
+        },
+        None => stack::Described::default(),
+    };
+    let stacks = service_stacks(e, &o.services);
+    let services: BTreeSet<String> = stacks.iter().filter_map(|(_, s)| s.clone()).collect();
+    // Every secret a task definition references must exist, or its tasks never start.
+    let wanted: Vec<String> = e
+        .output
+        .plan
+        .secrets
+        .iter()
+        .filter(|s| services.contains(&s.service))
+        .map(|s| s.path.clone())
+        .collect();
+    let missing = crate::secrets::missing(c, &wanted).await?;
+    if !missing.is_empty() {
+        let mut m = String::from("secrets the services need are not set:");
+        for path in &missing {
+            let s = e.output.plan.secrets.iter().find(|s| &s.path == path);
+            let (svc, var) = s
+                .map(|s| (s.service.as_str(), s.variable.as_str()))
+                .unwrap_or(("?", "?"));
+            m.push_str(&format!(
+                "\n  {path}: set it with `pantstack secrets set {svc} {var} --target aws --env {}`",
+                e.env
+            ));
+        }
+        return Err(Failure::new(m));
+    }
+    // Images.
+    let repository_uri = shared
+        .output("RepositoryUri")
+        .ok_or("the shared stack has no RepositoryUri output; run `pantstack bootstrap` again")?
+        .to_string();
+    let units: Vec<_> = o
+        .units
+        .iter()
+        .filter(|u| services.contains(&u.service))
+        .cloned()
+        .collect();
+    let planned = images::plan(&units, &o.source)?;
+    let mut tags: BTreeMap<(String, String), String> = BTreeMap::new();
+    if !planned.is_empty() {
+        let host = images::login(c).await?;
+        let _ = std::fs::create_dir_all(&e.dir);
+        for img in &planned {
+            let shipped = images::ship(c, img, &o.source, &repository_uri, &host, &e.dir, p)
+                .await
+                .map_err(|m| Failure::new(format!("image of {}: {m}", img.service)))?;
+            for (param, tag) in shipped {
+                tags.insert((img.service.clone(), param), tag);
+            }
+        }
+    }
+    // Stacks.
+    let bucket = shared.output("TemplateBucket").map(str::to_string);
+    let deploy_role = foundation.output("DeployRoleArn").map(str::to_string);
+    let mut specs = Vec::new();
+    for (s, svc) in &stacks {
+        let mut parameters = Vec::new();
+        for prm in &s.parameters {
+            let v = svc
+                .as_ref()
+                .and_then(|svc| tags.get(&(svc.clone(), prm.name.clone())));
+            parameters.push(match v {
+                Some(v) => Param::Value(prm.name.clone(), v.clone()),
+                None => Param::Previous(prm.name.clone()),
+            });
+        }
+        specs.push((
+            s.clone(),
+            Spec {
+                name: s.name.clone(),
+                template: e.template(s, bucket.as_deref()).await?,
+                parameters,
+                capabilities: s.capabilities.iter().map(|c| c.to_string()).collect(),
+                role_arn: deploy_role.clone(),
+                tags: e.tags(),
+            },
+        ));
+    }
+    let ran = run_stacks(e, specs).await;
+    // ECS's verdict on every service whose stack ran (rolled back ones included).
+    let mut report = Vec::new();
+    let mut ok = true;
+    let mut failures = Vec::new();
+    for (s, svc) in &stacks {
+        let Some(r) = ran.iter().find(|r| r.name == s.name) else {
+            continue;
+        };
+        let mut v = shared_ran_report(r);
+        if let Err(f) = &r.result {
+            ok = false;
+            failures.push(f.render());
+        }
+        if let Some(svc) = svc {
+            let verdicts = service_verdicts(e, svc, r.result.is_err()).await;
+            for x in &verdicts {
+                if !x.ok() {
+                    ok = false;
+                    failures.push(x.render());
+                }
+            }
+            v["service"] = json!(svc);
+            v["ecs"] = json!(verdicts.iter().map(verdict_json).collect::<Vec<_>>());
+        }
+        report.push(v);
+    }
+    let result = json!({
+        "ok": ok,
+        "environment": e.env,
+        "region": c.region,
+        "images": tags.iter().map(|((s, p), t)| json!({ "service": s, "parameter": p, "tag": t })).collect::<Vec<_>>(),
+        "stacks": report,
+    });
+    if ok {
+        Ok(result)
+    } else {
+        Err(Failure {
+            message: failures.join("\n"),
+            report: result,
+        })
+    }
+}
+
+fn verdict_json(v: &Verdict) -> Value {
+    json!({
+        "service": v.service,
+        "deployment": v.rollout,
+        "reason": v.reason,
+        "running": v.running,
+        "desired": v.desired,
+        "pending": v.pending,
+        "task_definition": v.task_definition,
+        "stopped_tasks": v.stopped.iter().map(|t| json!({
+            "task": t.task,
+            "reason": t.reason,
+            "containers": t.containers.iter().map(|(n, c, r)| json!({ "name": n, "exit_code": c, "reason": r })).collect::<Vec<_>>(),
+            "last_log_lines": t.last_lines,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The ECS services of a service's stack and their verdicts.
+async fn service_verdicts(e: &Env<'_>, svc: &str, failed: bool) -> Vec<Verdict> {
+    let Some(unit) = e.repo.service(svc) else {
+        return vec![];
+    };
+    let mut names = Vec::new();
+    if unit.service.http.is_some() {
+        names.push(svc.to_string());
+    }
+    if unit.service.worker.is_some() {
+        names.push(format!("{svc}-worker"));
+    }
+    let cluster = format!("{}-{}-{svc}", e.project(), e.env);
+    let log_group = format!("/pantstack/{}/{}/{svc}", e.project(), e.env);
+    match verdict::verdict(&e.clients, &cluster, &names, &log_group, failed).await {
+        Ok(v) => v,
+        Err(m) => vec![Verdict {
+            service: svc.to_string(),
+            rollout: "UNKNOWN".into(),
+            reason: m,
+            ..Verdict::default()
+        }],
+    }
+}
+
+/// `diff`: a change set per stack, described and deleted; nothing executed.
+pub async fn diff(
+    e: &Env<'_>,
+    tags: &BTreeMap<(String, String), String>,
+) -> Result<Value, Failure> {
+    let c = &e.clients;
+    let shared = stack::describe(c, &e.shared().name).await?;
+    let bucket = shared
+        .as_ref()
+        .and_then(|d| d.output("TemplateBucket"))
+        .map(str::to_string);
+    let mut report = Vec::new();
+    let mut failed = Vec::new();
+    let prefix = format!("{}-{}-", e.project(), e.env);
+    let mut set = tokio::task::JoinSet::new();
+    for s in &e.output.plan.stacks {
+        let svc = s
+            .name
+            .strip_prefix(&prefix)
+            .map(|r| r.trim_end_matches("-replica").to_string());
+        let parameters = s
+            .parameters
+            .iter()
+            .map(|prm| {
+                let tag = svc
+                    .as_ref()
+                    .and_then(|svc| tags.get(&(svc.clone(), prm.name.clone())));
+                match tag {
+                    Some(t) => Param::Value(prm.name.clone(), t.clone()),
+                    None => Param::Previous(prm.name.clone()),
+                }
+            })
+            .collect();
+        let spec = Spec {
+            name: s.name.clone(),
+            template: e.template(s, bucket.as_deref()).await?,
+            parameters,
+            capabilities: s.capabilities.iter().map(|c| c.to_string()).collect(),
+            role_arn: None,
+            tags: e.tags(),
+        };
+        let c = e.clients_for(s);
+        let p = e.progress.clone();
+        set.spawn(async move {
+            let r = stack::create_change_set(&c, &spec, &p).await;
+            if let Ok(cs) = &r {
+                stack::discard(&c, cs).await;
+                p.set(
+                    &spec.name,
+                    match &cs.changes {
+                        None => "no changes",
+                        Some(_) => "changes",
+                    },
+                );
+            }
+            (spec.name.clone(), r)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            results.push(r);
+        }
+    }
+    // Plan order.
+    for s in &e.output.plan.stacks {
+        let Some((_, r)) = results.iter().find(|(n, _)| n == &s.name) else {
+            continue;
+        };
+        match r {
+            Ok(cs) => report.push(json!({
+                "stack": s.name,
+                "exists": cs.kind != aws_sdk_cloudformation::types::ChangeSetType::Create,
+                "changes": cs.changes.as_ref().map(|ch| ch.iter().map(|x| json!({
+                    "action": x.action,
+                    "logical_id": x.logical_id,
+                    "type": x.resource_type,
+                    "replacement": x.replacement,
+                })).collect::<Vec<_>>()).unwrap_or_default(),
+            })),
+            Err(f) => {
+                failed.push(f.render());
+                report.push(json!({ "stack": s.name, "error": f.render() }));
+            }
+        }
+    }
+    let v = json!({ "ok": failed.is_empty(), "environment": e.env, "stacks": report });
+    if failed.is_empty() {
+        Ok(v)
+    } else {
+        Err(Failure {
+            message: failed.join("\n"),
+            report: v,
+        })
+    }
+}
+
+/// Options of `destroy`.
+#[derive(Clone, Debug, Default)]
+pub struct DestroyOpts {
+    /// Also delete the environment's images from ECR.
+    pub images: bool,
+    /// Also delete the environment's SSM parameters (its secrets).
+    pub parameters: bool,
+}
+
+/// Empties a bucket: every object version and delete marker.
+async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, String> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let mut removed = 0;
+    loop {
+        let page = match c.s3.list_object_versions().bucket(bucket).send().await {
+            Ok(p) => p,
+            Err(err) => match service_error(&err) {
+                Some((code, _)) if code == "NoSuchBucket" => return Ok(removed),
+                _ => return Err(format!("cannot list s3://{bucket}: {}", why(&err))),
+            },
+        };
+        let mut ids = Vec::new();
+        for v in page.versions() {
+            ids.push((
+                v.key().unwrap_or_default().to_string(),
+                v.version_id().map(str::to_string),
+            ));
+        }
+        for m in page.delete_markers() {
+            ids.push((
+                m.key().unwrap_or_default().to_string(),
+                m.version_id().map(str::to_string),
+            ));
+        }
+        if ids.is_empty() {
+            return Ok(removed);
+        }
+        let objects: Result<Vec<ObjectIdentifier>, _> = ids
+            .iter()
+            .map(|(k, v)| {
+                ObjectIdentifier::builder()
+                    .key(k)
+                    .set_version_id(v.clone())
+                    .build()
+            })
+            .collect();
+        let delete = Delete::builder()
+            .set_objects(Some(objects.map_err(|e| e.to_string())?))
+            .quiet(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        c.s3.delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|err| format!("cannot empty s3://{bucket}: {}", why(&err)))?;
+        removed += ids.len();
+    }
+}
+
+/// Logical ids of the resources a template keeps when its stack is deleted.
+fn retained(template: &str) -> BTreeSet<String> {
+    let v: Value = serde_json::from_str(template).unwrap_or(Value::Null);
+    v["Resources"]
+        .as_object()
+        .map(|r| {
+            r.iter()
+                .filter(|(_, x)| {
+                    matches!(
+                        x["DeletionPolicy"].as_str(),
+                        Some("Retain" | "RetainExceptOnCreate")
+                    )
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
+    let c = &e.clients;
+    let p = &e.progress;
+    // Services (and replicas), dependents first; then the environment's own
+    // foundation. The shared stack and the previews' shared foundation stay.
+    let mut order: Vec<Stack> = service_stacks(e, &[]).into_iter().map(|(s, _)| s).collect();
+    order.reverse();
+    let own_foundation = e
+        .foundation()
+        .filter(|f| f.name == format!("{}-{}-foundation", e.project(), e.env))
+        .cloned();
+    order.extend(own_foundation);
+    let shared = stack::describe(c, &e.shared().name).await?;
+    let repository = e.repo.foundation.registry.clone();
+    let mut report = Vec::new();
+    let mut kept = Vec::new();
+    let mut image_tags: BTreeSet<String> = BTreeSet::new();
+    let mut failures = Vec::new();
+    for s in &order {
+        let sc = e.clients_for(s);
+        let Some(d) = stack::describe(&sc, &s.name).await? else {
+            p.set(&s.name, "absent");
+            report.push(json!({ "stack": s.name, "result": "absent" }));
+            continue;
+        };
+        for (k, v) in &d.parameters {
+            if (k == "ImageTag" || k == "WorkerImageTag") && !v.is_empty() {
+                image_tags.insert(v.clone());
+            }
+        }
+        let keep = retained(e.body(s).unwrap_or_default());
+        let resources = sc
+            .cfn
+            .list_stack_resources()
+            .stack_name(&s.name)
+            .send()
+            .await
+            .map_err(|err| {
+                Failure::new(format!(
+                    "cannot list the resources of {}: {}",
+                    s.name,
+                    why(&err)
+                ))
+            })?;
+        for r in resources.stack_resource_summaries() {
+            let id = r.logical_resource_id().unwrap_or_default();
+            let physical = r.physical_resource_id().unwrap_or_default();
+            let ty = r.resource_type().unwrap_or_default();
+            if keep.contains(id) {
+                kept.push(json!({ "stack": s.name, "logical_id": id, "type": ty, "physical_id": physical }));
+            } else if ty == "AWS::S3::Bucket" && !physical.is_empty() {
+                p.set(&s.name, &format!("emptying bucket {physical}"));
+                empty_bucket(&sc, physical).await?;
+            }
+        }
+        p.set(&s.name, "deleting");
+        match stack::delete_and_wait(&sc, &s.name, p).await {
+            Ok(()) => {
+                p.set(&s.name, "deleted");
+                report.push(json!({ "stack": s.name, "result": "deleted" }));
+            }
+            Err(f) => {
+                p.set(&s.name, "failed");
+                failures.push(f.render());
+                report.push(json!({ "stack": s.name, "result": "failed", "reason": f.render() }));
+                break;
+            }
+        }
+    }
+    let mut images_deleted = Vec::new();
+    if o.images && failures.is_empty() && shared.is_some() && !image_tags.is_empty() {
+        use aws_sdk_ecr::types::ImageIdentifier;
+        let ids: Vec<ImageIdentifier> = image_tags
+            .iter()
+            .map(|t| ImageIdentifier::builder().image_tag(t).build())
+            .collect();
+        let r = c
+            .ecr
+            .batch_delete_image()
+            .repository_name(&repository)
+            .set_image_ids(Some(ids))
+            .send()
+            .await
+            .map_err(|err| Failure::new(format!("cannot delete the images: {}", why(&err))))?;
+        images_deleted = r
+            .image_ids()
+            .iter()
+            .filter_map(|i| i.image_tag().map(str::to_string))
+            .collect();
+    }
+    let mut parameters_deleted = Vec::new();
+    if o.parameters && failures.is_empty() {
+        let path = format!("/{}/{}/", e.project(), e.env);
+        let names = crate::secrets::under(c, &path).await?;
+        crate::secrets::delete_all(c, &names).await?;
+        parameters_deleted = names;
+    }
+    let v = json!({
+        "ok": failures.is_empty(),
+        "environment": e.env,
+        "stacks": report,
+        "retained": kept,
+        "images_deleted": images_deleted,
+        "parameters_deleted": parameters_deleted,
+    });
+    if failures.is_empty() {
+        Ok(v)
+    } else {
+        Err(Failure {
+            message: failures.join("\n"),
+            report: v,
+        })
+    }
+}
+
+/// `status`: every stack of the environment, drift where detected, and each
+/// service's tasks and last deployment.
+pub async fn status(e: &Env<'_>) -> Result<Value, Failure> {
+    let mut stacks = Vec::new();
+    let prefix = format!("{}-{}-", e.project(), e.env);
+    for s in &e.output.plan.stacks {
+        let c = e.clients_for(s);
+        let d = stack::describe(&c, &s.name).await?;
+        let mut v = json!({
+            "stack": s.name,
+            "region": s.region,
+            "status": d.as_ref().map(|d| d.status.clone()).unwrap_or_else(|| "ABSENT".into()),
+            "drift": d.as_ref().and_then(|d| d.drift.clone()).filter(|x| x != "NOT_CHECKED"),
+        });
+        if let Some(d) = &d {
+            if let Some(u) = d.output("Url") {
+                v["url"] = json!(u);
+            }
+            let svc = s
+                .name
+                .strip_prefix(&prefix)
+                .filter(|r| e.repo.service(r).is_some());
+            if let Some(svc) = svc {
+                let verdicts = service_verdicts(e, svc, false).await;
+                v["service"] = json!(svc);
+                v["ecs"] = json!(verdicts.iter().map(verdict_json).collect::<Vec<_>>());
+            }
+            v["outputs"] = outputs_map(&d.outputs);
+        }
+        stacks.push(v);
+    }
+    Ok(json!({ "environment": e.env, "region": e.clients.region, "stacks": stacks }))
+}
+
+/// One log event.
+#[derive(Clone, Debug)]
+pub struct LogLine {
+    pub ms: i64,
+    pub stream: String,
+    pub message: String,
+}
+
+/// Log events of a service (its worker with `unit` = `svc-worker`) from `since_ms`,
+/// across its tasks; the next `since_ms` to follow with.
+pub async fn logs(
+    e: &Env<'_>,
+    service: &str,
+    worker: Option<bool>,
+    since_ms: i64,
+) -> Result<(Vec<LogLine>, i64), Failure> {
+    let group = format!("/pantstack/{}/{}/{service}", e.project(), e.env);
+    let mut token: Option<String> = None;
+    let mut lines = Vec::new();
+    let mut next = since_ms;
+    for _ in 0..50 {
+        let mut req = e
+            .clients
+            .logs
+            .filter_log_events()
+            .log_group_name(&group)
+            .start_time(since_ms)
+            .set_next_token(token.clone());
+        if let Some(w) = worker {
+            req = req.log_stream_name_prefix(if w { "worker/" } else { "http/" });
+        }
+        let r = match req.send().await {
+            Ok(r) => r,
+            Err(err) => match service_error(&err) {
+                Some((code, _)) if code == "ResourceNotFoundException" => {
+                    return Err(Failure::new(format!(
+                        "no log group {group}: `{service}` has not been deployed to `{}`",
+                        e.env
+                    )));
+                }
+                _ => return Err(Failure::new(format!("cannot read {group}: {}", why(&err)))),
+            },
+        };
+        for ev in r.events() {
+            let ms = ev.timestamp().unwrap_or_default();
+            next = next.max(ms + 1);
+            lines.push(LogLine {
+                ms,
+                stream: ev.log_stream_name().unwrap_or_default().to_string(),
+                message: ev.message().unwrap_or_default().trim_end().to_string(),
+            });
+        }
+        token = r.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    lines.sort_by_key(|l| l.ms);
+    Ok((lines, next))
+}
+
+/// The image tags a deployment would use now, for `diff` (nothing built).
+pub fn tags_for(
+    units: &[pantstack_local::spec::Unit],
+    source: &Source,
+) -> Result<BTreeMap<(String, String), String>, String> {
+    let mut m = BTreeMap::new();
+    for img in images::plan(units, source)? {
+        for (param, tag) in img.tags {
+            m.insert((img.service.clone(), param), tag);
+        }
+    }
+    Ok(m)
+}
+
+/// Whether a stack name belongs to the environment (for messages).
+pub fn is_env_stack(e: &Env<'_>, name: &str) -> bool {
+    e.stack(name).is_some()
+}
