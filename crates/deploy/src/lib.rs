@@ -115,12 +115,22 @@ impl Clients {
     }
 }
 
-/// An SDK error as one line: the service's code and message, or the transport's
-/// reason (no credentials, connection refused), never the request.
-pub fn why<E: std::error::Error>(e: &E) -> String {
+/// An SDK error as one line: the service's code and message when it answered,
+/// else the transport's reason (no credentials, connection refused); never the
+/// request.
+pub fn why<E, R>(e: &aws_sdk_cloudformation::error::SdkError<E, R>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let Some(s) = e.as_service_error()
+        && let Some(code) = s.code()
+    {
+        return format!("{code}: {}", s.message().unwrap_or_default());
+    }
     use std::fmt::Write;
     let mut s = e.to_string();
-    let mut src = e.source();
+    let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
         let t = inner.to_string();
         if !s.contains(&t) {
@@ -133,7 +143,7 @@ pub fn why<E: std::error::Error>(e: &E) -> String {
 
 /// The service's error code and message of an SDK error, if the service answered.
 pub fn service_error<E, R>(
-    e: &aws_smithy_runtime_api_client::SdkError<E, R>,
+    e: &aws_sdk_cloudformation::error::SdkError<E, R>,
 ) -> Option<(String, String)>
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
@@ -144,9 +154,4 @@ where
             s.message().unwrap_or_default().to_string(),
         )
     })
-}
-
-/// Re-export for the SDK's error type path.
-mod aws_smithy_runtime_api_client {
-    pub use aws_sdk_cloudformation::error::SdkError;
 }

@@ -228,7 +228,12 @@ async fn run_stacks(e: &Env<'_>, specs: Vec<(Stack, Spec)>) -> Vec<Ran> {
                 set.spawn(async move {
                     let name = s.name.clone();
                     let result = async {
-                        let cs = stack::create_change_set(&c, &spec, &p).await?;
+                        if let Ok(Some(d)) = stack::describe(&c, &name).await
+                            && stack::is_current(&c, &spec, &d).await
+                        {
+                            return Ok(Outcome::Unchanged);
+                        }
+                        let cs = stack::create_change_set(&c, &spec, &p, true).await?;
                         if cs.changes.is_none() {
                             return Ok(Outcome::Unchanged);
                         }
@@ -604,7 +609,7 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
             failures.push(f.render());
         }
         if let Some(svc) = svc {
-            let verdicts = service_verdicts(e, svc, r.result.is_err()).await;
+            let verdicts = settled_verdicts(e, svc, r.result.is_err()).await;
             for x in &verdicts {
                 if !x.ok() {
                     ok = false;
@@ -651,6 +656,43 @@ fn verdict_json(v: &Verdict) -> Value {
     })
 }
 
+/// ECS's verdict once it has one: while a deployment is in progress (CloudFormation
+/// may finish before ECS does), it is asked again until `Clients::timeout`.
+async fn settled_verdicts(e: &Env<'_>, svc: &str, failed: bool) -> Vec<Verdict> {
+    let deadline = std::time::Instant::now() + e.clients.timeout;
+    loop {
+        let v = service_verdicts(e, svc, failed).await;
+        let busy: Vec<&Verdict> = v.iter().filter(|x| x.rollout == "IN_PROGRESS").collect();
+        if busy.is_empty() || std::time::Instant::now() > deadline {
+            for x in &v {
+                e.progress.set(
+                    &format!("service {}", x.service),
+                    &format!(
+                        "{} ({}/{} running)",
+                        x.rollout.to_lowercase().replace('_', " "),
+                        x.running,
+                        x.desired
+                    ),
+                );
+            }
+            return v;
+        }
+        for x in &v {
+            e.progress.set(
+                &format!("service {}", x.service),
+                &format!(
+                    "{} ({}/{} running, {} pending)",
+                    x.rollout.to_lowercase().replace('_', " "),
+                    x.running,
+                    x.desired,
+                    x.pending
+                ),
+            );
+        }
+        tokio::time::sleep(e.clients.poll).await;
+    }
+}
+
 /// The ECS services of a service's stack and their verdicts.
 async fn service_verdicts(e: &Env<'_>, svc: &str, failed: bool) -> Vec<Verdict> {
     let Some(unit) = e.repo.service(svc) else {
@@ -687,6 +729,12 @@ pub async fn diff(
         .as_ref()
         .and_then(|d| d.output("TemplateBucket"))
         .map(str::to_string);
+    let deploy_role = match e.foundation() {
+        Some(f) => stack::describe(c, &f.name)
+            .await?
+            .and_then(|d| d.output("DeployRoleArn").map(str::to_string)),
+        None => None,
+    };
     let mut report = Vec::new();
     let mut failed = Vec::new();
     let prefix = format!("{}-{}-", e.project(), e.env);
@@ -714,13 +762,29 @@ pub async fn diff(
             template: e.template(s, bucket.as_deref()).await?,
             parameters,
             capabilities: s.capabilities.iter().map(|c| c.to_string()).collect(),
-            role_arn: None,
+            role_arn: if s.deployed_by == "ci" {
+                deploy_role.clone()
+            } else {
+                None
+            },
             tags: e.tags(),
         };
         let c = e.clients_for(s);
         let p = e.progress.clone();
         set.spawn(async move {
-            let r = stack::create_change_set(&c, &spec, &p).await;
+            if let Ok(Some(d)) = stack::describe(&c, &spec.name).await
+                && stack::is_current(&c, &spec, &d).await
+            {
+                p.set(&spec.name, "no changes");
+                let none = stack::ChangeSet {
+                    stack: spec.name.clone(),
+                    name: String::new(),
+                    kind: aws_sdk_cloudformation::types::ChangeSetType::Update,
+                    changes: None,
+                };
+                return (spec.name.clone(), Ok(none));
+            }
+            let r = stack::create_change_set(&c, &spec, &p, false).await;
             if let Ok(cs) = &r {
                 stack::discard(&c, cs).await;
                 p.set(

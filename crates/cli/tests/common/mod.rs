@@ -243,3 +243,4 @@ impl Drop for Cloud {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+pub mod fakecloud;

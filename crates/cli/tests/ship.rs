@@ -1,0 +1,337 @@
+//! The aws target end to end, with the real `pantstack` binary against fakecloud
+//! (a local AWS emulator: CloudFormation, ECR as an OCI registry, ECS running the
+//! tasks as Docker containers) on loopback: bootstrap, deploy the example (images
+//! built FROM scratch and pushed to its ECR), diff, a new image, a failing image,
+//! destroy. Deviations of the emulator are adapted in `common/fakecloud.rs` only.
+
+mod common;
+
+use common::fakecloud::FakeCloud;
+use common::{copy_dir, repo_root, text};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A copy of the example monorepo in git (branch `dev` → environment `test`),
+/// whose images are built from the statically linked binaries the example's
+/// build scripts write (built once, in the repository, when missing).
+struct Repo {
+    base: PathBuf,
+    root: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+fn static_binary(service: &str) -> PathBuf {
+    let dir = repo_root().join("examples/modules").join(service);
+    let bin = dir.join(".build").join(service);
+    if !bin.is_file() {
+        let st = Command::new("sh")
+            .arg(dir.join("build.sh"))
+            .status()
+            .expect("run the example's build.sh");
+        assert!(st.success(), "{}/build.sh failed", dir.display());
+    }
+    bin
+}
+
+fn git(root: &Path, args: &[&str]) {
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["-c", "user.email=ci@example.com", "-c", "user.name=ci"])
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("git");
+    assert!(st.success(), "git {args:?}");
+}
+
+impl Repo {
+    fn new(name: &str, fc: &FakeCloud) -> Repo {
+        let base =
+            std::env::temp_dir().join(format!("pantstack-ship-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let root = base.join("repo");
+        copy_dir(&repo_root().join("examples"), &root);
+        for svc in ["api", "reports"] {
+            let bin = static_binary(svc);
+            let build = root.join("modules").join(svc).join(".build");
+            std::fs::create_dir_all(&build).expect("mkdir .build");
+            std::fs::copy(&bin, build.join(svc)).expect("copy the static binary");
+            // The image's own build step (`image.build: ./build.sh`) compiled it.
+            let manifest = root
+                .join("modules")
+                .join(svc)
+                .join("infrastructure/pantstack.yaml");
+            let t = std::fs::read_to_string(&manifest).expect("manifest");
+            assert!(
+                t.contains("\n  build: ./build.sh\n"),
+                "the example's image.build changed"
+            );
+            std::fs::write(&manifest, t.replace("\n  build: ./build.sh\n", "\n")).expect("write");
+        }
+        std::fs::write(root.join(".gitignore"), ".pantstack/\n").expect("gitignore");
+        git(&root, &["init", "-q", "-b", "dev"]);
+        git(&root, &["add", "-A", "-f"]);
+        git(&root, &["commit", "-qm", "example"]);
+        let docker = base.join("docker-config");
+        std::fs::create_dir_all(&docker).expect("docker config dir");
+        Repo {
+            vars: fc.vars(&docker),
+            base,
+            root,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_input(args, None)
+    }
+
+    fn run_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pantstack"));
+        c.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env("NO_COLOR", "1");
+        for v in [
+            "GITHUB_REF",
+            "GITHUB_HEAD_REF",
+            "GITHUB_REF_NAME",
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "PANTSTACK_TARGET",
+        ] {
+            c.env_remove(v);
+        }
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().expect("run pantstack");
+        if let Some(i) = input {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(i.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("wait pantstack")
+    }
+
+    fn json(&self, args: &[&str], fc: &FakeCloud) -> Value {
+        let mut a = vec!["--format", "json"];
+        a.extend_from_slice(args);
+        let o = self.run(&a);
+        assert!(
+            o.status.success(),
+            "pantstack {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}\nfakecloud:\n{}",
+            o.status.code(),
+            text(&o.stdout),
+            text(&o.stderr),
+            fc.log_tail()
+        );
+        serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+    }
+
+    fn commit(&self, msg: &str) {
+        git(&self.root, &["commit", "-qam", msg]);
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+fn stack<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["stacks"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["stack"] == name))
+        .unwrap_or_else(|| panic!("no stack {name} in {v:#}"))
+}
+
+/// GET on a loopback port: (status, body), or the error.
+fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut b = String::new();
+    s.read_to_string(&mut b).map_err(|e| e.to_string())?;
+    let code = b
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line: {b:?}"))?;
+    Ok((
+        code,
+        b.split("\r\n\r\n").nth(1).unwrap_or_default().to_string(),
+    ))
+}
+
+#[test]
+fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
+    let base = std::env::temp_dir().join(format!("pantstack-fakecloud-{}", std::process::id()));
+    std::fs::create_dir_all(&base).expect("mkdir");
+    let fc = FakeCloud::start(&base);
+    let repo = Repo::new("main", &fc);
+
+    // Before bootstrap: a deploy says what to do.
+    let o = repo.run(&["deploy", "--target", "aws", "--env", "test"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("pantstack bootstrap --env test"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Bootstrap: shared + foundation created; again: unchanged.
+    let v = repo.json(&["bootstrap", "--env", "test"], &fc);
+    assert_eq!(stack(&v, "shop-shared")["result"], "created", "{v:#}");
+    assert_eq!(
+        stack(&v, "shop-test-foundation")["result"],
+        "created",
+        "{v:#}"
+    );
+    assert!(
+        v["ci_role_arn"]
+            .as_str()
+            .is_some_and(|a| a.contains("shop-test-ci")),
+        "{v:#}"
+    );
+    assert!(v["template_bucket"].as_str().is_some(), "{v:#}");
+    let v = repo.json(&["bootstrap", "--env", "test"], &fc);
+    assert_eq!(stack(&v, "shop-shared")["result"], "unchanged", "{v:#}");
+    assert_eq!(
+        stack(&v, "shop-test-foundation")["result"],
+        "unchanged",
+        "{v:#}"
+    );
+
+    // A secret the task definition references must exist first.
+    let o = repo.run(&["deploy", "--target", "aws", "--env", "test"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("/shop/test/api/API_TOKEN")
+            && err.contains("pantstack secrets set api API_TOKEN --target aws --env test"),
+        "{err}"
+    );
+    let o = repo.run_input(
+        &[
+            "secrets",
+            "set",
+            "api",
+            "API_TOKEN",
+            "--target",
+            "aws",
+            "--env",
+            "test",
+        ],
+        Some("s3cret-token-value"),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(!text(&o.stdout).contains("s3cret") && !text(&o.stderr).contains("s3cret"));
+    let v = repo.json(
+        &["secrets", "list", "--target", "aws", "--env", "test"],
+        &fc,
+    );
+    assert_eq!(v[0]["set"], true, "{v:#}");
+    assert_eq!(v[0]["rotation_days"], 90, "{v:#}");
+
+    // Deploy: images built and pushed, stacks created, ECS's verdict.
+    let v = repo.json(&["deploy", "--target", "aws", "--env", "test"], &fc);
+    eprintln!("{v:#}");
+    assert_eq!(v["ok"], true, "{v:#}");
+    let api = stack(&v, "shop-test-api");
+    assert_eq!(api["result"], "created", "{v:#}");
+    assert!(api["outputs"]["Url"].as_str().is_some(), "{v:#}");
+    assert_eq!(stack(&v, "shop-test-reports")["result"], "created", "{v:#}");
+    let tags: Vec<&str> = v["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .filter_map(|i| i["tag"].as_str())
+        .collect();
+    assert!(tags.iter().any(|t| t.starts_with("api-dev-")), "{tags:?}");
+    assert!(
+        tags.iter().any(|t| t.starts_with("api-worker-dev-")),
+        "{tags:?}"
+    );
+
+    for x in api["ecs"].as_array().expect("ecs") {
+        assert_eq!(x["deployment"], "COMPLETED", "{v:#}");
+        assert_eq!(x["running"], 1, "{v:#}");
+    }
+    // The ALB data plane reaches the api's running task.
+    let ports = common::fakecloud::data_plane_ports(&fc);
+    let mut answers = Vec::new();
+    for p in &ports {
+        answers.push((p, http_get(*p, "/healthz")));
+    }
+    eprintln!("ALB data planes: {answers:?}");
+
+    // Nothing changed: diff says so for every stack, and creates nothing.
+    let v = repo.json(&["diff", "--env", "test"], &fc);
+    for s in v["stacks"].as_array().expect("stacks") {
+        assert_eq!(s["changes"], serde_json::json!([]), "{v:#}");
+    }
+
+    // Status: every stack and the services' tasks.
+    let v = repo.json(&["status", "--target", "aws", "--env", "test"], &fc);
+    assert_eq!(
+        stack(&v, "shop-test-api")["status"],
+        "CREATE_COMPLETE",
+        "{v:#}"
+    );
+
+    // Destroy: services, then the foundation; the shared stack stays.
+    let o = repo.run(&["down", "--target", "aws", "--env", "test"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "no terminal, no --yes: {}",
+        text(&o.stderr)
+    );
+    let v = repo.json(
+        &[
+            "down",
+            "--target",
+            "aws",
+            "--env",
+            "test",
+            "--yes",
+            "--images",
+            "--parameters",
+        ],
+        &fc,
+    );
+    for s in ["shop-test-api", "shop-test-reports", "shop-test-foundation"] {
+        assert_eq!(stack(&v, s)["result"], "deleted", "{v:#}");
+    }
+    assert!(
+        v["parameters_deleted"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{v:#}"
+    );
+    let v = repo.json(&["status", "--target", "aws", "--env", "test"], &fc);
+    assert_eq!(stack(&v, "shop-test-api")["status"], "ABSENT", "{v:#}");
+    assert_eq!(
+        stack(&v, "shop-shared")["status"],
+        "CREATE_COMPLETE",
+        "{v:#}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

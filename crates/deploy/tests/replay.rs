@@ -1,0 +1,272 @@
+//! The deploy state machine against recorded CloudFormation and ECS answers, through
+//! the SDK's own replaying HTTP client: a change set without changes, an update
+//! rolled back with the failed resource's reason, a stack stuck in
+//! UPDATE_ROLLBACK_FAILED with its recovery command, a failed creation that only
+//! `deploy` may delete, and a circuit breaker's rollback with the stopped task.
+
+use aws_sdk_cloudformation::config::{
+    BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
+};
+use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+use aws_smithy_types::body::SdkBody;
+use pantstack_deploy::Clients;
+use pantstack_deploy::progress::Progress;
+use pantstack_deploy::stack::{self, Param, Spec, Template};
+use std::time::Duration;
+
+const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
+
+fn xml(action: &str, result: &str) -> String {
+    format!(
+        "<{action}Response xmlns=\"{NS}\"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></{action}Response>"
+    )
+}
+
+fn stack_xml(status: &str) -> String {
+    xml(
+        "DescribeStacks",
+        &format!(
+            "<Stacks><member><StackName>shop-test-api</StackName><StackId>arn:aws:cloudformation:us-east-1:1:stack/shop-test-api/x</StackId><StackStatus>{status}</StackStatus><StackStatusReason>The following resource(s) failed to update: [Service]</StackStatusReason><CreationTime>2026-01-01T00:00:00Z</CreationTime></member></Stacks>"
+        ),
+    )
+}
+
+fn ok(body: String) -> ReplayEvent {
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://cloudformation.us-east-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .expect("request"),
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "text/xml")
+            .body(SdkBody::from(body))
+            .expect("response"),
+    )
+}
+
+fn json_ok(body: &str) -> ReplayEvent {
+    ReplayEvent::new(
+        http::Request::builder()
+            .uri("https://ecs.us-east-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .expect("request"),
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "application/x-amz-json-1.1")
+            .body(SdkBody::from(body.to_string()))
+            .expect("response"),
+    )
+}
+
+fn clients(events: Vec<ReplayEvent>) -> (Clients, StaticReplayClient) {
+    let http = StaticReplayClient::new(events);
+    let config = aws_types::SdkConfig::builder()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        )))
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http.clone())
+        .build();
+    let mut c = Clients::from_config(config, "us-east-1");
+    c.poll = Duration::from_millis(1);
+    c.timeout = Duration::from_secs(5);
+    (c, http)
+}
+
+fn spec() -> Spec {
+    Spec {
+        name: "shop-test-api".into(),
+        template: Template::Body("{\"Resources\":{}}".into()),
+        parameters: vec![
+            Param::Value("ImageTag".into(), "api-dev-abc1234".into()),
+            Param::Previous("WorkerImageTag".into()),
+        ],
+        capabilities: vec!["CAPABILITY_NAMED_IAM".into()],
+        role_arn: None,
+        tags: vec![],
+    }
+}
+
+fn quiet() -> Progress {
+    Progress::with_tty(false)
+}
+
+#[tokio::test]
+async fn a_change_set_without_changes_is_unchanged_and_deleted() {
+    let (c, http) = clients(vec![
+        ok(stack_xml("UPDATE_COMPLETE")),
+        ok(xml("CreateChangeSet", "<Id>cs</Id><StackId>s</StackId>")),
+        ok(xml(
+            "DescribeChangeSet",
+            "<Status>FAILED</Status><StatusReason>The submitted information didn't contain changes. Submit different information to create a change set.</StatusReason><ExecutionStatus>UNAVAILABLE</ExecutionStatus>",
+        )),
+        ok(xml("DeleteChangeSet", "")),
+    ]);
+    let cs = stack::create_change_set(&c, &spec(), &quiet(), true)
+        .await
+        .expect("a change set");
+    assert!(cs.changes.is_none(), "{cs:?}");
+    assert_eq!(
+        http.actual_requests().count(),
+        4,
+        "the empty change set is deleted"
+    );
+    let sent: Vec<String> = http
+        .actual_requests()
+        .map(|r| String::from_utf8_lossy(r.body().bytes().unwrap_or_default()).to_string())
+        .collect();
+    assert!(sent[1].contains("ChangeSetType=UPDATE"), "{}", sent[1]);
+    assert!(sent[1].contains("UsePreviousValue=true"), "{}", sent[1]);
+    assert!(sent[3].contains("Action=DeleteChangeSet"), "{}", sent[3]);
+}
+
+#[tokio::test]
+async fn an_update_rolled_back_names_the_failed_resource() {
+    let (c, _http) = clients(vec![
+        ok(stack_xml("UPDATE_COMPLETE")),
+        ok(xml("CreateChangeSet", "<Id>cs</Id><StackId>s</StackId>")),
+        ok(xml(
+            "DescribeChangeSet",
+            "<Status>CREATE_COMPLETE</Status><ExecutionStatus>AVAILABLE</ExecutionStatus><Changes><member><Type>Resource</Type><ResourceChange><Action>Modify</Action><LogicalResourceId>TaskDefinition</LogicalResourceId><ResourceType>AWS::ECS::TaskDefinition</ResourceType><Replacement>True</Replacement></ResourceChange></member></Changes>",
+        )),
+        ok(xml("ExecuteChangeSet", "")),
+        ok(stack_xml("UPDATE_ROLLBACK_COMPLETE")),
+        ok(xml(
+            "DescribeStackEvents",
+            "<StackEvents>\
+             <member><EventId>3</EventId><StackName>shop-test-api</StackName><LogicalResourceId>shop-test-api</LogicalResourceId><ResourceType>AWS::CloudFormation::Stack</ResourceType><Timestamp>2099-01-01T00:00:03Z</Timestamp><ResourceStatus>UPDATE_ROLLBACK_COMPLETE</ResourceStatus></member>\
+             <member><EventId>2</EventId><StackName>shop-test-api</StackName><LogicalResourceId>Service</LogicalResourceId><ResourceType>AWS::ECS::Service</ResourceType><Timestamp>2099-01-01T00:00:02Z</Timestamp><ResourceStatus>UPDATE_FAILED</ResourceStatus><ResourceStatusReason>ECS Deployment Circuit Breaker was triggered</ResourceStatusReason></member>\
+             <member><EventId>1</EventId><StackName>shop-test-api</StackName><LogicalResourceId>Worker</LogicalResourceId><ResourceType>AWS::ECS::Service</ResourceType><Timestamp>2099-01-01T00:00:01Z</Timestamp><ResourceStatus>UPDATE_FAILED</ResourceStatus><ResourceStatusReason>Resource update cancelled</ResourceStatusReason></member>\
+             </StackEvents>",
+        )),
+    ]);
+    let cs = stack::create_change_set(&c, &spec(), &quiet(), true)
+        .await
+        .expect("a change set");
+    let ch = cs.changes.clone().expect("changes");
+    assert_eq!(ch[0].action, "modify");
+    assert_eq!(ch[0].replacement.as_deref(), Some("True"));
+    let f = stack::execute(&c, &cs, &quiet())
+        .await
+        .expect_err("rolled back");
+    assert_eq!(f.status.as_deref(), Some("UPDATE_ROLLBACK_COMPLETE"));
+    assert_eq!(
+        f.resources.len(),
+        1,
+        "the cancelled one is not a cause: {f:?}"
+    );
+    assert_eq!(f.resources[0].logical_id, "Service");
+    assert!(
+        f.render()
+            .contains("ECS Deployment Circuit Breaker was triggered"),
+        "{}",
+        f.render()
+    );
+    assert!(f.recovery.is_none());
+}
+
+#[tokio::test]
+async fn update_rollback_failed_gives_the_recovery_command() {
+    let (c, _http) = clients(vec![
+        ok(stack_xml("UPDATE_ROLLBACK_FAILED")),
+        ok(xml("DescribeStackEvents", "<StackEvents></StackEvents>")),
+    ]);
+    let f = stack::create_change_set(&c, &spec(), &quiet(), true)
+        .await
+        .expect_err("stuck");
+    let r = f.recovery.clone().expect("a recovery command");
+    assert!(
+        r.contains("aws cloudformation continue-update-rollback --region us-east-1 --stack-name shop-test-api"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn diff_never_deletes_a_failed_creation() {
+    let (c, http) = clients(vec![ok(stack_xml("ROLLBACK_COMPLETE"))]);
+    let f = stack::create_change_set(&c, &spec(), &quiet(), false)
+        .await
+        .expect_err("not for diff");
+    assert!(f.reason.contains("deploy deletes it"), "{f:?}");
+    assert_eq!(http.actual_requests().count(), 1, "no DeleteStack");
+}
+
+#[tokio::test]
+async fn a_waiting_stack_times_out_with_its_state() {
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events.push(ok(stack_xml("UPDATE_IN_PROGRESS")));
+    }
+    let (mut c, _http) = clients(events);
+    c.poll = Duration::from_millis(20);
+    c.timeout = Duration::from_millis(100);
+    let f = stack::create_change_set(&c, &spec(), &quiet(), true)
+        .await
+        .expect_err("timed out");
+    assert!(f.reason.contains("still UPDATE_IN_PROGRESS"), "{f:?}");
+}
+
+#[tokio::test]
+async fn the_circuit_breakers_rollback_is_reported_with_the_stopped_task() {
+    let (c, _http) = clients(vec![
+        json_ok(
+            r#"{"services":[{"serviceName":"api","runningCount":2,"desiredCount":2,"pendingCount":0,
+                "taskDefinition":"arn:aws:ecs:us-east-1:1:task-definition/shop-test-api-http:3",
+                "deployments":[{"id":"d2","status":"PRIMARY","rolloutState":"FAILED",
+                "rolloutStateReason":"ECS deployment circuit breaker: tasks failed to start.","desiredCount":2,"runningCount":0,"pendingCount":0}]}],"failures":[]}"#,
+        ),
+        json_ok(r#"{"taskArns":["arn:aws:ecs:us-east-1:1:task/shop-test-api/abc123"]}"#),
+        json_ok(
+            r#"{"tasks":[{"taskArn":"arn:aws:ecs:us-east-1:1:task/shop-test-api/abc123","stoppedReason":"Essential container in task exited",
+                "stoppedAt":1767225600,"containers":[{"name":"api","exitCode":1,"reason":""}]}],"failures":[]}"#,
+        ),
+        json_ok(
+            r#"{"events":[{"timestamp":1,"message":"error: unknown mode `crash`\n","ingestionTime":2}]}"#,
+        ),
+    ]);
+    let v = pantstack_deploy::verdict::verdict(
+        &c,
+        "shop-test-api",
+        &["api".to_string()],
+        "/pantstack/shop/test/api",
+        false,
+    )
+    .await
+    .expect("verdict");
+    assert!(!v[0].ok());
+    let text = v[0].render();
+    assert!(
+        text.contains("deployment failed (ECS deployment circuit breaker"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stopped task abc123: Essential container in task exited"),
+        "{text}"
+    );
+    assert!(text.contains("container api: exit 1"), "{text}");
+    assert!(text.contains("| error: unknown mode `crash`"), "{text}");
+}
+
+#[test]
+fn states_sort_as_cloudformation_defines_them() {
+    use stack::{State, classify};
+    assert_eq!(classify("REVIEW_IN_PROGRESS"), State::Review);
+    assert_eq!(classify("ROLLBACK_COMPLETE"), State::RolledBackCreate);
+    assert_eq!(
+        classify("UPDATE_ROLLBACK_FAILED"),
+        State::Stuck("UPDATE_ROLLBACK_FAILED".into())
+    );
+    assert_eq!(
+        classify("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"),
+        State::Busy("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS".into())
+    );
+    assert_eq!(
+        classify("UPDATE_ROLLBACK_COMPLETE"),
+        State::Ready("UPDATE_ROLLBACK_COMPLETE".into())
+    );
+    assert!(stack::is_success("UPDATE_COMPLETE"));
+    assert!(!stack::is_success("UPDATE_ROLLBACK_COMPLETE"));
+    assert!(stack::no_changes("No updates are to be performed."));
+}
