@@ -281,18 +281,92 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         answers.push((p, http_get(*p, "/healthz")));
     }
     eprintln!("ALB data planes: {answers:?}");
+    let healthy = answers
+        .iter()
+        .filter(|(_, a)| matches!(a, Ok((200, b)) if b.trim() == "ok"))
+        .count();
+    assert_eq!(
+        healthy, 2,
+        "the api's and the reports' ALBs answer /healthz from their tasks: {answers:?}"
+    );
 
-    // Nothing changed: diff says so for every stack, and creates nothing.
+    // Deploying the same commit again changes nothing and pushes nothing.
+    let v = repo.json(&["deploy", "--target", "aws", "--env", "test"], &fc);
+    assert_eq!(stack(&v, "shop-test-api")["result"], "unchanged", "{v:#}");
+    assert_eq!(
+        stack(&v, "shop-test-reports")["result"],
+        "unchanged",
+        "{v:#}"
+    );
+
+    // A new commit: new images, the stacks updated (`up --target aws` deploys too).
+    let manifest = repo.root.join("modules/api/infrastructure/pantstack.yaml");
+    let t = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, t.replace("LOG_LEVEL: info", "LOG_LEVEL: debug")).expect("write");
+    repo.commit("debug logging");
+    let v = repo.json(&["up", "--target", "aws", "--env", "test", "api"], &fc);
+    assert_eq!(stack(&v, "shop-test-api")["result"], "updated", "{v:#}");
+    assert!(
+        v["stacks"].as_array().is_some_and(|a| a.len() == 1),
+        "only the api's stack: {v:#}"
+    );
+    let new_tags: Vec<&str> = v["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .filter_map(|i| i["tag"].as_str())
+        .collect();
+    assert!(
+        new_tags.iter().all(|t| !tags.contains(t)),
+        "{new_tags:?} vs {tags:?}"
+    );
+    for x in stack(&v, "shop-test-api")["ecs"].as_array().expect("ecs") {
+        assert_eq!(x["deployment"], "COMPLETED", "{v:#}");
+    }
+
+    // diff: only the reports service is behind the new commit (its image tag).
+    let v = repo.json(&["diff", "--env", "test"], &fc);
+    for s in ["shop-shared", "shop-test-foundation", "shop-test-api"] {
+        assert_eq!(stack(&v, s)["changes"], serde_json::json!([]), "{s}: {v:#}");
+    }
+    assert!(
+        stack(&v, "shop-test-reports")["changes"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{v:#}"
+    );
+    // diff executed nothing: deploying now still updates reports.
+    let v = repo.json(
+        &["deploy", "reports", "--target", "aws", "--env", "test"],
+        &fc,
+    );
+    assert_eq!(stack(&v, "shop-test-reports")["result"], "updated", "{v:#}");
     let v = repo.json(&["diff", "--env", "test"], &fc);
     for s in v["stacks"].as_array().expect("stacks") {
         assert_eq!(s["changes"], serde_json::json!([]), "{v:#}");
     }
 
+    // The tasks' logs, from CloudWatch Logs.
+    let o = repo.run(&[
+        "logs", "api", "--target", "aws", "--env", "test", "--since", "1h",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    eprintln!("logs:\n{}", text(&o.stdout));
+
     // Status: every stack and the services' tasks.
     let v = repo.json(&["status", "--target", "aws", "--env", "test"], &fc);
+    let api = stack(&v, "shop-test-api");
+    for x in api["ecs"].as_array().expect("ecs") {
+        assert_eq!(
+            (x["running"].as_i64(), x["desired"].as_i64()),
+            (Some(1), Some(1)),
+            "{v:#}"
+        );
+    }
+    assert!(api["url"].as_str().is_some(), "{v:#}");
     assert_eq!(
         stack(&v, "shop-test-api")["status"],
-        "CREATE_COMPLETE",
+        "UPDATE_COMPLETE",
         "{v:#}"
     );
 
