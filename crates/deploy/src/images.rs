@@ -207,7 +207,11 @@ pub async fn ship(
         &format!("building ({})", build::describe(&image.unit)),
     );
     let log = logs.join(format!("build-{}.log", image.service));
-    let local = format!("pantstack-aws/{}:{}", image.service, source.sha);
+    let local = format!(
+        "pantstack-aws/{}:{}",
+        image.service,
+        source.sha.get(..12).unwrap_or(&source.sha)
+    );
     let job = Job {
         id: 0,
         unit: image.unit.clone(),
@@ -237,6 +241,8 @@ pub async fn ship(
         let target = format!("{host_repo}:{t}");
         docker(&["tag", &local, &target], &log).await?;
         let pushed = docker(&["push", &target], &log).await;
+        // The registry's name for the image was only needed to push it.
+        let _ = docker(&["rmi", &target], &log).await;
         // The same image pushed by a concurrent run under an immutable tag is there.
         if let Err(e) = pushed {
             if !existing(c, repository, std::slice::from_ref(t))

@@ -157,8 +157,38 @@ impl FakeCloud {
 
 impl Drop for FakeCloud {
     fn drop(&mut self) {
+        let label = format!("label=fakecloud-instance=fakecloud-{}", self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Its ECS tasks' containers and networks outlive it: remove them.
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .args(args)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default()
+        };
+        let ids = docker(&["ps", "-aq", "--filter", &label]);
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut nets = Vec::new();
+            for id in &ids {
+                let t = docker(&["inspect", "--format", "{{index .Config.Labels \"fakecloud-ecs-task\"}}", id]);
+                if !t.trim().is_empty() {
+                    nets.push(format!("fakecloud-ecs-{}", t.trim()));
+                }
+            }
+            let mut rm = vec!["rm", "-f"];
+            rm.extend(ids.iter().copied());
+            docker(&rm);
+            nets.sort();
+            nets.dedup();
+            for n in &nets {
+                docker(&["network", "rm", n]);
+            }
+        }
     }
 }
 
