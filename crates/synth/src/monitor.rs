@@ -18,39 +18,79 @@ struct Alarm<'a> {
     dimensions: Value,
     threshold: i64,
     periods: u32,
+    /// Metric math instead of one metric (blue/green: both target groups).
+    metrics: Option<Value>,
 }
 
 fn add(t: &mut Template, cx: &Ctx<'_>, svc: &Service, topic: Option<&str>, a: Alarm<'_>) {
     let actions: Vec<Value> = topic.map(|x| vec![json!(x)]).unwrap_or_default();
-    t.resource(
-        a.id,
-        "AWS::CloudWatch::Alarm",
-        json!({
-            "AlarmName": cx.names.alarm(&svc.name, a.what),
-            "AlarmDescription": a.description,
-            "Namespace": a.namespace,
-            "MetricName": a.metric,
-            "Statistic": a.stat,
-            "Dimensions": a.dimensions,
-            "Period": 60,
-            "EvaluationPeriods": a.periods,
+    let mut props = json!({
+        "AlarmName": cx.names.alarm(&svc.name, a.what),
+        "AlarmDescription": a.description,
+        "EvaluationPeriods": a.periods,
             "DatapointsToAlarm": a.periods,
             "Threshold": a.threshold,
             "ComparisonOperator": "GreaterThanThreshold",
             "TreatMissingData": "notBreaching",
             "AlarmActions": actions.clone(),
             "OKActions": actions,
-        }),
-    );
+    });
+    match a.metrics {
+        Some(m) => props["Metrics"] = m,
+        None => {
+            props["Namespace"] = json!(a.namespace);
+            props["MetricName"] = json!(a.metric);
+            props["Statistic"] = json!(a.stat);
+            props["Dimensions"] = a.dimensions;
+            props["Period"] = json!(60);
+        }
+    }
+    t.resource(a.id, "AWS::CloudWatch::Alarm", props);
+}
+
+/// A metric-math alarm's `Metrics`: `stat` of `metric` for each target group of a
+/// blue/green service, and `expr` (over `m0`, `m1`) as the alarm's value.
+fn per_target_group(metric: &str, stat: &str, expr: &str) -> Value {
+    let mut m: Vec<Value> = ["TargetGroup", "AlternateTargetGroup"]
+        .iter()
+        .enumerate()
+        .map(|(i, tg)| {
+            json!({
+                "Id": format!("m{i}"),
+                "ReturnData": false,
+                "MetricStat": { "Stat": stat, "Period": 60, "Metric": {
+                    "Namespace": "AWS/ApplicationELB", "MetricName": metric,
+                    "Dimensions": [
+                        { "Name": "LoadBalancer", "Value": att("LoadBalancer", "LoadBalancerFullName") },
+                        { "Name": "TargetGroup", "Value": att(tg, "TargetGroupFullName") },
+                    ],
+                } },
+            })
+        })
+        .collect();
+    m.push(json!({ "Id": "both", "Expression": expr, "ReturnData": true }));
+    Value::Array(m)
 }
 
 pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) {
     let topic = cfg.text("alarmTopicArn");
     let name = &svc.name;
+    // ECS alternates a blue/green service between two target groups: what watches
+    // targets watches both.
+    let blue_green = cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling";
+    let target_groups: &[&str] = if blue_green {
+        &["TargetGroup", "AlternateTargetGroup"]
+    } else {
+        &["TargetGroup"]
+    };
     let cpu = cfg.int("alarmCpuThreshold").unwrap_or(90);
     let lb_dims = json!([
         { "Name": "LoadBalancer", "Value": att("LoadBalancer", "LoadBalancerFullName") },
         { "Name": "TargetGroup", "Value": att("TargetGroup", "TargetGroupFullName") },
+    ]);
+    // The load balancer's own 5xx-from-targets count covers every target group.
+    let lb_only = json!([
+        { "Name": "LoadBalancer", "Value": att("LoadBalancer", "LoadBalancerFullName") },
     ]);
     let service_dims = |id: &str| {
         json!([
@@ -72,9 +112,14 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                 namespace: "AWS/ApplicationELB",
                 metric: "HTTPCode_Target_5XX_Count",
                 stat: "Sum",
-                dimensions: lb_dims.clone(),
+                dimensions: if blue_green {
+                    lb_only.clone()
+                } else {
+                    lb_dims.clone()
+                },
                 threshold: t5,
                 periods: 3,
+                metrics: None,
             },
         );
         add(
@@ -92,6 +137,8 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                 dimensions: lb_dims.clone(),
                 threshold: 0,
                 periods: 3,
+                metrics: blue_green
+                    .then(|| per_target_group("UnHealthyHostCount", "Maximum", "MAX([m0, m1])")),
             },
         );
         add(
@@ -109,6 +156,7 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                 dimensions: service_dims("Service"),
                 threshold: cpu,
                 periods: 5,
+                metrics: None,
             },
         );
     }
@@ -128,6 +176,7 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                 dimensions: service_dims("ServiceWorker"),
                 threshold: cpu,
                 periods: 5,
+                metrics: None,
             },
         );
     }
@@ -153,6 +202,7 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                     dimensions: json!([{ "Name": "QueueName", "Value": att(&dlq_id(&q.name), "QueueName") }]),
                     threshold: 0,
                     periods: 1,
+                    metrics: None,
                 },
             );
         }
@@ -175,16 +225,17 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                     dimensions: json!([{ "Name": "QueueName", "Value": att(&queue_id(&q.name), "QueueName") }]),
                     threshold: age as i64,
                     periods: 5,
+                    metrics: None,
                 },
             );
         }
     }
-    dashboard(t, cx, svc);
+    dashboard(t, cx, svc, target_groups);
 }
 
 /// A dashboard whose body is a `Fn::Sub` string: widget JSON with `${...}` for the
 /// names CloudFormation knows only at deploy time.
-fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service) {
+fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, target_groups: &[&str]) {
     let mut widgets: Vec<Value> = Vec::new();
     let mut y = 0;
     let mut widget = |title: &str, metrics: Value| {
@@ -246,24 +297,23 @@ fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service) {
         );
         widget(
             "Healthy / unhealthy targets",
-            json!([
-                [
-                    "AWS/ApplicationELB",
-                    "HealthyHostCount",
-                    "TargetGroup",
-                    "${TargetGroup.TargetGroupFullName}",
-                    "LoadBalancer",
-                    "${LoadBalancer.LoadBalancerFullName}"
-                ],
-                [
-                    "AWS/ApplicationELB",
-                    "UnHealthyHostCount",
-                    "TargetGroup",
-                    "${TargetGroup.TargetGroupFullName}",
-                    "LoadBalancer",
-                    "${LoadBalancer.LoadBalancerFullName}"
-                ],
-            ]),
+            Value::Array(
+                target_groups
+                    .iter()
+                    .flat_map(|tg| {
+                        ["HealthyHostCount", "UnHealthyHostCount"].map(|m| {
+                            json!([
+                                "AWS/ApplicationELB",
+                                m,
+                                "TargetGroup",
+                                format!("${{{tg}.TargetGroupFullName}}"),
+                                "LoadBalancer",
+                                "${LoadBalancer.LoadBalancerFullName}"
+                            ])
+                        })
+                    })
+                    .collect(),
+            ),
         );
     }
     if svc.worker.is_some() {

@@ -1288,14 +1288,33 @@ fn add_scaling(t: &mut Template, svc: &Service, cfg: &Resolved, role: Role, main
     if role == Role::Http
         && let Some(rpt) = cfg.int("requestsPerTarget")
     {
-        policy_(
-            "RequestScaling",
+        // ALBRequestCountPerTarget names one target group, but ECS alternates a
+        // blue/green service between two: there, requests of the whole load
+        // balancer per running task.
+        let blue_green = cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling";
+        let spec = if blue_green {
+            json!({ "CustomizedMetricSpecification": { "Metrics": [
+                { "Id": "requests", "ReturnData": false, "MetricStat": { "Stat": "Sum", "Metric": {
+                    "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                    "Dimensions": [{ "Name": "LoadBalancer", "Value": att("LoadBalancer", "LoadBalancerFullName") }],
+                } } },
+                { "Id": "tasks", "ReturnData": false, "MetricStat": { "Stat": "Average", "Metric": {
+                    "Namespace": "ECS/ContainerInsights", "MetricName": "RunningTaskCount",
+                    "Dimensions": [
+                        { "Name": "ClusterName", "Value": r("Cluster") },
+                        { "Name": "ServiceName", "Value": att(&service_id, "Name") },
+                    ],
+                } } },
+                { "Id": "requests_per_task", "Label": "requests per running task", "ReturnData": true,
+                  "Expression": "IF(tasks > 0, requests / tasks, requests)" },
+            ] } })
+        } else {
             json!({ "PredefinedMetricSpecification": {
                 "PredefinedMetricType": "ALBRequestCountPerTarget",
                 "ResourceLabel": join("/", vec![att("LoadBalancer", "LoadBalancerFullName"), att("TargetGroup", "TargetGroupFullName")]),
-            } }),
-            rpt as f64,
-        );
+            } })
+        };
+        policy_("RequestScaling", spec, rpt as f64);
     }
     if role == Role::Worker
         && let Some(w) = &svc.worker

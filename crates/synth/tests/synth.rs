@@ -1314,3 +1314,51 @@ fn account_wide_names_carry_the_region() {
     }
     assert!(names > 30, "only {names} names");
 }
+
+/// ECS alternates a blue/green service between its two target groups: alarms on
+/// targets, request-count scaling and the dashboard must see both, not the first.
+#[test]
+fn blue_green_monitoring_watches_both_target_groups() {
+    let o = synth_ok("tests/fixtures/synth-varied", "test");
+    let t: Value =
+        serde_json::from_str(o.file("varied-test-web.json").expect("web")).expect("json");
+    let r = &t["Resources"];
+    assert!(
+        r["AlternateTargetGroup"].is_object(),
+        "the fixture's web is blue/green"
+    );
+    let unhealthy = r["UnhealthyHostsAlarm"]["Properties"].to_string();
+    assert!(
+        unhealthy.contains("\"TargetGroup\",\"TargetGroupFullName\"")
+            && unhealthy.contains("\"AlternateTargetGroup\",\"TargetGroupFullName\"")
+            && unhealthy.contains("MAX([m0, m1])"),
+        "{unhealthy}"
+    );
+    assert!(r["UnhealthyHostsAlarm"]["Properties"]["MetricName"].is_null());
+    let dims = r["Target5xxAlarm"]["Properties"]["Dimensions"].to_string();
+    assert!(
+        dims.contains("LoadBalancer") && !dims.contains("TargetGroup"),
+        "{dims}"
+    );
+    let scaling = r["RequestScaling"]["Properties"].to_string();
+    assert!(
+        scaling.contains("CustomizedMetricSpecification")
+            && scaling.contains("RequestCount")
+            && !scaling.contains("ALBRequestCountPerTarget"),
+        "{scaling}"
+    );
+    let dash = r["Dashboard"]["Properties"].to_string();
+    assert!(
+        dash.contains("AlternateTargetGroup.TargetGroupFullName"),
+        "{dash}"
+    );
+    // A rolling service keeps the one-group forms.
+    let o = synth_ok("examples", "test");
+    let t: Value = serde_json::from_str(o.file("shop-test-api.json").expect("api")).expect("json");
+    let r = &t["Resources"];
+    assert!(r["AlternateTargetGroup"].is_null());
+    assert_eq!(
+        r["UnhealthyHostsAlarm"]["Properties"]["MetricName"],
+        "UnHealthyHostCount"
+    );
+}

@@ -175,7 +175,12 @@ impl Drop for FakeCloud {
         if !ids.is_empty() {
             let mut nets = Vec::new();
             for id in &ids {
-                let t = docker(&["inspect", "--format", "{{index .Config.Labels \"fakecloud-ecs-task\"}}", id]);
+                let t = docker(&[
+                    "inspect",
+                    "--format",
+                    "{{index .Config.Labels \"fakecloud-ecs-task\"}}",
+                    id,
+                ]);
                 if !t.trim().is_empty() {
                     nets.push(format!("fakecloud-ecs-{}", t.trim()));
                 }
