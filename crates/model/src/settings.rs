@@ -52,6 +52,8 @@ pub enum TextRule {
     Arn,
     /// An IPv4 CIDR block with a prefix of /16../24.
     Cidr,
+    /// An AWS region code (`eu-west-1`).
+    Region,
 }
 
 /// A default value (const-constructible).
@@ -210,6 +212,7 @@ pub const SETTINGS: &[Setting] = &[
     s("availabilityZones", "network.azs", Foundation, Int { min: 2, max: 6 }, Default::Int(2), "AZs spanned by public and private subnets"),
     s("vpcEndpoints", "network.endpoints", Foundation, Bool, Default::Bool(false), "S3 gateway and ECR/logs/SSM interface endpoints"),
     s("flowLogRetentionDays", "network.flow_log_retention_days", Foundation, IntSet(LOG_RETENTION_DAYS), Default::Int(90), "VPC flow log retention"),
+    s("imageReplicaRegion", "registry.replicate_to", Foundation, Text(TextRule::Region), Default::Unset, "ECR replicates every image of the repository to this region (disaster recovery: deploy there with --region); an account has one replication configuration per region"),
     s("imageRetention", "registry.keep_images", Foundation, Int { min: 1, max: 1000 }, Default::Int(20), "ECR lifecycle: days a branch or pull-request image is kept (at least the preview TTL + 7); releases and environment-branch images are never expired"),
     s("scanOnPush", "registry.scan_on_push", Foundation, Bool, Default::Bool(true), "ECR image scanning on push"),
     s("previewMax", "previews.max", Foundation, Int { min: 0, max: 100 }, Default::Int(5), "most preview environments at once"),
@@ -295,6 +298,7 @@ pub fn check_text(rule: TextRule, text: &str) -> Result<(), String> {
                 )
             }
         }
+        TextRule::Region => crate::foundation::check_region(text),
         TextRule::Cidr => {
             let err =
                 || "must be an IPv4 CIDR block from /16 to /24 like `10.0.0.0/16`".to_string();
@@ -460,6 +464,7 @@ pub fn markdown_table() -> String {
             Kind::Text(TextRule::Matcher) => "HTTP codes".into(),
             Kind::Text(TextRule::Arn) => "ARN".into(),
             Kind::Text(TextRule::Cidr) => "IPv4 CIDR /16../24".into(),
+            Kind::Text(TextRule::Region) => "region".into(),
         };
         let default = match s.default_val() {
             Some(v) => format!("`{v}`"),

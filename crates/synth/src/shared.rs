@@ -72,6 +72,27 @@ pub fn template(cx: &Ctx<'_>) -> Template {
     .condition("CreateEcsServiceLinkedRole")
     .retain();
 
+    // Disaster recovery: every image of the repository also in another region, so
+    // that the same templates deployed there (`--region`) find their images. An
+    // account has one replication configuration per region: this one owns it.
+    if let Some(region) = cx.foundation.text("imageReplicaRegion") {
+        t.condition(
+            "ReplicateImages",
+            json!({ "Fn::Not": [{ "Fn::Equals": [r("AWS::Region"), region] }] }),
+        );
+        t.resource(
+            "ImageReplication",
+            "AWS::ECR::ReplicationConfiguration",
+            json!({
+                "ReplicationConfiguration": { "Rules": [{
+                    "Destinations": [{ "Region": region, "RegistryId": r("AWS::AccountId") }],
+                    "RepositoryFilters": [{ "Filter": cx.repo.foundation.registry, "FilterType": "PREFIX_MATCH" }],
+                }] },
+            }),
+        )
+        .condition("ReplicateImages");
+    }
+
     // Where `pantstack deploy` uploads the (minified) templates it deploys:
     // CloudFormation takes a template over 51,200 bytes only from S3. Versioned, so
     // every deployed template stays readable for its lifecycle's 90 days.

@@ -138,6 +138,15 @@ fn templates_name_no_region_or_zone() {
                 m.remove("Conditions")
             });
         }
+        if name.ends_with("-shared.json") {
+            // The image replica region is what the user wrote (registry.replicate_to).
+            if let Some(r) = t["Resources"].as_object_mut() {
+                r.remove("ImageReplication");
+            }
+            if let Some(c) = t["Conditions"].as_object_mut() {
+                c.remove("ReplicateImages");
+            }
+        }
         let mut text = t.to_string();
         // What the user wrote: certificate and topic ARNs, the replica region.
         for user in [
@@ -1360,5 +1369,30 @@ fn blue_green_monitoring_watches_both_target_groups() {
     assert_eq!(
         r["UnhealthyHostsAlarm"]["Properties"]["MetricName"],
         "UnHealthyHostCount"
+    );
+}
+
+/// `registry.replicate_to`: ECR replicates the repository's images to the
+/// disaster-recovery region (not to itself when deployed there).
+#[test]
+fn images_replicate_to_the_disaster_recovery_region() {
+    let o = synth_ok("tests/fixtures/synth-varied", "test");
+    let t: Value =
+        serde_json::from_str(o.file("varied-shared.json").expect("shared")).expect("json");
+    let r = &t["Resources"]["ImageReplication"];
+    assert_eq!(r["Type"], "AWS::ECR::ReplicationConfiguration");
+    assert_eq!(r["Condition"], "ReplicateImages");
+    let rule = &r["Properties"]["ReplicationConfiguration"]["Rules"][0];
+    assert_eq!(rule["Destinations"][0]["Region"], "eu-west-1");
+    assert_eq!(rule["RepositoryFilters"][0]["Filter"], "varied-images");
+    assert_eq!(
+        t["Conditions"]["ReplicateImages"].to_string(),
+        r#"{"Fn::Not":[{"Fn::Equals":[{"Ref":"AWS::Region"},"eu-west-1"]}]}"#
+    );
+    let o = synth_ok("examples", "test");
+    let t: Value = serde_json::from_str(o.file("shop-shared.json").expect("shared")).expect("json");
+    assert!(
+        t["Resources"]["ImageReplication"].is_null(),
+        "none unless configured"
     );
 }
