@@ -356,7 +356,7 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
                     "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTags",
                     "application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies",
-                    "logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "kms:CreateKey",
+                    "logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "kms:CreateKey", "events:ListRules",
                     // What the resource handlers read or list (their schemas' `handlers`).
                     "ec2:DescribeSecurityGroupRules", "ec2:DescribeInstances", "ec2:DescribeIpamPools",
                     "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeListenerAttributes",
@@ -512,6 +512,11 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         // Target tracking creates its alarms in the caller's name.
                         arn(&format!("cloudwatch:{region_account}:alarm:TargetTracking-service/{scope}")),
                     ]),
+                    allow("SecretRotationRules", &[
+                        "events:PutRule", "events:DeleteRule", "events:DescribeRule", "events:PutTargets",
+                        "events:RemoveTargets", "events:ListTargetsByRule", "events:TagResource", "events:UntagResource",
+                        "events:ListTagsForResource",
+                    ], vec![arn(&format!("events:{region_account}:rule/{scope}"))]),
                     allow("Dashboards", &["cloudwatch:PutDashboard", "cloudwatch:DeleteDashboards", "cloudwatch:GetDashboard"], vec![
                         arn(&format!("cloudwatch::${{AWS::AccountId}}:dashboard/{scope}")),
                     ]),

@@ -231,6 +231,7 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
         }
     }
     dashboard(t, cx, svc, target_groups);
+    rotation_notifications(t, cx, svc, topic);
 }
 
 /// A dashboard whose body is a `Fn::Sub` string: widget JSON with `${...}` for the
@@ -363,6 +364,45 @@ fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, target_groups: &[&st
         json!({
             "DashboardName": sub(&cx.names.dashboard(&svc.name)),
             "DashboardBody": sub(&body),
+        }),
+    );
+}
+
+/// Secrets with `rotation_days` get Parameter Store's `NoChangeNotification` policy
+/// (`pantstack secrets set --target aws` writes it); EventBridge routes the
+/// policy's events for the service's parameters to the alarm topic. The topic's
+/// own policy must let `events.amazonaws.com` publish.
+fn rotation_notifications(t: &mut Template, cx: &Ctx<'_>, svc: &Service, topic: Option<&str>) {
+    let Some(topic) = topic else {
+        return;
+    };
+    let rotating: Vec<&str> = svc
+        .secrets
+        .iter()
+        .filter(|s| s.from.is_none() && s.rotation_days.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    if rotating.is_empty() {
+        return;
+    }
+    let path = cx.names.ssm_path(&svc.name);
+    t.resource(
+        "SecretRotationRule",
+        "AWS::Events::Rule",
+        json!({
+            "Name": cx.names.alarm(&svc.name, "secret-rotation"),
+            "Description": format!(
+                "{}: a secret not rotated within its rotation_days ({}) notifies the alarm topic",
+                svc.name,
+                rotating.join(", ")
+            ),
+            "State": "ENABLED",
+            "EventPattern": {
+                "source": ["aws.ssm"],
+                "detail-type": ["Parameter Store Policy Action"],
+                "detail": { "parameter-name": [{ "prefix": format!("{path}/") }] },
+            },
+            "Targets": [{ "Id": "alarm-topic", "Arn": topic }],
         }),
     );
 }

@@ -1396,3 +1396,32 @@ fn images_replicate_to_the_disaster_recovery_region() {
         "none unless configured"
     );
 }
+
+/// A secret's `rotation_days` on AWS: Parameter Store's NoChangeNotification events
+/// for the service's parameters reach its alarm topic through EventBridge.
+#[test]
+fn rotation_notifications_reach_the_alarm_topic() {
+    let o = synth_ok("tests/fixtures/synth-varied", "test");
+    let t: Value =
+        serde_json::from_str(o.file("varied-test-web.json").expect("web")).expect("json");
+    let rule = &t["Resources"]["SecretRotationRule"];
+    assert_eq!(rule["Type"], "AWS::Events::Rule");
+    let p = &rule["Properties"];
+    assert_eq!(p["EventPattern"]["source"][0], "aws.ssm");
+    assert_eq!(
+        p["EventPattern"]["detail-type"][0],
+        "Parameter Store Policy Action"
+    );
+    assert_eq!(
+        p["EventPattern"]["detail"]["parameter-name"][0]["prefix"],
+        "/varied/test/web/"
+    );
+    assert_eq!(
+        p["Targets"][0]["Arn"],
+        "arn:aws:sns:eu-central-1:123456789012:oncall"
+    );
+    // No alarm topic (the example's api): nothing to notify.
+    let o = synth_ok("examples", "test");
+    let t: Value = serde_json::from_str(o.file("shop-test-api.json").expect("api")).expect("json");
+    assert!(t["Resources"]["SecretRotationRule"].is_null());
+}
