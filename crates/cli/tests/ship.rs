@@ -4,6 +4,8 @@
 //! built FROM scratch and pushed to its ECR), diff, a new image, a failing image,
 //! destroy. Deviations of the emulator are adapted in `common/fakecloud.rs` only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 mod common;
 
 use common::fakecloud::FakeCloud;

@@ -4,6 +4,8 @@
 //! UPDATE_ROLLBACK_FAILED with its recovery command, a failed creation that only
 //! `deploy` may delete, and a circuit breaker's rollback with the stopped task.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use aws_sdk_cloudformation::config::{
     BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
 };

@@ -439,14 +439,15 @@ pub fn data_plane_ports(fc: &FakeCloud) -> Vec<u16> {
     for line in tcp.lines().skip(1) {
         let f: Vec<&str> = line.split_whitespace().collect();
         // local address, state 0A = LISTEN, inode
-        if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
-            if let Some((ip, port)) = f[1].split_once(':')
-                && ip == "0100007F"
-                && let Ok(p) = u16::from_str_radix(port, 16)
-                && p != fc.port
-            {
-                ports.push(p);
-            }
+        if f.len() > 9
+            && f[3] == "0A"
+            && inodes.contains(f[9])
+            && let Some((ip, port)) = f[1].split_once(':')
+            && ip == "0100007F"
+            && let Ok(p) = u16::from_str_radix(port, 16)
+            && p != fc.port
+        {
+            ports.push(p);
         }
     }
     ports.sort_unstable();
