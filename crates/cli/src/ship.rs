@@ -143,7 +143,8 @@ fn finish(
                     "{}",
                     serde_json::to_string_pretty(&f.report).unwrap_or_default()
                 );
-            } else {
+            } else if f.report.get("stacks").is_some() {
+                // What was done before the failure (stacks, images).
                 let partial = render(&f.report);
                 if !partial.trim().is_empty() {
                     print!("{partial}");
@@ -506,10 +507,7 @@ pub fn logs(global: &Global, out: &Out, a: &LogsArgs) -> Result<(), Failure> {
             "logs --target aws: name a service (`pantstack logs api --target aws`)".into(),
         ));
     };
-    let (service, worker) = match unit.strip_suffix("-worker") {
-        Some(b) if p.repo.service(b).is_some() => (b.to_string(), Some(true)),
-        _ => (unit.clone(), None),
-    };
+    let (service, worker) = service_of_unit(&p.repo, unit)?;
     if p.repo.service(&service).is_none() {
         return Err(Failure::Resolve(format!(
             "no service `{service}` in this monorepo (services: {})",
@@ -549,7 +547,12 @@ pub fn logs(global: &Global, out: &Out, a: &LogsArgs) -> Result<(), Failure> {
                 let t = pantstack_local::clock::rfc3339_micros(
                     std::time::UNIX_EPOCH + std::time::Duration::from_millis(l.ms.max(0) as u64),
                 );
-                println!("{} {} {}", t.get(..23).unwrap_or(&t), l.stream, l.message);
+                println!(
+                    "{} {} {}",
+                    t.get(..23).unwrap_or(&t),
+                    printable(&l.stream),
+                    printable(&l.message)
+                );
             }
         }
         since = next;
@@ -558,6 +561,42 @@ pub fn logs(global: &Global, out: &Out, a: &LogsArgs) -> Result<(), Failure> {
         }
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
+}
+
+/// The service a unit name (`api`, `api-worker`) belongs to, and whether it names
+/// the worker role; a `-worker` of a service without a worker is refused.
+fn service_of_unit(repo: &Monorepo, unit: &str) -> Result<(String, Option<bool>), Failure> {
+    if repo.service(unit).is_some() {
+        return Ok((unit.to_string(), None));
+    }
+    if let Some(base) = unit.strip_suffix("-worker")
+        && let Some(s) = repo.service(base)
+    {
+        if s.service.worker.is_none() {
+            return Err(Failure::Resolve(format!(
+                "`{base}` has no worker (no `worker:` section), so there is no `{unit}`"
+            )));
+        }
+        return Ok((base.to_string(), Some(true)));
+    }
+    Err(Failure::Resolve(format!(
+        "no service `{unit}` in this monorepo (services: {})",
+        repo.service_names().join(", ")
+    )))
+}
+
+/// A log line for a terminal: control characters (escape sequences a task wrote)
+/// shown as `\u{..}` instead of acting on the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -604,8 +643,19 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
     match &a.action {
         SecretsAction::Set(n) | SecretsAction::Rotate(n) => {
             let s = declared(n)?;
-            let value = crate::aws::read_value(&format!("{}/{}", n.service, n.name))?;
             let clients = connect(&rt, &p, a.profile.as_deref());
+            if matches!(a.action, SecretsAction::Rotate(_)) {
+                let have = rt
+                    .block_on(pantstack_deploy::secrets::describe(&clients, std::slice::from_ref(&s.path)))
+                    .map_err(aws_failure)?;
+                if have.is_empty() {
+                    return Err(Failure::Resolve(format!(
+                        "{}/{} is not set yet in `{}`; set it first with `pantstack secrets set {} {} --target aws --env {}`",
+                        n.service, n.name, p.env, n.service, n.name, p.env
+                    )));
+                }
+            }
+            let value = crate::aws::read_value(&format!("{}/{}", n.service, n.name))?;
             let v = rt
                 .block_on(pantstack_deploy::secrets::set(
                     &clients,
@@ -615,7 +665,16 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                     s.rotation_days,
                     s.description.as_deref(),
                 ))
-                .map_err(aws_failure)?;
+                .map_err(|m| {
+                    if m.contains("InvalidKeyId") || m.contains("NotFoundException") {
+                        aws_failure(format!(
+                            "{m} (the environment's KMS key alias/{}/… is missing: has `pantstack bootstrap --env {}` run in {}?)",
+                            p.output.plan.project, p.env, clients.region
+                        ))
+                    } else {
+                        aws_failure(m)
+                    }
+                })?;
             if out.json() {
                 println!("{}", json!({ "parameter": s.path, "version": v }));
             } else {
@@ -632,7 +691,11 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
             if !gone {
                 return Err(Failure::Resolve(format!("{} is not set", s.path)));
             }
-            println!("deleted {}", s.path);
+            if out.json() {
+                println!("{}", json!({ "parameter": s.path, "deleted": true }));
+            } else {
+                println!("deleted {}", s.path);
+            }
             Ok(())
         }
         SecretsAction::List { service } => {

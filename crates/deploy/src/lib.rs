@@ -61,12 +61,25 @@ fn env_ms(name: &str, default: u64) -> u64 {
 }
 
 impl Clients {
-    /// Loads the standard AWS chain for `c.region`.
+    /// Loads the standard AWS chain for `c.region`. A named profile's credentials
+    /// win over the environment's (as with the AWS CLI's `--profile`); every call
+    /// is bounded (connect 10 s, a silent server 60 s, an operation 5 min).
     pub async fn connect(c: &Connect) -> Clients {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .operation_attempt_timeout(Duration::from_secs(120))
+            .operation_timeout(Duration::from_secs(300))
+            .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(Region::new(c.region.clone()));
+            .region(Region::new(c.region.clone()))
+            .timeout_config(timeouts);
         if let Some(p) = &c.profile {
-            loader = loader.profile_name(p);
+            loader = loader.profile_name(p).credentials_provider(
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(p)
+                    .build(),
+            );
         }
         let config = loader.load().await;
         Clients::from_config(config, &c.region)

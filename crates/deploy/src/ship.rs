@@ -352,9 +352,17 @@ pub async fn bootstrap(e: &Env<'_>, o: &BootstrapOpts) -> Result<Value, Failure>
                     p.set(&key, "exists");
                     linked.push(json!({ "service": svc, "state": "exists" }));
                 }
-                _ => {
+                Some((code, _))
+                    if code.contains("AccessDenied") || code.contains("Unauthorized") =>
+                {
                     return Err(Failure::new(format!(
                         "cannot create the service-linked role of {svc}: {} (bootstrap needs an administrator's credentials)",
+                        why(&err)
+                    )));
+                }
+                _ => {
+                    return Err(Failure::new(format!(
+                        "cannot create the service-linked role of {svc}: {}",
                         why(&err)
                     )));
                 }
@@ -898,6 +906,59 @@ async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, String> {
     }
 }
 
+/// `api-dev-1a2b3c4` or `api-dev-1a2b3c4-d5e6f7a8` → `api-dev-`.
+fn build_prefix(tag: &str) -> Option<String> {
+    let (head, last) = tag.rsplit_once('-')?;
+    let head = if last.starts_with('d') && last.len() == 8 && is_hex(&last[1..]) {
+        let (h, sha) = head.rsplit_once('-')?;
+        if !(sha.len() == 7 && is_hex(sha)) {
+            return None;
+        }
+        h
+    } else if last.len() == 7 && is_hex(last) {
+        head
+    } else {
+        return None;
+    };
+    Some(format!("{head}-"))
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// What follows a build prefix in a build's tag: `<sha7>` or `<sha7>-d<id7>`.
+fn is_build_suffix(rest: &str) -> bool {
+    match rest.split_once('-') {
+        None => rest.len() == 7 && is_hex(rest),
+        Some((sha, d)) => {
+            sha.len() == 7 && is_hex(sha) && d.len() == 8 && d.starts_with('d') && is_hex(&d[1..])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_tags_of_a_branch_and_no_look_alikes() {
+        assert_eq!(build_prefix("api-dev-1a2b3c4").as_deref(), Some("api-dev-"));
+        assert_eq!(
+            build_prefix("api-worker-dev-1a2b3c4-d0367c93").as_deref(),
+            Some("api-worker-dev-")
+        );
+        assert_eq!(build_prefix("api-v1.2.3"), None);
+        assert!(is_build_suffix("1a2b3c4"));
+        assert!(is_build_suffix("1a2b3c4-d0367c93"));
+        // Branch `dev-foo`: api-dev-foo-1a2b3c4 is not a build of `dev`.
+        assert!(!is_build_suffix("foo-1a2b3c4"));
+        assert!(!is_build_suffix("1a2b3c4x"));
+    }
+}
+
 /// Logical ids of the resources a template keeps when its stack is deleted.
 fn retained(template: &str) -> BTreeSet<String> {
     let v: Value = serde_json::from_str(template).unwrap_or(Value::Null);
@@ -989,23 +1050,55 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     let mut images_deleted = Vec::new();
     if o.images && failures.is_empty() && shared.is_some() && !image_tags.is_empty() {
         use aws_sdk_ecr::types::ImageIdentifier;
-        let ids: Vec<ImageIdentifier> = image_tags
-            .iter()
-            .map(|t| ImageIdentifier::builder().image_tag(t).build())
-            .collect();
-        let r = c
-            .ecr
-            .batch_delete_image()
-            .repository_name(&repository)
-            .set_image_ids(Some(ids))
-            .send()
-            .await
-            .map_err(|err| Failure::new(format!("cannot delete the images: {}", why(&err))))?;
-        images_deleted = r
-            .image_ids()
-            .iter()
-            .filter_map(|i| i.image_tag().map(str::to_string))
-            .collect();
+        // Every build of the deployed tags' branches (`api-dev-<sha>`, with or
+        // without `-d<id>`), not only the last one.
+        let prefixes: BTreeSet<String> =
+            image_tags.iter().filter_map(|t| build_prefix(t)).collect();
+        let mut all = image_tags.clone();
+        let mut token: Option<String> = None;
+        loop {
+            let page = c
+                .ecr
+                .list_images()
+                .repository_name(&repository)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|err| Failure::new(format!("cannot list the images: {}", why(&err))))?;
+            for id in page.image_ids() {
+                if let Some(t) = id.image_tag()
+                    && prefixes
+                        .iter()
+                        .any(|p| t.strip_prefix(p.as_str()).is_some_and(is_build_suffix))
+                {
+                    all.insert(t.to_string());
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let tags: Vec<&String> = all.iter().collect();
+        for chunk in tags.chunks(100) {
+            let ids: Vec<ImageIdentifier> = chunk
+                .iter()
+                .map(|t| ImageIdentifier::builder().image_tag(t.as_str()).build())
+                .collect();
+            let r = c
+                .ecr
+                .batch_delete_image()
+                .repository_name(&repository)
+                .set_image_ids(Some(ids))
+                .send()
+                .await
+                .map_err(|err| Failure::new(format!("cannot delete the images: {}", why(&err))))?;
+            images_deleted.extend(
+                r.image_ids()
+                    .iter()
+                    .filter_map(|i| i.image_tag().map(str::to_string)),
+            );
+        }
     }
     let mut parameters_deleted = Vec::new();
     if o.parameters && failures.is_empty() {

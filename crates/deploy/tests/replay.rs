@@ -1,5 +1,7 @@
-//! The deploy state machine against recorded CloudFormation and ECS answers, through
-//! the SDK's own replaying HTTP client: a change set without changes, an update
+//! The deploy state machine against recorded CloudFormation and ECS answers, given
+//! to the real SDK clients through a replaying `HttpClient` (the SDK's own
+//! `test-util` replay client would turn on serde_json's `preserve_order` for the
+//! whole workspace's test build, changing every map's order): a change set without changes, an update
 //! rolled back with the failed resource's reason, a stack stuck in
 //! UPDATE_ROLLBACK_FAILED with its recovery command, a failed creation that only
 //! `deploy` may delete, and a circuit breaker's rollback with the stopped task.
@@ -9,11 +11,18 @@
 use aws_sdk_cloudformation::config::{
     BehaviorVersion, Credentials, Region, SharedCredentialsProvider,
 };
-use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::{Response, StatusCode};
 use aws_smithy_types::body::SdkBody;
 use pantstack_deploy::Clients;
 use pantstack_deploy::progress::Progress;
 use pantstack_deploy::stack::{self, Param, Spec, Template};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NS: &str = "http://cloudformation.amazonaws.com/doc/2010-05-15/";
@@ -33,36 +42,73 @@ fn stack_xml(status: &str) -> String {
     )
 }
 
+/// A recorded answer: content type and body (status 200).
+struct ReplayEvent(&'static str, String);
+
 fn ok(body: String) -> ReplayEvent {
-    ReplayEvent::new(
-        http::Request::builder()
-            .uri("https://cloudformation.us-east-1.amazonaws.com/")
-            .body(SdkBody::empty())
-            .expect("request"),
-        http::Response::builder()
-            .status(200)
-            .header("content-type", "text/xml")
-            .body(SdkBody::from(body))
-            .expect("response"),
-    )
+    ReplayEvent("text/xml", body)
 }
 
 fn json_ok(body: &str) -> ReplayEvent {
-    ReplayEvent::new(
-        http::Request::builder()
-            .uri("https://ecs.us-east-1.amazonaws.com/")
-            .body(SdkBody::empty())
-            .expect("request"),
-        http::Response::builder()
-            .status(200)
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(SdkBody::from(body.to_string()))
-            .expect("response"),
-    )
+    ReplayEvent("application/x-amz-json-1.1", body.to_string())
 }
 
-fn clients(events: Vec<ReplayEvent>) -> (Clients, StaticReplayClient) {
-    let http = StaticReplayClient::new(events);
+/// Answers each request with the next recorded answer and keeps the requests'
+/// bodies.
+#[derive(Clone, Debug, Default)]
+struct Replay {
+    answers: Arc<Mutex<VecDeque<(&'static str, String)>>>,
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+impl Replay {
+    fn new(events: Vec<ReplayEvent>) -> Replay {
+        Replay {
+            answers: Arc::new(Mutex::new(events.into_iter().map(|e| (e.0, e.1)).collect())),
+            sent: Arc::default(),
+        }
+    }
+
+    fn sent(&self) -> Vec<String> {
+        self.sent.lock().expect("lock").clone()
+    }
+}
+
+impl HttpConnector for Replay {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let body = request
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).to_string())
+            .unwrap_or_default();
+        self.sent.lock().expect("lock").push(body);
+        let (ct, answer) = self
+            .answers
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .expect("a recorded answer for every request");
+        let mut r = Response::new(
+            StatusCode::try_from(200).expect("200"),
+            SdkBody::from(answer),
+        );
+        r.headers_mut().insert("content-type", ct);
+        HttpConnectorFuture::ready(Ok(r))
+    }
+}
+
+impl HttpClient for Replay {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+fn clients(events: Vec<ReplayEvent>) -> (Clients, Replay) {
+    let http = Replay::new(events);
     let config = aws_types::SdkConfig::builder()
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
@@ -110,15 +156,8 @@ async fn a_change_set_without_changes_is_unchanged_and_deleted() {
         .await
         .expect("a change set");
     assert!(cs.changes.is_none(), "{cs:?}");
-    assert_eq!(
-        http.actual_requests().count(),
-        4,
-        "the empty change set is deleted"
-    );
-    let sent: Vec<String> = http
-        .actual_requests()
-        .map(|r| String::from_utf8_lossy(r.body().bytes().unwrap_or_default()).to_string())
-        .collect();
+    let sent = http.sent();
+    assert_eq!(sent.len(), 4, "the empty change set is deleted");
     assert!(sent[1].contains("ChangeSetType=UPDATE"), "{}", sent[1]);
     assert!(sent[1].contains("UsePreviousValue=true"), "{}", sent[1]);
     assert!(sent[3].contains("Action=DeleteChangeSet"), "{}", sent[3]);
@@ -192,7 +231,7 @@ async fn diff_never_deletes_a_failed_creation() {
         .await
         .expect_err("not for diff");
     assert!(f.reason.contains("deploy deletes it"), "{f:?}");
-    assert_eq!(http.actual_requests().count(), 1, "no DeleteStack");
+    assert_eq!(http.sent().len(), 1, "no DeleteStack");
 }
 
 #[tokio::test]
