@@ -93,6 +93,11 @@ fn main() -> ExitCode {
         },
         Command::Down(a) => match ship::target(a.target.target) {
             Ok(Target::Aws) => ship::down(&cli.global, &out, &a),
+            Ok(Target::Local) if a.yes || a.allow_prod || a.images || a.parameters => {
+                Err(Failure::Usage(
+                    "--yes, --allow-prod, --images and --parameters are for destroying an environment on AWS: add --target aws".into(),
+                ))
+            }
             Ok(Target::Local) => ship::local_only(&a.target)
                 .and_then(|_| local::down(&cli.global, &out, a.env.as_deref())),
             Err(e) => Err(e),

@@ -262,16 +262,7 @@ pub fn deploy_services(
     // `api-worker` deploys the service it belongs to: one stack holds both roles.
     let mut wanted = Vec::new();
     for s in services {
-        let base = s
-            .strip_suffix("-worker")
-            .filter(|b| p.repo.service(b).is_some());
-        let name = base.map(str::to_string).unwrap_or(s);
-        if p.repo.service(&name).is_none() {
-            return Err(Failure::Resolve(format!(
-                "no service `{name}` in this monorepo (services: {})",
-                p.repo.service_names().join(", ")
-            )));
-        }
+        let name = service_of_unit(&p.repo, &s)?.0;
         if !wanted.contains(&name) {
             wanted.push(name);
         }

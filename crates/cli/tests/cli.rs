@@ -1133,3 +1133,59 @@ fn each_preview_exports_its_own_names() {
         "{exports:?}"
     );
 }
+
+/// The aws target's flags and variable are refused where they mean nothing, before
+/// anything is contacted.
+#[test]
+fn aws_only_flags_need_the_aws_target() {
+    for args in [
+        &["down", "--env", "test", "--images"][..],
+        &["down", "--env", "test", "--yes"][..],
+        &["down", "--env", "test", "--allow-prod"][..],
+        &["status", "--env", "test", "--profile", "admin"][..],
+        &["deploy", "api", "--region", "eu-west-1"][..],
+        &["secrets", "list", "--region", "eu-west-1"][..],
+    ] {
+        let o = pantstack(&examples(), args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--target aws"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
+        .arg("--root")
+        .arg(examples())
+        .args(["status", "--env", "test"])
+        .env("PANTSTACK_TARGET", "bogus")
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("`local` and `aws`"), "{}", stderr(&o));
+    // The local deploy still needs its service.
+    let o = pantstack(&examples(), &["deploy", "--env", "test"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+/// `reports-worker` names no unit when `reports` has no worker: exit 3 on the aws
+/// target as on the local one, before anything is contacted.
+#[test]
+fn a_worker_of_a_service_without_one_is_unknown() {
+    let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
+        .arg("--root")
+        .arg(examples())
+        .args(["logs", "reports-worker", "--target", "aws", "--env", "test"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .expect("run");
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`reports` has no worker"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -221,6 +221,27 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         "{v:#}"
     );
 
+    // Rotating a secret that was never set is refused (as locally).
+    let o = repo.run_input(
+        &[
+            "secrets",
+            "rotate",
+            "api",
+            "API_TOKEN",
+            "--target",
+            "aws",
+            "--env",
+            "test",
+        ],
+        Some("x"),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("is not set yet"),
+        "{}",
+        text(&o.stderr)
+    );
+
     // A secret the task definition references must exist first.
     let o = repo.run(&["deploy", "--target", "aws", "--env", "test"]);
     assert_eq!(o.status.code(), Some(1));
@@ -410,4 +431,52 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         "{v:#}"
     );
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// An endpoint that accepts connections and never answers: every AWS verb ends
+/// with an error in bounded time instead of waiting forever.
+#[test]
+fn a_silent_endpoint_is_an_error_not_a_hang() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            h.lock().expect("lock").push(c);
+        }
+    });
+    let root = repo_root().join("examples");
+    for args in [
+        &["status", "--target", "aws", "--env", "test"][..],
+        &["secrets", "list", "--target", "aws", "--env", "test"][..],
+    ] {
+        let started = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
+            .arg("--root")
+            .arg(&root)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("PANTSTACK_AWS_CALL_TIMEOUT_S", "1")
+            .env_remove("PANTSTACK_TARGET")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pantstack");
+        let took = started.elapsed();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o.stderr));
+        assert!(text(&o.stderr).contains("error:"), "{}", text(&o.stderr));
+        assert!(
+            took < std::time::Duration::from_secs(30),
+            "{args:?} took {took:?}"
+        );
+        assert!(
+            text(&o.stdout).trim().is_empty(),
+            "nothing on stdout: {}",
+            text(&o.stdout)
+        );
+    }
 }

@@ -63,13 +63,16 @@ fn env_ms(name: &str, default: u64) -> u64 {
 impl Clients {
     /// Loads the standard AWS chain for `c.region`. A named profile's credentials
     /// win over the environment's (as with the AWS CLI's `--profile`); every call
-    /// is bounded (connect 10 s, a silent server 60 s, an operation 5 min).
+    /// is bounded (connect 10 s, a silent server 60 s, an attempt 2 min, an
+    /// operation with its retries 5 min).
     pub async fn connect(c: &Connect) -> Clients {
+        // PANTSTACK_AWS_CALL_TIMEOUT_S scales them (tests use a few seconds).
+        let call = env_ms("PANTSTACK_AWS_CALL_TIMEOUT_S", 60).max(1);
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .operation_attempt_timeout(Duration::from_secs(120))
-            .operation_timeout(Duration::from_secs(300))
+            .connect_timeout(Duration::from_secs(call.min(10)))
+            .read_timeout(Duration::from_secs(call))
+            .operation_attempt_timeout(Duration::from_secs(call * 2))
+            .operation_timeout(Duration::from_secs(call * 5))
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(c.region.clone()))
