@@ -11,6 +11,7 @@ use crate::args::{
     SecretsArgs, Target, TargetArgs,
 };
 use crate::commands::{load_valid, resolve_env};
+use crate::local::runtime;
 use crate::output::{Out, print_diagnostics};
 use pantstack_deploy::images::Source;
 use pantstack_deploy::progress::Progress;
@@ -43,14 +44,6 @@ pub fn local_only(t: &TargetArgs) -> Result<(), Failure> {
         ));
     }
     Ok(())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))
 }
 
 struct Prepared {
@@ -409,14 +402,7 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
     };
     let r = rt.block_on(ship::destroy(&e, &opts));
     finish(out, r, |v| {
-        let mut s = String::new();
-        for st in v["stacks"].as_array().into_iter().flatten() {
-            s.push_str(&format!(
-                "  {:<40} {}\n",
-                st["stack"].as_str().unwrap_or_default(),
-                st["result"].as_str().unwrap_or_default()
-            ));
-        }
+        let mut s = stacks_text(v);
         for r in v["retained"].as_array().into_iter().flatten() {
             s.push_str(&format!(
                 "  retained: {} {} ({}, from {})\n",

@@ -63,6 +63,15 @@ impl Env<'_> {
         &self.output.plan.project
     }
 
+    /// The environment's physical names, as synth writes them.
+    fn names(&self) -> pantstack_synth::names::Names<'_> {
+        pantstack_synth::names::Names {
+            project: self.project(),
+            env: &self.env,
+            base: Monorepo::stack_name(&self.env),
+        }
+    }
+
     fn stack(&self, name: &str) -> Option<&Stack> {
         self.output.plan.stacks.iter().find(|s| s.name == name)
     }
@@ -481,7 +490,7 @@ pub struct DeployOpts {
 
 /// The service stacks (and replica stacks) of the chosen services, in plan order.
 fn service_stacks(e: &Env<'_>, services: &[String]) -> Vec<(Stack, Option<String>)> {
-    let prefix = format!("{}-{}-", e.project(), e.env);
+    let prefix = format!("{}-", e.names().prefix());
     e.output
         .plan
         .stacks
@@ -713,8 +722,8 @@ async fn service_verdicts(e: &Env<'_>, svc: &str, failed: bool) -> Vec<Verdict> 
     if unit.service.worker.is_some() {
         names.push(format!("{svc}-worker"));
     }
-    let cluster = format!("{}-{}-{svc}", e.project(), e.env);
-    let log_group = format!("/pantstack/{}/{}/{svc}", e.project(), e.env);
+    let cluster = e.names().cluster(svc);
+    let log_group = e.names().log_group(svc);
     match verdict::verdict(&e.clients, &cluster, &names, &log_group, failed).await {
         Ok(v) => v,
         Err(m) => vec![Verdict {
@@ -745,7 +754,7 @@ pub async fn diff(
     };
     let mut report = Vec::new();
     let mut failed = Vec::new();
-    let prefix = format!("{}-{}-", e.project(), e.env);
+    let prefix = format!("{}-", e.names().prefix());
     let mut set = tokio::task::JoinSet::new();
     for s in &e.output.plan.stacks {
         let svc = s
@@ -987,7 +996,7 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     order.reverse();
     let own_foundation = e
         .foundation()
-        .filter(|f| f.name == format!("{}-{}-foundation", e.project(), e.env))
+        .filter(|f| f.name == format!("{}-foundation", e.names().prefix()))
         .cloned();
     order.extend(own_foundation);
     let shared = stack::describe(c, &e.shared().name).await?;
@@ -1102,7 +1111,7 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     }
     let mut parameters_deleted = Vec::new();
     if o.parameters && failures.is_empty() {
-        let path = format!("/{}/{}/", e.project(), e.env);
+        let path = format!("/{}/{}/", e.project(), e.env); // the parent of every ssm_path
         let names = crate::secrets::under(c, &path).await?;
         crate::secrets::delete_all(c, &names).await?;
         parameters_deleted = names;
@@ -1129,7 +1138,7 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
 /// service's tasks and last deployment.
 pub async fn status(e: &Env<'_>) -> Result<Value, Failure> {
     let mut stacks = Vec::new();
-    let prefix = format!("{}-{}-", e.project(), e.env);
+    let prefix = format!("{}-", e.names().prefix());
     for s in &e.output.plan.stacks {
         let c = e.clients_for(s);
         let d = stack::describe(&c, &s.name).await?;
@@ -1175,7 +1184,7 @@ pub async fn logs(
     worker: Option<bool>,
     since_ms: i64,
 ) -> Result<(Vec<LogLine>, i64), Failure> {
-    let group = format!("/pantstack/{}/{}/{service}", e.project(), e.env);
+    let group = e.names().log_group(service);
     let mut token: Option<String> = None;
     let mut lines = Vec::new();
     let mut next = since_ms;

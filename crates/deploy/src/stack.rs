@@ -165,16 +165,7 @@ pub async fn describe(c: &Clients, name: &str) -> Result<Option<Described>, Stri
             Ok(Some(Described {
                 status,
                 reason: s.stack_status_reason().unwrap_or_default().to_string(),
-                tags: s
-                    .tags()
-                    .iter()
-                    .map(|t| {
-                        (
-                            t.key().unwrap_or_default().to_string(),
-                            t.value().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect(),
+                tags: s.tags().iter().map(|t| pair(t.key(), t.value())).collect(),
                 drift: s
                     .drift_information()
                     .and_then(|d| d.stack_drift_status())
@@ -182,22 +173,12 @@ pub async fn describe(c: &Clients, name: &str) -> Result<Option<Described>, Stri
                 outputs: s
                     .outputs()
                     .iter()
-                    .map(|o| {
-                        (
-                            o.output_key().unwrap_or_default().to_string(),
-                            o.output_value().unwrap_or_default().to_string(),
-                        )
-                    })
+                    .map(|o| pair(o.output_key(), o.output_value()))
                     .collect(),
                 parameters: s
                     .parameters()
                     .iter()
-                    .map(|p| {
-                        (
-                            p.parameter_key().unwrap_or_default().to_string(),
-                            p.parameter_value().unwrap_or_default().to_string(),
-                        )
-                    })
+                    .map(|p| pair(p.parameter_key(), p.parameter_value()))
                     .collect(),
             }))
         }
@@ -206,6 +187,14 @@ pub async fn describe(c: &Clients, name: &str) -> Result<Option<Described>, Stri
             _ => Err(format!("cannot describe stack {name}: {}", why(&e))),
         },
     }
+}
+
+/// A key and value the SDK gives as options.
+fn pair(k: Option<&str>, v: Option<&str>) -> (String, String) {
+    (
+        k.unwrap_or_default().to_string(),
+        v.unwrap_or_default().to_string(),
+    )
 }
 
 #[derive(Clone, Debug, Default)]
