@@ -66,9 +66,41 @@ fn quiet_on_closed_pipe() {
     }));
 }
 
+/// Parses the command line. A `secrets` command clap refuses is reported without
+/// the words it refused: a value typed after the secret's name (`secrets set api
+/// TOKEN s3cr3t`) must not reach the terminal, the shell's scrollback or a CI log.
+fn parse() -> Cli {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match Cli::try_parse_from(&argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let secrets = argv.iter().skip(1).any(|a| a == "secrets");
+            let shown = matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    | ErrorKind::MissingRequiredArgument
+                    | ErrorKind::MissingSubcommand
+            );
+            if secrets && !shown {
+                eprintln!(
+                    "error: `pantstack secrets`: unexpected or invalid argument (not repeated here: it may be a secret's value)\n\n\
+                     A secret's value is never taken from the command line: pipe it on standard input\n\
+                     (`printf %s \"$TOKEN\" | pantstack secrets set SERVICE NAME`) or type it at the prompt.\n\n\
+                     For more information, try 'pantstack secrets --help'."
+                );
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    }
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
-    let cli = Cli::parse();
+    let cli = parse();
     let out = Out::new(cli.global.format, cli.global.color);
     let result = match cli.command {
         Command::Check => commands::check(&cli.global, &out),
@@ -78,7 +110,7 @@ fn main() -> ExitCode {
         Command::Synth(a) => synth::synth(&cli.global, &out, &a),
         Command::Bootstrap(a) => ship::bootstrap(&cli.global, &out, &a),
         Command::Diff(a) => ship::diff(&cli.global, &out, &a),
-        Command::Up(a) => match ship::target(a.target.target) {
+        Command::Up(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::deploy_services(
                 &cli.global,
                 &out,
@@ -91,7 +123,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
-        Command::Down(a) => match ship::target(a.target.target) {
+        Command::Down(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::down(&cli.global, &out, &a),
             Ok(Target::Local) if a.yes || a.allow_prod || a.images || a.parameters => {
                 Err(Failure::Usage(
@@ -102,14 +134,14 @@ fn main() -> ExitCode {
                 .and_then(|_| local::down(&cli.global, &out, a.env.as_deref())),
             Err(e) => Err(e),
         },
-        Command::Status(a) => match ship::target(a.target.target) {
+        Command::Status(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::status(&cli.global, &out, a.env.as_deref(), &a.target),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::status(&cli.global, &out, &a))
             }
             Err(e) => Err(e),
         },
-        Command::Deploy(a) => match ship::target(a.target.target) {
+        Command::Deploy(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::deploy(&cli.global, &out, &a),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::deploy(&cli.global, &out, &a))
@@ -118,7 +150,7 @@ fn main() -> ExitCode {
         },
         Command::Rollback(a) => local::rollback(&cli.global, &out, &a),
         Command::Scale(a) => local::scale(&cli.global, &out, &a),
-        Command::Logs(a) => match ship::target(a.target.target) {
+        Command::Logs(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::logs(&cli.global, &out, &a),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::logs(&cli.global, &out, &a))
@@ -128,7 +160,7 @@ fn main() -> ExitCode {
         Command::Exec(a) => local::exec(&cli.global, &out, &a),
         Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
         Command::AwsEnv(a) => aws::aws_env(&cli.global, &out, &a),
-        Command::Secrets(a) => match ship::target(a.target) {
+        Command::Secrets(a) => match ship::target(a.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::secrets(&cli.global, &out, &a),
             Ok(Target::Local) if a.profile.is_some() || a.region.is_some() => Err(Failure::Usage(
                 "--profile and --region choose an AWS account and region: add --target aws".into(),

@@ -22,18 +22,37 @@ use serde_json::{Value, json};
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-/// The target a command acts on: `--target`, else `PANTSTACK_TARGET`, else local.
-pub fn target(flag: Option<Target>) -> Result<Target, Failure> {
+/// The target a command acts on: `--target`, else `PANTSTACK_TARGET`, else the
+/// `target:` of the environment the command names with `--env`, else local. An
+/// environment reached through the branch (no `--env`) runs locally: `pantstack
+/// up` on `main` never deploys to AWS because prod says `target: aws`.
+pub fn target(flag: Option<Target>, global: &Global, env: Option<&str>) -> Result<Target, Failure> {
     if let Some(t) = flag {
         return Ok(t);
     }
     match std::env::var("PANTSTACK_TARGET").ok().as_deref() {
-        None | Some("") | Some("local") => Ok(Target::Local),
-        Some("aws") => Ok(Target::Aws),
-        Some(other) => Err(Failure::Usage(format!(
-            "PANTSTACK_TARGET={other}: the targets are `local` and `aws`"
-        ))),
+        None | Some("") => {}
+        Some("local") => return Ok(Target::Local),
+        Some("aws") => return Ok(Target::Aws),
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "PANTSTACK_TARGET={other}: the targets are `local` and `aws`"
+            )));
+        }
     }
+    let Some(env) = env else {
+        return Ok(Target::Local);
+    };
+    // A monorepo that cannot be found or read: the command itself says why.
+    let Ok(root) = crate::commands::find_root(global) else {
+        return Ok(Target::Local);
+    };
+    let loaded = pantstack_model::load(&root);
+    let configured = loaded.repo.foundation.environment(env).map(|e| e.target);
+    Ok(match configured {
+        Some(pantstack_model::foundation::Target::Aws) => Target::Aws,
+        _ => Target::Local,
+    })
 }
 
 /// `--profile`/`--region` only mean something on AWS.

@@ -1189,3 +1189,48 @@ fn a_worker_of_a_service_without_one_is_unknown() {
         stderr(&o)
     );
 }
+
+/// A value typed on the command line after a secret's name is refused without
+/// being repeated (terminal scrollback, CI logs), on both targets and for every
+/// kind of stray argument; help and missing arguments still read as usual.
+#[test]
+fn a_secret_typed_on_the_command_line_is_never_echoed() {
+    let leak = "hunter2-s3cr3t-value";
+    for args in [
+        vec!["secrets", "set", "api", "API_TOKEN", leak],
+        vec![
+            "secrets",
+            "set",
+            "api",
+            "API_TOKEN",
+            "--target",
+            "aws",
+            leak,
+        ],
+        vec!["secrets", "rotate", "api", "API_TOKEN", leak],
+        vec![
+            "secrets",
+            "set",
+            "api",
+            "API_TOKEN",
+            &format!("--value={leak}"),
+        ],
+        vec!["secrets", "set", "api", "API_TOKEN", "--target", leak],
+    ] {
+        let o = pantstack(&examples(), &args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert!(
+            !out.contains(leak) && !err.contains("s3cr3t"),
+            "{args:?} echoed the value: {err}"
+        );
+        assert!(err.contains("standard input"), "{args:?}: {err}");
+    }
+    // Help and a missing name still say what clap says.
+    let o = pantstack(&examples(), &["secrets", "set", "api"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("<NAME>"), "{}", stderr(&o));
+    let o = pantstack(&examples(), &["secrets", "set", "--help"]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("standard input"), "{}", stdout(&o));
+}

@@ -297,21 +297,25 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         assert_eq!(x["deployment"], "COMPLETED", "{v:#}");
         assert_eq!(x["running"], 1, "{v:#}");
     }
-    // The ALB data plane reaches the api's running task.
-    let ports = common::fakecloud::data_plane_ports(&fc);
+    // The URLs deploy printed work: the emulator serves each ALB on a loopback port
+    // of its own, which it lists by DNS name (docs/aws.md shows users the lookup).
     let mut answers = Vec::new();
-    for p in &ports {
-        answers.push((p, http_get(*p, "/healthz")));
+    for name in ["shop-test-api", "shop-test-reports"] {
+        let url = stack(&v, name)["outputs"]["Url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} printed no Url: {v:#}"))
+            .to_string();
+        let port = common::fakecloud::data_plane_port(&fc, &url)
+            .unwrap_or_else(|| panic!("the emulator serves no ALB named by {url}"));
+        answers.push((url, http_get(port, "/healthz")));
     }
     eprintln!("ALB data planes: {answers:?}");
-    let healthy = answers
-        .iter()
-        .filter(|(_, a)| matches!(a, Ok((200, b)) if b.trim() == "ok"))
-        .count();
-    assert_eq!(
-        healthy, 2,
-        "the api's and the reports' ALBs answer /healthz from their tasks: {answers:?}"
-    );
+    for (url, a) in &answers {
+        assert!(
+            matches!(a, Ok((200, b)) if b.trim() == "ok"),
+            "{url}/healthz is answered by the service's task: {answers:?}"
+        );
+    }
 
     // Deploying the same commit again changes nothing and pushes nothing.
     let v = repo.json(&["deploy", "--target", "aws", "--env", "test"], &fc);
@@ -479,4 +483,111 @@ fn a_silent_endpoint_is_an_error_not_a_hang() {
             text(&o.stdout)
         );
     }
+}
+
+/// `environments.<env>.target: aws` sends the commands that name the environment to
+/// AWS; `--target local`, `PANTSTACK_TARGET=local` and commands that do not name it
+/// (the branch's environment) stay local; a target that does not exist is a
+/// manifest error with its file and line.
+#[test]
+fn an_environment_configured_for_aws_is_deployed_there_when_named() {
+    // An endpoint that counts the connections it gets and never answers.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            h.lock().expect("lock").push(c);
+        }
+    });
+    let base = std::env::temp_dir().join(format!("pantstack-target-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let root = base.join("repo");
+    copy_dir(&repo_root().join("examples"), &root);
+    let foundation = root.join("stack/infra/foundation/pantstack.yaml");
+    let t = std::fs::read_to_string(&foundation).expect("foundation");
+    assert!(
+        t.contains("  test:\n    branch: dev\n"),
+        "the example's environments changed"
+    );
+    let aws = t.replace(
+        "  test:\n    branch: dev\n",
+        "  test:\n    branch: dev\n    target: aws\n",
+    );
+    std::fs::write(&foundation, &aws).expect("write");
+    let run = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pantstack"));
+        c.arg("--root")
+            .arg(&root)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("PANTSTACK_AWS_CALL_TIMEOUT_S", "1")
+            .env_remove("PANTSTACK_TARGET")
+            .env_remove("GITHUB_REF")
+            .env_remove("GITHUB_HEAD_REF")
+            .env_remove("GITHUB_REF_NAME")
+            .stdin(Stdio::null());
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let before = held.lock().expect("lock").len();
+        let o = c.output().expect("run pantstack");
+        let contacted = held.lock().expect("lock").len() > before;
+        (o, contacted)
+    };
+    // Named: AWS (the silent endpoint is reached, and the command fails on it).
+    for args in [
+        &["status", "--env", "test"][..],
+        &["secrets", "list", "--env", "test"][..],
+    ] {
+        let (o, contacted) = run(args, &[]);
+        assert!(contacted, "{args:?} did not go to AWS: {}", text(&o.stderr));
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o.stderr));
+    }
+    // Overridden, or not named: local, and AWS is never contacted.
+    for (args, vars) in [
+        (
+            &["status", "--env", "test", "--target", "local"][..],
+            &[][..],
+        ),
+        (
+            &["status", "--env", "test"][..],
+            &[("PANTSTACK_TARGET", "local")][..],
+        ),
+        (&["status", "--env", "prod"][..], &[][..]),
+        (&["status"][..], &[][..]),
+    ] {
+        let (o, contacted) = run(args, vars);
+        assert!(
+            !contacted,
+            "{args:?} {vars:?} went to AWS: {}",
+            text(&o.stderr)
+        );
+        assert_ne!(o.status.code(), Some(1), "{args:?}: {}", text(&o.stderr));
+    }
+    // A target that does not exist: the file, the line, the choices.
+    std::fs::write(
+        &foundation,
+        t.replace(
+            "  test:\n    branch: dev\n",
+            "  test:\n    branch: dev\n    target: gcp\n",
+        ),
+    )
+    .expect("write");
+    let (o, contacted) = run(&["check"], &[]);
+    assert!(!contacted);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr) + &text(&o.stdout);
+    assert!(
+        err.contains("stack/infra/foundation/pantstack.yaml:14")
+            && err.contains("environments.test.target")
+            && err.contains("aws"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&base);
 }

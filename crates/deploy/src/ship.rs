@@ -987,6 +987,77 @@ fn retained(template: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// What became of one stack in `destroy`.
+struct Destroyed {
+    name: String,
+    /// `deleted` or `absent`.
+    result: &'static str,
+    error: Option<String>,
+    image_tags: Vec<String>,
+    kept: Vec<Value>,
+}
+
+/// Deletes one stack: notes the image tags it ran and the resources it retains,
+/// empties its buckets that are not retained, then deletes it and waits.
+async fn destroy_stack(
+    sc: Clients,
+    p: std::sync::Arc<Progress>,
+    name: String,
+    keep: BTreeSet<String>,
+) -> Destroyed {
+    let mut out = Destroyed {
+        name: name.clone(),
+        result: "deleted",
+        error: None,
+        image_tags: vec![],
+        kept: vec![],
+    };
+    let run = async {
+        let Some(d) = stack::describe(&sc, &name).await? else {
+            p.set(&name, "absent");
+            out.result = "absent";
+            return Ok(());
+        };
+        for (k, v) in &d.parameters {
+            if (k == "ImageTag" || k == "WorkerImageTag") && !v.is_empty() {
+                out.image_tags.push(v.clone());
+            }
+        }
+        let resources = sc
+            .cfn
+            .list_stack_resources()
+            .stack_name(&name)
+            .send()
+            .await
+            .map_err(|err| format!("cannot list the resources of {name}: {}", why(&err)))?;
+        for r in resources.stack_resource_summaries() {
+            let id = r.logical_resource_id().unwrap_or_default();
+            let physical = r.physical_resource_id().unwrap_or_default();
+            let ty = r.resource_type().unwrap_or_default();
+            if keep.contains(id) {
+                out.kept.push(
+                    json!({ "stack": name, "logical_id": id, "type": ty, "physical_id": physical }),
+                );
+            } else if ty == "AWS::S3::Bucket" && !physical.is_empty() {
+                p.set(&name, &format!("emptying bucket {physical}"));
+                empty_bucket(&sc, physical).await?;
+            }
+        }
+        p.set(&name, "deleting");
+        stack::delete_and_wait(&sc, &name, &p)
+            .await
+            .map_err(|f| f.render())?;
+        p.set(&name, "deleted");
+        Ok::<(), String>(())
+    }
+    .await;
+    if let Err(f) = run {
+        p.set(&name, "failed");
+        out.error = Some(f);
+    }
+    out
+}
+
 pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     let c = &e.clients;
     let p = &e.progress;
@@ -1005,55 +1076,63 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     let mut kept = Vec::new();
     let mut image_tags: BTreeSet<String> = BTreeSet::new();
     let mut failures = Vec::new();
-    for s in &order {
-        let sc = e.clients_for(s);
-        let Some(d) = stack::describe(&sc, &s.name).await? else {
-            p.set(&s.name, "absent");
-            report.push(json!({ "stack": s.name, "result": "absent" }));
-            continue;
-        };
-        for (k, v) in &d.parameters {
-            if (k == "ImageTag" || k == "WorkerImageTag") && !v.is_empty() {
-                image_tags.insert(v.clone());
+    // The deploy DAG reversed: a stack goes once every stack that depends on it
+    // (and is being destroyed) is gone; independent stacks go at once. The
+    // stacks a failed one depends on are kept: they still export to it.
+    let names: BTreeSet<String> = order.iter().map(|s| s.name.clone()).collect();
+    let dependents = |name: &str, of: &[Stack]| -> Vec<String> {
+        of.iter()
+            .filter(|s| s.depends_on.iter().any(|d| d == name))
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let all = order.clone();
+    let mut pending: Vec<Stack> = order;
+    let mut done: BTreeMap<String, bool> = BTreeMap::new();
+    let mut set = tokio::task::JoinSet::new();
+    loop {
+        let mut i = 0;
+        while i < pending.len() {
+            let waits_for: Vec<String> = dependents(&pending[i].name, &all)
+                .into_iter()
+                .filter(|d| names.contains(d))
+                .collect();
+            if let Some(bad) = waits_for.iter().find(|d| done.get(*d) == Some(&false)) {
+                let s = pending.remove(i);
+                let why = format!("not deleted: {bad} still uses it");
+                p.set(&s.name, &why);
+                done.insert(s.name.clone(), false);
+                report.push(json!({ "stack": s.name, "result": "kept", "reason": why }));
+                continue;
             }
+            if waits_for.iter().all(|d| done.get(d) == Some(&true)) {
+                let s = pending.remove(i);
+                let keep = retained(e.body(&s).unwrap_or_default());
+                let sc = e.clients_for(&s);
+                let pr = p.clone();
+                set.spawn(async move { destroy_stack(sc, pr, s.name, keep).await });
+                continue;
+            }
+            i += 1;
         }
-        let keep = retained(e.body(s).unwrap_or_default());
-        let resources = sc
-            .cfn
-            .list_stack_resources()
-            .stack_name(&s.name)
-            .send()
-            .await
-            .map_err(|err| {
-                Failure::new(format!(
-                    "cannot list the resources of {}: {}",
-                    s.name,
-                    why(&err)
-                ))
-            })?;
-        for r in resources.stack_resource_summaries() {
-            let id = r.logical_resource_id().unwrap_or_default();
-            let physical = r.physical_resource_id().unwrap_or_default();
-            let ty = r.resource_type().unwrap_or_default();
-            if keep.contains(id) {
-                kept.push(json!({ "stack": s.name, "logical_id": id, "type": ty, "physical_id": physical }));
-            } else if ty == "AWS::S3::Bucket" && !physical.is_empty() {
-                p.set(&s.name, &format!("emptying bucket {physical}"));
-                empty_bucket(&sc, physical).await?;
+        match set.join_next().await {
+            Some(Ok(d)) => {
+                done.insert(d.name.clone(), d.error.is_none());
+                image_tags.extend(d.image_tags);
+                kept.extend(d.kept);
+                match d.error {
+                    None => report.push(json!({ "stack": d.name, "result": d.result })),
+                    Some(f) => {
+                        failures.push(f.clone());
+                        report.push(json!({ "stack": d.name, "result": "failed", "reason": f }));
+                    }
+                }
             }
-        }
-        p.set(&s.name, "deleting");
-        match stack::delete_and_wait(&sc, &s.name, p).await {
-            Ok(()) => {
-                p.set(&s.name, "deleted");
-                report.push(json!({ "stack": s.name, "result": "deleted" }));
+            Some(Err(j)) => {
+                failures.push(j.to_string());
+                report.push(json!({ "stack": "?", "result": "failed", "reason": j.to_string() }));
             }
-            Err(f) => {
-                p.set(&s.name, "failed");
-                failures.push(f.render());
-                report.push(json!({ "stack": s.name, "result": "failed", "reason": f.render() }));
-                break;
-            }
+            None => break,
         }
     }
     let mut images_deleted = Vec::new();

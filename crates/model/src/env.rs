@@ -192,16 +192,19 @@ mod tests {
                 Environment {
                     name: "test".into(),
                     branches: vec!["dev".into()],
+                    target: Default::default(),
                     span: Span::default(),
                 },
                 Environment {
                     name: "prod".into(),
                     branches: vec!["main".into()],
+                    target: Default::default(),
                     span: Span::default(),
                 },
                 Environment {
                     name: "staging".into(),
                     branches: vec!["release/*".into()],
+                    target: Default::default(),
                     span: Span::default(),
                 },
             ],

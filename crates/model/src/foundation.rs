@@ -14,12 +14,25 @@ pub struct Github {
     pub repo: String,
 }
 
+/// Where an environment runs when a command names it (`--env prod`) without
+/// `--target` or `PANTSTACK_TARGET`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// The local cloud on this machine (the default).
+    #[default]
+    Local,
+    /// AWS, through CloudFormation (`bootstrap` first).
+    Aws,
+}
+
 /// A long-lived environment and the branches that deploy to it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Environment {
     pub name: String,
     /// Exact branch names, or prefixes ending in `*` (`release/*`).
     pub branches: Vec<String>,
+    /// `target:`; applies when a command names the environment.
+    pub target: Target,
     pub span: Span,
 }
 
@@ -254,8 +267,18 @@ fn read_environments(r: &mut Reader<'_>, node: &Node) -> Vec<Environment> {
             .help = Some("preview environments are `preview-<pr>`; configure them with `previews:` and Pulumi.preview.yaml".into());
             continue;
         }
-        let Some(ef) = r.map(value, &field, &["branch", "branches"]) else {
+        let Some(ef) = r.map(value, &field, &["branch", "branches", "target"]) else {
             continue;
+        };
+        let target = match ef.get("target") {
+            Some(t) => match r
+                .one_of(t, &join(&field, "target"), &["local", "aws"])
+                .as_deref()
+            {
+                Some("aws") => Target::Aws,
+                _ => Target::Local,
+            },
+            None => Target::Local,
         };
         let mut branches = Vec::new();
         for key in ["branch", "branches"] {
@@ -281,6 +304,7 @@ fn read_environments(r: &mut Reader<'_>, node: &Node) -> Vec<Environment> {
         out.push(Environment {
             name,
             branches,
+            target,
             span: key.span,
         });
     }

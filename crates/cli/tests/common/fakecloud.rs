@@ -17,7 +17,8 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
          CpuScaling: ServiceNamespace is required`; AWS documents ScalingTargetId as the \
          alternative to ResourceId + ScalableDimension + ServiceNamespace and accepts it. \
          The proxy (`Proxy`) copies the three from the referenced ScalableTarget into \
-         each policy of a CreateChangeSet's TemplateBody, with a DependsOn on the target, \
+         each policy of a CreateChangeSet's TemplateBody (or of the object its TemplateURL \
+         names, rewritten in place in the emulator's S3), with a DependsOn on the target, \
          and answers GetTemplate with the body pantstack submitted (it compares it).",
     ),
     (
@@ -245,7 +246,7 @@ fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> 
         buf.extend_from_slice(&chunk[..n]);
     }
     let mut body = buf[head_end..].to_vec();
-    if let Some((b, original, rewritten)) = rewrite(&body) {
+    if let Some((b, original, rewritten)) = rewrite(&body, upstream) {
         body = b;
         if let Ok(mut m) = SUBMITTED.lock() {
             m.insert(rewritten, original);
@@ -350,15 +351,62 @@ fn submitted_template(body: &[u8]) -> Option<Vec<u8>> {
     )
 }
 
+/// A template with each ScalingPolicy's `ScalingTargetId` spelt out as the three
+/// properties it stands for (deviation 1), or None when it has none.
+fn adapt(original: &str) -> Option<String> {
+    let mut t = serde_json::from_str::<serde_json::Value>(original).ok()?;
+    let resources = t["Resources"].clone();
+    let map = t["Resources"].as_object_mut()?;
+    let mut changed = false;
+    for (_, r) in map.iter_mut() {
+        if r["Type"] != "AWS::ApplicationAutoScaling::ScalingPolicy" {
+            continue;
+        }
+        let Some(target) = r["Properties"]["ScalingTargetId"]["Ref"]
+            .as_str()
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let tp = &resources[&target]["Properties"];
+        let props = &mut r["Properties"];
+        for k in ["ServiceNamespace", "ScalableDimension", "ResourceId"] {
+            props[k] = tp[k].clone();
+        }
+        if let Some(o) = props.as_object_mut() {
+            o.remove("ScalingTargetId");
+        }
+        r["DependsOn"] = serde_json::json!([target]);
+        changed = true;
+    }
+    changed.then(|| t.to_string())
+}
+
 /// A CloudFormation query-protocol body with a TemplateBody, rewritten (deviation
-/// 1): the new body, and the template before and after.
-fn rewrite(body: &[u8]) -> Option<(Vec<u8>, String, String)> {
+/// 1): the new body, and the template before and after. A template passed by
+/// `TemplateURL` (over 51,200 bytes) is rewritten where it lies, in the emulator's
+/// S3, and its stack noted in `BY_URL`.
+fn rewrite(body: &[u8], upstream: u16) -> Option<(Vec<u8>, String, String)> {
     let text = std::str::from_utf8(body).ok()?;
     if !text.contains("Action=CreateChangeSet") && !text.contains("Action=CreateStack") {
         return None;
     }
-    let mut changed = false;
-    let mut before_after = (String::new(), String::new());
+    let param = |name: &str| {
+        text.split('&')
+            .find_map(|p| p.strip_prefix(name).map(decode))
+    };
+    if let Some(url) = param("TemplateURL=") {
+        if let Ok(mut m) = BY_URL.lock() {
+            m.push(param("StackName=").unwrap_or_default());
+        }
+        // `http://127.0.0.1:PORT/bucket/key`: the same path on the emulator.
+        let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}"))?;
+        let original = s3_object(upstream, "GET", &path, None)?;
+        let after = adapt(&original)?;
+        s3_object(upstream, "PUT", &path, Some(&after))?;
+        return Some((body.to_vec(), original, after));
+    }
+    let mut before_after = None;
     let pairs: Vec<String> = text
         .split('&')
         .map(|pair| {
@@ -366,41 +414,50 @@ fn rewrite(body: &[u8]) -> Option<(Vec<u8>, String, String)> {
                 return pair.to_string();
             };
             let original = decode(v);
-            let Ok(mut t) = serde_json::from_str::<serde_json::Value>(&original) else {
-                return pair.to_string();
-            };
-            let resources = t["Resources"].clone();
-            let Some(map) = t["Resources"].as_object_mut() else {
-                return pair.to_string();
-            };
-            for (_, r) in map.iter_mut() {
-                if r["Type"] != "AWS::ApplicationAutoScaling::ScalingPolicy" {
-                    continue;
+            match adapt(&original) {
+                Some(after) => {
+                    let pair = format!("TemplateBody={}", encode(&after));
+                    before_after = Some((original, after));
+                    pair
                 }
-                let Some(target) = r["Properties"]["ScalingTargetId"]["Ref"]
-                    .as_str()
-                    .map(str::to_string)
-                else {
-                    continue;
-                };
-                let tp = &resources[&target]["Properties"];
-                let props = &mut r["Properties"];
-                for k in ["ServiceNamespace", "ScalableDimension", "ResourceId"] {
-                    props[k] = tp[k].clone();
-                }
-                if let Some(o) = props.as_object_mut() {
-                    o.remove("ScalingTargetId");
-                }
-                r["DependsOn"] = serde_json::json!([target]);
-                changed = true;
+                None => pair.to_string(),
             }
-            let after = t.to_string();
-            let pair = format!("TemplateBody={}", encode(&after));
-            before_after = (original, after);
-            pair
         })
         .collect();
-    changed.then(|| (pairs.join("&").into_bytes(), before_after.0, before_after.1))
+    let (before, after) = before_after?;
+    Some((pairs.join("&").into_bytes(), before, after))
+}
+
+/// Stacks whose template pantstack passed by `TemplateURL`, in order.
+pub static BY_URL: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// One plain request to the emulator (its S3 checks no signature): the body of a
+/// GET, or Some("") after a PUT it accepted.
+fn s3_object(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).ok()?;
+    let i = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..i]).to_string();
+    if !head.starts_with("HTTP/1.1 200") {
+        eprintln!("fakecloud S3 {method} {path}: {head}");
+        return None;
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return None; // not what it answers for an object this size
+    }
+    Some(String::from_utf8_lossy(&answer[i + 4..]).to_string())
 }
 
 /// A DescribeServices answer with steady PRIMARY deployments COMPLETED (deviation 2).
@@ -420,38 +477,25 @@ fn complete_rollouts(body: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&v).ok()
 }
 
-/// Loopback ports the emulator listens on besides its API: its ALBs' data planes.
-pub fn data_plane_ports(fc: &FakeCloud) -> Vec<u16> {
-    let pid = fc.child.id();
-    let mut inodes = std::collections::HashSet::new();
-    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for fd in fds.flatten() {
-            if let Ok(l) = std::fs::read_link(fd.path()) {
-                let l = l.to_string_lossy().to_string();
-                if let Some(i) = l.strip_prefix("socket:[").and_then(|x| x.strip_suffix(']')) {
-                    inodes.insert(i.to_string());
-                }
-            }
-        }
-    }
-    let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
-    let mut ports = Vec::new();
-    for line in tcp.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // local address, state 0A = LISTEN, inode
-        if f.len() > 9
-            && f[3] == "0A"
-            && inodes.contains(f[9])
-            && let Some((ip, port)) = f[1].split_once(':')
-            && ip == "0100007F"
-            && let Ok(p) = u16::from_str_radix(port, 16)
-            && p != fc.port
-        {
-            ports.push(p);
-        }
-    }
-    ports.sort_unstable();
-    ports
+/// The loopback port of the ALB data plane serving `url` (what `deploy` prints,
+/// `http://<DNS name>`), from the emulator's own listing of its load balancers
+/// (`GET /_fakecloud/elbv2/load-balancers`: `dnsName`, `boundPort`) — the lookup
+/// docs/aws.md gives users.
+pub fn data_plane_port(fc: &FakeCloud, url: &str) -> Option<u16> {
+    let host = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .split('/')
+        .next()?;
+    let body = s3_object(fc.port, "GET", "/_fakecloud/elbv2/load-balancers", None)?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["loadBalancers"].as_array()?.iter().find(|lb| {
+        lb["dnsName"]
+            .as_str()
+            .is_some_and(|d| d.eq_ignore_ascii_case(host))
+    })?["boundPort"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 fn decode(s: &str) -> String {
