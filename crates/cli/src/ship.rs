@@ -208,7 +208,7 @@ fn stacks_text(v: &Value) -> String {
             ));
         }
         for (k, val) in st["outputs"].as_object().into_iter().flatten() {
-            if k == "ClusterName" || k == "TaskSecurityGroupId" {
+            if k == "ClusterName" || k == "TaskSecurityGroupId" || k == "WorkerSecurityGroupId" {
                 continue;
             }
             s.push_str(&format!("    {k}: {}\n", val.as_str().unwrap_or_default()));

@@ -70,7 +70,18 @@ impl Repo {
                 t.contains("\n  build: ./build.sh\n"),
                 "the example's image.build changed"
             );
-            std::fs::write(&manifest, t.replace("\n  build: ./build.sh\n", "\n")).expect("write");
+            let mut t = t.replace("\n  build: ./build.sh\n", "\n");
+            if svc == "reports" {
+                // Queues enough to take its template over CloudFormation's 51,200
+                // bytes inline: deploy must pass it by TemplateURL.
+                t.push_str("queues:\n");
+                for i in 0..16 {
+                    t.push_str(&format!(
+                        "  extra{i:02}:\n    dead_letter:\n      max_receive_count: 3\n"
+                    ));
+                }
+            }
+            std::fs::write(&manifest, t).expect("write");
         }
         std::fs::write(root.join(".gitignore"), ".pantstack/\n").expect("gitignore");
         git(&root, &["init", "-q", "-b", "dev"]);
@@ -281,6 +292,10 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     assert_eq!(api["result"], "created", "{v:#}");
     assert!(api["outputs"]["Url"].as_str().is_some(), "{v:#}");
     assert_eq!(stack(&v, "shop-test-reports")["result"], "created", "{v:#}");
+    // Over 51,200 bytes: passed by TemplateURL from the template bucket (which the
+    // emulator's CloudFormation read); the others inline.
+    let by_url = common::fakecloud::BY_URL.lock().expect("lock").clone();
+    assert_eq!(by_url, ["shop-test-reports"], "{v:#}");
     let tags: Vec<&str> = v["images"]
         .as_array()
         .expect("images")

@@ -497,6 +497,15 @@ fn service_stacks(e: &Env<'_>, services: &[String]) -> Vec<(Stack, Option<String
         .iter()
         .filter(|s| s.deployed_by == "ci")
         .filter_map(|s| {
+            if s.name == e.names().calls_stack() {
+                // The calls' rules: with the whole environment, or with a service
+                // that calls or is called.
+                let touched = services.is_empty()
+                    || s.depends_on
+                        .iter()
+                        .any(|d| services.iter().any(|x| *d == format!("{prefix}{x}")));
+                return touched.then(|| (s.clone(), None));
+            }
             let rest = s.name.strip_prefix(&prefix)?;
             let (svc, replica) = match rest.strip_suffix("-replica") {
                 Some(r) if e.repo.service(r).is_some() => (r, true),
@@ -533,7 +542,41 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
         },
         None => stack::Described::default(),
     };
-    let stacks = service_stacks(e, &o.services);
+    let mut stacks = service_stacks(e, &o.services);
+    // Deploying some services: the Service Connect stack goes along only when every
+    // service stack it imports from exists or is in this deployment.
+    let mut skipped = Vec::new();
+    if !o.services.is_empty() {
+        let running: BTreeSet<String> = stacks.iter().map(|(s, _)| s.name.clone()).collect();
+        let mut keep = Vec::new();
+        for (s, svc) in stacks {
+            let mut absent = None;
+            if s.name == e.names().calls_stack() {
+                for d in s.depends_on.iter().filter(|d| !running.contains(*d)) {
+                    match stack::describe(c, d).await? {
+                        Some(x)
+                            if stack::is_success(&x.status)
+                                || x.status.starts_with("UPDATE_ROLLBACK_COMPLETE") => {}
+                        _ => {
+                            absent = Some(d.clone());
+                            break;
+                        }
+                    }
+                }
+            }
+            match absent {
+                Some(d) => {
+                    let why = format!(
+                        "not deployed: {d} is not deployed yet (deploy it, or the whole environment)"
+                    );
+                    p.set(&s.name, &why);
+                    skipped.push(json!({ "stack": s.name, "result": "skipped", "reason": why }));
+                }
+                None => keep.push((s, svc)),
+            }
+        }
+        stacks = keep;
+    }
     let services: BTreeSet<String> = stacks.iter().filter_map(|(_, s)| s.clone()).collect();
     // Every secret a task definition references must exist, or its tasks never start.
     let wanted: Vec<String> = e
@@ -613,7 +656,7 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     }
     let ran = run_stacks(e, specs).await;
     // ECS's verdict on every service whose stack ran (rolled back ones included).
-    let mut report = Vec::new();
+    let mut report: Vec<Value> = skipped;
     let mut ok = true;
     let mut failures = Vec::new();
     for (s, svc) in &stacks {

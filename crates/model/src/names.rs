@@ -67,7 +67,8 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
             "service name `{name}` must not end with `worker`: worker images are tagged `{{service}}-worker-...`, so it would clash"
         ));
     }
-    if matches!(name, "foundation" | "stack" | "modules") {
+    // `service-connect`: the environment's Service Connect stack on AWS.
+    if matches!(name, "foundation" | "stack" | "modules" | "service-connect") {
         return Err(format!("service name `{name}` is reserved"));
     }
     Ok(())

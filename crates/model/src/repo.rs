@@ -882,17 +882,15 @@ fn unknown_service(
     .with_help(services_help(name, names))
 }
 
-/// Stack imports between services (on AWS a caller imports its callee's security
-/// group, a bucket's taker its name) must not form a cycle: each stack would need
-/// the other deployed first. Reported at the edge that closes it.
+/// Stack imports between services (on AWS a bucket's taker imports its name) must
+/// not form a cycle: each stack would need the other deployed first. Reported at
+/// the edge that closes it. Calls import nothing between service stacks (their
+/// rules are in the environment's Service Connect stack), so they may go both ways.
 fn check_import_cycles(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
     // (from, to, file, span, field)
     let mut edges: Vec<(&str, &str, &str, pantstack_manifest::Span, String)> = Vec::new();
     for u in &repo.services {
         let s = &u.service;
-        for c in &s.calls {
-            edges.push((&s.name, &c.value, &s.manifest_file, c.span, "calls".into()));
-        }
         for f in s.foreign.iter().filter(|f| f.kind == "bucket") {
             edges.push((&s.name, &f.owner, &s.manifest_file, f.span, f.field.clone()));
         }
@@ -914,10 +912,10 @@ fn check_import_cycles(repo: &Monorepo, diags: &mut Vec<Diagnostic>) {
                     reported.push(key);
                     diags.push(
                         Diagnostic::error("import-cycle", file, *span, field, format!(
-                            "{} form a cycle of calls and bucket grants: on AWS each of these stacks would import from the next, which imports from it",
+                            "{} form a cycle of bucket grants: on AWS each of these stacks would import the next one's bucket, which imports from it",
                             cycle.join(" → ")
                         ))
-                        .with_help("call, and take buckets, in one direction only along this cycle (queues and secrets may be granted both ways)"),
+                        .with_help("take buckets in one direction only along this cycle (queues, secrets and calls may go both ways)"),
                     );
                 }
                 break;

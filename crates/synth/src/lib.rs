@@ -9,6 +9,7 @@
 //!
 //! Pure: no I/O, no clock, no randomness. The same model gives the same bytes.
 
+pub mod calls;
 pub mod cfn;
 pub mod foundation;
 pub mod monitor;
@@ -294,6 +295,15 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         limits.extend(check_limits(&name, &t, &contents, &svc.manifest_file));
         files.push(File { name, contents });
     }
+    let callers: Vec<&pantstack_model::service::Service> =
+        services.iter().map(|(u, _)| &u.service).collect();
+    if let Some(t) = calls::template(&cx, &callers) {
+        plan.add_calls(&cx, &calls::participants(&cx, &callers));
+        let name = format!("{}.json", cx.names.calls_stack());
+        let contents = t.render();
+        limits.extend(check_limits(&name, &t, &contents, &fmanifest));
+        files.push(File { name, contents });
+    }
     for f in files.iter().take(2) {
         // The shared and foundation templates: bounded whatever the monorepo holds
         // (the lifecycle policy has a fixed number of rules), but checked alike.
@@ -315,6 +325,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
 
 /// Services in an order where each comes after the owners of the buckets it was
 /// granted (it imports their names); a cycle is an error naming its services.
+/// Calls add no order: their rules are in the Service Connect stack, after all.
 fn import_order<'a, T>(
     cx: &Ctx<'_>,
     mut left: Vec<(&'a pantstack_model::ServiceUnit, T)>,
@@ -326,7 +337,6 @@ fn import_order<'a, T>(
                 .iter()
                 .filter(|(_, _, section, _)| *section == "buckets")
                 .map(|(owner, ..)| owner.clone())
-                .chain(service::callees(cx, &u.service).into_iter().map(|(c, _)| c))
                 .all(|owner| done.iter().any(|(d, _)| d.service.name == owner))
         });
         match ready {
@@ -340,11 +350,11 @@ fn import_order<'a, T>(
                     pantstack_manifest::Span::default(),
                     "buckets",
                     format!(
-                        "bucket grants or calls form a cycle between {}: each stack would import from another that imports from it",
+                        "bucket grants form a cycle between {}: each stack would import from another that imports from it",
                         names.join(", ")
                     ),
                 )
-                .with_help("grant buckets, and call, in one direction only between these services (queues and secrets may be granted both ways)"));
+                .with_help("grant buckets in one direction only between these services (queues, secrets and calls may go both ways)"));
             }
         }
     }

@@ -118,6 +118,12 @@ impl Names<'_> {
         format!("{}-{service}", self.prefix())
     }
 
+    /// The rules of every `calls:` edge (`calls.rs`); `service-connect` is not a
+    /// service name (reserved), so no service stack takes it.
+    pub fn calls_stack(&self) -> String {
+        format!("{}-service-connect", self.prefix())
+    }
+
     pub fn replica_stack(&self, service: &str) -> String {
         format!("{}-{service}-replica", self.prefix())
     }

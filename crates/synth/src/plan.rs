@@ -115,6 +115,23 @@ impl Plan {
         });
     }
 
+    /// The Service Connect stack: after every service stack it imports from.
+    pub fn add_calls(&mut self, cx: &Ctx<'_>, participants: &[String]) {
+        self.stacks.push(Stack {
+            name: cx.names.calls_stack(),
+            template: format!("{}.json", cx.names.calls_stack()),
+            region: cx.region.clone(),
+            deployed_by: "ci",
+            capabilities: vec![],
+            parameters: vec![],
+            depends_on: participants
+                .iter()
+                .map(|s| cx.names.service_stack(s))
+                .collect(),
+            template_bucket: false,
+        });
+    }
+
     pub fn add_service(&mut self, cx: &Ctx<'_>, svc: &Service) {
         let mut parameters = Vec::new();
         if svc.http.is_some() {
@@ -140,13 +157,6 @@ impl Plan {
         let mut depends_on = vec![cx.names.foundation_stack()];
         if svc.buckets.iter().any(|b| b.replication_region.is_some()) {
             depends_on.push(cx.names.replica_stack(&svc.name));
-        }
-        // A called service's security group is imported from its stack.
-        for (callee, _) in crate::service::callees(cx, svc) {
-            let stack = cx.names.service_stack(&callee);
-            if !depends_on.contains(&stack) {
-                depends_on.push(stack);
-            }
         }
         // A bucket another service granted is imported from that service's stack.
         for (owner, _, section, _) in crate::service::used_grants(cx, svc) {

@@ -293,25 +293,15 @@ pub fn is_called(cx: &Ctx<'_>, svc: &Service) -> bool {
             .any(|u| u.service.calls.iter().any(|c| c.value == svc.name))
 }
 
-/// The export naming a called service's task security group (callers add the rule
-/// that lets them in, so a callee need not know its callers).
+/// The export naming a service's task security group, when it calls or is called:
+/// the Service Connect stack (`calls.rs`) imports it for the rules of each call.
 pub fn task_sg_export(cx: &Ctx<'_>, service: &str) -> String {
     format!("{}-{service}-task-sg", cx.names.prefix())
 }
 
-/// Egress to each callee's tasks on its port (the matching ingress rule is added
-/// on the callee's group by this stack).
-fn call_egress(cx: &Ctx<'_>, svc: &Service) -> Vec<Value> {
-    callees(cx, svc)
-        .into_iter()
-        .map(|(callee, port)| {
-            json!({
-                "Description": format!("calls {callee} (Service Connect)"),
-                "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
-                "DestinationSecurityGroupId": import(&task_sg_export(cx, &callee)),
-            })
-        })
-        .collect()
+/// The export naming a calling service's worker security group.
+pub fn worker_sg_export(cx: &Ctx<'_>, service: &str) -> String {
+    format!("{}-{service}-worker-sg", cx.names.prefix())
 }
 
 fn image(cx: &Ctx<'_>, param: &str) -> Value {
@@ -634,7 +624,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             json!({
                 "GroupDescription": format!("{}-{name} worker tasks: no ingress, HTTPS out", n.prefix()),
                 "VpcId": vpc.clone(),
-                "SecurityGroupEgress": std::iter::once(https_out()).chain(call_egress(cx, svc)).collect::<Vec<_>>(),
+                "SecurityGroupEgress": [https_out()],
                 "Tags": tg.clone(),
             }),
         );
@@ -652,36 +642,22 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
     }
     crate::monitor::alarms_and_dashboard(&mut t, cx, svc, cfg);
 
-    // Calls: each callee's task group lets this service's tasks in on its port.
-    for (callee, p) in callees(cx, svc) {
-        let groups: Vec<&str> = [
-            svc.http.as_ref().map(|_| "TaskSecurityGroup"),
-            svc.worker.as_ref().map(|_| "WorkerSecurityGroup"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for g in groups {
-            t.resource(
-                &logical(&["call", &callee, "from", g]),
-                "AWS::EC2::SecurityGroupIngress",
-                json!({
-                    "Description": format!("{} calls {callee} (Service Connect)", svc.name),
-                    "GroupId": import(&task_sg_export(cx, &callee)),
-                    "IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-                    "SourceSecurityGroupId": r(g),
-                }),
-            );
-        }
-    }
-
     // Outputs.
     t.output("ClusterName", r("Cluster"), None);
-    if is_called(cx, svc) {
+    // Calls: the Service Connect stack imports these for each call's rules.
+    let calls = !callees(cx, svc).is_empty();
+    if svc.http.is_some() && (calls || is_called(cx, svc)) {
         t.output(
             "TaskSecurityGroupId",
             r("TaskSecurityGroup"),
             Some(&task_sg_export(cx, &svc.name)),
+        );
+    }
+    if svc.worker.is_some() && calls {
+        t.output(
+            "WorkerSecurityGroupId",
+            r("WorkerSecurityGroup"),
+            Some(&worker_sg_export(cx, &svc.name)),
         );
     }
     if svc.http.is_some() {
@@ -925,7 +901,7 @@ fn add_load_balancer(
         json!({
             "GroupDescription": format!("{prefix}-{name} tasks: the container port from the load balancer only, HTTPS out"),
             "VpcId": vpc.clone(),
-            "SecurityGroupEgress": std::iter::once(https_out()).chain(call_egress(cx, svc)).collect::<Vec<_>>(),
+            "SecurityGroupEgress": [https_out()],
             "Tags": tg.clone(),
         }),
     );

@@ -1425,3 +1425,117 @@ fn rotation_notifications_reach_the_alarm_topic() {
     let t: Value = serde_json::from_str(o.file("shop-test-api.json").expect("api")).expect("json");
     assert!(t["Resources"]["SecretRotationRule"].is_null());
 }
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).expect("copy");
+        }
+    }
+}
+
+/// Calls both ways (web → store, store → web) deploy: no service stack imports
+/// another's security group; the environment's Service Connect stack, after every
+/// participant, holds each call's ingress on the callee's task group and the
+/// matching egress on each of the caller's groups, on the callee's port only.
+#[test]
+fn calls_both_ways_need_no_import_between_service_stacks() {
+    let dir = std::env::temp_dir().join(format!("pantstack-synth-mutual-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&root("tests/fixtures/synth-varied"), &dir);
+    let store = dir.join("modules/store/infrastructure/pantstack.yaml");
+    let t = std::fs::read_to_string(&store).expect("store");
+    std::fs::write(&store, t.replacen("http:\n", "calls: [web]\nhttp:\n", 1)).expect("write");
+    let o = synth_ok(dir.to_str().expect("utf-8"), "test");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let sc = o
+        .plan
+        .stacks
+        .iter()
+        .find(|s| s.name == "varied-test-service-connect")
+        .expect("the Service Connect stack");
+    assert_eq!(
+        sc.depends_on,
+        ["varied-test-mailer", "varied-test-store", "varied-test-web"]
+    );
+    assert_eq!(
+        o.plan.stacks.last().map(|s| s.name.as_str()),
+        Some("varied-test-service-connect"),
+        "deployed after every service stack"
+    );
+    let deps = |name: &str| {
+        o.plan
+            .stacks
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.depends_on.clone())
+            .unwrap_or_default()
+    };
+    assert!(!deps("varied-test-store").contains(&"varied-test-web".to_string()));
+    assert!(!deps("varied-test-web").contains(&"varied-test-store".to_string()));
+    for f in &o.files {
+        if f.name.contains("-service-connect") || f.name == "stacks.json" {
+            continue;
+        }
+        for part in f.contents.split("\"Fn::ImportValue\":\"").skip(1) {
+            let imported = part.split('"').next().unwrap_or_default();
+            assert!(
+                !imported.ends_with("-task-sg") && !imported.ends_with("-worker-sg"),
+                "{} imports {imported}",
+                f.name
+            );
+        }
+    }
+    let file = o
+        .files
+        .iter()
+        .find(|f| f.name == "varied-test-service-connect.json")
+        .expect("template");
+    let t: Value = serde_json::from_str(&file.contents).expect("json");
+    let mut rules: Vec<(String, String, String, i64)> = resources(&t)
+        .iter()
+        .map(|(_, r)| {
+            let p = &r["Properties"];
+            let imp = |k: &str| p[k]["Fn::ImportValue"].as_str().unwrap_or("?").to_string();
+            let (group, other) = match r["Type"].as_str() {
+                Some("AWS::EC2::SecurityGroupIngress") => ("in", imp("SourceSecurityGroupId")),
+                Some("AWS::EC2::SecurityGroupEgress") => ("out", imp("DestinationSecurityGroupId")),
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(p["IpProtocol"], "tcp");
+            assert_eq!(p["FromPort"], p["ToPort"]);
+            (
+                group.to_string(),
+                imp("GroupId"),
+                other,
+                p["FromPort"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    rules.sort();
+    let want = |d: &str, g: &str, o: &str, p: i64| {
+        (
+            d.to_string(),
+            format!("varied-test-{g}"),
+            format!("varied-test-{o}"),
+            p,
+        )
+    };
+    let mut expected = vec![
+        // mailer's worker calls web (port 3000)
+        want("in", "web-task-sg", "mailer-worker-sg", 3000),
+        want("out", "mailer-worker-sg", "web-task-sg", 3000),
+        // web calls store (8080), store calls web (3000)
+        want("in", "store-task-sg", "web-task-sg", 8080),
+        want("out", "web-task-sg", "store-task-sg", 8080),
+        want("in", "web-task-sg", "store-task-sg", 3000),
+        want("out", "store-task-sg", "web-task-sg", 3000),
+    ];
+    expected.sort();
+    assert_eq!(rules, expected);
+}
