@@ -566,6 +566,8 @@ fn a_grant_lets_another_service_use_a_queue_and_a_bucket_and_nothing_more() {
         "    versioning: true\n",
         "    versioning: true\n    grants:\n      reports: read\n",
     );
+    // And api calls reports back: calls may go both ways.
+    c.edit_manifest("cpu: 256\n", "cpu: 256\ncalls: [reports]\n");
     let o = c.run(&["check"]);
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     assert!(
@@ -655,6 +657,9 @@ print(json.dumps(out))
     let api_url = c.unit("api")["url"].as_str().unwrap().to_string();
     let o = c.run(&["exec", "reports", "--", "sh", "-c", "echo $API_URL"]);
     assert_eq!(text(&o.stdout).trim(), api_url, "{}", text(&o.stderr));
+    let reports_url = c.unit("reports")["url"].as_str().unwrap().to_string();
+    let o = c.run(&["exec", "api", "--", "sh", "-c", "echo $REPORTS_URL"]);
+    assert_eq!(text(&o.stdout).trim(), reports_url, "{}", text(&o.stderr));
     let call = r#"
 import os, urllib.request
 req = urllib.request.Request(os.environ["API_URL"] + "/healthz", headers={"X-Request-Id": "hop-4242"})
