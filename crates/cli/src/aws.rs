@@ -14,6 +14,7 @@ use pantstack_local::control;
 use pantstack_local::spec;
 use pantstack_local::state::{self, Paths};
 use pantstack_model::Monorepo;
+use pantstack_model::env;
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -24,9 +25,41 @@ pub(crate) fn is_production(env: &str) -> bool {
     matches!(env, "prod" | "production")
 }
 
+/// ` --target local` for the hints of an environment that names `target: aws`
+/// (without it, the command the hint gives would act on AWS).
+pub(crate) fn local_flag(repo: &Monorepo, env: &str) -> &'static str {
+    match repo.foundation.environment(env).map(|e| e.target) {
+        Some(pantstack_model::foundation::Target::Aws) => " --target local",
+        _ => "",
+    }
+}
+
+/// A secret's name as `secrets` may print it back: only when it reads as a variable
+/// name (`API_TOKEN`). Anything else may be a value typed in its place
+/// (`API_TOKEN=s3cr3t`) and is not repeated.
+pub(crate) fn shown_secret_name(name: &str) -> String {
+    if pantstack_model::names::check_env_var(name).is_ok() {
+        format!("`{name}`")
+    } else {
+        "named on the command line (not repeated here: it is not a variable name like API_TOKEN and may be a value; a value is read from standard input, never from an argument)".into()
+    }
+}
+
+/// `secrets` never repeats a service name it does not know: the words of a
+/// `secrets` command line may be a value typed in the wrong place.
+pub(crate) fn unknown_secret_service(repo: &Monorepo) -> Failure {
+    Failure::Resolve(format!(
+        "no such service in this monorepo (the name given is not repeated here: it may be a value; a value is read from standard input, never from an argument); the services are {}",
+        repo.service_names().join(", ")
+    ))
+}
+
 fn target_env(root: &Path, repo: &Monorepo, named: Option<&str>) -> Result<String, Failure> {
     if let Some(n) = named {
-        return Ok(n.to_string());
+        // Only an environment of this monorepo: the name becomes paths and key files.
+        return env::named(&repo.foundation, n)
+            .map(|e| e.name)
+            .map_err(|e| Failure::Resolve(e.to_string()));
     }
     match crate::local::running_env(root, None) {
         Ok(e) => Ok(e),
@@ -55,12 +88,14 @@ pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure
     let paths = Paths::new(&root, &env);
     let saved = state::load(&paths.state()).ok_or_else(|| {
         Failure::Resolve(format!(
-            "the local cloud of `{env}` has never run here; start it with `pantstack up --env {env}`"
+            "the local cloud of `{env}` has never run here; start it with `pantstack up --env {env}{}`",
+            local_flag(&repo, &env)
         ))
     })?;
     let port = saved["aws_port"].as_u64().ok_or_else(|| {
         Failure::Resolve(format!(
-            "the local cloud of `{env}` has no AWS endpoint yet; start it with `pantstack up --env {env}`"
+            "the local cloud of `{env}` has no AWS endpoint yet; start it with `pantstack up --env {env}{}`",
+            local_flag(&repo, &env)
         ))
     })?;
     let region = saved["aws_region"].as_str().unwrap_or("us-east-1");
@@ -75,7 +110,8 @@ pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure
     let c = ring.credentials(&principal);
     if control_answers(&paths).is_none() {
         eprintln!(
-            "note: the local cloud of `{env}` is not running; these settings work once `pantstack up --env {env}` runs"
+            "note: the local cloud of `{env}` is not running; these settings work once `pantstack up --env {env}{}` runs",
+            local_flag(&repo, &env)
         );
     }
     println!("unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE");
@@ -271,7 +307,8 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
         let paths = Paths::new(&root, &env);
         if control_answers(&paths).is_some() {
             return Err(Failure::Usage(format!(
-                "the local cloud of `{env}` runs; `pantstack down --env {env}` first"
+                "the local cloud of `{env}` runs; `pantstack down --env {env}{}` first",
+                local_flag(&repo, &env)
             )));
         }
         let (from, to) = pantstack_endpoint::keys::move_key(&paths.aws(), &key_file(&root, &env))
@@ -295,9 +332,7 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
             .services
             .iter()
             .find(|u| u.service.name == n.service)
-            .ok_or_else(|| {
-                Failure::Resolve(format!("no service `{}` in this monorepo", n.service))
-            })?;
+            .ok_or_else(|| unknown_secret_service(&repo))?;
         let s = unit
             .service
             .secrets
@@ -311,9 +346,9 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                     .map(|s| s.name.as_str())
                     .collect();
                 Failure::Resolve(format!(
-                    "{} declares no secret `{}` (declared: {}); add it under `secrets:` in {}",
+                    "{} declares no secret {} (declared: {}); add it under `secrets:` in {}",
                     n.service,
-                    n.name,
+                    shown_secret_name(&n.name),
                     if names.is_empty() {
                         "none".to_string()
                     } else {

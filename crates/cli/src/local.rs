@@ -54,6 +54,17 @@ pub(crate) fn up_env(
 /// The environment a command addresses: --env, else the only running one.
 pub(crate) fn running_env(root: &Path, named: Option<&str>) -> Result<String, Failure> {
     if let Some(n) = named {
+        // The name becomes a directory and a key file: never a path.
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(Failure::Usage(format!(
+                "--env {n}: not an environment name (lowercase letters, digits and `-`, as `pantstack env` prints)"
+            )));
+        }
         return Ok(n.to_string());
     }
     let dir = root.join(".pantstack").join("local");
@@ -263,7 +274,9 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         let mut cmd = std::process::Command::new(exe);
         cmd.arg("--root")
             .arg(&root)
-            .args(["up", "--supervise", "--env", &env_name])
+            // Local whatever the environment's configured target: this is the
+            // local cloud's own supervisor.
+            .args(["up", "--supervise", "--target", "local", "--env", &env_name])
             .args(&a.services);
         if let Some(r) = a.runtime {
             cmd.args([

@@ -110,7 +110,12 @@ fn main() -> ExitCode {
         Command::Synth(a) => synth::synth(&cli.global, &out, &a),
         Command::Bootstrap(a) => ship::bootstrap(&cli.global, &out, &a),
         Command::Diff(a) => ship::diff(&cli.global, &out, &a),
-        Command::Up(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
+        // `--supervise` is the local cloud's own supervisor: local, always.
+        Command::Up(a) => match ship::target(
+            if a.supervise { Some(Target::Local) } else { a.target.target },
+            &cli.global,
+            a.env.as_deref(),
+        ) {
             Ok(Target::Aws) => ship::deploy_services(
                 &cli.global,
                 &out,

@@ -362,10 +362,12 @@ pub fn init(out: &Out, a: &InitArgs) -> Result<(), Failure> {
 
 pub fn new_service(global: &Global, out: &Out, a: &NewArgs) -> Result<(), Failure> {
     names::check_service_name(&a.name).map_err(|e| {
-        Failure::Usage(format!(
-            "{e}; try `{}`",
-            names::suggest_label(&a.name, names::MAX_SERVICE_NAME)
-        ))
+        let suggested = names::suggest_label(&a.name, names::MAX_SERVICE_NAME);
+        // A reserved name is already a valid label: suggest another.
+        match names::check_service_name(&suggested) {
+            Ok(()) => Failure::Usage(format!("{e}; try `{suggested}`")),
+            Err(_) => Failure::Usage(format!("{e}; choose another name")),
+        }
     })?;
     let root = find_root(global)?;
     if root.join("modules").join(&a.name).exists() {

@@ -500,7 +500,7 @@ pub fn logs(global: &Global, out: &Out, a: &LogsArgs) -> Result<(), Failure> {
     )?;
     let Some(unit) = &a.service else {
         return Err(Failure::Usage(
-            "logs --target aws: name a service (`pantstack logs api --target aws`)".into(),
+            "logs on AWS: name a service (`pantstack logs api --target aws --env ENV`)".into(),
         ));
     };
     let (service, worker) = service_of_unit(&p.repo, unit)?;
@@ -615,13 +615,9 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
         )));
     }
     let declared = |n: &SecretName| -> Result<pantstack_synth::plan::SecretParameter, Failure> {
-        p.repo.service(&n.service).ok_or_else(|| {
-            Failure::Resolve(format!(
-                "no service `{}` in this monorepo (services: {})",
-                n.service,
-                p.repo.service_names().join(", ")
-            ))
-        })?;
+        p.repo
+            .service(&n.service)
+            .ok_or_else(|| crate::aws::unknown_secret_service(&p.repo))?;
         p.output
             .plan
             .secrets
@@ -630,8 +626,9 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
             .cloned()
             .ok_or_else(|| {
                 Failure::Resolve(format!(
-                    "`{}` declares no secret `{}` of its own; declare it under `secrets:` in its manifest",
-                    n.service, n.name
+                    "`{}` declares no secret {} of its own; declare it under `secrets:` in its manifest",
+                    n.service,
+                    crate::aws::shown_secret_name(&n.name)
                 ))
             })
     };

@@ -1248,6 +1248,45 @@ fn a_secret_typed_on_the_command_line_is_never_echoed() {
         );
         assert!(err.contains("standard input"), "{args:?}: {err}");
     }
+    // Parsed, but a value where a name belongs: refused without repeating it.
+    let nv = format!("API_TOKEN={leak}");
+    for args in [
+        vec!["secrets", "set", "api", nv.as_str(), "--env", "test"],
+        vec!["secrets", "get", "api", nv.as_str(), "--env", "test"],
+        vec!["secrets", "set", leak, "API_TOKEN", "--env", "test"],
+        vec![
+            "secrets",
+            "rm",
+            leak,
+            "API_TOKEN",
+            "--target",
+            "aws",
+            "--env",
+            "test",
+        ],
+    ] {
+        let o = pantstack(&examples(), &args);
+        assert_ne!(code(&o), 0, "{args:?}");
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert!(
+            !out.contains("s3cr3t") && !err.contains("s3cr3t"),
+            "{args:?} echoed the value: {err}"
+        );
+        assert!(err.contains("standard input"), "{args:?}: {err}");
+    }
+    // An environment name is never a path (it names directories and key files).
+    let dir = tempdir("secrets-env-path");
+    copy_dir(&examples(), &dir.join("repo"));
+    for env in ["../../escaped", "nope"] {
+        let o = pantstack(&dir.join("repo"), &["secrets", "list", "--env", env]);
+        assert_ne!(code(&o), 0, "--env {env}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains("test, prod") || stderr(&o).contains("environment"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(!dir.join("escaped").exists() && !dir.join("repo/.pantstack/local/nope").exists());
     // Help and a missing name still say what clap says.
     let o = pantstack(&examples(), &["secrets", "set", "api"]);
     assert_eq!(code(&o), 2);

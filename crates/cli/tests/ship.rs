@@ -292,6 +292,12 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     assert_eq!(api["result"], "created", "{v:#}");
     assert!(api["outputs"]["Url"].as_str().is_some(), "{v:#}");
     assert_eq!(stack(&v, "shop-test-reports")["result"], "created", "{v:#}");
+    // reports calls api: the rules are in the environment's Service Connect stack.
+    assert_eq!(
+        stack(&v, "shop-test-service-connect")["result"],
+        "created",
+        "{v:#}"
+    );
     // Over 51,200 bytes: passed by TemplateURL from the template bucket (which the
     // emulator's CloudFormation read); the others inline.
     let by_url = common::fakecloud::BY_URL.lock().expect("lock").clone();
@@ -348,9 +354,18 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     repo.commit("debug logging");
     let v = repo.json(&["up", "--target", "aws", "--env", "test", "api"], &fc);
     assert_eq!(stack(&v, "shop-test-api")["result"], "updated", "{v:#}");
-    assert!(
-        v["stacks"].as_array().is_some_and(|a| a.len() == 1),
-        "only the api's stack: {v:#}"
+    // The api's stack, and the Service Connect stack (api is called) as it was.
+    let ran: Vec<&str> = v["stacks"]
+        .as_array()
+        .expect("stacks")
+        .iter()
+        .filter_map(|s| s["stack"].as_str())
+        .collect();
+    assert_eq!(ran.len(), 2, "{v:#}");
+    assert_eq!(
+        stack(&v, "shop-test-service-connect")["result"],
+        "unchanged",
+        "{v:#}"
     );
     let new_tags: Vec<&str> = v["images"]
         .as_array()
@@ -412,7 +427,37 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         "{v:#}"
     );
 
-    // Destroy: services, then the foundation; the shared stack stays.
+    // No call left: the Service Connect stack goes; the services keep their exports.
+    let manifest = repo
+        .root
+        .join("modules/reports/infrastructure/pantstack.yaml");
+    let t = std::fs::read_to_string(&manifest).expect("manifest");
+    assert!(t.contains("\ncalls: [api]\n"), "the example's call changed");
+    std::fs::write(&manifest, t.replace("\ncalls: [api]\n", "\n")).expect("write");
+    repo.commit("reports no longer calls api");
+    let v = repo.json(&["deploy", "--target", "aws", "--env", "test"], &fc);
+    assert_eq!(
+        stack(&v, "shop-test-service-connect")["result"],
+        "deleted",
+        "{v:#}"
+    );
+    assert_eq!(stack(&v, "shop-test-reports")["result"], "updated", "{v:#}");
+    // The call back, deploying reports alone: the Service Connect stack comes along
+    // (api's stack exists).
+    std::fs::write(&manifest, &t).expect("write");
+    repo.commit("reports calls api again");
+    let v = repo.json(
+        &["deploy", "reports", "--target", "aws", "--env", "test"],
+        &fc,
+    );
+    assert_eq!(
+        stack(&v, "shop-test-service-connect")["result"],
+        "created",
+        "{v:#}"
+    );
+
+    // Destroy: the Service Connect stack, the services, then the foundation (the
+    // deploy DAG reversed); the shared stack stays.
     let o = repo.run(&["down", "--target", "aws", "--env", "test"]);
     assert_eq!(
         o.status.code(),
@@ -433,7 +478,12 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         ],
         &fc,
     );
-    for s in ["shop-test-api", "shop-test-reports", "shop-test-foundation"] {
+    for s in [
+        "shop-test-service-connect",
+        "shop-test-api",
+        "shop-test-reports",
+        "shop-test-foundation",
+    ] {
         assert_eq!(stack(&v, s)["result"], "deleted", "{v:#}");
     }
     assert!(

@@ -654,7 +654,35 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
             },
         ));
     }
-    let ran = run_stacks(e, specs).await;
+    let mut ran = run_stacks(e, specs).await;
+    // No service calls another any more: the Service Connect stack left from an
+    // earlier deploy goes (its rules would keep the calls open).
+    let calls = e.names().calls_stack();
+    if e.stack(&calls).is_none() && stack::describe(c, &calls).await?.is_some() {
+        p.set(&calls, "deleting (no calls left)");
+        let result = stack::delete_and_wait(c, &calls, p)
+            .await
+            .map(|()| Outcome::Deleted);
+        p.set(&calls, if result.is_ok() { "deleted" } else { "failed" });
+        ran.push(Ran {
+            name: calls.clone(),
+            result,
+            outputs: vec![],
+        });
+        stacks.push((
+            Stack {
+                name: calls,
+                template: String::new(),
+                region: c.region.clone(),
+                deployed_by: "ci",
+                capabilities: vec![],
+                parameters: vec![],
+                depends_on: vec![],
+                template_bucket: false,
+            },
+            None,
+        ));
+    }
     // ECS's verdict on every service whose stack ran (rolled back ones included).
     let mut report: Vec<Value> = skipped;
     let mut ok = true;
@@ -1113,6 +1141,29 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
         .filter(|f| f.name == format!("{}-foundation", e.names().prefix()))
         .cloned();
     order.extend(own_foundation);
+    // A Service Connect stack an earlier deploy left (no service calls another
+    // now): it imports the services' groups, so it goes before all of them.
+    let calls = e.names().calls_stack();
+    if e.stack(&calls).is_none() && stack::describe(c, &calls).await?.is_some() {
+        let services: Vec<String> = order
+            .iter()
+            .filter(|s| s.deployed_by == "ci")
+            .map(|s| s.name.clone())
+            .collect();
+        order.insert(
+            0,
+            Stack {
+                name: calls,
+                template: String::new(),
+                region: c.region.clone(),
+                deployed_by: "ci",
+                capabilities: vec![],
+                parameters: vec![],
+                depends_on: services,
+                template_bucket: false,
+            },
+        );
+    }
     let shared = stack::describe(c, &e.shared().name).await?;
     let repository = e.repo.foundation.registry.clone();
     let mut report = Vec::new();

@@ -46,6 +46,9 @@ pub enum Outcome {
     Created,
     Updated,
     Unchanged,
+    /// A stack the environment no longer has (the Service Connect stack once no
+    /// service calls another).
+    Deleted,
 }
 
 impl Outcome {
@@ -54,6 +57,7 @@ impl Outcome {
             Outcome::Created => "created",
             Outcome::Updated => "updated",
             Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
         }
     }
 }

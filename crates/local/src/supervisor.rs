@@ -1555,7 +1555,7 @@ impl Supervisor {
                 if op == "deploy" {
                     if !self.cfg.root.join("stack/infra/foundation").is_dir() {
                         let _ = reply.send(json!({ "done": true, "error": format!(
-                            "the project is no longer at {} (moved while this local cloud ran): run `pantstack down --env {}` and `pantstack up` from where it is now",
+                            "the project is no longer at {} (moved while this local cloud ran): run `pantstack down --env {} --target local` and `pantstack up` from where it is now",
                             self.cfg.root.display(), self.cfg.env
                         ) }));
                         return;

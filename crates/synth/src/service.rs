@@ -293,13 +293,13 @@ pub fn is_called(cx: &Ctx<'_>, svc: &Service) -> bool {
             .any(|u| u.service.calls.iter().any(|c| c.value == svc.name))
 }
 
-/// The export naming a service's task security group, when it calls or is called:
-/// the Service Connect stack (`calls.rs`) imports it for the rules of each call.
+/// The export naming a service's task security group (every service with an HTTP
+/// role): the Service Connect stack (`calls.rs`) imports it for each call's rules.
 pub fn task_sg_export(cx: &Ctx<'_>, service: &str) -> String {
     format!("{}-{service}-task-sg", cx.names.prefix())
 }
 
-/// The export naming a calling service's worker security group.
+/// The export naming a service's worker security group (every service with a worker).
 pub fn worker_sg_export(cx: &Ctx<'_>, service: &str) -> String {
     format!("{}-{service}-worker-sg", cx.names.prefix())
 }
@@ -644,16 +644,18 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
 
     // Outputs.
     t.output("ClusterName", r("Cluster"), None);
-    // Calls: the Service Connect stack imports these for each call's rules.
-    let calls = !callees(cx, svc).is_empty();
-    if svc.http.is_some() && (calls || is_called(cx, svc)) {
+    // Calls: the Service Connect stack imports these for each call's rules. Always
+    // exported, calls or not: CloudFormation refuses to remove an export another
+    // stack still imports, and the Service Connect stack is updated (or deleted)
+    // only after the services, so a call removed must not remove an export.
+    if svc.http.is_some() {
         t.output(
             "TaskSecurityGroupId",
             r("TaskSecurityGroup"),
             Some(&task_sg_export(cx, &svc.name)),
         );
     }
-    if svc.worker.is_some() && calls {
+    if svc.worker.is_some() {
         t.output(
             "WorkerSecurityGroupId",
             r("WorkerSecurityGroup"),
