@@ -149,7 +149,10 @@ impl Env<'_> {
             Some(b) if s.region == self.clients.region => {
                 let url = self.upload(b, s, body).await?;
                 if body.len() > INLINE_MAX {
-                    Ok(Template::Url(url))
+                    Ok(Template::Url {
+                        url,
+                        body: body.to_string(),
+                    })
                 } else {
                     Ok(Template::Body(body.to_string()))
                 }

@@ -30,7 +30,12 @@ pub struct Spec {
 #[derive(Clone, Debug)]
 pub enum Template {
     Body(String),
-    Url(String),
+    /// From the template bucket: the URL CloudFormation reads, and the body it
+    /// holds (compared with the stack's template to tell it unchanged).
+    Url {
+        url: String,
+        body: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -282,9 +287,8 @@ pub async fn is_current(c: &Clients, spec: &Spec, d: &Described) -> bool {
     if !matches!(classify(&d.status), State::Ready(_)) || !is_success(&d.status) {
         return false;
     }
-    let Template::Body(body) = &spec.template else {
-        // An S3 template: its URL names its digest, so the body decides below.
-        return false;
+    let body = match &spec.template {
+        Template::Body(b) | Template::Url { body: b, .. } => b,
     };
     for p in &spec.parameters {
         if let Param::Value(k, v) = p
@@ -358,7 +362,7 @@ pub async fn create_change_set(
         .description("pantstack deploy");
     req = match &spec.template {
         Template::Body(b) => req.template_body(b),
-        Template::Url(u) => req.template_url(u),
+        Template::Url { url, .. } => req.template_url(url),
     };
     let creating = kind == ChangeSetType::Create;
     for prm in &spec.parameters {
