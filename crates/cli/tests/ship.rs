@@ -300,7 +300,10 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     );
     // Over 51,200 bytes: passed by TemplateURL from the template bucket (which the
     // emulator's CloudFormation read); the others inline.
-    let by_url = common::fakecloud::BY_URL.lock().expect("lock").clone();
+    let by_url = pantstack_fakecloud_adapter::BY_URL
+        .lock()
+        .expect("lock")
+        .clone();
     assert_eq!(by_url, ["shop-test-reports"], "{v:#}");
     let tags: Vec<&str> = v["images"]
         .as_array()

@@ -1,0 +1,409 @@
+//! An adapter in front of fakecloud 0.51.0 (a local AWS emulator; AGPL-3.0, run as
+//! a separate program, never linked): a loopback HTTP proxy that makes the
+//! emulator answer the way AWS does where the aws target meets its deviations,
+//! each listed in `DEVIATIONS` with the evidence. The templates and pantstack
+//! itself are never bent to the emulator; this adapter is. The aws target's
+//! end-to-end tests run it in-process; users trying the aws target without an
+//! AWS account run its binary, `fakecloud-adapter` (docs/aws.md).
+//!
+//! One request per connection, loopback only; a development tool, not a server.
+
+#![forbid(unsafe_code)]
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// Each way fakecloud 0.51.0 differs from AWS that the aws target meets, and what
+/// the adapter (or, where nothing can be adapted, the tests) does about it.
+pub const DEVIATIONS: &[(&str, &str)] = &[
+    (
+        "AWS::ApplicationAutoScaling::ScalingPolicy with ScalingTargetId is refused",
+        "fakecloud answers ExecuteChangeSet with `ValidationError: Failed to create resource \
+         CpuScaling: ServiceNamespace is required`; AWS documents ScalingTargetId as the \
+         alternative to ResourceId + ScalableDimension + ServiceNamespace and accepts it. \
+         The proxy (`Proxy`) copies the three from the referenced ScalableTarget into \
+         each policy of a CreateChangeSet's TemplateBody (or of the object its TemplateURL \
+         names, rewritten in place in the emulator's S3), with a DependsOn on the target, \
+         and answers GetTemplate with the body pantstack submitted (it compares it).",
+    ),
+    (
+        "an ECS deployment's rolloutState never leaves IN_PROGRESS",
+        "fakecloud-ecs 0.51.0 sets COMPLETED only in ContinueServiceDeployment (a lifecycle \
+         hook), never when a deployment's tasks reach the desired count, and implements no \
+         deployment circuit breaker. The proxy answers DescribeServices with COMPLETED for \
+         a PRIMARY deployment whose service's running count equals its desired count \
+         with none pending (fakecloud keeps the counts on the service only); a failing deployment is not rolled back there, so the circuit breaker's \
+         report is tested with recorded AWS responses (crates/deploy/tests/replay.rs).",
+    ),
+    (
+        "ECS tasks cannot reach the emulator's APIs, so the job flow cannot run in it",
+        "fakecloud injects no AWS_ENDPOINT_URL into task containers and listens on loopback \
+         only (tests never bind other addresses), so the example's tasks, in their own \
+         Docker networks, cannot reach its SQS or S3: a job posted through the ALB cannot \
+         be done by the worker there. The job flow through SQS and S3 is tested on the \
+         local cloud (tests/local.rs); here the tasks are checked through ECS (RUNNING, \
+         running = desired) and the ALB data plane (GET /healthz on its loopback port).",
+    ),
+    (
+        "running tasks' output is not in CloudWatch Logs",
+        "fakecloud-ecs forwards a container's captured output to the awslogs group when \
+         the task ends (runtime/monitoring.rs); the running tasks of these tests have none \
+         there yet, so `logs --target aws` is checked to read the group (exit 0), not for \
+         lines. Reading lines is tested with recorded answers (the stopped task's last \
+         lines in crates/deploy/tests/replay.rs).",
+    ),
+];
+
+/// Serves the adapter on `listener`, forwarding to fakecloud's port `upstream`
+/// on 127.0.0.1; returns at once (a thread per connection).
+pub fn serve(listener: TcpListener, upstream: u16) {
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = relay(conn, upstream);
+            });
+        }
+    });
+}
+
+fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    client.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let mut body = buf[head_end..].to_vec();
+    if let Some((b, original, rewritten)) = rewrite(&body, upstream) {
+        body = b;
+        if let Ok(mut m) = SUBMITTED.lock() {
+            m.insert(rewritten, original);
+        }
+    }
+    let get_template = std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=GetTemplate"));
+    let describe_services = head
+        .to_ascii_lowercase()
+        .contains("x-amz-target: amazonec2containerservicev20141113.describeservices");
+    let mut out = String::new();
+    for line in head.trim_end().lines() {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("content-length:") || lower.starts_with("connection:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut up = std::net::TcpStream::connect(("127.0.0.1", upstream))?;
+    up.write_all(out.as_bytes())?;
+    up.write_all(&body)?;
+    let mut answer = Vec::new();
+    up.read_to_end(&mut answer)?;
+    // The answer keeps its framing; the client is told the connection closes.
+    if let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&answer[..i]).to_string();
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let mut rest = answer[i + 4..].to_vec();
+        let rewritten = if describe_services && !chunked {
+            complete_rollouts(&rest)
+        } else if get_template && !chunked {
+            submitted_template(&rest)
+        } else {
+            None
+        };
+        let mut h = String::new();
+        for line in head.lines() {
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("connection:")
+                || (rewritten.is_some() && lower.starts_with("content-length:"))
+            {
+                continue;
+            }
+            h.push_str(line);
+            h.push_str("\r\n");
+        }
+        if let Some(r) = rewritten {
+            h.push_str(&format!("content-length: {}\r\n", r.len()));
+            rest = r;
+        }
+        h.push_str("connection: close\r\n\r\n");
+        client.write_all(h.as_bytes())?;
+        client.write_all(&rest)?;
+    } else {
+        client.write_all(&answer)?;
+    }
+    Ok(())
+}
+
+/// Templates as pantstack submitted them, by the body fakecloud got instead.
+static SUBMITTED: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn xml_unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// A GetTemplate answer with the template as submitted (deviation 1).
+fn submitted_template(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<TemplateBody>")? + "<TemplateBody>".len();
+    let end = start + text[start..].find("</TemplateBody>")?;
+    let got = xml_unescape(&text[start..end]);
+    let original = SUBMITTED.lock().ok()?.get(&got)?.clone();
+    Some(
+        format!(
+            "{}{}{}",
+            &text[..start],
+            xml_escape(&original),
+            &text[end..]
+        )
+        .into_bytes(),
+    )
+}
+
+/// A template with each ScalingPolicy's `ScalingTargetId` spelt out as the three
+/// properties it stands for (deviation 1), or None when it has none.
+fn adapt(original: &str) -> Option<String> {
+    let mut t = serde_json::from_str::<serde_json::Value>(original).ok()?;
+    let resources = t["Resources"].clone();
+    let map = t["Resources"].as_object_mut()?;
+    let mut changed = false;
+    for (_, r) in map.iter_mut() {
+        if r["Type"] != "AWS::ApplicationAutoScaling::ScalingPolicy" {
+            continue;
+        }
+        let Some(target) = r["Properties"]["ScalingTargetId"]["Ref"]
+            .as_str()
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let tp = &resources[&target]["Properties"];
+        let props = &mut r["Properties"];
+        for k in ["ServiceNamespace", "ScalableDimension", "ResourceId"] {
+            props[k] = tp[k].clone();
+        }
+        if let Some(o) = props.as_object_mut() {
+            o.remove("ScalingTargetId");
+        }
+        r["DependsOn"] = serde_json::json!([target]);
+        changed = true;
+    }
+    changed.then(|| t.to_string())
+}
+
+/// A CloudFormation query-protocol body with a TemplateBody, rewritten (deviation
+/// 1): the new body, and the template before and after. A template passed by
+/// `TemplateURL` (over 51,200 bytes) is rewritten where it lies, in the emulator's
+/// S3, and its stack noted in `BY_URL`.
+fn rewrite(body: &[u8], upstream: u16) -> Option<(Vec<u8>, String, String)> {
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.contains("Action=CreateChangeSet") && !text.contains("Action=CreateStack") {
+        return None;
+    }
+    let param = |name: &str| {
+        text.split('&')
+            .find_map(|p| p.strip_prefix(name).map(decode))
+    };
+    if let Some(url) = param("TemplateURL=") {
+        if let Ok(mut m) = BY_URL.lock() {
+            m.push(param("StackName=").unwrap_or_default());
+        }
+        // `http://127.0.0.1:PORT/bucket/key`: the same path on the emulator.
+        let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}"))?;
+        let original = s3_object(upstream, "GET", &path, None)?;
+        let after = adapt(&original)?;
+        s3_object(upstream, "PUT", &path, Some(&after))?;
+        return Some((body.to_vec(), original, after));
+    }
+    let mut before_after = None;
+    let pairs: Vec<String> = text
+        .split('&')
+        .map(|pair| {
+            let Some(v) = pair.strip_prefix("TemplateBody=") else {
+                return pair.to_string();
+            };
+            let original = decode(v);
+            match adapt(&original) {
+                Some(after) => {
+                    let pair = format!("TemplateBody={}", encode(&after));
+                    before_after = Some((original, after));
+                    pair
+                }
+                None => pair.to_string(),
+            }
+        })
+        .collect();
+    let (before, after) = before_after?;
+    Some((pairs.join("&").into_bytes(), before, after))
+}
+
+/// Stacks whose template pantstack passed by `TemplateURL`, in order.
+pub static BY_URL: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// One plain request to the emulator (its S3 checks no signature): the body of a
+/// GET, or Some("") after a PUT it accepted.
+fn s3_object(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let body = body.unwrap_or("");
+    // The emulator routes a request by its signature's scope (and checks no
+    // signature): S3 for objects; its own paths need none.
+    let auth = if path.starts_with("/_fakecloud/") {
+        String::new()
+    } else {
+        "authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=0\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: 20260101T000000Z\r\n".to_string()
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).ok()?;
+    let i = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..i]).to_string();
+    if !head.starts_with("HTTP/1.1 200") {
+        eprintln!("fakecloud S3 {method} {path}: {head}");
+        return None;
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return None; // not what it answers for an object this size
+    }
+    Some(String::from_utf8_lossy(&answer[i + 4..]).to_string())
+}
+
+/// A DescribeServices answer with steady PRIMARY deployments COMPLETED (deviation 2).
+fn complete_rollouts(body: &[u8]) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    for s in v["services"].as_array_mut()? {
+        // fakecloud keeps the counts on the service, not on its deployment.
+        let steady = s["runningCount"] == s["desiredCount"] && s["pendingCount"] == 0;
+        for d in s["deployments"].as_array_mut().into_iter().flatten() {
+            if steady && d["status"] == "PRIMARY" && d["rolloutState"] == "IN_PROGRESS" {
+                d["rolloutState"] = "COMPLETED".into();
+                d["rolloutStateReason"] =
+                    "ECS deployment completed (test harness: fakecloud deviation 2).".into();
+            }
+        }
+    }
+    serde_json::to_vec(&v).ok()
+}
+
+/// Every ALB of the emulator: (DNS name, the loopback port serving it), from its
+/// own listing (`GET /_fakecloud/elbv2/load-balancers`: `dnsName`, `boundPort`).
+pub fn load_balancers(upstream: u16) -> Vec<(String, u16)> {
+    let Some(body) = s3_object(upstream, "GET", "/_fakecloud/elbv2/load-balancers", None) else {
+        return Vec::new();
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["loadBalancers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|lb| {
+            let dns = lb["dnsName"].as_str()?.to_string();
+            let port = u16::try_from(lb["boundPort"].as_u64()?).ok()?;
+            Some((dns, port))
+        })
+        .collect()
+}
+
+/// The loopback port of the ALB data plane serving `url` (what `deploy` prints,
+/// `http://<DNS name>`).
+pub fn data_plane_port(upstream: u16, url: &str) -> Option<u16> {
+    let host = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .split('/')
+        .next()?;
+    load_balancers(upstream)
+        .into_iter()
+        .find(|(dns, _)| dns.eq_ignore_ascii_case(host))
+        .map(|(_, port)| port)
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
