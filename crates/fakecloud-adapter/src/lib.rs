@@ -21,7 +21,7 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
         "fakecloud answers ExecuteChangeSet with `ValidationError: Failed to create resource \
          CpuScaling: ServiceNamespace is required`; AWS documents ScalingTargetId as the \
          alternative to ResourceId + ScalableDimension + ServiceNamespace and accepts it. \
-         The proxy (`Proxy`) copies the three from the referenced ScalableTarget into \
+         The adapter copies the three from the referenced ScalableTarget into \
          each policy of a CreateChangeSet's TemplateBody (or of the object its TemplateURL \
          names, rewritten in place in the emulator's S3), with a DependsOn on the target, \
          and answers GetTemplate with the body pantstack submitted (it compares it).",
@@ -30,25 +30,25 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
         "an ECS deployment's rolloutState never leaves IN_PROGRESS",
         "fakecloud-ecs 0.51.0 sets COMPLETED only in ContinueServiceDeployment (a lifecycle \
          hook), never when a deployment's tasks reach the desired count, and implements no \
-         deployment circuit breaker. The proxy answers DescribeServices with COMPLETED for \
+         deployment circuit breaker. The adapter answers DescribeServices with COMPLETED for \
          a PRIMARY deployment whose service's running count equals its desired count \
-         with none pending (fakecloud keeps the counts on the service only); a failing deployment is not rolled back there, so the circuit breaker's \
-         report is tested with recorded AWS responses (crates/deploy/tests/replay.rs).",
+         with none pending (fakecloud keeps the counts on the service only). A failing \
+         deployment is not rolled back there, so the circuit breaker's report is tested with recorded AWS responses (crates/deploy/tests/replay.rs).",
     ),
     (
         "ECS tasks cannot reach the emulator's APIs, so the job flow cannot run in it",
         "fakecloud injects no AWS_ENDPOINT_URL into task containers and listens on loopback \
-         only (tests never bind other addresses), so the example's tasks, in their own \
+         only (never bound to other addresses here), so the example's tasks, in their own \
          Docker networks, cannot reach its SQS or S3: a job posted through the ALB cannot \
          be done by the worker there. The job flow through SQS and S3 is tested on the \
-         local cloud (tests/local.rs); here the tasks are checked through ECS (RUNNING, \
+         local cloud (crates/cli/tests/local.rs); on the emulator the tasks are checked through ECS (RUNNING, \
          running = desired) and the ALB data plane (GET /healthz on its loopback port).",
     ),
     (
         "running tasks' output is not in CloudWatch Logs",
         "fakecloud-ecs forwards a container's captured output to the awslogs group when \
-         the task ends (runtime/monitoring.rs); the running tasks of these tests have none \
-         there yet, so `logs --target aws` is checked to read the group (exit 0), not for \
+         the task ends (runtime/monitoring.rs); running tasks have none there yet, so the \
+         tests check that `logs --target aws` reads the group (exit 0), not for \
          lines. Reading lines is tested with recorded answers (the stopped task's last \
          lines in crates/deploy/tests/replay.rs).",
     ),
@@ -330,7 +330,7 @@ fn complete_rollouts(body: &[u8]) -> Option<Vec<u8>> {
             if steady && d["status"] == "PRIMARY" && d["rolloutState"] == "IN_PROGRESS" {
                 d["rolloutState"] = "COMPLETED".into();
                 d["rolloutStateReason"] =
-                    "ECS deployment completed (test harness: fakecloud deviation 2).".into();
+                    "ECS deployment completed (fakecloud-adapter: fakecloud 0.51.0 never says so; deviation 2).".into();
             }
         }
     }
@@ -406,4 +406,26 @@ fn encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    #[test]
+    fn a_policy_naming_its_target_gets_the_three_properties_it_stands_for() {
+        let t = r#"{"Resources":{"T":{"Type":"AWS::ApplicationAutoScaling::ScalableTarget","Properties":{"ServiceNamespace":"ecs","ScalableDimension":"ecs:service:DesiredCount","ResourceId":"service/c/s"}},"P":{"Type":"AWS::ApplicationAutoScaling::ScalingPolicy","Properties":{"PolicyName":"cpu","ScalingTargetId":{"Ref":"T"}}}}}"#;
+        let after: serde_json::Value = serde_json::from_str(&super::adapt(t).unwrap()).unwrap();
+        let p = &after["Resources"]["P"];
+        assert_eq!(p["Properties"]["ServiceNamespace"], "ecs");
+        assert_eq!(p["Properties"]["ResourceId"], "service/c/s");
+        assert_eq!(
+            p["Properties"]["ScalableDimension"],
+            "ecs:service:DesiredCount"
+        );
+        assert!(p["Properties"].get("ScalingTargetId").is_none());
+        assert_eq!(p["DependsOn"], serde_json::json!(["T"]));
+        // Nothing to adapt: None (the request goes through untouched).
+        assert!(super::adapt(r#"{"Resources":{}}"#).is_none());
+    }
 }
