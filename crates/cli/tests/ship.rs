@@ -292,6 +292,75 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     assert_eq!(api["result"], "created", "{v:#}");
     assert!(api["outputs"]["Url"].as_str().is_some(), "{v:#}");
     assert_eq!(stack(&v, "shop-test-reports")["result"], "created", "{v:#}");
+    // api grants reports read on its bucket: the policy the emulator stores holds
+    // the synthesized statements (intrinsics resolved), the grant among them.
+    let bucket = api["outputs"]["ResultsBucketName"]
+        .as_str()
+        .expect("ResultsBucketName")
+        .to_string();
+    let stored = pantstack_fakecloud_adapter::s3_get(fc.port, &format!("/{bucket}?policy"))
+        .unwrap_or_else(|| panic!("no policy on {bucket}"));
+    let stored: Value = serde_json::from_str(&stored).expect("policy JSON");
+    let synth_dir = repo.base.join("synth");
+    let o = repo.run(&[
+        "synth",
+        "--env",
+        "test",
+        "--out",
+        synth_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let t: Value = serde_json::from_str(
+        &std::fs::read_to_string(synth_dir.join("shop-test-api.json")).expect("template"),
+    )
+    .expect("json");
+    let resolve = |v: &Value| -> Value {
+        let text = v.to_string();
+        let text = text
+            .replace("${AWS::Partition}", "aws")
+            .replace("${AWS::AccountId}", "123456789012")
+            .replace("${AWS::Region}", "us-east-1");
+        let mut v: Value = serde_json::from_str(&text).expect("json");
+        // {"Fn::Sub": "..."} → "..." (no other intrinsic in these fields).
+        fn subs(v: &mut Value) {
+            if let Some(s) = v.get("Fn::Sub").and_then(Value::as_str) {
+                *v = Value::String(s.to_string());
+                return;
+            }
+            match v {
+                Value::Array(a) => a.iter_mut().for_each(subs),
+                Value::Object(o) => o.values_mut().for_each(subs),
+                _ => {}
+            }
+        }
+        subs(&mut v);
+        v
+    };
+    let statements = |doc: &Value| -> Vec<Value> {
+        let mut out: Vec<Value> = doc["Statement"]
+            .as_array()
+            .expect("Statement")
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "Sid": s["Sid"], "Effect": s["Effect"], "Action": s["Action"],
+                    "Principal": s["Principal"], "Condition": s["Condition"],
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| s["Sid"].to_string());
+        out
+    };
+    let synthesized =
+        resolve(&t["Resources"]["ResultsBucketPolicy"]["Properties"]["PolicyDocument"]);
+    assert_eq!(statements(&stored), statements(&synthesized), "{stored:#}");
+    assert!(
+        stored
+            .to_string()
+            .contains("role/shop-test-reports-task-us-east-1"),
+        "{stored:#}"
+    );
+
     // reports calls api: the rules are in the environment's Service Connect stack.
     assert_eq!(
         stack(&v, "shop-test-service-connect")["result"],

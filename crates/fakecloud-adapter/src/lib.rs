@@ -337,6 +337,12 @@ fn complete_rollouts(body: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&v).ok()
 }
 
+/// GET `path` (`/bucket?policy`, `/bucket/key`) from the emulator's S3: the body of
+/// a 200 answer.
+pub fn s3_get(upstream: u16, path: &str) -> Option<String> {
+    s3_object(upstream, "GET", path, None)
+}
+
 /// Every ALB of the emulator: (DNS name, the loopback port serving it), from its
 /// own listing (`GET /_fakecloud/elbv2/load-balancers`: `dnsName`, `boundPort`).
 pub fn load_balancers(upstream: u16) -> Vec<(String, u16)> {
