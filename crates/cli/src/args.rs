@@ -409,6 +409,9 @@ pub struct DownArgs {
     /// AWS: also delete the environment's parameters (its secrets) from SSM
     #[arg(long)]
     pub parameters: bool,
+    /// AWS: also empty and delete the buckets the stacks retain (their data is lost)
+    #[arg(long)]
+    pub buckets: bool,
 }
 
 #[derive(Args, Debug)]

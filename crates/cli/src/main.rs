@@ -130,9 +130,9 @@ fn main() -> ExitCode {
         },
         Command::Down(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::down(&cli.global, &out, &a),
-            Ok(Target::Local) if a.yes || a.allow_prod || a.images || a.parameters => {
+            Ok(Target::Local) if a.yes || a.allow_prod || a.images || a.parameters || a.buckets => {
                 Err(Failure::Usage(
-                    "--yes, --allow-prod, --images and --parameters are for destroying an environment on AWS: add --target aws".into(),
+                    "--yes, --allow-prod, --images, --parameters and --buckets are for destroying an environment on AWS: add --target aws".into(),
                 ))
             }
             Ok(Target::Local) => ship::local_only(&a.target)

@@ -401,8 +401,14 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
             )));
         }
         eprint!(
-            "This deletes the stacks of `{}` in {} (retained buckets and the shared stack stay). Type the environment's name to go on: ",
-            p.env, p.output.plan.region
+            "This deletes the stacks of `{}` in {} ({}the shared stack stays). Type the environment's name to go on: ",
+            p.env,
+            p.output.plan.region,
+            if a.buckets {
+                "AND the buckets they retain, with all their data; "
+            } else {
+                "retained buckets and "
+            }
         );
         let mut line = String::new();
         stdin
@@ -418,6 +424,7 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
     let opts = ship::DestroyOpts {
         images: a.images,
         parameters: a.parameters,
+        buckets: a.buckets,
     };
     let r = rt.block_on(ship::destroy(&e, &opts));
     finish(out, r, |v| {
@@ -429,6 +436,12 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
                 r["physical_id"].as_str().unwrap_or_default(),
                 r["logical_id"].as_str().unwrap_or_default(),
                 r["stack"].as_str().unwrap_or_default()
+            ));
+        }
+        for b in v["buckets_deleted"].as_array().into_iter().flatten() {
+            s.push_str(&format!(
+                "  deleted bucket {}\n",
+                b.as_str().unwrap_or_default()
             ));
         }
         let imgs = v["images_deleted"].as_array().map(Vec::len).unwrap_or(0);

@@ -1164,6 +1164,7 @@ fn aws_only_flags_need_the_aws_target() {
         &["down", "--env", "test", "--images"][..],
         &["down", "--env", "test", "--yes"][..],
         &["down", "--env", "test", "--allow-prod"][..],
+        &["down", "--env", "test", "--buckets"][..],
         &["status", "--env", "test", "--profile", "admin"][..],
         &["deploy", "api", "--region", "eu-west-1"][..],
         &["secrets", "list", "--region", "eu-west-1"][..],

@@ -547,9 +547,32 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             "--yes",
             "--images",
             "--parameters",
+            "--buckets",
         ],
         &fc,
     );
+    // No bucket is left: the retained ones were emptied and deleted on request.
+    let deleted: Vec<&str> = v["buckets_deleted"]
+        .as_array()
+        .expect("buckets_deleted")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(deleted.contains(&bucket.as_str()), "{v:#}");
+    assert!(
+        !v["retained"]
+            .as_array()
+            .expect("retained")
+            .iter()
+            .any(|r| r["type"] == "AWS::S3::Bucket"),
+        "{v:#}"
+    );
+    for b in &deleted {
+        assert!(
+            pantstack_fakecloud_adapter::s3_get(fc.port, &format!("/{b}?versioning")).is_none(),
+            "{b} still exists"
+        );
+    }
     for s in [
         "shop-test-service-connect",
         "shop-test-api",
@@ -564,6 +587,16 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             .is_some_and(|a| !a.is_empty()),
         "{v:#}"
     );
+    // Every image this test pushed (each commit's builds of the branch) is gone.
+    let images: Vec<&str> = v["images_deleted"]
+        .as_array()
+        .expect("images_deleted")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for t in tags.iter().chain(new_tags.iter()) {
+        assert!(images.contains(t), "{t} not deleted: {images:?}");
+    }
     let v = repo.json(&["status", "--target", "aws", "--env", "test"], &fc);
     assert_eq!(stack(&v, "shop-test-api")["status"], "ABSENT", "{v:#}");
     assert_eq!(

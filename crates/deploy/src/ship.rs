@@ -935,6 +935,8 @@ pub struct DestroyOpts {
     pub images: bool,
     /// Also delete the environment's SSM parameters (its secrets).
     pub parameters: bool,
+    /// Also empty and delete the buckets the stacks retain.
+    pub buckets: bool,
 }
 
 /// Empties a bucket: every object version and delete marker.
@@ -1285,6 +1287,44 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
             );
         }
     }
+    // Retained buckets, on request, once their stacks are gone: emptied (every
+    // version and delete marker), then deleted, in their stack's region.
+    let mut buckets_deleted = Vec::new();
+    if o.buckets && failures.is_empty() {
+        for k in kept.iter_mut() {
+            if k["type"] != "AWS::S3::Bucket" {
+                continue;
+            }
+            let bucket = k["physical_id"].as_str().unwrap_or_default().to_string();
+            let region = k["stack"]
+                .as_str()
+                .and_then(|n| e.stack(n))
+                .map(|s| s.region.clone())
+                .unwrap_or_else(|| c.region.clone());
+            let bc = if region == c.region {
+                c.clone()
+            } else {
+                c.in_region(&region)
+            };
+            p.set(&bucket, "emptying");
+            empty_bucket(&bc, &bucket).await?;
+            match bc.s3.delete_bucket().bucket(&bucket).send().await {
+                Ok(_) => {}
+                Err(err) if service_error(&err).is_some_and(|(code, _)| code == "NoSuchBucket") => {
+                }
+                Err(err) => {
+                    return Err(Failure::new(format!(
+                        "cannot delete bucket {bucket}: {}",
+                        why(&err)
+                    )));
+                }
+            }
+            p.set(&bucket, "deleted");
+            k["deleted"] = json!(true);
+            buckets_deleted.push(bucket);
+        }
+        kept.retain(|k| k["deleted"] != true);
+    }
     let mut parameters_deleted = Vec::new();
     if o.parameters && failures.is_empty() {
         let path = format!("/{}/{}/", e.project(), e.env); // the parent of every ssm_path
@@ -1299,6 +1339,7 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
         "retained": kept,
         "images_deleted": images_deleted,
         "parameters_deleted": parameters_deleted,
+        "buckets_deleted": buckets_deleted,
     });
     if failures.is_empty() {
         Ok(v)
