@@ -421,6 +421,9 @@ pub struct DeployArgs {
     /// Environment (default: the one running, if only one is; on AWS: the branch's)
     #[arg(long)]
     pub env: Option<String>,
+    /// AWS, whole environment: also delete the stacks of services no longer in the monorepo
+    #[arg(long)]
+    pub prune: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -122,6 +122,7 @@ fn main() -> ExitCode {
                 a.env.as_deref(),
                 a.services.clone(),
                 &a.target,
+                false,
             ),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::up(&cli.global, &out, &a))
@@ -148,6 +149,9 @@ fn main() -> ExitCode {
         },
         Command::Deploy(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::deploy(&cli.global, &out, &a),
+            Ok(Target::Local) if a.prune => Err(Failure::Usage(
+                "--prune deletes stacks of an environment on AWS: add --target aws".into(),
+            )),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::deploy(&cli.global, &out, &a))
             }

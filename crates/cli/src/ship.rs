@@ -187,11 +187,24 @@ fn units(p: &Prepared) -> Vec<pantstack_local::spec::Unit> {
 
 fn stacks_text(v: &Value) -> String {
     let mut s = String::new();
-    for st in v["stacks"].as_array().into_iter().flatten() {
+    for w in v["warnings"].as_array().into_iter().flatten() {
+        s.push_str(&format!("  warning: {}\n", w.as_str().unwrap_or_default()));
+    }
+    for o in v["orphaned"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "  {:<40} {}\n",
+            "  orphaned: {} (no service of this monorepo has it; --prune deletes it)\n",
+            o.as_str().unwrap_or_default()
+        ));
+    }
+    for st in v["stacks"].as_array().into_iter().flatten() {
+        let result = st["result"].as_str().unwrap_or_default();
+        let why = match (result, st["reason"].as_str()) {
+            ("skipped" | "kept", Some(r)) => format!(" ({r})"),
+            _ => String::new(),
+        };
+        s.push_str(&format!(
+            "  {:<40} {result}{why}\n",
             st["stack"].as_str().unwrap_or_default(),
-            st["result"].as_str().unwrap_or_default()
         ));
         for e in st["ecs"].as_array().into_iter().flatten() {
             s.push_str(&format!(
@@ -254,12 +267,18 @@ pub fn bootstrap(global: &Global, out: &Out, a: &BootstrapArgs) -> Result<(), Fa
 }
 
 pub fn deploy(global: &Global, out: &Out, a: &DeployArgs) -> Result<(), Failure> {
+    if a.prune && a.service.is_some() {
+        return Err(Failure::Usage(
+            "--prune deletes the stacks of services no longer in the monorepo: deploy the whole environment (no SERVICE) with it".into(),
+        ));
+    }
     deploy_services(
         global,
         out,
         a.env.as_deref(),
         a.service.iter().cloned().collect(),
         &a.target,
+        a.prune,
     )
 }
 
@@ -269,6 +288,7 @@ pub fn deploy_services(
     env: Option<&str>,
     services: Vec<String>,
     t: &TargetArgs,
+    prune: bool,
 ) -> Result<(), Failure> {
     let p = prepare(global, out, env, None, t.region.as_deref())?;
     // `api-worker` deploys the service it belongs to: one stack holds both roles.
@@ -298,6 +318,7 @@ pub fn deploy_services(
     );
     let opts = ship::DeployOpts {
         services: wanted,
+        prune,
         source: src,
         units: units(&p),
     };
@@ -480,10 +501,15 @@ pub fn status(
                 "  {:<40} {}{}\n",
                 st["stack"].as_str().unwrap_or_default(),
                 st["status"].as_str().unwrap_or_default(),
-                st["drift"]
-                    .as_str()
-                    .map(|d| format!(" (drift: {d})"))
-                    .unwrap_or_default()
+                if st["orphaned"] == true {
+                    " (orphaned: no service of this monorepo has it; `deploy --prune` deletes it)"
+                        .to_string()
+                } else {
+                    st["drift"]
+                        .as_str()
+                        .map(|d| format!(" (drift: {d})"))
+                        .unwrap_or_default()
+                }
             ));
             for e in st["ecs"].as_array().into_iter().flatten() {
                 s.push_str(&format!(

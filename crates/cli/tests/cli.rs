@@ -1165,6 +1165,7 @@ fn aws_only_flags_need_the_aws_target() {
         &["down", "--env", "test", "--yes"][..],
         &["down", "--env", "test", "--allow-prod"][..],
         &["down", "--env", "test", "--buckets"][..],
+        &["deploy", "--env", "test", "--prune"][..],
         &["status", "--env", "test", "--profile", "admin"][..],
         &["deploy", "api", "--region", "eu-west-1"][..],
         &["secrets", "list", "--region", "eu-west-1"][..],
@@ -1177,6 +1178,15 @@ fn aws_only_flags_need_the_aws_target() {
             stderr(&o)
         );
     }
+    // --prune is for a whole environment.
+    let o = pantstack(
+        &examples(),
+        &[
+            "deploy", "api", "--prune", "--target", "aws", "--env", "test",
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("whole environment"), "{}", stderr(&o));
     let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
         .arg("--root")
         .arg(examples())

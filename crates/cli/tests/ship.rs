@@ -452,6 +452,32 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     for x in stack(&v, "shop-test-api")["ecs"].as_array().expect("ecs") {
         assert_eq!(x["deployment"], "COMPLETED", "{v:#}");
     }
+    // COMPLETED means the new images run: the api's containers are the new tags'.
+    let running = common::fakecloud::running_images(&fc);
+    for t in &new_tags {
+        assert!(
+            running.iter().any(|i| i.ends_with(&format!(":{t}"))),
+            "{t} is not running: {running:?}"
+        );
+    }
+    // The old ones stop (their containers may take a moment after ECS says so).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let running = common::fakecloud::running_images(&fc);
+        let old: Vec<&&str> = tags
+            .iter()
+            .filter(|t| t.starts_with("api-"))
+            .filter(|t| running.iter().any(|i| i.ends_with(&format!(":{t}"))))
+            .collect();
+        if old.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{old:?} still run: {running:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 
     // diff: only the reports service is behind the new commit (its image tag).
     let v = repo.json(&["diff", "--env", "test"], &fc);
@@ -528,8 +554,32 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         "{v:#}"
     );
 
-    // Destroy: the Service Connect stack, the services, then the foundation (the
-    // deploy DAG reversed); the shared stack stays.
+    // A service removed from the monorepo: its stack is said to be orphaned (by
+    // deploy and status), never silently kept, and destroy takes it along.
+    std::fs::remove_dir_all(repo.root.join("modules/reports")).expect("rm reports");
+    let api_manifest = repo.root.join("modules/api/infrastructure/pantstack.yaml");
+    let t = std::fs::read_to_string(&api_manifest).expect("manifest");
+    let grant = "    grants: { reports: read }\n";
+    assert!(t.contains(grant), "the example's grant changed");
+    std::fs::write(&api_manifest, t.replace(grant, "")).expect("write");
+    repo.commit("reports is gone");
+    let v = repo.json(&["deploy", "--target", "aws", "--env", "test"], &fc);
+    assert_eq!(
+        v["orphaned"],
+        serde_json::json!(["shop-test-reports"]),
+        "{v:#}"
+    );
+    // (reports called api: no call is left, so the Service Connect stack went.)
+    assert_eq!(
+        stack(&v, "shop-test-service-connect")["result"],
+        "deleted",
+        "{v:#}"
+    );
+    let v = repo.json(&["status", "--target", "aws", "--env", "test"], &fc);
+    assert_eq!(stack(&v, "shop-test-reports")["orphaned"], true, "{v:#}");
+
+    // Destroy: the orphan and the services, then the foundation (the deploy DAG
+    // reversed); the shared stack stays. Retained buckets are listed.
     let o = repo.run(&["down", "--target", "aws", "--env", "test"]);
     assert_eq!(
         o.status.code(),
@@ -545,40 +595,11 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             "--env",
             "test",
             "--yes",
-            "--images",
             "--parameters",
-            "--buckets",
         ],
         &fc,
     );
-    // No bucket is left: the retained ones were emptied and deleted on request.
-    let deleted: Vec<&str> = v["buckets_deleted"]
-        .as_array()
-        .expect("buckets_deleted")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(deleted.contains(&bucket.as_str()), "{v:#}");
-    assert!(
-        !v["retained"]
-            .as_array()
-            .expect("retained")
-            .iter()
-            .any(|r| r["type"] == "AWS::S3::Bucket"),
-        "{v:#}"
-    );
-    for b in &deleted {
-        assert!(
-            pantstack_fakecloud_adapter::s3_get(fc.port, &format!("/{b}?versioning")).is_none(),
-            "{b} still exists"
-        );
-    }
-    for s in [
-        "shop-test-service-connect",
-        "shop-test-api",
-        "shop-test-reports",
-        "shop-test-foundation",
-    ] {
+    for s in ["shop-test-reports", "shop-test-api", "shop-test-foundation"] {
         assert_eq!(stack(&v, s)["result"], "deleted", "{v:#}");
     }
     assert!(
@@ -587,14 +608,61 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             .is_some_and(|a| !a.is_empty()),
         "{v:#}"
     );
-    // Every image this test pushed (each commit's builds of the branch) is gone.
+    let retained: Vec<&str> = v["retained"]
+        .as_array()
+        .expect("retained")
+        .iter()
+        .filter(|r| r["type"] == "AWS::S3::Bucket")
+        .filter_map(|r| r["physical_id"].as_str())
+        .collect();
+    assert!(retained.contains(&bucket.as_str()), "{v:#}");
+    // A second down finds what the first left: the retained buckets (by the names
+    // CloudFormation gave them) and the branch's images, and deletes them on request.
+    let v = repo.json(
+        &[
+            "down",
+            "--target",
+            "aws",
+            "--env",
+            "test",
+            "--yes",
+            "--images",
+            "--buckets",
+        ],
+        &fc,
+    );
+    let deleted: Vec<&str> = v["buckets_deleted"]
+        .as_array()
+        .expect("buckets_deleted")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for b in &retained {
+        assert!(deleted.contains(b), "{b} not deleted: {v:#}");
+        assert!(
+            pantstack_fakecloud_adapter::s3_get(fc.port, &format!("/{b}?versioning")).is_none(),
+            "{b} still exists"
+        );
+    }
+    assert!(
+        !v["retained"]
+            .as_array()
+            .expect("retained")
+            .iter()
+            .any(|r| r["type"] == "AWS::S3::Bucket"),
+        "{v:#}"
+    );
     let images: Vec<&str> = v["images_deleted"]
         .as_array()
         .expect("images_deleted")
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    for t in tags.iter().chain(new_tags.iter()) {
+    for t in tags
+        .iter()
+        .chain(new_tags.iter())
+        .filter(|t| t.starts_with("api-"))
+    {
         assert!(images.contains(t), "{t} not deleted: {images:?}");
     }
     let v = repo.json(&["status", "--target", "aws", "--env", "test"], &fc);

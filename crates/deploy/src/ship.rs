@@ -110,6 +110,23 @@ impl Env<'_> {
         ]
     }
 
+    /// Stacks of this environment on AWS (by pantstack's tags) that its plan no
+    /// longer has: services removed from the monorepo since they were deployed.
+    async fn orphans(&self) -> Result<Vec<String>, String> {
+        let mut names = stack::tagged(&self.clients, &self.tags()).await?;
+        let own_foundation = format!("{}-foundation", self.names().prefix());
+        names.retain(|n| {
+            self.stack(n).is_none()
+                && *n != self.shared().name
+                && *n != own_foundation
+                && self.foundation().is_none_or(|f| f.name != *n)
+                && n.starts_with(&format!("{}-", self.names().prefix()))
+                // A Service Connect stack left with no calls is handled on its own.
+                && *n != self.names().calls_stack()
+        });
+        Ok(names)
+    }
+
     /// Uploads a template to the template bucket; the URL CloudFormation reads.
     async fn upload(&self, bucket: &str, s: &Stack, body: &str) -> Result<String, String> {
         let digest = Sha256::digest(body.as_bytes());
@@ -487,6 +504,8 @@ fn stack_failure(stacks: Vec<Value>, message: String) -> Failure {
 pub struct DeployOpts {
     /// Only these services (their stacks); all when empty.
     pub services: Vec<String>,
+    /// Delete the stacks of services no longer in the monorepo (whole deploys only).
+    pub prune: bool,
     pub source: Source,
     pub units: Vec<pantstack_local::spec::Unit>,
 }
@@ -545,6 +564,28 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
         },
         None => stack::Described::default(),
     };
+    // Only `bootstrap` deploys the foundation: say when this checkout's differs.
+    let mut warnings: Vec<String> = Vec::new();
+    if let Some(f) = e.foundation()
+        && let Ok(body) = e.body(f)
+    {
+        let deployed = c
+            .cfn
+            .get_template()
+            .stack_name(&f.name)
+            .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
+            .send()
+            .await
+            .ok()
+            .and_then(|t| t.template_body().map(str::to_string));
+        if deployed.as_deref().is_some_and(|d| d != body) {
+            p.set(&f.name, "differs from this checkout's (run bootstrap)");
+            warnings.push(format!(
+                "the foundation stack {} differs from what this checkout synthesizes: an administrator runs `pantstack bootstrap --env {}` to update it",
+                f.name, e.env
+            ));
+        }
+    }
     let mut stacks = service_stacks(e, &o.services);
     // Deploying some services: the Service Connect stack goes along only when every
     // service stack it imports from exists or is in this deployment.
@@ -686,6 +727,44 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
             None,
         ));
     }
+    // Stacks of services no longer in the monorepo: said, and deleted on request.
+    let mut orphaned = Vec::new();
+    for name in e.orphans().await? {
+        if o.prune && o.services.is_empty() {
+            p.set(&name, "deleting (its service is no longer in the monorepo)");
+            let result = stack::delete_and_wait(c, &name, p)
+                .await
+                .map(|()| Outcome::Deleted);
+            p.set(&name, if result.is_ok() { "deleted" } else { "failed" });
+            ran.push(Ran {
+                name: name.clone(),
+                result,
+                outputs: vec![],
+            });
+            stacks.push((
+                Stack {
+                    name,
+                    template: String::new(),
+                    region: c.region.clone(),
+                    deployed_by: "ci",
+                    capabilities: vec![],
+                    parameters: vec![],
+                    depends_on: vec![],
+                    template_bucket: false,
+                },
+                None,
+            ));
+        } else {
+            p.set(
+                &name,
+                &format!(
+                    "orphaned: no service of this monorepo has it; `pantstack deploy --target aws --env {} --prune` deletes it",
+                    e.env
+                ),
+            );
+            orphaned.push(name);
+        }
+    }
     // ECS's verdict on every service whose stack ran (rolled back ones included).
     let mut report: Vec<Value> = skipped;
     let mut ok = true;
@@ -718,6 +797,8 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
         "region": c.region,
         "images": tags.iter().map(|((s, p), t)| json!({ "service": s, "parameter": p, "tag": t })).collect::<Vec<_>>(),
         "stacks": report,
+        "orphaned": orphaned,
+        "warnings": warnings,
     });
     if ok {
         Ok(result)
@@ -1145,7 +1226,29 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
         .foundation()
         .filter(|f| f.name == format!("{}-foundation", e.names().prefix()))
         .cloned();
+    let own_foundation_name = own_foundation.as_ref().map(|f| f.name.clone());
     order.extend(own_foundation);
+    // Stacks of services no longer in the monorepo go too (before the foundation
+    // they import from, after a Service Connect stack that may import them).
+    let orphans = e.orphans().await?;
+    for n in &orphans {
+        order.insert(
+            0,
+            Stack {
+                name: n.clone(),
+                template: String::new(),
+                region: c.region.clone(),
+                deployed_by: "ci",
+                capabilities: vec![],
+                parameters: vec![],
+                depends_on: own_foundation_name.iter().cloned().collect(),
+                template_bucket: false,
+            },
+        );
+    }
+    if let Some(sc) = order.iter_mut().find(|s| s.name == e.names().calls_stack()) {
+        sc.depends_on.extend(orphans.iter().cloned());
+    }
     // A Service Connect stack an earlier deploy left (no service calls another
     // now): it imports the services' groups, so it goes before all of them.
     let calls = e.names().calls_stack();
@@ -1235,12 +1338,31 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
         }
     }
     let mut images_deleted = Vec::new();
-    if o.images && failures.is_empty() && shared.is_some() && !image_tags.is_empty() {
+    // Every build of the deployed tags' branches (`api-dev-<sha>`, with or without
+    // `-d<id>`), not only the last one; and of the environment's own branches for
+    // every service, so a second `down --images` finds what a first one left.
+    let mut prefixes: BTreeSet<String> =
+        image_tags.iter().filter_map(|t| build_prefix(t)).collect();
+    if let Some(env) = e.repo.foundation.environment(&e.env) {
+        for b in env.branches.iter().filter(|b| !b.contains('*')) {
+            for u in &e.repo.services {
+                let roles = [
+                    u.service.http.as_ref().map(|_| false),
+                    u.service.worker.as_ref().map(|_| true),
+                ];
+                for worker in roles.into_iter().flatten() {
+                    if let Ok(t) =
+                        pantstack_model::tag::branch_tag(&u.service.name, worker, b, "0000000")
+                        && let Some(p) = build_prefix(&t)
+                    {
+                        prefixes.insert(p);
+                    }
+                }
+            }
+        }
+    }
+    if o.images && failures.is_empty() && shared.is_some() && !prefixes.is_empty() {
         use aws_sdk_ecr::types::ImageIdentifier;
-        // Every build of the deployed tags' branches (`api-dev-<sha>`, with or
-        // without `-d<id>`), not only the last one.
-        let prefixes: BTreeSet<String> =
-            image_tags.iter().filter_map(|t| build_prefix(t)).collect();
         let mut all = image_tags.clone();
         let mut token: Option<String> = None;
         loop {
@@ -1285,6 +1407,44 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
                     .iter()
                     .filter_map(|i| i.image_tag().map(str::to_string)),
             );
+        }
+    }
+    // Buckets retained by stacks an earlier `down` deleted: CloudFormation named
+    // them `{stack}-{logical id}-{suffix}` (lowercase); listed like the others, so
+    // a second `down --buckets` finds what a first one left.
+    let absent: Vec<&str> = report
+        .iter()
+        .filter(|r| r["result"] == "absent")
+        .filter_map(|r| r["stack"].as_str())
+        .collect();
+    let mut wanted: Vec<(String, String, String)> = Vec::new(); // (prefix, stack, logical id)
+    for name in absent {
+        let Some(s) = e.stack(name) else { continue };
+        let Ok(body) = e.body(s) else { continue };
+        let t: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        for id in retained(body) {
+            if t["Resources"][&id]["Type"] == "AWS::S3::Bucket" {
+                wanted.push((
+                    format!("{}-{}-", name, id).to_lowercase(),
+                    name.to_string(),
+                    id,
+                ));
+            }
+        }
+    }
+    if !wanted.is_empty() {
+        let listed =
+            c.s3.list_buckets()
+                .send()
+                .await
+                .map_err(|err| Failure::new(format!("cannot list the buckets: {}", why(&err))))?;
+        for b in listed.buckets() {
+            let name = b.name().unwrap_or_default();
+            if let Some((_, stack, id)) = wanted.iter().find(|(p, ..)| name.starts_with(p.as_str()))
+                && !kept.iter().any(|k| k["physical_id"] == name)
+            {
+                kept.push(json!({ "stack": stack, "logical_id": id, "type": "AWS::S3::Bucket", "physical_id": name }));
+            }
         }
     }
     // Retained buckets, on request, once their stacks are gone: emptied (every
@@ -1381,6 +1541,16 @@ pub async fn status(e: &Env<'_>) -> Result<Value, Failure> {
             v["outputs"] = outputs_map(&d.outputs);
         }
         stacks.push(v);
+    }
+    // Stacks of services no longer in the monorepo (`deploy --prune` deletes them).
+    for n in e.orphans().await? {
+        let d = stack::describe(&e.clients, &n).await?;
+        stacks.push(json!({
+            "stack": n,
+            "region": e.clients.region,
+            "status": d.map(|d| d.status).unwrap_or_else(|| "ABSENT".into()),
+            "orphaned": true,
+        }));
     }
     Ok(json!({ "environment": e.env, "region": e.clients.region, "stacks": stacks }))
 }

@@ -198,6 +198,35 @@ pub async fn describe(c: &Clients, name: &str) -> Result<Option<Described>, Stri
     }
 }
 
+/// The names of the stacks (not deleted) that carry every one of `tags`.
+pub async fn tagged(c: &Clients, tags: &[(String, String)]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .cfn
+            .describe_stacks()
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
+        for s in page.stacks() {
+            let status = s.stack_status().map(|x| x.as_str()).unwrap_or_default();
+            let have: Vec<(String, String)> =
+                s.tags().iter().map(|t| pair(t.key(), t.value())).collect();
+            if status != "DELETE_COMPLETE" && tags.iter().all(|t| have.contains(t)) {
+                out.push(s.stack_name().unwrap_or_default().to_string());
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// A key and value the SDK gives as options.
 fn pair(k: Option<&str>, v: Option<&str>) -> (String, String) {
     (

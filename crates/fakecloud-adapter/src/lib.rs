@@ -29,10 +29,14 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
     (
         "an ECS deployment's rolloutState never leaves IN_PROGRESS",
         "fakecloud-ecs 0.51.0 sets COMPLETED only in ContinueServiceDeployment (a lifecycle \
-         hook), never when a deployment's tasks reach the desired count, and implements no \
-         deployment circuit breaker. The adapter answers DescribeServices with COMPLETED for \
-         a PRIMARY deployment whose service's running count equals its desired count \
-         with none pending (fakecloud keeps the counts on the service only). A failing \
+         hook), never when a deployment's tasks reach the desired count; its CloudFormation \
+         records a service's new task definition as a new PRIMARY deployment but never \
+         replaces the running tasks (resource_provisioner/ecs.rs update_ecs_service); and it \
+         implements no deployment circuit breaker. The adapter asks its ECS to roll the new \
+         task definition out (UpdateService with forceNewDeployment, once, as ECS does on \
+         AWS), and answers DescribeServices with COMPLETED only once the service runs its \
+         desired count of tasks, every one of the PRIMARY's task definition, none pending \
+         (from ListTasks/DescribeTasks: fakecloud keeps the counts on the service only). A failing \
          deployment is not rolled back there, so the circuit breaker's report is tested with recorded AWS responses (crates/deploy/tests/replay.rs).",
     ),
     (
@@ -135,7 +139,7 @@ fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> 
             .contains("transfer-encoding: chunked");
         let mut rest = answer[i + 4..].to_vec();
         let rewritten = if describe_services && !chunked {
-            complete_rollouts(&rest)
+            complete_rollouts(&rest, upstream)
         } else if get_template && !chunked {
             submitted_template(&rest)
         } else {
@@ -320,21 +324,120 @@ fn s3_object(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<
     Some(String::from_utf8_lossy(&answer[i + 4..]).to_string())
 }
 
-/// A DescribeServices answer with steady PRIMARY deployments COMPLETED (deviation 2).
-fn complete_rollouts(body: &[u8]) -> Option<Vec<u8>> {
+/// Services whose new task definition the adapter has asked fakecloud's ECS to
+/// roll out (deviation 2), by `service ARN|task definition`: once each.
+static ROLLED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A DescribeServices answer as ECS gives it (deviation 2): a PRIMARY deployment
+/// is COMPLETED once the service runs its desired count of tasks, all of the
+/// PRIMARY's task definition, none pending. A PRIMARY whose task definition no
+/// task runs while older tasks do (fakecloud's CloudFormation never replaces a
+/// service's tasks) is rolled out through fakecloud's own UpdateService.
+fn complete_rollouts(body: &[u8], upstream: u16) -> Option<Vec<u8>> {
     let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
     for s in v["services"].as_array_mut()? {
-        // fakecloud keeps the counts on the service, not on its deployment.
-        let steady = s["runningCount"] == s["desiredCount"] && s["pendingCount"] == 0;
+        let cluster = s["clusterArn"].as_str().unwrap_or_default().to_string();
+        let name = s["serviceName"].as_str().unwrap_or_default().to_string();
+        let arn = s["serviceArn"].as_str().unwrap_or_default().to_string();
+        let desired = s["desiredCount"].as_i64().unwrap_or(0);
+        let pending = s["pendingCount"].as_i64().unwrap_or(0);
+        let Some(td) = s["deployments"]
+            .as_array()
+            .and_then(|ds| ds.iter().find(|d| d["status"] == "PRIMARY"))
+            .and_then(|d| d["taskDefinition"].as_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let running = running_task_definitions(upstream, &cluster, &name);
+        let on_primary = running.iter().filter(|t| **t == td).count() as i64;
+        let others = running.len() as i64 - on_primary;
+        if on_primary == 0 && others > 0 {
+            let first = ROLLED
+                .lock()
+                .map(|mut r| r.insert(format!("{arn}|{td}")))
+                .unwrap_or(false);
+            if first {
+                ecs_call(
+                    upstream,
+                    "UpdateService",
+                    &serde_json::json!({
+                        "cluster": cluster, "service": name,
+                        "taskDefinition": td, "forceNewDeployment": true,
+                    }),
+                );
+            }
+        }
+        let done = on_primary >= desired && others == 0 && pending == 0;
         for d in s["deployments"].as_array_mut().into_iter().flatten() {
-            if steady && d["status"] == "PRIMARY" && d["rolloutState"] == "IN_PROGRESS" {
+            if done && d["status"] == "PRIMARY" && d["rolloutState"] == "IN_PROGRESS" {
                 d["rolloutState"] = "COMPLETED".into();
                 d["rolloutStateReason"] =
-                    "ECS deployment completed (fakecloud-adapter: fakecloud 0.51.0 never says so; deviation 2).".into();
+                    "ECS deployment completed (fakecloud-adapter: its desired count runs this task definition; deviation 2).".into();
+                d["runningCount"] = on_primary.into();
             }
         }
     }
     serde_json::to_vec(&v).ok()
+}
+
+/// The task definitions of a service's RUNNING tasks, one entry per task.
+fn running_task_definitions(upstream: u16, cluster: &str, service: &str) -> Vec<String> {
+    let Some(list) = ecs_call(
+        upstream,
+        "ListTasks",
+        &serde_json::json!({ "cluster": cluster, "serviceName": service, "desiredStatus": "RUNNING" }),
+    ) else {
+        return Vec::new();
+    };
+    let arns: Vec<serde_json::Value> = list["taskArns"].as_array().cloned().unwrap_or_default();
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let Some(tasks) = ecs_call(
+        upstream,
+        "DescribeTasks",
+        &serde_json::json!({ "cluster": cluster, "tasks": arns }),
+    ) else {
+        return Vec::new();
+    };
+    tasks["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["lastStatus"] == "RUNNING")
+        .filter_map(|t| t["taskDefinitionArn"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// One ECS call (JSON protocol) to the emulator, which checks no signature.
+fn ecs_call(port: u16, action: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let body = body.to_string();
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=0\r\n\
+         x-amz-date: 20260101T000000Z\r\n\
+         x-amz-target: AmazonEC2ContainerServiceV20141113.{action}\r\n\
+         content-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).ok()?;
+    let i = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&answer[..i]).to_string();
+    if !head.starts_with("HTTP/1.1 200")
+        || head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+    {
+        return None;
+    }
+    serde_json::from_slice(&answer[i + 4..]).ok()
 }
 
 /// GET `path` (`/bucket?policy`, `/bucket/key`) from the emulator's S3: the body of

@@ -169,8 +169,10 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
     let export = |t: &mut Template, name: &str, v: Value| {
         t.output(name, v, Some(&n.export(name)));
     };
-    // ECS Service Connect's namespace, when a service calls another (`calls:`).
-    if cx.repo.services.iter().any(|u| !u.service.calls.is_empty()) {
+    // ECS Service Connect's namespace (`calls:`), whether or not a service calls
+    // another yet: only `bootstrap` deploys the foundation, so it must not change
+    // when a service adds or drops a call (a Cloud Map HTTP namespace costs nothing).
+    {
         t.resource(
             "ServiceConnectNamespace",
             "AWS::ServiceDiscovery::HttpNamespace",

@@ -165,3 +165,20 @@ impl Drop for FakeCloud {
 pub fn data_plane_port(fc: &FakeCloud, url: &str) -> Option<u16> {
     pantstack_fakecloud_adapter::data_plane_port(fc.port, url)
 }
+
+/// The images of this emulator's running task containers.
+pub fn running_images(fc: &FakeCloud) -> Vec<String> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "--filter",
+            &format!("label=fakecloud-instance=fakecloud-{}", fc.child.id()),
+            "--format",
+            "{{.Image}}",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    out.lines().map(str::to_string).collect()
+}
