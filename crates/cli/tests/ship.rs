@@ -808,6 +808,42 @@ fn an_environment_configured_for_aws_is_deployed_there_when_named() {
         );
         assert_ne!(o.status.code(), Some(1), "{args:?}: {}", text(&o.stderr));
     }
+    // `up --detach` re-executes itself as the local cloud's supervisor: local too,
+    // whether the environment came from the branch or was named with
+    // --target local. (Builds that fail at once keep it short: exit 4.)
+    for svc in ["api", "reports"] {
+        let m = root.join(format!("modules/{svc}/infrastructure/pantstack.yaml"));
+        let t = std::fs::read_to_string(&m).expect("manifest");
+        assert!(
+            t.contains("  build: ./build.sh --local\n"),
+            "{svc}'s local build changed"
+        );
+        std::fs::write(
+            &m,
+            t.replace("  build: ./build.sh --local\n", "  build: \"false\"\n"),
+        )
+        .expect("write");
+    }
+    let keys = base.join("keys");
+    let keys_s = keys.to_str().expect("utf-8").to_string();
+    for args in [
+        &["up", "--detach"][..],
+        &["up", "--detach", "--env", "test", "--target", "local"][..],
+    ] {
+        let (o, contacted) = run(args, &[("PANTSTACK_KEY_DIR", keys_s.as_str())]);
+        assert!(!contacted, "{args:?} went to AWS: {}", text(&o.stderr));
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {}", text(&o.stderr));
+        assert!(
+            text(&o.stderr).contains("build `false`"),
+            "{}",
+            text(&o.stderr)
+        );
+        let (o, contacted) = run(
+            &["down", "--env", "test", "--target", "local"],
+            &[("PANTSTACK_KEY_DIR", keys_s.as_str())],
+        );
+        assert!(!contacted && o.status.success(), "{}", text(&o.stderr));
+    }
     // A target that does not exist: the file, the line, the choices.
     std::fs::write(
         &foundation,
