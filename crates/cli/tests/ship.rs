@@ -171,6 +171,16 @@ fn stack<'a>(v: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no stack {name} in {v:#}"))
 }
 
+/// The strings of a report's array field.
+fn strs<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in {v:#}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// GET on a loopback port: (status, body), or the error.
 fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
@@ -631,12 +641,7 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         ],
         &fc,
     );
-    let deleted: Vec<&str> = v["buckets_deleted"]
-        .as_array()
-        .expect("buckets_deleted")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let deleted: Vec<&str> = strs(&v, "buckets_deleted");
     for b in &retained {
         assert!(deleted.contains(b), "{b} not deleted: {v:#}");
         assert!(
@@ -652,12 +657,7 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             .any(|r| r["type"] == "AWS::S3::Bucket"),
         "{v:#}"
     );
-    let images: Vec<&str> = v["images_deleted"]
-        .as_array()
-        .expect("images_deleted")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let images: Vec<&str> = strs(&v, "images_deleted");
     for t in tags
         .iter()
         .chain(new_tags.iter())

@@ -542,6 +542,36 @@ fn service_stacks(e: &Env<'_>, services: &[String]) -> Vec<(Stack, Option<String
         .collect()
 }
 
+/// A stack of the environment on AWS that its plan does not have (a Service
+/// Connect stack with no calls left, a removed service's): no template, the
+/// primary region, deployed by CI, after `depends_on`.
+fn unplanned(name: &str, region: &str, depends_on: Vec<String>) -> Stack {
+    Stack {
+        name: name.to_string(),
+        template: String::new(),
+        region: region.to_string(),
+        deployed_by: "ci",
+        capabilities: vec![],
+        parameters: vec![],
+        depends_on,
+        template_bucket: false,
+    }
+}
+
+/// Deletes an unplanned stack during a deploy, saying why on its progress line.
+async fn delete_unplanned(c: &Clients, p: &Progress, name: &str, why: &str) -> Ran {
+    p.set(name, &format!("deleting ({why})"));
+    let result = stack::delete_and_wait(c, name, p)
+        .await
+        .map(|()| Outcome::Deleted);
+    p.set(name, if result.is_ok() { "deleted" } else { "failed" });
+    Ran {
+        name: name.to_string(),
+        result,
+        outputs: vec![],
+    }
+}
+
 pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     let c = &e.clients;
     let p = &e.progress;
@@ -703,57 +733,17 @@ pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     // earlier deploy goes (its rules would keep the calls open).
     let calls = e.names().calls_stack();
     if e.stack(&calls).is_none() && stack::describe(c, &calls).await?.is_some() {
-        p.set(&calls, "deleting (no calls left)");
-        let result = stack::delete_and_wait(c, &calls, p)
-            .await
-            .map(|()| Outcome::Deleted);
-        p.set(&calls, if result.is_ok() { "deleted" } else { "failed" });
-        ran.push(Ran {
-            name: calls.clone(),
-            result,
-            outputs: vec![],
-        });
-        stacks.push((
-            Stack {
-                name: calls,
-                template: String::new(),
-                region: c.region.clone(),
-                deployed_by: "ci",
-                capabilities: vec![],
-                parameters: vec![],
-                depends_on: vec![],
-                template_bucket: false,
-            },
-            None,
-        ));
+        let r = delete_unplanned(c, p, &calls, "no calls left").await;
+        ran.push(r);
+        stacks.push((unplanned(&calls, &c.region, vec![]), None));
     }
     // Stacks of services no longer in the monorepo: said, and deleted on request.
     let mut orphaned = Vec::new();
     for name in e.orphans().await? {
         if o.prune && o.services.is_empty() {
-            p.set(&name, "deleting (its service is no longer in the monorepo)");
-            let result = stack::delete_and_wait(c, &name, p)
-                .await
-                .map(|()| Outcome::Deleted);
-            p.set(&name, if result.is_ok() { "deleted" } else { "failed" });
-            ran.push(Ran {
-                name: name.clone(),
-                result,
-                outputs: vec![],
-            });
-            stacks.push((
-                Stack {
-                    name,
-                    template: String::new(),
-                    region: c.region.clone(),
-                    deployed_by: "ci",
-                    capabilities: vec![],
-                    parameters: vec![],
-                    depends_on: vec![],
-                    template_bucket: false,
-                },
-                None,
-            ));
+            let r = delete_unplanned(c, p, &name, "its service is no longer in the monorepo").await;
+            ran.push(r);
+            stacks.push((unplanned(&name, &c.region, vec![]), None));
         } else {
             p.set(
                 &name,
@@ -1232,19 +1222,8 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     // they import from, after a Service Connect stack that may import them).
     let orphans = e.orphans().await?;
     for n in &orphans {
-        order.insert(
-            0,
-            Stack {
-                name: n.clone(),
-                template: String::new(),
-                region: c.region.clone(),
-                deployed_by: "ci",
-                capabilities: vec![],
-                parameters: vec![],
-                depends_on: own_foundation_name.iter().cloned().collect(),
-                template_bucket: false,
-            },
-        );
+        let deps = own_foundation_name.iter().cloned().collect();
+        order.insert(0, unplanned(n, &c.region, deps));
     }
     if let Some(sc) = order.iter_mut().find(|s| s.name == e.names().calls_stack()) {
         sc.depends_on.extend(orphans.iter().cloned());
@@ -1258,19 +1237,7 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
             .filter(|s| s.deployed_by == "ci")
             .map(|s| s.name.clone())
             .collect();
-        order.insert(
-            0,
-            Stack {
-                name: calls,
-                template: String::new(),
-                region: c.region.clone(),
-                deployed_by: "ci",
-                capabilities: vec![],
-                parameters: vec![],
-                depends_on: services,
-                template_bucket: false,
-            },
-        );
+        order.insert(0, unplanned(&calls, &c.region, services));
     }
     let shared = stack::describe(c, &e.shared().name).await?;
     let repository = e.repo.foundation.registry.clone();

@@ -291,37 +291,60 @@ pub static BY_URL: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::ne
 /// One plain request to the emulator (its S3 checks no signature): the body of a
 /// GET, or Some("") after a PUT it accepted.
 fn s3_object(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<String> {
+    // The emulator routes a request by its signature's scope (and checks no
+    // signature): S3 for objects; its own paths need none.
+    let headers = if path.starts_with("/_fakecloud/") {
+        String::new()
+    } else {
+        format!("{}x-amz-content-sha256: UNSIGNED-PAYLOAD\r\n", scope("s3"))
+    };
+    let answer = call(
+        port,
+        method,
+        path,
+        &headers,
+        "application/json",
+        body.unwrap_or(""),
+    );
+    if answer.is_none() {
+        eprintln!("fakecloud S3 {method} {path}: no 200 answer");
+    }
+    answer.map(|b| String::from_utf8_lossy(&b).to_string())
+}
+
+/// Headers of a request the emulator routes to `service` (it checks no signature).
+fn scope(service: &str) -> String {
+    format!(
+        "authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=0\r\nx-amz-date: 20260101T000000Z\r\n"
+    )
+}
+
+/// One request to the emulator on its own connection: the body of a 200 answer
+/// with a length (not chunked: not what it answers for these requests).
+fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    content_type: &str,
+    body: &str,
+) -> Option<Vec<u8>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let body = body.unwrap_or("");
-    // The emulator routes a request by its signature's scope (and checks no
-    // signature): S3 for objects; its own paths need none.
-    let auth = if path.starts_with("/_fakecloud/") {
-        String::new()
-    } else {
-        "authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=0\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\nx-amz-date: 20260101T000000Z\r\n".to_string()
-    };
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}content-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).ok()?;
     let mut answer = Vec::new();
     s.read_to_end(&mut answer).ok()?;
     let i = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&answer[..i]).to_string();
-    if !head.starts_with("HTTP/1.1 200") {
-        eprintln!("fakecloud S3 {method} {path}: {head}");
+    let head = String::from_utf8_lossy(&answer[..i]).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 200") || head.contains("transfer-encoding: chunked") {
         return None;
     }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return None; // not what it answers for an object this size
-    }
-    Some(String::from_utf8_lossy(&answer[i + 4..]).to_string())
+    Some(answer[i + 4..].to_vec())
 }
 
 /// Services whose new task definition the adapter has asked fakecloud's ECS to
@@ -413,31 +436,19 @@ fn running_task_definitions(upstream: u16, cluster: &str, service: &str) -> Vec<
 
 /// One ECS call (JSON protocol) to the emulator, which checks no signature.
 fn ecs_call(port: u16, action: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let body = body.to_string();
-    let req = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
-         authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=0\r\n\
-         x-amz-date: 20260101T000000Z\r\n\
-         x-amz-target: AmazonEC2ContainerServiceV20141113.{action}\r\n\
-         content-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+    let headers = format!(
+        "{}x-amz-target: AmazonEC2ContainerServiceV20141113.{action}\r\n",
+        scope("ecs")
     );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).ok()?;
-    let i = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&answer[..i]).to_string();
-    if !head.starts_with("HTTP/1.1 200")
-        || head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-    {
-        return None;
-    }
-    serde_json::from_slice(&answer[i + 4..]).ok()
+    let answer = call(
+        port,
+        "POST",
+        "/",
+        &headers,
+        "application/x-amz-json-1.1",
+        &body.to_string(),
+    )?;
+    serde_json::from_slice(&answer).ok()
 }
 
 /// GET `path` (`/bucket?policy`, `/bucket/key`) from the emulator's S3: the body of
