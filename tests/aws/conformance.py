@@ -295,6 +295,24 @@ except botocore.exceptions.ClientError as e:
 ssm.delete_parameter(Name="/conf/app/list")
 code, _ = error_code(ssm.get_parameter, Name="/conf/app/list")
 check(code == "ParameterNotFound", "deleted")
+# Labels: attached to a version (moved from another), invalid ones listed, read by name:label.
+r = ssm.label_parameter_version(Name="/conf/app/plain", ParameterVersion=1, Labels=["stable", "1bad"])
+check(r["ParameterVersion"] == 1 and r["InvalidLabels"] == ["1bad"], "LabelParameterVersion")
+ssm.label_parameter_version(Name="/conf/app/plain", Labels=["stable"])
+p = ssm.get_parameter(Name="/conf/app/plain:stable")["Parameter"]
+check(p["Value"] == "v2" and p["Selector"] == ":stable", "a label moved to the latest version")
+hist = ssm.get_parameter_history(Name="/conf/app/plain")["Parameters"]
+check([h["Labels"] for h in hist] == [[], ["stable"]], "labels in GetParameterHistory")
+code, _ = error_code(ssm.get_parameter, Name="/conf/app/plain:nope")
+check(code == "ParameterVersionLabelNotFound", "an unknown label")
+# Tags: on the parameter, by name; DescribeParameters filters by them.
+ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId="/conf/app/plain", Tags=[{"Key": "team", "Value": "conf"}])
+tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId="/conf/app/plain")["TagList"]
+check(tags == [{"Key": "team", "Value": "conf"}], "ListTagsForResource")
+d = ssm.describe_parameters(ParameterFilters=[{"Key": "tag:team", "Values": ["conf"]}])["Parameters"]
+check([x["Name"] for x in d] == ["/conf/app/plain"], "DescribeParameters by tag")
+code, _ = error_code(ssm.put_parameter, Name="/conf/app/t", Value="v", Type="String", Overwrite=True, Tags=[{"Key": "k", "Value": "v"}])
+check(code == "ValidationException", "Tags with Overwrite refused")
 
 
 # ---- S3 -------------------------------------------------------------------------

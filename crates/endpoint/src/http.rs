@@ -169,6 +169,23 @@ async fn run(
             journal.run_flusher_then(|| core.compact_if_due()).await
         }
     });
+    let lifecycle = tokio::spawn({
+        let core = core.clone();
+        async move {
+            // A pass every twenty-fourth of a lifecycle day (50 ms..1 min),
+            // rechecked each second so a shortened day takes effect at once.
+            let mut last = tokio::time::Instant::now();
+            loop {
+                let every = (core.lifecycle_day() / 24)
+                    .clamp(Duration::from_millis(50), Duration::from_secs(60));
+                tokio::time::sleep(every.min(Duration::from_secs(1))).await;
+                if last.elapsed() >= every {
+                    last = tokio::time::Instant::now();
+                    crate::s3svc::lifecycle_pass(&core).await;
+                }
+            }
+        }
+    });
     let s3 = crate::s3svc::service(core.clone());
     // Every connection holds a sender; when the last is gone, all have finished.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
@@ -229,6 +246,7 @@ async fn run(
     drop(listener);
     drop(open);
     let _ = tokio::time::timeout(DRAIN, all_closed.recv()).await;
+    lifecycle.abort();
     flusher.abort();
     core.journal.flush();
 }

@@ -151,6 +151,22 @@ pub fn call_request(call: &Call, region: &str, account: &str) -> Vec<(String, St
         // handler looks up; AWS scopes the action to the queue, so ask for it on
         // every queue (a unit's policy never grants it).
         Resource::Task(_) => vec![(action, queue("*"))],
+        // PutParameter with `Tags` also needs `ssm:AddTagsToResource`, as on AWS.
+        Resource::Parameter(p)
+            if call.action == "PutParameter"
+                && call
+                    .input
+                    .get("Tags")
+                    .and_then(|t| t.as_array())
+                    .is_some_and(|t| !t.is_empty()) =>
+        {
+            vec![
+                (action, parameter(p)),
+                ("ssm:AddTagsToResource".into(), parameter(p)),
+            ]
+        }
+        // Labels and tags (`ssm:LabelParameterVersion`, `ssm:AddTagsToResource`,
+        // ...) are on the parameter's ARN too.
         Resource::Parameter(p) | Resource::Path(p) => vec![(action, parameter(p))],
         Resource::Parameters(ps) if ps.is_empty() => vec![(action, "*".into())],
         Resource::Parameters(ps) => ps.iter().map(|p| (action.clone(), parameter(p))).collect(),
@@ -236,6 +252,18 @@ pub fn s3_request(
         "ListObjectVersions" => "ListBucketVersions".into(),
         "ListMultipartUploads" => "ListBucketMultipartUploads".into(),
         "ListBuckets" => "ListAllMyBuckets".into(),
+        "GetObjectTagging" => versioned("GetObjectTagging", "GetObjectVersionTagging"),
+        "PutObjectTagging" => versioned("PutObjectTagging", "PutObjectVersionTagging"),
+        "DeleteObjectTagging" => versioned("DeleteObjectTagging", "DeleteObjectVersionTagging"),
+        "PutBucketCors" | "DeleteBucketCors" => "PutBucketCORS".into(),
+        "GetBucketCors" => "GetBucketCORS".into(),
+        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
+            "PutLifecycleConfiguration".into()
+        }
+        "GetBucketLifecycleConfiguration" => "GetLifecycleConfiguration".into(),
+        "PutBucketEncryption" | "DeleteBucketEncryption" => "PutEncryptionConfiguration".into(),
+        "GetBucketEncryption" => "GetEncryptionConfiguration".into(),
+        "DeleteBucketTagging" => "PutBucketTagging".into(),
         other => other.to_string(),
     };
     let resource = match (&object_arn, &bucket_resource) {
@@ -253,6 +281,12 @@ pub fn s3_request(
         out.push((read.into(), format!("{}/{k}", bucket_arn(b))));
     }
     out
+}
+
+/// The bucket an S3 ARN names (`arn:aws:s3:::bucket` or `…:::bucket/key`).
+pub fn bucket_of_arn(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:aws:s3:::")?;
+    Some(rest.split_once('/').map_or(rest, |(b, _)| b))
 }
 
 /// What a `DeleteObjects` needs: for each (key, names a version) of the batch,
@@ -384,6 +418,19 @@ mod tests {
             "1",
         );
         assert_eq!(r, vec![("sqs:GetQueueUrl".to_string(), arn("jobs"))]);
+        for (action, input) in [
+            (
+                "AddPermission",
+                json!({"QueueUrl": "http://h/1/jobs", "Label": "l", "AWSAccountIds": ["111122223333"], "Actions": ["SendMessage"]}),
+            ),
+            (
+                "RemovePermission",
+                json!({"QueueUrl": "http://h/1/jobs", "Label": "l"}),
+            ),
+        ] {
+            let r = call_request(&call(Service::Sqs, action, input), "r", "1");
+            assert_eq!(r, vec![(format!("sqs:{action}"), arn("jobs"))]);
+        }
         let r = call_request(&call(Service::Sqs, "ListQueues", json!({})), "r", "1");
         assert_eq!(r, vec![("sqs:ListQueues".to_string(), "*".to_string())]);
         let r = call_request(
@@ -448,6 +495,63 @@ mod tests {
                 "ssm:GetParametersByPath".to_string(),
                 "arn:aws:ssm:r:1:parameter/".to_string()
             )]
+        );
+        // Labels and tags: their own actions, on the parameter's ARN (a
+        // ResourceId may be the ARN); PutParameter with Tags needs both.
+        let ab = "arn:aws:ssm:r:1:parameter/a/b".to_string();
+        for (action, input) in [
+            (
+                "LabelParameterVersion",
+                json!({"Name": "/a/b", "Labels": ["x"]}),
+            ),
+            (
+                "UnlabelParameterVersion",
+                json!({"Name": "/a/b:1", "ParameterVersion": 1, "Labels": ["x"]}),
+            ),
+            (
+                "AddTagsToResource",
+                json!({"ResourceType": "Parameter", "ResourceId": "/a/b", "Tags": []}),
+            ),
+            (
+                "RemoveTagsFromResource",
+                json!({"ResourceType": "Parameter", "ResourceId": ab, "TagKeys": []}),
+            ),
+            (
+                "ListTagsForResource",
+                json!({"ResourceType": "Parameter", "ResourceId": "/a/b"}),
+            ),
+        ] {
+            let r = call_request(&call(Service::Ssm, action, input), "r", "1");
+            assert_eq!(r, vec![(format!("ssm:{action}"), ab.clone())], "{action}");
+        }
+        let r = call_request(
+            &call(
+                Service::Ssm,
+                "ListTagsForResource",
+                json!({"ResourceType": "Document", "ResourceId": "d"}),
+            ),
+            "r",
+            "1",
+        );
+        assert_eq!(
+            r,
+            vec![("ssm:ListTagsForResource".to_string(), "*".to_string())]
+        );
+        let r = call_request(
+            &call(
+                Service::Ssm,
+                "PutParameter",
+                json!({"Name": "/a/b", "Value": "v", "Tags": [{"Key": "k", "Value": "v"}]}),
+            ),
+            "r",
+            "1",
+        );
+        assert_eq!(
+            r,
+            vec![
+                ("ssm:PutParameter".to_string(), ab.clone()),
+                ("ssm:AddTagsToResource".to_string(), ab.clone())
+            ]
         );
 
         assert_eq!(

@@ -21,9 +21,11 @@ pub mod iam;
 pub mod io;
 pub mod journal;
 pub mod keys;
+pub mod policy_doc;
 pub mod query;
 pub mod request;
 pub mod s3;
+pub mod s3config;
 pub mod s3svc;
 pub mod sqs;
 pub mod ssm;
@@ -237,6 +239,8 @@ pub struct Core {
     /// SigV4 signing keys by access key/day/region/service.
     signing_keys: Mutex<HashMap<String, Arc<[u8]>>>,
     compact_min: u64,
+    /// How long a "day" of S3 lifecycle rules lasts, in ms (AWS: a day).
+    lifecycle_day: std::sync::atomic::AtomicU64,
 }
 
 /// Standard base64 (SecureString blobs, S3 checksums, inline objects).
@@ -250,6 +254,9 @@ pub(crate) fn unb64(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
+
+/// A day in ms: S3 lifecycle rules count days.
+pub const DAY_MS: u64 = 86_400_000;
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -324,6 +331,7 @@ impl Core {
             base_url: RwLock::new(String::new()),
             signing_keys: Mutex::new(HashMap::new()),
             compact_min: cfg.compact_min_bytes,
+            lifecycle_day: std::sync::atomic::AtomicU64::new(DAY_MS),
         })
         .inspect(Core::compact_on_open)
     }
@@ -444,6 +452,23 @@ impl Core {
 
     pub fn base_url(&self) -> String {
         self.base_url.read().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Shortens (or restores) the day of S3 lifecycle rules, so a local cloud
+    /// shows a rule acting within minutes (`PANTSTACK_S3_LIFECYCLE_DAY_SECONDS`
+    /// in the supervisor's environment). Rules are then applied every
+    /// twenty-fourth of that day (at least every 50 ms, at most every minute).
+    pub fn set_lifecycle_day(&self, day: Duration) {
+        let ms = (day.as_millis() as u64).max(1);
+        self.lifecycle_day
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn lifecycle_day(&self) -> Duration {
+        Duration::from_millis(
+            self.lifecycle_day
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// The credentials of a principal (`user` or a unit name).
@@ -768,9 +793,43 @@ impl Core {
         Self::durable(rx).await.map_err(|e| e.message)
     }
 
+    /// Sets a bucket's lifecycle rules to what its manifest declares, as the
+    /// synthesized template does on AWS (`s3::declared_lifecycle`); a deploy
+    /// replaces rules set through the API, as CloudFormation would. Journaled
+    /// only when they differ.
+    pub async fn ensure_lifecycle(
+        &self,
+        name: &str,
+        rules: Vec<s3::LifecycleRule>,
+    ) -> Result<(), String> {
+        let rx = {
+            let mut st = lock(&self.s3);
+            let Some(b) = st.buckets.get(name) else {
+                return Err(format!("no bucket {name}"));
+            };
+            if b.config.lifecycle.as_ref() == Some(&rules) {
+                return Ok(());
+            }
+            let mut config = b.config.clone();
+            config.lifecycle = Some(rules);
+            let op = s3::Op::Config {
+                name: name.to_string(),
+                config,
+            };
+            st.apply(&op);
+            self.journal.submit(self.records(vec![op], Record::S3))
+        };
+        Self::durable(rx).await.map_err(|e| e.message)
+    }
+
     /// The ARN of a queue of this endpoint.
     pub fn queue_arn(&self, name: &str) -> String {
         lock(&self.sqs).arn(name)
+    }
+
+    /// The stored `Policy` document of a queue (`sqs::Sqs::policy_of`), if any.
+    pub fn sqs_policy_of(&self, queue: &str) -> Option<String> {
+        lock(&self.sqs).policy_of(queue).map(str::to_string)
     }
 
     /// The names of parameters under a path and when each last changed (ms).

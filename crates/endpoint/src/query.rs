@@ -59,6 +59,9 @@ pub fn to_json(pairs: &[(String, String)]) -> Result<Value, ApiError> {
         ("MessageAttributeName", "MessageAttributeNames"),
         ("MessageSystemAttributeName", "MessageSystemAttributeNames"),
         ("TagKey", "TagKeys"),
+        // AddPermission: `AWSAccountId.N`, `ActionName.N`.
+        ("AWSAccountId", "AWSAccountIds"),
+        ("ActionName", "Actions"),
     ];
     'pairs: for (k, v) in pairs {
         if k == "Action" || k == "Version" || k.starts_with("X-Amz-") {
@@ -257,6 +260,8 @@ pub fn to_xml(action: &str, output: &Value, request_id: &str) -> String {
             | "ChangeMessageVisibility"
             | "TagQueue"
             | "UntagQueue"
+            | "AddPermission"
+            | "RemovePermission"
     ) {
         out.push_str(&format!("<{action}Result/>"));
     }
@@ -301,6 +306,17 @@ mod tests {
         assert_eq!(v["Entries"][1]["Id"], "b");
         assert_eq!(v["AttributeNames"][0], "All");
         assert_eq!(v["Attributes"]["VisibilityTimeout"], "5");
+        // AddPermission's lists (SQS API reference, AddPermission, query example).
+        let v = to_json(&form_pairs(
+            "Action=AddPermission&Label=Share&AWSAccountId.1=111122223333\
+             &AWSAccountId.2=444455556666&ActionName.1=SendMessage&ActionName.2=ReceiveMessage",
+        ))
+        .unwrap();
+        assert_eq!(v["AWSAccountIds"], json!(["111122223333", "444455556666"]));
+        assert_eq!(v["Actions"], json!(["SendMessage", "ReceiveMessage"]));
+        assert_eq!(v["Label"], "Share");
+        let x = to_xml("AddPermission", &json!({}), "r1");
+        assert!(!x.contains("Result"), "{x}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! The same value is authorized (`iam::call_request`) and handed to the handler.
 //! The members that name a resource (`QueueUrl`, `QueueName`, `SourceArn`,
-//! `DestinationArn`, `Name`, `Names`, `Path`) are *moved out* of the input into
+//! `DestinationArn`, `Name`, `Names`, `Path`, `ResourceId`) are *moved out* of the input into
 //! `Resource`, so a handler cannot read a resource from the raw input: what IAM
 //! checked is what the handler acts on. Members an action does not have, members
 //! given twice (JSON keys or form parameters), and resource members of the wrong
@@ -67,6 +67,8 @@ enum From {
     Name,
     Names,
     Path,
+    /// SSM tagging: `ResourceId`, a parameter when `ResourceType` is `Parameter`.
+    TagResource,
 }
 
 /// SQS actions: (name, resource, other members).
@@ -135,6 +137,12 @@ const SQS: &[(&str, From, &[&str])] = &[
     ),
     ("ListMessageMoveTasks", From::Move, &["MaxResults"]),
     ("CancelMessageMoveTask", From::TaskHandle, &[]),
+    (
+        "AddPermission",
+        From::QueueUrl,
+        &["Label", "AWSAccountIds", "Actions"],
+    ),
+    ("RemovePermission", From::QueueUrl, &["Label"]),
 ];
 
 /// SSM actions: (name, resource, other members).
@@ -186,6 +194,27 @@ const SSM: &[(&str, From, &[&str])] = &[
         From::Name,
         &["WithDecryption", "MaxResults", "NextToken"],
     ),
+    (
+        "LabelParameterVersion",
+        From::Name,
+        &["ParameterVersion", "Labels"],
+    ),
+    (
+        "UnlabelParameterVersion",
+        From::Name,
+        &["ParameterVersion", "Labels"],
+    ),
+    (
+        "AddTagsToResource",
+        From::TagResource,
+        &["ResourceType", "Tags"],
+    ),
+    (
+        "RemoveTagsFromResource",
+        From::TagResource,
+        &["ResourceType", "TagKeys"],
+    ),
+    ("ListTagsForResource", From::TagResource, &["ResourceType"]),
 ];
 
 fn serialization(msg: impl Into<String>) -> ApiError {
@@ -354,6 +383,15 @@ impl Call {
                 Resource::Parameter(string("Name")?.ok_or_else(|| missing(service, "Name"))?)
             }
             From::Path => Resource::Path(string("Path")?.ok_or_else(|| missing(service, "Path"))?),
+            From::TagResource => {
+                // Only a parameter is a resource here; for another type the
+                // handler answers InvalidResourceType, and IAM asks for `*`.
+                let id = string("ResourceId")?.ok_or_else(|| missing(service, "ResourceId"))?;
+                match map.get("ResourceType") {
+                    Some(Value::String(t)) if t == "Parameter" => Resource::Parameter(id),
+                    _ => Resource::None,
+                }
+            }
             From::Names => {
                 let names = match map.remove("Names") {
                     None | Some(Value::Null) => return Err(missing(service, "Names")),
@@ -414,6 +452,7 @@ fn members_of(from: From, others: &[&str]) -> String {
         From::Name => &["Name"],
         From::Names => &["Names"],
         From::Path => &["Path"],
+        From::TagResource => &["ResourceId"],
     };
     resource
         .iter()
@@ -626,9 +665,9 @@ mod tests {
 
     #[test]
     fn unknown_actions_are_refused() {
-        let e = Call::parse(Service::Sqs, "AddPermission", json!({}), None).unwrap_err();
+        let e = Call::parse(Service::Sqs, "CreateTopic", json!({}), None).unwrap_err();
         assert_eq!(e.code, "InvalidAction");
-        let e = Call::parse(Service::Ssm, "LabelParameterVersion", json!({}), None).unwrap_err();
+        let e = Call::parse(Service::Ssm, "PutResourcePolicy", json!({}), None).unwrap_err();
         assert_eq!(e.code, "UnknownOperationException");
     }
 }

@@ -126,6 +126,67 @@ impl S3Svc {
         }
     }
 
+    /// Replaces part of a bucket's configuration, journaled.
+    async fn configure(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut crate::s3::BucketConfig),
+    ) -> S3Result<()> {
+        let (rx, g) = {
+            let mut st = self.state();
+            let mut config = bucket(&st, name)?.config.clone();
+            change(&mut config);
+            self.apply(
+                &mut st,
+                vec![Op::Config {
+                    name: name.to_string(),
+                    config,
+                }],
+            )
+        };
+        self.commit(rx, g).await
+    }
+
+    /// A part of a bucket's configuration, or the error S3 answers when unset.
+    fn config_part<T>(
+        &self,
+        name: &str,
+        part: impl FnOnce(&crate::s3::BucketConfig) -> Option<T>,
+        unset: S3Error,
+    ) -> S3Result<T> {
+        let st = self.state();
+        part(&bucket(&st, name)?.config).ok_or(unset)
+    }
+
+    /// Replaces the tags of an object version (the latest without a version id).
+    async fn set_tags(
+        &self,
+        name: &str,
+        key: &str,
+        version_id: Option<&String>,
+        tags: BTreeMap<String, String>,
+    ) -> S3Result<Option<String>> {
+        let (rx, g, shown) = {
+            let mut st = self.state();
+            let b = bucket(&st, name)?;
+            let v = pick(b, key, version_id)?;
+            let shown = b.versioning.is_some().then(|| v.version_id.clone());
+            let version_id = v.version_id.clone();
+            let (rx, g) = self.apply(
+                &mut st,
+                vec![Op::Tagging {
+                    bucket: name.to_string(),
+                    key: key.to_string(),
+                    version_id,
+                    tags,
+                }],
+            );
+            (rx, g, shown)
+        };
+        self.commit(rx, g).await?;
+        Ok(shown)
+    }
+
     /// Applies `ops` (already checked) and journals them while the lock is held.
     fn apply(&self, st: &mut Objects, ops: Vec<Op>) -> (crate::journal::Durable, Vec<String>) {
         let mut garbage = Vec::new();
@@ -135,6 +196,39 @@ impl S3Svc {
         let records = self.core.records(ops, crate::Record::S3);
         (self.core.journal.submit(records), garbage)
     }
+}
+
+/// Applies what the buckets' lifecycle rules call for now (expirations,
+/// noncurrent-version expirations, aborted uploads), journaled as the requests
+/// that would do the same are; returns how many actions ran.
+pub async fn lifecycle_pass(core: &Core) -> usize {
+    let day = core.lifecycle_day().as_millis() as u64;
+    let (rx, garbage, n) = {
+        let mut st = core.s3.lock().unwrap_or_else(|e| e.into_inner());
+        let ops = st.lifecycle_ops(crate::now_ms(), day, &mut new_id);
+        if ops.is_empty() {
+            return 0;
+        }
+        let n = ops.len();
+        let mut garbage = Vec::new();
+        for op in &ops {
+            garbage.extend(st.apply(op));
+        }
+        let records = core.records(ops, crate::Record::S3);
+        (core.journal.submit(records), garbage, n)
+    };
+    if rx.wait().await.is_err() {
+        // The journal stopped: nothing more is served, the blobs stay.
+        return 0;
+    }
+    let dir = core.objects_dir.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        for g in garbage {
+            let _ = std::fs::remove_file(dir.join(g));
+        }
+    })
+    .await;
+    n
 }
 
 /// A bucket by name, or NoSuchBucket.
@@ -384,6 +478,93 @@ async fn write_blob(
 /// Objects up to this size live in their journal record (one sync per PUT);
 /// larger ones in blob files.
 const INLINE_MAX: i64 = 64 * 1024;
+
+/// `x-amz-copy-source-range: bytes=first-last` within an object of `size`
+/// bytes: (offset, length).
+fn copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )
+    };
+    let (a, b) = r
+        .strip_prefix("bytes=")
+        .and_then(|x| x.split_once('-'))
+        .ok_or_else(bad)?;
+    let (first, last): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if first > last {
+        return Err(bad());
+    }
+    if last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "The requested range is not satisfiable: bytes {first}-{last} of an object of {size} bytes"
+        ));
+    }
+    Ok((first, last - first + 1))
+}
+
+/// Copies `len` bytes at `start` of a version's data into a new synced blob:
+/// its name, MD5 and the upload's checksum (if it has an algorithm).
+fn copy_part(
+    dir: &Path,
+    v: &Version,
+    start: u64,
+    len: u64,
+    algorithm: Option<String>,
+) -> std::io::Result<(String, [u8; 16], BTreeMap<String, String>)> {
+    let name = new_id();
+    let path = dir.join(&name);
+    let mut out = std::fs::File::create(&path)?;
+    let mut md5 = Md5::new();
+    let mut hasher = algorithm.as_deref().and_then(Hasher::new);
+    let mut feed = |d: &[u8], out: &mut std::fs::File| -> std::io::Result<()> {
+        md5.update(d);
+        if let Some(h) = hasher.as_mut() {
+            h.update(d);
+        }
+        out.write_all(d)
+    };
+    let result = (|| -> std::io::Result<()> {
+        if let Some(inline) = &v.inline {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(inline)
+                .map_err(|e| std::io::Error::other(format!("damaged inline object: {e}")))?;
+            let end = (start + len).min(data.len() as u64) as usize;
+            feed(&data[start as usize..end], &mut out)?;
+        } else if let Some(blob) = &v.blob {
+            let mut f = std::fs::File::open(dir.join(blob))?;
+            f.seek(SeekFrom::Start(start))?;
+            let mut left = len;
+            let mut buf = vec![0u8; CHUNK];
+            while left > 0 {
+                let n = f.read(&mut buf[..(left.min(CHUNK as u64) as usize)])?;
+                if n == 0 {
+                    return Err(std::io::Error::other(
+                        "the source blob is shorter than its object",
+                    ));
+                }
+                feed(&buf[..n], &mut out)?;
+                left -= n as u64;
+            }
+        }
+        out.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    let mut sums = BTreeMap::new();
+    if let (Some(a), Some(h)) = (algorithm, hasher) {
+        sums.insert(a, h.finish());
+    }
+    Ok((name, md5.finalize().into(), sums))
+}
 
 /// Checks Content-MD5 and the checksums the request carried (headers or trailer).
 fn verify_sums(
@@ -767,6 +948,245 @@ impl S3 for S3Svc {
         }))
     }
 
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let i = req.input;
+        let tags = crate::s3config::tag_set_in(&i.tagging.tag_set, 10)?;
+        let version_id = self
+            .set_tags(&i.bucket, &i.key, i.version_id.as_ref(), tags)
+            .await?;
+        Ok(S3Response::new(PutObjectTaggingOutput { version_id }))
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let i = req.input;
+        let st = self.state();
+        let b = bucket(&st, &i.bucket)?;
+        let v = pick(b, &i.key, i.version_id.as_ref())?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: crate::s3config::tag_set(&v.tags),
+            version_id: b.versioning.is_some().then(|| v.version_id.clone()),
+        }))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let i = req.input;
+        let version_id = self
+            .set_tags(&i.bucket, &i.key, i.version_id.as_ref(), BTreeMap::new())
+            .await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput { version_id }))
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        let i = req.input;
+        let arn = crate::iam::bucket_arn(&i.bucket);
+        crate::policy_doc::PolicyDoc::parse(&i.policy, "s3", &|r| {
+            r == arn || r.starts_with(&format!("{arn}/"))
+        })
+        .map_err(|e| s3_error!(MalformedPolicy, "{e}"))?;
+        self.configure(&i.bucket, |c| c.policy = Some(i.policy.clone()))
+            .await?;
+        let mut r = S3Response::new(PutBucketPolicyOutput::default());
+        r.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(r)
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        let policy = self.config_part(
+            &req.input.bucket,
+            |c| c.policy.clone(),
+            s3_error!(NoSuchBucketPolicy, "The bucket policy does not exist"),
+        )?;
+        Ok(S3Response::new(GetBucketPolicyOutput {
+            policy: Some(policy),
+        }))
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        self.configure(&req.input.bucket, |c| c.policy = None)
+            .await?;
+        let mut r = S3Response::new(DeleteBucketPolicyOutput::default());
+        r.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(r)
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        let i = req.input;
+        let rules = crate::s3config::cors_in(&i.cors_configuration)?;
+        self.configure(&i.bucket, |c| c.cors = Some(rules)).await?;
+        Ok(S3Response::new(PutBucketCorsOutput::default()))
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        let rules = self.config_part(
+            &req.input.bucket,
+            |c| c.cors.clone(),
+            s3_error!(
+                NoSuchCORSConfiguration,
+                "The CORS configuration does not exist"
+            ),
+        )?;
+        Ok(S3Response::new(GetBucketCorsOutput {
+            cors_rules: Some(crate::s3config::cors_out(&rules)),
+        }))
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.configure(&req.input.bucket, |c| c.cors = None).await?;
+        let mut r = S3Response::new(DeleteBucketCorsOutput::default());
+        r.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(r)
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let i = req.input;
+        let Some(conf) = &i.lifecycle_configuration else {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        };
+        let rules = crate::s3config::lifecycle_in(conf)?;
+        self.configure(&i.bucket, |c| c.lifecycle = Some(rules))
+            .await?;
+        Ok(S3Response::new(
+            PutBucketLifecycleConfigurationOutput::default(),
+        ))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let rules = self.config_part(
+            &req.input.bucket,
+            |c| c.lifecycle.clone(),
+            s3_error!(
+                NoSuchLifecycleConfiguration,
+                "The lifecycle configuration does not exist"
+            ),
+        )?;
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(crate::s3config::lifecycle_out(&rules)),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.configure(&req.input.bucket, |c| c.lifecycle = None)
+            .await?;
+        let mut r = S3Response::new(DeleteBucketLifecycleOutput::default());
+        r.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(r)
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let i = req.input;
+        let sse = crate::s3config::encryption_in(
+            &i.server_side_encryption_configuration,
+            &self.core.region,
+        )?;
+        self.configure(&i.bucket, |c| c.encryption = Some(sse))
+            .await?;
+        Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let st = self.state();
+        let b = bucket(&st, &req.input.bucket)?;
+        // Every bucket has default encryption (SSE-S3 unless set otherwise).
+        Ok(S3Response::new(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(crate::s3config::encryption_out(
+                b.config.encryption.as_ref(),
+            )),
+        }))
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.configure(&req.input.bucket, |c| c.encryption = None)
+            .await?;
+        let mut r = S3Response::new(DeleteBucketEncryptionOutput::default());
+        r.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(r)
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let i = req.input;
+        let tags = crate::s3config::tag_set_in(&i.tagging.tag_set, 50)?;
+        self.configure(&i.bucket, |c| c.tags = Some(tags)).await?;
+        let mut r = S3Response::new(PutBucketTaggingOutput::default());
+        r.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(r)
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let tags = self.config_part(
+            &req.input.bucket,
+            |c| c.tags.clone(),
+            s3_error!(NoSuchTagSet, "The TagSet does not exist"),
+        )?;
+        Ok(S3Response::new(GetBucketTaggingOutput {
+            tag_set: crate::s3config::tag_set(&tags),
+        }))
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.configure(&req.input.bucket, |c| c.tags = None).await?;
+        let mut r = S3Response::new(DeleteBucketTaggingOutput::default());
+        r.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(r)
+    }
+
     async fn head_bucket(
         &self,
         req: S3Request<HeadBucketInput>,
@@ -932,9 +1352,19 @@ impl S3 for S3Svc {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let i = req.input;
-        if !self.state().buckets.contains_key(&i.bucket) {
-            return Err(no_bucket(&i.bucket));
-        }
+        let tags = crate::s3config::tagging_header(i.tagging.as_ref())?;
+        let sse = {
+            let st = self.state();
+            let b = bucket(&st, &i.bucket)?;
+            crate::s3config::sse_of(
+                i.server_side_encryption.as_ref(),
+                i.ssekms_key_id.as_ref(),
+                i.bucket_key_enabled,
+                i.sse_customer_algorithm.is_some(),
+                b.config.encryption.as_ref(),
+                &self.core.region,
+            )?
+        };
         let wanted = Wanted::new(
             i.checksum_algorithm.as_ref(),
             i.checksum_crc32.as_ref(),
@@ -1003,6 +1433,8 @@ impl S3 for S3Svc {
                 headers,
                 checksums: w.checksums.clone(),
                 parts: None,
+                tags,
+                sse: sse.clone(),
             };
             let versioned = b.versioning.is_some();
             let (rx, g) = self.apply(
@@ -1017,7 +1449,12 @@ impl S3 for S3Svc {
         };
         self.commit(rx, g).await?;
         let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields_of(&w.checksums);
+        let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
+            crate::s3config::sse_fields(sse.as_ref());
         Ok(S3Response::new(PutObjectOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
             e_tag: Some(ETag::Strong(hex(&w.md5))),
             version_id: version.map(|v| v.version_id),
             checksum_crc32: crc32,
@@ -1081,7 +1518,13 @@ impl S3 for S3Svc {
             ));
         }
         let partial = content_range.is_some();
+        let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
+            crate::s3config::sse_fields(v.sse.as_ref());
         let mut resp = S3Response::new(GetObjectOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
+            tag_count: (!v.tags.is_empty()).then_some(v.tags.len() as i32),
             body,
             content_length: Some(len as i64),
             content_range,
@@ -1129,7 +1572,12 @@ impl S3 for S3Svc {
             .as_ref()
             .is_some_and(|m| m.as_str() == "ENABLED");
         let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(v, want_sums);
+        let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
+            crate::s3config::sse_fields(v.sse.as_ref());
         Ok(S3Response::new(HeadObjectOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
             content_length: Some(v.size as i64),
             accept_ranges: Some("bytes".into()),
             content_type: v.content_type.clone().and_then(|c| c.parse().ok()),
@@ -1261,7 +1709,35 @@ impl S3 for S3Svc {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == "REPLACE");
-        if !replace && sb.as_ref() == i.bucket && sk.as_ref() == i.key && sv.is_none() {
+        let replace_tags = i
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE");
+        let tags = if replace_tags {
+            crate::s3config::tagging_header(i.tagging.as_ref())?
+        } else {
+            src.tags.clone()
+        };
+        let sse = {
+            let st = self.state();
+            let b = bucket(&st, &i.bucket)?;
+            crate::s3config::sse_of(
+                i.server_side_encryption.as_ref(),
+                i.ssekms_key_id.as_ref(),
+                i.bucket_key_enabled,
+                i.sse_customer_algorithm.is_some()
+                    || i.copy_source_sse_customer_algorithm.is_some(),
+                b.config.encryption.as_ref(),
+                &self.core.region,
+            )?
+        };
+        let changes_encryption = i.server_side_encryption.is_some();
+        if !replace
+            && !changes_encryption
+            && sb.as_ref() == i.bucket
+            && sk.as_ref() == i.key
+            && sv.is_none()
+        {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -1286,6 +1762,8 @@ impl S3 for S3Svc {
         let mut version = src.clone();
         version.blob = src.blob.as_ref().map(|_| blob.clone());
         version.modified = crate::now_ms();
+        version.tags = tags;
+        version.sse = sse;
         if replace {
             version.metadata = i
                 .metadata
@@ -1327,6 +1805,8 @@ impl S3 for S3Svc {
         };
         self.commit(rx, g).await?;
         let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(&version, true);
+        let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
+            crate::s3config::sse_fields(version.sse.as_ref());
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag_of(&version)),
@@ -1340,6 +1820,9 @@ impl S3 for S3Svc {
             }),
             version_id: versioned.then(|| version.version_id.clone()),
             copy_source_version_id: sv.as_ref().map(|s| s.to_string()),
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
             ..Default::default()
         }))
     }
@@ -1556,6 +2039,21 @@ impl S3 for S3Svc {
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let i = req.input;
         let upload_id = new_id();
+        let tags = crate::s3config::tagging_header(i.tagging.as_ref())?;
+        let sse = {
+            let st = self.state();
+            let b = bucket(&st, &i.bucket)?;
+            crate::s3config::sse_of(
+                i.server_side_encryption.as_ref(),
+                i.ssekms_key_id.as_ref(),
+                i.bucket_key_enabled,
+                i.sse_customer_algorithm.is_some(),
+                b.config.encryption.as_ref(),
+                &self.core.region,
+            )?
+        };
+        let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
+            crate::s3config::sse_fields(sse.as_ref());
         let upload = Upload {
             key: i.key.clone(),
             initiated: crate::now_ms(),
@@ -1583,6 +2081,8 @@ impl S3 for S3Svc {
                 ),
                 checksums: BTreeMap::new(),
                 parts: None,
+                tags,
+                sse,
             },
             checksum_algorithm: i
                 .checksum_algorithm
@@ -1610,6 +2110,9 @@ impl S3 for S3Svc {
             key: Some(i.key),
             upload_id: Some(upload_id),
             checksum_algorithm: i.checksum_algorithm,
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
             ..Default::default()
         }))
     }
@@ -1690,6 +2193,125 @@ impl S3 for S3Svc {
             checksum_sha1: sha1,
             checksum_sha256: sha256,
             checksum_crc64nvme: crc64,
+            ..Default::default()
+        }))
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let i = req.input;
+        if !(1..=10_000).contains(&i.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            ));
+        }
+        if i.sse_customer_algorithm.is_some() || i.copy_source_sse_customer_algorithm.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "server-side encryption with customer-provided keys (SSE-C) is not served by the local cloud"
+            ));
+        }
+        let CopySource::Bucket {
+            bucket: sb,
+            key: sk,
+            version_id: sv,
+        } = &i.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "copies from access points are not supported locally"
+            ));
+        };
+        let (src, algorithm) = {
+            let st = self.state();
+            let b = bucket(&st, &i.bucket)?;
+            let algorithm = b
+                .uploads
+                .get(&i.upload_id)
+                .filter(|u| u.key == i.key)
+                .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?
+                .checksum_algorithm
+                .clone();
+            let sbk = bucket(&st, sb)?;
+            let v = pick(sbk, sk, sv.as_ref().map(|s| s.to_string()).as_ref())?.clone();
+            check_conditions(
+                &v,
+                i.copy_source_if_match.as_ref(),
+                i.copy_source_if_none_match.as_ref(),
+                i.copy_source_if_modified_since.as_ref(),
+                i.copy_source_if_unmodified_since.as_ref(),
+            )
+            .map_err(|e| {
+                if *e.code() == S3ErrorCode::NotModified {
+                    s3_error!(
+                        PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold"
+                    )
+                } else {
+                    e
+                }
+            })?;
+            (v, algorithm)
+        };
+        let (start, len) = match &i.copy_source_range {
+            None => (0, src.size),
+            Some(r) => copy_range(r, src.size)?,
+        };
+        let dir = self.dir().to_path_buf();
+        let from = src.clone();
+        let written =
+            tokio::task::spawn_blocking(move || copy_part(&dir, &from, start, len, algorithm))
+                .await
+                .map_err(|e| s3_error!(InternalError, "{e}"))?
+                .map_err(|e| s3_error!(InternalError, "cannot copy the part: {e}"))?;
+        let (blob, md5, checksums) = written;
+        let part = Part {
+            blob: blob.clone(),
+            size: len,
+            etag: hex(&md5),
+            modified: crate::now_ms(),
+            checksums: checksums.clone(),
+        };
+        let (rx, g) = {
+            let mut st = self.state();
+            let known = st
+                .buckets
+                .get(&i.bucket)
+                .and_then(|b| b.uploads.get(&i.upload_id))
+                .is_some_and(|u| u.key == i.key);
+            if !known {
+                let _ = std::fs::remove_file(self.dir().join(&blob));
+                return Err(s3_error!(
+                    NoSuchUpload,
+                    "The specified upload does not exist."
+                ));
+            }
+            self.apply(
+                &mut st,
+                vec![Op::UploadPart {
+                    bucket: i.bucket.clone(),
+                    upload_id: i.upload_id.clone(),
+                    number: i.part_number as u32,
+                    part: part.clone(),
+                }],
+            )
+        };
+        self.commit(rx, g).await?;
+        let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields_of(&checksums);
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(part.etag)),
+                last_modified: Some(ts(part.modified)),
+                checksum_crc32: crc32,
+                checksum_crc32c: crc32c,
+                checksum_sha1: sha1,
+                checksum_sha256: sha256,
+                checksum_crc64nvme: crc64,
+            }),
+            copy_source_version_id: sv.as_ref().map(|s| s.to_string()),
             ..Default::default()
         }))
     }
@@ -2152,6 +2774,12 @@ const BY_INPUT: &[&str] = &[
     "DeleteObject",
     "DeleteObjects",
     "CopyObject",
+    "UploadPartCopy",
+    "PutObject",
+    "CreateMultipartUpload",
+    "GetObjectTagging",
+    "PutObjectTagging",
+    "DeleteObjectTagging",
 ];
 
 impl Access {
@@ -2170,21 +2798,73 @@ impl Access {
         Ok(self.core.policy(principal).map(|p| (principal, p)))
     }
 
+    /// Authorizes each (action, resource) as IAM evaluates one account: an
+    /// explicit `Deny` in the bucket's policy refuses (whoever asks, `user`
+    /// too); else an `Allow` of the identity policy (none: unrestricted) or of
+    /// the bucket policy allows.
     fn authorize(
         &self,
         creds: Option<&s3s::auth::Credentials>,
         asked: impl FnOnce() -> Vec<(String, String)>,
     ) -> S3Result<()> {
-        let Some((principal, policy)) = self.policy_of(creds)? else {
-            return Ok(());
+        let Some(creds) = creds else {
+            return Err(s3_error!(AccessDenied, "Signature is required"));
         };
+        let Some((principal, _)) = self.core.secret_of(&creds.access_key) else {
+            return Err(s3_error!(AccessDenied, "Unknown access key"));
+        };
+        let policy = self.core.policy(principal);
         let asked = asked();
-        policy
-            .authorize(
-                principal,
-                asked.iter().map(|(a, r)| (a.as_str(), r.as_str())),
-            )
-            .map_err(|m| s3_error!(AccessDenied, "{m}"))
+        let docs: Vec<Option<Arc<crate::policy_doc::PolicyDoc>>> = {
+            let st = self.core.s3.lock().unwrap_or_else(|e| e.into_inner());
+            if st.policies.is_empty() {
+                Vec::new()
+            } else {
+                asked
+                    .iter()
+                    .map(|(_, r)| st.policies.get(crate::iam::bucket_of_arn(r)?).cloned())
+                    .collect()
+            }
+        };
+        let arn = crate::policy_doc::principal_arn(principal);
+        let caller = crate::policy_doc::Caller {
+            arn: &arn,
+            account: crate::ACCOUNT,
+            kind: if principal == crate::USER {
+                "User"
+            } else {
+                "AssumedRole"
+            },
+        };
+        for (n, (action, resource)) in asked.iter().enumerate() {
+            use crate::policy_doc::Decision;
+            let decision = docs
+                .get(n)
+                .and_then(|d| d.as_ref())
+                .map_or(Decision::None, |d| d.evaluate(&caller, action, resource));
+            // As the account's root user on AWS, a person can always read,
+            // replace or delete a bucket policy that locks everyone out.
+            let escape = principal == crate::USER
+                && matches!(
+                    action.as_str(),
+                    "s3:GetBucketPolicy" | "s3:PutBucketPolicy" | "s3:DeleteBucketPolicy"
+                );
+            if decision == Decision::Deny && !escape {
+                return Err(s3_error!(
+                    AccessDenied,
+                    "User: {arn} is not authorized to perform: {action} on resource: {resource} with an explicit deny in a resource-based policy"
+                ));
+            }
+            let identity = policy.as_ref().is_none_or(|p| p.allows(action, resource));
+            if !(identity || decision == Decision::Allow) {
+                return Err(s3_error!(
+                    AccessDenied,
+                    "{}",
+                    crate::iam::denial(principal, action, resource)
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn object(
@@ -2262,6 +2942,101 @@ impl s3s::access::S3Access for Access {
         })
     }
 
+    async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
+        let i = &req.input;
+        let tagged = i.tagging.as_ref().is_some_and(|t| !t.is_empty());
+        self.authorize(req.credentials.as_ref(), || {
+            tagging_too(
+                crate::iam::s3_request("PutObject", Some(&i.bucket), Some(&i.key), false, None),
+                tagged,
+            )
+        })
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: &mut S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<()> {
+        let i = &req.input;
+        let tagged = i.tagging.as_ref().is_some_and(|t| !t.is_empty());
+        self.authorize(req.credentials.as_ref(), || {
+            tagging_too(
+                crate::iam::s3_request(
+                    "CreateMultipartUpload",
+                    Some(&i.bucket),
+                    Some(&i.key),
+                    false,
+                    None,
+                ),
+                tagged,
+            )
+        })
+    }
+
+    async fn get_object_tagging(&self, req: &mut S3Request<GetObjectTaggingInput>) -> S3Result<()> {
+        let i = &req.input;
+        let v = i.version_id.is_some();
+        self.object(
+            req.credentials.as_ref(),
+            "GetObjectTagging",
+            &i.bucket,
+            &i.key,
+            v,
+        )
+    }
+
+    async fn put_object_tagging(&self, req: &mut S3Request<PutObjectTaggingInput>) -> S3Result<()> {
+        let i = &req.input;
+        let v = i.version_id.is_some();
+        self.object(
+            req.credentials.as_ref(),
+            "PutObjectTagging",
+            &i.bucket,
+            &i.key,
+            v,
+        )
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: &mut S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<()> {
+        let i = &req.input;
+        let v = i.version_id.is_some();
+        self.object(
+            req.credentials.as_ref(),
+            "DeleteObjectTagging",
+            &i.bucket,
+            &i.key,
+            v,
+        )
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        let i = &req.input;
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = &i.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "copy sources by access point or outpost are not served by the local cloud"
+            ));
+        };
+        let source = (&**bucket, &**key, version_id.is_some());
+        self.authorize(req.credentials.as_ref(), || {
+            crate::iam::s3_request(
+                "UploadPartCopy",
+                Some(&i.bucket),
+                Some(&i.key),
+                false,
+                Some(source),
+            )
+        })
+    }
+
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
         let i = &req.input;
         let source = match &i.copy_source {
@@ -2277,16 +3052,34 @@ impl s3s::access::S3Access for Access {
                 ));
             }
         };
+        let tagged = i
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == "REPLACE")
+            && i.tagging.as_ref().is_some_and(|t| !t.is_empty());
         self.authorize(req.credentials.as_ref(), || {
-            crate::iam::s3_request(
-                "CopyObject",
-                Some(&i.bucket),
-                Some(&i.key),
-                false,
-                Some(source),
+            tagging_too(
+                crate::iam::s3_request(
+                    "CopyObject",
+                    Some(&i.bucket),
+                    Some(&i.key),
+                    false,
+                    Some(source),
+                ),
+                tagged,
             )
         })
     }
+}
+
+/// A write that sets tags (`x-amz-tagging`) needs `s3:PutObjectTagging` too
+/// (S3 API reference, PutObject: "To use this operation with tagging, you must
+/// have the s3:PutObjectTagging permission").
+fn tagging_too(mut asked: Vec<(String, String)>, tagged: bool) -> Vec<(String, String)> {
+    if tagged && let Some((_, r)) = asked.first().cloned() {
+        asked.push(("s3:PutObjectTagging".into(), r));
+    }
+    asked
 }
 
 /// The S3 service of a core.

@@ -65,12 +65,45 @@ fn without_cleared(attrs: &BTreeMap<String, String>) -> BTreeMap<String, String>
 }
 
 fn no_queue() -> ApiError {
-    ApiError::bad(
-        "QueueDoesNotExist",
-        "The specified queue does not exist for this wsdl version.",
-    )
-    .with_query_code("AWS.SimpleQueueService.NonExistentQueue")
+    ApiError::bad("QueueDoesNotExist", "The specified queue does not exist.")
+        .with_query_code("AWS.SimpleQueueService.NonExistentQueue")
 }
+
+/// AWS's `ReceiptHandleIsInvalid`, naming the handle.
+fn bad_receipt(receipt: &str) -> ApiError {
+    ApiError::bad(
+        "ReceiptHandleIsInvalid",
+        format!("The input receipt handle \"{receipt}\" is not a valid receipt handle."),
+    )
+}
+
+/// AWS's `InvalidAttributeValue` for attribute `k` ("Invalid value for the
+/// parameter VisibilityTimeout.").
+fn bad_attribute(k: &str) -> ApiError {
+    ApiError::bad(
+        "InvalidAttributeValue",
+        format!("Invalid value for the parameter {k}."),
+    )
+}
+
+/// Actions `AddPermission` may grant: `*` and those a queue's owner may share
+/// (others are refused: "Only the queue owner is allowed to invoke this action").
+const SHAREABLE: &[&str] = &[
+    "*",
+    "ChangeMessageVisibility",
+    "DeleteMessage",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+    "ListDeadLetterSourceQueues",
+    "PurgeQueue",
+    "ReceiveMessage",
+    "SendMessage",
+];
+/// Actions of one policy statement (SQS developer guide, "Amazon SQS policy
+/// quotas": actions per statement 7, statements 20).
+const MAX_POLICY_ACTIONS: usize = 7;
+/// Statements of one queue policy (the same quotas).
+const MAX_POLICY_STATEMENTS: usize = 20;
 
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::bad("InvalidParameterValue", msg)
@@ -89,7 +122,7 @@ fn q_err(e: QErr) -> ApiError {
         QErr::MissingParameter(m) => ApiError::bad("MissingParameter", m),
         QErr::ReceiptHandleIsInvalid => ApiError::bad(
             "ReceiptHandleIsInvalid",
-            "The input receipt handle is invalid.",
+            "The input receipt handle is not a valid receipt handle.",
         ),
         QErr::MessageNotInflight => ApiError::bad(
             "MessageNotInflight",
@@ -347,6 +380,10 @@ pub enum Op {
         name: String,
         max: usize,
         vis: Option<u64>,
+        /// `ReceiveRequestAttemptId` (FIFO queues): a retry within 5 minutes
+        /// gets the same messages and receipt handles again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<String>,
         now: Millis,
     },
     Delete {
@@ -442,22 +479,14 @@ fn parse_attrs(
                 .parse::<u64>()
                 .ok()
                 .filter(|n| (lo..=hi).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad(
-                        "InvalidAttributeValue",
-                        format!("Invalid value for the parameter {k}: {s} (must be {lo}..{hi})."),
-                    )
-                }),
+                .ok_or_else(|| bad_attribute(k)),
         }
     };
     let boolean = |k: &str| -> Result<bool, ApiError> {
         match merged.get(k).map(String::as_str) {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
-            Some(s) => Err(ApiError::bad(
-                "InvalidAttributeValue",
-                format!("Invalid value for the parameter {k}: {s} (true or false)."),
-            )),
+            Some(_) => Err(bad_attribute(k)),
         }
     };
     let fifo = boolean("FifoQueue")?;
@@ -527,6 +556,171 @@ fn parse_attrs(
     Ok((a, redrive))
 }
 
+/// A `Policy` attribute must be a policy document: a JSON object with a
+/// `Statement` (an object or a list of them); `""` removes it. Else AWS's
+/// `InvalidAttributeValue`. Checked by the handler, so records journaled before
+/// this check replay as they were accepted.
+fn check_policy(attrs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    match attrs.get("Policy").filter(|p| !p.is_empty()) {
+        Some(p) if policy_statements(p).is_none() => Err(bad_attribute("Policy")),
+        _ => Ok(()),
+    }
+}
+
+/// The document and its statements, if `policy` is a policy document.
+fn policy_statements(policy: &str) -> Option<(Map<String, Value>, Vec<Value>)> {
+    let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(policy) else {
+        return None;
+    };
+    let statements = match doc.remove("Statement")? {
+        Value::Array(list) if list.iter().all(Value::is_object) => list,
+        one @ Value::Object(_) => vec![one],
+        _ => return None,
+    };
+    Some((doc, statements))
+}
+
+fn with_statements(mut doc: Map<String, Value>, statements: Vec<Value>) -> String {
+    doc.insert("Statement".into(), Value::Array(statements));
+    Value::Object(doc).to_string()
+}
+
+/// One value, or a list of several, as AWS writes a generated policy's
+/// `Principal` and `Action`.
+fn one_or_list(mut items: Vec<String>) -> Value {
+    if items.len() == 1 {
+        json!(items.remove(0))
+    } else {
+        json!(items)
+    }
+}
+
+/// The queue's `Policy` after `AddPermission`: a statement `Sid` = label allowing
+/// the accounts' roots `SQS:<action>` for each action on the queue (AWS SQS API
+/// reference, AddPermission).
+fn add_permission(
+    current: Option<&str>,
+    queue_arn: &str,
+    label: &str,
+    input: &Value,
+) -> Result<String, ApiError> {
+    if label.is_empty()
+        || label.len() > 80
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(format!(
+            "Value {label} for parameter Label is invalid. Reason: Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length."
+        )));
+    }
+    let list = |k: &str| -> Result<Vec<String>, ApiError> {
+        match input.get(k) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| invalid(format!("{k} must be a list of strings.")))
+                })
+                .collect(),
+            Some(_) => Err(invalid(format!("{k} must be a list of strings."))),
+        }
+    };
+    let actions = list("Actions")?;
+    let accounts = list("AWSAccountIds")?;
+    if actions.is_empty() {
+        return Err(missing("Actions"));
+    }
+    if accounts.is_empty() {
+        return Err(invalid(
+            "Value [] for parameter PrincipalId is invalid. Reason: Unable to verify.",
+        ));
+    }
+    if let Some(a) = accounts
+        .iter()
+        .find(|a| a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(invalid(format!(
+            "Value [{a}] for parameter PrincipalId is invalid. Reason: Unable to verify."
+        )));
+    }
+    if actions.len() > MAX_POLICY_ACTIONS {
+        return Err(ApiError::new(
+            403,
+            "OverLimit",
+            format!(
+                "{} Actions were found, maximum allowed is {MAX_POLICY_ACTIONS}.",
+                actions.len()
+            ),
+        ));
+    }
+    if let Some(a) = actions.iter().find(|a| !SHAREABLE.contains(&a.as_str())) {
+        return Err(invalid(format!(
+            "Value SQS:{a} for parameter ActionName is invalid. Reason: Only the queue owner is allowed to invoke this action."
+        )));
+    }
+    let (doc, mut statements) = current.and_then(policy_statements).unwrap_or_else(|| {
+        let mut doc = Map::new();
+        doc.insert("Version".into(), json!("2012-10-17"));
+        doc.insert("Id".into(), json!(format!("{queue_arn}/SQSDefaultPolicy")));
+        (doc, Vec::new())
+    });
+    if statements.iter().any(|s| text(s, "Sid") == Some(label)) {
+        return Err(invalid(format!(
+            "Value {label} for parameter Label is invalid. Reason: Already exists."
+        )));
+    }
+    if statements.len() >= MAX_POLICY_STATEMENTS {
+        return Err(ApiError::new(
+            403,
+            "OverLimit",
+            format!(
+                "{} Statements were found, maximum allowed is {MAX_POLICY_STATEMENTS}.",
+                statements.len() + 1
+            ),
+        ));
+    }
+    let principals = accounts
+        .iter()
+        .map(|a| format!("arn:aws:iam::{a}:root"))
+        .collect();
+    let actions = actions.iter().map(|a| format!("SQS:{a}")).collect();
+    statements.push(json!({
+        "Sid": label,
+        "Effect": "Allow",
+        "Principal": { "AWS": one_or_list(principals) },
+        "Action": one_or_list(actions),
+        "Resource": queue_arn,
+    }));
+    Ok(with_statements(doc, statements))
+}
+
+/// The queue's `Policy` after `RemovePermission` of `label` (`""`: no statement
+/// is left, the attribute goes).
+fn remove_permission(current: Option<&str>, label: &str) -> Result<String, ApiError> {
+    let not_found = || {
+        invalid(format!(
+            "Value {label} for parameter Label is invalid. Reason: can't find label on existing policy."
+        ))
+    };
+    let (doc, statements) = current.and_then(policy_statements).ok_or_else(not_found)?;
+    let before = statements.len();
+    let kept: Vec<Value> = statements
+        .into_iter()
+        .filter(|s| text(s, "Sid") != Some(label))
+        .collect();
+    if kept.len() == before {
+        return Err(not_found());
+    }
+    Ok(if kept.is_empty() {
+        String::new()
+    } else {
+        with_statements(doc, kept)
+    })
+}
+
 fn check_queue_name(name: &str) -> Result<bool, ApiError> {
     let fifo = name.ends_with(".fifo");
     let stem = name.strip_suffix(".fifo").unwrap_or(name);
@@ -574,13 +768,18 @@ impl Sqs {
                 let attrs = &without_cleared(attrs);
                 if let Some(q) = self.queues.get(name) {
                     // Idempotent when nothing differs.
-                    let differs = attrs.iter().any(|(k, v)| {
-                        q.attrs.get(k).is_some_and(|old| old != v) || !q.attrs.contains_key(k)
-                    });
-                    if differs {
+                    let differs: Vec<&str> = attrs
+                        .iter()
+                        .filter(|(k, v)| q.attrs.get(*k) != Some(*v))
+                        .map(|(k, _)| k.as_str())
+                        .collect();
+                    if !differs.is_empty() {
                         return Err(ApiError::bad(
                             "QueueNameExists",
-                            format!("A queue already exists with the same name and a different value for attribute(s) {}", attrs.keys().cloned().collect::<Vec<_>>().join(", ")),
+                            format!(
+                                "A queue already exists with the same name and a different value for attribute {}",
+                                differs.join(", ")
+                            ),
                         )
                         .with_query_code("QueueAlreadyExists"));
                     }
@@ -630,10 +829,8 @@ impl Sqs {
                 // Checked before anything changes: a refused TagQueue applies no tag.
                 let added = tags.keys().filter(|k| !q.tags.contains_key(*k)).count();
                 if q.tags.len() + added > MAX_TAGS {
-                    return Err(invalid(format!(
-                        "Too many tags: the queue would have {} (at most {MAX_TAGS} per queue).",
-                        q.tags.len() + added
-                    )));
+                    // AWS's words; at most MAX_TAGS per queue.
+                    return Err(invalid(format!("Too many tags added for queue {name}.")));
                 }
                 q.tags.extend(tags.clone());
                 Ok(Applied::Nothing)
@@ -691,6 +888,7 @@ impl Sqs {
                 name,
                 max,
                 vis,
+                attempt,
                 now,
             } => {
                 let redrive = self.queue(name)?.redrive.clone();
@@ -699,7 +897,9 @@ impl Sqs {
                     .filter(|(d, _)| d != name && self.queues.contains_key(d));
                 let q = self.queue(name)?;
                 q.q.attributes.max_receive_count = dlq.map(|(_, n)| *n);
-                let (got, dead) = q.q.receive(*max, *vis, *now).map_err(q_err)?;
+                let (got, dead) =
+                    q.q.receive_attempt(*max, *vis, attempt.as_deref(), *now)
+                        .map_err(q_err)?;
                 let moved = dead.len();
                 if let Some((d, _)) = dlq
                     && !dead.is_empty()
@@ -720,6 +920,7 @@ impl Sqs {
                     // deleted, succeeds without deleting anything; only a handle
                     // that was never issued is invalid.
                     Err(QErr::ReceiptHandleIsInvalid) if issued(receipt) => Ok(Applied::Nothing),
+                    Err(QErr::ReceiptHandleIsInvalid) => Err(bad_receipt(receipt)),
                     Err(e) => Err(q_err(e)),
                 }
             }
@@ -730,7 +931,11 @@ impl Sqs {
                 now,
             } => {
                 let q = self.queue(name)?;
-                q.q.change_visibility(receipt, *secs, *now).map_err(q_err)?;
+                q.q.change_visibility(receipt, *secs, *now)
+                    .map_err(|e| match e {
+                        QErr::ReceiptHandleIsInvalid => bad_receipt(receipt),
+                        e => q_err(e),
+                    })?;
                 q.notify.notify_waiters();
                 Ok(Applied::Nothing)
             }
@@ -972,6 +1177,18 @@ impl Sqs {
         }
     }
 
+    /// The `Policy` document of queue `name` as stored (set by
+    /// SetQueueAttributes, CreateQueue, AddPermission or RemovePermission), if it
+    /// has one.
+    pub fn policy_of(&self, queue: &str) -> Option<&str> {
+        self.queues
+            .get(queue)?
+            .attrs
+            .get("Policy")
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+    }
+
     pub fn notify_of(&self, name: &str) -> Option<Arc<Notify>> {
         self.queues.get(name).map(|q| q.notify.clone())
     }
@@ -1007,12 +1224,10 @@ impl Sqs {
                 let attrs = string_map(input.get("Attributes"), "Attributes")?;
                 let tags = string_map(input.get("tags").or_else(|| input.get("Tags")), "tags")?;
                 if tags.len() > MAX_TAGS {
-                    return Err(invalid(format!(
-                        "Too many tags: {} (at most {MAX_TAGS} per queue).",
-                        tags.len()
-                    )));
+                    return Err(invalid(format!("Too many tags added for queue {name}.")));
                 }
                 if !self.queues.contains_key(name) {
+                    check_policy(&attrs)?;
                     self.check_redrive(&attrs, name.ends_with(".fifo"))?;
                 }
                 let op = Op::Create {
@@ -1110,6 +1325,7 @@ impl Sqs {
                     .q
                     .attributes
                     .fifo;
+                check_policy(&attrs)?;
                 self.check_redrive(&attrs, fifo)?;
                 let op = Op::SetAttrs { name, attrs, now };
                 self.apply(&op)?;
@@ -1129,6 +1345,27 @@ impl Sqs {
                 let op = Op::Untag {
                     name: queue_name()?,
                     keys: string_list(input.get("TagKeys")),
+                };
+                self.apply(&op)?;
+                ops.push(op);
+                json!({})
+            }
+            "AddPermission" | "RemovePermission" => {
+                let name = queue_name()?;
+                let q = self.queues.get(&name).ok_or_else(no_queue)?;
+                let label = text(input, "Label").ok_or_else(|| missing("Label"))?;
+                let current = q.attrs.get("Policy").map(String::as_str);
+                let policy = if action == "AddPermission" {
+                    add_permission(current, &self.arn(&name), label, input)?
+                } else {
+                    remove_permission(current, label)?
+                };
+                // Journaled as the SetQueueAttributes of the policy it leaves ("" when
+                // no statement is left: the attribute is removed).
+                let op = Op::SetAttrs {
+                    name,
+                    attrs: BTreeMap::from([("Policy".to_string(), policy)]),
+                    now,
                 };
                 self.apply(&op)?;
                 ops.push(op);
@@ -1431,10 +1668,20 @@ impl Sqs {
         self.queues.get(name).ok_or_else(no_queue)?;
         let max = ranged(input, "MaxNumberOfMessages", 1, 10)?.unwrap_or(1) as usize;
         let vis = ranged(input, "VisibilityTimeout", 0, 43_200)?;
+        let attempt = match input.get("ReceiveRequestAttemptId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "Value {other} for parameter ReceiveRequestAttemptId is invalid. Reason: must be a string."
+                )));
+            }
+        };
         Ok(Op::Receive {
             name: name.to_string(),
             max,
             vis,
+            attempt,
             now,
         })
     }
@@ -1651,7 +1898,7 @@ fn batch_entries(input: &Value) -> Result<&Vec<Value>, ApiError> {
         {
             return Err(ApiError::bad(
                 "InvalidBatchEntryId",
-                format!("A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long: `{id}`."),
+                "A batch entry id can only contain alphanumeric characters, hyphens and underscores. It can be at most 80 letters long.",
             )
             .with_query_code("AWS.SimpleQueueService.InvalidBatchEntryId"));
         }

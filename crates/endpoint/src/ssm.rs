@@ -1,7 +1,9 @@
 //! SSM Parameter Store over the JSON 1.1 protocol. SecureString values are sealed
 //! with the master key (AES-256-GCM, bound to the parameter's name) before they
 //! reach the store or the journal; they are opened only for a caller that asks
-//! `WithDecryption`.
+//! `WithDecryption`. Labels live on versions and tags on parameters in the
+//! store; every change to them is an [`Op`] in the journal, and the compaction
+//! image carries them.
 
 use crate::error::ApiError;
 use crate::keys::Keyring;
@@ -10,6 +12,7 @@ use crate::sqs::{int, text};
 use pantstack_ssm::{Error as PErr, Store, Type, Version};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// A change to the parameters: what the journal holds. `value` is base64 of what
 /// the store keeps (ciphertext for SecureString).
@@ -25,9 +28,34 @@ pub enum Op {
         description: Option<String>,
         overwrite: bool,
         now: u64,
+        /// PutParameter's `Tags` (only when it creates the parameter).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: BTreeMap<String, String>,
     },
     Delete {
         name: String,
+    },
+    /// LabelParameterVersion: the valid labels, attached to `version`.
+    Label {
+        name: String,
+        version: u64,
+        labels: Vec<String>,
+    },
+    /// UnlabelParameterVersion: the labels removed from `version`.
+    Unlabel {
+        name: String,
+        version: u64,
+        labels: Vec<String>,
+    },
+    /// AddTagsToResource.
+    Tag {
+        name: String,
+        tags: BTreeMap<String, String>,
+    },
+    /// RemoveTagsFromResource.
+    Untag {
+        name: String,
+        keys: Vec<String>,
     },
     /// A version re-encrypted under a new master key.
     Rekey {
@@ -35,10 +63,13 @@ pub enum Op {
         version: u64,
         value: String,
     },
-    /// A compacted journal's image of one parameter: every kept version.
+    /// A compacted journal's image of one parameter: every kept version (with
+    /// its labels) and the parameter's tags.
     Image {
         name: String,
         versions: Vec<ImageVersion>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tags: BTreeMap<String, String>,
     },
 }
 
@@ -51,6 +82,8 @@ pub struct ImageVersion {
     key_id: Option<String>,
     description: Option<String>,
     modified: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<String>,
 }
 
 /// A journaled value that is not base64: a damaged record, never an empty value.
@@ -201,7 +234,8 @@ fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiError> {
             )));
         }
         let values = strings(f, key)?;
-        if values.is_empty() && key != "Path" {
+        // `tag:KEY` without values: the parameters that have the tag KEY.
+        if values.is_empty() && key != "Path" && !key.starts_with("tag:") {
             return Err(validation(format!(
                 "The following filter values are missing : null for filter key {key}."
             )));
@@ -222,8 +256,9 @@ fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiError> {
     Ok(out)
 }
 
-/// Whether a parameter passes every filter (any of a filter's values).
-fn passes(filters: &[Filter], name: &str, v: &Version) -> bool {
+/// Whether a parameter (its version `v`, its tags) passes every filter (any of
+/// a filter's values).
+fn passes(filters: &[Filter], name: &str, v: &Version, tags: &BTreeMap<String, String>) -> bool {
     // A top-level name is the same with or without its leading slash.
     let bare = |n: &str| -> String {
         if pantstack_ssm::top_level(n) {
@@ -250,9 +285,16 @@ fn passes(filters: &[Filter], name: &str, v: &Version) -> bool {
             "Path" => name
                 .strip_prefix(&under(want))
                 .is_some_and(|r| !r.contains('/')),
-            // No labels nor tags are kept: nothing carries one.
-            _ => false,
+            "Label" => v.labels.iter().any(|l| l == want),
+            k => k
+                .strip_prefix("tag:")
+                .and_then(|t| tags.get(t))
+                .is_some_and(|have| op(have, want)),
         }) || (f.key == "Path" && f.values.is_empty())
+            || (f.values.is_empty()
+                && f.key
+                    .strip_prefix("tag:")
+                    .is_some_and(|t| tags.contains_key(t)))
     })
 }
 
@@ -263,8 +305,97 @@ fn p_err(e: PErr) -> ApiError {
         PErr::AlreadyExists(m) => ApiError::bad("ParameterAlreadyExists", m),
         PErr::VersionNotFound(m) => ApiError::bad("ParameterVersionNotFound", m),
         PErr::TypeMismatch(m) => ApiError::bad("HierarchyTypeMismatchException", m),
+        PErr::LabelNotFound(m) => ApiError::bad("ParameterVersionLabelNotFound", m),
+        PErr::LabelLimit(m) => ApiError::bad("ParameterVersionLabelLimitExceeded", m),
+        PErr::MaxVersions(m) => ApiError::bad("ParameterMaxVersionLimitExceeded", m),
+        PErr::TooManyTags(m) => ApiError::bad("TooManyTagsError", m),
     }
 }
+
+/// A list of strings member (`Labels`, `TagKeys`); None when not given.
+fn string_list(input: &Value, member: &str) -> Result<Option<Vec<String>>, ApiError> {
+    match input.get(member) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "SerializationException",
+                    format!("{member} must be a list of strings"),
+                )
+            }),
+        Some(_) => Err(ApiError::bad(
+            "SerializationException",
+            format!("{member} must be a list of strings"),
+        )),
+    }
+}
+
+/// A `Tags` member: a list of `{Key, Value}` (both required), each checked as
+/// the SSM `Tag` type is; in the order given, a key given twice keeping its last
+/// value.
+fn tag_list(input: &Value) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+    let list = match input.get("Tags") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(ApiError::bad(
+                "SerializationException",
+                "Tags must be a list of tags",
+            ));
+        }
+    };
+    if list.len() > 1000 {
+        return Err(validation(
+            "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length less than or equal to 1000",
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for t in list {
+        let (Some(k), Some(v)) = (text(t, "Key"), text(t, "Value")) else {
+            return Err(validation(
+                "1 validation error detected: Value null at 'tags.member.key' or 'tags.member.value' failed to satisfy constraint: Member must not be null",
+            ));
+        };
+        pantstack_ssm::check_tag(k, v).map_err(p_err)?;
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(Some(out))
+}
+
+/// `ParameterVersion`: a positive integer, if given.
+fn parameter_version(input: &Value) -> Result<Option<u64>, ApiError> {
+    match input.get("ParameterVersion") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            ApiError::bad(
+                "SerializationException",
+                format!("ParameterVersion {n} is not a version number"),
+            )
+        }),
+        Some(_) => Err(ApiError::bad(
+            "SerializationException",
+            "ParameterVersion must be a number",
+        )),
+    }
+}
+
+/// The resource types AddTagsToResource and its siblings know
+/// (`ResourceTypeForTagging`); only `Parameter` is built here.
+const TAGGABLE: &[&str] = &[
+    "Document",
+    "ManagedInstance",
+    "MaintenanceWindow",
+    "Parameter",
+    "PatchBaseline",
+    "OpsItem",
+    "OpsMetadata",
+    "Automation",
+    "Association",
+];
 
 /// `MaxResults` (1..=`most`, `most` when not given), refused as AWS's model does.
 fn max_results(input: &Value, most: i64) -> Result<i64, ApiError> {
@@ -312,7 +443,18 @@ impl Params {
                 description,
                 overwrite,
                 now,
+                tags,
             } => {
+                // Checked before anything changes: the put and its tags are one change.
+                if tags.len() > pantstack_ssm::MAX_TAGS {
+                    return Err(validation(format!(
+                        "A parameter can have at most {} tags.",
+                        pantstack_ssm::MAX_TAGS
+                    )));
+                }
+                for (k, v) in tags {
+                    pantstack_ssm::check_tag(k, v).map_err(p_err)?;
+                }
                 let kind = Type::parse(kind).ok_or_else(|| {
                     ApiError::bad(
                         "ValidationException",
@@ -320,7 +462,8 @@ impl Params {
                     )
                 })?;
                 let value = damaged(crate::unb64(value), name)?;
-                self.store
+                let version = self
+                    .store
                     .put(
                         name,
                         kind,
@@ -331,10 +474,43 @@ impl Params {
                         *overwrite,
                         *now,
                     )
-                    .map_err(p_err)
+                    .map_err(p_err)?;
+                if !tags.is_empty() {
+                    let tags: Vec<_> = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    self.store.add_tags(name, &tags).map_err(p_err)?;
+                }
+                Ok(version)
             }
             Op::Delete { name } => {
                 self.store.delete(name).map_err(p_err)?;
+                Ok(0)
+            }
+            Op::Label {
+                name,
+                version,
+                labels,
+            } => {
+                let (v, _) = self
+                    .store
+                    .label(name, Some(*version), labels)
+                    .map_err(p_err)?;
+                Ok(v)
+            }
+            Op::Unlabel {
+                name,
+                version,
+                labels,
+            } => {
+                self.store.unlabel(name, *version, labels).map_err(p_err)?;
+                Ok(*version)
+            }
+            Op::Tag { name, tags } => {
+                let tags: Vec<_> = tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                self.store.add_tags(name, &tags).map_err(p_err)?;
+                Ok(0)
+            }
+            Op::Untag { name, keys } => {
+                self.store.remove_tags(name, keys).map_err(p_err)?;
                 Ok(0)
             }
             Op::Rekey {
@@ -346,7 +522,11 @@ impl Params {
                 self.store.set_value(name, *version, value);
                 Ok(*version)
             }
-            Op::Image { name, versions } => {
+            Op::Image {
+                name,
+                versions,
+                tags,
+            } => {
                 let versions = versions
                     .iter()
                     .map(|v| {
@@ -362,10 +542,11 @@ impl Params {
                             key_id: v.key_id.clone(),
                             description: v.description.clone(),
                             modified: v.modified,
+                            labels: v.labels.clone(),
                         })
                     })
                     .collect::<Result<Vec<_>, ApiError>>()?;
-                self.store.restore(name.clone(), versions);
+                self.store.restore(name.clone(), versions, tags.clone());
                 Ok(0)
             }
         }
@@ -383,8 +564,12 @@ impl Params {
                             120 + v.value.len() * 4 / 3
                                 + v.description.as_ref().map_or(0, String::len)
                                 + v.key_id.as_ref().map_or(0, String::len)
+                                + v.labels.iter().map(|l| l.len() + 3).sum::<usize>()
                         })
                         .sum::<usize>()
+                    + self.store.tags(name).map_or(0, |t| {
+                        t.iter().map(|(k, v)| k.len() + v.len() + 6).sum::<usize>()
+                    })
             })
             .sum::<usize>() as u64
     }
@@ -402,8 +587,10 @@ impl Params {
                     key_id: v.key_id.clone(),
                     description: v.description.clone(),
                     modified: v.modified,
+                    labels: v.labels.clone(),
                 })
                 .collect(),
+            tags: self.store.tags(name).cloned().unwrap_or_default(),
         })
     }
 
@@ -548,6 +735,12 @@ impl Params {
                 let overwrite = input
                     .get("Overwrite")
                     .is_some_and(|v| v.as_bool() == Some(true));
+                let tags = tag_list(input)?.unwrap_or_default();
+                if overwrite && !tags.is_empty() {
+                    return Err(validation(
+                        "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
+                    ));
+                }
                 let existing = self
                     .store
                     .history(&name)
@@ -600,6 +793,7 @@ impl Params {
                     description: text(input, "Description").map(str::to_string),
                     overwrite,
                     now,
+                    tags,
                 };
                 let version = self.apply(&op)?;
                 ops.push(op);
@@ -650,10 +844,25 @@ impl Params {
                 let filters = filters(input, Filtered::ByPath)?;
                 let after = text(input, "NextToken").unwrap_or("");
                 let all = self.store.by_path(path, recursive).map_err(p_err)?;
-                let rest: Vec<_> = all
-                    .into_iter()
-                    .filter(|(n, v)| *n > after && passes(&filters, n, v))
-                    .collect();
+                // With a `Label` filter, the version that carries the label is
+                // the one returned (the latest of them, for several labels).
+                let label = filters.iter().find(|f| f.key == "Label");
+                let no_tags = BTreeMap::new();
+                let rest: Vec<_> =
+                    all.into_iter()
+                        .filter_map(|(n, latest)| {
+                            let v =
+                                match label {
+                                    None => latest,
+                                    Some(f) => {
+                                        self.store.history(n).ok()?.iter().rev().find(|v| {
+                                            v.labels.iter().any(|l| f.values.contains(l))
+                                        })?
+                                    }
+                                };
+                            (n > after && passes(&filters, n, v, &no_tags)).then_some((n, v))
+                        })
+                        .collect();
                 let mut params = Vec::new();
                 for (name, v) in rest.iter().take(max as usize) {
                     params.push(self.param_json(keys, name, v, decrypt, None)?);
@@ -702,7 +911,11 @@ impl Params {
                 let filters = filters(input, Filtered::Describe)?;
                 let max = max_results(input, 50)? as usize;
                 let after = text(input, "NextToken").unwrap_or("");
-                let matches = |name: &str, v: &Version| passes(&filters, name, v);
+                let no_tags = BTreeMap::new();
+                let matches = |name: &str, v: &Version| {
+                    let tags = self.store.tags(name).unwrap_or(&no_tags);
+                    passes(&filters, name, v, tags)
+                };
                 let all: Vec<_> = self
                     .store
                     .describe()
@@ -737,7 +950,7 @@ impl Params {
                 for v in rest.iter().take(max) {
                     let mut m = self.meta_json(&name, v, caller);
                     m["Value"] = json!(self.value_of(keys, &name, v, decrypt)?);
-                    m["Labels"] = json!([]);
+                    m["Labels"] = json!(v.labels);
                     out.push(m);
                 }
                 let mut page = json!({ "Parameters": out });
@@ -745,6 +958,90 @@ impl Params {
                     page["NextToken"] = json!(rest[max - 1].version.to_string());
                 }
                 page
+            }
+            "LabelParameterVersion" => {
+                let name = resolve(&self.store, &name_of()?)?;
+                let labels = string_list(input, "Labels")?.ok_or_else(|| {
+                    validation("1 validation error detected: Value null at 'labels' failed to satisfy constraint: Member must not be null")
+                })?;
+                let version = parameter_version(input)?;
+                let (version, invalid) =
+                    self.store.label(&name, version, &labels).map_err(p_err)?;
+                // What was attached (the valid labels), journaled as applied.
+                let attached: Vec<String> = labels
+                    .iter()
+                    .filter(|l| !invalid.contains(l))
+                    .cloned()
+                    .collect();
+                if !attached.is_empty() {
+                    let key = self.store.key_of(&name).unwrap_or(&name).to_string();
+                    ops.push(Op::Label {
+                        name: key,
+                        version,
+                        labels: attached,
+                    });
+                }
+                json!({ "InvalidLabels": invalid, "ParameterVersion": version })
+            }
+            "UnlabelParameterVersion" => {
+                let name = resolve(&self.store, &name_of()?)?;
+                let version = parameter_version(input)?.ok_or_else(|| {
+                    validation("1 validation error detected: Value null at 'parameterVersion' failed to satisfy constraint: Member must not be null")
+                })?;
+                let labels = string_list(input, "Labels")?.ok_or_else(|| {
+                    validation("1 validation error detected: Value null at 'labels' failed to satisfy constraint: Member must not be null")
+                })?;
+                let (removed, invalid) =
+                    self.store.unlabel(&name, version, &labels).map_err(p_err)?;
+                if !removed.is_empty() {
+                    let key = self.store.key_of(&name).unwrap_or(&name).to_string();
+                    ops.push(Op::Unlabel {
+                        name: key,
+                        version,
+                        labels: removed.clone(),
+                    });
+                }
+                json!({ "RemovedLabels": removed, "InvalidLabels": invalid })
+            }
+            "AddTagsToResource" | "RemoveTagsFromResource" | "ListTagsForResource" => {
+                let name = self.tagged(call, &resolve)?;
+                match action {
+                    "AddTagsToResource" => {
+                        let tags = tag_list(input)?.ok_or_else(|| {
+                            validation("1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
+                        })?;
+                        if !tags.is_empty() {
+                            let op = Op::Tag { name, tags };
+                            self.apply(&op)?;
+                            ops.push(op);
+                        }
+                        json!({})
+                    }
+                    "RemoveTagsFromResource" => {
+                        let keys = string_list(input, "TagKeys")?.ok_or_else(|| {
+                            validation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null")
+                        })?;
+                        let had = self.store.tags(&name).cloned().unwrap_or_default();
+                        let keys: Vec<String> =
+                            keys.into_iter().filter(|k| had.contains_key(k)).collect();
+                        if !keys.is_empty() {
+                            let op = Op::Untag { name, keys };
+                            self.apply(&op)?;
+                            ops.push(op);
+                        }
+                        json!({})
+                    }
+                    _ => {
+                        let list: Vec<Value> = self
+                            .store
+                            .tags(&name)
+                            .into_iter()
+                            .flatten()
+                            .map(|(k, v)| json!({ "Key": k, "Value": v }))
+                            .collect();
+                        json!({ "TagList": list })
+                    }
+                }
             }
             other => {
                 return Err(ApiError::bad(
@@ -754,6 +1051,52 @@ impl Params {
             }
         };
         Ok((out, ops))
+    }
+
+    /// The parameter a tagging call names: its `ResourceType` must be
+    /// `Parameter` (another type AWS knows is `InvalidResourceType` here, as no
+    /// other resource exists), its `ResourceId` the name or ARN of a parameter
+    /// that exists, else `InvalidResourceId`.
+    fn tagged(
+        &self,
+        call: &Call,
+        resolve: &dyn Fn(&Store, &str) -> Result<String, ApiError>,
+    ) -> Result<String, ApiError> {
+        let kind = text(&call.input, "ResourceType").ok_or_else(|| {
+            validation("1 validation error detected: Value null at 'resourceType' failed to satisfy constraint: Member must not be null")
+        })?;
+        if !TAGGABLE.contains(&kind) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{kind}' at 'resourceType' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                TAGGABLE.join(", ")
+            )));
+        }
+        let invalid_id = || {
+            ApiError::bad(
+                "InvalidResourceId",
+                "The resource ID isn't valid. Verify that you entered the correct ID and try again.",
+            )
+        };
+        let raw = match (&call.resource, kind) {
+            (Resource::Parameter(raw), "Parameter") => raw,
+            (_, "Parameter") => return Err(invalid_id()),
+            _ => {
+                return Err(ApiError::bad(
+                    "InvalidResourceType",
+                    format!(
+                        "The resource type isn't valid: the local cloud's SSM has parameters only, not {kind} resources."
+                    ),
+                ));
+            }
+        };
+        let name = resolve(&self.store, raw).map_err(|_| invalid_id())?;
+        if name.contains(':') {
+            return Err(invalid_id());
+        }
+        self.store
+            .key_of(&name)
+            .map(str::to_string)
+            .ok_or_else(invalid_id)
     }
 
     /// Re-encrypts every SecureString version under the keyring's current key;

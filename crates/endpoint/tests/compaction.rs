@@ -1,10 +1,12 @@
 //! Journal compaction through the AWS SDK for Rust: state built with real SDK calls
 //! (queues with in-flight messages and receipt handles, FIFO dedup, versioned
 //! objects with delete markers, a blob-sized object, an unfinished multipart
-//! upload, SecureString history), the journal compacted several times under
-//! churn, more changes after the last compaction, then the endpoint stopped and
-//! reopened from its directory: everything must read back as it was, and the
-//! handles issued before (receipts, upload ids, dedup ids) must still work.
+//! upload, SecureString history, a FIFO receive by `ReceiveRequestAttemptId`, a
+//! queue policy written by AddPermission), the journal compacted several times
+//! under churn, more changes after the last compaction, then the endpoint stopped
+//! and reopened from its directory: everything must read back as it was, and the
+//! handles issued before (receipts, upload ids, dedup ids, the attempt's
+//! deliveries) must still work.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -220,6 +222,60 @@ async fn compacted_journal_rebuilds_every_service_exactly() {
         fifo_ids.push(s.message_id().unwrap().to_string());
     }
 
+    // A FIFO receive with an attempt id (its retry must survive compaction), and
+    // a permission on the jobs queue.
+    let tries = sqs
+        .create_queue()
+        .queue_name("tries.fifo")
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .attributes(QueueAttributeName::ContentBasedDeduplication, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    for g in ["a", "b", "c"] {
+        sqs.send_message()
+            .queue_url(&tries)
+            .message_body(format!("try-{g}"))
+            .message_group_id(g)
+            .send()
+            .await
+            .unwrap();
+    }
+    let receive_attempt = |sqs: aws_sdk_sqs::Client, url: String| async move {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(2)
+            .visibility_timeout(600)
+            .receive_request_attempt_id("compacted-attempt")
+            .send()
+            .await
+            .unwrap();
+        got.messages()
+            .iter()
+            .map(|m| {
+                (
+                    m.body().unwrap().to_string(),
+                    m.receipt_handle().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let attempt = receive_attempt(sqs.clone(), tries.clone()).await;
+    assert_eq!(attempt.len(), 2);
+    sqs.add_permission()
+        .queue_url(&jobs)
+        .label("Partner")
+        .aws_account_ids("111122223333")
+        .actions("SendMessage")
+        .send()
+        .await
+        .unwrap();
+    let jobs_policy = r.core.sqs_policy_of("jobs").expect("a policy");
+
     // SSM: history and a SecureString.
     for v in ["one", "two"] {
         ssm.put_parameter()
@@ -241,6 +297,39 @@ async fn compacted_journal_rebuilds_every_service_exactly() {
             .await
             .unwrap();
     }
+    // SSM labels (on versions) and tags (on parameters, from PutParameter too).
+    for (version, label) in [(1, "stable"), (2, "prod"), (2, "canary")] {
+        ssm.label_parameter_version()
+            .name("/app/name")
+            .parameter_version(version)
+            .labels(label)
+            .send()
+            .await
+            .unwrap();
+    }
+    let tag = |k: &str, v: &str| {
+        aws_sdk_ssm::types::Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .unwrap()
+    };
+    ssm.add_tags_to_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id("/app/token")
+        .tags(tag("team", "payments"))
+        .tags(tag("env", ""))
+        .send()
+        .await
+        .unwrap();
+    ssm.put_parameter()
+        .name("/app/tagged")
+        .value("t")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .tags(tag("owner", "api"))
+        .send()
+        .await
+        .unwrap();
 
     // S3: versions, a delete marker, an object in its own blob, an open upload.
     s3.create_bucket().bucket("data").send().await.unwrap();
@@ -423,9 +512,55 @@ async fn compacted_journal_rebuilds_every_service_exactly() {
 
     assert_eq!(counts(&sqs, &jobs).await, jobs_counts);
     assert_eq!(counts_fifo(&sqs, &fifo).await, fifo_counts);
+    assert_eq!(r.core.sqs_policy_of("jobs"), Some(jobs_policy));
+    // The retried attempt gets the same messages and receipt handles.
+    assert_eq!(receive_attempt(sqs.clone(), tries.clone()).await, attempt);
     assert_eq!(versions(&s3, "data").await, data_versions);
     assert_eq!(history(&ssm, "/app/name").await, name_history);
     assert_eq!(history(&ssm, "/app/token").await, token_history);
+    let labels: Vec<(i64, Vec<String>)> = ssm
+        .get_parameter_history()
+        .name("/app/name")
+        .send()
+        .await
+        .unwrap()
+        .parameters()
+        .iter()
+        .map(|p| (p.version(), p.labels().to_vec()))
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            (1, vec!["stable".to_string()]),
+            (2, vec!["prod".to_string(), "canary".to_string()]),
+            (3, vec![]),
+        ]
+    );
+    let by_label = ssm
+        .get_parameter()
+        .name("/app/name:prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_label.parameter().unwrap().value(), Some("two"));
+    for (name, want) in [
+        ("/app/token", vec![("env", ""), ("team", "payments")]),
+        ("/app/tagged", vec![("owner", "api")]),
+    ] {
+        let got = ssm
+            .list_tags_for_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .send()
+            .await
+            .unwrap();
+        let got: Vec<(&str, &str)> = got
+            .tag_list()
+            .iter()
+            .map(|t| (t.key(), t.value()))
+            .collect();
+        assert_eq!(got, want, "{name}");
+    }
 
     // Receipt handles issued before still work; the in-flight ones stay hidden.
     for r in &receipts[4..] {

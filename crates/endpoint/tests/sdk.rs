@@ -8,46 +8,9 @@ mod common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
-use pantstack_endpoint::{Config, Core, http};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Local {
-    _server: http::Server,
-    conf: aws_config::SdkConfig,
-    dir: PathBuf,
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn local(name: &str) -> Local {
-    let dir = std::env::temp_dir().join(format!("pantstack-sdk-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let core = Arc::new(
-        Core::open(&Config {
-            dir: dir.join("aws"),
-            key_file: dir.join("keys/test.key"),
-            region: "eu-west-1".into(),
-            principals: vec!["api".into()],
-            policies: Default::default(),
-            compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
-        })
-        .expect("open"),
-    );
-    let server = http::serve(core.clone(), 0).await.expect("serve");
-    let creds = core.credentials("api");
-    let conf = common::sdk_config(&server.url(), "eu-west-1", creds).await;
-    Local {
-        _server: server,
-        conf,
-        dir,
-    }
-}
+use common::{Local, local};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqs_through_the_rust_sdk() {

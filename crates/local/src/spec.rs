@@ -370,7 +370,7 @@ pub fn region(repo: &Monorepo, env: &str) -> String {
 
 /// Every bucket of the environment's manifests: its local name and whether
 /// versioning is on.
-pub fn buckets(repo: &Monorepo, env: &str) -> Vec<(String, bool)> {
+pub fn buckets(repo: &Monorepo, env: &str) -> Vec<(String, bool, Option<i64>)> {
     let project = &repo.foundation.project.value;
     repo.services
         .iter()
@@ -379,6 +379,7 @@ pub fn buckets(repo: &Monorepo, env: &str) -> Vec<(String, bool)> {
                 (
                     bucket_name(project, env, &u.service.name, &b.name),
                     b.versioning,
+                    b.noncurrent_expiry_days,
                 )
             })
         })

@@ -277,6 +277,17 @@ fn compact_min_bytes() -> u64 {
         .unwrap_or(pantstack_endpoint::DEFAULT_COMPACT_MIN)
 }
 
+/// How long a day of S3 lifecycle rules lasts locally:
+/// `PANTSTACK_S3_LIFECYCLE_DAY_SECONDS` (whole seconds, at least 1), else a day
+/// as on AWS.
+fn lifecycle_day() -> Option<Duration> {
+    std::env::var("PANTSTACK_S3_LIFECYCLE_DAY_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s >= 1)
+        .map(Duration::from_secs)
+}
+
 /// Opens the environment's AWS state, serves it on its recorded port and creates
 /// the manifests' queues.
 async fn start_aws(
@@ -313,10 +324,17 @@ async fn start_aws(
             .await
             .map_err(|e| format!("cannot create queue {}: {e}", q.name))?;
     }
-    for (bucket, versioning) in spec::buckets(repo, &cfg.env) {
+    if let Some(day) = lifecycle_day() {
+        core.set_lifecycle_day(day);
+    }
+    for (bucket, versioning, noncurrent_days) in spec::buckets(repo, &cfg.env) {
         core.ensure_bucket(&bucket, versioning)
             .await
             .map_err(|e| format!("cannot create bucket {bucket}: {e}"))?;
+        let rules = pantstack_endpoint::s3::declared_lifecycle(versioning, noncurrent_days);
+        core.ensure_lifecycle(&bucket, rules)
+            .await
+            .map_err(|e| format!("cannot set the lifecycle rules of bucket {bucket}: {e}"))?;
     }
     Ok(Aws {
         core,

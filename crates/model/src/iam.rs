@@ -28,6 +28,8 @@ pub const OBJECT_ACTIONS: &[&str] = &[
     "s3:DeleteObject",
     "s3:AbortMultipartUpload",
     "s3:ListMultipartUploadParts",
+    "s3:GetObjectTagging",
+    "s3:PutObjectTagging",
 ];
 
 /// On the service's parameter path and everything under it (its secrets).

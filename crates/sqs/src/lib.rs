@@ -2,7 +2,9 @@
 //! that the semantics AWS documents are unit-tested without sockets or sleeps:
 //! visibility timeouts and re-delivery, receive counts, redrive to a dead-letter
 //! queue at `maxReceiveCount`, per-message and queue delays, retention, and FIFO
-//! queues (per-group ordering, 5-minute deduplication, content-based dedup).
+//! queues (per-group ordering, 5-minute deduplication, content-based dedup, and
+//! `ReceiveRequestAttemptId`: a retried receive gets the same messages and
+//! receipt handles for 5 minutes).
 //!
 //! The local endpoint (not written yet) will wrap it with the JSON and query
 //! protocols and persist every change in the durable log before acknowledging it.
@@ -22,6 +24,22 @@ pub const MAX_RECEIVE: usize = 10;
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Visibility timeout limit: 12 hours.
 pub const MAX_VISIBILITY_SECS: u64 = 12 * 3600;
+/// How long a `ReceiveRequestAttemptId` answers a retry: "You can use
+/// ReceiveRequestAttemptId only for 5 minutes after a ReceiveMessage action"
+/// (SQS API reference, ReceiveMessage).
+pub const ATTEMPT_WINDOW_MS: Millis = 5 * 60 * 1000;
+/// Longest `ReceiveRequestAttemptId` (characters).
+pub const MAX_ATTEMPT_ID: usize = 128;
+
+/// Whether `id` is a valid `ReceiveRequestAttemptId`: 1 to 128 characters, each
+/// alphanumeric (`a-z`, `A-Z`, `0-9`) or punctuation
+/// (``!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~``), as the API reference says.
+pub fn valid_attempt_id(id: &str) -> bool {
+    (1..=MAX_ATTEMPT_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation())
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
@@ -129,6 +147,19 @@ pub struct Sent {
     pub duplicate: bool,
 }
 
+/// What one FIFO receive with a `ReceiveRequestAttemptId` delivered: a retry
+/// within [`ATTEMPT_WINDOW_MS`] gets these messages again, with these receipt
+/// handles, as long as none of them was deleted, received again or had its
+/// visibility changed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When the first receive of the attempt was.
+    pub at: Millis,
+    /// Each delivered message: (sequence, receipt handle, the `visible_at` the
+    /// receive, or its last retry, gave it).
+    pub delivered: Vec<(u64, String, Millis)>,
+}
+
 /// Serialized (a journal's compacted image) without its messages, which travel
 /// in chunks of their own (`messages`, `restore_messages`), and without the
 /// receipt index, which the messages rebuild.
@@ -149,6 +180,13 @@ pub struct Queue {
     #[serde(skip)]
     receipts: HashMap<String, u64>,
     next_receipt: u64,
+    /// FIFO receives by `ReceiveRequestAttemptId`, for 5 minutes.
+    #[serde(
+        default,
+        serialize_with = "sorted",
+        skip_serializing_if = "HashMap::is_empty"
+    )]
+    attempts: HashMap<String, Attempt>,
 }
 
 /// Appends `v` in lower-case hex, zero-padded to at least `width` digits (what
@@ -185,6 +223,29 @@ fn content_dedup_id(s: &str) -> String {
     format!("{a:016x}{b:016x}")
 }
 
+/// AWS's words for a visibility timeout past 12 hours.
+fn visibility_out_of_range(secs: u64) -> Error {
+    Error::InvalidParameterValue(format!(
+        "Value {secs} for parameter VisibilityTimeout is invalid. Reason: Must be between 0 and 43200, if provided."
+    ))
+}
+
+/// The delivery of `m` under `receipt`.
+fn delivery(m: &Message, receipt: String, now: Millis) -> Delivery {
+    Delivery {
+        message_id: m.id.clone(),
+        receipt_handle: receipt,
+        body: m.body.clone(),
+        receive_count: m.receive_count,
+        sent_at: m.sent_at,
+        first_receive_at: m.first_receive_at.unwrap_or(now),
+        group: m.group.clone(),
+        dedup_id: m.dedup_id.clone(),
+        sequence: m.sequence,
+        extra: m.extra.clone(),
+    }
+}
+
 impl Queue {
     pub fn new(attributes: Attributes) -> Self {
         Queue {
@@ -204,6 +265,7 @@ impl Queue {
             dedup_order: self.dedup_order.clone(),
             receipts: HashMap::new(),
             next_receipt: self.next_receipt,
+            attempts: self.attempts.clone(),
         }
     }
 
@@ -377,6 +439,32 @@ impl Queue {
         visibility_secs: Option<u64>,
         now: Millis,
     ) -> Result<(Vec<Delivery>, Vec<Message>), Error> {
+        self.receive_attempt(max, visibility_secs, None, now)
+    }
+
+    /// ReceiveMessage with a `ReceiveRequestAttemptId` (FIFO queues; a standard
+    /// queue ignores it, as SQS does). Within 5 minutes of the first receive of
+    /// an attempt, a retry with the same id returns the same messages with the
+    /// same receipt handles (their receive counts unchanged) and resets their
+    /// visibility timeout, as long as none of them was deleted, received again
+    /// or had its visibility changed; otherwise the retry is a receive of its
+    /// own, recorded under the id in place of the old one. An invalid id (not 1
+    /// to 128 alphanumeric or punctuation characters) is `InvalidParameterValue`.
+    pub fn receive_attempt(
+        &mut self,
+        max: usize,
+        visibility_secs: Option<u64>,
+        attempt: Option<&str>,
+        now: Millis,
+    ) -> Result<(Vec<Delivery>, Vec<Message>), Error> {
+        let attempt = attempt.filter(|_| self.attributes.fifo);
+        if let Some(id) = attempt
+            && !valid_attempt_id(id)
+        {
+            return Err(Error::InvalidParameterValue(format!(
+                "Value {id} for parameter ReceiveRequestAttemptId is invalid. Reason: ReceiveRequestAttemptId can only include alphanumeric and punctuation characters. 1 to 128 in length."
+            )));
+        }
         if !(1..=MAX_RECEIVE).contains(&max) {
             return Err(Error::InvalidParameterValue(format!(
                 "Value {max} for parameter MaxNumberOfMessages is invalid. Reason: Must be between 1 and 10, if provided."
@@ -384,11 +472,18 @@ impl Queue {
         }
         let vis = visibility_secs.unwrap_or(self.attributes.visibility_timeout_secs);
         if vis > MAX_VISIBILITY_SECS {
-            return Err(Error::InvalidParameterValue(
-                "VisibilityTimeout must be between 0 and 43200 seconds".into(),
-            ));
+            return Err(visibility_out_of_range(vis));
         }
         self.expire(now);
+        if !self.attempts.is_empty() {
+            self.attempts
+                .retain(|_, a| now < a.at.saturating_add(ATTEMPT_WINDOW_MS));
+        }
+        if let Some(id) = attempt
+            && let Some(again) = self.retry(id, vis, now)
+        {
+            return Ok((again, Vec::new()));
+        }
         // FIFO: a group with a message in flight delivers nothing more.
         let blocked: HashSet<String> = if self.attributes.fifo {
             self.messages
@@ -450,21 +545,52 @@ impl Queue {
                 m.first_receive_at.get_or_insert(now);
                 m.visible_at = now + vis * 1000;
                 self.receipts.insert(receipt.clone(), seq);
-                out.push(Delivery {
-                    message_id: m.id.clone(),
-                    receipt_handle: receipt,
-                    body: m.body.clone(),
-                    receive_count: m.receive_count,
-                    sent_at: m.sent_at,
-                    first_receive_at: m.first_receive_at.unwrap_or(now),
-                    group: m.group.clone(),
-                    dedup_id: m.dedup_id.clone(),
-                    sequence: m.sequence,
-                    extra: m.extra.clone(),
-                });
+                out.push(delivery(m, receipt, now));
             }
         }
+        if let Some(id) = attempt
+            && !out.is_empty()
+        {
+            let visible_at = now + vis * 1000;
+            self.attempts.insert(
+                id.to_string(),
+                Attempt {
+                    at: now,
+                    delivered: out
+                        .iter()
+                        .map(|d| (d.sequence, d.receipt_handle.clone(), visible_at))
+                        .collect(),
+                },
+            );
+        }
         Ok((out, moved))
+    }
+
+    /// The retry of attempt `id`: its messages again, hidden `vis` seconds more,
+    /// if every one is still as that receive left it (same receipt handle, same
+    /// visibility); else None (and the attempt is forgotten).
+    fn retry(&mut self, id: &str, vis: u64, now: Millis) -> Option<Vec<Delivery>> {
+        let a = self.attempts.get(id)?;
+        let intact = a.delivered.iter().all(|(seq, receipt, visible_at)| {
+            self.messages.get(seq).is_some_and(|m| {
+                m.receipt.as_deref() == Some(receipt.as_str()) && m.visible_at == *visible_at
+            })
+        });
+        if !intact {
+            self.attempts.remove(id);
+            return None;
+        }
+        let a = self.attempts.get_mut(id)?;
+        let visible_at = now + vis * 1000;
+        let mut out = Vec::with_capacity(a.delivered.len());
+        for (seq, receipt, at) in &mut a.delivered {
+            if let Some(m) = self.messages.get_mut(seq) {
+                m.visible_at = visible_at;
+                *at = visible_at;
+                out.push(delivery(m, receipt.clone(), now));
+            }
+        }
+        Some(out)
     }
 
     /// DeleteMessage. A handle of an earlier delivery of a message that was received
@@ -486,9 +612,7 @@ impl Queue {
         now: Millis,
     ) -> Result<(), Error> {
         if secs > MAX_VISIBILITY_SECS {
-            return Err(Error::InvalidParameterValue(
-                "VisibilityTimeout must be between 0 and 43200 seconds".into(),
-            ));
+            return Err(visibility_out_of_range(secs));
         }
         let seq = *self
             .receipts
@@ -734,5 +858,128 @@ mod tests {
                 .unwrap()
                 .duplicate
         );
+    }
+
+    fn fifo_with(bodies: &[(&str, &str)]) -> Queue {
+        let mut q = Queue::new(Attributes {
+            fifo: true,
+            content_based_deduplication: true,
+            ..Attributes::default()
+        });
+        for (group, body) in bodies {
+            q.send(body, None, Some(group), None, 0).unwrap();
+        }
+        q
+    }
+
+    fn handles(d: &[Delivery]) -> Vec<(String, String, u32)> {
+        d.iter()
+            .map(|d| (d.body.clone(), d.receipt_handle.clone(), d.receive_count))
+            .collect()
+    }
+
+    #[test]
+    fn a_retried_attempt_returns_the_same_messages_and_handles_and_resets_visibility() {
+        let mut q = fifo_with(&[("a", "a1"), ("a", "a2"), ("b", "b1"), ("c", "c1")]);
+        let (first, _) = q.receive_attempt(2, Some(30), Some("try-1"), 1000).unwrap();
+        assert_eq!(first.len(), 2);
+        // The retry, 20 s later: the same deliveries, receive counts unchanged.
+        let (again, moved) = q
+            .receive_attempt(2, Some(30), Some("try-1"), 21_000)
+            .unwrap();
+        assert!(moved.is_empty());
+        assert_eq!(handles(&again), handles(&first));
+        assert!(again.iter().all(|d| d.receive_count == 1));
+        // It reset the visibility timeout: hidden until 51 s, not 31 s.
+        assert_eq!(q.counts(40_000), (2, 2, 0));
+        assert_eq!(q.counts(51_000), (4, 0, 0));
+        // A handle of the attempt deletes its message.
+        q.delete(&again[0].receipt_handle).unwrap();
+        // Another attempt id gets the next messages (not those in flight).
+        let mut q = fifo_with(&[("a", "a1"), ("b", "b1"), ("c", "c1")]);
+        let (one, _) = q.receive_attempt(1, None, Some("one"), 0).unwrap();
+        let (two, _) = q.receive_attempt(1, None, Some("two"), 0).unwrap();
+        assert_eq!((one[0].body.as_str(), two[0].body.as_str()), ("a1", "b1"));
+        let (one_again, _) = q.receive_attempt(1, None, Some("one"), 5).unwrap();
+        assert_eq!(handles(&one_again), handles(&one));
+    }
+
+    #[test]
+    fn an_attempt_answers_for_five_minutes_only() {
+        let mut q = fifo_with(&[("a", "a1"), ("b", "b1")]);
+        let (first, _) = q.receive_attempt(1, Some(43_200), Some("t"), 0).unwrap();
+        let (again, _) = q
+            .receive_attempt(1, Some(43_200), Some("t"), ATTEMPT_WINDOW_MS - 1)
+            .unwrap();
+        assert_eq!(handles(&again), handles(&first));
+        // Past the window the id is a new receive: the next visible message.
+        let (later, _) = q
+            .receive_attempt(1, Some(43_200), Some("t"), ATTEMPT_WINDOW_MS)
+            .unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].body, "b1");
+        assert_ne!(later[0].receipt_handle, first[0].receipt_handle);
+    }
+
+    #[test]
+    fn a_deleted_or_changed_message_breaks_the_replay() {
+        let mut q = fifo_with(&[("a", "a1"), ("b", "b1"), ("c", "c1")]);
+        let (first, _) = q.receive_attempt(2, Some(60), Some("t"), 0).unwrap();
+        assert_eq!(first.len(), 2);
+        q.delete(&first[0].receipt_handle).unwrap();
+        // Not the same messages any more: a receive of its own (b1 is in flight,
+        // its group blocked; c1 is next).
+        let (again, _) = q.receive_attempt(2, Some(60), Some("t"), 1000).unwrap();
+        let bodies: Vec<&str> = again.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["c1"]);
+        // That receive is what the id answers now.
+        let (third, _) = q.receive_attempt(2, Some(60), Some("t"), 2000).unwrap();
+        assert_eq!(handles(&third), handles(&again));
+
+        let mut q = fifo_with(&[("a", "a1"), ("b", "b1")]);
+        let (first, _) = q.receive_attempt(1, Some(60), Some("t"), 0).unwrap();
+        q.change_visibility(&first[0].receipt_handle, 0, 10)
+            .unwrap();
+        let (again, _) = q.receive_attempt(1, Some(60), Some("t"), 20).unwrap();
+        assert_eq!(again[0].body, "a1", "visible again, received anew");
+        assert_eq!(again[0].receive_count, 2);
+        assert_ne!(again[0].receipt_handle, first[0].receipt_handle);
+    }
+
+    #[test]
+    fn attempt_ids_are_checked_on_fifo_queues_and_ignored_on_standard_ones() {
+        for ok in [
+            "a",
+            "A-z_0.9",
+            &"x".repeat(128),
+            r##"!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~"##,
+        ] {
+            assert!(valid_attempt_id(ok), "{ok}");
+        }
+        for bad in ["", " ", "a b", "é", &"x".repeat(129), "tab\t"] {
+            assert!(!valid_attempt_id(bad), "{bad}");
+        }
+        let mut q = fifo_with(&[("a", "a1")]);
+        let e = q
+            .receive_attempt(1, None, Some("no spaces"), 0)
+            .unwrap_err();
+        assert_eq!(e.code(), "InvalidParameterValue");
+        assert_eq!(q.counts(0), (1, 0, 0), "nothing was received");
+        let mut s = Queue::new(Attributes::default());
+        s.send("m1", None, None, None, 0).unwrap();
+        s.send("m2", None, None, None, 0).unwrap();
+        let (one, _) = s.receive_attempt(1, None, Some("no spaces"), 0).unwrap();
+        let (two, _) = s.receive_attempt(1, None, Some("no spaces"), 1).unwrap();
+        assert_eq!((one[0].body.as_str(), two[0].body.as_str()), ("m1", "m2"));
+    }
+
+    #[test]
+    fn attempts_travel_in_the_image() {
+        let mut q = fifo_with(&[("a", "a1"), ("b", "b1")]);
+        let (first, _) = q.receive_attempt(1, None, Some("t"), 0).unwrap();
+        let mut copy = q.head();
+        copy.restore_messages(q.messages().cloned());
+        let (again, _) = copy.receive_attempt(1, None, Some("t"), 10).unwrap();
+        assert_eq!(handles(&again), handles(&first));
     }
 }

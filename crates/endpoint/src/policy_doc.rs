@@ -1,0 +1,408 @@
+//! Resource-based policy documents (bucket policies; queue policies use the same
+//! evaluation): checked when stored, evaluated beside the identity policies of
+//! `iam` as IAM's evaluation logic says for one account — an explicit `Deny` in
+//! either refuses, else an `Allow` in either allows.
+//!
+//! Principals: locally a service unit is `arn:aws:iam::<account>:role/<unit>`
+//! and a person (`pantstack aws-env`) `arn:aws:iam::<account>:user/user`; `"*"`,
+//! `{"AWS": "*"}`, the account id and `arn:aws:iam::<account>:root` name every
+//! principal of the account; `Service` and `CanonicalUser` principals match no
+//! local caller. Conditions: the `String*`, `Arn*`, `Bool` and `Null` operators
+//! (with `…IfExists`) on the keys `aws:SecureTransport` (always `true`: the local
+//! endpoint stands in for AWS's TLS endpoint), `aws:PrincipalArn`,
+//! `aws:PrincipalAccount` and `aws:PrincipalType`; a key the request does not
+//! carry is absent, as IAM treats it (positive operators fail, negated ones and
+//! `…IfExists` hold).
+
+use crate::iam::matches;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// No statement applies.
+    None,
+    Allow,
+    Deny,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Principals {
+    Any,
+    /// `AWS` principals as written (ARNs, account ids).
+    Aws(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Condition {
+    operator: String,
+    if_exists: bool,
+    key: String,
+    values: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Statement {
+    deny: bool,
+    principals: Principals,
+    not_principal: bool,
+    actions: Vec<String>,
+    not_action: bool,
+    resources: Vec<String>,
+    not_resource: bool,
+    conditions: Vec<Condition>,
+}
+
+/// A parsed resource-based policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyDoc {
+    statements: Vec<Statement>,
+}
+
+/// Who is asking, as IAM's request context names them.
+pub struct Caller<'a> {
+    pub arn: &'a str,
+    pub account: &'a str,
+    /// `AssumedRole` for a unit, `User` for a person.
+    pub kind: &'a str,
+}
+
+/// The local ARN of a principal (`user` or a unit name).
+pub fn principal_arn(principal: &str) -> String {
+    if principal == crate::USER {
+        format!("arn:aws:iam::{}:user/{principal}", crate::ACCOUNT)
+    } else {
+        format!("arn:aws:iam::{}:role/{principal}", crate::ACCOUNT)
+    }
+}
+
+const OPERATORS: &[&str] = &[
+    "StringEquals",
+    "StringNotEquals",
+    "StringEqualsIgnoreCase",
+    "StringNotEqualsIgnoreCase",
+    "StringLike",
+    "StringNotLike",
+    "ArnEquals",
+    "ArnLike",
+    "ArnNotEquals",
+    "ArnNotLike",
+    "Bool",
+    "Null",
+];
+
+fn strings(v: &Value, what: &str) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(a) if !a.is_empty() => a
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(s.clone()),
+                Value::Bool(b) => Ok(b.to_string()),
+                Value::Number(n) => Ok(n.to_string()),
+                _ => Err(format!("{what} must be a string or a list of strings")),
+            })
+            .collect(),
+        Value::Bool(b) => Ok(vec![b.to_string()]),
+        Value::Number(n) => Ok(vec![n.to_string()]),
+        _ => Err(format!("{what} must be a string or a list of strings")),
+    }
+}
+
+/// The one of `a` / `not_a` a statement has (exactly one must be there).
+fn one_of<'a>(
+    st: &'a serde_json::Map<String, Value>,
+    a: &str,
+    not_a: &str,
+) -> Result<(&'a Value, bool), String> {
+    match (st.get(a), st.get(not_a)) {
+        (Some(v), None) => Ok((v, false)),
+        (None, Some(v)) => Ok((v, true)),
+        (Some(_), Some(_)) => Err(format!("a statement has both {a} and {not_a}")),
+        (None, None) => Err(format!("a statement has no {a}")),
+    }
+}
+
+impl PolicyDoc {
+    /// Parses and checks a document: `service` is the actions' prefix (`s3`,
+    /// `sqs`); `resource_ok` says whether a Resource may appear in this
+    /// resource's policy. The error is what S3's `MalformedPolicy` (SQS's
+    /// `InvalidAttributeValue`) carries.
+    pub fn parse(
+        text: &str,
+        service: &str,
+        resource_ok: &dyn Fn(&str) -> bool,
+    ) -> Result<PolicyDoc, String> {
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| format!("Policies must be valid JSON: {e}"))?;
+        let Value::Object(doc) = doc else {
+            return Err("Policies must be JSON objects".into());
+        };
+        if let Some(v) = doc.get("Version")
+            && !matches!(v.as_str(), Some("2012-10-17" | "2008-10-17"))
+        {
+            return Err("The policy's Version must be 2012-10-17 or 2008-10-17".into());
+        }
+        let statements = match doc.get("Statement") {
+            Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+            Some(v @ Value::Object(_)) => vec![v.clone()],
+            _ => return Err("Missing required field Statement".into()),
+        };
+        let mut out = Vec::new();
+        for st in &statements {
+            let Value::Object(st) = st else {
+                return Err("Each statement must be a JSON object".into());
+            };
+            let deny = match st.get("Effect").and_then(Value::as_str) {
+                Some("Allow") => false,
+                Some("Deny") => true,
+                _ => return Err("Invalid effect: each statement's Effect is Allow or Deny".into()),
+            };
+            let (p, not_principal) = one_of(st, "Principal", "NotPrincipal")?;
+            let principals = match p {
+                Value::String(s) if s == "*" => Principals::Any,
+                Value::Object(m) if !m.is_empty() => {
+                    let mut aws = Vec::new();
+                    let mut any = false;
+                    for (k, v) in m {
+                        let vs = strings(v, "Principal")?;
+                        match k.as_str() {
+                            "AWS" => {
+                                if vs.iter().any(|s| s == "*") {
+                                    any = true;
+                                }
+                                aws.extend(vs);
+                            }
+                            "Service" | "CanonicalUser" | "Federated" => {}
+                            other => return Err(format!("Invalid principal type {other}")),
+                        }
+                    }
+                    if any {
+                        Principals::Any
+                    } else {
+                        Principals::Aws(aws)
+                    }
+                }
+                _ => return Err("Invalid principal in policy".into()),
+            };
+            let (a, not_action) = one_of(st, "Action", "NotAction")?;
+            let actions = strings(a, "Action")?;
+            for action in &actions {
+                let ok = action == "*"
+                    || action.split_once(':').is_some_and(|(p, rest)| {
+                        p.eq_ignore_ascii_case(service) && !rest.is_empty()
+                    });
+                if !ok {
+                    return Err(format!("Policy has invalid action: {action}"));
+                }
+            }
+            let (r, not_resource) = one_of(st, "Resource", "NotResource")?;
+            let resources = strings(r, "Resource")?;
+            for resource in &resources {
+                if !resource_ok(resource) {
+                    return Err(format!("Policy has invalid resource: {resource}"));
+                }
+            }
+            let mut conditions = Vec::new();
+            if let Some(c) = st.get("Condition") {
+                let Value::Object(c) = c else {
+                    return Err("Condition must be a JSON object".into());
+                };
+                for (op, keys) in c {
+                    let (base, if_exists) = match op.strip_suffix("IfExists") {
+                        Some(b) => (b, true),
+                        None => (op.as_str(), false),
+                    };
+                    if !OPERATORS.contains(&base) {
+                        return Err(format!(
+                            "Invalid Condition type: {op} (the local cloud evaluates {})",
+                            OPERATORS.join(", ")
+                        ));
+                    }
+                    let Value::Object(keys) = keys else {
+                        return Err(format!("Condition {op} must map keys to values"));
+                    };
+                    for (key, values) in keys {
+                        conditions.push(Condition {
+                            operator: base.to_string(),
+                            if_exists,
+                            key: key.to_ascii_lowercase(),
+                            values: strings(values, "a condition's values")?,
+                        });
+                    }
+                }
+            }
+            out.push(Statement {
+                deny,
+                principals,
+                not_principal,
+                actions,
+                not_action,
+                resources,
+                not_resource,
+                conditions,
+            });
+        }
+        Ok(PolicyDoc { statements: out })
+    }
+
+    /// What the policy says about `caller` doing `action` on `resource`.
+    pub fn evaluate(&self, caller: &Caller<'_>, action: &str, resource: &str) -> Decision {
+        let mut allowed = false;
+        for s in &self.statements {
+            let who = match &s.principals {
+                Principals::Any => true,
+                Principals::Aws(list) => list.iter().any(|p| names(p, caller)),
+            } != s.not_principal;
+            let what = s.actions.iter().any(|a| matches(a, action, true)) != s.not_action;
+            let on = s.resources.iter().any(|r| matches(r, resource, false)) != s.not_resource;
+            if !(who && what && on && s.conditions.iter().all(|c| holds(c, caller))) {
+                continue;
+            }
+            if s.deny {
+                return Decision::Deny;
+            }
+            allowed = true;
+        }
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::None
+        }
+    }
+}
+
+/// Whether an `AWS` principal entry names the caller.
+fn names(p: &str, caller: &Caller<'_>) -> bool {
+    p == caller.account || p == format!("arn:aws:iam::{}:root", caller.account) || p == caller.arn
+}
+
+fn context(key: &str, caller: &Caller<'_>) -> Option<String> {
+    match key {
+        "aws:securetransport" => Some("true".into()),
+        "aws:principalarn" => Some(caller.arn.to_string()),
+        "aws:principalaccount" => Some(caller.account.to_string()),
+        "aws:principaltype" => Some(caller.kind.to_string()),
+        _ => None,
+    }
+}
+
+fn holds(c: &Condition, caller: &Caller<'_>) -> bool {
+    let value = context(&c.key, caller);
+    if c.operator == "Null" {
+        // Null: "true" holds when the key is absent.
+        let absent = value.is_none();
+        return c
+            .values
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case("true") == absent);
+    }
+    let negated = c.operator.contains("Not");
+    let Some(value) = value else {
+        return c.if_exists || negated;
+    };
+    let any = |f: &dyn Fn(&str) -> bool| c.values.iter().any(|v| f(v));
+    let positive = match c.operator.as_str() {
+        "StringEquals" | "StringNotEquals" | "ArnEquals" | "ArnNotEquals" => any(&|v| v == value),
+        "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => {
+            any(&|v| v.eq_ignore_ascii_case(&value))
+        }
+        "StringLike" | "StringNotLike" | "ArnLike" | "ArnNotLike" => {
+            any(&|v| matches(v, &value, false))
+        }
+        "Bool" => any(&|v| v.eq_ignore_ascii_case(&value)),
+        _ => false,
+    };
+    positive != negated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Result<PolicyDoc, String> {
+        PolicyDoc::parse(text, "s3", &|r| r.starts_with("arn:aws:s3:::b"))
+    }
+
+    const API: Caller<'static> = Caller {
+        arn: "arn:aws:iam::000000000000:role/api",
+        account: "000000000000",
+        kind: "AssumedRole",
+    };
+    const OTHER: Caller<'static> = Caller {
+        arn: "arn:aws:iam::000000000000:role/other",
+        account: "000000000000",
+        kind: "AssumedRole",
+    };
+
+    #[test]
+    fn malformed_documents_are_refused_with_the_reason() {
+        for (text, why) in [
+            ("not json", "valid JSON"),
+            ("{}", "Statement"),
+            (
+                r#"{"Statement":[{"Effect":"Maybe","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b"}]}"#,
+                "effect",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"arn:aws:s3:::b"}]}"#,
+                "Principal",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"sqs:SendMessage","Resource":"arn:aws:s3:::b"}]}"#,
+                "invalid action",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::other"}]}"#,
+                "invalid resource",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2020-01-01"}}}]}"#,
+                "Condition type",
+            ),
+            (r#"{"Version":"2013-01-01","Statement":[]}"#, "Version"),
+        ] {
+            let e = doc(text).expect_err(text);
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_deny_wins_and_principals_and_conditions_select() {
+        let d = doc(r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:role/other"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"},
+            {"Effect":"Deny","Principal":"*","Action":["s3:DeleteObject*"],"Resource":"arn:aws:s3:::b/locked/*"},
+            {"Effect":"Deny","Principal":{"AWS":"*"},"Action":"s3:*","Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}},
+            {"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::000000000000:role/api"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::b/api-only/*"},
+            {"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/tagged/*","Condition":{"StringNotEquals":{"s3:x-unknown":"v"}}}
+        ]}"#).unwrap();
+        assert_eq!(
+            d.evaluate(&OTHER, "s3:GetObject", "arn:aws:s3:::b/k"),
+            Decision::Allow
+        );
+        assert_eq!(
+            d.evaluate(&API, "s3:GetObject", "arn:aws:s3:::b/k"),
+            Decision::None
+        );
+        assert_eq!(
+            d.evaluate(&API, "s3:DeleteObjectVersion", "arn:aws:s3:::b/locked/x"),
+            Decision::Deny
+        );
+        assert_eq!(
+            d.evaluate(&API, "s3:DeleteObject", "arn:aws:s3:::b/open/x"),
+            Decision::None
+        );
+        assert_eq!(
+            d.evaluate(&API, "s3:PutObject", "arn:aws:s3:::b/api-only/x"),
+            Decision::None
+        );
+        assert_eq!(
+            d.evaluate(&OTHER, "s3:PutObject", "arn:aws:s3:::b/api-only/x"),
+            Decision::Deny
+        );
+        // A negated operator on a key the request lacks holds, as in IAM.
+        assert_eq!(
+            d.evaluate(&API, "s3:PutObject", "arn:aws:s3:::b/tagged/x"),
+            Decision::Deny
+        );
+    }
+}

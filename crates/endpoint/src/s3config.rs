@@ -1,0 +1,510 @@
+//! What S3 stores beside the data: object tags, server-side encryption settings,
+//! and a bucket's configuration (policy, CORS, lifecycle, default encryption,
+//! tags), checked as S3 checks them and converted between s3s's types and the
+//! journaled ones of `s3`.
+
+use crate::s3::{CorsRule, LifecycleRule, Sse};
+use s3s::dto::*;
+use s3s::{S3Result, s3_error};
+use std::collections::BTreeMap;
+
+/// S3's limits on object tags (user guide, "Categorizing your storage using
+/// tags"): 10 per object, keys 1..128 and values 0..256 Unicode characters,
+/// unique keys.
+pub fn object_tags(
+    pairs: Vec<(String, String)>,
+    limit: usize,
+) -> S3Result<BTreeMap<String, String>> {
+    if pairs.len() > limit {
+        return Err(s3_error!(
+            InvalidTag,
+            "Object tags cannot be greater than {limit}"
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in pairs {
+        let keylen = k.chars().count();
+        if !(1..=128).contains(&keylen) {
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagKey you have provided is invalid: a key has 1 to 128 characters"
+            ));
+        }
+        if v.chars().count() > 256 {
+            return Err(s3_error!(
+                InvalidTag,
+                "The TagValue you have provided is invalid: a value has at most 256 characters"
+            ));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(s3_error!(
+                InvalidTag,
+                "Your TagKey cannot be prefixed with aws:"
+            ));
+        }
+        if out.insert(k, v).is_some() {
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The tags of an `x-amz-tagging` header (a URL query string: `k1=v1&k2=v2`).
+pub fn tagging_header(h: Option<&String>) -> S3Result<BTreeMap<String, String>> {
+    let Some(h) = h.filter(|h| !h.is_empty()) else {
+        return Ok(BTreeMap::new());
+    };
+    object_tags(crate::query::form_pairs(h), 10)
+}
+
+/// The tags of a `<Tagging>` body.
+pub fn tag_set_in(set: &[Tag], limit: usize) -> S3Result<BTreeMap<String, String>> {
+    object_tags(
+        set.iter()
+            .map(|t| {
+                (
+                    t.key.clone().unwrap_or_default(),
+                    t.value.clone().unwrap_or_default(),
+                )
+            })
+            .collect(),
+        limit,
+    )
+}
+
+pub fn tag_set(tags: &BTreeMap<String, String>) -> TagSet {
+    tags.iter()
+        .map(|(k, v)| Tag {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect()
+}
+
+/// The encryption a write asks for (`x-amz-server-side-encryption` and its KMS
+/// key), else the bucket's default. Customer-provided keys (SSE-C) are not
+/// served locally: refused, never ignored.
+pub fn sse_of(
+    algorithm: Option<&ServerSideEncryption>,
+    kms_key: Option<&String>,
+    bucket_key: Option<bool>,
+    customer: bool,
+    default: Option<&Sse>,
+    region: &str,
+) -> S3Result<Option<Sse>> {
+    if customer {
+        return Err(s3_error!(
+            NotImplemented,
+            "server-side encryption with customer-provided keys (SSE-C) is not served by the local cloud"
+        ));
+    }
+    let Some(a) = algorithm else {
+        if kms_key.is_some() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "x-amz-server-side-encryption-aws-kms-key-id is only valid with x-amz-server-side-encryption: aws:kms"
+            ));
+        }
+        return Ok(default.cloned());
+    };
+    let algorithm = a.as_str();
+    match algorithm {
+        "AES256" => {
+            if kms_key.is_some() {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms"
+                ));
+            }
+        }
+        "aws:kms" | "aws:kms:dsse" => {}
+        other => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "The encryption method specified is not supported: {other} (AES256, aws:kms or aws:kms:dsse)"
+            ));
+        }
+    }
+    Ok(Some(Sse {
+        algorithm: algorithm.to_string(),
+        kms_key: kms_key.cloned().or_else(|| {
+            algorithm
+                .starts_with("aws:kms")
+                .then(|| format!("arn:aws:kms:{region}:{}:alias/aws/s3", crate::ACCOUNT))
+        }),
+        bucket_key: bucket_key.unwrap_or(false),
+    }))
+}
+
+/// The response fields of an object's encryption (none recorded: SSE-S3).
+pub fn sse_fields(v: Option<&Sse>) -> (Option<ServerSideEncryption>, Option<String>, Option<bool>) {
+    match v {
+        None => (
+            Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AES256,
+            )),
+            None,
+            None,
+        ),
+        Some(s) => (
+            Some(ServerSideEncryption::from(s.algorithm.clone())),
+            s.kms_key.clone(),
+            s.bucket_key.then_some(true),
+        ),
+    }
+}
+
+pub fn encryption_in(c: &ServerSideEncryptionConfiguration, region: &str) -> S3Result<Sse> {
+    let [rule] = c.rules.as_slice() else {
+        return Err(s3_error!(
+            MalformedXML,
+            "a ServerSideEncryptionConfiguration has exactly one Rule"
+        ));
+    };
+    let d = rule.apply_server_side_encryption_by_default.as_ref();
+    let mut sse = sse_of(
+        Some(
+            &d.map(|d| d.sse_algorithm.clone())
+                .unwrap_or_else(|| ServerSideEncryption::from_static(ServerSideEncryption::AES256)),
+        ),
+        d.and_then(|d| d.kms_master_key_id.as_ref()),
+        rule.bucket_key_enabled,
+        false,
+        None,
+        region,
+    )?
+    .unwrap_or_default();
+    if d.and_then(|d| d.kms_master_key_id.as_ref()).is_none() {
+        sse.kms_key = None;
+    }
+    Ok(sse)
+}
+
+pub fn encryption_out(s: Option<&Sse>) -> ServerSideEncryptionConfiguration {
+    let default = Sse {
+        algorithm: "AES256".into(),
+        ..Sse::default()
+    };
+    let s = s.unwrap_or(&default);
+    ServerSideEncryptionConfiguration {
+        rules: vec![ServerSideEncryptionRule {
+            apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                kms_master_key_id: s.kms_key.clone(),
+                sse_algorithm: ServerSideEncryption::from(s.algorithm.clone()),
+            }),
+            bucket_key_enabled: Some(s.bucket_key),
+        }],
+    }
+}
+
+const CORS_METHODS: &[&str] = &["GET", "PUT", "HEAD", "POST", "DELETE"];
+
+pub fn cors_in(c: &CORSConfiguration) -> S3Result<Vec<CorsRule>> {
+    if c.cors_rules.is_empty() || c.cors_rules.len() > 100 {
+        return Err(s3_error!(
+            MalformedXML,
+            "a CORS configuration has 1 to 100 rules"
+        ));
+    }
+    let mut out = Vec::new();
+    for r in &c.cors_rules {
+        for m in &r.allowed_methods {
+            if !CORS_METHODS.contains(&m.as_str()) {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Found unsupported HTTP method in CORS config. Unsupported method is {m}"
+                ));
+            }
+        }
+        if r.allowed_origins.is_empty() || r.allowed_methods.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "a CORS rule needs AllowedOrigin and AllowedMethod"
+            ));
+        }
+        for o in &r.allowed_origins {
+            if o.matches('*').count() > 1 {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "AllowedOrigin \"{o}\" can not have more than one wildcard."
+                ));
+            }
+        }
+        out.push(CorsRule {
+            id: r.id.clone(),
+            allowed_methods: r.allowed_methods.clone(),
+            allowed_origins: r.allowed_origins.clone(),
+            allowed_headers: r.allowed_headers.clone().unwrap_or_default(),
+            expose_headers: r.expose_headers.clone().unwrap_or_default(),
+            max_age_seconds: r.max_age_seconds,
+        });
+    }
+    Ok(out)
+}
+
+pub fn cors_out(rules: &[CorsRule]) -> Vec<CORSRule> {
+    rules
+        .iter()
+        .map(|r| CORSRule {
+            id: r.id.clone(),
+            allowed_methods: r.allowed_methods.clone(),
+            allowed_origins: r.allowed_origins.clone(),
+            allowed_headers: (!r.allowed_headers.is_empty()).then(|| r.allowed_headers.clone()),
+            expose_headers: (!r.expose_headers.is_empty()).then(|| r.expose_headers.clone()),
+            max_age_seconds: r.max_age_seconds,
+        })
+        .collect()
+}
+
+fn ms(t: &Timestamp) -> u64 {
+    let odt: time::OffsetDateTime = t.clone().into();
+    (odt.unix_timestamp_nanos() / 1_000_000).max(0) as u64
+}
+
+fn stamp(ms: u64) -> Timestamp {
+    Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+/// A lifecycle configuration, checked as S3 checks one (PutBucketLifecycle-
+/// Configuration: 1..1000 rules, unique ids of at most 255 characters, an action
+/// per rule, positive days, a date at midnight UTC, `ExpiredObjectDeleteMarker`
+/// without days or date, `NewerNoncurrentVersions` 1..100).
+pub fn lifecycle_in(c: &BucketLifecycleConfiguration) -> S3Result<Vec<LifecycleRule>> {
+    if c.rules.is_empty() || c.rules.len() > 1000 {
+        return Err(s3_error!(
+            MalformedXML,
+            "a lifecycle configuration has 1 to 1000 rules"
+        ));
+    }
+    let mut out: Vec<LifecycleRule> = Vec::new();
+    for r in &c.rules {
+        let bad = |m: &str| s3_error!(InvalidArgument, "{m}");
+        if let Some(id) = &r.id {
+            if id.chars().count() > 255 {
+                return Err(bad("ID length should not exceed allowed limit of 255"));
+            }
+            if out.iter().any(|o| o.id.as_deref() == Some(id)) {
+                return Err(bad(
+                    "Rule ID must be unique. Found same ID for more than one rule",
+                ));
+            }
+        }
+        let enabled = match r.status.as_str() {
+            "Enabled" => true,
+            "Disabled" => false,
+            other => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "Status must be Enabled or Disabled, not {other}"
+                ));
+            }
+        };
+        let mut rule = LifecycleRule {
+            id: r.id.clone(),
+            enabled,
+            ..LifecycleRule::default()
+        };
+        match (&r.filter, &r.prefix) {
+            (Some(_), Some(_)) => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "a rule has either Filter or Prefix, not both"
+                ));
+            }
+            (None, p) => rule.prefix = p.clone().unwrap_or_default(),
+            (Some(f), None) => {
+                rule.filter = true;
+                if let Some(and) = &f.and {
+                    rule.and = true;
+                    rule.prefix = and.prefix.clone().unwrap_or_default();
+                    rule.tags = tag_set_in(and.tags.as_deref().unwrap_or_default(), 50)?;
+                    rule.size_greater_than = and.object_size_greater_than;
+                    rule.size_less_than = and.object_size_less_than;
+                } else {
+                    rule.prefix = f.prefix.clone().unwrap_or_default();
+                    if let Some(t) = &f.tag {
+                        rule.tags = tag_set_in(std::slice::from_ref(t), 1)?;
+                    }
+                    rule.size_greater_than = f.object_size_greater_than;
+                    rule.size_less_than = f.object_size_less_than;
+                }
+            }
+        }
+        if let Some(e) = &r.expiration {
+            if e.days.is_some() && e.date.is_some() {
+                return Err(bad("An Expiration has Days or Date, not both"));
+            }
+            if e.expired_object_delete_marker.is_some() && (e.days.is_some() || e.date.is_some()) {
+                return Err(bad(
+                    "ExpiredObjectDeleteMarker cannot be specified with Days or Date in a Lifecycle Expiration Policy.",
+                ));
+            }
+            if let Some(d) = e.days {
+                if d <= 0 {
+                    return Err(bad(
+                        "'Days' for Expiration action must be a positive integer",
+                    ));
+                }
+                rule.expiration_days = Some(d);
+            }
+            if let Some(t) = &e.date {
+                let at = ms(t);
+                if !at.is_multiple_of(86_400_000) {
+                    return Err(bad("'Date' must be at midnight GMT"));
+                }
+                rule.expiration_date = Some(at);
+            }
+            rule.expired_object_delete_marker = e.expired_object_delete_marker.unwrap_or(false);
+        }
+        if let Some(n) = &r.noncurrent_version_expiration {
+            match n.noncurrent_days {
+                Some(d) if d > 0 => rule.noncurrent_days = Some(d),
+                _ => {
+                    return Err(bad(
+                        "'NoncurrentDays' for NoncurrentVersionExpiration action must be a positive integer",
+                    ));
+                }
+            }
+            if let Some(k) = n.newer_noncurrent_versions {
+                if !(1..=100).contains(&k) {
+                    return Err(bad("NewerNoncurrentVersions must be between 1 and 100"));
+                }
+                rule.newer_noncurrent_versions = Some(k);
+            }
+        }
+        if let Some(a) = &r.abort_incomplete_multipart_upload {
+            match a.days_after_initiation {
+                Some(d) if d > 0 => rule.abort_upload_days = Some(d),
+                _ => {
+                    return Err(bad(
+                        "'DaysAfterInitiation' for AbortIncompleteMultipartUpload action must be a positive integer",
+                    ));
+                }
+            }
+            if !rule.tags.is_empty() {
+                return Err(bad(
+                    "AbortIncompleteMultipartUpload cannot be specified with Tags.",
+                ));
+            }
+        }
+        for t in r.transitions.as_deref().unwrap_or_default() {
+            rule.transitions.push((
+                t.days,
+                t.date.as_ref().map(ms),
+                t.storage_class
+                    .as_ref()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        for t in r
+            .noncurrent_version_transitions
+            .as_deref()
+            .unwrap_or_default()
+        {
+            rule.noncurrent_transitions.push((
+                t.newer_noncurrent_versions,
+                t.noncurrent_days,
+                t.storage_class
+                    .as_ref()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        let acts = rule.expiration_days.is_some()
+            || rule.expiration_date.is_some()
+            || rule.expired_object_delete_marker
+            || rule.noncurrent_days.is_some()
+            || rule.abort_upload_days.is_some()
+            || !rule.transitions.is_empty()
+            || !rule.noncurrent_transitions.is_empty();
+        if !acts {
+            return Err(bad("At least one action needs to be specified in a rule"));
+        }
+        out.push(rule);
+    }
+    Ok(out)
+}
+
+pub fn lifecycle_out(rules: &[LifecycleRule]) -> Vec<s3s::dto::LifecycleRule> {
+    rules
+        .iter()
+        .map(|r| {
+            let tags = tag_set(&r.tags);
+            let filter = r.filter.then(|| {
+                if r.and {
+                    LifecycleRuleFilter {
+                        and: Some(LifecycleRuleAndOperator {
+                            prefix: Some(r.prefix.clone()),
+                            tags: (!tags.is_empty()).then_some(tags.clone()),
+                            object_size_greater_than: r.size_greater_than,
+                            object_size_less_than: r.size_less_than,
+                        }),
+                        ..Default::default()
+                    }
+                } else {
+                    LifecycleRuleFilter {
+                        prefix: Some(r.prefix.clone()),
+                        tag: tags.first().cloned(),
+                        object_size_greater_than: r.size_greater_than,
+                        object_size_less_than: r.size_less_than,
+                        ..Default::default()
+                    }
+                }
+            });
+            let expiration = (r.expiration_days.is_some()
+                || r.expiration_date.is_some()
+                || r.expired_object_delete_marker)
+                .then(|| LifecycleExpiration {
+                    days: r.expiration_days,
+                    date: r.expiration_date.map(stamp),
+                    expired_object_delete_marker: r.expired_object_delete_marker.then_some(true),
+                });
+            s3s::dto::LifecycleRule {
+                id: r.id.clone(),
+                status: ExpirationStatus::from_static(if r.enabled {
+                    ExpirationStatus::ENABLED
+                } else {
+                    ExpirationStatus::DISABLED
+                }),
+                prefix: (!r.filter).then(|| r.prefix.clone()),
+                filter,
+                expiration,
+                noncurrent_version_expiration: r.noncurrent_days.map(|d| {
+                    NoncurrentVersionExpiration {
+                        noncurrent_days: Some(d),
+                        newer_noncurrent_versions: r.newer_noncurrent_versions,
+                    }
+                }),
+                abort_incomplete_multipart_upload: r.abort_upload_days.map(|d| {
+                    AbortIncompleteMultipartUpload {
+                        days_after_initiation: Some(d),
+                    }
+                }),
+                transitions: (!r.transitions.is_empty()).then(|| {
+                    r.transitions
+                        .iter()
+                        .map(|(days, date, class)| Transition {
+                            days: *days,
+                            date: date.map(stamp),
+                            storage_class: Some(TransitionStorageClass::from(class.clone())),
+                        })
+                        .collect()
+                }),
+                noncurrent_version_transitions: (!r.noncurrent_transitions.is_empty()).then(|| {
+                    r.noncurrent_transitions
+                        .iter()
+                        .map(|(newer, days, class)| NoncurrentVersionTransition {
+                            newer_noncurrent_versions: *newer,
+                            noncurrent_days: *days,
+                            storage_class: Some(TransitionStorageClass::from(class.clone())),
+                        })
+                        .collect()
+                }),
+            }
+        })
+        .collect()
+}

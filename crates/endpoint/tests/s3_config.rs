@@ -1,0 +1,960 @@
+//! S3 beyond the data, through the AWS SDK for Rust against the real endpoint:
+//! object tagging, server-side encryption headers, UploadPartCopy, bucket
+//! policies (stored, checked, and evaluated beside the identity policies: an
+//! explicit Deny refuses, an Allow grants), CORS, default encryption, bucket
+//! tags and lifecycle rules (stored, and applied on a shortened day). Each
+//! behaviour follows the S3 API reference of its operation, cited at the test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod common;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketVersioningStatus, CompletedMultipartUpload, CompletedPart,
+    CorsConfiguration, CorsRule, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, TaggingDirective, VersioningConfiguration,
+};
+use pantstack_endpoint::{Config, Core, http, iam::Policy};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const REGION: &str = "eu-west-1";
+
+/// An endpoint where `api` may do anything to bucket `bkt` and `other` nothing
+/// (an empty identity policy); `user` is unrestricted.
+struct Env {
+    server: Option<http::Server>,
+    core: Option<Arc<Core>>,
+    dir: PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.server.take();
+        self.core.take();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn open(dir: &Path) -> Result<Core, String> {
+    let api = Policy::default().allow(
+        &["s3:*"],
+        vec!["arn:aws:s3:::bkt".into(), "arn:aws:s3:::bkt/*".into()],
+    );
+    Core::open(&Config {
+        dir: dir.join("aws"),
+        key_file: dir.join("keys/test.key"),
+        region: REGION.into(),
+        principals: vec!["api".into(), "other".into()],
+        policies: HashMap::from([
+            ("api".to_string(), api),
+            ("other".to_string(), Policy::default()),
+        ]),
+        compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
+    })
+}
+
+impl Env {
+    async fn new(name: &str) -> Env {
+        let dir =
+            std::env::temp_dir().join(format!("pantstack-s3cfg-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let core = Arc::new(open(&dir).unwrap());
+        let server = http::serve(core.clone(), 0).await.unwrap();
+        let env = Env {
+            server: Some(server),
+            core: Some(core),
+            dir,
+        };
+        env.client("user")
+            .await
+            .create_bucket()
+            .bucket("bkt")
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        env
+    }
+
+    fn core(&self) -> &Arc<Core> {
+        self.core.as_ref().unwrap()
+    }
+
+    async fn client(&self, principal: &str) -> aws_sdk_s3::Client {
+        let url = self.server.as_ref().unwrap().url();
+        let conf = common::sdk_config(&url, REGION, self.core().credentials(principal)).await;
+        aws_sdk_s3::Client::new(&conf)
+    }
+
+    /// Stops the endpoint and opens the same state again (replaying its journal).
+    async fn restart(&mut self) {
+        self.server.take();
+        self.core.take();
+        // The server thread lets go of the state's lock once it has drained.
+        let t0 = Instant::now();
+        let core = loop {
+            match open(&self.dir) {
+                Ok(c) => break Arc::new(c),
+                Err(e) => {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "reopen: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.server = Some(http::serve(core.clone(), 0).await.unwrap());
+        self.core = Some(core);
+    }
+}
+
+fn code<E: ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or_default().to_string()
+}
+
+fn tag(k: &str, v: &str) -> Tag {
+    Tag::builder().key(k).value(v).build().unwrap()
+}
+
+async fn tags_of(
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    version: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut t: Vec<(String, String)> = s3
+        .get_object_tagging()
+        .bucket("bkt")
+        .key(key)
+        .set_version_id(version.map(str::to_string))
+        .send()
+        .await
+        .unwrap()
+        .tag_set
+        .into_iter()
+        .map(|t| (t.key, t.value))
+        .collect();
+    t.sort();
+    t
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+/// PutObject `x-amz-tagging`, Get/Put/DeleteObjectTagging, `x-amz-tagging-count`
+/// on GET, CopyObject's tagging directive (COPY by default, REPLACE takes the
+/// header), tags per version, S3's limits (10 tags, unique keys: InvalidTag),
+/// and tags surviving a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_tags_are_stored_per_version_and_copied_as_s3_does() {
+    let mut env = Env::new("tags").await;
+    let s3 = env.client("user").await;
+    s3.put_object()
+        .bucket("bkt")
+        .key("a")
+        .tagging("team=blue&stage=test%20run")
+        .body(ByteStream::from_static(b"one"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags_of(&s3, "a", None).await,
+        pairs(&[("stage", "test run"), ("team", "blue")])
+    );
+    let got = s3.get_object().bucket("bkt").key("a").send().await.unwrap();
+    assert_eq!(got.tag_count, Some(2));
+
+    // Copy keeps the tags by default, REPLACE takes the header's.
+    s3.copy_object()
+        .bucket("bkt")
+        .key("b")
+        .copy_source("bkt/a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags_of(&s3, "b", None).await.len(), 2);
+    s3.copy_object()
+        .bucket("bkt")
+        .key("c")
+        .copy_source("bkt/a")
+        .tagging_directive(TaggingDirective::Replace)
+        .tagging("only=one")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags_of(&s3, "c", None).await, pairs(&[("only", "one")]));
+
+    // Limits.
+    let eleven: Vec<Tag> = (0..11).map(|n| tag(&format!("k{n}"), "v")).collect();
+    let e = s3
+        .put_object_tagging()
+        .bucket("bkt")
+        .key("a")
+        .tagging(
+            Tagging::builder()
+                .set_tag_set(Some(eleven))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidTag");
+    let e = s3
+        .put_object()
+        .bucket("bkt")
+        .key("d")
+        .tagging("k=1&k=2")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidTag");
+    let e = s3.head_object().bucket("bkt").key("d").send().await;
+    assert!(e.is_err(), "a refused PUT stores nothing");
+
+    // Versioned: tags belong to a version.
+    s3.put_bucket_versioning()
+        .bucket("bkt")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v1 = s3
+        .put_object()
+        .bucket("bkt")
+        .key("v")
+        .tagging("gen=1")
+        .body(ByteStream::from_static(b"1"))
+        .send()
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    s3.put_object()
+        .bucket("bkt")
+        .key("v")
+        .body(ByteStream::from_static(b"2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        tags_of(&s3, "v", None).await,
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(tags_of(&s3, "v", Some(&v1)).await, pairs(&[("gen", "1")]));
+    let out = s3
+        .put_object_tagging()
+        .bucket("bkt")
+        .key("v")
+        .version_id(&v1)
+        .tagging(
+            Tagging::builder()
+                .tag_set(tag("gen", "one"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.version_id.as_deref(), Some(v1.as_str()));
+    s3.delete_object_tagging()
+        .bucket("bkt")
+        .key("a")
+        .send()
+        .await
+        .unwrap();
+    assert!(tags_of(&s3, "a", None).await.is_empty());
+
+    env.restart().await;
+    let s3 = env.client("user").await;
+    assert_eq!(tags_of(&s3, "v", Some(&v1)).await, pairs(&[("gen", "one")]));
+    assert_eq!(tags_of(&s3, "c", None).await, pairs(&[("only", "one")]));
+    assert!(tags_of(&s3, "a", None).await.is_empty());
+}
+
+/// Every object reports its encryption (S3 encrypts every new object with
+/// SSE-S3 since January 2023: `x-amz-server-side-encryption: AES256`); SSE-KMS
+/// reports its key; a bucket's default encryption applies to writes that ask
+/// for none; SSE-C is refused, never silently ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_encryption_is_accepted_and_reported() {
+    let mut env = Env::new("sse").await;
+    let s3 = env.client("user").await;
+    let put = s3
+        .put_object()
+        .bucket("bkt")
+        .key("plain")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::Aes256)
+    );
+    let head = s3
+        .head_object()
+        .bucket("bkt")
+        .key("plain")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption,
+        Some(ServerSideEncryption::Aes256)
+    );
+
+    let put = s3
+        .put_object()
+        .bucket("bkt")
+        .key("kms")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/app")
+        .bucket_key_enabled(true)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(put.ssekms_key_id.as_deref(), Some("alias/app"));
+    let got = s3
+        .get_object()
+        .bucket("bkt")
+        .key("kms")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(got.ssekms_key_id.as_deref(), Some("alias/app"));
+    assert_eq!(got.bucket_key_enabled, Some(true));
+
+    // A KMS key with AES256 is refused.
+    let e = s3
+        .put_object()
+        .bucket("bkt")
+        .key("bad")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .ssekms_key_id("alias/app")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidArgument");
+    // SSE-C is not served: refused.
+    let e = s3
+        .put_object()
+        .bucket("bkt")
+        .key("ssec")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+        .sse_customer_key_md5("ts/kIVFLVmAOWa4WZH0rLQ==")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert!(e.is_err(), "SSE-C must be refused");
+
+    // Default encryption: AES256 until set; then new writes take it.
+    let enc = s3
+        .get_bucket_encryption()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    let rule = &enc.server_side_encryption_configuration.unwrap().rules[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default
+            .as_ref()
+            .unwrap()
+            .sse_algorithm,
+        ServerSideEncryption::Aes256
+    );
+    s3.put_bucket_encryption()
+        .bucket("bkt")
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::AwsKms)
+                                .kms_master_key_id("arn:aws:kms:eu-west-1:000000000000:key/k1")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = s3
+        .put_object()
+        .bucket("bkt")
+        .key("defaulted")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(
+        put.ssekms_key_id.as_deref(),
+        Some("arn:aws:kms:eu-west-1:000000000000:key/k1")
+    );
+
+    env.restart().await;
+    let s3 = env.client("user").await;
+    let head = s3
+        .head_object()
+        .bucket("bkt")
+        .key("defaulted")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+    let enc = s3
+        .get_bucket_encryption()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    let rule = &enc.server_side_encryption_configuration.unwrap().rules[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default
+            .as_ref()
+            .unwrap()
+            .kms_master_key_id
+            .as_deref(),
+        Some("arn:aws:kms:eu-west-1:000000000000:key/k1")
+    );
+    s3.delete_bucket_encryption()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    let put = s3
+        .put_object()
+        .bucket("bkt")
+        .key("after")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.server_side_encryption,
+        Some(ServerSideEncryption::Aes256)
+    );
+}
+
+/// UploadPartCopy: parts copied from an existing object, whole or by
+/// `x-amz-copy-source-range`, complete into an object with exactly those bytes;
+/// a range past the source's end is InvalidRange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_part_copy_builds_an_object_from_ranges_of_another() {
+    let env = Env::new("partcopy").await;
+    let s3 = env.client("user").await;
+    let data: Vec<u8> = (0..(6 * 1024 * 1024 + 123))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    s3.put_object()
+        .bucket("bkt")
+        .key("src")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let up = s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id.unwrap();
+    let split = 5 * 1024 * 1024;
+    let mut parts = Vec::new();
+    for (n, range) in [
+        (1, format!("bytes=0-{}", split - 1)),
+        (2, format!("bytes={split}-{}", data.len() - 1)),
+    ] {
+        let out = s3
+            .upload_part_copy()
+            .bucket("bkt")
+            .key("dst")
+            .upload_id(&id)
+            .part_number(n)
+            .copy_source("bkt/src")
+            .copy_source_range(range)
+            .send()
+            .await
+            .unwrap();
+        let etag = out.copy_part_result.unwrap().e_tag.unwrap();
+        parts.push(CompletedPart::builder().part_number(n).e_tag(etag).build());
+    }
+    let e = s3
+        .upload_part_copy()
+        .bucket("bkt")
+        .key("dst")
+        .upload_id(&id)
+        .part_number(3)
+        .copy_source("bkt/src")
+        .copy_source_range(format!("bytes=0-{}", data.len()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidRange");
+    s3.complete_multipart_upload()
+        .bucket("bkt")
+        .key("dst")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket("bkt")
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
+    let body = got.body.collect().await.unwrap().into_bytes();
+    assert_eq!(body.len(), data.len());
+    assert!(
+        body[..] == data[..],
+        "the copied object differs from its source"
+    );
+}
+
+/// Bucket policies: a document S3 would refuse is MalformedPolicy; a stored one
+/// reads back as given and survives a restart; an explicit Deny refuses even an
+/// unrestricted caller; an Allow naming a principal lets it do exactly what the
+/// statement lists (within one account, either policy's Allow suffices).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_policies_are_checked_stored_and_enforced() {
+    let mut env = Env::new("policy").await;
+    let user = env.client("user").await;
+    let e = user
+        .get_bucket_policy()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NoSuchBucketPolicy");
+    for bad in [
+        "not json",
+        r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::someone-elses"}]}"#,
+        r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"sqs:*","Resource":"arn:aws:s3:::bkt"}]}"#,
+    ] {
+        let e = user
+            .put_bucket_policy()
+            .bucket("bkt")
+            .policy(bad)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e.into_service_error()), "MalformedPolicy", "{bad}");
+    }
+    user.put_object()
+        .bucket("bkt")
+        .key("locked/a")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    user.put_object()
+        .bucket("bkt")
+        .key("open/a")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let other = env.client("other").await;
+    let e = other
+        .get_object()
+        .bucket("bkt")
+        .key("open/a")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "AccessDenied",
+        "no policy allows it yet"
+    );
+
+    let doc = r#"{"Version":"2012-10-17","Statement":[
+        {"Sid":"NoDeletes","Effect":"Deny","Principal":"*","Action":"s3:DeleteObject*","Resource":"arn:aws:s3:::bkt/locked/*"},
+        {"Sid":"OtherReads","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:role/other"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::bkt/open/*"},
+        {"Sid":"TlsOnly","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::bkt","arn:aws:s3:::bkt/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}}
+    ]}"#;
+    user.put_bucket_policy()
+        .bucket("bkt")
+        .policy(doc)
+        .send()
+        .await
+        .unwrap();
+    let got = user.get_bucket_policy().bucket("bkt").send().await.unwrap();
+    assert_eq!(got.policy.as_deref(), Some(doc));
+
+    env.restart().await;
+    let user = env.client("user").await;
+    let api = env.client("api").await;
+    let other = env.client("other").await;
+    for (who, c) in [("user", &user), ("api", &api)] {
+        let e = c
+            .delete_object()
+            .bucket("bkt")
+            .key("locked/a")
+            .send()
+            .await
+            .unwrap_err();
+        let e = e.into_service_error();
+        assert_eq!(code(&e), "AccessDenied", "{who}");
+        assert!(
+            e.message().unwrap_or_default().contains("explicit deny"),
+            "{who}: {e:?}"
+        );
+    }
+    api.delete_object()
+        .bucket("bkt")
+        .key("open/a")
+        .send()
+        .await
+        .unwrap();
+    user.put_object()
+        .bucket("bkt")
+        .key("open/a")
+        .body(ByteStream::from_static(b"y"))
+        .send()
+        .await
+        .unwrap();
+    let got = other
+        .get_object()
+        .bucket("bkt")
+        .key("open/a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(&got.body.collect().await.unwrap().into_bytes()[..], b"y");
+    let e = other
+        .get_object()
+        .bucket("bkt")
+        .key("locked/a")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "AccessDenied",
+        "only open/* is allowed"
+    );
+    let e = other
+        .put_object()
+        .bucket("bkt")
+        .key("open/b")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "AccessDenied",
+        "only GetObject is allowed"
+    );
+    // A policy denying everything locks out reads and writes, but a person can
+    // still replace or delete it (as the account's root user can on AWS).
+    user.put_bucket_policy()
+        .bucket("bkt")
+        .policy(r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::bkt","arn:aws:s3:::bkt/*"]}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let e = user
+        .get_object()
+        .bucket("bkt")
+        .key("open/a")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "AccessDenied");
+    let e = api
+        .list_objects_v2()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "AccessDenied");
+    user.delete_bucket_policy()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    user.get_object()
+        .bucket("bkt")
+        .key("open/a")
+        .send()
+        .await
+        .unwrap();
+    user.delete_object()
+        .bucket("bkt")
+        .key("locked/a")
+        .send()
+        .await
+        .unwrap();
+}
+
+/// CORS configuration: stored as given, read back, deleted; S3's checks
+/// (methods GET/PUT/HEAD/POST/DELETE, one wildcard per origin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_and_bucket_tags_are_stored_configuration() {
+    let env = Env::new("cors").await;
+    let s3 = env.client("user").await;
+    let e = s3.get_bucket_cors().bucket("bkt").send().await.unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NoSuchCORSConfiguration");
+    let rule = CorsRule::builder()
+        .id("web")
+        .allowed_methods("GET")
+        .allowed_methods("PUT")
+        .allowed_origins("https://*.example.com")
+        .allowed_headers("*")
+        .expose_headers("ETag")
+        .max_age_seconds(600)
+        .build()
+        .unwrap();
+    s3.put_bucket_cors()
+        .bucket("bkt")
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(rule.clone())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_bucket_cors().bucket("bkt").send().await.unwrap();
+    assert_eq!(got.cors_rules, Some(vec![rule]));
+    let bad = CorsRule::builder()
+        .allowed_methods("PATCH")
+        .allowed_origins("*")
+        .build()
+        .unwrap();
+    let e = s3
+        .put_bucket_cors()
+        .bucket("bkt")
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(bad)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidRequest");
+    s3.delete_bucket_cors().bucket("bkt").send().await.unwrap();
+    let e = s3.get_bucket_cors().bucket("bkt").send().await.unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NoSuchCORSConfiguration");
+
+    let e = s3
+        .get_bucket_tagging()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NoSuchTagSet");
+    s3.put_bucket_tagging()
+        .bucket("bkt")
+        .tagging(
+            Tagging::builder()
+                .tag_set(tag("cost-center", "42"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_bucket_tagging().bucket("bkt").send().await.unwrap();
+    assert_eq!(got.tag_set, vec![tag("cost-center", "42")]);
+}
+
+/// Lifecycle rules: checked as S3 checks them, read back, and applied. With a
+/// one-second day, an object under an expiring prefix gets a delete marker
+/// after its day (rounded up to the next "midnight"), and the noncurrent
+/// version goes one day after that; other keys stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_rules_are_checked_stored_and_applied() {
+    let env = Env::new("lifecycle").await;
+    let s3 = env.client("user").await;
+    let e = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "NoSuchLifecycleConfiguration"
+    );
+    let rule = |id: &str, days: i32| {
+        LifecycleRule::builder()
+            .id(id)
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("tmp/").build())
+            .expiration(LifecycleExpiration::builder().days(days).build())
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(1)
+                    .build(),
+            )
+            .build()
+            .unwrap()
+    };
+    let e = s3
+        .put_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(rule("zero", 0))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidArgument");
+
+    s3.put_bucket_versioning()
+        .bucket("bkt")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    env.core().set_lifecycle_day(Duration::from_secs(1));
+    for key in ["tmp/a", "keep/a"] {
+        s3.put_object()
+            .bucket("bkt")
+            .key(key)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.put_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(rule("tmp", 1))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.rules, Some(vec![rule("tmp", 1)]));
+
+    // Expiration: a delete marker on tmp/a within two "days" and a pass.
+    let t0 = Instant::now();
+    loop {
+        let gone = s3
+            .head_object()
+            .bucket("bkt")
+            .key("tmp/a")
+            .send()
+            .await
+            .is_err();
+        if gone {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "tmp/a never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Then the version under the marker, one day after it became noncurrent;
+    // the marker, the only version left, stays (no ExpiredObjectDeleteMarker).
+    loop {
+        let listed = s3
+            .list_object_versions()
+            .bucket("bkt")
+            .prefix("tmp/")
+            .send()
+            .await
+            .unwrap();
+        if listed.versions.unwrap_or_default().is_empty() {
+            assert_eq!(listed.delete_markers.unwrap_or_default().len(), 1);
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the noncurrent version stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s3.head_object()
+        .bucket("bkt")
+        .key("keep/a")
+        .send()
+        .await
+        .unwrap();
+    s3.delete_bucket_lifecycle()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    let e = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "NoSuchLifecycleConfiguration"
+    );
+}
