@@ -493,6 +493,43 @@ except urllib.error.HTTPError as e:
 code, _ = error_code(boto3.client("s3", aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="x" * 40).list_buckets)
 check(code == "InvalidAccessKeyId", f"S3 with an unknown key: {code}")
 
+# ---- S3: tags, encryption, policies, lifecycle, UploadPartCopy (boto3's own view) ----
+s3.put_object(Bucket=BUCKET, Key="tagged", Body=b"t", Tagging="team=blue&env=conf")
+tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=BUCKET, Key="tagged")["TagSet"]}
+check(tags == {"team": "blue", "env": "conf"}, f"PutObject Tagging → GetObjectTagging: {tags}")
+check(s3.get_object(Bucket=BUCKET, Key="tagged").get("TagCount") == 2, "GetObject reports x-amz-tagging-count")
+s3.put_object_tagging(Bucket=BUCKET, Key="tagged", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+check(s3.get_object_tagging(Bucket=BUCKET, Key="tagged")["TagSet"] == [{"Key": "k", "Value": "v"}], "PutObjectTagging replaces the set")
+code, _ = error_code(s3.put_object_tagging, Bucket=BUCKET, Key="tagged", Tagging={"TagSet": [{"Key": f"k{n}", "Value": "v"} for n in range(11)]})
+check(code == "InvalidTag", f"11 tags: {code}")
+check(s3.head_object(Bucket=BUCKET, Key="tagged").get("ServerSideEncryption") == "AES256", "objects report SSE-S3")
+r = s3.put_object(Bucket=BUCKET, Key="kms", Body=b"k", ServerSideEncryption="aws:kms", SSEKMSKeyId="alias/conf")
+check(r.get("ServerSideEncryption") == "aws:kms" and r.get("SSEKMSKeyId") == "alias/conf", f"SSE-KMS is reported: {r.get('ServerSideEncryption')}")
+# A managed copy of a large object goes part by part through UploadPartCopy.
+big = bytes(range(256)) * (9 * 4096)  # 9 MiB
+s3.put_object(Bucket=BUCKET, Key="big/src", Body=big)
+from boto3.s3.transfer import TransferConfig
+s3.copy({"Bucket": BUCKET, "Key": "big/src"}, BUCKET, "big/dst", Config=TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024))
+d = s3.get_object(Bucket=BUCKET, Key="big/dst")
+check(d["Body"].read() == big and d["ETag"].endswith('-2"'), f"boto3's managed copy (UploadPartCopy, 2 parts): {d['ETag']}")
+policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "NoDeletes", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{BUCKET}/keep/*"}]})
+code, _ = error_code(s3.put_bucket_policy, Bucket=BUCKET, Policy="{")
+check(code == "MalformedPolicy", f"a policy that is not JSON: {code}")
+s3.put_bucket_policy(Bucket=BUCKET, Policy=policy)
+check(json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"]) == json.loads(policy), "GetBucketPolicy reads it back")
+s3.put_object(Bucket=BUCKET, Key="keep/x", Body=b"x")
+code, _ = error_code(s3.delete_object, Bucket=BUCKET, Key="keep/x")
+check(code == "AccessDenied", f"a bucket policy's Deny applies: {code}")
+s3.delete_bucket_policy(Bucket=BUCKET)
+s3.delete_object(Bucket=BUCKET, Key="keep/x")
+rules = s3.get_bucket_lifecycle_configuration(Bucket="shop-test-api-results")["Rules"]
+check(any(r.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 7 for r in rules), f"up sets the manifest bucket's lifecycle rules: {rules}")
+s3.put_bucket_lifecycle_configuration(Bucket=BUCKET, LifecycleConfiguration={"Rules": [{"ID": "tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 1}}]})
+got = s3.get_bucket_lifecycle_configuration(Bucket=BUCKET)["Rules"]
+check(got[0]["ID"] == "tmp" and got[0]["Expiration"]["Days"] == 1 and got[0]["Filter"]["Prefix"] == "tmp/", f"lifecycle read back: {got}")
+s3.put_bucket_cors(Bucket=BUCKET, CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]})
+check(s3.get_bucket_cors(Bucket=BUCKET)["CORSRules"][0]["AllowedMethods"] == ["GET"], "CORS read back")
+
 # ---- The AWS CLI ------------------------------------------------------------------
 aws = os.environ.get("PANTSTACK_AWS_CLI", "aws")
 def cli(*args):
