@@ -640,10 +640,24 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
         Ok(c) => c,
         Err(e) => return fail(e, rid),
     };
-    if let Some(policy) = core.policy(&principal.0) {
+    let policy = core.policy(&principal.0);
+    // A queue's own policy (SetQueueAttributes, AddPermission) is evaluated
+    // beside the identity policy; most queues have none.
+    let queue_policy = match (&call.resource, service) {
+        (request::Resource::Queue(q), Service::Sqs) => core.queue_policy(q),
+        _ => None,
+    };
+    if policy.is_some() || queue_policy.is_some() {
         let asked = iam::call_request(&call, &core.region, crate::ACCOUNT);
-        let asked = asked.iter().map(|(a, r)| (a.as_str(), r.as_str()));
-        if let Err(m) = policy.authorize(&principal.0, asked) {
+        let docs: Vec<_> = asked.iter().map(|_| queue_policy.clone()).collect();
+        let escape = [
+            "sqs:GetQueueAttributes",
+            "sqs:SetQueueAttributes",
+            "sqs:RemovePermission",
+        ];
+        if let Err(m) =
+            crate::policy_doc::authorize(&principal.0, policy.as_deref(), &docs, &asked, &escape)
+        {
             let e = match service {
                 Service::Ssm => ApiError::bad("AccessDeniedException", m),
                 Service::Sqs => {

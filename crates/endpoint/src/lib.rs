@@ -239,6 +239,8 @@ pub struct Core {
     /// SigV4 signing keys by access key/day/region/service.
     signing_keys: Mutex<HashMap<String, Arc<[u8]>>>,
     compact_min: u64,
+    /// Parsed queue policies by queue, with the text each was parsed from.
+    queue_policies: Mutex<HashMap<String, (String, Arc<policy_doc::PolicyDoc>)>>,
     /// How long a "day" of S3 lifecycle rules lasts, in ms (AWS: a day).
     lifecycle_day: std::sync::atomic::AtomicU64,
 }
@@ -332,6 +334,7 @@ impl Core {
             signing_keys: Mutex::new(HashMap::new()),
             compact_min: cfg.compact_min_bytes,
             lifecycle_day: std::sync::atomic::AtomicU64::new(DAY_MS),
+            queue_policies: Mutex::new(HashMap::new()),
         })
         .inspect(Core::compact_on_open)
     }
@@ -825,6 +828,27 @@ impl Core {
     /// The ARN of a queue of this endpoint.
     pub fn queue_arn(&self, name: &str) -> String {
         lock(&self.sqs).arn(name)
+    }
+
+    /// The parsed `Policy` of a queue, if it has one: what authorizing a request
+    /// to it evaluates. Parsed once per policy text (a cache beside the state).
+    pub fn queue_policy(&self, queue: &str) -> Option<Arc<policy_doc::PolicyDoc>> {
+        let sqs = lock(&self.sqs);
+        let text = sqs.policy_of(queue)?;
+        let mut cache = lock(&self.queue_policies);
+        if let Some((t, doc)) = cache.get(queue)
+            && t == text
+        {
+            return Some(doc.clone());
+        }
+        // Stored policies were checked when set; one that does not parse as a
+        // policy (an old journal) is evaluated as allowing and denying nothing.
+        let doc = Arc::new(
+            policy_doc::PolicyDoc::parse(text, "sqs", &|_| true)
+                .unwrap_or_else(|_| policy_doc::PolicyDoc::empty()),
+        );
+        cache.insert(queue.to_string(), (text.to_string(), doc.clone()));
+        Some(doc)
     }
 
     /// The stored `Policy` document of a queue (`sqs::Sqs::policy_of`), if any.

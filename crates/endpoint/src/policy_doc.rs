@@ -75,6 +75,45 @@ pub fn principal_arn(principal: &str) -> String {
     }
 }
 
+/// Authorizes each (action, resource) of a request as IAM evaluates one
+/// account: an explicit `Deny` of the resource's policy (`docs[n]` for the n-th
+/// pair) refuses, whoever asks — but a person (`user`) may always perform the
+/// `escape` actions, as the account's root user can always mend a resource
+/// policy on AWS; else an `Allow` of the identity policy (`None`: unrestricted)
+/// or of the resource policy allows. The error is the refusal's message.
+pub fn authorize(
+    principal: &str,
+    identity: Option<&crate::iam::Policy>,
+    docs: &[Option<std::sync::Arc<PolicyDoc>>],
+    asked: &[(String, String)],
+    escape: &[&str],
+) -> Result<(), String> {
+    let arn = principal_arn(principal);
+    let user = principal == crate::USER;
+    let caller = Caller {
+        arn: &arn,
+        account: crate::ACCOUNT,
+        kind: if user { "User" } else { "AssumedRole" },
+    };
+    for (n, (action, resource)) in asked.iter().enumerate() {
+        let decision = docs
+            .get(n)
+            .and_then(|d| d.as_ref())
+            .map_or(Decision::None, |d| d.evaluate(&caller, action, resource));
+        let mended = user && escape.iter().any(|e| e.eq_ignore_ascii_case(action));
+        if decision == Decision::Deny && !mended {
+            return Err(format!(
+                "User: {arn} is not authorized to perform: {action} on resource: {resource} with an explicit deny in a resource-based policy"
+            ));
+        }
+        let allowed = identity.is_none_or(|p| p.allows(action, resource));
+        if !(allowed || decision == Decision::Allow) {
+            return Err(crate::iam::denial(principal, action, resource));
+        }
+    }
+    Ok(())
+}
+
 const OPERATORS: &[&str] = &[
     "StringEquals",
     "StringNotEquals",
@@ -123,6 +162,13 @@ fn one_of<'a>(
 }
 
 impl PolicyDoc {
+    /// A policy without statements.
+    pub fn empty() -> PolicyDoc {
+        PolicyDoc {
+            statements: Vec::new(),
+        }
+    }
+
     /// Parses and checks a document: `service` is the actions' prefix (`s3`,
     /// `sqs`); `resource_ok` says whether a Resource may appear in this
     /// resource's policy. The error is what S3's `MalformedPolicy` (SQS's

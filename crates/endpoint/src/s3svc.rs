@@ -2826,45 +2826,18 @@ impl Access {
                     .collect()
             }
         };
-        let arn = crate::policy_doc::principal_arn(principal);
-        let caller = crate::policy_doc::Caller {
-            arn: &arn,
-            account: crate::ACCOUNT,
-            kind: if principal == crate::USER {
-                "User"
-            } else {
-                "AssumedRole"
-            },
-        };
-        for (n, (action, resource)) in asked.iter().enumerate() {
-            use crate::policy_doc::Decision;
-            let decision = docs
-                .get(n)
-                .and_then(|d| d.as_ref())
-                .map_or(Decision::None, |d| d.evaluate(&caller, action, resource));
-            // As the account's root user on AWS, a person can always read,
-            // replace or delete a bucket policy that locks everyone out.
-            let escape = principal == crate::USER
-                && matches!(
-                    action.as_str(),
-                    "s3:GetBucketPolicy" | "s3:PutBucketPolicy" | "s3:DeleteBucketPolicy"
-                );
-            if decision == Decision::Deny && !escape {
-                return Err(s3_error!(
-                    AccessDenied,
-                    "User: {arn} is not authorized to perform: {action} on resource: {resource} with an explicit deny in a resource-based policy"
-                ));
-            }
-            let identity = policy.as_ref().is_none_or(|p| p.allows(action, resource));
-            if !(identity || decision == Decision::Allow) {
-                return Err(s3_error!(
-                    AccessDenied,
-                    "{}",
-                    crate::iam::denial(principal, action, resource)
-                ));
-            }
-        }
-        Ok(())
+        crate::policy_doc::authorize(
+            principal,
+            policy.as_deref(),
+            &docs,
+            &asked,
+            &[
+                "s3:GetBucketPolicy",
+                "s3:PutBucketPolicy",
+                "s3:DeleteBucketPolicy",
+            ],
+        )
+        .map_err(|m| s3_error!(AccessDenied, "{m}"))
     }
 
     fn object(

@@ -554,3 +554,97 @@ async fn add_and_remove_permission_edit_the_queue_policy() {
     assert!(e.is_queue_does_not_exist(), "{e:?}");
     assert_eq!(e.message(), Some("The specified queue does not exist."));
 }
+
+/// Queue policies are evaluated beside the identity policy (IAM's evaluation
+/// logic for one account): a permission AddPermission gave the account lets a
+/// service send to a queue its task role does not name, and nothing more; an
+/// explicit Deny refuses even the unrestricted person, who can still remove the
+/// policy (as the account's root user can on AWS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_policies_allow_and_deny_at_request_time() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("pantstack-sqs-qpolicy-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    let r = start(&dir.0).await;
+    let user = client(&r, USER).await;
+    let api = client(&r, "api").await;
+    let shared = user
+        .create_queue()
+        .queue_name("shared")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let send = |c: &aws_sdk_sqs::Client, url: &str| {
+        c.send_message().queue_url(url).message_body("hi").send()
+    };
+    let e = send(&api, &shared).await.unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "AccessDenied",
+        "no policy allows it yet"
+    );
+    user.add_permission()
+        .queue_url(&shared)
+        .label("account-send")
+        .aws_account_ids("000000000000")
+        .actions("SendMessage")
+        .send()
+        .await
+        .unwrap();
+    send(&api, &shared).await.unwrap();
+    let e = api
+        .receive_message()
+        .queue_url(&shared)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "AccessDenied",
+        "only SendMessage was shared"
+    );
+
+    let own = fifo_queue(&user, "api-jobs.fifo", &[]).await;
+    let deny = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "sqs:SendMessage", "Resource": arn("api-jobs.fifo")
+    }]});
+    user.set_queue_attributes()
+        .queue_url(&own)
+        .attributes(QueueAttributeName::Policy, deny.to_string())
+        .send()
+        .await
+        .unwrap();
+    for (who, c) in [("api", &api), ("user", &user)] {
+        let e = c
+            .send_message()
+            .queue_url(&own)
+            .message_body("x")
+            .message_group_id("g")
+            .message_deduplication_id(who)
+            .send()
+            .await
+            .unwrap_err();
+        let e = e.into_service_error();
+        assert_eq!(code(&e), "AccessDenied", "{who}");
+        assert!(
+            e.message().unwrap_or("").contains("explicit deny"),
+            "{who}: {e:?}"
+        );
+    }
+    user.set_queue_attributes()
+        .queue_url(&own)
+        .attributes(QueueAttributeName::Policy, "")
+        .send()
+        .await
+        .unwrap();
+    api.send_message()
+        .queue_url(&own)
+        .message_body("x")
+        .message_group_id("g")
+        .message_deduplication_id("after")
+        .send()
+        .await
+        .unwrap();
+}
