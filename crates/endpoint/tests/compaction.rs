@@ -391,6 +391,51 @@ async fn compacted_journal_rebuilds_every_service_exactly() {
         .await
         .unwrap();
     let part_etag = part.e_tag().unwrap().to_string();
+    // Tags, encryption settings and the bucket's configuration.
+    s3.put_object()
+        .bucket("data")
+        .key("tagged.txt")
+        .tagging("team=blue")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/data")
+        .body(ByteStream::from_static(b"tagged"))
+        .send()
+        .await
+        .unwrap();
+    let policy = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::data/keep/*"}]}"#;
+    s3.put_bucket_policy()
+        .bucket("data")
+        .policy(policy)
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_lifecycle_configuration()
+        .bucket("data")
+        .lifecycle_configuration(
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::LifecycleRule::builder()
+                        .id("old")
+                        .status(aws_sdk_s3::types::ExpirationStatus::Enabled)
+                        .filter(
+                            aws_sdk_s3::types::LifecycleRuleFilter::builder()
+                                .prefix("old/")
+                                .build(),
+                        )
+                        .noncurrent_version_expiration(
+                            aws_sdk_s3::types::NoncurrentVersionExpiration::builder()
+                                .noncurrent_days(30)
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 
     // Churn: the state stays small while the journal grows.
     let churn = sqs
@@ -483,7 +528,7 @@ async fn compacted_journal_rebuilds_every_service_exactly() {
     assert_eq!(jobs_counts.1, "6");
     let fifo_counts = counts_fifo(&sqs, &fifo).await;
     let data_versions = versions(&s3, "data").await;
-    assert_eq!(data_versions.len(), 4, "{data_versions:?}");
+    assert_eq!(data_versions.len(), 5, "{data_versions:?}");
     let name_history = history(&ssm, "/app/name").await;
     let token_history = history(&ssm, "/app/token").await;
     assert_eq!(name_history.len(), 3);
@@ -632,6 +677,24 @@ async fn compacted_journal_rebuilds_every_service_exactly() {
     // completes.
     let hidden = s3.get_object().bucket("data").key("a.txt").send().await;
     assert!(hidden.is_err(), "a delete marker is the latest version");
+    let tagged = s3
+        .get_object()
+        .bucket("data")
+        .key("tagged.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.tag_count, Some(1));
+    assert_eq!(tagged.ssekms_key_id.as_deref(), Some("alias/data"));
+    let got_policy = s3.get_bucket_policy().bucket("data").send().await.unwrap();
+    assert_eq!(got_policy.policy.as_deref(), Some(policy));
+    let rules = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("data")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rules.rules().len(), 1);
     let v1 = s3
         .get_object()
         .bucket("data")
