@@ -307,6 +307,22 @@ async fn handle(
             req.uri().query().unwrap_or(""),
         )
     };
+    if req.method() == hyper::Method::OPTIONS {
+        return Ok(cors_preflight(&core, &req));
+    }
+    // A browser's request names its page's origin: CORS headers are added to
+    // the answer when the bucket's configuration allows it.
+    let cors_origin = req
+        .headers()
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .map(|o| {
+            let bucket = request_bucket(
+                req.headers().get("host").and_then(|v| v.to_str().ok()),
+                req.uri().path(),
+            );
+            (o.to_string(), bucket, req.method().as_str().to_string())
+        });
     let refusal = {
         let h = req.headers();
         let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
@@ -354,6 +370,19 @@ async fn handle(
         return Ok(match result {
             Ok(mut r) => {
                 crate::s3svc::stamp_response(r.headers_mut(), &request_id());
+                if let Some((origin, Some(bucket), method)) = &cors_origin {
+                    let rules = cors_rules(&core, bucket);
+                    if let Some(rule) = rules
+                        .as_deref()
+                        .and_then(|rs| crate::s3config::cors_rule(rs, origin, method, &[]))
+                    {
+                        for (name, value) in crate::s3config::cors_headers(rule, origin, None) {
+                            if let Ok(v) = HeaderValue::from_str(&value) {
+                                r.headers_mut().insert(name, v);
+                            }
+                        }
+                    }
+                }
                 r
             }
             Err(e) => {
@@ -403,6 +432,83 @@ async fn handle(
         headers,
     };
     Ok(api(&core, &call, body).await.into_response())
+}
+
+/// The bucket a request addresses: `<bucket>.localhost`, else the path's first
+/// segment.
+fn request_bucket(host: Option<&str>, path: &str) -> Option<String> {
+    if let Some(h) = host {
+        let name = h.rsplit_once(':').map_or(h, |(n, _)| n);
+        if let Some(b) = name.strip_suffix(".localhost")
+            && !b.is_empty()
+        {
+            return Some(b.to_ascii_lowercase());
+        }
+    }
+    let first = path.trim_start_matches('/').split('/').next()?;
+    (!first.is_empty()).then(|| pantstack_awsproto::sigv4::percent_decode(first, false))
+}
+
+/// A bucket's CORS rules, if it has a CORS configuration.
+fn cors_rules(core: &Core, bucket: &str) -> Option<Vec<crate::s3::CorsRule>> {
+    let st = core.s3.lock().unwrap_or_else(|e| e.into_inner());
+    st.buckets.get(bucket)?.config.cors.clone()
+}
+
+/// A browser's CORS preflight (`OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`), unsigned as browsers send it, answered
+/// from the bucket's CORS configuration as S3 answers it: 200 with the
+/// `Access-Control-*` headers of the first matching rule, else 403 `CORSResponse`.
+fn cors_preflight(core: &Core, req: &Request<Incoming>) -> Response<Body> {
+    let rid = request_id();
+    let h = req.headers();
+    let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    if let Some(e) = foreign_origin(get("host"), get("origin")) {
+        return s3_error_response(&e, rid);
+    }
+    let (Some(origin), Some(method)) = (get("origin"), get("access-control-request-method")) else {
+        return s3_error_response(
+            &ApiError::bad(
+                "BadRequest",
+                "Insufficient information. Origin request header needed.",
+            ),
+            rid,
+        );
+    };
+    let forbidden = |m: &str| ApiError::new(403, "AccessForbidden", m.to_string());
+    let Some(bucket) = request_bucket(get("host"), req.uri().path()) else {
+        return s3_error_response(&forbidden("CORSResponse: Bucket not found"), rid);
+    };
+    let Some(rules) = cors_rules(core, &bucket) else {
+        return s3_error_response(
+            &forbidden("CORSResponse: CORS is not enabled for this bucket."),
+            rid,
+        );
+    };
+    let asked: Vec<&str> = get("access-control-request-headers")
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(rule) = crate::s3config::cors_rule(&rules, origin, method, &asked) else {
+        return s3_error_response(
+            &forbidden(
+                "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+            ),
+            rid,
+        );
+    };
+    let mut r = Response::new(Body::from(Bytes::new()));
+    for (name, value) in crate::s3config::cors_headers(rule, origin, Some(&asked)) {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    crate::s3svc::stamp_response(r.headers_mut(), &rid);
+    r
 }
 
 /// The refusal of a request from a browser page of another site, or sent through

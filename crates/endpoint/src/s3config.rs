@@ -508,3 +508,120 @@ pub fn lifecycle_out(rules: &[LifecycleRule]) -> Vec<s3s::dto::LifecycleRule> {
         })
         .collect()
 }
+
+/// Whether a CORS pattern (one `*` at most, S3's rule) matches a value.
+fn cors_like(pattern: &str, value: &str, ignore_case: bool) -> bool {
+    let (p, v) = if ignore_case {
+        (pattern.to_ascii_lowercase(), value.to_ascii_lowercase())
+    } else {
+        (pattern.to_string(), value.to_string())
+    };
+    match p.split_once('*') {
+        None => p == v,
+        Some((head, tail)) => {
+            v.len() >= head.len() + tail.len() && v.starts_with(head) && v.ends_with(tail)
+        }
+    }
+}
+
+/// The first rule that allows a request from `origin` with `method` and the
+/// request headers `headers` (S3 user guide, "How Amazon S3 evaluates the CORS
+/// configuration": the first matching rule applies).
+pub fn cors_rule<'a>(
+    rules: &'a [CorsRule],
+    origin: &str,
+    method: &str,
+    headers: &[&str],
+) -> Option<&'a CorsRule> {
+    rules.iter().find(|r| {
+        r.allowed_origins
+            .iter()
+            .any(|o| cors_like(o, origin, false))
+            && r.allowed_methods.iter().any(|m| m == method)
+            && headers.iter().all(|h| {
+                r.allowed_headers
+                    .iter()
+                    .any(|a| cors_like(a, h.trim(), true))
+            })
+    })
+}
+
+/// The `Access-Control-*` headers S3 answers for a matching rule: of a
+/// preflight (`preflight` holds the requested headers) or of the request
+/// itself.
+pub fn cors_headers(
+    rule: &CorsRule,
+    origin: &str,
+    preflight: Option<&[&str]>,
+) -> Vec<(&'static str, String)> {
+    let any = rule.allowed_origins.iter().any(|o| o == "*");
+    let mut out = vec![(
+        "access-control-allow-origin",
+        if any {
+            "*".to_string()
+        } else {
+            origin.to_string()
+        },
+    )];
+    if !any {
+        out.push(("access-control-allow-credentials", "true".into()));
+    }
+    out.push((
+        "access-control-allow-methods",
+        rule.allowed_methods.join(", "),
+    ));
+    if let Some(asked) = preflight
+        && !asked.is_empty()
+    {
+        out.push(("access-control-allow-headers", asked.join(", ")));
+    }
+    if !rule.expose_headers.is_empty() {
+        out.push((
+            "access-control-expose-headers",
+            rule.expose_headers.join(", "),
+        ));
+    }
+    if let Some(age) = rule.max_age_seconds {
+        out.push(("access-control-max-age", age.to_string()));
+    }
+    out.push((
+        "vary",
+        "Origin, Access-Control-Request-Headers, Access-Control-Request-Method".into(),
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(origins: &[&str], methods: &[&str], headers: &[&str]) -> CorsRule {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+        CorsRule {
+            allowed_origins: v(origins),
+            allowed_methods: v(methods),
+            allowed_headers: v(headers),
+            ..CorsRule::default()
+        }
+    }
+
+    #[test]
+    fn the_first_rule_matching_origin_method_and_headers_applies() {
+        let rules = vec![
+            rule(&["https://*.example.com"], &["PUT"], &["content-*"]),
+            rule(&["*"], &["GET"], &[]),
+        ];
+        let r = cors_rule(&rules, "https://app.example.com", "PUT", &["Content-Type"]);
+        assert!(std::ptr::eq(r.unwrap(), &rules[0]));
+        assert!(cors_rule(&rules, "https://app.example.com", "PUT", &["x-other"]).is_none());
+        assert!(cors_rule(&rules, "https://example.org", "PUT", &[]).is_none());
+        let r = cors_rule(&rules, "http://localhost:3000", "GET", &[]).unwrap();
+        let h = cors_headers(r, "http://localhost:3000", None);
+        assert_eq!(h[0], ("access-control-allow-origin", "*".to_string()));
+        assert!(
+            !h.iter()
+                .any(|(n, _)| *n == "access-control-allow-credentials")
+        );
+        assert!(cors_rule(&rules, "http://localhost:3000", "GET", &["authorization"]).is_none());
+    }
+}

@@ -958,3 +958,133 @@ async fn lifecycle_rules_are_checked_stored_and_applied() {
         "NoSuchLifecycleConfiguration"
     );
 }
+
+/// One HTTP/1.1 exchange on loopback: (status, lower-case headers).
+async fn raw(port: u16, request: String) -> (u16, Vec<(String, String)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers)
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// CORS applied as S3 applies it: a browser's preflight (unsigned `OPTIONS`)
+/// is answered from the first matching rule, or refused with 403 when no rule
+/// allows the origin, method or headers, or the bucket has no configuration;
+/// the request itself carries `Access-Control-Allow-Origin`. An origin that is
+/// not a loopback page is refused whatever the configuration says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_and_responses_follow_the_bucket_configuration() {
+    let env = Env::new("cors-applied").await;
+    let s3 = env.client("user").await;
+    let port = env
+        .core()
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let preflight = |origin: &str, method: &str, headers: &str| {
+        format!(
+            "OPTIONS /bkt/photo.jpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {origin}\r\nAccess-Control-Request-Method: {method}\r\nAccess-Control-Request-Headers: {headers}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let local = "http://localhost:3000";
+    let (status, _) = raw(port, preflight(local, "PUT", "content-type")).await;
+    assert_eq!(status, 403, "no CORS configuration yet");
+    s3.put_bucket_cors()
+        .bucket("bkt")
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(
+                    CorsRule::builder()
+                        .allowed_origins("http://localhost:*")
+                        .allowed_methods("GET")
+                        .allowed_methods("PUT")
+                        .allowed_headers("content-*")
+                        .expose_headers("ETag")
+                        .max_age_seconds(300)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, h) = raw(port, preflight(local, "PUT", "Content-Type")).await;
+    assert_eq!(status, 200, "{h:?}");
+    assert_eq!(header(&h, "access-control-allow-origin"), Some(local));
+    assert_eq!(header(&h, "access-control-allow-methods"), Some("GET, PUT"));
+    assert_eq!(
+        header(&h, "access-control-allow-headers"),
+        Some("Content-Type")
+    );
+    assert_eq!(header(&h, "access-control-max-age"), Some("300"));
+    for (method, headers) in [("DELETE", "content-type"), ("PUT", "x-amz-meta-a")] {
+        let (status, h) = raw(port, preflight(local, method, headers)).await;
+        assert_eq!(status, 403, "{method} {headers}: {h:?}");
+        assert!(header(&h, "access-control-allow-origin").is_none());
+    }
+    let (status, _) = raw(port, preflight("http://evil.example", "GET", "")).await;
+    assert_eq!(
+        status, 403,
+        "a page of another site never reaches the endpoint"
+    );
+
+    // The request itself (a presigned GET, as a browser page would make it).
+    s3.put_object()
+        .bucket("bkt")
+        .key("photo.jpg")
+        .body(ByteStream::from_static(b"jpeg"))
+        .send()
+        .await
+        .unwrap();
+    let url = s3
+        .get_object()
+        .bucket("bkt")
+        .key("photo.jpg")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let path = url
+        .uri()
+        .split_once(&format!(":{port}"))
+        .unwrap()
+        .1
+        .to_string();
+    let (status, h) = raw(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: {local}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200, "{h:?}");
+    assert_eq!(header(&h, "access-control-allow-origin"), Some(local));
+    assert_eq!(header(&h, "access-control-expose-headers"), Some("ETag"));
+}
