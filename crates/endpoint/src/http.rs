@@ -353,6 +353,14 @@ async fn handle(
             return Ok(s3_error_response(&e, request_id()));
         }
         let mut req = req;
+        // An answer refusing a request with a body may come before the body was
+        // read: the connection then cannot carry another request, and says so.
+        let has_body = req
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+            || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
         crate::s3svc::prepare_request(req.headers_mut());
         let call = crate::s3svc::COMMITTED.scope(std::cell::Cell::new(false), async move {
             let r = s3.call(req.map(Body::from)).await;
@@ -370,6 +378,10 @@ async fn handle(
         return Ok(match result {
             Ok(mut r) => {
                 crate::s3svc::stamp_response(r.headers_mut(), &request_id());
+                if has_body && r.status().as_u16() >= 400 {
+                    r.headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 if let Some((origin, Some(bucket), method)) = &cors_origin {
                     let rules = cors_rules(&core, bucket);
                     if let Some(rule) = rules

@@ -114,7 +114,20 @@ pub fn authorize(
     Ok(())
 }
 
+/// The condition keys the local cloud can evaluate (with their values for a
+/// request): a policy using another key is refused when it is set, rather than
+/// evaluated differently from AWS.
+const KEYS: &[&str] = &[
+    "aws:securetransport",
+    "aws:principalarn",
+    "aws:principalaccount",
+    "aws:principaltype",
+    "aws:sourceip",
+];
+
 const OPERATORS: &[&str] = &[
+    "IpAddress",
+    "NotIpAddress",
     "StringEquals",
     "StringNotEquals",
     "StringEqualsIgnoreCase",
@@ -183,6 +196,12 @@ impl PolicyDoc {
         let Value::Object(doc) = doc else {
             return Err("Policies must be JSON objects".into());
         };
+        if let Some(k) = doc
+            .keys()
+            .find(|k| !matches!(k.as_str(), "Version" | "Id" | "Statement"))
+        {
+            return Err(format!("Unknown field {k}"));
+        }
         if let Some(v) = doc.get("Version")
             && !matches!(v.as_str(), Some("2012-10-17" | "2008-10-17"))
         {
@@ -194,16 +213,46 @@ impl PolicyDoc {
             _ => return Err("Missing required field Statement".into()),
         };
         let mut out = Vec::new();
+        let mut sids = std::collections::HashSet::new();
         for st in &statements {
             let Value::Object(st) = st else {
                 return Err("Each statement must be a JSON object".into());
             };
+            if let Some(k) = st.keys().find(|k| {
+                !matches!(
+                    k.as_str(),
+                    "Sid"
+                        | "Effect"
+                        | "Principal"
+                        | "NotPrincipal"
+                        | "Action"
+                        | "NotAction"
+                        | "Resource"
+                        | "NotResource"
+                        | "Condition"
+                )
+            }) {
+                return Err(format!("Unknown field {k}"));
+            }
+            if let Some(sid) = st.get("Sid") {
+                let Some(sid) = sid.as_str() else {
+                    return Err("Sid must be a string".into());
+                };
+                if !sids.insert(sid.to_string()) {
+                    return Err(format!(
+                        "Statement IDs (SID) in a single policy must be unique: {sid}"
+                    ));
+                }
+            }
             let deny = match st.get("Effect").and_then(Value::as_str) {
                 Some("Allow") => false,
                 Some("Deny") => true,
                 _ => return Err("Invalid effect: each statement's Effect is Allow or Deny".into()),
             };
             let (p, not_principal) = one_of(st, "Principal", "NotPrincipal")?;
+            if not_principal && !deny {
+                return Err("NotPrincipal is only allowed with Effect Deny".into());
+            }
             let principals = match p {
                 Value::String(s) if s == "*" => Principals::Any,
                 Value::Object(m) if !m.is_empty() => {
@@ -213,8 +262,12 @@ impl PolicyDoc {
                         let vs = strings(v, "Principal")?;
                         match k.as_str() {
                             "AWS" => {
-                                if vs.iter().any(|s| s == "*") {
-                                    any = true;
+                                for v in &vs {
+                                    if v == "*" {
+                                        any = true;
+                                    } else if !aws_principal(v) {
+                                        return Err(format!("Invalid principal in policy: {v}"));
+                                    }
                                 }
                                 aws.extend(vs);
                             }
@@ -268,6 +321,15 @@ impl PolicyDoc {
                         return Err(format!("Condition {op} must map keys to values"));
                     };
                     for (key, values) in keys {
+                        if !KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+                            return Err(format!(
+                                "the local cloud cannot evaluate the condition key {key} (it evaluates aws:SecureTransport, aws:PrincipalArn, aws:PrincipalAccount, aws:PrincipalType, aws:SourceIp); a statement it would evaluate differently from AWS is refused"
+                            ));
+                        }
+                        let ip = base.ends_with("IpAddress");
+                        if ip != (key.eq_ignore_ascii_case("aws:SourceIp")) {
+                            return Err(format!("Condition {op} does not apply to the key {key}"));
+                        }
                         conditions.push(Condition {
                             operator: base.to_string(),
                             if_exists,
@@ -289,6 +351,15 @@ impl PolicyDoc {
             });
         }
         Ok(PolicyDoc { statements: out })
+    }
+
+    /// How many statements the policy has.
+    pub fn len(&self) -> usize {
+        self.statements.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statements.is_empty()
     }
 
     /// What the policy says about `caller` doing `action` on `resource`.
@@ -317,6 +388,55 @@ impl PolicyDoc {
     }
 }
 
+/// Whether an `AWS` principal is one IAM takes: a 12-digit account id, or an
+/// IAM ARN of an account's root, a user, a role or an assumed role — without
+/// wildcards (IAM refuses partial wildcards in principals).
+fn aws_principal(p: &str) -> bool {
+    let account = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    if account(p) {
+        return true;
+    }
+    let Some(rest) = p
+        .strip_prefix("arn:aws:iam::")
+        .or_else(|| p.strip_prefix("arn:aws:sts::"))
+    else {
+        return false;
+    };
+    let Some((acct, what)) = rest.split_once(':') else {
+        return false;
+    };
+    account(acct)
+        && !what.contains('*')
+        && !what.contains('?')
+        && (what == "root"
+            || ["user/", "role/", "assumed-role/"]
+                .iter()
+                .any(|k| what.strip_prefix(k).is_some_and(|n| !n.is_empty())))
+}
+
+/// Whether an IPv4 address lies in a CIDR block (`a.b.c.d/n` or one address).
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let Ok(ip) = ip.parse::<std::net::Ipv4Addr>() else {
+        return false;
+    };
+    let (net, bits) = match cidr.split_once('/') {
+        Some((n, b)) => (n, b.parse::<u32>().unwrap_or(33)),
+        None => (cidr, 32),
+    };
+    let Ok(net) = net.parse::<std::net::Ipv4Addr>() else {
+        return false;
+    };
+    if bits > 32 {
+        return false;
+    }
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
 /// Whether an `AWS` principal entry names the caller.
 fn names(p: &str, caller: &Caller<'_>) -> bool {
     p == caller.account || p == format!("arn:aws:iam::{}:root", caller.account) || p == caller.arn
@@ -328,6 +448,8 @@ fn context(key: &str, caller: &Caller<'_>) -> Option<String> {
         "aws:principalarn" => Some(caller.arn.to_string()),
         "aws:principalaccount" => Some(caller.account.to_string()),
         "aws:principaltype" => Some(caller.kind.to_string()),
+        // Every request reaches the local endpoint on loopback.
+        "aws:sourceip" => Some("127.0.0.1".to_string()),
         _ => None,
     }
 }
@@ -356,6 +478,7 @@ fn holds(c: &Condition, caller: &Caller<'_>) -> bool {
             any(&|v| matches(v, &value, false))
         }
         "Bool" => any(&|v| v.eq_ignore_ascii_case(&value)),
+        "IpAddress" | "NotIpAddress" => any(&|v| in_cidr(&value, v)),
         _ => false,
     };
     positive != negated
@@ -406,6 +529,34 @@ mod tests {
                 "Condition type",
             ),
             (r#"{"Version":"2013-01-01","Statement":[]}"#, "Version"),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*","Condition":{"StringNotEquals":{"s3:x-amz-server-side-encryption":"aws:kms"}}}]}"#,
+                "cannot evaluate the condition key",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b","Foo":1}]}"#,
+                "Unknown field Foo",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:role/b*"},"Action":"s3:*","Resource":"arn:aws:s3:::b"}]}"#,
+                "Invalid principal",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"junk"},"Action":"s3:*","Resource":"arn:aws:s3:::b"}]}"#,
+                "Invalid principal",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Allow","NotPrincipal":{"AWS":"000000000000"},"Action":"s3:*","Resource":"arn:aws:s3:::b"}]}"#,
+                "NotPrincipal",
+            ),
+            (
+                r#"{"Statement":[{"Sid":"a","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b"},{"Sid":"a","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b"}]}"#,
+                "unique",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b","Condition":{"IpAddress":{"aws:PrincipalArn":"x"}}}]}"#,
+                "does not apply",
+            ),
         ] {
             let e = doc(text).expect_err(text);
             assert!(e.contains(why), "{text}: {e}");
@@ -419,7 +570,9 @@ mod tests {
             {"Effect":"Deny","Principal":"*","Action":["s3:DeleteObject*"],"Resource":"arn:aws:s3:::b/locked/*"},
             {"Effect":"Deny","Principal":{"AWS":"*"},"Action":"s3:*","Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"],"Condition":{"Bool":{"aws:SecureTransport":"false"}}},
             {"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::000000000000:role/api"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::b/api-only/*"},
-            {"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/tagged/*","Condition":{"StringNotEquals":{"s3:x-unknown":"v"}}}
+            {"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/tagged/*","Condition":{"StringNotEqualsIfExists":{"aws:PrincipalArn":"arn:aws:iam::000000000000:role/api"}}},
+            {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/internal/*","Condition":{"NotIpAddress":{"aws:SourceIp":["10.0.0.0/8","127.0.0.0/8"]}}},
+            {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/vpn/*","Condition":{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}
         ]}"#).unwrap();
         assert_eq!(
             d.evaluate(&OTHER, "s3:GetObject", "arn:aws:s3:::b/k"),
@@ -445,9 +598,21 @@ mod tests {
             d.evaluate(&OTHER, "s3:PutObject", "arn:aws:s3:::b/api-only/x"),
             Decision::Deny
         );
-        // A negated operator on a key the request lacks holds, as in IAM.
         assert_eq!(
             d.evaluate(&API, "s3:PutObject", "arn:aws:s3:::b/tagged/x"),
+            Decision::None
+        );
+        assert_eq!(
+            d.evaluate(&OTHER, "s3:PutObject", "arn:aws:s3:::b/tagged/x"),
+            Decision::Deny
+        );
+        // Requests come from loopback.
+        assert_eq!(
+            d.evaluate(&API, "s3:GetObject", "arn:aws:s3:::b/internal/x"),
+            Decision::None
+        );
+        assert_eq!(
+            d.evaluate(&API, "s3:GetObject", "arn:aws:s3:::b/vpn/x"),
             Decision::Deny
         );
     }

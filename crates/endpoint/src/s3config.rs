@@ -302,8 +302,16 @@ pub fn lifecycle_in(c: &BucketLifecycleConfiguration) -> S3Result<Vec<LifecycleR
                 ));
             }
         };
+        // S3 names a rule put without an ID.
+        let id = r.id.clone().unwrap_or_else(|| {
+            let n = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{n:x}{:04x}", out.len())
+        });
         let mut rule = LifecycleRule {
-            id: r.id.clone(),
+            id: Some(id),
             enabled,
             ..LifecycleRule::default()
         };
@@ -317,6 +325,19 @@ pub fn lifecycle_in(c: &BucketLifecycleConfiguration) -> S3Result<Vec<LifecycleR
             (None, p) => rule.prefix = p.clone().unwrap_or_default(),
             (Some(f), None) => {
                 rule.filter = true;
+                let given = [
+                    f.prefix.is_some(),
+                    f.tag.is_some(),
+                    f.object_size_greater_than.is_some(),
+                    f.object_size_less_than.is_some(),
+                    f.and.is_some(),
+                ];
+                if given.iter().filter(|g| **g).count() > 1 {
+                    return Err(s3_error!(
+                        MalformedXML,
+                        "a lifecycle rule's Filter holds one condition; combine several with And"
+                    ));
+                }
                 if let Some(and) = &f.and {
                     rule.and = true;
                     rule.prefix = and.prefix.clone().unwrap_or_default();
@@ -414,6 +435,33 @@ pub fn lifecycle_in(c: &BucketLifecycleConfiguration) -> S3Result<Vec<LifecycleR
                     .unwrap_or_default(),
             ));
         }
+        if let (Some(gt), Some(lt)) = (rule.size_greater_than, rule.size_less_than)
+            && gt >= lt
+        {
+            return Err(bad(
+                "ObjectSizeGreaterThan must be less than ObjectSizeLessThan",
+            ));
+        }
+        for (days, _, class) in &rule.transitions {
+            check_transition(class, *days)?;
+            if let (Some(t), Some(e)) = (days, rule.expiration_days)
+                && e <= *t
+            {
+                return Err(bad(
+                    "'Days' in the Expiration action must be greater than 'Days' in the Transition action",
+                ));
+            }
+        }
+        for (_, days, class) in &rule.noncurrent_transitions {
+            check_transition(class, *days)?;
+            if let (Some(t), Some(e)) = (days, rule.noncurrent_days)
+                && e <= *t
+            {
+                return Err(bad(
+                    "'NoncurrentDays' in the NoncurrentVersionExpiration action must be greater than 'NoncurrentDays' in the NoncurrentVersionTransition action",
+                ));
+            }
+        }
         let acts = rule.expiration_days.is_some()
             || rule.expiration_date.is_some()
             || rule.expired_object_delete_marker
@@ -427,6 +475,41 @@ pub fn lifecycle_in(c: &BucketLifecycleConfiguration) -> S3Result<Vec<LifecycleR
         out.push(rule);
     }
     Ok(out)
+}
+
+/// A transition's storage class and days, as S3 checks them (30 days at least
+/// to the infrequent-access classes).
+fn check_transition(class: &str, days: Option<i32>) -> S3Result<()> {
+    const CLASSES: &[&str] = &[
+        "GLACIER",
+        "STANDARD_IA",
+        "ONEZONE_IA",
+        "INTELLIGENT_TIERING",
+        "DEEP_ARCHIVE",
+        "GLACIER_IR",
+    ];
+    if !CLASSES.contains(&class) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "'{class}' is not a storage class a lifecycle transition may move to ({})",
+            CLASSES.join(", ")
+        ));
+    }
+    if let Some(d) = days {
+        if d < 0 {
+            return Err(s3_error!(
+                InvalidArgument,
+                "'Days' in a Transition action must be a nonnegative integer"
+            ));
+        }
+        if matches!(class, "STANDARD_IA" | "ONEZONE_IA") && d < 30 {
+            return Err(s3_error!(
+                InvalidArgument,
+                "'Days' in Transition action must be greater than or equal to 30 for storageClass '{class}'"
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub fn lifecycle_out(rules: &[LifecycleRule]) -> Vec<s3s::dto::LifecycleRule> {

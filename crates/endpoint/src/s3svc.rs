@@ -96,8 +96,14 @@ impl S3Svc {
         key: &str,
         etag: String,
         version_id: Option<String>,
+        sse: Option<&crate::s3::Sse>,
     ) -> S3Response<CompleteMultipartUploadOutput> {
+        let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
+            crate::s3config::sse_fields(sse);
         S3Response::new(CompleteMultipartUploadOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
             bucket: Some(bucket.to_string()),
             key: Some(key.to_string()),
             e_tag: Some(ETag::Strong(etag)),
@@ -118,7 +124,21 @@ impl S3Svc {
         upload_id: &str,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         match b.completed(upload_id).filter(|c| c.key == key) {
-            Some(c) => Ok(self.complete_output(bucket, key, c.etag.clone(), c.version_id.clone())),
+            Some(c) => {
+                // The object it made, if it is still there, says how it was
+                // encrypted.
+                let made = match &c.version_id {
+                    Some(v) => b.version(key, v),
+                    None => b.latest(key).filter(|v| v.etag == c.etag),
+                };
+                Ok(self.complete_output(
+                    bucket,
+                    key,
+                    c.etag.clone(),
+                    c.version_id.clone(),
+                    made.and_then(|v| v.sse.as_ref()),
+                ))
+            }
             None => Err(s3_error!(
                 NoSuchUpload,
                 "The specified upload does not exist."
@@ -479,6 +499,19 @@ async fn write_blob(
 /// larger ones in blob files.
 const INLINE_MAX: i64 = 64 * 1024;
 
+/// SSE-C parameters on a read or a part: no object or upload here is SSE-C
+/// encrypted (writes with SSE-C are refused), so S3's answer for an object not
+/// encrypted with a customer key applies.
+fn sse_c_not_applicable(given: bool) -> S3Result<()> {
+    if given {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The encryption parameters are not applicable to this object."
+        ));
+    }
+    Ok(())
+}
+
 /// `x-amz-copy-source-range: bytes=first-last` within an object of `size`
 /// bytes: (offset, length).
 fn copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
@@ -501,8 +534,8 @@ fn copy_range(r: &str, size: u64) -> S3Result<(u64, u64)> {
     }
     if last >= size {
         return Err(s3_error!(
-            InvalidRange,
-            "The requested range is not satisfiable: bytes {first}-{last} of an object of {size} bytes"
+            InvalidArgument,
+            "Range specified is not valid for source object of size: {size}"
         ));
     }
     Ok((first, last - first + 1))
@@ -991,6 +1024,14 @@ impl S3 for S3Svc {
     ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
         let i = req.input;
         let arn = crate::iam::bucket_arn(&i.bucket);
+        // S3's quota: a bucket policy is at most 20 KB.
+        if i.policy.len() > 20 * 1024 {
+            return Err(s3_error!(
+                MalformedPolicy,
+                "Policy exceeds the maximum allowed document size ({} bytes; at most 20480).",
+                i.policy.len()
+            ));
+        }
         crate::policy_doc::PolicyDoc::parse(&i.policy, "s3", &|r| {
             r == arn || r.starts_with(&format!("{arn}/"))
         })
@@ -1472,6 +1513,7 @@ impl S3 for S3Svc {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = req.input;
+        sse_c_not_applicable(i.sse_customer_algorithm.is_some())?;
         let v = {
             let st = self.state();
             let b = bucket(&st, &i.bucket)?;
@@ -1557,6 +1599,7 @@ impl S3 for S3Svc {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = req.input;
+        sse_c_not_applicable(i.sse_customer_algorithm.is_some())?;
         let st = self.state();
         let b = bucket(&st, &i.bucket)?;
         let v = pick(b, &i.key, i.version_id.as_ref())?;
@@ -1705,6 +1748,23 @@ impl S3 for S3Svc {
             })?;
             v
         };
+        for (what, d) in [
+            (
+                "metadata",
+                i.metadata_directive.as_ref().map(|d| d.as_str()),
+            ),
+            ("tagging", i.tagging_directive.as_ref().map(|d| d.as_str())),
+        ] {
+            if let Some(d) = d
+                && d != "COPY"
+                && d != "REPLACE"
+            {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Unknown {what} directive: {d} (COPY or REPLACE)"
+                ));
+            }
+        }
         let replace = i
             .metadata_directive
             .as_ref()
@@ -2122,6 +2182,7 @@ impl S3 for S3Svc {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let i = req.input;
+        sse_c_not_applicable(i.sse_customer_algorithm.is_some())?;
         if !(1..=10_000).contains(&i.part_number) {
             return Err(s3_error!(
                 InvalidArgument,
@@ -2138,8 +2199,9 @@ impl S3 for S3Svc {
                 .get(&i.upload_id)
                 .filter(|u| u.key == i.key)
                 .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?;
-            u.checksum_algorithm.clone()
+            (u.checksum_algorithm.clone(), u.template.sse.clone())
         };
+        let (algorithm, sse) = algorithm;
         let mut wanted = Wanted::new(
             i.checksum_algorithm.as_ref(),
             i.checksum_crc32.as_ref(),
@@ -2186,7 +2248,12 @@ impl S3 for S3Svc {
         };
         self.commit(rx, g).await?;
         let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields_of(&w.checksums);
+        let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
+            crate::s3config::sse_fields(sse.as_ref());
         Ok(S3Response::new(UploadPartOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
             e_tag: Some(ETag::Strong(hex(&w.md5))),
             checksum_crc32: crc32,
             checksum_crc32c: crc32c,
@@ -2455,6 +2522,7 @@ impl S3 for S3Svc {
             &i.key,
             etag,
             versioning.is_some().then(|| version.version_id.clone()),
+            version.sse.as_ref(),
         ))
     }
 

@@ -561,10 +561,33 @@ fn parse_attrs(
 /// `InvalidAttributeValue`. Checked by the handler, so records journaled before
 /// this check replay as they were accepted.
 fn check_policy(attrs: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    match attrs.get("Policy").filter(|p| !p.is_empty()) {
-        Some(p) if policy_statements(p).is_none() => Err(bad_attribute("Policy")),
-        _ => Ok(()),
+    let Some(p) = attrs.get("Policy").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let refuse = |why: String| {
+        ApiError::bad(
+            "InvalidAttributeValue",
+            format!("Invalid value for the parameter Policy. Reason: {why}"),
+        )
+    };
+    // SQS's quotas on queue policies: 8,192 bytes, 20 statements.
+    if p.len() > 8192 {
+        return Err(refuse(format!(
+            "the policy is {} bytes; a queue policy has at most 8192",
+            p.len()
+        )));
     }
+    let doc = crate::policy_doc::PolicyDoc::parse(p, "sqs", &|r| {
+        r == "*" || r.starts_with("arn:aws:sqs:")
+    })
+    .map_err(refuse)?;
+    if doc.len() > 20 {
+        return Err(refuse(format!(
+            "the policy has {} statements; a queue policy has at most 20",
+            doc.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The document and its statements, if `policy` is a policy document.

@@ -477,7 +477,7 @@ async fn server_side_encryption_is_accepted_and_reported() {
 
 /// UploadPartCopy: parts copied from an existing object, whole or by
 /// `x-amz-copy-source-range`, complete into an object with exactly those bytes;
-/// a range past the source's end is InvalidRange.
+/// a range past the source's end is InvalidArgument (as S3 answers it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_part_copy_builds_an_object_from_ranges_of_another() {
     let env = Env::new("partcopy").await;
@@ -531,7 +531,7 @@ async fn upload_part_copy_builds_an_object_from_ranges_of_another() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(code(&e.into_service_error()), "InvalidRange");
+    assert_eq!(code(&e.into_service_error()), "InvalidArgument");
     s3.complete_multipart_upload()
         .bucket("bkt")
         .key("dst")
@@ -1087,4 +1087,202 @@ async fn cors_preflights_and_responses_follow_the_bucket_configuration() {
     assert_eq!(status, 200, "{h:?}");
     assert_eq!(header(&h, "access-control-allow-origin"), Some(local));
     assert_eq!(header(&h, "access-control-expose-headers"), Some("ETag"));
+}
+
+/// What an outside attacker found, each checked against S3's documented
+/// answer: a refused write with a body leaves no half-read connection behind
+/// (a client without retries sees every answer); SSE-C parameters on reads and
+/// parts are `InvalidRequest` (no object here is SSE-C encrypted); unknown copy
+/// directives are `InvalidArgument`; parts report their upload's encryption;
+/// policies the local cloud would evaluate differently from AWS (condition keys
+/// it does not model) or that S3 refuses are `MalformedPolicy`; lifecycle
+/// filters with two conditions outside `And` are `MalformedXML`, and a rule
+/// put without an ID gets one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_match_s3_and_keep_connections_usable() {
+    let env = Env::new("refusals").await;
+    let url = env.server.as_ref().unwrap().url();
+    let conf = common::sdk_config(&url, REGION, env.core().credentials("user")).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build(),
+    );
+    for n in 0..40 {
+        let e = s3
+            .put_object()
+            .bucket("bkt")
+            .key("k")
+            .tagging("a=1&a=2")
+            .body(ByteStream::from(vec![7u8; 4096]))
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e.into_service_error()), "InvalidTag", "round {n}");
+        s3.head_bucket()
+            .bucket("bkt")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {n}: the next request failed: {e:?}"));
+    }
+
+    s3.put_object()
+        .bucket("bkt")
+        .key("a")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let e = s3
+        .get_object()
+        .bucket("bkt")
+        .key("a")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+        .sse_customer_key_md5("ts/kIVFLVmAOWa4WZH0rLQ==")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidRequest");
+    let e = s3
+        .copy_object()
+        .bucket("bkt")
+        .key("b")
+        .copy_source("bkt/a")
+        .tagging_directive(TaggingDirective::from("BOGUS"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidArgument");
+
+    let up = s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("mp")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id("alias/mp")
+        .send()
+        .await
+        .unwrap();
+    let part = s3
+        .upload_part()
+        .bucket("bkt")
+        .key("mp")
+        .upload_id(up.upload_id.as_deref().unwrap())
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        part.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(part.ssekms_key_id.as_deref(), Some("alias/mp"));
+    let done = s3
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("mp")
+        .upload_id(up.upload_id.as_deref().unwrap())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag.unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.server_side_encryption,
+        Some(ServerSideEncryption::AwsKms)
+    );
+
+    for bad in [
+        // A key of the request the local cloud does not model.
+        r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::bkt/*","Condition":{"StringNotEquals":{"s3:x-amz-server-side-encryption":"aws:kms"}}}]}"#,
+        r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::bkt","Foo":1}]}"#,
+        r#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"junk"},"Action":"s3:*","Resource":"arn:aws:s3:::bkt"}]}"#,
+    ] {
+        let e = s3
+            .put_bucket_policy()
+            .bucket("bkt")
+            .policy(bad)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e.into_service_error()), "MalformedPolicy", "{bad}");
+    }
+    let huge = format!(
+        r#"{{"Statement":[{}]}}"#,
+        (0..400)
+            .map(|n| format!(r#"{{"Sid":"s{n}","Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::bkt/x{n}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let e = s3
+        .put_bucket_policy()
+        .bucket("bkt")
+        .policy(huge)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "MalformedPolicy",
+        "over 20 KB"
+    );
+
+    let two = LifecycleRule::builder()
+        .status(ExpirationStatus::Enabled)
+        .filter(
+            LifecycleRuleFilter::builder()
+                .prefix("a/")
+                .tag(tag("k", "v"))
+                .build(),
+        )
+        .expiration(LifecycleExpiration::builder().days(3).build())
+        .build()
+        .unwrap();
+    let e = s3
+        .put_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(two)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "MalformedXML");
+    let unnamed = LifecycleRule::builder()
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("a/").build())
+        .expiration(LifecycleExpiration::builder().days(3).build())
+        .build()
+        .unwrap();
+    s3.put_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(unnamed)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
+    assert!(got.rules()[0].id().is_some_and(|id| !id.is_empty()));
 }

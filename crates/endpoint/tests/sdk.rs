@@ -643,7 +643,7 @@ async fn sqs_tags_policies_and_redrive_checks() {
             arn(target)
         )
     };
-    let policy = r#"{"Version":"2012-10-17","Statement":[]}"#;
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"000000000000"},"Action":"sqs:SendMessage","Resource":"*"}]}"#;
     sqs.set_queue_attributes()
         .queue_url(&url)
         .attributes(QueueAttributeName::RedrivePolicy, redrive("dlq"))

@@ -164,6 +164,11 @@ pub fn check_tag(key: &str, value: &str) -> Result<(), Error> {
             "1 validation error detected: Value '{key}' at 'tags.key' failed to satisfy constraint: Member must have length 1..{MAX_TAG_KEY} and satisfy regular expression pattern: ^([\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*)$"
         )));
     }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Err(Error::Validation(format!(
+            "Tag key {key} uses the prefix aws:, which is reserved for AWS use"
+        )));
+    }
     if value.chars().count() > MAX_TAG_VALUE || !allowed(value) {
         return Err(Error::Validation(format!(
             "1 validation error detected: Value '{value}' at 'tags.value' failed to satisfy constraint: Member must have length 0..{MAX_TAG_VALUE} and satisfy regular expression pattern: ^([\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*)$"
@@ -882,6 +887,13 @@ mod tests {
         let have: Vec<_> = s.tags("top").unwrap().clone().into_iter().collect();
         assert_eq!(have, vec![tag("env", ""), tag("team", "b")]);
         assert_eq!(s.tags("nope"), None);
+        assert_eq!(
+            s.add_tags("top", &[tag("aws:owner", "x")])
+                .unwrap_err()
+                .code(),
+            "ValidationException",
+            "the aws: prefix is reserved"
+        );
         let many: Vec<_> = (0..49).map(|i| tag(&format!("k{i}"), "v")).collect();
         assert_eq!(
             s.add_tags("top", &many).unwrap_err().code(),
