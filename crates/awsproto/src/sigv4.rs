@@ -485,8 +485,11 @@ fn string_to_sign(signed: &Signed, canonical_request: &str) -> String {
 }
 
 /// Verifies a parsed signature with the secret of its access key, at `now` (seconds
-/// since the epoch). `body_sha256` is the hex SHA-256 of the body as received; an
-/// `x-amz-content-sha256` header (S3) is used instead when present.
+/// since the epoch). `body_sha256` is the hex SHA-256 of the body as received: it
+/// is what the canonical request holds, whatever an `x-amz-content-sha256`
+/// header claims (a header naming another body makes the signature not match, so
+/// a body cannot be swapped under a signed hash). Presigned requests sign
+/// `UNSIGNED-PAYLOAD`. S3 requests are verified by s3s, not here.
 pub fn verify(
     req: &Request<'_>,
     signed: &Signed,
@@ -537,7 +540,7 @@ pub fn verify_with_key(
     let payload = if signed.expires.is_some() {
         "UNSIGNED-PAYLOAD"
     } else {
-        req.header("x-amz-content-sha256").unwrap_or(body_sha256)
+        body_sha256
     };
     let creq = canonical_request(req, signed, payload);
     let to_sign = string_to_sign(signed, &creq);

@@ -362,8 +362,19 @@ async fn handle(
             .is_some_and(|v| v.trim() != "0")
             || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
         crate::s3svc::prepare_request(req.headers_mut());
+        let req = match signed_payload(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = s3_error_response(&e, request_id());
+                if has_body {
+                    r.headers_mut()
+                        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                return Ok(r);
+            }
+        };
         let call = crate::s3svc::COMMITTED.scope(std::cell::Cell::new(false), async move {
-            let r = s3.call(req.map(Body::from)).await;
+            let r = s3.call(req).await;
             (r, crate::s3svc::COMMITTED.with(|c| c.get()))
         });
         let (result, committed) = call.await;
@@ -444,6 +455,68 @@ async fn handle(
         headers,
     };
     Ok(api(&core, &call, body).await.into_response())
+}
+
+/// S3's `x-amz-content-sha256`: `UNSIGNED-PAYLOAD`, a `STREAMING-…` mode, or the
+/// hex SHA-256 of the body, which the signature covers — so the body must have
+/// it. A body of object data (PutObject, UploadPart) is checked as it is
+/// written (`s3svc`); any other body (XML configurations, batch deletes,
+/// multipart completions, at most 16 MiB) is read and checked here, before s3s
+/// parses it. Else 400 `XAmzContentSHA256Mismatch` (or `InvalidArgument` for a
+/// value that is none of these), as S3 answers.
+async fn signed_payload(req: Request<Incoming>) -> Result<Request<Body>, ApiError> {
+    let Some(claimed) = req
+        .headers()
+        .get("x-amz-content-sha256")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase())
+    else {
+        return Ok(req.map(Body::from));
+    };
+    let hex = claimed.len() == 64 && claimed.bytes().all(|b| b.is_ascii_hexdigit());
+    if !(hex || claimed == "unsigned-payload" || claimed.starts_with("streaming-")) {
+        return Err(ApiError::bad(
+            "InvalidArgument",
+            "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER), or a valid sha256 value.",
+        ));
+    }
+    let object_data = req.method() == hyper::Method::PUT
+        && !req.headers().contains_key("x-amz-copy-source")
+        && req.uri().query().unwrap_or("").split('&').all(|p| {
+            let k = p.split_once('=').map_or(p, |(k, _)| k);
+            matches!(k, "" | "x-id" | "partNumber" | "uploadId")
+        });
+    if !hex || object_data {
+        return Ok(req.map(Body::from));
+    }
+    const MAX: usize = 16 << 20;
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::bad(
+                "MaxMessageLengthExceeded",
+                format!("Your request was too big: at most {MAX} bytes here."),
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError::bad(
+                "IncompleteBody",
+                format!("the request body could not be read: {e}"),
+            ));
+        }
+    };
+    if sigv4::sha256_hex(&bytes) != claimed {
+        return Err(xamz_sha256_mismatch());
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// S3's answer to a body whose SHA-256 is not the signed `x-amz-content-sha256`.
+pub(crate) fn xamz_sha256_mismatch() -> ApiError {
+    ApiError::bad(
+        "XAmzContentSHA256Mismatch",
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    )
 }
 
 /// The bucket a request addresses: `<bucket>.localhost`, else the path's first

@@ -193,6 +193,15 @@ impl PolicyDoc {
     ) -> Result<PolicyDoc, String> {
         let doc: Value =
             serde_json::from_str(text).map_err(|e| format!("Policies must be valid JSON: {e}"))?;
+        // Policy variables (`${aws:username}`, …) are substituted by IAM; the
+        // local cloud does not, so a policy using them is refused rather than
+        // matched literally.
+        if text.contains("${") {
+            return Err(
+                "the local cloud does not substitute policy variables (${…}); write the values out"
+                    .into(),
+            );
+        }
         let Value::Object(doc) = doc else {
             return Err("Policies must be JSON objects".into());
         };
@@ -311,6 +320,12 @@ impl PolicyDoc {
                         Some(b) => (b, true),
                         None => (op.as_str(), false),
                     };
+                    if if_exists && base == "Null" {
+                        return Err(
+                            "Invalid Condition type: NullIfExists (IfExists does not apply to Null)"
+                                .into(),
+                        );
+                    }
                     if !OPERATORS.contains(&base) {
                         return Err(format!(
                             "Invalid Condition type: {op} (the local cloud evaluates {})",
@@ -437,6 +452,14 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
     u32::from(ip) & mask == u32::from(net) & mask
 }
 
+/// ARN matching of the ARN condition operators: part by part, `*` and `?`
+/// within a part only.
+fn arn_like(pattern: &str, arn: &str) -> bool {
+    let p: Vec<&str> = pattern.splitn(6, ':').collect();
+    let a: Vec<&str> = arn.splitn(6, ':').collect();
+    p.len() == 6 && a.len() == 6 && p.iter().zip(&a).all(|(p, a)| matches(p, a, false))
+}
+
 /// Whether an `AWS` principal entry names the caller.
 fn names(p: &str, caller: &Caller<'_>) -> bool {
     p == caller.account || p == format!("arn:aws:iam::{}:root", caller.account) || p == caller.arn
@@ -470,13 +493,15 @@ fn holds(c: &Condition, caller: &Caller<'_>) -> bool {
     };
     let any = |f: &dyn Fn(&str) -> bool| c.values.iter().any(|v| f(v));
     let positive = match c.operator.as_str() {
-        "StringEquals" | "StringNotEquals" | "ArnEquals" | "ArnNotEquals" => any(&|v| v == value),
+        "StringEquals" | "StringNotEquals" => any(&|v| v == value),
+        // ARN operators compare the six colon-separated parts one by one, each
+        // with wildcards; ArnEquals and ArnLike behave identically (IAM User
+        // Guide, condition operators, "ARN condition operators").
+        "ArnEquals" | "ArnNotEquals" | "ArnLike" | "ArnNotLike" => any(&|v| arn_like(v, &value)),
         "StringEqualsIgnoreCase" | "StringNotEqualsIgnoreCase" => {
             any(&|v| v.eq_ignore_ascii_case(&value))
         }
-        "StringLike" | "StringNotLike" | "ArnLike" | "ArnNotLike" => {
-            any(&|v| matches(v, &value, false))
-        }
+        "StringLike" | "StringNotLike" => any(&|v| matches(v, &value, false)),
         "Bool" => any(&|v| v.eq_ignore_ascii_case(&value)),
         "IpAddress" | "NotIpAddress" => any(&|v| in_cidr(&value, v)),
         _ => false,
@@ -529,6 +554,14 @@ mod tests {
                 "Condition type",
             ),
             (r#"{"Version":"2013-01-01","Statement":[]}"#, "Version"),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:principaltype}/*"}]}"#,
+                "policy variables",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b","Condition":{"NullIfExists":{"aws:PrincipalArn":"true"}}}]}"#,
+                "NullIfExists",
+            ),
             (
                 r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*","Condition":{"StringNotEquals":{"s3:x-amz-server-side-encryption":"aws:kms"}}}]}"#,
                 "cannot evaluate the condition key",
@@ -604,6 +637,28 @@ mod tests {
         );
         assert_eq!(
             d.evaluate(&OTHER, "s3:PutObject", "arn:aws:s3:::b/tagged/x"),
+            Decision::Deny
+        );
+        // ARN operators: part by part; `*` does not cross a colon.
+        let arns = doc(r#"{"Statement":[
+            {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/a","Condition":{"ArnEquals":{"aws:PrincipalArn":"arn:aws:iam::*:role/ap?"}}},
+            {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/b","Condition":{"ArnLike":{"aws:PrincipalArn":"arn:aws:*:role/api"}}},
+            {"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/c","Condition":{"ArnNotEquals":{"aws:PrincipalArn":"arn:aws:iam::*:role/api"}}}
+        ]}"#).unwrap();
+        assert_eq!(
+            arns.evaluate(&API, "s3:GetObject", "arn:aws:s3:::b/a"),
+            Decision::Deny
+        );
+        assert_eq!(
+            arns.evaluate(&API, "s3:GetObject", "arn:aws:s3:::b/b"),
+            Decision::None
+        );
+        assert_eq!(
+            arns.evaluate(&API, "s3:GetObject", "arn:aws:s3:::b/c"),
+            Decision::None
+        );
+        assert_eq!(
+            arns.evaluate(&OTHER, "s3:GetObject", "arn:aws:s3:::b/c"),
             Decision::Deny
         );
         // Requests come from loopback.

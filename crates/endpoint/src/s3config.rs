@@ -84,6 +84,41 @@ pub fn tag_set(tags: &BTreeMap<String, String>) -> TagSet {
         .collect()
 }
 
+/// What a request says of customer-provided keys (SSE-C): its three headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SseC {
+    None,
+    /// Some of the three headers, not all (or one empty).
+    Partial,
+    Full,
+}
+
+impl SseC {
+    pub fn of(algorithm: Option<&String>, key: Option<&String>, md5: Option<&String>) -> SseC {
+        let given = [algorithm, key, md5];
+        let n = given.iter().filter(|h| h.is_some()).count();
+        let empty = given.iter().flatten().any(|v| v.is_empty());
+        match n {
+            0 => SseC::None,
+            3 if !empty => SseC::Full,
+            _ => SseC::Partial,
+        }
+    }
+
+    /// The refusal of a request naming SSE-C: S3's for a partial set, else
+    /// `full`'s (the local cloud serves no SSE-C object).
+    pub fn refuse(self, full: s3s::S3Error) -> S3Result<()> {
+        match self {
+            SseC::None => Ok(()),
+            SseC::Partial => Err(s3_error!(
+                InvalidArgument,
+                "Requests specifying Server Side Encryption with Customer provided keys must provide the encryption algorithm, the encryption key and the key's MD5"
+            )),
+            SseC::Full => Err(full),
+        }
+    }
+}
+
 /// The encryption a write asks for (`x-amz-server-side-encryption` and its KMS
 /// key), else the bucket's default. Customer-provided keys (SSE-C) are not
 /// served locally: refused, never ignored.
@@ -91,16 +126,14 @@ pub fn sse_of(
     algorithm: Option<&ServerSideEncryption>,
     kms_key: Option<&String>,
     bucket_key: Option<bool>,
-    customer: bool,
+    customer: SseC,
     default: Option<&Sse>,
     region: &str,
 ) -> S3Result<Option<Sse>> {
-    if customer {
-        return Err(s3_error!(
-            NotImplemented,
-            "server-side encryption with customer-provided keys (SSE-C) is not served by the local cloud"
-        ));
-    }
+    customer.refuse(s3_error!(
+        NotImplemented,
+        "server-side encryption with customer-provided keys (SSE-C) is not served by the local cloud"
+    ))?;
     let Some(a) = algorithm else {
         if kms_key.is_some() {
             return Err(s3_error!(
@@ -172,7 +205,7 @@ pub fn encryption_in(c: &ServerSideEncryptionConfiguration, region: &str) -> S3R
         ),
         d.and_then(|d| d.kms_master_key_id.as_ref()),
         rule.bucket_key_enabled,
-        false,
+        SseC::None,
         None,
         region,
     )?
@@ -224,6 +257,20 @@ pub fn cors_in(c: &CORSConfiguration) -> S3Result<Vec<CorsRule>> {
                 MalformedXML,
                 "a CORS rule needs AllowedOrigin and AllowedMethod"
             ));
+        }
+        if r.id.as_ref().is_some_and(|id| id.chars().count() > 255) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "The ID of a CORS rule is at most 255 characters"
+            ));
+        }
+        for h in r.allowed_headers.as_deref().unwrap_or_default() {
+            if h.matches('*').count() > 1 {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "AllowedHeader \"{h}\" can not have more than one wildcard."
+                ));
+            }
         }
         for o in &r.allowed_origins {
             if o.matches('*').count() > 1 {
@@ -411,7 +458,35 @@ pub fn lifecycle_in(c: &BucketLifecycleConfiguration) -> S3Result<Vec<LifecycleR
                 ));
             }
         }
-        for t in r.transitions.as_deref().unwrap_or_default() {
+        let transitions = r.transitions.as_deref().unwrap_or_default();
+        for t in transitions {
+            if t.days.is_some() == t.date.is_some() {
+                return Err(bad("A Transition has Days or Date, one of them"));
+            }
+            if let Some(d) = &t.date
+                && !ms(d).is_multiple_of(86_400_000)
+            {
+                return Err(bad("'Date' must be at midnight GMT"));
+            }
+        }
+        if transitions.iter().any(|t| t.days.is_some())
+            && transitions.iter().any(|t| t.date.is_some())
+        {
+            return Err(bad(
+                "The transitions of a rule are all by Days or all by Date",
+            ));
+        }
+        let classes: Vec<&str> = transitions
+            .iter()
+            .filter_map(|t| t.storage_class.as_ref().map(|c| c.as_str()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        if classes.iter().any(|c| !seen.insert(*c)) {
+            return Err(bad(
+                "'StorageClass' must be different for each Transition of a rule",
+            ));
+        }
+        for t in transitions {
             rule.transitions.push((
                 t.days,
                 t.date.as_ref().map(ms),

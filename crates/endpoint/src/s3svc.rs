@@ -297,6 +297,9 @@ struct Wanted {
     algorithms: Vec<String>,
     expected: BTreeMap<String, String>,
     content_md5: Option<String>,
+    /// The signed `x-amz-content-sha256` when it is a hash (lower-case hex):
+    /// the body must have it.
+    content_sha256: Option<String>,
 }
 
 impl Wanted {
@@ -313,6 +316,11 @@ impl Wanted {
     ) -> Wanted {
         let mut w = Wanted {
             content_md5: md5.cloned(),
+            content_sha256: headers
+                .get("x-amz-content-sha256")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_ascii_lowercase)
+                .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())),
             ..Wanted::default()
         };
         for (name, v) in [
@@ -393,8 +401,9 @@ impl Hasher {
     }
 }
 
-/// Size, MD5 and checksums of what the blob writer wrote.
-type Hashed = (u64, [u8; 16], Vec<(String, String)>);
+/// Size, MD5, checksums and (when asked) the hex SHA-256 of what the blob
+/// writer wrote.
+type Hashed = (u64, [u8; 16], Vec<(String, String)>, Option<String>);
 
 /// A blob as written.
 struct Written {
@@ -418,7 +427,9 @@ async fn write_blob(
     let path = dir.join(&blob);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let algorithms = wanted.algorithms.clone();
+    let payload_hash = wanted.content_sha256.is_some();
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Hashed> {
+        let mut payload = payload_hash.then(sha2::Sha256::new);
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -431,6 +442,9 @@ async fn write_blob(
         let mut size = 0u64;
         while let Some(chunk) = rx.blocking_recv() {
             md5.update(&chunk);
+            if let Some(p) = payload.as_mut() {
+                p.update(&chunk);
+            }
             for (_, h) in &mut hashers {
                 h.update(&chunk);
             }
@@ -442,7 +456,8 @@ async fn write_blob(
             std::fs::File::open(d)?.sync_all()?;
         }
         let sums = hashers.into_iter().map(|(a, h)| (a, h.finish())).collect();
-        Ok((size, md5.finalize().into(), sums))
+        let payload = payload.map(|p| hex(&p.finalize()));
+        Ok((size, md5.finalize().into(), sums, payload))
     });
     let mut failed = None;
     if let Some(mut body) = body {
@@ -469,12 +484,9 @@ async fn write_blob(
     };
     if let Some(e) = failed {
         discard();
-        return Err(s3_error!(
-            IncompleteBody,
-            "the request body could not be read: {e}"
-        ));
+        return Err(body_error(&e));
     }
-    let (size, md5, sums) = match result {
+    let (size, md5, sums, payload) = match result {
         Ok(r) => r,
         Err(e) => {
             discard();
@@ -482,7 +494,7 @@ async fn write_blob(
         }
     };
     let checksums: BTreeMap<String, String> = sums.into_iter().collect();
-    if let Err(e) = verify_sums(&mut wanted, trailer, &md5, &checksums) {
+    if let Err(e) = verify_sums(&mut wanted, trailer, &md5, &checksums, payload.as_deref()) {
         discard();
         return Err(e);
     }
@@ -499,17 +511,27 @@ async fn write_blob(
 /// larger ones in blob files.
 const INLINE_MAX: i64 = 64 * 1024;
 
+/// The SSE-C of a copy: of its destination and of its source (a partial set on
+/// either side is the partial one).
+fn copy_sse_c(dest: [Option<&String>; 3], source: [Option<&String>; 3]) -> crate::s3config::SseC {
+    use crate::s3config::SseC;
+    let d = SseC::of(dest[0], dest[1], dest[2]);
+    let s = SseC::of(source[0], source[1], source[2]);
+    match (d, s) {
+        (SseC::Partial, _) | (_, SseC::Partial) => SseC::Partial,
+        (SseC::None, SseC::None) => SseC::None,
+        _ => SseC::Full,
+    }
+}
+
 /// SSE-C parameters on a read or a part: no object or upload here is SSE-C
 /// encrypted (writes with SSE-C are refused), so S3's answer for an object not
 /// encrypted with a customer key applies.
-fn sse_c_not_applicable(given: bool) -> S3Result<()> {
-    if given {
-        return Err(s3_error!(
-            InvalidRequest,
-            "The encryption parameters are not applicable to this object."
-        ));
-    }
-    Ok(())
+fn sse_c_not_applicable(given: crate::s3config::SseC) -> S3Result<()> {
+    given.refuse(s3_error!(
+        InvalidRequest,
+        "The encryption parameters are not applicable to this object."
+    ))
 }
 
 /// `x-amz-copy-source-range: bytes=first-last` within an object of `size`
@@ -599,14 +621,37 @@ fn copy_part(
     Ok((name, md5.finalize().into(), sums))
 }
 
+/// S3's 400 `XAmzContentSHA256Mismatch`: the body is not the one signed.
+fn sha256_mismatch() -> S3Error {
+    let e = crate::http::xamz_sha256_mismatch();
+    let mut err = S3Error::with_message(S3ErrorCode::Custom(e.code.into()), e.message);
+    err.set_status_code(http::StatusCode::BAD_REQUEST);
+    err
+}
+
+/// The answer to a body that could not be read: s3s's own check of the
+/// signed payload hash (`Sha256Mismatch`) is S3's `XAmzContentSHA256Mismatch`.
+fn body_error(e: &str) -> S3Error {
+    if e.contains("Sha256Mismatch") {
+        return sha256_mismatch();
+    }
+    s3_error!(IncompleteBody, "the request body could not be read: {e}")
+}
+
 /// Checks Content-MD5 and the checksums the request carried (headers or trailer).
 fn verify_sums(
     wanted: &mut Wanted,
     trailer: Option<&s3s::TrailingHeaders>,
     md5: &[u8; 16],
     checksums: &BTreeMap<String, String>,
+    payload_sha256: Option<&str>,
 ) -> S3Result<()> {
     wanted.take_trailer(trailer);
+    if let (Some(signed), Some(got)) = (&wanted.content_sha256, payload_sha256)
+        && signed != got
+    {
+        return Err(sha256_mismatch());
+    }
     if let Some(m) = &wanted.content_md5
         && *m != b64(md5)
     {
@@ -644,9 +689,7 @@ async fn read_inline(
     let mut data = Vec::new();
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
-            let c = chunk.map_err(|e| {
-                s3_error!(IncompleteBody, "the request body could not be read: {e}")
-            })?;
+            let c = chunk.map_err(|e| body_error(&e.to_string()))?;
             if data.len() + c.len() > INLINE_MAX as usize {
                 return Err(s3_error!(
                     IncompleteBody,
@@ -664,7 +707,11 @@ async fn read_inline(
             checksums.insert(a.clone(), h.finish());
         }
     }
-    verify_sums(&mut wanted, trailer, &md5, &checksums)?;
+    let payload = wanted
+        .content_sha256
+        .is_some()
+        .then(|| pantstack_awsproto::sigv4::sha256_hex(&data));
+    verify_sums(&mut wanted, trailer, &md5, &checksums, payload.as_deref())?;
     Ok((data, md5, checksums))
 }
 
@@ -770,6 +817,7 @@ fn headers_of(
     content_encoding: Option<&String>,
     content_language: Option<&String>,
     expires: Option<&Timestamp>,
+    website_redirect: Option<&String>,
 ) -> BTreeMap<String, String> {
     let mut h = BTreeMap::new();
     let content_encoding = stored_encoding(content_encoding);
@@ -785,6 +833,9 @@ fn headers_of(
     }
     if let Some(e) = expires {
         h.insert("expires".into(), ms_of(e).to_string());
+    }
+    if let Some(w) = website_redirect {
+        h.insert("website-redirect-location".into(), w.clone());
     }
     h
 }
@@ -1401,7 +1452,11 @@ impl S3 for S3Svc {
                 i.server_side_encryption.as_ref(),
                 i.ssekms_key_id.as_ref(),
                 i.bucket_key_enabled,
-                i.sse_customer_algorithm.is_some(),
+                crate::s3config::SseC::of(
+                    i.sse_customer_algorithm.as_ref(),
+                    i.sse_customer_key.as_ref(),
+                    i.sse_customer_key_md5.as_ref(),
+                ),
                 b.config.encryption.as_ref(),
                 &self.core.region,
             )?
@@ -1440,6 +1495,7 @@ impl S3 for S3Svc {
             i.content_encoding.as_ref(),
             i.content_language.as_ref(),
             i.expires.as_ref(),
+            i.website_redirect_location.as_ref(),
         );
         let (rx, g, version) = {
             let mut st = self.state();
@@ -1513,7 +1569,11 @@ impl S3 for S3Svc {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let i = req.input;
-        sse_c_not_applicable(i.sse_customer_algorithm.is_some())?;
+        sse_c_not_applicable(crate::s3config::SseC::of(
+            i.sse_customer_algorithm.as_ref(),
+            i.sse_customer_key.as_ref(),
+            i.sse_customer_key_md5.as_ref(),
+        ))?;
         let v = {
             let st = self.state();
             let b = bucket(&st, &i.bucket)?;
@@ -1580,6 +1640,12 @@ impl S3 for S3Svc {
             content_disposition: v.headers.get("content-disposition").cloned(),
             content_encoding: v.headers.get("content-encoding").cloned(),
             content_language: v.headers.get("content-language").cloned(),
+            expires: v
+                .headers
+                .get("expires")
+                .and_then(|m| m.parse::<u64>().ok())
+                .map(ts),
+            website_redirect_location: v.headers.get("website-redirect-location").cloned(),
             checksum_crc32: crc32,
             checksum_crc32c: crc32c,
             checksum_sha1: sha1,
@@ -1599,7 +1665,11 @@ impl S3 for S3Svc {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = req.input;
-        sse_c_not_applicable(i.sse_customer_algorithm.is_some())?;
+        sse_c_not_applicable(crate::s3config::SseC::of(
+            i.sse_customer_algorithm.as_ref(),
+            i.sse_customer_key.as_ref(),
+            i.sse_customer_key_md5.as_ref(),
+        ))?;
         let st = self.state();
         let b = bucket(&st, &i.bucket)?;
         let v = pick(b, &i.key, i.version_id.as_ref())?;
@@ -1632,6 +1702,12 @@ impl S3 for S3Svc {
             content_disposition: v.headers.get("content-disposition").cloned(),
             content_encoding: v.headers.get("content-encoding").cloned(),
             content_language: v.headers.get("content-language").cloned(),
+            expires: v
+                .headers
+                .get("expires")
+                .and_then(|m| m.parse::<u64>().ok())
+                .map(ts),
+            website_redirect_location: v.headers.get("website-redirect-location").cloned(),
             checksum_crc32: crc32,
             checksum_crc32c: crc32c,
             checksum_sha1: sha1,
@@ -1677,12 +1753,39 @@ impl S3 for S3Svc {
             ));
         }
         let quiet = i.delete.quiet.unwrap_or(false);
+        // Each key is authorized on its own (DeleteObjects API reference: "For
+        // each key, Amazon S3 performs a delete action and returns the result
+        // of that delete, success, or failure"): a refused key is an error of
+        // the batch, the others are deleted.
+        let mut errors = Vec::new();
+        let allowed: Vec<bool> = i
+            .delete
+            .objects
+            .iter()
+            .map(|o| {
+                let r = authorize(&self.core, req.credentials.as_ref(), || {
+                    crate::iam::s3_delete_objects(
+                        &i.bucket,
+                        [(o.key.as_str(), o.version_id.is_some())],
+                    )
+                });
+                if let Err(e) = &r {
+                    errors.push(Error {
+                        code: Some("AccessDenied".into()),
+                        key: Some(o.key.clone()),
+                        message: e.message().map(str::to_string),
+                        version_id: o.version_id.clone(),
+                    });
+                }
+                r.is_ok()
+            })
+            .collect();
         let (rx, g, deleted) = {
             let mut st = self.state();
             let b = bucket(&st, &i.bucket)?;
             let mut ops = Vec::new();
             let mut deleted = Vec::new();
-            for o in &i.delete.objects {
+            for (o, _) in i.delete.objects.iter().zip(&allowed).filter(|(_, ok)| **ok) {
                 let (op, out) = delete_op(b, &i.bucket, &o.key, o.version_id.clone());
                 ops.extend(op);
                 deleted.push(DeletedObject {
@@ -1702,6 +1805,7 @@ impl S3 for S3Svc {
         self.commit(rx, g).await?;
         Ok(S3Response::new(DeleteObjectsOutput {
             deleted: (!quiet).then_some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
             ..Default::default()
         }))
     }
@@ -1785,8 +1889,18 @@ impl S3 for S3Svc {
                 i.server_side_encryption.as_ref(),
                 i.ssekms_key_id.as_ref(),
                 i.bucket_key_enabled,
-                i.sse_customer_algorithm.is_some()
-                    || i.copy_source_sse_customer_algorithm.is_some(),
+                copy_sse_c(
+                    [
+                        i.sse_customer_algorithm.as_ref(),
+                        i.sse_customer_key.as_ref(),
+                        i.sse_customer_key_md5.as_ref(),
+                    ],
+                    [
+                        i.copy_source_sse_customer_algorithm.as_ref(),
+                        i.copy_source_sse_customer_key.as_ref(),
+                        i.copy_source_sse_customer_key_md5.as_ref(),
+                    ],
+                ),
                 b.config.encryption.as_ref(),
                 &self.core.region,
             )?
@@ -1839,6 +1953,7 @@ impl S3 for S3Svc {
                 i.content_encoding.as_ref(),
                 i.content_language.as_ref(),
                 i.expires.as_ref(),
+                i.website_redirect_location.as_ref(),
             );
         }
         let (rx, g, versioned) = {
@@ -2107,7 +2222,11 @@ impl S3 for S3Svc {
                 i.server_side_encryption.as_ref(),
                 i.ssekms_key_id.as_ref(),
                 i.bucket_key_enabled,
-                i.sse_customer_algorithm.is_some(),
+                crate::s3config::SseC::of(
+                    i.sse_customer_algorithm.as_ref(),
+                    i.sse_customer_key.as_ref(),
+                    i.sse_customer_key_md5.as_ref(),
+                ),
                 b.config.encryption.as_ref(),
                 &self.core.region,
             )?
@@ -2138,6 +2257,7 @@ impl S3 for S3Svc {
                     i.content_encoding.as_ref(),
                     i.content_language.as_ref(),
                     i.expires.as_ref(),
+                    i.website_redirect_location.as_ref(),
                 ),
                 checksums: BTreeMap::new(),
                 parts: None,
@@ -2182,7 +2302,11 @@ impl S3 for S3Svc {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let i = req.input;
-        sse_c_not_applicable(i.sse_customer_algorithm.is_some())?;
+        sse_c_not_applicable(crate::s3config::SseC::of(
+            i.sse_customer_algorithm.as_ref(),
+            i.sse_customer_key.as_ref(),
+            i.sse_customer_key_md5.as_ref(),
+        ))?;
         if !(1..=10_000).contains(&i.part_number) {
             return Err(s3_error!(
                 InvalidArgument,
@@ -2275,12 +2399,22 @@ impl S3 for S3Svc {
                 "Part number must be an integer between 1 and 10000, inclusive"
             ));
         }
-        if i.sse_customer_algorithm.is_some() || i.copy_source_sse_customer_algorithm.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "server-side encryption with customer-provided keys (SSE-C) is not served by the local cloud"
-            ));
-        }
+        copy_sse_c(
+            [
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+            ],
+            [
+                i.copy_source_sse_customer_algorithm.as_ref(),
+                i.copy_source_sse_customer_key.as_ref(),
+                i.copy_source_sse_customer_key_md5.as_ref(),
+            ],
+        )
+        .refuse(s3_error!(
+            NotImplemented,
+            "server-side encryption with customer-provided keys (SSE-C) is not served by the local cloud"
+        ))?;
         let CopySource::Bucket {
             bucket: sb,
             key: sk,
@@ -2875,37 +3009,7 @@ impl Access {
         creds: Option<&s3s::auth::Credentials>,
         asked: impl FnOnce() -> Vec<(String, String)>,
     ) -> S3Result<()> {
-        let Some(creds) = creds else {
-            return Err(s3_error!(AccessDenied, "Signature is required"));
-        };
-        let Some((principal, _)) = self.core.secret_of(&creds.access_key) else {
-            return Err(s3_error!(AccessDenied, "Unknown access key"));
-        };
-        let policy = self.core.policy(principal);
-        let asked = asked();
-        let docs: Vec<Option<Arc<crate::policy_doc::PolicyDoc>>> = {
-            let st = self.core.s3.lock().unwrap_or_else(|e| e.into_inner());
-            if st.policies.is_empty() {
-                Vec::new()
-            } else {
-                asked
-                    .iter()
-                    .map(|(_, r)| st.policies.get(crate::iam::bucket_of_arn(r)?).cloned())
-                    .collect()
-            }
-        };
-        crate::policy_doc::authorize(
-            principal,
-            policy.as_deref(),
-            &docs,
-            &asked,
-            &[
-                "s3:GetBucketPolicy",
-                "s3:PutBucketPolicy",
-                "s3:DeleteBucketPolicy",
-            ],
-        )
-        .map_err(|m| s3_error!(AccessDenied, "{m}"))
+        authorize(&self.core, creds, asked)
     }
 
     fn object(
@@ -2965,22 +3069,9 @@ impl s3s::access::S3Access for Access {
     }
 
     async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
-        let i = &req.input;
-        self.authorize(req.credentials.as_ref(), || {
-            let keys = i
-                .delete
-                .objects
-                .iter()
-                .map(|o| (o.key.as_str(), o.version_id.is_some()));
-            let mut asked = crate::iam::s3_delete_objects(&i.bucket, keys);
-            if asked.is_empty() {
-                asked.push((
-                    "s3:DeleteObject".into(),
-                    format!("{}/*", crate::iam::bucket_arn(&i.bucket)),
-                ));
-            }
-            asked
-        })
+        // Authenticated here; each key is authorized by the handler, which
+        // reports a refused key among the batch's errors, as S3 does.
+        self.policy_of(req.credentials.as_ref()).map(|_| ())
     }
 
     async fn put_object(&self, req: &mut S3Request<PutObjectInput>) -> S3Result<()> {
@@ -3080,12 +3171,15 @@ impl s3s::access::S3Access for Access {
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
         let i = &req.input;
-        let source = match &i.copy_source {
+        let (source, version_id) = match &i.copy_source {
             CopySource::Bucket {
                 bucket,
                 key,
                 version_id,
-            } => (&**bucket, &**key, version_id.is_some()),
+            } => (
+                (&**bucket, &**key, version_id.is_some()),
+                version_id.as_deref(),
+            ),
             CopySource::AccessPoint { .. } | CopySource::Outpost { .. } => {
                 return Err(s3_error!(
                     NotImplemented,
@@ -3093,13 +3187,25 @@ impl s3s::access::S3Access for Access {
                 ));
             }
         };
-        let tagged = i
+        let replace_tags = i
             .tagging_directive
             .as_ref()
-            .is_some_and(|d| d.as_str() == "REPLACE")
-            && i.tagging.as_ref().is_some_and(|t| !t.is_empty());
+            .is_some_and(|d| d.as_str() == "REPLACE");
+        let tagged = replace_tags && i.tagging.as_ref().is_some_and(|t| !t.is_empty());
+        // Copying a source's tags (the COPY directive) reads them:
+        // s3:GetObjectTagging on the source, s3:PutObjectTagging on the copy.
+        let copies_tags = !replace_tags && {
+            let st = self.core.s3.lock().unwrap_or_else(|e| e.into_inner());
+            st.buckets.get(source.0).is_some_and(|b| {
+                let v = match version_id {
+                    Some(id) => b.version(source.1, id),
+                    None => b.latest(source.1),
+                };
+                v.is_some_and(|v| !v.tags.is_empty())
+            })
+        };
         self.authorize(req.credentials.as_ref(), || {
-            tagging_too(
+            let mut asked = tagging_too(
                 crate::iam::s3_request(
                     "CopyObject",
                     Some(&i.bucket),
@@ -3107,8 +3213,20 @@ impl s3s::access::S3Access for Access {
                     false,
                     Some(source),
                 ),
-                tagged,
-            )
+                tagged || copies_tags,
+            );
+            if copies_tags {
+                let read = if source.2 {
+                    "s3:GetObjectVersionTagging"
+                } else {
+                    "s3:GetObjectTagging"
+                };
+                asked.push((
+                    read.into(),
+                    format!("{}/{}", crate::iam::bucket_arn(source.0), source.1),
+                ));
+            }
+            asked
         })
     }
 }
@@ -3121,6 +3239,48 @@ fn tagging_too(mut asked: Vec<(String, String)>, tagged: bool) -> Vec<(String, S
         asked.push(("s3:PutObjectTagging".into(), r));
     }
     asked
+}
+
+/// Authorizes each (action, resource) of an S3 request as IAM evaluates one
+/// account: an explicit `Deny` in the bucket's policy refuses (whoever asks,
+/// `user` too); else an `Allow` of the identity policy (none: unrestricted) or
+/// of the bucket policy allows.
+fn authorize(
+    core: &Core,
+    creds: Option<&s3s::auth::Credentials>,
+    asked: impl FnOnce() -> Vec<(String, String)>,
+) -> S3Result<()> {
+    let Some(creds) = creds else {
+        return Err(s3_error!(AccessDenied, "Signature is required"));
+    };
+    let Some((principal, _)) = core.secret_of(&creds.access_key) else {
+        return Err(s3_error!(AccessDenied, "Unknown access key"));
+    };
+    let policy = core.policy(principal);
+    let asked = asked();
+    let docs: Vec<Option<Arc<crate::policy_doc::PolicyDoc>>> = {
+        let st = core.s3.lock().unwrap_or_else(|e| e.into_inner());
+        if st.policies.is_empty() {
+            Vec::new()
+        } else {
+            asked
+                .iter()
+                .map(|(_, r)| st.policies.get(crate::iam::bucket_of_arn(r)?).cloned())
+                .collect()
+        }
+    };
+    crate::policy_doc::authorize(
+        principal,
+        policy.as_deref(),
+        &docs,
+        &asked,
+        &[
+            "s3:GetBucketPolicy",
+            "s3:PutBucketPolicy",
+            "s3:DeleteBucketPolicy",
+        ],
+    )
+    .map_err(|m| s3_error!(AccessDenied, "{m}"))
 }
 
 /// The S3 service of a core.

@@ -578,3 +578,87 @@ async fn an_upload_id_names_one_upload_of_one_key() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("SerializationException"), "{}", r.body);
 }
+
+/// The same length, other bytes: a request signed for one body and sent with
+/// another.
+fn swap_body(mut request: Vec<u8>, signed: &[u8], sent: &[u8]) -> Vec<u8> {
+    assert_eq!(signed.len(), sent.len());
+    let at = request.len() - signed.len();
+    assert_eq!(&request[at..], signed);
+    request[at..].copy_from_slice(sent);
+    request
+}
+
+/// A body swapped under a signed `x-amz-content-sha256` is refused, on every
+/// service: S3 checks the body against the signed hash (400
+/// `XAmzContentSHA256Mismatch`, as S3 answers), and SQS and SSM sign the body's own hash
+/// whatever the header claims (`SignatureDoesNotMatch`). Nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_swapped_under_a_signed_payload_hash_is_refused() {
+    let l = setup("payload-hash").await;
+    l.core.ensure_bucket("api-results", false).await.unwrap();
+    // S3 object data: small (inline) and large (its own blob), and a
+    // configuration body.
+    for (path, signed, sent) in [
+        ("/api-results/small", vec![b'a'; 100], vec![b'b'; 100]),
+        (
+            "/api-results/large",
+            vec![b'a'; 200_000],
+            vec![b'b'; 200_000],
+        ),
+        (
+            "/api-results/small?tagging",
+            b"<Tagging><TagSet><Tag><Key>a</Key><Value>1</Value></Tag></TagSet></Tagging>".to_vec(),
+            b"<Tagging><TagSet><Tag><Key>b</Key><Value>2</Value></Tag></TagSet></Tagging>".to_vec(),
+        ),
+    ] {
+        let req = l.signed_as(USER, "s3", "PUT", path, &[], &signed);
+        let r = l.send(&swap_body(req, &signed, &sent));
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert!(
+            r.body.contains("XAmzContentSHA256Mismatch"),
+            "{path}: {}",
+            r.body
+        );
+        // The signed body itself is accepted.
+        let r = l.send(&l.signed_as(USER, "s3", "PUT", path, &[], &signed));
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    let r = l.send(&l.signed_as(USER, "s3", "GET", "/api-results/large", &[], b""));
+    assert!(
+        r.body.starts_with("aaaa"),
+        "the swapped body was not stored"
+    );
+    // SQS and SSM: the header names the signed body, another is sent.
+    let create = br#"{"QueueName":"swapped-aa"}"#;
+    let other = br#"{"QueueName":"swapped-bb"}"#;
+    let sha = pantstack_awsproto::sigv4::sha256_hex(create);
+    let h = [
+        ("x-amz-target", "AmazonSQS.CreateQueue"),
+        ("content-type", "application/x-amz-json-1.0"),
+        ("x-amz-content-sha256", sha.as_str()),
+    ];
+    let req = l.signed_as(USER, "sqs", "POST", "/", &h, create);
+    let r = l.send(&swap_body(req, create, other));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("SignatureDoesNotMatch"), "{}", r.body);
+    let put = br#"{"Name":"/swap","Value":"aa","Type":"String"}"#;
+    let tampered = br#"{"Name":"/swap","Value":"bb","Type":"String"}"#;
+    let sha = pantstack_awsproto::sigv4::sha256_hex(put);
+    let h = [
+        ("x-amz-target", "AmazonSSM.PutParameter"),
+        ("content-type", "application/x-amz-json-1.1"),
+        ("x-amz-content-sha256", sha.as_str()),
+    ];
+    let req = l.signed_as(USER, "ssm", "POST", "/", &h, put);
+    let r = l.send(&swap_body(req, put, tampered));
+    assert_ne!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.contains("SignatureDoesNotMatch") || r.body.contains("InvalidSignature"),
+        "{}",
+        r.body
+    );
+    // Signed as sent, both are answered.
+    let r = l.send(&l.signed_as(USER, "ssm", "POST", "/", &h, put));
+    assert_eq!(r.status, 200, "{}", r.body);
+}

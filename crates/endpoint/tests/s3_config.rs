@@ -1286,3 +1286,187 @@ async fn refusals_match_s3_and_keep_connections_usable() {
         .unwrap();
     assert!(got.rules()[0].id().is_some_and(|id| !id.is_empty()));
 }
+
+/// A second attacker's findings, each against S3's documentation: DeleteObjects
+/// refuses a denied key as an error of the batch and deletes the others;
+/// copying a source's tags needs the tagging permissions; a partial SSE-C set is
+/// `InvalidArgument`; `Expires` and `x-amz-website-redirect-location` are kept;
+/// policy variables (not substituted locally) are refused; transitions with
+/// both Days and Date, or twice to one class, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_copies_and_headers_follow_s3() {
+    let env = Env::new("second-pass").await;
+    let s3 = env.client("user").await;
+    for key in ["a", "secret/x"] {
+        s3.put_object()
+            .bucket("bkt")
+            .key(key)
+            .tagging("k=v")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.put_bucket_policy()
+        .bucket("bkt")
+        .policy(
+            r#"{"Statement":[
+                {"Effect":"Deny","Principal":"*","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::bkt/secret/*"},
+                {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:role/other"},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::bkt/*"}
+            ]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let out = s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(
+            aws_sdk_s3::types::Delete::builder()
+                .objects(
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key("a")
+                        .build()
+                        .unwrap(),
+                )
+                .objects(
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key("secret/x")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let deleted: Vec<_> = out.deleted().iter().filter_map(|d| d.key()).collect();
+    assert_eq!(deleted, ["a"]);
+    let errors: Vec<_> = out
+        .errors()
+        .iter()
+        .map(|e| (e.key().unwrap_or(""), e.code().unwrap_or("")))
+        .collect();
+    assert_eq!(errors, [("secret/x", "AccessDenied")]);
+    s3.head_object()
+        .bucket("bkt")
+        .key("secret/x")
+        .send()
+        .await
+        .unwrap();
+
+    // `other` may get and put, not read or write tags: a copy that would copy
+    // the source's tags is refused; replacing them with none is allowed.
+    let other = env.client("other").await;
+    let e = other
+        .copy_object()
+        .bucket("bkt")
+        .key("copy")
+        .copy_source("bkt/secret/x")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "AccessDenied");
+    other
+        .copy_object()
+        .bucket("bkt")
+        .key("copy")
+        .copy_source("bkt/secret/x")
+        .tagging_directive(TaggingDirective::Replace)
+        .send()
+        .await
+        .unwrap();
+
+    let e = s3
+        .put_object()
+        .bucket("bkt")
+        .key("c")
+        .sse_customer_key("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidArgument");
+
+    let expires = aws_sdk_s3::primitives::DateTime::from_secs(1_893_456_000);
+    s3.put_object()
+        .bucket("bkt")
+        .key("page")
+        .expires(expires)
+        .website_redirect_location("/other")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let head = s3
+        .head_object()
+        .bucket("bkt")
+        .key("page")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.website_redirect_location(), Some("/other"));
+    assert_eq!(head.expires_string(), Some("Tue, 01 Jan 2030 00:00:00 GMT"));
+
+    let e = s3
+        .put_bucket_policy()
+        .bucket("bkt")
+        .policy(r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::bkt/${aws:principaltype}/*"}]}"#)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "MalformedPolicy");
+
+    let transition = |days: Option<i32>, class: &str| {
+        aws_sdk_s3::types::Transition::builder()
+            .set_days(days)
+            .set_date(
+                days.is_none()
+                    .then(|| aws_sdk_s3::primitives::DateTime::from_secs(1_893_456_000)),
+            )
+            .storage_class(aws_sdk_s3::types::TransitionStorageClass::from(class))
+            .build()
+    };
+    for (what, transitions) in [
+        (
+            "twice to one class",
+            vec![
+                transition(Some(30), "GLACIER"),
+                transition(Some(60), "GLACIER"),
+            ],
+        ),
+        (
+            "days and dates mixed",
+            vec![
+                transition(Some(30), "GLACIER"),
+                transition(None, "DEEP_ARCHIVE"),
+            ],
+        ),
+        (
+            "infrequent access before 30 days",
+            vec![transition(Some(5), "STANDARD_IA")],
+        ),
+    ] {
+        let rule = LifecycleRule::builder()
+            .id("t")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .set_transitions(Some(transitions))
+            .build()
+            .unwrap();
+        let e = s3
+            .put_bucket_lifecycle_configuration()
+            .bucket("bkt")
+            .lifecycle_configuration(
+                BucketLifecycleConfiguration::builder()
+                    .rules(rule)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(code(&e.into_service_error()), "InvalidArgument", "{what}");
+    }
+}
