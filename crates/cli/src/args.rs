@@ -246,6 +246,17 @@ For a container: `docker exec` in it (ECS Exec's counterpart).")]
   pantstack deployments api")]
     Deployments(ServiceArgs),
 
+    /// Remove an environment's deploy lock on AWS (a deploy or destroy that died holding it)
+    #[command(after_help = "Examples:
+  pantstack unlock --target aws --env test
+  pantstack unlock --target aws --env test --yes    # without a terminal (CI)
+
+A deploy or destroy of an environment on AWS holds its lock (an object in the
+template bucket) while it runs, so a second one waits (--lock-wait) or is refused
+with the holder's name. A lock also expires by itself (2 h after it was taken);
+unlock removes it at once, after showing who holds it and asking.")]
+    Unlock(UnlockArgs),
+
     /// Print `export AWS_...` lines that point a shell's AWS tools at the local cloud
     #[command(
         name = "aws-env",
@@ -349,6 +360,10 @@ pub struct UpArgs {
     /// Internal: the background supervisor started by --detach
     #[arg(long, hide = true)]
     pub supervise: bool,
+    /// AWS: wait up to this long (`90s`, `15m`) for another deploy or destroy of the environment to release its lock (default: refuse at once)
+    #[arg(long, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -412,6 +427,21 @@ pub struct DownArgs {
     /// AWS: also empty and delete the buckets the stacks retain (their data is lost)
     #[arg(long)]
     pub buckets: bool,
+    /// AWS: wait up to this long (`90s`, `15m`) for another deploy or destroy of the environment to release its lock (default: refuse at once)
+    #[arg(long, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Environment (default: the current branch's)
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Remove the lock without asking (required without a terminal)
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Args, Debug)]
@@ -424,6 +454,9 @@ pub struct DeployArgs {
     /// AWS, whole environment: also delete the stacks of services no longer in the monorepo
     #[arg(long)]
     pub prune: bool,
+    /// AWS: wait up to this long (`90s`, `15m`) for another deploy or destroy of the environment to release its lock (default: refuse at once)
+    #[arg(long, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -123,7 +123,9 @@ fn main() -> ExitCode {
                 a.services.clone(),
                 &a.target,
                 false,
+                a.lock_wait.as_deref(),
             ),
+            Ok(Target::Local) if a.lock_wait.is_some() => Err(ship::lock_wait_is_aws()),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::up(&cli.global, &out, &a))
             }
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
         },
         Command::Down(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::down(&cli.global, &out, &a),
+            Ok(Target::Local) if a.lock_wait.is_some() => Err(ship::lock_wait_is_aws()),
             Ok(Target::Local) if a.yes || a.allow_prod || a.images || a.parameters || a.buckets => {
                 Err(Failure::Usage(
                     "--yes, --allow-prod, --images, --parameters and --buckets are for destroying an environment on AWS: add --target aws".into(),
@@ -152,6 +155,7 @@ fn main() -> ExitCode {
             Ok(Target::Local) if a.prune => Err(Failure::Usage(
                 "--prune deletes stacks of an environment on AWS: add --target aws".into(),
             )),
+            Ok(Target::Local) if a.lock_wait.is_some() => Err(ship::lock_wait_is_aws()),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::deploy(&cli.global, &out, &a))
             }
@@ -169,6 +173,13 @@ fn main() -> ExitCode {
         Command::Exec(a) => local::exec(&cli.global, &out, &a),
         Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
         Command::AwsEnv(a) => aws::aws_env(&cli.global, &out, &a),
+        Command::Unlock(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
+            Ok(Target::Aws) => ship::unlock(&cli.global, &out, &a),
+            Ok(Target::Local) => Err(Failure::Usage(
+                "the deploy lock guards an environment on AWS (the local cloud has none): add --target aws".into(),
+            )),
+            Err(e) => Err(e),
+        },
         Command::Secrets(a) => match ship::target(a.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::secrets(&cli.global, &out, &a),
             Ok(Target::Local) if a.profile.is_some() || a.region.is_some() => Err(Failure::Usage(

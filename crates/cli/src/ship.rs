@@ -8,7 +8,7 @@
 use crate::Failure;
 use crate::args::{
     BootstrapArgs, DeployArgs, DiffArgs, DownArgs, Global, LogsArgs, SecretName, SecretsAction,
-    SecretsArgs, Target, TargetArgs,
+    SecretsArgs, Target, TargetArgs, UnlockArgs,
 };
 use crate::commands::{load_valid, resolve_env};
 use crate::local::runtime;
@@ -279,7 +279,30 @@ pub fn deploy(global: &Global, out: &Out, a: &DeployArgs) -> Result<(), Failure>
         a.service.iter().cloned().collect(),
         &a.target,
         a.prune,
+        a.lock_wait.as_deref(),
     )
+}
+
+/// `--lock-wait` on a local command.
+pub fn lock_wait_is_aws() -> Failure {
+    Failure::Usage(
+        "--lock-wait waits for the deploy lock of an environment on AWS: add --target aws".into(),
+    )
+}
+
+/// `--lock-wait DURATION`: `90`, `90s`, `15m`, `1h`.
+fn lock_wait(v: Option<&str>) -> Result<std::time::Duration, Failure> {
+    match v {
+        None => Ok(std::time::Duration::ZERO),
+        Some(t) => pantstack_manifest::read::parse_duration(t)
+            .filter(|s| *s <= 24 * 3600)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                Failure::Usage(format!(
+                    "--lock-wait takes a duration of at most a day such as 90s, 15m or 1h, not `{t}`"
+                ))
+            }),
+    }
 }
 
 pub fn deploy_services(
@@ -289,7 +312,9 @@ pub fn deploy_services(
     services: Vec<String>,
     t: &TargetArgs,
     prune: bool,
+    wait: Option<&str>,
 ) -> Result<(), Failure> {
+    let lock_wait = lock_wait(wait)?;
     let p = prepare(global, out, env, None, t.region.as_deref())?;
     // `api-worker` deploys the service it belongs to: one stack holds both roles.
     let mut wanted = Vec::new();
@@ -321,6 +346,7 @@ pub fn deploy_services(
         prune,
         source: src,
         units: units(&p),
+        lock_wait,
     };
     let r = rt.block_on(ship::deploy(&e, &opts));
     finish(out, r, |v| {
@@ -399,6 +425,64 @@ pub fn diff(global: &Global, out: &Out, a: &DiffArgs) -> Result<(), Failure> {
     })
 }
 
+/// `pantstack unlock --target aws`: shows who holds the environment's deploy
+/// lock and removes it (after confirmation, or with --yes).
+pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure> {
+    let p = prepare(
+        global,
+        out,
+        a.env.as_deref(),
+        None,
+        a.target.region.as_deref(),
+    )?;
+    let rt = runtime()?;
+    let clients = connect(&rt, &p, a.target.profile.as_deref());
+    let e = env_of(&p, clients);
+    let held = rt.block_on(ship::lock_holder(&e));
+    let held = match held {
+        Ok(h) => h,
+        Err(f) => return finish(out, Err(f), |_| String::new()),
+    };
+    let Some(h) = held else {
+        return finish(
+            out,
+            Ok(json!({ "ok": true, "environment": p.env, "removed": null })),
+            |_| format!("environment `{}` is not locked\n", p.env),
+        );
+    };
+    if !a.yes {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Err(Failure::Usage(format!(
+                "environment `{}` is locked by {}; without a terminal to confirm on, add --yes to remove the lock",
+                p.env,
+                h.describe()
+            )));
+        }
+        eprint!(
+            "environment `{}` is locked by {}. Remove the lock only if that run is gone. Type the environment's name to go on: ",
+            p.env,
+            h.describe()
+        );
+        let mut line = String::new();
+        stdin
+            .read_line(&mut line)
+            .map_err(|e| Failure::Io(format!("cannot read the answer: {e}")))?;
+        if line.trim() != p.env {
+            return Err(Failure::Usage("not confirmed; the lock stays".into()));
+        }
+    }
+    let r = rt.block_on(ship::unlock(&e));
+    finish(out, r, |v| match v["removed"]["owner"].as_str() {
+        Some(o) => format!(
+            "removed the lock of `{}` held by {o} ({})\n",
+            v["environment"].as_str().unwrap_or_default(),
+            v["removed"]["verb"].as_str().unwrap_or_default()
+        ),
+        None => "the lock was already gone\n".into(),
+    })
+}
+
 pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
     let p = prepare(
         global,
@@ -446,6 +530,7 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
         images: a.images,
         parameters: a.parameters,
         buckets: a.buckets,
+        lock_wait: lock_wait(a.lock_wait.as_deref())?,
     };
     let r = rt.block_on(ship::destroy(&e, &opts));
     finish(out, r, |v| {

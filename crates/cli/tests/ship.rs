@@ -233,7 +233,10 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             .is_some_and(|a| a.contains("shop-test-ci")),
         "{v:#}"
     );
-    assert!(v["template_bucket"].as_str().is_some(), "{v:#}");
+    let template_bucket = v["template_bucket"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no template bucket: {v:#}"))
+        .to_string();
     let v = repo.json(&["bootstrap", "--env", "test"], &fc);
     assert_eq!(stack(&v, "shop-shared")["result"], "unchanged", "{v:#}");
     assert_eq!(
@@ -294,8 +297,73 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     assert_eq!(v[0]["set"], true, "{v:#}");
     assert_eq!(v[0]["rotation_days"], 90, "{v:#}");
 
+    // The deploy lock: while another run holds it, a deploy is refused naming
+    // the holder; `unlock` needs --yes without a terminal and removes it.
+    let lock = format!("/{template_bucket}/shop-test-deploy-lock.json");
+    let epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
+    let other = |expires: u64| {
+        serde_json::json!({ "owner": "ci-run-41", "verb": "deploy", "since": epoch(), "expires": expires })
+            .to_string()
+    };
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &lock,
+        &other(epoch() + 3600)
+    ));
+    let o = repo.run(&["deploy", "--target", "aws", "--env", "test"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("locked by ci-run-41 (deploy) since")
+            && err.contains("--lock-wait")
+            && err.contains("pantstack unlock --target aws --env test"),
+        "{err}"
+    );
+    let o = repo.run(&["unlock", "--target", "aws", "--env", "test"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("ci-run-41"), "{}", text(&o.stderr));
+    let v = repo.json(
+        &["unlock", "--target", "aws", "--env", "test", "--yes"],
+        &fc,
+    );
+    assert_eq!(v["removed"]["owner"], "ci-run-41", "{v:#}");
+    assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &lock).is_none());
+    // A lock that expires while a deploy waits for it (--lock-wait) is taken
+    // over (its holder died), and the deploy's own lock is gone afterwards.
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &lock,
+        &other(epoch() + 3)
+    ));
+
     // Deploy: images built and pushed, stacks created, ECS's verdict.
-    let v = repo.json(&["deploy", "--target", "aws", "--env", "test"], &fc);
+    let v = repo.json(
+        &[
+            "deploy",
+            "--target",
+            "aws",
+            "--env",
+            "test",
+            "--lock-wait",
+            "2m",
+        ],
+        &fc,
+    );
+    assert!(
+        v["lock_taken_over"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("ci-run-41 (deploy)")),
+        "{v:#}"
+    );
+    assert!(
+        pantstack_fakecloud_adapter::s3_get(fc.port, &lock).is_none(),
+        "the deploy released its lock"
+    );
     eprintln!("{v:#}");
     assert_eq!(v["ok"], true, "{v:#}");
     let api = stack(&v, "shop-test-api");

@@ -16,6 +16,7 @@
 //! - Every wait is bounded (`Clients::timeout`) and polls at `Clients::poll`.
 
 pub mod images;
+pub mod lock;
 pub mod progress;
 pub mod secrets;
 pub mod ship;

@@ -508,6 +508,8 @@ pub struct DeployOpts {
     pub prune: bool,
     pub source: Source,
     pub units: Vec<pantstack_local::spec::Unit>,
+    /// How long to wait for another run's deploy lock (zero: refuse at once).
+    pub lock_wait: std::time::Duration,
 }
 
 /// The service stacks (and replica stacks) of the chosen services, in plan order.
@@ -572,7 +574,83 @@ async fn delete_unplanned(c: &Clients, p: &Progress, name: &str, why: &str) -> R
     }
 }
 
+/// Runs `run` holding the environment's deploy lock (`lock`): taken first
+/// (waiting up to `wait`), released after, whatever `run` returned. The
+/// report says whose stale lock was taken over, if one was.
+async fn locked<F>(
+    e: &Env<'_>,
+    verb: &str,
+    wait: std::time::Duration,
+    run: F,
+) -> Result<Value, Failure>
+where
+    F: std::future::Future<Output = Result<Value, Failure>>,
+{
+    let c = &e.clients;
+    let bucket = e
+        .shared_outputs()
+        .await?
+        .output("TemplateBucket")
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Failure::new(format!(
+                "the shared stack {} has no template bucket (it holds the deploy lock): run `pantstack bootstrap --env {}`",
+                e.shared().name,
+                e.env
+            ))
+        })?;
+    let key = crate::lock::key(&e.names().prefix());
+    let held = crate::lock::acquire(c, &bucket, &key, verb, wait, &e.env).await?;
+    let mut result = run.await;
+    let released = crate::lock::release(c, &held).await;
+    if let Ok(v) = &mut result {
+        if let Some(h) = &held.took_over {
+            v["lock_taken_over"] = json!(h.describe());
+        }
+        if let Err(m) = released {
+            v["lock_release_error"] = json!(m);
+        }
+    }
+    result
+}
+
+/// Who holds the environment's deploy lock, if anyone (`pantstack unlock`).
+pub async fn lock_holder(e: &Env<'_>) -> Result<Option<crate::lock::Holder>, Failure> {
+    let Some(bucket) = e
+        .shared_outputs()
+        .await?
+        .output("TemplateBucket")
+        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
+    let key = crate::lock::key(&e.names().prefix());
+    Ok(crate::lock::holder(&e.clients, &bucket, &key)
+        .await?
+        .map(|(h, _)| h))
+}
+
+/// Removes the environment's deploy lock, whoever holds it.
+pub async fn unlock(e: &Env<'_>) -> Result<Value, Failure> {
+    let bucket = e
+        .shared_outputs()
+        .await?
+        .output("TemplateBucket")
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Failure::new("the shared stack has no template bucket: nothing is locked")
+        })?;
+    let key = crate::lock::key(&e.names().prefix());
+    let removed = crate::lock::remove(&e.clients, &bucket, &key).await?;
+    Ok(json!({ "ok": true, "environment": e.env, "removed": removed }))
+}
+
+/// Deploys the environment (or some of its services) holding its deploy lock.
 pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
+    locked(e, "deploy", o.lock_wait, deploy_unlocked(e, o)).await
+}
+
+async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     let c = &e.clients;
     let p = &e.progress;
     let shared = e.shared_outputs().await?;
@@ -1008,6 +1086,8 @@ pub struct DestroyOpts {
     pub parameters: bool,
     /// Also empty and delete the buckets the stacks retain.
     pub buckets: bool,
+    /// How long to wait for another run's deploy lock (zero: refuse at once).
+    pub lock_wait: std::time::Duration,
 }
 
 /// Empties a bucket: every object version and delete marker.
@@ -1205,7 +1285,19 @@ async fn destroy_stack(
     out
 }
 
+/// Destroys the environment holding its deploy lock (when the shared stack,
+/// which holds the lock's bucket, is there; without it nothing is deployed).
 pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
+    if stack::describe(&e.clients, &e.shared().name)
+        .await?
+        .is_none()
+    {
+        return destroy_unlocked(e, o).await;
+    }
+    locked(e, "destroy", o.lock_wait, destroy_unlocked(e, o)).await
+}
+
+async fn destroy_unlocked(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     let c = &e.clients;
     let p = &e.progress;
     // Services (and replicas), dependents first; then the environment's own

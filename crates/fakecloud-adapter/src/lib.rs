@@ -457,6 +457,12 @@ pub fn s3_get(upstream: u16, path: &str) -> Option<String> {
     s3_object(upstream, "GET", path, None)
 }
 
+/// PUT `body` at `path` (`/bucket/key`) in the emulator's S3: whether it
+/// answered 200.
+pub fn s3_put(upstream: u16, path: &str, body: &str) -> bool {
+    s3_object(upstream, "PUT", path, Some(body)).is_some()
+}
+
 /// Every ALB of the emulator: (DNS name, the loopback port serving it), from its
 /// own listing (`GET /_fakecloud/elbv2/load-balancers`: `dnsName`, `boundPort`).
 pub fn load_balancers(upstream: u16) -> Vec<(String, u16)> {

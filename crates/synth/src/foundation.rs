@@ -602,6 +602,12 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{scope}"),
                         { "Bucket": import(&n.shared_export("TemplateBucket")) },
                     ] })]),
+                    // The environment's deploy lock (`pantstack-deploy::lock`): created
+                    // and read as templates are; released by deleting it.
+                    allow("DeployLock", &["s3:DeleteObject"], vec![json!({ "Fn::Sub": [
+                        format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{}*-deploy-lock.json", n.base_prefix()),
+                        { "Bucket": import(&n.shared_export("TemplateBucket")) },
+                    ] })]),
                     allow("ServiceVerdict", &["ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks"], vec![
                         arn(&format!("ecs:${{AWS::Region}}:${{AWS::AccountId}}:service/{scope}")),
                         arn(&format!("ecs:${{AWS::Region}}:${{AWS::AccountId}}:task/{scope}")),

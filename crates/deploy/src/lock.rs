@@ -1,0 +1,292 @@
+//! The deploy lock of an environment: one object in the template bucket,
+//! `{project}-{env}-deploy-lock.json`, created with a conditional write
+//! (`If-None-Match: *`), so of two deploys or destroys of one environment
+//! started at once exactly one holds it. The other waits (`--lock-wait`) or is
+//! refused with who holds it, doing what, since when. A lock past its expiry
+//! (its holder crashed or was cancelled) is taken over with `If-Match` on the
+//! stale lock's ETag, so two takers cannot both win; `pantstack unlock` removes
+//! one by hand.
+//!
+//! The holder records who it is (`PANTSTACK_LOCK_OWNER`, else the GitHub
+//! Actions run, else `user@host`), the verb, the time and the expiry. A lock
+//! lasts `PANTSTACK_LOCK_TTL_S` seconds (default 2 h, longer than any bounded
+//! stack wait) from when it was taken.
+
+use crate::{Clients, why};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Who holds an environment's lock.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Holder {
+    pub owner: String,
+    pub verb: String,
+    /// Seconds since the epoch.
+    pub since: u64,
+    pub expires: u64,
+}
+
+impl Holder {
+    /// `alice@laptop (deploy) since 2026-12-04T10:00:00Z`
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}) since {}",
+            self.owner,
+            self.verb,
+            rfc3339(self.since)
+        )
+    }
+}
+
+/// A lock this process holds.
+#[derive(Debug)]
+pub struct Held {
+    pub bucket: String,
+    pub key: String,
+    etag: String,
+    /// The stale holder it replaced, if it took one over.
+    pub took_over: Option<Holder>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `2026-12-04T10:00:00Z`
+fn rfc3339(secs: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(secs);
+    let full = pantstack_local::clock::rfc3339_micros(t);
+    // `…T10:00:00.000000Z` → `…T10:00:00Z`
+    match full.split_once('.') {
+        Some((head, _)) => format!("{head}Z"),
+        None => full,
+    }
+}
+
+/// Who this process is, for the lock's record.
+pub fn owner() -> String {
+    if let Ok(o) = std::env::var("PANTSTACK_LOCK_OWNER")
+        && !o.trim().is_empty()
+    {
+        return o.trim().to_string();
+    }
+    if let (Ok(actor), Ok(run)) = (
+        std::env::var("GITHUB_ACTOR"),
+        std::env::var("GITHUB_RUN_ID"),
+    ) {
+        return format!("{actor} (GitHub Actions run {run})");
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "this machine".into());
+    format!("{user}@{host} (pid {})", std::process::id())
+}
+
+fn ttl() -> u64 {
+    std::env::var("PANTSTACK_LOCK_TTL_S")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|s| *s >= 1)
+        .unwrap_or(2 * 3600)
+}
+
+/// The lock object's key for an environment (`{project}-{env}`).
+pub fn key(prefix: &str) -> String {
+    format!("{prefix}-deploy-lock.json")
+}
+
+/// The current holder and the lock object's ETag, if the lock is taken.
+pub async fn holder(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<(Holder, String)>, String> {
+    match c.s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => {
+            let etag = o.e_tag().unwrap_or_default().to_string();
+            let body = o
+                .body
+                .collect()
+                .await
+                .map_err(|e| format!("cannot read the lock s3://{bucket}/{key}: {e}"))?
+                .into_bytes();
+            // A lock that is not ours to read (damaged) counts as held by
+            // someone unknown and stale, so it can be taken over.
+            let h = serde_json::from_slice(&body).unwrap_or(Holder {
+                owner: "an unreadable lock".into(),
+                verb: "unknown".into(),
+                since: 0,
+                expires: 0,
+            });
+            Ok(Some((h, etag)))
+        }
+        Err(e) => {
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                || e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+            {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "cannot read the lock s3://{bucket}/{key}: {}",
+                    why(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// Writes the lock: `If-None-Match: *` when free, `If-Match` on the stale
+/// lock's ETag when taking one over. `Ok(None)`: someone else won the race.
+async fn write(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+    me: &Holder,
+    replacing: Option<&str>,
+) -> Result<Option<String>, String> {
+    let body = serde_json::to_vec(me).map_err(|e| e.to_string())?;
+    let mut put =
+        c.s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(aws_sdk_s3::primitives::ByteStream::from(body));
+    put = match replacing {
+        None => put.if_none_match("*"),
+        Some(etag) => put.if_match(etag),
+    };
+    match put.send().await {
+        Ok(o) => Ok(Some(o.e_tag().unwrap_or_default().to_string())),
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            // 412: taken (or changed) meanwhile; 409: a concurrent conditional
+            // write (ConditionalRequestConflict); 404: the stale lock was removed.
+            if matches!(status, Some(412 | 409 | 404)) {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "cannot write the lock s3://{bucket}/{key}: {}",
+                    why(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// Takes the lock for `verb`, waiting up to `wait` for its holder to release
+/// it (polling every `poll`).
+pub async fn acquire(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+    verb: &str,
+    wait: Duration,
+    env: &str,
+) -> Result<Held, String> {
+    let deadline = std::time::Instant::now() + wait;
+    let poll = c
+        .poll
+        .min(Duration::from_secs(5))
+        .max(Duration::from_millis(100));
+    loop {
+        let t = now();
+        let me = Holder {
+            owner: owner(),
+            verb: verb.to_string(),
+            since: t,
+            expires: t + ttl(),
+        };
+        if let Some(etag) = write(c, bucket, key, &me, None).await? {
+            return Ok(Held {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                etag,
+                took_over: None,
+            });
+        }
+        let current = holder(c, bucket, key).await?;
+        if let Some((h, etag)) = &current
+            && h.expires <= now()
+            && let Some(new) = write(c, bucket, key, &me, Some(etag)).await?
+        {
+            return Ok(Held {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                etag: new,
+                took_over: Some(h.clone()),
+            });
+        }
+        if std::time::Instant::now() >= deadline {
+            let who = current
+                .map(|(h, _)| h.describe())
+                .unwrap_or_else(|| "another run (it was just released)".into());
+            return Err(format!(
+                "environment `{env}` is locked by {who}: another deploy or destroy is running on it. Wait for it with --lock-wait DURATION (e.g. --lock-wait 15m); if that run is gone, its lock expires by itself, or remove it with `pantstack unlock --target aws --env {env}`"
+            ));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        tokio::time::sleep(poll.min(left)).await;
+    }
+}
+
+/// Releases a lock this process holds, unless another took it over since
+/// (after it expired): then that one is left alone.
+pub async fn release(c: &Clients, held: &Held) -> Result<(), String> {
+    match holder(c, &held.bucket, &held.key).await? {
+        Some((_, etag)) if etag == held.etag => {}
+        _ => return Ok(()),
+    }
+    c.s3.delete_object()
+        .bucket(&held.bucket)
+        .key(&held.key)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            format!(
+                "cannot release the lock s3://{}/{}: {}",
+                held.bucket,
+                held.key,
+                why(&e)
+            )
+        })
+}
+
+/// Removes an environment's lock whoever holds it (`pantstack unlock`); the
+/// holder it removed, if there was one.
+pub async fn remove(c: &Clients, bucket: &str, key: &str) -> Result<Option<Holder>, String> {
+    let Some((h, _)) = holder(c, bucket, key).await? else {
+        return Ok(None);
+    };
+    c.s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("cannot remove the lock s3://{bucket}/{key}: {}", why(&e)))?;
+    Ok(Some(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_says_who_what_and_since_when() {
+        let h = Holder {
+            owner: "alice@laptop (pid 7)".into(),
+            verb: "deploy".into(),
+            since: 1_764_842_400,
+            expires: 1_764_849_600,
+        };
+        assert_eq!(
+            h.describe(),
+            "alice@laptop (pid 7) (deploy) since 2025-12-04T10:00:00Z"
+        );
+        assert_eq!(key("shop-test"), "shop-test-deploy-lock.json");
+    }
+}
