@@ -79,11 +79,30 @@ pub fn owner() -> String {
     ) {
         return format!("{actor} (GitHub Actions run {run})");
     }
+    format!("{} (pid {})", me(), std::process::id())
+}
+
+/// `user@host` of this process.
+fn me() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "this machine".into());
-    format!("{user}@{host} (pid {})", std::process::id())
+    format!("{user}@{host}")
+}
+
+/// Whether a lock was taken on this machine, by this user, by a process that
+/// is gone (a deploy interrupted with Ctrl-C): then it is stale at once.
+fn holder_died_here(h: &Holder) -> bool {
+    let Some(pid) = h
+        .owner
+        .strip_prefix(&format!("{} (pid ", me()))
+        .and_then(|r| r.strip_suffix(')'))
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn ttl() -> u64 {
@@ -210,7 +229,7 @@ pub async fn acquire(
         }
         let current = holder(c, bucket, key).await?;
         if let Some((h, etag)) = &current
-            && h.expires <= now()
+            && (h.expires <= now() || holder_died_here(h))
             && let Some(new) = write(c, bucket, key, &me, Some(etag)).await?
         {
             return Ok(Held {
@@ -274,6 +293,27 @@ pub async fn remove(c: &Clients, bucket: &str, key: &str) -> Result<Option<Holde
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_of_a_gone_process_of_this_user_here_is_stale() {
+        let gone = Holder {
+            owner: format!("{} (pid 4000000)", me()),
+            verb: "deploy".into(),
+            since: now(),
+            expires: now() + 3600,
+        };
+        assert!(holder_died_here(&gone));
+        let alive = Holder {
+            owner: format!("{} (pid 1)", me()),
+            ..gone.clone()
+        };
+        assert!(!holder_died_here(&alive), "pid 1 runs");
+        let elsewhere = Holder {
+            owner: "someone@elsewhere (pid 4000000)".into(),
+            ..gone
+        };
+        assert!(!holder_died_here(&elsewhere));
+    }
 
     #[test]
     fn a_holder_says_who_what_and_since_when() {
