@@ -252,6 +252,47 @@ pub async fn acquire(
     }
 }
 
+/// Deletes every version (and delete marker) of the lock object. The template
+/// bucket is versioned: a plain delete would leave a delete marker, and
+/// deleting only the current version would bring a stale lock under it back.
+async fn delete_all(c: &Clients, bucket: &str, key: &str) -> Result<(), String> {
+    let failed = |e: String| format!("cannot remove the lock s3://{bucket}/{key}: {e}");
+    let listed =
+        c.s3.list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| failed(why(&e)))?;
+    let mut versions: Vec<Option<String>> = listed
+        .versions()
+        .iter()
+        .filter(|v| v.key() == Some(key))
+        .map(|v| v.version_id().map(str::to_string))
+        .chain(
+            listed
+                .delete_markers()
+                .iter()
+                .filter(|m| m.key() == Some(key))
+                .map(|m| m.version_id().map(str::to_string)),
+        )
+        .collect();
+    if versions.is_empty() {
+        // Nothing listed (an unversioned bucket): the object itself.
+        versions.push(None);
+    }
+    for v in versions {
+        c.s3.delete_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(v.filter(|id| id != "null"))
+            .send()
+            .await
+            .map_err(|e| failed(why(&e)))?;
+    }
+    Ok(())
+}
+
 /// Releases a lock this process holds, unless another took it over since
 /// (after it expired): then that one is left alone.
 pub async fn release(c: &Clients, held: &Held) -> Result<(), String> {
@@ -259,20 +300,7 @@ pub async fn release(c: &Clients, held: &Held) -> Result<(), String> {
         Some((_, etag)) if etag == held.etag => {}
         _ => return Ok(()),
     }
-    c.s3.delete_object()
-        .bucket(&held.bucket)
-        .key(&held.key)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "cannot release the lock s3://{}/{}: {}",
-                held.bucket,
-                held.key,
-                why(&e)
-            )
-        })
+    delete_all(c, &held.bucket, &held.key).await
 }
 
 /// Removes an environment's lock whoever holds it (`pantstack unlock`); the
@@ -281,12 +309,7 @@ pub async fn remove(c: &Clients, bucket: &str, key: &str) -> Result<Option<Holde
     let Some((h, _)) = holder(c, bucket, key).await? else {
         return Ok(None);
     };
-    c.s3.delete_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| format!("cannot remove the lock s3://{bucket}/{key}: {}", why(&e)))?;
+    delete_all(c, bucket, key).await?;
     Ok(Some(h))
 }
 

@@ -604,8 +604,12 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     ] })]),
                     // The environment's deploy lock (`pantstack-deploy::lock`): created
                     // and read as templates are; released by deleting it.
-                    allow("DeployLock", &["s3:DeleteObject"], vec![json!({ "Fn::Sub": [
+                    allow("DeployLock", &["s3:DeleteObject", "s3:DeleteObjectVersion"], vec![json!({ "Fn::Sub": [
                         format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{}*-deploy-lock.json", n.base_prefix()),
+                        { "Bucket": import(&n.shared_export("TemplateBucket")) },
+                    ] })]),
+                    allow("DeployLockVersions", &["s3:ListBucketVersions"], vec![json!({ "Fn::Sub": [
+                        "arn:${AWS::Partition}:s3:::${Bucket}",
                         { "Bucket": import(&n.shared_export("TemplateBucket")) },
                     ] })]),
                     allow("ServiceVerdict", &["ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks"], vec![
