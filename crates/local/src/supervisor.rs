@@ -513,9 +513,14 @@ impl Supervisor {
         // The interrupted deployments are history before anything new starts.
         sup.save();
         // No revision of an earlier supervisor is kept: neither are its builds.
+        // Its images are removed before any build of this run starts (a build
+        // running meanwhile could be handed one of them from its cache: see
+        // `prune_artifacts`).
         let _ = std::fs::remove_dir_all(sup.paths.artifacts());
         if units.iter().any(|u| u.runtime == Runtime::Docker) {
-            tokio::spawn(prune_images(sup.image_labels(), Vec::new(), sup.next_build));
+            // Every one: none is this run's yet (an earlier state directory,
+            // since deleted, may have numbered its builds higher).
+            prune_images(sup.image_labels(), Vec::new(), u64::MAX).await;
         }
         for u in &units {
             for (var, callee) in &u.calls {
@@ -772,13 +777,17 @@ impl Supervisor {
                 }
             }
         }
-        let docker = self.builds.iter().any(|b| b.image.is_some())
-            || self.units.values().any(|rt| {
-                rt.revisions
-                    .iter()
-                    .any(|r| r.unit.runtime == Runtime::Docker)
-            });
-        if docker {
+        // Images are pruned only while no image is being built: a build that
+        // reuses its cache can produce the very image an old tag names, and
+        // removing that tag between the build and its tagging deletes the image
+        // under it ("failed to get digest"). The last build to end prunes.
+        let building = self.builds.iter().any(|b| b.image.is_some());
+        let docker = self.units.values().any(|rt| {
+            rt.revisions
+                .iter()
+                .any(|r| r.unit.runtime == Runtime::Docker)
+        });
+        if docker && !building {
             let mut keep: Vec<String> = self
                 .units
                 .values()
