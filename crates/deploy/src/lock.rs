@@ -211,10 +211,11 @@ pub async fn acquire(
         .poll
         .min(Duration::from_secs(5))
         .max(Duration::from_millis(100));
+    let who = owner();
     loop {
         let t = now();
         let me = Holder {
-            owner: owner(),
+            owner: who.clone(),
             verb: verb.to_string(),
             since: t,
             expires: t + ttl(),

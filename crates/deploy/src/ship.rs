@@ -587,19 +587,13 @@ where
     F: std::future::Future<Output = Result<Value, Failure>>,
 {
     let c = &e.clients;
-    let bucket = e
-        .shared_outputs()
-        .await?
-        .output("TemplateBucket")
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Failure::new(format!(
-                "the shared stack {} has no template bucket (it holds the deploy lock): run `pantstack bootstrap --env {}`",
-                e.shared().name,
-                e.env
-            ))
-        })?;
-    let key = crate::lock::key(&e.names().prefix());
+    let (bucket, key) = lock_at(e).await?.ok_or_else(|| {
+        Failure::new(format!(
+            "the shared stack {} has no template bucket (it holds the deploy lock): run `pantstack bootstrap --env {}`",
+            e.shared().name,
+            e.env
+        ))
+    })?;
     let held = crate::lock::acquire(c, &bucket, &key, verb, wait, &e.env).await?;
     let mut result = run.await;
     let released = crate::lock::release(c, &held).await;
@@ -614,17 +608,22 @@ where
     result
 }
 
-/// Who holds the environment's deploy lock, if anyone (`pantstack unlock`).
-pub async fn lock_holder(e: &Env<'_>) -> Result<Option<crate::lock::Holder>, Failure> {
-    let Some(bucket) = e
+/// Where the environment's deploy lock lives: the template bucket (an output
+/// of the shared stack; none on a shared stack older than it) and its key.
+async fn lock_at(e: &Env<'_>) -> Result<Option<(String, String)>, Failure> {
+    let bucket = e
         .shared_outputs()
         .await?
         .output("TemplateBucket")
-        .map(str::to_string)
-    else {
+        .map(str::to_string);
+    Ok(bucket.map(|b| (b, crate::lock::key(&e.names().prefix()))))
+}
+
+/// Who holds the environment's deploy lock, if anyone (`pantstack unlock`).
+pub async fn lock_holder(e: &Env<'_>) -> Result<Option<crate::lock::Holder>, Failure> {
+    let Some((bucket, key)) = lock_at(e).await? else {
         return Ok(None);
     };
-    let key = crate::lock::key(&e.names().prefix());
     Ok(crate::lock::holder(&e.clients, &bucket, &key)
         .await?
         .map(|(h, _)| h))
@@ -632,15 +631,9 @@ pub async fn lock_holder(e: &Env<'_>) -> Result<Option<crate::lock::Holder>, Fai
 
 /// Removes the environment's deploy lock, whoever holds it.
 pub async fn unlock(e: &Env<'_>) -> Result<Value, Failure> {
-    let bucket = e
-        .shared_outputs()
-        .await?
-        .output("TemplateBucket")
-        .map(str::to_string)
-        .ok_or_else(|| {
-            Failure::new("the shared stack has no template bucket: nothing is locked")
-        })?;
-    let key = crate::lock::key(&e.names().prefix());
+    let (bucket, key) = lock_at(e).await?.ok_or_else(|| {
+        Failure::new("the shared stack has no template bucket: nothing is locked")
+    })?;
     let removed = crate::lock::remove(&e.clients, &bucket, &key).await?;
     Ok(json!({ "ok": true, "environment": e.env, "removed": removed }))
 }

@@ -172,12 +172,13 @@ async fn run(
     let lifecycle = tokio::spawn({
         let core = core.clone();
         async move {
-            // A pass every twenty-fourth of a lifecycle day (50 ms..1 min),
-            // rechecked each second so a shortened day takes effect at once.
+            // A pass every twenty-fourth of a lifecycle day (50 ms..1 h: a pass
+            // walks every object under the state's lock), rechecked each second
+            // so a shortened day takes effect at once.
             let mut last = tokio::time::Instant::now();
             loop {
                 let every = (core.lifecycle_day() / 24)
-                    .clamp(Duration::from_millis(50), Duration::from_secs(60));
+                    .clamp(Duration::from_millis(50), Duration::from_secs(3600));
                 tokio::time::sleep(every.min(Duration::from_secs(1))).await;
                 if last.elapsed() >= every {
                     last = tokio::time::Instant::now();

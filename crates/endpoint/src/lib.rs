@@ -460,7 +460,7 @@ impl Core {
     /// Shortens (or restores) the day of S3 lifecycle rules, so a local cloud
     /// shows a rule acting within minutes (`PANTSTACK_S3_LIFECYCLE_DAY_SECONDS`
     /// in the supervisor's environment). Rules are then applied every
-    /// twenty-fourth of that day (at least every 50 ms, at most every minute).
+    /// twenty-fourth of that day (at least every 50 ms, at most every hour).
     pub fn set_lifecycle_day(&self, day: Duration) {
         let ms = (day.as_millis() as u64).max(1);
         self.lifecycle_day

@@ -306,14 +306,7 @@ pub fn cors_out(rules: &[CorsRule]) -> Vec<CORSRule> {
         .collect()
 }
 
-fn ms(t: &Timestamp) -> u64 {
-    let odt: time::OffsetDateTime = t.clone().into();
-    (odt.unix_timestamp_nanos() / 1_000_000).max(0) as u64
-}
-
-fn stamp(ms: u64) -> Timestamp {
-    Timestamp::from(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-}
+use crate::s3svc::{ms_of as ms, ts as stamp};
 
 /// A lifecycle configuration, checked as S3 checks one (PutBucketLifecycle-
 /// Configuration: 1..1000 rules, unique ids of at most 255 characters, an action

@@ -37,11 +37,11 @@ fn new_id() -> String {
     format!("{t:x}{n:06x}{:05x}", std::process::id() & 0xfffff)
 }
 
-fn ts(ms: u64) -> Timestamp {
+pub(crate) fn ts(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-fn ms_of(t: &Timestamp) -> u64 {
+pub(crate) fn ms_of(t: &Timestamp) -> u64 {
     let odt: time::OffsetDateTime = t.clone().into();
     (odt.unix_timestamp_nanos() / 1_000_000).max(0) as u64
 }
@@ -144,6 +144,28 @@ impl S3Svc {
                 "The specified upload does not exist."
             )),
         }
+    }
+
+    /// The encryption a write to `name` gets: what it asks for, else the
+    /// bucket's default (`s3config::sse_of`).
+    fn sse_for(
+        &self,
+        name: &str,
+        algorithm: Option<&ServerSideEncryption>,
+        kms_key: Option<&String>,
+        bucket_key: Option<bool>,
+        customer: crate::s3config::SseC,
+    ) -> S3Result<Option<crate::s3::Sse>> {
+        let st = self.state();
+        let b = bucket(&st, name)?;
+        crate::s3config::sse_of(
+            algorithm,
+            kms_key,
+            bucket_key,
+            customer,
+            b.config.encryption.as_ref(),
+            &self.core.region,
+        )
     }
 
     /// Replaces part of a bucket's configuration, journaled.
@@ -938,6 +960,31 @@ fn check_write(
     Ok(())
 }
 
+/// The source version of a copy (CopyObject, UploadPartCopy) with its
+/// copy-source conditions checked: `[if-match, if-none-match]`,
+/// `[if-modified-since, if-unmodified-since]`; a source that was not modified
+/// is a failed precondition for a copy, not a 304.
+fn copy_source(
+    b: &crate::s3::Bucket,
+    key: &str,
+    version_id: Option<&str>,
+    etags: [Option<&ETagCondition>; 2],
+    times: [Option<&Timestamp>; 2],
+) -> S3Result<Version> {
+    let v = pick(b, key, version_id.map(str::to_string).as_ref())?.clone();
+    check_conditions(&v, etags[0], etags[1], times[0], times[1]).map_err(|e| {
+        if *e.code() == S3ErrorCode::NotModified {
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        } else {
+            e
+        }
+    })?;
+    Ok(v)
+}
+
 /// Picks the version a GET/HEAD addresses; refuses delete markers as S3 does.
 fn pick<'a>(
     b: &'a crate::s3::Bucket,
@@ -1445,22 +1492,17 @@ impl S3 for S3Svc {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let i = req.input;
         let tags = crate::s3config::tagging_header(i.tagging.as_ref())?;
-        let sse = {
-            let st = self.state();
-            let b = bucket(&st, &i.bucket)?;
-            crate::s3config::sse_of(
-                i.server_side_encryption.as_ref(),
-                i.ssekms_key_id.as_ref(),
-                i.bucket_key_enabled,
-                crate::s3config::SseC::of(
-                    i.sse_customer_algorithm.as_ref(),
-                    i.sse_customer_key.as_ref(),
-                    i.sse_customer_key_md5.as_ref(),
-                ),
-                b.config.encryption.as_ref(),
-                &self.core.region,
-            )?
-        };
+        let sse = self.sse_for(
+            &i.bucket,
+            i.server_side_encryption.as_ref(),
+            i.ssekms_key_id.as_ref(),
+            i.bucket_key_enabled,
+            crate::s3config::SseC::of(
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+            ),
+        )?;
         let wanted = Wanted::new(
             i.checksum_algorithm.as_ref(),
             i.checksum_crc32.as_ref(),
@@ -1832,25 +1874,19 @@ impl S3 for S3Svc {
             if !st.buckets.contains_key(&i.bucket) {
                 return Err(no_bucket(&i.bucket));
             }
-            let v = pick(b, sk, sv.as_ref().map(|s| s.to_string()).as_ref())?.clone();
-            check_conditions(
-                &v,
-                i.copy_source_if_match.as_ref(),
-                i.copy_source_if_none_match.as_ref(),
-                i.copy_source_if_modified_since.as_ref(),
-                i.copy_source_if_unmodified_since.as_ref(),
-            )
-            .map_err(|e| {
-                if *e.code() == S3ErrorCode::NotModified {
-                    s3_error!(
-                        PreconditionFailed,
-                        "At least one of the pre-conditions you specified did not hold"
-                    )
-                } else {
-                    e
-                }
-            })?;
-            v
+            copy_source(
+                b,
+                sk,
+                sv.as_deref(),
+                [
+                    i.copy_source_if_match.as_ref(),
+                    i.copy_source_if_none_match.as_ref(),
+                ],
+                [
+                    i.copy_source_if_modified_since.as_ref(),
+                    i.copy_source_if_unmodified_since.as_ref(),
+                ],
+            )?
         };
         for (what, d) in [
             (
@@ -1882,29 +1918,24 @@ impl S3 for S3Svc {
         } else {
             src.tags.clone()
         };
-        let sse = {
-            let st = self.state();
-            let b = bucket(&st, &i.bucket)?;
-            crate::s3config::sse_of(
-                i.server_side_encryption.as_ref(),
-                i.ssekms_key_id.as_ref(),
-                i.bucket_key_enabled,
-                copy_sse_c(
-                    [
-                        i.sse_customer_algorithm.as_ref(),
-                        i.sse_customer_key.as_ref(),
-                        i.sse_customer_key_md5.as_ref(),
-                    ],
-                    [
-                        i.copy_source_sse_customer_algorithm.as_ref(),
-                        i.copy_source_sse_customer_key.as_ref(),
-                        i.copy_source_sse_customer_key_md5.as_ref(),
-                    ],
-                ),
-                b.config.encryption.as_ref(),
-                &self.core.region,
-            )?
-        };
+        let sse = self.sse_for(
+            &i.bucket,
+            i.server_side_encryption.as_ref(),
+            i.ssekms_key_id.as_ref(),
+            i.bucket_key_enabled,
+            copy_sse_c(
+                [
+                    i.sse_customer_algorithm.as_ref(),
+                    i.sse_customer_key.as_ref(),
+                    i.sse_customer_key_md5.as_ref(),
+                ],
+                [
+                    i.copy_source_sse_customer_algorithm.as_ref(),
+                    i.copy_source_sse_customer_key.as_ref(),
+                    i.copy_source_sse_customer_key_md5.as_ref(),
+                ],
+            ),
+        )?;
         let changes_encryption = i.server_side_encryption.is_some();
         if !replace
             && !changes_encryption
@@ -2215,22 +2246,17 @@ impl S3 for S3Svc {
         let i = req.input;
         let upload_id = new_id();
         let tags = crate::s3config::tagging_header(i.tagging.as_ref())?;
-        let sse = {
-            let st = self.state();
-            let b = bucket(&st, &i.bucket)?;
-            crate::s3config::sse_of(
-                i.server_side_encryption.as_ref(),
-                i.ssekms_key_id.as_ref(),
-                i.bucket_key_enabled,
-                crate::s3config::SseC::of(
-                    i.sse_customer_algorithm.as_ref(),
-                    i.sse_customer_key.as_ref(),
-                    i.sse_customer_key_md5.as_ref(),
-                ),
-                b.config.encryption.as_ref(),
-                &self.core.region,
-            )?
-        };
+        let sse = self.sse_for(
+            &i.bucket,
+            i.server_side_encryption.as_ref(),
+            i.ssekms_key_id.as_ref(),
+            i.bucket_key_enabled,
+            crate::s3config::SseC::of(
+                i.sse_customer_algorithm.as_ref(),
+                i.sse_customer_key.as_ref(),
+                i.sse_customer_key_md5.as_ref(),
+            ),
+        )?;
         let (server_side_encryption, ssekms_key_id, bucket_key_enabled) =
             crate::s3config::sse_fields(sse.as_ref());
         let upload = Upload {
@@ -2436,25 +2462,19 @@ impl S3 for S3Svc {
                 .ok_or_else(|| s3_error!(NoSuchUpload, "The specified upload does not exist."))?
                 .checksum_algorithm
                 .clone();
-            let sbk = bucket(&st, sb)?;
-            let v = pick(sbk, sk, sv.as_ref().map(|s| s.to_string()).as_ref())?.clone();
-            check_conditions(
-                &v,
-                i.copy_source_if_match.as_ref(),
-                i.copy_source_if_none_match.as_ref(),
-                i.copy_source_if_modified_since.as_ref(),
-                i.copy_source_if_unmodified_since.as_ref(),
-            )
-            .map_err(|e| {
-                if *e.code() == S3ErrorCode::NotModified {
-                    s3_error!(
-                        PreconditionFailed,
-                        "At least one of the pre-conditions you specified did not hold"
-                    )
-                } else {
-                    e
-                }
-            })?;
+            let v = copy_source(
+                bucket(&st, sb)?,
+                sk,
+                sv.as_deref(),
+                [
+                    i.copy_source_if_match.as_ref(),
+                    i.copy_source_if_none_match.as_ref(),
+                ],
+                [
+                    i.copy_source_if_modified_since.as_ref(),
+                    i.copy_source_if_unmodified_since.as_ref(),
+                ],
+            )?;
             (v, algorithm)
         };
         let (start, len) = match &i.copy_source_range {
