@@ -257,6 +257,45 @@ with the holder's name. A lock also expires by itself (2 h after it was taken);
 unlock removes it at once, after showing who holds it and asking.")]
     Unlock(UnlockArgs),
 
+    /// AWS: preview environments of pull requests (preview-<pr>): up, down, list, gc
+    #[command(after_help = "Examples:
+  pantstack preview up --pr 42                 # every service (or those named)
+  pantstack preview list
+  pantstack preview down --pr 42 --yes         # stacks, data, images and parameters
+  pantstack preview gc --yes                   # previews idle longer than previews.ttl
+
+A preview runs each service with the settings of the `preview` stack files
+(reduced capacity), in the foundation every preview shares (`pantstack bootstrap
+--pr 1`, once). At most previews.max exist at once: `up` of one more is refused,
+naming the oldest; the user chooses (`preview down --pr N`, or `up --replace-oldest`).
+Its secrets are the declared preview values (`pantstack secrets set --target aws
+--env preview SERVICE NAME`, once per secret), copied to /{project}/preview-<pr>/.
+PANTSTACK_NOW (RFC 3339 or Unix seconds) sets the clock gc and list judge by.")]
+    Preview(PreviewArgs),
+
+    /// Print the services a change touches (their module, image context or the foundation)
+    #[command(after_help = "Examples:
+  pantstack changed --base origin/dev          # against a branch
+  pantstack changed --base \"$BEFORE\" --format json
+
+The generated deploy workflow builds and deploys only these. A base that git does
+not know (a new branch's 000…, a force-pushed commit) touches every service.")]
+    Changed(ChangedArgs),
+
+    /// Write the GitHub Actions workflows of the monorepo (checks, deploys, previews)
+    #[command(after_help = "Examples:
+  pantstack workflows                          # → <git root>/.github/workflows/
+  pantstack workflows --check                  # exit 1 when they differ from the manifests
+  pantstack workflows --out ci/ --install 'cargo install --locked --path tools/pantstack'
+
+Checks on every pull request (check, synth, diff of its preview); deploys of each
+environment from its branches (prod behind its protected GitHub environment),
+building only the services whose files changed; previews opened, updated and
+destroyed with their pull request, and a daily gc. Every AWS step assumes the
+environment's CI role through GitHub OIDC (set the repository variable
+AWS_ACCOUNT_ID); actions are pinned by commit.")]
+    Workflows(WorkflowsArgs),
+
     /// Print `export AWS_...` lines that point a shell's AWS tools at the local cloud
     #[command(
         name = "aws-env",
@@ -430,6 +469,79 @@ pub struct DownArgs {
     /// AWS: wait up to this long (`90s`, `15m`) for another deploy or destroy of the environment to release its lock (default: refuse at once)
     #[arg(long, value_name = "DURATION")]
     pub lock_wait: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PreviewArgs {
+    #[command(subcommand)]
+    pub action: PreviewAction,
+    /// AWS: a profile of ~/.aws/config
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PreviewAction {
+    /// Deploy (or update) the preview of a pull request
+    Up {
+        /// Pull request number
+        #[arg(long)]
+        pr: u64,
+        /// Services to deploy (default: every service; every service when the preview is new)
+        services: Vec<String>,
+        /// At the cap (previews.max): destroy the preview idle the longest to make room
+        #[arg(long)]
+        replace_oldest: bool,
+        /// Wait up to this long (`90s`, `15m`) for the preview's deploy lock
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
+    },
+    /// Destroy the preview of a pull request: its stacks, buckets (with their data), images and parameters
+    Down {
+        /// Pull request number
+        #[arg(long)]
+        pr: u64,
+        /// Destroy without asking (required without a terminal)
+        #[arg(long)]
+        yes: bool,
+        /// Wait up to this long for the preview's deploy lock
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
+    },
+    /// List the previews: pull request, stacks, last change, when the TTL expires them
+    List,
+    /// Destroy the previews idle longer than previews.ttl
+    Gc {
+        /// Destroy without asking (required without a terminal)
+        #[arg(long)]
+        yes: bool,
+        /// Only say which would be destroyed
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ChangedArgs {
+    /// The commit (or branch) to compare with
+    #[arg(long)]
+    pub base: String,
+    /// The commit to compare (default: HEAD)
+    #[arg(long)]
+    pub head: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkflowsArgs {
+    /// Where to write them (default: .github/workflows/ at the git repository's root)
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
+    /// Compare instead of writing: exit 1 when a file differs or is missing
+    #[arg(long)]
+    pub check: bool,
+    /// The shell line that installs pantstack on a runner
+    #[arg(long, value_name = "COMMAND")]
+    pub install: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -8,10 +8,12 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
 mod aws;
+mod ci;
 mod commands;
 mod git;
 mod local;
 mod output;
+mod preview;
 mod scaffold;
 mod ship;
 mod synth;
@@ -188,6 +190,9 @@ fn main() -> ExitCode {
             Ok(Target::Local) => aws::secrets(&cli.global, &out, &a),
             Err(e) => Err(e),
         },
+        Command::Preview(a) => preview::preview(&cli.global, &out, &a),
+        Command::Changed(a) => ci::changed(&cli.global, &out, &a),
+        Command::Workflows(a) => ci::workflows(&cli.global, &out, &a),
         Command::Init(a) => scaffold::init(&out, &a),
         Command::New(a) => scaffold::new_service(&cli.global, &out, &a),
         Command::Completions { shell } => {

@@ -65,14 +65,14 @@ pub fn local_only(t: &TargetArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-struct Prepared {
-    repo: Monorepo,
-    env: String,
-    output: pantstack_synth::Output,
+pub(crate) struct Prepared {
+    pub(crate) repo: Monorepo,
+    pub(crate) env: String,
+    pub(crate) output: pantstack_synth::Output,
 }
 
 /// Loads the monorepo, resolves the environment and synthesizes it.
-fn prepare(
+pub(crate) fn prepare(
     global: &Global,
     out: &Out,
     env: Option<&str>,
@@ -108,7 +108,11 @@ fn prepare(
     })
 }
 
-fn connect(rt: &tokio::runtime::Runtime, p: &Prepared, profile: Option<&str>) -> Clients {
+pub(crate) fn connect(
+    rt: &tokio::runtime::Runtime,
+    p: &Prepared,
+    profile: Option<&str>,
+) -> Clients {
     let c = Connect {
         profile: profile.map(str::to_string),
         region: p.output.plan.region.clone(),
@@ -685,7 +689,10 @@ pub fn logs(global: &Global, out: &Out, a: &LogsArgs) -> Result<(), Failure> {
 
 /// The service a unit name (`api`, `api-worker`) belongs to, and whether it names
 /// the worker role; a `-worker` of a service without a worker is refused.
-fn service_of_unit(repo: &Monorepo, unit: &str) -> Result<(String, Option<bool>), Failure> {
+pub(crate) fn service_of_unit(
+    repo: &Monorepo,
+    unit: &str,
+) -> Result<(String, Option<bool>), Failure> {
     if repo.service(unit).is_some() {
         return Ok((unit.to_string(), None));
     }
@@ -727,7 +734,21 @@ fn now_ms() -> i64 {
 }
 
 pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failure> {
-    let p = prepare(global, out, a.env.as_deref(), None, a.region.as_deref())?;
+    // `--env preview`: the values every preview copies its secrets from
+    // (`/{project}/preview/{service}/{NAME}`, under the previews' key).
+    let shared_preview = a.env.as_deref() == Some(pantstack_model::foundation::PREVIEW_STACK);
+    let mut p = if shared_preview {
+        prepare(global, out, None, Some(1), a.region.as_deref())?
+    } else {
+        prepare(global, out, a.env.as_deref(), None, a.region.as_deref())?
+    };
+    if shared_preview {
+        let project = p.output.plan.project.clone();
+        for s in &mut p.output.plan.secrets {
+            s.path = pantstack_deploy::preview::declared_value_path(&project, s);
+        }
+        p.env = pantstack_model::foundation::PREVIEW_STACK.to_string();
+    }
     let destructive = matches!(
         a.action,
         SecretsAction::Set(_) | SecretsAction::Rm(_) | SecretsAction::Rotate(_)
@@ -875,7 +896,7 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
     }
 }
 
-fn aws_failure(m: String) -> Failure {
+pub(crate) fn aws_failure(m: String) -> Failure {
     eprintln!("error: {m}");
     Failure::Failed
 }

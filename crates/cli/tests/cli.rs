@@ -1306,3 +1306,119 @@ fn a_secret_typed_on_the_command_line_is_never_echoed() {
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("standard input"), "{}", stdout(&o));
 }
+
+/// `changed` names the services whose inputs a range of commits touched: their
+/// module, their image context, the foundation (every service); nothing else.
+#[test]
+fn changed_names_the_services_a_commit_range_touches() {
+    let top = tempdir("changed");
+    // The monorepo in a subdirectory of the git repository, as in this one.
+    let dir = top.join("mono");
+    copy_dir(&examples(), &dir);
+    let _ = std::fs::remove_dir_all(dir.join(".pantstack"));
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .current_dir(&*top)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+            .output()
+            .expect("git");
+        assert!(
+            st.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        String::from_utf8_lossy(&st.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "dev"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "init"]);
+    let first = git(&["rev-parse", "HEAD"]);
+    let commit = |path: &str, msg: &str| {
+        let p = top.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let mut text = std::fs::read_to_string(&p).unwrap_or_default();
+        text.push_str(if path.ends_with(".rs") {
+            "\n// changed\n"
+        } else {
+            "\n# changed\n"
+        });
+        std::fs::write(&p, text).unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-qm", msg]);
+        git(&["rev-parse", "HEAD"])
+    };
+    let changed = |base: &str| {
+        let o = pantstack(&dir, &["changed", "--base", base]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        (stdout(&o), stderr(&o))
+    };
+    let c1 = commit("mono/modules/reports/src/main.rs", "reports");
+    assert_eq!(changed(&first).0, "reports\n");
+    let c2 = commit("mono/README.md", "docs");
+    assert_eq!(changed(&c1).0, "", "a README touches no service");
+    let c3 = commit("README.top.md", "outside the monorepo");
+    assert_eq!(changed(&c2).0, "");
+    commit("mono/stack/infra/foundation/pantstack.yaml", "foundation");
+    assert_eq!(
+        changed(&c3).0,
+        "api\nreports\n",
+        "the foundation touches every service"
+    );
+    assert_eq!(changed(&first).0, "api\nreports\n");
+    // A new branch's `before` and a commit this clone lacks: every service, said why.
+    let (all, why) = changed("0000000000000000000000000000000000000000");
+    assert_eq!(all, "api\nreports\n");
+    assert!(why.contains("new branch"), "{why}");
+    let (all, why) = changed("1234567890abcdef1234567890abcdef12345678");
+    assert_eq!(all, "api\nreports\n");
+    assert!(why.contains("not in this clone"), "{why}");
+    let o = pantstack(&dir, &["changed", "--base", &c1, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["services"], serde_json::json!(["api", "reports"]));
+    assert_eq!(v["files"], 2, "files outside the monorepo are not counted");
+    // An option smuggled in as a revision is refused.
+    let o = pantstack(&dir, &["changed", "--base=--output=/tmp/x"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+
+    // `workflows` writes into the git root's .github/workflows, paths relative to it.
+    let o = pantstack(&dir, &["workflows"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let deploy = std::fs::read_to_string(top.join(".github/workflows/pantstack-deploy.yml"))
+        .expect("deploy");
+    assert!(
+        deploy.contains("      - 'mono/modules/api/**'\n"),
+        "{deploy}"
+    );
+    assert!(
+        deploy.contains("        working-directory: 'mono'\n"),
+        "{deploy}"
+    );
+    let o = pantstack(&dir, &["workflows", "--check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::remove_file(top.join(".github/workflows/pantstack-preview.yml")).unwrap();
+    let o = pantstack(&dir, &["workflows", "--check"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("pantstack-preview.yml (missing)"),
+        "{}",
+        stderr(&o)
+    );
+    // No GitHub repository: no CI role to assume, said with the fix.
+    let m = dir.join("stack/infra/foundation/pantstack.yaml");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| {
+            !l.starts_with("github:") && !l.starts_with("  owner:") && !l.starts_with("  repo:")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&m, without).unwrap();
+    let o = pantstack(&dir, &["workflows"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("github:"), "{}", stderr(&o));
+}

@@ -101,6 +101,10 @@ impl Repo {
     }
 
     fn run_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        self.run_with(args, input, &[])
+    }
+
+    fn run_with(&self, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pantstack"));
         c.arg("--root")
             .arg(&self.root)
@@ -117,6 +121,9 @@ impl Repo {
             c.env_remove(v);
         }
         for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        for (k, v) in envs {
             c.env(k, v);
         }
         c.stdin(if input.is_some() {
@@ -932,4 +939,180 @@ fn an_environment_configured_for_aws_is_deployed_there_when_named() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Previews end to end: their secrets come from the declared preview values, the
+/// cap refuses one more (naming the oldest) unless asked to replace it, the TTL
+/// (judged by a controllable clock) destroys an idle one, and a teardown leaves
+/// nothing: no stack, no bucket or its data, no parameter, no image.
+#[test]
+fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
+    let base = std::env::temp_dir().join(format!(
+        "pantstack-fakecloud-previews-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&base).expect("mkdir");
+    let fc = FakeCloud::start(&base);
+    let repo = Repo::new("previews", &fc);
+    let m = repo.root.join("stack/infra/foundation/pantstack.yaml");
+    let t = std::fs::read_to_string(&m).expect("foundation manifest");
+    assert!(
+        t.contains("\n  max: 5\n"),
+        "the example's previews.max changed"
+    );
+    std::fs::write(&m, t.replace("\n  max: 5\n", "\n  max: 1\n")).expect("write");
+    repo.commit("one preview at a time");
+
+    let v = repo.json(&["bootstrap", "--pr", "1"], &fc);
+    assert_eq!(
+        stack(&v, "shop-preview-foundation")["result"],
+        "created",
+        "{v:#}"
+    );
+
+    // A secret with no preview value: refused, naming the command that sets it.
+    let o = repo.run(&["preview", "up", "--pr", "7"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("pantstack secrets set --target aws --env preview api API_TOKEN"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = repo.run_input(
+        &[
+            "secrets",
+            "set",
+            "api",
+            "API_TOKEN",
+            "--target",
+            "aws",
+            "--env",
+            "preview",
+        ],
+        Some("preview-token-value"),
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("/shop/preview/api/API_TOKEN"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // Up: every service, the secret copied to the preview's own parameter.
+    let v = repo.json(&["preview", "up", "--pr", "7"], &fc);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(
+        stack(&v, "shop-preview-7-api")["result"],
+        "created",
+        "{v:#}"
+    );
+    assert_eq!(
+        stack(&v, "shop-preview-7-reports")["result"],
+        "created",
+        "{v:#}"
+    );
+    let bucket = stack(&v, "shop-preview-7-api")["outputs"]["ResultsBucketName"]
+        .as_str()
+        .expect("ResultsBucketName")
+        .to_string();
+    let v = repo.json(
+        &["secrets", "list", "--target", "aws", "--env", "preview-7"],
+        &fc,
+    );
+    assert_eq!(v[0]["parameter"], "/shop/preview-7/api/API_TOKEN", "{v:#}");
+    assert_eq!(v[0]["set"], true, "{v:#}");
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &format!("/{bucket}/results/1.json"),
+        "{\"ok\":1}"
+    ));
+
+    let v = repo.json(&["preview", "list"], &fc);
+    let previews = v["previews"].as_array().expect("previews");
+    assert_eq!(previews.len(), 1, "{v:#}");
+    assert_eq!(previews[0]["pr"], 7, "{v:#}");
+    assert_eq!(previews[0]["expired"], false, "{v:#}");
+    assert_eq!(v["max"], 1, "{v:#}");
+
+    // The cap: one more is refused, naming the oldest and both ways out.
+    let o = repo.run(&["preview", "up", "--pr", "8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("preview-7")
+            && err.contains("--replace-oldest")
+            && err.contains("preview down --pr 7"),
+        "{err}"
+    );
+    // Chosen: the oldest goes (with its data, parameters and images), 8 comes.
+    let o = repo.run(&["preview", "up", "--pr", "8", "--replace-oldest"]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let out = text(&o.stdout);
+    assert!(
+        out.contains("shop-preview-7-api") && out.contains("deleted"),
+        "{out}"
+    );
+    assert!(out.contains("shop-preview-8-api"), "{out}");
+    assert!(
+        pantstack_fakecloud_adapter::s3_get(fc.port, &format!("/{bucket}/results/1.json"))
+            .is_none(),
+        "preview-7's bucket and its data are gone"
+    );
+    let v = repo.json(
+        &["secrets", "list", "--target", "aws", "--env", "preview-7"],
+        &fc,
+    );
+    assert_eq!(v[0]["set"], false, "preview-7's parameter is gone: {v:#}");
+
+    // The TTL, judged at a later time: dry run, refusal without --yes, then gc.
+    let later = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 8 * 86_400)
+        .to_string();
+    let clock = [("PANTSTACK_NOW", later.as_str())];
+    let o = repo.run_with(&["preview", "gc"], None, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("no preview has been idle"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = repo.run_with(&["preview", "gc", "--dry-run"], None, &clock);
+    assert!(
+        text(&o.stdout).contains("would destroy preview-8"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = repo.run_with(&["preview", "gc"], None, &clock);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    let o = repo.run_with(&["preview", "gc", "--yes"], None, &clock);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(text(&o.stdout).contains("image(s)"), "{}", text(&o.stdout));
+
+    // Nothing is left of either preview.
+    let v = repo.json(&["preview", "list"], &fc);
+    assert_eq!(v["previews"], serde_json::json!([]), "{v:#}");
+    let v = repo.json(
+        &["secrets", "list", "--target", "aws", "--env", "preview-8"],
+        &fc,
+    );
+    assert_eq!(v[0]["set"], false, "{v:#}");
+    // The declared preview value stays for the next preview.
+    let v = repo.json(
+        &["secrets", "list", "--target", "aws", "--env", "preview"],
+        &fc,
+    );
+    assert_eq!(v[0]["set"], true, "{v:#}");
 }

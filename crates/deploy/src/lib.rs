@@ -17,6 +17,7 @@
 
 pub mod images;
 pub mod lock;
+pub mod preview;
 pub mod progress;
 pub mod secrets;
 pub mod ship;

@@ -10,6 +10,7 @@
 //! - [`env`]: branch / pull request → environment.
 //! - [`tag`]: image tags of the seed's strategy.
 
+pub mod changes;
 pub mod env;
 pub mod foundation;
 pub mod iam;

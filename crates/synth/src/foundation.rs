@@ -219,7 +219,15 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
 pub fn ci_subjects(cx: &Ctx<'_>, owner: &str, repo: &str) -> Vec<String> {
     let base = format!("repo:{owner}/{repo}");
     if cx.is_preview() {
-        return vec![format!("{base}:pull_request")];
+        // Pull-request jobs, and the jobs of the GitHub environment `preview` (the
+        // scheduled gc of idle previews).
+        return vec![
+            format!("{base}:pull_request"),
+            format!(
+                "{base}:environment:{}",
+                pantstack_model::foundation::PREVIEW_STACK
+            ),
+        ];
     }
     let mut subs: Vec<String> = cx
         .repo
@@ -234,6 +242,68 @@ pub fn ci_subjects(cx: &Ctx<'_>, owner: &str, repo: &str) -> Vec<String> {
         .unwrap_or_default();
     subs.push(format!("{base}:environment:{}", cx.env));
     subs
+}
+
+/// What the previews' CI role needs beyond an environment's: finding the previews
+/// (`preview list`/`gc` and the cap), giving a preview its secrets (the declared
+/// preview values under `/{project}/preview/`, copied to `/{project}/preview-<pr>/`
+/// under the previews' key) and tearing one down (emptying its buckets, deleting
+/// its images and parameters).
+fn preview_ci(cx: &Ctx<'_>, repo_arn: &Value) -> Vec<Value> {
+    let n = &cx.names;
+    let project = cx.project();
+    let scope = n.scope();
+    let param = |p: &str| {
+        arn(&format!(
+            "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/{p}"
+        ))
+    };
+    vec![
+        allow(
+            "FindPreviews",
+            &["cloudformation:ListStacks"],
+            vec![json!("*")],
+        ),
+        allow(
+            "ReadPreviewValues",
+            &["ssm:GetParameter"],
+            vec![param(&format!("{project}/{}/*", n.base))],
+        ),
+        allow(
+            "PreviewParameters",
+            &[
+                "ssm:GetParameter",
+                "ssm:PutParameter",
+                "ssm:DeleteParameter",
+                "ssm:DeleteParameters",
+                "ssm:GetParametersByPath",
+                "ssm:AddTagsToResource",
+            ],
+            vec![param(&format!("{project}/{}-*", n.base))],
+        ),
+        json!({
+            "Sid": "PreviewKeyThroughSsm",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+            "Resource": att("Key", "Arn"),
+            "Condition": { "StringEquals": { "kms:ViaService": sub("ssm.${AWS::Region}.amazonaws.com") } },
+        }),
+        allow(
+            "EmptyPreviewBuckets",
+            &["s3:ListBucket", "s3:ListBucketVersions", "s3:DeleteBucket"],
+            vec![arn(&format!("s3:::{scope}"))],
+        ),
+        allow(
+            "DeletePreviewObjects",
+            &["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            vec![arn(&format!("s3:::{scope}/*"))],
+        ),
+        allow(
+            "RemovePreviewImages",
+            &["ecr:ListImages", "ecr:BatchDeleteImage"],
+            vec![repo_arn.clone()],
+        ),
+    ]
 }
 
 /// The deploy role CloudFormation acts as, the permissions boundary every role of
@@ -619,6 +689,7 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     ]),
                     allow("TaskLogs", &["logs:GetLogEvents", "logs:FilterLogEvents"], log_arns("${AWS::Region}:${AWS::AccountId}")),
                     allow("SecretsExist", &["ssm:GetParameters"], ssm_arns.clone()),
+                ].into_iter().chain(if cx.is_preview() { preview_ci(cx, &repo_arn) } else { Vec::new() }).chain([
                     json!({
                         "Sid": "PassOnlyTheDeployRole",
                         "Effect": "Allow",
@@ -626,7 +697,7 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         "Resource": deploy_role_arn.clone(),
                         "Condition": { "StringEquals": { "iam:PassedToService": "cloudformation.amazonaws.com" } },
                     }),
-                ]),
+                ]).collect::<Vec<_>>()),
             }],
             "Tags": tg,
         }),

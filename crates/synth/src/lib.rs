@@ -20,6 +20,7 @@ pub mod service;
 pub mod shared;
 pub mod skips;
 pub mod storage;
+pub mod workflows;
 
 use names::Names;
 use pantstack_manifest::{Diagnostic, Span};

@@ -422,6 +422,100 @@ fn ci_role_trusts_only_this_repository() {
         policy.contains("DeleteStack") && policy.contains("stack/shop-preview-*/*"),
         "{policy}"
     );
+    // The scheduled gc runs as the GitHub environment `preview`.
+    assert!(
+        trust.contains("repo:example/shop:environment:preview"),
+        "{trust}"
+    );
+    // Teardown and secrets: the previews' own parameters, buckets and key, and the
+    // declared preview values; never another environment's.
+    for needed in [
+        "parameter/shop/preview-*",
+        "parameter/shop/preview/*",
+        "s3:::shop-preview-*/*",
+        "ecr:BatchDeleteImage",
+        "cloudformation:ListStacks",
+        "kms:ViaService",
+    ] {
+        assert!(policy.contains(needed), "{needed} missing from {policy}");
+    }
+    assert!(!policy.contains("shop/test"), "{policy}");
+}
+
+/// The generated workflows assume exactly the roles the foundations create, with
+/// the `sub` claims their trust policies admit.
+#[test]
+fn workflows_match_the_ci_roles() {
+    let repo = load("examples");
+    let opts = pantstack_synth::workflows::Options {
+        install: "cargo install --locked pantstack@0.1.0".into(),
+        root: "examples".into(),
+    };
+    let files = pantstack_synth::workflows::workflows(&repo, &opts).expect("workflows");
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pantstack-checks.yml",
+            "pantstack-deploy.yml",
+            "pantstack-preview.yml"
+        ]
+    );
+    let deploy = &files[1].contents;
+    for env in ["test", "prod"] {
+        let o = synth_ok("examples", env);
+        let t: Value =
+            serde_json::from_str(o.file(&format!("shop-{env}-foundation.json")).expect("f"))
+                .expect("json");
+        let role = t["Resources"]["CiRole"]["Properties"]["RoleName"]["Fn::Sub"]
+            .as_str()
+            .expect("role name")
+            .replace("${AWS::Region}", "us-east-1");
+        assert!(
+            deploy.contains(&format!(":role/{role}\n")),
+            "{role} not in {deploy}"
+        );
+        assert!(
+            deploy.contains(&format!("    environment: {env}\n")),
+            "{deploy}"
+        );
+        let trust = t["Resources"]["CiRole"]["Properties"]["AssumeRolePolicyDocument"].to_string();
+        assert!(trust.contains(&format!("repo:example/shop:environment:{env}")));
+    }
+    let preview = &files[2].contents;
+    assert!(
+        preview.contains(":role/shop-preview-ci-us-east-1\n"),
+        "{preview}"
+    );
+    // Event values reach scripts through env:, never inside run:.
+    for f in &files {
+        let mut in_run = false;
+        for line in f.contents.lines() {
+            let t = line.trim_start();
+            if t.starts_with("run:") {
+                in_run = true;
+                assert!(!t.contains("${{"), "{}: {line}", f.name);
+                continue;
+            }
+            if in_run
+                && (t.starts_with("- ") || t.ends_with(':') && !t.contains(' '))
+                && !line.starts_with("          ")
+            {
+                in_run = false;
+            }
+            if in_run {
+                assert!(!t.contains("${{"), "{}: {line}", f.name);
+            }
+            if t.starts_with("uses:") || t.starts_with("- uses:") {
+                let r = t.split('@').nth(1).expect("pinned");
+                assert!(
+                    r.len() >= 40 && r[..40].bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{line}"
+                );
+            }
+        }
+        insta::assert_snapshot!(format!("workflows-{}", f.name), f.contents);
+    }
 }
 
 #[test]

@@ -1,0 +1,227 @@
+//! `pantstack changed` (the services a change touches) and `pantstack workflows`
+//! (the GitHub Actions workflows of the monorepo). Neither contacts AWS.
+
+use crate::Failure;
+use crate::args::{ChangedArgs, Global, WorkflowsArgs};
+use crate::commands::load_valid;
+use crate::output::{Out, print_diagnostics};
+use serde_json::json;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn git(root: &Path, args: &[&str]) -> Result<std::process::Output, Failure> {
+    Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .map_err(|e| Failure::Resolve(format!("cannot run git: {e}")))
+}
+
+/// Whether `rev` names a commit git has.
+fn known(root: &Path, rev: &str) -> Result<bool, Failure> {
+    let spec = format!("{rev}^{{commit}}");
+    Ok(git(root, &["rev-parse", "--verify", "--quiet", &spec])?
+        .status
+        .success())
+}
+
+pub fn changed(global: &Global, out: &Out, a: &ChangedArgs) -> Result<(), Failure> {
+    let loaded = load_valid(global, out)?;
+    let repo = &loaded.repo;
+    let root = &repo.files.root;
+    let head = a.head.as_deref().unwrap_or("HEAD");
+    for (flag, rev) in [("--base", a.base.as_str()), ("--head", head)] {
+        if rev.starts_with('-') {
+            return Err(Failure::Usage(format!(
+                "{flag} {rev}: not a commit or branch name"
+            )));
+        }
+    }
+    if !known(root, head)? {
+        return Err(Failure::Resolve(format!(
+            "--head {head}: git knows no such commit in {}",
+            root.display()
+        )));
+    }
+    let all = || -> Vec<String> { repo.service_names().iter().map(|s| s.to_string()).collect() };
+    // A new branch's push names 000…0 as `before`; a force push names a commit the
+    // clone may not have. Deploying everything is then the safe answer.
+    let (services, files, why) = if a.base.is_empty() || a.base.bytes().all(|b| b == b'0') {
+        (
+            all(),
+            None,
+            Some("no base commit (a new branch): every service"),
+        )
+    } else if !known(root, &a.base)? {
+        (
+            all(),
+            None,
+            Some(
+                "the base commit is not in this clone (force push, or a shallow checkout: use fetch-depth: 0): every service",
+            ),
+        )
+    } else {
+        let o = git(
+            root,
+            &[
+                "diff",
+                "--name-only",
+                "--no-renames",
+                "--relative",
+                "-z",
+                &a.base,
+                head,
+                "--",
+            ],
+        )?;
+        if !o.status.success() {
+            return Err(Failure::Resolve(format!(
+                "`git diff {} {head}` failed: {}",
+                a.base,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )));
+        }
+        let paths: Vec<String> = o
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        let touched = pantstack_model::changes::touched(repo, &paths);
+        (touched, Some(paths.len()), None)
+    };
+    if let Some(w) = why {
+        eprintln!("note: {w}");
+    }
+    if out.json() {
+        let v = json!({ "base": a.base, "head": head, "files": files, "services": services, "every_service_because": why });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for s in &services {
+            println!("{s}");
+        }
+    }
+    Ok(())
+}
+
+/// The git repository's root, and the monorepo's place in it (`""` when the same).
+fn git_root(root: &Path) -> (PathBuf, String) {
+    let top = git(root, &["rev-parse", "--show-toplevel"])
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let Some(top) = top else {
+        return (root.to_path_buf(), String::new());
+    };
+    let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (top_c, root_c) = (canon(&top), canon(root));
+    match root_c.strip_prefix(&top_c) {
+        Ok(rel) => (top_c, rel.to_string_lossy().replace('\\', "/")),
+        Err(_) => (root.to_path_buf(), String::new()),
+    }
+}
+
+pub fn workflows(global: &Global, out: &Out, a: &WorkflowsArgs) -> Result<(), Failure> {
+    let loaded = load_valid(global, out)?;
+    let repo = &loaded.repo;
+    let (top, rel) = git_root(&repo.files.root);
+    let install = a.install.clone().unwrap_or_else(|| {
+        format!(
+            "cargo install --locked pantstack@{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    });
+    if install.trim().is_empty() || install.contains('\n') {
+        return Err(Failure::Usage(
+            "--install takes one shell line that installs pantstack".into(),
+        ));
+    }
+    let opts = pantstack_synth::workflows::Options { install, root: rel };
+    let files = match pantstack_synth::workflows::workflows(repo, &opts) {
+        Ok(f) => f,
+        Err(diags) => {
+            print_diagnostics(out, Some(&repo.files), &diags);
+            return Err(Failure::Invalid);
+        }
+    };
+    let dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| top.join(".github").join("workflows"));
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        Failure::Io(format!("cannot {what} {}: {e}", p.display()))
+    };
+    let mut report = Vec::new();
+    let mut stale = Vec::new();
+    for f in &files {
+        let path = dir.join(&f.name);
+        let now = fs::read_to_string(&path).ok();
+        let state = match &now {
+            Some(t) if *t == f.contents => "unchanged",
+            Some(_) => "changed",
+            None => "new",
+        };
+        if a.check {
+            if state != "unchanged" {
+                stale.push(format!(
+                    "{} ({})",
+                    path.display(),
+                    if state == "new" { "missing" } else { "differs" }
+                ));
+            }
+        } else if state != "unchanged" {
+            fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
+            let tmp = dir.join(format!(".{}.tmp", f.name));
+            let mut file = fs::File::create(&tmp).map_err(|e| io("write", &tmp, e))?;
+            file.write_all(f.contents.as_bytes())
+                .and_then(|_| file.sync_all())
+                .map_err(|e| io("write", &tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| io("write", &path, e))?;
+        }
+        report.push(json!({ "file": path.display().to_string(), "state": state }));
+    }
+    if out.json() {
+        let v = json!({ "dir": dir.display().to_string(), "files": report, "check": a.check, "stale": stale });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for r in &report {
+            println!(
+                "  {:<60} {}",
+                r["file"].as_str().unwrap_or_default(),
+                r["state"].as_str().unwrap_or_default()
+            );
+        }
+        if !a.check {
+            println!(
+                "\nIn GitHub: set the repository variable AWS_ACCOUNT_ID; create the environments {} (required reviewers on prod){}; bootstrap each environment once (`pantstack bootstrap --env ENV`{}).",
+                repo.foundation
+                    .env_names()
+                    .iter()
+                    .map(|e| format!("`{e}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if repo.foundation.previews_enabled {
+                    " and `preview`"
+                } else {
+                    ""
+                },
+                if repo.foundation.previews_enabled {
+                    ", and `--pr 1` for the previews"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    if !stale.is_empty() {
+        eprintln!(
+            "error: the workflows differ from what the manifests give: {}\nhelp: run `pantstack workflows` and commit the result",
+            stale.join(", ")
+        );
+        return Err(Failure::Failed);
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! `pantstack preview up|down|list|gc`: pull-request environments on AWS, with
+//! the cap (`previews.max`), the TTL of inactivity (`previews.ttl`) and their
+//! secrets. Deploys and destroys go through the same code as `deploy` and `down
+//! --target aws`; what is preview-specific lives in `pantstack_deploy::preview`.
+
+use crate::Failure;
+use crate::args::{DownArgs, Global, PreviewAction, PreviewArgs, Target, TargetArgs};
+use crate::local::runtime;
+use crate::output::Out;
+use crate::ship;
+use pantstack_deploy::preview::{self, Cap, Preview};
+use pantstack_model::foundation::PREVIEW_PREFIX;
+use pantstack_model::settings::Layer;
+use serde_json::json;
+use std::io::IsTerminal;
+
+pub fn preview(global: &Global, out: &Out, a: &PreviewArgs) -> Result<(), Failure> {
+    match &a.action {
+        PreviewAction::Up {
+            pr,
+            services,
+            replace_oldest,
+            lock_wait,
+        } => up(
+            global,
+            out,
+            a,
+            *pr,
+            services,
+            *replace_oldest,
+            lock_wait.as_deref(),
+        ),
+        PreviewAction::Down { pr, yes, lock_wait } => {
+            ship::down(global, out, &down_args(a, *pr, *yes, lock_wait.clone()))
+        }
+        PreviewAction::List => list(global, out, a),
+        PreviewAction::Gc { yes, dry_run } => gc(global, out, a, *yes, *dry_run),
+    }
+}
+
+fn aws(a: &PreviewArgs) -> TargetArgs {
+    TargetArgs {
+        target: Some(Target::Aws),
+        profile: a.profile.clone(),
+        region: None,
+    }
+}
+
+/// A preview's teardown: its stacks, its buckets with their data, its images and
+/// its parameters.
+fn down_args(a: &PreviewArgs, pr: u64, yes: bool, lock_wait: Option<String>) -> DownArgs {
+    DownArgs {
+        env: Some(format!("{PREVIEW_PREFIX}{pr}")),
+        target: aws(a),
+        yes,
+        allow_prod: false,
+        images: true,
+        parameters: true,
+        buckets: true,
+        lock_wait,
+    }
+}
+
+struct Found {
+    previews: Vec<Preview>,
+    max: i64,
+    ttl: i64,
+    now: i64,
+}
+
+/// The previews that exist, with the cap and TTL of this monorepo.
+fn find(
+    global: &Global,
+    out: &Out,
+    a: &PreviewArgs,
+    pr: u64,
+) -> Result<(ship::Prepared, Found), Failure> {
+    let p = ship::prepare(global, out, None, Some(pr), None)?;
+    let f = p.repo.resolve_foundation(&p.env, &Layer::default());
+    let max = f.int("previewMax").unwrap_or(5);
+    let ttl = f.secs("previewTtl").unwrap_or(604_800) as i64;
+    let now = preview::now().map_err(Failure::Usage)?;
+    let rt = runtime()?;
+    let clients = ship::connect(&rt, &p, a.profile.as_deref());
+    let previews = rt
+        .block_on(preview::list(&clients, &p.output.plan.project))
+        .map_err(ship::aws_failure)?;
+    Ok((
+        p,
+        Found {
+            previews,
+            max,
+            ttl,
+            now,
+        },
+    ))
+}
+
+fn up(
+    global: &Global,
+    out: &Out,
+    a: &PreviewArgs,
+    pr: u64,
+    services: &[String],
+    replace_oldest: bool,
+    lock_wait: Option<&str>,
+) -> Result<(), Failure> {
+    if pr == 0 {
+        return Err(Failure::Usage(
+            "--pr takes a pull request number (1 or more)".into(),
+        ));
+    }
+    let (p, found) = find(global, out, a, pr)?;
+    let exists = found.previews.iter().any(|x| x.pr == pr);
+    if let Cap::Full { oldest } = preview::cap(&found.previews, pr, found.max) {
+        match oldest {
+            None => {
+                return Err(Failure::Usage(
+                    "previews.max is 0: previews are capped at none (raise `previews.max` in the foundation manifest)".into(),
+                ));
+            }
+            Some(o) if replace_oldest => {
+                eprintln!(
+                    "at the cap of {} preview(s): destroying {PREVIEW_PREFIX}{} (idle since {}) to make room, as --replace-oldest asks",
+                    found.max,
+                    o.pr,
+                    preview::iso8601(o.last_change)
+                );
+                ship::down(
+                    global,
+                    out,
+                    &down_args(a, o.pr, true, lock_wait.map(str::to_string)),
+                )?;
+            }
+            Some(o) => {
+                eprintln!(
+                    "error: previews.max is {} and {} previews exist; the oldest is {PREVIEW_PREFIX}{} (pull request #{}, idle since {}).\nhelp: destroy one (`pantstack preview down --pr {} --yes`), or run again with --replace-oldest to destroy the oldest",
+                    found.max,
+                    found.previews.len(),
+                    o.pr,
+                    o.pr,
+                    preview::iso8601(o.last_change),
+                    o.pr
+                );
+                return Err(Failure::Failed);
+            }
+        }
+    }
+    // A new preview gets every service; an existing one those named (or all).
+    let chosen: Vec<String> = if exists {
+        services.to_vec()
+    } else {
+        Vec::new()
+    };
+    if !exists && !services.is_empty() {
+        eprintln!("{PREVIEW_PREFIX}{pr} is new: deploying every service");
+    }
+    for s in &chosen {
+        if p.repo.service(s).is_none() && ship::service_of_unit(&p.repo, s).is_err() {
+            return Err(Failure::Resolve(format!(
+                "no service `{s}` in this monorepo"
+            )));
+        }
+    }
+    let wanted: Vec<_> = p
+        .output
+        .plan
+        .secrets
+        .iter()
+        .filter(|s| {
+            chosen.is_empty()
+                || chosen
+                    .iter()
+                    .any(|c| ship::service_of_unit(&p.repo, c).is_ok_and(|(n, _)| n == s.service))
+        })
+        .cloned()
+        .collect();
+    if !wanted.is_empty() {
+        let rt = runtime()?;
+        let clients = ship::connect(&rt, &p, a.profile.as_deref());
+        let created = rt
+            .block_on(preview::give_secrets(
+                &clients,
+                &p.output.plan.project,
+                &wanted,
+            ))
+            .map_err(ship::aws_failure)?;
+        for c in &created {
+            eprintln!("secret {c}: copied from the preview value");
+        }
+    }
+    ship::deploy_services(global, out, Some(&p.env), chosen, &aws(a), false, lock_wait)
+}
+
+fn list(global: &Global, out: &Out, a: &PreviewArgs) -> Result<(), Failure> {
+    let (_, f) = find(global, out, a, 1)?;
+    if out.json() {
+        let v = json!({
+            "max": f.max,
+            "ttl_seconds": f.ttl,
+            "now": preview::iso8601(f.now),
+            "previews": f.previews.iter().map(|p| p.to_value(f.ttl, f.now)).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{} preview(s) of at most {}; destroyed after {} idle",
+        f.previews.len(),
+        f.max,
+        human(f.ttl)
+    );
+    for p in &f.previews {
+        println!(
+            "  {:<16} {} stack(s)  last change {}  {}",
+            format!("{PREVIEW_PREFIX}{}", p.pr),
+            p.stacks.len(),
+            preview::iso8601(p.last_change),
+            if p.last_change + f.ttl <= f.now {
+                "EXPIRED (the next gc destroys it)".to_string()
+            } else {
+                format!("expires {}", preview::iso8601(p.last_change + f.ttl))
+            }
+        );
+    }
+    Ok(())
+}
+
+fn human(secs: i64) -> String {
+    if secs % 86_400 == 0 {
+        format!("{}d", secs / 86_400)
+    } else if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn gc(
+    global: &Global,
+    out: &Out,
+    a: &PreviewArgs,
+    yes: bool,
+    dry_run: bool,
+) -> Result<(), Failure> {
+    let (_, f) = find(global, out, a, 1)?;
+    let expired: Vec<&Preview> = preview::expired(&f.previews, f.ttl, f.now);
+    if expired.is_empty() || dry_run {
+        if out.json() {
+            let v = json!({ "expired": expired.iter().map(|p| p.to_value(f.ttl, f.now)).collect::<Vec<_>>(), "destroyed": [] });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else if expired.is_empty() {
+            println!("no preview has been idle for {}", human(f.ttl));
+        } else {
+            for p in &expired {
+                println!(
+                    "would destroy {PREVIEW_PREFIX}{} (idle since {})",
+                    p.pr,
+                    preview::iso8601(p.last_change)
+                );
+            }
+        }
+        return Ok(());
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::Usage(format!(
+                "this destroys {} idle preview(s) with their data; without a terminal to confirm on, add --yes",
+                expired.len()
+            )));
+        }
+        eprint!(
+            "Destroy {} (idle longer than {}), with their data? Type yes: ",
+            expired
+                .iter()
+                .map(|p| format!("{PREVIEW_PREFIX}{}", p.pr))
+                .collect::<Vec<_>>()
+                .join(", "),
+            human(f.ttl)
+        );
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Failure::Io(format!("cannot read the answer: {e}")))?;
+        if line.trim() != "yes" {
+            return Err(Failure::Usage("not confirmed; nothing was deleted".into()));
+        }
+    }
+    let mut failed = Vec::new();
+    for p in &expired {
+        eprintln!(
+            "destroying {PREVIEW_PREFIX}{} (idle since {})",
+            p.pr,
+            preview::iso8601(p.last_change)
+        );
+        if ship::down(global, out, &down_args(a, p.pr, true, None)).is_err() {
+            failed.push(format!("{PREVIEW_PREFIX}{}", p.pr));
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!("error: could not destroy {}", failed.join(", "));
+        return Err(Failure::Failed);
+    }
+    Ok(())
+}
