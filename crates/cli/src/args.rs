@@ -257,6 +257,18 @@ with the holder's name. A lock also expires by itself (2 h after it was taken);
 unlock removes it at once, after showing who holds it and asking.")]
     Unlock(UnlockArgs),
 
+    /// Estimate an environment's monthly AWS bill from its templates and a dated price table
+    #[command(after_help = "Examples:
+  pantstack cost --env prod
+  pantstack cost --pr 42 --format json
+
+Per stack and line: Fargate vCPU and GB hours at the services' minimum and maximum
+task counts (FARGATE_SPOT by the capacity weights), load balancers with their LCUs
+and addresses, NAT gateways, interface endpoints, KMS keys, alarms, dashboards and
+log ingestion, from crates/synth/prices/aws-prices.json (its date is printed).
+Traffic- and data-dependent charges are not counted. Nothing contacts AWS.")]
+    Cost(CostArgs),
+
     /// AWS: preview environments of pull requests (preview-<pr>): up, down, list, gc
     #[command(after_help = "Examples:
   pantstack preview up --pr 42                 # every service (or those named)
@@ -741,6 +753,22 @@ pub struct SynthArgs {
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
     /// Region to synthesize for, instead of the environment's (templates name no region)
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CostArgs {
+    /// Environment (default: from --branch, --pr or git as `pantstack env` resolves it)
+    #[arg(long, conflicts_with_all = ["branch", "pr"])]
+    pub env: Option<String>,
+    /// Branch whose environment to estimate
+    #[arg(long, conflicts_with = "pr")]
+    pub branch: Option<String>,
+    /// Pull request number: its preview environment
+    #[arg(long)]
+    pub pr: Option<u64>,
+    /// Region whose prices to use, instead of the environment's
     #[arg(long)]
     pub region: Option<String>,
 }

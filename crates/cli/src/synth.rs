@@ -1,7 +1,7 @@
 //! `pantstack synth`: writes the CloudFormation templates of an environment.
 
 use crate::Failure;
-use crate::args::{Global, SynthArgs};
+use crate::args::{CostArgs, Global, SynthArgs};
 use crate::commands::{load_valid, resolve_env};
 use crate::output::{Out, print_diagnostics};
 use pantstack_synth::{Options, Output};
@@ -129,4 +129,64 @@ fn report(out: &Out, dir: &Path, output: &Output) {
             );
         }
     }
+}
+
+/// `pantstack cost`: the environment's templates priced with the shipped table.
+pub fn cost(global: &Global, out: &Out, a: &CostArgs) -> Result<(), Failure> {
+    let loaded = load_valid(global, out)?;
+    let repo = &loaded.repo;
+    let env = resolve_env(repo, a.branch.as_deref(), a.pr, a.env.as_deref())?;
+    if let Some(r) = &a.region {
+        pantstack_model::foundation::check_region(r)
+            .map_err(|e| Failure::Usage(format!("--region {r}: {e}")))?;
+    }
+    let opts = Options {
+        region: a.region.clone(),
+    };
+    let output = match pantstack_synth::synth(repo, &env.name, &opts) {
+        Ok(o) => o,
+        Err(diags) => {
+            print_diagnostics(out, Some(&repo.files), &diags);
+            return Err(Failure::Invalid);
+        }
+    };
+    use pantstack_synth::cost;
+    let region = output.plan.region.clone();
+    let prices = cost::Prices::for_region(cost::PRICES, &region).map_err(Failure::Resolve)?;
+    let lines = cost::estimate(&output, &prices);
+    let v = cost::report(&env.name, &region, &prices, &lines);
+    if out.json() {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "`{}` in {region}, USD a month (prices of {}), at the minimum .. maximum task counts:",
+        env.name, prices.date
+    );
+    let money = |v: &serde_json::Value| format!("{:>9.2}", v.as_f64().unwrap_or_default());
+    for s in v["stacks"].as_array().into_iter().flatten() {
+        let name = s["stack"].as_str().unwrap_or_default();
+        println!("\n{name:<58} {} .. {}", money(&s["min"]), money(&s["max"]));
+        for l in v["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|l| l["stack"] == name)
+        {
+            println!(
+                "  {:<56} {} .. {}",
+                l["item"].as_str().unwrap_or_default(),
+                money(&l["min"]),
+                money(&l["max"])
+            );
+        }
+    }
+    println!(
+        "\n{:<58} {} .. {}\nnot counted: {}",
+        "total",
+        money(&v["total"]["min"]),
+        money(&v["total"]["max"]),
+        v["not_counted"].as_str().unwrap_or_default()
+    );
+    Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod calls;
 pub mod cfn;
+pub mod cost;
 pub mod foundation;
 pub mod monitor;
 pub mod names;

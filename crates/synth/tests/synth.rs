@@ -1633,3 +1633,55 @@ fn calls_both_ways_need_no_import_between_service_stacks() {
     expected.sort();
     assert_eq!(rules, expected);
 }
+
+/// The estimate of the example's `test` and `prod` against figures computed by
+/// hand from the table's published prices (us-east-1, 730 hours).
+#[test]
+fn cost_estimate_matches_hand_computed_figures() {
+    use pantstack_synth::cost;
+    let close = |a: f64, b: f64| (a - b).abs() < 0.005;
+    let run = |env: &str| {
+        let o = synth_ok("examples", env);
+        let p = cost::Prices::for_region(cost::PRICES, "us-east-1").expect("prices");
+        let lines = cost::estimate(&o, &p);
+        let total = |f: fn(&cost::Line) -> f64| lines.iter().map(f).sum::<f64>();
+        (lines.clone(), total(|l| l.min), total(|l| l.max))
+    };
+    // One on-demand task of 0.25 vCPU / 0.5 GB, and one on FARGATE_SPOT, a month.
+    let od = 730.0 * (0.25 * 0.04048 + 0.5 * 0.004445); // 9.010025
+    let spot = 730.0 * (0.25 * 0.01334058 + 0.5 * 0.00146489); // 2.9693407
+    let alb = 730.0 * (0.0225 + 0.008 + 2.0 * 0.005); // hours + 1 LCU + 2 addresses
+    let nat = 730.0 * (0.045 + 0.005);
+
+    let (lines, min, max) = run("test");
+    // test: api (1..3, worker 1..4) and reports (1..2), base 1 on FARGATE, then 1:4.
+    let api_min = alb + od + od + 6.0 * 0.10 + 3.0 + 2.0 * 0.25;
+    let reports_min = alb + od + 3.0 * 0.10 + 3.0 + 0.25;
+    assert!(close(min, nat + 1.0 + api_min + reports_min), "{min}");
+    let api_max = alb + (1.4 * od + 1.6 * spot) + (1.6 * od + 2.4 * spot) + 0.6 + 3.0 + 7.0 * 0.25;
+    let reports_max = alb + (1.2 * od + 0.8 * spot) + 0.3 + 3.0 + 2.0 * 0.25;
+    assert!(close(max, nat + 1.0 + api_max + reports_max), "{max}");
+    assert!(
+        lines.iter().any(|l| l.stack == "shop-test-foundation"
+            && l.item.contains("NAT")
+            && close(l.min, 36.5)),
+        "{lines:#?}"
+    );
+
+    // prod: two NAT gateways, five interface endpoints in two subnets, tasks of
+    // 0.5 vCPU / 1 GB for api (2..10, worker 1..6, base 2).
+    let (_, min, _) = run("prod");
+    let od1 = 730.0 * (0.5 * 0.04048 + 1.0 * 0.004445);
+    let foundation = 2.0 * nat + 5.0 * 2.0 * 730.0 * 0.01 + 1.0;
+    let api = alb + 2.0 * od1 + od1 + 0.6 + 3.0 + 3.0 * 0.25;
+    let reports = alb + (1.2 * od + 0.8 * spot) + 0.3 + 3.0 + 2.0 * 0.25;
+    assert!(
+        close(min, foundation + api + reports),
+        "{min} vs {}",
+        foundation + api + reports
+    );
+
+    // A region the table lacks is said, not guessed.
+    let err = cost::Prices::for_region(cost::PRICES, "ap-southeast-4").unwrap_err();
+    assert!(err.contains("no prices for ap-southeast-4"), "{err}");
+}
