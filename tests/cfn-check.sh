@@ -31,6 +31,35 @@ synth varied-test tests/fixtures/synth-varied --env test
 synth varied-prod tests/fixtures/synth-varied --env prod
 synth varied-preview tests/fixtures/synth-varied --pr 7
 rm -rf "$out/scaffold-repo"
+# The example with one load balancer per environment (network.load_balancer: shared).
+cp -r examples "$out/shared-repo"
+rm -rf "$out/shared-repo/.pantstack"
+sed -i 's/^network:$/network:\n  load_balancer: shared/' "$out/shared-repo/stack/infra/foundation/pantstack.yaml"
+grep -q 'load_balancer: shared' "$out/shared-repo/stack/infra/foundation/pantstack.yaml" || { echo "FAIL: could not make the shared-LB example"; exit 1; }
+synth shared-test "$out/shared-repo" --env test
+synth shared-preview "$out/shared-repo" --pr 5
+rm -rf "$out/shared-repo"
+
+# 200 HTTP services (each with a worker and a queue) sharing one load balancer:
+# cfn-lint only (checkov's checks are the same per service and take minutes here).
+big=$(mktemp -d)
+trap 'rm -rf "$out" "$big"' EXIT
+mkdir -p "$big/repo/stack/infra/foundation"
+cp examples/stack/infra/foundation/Pulumi.yaml examples/stack/infra/foundation/Pulumi.*.yaml "$big/repo/stack/infra/foundation/"
+sed 's/^network:$/network:\n  load_balancer: shared/' examples/stack/infra/foundation/pantstack.yaml \
+  >"$big/repo/stack/infra/foundation/pantstack.yaml"
+for i in $(seq -w 1 200); do
+  d="$big/repo/modules/svc$i/infrastructure"
+  mkdir -p "$d"
+  printf 'name: shop-svc%s\nruntime: python\n' "$i" >"$d/Pulumi.yaml"
+  printf 'service: svc%s\nhttp:\n  command: ["/s"]\nworker:\n  queue: jobs\n  command: ["/w"]\nqueues:\n  jobs: {}\nbuckets:\n  files: {}\n' "$i" >"$d/pantstack.yaml"
+done
+"$bin" --root "$big/repo" synth --out "$big/prod" --env prod >/dev/null
+big_templates=("$big"/prod/*.json)
+n_big=$(ls "$big"/prod/shop-prod-svc*.json | wc -l)
+[ "$n_big" -eq 200 ] || { echo "FAIL: expected 200 service templates, got $n_big"; exit 1; }
+albs=$(grep -l '"AWS::ElasticLoadBalancingV2::LoadBalancer"' "$big"/prod/*.json | wc -l)
+[ "$albs" -eq 1 ] || { echo "FAIL: 200 services on a shared load balancer should make 1 ALB, made $albs"; exit 1; }
 
 templates=()
 while IFS= read -r f; do templates+=("$f"); done < <(find "$out" -name '*.json' ! -name stacks.json | sort)
@@ -54,6 +83,9 @@ echo "cfn-lint $("$cfn_lint" --version)"
 # Exit 0 only with no error and no warning (2 = errors, 4 = warnings).
 "$cfn_lint" --regions us-east-1 eu-west-1 eu-central-1 ap-southeast-3 -- "${templates[@]}"
 echo "cfn-lint: 0 errors, 0 warnings"
+echo "cfn-lint on 200 services sharing a load balancer (${#big_templates[@]} files)"
+"$cfn_lint" --regions us-east-1 -- $(printf '%s\n' "${big_templates[@]}" | grep -v stacks.json)
+echo "cfn-lint (200 services): 0 errors, 0 warnings"
 
 echo "checkov $("$checkov" --version)"
 report="$out/checkov.json"

@@ -67,8 +67,11 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
             "service name `{name}` must not end with `worker`: worker images are tagged `{{service}}-worker-...`, so it would clash"
         ));
     }
-    // `service-connect`: the environment's Service Connect stack on AWS.
-    if matches!(name, "foundation" | "stack" | "modules" | "service-connect") {
+    // `service-connect` and `load-balancer`: environment-wide stacks on AWS.
+    if matches!(
+        name,
+        "foundation" | "stack" | "modules" | "service-connect" | "load-balancer"
+    ) {
         return Err(format!("service name `{name}` is reserved"));
     }
     Ok(())

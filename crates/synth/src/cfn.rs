@@ -16,6 +16,7 @@ pub const RESOURCES_MAX: usize = 500;
 
 pub struct Template {
     description: String,
+    metadata: Map<String, Value>,
     parameters: Map<String, Value>,
     conditions: Map<String, Value>,
     mappings: Map<String, Value>,
@@ -27,12 +28,19 @@ impl Template {
     pub fn new(description: impl Into<String>) -> Self {
         Template {
             description: description.into(),
+            metadata: Map::new(),
             parameters: Map::new(),
             conditions: Map::new(),
             mappings: Map::new(),
             resources: Map::new(),
             outputs: Map::new(),
         }
+    }
+
+    /// Template-level `Metadata` (e.g. the cfn-lint checks a template opts out
+    /// of, with the reason beside the call).
+    pub fn metadata(&mut self, key: &str, value: Value) {
+        self.metadata.insert(key.to_string(), value);
     }
 
     pub fn parameter(&mut self, name: &str, spec: Value) {
@@ -75,6 +83,7 @@ impl Template {
         t.insert("AWSTemplateFormatVersion".into(), json!("2010-09-09"));
         t.insert("Description".into(), json!(self.description));
         for (key, map) in [
+            ("Metadata", &self.metadata),
             ("Parameters", &self.parameters),
             ("Conditions", &self.conditions),
             ("Mappings", &self.mappings),

@@ -19,6 +19,7 @@ pub mod network;
 pub mod plan;
 pub mod service;
 pub mod shared;
+pub mod shared_lb;
 pub mod skips;
 pub mod storage;
 pub mod workflows;
@@ -64,6 +65,11 @@ pub struct Ctx<'a> {
     pub region: String,
     pub names: Names<'a>,
     pub foundation: Resolved,
+    /// `network.load_balancer: shared`: HTTP services add rules to the
+    /// environment's load balancer (`shared_lb.rs`) instead of having their own.
+    pub shared_lb: bool,
+    /// Each HTTP service's block of listener-rule priorities on the shared one.
+    pub lb_slots: Vec<(String, u32)>,
 }
 
 impl Ctx<'_> {
@@ -243,6 +249,15 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
             env,
             base: Monorepo::stack_name(env),
         },
+        shared_lb: fd.text("loadBalancer") == Some("shared"),
+        lb_slots: shared_lb::slots(
+            &repo
+                .services
+                .iter()
+                .filter(|u| u.service.http.is_some())
+                .map(|u| u.service.name.as_str())
+                .collect::<Vec<_>>(),
+        ),
         foundation: fd,
     };
 
@@ -281,6 +296,14 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         name: format!("{}.json", cx.names.foundation_stack()),
         contents: fdn.render(),
     });
+    if cx.shared_lb && services.iter().any(|(u, _)| u.service.http.is_some()) {
+        let t = shared_lb::template(&cx);
+        plan.add_shared_lb(&cx);
+        files.push(File {
+            name: format!("{}.json", cx.names.lb_stack()),
+            contents: t.render(),
+        });
+    }
     for (unit, cfg) in &services {
         let svc = &unit.service;
         if let Some((replica_region, t)) = storage::replica_template(&cx, svc) {

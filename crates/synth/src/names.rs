@@ -120,6 +120,17 @@ impl Names<'_> {
 
     /// The rules of every `calls:` edge (`calls.rs`); `service-connect` is not a
     /// service name (reserved), so no service stack takes it.
+    /// The environment's shared load balancer (`network.load_balancer: shared`).
+    pub fn lb_stack(&self) -> String {
+        format!("{}-load-balancer", self.prefix())
+    }
+
+    /// An export of the shared load balancer's stack (per environment: each
+    /// preview has its own).
+    pub fn lb_export(&self, what: &str) -> String {
+        format!("{}-lb-{what}", self.prefix())
+    }
+
     pub fn calls_stack(&self) -> String {
         format!("{}-service-connect", self.prefix())
     }

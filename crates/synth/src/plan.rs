@@ -115,6 +115,21 @@ impl Plan {
         });
     }
 
+    /// The environment's shared load balancer: after the foundation, before the
+    /// HTTP services.
+    pub fn add_shared_lb(&mut self, cx: &Ctx<'_>) {
+        self.stacks.push(Stack {
+            name: cx.names.lb_stack(),
+            template: format!("{}.json", cx.names.lb_stack()),
+            region: cx.region.clone(),
+            deployed_by: "ci",
+            capabilities: vec![],
+            parameters: vec![],
+            depends_on: vec![cx.names.foundation_stack()],
+            template_bucket: false,
+        });
+    }
+
     /// The Service Connect stack: after every service stack it imports from.
     pub fn add_calls(&mut self, cx: &Ctx<'_>, participants: &[String]) {
         self.stacks.push(Stack {
@@ -155,6 +170,9 @@ impl Plan {
             });
         }
         let mut depends_on = vec![cx.names.foundation_stack()];
+        if cx.shared_lb && svc.http.is_some() {
+            depends_on.push(cx.names.lb_stack());
+        }
         if svc.buckets.iter().any(|b| b.replication_region.is_some()) {
             depends_on.push(cx.names.replica_stack(&svc.name));
         }

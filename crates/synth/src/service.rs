@@ -82,6 +82,31 @@ pub fn check(
             .with_help("keep one rule under `http.rules` (or none: all traffic), or use `deployment.strategy: rolling`"),
         );
     }
+    if cx.shared_lb && svc.http.is_some() {
+        if cfg.text("certificateArn").is_some() {
+            let (f, span) = place(cfg, "certificateArn", file);
+            out.push(
+                Diagnostic::error(
+                    "shared-lb-certificate",
+                    &f,
+                    span,
+                    "certificateArn",
+                    format!("service `{}` sets a certificate, but environment `{}` shares one load balancer (`network.load_balancer: shared`), whose HTTPS listener pantstack does not manage yet", svc.name, cx.env),
+                )
+                .with_help("remove the certificate here, or use `network.load_balancer: per_service` for this environment"),
+            );
+        }
+        let rules = svc.http.as_ref().map(|h| h.rules.len()).unwrap_or(0);
+        if rules > crate::shared_lb::RULES_PER_SERVICE {
+            out.push(Diagnostic::error(
+                "shared-lb-rules",
+                file,
+                crate::span_of(cx.repo, file, &["http", "rules"]),
+                "http.rules",
+                format!("service `{}` declares {rules} listener rules; on a shared load balancer a service has {} at most", svc.name, crate::shared_lb::RULES_PER_SERVICE),
+            ));
+        }
+    }
     let mut regions: Vec<&str> = Vec::new();
     for b in &svc.buckets {
         if let Some(rr) = &b.replication_region {
@@ -604,7 +629,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             &private,
             Some(port),
         );
-        add_scaling(&mut t, svc, cfg, Role::Http, true);
+        add_scaling(&mut t, cx, svc, cfg, Role::Http, true);
     }
     if let Some(w) = &svc.worker {
         add_task_definition(
@@ -638,7 +663,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
             &private,
             None,
         );
-        add_scaling(&mut t, svc, cfg, Role::Worker, svc.http.is_none());
+        add_scaling(&mut t, cx, svc, cfg, Role::Worker, svc.http.is_none());
     }
     crate::monitor::alarms_and_dashboard(&mut t, cx, svc, cfg);
 
@@ -668,11 +693,23 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         } else {
             "http"
         };
-        t.output(
-            "Url",
-            sub(&format!("{scheme}://${{LoadBalancer.DNSName}}")),
-            None,
-        );
+        if cx.shared_lb {
+            // W6001 (an output built from an import): the URL is the shared load
+            // balancer's name and this service's path, which is what a user reads.
+            t.metadata(
+                "cfn-lint",
+                json!({ "config": { "ignore_checks": ["W6001"] } }),
+            );
+        }
+        let url = if cx.shared_lb {
+            json!({ "Fn::Sub": [
+                format!("http://${{DnsName}}/{name}"),
+                { "DnsName": import(&n.lb_export("DnsName")) },
+            ] })
+        } else {
+            sub(&format!("{scheme}://${{LoadBalancer.DNSName}}"))
+        };
+        t.output("Url", url, None);
     }
     for q in &svc.queues {
         t.output(
@@ -881,7 +918,14 @@ fn add_load_balancer(
             "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0",
         }));
     }
-    t.resource(
+    // Shared (`shared_lb.rs`): the environment's load balancer and its group.
+    let lb_group = if cx.shared_lb {
+        import(&n.lb_export("SecurityGroupId"))
+    } else {
+        r("LoadBalancerSecurityGroup")
+    };
+    if !cx.shared_lb {
+        t.resource(
         "LoadBalancerSecurityGroup",
         "AWS::EC2::SecurityGroup",
         json!({
@@ -897,6 +941,7 @@ fn add_load_balancer(
         }),
     )
     .skip(&[skips::ALB_PORT_80_OPEN]);
+    }
     t.resource(
         "TaskSecurityGroup",
         "AWS::EC2::SecurityGroup",
@@ -914,7 +959,7 @@ fn add_load_balancer(
             "Description": "The container port from the load balancer",
             "GroupId": r("TaskSecurityGroup"),
             "IpProtocol": "tcp", "FromPort": port, "ToPort": port,
-            "SourceSecurityGroupId": r("LoadBalancerSecurityGroup"),
+            "SourceSecurityGroupId": lb_group,
         }),
     );
 
@@ -928,22 +973,24 @@ fn add_load_balancer(
         json!({ "Key": "deletion_protection.enabled", "Value": (!cx.is_preview()).to_string() }),
     ];
     attrs.sort_by(|a, b| a["Key"].as_str().cmp(&b["Key"].as_str()));
-    let lb = t.resource(
-        "LoadBalancer",
-        "AWS::ElasticLoadBalancingV2::LoadBalancer",
-        json!({
-            "Name": n.elb(name, ""),
-            "Type": "application",
-            "Scheme": "internet-facing",
-            "IpAddressType": "ipv4",
-            "Subnets": public.clone(),
-            "SecurityGroups": [r("LoadBalancerSecurityGroup")],
-            "LoadBalancerAttributes": attrs,
-            "Tags": tg.clone(),
-        }),
-    );
-    if cx.is_preview() {
-        lb.skip(&[skips::ALB_PREVIEW_DELETION]);
+    if !cx.shared_lb {
+        let lb = t.resource(
+            "LoadBalancer",
+            "AWS::ElasticLoadBalancingV2::LoadBalancer",
+            json!({
+                "Name": n.elb(name, ""),
+                "Type": "application",
+                "Scheme": "internet-facing",
+                "IpAddressType": "ipv4",
+                "Subnets": public.clone(),
+                "SecurityGroups": [r("LoadBalancerSecurityGroup")],
+                "LoadBalancerAttributes": attrs,
+                "Tags": tg.clone(),
+            }),
+        );
+        if cx.is_preview() {
+            lb.skip(&[skips::ALB_PREVIEW_DELETION]);
+        }
     }
 
     let strategy = cfg
@@ -996,6 +1043,30 @@ fn add_load_balancer(
     };
     let http = svc.http.as_ref();
     let rules = http.map(|h| h.rules.clone()).unwrap_or_default();
+    let mut rule_conditions: Vec<Vec<Value>> = rules
+        .iter()
+        .map(|rule| {
+            let mut conditions = Vec::new();
+            if let Some(p) = &rule.path {
+                conditions.push(
+                    json!({ "Field": "path-pattern", "PathPatternConfig": { "Values": [p] } }),
+                );
+            }
+            if let Some(h) = &rule.host {
+                conditions
+                    .push(json!({ "Field": "host-header", "HostHeaderConfig": { "Values": [h] } }));
+            }
+            conditions
+        })
+        .collect();
+    if cx.shared_lb && rule_conditions.is_empty() {
+        // The service's own path on the shared load balancer (the service sees it).
+        rule_conditions.push(vec![
+            json!({ "Field": "path-pattern", "PathPatternConfig": {
+            "Values": [format!("/{name}"), format!("/{name}/*")],
+        } }),
+        ]);
+    }
     // With listener rules (or blue/green, which needs a production rule), the
     // default action answers 404 and rules forward.
     let not_found = json!([{ "Type": "fixed-response", "FixedResponseConfig": {
@@ -1006,7 +1077,9 @@ fn add_load_balancer(
     } else {
         not_found
     };
-    let serving_listener = if let Some(arn_) = cert {
+    let serving_listener = if cx.shared_lb {
+        ""
+    } else if let Some(arn_) = cert {
         t.resource(
             "HttpsListener",
             "AWS::ElasticLoadBalancingV2::Listener",
@@ -1047,33 +1120,35 @@ fn add_load_balancer(
         .skip(&[skips::ALB_HTTP_LISTENER, skips::ALB_HTTP_LISTENER_TLS]);
         "HttpListener"
     };
-    for (priority, rule) in (1..).zip(rules.iter()) {
-        let mut conditions = Vec::new();
-        if let Some(p) = &rule.path {
-            conditions
-                .push(json!({ "Field": "path-pattern", "PathPatternConfig": { "Values": [p] } }));
-        }
-        if let Some(h) = &rule.host {
-            conditions
-                .push(json!({ "Field": "host-header", "HostHeaderConfig": { "Values": [h] } }));
-        }
+    let listener = if cx.shared_lb {
+        import(&n.lb_export("ListenerArn"))
+    } else {
+        r(serving_listener)
+    };
+    let first = if cx.shared_lb {
+        crate::shared_lb::first_priority(cx, name)
+    } else {
+        1
+    };
+    for (i, conditions) in (1..).zip(rule_conditions.iter()) {
+        let priority = first + i - 1;
         t.resource(
-            &format!("ListenerRule{priority}"),
+            &format!("ListenerRule{i}"),
             "AWS::ElasticLoadBalancingV2::ListenerRule",
             json!({
-                "ListenerArn": r(serving_listener),
+                "ListenerArn": listener.clone(),
                 "Priority": priority,
                 "Conditions": conditions,
                 "Actions": forward.clone(),
             }),
         );
     }
-    if blue_green && rules.is_empty() {
+    if blue_green && rule_conditions.is_empty() {
         t.resource(
             "ListenerRule1",
             "AWS::ElasticLoadBalancingV2::ListenerRule",
             json!({
-                "ListenerArn": r(serving_listener),
+                "ListenerArn": listener.clone(),
                 "Priority": 1,
                 "Conditions": [{ "Field": "path-pattern", "PathPatternConfig": { "Values": ["/*"] } }],
                 "Actions": forward.clone(),
@@ -1165,7 +1240,9 @@ fn add_service(
         if t.has_resource("HttpsListener") {
             depends.push("HttpsListener");
         }
-        depends.push("HttpListener");
+        if t.has_resource("HttpListener") {
+            depends.push("HttpListener");
+        }
         if strategy_kind == "rolling" && t.has_resource("ListenerRule1") {
             depends.push("ListenerRule1");
         }
@@ -1203,7 +1280,14 @@ fn add_service(
 
 /// Target tracking: CPU (seed: 70 %), optionally memory and requests per target;
 /// workers also track the queue backlog per task.
-fn add_scaling(t: &mut Template, svc: &Service, cfg: &Resolved, role: Role, main: bool) {
+fn add_scaling(
+    t: &mut Template,
+    cx: &Ctx<'_>,
+    svc: &Service,
+    cfg: &Resolved,
+    role: Role,
+    main: bool,
+) {
     let sfx = role.suffix();
     let (min, max) = if main {
         (int(cfg, "minCapacity", 1), int(cfg, "maxCapacity", 10))
@@ -1274,7 +1358,7 @@ fn add_scaling(t: &mut Template, svc: &Service, cfg: &Resolved, role: Role, main
             json!({ "CustomizedMetricSpecification": { "Metrics": [
                 { "Id": "requests", "ReturnData": false, "MetricStat": { "Stat": "Sum", "Metric": {
                     "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
-                    "Dimensions": [{ "Name": "LoadBalancer", "Value": att("LoadBalancer", "LoadBalancerFullName") }],
+                    "Dimensions": [{ "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx) }],
                 } } },
                 { "Id": "tasks", "ReturnData": false, "MetricStat": { "Stat": "Average", "Metric": {
                     "Namespace": "ECS/ContainerInsights", "MetricName": "RunningTaskCount",
@@ -1289,7 +1373,7 @@ fn add_scaling(t: &mut Template, svc: &Service, cfg: &Resolved, role: Role, main
         } else {
             json!({ "PredefinedMetricSpecification": {
                 "PredefinedMetricType": "ALBRequestCountPerTarget",
-                "ResourceLabel": join("/", vec![att("LoadBalancer", "LoadBalancerFullName"), att("TargetGroup", "TargetGroupFullName")]),
+                "ResourceLabel": join("/", vec![crate::shared_lb::full_name(cx), att("TargetGroup", "TargetGroupFullName")]),
             } })
         };
         policy_("RequestScaling", spec, rpt as f64);

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
 use pantstack_synth::{Options, Output, skips, synth};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 
 fn root(rel: &str) -> PathBuf {
@@ -1684,4 +1684,149 @@ fn cost_estimate_matches_hand_computed_figures() {
     // A region the table lacks is said, not guessed.
     let err = cost::Prices::for_region(cost::PRICES, "ap-southeast-4").unwrap_err();
     assert!(err.contains("no prices for ap-southeast-4"), "{err}");
+}
+
+/// A monorepo of `n` HTTP services (each with a worker) sharing each
+/// environment's load balancer.
+fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
+    let dir =
+        std::env::temp_dir().join(format!("pantstack-synth-shared-{n}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("stack/infra/foundation")).expect("mkdir");
+    for f in [
+        "Pulumi.yaml",
+        "Pulumi.test.yaml",
+        "Pulumi.prod.yaml",
+        "Pulumi.preview.yaml",
+    ] {
+        std::fs::copy(
+            root("examples/stack/infra/foundation").join(f),
+            dir.join("stack/infra/foundation").join(f),
+        )
+        .expect("copy");
+    }
+    let m = std::fs::read_to_string(root("examples/stack/infra/foundation/pantstack.yaml"))
+        .expect("manifest");
+    assert!(m.contains("network:\n"));
+    std::fs::write(
+        dir.join("stack/infra/foundation/pantstack.yaml"),
+        m.replacen("network:\n", "network:\n  load_balancer: shared\n", 1),
+    )
+    .expect("write");
+    for i in 0..n {
+        let infra = dir.join(format!("modules/svc{i:03}/infrastructure"));
+        std::fs::create_dir_all(&infra).expect("mkdir");
+        std::fs::write(
+            infra.join("Pulumi.yaml"),
+            format!("name: shop-svc{i:03}\nruntime: python\n"),
+        )
+        .expect("write");
+        let rules = if i == 0 {
+            "  rules:\n    - host: admin.example.com\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            infra.join("pantstack.yaml"),
+            format!(
+                "service: svc{i:03}\nhttp:\n  command: [\"/s\"]\n{rules}worker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n"
+            ),
+        )
+        .expect("write");
+    }
+    let loaded = pantstack_model::load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.repo
+}
+
+/// `network.load_balancer: shared`: one load balancer per environment (each
+/// preview its own), services add rules with unique, stable priorities; 200
+/// services stay within the default quota of 50 load balancers a region.
+#[test]
+fn a_shared_load_balancer_serves_200_services_per_environment() {
+    let repo = shared_lb_monorepo(200);
+    for env in ["test", "prod", "preview-3"] {
+        let o = synth(&repo, env, &Options::default()).expect("synthesizes");
+        let lb_stack = format!("shop-{env}-load-balancer");
+        let mut lbs = 0;
+        let mut priorities = Vec::new();
+        for f in &o.files {
+            if f.name == "stacks.json" {
+                continue;
+            }
+            let t: Value = serde_json::from_str(&f.contents).expect("json");
+            for (id, r) in resources(&t) {
+                match r["Type"].as_str().unwrap_or_default() {
+                    "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
+                        lbs += 1;
+                        assert_eq!(f.name, format!("{lb_stack}.json"), "{id}");
+                    }
+                    "AWS::ElasticLoadBalancingV2::ListenerRule" => {
+                        assert_eq!(
+                            r["Properties"]["ListenerArn"]["Fn::ImportValue"],
+                            format!("shop-{env}-lb-ListenerArn")
+                        );
+                        priorities.push(r["Properties"]["Priority"].as_u64().expect("priority"));
+                    }
+                    "AWS::EC2::SecurityGroupIngress" if id == "TaskIngressFromLoadBalancer" => {
+                        assert_eq!(
+                            r["Properties"]["SourceSecurityGroupId"]["Fn::ImportValue"],
+                            format!("shop-{env}-lb-SecurityGroupId")
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(lbs, 1, "{env}: one load balancer");
+        assert_eq!(priorities.len(), 200, "{env}: one rule per service");
+        let n = priorities.len();
+        priorities.sort_unstable();
+        priorities.dedup();
+        assert_eq!(priorities.len(), n, "{env}: priorities are unique");
+        assert!(priorities.iter().all(|p| (1..=50_000).contains(p)));
+        // The load balancer's stack comes before every HTTP service's.
+        let plan = o.file("stacks.json").expect("plan");
+        let plan: Value = serde_json::from_str(plan).expect("json");
+        let svc = plan["stacks"]
+            .as_array()
+            .expect("stacks")
+            .iter()
+            .find(|s| s["name"] == format!("shop-{env}-svc007"))
+            .expect("svc007");
+        assert!(
+            as_list(&svc["depends_on"]).contains(&json!(lb_stack)),
+            "{svc}"
+        );
+        // The service's URL is its path on the shared load balancer.
+        let t: Value = serde_json::from_str(o.file(&format!("shop-{env}-svc007.json")).expect("t"))
+            .expect("json");
+        assert!(
+            t["Outputs"]["Url"].to_string().contains("/svc007"),
+            "{}",
+            t["Outputs"]["Url"]
+        );
+        let rule = &t["Resources"]["ListenerRule1"]["Properties"]["Conditions"][0];
+        assert_eq!(
+            rule["PathPatternConfig"]["Values"],
+            json!(["/svc007", "/svc007/*"])
+        );
+    }
+    // Priorities do not move when a service is added.
+    let before = synth(&shared_lb_monorepo(20), "test", &Options::default()).expect("20");
+    let after = synth(&shared_lb_monorepo(21), "test", &Options::default()).expect("21");
+    let priority = |o: &pantstack_synth::Output, s: &str| -> Value {
+        let t: Value =
+            serde_json::from_str(o.file(&format!("shop-test-{s}.json")).expect("t")).expect("json");
+        t["Resources"]["ListenerRule1"]["Properties"]["Priority"].clone()
+    };
+    let moved = (0..20)
+        .map(|i| format!("svc{i:03}"))
+        .filter(|s| priority(&before, s) != priority(&after, s))
+        .count();
+    assert!(
+        moved <= 1,
+        "{moved} services' rules moved when one was added"
+    );
 }
