@@ -158,7 +158,11 @@ pub fn workflows(global: &Global, out: &Out, a: &WorkflowsArgs) -> Result<(), Fa
     let mut stale = Vec::new();
     for f in &files {
         let path = dir.join(&f.name);
-        let now = fs::read_to_string(&path).ok();
+        let now = match fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io("read", &path, e)),
+        };
         let state = match &now {
             Some(t) if *t == f.contents => "unchanged",
             Some(_) => "changed",
@@ -182,6 +186,26 @@ pub fn workflows(global: &Global, out: &Out, a: &WorkflowsArgs) -> Result<(), Fa
             fs::rename(&tmp, &path).map_err(|e| io("write", &path, e))?;
         }
         report.push(json!({ "file": path.display().to_string(), "state": state }));
+    }
+    // A workflow this command wrote once and no longer generates (previews
+    // disabled, no environment with a branch) would keep running: removed.
+    for name in pantstack_synth::workflows::FILES {
+        if files.iter().any(|f| f.name == *name) {
+            continue;
+        }
+        let path = dir.join(name);
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if !text.contains("Written by `pantstack workflows`") {
+            continue;
+        }
+        if a.check {
+            stale.push(format!("{} (no longer generated)", path.display()));
+        } else {
+            fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
+        }
+        report.push(json!({ "file": path.display().to_string(), "state": if a.check { "stale" } else { "removed" } }));
     }
     if out.json() {
         let v = json!({ "dir": dir.display().to_string(), "files": report, "check": a.check, "stale": stale });

@@ -260,8 +260,9 @@ pub fn bootstrap(global: &Global, out: &Out, a: &BootstrapArgs) -> Result<(), Fa
             ));
             match v["ci_role_arn"].as_str() {
                 Some(ci) => s.push_str(&format!(
-                    "CI role: {ci}\n\nIn GitHub (Settings → Secrets and variables → Actions → Variables):\n  AWS_ROLE_ARN = {ci}\n  AWS_REGION   = {}\nand in the workflow: permissions: id-token: write; aws-actions/configure-aws-credentials with role-to-assume: ${{{{ vars.AWS_ROLE_ARN }}}}; then `pantstack deploy --target aws`.\n",
-                    v["region"].as_str().unwrap_or_default()
+                    "CI role: {ci}\n\nIn GitHub (Settings → Secrets and variables → Actions → Variables):\n  AWS_ROLE_ARN = {ci}\n  AWS_REGION   = {}\nand in the workflow (or let `pantstack workflows` write them): a job with `environment: {}` (the role trusts that GitHub environment's jobs only) and permissions: id-token: write; aws-actions/configure-aws-credentials with role-to-assume: ${{{{ vars.AWS_ROLE_ARN }}}}; then `pantstack deploy --target aws`.\n",
+                    v["region"].as_str().unwrap_or_default(),
+                    Monorepo::stack_name(&p.env)
                 )),
                 None => s.push_str("no CI role: the foundation manifest names no GitHub repository (github:)\n"),
             }
@@ -559,6 +560,9 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
             .as_array()
             .map(Vec::len)
             .unwrap_or(0);
+        if let Some(k) = v["images_kept"].as_str() {
+            s.push_str(&format!("  images kept: {k}\n"));
+        }
         if imgs > 0 || prms > 0 {
             s.push_str(&format!(
                 "  deleted {imgs} image(s) and {prms} parameter(s)\n"

@@ -1358,6 +1358,19 @@ fn changed_names_the_services_a_commit_range_touches() {
     };
     let c1 = commit("mono/modules/reports/src/main.rs", "reports");
     assert_eq!(changed(&first).0, "reports\n");
+    // api's manifest grants reports its bucket: its infrastructure touches both;
+    // its code only itself.
+    let ca = commit(
+        "mono/modules/api/infrastructure/pantstack.yaml",
+        "api infra",
+    );
+    assert_eq!(
+        changed(&c1).0,
+        "api\nreports\n",
+        "a grant's grantee is redeployed too"
+    );
+    let c1 = commit("mono/modules/api/src/main.rs", "api code");
+    assert_eq!(changed(&ca).0, "api\n");
     let c2 = commit("mono/README.md", "docs");
     assert_eq!(changed(&c1).0, "", "a README touches no service");
     let c3 = commit("README.top.md", "outside the monorepo");

@@ -145,7 +145,8 @@ pub async fn list(c: &Clients, project: &str) -> Result<Vec<Preview>, String> {
             .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
         for s in page.stack_summaries() {
             let status = s.stack_status().map(|s| s.as_str()).unwrap_or_default();
-            if status == "DELETE_COMPLETE" {
+            // Gone, or only a change set (`diff --pr`) that never created it.
+            if status == "DELETE_COMPLETE" || status == "REVIEW_IN_PROGRESS" {
                 continue;
             }
             let Some(name) = s.stack_name() else {

@@ -1413,52 +1413,90 @@ async fn destroy_unlocked(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure
             }
         }
     }
-    if o.images && failures.is_empty() && shared.is_some() && !prefixes.is_empty() {
-        use aws_sdk_ecr::types::ImageIdentifier;
-        let mut all = image_tags.clone();
-        let mut token: Option<String> = None;
-        loop {
-            let page = c
-                .ecr
-                .list_images()
-                .repository_name(&repository)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .map_err(|err| Failure::new(format!("cannot list the images: {}", why(&err))))?;
-            for id in page.image_ids() {
-                if let Some(t) = id.image_tag()
-                    && prefixes
-                        .iter()
-                        .any(|p| t.strip_prefix(p.as_str()).is_some_and(is_build_suffix))
-                {
-                    all.insert(t.to_string());
+    // A preview never removes the builds of a long-lived environment's branches
+    // (a pull request from `dev` into `main` builds `api-dev-<sha>`, which test
+    // runs).
+    if e.env
+        .starts_with(pantstack_model::foundation::PREVIEW_PREFIX)
+    {
+        let mut protected: BTreeSet<String> = BTreeSet::new();
+        for env in &e.repo.foundation.environments {
+            for b in env.branches.iter().filter(|b| !b.contains('*')) {
+                for u in &e.repo.services {
+                    for worker in [false, true] {
+                        if let Ok(t) =
+                            pantstack_model::tag::branch_tag(&u.service.name, worker, b, "0000000")
+                            && let Some(p) = build_prefix(&t)
+                        {
+                            protected.insert(p);
+                        }
+                    }
                 }
             }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
         }
-        let tags: Vec<&String> = all.iter().collect();
-        for chunk in tags.chunks(100) {
-            let ids: Vec<ImageIdentifier> = chunk
-                .iter()
-                .map(|t| ImageIdentifier::builder().image_tag(t.as_str()).build())
-                .collect();
-            let r = c
-                .ecr
-                .batch_delete_image()
-                .repository_name(&repository)
-                .set_image_ids(Some(ids))
-                .send()
-                .await
-                .map_err(|err| Failure::new(format!("cannot delete the images: {}", why(&err))))?;
-            images_deleted.extend(
-                r.image_ids()
+        prefixes.retain(|p| !protected.contains(p));
+        image_tags.retain(|t| build_prefix(t).is_none_or(|p| !protected.contains(&p)));
+    }
+    // Images are the last step: the stacks are gone whatever happens here. Where
+    // the caller may not delete images (the previews' CI role may not: it could
+    // delete another environment's), they are left to the repository's lifecycle
+    // rule and the report says so.
+    let mut images_kept: Option<String> = None;
+    if o.images && failures.is_empty() && shared.is_some() && !prefixes.is_empty() {
+        let r: Result<(), String> = async {
+            use aws_sdk_ecr::types::ImageIdentifier;
+            let mut all = image_tags.clone();
+            let mut token: Option<String> = None;
+            loop {
+                let page = c
+                    .ecr
+                    .list_images()
+                    .repository_name(&repository)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|err| format!("cannot list the images: {}", why(&err)))?;
+                for id in page.image_ids() {
+                    if let Some(t) = id.image_tag()
+                        && prefixes
+                            .iter()
+                            .any(|p| t.strip_prefix(p.as_str()).is_some_and(is_build_suffix))
+                    {
+                        all.insert(t.to_string());
+                    }
+                }
+                token = page.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+            let tags: Vec<&String> = all.iter().collect();
+            for chunk in tags.chunks(100) {
+                let ids: Vec<ImageIdentifier> = chunk
                     .iter()
-                    .filter_map(|i| i.image_tag().map(str::to_string)),
-            );
+                    .map(|t| ImageIdentifier::builder().image_tag(t.as_str()).build())
+                    .collect();
+                let r = c
+                    .ecr
+                    .batch_delete_image()
+                    .repository_name(&repository)
+                    .set_image_ids(Some(ids))
+                    .send()
+                    .await
+                    .map_err(|err| format!("cannot delete the images: {}", why(&err)))?;
+                images_deleted.extend(
+                    r.image_ids()
+                        .iter()
+                        .filter_map(|i| i.image_tag().map(str::to_string)),
+                );
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(why) = r {
+            images_kept = Some(format!(
+                "{why}; the repository's lifecycle rule expires them"
+            ));
         }
     }
     // Buckets retained by stacks an earlier `down` deleted: CloudFormation named
@@ -1550,6 +1588,7 @@ async fn destroy_unlocked(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure
         "stacks": report,
         "retained": kept,
         "images_deleted": images_deleted,
+        "images_kept": images_kept,
         "parameters_deleted": parameters_deleted,
         "buckets_deleted": buckets_deleted,
     });

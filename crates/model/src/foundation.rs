@@ -85,6 +85,45 @@ pub fn check_region(region: &str) -> Result<(), String> {
     }
 }
 
+/// A branch name as git accepts it (`git check-ref-format --branch`), without the
+/// characters that would need quoting in a workflow (`'`, `"`, `#`, spaces), with
+/// `*` allowed only as the last character (a prefix pattern).
+pub fn check_branch(b: &str) -> Result<(), String> {
+    let name = b.strip_suffix('*').unwrap_or(b);
+    if name.is_empty() {
+        return Err(if b.is_empty() {
+            "is empty".into()
+        } else {
+            "`*` alone would match every branch; name a prefix (`feature/*`)".into()
+        });
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || "~^:?[\\'\"#*".contains(*c))
+    {
+        return Err(if c == '*' {
+            "`*` may only end a prefix pattern (`release/*`)".into()
+        } else {
+            format!(
+                "contains `{}`, which a branch name cannot (or a workflow would have to quote)",
+                c.escape_debug()
+            )
+        });
+    }
+    if name.starts_with(['-', '/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("/.")
+        || name.contains("@{")
+        || name.starts_with("refs/")
+        || (b == name && (name.ends_with('/') || name.ends_with('.')))
+    {
+        return Err("is not a valid git branch name (see `git check-ref-format --branch`)".into());
+    }
+    Ok(())
+}
+
 pub fn read_foundation(
     r: &mut Reader<'_>,
     node: &Node,
@@ -287,6 +326,10 @@ fn read_environments(r: &mut Reader<'_>, node: &Node) -> Vec<Environment> {
             }
         }
         for b in &branches {
+            if let Err(why) = check_branch(b) {
+                r.error("invalid-branch", key.span, &field, format!("branch `{}`: {why}", b.escape_debug()))
+                    .help = Some("a git branch name (`dev`, `release/1.x`), or a prefix ending in `*` (`release/*`)".into());
+            }
             if let Some(other) = out.iter().find(|e| e.branches.contains(b)) {
                 r.error(
                     "duplicate-branch",
@@ -318,5 +361,46 @@ impl Foundation {
 
     pub fn env_names(&self) -> Vec<&str> {
         self.environments.iter().map(|e| e.name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod branch_tests {
+    use super::check_branch;
+
+    #[test]
+    fn branch_names_are_what_git_and_a_workflow_accept() {
+        for ok in [
+            "dev",
+            "main",
+            "release/*",
+            "feature/x-1",
+            "v1+2",
+            "release/1.x",
+        ] {
+            assert!(check_branch(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "*",
+            "**",
+            "feature/**",
+            "release-*-x",
+            "a b",
+            "a #b",
+            "x: y",
+            "it's",
+            "a\nb",
+            "-x",
+            "refs/heads/x",
+            "a..b",
+            "x.lock",
+            "x/",
+            "a//b",
+            "${{ github.token }}",
+            "a~1",
+        ] {
+            assert!(check_branch(bad).is_err(), "{bad:?}");
+        }
     }
 }

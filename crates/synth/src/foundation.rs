@@ -229,26 +229,17 @@ pub fn ci_subjects(cx: &Ctx<'_>, owner: &str, repo: &str) -> Vec<String> {
             ),
         ];
     }
-    let mut subs: Vec<String> = cx
-        .repo
-        .foundation
-        .environment(cx.env)
-        .map(|e| {
-            e.branches
-                .iter()
-                .map(|b| format!("{base}:ref:refs/heads/{b}"))
-                .collect()
-        })
-        .unwrap_or_default();
-    subs.push(format!("{base}:environment:{}", cx.env));
-    subs
+    // Only jobs of the GitHub environment of the same name: its protection rules
+    // (required reviewers on prod) then stand between a branch and the role. A
+    // `ref:refs/heads/<branch>` subject would let any job on the branch assume it.
+    vec![format!("{base}:environment:{}", cx.env)]
 }
 
 /// What the previews' CI role needs beyond an environment's: finding the previews
 /// (`preview list`/`gc` and the cap), giving a preview its secrets (the declared
 /// preview values under `/{project}/preview/`, copied to `/{project}/preview-<pr>/`
 /// under the previews' key) and tearing one down (emptying its buckets, deleting
-/// its images and parameters).
+/// its parameters; never images, see below).
 fn preview_ci(cx: &Ctx<'_>, repo_arn: &Value) -> Vec<Value> {
     let n = &cx.names;
     let project = cx.project();
@@ -298,11 +289,10 @@ fn preview_ci(cx: &Ctx<'_>, repo_arn: &Value) -> Vec<Value> {
             &["s3:DeleteObject", "s3:DeleteObjectVersion"],
             vec![arn(&format!("s3:::{scope}/*"))],
         ),
-        allow(
-            "RemovePreviewImages",
-            &["ecr:ListImages", "ecr:BatchDeleteImage"],
-            vec![repo_arn.clone()],
-        ),
+        // No ecr:BatchDeleteImage: the repository is every environment's, and a
+        // pull request that could delete `api-main-<sha>` could push its own
+        // build under that tag. A preview's images expire by the lifecycle rule.
+        allow("ListImages", &["ecr:ListImages"], vec![repo_arn.clone()]),
     ]
 }
 

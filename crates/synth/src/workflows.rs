@@ -89,16 +89,17 @@ pub fn workflows(repo: &Monorepo, o: &Options) -> Result<Vec<crate::File>, Vec<D
         name: &gh.repo,
         regions,
     };
-    let mut files = vec![
-        crate::File {
-            name: "pantstack-checks.yml".into(),
-            contents: w.checks(),
-        },
-        crate::File {
+    let mut files = vec![crate::File {
+        name: "pantstack-checks.yml".into(),
+        contents: w.checks(),
+    }];
+    // An environment without branches is deployed by hand only.
+    if f.environments.iter().any(|e| !e.branches.is_empty()) {
+        files.push(crate::File {
             name: "pantstack-deploy.yml".into(),
             contents: w.deploy(),
-        },
-    ];
+        });
+    }
     if f.previews_enabled {
         files.push(crate::File {
             name: "pantstack-preview.yml".into(),
@@ -116,6 +117,34 @@ struct Writer<'a> {
     name: &'a str,
     /// `(stack name, region)` of each environment and of `preview`.
     regions: Vec<(String, String)>,
+}
+
+/// Every file name this module may write (so a file no longer generated, like
+/// the preview workflow after previews were disabled, can be found and removed).
+pub const FILES: &[&str] = &[
+    "pantstack-checks.yml",
+    "pantstack-deploy.yml",
+    "pantstack-preview.yml",
+];
+
+/// A branch name as a GitHub push filter: glob characters escaped; a prefix
+/// pattern (`release/*`) matches every branch under it, `/` included (`**`).
+fn branch_filter(b: &str) -> String {
+    let (name, prefix) = match b.strip_suffix('*') {
+        Some(p) => (p, true),
+        None => (b, false),
+    };
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if matches!(c, '*' | '?' | '+' | '[' | ']') || (i == 0 && c == '!') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    if prefix {
+        out.push_str("**");
+    }
+    out
 }
 
 /// A YAML single-quoted scalar.
@@ -254,7 +283,7 @@ impl Writer<'_> {
         let mut s = self.header("Deploys each environment from its branches: only the services whose\n# files changed are built and deployed.");
         s.push_str("name: pantstack deploy\n\non:\n  push:\n    branches:\n");
         for b in &branches {
-            s.push_str(&format!("      - {}\n", q(b)));
+            s.push_str(&format!("      - {}\n", q(&branch_filter(b))));
         }
         s.push_str("    paths:\n");
         for p in self.paths() {
@@ -265,18 +294,7 @@ impl Writer<'_> {
             if e.branches.is_empty() {
                 continue;
             }
-            let cond = e
-                .branches
-                .iter()
-                .map(|b| match b.strip_suffix('*') {
-                    Some(prefix) => format!(
-                        "startsWith(github.ref, {})",
-                        q(&format!("refs/heads/{prefix}"))
-                    ),
-                    None => format!("github.ref == {}", q(&format!("refs/heads/{b}"))),
-                })
-                .collect::<Vec<_>>()
-                .join(" || ");
+            let cond = self.condition(&e.name);
             let env = &e.name;
             s.push_str(&format!(
                 "  {env}:\n    name: deploy {env}\n    if: {cond}\n    runs-on: ubuntu-latest\n    timeout-minutes: 60\n    # Protect it in Settings → Environments (required reviewers for prod).\n    environment: {env}\n    concurrency:\n      group: pantstack-deploy-{env}\n      cancel-in-progress: false\n    permissions:\n      contents: read # check out the repository\n      id-token: write # assume the CI role through GitHub OIDC\n    steps:\n"
@@ -291,6 +309,56 @@ impl Writer<'_> {
             ));
         }
         s
+    }
+
+    /// The `if:` of an environment's deploy job: exactly the branches
+    /// `pantstack env` resolves to it (exact names win over prefixes; among
+    /// prefixes, the first environment that lists one).
+    fn condition(&self, env: &str) -> String {
+        let f = &self.repo.foundation;
+        let exact: Vec<&str> = f
+            .environments
+            .iter()
+            .flat_map(|e| e.branches.iter())
+            .filter(|b| !b.ends_with('*'))
+            .map(String::as_str)
+            .collect();
+        let mut earlier: Vec<&str> = Vec::new();
+        let mut terms = Vec::new();
+        for e in &f.environments {
+            for b in &e.branches {
+                let Some(prefix) = b.strip_suffix('*') else {
+                    if e.name == env {
+                        terms.push(format!("github.ref == {}", q(&format!("refs/heads/{b}"))));
+                    }
+                    continue;
+                };
+                if e.name == env {
+                    let mut t = vec![
+                        format!(
+                            "startsWith(github.ref, {})",
+                            q(&format!("refs/heads/{prefix}"))
+                        ),
+                        format!("github.ref != {}", q(&format!("refs/heads/{prefix}"))),
+                    ];
+                    for x in exact.iter().filter(|x| x.starts_with(prefix)) {
+                        t.push(format!("github.ref != {}", q(&format!("refs/heads/{x}"))));
+                    }
+                    for p in earlier
+                        .iter()
+                        .filter(|p| prefix.starts_with(**p) || p.starts_with(prefix))
+                    {
+                        t.push(format!(
+                            "!startsWith(github.ref, {})",
+                            q(&format!("refs/heads/{p}"))
+                        ));
+                    }
+                    terms.push(format!("({})", t.join(" && ")));
+                }
+                earlier.push(prefix);
+            }
+        }
+        terms.join(" || ")
     }
 
     fn preview(&self) -> String {
