@@ -59,7 +59,8 @@ big_templates=("$big"/prod/*.json)
 n_big=$(ls "$big"/prod/shop-prod-svc*.json | wc -l)
 [ "$n_big" -eq 200 ] || { echo "FAIL: expected 200 service templates, got $n_big"; exit 1; }
 albs=$(grep -l '"AWS::ElasticLoadBalancingV2::LoadBalancer"' "$big"/prod/*.json | wc -l)
-[ "$albs" -eq 1 ] || { echo "FAIL: 200 services on a shared load balancer should make 1 ALB, made $albs"; exit 1; }
+nalb=$(grep -o '"AWS::ElasticLoadBalancingV2::LoadBalancer"' "$big"/prod/*.json | wc -l)
+[ "$albs" -eq 1 ] && [ "$nalb" -eq 3 ] || { echo "FAIL: 200 services sharing load balancers should make 3 ALBs in one stack, made $nalb in $albs"; exit 1; }
 
 templates=()
 while IFS= read -r f; do templates+=("$f"); done < <(find "$out" -name '*.json' ! -name stacks.json | sort)

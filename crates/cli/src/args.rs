@@ -269,6 +269,18 @@ log ingestion, from crates/synth/prices/aws-prices.json (its date is printed).
 Traffic- and data-dependent charges are not counted. Nothing contacts AWS.")]
     Cost(CostArgs),
 
+    /// Check that every environment (and previews.max previews) fits AWS's default quotas
+    #[command(after_help = "Examples:
+  pantstack quotas
+  pantstack quotas --format json
+
+Synthesizes each environment and counts what it creates: load balancers, target
+groups, listener rules and target groups per load balancer, IAM roles, stacks, VPCs,
+Elastic IPs, buckets, per region or per account, against AWS's default quotas.
+Exits 1 naming each quota the monorepo would exceed and what to change. Nothing
+contacts AWS: an account's raised quotas are not read.")]
+    Quotas,
+
     /// AWS: preview environments of pull requests (preview-<pr>): up, down, list, gc
     #[command(after_help = "Examples:
   pantstack preview up --pr 42                 # every service (or those named)

@@ -190,3 +190,62 @@ pub fn cost(global: &Global, out: &Out, a: &CostArgs) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+/// `pantstack quotas`: the monorepo's environments against AWS's default quotas.
+pub fn quotas(global: &Global, out: &Out) -> Result<(), Failure> {
+    let loaded = load_valid(global, out)?;
+    let repo = &loaded.repo;
+    let v = match pantstack_synth::quotas::check(repo) {
+        Ok(v) => v,
+        Err(diags) => {
+            print_diagnostics(out, Some(&repo.files), &diags);
+            return Err(Failure::Invalid);
+        }
+    };
+    if out.json() {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!(
+            "{} service(s), every environment and {} preview(s), against AWS's default quotas:",
+            v["services"], v["previews"]
+        );
+        for q in v["quotas"].as_array().into_iter().flatten() {
+            let detail = match q["by_environment"].as_array() {
+                Some(parts) => parts
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{} {}",
+                            p["environment"].as_str().unwrap_or_default(),
+                            p["needed"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => q["where"].as_str().unwrap_or_default().to_string(),
+            };
+            println!(
+                "  {:<4} {:<46} {:>6} of {:<6} {:<10} {detail}",
+                if q["fits"] == json!(true) {
+                    "ok"
+                } else {
+                    "OVER"
+                },
+                q["quota"].as_str().unwrap_or_default(),
+                q["needed"],
+                q["default"],
+                q["scope"].as_str().unwrap_or_default(),
+            );
+            if let Some(fix) = q["fix"].as_str() {
+                println!("       fix: {fix}");
+            }
+        }
+        println!("({})", v["note"].as_str().unwrap_or_default());
+    }
+    let exceeded = v["exceeded"].as_u64().unwrap_or(0);
+    if exceeded > 0 {
+        eprintln!("error: {exceeded} default quota(s) would be exceeded");
+        return Err(Failure::Failed);
+    }
+    Ok(())
+}

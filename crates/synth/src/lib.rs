@@ -17,6 +17,7 @@ pub mod monitor;
 pub mod names;
 pub mod network;
 pub mod plan;
+pub mod quotas;
 pub mod service;
 pub mod shared;
 pub mod shared_lb;
@@ -70,6 +71,9 @@ pub struct Ctx<'a> {
     pub shared_lb: bool,
     /// Each HTTP service's block of listener-rule priorities on the shared one.
     pub lb_slots: Vec<(String, u32)>,
+    /// How many shared load balancers, and the one each HTTP service is on.
+    pub lb_count: usize,
+    pub lb_shards: Vec<(String, usize)>,
 }
 
 impl Ctx<'_> {
@@ -239,6 +243,30 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         private,
     };
 
+    // What each HTTP service takes of a shared load balancer: its target groups
+    // (two with blue/green) or its listener rules, whichever is more.
+    let http_units: Vec<(String, u32)> = repo
+        .services
+        .iter()
+        .filter(|u| u.service.http.is_some())
+        .map(|u| {
+            let cfg = repo.resolve_service(u, env, &Layer::default());
+            let tgs = if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling" {
+                2
+            } else {
+                1
+            };
+            let rules = u
+                .service
+                .http
+                .as_ref()
+                .map(|h| h.rules.len())
+                .unwrap_or(0)
+                .max(1) as u32;
+            (u.service.name.clone(), rules.max(tgs))
+        })
+        .collect();
+    let (lb_count, lb_shards) = shared_lb::shards(&http_units);
     let project = &repo.foundation.project.value;
     let cx = Ctx {
         repo,
@@ -250,6 +278,8 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
             base: Monorepo::stack_name(env),
         },
         shared_lb: fd.text("loadBalancer") == Some("shared"),
+        lb_count,
+        lb_shards,
         lb_slots: shared_lb::slots(
             &repo
                 .services

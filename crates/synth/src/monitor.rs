@@ -50,7 +50,7 @@ fn add(t: &mut Template, cx: &Ctx<'_>, svc: &Service, topic: Option<&str>, a: Al
 
 /// A metric-math alarm's `Metrics`: `stat` of `metric` for each target group of a
 /// blue/green service, and `expr` (over `m0`, `m1`) as the alarm's value.
-fn per_target_group(cx: &Ctx<'_>, metric: &str, stat: &str, expr: &str) -> Value {
+fn per_target_group(cx: &Ctx<'_>, svc: &Service, metric: &str, stat: &str, expr: &str) -> Value {
     let mut m: Vec<Value> = ["TargetGroup", "AlternateTargetGroup"]
         .iter()
         .enumerate()
@@ -61,7 +61,7 @@ fn per_target_group(cx: &Ctx<'_>, metric: &str, stat: &str, expr: &str) -> Value
                 "MetricStat": { "Stat": stat, "Period": 60, "Metric": {
                     "Namespace": "AWS/ApplicationELB", "MetricName": metric,
                     "Dimensions": [
-                        { "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx) },
+                        { "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx, &svc.name) },
                         { "Name": "TargetGroup", "Value": att(tg, "TargetGroupFullName") },
                     ],
                 } },
@@ -85,12 +85,12 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
     };
     let cpu = cfg.int("alarmCpuThreshold").unwrap_or(90);
     let lb_dims = json!([
-        { "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx) },
+        { "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx, &svc.name) },
         { "Name": "TargetGroup", "Value": att("TargetGroup", "TargetGroupFullName") },
     ]);
     // The load balancer's own 5xx-from-targets count covers every target group.
     let lb_only = json!([
-        { "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx) },
+        { "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx, &svc.name) },
     ]);
     let service_dims = |id: &str| {
         json!([
@@ -119,7 +119,11 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                 },
                 threshold: t5,
                 periods: 3,
-                metrics: None,
+                // Sharing a load balancer with other services: its own target
+                // groups only, whichever serves.
+                metrics: (blue_green && cx.shared_lb).then(|| {
+                    per_target_group(cx, svc, "HTTPCode_Target_5XX_Count", "Sum", "SUM([m0, m1])")
+                }),
             },
         );
         add(
@@ -138,7 +142,7 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
                 threshold: 0,
                 periods: 3,
                 metrics: blue_green.then(|| {
-                    per_target_group(cx, "UnHealthyHostCount", "Maximum", "MAX([m0, m1])")
+                    per_target_group(cx, svc, "UnHealthyHostCount", "Maximum", "MAX([m0, m1])")
                 }),
             },
         );
@@ -367,7 +371,7 @@ fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, target_groups: &[&st
             "DashboardBody": if cx.shared_lb {
                 json!({ "Fn::Sub": [
                     body.replace("${LoadBalancer.LoadBalancerFullName}", "${LoadBalancerFullName}"),
-                    { "LoadBalancerFullName": crate::shared_lb::full_name(cx) },
+                    { "LoadBalancerFullName": crate::shared_lb::full_name(cx, &svc.name) },
                 ] })
             } else {
                 sub(&body)

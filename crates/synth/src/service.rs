@@ -704,7 +704,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         let url = if cx.shared_lb {
             json!({ "Fn::Sub": [
                 format!("http://${{DnsName}}/{name}"),
-                { "DnsName": import(&n.lb_export("DnsName")) },
+                { "DnsName": import(&n.lb_export(&format!("DnsName{}", crate::shared_lb::shard_of(cx, name)))) },
             ] })
         } else {
             sub(&format!("{scheme}://${{LoadBalancer.DNSName}}"))
@@ -1121,7 +1121,10 @@ fn add_load_balancer(
         "HttpListener"
     };
     let listener = if cx.shared_lb {
-        import(&n.lb_export("ListenerArn"))
+        import(&n.lb_export(&format!(
+            "ListenerArn{}",
+            crate::shared_lb::shard_of(cx, name)
+        )))
     } else {
         r(serving_listener)
     };
@@ -1358,7 +1361,7 @@ fn add_scaling(
             json!({ "CustomizedMetricSpecification": { "Metrics": [
                 { "Id": "requests", "ReturnData": false, "MetricStat": { "Stat": "Sum", "Metric": {
                     "Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
-                    "Dimensions": [{ "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx) }],
+                    "Dimensions": [{ "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx, &svc.name) }],
                 } } },
                 { "Id": "tasks", "ReturnData": false, "MetricStat": { "Stat": "Average", "Metric": {
                     "Namespace": "ECS/ContainerInsights", "MetricName": "RunningTaskCount",
@@ -1373,7 +1376,7 @@ fn add_scaling(
         } else {
             json!({ "PredefinedMetricSpecification": {
                 "PredefinedMetricType": "ALBRequestCountPerTarget",
-                "ResourceLabel": join("/", vec![crate::shared_lb::full_name(cx), att("TargetGroup", "TargetGroupFullName")]),
+                "ResourceLabel": join("/", vec![crate::shared_lb::full_name(cx, &svc.name), att("TargetGroup", "TargetGroupFullName")]),
             } })
         };
         policy_("RequestScaling", spec, rpt as f64);

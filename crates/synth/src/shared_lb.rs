@@ -8,6 +8,10 @@
 //! environment has one (each preview one of its own: this stack is per
 //! environment, deployed by CI before the services, not by bootstrap).
 //!
+//! An ALB takes 100 listener rules and 100 target groups by default, so the
+//! stack holds as many load balancers as the environment's HTTP services need
+//! (`shards`: 200 services → 3), each service on one of them.
+//!
 //! Rule priorities are stable: each service owns a block of 100 priorities
 //! (`slot × 100 + 1 ..`), its slot chosen from a hash of its name, probing past
 //! the slots of services that sort before it; adding or removing another service
@@ -39,6 +43,51 @@ pub fn slots(services: &[&str]) -> Vec<(String, u32)> {
     taken
 }
 
+/// Rules and target groups one ALB takes by default (both quotas are 100; the
+/// default rule is not counted).
+pub const PER_LOAD_BALANCER: u32 = 100;
+
+/// How many load balancers, and which one each service uses: `units` is each
+/// HTTP service's (name, max(target groups, listener rules)). Enough load
+/// balancers that each stays within `PER_LOAD_BALANCER` with a tenth to spare;
+/// a service goes to the one its name hashes to, or the next with room.
+pub fn shards(units: &[(String, u32)]) -> (usize, Vec<(String, usize)>) {
+    let total: u32 = units.iter().map(|(_, u)| *u).sum();
+    let mut count = (total.div_ceil(PER_LOAD_BALANCER * 9 / 10)).max(1) as usize;
+    let mut sorted: Vec<&(String, u32)> = units.iter().collect();
+    sorted.sort();
+    loop {
+        let mut load = vec![0u32; count];
+        let mut out = Vec::new();
+        let mut fits = true;
+        for (name, u) in &sorted {
+            let start = u32::from_str_radix(&short_hash(name), 16).unwrap_or(0) as usize % count;
+            let Some(i) = (0..count)
+                .map(|k| (start + k) % count)
+                .find(|i| load[*i] + u <= PER_LOAD_BALANCER)
+            else {
+                fits = false;
+                break;
+            };
+            load[i] += u;
+            out.push((name.clone(), i));
+        }
+        if fits {
+            return (count, out);
+        }
+        count += 1;
+    }
+}
+
+/// The shared load balancer a service's rules are on.
+pub fn shard_of(cx: &Ctx<'_>, service: &str) -> usize {
+    cx.lb_shards
+        .iter()
+        .find(|(n, _)| n == service)
+        .map(|(_, i)| *i)
+        .unwrap_or(0)
+}
+
 /// The first listener-rule priority of a service's block.
 pub fn first_priority(cx: &Ctx<'_>, service: &str) -> u32 {
     cx.lb_slots
@@ -50,9 +99,12 @@ pub fn first_priority(cx: &Ctx<'_>, service: &str) -> u32 {
 
 /// The load balancer's full name, for metric dimensions: its own, or the shared
 /// one's export.
-pub fn full_name(cx: &Ctx<'_>) -> Value {
+pub fn full_name(cx: &Ctx<'_>, service: &str) -> Value {
     if cx.shared_lb {
-        import(&cx.names.lb_export("FullName"))
+        import(
+            &cx.names
+                .lb_export(&format!("FullName{}", shard_of(cx, service))),
+        )
     } else {
         att("LoadBalancer", "LoadBalancerFullName")
     }
@@ -88,65 +140,69 @@ pub fn template(cx: &Ctx<'_>) -> Template {
         }),
     )
     .skip(&[skips::ALB_PORT_80_OPEN]);
-    let mut attrs = vec![
-        json!({ "Key": "idle_timeout.timeout_seconds", "Value": "60" }),
-        json!({ "Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true" }),
-        json!({ "Key": "routing.http.desync_mitigation_mode", "Value": "defensive" }),
-        json!({ "Key": "access_logs.s3.enabled", "Value": "true" }),
-        json!({ "Key": "access_logs.s3.bucket", "Value": import(&n.export("AccessLogBucket")) }),
-        json!({ "Key": "access_logs.s3.prefix", "Value": format!("alb/{}", cx.env) }),
-        json!({ "Key": "deletion_protection.enabled", "Value": (!cx.is_preview()).to_string() }),
-    ];
-    attrs.sort_by(|a, b| a["Key"].as_str().cmp(&b["Key"].as_str()));
-    let lb = t.resource(
-        "LoadBalancer",
-        "AWS::ElasticLoadBalancingV2::LoadBalancer",
-        json!({
-            "Name": crate::names::fit(&format!("{prefix}-shared"), 32),
-            "Type": "application",
-            "Scheme": "internet-facing",
-            "IpAddressType": "ipv4",
-            "Subnets": split(",", import(&n.export("PublicSubnetIds"))),
-            "SecurityGroups": [r("SecurityGroup")],
-            "LoadBalancerAttributes": attrs,
-            "Tags": tg,
-        }),
-    );
-    if cx.is_preview() {
-        lb.skip(&[skips::ALB_PREVIEW_DELETION]);
+    for k in 0..cx.lb_count.max(1) {
+        let mut attrs = vec![
+            json!({ "Key": "idle_timeout.timeout_seconds", "Value": "60" }),
+            json!({ "Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true" }),
+            json!({ "Key": "routing.http.desync_mitigation_mode", "Value": "defensive" }),
+            json!({ "Key": "access_logs.s3.enabled", "Value": "true" }),
+            json!({ "Key": "access_logs.s3.bucket", "Value": import(&n.export("AccessLogBucket")) }),
+            json!({ "Key": "access_logs.s3.prefix", "Value": format!("alb/{}/{k}", cx.env) }),
+            json!({ "Key": "deletion_protection.enabled", "Value": (!cx.is_preview()).to_string() }),
+        ];
+        attrs.sort_by(|a, b| a["Key"].as_str().cmp(&b["Key"].as_str()));
+        let lb_id = format!("LoadBalancer{k}");
+        let listener_id = format!("HttpListener{k}");
+        let lb = t.resource(
+            &lb_id,
+            "AWS::ElasticLoadBalancingV2::LoadBalancer",
+            json!({
+                "Name": crate::names::fit(&format!("{prefix}-shared-{k}"), 32),
+                "Type": "application",
+                "Scheme": "internet-facing",
+                "IpAddressType": "ipv4",
+                "Subnets": split(",", import(&n.export("PublicSubnetIds"))),
+                "SecurityGroups": [r("SecurityGroup")],
+                "LoadBalancerAttributes": attrs,
+                "Tags": tg.clone(),
+            }),
+        );
+        if cx.is_preview() {
+            lb.skip(&[skips::ALB_PREVIEW_DELETION]);
+        }
+        t.resource(
+            &listener_id,
+            "AWS::ElasticLoadBalancingV2::Listener",
+            json!({
+                "LoadBalancerArn": r(&lb_id),
+                "Port": 80,
+                "Protocol": "HTTP",
+                "DefaultActions": [{ "Type": "fixed-response", "FixedResponseConfig": {
+                    "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no route",
+                } }],
+            }),
+        )
+        .skip(&[skips::ALB_HTTP_LISTENER, skips::ALB_HTTP_LISTENER_TLS]);
+        t.output(
+            &format!("ListenerArn{k}"),
+            r(&listener_id),
+            Some(&n.lb_export(&format!("ListenerArn{k}"))),
+        );
+        t.output(
+            &format!("FullName{k}"),
+            att(&lb_id, "LoadBalancerFullName"),
+            Some(&n.lb_export(&format!("FullName{k}"))),
+        );
+        t.output(
+            &format!("DnsName{k}"),
+            att(&lb_id, "DNSName"),
+            Some(&n.lb_export(&format!("DnsName{k}"))),
+        );
     }
-    t.resource(
-        "HttpListener",
-        "AWS::ElasticLoadBalancingV2::Listener",
-        json!({
-            "LoadBalancerArn": r("LoadBalancer"),
-            "Port": 80,
-            "Protocol": "HTTP",
-            "DefaultActions": [{ "Type": "fixed-response", "FixedResponseConfig": {
-                "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no route",
-            } }],
-        }),
-    )
-    .skip(&[skips::ALB_HTTP_LISTENER, skips::ALB_HTTP_LISTENER_TLS]);
-    t.output(
-        "ListenerArn",
-        r("HttpListener"),
-        Some(&n.lb_export("ListenerArn")),
-    );
     t.output(
         "SecurityGroupId",
         r("SecurityGroup"),
         Some(&n.lb_export("SecurityGroupId")),
-    );
-    t.output(
-        "FullName",
-        att("LoadBalancer", "LoadBalancerFullName"),
-        Some(&n.lb_export("FullName")),
-    );
-    t.output(
-        "DnsName",
-        att("LoadBalancer", "DNSName"),
-        Some(&n.lb_export("DnsName")),
     );
     t
 }
@@ -171,5 +227,30 @@ mod tests {
             .filter(|(n, s)| all.iter().any(|(m, t)| m == n && t != s))
             .count();
         assert!(moved <= 3, "{moved} services moved");
+    }
+
+    #[test]
+    fn load_balancers_stay_within_their_per_alb_quotas() {
+        let units: Vec<(String, u32)> = (0..200)
+            .map(|i| (format!("svc{i:03}"), if i % 10 == 0 { 2 } else { 1 }))
+            .collect();
+        let (count, of) = shards(&units);
+        assert_eq!(count, 3);
+        for k in 0..count {
+            let load: u32 = of
+                .iter()
+                .filter(|(_, i)| *i == k)
+                .map(|(n, _)| {
+                    units
+                        .iter()
+                        .find(|(m, _)| m == n)
+                        .map(|(_, u)| *u)
+                        .unwrap_or(0)
+                })
+                .sum();
+            assert!(load <= PER_LOAD_BALANCER, "{k}: {load}");
+        }
+        assert_eq!(shards(&[("a".into(), 1)]).0, 1);
+        assert_eq!(shards(&[]).0, 1);
     }
 }

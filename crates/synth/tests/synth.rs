@@ -1735,9 +1735,10 @@ fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
     loaded.repo
 }
 
-/// `network.load_balancer: shared`: one load balancer per environment (each
-/// preview its own), services add rules with unique, stable priorities; 200
-/// services stay within the default quota of 50 load balancers a region.
+/// `network.load_balancer: shared`: the environment's load balancers (each
+/// preview its own), as few as the per-ALB quotas of 100 rules and 100 target
+/// groups allow; services add rules with unique, stable priorities; 200 services
+/// stay within the default quota of 50 load balancers a region.
 #[test]
 fn a_shared_load_balancer_serves_200_services_per_environment() {
     let repo = shared_lb_monorepo(200);
@@ -1758,11 +1759,15 @@ fn a_shared_load_balancer_serves_200_services_per_environment() {
                         assert_eq!(f.name, format!("{lb_stack}.json"), "{id}");
                     }
                     "AWS::ElasticLoadBalancingV2::ListenerRule" => {
-                        assert_eq!(
-                            r["Properties"]["ListenerArn"]["Fn::ImportValue"],
-                            format!("shop-{env}-lb-ListenerArn")
-                        );
-                        priorities.push(r["Properties"]["Priority"].as_u64().expect("priority"));
+                        let listener = r["Properties"]["ListenerArn"]["Fn::ImportValue"]
+                            .as_str()
+                            .expect("an imported listener")
+                            .to_string();
+                        assert!(listener.starts_with(&format!("shop-{env}-lb-ListenerArn")));
+                        priorities.push((
+                            listener,
+                            r["Properties"]["Priority"].as_u64().expect("priority"),
+                        ));
                     }
                     "AWS::EC2::SecurityGroupIngress" if id == "TaskIngressFromLoadBalancer" => {
                         assert_eq!(
@@ -1774,13 +1779,24 @@ fn a_shared_load_balancer_serves_200_services_per_environment() {
                 }
             }
         }
-        assert_eq!(lbs, 1, "{env}: one load balancer");
+        // An ALB takes 100 rules and 100 target groups: 200 services need 3.
+        assert_eq!(lbs, 3, "{env}: three load balancers");
         assert_eq!(priorities.len(), 200, "{env}: one rule per service");
+        let mut per_listener: std::collections::BTreeMap<String, usize> = Default::default();
+        for (l, _) in &priorities {
+            *per_listener.entry(l.clone()).or_default() += 1;
+        }
+        assert_eq!(per_listener.len(), 3);
+        assert!(per_listener.values().all(|n| *n <= 100), "{per_listener:?}");
         let n = priorities.len();
         priorities.sort_unstable();
         priorities.dedup();
-        assert_eq!(priorities.len(), n, "{env}: priorities are unique");
-        assert!(priorities.iter().all(|p| (1..=50_000).contains(p)));
+        assert_eq!(
+            priorities.len(),
+            n,
+            "{env}: priorities are unique on each listener"
+        );
+        assert!(priorities.iter().all(|(_, p)| (1..=50_000).contains(p)));
         // The load balancer's stack comes before every HTTP service's.
         let plan = o.file("stacks.json").expect("plan");
         let plan: Value = serde_json::from_str(plan).expect("json");
@@ -1824,4 +1840,47 @@ fn a_shared_load_balancer_serves_200_services_per_environment() {
         moved <= 1,
         "{moved} services' rules moved when one was added"
     );
+}
+
+/// The quota pre-flight at 200 services: with the shared load balancer every
+/// load-balancer quota fits (per region and per load balancer); IAM roles (two
+/// per service per environment, previews included) do not, and it says so.
+#[test]
+fn quotas_at_200_services() {
+    let repo = shared_lb_monorepo(200);
+    let v = pantstack_synth::quotas::check(&repo).expect("report");
+    let q = |name: &str| -> Value {
+        v["quotas"]
+            .as_array()
+            .expect("quotas")
+            .iter()
+            .find(|q| q["quota"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    let albs = q("Application Load Balancers");
+    // test 3 + prod 3 + 5 previews × 3.
+    assert_eq!(albs["needed"], 21, "{albs:#}");
+    assert_eq!(albs["fits"], true);
+    assert_eq!(
+        q("Listener rules per Application Load Balancer")["fits"],
+        true
+    );
+    assert_eq!(
+        q("Target groups per Application Load Balancer")["fits"],
+        true
+    );
+    let roles = q("IAM roles");
+    assert_eq!(roles["fits"], false, "{roles:#}");
+    assert!(
+        roles["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("quota increase"))
+    );
+    assert!(v["exceeded"].as_u64().unwrap_or(0) >= 1);
+
+    // One load balancer per service: 1,400 of 50.
+    let per_service = example_with(0, 0);
+    let v = pantstack_synth::quotas::check(&per_service).expect("report");
+    assert_eq!(v["exceeded"], 0, "the example fits: {v:#}");
 }

@@ -1,0 +1,301 @@
+//! Will the monorepo fit an AWS account's default quotas? Every environment is
+//! synthesized (each long-lived one, and `previews.max` previews), its templates
+//! counted, and the totals per region (or per account) compared with AWS's
+//! default quotas. Pure: nothing contacts AWS; the account's actual (possibly
+//! raised) quotas are not read.
+
+use crate::{Options, Output, synth};
+use pantstack_manifest::Diagnostic;
+use pantstack_model::Monorepo;
+use pantstack_model::foundation::PREVIEW_PREFIX;
+use pantstack_model::settings::Layer;
+use serde_json::{Value, json};
+
+/// A default quota: what it limits, its default, and where it applies.
+pub struct Quota {
+    pub name: &'static str,
+    pub default: u64,
+    /// `region`, `account` or `load balancer`.
+    pub scope: &'static str,
+    pub fix: &'static str,
+}
+
+pub const QUOTAS: &[Quota] = &[
+    Quota {
+        name: "Application Load Balancers",
+        default: 50,
+        scope: "region",
+        fix: "`network.load_balancer: shared` (one set of load balancers per environment), fewer previews (`previews.max`), or a quota increase",
+    },
+    Quota {
+        name: "Target groups",
+        default: 3000,
+        scope: "region",
+        fix: "a quota increase",
+    },
+    Quota {
+        name: "Listener rules per Application Load Balancer",
+        default: 100,
+        scope: "load balancer",
+        fix: "fewer `http.rules`, or a quota increase",
+    },
+    Quota {
+        name: "Target groups per Application Load Balancer",
+        default: 100,
+        scope: "load balancer",
+        fix: "a quota increase",
+    },
+    Quota {
+        name: "IAM roles",
+        default: 1000,
+        scope: "account",
+        fix: "fewer previews (`previews.max`), previews in another account, or a quota increase (up to 5,000)",
+    },
+    Quota {
+        name: "CloudFormation stacks",
+        default: 2000,
+        scope: "region",
+        fix: "fewer previews (`previews.max`), or a quota increase",
+    },
+    Quota {
+        name: "VPCs",
+        default: 5,
+        scope: "region",
+        fix: "environments in other regions or accounts, or a quota increase",
+    },
+    Quota {
+        name: "Elastic IP addresses",
+        default: 5,
+        scope: "region",
+        fix: "`network.nat: single` where `per_az` is not needed, or a quota increase",
+    },
+    Quota {
+        name: "S3 buckets",
+        default: 10_000,
+        scope: "account",
+        fix: "a quota increase",
+    },
+];
+
+#[derive(Default, Clone, Debug)]
+struct Count {
+    albs: u64,
+    target_groups: u64,
+    roles: u64,
+    stacks: u64,
+    vpcs: u64,
+    eips: u64,
+    buckets: u64,
+    /// Per load balancer: (stack/id, rules, target groups).
+    per_lb: Vec<(String, u64, u64)>,
+}
+
+fn count(o: &Output, shared_counted: bool) -> Count {
+    let mut c = Count::default();
+    // Shared load balancers: rules and target groups of the services on each,
+    // by the listener their rules import.
+    let mut on_shared: Vec<(String, u64, u64)> = Vec::new();
+    for f in &o.files {
+        if f.name == crate::plan::FILE {
+            continue;
+        }
+        let shared = f.name.ends_with("-shared.json");
+        if shared && shared_counted {
+            continue;
+        }
+        let Ok(t) = serde_json::from_str::<Value>(&f.contents) else {
+            continue;
+        };
+        c.stacks += 1;
+        let Some(rs) = t["Resources"].as_object() else {
+            continue;
+        };
+        let mut rules = 0;
+        let mut tgs = 0;
+        let mut own_lb = None;
+        let mut imported: Option<String> = None;
+        for (id, r) in rs {
+            match r["Type"].as_str().unwrap_or_default() {
+                "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
+                    c.albs += 1;
+                    own_lb = Some(id.clone());
+                }
+                "AWS::ElasticLoadBalancingV2::TargetGroup" => {
+                    c.target_groups += 1;
+                    tgs += 1;
+                }
+                "AWS::ElasticLoadBalancingV2::ListenerRule" => {
+                    rules += 1;
+                    if let Some(l) = r["Properties"]["ListenerArn"]["Fn::ImportValue"].as_str() {
+                        imported = Some(l.to_string());
+                    }
+                }
+                "AWS::IAM::Role" => c.roles += 1,
+                "AWS::EC2::VPC" => c.vpcs += 1,
+                "AWS::EC2::EIP" => c.eips += 1,
+                "AWS::S3::Bucket" => c.buckets += 1,
+                _ => {}
+            }
+        }
+        if let Some(id) = own_lb
+            && !f.name.ends_with("-load-balancer.json")
+        {
+            c.per_lb.push((
+                format!("{}/{id}", f.name.trim_end_matches(".json")),
+                rules,
+                tgs,
+            ));
+        } else if let Some(l) = imported {
+            match on_shared.iter_mut().find(|(n, ..)| *n == l) {
+                Some(e) => {
+                    e.1 += rules;
+                    e.2 += tgs;
+                }
+                None => on_shared.push((l, rules, tgs)),
+            }
+        }
+    }
+    c.per_lb.extend(on_shared);
+    c
+}
+
+/// The report: each quota with what the monorepo needs and whether it fits, or
+/// the diagnostics of an environment that does not synthesize.
+pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
+    let f = &repo.foundation;
+    let mut envs: Vec<String> = f.env_names().iter().map(|s| s.to_string()).collect();
+    let previews = if f.previews_enabled {
+        repo.resolve_foundation(&format!("{PREVIEW_PREFIX}1"), &Layer::default())
+            .int("previewMax")
+            .unwrap_or(5)
+            .max(0) as u64
+    } else {
+        0
+    };
+    if previews > 0 {
+        envs.push(format!("{PREVIEW_PREFIX}1"));
+    }
+    // (environment, region, copies, count)
+    let mut rows: Vec<(String, String, u64, Count)> = Vec::new();
+    let mut shared_regions: Vec<String> = Vec::new();
+    let mut preview_foundation_counted = false;
+    for env in &envs {
+        let o = synth(repo, env, &Options::default())?;
+        let region = o.plan.region.clone();
+        let first_in_region = !shared_regions.contains(&region);
+        if first_in_region {
+            shared_regions.push(region.clone());
+        }
+        let mut c = count(&o, !first_in_region);
+        let mut copies = 1;
+        if env.starts_with(PREVIEW_PREFIX) {
+            copies = previews;
+            // The previews' foundation exists once, whatever their number: count
+            // its share as one environment, the rest per preview.
+            if !preview_foundation_counted {
+                preview_foundation_counted = true;
+                let foundation = Output {
+                    files: o
+                        .files
+                        .iter()
+                        .filter(|f| f.name.ends_with("-foundation.json"))
+                        .cloned()
+                        .collect(),
+                    plan: o.plan.clone(),
+                };
+                let fc = count(&foundation, true);
+                c.roles -= fc.roles;
+                c.vpcs -= fc.vpcs;
+                c.eips -= fc.eips;
+                c.buckets -= fc.buckets;
+                c.stacks -= fc.stacks;
+                rows.push((
+                    format!("{PREVIEW_PREFIX}* foundation"),
+                    region.clone(),
+                    1,
+                    fc,
+                ));
+            }
+        }
+        rows.push((
+            if copies > 1 || env.starts_with(PREVIEW_PREFIX) {
+                format!("{PREVIEW_PREFIX}* ({copies})")
+            } else {
+                env.clone()
+            },
+            region,
+            copies,
+            c,
+        ));
+    }
+    let mut out = Vec::new();
+    let mut exceeded = 0;
+    for q in QUOTAS {
+        let get = |c: &Count| -> u64 {
+            match q.name {
+                "Application Load Balancers" => c.albs,
+                "Target groups" => c.target_groups,
+                "IAM roles" => c.roles,
+                "CloudFormation stacks" => c.stacks,
+                "VPCs" => c.vpcs,
+                "Elastic IP addresses" => c.eips,
+                "S3 buckets" => c.buckets,
+                _ => 0,
+            }
+        };
+        if q.scope == "load balancer" {
+            // The busiest load balancer of any environment.
+            let mut worst: Option<(String, u64)> = None;
+            for (env, _, _, c) in &rows {
+                for (lb, rules, tgs) in &c.per_lb {
+                    let n = if q.name.starts_with("Listener") {
+                        *rules
+                    } else {
+                        *tgs
+                    };
+                    if worst.as_ref().is_none_or(|(_, w)| n > *w) {
+                        worst = Some((format!("{env}: {lb}"), n));
+                    }
+                }
+            }
+            let (r#where, n) = worst.unwrap_or_default();
+            let fits = n <= q.default;
+            exceeded += usize::from(!fits);
+            out.push(json!({ "quota": q.name, "scope": q.scope, "default": q.default, "needed": n, "where": r#where, "fits": fits, "fix": (!fits).then_some(q.fix) }));
+            continue;
+        }
+        let mut scopes: Vec<String> = if q.scope == "account" {
+            vec!["account".into()]
+        } else {
+            shared_regions.clone()
+        };
+        scopes.dedup();
+        for scope in scopes {
+            let parts: Vec<(String, u64)> = rows
+                .iter()
+                .filter(|(_, r, _, _)| q.scope == "account" || *r == scope)
+                .map(|(env, _, copies, c)| (env.clone(), get(c) * copies))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let n: u64 = parts.iter().map(|(_, n)| n).sum();
+            let fits = n <= q.default;
+            exceeded += usize::from(!fits);
+            out.push(json!({
+                "quota": q.name,
+                "scope": if q.scope == "account" { "account".to_string() } else { scope.clone() },
+                "default": q.default,
+                "needed": n,
+                "by_environment": parts.iter().map(|(e, n)| json!({ "environment": e, "needed": n })).collect::<Vec<_>>(),
+                "fits": fits,
+                "fix": (!fits).then_some(q.fix),
+            }));
+        }
+    }
+    Ok(json!({
+        "services": repo.services.len(),
+        "previews": previews,
+        "quotas": out,
+        "exceeded": exceeded,
+        "note": "AWS's default quotas; an account's raised quotas are not read (Service Quotas is not queried)",
+    }))
+}
