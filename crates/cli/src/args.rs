@@ -301,6 +301,7 @@ PANTSTACK_NOW (RFC 3339 or Unix seconds) sets the clock gc and list judge by.")]
     #[command(after_help = "Examples:
   pantstack changed --base origin/dev          # against a branch
   pantstack changed --base \"$BEFORE\" --format json
+  pantstack changed --deployed --env test      # against what test runs (AWS)
 
 The generated deploy workflow builds and deploys only these. A base that git does
 not know (a new branch's 000…, a force-pushed commit) touches every service.")]
@@ -548,8 +549,18 @@ pub enum PreviewAction {
 #[derive(Args, Debug)]
 pub struct ChangedArgs {
     /// The commit (or branch) to compare with
+    #[arg(long, required_unless_present = "deployed", conflicts_with = "deployed")]
+    pub base: Option<String>,
+    /// AWS: compare each service with the commit its stack in --env runs (from its
+    /// image tag); a service not deployed, or deployed from uncommitted changes, counts as changed
+    #[arg(long, requires = "env")]
+    pub deployed: bool,
+    /// The environment whose deployed commits --deployed reads
     #[arg(long)]
-    pub base: String,
+    pub env: Option<String>,
+    /// AWS: a profile of ~/.aws/config
+    #[arg(long, requires = "deployed")]
+    pub profile: Option<String>,
     /// The commit to compare (default: HEAD)
     #[arg(long)]
     pub head: Option<String>,

@@ -28,12 +28,121 @@ fn known(root: &Path, rev: &str) -> Result<bool, Failure> {
         .success())
 }
 
+/// The commit a deployed image tag was built from: `api-dev-0123abc` → `0123abc`;
+/// `None` for a build of uncommitted changes (`…-d<image id>`) or a release tag.
+pub fn tag_commit(tag: &str) -> Option<&str> {
+    let last = tag.rsplit('-').next()?;
+    (last.len() == 7 && last.bytes().all(|b| b.is_ascii_hexdigit())).then_some(last)
+}
+
+/// The services to deploy so that `--env` runs HEAD: each service whose stack is
+/// missing, was deployed from uncommitted changes, or whose inputs (or a related
+/// service's infrastructure) changed since the commit it runs.
+fn deployed(global: &Global, out: &Out, a: &ChangedArgs, head: &str) -> Result<(), Failure> {
+    let p = crate::ship::prepare(global, out, a.env.as_deref(), None, None)?;
+    let repo = &p.repo;
+    let root = &repo.files.root;
+    let rt = crate::local::runtime()?;
+    let clients = crate::ship::connect(&rt, &p, a.profile.as_deref());
+    let names = pantstack_synth::names::Names {
+        project: &p.output.plan.project,
+        env: &p.env,
+        base: pantstack_model::Monorepo::stack_name(&p.env),
+    };
+    let mut services = Vec::new();
+    let mut why = Vec::new();
+    for name in repo.service_names() {
+        let stack = names.service_stack(name);
+        let d = rt
+            .block_on(pantstack_deploy::stack::describe(&clients, &stack))
+            .map_err(crate::ship::aws_failure)?;
+        let Some(d) = d else {
+            services.push(name.to_string());
+            why.push(json!({ "service": name, "because": "not deployed" }));
+            continue;
+        };
+        let commits: Vec<Option<&str>> = d
+            .parameters
+            .iter()
+            .filter(|(k, _)| k == "ImageTag" || k == "WorkerImageTag")
+            .map(|(_, v)| tag_commit(v))
+            .collect();
+        let base = match commits.as_slice() {
+            [Some(c), rest @ ..] if rest.iter().all(|r| r == &Some(*c)) => *c,
+            _ => {
+                services.push(name.to_string());
+                why.push(json!({ "service": name, "because": "its deployed images name no commit (uncommitted changes, or a release)" }));
+                continue;
+            }
+        };
+        if !known(root, base)? {
+            services.push(name.to_string());
+            why.push(json!({ "service": name, "because": format!("runs {base}, which this clone lacks") }));
+            continue;
+        }
+        let paths = diff(root, base, head, false)?;
+        if pantstack_model::changes::touched(repo, &paths).iter().any(|s| s == name) {
+            services.push(name.to_string());
+            why.push(json!({ "service": name, "because": format!("changed since {base}, which it runs") }));
+        }
+    }
+    for w in &why {
+        eprintln!(
+            "{}: {}",
+            w["service"].as_str().unwrap_or_default(),
+            w["because"].as_str().unwrap_or_default()
+        );
+    }
+    if out.json() {
+        let v = json!({ "environment": p.env, "head": head, "services": services, "why": why });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for s in &services {
+            println!("{s}");
+        }
+    }
+    Ok(())
+}
+
+/// The files that differ between two commits (`from_merge_base`: between their
+/// merge base and `head`, what a branch changed since it forked), relative to the
+/// monorepo root.
+fn diff(root: &Path, base: &str, head: &str, from_merge_base: bool) -> Result<Vec<String>, Failure> {
+    let range = format!("{base}...{head}");
+    let mut args = vec!["diff", "--name-only", "--no-renames", "--relative", "-z"];
+    if from_merge_base {
+        args.push(&range);
+    } else {
+        args.extend([base, head]);
+    }
+    args.push("--");
+    let o = git(root, &args)?;
+    if !o.status.success() {
+        return Err(Failure::Resolve(format!(
+            "`git diff {base} {head}` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(o.stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect())
+}
+
 pub fn changed(global: &Global, out: &Out, a: &ChangedArgs) -> Result<(), Failure> {
+    let head = a.head.as_deref().unwrap_or("HEAD");
+    if a.deployed {
+        if head.starts_with('-') {
+            return Err(Failure::Usage(format!("--head {head}: not a commit or branch name")));
+        }
+        return deployed(global, out, a, head);
+    }
     let loaded = load_valid(global, out)?;
     let repo = &loaded.repo;
     let root = &repo.files.root;
-    let head = a.head.as_deref().unwrap_or("HEAD");
-    for (flag, rev) in [("--base", a.base.as_str()), ("--head", head)] {
+    let base = a.base.clone().unwrap_or_default();
+    for (flag, rev) in [("--base", base.as_str()), ("--head", head)] {
         if rev.starts_with('-') {
             return Err(Failure::Usage(format!(
                 "{flag} {rev}: not a commit or branch name"
@@ -49,13 +158,13 @@ pub fn changed(global: &Global, out: &Out, a: &ChangedArgs) -> Result<(), Failur
     let all = || -> Vec<String> { repo.service_names().iter().map(|s| s.to_string()).collect() };
     // A new branch's push names 000…0 as `before`; a force push names a commit the
     // clone may not have. Deploying everything is then the safe answer.
-    let (services, files, why) = if a.base.is_empty() || a.base.bytes().all(|b| b == b'0') {
+    let (services, files, why) = if base.is_empty() || base.bytes().all(|b| b == b'0') {
         (
             all(),
             None,
             Some("no base commit (a new branch): every service"),
         )
-    } else if !known(root, &a.base)? {
+    } else if !known(root, &base)? {
         (
             all(),
             None,
@@ -64,32 +173,7 @@ pub fn changed(global: &Global, out: &Out, a: &ChangedArgs) -> Result<(), Failur
             ),
         )
     } else {
-        let o = git(
-            root,
-            &[
-                "diff",
-                "--name-only",
-                "--no-renames",
-                "--relative",
-                "-z",
-                &a.base,
-                head,
-                "--",
-            ],
-        )?;
-        if !o.status.success() {
-            return Err(Failure::Resolve(format!(
-                "`git diff {} {head}` failed: {}",
-                a.base,
-                String::from_utf8_lossy(&o.stderr).trim()
-            )));
-        }
-        let paths: Vec<String> = o
-            .stdout
-            .split(|b| *b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .collect();
+        let paths = diff(root, &base, head, true)?;
         let touched = pantstack_model::changes::touched(repo, &paths);
         (touched, Some(paths.len()), None)
     };
@@ -97,7 +181,7 @@ pub fn changed(global: &Global, out: &Out, a: &ChangedArgs) -> Result<(), Failur
         eprintln!("note: {w}");
     }
     if out.json() {
-        let v = json!({ "base": a.base, "head": head, "files": files, "services": services, "every_service_because": why });
+        let v = json!({ "base": base, "head": head, "files": files, "services": services, "every_service_because": why });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for s in &services {

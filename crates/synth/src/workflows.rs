@@ -216,6 +216,16 @@ impl Writer<'_> {
         )
     }
 
+    /// A pull request's own head commit (not GitHub's merge commit, which is
+    /// recomputed on every push and so never the commit a preview runs): image
+    /// tags and `changed --deployed` then name commits the next run has.
+    fn checkout_head(&self, full_history: bool) -> String {
+        format!(
+            "{}          ref: ${{{{ github.event.pull_request.head.sha }}}}\n",
+            self.checkout(full_history)
+        )
+    }
+
     fn install(&self) -> String {
         format!(
             "      - name: Install pantstack\n        run: {}\n",
@@ -302,10 +312,10 @@ impl Writer<'_> {
             s.push_str(&self.checkout(true));
             s.push_str(&self.install());
             s.push_str(&self.credentials(env));
-            s.push_str("      - name: Build and deploy the services whose files changed\n");
+            s.push_str("      - name: Build and deploy the services that differ from what the environment runs\n");
             s.push_str(&self.wd());
             s.push_str(&format!(
-                "        env:\n          BEFORE: ${{{{ github.event.before }}}}\n        run: |\n          services=$(pantstack changed --base \"$BEFORE\")\n          if [ -z \"$services\" ]; then echo \"no service changed\"; exit 0; fi\n          echo \"deploying: $services\"\n          # shellcheck disable=SC2086 # one word per service\n          pantstack up $services --target aws --env {env} --lock-wait 30m\n"
+                "        run: |\n          services=$(pantstack changed --deployed --env {env})\n          if [ -z \"$services\" ]; then echo \"{env} runs this commit's services already\"; exit 0; fi\n          echo \"deploying: $services\"\n          # shellcheck disable=SC2086 # one word per service\n          pantstack up $services --target aws --env {env} --lock-wait 30m\n"
             ));
         }
         s
@@ -365,16 +375,16 @@ impl Writer<'_> {
         let mut s = self.header("Preview environments: one per pull request (preview-<number>), updated on\n# every push, destroyed when the pull request closes or after the TTL of\n# inactivity (the daily gc).");
         s.push_str("name: pantstack preview\n\non:\n  pull_request:\n    types: [opened, reopened, synchronize, closed]\n  schedule:\n    - cron: '23 4 * * *'\n  workflow_dispatch:\n\npermissions: {}\n\njobs:\n");
         s.push_str("  up:\n    name: preview up\n    if: github.event_name == 'pull_request' && github.event.action != 'closed' && github.event.pull_request.head.repo.full_name == github.repository\n    runs-on: ubuntu-latest\n    timeout-minutes: 60\n    concurrency:\n      group: pantstack-preview-${{ github.event.pull_request.number }}\n      cancel-in-progress: false\n    permissions:\n      contents: read # check out the repository\n      id-token: write # assume the CI role through GitHub OIDC\n    steps:\n");
-        s.push_str(&self.checkout(true));
+        s.push_str(&self.checkout_head(true));
         s.push_str(&self.install());
         s.push_str(&self.credentials(PREVIEW_STACK));
-        s.push_str("      - name: Deploy the preview (the services this push changed; every service the first time)\n");
+        s.push_str("      - name: Deploy the preview (the services that differ from what it runs; none if the pull request changes no service)\n");
         s.push_str(&self.wd());
         s.push_str(
-            "        env:\n          PR: ${{ github.event.pull_request.number }}\n          ACTION: ${{ github.event.action }}\n          BEFORE: ${{ github.event.before }}\n          BASE: ${{ github.event.pull_request.base.sha }}\n        run: |\n          if [ \"$ACTION\" = synchronize ]; then base=$BEFORE; else base=$BASE; fi\n          services=$(pantstack changed --base \"$base\")\n          if [ -z \"$services\" ]; then echo \"no service changed\"; exit 0; fi\n          # shellcheck disable=SC2086 # one word per service\n          pantstack preview up --pr \"$PR\" $services --lock-wait 30m\n",
+            "        env:\n          PR: ${{ github.event.pull_request.number }}\n          BASE: ${{ github.event.pull_request.base.sha }}\n        run: |\n          touched=$(pantstack changed --base \"$BASE\")\n          if [ -z \"$touched\" ]; then echo \"this pull request changes no service: no preview\"; exit 0; fi\n          services=$(pantstack changed --deployed --env \"preview-$PR\")\n          if [ -z \"$services\" ]; then echo \"the preview runs this commit already\"; exit 0; fi\n          # shellcheck disable=SC2086 # one word per service\n          pantstack preview up --pr \"$PR\" $services --lock-wait 30m\n",
         );
         s.push_str("\n  down:\n    name: preview down\n    if: github.event_name == 'pull_request' && github.event.action == 'closed' && github.event.pull_request.head.repo.full_name == github.repository\n    runs-on: ubuntu-latest\n    timeout-minutes: 60\n    concurrency:\n      group: pantstack-preview-${{ github.event.pull_request.number }}\n      cancel-in-progress: false\n    permissions:\n      contents: read # check out the repository\n      id-token: write # assume the CI role through GitHub OIDC\n    steps:\n");
-        s.push_str(&self.checkout(false));
+        s.push_str(&self.checkout_head(false));
         s.push_str(&self.install());
         s.push_str(&self.credentials(PREVIEW_STACK));
         s.push_str("      - name: Destroy the preview (stacks, data, images, parameters)\n");
