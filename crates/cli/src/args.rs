@@ -549,7 +549,11 @@ pub enum PreviewAction {
 #[derive(Args, Debug)]
 pub struct ChangedArgs {
     /// The commit (or branch) to compare with
-    #[arg(long, required_unless_present = "deployed", conflicts_with = "deployed")]
+    #[arg(
+        long,
+        required_unless_present = "deployed",
+        conflicts_with = "deployed"
+    )]
     pub base: Option<String>,
     /// AWS: compare each service with the commit its stack in --env runs (from its
     /// image tag); a service not deployed, or deployed from uncommitted changes, counts as changed

@@ -81,7 +81,10 @@ fn deployed(global: &Global, out: &Out, a: &ChangedArgs, head: &str) -> Result<(
             continue;
         }
         let paths = diff(root, base, head, false)?;
-        if pantstack_model::changes::touched(repo, &paths).iter().any(|s| s == name) {
+        if pantstack_model::changes::touched(repo, &paths)
+            .iter()
+            .any(|s| s == name)
+        {
             services.push(name.to_string());
             why.push(json!({ "service": name, "because": format!("changed since {base}, which it runs") }));
         }
@@ -107,7 +110,12 @@ fn deployed(global: &Global, out: &Out, a: &ChangedArgs, head: &str) -> Result<(
 /// The files that differ between two commits (`from_merge_base`: between their
 /// merge base and `head`, what a branch changed since it forked), relative to the
 /// monorepo root.
-fn diff(root: &Path, base: &str, head: &str, from_merge_base: bool) -> Result<Vec<String>, Failure> {
+fn diff(
+    root: &Path,
+    base: &str,
+    head: &str,
+    from_merge_base: bool,
+) -> Result<Vec<String>, Failure> {
     let range = format!("{base}...{head}");
     let mut args = vec!["diff", "--name-only", "--no-renames", "--relative", "-z"];
     if from_merge_base {
@@ -134,7 +142,9 @@ pub fn changed(global: &Global, out: &Out, a: &ChangedArgs) -> Result<(), Failur
     let head = a.head.as_deref().unwrap_or("HEAD");
     if a.deployed {
         if head.starts_with('-') {
-            return Err(Failure::Usage(format!("--head {head}: not a commit or branch name")));
+            return Err(Failure::Usage(format!(
+                "--head {head}: not a commit or branch name"
+            )));
         }
         return deployed(global, out, a, head);
     }

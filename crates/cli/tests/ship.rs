@@ -160,6 +160,38 @@ impl Repo {
         serde_json::from_slice(&o.stdout).expect("JSON on stdout")
     }
 
+    /// A workflow step's script, as its job runs it (`bash -e`), with `pantstack`
+    /// on the PATH, in the monorepo.
+    fn script(&self, script: &str, envs: &[(&str, &str)]) -> Output {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_pantstack"));
+        let path = format!(
+            "{}:{}",
+            bin.parent().expect("bin dir").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut c = Command::new("bash");
+        c.args(["-e", "-c", script])
+            .current_dir(&self.root)
+            .env("PATH", path)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        for v in [
+            "GITHUB_REF",
+            "GITHUB_HEAD_REF",
+            "GITHUB_REF_NAME",
+            "PANTSTACK_TARGET",
+        ] {
+            c.env_remove(v);
+        }
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().expect("bash")
+    }
+
     fn commit(&self, msg: &str) {
         git(&self.root, &["commit", "-qam", msg]);
     }
@@ -1021,6 +1053,25 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     );
     assert_eq!(v[0]["parameter"], "/shop/preview-7/api/API_TOKEN", "{v:#}");
     assert_eq!(v[0]["set"], true, "{v:#}");
+    // What the preview runs is HEAD: nothing to deploy; a commit to reports
+    // makes reports differ from what it runs.
+    let first = git_out(&repo.root, &["rev-list", "--max-parents=0", "HEAD"]);
+    let o = repo.run(&["changed", "--deployed", "--env", "preview-7"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "", "{}", text(&o.stderr));
+    let main_rs = repo.root.join("modules/reports/src/main.rs");
+    let mut code = std::fs::read_to_string(&main_rs).expect("reports source");
+    code.push_str("\n// a change\n");
+    std::fs::write(&main_rs, code).expect("write");
+    repo.commit("change reports");
+    let o = repo.run(&["changed", "--deployed", "--env", "preview-7"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "reports\n", "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("changed since"),
+        "{}",
+        text(&o.stderr)
+    );
     assert!(pantstack_fakecloud_adapter::s3_put(
         fc.port,
         &format!("/{bucket}/results/1.json"),
@@ -1115,4 +1166,79 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         &fc,
     );
     assert_eq!(v[0]["set"], true, "{v:#}");
+
+    // The generated workflow's own scripts, run as its jobs would (the AWS
+    // credentials step aside): a pull request opened → its preview; closed → gone.
+    let dir = repo.base.join("workflows");
+    let o = repo.run(&["workflows", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let wf = std::fs::read_to_string(dir.join("pantstack-preview.yml")).expect("preview workflow");
+    let pr = [("PR", "9"), ("BASE", first.as_str())];
+    let o = repo.script(&step_script(&wf, "Deploy the preview"), &pr);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(
+        text(&o.stdout).contains("shop-preview-9-api"),
+        "{}",
+        text(&o.stdout)
+    );
+    let v = repo.json(&["preview", "list"], &fc);
+    assert_eq!(v["previews"][0]["pr"], 9, "{v:#}");
+    // Pushed again with nothing new: the preview runs this commit already.
+    let o = repo.script(&step_script(&wf, "Deploy the preview"), &pr);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("runs this commit already"),
+        "{}",
+        text(&o.stdout)
+    );
+    let o = repo.script(&step_script(&wf, "Destroy the preview"), &pr);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let v = repo.json(&["preview", "list"], &fc);
+    assert_eq!(v["previews"], serde_json::json!([]), "{v:#}");
+}
+
+fn git_out(root: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(o.status.success(), "git {args:?}");
+    text(&o.stdout).trim().to_string()
+}
+
+/// The `run:` script of the step named `name…` in a generated workflow.
+fn step_script(workflow: &str, name: &str) -> String {
+    let mut lines = workflow
+        .lines()
+        .skip_while(|l| !l.contains(&format!("- name: {name}")));
+    lines.next().unwrap_or_else(|| panic!("no step {name}"));
+    for l in lines.by_ref() {
+        if let Some(one) = l.trim_start().strip_prefix("run: ") {
+            if one != "|" {
+                return one.to_string();
+            }
+            break;
+        }
+    }
+    let mut script = String::new();
+    for l in lines {
+        if !l.starts_with("          ") && !l.trim().is_empty() {
+            break;
+        }
+        script.push_str(l.strip_prefix("          ").unwrap_or(l));
+        script.push('\n');
+    }
+    script
 }
