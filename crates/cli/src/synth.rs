@@ -42,22 +42,30 @@ pub fn synth(global: &Global, out: &Out, a: &SynthArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes every file atomically (temp file, fsync, rename) and removes templates a
-/// previous run left that this one did not write (a deleted service).
+/// Writes every file atomically and removes templates a previous run left that
+/// this one did not write (a deleted service). The set is written to temporary
+/// files, made durable with one `syncfs` (one journal commit, not one fsync per
+/// file: 200 services are 400 files), then renamed into place and the directory
+/// synced, so a crash leaves each file either old or new, never partial.
 fn write_all(dir: &Path, output: &Output) -> Result<(), Failure> {
     let io = |what: &str, p: &Path, e: std::io::Error| {
         Failure::Io(format!("cannot {what} {}: {e}", p.display()))
     };
     fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
     let ours = dir.join(pantstack_synth::plan::FILE).exists();
+    let mut written = Vec::new();
     for f in &output.files {
         let path = dir.join(&f.name);
         let tmp = dir.join(format!(".{}.tmp", f.name));
         let mut file = fs::File::create(&tmp).map_err(|e| io("write", &tmp, e))?;
         file.write_all(f.contents.as_bytes())
-            .and_then(|_| file.sync_all())
             .map_err(|e| io("write", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| io("write", &path, e))?;
+        written.push((tmp, path));
+    }
+    let d = fs::File::open(dir).map_err(|e| io("open", dir, e))?;
+    rustix::fs::syncfs(&d).map_err(|e| io("sync", dir, e.into()))?;
+    for (tmp, path) in &written {
+        fs::rename(tmp, path).map_err(|e| io("write", path, e))?;
     }
     if ours && let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -67,9 +75,7 @@ fn write_all(dir: &Path, output: &Output) -> Result<(), Failure> {
             }
         }
     }
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    d.sync_all().map_err(|e| io("sync", dir, e))?;
     Ok(())
 }
 
