@@ -426,6 +426,22 @@ pub fn diff(global: &Global, out: &Out, a: &DiffArgs) -> Result<(), Failure> {
                 ));
             }
         }
+        let bill = &v["cost"];
+        if let Some(err) = bill["error"].as_str() {
+            s.push_str(&format!("cost: not estimated ({err})\n"));
+        } else if bill.is_object() {
+            let m = |x: &Value| x.as_f64().unwrap_or_default();
+            s.push_str(&format!(
+                "cost a month (USD, prices of {}, `pantstack cost` itemizes): {:.2} .. {:.2} now, {:.2} .. {:.2} after: {:+.2} .. {:+.2}\n",
+                bill["prices_dated"].as_str().unwrap_or_default(),
+                m(&bill["deployed"]["min"]),
+                m(&bill["deployed"]["max"]),
+                m(&bill["after"]["min"]),
+                m(&bill["after"]["max"]),
+                m(&bill["change"]["min"]),
+                m(&bill["change"]["max"]),
+            ));
+        }
         s
     })
 }

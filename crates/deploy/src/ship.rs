@@ -1059,7 +1059,12 @@ pub async fn diff(
             }
         }
     }
-    let v = json!({ "ok": failed.is_empty(), "environment": e.env, "stacks": report });
+    let v = json!({
+        "ok": failed.is_empty(),
+        "environment": e.env,
+        "stacks": report,
+        "cost": bill_change(e).await,
+    });
     if failed.is_empty() {
         Ok(v)
     } else {
@@ -1068,6 +1073,57 @@ pub async fn diff(
             report: v,
         })
     }
+}
+
+/// What a deploy would do to the monthly bill (`pantstack_synth::cost`): the
+/// deployed templates (as CloudFormation keeps them) priced against this
+/// checkout's. `null`-valued fields when the price table lacks the region.
+async fn bill_change(e: &Env<'_>) -> Value {
+    use pantstack_synth::cost;
+    let region = e.output.plan.region.clone();
+    let prices = match cost::Prices::for_region(cost::PRICES, &region) {
+        Ok(p) => p,
+        Err(why) => return json!({ "error": why }),
+    };
+    let mut deployed = pantstack_synth::Output {
+        files: Vec::new(),
+        plan: e.output.plan.clone(),
+    };
+    for s in &e.output.plan.stacks {
+        let c = e.clients_for(s);
+        if let Ok(t) = c
+            .cfn
+            .get_template()
+            .stack_name(&s.name)
+            .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
+            .send()
+            .await
+            && let Some(body) = t.template_body()
+        {
+            deployed.files.push(pantstack_synth::File {
+                name: s.template.clone(),
+                contents: body.to_string(),
+            });
+        }
+    }
+    let total = |o: &pantstack_synth::Output| {
+        let lines = cost::estimate(o, &prices);
+        (
+            lines.iter().map(|l| l.min).sum::<f64>(),
+            lines.iter().map(|l| l.max).sum::<f64>(),
+        )
+    };
+    let (b0, b1) = total(&deployed);
+    let (a0, a1) = total(&e.output);
+    let cents = |x: f64| (x * 100.0).round() / 100.0;
+    json!({
+        "currency": "USD",
+        "per": "month",
+        "prices_dated": prices.date,
+        "deployed": { "min": cents(b0), "max": cents(b1) },
+        "after": { "min": cents(a0), "max": cents(a1) },
+        "change": { "min": cents(a0 - b0), "max": cents(a1 - b1) },
+    })
 }
 
 /// Options of `destroy`.
