@@ -46,7 +46,7 @@ big=$(mktemp -d)
 trap 'rm -rf "$out" "$big"' EXIT
 mkdir -p "$big/repo/stack/infra/foundation"
 cp examples/stack/infra/foundation/Pulumi.yaml examples/stack/infra/foundation/Pulumi.*.yaml "$big/repo/stack/infra/foundation/"
-sed 's/^network:$/network:\n  load_balancer: shared/' examples/stack/infra/foundation/pantstack.yaml \
+sed 's/^network:$/network:\n  load_balancer: shared\n  load_balancers: 3/' examples/stack/infra/foundation/pantstack.yaml \
   >"$big/repo/stack/infra/foundation/pantstack.yaml"
 for i in $(seq -w 1 200); do
   d="$big/repo/modules/svc$i/infrastructure"

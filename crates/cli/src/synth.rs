@@ -187,6 +187,13 @@ pub fn cost(global: &Global, out: &Out, a: &CostArgs) -> Result<(), Failure> {
             );
         }
     }
+    if let Some(sh) = v["shared"].as_object() {
+        println!(
+            "\n{} is shared by every preview ({} a month, once): not in the total below",
+            sh["stack"].as_str().unwrap_or_default(),
+            money(&sh["min"]).trim()
+        );
+    }
     println!(
         "\n{:<58} {} .. {}\nnot counted: {}",
         "total",

@@ -619,16 +619,24 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     }
     // The bill: the deployed templates priced as this checkout's, no change.
     let bill = &v["cost"];
-    assert!(bill["deployed"]["min"].as_f64().is_some_and(|b| b > 50.0), "{v:#}");
+    assert!(
+        bill["deployed"]["min"].as_f64().is_some_and(|b| b > 50.0),
+        "{v:#}"
+    );
     assert_eq!(bill["deployed"], bill["after"], "{v:#}");
     assert_eq!(bill["change"]["min"], 0.0, "{v:#}");
     // One more reports task at the minimum (base 1 on FARGATE, then 1:4 with
     // FARGATE_SPOT): 0.2 × 9.010025 + 0.8 × 2.9693407 + 0.25 of logs = +4.43.
-    let stackfile = repo.root.join("modules/reports/infrastructure/Pulumi.test.yaml");
+    let stackfile = repo
+        .root
+        .join("modules/reports/infrastructure/Pulumi.test.yaml");
     let before = std::fs::read_to_string(&stackfile).expect("stack file");
     assert!(before.contains("pantstack:minCapacity: 1\n"), "{before}");
-    std::fs::write(&stackfile, before.replace("pantstack:minCapacity: 1\n", "pantstack:minCapacity: 2\n"))
-        .expect("write");
+    std::fs::write(
+        &stackfile,
+        before.replace("pantstack:minCapacity: 1\n", "pantstack:minCapacity: 2\n"),
+    )
+    .expect("write");
     repo.commit("reports: two tasks at least");
     let v = repo.json(&["diff", "--env", "test"], &fc);
     let change = v["cost"]["change"]["min"].as_f64().expect("change");

@@ -521,6 +521,10 @@ fn service_stacks(e: &Env<'_>, services: &[String]) -> Vec<(Stack, Option<String
         .iter()
         .filter(|s| s.deployed_by == "ci")
         .filter_map(|s| {
+            if s.name == e.names().lb_stack() {
+                // The shared load balancers: before any HTTP service, always.
+                return Some((s.clone(), None));
+            }
             if s.name == e.names().calls_stack() {
                 // The calls' rules: with the whole environment, or with a service
                 // that calls or is called.

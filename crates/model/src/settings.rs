@@ -211,6 +211,7 @@ pub const SETTINGS: &[Setting] = &[
     s("vpcCidr", "network.cidr", Foundation, Text(TextRule::Cidr), Default::Text("10.0.0.0/16"), "VPC address range"),
     s("availabilityZones", "network.azs", Foundation, Int { min: 2, max: 6 }, Default::Int(2), "AZs spanned by public and private subnets"),
     s("loadBalancer", "network.load_balancer", Foundation, Choice(&["per_service", "shared"]), Default::Text("per_service"), "one internet-facing ALB per HTTP service, or one per environment that every HTTP service shares through listener rules (path `/<service>` or its `http.rules`): 200 services then fit the default quota of 50 ALBs a region"),
+    s("loadBalancers", "network.load_balancers", Foundation, Int { min: 1, max: 20 }, Default::Int(1), "with a shared load balancer: how many ALBs the environment's HTTP services are spread over (each takes 100 rules and 100 target groups); raise it when `synth` says so; lowering it is not supported in place"),
     s("vpcEndpoints", "network.endpoints", Foundation, Bool, Default::Bool(false), "S3 gateway and ECR/logs/SSM interface endpoints"),
     s("flowLogRetentionDays", "network.flow_log_retention_days", Foundation, IntSet(LOG_RETENTION_DAYS), Default::Int(90), "VPC flow log retention"),
     s("imageReplicaRegion", "registry.replicate_to", Foundation, Text(TextRule::Region), Default::Unset, "ECR replicates every image of the repository to this region (disaster recovery: deploy there with --region); an account has one replication configuration per region"),

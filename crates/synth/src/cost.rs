@@ -221,10 +221,41 @@ pub fn estimate(output: &Output, p: &Prices) -> Vec<Line> {
             }
         }
         let count = |ty: &str| rs.iter().filter(|(_, r)| r["Type"] == ty).count() as f64;
-        let alarms = count("AWS::CloudWatch::Alarm");
+        // An alarm is priced per metric it reads (a metric-math alarm: each of
+        // its metrics); target tracking creates two alarms per policy.
+        let alarm_metrics: f64 = rs
+            .iter()
+            .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+            .map(|(_, r)| {
+                r["Properties"]["Metrics"]
+                    .as_array()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|x| x.get("MetricStat").is_some())
+                            .count()
+                            .max(1) as f64
+                    })
+                    .unwrap_or(1.0)
+            })
+            .sum();
+        let tracking = rs
+            .iter()
+            .filter(|(_, r)| {
+                r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"
+                    && r["Properties"]["PolicyType"] == "TargetTrackingScaling"
+            })
+            .count() as f64;
+        let alarms = alarm_metrics + 2.0 * tracking;
         if alarms > 0.0 {
             let m = alarms * p.rate("cloudwatch_alarm_month");
-            push(format!("{alarms} CloudWatch alarms"), m, m);
+            push(
+                format!(
+                    "CloudWatch alarm metrics: {alarm_metrics} (alarms) + {} (target tracking)",
+                    2.0 * tracking
+                ),
+                m,
+                m,
+            );
         }
         let dashboards = count("AWS::CloudWatch::Dashboard");
         if dashboards > 0.0 {
@@ -248,8 +279,21 @@ fn cents(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The estimate as JSON: lines, totals per stack and for the environment.
+/// The estimate as JSON: lines, totals per stack and for the environment. A
+/// preview's foundation is every preview's: its lines are listed as `shared`
+/// and left out of the preview's total.
 pub fn report(env: &str, region: &str, p: &Prices, lines: &[Line]) -> Value {
+    let shared_stack = env
+        .starts_with(pantstack_model::foundation::PREVIEW_PREFIX)
+        .then(|| {
+            lines
+                .iter()
+                .map(|l| l.stack.as_str())
+                .find(|s| s.ends_with("-preview-foundation"))
+        })
+        .flatten()
+        .map(str::to_string);
+    let is_shared = |l: &Line| shared_stack.as_deref() == Some(l.stack.as_str());
     let mut stacks: Vec<(String, f64, f64)> = Vec::new();
     for l in lines {
         match stacks.iter_mut().find(|s| s.0 == l.stack) {
@@ -268,8 +312,16 @@ pub fn report(env: &str, region: &str, p: &Prices, lines: &[Line]) -> Value {
         "per": "month",
         "lines": lines.iter().map(|l| json!({ "stack": l.stack, "item": l.item, "min": cents(l.min), "max": cents(l.max) })).collect::<Vec<_>>(),
         "stacks": stacks.iter().map(|s| json!({ "stack": s.0, "min": cents(s.1), "max": cents(s.2) })).collect::<Vec<_>>(),
-        "total": { "min": cents(lines.iter().map(|l| l.min).sum()), "max": cents(lines.iter().map(|l| l.max).sum()) },
-        "not_counted": "traffic- and data-dependent charges: SQS and S3 requests, S3 and ECR storage, NAT and endpoint data processing, transfer out",
+        "total": {
+            "min": cents(lines.iter().filter(|l| !is_shared(l)).map(|l| l.min).sum()),
+            "max": cents(lines.iter().filter(|l| !is_shared(l)).map(|l| l.max).sum()),
+        },
+        "shared": shared_stack.as_ref().map(|s| json!({
+            "stack": s,
+            "note": "every preview's foundation, counted once for all of them, not in this preview's total",
+            "min": cents(lines.iter().filter(|l| is_shared(l)).map(|l| l.min).sum()),
+        })),
+        "not_counted": "traffic- and data-dependent charges: SQS and S3 requests, S3 and ECR storage, NAT and endpoint data processing, transfer out, Container Insights metrics, VPC flow-log ingestion",
     })
 }
 

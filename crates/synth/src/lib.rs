@@ -266,7 +266,38 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
             (u.service.name.clone(), rules.max(tgs))
         })
         .collect();
-    let (lb_count, lb_shards) = shared_lb::shards(&http_units);
+    let shared = fd.text("loadBalancer") == Some("shared");
+    let lb_count = fd.int("loadBalancers").unwrap_or(1).max(1) as usize;
+    let lb_shards = if shared {
+        match shared_lb::shards(&http_units, lb_count) {
+            Ok(s) => s,
+            Err(need) => {
+                let (file, span) = place(&fd, "loadBalancers", &fmanifest);
+                diags.push(
+                    Diagnostic::error(
+                        "load-balancers-full",
+                        &file,
+                        span,
+                        "loadBalancers",
+                        format!("environment `{env}`: its {} HTTP services need {need} shared load balancers (each takes {} listener rules and target groups), not {lb_count}", http_units.len(), shared_lb::PER_LOAD_BALANCER),
+                    )
+                    .with_help(format!("set `network.load_balancers: {need}` (services on a load balancer that changes get new target groups and URLs)")),
+                );
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    if shared && http_units.len() > shared_lb::SLOTS as usize {
+        diags.push(Diagnostic::error(
+            "too-many-http-services",
+            &fmanifest,
+            Span::default(),
+            "loadBalancer",
+            format!("environment `{env}` has {} HTTP services; shared load balancers give each a block of listener-rule priorities, {} at most", http_units.len(), shared_lb::SLOTS),
+        ));
+    }
     let project = &repo.foundation.project.value;
     let cx = Ctx {
         repo,
@@ -277,17 +308,21 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
             env,
             base: Monorepo::stack_name(env),
         },
-        shared_lb: fd.text("loadBalancer") == Some("shared"),
+        shared_lb: shared,
         lb_count,
         lb_shards,
-        lb_slots: shared_lb::slots(
-            &repo
-                .services
-                .iter()
-                .filter(|u| u.service.http.is_some())
-                .map(|u| u.service.name.as_str())
-                .collect::<Vec<_>>(),
-        ),
+        lb_slots: if shared {
+            shared_lb::slots(
+                &repo
+                    .services
+                    .iter()
+                    .filter(|u| u.service.http.is_some())
+                    .map(|u| u.service.name.as_str())
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            Vec::new()
+        },
         foundation: fd,
     };
 

@@ -286,21 +286,41 @@ fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, target_groups: &[&st
                 ],
             ]),
         );
-        widget(
-            "Requests and errors",
-            json!([
-                ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
-                ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
-                ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
-            ]),
-        );
-        widget(
-            "Target response time (s)",
-            json!([
-                ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "p50" }],
-                ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "p99" }],
-            ]),
-        );
+        if cx.shared_lb {
+            // A shared load balancer carries other services' traffic: this
+            // service's target groups only (the ALB's own 5xx cannot be split).
+            let per_tg = |metric: &str, stat: &str| -> Vec<Value> {
+                target_groups
+                    .iter()
+                    .map(|tg| json!(["AWS/ApplicationELB", metric, "TargetGroup", format!("${{{tg}.TargetGroupFullName}}"), "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": stat }]))
+                    .collect()
+            };
+            let mut requests = per_tg("RequestCount", "Sum");
+            requests.extend(per_tg("HTTPCode_Target_5XX_Count", "Sum"));
+            widget(
+                "Requests and errors (its target groups)",
+                Value::Array(requests),
+            );
+            let mut latency = per_tg("TargetResponseTime", "p50");
+            latency.extend(per_tg("TargetResponseTime", "p99"));
+            widget("Target response time (s)", Value::Array(latency));
+        } else {
+            widget(
+                "Requests and errors",
+                json!([
+                    ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
+                    ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
+                    ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "Sum" }],
+                ]),
+            );
+            widget(
+                "Target response time (s)",
+                json!([
+                    ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "p50" }],
+                    ["AWS/ApplicationELB", "TargetResponseTime", "LoadBalancer", "${LoadBalancer.LoadBalancerFullName}", { "stat": "p99" }],
+                ]),
+            );
+        }
         widget(
             "Healthy / unhealthy targets",
             Value::Array(
@@ -368,7 +388,7 @@ fn dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, target_groups: &[&st
         "AWS::CloudWatch::Dashboard",
         json!({
             "DashboardName": sub(&cx.names.dashboard(&svc.name)),
-            "DashboardBody": if cx.shared_lb {
+            "DashboardBody": if cx.shared_lb && svc.http.is_some() {
                 json!({ "Fn::Sub": [
                     body.replace("${LoadBalancer.LoadBalancerFullName}", "${LoadBalancerFullName}"),
                     { "LoadBalancerFullName": crate::shared_lb::full_name(cx, &svc.name) },

@@ -46,6 +46,12 @@ pub const QUOTAS: &[Quota] = &[
         fix: "a quota increase",
     },
     Quota {
+        name: "Targets per Application Load Balancer (most tasks, doubled while a rolling deployment runs)",
+        default: 1000,
+        scope: "load balancer",
+        fix: "more shared load balancers (`network.load_balancers`), a lower `scaling.max` or `deployment.max_percent`, or a quota increase",
+    },
+    Quota {
         name: "IAM roles",
         default: 1000,
         scope: "account",
@@ -86,20 +92,21 @@ struct Count {
     vpcs: u64,
     eips: u64,
     buckets: u64,
-    /// Per load balancer: (stack/id, rules, target groups).
-    per_lb: Vec<(String, u64, u64)>,
+    /// Per load balancer: (stack/id, rules, target groups, targets at most).
+    per_lb: Vec<(String, u64, u64, u64)>,
 }
 
 fn count(o: &Output, shared_counted: bool) -> Count {
     let mut c = Count::default();
     // Shared load balancers: rules and target groups of the services on each,
     // by the listener their rules import.
-    let mut on_shared: Vec<(String, u64, u64)> = Vec::new();
+    let shared_stack = format!("{}-shared.json", o.plan.project);
+    let mut on_shared: Vec<(String, u64, u64, u64)> = Vec::new();
     for f in &o.files {
         if f.name == crate::plan::FILE {
             continue;
         }
-        let shared = f.name.ends_with("-shared.json");
+        let shared = f.name == shared_stack;
         if shared && shared_counted {
             continue;
         }
@@ -114,6 +121,18 @@ fn count(o: &Output, shared_counted: bool) -> Count {
         let mut tgs = 0;
         let mut own_lb = None;
         let mut imported: Option<String> = None;
+        // The HTTP role's most tasks, as many targets, doubled while a rolling
+        // deployment runs old and new side by side (maximumPercent).
+        let max_pct = rs
+            .get("Service")
+            .and_then(|s| s["Properties"]["DeploymentConfiguration"]["MaximumPercent"].as_u64())
+            .unwrap_or(200);
+        let targets = rs
+            .get("ScalingTarget")
+            .and_then(|s| s["Properties"]["MaxCapacity"].as_u64())
+            .unwrap_or(0)
+            * max_pct
+            / 100;
         for (id, r) in rs {
             match r["Type"].as_str().unwrap_or_default() {
                 "AWS::ElasticLoadBalancingV2::LoadBalancer" => {
@@ -144,14 +163,16 @@ fn count(o: &Output, shared_counted: bool) -> Count {
                 format!("{}/{id}", f.name.trim_end_matches(".json")),
                 rules,
                 tgs,
+                targets,
             ));
         } else if let Some(l) = imported {
             match on_shared.iter_mut().find(|(n, ..)| *n == l) {
                 Some(e) => {
                     e.1 += rules;
                     e.2 += tgs;
+                    e.3 += targets;
                 }
-                None => on_shared.push((l, rules, tgs)),
+                None => on_shared.push((l, rules, tgs, targets)),
             }
         }
     }
@@ -247,9 +268,11 @@ pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
             // The busiest load balancer of any environment.
             let mut worst: Option<(String, u64)> = None;
             for (env, _, _, c) in &rows {
-                for (lb, rules, tgs) in &c.per_lb {
+                for (lb, rules, tgs, targets) in &c.per_lb {
                     let n = if q.name.starts_with("Listener") {
                         *rules
+                    } else if q.name.starts_with("Targets") {
+                        *targets
                     } else {
                         *tgs
                     };

@@ -43,6 +43,32 @@ impl Role {
 }
 
 /// Checks that only matter for AWS (the model checks the rest).
+/// ALB path-pattern matching: `*` any run of characters, `?` one.
+fn glob(pattern: &str, path: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), path.chars().collect());
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < s.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == s[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(st) = star {
+            i = st + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == '*' {
+        i += 1;
+    }
+    i == p.len()
+}
+
 pub fn check(
     cx: &Ctx<'_>,
     unit: &ServiceUnit,
@@ -95,6 +121,63 @@ pub fn check(
                 )
                 .with_help("remove the certificate here, or use `network.load_balancer: per_service` for this environment"),
             );
+        }
+        if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling"
+            && cfg.int("requestsPerTarget").is_some()
+        {
+            let (f, span) = place(cfg, "requestsPerTarget", file);
+            out.push(
+                Diagnostic::error(
+                    "shared-lb-request-scaling",
+                    &f,
+                    span,
+                    "requestsPerTarget",
+                    format!("service `{}`: scaling on requests per target with blue/green on a shared load balancer would count every service's requests", svc.name),
+                )
+                .with_help("scale on CPU or memory, use `deployment.strategy: rolling`, or `network.load_balancer: per_service`"),
+            );
+        }
+        if let Some(t) = cfg.secs("idleTimeout")
+            && t != 60
+        {
+            let (f, span) = place(cfg, "idleTimeout", file);
+            out.push(Diagnostic::warning(
+                "shared-lb-idle-timeout",
+                &f,
+                span,
+                "idleTimeout",
+                format!("service `{}`: `idle_timeout` {t}s is not applied: environment `{}` shares load balancers, whose idle timeout is 60 s", svc.name, cx.env),
+            ));
+        }
+        // A rule that would catch another service's default path (`/*`, `/re*`)
+        // takes its traffic whichever priority block is lower: refused.
+        for rule in svc
+            .http
+            .as_ref()
+            .map(|h| h.rules.as_slice())
+            .unwrap_or_default()
+        {
+            let (Some(p), None) = (&rule.path, &rule.host) else {
+                continue;
+            };
+            let catches = cx.repo.services.iter().find(|o| {
+                let o = &o.service;
+                o.name != svc.name
+                    && o.http.as_ref().is_some_and(|h| h.rules.is_empty())
+                    && glob(p, &format!("/{}/x", o.name))
+            });
+            if let Some(o) = catches {
+                out.push(
+                    Diagnostic::error(
+                        "shared-lb-rule-overlap",
+                        file,
+                        crate::span_of(cx.repo, file, &["http", "rules"]),
+                        "http.rules",
+                        format!("service `{}`: its rule path `{p}` also matches `/{}/…`, service `{}`'s path on the shared load balancer", svc.name, o.service.name, o.service.name),
+                    )
+                    .with_help("narrow the path (`/{name}/*`), add a `host:` to the rule, or use `network.load_balancer: per_service`"),
+                );
+            }
         }
         let rules = svc.http.as_ref().map(|h| h.rules.len()).unwrap_or(0);
         if rules > crate::shared_lb::RULES_PER_SERVICE {
@@ -701,9 +784,25 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
                 json!({ "config": { "ignore_checks": ["W6001"] } }),
             );
         }
+        // Its default path, or its first rule's (host, or path up to a wildcard).
+        let path = match svc.http.as_ref().and_then(|h| h.rules.first()) {
+            Some(rule) if rule.host.is_none() => rule
+                .path
+                .as_deref()
+                .map(|p| {
+                    p.split(['*', '?'])
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end_matches('/')
+                        .to_string()
+                })
+                .unwrap_or_default(),
+            Some(_) => String::new(),
+            None => format!("/{name}"),
+        };
         let url = if cx.shared_lb {
             json!({ "Fn::Sub": [
-                format!("http://${{DnsName}}/{name}"),
+                format!("http://${{DnsName}}{path}"),
                 { "DnsName": import(&n.lb_export(&format!("DnsName{}", crate::shared_lb::shard_of(cx, name)))) },
             ] })
         } else {
@@ -1008,7 +1107,14 @@ fn add_load_balancer(
             id,
             "AWS::ElasticLoadBalancingV2::TargetGroup",
             json!({
-                "Name": n.elb(name, &format!("{suffix}-{port}")),
+                // Shared: the load balancer's index in the name, so a service that
+                // moves to another gets a new target group (one may serve only
+                // one load balancer) rather than an update CloudFormation refuses.
+                "Name": if cx.shared_lb {
+                    n.elb(name, &format!("{suffix}{}-{port}", crate::shared_lb::shard_of(cx, name)))
+                } else {
+                    n.elb(name, &format!("{suffix}-{port}"))
+                },
                 "TargetType": "ip",
                 "Protocol": "HTTP",
                 "ProtocolVersion": "HTTP1",

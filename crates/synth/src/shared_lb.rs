@@ -35,9 +35,12 @@ pub fn slots(services: &[&str]) -> Vec<(String, u32)> {
     let mut taken: Vec<(String, u32)> = Vec::new();
     for name in names {
         let mut slot = u32::from_str_radix(&short_hash(name), 16).unwrap_or(0) % SLOTS;
-        while taken.iter().any(|(_, s)| *s == slot) {
+        let mut probes = 0;
+        while taken.iter().any(|(_, s)| *s == slot) && probes < SLOTS {
             slot = (slot + 1) % SLOTS;
+            probes += 1;
         }
+        // More services than blocks: `synth` refuses the monorepo (`check`).
         taken.push((name.to_string(), slot));
     }
     taken
@@ -47,36 +50,50 @@ pub fn slots(services: &[&str]) -> Vec<(String, u32)> {
 /// default rule is not counted).
 pub const PER_LOAD_BALANCER: u32 = 100;
 
-/// How many load balancers, and which one each service uses: `units` is each
-/// HTTP service's (name, max(target groups, listener rules)). Enough load
-/// balancers that each stays within `PER_LOAD_BALANCER` with a tenth to spare;
-/// a service goes to the one its name hashes to, or the next with room.
-pub fn shards(units: &[(String, u32)]) -> (usize, Vec<(String, usize)>) {
-    let total: u32 = units.iter().map(|(_, u)| *u).sum();
-    let mut count = (total.div_ceil(PER_LOAD_BALANCER * 9 / 10)).max(1) as usize;
+/// Which of `count` load balancers each HTTP service uses: `units` is each
+/// service's (name, max(target groups, listener rules)). A service goes to the
+/// one its name hashes to (jump consistent hashing: raising `count` moves as few
+/// services as can be), or the next with room under `PER_LOAD_BALANCER`.
+/// `Err(n)`: they need `n` load balancers.
+pub fn shards(units: &[(String, u32)], count: usize) -> Result<Vec<(String, usize)>, usize> {
+    let count = count.max(1);
     let mut sorted: Vec<&(String, u32)> = units.iter().collect();
     sorted.sort();
-    loop {
+    let assign = |count: usize| -> Option<Vec<(String, usize)>> {
         let mut load = vec![0u32; count];
         let mut out = Vec::new();
-        let mut fits = true;
         for (name, u) in &sorted {
-            let start = u32::from_str_radix(&short_hash(name), 16).unwrap_or(0) as usize % count;
-            let Some(i) = (0..count)
+            let key = u64::from_str_radix(&short_hash(name), 16).unwrap_or(0);
+            let start = jump(key, count);
+            let i = (0..count)
                 .map(|k| (start + k) % count)
-                .find(|i| load[*i] + u <= PER_LOAD_BALANCER)
-            else {
-                fits = false;
-                break;
-            };
+                .find(|i| load[*i] + u <= PER_LOAD_BALANCER)?;
             load[i] += u;
             out.push((name.clone(), i));
         }
-        if fits {
-            return (count, out);
-        }
-        count += 1;
+        Some(out)
+    };
+    if let Some(out) = assign(count) {
+        return Ok(out);
     }
+    let total: u32 = units.iter().map(|(_, u)| *u).sum();
+    let mut need = (total.div_ceil(PER_LOAD_BALANCER) as usize).max(count + 1);
+    while assign(need).is_none() {
+        need += 1;
+    }
+    Err(need)
+}
+
+/// Jump consistent hash (Lamping and Veach): a bucket in `0..n` for `key`; going
+/// from n to n+1 buckets moves 1/(n+1) of the keys.
+fn jump(mut key: u64, n: usize) -> usize {
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < n as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b.max(0) as usize
 }
 
 /// The shared load balancer a service's rules are on.
@@ -234,8 +251,9 @@ mod tests {
         let units: Vec<(String, u32)> = (0..200)
             .map(|i| (format!("svc{i:03}"), if i % 10 == 0 { 2 } else { 1 }))
             .collect();
-        let (count, of) = shards(&units);
-        assert_eq!(count, 3);
+        assert_eq!(shards(&units, 2), Err(3));
+        let count = 3;
+        let of = shards(&units, count).expect("fits in 3");
         for k in 0..count {
             let load: u32 = of
                 .iter()
@@ -250,7 +268,18 @@ mod tests {
                 .sum();
             assert!(load <= PER_LOAD_BALANCER, "{k}: {load}");
         }
-        assert_eq!(shards(&[("a".into(), 1)]).0, 1);
-        assert_eq!(shards(&[]).0, 1);
+        assert_eq!(shards(&[("a".into(), 1)], 1).map(|v| v.len()), Ok(1));
+        assert_eq!(shards(&[], 1), Ok(vec![]));
+        // Raising the count moves few services.
+        let five = shards(&units, 5).expect("5");
+        let six = shards(&units, 6).expect("6");
+        let moved = five
+            .iter()
+            .filter(|(n, i)| six.iter().any(|(m, j)| m == n && j != i))
+            .count();
+        assert!(
+            moved < 60,
+            "{moved} of 200 moved from 5 to 6 load balancers"
+        );
     }
 }

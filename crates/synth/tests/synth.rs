@@ -1650,11 +1650,12 @@ fn cost_estimate_matches_hand_computed_figures() {
 
     let (lines, min, max) = run("test");
     // test: api (1..3, worker 1..4) and reports (1..2), base 1 on FARGATE, then 1:4.
-    let api_min = alb + od + od + 6.0 * 0.10 + 3.0 + 2.0 * 0.25;
-    let reports_min = alb + od + 3.0 * 0.10 + 3.0 + 0.25;
+    // Alarms: per metric read, plus two per target-tracking policy (api has three).
+    let api_min = alb + od + od + (6.0 + 6.0) * 0.10 + 3.0 + 2.0 * 0.25;
+    let reports_min = alb + od + (3.0 + 2.0) * 0.10 + 3.0 + 0.25;
     assert!(close(min, nat + 1.0 + api_min + reports_min), "{min}");
-    let api_max = alb + (1.4 * od + 1.6 * spot) + (1.6 * od + 2.4 * spot) + 0.6 + 3.0 + 7.0 * 0.25;
-    let reports_max = alb + (1.2 * od + 0.8 * spot) + 0.3 + 3.0 + 2.0 * 0.25;
+    let api_max = alb + (1.4 * od + 1.6 * spot) + (1.6 * od + 2.4 * spot) + 1.2 + 3.0 + 7.0 * 0.25;
+    let reports_max = alb + (1.2 * od + 0.8 * spot) + 0.5 + 3.0 + 2.0 * 0.25;
     assert!(close(max, nat + 1.0 + api_max + reports_max), "{max}");
     assert!(
         lines.iter().any(|l| l.stack == "shop-test-foundation"
@@ -1668,8 +1669,8 @@ fn cost_estimate_matches_hand_computed_figures() {
     let (_, min, _) = run("prod");
     let od1 = 730.0 * (0.5 * 0.04048 + 1.0 * 0.004445);
     let foundation = 2.0 * nat + 5.0 * 2.0 * 730.0 * 0.01 + 1.0;
-    let api = alb + 2.0 * od1 + od1 + 0.6 + 3.0 + 3.0 * 0.25;
-    let reports = alb + (1.2 * od + 0.8 * spot) + 0.3 + 3.0 + 2.0 * 0.25;
+    let api = alb + 2.0 * od1 + od1 + 1.2 + 3.0 + 3.0 * 0.25;
+    let reports = alb + (1.2 * od + 0.8 * spot) + 0.5 + 3.0 + 2.0 * 0.25;
     assert!(
         close(min, foundation + api + reports),
         "{min} vs {}",
@@ -1705,7 +1706,14 @@ fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
     assert!(m.contains("network:\n"));
     std::fs::write(
         dir.join("stack/infra/foundation/pantstack.yaml"),
-        m.replacen("network:\n", "network:\n  load_balancer: shared\n", 1),
+        m.replacen(
+            "network:\n",
+            &format!(
+                "network:\n  load_balancer: shared\n  load_balancers: {}\n",
+                n.div_ceil(90)
+            ),
+            1,
+        ),
     )
     .expect("write");
     for i in 0..n {
