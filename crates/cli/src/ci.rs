@@ -39,7 +39,7 @@ pub fn tag_commit(tag: &str) -> Option<&str> {
 /// missing, was deployed from uncommitted changes, or whose inputs (or a related
 /// service's infrastructure) changed since the commit it runs.
 fn deployed(global: &Global, out: &Out, a: &ChangedArgs, head: &str) -> Result<(), Failure> {
-    let p = crate::ship::prepare(global, out, a.env.as_deref(), None, None)?;
+    let p = crate::synth::prepare(global, out, a.env.as_deref(), None, None)?;
     let repo = &p.repo;
     let root = &repo.files.root;
     let rt = crate::local::runtime()?;

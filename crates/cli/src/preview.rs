@@ -12,7 +12,6 @@ use pantstack_deploy::preview::{self, Cap, Preview};
 use pantstack_model::foundation::PREVIEW_PREFIX;
 use pantstack_model::settings::Layer;
 use serde_json::json;
-use std::io::IsTerminal;
 
 pub fn preview(global: &Global, out: &Out, a: &PreviewArgs) -> Result<(), Failure> {
     match &a.action {
@@ -74,8 +73,8 @@ fn find(
     out: &Out,
     a: &PreviewArgs,
     pr: u64,
-) -> Result<(ship::Prepared, Found), Failure> {
-    let p = ship::prepare(global, out, None, Some(pr), None)?;
+) -> Result<(crate::synth::Prepared, Found), Failure> {
+    let p = crate::synth::prepare(global, out, None, Some(pr), None)?;
     let f = p.repo.resolve_foundation(&p.env, &Layer::default());
     let max = f.int("previewMax").unwrap_or(5);
     let ttl = f.secs("previewTtl").unwrap_or(604_800) as i64;
@@ -263,28 +262,23 @@ fn gc(
         return Ok(());
     }
     if !yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure::Usage(format!(
+        ship::confirm(
+            &format!(
+                "Destroy {} (idle longer than {}), with their data? Type yes: ",
+                expired
+                    .iter()
+                    .map(|p| format!("{PREVIEW_PREFIX}{}", p.pr))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                human(f.ttl)
+            ),
+            "yes",
+            format!(
                 "this destroys {} idle preview(s) with their data; without a terminal to confirm on, add --yes",
                 expired.len()
-            )));
-        }
-        eprint!(
-            "Destroy {} (idle longer than {}), with their data? Type yes: ",
-            expired
-                .iter()
-                .map(|p| format!("{PREVIEW_PREFIX}{}", p.pr))
-                .collect::<Vec<_>>()
-                .join(", "),
-            human(f.ttl)
-        );
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| Failure::Io(format!("cannot read the answer: {e}")))?;
-        if line.trim() != "yes" {
-            return Err(Failure::Usage("not confirmed; nothing was deleted".into()));
-        }
+            ),
+            "not confirmed; nothing was deleted",
+        )?;
     }
     let mut failed = Vec::new();
     for p in &expired {

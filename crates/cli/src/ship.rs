@@ -10,9 +10,9 @@ use crate::args::{
     BootstrapArgs, DeployArgs, DiffArgs, DownArgs, Global, LogsArgs, SecretName, SecretsAction,
     SecretsArgs, Target, TargetArgs, UnlockArgs,
 };
-use crate::commands::{load_valid, resolve_env};
 use crate::local::runtime;
-use crate::output::{Out, print_diagnostics};
+use crate::output::Out;
+use crate::synth::{Prepared, prepare};
 use pantstack_deploy::images::Source;
 use pantstack_deploy::progress::Progress;
 use pantstack_deploy::ship::{self, Env};
@@ -63,49 +63,6 @@ pub fn local_only(t: &TargetArgs) -> Result<(), Failure> {
         ));
     }
     Ok(())
-}
-
-pub(crate) struct Prepared {
-    pub(crate) repo: Monorepo,
-    pub(crate) env: String,
-    pub(crate) output: pantstack_synth::Output,
-}
-
-/// Loads the monorepo, resolves the environment and synthesizes it.
-pub(crate) fn prepare(
-    global: &Global,
-    out: &Out,
-    env: Option<&str>,
-    pr: Option<u64>,
-    region: Option<&str>,
-) -> Result<Prepared, Failure> {
-    let loaded = load_valid(global, out)?;
-    let repo = loaded.repo;
-    let resolved = resolve_env(&repo, None, pr, env)?;
-    if let Some(r) = region {
-        pantstack_model::foundation::check_region(r)
-            .map_err(|e| Failure::Usage(format!("--region {r}: {e}")))?;
-    }
-    let opts = pantstack_synth::Options {
-        region: region.map(str::to_string),
-    };
-    let output = match pantstack_synth::synth(&repo, &resolved.name, &opts) {
-        Ok(o) => o,
-        Err(diags) => {
-            print_diagnostics(out, Some(&repo.files), &diags);
-            let n = diags.iter().filter(|d| d.is_error()).count();
-            eprintln!(
-                "{n} error(s): cannot synthesize environment `{}`",
-                resolved.name
-            );
-            return Err(Failure::Invalid);
-        }
-    };
-    Ok(Prepared {
-        repo,
-        env: resolved.name,
-        output,
-    })
 }
 
 pub(crate) fn connect(
@@ -446,6 +403,30 @@ pub fn diff(global: &Global, out: &Out, a: &DiffArgs) -> Result<(), Failure> {
     })
 }
 
+/// Before an irreversible step: on a terminal, asks `question` and goes on only
+/// when the answer is `word`; without one, refuses with `no_terminal` (which
+/// names the `--yes` that skips the question).
+pub(crate) fn confirm(
+    question: &str,
+    word: &str,
+    no_terminal: String,
+    declined: &str,
+) -> Result<(), Failure> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::Usage(no_terminal));
+    }
+    eprint!("{question}");
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .map_err(|e| Failure::Io(format!("cannot read the answer: {e}")))?;
+    if line.trim() != word {
+        return Err(Failure::Usage(declined.into()));
+    }
+    Ok(())
+}
+
 /// `pantstack unlock --target aws`: shows who holds the environment's deploy
 /// lock and removes it (after confirmation, or with --yes).
 pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure> {
@@ -472,26 +453,20 @@ pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure>
         );
     };
     if !a.yes {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            return Err(Failure::Usage(format!(
+        confirm(
+            &format!(
+                "environment `{}` is locked by {}. Remove the lock only if that run is gone. Type the environment's name to go on: ",
+                p.env,
+                h.describe()
+            ),
+            &p.env,
+            format!(
                 "environment `{}` is locked by {}; without a terminal to confirm on, add --yes to remove the lock",
                 p.env,
                 h.describe()
-            )));
-        }
-        eprint!(
-            "environment `{}` is locked by {}. Remove the lock only if that run is gone. Type the environment's name to go on: ",
-            p.env,
-            h.describe()
-        );
-        let mut line = String::new();
-        stdin
-            .read_line(&mut line)
-            .map_err(|e| Failure::Io(format!("cannot read the answer: {e}")))?;
-        if line.trim() != p.env {
-            return Err(Failure::Usage("not confirmed; the lock stays".into()));
-        }
+            ),
+            "not confirmed; the lock stays",
+        )?;
     }
     let r = rt.block_on(ship::unlock(&e));
     finish(out, r, |v| match v["removed"]["owner"].as_str() {
@@ -519,30 +494,24 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
         )));
     }
     if !a.yes {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            return Err(Failure::Usage(format!(
+        confirm(
+            &format!(
+                "This deletes the stacks of `{}` in {} ({}the shared stack stays). Type the environment's name to go on: ",
+                p.env,
+                p.output.plan.region,
+                if a.buckets {
+                    "AND the buckets they retain, with all their data; "
+                } else {
+                    "retained buckets and "
+                }
+            ),
+            &p.env,
+            format!(
                 "this destroys environment `{}` on AWS; without a terminal to confirm on, add --yes",
                 p.env
-            )));
-        }
-        eprint!(
-            "This deletes the stacks of `{}` in {} ({}the shared stack stays). Type the environment's name to go on: ",
-            p.env,
-            p.output.plan.region,
-            if a.buckets {
-                "AND the buckets they retain, with all their data; "
-            } else {
-                "retained buckets and "
-            }
-        );
-        let mut line = String::new();
-        stdin
-            .read_line(&mut line)
-            .map_err(|e| Failure::Io(format!("cannot read the answer: {e}")))?;
-        if line.trim() != p.env {
-            return Err(Failure::Usage("not confirmed; nothing was deleted".into()));
-        }
+            ),
+            "not confirmed; nothing was deleted",
+        )?;
     }
     let rt = runtime()?;
     let clients = connect(&rt, &p, a.target.profile.as_deref());

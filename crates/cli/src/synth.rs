@@ -4,41 +4,89 @@ use crate::Failure;
 use crate::args::{CostArgs, Global, SynthArgs};
 use crate::commands::{load_valid, resolve_env};
 use crate::output::{Out, print_diagnostics};
-use pantstack_synth::{Options, Output};
+use pantstack_model::Monorepo;
+use pantstack_synth::Output;
 use serde_json::json;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-pub fn synth(global: &Global, out: &Out, a: &SynthArgs) -> Result<(), Failure> {
+/// A monorepo and one environment of it, synthesized: what `synth`, `cost` and
+/// every aws-target command start from.
+pub(crate) struct Prepared {
+    pub(crate) repo: Monorepo,
+    pub(crate) env: String,
+    pub(crate) output: Output,
+}
+
+/// Loads the monorepo, resolves the environment and synthesizes it.
+pub(crate) fn prepare(
+    global: &Global,
+    out: &Out,
+    env: Option<&str>,
+    pr: Option<u64>,
+    region: Option<&str>,
+) -> Result<Prepared, Failure> {
+    prepare_branch(global, out, None, env, pr, region)
+}
+
+/// `prepare`, the environment also resolvable from `--branch` (`synth`, `cost`).
+pub(crate) fn prepare_branch(
+    global: &Global,
+    out: &Out,
+    branch: Option<&str>,
+    env: Option<&str>,
+    pr: Option<u64>,
+    region: Option<&str>,
+) -> Result<Prepared, Failure> {
     let loaded = load_valid(global, out)?;
-    let repo = &loaded.repo;
-    let env = resolve_env(repo, a.branch.as_deref(), a.pr, a.env.as_deref())?;
-    if let Some(r) = &a.region {
+    let repo = loaded.repo;
+    let resolved = resolve_env(&repo, branch, pr, env)?;
+    if let Some(r) = region {
         pantstack_model::foundation::check_region(r)
             .map_err(|e| Failure::Usage(format!("--region {r}: {e}")))?;
     }
-    let opts = Options {
-        region: a.region.clone(),
+    let opts = pantstack_synth::Options {
+        region: region.map(str::to_string),
     };
-    let output = match pantstack_synth::synth(repo, &env.name, &opts) {
+    let output = match pantstack_synth::synth(&repo, &resolved.name, &opts) {
         Ok(o) => o,
         Err(diags) => {
             print_diagnostics(out, Some(&repo.files), &diags);
             let n = diags.iter().filter(|d| d.is_error()).count();
-            eprintln!("{n} error(s): cannot synthesize environment `{}`", env.name);
+            eprintln!(
+                "{n} error(s): cannot synthesize environment `{}`",
+                resolved.name
+            );
             return Err(Failure::Invalid);
         }
     };
+    Ok(Prepared {
+        repo,
+        env: resolved.name,
+        output,
+    })
+}
+
+pub fn synth(global: &Global, out: &Out, a: &SynthArgs) -> Result<(), Failure> {
+    let p = prepare_branch(
+        global,
+        out,
+        a.branch.as_deref(),
+        a.env.as_deref(),
+        a.pr,
+        a.region.as_deref(),
+    )?;
+    let (repo, output) = (&p.repo, &p.output);
     let dir = a.out.clone().unwrap_or_else(|| {
         repo.files
             .root
             .join(".pantstack")
             .join("synth")
-            .join(&env.name)
+            .join(&p.env)
     });
-    write_all(&dir, &output)?;
-    report(out, &dir, &output);
+    write_all(&dir, output)?;
+    report(out, &dir, output);
     Ok(())
 }
 
@@ -139,35 +187,27 @@ fn report(out: &Out, dir: &Path, output: &Output) {
 
 /// `pantstack cost`: the environment's templates priced with the shipped table.
 pub fn cost(global: &Global, out: &Out, a: &CostArgs) -> Result<(), Failure> {
-    let loaded = load_valid(global, out)?;
-    let repo = &loaded.repo;
-    let env = resolve_env(repo, a.branch.as_deref(), a.pr, a.env.as_deref())?;
-    if let Some(r) = &a.region {
-        pantstack_model::foundation::check_region(r)
-            .map_err(|e| Failure::Usage(format!("--region {r}: {e}")))?;
-    }
-    let opts = Options {
-        region: a.region.clone(),
-    };
-    let output = match pantstack_synth::synth(repo, &env.name, &opts) {
-        Ok(o) => o,
-        Err(diags) => {
-            print_diagnostics(out, Some(&repo.files), &diags);
-            return Err(Failure::Invalid);
-        }
-    };
+    let p = prepare_branch(
+        global,
+        out,
+        a.branch.as_deref(),
+        a.env.as_deref(),
+        a.pr,
+        a.region.as_deref(),
+    )?;
+    let (env, output) = (&p.env, &p.output);
     use pantstack_synth::cost;
     let region = output.plan.region.clone();
     let prices = cost::Prices::for_region(cost::PRICES, &region).map_err(Failure::Resolve)?;
-    let lines = cost::estimate(&output, &prices);
-    let v = cost::report(&env.name, &region, &prices, &lines);
+    let lines = cost::estimate(output, &prices);
+    let v = cost::report(env, &region, &prices, &lines);
     if out.json() {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
     println!(
         "`{}` in {region}, USD a month (prices of {}), at the minimum .. maximum task counts:",
-        env.name, prices.date
+        env, prices.date
     );
     let money = |v: &serde_json::Value| format!("{:>9.2}", v.as_f64().unwrap_or_default());
     for s in v["stacks"].as_array().into_iter().flatten() {

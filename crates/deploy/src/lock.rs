@@ -55,8 +55,8 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// `2026-12-04T10:00:00Z`
-fn rfc3339(secs: u64) -> String {
+/// `2026-12-04T10:00:00Z` (also the previews' times).
+pub(crate) fn rfc3339(secs: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(secs);
     let full = pantstack_local::clock::rfc3339_micros(t);
     // `…T10:00:00.000000Z` → `…T10:00:00Z`

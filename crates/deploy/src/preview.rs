@@ -37,9 +37,7 @@ impl Preview {
 
 /// `2026-12-04T10:00:00Z`.
 pub fn iso8601(secs: i64) -> String {
-    aws_smithy_types::DateTime::from_secs(secs)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| secs.to_string())
+    crate::lock::rfc3339(secs.max(0) as u64)
 }
 
 /// The clock previews are judged by: `PANTSTACK_NOW`, else the system's.

@@ -243,12 +243,13 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         private,
     };
 
+    let shared = fd.text("loadBalancer") == Some("shared");
     // What each HTTP service takes of a shared load balancer: its target groups
     // (two with blue/green) or its listener rules, whichever is more.
     let http_units: Vec<(String, u32)> = repo
         .services
         .iter()
-        .filter(|u| u.service.http.is_some())
+        .filter(|u| shared && u.service.http.is_some())
         .map(|u| {
             let cfg = repo.resolve_service(u, env, &Layer::default());
             let tgs = if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling" {
@@ -266,7 +267,6 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
             (u.service.name.clone(), rules.max(tgs))
         })
         .collect();
-    let shared = fd.text("loadBalancer") == Some("shared");
     let lb_count = fd.int("loadBalancers").unwrap_or(1).max(1) as usize;
     let lb_shards = if shared {
         match shared_lb::shards(&http_units, lb_count) {
