@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pantstack_local::lb::fuzzing::{ChunkedEnd, Request, chunked_end, request, response};
+use pantstack_lb::fuzzing::{ChunkedEnd, Request, chunked_end, request, response};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {

@@ -26,7 +26,7 @@ struct Target {
 
 /// `yyyymmddThhmmssZ`, from the local cloud's RFC 3339 formatter.
 fn amz_date(t: SystemTime) -> String {
-    let r = pantstack_local::clock::rfc3339_micros(t);
+    let r = pantstack_rt::clock::rfc3339_micros(t);
     let mut out: String = r[..19].chars().filter(|c| *c != '-' && *c != ':').collect();
     out.push('Z');
     out

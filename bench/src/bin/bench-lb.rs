@@ -2,10 +2,10 @@
 //! balances over the given targets (round robin, health checks on `/`), no access log.
 //! Usage: bench-lb PORT TARGET [TARGET...]
 
-use pantstack_local::core::balance::Algorithm;
-use pantstack_local::core::health::Thresholds;
-use pantstack_local::lb::Balancer;
-use pantstack_local::spec::{HttpSpec, Matcher};
+use pantstack_lb::Balancer;
+use pantstack_lb::balance::Algorithm;
+use pantstack_lb::health::Thresholds;
+use pantstack_lb::spec::{HttpSpec, Matcher};
 use std::net::SocketAddr;
 
 fn main() {

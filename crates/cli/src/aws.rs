@@ -270,7 +270,7 @@ pub(crate) fn date_secs(secs: i64) -> String {
 }
 
 fn date(ms: f64) -> String {
-    pantstack_local::clock::rfc3339_micros(
+    pantstack_rt::clock::rfc3339_micros(
         std::time::UNIX_EPOCH + std::time::Duration::from_millis((ms * 1000.0) as u64),
     )
     .get(..19)

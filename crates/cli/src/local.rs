@@ -921,7 +921,7 @@ pub fn logs(global: &Global, _out: &Out, a: &LogsArgs) -> Result<(), Failure> {
                     let ts = line
                         .split(' ')
                         .next()
-                        .and_then(pantstack_local::clock::parse_rfc3339)
+                        .and_then(pantstack_rt::clock::parse_rfc3339)
                         .unwrap_or(0.0);
                     if since.is_some_and(|s| ts < s) {
                         continue;

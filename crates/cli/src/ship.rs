@@ -657,7 +657,7 @@ pub fn logs(global: &Global, out: &Out, a: &LogsArgs) -> Result<(), Failure> {
                     json!({ "timestamp_ms": l.ms, "stream": l.stream, "message": l.message })
                 );
             } else {
-                let t = pantstack_local::clock::rfc3339_micros(
+                let t = pantstack_rt::clock::rfc3339_micros(
                     std::time::UNIX_EPOCH + std::time::Duration::from_millis(l.ms.max(0) as u64),
                 );
                 println!(

@@ -58,7 +58,7 @@ fn now() -> u64 {
 /// `2026-12-04T10:00:00Z` (also the previews' times).
 pub(crate) fn rfc3339(secs: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(secs);
-    let full = pantstack_local::clock::rfc3339_micros(t);
+    let full = pantstack_rt::clock::rfc3339_micros(t);
     // `…T10:00:00.000000Z` → `…T10:00:00Z`
     match full.split_once('.') {
         Some((head, _)) => format!("{head}Z"),

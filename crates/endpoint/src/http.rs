@@ -158,7 +158,7 @@ async fn run(
 ) {
     // Two descriptors a connection: the socket, and the object file an S3 request
     // may hold open while its body arrives or its answer is read.
-    let budget = crate::io::ConnectionBudget::new(limits.max_connections, 2);
+    let budget = pantstack_rt::budget::ConnectionBudget::new(limits.max_connections, 2);
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
@@ -202,7 +202,7 @@ async fn run(
             continue;
         };
         let Some(permit) = budget.try_acquire() else {
-            crate::io::refuse_busy(stream);
+            pantstack_rt::budget::refuse_busy(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -222,8 +222,8 @@ async fn run(
                 }
                 crate::h1::Outcome::Handover(read) => read,
             };
-            let io = hyper_util::rt::TokioIo::new(crate::io::Watchdog::new(
-                crate::io::Prefixed::new(read, stream),
+            let io = hyper_util::rt::TokioIo::new(pantstack_rt::stream::Watchdog::new(
+                pantstack_rt::stream::Prefixed::new(read, stream),
                 limits.read,
                 MIN_PROGRESS,
             ));

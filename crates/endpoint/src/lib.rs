@@ -18,7 +18,6 @@ mod h1;
 pub use h1::fuzzing;
 pub mod http;
 pub mod iam;
-pub mod io;
 pub mod journal;
 pub mod keys;
 pub mod policy_doc;

@@ -178,7 +178,7 @@ async fn open_log(path: &Path) -> std::io::Result<Log> {
 }
 
 async fn write_line(log: &Log, stream: &str, line: &str) {
-    let ts = crate::clock::rfc3339_micros(std::time::SystemTime::now());
+    let ts = pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now());
     let mut f = log.lock().await;
     let _ = f
         .write_all(format!("{ts} {stream} {line}\n").as_bytes())
@@ -262,7 +262,7 @@ async fn step(
     let waited = tokio::time::timeout(left, child.wait()).await;
     // Whatever the build left in its process group ends with it.
     if pgid != 0 {
-        crate::task::signal_group(pgid, "KILL").await;
+        crate::task::signal_group(pgid, rustix::process::Signal::KILL);
     }
     group.store(0, Ordering::SeqCst);
     let status = match waited {

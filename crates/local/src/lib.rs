@@ -1,11 +1,11 @@
 //! The local cloud: every service of an environment on this machine, with the
 //! behaviour of ALB + ECS (see ARCHITECTURE.md).
 
+#![forbid(unsafe_code)]
+
 pub mod build;
-pub mod clock;
 pub mod control;
 pub mod core;
-pub mod lb;
 pub mod ports;
 pub mod spec;
 pub mod state;

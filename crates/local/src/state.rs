@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -54,40 +54,11 @@ impl Paths {
     }
 }
 
-/// Mode of every state directory.
-pub const DIR_MODE: u32 = 0o700;
-/// Mode of every state file (and the control socket).
-pub const FILE_MODE: u32 = 0o600;
-
-/// Creates `dir` (and missing parents) with mode 0700 and sets 0700 on `dir`
-/// itself if it already existed.
-pub fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)?;
-    set_mode(dir, DIR_MODE)
-}
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() || meta.permissions().mode() & 0o777 == mode {
-        return Ok(());
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-/// Opens `path` for appending, created with mode 0600 (its directory 0700).
-pub fn append_private(path: &Path) -> std::io::Result<File> {
-    if let Some(dir) = path.parent() {
-        private_dir(dir)?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(FILE_MODE)
-        .open(path)
-}
+use pantstack_rt::private::set_mode;
+/// Every file and directory under `.pantstack/local/` is private to the user
+/// (the rules are `pantstack_rt::private`'s, shared with the load balancer's
+/// access logs).
+pub use pantstack_rt::private::{DIR_MODE, FILE_MODE, append_private, private_dir};
 
 /// The umask this process had before `secure` tightened it: image builds run
 /// with it, so what they produce (an image's binaries) does not depend on ours.

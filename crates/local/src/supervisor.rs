@@ -5,12 +5,12 @@
 use crate::build;
 use crate::core::Millis;
 use crate::core::backoff::Backoff;
-use crate::core::health::State as Health;
 use crate::core::rollout::{Counts, Outcome, Params, Rollout};
-use crate::lb::Balancer;
 use crate::spec::{self, Runtime, Unit};
 use crate::state::{self, Paths};
 use crate::task::{self, Handle, StartSpec, Task};
+use pantstack_lb::Balancer;
+use pantstack_lb::health::State as Health;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -168,7 +168,7 @@ impl UnitRt {
 fn deploy_record(d: &Deploy) -> Value {
     json!({
         "id": d.id, "revision": d.to, "from": d.from, "kind": d.kind,
-        "started": crate::clock::rfc3339_micros(d.started),
+        "started": pantstack_rt::clock::rfc3339_micros(d.started),
     })
 }
 
@@ -344,7 +344,7 @@ async fn start_aws(
 }
 
 fn now_text() -> String {
-    crate::clock::rfc3339_micros(SystemTime::now())
+    pantstack_rt::clock::rfc3339_micros(SystemTime::now())
 }
 
 fn unit_json(u: &Unit) -> Value {
@@ -829,7 +829,7 @@ impl Supervisor {
         if let Some(old) = rt.deploy.take() {
             rt.history.push(json!({
                 "id": old.id, "revision": old.to, "from": old.from, "kind": old.kind, "outcome": "superseded",
-                "reason": format!("replaced by deployment {id}"), "started": crate::clock::rfc3339_micros(old.started), "ended": now_text(),
+                "reason": format!("replaced by deployment {id}"), "started": pantstack_rt::clock::rfc3339_micros(old.started), "ended": now_text(),
             }));
             waiters.extend(old.waiters);
         }
@@ -1355,7 +1355,7 @@ impl Supervisor {
         let record = json!({
             "id": d.id, "revision": d.to, "from": d.from, "kind": d.kind, "outcome": label,
             "reason": reason, "failures": failures,
-            "started": crate::clock::rfc3339_micros(d.started), "ended": now_text(),
+            "started": pantstack_rt::clock::rfc3339_micros(d.started), "ended": now_text(),
         });
         rt.history.push(record.clone());
         let mut rollback_to = None;
@@ -1446,7 +1446,7 @@ impl Supervisor {
             .units
             .values()
             .map(|rt| {
-                let views: BTreeMap<u64, crate::lb::TargetView> = rt
+                let views: BTreeMap<u64, pantstack_lb::TargetView> = rt
                     .lb
                     .as_ref()
                     .map(|l| l.group.views().into_iter().map(|v| (v.task, v)).collect())
@@ -1459,7 +1459,7 @@ impl Supervisor {
                     "desired": rt.desired,
                     "runtime": rt.revisions.last().map(|r| r.unit.runtime.as_str()),
                     "revisions": rt.revisions.iter().map(|r| json!({
-                        "number": r.number, "created": crate::clock::rfc3339_micros(r.created),
+                        "number": r.number, "created": pantstack_rt::clock::rfc3339_micros(r.created),
                         "image": r.artifact.image(), "artifacts": r.artifact.dir(),
                         "build": r.artifact.state(),
                         "runs": if r.artifact == Artifact::WorkingTree { "working-tree" } else { "build" },
@@ -1786,7 +1786,7 @@ async fn cleanup_leftovers(saved: &Value) {
                 let pgid = pgid as u32;
                 let recorded = t["start_ticks"].as_u64();
                 if recorded.is_some() && task::start_ticks(pgid) == recorded {
-                    task::signal_group(pgid, "KILL").await;
+                    task::signal_group(pgid, rustix::process::Signal::KILL);
                 }
             }
             if let Some(c) = t["container"].as_str() {
@@ -1826,7 +1826,7 @@ impl Supervisor {
     async fn start_balancer(
         &self,
         u: &Unit,
-        h: &spec::HttpSpec,
+        h: &pantstack_lb::HttpSpec,
         saved: Option<u64>,
     ) -> Result<Arc<Balancer>, String> {
         let key = format!("{}/{}/{}", self.project, self.cfg.env, u.name);
@@ -1878,7 +1878,7 @@ impl Supervisor {
         for b in self.builds.drain(..) {
             let pgid = b.pgid.load(std::sync::atomic::Ordering::SeqCst);
             if pgid != 0 {
-                task::signal_group(pgid, "KILL").await;
+                task::signal_group(pgid, rustix::process::Signal::KILL);
             }
             b.handle.abort();
         }

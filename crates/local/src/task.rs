@@ -3,6 +3,7 @@
 //! one log file per task, each line timestamped.
 
 use crate::spec::{Runtime, Unit};
+use rustix::process::{Pid, Signal, kill_process_group};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -64,7 +65,7 @@ impl Task {
     /// SIGTERM and SIGKILLs after `grace_secs` by itself).
     pub async fn terminate(&self, grace_secs: u64) {
         match &self.handle {
-            Handle::Process { pgid } => signal_group(*pgid, "TERM").await,
+            Handle::Process { pgid } => signal_group(*pgid, Signal::TERM),
             Handle::Docker { container } => {
                 let c = container.clone();
                 tokio::spawn(async move {
@@ -81,7 +82,7 @@ impl Task {
 
     pub async fn kill(&self) {
         match &self.handle {
-            Handle::Process { pgid } => signal_group(*pgid, "KILL").await,
+            Handle::Process { pgid } => signal_group(*pgid, Signal::KILL),
             Handle::Docker { container } => {
                 let _ = Command::new("docker")
                     .args(["kill", container])
@@ -110,14 +111,13 @@ pub fn tail_file(path: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Sends a signal to a whole process group with kill(1) (no unsafe code here).
-pub async fn signal_group(pgid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{sig}"), "--".into(), format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
+/// Sends a signal to a whole process group (`kill(2)` with a negative pid, through
+/// rustix). A group that is gone already is not an error: the signal had nothing
+/// left to stop.
+pub fn signal_group(pgid: u32, sig: Signal) {
+    if let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) {
+        let _ = kill_process_group(pid, sig);
+    }
 }
 
 /// The start time of a process (field 22 of /proc/PID/stat), to tell a recorded
@@ -145,7 +145,7 @@ fn pump<R: AsyncRead + Unpin + Send + 'static>(r: R, stream: &'static str, file:
     tokio::spawn(async move {
         let mut lines = BufReader::new(r).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            let ts = crate::clock::rfc3339_micros(std::time::SystemTime::now());
+            let ts = pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now());
             let mut f = file.lock().await;
             use tokio::io::AsyncWriteExt;
             let _ = f

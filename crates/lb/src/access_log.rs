@@ -72,15 +72,15 @@ struct Current {
 }
 
 /// The access-log file of one balancer, shared by its workers.
-pub(super) struct AccessLog {
+pub(crate) struct AccessLog {
     path: PathBuf,
     current: Mutex<Current>,
     limits: Mutex<LogLimits>,
 }
 
 fn open(path: &Path) -> std::io::Result<Current> {
-    // 0600 in a 0700 directory, whatever the umask (`state::append_private`).
-    let file = crate::state::append_private(path)?;
+    // 0600 in a 0700 directory, whatever the umask (`pantstack_rt::private`).
+    let file = pantstack_rt::private::append_private(path)?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     Ok(Current {
         file,
@@ -124,7 +124,7 @@ impl AccessLog {
     /// Renames the current file to `<name>.<UTC time>`, deletes the oldest rolled
     /// files beyond `keep`, and opens a new current file.
     fn roll(&self, keep: usize) -> std::io::Result<Current> {
-        let stamp: String = crate::clock::rfc3339_micros(SystemTime::now())
+        let stamp: String = pantstack_rt::clock::rfc3339_micros(SystemTime::now())
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
             .collect();

@@ -16,13 +16,16 @@
 //! sent after `Expect: 100-continue`, and HTTP/1.0 clients. Both paths share the
 //! target selection, health, rules and the access log.
 
-use super::framing::{self, BodyFraming, RequestFraming, connection_drops, parse_len};
-#[cfg(target_os = "linux")]
-use super::ring;
-use super::{
-    Balancer, HOP_BY_HOP, LogRequest, Outstanding, Worker, keep_alive_timeout, request_id_bytes,
-    rule_matches, trace_id_bytes,
+use crate::alb::{
+    self, Answer, LogRequest, dropped_request_header, dropped_response_header, origin_form,
+    request_id_bytes, trace_id_bytes,
 };
+use crate::framing::{self, BodyFraming, RequestFraming, connection_drops, parse_len};
+use crate::group::Outstanding;
+use crate::pool::keep_alive_timeout;
+#[cfg(target_os = "linux")]
+use crate::ring;
+use crate::{Balancer, Worker};
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -208,48 +211,9 @@ fn at(buf: &[u8], r: (usize, usize)) -> &[u8] {
     buf.get(r.0..r.1).unwrap_or(b"")
 }
 
-fn is_one_of(name: &str, names: &[&str]) -> bool {
-    names.iter().any(|n| n.eq_ignore_ascii_case(name))
-}
-
-/// Hop-by-hop headers are never forwarded; the ones the balancer sets itself are
-/// not copied either.
-fn dropped_request_header(name: &str) -> bool {
-    is_one_of(name, HOP_BY_HOP)
-        || is_one_of(
-            name,
-            &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"],
-        )
-}
-
-/// In a response: hop-by-hop headers but `Transfer-Encoding` (a chunked body is
-/// passed on as it is), and the target's `X-Request-Id` (the balancer's wins).
-fn dropped_response_header(name: &str) -> bool {
-    (is_one_of(name, HOP_BY_HOP) && !name.eq_ignore_ascii_case("transfer-encoding"))
-        || name.eq_ignore_ascii_case("x-request-id")
-}
-
 /// Whether a comma-separated header value lists `token` (case-insensitive).
 fn lists(value: &[u8], token: &str) -> bool {
     framing::lists(value, token.as_bytes())
-}
-
-/// The origin form (`/path?query`) of a request target: absolute-form targets
-/// (`http://host/path`) lose their scheme and authority.
-fn origin_form(target: &[u8]) -> &[u8] {
-    if target.first() == Some(&b'/') || target == b"*" {
-        return target;
-    }
-    match target.windows(3).position(|w| w == b"://") {
-        Some(p) => {
-            let rest = &target[p + 3..];
-            match rest.iter().position(|b| *b == b'/' || *b == b'?') {
-                Some(q) if rest[q] == b'/' => &rest[q..],
-                Some(_) | None => b"/",
-            }
-        }
-        None => target,
-    }
 }
 
 /// A request head the fast path cannot or should not take, or a bad one.
@@ -309,7 +273,7 @@ fn parse_request(buf: &[u8], out: &mut Vec<u8>) -> Parsed {
                 forwarded_for = Some(range(buf, h.value));
             }
         } else if n.eq_ignore_ascii_case("x-request-id") {
-            request_id = (!h.value.is_empty() && h.value.len() <= 200).then(|| range(buf, h.value));
+            request_id = alb::keeps_request_id(h.value).then(|| range(buf, h.value));
         } else if n.eq_ignore_ascii_case("x-amzn-trace-id") && trace.is_none() {
             trace = Some(range(buf, h.value));
         } else if n.eq_ignore_ascii_case("user-agent") {
@@ -620,15 +584,8 @@ fn parse_response(
 }
 
 /// The balancer's own short answer.
-fn text_response(out: &mut Vec<u8>, status: u16, body: &str, request_id: &[u8], close: bool) {
-    let reason = match status {
-        400 => "Bad Request",
-        404 => "Not Found",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Error",
-    };
+fn text_response(out: &mut Vec<u8>, answer: Answer, request_id: &[u8], close: bool) {
+    let (status, reason, body) = (answer.status(), answer.reason(), answer.body());
     out.clear();
     let _ = std::io::Write::write_fmt(
         out,
@@ -717,12 +674,16 @@ impl Balancer {
                     Parsed::Ok(h) => break h,
                     Parsed::Handover => return Err(Exit::Handover),
                     Parsed::Bad(why) => {
-                        return self.refuse(c, out, 400, why).await;
+                        return self.refuse(c, out, Answer::BadRequest(why)).await;
                     }
                     Parsed::Partial if buf.len() >= HEAD_MAX => {
                         // ALB answers 400 when the headers pass 64 KiB.
                         return self
-                            .refuse(c, out, 400, "request head larger than 64 KiB")
+                            .refuse(
+                                c,
+                                out,
+                                Answer::BadRequest("request head larger than 64 KiB"),
+                            )
                             .await;
                     }
                     Parsed::Partial => {}
@@ -796,37 +757,36 @@ impl Balancer {
         };
 
         let consumed = head.head_len + head.body_len;
+        // The path is only looked at when there are rules.
         let routed = spec.rules.is_empty() || {
             let path = std::str::from_utf8(origin_form(target_bytes))
                 .unwrap_or("/")
                 .split('?')
                 .next()
                 .unwrap_or("/");
-            spec.rules.iter().any(|r| rule_matches(r, host_str, path))
+            alb::routed(&spec.rules, host_str, path)
         };
         if !routed {
             log(404, None, None);
             buf.drain(..consumed);
             return self
-                .answer(c, out, &head, 404, "no route\n", &request_id)
+                .answer(c, out, &head, Answer::NoRoute, &request_id)
                 .await;
         }
         let Some((addr, guard)) = picked else {
             log(503, None, None);
             buf.drain(..consumed);
             return self
-                .answer(c, out, &head, 503, "no target registered\n", &request_id)
+                .answer(c, out, &head, Answer::NoTarget, &request_id)
                 .await;
         };
 
         // The balancer's headers, then the body.
         out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prev) = head.forwarded_for {
-            out.extend_from_slice(at(buf, prev));
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(peer_ip);
-        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-port: ");
+        alb::forwarded_for(head.forwarded_for.map(|r| at(buf, r)), peer_ip, out);
+        out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+        out.extend_from_slice(alb::FORWARDED_PROTO.as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-port: ");
         out.extend_from_slice(self.port_value.as_bytes());
         if head.request_id.is_none() {
             out.extend_from_slice(b"\r\nx-request-id: ");
@@ -857,21 +817,14 @@ impl Balancer {
                 log(504, Some(addr), None);
                 drop(guard);
                 return self
-                    .answer(c, out, &head, 504, "target timed out\n", &request_id)
+                    .answer(c, out, &head, Answer::TargetTimedOut, &request_id)
                     .await;
             }
             Some(Upstream::Refused) => {
                 log(502, Some(addr), None);
                 drop(guard);
                 return self
-                    .answer(
-                        c,
-                        out,
-                        &head,
-                        502,
-                        "target refused or reset the connection\n",
-                        &request_id,
-                    )
+                    .answer(c, out, &head, Answer::TargetRefused, &request_id)
                     .await;
             }
             Some(Upstream::Head(up, res)) => (up, res),
@@ -1041,26 +994,18 @@ impl Balancer {
         c: &mut Stream,
         out: &mut Vec<u8>,
         head: &ReqHead,
-        status: u16,
-        body: &str,
+        answer: Answer,
         request_id: &[u8],
     ) -> Result<(), Exit> {
-        text_response(out, status, body, request_id, head.close);
+        text_response(out, answer, request_id, head.close);
         write_client(c, out, 0..usize::MAX).await?;
         if head.close { Err(Exit::Done) } else { Ok(()) }
     }
 
     /// Answers a request that cannot be read any further, and closes.
-    async fn refuse(
-        &self,
-        c: &mut Stream,
-        out: &mut Vec<u8>,
-        status: u16,
-        why: &str,
-    ) -> Result<(), Exit> {
+    async fn refuse(&self, c: &mut Stream, out: &mut Vec<u8>, answer: Answer) -> Result<(), Exit> {
         let rid = request_id_bytes();
-        let body = format!("{why}\n");
-        text_response(out, status, &body, &rid, true);
+        text_response(out, answer, &rid, true);
         if write_client(c, out, 0..usize::MAX).await.is_ok() {
             linger(c).await;
         }

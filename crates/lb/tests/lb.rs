@@ -9,10 +9,10 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use pantstack_local::core::balance::Algorithm;
-use pantstack_local::core::health::{State, Thresholds};
-use pantstack_local::lb::{Balancer, IoBackend};
-use pantstack_local::spec::{HttpSpec, Matcher, Rule};
+use pantstack_lb::balance::Algorithm;
+use pantstack_lb::health::{State, Thresholds};
+use pantstack_lb::spec::{HttpSpec, Matcher, Rule};
+use pantstack_lb::{Balancer, IoBackend};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1467,7 +1467,7 @@ async fn access_log_fields_are_escaped(io: IoBackend) {
 /// only `keep` rolled files remain (the oldest deleted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_rolls_by_size_and_age_and_keeps_a_bounded_number_of_files() {
-    use pantstack_local::lb::LogLimits;
+    use pantstack_lb::LogLimits;
     let dir = scratch_dir("rotate");
     let log = dir.join("access.log");
     let lb = Balancer::start_with(
