@@ -8,6 +8,7 @@ use crate::stack::{self, Failed, Outcome, Param, Spec, Template};
 use crate::verdict::{self, Verdict};
 use crate::{Clients, service_error, why};
 use pantstack_model::Monorepo;
+use pantstack_model::physical::Names;
 use pantstack_synth::Output;
 use pantstack_synth::plan::Stack;
 use serde_json::{Value, json};
@@ -64,12 +65,8 @@ impl Env<'_> {
     }
 
     /// The environment's physical names, as synth writes them.
-    fn names(&self) -> pantstack_synth::names::Names<'_> {
-        pantstack_synth::names::Names {
-            project: self.project(),
-            env: &self.env,
-            base: Monorepo::stack_name(&self.env),
-        }
+    fn names(&self) -> Names<'_> {
+        Names::new(self.project(), &self.env)
     }
 
     fn stack(&self, name: &str) -> Option<&Stack> {

@@ -2,6 +2,7 @@
 //! behaviour of ALB + ECS (see ARCHITECTURE.md).
 
 pub mod build;
+pub mod client;
 pub mod clock;
 pub mod control;
 pub mod core;
