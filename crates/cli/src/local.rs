@@ -5,9 +5,9 @@
 //!
 //! - this file: the calls to the supervisor every command shares, `status`,
 //!   `down` and `scale`;
-//! - [`up`]: starting (or attaching to) a local cloud;
-//! - [`deploy`]: `deploy`, `rollback` and `deployments`;
-//! - [`tasks`]: `logs` and `exec`, a running task's output and environment.
+//! - `up`: starting (or attaching to) a local cloud;
+//! - `deploy`: `deploy`, `rollback` and `deployments`;
+//! - `tasks`: `logs` and `exec`, a running task's output and environment.
 
 mod deploy;
 mod tasks;

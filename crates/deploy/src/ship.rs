@@ -4,8 +4,8 @@
 //!
 //! - this file: the environment ([`Env`]), running stacks, the deploy lock around a
 //!   verb, and what the verbs share;
-//! - [`bootstrap`](mod@bootstrap), [`deploy`](mod@deploy), [`diff`](mod@diff),
-//!   [`destroy`](mod@destroy): one verb each;
+//! - `bootstrap`, `deploy`, `diff`, `destroy`: one verb each (the modules of
+//!   the functions of those names);
 //! - `observe`: `status`, `logs` and ECS's verdicts on services.
 
 mod bootstrap;

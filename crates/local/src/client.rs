@@ -229,8 +229,8 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// Opens the secrets of environment `env`. Outside an async context: the
-    /// endpoint's state opens synchronously.
+    /// Opens the secrets of environment `env`: blocks while it opens the
+    /// endpoint's state on disk (when no cloud runs).
     pub fn open(root: &Path, repo: &Monorepo, env: &str) -> Result<Secrets, Refused> {
         let paths = Paths::new(root, env);
         if accepts(&paths) {

@@ -2,7 +2,7 @@
 //! into the typed model.
 //!
 //! - this file: the model's types of a service;
-//! - [`read`]: reading a manifest into them ([`read_service`]);
+//! - `read`: reading a manifest into them ([`read_service`]);
 //! - `check`: the checks of the `${kind:name}` references in its variables (the
 //!   grammar is [`crate::refs`]'s).
 
