@@ -1,25 +1,22 @@
 //! `aws-env` and `secrets`: a person's access to the local cloud's AWS endpoint.
 //!
-//! `secrets` goes through the running local cloud (its control socket) when one
-//! runs, and otherwise opens the environment's AWS state itself (the state's lock
-//! keeps the two from ever writing at once). Either way the endpoint's own SSM
-//! handler does the work, so values are sealed and journaled the same way.
+//! The environment and the secrets themselves are `pantstack_local::client`'s
+//! (the running cloud, or its state on disk); this module checks the command line
+//! against the manifests and prints.
 
 use crate::Failure;
 use crate::args::{AwsEnvArgs, Global, SecretName, SecretsAction, SecretsArgs};
 use crate::commands::{find_root, load_valid};
 use crate::output::Out;
 use pantstack_endpoint::keys::{Keyring, key_file};
-use pantstack_local::control;
+use pantstack_local::client::{self, Secrets};
 use pantstack_local::spec;
 use pantstack_local::state::{self, Paths};
 use pantstack_model::Monorepo;
-use pantstack_model::env;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
-/// The environment: --env, else the only running one, else `up`'s choice.
 /// Whether an environment is production (by the seed's names).
 pub(crate) fn is_production(env: &str) -> bool {
     matches!(env, "prod" | "production")
@@ -54,18 +51,10 @@ pub(crate) fn unknown_secret_service(repo: &Monorepo) -> Failure {
     ))
 }
 
+/// The environment: --env, else the only running one, else `up`'s choice.
 fn target_env(root: &Path, repo: &Monorepo, named: Option<&str>) -> Result<String, Failure> {
-    if let Some(n) = named {
-        // Only an environment of this monorepo: the name becomes paths and key files.
-        return env::named(&repo.foundation, n)
-            .map(|e| e.name)
-            .map_err(|e| Failure::Resolve(e.to_string()));
-    }
-    match crate::local::running_env(root, None) {
-        Ok(e) => Ok(e),
-        Err(Failure::Usage(m)) => Err(Failure::Usage(m)),
-        Err(_) => crate::local::up_env(root, repo, None),
-    }
+    let branch = || crate::git::branch(root).ok();
+    Ok(client::target_env(root, repo, named, branch)?)
 }
 
 pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure> {
@@ -108,7 +97,7 @@ pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure
     }
     let ring = Keyring::open_or_create(&file).map_err(Failure::Io)?;
     let c = ring.credentials(&principal);
-    if control_answers(&paths).is_none() {
+    if !client::accepts(&paths) {
         eprintln!(
             "note: the local cloud of `{env}` is not running; these settings work once `pantstack up --env {env}{}` runs",
             local_flag(&repo, &env)
@@ -132,95 +121,11 @@ pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure
     Ok(())
 }
 
-fn control_answers(paths: &Paths) -> Option<()> {
-    std::os::unix::net::UnixStream::connect(paths.socket())
-        .ok()
-        .map(|_| ())
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::Io(format!("cannot start the async runtime: {e}")))
-}
-
-/// Where the SSM actions go: the running local cloud, or the state on disk.
-struct Ssm {
-    rt: tokio::runtime::Runtime,
-    paths: Paths,
-    core: Option<pantstack_endpoint::Core>,
-}
-
-impl Ssm {
-    fn open(root: &Path, repo: &Monorepo, env: &str) -> Result<Ssm, Failure> {
-        let rt = runtime()?;
-        let paths = Paths::new(root, env);
-        if control_answers(&paths).is_some() {
-            return Ok(Ssm {
-                rt,
-                paths,
-                core: None,
-            });
-        }
-        pantstack_local::state::secure(&paths).map_err(Failure::Io)?;
-        let region = spec::region(repo, env);
-        let core = pantstack_endpoint::Core::open(&pantstack_endpoint::Config {
-            dir: paths.aws(),
-            key_file: key_file(root, env),
-            region,
-            principals: Vec::new(),
-            policies: Default::default(),
-            compact_min_bytes: pantstack_endpoint::DEFAULT_COMPACT_MIN,
-        })
-        .map_err(Failure::Io)?;
-        Ok(Ssm {
-            rt,
-            paths,
-            core: Some(core),
-        })
-    }
-
-    /// One SSM action; Err carries (code, message).
-    fn call(&self, action: &str, input: Value) -> Result<Result<Value, (String, String)>, Failure> {
-        match &self.core {
-            Some(core) => Ok(self
-                .rt
-                .block_on(core.ssm(action, &input, pantstack_endpoint::USER))
-                .map_err(|e| (e.code, e.message))),
-            None => {
-                let v = crate::local::call_short(
-                    &self.rt,
-                    &self.paths,
-                    json!({ "op": "ssm", "action": action, "input": input }),
-                )?;
-                Ok(match v["error"].as_str() {
-                    Some(m) => Err((v["code"].as_str().unwrap_or("").to_string(), m.to_string())),
-                    None => Ok(v["result"].clone()),
-                })
-            }
-        }
-    }
-
-    fn rotate_key(&self) -> Result<usize, Failure> {
-        match &self.core {
-            Some(core) => self.rt.block_on(core.rotate_key()).map_err(Failure::Io),
-            None => {
-                let v = self
-                    .rt
-                    .block_on(control::call(
-                        &self.paths.socket(),
-                        &json!({ "op": "rotate-key" }),
-                        |_| {},
-                    ))
-                    .map_err(|e| Failure::Resolve(e.into()))?;
-                match v["error"].as_str() {
-                    Some(e) => Err(Failure::Io(e.to_string())),
-                    None => Ok(v["reencrypted"].as_u64().unwrap_or(0) as usize),
-                }
-            }
-        }
-    }
 }
 
 /// Reads a secret value: a prompt without echo on a terminal, else all of stdin
@@ -305,7 +210,7 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
     };
     if let SecretsAction::MoveKey = a.action {
         let paths = Paths::new(&root, &env);
-        if control_answers(&paths).is_some() {
+        if client::accepts(&paths) {
             return Err(Failure::Usage(format!(
                 "the local cloud of `{env}` runs; `pantstack down --env {env}{}` first",
                 local_flag(&repo, &env)
@@ -368,13 +273,15 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
             s.rotation_days,
         ))
     };
-    let ssm = Ssm::open(&root, &repo, &env)?;
+    let rt = runtime()?;
+    let secrets = Secrets::open(&root, &repo, &env)?;
+    let call = |action: &str, input: serde_json::Value| rt.block_on(secrets.call(action, input));
     let fail = |(code, msg): (String, String)| Failure::Resolve(format!("{code}: {msg}"));
     match &a.action {
         SecretsAction::Set(n) | SecretsAction::Rotate(n) => {
             let (param, _) = declared(n)?;
             let rotate = matches!(a.action, SecretsAction::Rotate(_));
-            let before = ssm.call("GetParameter", json!({ "Name": param }))?;
+            let before = call("GetParameter", json!({ "Name": param }))?;
             if rotate && before.is_err() {
                 return Err(Failure::Resolve(format!(
                     "{}/{} is not set yet; set it first with `pantstack secrets set {} {}`",
@@ -382,12 +289,11 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                 )));
             }
             let value = read_value(&format!("{}/{}", n.service, n.name))?;
-            let r = ssm
-                .call(
-                    "PutParameter",
-                    json!({ "Name": param, "Value": value, "Type": "SecureString", "Overwrite": true }),
-                )?
-                .map_err(fail)?;
+            let r = call(
+                "PutParameter",
+                json!({ "Name": param, "Value": value, "Type": "SecureString", "Overwrite": true }),
+            )?
+            .map_err(fail)?;
             if out.json() {
                 println!(
                     "{}",
@@ -405,12 +311,11 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
         }
         SecretsAction::Get { name: n, reveal } => {
             let (param, _) = declared(n)?;
-            let r = ssm
-                .call(
-                    "GetParameter",
-                    json!({ "Name": param, "WithDecryption": reveal }),
-                )?
-                .map_err(fail)?;
+            let r = call(
+                "GetParameter",
+                json!({ "Name": param, "WithDecryption": reveal }),
+            )?
+            .map_err(fail)?;
             let p = &r["Parameter"];
             if *reveal {
                 println!("{}", p["Value"].as_str().unwrap_or(""));
@@ -429,13 +334,12 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
         }
         SecretsAction::Rm(n) => {
             let (param, _) = declared(n)?;
-            ssm.call("DeleteParameter", json!({ "Name": param }))?
-                .map_err(fail)?;
+            call("DeleteParameter", json!({ "Name": param }))?.map_err(fail)?;
             println!("deleted {param}");
         }
         SecretsAction::MoveKey => {}
         SecretsAction::RotateKey => {
-            let n = ssm.rotate_key()?;
+            let n = rt.block_on(secrets.rotate_key())?;
             println!(
                 "re-encrypted {n} secret value(s) under a new master key; the old key is gone"
             );
@@ -450,7 +354,7 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
                 // A secret taken `from` another service is listed with its owner.
                 for s in u.service.secrets.iter().filter(|s| s.from.is_none()) {
                     let param = spec::secret_parameter(&project, &env, &u.service.name, &s.name);
-                    let got = ssm.call("GetParameter", json!({ "Name": param }))?;
+                    let got = call("GetParameter", json!({ "Name": param }))?;
                     let (version, modified) = match &got {
                         Ok(r) => (
                             r["Parameter"]["Version"].as_u64(),

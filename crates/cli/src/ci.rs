@@ -44,11 +44,7 @@ fn deployed(global: &Global, out: &Out, a: &ChangedArgs, head: &str) -> Result<(
     let root = &repo.files.root;
     let rt = crate::local::runtime()?;
     let clients = crate::ship::connect(&rt, &p, a.profile.as_deref());
-    let names = pantstack_synth::names::Names {
-        project: &p.output.plan.project,
-        env: &p.env,
-        base: pantstack_model::Monorepo::stack_name(&p.env),
-    };
+    let names = pantstack_model::physical::Names::new(&p.output.plan.project, &p.env);
     let mut services = Vec::new();
     let mut why = Vec::new();
     for name in repo.service_names() {

@@ -38,6 +38,17 @@ pub enum Failure {
     Failed,
 }
 
+impl From<pantstack_local::client::Refused> for Failure {
+    fn from(r: pantstack_local::client::Refused) -> Failure {
+        use pantstack_local::client::Refused;
+        match r {
+            Refused::Usage(m) => Failure::Usage(m),
+            Refused::Unresolved(m) => Failure::Resolve(m),
+            Refused::Io(m) => Failure::Io(m),
+        }
+    }
+}
+
 impl Failure {
     fn code(&self) -> u8 {
         match self {

@@ -9,6 +9,7 @@
 //! and dry runs can judge at another time.
 
 use crate::{Clients, service_error, why};
+use pantstack_model::physical::Names;
 use pantstack_synth::plan::SecretParameter;
 use serde_json::{Value, json};
 
@@ -168,12 +169,8 @@ pub async fn list(c: &Clients, project: &str) -> Result<Vec<Preview>, String> {
 /// Where an administrator keeps a secret's value for every preview:
 /// `/{project}/preview/{service}/{NAME}` (`secrets set --target aws --env preview`).
 pub fn declared_value_path(project: &str, s: &SecretParameter) -> String {
-    format!(
-        "/{project}/{}/{}/{}",
-        pantstack_model::foundation::PREVIEW_STACK,
-        s.service,
-        s.variable
-    )
+    let names = Names::new(project, pantstack_model::foundation::PREVIEW_STACK);
+    format!("{}/{}", names.ssm_path(&s.service), s.variable)
 }
 
 /// Gives a preview the secrets it lacks, copied from the declared preview values

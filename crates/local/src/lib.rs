@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod build;
+pub mod client;
 pub mod control;
 pub mod core;
 pub mod ports;

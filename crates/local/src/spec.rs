@@ -4,10 +4,11 @@
 
 use pantstack_endpoint::iam::Policy;
 use pantstack_model::Monorepo;
+use pantstack_model::physical::{Names, queue_url};
+use pantstack_model::refs::{self, Kind, Reference};
 use pantstack_model::service::Service;
 use pantstack_model::settings::{Layer, Val};
 use pantstack_model::{Resolved, ServiceUnit};
-use pantstack_synth::names::Names;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -98,18 +99,10 @@ pub struct Aws {
     pub endpoint: String,
 }
 
-fn names<'a>(project: &'a str, env: &'a str) -> Names<'a> {
-    Names {
-        project,
-        env,
-        base: Monorepo::stack_name(env),
-    }
-}
-
 /// The physical name of a service's queue (the same as on AWS).
 pub fn queue_name(project: &str, env: &str, service: &Service, queue: &str, dlq: bool) -> String {
     let fifo = service.queues.iter().any(|q| q.name == queue && q.fifo);
-    names(project, env).queue(&service.name, queue, dlq, fifo)
+    Names::new(project, env).queue(&service.name, queue, dlq, fifo)
 }
 
 /// The local name of a service's bucket.
@@ -119,7 +112,7 @@ pub fn bucket_name(project: &str, env: &str, service: &str, bucket: &str) -> Str
 
 /// The SSM parameter a declared secret is read from (the same path as on AWS).
 pub fn secret_parameter(project: &str, env: &str, service: &str, secret: &str) -> String {
-    format!("{}/{secret}", names(project, env).ssm_path(service))
+    format!("{}/{secret}", Names::new(project, env).ssm_path(service))
 }
 
 /// `${queue:jobs}` → the queue's URL at the local endpoint, `${dlq:jobs}` its DLQ's,
@@ -133,53 +126,37 @@ fn resolve_refs(
     aws: &Aws,
     value: &str,
 ) -> String {
-    // (owning service, resource name)
-    let owner_of = |r: &str| -> (Service, String) {
-        match r.split_once('.') {
+    // The owning service and the resource's own name.
+    let owner_of = |r: &Reference<'_>| -> (&Service, String) {
+        match r.owner() {
             Some((o, n)) => (
                 repo.services
                     .iter()
                     .find(|u| u.service.name == o)
-                    .map(|u| u.service.clone())
-                    .unwrap_or_else(|| service.clone()),
+                    .map_or(service, |u| &u.service),
                 n.to_string(),
             ),
-            None => (service.clone(), r.to_string()),
+            None => (service, r.name.to_string()),
         }
     };
-    let url = |q: &str, dlq: bool| {
-        let (owner, q) = owner_of(q);
-        format!(
-            "{}/{}/{}",
-            aws.endpoint,
+    let url = |r: &Reference<'_>, dlq: bool| {
+        let (owner, q) = owner_of(r);
+        queue_url(
+            &aws.endpoint,
             pantstack_endpoint::ACCOUNT,
-            queue_name(project, env, &owner, &q, dlq)
+            &queue_name(project, env, owner, &q, dlq),
         )
     };
-    let mut out = String::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let inner = &after[..end];
-        let name = match inner.split_once(':') {
-            Some(("queue", q)) => url(q, false),
-            Some(("dlq", q)) => url(q, true),
-            Some(("bucket", b)) => {
-                let (owner, b) = owner_of(b);
+    refs::substitute(value, |r| {
+        Some(match r.known()? {
+            Kind::Queue => url(r, false),
+            Kind::Dlq => url(r, true),
+            Kind::Bucket => {
+                let (owner, b) = owner_of(r);
                 bucket_name(project, env, &owner.name, &b)
             }
-            _ => format!("${{{inner}}}"),
-        };
-        out.push_str(&name);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
+        })
+    })
 }
 
 /// A queue `pantstack up` creates: its name, attributes, and its DLQ (name and
@@ -255,7 +232,7 @@ pub fn policies(repo: &Monorepo, env: &str, region: &str) -> HashMap<String, Pol
         let parameters = if svc.secrets.iter().all(|s| s.from.is_some()) {
             Vec::new()
         } else {
-            let path = names(project, env).ssm_path(&svc.name);
+            let path = Names::new(project, env).ssm_path(&svc.name);
             vec![
                 parameter_arn(region, ACCOUNT, &path),
                 parameter_arn(region, ACCOUNT, &format!("{path}/*")),

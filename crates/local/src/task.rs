@@ -390,7 +390,7 @@ pub struct DockerRun<'a> {
 
 /// The `docker run` argument list. The command is split exactly as the task
 /// definition's `EntryPoint` and `Command` on ECS
-/// (`pantstack_synth::service::entry_point_and_command`): `--entrypoint FIRST` and
+/// (`pantstack_model::service::entry_point_and_command`): `--entrypoint FIRST` and
 /// the rest after the image. Docker then ignores the image's CMD, as on ECS, so
 /// the container runs exactly the manifest's argv.
 pub fn docker_run_args(d: &DockerRun<'_>) -> Vec<String> {
@@ -420,7 +420,7 @@ pub fn docker_run_args(d: &DockerRun<'_>) -> Vec<String> {
     }
     let split = d
         .command
-        .and_then(pantstack_synth::service::entry_point_and_command);
+        .and_then(pantstack_model::service::entry_point_and_command);
     if let Some((entry_point, _)) = &split {
         // The docker CLI's --entrypoint takes one word; ours is one word.
         args.push("--entrypoint".into());
@@ -462,7 +462,7 @@ mod tests {
         assert!(entry_at < image_at, "{args:?}");
         // Exactly the task definition's EntryPoint, then its Command after the image.
         let (entry_point, rest) =
-            pantstack_synth::service::entry_point_and_command(&command).expect("split");
+            pantstack_model::service::entry_point_and_command(&command).expect("split");
         assert_eq!(entry_point, vec![args[entry_at + 1].clone()]);
         assert_eq!(args[image_at + 1..], rest[..]);
         // Never the whole argv after an ENTRYPOINT it does not replace.

@@ -7,14 +7,19 @@
 //!   default), resolved default ← manifest ← stack file ← CLI.
 //! - [`service`], [`foundation`]: the two manifests.
 //! - [`repo`]: loading the monorepo and the checks across files.
-//! - [`env`]: branch / pull request → environment.
+//! - [`env`](mod@env): branch / pull request → environment.
 //! - [`tag`]: image tags of the seed's strategy.
+//! - [`names`]: the rules of names (labels, variables); [`physical`]: the names of
+//!   an environment's resources and queue URLs, on AWS and in the local cloud;
+//!   [`refs`]: the `${queue:NAME}` reference grammar of variable values.
 
 pub mod changes;
 pub mod env;
 pub mod foundation;
 pub mod iam;
 pub mod names;
+pub mod physical;
+pub mod refs;
 pub mod repo;
 pub mod service;
 pub mod settings;

@@ -25,9 +25,9 @@ pub mod skips;
 pub mod storage;
 pub mod workflows;
 
-use names::Names;
 use pantstack_manifest::{Diagnostic, Span};
 use pantstack_model::foundation::PREVIEW_PREFIX;
+use pantstack_model::physical::Names;
 use pantstack_model::settings::{Layer, Source};
 use pantstack_model::{Monorepo, Resolved};
 
@@ -303,11 +303,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         repo,
         env,
         region: region.clone(),
-        names: Names {
-            project,
-            env,
-            base: Monorepo::stack_name(env),
-        },
+        names: Names::new(project, env),
         shared_lb: shared,
         lb_count,
         lb_shards,

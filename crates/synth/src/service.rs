@@ -10,8 +10,10 @@ use crate::{Ctx, bool_of, place, skips};
 use pantstack_manifest::Diagnostic;
 use pantstack_model::Resolved;
 use pantstack_model::iam;
+use pantstack_model::physical::queue_url;
+use pantstack_model::refs::{self, Kind, Piece};
 use pantstack_model::repo::ServiceUnit;
-use pantstack_model::service::Service;
+use pantstack_model::service::{Service, entry_point_and_command};
 use serde_json::{Value, json};
 
 /// The ADOT collector image used as tracing sidecar (public ECR, pinned).
@@ -244,28 +246,25 @@ pub fn variable_value(cx: &Ctx<'_>, value: &str) -> Value {
     // deterministic name, its bucket's name from the owner's export.
     let mut imports = serde_json::Map::new();
     let mut out = String::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str("${!");
-            rest = after;
-            continue;
-        };
-        let inner = &after[..end];
-        if let Some((kind, reference)) = inner.split_once(':')
-            && let Some((owner, name)) = reference.split_once('.')
-        {
-            match kind {
-                "queue" | "dlq" => {
+    for piece in refs::pieces(value) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            // Not a reference: escaped, so `Fn::Sub` writes it as is.
+            Piece::Other(inner) => out.push_str(&format!("${{!{inner}}}")),
+            Piece::Unclosed(rest) => {
+                out.push_str("${!");
+                out.push_str(&rest.replace("${", "${!"));
+            }
+            Piece::Ref(r) => match (r.known(), r.owner()) {
+                (Some(kind @ (Kind::Queue | Kind::Dlq)), Some((owner, name))) => {
                     let fifo = owner_queue(cx, owner, name).is_some_and(|q| q.fifo);
-                    out.push_str(&format!(
-                        "https://sqs.${{AWS::Region}}.${{AWS::URLSuffix}}/${{AWS::AccountId}}/{}",
-                        cx.names.queue(owner, name, kind == "dlq", fifo)
+                    out.push_str(&queue_url(
+                        "https://sqs.${AWS::Region}.${AWS::URLSuffix}",
+                        "${AWS::AccountId}",
+                        &cx.names.queue(owner, name, kind == Kind::Dlq, fifo),
                     ));
                 }
-                _ => {
+                (_, Some((owner, name))) => {
                     let var = logical(&["import", owner, name]);
                     imports.insert(
                         var.clone(),
@@ -273,23 +272,18 @@ pub fn variable_value(cx: &Ctx<'_>, value: &str) -> Value {
                     );
                     out.push_str(&format!("${{{var}}}"));
                 }
-            }
-            rest = &after[end + 1..];
-            continue;
+                (Some(kind), None) => {
+                    let id = match kind {
+                        Kind::Queue => queue_id(r.name),
+                        Kind::Dlq => dlq_id(r.name),
+                        Kind::Bucket => bucket_id(r.name),
+                    };
+                    out.push_str(&format!("${{{id}}}"));
+                }
+                (None, None) => out.push_str(&format!("${{!{}:{}}}", r.kind, r.name)),
+            },
         }
-        let id = match inner.split_once(':') {
-            Some(("queue", q)) => Some(queue_id(q)),
-            Some(("dlq", q)) => Some(dlq_id(q)),
-            Some(("bucket", b)) => Some(bucket_id(b)),
-            _ => None,
-        };
-        match id {
-            Some(id) => out.push_str(&format!("${{{id}}}")),
-            None => out.push_str(&format!("${{!{inner}}}")),
-        }
-        rest = &after[end + 1..];
     }
-    out.push_str(rest);
     if imports.is_empty() {
         sub(&out)
     } else {
@@ -848,18 +842,6 @@ fn capacity_strategy(cfg: &Resolved) -> Value {
         s.push(json!({ "CapacityProvider": "FARGATE_SPOT", "Weight": spot }));
     }
     Value::Array(s)
-}
-
-/// ECS's `EntryPoint` and `Command` for the manifest's `command` (the whole argv):
-/// the first word replaces the image's ENTRYPOINT, the rest its CMD. With
-/// `EntryPoint` set Docker never appends the image's CMD, so the container runs
-/// exactly the manifest's argv whatever the image's ENTRYPOINT and CMD are (`Command`
-/// alone would only replace CMD: `/api` + `/api serve`). The local Docker runtime
-/// runs the same split (`docker run --entrypoint FIRST IMAGE REST...`: the docker
-/// CLI's `--entrypoint` takes one word). `None` for an empty command.
-pub fn entry_point_and_command(argv: &[String]) -> Option<(Vec<String>, Vec<String>)> {
-    let (first, rest) = argv.split_first()?;
-    Some((vec![first.clone()], rest.to_vec()))
 }
 
 #[allow(clippy::too_many_arguments)]

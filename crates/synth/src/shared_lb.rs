@@ -19,8 +19,8 @@
 
 use crate::Ctx;
 use crate::cfn::{Template, att, import, r, split, tags};
-use crate::names::short_hash;
 use crate::skips;
+use pantstack_model::physical::short_hash;
 use serde_json::{Value, json};
 
 /// Priority blocks: 50,000 priorities an ALB listener allows, 100 per service.
@@ -174,7 +174,7 @@ pub fn template(cx: &Ctx<'_>) -> Template {
             &lb_id,
             "AWS::ElasticLoadBalancingV2::LoadBalancer",
             json!({
-                "Name": crate::names::fit(&format!("{prefix}-shared-{k}"), 32),
+                "Name": pantstack_model::physical::fit(&format!("{prefix}-shared-{k}"), 32),
                 "Type": "application",
                 "Scheme": "internet-facing",
                 "IpAddressType": "ipv4",

@@ -12,9 +12,9 @@
 //!
 //! Pure: the same model gives the same bytes.
 
-use crate::names::{MAX_REGION, fit};
 use pantstack_manifest::Diagnostic;
 use pantstack_model::foundation::PREVIEW_STACK;
+use pantstack_model::physical::{MAX_REGION, fit};
 use pantstack_model::{Monorepo, changes};
 
 /// `actions/checkout` v4.2.2.
