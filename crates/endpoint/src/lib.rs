@@ -13,9 +13,8 @@
 //!   stopped local cloud); a lock file keeps two processes from opening one state.
 
 pub mod error;
-mod h1;
 #[doc(hidden)]
-pub use h1::fuzzing;
+pub use crate::http::fuzzing;
 pub mod http;
 pub mod iam;
 pub mod io;
@@ -769,23 +768,23 @@ impl Core {
         let rx = {
             let mut st = lock(&self.s3);
             let mut ops = Vec::new();
-            let current = st.buckets.get(name).map(|b| b.versioning.clone());
+            let current = st.buckets.get(name).map(|b| b.versioning);
             if current.is_none() {
                 ops.push(s3::Op::CreateBucket {
                     name: name.to_string(),
                     now: now_ms(),
                 });
             }
-            let status = current.flatten();
-            if versioning && status.as_deref() != Some("Enabled") {
+            let enabled = current == Some(s3::Versioning::Enabled);
+            if versioning && !enabled {
                 ops.push(s3::Op::Versioning {
                     name: name.to_string(),
-                    status: "Enabled".into(),
+                    status: s3::Versioning::Enabled,
                 });
-            } else if !versioning && status.as_deref() == Some("Enabled") {
+            } else if !versioning && enabled {
                 ops.push(s3::Op::Versioning {
                     name: name.to_string(),
-                    status: "Suspended".into(),
+                    status: s3::Versioning::Suspended,
                 });
             }
             for op in &ops {

@@ -175,11 +175,64 @@ pub struct Completed {
 /// How many completed uploads a bucket remembers (the oldest are forgotten).
 pub const COMPLETED_KEEP: usize = 1000;
 
+/// A bucket's versioning state. Once enabled, versioning can be suspended but
+/// never turned off: S3 then keeps the versions it has and shows version ids.
+/// Journaled as S3 reports it: `null` (never enabled), `"Enabled"`, `"Suspended"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Versioning {
+    #[default]
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+impl Versioning {
+    /// The state a `Status` of PutBucketVersioning sets, if it is one.
+    pub fn parse(status: &str) -> Option<Versioning> {
+        match status {
+            "Enabled" => Some(Versioning::Enabled),
+            "Suspended" => Some(Versioning::Suspended),
+            _ => None,
+        }
+    }
+
+    /// The `Status` GetBucketVersioning reports (none until one was set).
+    pub fn status(self) -> Option<&'static str> {
+        match self {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some("Enabled"),
+            Versioning::Suspended => Some("Suspended"),
+        }
+    }
+
+    /// Whether versioning was ever enabled: version ids are shown and a plain
+    /// delete leaves a delete marker.
+    pub fn ever_enabled(self) -> bool {
+        self != Versioning::Unversioned
+    }
+}
+
+impl Serialize for Versioning {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.status().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Versioning {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(Versioning::Unversioned),
+            Some(s) => Versioning::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown versioning status `{s}`"))
+            }),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Bucket {
     pub created: u64,
-    /// None (never enabled), `Enabled` or `Suspended`.
-    pub versioning: Option<String>,
+    pub versioning: Versioning,
     /// Key → versions, oldest first.
     pub objects: BTreeMap<String, Vec<Version>>,
     pub uploads: BTreeMap<String, Upload>,
@@ -255,9 +308,10 @@ pub enum Op {
     DeleteBucket {
         name: String,
     },
+    /// Never `Unversioned`: versioning cannot be turned off once set.
     Versioning {
         name: String,
-        status: String,
+        status: Versioning,
     },
     /// The bucket's whole configuration after a Put/Delete of one part of it.
     Config {
@@ -311,7 +365,8 @@ pub enum Op {
     ImageBucket {
         name: String,
         created: u64,
-        versioning: Option<String>,
+        #[serde(default)]
+        versioning: Versioning,
         /// The remembered completed uploads, oldest first.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         completed: Vec<Completed>,
@@ -382,7 +437,7 @@ impl Objects {
             }
             Op::Versioning { name, status } => {
                 if let Some(b) = self.buckets.get_mut(name) {
-                    b.versioning = Some(status.clone());
+                    b.versioning = *status;
                 }
             }
             Op::Config { name, config } => {
@@ -426,7 +481,7 @@ impl Objects {
                     upload_id: upload_id.clone(),
                     key: u.key.clone(),
                     etag: version.etag.clone(),
-                    version_id: b.versioning.is_some().then(|| version.version_id.clone()),
+                    version_id: b.versioning.ever_enabled().then(|| version.version_id.clone()),
                 });
                 garbage.extend(u.parts.values().map(|p| p.blob.clone()));
                 self.put_version(bucket, &u.key, version, &mut garbage);
@@ -441,7 +496,7 @@ impl Objects {
                 let Some(b) = self.buckets.get_mut(bucket) else {
                     return garbage;
                 };
-                let versioning = b.versioning.clone();
+                let versioning = b.versioning;
                 let versions = b.objects.entry(key.clone()).or_default();
                 match version_id {
                     Some(id) => versions.retain(|v| {
@@ -453,7 +508,7 @@ impl Objects {
                         }
                     }),
                     None => {
-                        if versioning.is_none() || versioning.as_deref() == Some("Suspended") {
+                        if versioning != Versioning::Enabled {
                             versions.retain(|v| {
                                 if v.version_id == "null" {
                                     garbage.extend(v.blob.clone());
@@ -463,7 +518,7 @@ impl Objects {
                                 }
                             });
                         }
-                        if versioning.is_some() {
+                        if versioning.ever_enabled() {
                             versions.push(Version {
                                 version_id: marker_id.clone(),
                                 delete_marker: true,
@@ -525,7 +580,7 @@ impl Objects {
                     name.clone(),
                     Bucket {
                         created: *created,
-                        versioning: versioning.clone(),
+                        versioning: *versioning,
                         completed: completed.iter().cloned().collect(),
                         config: config.clone(),
                         ..Bucket::default()
@@ -602,7 +657,7 @@ impl Objects {
             out(Op::ImageBucket {
                 name: name.clone(),
                 created: b.created,
-                versioning: b.versioning.clone(),
+                versioning: b.versioning,
                 completed: b.completed.iter().cloned().collect(),
                 config: b.config.clone(),
             });
@@ -701,10 +756,10 @@ impl Objects {
                         && (r.expiration_days.is_some_and(|d| due(current.modified, d))
                             || r.expiration_date.is_some_and(|t| t <= now))
                 }) {
-                    let marker = match b.versioning.as_deref() {
-                        Some("Enabled") => marker_id(),
-                        Some(_) => "null".to_string(),
-                        None => String::new(),
+                    let marker = match b.versioning {
+                        Versioning::Enabled => marker_id(),
+                        Versioning::Suspended => "null".to_string(),
+                        Versioning::Unversioned => String::new(),
                     };
                     ops.push(delete(key, None, marker));
                 }
@@ -806,7 +861,7 @@ mod tests {
         });
         s.apply(&Op::Versioning {
             name: "b".into(),
-            status: "Enabled".into(),
+            status: Versioning::Enabled,
         });
         let put = |s: &mut Objects, key: &str, id: &str, at: u64, tags: &[(&str, &str)]| {
             s.apply(&Op::Put {
@@ -942,7 +997,7 @@ mod tests {
         );
         s.apply(&Op::Versioning {
             name: "b".into(),
-            status: "Enabled".into(),
+            status: Versioning::Enabled,
         });
         s.apply(&Op::Put {
             bucket: "b".into(),
@@ -1024,5 +1079,33 @@ mod tests {
         .unwrap();
         t.apply(&old);
         assert!(t.buckets["c"].completed.is_empty());
+    }
+
+    #[test]
+    fn versioning_is_journaled_as_s3_reports_it() {
+        let op = |status| Op::Versioning {
+            name: "b".into(),
+            status,
+        };
+        for (status, text) in [
+            (Versioning::Enabled, r#"{"op":"versioning","name":"b","status":"Enabled"}"#),
+            (Versioning::Suspended, r#"{"op":"versioning","name":"b","status":"Suspended"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&op(status)).unwrap(), text);
+            let back: Op = serde_json::from_str(text).unwrap();
+            assert!(matches!(back, Op::Versioning { status: s, .. } if s == status));
+        }
+        let image = Op::ImageBucket {
+            name: "c".into(),
+            created: 1,
+            versioning: Versioning::Unversioned,
+            completed: Vec::new(),
+            config: BucketConfig::default(),
+        };
+        assert_eq!(
+            serde_json::to_string(&image).unwrap(),
+            r#"{"op":"image_bucket","name":"c","created":1,"versioning":null}"#
+        );
+        assert!(serde_json::from_str::<Op>(r#"{"op":"versioning","name":"b","status":"Off"}"#).is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! only then is the op journaled and the request answered.
 
 use crate::Core;
-use crate::s3::{Objects, Op, Part, Upload, Version};
+use crate::s3::{Objects, Op, Part, Upload, Version, Versioning};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -212,7 +212,7 @@ impl S3Svc {
             let mut st = self.state();
             let b = bucket(&st, name)?;
             let v = pick(b, key, version_id)?;
-            let shown = b.versioning.is_some().then(|| v.version_id.clone());
+            let shown = b.versioning.ever_enabled().then(|| v.version_id.clone());
             let version_id = v.version_id.clone();
             let (rx, g) = self.apply(
                 &mut st,
@@ -645,7 +645,7 @@ fn copy_part(
 
 /// S3's 400 `XAmzContentSHA256Mismatch`: the body is not the one signed.
 fn sha256_mismatch() -> S3Error {
-    let e = crate::http::xamz_sha256_mismatch();
+    let e = crate::error::xamz_sha256_mismatch();
     let mut err = S3Error::with_message(S3ErrorCode::Custom(e.code.into()), e.message);
     err.set_status_code(http::StatusCode::BAD_REQUEST);
     err
@@ -1101,7 +1101,7 @@ impl S3 for S3Svc {
         let v = pick(b, &i.key, i.version_id.as_ref())?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: crate::s3config::tag_set(&v.tags),
-            version_id: b.versioning.is_some().then(|| v.version_id.clone()),
+            version_id: b.versioning.ever_enabled().then(|| v.version_id.clone()),
         }))
     }
 
@@ -1444,18 +1444,16 @@ impl S3 for S3Svc {
         req: S3Request<PutBucketVersioningInput>,
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let name = req.input.bucket;
-        let status = req
-            .input
-            .versioning_configuration
-            .status
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| "Suspended".into());
-        if status != "Enabled" && status != "Suspended" {
+        let status = match &req.input.versioning_configuration.status {
+            Some(s) => Versioning::parse(s.as_str()),
+            None => Some(Versioning::Suspended),
+        };
+        let Some(status) = status else {
             return Err(s3_error!(
                 MalformedXML,
                 "Status must be Enabled or Suspended"
             ));
-        }
+        };
         let (rx, g) = {
             let mut st = self.state();
             bucket(&st, &name)?;
@@ -1481,7 +1479,10 @@ impl S3 for S3Svc {
         let st = self.state();
         let b = bucket(&st, &req.input.bucket)?;
         Ok(S3Response::new(GetBucketVersioningOutput {
-            status: b.versioning.clone().map(BucketVersioningStatus::from),
+            status: b
+                .versioning
+                .status()
+                .map(|s| BucketVersioningStatus::from(s.to_string())),
             ..Default::default()
         }))
     }
@@ -1549,7 +1550,7 @@ impl S3 for S3Svc {
                 discard(&w);
                 return Err(e);
             }
-            let version_id = if b.versioning.as_deref() == Some("Enabled") {
+            let version_id = if b.versioning == Versioning::Enabled {
                 new_id()
             } else {
                 "null".into()
@@ -1575,7 +1576,7 @@ impl S3 for S3Svc {
                 tags,
                 sse: sse.clone(),
             };
-            let versioned = b.versioning.is_some();
+            let versioned = b.versioning.ever_enabled();
             let (rx, g) = self.apply(
                 &mut st,
                 vec![Op::Put {
@@ -1627,7 +1628,7 @@ impl S3 for S3Svc {
                 i.if_modified_since.as_ref(),
                 i.if_unmodified_since.as_ref(),
             )?;
-            (v, b.versioning.is_some())
+            (v, b.versioning.ever_enabled())
         };
         let (v, versioned) = v;
         let (start, len, content_range) = match &i.range {
@@ -1739,7 +1740,7 @@ impl S3 for S3Svc {
             e_tag: Some(etag_of(v)),
             last_modified: Some(ts(v.modified)),
             metadata: (!v.metadata.is_empty()).then(|| v.metadata.clone().into_iter().collect()),
-            version_id: b.versioning.as_ref().map(|_| v.version_id.clone()),
+            version_id: b.versioning.ever_enabled().then(|| v.version_id.clone()),
             cache_control: v.headers.get("cache-control").cloned(),
             content_disposition: v.headers.get("content-disposition").cloned(),
             content_encoding: v.headers.get("content-encoding").cloned(),
@@ -1993,12 +1994,12 @@ impl S3 for S3Svc {
                 let _ = std::fs::remove_file(self.dir().join(&blob));
                 return Err(no_bucket(&i.bucket));
             };
-            version.version_id = if b.versioning.as_deref() == Some("Enabled") {
+            version.version_id = if b.versioning == Versioning::Enabled {
                 new_id()
             } else {
                 "null".into()
             };
-            let versioned = b.versioning.is_some();
+            let versioned = b.versioning.ever_enabled();
             let (rx, g) = self.apply(
                 &mut st,
                 vec![Op::Put {
@@ -2557,7 +2558,7 @@ impl S3 for S3Svc {
             };
             // Fail early; checked again with the write.
             check_write(b, &i.key, i.if_match.as_ref(), i.if_none_match.as_ref())?;
-            (u.clone(), b.versioning.clone())
+            (u.clone(), b.versioning)
         };
         let mut chosen = Vec::new();
         let mut last = 0;
@@ -2633,7 +2634,7 @@ impl S3 for S3Svc {
         }
         let etag = format!("{}-{}", hex(&md5s.finalize()), chosen.len());
         let mut version = upload.template.clone();
-        version.version_id = if versioning.as_deref() == Some("Enabled") {
+        version.version_id = if versioning == Versioning::Enabled {
             new_id()
         } else {
             "null".into()
@@ -2675,7 +2676,7 @@ impl S3 for S3Svc {
             &i.bucket,
             &i.key,
             etag,
-            versioning.is_some().then(|| version.version_id.clone()),
+            versioning.ever_enabled().then(|| version.version_id.clone()),
             version.sse.as_ref(),
         ))
     }
@@ -2823,8 +2824,8 @@ fn delete_op(
             });
             (op, out)
         }
-        None => match b.versioning.as_deref() {
-            None => {
+        None => match b.versioning {
+            Versioning::Unversioned => {
                 let op = b.latest(key).map(|_| Op::Delete {
                     bucket: bucket.into(),
                     key: key.into(),
@@ -2834,8 +2835,8 @@ fn delete_op(
                 });
                 (op, DeleteObjectOutput::default())
             }
-            Some(status) => {
-                let marker = if status == "Enabled" {
+            status => {
+                let marker = if status == Versioning::Enabled {
                     new_id()
                 } else {
                     "null".to_string()
