@@ -24,8 +24,6 @@ pub mod policy_doc;
 pub mod query;
 pub mod request;
 pub mod s3;
-pub mod s3config;
-pub mod s3svc;
 pub mod sqs;
 pub mod ssm;
 

@@ -84,7 +84,7 @@ pub(super) async fn handle(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0")
             || req.headers().contains_key(hyper::header::TRANSFER_ENCODING);
-        crate::s3svc::prepare_request(req.headers_mut());
+        crate::s3::prepare_request(req.headers_mut());
         let req = match signed_payload(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -96,9 +96,9 @@ pub(super) async fn handle(
                 return Ok(r);
             }
         };
-        let call = crate::s3svc::COMMITTED.scope(std::cell::Cell::new(false), async move {
+        let call = crate::s3::COMMITTED.scope(std::cell::Cell::new(false), async move {
             let r = s3.call(req).await;
-            (r, crate::s3svc::COMMITTED.with(|c| c.get()))
+            (r, crate::s3::COMMITTED.with(|c| c.get()))
         });
         let (result, committed) = call.await;
         if !committed {
@@ -111,7 +111,7 @@ pub(super) async fn handle(
         }
         return Ok(match result {
             Ok(mut r) => {
-                crate::s3svc::stamp_response(r.headers_mut(), &request_id());
+                crate::s3::stamp_response(r.headers_mut(), &request_id());
                 if has_body && r.status().as_u16() >= 400 {
                     r.headers_mut()
                         .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
@@ -120,9 +120,9 @@ pub(super) async fn handle(
                     let rules = cors_rules(&core, bucket);
                     if let Some(rule) = rules
                         .as_deref()
-                        .and_then(|rs| crate::s3config::cors_rule(rs, origin, method, &[]))
+                        .and_then(|rs| crate::s3::config::cors_rule(rs, origin, method, &[]))
                     {
-                        for (name, value) in crate::s3config::cors_headers(rule, origin, None) {
+                        for (name, value) in crate::s3::config::cors_headers(rule, origin, None) {
                             if let Ok(v) = HeaderValue::from_str(&value) {
                                 r.headers_mut().insert(name, v);
                             }
@@ -183,7 +183,7 @@ pub(super) async fn handle(
 /// S3's `x-amz-content-sha256`: `UNSIGNED-PAYLOAD`, a `STREAMING-…` mode, or the
 /// hex SHA-256 of the body, which the signature covers — so the body must have
 /// it. A body of object data (PutObject, UploadPart) is checked as it is
-/// written (`s3svc`); any other body (XML configurations, batch deletes,
+/// written (`s3`); any other body (XML configurations, batch deletes,
 /// multipart completions, at most 16 MiB) is read and checked here, before s3s
 /// parses it. Else 400 `XAmzContentSHA256Mismatch` (or `InvalidArgument` for a
 /// value that is none of these), as S3 answers.
@@ -293,7 +293,7 @@ fn cors_preflight(core: &Core, req: &Request<Incoming>) -> Response<Body> {
                 .collect()
         })
         .unwrap_or_default();
-    let Some(rule) = crate::s3config::cors_rule(&rules, origin, method, &asked) else {
+    let Some(rule) = crate::s3::config::cors_rule(&rules, origin, method, &asked) else {
         return s3_error_response(
             &forbidden(
                 "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
@@ -302,12 +302,12 @@ fn cors_preflight(core: &Core, req: &Request<Incoming>) -> Response<Body> {
         );
     };
     let mut r = Response::new(Body::from(Bytes::new()));
-    for (name, value) in crate::s3config::cors_headers(rule, origin, Some(&asked)) {
+    for (name, value) in crate::s3::config::cors_headers(rule, origin, Some(&asked)) {
         if let Ok(v) = HeaderValue::from_str(&value) {
             r.headers_mut().insert(name, v);
         }
     }
-    crate::s3svc::stamp_response(r.headers_mut(), &rid);
+    crate::s3::stamp_response(r.headers_mut(), &rid);
     r
 }
 
@@ -359,6 +359,6 @@ fn s3_error_response(e: &ApiError, rid: String) -> Response<Body> {
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("application/xml"),
     );
-    crate::s3svc::stamp_response(r.headers_mut(), &rid);
+    crate::s3::stamp_response(r.headers_mut(), &rid);
     r
 }

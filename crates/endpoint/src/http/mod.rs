@@ -111,12 +111,12 @@ async fn run(
                 tokio::time::sleep(every.min(Duration::from_secs(1))).await;
                 if last.elapsed() >= every {
                     last = tokio::time::Instant::now();
-                    crate::s3svc::lifecycle_pass(&core).await;
+                    crate::s3::lifecycle_pass(&core).await;
                 }
             }
         }
     });
-    let s3 = crate::s3svc::service(core.clone());
+    let s3 = crate::s3::service(core.clone());
     // Every connection holds a sender; when the last is gone, all have finished.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
