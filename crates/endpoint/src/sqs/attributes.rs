@@ -1,0 +1,242 @@
+//! Queue attributes: which are settable (and clearable), how each is checked,
+//! the redrive policy, and every attribute GetQueueAttributes reports.
+
+use crate::error::ApiError;
+use crate::request::{Call, Resource, name_of_arn};
+use base64::Engine;
+use md5::{Digest, Md5};
+use pantstack_awsproto::sigv4::hex;
+use pantstack_sqs::{Attributes, Error as QErr, Message, Queue};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use super::{Millis, MAX_TAGS};
+use super::input::*;
+use super::policy::*;
+use super::state::*;
+
+/// The settable attributes and how each is checked.
+pub(super) const SETTABLE: &[&str] = &[
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "Policy",
+    "ReceiveMessageWaitTimeSeconds",
+    "VisibilityTimeout",
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+    "FifoQueue",
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "FifoThroughputLimit",
+];
+
+/// Attributes an empty value removes (AWS SQS API reference, SetQueueAttributes:
+/// "To remove ... set it to an empty string"; the policies are JSON documents).
+pub(super) const CLEARABLE: &[&str] = &["Policy", "RedrivePolicy", "RedriveAllowPolicy"];
+
+/// `attrs` without the clearable attributes set to `""` (nothing to keep).
+pub(super) fn without_cleared(attrs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    attrs
+        .iter()
+        .filter(|(k, v)| !(v.is_empty() && CLEARABLE.contains(&k.as_str())))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+pub(super) fn parse_attrs(
+    attrs: &BTreeMap<String, String>,
+    fifo_name: bool,
+    creating: bool,
+    existing: Option<&BTreeMap<String, String>>,
+) -> Result<(Attributes, Option<(String, u32)>), ApiError> {
+    let mut merged = existing.cloned().unwrap_or_default();
+    for (k, v) in attrs {
+        if !SETTABLE.contains(&k.as_str()) {
+            return Err(ApiError::bad(
+                "InvalidAttributeName",
+                format!("Unknown Attribute {k}."),
+            ));
+        }
+        if !creating && k == "FifoQueue" {
+            return Err(ApiError::bad(
+                "InvalidAttributeName",
+                "Unknown Attribute FifoQueue (it can only be set when the queue is created).",
+            ));
+        }
+        if v.is_empty() && CLEARABLE.contains(&k.as_str()) {
+            merged.remove(k);
+        } else {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    let num = |k: &str, lo: u64, hi: u64, d: u64| -> Result<u64, ApiError> {
+        match merged.get(k) {
+            None => Ok(d),
+            Some(s) => s
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| bad_attribute(k)),
+        }
+    };
+    let boolean = |k: &str| -> Result<bool, ApiError> {
+        match merged.get(k).map(String::as_str) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(bad_attribute(k)),
+        }
+    };
+    let fifo = boolean("FifoQueue")?;
+    if fifo != fifo_name {
+        return Err(invalid(if fifo {
+            "The name of a FIFO queue can only include alphanumeric characters, hyphens, or underscores, must end with .fifo suffix and be 1 to 80 in length."
+        } else {
+            "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length (a queue whose name ends with .fifo must set FifoQueue=true)."
+        }));
+    }
+    let cbd = boolean("ContentBasedDeduplication")?;
+    if cbd && !fifo {
+        return Err(ApiError::bad(
+            "InvalidAttributeName",
+            "Unknown Attribute ContentBasedDeduplication (FIFO queues only).",
+        ));
+    }
+    boolean("SqsManagedSseEnabled")?;
+    num("ReceiveMessageWaitTimeSeconds", 0, MAX_WAIT_SECS, 0)?;
+    num("KmsDataKeyReusePeriodSeconds", 60, 86_400, 300)?;
+    let redrive = match merged.get("RedrivePolicy").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => {
+            let v: Value = serde_json::from_str(s).map_err(|_| {
+                ApiError::bad(
+                    "InvalidAttributeValue",
+                    format!(
+                        "Value {s} for parameter RedrivePolicy is invalid. Reason: Invalid JSON."
+                    ),
+                )
+            })?;
+            let arn = text(&v, "deadLetterTargetArn").ok_or_else(|| {
+                ApiError::bad("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+            })?;
+            let dlq = name_of_arn(arn).ok_or_else(|| {
+                ApiError::bad(
+                    "InvalidAttributeValue",
+                    format!("Value {arn} for parameter RedrivePolicy is invalid. Reason: Invalid value for deadLetterTargetArn."),
+                )
+            })?;
+            let count = match &v["maxReceiveCount"] {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            }
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Invalid value for maxReceiveCount: must be 1..1000.")
+            })?;
+            Some((dlq.to_string(), count as u32))
+        }
+    };
+    let a = Attributes {
+        visibility_timeout_secs: num("VisibilityTimeout", 0, 43_200, 30)?,
+        retention_secs: num("MessageRetentionPeriod", 60, 1_209_600, 345_600)?,
+        delay_secs: num("DelaySeconds", 0, 900, 0)?,
+        max_message_bytes: num(
+            "MaximumMessageSize",
+            1024,
+            pantstack_sqs::MAX_MESSAGE_BYTES as u64,
+            pantstack_sqs::MAX_MESSAGE_BYTES as u64,
+        )? as usize,
+        fifo,
+        content_based_deduplication: cbd,
+        max_receive_count: None,
+    };
+    Ok((a, redrive))
+}
+
+impl Sqs {
+    pub(super) fn all_attributes(&self, q: &QueueRt, now: Millis) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let a = &q.q.attributes;
+        let (visible, inflight, delayed) = q.q.counts(now);
+        out.insert("QueueArn".into(), self.arn(&q.name));
+        out.insert("ApproximateNumberOfMessages".into(), visible.to_string());
+        out.insert(
+            "ApproximateNumberOfMessagesNotVisible".into(),
+            inflight.to_string(),
+        );
+        out.insert(
+            "ApproximateNumberOfMessagesDelayed".into(),
+            delayed.to_string(),
+        );
+        out.insert("CreatedTimestamp".into(), q.created.to_string());
+        out.insert("LastModifiedTimestamp".into(), q.modified.to_string());
+        out.insert(
+            "VisibilityTimeout".into(),
+            a.visibility_timeout_secs.to_string(),
+        );
+        out.insert("MaximumMessageSize".into(), a.max_message_bytes.to_string());
+        out.insert(
+            "MessageRetentionPeriod".into(),
+            a.retention_secs.to_string(),
+        );
+        out.insert("DelaySeconds".into(), a.delay_secs.to_string());
+        out.insert("ReceiveMessageWaitTimeSeconds".into(), "0".into());
+        out.insert("SqsManagedSseEnabled".into(), "true".into());
+        if a.fifo {
+            out.insert("FifoQueue".into(), "true".into());
+            out.insert(
+                "ContentBasedDeduplication".into(),
+                a.content_based_deduplication.to_string(),
+            );
+            out.insert("DeduplicationScope".into(), "queue".into());
+            out.insert("FifoThroughputLimit".into(), "perQueue".into());
+        }
+        for (k, v) in &q.attrs {
+            out.insert(k.clone(), v.clone());
+        }
+        if q.attrs.contains_key("KmsMasterKeyId") {
+            out.insert("SqsManagedSseEnabled".into(), "false".into());
+        }
+        out
+    }
+
+    /// A RedrivePolicy's dead-letter queue must exist here (this region and
+    /// account) and be of the source's type: "The dead-letter queue of a FIFO
+    /// queue must also be a FIFO queue. Similarly, the dead-letter queue of a
+    /// standard queue must also be a standard queue" (SQS developer guide,
+    /// "Using dead-letter queues"). The errors are AWS's `InvalidParameterValue`
+    /// with its reasons. Checked by the handler, not in `apply`: records journaled
+    /// before this check replay as they were accepted.
+    pub(super) fn check_redrive(&self, attrs: &BTreeMap<String, String>, fifo: bool) -> Result<(), ApiError> {
+        let Some(policy) = attrs.get("RedrivePolicy").filter(|s| !s.is_empty()) else {
+            return Ok(());
+        };
+        let Some(arn) = serde_json::from_str::<Value>(policy)
+            .ok()
+            .and_then(|v| text(&v, "deadLetterTargetArn").map(str::to_string))
+        else {
+            return Ok(()); // parse_attrs names what is wrong with it
+        };
+        let reason = |r: &str| {
+            invalid(format!(
+                "Value {policy} for parameter RedrivePolicy is invalid. Reason: {r}"
+            ))
+        };
+        let dlq = name_of_arn(&arn)
+            .filter(|n| self.arn(n) == arn)
+            .and_then(|n| self.queues.get(n))
+            .ok_or_else(|| reason("Dead letter target does not exist."))?;
+        if dlq.q.attributes.fifo != fifo {
+            return Err(reason(
+                "Dead-letter target must be of same type as the source.",
+            ));
+        }
+        Ok(())
+    }
+}
