@@ -18,7 +18,6 @@ pub use crate::http::fuzzing;
 pub mod http;
 pub mod iam;
 pub mod io;
-pub mod journal;
 pub mod keys;
 pub mod policy_doc;
 pub mod query;
@@ -26,6 +25,8 @@ pub mod request;
 pub mod s3;
 pub mod sqs;
 pub mod ssm;
+
+pub use pantstack_store::journal;
 
 use error::ApiError;
 use journal::Journal;
