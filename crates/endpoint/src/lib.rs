@@ -73,7 +73,7 @@ pub fn stopped_error(why: &str) -> ApiError {
 struct Replay {
     sqs: sqs::Sqs,
     ssm: ssm::Params,
-    s3: s3::Objects,
+    s3: s3::State,
     /// The first record that did not parse or apply.
     bad: Option<String>,
     /// Records seen so far.
@@ -85,7 +85,7 @@ impl Replay {
         Replay {
             sqs: sqs::Sqs::new(region, ACCOUNT),
             ssm: ssm::Params::new(region, ACCOUNT),
-            s3: s3::Objects::default(),
+            s3: s3::State::default(),
             bad: None,
             seen: 0,
         }
@@ -115,7 +115,7 @@ impl Replay {
         }
     }
 
-    fn finish(self, log: &Path) -> Result<(sqs::Sqs, ssm::Params, s3::Objects), String> {
+    fn finish(self, log: &Path) -> Result<(sqs::Sqs, ssm::Params, s3::State), String> {
         match self.bad {
             Some(e) => Err(format!(
                 "{}: cannot replay {e}. Nothing was changed; keep the file for a bug report, and move it aside to start with an empty local cloud",
@@ -131,7 +131,7 @@ impl Replay {
 fn write_image(
     q: &sqs::Sqs,
     p: &ssm::Params,
-    o: &s3::Objects,
+    o: &s3::State,
     out: &mut (impl std::io::Write + ?Sized),
 ) -> Result<u64, String> {
     let mut framed = Vec::new();
@@ -222,7 +222,7 @@ pub struct Core {
     sqs: Mutex<sqs::Sqs>,
     ssm: Mutex<ssm::Params>,
     keys: RwLock<Keyring>,
-    pub(crate) s3: Mutex<s3::Objects>,
+    pub(crate) s3: Mutex<s3::State>,
     /// Object data: one blob file per object version and upload part.
     pub(crate) objects_dir: PathBuf,
     /// Access key → (principal, secret).

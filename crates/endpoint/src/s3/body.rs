@@ -3,7 +3,7 @@
 //! back in chunks, copied by range; server-side encryption with customer keys.
 
 use crate::Core;
-use super::state::{Objects, Op, Part, Upload, Version, Versioning};
+use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;

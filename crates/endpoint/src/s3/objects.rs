@@ -2,7 +2,7 @@
 //! object tags.
 
 use crate::Core;
-use super::state::{Objects, Op, Part, Upload, Version, Versioning};
+use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;

@@ -1,7 +1,7 @@
 //! Timestamps of S3 DTOs as milliseconds since the epoch, and back.
 
 use crate::Core;
-use super::state::{Objects, Op, Part, Upload, Version, Versioning};
+use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;

@@ -2,7 +2,7 @@
 //! object directory) and what every S3 operation shares (ids, errors, the owner).
 
 use crate::Core;
-use super::state::{Objects, Op, Part, Upload, Version, Versioning};
+use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -55,7 +55,7 @@ impl S3Svc {
         &self.core.objects_dir
     }
 
-    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, Objects> {
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.core.s3.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -220,7 +220,7 @@ impl S3Svc {
     }
 
     /// Applies `ops` (already checked) and journals them while the lock is held.
-    pub(super) fn apply(&self, st: &mut Objects, ops: Vec<Op>) -> (crate::journal::Durable, Vec<String>) {
+    pub(super) fn apply(&self, st: &mut State, ops: Vec<Op>) -> (crate::journal::Durable, Vec<String>) {
         let mut garbage = Vec::new();
         for op in &ops {
             garbage.extend(st.apply(op));
