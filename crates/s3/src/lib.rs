@@ -478,7 +478,10 @@ impl Objects {
                     upload_id: upload_id.clone(),
                     key: u.key.clone(),
                     etag: version.etag.clone(),
-                    version_id: b.versioning.ever_enabled().then(|| version.version_id.clone()),
+                    version_id: b
+                        .versioning
+                        .ever_enabled()
+                        .then(|| version.version_id.clone()),
                 });
                 garbage.extend(u.parts.values().map(|p| p.blob.clone()));
                 self.put_version(bucket, &u.key, version, &mut garbage);

@@ -242,10 +242,9 @@ fn completed_uploads_are_remembered_and_imaged() {
     }
     assert_eq!(t.buckets["b"].completed, b.completed);
     // An image record of an older journal (no `completed`) still reads.
-    let old: Op = serde_json::from_str(
-        r#"{"op":"image_bucket","name":"c","created":1,"versioning":null}"#,
-    )
-    .unwrap();
+    let old: Op =
+        serde_json::from_str(r#"{"op":"image_bucket","name":"c","created":1,"versioning":null}"#)
+            .unwrap();
     t.apply(&old);
     assert!(t.buckets["c"].completed.is_empty());
 }
@@ -257,8 +256,14 @@ fn versioning_is_journaled_as_s3_reports_it() {
         status,
     };
     for (status, text) in [
-        (Versioning::Enabled, r#"{"op":"versioning","name":"b","status":"Enabled"}"#),
-        (Versioning::Suspended, r#"{"op":"versioning","name":"b","status":"Suspended"}"#),
+        (
+            Versioning::Enabled,
+            r#"{"op":"versioning","name":"b","status":"Enabled"}"#,
+        ),
+        (
+            Versioning::Suspended,
+            r#"{"op":"versioning","name":"b","status":"Suspended"}"#,
+        ),
     ] {
         assert_eq!(serde_json::to_string(&op(status)).unwrap(), text);
         let back: Op = serde_json::from_str(text).unwrap();
@@ -275,5 +280,7 @@ fn versioning_is_journaled_as_s3_reports_it() {
         serde_json::to_string(&image).unwrap(),
         r#"{"op":"image_bucket","name":"c","created":1,"versioning":null}"#
     );
-    assert!(serde_json::from_str::<Op>(r#"{"op":"versioning","name":"b","status":"Off"}"#).is_err());
+    assert!(
+        serde_json::from_str::<Op>(r#"{"op":"versioning","name":"b","status":"Off"}"#).is_err()
+    );
 }

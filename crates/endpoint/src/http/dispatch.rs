@@ -483,4 +483,3 @@ fn xml_error(e: &ApiError, rid: String) -> Reply {
         query_error: None,
     }
 }
-

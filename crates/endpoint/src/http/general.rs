@@ -2,7 +2,7 @@
 //! preflights, and every SQS or SSM request the fast path hands over (chunked or
 //! oversized bodies, `Expect`, HTTP/1.0), which it answers through `dispatch::api`.
 
-use super::dispatch::{Body, MAX_BODY, api, foreign_origin, header, is_s3, request_id, Call};
+use super::dispatch::{Body, Call, MAX_BODY, api, foreign_origin, header, is_s3, request_id};
 use crate::Core;
 use crate::error::{ApiError, xamz_sha256_mismatch};
 use crate::query;

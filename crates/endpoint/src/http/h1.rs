@@ -11,9 +11,9 @@
 //! durability (a reply is written only after its journal records are on disk) do
 //! not depend on which path parsed the request.
 
-use crate::Core;
 use super::dispatch::{Call, MAX_BODY, Reply, api, is_s3};
 use super::limits::Limits;
+use crate::Core;
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::time::SystemTime;

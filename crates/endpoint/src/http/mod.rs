@@ -11,9 +11,9 @@ mod general;
 mod h1;
 mod limits;
 
+pub use dispatch::MAX_BODY;
 #[doc(hidden)]
 pub use h1::fuzzing;
-pub use dispatch::MAX_BODY;
 pub use limits::Limits;
 
 use crate::Core;
@@ -61,7 +61,6 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub async fn serve(core: Arc<Core>, port: u16) -> std::io::Result<Server> {
     serve_with(core, port, Limits::default()).await
 }
-
 
 /// [`serve`] with other limits (tests use short timeouts and small caps).
 pub async fn serve_with(core: Arc<Core>, port: u16, limits: Limits) -> std::io::Result<Server> {
@@ -156,7 +155,9 @@ async fn run(
                 limits.read,
                 MIN_PROGRESS,
             ));
-            let svc = hyper::service::service_fn(move |req| general::handle(core.clone(), s3.clone(), req));
+            let svc = hyper::service::service_fn(move |req| {
+                general::handle(core.clone(), s3.clone(), req)
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .timer(hyper_util::rt::TokioTimer::new())

@@ -3,23 +3,9 @@
 //! by the principal's identity policy and the bucket policy.
 
 use crate::Core;
-use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
-use base64::Engine;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
 use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use s3s::{S3Request, S3Result, s3_error};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
-use crate::b64;
-use super::svc::*;
-use super::headers::*;
 
 /// Which host names address a bucket: `<bucket>.localhost` is virtual-hosted; an IP
 /// address or `localhost` is path-style.

@@ -2,30 +2,25 @@
 //! MD5 and the requested checksums and syncs the blob and its directory, read
 //! back in chunks, copied by range; server-side encryption with customer keys.
 
-use crate::Core;
-use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
+use super::state::Version;
+use super::svc::*;
+use crate::b64;
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use pantstack_awsproto::sigv4::hex;
 use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
-use crate::b64;
-use super::svc::*;
-use super::stamp::*;
 
 /// The checksum algorithms a request asks for, upper-case.
 #[derive(Default, Clone)]
 pub(super) struct Wanted {
-    algorithms: Vec<String>,
-    expected: BTreeMap<String, String>,
+    pub(super) algorithms: Vec<String>,
+    pub(super) expected: BTreeMap<String, String>,
     content_md5: Option<String>,
     /// The signed `x-amz-content-sha256` when it is a hash (lower-case hex):
     /// the body must have it.
@@ -34,7 +29,7 @@ pub(super) struct Wanted {
 
 impl Wanted {
     #[allow(clippy::too_many_arguments)]
-    fn new(
+    pub(super) fn new(
         algorithm: Option<&ChecksumAlgorithm>,
         crc32: Option<&String>,
         crc32c: Option<&String>,
@@ -82,7 +77,7 @@ impl Wanted {
     }
 
     /// Values from the trailer, once the body is read.
-    fn take_trailer(&mut self, trailer: Option<&s3s::TrailingHeaders>) {
+    pub(super) fn take_trailer(&mut self, trailer: Option<&s3s::TrailingHeaders>) {
         if let Some(h) = trailer.and_then(|t| t.take()) {
             for (k, v) in &h {
                 if let (Some(a), Ok(v)) = (k.as_str().strip_prefix("x-amz-checksum-"), v.to_str()) {
@@ -103,7 +98,7 @@ pub(super) enum Hasher {
 }
 
 impl Hasher {
-    fn new(a: &str) -> Option<Hasher> {
+    pub(super) fn new(a: &str) -> Option<Hasher> {
         use crc_fast::CrcAlgorithm::*;
         Some(match a {
             "CRC32" => Hasher::Crc(crc_fast::Digest::new(Crc32IsoHdlc), 4),
@@ -114,14 +109,14 @@ impl Hasher {
             _ => return None,
         })
     }
-    fn update(&mut self, d: &[u8]) {
+    pub(super) fn update(&mut self, d: &[u8]) {
         match self {
             Hasher::Crc(c, _) => c.update(d),
             Hasher::Sha1(h) => h.update(d),
             Hasher::Sha256(h) => h.update(d),
         }
     }
-    fn finish(self) -> String {
+    pub(super) fn finish(self) -> String {
         match self {
             Hasher::Crc(c, 4) => b64(&(c.finalize() as u32).to_be_bytes()),
             Hasher::Crc(c, _) => b64(&c.finalize().to_be_bytes()),
@@ -138,11 +133,11 @@ pub(super) type Hashed = (u64, [u8; 16], Vec<(String, String)>, Option<String>);
 /// A blob as written.
 pub(super) struct Written {
     /// The blob file (empty when the data is inline).
-    blob: String,
-    inline: Option<String>,
-    size: u64,
-    md5: [u8; 16],
-    checksums: BTreeMap<String, String>,
+    pub(super) blob: String,
+    pub(super) inline: Option<String>,
+    pub(super) size: u64,
+    pub(super) md5: [u8; 16],
+    pub(super) checksums: BTreeMap<String, String>,
 }
 
 /// Streams a request body into a new blob (synced with its directory) while
@@ -243,7 +238,10 @@ pub(super) const INLINE_MAX: i64 = 64 * 1024;
 
 /// The SSE-C of a copy: of its destination and of its source (a partial set on
 /// either side is the partial one).
-pub(super) fn copy_sse_c(dest: [Option<&String>; 3], source: [Option<&String>; 3]) -> super::config::SseC {
+pub(super) fn copy_sse_c(
+    dest: [Option<&String>; 3],
+    source: [Option<&String>; 3],
+) -> super::config::SseC {
     use super::config::SseC;
     let d = SseC::of(dest[0], dest[1], dest[2]);
     let s = SseC::of(source[0], source[1], source[2]);

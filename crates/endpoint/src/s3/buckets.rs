@@ -1,26 +1,12 @@
 //! S3 bucket operations: create, head, list, delete, and the parts of a bucket
 //! configuration (policy, CORS, lifecycle, default encryption, tags).
 
-use crate::Core;
-use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
-use base64::Engine;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
-use crate::b64;
-use super::svc::*;
-use super::body::*;
-use super::headers::*;
 use super::stamp::*;
+use super::state::Op;
+use super::svc::*;
+use base64::Engine;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 impl S3Svc {
     pub(super) async fn create_bucket(

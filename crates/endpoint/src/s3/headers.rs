@@ -3,24 +3,14 @@
 //! requests (`If-Match`, `If-None-Match`, `If-(Un)Modified-Since`), copy sources,
 //! version selection and checksum fields.
 
-use crate::Core;
-use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
-use base64::Engine;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
-use crate::b64;
-use super::svc::*;
+use super::body::stored_encoding;
 use super::stamp::*;
+use super::state::Version;
+use super::svc::*;
+use crate::b64;
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
+use std::collections::BTreeMap;
 
 /// Prepares an S3 request's head for s3s: SDKs send `Content-Encoding: gzip` and
 /// `Content-Encoding: aws-chunked` as two fields, which s3s refuses as a

@@ -11,6 +11,7 @@ pub mod config;
 mod headers;
 mod listing;
 mod multipart;
+mod objects;
 mod service;
 mod stamp;
 pub mod state;

@@ -1,27 +1,18 @@
 //! S3 object operations: put, get, head, copy, delete (one or a batch), and
 //! object tags.
 
-use crate::Core;
-use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
-use base64::Engine;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
-use crate::b64;
-use super::svc::*;
+use super::access::authorize;
 use super::body::*;
 use super::headers::*;
 use super::stamp::*;
+use super::state::{Op, Version, Versioning};
+use super::svc::*;
 use super::versioning::*;
+use crate::b64;
+use pantstack_awsproto::sigv4::hex;
+use s3s::dto::*;
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+use std::collections::BTreeMap;
 
 impl S3Svc {
     pub(super) async fn put_object_tagging(

@@ -1,24 +1,16 @@
 //! The storage behind S3: `S3Svc` (the state, its journal commit and the
 //! object directory) and what every S3 operation shares (ids, errors, the owner).
 
+use super::headers::*;
+use super::state::{Objects, Op, State};
 use crate::Core;
-use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
-use base64::Engine;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
 use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Response, S3Result, s3_error};
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
-use crate::b64;
-use super::headers::*;
-use super::body::*;
+use std::time::UNIX_EPOCH;
 
 /// Read size of object GETs.
 pub(super) const CHUNK: usize = 1024 * 1024;
@@ -36,7 +28,6 @@ pub(super) fn new_id() -> String {
         .unwrap_or(0);
     format!("{t:x}{n:06x}{:05x}", std::process::id() & 0xfffff)
 }
-
 
 pub struct S3Svc {
     pub core: Arc<Core>,
@@ -61,7 +52,11 @@ impl S3Svc {
 
     /// Journals ops applied under the lock, waits until durable, then deletes what
     /// they freed.
-    pub(super) async fn commit(&self, rx: crate::journal::Durable, garbage: Vec<String>) -> S3Result<()> {
+    pub(super) async fn commit(
+        &self,
+        rx: crate::journal::Durable,
+        garbage: Vec<String>,
+    ) -> S3Result<()> {
         // This request's answer is covered by its own records (see `http`).
         let _ = COMMITTED.try_with(|c| c.set(true));
         if let Err(e) = rx.wait().await {
@@ -220,7 +215,11 @@ impl S3Svc {
     }
 
     /// Applies `ops` (already checked) and journals them while the lock is held.
-    pub(super) fn apply(&self, st: &mut State, ops: Vec<Op>) -> (crate::journal::Durable, Vec<String>) {
+    pub(super) fn apply(
+        &self,
+        st: &mut State,
+        ops: Vec<Op>,
+    ) -> (crate::journal::Durable, Vec<String>) {
         let mut garbage = Vec::new();
         for op in &ops {
             garbage.extend(st.apply(op));

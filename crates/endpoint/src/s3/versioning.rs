@@ -1,27 +1,14 @@
 //! S3 versioning: the bucket's versioning state, listing versions, and what a
 //! delete does under each state (remove, or leave a delete marker).
 
-use crate::Core;
-use super::state::{Objects, Op, Part, State, Upload, Version, Versioning};
-use base64::Engine;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use s3s::dto::*;
-use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
-use crate::b64;
-use super::svc::*;
 use super::body::*;
 use super::headers::*;
-use super::stamp::*;
 use super::listing::*;
+use super::stamp::*;
+use super::state::{Op, Versioning};
+use super::svc::*;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 impl S3Svc {
     pub(super) async fn put_bucket_versioning(

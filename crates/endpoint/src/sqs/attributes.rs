@@ -1,21 +1,14 @@
 //! Queue attributes: which are settable (and clearable), how each is checked,
 //! the redrive policy, and every attribute GetQueueAttributes reports.
 
-use crate::error::ApiError;
-use crate::request::{Call, Resource, name_of_arn};
-use base64::Engine;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use pantstack_sqs::{Attributes, Error as QErr, Message, Queue};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use tokio::sync::Notify;
-use super::{Millis, MAX_TAGS};
 use super::input::*;
-use super::policy::*;
 use super::state::*;
+use super::{MAX_WAIT_SECS, Millis};
+use crate::error::ApiError;
+use crate::request::name_of_arn;
+use pantstack_sqs::Attributes;
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// The settable attributes and how each is checked.
 pub(super) const SETTABLE: &[&str] = &[
@@ -213,7 +206,11 @@ impl Sqs {
     /// "Using dead-letter queues"). The errors are AWS's `InvalidParameterValue`
     /// with its reasons. Checked by the handler, not in `apply`: records journaled
     /// before this check replay as they were accepted.
-    pub(super) fn check_redrive(&self, attrs: &BTreeMap<String, String>, fifo: bool) -> Result<(), ApiError> {
+    pub(super) fn check_redrive(
+        &self,
+        attrs: &BTreeMap<String, String>,
+        fifo: bool,
+    ) -> Result<(), ApiError> {
         let Some(policy) = attrs.get("RedrivePolicy").filter(|s| !s.is_empty()) else {
             return Ok(());
         };

@@ -1,22 +1,16 @@
 //! Every action of the SQS API as an operation on the queues: input checked,
 //! the op built (applied and journaled by the caller), the output shaped.
 
-use crate::error::ApiError;
-use crate::request::{Call, Resource, name_of_arn};
-use base64::Engine;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use pantstack_sqs::{Attributes, Error as QErr, Message, Queue};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use tokio::sync::Notify;
-use super::{Millis, MAX_BATCH, MAX_BATCH_BYTES, MAX_TAGS, MAX_WAIT_SECS};
 use super::attributes::*;
 use super::input::*;
 use super::policy::*;
 use super::state::*;
+use super::{MAX_BATCH_BYTES, MAX_TAGS, MAX_WAIT_SECS, Millis};
+use crate::error::ApiError;
+use crate::request::{Call, Resource};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
 impl Sqs {
     /// The wait of a ReceiveMessage: its WaitTimeSeconds, else the queue's.

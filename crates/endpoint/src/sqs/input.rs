@@ -1,18 +1,14 @@
 //! Checks of an SQS request's members and of messages (bodies, message
 //! attributes and their MD5), and the errors SQS answers with.
 
+use super::MAX_BATCH;
 use crate::error::ApiError;
-use crate::request::{Call, Resource, name_of_arn};
 use base64::Engine;
 use md5::{Digest, Md5};
 use pantstack_awsproto::sigv4::hex;
-use pantstack_sqs::{Attributes, Error as QErr, Message, Queue};
-use serde::{Deserialize, Serialize};
+use pantstack_sqs::Error as QErr;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use tokio::sync::Notify;
-use super::Millis;
 
 pub(super) fn no_queue() -> ApiError {
     ApiError::bad("QueueDoesNotExist", "The specified queue does not exist.")
@@ -157,7 +153,9 @@ pub(super) fn check_body(body: &str) -> Result<(), ApiError> {
 }
 
 /// Checks message attributes; returns them and their size in bytes.
-pub(super) fn check_message_attributes(v: Option<&Value>) -> Result<(Map<String, Value>, usize), ApiError> {
+pub(super) fn check_message_attributes(
+    v: Option<&Value>,
+) -> Result<(Map<String, Value>, usize), ApiError> {
     let Some(v) = v else {
         return Ok((Map::new(), 0));
     };
@@ -253,7 +251,10 @@ pub(super) fn check_queue_name(name: &str) -> Result<bool, ApiError> {
     Ok(fifo)
 }
 
-pub(super) fn string_map(v: Option<&Value>, what: &str) -> Result<BTreeMap<String, String>, ApiError> {
+pub(super) fn string_map(
+    v: Option<&Value>,
+    what: &str,
+) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out = BTreeMap::new();
     match v {
         None | Some(Value::Null) => {}

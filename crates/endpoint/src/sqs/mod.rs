@@ -23,7 +23,6 @@ mod tests;
 
 pub use handlers::message_id;
 pub use input::{int, md5_of_attributes, text};
-pub(crate) use input::string_list;
 pub use state::{Applied, MoveTask, Op, QueueRt, Sqs};
 
 pub type Millis = u64;

@@ -1,18 +1,10 @@
 //! Queue policies: a policy set as an attribute is checked as SQS checks it;
 //! AddPermission and RemovePermission edit its labelled statements.
 
+use super::input::*;
 use crate::error::ApiError;
-use crate::request::{Call, Resource, name_of_arn};
-use base64::Engine;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use pantstack_sqs::{Attributes, Error as QErr, Message, Queue};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use tokio::sync::Notify;
-use super::input::*;
 
 /// Actions `AddPermission` may grant: `*` and those a queue's owner may share
 /// (others are refused: "Only the queue owner is allowed to invoke this action").

@@ -2,20 +2,15 @@
 //! applied to the same state gives the same result, so replaying the journal
 //! rebuilds the same queues, messages, receive counts and receipt handles.
 
+use super::attributes::*;
+use super::input::*;
+use super::{MAX_TAGS, Millis};
 use crate::error::ApiError;
-use crate::request::{Call, Resource, name_of_arn};
-use base64::Engine;
-use md5::{Digest, Md5};
-use pantstack_awsproto::sigv4::hex;
-use pantstack_sqs::{Attributes, Error as QErr, Message, Queue};
+use pantstack_sqs::{Error as QErr, Message, Queue};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
-use super::{Millis, MAX_TAGS};
-use super::attributes::*;
-use super::input::*;
 
 /// One queue.
 pub struct QueueRt {

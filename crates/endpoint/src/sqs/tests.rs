@@ -1,11 +1,11 @@
 //! SQS: message checks, MD5 of attributes, replay, message ids.
 
-use super::attributes::*;
-use super::handlers::*;
 use super::input::*;
-use super::policy::*;
 use super::state::*;
-use super::*;
+use crate::request::Call;
+use md5::{Digest, Md5};
+use pantstack_awsproto::sigv4::hex;
+use serde_json::{Map, Value, json};
 
 /// The fast path agrees with the character rule on every character class, and
 /// the error names the first character refused.
@@ -92,8 +92,7 @@ fn replay_rebuilds_the_same_state() {
         )
         .unwrap();
     ops.extend(o);
-    let redrive =
-        json!({"deadLetterTargetArn": a.arn("dlq"), "maxReceiveCount": 1}).to_string();
+    let redrive = json!({"deadLetterTargetArn": a.arn("dlq"), "maxReceiveCount": 1}).to_string();
     let (_, o) = a
         .handle(
             &crate::request::Call::parse(crate::request::Service::Sqs, "CreateQueue", json!({"QueueName": "q", "Attributes": {"RedrivePolicy": redrive, "VisibilityTimeout": "0"}}), None).unwrap(),

@@ -1,15 +1,12 @@
 //! The filters of DescribeParameters and GetParametersByPath, and the checks of
 //! patterns and page sizes.
 
-use crate::error::ApiError;
-use crate::keys::Keyring;
-use crate::request::{Call, Resource};
-use crate::sqs::{int, text};
-use pantstack_ssm::{Error as PErr, Store, Type, Version};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use super::state::*;
+use crate::error::ApiError;
+use crate::sqs::{int, text};
+use pantstack_ssm::Version;
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// PutParameter's `AllowedPattern`: the value must match it, as SSM checks.
 pub(super) fn check_pattern(pattern: &str, value: &str) -> Result<(), ApiError> {
@@ -34,10 +31,6 @@ pub(super) fn check_pattern(pattern: &str, value: &str) -> Result<(), ApiError> 
     Ok(())
 }
 
-pub(super) fn validation(msg: impl Into<String>) -> ApiError {
-    ApiError::bad("ValidationException", msg)
-}
-
 /// Which action's filters: the keys and options allowed differ.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Filtered {
@@ -47,9 +40,9 @@ pub(super) enum Filtered {
 
 /// One `ParameterStringFilter` (or a legacy `ParametersFilter`, as `Equals`).
 pub(super) struct Filter {
-    key: String,
-    option: String,
-    values: Vec<String>,
+    pub(super) key: String,
+    pub(super) option: String,
+    pub(super) values: Vec<String>,
 }
 
 /// The filters of a DescribeParameters or GetParametersByPath, checked as the
@@ -174,7 +167,12 @@ pub(super) fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiEr
 
 /// Whether a parameter (its version `v`, its tags) passes every filter (any of
 /// a filter's values).
-pub(super) fn passes(filters: &[Filter], name: &str, v: &Version, tags: &BTreeMap<String, String>) -> bool {
+pub(super) fn passes(
+    filters: &[Filter],
+    name: &str,
+    v: &Version,
+    tags: &BTreeMap<String, String>,
+) -> bool {
     // A top-level name is the same with or without its leading slash.
     let bare = |n: &str| -> String {
         if pantstack_ssm::top_level(n) {

@@ -2,30 +2,15 @@
 //! parameters: input checked, ops built (applied and journaled by the caller),
 //! the output shaped.
 
+use super::filters::*;
+use super::state::*;
 use crate::error::ApiError;
 use crate::keys::Keyring;
 use crate::request::{Call, Resource};
-use crate::sqs::{int, text};
-use pantstack_ssm::{Error as PErr, Store, Type, Version};
-use serde::{Deserialize, Serialize};
+use crate::sqs::text;
+use pantstack_ssm::{Store, Version};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use super::filters::*;
-use super::state::*;
-
-pub(super) fn p_err(e: PErr) -> ApiError {
-    match e {
-        PErr::Validation(m) => ApiError::bad("ValidationException", m),
-        PErr::NotFound(m) => ApiError::bad("ParameterNotFound", m),
-        PErr::AlreadyExists(m) => ApiError::bad("ParameterAlreadyExists", m),
-        PErr::VersionNotFound(m) => ApiError::bad("ParameterVersionNotFound", m),
-        PErr::TypeMismatch(m) => ApiError::bad("HierarchyTypeMismatchException", m),
-        PErr::LabelNotFound(m) => ApiError::bad("ParameterVersionLabelNotFound", m),
-        PErr::LabelLimit(m) => ApiError::bad("ParameterVersionLabelLimitExceeded", m),
-        PErr::MaxVersions(m) => ApiError::bad("ParameterMaxVersionLimitExceeded", m),
-        PErr::TooManyTags(m) => ApiError::bad("TooManyTagsError", m),
-    }
-}
 
 /// A list of strings member (`Labels`, `TagKeys`); None when not given.
 pub(super) fn string_list(input: &Value, member: &str) -> Result<Option<Vec<String>>, ApiError> {

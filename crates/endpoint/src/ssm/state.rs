@@ -3,11 +3,8 @@
 
 use crate::error::ApiError;
 use crate::keys::Keyring;
-use crate::request::{Call, Resource};
-use crate::sqs::{int, text};
 use pantstack_ssm::{Error as PErr, Store, Type, Version};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// A change to the parameters: what the journal holds. `value` is base64 of what
@@ -325,4 +322,22 @@ impl Params {
         let (n, v) = self.store.get(name).map_err(p_err)?;
         self.value_of(keys, n, v, true)
     }
+}
+
+pub(super) fn p_err(e: PErr) -> ApiError {
+    match e {
+        PErr::Validation(m) => ApiError::bad("ValidationException", m),
+        PErr::NotFound(m) => ApiError::bad("ParameterNotFound", m),
+        PErr::AlreadyExists(m) => ApiError::bad("ParameterAlreadyExists", m),
+        PErr::VersionNotFound(m) => ApiError::bad("ParameterVersionNotFound", m),
+        PErr::TypeMismatch(m) => ApiError::bad("HierarchyTypeMismatchException", m),
+        PErr::LabelNotFound(m) => ApiError::bad("ParameterVersionLabelNotFound", m),
+        PErr::LabelLimit(m) => ApiError::bad("ParameterVersionLabelLimitExceeded", m),
+        PErr::MaxVersions(m) => ApiError::bad("ParameterMaxVersionLimitExceeded", m),
+        PErr::TooManyTags(m) => ApiError::bad("TooManyTagsError", m),
+    }
+}
+
+pub(super) fn validation(msg: impl Into<String>) -> ApiError {
+    ApiError::bad("ValidationException", msg)
 }

@@ -1,11 +1,11 @@
 //! SSM: allowed patterns.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use super::filters::*;
-use super::handlers::*;
 use super::state::*;
-use super::*;
+use crate::keys::Keyring;
+use crate::request::Call;
 use crate::request::Service;
+use serde_json::json;
 
 #[test]
 fn allowed_pattern_is_enforced() {

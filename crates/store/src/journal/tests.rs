@@ -23,8 +23,7 @@ fn setup(
 }
 
 fn temp(name: &str) -> std::path::PathBuf {
-    let d =
-        std::env::temp_dir().join(format!("pantstack-journal-{}-{name}", std::process::id()));
+    let d = std::env::temp_dir().join(format!("pantstack-journal-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
 }
