@@ -2,8 +2,8 @@
 //! MD5 and the requested checksums and syncs the blob and its directory, read
 //! back in chunks, copied by range; server-side encryption with customer keys.
 
+use super::common::*;
 use super::state::Version;
-use super::svc::*;
 use crate::b64;
 use base64::Engine;
 use bytes::Bytes;

@@ -1,6 +1,7 @@
 //! S3 bucket operations: create, head, list, delete, and the parts of a bucket
 //! configuration (policy, CORS, lifecycle, default encryption, tags).
 
+use super::common::*;
 use super::stamp::*;
 use super::state::Op;
 use super::svc::*;

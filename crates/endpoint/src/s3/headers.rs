@@ -4,9 +4,9 @@
 //! version selection and checksum fields.
 
 use super::body::stored_encoding;
+use super::common::*;
 use super::stamp::*;
 use super::state::Version;
-use super::svc::*;
 use crate::b64;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};

@@ -2,6 +2,7 @@
 //! delimiters, markers and continuation tokens, URL-encoded keys.
 
 use super::body::*;
+use super::common::*;
 use super::headers::*;
 use super::stamp::*;
 use super::state::Version;

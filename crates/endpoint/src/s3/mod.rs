@@ -7,6 +7,7 @@
 mod access;
 mod body;
 mod buckets;
+mod common;
 pub mod config;
 mod headers;
 mod listing;
@@ -18,7 +19,8 @@ pub mod state;
 mod svc;
 mod versioning;
 
+pub use common::MIN_PART;
 pub use headers::{prepare_request, stamp_response};
 pub use service::service;
 pub use state::*;
-pub use svc::{COMMITTED, MIN_PART, S3Svc, lifecycle_pass};
+pub use svc::{COMMITTED, S3Svc, lifecycle_pass};

@@ -2,6 +2,7 @@
 //! and list uploads and parts.
 
 use super::body::*;
+use super::common::*;
 use super::headers::*;
 use super::stamp::*;
 use super::state::{Op, Part, Upload, Version, Versioning};

@@ -3,6 +3,7 @@
 
 use super::access::authorize;
 use super::body::*;
+use super::common::*;
 use super::headers::*;
 use super::stamp::*;
 use super::state::{Op, Version, Versioning};

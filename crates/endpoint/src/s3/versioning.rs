@@ -2,6 +2,7 @@
 //! delete does under each state (remove, or leave a delete marker).
 
 use super::body::*;
+use super::common::*;
 use super::headers::*;
 use super::listing::*;
 use super::stamp::*;

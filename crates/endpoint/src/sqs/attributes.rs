@@ -1,9 +1,8 @@
 //! Queue attributes: which are settable (and clearable), how each is checked,
 //! the redrive policy, and every attribute GetQueueAttributes reports.
 
+use super::MAX_WAIT_SECS;
 use super::input::*;
-use super::state::*;
-use super::{MAX_WAIT_SECS, Millis};
 use crate::error::ApiError;
 use crate::request::name_of_arn;
 use pantstack_sqs::Attributes;
@@ -150,90 +149,4 @@ pub(super) fn parse_attrs(
         max_receive_count: None,
     };
     Ok((a, redrive))
-}
-
-impl Sqs {
-    pub(super) fn all_attributes(&self, q: &QueueRt, now: Millis) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let a = &q.q.attributes;
-        let (visible, inflight, delayed) = q.q.counts(now);
-        out.insert("QueueArn".into(), self.arn(&q.name));
-        out.insert("ApproximateNumberOfMessages".into(), visible.to_string());
-        out.insert(
-            "ApproximateNumberOfMessagesNotVisible".into(),
-            inflight.to_string(),
-        );
-        out.insert(
-            "ApproximateNumberOfMessagesDelayed".into(),
-            delayed.to_string(),
-        );
-        out.insert("CreatedTimestamp".into(), q.created.to_string());
-        out.insert("LastModifiedTimestamp".into(), q.modified.to_string());
-        out.insert(
-            "VisibilityTimeout".into(),
-            a.visibility_timeout_secs.to_string(),
-        );
-        out.insert("MaximumMessageSize".into(), a.max_message_bytes.to_string());
-        out.insert(
-            "MessageRetentionPeriod".into(),
-            a.retention_secs.to_string(),
-        );
-        out.insert("DelaySeconds".into(), a.delay_secs.to_string());
-        out.insert("ReceiveMessageWaitTimeSeconds".into(), "0".into());
-        out.insert("SqsManagedSseEnabled".into(), "true".into());
-        if a.fifo {
-            out.insert("FifoQueue".into(), "true".into());
-            out.insert(
-                "ContentBasedDeduplication".into(),
-                a.content_based_deduplication.to_string(),
-            );
-            out.insert("DeduplicationScope".into(), "queue".into());
-            out.insert("FifoThroughputLimit".into(), "perQueue".into());
-        }
-        for (k, v) in &q.attrs {
-            out.insert(k.clone(), v.clone());
-        }
-        if q.attrs.contains_key("KmsMasterKeyId") {
-            out.insert("SqsManagedSseEnabled".into(), "false".into());
-        }
-        out
-    }
-
-    /// A RedrivePolicy's dead-letter queue must exist here (this region and
-    /// account) and be of the source's type: "The dead-letter queue of a FIFO
-    /// queue must also be a FIFO queue. Similarly, the dead-letter queue of a
-    /// standard queue must also be a standard queue" (SQS developer guide,
-    /// "Using dead-letter queues"). The errors are AWS's `InvalidParameterValue`
-    /// with its reasons. Checked by the handler, not in `apply`: records journaled
-    /// before this check replay as they were accepted.
-    pub(super) fn check_redrive(
-        &self,
-        attrs: &BTreeMap<String, String>,
-        fifo: bool,
-    ) -> Result<(), ApiError> {
-        let Some(policy) = attrs.get("RedrivePolicy").filter(|s| !s.is_empty()) else {
-            return Ok(());
-        };
-        let Some(arn) = serde_json::from_str::<Value>(policy)
-            .ok()
-            .and_then(|v| text(&v, "deadLetterTargetArn").map(str::to_string))
-        else {
-            return Ok(()); // parse_attrs names what is wrong with it
-        };
-        let reason = |r: &str| {
-            invalid(format!(
-                "Value {policy} for parameter RedrivePolicy is invalid. Reason: {r}"
-            ))
-        };
-        let dlq = name_of_arn(&arn)
-            .filter(|n| self.arn(n) == arn)
-            .and_then(|n| self.queues.get(n))
-            .ok_or_else(|| reason("Dead letter target does not exist."))?;
-        if dlq.q.attributes.fifo != fifo {
-            return Err(reason(
-                "Dead-letter target must be of same type as the source.",
-            ));
-        }
-        Ok(())
-    }
 }
