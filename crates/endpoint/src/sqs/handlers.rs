@@ -1,13 +1,13 @@
 //! Every action of the SQS API as an operation on the queues: input checked,
 //! the op built (applied and journaled by the caller), the output shaped.
 
-use super::attributes::*;
 use super::input::*;
 use super::policy::*;
 use super::state::*;
 use super::{MAX_BATCH_BYTES, MAX_TAGS, MAX_WAIT_SECS, Millis};
 use crate::error::ApiError;
 use crate::request::{Call, Resource, name_of_arn};
+use pantstack_sqs::attributes::SETTABLE;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -6,34 +6,16 @@ use crate::error::ApiError;
 use base64::Engine;
 use md5::{Digest, Md5};
 use pantstack_awsproto::sigv4::hex;
-use pantstack_sqs::Error as QErr;
+use pantstack_sqs::refusal;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
 pub(super) fn no_queue() -> ApiError {
-    ApiError::bad("QueueDoesNotExist", "The specified queue does not exist.")
-        .with_query_code("AWS.SimpleQueueService.NonExistentQueue")
-}
-
-/// AWS's `ReceiptHandleIsInvalid`, naming the handle.
-pub(super) fn bad_receipt(receipt: &str) -> ApiError {
-    ApiError::bad(
-        "ReceiptHandleIsInvalid",
-        format!("The input receipt handle \"{receipt}\" is not a valid receipt handle."),
-    )
-}
-
-/// AWS's `InvalidAttributeValue` for attribute `k` ("Invalid value for the
-/// parameter VisibilityTimeout.").
-pub(super) fn bad_attribute(k: &str) -> ApiError {
-    ApiError::bad(
-        "InvalidAttributeValue",
-        format!("Invalid value for the parameter {k}."),
-    )
+    refusal::no_queue().into()
 }
 
 pub(super) fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::bad("InvalidParameterValue", msg)
+    refusal::invalid(msg).into()
 }
 
 pub(super) fn missing(name: &str) -> ApiError {
@@ -41,22 +23,6 @@ pub(super) fn missing(name: &str) -> ApiError {
         "MissingParameter",
         format!("The request must contain the parameter {name}."),
     )
-}
-
-pub(super) fn q_err(e: QErr) -> ApiError {
-    match e {
-        QErr::InvalidParameterValue(m) => invalid(m),
-        QErr::MissingParameter(m) => ApiError::bad("MissingParameter", m),
-        QErr::ReceiptHandleIsInvalid => ApiError::bad(
-            "ReceiptHandleIsInvalid",
-            "The input receipt handle is not a valid receipt handle.",
-        ),
-        QErr::MessageNotInflight => ApiError::bad(
-            "MessageNotInflight",
-            "The message referred to isn't in flight.",
-        )
-        .with_query_code("AWS.SimpleQueueService.MessageNotInflight"),
-    }
 }
 
 /// A string field of the input.
@@ -232,23 +198,6 @@ pub(super) fn check_message_attributes(
         out.insert(name.clone(), Value::Object(e));
     }
     Ok((out, size))
-}
-
-pub(super) fn check_queue_name(name: &str) -> Result<bool, ApiError> {
-    let fifo = name.ends_with(".fifo");
-    let stem = name.strip_suffix(".fifo").unwrap_or(name);
-    if name.is_empty()
-        || name.len() > 80
-        || stem.is_empty()
-        || !stem
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(invalid(format!(
-            "Value {name} for parameter QueueName is invalid. Reason: Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length."
-        )));
-    }
-    Ok(fifo)
 }
 
 pub(super) fn string_map(

@@ -7,13 +7,12 @@
 //! applies the same ops in the same order with the same clock values, which rebuilds
 //! the same queues, messages, receive counts and receipt handles.
 //!
-//! Modules by concern: `state` (the queues, the journal ops and their replay),
-//! `handlers` (each action of the API: input checked, ops built, output shaped),
-//! `attributes` (queue attributes: settable, checked, reported), `policy` (queue
-//! policies: checked, AddPermission/RemovePermission), `input` (checks of the
-//! request's members and of messages, and the errors SQS answers with).
+//! The queues, their attributes and the journal ops are the pure crate
+//! `pantstack_sqs`; here: `state` (those queues waking long polls), `handlers`
+//! (each action of the API: input checked, ops built, output shaped, attributes
+//! reported), `policy` (queue policies: checked, AddPermission and
+//! RemovePermission), `input` (checks of the request's members and of messages).
 
-mod attributes;
 mod handlers;
 mod input;
 mod policy;
@@ -23,17 +22,11 @@ mod tests;
 
 pub use handlers::message_id;
 pub use input::{int, md5_of_attributes, text};
-pub use state::{Applied, MoveTask, Op, QueueRt, Sqs};
+pub use pantstack_sqs::{MAX_TAGS, MAX_WAIT_SECS, Millis};
+pub use state::{Applied, MoveTask, Op, QueueRt, Sqs, Waiters};
 
-pub type Millis = u64;
-
-/// Longest long poll (seconds).
-pub const MAX_WAIT_SECS: u64 = 20;
 /// Entries of one batch request.
 pub const MAX_BATCH: usize = 10;
 /// A batch's bodies and attributes together (bytes): 1 MiB, as one message
 /// (AWS SQS API reference, SendMessageBatch, since August 2025).
 pub const MAX_BATCH_BYTES: usize = pantstack_sqs::MAX_MESSAGE_BYTES;
-
-/// Tags a queue can have (AWS SQS developer guide, "Quotas related to queues").
-pub const MAX_TAGS: usize = 50;

@@ -1,16 +1,13 @@
 //! Queue attributes: which are settable (and clearable), how each is checked,
-//! the redrive policy, and every attribute GetQueueAttributes reports.
+//! the redrive policy; and queue names.
 
-use super::MAX_WAIT_SECS;
-use super::input::*;
-use crate::error::ApiError;
-use crate::request::name_of_arn;
-use pantstack_sqs::Attributes;
+use crate::refusal::{Refusal, bad_attribute, invalid, name_of_arn};
+use crate::{Attributes, MAX_WAIT_SECS};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The settable attributes and how each is checked.
-pub(super) const SETTABLE: &[&str] = &[
+pub const SETTABLE: &[&str] = &[
     "DelaySeconds",
     "MaximumMessageSize",
     "MessageRetentionPeriod",
@@ -30,10 +27,10 @@ pub(super) const SETTABLE: &[&str] = &[
 
 /// Attributes an empty value removes (AWS SQS API reference, SetQueueAttributes:
 /// "To remove ... set it to an empty string"; the policies are JSON documents).
-pub(super) const CLEARABLE: &[&str] = &["Policy", "RedrivePolicy", "RedriveAllowPolicy"];
+pub const CLEARABLE: &[&str] = &["Policy", "RedrivePolicy", "RedriveAllowPolicy"];
 
 /// `attrs` without the clearable attributes set to `""` (nothing to keep).
-pub(super) fn without_cleared(attrs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn without_cleared(attrs: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     attrs
         .iter()
         .filter(|(k, v)| !(v.is_empty() && CLEARABLE.contains(&k.as_str())))
@@ -41,22 +38,22 @@ pub(super) fn without_cleared(attrs: &BTreeMap<String, String>) -> BTreeMap<Stri
         .collect()
 }
 
-pub(super) fn parse_attrs(
+pub fn parse_attrs(
     attrs: &BTreeMap<String, String>,
     fifo_name: bool,
     creating: bool,
     existing: Option<&BTreeMap<String, String>>,
-) -> Result<(Attributes, Option<(String, u32)>), ApiError> {
+) -> Result<(Attributes, Option<(String, u32)>), Refusal> {
     let mut merged = existing.cloned().unwrap_or_default();
     for (k, v) in attrs {
         if !SETTABLE.contains(&k.as_str()) {
-            return Err(ApiError::bad(
+            return Err(Refusal::new(
                 "InvalidAttributeName",
                 format!("Unknown Attribute {k}."),
             ));
         }
         if !creating && k == "FifoQueue" {
-            return Err(ApiError::bad(
+            return Err(Refusal::new(
                 "InvalidAttributeName",
                 "Unknown Attribute FifoQueue (it can only be set when the queue is created).",
             ));
@@ -67,7 +64,7 @@ pub(super) fn parse_attrs(
             merged.insert(k.clone(), v.clone());
         }
     }
-    let num = |k: &str, lo: u64, hi: u64, d: u64| -> Result<u64, ApiError> {
+    let num = |k: &str, lo: u64, hi: u64, d: u64| -> Result<u64, Refusal> {
         match merged.get(k) {
             None => Ok(d),
             Some(s) => s
@@ -77,7 +74,7 @@ pub(super) fn parse_attrs(
                 .ok_or_else(|| bad_attribute(k)),
         }
     };
-    let boolean = |k: &str| -> Result<bool, ApiError> {
+    let boolean = |k: &str| -> Result<bool, Refusal> {
         match merged.get(k).map(String::as_str) {
             None | Some("false") => Ok(false),
             Some("true") => Ok(true),
@@ -94,7 +91,7 @@ pub(super) fn parse_attrs(
     }
     let cbd = boolean("ContentBasedDeduplication")?;
     if cbd && !fifo {
-        return Err(ApiError::bad(
+        return Err(Refusal::new(
             "InvalidAttributeName",
             "Unknown Attribute ContentBasedDeduplication (FIFO queues only).",
         ));
@@ -106,18 +103,18 @@ pub(super) fn parse_attrs(
         None => None,
         Some(s) => {
             let v: Value = serde_json::from_str(s).map_err(|_| {
-                ApiError::bad(
+                Refusal::new(
                     "InvalidAttributeValue",
                     format!(
                         "Value {s} for parameter RedrivePolicy is invalid. Reason: Invalid JSON."
                     ),
                 )
             })?;
-            let arn = text(&v, "deadLetterTargetArn").ok_or_else(|| {
-                ApiError::bad("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+            let arn = v.get("deadLetterTargetArn").and_then(Value::as_str).ok_or_else(|| {
+                Refusal::new("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
             })?;
             let dlq = name_of_arn(arn).ok_or_else(|| {
-                ApiError::bad(
+                Refusal::new(
                     "InvalidAttributeValue",
                     format!("Value {arn} for parameter RedrivePolicy is invalid. Reason: Invalid value for deadLetterTargetArn."),
                 )
@@ -129,7 +126,7 @@ pub(super) fn parse_attrs(
             }
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| {
-                ApiError::bad("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Invalid value for maxReceiveCount: must be 1..1000.")
+                Refusal::new("InvalidAttributeValue", "Value for parameter RedrivePolicy is invalid. Reason: Invalid value for maxReceiveCount: must be 1..1000.")
             })?;
             Some((dlq.to_string(), count as u32))
         }
@@ -141,12 +138,30 @@ pub(super) fn parse_attrs(
         max_message_bytes: num(
             "MaximumMessageSize",
             1024,
-            pantstack_sqs::MAX_MESSAGE_BYTES as u64,
-            pantstack_sqs::MAX_MESSAGE_BYTES as u64,
+            crate::MAX_MESSAGE_BYTES as u64,
+            crate::MAX_MESSAGE_BYTES as u64,
         )? as usize,
         fifo,
         content_based_deduplication: cbd,
         max_receive_count: None,
     };
     Ok((a, redrive))
+}
+
+/// Whether a queue name is valid; whether it names a FIFO queue.
+pub fn check_queue_name(name: &str) -> Result<bool, Refusal> {
+    let fifo = name.ends_with(".fifo");
+    let stem = name.strip_suffix(".fifo").unwrap_or(name);
+    if name.is_empty()
+        || name.len() > 80
+        || stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(format!(
+            "Value {name} for parameter QueueName is invalid. Reason: Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length."
+        )));
+    }
+    Ok(fifo)
 }
