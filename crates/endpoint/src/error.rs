@@ -73,3 +73,11 @@ pub fn xml_escape(s: &str) -> String {
     }
     out
 }
+
+/// S3's answer to a body whose SHA-256 is not the signed `x-amz-content-sha256`.
+pub(crate) fn xamz_sha256_mismatch() -> ApiError {
+    ApiError::bad(
+        "XAmzContentSHA256Mismatch",
+        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    )
+}

@@ -13,21 +13,19 @@
 //!   stopped local cloud); a lock file keeps two processes from opening one state.
 
 pub mod error;
-mod h1;
 #[doc(hidden)]
-pub use h1::fuzzing;
+pub use crate::http::fuzzing;
 pub mod http;
 pub mod iam;
-pub mod journal;
 pub mod keys;
 pub mod policy_doc;
 pub mod query;
 pub mod request;
 pub mod s3;
-pub mod s3config;
-pub mod s3svc;
 pub mod sqs;
 pub mod ssm;
+
+pub use pantstack_store::journal;
 
 use error::ApiError;
 use journal::Journal;
@@ -74,7 +72,7 @@ pub fn stopped_error(why: &str) -> ApiError {
 struct Replay {
     sqs: sqs::Sqs,
     ssm: ssm::Params,
-    s3: s3::Objects,
+    s3: s3::State,
     /// The first record that did not parse or apply.
     bad: Option<String>,
     /// Records seen so far.
@@ -86,7 +84,7 @@ impl Replay {
         Replay {
             sqs: sqs::Sqs::new(region, ACCOUNT),
             ssm: ssm::Params::new(region, ACCOUNT),
-            s3: s3::Objects::default(),
+            s3: s3::State::default(),
             bad: None,
             seen: 0,
         }
@@ -116,7 +114,7 @@ impl Replay {
         }
     }
 
-    fn finish(self, log: &Path) -> Result<(sqs::Sqs, ssm::Params, s3::Objects), String> {
+    fn finish(self, log: &Path) -> Result<(sqs::Sqs, ssm::Params, s3::State), String> {
         match self.bad {
             Some(e) => Err(format!(
                 "{}: cannot replay {e}. Nothing was changed; keep the file for a bug report, and move it aside to start with an empty local cloud",
@@ -132,7 +130,7 @@ impl Replay {
 fn write_image(
     q: &sqs::Sqs,
     p: &ssm::Params,
-    o: &s3::Objects,
+    o: &s3::State,
     out: &mut (impl std::io::Write + ?Sized),
 ) -> Result<u64, String> {
     let mut framed = Vec::new();
@@ -223,7 +221,7 @@ pub struct Core {
     sqs: Mutex<sqs::Sqs>,
     ssm: Mutex<ssm::Params>,
     keys: RwLock<Keyring>,
-    pub(crate) s3: Mutex<s3::Objects>,
+    pub(crate) s3: Mutex<s3::State>,
     /// Object data: one blob file per object version and upload part.
     pub(crate) objects_dir: PathBuf,
     /// Access key → (principal, secret).
@@ -768,23 +766,23 @@ impl Core {
         let rx = {
             let mut st = lock(&self.s3);
             let mut ops = Vec::new();
-            let current = st.buckets.get(name).map(|b| b.versioning.clone());
+            let current = st.buckets.get(name).map(|b| b.versioning);
             if current.is_none() {
                 ops.push(s3::Op::CreateBucket {
                     name: name.to_string(),
                     now: now_ms(),
                 });
             }
-            let status = current.flatten();
-            if versioning && status.as_deref() != Some("Enabled") {
+            let enabled = current == Some(s3::Versioning::Enabled);
+            if versioning && !enabled {
                 ops.push(s3::Op::Versioning {
                     name: name.to_string(),
-                    status: "Enabled".into(),
+                    status: s3::Versioning::Enabled,
                 });
-            } else if !versioning && status.as_deref() == Some("Enabled") {
+            } else if !versioning && enabled {
                 ops.push(s3::Op::Versioning {
                     name: name.to_string(),
-                    status: "Suspended".into(),
+                    status: s3::Versioning::Suspended,
                 });
             }
             for op in &ops {

@@ -273,13 +273,7 @@ fn invalid_address(url: &str) -> ApiError {
 }
 
 /// The queue name of an SQS ARN (`arn:aws:sqs:region:account:name`).
-pub fn name_of_arn(arn: &str) -> Option<&str> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts.as_slice() {
-        ["arn", _, "sqs", _, _, name] if !name.is_empty() => Some(name),
-        _ => None,
-    }
-}
+pub use pantstack_sqs::name_of_arn;
 
 impl Call {
     /// Parses `input` (a JSON object, already free of duplicate keys) as

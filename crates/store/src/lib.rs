@@ -5,6 +5,12 @@
 //! `fdatasync`s before it returns, so an acknowledged record survives `kill -9` and
 //! power loss; `open` replays the log and cuts a torn tail (a record whose length or
 //! checksum does not hold), so a half-written record is never seen.
+//!
+//! `journal` is the group commit around the log (many requests' records written
+//! and synced at once, each answered only once its records are on disk; fail-stop
+//! on a failed write) and its rewrite (compaction) into an image of the state.
+
+pub mod journal;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};

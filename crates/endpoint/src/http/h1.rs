@@ -1,18 +1,19 @@
 //! The endpoint's HTTP/1.1 fast path. Every connection starts here: an SQS or SSM
 //! request (POST with a `Content-Length` body, the shape every AWS SDK sends them
-//! in) is parsed in place with `httparse`, answered by `http::api`, and written back
+//! in) is parsed in place with `httparse`, answered by `dispatch::api`, and written back
 //! with one `write`, with no hyper dispatcher, body channel or header map between
 //! the socket and the handler. Anything else — S3 (its bodies stream), chunked or
 //! oversized bodies, `Expect`, upgrades, HTTP/1.0, a head `httparse` refuses — is
 //! handed to hyper for the rest of the connection, with the bytes already read
 //! replayed first (`io::Prefixed`), so hyper answers it exactly as before.
 //!
-//! Both paths call the same `http::api`: signatures, routing, errors and
+//! Both paths call the same `dispatch::api`: signatures, routing, errors and
 //! durability (a reply is written only after its journal records are on disk) do
 //! not depend on which path parsed the request.
 
+use super::dispatch::{Call, MAX_BODY, Reply, api, is_s3};
+use super::limits::Limits;
 use crate::Core;
-use crate::http::{Call, MAX_BODY, Reply, api, is_s3};
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::time::SystemTime;
@@ -207,7 +208,7 @@ pub(crate) async fn serve(
     core: &Core,
     stream: &mut TcpStream,
     stop: &mut watch::Receiver<bool>,
-    limits: &crate::http::Limits,
+    limits: &Limits,
 ) -> Outcome {
     let mut buf: Vec<u8> = Vec::with_capacity(8 * 1024);
     loop {

@@ -3,7 +3,7 @@
 //! tags), checked as S3 checks them and converted between s3s's types and the
 //! journaled ones of `s3`.
 
-use crate::s3::{CorsRule, LifecycleRule, Sse};
+use super::state::{CorsRule, LifecycleRule, Sse};
 use s3s::dto::*;
 use s3s::{S3Result, s3_error};
 use std::collections::BTreeMap;
@@ -306,7 +306,7 @@ pub fn cors_out(rules: &[CorsRule]) -> Vec<CORSRule> {
         .collect()
 }
 
-use crate::s3svc::{ms_of as ms, ts as stamp};
+use super::stamp::{ms_of as ms, ts as stamp};
 
 /// A lifecycle configuration, checked as S3 checks one (PutBucketLifecycle-
 /// Configuration: 1..1000 rules, unique ids of at most 255 characters, an action

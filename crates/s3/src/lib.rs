@@ -1,8 +1,10 @@
-//! S3 state: buckets, object versions, multipart uploads, and the journal ops that
-//! change them. Object data lives in blob files (`aws/objects/<id>`), written and
-//! synced before the op that names them is journaled, so an acknowledged object is
-//! whole on disk and a crash mid-upload leaves at most an unreferenced blob, which
-//! the next start deletes.
+//! S3 state as a pure model: buckets (versioning state, configuration), object
+//! versions, multipart uploads and the journal ops that change them. No I/O: an
+//! op applied to the same state gives the same state, so replaying the journal
+//! rebuilds exactly the acknowledged buckets and objects. Object data lives in
+//! blob files the endpoint writes and syncs before the op that names them is
+//! journaled; `Objects::apply` returns the blobs an op made unreferenced, and
+//! `Objects::referenced` the ones still named.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -175,11 +177,64 @@ pub struct Completed {
 /// How many completed uploads a bucket remembers (the oldest are forgotten).
 pub const COMPLETED_KEEP: usize = 1000;
 
+/// A bucket's versioning state. Once enabled, versioning can be suspended but
+/// never turned off: S3 then keeps the versions it has and shows version ids.
+/// Journaled as S3 reports it: `null` (never enabled), `"Enabled"`, `"Suspended"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Versioning {
+    #[default]
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+impl Versioning {
+    /// The state a `Status` of PutBucketVersioning sets, if it is one.
+    pub fn parse(status: &str) -> Option<Versioning> {
+        match status {
+            "Enabled" => Some(Versioning::Enabled),
+            "Suspended" => Some(Versioning::Suspended),
+            _ => None,
+        }
+    }
+
+    /// The `Status` GetBucketVersioning reports (none until one was set).
+    pub fn status(self) -> Option<&'static str> {
+        match self {
+            Versioning::Unversioned => None,
+            Versioning::Enabled => Some("Enabled"),
+            Versioning::Suspended => Some("Suspended"),
+        }
+    }
+
+    /// Whether versioning was ever enabled: version ids are shown and a plain
+    /// delete leaves a delete marker.
+    pub fn ever_enabled(self) -> bool {
+        self != Versioning::Unversioned
+    }
+}
+
+impl Serialize for Versioning {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.status().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Versioning {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(Versioning::Unversioned),
+            Some(s) => Versioning::parse(&s).ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown versioning status `{s}`"))
+            }),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Bucket {
     pub created: u64,
-    /// None (never enabled), `Enabled` or `Suspended`.
-    pub versioning: Option<String>,
+    pub versioning: Versioning,
     /// Key → versions, oldest first.
     pub objects: BTreeMap<String, Vec<Version>>,
     pub uploads: BTreeMap<String, Upload>,
@@ -255,9 +310,10 @@ pub enum Op {
     DeleteBucket {
         name: String,
     },
+    /// Never `Unversioned`: versioning cannot be turned off once set.
     Versioning {
         name: String,
-        status: String,
+        status: Versioning,
     },
     /// The bucket's whole configuration after a Put/Delete of one part of it.
     Config {
@@ -311,7 +367,8 @@ pub enum Op {
     ImageBucket {
         name: String,
         created: u64,
-        versioning: Option<String>,
+        #[serde(default)]
+        versioning: Versioning,
         /// The remembered completed uploads, oldest first.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         completed: Vec<Completed>,
@@ -356,9 +413,6 @@ pub type Garbage = Vec<String>;
 #[derive(Default)]
 pub struct Objects {
     pub buckets: BTreeMap<String, Bucket>,
-    /// Each bucket policy, parsed (checked when it was put): what authorizing a
-    /// request reads.
-    pub policies: std::collections::HashMap<String, std::sync::Arc<crate::policy_doc::PolicyDoc>>,
 }
 
 impl Objects {
@@ -373,7 +427,6 @@ impl Objects {
                 });
             }
             Op::DeleteBucket { name } => {
-                self.policies.remove(name);
                 if let Some(b) = self.buckets.remove(name) {
                     for u in b.uploads.values() {
                         garbage.extend(u.parts.values().map(|p| p.blob.clone()));
@@ -382,14 +435,13 @@ impl Objects {
             }
             Op::Versioning { name, status } => {
                 if let Some(b) = self.buckets.get_mut(name) {
-                    b.versioning = Some(status.clone());
+                    b.versioning = *status;
                 }
             }
             Op::Config { name, config } => {
                 if let Some(b) = self.buckets.get_mut(name) {
                     b.config = config.clone();
                 }
-                self.parse_policy(name);
             }
             Op::Tagging {
                 bucket,
@@ -426,7 +478,10 @@ impl Objects {
                     upload_id: upload_id.clone(),
                     key: u.key.clone(),
                     etag: version.etag.clone(),
-                    version_id: b.versioning.is_some().then(|| version.version_id.clone()),
+                    version_id: b
+                        .versioning
+                        .ever_enabled()
+                        .then(|| version.version_id.clone()),
                 });
                 garbage.extend(u.parts.values().map(|p| p.blob.clone()));
                 self.put_version(bucket, &u.key, version, &mut garbage);
@@ -441,7 +496,7 @@ impl Objects {
                 let Some(b) = self.buckets.get_mut(bucket) else {
                     return garbage;
                 };
-                let versioning = b.versioning.clone();
+                let versioning = b.versioning;
                 let versions = b.objects.entry(key.clone()).or_default();
                 match version_id {
                     Some(id) => versions.retain(|v| {
@@ -453,7 +508,7 @@ impl Objects {
                         }
                     }),
                     None => {
-                        if versioning.is_none() || versioning.as_deref() == Some("Suspended") {
+                        if versioning != Versioning::Enabled {
                             versions.retain(|v| {
                                 if v.version_id == "null" {
                                     garbage.extend(v.blob.clone());
@@ -463,7 +518,7 @@ impl Objects {
                                 }
                             });
                         }
-                        if versioning.is_some() {
+                        if versioning.ever_enabled() {
                             versions.push(Version {
                                 version_id: marker_id.clone(),
                                 delete_marker: true,
@@ -525,13 +580,12 @@ impl Objects {
                     name.clone(),
                     Bucket {
                         created: *created,
-                        versioning: versioning.clone(),
+                        versioning: *versioning,
                         completed: completed.iter().cloned().collect(),
                         config: config.clone(),
                         ..Bucket::default()
                     },
                 );
-                self.parse_policy(name);
             }
             Op::ImageObjects { bucket, objects } => {
                 if let Some(b) = self.buckets.get_mut(bucket) {
@@ -557,21 +611,6 @@ impl Objects {
             }
         }
         garbage
-    }
-
-    /// Caches the parsed policy of a bucket (the text was checked when put).
-    fn parse_policy(&mut self, name: &str) {
-        let doc = self
-            .buckets
-            .get(name)
-            .and_then(|b| b.config.policy.as_deref())
-            .and_then(|text| crate::policy_doc::PolicyDoc::parse(text, "s3", &|_| true).ok());
-        match doc {
-            Some(d) => self
-                .policies
-                .insert(name.to_string(), std::sync::Arc::new(d)),
-            None => self.policies.remove(name),
-        };
     }
 
     /// About how many bytes `image` would write: whether compacting is worth it.
@@ -602,7 +641,7 @@ impl Objects {
             out(Op::ImageBucket {
                 name: name.clone(),
                 created: b.created,
-                versioning: b.versioning.clone(),
+                versioning: b.versioning,
                 completed: b.completed.iter().cloned().collect(),
                 config: b.config.clone(),
             });
@@ -701,10 +740,10 @@ impl Objects {
                         && (r.expiration_days.is_some_and(|d| due(current.modified, d))
                             || r.expiration_date.is_some_and(|t| t <= now))
                 }) {
-                    let marker = match b.versioning.as_deref() {
-                        Some("Enabled") => marker_id(),
-                        Some(_) => "null".to_string(),
-                        None => String::new(),
+                    let marker = match b.versioning {
+                        Versioning::Enabled => marker_id(),
+                        Versioning::Suspended => "null".to_string(),
+                        Versioning::Unversioned => String::new(),
                     };
                     ops.push(delete(key, None, marker));
                 }
@@ -775,254 +814,4 @@ impl Objects {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obj(id: &str, blob: &str) -> Version {
-        Version {
-            version_id: id.into(),
-            delete_marker: false,
-            blob: Some(blob.into()),
-            inline: None,
-            size: 1,
-            etag: "e".into(),
-            modified: 0,
-            ..Version::default()
-        }
-    }
-
-    /// Lifecycle actions fall due at creation (or becoming noncurrent) plus the
-    /// rule's days, rounded up to the next midnight (S3 user guide, "Lifecycle
-    /// rules: based on an object's age"); a versioned bucket's expiration makes a
-    /// delete marker, noncurrent expirations delete versions for good and keep
-    /// `NewerNoncurrentVersions`, and the filter selects by prefix, tags and size.
-    #[test]
-    fn lifecycle_rules_fall_due_as_s3_computes_them() {
-        const DAY: u64 = 1000;
-        let mut s = Objects::default();
-        s.apply(&Op::CreateBucket {
-            name: "b".into(),
-            now: 0,
-        });
-        s.apply(&Op::Versioning {
-            name: "b".into(),
-            status: "Enabled".into(),
-        });
-        let put = |s: &mut Objects, key: &str, id: &str, at: u64, tags: &[(&str, &str)]| {
-            s.apply(&Op::Put {
-                bucket: "b".into(),
-                key: key.into(),
-                version: Version {
-                    modified: at,
-                    tags: tags
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    ..obj(id, id)
-                },
-            });
-        };
-        put(&mut s, "logs/a", "a1", 100, &[]);
-        put(&mut s, "logs/a", "a2", 1500, &[]);
-        put(&mut s, "logs/a", "a3", 2500, &[]);
-        put(&mut s, "keep/b", "b1", 100, &[]);
-        put(&mut s, "tmp/c", "c1", 100, &[("kind", "tmp")]);
-        s.apply(&Op::Config {
-            name: "b".into(),
-            config: BucketConfig {
-                lifecycle: Some(vec![
-                    LifecycleRule {
-                        enabled: true,
-                        prefix: "logs/".into(),
-                        noncurrent_days: Some(1),
-                        newer_noncurrent_versions: Some(1),
-                        ..LifecycleRule::default()
-                    },
-                    LifecycleRule {
-                        enabled: true,
-                        tags: [("kind".to_string(), "tmp".to_string())].into(),
-                        expiration_days: Some(2),
-                        ..LifecycleRule::default()
-                    },
-                    LifecycleRule {
-                        enabled: false,
-                        expiration_days: Some(1),
-                        ..LifecycleRule::default()
-                    },
-                ]),
-                ..BucketConfig::default()
-            },
-        });
-        let mut n = 0;
-        let mut ids = || {
-            n += 1;
-            format!("m{n}")
-        };
-        // a1 became noncurrent at 1500: due at 2500 rounded up to 3000; but one
-        // newer noncurrent version (a2) is kept, and a1 is the second newest.
-        assert!(s.lifecycle_ops(2999, DAY, &mut ids).is_empty());
-        // At 3000 both are due: a1 (noncurrent since 1500, + 1 day, rounded up;
-        // one newer noncurrent version, a2, is kept) and c1 (tag kind=tmp, created
-        // at 100, + 2 days, rounded up), with a delete marker. The disabled rule
-        // never acts on keep/b.
-        let ops = s.lifecycle_ops(3000, DAY, &mut ids);
-        let described: Vec<String> = ops
-            .iter()
-            .map(|o| match o {
-                Op::Delete {
-                    key,
-                    version_id,
-                    marker_id,
-                    ..
-                } => format!("{key} {version_id:?} {marker_id}"),
-                other => format!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(
-            described,
-            vec![
-                "logs/a Some(\"a1\") ".to_string(),
-                "tmp/c None m1".to_string()
-            ]
-        );
-        for op in &ops {
-            s.apply(op);
-        }
-        let b = &s.buckets["b"];
-        assert_eq!(
-            b.objects["tmp/c"].len(),
-            2,
-            "c1 stays, noncurrent, under its marker"
-        );
-        assert!(b.objects["tmp/c"][1].delete_marker);
-        assert_eq!(b.objects["keep/b"].len(), 1);
-        // A marker left alone is removed by ExpiredObjectDeleteMarker.
-        s.apply(&Op::Delete {
-            bucket: "b".into(),
-            key: "tmp/c".into(),
-            version_id: Some("c1".into()),
-            marker_id: String::new(),
-            now: 0,
-        });
-        if let Some(b) = s.buckets.get_mut("b") {
-            b.config.lifecycle = Some(vec![LifecycleRule {
-                enabled: true,
-                expired_object_delete_marker: true,
-                ..LifecycleRule::default()
-            }]);
-        }
-        let ops = s.lifecycle_ops(1_000_000, DAY, &mut ids);
-        for op in &ops {
-            s.apply(op);
-        }
-        assert!(!s.buckets["b"].objects.contains_key("tmp/c"), "{ops:?}");
-    }
-
-    #[test]
-    fn versioning_semantics() {
-        let mut s = Objects::default();
-        s.apply(&Op::CreateBucket {
-            name: "b".into(),
-            now: 0,
-        });
-        s.apply(&Op::Put {
-            bucket: "b".into(),
-            key: "k".into(),
-            version: obj("null", "x1"),
-        });
-        let g = s.apply(&Op::Put {
-            bucket: "b".into(),
-            key: "k".into(),
-            version: obj("null", "x2"),
-        });
-        assert_eq!(
-            g,
-            vec!["x1".to_string()],
-            "unversioned overwrite frees the old blob"
-        );
-        s.apply(&Op::Versioning {
-            name: "b".into(),
-            status: "Enabled".into(),
-        });
-        s.apply(&Op::Put {
-            bucket: "b".into(),
-            key: "k".into(),
-            version: obj("v2", "x3"),
-        });
-        let g = s.apply(&Op::Delete {
-            bucket: "b".into(),
-            key: "k".into(),
-            version_id: None,
-            marker_id: "m1".into(),
-            now: 1,
-        });
-        assert!(g.is_empty(), "a delete marker frees nothing");
-        let b = &s.buckets["b"];
-        assert!(b.latest("k").unwrap().delete_marker);
-        assert_eq!(b.objects["k"].len(), 3);
-        let g = s.apply(&Op::Delete {
-            bucket: "b".into(),
-            key: "k".into(),
-            version_id: Some("v2".into()),
-            marker_id: String::new(),
-            now: 2,
-        });
-        assert_eq!(g, vec!["x3".to_string()]);
-        assert_eq!(s.referenced().into_iter().collect::<Vec<_>>(), ["x2"]);
-    }
-
-    /// A completed upload's answer is remembered (bounded), replays from the
-    /// journal and survives a compacted image.
-    #[test]
-    fn completed_uploads_are_remembered_and_imaged() {
-        let mut s = Objects::default();
-        s.apply(&Op::CreateBucket {
-            name: "b".into(),
-            now: 0,
-        });
-        let upload = Upload {
-            key: "k".into(),
-            initiated: 0,
-            template: obj("", ""),
-            checksum_algorithm: None,
-            parts: BTreeMap::new(),
-        };
-        for n in 0..COMPLETED_KEEP + 2 {
-            s.apply(&Op::CreateUpload {
-                bucket: "b".into(),
-                upload_id: format!("u{n}"),
-                upload: upload.clone(),
-            });
-            let mut v = obj("null", &format!("x{n}"));
-            v.etag = format!("e{n}-1");
-            s.apply(&Op::CompleteUpload {
-                bucket: "b".into(),
-                upload_id: format!("u{n}"),
-                version: v,
-            });
-        }
-        let b = &s.buckets["b"];
-        assert_eq!(b.completed.len(), COMPLETED_KEEP);
-        assert!(b.completed("u0").is_none() && b.completed("u1").is_none());
-        let last = format!("u{}", COMPLETED_KEEP + 1);
-        assert_eq!(
-            b.completed(&last).unwrap().etag,
-            format!("e{}-1", COMPLETED_KEEP + 1)
-        );
-        assert_eq!(b.completed(&last).unwrap().version_id, None);
-        let mut ops = Vec::new();
-        s.image(&mut |op| ops.push(serde_json::to_string(&op).unwrap()));
-        let mut t = Objects::default();
-        for op in &ops {
-            t.apply(&serde_json::from_str(op).unwrap());
-        }
-        assert_eq!(t.buckets["b"].completed, b.completed);
-        // An image record of an older journal (no `completed`) still reads.
-        let old: Op = serde_json::from_str(
-            r#"{"op":"image_bucket","name":"c","created":1,"versioning":null}"#,
-        )
-        .unwrap();
-        t.apply(&old);
-        assert!(t.buckets["c"].completed.is_empty());
-    }
-}
+mod tests;
