@@ -6,6 +6,8 @@
 //! Usage: bench-aws SCENARIO URL ACCESS SECRET PID SECONDS CONNS [FILL]
 //! Scenarios: sqs-send, sqs-batch, sqs-recv, s3-put, s3-get, s3-big.
 
+#![forbid(unsafe_code)]
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use pantstack_awsproto::sigv4;

@@ -2,6 +2,8 @@
 //! balances over the given targets (round robin, health checks on `/`), no access log.
 //! Usage: bench-lb PORT TARGET [TARGET...]
 
+#![forbid(unsafe_code)]
+
 use pantstack_local::core::balance::Algorithm;
 use pantstack_local::core::health::Thresholds;
 use pantstack_local::lb::Balancer;

@@ -10,6 +10,8 @@
 //! - [`env`]: branch / pull request → environment.
 //! - [`tag`]: image tags of the seed's strategy.
 
+#![forbid(unsafe_code)]
+
 pub mod changes;
 pub mod env;
 pub mod foundation;

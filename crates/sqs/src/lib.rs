@@ -9,6 +9,8 @@
 //! The local endpoint (not written yet) will wrap it with the JSON and query
 //! protocols and persist every change in the durable log before acknowledging it.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 

@@ -6,6 +6,8 @@
 //! power loss; `open` replays the log and cuts a torn tail (a record whose length or
 //! checksum does not hold), so a half-written record is never seen.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
