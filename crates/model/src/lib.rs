@@ -7,7 +7,7 @@
 //!   default), resolved default ← manifest ← stack file ← CLI.
 //! - [`service`], [`foundation`]: the two manifests.
 //! - [`repo`]: loading the monorepo and the checks across files.
-//! - [`env`]: branch / pull request → environment.
+//! - [`mod@env`]: branch / pull request → environment.
 //! - [`tag`]: image tags of the seed's strategy.
 
 #![forbid(unsafe_code)]
