@@ -3,8 +3,10 @@
 //! operations, units (messages, objects or bytes), seconds, and the server's CPU
 //! seconds over the run (from /proc/PID/stat, threads included).
 //!
-//! Usage: bench-aws SCENARIO URL ACCESS SECRET PID SECONDS CONNS [FILL]
+//! Usage: `bench-aws SCENARIO URL ACCESS SECRET PID SECONDS CONNS [FILL]`
 //! Scenarios: sqs-send, sqs-batch, sqs-recv, s3-put, s3-get, s3-big.
+
+#![forbid(unsafe_code)]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -2,6 +2,8 @@
 //! everything, keep-alive, one current-thread runtime per core on a SO_REUSEPORT
 //! port. Usage: bench-backend PORT
 
+#![forbid(unsafe_code)]
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, body::Incoming};

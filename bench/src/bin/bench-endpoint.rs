@@ -2,6 +2,8 @@
 //! and serves on 127.0.0.1:PORT (0: any), printing `port ACCESS SECRET` once ready.
 //! Usage: bench-endpoint DIR PORT
 
+#![forbid(unsafe_code)]
+
 use pantstack_endpoint::{Config, Core, http};
 
 #[global_allocator]

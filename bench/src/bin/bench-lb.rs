@@ -2,6 +2,8 @@
 //! balances over the given targets (round robin, health checks on `/`), no access log.
 //! Usage: bench-lb PORT TARGET [TARGET...]
 
+#![forbid(unsafe_code)]
+
 use pantstack_lb::Balancer;
 use pantstack_lb::balance::Algorithm;
 use pantstack_lb::health::Thresholds;

@@ -4,4 +4,6 @@
 //! Today: Signature Version 4 verification (`sigv4`), checked against requests signed
 //! by botocore. The SQS, S3 and SSM protocols build on it (not written yet).
 
+#![forbid(unsafe_code)]
+
 pub mod sigv4;

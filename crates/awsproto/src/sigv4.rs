@@ -2,7 +2,7 @@
 //! presigned-URL (query) form, with the canonicalization rules of the AWS SDKs
 //! (S3 keeps the path as sent; other services encode it once more).
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;

@@ -1,5 +1,9 @@
 //! Command-line arguments. Every command has `--help` with examples.
 
+// clap prints these doc comments as `--help` text, where `<env>` and `<pr>` are
+// placeholders for the reader, not HTML tags.
+#![allow(rustdoc::invalid_html_tags)]
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 

@@ -1,6 +1,8 @@
 //! The `pantstack` binary: parses arguments, dispatches, owns exit codes.
 //! Wiring only; the work is in the `pantstack-manifest` and `pantstack-model` crates.
 
+#![forbid(unsafe_code)]
+
 // mimalloc: the local endpoint's journal thread frees what request threads allocate;
 // glibc's malloc spent ~10 % of its CPU on that (bench/queue).
 #[global_allocator]

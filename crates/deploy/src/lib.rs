@@ -15,6 +15,8 @@
 //!   argv, output, templates or files.
 //! - Every wait is bounded (`Clients::timeout`) and polls at `Clients::poll`.
 
+#![forbid(unsafe_code)]
+
 pub mod images;
 pub mod lock;
 pub mod preview;

@@ -12,6 +12,8 @@
 //! - `Core` is usable without the HTTP server (the `secrets` command works on a
 //!   stopped local cloud); a lock file keeps two processes from opening one state.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 #[doc(hidden)]
 pub use crate::http::fuzzing;

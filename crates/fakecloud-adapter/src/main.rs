@@ -1,12 +1,14 @@
 //! `fakecloud-adapter`: fakecloud 0.51.0 answering the way AWS does where the aws
 //! target meets its deviations (the library's `DEVIATIONS`).
 //!
-//!     fakecloud-adapter [--listen 127.0.0.1:4567] [--upstream 4566]
-//!         serves the adapter; point AWS_ENDPOINT_URL at --listen
-//!     fakecloud-adapter urls [--upstream 4566]
-//!         each load balancer's DNS name and the loopback URL that serves it
-//!     fakecloud-adapter deviations
-//!         what differs from AWS, and what is adapted
+//! ```text
+//! fakecloud-adapter [--listen 127.0.0.1:4567] [--upstream 4566]
+//!     serves the adapter; point AWS_ENDPOINT_URL at --listen
+//! fakecloud-adapter urls [--upstream 4566]
+//!     each load balancer's DNS name and the loopback URL that serves it
+//! fakecloud-adapter deviations
+//!     what differs from AWS, and what is adapted
+//! ```
 
 #![forbid(unsafe_code)]
 

@@ -4,6 +4,8 @@
 //! Pure: no async, no network, no AWS. The only I/O is `files::load`, which reads
 //! the monorepo's files with `std::fs`.
 
+#![forbid(unsafe_code)]
+
 pub mod diag;
 pub mod files;
 pub mod pulumi;

@@ -7,11 +7,13 @@
 //!   default), resolved default ← manifest ← stack file ← CLI.
 //! - [`service`], [`foundation`]: the two manifests.
 //! - [`repo`]: loading the monorepo and the checks across files.
-//! - [`env`](mod@env): branch / pull request → environment.
+//! - [`mod@env`]: branch / pull request → environment.
 //! - [`tag`]: image tags of the seed's strategy.
 //! - [`names`]: the rules of names (labels, variables); [`physical`]: the names of
 //!   an environment's resources and queue URLs, on AWS and in the local cloud;
 //!   [`refs`]: the `${queue:NAME}` reference grammar of variable values.
+
+#![forbid(unsafe_code)]
 
 pub mod changes;
 pub mod env;

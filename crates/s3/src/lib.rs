@@ -6,6 +6,8 @@
 //! journaled; `Objects::apply` returns the blobs an op made unreferenced, and
 //! `Objects::referenced` the ones still named.
 
+#![forbid(unsafe_code)]
+
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 

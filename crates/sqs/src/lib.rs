@@ -13,6 +13,8 @@
 //! is the errors SQS answers with. The endpoint wraps all of it with the JSON and
 //! query protocols and journals every op before acknowledging it.
 
+#![forbid(unsafe_code)]
+
 pub mod attributes;
 pub mod queues;
 pub mod refusal;

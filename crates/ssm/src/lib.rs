@@ -5,6 +5,8 @@
 //! SecureString values before they reach this model and decrypts on the way out,
 //! and persists every change in the durable log before acknowledging it.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 
 /// History kept per parameter (AWS keeps 100 versions).

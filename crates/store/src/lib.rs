@@ -10,6 +10,8 @@
 //! and synced at once, each answered only once its records are on disk; fail-stop
 //! on a failed write) and its rewrite (compaction) into an image of the state.
 
+#![forbid(unsafe_code)]
+
 pub mod journal;
 
 use std::fs::{File, OpenOptions};

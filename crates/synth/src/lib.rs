@@ -9,6 +9,8 @@
 //!
 //! Pure: no I/O, no clock, no randomness. The same model gives the same bytes.
 
+#![forbid(unsafe_code)]
+
 pub mod calls;
 pub mod cfn;
 pub mod cost;

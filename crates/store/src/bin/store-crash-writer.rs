@@ -1,6 +1,8 @@
 //! Test helper for `tests/crash.rs`: appends records to the log at PATH forever,
 //! printing `ack N` after each durable append, until it is killed.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 
 fn main() {

@@ -19,6 +19,8 @@
 //! The HTTP side is the standard library (one thread per connection); the SDK calls
 //! run on a small tokio runtime. Statically linked, it runs in a `FROM scratch` image.
 
+#![forbid(unsafe_code)]
+
 use aws_sdk_s3::primitives::ByteStream;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -14,6 +14,8 @@
 //! Like the api: the standard library for HTTP, the AWS SDK for S3 on a small tokio
 //! runtime, statically linked into a FROM scratch image, stops on SIGTERM.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
