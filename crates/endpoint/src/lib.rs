@@ -747,7 +747,7 @@ impl Core {
             Ok(_) => Ok(()),
             // Exists with other attributes (the manifest changed): update them.
             Err(e) if e.code == "QueueNameExists" => {
-                let url = format!("{}/{ACCOUNT}/{name}", self.base_url());
+                let url = pantstack_model::physical::queue_url(&self.base_url(), ACCOUNT, name);
                 let mut settable = map;
                 settable.remove("FifoQueue");
                 self.sqs(

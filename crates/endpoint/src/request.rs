@@ -246,24 +246,6 @@ fn lower_first(s: &str) -> String {
     }
 }
 
-/// The queue name a `QueueUrl` names: `[scheme://host[:port]]/<account>/<name>`,
-/// exactly (no query, fragment or further segments), else None.
-pub fn queue_of_url(url: &str) -> Option<&str> {
-    let path = match url.split_once("://") {
-        Some((_, rest)) => &rest[rest.find('/')?..],
-        None => url,
-    };
-    let rest = path.strip_prefix('/')?;
-    let (account, name) = rest.split_once('/')?;
-    let valid = !account.is_empty()
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    valid.then_some(name)
-}
-
 fn invalid_address(url: &str) -> ApiError {
     ApiError::bad(
         "InvalidAddress",
@@ -324,7 +306,7 @@ impl Call {
             From::QueueUrl => {
                 let url = string("QueueUrl")?;
                 let from_url = match url.as_deref() {
-                    Some(u) => Some(queue_of_url(u).ok_or_else(|| invalid_address(u))?),
+                    Some(u) => Some(pantstack_model::physical::queue_of_url(u).ok_or_else(|| invalid_address(u))?),
                     None => None,
                 };
                 let name = match (from_url, path_queue) {
@@ -582,11 +564,6 @@ mod tests {
 
     #[test]
     fn queue_urls_name_exactly_one_queue() {
-        assert_eq!(
-            queue_of_url("http://127.0.0.1:9/000000000000/q-1"),
-            Some("q-1")
-        );
-        assert_eq!(queue_of_url("/000000000000/q.fifo"), Some("q.fifo"));
         for bad in [
             "http://h/000000000000/billing?x=/000000000000/api",
             "http://h/000000000000/billing#/000000000000/api",
@@ -597,7 +574,6 @@ mod tests {
             "http://h",
             "q",
         ] {
-            assert_eq!(queue_of_url(bad), None, "{bad}");
             let e = Call::parse(Service::Sqs, "PurgeQueue", json!({"QueueUrl": bad}), None)
                 .unwrap_err();
             assert_eq!(e.code, "InvalidAddress", "{bad}");

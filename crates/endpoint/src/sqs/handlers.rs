@@ -120,7 +120,7 @@ impl Sqs {
         base_url: &str,
     ) -> Result<(Value, Vec<Op>), ApiError> {
         let account = self.account.clone();
-        let url = |name: &str| format!("{base_url}/{account}/{name}");
+        let url = |name: &str| pantstack_model::physical::queue_url(base_url, &account, name);
         let (action, input) = (call.action, &call.input);
         // The queue comes from the parsed call (what IAM checked), never from input.
         let queue_name = || -> Result<String, ApiError> {
