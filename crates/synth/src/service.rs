@@ -6,12 +6,13 @@ use crate::cfn::{Template, allow, arn, att, import, join, policy, r, split, sub,
 use crate::names::logical;
 use crate::network::{Layout, Nat};
 use crate::storage::{add_buckets, add_queues, bucket_id, dlq_id, queue_id};
-use crate::{Ctx, bool_of, place, skips};
+use crate::{Ctx, place, skips};
 use pantstack_manifest::Diagnostic;
 use pantstack_model::Resolved;
 use pantstack_model::iam;
 use pantstack_model::repo::ServiceUnit;
 use pantstack_model::service::Service;
+use pantstack_model::settings::keys;
 use serde_json::{Value, json};
 
 /// The ADOT collector image used as tracing sidecar (public ECR, pinned).
@@ -79,73 +80,72 @@ pub fn check(
     let svc = &unit.service;
     let file = &svc.manifest_file;
     let mut out = Vec::new();
-    if bool_of(cfg, "tracing") && layout.nat == Nat::None {
-        let (f, span) = place(cfg, "tracing", file);
+    if cfg.get(keys::TRACING) && layout.nat == Nat::None {
+        let (f, span) = place(cfg, keys::TRACING, file);
         out.push(
             Diagnostic::error(
                 "tracing-needs-nat",
                 &f,
                 span,
-                "tracing",
+                keys::TRACING.name(),
                 format!("service `{}`: tracing runs the ADOT collector from public ECR, which a VPC without NAT gateways cannot reach (environment `{}`)", svc.name, cx.env),
             )
             .with_help("set `pantstack:natGateways: single` for this environment, or turn tracing off"),
         );
     }
-    if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling"
+    if cfg.get(keys::DEPLOYMENT_STRATEGY) != "rolling"
         && let Some(h) = &svc.http
         && h.rules.len() > 1
     {
-        let (f, span) = place(cfg, "deploymentStrategy", file);
+        let (f, span) = place(cfg, keys::DEPLOYMENT_STRATEGY, file);
         out.push(
             Diagnostic::error(
                 "strategy-one-rule",
                 &f,
                 span,
-                "deploymentStrategy",
+                keys::DEPLOYMENT_STRATEGY.name(),
                 format!("service `{}` declares {} listener rules; ECS blue/green and canary deployments shift one production listener rule", svc.name, h.rules.len()),
             )
             .with_help("keep one rule under `http.rules` (or none: all traffic), or use `deployment.strategy: rolling`"),
         );
     }
     if cx.shared_lb && svc.http.is_some() {
-        if cfg.text("certificateArn").is_some() {
-            let (f, span) = place(cfg, "certificateArn", file);
+        if cfg.get(keys::CERTIFICATE_ARN).is_some() {
+            let (f, span) = place(cfg, keys::CERTIFICATE_ARN, file);
             out.push(
                 Diagnostic::error(
                     "shared-lb-certificate",
                     &f,
                     span,
-                    "certificateArn",
+                    keys::CERTIFICATE_ARN.name(),
                     format!("service `{}` sets a certificate, but environment `{}` shares one load balancer (`network.load_balancer: shared`), whose HTTPS listener pantstack does not manage yet", svc.name, cx.env),
                 )
                 .with_help("remove the certificate here, or use `network.load_balancer: per_service` for this environment"),
             );
         }
-        if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling"
-            && cfg.int("requestsPerTarget").is_some()
+        if cfg.get(keys::DEPLOYMENT_STRATEGY) != "rolling"
+            && cfg.get(keys::REQUESTS_PER_TARGET).is_some()
         {
-            let (f, span) = place(cfg, "requestsPerTarget", file);
+            let (f, span) = place(cfg, keys::REQUESTS_PER_TARGET, file);
             out.push(
                 Diagnostic::error(
                     "shared-lb-request-scaling",
                     &f,
                     span,
-                    "requestsPerTarget",
+                    keys::REQUESTS_PER_TARGET.name(),
                     format!("service `{}`: scaling on requests per target with blue/green on a shared load balancer would count every service's requests", svc.name),
                 )
                 .with_help("scale on CPU or memory, use `deployment.strategy: rolling`, or `network.load_balancer: per_service`"),
             );
         }
-        if let Some(t) = cfg.secs("idleTimeout")
-            && t != 60
-        {
-            let (f, span) = place(cfg, "idleTimeout", file);
+        let t = cfg.get(keys::IDLE_TIMEOUT);
+        if t != 60 {
+            let (f, span) = place(cfg, keys::IDLE_TIMEOUT, file);
             out.push(Diagnostic::warning(
                 "shared-lb-idle-timeout",
                 &f,
                 span,
-                "idleTimeout",
+                keys::IDLE_TIMEOUT.name(),
                 format!("service `{}`: `idle_timeout` {t}s is not applied: environment `{}` shares load balancers, whose idle timeout is 60 s", svc.name, cx.env),
             ));
         }
@@ -224,14 +224,6 @@ pub fn check(
         ));
     }
     out
-}
-
-fn int(cfg: &Resolved, key: &str, default: i64) -> i64 {
-    cfg.int(key).unwrap_or(default)
-}
-
-fn secs(cfg: &Resolved, key: &str, default: u64) -> u64 {
-    cfg.secs(key).unwrap_or(default)
 }
 
 /// `${queue:jobs}` → `${JobsQueue}` (the queue URL), `${dlq:jobs}` → the DLQ URL,
@@ -386,7 +378,7 @@ pub fn callees(cx: &Ctx<'_>, svc: &Service) -> Vec<(String, i64)> {
             let cfg =
                 cx.repo
                     .resolve_service(unit, cx.env, &pantstack_model::settings::Layer::default());
-            Some((c.value.clone(), int(&cfg, "port", 8080)))
+            Some((c.value.clone(), cfg.get(keys::PORT)))
         })
         .collect()
 }
@@ -430,7 +422,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
     ));
     let key = import(&n.export("KeyArn"));
     let tg = tags(project, env, Some(name), None);
-    let tracing = bool_of(cfg, "tracing");
+    let tracing = cfg.get(keys::TRACING);
 
     if svc.http.is_some() {
         t.parameter(
@@ -461,7 +453,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         "AWS::Logs::LogGroup",
         json!({
             "LogGroupName": n.log_group(name),
-            "RetentionInDays": int(cfg, "logRetentionDays", 30),
+            "RetentionInDays": cfg.get(keys::LOG_RETENTION_DAYS),
             "KmsKeyId": key.clone(),
             "Tags": tg.clone(),
         }),
@@ -679,8 +671,8 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
     let public = split(",", import(&n.export("PublicSubnetIds")));
 
     if let Some(http) = &svc.http {
-        let port = int(cfg, "port", 8080);
-        let cert = cfg.text("certificateArn").map(str::to_string);
+        let port = cfg.get(keys::PORT);
+        let cert = cfg.get(keys::CERTIFICATE_ARN).map(str::to_string);
         add_task_definition(
             &mut t,
             cx,
@@ -771,7 +763,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         );
     }
     if svc.http.is_some() {
-        let scheme = if cfg.text("certificateArn").is_some() {
+        let scheme = if cfg.get(keys::CERTIFICATE_ARN).is_some() {
             "https"
         } else {
             "http"
@@ -837,9 +829,9 @@ fn https_out() -> Value {
 }
 
 fn capacity_strategy(cfg: &Resolved) -> Value {
-    let base = int(cfg, "onDemandBase", 1);
-    let od = int(cfg, "onDemandWeight", 1);
-    let spot = int(cfg, "spotWeight", 4);
+    let base = cfg.get(keys::ON_DEMAND_BASE);
+    let od = cfg.get(keys::ON_DEMAND_WEIGHT);
+    let spot = cfg.get(keys::SPOT_WEIGHT);
     let mut s = Vec::new();
     if od > 0 || base > 0 {
         s.push(json!({ "CapacityProvider": "FARGATE", "Base": base, "Weight": od }));
@@ -947,7 +939,7 @@ fn add_task_definition(
         // A read-only root, but a writable scratch /tmp (task storage).
         "MountPoints": [{ "SourceVolume": "tmp", "ContainerPath": "/tmp", "ReadOnly": false }],
         "Privileged": false,
-        "StopTimeout": secs(cfg, "stopTimeout", 30),
+        "StopTimeout": cfg.get(keys::STOP_TIMEOUT),
     });
     if !secrets.is_empty() {
         app["Secrets"] = json!(secrets);
@@ -978,8 +970,8 @@ fn add_task_definition(
         "AWS::ECS::TaskDefinition",
         json!({
             "Family": format!("{}-{}", n.cluster(name), role.label()),
-            "Cpu": int(cfg, "cpu", 256).to_string(),
-            "Memory": int(cfg, "memory", 512).to_string(),
+            "Cpu": cfg.get(keys::CPU).to_string(),
+            "Memory": cfg.get(keys::MEMORY).to_string(),
             "NetworkMode": "awsvpc",
             "RequiresCompatibilities": ["FARGATE"],
             "RuntimePlatform": { "CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX" },
@@ -1063,7 +1055,7 @@ fn add_load_balancer(
     );
 
     let mut attrs = vec![
-        json!({ "Key": "idle_timeout.timeout_seconds", "Value": secs(cfg, "idleTimeout", 60).to_string() }),
+        json!({ "Key": "idle_timeout.timeout_seconds", "Value": cfg.get(keys::IDLE_TIMEOUT).to_string() }),
         json!({ "Key": "routing.http.drop_invalid_header_fields.enabled", "Value": "true" }),
         json!({ "Key": "routing.http.desync_mitigation_mode", "Value": "defensive" }),
         json!({ "Key": "access_logs.s3.enabled", "Value": "true" }),
@@ -1092,10 +1084,7 @@ fn add_load_balancer(
         }
     }
 
-    let strategy = cfg
-        .text("deploymentStrategy")
-        .unwrap_or("rolling")
-        .to_string();
+    let strategy = cfg.get(keys::DEPLOYMENT_STRATEGY).to_string();
     let blue_green = strategy != "rolling";
     let target_groups: &[(&str, &str)] = if blue_green {
         &[("TargetGroup", "-tg"), ("AlternateTargetGroup", "-tg2")]
@@ -1122,15 +1111,15 @@ fn add_load_balancer(
                 "VpcId": vpc.clone(),
                 "HealthCheckEnabled": true,
                 "HealthCheckProtocol": "HTTP",
-                "HealthCheckPath": cfg.text("healthCheckPath").unwrap_or("/healthz"),
-                "HealthCheckIntervalSeconds": secs(cfg, "healthCheckInterval", 30),
-                "HealthCheckTimeoutSeconds": secs(cfg, "healthCheckTimeout", 5),
-                "HealthyThresholdCount": int(cfg, "healthyThreshold", 5),
-                "UnhealthyThresholdCount": int(cfg, "unhealthyThreshold", 2),
-                "Matcher": { "HttpCode": cfg.text("healthCheckMatcher").unwrap_or("200") },
+                "HealthCheckPath": cfg.get(keys::HEALTH_CHECK_PATH),
+                "HealthCheckIntervalSeconds": cfg.get(keys::HEALTH_CHECK_INTERVAL),
+                "HealthCheckTimeoutSeconds": cfg.get(keys::HEALTH_CHECK_TIMEOUT),
+                "HealthyThresholdCount": cfg.get(keys::HEALTHY_THRESHOLD),
+                "UnhealthyThresholdCount": cfg.get(keys::UNHEALTHY_THRESHOLD),
+                "Matcher": { "HttpCode": cfg.get(keys::HEALTH_CHECK_MATCHER) },
                 "TargetGroupAttributes": [
-                    { "Key": "deregistration_delay.timeout_seconds", "Value": secs(cfg, "deregistrationDelay", 60).to_string() },
-                    { "Key": "load_balancing.algorithm.type", "Value": cfg.text("loadBalancingAlgorithm").unwrap_or("round_robin") },
+                    { "Key": "deregistration_delay.timeout_seconds", "Value": cfg.get(keys::DEREGISTRATION_DELAY).to_string() },
+                    { "Key": "load_balancing.algorithm.type", "Value": cfg.get(keys::LOAD_BALANCING_ALGORITHM) },
                 ],
                 "Tags": tg.clone(),
             }),
@@ -1293,13 +1282,13 @@ fn add_service(
     port: Option<i64>,
 ) {
     let name = &svc.name;
-    let strategy_kind = cfg.text("deploymentStrategy").unwrap_or("rolling");
+    let strategy_kind = cfg.get(keys::DEPLOYMENT_STRATEGY);
     let mut deployment = json!({
-        "MinimumHealthyPercent": int(cfg, "minHealthyPercent", 100),
-        "MaximumPercent": int(cfg, "maxPercent", 200),
+        "MinimumHealthyPercent": cfg.get(keys::MIN_HEALTHY_PERCENT),
+        "MaximumPercent": cfg.get(keys::MAX_PERCENT),
         "DeploymentCircuitBreaker": {
-            "Enable": bool_of(cfg, "circuitBreaker"),
-            "Rollback": bool_of(cfg, "rollback"),
+            "Enable": cfg.get(keys::CIRCUIT_BREAKER),
+            "Rollback": cfg.get(keys::ROLLBACK),
         },
     });
     let sg = match role {
@@ -1326,7 +1315,7 @@ fn add_service(
     if role == Role::Http
         && let Some(p) = port
     {
-        props["HealthCheckGracePeriodSeconds"] = json!(secs(cfg, "healthCheckGracePeriod", 30));
+        props["HealthCheckGracePeriodSeconds"] = json!(cfg.get(keys::HEALTH_CHECK_GRACE_PERIOD));
         let mut lb = json!({ "ContainerName": name, "ContainerPort": p, "TargetGroupArn": r("TargetGroup") });
         if strategy_kind != "rolling" {
             deployment["Strategy"] = json!(if strategy_kind == "canary" {
@@ -1399,11 +1388,11 @@ fn add_scaling(
 ) {
     let sfx = role.suffix();
     let (min, max) = if main {
-        (int(cfg, "minCapacity", 1), int(cfg, "maxCapacity", 10))
+        (cfg.get(keys::MIN_CAPACITY), cfg.get(keys::MAX_CAPACITY))
     } else {
         (
-            int(cfg, "workerMinCapacity", 1),
-            int(cfg, "workerMaxCapacity", 10),
+            cfg.get(keys::WORKER_MIN_CAPACITY),
+            cfg.get(keys::WORKER_MAX_CAPACITY),
         )
     };
     let target = format!("ScalingTarget{sfx}");
@@ -1420,8 +1409,8 @@ fn add_scaling(
         }),
     );
     let cooldowns = (
-        secs(cfg, "scaleInCooldown", 300),
-        secs(cfg, "scaleOutCooldown", 60),
+        cfg.get(keys::SCALE_IN_COOLDOWN),
+        cfg.get(keys::SCALE_OUT_COOLDOWN),
     );
     let mut policy_ = |id: &str, spec: Value, value: f64| {
         let mut cfgv = json!({
@@ -1443,13 +1432,13 @@ fn add_scaling(
             }),
         );
     };
-    let cpu = int(cfg, "cpuTarget", 70) as f64;
+    let cpu = cfg.get(keys::CPU_TARGET) as f64;
     policy_(
         "CpuScaling",
         json!({ "PredefinedMetricSpecification": { "PredefinedMetricType": "ECSServiceAverageCPUUtilization" } }),
         cpu,
     );
-    if let Some(m) = cfg.int("memoryTarget") {
+    if let Some(m) = cfg.get(keys::MEMORY_TARGET) {
         policy_(
             "MemoryScaling",
             json!({ "PredefinedMetricSpecification": { "PredefinedMetricType": "ECSServiceAverageMemoryUtilization" } }),
@@ -1457,12 +1446,12 @@ fn add_scaling(
         );
     }
     if role == Role::Http
-        && let Some(rpt) = cfg.int("requestsPerTarget")
+        && let Some(rpt) = cfg.get(keys::REQUESTS_PER_TARGET)
     {
         // ALBRequestCountPerTarget names one target group, but ECS alternates a
         // blue/green service between two: there, requests of the whole load
         // balancer per running task.
-        let blue_green = cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling";
+        let blue_green = cfg.get(keys::DEPLOYMENT_STRATEGY) != "rolling";
         let spec = if blue_green {
             json!({ "CustomizedMetricSpecification": { "Metrics": [
                 { "Id": "requests", "ReturnData": false, "MetricStat": { "Stat": "Sum", "Metric": {
@@ -1490,7 +1479,7 @@ fn add_scaling(
     if role == Role::Worker
         && let Some(w) = &svc.worker
     {
-        let backlog = int(cfg, "backlogPerTask", 10) as f64;
+        let backlog = cfg.get(keys::BACKLOG_PER_TASK) as f64;
         policy_(
             "BacklogScaling",
             json!({ "CustomizedMetricSpecification": { "Metrics": [
