@@ -1,5 +1,10 @@
 //! The whole monorepo: foundation, services, their stack files, and the checks that
 //! need more than one file (environments defined, regions agree, names unique).
+//!
+//! [`load`] reads and checks it; [`Monorepo::resolve_service`] and
+//! [`Monorepo::resolve_foundation`] give a unit's settings in an environment as a
+//! [`Resolved`] (`resolved`); the checks between services (grants, references,
+//! calls, secrets, import cycles, name collisions) are in `wiring`.
 
 use crate::foundation::{self, Foundation, PREVIEW_PREFIX, PREVIEW_STACK};
 use crate::names;
