@@ -1,5 +1,5 @@
 //! What a service stack refers to of other stacks: `${queue:…}` references in its
-//! variables, other services' queues and buckets it was granted, the services it
+//! variables, the queues and buckets other services grant it, the services it
 //! calls, and the export names other stacks import from it.
 
 use crate::Ctx;
