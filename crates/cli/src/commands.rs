@@ -6,7 +6,8 @@ use crate::git;
 use crate::output::{Out, diagnostic_json, print_diagnostics, summary, val_json};
 use pantstack_model::env::{self, Reason, ResolvedEnv};
 use pantstack_model::repo::Monorepo;
-use pantstack_model::settings::{Layer, Source};
+use pantstack_model::settings::typed::Int;
+use pantstack_model::settings::{Key, Layer, Source, keys};
 use pantstack_model::{Loaded, Resolved, names, tag, values};
 use serde_json::json;
 use std::path::PathBuf;
@@ -185,11 +186,8 @@ fn source_json(s: &Source) -> serde_json::Value {
     }
 }
 
-fn capacity(cfg: &Resolved, lo: &str, hi: &str) -> String {
-    match (cfg.int(lo), cfg.int(hi)) {
-        (Some(a), Some(b)) => format!("{a}..{b}"),
-        _ => "-".into(),
-    }
+fn capacity(cfg: &Resolved, lo: Key<Int>, hi: Key<Int>) -> String {
+    format!("{}..{}", cfg.get(lo), cfg.get(hi))
 }
 
 pub fn env(global: &Global, out: &Out, a: &EnvArgs) -> Result<(), Failure> {
@@ -220,12 +218,12 @@ pub fn env(global: &Global, out: &Out, a: &EnvArgs) -> Result<(), Failure> {
                 "name": name,
                 "region": cfg.region.as_ref().map(|(r, _)| r),
                 "stack_file": cfg.stack_file,
-                "min_capacity": cfg.int("minCapacity"),
-                "max_capacity": cfg.int("maxCapacity"),
-                "worker_min_capacity": if *both { cfg.int("workerMinCapacity") } else { None },
-                "worker_max_capacity": if *both { cfg.int("workerMaxCapacity") } else { None },
-                "cpu": cfg.int("cpu"),
-                "memory": cfg.int("memory"),
+                "min_capacity": cfg.get(keys::MIN_CAPACITY),
+                "max_capacity": cfg.get(keys::MAX_CAPACITY),
+                "worker_min_capacity": both.then(|| cfg.get(keys::WORKER_MIN_CAPACITY)),
+                "worker_max_capacity": both.then(|| cfg.get(keys::WORKER_MAX_CAPACITY)),
+                "cpu": cfg.get(keys::CPU),
+                "memory": cfg.get(keys::MEMORY),
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -252,14 +250,14 @@ pub fn env(global: &Global, out: &Out, a: &EnvArgs) -> Result<(), Failure> {
     for (name, cfg, both) in &services {
         let mut line = format!(
             "  {name:<14} capacity {}  cpu {}  memory {}",
-            capacity(cfg, "minCapacity", "maxCapacity"),
-            cfg.int("cpu").unwrap_or_default(),
-            cfg.int("memory").unwrap_or_default()
+            capacity(cfg, keys::MIN_CAPACITY, keys::MAX_CAPACITY),
+            cfg.get(keys::CPU),
+            cfg.get(keys::MEMORY)
         );
         if *both {
             line.push_str(&format!(
                 "  worker capacity {}",
-                capacity(cfg, "workerMinCapacity", "workerMaxCapacity")
+                capacity(cfg, keys::WORKER_MIN_CAPACITY, keys::WORKER_MAX_CAPACITY)
             ));
         }
         println!("{line}");

@@ -10,7 +10,7 @@ use crate::output::Out;
 use crate::ship;
 use pantstack_deploy::preview::{self, Cap, Preview};
 use pantstack_model::foundation::PREVIEW_PREFIX;
-use pantstack_model::settings::Layer;
+use pantstack_model::settings::{Layer, keys};
 use serde_json::json;
 
 pub fn preview(global: &Global, out: &Out, a: &PreviewArgs) -> Result<(), Failure> {
@@ -76,8 +76,8 @@ fn find(
 ) -> Result<(crate::synth::Prepared, Found), Failure> {
     let p = crate::synth::prepare(global, out, None, Some(pr), None)?;
     let f = p.repo.resolve_foundation(&p.env, &Layer::default());
-    let max = f.int("previewMax").unwrap_or(5);
-    let ttl = f.secs("previewTtl").unwrap_or(604_800) as i64;
+    let max = f.get(keys::PREVIEW_MAX);
+    let ttl = f.get(keys::PREVIEW_TTL) as i64;
     let now = preview::now().map_err(Failure::Usage)?;
     let rt = runtime()?;
     let clients = ship::connect(&rt, &p, a.profile.as_deref());

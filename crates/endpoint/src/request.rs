@@ -306,7 +306,10 @@ impl Call {
             From::QueueUrl => {
                 let url = string("QueueUrl")?;
                 let from_url = match url.as_deref() {
-                    Some(u) => Some(pantstack_model::physical::queue_of_url(u).ok_or_else(|| invalid_address(u))?),
+                    Some(u) => Some(
+                        pantstack_model::physical::queue_of_url(u)
+                            .ok_or_else(|| invalid_address(u))?,
+                    ),
                     None => None,
                 };
                 let name = match (from_url, path_queue) {

@@ -4,11 +4,11 @@
 
 use pantstack_endpoint::iam::Policy;
 use pantstack_model::Monorepo;
+use pantstack_model::ServiceUnit;
 use pantstack_model::physical::{Names, queue_url};
 use pantstack_model::refs::{self, Kind, Reference};
 use pantstack_model::service::Service;
-use pantstack_model::settings::{Layer, Val};
-use pantstack_model::{Resolved, ServiceUnit};
+use pantstack_model::settings::{Layer, keys};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -75,21 +75,6 @@ pub struct Unit {
     pub rollback: bool,
     pub stop_timeout_ms: u64,
     pub healthy_after_ms: u64,
-}
-
-fn int(r: &Resolved, k: &str, d: i64) -> i64 {
-    r.int(k).unwrap_or(d)
-}
-
-fn ms(r: &Resolved, k: &str, d: u64) -> u64 {
-    r.secs(k).unwrap_or(d) * 1000
-}
-
-fn flag(r: &Resolved, k: &str) -> bool {
-    matches!(
-        r.get(k).and_then(|v| v.value.as_ref()),
-        Some(Val::Bool(true))
-    )
 }
 
 /// What the local cloud's AWS endpoint gives the units: its URL (queue URLs are
@@ -394,8 +379,8 @@ pub fn units_of(
     let cfg = repo.resolve_service(u, env, &Layer::default());
     let project = &repo.foundation.project.value;
     let dir = repo.files.root.join(&svc.dir);
-    let runtime = runtime.unwrap_or(match cfg.text("runtime") {
-        Some("docker") => Runtime::Docker,
+    let runtime = runtime.unwrap_or(match cfg.get(keys::RUNTIME) {
+        "docker" => Runtime::Docker,
         _ => Runtime::Process,
     });
     let mut env_vars: Vec<(String, String)> = vec![
@@ -422,15 +407,15 @@ pub fn units_of(
             dir: dir.clone(),
             command,
             container_command,
-            container_port: int(&cfg, "port", 8080) as u16,
+            container_port: cfg.get(keys::PORT) as u16,
             image_dockerfile: svc.image.dockerfile.clone(),
             image_context: svc.image.context.clone(),
             image_build: svc.image.build.clone(),
             build: svc.local_build.clone(),
-            build_timeout_ms: ms(&cfg, "localBuildTimeout", 1800),
+            build_timeout_ms: cfg.get(keys::LOCAL_BUILD_TIMEOUT) * 1000,
             lb_port: http
                 .as_ref()
-                .and(cfg.int("localPort"))
+                .and(cfg.get(keys::LOCAL_PORT))
                 .and_then(|p| u16::try_from(p).ok()),
             calls: svc
                 .calls
@@ -442,8 +427,8 @@ pub fn units_of(
                     )
                 })
                 .collect(),
-            cpu: int(&cfg, "cpu", 256) as u32,
-            memory_mib: int(&cfg, "memory", 512) as u32,
+            cpu: cfg.get(keys::CPU) as u32,
+            memory_mib: cfg.get(keys::MEMORY) as u32,
             env,
             secrets: svc
                 .secrets
@@ -458,16 +443,16 @@ pub fn units_of(
             http,
             runtime,
             desired: desired.max(0) as u32,
-            min_healthy_percent: int(&cfg, "minHealthyPercent", 100) as u32,
-            max_percent: int(&cfg, "maxPercent", 200) as u32,
-            circuit_breaker: flag(&cfg, "circuitBreaker"),
-            breaker_threshold: cfg.int("circuitBreakerThreshold").map(|t| t as u32),
-            rollback: flag(&cfg, "rollback"),
-            stop_timeout_ms: ms(&cfg, "localStopTimeout", 10),
-            healthy_after_ms: ms(&cfg, "localHealthyAfter", 3),
+            min_healthy_percent: cfg.get(keys::MIN_HEALTHY_PERCENT) as u32,
+            max_percent: cfg.get(keys::MAX_PERCENT) as u32,
+            circuit_breaker: cfg.get(keys::CIRCUIT_BREAKER),
+            breaker_threshold: cfg.get(keys::CIRCUIT_BREAKER_THRESHOLD).map(|t| t as u32),
+            rollback: cfg.get(keys::ROLLBACK),
+            stop_timeout_ms: cfg.get(keys::LOCAL_STOP_TIMEOUT) * 1000,
+            healthy_after_ms: cfg.get(keys::LOCAL_HEALTHY_AFTER) * 1000,
         }
     };
-    let desired = int(&cfg, "localDesiredCount", 1);
+    let desired = cfg.get(keys::LOCAL_DESIRED_COUNT);
     // The worker role: `{service}-worker`, with its own image when it has one.
     let worker = |w: &pantstack_model::service::Worker| {
         let mut wu = base(
@@ -488,23 +473,18 @@ pub fn units_of(
     let mut units = Vec::new();
     if let Some(h) = &svc.http {
         let spec = HttpSpec {
-            health_path: cfg
-                .text("healthCheckPath")
-                .unwrap_or("/healthz")
-                .to_string(),
-            matcher: Matcher::parse(cfg.text("healthCheckMatcher").unwrap_or("200")),
-            interval_ms: ms(&cfg, "localHealthCheckInterval", 2),
-            timeout_ms: ms(&cfg, "localHealthCheckTimeout", 1),
+            health_path: cfg.get(keys::HEALTH_CHECK_PATH).to_string(),
+            matcher: Matcher::parse(cfg.get(keys::HEALTH_CHECK_MATCHER)),
+            interval_ms: cfg.get(keys::LOCAL_HEALTH_CHECK_INTERVAL) * 1000,
+            timeout_ms: cfg.get(keys::LOCAL_HEALTH_CHECK_TIMEOUT) * 1000,
             thresholds: Thresholds {
-                healthy: int(&cfg, "localHealthyThreshold", 2) as u32,
-                unhealthy: int(&cfg, "localUnhealthyThreshold", 2) as u32,
+                healthy: cfg.get(keys::LOCAL_HEALTHY_THRESHOLD) as u32,
+                unhealthy: cfg.get(keys::LOCAL_UNHEALTHY_THRESHOLD) as u32,
             },
-            grace_ms: ms(&cfg, "localGracePeriod", 10),
-            deregistration_ms: ms(&cfg, "localDeregistrationDelay", 5),
-            algorithm: Algorithm::parse(
-                cfg.text("loadBalancingAlgorithm").unwrap_or("round_robin"),
-            ),
-            idle_timeout_ms: ms(&cfg, "idleTimeout", 60),
+            grace_ms: cfg.get(keys::LOCAL_GRACE_PERIOD) * 1000,
+            deregistration_ms: cfg.get(keys::LOCAL_DEREGISTRATION_DELAY) * 1000,
+            algorithm: Algorithm::parse(cfg.get(keys::LOAD_BALANCING_ALGORITHM)),
+            idle_timeout_ms: cfg.get(keys::IDLE_TIMEOUT) * 1000,
             rules: h
                 .rules
                 .iter()

@@ -5,8 +5,17 @@
 //! (`manifest`, a dotted path). Its value resolves as
 //! default ← manifest ← stack file ← CLI override, and each layer is validated the
 //! same way, by `kind`. Adding a setting is adding a row.
+//!
+//! Code reads a setting through its typed key, generated from the same row:
+//! `resolved.get(keys::DEPLOYMENT_STRATEGY)` is a `&str`, the row's default when
+//! unset. Keys are compile-time names; only user input (stack files, `--set`) is
+//! looked up by string ([`by_key`]).
 
 use pantstack_manifest::Span;
+
+pub mod typed;
+
+pub use typed::Key;
 
 /// Which part of a service a setting applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,110 +125,146 @@ const LOG_RETENTION_DAYS: &[i64] = &[
     3288, 3653,
 ];
 
-const fn s(
-    key: &'static str,
-    manifest: &'static str,
-    applies: Applies,
-    kind: Kind,
-    default: Default,
-    doc: &'static str,
-) -> Setting {
-    Setting {
-        key,
-        manifest,
-        applies,
-        kind,
-        default,
-        aws_default: None,
-        doc,
-    }
+/// Builds the table and a typed key per row from one list. A row is
+///
+/// `NAME: Shape [= default], "key", "manifest.path", Applies, kind, "doc" [, aws: "AWS default"];`
+///
+/// giving the row of [`SETTINGS`] and `keys::NAME`, a [`Key<Shape>`] that reads the
+/// setting (`Key<Option<Shape>>` when the row has no default: off unless set). The
+/// shape must fit the kind (`Int`: `Int`/`IntSet`, `Secs`: `Duration`, `Choice`,
+/// `Text`, `Bool`), which the compiler checks.
+macro_rules! settings {
+    (@default $shape:ident, $default:expr) => { typed::$shape::table_default($default) };
+    (@default $shape:ident) => { Default::Unset };
+    (@key $shape:ident, $default:expr) => { Key<typed::$shape> };
+    (@key $shape:ident) => { Key<Option<typed::$shape>> };
+    (@key_default $default:expr) => { $default };
+    (@key_default) => { () };
+    (@aws $aws:literal) => { Some($aws) };
+    (@aws) => { None };
+    ($(
+        $name:ident: $shape:ident $(= $default:expr)?,
+        $key:literal, $manifest:literal, $applies:ident, $kind:expr, $doc:literal
+        $(, aws: $aws:literal)?;
+    )*) => {
+        /// Each row's index in [`SETTINGS`], named as its key.
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Clone, Copy)]
+        enum Row {
+            $($name),*
+        }
+
+        /// The table. Order is the order `pantstack config` shows.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                key: $key,
+                manifest: $manifest,
+                applies: Applies::$applies,
+                kind: $kind,
+                default: settings!(@default $shape $(, $default)?),
+                aws_default: settings!(@aws $($aws)?),
+                doc: $doc,
+            }
+        ),*];
+
+        $(
+            const _: () = assert!(
+                typed::fits::<typed::$shape>(SETTINGS[Row::$name as usize].kind),
+                concat!("the kind of setting `", $key, "` is not read as ", stringify!($shape)),
+            );
+        )*
+
+        /// One typed key per setting: `resolved.get(keys::CPU)`.
+        pub mod keys {
+            use super::typed::{self, Key};
+            use super::{Row, SETTINGS};
+            $(
+                #[doc = concat!("`", $key, "` (manifest `", $manifest, "`): ", $doc, ".")]
+                pub const $name: settings!(@key $shape $(, $default)?) =
+                    Key::new(&SETTINGS[Row::$name as usize], settings!(@key_default $($default)?));
+            )*
+        }
+    };
 }
 
-const fn aws(mut setting: Setting, aws_default: &'static str) -> Setting {
-    setting.aws_default = Some(aws_default);
-    setting
-}
-
-use Applies::{Foundation, Http, Service, Worker, WorkerBeside};
 use Kind::{Bool, Choice, Duration, Int, IntSet, Text};
 
-/// The table. Order is the order `pantstack config` shows.
 #[rustfmt::skip]
-pub const SETTINGS: &[Setting] = &[
+settings! {
     // Task size
-    s("cpu", "cpu", Service, Int { min: 256, max: 16384 }, Default::Int(256), "Fargate CPU units per task (1024 = 1 vCPU)"),
-    s("memory", "memory", Service, Int { min: 512, max: 122_880 }, Default::Int(512), "task memory in MiB; must pair with cpu as Fargate allows"),
+    CPU: Int = 256, "cpu", "cpu", Service, Int { min: 256, max: 16384 }, "Fargate CPU units per task (1024 = 1 vCPU)";
+    MEMORY: Int = 512, "memory", "memory", Service, Int { min: 512, max: 122_880 }, "task memory in MiB; must pair with cpu as Fargate allows";
     // Scaling (the service's main role: http if present, else worker)
-    s("minCapacity", "scaling.min", Service, Int { min: 0, max: 1000 }, Default::Int(1), "fewest tasks"),
-    s("maxCapacity", "scaling.max", Service, Int { min: 1, max: 1000 }, Default::Int(10), "most tasks"),
-    s("cpuTarget", "scaling.cpu", Service, Int { min: 1, max: 100 }, Default::Int(70), "target tracking on ECSServiceAverageCPUUtilization, percent"),
-    s("memoryTarget", "scaling.memory", Service, Int { min: 1, max: 100 }, Default::Unset, "target tracking on ECSServiceAverageMemoryUtilization, percent (off unless set)"),
-    s("requestsPerTarget", "scaling.requests", Http, Int { min: 1, max: 1_000_000 }, Default::Unset, "target tracking on ALBRequestCountPerTarget (off unless set)"),
-    s("scaleOutCooldown", "scaling.cooldown_out", Service, Duration { min: 0, max: 3600 }, Default::Duration(60), "wait after a scale-out before the next"),
-    s("scaleInCooldown", "scaling.cooldown_in", Service, Duration { min: 0, max: 3600 }, Default::Duration(300), "wait after a scale-in before the next"),
+    MIN_CAPACITY: Int = 1, "minCapacity", "scaling.min", Service, Int { min: 0, max: 1000 }, "fewest tasks";
+    MAX_CAPACITY: Int = 10, "maxCapacity", "scaling.max", Service, Int { min: 1, max: 1000 }, "most tasks";
+    CPU_TARGET: Int = 70, "cpuTarget", "scaling.cpu", Service, Int { min: 1, max: 100 }, "target tracking on ECSServiceAverageCPUUtilization, percent";
+    MEMORY_TARGET: Int, "memoryTarget", "scaling.memory", Service, Int { min: 1, max: 100 }, "target tracking on ECSServiceAverageMemoryUtilization, percent (off unless set)";
+    REQUESTS_PER_TARGET: Int, "requestsPerTarget", "scaling.requests", Http, Int { min: 1, max: 1_000_000 }, "target tracking on ALBRequestCountPerTarget (off unless set)";
+    SCALE_OUT_COOLDOWN: Secs = 60, "scaleOutCooldown", "scaling.cooldown_out", Service, Duration { min: 0, max: 3600 }, "wait after a scale-out before the next";
+    SCALE_IN_COOLDOWN: Secs = 300, "scaleInCooldown", "scaling.cooldown_in", Service, Duration { min: 0, max: 3600 }, "wait after a scale-in before the next";
     // Worker scaling when a service has both roles
-    s("workerMinCapacity", "worker.scaling.min", WorkerBeside, Int { min: 0, max: 1000 }, Default::Int(1), "fewest worker tasks"),
-    s("workerMaxCapacity", "worker.scaling.max", WorkerBeside, Int { min: 1, max: 1000 }, Default::Int(10), "most worker tasks"),
-    s("backlogPerTask", "worker.scaling.backlog_per_task", Worker, Int { min: 1, max: 100_000 }, Default::Int(10), "queue-depth scaling: visible messages per worker task"),
+    WORKER_MIN_CAPACITY: Int = 1, "workerMinCapacity", "worker.scaling.min", WorkerBeside, Int { min: 0, max: 1000 }, "fewest worker tasks";
+    WORKER_MAX_CAPACITY: Int = 10, "workerMaxCapacity", "worker.scaling.max", WorkerBeside, Int { min: 1, max: 1000 }, "most worker tasks";
+    BACKLOG_PER_TASK: Int = 10, "backlogPerTask", "worker.scaling.backlog_per_task", Worker, Int { min: 1, max: 100_000 }, "queue-depth scaling: visible messages per worker task";
     // Capacity providers (the seed's Fargate Spot strategy)
-    s("spotWeight", "capacity.spot_weight", Service, Int { min: 0, max: 1000 }, Default::Int(4), "FARGATE_SPOT weight"),
-    s("onDemandWeight", "capacity.on_demand_weight", Service, Int { min: 0, max: 1000 }, Default::Int(1), "FARGATE weight"),
-    s("onDemandBase", "capacity.on_demand_base", Service, Int { min: 0, max: 100_000 }, Default::Int(1), "tasks always on FARGATE before weights apply"),
+    SPOT_WEIGHT: Int = 4, "spotWeight", "capacity.spot_weight", Service, Int { min: 0, max: 1000 }, "FARGATE_SPOT weight";
+    ON_DEMAND_WEIGHT: Int = 1, "onDemandWeight", "capacity.on_demand_weight", Service, Int { min: 0, max: 1000 }, "FARGATE weight";
+    ON_DEMAND_BASE: Int = 1, "onDemandBase", "capacity.on_demand_base", Service, Int { min: 0, max: 100_000 }, "tasks always on FARGATE before weights apply";
     // Deployments
-    s("minHealthyPercent", "deployment.min_healthy_percent", Service, Int { min: 0, max: 100 }, Default::Int(100), "rolling update lower bound"),
-    s("maxPercent", "deployment.max_percent", Service, Int { min: 100, max: 200 }, Default::Int(200), "rolling update upper bound"),
-    s("circuitBreaker", "deployment.circuit_breaker", Service, Bool, Default::Bool(true), "fail a deployment whose tasks keep failing"),
-    s("rollback", "deployment.rollback", Service, Bool, Default::Bool(true), "roll back a failed deployment to the last completed one"),
-    s("circuitBreakerThreshold", "deployment.circuit_breaker_threshold", Service, Int { min: 1, max: 200 }, Default::Unset, "failed tasks that fail a deployment in the local cloud (default, as ECS: ceil(0.5 × desired) clamped to 3..200; ECS's own is not configurable)"),
-    s("deploymentStrategy", "deployment.strategy", Service, Choice(&["rolling", "blue_green", "canary"]), Default::Text("rolling"), "ECS deployment strategy"),
-    s("stopTimeout", "deployment.stop_timeout", Service, Duration { min: 2, max: 120 }, Default::Duration(30), "SIGTERM → SIGKILL grace"),
+    MIN_HEALTHY_PERCENT: Int = 100, "minHealthyPercent", "deployment.min_healthy_percent", Service, Int { min: 0, max: 100 }, "rolling update lower bound";
+    MAX_PERCENT: Int = 200, "maxPercent", "deployment.max_percent", Service, Int { min: 100, max: 200 }, "rolling update upper bound";
+    CIRCUIT_BREAKER: Bool = true, "circuitBreaker", "deployment.circuit_breaker", Service, Bool, "fail a deployment whose tasks keep failing";
+    ROLLBACK: Bool = true, "rollback", "deployment.rollback", Service, Bool, "roll back a failed deployment to the last completed one";
+    CIRCUIT_BREAKER_THRESHOLD: Int, "circuitBreakerThreshold", "deployment.circuit_breaker_threshold", Service, Int { min: 1, max: 200 }, "failed tasks that fail a deployment in the local cloud (default, as ECS: ceil(0.5 × desired) clamped to 3..200; ECS's own is not configurable)";
+    DEPLOYMENT_STRATEGY: Choice = "rolling", "deploymentStrategy", "deployment.strategy", Service, Choice(&["rolling", "blue_green", "canary"]), "ECS deployment strategy";
+    STOP_TIMEOUT: Secs = 30, "stopTimeout", "deployment.stop_timeout", Service, Duration { min: 2, max: 120 }, "SIGTERM → SIGKILL grace";
     // HTTP
-    s("port", "http.port", Http, Int { min: 1, max: 65535 }, Default::Int(8080), "container port the service listens on"),
-    s("healthCheckPath", "http.healthcheck.path", Http, Text(TextRule::HttpPath), Default::Text("/healthz"), "target group health check path"),
-    s("healthCheckInterval", "http.healthcheck.interval", Http, Duration { min: 5, max: 300 }, Default::Duration(30), "time between health checks"),
-    s("healthCheckTimeout", "http.healthcheck.timeout", Http, Duration { min: 2, max: 120 }, Default::Duration(5), "health check timeout; less than the interval"),
-    s("healthyThreshold", "http.healthcheck.healthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(5), "consecutive passes to become healthy"),
-    s("unhealthyThreshold", "http.healthcheck.unhealthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "consecutive failures to become unhealthy"),
-    s("healthCheckMatcher", "http.healthcheck.matcher", Http, Text(TextRule::Matcher), Default::Text("200"), "HTTP codes that count as healthy"),
-    s("healthCheckGracePeriod", "http.healthcheck.grace_period", Http, Duration { min: 0, max: 7200 }, Default::Duration(30), "ECS ignores failing health checks this long after a task starts"),
-    aws(s("deregistrationDelay", "http.deregistration_delay", Http, Duration { min: 0, max: 3600 }, Default::Duration(60), "connection draining time (ends early when idle)"), "300s"),
-    s("loadBalancingAlgorithm", "http.algorithm", Http, Choice(&["round_robin", "least_outstanding_requests"]), Default::Text("round_robin"), "target selection"),
-    s("idleTimeout", "http.idle_timeout", Http, Duration { min: 1, max: 4000 }, Default::Duration(60), "load balancer idle connection timeout"),
-    s("certificateArn", "http.certificate", Http, Text(TextRule::Arn), Default::Unset, "ACM certificate: HTTPS listener and HTTP→HTTPS redirect when set"),
+    PORT: Int = 8080, "port", "http.port", Http, Int { min: 1, max: 65535 }, "container port the service listens on";
+    HEALTH_CHECK_PATH: Text = "/healthz", "healthCheckPath", "http.healthcheck.path", Http, Text(TextRule::HttpPath), "target group health check path";
+    HEALTH_CHECK_INTERVAL: Secs = 30, "healthCheckInterval", "http.healthcheck.interval", Http, Duration { min: 5, max: 300 }, "time between health checks";
+    HEALTH_CHECK_TIMEOUT: Secs = 5, "healthCheckTimeout", "http.healthcheck.timeout", Http, Duration { min: 2, max: 120 }, "health check timeout; less than the interval";
+    HEALTHY_THRESHOLD: Int = 5, "healthyThreshold", "http.healthcheck.healthy_threshold", Http, Int { min: 2, max: 10 }, "consecutive passes to become healthy";
+    UNHEALTHY_THRESHOLD: Int = 2, "unhealthyThreshold", "http.healthcheck.unhealthy_threshold", Http, Int { min: 2, max: 10 }, "consecutive failures to become unhealthy";
+    HEALTH_CHECK_MATCHER: Text = "200", "healthCheckMatcher", "http.healthcheck.matcher", Http, Text(TextRule::Matcher), "HTTP codes that count as healthy";
+    HEALTH_CHECK_GRACE_PERIOD: Secs = 30, "healthCheckGracePeriod", "http.healthcheck.grace_period", Http, Duration { min: 0, max: 7200 }, "ECS ignores failing health checks this long after a task starts";
+    DEREGISTRATION_DELAY: Secs = 60, "deregistrationDelay", "http.deregistration_delay", Http, Duration { min: 0, max: 3600 }, "connection draining time (ends early when idle)", aws: "300s";
+    LOAD_BALANCING_ALGORITHM: Choice = "round_robin", "loadBalancingAlgorithm", "http.algorithm", Http, Choice(&["round_robin", "least_outstanding_requests"]), "target selection";
+    IDLE_TIMEOUT: Secs = 60, "idleTimeout", "http.idle_timeout", Http, Duration { min: 1, max: 4000 }, "load balancer idle connection timeout";
+    CERTIFICATE_ARN: Text, "certificateArn", "http.certificate", Http, Text(TextRule::Arn), "ACM certificate: HTTPS listener and HTTP→HTTPS redirect when set";
     // Monitoring
-    s("logRetentionDays", "logs.retention_days", Service, IntSet(LOG_RETENTION_DAYS), Default::Int(30), "CloudWatch log retention"),
-    s("tracing", "tracing", Service, Bool, Default::Bool(false), "X-Ray / ADOT sidecar"),
-    s("alarmCpuThreshold", "alarms.cpu", Service, Int { min: 1, max: 100 }, Default::Int(90), "alarm when average CPU stays above, percent"),
-    s("alarmHttp5xxThreshold", "alarms.http_5xx", Http, Int { min: 1, max: 1_000_000 }, Default::Int(10), "alarm on target 5xx responses per minute"),
-    s("alarmQueueAge", "alarms.queue_age", Worker, Duration { min: 60, max: 1_209_600 }, Default::Duration(900), "alarm when the oldest message is older"),
-    s("alarmTopicArn", "alarms.topic", Service, Text(TextRule::Arn), Default::Unset, "SNS topic that alarms notify (none unless set)"),
+    LOG_RETENTION_DAYS: Int = 30, "logRetentionDays", "logs.retention_days", Service, IntSet(LOG_RETENTION_DAYS), "CloudWatch log retention";
+    TRACING: Bool = false, "tracing", "tracing", Service, Bool, "X-Ray / ADOT sidecar";
+    ALARM_CPU_THRESHOLD: Int = 90, "alarmCpuThreshold", "alarms.cpu", Service, Int { min: 1, max: 100 }, "alarm when average CPU stays above, percent";
+    ALARM_HTTP5XX_THRESHOLD: Int = 10, "alarmHttp5xxThreshold", "alarms.http_5xx", Http, Int { min: 1, max: 1_000_000 }, "alarm on target 5xx responses per minute";
+    ALARM_QUEUE_AGE: Secs = 900, "alarmQueueAge", "alarms.queue_age", Worker, Duration { min: 60, max: 1_209_600 }, "alarm when the oldest message is older";
+    ALARM_TOPIC_ARN: Text, "alarmTopicArn", "alarms.topic", Service, Text(TextRule::Arn), "SNS topic that alarms notify (none unless set)";
     // The local cloud: faster than AWS so a laptop loop is quick; each one named
-    s("runtime", "local.runtime", Service, Choice(&["process", "docker"]), Default::Text("process"), "local cloud: run tasks as processes (the `local` command) or as Docker containers of the image"),
-    s("localHealthCheckInterval", "local.healthcheck.interval", Http, Duration { min: 1, max: 300 }, Default::Duration(2), "local cloud: time between health checks (AWS: healthCheckInterval)"),
-    s("localHealthCheckTimeout", "local.healthcheck.timeout", Http, Duration { min: 1, max: 120 }, Default::Duration(1), "local cloud: health check timeout"),
-    s("localHealthyThreshold", "local.healthcheck.healthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "local cloud: passes for an unhealthy target to recover"),
-    s("localUnhealthyThreshold", "local.healthcheck.unhealthy_threshold", Http, Int { min: 2, max: 10 }, Default::Int(2), "local cloud: failures to mark a target unhealthy"),
-    s("localGracePeriod", "local.healthcheck.grace_period", Http, Duration { min: 0, max: 7200 }, Default::Duration(10), "local cloud: a new task failing health checks is not replaced before this"),
-    s("localPort", "local.port", Http, Int { min: 1024, max: 65535 }, Default::Unset, "local cloud: the load balancer's port (default: one chosen below the ephemeral range and kept across restarts)"),
-    s("localDeregistrationDelay", "local.deregistration_delay", Http, Duration { min: 0, max: 3600 }, Default::Duration(5), "local cloud: connection draining (ends early when idle)"),
-    s("localStopTimeout", "local.stop_timeout", Service, Duration { min: 1, max: 120 }, Default::Duration(10), "local cloud: SIGTERM → SIGKILL grace"),
-    s("localHealthyAfter", "local.healthy_after", Service, Duration { min: 0, max: 600 }, Default::Duration(3), "local cloud: a task without a load balancer counts as healthy after running this long (ECS: 40s)"),
-    s("localBuildTimeout", "local.build_timeout", Service, Duration { min: 10, max: 7200 }, Default::Duration(1800), "local cloud: a build (`local.build`, or the image's build and `docker build`) running longer fails its revision"),
-    s("localDesiredCount", "local.count", Service, Int { min: 0, max: 64 }, Default::Int(1), "local cloud: tasks per service (`pantstack scale` changes it)"),
+    RUNTIME: Choice = "process", "runtime", "local.runtime", Service, Choice(&["process", "docker"]), "local cloud: run tasks as processes (the `local` command) or as Docker containers of the image";
+    LOCAL_HEALTH_CHECK_INTERVAL: Secs = 2, "localHealthCheckInterval", "local.healthcheck.interval", Http, Duration { min: 1, max: 300 }, "local cloud: time between health checks (AWS: healthCheckInterval)";
+    LOCAL_HEALTH_CHECK_TIMEOUT: Secs = 1, "localHealthCheckTimeout", "local.healthcheck.timeout", Http, Duration { min: 1, max: 120 }, "local cloud: health check timeout";
+    LOCAL_HEALTHY_THRESHOLD: Int = 2, "localHealthyThreshold", "local.healthcheck.healthy_threshold", Http, Int { min: 2, max: 10 }, "local cloud: passes for an unhealthy target to recover";
+    LOCAL_UNHEALTHY_THRESHOLD: Int = 2, "localUnhealthyThreshold", "local.healthcheck.unhealthy_threshold", Http, Int { min: 2, max: 10 }, "local cloud: failures to mark a target unhealthy";
+    LOCAL_GRACE_PERIOD: Secs = 10, "localGracePeriod", "local.healthcheck.grace_period", Http, Duration { min: 0, max: 7200 }, "local cloud: a new task failing health checks is not replaced before this";
+    LOCAL_PORT: Int, "localPort", "local.port", Http, Int { min: 1024, max: 65535 }, "local cloud: the load balancer's port (default: one chosen below the ephemeral range and kept across restarts)";
+    LOCAL_DEREGISTRATION_DELAY: Secs = 5, "localDeregistrationDelay", "local.deregistration_delay", Http, Duration { min: 0, max: 3600 }, "local cloud: connection draining (ends early when idle)";
+    LOCAL_STOP_TIMEOUT: Secs = 10, "localStopTimeout", "local.stop_timeout", Service, Duration { min: 1, max: 120 }, "local cloud: SIGTERM → SIGKILL grace";
+    LOCAL_HEALTHY_AFTER: Secs = 3, "localHealthyAfter", "local.healthy_after", Service, Duration { min: 0, max: 600 }, "local cloud: a task without a load balancer counts as healthy after running this long (ECS: 40s)";
+    LOCAL_BUILD_TIMEOUT: Secs = 1800, "localBuildTimeout", "local.build_timeout", Service, Duration { min: 10, max: 7200 }, "local cloud: a build (`local.build`, or the image's build and `docker build`) running longer fails its revision";
+    LOCAL_DESIRED_COUNT: Int = 1, "localDesiredCount", "local.count", Service, Int { min: 0, max: 64 }, "local cloud: tasks per service (`pantstack scale` changes it)";
     // Foundation
-    s("natGateways", "network.nat", Foundation, Choice(&["none", "single", "per_az"]), Default::Text("single"), "NAT cost tier: none, one shared, or one per AZ"),
-    s("vpcCidr", "network.cidr", Foundation, Text(TextRule::Cidr), Default::Text("10.0.0.0/16"), "VPC address range"),
-    s("availabilityZones", "network.azs", Foundation, Int { min: 2, max: 6 }, Default::Int(2), "AZs spanned by public and private subnets"),
-    s("loadBalancer", "network.load_balancer", Foundation, Choice(&["per_service", "shared"]), Default::Text("per_service"), "one internet-facing ALB per HTTP service, or one per environment that every HTTP service shares through listener rules (path `/<service>` or its `http.rules`): 200 services then fit the default quota of 50 ALBs a region"),
-    s("loadBalancers", "network.load_balancers", Foundation, Int { min: 1, max: 20 }, Default::Int(1), "with a shared load balancer: how many ALBs the environment's HTTP services are spread over (each takes 100 rules and 100 target groups); raise it when `synth` says so; lowering it is not supported in place"),
-    s("vpcEndpoints", "network.endpoints", Foundation, Bool, Default::Bool(false), "S3 gateway and ECR/logs/SSM interface endpoints"),
-    s("flowLogRetentionDays", "network.flow_log_retention_days", Foundation, IntSet(LOG_RETENTION_DAYS), Default::Int(90), "VPC flow log retention"),
-    s("imageReplicaRegion", "registry.replicate_to", Foundation, Text(TextRule::Region), Default::Unset, "ECR replicates every image of the repository to this region (disaster recovery: deploy there with --region); an account has one replication configuration per region"),
-    s("imageRetention", "registry.keep_images", Foundation, Int { min: 1, max: 1000 }, Default::Int(20), "ECR lifecycle: days a branch or pull-request image is kept (at least the preview TTL + 7); releases and environment-branch images are never expired"),
-    s("scanOnPush", "registry.scan_on_push", Foundation, Bool, Default::Bool(true), "ECR image scanning on push"),
-    s("previewMax", "previews.max", Foundation, Int { min: 0, max: 100 }, Default::Int(5), "most preview environments at once"),
-    s("previewTtl", "previews.ttl", Foundation, Duration { min: 3600, max: 7_776_000 }, Default::Duration(604_800), "preview environments are destroyed after this idle time"),
-];
+    NAT_GATEWAYS: Choice = "single", "natGateways", "network.nat", Foundation, Choice(&["none", "single", "per_az"]), "NAT cost tier: none, one shared, or one per AZ";
+    VPC_CIDR: Text = "10.0.0.0/16", "vpcCidr", "network.cidr", Foundation, Text(TextRule::Cidr), "VPC address range";
+    AVAILABILITY_ZONES: Int = 2, "availabilityZones", "network.azs", Foundation, Int { min: 2, max: 6 }, "AZs spanned by public and private subnets";
+    LOAD_BALANCER: Choice = "per_service", "loadBalancer", "network.load_balancer", Foundation, Choice(&["per_service", "shared"]), "one internet-facing ALB per HTTP service, or one per environment that every HTTP service shares through listener rules (path `/<service>` or its `http.rules`): 200 services then fit the default quota of 50 ALBs a region";
+    LOAD_BALANCERS: Int = 1, "loadBalancers", "network.load_balancers", Foundation, Int { min: 1, max: 20 }, "with a shared load balancer: how many ALBs the environment's HTTP services are spread over (each takes 100 rules and 100 target groups); raise it when `synth` says so; lowering it is not supported in place";
+    VPC_ENDPOINTS: Bool = false, "vpcEndpoints", "network.endpoints", Foundation, Bool, "S3 gateway and ECR/logs/SSM interface endpoints";
+    FLOW_LOG_RETENTION_DAYS: Int = 90, "flowLogRetentionDays", "network.flow_log_retention_days", Foundation, IntSet(LOG_RETENTION_DAYS), "VPC flow log retention";
+    IMAGE_REPLICA_REGION: Text, "imageReplicaRegion", "registry.replicate_to", Foundation, Text(TextRule::Region), "ECR replicates every image of the repository to this region (disaster recovery: deploy there with --region); an account has one replication configuration per region";
+    IMAGE_RETENTION: Int = 20, "imageRetention", "registry.keep_images", Foundation, Int { min: 1, max: 1000 }, "ECR lifecycle: days a branch or pull-request image is kept (at least the preview TTL + 7); releases and environment-branch images are never expired";
+    SCAN_ON_PUSH: Bool = true, "scanOnPush", "registry.scan_on_push", Foundation, Bool, "ECR image scanning on push";
+    PREVIEW_MAX: Int = 5, "previewMax", "previews.max", Foundation, Int { min: 0, max: 100 }, "most preview environments at once";
+    PREVIEW_TTL: Secs = 604_800, "previewTtl", "previews.ttl", Foundation, Duration { min: 3600, max: 7_776_000 }, "preview environments are destroyed after this idle time";
+}
 
 /// Looks a setting up by key.
 pub fn by_key(key: &str) -> Option<&'static Setting> {
@@ -234,7 +279,7 @@ pub fn by_manifest_path(path: &str, foundation: bool) -> Option<&'static Setting
 }
 
 /// The keys valid in a stack file for a layer, for "did you mean".
-pub fn keys(foundation: bool) -> Vec<&'static str> {
+pub fn key_names(foundation: bool) -> Vec<&'static str> {
     SETTINGS
         .iter()
         .filter(|s| (s.applies == Applies::Foundation) == foundation)
@@ -372,10 +417,11 @@ pub struct Layer {
 }
 
 impl Layer {
-    pub fn get(&self, key: &str) -> Option<(&Val, &Source)> {
+    /// The value this layer sets for `setting`, and where.
+    pub fn get(&self, setting: &Setting) -> Option<(&Val, &Source)> {
         self.values
             .iter()
-            .find(|(s, _, _)| s.key == key)
+            .find(|(s, _, _)| s.key == setting.key)
             .map(|(_, v, src)| (v, src))
     }
 
@@ -404,6 +450,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn defaults_are_valid_values() {
+        for s in SETTINGS {
+            let ok = match (s.kind, s.default) {
+                (_, Default::Unset) => true,
+                (Kind::Int { min, max }, Default::Int(v)) => (min..=max).contains(&v),
+                (Kind::IntSet(allowed), Default::Int(v)) => allowed.contains(&v),
+                (Kind::Duration { min, max }, Default::Duration(v)) => (min..=max).contains(&v),
+                (Kind::Choice(choices), Default::Text(v)) => choices.contains(&v),
+                (Kind::Text(rule), Default::Text(v)) => check_text(rule, v).is_ok(),
+                (Kind::Bool, Default::Bool(_)) => true,
+                _ => false,
+            };
+            assert!(ok, "the default of `{}` is not a valid value", s.key);
+        }
+    }
+
+    #[test]
+    fn keys_read_their_rows() {
+        assert_eq!(keys::DEPLOYMENT_STRATEGY.name(), "deploymentStrategy");
+        assert_eq!(keys::DEPLOYMENT_STRATEGY.read(None), "rolling");
+        assert_eq!(keys::CPU.read(Some(&Val::Int(1024))), 1024);
+        assert_eq!(keys::STOP_TIMEOUT.read(None), 30);
+        assert_eq!(keys::MEMORY_TARGET.read(None), None);
+        assert_eq!(keys::MEMORY_TARGET.read(Some(&Val::Int(60))), Some(60));
+        assert!(keys::CIRCUIT_BREAKER.read(None));
+        assert_eq!(keys::CERTIFICATE_ARN.setting().manifest, "http.certificate");
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn stack_layer(
     foundation: bool,
     layer: &mut Layer,
 ) {
-    let valid = settings::keys(foundation);
+    let valid = settings::key_names(foundation);
     for entry in &stack.config {
         let field = format!("config.{}:{}", entry.namespace, entry.key);
         match entry.namespace.as_str() {
@@ -215,7 +215,7 @@ pub fn stack_layer(
 pub fn cli_layer(overrides: &[String], foundation: bool) -> (Layer, Vec<Diagnostic>) {
     let mut layer = Layer::default();
     let mut r = Reader::new("--set");
-    let valid = settings::keys(foundation);
+    let valid = settings::key_names(foundation);
     for (i, arg) in overrides.iter().enumerate() {
         let field = format!("--set {arg}");
         let span = Span::new(0, 0, 1);

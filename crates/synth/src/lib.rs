@@ -30,7 +30,8 @@ pub mod workflows;
 use pantstack_manifest::{Diagnostic, Span};
 use pantstack_model::foundation::PREVIEW_PREFIX;
 use pantstack_model::physical::Names;
-use pantstack_model::settings::{Layer, Source};
+use pantstack_model::settings::typed::Type;
+use pantstack_model::settings::{Key, Layer, Source, keys};
 use pantstack_model::{Monorepo, Resolved};
 
 /// One file of the output directory.
@@ -88,16 +89,10 @@ impl Ctx<'_> {
     }
 }
 
-fn bool_of(r: &Resolved, key: &str) -> bool {
-    r.get(key)
-        .and_then(|v| v.value.as_ref())
-        .is_some_and(|v| matches!(v, pantstack_model::settings::Val::Bool(true)))
-}
-
 /// Where a diagnostic about a resolved setting points: the file and line that set
 /// it, else `fallback`.
-fn place(r: &Resolved, key: &str, fallback: &str) -> (String, Span) {
-    match r.get(key).map(|v| &v.source) {
+fn place<T: Type>(r: &Resolved, key: Key<T>, fallback: &str) -> (String, Span) {
+    match r.entry(key).map(|v| &v.source) {
         Some(Source::Manifest { file, span }) | Some(Source::Stack { file, span }) => {
             (file.clone(), *span)
         }
@@ -200,36 +195,36 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
     }
 
     // The network layout.
-    let nat = match fd.text("natGateways").unwrap_or("single") {
+    let nat = match fd.get(keys::NAT_GATEWAYS) {
         "none" => network::Nat::None,
         "per_az" => network::Nat::PerAz,
         _ => network::Nat::Single,
     };
-    let endpoints = bool_of(&fd, "vpcEndpoints");
-    let cidr = fd.text("vpcCidr").unwrap_or("10.0.0.0/16").to_string();
-    let azs = fd.int("availabilityZones").unwrap_or(2).clamp(2, 6) as usize;
+    let endpoints = fd.get(keys::VPC_ENDPOINTS);
+    let cidr = fd.get(keys::VPC_CIDR).to_string();
+    let azs = fd.get(keys::AVAILABILITY_ZONES).clamp(2, 6) as usize;
     let (public, private) = match network::subnets(&cidr, azs) {
         Ok(s) => s,
         Err(e) => {
-            let (file, span) = place(&fd, "vpcCidr", &fmanifest);
+            let (file, span) = place(&fd, keys::VPC_CIDR, &fmanifest);
             diags.push(Diagnostic::error(
                 "vpc-too-small",
                 &file,
                 span,
-                "vpcCidr",
+                keys::VPC_CIDR.name(),
                 e,
             ));
             (Vec::new(), Vec::new())
         }
     };
     if nat == network::Nat::None && !endpoints {
-        let (file, span) = place(&fd, "natGateways", &fmanifest);
+        let (file, span) = place(&fd, keys::NAT_GATEWAYS, &fmanifest);
         diags.push(
             Diagnostic::error(
                 "no-egress",
                 &file,
                 span,
-                "natGateways",
+                keys::NAT_GATEWAYS.name(),
                 format!("environment `{env}` has no NAT gateway and no VPC endpoints: tasks in private subnets could not pull images, write logs or read secrets"),
             )
             .with_help("set `pantstack:vpcEndpoints: true` (S3 gateway + ECR/logs/SSM/SQS interface endpoints) or `pantstack:natGateways: single`"),
@@ -240,12 +235,12 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         azs,
         nat,
         endpoints,
-        flow_log_retention_days: fd.int("flowLogRetentionDays").unwrap_or(90),
+        flow_log_retention_days: fd.get(keys::FLOW_LOG_RETENTION_DAYS),
         public,
         private,
     };
 
-    let shared = fd.text("loadBalancer") == Some("shared");
+    let shared = fd.get(keys::LOAD_BALANCER) == "shared";
     // What each HTTP service takes of a shared load balancer: its target groups
     // (two with blue/green) or its listener rules, whichever is more.
     let http_units: Vec<(String, u32)> = repo
@@ -254,7 +249,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         .filter(|u| shared && u.service.http.is_some())
         .map(|u| {
             let cfg = repo.resolve_service(u, env, &Layer::default());
-            let tgs = if cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling" {
+            let tgs = if cfg.get(keys::DEPLOYMENT_STRATEGY) != "rolling" {
                 2
             } else {
                 1
@@ -269,18 +264,18 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
             (u.service.name.clone(), rules.max(tgs))
         })
         .collect();
-    let lb_count = fd.int("loadBalancers").unwrap_or(1).max(1) as usize;
+    let lb_count = fd.get(keys::LOAD_BALANCERS).max(1) as usize;
     let lb_shards = if shared {
         match shared_lb::shards(&http_units, lb_count) {
             Ok(s) => s,
             Err(need) => {
-                let (file, span) = place(&fd, "loadBalancers", &fmanifest);
+                let (file, span) = place(&fd, keys::LOAD_BALANCERS, &fmanifest);
                 diags.push(
                     Diagnostic::error(
                         "load-balancers-full",
                         &file,
                         span,
-                        "loadBalancers",
+                        keys::LOAD_BALANCERS.name(),
                         format!("environment `{env}`: its {} HTTP services need {need} shared load balancers (each takes {} listener rules and target groups), not {lb_count}", http_units.len(), shared_lb::PER_LOAD_BALANCER),
                     )
                     .with_help(format!("set `network.load_balancers: {need}` (services on a load balancer that changes get new target groups and URLs)")),
@@ -296,7 +291,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
             "too-many-http-services",
             &fmanifest,
             Span::default(),
-            "loadBalancer",
+            keys::LOAD_BALANCER.name(),
             format!("environment `{env}` has {} HTTP services; shared load balancers give each a block of listener-rule priorities, {} at most", http_units.len(), shared_lb::SLOTS),
         ));
     }

@@ -6,6 +6,7 @@ use crate::cfn::{Template, att, r, sub};
 use crate::storage::{dlq_id, queue_id};
 use pantstack_model::Resolved;
 use pantstack_model::service::Service;
+use pantstack_model::settings::keys;
 use serde_json::{Value, json};
 
 struct Alarm<'a> {
@@ -73,17 +74,17 @@ fn per_target_group(cx: &Ctx<'_>, svc: &Service, metric: &str, stat: &str, expr:
 }
 
 pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) {
-    let topic = cfg.text("alarmTopicArn");
+    let topic = cfg.get(keys::ALARM_TOPIC_ARN);
     let name = &svc.name;
     // ECS alternates a blue/green service between two target groups: what watches
     // targets watches both.
-    let blue_green = cfg.text("deploymentStrategy").unwrap_or("rolling") != "rolling";
+    let blue_green = cfg.get(keys::DEPLOYMENT_STRATEGY) != "rolling";
     let target_groups: &[&str] = if blue_green {
         &["TargetGroup", "AlternateTargetGroup"]
     } else {
         &["TargetGroup"]
     };
-    let cpu = cfg.int("alarmCpuThreshold").unwrap_or(90);
+    let cpu = cfg.get(keys::ALARM_CPU_THRESHOLD);
     let lb_dims = json!([
         { "Name": "LoadBalancer", "Value": crate::shared_lb::full_name(cx, &svc.name) },
         { "Name": "TargetGroup", "Value": att("TargetGroup", "TargetGroupFullName") },
@@ -99,7 +100,7 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
         ])
     };
     if svc.http.is_some() {
-        let t5 = cfg.int("alarmHttp5xxThreshold").unwrap_or(10);
+        let t5 = cfg.get(keys::ALARM_HTTP5XX_THRESHOLD);
         add(
             t,
             cx,
@@ -185,7 +186,7 @@ pub fn alarms_and_dashboard(t: &mut Template, cx: &Ctx<'_>, svc: &Service, cfg: 
             },
         );
     }
-    let age = cfg.secs("alarmQueueAge").unwrap_or(900);
+    let age = cfg.get(keys::ALARM_QUEUE_AGE);
     for q in &svc.queues {
         let lid = crate::names::logical(&[&q.name]);
         if q.dead_letter.is_some() {

@@ -8,7 +8,7 @@ use crate::{Options, Output, synth};
 use pantstack_manifest::Diagnostic;
 use pantstack_model::Monorepo;
 use pantstack_model::foundation::PREVIEW_PREFIX;
-use pantstack_model::settings::Layer;
+use pantstack_model::settings::{Layer, keys};
 use serde_json::{Value, json};
 
 /// A default quota: what it limits, its default, and where it applies.
@@ -187,8 +187,7 @@ pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
     let mut envs: Vec<String> = f.env_names().iter().map(|s| s.to_string()).collect();
     let previews = if f.previews_enabled {
         repo.resolve_foundation(&format!("{PREVIEW_PREFIX}1"), &Layer::default())
-            .int("previewMax")
-            .unwrap_or(5)
+            .get(keys::PREVIEW_MAX)
             .max(0) as u64
     } else {
         0

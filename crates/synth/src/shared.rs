@@ -5,6 +5,7 @@
 
 use crate::Ctx;
 use crate::cfn::{Template, att, if_, r, tags};
+use pantstack_model::settings::keys;
 use serde_json::{Value, json};
 
 const GITHUB_OIDC_URL: &str = "https://token.actions.githubusercontent.com";
@@ -21,12 +22,7 @@ pub fn template(cx: &Ctx<'_>) -> Template {
         .iter()
         .map(|e| (e.name.clone(), e.branches.clone()))
         .collect();
-    let scan = cx
-        .foundation
-        .get("scanOnPush")
-        .and_then(|v| v.value.as_ref())
-        .map(|v| v.to_string() == "true")
-        .unwrap_or(true);
+    let scan = cx.foundation.get(keys::SCAN_ON_PUSH);
 
     t.resource(
         "Repository",
@@ -75,7 +71,7 @@ pub fn template(cx: &Ctx<'_>) -> Template {
     // Disaster recovery: every image of the repository also in another region, so
     // that the same templates deployed there (`--region`) find their images. An
     // account has one replication configuration per region: this one owns it.
-    if let Some(region) = cx.foundation.text("imageReplicaRegion") {
+    if let Some(region) = cx.foundation.get(keys::IMAGE_REPLICA_REGION) {
         t.condition(
             "ReplicateImages",
             json!({ "Fn::Not": [{ "Fn::Equals": [r("AWS::Region"), region] }] }),
@@ -229,12 +225,8 @@ pub fn lifecycle_policy(environments: &[(String, Vec<String>)], days: i64) -> St
 /// less than a preview's idle TTL plus a week (an idle preview is destroyed after
 /// its TTL, so no environment runs an older branch image).
 pub fn branch_image_days(cx: &Ctx<'_>) -> i64 {
-    let keep = cx.foundation.int("imageRetention").unwrap_or(20);
-    let ttl_days = cx
-        .foundation
-        .secs("previewTtl")
-        .unwrap_or(604_800)
-        .div_ceil(86_400);
+    let keep = cx.foundation.get(keys::IMAGE_RETENTION);
+    let ttl_days = cx.foundation.get(keys::PREVIEW_TTL).div_ceil(86_400);
     keep.max(i64::try_from(ttl_days).unwrap_or(90) + 7)
 }
 

@@ -269,19 +269,21 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
     // SQS may address the queue by the request's path (`/<account>/<name>`), in
     // either protocol; `Call::parse` refuses a path and a QueueUrl that differ.
     let path_queue = match (service, call.path) {
-        (Service::Sqs, p) if p != "/" && !p.is_empty() => match pantstack_model::physical::queue_of_url(p) {
-            Some(q) => Some(q.to_string()),
-            None => {
-                return fail(
-                    ApiError::bad(
-                        "InvalidAddress",
-                        format!("The address {p} is not valid for this endpoint."),
-                    )
-                    .with_query_code("InvalidAddress"),
-                    rid,
-                );
+        (Service::Sqs, p) if p != "/" && !p.is_empty() => {
+            match pantstack_model::physical::queue_of_url(p) {
+                Some(q) => Some(q.to_string()),
+                None => {
+                    return fail(
+                        ApiError::bad(
+                            "InvalidAddress",
+                            format!("The address {p} is not valid for this endpoint."),
+                        )
+                        .with_query_code("InvalidAddress"),
+                        rid,
+                    );
+                }
             }
-        },
+        }
         _ => None,
     };
     let call = match request::Call::parse(service, &action, input, path_queue.as_deref()) {
