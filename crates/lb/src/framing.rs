@@ -11,7 +11,7 @@
 //! smuggling on a pooled upstream connection). Obsolete line folding and malformed
 //! chunk sizes are refused by the parsers themselves.
 
-use super::h1::Chunked;
+use crate::h1::Chunked;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
