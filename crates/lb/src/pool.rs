@@ -15,7 +15,7 @@ pub type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
 /// returned last, each with the time it must be closed by. The general path keeps
 /// hyper senders here (a connection goes back once its response body has been read
 /// to the end), the fast path raw streams. Connections idle past their deadline are
-/// closed by the worker's tick ([`ConnPool::expire`]), as ALB closes idle target
+/// closed by the worker's tick (`ConnPool::expire`), as ALB closes idle target
 /// connections.
 pub struct ConnPool<C> {
     idle: Mutex<Vec<(SocketAddr, C, Instant)>>,
