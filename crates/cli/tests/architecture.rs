@@ -12,6 +12,8 @@
 //!   and names a top-level path of the repository (its first word must exist).
 //!
 //! Test-only files (`tests.rs`, anything under a `tests/` directory) are not listed.
+//!
+//! CONTRIBUTING.md's crate table has a row per crate too, with its package name.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly
 
@@ -322,6 +324,46 @@ fn every_crates_path_in_the_documentation_exists() {
         "paths in the documentation that are not in the tree (fix or remove them):\n- {}",
         missing.join("\n- ")
     );
+}
+
+/// CONTRIBUTING.md's crate table: rows `| \`crates/<dir>\` (\`<package>\`) | job |`,
+/// as (dir, package).
+fn contributing_crates(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("| `crates/")?;
+            let (dir, rest) = rest.split_once('`')?;
+            let package = rest.trim_start().strip_prefix("(`")?.split_once('`')?.0;
+            Some((dir.to_string(), package.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn contributing_lists_every_crate_with_its_package() {
+    let root = repo_root();
+    let text = fs::read_to_string(root.join("CONTRIBUTING.md")).expect("CONTRIBUTING.md");
+    let listed: BTreeMap<String, String> = contributing_crates(&text).into_iter().collect();
+    let mut wrong = Vec::new();
+    for (dir, (package, _)) in tree(&root) {
+        match listed.get(&dir) {
+            None => wrong.push(format!(
+                "add to CONTRIBUTING.md's crate table: | `crates/{dir}` (`{package}`) | <its job> |"
+            )),
+            Some(p) if p != &package => wrong.push(format!(
+                "in CONTRIBUTING.md's crate table, `crates/{dir}` is (`{p}`); its package is `{package}`"
+            )),
+            Some(_) => {}
+        }
+    }
+    for dir in listed.keys() {
+        if !root.join("crates").join(dir).join("Cargo.toml").exists() {
+            wrong.push(format!(
+                "remove from CONTRIBUTING.md's crate table: `crates/{dir}` (no such crate)"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]
