@@ -1,8 +1,8 @@
 //! AWS wire-protocol pieces for the local cloud's AWS-compatible endpoints. Pure: no
 //! I/O, no clock (callers pass the time in).
 //!
-//! Today: Signature Version 4 verification (`sigv4`), checked against requests signed
-//! by botocore. The SQS, S3 and SSM protocols build on it (not written yet).
+//! Signature Version 4 verification (`sigv4`), checked against requests signed by
+//! botocore. The endpoint verifies SQS and SSM requests with it (s3s verifies S3's).
 
 #![forbid(unsafe_code)]
 

@@ -1,12 +1,12 @@
-//! The local cloud's AWS-compatible endpoint: SQS (JSON and query protocols) and
-//! SSM Parameter Store (JSON 1.1) on one port, for any AWS SDK or the AWS CLI
-//! pointed at it with `--endpoint-url` / `AWS_ENDPOINT_URL`.
+//! The local cloud's AWS-compatible endpoint: SQS (JSON and query protocols), S3
+//! (through s3s) and SSM Parameter Store (JSON 1.1) on one port, for any AWS SDK or
+//! the AWS CLI pointed at it with `--endpoint-url` / `AWS_ENDPOINT_URL`.
 //!
-//! - Requests are routed by `X-Amz-Target` (JSON protocols) or the form's `Action`
-//!   (SQS query protocol); every request must carry a valid SigV4 signature of a
-//!   credential this local cloud issued (one per service unit and one for people,
-//!   see `keys`).
-//! - State lives in memory and in one journal (`journal`): a change is answered
+//! - SQS and SSM requests are routed by `X-Amz-Target` (JSON protocols) or the
+//!   form's `Action` (SQS query protocol); every request must carry a valid SigV4
+//!   signature of a credential this local cloud issued (one per service unit and one
+//!   for people, see `keys`).
+//! - State lives in memory and in one journal (`pantstack_store::journal`): a change is answered
 //!   only after its record is on disk, and replaying the journal on start rebuilds
 //!   exactly the acknowledged state.
 //! - `Core` is usable without the HTTP server (the `secrets` command works on a

@@ -1,5 +1,5 @@
 //! Where a message ends: ALB's rules on request framing, shared by the fast path
-//! (`h1.rs`), the general path (`lb.rs`) and the general path's inspector of the
+//! (`h1.rs`), the general path (`general.rs`) and the general path's inspector of the
 //! bytes hyper reads ([`Inspected`]).
 //!
 //! A request whose framing could be read two ways is refused with 400 and its

@@ -1,7 +1,7 @@
 //! SSM Parameter Store as a pure model: parameter names and hierarchies, types,
 //! versions and history, labels (moved between versions, at most 10 a version),
 //! tags (at most 50 a parameter), reads by name, by `name:version`,
-//! `name:label` and by path, and the errors AWS names. Values are opaque here: the endpoint (not written yet) encrypts
+//! `name:label` and by path, and the errors AWS names. Values are opaque here: the endpoint encrypts
 //! SecureString values before they reach this model and decrypts on the way out,
 //! and persists every change in the durable log before acknowledging it.
 

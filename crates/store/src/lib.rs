@@ -1,5 +1,5 @@
-//! A crash-safe append-only log of records: what the local cloud's AWS endpoints
-//! will keep their state in (a send, a put, a delete is one record).
+//! A crash-safe append-only log of records: what the local cloud's AWS endpoint
+//! keeps its state in (a send, a put, a delete is one record).
 //!
 //! Each record is `len: u32 LE | crc32: u32 LE | payload`. `append` writes and
 //! `fdatasync`s before it returns, so an acknowledged record survives `kill -9` and

@@ -5,7 +5,8 @@
 //! the socket and the handler. Anything else — S3 (its bodies stream), chunked or
 //! oversized bodies, `Expect`, upgrades, HTTP/1.0, a head `httparse` refuses — is
 //! handed to hyper for the rest of the connection, with the bytes already read
-//! replayed first (`io::Prefixed`), so hyper answers it exactly as before.
+//! replayed first (`pantstack_rt::stream::Prefixed`), so hyper answers it as if it had
+//! read them itself.
 //!
 //! Both paths call the same `dispatch::api`: signatures, routing, errors and
 //! durability (a reply is written only after its journal records are on disk) do

@@ -11,7 +11,7 @@ pub struct Limits {
     pub read: Duration,
     /// Connections at once (each counted as two descriptors: its socket and an
     /// object file); more are answered 503 and closed at once. Also bounded by a
-    /// quarter of the process's connection budget (`io::process_budget`).
+    /// quarter of the process's connection budget (`pantstack_rt::budget::process_budget`).
     pub max_connections: usize,
 }
 
