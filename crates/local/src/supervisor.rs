@@ -196,6 +196,10 @@ impl UnitRt {
         n
     }
 
+    fn task(&self, id: u64) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.task.id == id).map(|t| &t.task)
+    }
+
     /// The deregistration delay: the current revision's (else the latest's).
     fn deregistration(&self) -> Millis {
         self.revision(self.current.max(1))
@@ -1244,7 +1248,8 @@ impl Supervisor {
                 build,
                 rollout: &mut d.rollout,
             });
-            let mut plan = tasks::plan_unit(&live, rt.desired, current, deploying, &rt.backoff, now);
+            let mut plan =
+                tasks::plan_unit(&live, rt.desired, current, deploying, &rt.backoff, now);
             let finished = plan
                 .finished
                 .take()
@@ -1274,7 +1279,6 @@ impl Supervisor {
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
-        let task = |rt: &UnitRt, id: u64| rt.tasks.iter().find(|t| t.task.id == id).map(|t| &t.task);
         let mut events = Vec::new();
         for a in actions {
             match a {
@@ -1289,12 +1293,12 @@ impl Supervisor {
                     }
                 }
                 Action::Terminate { id, grace_secs } => {
-                    if let Some(t) = task(rt, id) {
+                    if let Some(t) = rt.task(id) {
                         t.terminate(grace_secs);
                     }
                 }
                 Action::Kill(id) => {
-                    if let Some(t) = task(rt, id) {
+                    if let Some(t) = rt.task(id) {
                         t.kill();
                     }
                 }
@@ -1302,7 +1306,7 @@ impl Supervisor {
                 Action::BackoffReset => rt.backoff.reset(),
                 Action::RolloutFailed { reason, tail_of } => {
                     let tail = tail_of
-                        .and_then(|id| task(rt, id))
+                        .and_then(|id| rt.task(id))
                         .map(|t| t.tail(5))
                         .unwrap_or_default();
                     if let Some(d) = rt.deploy.as_mut() {

@@ -23,9 +23,14 @@ use pantstack_lb::health::State as Health;
 pub enum Phase {
     Running,
     /// Deregistered; waiting for in-flight requests (or the deregistration delay).
-    Draining { since: Millis },
+    Draining {
+        since: Millis,
+    },
     /// SIGTERM sent; SIGKILL after the stop timeout.
-    Stopping { since: Millis, killed: bool },
+    Stopping {
+        since: Millis,
+        killed: bool,
+    },
     Done,
 }
 
@@ -100,7 +105,10 @@ pub enum Action {
     /// The load balancer sends the task no new requests.
     Deregister(u64),
     /// SIGTERM (Docker: `docker stop` with this grace).
-    Terminate { id: u64, grace_secs: u64 },
+    Terminate {
+        id: u64,
+        grace_secs: u64,
+    },
     /// SIGKILL.
     Kill(u64),
     /// A task failed: the next start waits longer.
@@ -734,7 +742,14 @@ mod tests {
         assert!(p.starts.is_empty());
 
         backoff.failed(0);
-        assert!(plan_unit(&[], 1, Some(1), None, &backoff, 999).starts.is_empty());
-        assert_eq!(plan_unit(&[], 1, Some(1), None, &backoff, 1_000).starts, vec![1]);
+        assert!(
+            plan_unit(&[], 1, Some(1), None, &backoff, 999)
+                .starts
+                .is_empty()
+        );
+        assert_eq!(
+            plan_unit(&[], 1, Some(1), None, &backoff, 1_000).starts,
+            vec![1]
+        );
     }
 }
