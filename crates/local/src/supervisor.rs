@@ -1,16 +1,30 @@
 //! The supervisor: owns the load balancers and tasks of one environment, reconciles
 //! them every tick against the desired state with the decisions of `crate::core`,
 //! persists what it must, and answers the control socket.
+//!
+//! Each tick observes (task exits, target health, finished builds and starts),
+//! plans with the pure decisions of `crate::core::tasks` on the supervisor's one
+//! clock (`Supervisor::now`), and executes the plan.
+//!
+//! Invariant: the loop never waits for a child process. Builds, task starts
+//! (`docker run`), `docker stop`/`docker kill` and image pruning run as background
+//! jobs; signals to processes are sent directly. The loop observes their ends on a
+//! later tick (a finished build or start job, a task's exit), so health checks,
+//! draining and control requests are never held up by Docker. A task being
+//! started counts as running (not healthy) for its deployment, so it is not
+//! started twice, and the supervisor does not exit before its start has ended.
 
 use crate::build;
 use crate::core::Millis;
 use crate::core::backoff::Backoff;
-use crate::core::rollout::{Counts, Outcome, Params, Rollout};
+use crate::core::rollout::{Outcome, Params, Rollout};
+use crate::core::tasks::{
+    self, Action, Build, Deploying, Exited, Live, Observation, Phase, TaskState, Timings,
+};
 use crate::spec::{self, Runtime, Unit};
 use crate::state::{self, Paths};
 use crate::task::{self, Handle, StartSpec, Task};
 use pantstack_lb::Balancer;
-use pantstack_lb::health::State as Health;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,30 +46,47 @@ pub struct Config {
     pub only: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Running,
-    /// Deregistered; waiting for in-flight requests (or the deregistration delay).
-    Draining {
-        since: Instant,
-    },
-    /// SIGTERM sent; SIGKILL after the stop timeout.
-    Stopping {
-        since: Instant,
-        killed: bool,
-    },
-    Done,
-}
-
+/// A task and its place in the lifecycle (`tasks::TaskState`).
 struct TaskRt {
     task: Task,
+    /// For its uptime.
     started: Instant,
+    /// When it started, on the supervisor's clock (the one decisions use).
+    started_at: Millis,
     phase: Phase,
     healthy: bool,
     /// Why the supervisor stopped it (or why it failed).
     reason: Option<String>,
     /// A failure already counted (circuit breaker, backoff).
     counted: bool,
+}
+
+impl TaskRt {
+    fn state(&self) -> TaskState {
+        TaskState {
+            id: self.task.id,
+            revision: self.task.revision,
+            started: self.started_at,
+            phase: self.phase,
+            healthy: self.healthy,
+            reason: self.reason.clone(),
+            counted: self.counted,
+        }
+    }
+
+    fn set_state(&mut self, s: TaskState) {
+        self.phase = s.phase;
+        self.healthy = s.healthy;
+        self.reason = s.reason;
+        self.counted = s.counted;
+    }
+}
+
+/// A task being started: `task::start` runs as a background job.
+struct Starting {
+    id: u64,
+    revision: u32,
+    job: tokio::task::JoinHandle<std::io::Result<Task>>,
 }
 
 #[derive(Clone)]
@@ -144,6 +175,8 @@ struct UnitRt {
     backoff: Backoff,
     /// Recently stopped tasks, newest last (for `status`).
     stopped: Vec<Value>,
+    /// Tasks whose start job has not ended yet.
+    starting: Vec<Starting>,
 }
 
 impl UnitRt {
@@ -161,6 +194,52 @@ impl UnitRt {
             .max(self.current + 1);
         self.next_revision = n + 1;
         n
+    }
+
+    fn task(&self, id: u64) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.task.id == id).map(|t| &t.task)
+    }
+
+    /// The deregistration delay: the current revision's (else the latest's).
+    fn deregistration(&self) -> Millis {
+        self.revision(self.current.max(1))
+            .or_else(|| self.revisions.last())
+            .and_then(|r| r.unit.http.as_ref().map(|h| h.deregistration_ms))
+            .unwrap_or(0)
+    }
+
+    /// What is seen of a task now: its exit, and its target in the load balancer.
+    fn observe(&self, t: &TaskRt) -> Observation {
+        let timings = self
+            .revision(t.task.revision)
+            .map(|r| Timings {
+                grace: r.unit.http.as_ref().map(|h| h.grace_ms).unwrap_or(0),
+                healthy_after: r.unit.healthy_after_ms,
+                stop_timeout: r.unit.stop_timeout_ms,
+            })
+            .unwrap_or_default();
+        let exit = t.task.exited().map(|e| Exited {
+            text: e.to_string(),
+            tail: if t.phase == Phase::Running {
+                t.task.tail(5)
+            } else {
+                Vec::new()
+            },
+        });
+        let target = self
+            .lb
+            .as_ref()
+            .and_then(|l| l.group.view(t.task.id))
+            .map(|v| tasks::Target {
+                state: v.state,
+                outstanding: v.outstanding,
+                last_failure: v.last_failure,
+            });
+        Observation {
+            timings,
+            exit,
+            target,
+        }
     }
 }
 
@@ -507,6 +586,7 @@ impl Supervisor {
                     next_revision,
                     backoff: Backoff::new(1000, 60_000),
                     stopped: Vec::new(),
+                    starting: Vec::new(),
                 },
             );
         }
@@ -905,7 +985,10 @@ impl Supervisor {
         }
     }
 
-    async fn start_task(&mut self, name: &str, revision: u32) {
+    /// Starts a task of `revision` as a background job (`task::start` waits for
+    /// `docker run`): the tick that sees the job finished registers the task (or
+    /// counts its failure). A start that cannot begin fails at once.
+    fn start_task(&mut self, name: &str, revision: u32) {
         let id = self.next_task;
         self.next_task += 1;
         let Some(rt) = self.units.get(name) else {
@@ -958,43 +1041,59 @@ impl Supervisor {
                 )),
             }
         }
-        let started = if !matches!(rev.artifact, Artifact::WorkingTree | Artifact::Built(_)) {
-            Err(std::io::Error::other(format!(
+        if !matches!(rev.artifact, Artifact::WorkingTree | Artifact::Built(_)) {
+            let e = std::io::Error::other(format!(
                 "revision {revision} has no build to run ({})",
                 rev.artifact.state()
-            )))
+            ));
+            self.task_started(name, revision, Err(e));
         } else if missing.is_empty() {
-            task::start(StartSpec {
-                unit: &rev.unit,
+            let spec = StartSpec {
+                image: rev.artifact.image().map(str::to_string),
+                artifacts: rev.artifact.dir().map(PathBuf::from),
+                unit: rev.unit,
                 id,
                 revision,
                 port,
                 log,
-                env: &env,
-                image: rev.artifact.image(),
+                env,
                 container_name: Some(container_name),
-                labels: &labels,
-                artifacts: rev.artifact.dir(),
-            })
-            .await
+                labels,
+            };
+            if let Some(rt) = self.units.get_mut(name) {
+                rt.starting.push(Starting {
+                    id,
+                    revision,
+                    job: tokio::spawn(task::start(spec)),
+                });
+            }
         } else {
-            Err(std::io::Error::other(format!(
+            let e = std::io::Error::other(format!(
                 "ResourceInitializationError: unable to retrieve secrets from SSM: {}",
                 missing.join(", ")
-            )))
-        };
+            ));
+            self.task_started(name, revision, Err(e));
+        }
+        self.save();
+    }
+
+    /// A start ended: the task runs (registered with the load balancer), or its
+    /// failure counts for the backoff and the deployment.
+    fn task_started(&mut self, name: &str, revision: u32, started: std::io::Result<Task>) {
         let now = self.now();
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
         match started {
             Ok(t) => {
+                let (id, port) = (t.id, t.port);
                 if let Some(lb) = &rt.lb {
                     lb.register(id, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
                 }
                 rt.tasks.push(TaskRt {
                     task: t,
                     started: Instant::now(),
+                    started_at: now,
                     phase: Phase::Running,
                     healthy: false,
                     reason: None,
@@ -1020,29 +1119,51 @@ impl Supervisor {
         self.save();
     }
 
+    /// Observes the start jobs of a unit that have finished (awaiting a finished
+    /// job returns at once). Returns whether any had.
+    async fn observe_starts(&mut self, name: &str) -> bool {
+        let Some(rt) = self.units.get_mut(name) else {
+            return false;
+        };
+        let (done, running): (Vec<Starting>, Vec<Starting>) = std::mem::take(&mut rt.starting)
+            .into_iter()
+            .partition(|s| s.job.is_finished());
+        rt.starting = running;
+        let any = !done.is_empty();
+        for s in done {
+            let started = match s.job.await {
+                Ok(r) => r,
+                Err(e) => Err(std::io::Error::other(format!(
+                    "the start of task {} ended abnormally: {e}",
+                    s.id
+                ))),
+            };
+            self.task_started(name, s.revision, started);
+        }
+        any
+    }
+
     /// Begins stopping a task: deregister and drain (HTTP), then SIGTERM.
     fn begin_stop(&mut self, name: &str, id: u64, reason: &str) {
+        let now = self.now();
         let Some(rt) = self.units.get_mut(name) else {
             return;
         };
         let lb = rt.lb.clone();
-        if let Some(t) = rt
-            .tasks
-            .iter_mut()
-            .find(|t| t.task.id == id && t.phase == Phase::Running)
-        {
-            t.reason = Some(reason.to_string());
-            t.phase = Phase::Draining {
-                since: Instant::now(),
-            };
-            if let Some(lb) = lb {
-                lb.group.deregister(id);
+        if let Some(t) = rt.tasks.iter_mut().find(|t| t.task.id == id) {
+            let mut s = t.state();
+            if tasks::begin_stop(&mut s, reason, now) {
+                t.set_state(s);
+                if let Some(lb) = lb {
+                    lb.group.deregister(id);
+                }
             }
         }
         self.emit(name, "task-stopping", format!("task {id}: {reason}"));
     }
 
-    /// One reconciliation of every unit.
+    /// One reconciliation of every unit. Nothing in it waits for a child process
+    /// (see the module docs).
     pub async fn tick(&mut self) {
         self.poll_builds().await;
         let names: Vec<String> = self.units.keys().cloned().collect();
@@ -1051,195 +1172,34 @@ impl Supervisor {
         }
     }
 
+    /// Observe → plan → execute, twice: the lifecycle of the unit's tasks
+    /// (`tasks::plan_tasks`), then its deployment or steady state
+    /// (`tasks::plan_unit`).
     async fn tick_unit(&mut self, name: &str) {
+        let mut changed = self.observe_starts(name).await;
         let now = self.now();
-        let mut changed = false;
-        let mut events: Vec<(String, String)> = Vec::new();
-        let mut to_term: Vec<(u64, u64)> = Vec::new();
-        let mut to_kill: Vec<u64> = Vec::new();
-        {
+        let actions = {
             let Some(rt) = self.units.get_mut(name) else {
                 return;
             };
-            let lb = rt.lb.clone();
-            let dereg = rt
-                .revision(rt.current.max(1))
-                .or_else(|| rt.revisions.last())
-                .and_then(|r| r.unit.http.as_ref().map(|h| h.deregistration_ms))
-                .unwrap_or(0);
-            for t in rt.tasks.iter_mut() {
-                let (grace, healthy_after, stop_timeout) = rt
-                    .revisions
-                    .iter()
-                    .find(|r| r.number == t.task.revision)
-                    .map(|r| {
-                        let u = &r.unit;
-                        (
-                            u.http.as_ref().map(|h| h.grace_ms).unwrap_or(0),
-                            u.healthy_after_ms,
-                            u.stop_timeout_ms,
-                        )
-                    })
-                    .unwrap_or((0, 3000, 10_000));
-                // Exits.
-                if let Some(exit) = t.task.exited() {
-                    if t.phase != Phase::Done {
-                        if let Some(lb) = &lb {
-                            lb.group.remove(t.task.id);
-                        }
-                        let unexpected = t.phase == Phase::Running;
-                        t.phase = Phase::Done;
-                        changed = true;
-                        let mut reason = t
-                            .reason
-                            .clone()
-                            .unwrap_or_else(|| format!("task exited ({exit})"));
-                        if unexpected {
-                            let tail = t.task.tail(5);
-                            reason = format!(
-                                "task {} exited unexpectedly ({exit}){}",
-                                t.task.id,
-                                if tail.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!("; last lines:\n    {}", tail.join("\n    "))
-                                }
-                            );
-                            if !t.counted {
-                                t.counted = true;
-                                if !t.healthy {
-                                    rt.backoff.failed(now);
-                                }
-                                if let Some(d) = rt.deploy.as_mut()
-                                    && d.to == t.task.revision
-                                {
-                                    d.rollout.task_failed(reason.clone());
-                                }
-                            }
-                        }
-                        rt.stopped.push(json!({
-                            "id": t.task.id, "revision": t.task.revision, "exit": exit.to_string(),
-                            "reason": reason, "stopped": now_text(),
-                        }));
-                        events.push(("task-stopped".into(), reason));
-                    }
-                    continue;
-                }
-                match t.phase {
-                    Phase::Running => {
-                        let age = t.started.elapsed().as_millis() as u64;
-                        let view = lb.as_ref().and_then(|l| l.group.view(t.task.id));
-                        let healthy_now = match &view {
-                            Some(v) => v.state == Health::Healthy,
-                            None => age >= healthy_after,
-                        };
-                        if healthy_now && !t.healthy {
-                            t.healthy = true;
-                            rt.backoff.reset();
-                            changed = true;
-                            events.push((
-                                "task-healthy".into(),
-                                format!("task {} is healthy", t.task.id),
-                            ));
-                        }
-                        if let Some(v) = view
-                            && v.state == Health::Unhealthy
-                            && age >= grace
-                        {
-                            let why = v
-                                .last_failure
-                                .unwrap_or_else(|| "failing health checks".into());
-                            let reason =
-                                format!("task {} failed its health checks ({why})", t.task.id);
-                            if !t.counted {
-                                t.counted = true;
-                                rt.backoff.failed(now);
-                                if let Some(d) = rt.deploy.as_mut()
-                                    && d.to == t.task.revision
-                                {
-                                    let tail = t.task.tail(5);
-                                    let full = if tail.is_empty() {
-                                        reason.clone()
-                                    } else {
-                                        format!(
-                                            "{reason}; last lines:\n    {}",
-                                            tail.join("\n    ")
-                                        )
-                                    };
-                                    d.rollout.task_failed(full);
-                                }
-                            }
-                            t.reason = Some(reason.clone());
-                            t.phase = Phase::Draining {
-                                since: Instant::now(),
-                            };
-                            if let Some(lb) = &lb {
-                                lb.group.deregister(t.task.id);
-                            }
-                            changed = true;
-                            events.push(("task-unhealthy".into(), reason));
-                        }
-                    }
-                    Phase::Draining { since } => {
-                        let idle = lb
-                            .as_ref()
-                            .and_then(|l| l.group.view(t.task.id))
-                            .is_none_or(|v| v.outstanding == 0);
-                        if idle || since.elapsed().as_millis() as u64 >= dereg {
-                            t.phase = Phase::Stopping {
-                                since: Instant::now(),
-                                killed: false,
-                            };
-                            to_term.push((t.task.id, stop_timeout / 1000));
-                        }
-                    }
-                    Phase::Stopping { since, killed } => {
-                        if !killed && since.elapsed().as_millis() as u64 >= stop_timeout {
-                            t.phase = Phase::Stopping {
-                                since,
-                                killed: true,
-                            };
-                            to_kill.push(t.task.id);
-                            events.push((
-                                "task-killed".into(),
-                                format!(
-                                    "task {} did not stop within {} ms: SIGKILL",
-                                    t.task.id, stop_timeout
-                                ),
-                            ));
-                        }
-                    }
-                    Phase::Done => {}
-                }
+            let seen: Vec<tasks::Observation> = rt.tasks.iter().map(|t| rt.observe(t)).collect();
+            let mut states: Vec<TaskState> = rt.tasks.iter().map(TaskRt::state).collect();
+            let deploying = rt.deploy.as_ref().map(|d| d.to);
+            let (actions, c) =
+                tasks::plan_tasks(&mut states, &seen, rt.deregistration(), deploying, now);
+            changed |= c;
+            for (t, s) in rt.tasks.iter_mut().zip(states) {
+                t.set_state(s);
             }
+            actions
+        };
+        self.apply(name, actions, now);
+        if let Some(rt) = self.units.get_mut(name) {
             let before = rt.tasks.len();
             rt.tasks.retain(|t| t.phase != Phase::Done);
-            if rt.tasks.len() != before {
-                changed = true;
-            }
+            changed |= rt.tasks.len() != before;
             let keep = rt.stopped.len().saturating_sub(20);
             rt.stopped.drain(..keep);
-        }
-        for (id, grace) in to_term {
-            if let Some(t) = self
-                .units
-                .get(name)
-                .and_then(|rt| rt.tasks.iter().find(|t| t.task.id == id))
-            {
-                t.task.terminate(grace).await;
-            }
-        }
-        for id in to_kill {
-            if let Some(t) = self
-                .units
-                .get(name)
-                .and_then(|rt| rt.tasks.iter().find(|t| t.task.id == id))
-            {
-                t.task.kill().await;
-            }
-        }
-        for (k, m) in events {
-            self.emit(name, &k, m);
         }
         if self.stopping {
             if changed {
@@ -1249,88 +1209,59 @@ impl Supervisor {
         }
 
         // Deployment or steady state.
-        let mut starts: Vec<u32> = Vec::new();
-        let mut stops: Vec<(u64, String)> = Vec::new();
-        let mut finished: Option<(Outcome, Deploy)> = None;
-        {
+        let (plan, finished) = {
             let Some(rt) = self.units.get_mut(name) else {
                 return;
             };
-            let running: Vec<&TaskRt> = rt
+            let live: Vec<Live> = rt
                 .tasks
                 .iter()
                 .filter(|t| t.phase == Phase::Running)
+                .map(|t| Live {
+                    id: t.task.id,
+                    revision: t.task.revision,
+                    healthy: t.healthy,
+                    started: t.started_at,
+                    starting: false,
+                })
+                .chain(rt.starting.iter().map(|s| Live {
+                    id: s.id,
+                    revision: s.revision,
+                    healthy: false,
+                    started: now,
+                    starting: true,
+                }))
                 .collect();
-            let target = rt
+            let current = rt.revision(rt.current).map(|_| rt.current);
+            let build = rt
                 .deploy
                 .as_ref()
                 .and_then(|d| rt.revision(d.to))
-                .map(|r| r.artifact.clone());
-            if let Some(Artifact::Failed(why)) = target {
-                // The build failed: nothing of the revision ever ran; what runs stays.
-                if let Some(d) = rt.deploy.take() {
-                    finished = Some((Outcome::Failed(why), d));
-                }
-            } else if let Some(Artifact::Building(_)) = target {
-                // The build phase: no task of the revision starts, nothing stops.
-            } else if let Some(d) = rt.deploy.as_mut() {
-                d.rollout.params.desired = rt.desired;
-                let c = Counts {
-                    old_running: running.iter().filter(|t| t.task.revision != d.to).count() as u32,
-                    old_healthy: running
-                        .iter()
-                        .filter(|t| t.task.revision != d.to && t.healthy)
-                        .count() as u32,
-                    new_running: running.iter().filter(|t| t.task.revision == d.to).count() as u32,
-                    new_healthy: running
-                        .iter()
-                        .filter(|t| t.task.revision == d.to && t.healthy)
-                        .count() as u32,
-                };
-                let step = d.rollout.step(c);
-                if step.start_new > 0 && rt.backoff.may_start(now) {
-                    starts.extend(std::iter::repeat_n(d.to, step.start_new as usize));
-                }
-                let mut old: Vec<&&TaskRt> =
-                    running.iter().filter(|t| t.task.revision != d.to).collect();
-                old.sort_by_key(|t| (t.healthy, std::cmp::Reverse(t.started)));
-                for t in old.into_iter().take(step.stop_old as usize) {
-                    stops.push((t.task.id, format!("replaced by revision {}", d.to)));
-                }
-                let outcome = d.rollout.observe(c).clone();
-                if outcome != Outcome::InProgress
-                    && let Some(d) = rt.deploy.take()
-                {
-                    finished = Some((outcome, d));
-                }
-            } else if rt.revision(rt.current).is_some() {
-                let current: Vec<&&TaskRt> = running
-                    .iter()
-                    .filter(|t| t.task.revision == rt.current)
-                    .collect();
-                let n = current.len() as u32;
-                if n < rt.desired && rt.backoff.may_start(now) {
-                    starts.extend(std::iter::repeat_n(rt.current, (rt.desired - n) as usize));
-                }
-                if n > rt.desired {
-                    let mut extra: Vec<&&&TaskRt> = current.iter().collect();
-                    extra.sort_by_key(|t| (t.healthy, t.started));
-                    for t in extra.into_iter().take((n - rt.desired) as usize) {
-                        stops.push((t.task.id, format!("scaled in to {}", rt.desired)));
-                    }
-                }
-                // Tasks of other revisions (left by a rollback) go.
-                for t in running.iter().filter(|t| t.task.revision != rt.current) {
-                    stops.push((t.task.id, format!("not revision {}", rt.current)));
-                }
-            }
-        }
-        for (id, why) in stops {
+                .map(|r| match &r.artifact {
+                    Artifact::Failed(why) => Build::Failed(why.clone()),
+                    Artifact::Building(_) => Build::Building,
+                    Artifact::WorkingTree | Artifact::Built(_) => Build::Ready,
+                })
+                .unwrap_or(Build::Ready);
+            let deploying = rt.deploy.as_mut().map(|d| Deploying {
+                to: d.to,
+                build,
+                rollout: &mut d.rollout,
+            });
+            let mut plan =
+                tasks::plan_unit(&live, rt.desired, current, deploying, &rt.backoff, now);
+            let finished = plan
+                .finished
+                .take()
+                .and_then(|o| rt.deploy.take().map(|d| (o, d)));
+            (plan, finished)
+        };
+        for (id, why) in plan.stops {
             self.begin_stop(name, id, &why);
             changed = true;
         }
-        for rev in starts {
-            self.start_task(name, rev).await;
+        for rev in plan.starts {
+            self.start_task(name, rev);
             changed = true;
         }
         if let Some((outcome, d)) = finished {
@@ -1339,6 +1270,63 @@ impl Supervisor {
         }
         if changed {
             self.save();
+        }
+    }
+
+    /// Executes the lifecycle's effects on a unit (`tasks::plan_tasks`). Signals
+    /// and `docker` commands run in the background.
+    fn apply(&mut self, name: &str, actions: Vec<Action>, now: Millis) {
+        let Some(rt) = self.units.get_mut(name) else {
+            return;
+        };
+        let mut events = Vec::new();
+        for a in actions {
+            match a {
+                Action::Remove(id) => {
+                    if let Some(lb) = &rt.lb {
+                        lb.group.remove(id);
+                    }
+                }
+                Action::Deregister(id) => {
+                    if let Some(lb) = &rt.lb {
+                        lb.group.deregister(id);
+                    }
+                }
+                Action::Terminate { id, grace_secs } => {
+                    if let Some(t) = rt.task(id) {
+                        t.terminate(grace_secs);
+                    }
+                }
+                Action::Kill(id) => {
+                    if let Some(t) = rt.task(id) {
+                        t.kill();
+                    }
+                }
+                Action::BackoffFailed => rt.backoff.failed(now),
+                Action::BackoffReset => rt.backoff.reset(),
+                Action::RolloutFailed { reason, tail_of } => {
+                    let tail = tail_of
+                        .and_then(|id| rt.task(id))
+                        .map(|t| t.tail(5))
+                        .unwrap_or_default();
+                    if let Some(d) = rt.deploy.as_mut() {
+                        d.rollout.task_failed(tasks::with_tail(reason, &tail));
+                    }
+                }
+                Action::Stopped {
+                    id,
+                    revision,
+                    exit,
+                    reason,
+                } => rt.stopped.push(json!({
+                    "id": id, "revision": revision, "exit": exit,
+                    "reason": reason, "stopped": now_text(),
+                })),
+                Action::Event { kind, message } => events.push((kind, message)),
+            }
+        }
+        for (kind, message) in events {
+            self.emit(name, kind, message);
         }
     }
 
@@ -1885,7 +1873,9 @@ impl Supervisor {
     }
 
     fn all_stopped(&self) -> bool {
-        self.units.values().all(|rt| rt.tasks.is_empty())
+        self.units
+            .values()
+            .all(|rt| rt.tasks.is_empty() && rt.starting.is_empty())
     }
 
     pub fn ports(&self) -> Vec<(String, u16)> {

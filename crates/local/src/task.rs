@@ -62,8 +62,9 @@ impl Task {
     }
 
     /// Asks the task to stop (SIGTERM to its process group; `docker stop` sends
-    /// SIGTERM and SIGKILLs after `grace_secs` by itself).
-    pub async fn terminate(&self, grace_secs: u64) {
+    /// SIGTERM and SIGKILLs after `grace_secs` by itself). Never waits: `docker`
+    /// runs in the background, and the task's exit tells when it stopped.
+    pub fn terminate(&self, grace_secs: u64) {
         match &self.handle {
             Handle::Process { pgid } => signal_group(*pgid, Signal::TERM),
             Handle::Docker { container } => {
@@ -80,16 +81,20 @@ impl Task {
         }
     }
 
-    pub async fn kill(&self) {
+    /// SIGKILL to its process group (`docker kill`, in the background).
+    pub fn kill(&self) {
         match &self.handle {
             Handle::Process { pgid } => signal_group(*pgid, Signal::KILL),
             Handle::Docker { container } => {
-                let _ = Command::new("docker")
-                    .args(["kill", container])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .await;
+                let c = container.clone();
+                tokio::spawn(async move {
+                    let _ = Command::new("docker")
+                        .args(["kill", &c])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .await;
+                });
             }
         }
     }
@@ -155,20 +160,21 @@ fn pump<R: AsyncRead + Unpin + Send + 'static>(r: R, stream: &'static str, file:
     });
 }
 
-pub struct StartSpec<'a> {
-    pub unit: &'a Unit,
+/// What a task starts from: owned, so a start can run as a background job.
+pub struct StartSpec {
+    pub unit: Unit,
     pub id: u64,
     pub revision: u32,
     pub port: u16,
     pub log: PathBuf,
     /// Extra environment (service URLs, ...).
-    pub env: &'a [(String, String)],
+    pub env: Vec<(String, String)>,
     /// Docker: image reference and container name.
-    pub image: Option<&'a str>,
+    pub image: Option<String>,
     pub container_name: Option<String>,
-    pub labels: &'a [(String, String)],
+    pub labels: Vec<(String, String)>,
     /// Process runtime: the revision's build output (`$PANTSTACK_ARTIFACTS`).
-    pub artifacts: Option<&'a Path>,
+    pub artifacts: Option<PathBuf>,
 }
 
 /// What a process task keeps of the supervisor's environment: ECS gives a task
@@ -193,7 +199,9 @@ pub const INHERITED_ENV: &[&str] = &[
     "CARGO_TARGET_DIR",
 ];
 
-pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
+/// Starts a task. Docker: waits for `docker rm` and `docker run`, so the
+/// supervisor runs it as a background job.
+pub async fn start(s: StartSpec) -> std::io::Result<Task> {
     if let Some(dir) = s.log.parent() {
         crate::state::private_dir(dir)?;
     }
@@ -204,12 +212,12 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
         .open(&s.log)
         .await?;
     let file: LogFile = Arc::new(Mutex::new(file));
-    let u = s.unit;
+    let u = &s.unit;
     let mut env: Vec<(String, String)> = u.env.clone();
     env.extend(s.env.iter().cloned());
     env.push(("PORT".into(), s.port.to_string()));
     env.push(("BIND_ADDRESS".into(), "127.0.0.1".into()));
-    if let Some(dir) = s.artifacts {
+    if let Some(dir) = &s.artifacts {
         env.push((
             crate::build::ARTIFACTS_VAR.into(),
             dir.to_string_lossy().into_owned(),
@@ -218,7 +226,7 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
     let (tx, rx) = watch::channel(None);
     let handle = match u.runtime {
         Runtime::Process => {
-            let command = crate::build::expand(&u.command, s.artifacts);
+            let command = crate::build::expand(&u.command, s.artifacts.as_deref());
             let Some((prog, args)) = command.split_first() else {
                 return Err(std::io::Error::other(format!(
                     "{} has no `local` command in its manifest",
@@ -274,7 +282,7 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
             Handle::Process { pgid }
         }
         Runtime::Docker => {
-            let image = s.image.unwrap_or_default();
+            let image = s.image.as_deref().unwrap_or_default();
             let name = s
                 .container_name
                 .clone()
@@ -285,7 +293,7 @@ pub async fn start(s: StartSpec<'_>) -> std::io::Result<Task> {
                 stop_timeout_secs: (u.stop_timeout_ms / 1000).max(1),
                 cpu: u.cpu,
                 memory_mib: u.memory_mib,
-                labels: s.labels,
+                labels: &s.labels,
                 env_names: &env_names,
                 image,
                 command: u.container_command.as_deref(),
