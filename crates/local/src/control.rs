@@ -1,8 +1,16 @@
 //! The control socket (`.pantstack/local/<env>/control.sock`): one JSON request line
 //! per connection, answered with JSON lines until one says `"done": true`.
-//! Operations: status, deploy, rollback, scale, deployments, down, events.
+//! Operations: the variants of [`Request`].
+//!
+//! Invariants:
+//! - A request is parsed once, here, into a [`Request`]; the supervisor gets the
+//!   typed value. A line that is not one (not JSON, an operation with a field
+//!   missing or of the wrong type, such as `scale` without its `count`) is answered
+//!   with one `bad request` line naming what is wrong, and never reaches it.
+//! - The wire format is the variants' field names with the operation in `op`.
 
-use crate::supervisor::Request;
+use crate::supervisor::Call;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,9 +21,65 @@ use tokio::sync::{broadcast, mpsc};
 /// Requests larger than this are refused (they are a few dozen bytes).
 const MAX_REQUEST: usize = 64 * 1024;
 
+/// One request on the control socket. `service` names a service (every role of
+/// it) or one unit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// The environment, its units and tasks (`{"done": true, "status": …}`).
+    Status,
+    /// A new revision of the units from the manifests as they are now; answers
+    /// the units, streams their events and ends with one `final` line per unit.
+    Deploy { service: String },
+    /// Back to the last completed revision before the current one; answers as
+    /// `deploy`.
+    Rollback { service: String },
+    /// A new desired count (at most 64).
+    Scale { service: String, count: u32 },
+    /// Each unit's deployment history and the deployment in progress.
+    Deployments { service: String },
+    /// Stops every task, then the supervisor; streams every event until then.
+    Down,
+    /// Every event, as they happen (answered by the connection, not the
+    /// supervisor).
+    Events,
+    /// One SSM action as the `user` principal (`pantstack secrets`).
+    Ssm { action: String, input: Value },
+    /// Re-encrypts every secret value under a new master key.
+    RotateKey,
+    /// What `pantstack exec` needs of a running task (the newest, or `task`).
+    Exec { service: String, task: Option<u64> },
+}
+
+impl Request {
+    /// The operation names, as `op` spells them.
+    const OPS: [&str; 10] = [
+        "status",
+        "deploy",
+        "rollback",
+        "scale",
+        "deployments",
+        "down",
+        "events",
+        "ssm",
+        "rotate-key",
+        "exec",
+    ];
+
+    /// Parses one request line. `Err` is the answer's error text.
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let body: Value = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+        let op = body["op"].as_str().unwrap_or("");
+        if !Request::OPS.contains(&op) {
+            return Err(format!("unknown operation `{op}`"));
+        }
+        serde_json::from_value(body).map_err(|e| format!("bad request: {e}"))
+    }
+}
+
 pub async fn serve(
     stream: UnixStream,
-    to_supervisor: mpsc::UnboundedSender<Request>,
+    to_supervisor: mpsc::UnboundedSender<Call>,
     mut events: broadcast::Receiver<Value>,
 ) {
     let (r, mut w) = stream.into_split();
@@ -23,27 +87,31 @@ pub async fn serve(
     let Ok(Some(line)) = lines.next_line().await else {
         return;
     };
-    let body: Value = match serde_json::from_str(&line) {
-        Ok(v) => v,
-        Err(e) => {
+    let request = match Request::parse(&line) {
+        Ok(r) => r,
+        Err(error) => {
             let _ = w
-                .write_all(
-                    format!(
-                        "{}\n",
-                        json!({"done": true, "error": format!("bad request: {e}")})
-                    )
-                    .as_bytes(),
-                )
+                .write_all(format!("{}\n", json!({"done": true, "error": error})).as_bytes())
                 .await;
             return;
         }
     };
-    let op = body["op"].as_str().unwrap_or("").to_string();
+    // Every event (`events`, `down`), those of the units answered (`deploy`,
+    // `rollback`), or none.
+    let every_event = matches!(request, Request::Events | Request::Down);
+    let stream_events = every_event
+        || matches!(request, Request::Deploy { .. } | Request::Rollback { .. });
     let (tx, mut rx) = mpsc::unbounded_channel();
-    if op != "events" && to_supervisor.send(Request { body, reply: tx }).is_err() {
+    if request != Request::Events
+        && to_supervisor
+            .send(Call {
+                request,
+                reply: tx,
+            })
+            .is_err()
+    {
         return;
     }
-    let stream_events = matches!(op.as_str(), "deploy" | "rollback" | "down" | "events");
     let mut units: Option<BTreeSet<String>> = None;
     let mut finals = BTreeSet::new();
     loop {
@@ -71,7 +139,7 @@ pub async fn serve(
             ev = events.recv(), if stream_events => {
                 match ev {
                     Ok(ev) => {
-                        let relevant = op == "events" || op == "down" || units.as_ref().is_some_and(|u| ev["unit"].as_str().is_some_and(|x| u.contains(x)));
+                        let relevant = every_event || units.as_ref().is_some_and(|u| ev["unit"].as_str().is_some_and(|x| u.contains(x)));
                         if relevant && w.write_all(format!("{}\n", json!({"event": ev})).as_bytes()).await.is_err() {
                             break;
                         }
@@ -117,7 +185,7 @@ impl From<CallError> for String {
 /// answers, or when the connection ends before that line.
 pub async fn call(
     socket: &Path,
-    request: &Value,
+    request: &Request,
     mut each: impl FnMut(&Value),
 ) -> Result<Value, CallError> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
@@ -127,7 +195,8 @@ pub async fn call(
         ))
     })?;
     let (r, mut w) = stream.into_split();
-    w.write_all(format!("{request}\n").as_bytes())
+    let line = serde_json::to_string(request).map_err(|e| CallError::Connect(e.to_string()))?;
+    w.write_all(format!("{line}\n").as_bytes())
         .await
         .map_err(|e| CallError::Connect(e.to_string()))?;
     let mut lines = BufReader::new(r).lines();
