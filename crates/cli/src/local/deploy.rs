@@ -32,7 +32,14 @@ fn print_outcome(out: &Out, v: &Value) -> bool {
     outcome == "completed"
 }
 
+/// `op` is `deploy` or `rollback`: what the messages call it.
 fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<(), Failure> {
+    let service = a.service.clone();
+    let request = if op == "deploy" {
+        Request::Deploy { service }
+    } else {
+        Request::Rollback { service }
+    };
     let (_, paths) = socket_of(global, a.env.as_deref())?;
     let rt = runtime()?;
     let mut ok = true;
@@ -44,7 +51,7 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
     let last = call(
         &rt,
         &paths.socket(),
-        json!({"op": op, "service": a.service}),
+        request,
         |v| {
             if units.is_empty()
                 && v.get("done").is_none()
@@ -143,7 +150,9 @@ pub fn deployments(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Fa
     let v = call_short(
         &rt,
         &paths,
-        json!({"op": "deployments", "service": a.service}),
+        Request::Deployments {
+            service: a.service.clone(),
+        },
     )?;
     if let Some(e) = v["error"].as_str() {
         return Err(Failure::Resolve(e.to_string()));

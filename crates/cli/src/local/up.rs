@@ -73,7 +73,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
             "the local cloud for `{env_name}` is already running: attached (Ctrl-C detaches, `pantstack down` stops it)"
         );
         status_of(&rt, out, &paths)?;
-        call(&rt, &paths.socket(), json!({"op": "events"}), |v| {
+        call(&rt, &paths.socket(), Request::Events, |v| {
             print_event(out, v)
         })?;
         return Ok(());
@@ -129,7 +129,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
             }
             if let Ok(v) = rt.block_on(control::call(
                 &paths.socket(),
-                &json!({"op": "status"}),
+                &Request::Status,
                 |_| {},
             )) {
                 let units: Vec<Value> =
