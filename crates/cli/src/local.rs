@@ -184,15 +184,11 @@ const EXIT_WITHIN: Duration = Duration::from_secs(30);
 pub fn down(global: &Global, out: &Out, env: Option<&str>) -> Result<(), Failure> {
     let (_, paths) = socket_of(global, env)?;
     let rt = runtime()?;
-    let answered = rt.block_on(control::call(
-        &paths.socket(),
-        &Request::Down,
-        |v| {
-            if v["event"].is_object() {
-                print_event(out, v);
-            }
-        },
-    ));
+    let answered = rt.block_on(control::call(&paths.socket(), &Request::Down, |v| {
+        if v["event"].is_object() {
+            print_event(out, v);
+        }
+    }));
     match answered {
         Ok(_) => {}
         // It went away while stopping: what counts is that it is gone (below).

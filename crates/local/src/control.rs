@@ -99,17 +99,10 @@ pub async fn serve(
     // Every event (`events`, `down`), those of the units answered (`deploy`,
     // `rollback`), or none.
     let every_event = matches!(request, Request::Events | Request::Down);
-    let stream_events = every_event
-        || matches!(request, Request::Deploy { .. } | Request::Rollback { .. });
+    let stream_events =
+        every_event || matches!(request, Request::Deploy { .. } | Request::Rollback { .. });
     let (tx, mut rx) = mpsc::unbounded_channel();
-    if request != Request::Events
-        && to_supervisor
-            .send(Call {
-                request,
-                reply: tx,
-            })
-            .is_err()
-    {
+    if request != Request::Events && to_supervisor.send(Call { request, reply: tx }).is_err() {
         return;
     }
     let mut units: Option<BTreeSet<String>> = None;
@@ -249,7 +242,85 @@ pub async fn refuse(mut stream: UnixStream, peer_uid: Option<u32>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Every request, and the line an earlier client sent for it.
+    fn every_request() -> Vec<(Request, Value)> {
+        let service = || "api".to_string();
+        vec![
+            (Request::Status, json!({"op": "status"})),
+            (
+                Request::Deploy { service: service() },
+                json!({"op": "deploy", "service": "api"}),
+            ),
+            (
+                Request::Rollback { service: service() },
+                json!({"op": "rollback", "service": "api"}),
+            ),
+            (
+                Request::Scale {
+                    service: service(),
+                    count: 3,
+                },
+                json!({"op": "scale", "service": "api", "count": 3}),
+            ),
+            (
+                Request::Deployments { service: service() },
+                json!({"op": "deployments", "service": "api"}),
+            ),
+            (Request::Down, json!({"op": "down"})),
+            (Request::Events, json!({"op": "events"})),
+            (
+                Request::Ssm {
+                    action: "GetParameter".into(),
+                    input: json!({"Name": "/x"}),
+                },
+                json!({"op": "ssm", "action": "GetParameter", "input": {"Name": "/x"}}),
+            ),
+            (Request::RotateKey, json!({"op": "rotate-key"})),
+            (
+                Request::Exec {
+                    service: service(),
+                    task: None,
+                },
+                json!({"op": "exec", "service": "api", "task": null}),
+            ),
+            (
+                Request::Exec {
+                    service: service(),
+                    task: Some(7),
+                },
+                json!({"op": "exec", "service": "api", "task": 7}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_request_has_the_wire_shape_it_had() {
+        for (request, wire) in every_request() {
+            assert_eq!(serde_json::to_value(&request).unwrap(), wire);
+            assert_eq!(Request::parse(&wire.to_string()), Ok(request));
+            let op = wire["op"].as_str().unwrap();
+            assert!(Request::OPS.contains(&op), "{op}");
+        }
+    }
+
+    #[test]
+    fn a_request_missing_a_field_is_refused_naming_it() {
+        let e = Request::parse(r#"{"op": "scale", "service": "api"}"#).unwrap_err();
+        assert_eq!(e, "bad request: missing field `count`");
+        let e = Request::parse(r#"{"op": "scale", "service": "api", "count": -1}"#).unwrap_err();
+        assert!(e.starts_with("bad request: invalid value"), "{e}");
+        let e = Request::parse(r#"{"op": "deploy"}"#).unwrap_err();
+        assert_eq!(e, "bad request: missing field `service`");
+        let e = Request::parse(r#"{"op": "launch"}"#).unwrap_err();
+        assert_eq!(e, "unknown operation `launch`");
+        let e = Request::parse(r#"{"service": "api"}"#).unwrap_err();
+        assert_eq!(e, "unknown operation ``");
+        let e = Request::parse("status").unwrap_err();
+        assert!(e.starts_with("bad request: expected value"), "{e}");
+    }
 
     #[test]
     fn only_the_supervisors_own_uid_may_use_the_socket() {

@@ -305,8 +305,13 @@ pub struct SavedTask {
 pub enum SavedHandle {
     /// A process group; `start_ticks` tells it from a later process with the
     /// same id (`null` when it could not be read).
-    Process { pgid: u32, start_ticks: Option<u64> },
-    Docker { container: String },
+    Process {
+        pgid: u32,
+        start_ticks: Option<u64>,
+    },
+    Docker {
+        container: String,
+    },
 }
 
 /// A revision in `state.json`.
@@ -383,6 +388,105 @@ mod tests {
         let d = std::env::temp_dir().join(format!("pantstack-state-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// A state file in the shape the supervisor writes: every kind of history
+    /// record, a deployment in progress, both kinds of task, a unit without a
+    /// load balancer.
+    fn written_state() -> serde_json::Value {
+        let t0 = "2026-12-04T10:00:00.000001Z";
+        let t1 = "2026-12-04T10:00:09.500000Z";
+        serde_json::json!({
+            "environment": "test",
+            "project": "shop",
+            "pid": 4242,
+            "next_task": 17,
+            "next_deploy": 9,
+            "next_build": 3,
+            "aws_port": 40123,
+            "aws_region": "eu-west-1",
+            "units": {
+                "api": {
+                    "port": 38001,
+                    "current": 3,
+                    "desired": 2,
+                    "manifest_desired": 1,
+                    "history": [
+                        {"id": 1, "revision": 1, "from": 0, "kind": "start", "outcome": "completed",
+                         "reason": "", "failures": [], "started": t0, "ended": t1},
+                        {"id": 2, "revision": 2, "from": 1, "kind": "deploy", "outcome": "superseded",
+                         "reason": "replaced by deployment 3", "started": t0, "ended": t1},
+                        {"id": 3, "revision": 3, "from": 1, "kind": "deploy", "outcome": "failed",
+                         "reason": "circuit breaker", "failures": ["task 5 exited (exit status: 1)"],
+                         "started": t0, "ended": t1},
+                        {"id": 4, "revision": 1, "from": 3, "kind": "rollback", "outcome": "interrupted",
+                         "reason": "the supervisor (pid 4000) stopped before the deployment ended",
+                         "started": t0, "ended": t1},
+                    ],
+                    "deployment": {"id": 8, "revision": 4, "from": 3, "kind": "deploy", "started": t0},
+                    "next_revision": 5,
+                    "tasks": [
+                        {"id": 15, "revision": 3, "port": 41000, "pgid": 5001, "start_ticks": 123456},
+                        {"id": 16, "revision": 4, "port": 41001, "pgid": 5002, "start_ticks": null},
+                        {"id": 14, "revision": 3, "port": 41002, "container": "pantstack-shop-test-api-14"},
+                    ],
+                    "revisions": [
+                        {"number": 3, "spec": {"command": ["./run", "api"], "container_command": null,
+                          "env": [["PORT", "8080"], ["MODE", "a=b"]], "runtime": "process"},
+                         "image": null, "artifacts": "/p/.pantstack/local/test/artifacts/2"},
+                        {"number": 4, "spec": {"command": [], "container_command": ["/api", "serve"],
+                          "env": [], "runtime": "docker"},
+                         "image": "pantstack/shop-api:4", "artifacts": null},
+                    ],
+                },
+                "worker": {
+                    "port": null,
+                    "current": 0,
+                    "desired": 1,
+                    "manifest_desired": null,
+                    "history": [],
+                    "deployment": null,
+                    "next_revision": 1,
+                    "tasks": [],
+                    "revisions": [],
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn a_state_file_loads_and_is_written_back_byte_for_byte() {
+        let text = serde_json::to_string_pretty(&written_state()).unwrap();
+        let dir = temp("roundtrip");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        std::fs::write(&path, &text).unwrap();
+        let s = load(&path).expect("the state loads");
+        assert_eq!(s.units["api"].history.len(), 4);
+        assert_eq!(s.units["api"].highest_revision(), 4);
+        assert_eq!(s.units["worker"].port, None);
+        assert_eq!(
+            s.units["api"].tasks[1].handle,
+            SavedHandle::Process {
+                pgid: 5002,
+                start_ticks: None
+            }
+        );
+        save(&path, &s).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_missing_field_takes_its_default() {
+        let s: SavedState =
+            serde_json::from_str(r#"{"environment": "dev", "units": {"api": {}}}"#).unwrap();
+        assert_eq!(s.next_task, 1);
+        assert_eq!(s.next_deploy, 1);
+        assert_eq!(s.next_build, 1);
+        assert_eq!(s.aws_port, None);
+        assert_eq!(s.units["api"], SavedUnit::default());
+        assert_eq!(empty("dev").units.len(), 0);
     }
 
     #[test]

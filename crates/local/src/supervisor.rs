@@ -466,10 +466,7 @@ impl Supervisor {
             let current = old.current;
             let mut history = old.history.clone();
             if let Some(d) = &old.deployment {
-                let pid = saved
-                    .pid
-                    .map(|p| format!(" (pid {p})"))
-                    .unwrap_or_default();
+                let pid = saved.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
                 history.push(interrupted(
                     d,
                     format!("the supervisor{pid} stopped before the deployment ended"),
@@ -872,9 +869,12 @@ impl Supervisor {
                 name.clone(),
                 SavedUnit {
                     port: rt.lb.as_ref().map(|l| l.port),
-                    current: rt
-                        .current
-                        .max(rt.deploy.as_ref().map(|d| d.to.min(rt.current)).unwrap_or(0)),
+                    current: rt.current.max(
+                        rt.deploy
+                            .as_ref()
+                            .map(|d| d.to.min(rt.current))
+                            .unwrap_or(0),
+                    ),
                     desired: Some(rt.desired),
                     manifest_desired: rt
                         .revisions
@@ -1586,7 +1586,12 @@ impl Supervisor {
                 self.save();
                 let _ = reply.send(json!({ "done": true, "units": units, "desired": count }));
             }
-            Request::Deploy { service: ref target } | Request::Rollback { service: ref target } => {
+            Request::Deploy {
+                service: ref target,
+            }
+            | Request::Rollback {
+                service: ref target,
+            } => {
                 let deploy = matches!(call.request, Request::Deploy { .. });
                 let units = self.units_of_service(target);
                 if units.is_empty() {

@@ -127,11 +127,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
                     tail.join("\n  ")
                 )));
             }
-            if let Ok(v) = rt.block_on(control::call(
-                &paths.socket(),
-                &Request::Status,
-                |_| {},
-            )) {
+            if let Ok(v) = rt.block_on(control::call(&paths.socket(), &Request::Status, |_| {})) {
                 let units: Vec<Value> =
                     v["status"]["units"].as_array().cloned().unwrap_or_default();
                 for u in &units {
