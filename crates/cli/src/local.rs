@@ -234,22 +234,16 @@ pub fn scale(global: &Global, out: &Out, a: &ScaleArgs) -> Result<(), Failure> {
             count: a.count,
         },
     )?;
-    if let Some(e) = v["error"].as_str() {
-        return Err(Failure::Resolve(e.to_string()));
+    let reply = control::Reply::of(&v);
+    if let Some(e) = reply.error {
+        return Err(Failure::Resolve(e));
     }
     if out.json() {
         println!("{v}");
     } else {
         println!(
             "{}: desired count {}",
-            v["units"]
-                .as_array()
-                .map(|u| u
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default(),
+            reply.units.unwrap_or_default().join(", "),
             a.count
         );
     }

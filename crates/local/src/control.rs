@@ -10,7 +10,8 @@
 //! - The wire format is the variants' field names with the operation in `op`.
 
 use crate::supervisor::Call;
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -77,6 +78,61 @@ impl Request {
     }
 }
 
+/// What decides the course of an answer in one answer line: whether it is the
+/// last line (`done`), the last one for a unit (`final`, `unit`), what failed
+/// (`error`) and which units a `deploy` or `rollback` answers for (`units`). The
+/// rest of a line is the operation's output, free-form JSON.
+///
+/// Reading is lenient, as for any free-form line: a field that is missing or of
+/// another type (`deployments` answers `units` as objects) reads as absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Reply {
+    #[serde(deserialize_with = "lenient")]
+    pub done: Option<bool>,
+    #[serde(rename = "final", deserialize_with = "lenient")]
+    pub last: Option<bool>,
+    #[serde(deserialize_with = "lenient")]
+    pub unit: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub error: Option<String>,
+    /// The unit names in `units` (other entries left out).
+    #[serde(deserialize_with = "names")]
+    pub units: Option<Vec<String>>,
+}
+
+impl Reply {
+    /// The deciding fields of answer line `v`.
+    pub fn of(v: &Value) -> Reply {
+        Reply::deserialize(v).unwrap_or_default()
+    }
+    /// The answer's last line.
+    pub fn done(&self) -> bool {
+        self.done == Some(true)
+    }
+    /// The last line for `unit`.
+    pub fn is_final(&self) -> bool {
+        self.last == Some(true)
+    }
+}
+
+/// A field of the type wanted, else absent.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// The strings of a list, else absent.
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
 pub async fn serve(
     stream: UnixStream,
     to_supervisor: mpsc::UnboundedSender<Call>,
@@ -111,19 +167,20 @@ pub async fn serve(
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
-                if let Some(list) = msg["units"].as_array() && units.is_none() && msg.get("done").is_none() {
-                    units = Some(list.iter().filter_map(|u| u.as_str().map(str::to_string)).collect());
+                let reply = Reply::of(&msg);
+                if let Some(list) = reply.units.clone() && units.is_none() && reply.done.is_none() {
+                    units = Some(list.into_iter().collect());
                 }
-                if msg["final"] == true && let Some(u) = msg["unit"].as_str() {
-                    finals.insert(u.to_string());
+                if reply.is_final() && let Some(u) = reply.unit.clone() {
+                    finals.insert(u);
                 }
-                let done = msg["done"] == true
+                let done = reply.done()
                     || units.as_ref().is_some_and(|u| !u.is_empty() && finals.len() >= u.len());
                 if w.write_all(format!("{msg}\n").as_bytes()).await.is_err() {
                     break;
                 }
                 if done {
-                    if msg["done"] != true {
+                    if !reply.done() {
                         let _ = w.write_all(format!("{}\n", json!({"done": true})).as_bytes()).await;
                     }
                     break;
@@ -205,7 +262,7 @@ pub async fn call(
         };
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         each(&v);
-        if v["done"] == true {
+        if Reply::of(&v).done() {
             return Ok(v);
         }
     }

@@ -271,6 +271,8 @@ pub struct SavedUnit {
     /// The number the next revision gets.
     pub next_revision: u32,
     /// Tasks not yet stopped (a crashed supervisor's are killed by the next one).
+    /// An entry that is neither a process group nor a container is left out.
+    #[serde(deserialize_with = "known_tasks")]
     pub tasks: Vec<SavedTask>,
     pub revisions: Vec<SavedRevision>,
 }
@@ -287,6 +289,15 @@ impl SavedUnit {
             .fold(self.current, u32::max)
             .min(u32::MAX - 1)
     }
+}
+
+/// The entries of a task list that are tasks.
+fn known_tasks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SavedTask>, D::Error> {
+    let list = Vec::<serde_json::Value>::deserialize(d)?;
+    Ok(list
+        .into_iter()
+        .filter_map(|t| serde_json::from_value(t).ok())
+        .collect())
 }
 
 /// A task in `state.json`.
@@ -475,6 +486,26 @@ mod tests {
         save(&path, &s).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_task_entry_of_no_known_kind_is_left_out() {
+        let s: SavedState = serde_json::from_str(
+            r#"{"units": {"api": {"tasks": [{"id": 1, "revision": 1, "port": 9},
+                {"id": 2, "revision": 1, "port": 10, "container": "c"}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.units["api"].tasks,
+            [SavedTask {
+                id: 2,
+                revision: 1,
+                port: 10,
+                handle: SavedHandle::Docker {
+                    container: "c".into()
+                }
+            }]
+        );
     }
 
     #[test]
