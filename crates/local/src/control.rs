@@ -302,7 +302,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    /// Every request, and the line an earlier client sent for it.
+    /// Every request, and its line on the wire.
     fn every_request() -> Vec<(Request, Value)> {
         let service = || "api".to_string();
         vec![
@@ -354,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn every_request_has_the_wire_shape_it_had() {
+    fn every_request_has_its_wire_shape() {
         for (request, wire) in every_request() {
             assert_eq!(serde_json::to_value(&request).unwrap(), wire);
             assert_eq!(Request::parse(&wire.to_string()), Ok(request));

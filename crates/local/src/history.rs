@@ -106,7 +106,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn each_kind_of_record_has_the_fields_it_had_on_the_wire() {
+    fn each_kind_of_record_has_its_own_fields_on_the_wire() {
         let started = "2026-01-01T00:00:00.000000Z".to_string();
         let ended = "2026-01-01T00:00:05.000000Z".to_string();
         let running = DeploymentRecord::in_progress(3, 2, 1, "deploy", started.clone());

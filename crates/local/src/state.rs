@@ -356,7 +356,7 @@ pub fn load(path: &Path) -> Option<SavedState> {
 
 /// The text of `state.json` for `s`: pretty-printed, keys sorted.
 pub fn to_text(s: &SavedState) -> serde_json::Result<String> {
-    // Through `Value`: its maps sort their keys, as the file has always had them.
+    // Through `Value`: its maps sort their keys, so the file's keys are sorted.
     serde_json::to_string_pretty(&serde_json::to_value(s)?)
 }
 
