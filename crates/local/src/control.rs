@@ -45,7 +45,12 @@ pub enum Request {
     /// supervisor).
     Events,
     /// One SSM action as the `user` principal (`pantstack secrets`).
-    Ssm { action: String, input: Value },
+    Ssm {
+        action: String,
+        /// The action's input (`null` when left out).
+        #[serde(default)]
+        input: Value,
+    },
     /// Re-encrypts every secret value under a new master key.
     RotateKey,
     /// What `pantstack exec` needs of a running task (the newest, or `task`).
