@@ -81,13 +81,13 @@ pub fn aws_env(global: &Global, out: &Out, a: &AwsEnvArgs) -> Result<(), Failure
             local_flag(&repo, &env)
         ))
     })?;
-    let port = saved["aws_port"].as_u64().ok_or_else(|| {
+    let port = saved.aws_port.ok_or_else(|| {
         Failure::Resolve(format!(
             "the local cloud of `{env}` has no AWS endpoint yet; start it with `pantstack up --env {env}{}`",
             local_flag(&repo, &env)
         ))
     })?;
-    let region = saved["aws_region"].as_str().unwrap_or("us-east-1");
+    let region = saved.aws_region.as_deref().unwrap_or("us-east-1");
     let file = key_file(&root, &env);
     if !file.exists() {
         return Err(Failure::Resolve(format!(

@@ -23,7 +23,7 @@ use crate::commands::find_root;
 use crate::git;
 use crate::output::Out;
 use pantstack_local::client;
-use pantstack_local::control;
+use pantstack_local::control::{self, Request};
 use pantstack_local::state::Paths;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ pub(crate) fn up_env(
 fn call(
     rt: &tokio::runtime::Runtime,
     socket: &Path,
-    req: Value,
+    req: Request,
     each: impl FnMut(&Value),
 ) -> Result<Value, Failure> {
     rt.block_on(control::call(socket, &req, each))
@@ -60,7 +60,7 @@ fn call(
 pub(crate) fn call_short(
     rt: &tokio::runtime::Runtime,
     paths: &Paths,
-    req: Value,
+    req: Request,
 ) -> Result<Value, Failure> {
     Ok(rt.block_on(client::call_short(paths, &req))?)
 }
@@ -88,7 +88,7 @@ fn print_event(out: &Out, v: &Value) {
 }
 
 fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(), Failure> {
-    let v = call_short(rt, paths, json!({"op": "status"}))?;
+    let v = call_short(rt, paths, Request::Status)?;
     let st = &v["status"];
     if out.json() {
         println!("{}", serde_json::to_string_pretty(st).unwrap_or_default());
@@ -184,15 +184,11 @@ const EXIT_WITHIN: Duration = Duration::from_secs(30);
 pub fn down(global: &Global, out: &Out, env: Option<&str>) -> Result<(), Failure> {
     let (_, paths) = socket_of(global, env)?;
     let rt = runtime()?;
-    let answered = rt.block_on(control::call(
-        &paths.socket(),
-        &json!({"op": "down"}),
-        |v| {
-            if v["event"].is_object() {
-                print_event(out, v);
-            }
-        },
-    ));
+    let answered = rt.block_on(control::call(&paths.socket(), &Request::Down, |v| {
+        if v["event"].is_object() {
+            print_event(out, v);
+        }
+    }));
     match answered {
         Ok(_) => {}
         // It went away while stopping: what counts is that it is gone (below).
@@ -233,24 +229,21 @@ pub fn scale(global: &Global, out: &Out, a: &ScaleArgs) -> Result<(), Failure> {
     let v = call_short(
         &rt,
         &paths,
-        json!({"op": "scale", "service": a.service, "count": a.count}),
+        Request::Scale {
+            service: a.service.clone(),
+            count: a.count,
+        },
     )?;
-    if let Some(e) = v["error"].as_str() {
-        return Err(Failure::Resolve(e.to_string()));
+    let reply = control::Reply::of(&v);
+    if let Some(e) = reply.error {
+        return Err(Failure::Resolve(e));
     }
     if out.json() {
         println!("{v}");
     } else {
         println!(
             "{}: desired count {}",
-            v["units"]
-                .as_array()
-                .map(|u| u
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default(),
+            reply.units.unwrap_or_default().join(", "),
             a.count
         );
     }

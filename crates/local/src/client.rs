@@ -14,12 +14,12 @@
 //!   ever writing at once). Either way the endpoint's own SSM handler does the work,
 //!   so values are sealed and journaled the same way.
 
-use crate::control::{self, CallError};
+use crate::control::{self, CallError, Request};
 use crate::spec;
 use crate::state::{self, Paths};
 use pantstack_endpoint::keys::key_file;
 use pantstack_model::{Monorepo, env};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -165,7 +165,7 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(15);
 /// A short request: bounded, so a supervisor that accepts but never answers
 /// (stopped with SIGSTOP, out of descriptors, wedged) is an error naming it, not a
 /// hang.
-pub async fn call_short(paths: &Paths, req: &Value) -> Result<Value, Refused> {
+pub async fn call_short(paths: &Paths, req: &Request) -> Result<Value, Refused> {
     let socket = paths.socket();
     match tokio::time::timeout(ANSWER_WITHIN, control::call(&socket, req, |_| {})).await {
         Ok(r) => r.map_err(Refused::from),
@@ -206,7 +206,7 @@ pub async fn liveness(paths: &Paths) -> Liveness {
     loop {
         let answered = tokio::time::timeout(
             PROBE_TRY,
-            control::call(&paths.socket(), &json!({"op": "status"}), |_| {}),
+            control::call(&paths.socket(), &Request::Status, |_| {}),
         )
         .await;
         if matches!(answered, Ok(Ok(_))) {
@@ -267,7 +267,10 @@ impl Secrets {
             None => {
                 let v = call_short(
                     &self.paths,
-                    &json!({ "op": "ssm", "action": action, "input": input }),
+                    &Request::Ssm {
+                        action: action.to_string(),
+                        input,
+                    },
                 )
                 .await?;
                 Ok(match v["error"].as_str() {
@@ -283,7 +286,7 @@ impl Secrets {
         match &self.core {
             Some(core) => core.rotate_key().await.map_err(Refused::Io),
             None => {
-                let v = control::call(&self.paths.socket(), &json!({ "op": "rotate-key" }), |_| {})
+                let v = control::call(&self.paths.socket(), &Request::RotateKey, |_| {})
                     .await
                     .map_err(|e| Refused::Unresolved(e.into()))?;
                 match v["error"].as_str() {

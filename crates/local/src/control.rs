@@ -1,8 +1,17 @@
 //! The control socket (`.pantstack/local/<env>/control.sock`): one JSON request line
 //! per connection, answered with JSON lines until one says `"done": true`.
-//! Operations: status, deploy, rollback, scale, deployments, down, events.
+//! Operations: the variants of [`Request`].
+//!
+//! Invariants:
+//! - A request is parsed once, here, into a [`Request`]; the supervisor gets the
+//!   typed value. A line that is not one (not JSON, an operation with a field
+//!   missing or of the wrong type, such as `scale` without its `count`) is answered
+//!   with one `bad request` line naming what is wrong, and never reaches it.
+//! - The wire format is the variants' field names with the operation in `op`.
 
-use crate::supervisor::Request;
+use crate::supervisor::Call;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -13,9 +22,125 @@ use tokio::sync::{broadcast, mpsc};
 /// Requests larger than this are refused (they are a few dozen bytes).
 const MAX_REQUEST: usize = 64 * 1024;
 
+/// One request on the control socket. `service` names a service (every role of
+/// it) or one unit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// The environment, its units and tasks (`{"done": true, "status": …}`).
+    Status,
+    /// A new revision of the units from the manifests as they are now; answers
+    /// the units, streams their events and ends with one `final` line per unit.
+    Deploy { service: String },
+    /// Back to the last completed revision before the current one; answers as
+    /// `deploy`.
+    Rollback { service: String },
+    /// A new desired count (at most 64).
+    Scale { service: String, count: u32 },
+    /// Each unit's deployment history and the deployment in progress.
+    Deployments { service: String },
+    /// Stops every task, then the supervisor; streams every event until then.
+    Down,
+    /// Every event, as they happen (answered by the connection, not the
+    /// supervisor).
+    Events,
+    /// One SSM action as the `user` principal (`pantstack secrets`).
+    Ssm {
+        action: String,
+        /// The action's input (`null` when left out).
+        #[serde(default)]
+        input: Value,
+    },
+    /// Re-encrypts every secret value under a new master key.
+    RotateKey,
+    /// What `pantstack exec` needs of a running task (the newest, or `task`).
+    Exec { service: String, task: Option<u64> },
+}
+
+impl Request {
+    /// The operation names, as `op` spells them.
+    const OPS: [&str; 10] = [
+        "status",
+        "deploy",
+        "rollback",
+        "scale",
+        "deployments",
+        "down",
+        "events",
+        "ssm",
+        "rotate-key",
+        "exec",
+    ];
+
+    /// Parses one request line. `Err` is the answer's error text.
+    pub fn parse(line: &str) -> Result<Request, String> {
+        let body: Value = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+        let op = body["op"].as_str().unwrap_or("");
+        if !Request::OPS.contains(&op) {
+            return Err(format!("unknown operation `{op}`"));
+        }
+        serde_json::from_value(body).map_err(|e| format!("bad request: {e}"))
+    }
+}
+
+/// What decides the course of an answer in one answer line: whether it is the
+/// last line (`done`), the last one for a unit (`final`, `unit`), what failed
+/// (`error`) and which units a `deploy` or `rollback` answers for (`units`). The
+/// rest of a line is the operation's output, free-form JSON.
+///
+/// Reading is lenient, as for any free-form line: a field that is missing or of
+/// another type (`deployments` answers `units` as objects) reads as absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Reply {
+    #[serde(deserialize_with = "lenient")]
+    pub done: Option<bool>,
+    #[serde(rename = "final", deserialize_with = "lenient")]
+    pub last: Option<bool>,
+    #[serde(deserialize_with = "lenient")]
+    pub unit: Option<String>,
+    #[serde(deserialize_with = "lenient")]
+    pub error: Option<String>,
+    /// The unit names in `units` (other entries left out).
+    #[serde(deserialize_with = "names")]
+    pub units: Option<Vec<String>>,
+}
+
+impl Reply {
+    /// The deciding fields of answer line `v`.
+    pub fn of(v: &Value) -> Reply {
+        Reply::deserialize(v).unwrap_or_default()
+    }
+    /// The answer's last line.
+    pub fn done(&self) -> bool {
+        self.done == Some(true)
+    }
+    /// The last line for `unit`.
+    pub fn is_final(&self) -> bool {
+        self.last == Some(true)
+    }
+}
+
+/// A field of the type wanted, else absent.
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(Option::<Value>::deserialize(d)?.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// The strings of a list, else absent.
+fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Array(list)) => Some(
+            list.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
 pub async fn serve(
     stream: UnixStream,
-    to_supervisor: mpsc::UnboundedSender<Request>,
+    to_supervisor: mpsc::UnboundedSender<Call>,
     mut events: broadcast::Receiver<Value>,
 ) {
     let (r, mut w) = stream.into_split();
@@ -23,46 +148,44 @@ pub async fn serve(
     let Ok(Some(line)) = lines.next_line().await else {
         return;
     };
-    let body: Value = match serde_json::from_str(&line) {
-        Ok(v) => v,
-        Err(e) => {
+    let request = match Request::parse(&line) {
+        Ok(r) => r,
+        Err(error) => {
             let _ = w
-                .write_all(
-                    format!(
-                        "{}\n",
-                        json!({"done": true, "error": format!("bad request: {e}")})
-                    )
-                    .as_bytes(),
-                )
+                .write_all(format!("{}\n", json!({"done": true, "error": error})).as_bytes())
                 .await;
             return;
         }
     };
-    let op = body["op"].as_str().unwrap_or("").to_string();
+    // Every event (`events`, `down`), those of the units answered (`deploy`,
+    // `rollback`), or none.
+    let every_event = matches!(request, Request::Events | Request::Down);
+    let stream_events =
+        every_event || matches!(request, Request::Deploy { .. } | Request::Rollback { .. });
     let (tx, mut rx) = mpsc::unbounded_channel();
-    if op != "events" && to_supervisor.send(Request { body, reply: tx }).is_err() {
+    if request != Request::Events && to_supervisor.send(Call { request, reply: tx }).is_err() {
         return;
     }
-    let stream_events = matches!(op.as_str(), "deploy" | "rollback" | "down" | "events");
     let mut units: Option<BTreeSet<String>> = None;
     let mut finals = BTreeSet::new();
     loop {
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
-                if let Some(list) = msg["units"].as_array() && units.is_none() && msg.get("done").is_none() {
-                    units = Some(list.iter().filter_map(|u| u.as_str().map(str::to_string)).collect());
+                let reply = Reply::of(&msg);
+                if let Some(list) = reply.units.clone() && units.is_none() && reply.done.is_none() {
+                    units = Some(list.into_iter().collect());
                 }
-                if msg["final"] == true && let Some(u) = msg["unit"].as_str() {
-                    finals.insert(u.to_string());
+                if reply.is_final() && let Some(u) = reply.unit.clone() {
+                    finals.insert(u);
                 }
-                let done = msg["done"] == true
+                let done = reply.done()
                     || units.as_ref().is_some_and(|u| !u.is_empty() && finals.len() >= u.len());
                 if w.write_all(format!("{msg}\n").as_bytes()).await.is_err() {
                     break;
                 }
                 if done {
-                    if msg["done"] != true {
+                    if !reply.done() {
                         let _ = w.write_all(format!("{}\n", json!({"done": true})).as_bytes()).await;
                     }
                     break;
@@ -71,7 +194,7 @@ pub async fn serve(
             ev = events.recv(), if stream_events => {
                 match ev {
                     Ok(ev) => {
-                        let relevant = op == "events" || op == "down" || units.as_ref().is_some_and(|u| ev["unit"].as_str().is_some_and(|x| u.contains(x)));
+                        let relevant = every_event || units.as_ref().is_some_and(|u| ev["unit"].as_str().is_some_and(|x| u.contains(x)));
                         if relevant && w.write_all(format!("{}\n", json!({"event": ev})).as_bytes()).await.is_err() {
                             break;
                         }
@@ -117,7 +240,7 @@ impl From<CallError> for String {
 /// answers, or when the connection ends before that line.
 pub async fn call(
     socket: &Path,
-    request: &Value,
+    request: &Request,
     mut each: impl FnMut(&Value),
 ) -> Result<Value, CallError> {
     let stream = UnixStream::connect(socket).await.map_err(|e| {
@@ -127,7 +250,8 @@ pub async fn call(
         ))
     })?;
     let (r, mut w) = stream.into_split();
-    w.write_all(format!("{request}\n").as_bytes())
+    let line = serde_json::to_string(request).map_err(|e| CallError::Connect(e.to_string()))?;
+    w.write_all(format!("{line}\n").as_bytes())
         .await
         .map_err(|e| CallError::Connect(e.to_string()))?;
     let mut lines = BufReader::new(r).lines();
@@ -143,7 +267,7 @@ pub async fn call(
         };
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         each(&v);
-        if v["done"] == true {
+        if Reply::of(&v).done() {
             return Ok(v);
         }
     }
@@ -180,7 +304,85 @@ pub async fn refuse(mut stream: UnixStream, peer_uid: Option<u32>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Every request, and its line on the wire.
+    fn every_request() -> Vec<(Request, Value)> {
+        let service = || "api".to_string();
+        vec![
+            (Request::Status, json!({"op": "status"})),
+            (
+                Request::Deploy { service: service() },
+                json!({"op": "deploy", "service": "api"}),
+            ),
+            (
+                Request::Rollback { service: service() },
+                json!({"op": "rollback", "service": "api"}),
+            ),
+            (
+                Request::Scale {
+                    service: service(),
+                    count: 3,
+                },
+                json!({"op": "scale", "service": "api", "count": 3}),
+            ),
+            (
+                Request::Deployments { service: service() },
+                json!({"op": "deployments", "service": "api"}),
+            ),
+            (Request::Down, json!({"op": "down"})),
+            (Request::Events, json!({"op": "events"})),
+            (
+                Request::Ssm {
+                    action: "GetParameter".into(),
+                    input: json!({"Name": "/x"}),
+                },
+                json!({"op": "ssm", "action": "GetParameter", "input": {"Name": "/x"}}),
+            ),
+            (Request::RotateKey, json!({"op": "rotate-key"})),
+            (
+                Request::Exec {
+                    service: service(),
+                    task: None,
+                },
+                json!({"op": "exec", "service": "api", "task": null}),
+            ),
+            (
+                Request::Exec {
+                    service: service(),
+                    task: Some(7),
+                },
+                json!({"op": "exec", "service": "api", "task": 7}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_request_has_its_wire_shape() {
+        for (request, wire) in every_request() {
+            assert_eq!(serde_json::to_value(&request).unwrap(), wire);
+            assert_eq!(Request::parse(&wire.to_string()), Ok(request));
+            let op = wire["op"].as_str().unwrap();
+            assert!(Request::OPS.contains(&op), "{op}");
+        }
+    }
+
+    #[test]
+    fn a_request_missing_a_field_is_refused_naming_it() {
+        let e = Request::parse(r#"{"op": "scale", "service": "api"}"#).unwrap_err();
+        assert_eq!(e, "bad request: missing field `count`");
+        let e = Request::parse(r#"{"op": "scale", "service": "api", "count": -1}"#).unwrap_err();
+        assert!(e.starts_with("bad request: invalid value"), "{e}");
+        let e = Request::parse(r#"{"op": "deploy"}"#).unwrap_err();
+        assert_eq!(e, "bad request: missing field `service`");
+        let e = Request::parse(r#"{"op": "launch"}"#).unwrap_err();
+        assert_eq!(e, "unknown operation `launch`");
+        let e = Request::parse(r#"{"service": "api"}"#).unwrap_err();
+        assert_eq!(e, "unknown operation ``");
+        let e = Request::parse("status").unwrap_err();
+        assert!(e.starts_with("bad request: expected value"), "{e}");
+    }
 
     #[test]
     fn only_the_supervisors_own_uid_may_use_the_socket() {

@@ -7,6 +7,7 @@ pub mod build;
 pub mod client;
 pub mod control;
 pub mod core;
+pub mod history;
 pub mod ports;
 pub mod spec;
 pub mod state;

@@ -7,8 +7,15 @@
 //! 0700, files 0600, whatever the umask (`secure`). The supervisor's liveness is its
 //! exclusive lock on `supervisor.lock` (`lock`, `holder`), never whether its control
 //! socket answered.
+//!
+//! `state.json` is a [`SavedState`]: its JSON shape is the structs' field names
+//! (keys sorted, as `serde_json` writes a map). Reading is lenient as to what is
+//! missing (a field left out takes its default), so a file an earlier run wrote
+//! with fewer fields still loads.
 
-use serde_json::{Value, json};
+use crate::history::DeploymentRecord;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -211,14 +218,152 @@ pub fn wait_released(paths: &Paths, within: Duration) -> Result<(), Option<Holde
     }
 }
 
-pub fn load(path: &Path) -> Option<Value> {
+/// What `state.json` holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedState {
+    pub environment: String,
+    pub project: String,
+    /// The supervisor that wrote it.
+    pub pid: Option<u32>,
+    pub next_task: u64,
+    pub next_deploy: u32,
+    pub next_build: u64,
+    /// The AWS endpoint's port (stable across restarts).
+    pub aws_port: Option<u16>,
+    pub aws_region: Option<String>,
+    pub units: BTreeMap<String, SavedUnit>,
+}
+
+impl Default for SavedState {
+    /// No state yet: numbering starts at 1.
+    fn default() -> Self {
+        SavedState {
+            environment: String::new(),
+            project: String::new(),
+            pid: None,
+            next_task: 1,
+            next_deploy: 1,
+            next_build: 1,
+            aws_port: None,
+            aws_region: None,
+            units: BTreeMap::new(),
+        }
+    }
+}
+
+/// One unit in `state.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedUnit {
+    /// Its load balancer's port (`null`: it has none).
+    pub port: Option<u16>,
+    /// The last completed revision.
+    pub current: u32,
+    /// The desired count (`scale` outlives a restart).
+    pub desired: Option<u32>,
+    /// The manifest's count when it was saved.
+    pub manifest_desired: Option<u32>,
+    /// The last 50 deployments, oldest first.
+    pub history: Vec<DeploymentRecord>,
+    /// The deployment in progress.
+    pub deployment: Option<DeploymentRecord>,
+    /// The number the next revision gets.
+    pub next_revision: u32,
+    /// Tasks not yet stopped (a crashed supervisor's are killed by the next one).
+    /// An entry that is neither a process group nor a container is left out.
+    #[serde(deserialize_with = "known_tasks")]
+    pub tasks: Vec<SavedTask>,
+    pub revisions: Vec<SavedRevision>,
+}
+
+impl SavedUnit {
+    /// The highest revision number this unit's saved state mentions.
+    pub fn highest_revision(&self) -> u32 {
+        let history = self.history.iter().map(|h| h.revision);
+        let revisions = self.revisions.iter().map(|r| r.number);
+        let deploying = self.deployment.iter().map(|d| d.revision);
+        history
+            .chain(revisions)
+            .chain(deploying)
+            .fold(self.current, u32::max)
+            .min(u32::MAX - 1)
+    }
+}
+
+/// The entries of a task list that are tasks.
+fn known_tasks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SavedTask>, D::Error> {
+    let list = Vec::<serde_json::Value>::deserialize(d)?;
+    Ok(list
+        .into_iter()
+        .filter_map(|t| serde_json::from_value(t).ok())
+        .collect())
+}
+
+/// A task in `state.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedTask {
+    pub id: u64,
+    pub revision: u32,
+    pub port: u16,
+    #[serde(flatten)]
+    pub handle: SavedHandle,
+}
+
+/// What a saved task runs as: its fields sit next to the task's own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SavedHandle {
+    /// A process group; `start_ticks` tells it from a later process with the
+    /// same id (`null` when it could not be read).
+    Process {
+        pgid: u32,
+        start_ticks: Option<u64>,
+    },
+    Docker {
+        container: String,
+    },
+}
+
+/// A revision in `state.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedRevision {
+    pub number: u32,
+    pub spec: SavedSpec,
+    /// Docker: its image.
+    pub image: Option<String>,
+    /// Processes with `local.build`: its build's directory.
+    pub artifacts: Option<PathBuf>,
+}
+
+/// What a saved revision ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedSpec {
+    pub command: Vec<String>,
+    pub container_command: Option<Vec<String>>,
+    /// Its environment, `[name, value]` pairs.
+    pub env: Vec<(String, String)>,
+    pub runtime: String,
+}
+
+/// The saved state; `None` when there is none or it cannot be read.
+pub fn load(path: &Path) -> Option<SavedState> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(&text).ok()
 }
 
-/// Writes `v` durably with mode 0600: a reader sees the old file or the new one,
+/// The text of `state.json` for `s`: pretty-printed, keys sorted.
+pub fn to_text(s: &SavedState) -> serde_json::Result<String> {
+    // Through `Value`: its maps sort their keys, so the file's keys are sorted.
+    serde_json::to_string_pretty(&serde_json::to_value(s)?)
+}
+
+/// Writes `s` durably with mode 0600: a reader sees the old file or the new one,
 /// never a mix.
-pub fn save(path: &Path, v: &Value) -> std::io::Result<()> {
+pub fn save(path: &Path, s: &SavedState) -> std::io::Result<()> {
+    let text = to_text(s).map_err(std::io::Error::other)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     private_dir(dir)?;
     let tmp = dir.join(".state.json.tmp");
@@ -228,11 +373,7 @@ pub fn save(path: &Path, v: &Value) -> std::io::Result<()> {
         .truncate(true)
         .mode(FILE_MODE)
         .open(&tmp)?;
-    f.write_all(
-        serde_json::to_string_pretty(v)
-            .unwrap_or_default()
-            .as_bytes(),
-    )?;
+    f.write_all(text.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Ok(d) = File::open(dir) {
@@ -241,8 +382,12 @@ pub fn save(path: &Path, v: &Value) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn empty(env: &str) -> Value {
-    json!({ "environment": env, "units": {} })
+/// The state of an environment that has none yet.
+pub fn empty(env: &str) -> SavedState {
+    SavedState {
+        environment: env.to_string(),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +399,125 @@ mod tests {
         let d = std::env::temp_dir().join(format!("pantstack-state-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
+    }
+
+    /// A state file in the shape the supervisor writes: every kind of history
+    /// record, a deployment in progress, both kinds of task, a unit without a
+    /// load balancer.
+    fn written_state() -> serde_json::Value {
+        let t0 = "2026-12-04T10:00:00.000001Z";
+        let t1 = "2026-12-04T10:00:09.500000Z";
+        serde_json::json!({
+            "environment": "test",
+            "project": "shop",
+            "pid": 4242,
+            "next_task": 17,
+            "next_deploy": 9,
+            "next_build": 3,
+            "aws_port": 40123,
+            "aws_region": "eu-west-1",
+            "units": {
+                "api": {
+                    "port": 38001,
+                    "current": 3,
+                    "desired": 2,
+                    "manifest_desired": 1,
+                    "history": [
+                        {"id": 1, "revision": 1, "from": 0, "kind": "start", "outcome": "completed",
+                         "reason": "", "failures": [], "started": t0, "ended": t1},
+                        {"id": 2, "revision": 2, "from": 1, "kind": "deploy", "outcome": "superseded",
+                         "reason": "replaced by deployment 3", "started": t0, "ended": t1},
+                        {"id": 3, "revision": 3, "from": 1, "kind": "deploy", "outcome": "failed",
+                         "reason": "circuit breaker", "failures": ["task 5 exited (exit status: 1)"],
+                         "started": t0, "ended": t1},
+                        {"id": 4, "revision": 1, "from": 3, "kind": "rollback", "outcome": "interrupted",
+                         "reason": "the supervisor (pid 4000) stopped before the deployment ended",
+                         "started": t0, "ended": t1},
+                    ],
+                    "deployment": {"id": 8, "revision": 4, "from": 3, "kind": "deploy", "started": t0},
+                    "next_revision": 5,
+                    "tasks": [
+                        {"id": 15, "revision": 3, "port": 41000, "pgid": 5001, "start_ticks": 123456},
+                        {"id": 16, "revision": 4, "port": 41001, "pgid": 5002, "start_ticks": null},
+                        {"id": 14, "revision": 3, "port": 41002, "container": "pantstack-shop-test-api-14"},
+                    ],
+                    "revisions": [
+                        {"number": 3, "spec": {"command": ["./run", "api"], "container_command": null,
+                          "env": [["PORT", "8080"], ["MODE", "a=b"]], "runtime": "process"},
+                         "image": null, "artifacts": "/p/.pantstack/local/test/artifacts/2"},
+                        {"number": 4, "spec": {"command": [], "container_command": ["/api", "serve"],
+                          "env": [], "runtime": "docker"},
+                         "image": "pantstack/shop-api:4", "artifacts": null},
+                    ],
+                },
+                "worker": {
+                    "port": null,
+                    "current": 0,
+                    "desired": 1,
+                    "manifest_desired": null,
+                    "history": [],
+                    "deployment": null,
+                    "next_revision": 1,
+                    "tasks": [],
+                    "revisions": [],
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn a_state_file_loads_and_is_written_back_byte_for_byte() {
+        let text = serde_json::to_string_pretty(&written_state()).unwrap();
+        let dir = temp("roundtrip");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        std::fs::write(&path, &text).unwrap();
+        let s = load(&path).expect("the state loads");
+        assert_eq!(s.units["api"].history.len(), 4);
+        assert_eq!(s.units["api"].highest_revision(), 4);
+        assert_eq!(s.units["worker"].port, None);
+        assert_eq!(
+            s.units["api"].tasks[1].handle,
+            SavedHandle::Process {
+                pgid: 5002,
+                start_ticks: None
+            }
+        );
+        save(&path, &s).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_task_entry_of_no_known_kind_is_left_out() {
+        let s: SavedState = serde_json::from_str(
+            r#"{"units": {"api": {"tasks": [{"id": 1, "revision": 1, "port": 9},
+                {"id": 2, "revision": 1, "port": 10, "container": "c"}]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.units["api"].tasks,
+            [SavedTask {
+                id: 2,
+                revision: 1,
+                port: 10,
+                handle: SavedHandle::Docker {
+                    container: "c".into()
+                }
+            }]
+        );
+    }
+
+    #[test]
+    fn a_missing_field_takes_its_default() {
+        let s: SavedState =
+            serde_json::from_str(r#"{"environment": "dev", "units": {"api": {}}}"#).unwrap();
+        assert_eq!(s.next_task, 1);
+        assert_eq!(s.next_deploy, 1);
+        assert_eq!(s.next_build, 1);
+        assert_eq!(s.aws_port, None);
+        assert_eq!(s.units["api"], SavedUnit::default());
+        assert_eq!(empty("dev").units.len(), 0);
     }
 
     #[test]

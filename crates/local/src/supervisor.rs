@@ -15,14 +15,16 @@
 //! started twice, and the supervisor does not exit before its start has ended.
 
 use crate::build;
+use crate::control;
 use crate::core::Millis;
 use crate::core::backoff::Backoff;
 use crate::core::rollout::{Outcome, Params, Rollout};
 use crate::core::tasks::{
     self, Action, Build, Deploying, Exited, Live, Observation, Phase, TaskState, Timings,
 };
+use crate::history::{DeploymentOutcome, DeploymentRecord};
 use crate::spec::{self, Runtime, Unit};
-use crate::state::{self, Paths};
+use crate::state::{self, Paths, SavedHandle, SavedState, SavedUnit};
 use crate::task::{self, Handle, StartSpec, Task};
 use pantstack_lb::Balancer;
 use serde_json::{Value, json};
@@ -168,7 +170,7 @@ struct UnitRt {
     lb: Option<Arc<Balancer>>,
     tasks: Vec<TaskRt>,
     deploy: Option<Deploy>,
-    history: Vec<Value>,
+    history: Vec<DeploymentRecord>,
     /// The number the next revision gets: persisted, so a number is never reused
     /// (not even after a crash that lost the revision it was given to).
     next_revision: u32,
@@ -244,39 +246,27 @@ impl UnitRt {
 }
 
 /// The deployment in progress as recorded in state.json (and as history entry).
-fn deploy_record(d: &Deploy) -> Value {
-    json!({
-        "id": d.id, "revision": d.to, "from": d.from, "kind": d.kind,
-        "started": pantstack_rt::clock::rfc3339_micros(d.started),
-    })
+fn deploy_record(d: &Deploy) -> DeploymentRecord {
+    DeploymentRecord::in_progress(
+        d.id,
+        d.to,
+        d.from,
+        d.kind,
+        pantstack_rt::clock::rfc3339_micros(d.started),
+    )
 }
 
 /// The history entry of a deployment a supervisor left unfinished (it was killed,
 /// crashed or stopped): `interrupted`.
-fn interrupted(record: &Value, reason: String) -> Value {
-    let mut r = record.clone();
-    r["outcome"] = json!("interrupted");
-    r["reason"] = json!(reason);
-    r["ended"] = json!(now_text());
-    r
-}
-
-/// The highest revision number a unit's saved state mentions.
-fn highest_saved_revision(old: &Value) -> u32 {
-    let mut n = old["current"].as_u64().unwrap_or(0);
-    for h in old["history"].as_array().into_iter().flatten() {
-        n = n.max(h["revision"].as_u64().unwrap_or(0));
-    }
-    for r in old["revisions"].as_array().into_iter().flatten() {
-        n = n.max(r["number"].as_u64().unwrap_or(0));
-    }
-    n = n.max(old["deployment"]["revision"].as_u64().unwrap_or(0));
-    n.min(u32::MAX as u64 - 1) as u32
+fn interrupted(record: &DeploymentRecord, reason: String) -> DeploymentRecord {
+    record
+        .clone()
+        .ended(DeploymentOutcome::Interrupted, reason, now_text())
 }
 
 /// A request from the control socket and where to send the answer lines.
-pub struct Request {
-    pub body: Value,
+pub struct Call {
+    pub request: control::Request,
     pub reply: mpsc::UnboundedSender<Value>,
 }
 
@@ -373,7 +363,7 @@ async fn start_aws(
     cfg: &Config,
     paths: &Paths,
     repo: &pantstack_model::Monorepo,
-    saved: &Value,
+    saved: &SavedState,
 ) -> Result<Aws, String> {
     let region = spec::region(repo, &cfg.env);
     let principals = spec::unit_names(repo);
@@ -386,7 +376,7 @@ async fn start_aws(
         compact_min_bytes: compact_min_bytes(),
     })?;
     let core = Arc::new(core);
-    let port = saved["aws_port"].as_u64().unwrap_or(0) as u16;
+    let port = saved.aws_port.unwrap_or(0);
     let server = pantstack_endpoint::http::serve(core.clone(), port)
         .await
         .map_err(|e| format!("cannot listen for the AWS endpoint on 127.0.0.1:{port}: {e}"))?;
@@ -426,13 +416,14 @@ fn now_text() -> String {
     pantstack_rt::clock::rfc3339_micros(SystemTime::now())
 }
 
-fn unit_json(u: &Unit) -> Value {
-    json!({
-        "command": u.command,
-        "container_command": u.container_command,
-        "env": u.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-        "runtime": u.runtime.as_str(),
-    })
+/// What `state.json` records of a revision's unit.
+fn saved_spec(u: &Unit) -> state::SavedSpec {
+    state::SavedSpec {
+        command: u.command.clone(),
+        container_command: u.container_command.clone(),
+        env: u.env.clone(),
+        runtime: u.runtime.as_str().to_string(),
+    }
 }
 
 impl Supervisor {
@@ -499,8 +490,8 @@ impl Supervisor {
             project,
             registry,
             units: BTreeMap::new(),
-            next_task: saved["next_task"].as_u64().unwrap_or(1),
-            next_deploy: saved["next_deploy"].as_u64().unwrap_or(1) as u32,
+            next_task: saved.next_task,
+            next_deploy: saved.next_deploy,
             events,
             clock: Instant::now(),
             service_urls: Vec::new(),
@@ -518,16 +509,17 @@ impl Supervisor {
                     )
                 })
                 .collect(),
-            next_build: saved["next_build"].as_u64().unwrap_or(1),
+            next_build: saved.next_build,
             batch: 0,
         };
         state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
         for u in &units {
-            let old = &saved["units"][&u.name];
+            let none = SavedUnit::default();
+            let old = saved.units.get(&u.name).unwrap_or(&none);
             let lb = match &u.http {
                 Some(h) => {
-                    let lb = sup.start_balancer(u, h, old["port"].as_u64()).await;
+                    let lb = sup.start_balancer(u, h, old.port.map(u64::from)).await;
                     let lb = match lb {
                         Ok(lb) => lb,
                         Err(e) => {
@@ -550,27 +542,22 @@ impl Supervisor {
                 }
                 None => None,
             };
-            let current = old["current"].as_u64().unwrap_or(0) as u32;
-            let mut history = old["history"].as_array().cloned().unwrap_or_default();
-            if old["deployment"].is_object() {
-                let pid = saved["pid"]
-                    .as_u64()
-                    .map(|p| format!(" (pid {p})"))
-                    .unwrap_or_default();
+            let current = old.current;
+            let mut history = old.history.clone();
+            if let Some(d) = &old.deployment {
+                let pid = saved.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
                 history.push(interrupted(
-                    &old["deployment"],
+                    d,
                     format!("the supervisor{pid} stopped before the deployment ended"),
                 ));
             }
-            let next_revision = (old["next_revision"].as_u64().unwrap_or(0) as u32)
-                .max(highest_saved_revision(old) + 1);
+            let next_revision = old.next_revision.max(old.highest_revision() + 1);
             // `scale` outlives a restart, until the manifest's count changes (then
             // the manifest's new count wins, as a service update's desiredCount).
-            let manifest_unchanged = old["manifest_desired"].as_u64() == Some(u64::from(u.desired));
-            let desired = old["desired"]
-                .as_u64()
+            let manifest_unchanged = old.manifest_desired == Some(u.desired);
+            let desired = old
+                .desired
                 .filter(|_| manifest_unchanged)
-                .map(|d| d as u32)
                 .unwrap_or(u.desired);
             sup.units.insert(
                 u.name.clone(),
@@ -907,10 +894,11 @@ impl Supervisor {
         // A deployment replaces any one in progress (ECS: the newest wins).
         let mut waiters: Vec<_> = waiter.into_iter().collect();
         if let Some(old) = rt.deploy.take() {
-            rt.history.push(json!({
-                "id": old.id, "revision": old.to, "from": old.from, "kind": old.kind, "outcome": "superseded",
-                "reason": format!("replaced by deployment {id}"), "started": pantstack_rt::clock::rfc3339_micros(old.started), "ended": now_text(),
-            }));
+            rt.history.push(deploy_record(&old).ended(
+                DeploymentOutcome::Superseded,
+                format!("replaced by deployment {id}"),
+                now_text(),
+            ));
             waiters.extend(old.waiters);
         }
         rt.backoff.reset();
@@ -935,52 +923,73 @@ impl Supervisor {
     }
 
     fn save(&self) {
-        let mut units = serde_json::Map::new();
+        let mut units = BTreeMap::new();
         for (name, rt) in &self.units {
-            let tasks: Vec<Value> = rt
+            let tasks = rt
                 .tasks
                 .iter()
                 .filter(|t| t.phase != Phase::Done)
-                .map(|t| match &t.task.handle {
-                    Handle::Process { pgid } => json!({
-                        "id": t.task.id, "revision": t.task.revision, "port": t.task.port,
-                        "pgid": pgid, "start_ticks": task::start_ticks(*pgid),
-                    }),
-                    Handle::Docker { container } => json!({
-                        "id": t.task.id, "revision": t.task.revision, "port": t.task.port, "container": container,
-                    }),
+                .map(|t| state::SavedTask {
+                    id: t.task.id,
+                    revision: t.task.revision,
+                    port: t.task.port,
+                    handle: match &t.task.handle {
+                        Handle::Process { pgid } => SavedHandle::Process {
+                            pgid: *pgid,
+                            start_ticks: task::start_ticks(*pgid),
+                        },
+                        Handle::Docker { container } => SavedHandle::Docker {
+                            container: container.clone(),
+                        },
+                    },
                 })
                 .collect();
-            let mut history = rt.history.clone();
-            let skip = history.len().saturating_sub(50);
-            history.drain(..skip);
+            let skip = rt.history.len().saturating_sub(50);
             units.insert(
                 name.clone(),
-                json!({
-                    "port": rt.lb.as_ref().map(|l| l.port),
-                    "current": rt.current.max(rt.deploy.as_ref().map(|d| d.to.min(rt.current)).unwrap_or(0)),
-                    "desired": rt.desired,
-                    "manifest_desired": rt.revisions.iter().max_by_key(|r| r.number).map(|r| r.unit.desired),
-                    "history": history,
-                    "deployment": rt.deploy.as_ref().map(deploy_record),
-                    "next_revision": rt.next_revision,
-                    "tasks": tasks,
-                    "revisions": rt.revisions.iter().map(|r| json!({"number": r.number, "spec": unit_json(&r.unit), "image": r.artifact.image(), "artifacts": r.artifact.dir()})).collect::<Vec<_>>(),
-                }),
+                SavedUnit {
+                    port: rt.lb.as_ref().map(|l| l.port),
+                    current: rt.current.max(
+                        rt.deploy
+                            .as_ref()
+                            .map(|d| d.to.min(rt.current))
+                            .unwrap_or(0),
+                    ),
+                    desired: Some(rt.desired),
+                    manifest_desired: rt
+                        .revisions
+                        .iter()
+                        .max_by_key(|r| r.number)
+                        .map(|r| r.unit.desired),
+                    history: rt.history[skip..].to_vec(),
+                    deployment: rt.deploy.as_ref().map(deploy_record),
+                    next_revision: rt.next_revision,
+                    tasks,
+                    revisions: rt
+                        .revisions
+                        .iter()
+                        .map(|r| state::SavedRevision {
+                            number: r.number,
+                            spec: saved_spec(&r.unit),
+                            image: r.artifact.image().map(str::to_string),
+                            artifacts: r.artifact.dir().map(std::path::Path::to_path_buf),
+                        })
+                        .collect(),
+                },
             );
         }
-        let v = json!({
-            "environment": self.cfg.env,
-            "project": self.project,
-            "pid": std::process::id(),
-            "next_task": self.next_task,
-            "next_deploy": self.next_deploy,
-            "next_build": self.next_build,
-            "aws_port": self.aws.server.port,
-            "aws_region": self.aws.region,
-            "units": units,
-        });
-        if let Err(e) = state::save(&self.paths.state(), &v) {
+        let s = SavedState {
+            environment: self.cfg.env.clone(),
+            project: self.project.clone(),
+            pid: Some(std::process::id()),
+            next_task: self.next_task,
+            next_deploy: self.next_deploy,
+            next_build: self.next_build,
+            aws_port: Some(self.aws.server.port),
+            aws_region: Some(self.aws.region.clone()),
+            units,
+        };
+        if let Err(e) = state::save(&self.paths.state(), &s) {
             eprintln!("cannot save {}: {e}", self.paths.state().display());
         }
     }
@@ -1340,11 +1349,18 @@ impl Supervisor {
             Outcome::InProgress => ("in_progress", String::new()),
         };
         let failures = d.rollout.failures.clone();
-        let record = json!({
-            "id": d.id, "revision": d.to, "from": d.from, "kind": d.kind, "outcome": label,
-            "reason": reason, "failures": failures,
-            "started": pantstack_rt::clock::rfc3339_micros(d.started), "ended": now_text(),
-        });
+        let record = DeploymentRecord {
+            failures: Some(failures),
+            ..deploy_record(&d).ended(
+                match &outcome {
+                    Outcome::Completed => DeploymentOutcome::Completed,
+                    Outcome::Failed(_) => DeploymentOutcome::Failed,
+                    Outcome::InProgress => DeploymentOutcome::InProgress,
+                },
+                reason.clone(),
+                now_text(),
+            )
+        };
         rt.history.push(record.clone());
         let mut rollback_to = None;
         match outcome {
@@ -1501,36 +1517,34 @@ impl Supervisor {
     }
 
     /// Handles one control request; long ones (deploy, rollback) answer later.
-    async fn control(&mut self, req: Request) {
-        let op = req.body["op"].as_str().unwrap_or("");
-        let target = req.body["service"].as_str().unwrap_or("").to_string();
-        let reply = req.reply;
-        match op {
-            "status" => {
+    async fn control(&mut self, call: Call) {
+        use control::Request;
+        let reply = call.reply;
+        match call.request {
+            Request::Status => {
                 let _ = reply.send(json!({ "done": true, "status": self.status() }));
             }
-            "ssm" => {
+            Request::Ssm { action, input } => {
                 // `pantstack secrets` while the local cloud runs: the endpoint's own
                 // handler, as the `user` principal.
-                let action = req.body["action"].as_str().unwrap_or("");
                 let r = self
                     .aws
                     .core
-                    .ssm(action, &req.body["input"], pantstack_endpoint::USER)
+                    .ssm(&action, &input, pantstack_endpoint::USER)
                     .await;
                 let _ = reply.send(match r {
                     Ok(v) => json!({ "done": true, "result": v }),
                     Err(e) => json!({ "done": true, "error": e.message, "code": e.code }),
                 });
             }
-            "rotate-key" => {
+            Request::RotateKey => {
                 let r = self.aws.core.rotate_key().await;
                 let _ = reply.send(match r {
                     Ok(n) => json!({ "done": true, "reencrypted": n }),
                     Err(e) => json!({ "done": true, "error": e }),
                 });
             }
-            "deployments" => {
+            Request::Deployments { service: target } => {
                 let units = self.units_of_service(&target);
                 let list: Vec<Value> = units
                     .iter()
@@ -1539,8 +1553,11 @@ impl Supervisor {
                     .collect();
                 let _ = reply.send(json!({ "done": true, "units": list }));
             }
-            "scale" => {
-                let count = req.body["count"].as_u64().unwrap_or(0).min(64) as u32;
+            Request::Scale {
+                service: target,
+                count,
+            } => {
+                let count = count.min(64);
                 let units = self.units_of_service(&target);
                 if units.is_empty() {
                     let _ = reply.send(
@@ -1557,8 +1574,14 @@ impl Supervisor {
                 self.save();
                 let _ = reply.send(json!({ "done": true, "units": units, "desired": count }));
             }
-            "deploy" | "rollback" => {
-                let units = self.units_of_service(&target);
+            Request::Deploy {
+                service: ref target,
+            }
+            | Request::Rollback {
+                service: ref target,
+            } => {
+                let deploy = matches!(call.request, Request::Deploy { .. });
+                let units = self.units_of_service(target);
                 if units.is_empty() {
                     let _ = reply.send(
                         json!({ "done": true, "error": format!("no service or unit `{target}`") }),
@@ -1567,7 +1590,7 @@ impl Supervisor {
                 }
                 let _ = reply.send(json!({ "units": units }));
                 self.batch += 1;
-                if op == "deploy" {
+                if deploy {
                     if !self.cfg.root.join("stack/infra/foundation").is_dir() {
                         let _ = reply.send(json!({ "done": true, "error": format!(
                             "the project is no longer at {} (moved while this local cloud ran): run `pantstack down --env {} --target local` and `pantstack up` from where it is now",
@@ -1633,8 +1656,8 @@ impl Supervisor {
                             rt.history
                                 .iter()
                                 .rev()
-                                .filter(|h| h["outcome"] == "completed")
-                                .filter_map(|h| h["revision"].as_u64().map(|n| n as u32))
+                                .filter(|h| h.completed())
+                                .map(|h| h.revision)
                                 .find(|&n| n != rt.current && rt.revision(n).is_some())
                         });
                         let working_tree = prev
@@ -1660,7 +1683,10 @@ impl Supervisor {
                     }
                 }
             }
-            "exec" => {
+            Request::Exec {
+                service: target,
+                task: wanted,
+            } => {
                 // The unit: a unit's name, else the service's HTTP role, else its worker.
                 let units = self.units_of_service(&target);
                 let unit = units
@@ -1674,7 +1700,6 @@ impl Supervisor {
                     );
                     return;
                 };
-                let wanted = req.body["task"].as_u64();
                 let task = rt
                     .tasks
                     .iter()
@@ -1715,16 +1740,14 @@ impl Supervisor {
                 };
                 let _ = reply.send(answer);
             }
-            "down" => {
+            Request::Down => {
                 self.stopping = true;
                 self.stop_builds().await;
                 let _ = reply.send(json!({ "message": "stopping every task" }));
                 self.down_waiters.push(reply);
             }
-            _ => {
-                let _ = reply
-                    .send(json!({ "done": true, "error": format!("unknown operation `{op}`") }));
-            }
+            // Served by the control connection itself, from the event stream.
+            Request::Events => {}
         }
     }
 
@@ -1743,19 +1766,17 @@ pub async fn stop_leftovers(paths: &Paths) -> usize {
         return 0;
     };
     let mut alive = 0;
-    for (_, u) in saved["units"].as_object().into_iter().flatten() {
-        for t in u["tasks"].as_array().into_iter().flatten() {
-            if let Some(pgid) = t["pgid"].as_u64() {
-                let recorded = t["start_ticks"].as_u64();
-                if recorded.is_some()
-                    && task::start_ticks(pgid as u32) == recorded
-                    && task::running(pgid as u32)
+    for t in saved.units.values().flat_map(|u| &u.tasks) {
+        match &t.handle {
+            SavedHandle::Process { pgid, start_ticks } => {
+                if start_ticks.is_some()
+                    && task::start_ticks(*pgid) == *start_ticks
+                    && task::running(*pgid)
                 {
                     alive += 1;
                 }
-            } else if t["container"].is_string() {
-                alive += 1;
             }
+            SavedHandle::Docker { .. } => alive += 1,
         }
     }
     cleanup_leftovers(&saved).await;
@@ -1764,22 +1785,17 @@ pub async fn stop_leftovers(paths: &Paths) -> usize {
 
 /// Kills what a crashed supervisor left running (recorded in the state file), so the
 /// new one starts from a clean slate on the same ports.
-async fn cleanup_leftovers(saved: &Value) {
-    let Some(units) = saved["units"].as_object() else {
-        return;
-    };
-    for (_, u) in units {
-        for t in u["tasks"].as_array().into_iter().flatten() {
-            if let Some(pgid) = t["pgid"].as_u64() {
-                let pgid = pgid as u32;
-                let recorded = t["start_ticks"].as_u64();
-                if recorded.is_some() && task::start_ticks(pgid) == recorded {
-                    task::signal_group(pgid, rustix::process::Signal::KILL);
+async fn cleanup_leftovers(saved: &SavedState) {
+    for t in saved.units.values().flat_map(|u| &u.tasks) {
+        match &t.handle {
+            SavedHandle::Process { pgid, start_ticks } => {
+                if start_ticks.is_some() && task::start_ticks(*pgid) == *start_ticks {
+                    task::signal_group(*pgid, rustix::process::Signal::KILL);
                 }
             }
-            if let Some(c) = t["container"].as_str() {
+            SavedHandle::Docker { container } => {
                 let _ = tokio::process::Command::new("docker")
-                    .args(["rm", "-f", c])
+                    .args(["rm", "-f", container])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .status()
@@ -1903,7 +1919,7 @@ impl Supervisor {
         // The umask (state::secure) made it 0600 already; say it explicitly.
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(state::FILE_MODE))
             .map_err(|e| format!("cannot restrict {}: {e}", sock.display()))?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Call>();
         let events = self.events.clone();
         let own = crate::control::own_uid();
         tokio::spawn(async move {

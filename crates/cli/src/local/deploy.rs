@@ -3,68 +3,84 @@
 
 use super::*;
 use crate::args::{DeployArgs, ServiceArgs};
+use pantstack_local::control::Reply;
+use pantstack_local::history::{DeploymentOutcome, DeploymentRecord};
+
+/// The deployment an answer line reports (`deployment`), if it reports one.
+fn deployment_of(v: &Value) -> Option<DeploymentRecord> {
+    serde_json::from_value(v["deployment"].clone()).ok()
+}
 
 /// Prints a deployment's end, with the failures that tripped the breaker.
 fn print_outcome(out: &Out, v: &Value) -> bool {
-    let d = &v["deployment"];
-    let unit = v["unit"].as_str().unwrap_or("?");
-    if let Some(e) = v["error"].as_str() {
+    let reply = Reply::of(v);
+    let unit = reply.unit.as_deref().unwrap_or("?");
+    if let Some(e) = &reply.error {
         println!("{unit}: {e}");
         return false;
     }
-    let outcome = d["outcome"].as_str().unwrap_or("?");
+    let d = deployment_of(v).unwrap_or_default();
+    let outcome = d.outcome.map_or("?", DeploymentOutcome::as_str);
     println!(
         "{} deployment {} ({}) of revision {}: {}",
         out.bold(unit),
-        d["id"],
-        d["kind"].as_str().unwrap_or(""),
-        d["revision"],
+        d.id,
+        d.kind,
+        d.revision,
         outcome
     );
-    if outcome != "completed" {
-        if let Some(r) = d["reason"].as_str() {
+    if !d.completed() {
+        if let Some(r) = &d.reason {
             println!("  why: {r}");
         }
-        for f in d["failures"].as_array().into_iter().flatten() {
-            println!("  - {}", f.as_str().unwrap_or(""));
+        for f in d.failures.iter().flatten() {
+            println!("  - {f}");
         }
     }
-    outcome == "completed"
+    d.completed()
 }
 
+/// `op` is `deploy` or `rollback`: what the messages call it.
 fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<(), Failure> {
+    let service = a.service.clone();
+    let request = if op == "deploy" {
+        Request::Deploy { service }
+    } else {
+        Request::Rollback { service }
+    };
     let (_, paths) = socket_of(global, a.env.as_deref())?;
     let rt = runtime()?;
     let mut ok = true;
     let mut rolled_back = false;
     let mut results = Vec::new();
     // Deployments whose outcome was shown as it happened (not shown twice).
-    let mut shown: Vec<(Value, Value)> = Vec::new();
+    let mut shown: Vec<(Option<String>, u32)> = Vec::new();
     let mut units: Vec<String> = Vec::new();
     let last = call(
         &rt,
         &paths.socket(),
-        json!({"op": op, "service": a.service}),
+        request,
         |v| {
+            let reply = Reply::of(v);
             if units.is_empty()
-                && v.get("done").is_none()
-                && let Some(list) = v["units"].as_array()
+                && reply.done.is_none()
+                && let Some(list) = reply.units.clone()
             {
-                units = list
-                    .iter()
-                    .filter_map(|u| u.as_str().map(str::to_string))
-                    .collect();
+                units = list;
             }
             if v["event"].is_object() {
                 if !out.json() {
                     print_event(out, v);
                 }
-            } else if v["final"] == true {
+            } else if reply.is_final() {
                 results.push(v.clone());
-            } else if v["deployment"]["outcome"] == "failed" && !out.json() {
+            } else if let Some(d) = deployment_of(v)
+                && d.outcome == Some(DeploymentOutcome::Failed)
+                && !out.json()
+            {
                 // The failed deployment; its rollback follows.
                 print_outcome(out, v);
-                shown.push((v["unit"].clone(), v["deployment"]["id"].clone()));
+                shown.push((reply.unit, d.id));
             }
         },
     )
@@ -75,12 +91,16 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
         )),
         f => f,
     })?;
-    if let Some(e) = last["error"].as_str() {
-        return Err(Failure::Resolve(e.to_string()));
+    if let Some(e) = Reply::of(&last).error {
+        return Err(Failure::Resolve(e));
     }
     let unfinished: Vec<&String> = units
         .iter()
-        .filter(|u| !results.iter().any(|r| r["unit"] == u.as_str()))
+        .filter(|u| {
+            !results
+                .iter()
+                .any(|r| Reply::of(r).unit.as_ref() == Some(*u))
+        })
         .collect();
     if !unfinished.is_empty() {
         return Err(Failure::Io(format!(
@@ -99,15 +119,18 @@ fn deploy_like(global: &Global, out: &Out, a: &ServiceArgs, op: &str) -> Result<
         );
     }
     for r in &results {
-        let seen = shown.contains(&(r["unit"].clone(), r["deployment"]["id"].clone()));
+        let reply = Reply::of(r);
+        let d = deployment_of(r);
+        let seen = d
+            .as_ref()
+            .is_some_and(|d| shown.contains(&(reply.unit.clone(), d.id)));
         if !out.json() && !seen {
             print_outcome(out, r);
         }
-        if r["deployment"]["kind"] == "rollback" && op == "deploy" {
+        if d.as_ref().is_some_and(|d| d.kind == "rollback") && op == "deploy" {
             rolled_back = true;
         }
-        if r["deployment"]["outcome"] != "completed" || r.get("error").is_some_and(|e| !e.is_null())
-        {
+        if !d.is_some_and(|d| d.completed()) || reply.error.is_some() {
             ok = false;
         }
     }
@@ -143,10 +166,12 @@ pub fn deployments(global: &Global, out: &Out, a: &ServiceArgs) -> Result<(), Fa
     let v = call_short(
         &rt,
         &paths,
-        json!({"op": "deployments", "service": a.service}),
+        Request::Deployments {
+            service: a.service.clone(),
+        },
     )?;
-    if let Some(e) = v["error"].as_str() {
-        return Err(Failure::Resolve(e.to_string()));
+    if let Some(e) = Reply::of(&v).error {
+        return Err(Failure::Resolve(e));
     }
     let units = v["units"].as_array().cloned().unwrap_or_default();
     if units.is_empty() {

@@ -107,10 +107,13 @@ pub fn exec(global: &Global, _out: &Out, a: &ExecArgs) -> Result<(), Failure> {
     let v = call_short(
         &rt,
         &paths,
-        json!({"op": "exec", "service": a.service, "task": a.task}),
+        Request::Exec {
+            service: a.service.clone(),
+            task: a.task,
+        },
     )?;
-    if let Some(e) = v["error"].as_str() {
-        return Err(Failure::Resolve(e.to_string()));
+    if let Some(e) = control::Reply::of(&v).error {
+        return Err(Failure::Resolve(e));
     }
     let Some((prog, args)) = a.command.split_first() else {
         return Err(Failure::Usage(

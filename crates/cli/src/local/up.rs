@@ -73,7 +73,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
             "the local cloud for `{env_name}` is already running: attached (Ctrl-C detaches, `pantstack down` stops it)"
         );
         status_of(&rt, out, &paths)?;
-        call(&rt, &paths.socket(), json!({"op": "events"}), |v| {
+        call(&rt, &paths.socket(), Request::Events, |v| {
             print_event(out, v)
         })?;
         return Ok(());
@@ -127,11 +127,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
                     tail.join("\n  ")
                 )));
             }
-            if let Ok(v) = rt.block_on(control::call(
-                &paths.socket(),
-                &json!({"op": "status"}),
-                |_| {},
-            )) {
+            if let Ok(v) = rt.block_on(control::call(&paths.socket(), &Request::Status, |_| {})) {
                 let units: Vec<Value> =
                     v["status"]["units"].as_array().cloned().unwrap_or_default();
                 for u in &units {
