@@ -49,8 +49,7 @@ pub enum Resource {
 #[derive(Clone, Debug)]
 pub struct Call {
     pub service: Service,
-    /// The action's name as AWS spells it (from the table below).
-    pub action: &'static str,
+    pub action: Action,
     pub resource: Resource,
     /// The input without the resource members: a JSON object.
     pub input: Value,
@@ -71,151 +70,103 @@ enum From {
     TagResource,
 }
 
-/// SQS actions: (name, resource, other members).
-const SQS: &[(&str, From, &[&str])] = &[
-    (
-        "CreateQueue",
-        From::QueueName,
-        &["Attributes", "tags", "Tags"],
-    ),
-    ("GetQueueUrl", From::QueueName, &["QueueOwnerAWSAccountId"]),
-    (
-        "ListQueues",
-        From::Nothing,
-        &["QueueNamePrefix", "NextToken", "MaxResults"],
-    ),
-    ("DeleteQueue", From::QueueUrl, &[]),
-    ("PurgeQueue", From::QueueUrl, &[]),
-    ("GetQueueAttributes", From::QueueUrl, &["AttributeNames"]),
-    ("SetQueueAttributes", From::QueueUrl, &["Attributes"]),
-    ("TagQueue", From::QueueUrl, &["Tags"]),
-    ("UntagQueue", From::QueueUrl, &["TagKeys"]),
-    ("ListQueueTags", From::QueueUrl, &[]),
-    (
-        "SendMessage",
-        From::QueueUrl,
-        &[
-            "MessageBody",
-            "DelaySeconds",
-            "MessageAttributes",
-            "MessageSystemAttributes",
-            "MessageDeduplicationId",
-            "MessageGroupId",
-        ],
-    ),
-    ("SendMessageBatch", From::QueueUrl, &["Entries"]),
-    (
-        "ReceiveMessage",
-        From::QueueUrl,
-        &[
-            "AttributeNames",
-            "MessageSystemAttributeNames",
-            "MessageAttributeNames",
-            "MaxNumberOfMessages",
-            "VisibilityTimeout",
-            "WaitTimeSeconds",
-            "ReceiveRequestAttemptId",
-        ],
-    ),
-    ("DeleteMessage", From::QueueUrl, &["ReceiptHandle"]),
-    ("DeleteMessageBatch", From::QueueUrl, &["Entries"]),
-    (
-        "ChangeMessageVisibility",
-        From::QueueUrl,
-        &["ReceiptHandle", "VisibilityTimeout"],
-    ),
-    ("ChangeMessageVisibilityBatch", From::QueueUrl, &["Entries"]),
-    (
-        "ListDeadLetterSourceQueues",
-        From::QueueUrl,
-        &["NextToken", "MaxResults"],
-    ),
-    (
-        "StartMessageMoveTask",
-        From::Move,
-        &["MaxNumberOfMessagesPerSecond"],
-    ),
-    ("ListMessageMoveTasks", From::Move, &["MaxResults"]),
-    ("CancelMessageMoveTask", From::TaskHandle, &[]),
-    (
-        "AddPermission",
-        From::QueueUrl,
-        &["Label", "AWSAccountIds", "Actions"],
-    ),
-    ("RemovePermission", From::QueueUrl, &["Label"]),
-];
+/// Every SQS and SSM action the endpoint answers: its service, where its resource
+/// comes from and its other members, in one list. A request's action is parsed into
+/// an [`Action`] once; handlers match on it exhaustively.
+macro_rules! actions {
+    ($($service:ident $action:ident $from:ident [$($member:literal),*];)*) => {
+        /// An SQS or SSM action, as AWS spells it ([`Action::name`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Action {
+            $($action,)*
+        }
 
-/// SSM actions: (name, resource, other members).
-const SSM: &[(&str, From, &[&str])] = &[
-    (
-        "PutParameter",
-        From::Name,
-        &[
-            "Description",
-            "Value",
-            "Type",
-            "KeyId",
-            "Overwrite",
-            "AllowedPattern",
-            "Tags",
-            "Tier",
-            "Policies",
-            "DataType",
-        ],
-    ),
-    ("GetParameter", From::Name, &["WithDecryption"]),
-    ("GetParameters", From::Names, &["WithDecryption"]),
-    (
-        "GetParametersByPath",
-        From::Path,
-        &[
-            "Recursive",
-            "ParameterFilters",
-            "WithDecryption",
-            "MaxResults",
-            "NextToken",
-        ],
-    ),
-    ("DeleteParameter", From::Name, &[]),
-    ("DeleteParameters", From::Names, &[]),
-    (
-        "DescribeParameters",
-        From::Nothing,
-        &[
-            "Filters",
-            "ParameterFilters",
-            "MaxResults",
-            "NextToken",
-            "Shared",
-        ],
-    ),
-    (
-        "GetParameterHistory",
-        From::Name,
-        &["WithDecryption", "MaxResults", "NextToken"],
-    ),
-    (
-        "LabelParameterVersion",
-        From::Name,
-        &["ParameterVersion", "Labels"],
-    ),
-    (
-        "UnlabelParameterVersion",
-        From::Name,
-        &["ParameterVersion", "Labels"],
-    ),
-    (
-        "AddTagsToResource",
-        From::TagResource,
-        &["ResourceType", "Tags"],
-    ),
-    (
-        "RemoveTagsFromResource",
-        From::TagResource,
-        &["ResourceType", "TagKeys"],
-    ),
-    ("ListTagsForResource", From::TagResource, &["ResourceType"]),
-];
+        impl Action {
+            const ALL: &'static [Action] = &[$(Action::$action,)*];
+
+            /// The action's name as AWS spells it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Action::$action => stringify!($action),)*
+                }
+            }
+
+            pub fn service(self) -> Service {
+                match self {
+                    $(Action::$action => Service::$service,)*
+                }
+            }
+
+            fn from(self) -> From {
+                match self {
+                    $(Action::$action => From::$from,)*
+                }
+            }
+
+            /// The members besides the resource's.
+            fn members(self) -> &'static [&'static str] {
+                match self {
+                    $(Action::$action => &[$($member),*],)*
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    Sqs CreateQueue QueueName ["Attributes", "tags", "Tags"];
+    Sqs GetQueueUrl QueueName ["QueueOwnerAWSAccountId"];
+    Sqs ListQueues Nothing ["QueueNamePrefix", "NextToken", "MaxResults"];
+    Sqs DeleteQueue QueueUrl [];
+    Sqs PurgeQueue QueueUrl [];
+    Sqs GetQueueAttributes QueueUrl ["AttributeNames"];
+    Sqs SetQueueAttributes QueueUrl ["Attributes"];
+    Sqs TagQueue QueueUrl ["Tags"];
+    Sqs UntagQueue QueueUrl ["TagKeys"];
+    Sqs ListQueueTags QueueUrl [];
+    Sqs SendMessage QueueUrl ["MessageBody", "DelaySeconds", "MessageAttributes", "MessageSystemAttributes", "MessageDeduplicationId", "MessageGroupId"];
+    Sqs SendMessageBatch QueueUrl ["Entries"];
+    Sqs ReceiveMessage QueueUrl ["AttributeNames", "MessageSystemAttributeNames", "MessageAttributeNames", "MaxNumberOfMessages", "VisibilityTimeout", "WaitTimeSeconds", "ReceiveRequestAttemptId"];
+    Sqs DeleteMessage QueueUrl ["ReceiptHandle"];
+    Sqs DeleteMessageBatch QueueUrl ["Entries"];
+    Sqs ChangeMessageVisibility QueueUrl ["ReceiptHandle", "VisibilityTimeout"];
+    Sqs ChangeMessageVisibilityBatch QueueUrl ["Entries"];
+    Sqs ListDeadLetterSourceQueues QueueUrl ["NextToken", "MaxResults"];
+    Sqs StartMessageMoveTask Move ["MaxNumberOfMessagesPerSecond"];
+    Sqs ListMessageMoveTasks Move ["MaxResults"];
+    Sqs CancelMessageMoveTask TaskHandle [];
+    Sqs AddPermission QueueUrl ["Label", "AWSAccountIds", "Actions"];
+    Sqs RemovePermission QueueUrl ["Label"];
+    Ssm PutParameter Name ["Description", "Value", "Type", "KeyId", "Overwrite", "AllowedPattern", "Tags", "Tier", "Policies", "DataType"];
+    Ssm GetParameter Name ["WithDecryption"];
+    Ssm GetParameters Names ["WithDecryption"];
+    Ssm GetParametersByPath Path ["Recursive", "ParameterFilters", "WithDecryption", "MaxResults", "NextToken"];
+    Ssm DeleteParameter Name [];
+    Ssm DeleteParameters Names [];
+    Ssm DescribeParameters Nothing ["Filters", "ParameterFilters", "MaxResults", "NextToken", "Shared"];
+    Ssm GetParameterHistory Name ["WithDecryption", "MaxResults", "NextToken"];
+    Ssm LabelParameterVersion Name ["ParameterVersion", "Labels"];
+    Ssm UnlabelParameterVersion Name ["ParameterVersion", "Labels"];
+    Ssm AddTagsToResource TagResource ["ResourceType", "Tags"];
+    Ssm RemoveTagsFromResource TagResource ["ResourceType", "TagKeys"];
+    Ssm ListTagsForResource TagResource ["ResourceType"];
+}
+
+impl Action {
+    /// `service`'s action named `name`, if the endpoint answers it.
+    pub fn parse(service: Service, name: &str) -> Option<Action> {
+        Action::ALL
+            .iter()
+            .copied()
+            .find(|a| a.service() == service && a.name() == name)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 fn serialization(msg: impl Into<String>) -> ApiError {
     ApiError::bad("SerializationException", msg).with_query_code("MalformedQueryString")
@@ -267,11 +218,7 @@ impl Call {
         input: Value,
         path_queue: Option<&str>,
     ) -> Result<Call, ApiError> {
-        let table = match service {
-            Service::Sqs => SQS,
-            Service::Ssm => SSM,
-        };
-        let Some(&(name, from, members)) = table.iter().find(|(n, ..)| *n == action) else {
+        let Some(parsed) = Action::parse(service, action) else {
             return Err(match service {
                 Service::Sqs => ApiError::bad(
                     "InvalidAction",
@@ -284,6 +231,7 @@ impl Call {
                 ),
             });
         };
+        let (name, from, members) = (parsed.name(), parsed.from(), parsed.members());
         let mut map = match input {
             Value::Object(m) => m,
             Value::Null => Map::new(),
@@ -331,7 +279,7 @@ impl Call {
             From::Move => {
                 let source_arn =
                     string("SourceArn")?.ok_or_else(|| missing(service, "SourceArn"))?;
-                let dest_arn = if name == "StartMessageMoveTask" {
+                let dest_arn = if parsed == Action::StartMessageMoveTask {
                     string("DestinationArn")?
                 } else {
                     None
@@ -405,7 +353,7 @@ impl Call {
         }
         Ok(Call {
             service,
-            action: name,
+            action: parsed,
             resource,
             input: Value::Object(map),
         })
@@ -520,6 +468,20 @@ impl<'de> Visitor<'de> for Strict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_action_parses_by_its_name_under_its_service_only() {
+        for &a in Action::ALL {
+            assert_eq!(Action::parse(a.service(), a.name()), Some(a));
+            let other = match a.service() {
+                Service::Sqs => Service::Ssm,
+                Service::Ssm => Service::Sqs,
+            };
+            assert_eq!(Action::parse(other, a.name()), None, "{a}");
+        }
+        assert_eq!(Action::parse(Service::Sqs, "sendmessage"), None);
+        assert_eq!(Action::ALL.len(), 36);
+    }
     use serde_json::json;
 
     #[test]

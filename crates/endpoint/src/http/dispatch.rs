@@ -321,7 +321,7 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
     let result = match service {
         Service::Sqs => core.sqs_call(&call, &principal.1).await.map(|out| {
             if query {
-                xml_ok(query::to_xml(call.action, &out, &rid))
+                xml_ok(query::to_xml(call.action.name(), &out, &rid))
             } else {
                 json_ok(&out, "application/x-amz-json-1.0")
             }

@@ -6,7 +6,7 @@ use super::policy::*;
 use super::state::*;
 use super::{MAX_BATCH_BYTES, MAX_TAGS, MAX_WAIT_SECS, Millis};
 use crate::error::ApiError;
-use crate::request::{Call, Resource, name_of_arn};
+use crate::request::{Action, Call, Resource, name_of_arn};
 use pantstack_sqs::attributes::SETTABLE;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -130,7 +130,7 @@ impl Sqs {
         };
         let mut ops = Vec::new();
         let out = match action {
-            "CreateQueue" => {
+            Action::CreateQueue => {
                 let name = queue_name()?;
                 let name = name.as_str();
                 let attrs = string_map(input.get("Attributes"), "Attributes")?;
@@ -155,7 +155,7 @@ impl Sqs {
                 }
                 json!({ "QueueUrl": url(name) })
             }
-            "GetQueueUrl" => {
+            Action::GetQueueUrl => {
                 let name = queue_name()?;
                 let name = name.as_str();
                 if !self.queues.contains_key(name) {
@@ -163,7 +163,7 @@ impl Sqs {
                 }
                 json!({ "QueueUrl": url(name) })
             }
-            "ListQueues" => {
+            Action::ListQueues => {
                 let prefix = text(input, "QueueNamePrefix").unwrap_or("");
                 let max = ranged(input, "MaxResults", 1, 1000)?;
                 let after = text(input, "NextToken").unwrap_or("");
@@ -180,7 +180,7 @@ impl Sqs {
                 }
                 out
             }
-            "DeleteQueue" => {
+            Action::DeleteQueue => {
                 let op = Op::DeleteQueue {
                     name: queue_name()?,
                 };
@@ -188,7 +188,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            "PurgeQueue" => {
+            Action::PurgeQueue => {
                 let op = Op::Purge {
                     name: queue_name()?,
                     now,
@@ -197,7 +197,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            "GetQueueAttributes" => {
+            Action::GetQueueAttributes => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 let all = self.all_attributes(q, now);
@@ -227,7 +227,7 @@ impl Sqs {
                     json!({ "Attributes": out })
                 }
             }
-            "SetQueueAttributes" => {
+            Action::SetQueueAttributes => {
                 let name = queue_name()?;
                 let attrs = string_map(input.get("Attributes"), "Attributes")?;
                 let fifo = self
@@ -244,7 +244,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            "TagQueue" => {
+            Action::TagQueue => {
                 let op = Op::Tag {
                     name: queue_name()?,
                     tags: string_map(input.get("Tags"), "Tags")?,
@@ -253,7 +253,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            "UntagQueue" => {
+            Action::UntagQueue => {
                 let op = Op::Untag {
                     name: queue_name()?,
                     keys: string_list(input.get("TagKeys")),
@@ -262,12 +262,12 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            "AddPermission" | "RemovePermission" => {
+            Action::AddPermission | Action::RemovePermission => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 let label = text(input, "Label").ok_or_else(|| missing("Label"))?;
                 let current = q.attrs.get("Policy").map(String::as_str);
-                let policy = if action == "AddPermission" {
+                let policy = if action == Action::AddPermission {
                     add_permission(current, &self.arn(&name), label, input)?
                 } else {
                     remove_permission(current, label)?
@@ -283,7 +283,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            "ListQueueTags" => {
+            Action::ListQueueTags => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 if q.tags.is_empty() {
@@ -292,7 +292,7 @@ impl Sqs {
                     json!({ "Tags": q.tags })
                 }
             }
-            "SendMessage" => {
+            Action::SendMessage => {
                 let name = queue_name()?;
                 let (op, md5_attrs) = self.send_op(&name, input, now, sender)?;
                 let r = self.apply(&op)?;
@@ -302,7 +302,7 @@ impl Sqs {
                 ops.push(op);
                 self.sent_json(&name, input, &sent, md5_attrs)
             }
-            "SendMessageBatch" => {
+            Action::SendMessageBatch => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 let entries = batch_entries(input)?;
@@ -344,7 +344,7 @@ impl Sqs {
                 }
                 json!({ "Successful": ok, "Failed": failed })
             }
-            "DeleteMessage" => {
+            Action::DeleteMessage => {
                 let name = queue_name()?;
                 let receipt =
                     text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
@@ -356,7 +356,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            "DeleteMessageBatch" => {
+            Action::DeleteMessageBatch => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 self.batch(input, &mut ops, |e| {
@@ -366,19 +366,19 @@ impl Sqs {
                     })
                 })?
             }
-            "ChangeMessageVisibility" => {
+            Action::ChangeMessageVisibility => {
                 let name = queue_name()?;
                 let op = visibility_op(&name, input, now)?;
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
-            "ChangeMessageVisibilityBatch" => {
+            Action::ChangeMessageVisibilityBatch => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 self.batch(input, &mut ops, |e| visibility_op(&name, e, now))?
             }
-            "ListDeadLetterSourceQueues" => {
+            Action::ListDeadLetterSourceQueues => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 let sources: Vec<String> = self
@@ -389,7 +389,7 @@ impl Sqs {
                     .collect();
                 json!({ "queueUrls": sources })
             }
-            "StartMessageMoveTask" => {
+            Action::StartMessageMoveTask => {
                 let Resource::Move {
                     source,
                     source_arn: src_arn,
@@ -439,7 +439,7 @@ impl Sqs {
                 ops.push(op);
                 json!({ "TaskHandle": handle })
             }
-            "ListMessageMoveTasks" => {
+            Action::ListMessageMoveTasks => {
                 let source = call.queue().unwrap_or("");
                 let results: Vec<Value> = self
                     .moves
@@ -463,7 +463,7 @@ impl Sqs {
                     .collect();
                 json!({ "Results": results })
             }
-            "CancelMessageMoveTask" => {
+            Action::CancelMessageMoveTask => {
                 return Err(ApiError::bad(
                     "ResourceNotFoundException",
                     "The task is not running: move tasks of the local cloud complete at once.",

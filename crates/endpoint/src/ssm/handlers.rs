@@ -6,7 +6,7 @@ use super::filters::*;
 use super::state::*;
 use crate::error::ApiError;
 use crate::keys::Keyring;
-use crate::request::{Call, Resource};
+use crate::request::{Action, Call, Resource};
 use crate::sqs::text;
 use pantstack_ssm::{Store, Version};
 use serde_json::{Value, json};
@@ -200,7 +200,7 @@ impl Params {
         };
         let mut ops = Vec::new();
         let out = match action {
-            "PutParameter" => {
+            Action::PutParameter => {
                 let name = name_of()?;
                 pantstack_ssm::check_name(&name).map_err(p_err)?;
                 let name = self.store.key_of(&name).unwrap_or(&name).to_string();
@@ -277,13 +277,13 @@ impl Params {
                 ops.push(op);
                 json!({ "Version": version, "Tier": "Standard" })
             }
-            "GetParameter" => {
+            Action::GetParameter => {
                 let sel = resolve(&self.store, &name_of()?)?;
                 let (name, v) = self.store.get(&sel).map_err(p_err)?;
                 let selector = sel.strip_prefix(name).filter(|s| !s.is_empty());
                 json!({ "Parameter": self.param_json(keys, name, v, decrypt, selector)? })
             }
-            "GetParameters" => {
+            Action::GetParameters => {
                 let names = names_of();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
@@ -307,7 +307,7 @@ impl Params {
                 }
                 json!({ "Parameters": params, "InvalidParameters": invalid })
             }
-            "GetParametersByPath" => {
+            Action::GetParametersByPath => {
                 let Resource::Path(path) = &call.resource else {
                     return Err(ApiError::bad(
                         "ValidationException",
@@ -351,7 +351,7 @@ impl Params {
                 }
                 out
             }
-            "DeleteParameter" => {
+            Action::DeleteParameter => {
                 let op = Op::Delete {
                     name: resolve(&self.store, &name_of()?)?,
                 };
@@ -359,7 +359,7 @@ impl Params {
                 ops.push(op);
                 json!({})
             }
-            "DeleteParameters" => {
+            Action::DeleteParameters => {
                 let names = names_of();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
@@ -385,7 +385,7 @@ impl Params {
                 }
                 json!({ "DeletedParameters": deleted, "InvalidParameters": invalid })
             }
-            "DescribeParameters" => {
+            Action::DescribeParameters => {
                 let filters = filters(input, Filtered::Describe)?;
                 let max = max_results(input, 50)? as usize;
                 let after = text(input, "NextToken").unwrap_or("");
@@ -411,7 +411,7 @@ impl Params {
                 }
                 out
             }
-            "GetParameterHistory" => {
+            Action::GetParameterHistory => {
                 // Oldest first, at most MaxResults (1..=50) a page; NextToken names
                 // the last version given.
                 let name = resolve(&self.store, &name_of()?)?;
@@ -437,7 +437,7 @@ impl Params {
                 }
                 page
             }
-            "LabelParameterVersion" => {
+            Action::LabelParameterVersion => {
                 let name = resolve(&self.store, &name_of()?)?;
                 let labels = string_list(input, "Labels")?.ok_or_else(|| {
                     validation("1 validation error detected: Value null at 'labels' failed to satisfy constraint: Member must not be null")
@@ -461,7 +461,7 @@ impl Params {
                 }
                 json!({ "InvalidLabels": invalid, "ParameterVersion": version })
             }
-            "UnlabelParameterVersion" => {
+            Action::UnlabelParameterVersion => {
                 let name = resolve(&self.store, &name_of()?)?;
                 let version = parameter_version(input)?.ok_or_else(|| {
                     validation("1 validation error detected: Value null at 'parameterVersion' failed to satisfy constraint: Member must not be null")
@@ -481,10 +481,12 @@ impl Params {
                 }
                 json!({ "RemovedLabels": removed, "InvalidLabels": invalid })
             }
-            "AddTagsToResource" | "RemoveTagsFromResource" | "ListTagsForResource" => {
+            Action::AddTagsToResource
+            | Action::RemoveTagsFromResource
+            | Action::ListTagsForResource => {
                 let name = self.tagged(call, &resolve)?;
                 match action {
-                    "AddTagsToResource" => {
+                    Action::AddTagsToResource => {
                         let tags = tag_list(input)?.ok_or_else(|| {
                             validation("1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
                         })?;
@@ -495,7 +497,7 @@ impl Params {
                         }
                         json!({})
                     }
-                    "RemoveTagsFromResource" => {
+                    Action::RemoveTagsFromResource => {
                         let keys = string_list(input, "TagKeys")?.ok_or_else(|| {
                             validation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null")
                         })?;
