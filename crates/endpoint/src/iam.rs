@@ -11,7 +11,7 @@
 //! needs the `…Version` action, multipart calls need `s3:PutObject`, `CopyObject`
 //! needs `s3:GetObject` on its source too.
 
-use crate::request::{Action, Call, Resource, Service};
+use crate::request::{Action, Call, Resource, Service, SqsAction, SsmAction};
 
 /// One `Allow` statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -131,9 +131,9 @@ pub fn call_request(call: &Call, region: &str, account: &str) -> Vec<(String, St
         Service::Ssm => "ssm",
     };
     let single = match call.action {
-        Action::SendMessageBatch => "SendMessage",
-        Action::DeleteMessageBatch => "DeleteMessage",
-        Action::ChangeMessageVisibilityBatch => "ChangeMessageVisibility",
+        Action::Sqs(SqsAction::SendMessageBatch) => "SendMessage",
+        Action::Sqs(SqsAction::DeleteMessageBatch) => "DeleteMessage",
+        Action::Sqs(SqsAction::ChangeMessageVisibilityBatch) => "ChangeMessageVisibility",
         a => a.name(),
     };
     let action = format!("{prefix}:{single}");
@@ -153,7 +153,7 @@ pub fn call_request(call: &Call, region: &str, account: &str) -> Vec<(String, St
         Resource::Task(_) => vec![(action, queue("*"))],
         // PutParameter with `Tags` also needs `ssm:AddTagsToResource`, as on AWS.
         Resource::Parameter(p)
-            if call.action == Action::PutParameter
+            if call.action == Action::Ssm(SsmAction::PutParameter)
                 && call
                     .input
                     .get("Tags")

@@ -601,7 +601,7 @@ impl Core {
     /// One parsed SQS call, answered once its changes are durable.
     pub async fn sqs_call(&self, call: &request::Call, sender: &str) -> Result<Value, ApiError> {
         self.stopped()?;
-        if call.action == request::Action::ReceiveMessage {
+        if call.action == request::Action::Sqs(request::SqsAction::ReceiveMessage) {
             return self.receive(call, sender).await;
         }
         let base = self.base_url();

@@ -70,43 +70,37 @@ enum From {
     TagResource,
 }
 
-/// Every SQS and SSM action the endpoint answers: its service, where its resource
-/// comes from and its other members, in one list. A request's action is parsed into
-/// an [`Action`] once; handlers match on it exhaustively.
+/// The actions of one service: where each one's resource comes from and its other
+/// members, in one list. A request's action is parsed once into an [`Action`];
+/// each service's handler matches its own enum exhaustively, so an action listed
+/// here without a handler does not compile.
 macro_rules! actions {
-    ($($service:ident $action:ident $from:ident [$($member:literal),*];)*) => {
-        /// An SQS or SSM action, as AWS spells it ([`Action::name`]).
+    ($name:ident { $($action:ident $from:ident [$($member:literal),*];)* }) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum Action {
+        pub enum $name {
             $($action,)*
         }
 
-        impl Action {
-            const ALL: &'static [Action] = &[$(Action::$action,)*];
+        impl $name {
+            const ALL: &'static [$name] = &[$($name::$action,)*];
 
             /// The action's name as AWS spells it.
             pub fn name(self) -> &'static str {
                 match self {
-                    $(Action::$action => stringify!($action),)*
-                }
-            }
-
-            pub fn service(self) -> Service {
-                match self {
-                    $(Action::$action => Service::$service,)*
+                    $($name::$action => stringify!($action),)*
                 }
             }
 
             fn from(self) -> From {
                 match self {
-                    $(Action::$action => From::$from,)*
+                    $($name::$action => From::$from,)*
                 }
             }
 
             /// The members besides the resource's.
             fn members(self) -> &'static [&'static str] {
                 match self {
-                    $(Action::$action => &[$($member),*],)*
+                    $($name::$action => &[$($member),*],)*
                 }
             }
         }
@@ -114,51 +108,100 @@ macro_rules! actions {
 }
 
 actions! {
-    Sqs CreateQueue QueueName ["Attributes", "tags", "Tags"];
-    Sqs GetQueueUrl QueueName ["QueueOwnerAWSAccountId"];
-    Sqs ListQueues Nothing ["QueueNamePrefix", "NextToken", "MaxResults"];
-    Sqs DeleteQueue QueueUrl [];
-    Sqs PurgeQueue QueueUrl [];
-    Sqs GetQueueAttributes QueueUrl ["AttributeNames"];
-    Sqs SetQueueAttributes QueueUrl ["Attributes"];
-    Sqs TagQueue QueueUrl ["Tags"];
-    Sqs UntagQueue QueueUrl ["TagKeys"];
-    Sqs ListQueueTags QueueUrl [];
-    Sqs SendMessage QueueUrl ["MessageBody", "DelaySeconds", "MessageAttributes", "MessageSystemAttributes", "MessageDeduplicationId", "MessageGroupId"];
-    Sqs SendMessageBatch QueueUrl ["Entries"];
-    Sqs ReceiveMessage QueueUrl ["AttributeNames", "MessageSystemAttributeNames", "MessageAttributeNames", "MaxNumberOfMessages", "VisibilityTimeout", "WaitTimeSeconds", "ReceiveRequestAttemptId"];
-    Sqs DeleteMessage QueueUrl ["ReceiptHandle"];
-    Sqs DeleteMessageBatch QueueUrl ["Entries"];
-    Sqs ChangeMessageVisibility QueueUrl ["ReceiptHandle", "VisibilityTimeout"];
-    Sqs ChangeMessageVisibilityBatch QueueUrl ["Entries"];
-    Sqs ListDeadLetterSourceQueues QueueUrl ["NextToken", "MaxResults"];
-    Sqs StartMessageMoveTask Move ["MaxNumberOfMessagesPerSecond"];
-    Sqs ListMessageMoveTasks Move ["MaxResults"];
-    Sqs CancelMessageMoveTask TaskHandle [];
-    Sqs AddPermission QueueUrl ["Label", "AWSAccountIds", "Actions"];
-    Sqs RemovePermission QueueUrl ["Label"];
-    Ssm PutParameter Name ["Description", "Value", "Type", "KeyId", "Overwrite", "AllowedPattern", "Tags", "Tier", "Policies", "DataType"];
-    Ssm GetParameter Name ["WithDecryption"];
-    Ssm GetParameters Names ["WithDecryption"];
-    Ssm GetParametersByPath Path ["Recursive", "ParameterFilters", "WithDecryption", "MaxResults", "NextToken"];
-    Ssm DeleteParameter Name [];
-    Ssm DeleteParameters Names [];
-    Ssm DescribeParameters Nothing ["Filters", "ParameterFilters", "MaxResults", "NextToken", "Shared"];
-    Ssm GetParameterHistory Name ["WithDecryption", "MaxResults", "NextToken"];
-    Ssm LabelParameterVersion Name ["ParameterVersion", "Labels"];
-    Ssm UnlabelParameterVersion Name ["ParameterVersion", "Labels"];
-    Ssm AddTagsToResource TagResource ["ResourceType", "Tags"];
-    Ssm RemoveTagsFromResource TagResource ["ResourceType", "TagKeys"];
-    Ssm ListTagsForResource TagResource ["ResourceType"];
+    SqsAction {
+        CreateQueue QueueName ["Attributes", "tags", "Tags"];
+        GetQueueUrl QueueName ["QueueOwnerAWSAccountId"];
+        ListQueues Nothing ["QueueNamePrefix", "NextToken", "MaxResults"];
+        DeleteQueue QueueUrl [];
+        PurgeQueue QueueUrl [];
+        GetQueueAttributes QueueUrl ["AttributeNames"];
+        SetQueueAttributes QueueUrl ["Attributes"];
+        TagQueue QueueUrl ["Tags"];
+        UntagQueue QueueUrl ["TagKeys"];
+        ListQueueTags QueueUrl [];
+        SendMessage QueueUrl ["MessageBody", "DelaySeconds", "MessageAttributes", "MessageSystemAttributes", "MessageDeduplicationId", "MessageGroupId"];
+        SendMessageBatch QueueUrl ["Entries"];
+        ReceiveMessage QueueUrl ["AttributeNames", "MessageSystemAttributeNames", "MessageAttributeNames", "MaxNumberOfMessages", "VisibilityTimeout", "WaitTimeSeconds", "ReceiveRequestAttemptId"];
+        DeleteMessage QueueUrl ["ReceiptHandle"];
+        DeleteMessageBatch QueueUrl ["Entries"];
+        ChangeMessageVisibility QueueUrl ["ReceiptHandle", "VisibilityTimeout"];
+        ChangeMessageVisibilityBatch QueueUrl ["Entries"];
+        ListDeadLetterSourceQueues QueueUrl ["NextToken", "MaxResults"];
+        StartMessageMoveTask Move ["MaxNumberOfMessagesPerSecond"];
+        ListMessageMoveTasks Move ["MaxResults"];
+        CancelMessageMoveTask TaskHandle [];
+        AddPermission QueueUrl ["Label", "AWSAccountIds", "Actions"];
+        RemovePermission QueueUrl ["Label"];
+    }
+}
+
+actions! {
+    SsmAction {
+        PutParameter Name ["Description", "Value", "Type", "KeyId", "Overwrite", "AllowedPattern", "Tags", "Tier", "Policies", "DataType"];
+        GetParameter Name ["WithDecryption"];
+        GetParameters Names ["WithDecryption"];
+        GetParametersByPath Path ["Recursive", "ParameterFilters", "WithDecryption", "MaxResults", "NextToken"];
+        DeleteParameter Name [];
+        DeleteParameters Names [];
+        DescribeParameters Nothing ["Filters", "ParameterFilters", "MaxResults", "NextToken", "Shared"];
+        GetParameterHistory Name ["WithDecryption", "MaxResults", "NextToken"];
+        LabelParameterVersion Name ["ParameterVersion", "Labels"];
+        UnlabelParameterVersion Name ["ParameterVersion", "Labels"];
+        AddTagsToResource TagResource ["ResourceType", "Tags"];
+        RemoveTagsFromResource TagResource ["ResourceType", "TagKeys"];
+        ListTagsForResource TagResource ["ResourceType"];
+    }
+}
+
+/// An SQS or SSM action, as AWS spells it ([`Action::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Sqs(SqsAction),
+    Ssm(SsmAction),
 }
 
 impl Action {
     /// `service`'s action named `name`, if the endpoint answers it.
     pub fn parse(service: Service, name: &str) -> Option<Action> {
-        Action::ALL
-            .iter()
-            .copied()
-            .find(|a| a.service() == service && a.name() == name)
+        match service {
+            Service::Sqs => SqsAction::ALL
+                .iter()
+                .find(|a| a.name() == name)
+                .map(|a| Action::Sqs(*a)),
+            Service::Ssm => SsmAction::ALL
+                .iter()
+                .find(|a| a.name() == name)
+                .map(|a| Action::Ssm(*a)),
+        }
+    }
+
+    /// The action's name as AWS spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Sqs(a) => a.name(),
+            Action::Ssm(a) => a.name(),
+        }
+    }
+
+    pub fn service(self) -> Service {
+        match self {
+            Action::Sqs(_) => Service::Sqs,
+            Action::Ssm(_) => Service::Ssm,
+        }
+    }
+
+    fn from(self) -> From {
+        match self {
+            Action::Sqs(a) => a.from(),
+            Action::Ssm(a) => a.from(),
+        }
+    }
+
+    fn members(self) -> &'static [&'static str] {
+        match self {
+            Action::Sqs(a) => a.members(),
+            Action::Ssm(a) => a.members(),
+        }
     }
 }
 
@@ -279,7 +322,7 @@ impl Call {
             From::Move => {
                 let source_arn =
                     string("SourceArn")?.ok_or_else(|| missing(service, "SourceArn"))?;
-                let dest_arn = if parsed == Action::StartMessageMoveTask {
+                let dest_arn = if parsed == Action::Sqs(SqsAction::StartMessageMoveTask) {
                     string("DestinationArn")?
                 } else {
                     None
@@ -471,7 +514,11 @@ mod tests {
 
     #[test]
     fn every_action_parses_by_its_name_under_its_service_only() {
-        for &a in Action::ALL {
+        let all = SqsAction::ALL
+            .iter()
+            .map(|a| Action::Sqs(*a))
+            .chain(SsmAction::ALL.iter().map(|a| Action::Ssm(*a)));
+        for a in all {
             assert_eq!(Action::parse(a.service(), a.name()), Some(a));
             let other = match a.service() {
                 Service::Sqs => Service::Ssm,
@@ -480,7 +527,7 @@ mod tests {
             assert_eq!(Action::parse(other, a.name()), None, "{a}");
         }
         assert_eq!(Action::parse(Service::Sqs, "sendmessage"), None);
-        assert_eq!(Action::ALL.len(), 36);
+        assert_eq!(SqsAction::ALL.len() + SsmAction::ALL.len(), 36);
     }
     use serde_json::json;
 

@@ -6,7 +6,7 @@ use super::policy::*;
 use super::state::*;
 use super::{MAX_BATCH_BYTES, MAX_TAGS, MAX_WAIT_SECS, Millis};
 use crate::error::ApiError;
-use crate::request::{Action, Call, Resource, name_of_arn};
+use crate::request::{Action, Call, Resource, SqsAction, name_of_arn};
 use pantstack_sqs::attributes::SETTABLE;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -121,7 +121,14 @@ impl Sqs {
     ) -> Result<(Value, Vec<Op>), ApiError> {
         let account = self.account.clone();
         let url = |name: &str| pantstack_model::physical::queue_url(base_url, &account, name);
-        let (action, input) = (call.action, &call.input);
+        let Action::Sqs(action) = call.action else {
+            return Err(ApiError::bad(
+                "InvalidAction",
+                format!("The action {} is not valid for this endpoint.", call.action),
+            )
+            .with_query_code("InvalidAction"));
+        };
+        let input = &call.input;
         // The queue comes from the parsed call (what IAM checked), never from input.
         let queue_name = || -> Result<String, ApiError> {
             call.queue()
@@ -130,7 +137,7 @@ impl Sqs {
         };
         let mut ops = Vec::new();
         let out = match action {
-            Action::CreateQueue => {
+            SqsAction::CreateQueue => {
                 let name = queue_name()?;
                 let name = name.as_str();
                 let attrs = string_map(input.get("Attributes"), "Attributes")?;
@@ -155,7 +162,7 @@ impl Sqs {
                 }
                 json!({ "QueueUrl": url(name) })
             }
-            Action::GetQueueUrl => {
+            SqsAction::GetQueueUrl => {
                 let name = queue_name()?;
                 let name = name.as_str();
                 if !self.queues.contains_key(name) {
@@ -163,7 +170,7 @@ impl Sqs {
                 }
                 json!({ "QueueUrl": url(name) })
             }
-            Action::ListQueues => {
+            SqsAction::ListQueues => {
                 let prefix = text(input, "QueueNamePrefix").unwrap_or("");
                 let max = ranged(input, "MaxResults", 1, 1000)?;
                 let after = text(input, "NextToken").unwrap_or("");
@@ -180,7 +187,7 @@ impl Sqs {
                 }
                 out
             }
-            Action::DeleteQueue => {
+            SqsAction::DeleteQueue => {
                 let op = Op::DeleteQueue {
                     name: queue_name()?,
                 };
@@ -188,7 +195,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            Action::PurgeQueue => {
+            SqsAction::PurgeQueue => {
                 let op = Op::Purge {
                     name: queue_name()?,
                     now,
@@ -197,7 +204,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            Action::GetQueueAttributes => {
+            SqsAction::GetQueueAttributes => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 let all = self.all_attributes(q, now);
@@ -227,7 +234,7 @@ impl Sqs {
                     json!({ "Attributes": out })
                 }
             }
-            Action::SetQueueAttributes => {
+            SqsAction::SetQueueAttributes => {
                 let name = queue_name()?;
                 let attrs = string_map(input.get("Attributes"), "Attributes")?;
                 let fifo = self
@@ -244,7 +251,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            Action::TagQueue => {
+            SqsAction::TagQueue => {
                 let op = Op::Tag {
                     name: queue_name()?,
                     tags: string_map(input.get("Tags"), "Tags")?,
@@ -253,7 +260,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            Action::UntagQueue => {
+            SqsAction::UntagQueue => {
                 let op = Op::Untag {
                     name: queue_name()?,
                     keys: string_list(input.get("TagKeys")),
@@ -262,12 +269,12 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            Action::AddPermission | Action::RemovePermission => {
+            SqsAction::AddPermission | SqsAction::RemovePermission => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 let label = text(input, "Label").ok_or_else(|| missing("Label"))?;
                 let current = q.attrs.get("Policy").map(String::as_str);
-                let policy = if action == Action::AddPermission {
+                let policy = if action == SqsAction::AddPermission {
                     add_permission(current, &self.arn(&name), label, input)?
                 } else {
                     remove_permission(current, label)?
@@ -283,7 +290,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            Action::ListQueueTags => {
+            SqsAction::ListQueueTags => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 if q.tags.is_empty() {
@@ -292,7 +299,7 @@ impl Sqs {
                     json!({ "Tags": q.tags })
                 }
             }
-            Action::SendMessage => {
+            SqsAction::SendMessage => {
                 let name = queue_name()?;
                 let (op, md5_attrs) = self.send_op(&name, input, now, sender)?;
                 let r = self.apply(&op)?;
@@ -302,7 +309,7 @@ impl Sqs {
                 ops.push(op);
                 self.sent_json(&name, input, &sent, md5_attrs)
             }
-            Action::SendMessageBatch => {
+            SqsAction::SendMessageBatch => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 let entries = batch_entries(input)?;
@@ -344,7 +351,7 @@ impl Sqs {
                 }
                 json!({ "Successful": ok, "Failed": failed })
             }
-            Action::DeleteMessage => {
+            SqsAction::DeleteMessage => {
                 let name = queue_name()?;
                 let receipt =
                     text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
@@ -356,7 +363,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            Action::DeleteMessageBatch => {
+            SqsAction::DeleteMessageBatch => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 self.batch(input, &mut ops, |e| {
@@ -366,19 +373,19 @@ impl Sqs {
                     })
                 })?
             }
-            Action::ChangeMessageVisibility => {
+            SqsAction::ChangeMessageVisibility => {
                 let name = queue_name()?;
                 let op = visibility_op(&name, input, now)?;
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
-            Action::ChangeMessageVisibilityBatch => {
+            SqsAction::ChangeMessageVisibilityBatch => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 self.batch(input, &mut ops, |e| visibility_op(&name, e, now))?
             }
-            Action::ListDeadLetterSourceQueues => {
+            SqsAction::ListDeadLetterSourceQueues => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 let sources: Vec<String> = self
@@ -389,7 +396,7 @@ impl Sqs {
                     .collect();
                 json!({ "queueUrls": sources })
             }
-            Action::StartMessageMoveTask => {
+            SqsAction::StartMessageMoveTask => {
                 let Resource::Move {
                     source,
                     source_arn: src_arn,
@@ -439,7 +446,7 @@ impl Sqs {
                 ops.push(op);
                 json!({ "TaskHandle": handle })
             }
-            Action::ListMessageMoveTasks => {
+            SqsAction::ListMessageMoveTasks => {
                 let source = call.queue().unwrap_or("");
                 let results: Vec<Value> = self
                     .moves
@@ -463,18 +470,20 @@ impl Sqs {
                     .collect();
                 json!({ "Results": results })
             }
-            Action::CancelMessageMoveTask => {
+            // Answered by the endpoint's receive path (`Core::receive`), which may wait
+            // for messages; never handed here.
+            SqsAction::ReceiveMessage => {
+                return Err(ApiError::bad(
+                    "InvalidAction",
+                    format!("The action {} is not valid for this endpoint.", call.action),
+                )
+                .with_query_code("InvalidAction"));
+            }
+            SqsAction::CancelMessageMoveTask => {
                 return Err(ApiError::bad(
                     "ResourceNotFoundException",
                     "The task is not running: move tasks of the local cloud complete at once.",
                 ));
-            }
-            other => {
-                return Err(ApiError::bad(
-                    "InvalidAction",
-                    format!("The action {other} is not valid for this endpoint."),
-                )
-                .with_query_code("InvalidAction"));
             }
         };
         Ok((out, ops))

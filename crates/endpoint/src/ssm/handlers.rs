@@ -6,7 +6,7 @@ use super::filters::*;
 use super::state::*;
 use crate::error::ApiError;
 use crate::keys::Keyring;
-use crate::request::{Action, Call, Resource};
+use crate::request::{Action, Call, Resource, SsmAction};
 use crate::sqs::text;
 use pantstack_ssm::{Store, Version};
 use serde_json::{Value, json};
@@ -150,7 +150,16 @@ impl Params {
         now: u64,
         caller: &str,
     ) -> Result<(Value, Vec<Op>), ApiError> {
-        let (action, input) = (call.action, &call.input);
+        let Action::Ssm(action) = call.action else {
+            return Err(ApiError::bad(
+                "UnknownOperationException",
+                format!(
+                    "The action {} is not supported by the local cloud's SSM.",
+                    call.action
+                ),
+            ));
+        };
+        let input = &call.input;
         // The parameters come from the parsed call (what IAM checked), never from
         // the input: `Call::parse` moved Name, Names and Path out of it.
         // A name may be an ARN (`iam::parameter_name`: only one of this region and
@@ -200,7 +209,7 @@ impl Params {
         };
         let mut ops = Vec::new();
         let out = match action {
-            Action::PutParameter => {
+            SsmAction::PutParameter => {
                 let name = name_of()?;
                 pantstack_ssm::check_name(&name).map_err(p_err)?;
                 let name = self.store.key_of(&name).unwrap_or(&name).to_string();
@@ -277,13 +286,13 @@ impl Params {
                 ops.push(op);
                 json!({ "Version": version, "Tier": "Standard" })
             }
-            Action::GetParameter => {
+            SsmAction::GetParameter => {
                 let sel = resolve(&self.store, &name_of()?)?;
                 let (name, v) = self.store.get(&sel).map_err(p_err)?;
                 let selector = sel.strip_prefix(name).filter(|s| !s.is_empty());
                 json!({ "Parameter": self.param_json(keys, name, v, decrypt, selector)? })
             }
-            Action::GetParameters => {
+            SsmAction::GetParameters => {
                 let names = names_of();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
@@ -307,7 +316,7 @@ impl Params {
                 }
                 json!({ "Parameters": params, "InvalidParameters": invalid })
             }
-            Action::GetParametersByPath => {
+            SsmAction::GetParametersByPath => {
                 let Resource::Path(path) = &call.resource else {
                     return Err(ApiError::bad(
                         "ValidationException",
@@ -351,7 +360,7 @@ impl Params {
                 }
                 out
             }
-            Action::DeleteParameter => {
+            SsmAction::DeleteParameter => {
                 let op = Op::Delete {
                     name: resolve(&self.store, &name_of()?)?,
                 };
@@ -359,7 +368,7 @@ impl Params {
                 ops.push(op);
                 json!({})
             }
-            Action::DeleteParameters => {
+            SsmAction::DeleteParameters => {
                 let names = names_of();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
@@ -385,7 +394,7 @@ impl Params {
                 }
                 json!({ "DeletedParameters": deleted, "InvalidParameters": invalid })
             }
-            Action::DescribeParameters => {
+            SsmAction::DescribeParameters => {
                 let filters = filters(input, Filtered::Describe)?;
                 let max = max_results(input, 50)? as usize;
                 let after = text(input, "NextToken").unwrap_or("");
@@ -411,7 +420,7 @@ impl Params {
                 }
                 out
             }
-            Action::GetParameterHistory => {
+            SsmAction::GetParameterHistory => {
                 // Oldest first, at most MaxResults (1..=50) a page; NextToken names
                 // the last version given.
                 let name = resolve(&self.store, &name_of()?)?;
@@ -437,7 +446,7 @@ impl Params {
                 }
                 page
             }
-            Action::LabelParameterVersion => {
+            SsmAction::LabelParameterVersion => {
                 let name = resolve(&self.store, &name_of()?)?;
                 let labels = string_list(input, "Labels")?.ok_or_else(|| {
                     validation("1 validation error detected: Value null at 'labels' failed to satisfy constraint: Member must not be null")
@@ -461,7 +470,7 @@ impl Params {
                 }
                 json!({ "InvalidLabels": invalid, "ParameterVersion": version })
             }
-            Action::UnlabelParameterVersion => {
+            SsmAction::UnlabelParameterVersion => {
                 let name = resolve(&self.store, &name_of()?)?;
                 let version = parameter_version(input)?.ok_or_else(|| {
                     validation("1 validation error detected: Value null at 'parameterVersion' failed to satisfy constraint: Member must not be null")
@@ -481,12 +490,12 @@ impl Params {
                 }
                 json!({ "RemovedLabels": removed, "InvalidLabels": invalid })
             }
-            Action::AddTagsToResource
-            | Action::RemoveTagsFromResource
-            | Action::ListTagsForResource => {
+            SsmAction::AddTagsToResource
+            | SsmAction::RemoveTagsFromResource
+            | SsmAction::ListTagsForResource => {
                 let name = self.tagged(call, &resolve)?;
                 match action {
-                    Action::AddTagsToResource => {
+                    SsmAction::AddTagsToResource => {
                         let tags = tag_list(input)?.ok_or_else(|| {
                             validation("1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
                         })?;
@@ -497,7 +506,7 @@ impl Params {
                         }
                         json!({})
                     }
-                    Action::RemoveTagsFromResource => {
+                    SsmAction::RemoveTagsFromResource => {
                         let keys = string_list(input, "TagKeys")?.ok_or_else(|| {
                             validation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null")
                         })?;
@@ -522,12 +531,6 @@ impl Params {
                         json!({ "TagList": list })
                     }
                 }
-            }
-            other => {
-                return Err(ApiError::bad(
-                    "UnknownOperationException",
-                    format!("The action {other} is not supported by the local cloud's SSM."),
-                ));
             }
         };
         Ok((out, ops))
