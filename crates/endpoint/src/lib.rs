@@ -840,8 +840,9 @@ impl Core {
         {
             return Some(doc.clone());
         }
-        // Stored policies were checked when set; one that does not parse as a
-        // policy (an old journal) is evaluated as allowing and denying nothing.
+        // Stored policies are checked when set; one that does not parse as a
+        // policy (in a journal written by older versions) is evaluated as
+        // allowing and denying nothing.
         let doc = Arc::new(
             policy_doc::PolicyDoc::parse(text, "sqs", &|_| true)
                 .unwrap_or_else(|_| policy_doc::PolicyDoc::empty()),

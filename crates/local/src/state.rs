@@ -80,7 +80,7 @@ pub fn user_umask() -> u32 {
 /// this process's umask to 077 (so files the AWS endpoint, the journal and anything
 /// else create later are 0600, directories 0700), creates `.pantstack/local/<env>/`
 /// with 0700 and sets 0700/0600 on every directory/file already below it (state
-/// from an earlier version, or created under a looser umask). Tasks started by the
+/// written by older versions, or created under a looser umask). Tasks started by the
 /// supervisor inherit the umask.
 pub fn secure(paths: &Paths) -> Result<(), String> {
     let before = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));

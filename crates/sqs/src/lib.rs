@@ -346,8 +346,8 @@ impl Queue {
 
     /// SendMessage with `extra` kept beside the body (the endpoint's message
     /// attributes) and the message id `id` (a UUID the caller drew; without one,
-    /// an id derived from the sequence number and `now`, what records written
-    /// before ids were drawn replay to).
+    /// an id derived from the sequence number and `now`, which is what a record
+    /// without an id, written by older versions, replays to).
     #[allow(clippy::too_many_arguments)]
     pub fn send_with(
         &mut self,

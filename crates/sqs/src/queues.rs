@@ -80,8 +80,8 @@ pub enum Op {
         name: String,
         body: String,
         extra: String,
-        /// The message id, a random UUID drawn by the handler (records written
-        /// before ids were drawn have none: the queue derives one).
+        /// The message id, a random UUID drawn by the handler. A record without
+        /// one (written by older versions) gets an id the queue derives.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         delay: Option<u64>,
@@ -405,8 +405,9 @@ impl<W: Wake> Queues<W> {
             } => {
                 let mut q = (**queue).clone();
                 if !attrs.contains_key("MaximumMessageSize") {
-                    // An image taken when the default was 256 KiB: the default
-                    // now, as replaying the queue's records gives.
+                    // An image without it (written by older versions, whose
+                    // default differs) gets `MAX_MESSAGE_BYTES`, the value
+                    // replaying the queue's records gives.
                     q.attributes.max_message_bytes = crate::MAX_MESSAGE_BYTES;
                 }
                 let old = self.queues.insert(

@@ -4,7 +4,8 @@
 //! through `dispatch::api`, so the answer does not depend on the path.
 //!
 //! Module graph (no cycles): this module uses `h1`, `general` and `limits`;
-//! `h1` and `general` use `dispatch` and `limits`; `dispatch` uses neither path.
+//! `h1` uses `dispatch` and `limits`; `general` uses `dispatch`; `dispatch` uses
+//! neither path.
 
 mod dispatch;
 mod general;
