@@ -27,7 +27,7 @@ round_line = ", ".join(f"{x:.2f}" for x in round_ratios)
 round_median = statistics.median(round_ratios) if round_ratios else float("nan")
 section = f"""## Load balancer: `bash bench/lb/run.sh`
 
-Pantstack's local load balancer (`bench-lb`: the same `pantstack_local::lb::Balancer`
+Pantstack's local load balancer (`bench-lb`: the same `pantstack_lb::Balancer`
 the local cloud runs — thread per core, its HTTP/1.1 fast path, request ids and trace
 ids and `X-Forwarded-*` on every request, health checks; access log off, as nginx's)
 against nginx
