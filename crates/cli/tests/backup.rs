@@ -245,6 +245,7 @@ fn backup_wipe_restore_round_trip_serves_the_same_bytes() {
     // Taken while writes went on, the backup is one instant: every message's object
     // (put before it) is there, and no message is missing before the last one.
     let checked = ok(script(&c, &["churned"]).output().unwrap(), "churned");
+    eprintln!("churn: {} restored: {}", churned.trim(), checked.trim());
     let n: Value = serde_json::from_str(checked.trim()).unwrap();
     assert!(n["messages"].as_u64().unwrap() > 0, "{checked} {churned}");
 }
@@ -332,4 +333,23 @@ fn damaged_truncated_and_foreign_backups_are_refused_naming_the_file() {
         .find(|e| e.file_name().to_string_lossy().starts_with("replaced-"))
         .expect("the replaced state moved aside");
     assert!(aside.path().join("aws/journal.log").is_file());
+
+    // Where this project's master key is missing (another machine), the restore
+    // says which key the secrets need and where it must go, and creates none.
+    let other_keys = base.join("other-keys");
+    let o = c
+        .command(&["restore", good.to_str().unwrap(), "--force"])
+        .env("PANTSTACK_KEY_DIR", &other_keys)
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: ")
+            && err.contains("master key of fingerprint")
+            && err.contains(&other_keys.display().to_string())
+            && err.contains(&c.key_dir().display().to_string()),
+        "{err}"
+    );
+    assert!(!other_keys.exists(), "a restore creates no key");
 }
