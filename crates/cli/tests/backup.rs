@@ -325,6 +325,11 @@ fn damaged_truncated_and_foreign_backups_are_refused_naming_the_file() {
     // The good one still restores over the existing state with --force, which
     // moves that state aside.
     let o = c.run(&["restore", good.to_str().unwrap(), "--force"]);
+    assert!(
+        !text(&o.stderr).contains("warning"),
+        "the key is in place: {}",
+        text(&o.stderr)
+    );
     let said = ok(o, "restore --force");
     assert!(said.contains("replaced-"), "{said}");
     let aside = std::fs::read_dir(c.root.join(".pantstack/local/test"))
@@ -333,6 +338,20 @@ fn damaged_truncated_and_foreign_backups_are_refused_naming_the_file() {
         .find(|e| e.file_name().to_string_lossy().starts_with("replaced-"))
         .expect("the replaced state moved aside");
     assert!(aside.path().join("aws/journal.log").is_file());
+
+    // After `rotate-key` the key file no longer holds the key an older backup's
+    // secrets are sealed under: the restore says so.
+    ok(
+        c.run(&["secrets", "rotate-key", "--env", c.env]),
+        "rotate-key",
+    );
+    let o = c.run(&["restore", good.to_str().unwrap(), "--force"]);
+    let err = text(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("no longer holds"),
+        "{err}"
+    );
 
     // Where this project's master key is missing (another machine), the restore
     // says which key the secrets need and where it must go, and creates none.

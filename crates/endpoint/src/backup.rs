@@ -44,6 +44,10 @@ pub struct Contents {
     pub parameters: u64,
     /// Parameter versions kept (up to 100 a parameter).
     pub parameter_versions: u64,
+    /// The ids of the master keys its SecureStrings are sealed under (a key
+    /// file must hold all of them to open them).
+    #[serde(default)]
+    pub sealed_under: BTreeSet<u32>,
     /// The blob files of object data the image names.
     #[serde(skip)]
     pub blobs: BTreeSet<String>,
@@ -165,6 +169,7 @@ pub fn check_image(region: &str, path: &Path) -> Result<Contents, String> {
         crate::s3::Op::ImageUpload { .. } => c.multipart_uploads += 1,
         _ => {}
     });
+    c.sealed_under = p.sealed_under();
     c.blobs = o.referenced();
     Ok(c)
 }

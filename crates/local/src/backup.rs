@@ -579,13 +579,28 @@ fn key_warnings(m: &Manifest, from: &Path, key_file: &Path) -> Vec<String> {
     };
     let want = b["fingerprint"].as_str().unwrap_or("?");
     let old = b["key_file"].as_str().unwrap_or("?");
-    let here = pantstack_endpoint::keys::Keyring::open_or_create_existing(key_file)
-        .map(|k| k.fingerprint())
-        .ok();
-    if here.as_deref() == Some(want) {
-        return Vec::new();
-    }
+    let ring = pantstack_endpoint::keys::Keyring::open_or_create_existing(key_file).ok();
+    let here = ring.as_ref().map(|k| k.fingerprint());
     let params = m.holds.aws.parameters;
+    if let Some(k) = ring.as_ref().filter(|_| here.as_deref() == Some(want)) {
+        let held = k.key_ids();
+        let missing: Vec<String> = m
+            .holds
+            .aws
+            .sealed_under
+            .iter()
+            .filter(|id| !held.contains(id))
+            .map(|id| id.to_string())
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        return vec![format!(
+            "some of the backup's secrets are sealed under key {} of the master key {}, which that file no longer holds (`pantstack secrets rotate-key` ran after the backup was taken): those secrets cannot be opened; restore the key file from before the rotation to read them, or set them again",
+            missing.join(", "),
+            key_file.display()
+        )];
+    }
     vec![format!(
         "the backup's secrets ({params} parameters) are sealed with the master key of fingerprint {want}, kept in {old} where the backup was taken; {}. Copy that key file to {} (mode 0600) before `pantstack up`, or the local cloud will not open its secrets",
         match here {
