@@ -219,8 +219,12 @@ pub async fn create(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(|e| io(&tmp, "create", e))?;
     set_mode(&tmp, DIR_MODE).map_err(|e| io(&tmp, "secure", e))?;
-    let staging = paths.aws().join(format!(".backup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
+    remove_stale(&paths.aws(), ".backup-");
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = paths
+        .aws()
+        .join(format!(".backup-{}-{n}", std::process::id()));
     let written: Result<Manifest, String> = async {
         let created = pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now());
         let snap = core.snapshot(&staging).await?;
@@ -275,6 +279,22 @@ pub async fn create(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     written
+}
+
+/// Removes what a process other than this one left in `dir` under names
+/// starting with `prefix` followed by its pid (`.backup-<pid>-<n>`): a backup or
+/// restore it did not finish. Only the process that owns the state (its lock)
+/// stages there, so another pid's entry is dead.
+fn remove_stale(dir: &Path, prefix: &str) {
+    let me = format!("{prefix}{}-", std::process::id());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(prefix) && !name.starts_with(&me) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// Whether `rel` is a path a backup may list: the image, the state, the key
@@ -465,7 +485,8 @@ pub fn restore(
             paths.dir.display()
         )));
     }
-    let stage = paths.dir.join(format!(".restore-{}", std::process::id()));
+    remove_stale(&paths.dir, ".restore-");
+    let stage = paths.dir.join(format!(".restore-{}-0", std::process::id()));
     let staged = stage_aws(from, &m, &stage);
     if let Err(e) = staged {
         let _ = std::fs::remove_dir_all(&stage);
