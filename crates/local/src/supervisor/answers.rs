@@ -305,6 +305,13 @@ impl Supervisor {
                 let _ = reply.send(json!({ "message": "stopping every task" }));
                 self.down_waiters.push(reply);
             }
+            Request::Backup { dir } if !dir.is_absolute() => {
+                let error = format!(
+                    "backup: {} is not an absolute path (the supervisor's working directory is not yours)",
+                    dir.display()
+                );
+                let _ = reply.send(json!({ "done": true, "error": error }));
+            }
             Request::Backup { dir } => {
                 // Off the control loop: the snapshot holds the endpoint's locks
                 // only while it images the state; copying the files takes longer.
