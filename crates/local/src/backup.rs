@@ -485,13 +485,6 @@ pub fn restore(
             paths.dir.display()
         )));
     }
-    remove_stale(&paths.dir, ".restore-");
-    let stage = paths.dir.join(format!(".restore-{}-0", std::process::id()));
-    let staged = stage_aws(from, &m, &stage);
-    if let Err(e) = staged {
-        let _ = std::fs::remove_dir_all(&stage);
-        return Err(Refused::Io(e));
-    }
     // The saved state without tasks: none of the backup's processes run here.
     let saved = std::fs::read(from.join(STATE))
         .ok()
@@ -512,10 +505,17 @@ pub fn restore(
             }
             s
         });
+    remove_stale(&paths.dir, ".restore-");
+    let stage = paths.dir.join(format!(".restore-{}-0", std::process::id()));
+    let staged = stage_aws(from, &m, &stage);
+    if let Err(e) = staged {
+        let _ = std::fs::remove_dir_all(&stage);
+        return Err(Refused::Io(e));
+    }
+    let stamp =
+        pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now()).replace([':', '.'], "-");
+    let aside = paths.dir.join(format!("replaced-{stamp}"));
     let swap = || -> Result<Option<PathBuf>, String> {
-        let stamp = pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now())
-            .replace([':', '.'], "-");
-        let aside = paths.dir.join(format!("replaced-{stamp}"));
         let mut moved = false;
         for (what, path) in [("aws", paths.aws()), (STATE, paths.state())] {
             if path.exists() {
@@ -537,13 +537,22 @@ pub fn restore(
             let _ = std::fs::remove_dir_all(&aside);
             return Ok(None);
         }
-        Ok(moved.then_some(aside))
+        Ok(moved.then(|| aside.clone()))
     };
     let replaced = match swap() {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&stage);
-            return Err(Refused::Io(e));
+            let undo = if aside.exists() {
+                format!(
+                    "; the state it was replacing is in {}, untouched: move its entries back into {} to undo",
+                    aside.display(),
+                    paths.dir.display()
+                )
+            } else {
+                String::new()
+            };
+            return Err(Refused::Io(format!("{e}{undo}")));
         }
     };
     let warnings = key_warnings(&m, from, key_file);
