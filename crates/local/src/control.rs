@@ -55,11 +55,14 @@ pub enum Request {
     RotateKey,
     /// What `pantstack exec` needs of a running task (the newest, or `task`).
     Exec { service: String, task: Option<u64> },
+    /// A backup of the environment's state into the new directory `dir` (an
+    /// absolute path); answers its manifest (`crate::backup`).
+    Backup { dir: std::path::PathBuf },
 }
 
 impl Request {
     /// The operation names, as `op` spells them.
-    const OPS: [&str; 10] = [
+    const OPS: [&str; 11] = [
         "status",
         "deploy",
         "rollback",
@@ -70,6 +73,7 @@ impl Request {
         "ssm",
         "rotate-key",
         "exec",
+        "backup",
     ];
 
     /// Parses one request line. `Err` is the answer's error text.
