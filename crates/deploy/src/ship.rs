@@ -77,6 +77,108 @@ impl From<String> for Failure {
 
 const INLINE_MAX: usize = pantstack_synth::cfn::INLINE_TEMPLATE_MAX;
 
+/// The listener-rule priorities the environment's deployed stacks (found by
+/// pantstack's `tags`; the load balancer, shared and foundation stacks aside)
+/// hold on its shared load balancers, by the service each stack is of
+/// (`pantstack_synth::Options::deployed_priorities`). A stack whose template
+/// cannot be read fails the whole: a priority missed could be given twice.
+pub async fn deployed_priorities(
+    c: &Clients,
+    names: &Names<'_>,
+    tags: &[(String, String)],
+) -> Result<BTreeMap<String, Vec<u32>>, String> {
+    let prefix = format!("{}-", names.prefix());
+    let skip = [
+        names.lb_stack(),
+        names.shared_stack(),
+        names.foundation_stack(),
+    ];
+    let stacks: Vec<String> = stack::tagged(c, tags)
+        .await?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix) && !skip.contains(n))
+        .collect();
+    let mut out = BTreeMap::new();
+    // A few at a time: GetTemplate is throttled per account.
+    for chunk in stacks.chunks(8) {
+        let mut set = tokio::task::JoinSet::new();
+        for name in chunk {
+            let c = c.clone();
+            let name = name.clone();
+            set.spawn(async move {
+                let t = c
+                    .cfn
+                    .get_template()
+                    .stack_name(&name)
+                    .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot read the template of {name} (the listener-rule priorities it holds on the shared load balancer): {}",
+                            why(&e)
+                        )
+                    })?;
+                Ok::<_, String>((name, t.template_body().unwrap_or_default().to_string()))
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            let (name, body) = r.map_err(|e| format!("reading a deployed template: {e}"))??;
+            let ps = pantstack_synth::shared_lb::rule_priorities(&body, names);
+            if let Some(service) = name.strip_prefix(&prefix)
+                && !ps.is_empty()
+            {
+                out.insert(service.to_string(), ps);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<'a> Env<'a> {
+    /// With shared load balancers: this environment synthesized again with the
+    /// listener-rule priorities its deployed stacks hold pinned
+    /// ([`deployed_priorities`]), so that no deployed service's rules move and
+    /// new services take blocks no deployed rule uses. `None` when that changes
+    /// nothing (no shared load balancer, or the offline blocks already agree).
+    pub async fn pinned(&self) -> Result<Option<Env<'a>>, Failure> {
+        if self.stack(&self.names().lb_stack()).is_none() {
+            return Ok(None);
+        }
+        let deployed = deployed_priorities(&self.clients, &self.names(), &self.tags()).await?;
+        if deployed.is_empty() {
+            return Ok(None);
+        }
+        let opts = pantstack_synth::Options {
+            region: Some(self.output.plan.region.clone()),
+            deployed_priorities: deployed,
+        };
+        let output = pantstack_synth::synth(self.repo, &self.env, &opts).map_err(|d| {
+            let why: Vec<String> = d
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| format!("{}: {}", d.file, d.message))
+                .collect();
+            Failure::new(format!(
+                "cannot synthesize `{}` with the deployed listener-rule priorities: {}",
+                self.env,
+                why.join("; ")
+            ))
+        })?;
+        if output.files == self.output.files {
+            return Ok(None);
+        }
+        Ok(Some(Env {
+            repo: self.repo,
+            env: self.env.clone(),
+            output,
+            clients: self.clients.clone(),
+            progress: self.progress.clone(),
+            dir: self.dir.clone(),
+        }))
+    }
+}
+
 impl Env<'_> {
     fn project(&self) -> &str {
         &self.output.plan.project
