@@ -2,6 +2,10 @@
 //! the foundation says `network.load_balancer: shared` (Copilot's environment
 //! model): one internet-facing ALB and its HTTP listener, whose default answer is
 //! 404; each HTTP service stack adds its target group and listener rules to it.
+//! With the environment's certificate (`network.load_balancer_certificate`) the
+//! rules are on an HTTPS:443 listener instead and port 80 redirects to it; its
+//! export has a name of its own (`HttpsListenerArn{k}`), so turning HTTPS on
+//! changes no export a service imports.
 //!
 //! Why: one ALB per HTTP service per environment reaches the default quota of 50
 //! load balancers a region at 25 services with two environments. Shared, an
@@ -236,7 +240,9 @@ pub fn template(cx: &Ctx<'_>) -> Template {
         "SecurityGroup",
         "AWS::EC2::SecurityGroup",
         json!({
-            "GroupDescription": format!("{prefix} shared load balancer: {} from the internet, to the tasks in the VPC", if cert.is_some() { "HTTP and HTTPS" } else { "HTTP" }),
+            // Fixed whatever the certificate: a new description replaces the group,
+            // whose export the services import.
+            "GroupDescription": format!("{prefix} shared load balancer: HTTP from the internet, to the tasks in the VPC"),
             "VpcId": import(&n.export("VpcId")),
             "SecurityGroupIngress": ingress,
             // The services' container ports differ; each task group admits this

@@ -2103,8 +2103,9 @@ fn a_shared_load_balancer_serves_https_with_the_environments_certificate() {
         &[],
     );
     let o = synth(&repo, "test", &Options::default()).expect("https");
-    let lb: Value =
-        serde_json::from_str(o.file("shop-test-load-balancer.json").expect("lb")).expect("json");
+    let text = o.file("shop-test-load-balancer.json").expect("lb");
+    insta::assert_snapshot!("shared-https-test-load-balancer", pretty(text));
+    let lb: Value = serde_json::from_str(text).expect("json");
     let https = &lb["Resources"]["HttpsListener0"]["Properties"];
     assert_eq!(https["Port"], 443);
     assert_eq!(https["Protocol"], "HTTPS");
@@ -2154,9 +2155,20 @@ fn a_shared_load_balancer_serves_https_with_the_environments_certificate() {
     // Without a certificate: HTTP only, and the rules on the HTTP listener.
     let plain = shared_lb_named(&names, "", &[]);
     let o = synth(&plain, "test", &Options::default()).expect("http");
-    let lb: Value =
-        serde_json::from_str(o.file("shop-test-load-balancer.json").expect("lb")).expect("json");
+    let plain_lb = o.file("shop-test-load-balancer.json").expect("lb");
+    let lb: Value = serde_json::from_str(plain_lb).expect("json");
     assert!(lb["Resources"].get("HttpsListener0").is_none());
+    // Turning HTTPS on replaces nothing the services import: the group (its
+    // description) and the HTTP listener's export stay.
+    let https_lb: Value = serde_json::from_str(text).expect("json");
+    assert_eq!(
+        lb["Resources"]["SecurityGroup"]["Properties"]["GroupDescription"],
+        https_lb["Resources"]["SecurityGroup"]["Properties"]["GroupDescription"]
+    );
+    assert_eq!(
+        lb["Outputs"]["ListenerArn0"],
+        https_lb["Outputs"]["ListenerArn0"]
+    );
     assert_eq!(
         listener_rules(&o, "test", "api")[0].2,
         "shop-test-lb-ListenerArn0"
