@@ -77,15 +77,17 @@ impl From<String> for Failure {
 
 const INLINE_MAX: usize = pantstack_synth::cfn::INLINE_TEMPLATE_MAX;
 
-/// The listener-rule priorities the environment's deployed stacks (found by
-/// pantstack's `tags`; the load balancer, shared and foundation stacks aside)
-/// hold on its shared load balancers, by the service each stack is of
-/// (`pantstack_synth::Options::deployed_priorities`). A stack whose template
-/// cannot be read fails the whole: a priority missed could be given twice.
+/// The listener-rule priorities the environment's deployed stacks hold on its
+/// shared load balancers, by the service each stack is of
+/// (`pantstack_synth::Options::deployed_priorities`): the stacks named
+/// `{prefix}-*` in CloudFormation's stack list (ListStacks, which the CI role
+/// may call; the load balancer, shared and foundation stacks aside, and those
+/// only awaiting a change set), whose rules import this environment's listeners.
+/// A stack whose template cannot be read fails the whole: a priority missed
+/// could be given twice.
 pub async fn deployed_priorities(
     c: &Clients,
     names: &Names<'_>,
-    tags: &[(String, String)],
 ) -> Result<BTreeMap<String, Vec<u32>>, String> {
     let prefix = format!("{}-", names.prefix());
     let skip = [
@@ -93,11 +95,33 @@ pub async fn deployed_priorities(
         names.shared_stack(),
         names.foundation_stack(),
     ];
-    let stacks: Vec<String> = stack::tagged(c, tags)
-        .await?
-        .into_iter()
-        .filter(|n| n.starts_with(&prefix) && !skip.contains(n))
-        .collect();
+    let mut stacks: Vec<String> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .cfn
+            .list_stacks()
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
+        for s in page.stack_summaries() {
+            let status = s.stack_status().map(|s| s.as_str()).unwrap_or_default();
+            let name = s.stack_name().unwrap_or_default();
+            if status != "DELETE_COMPLETE"
+                && status != "REVIEW_IN_PROGRESS"
+                && name.starts_with(&prefix)
+                && !skip.iter().any(|k| k == name)
+                && !stacks.iter().any(|n| n == name)
+            {
+                stacks.push(name.to_string());
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
     let mut out = BTreeMap::new();
     // A few at a time: GetTemplate is throttled per account.
     for chunk in stacks.chunks(8) {
@@ -145,7 +169,7 @@ impl<'a> Env<'a> {
         if self.stack(&self.names().lb_stack()).is_none() {
             return Ok(None);
         }
-        let deployed = deployed_priorities(&self.clients, &self.names(), &self.tags()).await?;
+        let deployed = deployed_priorities(&self.clients, &self.names()).await?;
         if deployed.is_empty() {
             return Ok(None);
         }

@@ -314,8 +314,8 @@ fn states_sort_as_cloudformation_defines_them() {
     assert!(stack::no_changes("No updates are to be performed."));
 }
 
-/// Answers CloudFormation by what is asked: `DescribeStacks` lists `stacks`
-/// (name, environment tag), `GetTemplate` gives `templates[StackName]`; keeps
+/// Answers CloudFormation by what is asked: `ListStacks` lists `stacks` (name,
+/// status), `GetTemplate` gives `templates[StackName]`; keeps
 /// the requests' bodies. Requests may come in any order (reads run at once).
 #[derive(Clone, Debug, Default)]
 struct Routed {
@@ -338,17 +338,20 @@ impl HttpConnector for Routed {
             .map(|b| String::from_utf8_lossy(b).to_string())
             .unwrap_or_default();
         self.sent.lock().expect("lock").push(body.clone());
-        let answer = if body.contains("Action=DescribeStacks") {
+        let answer = if body.contains("Action=ListStacks") {
             let members: String = self
                 .stacks
                 .iter()
-                .map(|(name, env)| {
+                .map(|(name, status)| {
                     format!(
-                        "<member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-east-1:1:stack/{name}/x</StackId><StackStatus>UPDATE_COMPLETE</StackStatus><CreationTime>2026-01-01T00:00:00Z</CreationTime><Tags><member><Key>pantstack:project</Key><Value>shop</Value></member><member><Key>pantstack:environment</Key><Value>{env}</Value></member></Tags></member>"
+                        "<member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-east-1:1:stack/{name}/x</StackId><StackStatus>{status}</StackStatus><CreationTime>2026-01-01T00:00:00Z</CreationTime></member>"
                     )
                 })
                 .collect();
-            xml("DescribeStacks", &format!("<Stacks>{members}</Stacks>"))
+            xml(
+                "ListStacks",
+                &format!("<StackSummaries>{members}</StackSummaries>"),
+            )
         } else if body.contains("Action=GetTemplate") {
             let name = body
                 .split('&')
@@ -442,8 +445,8 @@ fn priorities(o: &pantstack_synth::Output, service: &str) -> Vec<u32> {
 }
 
 /// Before deploying, the aws target reads the templates of the environment's
-/// deployed stacks (found by its tags: not another environment's, nor the load
-/// balancer's or foundation's) and synthesizes again with their listener-rule
+/// deployed stacks (not another environment's, nor the load balancer's or
+/// foundation's) and synthesizes again with their listener-rule
 /// priorities pinned: a deployed service whose block two new services' names
 /// hash to keeps it, and the new ones take two other blocks.
 #[tokio::test]
@@ -477,16 +480,27 @@ async fn deploy_pins_the_listener_rule_priorities_deployed_stacks_hold() {
         "offline, `a` takes `c`'s block"
     );
 
+    // Listed besides: the environment's other stacks, another environment's, a
+    // stack only awaiting a change set (`diff`), one deleted, and the stack of
+    // an environment whose name extends this one's (`test-eu`: its rules import
+    // its own listeners).
+    let other_env = c_template.replace("shop-test-", "shop-test-eu-");
     let http = Routed {
         stacks: vec![
-            (format!("shop-test-{c}"), "test".into()),
-            ("shop-test-load-balancer".into(), "test".into()),
-            ("shop-test-foundation".into(), "test".into()),
-            (format!("shop-prod-{a}"), "prod".into()),
+            (format!("shop-test-{c}"), "UPDATE_COMPLETE".into()),
+            ("shop-test-load-balancer".into(), "CREATE_COMPLETE".into()),
+            ("shop-test-foundation".into(), "CREATE_COMPLETE".into()),
+            (format!("shop-prod-{a}"), "CREATE_COMPLETE".into()),
+            (format!("shop-test-{b}"), "REVIEW_IN_PROGRESS".into()),
+            (format!("shop-test-{a}"), "DELETE_COMPLETE".into()),
+            (format!("shop-test-eu-{a}"), "CREATE_COMPLETE".into()),
         ],
-        templates: [(format!("shop-test-{c}"), c_template)]
-            .into_iter()
-            .collect(),
+        templates: [
+            (format!("shop-test-{c}"), c_template),
+            (format!("shop-test-eu-{a}"), other_env),
+        ]
+        .into_iter()
+        .collect(),
         sent: Arc::default(),
     };
     let config = aws_types::SdkConfig::builder()
@@ -499,11 +513,7 @@ async fn deploy_pins_the_listener_rule_priorities_deployed_stacks_hold() {
         .build();
     let clients = Clients::from_config(config, "us-east-1");
     let names = pantstack_model::physical::Names::new("shop", "test");
-    let tags = vec![
-        ("pantstack:project".to_string(), "shop".to_string()),
-        ("pantstack:environment".to_string(), "test".to_string()),
-    ];
-    let read = pantstack_deploy::ship::deployed_priorities(&clients, &names, &tags)
+    let read = pantstack_deploy::ship::deployed_priorities(&clients, &names)
         .await
         .expect("read");
     assert_eq!(read, [(c.to_string(), held.clone())].into_iter().collect());
@@ -515,7 +525,11 @@ async fn deploy_pins_the_listener_rule_priorities_deployed_stacks_hold() {
         .filter(|b| b.contains("Action=GetTemplate"))
         .cloned()
         .collect();
-    assert_eq!(gets.len(), 1, "only the service stack's template: {gets:?}");
+    assert_eq!(
+        gets.len(),
+        2,
+        "only the service stacks' templates: {gets:?}"
+    );
 
     let e = pantstack_deploy::ship::Env {
         repo: &repo,
