@@ -175,7 +175,7 @@ impl<'a> Env<'a> {
         }
         let opts = pantstack_synth::Options {
             region: Some(self.output.plan.region.clone()),
-            deployed_priorities: deployed,
+            deployed_priorities: deployed.clone(),
         };
         let output = pantstack_synth::synth(self.repo, &self.env, &opts).map_err(|d| {
             let why: Vec<String> = d
@@ -192,6 +192,10 @@ impl<'a> Env<'a> {
         if output.files == self.output.files {
             return Ok(None);
         }
+        self.progress.note(&format!(
+            "listener-rule priorities on the shared load balancer: {} deployed stack(s) keep theirs, new services take free blocks (offline `synth` chose others)",
+            deployed.len()
+        ));
         Ok(Some(Env {
             repo: self.repo,
             env: self.env.clone(),
