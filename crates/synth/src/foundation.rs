@@ -165,6 +165,10 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
     );
 
     roles(&mut t, cx);
+    crate::service::execution_role(&mut t, cx, log_groups_for_tasks(cx), ssm_for_tasks(cx));
+    if cx.is_preview() {
+        crate::service::preview_task_roles(&mut t, cx);
+    }
 
     let export = |t: &mut Template, name: &str, v: Value| {
         t.output(name, v, Some(&n.export(name)));
@@ -213,6 +217,35 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
         ),
     );
     t
+}
+
+/// The log groups of the environment's tasks (every preview's, in the previews'
+/// foundation).
+fn log_groups_for_tasks(cx: &Ctx<'_>) -> Vec<Value> {
+    cx.names
+        .log_scopes()
+        .iter()
+        .map(|p| {
+            arn(&format!(
+                "logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{p}"
+            ))
+        })
+        .collect()
+}
+
+/// The environment's SecureString parameters: `/{project}/{env}/*`, or every
+/// preview's `/{project}/preview-*` (never the declared preview values under
+/// `/{project}/preview/`, which only `preview up` copies).
+fn ssm_for_tasks(cx: &Ctx<'_>) -> Vec<Value> {
+    cx.names
+        .ssm_scopes()
+        .iter()
+        .map(|p| {
+            arn(&format!(
+                "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/{p}"
+            ))
+        })
+        .collect()
 }
 
 /// The GitHub OIDC `sub` claims allowed to assume the environment's CI role.

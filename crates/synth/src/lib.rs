@@ -242,8 +242,10 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
 
     let shared = fd.get(keys::LOAD_BALANCER) == "shared";
     // What each HTTP service takes of a shared load balancer: its target groups
-    // (two with blue/green) or its listener rules, whichever is more.
-    let http_units: Vec<(String, u32)> = repo
+    // (two with blue/green) or its listener rules, whichever is more, and its
+    // most targets: most tasks × the deployment's maximum percent (a blue/green
+    // or canary deployment runs both sets in full).
+    let http_units: Vec<(String, shared_lb::Load)> = repo
         .services
         .iter()
         .filter(|u| shared && u.service.http.is_some())
@@ -261,13 +263,42 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
                 .map(|h| h.rules.len())
                 .unwrap_or(0)
                 .max(1) as u32;
-            (u.service.name.clone(), rules.max(tgs))
+            let pct = if tgs == 2 {
+                cfg.get(keys::MAX_PERCENT).max(200)
+            } else {
+                cfg.get(keys::MAX_PERCENT)
+            };
+            let targets = (cfg.get(keys::MAX_CAPACITY).max(0) * pct.max(100) / 100) as u32;
+            (
+                u.service.name.clone(),
+                shared_lb::Load {
+                    units: rules.max(tgs),
+                    targets,
+                },
+            )
         })
         .collect();
+    for (name, l) in &http_units {
+        if l.targets > shared_lb::TARGETS_PER_LOAD_BALANCER
+            && let Some(u) = repo.services.iter().find(|u| u.service.name == *name)
+        {
+            diags.push(
+                Diagnostic::error(
+                    "too-many-targets",
+                    &u.service.manifest_file,
+                    Span::default(),
+                    keys::MAX_CAPACITY.name(),
+                    format!("service `{name}` (environment `{env}`) may register {} targets on its shared load balancer (most tasks × the deployment's maximum percent); one load balancer takes {} by default", l.targets, shared_lb::TARGETS_PER_LOAD_BALANCER),
+                )
+                .with_help("lower `scaling.max` or `deployment.max_percent`, or give the service its own load balancer (`network.load_balancer: per_service`)"),
+            );
+        }
+    }
     let lb_count = fd.get(keys::LOAD_BALANCERS).max(1) as usize;
     let lb_shards = if shared {
         match shared_lb::shards(&http_units, lb_count) {
             Ok(s) => s,
+            Err(_) if diags.iter().any(|d| d.code == "too-many-targets") => Vec::new(),
             Err(need) => {
                 let (file, span) = place(&fd, keys::LOAD_BALANCERS, &fmanifest);
                 diags.push(
@@ -276,7 +307,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
                         &file,
                         span,
                         keys::LOAD_BALANCERS.name(),
-                        format!("environment `{env}`: its {} HTTP services need {need} shared load balancers (each takes {} listener rules and target groups), not {lb_count}", http_units.len(), shared_lb::PER_LOAD_BALANCER),
+                        format!("environment `{env}`: its {} HTTP services need {need} shared load balancers (each takes {} listener rules and target groups, and {} targets: most tasks, doubled while a rolling deployment runs), not {lb_count}", http_units.len(), shared_lb::PER_LOAD_BALANCER, shared_lb::TARGETS_PER_LOAD_BALANCER),
                     )
                     .with_help(format!("set `network.load_balancers: {need}` (services on a load balancer that changes get new target groups and URLs)")),
                 );

@@ -1683,10 +1683,22 @@ fn cost_estimate_matches_hand_computed_figures() {
 }
 
 /// A monorepo of `n` HTTP services (each with a worker) sharing each
-/// environment's load balancer.
+/// environment's load balancers, as many as they need.
 fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
-    let dir =
-        std::env::temp_dir().join(format!("pantstack-synth-shared-{n}-{}", std::process::id()));
+    // 100 rules and target groups, and 1,000 targets, an ALB: each service may
+    // run 10 tasks, 20 during a rolling deployment.
+    shared_lb_monorepo_on(n, n.div_ceil(90).max((n * 20).div_ceil(1000)))
+}
+
+/// `n` HTTP services on `lbs` shared load balancers.
+fn shared_lb_monorepo_on(n: usize, lbs: usize) -> pantstack_model::Monorepo {
+    // Tests run in parallel: each call has its own directory.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "pantstack-synth-shared-{n}-{lbs}-{}-{call}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("stack/infra/foundation")).expect("mkdir");
     for f in [
@@ -1708,10 +1720,7 @@ fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
         dir.join("stack/infra/foundation/pantstack.yaml"),
         m.replacen(
             "network:\n",
-            &format!(
-                "network:\n  load_balancer: shared\n  load_balancers: {}\n",
-                n.div_ceil(90)
-            ),
+            &format!("network:\n  load_balancer: shared\n  load_balancers: {lbs}\n"),
             1,
         ),
     )
@@ -1787,14 +1796,15 @@ fn a_shared_load_balancer_serves_200_services_per_environment() {
                 }
             }
         }
-        // An ALB takes 100 rules and 100 target groups: 200 services need 3.
-        assert_eq!(lbs, 3, "{env}: three load balancers");
+        // An ALB takes 100 rules, 100 target groups and 1,000 targets: 200
+        // services of up to 10 tasks (20 during a rolling deployment) need 4.
+        assert_eq!(lbs, 4, "{env}: four load balancers");
         assert_eq!(priorities.len(), 200, "{env}: one rule per service");
         let mut per_listener: std::collections::BTreeMap<String, usize> = Default::default();
         for (l, _) in &priorities {
             *per_listener.entry(l.clone()).or_default() += 1;
         }
-        assert_eq!(per_listener.len(), 3);
+        assert_eq!(per_listener.len(), 4);
         assert!(per_listener.values().all(|n| *n <= 100), "{per_listener:?}");
         let n = priorities.len();
         priorities.sort_unstable();
@@ -1850,9 +1860,12 @@ fn a_shared_load_balancer_serves_200_services_per_environment() {
     );
 }
 
-/// The quota pre-flight at 200 services: with the shared load balancer every
-/// load-balancer quota fits (per region and per load balancer); IAM roles (two
-/// per service per environment, previews included) do not, and it says so.
+/// The quota pre-flight at 200 services (each with a worker, `scaling.max` 10),
+/// test, prod and `previews.max` (5) previews: with the shared load balancers
+/// (as many as `synth` asks for) every quota fits: load balancers, rules, target
+/// groups and targets per load balancer, and IAM roles (one task role per
+/// service per long-lived environment, one shared by every preview of a
+/// service, one execution role per environment).
 #[test]
 fn quotas_at_200_services() {
     let repo = shared_lb_monorepo(200);
@@ -1862,30 +1875,67 @@ fn quotas_at_200_services() {
             .as_array()
             .expect("quotas")
             .iter()
-            .find(|q| q["quota"] == name)
+            .find(|q| q["quota"].as_str().is_some_and(|n| n.starts_with(name)))
             .cloned()
             .unwrap_or_else(|| panic!("no {name} in {v:#}"))
     };
+    assert_eq!(v["previews"], 5, "{v:#}");
     let albs = q("Application Load Balancers");
-    // test 3 + prod 3 + 5 previews × 3.
-    assert_eq!(albs["needed"], 21, "{albs:#}");
-    assert_eq!(albs["fits"], true);
-    assert_eq!(
-        q("Listener rules per Application Load Balancer")["fits"],
-        true
+    assert_eq!(albs["fits"], true, "{albs:#}");
+    assert!(
+        albs["needed"].as_u64().is_some_and(|n| n >= 4 * 2 + 5),
+        "{albs:#}"
     );
-    assert_eq!(
-        q("Target groups per Application Load Balancer")["fits"],
-        true
+    for per_lb in [
+        "Listener rules per Application Load Balancer",
+        "Target groups per Application Load Balancer",
+        "Targets per Application Load Balancer",
+    ] {
+        let x = q(per_lb);
+        assert_eq!(x["fits"], true, "{x:#}");
+        assert!(x["needed"].as_u64().is_some_and(|n| n > 0), "{x:#}");
+    }
+    let targets = q("Targets per Application Load Balancer");
+    assert!(
+        targets["needed"]
+            .as_u64()
+            .is_some_and(|n| n <= 1000 && n > 900),
+        "{targets:#}"
     );
     let roles = q("IAM roles");
-    assert_eq!(roles["fits"], false, "{roles:#}");
+    assert_eq!(roles["fits"], true, "{roles:#}");
+    // 200 task roles in test, in prod and in the previews' foundation, an
+    // execution role per foundation, and the foundations' own roles; nothing
+    // per preview.
+    let needed = roles["needed"].as_u64().expect("needed");
+    assert!((603..650).contains(&needed), "{roles:#}");
+    let by_env = roles["by_environment"].as_array().expect("parts");
     assert!(
-        roles["fix"]
+        by_env.iter().all(|p| !p["environment"]
             .as_str()
-            .is_some_and(|f| f.contains("quota increase"))
+            .unwrap_or_default()
+            .ends_with("(5)")
+            || p["needed"] == 0),
+        "previews create no roles: {roles:#}"
     );
-    assert!(v["exceeded"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(v["exceeded"], 0, "{v:#}");
+
+    // On 3 shared load balancers (enough for the rules and target groups, not
+    // the targets) `synth` refuses, naming the count to set.
+    let three = shared_lb_monorepo_on(200, 3);
+    let diags = synth(&three, "prod", &Options::default()).expect_err("4,000 targets on 3");
+    let d = diags
+        .iter()
+        .find(|d| d.code == "load-balancers-full")
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert!(d.message.contains("need 4 shared load balancers"), "{d:?}");
+    assert!(
+        d.help
+            .as_deref()
+            .is_some_and(|h| h.contains("network.load_balancers: 4")),
+        "{d:?}"
+    );
+    assert!(pantstack_synth::quotas::check(&three).is_err());
 
     // One load balancer per service: 1,400 of 50.
     let per_service = example_with(0, 0);
