@@ -203,7 +203,7 @@ fn main() -> ExitCode {
             Ok(Target::Local) => aws::secrets(&cli.global, &out, &a),
             Err(e) => Err(e),
         },
-        Command::Quotas => synth::quotas(&cli.global, &out),
+        Command::Quotas(a) => synth::quotas(&cli.global, &out, &a),
         Command::Cost(a) => synth::cost(&cli.global, &out, &a),
         Command::Preview(a) => preview::preview(&cli.global, &out, &a),
         Command::Changed(a) => ci::changed(&cli.global, &out, &a),

@@ -1942,3 +1942,144 @@ fn quotas_at_200_services() {
     let v = pantstack_synth::quotas::check(&per_service).expect("report");
     assert_eq!(v["exceeded"], 0, "the example fits: {v:#}");
 }
+
+/// Previews share one task role per service (in the previews' foundation, so
+/// that roles do not grow with the number of previews): each names only its own
+/// service's parameters, the previews' key and tracing; each preview's queue and
+/// bucket policies allow exactly the owner's role and the roles it granted;
+/// every task runs as its own service's role and ECS as the environment's
+/// execution role.
+#[test]
+fn previews_share_per_service_task_roles_scoped_to_their_service() {
+    let mut policies = 0;
+    for (rel, env) in CASES.iter().filter(|(_, e)| e.starts_with("preview-")) {
+        let repo = load(rel);
+        let o = synth_ok(rel, env);
+        let project = &repo.foundation.project.value;
+        let f: Value = serde_json::from_str(
+            o.file(&format!("{project}-preview-foundation.json"))
+                .expect("foundation"),
+        )
+        .expect("json");
+        let names: Vec<String> = repo
+            .services
+            .iter()
+            .map(|u| u.service.name.clone())
+            .collect();
+        let mut task_roles = 0;
+        for (id, r) in resources(&f) {
+            if r["Type"] != "AWS::IAM::Role" || !id.ends_with("TaskRole") {
+                continue;
+            }
+            task_roles += 1;
+            let role = r["Properties"]["RoleName"]["Fn::Sub"]
+                .as_str()
+                .expect("name");
+            let svc = names
+                .iter()
+                .find(|s| role == format!("{project}-preview-{s}-task-${{AWS::Region}}"))
+                .unwrap_or_else(|| panic!("{id}: {role} is no service's"));
+            assert!(r["Properties"].get("PermissionsBoundary").is_some(), "{id}");
+            for p in as_list(&r["Properties"]["Policies"]) {
+                for st in as_list(&p["PolicyDocument"]["Statement"]) {
+                    let actions = as_list(&st["Action"]);
+                    for res in as_list(&st["Resource"]) {
+                        let s = res.to_string();
+                        if res == "*" {
+                            assert!(
+                                actions
+                                    .iter()
+                                    .all(|a| a.as_str().is_some_and(|a| a.starts_with("xray:"))),
+                                "{id}: {st}"
+                            );
+                        } else if s.contains(":parameter/") {
+                            assert!(
+                                s.contains(&format!(":parameter/{project}/preview-*/{svc}\""))
+                                    || s.contains(&format!(
+                                        ":parameter/{project}/preview-*/{svc}/*\""
+                                    )),
+                                "{id}: {s} is not {svc}'s"
+                            );
+                        } else {
+                            assert_eq!(res, json!({ "Fn::GetAtt": ["Key", "Arn"] }), "{id}: {st}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(task_roles, names.len(), "{rel}: one task role per service");
+        let exec = &f["Resources"]["ExecutionRole"];
+        let exec_text = exec.to_string();
+        assert!(
+            exec_text.contains(&format!("parameter/{project}/preview-*\"")),
+            "{exec}"
+        );
+        assert!(
+            !exec_text.contains(&format!("parameter/{project}/preview/")),
+            "{exec}"
+        );
+
+        for unit in &repo.services {
+            let svc = &unit.service;
+            let t: Value = serde_json::from_str(
+                o.file(&format!("{project}-{env}-{}.json", svc.name))
+                    .expect("service"),
+            )
+            .expect("json");
+            for (id, r) in resources(&t) {
+                match r["Type"].as_str().unwrap_or_default() {
+                    "AWS::IAM::Role" => assert!(
+                        id == "LoadBalancerRole" || id.ends_with("ReplicationRole"),
+                        "{}: a preview stack creates no task or execution role ({id})",
+                        svc.name
+                    ),
+                    "AWS::ECS::TaskDefinition" => {
+                        assert_eq!(
+                            r["Properties"]["ExecutionRoleArn"],
+                            json!({ "Fn::ImportValue": format!("{project}-preview-ExecutionRoleArn") })
+                        );
+                        assert!(
+                            r["Properties"]["TaskRoleArn"]
+                                .to_string()
+                                .contains(&format!(":role/{project}-preview-{}-task-", svc.name)),
+                            "{id}: {}",
+                            r["Properties"]["TaskRoleArn"]
+                        );
+                    }
+                    "AWS::SQS::QueuePolicy" | "AWS::S3::BucketPolicy" => {
+                        // The roles this resource's owner granted it to, and its own.
+                        let mut allowed = vec![svc.name.clone()];
+                        for q in &svc.queues {
+                            allowed.extend(q.grants.iter().map(|g| g.to.value.clone()));
+                        }
+                        for b in &svc.buckets {
+                            allowed.extend(b.grants.iter().map(|g| g.to.value.clone()));
+                        }
+                        for st in as_list(&r["Properties"]["PolicyDocument"]["Statement"]) {
+                            if st["Effect"] != "Allow" {
+                                continue;
+                            }
+                            policies += 1;
+                            let principal = st["Principal"]["AWS"].to_string();
+                            assert!(
+                                st.get("Condition").is_none(),
+                                "{id}: the role itself is the principal: {st}"
+                            );
+                            assert!(
+                                allowed.iter().any(|a| principal
+                                    .contains(&format!(":role/{project}-preview-{a}-task-"))),
+                                "{}/{id}: {principal} was not granted",
+                                svc.name
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(
+        policies >= 4,
+        "only {policies} resource-policy statements checked"
+    );
+}
