@@ -63,7 +63,12 @@ pub async fn applied(clients: &Clients, regions: &[String]) -> Applied {
                         note(&mut out, &scope, code, why.clone());
                         unreachable = Some(why);
                     } else {
-                        note(&mut out, &scope, code, format!("{}/{code}: {why}", q.service));
+                        note(
+                            &mut out,
+                            &scope,
+                            code,
+                            format!("{}/{code}: {why}", q.service),
+                        );
                     }
                 }
             }

@@ -2083,3 +2083,79 @@ fn previews_share_per_service_task_roles_scoped_to_their_service() {
         "only {policies} resource-policy statements checked"
     );
 }
+
+/// `quotas` with the account's applied values: a value Service Quotas gave is
+/// the limit (and can make a quota exceeded that the default would not), the
+/// others keep their defaults and say why.
+#[test]
+fn quotas_use_the_accounts_applied_values_and_say_which() {
+    use pantstack_synth::quotas::{Applied, check_with};
+    let repo = example_with(0, 0);
+    let applied = Applied {
+        values: vec![
+            ("account".into(), "L-FE177D64".into(), 3),
+            ("us-east-1".into(), "L-53DA6B97".into(), 200),
+        ],
+        unanswered: vec![(
+            "us-east-1".into(),
+            "L-F678F1CE".into(),
+            "vpc/L-F678F1CE: AccessDeniedException: no".into(),
+        )],
+    };
+    let v = check_with(&repo, Some(&applied), None).expect("report");
+    let q = |name: &str| -> Value {
+        v["quotas"]
+            .as_array()
+            .expect("quotas")
+            .iter()
+            .find(|q| q["quota"].as_str().is_some_and(|n| n.starts_with(name)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    let roles = q("IAM roles");
+    assert_eq!(roles["source"], "account", "{roles:#}");
+    assert_eq!(roles["limit"], 3);
+    assert_eq!(
+        roles["fits"], false,
+        "3 roles is fewer than the example needs"
+    );
+    assert_eq!(roles["default"], 1000);
+    let albs = q("Application Load Balancers");
+    assert_eq!(
+        (albs["source"].clone(), albs["limit"].clone()),
+        (json!("account"), json!(200))
+    );
+    let vpcs = q("VPCs");
+    assert_eq!(vpcs["source"], "default");
+    assert_eq!(vpcs["limit"], 5);
+    assert!(
+        vpcs["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("AccessDeniedException")),
+        "{vpcs:#}"
+    );
+    let per_lb = q("Target groups per Application Load Balancer");
+    assert_eq!(per_lb["source"], "default");
+    assert!(
+        per_lb["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("no code")),
+        "{per_lb:#}"
+    );
+    assert_eq!(v["exceeded"], 1, "{v:#}");
+    assert_eq!(v["from_account"], 2);
+
+    // Without applied values: the defaults, and no reasons.
+    let d = pantstack_synth::quotas::check(&repo).expect("report");
+    assert!(
+        d["quotas"]
+            .as_array()
+            .expect("q")
+            .iter()
+            .all(|q| q["source"] == "default" && q["note"].is_null())
+    );
+    assert_eq!(
+        pantstack_synth::quotas::regions(&repo),
+        vec!["us-east-1".to_string()]
+    );
+}
