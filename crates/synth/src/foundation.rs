@@ -1,7 +1,9 @@
 //! The foundation stack of an environment `{project}-{env}-foundation`: VPC over
 //! several AZs with flow logs, the NAT tier, optional VPC endpoints, the
 //! environment's KMS key, the access-log bucket, the CI role trusted through GitHub
-//! OIDC and the role CloudFormation deploys service stacks with.
+//! OIDC, the role CloudFormation deploys service stacks with, the ECS execution
+//! role of every task of the environment and, in the previews' foundation, the
+//! task role each service's previews share (`service::roles`).
 
 use crate::cfn::{
     Template, allow, arn, assume_by, att, deny_insecure_transport, if_, import, join, no_value,
@@ -49,7 +51,7 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
     let env = cx.names.base;
     let n = &cx.names;
     let mut t = Template::new(format!(
-        "Pantstack {project}/{env}: VPC, flow logs, KMS key, access-log bucket, CI and deploy roles"
+        "Pantstack {project}/{env}: VPC, flow logs, KMS key, access-log bucket, CI, deploy and execution roles"
     ));
     let tg = |name: Option<&str>| tags(project, env, None, name);
 

@@ -381,10 +381,11 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
     });
     let fdn = foundation::template(&cx, &layout);
     plan.add_foundation(&cx);
-    files.push(File {
-        name: format!("{}.json", cx.names.foundation_stack()),
-        contents: fdn.render(),
-    });
+    let name = format!("{}.json", cx.names.foundation_stack());
+    let contents = fdn.render();
+    // The previews' foundation grows with the services (a task role each).
+    limits.extend(check_limits(&name, &fdn, &contents, &fmanifest));
+    files.push(File { name, contents });
     if cx.shared_lb && services.iter().any(|(u, _)| u.service.http.is_some()) {
         let t = shared_lb::template(&cx);
         plan.add_shared_lb(&cx);
@@ -418,9 +419,9 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         limits.extend(check_limits(&name, &t, &contents, &fmanifest));
         files.push(File { name, contents });
     }
-    for f in files.iter().take(2) {
-        // The shared and foundation templates: bounded whatever the monorepo holds
-        // (the lifecycle policy has a fixed number of rules), but checked alike.
+    for f in files.iter().take(1) {
+        // The shared template: bounded whatever the monorepo holds (the lifecycle
+        // policy has a fixed number of rules), but checked alike.
         if f.contents.len() > cfn::S3_TEMPLATE_MAX {
             limits.push(too_large(&f.name, f.contents.len(), &fmanifest));
         }

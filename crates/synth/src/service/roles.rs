@@ -91,18 +91,17 @@ pub fn execution_role(t: &mut Template, cx: &Ctx<'_>, log_groups: Vec<Value>, ss
 /// The previews' foundation: one task role per service, shared by every preview.
 /// Its policy holds the service's own parameters (every preview's), the
 /// previews' key and tracing; queues and buckets, its own and granted, are
-/// allowed by each preview's resource policies, which name this role.
+/// allowed by each preview's resource policies, which name this role. It depends
+/// only on the service's name and tracing, so that a pull request changing a
+/// service's queues, buckets, secrets or grants needs no new bootstrap.
 pub fn preview_task_roles(t: &mut Template, cx: &Ctx<'_>) {
     let n = &cx.names;
     let project = cx.project();
-    let key = att("Key", "Arn");
     for unit in &cx.repo.services {
-        let svc = &unit.service;
-        let name = &svc.name;
-        let mut task = Vec::new();
-        if svc.secrets.iter().any(|s| s.from.is_none()) {
-            let path = format!("/{project}/{}-*/{name}", n.base);
-            task.push(allow(
+        let name = &unit.service.name;
+        let path = format!("/{project}/{}-*/{name}", n.base);
+        let mut task = vec![
+            allow(
                 "ReadOwnParameters",
                 iam::PARAMETER_ACTIONS,
                 vec![
@@ -113,34 +112,29 @@ pub fn preview_task_roles(t: &mut Template, cx: &Ctx<'_>) {
                         "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{path}/*"
                     )),
                 ],
-            ));
-        }
-        if !svc.queues.is_empty()
-            || !svc.buckets.is_empty()
-            || !svc.secrets.is_empty()
-            || !used_grants(cx, svc).is_empty()
-        {
-            task.push(allow(
+            ),
+            allow(
                 "EncryptOwnData",
                 &["kms:Decrypt", "kms:GenerateDataKey"],
-                vec![key.clone()],
-            ));
-        }
+                vec![att("Key", "Arn")],
+            ),
+        ];
         let cfg = cx.repo.resolve_service(unit, cx.env, &Layer::default());
         if cfg.get(keys::TRACING) {
             task.push(tracing_statement());
         }
-        let mut role = json!({
-            "RoleName": sub(&task_role_name(cx, name)),
-            "Description": format!("{name}'s code in every preview calls AWS as this role: only {name}'s queues, buckets, parameters and what was granted to it"),
-            "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs-tasks.amazonaws.com"),
-            "PermissionsBoundary": r("RoleBoundary"),
-            "Tags": crate::cfn::tags(project, n.base, Some(name), None),
-        });
-        if !task.is_empty() {
-            role["Policies"] = json!([{ "PolicyName": "task", "PolicyDocument": policy(task) }]);
-        }
-        t.resource(&logical(&[name, "TaskRole"]), "AWS::IAM::Role", role);
+        t.resource(
+            &logical(&[name, "TaskRole"]),
+            "AWS::IAM::Role",
+            json!({
+                "RoleName": sub(&task_role_name(cx, name)),
+                "Description": format!("{name}'s code in every preview calls AWS as this role: {name}'s parameters, and the queues and buckets whose policies name it"),
+                "AssumeRolePolicyDocument": crate::cfn::assume_by("ecs-tasks.amazonaws.com"),
+                "PermissionsBoundary": r("RoleBoundary"),
+                "Policies": [{ "PolicyName": "task", "PolicyDocument": policy(task) }],
+                "Tags": crate::cfn::tags(project, n.base, Some(name), None),
+            }),
+        );
     }
 }
 
