@@ -120,7 +120,7 @@ pub const QUOTAS: &[Quota] = &[
         name: "IAM roles",
         default: 1000,
         scope: "account",
-        fix: "fewer previews (`previews.max`), previews in another account, or a quota increase (up to 5,000)",
+        fix: "environments in another account (each long-lived environment and the previews' foundation hold a task role per service; previews add none), or a quota increase (up to 5,000)",
         service: "iam",
         code: Some("L-FE177D64"),
     },
@@ -197,11 +197,15 @@ fn count(o: &Output, shared_counted: bool) -> Count {
         let mut own_lb = None;
         let mut imported: Option<String> = None;
         // The HTTP role's most tasks, as many targets, doubled while a rolling
-        // deployment runs old and new side by side (maximumPercent).
-        let max_pct = rs
+        // deployment runs old and new side by side (maximumPercent); blue/green
+        // and canary run both sets in full (as `synth` counts them).
+        let mut max_pct = rs
             .get("Service")
             .and_then(|s| s["Properties"]["DeploymentConfiguration"]["MaximumPercent"].as_u64())
             .unwrap_or(200);
+        if rs.contains_key("AlternateTargetGroup") {
+            max_pct = max_pct.max(200);
+        }
         let targets = rs
             .get("ScalingTarget")
             .and_then(|s| s["Properties"]["MaxCapacity"].as_u64())
