@@ -59,6 +59,9 @@ done
 # (over 51,200 bytes: bootstrap passes it through the template bucket).
 "$bin" --root "$big/repo" synth --out "$big/preview" --pr 3 >/dev/null
 big_templates=("$big"/prod/*.json "$big"/preview/shop-preview-foundation.json)
+# With 4 shared load balancers it fits every default quota, previews.max previews included.
+"$bin" --root "$big/repo" quotas >"$big/quotas.txt" || { cat "$big/quotas.txt"; echo "FAIL: the 200-service monorepo exceeds a default quota"; exit 1; }
+echo "quotas (200 services, test, prod, previews): none exceeded"
 n_big=$(ls "$big"/prod/shop-prod-svc*.json | wc -l)
 [ "$n_big" -eq 200 ] || { echo "FAIL: expected 200 service templates, got $n_big"; exit 1; }
 albs=$(grep -l '"AWS::ElasticLoadBalancingV2::LoadBalancer"' "$big"/prod/*.json | wc -l)
