@@ -282,11 +282,13 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         if l.targets > shared_lb::TARGETS_PER_LOAD_BALANCER
             && let Some(u) = repo.services.iter().find(|u| u.service.name == *name)
         {
+            let cfg = repo.resolve_service(u, env, &Layer::default());
+            let (file, span) = place(&cfg, keys::MAX_CAPACITY, &u.service.manifest_file);
             diags.push(
                 Diagnostic::error(
                     "too-many-targets",
-                    &u.service.manifest_file,
-                    Span::default(),
+                    &file,
+                    span,
                     keys::MAX_CAPACITY.name(),
                     format!("service `{name}` (environment `{env}`) may register {} targets on its shared load balancer (most tasks × the deployment's maximum percent); one load balancer takes {} by default", l.targets, shared_lb::TARGETS_PER_LOAD_BALANCER),
                 )

@@ -1687,11 +1687,12 @@ fn cost_estimate_matches_hand_computed_figures() {
 fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
     // 100 rules and target groups, and 1,000 targets, an ALB: each service may
     // run 10 tasks, 20 during a rolling deployment.
-    shared_lb_monorepo_on(n, n.div_ceil(90).max((n * 20).div_ceil(1000)))
+    shared_lb_monorepo_on(n, n.div_ceil(90).max((n * 20).div_ceil(1000)), "")
 }
 
-/// `n` HTTP services on `lbs` shared load balancers.
-fn shared_lb_monorepo_on(n: usize, lbs: usize) -> pantstack_model::Monorepo {
+/// `n` HTTP services on `lbs` shared load balancers, `extra` appended to the
+/// first service's manifest.
+fn shared_lb_monorepo_on(n: usize, lbs: usize, extra: &str) -> pantstack_model::Monorepo {
     // Tests run in parallel: each call has its own directory.
     static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1733,15 +1734,15 @@ fn shared_lb_monorepo_on(n: usize, lbs: usize) -> pantstack_model::Monorepo {
             format!("name: shop-svc{i:03}\nruntime: python\n"),
         )
         .expect("write");
-        let rules = if i == 0 {
-            "  rules:\n    - host: admin.example.com\n"
+        let (rules, extra) = if i == 0 {
+            ("  rules:\n    - host: admin.example.com\n", extra)
         } else {
-            ""
+            ("", "")
         };
         std::fs::write(
             infra.join("pantstack.yaml"),
             format!(
-                "service: svc{i:03}\nhttp:\n  command: [\"/s\"]\n{rules}worker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n"
+                "service: svc{i:03}\nhttp:\n  command: [\"/s\"]\n{rules}worker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n{extra}"
             ),
         )
         .expect("write");
@@ -1922,7 +1923,7 @@ fn quotas_at_200_services() {
 
     // On 3 shared load balancers (enough for the rules and target groups, not
     // the targets) `synth` refuses, naming the count to set.
-    let three = shared_lb_monorepo_on(200, 3);
+    let three = shared_lb_monorepo_on(200, 3, "");
     let diags = synth(&three, "prod", &Options::default()).expect_err("4,000 targets on 3");
     let d = diags
         .iter()
@@ -1936,6 +1937,26 @@ fn quotas_at_200_services() {
         "{d:?}"
     );
     assert!(pantstack_synth::quotas::check(&three).is_err());
+
+    // One service that alone may register more targets than an ALB takes.
+    let big = shared_lb_monorepo_on(2, 1, "scaling:\n  max: 600\n");
+    let diags = synth(&big, "prod", &Options::default()).expect_err("1,200 targets");
+    let d = diags
+        .iter()
+        .find(|d| d.code == "too-many-targets")
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert!(
+        d.message.contains("svc000") && d.message.contains("1200 targets"),
+        "{d:?}"
+    );
+    assert!(
+        d.file.ends_with("svc000/infrastructure/pantstack.yaml"),
+        "{d:?}"
+    );
+    assert!(
+        !diags.iter().any(|d| d.code == "load-balancers-full"),
+        "{diags:?}"
+    );
 
     // One load balancer per service: 1,400 of 50.
     let per_service = example_with(0, 0);
