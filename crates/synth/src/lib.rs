@@ -292,7 +292,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
                     keys::MAX_CAPACITY.name(),
                     format!("service `{name}` (environment `{env}`) may register {} targets on its shared load balancer (most tasks × the deployment's maximum percent); one load balancer takes {} by default", l.targets, shared_lb::TARGETS_PER_LOAD_BALANCER),
                 )
-                .with_help("lower `scaling.max` or `deployment.max_percent`, or give the service its own load balancer (`network.load_balancer: per_service`)"),
+                .with_help("lower `scaling.max` or `deployment.max_percent`, or a load balancer per service in this environment (`network.load_balancer: per_service`)"),
             );
         }
     }
