@@ -258,7 +258,8 @@ impl Env<'_> {
     /// Stacks of this environment on AWS (by pantstack's tags) that its plan no
     /// longer has: services removed from the monorepo since they were deployed.
     async fn orphans(&self) -> Result<Vec<String>, String> {
-        let mut names = stack::tagged(&self.clients, &self.tags()).await?;
+        let prefix = format!("{}-", self.names().prefix());
+        let mut names = stack::tagged(&self.clients, &prefix, &self.tags()).await?;
         let own_foundation = format!("{}-foundation", self.names().prefix());
         names.retain(|n| {
             self.stack(n).is_none()

@@ -198,29 +198,57 @@ pub async fn describe(c: &Clients, name: &str) -> Result<Option<Described>, Stri
     }
 }
 
-/// The names of the stacks (not deleted) that carry every one of `tags`.
-pub async fn tagged(c: &Clients, tags: &[(String, String)]) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
+/// The stacks named `{prefix}…` that carry every one of `tags` (and are not
+/// deleted), sorted. Names come from ListStacks and tags from a DescribeStacks of
+/// each name, never from an unnamed DescribeStacks: a CI role may list stacks
+/// (`cloudformation:ListStacks` has no resource-level permissions) and describe
+/// only its environment's, and an unnamed DescribeStacks needs every stack.
+pub async fn tagged(
+    c: &Clients,
+    prefix: &str,
+    tags: &[(String, String)],
+) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let page = c
             .cfn
-            .describe_stacks()
+            .list_stacks()
             .set_next_token(token.clone())
             .send()
             .await
             .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
-        for s in page.stacks() {
+        for s in page.stack_summaries() {
             let status = s.stack_status().map(|x| x.as_str()).unwrap_or_default();
-            let have: Vec<(String, String)> =
-                s.tags().iter().map(|t| pair(t.key(), t.value())).collect();
-            if status != "DELETE_COMPLETE" && tags.iter().all(|t| have.contains(t)) {
-                out.push(s.stack_name().unwrap_or_default().to_string());
+            let name = s.stack_name().unwrap_or_default();
+            if status != "DELETE_COMPLETE"
+                && name.starts_with(prefix)
+                && !names.iter().any(|n| n == name)
+            {
+                names.push(name.to_string());
             }
         }
         token = page.next_token().map(str::to_string);
         if token.is_none() {
             break;
+        }
+    }
+    let mut out = Vec::new();
+    // A few at a time: DescribeStacks is throttled per account.
+    for chunk in names.chunks(8) {
+        let mut set = tokio::task::JoinSet::new();
+        for name in chunk {
+            let c = c.clone();
+            let name = name.clone();
+            set.spawn(async move { describe(&c, &name).await.map(|d| (name, d)) });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (name, d) = joined.map_err(|e| format!("a stack description failed: {e}"))??;
+            if let Some(d) = d
+                && tags.iter().all(|t| d.tags.contains(t))
+            {
+                out.push(name);
+            }
         }
     }
     out.sort();

@@ -315,12 +315,15 @@ fn states_sort_as_cloudformation_defines_them() {
 }
 
 /// Answers CloudFormation by what is asked: `ListStacks` lists `stacks` (name,
-/// status), `GetTemplate` gives `templates[StackName]`; keeps
-/// the requests' bodies. Requests may come in any order (reads run at once).
+/// status), `GetTemplate` gives `templates[StackName]`, `DescribeStacks` of a
+/// name gives its status and `tags[StackName]` (an unnamed one panics: a CI role
+/// may not list every stack that way); keeps the requests' bodies. Requests may
+/// come in any order (reads run at once).
 #[derive(Clone, Debug, Default)]
 struct Routed {
     stacks: Vec<(String, String)>,
     templates: std::collections::BTreeMap<String, String>,
+    tags: std::collections::BTreeMap<String, Vec<(String, String)>>,
     sent: Arc<Mutex<Vec<String>>>,
 }
 
@@ -351,6 +354,30 @@ impl HttpConnector for Routed {
             xml(
                 "ListStacks",
                 &format!("<StackSummaries>{members}</StackSummaries>"),
+            )
+        } else if body.contains("Action=DescribeStacks") {
+            let name = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("StackName="))
+                .unwrap_or_else(|| panic!("an unnamed DescribeStacks: {body}"))
+                .to_string();
+            let (_, status) = self
+                .stacks
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("DescribeStacks of {name}, which is not listed"));
+            let tags: String = self
+                .tags
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("<member><Key>{k}</Key><Value>{v}</Value></member>"))
+                .collect();
+            xml(
+                "DescribeStacks",
+                &format!(
+                    "<Stacks><member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-east-1:1:stack/{name}/x</StackId><StackStatus>{status}</StackStatus><CreationTime>2026-01-01T00:00:00Z</CreationTime><Tags>{tags}</Tags></member></Stacks>"
+                ),
             )
         } else if body.contains("Action=GetTemplate") {
             let name = body
@@ -501,7 +528,7 @@ async fn deploy_pins_the_listener_rule_priorities_deployed_stacks_hold() {
         ]
         .into_iter()
         .collect(),
-        sent: Arc::default(),
+        ..Routed::default()
     };
     let config = aws_types::SdkConfig::builder()
         .region(Region::new("us-east-1"))
@@ -555,5 +582,64 @@ async fn deploy_pins_the_listener_rule_priorities_deployed_stacks_hold() {
     assert_eq!(
         pinned.output.file("shop-test-load-balancer.json"),
         e.output.file("shop-test-load-balancer.json")
+    );
+}
+
+/// The stacks of an environment that carry its tags are found by listing names
+/// (ListStacks) and describing each of the environment's by name: never by an
+/// unnamed DescribeStacks, which a CI role scoped to its environment's stacks
+/// may not call.
+#[tokio::test]
+async fn tagged_stacks_are_listed_then_described_by_name() {
+    let env_tags = |env: &str| {
+        vec![
+            ("pantstack:project".to_string(), "shop".to_string()),
+            ("pantstack:environment".to_string(), env.to_string()),
+        ]
+    };
+    let http = Routed {
+        stacks: vec![
+            ("shop-test-api".into(), "UPDATE_COMPLETE".into()),
+            ("shop-test-old".into(), "CREATE_COMPLETE".into()),
+            ("shop-test-gone".into(), "DELETE_COMPLETE".into()),
+            ("shop-test-untagged".into(), "CREATE_COMPLETE".into()),
+            ("shop-prod-api".into(), "CREATE_COMPLETE".into()),
+            ("other-stack".into(), "CREATE_COMPLETE".into()),
+        ],
+        tags: [
+            ("shop-test-api".to_string(), env_tags("test")),
+            ("shop-test-old".to_string(), env_tags("test")),
+            ("shop-test-gone".to_string(), env_tags("test")),
+            ("shop-prod-api".to_string(), env_tags("prod")),
+        ]
+        .into_iter()
+        .collect(),
+        ..Routed::default()
+    };
+    let config = aws_types::SdkConfig::builder()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        )))
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http.clone())
+        .build();
+    let clients = Clients::from_config(config, "us-east-1");
+    let found = stack::tagged(&clients, "shop-test-", &env_tags("test"))
+        .await
+        .expect("tagged");
+    assert_eq!(found, vec!["shop-test-api", "shop-test-old"]);
+    let sent = http.sent.lock().expect("lock").clone();
+    let described: Vec<&String> = sent
+        .iter()
+        .filter(|b| b.contains("Action=DescribeStacks"))
+        .collect();
+    // The deleted stack and the other environments' are never described.
+    assert_eq!(described.len(), 3, "{described:?}");
+    assert!(
+        described
+            .iter()
+            .all(|b| b.contains("StackName=shop-test-") && !b.contains("shop-test-gone")),
+        "{described:?}"
     );
 }

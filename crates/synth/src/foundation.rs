@@ -270,11 +270,11 @@ pub fn ci_subjects(cx: &Ctx<'_>, owner: &str, repo: &str) -> Vec<String> {
     vec![format!("{base}:environment:{}", cx.env)]
 }
 
-/// What the previews' CI role needs beyond an environment's: finding the previews
-/// (`preview list`/`gc` and the cap), giving a preview its secrets (the declared
-/// preview values under `/{project}/preview/`, copied to `/{project}/preview-<pr>/`
-/// under the previews' key) and tearing one down (emptying its buckets, deleting
-/// its parameters; never images, see below).
+/// What the previews' CI role needs beyond an environment's (whose ListStacks
+/// also finds the previews, for `preview list`/`gc` and the cap): giving a
+/// preview its secrets (the declared preview values under `/{project}/preview/`,
+/// copied to `/{project}/preview-<pr>/` under the previews' key) and tearing one
+/// down (emptying its buckets, deleting its parameters; never images, see below).
 fn preview_ci(cx: &Ctx<'_>, repo_arn: &Value) -> Vec<Value> {
     let n = &cx.names;
     let project = cx.project();
@@ -285,11 +285,6 @@ fn preview_ci(cx: &Ctx<'_>, repo_arn: &Value) -> Vec<Value> {
         ))
     };
     vec![
-        allow(
-            "FindPreviews",
-            &["cloudformation:ListStacks"],
-            vec![json!("*")],
-        ),
         allow(
             "ReadPreviewValues",
             &["ssm:GetParameter"],
@@ -686,6 +681,10 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                         "cloudformation:GetTemplate", "cloudformation:ListStackResources",
                     ], stacks.clone()),
                     allow("ValidateTemplates", &["cloudformation:ValidateTemplate", "cloudformation:GetTemplateSummary"], vec![json!("*")]),
+                    // Finding the environment's stacks by name (removed services'
+                    // stacks, the listener-rule priorities deployed services hold,
+                    // previews): ListStacks has no resource-level permissions.
+                    allow("FindStacks", &["cloudformation:ListStacks"], vec![json!("*")]),
                     // `pantstack deploy`: the shared stack's outputs (repository, template
                     // bucket), the templates it uploads (CloudFormation reads a
                     // TemplateURL as the caller), ECS's verdict with the stopped tasks'

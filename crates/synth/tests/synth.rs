@@ -402,6 +402,29 @@ fn ci_role_trusts_only_this_repository() {
         !policy.contains("DeleteStack"),
         "long-lived environments are not deleted by CI"
     );
+    // `deploy` finds the environment's stacks (removed services, deployed rule
+    // priorities) with ListStacks, which takes no resource, and describes them
+    // by name: DescribeStacks is never allowed on every stack.
+    let statements =
+        t["Resources"]["CiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements");
+    let allowing = |action: &str| -> Vec<Value> {
+        statements
+            .iter()
+            .filter(|s| as_list(&s["Action"]).iter().any(|a| a == action))
+            .map(|s| s["Resource"].clone())
+            .collect()
+    };
+    assert_eq!(allowing("cloudformation:ListStacks"), vec![json!(["*"])]);
+    let describe = allowing("cloudformation:DescribeStacks");
+    assert!(!describe.is_empty());
+    for r in &describe {
+        assert!(
+            as_list(r).iter().all(|x| x != "*"),
+            "DescribeStacks on every stack: {r}"
+        );
+    }
 
     let o = synth_ok("examples", "preview-12");
     let t: Value = serde_json::from_str(
