@@ -55,11 +55,20 @@ pub enum Request {
     RotateKey,
     /// What `pantstack exec` needs of a running task (the newest, or `task`).
     Exec { service: String, task: Option<u64> },
+    /// Fargate Spot's two-minute warning to a FARGATE_SPOT task of the service:
+    /// the newest, task `task`, or with `all` every one (`supervisor::spot`).
+    SpotInterrupt {
+        service: String,
+        #[serde(default)]
+        task: Option<u64>,
+        #[serde(default)]
+        all: bool,
+    },
 }
 
 impl Request {
     /// The operation names, as `op` spells them.
-    const OPS: [&str; 10] = [
+    const OPS: [&str; 11] = [
         "status",
         "deploy",
         "rollback",
@@ -70,6 +79,7 @@ impl Request {
         "ssm",
         "rotate-key",
         "exec",
+        "spot-interrupt",
     ];
 
     /// Parses one request line. `Err` is the answer's error text.
@@ -355,6 +365,14 @@ mod tests {
                 },
                 json!({"op": "exec", "service": "api", "task": 7}),
             ),
+            (
+                Request::SpotInterrupt {
+                    service: service(),
+                    task: Some(3),
+                    all: false,
+                },
+                json!({"op": "spot-interrupt", "service": "api", "task": 3, "all": false}),
+            ),
         ]
     }
 
@@ -376,6 +394,15 @@ mod tests {
         assert!(e.starts_with("bad request: invalid value"), "{e}");
         let e = Request::parse(r#"{"op": "deploy"}"#).unwrap_err();
         assert_eq!(e, "bad request: missing field `service`");
+        // `task` and `all` may be left out of a spot interruption.
+        assert_eq!(
+            Request::parse(r#"{"op": "spot-interrupt", "service": "api"}"#),
+            Ok(Request::SpotInterrupt {
+                service: "api".into(),
+                task: None,
+                all: false
+            })
+        );
         let e = Request::parse(r#"{"op": "launch"}"#).unwrap_err();
         assert_eq!(e, "unknown operation `launch`");
         let e = Request::parse(r#"{"service": "api"}"#).unwrap_err();
