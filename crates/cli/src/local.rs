@@ -154,13 +154,17 @@ fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(
         }
         for t in u["tasks"].as_array().into_iter().flatten() {
             println!(
-                "  task {:<5} r{:<3} {:<22} {:<9} {:<10} up {}s{}",
+                "  task {:<5} r{:<3} {:<22} {:<9} {:<10} up {}s{}{}",
                 t["id"],
                 t["revision"],
                 format!("127.0.0.1:{}", t["port"]),
                 t["phase"].as_str().unwrap_or(""),
                 t["health"].as_str().unwrap_or(""),
                 t["uptime_secs"],
+                t["capacity"]
+                    .as_str()
+                    .map(|c| format!(" on {c}"))
+                    .unwrap_or_default(),
                 t["last_failure"]
                     .as_str()
                     .filter(|_| t["health"] != "healthy")

@@ -450,9 +450,11 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
         let o = m.run(&["logs", "front", "--grep", &format!("filler line {n}")]);
         text(&o.stdout).lines().count()
     };
-    wait_for("the second spam's last line", Duration::from_secs(10), || {
-        fillers("001499") >= 2
-    });
+    wait_for(
+        "the second spam's last line",
+        Duration::from_secs(10),
+        || fillers("001499") >= 2,
+    );
     assert_eq!(fillers("001499"), 2);
     assert_eq!(fillers("000000"), 2);
 }

@@ -123,6 +123,9 @@ impl Supervisor {
             };
             self.apply(&name, actions, now);
         }
+        if answered.is_empty() {
+            return json!({ "done": true, "error": format!("no task of {target} was interrupted: the ones chosen are stopping already") });
+        }
         self.save();
         json!({ "done": true, "interrupted": answered })
     }
