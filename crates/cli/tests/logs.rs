@@ -260,6 +260,17 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
     let (code, resp) = get(front, "/front", "trace-me-42");
     assert_eq!(code, 200, "{resp}");
     assert!(resp.ends_with("hello from back"), "{resp}");
+    // The supervisor writes a task's lines as it reads them: wait for both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = m.run(&["logs", "--grep", "trace-me-42"]);
+        if text(&o.stdout).lines().count() == 2 {
+            break;
+        }
+        let all = text(&m.run(&["logs"]).stdout);
+        assert!(Instant::now() < deadline, "both services' lines: {all}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // JSON-aware output and --grep (a substring).
     let o = m.run(&["logs", "front", "--grep", "handling"]);
@@ -333,10 +344,12 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
         .map(|l| l.split(' ').next().unwrap())
         .collect();
     assert_eq!(order.len(), 4, "{trace}");
-    // front's task logs, back's task logs, back's balancer answers, then front's.
-    assert!(order[0].starts_with("front/"), "{trace}");
-    assert!(order[1].starts_with("back/"), "{trace}");
-    assert_eq!(&order[2..], ["back", "front"], "{trace}");
+    // Both services' lines, and both balancers' entries: back's answer ended
+    // before front's, which waited for it.
+    assert!(order.iter().any(|u| u.starts_with("front/")), "{trace}");
+    assert!(order.iter().any(|u| u.starts_with("back/")), "{trace}");
+    let balancers: Vec<&str> = order.iter().copied().filter(|u| !u.contains('/')).collect();
+    assert_eq!(balancers, ["back", "front"], "{trace}");
     assert!(trace.contains("GET http://127.0.0.1:"), "{trace}");
     assert!(trace.contains("/back HTTP/1.1 → 200"), "{trace}");
     let o = m.run(&["trace", "trace-me-42", "--format", "json"]);
@@ -345,12 +358,19 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(v.len(), 4);
-    assert!(v.iter().all(|e| e["timestamp"].is_string()));
-    assert_eq!(v[3]["source"], "load-balancer");
-    assert_eq!(v[3]["request_id"], "trace-me-42");
-    assert_eq!(v[3]["status"], 200);
+    // In time order.
+    let stamps: Vec<&str> = v.iter().map(|e| e["timestamp"].as_str().unwrap()).collect();
+    let mut sorted = stamps.clone();
+    sorted.sort();
+    assert_eq!(stamps, sorted);
+    let front_lb = v
+        .iter()
+        .find(|e| e["source"] == "load-balancer" && e["unit"] == "front")
+        .unwrap();
+    assert_eq!(front_lb["request_id"], "trace-me-42");
+    assert_eq!(front_lb["status"], 200);
     // The trace id the first balancer gave finds the same request.
-    let root = v[3]["trace_id"].as_str().unwrap().to_string();
+    let root = front_lb["trace_id"].as_str().unwrap().to_string();
     let o = m.run(&["trace", &root]);
     assert_eq!(text(&o.stdout).lines().count(), 4, "{}", text(&o.stdout));
     let o = m.run(&["trace", "no-such-request"]);
