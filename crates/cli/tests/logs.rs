@@ -421,12 +421,18 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
             }
         }
     });
-    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Every stream's line so far (earlier tasks' too), the running task's among them.
     let old = m.running("front")[0].clone();
-    assert!(
-        first.starts_with(&format!("front/{} ", old["id"])),
-        "{first}"
-    );
+    let old_prefix = format!("front/{} ", old["id"]);
+    let mut earlier = Vec::new();
+    loop {
+        let l = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let done = l.starts_with(&old_prefix);
+        earlier.push(l.split(' ').next().unwrap().to_string());
+        if done {
+            break;
+        }
+    }
     let pid = old["pid"].as_u64().unwrap();
     assert!(
         Command::new("kill")
@@ -435,13 +441,18 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
             .unwrap()
             .success()
     );
-    let second = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    // The replacement's stream, which did not exist when `logs -f` started.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        let l = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap();
+        let task = l.split(' ').next().unwrap().to_string();
+        if !earlier.contains(&task) {
+            break l;
+        }
+    };
     assert!(second.starts_with("front/"), "{second}");
-    assert_ne!(
-        second.split(' ').next(),
-        first.split(' ').next(),
-        "a new task's stream: {first} / {second}"
-    );
     let _ = follow.kill();
     let _ = follow.wait();
 
@@ -523,6 +534,21 @@ fn a_spot_interruption_sends_sigterm_then_sigkill_after_the_stop_timeout_and_the
         text(&o.stderr)
     );
 
+    // The supervisor's event stream, as `pantstack up` shows it.
+    let mut events =
+        std::os::unix::net::UnixStream::connect(m.root.join(".pantstack/local/test/control.sock"))
+            .unwrap();
+    events.write_all(b"{\"op\": \"events\"}\n").unwrap();
+    let (etx, erx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for l in BufReader::new(events).lines() {
+            let Ok(l) = l else { break };
+            if etx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+
     let t0 = Instant::now();
     let o = m.run(&["spot-interrupt", "back"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -556,6 +582,23 @@ fn a_spot_interruption_sends_sigterm_then_sigkill_after_the_stop_timeout_and_the
         killed_after >= Duration::from_secs(3) && killed_after < Duration::from_secs(5),
         "{killed_after:?}"
     );
+    // The notice is an event of the unit, before the replacement starts.
+    let mut seen = Vec::new();
+    while let Ok(l) = erx.recv_timeout(Duration::from_secs(5)) {
+        seen.push(l);
+        if seen.last().unwrap().contains("task-started") {
+            break;
+        }
+    }
+    let notice = seen
+        .iter()
+        .position(|l| {
+            l.contains("\"spot-interruption\"")
+                && l.contains(&format!("task {spot_id} got SIGTERM"))
+        })
+        .unwrap_or_else(|| panic!("no spot-interruption event: {seen:#?}"));
+    let started = seen.iter().position(|l| l.contains("task-started"));
+    assert!(started.is_some_and(|s| s > notice), "{seen:#?}");
     // The scheduler replaced it; the reason is on record.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

@@ -121,7 +121,17 @@ impl Supervisor {
                 }));
                 actions
             };
-            self.apply(&name, actions, now);
+            // The notice goes out before the signal, as Fargate's task state
+            // change precedes its SIGTERM.
+            let (notices, effects): (Vec<Action>, Vec<Action>) = actions
+                .into_iter()
+                .partition(|a| matches!(a, Action::Event { .. }));
+            for n in notices {
+                if let Action::Event { kind, message } = n {
+                    self.emit(&name, kind, message);
+                }
+            }
+            self.apply(&name, effects, now);
         }
         if answered.is_empty() {
             return json!({ "done": true, "error": format!("no task of {target} was interrupted: the ones chosen are stopping already") });
