@@ -253,9 +253,36 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
             ("back", FAST),
         ],
     );
+    // Streams of tasks that are gone: one past logs.retention_days (30), one that
+    // puts the group over local.log_max_mib (1), and a recent one.
+    let group = m.logs_dir().join("front");
+    std::fs::create_dir_all(&group).unwrap();
+    let line = "2026-01-01T00:00:00.000000Z stdout seeded\n";
+    std::fs::write(group.join("900.log"), line).unwrap();
+    std::fs::write(
+        group.join("902.log"),
+        line.repeat(2 * 1024 * 1024 / line.len()),
+    )
+    .unwrap();
+    std::fs::write(group.join("903.log"), line).unwrap();
+    for (file, age) in [("900.log", "40 days ago"), ("902.log", "2 minutes ago")] {
+        let p = group.join(file);
+        assert!(
+            Command::new("touch")
+                .args(["-d", age])
+                .arg(&p)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
     m.up();
     m.wait_healthy("front", 1, Duration::from_secs(30));
     m.wait_healthy("back", 1, Duration::from_secs(30));
+    wait_for("retention", Duration::from_secs(15), || {
+        !group.join("900.log").exists() && !group.join("902.log").exists()
+    });
+    assert!(group.join("903.log").exists(), "a recent stream stays");
     let front = m.port("front");
     let (code, resp) = get(front, "/front", "trace-me-42");
     assert_eq!(code, 200, "{resp}");
@@ -462,7 +489,6 @@ fn logs_filter_follow_a_replacement_end_on_a_closed_pipe_and_trace_a_request_acr
     for _ in 0..2 {
         assert_eq!(get(front, "/spam?1500", "spam").0, 200);
     }
-    let group = m.logs_dir().join("front");
     wait_for("a rolled-over stream", Duration::from_secs(10), || {
         std::fs::read_dir(&group)
             .unwrap()
