@@ -22,6 +22,7 @@ fn log_paths(global: &Global, named: Option<&str>) -> Result<Paths, Failure> {
     let root = find_root(global)?;
     let env_name = match client::running_env(&root, named) {
         Ok(e) => e,
+        Err(e) if named.is_some() => return Err(e.into()),
         Err(_) => client::env_with_logs(&root)
             .ok_or_else(|| Failure::Resolve("no local cloud logs here; pass --env".into()))?,
     };
