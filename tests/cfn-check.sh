@@ -38,6 +38,11 @@ sed -i 's/^network:$/network:\n  load_balancer: shared/' "$out/shared-repo/stack
 grep -q 'load_balancer: shared' "$out/shared-repo/stack/infra/foundation/pantstack.yaml" || { echo "FAIL: could not make the shared-LB example"; exit 1; }
 synth shared-test "$out/shared-repo" --env test
 synth shared-preview "$out/shared-repo" --pr 5
+# prod with the environment's certificate: HTTPS:443 listeners, port 80 redirecting.
+echo '  pantstack:loadBalancerCertificateArn: arn:aws:acm:us-east-1:123456789012:certificate/0f6c1c3e-1111-2222-3333-444455556666' \
+  >>"$out/shared-repo/stack/infra/foundation/Pulumi.prod.yaml"
+synth shared-prod "$out/shared-repo" --env prod
+grep -q '"HttpsListener0"' "$out/shared-prod/shop-prod-load-balancer.json" || { echo "FAIL: the shared-LB prod has no HTTPS listener"; exit 1; }
 rm -rf "$out/shared-repo"
 
 # 200 HTTP services (each with a worker and a queue) sharing one load balancer:

@@ -395,6 +395,37 @@ them as environment variables when they start. Works whether or not the local cl
 runs.")]
     Secrets(SecretsArgs),
 
+    /// Write a consistent backup of a local cloud: queues, buckets, secrets, deployments
+    #[command(after_help = "Examples:
+  pantstack backup                             # into .pantstack/backups/<env>-<time>
+  pantstack backup /mnt/backups/shop-test      # a new directory (never over anything)
+  pantstack backup --env prod --format json    # the manifest as JSON
+
+One point in time of the environment's local cloud, taken whether or not it runs
+(through the supervisor while it serves, else from its state on disk): every SQS
+queue with its messages (ids, bodies, attributes, receive counts, visibility), every
+S3 bucket with all its versions, delete markers and configuration, every SSM
+parameter with its versions, labels and tags (SecureStrings stay encrypted: the
+master key is not in the backup), and the deployment history. The directory holds
+backup.json (format version, pantstack version, time, contents, SHA-256 of every
+file); it is written beside its destination and renamed into place, files 0600.
+docs/operations.md has the recovery procedures.")]
+    Backup(BackupArgs),
+
+    /// Rebuild a local cloud's state from a backup (`pantstack backup`)
+    #[command(after_help = "Examples:
+  pantstack restore .pantstack/backups/test-2026-12-05T01-20-00Z
+  pantstack restore /mnt/backups/shop-test --force   # replace the state there is
+
+Verifies the backup first (format version, every file's size and SHA-256, every
+record replayed) and refuses a damaged, truncated or foreign one, naming the file.
+Never touches a running local cloud (`pantstack down` first). Existing state is
+replaced only with --force, and is then moved aside to
+.pantstack/local/<env>/replaced-<time>/, not deleted. The restored secrets open only
+with the master key they were sealed with: restore says which key file is needed
+when this machine lacks it. Then `pantstack up` serves the restored data.")]
+    Restore(RestoreArgs),
+
     /// Create a new monorepo in the seed's layout (foundation + an HTTP service with a worker)
     #[command(after_help = "Examples:
   pantstack init demo
@@ -694,6 +725,29 @@ pub struct AwsEnvArgs {
     /// The credentials of a service unit (`api`, `api-worker`) instead of a person's
     #[arg(long = "as", value_name = "UNIT")]
     pub unit: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The new directory to write (default: .pantstack/backups/<env>-<UTC time>)
+    #[arg(value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Environment (default: the one running, else the current branch's)
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The backup directory (`pantstack backup` wrote it)
+    #[arg(value_name = "DIR")]
+    pub from: PathBuf,
+    /// Environment (default: the backup's)
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Replace the environment's existing state (moved aside, not deleted)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

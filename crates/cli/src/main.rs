@@ -10,6 +10,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod args;
 mod aws;
+mod backup;
 mod ci;
 mod commands;
 mod git;
@@ -208,6 +209,8 @@ fn main() -> ExitCode {
             Ok(Target::Local) => aws::secrets(&cli.global, &out, &a),
             Err(e) => Err(e),
         },
+        Command::Backup(a) => backup::backup(&cli.global, &out, &a),
+        Command::Restore(a) => backup::restore(&cli.global, &out, &a),
         Command::Quotas => synth::quotas(&cli.global, &out),
         Command::Cost(a) => synth::cost(&cli.global, &out, &a),
         Command::Preview(a) => preview::preview(&cli.global, &out, &a),

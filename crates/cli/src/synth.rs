@@ -48,6 +48,7 @@ pub(crate) fn prepare_branch(
     }
     let opts = pantstack_synth::Options {
         region: region.map(str::to_string),
+        ..Default::default()
     };
     let output = match pantstack_synth::synth(&repo, &resolved.name, &opts) {
         Ok(o) => o,

@@ -77,6 +77,136 @@ impl From<String> for Failure {
 
 const INLINE_MAX: usize = pantstack_synth::cfn::INLINE_TEMPLATE_MAX;
 
+/// The listener-rule priorities the environment's deployed stacks hold on its
+/// shared load balancers, by the service each stack is of
+/// (`pantstack_synth::Options::deployed_priorities`): the stacks named
+/// `{prefix}-*` in CloudFormation's stack list (ListStacks, which the CI role
+/// may call; the load balancer, shared and foundation stacks aside, and those
+/// only awaiting a change set), whose rules import this environment's listeners.
+/// A stack whose template cannot be read fails the whole: a priority missed
+/// could be given twice.
+pub async fn deployed_priorities(
+    c: &Clients,
+    names: &Names<'_>,
+) -> Result<BTreeMap<String, Vec<u32>>, String> {
+    let prefix = format!("{}-", names.prefix());
+    let skip = [
+        names.lb_stack(),
+        names.shared_stack(),
+        names.foundation_stack(),
+    ];
+    let mut stacks: Vec<String> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .cfn
+            .list_stacks()
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
+        for s in page.stack_summaries() {
+            let status = s.stack_status().map(|s| s.as_str()).unwrap_or_default();
+            let name = s.stack_name().unwrap_or_default();
+            if status != "DELETE_COMPLETE"
+                && status != "REVIEW_IN_PROGRESS"
+                && name.starts_with(&prefix)
+                && !skip.iter().any(|k| k == name)
+                && !stacks.iter().any(|n| n == name)
+            {
+                stacks.push(name.to_string());
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut out = BTreeMap::new();
+    // A few at a time: GetTemplate is throttled per account.
+    for chunk in stacks.chunks(8) {
+        let mut set = tokio::task::JoinSet::new();
+        for name in chunk {
+            let c = c.clone();
+            let name = name.clone();
+            set.spawn(async move {
+                let t = c
+                    .cfn
+                    .get_template()
+                    .stack_name(&name)
+                    .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "cannot read the template of {name} (the listener-rule priorities it holds on the shared load balancer): {}",
+                            why(&e)
+                        )
+                    })?;
+                Ok::<_, String>((name, t.template_body().unwrap_or_default().to_string()))
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            let (name, body) = r.map_err(|e| format!("reading a deployed template: {e}"))??;
+            let ps = pantstack_synth::shared_lb::rule_priorities(&body, names);
+            if let Some(service) = name.strip_prefix(&prefix)
+                && !ps.is_empty()
+            {
+                out.insert(service.to_string(), ps);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl<'a> Env<'a> {
+    /// With shared load balancers: this environment synthesized again with the
+    /// listener-rule priorities its deployed stacks hold pinned
+    /// ([`deployed_priorities`]), so that no deployed service's rules move and
+    /// new services take blocks no deployed rule uses. `None` when that changes
+    /// nothing (no shared load balancer, or the offline blocks already agree).
+    pub async fn pinned(&self) -> Result<Option<Env<'a>>, Failure> {
+        if self.stack(&self.names().lb_stack()).is_none() {
+            return Ok(None);
+        }
+        let deployed = deployed_priorities(&self.clients, &self.names()).await?;
+        if deployed.is_empty() {
+            return Ok(None);
+        }
+        let opts = pantstack_synth::Options {
+            region: Some(self.output.plan.region.clone()),
+            deployed_priorities: deployed.clone(),
+        };
+        let output = pantstack_synth::synth(self.repo, &self.env, &opts).map_err(|d| {
+            let why: Vec<String> = d
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| format!("{}: {}", d.file, d.message))
+                .collect();
+            Failure::new(format!(
+                "cannot synthesize `{}` with the deployed listener-rule priorities: {}",
+                self.env,
+                why.join("; ")
+            ))
+        })?;
+        if output.files == self.output.files {
+            return Ok(None);
+        }
+        self.progress.note(&format!(
+            "listener-rule priorities on the shared load balancer: {} deployed stack(s) keep theirs, new services take free blocks (offline `synth` chose others)",
+            deployed.len()
+        ));
+        Ok(Some(Env {
+            repo: self.repo,
+            env: self.env.clone(),
+            output,
+            clients: self.clients.clone(),
+            progress: self.progress.clone(),
+            dir: self.dir.clone(),
+        }))
+    }
+}
+
 impl Env<'_> {
     fn project(&self) -> &str {
         &self.output.plan.project

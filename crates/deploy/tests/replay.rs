@@ -4,7 +4,9 @@
 //! whole workspace's test build, changing every map's order): a change set without changes, an update
 //! rolled back with the failed resource's reason, a stack stuck in
 //! UPDATE_ROLLBACK_FAILED with its recovery command, a failed creation that only
-//! `deploy` may delete, and a circuit breaker's rollback with the stopped task.
+//! `deploy` may delete, a circuit breaker's rollback with the stopped task, and
+//! the shared load balancers' listener-rule priorities read from the deployed
+//! templates and pinned.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
@@ -310,4 +312,248 @@ fn states_sort_as_cloudformation_defines_them() {
     assert!(stack::is_success("UPDATE_COMPLETE"));
     assert!(!stack::is_success("UPDATE_ROLLBACK_COMPLETE"));
     assert!(stack::no_changes("No updates are to be performed."));
+}
+
+/// Answers CloudFormation by what is asked: `ListStacks` lists `stacks` (name,
+/// status), `GetTemplate` gives `templates[StackName]`; keeps
+/// the requests' bodies. Requests may come in any order (reads run at once).
+#[derive(Clone, Debug, Default)]
+struct Routed {
+    stacks: Vec<(String, String)>,
+    templates: std::collections::BTreeMap<String, String>,
+    sent: Arc<Mutex<Vec<String>>>,
+}
+
+fn xml_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+impl HttpConnector for Routed {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let body = request
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).to_string())
+            .unwrap_or_default();
+        self.sent.lock().expect("lock").push(body.clone());
+        let answer = if body.contains("Action=ListStacks") {
+            let members: String = self
+                .stacks
+                .iter()
+                .map(|(name, status)| {
+                    format!(
+                        "<member><StackName>{name}</StackName><StackId>arn:aws:cloudformation:us-east-1:1:stack/{name}/x</StackId><StackStatus>{status}</StackStatus><CreationTime>2026-01-01T00:00:00Z</CreationTime></member>"
+                    )
+                })
+                .collect();
+            xml(
+                "ListStacks",
+                &format!("<StackSummaries>{members}</StackSummaries>"),
+            )
+        } else if body.contains("Action=GetTemplate") {
+            let name = body
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("StackName="))
+                .expect("a stack name")
+                .to_string();
+            let t = self
+                .templates
+                .get(&name)
+                .unwrap_or_else(|| panic!("GetTemplate of {name}, which holds no template here"));
+            xml(
+                "GetTemplate",
+                &format!("<TemplateBody>{}</TemplateBody>", xml_text(t)),
+            )
+        } else {
+            panic!("unexpected request {body}");
+        };
+        let mut r = Response::new(
+            StatusCode::try_from(200).expect("200"),
+            SdkBody::from(answer),
+        );
+        r.headers_mut().insert("content-type", "text/xml");
+        HttpConnectorFuture::ready(Ok(r))
+    }
+}
+
+impl HttpClient for Routed {
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
+    }
+}
+
+/// A monorepo (the example's foundation, shared load balancers) whose HTTP
+/// services are `names`.
+fn shared_repo(names: &[&str]) -> pantstack_model::Monorepo {
+    let examples = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dir = std::env::temp_dir().join(format!(
+        "pantstack-deploy-pins-{}-{}",
+        names.join("-"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = dir.join("stack/infra/foundation");
+    std::fs::create_dir_all(&f).expect("mkdir");
+    for n in [
+        "Pulumi.yaml",
+        "Pulumi.test.yaml",
+        "Pulumi.prod.yaml",
+        "Pulumi.preview.yaml",
+    ] {
+        std::fs::copy(examples.join("stack/infra/foundation").join(n), f.join(n)).expect("copy");
+    }
+    let m = std::fs::read_to_string(examples.join("stack/infra/foundation/pantstack.yaml"))
+        .expect("manifest");
+    std::fs::write(
+        f.join("pantstack.yaml"),
+        m.replacen("network:\n", "network:\n  load_balancer: shared\n", 1),
+    )
+    .expect("write");
+    for name in names {
+        let infra = dir.join(format!("modules/{name}/infrastructure"));
+        std::fs::create_dir_all(&infra).expect("mkdir");
+        std::fs::write(
+            infra.join("Pulumi.yaml"),
+            format!("name: shop-{name}\nruntime: python\n"),
+        )
+        .expect("write");
+        std::fs::write(
+            infra.join("pantstack.yaml"),
+            format!("service: {name}\nhttp:\n  command: [\"/s\"]\n"),
+        )
+        .expect("write");
+    }
+    let loaded = pantstack_model::load(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    loaded.repo
+}
+
+fn priorities(o: &pantstack_synth::Output, service: &str) -> Vec<u32> {
+    let names = pantstack_model::physical::Names::new("shop", "test");
+    pantstack_synth::shared_lb::rule_priorities(
+        o.file(&format!("shop-test-{service}.json"))
+            .expect("a template"),
+        &names,
+    )
+}
+
+/// Before deploying, the aws target reads the templates of the environment's
+/// deployed stacks (not another environment's, nor the load balancer's or
+/// foundation's) and synthesizes again with their listener-rule
+/// priorities pinned: a deployed service whose block two new services' names
+/// hash to keeps it, and the new ones take two other blocks.
+#[tokio::test]
+async fn deploy_pins_the_listener_rule_priorities_deployed_stacks_hold() {
+    let none = Default::default();
+    let mut by_slot: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let names = (0..5000)
+        .find_map(|i| {
+            let n = format!("svc{i:04}");
+            let slot = pantstack_synth::shared_lb::slots(&[n.as_str()], &none)[0].1;
+            let same = by_slot.entry(slot).or_default();
+            same.push(n);
+            (same.len() == 3).then(|| same.clone())
+        })
+        .expect("three colliding names");
+    let (a, b, c) = (names[0].as_str(), names[1].as_str(), names[2].as_str());
+    let opts = pantstack_synth::Options::default();
+    // Deployed: `c` alone (in prod too, under another environment's tags).
+    let deployed = pantstack_synth::synth(&shared_repo(&[c]), "test", &opts).expect("c");
+    let c_template = deployed
+        .file(&format!("shop-test-{c}.json"))
+        .expect("c")
+        .to_string();
+    let held = priorities(&deployed, c);
+    // This checkout: `a` and `b` added; offline `a` would take `c`'s block.
+    let repo = shared_repo(&[a, b, c]);
+    let output = pantstack_synth::synth(&repo, "test", &opts).expect("a b c");
+    assert_eq!(
+        priorities(&output, a),
+        held,
+        "offline, `a` takes `c`'s block"
+    );
+
+    // Listed besides: the environment's other stacks, another environment's, a
+    // stack only awaiting a change set (`diff`), one deleted, and the stack of
+    // an environment whose name extends this one's (`test-eu`: its rules import
+    // its own listeners).
+    let other_env = c_template.replace("shop-test-", "shop-test-eu-");
+    let http = Routed {
+        stacks: vec![
+            (format!("shop-test-{c}"), "UPDATE_COMPLETE".into()),
+            ("shop-test-load-balancer".into(), "CREATE_COMPLETE".into()),
+            ("shop-test-foundation".into(), "CREATE_COMPLETE".into()),
+            (format!("shop-prod-{a}"), "CREATE_COMPLETE".into()),
+            (format!("shop-test-{b}"), "REVIEW_IN_PROGRESS".into()),
+            (format!("shop-test-{a}"), "DELETE_COMPLETE".into()),
+            (format!("shop-test-eu-{a}"), "CREATE_COMPLETE".into()),
+        ],
+        templates: [
+            (format!("shop-test-{c}"), c_template),
+            (format!("shop-test-eu-{a}"), other_env),
+        ]
+        .into_iter()
+        .collect(),
+        sent: Arc::default(),
+    };
+    let config = aws_types::SdkConfig::builder()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        )))
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http.clone())
+        .build();
+    let clients = Clients::from_config(config, "us-east-1");
+    let names = pantstack_model::physical::Names::new("shop", "test");
+    let read = pantstack_deploy::ship::deployed_priorities(&clients, &names)
+        .await
+        .expect("read");
+    assert_eq!(read, [(c.to_string(), held.clone())].into_iter().collect());
+    let gets: Vec<String> = http
+        .sent
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|b| b.contains("Action=GetTemplate"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        gets.len(),
+        2,
+        "only the service stacks' templates: {gets:?}"
+    );
+
+    let e = pantstack_deploy::ship::Env {
+        repo: &repo,
+        env: "test".into(),
+        output,
+        clients,
+        progress: Arc::new(quiet()),
+        dir: std::env::temp_dir(),
+    };
+    let pinned = e
+        .pinned()
+        .await
+        .expect("pinned")
+        .expect("the output changes");
+    assert_eq!(priorities(&pinned.output, c), held, "`c` keeps its rules");
+    let pa = priorities(&pinned.output, a);
+    let pb = priorities(&pinned.output, b);
+    let block = |p: &[u32]| pantstack_synth::shared_lb::block_of(p[0]);
+    assert_ne!(block(&pa), block(&held));
+    assert_ne!(block(&pb), block(&held));
+    assert_ne!(block(&pa), block(&pb));
+    // Templates other than the rules' are as synthesized offline.
+    assert_eq!(
+        pinned.output.file("shop-test-load-balancer.json"),
+        e.output.file("shop-test-load-balancer.json")
+    );
 }

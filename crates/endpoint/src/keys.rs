@@ -338,6 +338,12 @@ impl Keyring {
         &self.path
     }
 
+    /// The ids of the keys this file holds (values sealed under others cannot
+    /// be opened with it).
+    pub fn key_ids(&self) -> Vec<u32> {
+        self.keys.iter().map(|(id, _)| *id).collect()
+    }
+
     /// The id of the key new values are encrypted under.
     pub fn current_id(&self) -> u32 {
         self.keys.last().map(|(id, _)| *id).unwrap_or(0)

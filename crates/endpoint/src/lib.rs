@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod error;
 #[doc(hidden)]
 pub use crate::http::fuzzing;

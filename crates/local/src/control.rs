@@ -64,11 +64,14 @@ pub enum Request {
         #[serde(default)]
         all: bool,
     },
+    /// A backup of the environment's state into the new directory `dir` (an
+    /// absolute path); answers its manifest (`crate::backup`).
+    Backup { dir: std::path::PathBuf },
 }
 
 impl Request {
     /// The operation names, as `op` spells them.
-    const OPS: [&str; 11] = [
+    const OPS: [&str; 12] = [
         "status",
         "deploy",
         "rollback",
@@ -80,6 +83,7 @@ impl Request {
         "rotate-key",
         "exec",
         "spot-interrupt",
+        "backup",
     ];
 
     /// Parses one request line. `Err` is the answer's error text.

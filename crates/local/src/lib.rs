@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod build;
 pub mod client;
 pub mod control;

@@ -60,6 +60,12 @@ impl Output {
 pub struct Options {
     /// Overrides the environment's region (`--region`).
     pub region: Option<String>,
+    /// The listener-rule priorities the environment's deployed stacks hold on its
+    /// shared load balancers, by service (`shared_lb::rule_priorities` of each
+    /// deployed template; the aws target reads them before deploying or diffing):
+    /// those services keep their priority blocks and new ones take free blocks.
+    /// Empty offline: every block comes from the hash of the service's name.
+    pub deployed_priorities: std::collections::BTreeMap<String, Vec<u32>>,
 }
 
 /// What the templates of one environment are built from.
@@ -312,6 +318,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
                     .filter(|u| u.service.http.is_some())
                     .map(|u| u.service.name.as_str())
                     .collect::<Vec<_>>(),
+                &opts.deployed_priorities,
             )
         } else {
             Vec::new()

@@ -227,11 +227,12 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         );
     }
     if svc.http.is_some() {
-        let scheme = if cfg.get(keys::CERTIFICATE_ARN).is_some() {
-            "https"
+        let https = if cx.shared_lb {
+            crate::shared_lb::certificate(cx).is_some()
         } else {
-            "http"
+            cfg.get(keys::CERTIFICATE_ARN).is_some()
         };
+        let scheme = if https { "https" } else { "http" };
         if cx.shared_lb {
             // W6001 (an output built from an import): the URL is the shared load
             // balancer's name and this service's path, which is what a user reads.
@@ -258,7 +259,7 @@ pub fn template(cx: &Ctx<'_>, svc: &Service, cfg: &Resolved) -> Template {
         };
         let url = if cx.shared_lb {
             json!({ "Fn::Sub": [
-                format!("http://${{DnsName}}{path}"),
+                format!("{scheme}://${{DnsName}}{path}"),
                 { "DnsName": import(&n.lb_export(&format!("DnsName{}", crate::shared_lb::shard_of(cx, name)))) },
             ] })
         } else {

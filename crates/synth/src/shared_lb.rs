@@ -2,6 +2,10 @@
 //! the foundation says `network.load_balancer: shared` (Copilot's environment
 //! model): one internet-facing ALB and its HTTP listener, whose default answer is
 //! 404; each HTTP service stack adds its target group and listener rules to it.
+//! With the environment's certificate (`network.load_balancer_certificate`) the
+//! rules are on an HTTPS:443 listener instead and port 80 redirects to it; its
+//! export has a name of its own (`HttpsListenerArn{k}`), so turning HTTPS on
+//! changes no export a service imports.
 //!
 //! Why: one ALB per HTTP service per environment reaches the default quota of 50
 //! load balancers a region at 25 services with two environments. Shared, an
@@ -12,38 +16,104 @@
 //! stack holds as many load balancers as the environment's HTTP services need
 //! (`shards`: 200 services → 3), each service on one of them.
 //!
-//! Rule priorities are stable: each service owns a block of 100 priorities
-//! (`slot × 100 + 1 ..`), its slot chosen from a hash of its name, probing past
-//! the slots of services that sort before it; adding or removing another service
-//! moves no other service's rules unless their hashes collide.
+//! Rule priorities: each service owns a block of 100 priorities (`slot × 100 + 1
+//! ..`, its `ListenerRule{i}` at `+ i - 1`, so a service's rules changing count
+//! stay in its block and keep their priorities). Offline, a service's slot comes
+//! from a hash of its name, probing past the slots of services that sort before
+//! it. Deploying (`Options::deployed_priorities`, read from the templates
+//! CloudFormation holds), every service already deployed keeps the block its
+//! rules use, and a new service probes past every block a deployed rule uses:
+//! adding or removing a service never moves another deployed service's rules,
+//! whose priority CloudFormation would refuse to give a new rule while the old
+//! one still holds it.
 
 use crate::Ctx;
 use crate::cfn::{Template, att, import, r, split, tags};
+use crate::service::TLS_POLICY;
 use crate::skips;
-use pantstack_model::physical::short_hash;
+use pantstack_model::physical::{Names, short_hash};
+use pantstack_model::settings::keys;
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Priority blocks: 50,000 priorities an ALB listener allows, 100 per service.
 pub const SLOTS: u32 = 500;
 /// Rules a service may have on a shared listener.
 pub const RULES_PER_SERVICE: usize = 99;
 
-/// The slot of every HTTP service (sorted by name): stable across additions.
-pub fn slots(services: &[&str]) -> Vec<(String, u32)> {
+/// The slot of every HTTP service (sorted by name). `deployed`: the listener-rule
+/// priorities each deployed stack's rules hold on the shared listeners, by the
+/// service the stack is of (a service no longer in the monorepo too: its stack
+/// still holds them). A deployed service keeps the block of its lowest priority
+/// (the first in name order when two claim one); every other service takes the
+/// block its name hashes to, or the next one that no deployed rule and no
+/// service before it uses.
+pub fn slots(services: &[&str], deployed: &BTreeMap<String, Vec<u32>>) -> Vec<(String, u32)> {
     let mut names: Vec<&str> = services.to_vec();
     names.sort_unstable();
-    let mut taken: Vec<(String, u32)> = Vec::new();
+    let held: BTreeSet<u32> = deployed.values().flatten().map(|p| block_of(*p)).collect();
+    let mut pinned: BTreeMap<&str, u32> = BTreeMap::new();
+    for name in &names {
+        let own = deployed.get(*name).and_then(|ps| ps.iter().min());
+        if let Some(p) = own
+            && !pinned.values().any(|s| *s == block_of(*p))
+        {
+            pinned.insert(name, block_of(*p));
+        }
+    }
+    let mut taken: BTreeSet<u32> = held;
+    let mut out: Vec<(String, u32)> = Vec::new();
     for name in names {
+        if let Some(s) = pinned.get(name) {
+            out.push((name.to_string(), *s));
+            continue;
+        }
         let mut slot = u32::from_str_radix(&short_hash(name), 16).unwrap_or(0) % SLOTS;
         let mut probes = 0;
-        while taken.iter().any(|(_, s)| *s == slot) && probes < SLOTS {
+        while taken.contains(&slot) && probes < SLOTS {
             slot = (slot + 1) % SLOTS;
             probes += 1;
         }
         // More services than blocks: `synth` refuses the monorepo (`check`).
-        taken.push((name.to_string(), slot));
+        taken.insert(slot);
+        out.push((name.to_string(), slot));
     }
-    taken
+    out
+}
+
+/// The block a listener-rule priority is in.
+pub fn block_of(priority: u32) -> u32 {
+    priority.saturating_sub(1) / 100
+}
+
+/// The priorities of a deployed template's listener rules on the environment's
+/// shared listeners (those whose listener is imported from `{prefix}-lb-`): what
+/// the aws target passes back as `Options::deployed_priorities`. Empty for a
+/// template with none (or not JSON).
+pub fn rule_priorities(template: &str, names: &Names<'_>) -> Vec<u32> {
+    let Ok(t) = serde_json::from_str::<Value>(template) else {
+        return Vec::new();
+    };
+    let shared = names.lb_export("");
+    let mut out: Vec<u32> = t["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule")
+        .filter(|(_, r)| {
+            r["Properties"]["ListenerArn"]["Fn::ImportValue"]
+                .as_str()
+                .is_some_and(|l| l.starts_with(&shared))
+        })
+        .filter_map(|(_, r)| {
+            let p = &r["Properties"]["Priority"];
+            p.as_u64()
+                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+                .and_then(|p| u32::try_from(p).ok())
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// Rules and target groups one ALB takes by default (both quotas are 100; the
@@ -114,6 +184,25 @@ pub fn first_priority(cx: &Ctx<'_>, service: &str) -> u32 {
         .unwrap_or(1)
 }
 
+/// The environment's certificate for its shared load balancers
+/// (`network.load_balancer_certificate`): with one, each has an HTTPS:443
+/// listener that the services' rules are on, and port 80 redirects to it.
+pub fn certificate<'c>(cx: &'c Ctx<'_>) -> Option<&'c str> {
+    cx.foundation.get(keys::LOAD_BALANCER_CERTIFICATE_ARN)
+}
+
+/// The export (of `Names::lb_export`) of the listener that load balancer `k`'s
+/// rules go on: the HTTPS one with a certificate. Two names, so that turning
+/// HTTPS on adds an export rather than changing one that services import
+/// (CloudFormation refuses that).
+pub fn listener_export(cx: &Ctx<'_>, k: usize) -> String {
+    if certificate(cx).is_some() {
+        format!("HttpsListenerArn{k}")
+    } else {
+        format!("ListenerArn{k}")
+    }
+}
+
 /// The load balancer's full name, for metric dimensions: its own, or the shared
 /// one's export.
 pub fn full_name(cx: &Ctx<'_>, service: &str) -> Value {
@@ -136,16 +225,26 @@ pub fn template(cx: &Ctx<'_>) -> Template {
         cx.env
     ));
     let tg = tags(cx.project(), cx.env, None, None);
+    let cert = certificate(cx);
+    let mut ingress = vec![json!({
+        "Description": if cert.is_some() { "HTTP from the internet (redirected to HTTPS)" } else { "HTTP from the internet" },
+        "IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "CidrIp": "0.0.0.0/0",
+    })];
+    if cert.is_some() {
+        ingress.push(json!({
+            "Description": "HTTPS from the internet",
+            "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0",
+        }));
+    }
     t.resource(
         "SecurityGroup",
         "AWS::EC2::SecurityGroup",
         json!({
+            // Fixed whatever the certificate: a new description replaces the group,
+            // whose export the services import.
             "GroupDescription": format!("{prefix} shared load balancer: HTTP from the internet, to the tasks in the VPC"),
             "VpcId": import(&n.export("VpcId")),
-            "SecurityGroupIngress": [{
-                "Description": "HTTP from the internet",
-                "IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "CidrIp": "0.0.0.0/0",
-            }],
+            "SecurityGroupIngress": ingress,
             // The services' container ports differ; each task group admits this
             // group on its own port only.
             "SecurityGroupEgress": [{
@@ -187,19 +286,54 @@ pub fn template(cx: &Ctx<'_>) -> Template {
         if cx.is_preview() {
             lb.skip(&[skips::ALB_PREVIEW_DELETION]);
         }
-        t.resource(
-            &listener_id,
-            "AWS::ElasticLoadBalancingV2::Listener",
-            json!({
-                "LoadBalancerArn": r(&lb_id),
-                "Port": 80,
-                "Protocol": "HTTP",
-                "DefaultActions": [{ "Type": "fixed-response", "FixedResponseConfig": {
-                    "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no route",
-                } }],
-            }),
-        )
-        .skip(&[skips::ALB_HTTP_LISTENER, skips::ALB_HTTP_LISTENER_TLS]);
+        let not_found = json!([{ "Type": "fixed-response", "FixedResponseConfig": {
+            "StatusCode": "404", "ContentType": "text/plain", "MessageBody": "no route",
+        } }]);
+        if let Some(arn) = cert {
+            let https_id = format!("HttpsListener{k}");
+            t.resource(
+                &https_id,
+                "AWS::ElasticLoadBalancingV2::Listener",
+                json!({
+                    "LoadBalancerArn": r(&lb_id),
+                    "Port": 443,
+                    "Protocol": "HTTPS",
+                    "SslPolicy": TLS_POLICY,
+                    "Certificates": [{ "CertificateArn": arn }],
+                    "DefaultActions": not_found,
+                }),
+            );
+            t.resource(
+                &listener_id,
+                "AWS::ElasticLoadBalancingV2::Listener",
+                json!({
+                    "LoadBalancerArn": r(&lb_id),
+                    "Port": 80,
+                    "Protocol": "HTTP",
+                    "DefaultActions": [{ "Type": "redirect", "RedirectConfig": {
+                        "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301",
+                        "Host": "#{host}", "Path": "/#{path}", "Query": "#{query}",
+                    } }],
+                }),
+            );
+            t.output(
+                &format!("HttpsListenerArn{k}"),
+                r(&https_id),
+                Some(&n.lb_export(&format!("HttpsListenerArn{k}"))),
+            );
+        } else {
+            t.resource(
+                &listener_id,
+                "AWS::ElasticLoadBalancingV2::Listener",
+                json!({
+                    "LoadBalancerArn": r(&lb_id),
+                    "Port": 80,
+                    "Protocol": "HTTP",
+                    "DefaultActions": not_found,
+                }),
+            )
+            .skip(&[skips::ALB_HTTP_LISTENER, skips::ALB_HTTP_LISTENER_TLS]);
+        }
         t.output(
             &format!("ListenerArn{k}"),
             r(&listener_id),
@@ -232,13 +366,14 @@ mod tests {
     fn slots_are_unique_and_stable_when_services_come_and_go() {
         let names: Vec<String> = (0..200).map(|i| format!("svc{i:03}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let all = slots(&refs);
+        let none = BTreeMap::new();
+        let all = slots(&refs, &none);
         let mut seen: Vec<u32> = all.iter().map(|(_, s)| *s).collect();
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), 200);
         // Removing one service moves at most the services that probed past it.
-        let fewer = slots(&refs[1..]);
+        let fewer = slots(&refs[1..], &none);
         let moved = fewer
             .iter()
             .filter(|(n, s)| all.iter().any(|(m, t)| m == n && t != s))

@@ -90,6 +90,7 @@ fn another_region_changes_only_the_plan() {
         "prod",
         &Options {
             region: Some("ap-southeast-3".into()),
+            ..Options::default()
         },
     )
     .expect("ap-southeast-3");
@@ -1685,8 +1686,26 @@ fn cost_estimate_matches_hand_computed_figures() {
 /// A monorepo of `n` HTTP services (each with a worker) sharing each
 /// environment's load balancer.
 fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
-    let dir =
-        std::env::temp_dir().join(format!("pantstack-synth-shared-{n}-{}", std::process::id()));
+    let names: Vec<String> = (0..n).map(|i| format!("svc{i:03}")).collect();
+    let network = format!("  load_balancers: {}\n", n.div_ceil(90));
+    shared_lb_named(&names, &network, &[])
+}
+
+/// A monorepo whose HTTP services (each with a worker) are `names` (`svc000`
+/// with a host rule), sharing each environment's load balancer; `network` adds
+/// lines under `network:`, `service_lines` lines to every service's `http:`.
+fn shared_lb_named(
+    names: &[String],
+    network: &str,
+    service_lines: &[&str],
+) -> pantstack_model::Monorepo {
+    let tag =
+        pantstack_model::physical::short_hash(&format!("{names:?}{network}{service_lines:?}"));
+    let dir = std::env::temp_dir().join(format!(
+        "pantstack-synth-shared-{}-{tag}-{}",
+        names.len(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("stack/infra/foundation")).expect("mkdir");
     for f in [
@@ -1708,31 +1727,29 @@ fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
         dir.join("stack/infra/foundation/pantstack.yaml"),
         m.replacen(
             "network:\n",
-            &format!(
-                "network:\n  load_balancer: shared\n  load_balancers: {}\n",
-                n.div_ceil(90)
-            ),
+            &format!("network:\n  load_balancer: shared\n{network}"),
             1,
         ),
     )
     .expect("write");
-    for i in 0..n {
-        let infra = dir.join(format!("modules/svc{i:03}/infrastructure"));
+    for name in names {
+        let infra = dir.join(format!("modules/{name}/infrastructure"));
         std::fs::create_dir_all(&infra).expect("mkdir");
         std::fs::write(
             infra.join("Pulumi.yaml"),
-            format!("name: shop-svc{i:03}\nruntime: python\n"),
+            format!("name: shop-{name}\nruntime: python\n"),
         )
         .expect("write");
-        let rules = if i == 0 {
+        let rules = if name == "svc000" {
             "  rules:\n    - host: admin.example.com\n"
         } else {
             ""
         };
+        let extra: String = service_lines.iter().map(|l| format!("  {l}\n")).collect();
         std::fs::write(
             infra.join("pantstack.yaml"),
             format!(
-                "service: svc{i:03}\nhttp:\n  command: [\"/s\"]\n{rules}worker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n"
+                "service: {name}\nhttp:\n  command: [\"/s\"]\n{extra}{rules}worker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n"
             ),
         )
         .expect("write");
@@ -1891,4 +1908,304 @@ fn quotas_at_200_services() {
     let per_service = example_with(0, 0);
     let v = pantstack_synth::quotas::check(&per_service).expect("report");
     assert_eq!(v["exceeded"], 0, "the example fits: {v:#}");
+}
+
+/// Every listener rule of a service's template: (logical id, priority, listener
+/// export it is on).
+fn listener_rules(o: &Output, env: &str, service: &str) -> Vec<(String, u64, String)> {
+    let t: Value = serde_json::from_str(
+        o.file(&format!("shop-{env}-{service}.json"))
+            .unwrap_or_else(|| panic!("no template of {service}")),
+    )
+    .expect("json");
+    let mut out: Vec<(String, u64, String)> = resources(&t)
+        .into_iter()
+        .filter(|(_, r)| r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule")
+        .map(|(id, r)| {
+            (
+                id.clone(),
+                r["Properties"]["Priority"].as_u64().expect("priority"),
+                r["Properties"]["ListenerArn"]["Fn::ImportValue"]
+                    .as_str()
+                    .expect("imported listener")
+                    .to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What the aws target reads back before deploying: each deployed service
+/// stack's priorities on the shared listeners, by service.
+fn deployed(o: &Output, env: &str) -> std::collections::BTreeMap<String, Vec<u32>> {
+    let names = pantstack_model::physical::Names::new("shop", env);
+    let prefix = format!("shop-{env}-");
+    o.files
+        .iter()
+        .filter_map(|f| {
+            let service = f.name.strip_prefix(&prefix)?.strip_suffix(".json")?;
+            let ps = pantstack_synth::shared_lb::rule_priorities(&f.contents, &names);
+            (!ps.is_empty()).then(|| (service.to_string(), ps))
+        })
+        .collect()
+}
+
+/// `k` service names whose priority blocks collide (offline, each alone would
+/// take the same block), sorted.
+fn colliding(k: usize) -> (Vec<String>, u32) {
+    let none = Default::default();
+    let mut by_slot: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for i in 0..5000 {
+        let name = format!("svc{i:04}");
+        let slot = pantstack_synth::shared_lb::slots(&[name.as_str()], &none)[0].1;
+        let same = by_slot.entry(slot).or_default();
+        same.push(name);
+        if same.len() == k {
+            return (same.clone(), slot);
+        }
+    }
+    panic!("no {k} names collide");
+}
+
+/// Adding services whose names hash to a deployed service's block: offline the
+/// deployed one (later in name order) would move, and CloudFormation would
+/// refuse the new rule while the old one holds the priority; with the deployed
+/// priorities (what `up`, `diff` and `preview up` read first) it keeps every
+/// rule, and the two services added in the same run take two other free blocks.
+#[test]
+fn adding_a_colliding_service_never_moves_a_deployed_services_rules() {
+    let (names, slot) = colliding(3);
+    let (a, b, c) = (&names[0], &names[1], &names[2]);
+    assert!(a < b && b < c);
+    // `c` alone is deployed, in its hashed block (and `x`, an unrelated one).
+    let first = shared_lb_named(&[c.clone(), "x".into()], "", &[]);
+    let before = synth(&first, "test", &Options::default()).expect("one");
+    let c_rules = listener_rules(&before, "test", c);
+    assert_eq!(c_rules.len(), 1);
+    assert_eq!(c_rules[0].1, u64::from(slot) * 100 + 1);
+    let held = deployed(&before, "test");
+    assert_eq!(held.len(), 2, "{held:?}");
+
+    let grown = shared_lb_named(&[a.clone(), b.clone(), c.clone(), "x".into()], "", &[]);
+    // Offline (no deployed priorities): `a` sorts first and takes the block, so
+    // the deployed `c` moves; this is what the deployed priorities prevent.
+    let offline = synth(&grown, "test", &Options::default()).expect("offline");
+    assert_eq!(
+        listener_rules(&offline, "test", a)[0].1,
+        u64::from(slot) * 100 + 1
+    );
+    assert_ne!(listener_rules(&offline, "test", c), c_rules);
+    // Pinned: `c` and `x` keep every rule as deployed (the templates' rules are
+    // identical); `a` and `b` take distinct blocks that no deployed rule uses.
+    let opts = Options {
+        deployed_priorities: held.clone(),
+        ..Options::default()
+    };
+    let after = synth(&grown, "test", &opts).expect("pinned");
+    assert_eq!(listener_rules(&after, "test", c), c_rules);
+    assert_eq!(
+        listener_rules(&after, "test", "x"),
+        listener_rules(&before, "test", "x")
+    );
+    let pa = listener_rules(&after, "test", a)[0].1;
+    let pb = listener_rules(&after, "test", b)[0].1;
+    let used: Vec<u64> = held.values().flatten().map(|p| u64::from(*p)).collect();
+    for p in [pa, pb] {
+        assert!(
+            used.iter().all(|u| (u - 1) / 100 != (p - 1) / 100),
+            "{p} in a deployed block {used:?}"
+        );
+    }
+    assert_ne!((pa - 1) / 100, (pb - 1) / 100);
+    // The same again (everything now deployed) changes nothing: stable.
+    let again = Options {
+        deployed_priorities: deployed(&after, "test"),
+        ..Options::default()
+    };
+    assert_eq!(
+        synth(&grown, "test", &again).expect("again").files,
+        after.files
+    );
+
+    // Removing `c` (its stack deleted) moves neither `a` nor `b` back into its block.
+    let shrunk = shared_lb_named(&[a.clone(), b.clone(), "x".into()], "", &[]);
+    let mut held = deployed(&after, "test");
+    held.remove(c.as_str());
+    let opts = Options {
+        deployed_priorities: held,
+        ..Options::default()
+    };
+    let o = synth(&shrunk, "test", &opts).expect("shrunk");
+    assert_eq!(listener_rules(&o, "test", a)[0].1, pa);
+    assert_eq!(listener_rules(&o, "test", b)[0].1, pb);
+    // While `c`'s stack is still deployed (not pruned), a new service never
+    // takes its block either.
+    let (more, _) = colliding(4);
+    let d = &more[3];
+    let with_d = shared_lb_named(&[a.clone(), b.clone(), d.clone(), "x".into()], "", &[]);
+    let opts = Options {
+        deployed_priorities: deployed(&after, "test"),
+        ..Options::default()
+    };
+    let o = synth(&with_d, "test", &opts).expect("orphan");
+    assert_ne!(
+        (listener_rules(&o, "test", d)[0].1 - 1) / 100,
+        u64::from(slot),
+        "the orphaned stack's block was given away"
+    );
+}
+
+/// A deployed service whose rules grow from one to three keeps its block and
+/// its first rule's priority; the new rules take the next priorities of the block.
+#[test]
+fn a_services_rules_changing_count_stay_in_its_block() {
+    let one = shared_lb_named(&["y".into(), "api".into()], "", &[]);
+    let before = synth(&one, "test", &Options::default()).expect("one");
+    let api = listener_rules(&before, "test", "api");
+    // `api` now declares three path rules.
+    let mut repo = one;
+    let http = repo
+        .services
+        .iter_mut()
+        .find(|u| u.service.name == "api")
+        .and_then(|u| u.service.http.as_mut())
+        .expect("api's http");
+    let rule = |p: &str| pantstack_model::service::ListenerRule {
+        path: Some(p.to_string()),
+        host: None,
+    };
+    http.rules = vec![rule("/api/v1/*"), rule("/api/v2/*"), rule("/api/v3/*")];
+    let opts = Options {
+        deployed_priorities: deployed(&before, "test"),
+        ..Options::default()
+    };
+    let after = synth(&repo, "test", &opts).expect("three rules");
+    let grown = listener_rules(&after, "test", "api");
+    assert_eq!(grown.len(), 3);
+    assert_eq!(grown[0].1, api[0].1, "ListenerRule1 kept its priority");
+    assert_eq!(grown[1].1, api[0].1 + 1);
+    assert_eq!(grown[2].1, api[0].1 + 2);
+}
+
+/// `network.load_balancer_certificate`: each shared load balancer gets an
+/// HTTPS:443 listener with the certificate and the TLS 1.3/1.2 policy, port 80
+/// redirects to it, the group opens 443, and the services' rules (and a
+/// service's own certificate, by SNI) are on the HTTPS listener.
+#[test]
+fn a_shared_load_balancer_serves_https_with_the_environments_certificate() {
+    let cert =
+        "arn:aws:acm:us-east-1:123456789012:certificate/0f6c1c3e-1111-2222-3333-444455556666";
+    let names = ["web".to_string(), "api".to_string()];
+    let repo = shared_lb_named(
+        &names,
+        &format!("  load_balancer_certificate: {cert}\n"),
+        &[],
+    );
+    let o = synth(&repo, "test", &Options::default()).expect("https");
+    let text = o.file("shop-test-load-balancer.json").expect("lb");
+    insta::assert_snapshot!("shared-https-test-load-balancer", pretty(text));
+    let lb: Value = serde_json::from_str(text).expect("json");
+    let https = &lb["Resources"]["HttpsListener0"]["Properties"];
+    assert_eq!(https["Port"], 443);
+    assert_eq!(https["Protocol"], "HTTPS");
+    assert_eq!(https["SslPolicy"], pantstack_synth::service::TLS_POLICY);
+    assert_eq!(https["Certificates"], json!([{ "CertificateArn": cert }]));
+    assert_eq!(
+        https["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"],
+        "404"
+    );
+    let http = &lb["Resources"]["HttpListener0"];
+    assert_eq!(http["Properties"]["Port"], 80);
+    let redirect = &http["Properties"]["DefaultActions"][0];
+    assert_eq!(redirect["Type"], "redirect");
+    assert_eq!(redirect["RedirectConfig"]["Protocol"], "HTTPS");
+    assert_eq!(redirect["RedirectConfig"]["Port"], "443");
+    assert!(
+        http["Metadata"].is_null(),
+        "a redirecting listener skips no TLS check: {http}"
+    );
+    let ports: Vec<i64> =
+        as_list(&lb["Resources"]["SecurityGroup"]["Properties"]["SecurityGroupIngress"])
+            .iter()
+            .map(|r| r["FromPort"].as_i64().expect("port"))
+            .collect();
+    assert_eq!(ports, vec![80, 443]);
+    assert_eq!(
+        lb["Outputs"]["HttpsListenerArn0"]["Export"]["Name"],
+        "shop-test-lb-HttpsListenerArn0"
+    );
+    // The HTTP listener's export stays: services deployed before HTTPS import it.
+    assert_eq!(
+        lb["Outputs"]["ListenerArn0"]["Export"]["Name"],
+        "shop-test-lb-ListenerArn0"
+    );
+    for s in &names {
+        for (_, _, listener) in listener_rules(&o, "test", s) {
+            assert_eq!(listener, "shop-test-lb-HttpsListenerArn0");
+        }
+        let t: Value =
+            serde_json::from_str(o.file(&format!("shop-test-{s}.json")).expect("t")).expect("json");
+        assert!(
+            t["Outputs"]["Url"].to_string().contains("https://"),
+            "{}",
+            t["Outputs"]["Url"]
+        );
+    }
+    // Without a certificate: HTTP only, and the rules on the HTTP listener.
+    let plain = shared_lb_named(&names, "", &[]);
+    let o = synth(&plain, "test", &Options::default()).expect("http");
+    let plain_lb = o.file("shop-test-load-balancer.json").expect("lb");
+    let lb: Value = serde_json::from_str(plain_lb).expect("json");
+    assert!(lb["Resources"].get("HttpsListener0").is_none());
+    // Turning HTTPS on replaces nothing the services import: the group (its
+    // description) and the HTTP listener's export stay.
+    let https_lb: Value = serde_json::from_str(text).expect("json");
+    assert_eq!(
+        lb["Resources"]["SecurityGroup"]["Properties"]["GroupDescription"],
+        https_lb["Resources"]["SecurityGroup"]["Properties"]["GroupDescription"]
+    );
+    assert_eq!(
+        lb["Outputs"]["ListenerArn0"],
+        https_lb["Outputs"]["ListenerArn0"]
+    );
+    assert_eq!(
+        listener_rules(&o, "test", "api")[0].2,
+        "shop-test-lb-ListenerArn0"
+    );
+
+    // A service's own certificate: added to the HTTPS listener (SNI); refused
+    // when the environment has no HTTPS listener.
+    let own = "certificate: arn:aws:acm:us-east-1:123456789012:certificate/aaaa";
+    let repo = shared_lb_named(
+        &names,
+        &format!("  load_balancer_certificate: {cert}\n"),
+        &[own],
+    );
+    let o = synth(&repo, "test", &Options::default()).expect("sni");
+    let t: Value = serde_json::from_str(o.file("shop-test-api.json").expect("t")).expect("json");
+    let lc = &t["Resources"]["ListenerCertificate"];
+    assert_eq!(
+        lc["Type"],
+        "AWS::ElasticLoadBalancingV2::ListenerCertificate"
+    );
+    assert_eq!(
+        lc["Properties"]["ListenerArn"]["Fn::ImportValue"],
+        "shop-test-lb-HttpsListenerArn0"
+    );
+    let repo = shared_lb_named(&names, "", &[own]);
+    let Err(diags) = synth(&repo, "test", &Options::default()) else {
+        panic!("a service certificate without the environment's must be refused");
+    };
+    let d = diags
+        .iter()
+        .find(|d| d.code == "shared-lb-certificate")
+        .expect("shared-lb-certificate");
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap_or_default()
+            .contains("network.load_balancer_certificate"),
+        "{d:?}"
+    );
 }

@@ -33,7 +33,14 @@ async fn delete_unplanned(c: &Clients, p: &Progress, name: &str, why: &str) -> R
 
 /// Deploys the environment (or some of its services) holding its deploy lock.
 pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
-    locked(e, "deploy", o.lock_wait, deploy_unlocked(e, o)).await
+    // Priorities are read under the lock: no other run deploys a rule meanwhile.
+    locked(e, "deploy", o.lock_wait, async {
+        match e.pinned().await? {
+            Some(pinned) => deploy_unlocked(&pinned, o).await,
+            None => deploy_unlocked(e, o).await,
+        }
+    })
+    .await
 }
 
 async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {

@@ -8,6 +8,9 @@ pub async fn diff(
     e: &Env<'_>,
     tags: &BTreeMap<(String, String), String>,
 ) -> Result<Value, Failure> {
+    // What deploy would submit: the deployed listener-rule priorities pinned.
+    let pinned = e.pinned().await?;
+    let e = pinned.as_ref().unwrap_or(e);
     let c = &e.clients;
     let shared = stack::describe(c, &e.shared().name).await?;
     let bucket = shared

@@ -269,6 +269,16 @@ impl Params {
         })
     }
 
+    /// The ids of the master keys the SecureString versions are sealed under.
+    pub fn sealed_under(&self) -> std::collections::BTreeSet<u32> {
+        self.store
+            .all()
+            .flat_map(|(_, versions)| versions.iter())
+            .filter(|v| v.kind == Type::SecureString)
+            .filter_map(|v| Keyring::key_of(&v.value))
+            .collect()
+    }
+
     pub(super) fn arn(&self, name: &str) -> String {
         let n = name.strip_prefix('/').unwrap_or(name);
         format!("arn:aws:ssm:{}:{}:parameter/{n}", self.region, self.account)

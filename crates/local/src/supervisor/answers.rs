@@ -311,6 +311,31 @@ impl Supervisor {
                 let answer = self.spot_interrupt(&service, task, all);
                 let _ = reply.send(answer);
             }
+            Request::Backup { dir } if !dir.is_absolute() => {
+                let error = format!(
+                    "backup: {} is not an absolute path (the supervisor's working directory is not yours)",
+                    dir.display()
+                );
+                let _ = reply.send(json!({ "done": true, "error": error }));
+            }
+            Request::Backup { dir } => {
+                // Off the control loop: the snapshot holds the endpoint's locks
+                // only while it images the state; copying the files takes longer.
+                let core = self.aws.core.clone();
+                let paths = Paths::new(&self.cfg.root, &self.cfg.env);
+                let meta = crate::backup::Meta {
+                    project: self.project.clone(),
+                    environment: self.cfg.env.clone(),
+                    region: self.aws.region.clone(),
+                };
+                tokio::spawn(async move {
+                    let r = crate::backup::create(&core, &paths, &dir, &meta, "running").await;
+                    let _ = reply.send(match r {
+                        Ok(m) => json!({ "done": true, "manifest": m }),
+                        Err(e) => json!({ "done": true, "error": e }),
+                    });
+                });
+            }
             // Served by the control connection itself, from the event stream.
             Request::Events => {}
         }

@@ -76,7 +76,7 @@ pub fn check(
         );
     }
     if cx.shared_lb && svc.http.is_some() {
-        if cfg.get(keys::CERTIFICATE_ARN).is_some() {
+        if cfg.get(keys::CERTIFICATE_ARN).is_some() && crate::shared_lb::certificate(cx).is_none() {
             let (f, span) = place(cfg, keys::CERTIFICATE_ARN, file);
             out.push(
                 Diagnostic::error(
@@ -84,9 +84,9 @@ pub fn check(
                     &f,
                     span,
                     keys::CERTIFICATE_ARN.name(),
-                    format!("service `{}` sets a certificate, but environment `{}` shares one load balancer (`network.load_balancer: shared`), whose HTTPS listener pantstack does not manage yet", svc.name, cx.env),
+                    format!("service `{}` sets a certificate, but environment `{}` shares load balancers (`network.load_balancer: shared`) that have no HTTPS listener: the environment sets no certificate", svc.name, cx.env),
                 )
-                .with_help("remove the certificate here, or use `network.load_balancer: per_service` for this environment"),
+                .with_help("set the environment's certificate (`network.load_balancer_certificate`, or `pantstack:loadBalancerCertificateArn` in its stack file); this one is then added to its HTTPS listener for its host names"),
             );
         }
         if cfg.get(keys::DEPLOYMENT_STRATEGY) != "rolling"

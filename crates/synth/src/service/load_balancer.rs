@@ -246,13 +246,27 @@ pub(super) fn add_load_balancer(
         "HttpListener"
     };
     let listener = if cx.shared_lb {
-        import(&n.lb_export(&format!(
-            "ListenerArn{}",
-            crate::shared_lb::shard_of(cx, name)
+        import(&n.lb_export(&crate::shared_lb::listener_export(
+            cx,
+            crate::shared_lb::shard_of(cx, name),
         )))
     } else {
         r(serving_listener)
     };
+    if cx.shared_lb
+        && let Some(arn_) = cert
+    {
+        // The service's own certificate beside the environment's, chosen by SNI
+        // (`check` refuses it on a shared load balancer without an HTTPS listener).
+        t.resource(
+            "ListenerCertificate",
+            "AWS::ElasticLoadBalancingV2::ListenerCertificate",
+            json!({
+                "ListenerArn": listener.clone(),
+                "Certificates": [{ "CertificateArn": arn_ }],
+            }),
+        );
+    }
     let first = if cx.shared_lb {
         crate::shared_lb::first_priority(cx, name)
     } else {
