@@ -51,7 +51,7 @@ big=$(mktemp -d)
 trap 'rm -rf "$out" "$big"' EXIT
 mkdir -p "$big/repo/stack/infra/foundation"
 cp examples/stack/infra/foundation/Pulumi.yaml examples/stack/infra/foundation/Pulumi.*.yaml "$big/repo/stack/infra/foundation/"
-sed 's/^network:$/network:\n  load_balancer: shared\n  load_balancers: 3/' examples/stack/infra/foundation/pantstack.yaml \
+sed 's/^network:$/network:\n  load_balancer: shared\n  load_balancers: 4/' examples/stack/infra/foundation/pantstack.yaml \
   >"$big/repo/stack/infra/foundation/pantstack.yaml"
 for i in $(seq -w 1 200); do
   d="$big/repo/modules/svc$i/infrastructure"
@@ -60,12 +60,18 @@ for i in $(seq -w 1 200); do
   printf 'service: svc%s\nhttp:\n  command: ["/s"]\nworker:\n  queue: jobs\n  command: ["/w"]\nqueues:\n  jobs: {}\nbuckets:\n  files: {}\n' "$i" >"$d/pantstack.yaml"
 done
 "$bin" --root "$big/repo" synth --out "$big/prod" --env prod >/dev/null
-big_templates=("$big"/prod/*.json)
+# Its previews' foundation: one task role per service, shared by every preview
+# (over 51,200 bytes: bootstrap passes it through the template bucket).
+"$bin" --root "$big/repo" synth --out "$big/preview" --pr 3 >/dev/null
+big_templates=("$big"/prod/*.json "$big"/preview/shop-preview-foundation.json)
+# With 4 shared load balancers it fits every default quota, previews.max previews included.
+"$bin" --root "$big/repo" quotas >"$big/quotas.txt" || { cat "$big/quotas.txt"; echo "FAIL: the 200-service monorepo exceeds a default quota"; exit 1; }
+echo "quotas (200 services, test, prod, previews): none exceeded"
 n_big=$(ls "$big"/prod/shop-prod-svc*.json | wc -l)
 [ "$n_big" -eq 200 ] || { echo "FAIL: expected 200 service templates, got $n_big"; exit 1; }
 albs=$(grep -l '"AWS::ElasticLoadBalancingV2::LoadBalancer"' "$big"/prod/*.json | wc -l)
 nalb=$(grep -o '"AWS::ElasticLoadBalancingV2::LoadBalancer"' "$big"/prod/*.json | wc -l)
-[ "$albs" -eq 1 ] && [ "$nalb" -eq 3 ] || { echo "FAIL: 200 services sharing load balancers should make 3 ALBs in one stack, made $nalb in $albs"; exit 1; }
+[ "$albs" -eq 1 ] && [ "$nalb" -eq 4 ] || { echo "FAIL: 200 services sharing load balancers (1,000 targets an ALB) should make 4 ALBs in one stack, made $nalb in $albs"; exit 1; }
 
 templates=()
 while IFS= read -r f; do templates+=("$f"); done < <(find "$out" -name '*.json' ! -name stacks.json | sort)

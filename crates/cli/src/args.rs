@@ -308,17 +308,22 @@ log ingestion, from crates/synth/prices/aws-prices.json (its date is printed).
 Traffic- and data-dependent charges are not counted. Nothing contacts AWS.")]
     Cost(CostArgs),
 
-    /// Check that every environment (and previews.max previews) fits AWS's default quotas
+    /// Check that every environment (and previews.max previews) fits AWS's quotas
     #[command(after_help = "Examples:
   pantstack quotas
   pantstack quotas --format json
+  pantstack quotas --target aws              # the account's applied quotas
+  pantstack quotas --target aws --profile admin --region eu-west-1
 
 Synthesizes each environment and counts what it creates: load balancers, target
-groups, listener rules and target groups per load balancer, IAM roles, stacks, VPCs,
-Elastic IPs, buckets, per region or per account, against AWS's default quotas.
-Exits 1 naming each quota the monorepo would exceed and what to change. Nothing
-contacts AWS: an account's raised quotas are not read.")]
-    Quotas,
+groups, listener rules, target groups and targets per load balancer, IAM roles,
+stacks, VPCs, Elastic IPs, buckets, per region or per account, against AWS's
+default quotas. With --target aws (or PANTSTACK_TARGET=aws) the limits are the
+account's applied quotas, read from Service Quotas (GetServiceQuota) in each
+environment's region; a quota it does not answer (no code, no permission,
+unreachable) keeps its default, and the report says which and why. Exits 1 naming
+each quota the monorepo would exceed and what to change.")]
+    Quotas(QuotasArgs),
 
     /// AWS: preview environments of pull requests (preview-<pr>): up, down, list, gc
     #[command(after_help = "Examples:
@@ -528,6 +533,12 @@ pub struct TargetArgs {
 pub enum RuntimeArg {
     Process,
     Docker,
+}
+
+#[derive(Args, Debug)]
+pub struct QuotasArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Args, Debug)]

@@ -211,7 +211,7 @@ fn main() -> ExitCode {
         },
         Command::Backup(a) => backup::backup(&cli.global, &out, &a),
         Command::Restore(a) => backup::restore(&cli.global, &out, &a),
-        Command::Quotas => synth::quotas(&cli.global, &out),
+        Command::Quotas(a) => synth::quotas(&cli.global, &out, &a),
         Command::Cost(a) => synth::cost(&cli.global, &out, &a),
         Command::Preview(a) => preview::preview(&cli.global, &out, &a),
         Command::Changed(a) => ci::changed(&cli.global, &out, &a),

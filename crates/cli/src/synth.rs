@@ -1,7 +1,7 @@
 //! `pantstack synth`: writes the CloudFormation templates of an environment.
 
 use crate::Failure;
-use crate::args::{CostArgs, Global, SynthArgs};
+use crate::args::{CostArgs, Global, QuotasArgs, SynthArgs, Target};
 use crate::commands::{load_valid, resolve_env};
 use crate::output::{Out, print_diagnostics};
 use pantstack_model::Monorepo;
@@ -245,11 +245,38 @@ pub fn cost(global: &Global, out: &Out, a: &CostArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `pantstack quotas`: the monorepo's environments against AWS's default quotas.
-pub fn quotas(global: &Global, out: &Out) -> Result<(), Failure> {
+/// `pantstack quotas`: the monorepo's environments against AWS's default
+/// quotas, or with `--target aws` the account's applied ones (Service Quotas).
+pub fn quotas(global: &Global, out: &Out, a: &QuotasArgs) -> Result<(), Failure> {
+    let target = crate::ship::target(a.target.target, global, None)?;
+    if target == Target::Local {
+        crate::ship::local_only(&a.target)?;
+    }
     let loaded = load_valid(global, out)?;
     let repo = &loaded.repo;
-    let v = match pantstack_synth::quotas::check(repo) {
+    let region = a.target.region.as_deref();
+    let applied = if target == Target::Aws {
+        let regions = match region {
+            Some(r) => vec![r.to_string()],
+            None => pantstack_synth::quotas::regions(repo),
+        };
+        match regions.first() {
+            // No region: the report's diagnostics say where to set one.
+            None => None,
+            Some(first) => {
+                let rt = crate::local::runtime()?;
+                let c = pantstack_deploy::Connect {
+                    profile: a.target.profile.clone(),
+                    region: first.clone(),
+                };
+                let clients = rt.block_on(pantstack_deploy::Clients::connect(&c));
+                Some(rt.block_on(pantstack_deploy::quotas::applied(&clients, &regions)))
+            }
+        }
+    } else {
+        None
+    };
+    let v = match pantstack_synth::quotas::check_with(repo, applied.as_ref(), region) {
         Ok(v) => v,
         Err(diags) => {
             print_diagnostics(out, Some(&repo.files), &diags);
@@ -260,8 +287,14 @@ pub fn quotas(global: &Global, out: &Out) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         println!(
-            "{} service(s), every environment and {} preview(s), against AWS's default quotas:",
-            v["services"], v["previews"]
+            "{} service(s), every environment and {} preview(s), against {}:",
+            v["services"],
+            v["previews"],
+            if applied.is_some() {
+                "the account's quotas (Service Quotas) where it answered, else AWS's defaults"
+            } else {
+                "AWS's default quotas"
+            }
         );
         for q in v["quotas"].as_array().into_iter().flatten() {
             let detail = match q["by_environment"].as_array() {
@@ -279,7 +312,7 @@ pub fn quotas(global: &Global, out: &Out) -> Result<(), Failure> {
                 None => q["where"].as_str().unwrap_or_default().to_string(),
             };
             println!(
-                "  {:<4} {:<46} {:>6} of {:<6} {:<10} {detail}",
+                "  {:<4} {:<46} {:>6} of {:<6} {:<8} {:<10} {detail}",
                 if q["fits"] == json!(true) {
                     "ok"
                 } else {
@@ -287,9 +320,13 @@ pub fn quotas(global: &Global, out: &Out) -> Result<(), Failure> {
                 },
                 q["quota"].as_str().unwrap_or_default(),
                 q["needed"],
-                q["default"],
+                q["limit"],
+                q["source"].as_str().unwrap_or_default(),
                 q["scope"].as_str().unwrap_or_default(),
             );
+            if let Some(note) = q["note"].as_str() {
+                println!("       default because: {note}");
+            }
             if let Some(fix) = q["fix"].as_str() {
                 println!("       fix: {fix}");
             }
@@ -298,7 +335,7 @@ pub fn quotas(global: &Global, out: &Out) -> Result<(), Failure> {
     }
     let exceeded = v["exceeded"].as_u64().unwrap_or(0);
     if exceeded > 0 {
-        eprintln!("error: {exceeded} default quota(s) would be exceeded");
+        eprintln!("error: {exceeded} quota(s) would be exceeded");
         return Err(Failure::Failed);
     }
     Ok(())

@@ -1435,3 +1435,130 @@ fn changed_names_the_services_a_commit_range_touches() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("github:"), "{}", stderr(&o));
 }
+
+/// Answers Service Quotas' GetServiceQuota on 127.0.0.1 (one request per
+/// connection): the IAM roles quota is 2 in this account, every other quota
+/// unknown (`NoSuchResourceException`). Returns its URL.
+fn service_quotas_server() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100) {
+            let Ok(mut s) = stream else { return };
+            let mut r = BufReader::new(s.try_clone().expect("clone"));
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let input: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let (status, answer) = if input["QuotaCode"] == "L-FE177D64" {
+                (
+                    "200 OK",
+                    serde_json::json!({ "Quota": { "ServiceCode": "iam", "QuotaCode": "L-FE177D64", "Value": 2.0 } }),
+                )
+            } else {
+                (
+                    "400 Bad Request",
+                    serde_json::json!({ "__type": "NoSuchResourceException", "Message": "unknown quota" }),
+                )
+            };
+            let body = answer.to_string();
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+fn quotas_on_aws(endpoint: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pantstack"))
+        .current_dir(examples())
+        .args(["quotas", "--target", "aws", "--format", "json"])
+        .env("NO_COLOR", "1")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env("PANTSTACK_AWS_CALL_TIMEOUT_S", "5")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run pantstack")
+}
+
+/// `quotas --target aws` takes the account's applied quotas from Service
+/// Quotas (here a loopback server where the account has 2 IAM roles: exceeded,
+/// exit 1), keeps the defaults of the quotas it does not answer with the
+/// reason, and fails nothing when Service Quotas cannot be reached.
+#[test]
+fn quotas_read_the_accounts_applied_values_where_reachable() {
+    let o = quotas_on_aws(&service_quotas_server());
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let roles = v["quotas"]
+        .as_array()
+        .expect("quotas")
+        .iter()
+        .find(|q| q["quota"] == "IAM roles")
+        .expect("roles")
+        .clone();
+    assert_eq!(roles["source"], "account", "{roles:#}");
+    assert_eq!(roles["limit"], 2);
+    assert_eq!(roles["fits"], false);
+    assert_eq!(v["exceeded"], 1, "{v:#}");
+    assert_eq!(v["from_account"], 1, "{v:#}");
+    let vpcs = v["quotas"]
+        .as_array()
+        .expect("quotas")
+        .iter()
+        .find(|q| q["quota"] == "VPCs")
+        .expect("vpcs")
+        .clone();
+    assert_eq!(
+        (vpcs["source"].as_str(), vpcs["limit"].as_u64()),
+        (Some("default"), Some(5))
+    );
+    assert!(
+        vpcs["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("NoSuchResourceException")),
+        "{vpcs:#}"
+    );
+    assert!(
+        stderr(&o).contains("1 quota(s) would be exceeded"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Nothing listens: every quota keeps its default and the example fits.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let o = quotas_on_aws(&format!("http://127.0.0.1:{port}"));
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["from_account"], 0);
+    for q in v["quotas"].as_array().expect("quotas") {
+        assert_eq!(q["source"], "default", "{q:#}");
+        assert!(
+            q["note"].as_str().is_some(),
+            "every default says why: {q:#}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub mod images;
 pub mod lock;
 pub mod preview;
 pub mod progress;
+pub mod quotas;
 pub mod secrets;
 pub mod ship;
 pub mod stack;

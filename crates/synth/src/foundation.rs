@@ -1,7 +1,9 @@
 //! The foundation stack of an environment `{project}-{env}-foundation`: VPC over
 //! several AZs with flow logs, the NAT tier, optional VPC endpoints, the
 //! environment's KMS key, the access-log bucket, the CI role trusted through GitHub
-//! OIDC and the role CloudFormation deploys service stacks with.
+//! OIDC, the role CloudFormation deploys service stacks with, the ECS execution
+//! role of every task of the environment and, in the previews' foundation, the
+//! task role each service's previews share (`service::roles`).
 
 use crate::cfn::{
     Template, allow, arn, assume_by, att, deny_insecure_transport, if_, import, join, no_value,
@@ -49,7 +51,7 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
     let env = cx.names.base;
     let n = &cx.names;
     let mut t = Template::new(format!(
-        "Pantstack {project}/{env}: VPC, flow logs, KMS key, access-log bucket, CI and deploy roles"
+        "Pantstack {project}/{env}: VPC, flow logs, KMS key, access-log bucket, CI, deploy and execution roles"
     ));
     let tg = |name: Option<&str>| tags(project, env, None, name);
 
@@ -165,6 +167,10 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
     );
 
     roles(&mut t, cx);
+    crate::service::execution_role(&mut t, cx, log_groups_for_tasks(cx), ssm_for_tasks(cx));
+    if cx.is_preview() {
+        crate::service::preview_task_roles(&mut t, cx);
+    }
 
     let export = |t: &mut Template, name: &str, v: Value| {
         t.output(name, v, Some(&n.export(name)));
@@ -213,6 +219,35 @@ pub fn template(cx: &Ctx<'_>, layout: &network::Layout) -> Template {
         ),
     );
     t
+}
+
+/// The log groups of the environment's tasks (every preview's, in the previews'
+/// foundation).
+fn log_groups_for_tasks(cx: &Ctx<'_>) -> Vec<Value> {
+    cx.names
+        .log_scopes()
+        .iter()
+        .map(|p| {
+            arn(&format!(
+                "logs:${{AWS::Region}}:${{AWS::AccountId}}:log-group:{p}"
+            ))
+        })
+        .collect()
+}
+
+/// The environment's SecureString parameters: `/{project}/{env}/*`, or every
+/// preview's `/{project}/preview-*` (never the declared preview values under
+/// `/{project}/preview/`, which only `preview up` copies).
+fn ssm_for_tasks(cx: &Ctx<'_>) -> Vec<Value> {
+    cx.names
+        .ssm_scopes()
+        .iter()
+        .map(|p| {
+            arn(&format!(
+                "ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter/{p}"
+            ))
+        })
+        .collect()
 }
 
 /// The GitHub OIDC `sub` claims allowed to assume the environment's CI role.

@@ -248,8 +248,10 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
 
     let shared = fd.get(keys::LOAD_BALANCER) == "shared";
     // What each HTTP service takes of a shared load balancer: its target groups
-    // (two with blue/green) or its listener rules, whichever is more.
-    let http_units: Vec<(String, u32)> = repo
+    // (two with blue/green) or its listener rules, whichever is more, and its
+    // most targets: most tasks × the deployment's maximum percent (a blue/green
+    // or canary deployment runs both sets in full).
+    let http_units: Vec<(String, shared_lb::Load)> = repo
         .services
         .iter()
         .filter(|u| shared && u.service.http.is_some())
@@ -267,13 +269,44 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
                 .map(|h| h.rules.len())
                 .unwrap_or(0)
                 .max(1) as u32;
-            (u.service.name.clone(), rules.max(tgs))
+            let pct = if tgs == 2 {
+                cfg.get(keys::MAX_PERCENT).max(200)
+            } else {
+                cfg.get(keys::MAX_PERCENT)
+            };
+            let targets = (cfg.get(keys::MAX_CAPACITY).max(0) * pct.max(100) / 100) as u32;
+            (
+                u.service.name.clone(),
+                shared_lb::Load {
+                    units: rules.max(tgs),
+                    targets,
+                },
+            )
         })
         .collect();
+    for (name, l) in &http_units {
+        if l.targets > shared_lb::TARGETS_PER_LOAD_BALANCER
+            && let Some(u) = repo.services.iter().find(|u| u.service.name == *name)
+        {
+            let cfg = repo.resolve_service(u, env, &Layer::default());
+            let (file, span) = place(&cfg, keys::MAX_CAPACITY, &u.service.manifest_file);
+            diags.push(
+                Diagnostic::error(
+                    "too-many-targets",
+                    &file,
+                    span,
+                    keys::MAX_CAPACITY.name(),
+                    format!("service `{name}` (environment `{env}`) may register {} targets on its shared load balancer (most tasks × the deployment's maximum percent); one load balancer takes {} by default", l.targets, shared_lb::TARGETS_PER_LOAD_BALANCER),
+                )
+                .with_help("lower `scaling.max` or `deployment.max_percent`, or a load balancer per service in this environment (`network.load_balancer: per_service`)"),
+            );
+        }
+    }
     let lb_count = fd.get(keys::LOAD_BALANCERS).max(1) as usize;
     let lb_shards = if shared {
         match shared_lb::shards(&http_units, lb_count) {
             Ok(s) => s,
+            Err(_) if diags.iter().any(|d| d.code == "too-many-targets") => Vec::new(),
             Err(need) => {
                 let (file, span) = place(&fd, keys::LOAD_BALANCERS, &fmanifest);
                 diags.push(
@@ -282,7 +315,7 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
                         &file,
                         span,
                         keys::LOAD_BALANCERS.name(),
-                        format!("environment `{env}`: its {} HTTP services need {need} shared load balancers (each takes {} listener rules and target groups), not {lb_count}", http_units.len(), shared_lb::PER_LOAD_BALANCER),
+                        format!("environment `{env}`: its {} HTTP services need {need} shared load balancers (each takes {} listener rules and target groups, and {} targets: most tasks, doubled while a rolling deployment runs), not {lb_count}", http_units.len(), shared_lb::PER_LOAD_BALANCER, shared_lb::TARGETS_PER_LOAD_BALANCER),
                     )
                     .with_help(format!("set `network.load_balancers: {need}` (services on a load balancer that changes get new target groups and URLs)")),
                 );
@@ -357,10 +390,11 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
     });
     let fdn = foundation::template(&cx, &layout);
     plan.add_foundation(&cx);
-    files.push(File {
-        name: format!("{}.json", cx.names.foundation_stack()),
-        contents: fdn.render(),
-    });
+    let name = format!("{}.json", cx.names.foundation_stack());
+    let contents = fdn.render();
+    // The previews' foundation grows with the services (a task role each).
+    limits.extend(check_limits(&name, &fdn, &contents, &fmanifest));
+    files.push(File { name, contents });
     if cx.shared_lb && services.iter().any(|(u, _)| u.service.http.is_some()) {
         let t = shared_lb::template(&cx);
         plan.add_shared_lb(&cx);
@@ -394,9 +428,9 @@ pub fn synth(repo: &Monorepo, env: &str, opts: &Options) -> Result<Output, Vec<D
         limits.extend(check_limits(&name, &t, &contents, &fmanifest));
         files.push(File { name, contents });
     }
-    for f in files.iter().take(2) {
-        // The shared and foundation templates: bounded whatever the monorepo holds
-        // (the lifecycle policy has a fixed number of rules), but checked alike.
+    for f in files.iter().take(1) {
+        // The shared template: bounded whatever the monorepo holds (the lifecycle
+        // policy has a fixed number of rules), but checked alike.
         if f.contents.len() > cfn::S3_TEMPLATE_MAX {
             limits.push(too_large(&f.name, f.contents.len(), &fmanifest));
         }

@@ -1,8 +1,10 @@
-//! Will the monorepo fit an AWS account's default quotas? Every environment is
+//! Will the monorepo fit an AWS account's quotas? Every environment is
 //! synthesized (each long-lived one, and `previews.max` previews), its templates
 //! counted, and the totals per region (or per account) compared with AWS's
-//! default quotas. Pure: nothing contacts AWS; the account's actual (possibly
-//! raised) quotas are not read.
+//! default quotas, or with the values an account applies (`Applied`, read from
+//! Service Quotas by `pantstack-deploy::quotas`). Pure: nothing here contacts
+//! AWS; each quota in the report says whether its limit came from the account
+//! or is the default, and why a default was used.
 
 use crate::{Options, Output, synth};
 use pantstack_manifest::Diagnostic;
@@ -18,6 +20,59 @@ pub struct Quota {
     /// `region`, `account` or `load balancer`.
     pub scope: &'static str,
     pub fix: &'static str,
+    /// Its Service Quotas service code, and quota code where Service Quotas has
+    /// one (target groups per load balancer it has not).
+    pub service: &'static str,
+    pub code: Option<&'static str>,
+}
+
+/// Quota values an account applies, as Service Quotas answered them.
+#[derive(Clone, Debug, Default)]
+pub struct Applied {
+    /// (region, or `account` for account-wide quotas; quota code; value).
+    pub values: Vec<(String, String, u64)>,
+    /// Why quotas keep their defaults: (region or `account`, quota code,
+    /// reason) for each that Service Quotas did not answer.
+    pub unanswered: Vec<(String, String, String)>,
+}
+
+impl Applied {
+    fn value(&self, scope: &str, code: &str) -> Option<u64> {
+        self.values
+            .iter()
+            .find(|(s, c, _)| s == scope && c == code)
+            .map(|(_, _, v)| *v)
+    }
+
+    fn unanswered(&self, scope: &str, code: &str) -> Option<&str> {
+        self.unanswered
+            .iter()
+            .find(|(s, x, _)| s == scope && x == code)
+            .map(|(_, _, why)| why.as_str())
+    }
+}
+
+/// The limit a quota has where it applies: the account's value, or the default
+/// and why (`None` without `applied`: defaults were asked for).
+fn limit(q: &Quota, scope: &str, applied: Option<&Applied>) -> (u64, &'static str, Option<String>) {
+    let Some(a) = applied else {
+        return (q.default, "default", None);
+    };
+    let Some(code) = q.code else {
+        return (
+            q.default,
+            "default",
+            Some("Service Quotas has no code for this quota".into()),
+        );
+    };
+    if let Some(v) = a.value(scope, code) {
+        return (v, "account", None);
+    }
+    let why = a
+        .unanswered(scope, code)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("Service Quotas gave no value for {}/{code}", q.service));
+    (q.default, "default", Some(why))
 }
 
 pub const QUOTAS: &[Quota] = &[
@@ -26,60 +81,80 @@ pub const QUOTAS: &[Quota] = &[
         default: 50,
         scope: "region",
         fix: "`network.load_balancer: shared` (one set of load balancers per environment), fewer previews (`previews.max`), or a quota increase",
+        service: "elasticloadbalancing",
+        code: Some("L-53DA6B97"),
     },
     Quota {
         name: "Target groups",
         default: 3000,
         scope: "region",
         fix: "a quota increase",
+        service: "elasticloadbalancing",
+        code: Some("L-B22855CB"),
     },
     Quota {
         name: "Listener rules per Application Load Balancer",
         default: 100,
         scope: "load balancer",
         fix: "fewer `http.rules`, or a quota increase",
+        service: "elasticloadbalancing",
+        code: Some("L-7EED9B64"),
     },
     Quota {
         name: "Target groups per Application Load Balancer",
         default: 100,
         scope: "load balancer",
         fix: "a quota increase",
+        service: "elasticloadbalancing",
+        code: None,
     },
     Quota {
         name: "Targets per Application Load Balancer (most tasks, doubled while a rolling deployment runs)",
         default: 1000,
         scope: "load balancer",
         fix: "more shared load balancers (`network.load_balancers`), a lower `scaling.max` or `deployment.max_percent`, or a quota increase",
+        service: "elasticloadbalancing",
+        code: Some("L-7E6692B2"),
     },
     Quota {
         name: "IAM roles",
         default: 1000,
         scope: "account",
-        fix: "fewer previews (`previews.max`), previews in another account, or a quota increase (up to 5,000)",
+        fix: "environments in another account (each long-lived environment and the previews' foundation hold a task role per service; previews add none), or a quota increase (up to 5,000)",
+        service: "iam",
+        code: Some("L-FE177D64"),
     },
     Quota {
         name: "CloudFormation stacks",
         default: 2000,
         scope: "region",
         fix: "fewer previews (`previews.max`), or a quota increase",
+        service: "cloudformation",
+        code: Some("L-0485CB21"),
     },
     Quota {
         name: "VPCs",
         default: 5,
         scope: "region",
         fix: "environments in other regions or accounts, or a quota increase",
+        service: "vpc",
+        code: Some("L-F678F1CE"),
     },
     Quota {
         name: "Elastic IP addresses",
         default: 5,
         scope: "region",
         fix: "`network.nat: single` where `per_az` is not needed, or a quota increase",
+        service: "ec2",
+        code: Some("L-0263D0A3"),
     },
     Quota {
         name: "S3 buckets",
         default: 10_000,
         scope: "account",
         fix: "a quota increase",
+        service: "s3",
+        code: Some("L-DC2B2D3D"),
     },
 ];
 
@@ -122,11 +197,15 @@ fn count(o: &Output, shared_counted: bool) -> Count {
         let mut own_lb = None;
         let mut imported: Option<String> = None;
         // The HTTP role's most tasks, as many targets, doubled while a rolling
-        // deployment runs old and new side by side (maximumPercent).
-        let max_pct = rs
+        // deployment runs old and new side by side (maximumPercent); blue/green
+        // and canary run both sets in full (as `synth` counts them).
+        let mut max_pct = rs
             .get("Service")
             .and_then(|s| s["Properties"]["DeploymentConfiguration"]["MaximumPercent"].as_u64())
             .unwrap_or(200);
+        if rs.contains_key("AlternateTargetGroup") {
+            max_pct = max_pct.max(200);
+        }
         let targets = rs
             .get("ScalingTarget")
             .and_then(|s| s["Properties"]["MaxCapacity"].as_u64())
@@ -180,9 +259,9 @@ fn count(o: &Output, shared_counted: bool) -> Count {
     c
 }
 
-/// The report: each quota with what the monorepo needs and whether it fits, or
-/// the diagnostics of an environment that does not synthesize.
-pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
+/// The environments counted (each long-lived one, and one preview standing for
+/// `previews.max`), and that number of previews.
+fn environments(repo: &Monorepo) -> (Vec<String>, u64) {
     let f = &repo.foundation;
     let mut envs: Vec<String> = f.env_names().iter().map(|s| s.to_string()).collect();
     let previews = if f.previews_enabled {
@@ -195,12 +274,48 @@ pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
     if previews > 0 {
         envs.push(format!("{PREVIEW_PREFIX}1"));
     }
+    (envs, previews)
+}
+
+/// The regions the environments are configured in (where Service Quotas is
+/// asked for the regional quotas), in order, once each.
+pub fn regions(repo: &Monorepo) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for env in environments(repo).0 {
+        if let Some((r, _)) = repo.resolve_foundation(&env, &Layer::default()).region
+            && !out.contains(&r)
+        {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// The report against AWS's default quotas (see `check_with`).
+pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
+    check_with(repo, None, None)
+}
+
+/// The report: each quota with what the monorepo needs, its limit (the
+/// account's value from `applied`, else the default, saying which and why) and
+/// whether it fits, or the diagnostics of an environment that does not
+/// synthesize. `region` overrides every environment's (`--region`).
+pub fn check_with(
+    repo: &Monorepo,
+    applied: Option<&Applied>,
+    region: Option<&str>,
+) -> Result<Value, Vec<Diagnostic>> {
+    let (envs, previews) = environments(repo);
+    let opts = Options {
+        region: region.map(str::to_string),
+        ..Options::default()
+    };
     // (environment, region, copies, count)
     let mut rows: Vec<(String, String, u64, Count)> = Vec::new();
     let mut shared_regions: Vec<String> = Vec::new();
     let mut preview_foundation_counted = false;
     for env in &envs {
-        let o = synth(repo, env, &Options::default())?;
+        let o = synth(repo, env, &opts)?;
         let region = o.plan.region.clone();
         let first_in_region = !shared_regions.contains(&region);
         if first_in_region {
@@ -265,8 +380,8 @@ pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
         };
         if q.scope == "load balancer" {
             // The busiest load balancer of any environment.
-            let mut worst: Option<(String, u64)> = None;
-            for (env, _, _, c) in &rows {
+            let mut worst: Option<(String, String, u64)> = None;
+            for (env, region, _, c) in &rows {
                 for (lb, rules, tgs, targets) in &c.per_lb {
                     let n = if q.name.starts_with("Listener") {
                         *rules
@@ -275,15 +390,25 @@ pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
                     } else {
                         *tgs
                     };
-                    if worst.as_ref().is_none_or(|(_, w)| n > *w) {
-                        worst = Some((format!("{env}: {lb}"), n));
+                    if worst.as_ref().is_none_or(|(_, _, w)| n > *w) {
+                        worst = Some((format!("{env}: {lb}"), region.clone(), n));
                     }
                 }
             }
-            let (r#where, n) = worst.unwrap_or_default();
-            let fits = n <= q.default;
+            let (r#where, region, n) = worst.unwrap_or_default();
+            let region = if region.is_empty() {
+                shared_regions.first().cloned().unwrap_or_default()
+            } else {
+                region
+            };
+            let (max, source, note) = limit(q, &region, applied);
+            let fits = n <= max;
             exceeded += usize::from(!fits);
-            out.push(json!({ "quota": q.name, "scope": q.scope, "default": q.default, "needed": n, "where": r#where, "fits": fits, "fix": (!fits).then_some(q.fix) }));
+            out.push(json!({
+                "quota": q.name, "scope": q.scope, "default": q.default, "limit": max,
+                "source": source, "note": note, "code": q.code.map(|c| format!("{}/{c}", q.service)),
+                "needed": n, "where": r#where, "fits": fits, "fix": (!fits).then_some(q.fix),
+            }));
             continue;
         }
         let mut scopes: Vec<String> = if q.scope == "account" {
@@ -300,12 +425,17 @@ pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
                 .filter(|(_, n)| *n > 0)
                 .collect();
             let n: u64 = parts.iter().map(|(_, n)| n).sum();
-            let fits = n <= q.default;
+            let (max, source, note) = limit(q, &scope, applied);
+            let fits = n <= max;
             exceeded += usize::from(!fits);
             out.push(json!({
                 "quota": q.name,
-                "scope": if q.scope == "account" { "account".to_string() } else { scope.clone() },
+                "scope": scope,
                 "default": q.default,
+                "limit": max,
+                "source": source,
+                "note": note,
+                "code": q.code.map(|c| format!("{}/{c}", q.service)),
                 "needed": n,
                 "by_environment": parts.iter().map(|(e, n)| json!({ "environment": e, "needed": n })).collect::<Vec<_>>(),
                 "fits": fits,
@@ -313,11 +443,16 @@ pub fn check(repo: &Monorepo) -> Result<Value, Vec<Diagnostic>> {
             }));
         }
     }
+    let from_account = out.iter().filter(|q| q["source"] == "account").count();
     Ok(json!({
         "services": repo.services.len(),
         "previews": previews,
         "quotas": out,
         "exceeded": exceeded,
-        "note": "AWS's default quotas; an account's raised quotas are not read (Service Quotas is not queried)",
+        "from_account": from_account,
+        "note": match applied {
+            None => "AWS's default quotas; the account's applied quotas are not read (`--target aws` reads them from Service Quotas)".to_string(),
+            Some(_) => format!("{from_account} of {} limits are the account's applied quotas (Service Quotas); the others are AWS's defaults, each with the reason", out.len()),
+        },
     }))
 }

@@ -20,6 +20,7 @@ pub use refs::{
     bucket_export, callees, is_called, task_sg_export, used_grants, variable_value,
     worker_sg_export,
 };
+pub use roles::{execution_role, preview_task_roles, role_arn, task_role_name};
 pub use task::ADOT_IMAGE;
 
 use ecs::{add_scaling, add_service};

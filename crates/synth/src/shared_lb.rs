@@ -12,9 +12,11 @@
 //! environment has one (each preview one of its own: this stack is per
 //! environment, deployed by CI before the services, not by bootstrap).
 //!
-//! An ALB takes 100 listener rules and 100 target groups by default, so the
-//! stack holds as many load balancers as the environment's HTTP services need
-//! (`shards`: 200 services → 3), each service on one of them.
+//! An ALB takes 100 listener rules, 100 target groups and 1,000 targets by
+//! default, so the stack holds as many load balancers as the environment's HTTP
+//! services need (`shards`: 200 services → 3 for rules and target groups, 4 when
+//! each may run 10 tasks, doubled during a rolling deployment), each service on
+//! one of them.
 //!
 //! Rule priorities: each service owns a block of 100 priorities (`slot × 100 + 1
 //! ..`, its `ListenerRule{i}` at `+ i - 1`, so a service's rules changing count
@@ -120,25 +122,40 @@ pub fn rule_priorities(template: &str, names: &Names<'_>) -> Vec<u32> {
 /// default rule is not counted).
 pub const PER_LOAD_BALANCER: u32 = 100;
 
-/// Which of `count` load balancers each HTTP service uses: `units` is each
-/// service's (name, max(target groups, listener rules)). A service goes to the
+/// Targets one ALB takes by default (registered IP targets, every target group).
+pub const TARGETS_PER_LOAD_BALANCER: u32 = 1000;
+
+/// What one HTTP service takes of a shared load balancer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Load {
+    /// max(target groups, listener rules): each counts against a quota of 100.
+    pub units: u32,
+    /// Its most targets at once: most tasks, more while a deployment runs old
+    /// and new side by side.
+    pub targets: u32,
+}
+
+/// Which of `count` load balancers each HTTP service uses. A service goes to the
 /// one its name hashes to (jump consistent hashing: raising `count` moves as few
-/// services as can be), or the next with room under `PER_LOAD_BALANCER`.
-/// `Err(n)`: they need `n` load balancers.
-pub fn shards(units: &[(String, u32)], count: usize) -> Result<Vec<(String, usize)>, usize> {
+/// services as can be), or the next with room under `PER_LOAD_BALANCER` units and
+/// `TARGETS_PER_LOAD_BALANCER` targets. `Err(n)`: they need `n` load balancers
+/// (every service must fit one alone: `synth` checks that first).
+pub fn shards(units: &[(String, Load)], count: usize) -> Result<Vec<(String, usize)>, usize> {
     let count = count.max(1);
-    let mut sorted: Vec<&(String, u32)> = units.iter().collect();
+    let mut sorted: Vec<&(String, Load)> = units.iter().collect();
     sorted.sort();
     let assign = |count: usize| -> Option<Vec<(String, usize)>> {
-        let mut load = vec![0u32; count];
+        let mut load = vec![(0u32, 0u32); count];
         let mut out = Vec::new();
-        for (name, u) in &sorted {
+        for (name, l) in &sorted {
             let key = u64::from_str_radix(&short_hash(name), 16).unwrap_or(0);
             let start = jump(key, count);
-            let i = (0..count)
-                .map(|k| (start + k) % count)
-                .find(|i| load[*i] + u <= PER_LOAD_BALANCER)?;
-            load[i] += u;
+            let i = (0..count).map(|k| (start + k) % count).find(|i| {
+                load[*i].0 + l.units <= PER_LOAD_BALANCER
+                    && load[*i].1 + l.targets <= TARGETS_PER_LOAD_BALANCER
+            })?;
+            load[i].0 += l.units;
+            load[i].1 += l.targets;
             out.push((name.clone(), i));
         }
         Some(out)
@@ -146,9 +163,13 @@ pub fn shards(units: &[(String, u32)], count: usize) -> Result<Vec<(String, usiz
     if let Some(out) = assign(count) {
         return Ok(out);
     }
-    let total: u32 = units.iter().map(|(_, u)| *u).sum();
-    let mut need = (total.div_ceil(PER_LOAD_BALANCER) as usize).max(count + 1);
-    while assign(need).is_none() {
+    let total: u32 = units.iter().map(|(_, l)| l.units).sum();
+    let targets: u32 = units.iter().map(|(_, l)| l.targets).sum();
+    let mut need = (total.div_ceil(PER_LOAD_BALANCER) as usize)
+        .max(targets.div_ceil(TARGETS_PER_LOAD_BALANCER) as usize)
+        .max(count + 1);
+    // One service per load balancer always fits when each fits one alone.
+    while need < units.len() && assign(need).is_none() {
         need += 1;
     }
     Err(need)
@@ -381,10 +402,19 @@ mod tests {
         assert!(moved <= 3, "{moved} services moved");
     }
 
+    fn load(units: u32, targets: u32) -> Load {
+        Load { units, targets }
+    }
+
     #[test]
     fn load_balancers_stay_within_their_per_alb_quotas() {
-        let units: Vec<(String, u32)> = (0..200)
-            .map(|i| (format!("svc{i:03}"), if i % 10 == 0 { 2 } else { 1 }))
+        let units: Vec<(String, Load)> = (0..200)
+            .map(|i| {
+                (
+                    format!("svc{i:03}"),
+                    load(if i % 10 == 0 { 2 } else { 1 }, 4),
+                )
+            })
             .collect();
         assert_eq!(shards(&units, 2), Err(3));
         let count = 3;
@@ -397,13 +427,16 @@ mod tests {
                     units
                         .iter()
                         .find(|(m, _)| m == n)
-                        .map(|(_, u)| *u)
+                        .map(|(_, l)| l.units)
                         .unwrap_or(0)
                 })
                 .sum();
             assert!(load <= PER_LOAD_BALANCER, "{k}: {load}");
         }
-        assert_eq!(shards(&[("a".into(), 1)], 1).map(|v| v.len()), Ok(1));
+        assert_eq!(
+            shards(&[("a".into(), load(1, 1))], 1).map(|v| v.len()),
+            Ok(1)
+        );
         assert_eq!(shards(&[], 1), Ok(vec![]));
         // Raising the count moves few services.
         let five = shards(&units, 5).expect("5");
@@ -416,5 +449,25 @@ mod tests {
             moved < 60,
             "{moved} of 200 moved from 5 to 6 load balancers"
         );
+    }
+
+    /// 200 services of at most 10 tasks, doubled during a rolling deployment:
+    /// 4,000 targets need 4 load balancers of 1,000 (rules alone would take 3),
+    /// and none is ever assigned more than 1,000.
+    #[test]
+    fn targets_count_against_each_load_balancer() {
+        let units: Vec<(String, Load)> = (0..200)
+            .map(|i| (format!("svc{i:03}"), load(1, 20)))
+            .collect();
+        let need = shards(&units, 3).expect_err("3 hold the rules, not the targets");
+        assert!(need >= 4, "{need}");
+        let of = shards(&units, need).expect("fits");
+        for k in 0..need {
+            let targets = of.iter().filter(|(_, i)| *i == k).count() as u32 * 20;
+            assert!(targets <= TARGETS_PER_LOAD_BALANCER, "{k}: {targets}");
+        }
+        // A service too large for any one load balancer still gets an answer.
+        let huge = vec![("big".to_string(), load(1, 1200)), ("b".into(), load(1, 1))];
+        assert_eq!(shards(&huge, 1), Err(2));
     }
 }

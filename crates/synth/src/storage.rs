@@ -80,11 +80,21 @@ pub fn add_queues(t: &mut Template, cx: &Ctx<'_>, svc: &Service, key: &Value) {
             })
             .collect();
         let mut statements = vec![deny_insecure_transport(arns.clone(), "sqs:*")];
+        if cx.is_preview() {
+            statements.push(allow_task_role(
+                cx,
+                "OwnService",
+                &svc.name,
+                pantstack_model::iam::QUEUE_ACTIONS,
+                arns.clone(),
+            ));
+        }
         for g in &q.grants {
             let (actions, _) = pantstack_model::iam::grant_actions(g.access);
-            statements.push(crate::cfn::allow_role(
+            statements.push(allow_task_role(
+                cx,
                 &logical(&["grant", &g.to.value]),
-                &n.role(&format!("{}-task", g.to.value)),
+                &g.to.value,
                 &actions,
                 arns.clone(),
             ));
@@ -165,10 +175,38 @@ pub fn log_bucket_props(tags: Value, abort_multipart_days: Option<u32>) -> Value
     })
 }
 
-/// A bucket's policy: TLS only, and what its `grants:` allow other services.
+/// A resource-policy statement allowing `service`'s task role. In a long-lived
+/// environment the principal is the account, conditioned on the role's ARN (the
+/// grantee's role may not exist yet; its own policy must allow it too). In a
+/// preview it is the role itself, the one every preview of `service` shares (in
+/// the previews' foundation, so it exists): the resource policy alone allows it,
+/// within the role's permissions boundary, for exactly this preview's resource.
+fn allow_task_role(
+    cx: &Ctx<'_>,
+    sid: &str,
+    service: &str,
+    actions: &[&str],
+    resources: Vec<Value>,
+) -> Value {
+    let role = crate::service::task_role_name(cx, service);
+    if !cx.is_preview() {
+        return crate::cfn::allow_role(sid, &role, actions, resources);
+    }
+    json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": { "AWS": crate::service::role_arn(&role) },
+        "Action": actions,
+        "Resource": resources,
+    })
+}
+
+/// A bucket's policy: TLS only, what its `grants:` allow other services, and in
+/// a preview what its own service's (shared) task role may do.
 fn bucket_policy(
     t: &mut Template,
     cx: &Ctx<'_>,
+    owner: Option<&str>,
     id: &str,
     bucket: &str,
     grants: &[pantstack_model::service::Grant],
@@ -179,19 +217,36 @@ fn bucket_policy(
         vec![arn_v.clone(), objects.clone()],
         "s3:*",
     )];
+    if let Some(owner) = owner.filter(|_| cx.is_preview()) {
+        statements.push(allow_task_role(
+            cx,
+            "OwnServiceBucket",
+            owner,
+            pantstack_model::iam::BUCKET_ACTIONS,
+            vec![arn_v.clone()],
+        ));
+        statements.push(allow_task_role(
+            cx,
+            "OwnServiceObjects",
+            owner,
+            pantstack_model::iam::OBJECT_ACTIONS,
+            vec![objects.clone()],
+        ));
+    }
     for g in grants {
         let (on_bucket, on_objects) = pantstack_model::iam::grant_actions(g.access);
-        let role = cx.names.role(&format!("{}-task", g.to.value));
-        statements.push(crate::cfn::allow_role(
+        statements.push(allow_task_role(
+            cx,
             &logical(&["grant", &g.to.value, "bucket"]),
-            &role,
+            &g.to.value,
             &on_bucket,
             vec![arn_v.clone()],
         ));
         if !on_objects.is_empty() {
-            statements.push(crate::cfn::allow_role(
+            statements.push(allow_task_role(
+                cx,
                 &logical(&["grant", &g.to.value, "objects"]),
-                &role,
+                &g.to.value,
                 &on_objects,
                 vec![objects.clone()],
             ));
@@ -282,7 +337,14 @@ pub fn add_buckets(t: &mut Template, cx: &Ctx<'_>, svc: &Service, key: &Value) {
         if !b.versioning {
             res.skip(&[skips::BUCKET_VERSIONING_OFF]);
         }
-        bucket_policy(t, cx, &logical(&[&b.name, "BucketPolicy"]), &id, &b.grants);
+        bucket_policy(
+            t,
+            cx,
+            Some(&svc.name),
+            &logical(&[&b.name, "BucketPolicy"]),
+            &id,
+            &b.grants,
+        );
     }
 }
 
@@ -365,7 +427,14 @@ pub fn replica_template(cx: &Ctx<'_>, svc: &Service) -> Option<(String, Template
             "LogFilePrefix": format!("s3/{}/{}/", svc.name, b.name),
         });
         t.resource(&id, "AWS::S3::Bucket", props).retain();
-        bucket_policy(&mut t, cx, &logical(&[&b.name, "ReplicaPolicy"]), &id, &[]);
+        bucket_policy(
+            &mut t,
+            cx,
+            None,
+            &logical(&[&b.name, "ReplicaPolicy"]),
+            &id,
+            &[],
+        );
     }
     Some((region, t))
 }

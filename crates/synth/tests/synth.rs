@@ -1684,11 +1684,18 @@ fn cost_estimate_matches_hand_computed_figures() {
 }
 
 /// A monorepo of `n` HTTP services (each with a worker) sharing each
-/// environment's load balancer.
+/// environment's load balancers, as many as they need.
 fn shared_lb_monorepo(n: usize) -> pantstack_model::Monorepo {
+    // 100 rules and target groups, and 1,000 targets, an ALB: each service may
+    // run 10 tasks, 20 during a rolling deployment.
+    shared_lb_monorepo_on(n, n.div_ceil(90).max((n * 20).div_ceil(1000)), "")
+}
+
+/// `n` HTTP services on `lbs` shared load balancers, `extra` appended to the
+/// first service's manifest.
+fn shared_lb_monorepo_on(n: usize, lbs: usize, extra: &str) -> pantstack_model::Monorepo {
     let names: Vec<String> = (0..n).map(|i| format!("svc{i:03}")).collect();
-    let network = format!("  load_balancers: {}\n", n.div_ceil(90));
-    shared_lb_named(&names, &network, &[])
+    shared_lb_repo(&names, &format!("  load_balancers: {lbs}\n"), &[], extra)
 }
 
 /// A monorepo whose HTTP services (each with a worker) are `names` (`svc000`
@@ -1699,10 +1706,24 @@ fn shared_lb_named(
     network: &str,
     service_lines: &[&str],
 ) -> pantstack_model::Monorepo {
-    let tag =
-        pantstack_model::physical::short_hash(&format!("{names:?}{network}{service_lines:?}"));
+    shared_lb_repo(names, network, service_lines, "")
+}
+
+/// [`shared_lb_named`], with `first_extra` appended to `svc000`'s manifest.
+fn shared_lb_repo(
+    names: &[String],
+    network: &str,
+    service_lines: &[&str],
+    first_extra: &str,
+) -> pantstack_model::Monorepo {
+    let tag = pantstack_model::physical::short_hash(&format!(
+        "{names:?}{network}{service_lines:?}{first_extra}"
+    ));
+    // Tests run in parallel: each call has its own directory.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "pantstack-synth-shared-{}-{tag}-{}",
+        "pantstack-synth-shared-{}-{tag}-{call}-{}",
         names.len(),
         std::process::id()
     ));
@@ -1740,16 +1761,16 @@ fn shared_lb_named(
             format!("name: shop-{name}\nruntime: python\n"),
         )
         .expect("write");
-        let rules = if name == "svc000" {
-            "  rules:\n    - host: admin.example.com\n"
+        let (rules, first) = if name == "svc000" {
+            ("  rules:\n    - host: admin.example.com\n", first_extra)
         } else {
-            ""
+            ("", "")
         };
         let extra: String = service_lines.iter().map(|l| format!("  {l}\n")).collect();
         std::fs::write(
             infra.join("pantstack.yaml"),
             format!(
-                "service: {name}\nhttp:\n  command: [\"/s\"]\n{extra}{rules}worker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n"
+                "service: {name}\nhttp:\n  command: [\"/s\"]\n{extra}{rules}worker:\n  queue: jobs\n  command: [\"/w\"]\nqueues:\n  jobs: {{}}\n{first}"
             ),
         )
         .expect("write");
@@ -1804,14 +1825,15 @@ fn a_shared_load_balancer_serves_200_services_per_environment() {
                 }
             }
         }
-        // An ALB takes 100 rules and 100 target groups: 200 services need 3.
-        assert_eq!(lbs, 3, "{env}: three load balancers");
+        // An ALB takes 100 rules, 100 target groups and 1,000 targets: 200
+        // services of up to 10 tasks (20 during a rolling deployment) need 4.
+        assert_eq!(lbs, 4, "{env}: four load balancers");
         assert_eq!(priorities.len(), 200, "{env}: one rule per service");
         let mut per_listener: std::collections::BTreeMap<String, usize> = Default::default();
         for (l, _) in &priorities {
             *per_listener.entry(l.clone()).or_default() += 1;
         }
-        assert_eq!(per_listener.len(), 3);
+        assert_eq!(per_listener.len(), 4);
         assert!(per_listener.values().all(|n| *n <= 100), "{per_listener:?}");
         let n = priorities.len();
         priorities.sort_unstable();
@@ -1867,9 +1889,12 @@ fn a_shared_load_balancer_serves_200_services_per_environment() {
     );
 }
 
-/// The quota pre-flight at 200 services: with the shared load balancer every
-/// load-balancer quota fits (per region and per load balancer); IAM roles (two
-/// per service per environment, previews included) do not, and it says so.
+/// The quota pre-flight at 200 services (each with a worker, `scaling.max` 10),
+/// test, prod and `previews.max` (5) previews: with the shared load balancers
+/// (as many as `synth` asks for) every quota fits: load balancers, rules, target
+/// groups and targets per load balancer, and IAM roles (one task role per
+/// service per long-lived environment, one shared by every preview of a
+/// service, one execution role per environment).
 #[test]
 fn quotas_at_200_services() {
     let repo = shared_lb_monorepo(200);
@@ -1879,30 +1904,87 @@ fn quotas_at_200_services() {
             .as_array()
             .expect("quotas")
             .iter()
-            .find(|q| q["quota"] == name)
+            .find(|q| q["quota"].as_str().is_some_and(|n| n.starts_with(name)))
             .cloned()
             .unwrap_or_else(|| panic!("no {name} in {v:#}"))
     };
+    assert_eq!(v["previews"], 5, "{v:#}");
     let albs = q("Application Load Balancers");
-    // test 3 + prod 3 + 5 previews × 3.
-    assert_eq!(albs["needed"], 21, "{albs:#}");
-    assert_eq!(albs["fits"], true);
-    assert_eq!(
-        q("Listener rules per Application Load Balancer")["fits"],
-        true
+    assert_eq!(albs["fits"], true, "{albs:#}");
+    assert!(
+        albs["needed"].as_u64().is_some_and(|n| n >= 4 * 2 + 5),
+        "{albs:#}"
     );
-    assert_eq!(
-        q("Target groups per Application Load Balancer")["fits"],
-        true
+    for per_lb in [
+        "Listener rules per Application Load Balancer",
+        "Target groups per Application Load Balancer",
+        "Targets per Application Load Balancer",
+    ] {
+        let x = q(per_lb);
+        assert_eq!(x["fits"], true, "{x:#}");
+        assert!(x["needed"].as_u64().is_some_and(|n| n > 0), "{x:#}");
+    }
+    let targets = q("Targets per Application Load Balancer");
+    assert!(
+        targets["needed"]
+            .as_u64()
+            .is_some_and(|n| n <= 1000 && n > 900),
+        "{targets:#}"
     );
     let roles = q("IAM roles");
-    assert_eq!(roles["fits"], false, "{roles:#}");
+    assert_eq!(roles["fits"], true, "{roles:#}");
+    // 200 task roles in test, in prod and in the previews' foundation, an
+    // execution role per foundation, and the foundations' own roles; nothing
+    // per preview.
+    let needed = roles["needed"].as_u64().expect("needed");
+    assert!((603..650).contains(&needed), "{roles:#}");
+    let by_env = roles["by_environment"].as_array().expect("parts");
     assert!(
-        roles["fix"]
+        by_env.iter().all(|p| !p["environment"]
             .as_str()
-            .is_some_and(|f| f.contains("quota increase"))
+            .unwrap_or_default()
+            .ends_with("(5)")
+            || p["needed"] == 0),
+        "previews create no roles: {roles:#}"
     );
-    assert!(v["exceeded"].as_u64().unwrap_or(0) >= 1);
+    assert_eq!(v["exceeded"], 0, "{v:#}");
+
+    // On 3 shared load balancers (enough for the rules and target groups, not
+    // the targets) `synth` refuses, naming the count to set.
+    let three = shared_lb_monorepo_on(200, 3, "");
+    let diags = synth(&three, "prod", &Options::default()).expect_err("4,000 targets on 3");
+    let d = diags
+        .iter()
+        .find(|d| d.code == "load-balancers-full")
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert!(d.message.contains("need 4 shared load balancers"), "{d:?}");
+    assert!(
+        d.help
+            .as_deref()
+            .is_some_and(|h| h.contains("network.load_balancers: 4")),
+        "{d:?}"
+    );
+    assert!(pantstack_synth::quotas::check(&three).is_err());
+
+    // One service that alone may register more targets than an ALB takes.
+    let big = shared_lb_monorepo_on(2, 1, "scaling:\n  max: 600\n");
+    let diags = synth(&big, "prod", &Options::default()).expect_err("1,200 targets");
+    let d = diags
+        .iter()
+        .find(|d| d.code == "too-many-targets")
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert!(
+        d.message.contains("svc000") && d.message.contains("1200 targets"),
+        "{d:?}"
+    );
+    assert!(
+        d.file.ends_with("svc000/infrastructure/pantstack.yaml"),
+        "{d:?}"
+    );
+    assert!(
+        !diags.iter().any(|d| d.code == "load-balancers-full"),
+        "{diags:?}"
+    );
 
     // One load balancer per service: 1,400 of 50.
     let per_service = example_with(0, 0);
@@ -2207,5 +2289,222 @@ fn a_shared_load_balancer_serves_https_with_the_environments_certificate() {
             .unwrap_or_default()
             .contains("network.load_balancer_certificate"),
         "{d:?}"
+    );
+}
+
+/// Previews share one task role per service (in the previews' foundation, so
+/// that roles do not grow with the number of previews): each names only its own
+/// service's parameters, the previews' key and tracing; each preview's queue and
+/// bucket policies allow exactly the owner's role and the roles it granted;
+/// every task runs as its own service's role and ECS as the environment's
+/// execution role.
+#[test]
+fn previews_share_per_service_task_roles_scoped_to_their_service() {
+    let mut policies = 0;
+    for (rel, env) in CASES.iter().filter(|(_, e)| e.starts_with("preview-")) {
+        let repo = load(rel);
+        let o = synth_ok(rel, env);
+        let project = &repo.foundation.project.value;
+        let f: Value = serde_json::from_str(
+            o.file(&format!("{project}-preview-foundation.json"))
+                .expect("foundation"),
+        )
+        .expect("json");
+        let names: Vec<String> = repo
+            .services
+            .iter()
+            .map(|u| u.service.name.clone())
+            .collect();
+        let mut task_roles = 0;
+        for (id, r) in resources(&f) {
+            if r["Type"] != "AWS::IAM::Role" || !id.ends_with("TaskRole") {
+                continue;
+            }
+            task_roles += 1;
+            let role = r["Properties"]["RoleName"]["Fn::Sub"]
+                .as_str()
+                .expect("name");
+            let svc = names
+                .iter()
+                .find(|s| role == format!("{project}-preview-{s}-task-${{AWS::Region}}"))
+                .unwrap_or_else(|| panic!("{id}: {role} is no service's"));
+            assert!(r["Properties"].get("PermissionsBoundary").is_some(), "{id}");
+            for p in as_list(&r["Properties"]["Policies"]) {
+                for st in as_list(&p["PolicyDocument"]["Statement"]) {
+                    let actions = as_list(&st["Action"]);
+                    for res in as_list(&st["Resource"]) {
+                        let s = res.to_string();
+                        if res == "*" {
+                            assert!(
+                                actions
+                                    .iter()
+                                    .all(|a| a.as_str().is_some_and(|a| a.starts_with("xray:"))),
+                                "{id}: {st}"
+                            );
+                        } else if s.contains(":parameter/") {
+                            assert!(
+                                s.contains(&format!(":parameter/{project}/preview-*/{svc}\""))
+                                    || s.contains(&format!(
+                                        ":parameter/{project}/preview-*/{svc}/*\""
+                                    )),
+                                "{id}: {s} is not {svc}'s"
+                            );
+                        } else {
+                            assert_eq!(res, json!({ "Fn::GetAtt": ["Key", "Arn"] }), "{id}: {st}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(task_roles, names.len(), "{rel}: one task role per service");
+        let exec = &f["Resources"]["ExecutionRole"];
+        let exec_text = exec.to_string();
+        assert!(
+            exec_text.contains(&format!("parameter/{project}/preview-*\"")),
+            "{exec}"
+        );
+        assert!(
+            !exec_text.contains(&format!("parameter/{project}/preview/")),
+            "{exec}"
+        );
+
+        for unit in &repo.services {
+            let svc = &unit.service;
+            let t: Value = serde_json::from_str(
+                o.file(&format!("{project}-{env}-{}.json", svc.name))
+                    .expect("service"),
+            )
+            .expect("json");
+            for (id, r) in resources(&t) {
+                match r["Type"].as_str().unwrap_or_default() {
+                    "AWS::IAM::Role" => assert!(
+                        id == "LoadBalancerRole" || id.ends_with("ReplicationRole"),
+                        "{}: a preview stack creates no task or execution role ({id})",
+                        svc.name
+                    ),
+                    "AWS::ECS::TaskDefinition" => {
+                        assert_eq!(
+                            r["Properties"]["ExecutionRoleArn"],
+                            json!({ "Fn::ImportValue": format!("{project}-preview-ExecutionRoleArn") })
+                        );
+                        assert!(
+                            r["Properties"]["TaskRoleArn"]
+                                .to_string()
+                                .contains(&format!(":role/{project}-preview-{}-task-", svc.name)),
+                            "{id}: {}",
+                            r["Properties"]["TaskRoleArn"]
+                        );
+                    }
+                    "AWS::SQS::QueuePolicy" | "AWS::S3::BucketPolicy" => {
+                        // The roles this resource's owner granted it to, and its own.
+                        let mut allowed = vec![svc.name.clone()];
+                        for q in &svc.queues {
+                            allowed.extend(q.grants.iter().map(|g| g.to.value.clone()));
+                        }
+                        for b in &svc.buckets {
+                            allowed.extend(b.grants.iter().map(|g| g.to.value.clone()));
+                        }
+                        for st in as_list(&r["Properties"]["PolicyDocument"]["Statement"]) {
+                            if st["Effect"] != "Allow" {
+                                continue;
+                            }
+                            policies += 1;
+                            let principal = st["Principal"]["AWS"].to_string();
+                            assert!(
+                                st.get("Condition").is_none(),
+                                "{id}: the role itself is the principal: {st}"
+                            );
+                            assert!(
+                                allowed.iter().any(|a| principal
+                                    .contains(&format!(":role/{project}-preview-{a}-task-"))),
+                                "{}/{id}: {principal} was not granted",
+                                svc.name
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(
+        policies >= 4,
+        "only {policies} resource-policy statements checked"
+    );
+}
+
+/// `quotas` with the account's applied values: a value Service Quotas gave is
+/// the limit (and can make a quota exceeded that the default would not), the
+/// others keep their defaults and say why.
+#[test]
+fn quotas_use_the_accounts_applied_values_and_say_which() {
+    use pantstack_synth::quotas::{Applied, check_with};
+    let repo = example_with(0, 0);
+    let applied = Applied {
+        values: vec![
+            ("account".into(), "L-FE177D64".into(), 3),
+            ("us-east-1".into(), "L-53DA6B97".into(), 200),
+        ],
+        unanswered: vec![(
+            "us-east-1".into(),
+            "L-F678F1CE".into(),
+            "vpc/L-F678F1CE: AccessDeniedException: no".into(),
+        )],
+    };
+    let v = check_with(&repo, Some(&applied), None).expect("report");
+    let q = |name: &str| -> Value {
+        v["quotas"]
+            .as_array()
+            .expect("quotas")
+            .iter()
+            .find(|q| q["quota"].as_str().is_some_and(|n| n.starts_with(name)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    let roles = q("IAM roles");
+    assert_eq!(roles["source"], "account", "{roles:#}");
+    assert_eq!(roles["limit"], 3);
+    assert_eq!(
+        roles["fits"], false,
+        "3 roles is fewer than the example needs"
+    );
+    assert_eq!(roles["default"], 1000);
+    let albs = q("Application Load Balancers");
+    assert_eq!(
+        (albs["source"].clone(), albs["limit"].clone()),
+        (json!("account"), json!(200))
+    );
+    let vpcs = q("VPCs");
+    assert_eq!(vpcs["source"], "default");
+    assert_eq!(vpcs["limit"], 5);
+    assert!(
+        vpcs["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("AccessDeniedException")),
+        "{vpcs:#}"
+    );
+    let per_lb = q("Target groups per Application Load Balancer");
+    assert_eq!(per_lb["source"], "default");
+    assert!(
+        per_lb["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("no code")),
+        "{per_lb:#}"
+    );
+    assert_eq!(v["exceeded"], 1, "{v:#}");
+    assert_eq!(v["from_account"], 2);
+
+    // Without applied values: the defaults, and no reasons.
+    let d = pantstack_synth::quotas::check(&repo).expect("report");
+    assert!(
+        d["quotas"]
+            .as_array()
+            .expect("q")
+            .iter()
+            .all(|q| q["source"] == "default" && q["note"].is_null())
+    );
+    assert_eq!(
+        pantstack_synth::quotas::regions(&repo),
+        vec!["us-east-1".to_string()]
     );
 }

@@ -2,7 +2,7 @@
 //! command, port) and the tracing sidecar.
 
 use crate::Ctx;
-use crate::cfn::{Template, arn, att, r, tags};
+use crate::cfn::{Template, arn, att, import, r, tags};
 use pantstack_model::Resolved;
 use pantstack_model::service::{Service, entry_point_and_command};
 use pantstack_model::settings::keys;
@@ -135,8 +135,12 @@ pub(super) fn add_task_definition(
             "NetworkMode": "awsvpc",
             "RequiresCompatibilities": ["FARGATE"],
             "RuntimePlatform": { "CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX" },
-            "ExecutionRoleArn": att("ExecutionRole", "Arn"),
-            "TaskRoleArn": att("TaskRole", "Arn"),
+            "ExecutionRoleArn": import(&n.export("ExecutionRoleArn")),
+            "TaskRoleArn": if cx.is_preview() {
+                super::roles::role_arn(&super::roles::task_role_name(cx, name))
+            } else {
+                att("TaskRole", "Arn")
+            },
             "ContainerDefinitions": containers,
             "Volumes": [{ "Name": "tmp" }],
             "Tags": tags(cx.project(), cx.env, Some(name), None),
