@@ -226,13 +226,48 @@ and last log lines) and the outputs (URLs, queues, buckets). Exits 1 on failure.
     #[command(after_help = "Examples:
   pantstack logs                    # every service, interleaved by time
   pantstack logs api
-  pantstack logs api -f
+  pantstack logs api -f             # keeps following, tasks started later included
   pantstack logs api-worker --since 10m
+  pantstack logs api --grep 'job 42' --since 2026-12-05T01:00:00Z --until 30m
+  pantstack logs api --format json  # one JSON object a line: service, unit, task, timestamp, message
 
-A service's builds (`build-N`) are among its logs.
+Each unit (`api`, `api-worker`) is a log group, each task (`7`) and build
+(`build-N`) a stream in it. --grep keeps the lines whose message contains PATTERN,
+a plain substring (case-sensitive unless -i), not a regular expression. --since and
+--until take a duration back from now (30s, 10m, 2h, 1d) or an RFC 3339 time. A
+line that is a JSON object is shown by its fields: level, message, then the others.
+Retention: `local.log_max_mib` (64 MiB per unit by default) and `logs.retention_days`.
 
 With --target aws: the service's CloudWatch Logs, across its tasks (-f follows).")]
     Logs(LogsArgs),
+
+    /// Follow one request across services: the load balancers' access-log entries and the log lines that carry its id
+    #[command(after_help = "Examples:
+  pantstack trace 3f0c…                     # the X-Request-Id a response carried
+  pantstack trace Root=1-675…               # or its X-Amzn-Trace-Id
+  pantstack trace req-123 --format json
+
+Every load balancer's access log (`.pantstack/local/<env>/access/`, rolled files
+too) is searched for entries whose request id or trace id is ID, and every task's
+log for lines that contain it; they are printed in time order, across services. A
+service that passes X-Request-Id on to the services it calls (as the example's
+`reports` does) shows up in each of their load balancers.")]
+    Trace(TraceArgs),
+
+    /// Drill a Fargate Spot interruption: a FARGATE_SPOT task gets the two-minute warning and is replaced
+    #[command(after_help = "Examples:
+  pantstack spot-interrupt api
+  pantstack spot-interrupt api --all          # every Spot task at once
+  pantstack spot-interrupt api --task 7
+
+Which tasks run on FARGATE_SPOT follows the capacity provider strategy
+(capacity.on_demand_base, capacity.on_demand_weight, capacity.spot_weight; the
+seed's: 1 task on FARGATE, then 1:4), oldest tasks first. As on Fargate, the task
+is deregistered and gets SIGTERM at once (the `spot-interruption` event is the
+task-state-change notice), and SIGKILL after the service's stop timeout
+(local.stop_timeout); the scheduler starts its replacement. `pantstack status`
+shows each task's capacity provider and why the interrupted one stopped.")]
+    SpotInterrupt(SpotInterruptArgs),
 
     /// Run a command in a running task: its environment (processes) or its container (Docker)
     #[command(after_help = "Examples:
@@ -821,17 +856,50 @@ pub struct ExecArgs {
 pub struct LogsArgs {
     /// Service (every role) or one role (`api-worker`); every service when left out
     pub service: Option<String>,
-    /// Keep printing new lines
-    #[arg(short, long)]
+    /// Keep printing new lines, of tasks started later too, until Ctrl-C
+    #[arg(short, long, conflicts_with = "until")]
     pub follow: bool,
-    /// Only lines newer than this (30s, 10m, 2h, 1d)
+    /// Only lines at or after this: a duration back from now (30s, 10m, 2h, 1d) or an RFC 3339 time
     #[arg(long)]
     pub since: Option<String>,
+    /// Only lines before this: a duration back from now or an RFC 3339 time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only lines whose message contains PATTERN (a plain substring, not a regular expression)
+    #[arg(long, value_name = "PATTERN")]
+    pub grep: Option<String>,
+    /// --grep ignores case
+    #[arg(short = 'i', long, requires = "grep")]
+    pub ignore_case: bool,
     /// Environment (default: the one running, if only one is)
     #[arg(long)]
     pub env: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// A request id (`X-Request-Id`) or trace id (`X-Amzn-Trace-Id`, `Root=1-…` or its `1-…` part)
+    pub id: String,
+    /// Environment (default: the one running, or the only one with logs)
+    #[arg(long)]
+    pub env: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SpotInterruptArgs {
+    /// Service (its units) or one role (`api-worker`)
+    pub service: String,
+    /// This task (it must be on FARGATE_SPOT); default: the newest Spot task
+    #[arg(long, conflicts_with = "all")]
+    pub task: Option<u64>,
+    /// Every FARGATE_SPOT task of the service at once
+    #[arg(long)]
+    pub all: bool,
+    /// Environment (default: the one running, if only one is)
+    #[arg(long)]
+    pub env: Option<String>,
 }
 
 #[derive(Args, Debug)]

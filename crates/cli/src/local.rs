@@ -1,5 +1,5 @@
 //! The local cloud commands: up, down, status, deploy, rollback, scale, logs,
-//! deployments, exec. `up` runs the supervisor (`pantstack_local`); the others talk
+//! trace, deployments, exec, spot-interrupt. `up` runs the supervisor (`pantstack_local`); the others talk
 //! to it over its control socket. Which environment a command addresses is
 //! `pantstack_local::client`'s.
 //!
@@ -7,14 +7,20 @@
 //!   `down` and `scale`;
 //! - `up`: starting (or attaching to) a local cloud;
 //! - `deploy`: `deploy`, `rollback` and `deployments`;
-//! - `tasks`: `logs` and `exec`, a running task's output and environment.
+//! - `tasks`: `exec`, a running task's environment;
+//! - `logs`: `logs` and `trace`, the tasks' streams and the access logs;
+//! - `spot`: `spot-interrupt`, a Fargate Spot interruption drill.
 
 mod deploy;
+mod logs;
+mod spot;
 mod tasks;
 mod up;
 
 pub use deploy::{deploy, deployments, rollback};
-pub use tasks::{exec, logs};
+pub use logs::{logs, trace};
+pub use spot::spot_interrupt;
+pub use tasks::exec;
 pub use up::up;
 
 use crate::Failure;
@@ -148,13 +154,17 @@ fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(
         }
         for t in u["tasks"].as_array().into_iter().flatten() {
             println!(
-                "  task {:<5} r{:<3} {:<22} {:<9} {:<10} up {}s{}",
+                "  task {:<5} r{:<3} {:<22} {:<9} {:<10} up {}s{}{}",
                 t["id"],
                 t["revision"],
                 format!("127.0.0.1:{}", t["port"]),
                 t["phase"].as_str().unwrap_or(""),
                 t["health"].as_str().unwrap_or(""),
                 t["uptime_secs"],
+                t["capacity"]
+                    .as_str()
+                    .map(|c| format!(" on {c}"))
+                    .unwrap_or_default(),
                 t["last_failure"]
                     .as_str()
                     .filter(|_| t["health"] != "healthy")

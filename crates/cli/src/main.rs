@@ -180,6 +180,9 @@ fn main() -> ExitCode {
         Command::Rollback(a) => local::rollback(&cli.global, &out, &a),
         Command::Scale(a) => local::scale(&cli.global, &out, &a),
         Command::Logs(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
+            Ok(Target::Aws) if a.grep.is_some() || a.until.is_some() => Err(Failure::Usage(
+                "--grep and --until read the local cloud's logs; on AWS use CloudWatch Logs Insights (or leave them out)".into(),
+            )),
             Ok(Target::Aws) => ship::logs(&cli.global, &out, &a),
             Ok(Target::Local) => {
                 ship::local_only(&a.target).and_then(|_| local::logs(&cli.global, &out, &a))
@@ -187,6 +190,8 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Exec(a) => local::exec(&cli.global, &out, &a),
+        Command::Trace(a) => local::trace(&cli.global, &out, &a),
+        Command::SpotInterrupt(a) => local::spot_interrupt(&cli.global, &out, &a),
         Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
         Command::AwsEnv(a) => aws::aws_env(&cli.global, &out, &a),
         Command::Unlock(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {

@@ -55,6 +55,15 @@ pub enum Request {
     RotateKey,
     /// What `pantstack exec` needs of a running task (the newest, or `task`).
     Exec { service: String, task: Option<u64> },
+    /// Fargate Spot's two-minute warning to a FARGATE_SPOT task of the service:
+    /// the newest, task `task`, or with `all` every one (`supervisor::spot`).
+    SpotInterrupt {
+        service: String,
+        #[serde(default)]
+        task: Option<u64>,
+        #[serde(default)]
+        all: bool,
+    },
     /// A backup of the environment's state into the new directory `dir` (an
     /// absolute path); answers its manifest (`crate::backup`).
     Backup { dir: std::path::PathBuf },
@@ -62,7 +71,7 @@ pub enum Request {
 
 impl Request {
     /// The operation names, as `op` spells them.
-    const OPS: [&str; 11] = [
+    const OPS: [&str; 12] = [
         "status",
         "deploy",
         "rollback",
@@ -73,6 +82,7 @@ impl Request {
         "ssm",
         "rotate-key",
         "exec",
+        "spot-interrupt",
         "backup",
     ];
 
@@ -359,6 +369,14 @@ mod tests {
                 },
                 json!({"op": "exec", "service": "api", "task": 7}),
             ),
+            (
+                Request::SpotInterrupt {
+                    service: service(),
+                    task: Some(3),
+                    all: false,
+                },
+                json!({"op": "spot-interrupt", "service": "api", "task": 3, "all": false}),
+            ),
         ]
     }
 
@@ -380,6 +398,15 @@ mod tests {
         assert!(e.starts_with("bad request: invalid value"), "{e}");
         let e = Request::parse(r#"{"op": "deploy"}"#).unwrap_err();
         assert_eq!(e, "bad request: missing field `service`");
+        // `task` and `all` may be left out of a spot interruption.
+        assert_eq!(
+            Request::parse(r#"{"op": "spot-interrupt", "service": "api"}"#),
+            Ok(Request::SpotInterrupt {
+                service: "api".into(),
+                task: None,
+                all: false
+            })
+        );
         let e = Request::parse(r#"{"op": "launch"}"#).unwrap_err();
         assert_eq!(e, "unknown operation `launch`");
         let e = Request::parse(r#"{"service": "api"}"#).unwrap_err();

@@ -9,6 +9,7 @@ pub mod client;
 pub mod control;
 pub mod core;
 pub mod history;
+pub mod logs;
 pub mod ports;
 pub mod spec;
 pub mod state;

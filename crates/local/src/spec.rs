@@ -75,6 +75,10 @@ pub struct Unit {
     pub rollback: bool,
     pub stop_timeout_ms: u64,
     pub healthy_after_ms: u64,
+    /// How long and how much of its log group is kept (`crate::logs`).
+    pub logs: crate::logs::Retention,
+    /// The capacity provider strategy its tasks are placed by (Fargate / Fargate Spot).
+    pub capacity: crate::core::spot::Strategy,
 }
 
 /// What the local cloud's AWS endpoint gives the units: its URL (queue URLs are
@@ -450,6 +454,15 @@ pub fn units_of(
             rollback: cfg.get(keys::ROLLBACK),
             stop_timeout_ms: cfg.get(keys::LOCAL_STOP_TIMEOUT) * 1000,
             healthy_after_ms: cfg.get(keys::LOCAL_HEALTHY_AFTER) * 1000,
+            logs: crate::logs::Retention {
+                max_bytes: cfg.get(keys::LOCAL_LOG_MAX_MIB).max(1) as u64 * 1024 * 1024,
+                max_age_secs: cfg.get(keys::LOG_RETENTION_DAYS).max(0) as u64 * 86_400,
+            },
+            capacity: crate::core::spot::Strategy {
+                on_demand_base: cfg.get(keys::ON_DEMAND_BASE).max(0) as u32,
+                on_demand_weight: cfg.get(keys::ON_DEMAND_WEIGHT).max(0) as u32,
+                spot_weight: cfg.get(keys::SPOT_WEIGHT).max(0) as u32,
+            },
         }
     };
     let desired = cfg.get(keys::LOCAL_DESIRED_COUNT);

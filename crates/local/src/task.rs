@@ -1,6 +1,6 @@
 //! Tasks: a process (the manifest's `local` command, in its own process group) or a
 //! Docker container of the service's image. Output goes through the supervisor into
-//! one log file per task, each line timestamped.
+//! one log stream per task (`crate::logs`), each line timestamped.
 
 use crate::spec::{Runtime, Unit};
 use rustix::process::{Pid, Signal, kill_process_group};
@@ -144,7 +144,51 @@ pub fn running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-type LogFile = Arc<Mutex<tokio::fs::File>>;
+/// A task's stream (`crate::logs`): rolled over to `<task>.log.1` (replacing an
+/// older one) once it reaches `max` bytes, so a running task's stream stays bounded.
+struct Stream {
+    file: tokio::fs::File,
+    path: PathBuf,
+    written: u64,
+    max: u64,
+}
+
+impl Stream {
+    async fn open(path: &Path, max: u64) -> std::io::Result<Stream> {
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(crate::state::FILE_MODE)
+            .open(path)
+            .await?;
+        let written = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        Ok(Stream {
+            file,
+            path: path.to_path_buf(),
+            written,
+            max,
+        })
+    }
+
+    async fn write_line(&mut self, line: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        if self.written > 0 && self.written + line.len() as u64 > self.max {
+            let _ = self.file.flush().await;
+            if tokio::fs::rename(&self.path, crate::logs::rolled(&self.path))
+                .await
+                .is_ok()
+                && let Ok(next) = Stream::open(&self.path, self.max).await
+            {
+                *self = next;
+            }
+        }
+        if self.file.write_all(line).await.is_ok() {
+            self.written += line.len() as u64;
+        }
+    }
+}
+
+type LogFile = Arc<Mutex<Stream>>;
 
 fn pump<R: AsyncRead + Unpin + Send + 'static>(r: R, stream: &'static str, file: LogFile) {
     tokio::spawn(async move {
@@ -152,9 +196,7 @@ fn pump<R: AsyncRead + Unpin + Send + 'static>(r: R, stream: &'static str, file:
         while let Ok(Some(line)) = lines.next_line().await {
             let ts = pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now());
             let mut f = file.lock().await;
-            use tokio::io::AsyncWriteExt;
-            let _ = f
-                .write_all(format!("{ts} {stream} {line}\n").as_bytes())
+            f.write_line(format!("{ts} {stream} {line}\n").as_bytes())
                 .await;
         }
     });
@@ -205,13 +247,9 @@ pub async fn start(s: StartSpec) -> std::io::Result<Task> {
     if let Some(dir) = s.log.parent() {
         crate::state::private_dir(dir)?;
     }
-    let file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(crate::state::FILE_MODE)
-        .open(&s.log)
-        .await?;
-    let file: LogFile = Arc::new(Mutex::new(file));
+    let file: LogFile = Arc::new(Mutex::new(
+        Stream::open(&s.log, s.unit.logs.stream_max()).await?,
+    ));
     let u = &s.unit;
     let mut env: Vec<(String, String)> = u.env.clone();
     env.extend(s.env.iter().cloned());

@@ -232,7 +232,7 @@ settings! {
     IDLE_TIMEOUT: Secs = 60, "idleTimeout", "http.idle_timeout", Http, Duration { min: 1, max: 4000 }, "load balancer idle connection timeout";
     CERTIFICATE_ARN: Text, "certificateArn", "http.certificate", Http, Text(TextRule::Arn), "ACM certificate: HTTPS listener and HTTP→HTTPS redirect when set";
     // Monitoring
-    LOG_RETENTION_DAYS: Int = 30, "logRetentionDays", "logs.retention_days", Service, IntSet(LOG_RETENTION_DAYS), "CloudWatch log retention";
+    LOG_RETENTION_DAYS: Int = 30, "logRetentionDays", "logs.retention_days", Service, IntSet(LOG_RETENTION_DAYS), "CloudWatch log retention (the local cloud deletes its stopped streams older than this too)";
     TRACING: Bool = false, "tracing", "tracing", Service, Bool, "X-Ray / ADOT sidecar";
     ALARM_CPU_THRESHOLD: Int = 90, "alarmCpuThreshold", "alarms.cpu", Service, Int { min: 1, max: 100 }, "alarm when average CPU stays above, percent";
     ALARM_HTTP5XX_THRESHOLD: Int = 10, "alarmHttp5xxThreshold", "alarms.http_5xx", Http, Int { min: 1, max: 1_000_000 }, "alarm on target 5xx responses per minute";
@@ -250,6 +250,7 @@ settings! {
     LOCAL_STOP_TIMEOUT: Secs = 10, "localStopTimeout", "local.stop_timeout", Service, Duration { min: 1, max: 120 }, "local cloud: SIGTERM → SIGKILL grace";
     LOCAL_HEALTHY_AFTER: Secs = 3, "localHealthyAfter", "local.healthy_after", Service, Duration { min: 0, max: 600 }, "local cloud: a task without a load balancer counts as healthy after running this long (ECS: 40s)";
     LOCAL_BUILD_TIMEOUT: Secs = 1800, "localBuildTimeout", "local.build_timeout", Service, Duration { min: 10, max: 7200 }, "local cloud: a build (`local.build`, or the image's build and `docker build`) running longer fails its revision";
+    LOCAL_LOG_MAX_MIB: Int = 64, "localLogMaxMiB", "local.log_max_mib", Service, Int { min: 1, max: 102_400 }, "local cloud: disk one unit's log group (its tasks' streams, its builds' logs) may use; the oldest stopped streams are deleted first and a running task's stream rolls over at a quarter of it (streams older than logs.retention_days go too)";
     LOCAL_DESIRED_COUNT: Int = 1, "localDesiredCount", "local.count", Service, Int { min: 0, max: 64 }, "local cloud: tasks per service (`pantstack scale` changes it)";
     // Foundation
     NAT_GATEWAYS: Choice = "single", "natGateways", "network.nat", Foundation, Choice(&["none", "single", "per_az"]), "NAT cost tier: none, one shared, or one per AZ";

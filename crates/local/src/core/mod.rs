@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod rollout;
+pub mod spot;
 pub mod tasks;
 
 /// Milliseconds on the supervisor's monotonic clock.

@@ -9,6 +9,7 @@ impl Supervisor {
             .units
             .values()
             .map(|rt| {
+                let spot = self.spot_tasks_of(&rt.name);
                 let views: BTreeMap<u64, pantstack_lb::TargetView> = rt
                     .lb
                     .as_ref()
@@ -51,6 +52,7 @@ impl Supervisor {
                             "last_failure": v.and_then(|v| v.last_failure.clone()),
                             "outstanding": v.map(|v| v.outstanding),
                             "uptime_secs": t.started.elapsed().as_secs(),
+                            "capacity": (t.phase == Phase::Running).then(|| if spot.contains(&t.task.id) { "FARGATE_SPOT" } else { "FARGATE" }),
                         })
                     }).collect::<Vec<_>>(),
                     "recently_stopped": rt.stopped.iter().rev().take(5).cloned().collect::<Vec<_>>(),
@@ -304,6 +306,10 @@ impl Supervisor {
                 self.stop_builds().await;
                 let _ = reply.send(json!({ "message": "stopping every task" }));
                 self.down_waiters.push(reply);
+            }
+            Request::SpotInterrupt { service, task, all } => {
+                let answer = self.spot_interrupt(&service, task, all);
+                let _ = reply.send(answer);
             }
             Request::Backup { dir } if !dir.is_absolute() => {
                 let error = format!(

@@ -296,6 +296,9 @@ pub struct Supervisor {
     /// Numbers the start (0) and each deploy request: the units of one service
     /// deployed by one request share one build.
     batch: u64,
+    /// When log retention last ran (`logs::KEEP_LOGS_EVERY`), and its job.
+    logs_kept_at: Millis,
+    logs_job: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn now_text() -> String {
@@ -397,6 +400,8 @@ impl Supervisor {
                 .collect(),
             next_build: saved.next_build,
             batch: 0,
+            logs_kept_at: 0,
+            logs_job: None,
         };
         state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
@@ -677,7 +682,9 @@ impl Supervisor {
 mod answers;
 mod aws;
 mod builds;
+mod logs;
 mod run;
+mod spot;
 mod tick;
 
 pub use aws::Aws;

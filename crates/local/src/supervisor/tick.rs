@@ -190,6 +190,7 @@ impl Supervisor {
     /// (see the module docs).
     pub async fn tick(&mut self) {
         self.poll_builds().await;
+        self.keep_logs();
         let names: Vec<String> = self.units.keys().cloned().collect();
         for name in names {
             self.tick_unit(&name).await;

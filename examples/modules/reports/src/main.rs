@@ -172,11 +172,20 @@ fn serve(cloud: &Cloud, mut stream: TcpStream) {
                 get(&format!("{}/healthz", cloud.api), id).and_then(|api| Ok((api, cloud.jobs()?)));
             match report {
                 Ok((api, jobs)) => {
+                    // One JSON line per report, with the request id the load
+                    // balancer gave it (`pantstack trace ID` finds it).
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({ "level": "info", "message": "report served", "jobs": jobs, "request_id": id })
+                    );
                     let body = serde_json::json!({ "api": api, "jobs": jobs, "request_id": id });
                     respond(&mut stream, 200, "application/json", &body.to_string());
                 }
                 Err(e) => {
-                    eprintln!("reports: {e}");
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({ "level": "error", "message": format!("reports: {e}"), "request_id": id })
+                    );
                     let body = serde_json::json!({ "error": e });
                     respond(&mut stream, 503, "application/json", &body.to_string());
                 }
