@@ -352,6 +352,10 @@ pub fn diff(global: &Global, out: &Out, a: &DiffArgs) -> Result<(), Failure> {
                 s.push_str(&format!("{name}: cannot compare: {err}\n"));
                 continue;
             }
+            if let Some(why) = st["not_compared"].as_str() {
+                s.push_str(&format!("{name}: not compared: {why}\n"));
+                continue;
+            }
             let changes = st["changes"].as_array().cloned().unwrap_or_default();
             if changes.is_empty() {
                 s.push_str(&format!("{name}: no changes\n"));

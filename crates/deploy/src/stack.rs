@@ -189,6 +189,7 @@ pub async fn describe(c: &Clients, name: &str) -> Result<Option<Described>, Stri
                     .iter()
                     .map(|p| pair(p.parameter_key(), p.parameter_value()))
                     .collect(),
+                role_arn: s.role_arn().map(str::to_string),
             }))
         }
         Err(e) => match service_error(&e) {
@@ -266,6 +267,9 @@ fn pair(k: Option<&str>, v: Option<&str>) -> (String, String) {
 #[derive(Clone, Debug, Default)]
 pub struct Described {
     pub status: String,
+    /// The service role CloudFormation acts as for this stack (the deploy role
+    /// for the stacks CI deploys).
+    pub role_arn: Option<String>,
     pub tags: Vec<(String, String)>,
     pub reason: String,
     pub drift: Option<String>,
@@ -713,31 +717,64 @@ pub async fn failed_resources(
     out
 }
 
-/// Deletes a change set (diff), and the stack it created if it was a CREATE one.
-pub async fn discard(c: &Clients, cs: &ChangeSet) {
-    let _ = c
+/// Deletes a change set (diff), and the stack it created if it was a CREATE one,
+/// as `role_arn` (the role the change set was made with: a CI role may delete a
+/// stack only by passing its deploy role). What cannot be cleaned up is said on
+/// the progress line, not hidden: a stack left REVIEW_IN_PROGRESS counts against
+/// the account's stack quota.
+pub async fn discard(c: &Clients, cs: &ChangeSet, role_arn: Option<&str>, p: &Progress) {
+    if let Err(e) = c
         .cfn
         .delete_change_set()
         .stack_name(&cs.stack)
         .change_set_name(&cs.name)
         .send()
-        .await;
+        .await
+    {
+        p.set(
+            &cs.stack,
+            &format!("change set {} left in place: {}", cs.name, why(&e)),
+        );
+    }
     if cs.kind == ChangeSetType::Create {
         // Only a stack that is still REVIEW_IN_PROGRESS: it holds nothing.
         if let Ok(Some(d)) = describe(c, &cs.stack).await
             && d.status == "REVIEW_IN_PROGRESS"
+            && let Err(e) = c
+                .cfn
+                .delete_stack()
+                .stack_name(&cs.stack)
+                .set_role_arn(role_arn.or(d.role_arn.as_deref()).map(str::to_string))
+                .send()
+                .await
         {
-            let _ = c.cfn.delete_stack().stack_name(&cs.stack).send().await;
+            p.set(
+                &cs.stack,
+                &format!(
+                    "the empty stack diff created is left REVIEW_IN_PROGRESS: {}",
+                    why(&e)
+                ),
+            );
         }
     }
 }
 
-/// Deletes a stack and waits until it is gone.
+/// Deletes a stack and waits until it is gone. The deletion passes the service
+/// role the stack was deployed with: CloudFormation acts as it, and the CI roles
+/// may delete a stack only through their environment's deploy role
+/// (`cloudformation:RoleArn`). An absent stack is gone already.
 pub async fn delete_and_wait(c: &Clients, name: &str, p: &Progress) -> Result<(), Failed> {
     let started = aws_smithy_types::DateTime::from(SystemTime::now() - Duration::from_secs(5));
+    let Some(before) = describe(c, name)
+        .await
+        .map_err(|e| Failed::plain(name, e))?
+    else {
+        return Ok(());
+    };
     c.cfn
         .delete_stack()
         .stack_name(name)
+        .set_role_arn(before.role_arn)
         .send()
         .await
         .map_err(|e| Failed::plain(name, format!("cannot delete: {}", why(&e))))?;

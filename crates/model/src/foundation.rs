@@ -306,6 +306,31 @@ fn read_environments(r: &mut Reader<'_>, node: &Node) -> Vec<Environment> {
             .help = Some("preview environments are `preview-<pr>`; configure them with `previews:` and Pulumi.preview.yaml".into());
             continue;
         }
+        // `test` and `test-eu`: `{project}-test-eu-api` would name both test's
+        // service `eu-api` and test-eu's `api`, and test's IAM scope
+        // `{project}-test-*` would cover test-eu's stacks, roles and data.
+        if let Some(other) = out.iter().find(|e| {
+            name.starts_with(&format!("{}-", e.name)) || e.name.starts_with(&format!("{name}-"))
+        }) {
+            let (short, long) = if name.len() < other.name.len() {
+                (name.as_str(), other.name.as_str())
+            } else {
+                (other.name.as_str(), name.as_str())
+            };
+            r.error(
+                "colliding-environments",
+                key.span,
+                &field,
+                format!(
+                    "environments `{short}` and `{long}` collide: every physical name of `{long}` (`{{project}}-{long}-…`) is also one `{short}` may use, and `{short}`'s AWS permissions would reach `{long}`'s resources"
+                ),
+            )
+            .help = Some(format!(
+                "rename one so that neither name is the other's followed by `-` (for example `{}`)",
+                long.replace('-', "")
+            ));
+            continue;
+        }
         let Some(ef) = r.map(value, &field, &["branch", "branches", "target"]) else {
             continue;
         };

@@ -699,7 +699,12 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     // The environment's deploy lock (`pantstack-deploy::lock`): created
                     // and read as templates are; released by deleting it.
                     allow("DeployLock", &["s3:DeleteObject", "s3:DeleteObjectVersion"], vec![json!({ "Fn::Sub": [
-                        format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{}*-deploy-lock.json", n.base_prefix()),
+                        // Exactly this environment's lock, or every preview's.
+                        if cx.is_preview() {
+                            format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{}-*-deploy-lock.json", n.base_prefix())
+                        } else {
+                            format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{}-deploy-lock.json", n.base_prefix())
+                        },
                         { "Bucket": import(&n.shared_export("TemplateBucket")) },
                     ] })]),
                     allow("DeployLockVersions", &["s3:ListBucketVersions"], vec![json!({ "Fn::Sub": [
