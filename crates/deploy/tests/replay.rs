@@ -643,3 +643,41 @@ async fn tagged_stacks_are_listed_then_described_by_name() {
         "{described:?}"
     );
 }
+
+/// A stack is deleted through the service role it was deployed with (the CI
+/// roles may delete a stack only as their environment's deploy role:
+/// `cloudformation:RoleArn`); a stack already gone is not deleted again.
+#[tokio::test]
+async fn a_stack_is_deleted_as_the_role_it_was_deployed_with() {
+    let role = "arn:aws:iam::1:role/shop-test-deploy-us-east-1";
+    let with_role = |status: &str| {
+        xml(
+            "DescribeStacks",
+            &format!(
+                "<Stacks><member><StackName>shop-test-api</StackName><StackId>arn:aws:cloudformation:us-east-1:1:stack/shop-test-api/x</StackId><StackStatus>{status}</StackStatus><RoleARN>{role}</RoleARN><CreationTime>2026-01-01T00:00:00Z</CreationTime></member></Stacks>"
+            ),
+        )
+    };
+    let (c, http) = clients(vec![
+        ok(with_role("UPDATE_COMPLETE")),
+        ok(xml("DeleteStack", "")),
+        ok(with_role("DELETE_COMPLETE")),
+    ]);
+    stack::delete_and_wait(&c, "shop-test-api", &quiet())
+        .await
+        .expect("deleted");
+    let sent = http.sent();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent[1].contains("Action=DeleteStack"), "{}", sent[1]);
+    assert!(
+        sent[1].contains("RoleARN=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fshop-test-deploy-us-east-1"),
+        "{}",
+        sent[1]
+    );
+
+    let (c, http) = clients(vec![ok(with_role("DELETE_COMPLETE"))]);
+    stack::delete_and_wait(&c, "shop-test-api", &quiet())
+        .await
+        .expect("gone already");
+    assert_eq!(http.sent().len(), 1, "no DeleteStack of a deleted stack");
+}
