@@ -380,6 +380,18 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
         n.base_role("deploy")
     ));
     let project_roles = arn(&format!("iam::${{AWS::AccountId}}:role/{scope}"));
+    // The foundation's own roles (and, for previews, the task roles every
+    // preview shares), which service stacks never manage.
+    let mut foundation_roles: Vec<Value> = ["ci", "deploy", "execution", "flow-logs"]
+        .iter()
+        .map(|r| arn(&format!("iam::${{AWS::AccountId}}:role/{}", n.base_role(r))))
+        .collect();
+    if cx.is_preview() {
+        foundation_roles.push(arn(&format!(
+            "iam::${{AWS::AccountId}}:role/{}-*-task-*",
+            n.base_prefix()
+        )));
+    }
     let boundary_arn = arn(&format!(
         "iam::${{AWS::AccountId}}:policy/{}",
         n.base_role("boundary")
@@ -400,7 +412,19 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                 allow("PullFromRepository", &["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], vec![repo_arn.clone()]),
                 allow("WriteLogs", &["logs:CreateLogStream", "logs:PutLogEvents"], log_arns("${AWS::Region}:${AWS::AccountId}")),
                 allow("ReadParameters", &["ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"], ssm_arns.clone()),
-                allow("UseKeys", &["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"], vec![any_region_key.clone()]),
+                // The environment's keys only (the foundation's and its replica
+                // stacks', in any region), known by their tags: replica keys'
+                // ARNs are not known here.
+                json!({
+                    "Sid": "UseKeys",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    "Resource": [any_region_key.clone()],
+                    "Condition": {
+                        "StringEquals": { "aws:ResourceTag/pantstack:project": project },
+                        "StringLike": { "aws:ResourceTag/pantstack:environment": [n.base.to_string(), format!("{}-*", n.base)] },
+                    },
+                }),
                 allow("Queues", &[
                     "sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                     "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
@@ -435,6 +459,24 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
     // Reads and lists on `*` (no resource-level permissions, or the handlers read
     // before they know the resource): a managed policy of their own, so the inline
     // policy stays under IAM's 10,240 characters per role.
+    // The roles `bootstrap` creates match the service stacks' role scope too: a
+    // template deployed through the deploy role (by CI) must not take them over
+    // (importing one and rewriting whom it trusts or what it may do). In a
+    // policy of its own: the role's inline policies are near IAM's 10,240
+    // characters.
+    t.resource(
+        "DeployRoleGuard",
+        "AWS::IAM::ManagedPolicy",
+        json!({
+            "Description": format!("What CloudFormation may never change while it deploys the {prefix} service stacks"),
+            "PolicyDocument": policy(vec![json!({
+                "Sid": "KeepTheFoundationsRoles",
+                "Effect": "Deny",
+                "Action": ["iam:Update*", "iam:Delete*", "iam:Put*", "iam:Attach*", "iam:Detach*", "iam:Tag*", "iam:Untag*"],
+                "Resource": foundation_roles,
+            })]),
+        }),
+    );
     t.resource(
         "DeployRoleReads",
         "AWS::IAM::ManagedPolicy",
@@ -470,7 +512,7 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
             "Description": format!("CloudFormation deploys the {prefix} service stacks as this role"),
             "AssumeRolePolicyDocument": assume_by("cloudformation.amazonaws.com"),
             "MaxSessionDuration": 3600,
-            "ManagedPolicyArns": [r("DeployRoleReads")],
+            "ManagedPolicyArns": [r("DeployRoleReads"), r("DeployRoleGuard")],
             "Policies": [{
                 "PolicyName": "deploy-service-stacks",
                 "PolicyDocument": policy(vec![

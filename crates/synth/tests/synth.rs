@@ -2531,3 +2531,59 @@ fn quotas_use_the_accounts_applied_values_and_say_which() {
         vec!["us-east-1".to_string()]
     );
 }
+
+/// The deploy role (which CI's change sets run as) may never change the roles
+/// `bootstrap` creates, though their names are in the service stacks' role
+/// scope; and the roles of service stacks may use only their environment's
+/// keys, known by their tags.
+#[test]
+fn the_deploy_role_cannot_take_over_the_foundations_roles() {
+    for env in ["test", "preview-12"] {
+        let o = synth_ok("examples", env);
+        let base = if env == "test" { "test" } else { "preview" };
+        let t: Value = serde_json::from_str(
+            o.file(&format!("shop-{base}-foundation.json"))
+                .expect("foundation"),
+        )
+        .expect("json");
+        let r = &t["Resources"];
+        let managed = as_list(&r["DeployRole"]["Properties"]["ManagedPolicyArns"]);
+        assert!(
+            managed.contains(&json!({ "Ref": "DeployRoleGuard" })),
+            "{managed:?}"
+        );
+        let deny = &r["DeployRoleGuard"]["Properties"]["PolicyDocument"]["Statement"][0];
+        assert_eq!(deny["Effect"], "Deny");
+        let actions = as_list(&deny["Action"]);
+        for a in ["iam:Update*", "iam:Put*", "iam:Delete*", "iam:Attach*"] {
+            assert!(actions.contains(&json!(a)), "{a}: {actions:?}");
+        }
+        let resources = deny["Resource"].to_string();
+        for role in ["ci", "deploy", "execution"] {
+            assert!(
+                resources.contains(&format!("role/shop-{base}-{role}-")),
+                "{role}: {resources}"
+            );
+        }
+        assert_eq!(
+            env == "preview-12",
+            resources.contains("role/shop-preview-*-task-*"),
+            "{resources}"
+        );
+        let boundary = &r["RoleBoundary"]["Properties"]["PolicyDocument"]["Statement"];
+        let keys = boundary
+            .as_array()
+            .expect("statements")
+            .iter()
+            .find(|s| s["Sid"] == "UseKeys")
+            .expect("UseKeys");
+        assert_eq!(
+            keys["Condition"]["StringEquals"]["aws:ResourceTag/pantstack:project"],
+            "shop"
+        );
+        assert_eq!(
+            keys["Condition"]["StringLike"]["aws:ResourceTag/pantstack:environment"],
+            json!([base, format!("{base}-*")])
+        );
+    }
+}
