@@ -449,7 +449,7 @@ pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure>
         Ok(h) => h,
         Err(f) => return finish(out, Err(f), |_| String::new()),
     };
-    let Some(h) = held else {
+    let Some((h, etag)) = held else {
         return finish(
             out,
             Ok(json!({ "ok": true, "environment": p.env, "removed": null })),
@@ -472,7 +472,7 @@ pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure>
             "not confirmed; the lock stays",
         )?;
     }
-    let r = rt.block_on(ship::unlock(&e));
+    let r = rt.block_on(ship::unlock(&e, &etag));
     finish(out, r, |v| match v["removed"]["owner"].as_str() {
         Some(o) => format!(
             "removed the lock of `{}` held by {o} ({})\n",

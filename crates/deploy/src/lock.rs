@@ -304,14 +304,35 @@ pub async fn release(c: &Clients, held: &Held) -> Result<(), String> {
     delete_all(c, &held.bucket, &held.key).await
 }
 
-/// Removes an environment's lock whoever holds it (`pantstack unlock`); the
-/// holder it removed, if there was one.
-pub async fn remove(c: &Clients, bucket: &str, key: &str) -> Result<Option<Holder>, String> {
-    let Some((h, _)) = holder(c, bucket, key).await? else {
-        return Ok(None);
+/// What [`remove`] found.
+#[derive(Debug)]
+pub enum Removed {
+    /// The lock shown was removed.
+    Removed(Holder),
+    /// No lock was there any more.
+    Gone,
+    /// Another lock than the one shown (by its ETag) holds the environment now:
+    /// left alone.
+    ChangedHands(Holder),
+}
+
+/// Removes an environment's lock (`pantstack unlock`), only if it is still the
+/// one whose ETag the user was shown (`expected`): a run that took the lock
+/// since is never unlocked by a confirmation given for another.
+pub async fn remove(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+    expected: &str,
+) -> Result<Removed, String> {
+    let Some((h, etag)) = holder(c, bucket, key).await? else {
+        return Ok(Removed::Gone);
     };
+    if etag != expected {
+        return Ok(Removed::ChangedHands(h));
+    }
     delete_all(c, bucket, key).await?;
-    Ok(Some(h))
+    Ok(Removed::Removed(h))
 }
 
 #[cfg(test)]

@@ -612,23 +612,38 @@ async fn lock_at(e: &Env<'_>) -> Result<Option<(String, String)>, Failure> {
     Ok(bucket.map(|b| (b, crate::lock::key(&e.names().prefix()))))
 }
 
-/// Who holds the environment's deploy lock, if anyone (`pantstack unlock`).
-pub async fn lock_holder(e: &Env<'_>) -> Result<Option<crate::lock::Holder>, Failure> {
+/// Who holds the environment's deploy lock, if anyone (`pantstack unlock`), and
+/// the lock's ETag, which [`unlock`] takes to remove exactly that lock.
+pub async fn lock_holder(e: &Env<'_>) -> Result<Option<(crate::lock::Holder, String)>, Failure> {
     let Some((bucket, key)) = lock_at(e).await? else {
         return Ok(None);
     };
-    Ok(crate::lock::holder(&e.clients, &bucket, &key)
-        .await?
-        .map(|(h, _)| h))
+    Ok(crate::lock::holder(&e.clients, &bucket, &key).await?)
 }
 
-/// Removes the environment's deploy lock, whoever holds it.
-pub async fn unlock(e: &Env<'_>) -> Result<Value, Failure> {
+/// Removes the environment's deploy lock if it is still the one with ETag
+/// `etag` (the one [`lock_holder`] showed); another run's lock taken since is
+/// left alone, and said.
+pub async fn unlock(e: &Env<'_>, etag: &str) -> Result<Value, Failure> {
     let (bucket, key) = lock_at(e).await?.ok_or_else(|| {
         Failure::new("the shared stack has no template bucket: nothing is locked")
     })?;
-    let removed = crate::lock::remove(&e.clients, &bucket, &key).await?;
-    Ok(json!({ "ok": true, "environment": e.env, "removed": removed }))
+    match crate::lock::remove(&e.clients, &bucket, &key, etag).await? {
+        crate::lock::Removed::Removed(h) => {
+            Ok(json!({ "ok": true, "environment": e.env, "removed": h }))
+        }
+        crate::lock::Removed::Gone => {
+            Ok(json!({ "ok": true, "environment": e.env, "removed": null }))
+        }
+        crate::lock::Removed::ChangedHands(h) => Err(Failure {
+            message: format!(
+                "the lock changed hands while you confirmed: {} holds `{}` now, and was left alone; run `pantstack unlock` again if that run is gone too",
+                h.describe(),
+                e.env
+            ),
+            report: json!({ "ok": false, "environment": e.env, "removed": null, "holder": h }),
+        }),
+    }
 }
 
 /// The image tags a deployment would use now, for `diff` (nothing built).
