@@ -9,8 +9,10 @@
 //!
 //! The holder records who it is (`PANTSTACK_LOCK_OWNER`, else the GitHub
 //! Actions run, else `user@host`), the verb, the time and the expiry. A lock
-//! lasts `PANTSTACK_LOCK_TTL_S` seconds (default 2 h, longer than any bounded
-//! stack wait) from when it was taken.
+//! lasts `PANTSTACK_LOCK_TTL_S` seconds (default 15 min) and its holder renews
+//! it every third of that while it runs (`If-Match` on its own ETag), so a long
+//! deploy keeps it and the lock of a run that was killed or cancelled (a CI job
+//! past its timeout) expires within the TTL.
 
 use crate::{Clients, why};
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,7 @@ pub struct Held {
     pub bucket: String,
     pub key: String,
     etag: String,
+    me: Holder,
     /// The stale holder it replaced, if it took one over.
     pub took_over: Option<Holder>,
 }
@@ -110,7 +113,27 @@ fn ttl() -> u64 {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .filter(|s| *s >= 1)
-        .unwrap_or(2 * 3600)
+        .unwrap_or(15 * 60)
+}
+
+/// How often a holder renews its lock: a third of the TTL.
+pub fn renew_every() -> Duration {
+    Duration::from_secs((ttl() / 3).max(1))
+}
+
+/// Renews a held lock (a new expiry, `If-Match` on its ETag). `Ok(false)`: the
+/// lock is no longer this run's (it expired and another run took it over).
+pub async fn renew(c: &Clients, held: &mut Held) -> Result<bool, String> {
+    let mut me = held.me.clone();
+    me.expires = now() + ttl();
+    match write(c, &held.bucket, &held.key, &me, Some(&held.etag)).await? {
+        Some(etag) => {
+            held.etag = etag;
+            held.me = me;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// The lock object's key for an environment (`{project}-{env}`).
@@ -225,6 +248,7 @@ pub async fn acquire(
                 bucket: bucket.to_string(),
                 key: key.to_string(),
                 etag,
+                me,
                 took_over: None,
             });
         }
@@ -237,6 +261,7 @@ pub async fn acquire(
                 bucket: bucket.to_string(),
                 key: key.to_string(),
                 etag: new,
+                me,
                 took_over: Some(h.clone()),
             });
         }

@@ -587,12 +587,39 @@ where
             e.env
         ))
     })?;
-    let held = crate::lock::acquire(c, &bucket, &key, verb, wait, &e.env).await?;
-    let mut result = run.await;
-    let released = crate::lock::release(c, &held).await;
+    let mut held = crate::lock::acquire(c, &bucket, &key, verb, wait, &e.env).await?;
+    // Renewed while the run goes on: a long deploy keeps its lock, a killed
+    // one's expires within the TTL.
+    let mut run = std::pin::pin!(run);
+    let mut lost = false;
+    let mut renew_error = None;
+    let mut result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            () = tokio::time::sleep(crate::lock::renew_every()), if !lost => {
+                match crate::lock::renew(c, &mut held).await {
+                    Ok(true) => renew_error = None,
+                    Ok(false) => lost = true,
+                    Err(m) => renew_error = Some(m),
+                }
+            }
+        }
+    };
+    let released = if lost {
+        Ok(())
+    } else {
+        crate::lock::release(c, &held).await
+    };
     if let Ok(v) = &mut result {
         if let Some(h) = &held.took_over {
             v["lock_taken_over"] = json!(h.describe());
+        }
+        if lost {
+            v["lock_lost"] = json!(
+                "the deploy lock could not be renewed in time and another run took it over while this one ran"
+            );
+        } else if let Some(m) = renew_error {
+            v["lock_renew_error"] = json!(m);
         }
         if let Err(m) = released {
             v["lock_release_error"] = json!(m);
