@@ -146,9 +146,13 @@ impl Repo {
     }
 
     fn json(&self, args: &[&str], fc: &FakeCloud) -> Value {
+        self.json_with(args, &[], fc)
+    }
+
+    fn json_with(&self, args: &[&str], envs: &[(&str, &str)], fc: &FakeCloud) -> Value {
         let mut a = vec!["--format", "json"];
         a.extend_from_slice(args);
-        let o = self.run(&a);
+        let o = self.run_with(&a, None, envs);
         assert!(
             o.status.success(),
             "pantstack {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}\nfakecloud:\n{}",
@@ -380,8 +384,9 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         &other(epoch() + 3)
     ));
 
-    // Deploy: images built and pushed, stacks created, ECS's verdict.
-    let v = repo.json(
+    // Deploy: images built and pushed, stacks created, ECS's verdict. A lock
+    // of 3 s is renewed every second while the deploy goes on, and kept.
+    let v = repo.json_with(
         &[
             "deploy",
             "--target",
@@ -391,12 +396,17 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             "--lock-wait",
             "2m",
         ],
+        &[("PANTSTACK_LOCK_TTL_S", "3")],
         &fc,
     );
     assert!(
         v["lock_taken_over"]
             .as_str()
             .is_some_and(|h| h.starts_with("ci-run-41 (deploy)")),
+        "{v:#}"
+    );
+    assert!(
+        v["lock_lost"].is_null() && v["lock_renew_error"].is_null(),
         "{v:#}"
     );
     assert!(
