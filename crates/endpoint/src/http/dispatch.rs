@@ -193,6 +193,9 @@ impl Reply {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             h.insert("x-amzn-requestid", v);
         }
+        if self.content_type == "application/cbor" {
+            h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+        }
         if let Some(v) = self
             .query_error
             .and_then(|q| HeaderValue::from_str(&q).ok())
@@ -209,6 +212,9 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
     let rid = request_id();
     let headers = &call.headers;
     let target = header(headers, "x-amz-target").map(str::to_string);
+    if let Some((protocol, op)) = super::cloudwatch::route(call.path, target.as_deref(), headers) {
+        return super::cloudwatch::answer(core, call, body, rid, protocol, &op).await;
+    }
     // The protocol decides how errors look, so find it before anything can fail.
     let json_kind = match target.as_deref() {
         Some(t) if t.starts_with("AmazonSSM.") => Some(false),
@@ -393,7 +399,7 @@ fn route(
 }
 
 /// Checks the signature; returns (principal, access key).
-fn authenticate(
+pub(super) fn authenticate(
     core: &Core,
     req: &sigv4::Request<'_>,
     body: &[u8],
