@@ -741,7 +741,9 @@ impl Core {
             let (a, r) = cloudwatch::request(action, input)?;
             policy
                 .authorize(principal, [(a.as_str(), r.as_str())])
-                .map_err(|m| ApiError::bad("AccessDeniedException", m).with_query_code("AccessDenied"))?;
+                .map_err(|m| {
+                    ApiError::bad("AccessDeniedException", m).with_query_code("AccessDenied")
+                })?;
         }
         match action {
             cloudwatch::Action::PutMetricData => {

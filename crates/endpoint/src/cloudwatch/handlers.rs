@@ -202,7 +202,12 @@ pub fn put(input: &Value, now: u64) -> Result<Op, ApiError> {
     let v = object(input, "The request")?;
     only(
         v,
-        &["Namespace", "MetricData", "EntityMetricData", "StrictEntityValidation"],
+        &[
+            "Namespace",
+            "MetricData",
+            "EntityMetricData",
+            "StrictEntityValidation",
+        ],
         "",
     )?;
     if v.get("EntityMetricData").is_some_and(|e| !e.is_null()) {
@@ -303,8 +308,12 @@ pub fn put(input: &Value, now: u64) -> Result<Op, ApiError> {
                     &format!("{sat}{k}"),
                 )
             };
-            let (count, sum, min, max) =
-                (get("SampleCount")?, get("Sum")?, get("Minimum")?, get("Maximum")?);
+            let (count, sum, min, max) = (
+                get("SampleCount")?,
+                get("Sum")?,
+                get("Minimum")?,
+                get("Maximum")?,
+            );
             if count <= 0.0 || min > max {
                 return Err(invalid(format!(
                     "The parameter {sat} is invalid: SampleCount must be positive and Minimum not above Maximum."
@@ -352,7 +361,10 @@ pub fn put(input: &Value, now: u64) -> Result<Op, ApiError> {
                 unit: unit.map(str::to_string),
                 sum: weighted.iter().map(|(x, c)| x * c).sum(),
                 count,
-                min: weighted.iter().map(|(x, _)| *x).fold(f64::INFINITY, f64::min),
+                min: weighted
+                    .iter()
+                    .map(|(x, _)| *x)
+                    .fold(f64::INFINITY, f64::min),
                 max: weighted
                     .iter()
                     .map(|(x, _)| *x)
@@ -473,7 +485,10 @@ pub fn get(m: &Metrics, input: &Value) -> Result<Value, ApiError> {
         v.get("StartTime").ok_or_else(|| missing("StartTime"))?,
         "StartTime",
     )?;
-    let end = timestamp(v.get("EndTime").ok_or_else(|| missing("EndTime"))?, "EndTime")?;
+    let end = timestamp(
+        v.get("EndTime").ok_or_else(|| missing("EndTime"))?,
+        "EndTime",
+    )?;
     if start >= end {
         return Err(invalid(
             "The parameter StartTime must be less than the parameter EndTime.",

@@ -90,7 +90,11 @@ impl Metrics {
         for (k, p) in &op.data {
             let s = self.series.entry(k.clone()).or_default();
             // Kept in time order: puts usually come in order, so insert from the back.
-            let at = s.points.iter().rposition(|q| q.t <= p.t).map_or(0, |i| i + 1);
+            let at = s
+                .points
+                .iter()
+                .rposition(|q| q.t <= p.t)
+                .map_or(0, |i| i + 1);
             s.weight += p.weight();
             s.points.insert(at, p.clone());
             while s.weight > MAX_WEIGHT {

@@ -4,7 +4,9 @@
 //! GraniteServiceVersion20100801.<Op>`). The signature (scoped to `monitoring`)
 //! is checked before anything else, then IAM, then the handler. Errors carry
 //! CloudWatch's error shapes (`__type`) and its query-compatible codes
-//! (`x-amzn-query-error`, which the SDKs report as the error code).
+//! (`x-amzn-query-error`, which the SDKs report as the error code). A body sent
+//! with `Content-Encoding: gzip` (the SDKs compress PutMetricData bodies over
+//! 10 KiB) is inflated after the signature is checked, to at most `MAX_BODY`.
 
 use super::dispatch::{Call, Reply, authenticate, foreign_origin, header};
 use crate::Core;
@@ -109,6 +111,21 @@ async fn run(
             ),
         )
     })?;
+    let body = match header(headers, "content-encoding") {
+        None | Some("identity") => body.to_vec(),
+        Some("gzip") => gunzip(&body).map_err(|e| {
+            ApiError::bad(
+                "SerializationException",
+                format!("the {op} request's gzip body does not decompress: {e}"),
+            )
+        })?,
+        Some(other) => {
+            return Err(ApiError::bad(
+                "SerializationException",
+                format!("Content-Encoding `{other}` is not supported (gzip is)"),
+            ));
+        }
+    };
     let input = match protocol {
         Protocol::Cbor => cbor::decode(&body),
         Protocol::Json if body.is_empty() => Ok(json!({})),
@@ -121,4 +138,54 @@ async fn run(
         )
     })?;
     core.cloudwatch_call(action, &input, &principal).await
+}
+
+/// A gzip member's content (RFC 1952), at most `MAX_BODY` bytes.
+fn gunzip(b: &[u8]) -> Result<Vec<u8>, String> {
+    if b.len() < 18 || b[0] != 0x1f || b[1] != 0x8b || b[2] != 8 {
+        return Err("not a gzip member".into());
+    }
+    let flags = b[3];
+    let mut at = 10;
+    let past = |at: usize| -> Result<usize, String> {
+        if at > b.len() {
+            Err("the gzip header is cut short".into())
+        } else {
+            Ok(at)
+        }
+    };
+    if flags & 4 != 0 {
+        let n = usize::from(u16::from_le_bytes([b[at], b[at + 1]]));
+        at = past(at + 2 + n)?;
+    }
+    for bit in [8, 16] {
+        if flags & bit != 0 {
+            let end = b[at..]
+                .iter()
+                .position(|&c| c == 0)
+                .ok_or("the gzip header is cut short")?;
+            at = past(at + end + 1)?;
+        }
+    }
+    if flags & 2 != 0 {
+        at = past(at + 2)?;
+    }
+    if b.len() < at + 8 {
+        return Err("the gzip member is cut short".into());
+    }
+    let out = miniz_oxide::inflate::decompress_to_vec_with_limit(
+        &b[at..b.len() - 8],
+        super::dispatch::MAX_BODY,
+    )
+    .map_err(|e| format!("{e} (at most {} bytes inflated)", super::dispatch::MAX_BODY))?;
+    let size = u32::from_le_bytes([
+        b[b.len() - 4],
+        b[b.len() - 3],
+        b[b.len() - 2],
+        b[b.len() - 1],
+    ]);
+    if size as usize != out.len() % (1 << 32) {
+        return Err("its length does not match its trailer".into());
+    }
+    Ok(out)
 }
