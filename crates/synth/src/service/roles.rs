@@ -190,6 +190,14 @@ pub(super) fn add_roles(
             vec![key.clone()],
         ));
     }
+    // Custom metrics, into its own namespace only.
+    task.push(json!({
+        "Sid": "PutOwnMetrics",
+        "Effect": "Allow",
+        "Action": iam::METRICS_ACTIONS,
+        "Resource": "*",
+        "Condition": { "StringEquals": { iam::METRICS_KEY: n.metrics_namespace(name) } },
+    }));
     if tracing {
         task.push(allow(
             "Tracing",
