@@ -1,6 +1,6 @@
 //! CloudWatch custom metrics: PutMetricData, GetMetricData and ListMetrics, in
 //! the protocols current SDKs speak (Smithy RPC v2 CBOR, AWS JSON 1.0; routed by
-//! `http::cloudwatch`), so a service's business metrics can be written and read
+//! `wire`), so a service's business metrics can be written and read
 //! locally as on AWS.
 //!
 //! A put is authorized as AWS does: `cloudwatch:PutMetricData` scoped by the
@@ -12,13 +12,14 @@
 //!
 //! Datapoints are state like queues and parameters: a put is an [`Op`] applied
 //! under the lock and answered once journaled; replay and the compaction image
-//! rebuild them. Retention is bounded (see `state`). Modules: `cbor` (the wire
-//! format), `state` (metrics, datapoints, retention, ops), `handlers` (input
+//! rebuild them. Retention is bounded (see `state`). Modules: `wire` (protocols), `cbor`
+//! (its format), `state` (metrics, datapoints, retention, ops), `handlers` (input
 //! checks, statistics, output).
 
 pub mod cbor;
 mod handlers;
 mod state;
+pub mod wire;
 
 pub use handlers::{MAX_DATUMS, put_namespace};
 pub use state::{Key, MAX_METRICS, MAX_WEIGHT, Metrics, Op, Point, RETENTION_MS};

@@ -3,6 +3,7 @@
 //! handler runs, every error rendered in the caller's protocol.
 
 use crate::Core;
+use crate::cloudwatch;
 use crate::error::ApiError;
 use crate::iam;
 use crate::query;
@@ -212,8 +213,22 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
     let rid = request_id();
     let headers = &call.headers;
     let target = header(headers, "x-amz-target").map(str::to_string);
-    if let Some((protocol, op)) = super::cloudwatch::route(call.path, target.as_deref(), headers) {
-        return super::cloudwatch::answer(core, call, body, rid, protocol, &op).await;
+    if let Some((protocol, op)) = cloudwatch::wire::route(call.path, target.as_deref()) {
+        let reply = match metrics(core, call, body, protocol, &op).await {
+            Ok(out) => (200, cloudwatch::wire::output(protocol, &out), None),
+            Err(e) => {
+                let (ctype, body, query) = cloudwatch::wire::error(protocol, &e);
+                (e.status, (ctype, body), Some(query))
+            }
+        };
+        let (status, (content_type, body), query_error) = reply;
+        return Reply {
+            status,
+            content_type,
+            request_id: rid,
+            query_error,
+            body,
+        };
     }
     // The protocol decides how errors look, so find it before anything can fail.
     let json_kind = match target.as_deref() {
@@ -349,6 +364,59 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
     }
 }
 
+/// A CloudWatch request: checked as an SQS/SSM one is (host, origin, headers
+/// given once, SigV4 scoped to `monitoring`), then answered by `Core`.
+async fn metrics(
+    core: &Core,
+    call: &Call<'_>,
+    body: Result<Bytes, ApiError>,
+    protocol: cloudwatch::Protocol,
+    op: &str,
+) -> Result<Value, ApiError> {
+    let body = body?;
+    let headers = &call.headers;
+    if let Some(e) = foreign_origin(header(headers, "host"), header(headers, "origin")) {
+        return Err(e);
+    }
+    for name in [
+        "host",
+        "origin",
+        "x-amz-target",
+        "authorization",
+        "content-encoding",
+    ] {
+        if headers.iter().filter(|(k, _)| k == name).count() > 1 {
+            return Err(ApiError::bad(
+                "InvalidRequest",
+                format!("The header {name} is given more than once."),
+            ));
+        }
+    }
+    let sreq = sigv4::Request {
+        method: call.method,
+        path: call.path,
+        query: call.query,
+        headers,
+    };
+    let (principal, _) = authenticate(core, &sreq, &body, "monitoring")?;
+    let action = cloudwatch::Action::parse(op).ok_or_else(|| {
+        ApiError::bad(
+            "UnknownOperationException",
+            format!(
+                "CloudWatch operation `{op}`: this local cloud answers PutMetricData, GetMetricData and ListMetrics"
+            ),
+        )
+    })?;
+    let input = cloudwatch::wire::input(
+        protocol,
+        op,
+        header(headers, "content-encoding"),
+        &body,
+        MAX_BODY,
+    )?;
+    core.cloudwatch_call(action, &input, &principal).await
+}
+
 fn route(
     target: &Option<String>,
     headers: &[(String, String)],
@@ -399,7 +467,7 @@ fn route(
 }
 
 /// Checks the signature; returns (principal, access key).
-pub(super) fn authenticate(
+fn authenticate(
     core: &Core,
     req: &sigv4::Request<'_>,
     body: &[u8],

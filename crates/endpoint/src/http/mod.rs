@@ -7,7 +7,6 @@
 //! `h1` uses `dispatch` and `limits`; `general` uses `dispatch`; `dispatch` uses
 //! neither path.
 
-mod cloudwatch;
 mod dispatch;
 mod general;
 mod h1;
