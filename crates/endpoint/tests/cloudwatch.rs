@@ -4,6 +4,8 @@
 //! and paging, IAM scoped by `cloudwatch:namespace`, AWS's validation errors, and
 //! datapoints kept across a restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 use pantstack_endpoint::iam::Policy;
 use pantstack_endpoint::{Config, Core, USER, cloudwatch, http};
 use std::collections::HashMap;

@@ -568,6 +568,13 @@ mod tests {
             "ssm:GetParameter",
             "arn:aws:ssm:us-east-1:000000000000:parameter/shop/test/other/API_TOKEN"
         ));
+        // Metrics: each service into its own namespace only, as its task role.
+        let ns = pantstack_endpoint::cloudwatch::namespace_resource;
+        assert!(api.allows("cloudwatch:PutMetricData", &ns("shop/test/api")));
+        assert!(!api.allows("cloudwatch:PutMetricData", &ns("shop/test/reports")));
+        assert!(reports.allows("cloudwatch:PutMetricData", &ns("shop/test/reports")));
+        assert!(!reports.allows("cloudwatch:PutMetricData", &ns("shop/test/api")));
+        assert!(!api.allows("cloudwatch:ListMetrics", "*"));
     }
 
     #[test]

@@ -131,12 +131,11 @@ impl Decoder<'_> {
                             items.push(self.item(depth + 1)?);
                         }
                     }
-                    None => loop {
-                        match self.any(depth + 1)? {
-                            Item::Value(v) => items.push(v),
-                            Item::Break => break,
+                    None => {
+                        while let Item::Value(v) = self.any(depth + 1)? {
+                            items.push(v);
                         }
-                    },
+                    }
                 }
                 Value::Array(items)
             }
@@ -160,12 +159,11 @@ impl Decoder<'_> {
                             entry(self, k)?;
                         }
                     }
-                    None => loop {
-                        match self.any(depth + 1)? {
-                            Item::Value(k) => entry(self, k)?,
-                            Item::Break => break,
+                    None => {
+                        while let Item::Value(k) = self.any(depth + 1)? {
+                            entry(self, k)?;
                         }
-                    },
+                    }
                 }
                 Value::Object(map)
             }

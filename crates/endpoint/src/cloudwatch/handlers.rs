@@ -582,7 +582,7 @@ pub fn get(m: &Metrics, input: &Value) -> Result<Value, ApiError> {
             .get("Period")
             .ok_or_else(|| missing(&format!("{mat}Period")))?
             .as_u64()
-            .filter(|p| matches!(p, 1 | 5 | 10 | 20 | 30) || (*p >= 60 && p % 60 == 0))
+            .filter(|p| matches!(p, 1 | 5 | 10 | 20 | 30) || (*p >= 60 && p.is_multiple_of(60)))
             .ok_or_else(|| {
                 invalid(format!(
                     "The parameter {mat}Period must be 1, 5, 10, 20, 30 or a multiple of 60."
@@ -620,7 +620,7 @@ pub fn get(m: &Metrics, input: &Value) -> Result<Value, ApiError> {
         points.truncate(room);
         total += points.len();
         let secs = |t: u64| -> Value {
-            if t % 1000 == 0 {
+            if t.is_multiple_of(1000) {
                 json!(t / 1000)
             } else {
                 json!(t as f64 / 1000.0)
