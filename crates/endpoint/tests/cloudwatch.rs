@@ -222,6 +222,12 @@ out = subprocess.run([os.environ["PANTSTACK_AWS_CLI"], "cloudwatch", "put-metric
 assert out.returncode == 0, out.stderr
 out = subprocess.run([os.environ["PANTSTACK_AWS_CLI"], "cloudwatch", "list-metrics", "--metric-name", "Cli"], capture_output=True, text=True)
 assert out.returncode == 0 and json.loads(out.stdout)["Metrics"][0]["Namespace"] == "shop/test/api", out
+# The query protocol (old SDKs) is refused with a message that says so.
+botocore.model.PRIORITY_ORDERED_SUPPORTED_PROTOCOLS = ("query",)
+q = boto3.session.Session().client("cloudwatch")
+assert q.meta.service_model.resolved_protocol == "query"
+c, m = err(q.list_metrics)
+assert c == "InvalidAction" and "query protocol" in m, (c, m)
 print("ok")
 "#
     );

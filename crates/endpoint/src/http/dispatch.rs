@@ -261,6 +261,17 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
             );
         }
     }
+    if scope_service(header(headers, "authorization"), call.query).as_deref() == Some("monitoring")
+    {
+        return fail(
+            ApiError::bad(
+                "InvalidAction",
+                "CloudWatch's query protocol (Action=… forms) is not answered by the local cloud: it answers PutMetricData, GetMetricData and ListMetrics in the JSON 1.0 and RPC v2 CBOR protocols that current SDKs and the AWS CLI send (upgrade the SDK)",
+            )
+            .with_query_code("InvalidAction"),
+            rid,
+        );
+    }
     let route = match route(&target, headers, call.path, call.query, &body) {
         Ok(r) => r,
         Err(e) => return fail(e, rid),
