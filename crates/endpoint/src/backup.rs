@@ -96,8 +96,9 @@ impl Core {
             let q = lock(&self.sqs);
             let p = lock(&self.ssm);
             let o = lock(&self.s3);
+            let m = lock(&self.metrics);
             let mut image = Vec::new();
-            write_image(&q, &p, &o, &mut image)?;
+            write_image(&q, &p, &o, &m, &mut image)?;
             let blobs: Vec<String> = o.referenced().into_iter().collect();
             for b in &blobs {
                 let from = self.objects_dir.join(b);
@@ -148,7 +149,7 @@ pub fn check_image(region: &str, path: &Path) -> Result<Contents, String> {
             path.display()
         )
     })?;
-    let (q, p, o) = replay.finish(path)?;
+    let (q, p, o, _metrics) = replay.finish(path)?;
     let mut c = Contents::default();
     q.image(&mut |op| match op {
         crate::sqs::Op::Image { .. } => c.queues += 1,

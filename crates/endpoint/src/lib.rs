@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod cloudwatch;
 pub mod error;
 #[doc(hidden)]
 pub use crate::http::fuzzing;
@@ -55,6 +56,8 @@ pub(crate) enum Record {
     Ssm(ssm::Op),
     #[serde(rename = "s3")]
     S3(s3::Op),
+    #[serde(rename = "cw")]
+    Metrics(cloudwatch::Op),
 }
 
 /// The answer to every request once the journal could not be written: the state
@@ -76,6 +79,7 @@ struct Replay {
     sqs: sqs::Sqs,
     ssm: ssm::Params,
     s3: s3::State,
+    metrics: cloudwatch::Metrics,
     /// The first record that did not parse or apply.
     bad: Option<String>,
     /// Records seen so far.
@@ -88,6 +92,7 @@ impl Replay {
             sqs: sqs::Sqs::new(region, ACCOUNT),
             ssm: ssm::Params::new(region, ACCOUNT),
             s3: s3::State::default(),
+            metrics: cloudwatch::Metrics::default(),
             bad: None,
             seen: 0,
         }
@@ -110,6 +115,10 @@ impl Replay {
                 self.s3.apply(&op);
                 None
             }
+            Ok(Record::Metrics(op)) => {
+                self.metrics.apply(&op);
+                None
+            }
             Err(e) => Some(format!("it does not parse: {e}")),
         };
         if let Some(e) = failed {
@@ -117,16 +126,19 @@ impl Replay {
         }
     }
 
-    fn finish(self, log: &Path) -> Result<(sqs::Sqs, ssm::Params, s3::State), String> {
+    fn finish(self, log: &Path) -> Result<State, String> {
         match self.bad {
             Some(e) => Err(format!(
                 "{}: cannot replay {e}. Nothing was changed; keep the file for a bug report, and move it aside to start with an empty local cloud",
                 log.display()
             )),
-            None => Ok((self.sqs, self.ssm, self.s3)),
+            None => Ok((self.sqs, self.ssm, self.s3, self.metrics)),
         }
     }
 }
+
+/// A replayed state: queues, parameters, buckets, metrics.
+type State = (sqs::Sqs, ssm::Params, s3::State, cloudwatch::Metrics);
 
 /// Writes the journal image of a state (framed records) to `out`; returns its
 /// length. The same state gives the same bytes.
@@ -134,6 +146,7 @@ fn write_image(
     q: &sqs::Sqs,
     p: &ssm::Params,
     o: &s3::State,
+    m: &cloudwatch::Metrics,
     out: &mut (impl std::io::Write + ?Sized),
 ) -> Result<u64, String> {
     let mut framed = Vec::new();
@@ -158,6 +171,9 @@ fn write_image(
         push(Record::Ssm(op));
     }
     o.image(&mut |op| push(Record::S3(op)));
+    for op in m.image() {
+        push(Record::Metrics(op));
+    }
     match err {
         Some(e) => Err(format!("cannot write the journal's image: {e}")),
         None => Ok(len),
@@ -175,9 +191,9 @@ fn build_image(
     let mut replay = Replay::new(region);
     pantstack_store::read_prefix(&job.log, job.upto, |rec| replay.record(rec))
         .map_err(|e| format!("cannot read {}: {e}", job.log.display()))?;
-    let (q, p, o) = replay.finish(&job.log)?;
-    let mut image = journal::write_log(&job.tmp, |out| write_image(&q, &p, &o, out))?;
-    drop((q, p, o));
+    let (q, p, o, m) = replay.finish(&job.log)?;
+    let mut image = journal::write_log(&job.tmp, |out| write_image(&q, &p, &o, &m, out))?;
+    drop((q, p, o, m));
     // What came meanwhile, as far as it is whole now (appended as the log
     // appends, space preallocated here), so that the loop has little to copy.
     let since = pantstack_store::read_records_from(&job.log, job.upto)
@@ -225,6 +241,8 @@ pub struct Core {
     ssm: Mutex<ssm::Params>,
     keys: RwLock<Keyring>,
     pub(crate) s3: Mutex<s3::State>,
+    /// Custom metrics (CloudWatch).
+    metrics: Mutex<cloudwatch::Metrics>,
     /// Object data: one blob file per object version and upload part.
     pub(crate) objects_dir: PathBuf,
     /// Access key → (principal, secret).
@@ -305,7 +323,7 @@ impl Core {
         let log = cfg.dir.join("journal.log");
         let mut replay = Replay::new(&cfg.region);
         let (journal, _) = Journal::open(&log, |rec| replay.record(rec))?;
-        let (q, p, o) = replay.finish(&log)?;
+        let (q, p, o, m) = replay.finish(&log)?;
         // Blobs no version or part names: written before a crash cut their record,
         // or freed by an op whose cleanup did not run.
         let objects_dir = cfg.dir.join("objects");
@@ -322,6 +340,7 @@ impl Core {
         Ok(Core {
             region: cfg.region.clone(),
             s3: Mutex::new(o),
+            metrics: Mutex::new(m),
             objects_dir,
             sqs: Mutex::new(q),
             ssm: Mutex::new(p),
@@ -369,9 +388,10 @@ impl Core {
         let q = lock(&self.sqs);
         let p = lock(&self.ssm);
         let o = lock(&self.s3);
+        let m = lock(&self.metrics);
         let before = self.journal.size().0;
         let mut image = Vec::new();
-        write_image(&q, &p, &o, &mut image)?;
+        write_image(&q, &p, &o, &m, &mut image)?;
         let after = self.journal.rewrite(&image)?;
         Ok((before, after))
     }
@@ -382,7 +402,8 @@ impl Core {
         let q = lock(&self.sqs).image_estimate();
         let p = lock(&self.ssm).image_estimate();
         let o = lock(&self.s3).image_estimate();
-        q + p + o
+        let m = lock(&self.metrics).image_estimate();
+        q + p + o + m
     }
 
     /// The journal image of the current state: the framed records `compact`
@@ -393,6 +414,7 @@ impl Core {
             &lock(&self.sqs),
             &lock(&self.ssm),
             &lock(&self.s3),
+            &lock(&self.metrics),
             &mut image,
         )?;
         Ok(image)
@@ -706,6 +728,49 @@ impl Core {
     }
 
     /// The plaintext of a parameter (a task's `secrets` at start).
+    /// Answers a CloudWatch call of `principal` (its policy checked here): a put
+    /// is answered once its datapoints are journaled.
+    pub async fn cloudwatch_call(
+        &self,
+        action: cloudwatch::Action,
+        input: &Value,
+        principal: &str,
+    ) -> Result<Value, ApiError> {
+        self.stopped()?;
+        if let Some(policy) = self.policy(principal) {
+            let (a, r) = cloudwatch::request(action, input)?;
+            policy
+                .authorize(principal, [(a.as_str(), r.as_str())])
+                .map_err(|m| {
+                    ApiError::bad("AccessDeniedException", m).with_query_code("AccessDenied")
+                })?;
+        }
+        match action {
+            cloudwatch::Action::PutMetricData => {
+                let op = cloudwatch::put(input, now_ms())?;
+                let rx = {
+                    let mut m = lock(&self.metrics);
+                    if m.would_exceed(&op.data) {
+                        return Err(ApiError::bad(
+                            "LimitExceededException",
+                            format!(
+                                "the local cloud keeps at most {} metrics; this put would add more (datapoints older than 15 days are dropped, and metrics with them)",
+                                cloudwatch::MAX_METRICS
+                            ),
+                        )
+                        .with_query_code("LimitExceeded"));
+                    }
+                    m.apply(&op);
+                    self.journal.submit(self.records(vec![op], Record::Metrics))
+                };
+                Self::durable(rx).await?;
+                Ok(json!({}))
+            }
+            cloudwatch::Action::GetMetricData => cloudwatch::get(&lock(&self.metrics), input),
+            cloudwatch::Action::ListMetrics => cloudwatch::list(&lock(&self.metrics), input),
+        }
+    }
+
     pub fn resolve_parameter(&self, name: &str) -> Result<String, ApiError> {
         self.stopped()?;
         let keys = self.keys();

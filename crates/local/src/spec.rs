@@ -193,9 +193,9 @@ fn units_named(repo: &Monorepo, service: &str) -> Vec<String> {
 
 /// Each unit's identity-based policy at the local endpoint: what its service's task
 /// role may do on AWS (`pantstack_model::iam`, the lists `synth` writes), on the
-/// local names of its own queues and their DLQs, buckets and parameter path. A
-/// service with none of them gets the empty policy, which allows nothing, as a
-/// task role without a policy.
+/// local names of its own queues and their DLQs, buckets and parameter path, and
+/// `cloudwatch:PutMetricData` into its own metrics namespace (the condition
+/// `cloudwatch:namespace`, carried as `cloudwatch::namespace_resource`).
 pub fn policies(repo: &Monorepo, env: &str, region: &str) -> HashMap<String, Policy> {
     use pantstack_endpoint::ACCOUNT;
     use pantstack_endpoint::iam::{bucket_arn, parameter_arn, queue_arn};
@@ -227,7 +227,14 @@ pub fn policies(repo: &Monorepo, env: &str, region: &str) -> HashMap<String, Pol
                 parameter_arn(region, ACCOUNT, &format!("{path}/*")),
             ]
         };
+        let namespace = Names::new(project, env).metrics_namespace(&svc.name);
         let policy = Policy::default()
+            .allow(
+                iam::METRICS_ACTIONS,
+                vec![pantstack_endpoint::cloudwatch::namespace_resource(
+                    &namespace,
+                )],
+            )
             .allow(iam::QUEUE_ACTIONS, queues)
             .allow(iam::BUCKET_ACTIONS, buckets)
             .allow(iam::OBJECT_ACTIONS, objects)
@@ -390,6 +397,10 @@ pub fn units_of(
     let mut env_vars: Vec<(String, String)> = vec![
         ("SERVICE_NAME".into(), svc.name.clone()),
         ("ENVIRONMENT".into(), env.to_string()),
+        (
+            pantstack_model::iam::METRICS_NAMESPACE_VAR.into(),
+            Names::new(project, env).metrics_namespace(&svc.name),
+        ),
     ];
     for (k, v) in &svc.variables_for(env) {
         env_vars.push((k.clone(), resolve_refs(project, env, repo, svc, aws, v)));
@@ -570,6 +581,13 @@ mod tests {
             "ssm:GetParameter",
             "arn:aws:ssm:us-east-1:000000000000:parameter/shop/test/other/API_TOKEN"
         ));
+        // Metrics: each service into its own namespace only, as its task role.
+        let ns = pantstack_endpoint::cloudwatch::namespace_resource;
+        assert!(api.allows("cloudwatch:PutMetricData", &ns("shop/test/api")));
+        assert!(!api.allows("cloudwatch:PutMetricData", &ns("shop/test/reports")));
+        assert!(reports.allows("cloudwatch:PutMetricData", &ns("shop/test/reports")));
+        assert!(!reports.allows("cloudwatch:PutMetricData", &ns("shop/test/api")));
+        assert!(!api.allows("cloudwatch:ListMetrics", "*"));
     }
 
     #[test]

@@ -39,6 +39,16 @@ pub const PARAMETER_ACTIONS: &[&str] = &[
     "ssm:GetParametersByPath",
 ];
 
+/// Into the service's own metrics namespace (`Names::metrics_namespace`): the
+/// action has no resource; AWS scopes it by the condition key [`METRICS_KEY`].
+pub const METRICS_ACTIONS: &[&str] = &["cloudwatch:PutMetricData"];
+
+/// The condition key that scopes [`METRICS_ACTIONS`] to a namespace.
+pub const METRICS_KEY: &str = "cloudwatch:namespace";
+
+/// The task variable naming the service's metrics namespace.
+pub const METRICS_NAMESPACE_VAR: &str = "PANTSTACK_METRICS_NAMESPACE";
+
 /// What a grant (`grants:` on a queue or bucket) allows another service: actions on
 /// the queue or bucket itself, and on the bucket's objects (`<bucket ARN>/*`).
 /// Least privilege: only the actions of the access level.

@@ -95,7 +95,13 @@ pub fn check_env_var(name: &str) -> Result<(), String> {
 }
 
 /// Variables every task gets from Pantstack; a manifest may not set them.
-pub const RESERVED_VARS: &[&str] = &["PORT", "SERVICE_NAME", "ENVIRONMENT", "PANTSTACK_ROLE"];
+pub const RESERVED_VARS: &[&str] = &[
+    "PORT",
+    "SERVICE_NAME",
+    "ENVIRONMENT",
+    "PANTSTACK_ROLE",
+    crate::iam::METRICS_NAMESPACE_VAR,
+];
 
 pub fn is_reserved_var(name: &str) -> bool {
     RESERVED_VARS.contains(&name) || name.starts_with("AWS_") || name.starts_with("ECS_")

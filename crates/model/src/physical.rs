@@ -176,6 +176,13 @@ impl<'a> Names<'a> {
         format!("/pantstack/{}/{}/{service}", self.project, self.env)
     }
 
+    /// The CloudWatch namespace of a service's custom metrics: its task role may
+    /// put metrics into this namespace only (`cloudwatch:namespace`). Inside the
+    /// scope that `ssm_scopes` describes, so the permissions boundary allows it.
+    pub fn metrics_namespace(&self, service: &str) -> String {
+        format!("{}/{}/{service}", self.project, self.env)
+    }
+
     /// SSM path of a service's parameters (no trailing slash).
     pub fn ssm_path(&self, service: &str) -> String {
         format!("/{}/{}/{service}", self.project, self.env)

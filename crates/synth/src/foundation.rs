@@ -438,6 +438,13 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                 ], vec![
                     arn(&format!("s3:::{scope}")),
                 ]),
+                json!({
+                    "Sid": "PutMetrics",
+                    "Effect": "Allow",
+                    "Action": pantstack_model::iam::METRICS_ACTIONS,
+                    "Resource": "*",
+                    "Condition": { "StringLike": { pantstack_model::iam::METRICS_KEY: n.ssm_scopes() } },
+                }),
                 allow("Tracing", &["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"], vec![json!("*")]),
                 allow("DescribeLoadBalancing", &["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth"], vec![json!("*")]),
                 allow("ShiftTraffic", &["elasticloadbalancing:ModifyListener", "elasticloadbalancing:ModifyRule", "elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"], vec![

@@ -358,6 +358,16 @@ fn service_roles_name_only_their_own_resources() {
                         for res in as_list(&st["Resource"]) {
                             if res == "*" {
                                 for a in &actions {
+                                    // PutMetricData has no resource: its own
+                                    // namespace is the condition.
+                                    if a == "cloudwatch:PutMetricData" {
+                                        assert_eq!(
+                                            st["Condition"]["StringEquals"]["cloudwatch:namespace"],
+                                            format!("{project}/{env}/{svc}"),
+                                            "{file} {id}: metrics of another namespace"
+                                        );
+                                        continue;
+                                    }
                                     assert!(
                                         STAR_ONLY.contains(&a.as_str()),
                                         "{file} {id}: {a} on *"
@@ -2357,7 +2367,14 @@ fn previews_share_per_service_task_roles_scoped_to_their_service() {
                     let actions = as_list(&st["Action"]);
                     for res in as_list(&st["Resource"]) {
                         let s = res.to_string();
-                        if res == "*" {
+                        if res == "*" && st["Sid"] == "PutOwnMetrics" {
+                            // Its own namespace of any preview, nothing else.
+                            assert_eq!(
+                                st["Condition"],
+                                json!({ "StringLike": { "cloudwatch:namespace": format!("{project}/preview-*/{svc}") } }),
+                                "{id}: {st}"
+                            );
+                        } else if res == "*" {
                             assert!(
                                 actions
                                     .iter()

@@ -3,6 +3,7 @@
 //! handler runs, every error rendered in the caller's protocol.
 
 use crate::Core;
+use crate::cloudwatch;
 use crate::error::ApiError;
 use crate::iam;
 use crate::query;
@@ -193,6 +194,9 @@ impl Reply {
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             h.insert("x-amzn-requestid", v);
         }
+        if self.content_type == "application/cbor" {
+            h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+        }
         if let Some(v) = self
             .query_error
             .and_then(|q| HeaderValue::from_str(&q).ok())
@@ -209,6 +213,23 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
     let rid = request_id();
     let headers = &call.headers;
     let target = header(headers, "x-amz-target").map(str::to_string);
+    if let Some((protocol, op)) = cloudwatch::wire::route(call.path, target.as_deref()) {
+        let reply = match metrics(core, call, body, protocol, &op).await {
+            Ok(out) => (200, cloudwatch::wire::output(protocol, &out), None),
+            Err(e) => {
+                let (ctype, body, query) = cloudwatch::wire::error(protocol, &e);
+                (e.status, (ctype, body), Some(query))
+            }
+        };
+        let (status, (content_type, body), query_error) = reply;
+        return Reply {
+            status,
+            content_type,
+            request_id: rid,
+            query_error,
+            body,
+        };
+    }
     // The protocol decides how errors look, so find it before anything can fail.
     let json_kind = match target.as_deref() {
         Some(t) if t.starts_with("AmazonSSM.") => Some(false),
@@ -239,6 +260,17 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
                 rid,
             );
         }
+    }
+    if scope_service(header(headers, "authorization"), call.query).as_deref() == Some("monitoring")
+    {
+        return fail(
+            ApiError::bad(
+                "InvalidAction",
+                "CloudWatch's query protocol (Action=… forms) is not answered by the local cloud: it answers PutMetricData, GetMetricData and ListMetrics in the JSON 1.0 and RPC v2 CBOR protocols that current SDKs and the AWS CLI send (upgrade the SDK)",
+            )
+            .with_query_code("InvalidAction"),
+            rid,
+        );
     }
     let route = match route(&target, headers, call.path, call.query, &body) {
         Ok(r) => r,
@@ -341,6 +373,59 @@ pub(crate) async fn api(core: &Core, call: &Call<'_>, body: Result<Bytes, ApiErr
         },
         Err(e) => fail(e, rid),
     }
+}
+
+/// A CloudWatch request: checked as an SQS/SSM one is (host, origin, headers
+/// given once, SigV4 scoped to `monitoring`), then answered by `Core`.
+async fn metrics(
+    core: &Core,
+    call: &Call<'_>,
+    body: Result<Bytes, ApiError>,
+    protocol: cloudwatch::Protocol,
+    op: &str,
+) -> Result<Value, ApiError> {
+    let body = body?;
+    let headers = &call.headers;
+    if let Some(e) = foreign_origin(header(headers, "host"), header(headers, "origin")) {
+        return Err(e);
+    }
+    for name in [
+        "host",
+        "origin",
+        "x-amz-target",
+        "authorization",
+        "content-encoding",
+    ] {
+        if headers.iter().filter(|(k, _)| k == name).count() > 1 {
+            return Err(ApiError::bad(
+                "InvalidRequest",
+                format!("The header {name} is given more than once."),
+            ));
+        }
+    }
+    let sreq = sigv4::Request {
+        method: call.method,
+        path: call.path,
+        query: call.query,
+        headers,
+    };
+    let (principal, _) = authenticate(core, &sreq, &body, "monitoring")?;
+    let action = cloudwatch::Action::parse(op).ok_or_else(|| {
+        ApiError::bad(
+            "UnknownOperationException",
+            format!(
+                "CloudWatch operation `{op}`: this local cloud answers PutMetricData, GetMetricData and ListMetrics"
+            ),
+        )
+    })?;
+    let input = cloudwatch::wire::input(
+        protocol,
+        op,
+        header(headers, "content-encoding"),
+        &body,
+        MAX_BODY,
+    )?;
+    core.cloudwatch_call(action, &input, &principal).await
 }
 
 fn route(

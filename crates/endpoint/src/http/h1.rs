@@ -179,6 +179,9 @@ fn render(reply: &Reply, keep_alive: bool) -> Vec<u8> {
     // The request id and query error are our own ASCII (no CR or LF).
     out.extend_from_slice(b"\r\nx-amzn-requestid: ");
     out.extend_from_slice(reply.request_id.as_bytes());
+    if reply.content_type == "application/cbor" {
+        out.extend_from_slice(b"\r\nsmithy-protocol: rpc-v2-cbor");
+    }
     if let Some(q) = &reply.query_error {
         out.extend_from_slice(b"\r\nx-amzn-query-error: ");
         out.extend_from_slice(q.as_bytes());

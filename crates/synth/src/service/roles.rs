@@ -118,6 +118,15 @@ pub fn preview_task_roles(t: &mut Template, cx: &Ctx<'_>) {
                 &["kms:Decrypt", "kms:GenerateDataKey"],
                 vec![att("Key", "Arn")],
             ),
+            // Custom metrics, into the service's namespace of any preview
+            // (`{project}/preview-<pr>/{service}`, its PANTSTACK_METRICS_NAMESPACE).
+            json!({
+                "Sid": "PutOwnMetrics",
+                "Effect": "Allow",
+                "Action": iam::METRICS_ACTIONS,
+                "Resource": "*",
+                "Condition": { "StringLike": { iam::METRICS_KEY: format!("{project}/{}-*/{name}", n.base) } },
+            }),
         ];
         let cfg = cx.repo.resolve_service(unit, cx.env, &Layer::default());
         if cfg.get(keys::TRACING) {
@@ -264,6 +273,14 @@ pub(super) fn add_roles(
             vec![key.clone()],
         ));
     }
+    // Custom metrics, into its own namespace only.
+    task.push(json!({
+        "Sid": "PutOwnMetrics",
+        "Effect": "Allow",
+        "Action": iam::METRICS_ACTIONS,
+        "Resource": "*",
+        "Condition": { "StringEquals": { iam::METRICS_KEY: n.metrics_namespace(name) } },
+    }));
     if tracing {
         task.push(tracing_statement());
     }

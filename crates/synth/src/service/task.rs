@@ -35,6 +35,10 @@ pub(super) fn add_task_definition(
         ("SERVICE_NAME".into(), json!(name)),
         ("ENVIRONMENT".into(), json!(cx.env)),
         ("PANTSTACK_ROLE".into(), json!(role.label())),
+        (
+            pantstack_model::iam::METRICS_NAMESPACE_VAR.into(),
+            json!(n.metrics_namespace(name)),
+        ),
     ];
     if let Some(p) = port {
         env.push(("PORT".into(), json!(p.to_string())));
