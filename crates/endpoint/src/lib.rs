@@ -750,6 +750,7 @@ impl Core {
                 let op = cloudwatch::put(input, now_ms())?;
                 let rx = {
                     let mut m = lock(&self.metrics);
+                    m.expire(op.now);
                     if m.would_exceed(&op.data) {
                         return Err(ApiError::bad(
                             "LimitExceededException",

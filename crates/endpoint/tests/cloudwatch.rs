@@ -200,6 +200,14 @@ c, m = err(cw.get_metric_data, MetricDataQueries=[{{"Id": "q", "MetricStat": {{"
 assert c == "InvalidParameterValue", (c, m)
 c, m = err(cw.list_metrics, NextToken="garbage")
 assert c == "InvalidNextToken", (c, m)
+# A control character in a name, and a request over AWS's 1 MB (boto3 gzips it;
+# what counts is the content): refused, nothing stored.
+c, m = err(cw.put_metric_data, Namespace="shop/test/api", MetricData=[{{"MetricName": "x\u0001", "Value": 1}}])
+assert c == "InvalidParameterValue" and "control character" in m, (c, m)
+big = [{{"MetricName": "Big", "Value": 1, "Dimensions": [{{"Name": "d%02d" % i, "Value": "v" * 1000}} for i in range(30)]}}] * 40
+c, m = err(cw.put_metric_data, Namespace="shop/test/api", MetricData=big)
+assert c == "InvalidParameterValue" and "split its MetricData" in m, (c, m)
+assert not cw.list_metrics(MetricName="Big")["Metrics"]
 # boto3 speaks JSON 1.0 to CloudWatch; forced to RPC v2 CBOR it gets the same answers.
 assert cw.meta.service_model.resolved_protocol == "json"
 import botocore.model

@@ -97,6 +97,9 @@ fn text<'a>(
 ) -> Result<Option<&'a str>, ApiError> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().any(char::is_control) => Err(invalid(format!(
+            "The value {s:?} for parameter {at}{key} is invalid: it holds a control character."
+        ))),
         Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => Ok(Some(s)),
         Some(Value::String(s)) => Err(invalid(format!(
             "The value {s:?} for parameter {at}{key} is invalid: it must be 1 to {max} characters."
@@ -249,7 +252,7 @@ pub fn put(input: &Value, now: u64) -> Result<Op, ApiError> {
             None | Some(Value::Null) => now,
             Some(ts) => timestamp(ts, &format!("{at}Timestamp"))?,
         };
-        if t + PAST_MS < now || t > now + FUTURE_MS {
+        if t.saturating_add(PAST_MS) < now || t > now.saturating_add(FUTURE_MS) {
             return Err(invalid(format!(
                 "The parameter {at}Timestamp must specify a time no more than two weeks in the past and no more than two hours in the future."
             )));
@@ -596,7 +599,7 @@ pub fn get(m: &Metrics, input: &Value) -> Result<Value, ApiError> {
         }
         let label = text(q, "Label", &at, 2048)?.unwrap_or(&key.name);
         // Datapoints per period, aligned to multiples of the period since the epoch.
-        let pms = period * 1000;
+        let pms = period.saturating_mul(1000);
         let mut buckets: Vec<(u64, Vec<&Point>)> = Vec::new();
         for p in m.points(&key) {
             if p.t < start || p.t >= end || (unit.is_some() && p.unit.as_deref() != unit) {
@@ -730,7 +733,7 @@ pub fn list(m: &Metrics, input: &Value) -> Result<Value, ApiError> {
         })
         .collect();
     let mut out = json!({ "Metrics": page });
-    if start + PAGE < matching.len() {
+    if start.saturating_add(PAGE) < matching.len() {
         out["NextToken"] = json!(format!("page-{}", start + PAGE));
     }
     Ok(out)

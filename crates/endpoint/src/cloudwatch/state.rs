@@ -85,6 +85,21 @@ impl Metrics {
         self.series.len() + new.len() > MAX_METRICS
     }
 
+    /// Drops the datapoints (and metrics left without any) older than retention
+    /// keeps at `now`: what the next [`Metrics::apply`] at `now` drops anyway, so
+    /// that metrics long gone do not count against [`MAX_METRICS`].
+    pub fn expire(&mut self, now: u64) {
+        let oldest = now.saturating_sub(RETENTION_MS);
+        self.series.retain(|_, s| {
+            while s.points.front().is_some_and(|p| p.t < oldest) {
+                if let Some(old) = s.points.pop_front() {
+                    s.weight -= old.weight();
+                }
+            }
+            !s.points.is_empty()
+        });
+    }
+
     /// Adds the op's datapoints, then drops what retention no longer keeps.
     pub fn apply(&mut self, op: &Op) {
         for (k, p) in &op.data {
@@ -104,15 +119,7 @@ impl Metrics {
                 }
             }
         }
-        let oldest = op.now.saturating_sub(RETENTION_MS);
-        self.series.retain(|_, s| {
-            while s.points.front().is_some_and(|p| p.t < oldest) {
-                if let Some(old) = s.points.pop_front() {
-                    s.weight -= old.weight();
-                }
-            }
-            !s.points.is_empty()
-        });
+        self.expire(op.now);
     }
 
     /// The metrics, in key order.
@@ -125,16 +132,33 @@ impl Metrics {
         self.series.get(k).into_iter().flat_map(|s| s.points.iter())
     }
 
-    /// The ops that rebuild this state (one per metric), for the journal's image.
+    /// The ops that rebuild this state, for the journal's image: each metric's
+    /// datapoints in ops of at most about [`IMAGE_OP_BYTES`] (a record holds the
+    /// metric's key once per datapoint, and a journal record is bounded).
     pub fn image(&self) -> Vec<Op> {
-        self.series
-            .iter()
-            .map(|(k, s)| Op {
-                // What is here is already within retention: no clock drops any of it.
-                now: 0,
-                data: s.points.iter().map(|p| (k.clone(), p.clone())).collect(),
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (k, s) in &self.series {
+            let key_bytes = key_bytes(k);
+            let mut data = Vec::new();
+            let mut bytes = 0;
+            for p in &s.points {
+                let b = key_bytes + point_bytes(p);
+                if !data.is_empty() && bytes + b > IMAGE_OP_BYTES {
+                    // What is here is already within retention: no clock drops any of it.
+                    out.push(Op {
+                        now: 0,
+                        data: std::mem::take(&mut data),
+                    });
+                    bytes = 0;
+                }
+                bytes += b;
+                data.push((k.clone(), p.clone()));
+            }
+            if !data.is_empty() {
+                out.push(Op { now: 0, data });
+            }
+        }
+        out
     }
 
     /// An upper bound guess of the image's size in bytes.
@@ -142,11 +166,35 @@ impl Metrics {
         self.series
             .iter()
             .map(|(k, s)| {
-                (k.namespace.len() + k.name.len() + 100) as u64 * s.points.len() as u64
-                    + 24 * s.weight as u64
+                let key = key_bytes(k) as u64;
+                s.points
+                    .iter()
+                    .map(|p| key + point_bytes(p) as u64)
+                    .sum::<u64>()
             })
             .sum()
     }
+}
+
+/// About the most bytes of one op of the image (journal records are bounded
+/// at 16 MiB).
+pub const IMAGE_OP_BYTES: usize = 1024 * 1024;
+
+/// An upper bound of a key's size in an op's JSON (names are free of control
+/// characters, so none escapes to more than two bytes).
+fn key_bytes(k: &Key) -> usize {
+    2 * (k.namespace.len()
+        + k.name.len()
+        + k.dimensions
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 8)
+            .sum::<usize>())
+        + 32
+}
+
+/// An upper bound of a datapoint's size in an op's JSON, without its key.
+fn point_bytes(p: &Point) -> usize {
+    160 + p.unit.as_ref().map_or(0, |u| 2 * u.len()) + 56 * p.values.len()
 }
 
 #[cfg(test)]
@@ -200,5 +248,70 @@ mod tests {
             again.apply(&op);
         }
         assert_eq!(again.image(), m.image());
+    }
+
+    /// A metric whose key is long (30 dimensions of 1,024-character values) and
+    /// holds every value it may: the image splits it into ops whose records stay
+    /// far below the journal's bound, and rebuilds the same datapoints.
+    #[test]
+    fn the_image_of_a_metric_with_a_long_key_stays_within_a_record() {
+        let long = Key {
+            namespace: "p/s".into(),
+            name: "n".repeat(255),
+            dimensions: (0..30)
+                .map(|i| (format!("d{i:02}"), "v".repeat(1024)))
+                .collect(),
+        };
+        let mut m = Metrics::default();
+        let now = 30 * 86_400_000;
+        for i in 0..MAX_WEIGHT as u64 {
+            m.apply(&Op {
+                now,
+                data: vec![(long.clone(), point(now - i, 1.0, 1))],
+            });
+        }
+        let image = m.image();
+        assert!(image.len() > 1, "split into several ops");
+        for op in &image {
+            let bytes = serde_json::to_vec(op).expect("json").len();
+            assert!(bytes <= 2 * IMAGE_OP_BYTES, "{bytes} bytes in one op");
+        }
+        let mut again = Metrics::default();
+        for op in &image {
+            again.apply(op);
+        }
+        assert_eq!(
+            again.points(&long).count(),
+            m.points(&long).count(),
+            "the same datapoints"
+        );
+        assert_eq!(again.image(), image);
+        assert!(
+            m.image_estimate()
+                >= image
+                    .iter()
+                    .map(|o| serde_json::to_vec(o).map_or(0, |v| v.len()) as u64)
+                    .sum::<u64>()
+                    / 2
+        );
+    }
+
+    /// Metrics whose datapoints are all past retention do not count against
+    /// the limit once `expire` ran at the put's clock.
+    #[test]
+    fn expired_metrics_do_not_hold_the_limit() {
+        let mut m = Metrics::default();
+        let day = 86_400_000;
+        for i in 0..MAX_METRICS {
+            m.apply(&Op {
+                now: day,
+                data: vec![(key(&format!("m{i}")), point(day, 1.0, 1))],
+            });
+        }
+        let fresh = vec![(key("new"), point(20 * day, 1.0, 1))];
+        assert!(m.would_exceed(&fresh));
+        m.expire(20 * day);
+        assert!(!m.would_exceed(&fresh));
+        assert_eq!(m.keys().count(), 0);
     }
 }

@@ -24,6 +24,17 @@ pub fn route(path: &str, target: Option<&str>) -> Option<(Protocol, String)> {
         .map(|op| (Protocol::Json, op.to_string()))
 }
 
+/// The most bytes a PutMetricData request may hold (after gzip), as on AWS.
+pub const PUT_MAX_BYTES: usize = 1024 * 1024;
+
+fn too_large(op: &str, max: usize) -> ApiError {
+    ApiError::bad(
+        "InvalidParameterValue",
+        format!("the {op} request is over {max} bytes (AWS's limit for one request): split its MetricData"),
+    )
+    .with_query_code("InvalidParameterValue")
+}
+
 /// The request's input: `body` inflated per `encoding`, then decoded.
 pub fn input(
     protocol: Protocol,
@@ -32,11 +43,24 @@ pub fn input(
     body: &[u8],
     max: usize,
 ) -> Result<Value, ApiError> {
+    // AWS: "Each PutMetricData request is limited to 1 MB": it also bounds the
+    // journal record a put becomes.
+    let max = if op == "PutMetricData" {
+        max.min(PUT_MAX_BYTES)
+    } else {
+        max
+    };
+    if body.len() > max {
+        return Err(too_large(op, max));
+    }
     let inflated;
     let body = match encoding {
         None | Some("identity") => body,
         Some("gzip") => {
             inflated = gunzip(body, max).map_err(|e| {
+                if e == INFLATES_PAST_MAX {
+                    return too_large(op, max);
+                }
                 ApiError::bad(
                     "SerializationException",
                     format!("the {op} request's gzip body does not decompress: {e}"),
@@ -85,6 +109,9 @@ pub fn error(protocol: Protocol, e: &ApiError) -> (&'static str, Vec<u8>, String
     (ctype, body, format!("{};{}", e.query(), e.fault()))
 }
 
+/// [`gunzip`]'s error when the content is over its bound.
+const INFLATES_PAST_MAX: &str = "inflates past the bound";
+
 /// A gzip member's content (RFC 1952), at most `max` bytes.
 fn gunzip(b: &[u8], max: usize) -> Result<Vec<u8>, String> {
     if b.len() < 18 || b[0] != 0x1f || b[1] != 0x8b || b[2] != 8 {
@@ -119,7 +146,13 @@ fn gunzip(b: &[u8], max: usize) -> Result<Vec<u8>, String> {
         return Err("the gzip member is cut short".into());
     }
     let out = miniz_oxide::inflate::decompress_to_vec_with_limit(&b[at..b.len() - 8], max)
-        .map_err(|e| format!("{e} (at most {max} bytes inflated)"))?;
+        .map_err(|e| {
+            if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
+                INFLATES_PAST_MAX.to_string()
+            } else {
+                format!("{e}")
+            }
+        })?;
     let size = u32::from_le_bytes([
         b[b.len() - 4],
         b[b.len() - 3],
