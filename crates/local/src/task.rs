@@ -190,16 +190,50 @@ impl Stream {
 
 type LogFile = Arc<Mutex<Stream>>;
 
+/// The longest log line kept whole: a longer one is cut into lines of this many
+/// bytes, so a task writing without newlines cannot grow the supervisor.
+pub const MAX_LOG_LINE: usize = 256 * 1024;
+
+/// Copies a task's output into its stream, a stamped line at a time, until the
+/// output ends: bytes that are not UTF-8 are kept as U+FFFD (the task's pipe is
+/// never closed on them, which would kill it with SIGPIPE), and lines over
+/// [`MAX_LOG_LINE`] are cut.
 fn pump<R: AsyncRead + Unpin + Send + 'static>(r: R, stream: &'static str, file: LogFile) {
     tokio::spawn(async move {
-        let mut lines = BufReader::new(r).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let ts = pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now());
-            let mut f = file.lock().await;
-            f.write_line(format!("{ts} {stream} {line}\n").as_bytes())
-                .await;
+        let mut r = BufReader::new(r);
+        let mut line: Vec<u8> = Vec::new();
+        loop {
+            let buf = match r.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(b) => b,
+            };
+            let room = MAX_LOG_LINE - line.len();
+            let (take, full) = match buf.iter().take(room).position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None if buf.len() >= room => (room, true),
+                None => (buf.len(), false),
+            };
+            line.extend_from_slice(&buf[..take]);
+            r.consume(take);
+            if full {
+                write_stamped(&file, stream, &line).await;
+                line.clear();
+            }
+        }
+        if !line.is_empty() {
+            write_stamped(&file, stream, &line).await;
         }
     });
+}
+
+async fn write_stamped(file: &LogFile, stream: &str, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let ts = pantstack_rt::clock::rfc3339_micros(std::time::SystemTime::now());
+    let mut f = file.lock().await;
+    f.write_line(format!("{ts} {stream} {text}\n").as_bytes())
+        .await;
 }
 
 /// What a task starts from: owned, so a start can run as a background job.
@@ -482,6 +516,48 @@ pub fn docker_run_args(d: &DockerRun<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Output that is not UTF-8 and a line without end are logged (the first
+    /// as U+FFFD, the second cut into bounded lines), and the pump reads to the
+    /// end of the output: it never stops reading, which would kill the task.
+    #[tokio::test]
+    async fn output_that_is_not_utf8_or_never_ends_a_line_is_logged_in_bounded_lines() {
+        let dir = std::env::temp_dir().join(format!("pantstack-pump-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("1.log");
+        let stream = Stream::open(&path, u64::MAX).await.expect("open");
+        let file: LogFile = Arc::new(Mutex::new(stream));
+        let mut out: Vec<u8> = b"caf\xe9\r\n".to_vec();
+        out.extend(std::iter::repeat_n(b'x', MAX_LOG_LINE * 2 + 10));
+        out.extend_from_slice(b"\nlast line\n");
+        let out: &'static [u8] = Box::leak(out.into_boxed_slice());
+        pump(out, "stdout", file.clone());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let lines = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains("last line") || std::time::Instant::now() > deadline {
+                break text.lines().map(str::to_string).collect::<Vec<_>>();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let bodies: Vec<&str> = lines
+            .iter()
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            bodies.len(),
+            5,
+            "{:?}",
+            bodies.iter().map(|b| b.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(bodies[0], "caf\u{fffd}");
+        assert_eq!(bodies[1].len(), MAX_LOG_LINE);
+        assert_eq!(bodies[2].len(), MAX_LOG_LINE);
+        assert_eq!(bodies[3], "x".repeat(10));
+        assert_eq!(bodies[4], "last line");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn docker_runs_the_manifest_argv_as_ecs_does() {
