@@ -132,37 +132,13 @@ pub fn expired(previews: &[Preview], ttl: i64, now: i64) -> Vec<&Preview> {
 
 /// Every preview of the project, from CloudFormation's stack list.
 pub async fn list(c: &Clients, project: &str) -> Result<Vec<Preview>, String> {
-    let mut stacks = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = c
-            .cfn
-            .list_stacks()
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
-        for s in page.stack_summaries() {
-            let status = s.stack_status().map(|s| s.as_str()).unwrap_or_default();
-            // Gone, or only a change set (`diff --pr`) that never created it.
-            if status == "DELETE_COMPLETE" || status == "REVIEW_IN_PROGRESS" {
-                continue;
-            }
-            let Some(name) = s.stack_name() else {
-                continue;
-            };
-            let t = s
-                .last_updated_time()
-                .or(s.creation_time())
-                .map(|d| d.secs())
-                .unwrap_or_default();
-            stacks.push((name.to_string(), t));
-        }
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+    let stacks: Vec<(String, i64)> = crate::stack::listed(c)
+        .await?
+        .into_iter()
+        // Only a change set (`diff --pr`) that never created it: not a preview's.
+        .filter(|s| s.status != "REVIEW_IN_PROGRESS")
+        .map(|s| (s.name, s.last_change))
+        .collect();
     Ok(group(project, &stacks))
 }
 

@@ -96,30 +96,13 @@ pub async fn deployed_priorities(
         names.foundation_stack(),
     ];
     let mut stacks: Vec<String> = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = c
-            .cfn
-            .list_stacks()
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
-        for s in page.stack_summaries() {
-            let status = s.stack_status().map(|s| s.as_str()).unwrap_or_default();
-            let name = s.stack_name().unwrap_or_default();
-            if status != "DELETE_COMPLETE"
-                && status != "REVIEW_IN_PROGRESS"
-                && name.starts_with(&prefix)
-                && !skip.iter().any(|k| k == name)
-                && !stacks.iter().any(|n| n == name)
-            {
-                stacks.push(name.to_string());
-            }
-        }
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
+    for s in stack::listed(c).await? {
+        if s.status != "REVIEW_IN_PROGRESS"
+            && s.name.starts_with(&prefix)
+            && !skip.contains(&s.name)
+            && !stacks.contains(&s.name)
+        {
+            stacks.push(s.name);
         }
     }
     let mut out = BTreeMap::new();

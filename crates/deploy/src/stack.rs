@@ -199,17 +199,20 @@ pub async fn describe(c: &Clients, name: &str) -> Result<Option<Described>, Stri
     }
 }
 
-/// The stacks named `{prefix}…` that carry every one of `tags` (and are not
-/// deleted), sorted. Names come from ListStacks and tags from a DescribeStacks of
-/// each name, never from an unnamed DescribeStacks: a CI role may list stacks
-/// (`cloudformation:ListStacks` has no resource-level permissions) and describe
-/// only its environment's, and an unnamed DescribeStacks needs every stack.
-pub async fn tagged(
-    c: &Clients,
-    prefix: &str,
-    tags: &[(String, String)],
-) -> Result<Vec<String>, String> {
-    let mut names: Vec<String> = Vec::new();
+/// A stack as CloudFormation's stack list gives it.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub name: String,
+    pub status: String,
+    /// Its last update, else its creation (epoch seconds).
+    pub last_change: i64,
+}
+
+/// Every stack of the account and region that is not deleted (ListStacks, every
+/// page): how a CI role finds stacks, since it may describe only its
+/// environment's by name.
+pub async fn listed(c: &Clients) -> Result<Vec<Listed>, String> {
+    let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let page = c
@@ -221,17 +224,44 @@ pub async fn tagged(
             .map_err(|e| format!("cannot list the stacks: {}", why(&e)))?;
         for s in page.stack_summaries() {
             let status = s.stack_status().map(|x| x.as_str()).unwrap_or_default();
-            let name = s.stack_name().unwrap_or_default();
-            if status != "DELETE_COMPLETE"
-                && name.starts_with(prefix)
-                && !names.iter().any(|n| n == name)
-            {
-                names.push(name.to_string());
+            let Some(name) = s.stack_name() else {
+                continue;
+            };
+            if status == "DELETE_COMPLETE" {
+                continue;
             }
+            out.push(Listed {
+                name: name.to_string(),
+                status: status.to_string(),
+                last_change: s
+                    .last_updated_time()
+                    .or(s.creation_time())
+                    .map(|d| d.secs())
+                    .unwrap_or_default(),
+            });
         }
         token = page.next_token().map(str::to_string);
         if token.is_none() {
             break;
+        }
+    }
+    Ok(out)
+}
+
+/// The stacks named `{prefix}…` that carry every one of `tags` (and are not
+/// deleted), sorted. Names come from ListStacks and tags from a DescribeStacks of
+/// each name, never from an unnamed DescribeStacks: a CI role may list stacks
+/// (`cloudformation:ListStacks` has no resource-level permissions) and describe
+/// only its environment's, and an unnamed DescribeStacks needs every stack.
+pub async fn tagged(
+    c: &Clients,
+    prefix: &str,
+    tags: &[(String, String)],
+) -> Result<Vec<String>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for s in listed(c).await? {
+        if s.name.starts_with(prefix) && !names.contains(&s.name) {
+            names.push(s.name);
         }
     }
     let mut out = Vec::new();
