@@ -133,7 +133,7 @@ impl Metrics {
     }
 
     /// The ops that rebuild this state, for the journal's image: each metric's
-    /// datapoints in ops of at most about [`IMAGE_OP_BYTES`] (a record holds the
+    /// datapoints in ops of at most about `IMAGE_OP_BYTES` (a record holds the
     /// metric's key once per datapoint, and a journal record is bounded).
     pub fn image(&self) -> Vec<Op> {
         let mut out = Vec::new();
