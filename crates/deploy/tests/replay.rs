@@ -327,6 +327,19 @@ struct Routed {
     sent: Arc<Mutex<Vec<String>>>,
 }
 
+/// Clients whose every request `http` answers.
+fn routed_clients(http: &Routed) -> Clients {
+    let config = aws_types::SdkConfig::builder()
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        )))
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http.clone())
+        .build();
+    Clients::from_config(config, "us-east-1")
+}
+
 fn xml_text(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -530,15 +543,7 @@ async fn deploy_pins_the_listener_rule_priorities_deployed_stacks_hold() {
         .collect(),
         ..Routed::default()
     };
-    let config = aws_types::SdkConfig::builder()
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        )))
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(http.clone())
-        .build();
-    let clients = Clients::from_config(config, "us-east-1");
+    let clients = routed_clients(&http);
     let names = pantstack_model::physical::Names::new("shop", "test");
     let read = pantstack_deploy::ship::deployed_priorities(&clients, &names)
         .await
@@ -616,15 +621,7 @@ async fn tagged_stacks_are_listed_then_described_by_name() {
         .collect(),
         ..Routed::default()
     };
-    let config = aws_types::SdkConfig::builder()
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        )))
-        .behavior_version(BehaviorVersion::latest())
-        .http_client(http.clone())
-        .build();
-    let clients = Clients::from_config(config, "us-east-1");
+    let clients = routed_clients(&http);
     let found = stack::tagged(&clients, "shop-test-", &env_tags("test"))
         .await
         .expect("tagged");
