@@ -67,11 +67,37 @@ pub enum Request {
     /// A backup of the environment's state into the new directory `dir` (an
     /// absolute path); answers its manifest (`crate::backup`).
     Backup { dir: std::path::PathBuf },
+    /// Built-in and custom metrics as series of one statistic per period
+    /// (`crate::metrics`): of one service (or unit) or all, one metric name or
+    /// all, over the last `since_s` seconds (default 900) in periods of
+    /// `period_s` (default: the unit's `local.metrics.period`).
+    Metrics {
+        #[serde(default)]
+        service: Option<String>,
+        #[serde(default)]
+        metric: Option<String>,
+        #[serde(default)]
+        since_s: Option<u64>,
+        #[serde(default)]
+        period_s: Option<u64>,
+        #[serde(default)]
+        stat: Option<String>,
+    },
+    /// The scaling activities (target tracking, min/max), newest last.
+    Activity {
+        #[serde(default)]
+        service: Option<String>,
+    },
+    /// The alarms, their states and histories.
+    Alarms {
+        #[serde(default)]
+        service: Option<String>,
+    },
 }
 
 impl Request {
     /// The operation names, as `op` spells them.
-    const OPS: [&str; 12] = [
+    const OPS: [&str; 15] = [
         "status",
         "deploy",
         "rollback",
@@ -84,6 +110,9 @@ impl Request {
         "exec",
         "spot-interrupt",
         "backup",
+        "metrics",
+        "activity",
+        "alarms",
     ];
 
     /// Parses one request line. `Err` is the answer's error text.

@@ -63,6 +63,11 @@ pub enum TextRule {
     Cidr,
     /// An AWS region code (`eu-west-1`).
     Region,
+    /// A shell command line (`sh -c`): not empty, one line, at most 4096 bytes.
+    Command,
+    /// An `http://` URL on a loopback address (`127.0.0.1`, `[::1]`, `localhost`)
+    /// with a port: where the local cloud may send requests of its own.
+    LoopbackUrl,
 }
 
 /// A default value (const-constructible).
@@ -215,6 +220,7 @@ settings! {
     MAX_PERCENT: Int = 200, "maxPercent", "deployment.max_percent", Service, Int { min: 100, max: 200 }, "rolling update upper bound";
     CIRCUIT_BREAKER: Bool = true, "circuitBreaker", "deployment.circuit_breaker", Service, Bool, "fail a deployment whose tasks keep failing";
     ROLLBACK: Bool = true, "rollback", "deployment.rollback", Service, Bool, "roll back a failed deployment to the last completed one";
+    ROLLBACK_ALARMS: Bool = false, "rollbackAlarms", "deployment.rollback_alarms", Service, Bool, "roll a deployment back when the service's target-5xx or unhealthy-hosts alarm goes to ALARM during it (ECS deployment alarms; Copilot's rollback alarms)";
     CIRCUIT_BREAKER_THRESHOLD: Int, "circuitBreakerThreshold", "deployment.circuit_breaker_threshold", Service, Int { min: 1, max: 200 }, "failed tasks that fail a deployment in the local cloud (default, as ECS: ceil(0.5 × desired) clamped to 3..200; ECS's own is not configurable)";
     DEPLOYMENT_STRATEGY: Choice = "rolling", "deploymentStrategy", "deployment.strategy", Service, Choice(&["rolling", "blue_green", "canary"]), "ECS deployment strategy";
     STOP_TIMEOUT: Secs = 30, "stopTimeout", "deployment.stop_timeout", Service, Duration { min: 2, max: 120 }, "SIGTERM → SIGKILL grace";
@@ -251,6 +257,11 @@ settings! {
     LOCAL_HEALTHY_AFTER: Secs = 3, "localHealthyAfter", "local.healthy_after", Service, Duration { min: 0, max: 600 }, "local cloud: a task without a load balancer counts as healthy after running this long (ECS: 40s)";
     LOCAL_BUILD_TIMEOUT: Secs = 1800, "localBuildTimeout", "local.build_timeout", Service, Duration { min: 10, max: 7200 }, "local cloud: a build (`local.build`, or the image's build and `docker build`) running longer fails its revision";
     LOCAL_LOG_MAX_MIB: Int = 64, "localLogMaxMiB", "local.log_max_mib", Service, Int { min: 1, max: 102_400 }, "local cloud: disk one unit's log group (its tasks' streams, its builds' logs) may use; the oldest stopped streams are deleted first and a running task's stream rolls over at a quarter of it (streams older than logs.retention_days go too)";
+    LOCAL_AUTOSCALING: Bool = true, "localAutoscaling", "local.autoscaling", Service, Bool, "local cloud: target tracking (scaling.*) changes the desired count between scaling.min and scaling.max as on AWS (false: it stays where local.count and `pantstack scale` put it)";
+    LOCAL_METRICS_PERIOD: Secs = 10, "localMetricsPeriod", "local.metrics.period", Service, Duration { min: 1, max: 60 }, "local cloud: the period of the built-in metrics, target tracking and alarms (AWS: 60s, which the synthesized policies and alarms use)";
+    LOCAL_METRICS_RETENTION: Secs = 21_600, "localMetricsRetention", "local.metrics.retention", Service, Duration { min: 300, max: 1_296_000 }, "local cloud: how long the built-in metrics of the service are kept on disk (AWS: 15 days at 1-minute resolution)";
+    LOCAL_ALARM_COMMAND: Text, "localAlarmCommand", "local.alarms.command", Service, Text(TextRule::Command), "local cloud: a command (`sh -c`) run on each alarm state change, with PANTSTACK_ALARM_NAME, _STATE, _PREVIOUS_STATE and _REASON set (the local stand-in for alarms.topic)";
+    LOCAL_ALARM_URL: Text, "localAlarmUrl", "local.alarms.url", Service, Text(TextRule::LoopbackUrl), "local cloud: a loopback URL that each alarm state change is POSTed to as JSON";
     LOCAL_DESIRED_COUNT: Int = 1, "localDesiredCount", "local.count", Service, Int { min: 0, max: 64 }, "local cloud: tasks per service (`pantstack scale` changes it)";
     // Foundation
     NAT_GATEWAYS: Choice = "single", "natGateways", "network.nat", Foundation, Choice(&["none", "single", "per_az"]), "NAT cost tier: none, one shared, or one per AZ";
@@ -348,6 +359,18 @@ pub fn check_text(rule: TextRule, text: &str) -> Result<(), String> {
             }
         }
         TextRule::Region => crate::foundation::check_region(text),
+        TextRule::Command => {
+            if text.trim().is_empty() {
+                Err("must be a command line, not empty".into())
+            } else if text.len() > 4096 {
+                Err("must be at most 4096 bytes long".into())
+            } else if text.contains(['\n', '\r', '\0']) {
+                Err("must be one line (run a script for more)".into())
+            } else {
+                Ok(())
+            }
+        }
+        TextRule::LoopbackUrl => check_loopback_url(text),
         TextRule::Cidr => {
             let err =
                 || "must be an IPv4 CIDR block from /16 to /24 like `10.0.0.0/16`".to_string();
@@ -371,6 +394,35 @@ pub fn check_text(rule: TextRule, text: &str) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `http://HOST:PORT[/PATH]` with HOST a loopback address: the local cloud never
+/// sends a request off the machine.
+fn check_loopback_url(text: &str) -> Result<(), String> {
+    let err = |why: &str| {
+        format!("{why}: must be an http URL on loopback like `http://127.0.0.1:9000/alarm`")
+    };
+    let rest = text
+        .strip_prefix("http://")
+        .ok_or_else(|| err("not http://"))?;
+    let (authority, _path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = authority.rsplit_once(':').ok_or_else(|| err("no port"))?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    if !port_ok {
+        return Err(err("bad port"));
+    }
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|a| a.is_loopback())
+        || host == "[::1]";
+    if !loopback {
+        return Err(err("not a loopback address"));
+    }
+    if text.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(err("contains white space"));
+    }
+    Ok(())
 }
 
 /// Where a value came from.
@@ -491,6 +543,17 @@ mod tests {
         assert!(check_text(TextRule::Matcher, "500").is_err());
         assert!(check_text(TextRule::Matcher, "299-200").is_err());
         assert!(check_text(TextRule::HttpPath, "healthz").is_err());
+        assert!(check_text(TextRule::LoopbackUrl, "http://127.0.0.1:9000/alarm").is_ok());
+        assert!(check_text(TextRule::LoopbackUrl, "http://localhost:80").is_ok());
+        assert!(check_text(TextRule::LoopbackUrl, "http://[::1]:8080/x").is_ok());
+        assert!(check_text(TextRule::LoopbackUrl, "http://10.0.0.1:80/").is_err());
+        assert!(check_text(TextRule::LoopbackUrl, "https://127.0.0.1:80/").is_err());
+        assert!(check_text(TextRule::LoopbackUrl, "http://127.0.0.1/").is_err());
+        assert!(check_text(TextRule::LoopbackUrl, "http://127.0.0.1:0/").is_err());
+        assert!(check_text(TextRule::LoopbackUrl, "http://example.com:80/").is_err());
+        assert!(check_text(TextRule::Command, "echo hi").is_ok());
+        assert!(check_text(TextRule::Command, " ").is_err());
+        assert!(check_text(TextRule::Command, "a\nb").is_err());
         assert!(check_text(TextRule::Cidr, "10.0.0.0/16").is_ok());
         assert!(check_text(TextRule::Cidr, "10.0.1.0/16").is_err());
         assert!(check_text(TextRule::Cidr, "10.0.0.0/8").is_err());
@@ -544,6 +607,8 @@ pub fn markdown_table() -> String {
             Kind::Text(TextRule::Arn) => "ARN".into(),
             Kind::Text(TextRule::Cidr) => "IPv4 CIDR /16../24".into(),
             Kind::Text(TextRule::Region) => "region".into(),
+            Kind::Text(TextRule::Command) => "command line".into(),
+            Kind::Text(TextRule::LoopbackUrl) => "loopback http URL".into(),
         };
         let default = match s.default_val() {
             Some(v) => format!("`{v}`"),

@@ -98,6 +98,9 @@ impl Supervisor {
                     Err(e) => json!({ "done": true, "error": e.message, "code": e.code }),
                 });
             }
+            Request::Metrics { .. } | Request::Activity { .. } | Request::Alarms { .. } => {
+                let _ = reply.send(json!({ "done": true, "error": "not built yet" }));
+            }
             Request::RotateKey => {
                 let r = self.aws.core.rotate_key().await;
                 let _ = reply.send(match r {
