@@ -13,12 +13,14 @@
 
 mod deploy;
 mod logs;
+mod monitor;
 mod spot;
 mod tasks;
 mod up;
 
 pub use deploy::{deploy, deployments, rollback};
 pub use logs::{logs, trace};
+pub use monitor::{activity, alarms, metrics};
 pub use spot::spot_interrupt;
 pub use tasks::exec;
 pub use up::up;

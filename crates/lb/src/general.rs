@@ -209,6 +209,8 @@ impl Balancer {
         let respond = |mut res: Response<ProxyBody>,
                        target: Option<SocketAddr>,
                        target_status: Option<u16>| {
+            w.counters
+                .count(res.status().as_u16(), target_status, started.elapsed());
             if self.log.is_some() {
                 self.access_log(
                     w,

@@ -138,8 +138,8 @@ impl Balancer {
             deadline.get_or_insert_with(|| tokio::time::Instant::now() + idle.period);
         };
         let _busy = c.busy();
-        // Only the access log needs the time.
-        let started = self.log.is_some().then(Instant::now);
+        // For the access log and the response-time histogram.
+        let started = Instant::now();
         // The body (small: read whole).
         while buf.len() < head.head_len + head.body_len {
             let want = head.head_len + head.body_len - buf.len();
@@ -183,7 +183,8 @@ impl Balancer {
             LogRequest::default()
         };
         let log = |status: u16, target: Option<SocketAddr>, target_status: Option<u16>| {
-            if let Some(started) = started {
+            w.counters.count(status, target_status, started.elapsed());
+            if self.log.is_some() {
                 self.access_log(
                     w,
                     peer,

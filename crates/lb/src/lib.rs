@@ -29,6 +29,7 @@ pub mod pool;
 #[cfg(target_os = "linux")]
 mod ring;
 pub mod spec;
+pub mod stats;
 
 pub use access_log::LogLimits;
 pub use general::ProxyBody;
@@ -79,6 +80,8 @@ pub struct Balancer {
     /// upstream) from this balancer's share of the process's budget; the excess
     /// is answered 503 and closed.
     budget: std::sync::RwLock<ConnectionBudget>,
+    /// Every worker thread's request counters (`stats`).
+    counters: Mutex<Vec<Arc<stats::Counters>>>,
 }
 
 /// Per worker thread: its upstream connections (the fast path's and the general
@@ -91,6 +94,8 @@ pub(crate) struct Worker {
     pool: Arc<Pool>,
     view: Mutex<View>,
     log: Mutex<Vec<u8>>,
+    /// This worker's request counters (also in `Balancer::counters`).
+    counters: Arc<stats::Counters>,
 }
 
 impl Worker {
@@ -281,6 +286,7 @@ impl Balancer {
             stop,
             io_uring_workers: AtomicUsize::new(0),
             ring_sends: Arc::new(AtomicU64::new(0)),
+            counters: Mutex::new(Vec::new()),
             upstream_idle_ms: AtomicU64::new(upstream_idle_from_env()?),
             budget: std::sync::RwLock::new(ConnectionBudget::new(max_connections_from_env()?, 2)),
         });
@@ -342,7 +348,13 @@ impl Balancer {
                             return;
                         }
                         let _ = ready.send(Ok(()));
+                        let counters = Arc::new(stats::Counters::default());
+                        me.counters
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(counters.clone());
                         let worker = Arc::new(Worker {
+                            counters,
                             #[cfg(target_os = "linux")]
                             ring,
                             raw: ConnPool::default(),
@@ -436,6 +448,12 @@ impl Balancer {
     /// epoll).
     pub fn io_uring_workers(&self) -> usize {
         self.io_uring_workers.load(Ordering::Relaxed)
+    }
+
+    /// The requests counted so far, summed over the worker threads.
+    pub fn stats(&self) -> stats::Snapshot {
+        let counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        stats::Snapshot::of(counters.iter().map(|c| &**c))
     }
 
     /// How many sends went through the workers' io_uring rings so far.

@@ -10,6 +10,8 @@ pub mod control;
 pub mod core;
 pub mod history;
 pub mod logs;
+pub mod metrics;
+pub mod monitor;
 pub mod ports;
 pub mod spec;
 pub mod state;

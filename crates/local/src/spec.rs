@@ -79,6 +79,8 @@ pub struct Unit {
     pub logs: crate::logs::Retention,
     /// The capacity provider strategy its tasks are placed by (Fargate / Fargate Spot).
     pub capacity: crate::core::spot::Strategy,
+    /// Metrics period, target tracking and alarms (`crate::monitor`).
+    pub monitor: crate::monitor::Monitor,
 }
 
 /// What the local cloud's AWS endpoint gives the units: its URL (queue URLs are
@@ -474,6 +476,14 @@ pub fn units_of(
                 on_demand_weight: cfg.get(keys::ON_DEMAND_WEIGHT).max(0) as u32,
                 spot_weight: cfg.get(keys::SPOT_WEIGHT).max(0) as u32,
             },
+            monitor: crate::monitor::of(
+                project,
+                env_name,
+                svc,
+                &cfg,
+                role,
+                role == "http" || svc.http.is_none(),
+            ),
         }
     };
     let desired = cfg.get(keys::LOCAL_DESIRED_COUNT);

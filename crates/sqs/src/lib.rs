@@ -673,6 +673,17 @@ impl Queue {
         c
     }
 
+    /// When the oldest message still kept was sent (ApproximateAgeOfOldestMessage
+    /// is `now` minus it).
+    pub fn oldest_sent(&self, now: Millis) -> Option<Millis> {
+        let retention = self.attributes.retention_secs * 1000;
+        self.messages
+            .values()
+            .map(|m| m.sent_at)
+            .filter(|t| now < t + retention)
+            .min()
+    }
+
     /// The earliest time a message becomes visible (for long polling).
     pub fn next_visible(&self) -> Option<Millis> {
         self.messages.values().map(|m| m.visible_at).min()

@@ -196,6 +196,11 @@ pub fn put_namespace(input: &Value) -> Result<String, ApiError> {
             "The value AWS/ for parameter Namespace is invalid: namespaces starting with AWS/ are reserved for AWS services.",
         ));
     }
+    if ns == super::state::CONTAINER_INSIGHTS {
+        return Err(invalid(format!(
+            "The value {ns} for parameter Namespace is invalid: the local cloud writes its Container Insights metrics there (AWS accepts puts into it; use a namespace of your own)."
+        )));
+    }
     Ok(ns.to_string())
 }
 

@@ -22,7 +22,10 @@ mod state;
 pub mod wire;
 
 pub use handlers::{MAX_DATUMS, put_namespace};
-pub use state::{Key, MAX_METRICS, MAX_WEIGHT, Metrics, Op, Point, RETENTION_MS};
+pub use state::{
+    CONTAINER_INSIGHTS, Key, MAX_METRICS, MAX_WEIGHT, Metrics, Op, Point, RETENTION_MS,
+    is_builtin_namespace,
+};
 
 use crate::error::ApiError;
 use serde_json::Value;

@@ -30,6 +30,22 @@ pub struct Key {
     pub dimensions: Vec<(String, String)>,
 }
 
+/// The namespace of ECS Container Insights, which the local cloud writes.
+pub const CONTAINER_INSIGHTS: &str = "ECS/ContainerInsights";
+
+/// Whether only the local cloud writes into namespace `ns`.
+pub fn is_builtin_namespace(ns: &str) -> bool {
+    ns.starts_with("AWS/") || ns == CONTAINER_INSIGHTS
+}
+
+impl Key {
+    /// A metric of the local cloud's own (namespaces `AWS/...` and
+    /// [`CONTAINER_INSIGHTS`], which a put may not use).
+    pub fn is_builtin(&self) -> bool {
+        is_builtin_namespace(&self.namespace)
+    }
+}
+
 /// One datum as stored: its statistics, and its values (with counts) when it
 /// gave them (percentiles need them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,16 +89,37 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Whether adding `data` would exceed [`MAX_METRICS`].
+    /// Whether adding `data` would exceed [`MAX_METRICS`] metrics outside the
+    /// built-in namespaces (those are the local cloud's own, bounded by what it
+    /// runs, and never refused).
     pub fn would_exceed(&self, data: &[(Key, Point)]) -> bool {
         let mut new: Vec<&Key> = data
             .iter()
             .map(|(k, _)| k)
-            .filter(|k| !self.series.contains_key(*k))
+            .filter(|k| !k.is_builtin() && !self.series.contains_key(*k))
             .collect();
         new.sort();
         new.dedup();
-        self.series.len() + new.len() > MAX_METRICS
+        let custom = self.series.keys().filter(|k| !k.is_builtin()).count();
+        custom + new.len() > MAX_METRICS
+    }
+
+    /// Drops the datapoints of metric `k` older than `oldest` (epoch ms), and the
+    /// metric when none is left: the local cloud's own retention of its built-in
+    /// metrics (`local.metrics.retention`). Not journaled: a replay may bring
+    /// such datapoints back until the next trim, never ones that were not put.
+    pub fn trim(&mut self, k: &Key, oldest: u64) {
+        let Some(s) = self.series.get_mut(k) else {
+            return;
+        };
+        while s.points.front().is_some_and(|p| p.t < oldest) {
+            if let Some(old) = s.points.pop_front() {
+                s.weight -= old.weight();
+            }
+        }
+        if s.points.is_empty() {
+            self.series.remove(k);
+        }
     }
 
     /// Drops the datapoints (and metrics left without any) older than retention

@@ -98,7 +98,22 @@ impl Supervisor {
                     Err(e) => json!({ "done": true, "error": e.message, "code": e.code }),
                 });
             }
-            Request::Metrics { .. } | Request::Activity { .. } | Request::Alarms { .. } => {
+            Request::Metrics {
+                service,
+                metric,
+                since_s,
+                period_s,
+                stat,
+            } => {
+                let _ = reply.send(self.metrics_answer(
+                    service.as_deref(),
+                    metric.as_deref(),
+                    since_s,
+                    period_s,
+                    stat.as_deref(),
+                ));
+            }
+            Request::Activity { .. } | Request::Alarms { .. } => {
                 let _ = reply.send(json!({ "done": true, "error": "not built yet" }));
             }
             Request::RotateKey => {

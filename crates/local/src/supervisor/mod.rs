@@ -299,6 +299,8 @@ pub struct Supervisor {
     /// When log retention last ran (`logs::KEEP_LOGS_EVERY`), and its job.
     logs_kept_at: Millis,
     logs_job: Option<tokio::task::JoinHandle<()>>,
+    /// The built-in metrics' collector (`metrics`).
+    metrics: metrics::MetricsRt,
 }
 
 fn now_text() -> String {
@@ -402,6 +404,7 @@ impl Supervisor {
             batch: 0,
             logs_kept_at: 0,
             logs_job: None,
+            metrics: metrics::MetricsRt::default(),
         };
         state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
@@ -683,6 +686,7 @@ mod answers;
 mod aws;
 mod builds;
 mod logs;
+mod metrics;
 mod run;
 mod spot;
 mod tick;

@@ -195,6 +195,7 @@ impl Supervisor {
         for name in names {
             self.tick_unit(&name).await;
         }
+        self.collect_metrics().await;
     }
 
     /// Observe → plan → execute, twice: the lifecycle of the unit's tasks

@@ -7,6 +7,9 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+mod monitor;
+pub use monitor::{ActivityArgs, AlarmsArgs, MetricsArgs};
+
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
@@ -253,6 +256,42 @@ log for lines that contain it; they are printed in time order, across services. 
 service that passes X-Request-Id on to the services it calls (as the example's
 `reports` does) shows up in each of their load balancers.")]
     Trace(TraceArgs),
+
+    /// Show the metrics of the local cloud: tasks' CPU and memory, the load balancers', queues', and your own
+    #[command(after_help = "Examples:
+  pantstack metrics                                   # every service, last 15 minutes
+  pantstack metrics api --metric CPUUtilization --since 1h
+  pantstack metrics api --metric TargetResponseTime --stat p99
+  pantstack metrics api --format json
+
+Built-in metrics carry AWS's names and namespaces (AWS/ECS, ECS/ContainerInsights,
+AWS/ApplicationELB, AWS/SQS), one datapoint per local.metrics.period (10 s by
+default; AWS: 60 s), kept local.metrics.retention (6 h by default). A service's own
+metrics (PutMetricData into its PANTSTACK_METRICS_NAMESPACE) show beside them.
+Any AWS SDK reads the same through GetMetricData on the local endpoint.")]
+    Metrics(MetricsArgs),
+
+    /// Show the scaling activities of the local cloud (target tracking), with their causes
+    #[command(after_help = "Examples:
+  pantstack activity api
+  pantstack activity --format json
+
+Target tracking follows the stack file's scaling.* settings as on AWS: out after 3
+periods above the target, in after 15 below 0.9 x the target, within scaling.min and
+scaling.max, with cooldowns, never in during a deployment (local.autoscaling: false
+turns it off).")]
+    Activity(ActivityArgs),
+
+    /// Show the alarms of the local cloud (the ones the aws target synthesizes) and their states
+    #[command(after_help = "Examples:
+  pantstack alarms
+  pantstack alarms api --history
+
+States are OK, ALARM and INSUFFICIENT_DATA as in CloudWatch. On each change the local
+cloud runs local.alarms.command and POSTs to local.alarms.url when they are set; with
+deployment.rollback_alarms: true, the target-5xx and unhealthy-hosts alarms going to
+ALARM roll a deployment back.")]
+    Alarms(AlarmsArgs),
 
     /// Drill a Fargate Spot interruption: a FARGATE_SPOT task gets the two-minute warning and is replaced
     #[command(after_help = "Examples:
