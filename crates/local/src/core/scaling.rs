@@ -53,40 +53,35 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 4] = [
-        Metric::Cpu,
-        Metric::Memory,
-        Metric::RequestsPerTarget,
-        Metric::BacklogPerTask,
-    ];
-
     /// The policy's short name, as in its alarms' names (`TargetTracking-cpu-AlarmHigh`).
     pub fn label(self) -> &'static str {
-        match self {
-            Metric::Cpu => "cpu",
-            Metric::Memory => "memory",
-            Metric::RequestsPerTarget => "requests",
-            Metric::BacklogPerTask => "backlog",
-        }
+        self.names()[0]
     }
 
     /// The metric's name, as CloudWatch spells it.
     pub fn metric_name(self) -> &'static str {
-        match self {
-            Metric::Cpu => "CPUUtilization",
-            Metric::Memory => "MemoryUtilization",
-            Metric::RequestsPerTarget => "RequestCountPerTarget",
-            Metric::BacklogPerTask => "BacklogPerTask",
-        }
+        self.names()[1]
     }
 
     /// The predefined metric type of the policy (BacklogPerTask: a custom metric).
     pub fn policy_type(self) -> &'static str {
+        self.names()[2]
+    }
+
+    fn names(self) -> [&'static str; 3] {
         match self {
-            Metric::Cpu => "ECSServiceAverageCPUUtilization",
-            Metric::Memory => "ECSServiceAverageMemoryUtilization",
-            Metric::RequestsPerTarget => "ALBRequestCountPerTarget",
-            Metric::BacklogPerTask => "BacklogPerTask",
+            Metric::Cpu => ["cpu", "CPUUtilization", "ECSServiceAverageCPUUtilization"],
+            Metric::Memory => [
+                "memory",
+                "MemoryUtilization",
+                "ECSServiceAverageMemoryUtilization",
+            ],
+            Metric::RequestsPerTarget => [
+                "requests",
+                "RequestCountPerTarget",
+                "ALBRequestCountPerTarget",
+            ],
+            Metric::BacklogPerTask => ["backlog", "BacklogPerTask", "BacklogPerTask"],
         }
     }
 }
@@ -229,25 +224,44 @@ pub struct Progress {
     pub below: u32,
 }
 
-/// The values of the current streak, at most `cap` of the latest kept.
+/// A policy's run of consecutive periods on one side of its thresholds, with the
+/// latest values (at most `cap`).
 #[derive(Clone, Debug, Default, PartialEq)]
-struct Streak {
-    values: VecDeque<f64>,
+struct Run {
+    side: Option<Side>,
     len: u32,
+    values: VecDeque<f64>,
 }
 
-impl Streak {
-    fn push(&mut self, v: f64, cap: u32) {
-        self.len = self.len.saturating_add(1);
-        self.values.push_back(v);
-        while self.values.len() > cap.max(1) as usize {
-            self.values.pop_front();
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// Above the target.
+    Above,
+    /// Below `in_factor × target`.
+    Below,
+}
+
+impl Run {
+    /// One more period, on `side` (None: between the thresholds, or no data).
+    fn extend(&mut self, side: Option<Side>, v: f64, cap: u32) {
+        if side != self.side {
+            *self = Run {
+                side,
+                ..Run::default()
+            };
+        }
+        if side.is_some() {
+            self.len = self.len.saturating_add(1);
+            self.values.push_back(v);
+            while self.values.len() > cap.max(1) as usize {
+                self.values.pop_front();
+            }
         }
     }
 
-    fn clear(&mut self) {
-        self.values.clear();
-        self.len = 0;
+    /// Consecutive periods on `side`.
+    fn on(&self, side: Side) -> u32 {
+        if self.side == Some(side) { self.len } else { 0 }
     }
 
     fn latest(&self) -> Option<f64> {
@@ -258,12 +272,6 @@ impl Streak {
         let v: Vec<String> = self.values.iter().map(|v| datapoint(*v)).collect();
         v.join(", ")
     }
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Streaks {
-    high: Streak,
-    low: Streak,
 }
 
 /// A proposal of one policy.
@@ -284,8 +292,8 @@ enum Floor {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetTracking {
     params: Params,
-    /// `streaks[i]` belongs to `params.policies[i]`.
-    streaks: Vec<Streaks>,
+    /// `runs[i]` belongs to `params.policies[i]`.
+    runs: Vec<Run>,
     last_out: Option<Millis>,
     last_activity: Option<Millis>,
     /// A `Suppressed` was given for the current suspension.
@@ -297,10 +305,10 @@ pub struct TargetTracking {
 impl TargetTracking {
     pub fn new(mut params: Params) -> Self {
         dedup(&mut params.policies);
-        let streaks = vec![Streaks::default(); params.policies.len()];
+        let runs = vec![Run::default(); params.policies.len()];
         TargetTracking {
             params,
-            streaks,
+            runs,
             last_out: None,
             last_activity: None,
             noted: false,
@@ -317,7 +325,7 @@ impl TargetTracking {
     pub fn update(&mut self, mut params: Params) {
         dedup(&mut params.policies);
         if params.policies != self.params.policies {
-            self.streaks = vec![Streaks::default(); params.policies.len()];
+            self.runs = vec![Run::default(); params.policies.len()];
         }
         self.params = params;
     }
@@ -327,12 +335,12 @@ impl TargetTracking {
         self.params
             .policies
             .iter()
-            .zip(&self.streaks)
-            .map(|(p, s)| Progress {
+            .zip(&self.runs)
+            .map(|(p, r)| Progress {
                 metric: p.metric,
                 target: p.target,
-                above: s.high.len,
-                below: s.low.len,
+                above: r.on(Side::Above),
+                below: r.on(Side::Below),
             })
             .collect()
     }
@@ -350,23 +358,16 @@ impl TargetTracking {
 
     fn observe(&mut self, readings: &Readings) {
         let p = &self.params;
-        for (policy, s) in p.policies.iter().zip(self.streaks.iter_mut()) {
+        for (policy, run) in p.policies.iter().zip(self.runs.iter_mut()) {
             let value = readings
                 .get(policy.metric)
                 .filter(|v| v.is_finite() && valid_target(policy.target));
             match value {
-                Some(v) if v > policy.target => {
-                    s.low.clear();
-                    s.high.push(v, p.out_periods);
-                }
+                Some(v) if v > policy.target => run.extend(Some(Side::Above), v, p.out_periods),
                 Some(v) if v < policy.target * p.in_factor => {
-                    s.high.clear();
-                    s.low.push(v, p.in_periods);
+                    run.extend(Some(Side::Below), v, p.in_periods)
                 }
-                _ => {
-                    s.high.clear();
-                    s.low.clear();
-                }
+                _ => run.extend(None, 0.0, 0),
             }
         }
     }
@@ -379,7 +380,7 @@ impl TargetTracking {
                 "the desired capacity {desired} is below the minimum capacity {min}; \
                  changing the desired capacity from {desired} to {min}"
             );
-            return self.act(now, desired, min, Kind::Minimum, None, cause);
+            return self.act(period, min, Kind::Minimum, None, cause);
         }
         if desired > max {
             if period.deploying {
@@ -387,23 +388,21 @@ impl TargetTracking {
                     "scale-in from {desired} to the maximum capacity {max} suspended \
                      while a deployment is in progress"
                 );
-                return self.suppress(now, desired, max, cause);
+                return self.suppress(period, max, cause);
             }
             let cause = format!(
                 "the desired capacity {desired} is above the maximum capacity {max}; \
                  changing the desired capacity from {desired} to {max}"
             );
-            return self.act(now, desired, max, Kind::Maximum, None, cause);
+            return self.act(period, max, Kind::Maximum, None, cause);
         }
         if let Some(out) = self.scale_out(desired, max) {
-            if self
-                .last_out
-                .is_some_and(|t| now < t + self.params.cooldown_out)
-            {
+            if cooling(self.last_out, self.params.cooldown_out, now) {
                 return Decision::default();
             }
             let policy = self.params.policies[out.index];
-            let high = &self.streaks[out.index].high;
+            let high = &self.runs[out.index];
+            let limit = (out.to == max).then_some(", the maximum capacity");
             let cause = format!(
                 "monitor alarm TargetTracking-{}-AlarmHigh in state ALARM: {} {} > {} \
                  for {} periods; changing the desired capacity from {desired} to {}{}",
@@ -413,33 +412,19 @@ impl TargetTracking {
                 plain(policy.target),
                 high.values.len(),
                 out.to,
-                if out.to == max {
-                    ", the maximum capacity"
-                } else {
-                    ""
-                },
+                limit.unwrap_or_default(),
             );
             self.last_out = Some(now);
-            return self.act(
-                now,
-                desired,
-                out.to,
-                Kind::ScaleOut,
-                Some(policy.metric),
-                cause,
-            );
+            return self.act(period, out.to, Kind::ScaleOut, Some(policy.metric), cause);
         }
         let Some(inn) = self.scale_in(desired, min) else {
             return Decision::default();
         };
-        if self
-            .last_activity
-            .is_some_and(|t| now < t + self.params.cooldown_in)
-        {
+        if cooling(self.last_activity, self.params.cooldown_in, now) {
             return Decision::default();
         }
         let policy = self.params.policies[inn.index];
-        let low = &self.streaks[inn.index].low;
+        let low = &self.runs[inn.index];
         let alarm = format!(
             "monitor alarm TargetTracking-{}-AlarmLow",
             policy.metric.label()
@@ -450,7 +435,7 @@ impl TargetTracking {
                  progress ({alarm} in state ALARM)",
                 inn.to
             );
-            return self.suppress(now, desired, inn.to, cause);
+            return self.suppress(period, inn.to, cause);
         }
         let limit = match inn.floor {
             Some(Floor::Minimum) => ", the minimum capacity".to_string(),
@@ -469,25 +454,20 @@ impl TargetTracking {
             low.values.len(),
             inn.to,
         );
-        self.act(
-            now,
-            desired,
-            inn.to,
-            Kind::ScaleIn,
-            Some(policy.metric),
-            cause,
-        )
+        self.act(period, inn.to, Kind::ScaleIn, Some(policy.metric), cause)
     }
 
     /// The largest proposal of the policies above target, if above `desired`.
     fn scale_out(&self, desired: u32, max: u32) -> Option<Proposal> {
         let p = &self.params;
         let mut best: Option<Proposal> = None;
-        for (index, (policy, s)) in p.policies.iter().zip(&self.streaks).enumerate() {
-            if s.high.len < p.out_periods.max(1) {
+        for (index, (policy, run)) in p.policies.iter().zip(&self.runs).enumerate() {
+            let Some(v) = run
+                .latest()
+                .filter(|_| run.on(Side::Above) >= p.out_periods.max(1))
+            else {
                 continue;
-            }
-            let Some(v) = s.high.latest() else { continue };
+            };
             let to = proportional(desired, v, policy.target)
                 .max(desired.saturating_add(1))
                 .min(max);
@@ -507,11 +487,10 @@ impl TargetTracking {
     fn scale_in(&self, desired: u32, min: u32) -> Option<Proposal> {
         let p = &self.params;
         let mut best: Option<Proposal> = None;
-        for (index, (policy, s)) in p.policies.iter().zip(&self.streaks).enumerate() {
-            if s.low.len < p.in_periods.max(1) {
-                return None;
-            }
-            let v = s.low.latest()?;
+        for (index, (policy, run)) in p.policies.iter().zip(&self.runs).enumerate() {
+            let v = run
+                .latest()
+                .filter(|_| run.on(Side::Below) >= p.in_periods.max(1))?;
             let own = proportional(desired, v, policy.target);
             let gradual = desired - step_in(desired);
             let to = own.max(gradual).max(min);
@@ -529,47 +508,48 @@ impl TargetTracking {
         best.filter(|b| b.to < desired)
     }
 
+    /// An activity from the period's desired count to `to`: every run ends.
     fn act(
         &mut self,
-        at: Millis,
-        from: u32,
+        p: &Period,
         to: u32,
         kind: Kind,
         policy: Option<Metric>,
         cause: String,
     ) -> Decision {
-        self.last_activity = Some(at);
-        for s in &mut self.streaks {
-            s.high.clear();
-            s.low.clear();
-        }
+        self.last_activity = Some(p.now);
+        self.runs.fill(Run::default());
+        let (at, from) = (p.now, p.desired);
+        let activity = Activity {
+            at,
+            from,
+            to,
+            kind,
+            policy,
+            cause,
+        };
         Decision {
-            activity: Some(Activity {
-                at,
-                from,
-                to,
-                kind,
-                policy,
-                cause,
-            }),
+            activity: Some(activity),
             suppressed: None,
         }
     }
 
-    fn suppress(&mut self, at: Millis, from: u32, to: u32, cause: String) -> Decision {
+    /// A scale-in to `to` suspended by the deployment: noted once per suspension.
+    fn suppress(&mut self, p: &Period, to: u32, cause: String) -> Decision {
         self.suspending = true;
-        if self.noted {
+        if std::mem::replace(&mut self.noted, true) {
             return Decision::default();
         }
-        self.noted = true;
+        let (at, from) = (p.now, p.desired);
+        let note = Suppressed {
+            at,
+            from,
+            to,
+            cause,
+        };
         Decision {
             activity: None,
-            suppressed: Some(Suppressed {
-                at,
-                from,
-                to,
-                cause,
-            }),
+            suppressed: Some(note),
         }
     }
 }
@@ -577,6 +557,11 @@ impl TargetTracking {
 /// Most tasks one scale-in removes from `desired`: half, rounded down, at least one.
 pub fn step_in(desired: u32) -> u32 {
     (desired / 2).max(1).min(desired)
+}
+
+/// An activity at `since` (if any) is less than `cooldown` ago.
+fn cooling(since: Option<Millis>, cooldown: Millis, now: Millis) -> bool {
+    since.is_some_and(|t| now < t.saturating_add(cooldown))
 }
 
 fn valid_target(target: f64) -> bool {
@@ -607,615 +592,4 @@ fn dedup(policies: &mut Vec<Policy>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The local default metrics period.
-    const P: Millis = 10_000;
-
-    fn cpu(target: f64) -> Policy {
-        Policy {
-            metric: Metric::Cpu,
-            target,
-        }
-    }
-
-    fn policy(metric: Metric, target: f64) -> Policy {
-        Policy { metric, target }
-    }
-
-    /// A supervisor stand-in: one period per step, activities applied.
-    struct Sim {
-        tt: TargetTracking,
-        now: Millis,
-        desired: u32,
-        deploying: bool,
-    }
-
-    impl Sim {
-        fn new(params: Params, desired: u32) -> Self {
-            Sim {
-                tt: TargetTracking::new(params),
-                now: 0,
-                desired,
-                deploying: false,
-            }
-        }
-
-        fn cpu(min: u32, max: u32, desired: u32) -> Self {
-            Sim::new(Params::new(min, max, vec![cpu(70.0)]), desired)
-        }
-
-        fn step(&mut self, readings: Readings) -> Decision {
-            self.now += P;
-            let d = self.tt.evaluate(&Period {
-                now: self.now,
-                readings,
-                desired: self.desired,
-                deploying: self.deploying,
-            });
-            assert!(
-                d.activity.is_none() || d.suppressed.is_none(),
-                "at most one of the two: {d:?}"
-            );
-            if let Some(a) = &d.activity {
-                assert_eq!(a.from, self.desired);
-                assert_eq!(a.at, self.now);
-                self.desired = a.to;
-            }
-            d
-        }
-
-        fn cpu_step(&mut self, v: Option<f64>) -> Decision {
-            self.step(Readings {
-                cpu: v,
-                ..Readings::default()
-            })
-        }
-
-        /// Feeds `n` periods of one CPU value; all but the last must decide nothing.
-        fn hold(&mut self, v: f64, n: usize) -> Decision {
-            for i in 1..n {
-                let d = self.cpu_step(Some(v));
-                assert_eq!(d, Decision::default(), "period {i} of {n} at {v}");
-            }
-            self.cpu_step(Some(v))
-        }
-
-        /// Feeds periods of one value until something is decided (at most `limit`).
-        fn until(&mut self, v: f64, limit: usize) -> (usize, Decision) {
-            for i in 1..=limit {
-                let d = self.cpu_step(Some(v));
-                if d != Decision::default() {
-                    return (i, d);
-                }
-            }
-            panic!("nothing decided in {limit} periods at {v}");
-        }
-    }
-
-    fn activity(d: Decision) -> Activity {
-        match d.activity {
-            Some(a) => a,
-            None => panic!("no activity: {d:?}"),
-        }
-    }
-
-    #[test]
-    fn scales_out_after_exactly_three_periods_above_target_not_two() {
-        let mut s = Sim::cpu(1, 10, 1);
-        assert_eq!(s.cpu_step(Some(93.1)), Decision::default());
-        assert_eq!(s.cpu_step(Some(95.0)), Decision::default(), "2 periods");
-        let a = activity(s.cpu_step(Some(91.2)));
-        assert_eq!((a.from, a.to, a.kind), (1, 2, Kind::ScaleOut));
-        assert_eq!(a.policy, Some(Metric::Cpu));
-        assert_eq!(
-            a.cause,
-            "monitor alarm TargetTracking-cpu-AlarmHigh in state ALARM: CPUUtilization \
-             93.1, 95.0, 91.2 > 70 for 3 periods; changing the desired capacity from 1 to 2"
-        );
-    }
-
-    #[test]
-    fn a_value_at_the_target_or_no_data_breaks_the_streak() {
-        let mut s = Sim::cpu(1, 10, 1);
-        for v in [Some(80.0), Some(80.0), Some(70.0), Some(80.0), Some(80.0)] {
-            assert_eq!(s.cpu_step(v), Decision::default(), "{v:?}");
-        }
-        assert!(s.cpu_step(Some(80.0)).activity.is_some());
-        let mut s = Sim::cpu(1, 10, 1);
-        for v in [Some(80.0), Some(80.0), None, Some(80.0), Some(80.0)] {
-            assert_eq!(s.cpu_step(v), Decision::default(), "{v:?}");
-        }
-        assert!(s.cpu_step(Some(80.0)).activity.is_some());
-        let mut s = Sim::cpu(1, 10, 1);
-        for v in [80.0, 80.0, f64::NAN, 80.0, 80.0] {
-            assert_eq!(s.cpu_step(Some(v)), Decision::default(), "NaN is no data");
-        }
-        assert!(s.cpu_step(Some(80.0)).activity.is_some());
-    }
-
-    #[test]
-    fn scale_out_is_proportional_and_at_least_one_task() {
-        for (desired, value, want) in [(4, 100.0, 6), (2, 71.0, 3), (10, 70.01, 11), (3, 280.0, 12)]
-        {
-            let mut s = Sim::cpu(1, 20, desired);
-            let a = activity(s.hold(value, 3));
-            assert_eq!(a.to, want, "{desired} tasks at {value}");
-        }
-    }
-
-    #[test]
-    fn scale_out_stops_at_the_maximum() {
-        let mut s = Sim::cpu(1, 5, 4);
-        let a = activity(s.hold(100.0, 3));
-        assert_eq!(a.to, 5);
-        assert!(
-            a.cause.ends_with("from 4 to 5, the maximum capacity"),
-            "{}",
-            a.cause
-        );
-        for _ in 0..20 {
-            assert_eq!(
-                s.cpu_step(Some(100.0)),
-                Decision::default(),
-                "at the maximum"
-            );
-        }
-    }
-
-    #[test]
-    fn a_worker_scales_out_from_zero() {
-        let p = Params::new(0, 5, vec![policy(Metric::BacklogPerTask, 10.0)]);
-        let mut s = Sim::new(p, 0);
-        let backlog = Readings {
-            backlog_per_task: Some(50.0),
-            ..Readings::default()
-        };
-        assert_eq!(s.step(backlog), Decision::default());
-        assert_eq!(s.step(backlog), Decision::default());
-        let a = activity(s.step(backlog));
-        assert_eq!((a.from, a.to), (0, 1));
-        assert!(
-            a.cause.contains("TargetTracking-backlog-AlarmHigh"),
-            "{}",
-            a.cause
-        );
-        assert!(
-            a.cause.contains("BacklogPerTask 50.0, 50.0, 50.0 > 10"),
-            "{}",
-            a.cause
-        );
-    }
-
-    #[test]
-    fn scales_in_after_exactly_fifteen_periods_below_not_fourteen() {
-        let mut s = Sim::cpu(1, 10, 4);
-        let a = activity(s.hold(30.0, 15));
-        assert_eq!((a.from, a.to, a.kind), (4, 2, Kind::ScaleIn));
-        let values = vec!["30.0"; 15].join(", ");
-        assert_eq!(
-            a.cause,
-            format!(
-                "monitor alarm TargetTracking-cpu-AlarmLow in state ALARM: CPUUtilization \
-                 {values} < 63 for 15 periods; changing the desired capacity from 4 to 2"
-            )
-        );
-    }
-
-    #[test]
-    fn the_scale_in_threshold_is_strictly_below_ninety_percent_of_the_target() {
-        let mut s = Sim::cpu(1, 20, 10);
-        for _ in 0..30 {
-            assert_eq!(s.cpu_step(Some(63.0)), Decision::default(), "63 = 0.9 × 70");
-            assert_eq!(s.tt.progress()[0].below, 0);
-        }
-        let (n, d) = s.until(62.9, 30);
-        assert_eq!(n, 15);
-        let a = activity(d);
-        assert_eq!((a.kind, a.to), (Kind::ScaleIn, 9), "ceil(10 × 62.9 / 70)");
-        let p = Params::new(1, 20, vec![cpu(100.0)]);
-        let mut s = Sim::new(p, 10);
-        for v in [90.0, 95.0, 100.0] {
-            for _ in 0..20 {
-                assert_eq!(s.cpu_step(Some(v)), Decision::default(), "{v} of 100");
-                let p = s.tt.progress()[0];
-                assert_eq!((p.above, p.below), (0, 0), "no streak at {v}");
-            }
-        }
-        s.cpu_step(Some(89.99));
-        assert_eq!(s.tt.progress()[0].below, 1);
-    }
-
-    #[test]
-    fn scale_in_is_gradual_and_stops_at_the_minimum() {
-        let mut p = Params::new(1, 20, vec![cpu(70.0)]);
-        p.cooldown_in = 0;
-        let mut s = Sim::new(p, 10);
-        let a = activity(s.hold(1.0, 15));
-        assert_eq!(a.to, 5, "at most half");
-        assert!(
-            a.cause
-                .ends_with("from 10 to 5 (a scale-in removes at most 5 of 10 tasks)"),
-            "{}",
-            a.cause
-        );
-        assert_eq!(activity(s.hold(1.0, 15)).to, 3);
-        assert_eq!(activity(s.hold(1.0, 15)).to, 2);
-        assert_eq!(activity(s.hold(1.0, 15)).to, 1);
-        for _ in 0..40 {
-            assert_eq!(s.cpu_step(Some(1.0)), Decision::default(), "at the minimum");
-        }
-        let mut s = Sim::cpu(3, 10, 4);
-        let a = activity(s.hold(1.0, 15));
-        assert_eq!(a.to, 3);
-        assert!(
-            a.cause.ends_with("from 4 to 3, the minimum capacity"),
-            "{}",
-            a.cause
-        );
-        let mut s = Sim::cpu(0, 10, 1);
-        assert_eq!(
-            activity(s.hold(0.0, 15)).to,
-            0,
-            "one task may go when min is 0"
-        );
-    }
-
-    #[test]
-    fn scale_in_goes_to_the_proportional_capacity_when_it_is_within_half() {
-        let mut s = Sim::cpu(1, 20, 10);
-        // ceil(10 × 50 / 70) = 8.
-        let a = activity(s.hold(50.0, 15));
-        assert_eq!(a.to, 8);
-        assert!(a.cause.ends_with("from 10 to 8"), "{}", a.cause);
-    }
-
-    #[test]
-    fn no_scale_out_within_the_scale_out_cooldown() {
-        let mut s = Sim::cpu(1, 10, 1);
-        let first = activity(s.hold(100.0, 3));
-        assert_eq!(first.at, 3 * P);
-        // Streak complete again at 6P, but the cooldown (60 s) runs to 9P.
-        let (n, d) = s.until(100.0, 10);
-        let a = activity(d);
-        assert_eq!(n, 6);
-        assert_eq!(a.at, first.at + 60_000);
-        assert!(
-            a.cause.contains("100.0, 100.0, 100.0 > 70 for 3 periods"),
-            "{}",
-            a.cause
-        );
-    }
-
-    #[test]
-    fn the_streaks_start_afresh_after_an_activity() {
-        let mut p = Params::new(1, 10, vec![cpu(70.0)]);
-        p.cooldown_out = 0;
-        let mut s = Sim::new(p, 1);
-        activity(s.hold(100.0, 3));
-        let (n, _) = s.until(100.0, 10);
-        assert_eq!(n, 3, "three new periods, not one");
-    }
-
-    #[test]
-    fn no_scale_in_within_the_scale_in_cooldown_after_any_activity() {
-        let mut s = Sim::cpu(1, 10, 2);
-        let out = activity(s.hold(100.0, 3));
-        let (_, d) = s.until(10.0, 100);
-        let a = activity(d);
-        assert_eq!(a.kind, Kind::ScaleIn);
-        assert_eq!(a.at, out.at + 300_000, "cooldown_in after a scale-out");
-        let (_, d) = s.until(10.0, 100);
-        assert_eq!(
-            activity(d).at,
-            a.at + 300_000,
-            "cooldown_in after a scale-in"
-        );
-    }
-
-    #[test]
-    fn scale_out_is_not_held_back_by_a_recent_scale_in() {
-        let mut s = Sim::cpu(1, 10, 4);
-        let inn = activity(s.hold(10.0, 15));
-        let out = activity(s.hold(100.0, 3));
-        assert_eq!(out.at, inn.at + 3 * P);
-    }
-
-    #[test]
-    fn the_largest_scale_out_proposal_wins() {
-        let p = Params::new(
-            1,
-            20,
-            vec![cpu(70.0), policy(Metric::RequestsPerTarget, 100.0)],
-        );
-        let mut s = Sim::new(p, 2);
-        let r = Readings {
-            cpu: Some(80.0),
-            requests_per_target: Some(300.0),
-            ..Readings::default()
-        };
-        s.step(r);
-        s.step(r);
-        let a = activity(s.step(r));
-        assert_eq!((a.to, a.policy), (6, Some(Metric::RequestsPerTarget)));
-        assert!(
-            a.cause.starts_with(
-                "monitor alarm TargetTracking-requests-AlarmHigh in state ALARM: \
-                 RequestCountPerTarget 300.0, 300.0, 300.0 > 100"
-            ),
-            "{}",
-            a.cause
-        );
-    }
-
-    #[test]
-    fn any_policy_above_target_scales_out_while_another_is_low() {
-        let p = Params::new(1, 20, vec![cpu(70.0), policy(Metric::Memory, 70.0)]);
-        let mut s = Sim::new(p, 2);
-        let r = Readings {
-            cpu: Some(10.0),
-            memory: Some(90.0),
-            ..Readings::default()
-        };
-        s.step(r);
-        s.step(r);
-        let a = activity(s.step(r));
-        assert_eq!((a.to, a.policy), (3, Some(Metric::Memory)));
-    }
-
-    #[test]
-    fn scale_in_needs_every_policy_below() {
-        let p = Params::new(1, 20, vec![cpu(70.0), policy(Metric::Memory, 70.0)]);
-        let mut s = Sim::new(p, 4);
-        let r = Readings {
-            cpu: Some(10.0),
-            memory: Some(65.0),
-            ..Readings::default()
-        };
-        for _ in 0..40 {
-            assert_eq!(s.step(r), Decision::default(), "memory is not low");
-        }
-    }
-
-    #[test]
-    fn one_policy_without_data_blocks_scale_in() {
-        let p = Params::new(1, 20, vec![cpu(70.0), policy(Metric::Memory, 70.0)]);
-        let mut s = Sim::new(p, 4);
-        let both = Readings {
-            cpu: Some(10.0),
-            memory: Some(10.0),
-            ..Readings::default()
-        };
-        let cpu_only = Readings {
-            memory: None,
-            ..both
-        };
-        for _ in 0..14 {
-            assert_eq!(s.step(both), Decision::default());
-        }
-        assert_eq!(s.step(cpu_only), Decision::default(), "memory had no data");
-        for _ in 0..14 {
-            assert_eq!(
-                s.step(both),
-                Decision::default(),
-                "memory's streak restarted"
-            );
-        }
-        assert_eq!(activity(s.step(both)).kind, Kind::ScaleIn);
-        for _ in 0..40 {
-            assert_eq!(s.step(cpu_only), Decision::default());
-        }
-    }
-
-    #[test]
-    fn a_reading_no_policy_tracks_is_ignored() {
-        let mut s = Sim::cpu(1, 10, 4);
-        let r = Readings {
-            cpu: Some(10.0),
-            memory: None,
-            requests_per_target: Some(1e9),
-            backlog_per_task: None,
-        };
-        for _ in 0..14 {
-            assert_eq!(s.step(r), Decision::default());
-        }
-        assert_eq!(activity(s.step(r)).kind, Kind::ScaleIn);
-    }
-
-    #[test]
-    fn the_most_conservative_scale_in_proposal_wins() {
-        let p = Params::new(1, 20, vec![cpu(70.0), policy(Metric::Memory, 70.0)]);
-        let mut s = Sim::new(p, 8);
-        // cpu: ceil(8 × 10 / 70) = 2 (4 after the half rule); memory: ceil(8 × 50 / 70) = 6.
-        let r = Readings {
-            cpu: Some(10.0),
-            memory: Some(50.0),
-            ..Readings::default()
-        };
-        for _ in 0..14 {
-            s.step(r);
-        }
-        let a = activity(s.step(r));
-        assert_eq!((a.to, a.policy), (6, Some(Metric::Memory)));
-        assert!(
-            a.cause.starts_with("monitor alarm TargetTracking-memory-AlarmLow in state ALARM: MemoryUtilization 50.0"),
-            "{}",
-            a.cause
-        );
-    }
-
-    #[test]
-    fn a_deployment_suspends_scale_in_once_noted_then_it_resumes() {
-        let mut s = Sim::cpu(1, 10, 4);
-        s.deploying = true;
-        let d = s.hold(10.0, 15);
-        assert_eq!(d.activity, None);
-        let note = d
-            .suppressed
-            .as_ref()
-            .map(|n| (n.from, n.to, n.at, n.cause.as_str()));
-        assert_eq!(
-            note,
-            Some((
-                4,
-                2,
-                15 * P,
-                "scale-in from 4 to 2 suspended while a deployment is in progress \
-                 (monitor alarm TargetTracking-cpu-AlarmLow in state ALARM)"
-            ))
-        );
-        for _ in 0..10 {
-            assert_eq!(s.cpu_step(Some(10.0)), Decision::default(), "noted once");
-        }
-        s.deploying = false;
-        let a = activity(s.cpu_step(Some(10.0)));
-        assert_eq!((a.from, a.to), (4, 2));
-        // A later suspension (after the scale-in cooldown) is noted again.
-        s.deploying = true;
-        let (n, d) = s.until(10.0, 100);
-        assert_eq!(n, 30, "the 300 s scale-in cooldown first");
-        assert_eq!(d.suppressed.map(|n| (n.from, n.to)), Some((2, 1)));
-    }
-
-    #[test]
-    fn a_deployment_does_not_suspend_scale_out() {
-        let mut s = Sim::cpu(1, 10, 2);
-        s.deploying = true;
-        let a = activity(s.hold(100.0, 3));
-        assert_eq!((a.kind, a.to), (Kind::ScaleOut, 3));
-    }
-
-    #[test]
-    fn a_desired_count_out_of_bounds_goes_to_the_nearest_bound() {
-        let mut s = Sim::cpu(1, 10, 0);
-        let a = activity(s.cpu_step(None));
-        assert_eq!(
-            (a.from, a.to, a.kind, a.policy),
-            (0, 1, Kind::Minimum, None)
-        );
-        assert_eq!(
-            a.cause,
-            "the desired capacity 0 is below the minimum capacity 1; changing the desired \
-             capacity from 0 to 1"
-        );
-        let mut s = Sim::cpu(1, 10, 12);
-        let a = activity(s.cpu_step(Some(100.0)));
-        assert_eq!((a.to, a.kind), (10, Kind::Maximum));
-        assert_eq!(
-            a.cause,
-            "the desired capacity 12 is above the maximum capacity 10; changing the desired \
-             capacity from 12 to 10"
-        );
-        // min above max: min wins.
-        let mut s = Sim::cpu(3, 2, 5);
-        assert_eq!(activity(s.cpu_step(None)).to, 3);
-    }
-
-    #[test]
-    fn the_maximum_waits_for_the_deployment_the_minimum_does_not() {
-        let mut s = Sim::cpu(1, 10, 12);
-        s.deploying = true;
-        let d = s.cpu_step(None);
-        assert_eq!(d.activity, None);
-        assert_eq!(d.suppressed.map(|n| (n.from, n.to)), Some((12, 10)));
-        assert_eq!(s.cpu_step(None), Decision::default());
-        s.deploying = false;
-        assert_eq!(activity(s.cpu_step(None)).to, 10);
-        let mut s = Sim::cpu(2, 10, 1);
-        s.deploying = true;
-        assert_eq!(activity(s.cpu_step(None)).to, 2);
-    }
-
-    #[test]
-    fn a_bound_activity_ends_the_streaks_and_starts_the_scale_in_cooldown() {
-        let mut s = Sim::cpu(1, 10, 4);
-        for _ in 0..14 {
-            s.cpu_step(Some(10.0));
-        }
-        s.desired = 12; // a manual scale beyond the maximum
-        assert_eq!(activity(s.cpu_step(Some(10.0))).kind, Kind::Maximum);
-        let (n, d) = s.until(10.0, 100);
-        assert_eq!(activity(d).kind, Kind::ScaleIn);
-        assert_eq!(n, 30, "the 300 s scale-in cooldown, not the old streak");
-    }
-
-    #[test]
-    fn update_keeps_the_cooldowns_and_restarts_changed_streaks() {
-        let params = Params::new(1, 10, vec![cpu(70.0)]);
-        let mut s = Sim::new(params.clone(), 1);
-        activity(s.hold(100.0, 3));
-        s.cpu_step(Some(100.0));
-        s.cpu_step(Some(100.0));
-        s.tt.update(Params {
-            max: 20,
-            ..params.clone()
-        });
-        assert_eq!(s.tt.progress()[0].above, 2, "same policies: streaks kept");
-        s.tt.update(Params::new(1, 20, vec![cpu(60.0)]));
-        assert_eq!(s.tt.progress()[0].above, 0, "a new target: streaks restart");
-        let (n, d) = s.until(100.0, 10);
-        assert_eq!(n, 4, "the cooldown from the first scale-out still holds");
-        assert_eq!(activity(d).from, 2);
-    }
-
-    #[test]
-    fn progress_counts_the_streaks_and_duplicates_are_dropped() {
-        let p = Params::new(
-            1,
-            10,
-            vec![cpu(70.0), cpu(50.0), policy(Metric::Memory, 80.0)],
-        );
-        let mut s = Sim::new(p, 2);
-        assert_eq!(s.tt.params().policies.len(), 2);
-        s.step(Readings {
-            cpu: Some(90.0),
-            memory: Some(10.0),
-            ..Readings::default()
-        });
-        s.step(Readings {
-            cpu: Some(90.0),
-            memory: Some(10.0),
-            ..Readings::default()
-        });
-        let p = s.tt.progress();
-        assert_eq!((p[0].metric, p[0].above, p[0].below), (Metric::Cpu, 2, 0));
-        assert_eq!(
-            (p[1].metric, p[1].above, p[1].below),
-            (Metric::Memory, 0, 2)
-        );
-    }
-
-    #[test]
-    fn a_policy_with_an_invalid_target_never_acts() {
-        let mut s = Sim::new(Params::new(1, 10, vec![cpu(0.0)]), 4);
-        for _ in 0..40 {
-            assert_eq!(s.cpu_step(Some(100.0)), Decision::default());
-        }
-    }
-
-    #[test]
-    fn step_in_is_half_rounded_down_at_least_one() {
-        assert_eq!(
-            [0, 1, 2, 3, 4, 5, 10, 11].map(step_in),
-            [0, 1, 1, 1, 2, 2, 5, 5]
-        );
-    }
-
-    #[test]
-    fn activities_serialize_for_the_control_answer() {
-        let mut s = Sim::cpu(1, 10, 0);
-        let a = activity(s.cpu_step(None));
-        let v = serde_json::to_value(&a).unwrap_or_default();
-        assert_eq!(v["kind"], "minimum");
-        assert_eq!(v["to"], 1);
-        assert_eq!(v["policy"], serde_json::Value::Null);
-        let mut s = Sim::cpu(1, 10, 1);
-        let a = activity(s.hold(100.0, 3));
-        let v = serde_json::to_value(&a).unwrap_or_default();
-        assert_eq!(
-            (v["kind"].as_str(), v["policy"].as_str()),
-            (Some("scale-out"), Some("cpu"))
-        );
-    }
-}
+mod tests;
