@@ -108,7 +108,8 @@ pub fn of(
     let queue = |q: &str, dlq: bool| crate::spec::queue_name(project, env, svc, q, dlq);
     let scaling = cfg.get(keys::LOCAL_AUTOSCALING).then(|| Scaling {
         min: min.max(0) as u32,
-        max: max.max(1) as u32,
+        // At most 64 tasks locally, as `local.count` and `pantstack scale`.
+        max: max.clamp(1, 64) as u32,
         cpu: cfg.get(keys::CPU_TARGET),
         memory: cfg.get(keys::MEMORY_TARGET),
         requests: (!worker)

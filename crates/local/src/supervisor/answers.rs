@@ -113,8 +113,11 @@ impl Supervisor {
                     stat.as_deref(),
                 ));
             }
-            Request::Activity { .. } | Request::Alarms { .. } => {
-                let _ = reply.send(json!({ "done": true, "error": "not built yet" }));
+            Request::Activity { service } => {
+                let _ = reply.send(self.activity_answer(service.as_deref()));
+            }
+            Request::Alarms { service } => {
+                let _ = reply.send(self.alarms_answer(service.as_deref()));
             }
             Request::RotateKey => {
                 let r = self.aws.core.rotate_key().await;

@@ -317,11 +317,6 @@ impl Supervisor {
     }
 }
 
-impl Supervisor {
-    /// What a unit's ended period changes: target tracking and alarms.
-    async fn after_period(&mut self, _name: &str, _now: Millis) {}
-}
-
 /// The statistic a metric is usually read with.
 fn default_stat(name: &str) -> &'static str {
     if name.ends_with("Count") && !name.contains("Task") && !name.contains("Host")

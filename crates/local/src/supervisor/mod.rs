@@ -301,6 +301,8 @@ pub struct Supervisor {
     logs_job: Option<tokio::task::JoinHandle<()>>,
     /// The built-in metrics' collector (`metrics`).
     metrics: metrics::MetricsRt,
+    /// Target tracking and alarms (`watch`).
+    watch: watch::WatchRt,
 }
 
 fn now_text() -> String {
@@ -405,6 +407,7 @@ impl Supervisor {
             logs_kept_at: 0,
             logs_job: None,
             metrics: metrics::MetricsRt::default(),
+            watch: watch::WatchRt::default(),
         };
         state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
@@ -690,6 +693,7 @@ mod metrics;
 mod run;
 mod spot;
 mod tick;
+mod watch;
 
 pub use aws::Aws;
 use aws::{raise_nofile_limit, start_aws};

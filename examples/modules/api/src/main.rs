@@ -322,6 +322,23 @@ fn api(cloud: &Cloud, token: Option<&str>, req: Request) -> Response {
         .collect();
     match (req.method.as_str(), segments.as_slice()) {
         ("GET", ["healthz"]) => text(200, "ok"),
+        // Drills for the local cloud's metrics, target tracking and alarms: CPU
+        // work for `ms` milliseconds (at most 2000), and a forced 500.
+        ("GET", ["busy"]) => {
+            let ms = query_param(&req.path, "ms")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(100)
+                .min(2000);
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+            let mut x = 0u64;
+            while std::time::Instant::now() < until {
+                for i in 0..10_000u64 {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+                }
+            }
+            text(200, &format!("busy {ms} ms ({})", x % 10))
+        }
+        ("GET", ["error"]) => text(500, "a forced error (GET /error)"),
         ("POST", ["jobs"]) => {
             if let Some(t) = token
                 && req.authorization.as_deref() != Some(&format!("Bearer {t}"))
