@@ -5,6 +5,8 @@
 //! The metrics period is 1 s here (`local.metrics.period`), so "3 periods" and
 //! "15 periods" are seconds.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
+
 mod common;
 
 use common::{Cloud, text};
