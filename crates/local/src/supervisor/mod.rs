@@ -299,6 +299,10 @@ pub struct Supervisor {
     /// When log retention last ran (`logs::KEEP_LOGS_EVERY`), and its job.
     logs_kept_at: Millis,
     logs_job: Option<tokio::task::JoinHandle<()>>,
+    /// The web dashboard, bound at the start and served by `run` (None once
+    /// serving, or when it could not bind), and its URL (`status`).
+    dashboard: Option<crate::dashboard::Dashboard>,
+    dashboard_url: Option<String>,
 }
 
 fn now_text() -> String {
@@ -373,6 +377,11 @@ impl Supervisor {
             units.retain(|u| cfg.only.contains(&u.service));
         }
         let (events, _) = broadcast::channel(1024);
+        // A dashboard that cannot start leaves the local cloud running without it.
+        let dashboard = crate::dashboard::Dashboard::bind(&paths.dir)
+            .await
+            .map_err(|e| eprintln!("no dashboard: {e}"))
+            .ok();
         let mut sup = Supervisor {
             cfg,
             paths,
@@ -402,6 +411,8 @@ impl Supervisor {
             batch: 0,
             logs_kept_at: 0,
             logs_job: None,
+            dashboard_url: dashboard.as_ref().map(crate::dashboard::Dashboard::url),
+            dashboard,
         };
         state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;
