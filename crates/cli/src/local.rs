@@ -108,6 +108,9 @@ fn status_of(rt: &tokio::runtime::Runtime, out: &Out, paths: &Paths) -> Result<(
         st["environment"].as_str().unwrap_or("?"),
         st["pid"]
     );
+    if let Some(url) = st["dashboard"].as_str() {
+        println!("{} {url}", out.bold("dashboard:"));
+    }
     for u in st["units"].as_array().into_iter().flatten() {
         let dep = if u["deployment"].is_null() {
             String::new()

@@ -8,6 +8,7 @@ pub mod build;
 pub mod client;
 pub mod control;
 pub mod core;
+pub mod dashboard;
 pub mod history;
 pub mod logs;
 pub mod metrics;

@@ -198,6 +198,10 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         for (unit, port) in sup.ports() {
             println!("  {unit:<14} http://127.0.0.1:{port}");
         }
+        // Not into supervisor.log (`--supervise`): the URL carries the token.
+        if let Some(url) = sup.dashboard_url().filter(|_| live) {
+            println!("dashboard: {url}");
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

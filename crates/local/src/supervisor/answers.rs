@@ -60,7 +60,7 @@ impl Supervisor {
                 })
             })
             .collect();
-        json!({ "environment": self.cfg.env, "project": self.project, "pid": std::process::id(), "units": units })
+        json!({ "environment": self.cfg.env, "project": self.project, "pid": std::process::id(), "dashboard": self.dashboard_url, "units": units })
     }
 
     pub(super) fn units_of_service(&self, service: &str) -> Vec<String> {

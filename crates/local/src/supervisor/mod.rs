@@ -303,6 +303,10 @@ pub struct Supervisor {
     metrics: metrics::MetricsRt,
     /// Target tracking and alarms (`watch`).
     watch: watch::WatchRt,
+    /// The web dashboard, bound at the start and served by `run` (None once
+    /// serving, or when it could not bind), and its URL (`status`).
+    dashboard: Option<crate::dashboard::Dashboard>,
+    dashboard_url: Option<String>,
 }
 
 fn now_text() -> String {
@@ -377,6 +381,11 @@ impl Supervisor {
             units.retain(|u| cfg.only.contains(&u.service));
         }
         let (events, _) = broadcast::channel(1024);
+        // A dashboard that cannot start leaves the local cloud running without it.
+        let dashboard = crate::dashboard::Dashboard::bind(&paths.dir)
+            .await
+            .map_err(|e| eprintln!("no dashboard: {e}"))
+            .ok();
         let mut sup = Supervisor {
             cfg,
             paths,
@@ -408,6 +417,8 @@ impl Supervisor {
             logs_job: None,
             metrics: metrics::MetricsRt::default(),
             watch: watch::WatchRt::default(),
+            dashboard_url: dashboard.as_ref().map(crate::dashboard::Dashboard::url),
+            dashboard,
         };
         state::private_dir(&sup.paths.dir.join("access"))
             .map_err(|e| format!("cannot create {}: {e}", sup.paths.dir.display()))?;

@@ -151,6 +151,11 @@ impl Supervisor {
         &self.paths
     }
 
+    /// The web dashboard's address (`http://127.0.0.1:PORT/TOKEN/`), if it runs.
+    pub fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard_url.as_deref()
+    }
+
     /// Serves the control socket and reconciles until `down` (or `shutdown`).
     /// Returns the environment's lock: the caller keeps it until the process exits
     /// (the AWS endpoint's thread may still hold its state for a moment).
@@ -167,6 +172,10 @@ impl Supervisor {
             .map_err(|e| format!("cannot restrict {}: {e}", sock.display()))?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Call>();
         let events = self.events.clone();
+        let dashboard = self
+            .dashboard
+            .take()
+            .map(|d| d.serve(tx.clone(), self.events.subscribe(), self.paths.logs()));
         let own = crate::control::own_uid();
         tokio::spawn(async move {
             loop {
@@ -233,6 +242,9 @@ impl Supervisor {
                     let _ = w.send(json!({ "final": true, "unit": name, "deployment": record }));
                 }
             }
+        }
+        if let Some(d) = dashboard {
+            d.abort();
         }
         self.emit("-", "down", "every task stopped".into());
         self.save();
