@@ -77,6 +77,15 @@ pub(super) fn add_service(
             });
         }
         props["LoadBalancers"] = json!([lb]);
+        // ECS deployment alarms (Copilot's rollback alarms): the service's target
+        // 5xx and unhealthy-hosts alarms in ALARM fail a deployment and roll it back.
+        if cfg.get(keys::ROLLBACK_ALARMS) {
+            deployment["Alarms"] = json!({
+                "AlarmNames": [cx.names.alarm(name, "target-5xx"), cx.names.alarm(name, "unhealthy-hosts")],
+                "Enable": true,
+                "Rollback": true,
+            });
+        }
         if t.has_resource("HttpsListener") {
             depends.push("HttpsListener");
         }
