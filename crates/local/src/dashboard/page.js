@@ -210,9 +210,9 @@ function chart(title, lines, unitLabel) {
 function seriesLabel(s) {
   const dims = s.dimensions || {};
   const extra = Object.entries(dims)
-    .filter(([k]) => k !== 'ServiceName' && k !== 'ClusterName')
+    .filter(([k]) => !['ServiceName', 'ClusterName', 'QueueName', 'LoadBalancer', 'TargetGroup'].includes(k))
     .map(([k, v]) => k + '=' + v).join(' ');
-  return (s.unit || dims.ServiceName || '?') + (s.stat && s.stat !== 'Average' ? ' ' + s.stat : '') + (extra ? ' ' + extra : '');
+  return (s.unit || dims.ServiceName || dims.QueueName || '?') + (s.stat && s.stat !== 'Average' ? ' ' + s.stat : '') + (extra ? ' ' + extra : '');
 }
 function drawMetrics(m, failed) {
   const charts = el('div', 'charts');
@@ -229,7 +229,13 @@ function drawMetrics(m, failed) {
       if (!byMetric.has(key)) byMetric.set(key, []);
       byMetric.get(key).push({ label: seriesLabel(s), points: s.points || [] });
     }
-    for (const [k, lines] of byMetric) {
+    // The metrics a reader looks at first, first; the rest by name.
+    const first = ['CPUUtilization', 'MemoryUtilization', 'RequestCount', 'TargetResponseTime',
+      'HTTPCode_Target_5XX_Count', 'RunningTaskCount', 'UnHealthyHostCount',
+      'ApproximateNumberOfMessagesVisible', 'ApproximateAgeOfOldestMessage'];
+    const rank = k => { const i = first.indexOf(k.split(' ').pop()); return i < 0 ? first.length : i; };
+    const ordered = [...byMetric.entries()].sort((a, b) => rank(a[0]) - rank(b[0]) || a[0].localeCompare(b[0]));
+    for (const [k, lines] of ordered) {
       const c = chart(k, lines);
       c.dataset.source = 'metrics';
       charts.append(c);
