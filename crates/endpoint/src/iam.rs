@@ -11,7 +11,7 @@
 //! needs the `…Version` action, multipart calls need `s3:PutObject`, `CopyObject`
 //! needs `s3:GetObject` on its source too.
 
-use crate::request::{Action, Call, Resource, Service, SqsAction, SsmAction};
+use crate::request::{Action, Call, Request, Resource, Service, SqsAction, SsmRequest};
 
 /// One `Allow` statement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -153,12 +153,8 @@ pub fn call_request(call: &Call, region: &str, account: &str) -> Vec<(String, St
         Resource::Task(_) => vec![(action, queue("*"))],
         // PutParameter with `Tags` also needs `ssm:AddTagsToResource`, as on AWS.
         Resource::Parameter(p)
-            if call.action == Action::Ssm(SsmAction::PutParameter)
-                && call
-                    .input
-                    .get("Tags")
-                    .and_then(|t| t.as_array())
-                    .is_some_and(|t| !t.is_empty()) =>
+            if matches!(&call.request, Request::Ssm(SsmRequest::PutParameter(r))
+                if r.tags.as_ref().is_some_and(|t| !t.is_empty())) =>
         {
             vec![
                 (action, parameter(p)),

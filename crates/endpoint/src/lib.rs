@@ -652,7 +652,10 @@ impl Core {
     }
 
     async fn receive(&self, call: &request::Call, _sender: &str) -> Result<Value, ApiError> {
-        let input = &call.input;
+        let request::Request::Sqs(request::SqsRequest::ReceiveMessage(input)) = &call.request
+        else {
+            return Err(ApiError::internal("a receive without its request"));
+        };
         let name = call.queue().unwrap_or_default().to_string();
         let (wait, notify) = {
             let s = lock(&self.sqs);

@@ -184,7 +184,7 @@ fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Erro
 pub async fn serve(
     stream: UnixStream,
     to_supervisor: mpsc::UnboundedSender<Call>,
-    mut events: broadcast::Receiver<Value>,
+    mut events: broadcast::Receiver<crate::supervisor::Event>,
 ) {
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r.take(MAX_REQUEST as u64)).lines();
@@ -237,7 +237,7 @@ pub async fn serve(
             ev = events.recv(), if stream_events => {
                 match ev {
                     Ok(ev) => {
-                        let relevant = every_event || units.as_ref().is_some_and(|u| ev["unit"].as_str().is_some_and(|x| u.contains(x)));
+                        let relevant = every_event || units.as_ref().is_some_and(|u| u.contains(&ev.unit));
                         if relevant && w.write_all(format!("{}\n", json!({"event": ev})).as_bytes()).await.is_err() {
                             break;
                         }

@@ -213,6 +213,7 @@ pub fn up(global: &Global, out: &Out, a: &UpArgs) -> Result<(), Failure> {
         });
         tokio::spawn(async move {
             while let Ok(ev) = events.recv().await {
+                let ev = ev.to_json();
                 if live {
                     print_event(&out2, &ev);
                 } else {

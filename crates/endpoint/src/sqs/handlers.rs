@@ -6,7 +6,8 @@ use super::policy::*;
 use super::state::*;
 use super::{MAX_BATCH_BYTES, MAX_TAGS, MAX_WAIT_SECS, Millis};
 use crate::error::ApiError;
-use crate::request::{Action, Call, Resource, SqsAction, name_of_arn};
+use crate::request::sqs::*;
+use crate::request::{Call, Entry, Request, Resource, name_of_arn};
 use pantstack_sqs::attributes::SETTABLE;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -98,9 +99,14 @@ impl Sqs {
     }
 
     /// The wait of a ReceiveMessage: its WaitTimeSeconds, else the queue's.
-    pub fn wait_secs(&self, name: &str, input: &Value) -> Result<u64, ApiError> {
+    pub fn wait_secs(&self, name: &str, r: &ReceiveMessage) -> Result<u64, ApiError> {
         let q = self.queues.get(name).ok_or_else(no_queue)?;
-        match ranged(input, "WaitTimeSeconds", 0, MAX_WAIT_SECS as i64)? {
+        match ranged(
+            r.wait_time_seconds,
+            "WaitTimeSeconds",
+            0,
+            MAX_WAIT_SECS as i64,
+        )? {
             Some(w) => Ok(w),
             None => Ok(q
                 .attrs
@@ -121,14 +127,13 @@ impl Sqs {
     ) -> Result<(Value, Vec<Op>), ApiError> {
         let account = self.account.clone();
         let url = |name: &str| pantstack_model::physical::queue_url(base_url, &account, name);
-        let Action::Sqs(action) = call.action else {
+        let Request::Sqs(request) = &call.request else {
             return Err(ApiError::bad(
                 "InvalidAction",
                 format!("The action {} is not valid for this endpoint.", call.action),
             )
             .with_query_code("InvalidAction"));
         };
-        let input = &call.input;
         // The queue comes from the parsed call (what IAM checked), never from input.
         let queue_name = || -> Result<String, ApiError> {
             call.queue()
@@ -136,12 +141,13 @@ impl Sqs {
                 .ok_or_else(|| missing("QueueUrl"))
         };
         let mut ops = Vec::new();
-        let out = match action {
-            SqsAction::CreateQueue => {
+        let out = match request {
+            SqsRequest::CreateQueue(r) => {
                 let name = queue_name()?;
                 let name = name.as_str();
-                let attrs = string_map(input.get("Attributes"), "Attributes")?;
-                let tags = string_map(input.get("tags").or_else(|| input.get("Tags")), "tags")?;
+                let attrs = r.attributes.clone().unwrap_or_default();
+                let tags = r.tags.as_ref().or(r.query_tags.as_ref());
+                let tags = tags.cloned().unwrap_or_default();
                 if tags.len() > MAX_TAGS {
                     return Err(invalid(format!("Too many tags added for queue {name}.")));
                 }
@@ -162,7 +168,7 @@ impl Sqs {
                 }
                 json!({ "QueueUrl": url(name) })
             }
-            SqsAction::GetQueueUrl => {
+            SqsRequest::GetQueueUrl(_) => {
                 let name = queue_name()?;
                 let name = name.as_str();
                 if !self.queues.contains_key(name) {
@@ -170,10 +176,10 @@ impl Sqs {
                 }
                 json!({ "QueueUrl": url(name) })
             }
-            SqsAction::ListQueues => {
-                let prefix = text(input, "QueueNamePrefix").unwrap_or("");
-                let max = ranged(input, "MaxResults", 1, 1000)?;
-                let after = text(input, "NextToken").unwrap_or("");
+            SqsRequest::ListQueues(r) => {
+                let prefix = r.queue_name_prefix.as_deref().unwrap_or("");
+                let max = ranged(r.max_results, "MaxResults", 1, 1000)?;
+                let after = r.next_token.as_deref().unwrap_or("");
                 let names: Vec<&String> = self
                     .queues
                     .keys()
@@ -187,7 +193,7 @@ impl Sqs {
                 }
                 out
             }
-            SqsAction::DeleteQueue => {
+            SqsRequest::DeleteQueue(_) => {
                 let op = Op::DeleteQueue {
                     name: queue_name()?,
                 };
@@ -195,7 +201,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            SqsAction::PurgeQueue => {
+            SqsRequest::PurgeQueue(_) => {
                 let op = Op::Purge {
                     name: queue_name()?,
                     now,
@@ -204,13 +210,13 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            SqsAction::GetQueueAttributes => {
+            SqsRequest::GetQueueAttributes(r) => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 let all = self.all_attributes(q, now);
-                let wanted = string_list(input.get("AttributeNames"));
+                let wanted = r.attribute_names.as_deref().unwrap_or_default();
                 let mut out = Map::new();
-                for w in &wanted {
+                for w in wanted {
                     if w == "All" {
                         for (k, v) in &all {
                             out.insert(k.clone(), json!(v));
@@ -234,9 +240,9 @@ impl Sqs {
                     json!({ "Attributes": out })
                 }
             }
-            SqsAction::SetQueueAttributes => {
+            SqsRequest::SetQueueAttributes(r) => {
                 let name = queue_name()?;
-                let attrs = string_map(input.get("Attributes"), "Attributes")?;
+                let attrs = r.attributes.clone().unwrap_or_default();
                 let fifo = self
                     .queues
                     .get(&name)
@@ -251,33 +257,35 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            SqsAction::TagQueue => {
+            SqsRequest::TagQueue(r) => {
                 let op = Op::Tag {
                     name: queue_name()?,
-                    tags: string_map(input.get("Tags"), "Tags")?,
+                    tags: r.tags.clone().unwrap_or_default(),
                 };
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
-            SqsAction::UntagQueue => {
+            SqsRequest::UntagQueue(r) => {
                 let op = Op::Untag {
                     name: queue_name()?,
-                    keys: string_list(input.get("TagKeys")),
+                    keys: r.tag_keys.clone().unwrap_or_default(),
                 };
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
-            SqsAction::AddPermission | SqsAction::RemovePermission => {
+            SqsRequest::AddPermission(AddPermission { label, .. })
+            | SqsRequest::RemovePermission(RemovePermission { label }) => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
-                let label = text(input, "Label").ok_or_else(|| missing("Label"))?;
+                let label = label.as_deref().ok_or_else(|| missing("Label"))?;
                 let current = q.attrs.get("Policy").map(String::as_str);
-                let policy = if action == SqsAction::AddPermission {
-                    add_permission(current, &self.arn(&name), label, input)?
-                } else {
-                    remove_permission(current, label)?
+                let policy = match request {
+                    SqsRequest::AddPermission(r) => {
+                        add_permission(current, &self.arn(&name), label, r)?
+                    }
+                    _ => remove_permission(current, label)?,
                 };
                 // Journaled as the SetQueueAttributes of the policy it leaves ("" when
                 // no statement is left: the attribute is removed).
@@ -290,7 +298,7 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            SqsAction::ListQueueTags => {
+            SqsRequest::ListQueueTags(_) => {
                 let name = queue_name()?;
                 let q = self.queues.get(&name).ok_or_else(no_queue)?;
                 if q.tags.is_empty() {
@@ -299,25 +307,28 @@ impl Sqs {
                     json!({ "Tags": q.tags })
                 }
             }
-            SqsAction::SendMessage => {
+            SqsRequest::SendMessage(r) => {
                 let name = queue_name()?;
-                let (op, md5_attrs) = self.send_op(&name, input, now, sender)?;
+                let msg = r.outgoing();
+                let (op, md5_attrs) = self.send_op(&name, msg, now, sender)?;
                 let r = self.apply(&op)?;
                 let Applied::Sent(sent) = r else {
                     return Err(ApiError::internal("send did not send"));
                 };
                 ops.push(op);
-                self.sent_json(&name, input, &sent, md5_attrs)
+                self.sent_json(&name, msg, &sent, md5_attrs)
             }
-            SqsAction::SendMessageBatch => {
+            SqsRequest::SendMessageBatch(r) => {
                 let name = queue_name()?;
                 self.queue(&name)?;
-                let entries = batch_entries(input)?;
+                let entries = batch_entries(&r.entries)?;
+                // An entry refused as malformed counts for nothing.
                 let total: usize = entries
                     .iter()
+                    .filter_map(|e| e.item.as_ref().ok())
                     .map(|e| {
-                        text(e, "MessageBody").map_or(0, str::len)
-                            + check_message_attributes(e.get("MessageAttributes"))
+                        e.message_body.as_deref().map_or(0, str::len)
+                            + check_message_attributes(e.message_attributes.as_ref())
                                 .map_or(0, |(_, n)| n)
                     })
                     .sum();
@@ -331,18 +342,19 @@ impl Sqs {
                 let mut ok = Vec::new();
                 let mut failed = Vec::new();
                 for e in entries {
-                    let id = text(e, "Id").unwrap_or("");
-                    let result =
-                        self.send_op(&name, e, now, sender).and_then(|(op, md5)| {
-                            match self.apply(&op)? {
-                                Applied::Sent(sent) => Ok((op, sent, md5)),
-                                _ => Err(ApiError::internal("send did not send")),
-                            }
-                        });
+                    let id = e.id.as_str();
+                    let result = e.item.as_ref().map_err(Clone::clone).and_then(|item| {
+                        let msg = item.outgoing();
+                        let (op, md5) = self.send_op(&name, msg, now, sender)?;
+                        match self.apply(&op)? {
+                            Applied::Sent(sent) => Ok((op, sent, md5, msg)),
+                            _ => Err(ApiError::internal("send did not send")),
+                        }
+                    });
                     match result {
-                        Ok((op, sent, md5)) => {
+                        Ok((op, sent, md5, msg)) => {
                             ops.push(op);
-                            let mut r = self.sent_json(&name, e, &sent, md5);
+                            let mut r = self.sent_json(&name, msg, &sent, md5);
                             r["Id"] = json!(id);
                             ok.push(r);
                         }
@@ -351,10 +363,12 @@ impl Sqs {
                 }
                 json!({ "Successful": ok, "Failed": failed })
             }
-            SqsAction::DeleteMessage => {
+            SqsRequest::DeleteMessage(r) => {
                 let name = queue_name()?;
-                let receipt =
-                    text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
+                let receipt = r
+                    .receipt_handle
+                    .as_deref()
+                    .ok_or_else(|| missing("ReceiptHandle"))?;
                 let op = Op::Delete {
                     name,
                     receipt: receipt.to_string(),
@@ -363,29 +377,41 @@ impl Sqs {
                 ops.push(op);
                 json!({})
             }
-            SqsAction::DeleteMessageBatch => {
+            SqsRequest::DeleteMessageBatch(r) => {
                 let name = queue_name()?;
                 self.queue(&name)?;
-                self.batch(input, &mut ops, |e| {
+                self.batch(&r.entries, &mut ops, |e: &DeleteEntry| {
                     Ok(Op::Delete {
                         name: name.clone(),
-                        receipt: text(e, "ReceiptHandle").unwrap_or("").to_string(),
+                        receipt: e.receipt_handle.clone().unwrap_or_default(),
                     })
                 })?
             }
-            SqsAction::ChangeMessageVisibility => {
+            SqsRequest::ChangeMessageVisibility(r) => {
                 let name = queue_name()?;
-                let op = visibility_op(&name, input, now)?;
+                let op = visibility_op(
+                    &name,
+                    r.receipt_handle.as_deref(),
+                    r.visibility_timeout,
+                    now,
+                )?;
                 self.apply(&op)?;
                 ops.push(op);
                 json!({})
             }
-            SqsAction::ChangeMessageVisibilityBatch => {
+            SqsRequest::ChangeMessageVisibilityBatch(r) => {
                 let name = queue_name()?;
                 self.queue(&name)?;
-                self.batch(input, &mut ops, |e| visibility_op(&name, e, now))?
+                self.batch(&r.entries, &mut ops, |e: &VisibilityEntry| {
+                    visibility_op(
+                        &name,
+                        e.receipt_handle.as_deref(),
+                        e.visibility_timeout,
+                        now,
+                    )
+                })?
             }
-            SqsAction::ListDeadLetterSourceQueues => {
+            SqsRequest::ListDeadLetterSourceQueues(_) => {
                 let name = queue_name()?;
                 self.queue(&name)?;
                 let sources: Vec<String> = self
@@ -396,7 +422,7 @@ impl Sqs {
                     .collect();
                 json!({ "queueUrls": sources })
             }
-            SqsAction::StartMessageMoveTask => {
+            SqsRequest::StartMessageMoveTask(_) => {
                 let Resource::Move {
                     source,
                     source_arn: src_arn,
@@ -446,7 +472,7 @@ impl Sqs {
                 ops.push(op);
                 json!({ "TaskHandle": handle })
             }
-            SqsAction::ListMessageMoveTasks => {
+            SqsRequest::ListMessageMoveTasks(_) => {
                 let source = call.queue().unwrap_or("");
                 let results: Vec<Value> = self
                     .moves
@@ -472,14 +498,14 @@ impl Sqs {
             }
             // Answered by the endpoint's receive path (`Core::receive`), which may wait
             // for messages; never handed here.
-            SqsAction::ReceiveMessage => {
+            SqsRequest::ReceiveMessage(_) => {
                 return Err(ApiError::bad(
                     "InvalidAction",
                     format!("The action {} is not valid for this endpoint.", call.action),
                 )
                 .with_query_code("InvalidAction"));
             }
-            SqsAction::CancelMessageMoveTask => {
+            SqsRequest::CancelMessageMoveTask(_) => {
                 return Err(ApiError::bad(
                     "ResourceNotFoundException",
                     "The task is not running: move tasks of the local cloud complete at once.",
@@ -491,17 +517,18 @@ impl Sqs {
 
     /// A batch of deletes or visibility changes: each entry's op applied on its own;
     /// `Successful` and `Failed` entries by id.
-    pub(super) fn batch(
+    pub(super) fn batch<T>(
         &mut self,
-        input: &Value,
+        entries: &Option<Vec<Entry<T>>>,
         ops: &mut Vec<Op>,
-        op_of: impl Fn(&Value) -> Result<Op, ApiError>,
+        op_of: impl Fn(&T) -> Result<Op, ApiError>,
     ) -> Result<Value, ApiError> {
         let mut ok = Vec::new();
         let mut failed = Vec::new();
-        for e in batch_entries(input)? {
-            let id = text(e, "Id").unwrap_or("");
-            match op_of(e).and_then(|op| self.apply(&op).map(|_| op)) {
+        for e in batch_entries(entries)? {
+            let id = e.id.as_str();
+            let op = e.item.as_ref().map_err(Clone::clone).and_then(&op_of);
+            match op.and_then(|op| self.apply(&op).map(|_| op)) {
                 Ok(op) => {
                     ops.push(op);
                     ok.push(json!({ "Id": id }));
@@ -515,23 +542,23 @@ impl Sqs {
     pub(super) fn send_op(
         &self,
         name: &str,
-        input: &Value,
+        msg: Outgoing<'_>,
         now: Millis,
         sender: &str,
     ) -> Result<(Op, Option<String>), ApiError> {
         let q = self.queues.get(name).ok_or_else(no_queue)?;
-        let body = text(input, "MessageBody").ok_or_else(|| missing("MessageBody"))?;
+        let body = msg.body.ok_or_else(|| missing("MessageBody"))?;
         check_body(body)?;
-        let (attrs, attr_bytes) = check_message_attributes(input.get("MessageAttributes"))?;
+        let (attrs, attr_bytes) = check_message_attributes(msg.attributes)?;
         if body.len() + attr_bytes > q.q.attributes.max_message_bytes {
             return Err(invalid(format!(
                 "One or more parameters are invalid. Reason: Message must be shorter than {} bytes.",
                 q.q.attributes.max_message_bytes
             )));
         }
-        let delay = ranged(input, "DelaySeconds", 0, 900)?;
-        let group = text(input, "MessageGroupId").map(str::to_string);
-        let dedup = text(input, "MessageDeduplicationId").map(str::to_string);
+        let delay = ranged(msg.delay_seconds, "DelaySeconds", 0, 900)?;
+        let group = msg.group_id.map(str::to_string);
+        let dedup = msg.deduplication_id.map(str::to_string);
         if !q.q.attributes.fifo && dedup.is_some() {
             return Err(invalid(
                 "The request include parameter MessageDeduplicationId that is not valid for this queue type.",
@@ -567,13 +594,13 @@ impl Sqs {
     pub(super) fn sent_json(
         &self,
         name: &str,
-        input: &Value,
+        msg: Outgoing<'_>,
         sent: &pantstack_sqs::Sent,
         md5_attrs: Option<String>,
     ) -> Value {
         let mut r = json!({
             "MessageId": sent.message_id,
-            "MD5OfMessageBody": md5_hex(text(input, "MessageBody").unwrap_or("")),
+            "MD5OfMessageBody": md5_hex(msg.body.unwrap_or("")),
         });
         if let Some(m) = md5_attrs {
             r["MD5OfMessageAttributes"] = json!(m);
@@ -585,22 +612,14 @@ impl Sqs {
     }
 
     /// The op of a ReceiveMessage (checked) for queue `name`.
-    pub fn receive_op(&self, name: &str, input: &Value, now: Millis) -> Result<Op, ApiError> {
+    pub fn receive_op(&self, name: &str, r: &ReceiveMessage, now: Millis) -> Result<Op, ApiError> {
         self.queues.get(name).ok_or_else(no_queue)?;
-        let max = ranged(input, "MaxNumberOfMessages", 1, 10)?.unwrap_or(1) as usize;
-        let vis = ranged(input, "VisibilityTimeout", 0, 43_200)?;
-        let attempt = match input.get("ReceiveRequestAttemptId") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(invalid(format!(
-                    "Value {other} for parameter ReceiveRequestAttemptId is invalid. Reason: must be a string."
-                )));
-            }
-        };
+        let max = ranged(r.max_number_of_messages, "MaxNumberOfMessages", 1, 10)?.unwrap_or(1);
+        let vis = ranged(r.visibility_timeout, "VisibilityTimeout", 0, 43_200)?;
+        let attempt = r.receive_request_attempt_id.clone();
         Ok(Op::Receive {
             name: name.to_string(),
-            max,
+            max: max as usize,
             vis,
             attempt,
             now,
@@ -611,14 +630,15 @@ impl Sqs {
     pub fn received_json(
         &self,
         name: &str,
-        input: &Value,
+        r: &ReceiveMessage,
         got: &[pantstack_sqs::Delivery],
     ) -> Value {
-        let mut system = string_list(input.get("MessageSystemAttributeNames"));
-        system.extend(string_list(input.get("AttributeNames")));
+        let names = |l: &Option<Vec<String>>| l.as_deref().unwrap_or_default().to_vec();
+        let mut system = names(&r.message_system_attribute_names);
+        system.extend(names(&r.attribute_names));
         let all_sys = system.iter().any(|s| s == "All");
         let want_sys = |n: &str| all_sys || system.iter().any(|s| s == n);
-        let user = string_list(input.get("MessageAttributeNames"));
+        let user = names(&r.message_attribute_names);
         let want_user = |n: &str| {
             user.iter().any(|u| {
                 // "All or .* ... You can also use all message attributes starting
@@ -731,9 +751,14 @@ pub(super) fn batch_error(id: &str, err: &ApiError) -> Value {
     json!({ "Id": id, "SenderFault": err.sender, "Code": err.query(), "Message": err.message })
 }
 
-pub(super) fn visibility_op(name: &str, input: &Value, now: Millis) -> Result<Op, ApiError> {
-    let receipt = text(input, "ReceiptHandle").ok_or_else(|| missing("ReceiptHandle"))?;
-    let secs = ranged(input, "VisibilityTimeout", 0, 43_200)?
+pub(super) fn visibility_op(
+    name: &str,
+    receipt: Option<&str>,
+    visibility_timeout: Option<i64>,
+    now: Millis,
+) -> Result<Op, ApiError> {
+    let receipt = receipt.ok_or_else(|| missing("ReceiptHandle"))?;
+    let secs = ranged(visibility_timeout, "VisibilityTimeout", 0, 43_200)?
         .ok_or_else(|| missing("VisibilityTimeout"))?;
     Ok(Op::Visibility {
         name: name.to_string(),

@@ -3,12 +3,12 @@
 
 use super::MAX_BATCH;
 use crate::error::ApiError;
+use crate::request::{Entry, MessageAttributes};
 use base64::Engine;
 use md5::{Digest, Md5};
 use pantstack_awsproto::sigv4::hex;
 use pantstack_sqs::refusal;
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
 
 pub(super) fn no_queue() -> ApiError {
     refusal::no_queue().into()
@@ -30,27 +30,9 @@ pub fn text<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
 
-/// An integer field: a JSON number, or (query protocol) a numeric string.
-pub fn int(v: &Value, k: &str) -> Result<Option<i64>, ApiError> {
-    match v.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| invalid(format!("Value {n} for parameter {k} is invalid."))),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| invalid(format!("Value {s} for parameter {k} is invalid."))),
-        Some(other) => Err(invalid(format!(
-            "Value {other} for parameter {k} is invalid."
-        ))),
-    }
-}
-
-pub(super) fn ranged(v: &Value, k: &str, lo: i64, hi: i64) -> Result<Option<u64>, ApiError> {
-    match int(v, k)? {
+/// An integer member in `lo..=hi`, if given.
+pub(super) fn ranged(v: Option<i64>, k: &str, lo: i64, hi: i64) -> Result<Option<u64>, ApiError> {
+    match v {
         None => Ok(None),
         Some(n) if (lo..=hi).contains(&n) => Ok(Some(n as u64)),
         Some(n) => Err(invalid(format!(
@@ -120,13 +102,10 @@ pub(super) fn check_body(body: &str) -> Result<(), ApiError> {
 
 /// Checks message attributes; returns them and their size in bytes.
 pub(super) fn check_message_attributes(
-    v: Option<&Value>,
+    m: Option<&MessageAttributes>,
 ) -> Result<(Map<String, Value>, usize), ApiError> {
-    let Some(v) = v else {
+    let Some(m) = m else {
         return Ok((Map::new(), 0));
-    };
-    let Some(m) = v.as_object() else {
-        return Err(invalid("MessageAttributes must be a map"));
     };
     if m.len() > 10 {
         return Err(invalid(format!(
@@ -152,7 +131,7 @@ pub(super) fn check_message_attributes(
                 "Message attribute name '{name}' is invalid: use A-Z a-z 0-9 _ - . (no leading, trailing or double period; not starting with AWS. or Amazon.), at most 256 characters."
             )));
         }
-        let ty = text(a, "DataType").ok_or_else(|| {
+        let ty = a.data_type.as_deref().ok_or_else(|| {
             invalid(format!(
                 "The message attribute '{name}' must contain a non-empty attribute type."
             ))
@@ -162,7 +141,7 @@ pub(super) fn check_message_attributes(
         e.insert("DataType".into(), json!(ty));
         match base {
             "String" | "Number" => {
-                let sv = text(a, "StringValue").ok_or_else(|| {
+                let sv = a.string_value.as_deref().ok_or_else(|| {
                     invalid(format!("The message attribute '{name}' must contain a non-empty message attribute value for message attribute type '{ty}'."))
                 })?;
                 if base == "Number" && sv.trim().parse::<f64>().is_err() {
@@ -175,7 +154,7 @@ pub(super) fn check_message_attributes(
                 e.insert("StringValue".into(), json!(sv));
             }
             "Binary" => {
-                let bv = text(a, "BinaryValue").ok_or_else(|| {
+                let bv = a.binary_value.as_deref().ok_or_else(|| {
                     invalid(format!("The message attribute '{name}' must contain a non-empty message attribute value for message attribute type '{ty}'."))
                 })?;
                 let raw = base64::engine::general_purpose::STANDARD
@@ -200,44 +179,10 @@ pub(super) fn check_message_attributes(
     Ok((out, size))
 }
 
-pub(super) fn string_map(
-    v: Option<&Value>,
-    what: &str,
-) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut out = BTreeMap::new();
-    match v {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                let s = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    _ => return Err(invalid(format!("{what}.{k} must be a string"))),
-                };
-                out.insert(k.clone(), s);
-            }
-        }
-        Some(_) => return Err(invalid(format!("{what} must be a map"))),
-    }
-    Ok(out)
-}
-
-pub(crate) fn string_list(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub(super) fn batch_entries(input: &Value) -> Result<&Vec<Value>, ApiError> {
-    let entries = input
-        .get("Entries")
-        .and_then(Value::as_array)
-        .ok_or_else(|| missing("Entries"))?;
+/// A batch's entries, checked as a whole: given, 1..=10 of them, their ids
+/// valid and distinct.
+pub(super) fn batch_entries<T>(entries: &Option<Vec<Entry<T>>>) -> Result<&[Entry<T>], ApiError> {
+    let entries = entries.as_deref().ok_or_else(|| missing("Entries"))?;
     if entries.is_empty() {
         return Err(ApiError::bad(
             "EmptyBatchRequest",
@@ -257,7 +202,7 @@ pub(super) fn batch_entries(input: &Value) -> Result<&Vec<Value>, ApiError> {
     }
     let mut seen = std::collections::HashSet::new();
     for e in entries {
-        let id = text(e, "Id").unwrap_or("");
+        let id = e.id.as_str();
         if id.is_empty()
             || id.len() > 80
             || !id

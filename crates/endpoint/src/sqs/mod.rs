@@ -1,8 +1,9 @@
 //! SQS: the queues of the local cloud, every action of the API as an operation on
 //! them, and the journal records that make them durable.
 //!
-//! Input arrives in the JSON protocol's shape (the query protocol is converted to it
-//! by `query.rs`); output leaves in that shape too. A change is an `Op`: applied to
+//! Input arrives parsed (`request::Call`: the queue it names and its members,
+//! typed, from either protocol); output leaves in the JSON protocol's shape (the
+//! query protocol renders it as XML in `query.rs`). A change is an `Op`: applied to
 //! the state, then (if it succeeded) written to the journal; replaying the journal
 //! applies the same ops in the same order with the same clock values, which rebuilds
 //! the same queues, messages, receive counts and receipt handles.
@@ -21,7 +22,7 @@ mod state;
 mod tests;
 
 pub use handlers::message_id;
-pub use input::{int, md5_of_attributes, text};
+pub use input::{md5_of_attributes, text};
 pub use pantstack_sqs::{MAX_TAGS, MAX_WAIT_SECS, Millis};
 pub use state::{Applied, MoveTask, Op, QueueRt, Sqs, Waiters};
 

@@ -3,6 +3,7 @@
 
 use super::input::*;
 use crate::error::ApiError;
+use crate::request::sqs::AddPermission;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -96,7 +97,7 @@ pub(super) fn add_permission(
     current: Option<&str>,
     queue_arn: &str,
     label: &str,
-    input: &Value,
+    r: &AddPermission,
 ) -> Result<String, ApiError> {
     if label.is_empty()
         || label.len() > 80
@@ -108,22 +109,8 @@ pub(super) fn add_permission(
             "Value {label} for parameter Label is invalid. Reason: Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length."
         )));
     }
-    let list = |k: &str| -> Result<Vec<String>, ApiError> {
-        match input.get(k) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| invalid(format!("{k} must be a list of strings.")))
-                })
-                .collect(),
-            Some(_) => Err(invalid(format!("{k} must be a list of strings."))),
-        }
-    };
-    let actions = list("Actions")?;
-    let accounts = list("AWSAccountIds")?;
+    let actions = r.actions.as_deref().unwrap_or_default();
+    let accounts = r.aws_account_ids.as_deref().unwrap_or_default();
     if actions.is_empty() {
         return Err(missing("Actions"));
     }

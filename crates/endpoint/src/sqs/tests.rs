@@ -121,7 +121,14 @@ fn replay_rebuilds_the_same_state() {
     }
     for now in [3000, 4000] {
         let op = a
-            .receive_op("q", &json!({"MaxNumberOfMessages": 10}), now)
+            .receive_op(
+                "q",
+                &crate::request::sqs::ReceiveMessage {
+                    max_number_of_messages: Some(10),
+                    ..Default::default()
+                },
+                now,
+            )
             .unwrap();
         a.apply(&op).unwrap();
         ops.push(op);

@@ -3,9 +3,8 @@
 
 use super::state::*;
 use crate::error::ApiError;
-use crate::sqs::{int, text};
+use crate::request::FilterInput;
 use pantstack_ssm::Version;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// PutParameter's `AllowedPattern`: the value must match it, as SSM checks.
@@ -56,24 +55,14 @@ pub(super) struct Filter {
 /// `Filters` (`ParametersFilter`: Name, Type, KeyId, values matched exactly)
 /// cannot be given with `ParameterFilters`. Every refusal is a ValidationException,
 /// with the messages AWS sends for them.
-pub(super) fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiError> {
-    let list = |member: &str| -> Result<Vec<Value>, ApiError> {
-        match input.get(member) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => Ok(a.clone()),
-            Some(_) => Err(validation(format!("{member} must be a list of filters."))),
-        }
-    };
-    let strings = |f: &Value, key: &str| -> Result<Vec<String>, ApiError> {
-        let values: Vec<String> = match f.get("Values") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<_>>()
-                .ok_or_else(|| validation("Filter values must be strings."))?,
-            Some(_) => return Err(validation("Filter values must be a list of strings.")),
-        };
+pub(super) fn filters(
+    legacy: Option<&[FilterInput]>,
+    modern: Option<&[FilterInput]>,
+    api: Filtered,
+) -> Result<Vec<Filter>, ApiError> {
+    let (legacy, modern) = (legacy.unwrap_or_default(), modern.unwrap_or_default());
+    let strings = |f: &FilterInput, key: &str| -> Result<Vec<String>, ApiError> {
+        let values = f.values.clone().unwrap_or_default();
         if values.len() > 50 || values.iter().any(|v| v.is_empty() || v.len() > 1024) {
             return Err(validation(format!(
                 "1 validation error detected: Value at 'values' of filter {key} failed to satisfy constraint: Member must have at most 50 values of length 1..1024"
@@ -81,16 +70,14 @@ pub(super) fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiEr
         }
         Ok(values)
     };
-    let legacy = list("Filters")?;
-    let modern = list("ParameterFilters")?;
     if !legacy.is_empty() && !modern.is_empty() {
         return Err(validation(
             "You can use either Filters or ParameterFilters in a single request.",
         ));
     }
     let mut out = Vec::new();
-    for f in &legacy {
-        let key = text(f, "Key").unwrap_or("");
+    for f in legacy {
+        let key = f.key.as_deref().unwrap_or("");
         if !["Name", "Type", "KeyId"].contains(&key) {
             return Err(validation(format!(
                 "1 validation error detected: Value '{key}' at 'filters.1.member.key' failed to satisfy constraint: Member must satisfy enum value set: [Name, Type, KeyId]"
@@ -108,8 +95,8 @@ pub(super) fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiEr
             values,
         });
     }
-    for f in &modern {
-        let key = text(f, "Key").unwrap_or("");
+    for f in modern {
+        let key = f.key.as_deref().unwrap_or("");
         let known = ["Name", "Type", "KeyId", "Path", "Label", "Tier", "DataType"].contains(&key)
             || key.strip_prefix("tag:").is_some_and(|t| !t.is_empty());
         if !known || key.len() > 132 {
@@ -135,7 +122,7 @@ pub(super) fn filters(input: &Value, api: Filtered) -> Result<Vec<Filter>, ApiEr
             _ => &["Equals", "BeginsWith"],
         };
         let default = if key == "Path" { "OneLevel" } else { "Equals" };
-        let option = text(f, "Option").unwrap_or(default);
+        let option = f.option.as_deref().unwrap_or(default);
         if !options.contains(&option) {
             return Err(validation(format!(
                 "The following filter option is not valid: {option}. Valid options include: [{}].",
@@ -213,8 +200,8 @@ pub(super) fn passes(
 }
 
 /// `MaxResults` (1..=`most`, `most` when not given), refused as AWS's model does.
-pub(super) fn max_results(input: &Value, most: i64) -> Result<i64, ApiError> {
-    let max = int(input, "MaxResults")?.unwrap_or(most);
+pub(super) fn max_results(given: Option<i64>, most: i64) -> Result<i64, ApiError> {
+    let max = given.unwrap_or(most);
     if max < 1 {
         return Err(validation(format!(
             "1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1"

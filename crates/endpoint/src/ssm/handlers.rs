@@ -6,47 +6,20 @@ use super::filters::*;
 use super::state::*;
 use crate::error::ApiError;
 use crate::keys::Keyring;
-use crate::request::{Action, Call, Resource, SsmAction};
-use crate::sqs::text;
+use crate::request::ssm::*;
+use crate::request::{Call, Request, Resource, Tag};
 use pantstack_ssm::{Store, Version};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-/// A list of strings member (`Labels`, `TagKeys`); None when not given.
-pub(super) fn string_list(input: &Value, member: &str) -> Result<Option<Vec<String>>, ApiError> {
-    match input.get(member) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::bad(
-                    "SerializationException",
-                    format!("{member} must be a list of strings"),
-                )
-            }),
-        Some(_) => Err(ApiError::bad(
-            "SerializationException",
-            format!("{member} must be a list of strings"),
-        )),
-    }
-}
-
 /// A `Tags` member: a list of `{Key, Value}` (both required), each checked as
 /// the SSM `Tag` type is; in the order given, a key given twice keeping its last
 /// value.
-pub(super) fn tag_list(input: &Value) -> Result<Option<BTreeMap<String, String>>, ApiError> {
-    let list = match input.get("Tags") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(a)) => a,
-        Some(_) => {
-            return Err(ApiError::bad(
-                "SerializationException",
-                "Tags must be a list of tags",
-            ));
-        }
+pub(super) fn tag_list(
+    tags: &Option<Vec<Tag>>,
+) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+    let Some(list) = tags else {
+        return Ok(None);
     };
     if list.len() > 1000 {
         return Err(validation(
@@ -55,32 +28,15 @@ pub(super) fn tag_list(input: &Value) -> Result<Option<BTreeMap<String, String>>
     }
     let mut out = BTreeMap::new();
     for t in list {
-        let (Some(k), Some(v)) = (text(t, "Key"), text(t, "Value")) else {
+        let (Some(k), Some(v)) = (&t.key, &t.value) else {
             return Err(validation(
                 "1 validation error detected: Value null at 'tags.member.key' or 'tags.member.value' failed to satisfy constraint: Member must not be null",
             ));
         };
         pantstack_ssm::check_tag(k, v).map_err(p_err)?;
-        out.insert(k.to_string(), v.to_string());
+        out.insert(k.clone(), v.clone());
     }
     Ok(Some(out))
-}
-
-/// `ParameterVersion`: a positive integer, if given.
-pub(super) fn parameter_version(input: &Value) -> Result<Option<u64>, ApiError> {
-    match input.get("ParameterVersion") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            ApiError::bad(
-                "SerializationException",
-                format!("ParameterVersion {n} is not a version number"),
-            )
-        }),
-        Some(_) => Err(ApiError::bad(
-            "SerializationException",
-            "ParameterVersion must be a number",
-        )),
-    }
 }
 
 /// The resource types AddTagsToResource and its siblings know
@@ -150,7 +106,7 @@ impl Params {
         now: u64,
         caller: &str,
     ) -> Result<(Value, Vec<Op>), ApiError> {
-        let Action::Ssm(action) = call.action else {
+        let Request::Ssm(request) = &call.request else {
             return Err(ApiError::bad(
                 "UnknownOperationException",
                 format!(
@@ -159,7 +115,6 @@ impl Params {
                 ),
             ));
         };
-        let input = &call.input;
         // The parameters come from the parsed call (what IAM checked), never from
         // the input: `Call::parse` moved Name, Names and Path out of it.
         // A name may be an ARN (`iam::parameter_name`: only one of this region and
@@ -195,34 +150,21 @@ impl Params {
                 _ => Vec::new(),
             }
         };
-        // A boolean member, as the JSON protocol sends it; "true" as a string is
-        // a SerializationException on AWS.
-        let decrypt = match input.get("WithDecryption") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
-                return Err(ApiError::bad(
-                    "SerializationException",
-                    "WithDecryption must be a boolean",
-                ));
-            }
-        };
+        let decrypt = request.with_decryption();
         let mut ops = Vec::new();
-        let out = match action {
-            SsmAction::PutParameter => {
+        let out = match request {
+            SsmRequest::PutParameter(r) => {
                 let name = name_of()?;
                 pantstack_ssm::check_name(&name).map_err(p_err)?;
                 let name = self.store.key_of(&name).unwrap_or(&name).to_string();
-                let value = text(input, "Value").ok_or_else(|| {
+                let value = r.value.as_deref().ok_or_else(|| {
                     ApiError::bad("ValidationException", "1 validation error detected: Value null at 'value' failed to satisfy constraint: Member must not be null")
                 })?;
-                if let Some(pattern) = text(input, "AllowedPattern") {
+                if let Some(pattern) = &r.allowed_pattern {
                     check_pattern(pattern, value)?;
                 }
-                let overwrite = input
-                    .get("Overwrite")
-                    .is_some_and(|v| v.as_bool() == Some(true));
-                let tags = tag_list(input)?.unwrap_or_default();
+                let overwrite = r.overwrite == Some(true);
+                let tags = tag_list(&r.tags)?.unwrap_or_default();
                 if overwrite && !tags.is_empty() {
                     return Err(validation(
                         "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
@@ -233,7 +175,7 @@ impl Params {
                     .history(&name)
                     .ok()
                     .and_then(|h| h.last().map(|v| v.kind));
-                let kind = match text(input, "Type") {
+                let kind = match r.kind.as_deref() {
                     Some(t) => t.to_string(),
                     None => match existing {
                         Some(k) => k.as_str().to_string(),
@@ -245,7 +187,7 @@ impl Params {
                         }
                     },
                 };
-                if let Some(tier) = text(input, "Tier")
+                if let Some(tier) = r.tier.as_deref()
                     && tier != "Standard"
                     && tier != "Intelligent-Tiering"
                 {
@@ -256,8 +198,8 @@ impl Params {
                 }
                 let secure = kind == "SecureString";
                 let key_id = if secure {
-                    Some(text(input, "KeyId").unwrap_or(DEFAULT_KEY).to_string())
-                } else if let Some(k) = text(input, "KeyId") {
+                    Some(r.key_id.as_deref().unwrap_or(DEFAULT_KEY).to_string())
+                } else if let Some(k) = &r.key_id {
                     return Err(ApiError::bad(
                         "ValidationException",
                         format!("KeyId {k} is only allowed with SecureString parameters."),
@@ -277,7 +219,7 @@ impl Params {
                     value: crate::b64(&stored),
                     plain_len: value.len(),
                     key_id,
-                    description: text(input, "Description").map(str::to_string),
+                    description: r.description.clone(),
                     overwrite,
                     now,
                     tags,
@@ -286,13 +228,13 @@ impl Params {
                 ops.push(op);
                 json!({ "Version": version, "Tier": "Standard" })
             }
-            SsmAction::GetParameter => {
+            SsmRequest::GetParameter(_) => {
                 let sel = resolve(&self.store, &name_of()?)?;
                 let (name, v) = self.store.get(&sel).map_err(p_err)?;
                 let selector = sel.strip_prefix(name).filter(|s| !s.is_empty());
                 json!({ "Parameter": self.param_json(keys, name, v, decrypt, selector)? })
             }
-            SsmAction::GetParameters => {
+            SsmRequest::GetParameters(_) => {
                 let names = names_of();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
@@ -316,7 +258,7 @@ impl Params {
                 }
                 json!({ "Parameters": params, "InvalidParameters": invalid })
             }
-            SsmAction::GetParametersByPath => {
+            SsmRequest::GetParametersByPath(r) => {
                 let Resource::Path(path) = &call.resource else {
                     return Err(ApiError::bad(
                         "ValidationException",
@@ -324,12 +266,10 @@ impl Params {
                     ));
                 };
                 let path = path.as_str();
-                let recursive = input
-                    .get("Recursive")
-                    .is_some_and(|v| v.as_bool() == Some(true));
-                let max = max_results(input, 10)?;
-                let filters = filters(input, Filtered::ByPath)?;
-                let after = text(input, "NextToken").unwrap_or("");
+                let recursive = r.recursive == Some(true);
+                let max = max_results(r.max_results, 10)?;
+                let filters = filters(None, r.parameter_filters.as_deref(), Filtered::ByPath)?;
+                let after = r.next_token.as_deref().unwrap_or("");
                 let all = self.store.by_path(path, recursive).map_err(p_err)?;
                 // With a `Label` filter, the version that carries the label is
                 // the one returned (the latest of them, for several labels).
@@ -360,7 +300,7 @@ impl Params {
                 }
                 out
             }
-            SsmAction::DeleteParameter => {
+            SsmRequest::DeleteParameter(_) => {
                 let op = Op::Delete {
                     name: resolve(&self.store, &name_of()?)?,
                 };
@@ -368,7 +308,7 @@ impl Params {
                 ops.push(op);
                 json!({})
             }
-            SsmAction::DeleteParameters => {
+            SsmRequest::DeleteParameters(_) => {
                 let names = names_of();
                 if names.is_empty() || names.len() > 10 {
                     return Err(ApiError::bad(
@@ -394,10 +334,14 @@ impl Params {
                 }
                 json!({ "DeletedParameters": deleted, "InvalidParameters": invalid })
             }
-            SsmAction::DescribeParameters => {
-                let filters = filters(input, Filtered::Describe)?;
-                let max = max_results(input, 50)? as usize;
-                let after = text(input, "NextToken").unwrap_or("");
+            SsmRequest::DescribeParameters(r) => {
+                let filters = filters(
+                    r.filters.as_deref(),
+                    r.parameter_filters.as_deref(),
+                    Filtered::Describe,
+                )?;
+                let max = max_results(r.max_results, 50)? as usize;
+                let after = r.next_token.as_deref().unwrap_or("");
                 let no_tags = BTreeMap::new();
                 let matches = |name: &str, v: &Version| {
                     let tags = self.store.tags(name).unwrap_or(&no_tags);
@@ -420,13 +364,13 @@ impl Params {
                 }
                 out
             }
-            SsmAction::GetParameterHistory => {
+            SsmRequest::GetParameterHistory(r) => {
                 // Oldest first, at most MaxResults (1..=50) a page; NextToken names
                 // the last version given.
                 let name = resolve(&self.store, &name_of()?)?;
                 let history = self.store.history(&name).map_err(p_err)?;
-                let max = max_results(input, 50)? as usize;
-                let after = match text(input, "NextToken") {
+                let max = max_results(r.max_results, 50)? as usize;
+                let after = match r.next_token.as_deref() {
                     None => 0,
                     Some(t) => t.parse::<u64>().map_err(|_| {
                         ApiError::bad("InvalidNextToken", "The specified token is not valid.")
@@ -446,12 +390,12 @@ impl Params {
                 }
                 page
             }
-            SsmAction::LabelParameterVersion => {
+            SsmRequest::LabelParameterVersion(r) => {
                 let name = resolve(&self.store, &name_of()?)?;
-                let labels = string_list(input, "Labels")?.ok_or_else(|| {
+                let labels = r.labels.clone().ok_or_else(|| {
                     validation("1 validation error detected: Value null at 'labels' failed to satisfy constraint: Member must not be null")
                 })?;
-                let version = parameter_version(input)?;
+                let version = r.parameter_version;
                 let (version, invalid) =
                     self.store.label(&name, version, &labels).map_err(p_err)?;
                 // What was attached (the valid labels), journaled as applied.
@@ -470,12 +414,12 @@ impl Params {
                 }
                 json!({ "InvalidLabels": invalid, "ParameterVersion": version })
             }
-            SsmAction::UnlabelParameterVersion => {
+            SsmRequest::UnlabelParameterVersion(r) => {
                 let name = resolve(&self.store, &name_of()?)?;
-                let version = parameter_version(input)?.ok_or_else(|| {
+                let version = r.parameter_version.ok_or_else(|| {
                     validation("1 validation error detected: Value null at 'parameterVersion' failed to satisfy constraint: Member must not be null")
                 })?;
-                let labels = string_list(input, "Labels")?.ok_or_else(|| {
+                let labels = r.labels.clone().ok_or_else(|| {
                     validation("1 validation error detected: Value null at 'labels' failed to satisfy constraint: Member must not be null")
                 })?;
                 let (removed, invalid) =
@@ -490,13 +434,15 @@ impl Params {
                 }
                 json!({ "RemovedLabels": removed, "InvalidLabels": invalid })
             }
-            SsmAction::AddTagsToResource
-            | SsmAction::RemoveTagsFromResource
-            | SsmAction::ListTagsForResource => {
-                let name = self.tagged(call, &resolve)?;
-                match action {
-                    SsmAction::AddTagsToResource => {
-                        let tags = tag_list(input)?.ok_or_else(|| {
+            SsmRequest::AddTagsToResource(AddTagsToResource { resource_type, .. })
+            | SsmRequest::RemoveTagsFromResource(RemoveTagsFromResource {
+                resource_type, ..
+            })
+            | SsmRequest::ListTagsForResource(ListTagsForResource { resource_type }) => {
+                let name = self.tagged(call, resource_type.as_deref(), &resolve)?;
+                match request {
+                    SsmRequest::AddTagsToResource(r) => {
+                        let tags = tag_list(&r.tags)?.ok_or_else(|| {
                             validation("1 validation error detected: Value null at 'tags' failed to satisfy constraint: Member must not be null")
                         })?;
                         if !tags.is_empty() {
@@ -506,8 +452,8 @@ impl Params {
                         }
                         json!({})
                     }
-                    SsmAction::RemoveTagsFromResource => {
-                        let keys = string_list(input, "TagKeys")?.ok_or_else(|| {
+                    SsmRequest::RemoveTagsFromResource(r) => {
+                        let keys = r.tag_keys.clone().ok_or_else(|| {
                             validation("1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null")
                         })?;
                         let had = self.store.tags(&name).cloned().unwrap_or_default();
@@ -543,9 +489,10 @@ impl Params {
     pub(super) fn tagged(
         &self,
         call: &Call,
+        resource_type: Option<&str>,
         resolve: &dyn Fn(&Store, &str) -> Result<String, ApiError>,
     ) -> Result<String, ApiError> {
-        let kind = text(&call.input, "ResourceType").ok_or_else(|| {
+        let kind = resource_type.ok_or_else(|| {
             validation("1 validation error detected: Value null at 'resourceType' failed to satisfy constraint: Member must not be null")
         })?;
         if !TAGGABLE.contains(&kind) {

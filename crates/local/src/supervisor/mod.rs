@@ -278,7 +278,7 @@ pub struct Supervisor {
     units: BTreeMap<String, UnitRt>,
     next_task: u64,
     next_deploy: u32,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<Event>,
     clock: Instant,
     service_urls: Vec<(String, String)>,
     /// The AWS-compatible endpoint (SQS, SSM) of this environment.
@@ -309,6 +309,30 @@ pub struct Supervisor {
     dashboard_url: Option<String>,
 }
 
+/// One event of the supervisor (a task started, a deployment ended, ...), as
+/// `pantstack up` prints it and the control socket streams it: serialized as
+/// `{"time","unit","event","message"}` (`kind` is the `event` field).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Event {
+    /// RFC 3339 with microseconds, UTC.
+    pub time: String,
+    /// The unit it is about, `-` for the environment.
+    pub unit: String,
+    /// What happened (`task-started`, `deployment-ended`, `warning`, ...).
+    #[serde(rename = "event")]
+    pub kind: String,
+    pub message: String,
+}
+
+impl Event {
+    /// The event as JSON (`{"time","unit","event","message"}`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "time": self.time, "unit": self.unit, "event": self.kind, "message": self.message,
+        })
+    }
+}
+
 fn now_text() -> String {
     pantstack_rt::clock::rfc3339_micros(SystemTime::now())
 }
@@ -329,12 +353,15 @@ impl Supervisor {
     }
 
     fn emit(&self, unit: &str, kind: &str, message: String) {
-        let _ = self.events.send(json!({
-            "time": now_text(), "unit": unit, "event": kind, "message": message,
-        }));
+        let _ = self.events.send(Event {
+            time: now_text(),
+            unit: unit.to_string(),
+            kind: kind.to_string(),
+            message,
+        });
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
 
@@ -711,3 +738,33 @@ use aws::{raise_nofile_limit, start_aws};
 use builds::prune_images;
 use run::cleanup_leftovers;
 pub use run::stop_leftovers;
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+    use serde_json::json;
+
+    /// The event's wire format (`pantstack up`'s lines, the control socket's
+    /// `{"event": ...}`) is the same whether serialized or made JSON.
+    #[test]
+    fn an_event_serializes_as_time_unit_event_message() {
+        let ev = Event {
+            time: "2026-01-02T03:04:05.000006Z".into(),
+            unit: "api".into(),
+            kind: "task-started".into(),
+            message: "task 1 on port 8080".into(),
+        };
+        let want = json!({
+            "time": "2026-01-02T03:04:05.000006Z",
+            "unit": "api",
+            "event": "task-started",
+            "message": "task 1 on port 8080",
+        });
+        assert_eq!(ev.to_json(), want);
+        assert_eq!(serde_json::to_value(&ev).ok(), Some(want.clone()));
+        assert_eq!(
+            json!({"event": ev}).to_string(),
+            format!("{{\"event\":{want}}}")
+        );
+    }
+}
