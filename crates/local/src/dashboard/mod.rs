@@ -117,7 +117,7 @@ impl Dashboard {
     pub fn serve(
         self,
         calls: mpsc::UnboundedSender<Call>,
-        events: broadcast::Receiver<Value>,
+        events: broadcast::Receiver<crate::supervisor::Event>,
         logs_dir: PathBuf,
     ) -> tokio::task::JoinHandle<()> {
         let shared = Arc::new(Shared {
@@ -359,10 +359,13 @@ async fn deployments(shared: &Shared) -> Response {
 }
 
 /// Feeds the supervisor's events to the tail.
-async fn follow_events(mut events: broadcast::Receiver<Value>, shared: Arc<Shared>) {
+async fn follow_events(
+    mut events: broadcast::Receiver<crate::supervisor::Event>,
+    shared: Arc<Shared>,
+) {
     loop {
         match events.recv().await {
-            Ok(ev) => shared.feed().push_event(&ev),
+            Ok(ev) => shared.feed().push_event(&ev.to_json()),
             Err(broadcast::error::RecvError::Lagged(n)) => shared.feed().push(
                 "-",
                 "event",

@@ -40,7 +40,7 @@ fn stand_in() -> mpsc::UnboundedSender<Call> {
 struct Served {
     port: u16,
     url: String,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<crate::supervisor::Event>,
     task: tokio::task::JoinHandle<()>,
     dir: PathBuf,
 }
@@ -231,7 +231,12 @@ async fn events_are_tailed_after_a_number() {
     let t = s.token();
     for i in 0..3 {
         s.events
-            .send(json!({"time": "2026-01-01T00:00:00Z", "unit": "api", "event": "scale", "message": format!("desired count {i}")}))
+            .send(crate::supervisor::Event {
+                time: "2026-01-01T00:00:00Z".into(),
+                unit: "api".into(),
+                kind: "scale".into(),
+                message: format!("desired count {i}"),
+            })
             .unwrap();
     }
     // The feed takes them in its own time: poll (bounded) until all three are in.

@@ -460,7 +460,7 @@ impl Supervisor {
 
 /// Runs an alarm's command with the change in its environment; its end is an
 /// event.
-async fn run_command(cmd: String, r: AlarmRecord, events: broadcast::Sender<Value>) {
+async fn run_command(cmd: String, r: AlarmRecord, events: broadcast::Sender<Event>) {
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&cmd)
@@ -488,22 +488,28 @@ async fn run_command(cmd: String, r: AlarmRecord, events: broadcast::Sender<Valu
             }
         },
     };
-    let _ = events.send(json!({
-        "time": now_text(), "unit": r.unit, "event": "alarm-action", "message": message,
-    }));
+    let _ = events.send(Event {
+        time: now_text(),
+        unit: r.unit,
+        kind: "alarm-action".into(),
+        message,
+    });
 }
 
 /// POSTs an alarm change to a loopback URL (`http://HOST:PORT/PATH`, checked by
 /// the setting's rule); its answer's status line is an event.
-async fn post(url: String, body: Value, unit: String, events: broadcast::Sender<Value>) {
+async fn post(url: String, body: Value, unit: String, events: broadcast::Sender<Event>) {
     let message = match tokio::time::timeout(Duration::from_secs(5), post_once(&url, &body)).await {
         Ok(Ok(status)) => format!("POST {url}: {status}"),
         Ok(Err(e)) => format!("POST {url} failed: {e}"),
         Err(_) => format!("POST {url}: no answer within 5 s"),
     };
-    let _ = events.send(json!({
-        "time": now_text(), "unit": unit, "event": "alarm-action", "message": message,
-    }));
+    let _ = events.send(Event {
+        time: now_text(),
+        unit,
+        kind: "alarm-action".into(),
+        message,
+    });
 }
 
 async fn post_once(url: &str, body: &Value) -> std::io::Result<String> {
