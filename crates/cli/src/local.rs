@@ -261,6 +261,9 @@ pub fn scale(global: &Global, out: &Out, a: &ScaleArgs) -> Result<(), Failure> {
             reply.units.unwrap_or_default().join(", "),
             a.count
         );
+        for n in v["notes"].as_array().into_iter().flatten() {
+            eprintln!("note: {}", n.as_str().unwrap_or(""));
+        }
     }
     Ok(())
 }

@@ -259,7 +259,7 @@ settings! {
     LOCAL_LOG_MAX_MIB: Int = 64, "localLogMaxMiB", "local.log_max_mib", Service, Int { min: 1, max: 102_400 }, "local cloud: disk one unit's log group (its tasks' streams, its builds' logs) may use; the oldest stopped streams are deleted first and a running task's stream rolls over at a quarter of it (streams older than logs.retention_days go too)";
     LOCAL_AUTOSCALING: Bool = true, "localAutoscaling", "local.autoscaling", Service, Bool, "local cloud: target tracking (scaling.*) changes the desired count between scaling.min and scaling.max as on AWS (false: it stays where local.count and `pantstack scale` put it)";
     LOCAL_METRICS_PERIOD: Secs = 10, "localMetricsPeriod", "local.metrics.period", Service, Duration { min: 1, max: 60 }, "local cloud: the period of the built-in metrics, target tracking and alarms (AWS: 60s, which the synthesized policies and alarms use)";
-    LOCAL_METRICS_RETENTION: Secs = 21_600, "localMetricsRetention", "local.metrics.retention", Service, Duration { min: 300, max: 1_296_000 }, "local cloud: how long the built-in metrics of the service are kept on disk (AWS: 15 days at 1-minute resolution)";
+    LOCAL_METRICS_RETENTION: Secs = 21_600, "localMetricsRetention", "local.metrics.retention", Service, Duration { min: 300, max: 172_800 }, "local cloud: how long the built-in metrics of the service are kept on disk, at most 20,000 datapoints a metric (55 h at a 10 s period, 5.5 h at 1 s; AWS: 15 days at 1-minute resolution)";
     LOCAL_ALARM_COMMAND: Text, "localAlarmCommand", "local.alarms.command", Service, Text(TextRule::Command), "local cloud: a command (`sh -c`) run on each alarm state change, with PANTSTACK_ALARM_NAME, _STATE, _PREVIOUS_STATE and _REASON set (the local stand-in for alarms.topic)";
     LOCAL_ALARM_URL: Text, "localAlarmUrl", "local.alarms.url", Service, Text(TextRule::LoopbackUrl), "local cloud: a loopback URL that each alarm state change is POSTed to as JSON";
     LOCAL_DESIRED_COUNT: Int = 1, "localDesiredCount", "local.count", Service, Int { min: 0, max: 64 }, "local cloud: tasks per service (`pantstack scale` changes it)";
@@ -400,7 +400,7 @@ pub fn check_text(rule: TextRule, text: &str) -> Result<(), String> {
 /// sends a request off the machine.
 fn check_loopback_url(text: &str) -> Result<(), String> {
     let err = |why: &str| {
-        format!("{why}: must be an http URL on loopback like `http://127.0.0.1:9000/alarm`")
+        format!("{why}: it must be an http URL on loopback like `http://127.0.0.1:9000/alarm`")
     };
     let rest = text
         .strip_prefix("http://")
@@ -411,16 +411,23 @@ fn check_loopback_url(text: &str) -> Result<(), String> {
     if !port_ok {
         return Err(err("bad port"));
     }
-    let loopback = host == "localhost"
+    let loopback = host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::Ipv4Addr>()
             .is_ok_and(|a| a.is_loopback())
-        || host == "[::1]";
+        || host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .and_then(|h| h.parse::<std::net::Ipv6Addr>().ok())
+            .is_some_and(|a| a.is_loopback());
     if !loopback {
         return Err(err("not a loopback address"));
     }
     if text.contains(|c: char| c.is_whitespace() || c.is_control()) {
-        return Err(err("contains white space"));
+        return Err(err("it contains white space"));
+    }
+    if text.contains('#') {
+        return Err(err("it has a fragment (`#...`), which is never sent"));
     }
     Ok(())
 }
@@ -546,6 +553,10 @@ mod tests {
         assert!(check_text(TextRule::LoopbackUrl, "http://127.0.0.1:9000/alarm").is_ok());
         assert!(check_text(TextRule::LoopbackUrl, "http://localhost:80").is_ok());
         assert!(check_text(TextRule::LoopbackUrl, "http://[::1]:8080/x").is_ok());
+        assert!(check_text(TextRule::LoopbackUrl, "http://LOCALHOST:80/").is_ok());
+        assert!(check_text(TextRule::LoopbackUrl, "http://[0:0:0:0:0:0:0:1]:80/").is_ok());
+        assert!(check_text(TextRule::LoopbackUrl, "http://127.0.0.1:80/a#b").is_err());
+        assert!(check_text(TextRule::LoopbackUrl, "http://[::2]:80/").is_err());
         assert!(check_text(TextRule::LoopbackUrl, "http://10.0.0.1:80/").is_err());
         assert!(check_text(TextRule::LoopbackUrl, "https://127.0.0.1:80/").is_err());
         assert!(check_text(TextRule::LoopbackUrl, "http://127.0.0.1/").is_err());

@@ -22,6 +22,13 @@ pub fn metrics(global: &Global, out: &Out, a: &MetricsArgs) -> Result<(), Failur
         .as_deref()
         .map(|p| duration("--period", p))
         .transpose()?;
+    if let Some(p) = period
+        && !(matches!(p, 1 | 5 | 10 | 20 | 30) || p % 60 == 0)
+    {
+        return Err(Failure::Usage(format!(
+            "--period {p}s: a period is 1, 5, 10, 20 or 30 s or a multiple of 60 s (as CloudWatch's GetMetricData)"
+        )));
+    }
     let (_, paths) = socket_of(global, a.env.as_deref())?;
     let rt = runtime()?;
     let v = call_short(
@@ -44,13 +51,33 @@ pub fn metrics(global: &Global, out: &Out, a: &MetricsArgs) -> Result<(), Failur
     }
     let series = v["series"].as_array().cloned().unwrap_or_default();
     if series.is_empty() {
-        println!(
-            "no datapoints yet: the first ones come one metrics period (local.metrics.period) after the tasks start"
-        );
+        match &a.metric {
+            Some(m) => println!(
+                "no metric `{m}` of {}: `pantstack metrics{}` lists the ones there are (names as CloudWatch spells them, e.g. CPUUtilization, RequestCount, TargetResponseTime)",
+                a.service.as_deref().unwrap_or("any service"),
+                a.service
+                    .as_deref()
+                    .map(|s| format!(" {s}"))
+                    .unwrap_or_default(),
+            ),
+            None => println!(
+                "no datapoints yet: the first ones come one metrics period (local.metrics.period) after the tasks start"
+            ),
+        }
         return Ok(());
     }
+    let width = series
+        .iter()
+        .map(|s| {
+            short_namespace(s["namespace"].as_str().unwrap_or("")).len()
+                + s["metric"].as_str().unwrap_or("").len()
+                + 1
+        })
+        .max()
+        .unwrap_or(36)
+        .max(6);
     println!(
-        "{:<36} {:<34} {:<8} {:>10} {:>10} {:>10}  TREND",
+        "{:<width$} {:<34} {:<8} {:>10} {:>10} {:>10}  TREND",
         "METRIC", "OF", "STAT", "LAST", "MIN", "MAX"
     );
     for s in &series {
@@ -64,7 +91,7 @@ pub fn metrics(global: &Global, out: &Out, a: &MetricsArgs) -> Result<(), Failur
         let min = values.iter().copied().reduce(f64::min);
         let max = values.iter().copied().reduce(f64::max);
         println!(
-            "{:<36} {:<34} {:<8} {:>10} {:>10} {:>10}  {}",
+            "{:<width$} {:<34} {:<8} {:>10} {:>10} {:>10}  {}",
             format!(
                 "{}/{}",
                 short_namespace(s["namespace"].as_str().unwrap_or("")),

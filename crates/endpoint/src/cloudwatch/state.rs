@@ -76,6 +76,13 @@ pub struct Op {
     pub data: Vec<(Key, Point)>,
 }
 
+/// What a datapoint counts against [`MAX_WEIGHT`]: its values, except for a
+/// built-in metric's datapoint, which counts one (a response-time histogram has
+/// at most 64 buckets; built-in metrics are bounded by datapoints).
+fn weight(builtin: bool, p: &Point) -> usize {
+    if builtin { 1 } else { p.weight() }
+}
+
 #[derive(Debug, Default)]
 struct Series {
     points: VecDeque<Point>,
@@ -112,9 +119,10 @@ impl Metrics {
         let Some(s) = self.series.get_mut(k) else {
             return;
         };
+        let builtin = k.is_builtin();
         while s.points.front().is_some_and(|p| p.t < oldest) {
             if let Some(old) = s.points.pop_front() {
-                s.weight -= old.weight();
+                s.weight -= weight(builtin, &old);
             }
         }
         if s.points.is_empty() {
@@ -127,10 +135,11 @@ impl Metrics {
     /// that metrics long gone do not count against [`MAX_METRICS`].
     pub fn expire(&mut self, now: u64) {
         let oldest = now.saturating_sub(RETENTION_MS);
-        self.series.retain(|_, s| {
+        self.series.retain(|k, s| {
+            let builtin = k.is_builtin();
             while s.points.front().is_some_and(|p| p.t < oldest) {
                 if let Some(old) = s.points.pop_front() {
-                    s.weight -= old.weight();
+                    s.weight -= weight(builtin, &old);
                 }
             }
             !s.points.is_empty()
@@ -140,6 +149,7 @@ impl Metrics {
     /// Adds the op's datapoints, then drops what retention no longer keeps.
     pub fn apply(&mut self, op: &Op) {
         for (k, p) in &op.data {
+            let builtin = k.is_builtin();
             let s = self.series.entry(k.clone()).or_default();
             // Kept in time order: puts usually come in order, so insert from the back.
             let at = s
@@ -147,11 +157,11 @@ impl Metrics {
                 .iter()
                 .rposition(|q| q.t <= p.t)
                 .map_or(0, |i| i + 1);
-            s.weight += p.weight();
+            s.weight += weight(builtin, p);
             s.points.insert(at, p.clone());
             while s.weight > MAX_WEIGHT {
                 match s.points.pop_front() {
-                    Some(old) => s.weight -= old.weight(),
+                    Some(old) => s.weight -= weight(builtin, &old),
                     None => break,
                 }
             }

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// The largest request head read (request line and headers).
 pub const MAX_HEAD: usize = 8 * 1024;
 /// How long a peer has to send its whole head.
-pub const HEAD_WITHIN: Duration = Duration::from_secs(10);
+pub const HEAD_WITHIN: Duration = Duration::from_secs(2);
 /// How long a peer has to take the whole answer.
 pub const WRITE_WITHIN: Duration = Duration::from_secs(10);
 

@@ -44,7 +44,7 @@ const PAGE_JS: &str = include_str!("page.js");
 const PAGE_CSS: &str = include_str!("page.css");
 
 /// Connections served at once (more wait to be accepted).
-pub const MAX_CONNECTIONS: usize = 32;
+pub const MAX_CONNECTIONS: usize = 128;
 /// How long an `api/` request waits for the supervisor's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// How often the task logs are read while the page is open.

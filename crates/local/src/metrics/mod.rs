@@ -88,6 +88,9 @@ pub struct Values {
     pub elb_5xx: Option<f64>,
     pub healthy: Option<f64>,
     pub unhealthy: Option<f64>,
+    /// How long the period really was, seconds (periods end on the supervisor's
+    /// ticks, so a little later than nominal).
+    pub elapsed_s: Option<f64>,
 }
 
 fn point(t: u64, unit: &str, v: f64) -> Point {
@@ -189,6 +192,7 @@ pub fn unit_period(
         memory: (!memory.is_empty()).then(|| memory.iter().sum::<f64>() / memory.len() as f64),
         running,
         desired: input.desired,
+        elapsed_s,
         ..Values::default()
     };
     if let Some(p) = set(now, "Percent", &cpu) {

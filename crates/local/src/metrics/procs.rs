@@ -26,8 +26,8 @@ impl Usage {
     }
 }
 
-/// One process's line of `/proc/PID/stat`: (process group, utime + stime in
-/// ticks, resident pages). `None` for a line not of that form.
+/// One process's line of `/proc/PID/stat`: (process group, utime + stime +
+/// cutime + cstime in ticks, resident pages). `None` for a line not of that form.
 pub fn parse_stat(line: &str) -> Option<(u32, u64, u64)> {
     // The command name (field 2) is in parentheses and may hold anything,
     // spaces and parentheses included: the fields after it follow the last `)`.
@@ -37,8 +37,13 @@ pub fn parse_stat(line: &str) -> Option<(u32, u64, u64)> {
     let pgrp = f.get(2)?.parse().ok()?;
     let utime: u64 = f.get(11)?.parse().ok()?;
     let stime: u64 = f.get(12)?.parse().ok()?;
+    // The time of its children that have ended and were waited for: a task that
+    // runs a short-lived process per job has used that CPU too.
+    let cutime: i64 = f.get(13)?.parse().ok()?;
+    let cstime: i64 = f.get(14)?.parse().ok()?;
     let rss: i64 = f.get(21)?.parse().ok()?;
-    Some((pgrp, utime + stime, rss.max(0) as u64))
+    let children = (cutime.max(0) + cstime.max(0)) as u64;
+    Some((pgrp, utime + stime + children, rss.max(0) as u64))
 }
 
 /// Sums the usage of every process in `groups` (by process group id) and in
@@ -104,6 +109,8 @@ mod tests {
     fn reads_the_fields_after_the_command_name() {
         let line = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 123 1000000 250 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
         assert_eq!(parse_stat(line), Some((4242, 22, 250)));
+        let line = "7 (sh) S 1 7 7 0 -1 0 0 0 0 0 10 5 30 15 20 0 1 0 1 1 99";
+        assert_eq!(parse_stat(line), Some((7, 60, 99)));
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("1 (x) S 1"), None);
     }

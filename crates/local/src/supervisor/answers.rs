@@ -154,7 +154,24 @@ impl Supervisor {
                     self.emit(u, "scale", format!("desired count {count}"));
                 }
                 self.save();
-                let _ = reply.send(json!({ "done": true, "units": units, "desired": count }));
+                // Target tracking brings a count outside min..max back at its next
+                // period: say so rather than let it look silently undone.
+                let notes: Vec<String> = units
+                    .iter()
+                    .filter_map(|u| {
+                        let rt = self.units.get(u)?;
+                        let s = rt.revisions.last()?.unit.monitor.scaling.clone()?;
+                        (count < s.min || count > s.max).then(|| {
+                            format!(
+                                "{u}: target tracking keeps it within {}..{} (scaling.min/max) and brings it back at its next metrics period; `local.autoscaling: false` keeps a manual count",
+                                s.min, s.max
+                            )
+                        })
+                    })
+                    .collect();
+                let _ = reply.send(
+                    json!({ "done": true, "units": units, "desired": count, "notes": notes }),
+                );
             }
             Request::Deploy {
                 service: ref target,

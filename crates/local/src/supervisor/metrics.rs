@@ -179,6 +179,23 @@ impl Supervisor {
                 },
             })
             .collect();
+        // A target whose task is in its health-check grace period is not counted
+        // unhealthy yet (a slow start is not an unhealthy host: ECS ignores its
+        // failed checks then, and the unhealthy-hosts alarm must not roll back
+        // a deployment for it).
+        let now = self.now();
+        let in_grace = |task: u64| {
+            rt.tasks
+                .iter()
+                .find(|t| t.task.id == task)
+                .is_some_and(|t| {
+                    let grace = rt
+                        .revision(t.task.revision)
+                        .and_then(|r| r.unit.http.as_ref())
+                        .map_or(0, |h| h.grace_ms);
+                    now.saturating_sub(t.started_at) < grace
+                })
+        };
         let lb = rt.lb.as_ref().map(|lb| {
             let views = lb.group.views();
             let healthy = views
@@ -187,7 +204,7 @@ impl Supervisor {
                 .count() as u32;
             let unhealthy = views
                 .iter()
-                .filter(|v| v.state == pantstack_lb::health::State::Unhealthy)
+                .filter(|v| v.state == pantstack_lb::health::State::Unhealthy && !in_grace(v.task))
                 .count() as u32;
             (lb.stats(), healthy, unhealthy)
         });
@@ -234,7 +251,8 @@ impl Supervisor {
             .map(|s| format!("{}-{s}-", names.prefix()))
             .collect();
         let keys = self.aws.core.metric_keys(|k| {
-            let mine = metrics::unit_of(k).is_some_and(|u| units.iter().any(|x| x == u))
+            let mine = (k.is_builtin()
+                && metrics::unit_of(k).is_some_and(|u| units.iter().any(|x| x == u)))
                 || custom.contains(&k.namespace)
                 || (k.namespace == metrics::SQS
                     && k.dimensions.iter().any(|(n, v)| {

@@ -159,6 +159,9 @@ struct Deploy {
     rollout: Rollout,
     started: SystemTime,
     waiters: Vec<mpsc::UnboundedSender<Value>>,
+    /// With rollback alarms: the rollout is complete and the deployment bakes
+    /// (stays in progress, its alarms watched) until then (supervisor clock).
+    bake_until: Option<Millis>,
 }
 
 struct UnitRt {
@@ -639,6 +642,7 @@ impl Supervisor {
             rollout: Rollout::new(params),
             started: SystemTime::now(),
             waiters,
+            bake_until: None,
         });
         let msg = format!(
             "deployment {id} ({kind}): revision {from} → {to}, {} task(s)",

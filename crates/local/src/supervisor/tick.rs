@@ -290,7 +290,9 @@ impl Supervisor {
             self.start_task(name, rev);
             changed = true;
         }
-        if let Some((outcome, d)) = finished {
+        if let Some((outcome, d)) = finished
+            && let Some(d) = self.bake(name, &outcome, d, now)
+        {
             self.finish(name, outcome, d);
             changed = true;
         }
@@ -353,6 +355,53 @@ impl Supervisor {
         }
         for (kind, message) in events {
             self.emit(name, kind, message);
+        }
+    }
+
+    /// A completed rollout of a unit with rollback alarms bakes before it ends,
+    /// as ECS monitors deployment alarms after steady state for about the alarms'
+    /// evaluation time (3 periods): the deployment stays in progress (scale-in
+    /// stays suspended) and a rollback alarm going to ALARM still fails it. Gives
+    /// the deployment back when it has ended (no bake, or baked).
+    fn bake(
+        &mut self,
+        name: &str,
+        outcome: &Outcome,
+        mut d: Deploy,
+        now: Millis,
+    ) -> Option<Deploy> {
+        let bake_ms = self
+            .units
+            .get(name)
+            .and_then(|rt| rt.revision(d.to))
+            .filter(|r| r.unit.monitor.rollback_alarms && r.unit.http.is_some())
+            .map(|r| 3 * r.unit.monitor.period_ms);
+        let (Outcome::Completed, Some(bake_ms)) = (outcome, bake_ms) else {
+            return Some(d);
+        };
+        match d.bake_until {
+            Some(t) if now >= t => Some(d),
+            Some(_) => {
+                if let Some(rt) = self.units.get_mut(name) {
+                    rt.deploy = Some(d);
+                }
+                None
+            }
+            None => {
+                d.bake_until = Some(now + bake_ms);
+                let msg = format!(
+                    "deployment {}: revision {} serves; its rollback alarms are watched for {} s before it completes",
+                    d.id,
+                    d.to,
+                    bake_ms / 1000
+                );
+                if let Some(rt) = self.units.get_mut(name) {
+                    rt.deploy = Some(d);
+                }
+                self.emit(name, "deployment-bake", msg);
+                self.save();
+                None
+            }
         }
     }
 

@@ -265,9 +265,14 @@ impl Supervisor {
         v: &crate::metrics::Values,
     ) -> Option<f64> {
         match metric {
-            AlarmMetric::Target5xx => v
-                .target_5xx
-                .map(|n| n * 60_000.0 / m.period_ms.max(1) as f64),
+            // Per minute, over the period's real length.
+            AlarmMetric::Target5xx => v.target_5xx.map(|n| {
+                let secs = v
+                    .elapsed_s
+                    .unwrap_or(m.period_ms as f64 / 1000.0)
+                    .max(0.001);
+                n * 60.0 / secs
+            }),
             AlarmMetric::UnhealthyHosts => v.unhealthy,
             AlarmMetric::Cpu => v.cpu,
             AlarmMetric::QueueVisible(q) => self.metrics.queues.get(q).map(|x| x.visible as f64),
@@ -499,10 +504,11 @@ async fn run_command(cmd: String, r: AlarmRecord, events: broadcast::Sender<Even
 /// POSTs an alarm change to a loopback URL (`http://HOST:PORT/PATH`, checked by
 /// the setting's rule); its answer's status line is an event.
 async fn post(url: String, body: Value, unit: String, events: broadcast::Sender<Event>) {
+    let alarm = body["AlarmName"].as_str().unwrap_or("").to_string();
     let message = match tokio::time::timeout(Duration::from_secs(5), post_once(&url, &body)).await {
-        Ok(Ok(status)) => format!("POST {url}: {status}"),
-        Ok(Err(e)) => format!("POST {url} failed: {e}"),
-        Err(_) => format!("POST {url}: no answer within 5 s"),
+        Ok(Ok(status)) => format!("{alarm}: POST {url}: {status}"),
+        Ok(Err(e)) => format!("{alarm}: POST {url} failed: {e}"),
+        Err(_) => format!("{alarm}: POST {url}: no answer within 5 s"),
     };
     let _ = events.send(Event {
         time: now_text(),
@@ -517,7 +523,9 @@ async fn post_once(url: &str, body: &Value) -> std::io::Result<String> {
     let rest = url.strip_prefix("http://").unwrap_or(url);
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let host = authority.replace("localhost", "127.0.0.1");
+    let host = authority
+        .to_ascii_lowercase()
+        .replace("localhost", "127.0.0.1");
     let addr = host.trim_start_matches('[').replace("]:", ":");
     let addr: std::net::SocketAddr = match addr.rsplit_once(':') {
         Some((h, p)) if h.contains(':') => format!("[{h}]:{p}").parse(),
