@@ -452,3 +452,47 @@ fn a_5xx_burst_and_a_dead_letter_raise_alarms_with_actions_and_a_rollback_alarm_
         "{h:#}"
     );
 }
+
+#[test]
+fn a_healthy_revision_that_answers_5xx_is_rolled_back_while_its_deployment_bakes() {
+    let c = Cloud::new(
+        "monitor-bake",
+        "local:\n  metrics:\n    period: 1s\ndeployment:\n  rollback_alarms: true\n",
+    );
+    c.up();
+    c.wait_healthy("api", 1, Duration::from_secs(60));
+    let port = c.port();
+    wait_for(
+        "the alarms to be evaluated",
+        Duration::from_secs(30),
+        || (alarm(&c, "-target-5xx")["state"] == "OK").then_some(()),
+    );
+    // A revision that passes its health checks at once and answers 500 to
+    // everything else: its rollout completes within a second or two, before a
+    // 3-period alarm could fire; the bake catches it.
+    let script = c.root.join("bad.py");
+    std::fs::write(
+        &script,
+        "import http.server, os\nclass H(http.server.BaseHTTPRequestHandler):\n    def do_GET(self):\n        code = 200 if self.path == '/healthz' else 500\n        self.send_response(code)\n        self.send_header('Content-Length', '2')\n        self.end_headers()\n        self.wfile.write(b'ok')\n    def log_message(self, *a):\n        pass\nhttp.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
+    )
+    .expect("script");
+    let api = common::api_binary();
+    c.edit_manifest(
+        &format!("local: [\"{}\", \"serve\"]", api.display()),
+        &format!("local: [\"python3\", \"{}\"]", script.display()),
+    );
+    let stop = load(port, "/jobs/x", 2, Duration::from_secs(40));
+    let o = c.run(&["deploy", "api", "--env", c.env]);
+    stop.store(true, Ordering::Relaxed);
+    let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(!o.status.success(), "the bad revision stayed: {out}");
+    let h = json(&c, &["deployments", "api"]).to_string();
+    assert!(
+        h.contains("rollback alarm shop-test-api-target-5xx went to ALARM"),
+        "{h}"
+    );
+    // The revision serving again is the good one.
+    c.wait_healthy("api", 1, Duration::from_secs(60));
+    assert_eq!(get(port, "/healthz"), 200);
+    assert_ne!(get(port, "/jobs/x"), 500, "the 5xx revision still serves");
+}

@@ -360,7 +360,8 @@ impl Supervisor {
 
     /// A completed rollout of a unit with rollback alarms bakes before it ends,
     /// as ECS monitors deployment alarms after steady state for about the alarms'
-    /// evaluation time (3 periods): the deployment stays in progress (scale-in
+    /// evaluation time: 3 periods, and 2 more so that the new revision's own
+    /// periods fill the alarms' window. The deployment stays in progress (scale-in
     /// stays suspended) and a rollback alarm going to ALARM still fails it. Gives
     /// the deployment back when it has ended (no bake, or baked).
     fn bake(
@@ -375,7 +376,7 @@ impl Supervisor {
             .get(name)
             .and_then(|rt| rt.revision(d.to))
             .filter(|r| r.unit.monitor.rollback_alarms && r.unit.http.is_some())
-            .map(|r| 3 * r.unit.monitor.period_ms);
+            .map(|r| 5 * r.unit.monitor.period_ms);
         let (Outcome::Completed, Some(bake_ms)) = (outcome, bake_ms) else {
             return Some(d);
         };
