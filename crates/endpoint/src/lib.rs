@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod builtin;
 pub mod cloudwatch;
 pub mod error;
 #[doc(hidden)]
@@ -31,6 +32,7 @@ pub mod ssm;
 
 pub use pantstack_store::journal;
 
+pub use builtin::QueueMetrics;
 use error::ApiError;
 use journal::Journal;
 use keys::{Credentials, Keyring};
@@ -277,20 +279,6 @@ pub(crate) fn unb64(s: &str) -> Option<Vec<u8>> {
 
 /// A day in ms: S3 lifecycle rules count days.
 pub const DAY_MS: u64 = 86_400_000;
-
-/// One queue's depth at a moment (the `AWS/SQS` metrics).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueMetrics {
-    pub name: String,
-    /// ApproximateNumberOfMessagesVisible.
-    pub visible: usize,
-    /// ApproximateNumberOfMessagesNotVisible.
-    pub in_flight: usize,
-    /// ApproximateNumberOfMessagesDelayed.
-    pub delayed: usize,
-    /// ApproximateAgeOfOldestMessage, seconds.
-    pub oldest_age_s: u64,
-}
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -742,79 +730,6 @@ impl Core {
         };
         Self::durable(rx).await?;
         Ok(out)
-    }
-
-    /// Each queue's depth now, for the `AWS/SQS` metrics.
-    pub fn queue_metrics(&self) -> Vec<QueueMetrics> {
-        let now = now_ms();
-        let q = lock(&self.sqs);
-        q.queues
-            .values()
-            .map(|r| {
-                let (visible, in_flight, delayed) = r.q.counts(now);
-                QueueMetrics {
-                    name: r.name.clone(),
-                    visible,
-                    in_flight,
-                    delayed,
-                    oldest_age_s: r
-                        .q
-                        .oldest_sent(now)
-                        .map_or(0, |t| now.saturating_sub(t) / 1000),
-                }
-            })
-            .collect()
-    }
-
-    /// Adds the local cloud's own datapoints (namespaces `AWS/...`): no policy,
-    /// no metric limit; answered once journaled.
-    pub async fn put_builtin_metrics(
-        &self,
-        data: Vec<(cloudwatch::Key, cloudwatch::Point)>,
-    ) -> Result<(), ApiError> {
-        self.stopped()?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        let op = cloudwatch::Op {
-            now: now_ms(),
-            data,
-        };
-        let rx = {
-            let mut m = lock(&self.metrics);
-            m.expire(op.now);
-            m.apply(&op);
-            self.journal.submit(self.records(vec![op], Record::Metrics))
-        };
-        Self::durable(rx).await
-    }
-
-    /// Drops the datapoints of each metric that `oldest` gives a time for (epoch
-    /// ms) older than it (`cloudwatch::Metrics::trim`).
-    pub fn trim_metrics(&self, oldest: impl Fn(&cloudwatch::Key) -> Option<u64>) {
-        let mut m = lock(&self.metrics);
-        let keys: Vec<(cloudwatch::Key, u64)> = m
-            .keys()
-            .filter_map(|k| oldest(k).map(|t| (k.clone(), t)))
-            .collect();
-        for (k, t) in keys {
-            m.trim(&k, t);
-        }
-    }
-
-    /// The metrics kept (built-in and custom) that `keep` selects.
-    pub fn metric_keys(&self, keep: impl Fn(&cloudwatch::Key) -> bool) -> Vec<cloudwatch::Key> {
-        lock(&self.metrics)
-            .keys()
-            .filter(|k| keep(k))
-            .cloned()
-            .collect()
-    }
-
-    /// A GetMetricData over the metrics kept, without a policy (the local
-    /// cloud's own reads: `pantstack metrics`, the dashboard, alarms).
-    pub fn get_metric_data(&self, input: &Value) -> Result<Value, ApiError> {
-        cloudwatch::get(&lock(&self.metrics), input)
     }
 
     /// The plaintext of a parameter (a task's `secrets` at start).
