@@ -13,6 +13,10 @@
 //! it every third of that while it runs (`If-Match` on its own ETag), so a long
 //! deploy keeps it and the lock of a run that was killed or cancelled (a CI job
 //! past its timeout) expires within the TTL.
+//!
+//! The same mechanism serves other lock objects ([`acquire_with`] words their
+//! refusal): the previews' lock (`crate::slots`), renewed by [`Renewing`] while
+//! its holder works synchronously.
 
 use crate::{Clients, why};
 use serde::{Deserialize, Serialize};
