@@ -90,9 +90,35 @@ pub async fn touch(
     Ok(())
 }
 
-/// Deletes a preview's stamp (every version: the bucket is versioned).
+/// Deletes a preview's stamp (every version: the bucket is versioned, and an
+/// older version left would bring the stamp back). One listing answers at most
+/// 1,000 versions (a pull request pushed to that often): deleted in rounds.
 pub async fn forget(c: &Clients, bucket: &str, project: &str, pr: u64) -> Result<(), String> {
-    lock::delete_all(c, bucket, &stamp_key(project, pr)).await
+    let key = stamp_key(project, pr);
+    for _ in 0..20 {
+        lock::delete_all(c, bucket, &key).await?;
+        let left =
+            c.s3.list_object_versions()
+                .bucket(bucket)
+                .prefix(&key)
+                .send()
+                .await
+                .map_err(|e| format!("cannot list s3://{bucket}/{key}: {}", why(&e)))?;
+        let any = left
+            .versions()
+            .iter()
+            .any(|v| v.key() == Some(key.as_str()))
+            || left
+                .delete_markers()
+                .iter()
+                .any(|m| m.key() == Some(key.as_str()));
+        if !any {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "s3://{bucket}/{key} still has versions after 20 rounds of deletion"
+    ))
 }
 
 /// The pull request of a stamp's key.
