@@ -1288,6 +1288,35 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     );
     assert_eq!(v[0]["set"], true, "{v:#}");
 
+    // Two pull requests opened at once, one slot (max 1): exactly one passes the
+    // cap; the other is refused by the cap or by the previews' lock, never both
+    // created.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| repo.run(&["preview", "up", "--pr", "10"]));
+        let b = s.spawn(|| repo.run(&["preview", "up", "--pr", "11"]));
+        (a.join().expect("up 10"), b.join().expect("up 11"))
+    });
+    let (won, lost) = match (a.status.success(), b.status.success()) {
+        (true, false) => (10, &b),
+        (false, true) => (11, &a),
+        _ => panic!(
+            "exactly one of two previews fits one slot:\n10: {}\n11: {}",
+            text(&a.stderr),
+            text(&b.stderr)
+        ),
+    };
+    let err = text(&lost.stderr);
+    assert!(
+        err.contains("previews.max is 1") || err.contains("previews of `shop` are locked by"),
+        "{err}"
+    );
+    let v = repo.json(&["preview", "list"], &fc);
+    let previews = v["previews"].as_array().expect("previews");
+    assert_eq!(previews.len(), 1, "{v:#}");
+    assert_eq!(previews[0]["pr"], won, "{v:#}");
+    let o = repo.run(&["preview", "down", "--pr", &won.to_string(), "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
     // The generated workflow's own scripts, run as its jobs would (the AWS
     // credentials step aside): a pull request opened → its preview; closed → gone.
     let dir = repo.base.join("workflows");
