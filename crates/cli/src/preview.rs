@@ -1,7 +1,14 @@
-//! `pantstack preview up|down|list|gc`: pull-request environments on AWS, with
-//! the cap (`previews.max`), the TTL of inactivity (`previews.ttl`) and their
-//! secrets. Deploys and destroys go through the same code as `deploy` and `down
-//! --target aws`; what is preview-specific lives in `pantstack_deploy::preview`.
+//! `pantstack preview up|down|list|gc|touch`: pull-request environments on AWS,
+//! with the cap (`previews.max`), the TTL of inactivity (`previews.ttl`) and
+//! their secrets. Deploys and destroys go through the same code as `deploy` and
+//! `down --target aws`; what is preview-specific lives in
+//! `pantstack_deploy::preview` and `pantstack_deploy::slots`.
+//!
+//! Invariant: `up` counts the previews (their stacks and claimed slots) and
+//! claims the new preview's slot holding the previews' lock, so of two `up` runs
+//! of new previews at once only as many pass as the cap has room for; the lock is
+//! released before the deploy (each preview has its own deploy lock). Nothing is
+//! ever removed to make room unless `--replace-oldest` asks.
 
 use crate::Failure;
 use crate::args::{DownArgs, Global, PreviewAction, PreviewArgs, Target, TargetArgs};
@@ -9,6 +16,7 @@ use crate::local::runtime;
 use crate::output::Out;
 use crate::ship;
 use pantstack_deploy::preview::{self, Cap, Preview};
+use pantstack_deploy::{Clients, lock, slots};
 use pantstack_model::foundation::PREVIEW_PREFIX;
 use pantstack_model::settings::{Layer, keys};
 use serde_json::json;
@@ -34,6 +42,7 @@ pub fn preview(global: &Global, out: &Out, a: &PreviewArgs) -> Result<(), Failur
         }
         PreviewAction::List => list(global, out, a),
         PreviewAction::Gc { yes, dry_run } => gc(global, out, a, *yes, *dry_run),
+        PreviewAction::Touch { pr } => touch(global, out, a, *pr),
     }
 }
 
@@ -65,9 +74,14 @@ struct Found {
     max: i64,
     ttl: i64,
     now: i64,
+    /// The template bucket: the previews' lock and stamps.
+    bucket: Option<String>,
+    rt: tokio::runtime::Runtime,
+    clients: Clients,
 }
 
-/// The previews that exist, with the cap and TTL of this monorepo.
+/// The previews that exist (stacks and stamps), with the cap and TTL of this
+/// monorepo.
 fn find(
     global: &Global,
     out: &Out,
@@ -81,8 +95,17 @@ fn find(
     let now = preview::now().map_err(Failure::Usage)?;
     let rt = runtime()?;
     let clients = ship::connect(&rt, &p, a.profile.as_deref());
+    let bucket = {
+        let e = ship::env_of(&p, clients.clone());
+        rt.block_on(pantstack_deploy::ship::template_bucket(&e))
+            .map_err(|f| ship::aws_failure(f.message))?
+    };
     let previews = rt
-        .block_on(preview::list(&clients, &p.output.plan.project))
+        .block_on(preview::list(
+            &clients,
+            &p.output.plan.project,
+            bucket.as_deref(),
+        ))
         .map_err(ship::aws_failure)?;
     Ok((
         p,
@@ -91,8 +114,17 @@ fn find(
             max,
             ttl,
             now,
+            bucket,
+            rt,
+            clients,
         },
     ))
+}
+
+fn no_bucket() -> Failure {
+    ship::aws_failure(
+        "the shared stack has no template bucket (it holds the previews' lock and activity stamps): run `pantstack bootstrap --pr 1`".into(),
+    )
 }
 
 fn up(
@@ -109,9 +141,66 @@ fn up(
             "--pr takes a pull request number (1 or more)".into(),
         ));
     }
+    let wait = ship::lock_wait(lock_wait)?;
     let (p, found) = find(global, out, a, pr)?;
-    let exists = found.previews.iter().any(|x| x.pr == pr);
-    if let Cap::Full { oldest } = preview::cap(&found.previews, pr, found.max) {
+    let bucket = found.bucket.clone().ok_or_else(no_bucket)?;
+    let project = p.output.plan.project.clone();
+    let (rt, clients) = (&found.rt, &found.clients);
+    let held = rt
+        .block_on(slots::acquire(clients, &bucket, &project, wait))
+        .map_err(ship::aws_failure)?;
+    if let Some(h) = &held.took_over {
+        eprintln!(
+            "took over the previews' lock of {}: it had expired",
+            h.describe()
+        );
+    }
+    let renewing = lock::Renewing::start(rt.handle(), clients, held);
+    let claimed = claim(
+        global,
+        out,
+        a,
+        &found,
+        &bucket,
+        &project,
+        pr,
+        replace_oldest,
+        lock_wait,
+    );
+    let held = rt.block_on(renewing.stop());
+    if let Err(m) = rt.block_on(lock::release(clients, &held)) {
+        eprintln!("warning: {m}");
+    }
+    let exists = claimed?;
+    let result = deploy(global, out, a, &p, &found, pr, exists, services, lock_wait);
+    if result.is_err() && !exists {
+        give_back(&p, &found, &bucket, pr);
+    }
+    result
+}
+
+/// Holding the previews' lock: counts the previews (stacks and claimed slots)
+/// against the cap, makes room if `--replace-oldest` asks, and claims the slot
+/// of a new preview. Whether the preview existed.
+#[allow(clippy::too_many_arguments)]
+fn claim(
+    global: &Global,
+    out: &Out,
+    a: &PreviewArgs,
+    found: &Found,
+    bucket: &str,
+    project: &str,
+    pr: u64,
+    replace_oldest: bool,
+    lock_wait: Option<&str>,
+) -> Result<bool, Failure> {
+    // Counted again under the lock: another run may have claimed a slot since.
+    let previews = found
+        .rt
+        .block_on(preview::list(&found.clients, project, Some(bucket)))
+        .map_err(ship::aws_failure)?;
+    let exists = previews.iter().any(|x| x.pr == pr);
+    if let Cap::Full { oldest } = preview::cap(&previews, pr, found.max) {
         match oldest {
             None => {
                 return Err(Failure::Usage(
@@ -135,7 +224,7 @@ fn up(
                 eprintln!(
                     "error: previews.max is {} and {} previews exist; the oldest is {PREVIEW_PREFIX}{} (pull request #{}, idle since {}).\nhelp: destroy one (`pantstack preview down --pr {} --yes`), or run again with --replace-oldest to destroy the oldest",
                     found.max,
-                    found.previews.len(),
+                    previews.len(),
                     o.pr,
                     o.pr,
                     preview::iso8601(o.last_change),
@@ -145,6 +234,53 @@ fn up(
             }
         }
     }
+    if !exists {
+        let now = preview::now().map_err(Failure::Usage)?;
+        found
+            .rt
+            .block_on(slots::touch(
+                &found.clients,
+                bucket,
+                project,
+                pr,
+                now,
+                "claim",
+            ))
+            .map_err(ship::aws_failure)?;
+    }
+    Ok(exists)
+}
+
+/// A new preview that failed before any stack of it existed gives its slot back.
+fn give_back(p: &crate::synth::Prepared, found: &Found, bucket: &str, pr: u64) {
+    let project = &p.output.plan.project;
+    let stacks = found
+        .rt
+        .block_on(preview::list(&found.clients, project, None));
+    if let Ok(stacks) = stacks
+        && !stacks.iter().any(|x| x.pr == pr)
+        && found
+            .rt
+            .block_on(slots::forget(&found.clients, bucket, project, pr))
+            .is_ok()
+    {
+        eprintln!("{PREVIEW_PREFIX}{pr} was not created: its slot is free again");
+    }
+}
+
+/// The preview's secrets, then its deploy (under its own deploy lock).
+#[allow(clippy::too_many_arguments)]
+fn deploy(
+    global: &Global,
+    out: &Out,
+    a: &PreviewArgs,
+    p: &crate::synth::Prepared,
+    found: &Found,
+    pr: u64,
+    exists: bool,
+    services: &[String],
+    lock_wait: Option<&str>,
+) -> Result<(), Failure> {
     // A new preview gets every service; an existing one those named (or all).
     let chosen: Vec<String> = if exists {
         services.to_vec()
@@ -175,11 +311,10 @@ fn up(
         .cloned()
         .collect();
     if !wanted.is_empty() {
-        let rt = runtime()?;
-        let clients = ship::connect(&rt, &p, a.profile.as_deref());
-        let created = rt
+        let created = found
+            .rt
             .block_on(preview::give_secrets(
-                &clients,
+                &found.clients,
                 &p.output.plan.project,
                 &wanted,
             ))
@@ -189,6 +324,48 @@ fn up(
         }
     }
     ship::deploy_services(global, out, Some(&p.env), chosen, &aws(a), false, lock_wait)
+}
+
+/// Marks an existing preview active now (a push that changed none of its
+/// services deploys nothing, but is activity all the same).
+fn touch(global: &Global, out: &Out, a: &PreviewArgs, pr: u64) -> Result<(), Failure> {
+    if pr == 0 {
+        return Err(Failure::Usage(
+            "--pr takes a pull request number (1 or more)".into(),
+        ));
+    }
+    let (p, f) = find(global, out, a, pr)?;
+    let exists = f.previews.iter().any(|x| x.pr == pr);
+    if exists {
+        let bucket = f.bucket.as_deref().ok_or_else(no_bucket)?;
+        f.rt.block_on(slots::touch(
+            &f.clients,
+            bucket,
+            &p.output.plan.project,
+            pr,
+            f.now,
+            "touch",
+        ))
+        .map_err(ship::aws_failure)?;
+    }
+    if out.json() {
+        let v = json!({
+            "pr": pr,
+            "exists": exists,
+            "last_change": exists.then(|| preview::iso8601(f.now)),
+            "expires": exists.then(|| preview::iso8601(f.now + f.ttl)),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else if exists {
+        println!(
+            "{PREVIEW_PREFIX}{pr} marked active at {}; idle, it expires {}",
+            preview::iso8601(f.now),
+            preview::iso8601(f.now + f.ttl)
+        );
+    } else {
+        println!("no {PREVIEW_PREFIX}{pr}: nothing to mark active");
+    }
+    Ok(())
 }
 
 fn list(global: &Global, out: &Out, a: &PreviewArgs) -> Result<(), Failure> {

@@ -77,7 +77,7 @@ pub(crate) fn connect(
     rt.block_on(Clients::connect(&c))
 }
 
-fn env_of<'a>(p: &'a Prepared, clients: Clients) -> Env<'a> {
+pub(crate) fn env_of<'a>(p: &'a Prepared, clients: Clients) -> Env<'a> {
     Env {
         repo: &p.repo,
         env: p.env.clone(),
@@ -253,7 +253,7 @@ pub fn lock_wait_is_aws() -> Failure {
 }
 
 /// `--lock-wait DURATION`: `90`, `90s`, `15m`, `1h`.
-fn lock_wait(v: Option<&str>) -> Result<std::time::Duration, Failure> {
+pub(crate) fn lock_wait(v: Option<&str>) -> Result<std::time::Duration, Failure> {
     match v {
         None => Ok(std::time::Duration::ZERO),
         Some(t) => pantstack_manifest::read::parse_duration(t)

@@ -1037,6 +1037,16 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         "created",
         "{v:#}"
     );
+    let template_bucket = v["template_bucket"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no template bucket: {v:#}"))
+        .to_string();
+    let epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    };
 
     // A secret with no preview value: refused, naming the command that sets it.
     let o = repo.run(&["preview", "up", "--pr", "7"]);
@@ -1066,8 +1076,66 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         text(&o.stdout)
     );
 
+    // The cap counts the slots other `preview up` runs claimed (under the
+    // previews' lock, before any stack of theirs exists), not only stacks: at
+    // max 1, 7 is refused naming preview-99, which has no stack yet.
+    let claim = format!("/{template_bucket}/shop-preview-activity-99.json");
+    let stamp = serde_json::json!({ "pr": 99, "at": epoch(), "by": "ci-run-77", "verb": "claim" });
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &claim,
+        &stamp.to_string()
+    ));
+    let o = repo.run(&["preview", "up", "--pr", "7"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("preview-99") && err.contains("--replace-oldest"),
+        "{err}"
+    );
+    let v = repo.json(&["preview", "list"], &fc);
+    assert_eq!(v["previews"][0]["pr"], 99, "{v:#}");
+    assert_eq!(v["previews"][0]["stacks"], serde_json::json!([]), "{v:#}");
+    // Its teardown gives the slot back.
+    let o = repo.run(&["preview", "down", "--pr", "99", "--yes"]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &claim).is_none());
+
+    // While another run holds the previews' lock (counting and claiming), `up`
+    // is refused naming it; an expired one is taken over, and released after.
+    let slots = format!("/{template_bucket}/shop-preview-slots-deploy-lock.json");
+    let other = |expires: u64| {
+        serde_json::json!({ "owner": "ci-run-78", "verb": "preview up", "since": epoch(), "expires": expires })
+            .to_string()
+    };
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &slots,
+        &other(epoch() + 3600)
+    ));
+    let o = repo.run(&["preview", "up", "--pr", "7"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("previews of `shop` are locked by ci-run-78 (preview up) since")
+            && err.contains("--lock-wait"),
+        "{err}"
+    );
+    assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &claim.replace("-99", "-7")).is_none());
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &slots,
+        &other(epoch() - 1)
+    ));
+
     // Up: every service, the secret copied to the preview's own parameter.
     let v = repo.json(&["preview", "up", "--pr", "7"], &fc);
+    assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &slots).is_none());
     assert_eq!(v["ok"], true, "{v:#}");
     assert_eq!(
         stack(&v, "shop-preview-7-api")["result"],
@@ -1156,13 +1224,30 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     );
     assert_eq!(v[0]["set"], false, "preview-7's parameter is gone: {v:#}");
 
+    // A push that changes nothing is activity all the same: `up` eight days on
+    // (past the 7d TTL; nothing to deploy, 8 runs HEAD) marks 8 active then, so
+    // gc then leaves it although its stacks last changed eight days before.
+    let later = (epoch() + 8 * 86_400).to_string();
+    let at_later = [("PANTSTACK_NOW", later.as_str())];
+    let v = repo.json_with(&["preview", "up", "--pr", "8"], &at_later, &fc);
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(
+        stack(&v, "shop-preview-8-api")["result"],
+        "unchanged",
+        "{v:#}"
+    );
+    let v = repo.json_with(&["preview", "list"], &at_later, &fc);
+    assert_eq!(v["previews"][0]["idle_seconds"], 0, "{v:#}");
+    assert_eq!(v["previews"][0]["expired"], false, "{v:#}");
+    let o = repo.run_with(&["preview", "gc", "--dry-run"], None, &at_later);
+    assert!(
+        text(&o.stdout).contains("no preview has been idle"),
+        "{}",
+        text(&o.stdout)
+    );
+
     // The TTL, judged at a later time: dry run, refusal without --yes, then gc.
-    let later = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 8 * 86_400)
-        .to_string();
+    let later = (epoch() + 16 * 86_400).to_string();
     let clock = [("PANTSTACK_NOW", later.as_str())];
     let o = repo.run_with(&["preview", "gc"], None, &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
@@ -1203,6 +1288,35 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     );
     assert_eq!(v[0]["set"], true, "{v:#}");
 
+    // Two pull requests opened at once, one slot (max 1): exactly one passes the
+    // cap; the other is refused by the cap or by the previews' lock, never both
+    // created.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| repo.run(&["preview", "up", "--pr", "10"]));
+        let b = s.spawn(|| repo.run(&["preview", "up", "--pr", "11"]));
+        (a.join().expect("up 10"), b.join().expect("up 11"))
+    });
+    let (won, lost) = match (a.status.success(), b.status.success()) {
+        (true, false) => (10, &b),
+        (false, true) => (11, &a),
+        _ => panic!(
+            "exactly one of two previews fits one slot:\n10: {}\n11: {}",
+            text(&a.stderr),
+            text(&b.stderr)
+        ),
+    };
+    let err = text(&lost.stderr);
+    assert!(
+        err.contains("previews.max is 1") || err.contains("previews of `shop` are locked by"),
+        "{err}"
+    );
+    let v = repo.json(&["preview", "list"], &fc);
+    let previews = v["previews"].as_array().expect("previews");
+    assert_eq!(previews.len(), 1, "{v:#}");
+    assert_eq!(previews[0]["pr"], won, "{v:#}");
+    let o = repo.run(&["preview", "down", "--pr", &won.to_string(), "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
     // The generated workflow's own scripts, run as its jobs would (the AWS
     // credentials step aside): a pull request opened → its preview; closed → gone.
     let dir = repo.base.join("workflows");
@@ -1224,14 +1338,28 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     );
     let v = repo.json(&["preview", "list"], &fc);
     assert_eq!(v["previews"][0]["pr"], 9, "{v:#}");
-    // Pushed again with nothing new: the preview runs this commit already.
-    let o = repo.script(&step_script(&wf, "Deploy the preview"), &pr);
+    // Pushed again with nothing new: the preview runs this commit already, and
+    // is marked active (here at a clock a day on).
+    let day_on = (epoch() + 86_400).to_string();
+    let pushed = [
+        ("PR", "9"),
+        ("BASE", first.as_str()),
+        ("PANTSTACK_NOW", day_on.as_str()),
+    ];
+    let o = repo.script(&step_script(&wf, "Deploy the preview"), &pushed);
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(
-        text(&o.stdout).contains("runs this commit already"),
+        text(&o.stdout).contains("runs this commit already")
+            && text(&o.stdout).contains("preview-9 marked active"),
         "{}",
         text(&o.stdout)
     );
+    let v = repo.json_with(
+        &["preview", "list"],
+        &[("PANTSTACK_NOW", day_on.as_str())],
+        &fc,
+    );
+    assert_eq!(v["previews"][0]["idle_seconds"], 0, "{v:#}");
     let o = repo.script(&step_script(&wf, "Destroy the preview"), &pr);
     assert!(
         o.status.success(),

@@ -24,6 +24,7 @@ pub mod progress;
 pub mod quotas;
 pub mod secrets;
 pub mod ship;
+pub mod slots;
 pub mod stack;
 pub mod verdict;
 

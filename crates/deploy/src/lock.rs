@@ -13,6 +13,10 @@
 //! it every third of that while it runs (`If-Match` on its own ETag), so a long
 //! deploy keeps it and the lock of a run that was killed or cancelled (a CI job
 //! past its timeout) expires within the TTL.
+//!
+//! The same mechanism serves other lock objects ([`acquire_with`] words their
+//! refusal): the previews' lock (`crate::slots`), renewed by [`Renewing`] while
+//! its holder works synchronously.
 
 use crate::{Clients, why};
 use serde::{Deserialize, Serialize};
@@ -41,7 +45,7 @@ impl Holder {
 }
 
 /// A lock this process holds.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Held {
     pub bucket: String,
     pub key: String,
@@ -229,6 +233,24 @@ pub async fn acquire(
     wait: Duration,
     env: &str,
 ) -> Result<Held, String> {
+    acquire_with(c, bucket, key, verb, wait, &|who| {
+        format!(
+            "environment `{env}` is locked by {who}: another deploy or destroy is running on it. Wait for it with --lock-wait DURATION (e.g. --lock-wait 15m); if that run is gone, its lock expires by itself, or remove it with `pantstack unlock --target aws --env {env}`"
+        )
+    })
+    .await
+}
+
+/// [`acquire`] of any lock object: `refusal` words the error once `wait` is
+/// over, given who holds the lock (`alice@laptop (deploy) since …`).
+pub async fn acquire_with(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+    verb: &str,
+    wait: Duration,
+    refusal: &(dyn Fn(&str) -> String + Sync),
+) -> Result<Held, String> {
     let deadline = std::time::Instant::now() + wait;
     let poll = c
         .poll
@@ -269,19 +291,59 @@ pub async fn acquire(
             let who = current
                 .map(|(h, _)| h.describe())
                 .unwrap_or_else(|| "another run (it was just released)".into());
-            return Err(format!(
-                "environment `{env}` is locked by {who}: another deploy or destroy is running on it. Wait for it with --lock-wait DURATION (e.g. --lock-wait 15m); if that run is gone, its lock expires by itself, or remove it with `pantstack unlock --target aws --env {env}`"
-            ));
+            return Err(refusal(&who));
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         tokio::time::sleep(poll.min(left)).await;
     }
 }
 
+/// A held lock renewed on a runtime's worker threads while its holder does
+/// synchronous work (the previews' lock around `preview up`'s cap check, which
+/// may tear down the oldest preview with `--replace-oldest`).
+pub struct Renewing {
+    task: tokio::task::JoinHandle<()>,
+    held: std::sync::Arc<std::sync::Mutex<Held>>,
+}
+
+impl Renewing {
+    pub fn start(rt: &tokio::runtime::Handle, c: &Clients, held: Held) -> Renewing {
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let (c, mine) = (c.clone(), shared.clone());
+        let task = rt.spawn(async move {
+            loop {
+                tokio::time::sleep(renew_every()).await;
+                let Ok(mut h) = mine.lock().map(|h| h.clone()) else {
+                    return;
+                };
+                // Lost (another run took it over after it expired): stop.
+                let kept = renew(&c, &mut h).await;
+                if let Ok(mut slot) = mine.lock() {
+                    *slot = h;
+                }
+                if matches!(kept, Ok(false)) {
+                    return;
+                }
+            }
+        });
+        Renewing { task, held: shared }
+    }
+
+    /// Stops renewing; the lock as last renewed, to release.
+    pub async fn stop(self) -> Held {
+        self.task.abort();
+        let _ = self.task.await;
+        match self.held.lock() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
 /// Deletes every version (and delete marker) of the lock object. The template
 /// bucket is versioned: a plain delete would leave a delete marker, and
 /// deleting only the current version would bring a stale lock under it back.
-async fn delete_all(c: &Clients, bucket: &str, key: &str) -> Result<(), String> {
+pub(crate) async fn delete_all(c: &Clients, bucket: &str, key: &str) -> Result<(), String> {
     let failed = |e: String| format!("cannot remove the lock s3://{bucket}/{key}: {e}");
     let listed =
         c.s3.list_object_versions()

@@ -2,8 +2,11 @@
 //! from their stacks, the cap (`previews.max`), the TTL of inactivity
 //! (`previews.ttl`) and their secrets.
 //!
-//! A preview is the set of stacks named `{project}-preview-<pr>-…`; its last
-//! activity is the latest creation or update among them. The deciding functions
+//! A preview is the set of stacks named `{project}-preview-<pr>-…` and its
+//! activity stamp in the template bucket (`crate::slots`: written when its slot
+//! is claimed, before any stack, and by every deploy of it, even one that
+//! changes nothing); its last activity is the latest creation or update among
+//! its stacks and its stamp. The deciding functions
 //! (`cap`, `expired`) are pure and take the clock as an argument; `now()` reads
 //! `PANTSTACK_NOW` (RFC 3339 or Unix seconds) before the system clock, so tests
 //! and dry runs can judge at another time.
@@ -18,7 +21,8 @@ pub struct Preview {
     pub pr: u64,
     /// Its stacks, sorted.
     pub stacks: Vec<String>,
-    /// Unix seconds of the latest creation or update among its stacks.
+    /// Unix seconds of its last activity: the latest creation or update among
+    /// its stacks, or its stamp if later.
     pub last_change: i64,
 }
 
@@ -130,8 +134,31 @@ pub fn expired(previews: &[Preview], ttl: i64, now: i64) -> Vec<&Preview> {
         .collect()
 }
 
-/// Every preview of the project, from CloudFormation's stack list.
-pub async fn list(c: &Clients, project: &str) -> Result<Vec<Preview>, String> {
+/// Adds the activity stamps `(pr, at)` to the previews found from stacks: a
+/// later stamp is the last activity, a stamp with no stack yet is a preview
+/// (a claimed slot).
+pub fn with_stamps(mut previews: Vec<Preview>, stamps: &[(u64, i64)]) -> Vec<Preview> {
+    for (pr, at) in stamps {
+        match previews.iter_mut().find(|p| p.pr == *pr) {
+            Some(p) => p.last_change = p.last_change.max(*at),
+            None => previews.push(Preview {
+                pr: *pr,
+                stacks: Vec::new(),
+                last_change: *at,
+            }),
+        }
+    }
+    previews.sort_by_key(|p| p.pr);
+    previews
+}
+
+/// Every preview of the project, from CloudFormation's stack list and, with the
+/// template bucket, the previews' stamps.
+pub async fn list(
+    c: &Clients,
+    project: &str,
+    bucket: Option<&str>,
+) -> Result<Vec<Preview>, String> {
     let stacks: Vec<(String, i64)> = crate::stack::listed(c)
         .await?
         .into_iter()
@@ -139,7 +166,20 @@ pub async fn list(c: &Clients, project: &str) -> Result<Vec<Preview>, String> {
         .filter(|s| s.status != "REVIEW_IN_PROGRESS")
         .map(|s| (s.name, s.last_change))
         .collect();
-    Ok(group(project, &stacks))
+    let stamps = match bucket {
+        Some(b) => crate::slots::stamps(c, b, project).await?,
+        None => Vec::new(),
+    };
+    Ok(with_stamps(group(project, &stacks), &stamps))
+}
+
+/// The pull request of a preview environment's name (`preview-42` → 42).
+pub fn pr_of_env(env: &str) -> Option<u64> {
+    let n = env.strip_prefix(pantstack_model::foundation::PREVIEW_PREFIX)?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
 }
 
 /// Where an administrator keeps a secret's value for every preview:
@@ -258,6 +298,29 @@ mod tests {
             }
         );
         assert_eq!(cap(&[], 4, 0), Cap::Full { oldest: None });
+    }
+
+    #[test]
+    fn a_stamp_is_activity_and_a_claimed_slot_counts() {
+        let ps = vec![p(1, 1_000), p(2, 5_000)];
+        // A no-op deploy of 1 at 9,000 (its stacks unchanged); 3 claimed, no stack yet.
+        let all = with_stamps(ps, &[(1, 9_000), (2, 4_000), (3, 6_000)]);
+        assert_eq!(
+            all.iter()
+                .map(|p| (p.pr, p.last_change, p.stacks.len()))
+                .collect::<Vec<_>>(),
+            [(1, 9_000, 1), (2, 5_000, 1), (3, 6_000, 0)]
+        );
+        assert!(expired(&all, 3_600, 10_000).iter().all(|p| p.pr != 1));
+        assert_eq!(
+            cap(&all, 4, 3),
+            Cap::Full {
+                oldest: Some(&all[1])
+            }
+        );
+        assert_eq!(pr_of_env("preview-42"), Some(42));
+        assert_eq!(pr_of_env("preview-"), None);
+        assert_eq!(pr_of_env("test"), None);
     }
 
     #[test]

@@ -622,6 +622,12 @@ async fn lock_at(e: &Env<'_>) -> Result<Option<(String, String)>, Failure> {
     Ok(bucket.map(|b| (b, crate::lock::key(&e.names().prefix()))))
 }
 
+/// The template bucket (the shared stack's output; none on a shared stack older
+/// than it): where the deploy locks, the previews' lock and their stamps live.
+pub async fn template_bucket(e: &Env<'_>) -> Result<Option<String>, Failure> {
+    Ok(lock_at(e).await?.map(|(b, _)| b))
+}
+
 /// Who holds the environment's deploy lock, if anyone (`pantstack unlock`), and
 /// the lock's ETag, which [`unlock`] takes to remove exactly that lock.
 pub async fn lock_holder(e: &Env<'_>) -> Result<Option<(crate::lock::Holder, String)>, Failure> {

@@ -747,15 +747,24 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     ] })]),
                     // The environment's deploy lock (`pantstack-deploy::lock`): created
                     // and read as templates are; released by deleting it.
-                    allow("DeployLock", &["s3:DeleteObject", "s3:DeleteObjectVersion"], vec![json!({ "Fn::Sub": [
-                        // Exactly this environment's lock, or every preview's.
+                    allow("DeployLock", &["s3:DeleteObject", "s3:DeleteObjectVersion"], {
+                        let object = |key: String| json!({ "Fn::Sub": [
+                            format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{key}"),
+                            { "Bucket": import(&n.shared_export("TemplateBucket")) },
+                        ] });
                         if cx.is_preview() {
-                            format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{}-*-deploy-lock.json", n.base_prefix())
+                            // Every preview's lock and the previews' lock
+                            // (`{project}-preview-slots-deploy-lock.json`), and the
+                            // previews' activity stamps (`pantstack_deploy::slots`).
+                            vec![
+                                object(format!("{}-*-deploy-lock.json", n.base_prefix())),
+                                object(format!("{}-activity-*.json", n.base_prefix())),
+                            ]
                         } else {
-                            format!("arn:${{AWS::Partition}}:s3:::${{Bucket}}/{}-deploy-lock.json", n.base_prefix())
-                        },
-                        { "Bucket": import(&n.shared_export("TemplateBucket")) },
-                    ] })]),
+                            // Exactly this environment's lock.
+                            vec![object(format!("{}-deploy-lock.json", n.base_prefix()))]
+                        }
+                    }),
                     allow("DeployLockVersions", &["s3:ListBucketVersions"], vec![json!({ "Fn::Sub": [
                         "arn:${AWS::Partition}:s3:::${Bucket}",
                         { "Bucket": import(&n.shared_export("TemplateBucket")) },

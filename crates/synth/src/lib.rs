@@ -15,6 +15,7 @@ pub mod calls;
 pub mod cfn;
 pub mod cost;
 pub mod foundation;
+pub mod lifecycle;
 pub mod monitor;
 pub mod names;
 pub mod network;

@@ -6,7 +6,7 @@
 use crate::Ctx;
 use crate::cfn::{Template, att, if_, r, tags};
 use pantstack_model::settings::keys;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const GITHUB_OIDC_URL: &str = "https://token.actions.githubusercontent.com";
 
@@ -23,6 +23,12 @@ pub fn template(cx: &Ctx<'_>) -> Template {
         .map(|e| (e.name.clone(), e.branches.clone()))
         .collect();
     let scan = cx.foundation.get(keys::SCAN_ON_PUSH);
+    let services: Vec<(String, bool)> = cx
+        .repo
+        .services
+        .iter()
+        .map(|u| (u.service.name.clone(), u.service.worker.is_some()))
+        .collect();
 
     t.resource(
         "Repository",
@@ -32,7 +38,7 @@ pub fn template(cx: &Ctx<'_>) -> Template {
             "ImageTagMutability": "IMMUTABLE",
             "ImageScanningConfiguration": { "ScanOnPush": scan },
             "EncryptionConfiguration": { "EncryptionType": "KMS" },
-            "LifecyclePolicy": { "LifecyclePolicyText": lifecycle_policy(&environments, branch_image_days(cx)) },
+            "LifecyclePolicy": { "LifecyclePolicyText": crate::lifecycle::policy(&services, &environments, branch_image_days(cx)) },
             "Tags": tags(project, "shared", None, None),
         }),
     )
@@ -161,66 +167,6 @@ pub fn template(cx: &Ctx<'_>) -> Template {
     t
 }
 
-/// The `countNumber` of the rules that keep images: "expire all but the newest
-/// 10,000" of a pattern, half of ECR's default 20,000 images per repository. An
-/// image matched by such a rule can never be expired by a later rule.
-pub const KEEP_ALL: i64 = 10_000;
-
-/// Tag patterns (ECR `tagPatternList`, `*` = anything) of the images an environment
-/// may run, whatever the service: releases `{service}[-worker]-v{semver}` and the
-/// branch builds `{service}[-worker]-{branch}-{sha}` of every long-lived
-/// environment's branches (`release/*` → `*-release-*`). Previews are not listed:
-/// they run branch images younger than their TTL.
-pub fn protected_patterns(environments: &[(String, Vec<String>)]) -> Vec<String> {
-    let mut out = vec!["*-v*.*.*".to_string()];
-    for (_, branches) in environments {
-        for b in branches {
-            let clean = pantstack_model::tag::sanitize_branch(b.trim_end_matches('*'));
-            if clean.is_empty() {
-                continue;
-            }
-            let p = format!("*-{clean}-*");
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-/// ECR lifecycle, bounded whatever the number of services (one rule per
-/// environment branch, none per service) and never expiring an image an
-/// environment runs:
-/// 1. untagged images expire after a day;
-/// 2. one rule per protected pattern (`protected_patterns`) keeps its newest
-///    `KEEP_ALL` images — ECR never lets a later rule expire an image an earlier
-///    rule matched, so these are out of reach of rule 3;
-/// 3. every other tagged image (feature branches, pull requests, previews)
-///    expires `days` days after it was pushed.
-pub fn lifecycle_policy(environments: &[(String, Vec<String>)], days: i64) -> String {
-    let mut rules: Vec<Value> = vec![json!({
-        "rulePriority": 1,
-        "description": "expire untagged images after 1 day",
-        "selection": { "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1 },
-        "action": { "type": "expire" }
-    })];
-    for p in protected_patterns(environments) {
-        rules.push(json!({
-            "rulePriority": rules.len() + 1,
-            "description": format!("keep {p}: releases and environment branches are never expired"),
-            "selection": { "tagStatus": "tagged", "tagPatternList": [p], "countType": "imageCountMoreThan", "countNumber": KEEP_ALL },
-            "action": { "type": "expire" }
-        }));
-    }
-    rules.push(json!({
-        "rulePriority": rules.len() + 1,
-        "description": format!("expire branch and pull request images {days} days after push"),
-        "selection": { "tagStatus": "tagged", "tagPatternList": ["*"], "countType": "sinceImagePushed", "countUnit": "days", "countNumber": days },
-        "action": { "type": "expire" }
-    }));
-    serde_json::to_string(&json!({ "rules": rules })).unwrap_or_default()
-}
-
 /// Days a branch or pull-request image is kept: `registry.keep_images`, but never
 /// less than a preview's idle TTL plus a week (an idle preview is destroyed after
 /// its TTL, so no environment runs an older branch image).
@@ -228,36 +174,4 @@ pub fn branch_image_days(cx: &Ctx<'_>) -> i64 {
     let keep = cx.foundation.get(keys::IMAGE_RETENTION);
     let ttl_days = cx.foundation.get(keys::PREVIEW_TTL).div_ceil(86_400);
     keep.max(i64::try_from(ttl_days).unwrap_or(90) + 7)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn environment_branches_become_patterns() {
-        let envs = vec![
-            ("test".to_string(), vec!["dev".to_string()]),
-            (
-                "prod".to_string(),
-                vec!["main".to_string(), "release/*".to_string()],
-            ),
-        ];
-        assert_eq!(
-            protected_patterns(&envs),
-            ["*-v*.*.*", "*-dev-*", "*-main-*", "*-release-*"]
-        );
-        let v: Value = serde_json::from_str(&lifecycle_policy(&envs, 14)).expect("json");
-        let rules = v["rules"].as_array().expect("rules");
-        assert_eq!(rules.len(), 6);
-        for (i, r) in rules.iter().enumerate() {
-            assert_eq!(r["rulePriority"], i + 1);
-            let patterns = r["selection"]["tagPatternList"].as_array();
-            for p in patterns.into_iter().flatten() {
-                let stars = p.as_str().unwrap_or("").matches('*').count();
-                assert!(stars <= 4, "ECR allows four wildcards: {p}");
-            }
-        }
-        assert_eq!(rules[5]["selection"]["countNumber"], 14);
-    }
 }

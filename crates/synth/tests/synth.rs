@@ -988,7 +988,14 @@ fn images_an_environment_runs_are_never_expired() {
                     checked += 1;
                 }
                 // Feature branches and pull requests expire by age, not by count.
-                for b in ["feature/login", "pull/42/merge", "fix-maintenance"] {
+                for b in [
+                    "feature/login",
+                    "pull/42/merge",
+                    "fix-maintenance",
+                    "fix/main-page",
+                    "main-menu",
+                    "feature/dev-tools",
+                ] {
                     let env_branch = repo.foundation.environments.iter().any(|e| {
                         e.branches.iter().any(|p| {
                             p == b || p.strip_suffix('*').is_some_and(|pre| b.starts_with(pre))

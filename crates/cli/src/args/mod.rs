@@ -370,14 +370,19 @@ each quota the monorepo would exceed and what to change.")]
   pantstack preview list
   pantstack preview down --pr 42 --yes         # stacks, data, images and parameters
   pantstack preview gc --yes                   # previews idle longer than previews.ttl
+  pantstack preview touch --pr 42              # a push that changed none of its services
 
 A preview runs each service with the settings of the `preview` stack files
 (reduced capacity), in the foundation every preview shares (`pantstack bootstrap
 --pr 1`, once). At most previews.max exist at once: `up` of one more is refused,
 naming the oldest; the user chooses (`preview down --pr N`, or `up --replace-oldest`).
-Its secrets are the declared preview values (`pantstack secrets set --target aws
---env preview SERVICE NAME`, once per secret), copied to /{project}/preview-<pr>/.
-PANTSTACK_NOW (RFC 3339 or Unix seconds) sets the clock gc and list judge by.")]
+`up` counts the previews and claims the new one's slot under the previews' lock,
+so two pull requests opened at once cannot both pass the cap. Every `up` (even one
+that changes nothing) and `touch` mark a preview active: gc destroys those idle
+for previews.ttl. Its secrets are the declared preview values (`pantstack secrets
+set --target aws --env preview SERVICE NAME`, once per secret), copied to
+/{project}/preview-<pr>/. PANTSTACK_NOW (RFC 3339 or Unix seconds) sets the clock
+gc and list judge by and activity is stamped with.")]
     Preview(PreviewArgs),
 
     /// Print the services a change touches (their module, image context or the foundation)
@@ -637,9 +642,15 @@ pub enum PreviewAction {
         /// At the cap (previews.max): destroy the preview idle the longest to make room
         #[arg(long)]
         replace_oldest: bool,
-        /// Wait up to this long (`90s`, `15m`) for the preview's deploy lock
+        /// Wait up to this long (`90s`, `15m`) for the previews' lock, then the preview's deploy lock
         #[arg(long, value_name = "DURATION")]
         lock_wait: Option<String>,
+    },
+    /// Mark the preview of a pull request active (a push that changed none of its services): gc judges its idle time from now
+    Touch {
+        /// Pull request number
+        #[arg(long)]
+        pr: u64,
     },
     /// Destroy the preview of a pull request: its stacks, buckets (with their data), images and parameters
     Down {

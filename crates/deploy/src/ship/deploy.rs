@@ -35,12 +35,54 @@ async fn delete_unplanned(c: &Clients, p: &Progress, name: &str, why: &str) -> R
 pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     // Priorities are read under the lock: no other run deploys a rule meanwhile.
     locked(e, "deploy", o.lock_wait, async {
-        match e.pinned().await? {
+        let result = match e.pinned().await? {
             Some(pinned) => deploy_unlocked(&pinned, o).await,
             None => deploy_unlocked(e, o).await,
-        }
+        };
+        mark_active(e, result).await
     })
     .await
+}
+
+/// A deploy of a preview, whatever it changed (nothing, when the push changed
+/// no file of it), is activity: its stamp says so, so `preview gc` judges its
+/// idle time from now. A stamp that cannot be written is a warning.
+async fn mark_active(e: &Env<'_>, mut result: Result<Value, Failure>) -> Result<Value, Failure> {
+    let Some(pr) = crate::preview::pr_of_env(&e.env) else {
+        return result;
+    };
+    let written = async {
+        let (bucket, _) = lock_at(e)
+            .await
+            .map_err(|f| f.message)?
+            .ok_or("the shared stack has no template bucket")?;
+        let now = crate::preview::now()?;
+        crate::slots::touch(
+            &e.clients,
+            &bucket,
+            &e.output.plan.project,
+            pr,
+            now,
+            "deploy",
+        )
+        .await
+    }
+    .await;
+    if let Err(m) = written {
+        let warning = format!(
+            "could not mark {} active ({m}): `preview gc` judges its idle time from its stacks' last change",
+            e.env
+        );
+        let report = match &mut result {
+            Ok(v) => v,
+            Err(f) => &mut f.report,
+        };
+        match report["warnings"].as_array_mut() {
+            Some(w) => w.push(json!(warning)),
+            None => report["warnings"] = json!([warning]),
+        }
+    }
+    result
 }
 
 async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {

@@ -201,7 +201,35 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     {
         return destroy_unlocked(e, o).await;
     }
-    locked(e, "destroy", o.lock_wait, destroy_unlocked(e, o)).await
+    locked(e, "destroy", o.lock_wait, async {
+        let v = destroy_unlocked(e, o).await?;
+        forget_preview(e, v).await
+    })
+    .await
+}
+
+/// A preview whose stacks are all gone gives its slot back: its activity stamp
+/// goes too (else it would still count against previews.max).
+async fn forget_preview(e: &Env<'_>, mut v: Value) -> Result<Value, Failure> {
+    let Some(pr) = crate::preview::pr_of_env(&e.env) else {
+        return Ok(v);
+    };
+    let Some((bucket, _)) = lock_at(e).await? else {
+        return Ok(v);
+    };
+    match crate::slots::forget(&e.clients, &bucket, &e.output.plan.project, pr).await {
+        Ok(()) => Ok(v),
+        Err(m) => Err(Failure {
+            message: format!(
+                "the stacks of {} are deleted, but not its activity stamp is not ({m}): it still counts against previews.max until `pantstack preview down --pr {pr}` runs again",
+                e.env
+            ),
+            report: {
+                v["ok"] = json!(false);
+                v
+            },
+        }),
+    }
 }
 
 async fn destroy_unlocked(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
