@@ -1,12 +1,12 @@
 //! What the local cloud's metrics collection costs: the work of one metrics
 //! period at TASKS tasks (a `/proc` pass over their process groups, the periods
 //! of two units of TASKS/2 tasks each, the queues' depths, and the journaled put
-//! of every datapoint into the endpoint), repeated ROUNDS times back to back;
+//! of every datapoint into the endpoint), repeated `ROUNDS` times back to back;
 //! prints the CPU time of one period and what that is of one core at a 10 s
 //! (the default `local.metrics.period`) and a 1 s period, as one JSON line.
 //!
 //! The tasks are `sleep` processes, each in a process group of its own as the
-//! supervisor starts them. Usage: bench-metrics [TASKS] [ROUNDS]
+//! supervisor starts them. Usage: `bench-metrics [TASKS] [ROUNDS]`
 
 #![forbid(unsafe_code)]
 

@@ -1,7 +1,7 @@
 //! Request counters of a load balancer, for the ALB metrics (`RequestCount`,
 //! `HTTPCode_Target_*`, `HTTPCode_ELB_*`, `TargetResponseTime`).
 //!
-//! Each worker thread counts into its own [`Counters`] (relaxed atomics on its
+//! Each worker thread counts into its own `Counters` (relaxed atomics on its
 //! own cache lines: no thread waits for another); [`Snapshot`]s sum them.
 //! Counters only grow: a reader takes the difference of two snapshots
 //! ([`Snapshot::since`]) for a period.

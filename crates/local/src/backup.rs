@@ -179,7 +179,11 @@ fn temp_beside(dest: &Path) -> Result<PathBuf, String> {
     })?;
     let mut tmp = std::ffi::OsString::from(".");
     tmp.push(name);
-    tmp.push(format!(".tmp-{}", std::process::id()));
+    // Unique within this process too: two backups to one place at once each
+    // write their own, and the second rename fails on the first's directory.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp.push(format!(".tmp-{}-{n}", std::process::id()));
     Ok(dest.with_file_name(tmp))
 }
 
