@@ -15,6 +15,26 @@ fn duration(flag: &str, text: &str) -> Result<u64, Failure> {
         })
 }
 
+/// Asks the supervisor; with `--format json` prints its answer and gives `None`.
+fn ask(
+    global: &Global,
+    out: &Out,
+    env: Option<&str>,
+    request: Request,
+) -> Result<Option<Value>, Failure> {
+    let (_, paths) = socket_of(global, env)?;
+    let rt = runtime()?;
+    let v = call_short(&rt, &paths, request)?;
+    if let Some(e) = control::Reply::of(&v).error {
+        return Err(Failure::Resolve(e));
+    }
+    if out.json() {
+        println!("{v}");
+        return Ok(None);
+    }
+    Ok(Some(v))
+}
+
 pub fn metrics(global: &Global, out: &Out, a: &MetricsArgs) -> Result<(), Failure> {
     let since = duration("--since", &a.since)?;
     let period = a
@@ -29,26 +49,16 @@ pub fn metrics(global: &Global, out: &Out, a: &MetricsArgs) -> Result<(), Failur
             "--period {p}s: a period is 1, 5, 10, 20 or 30 s or a multiple of 60 s (as CloudWatch's GetMetricData)"
         )));
     }
-    let (_, paths) = socket_of(global, a.env.as_deref())?;
-    let rt = runtime()?;
-    let v = call_short(
-        &rt,
-        &paths,
-        Request::Metrics {
-            service: a.service.clone(),
-            metric: a.metric.clone(),
-            since_s: Some(since),
-            period_s: period,
-            stat: a.stat.clone(),
-        },
-    )?;
-    if let Some(e) = control::Reply::of(&v).error {
-        return Err(Failure::Resolve(e));
-    }
-    if out.json() {
-        println!("{v}");
+    let request = Request::Metrics {
+        service: a.service.clone(),
+        metric: a.metric.clone(),
+        since_s: Some(since),
+        period_s: period,
+        stat: a.stat.clone(),
+    };
+    let Some(v) = ask(global, out, a.env.as_deref(), request)? else {
         return Ok(());
-    }
+    };
     let series = v["series"].as_array().cloned().unwrap_or_default();
     if series.is_empty() {
         match &a.metric {
@@ -168,22 +178,12 @@ fn sparkline(values: &[f64], width: usize) -> String {
 }
 
 pub fn activity(global: &Global, out: &Out, a: &ActivityArgs) -> Result<(), Failure> {
-    let (_, paths) = socket_of(global, a.env.as_deref())?;
-    let rt = runtime()?;
-    let v = call_short(
-        &rt,
-        &paths,
-        Request::Activity {
-            service: a.service.clone(),
-        },
-    )?;
-    if let Some(e) = control::Reply::of(&v).error {
-        return Err(Failure::Resolve(e));
-    }
-    if out.json() {
-        println!("{v}");
+    let request = Request::Activity {
+        service: a.service.clone(),
+    };
+    let Some(v) = ask(global, out, a.env.as_deref(), request)? else {
         return Ok(());
-    }
+    };
     let list = v["activities"].as_array().cloned().unwrap_or_default();
     if list.is_empty() {
         println!("no scaling activity yet");
@@ -204,22 +204,12 @@ pub fn activity(global: &Global, out: &Out, a: &ActivityArgs) -> Result<(), Fail
 }
 
 pub fn alarms(global: &Global, out: &Out, a: &AlarmsArgs) -> Result<(), Failure> {
-    let (_, paths) = socket_of(global, a.env.as_deref())?;
-    let rt = runtime()?;
-    let v = call_short(
-        &rt,
-        &paths,
-        Request::Alarms {
-            service: a.service.clone(),
-        },
-    )?;
-    if let Some(e) = control::Reply::of(&v).error {
-        return Err(Failure::Resolve(e));
-    }
-    if out.json() {
-        println!("{v}");
+    let request = Request::Alarms {
+        service: a.service.clone(),
+    };
+    let Some(v) = ask(global, out, a.env.as_deref(), request)? else {
         return Ok(());
-    }
+    };
     let list = v["alarms"].as_array().cloned().unwrap_or_default();
     if list.is_empty() {
         println!("no alarms");

@@ -153,11 +153,7 @@ impl Supervisor {
 
     /// What a unit's ended period changes: target tracking and alarms.
     pub(super) async fn after_period(&mut self, name: &str, now: Millis) {
-        if !self.watch.loaded {
-            self.watch.loaded = true;
-            self.watch.activities = load(&self.activity_path());
-            self.watch.changes = load(&self.alarms_path());
-        }
+        self.load_records();
         let Some(monitor) = self.monitor_now(name) else {
             return;
         };
@@ -380,20 +376,37 @@ impl Supervisor {
         }
     }
 
-    /// The answer to `activity`.
-    pub(super) fn activity_answer(&mut self, service: Option<&str>) -> Value {
+    /// The recorded activities and alarm changes, read from disk once.
+    fn load_records(&mut self) {
         if !self.watch.loaded {
             self.watch.loaded = true;
             self.watch.activities = load(&self.activity_path());
             self.watch.changes = load(&self.alarms_path());
         }
+    }
+
+    /// The units of `service` (every unit without one), or the answer saying
+    /// there is no such service.
+    fn watched_units(&self, service: Option<&str>) -> Result<Vec<String>, Value> {
         let units = match service {
             Some(s) => self.units_of_service(s),
             None => self.units.keys().cloned().collect(),
         };
         if units.is_empty() {
-            return json!({ "done": true, "error": format!("no service or unit `{}`", service.unwrap_or("")) });
+            return Err(
+                json!({ "done": true, "error": format!("no service or unit `{}`", service.unwrap_or("")) }),
+            );
         }
+        Ok(units)
+    }
+
+    /// The answer to `activity`.
+    pub(super) fn activity_answer(&mut self, service: Option<&str>) -> Value {
+        self.load_records();
+        let units = match self.watched_units(service) {
+            Ok(u) => u,
+            Err(answer) => return answer,
+        };
         let list: Vec<&ActivityRecord> = self
             .watch
             .activities
@@ -405,18 +418,11 @@ impl Supervisor {
 
     /// The answer to `alarms`.
     pub(super) fn alarms_answer(&mut self, service: Option<&str>) -> Value {
-        if !self.watch.loaded {
-            self.watch.loaded = true;
-            self.watch.activities = load(&self.activity_path());
-            self.watch.changes = load(&self.alarms_path());
-        }
-        let units = match service {
-            Some(s) => self.units_of_service(s),
-            None => self.units.keys().cloned().collect(),
+        self.load_records();
+        let units = match self.watched_units(service) {
+            Ok(u) => u,
+            Err(answer) => return answer,
         };
-        if units.is_empty() {
-            return json!({ "done": true, "error": format!("no service or unit `{}`", service.unwrap_or("")) });
-        }
         let mut out = Vec::new();
         for u in &units {
             // Alarms not evaluated yet (the first period has not ended) show as
