@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pantstack_endpoint::keys::Keyring;
-use pantstack_endpoint::request::{Call, Resource, Service, parse_json};
+use pantstack_endpoint::request::{Call, Request, Resource, Service, SqsRequest, parse_json};
 use pantstack_endpoint::{iam, query, sqs, ssm};
 use serde_json::{Value, json};
 use std::sync::OnceLock;
@@ -81,7 +81,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             };
             check_authorization(&c);
-            let input = &c.input;
+            let receive = match &c.request {
+                Request::Sqs(SqsRequest::ReceiveMessage(r)) => Some(r.clone()),
+                _ => None,
+            };
             let mut s = queues();
             for now in [1_000, 40_000] {
                 match s.handle(&c, now, "f", "http://x") {
@@ -96,7 +99,9 @@ fuzz_target!(|data: &[u8]| {
                     }
                     Err(e) => assert!(!e.code.is_empty() && e.status >= 400),
                 }
-                if let Ok(op) = s.receive_op("q", input, now) {
+                if let Some(r) = &receive
+                    && let Ok(op) = s.receive_op("q", r, now)
+                {
                     let _ = s.apply(&op);
                 }
             }
