@@ -36,11 +36,10 @@ pub(super) struct MetricsRt {
 }
 
 impl Supervisor {
-    fn monitor_of(&self, name: &str) -> Option<&crate::monitor::Monitor> {
+    /// The monitoring of a unit's current (else latest) revision.
+    pub(super) fn monitor_of(&self, name: &str) -> Option<&crate::monitor::Monitor> {
         let rt = self.units.get(name)?;
-        rt.revision(rt.current.max(1))
-            .or_else(|| rt.revisions.last())
-            .map(|r| &r.unit.monitor)
+        rt.current_or_latest().map(|r| &r.unit.monitor)
     }
 
     fn due(&self, name: &str, now: Millis) -> bool {
@@ -166,7 +165,7 @@ impl Supervisor {
     ) -> Option<UnitInput> {
         let rt = self.units.get(name)?;
         let m = self.monitor_of(name)?;
-        let unit = &rt.revision(rt.current.max(1)).or(rt.revisions.last())?.unit;
+        let unit = &rt.current_or_latest()?.unit;
         let tasks = rt
             .tasks
             .iter()

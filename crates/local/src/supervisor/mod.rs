@@ -205,10 +205,16 @@ impl UnitRt {
         self.tasks.iter().find(|t| t.task.id == id).map(|t| &t.task)
     }
 
-    /// The deregistration delay: the current revision's (else the latest's).
-    fn deregistration(&self) -> Millis {
+    /// The current revision, else the latest (a unit whose first deployment has
+    /// not completed).
+    fn current_or_latest(&self) -> Option<&Revision> {
         self.revision(self.current.max(1))
             .or_else(|| self.revisions.last())
+    }
+
+    /// The deregistration delay: the current revision's (else the latest's).
+    fn deregistration(&self) -> Millis {
+        self.current_or_latest()
             .and_then(|r| r.unit.http.as_ref().map(|h| h.deregistration_ms))
             .unwrap_or(0)
     }

@@ -154,19 +154,12 @@ impl Supervisor {
     /// What a unit's ended period changes: target tracking and alarms.
     pub(super) async fn after_period(&mut self, name: &str, now: Millis) {
         self.load_records();
-        let Some(monitor) = self.monitor_now(name) else {
+        let Some(monitor) = self.monitor_of(name).cloned() else {
             return;
         };
         let values = self.metrics.latest.get(name).cloned().unwrap_or_default();
         self.scale(name, now, &monitor, &values);
         self.evaluate_alarms(name, now, &monitor, &values);
-    }
-
-    fn monitor_now(&self, name: &str) -> Option<Monitor> {
-        let rt = self.units.get(name)?;
-        rt.revision(rt.current.max(1))
-            .or_else(|| rt.revisions.last())
-            .map(|r| r.unit.monitor.clone())
     }
 
     fn scale(&mut self, name: &str, now: Millis, m: &Monitor, v: &crate::metrics::Values) {
@@ -427,7 +420,10 @@ impl Supervisor {
         for u in &units {
             // Alarms not evaluated yet (the first period has not ended) show as
             // INSUFFICIENT_DATA.
-            let specs = self.monitor_now(u).map(|m| m.alarms).unwrap_or_default();
+            let specs = self
+                .monitor_of(u)
+                .map(|m| m.alarms.clone())
+                .unwrap_or_default();
             for spec in specs {
                 let live = self
                     .watch
