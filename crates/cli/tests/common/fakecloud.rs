@@ -163,7 +163,16 @@ impl Drop for FakeCloud {
 /// The loopback port of the ALB data plane serving `url` (what `deploy` prints),
 /// from the emulator's own listing — what `fakecloud-adapter urls` shows users.
 pub fn data_plane_port(fc: &FakeCloud, url: &str) -> Option<u16> {
-    pantstack_fakecloud_adapter::data_plane_port(fc.port, url)
+    // The emulator opens an ALB's listener after CloudFormation reports the
+    // stack complete: give it a moment (bounded) before saying it has none.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let port = pantstack_fakecloud_adapter::data_plane_port(fc.port, url);
+        if port.is_some() || std::time::Instant::now() >= deadline {
+            return port;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 /// The images of this emulator's running task containers.
