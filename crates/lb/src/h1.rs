@@ -73,16 +73,29 @@ impl Balancer {
         peer_ip: &[u8],
         idle: Duration,
     ) -> Option<(TcpStream, Vec<u8>)> {
-        let mut buf: Vec<u8> = Vec::with_capacity(8192);
-        let mut out: Vec<u8> = Vec::with_capacity(8192);
-        let mut rbuf: Vec<u8> = Vec::with_capacity(8192);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
+        let mut rbuf: Vec<u8> = Vec::new();
         let mut idle = Idle::new(idle);
         loop {
-            match self
-                .one_request(
-                    w, &mut c, peer, peer_ip, &mut idle, &mut buf, &mut out, &mut rbuf,
-                )
-                .await
+            if buf.is_empty() {
+                // Between requests a connection holds no buffer: they go back to
+                // the worker's pool while it waits, and come from it (or are
+                // allocated) once the client sends. An idle keep-alive connection
+                // costs its task and its socket, not 24 KiB of buffers.
+                buffers::give([&mut buf, &mut out, &mut rbuf]);
+                match idle.run(c.readable()).await {
+                    Some(Ok(())) => {}
+                    _ => return None,
+                }
+                buffers::take([&mut buf, &mut out, &mut rbuf]);
+            }
+            // Boxed per request: the exchange's state is allocated while a request
+            // is in progress only, so an idle connection's task stays small.
+            match Box::pin(self.one_request(
+                w, &mut c, peer, peer_ip, &mut idle, &mut buf, &mut out, &mut rbuf,
+            ))
+            .await
             {
                 Ok(()) => {}
                 Err(Exit::Done) => return None,
@@ -491,6 +504,7 @@ async fn write_client(c: &mut Stream, buf: &mut Vec<u8>, range: Range<usize>) ->
     c.send(buf, range).await.map_err(|_| Exit::Done)
 }
 
+mod buffers;
 #[doc(hidden)]
 pub mod fuzzing;
 mod parse;

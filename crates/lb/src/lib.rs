@@ -405,6 +405,10 @@ impl Balancer {
                                         else {
                                             return;
                                         };
+                                        // Boxed: hyper's connection state is allocated only
+                                        // for the connections that need it, not carried by
+                                        // every idle fast-path connection's task.
+                                        Box::pin(async move {
                                         let peer_ip = HeaderValue::from_str(&peer_ip)
                                             .unwrap_or(HeaderValue::from_static("-"));
                                         // Every request head hyper reads is checked by
@@ -425,6 +429,8 @@ impl Balancer {
                                             .serve_connection(TokioIo::new(io), svc)
                                             .with_upgrades()
                                             .await;
+                                        })
+                                        .await;
                                     });
                                 }
                             }

@@ -49,6 +49,15 @@ impl Stream {
         }
     }
 
+    /// Waits until the connection has bytes to read (or its end, or an error).
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Epoll(s) => s.readable().await,
+            #[cfg(target_os = "linux")]
+            Stream::Ring(s) => s.get_ref().readable().await,
+        }
+    }
+
     /// Writes `buf[range]` whole. A future dropped early may leave `buf` empty.
     pub(crate) async fn send(
         &mut self,
