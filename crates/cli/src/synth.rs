@@ -324,6 +324,20 @@ pub fn quotas(global: &Global, out: &Out, a: &QuotasArgs) -> Result<(), Failure>
                 q["source"].as_str().unwrap_or_default(),
                 q["scope"].as_str().unwrap_or_default(),
             );
+            if let Some(at_min) = q["needed_at_min"].as_f64() {
+                println!(
+                    "       vCPUs at the minimum task counts {at_min}{}, at the maximum {}{}",
+                    q["over_by_at_min"]
+                        .as_f64()
+                        .map(|o| format!(" (over by {o})"))
+                        .unwrap_or_default(),
+                    q["needed"],
+                    q["over_by"]
+                        .as_f64()
+                        .map(|o| format!(" (over by {o})"))
+                        .unwrap_or_default(),
+                );
+            }
             if let Some(note) = q["note"].as_str() {
                 println!("       default because: {note}");
             }

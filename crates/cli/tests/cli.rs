@@ -1437,8 +1437,9 @@ fn changed_names_the_services_a_commit_range_touches() {
 }
 
 /// Answers Service Quotas' GetServiceQuota on 127.0.0.1 (one request per
-/// connection): the IAM roles quota is 2 in this account, every other quota
-/// unknown (`NoSuchResourceException`). Returns its URL.
+/// connection): the IAM roles quota is 2 in this account and both Fargate
+/// vCPU quotas 4,000, every other quota unknown (`NoSuchResourceException`).
+/// Returns its URL.
 fn service_quotas_server() -> String {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -1462,10 +1463,18 @@ fn service_quotas_server() -> String {
             let mut body = vec![0u8; len];
             let _ = r.read_exact(&mut body);
             let input: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let (status, answer) = if input["QuotaCode"] == "L-FE177D64" {
+            let code = input["QuotaCode"].as_str().unwrap_or_default();
+            let (status, answer) = if code == "L-FE177D64" {
                 (
                     "200 OK",
                     serde_json::json!({ "Quota": { "ServiceCode": "iam", "QuotaCode": "L-FE177D64", "Value": 2.0 } }),
+                )
+            } else if input["ServiceCode"] == "fargate"
+                && ["L-3032A538", "L-36FBB829"].contains(&code)
+            {
+                (
+                    "200 OK",
+                    serde_json::json!({ "Quota": { "ServiceCode": "fargate", "QuotaCode": code, "Value": 4000.0 } }),
                 )
             } else {
                 (
@@ -1502,8 +1511,10 @@ fn quotas_on_aws(endpoint: &str) -> Output {
 
 /// `quotas --target aws` takes the account's applied quotas from Service
 /// Quotas (here a loopback server where the account has 2 IAM roles: exceeded,
-/// exit 1), keeps the defaults of the quotas it does not answer with the
-/// reason, and fails nothing when Service Quotas cannot be reached.
+/// exit 1; and 4,000 Fargate vCPUs: they fit), keeps the defaults of the
+/// quotas it does not answer with the reason, and fails nothing when Service
+/// Quotas cannot be reached (the defaults then apply: the example's Fargate
+/// vCPUs exceed the 6 a new account gets, and the text says by how much).
 #[test]
 fn quotas_read_the_accounts_applied_values_where_reachable() {
     let o = quotas_on_aws(&service_quotas_server());
@@ -1520,7 +1531,25 @@ fn quotas_read_the_accounts_applied_values_where_reachable() {
     assert_eq!(roles["limit"], 2);
     assert_eq!(roles["fits"], false);
     assert_eq!(v["exceeded"], 1, "{v:#}");
-    assert_eq!(v["from_account"], 1, "{v:#}");
+    assert_eq!(v["from_account"], 3, "{v:#}");
+    for code in ["fargate/L-3032A538", "fargate/L-36FBB829"] {
+        let f = v["quotas"]
+            .as_array()
+            .expect("quotas")
+            .iter()
+            .find(|q| q["code"] == code)
+            .expect("fargate")
+            .clone();
+        assert_eq!(
+            (
+                f["source"].as_str(),
+                f["limit"].as_u64(),
+                f["fits"].as_bool()
+            ),
+            (Some("account"), Some(4000), Some(true)),
+            "{f:#}"
+        );
+    }
     let vpcs = v["quotas"]
         .as_array()
         .expect("quotas")
@@ -1544,21 +1573,61 @@ fn quotas_read_the_accounts_applied_values_where_reachable() {
         stderr(&o)
     );
 
-    // Nothing listens: every quota keeps its default and the example fits.
+    // Nothing listens: every quota keeps its default (saying why); the
+    // example fits all but the Fargate vCPUs, which 6 do not cover.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
     let o = quotas_on_aws(&format!("http://127.0.0.1:{port}"));
-    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert_eq!(v["from_account"], 0);
+    assert_eq!(v["exceeded"], 2, "{v:#}");
     for q in v["quotas"].as_array().expect("quotas") {
         assert_eq!(q["source"], "default", "{q:#}");
         assert!(
             q["note"].as_str().is_some(),
             "every default says why: {q:#}"
         );
+        assert_eq!(
+            q["fits"] == false,
+            q["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("fargate/")),
+            "{q:#}"
+        );
     }
+
+    // The text report: which quota, by how much at the minimum and the
+    // maximum task counts, and the fix.
+    let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
+        .current_dir(examples())
+        .args(["quotas"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pantstack");
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.contains("OVER") && l.contains("Fargate On-Demand vCPUs"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("8.5") && line.contains("us-east-1"), "{line}");
+    assert!(
+        out.contains(
+            "vCPUs at the minimum task counts 6.25 (over by 0.25), at the maximum 8.5 (over by 2.5)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("--quota-code L-3032A538 --desired-value 9"),
+        "{out}"
+    );
+    assert!(
+        stderr(&o).contains("2 quota(s) would be exceeded"),
+        "{}",
+        stderr(&o)
+    );
 }

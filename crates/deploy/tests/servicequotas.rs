@@ -23,6 +23,7 @@ const APPLIED: &[(&str, &str, f64)] = &[
     ("elasticloadbalancing", "L-53DA6B97", 100.0),
     ("elasticloadbalancing", "L-7E6692B2", 2000.0),
     ("cloudformation", "L-0485CB21", 2500.0),
+    ("fargate", "L-3032A538", 4000.0),
 ];
 
 /// One request: its headers (lowercased names) and body, or `None` at EOF.
@@ -162,6 +163,9 @@ async fn applied_quotas_come_from_service_quotas_and_unanswered_ones_say_why() {
     assert_eq!(value("eu-west-1", "L-53DA6B97"), Some(100), "{a:?}");
     assert_eq!(value("us-east-1", "L-7E6692B2"), Some(2000), "{a:?}");
     assert_eq!(value("us-east-1", "L-0485CB21"), Some(2500), "{a:?}");
+    // Fargate's vCPU quotas are regional: asked in each region.
+    assert_eq!(value("us-east-1", "L-3032A538"), Some(4000), "{a:?}");
+    assert_eq!(value("eu-west-1", "L-3032A538"), Some(4000), "{a:?}");
     let why = |scope: &str, code: &str| {
         a.unanswered
             .iter()
@@ -194,6 +198,12 @@ async fn applied_quotas_come_from_service_quotas_and_unanswered_ones_say_why() {
     assert_eq!(asked("s3", "L-DC2B2D3D"), 1);
     assert_eq!(asked("elasticloadbalancing", "L-53DA6B97"), 2);
     assert_eq!(asked("vpc", "L-F678F1CE"), 2);
+    assert_eq!(asked("fargate", "L-3032A538"), 2);
+    assert_eq!(asked("fargate", "L-36FBB829"), 2);
+    assert!(
+        why("eu-west-1", "L-36FBB829").contains("NoSuchResourceException"),
+        "{a:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,6 +91,54 @@ pub fn split(n: f64, base: f64, on_demand_weight: f64, spot_weight: f64) -> (f64
     )
 }
 
+/// An ECS service's capacity provider strategy as its template writes it:
+/// (tasks always on FARGATE first, FARGATE weight, FARGATE_SPOT weight). A
+/// provider the strategy leaves out has weight 0; no strategy at all is
+/// FARGATE alone (the launch type's default).
+pub fn strategy(list: &Value) -> (u64, u64, u64) {
+    let Some(items) = list.as_array().filter(|a| !a.is_empty()) else {
+        return (0, 1, 0);
+    };
+    let (mut base, mut od, mut spot) = (0, 0, 0);
+    for s in items {
+        let n = |k: &str| num(&s[k]).max(0.0) as u64;
+        match s["CapacityProvider"].as_str() {
+            Some("FARGATE") => {
+                base = n("Base");
+                od = n("Weight");
+            }
+            Some("FARGATE_SPOT") => spot = n("Weight"),
+            _ => {}
+        }
+    }
+    (base, od, spot)
+}
+
+/// Whole tasks on FARGATE and on FARGATE_SPOT when `n` run under a strategy:
+/// the first `base` on FARGATE, each further one on the provider that stays
+/// closest to the weights (weighted round robin, Spot on a tie) — the rule
+/// the local cloud's Spot drill places tasks by (`pantstack-local`'s
+/// `core::spot::placement`).
+pub fn placed(n: u64, base: u64, on_demand_weight: u64, spot_weight: u64) -> (u64, u64) {
+    let first = n.min(base);
+    let rest = n - first;
+    if spot_weight == 0 {
+        return (n, 0);
+    }
+    if on_demand_weight == 0 {
+        return (first, rest);
+    }
+    let (mut od, mut spot) = (0u64, 0u64);
+    for _ in 0..rest {
+        if (spot + 1) * on_demand_weight <= (od + 1) * spot_weight {
+            spot += 1;
+        } else {
+            od += 1;
+        }
+    }
+    (first + od, spot)
+}
+
 fn resources(t: &Value) -> Vec<(&String, &Value)> {
     t["Resources"]
         .as_object()
@@ -155,21 +203,8 @@ pub fn estimate(output: &Output, p: &Prices) -> Vec<Line> {
                     let suffix = id.strip_prefix("Service").unwrap_or_default();
                     let st = &t["Resources"][format!("ScalingTarget{suffix}")]["Properties"];
                     let (lo, hi) = (num(&st["MinCapacity"]), num(&st["MaxCapacity"]));
-                    let (mut base, mut od, mut spot) = (0.0, 1.0, 0.0);
-                    for s in props["CapacityProviderStrategy"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                    {
-                        match s["CapacityProvider"].as_str() {
-                            Some("FARGATE") => {
-                                base = num(&s["Base"]);
-                                od = num(&s["Weight"]);
-                            }
-                            Some("FARGATE_SPOT") => spot = num(&s["Weight"]),
-                            _ => {}
-                        }
-                    }
+                    let (base, od, spot) = strategy(&props["CapacityProviderStrategy"]);
+                    let (base, od, spot) = (base as f64, od as f64, spot as f64);
                     let cost = |n: f64| {
                         let (o, s) = split(n, base, od, spot);
                         o * h
@@ -335,5 +370,20 @@ mod tests {
         assert_eq!(split(6.0, 1.0, 1.0, 4.0), (2.0, 4.0));
         assert_eq!(split(3.0, 0.0, 0.0, 1.0), (0.0, 3.0));
         assert_eq!(split(2.0, 0.0, 0.0, 0.0), (2.0, 0.0));
+    }
+
+    #[test]
+    fn whole_tasks_are_placed_by_weighted_round_robin() {
+        assert_eq!(placed(1, 1, 1, 4), (1, 0));
+        assert_eq!(placed(6, 1, 1, 4), (2, 4));
+        assert_eq!(placed(3, 1, 1, 4), (1, 2));
+        assert_eq!(placed(10, 2, 1, 1), (6, 4));
+        assert_eq!(placed(5, 0, 0, 1), (0, 5));
+        assert_eq!(placed(5, 2, 0, 1), (2, 3));
+        assert_eq!(placed(4, 0, 1, 0), (4, 0));
+        // Without a strategy: FARGATE alone; a provider left out weighs 0.
+        assert_eq!(strategy(&Value::Null), (0, 1, 0));
+        let spot_only = serde_json::json!([{ "CapacityProvider": "FARGATE_SPOT", "Weight": 3 }]);
+        assert_eq!(strategy(&spot_only), (0, 0, 3));
     }
 }

@@ -24,6 +24,44 @@ pub struct Quota {
     /// one (target groups per load balancer it has not).
     pub service: &'static str,
     pub code: Option<&'static str>,
+    /// What of an environment's templates it counts.
+    pub measure: Measure,
+}
+
+/// What a quota counts in an environment's templates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    LoadBalancers,
+    TargetGroups,
+    RulesPerLoadBalancer,
+    TargetGroupsPerLoadBalancer,
+    TargetsPerLoadBalancer,
+    Roles,
+    Stacks,
+    Vpcs,
+    ElasticIps,
+    Buckets,
+    /// vCPUs of the tasks on FARGATE (task vCPU × tasks the capacity
+    /// provider strategy places there), at the minimum and maximum task counts.
+    FargateOnDemandVcpus,
+    /// The same on FARGATE_SPOT.
+    FargateSpotVcpus,
+}
+
+impl Measure {
+    fn fargate(self) -> Option<Capacity> {
+        match self {
+            Measure::FargateOnDemandVcpus => Some(Capacity::OnDemand),
+            Measure::FargateSpotVcpus => Some(Capacity::Spot),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Capacity {
+    OnDemand,
+    Spot,
 }
 
 /// Quota values an account applies, as Service Quotas answered them.
@@ -83,6 +121,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "`network.load_balancer: shared` (one set of load balancers per environment), fewer previews (`previews.max`), or a quota increase",
         service: "elasticloadbalancing",
         code: Some("L-53DA6B97"),
+        measure: Measure::LoadBalancers,
     },
     Quota {
         name: "Target groups",
@@ -91,6 +130,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "a quota increase",
         service: "elasticloadbalancing",
         code: Some("L-B22855CB"),
+        measure: Measure::TargetGroups,
     },
     Quota {
         name: "Listener rules per Application Load Balancer",
@@ -99,6 +139,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "fewer `http.rules`, or a quota increase",
         service: "elasticloadbalancing",
         code: Some("L-7EED9B64"),
+        measure: Measure::RulesPerLoadBalancer,
     },
     Quota {
         name: "Target groups per Application Load Balancer",
@@ -107,6 +148,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "a quota increase",
         service: "elasticloadbalancing",
         code: None,
+        measure: Measure::TargetGroupsPerLoadBalancer,
     },
     Quota {
         name: "Targets per Application Load Balancer (most tasks, doubled while a rolling deployment runs)",
@@ -115,6 +157,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "more shared load balancers (`network.load_balancers`), a lower `scaling.max` or `deployment.max_percent`, or a quota increase",
         service: "elasticloadbalancing",
         code: Some("L-7E6692B2"),
+        measure: Measure::TargetsPerLoadBalancer,
     },
     Quota {
         name: "IAM roles",
@@ -123,6 +166,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "environments in another account (each long-lived environment and the previews' foundation hold a task role per service; previews add none), or a quota increase (up to 5,000)",
         service: "iam",
         code: Some("L-FE177D64"),
+        measure: Measure::Roles,
     },
     Quota {
         name: "CloudFormation stacks",
@@ -131,6 +175,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "fewer previews (`previews.max`), or a quota increase",
         service: "cloudformation",
         code: Some("L-0485CB21"),
+        measure: Measure::Stacks,
     },
     Quota {
         name: "VPCs",
@@ -139,6 +184,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "environments in other regions or accounts, or a quota increase",
         service: "vpc",
         code: Some("L-F678F1CE"),
+        measure: Measure::Vpcs,
     },
     Quota {
         name: "Elastic IP addresses",
@@ -147,6 +193,7 @@ pub const QUOTAS: &[Quota] = &[
         fix: "`network.nat: single` where `per_az` is not needed, or a quota increase",
         service: "ec2",
         code: Some("L-0263D0A3"),
+        measure: Measure::ElasticIps,
     },
     Quota {
         name: "S3 buckets",
@@ -155,6 +202,33 @@ pub const QUOTAS: &[Quota] = &[
         fix: "a quota increase",
         service: "s3",
         code: Some("L-DC2B2D3D"),
+        measure: Measure::Buckets,
+    },
+    // The Fargate vCPU quotas count the vCPUs of running tasks, per account and
+    // region. Codes and defaults (6 each, adjustable) from AWS's General
+    // Reference, "Amazon ECS endpoints and quotas"
+    // (https://docs.aws.amazon.com/general/latest/gr/ecs-service.html, the
+    // "Fargate On-Demand vCPU resource count" and "Fargate Spot vCPU resource
+    // count" rows: "Each supported Region: 6"); the ECS guide's quota page says
+    // new accounts may start lower and AWS raises them with use, so many
+    // accounts have more (`--target aws` reads the applied value).
+    Quota {
+        name: "Fargate On-Demand vCPUs (tasks on FARGATE × task vCPU, at the most tasks)",
+        default: 6,
+        scope: "region",
+        fix: "a lower `scaling.max` / `worker.scaling.max`, more tasks on Fargate Spot (`capacity.spot_weight`, a lower `capacity.on_demand_base`), or fewer previews (`previews.max`)",
+        service: "fargate",
+        code: Some("L-3032A538"),
+        measure: Measure::FargateOnDemandVcpus,
+    },
+    Quota {
+        name: "Fargate Spot vCPUs (tasks on FARGATE_SPOT × task vCPU, at the most tasks)",
+        default: 6,
+        scope: "region",
+        fix: "a lower `scaling.max` / `worker.scaling.max`, fewer tasks on Spot (`capacity.on_demand_weight`), or fewer previews (`previews.max`)",
+        service: "fargate",
+        code: Some("L-36FBB829"),
+        measure: Measure::FargateSpotVcpus,
     },
 ];
 
@@ -169,6 +243,74 @@ struct Count {
     buckets: u64,
     /// Per load balancer: (stack/id, rules, target groups, targets at most).
     per_lb: Vec<(String, u64, u64, u64)>,
+    /// Fargate vCPUs: (on FARGATE, on FARGATE_SPOT) at the services' minimum
+    /// task counts, and at their maximum.
+    vcpus_min: (f64, f64),
+    vcpus_max: (f64, f64),
+}
+
+impl Count {
+    fn measure(&self, m: Measure) -> u64 {
+        match m {
+            Measure::LoadBalancers => self.albs,
+            Measure::TargetGroups => self.target_groups,
+            Measure::Roles => self.roles,
+            Measure::Stacks => self.stacks,
+            Measure::Vpcs => self.vpcs,
+            Measure::ElasticIps => self.eips,
+            Measure::Buckets => self.buckets,
+            _ => 0,
+        }
+    }
+
+    /// Fargate vCPUs on `capacity`: (at the minimum task counts, at the maximum).
+    fn vcpus(&self, capacity: Capacity) -> (f64, f64) {
+        match capacity {
+            Capacity::OnDemand => (self.vcpus_min.0, self.vcpus_max.0),
+            Capacity::Spot => (self.vcpus_min.1, self.vcpus_max.1),
+        }
+    }
+}
+
+/// The vCPUs a template's ECS services ask of Fargate, on FARGATE and on
+/// FARGATE_SPOT, at their minimum and at their maximum task counts (the
+/// scalable target's `MinCapacity`/`MaxCapacity`), each task placed as its
+/// capacity provider strategy places it (`cost::placed`).
+fn fargate_vcpus(rs: &serde_json::Map<String, Value>) -> ((f64, f64), (f64, f64)) {
+    let mut min = (0.0, 0.0);
+    let mut max = (0.0, 0.0);
+    let num = |v: &Value| {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0.0)
+    };
+    for (id, r) in rs {
+        if r["Type"] != "AWS::ECS::Service" {
+            continue;
+        }
+        let props = &r["Properties"];
+        let td = props["TaskDefinition"]["Ref"].as_str().unwrap_or_default();
+        let vcpu = rs.get(td).map_or(0.0, |t| num(&t["Properties"]["Cpu"])) / 1024.0;
+        // `Service` ↔ `ScalingTarget`, `ServiceWorker` ↔ `ScalingTargetWorker`.
+        let suffix = id.strip_prefix("Service").unwrap_or_default();
+        let (lo, hi) = match rs.get(&format!("ScalingTarget{suffix}")) {
+            Some(st) => (
+                num(&st["Properties"]["MinCapacity"]),
+                num(&st["Properties"]["MaxCapacity"]),
+            ),
+            None => {
+                let n = props.get("DesiredCount").map_or(1.0, num);
+                (n, n)
+            }
+        };
+        let (base, od, spot) = crate::cost::strategy(&props["CapacityProviderStrategy"]);
+        for (n, acc) in [(lo, &mut min), (hi, &mut max)] {
+            let (o, s) = crate::cost::placed(n.max(0.0) as u64, base, od, spot);
+            acc.0 += o as f64 * vcpu;
+            acc.1 += s as f64 * vcpu;
+        }
+    }
+    (min, max)
 }
 
 fn count(o: &Output, shared_counted: bool) -> Count {
@@ -192,6 +334,11 @@ fn count(o: &Output, shared_counted: bool) -> Count {
         let Some(rs) = t["Resources"].as_object() else {
             continue;
         };
+        let (vmin, vmax) = fargate_vcpus(rs);
+        c.vcpus_min.0 += vmin.0;
+        c.vcpus_min.1 += vmin.1;
+        c.vcpus_max.0 += vmax.0;
+        c.vcpus_max.1 += vmax.1;
         let mut rules = 0;
         let mut tgs = 0;
         let mut own_lb = None;
@@ -366,29 +513,23 @@ pub fn check_with(
     let mut out = Vec::new();
     let mut exceeded = 0;
     for q in QUOTAS {
-        let get = |c: &Count| -> u64 {
-            match q.name {
-                "Application Load Balancers" => c.albs,
-                "Target groups" => c.target_groups,
-                "IAM roles" => c.roles,
-                "CloudFormation stacks" => c.stacks,
-                "VPCs" => c.vpcs,
-                "Elastic IP addresses" => c.eips,
-                "S3 buckets" => c.buckets,
-                _ => 0,
+        if let Some(capacity) = q.measure.fargate() {
+            for region in &shared_regions {
+                let v = fargate_quota(q, capacity, region, &rows, applied);
+                exceeded += usize::from(v["fits"] == json!(false));
+                out.push(v);
             }
-        };
+            continue;
+        }
         if q.scope == "load balancer" {
             // The busiest load balancer of any environment.
             let mut worst: Option<(String, String, u64)> = None;
             for (env, region, _, c) in &rows {
                 for (lb, rules, tgs, targets) in &c.per_lb {
-                    let n = if q.name.starts_with("Listener") {
-                        *rules
-                    } else if q.name.starts_with("Targets") {
-                        *targets
-                    } else {
-                        *tgs
+                    let n = match q.measure {
+                        Measure::RulesPerLoadBalancer => *rules,
+                        Measure::TargetsPerLoadBalancer => *targets,
+                        _ => *tgs,
                     };
                     if worst.as_ref().is_none_or(|(_, _, w)| n > *w) {
                         worst = Some((format!("{env}: {lb}"), region.clone(), n));
@@ -421,7 +562,7 @@ pub fn check_with(
             let parts: Vec<(String, u64)> = rows
                 .iter()
                 .filter(|(_, r, _, _)| q.scope == "account" || *r == scope)
-                .map(|(env, _, copies, c)| (env.clone(), get(c) * copies))
+                .map(|(env, _, copies, c)| (env.clone(), c.measure(q.measure) * copies))
                 .filter(|(_, n)| *n > 0)
                 .collect();
             let n: u64 = parts.iter().map(|(_, n)| n).sum();
@@ -455,4 +596,86 @@ pub fn check_with(
             Some(_) => format!("{from_account} of {} limits are the account's applied quotas (Service Quotas); the others are AWS's defaults, each with the reason", out.len()),
         },
     }))
+}
+
+/// Rounds vCPUs for the report (task sizes are multiples of 0.25 vCPU).
+fn vcpu_figure(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A Fargate vCPU quota in `region`: the vCPUs every environment there asks
+/// for on `capacity` (previews × `previews.max`), summed (the quota is the
+/// account's in the region, shared by every environment in it), at the
+/// minimum task counts and at the maximum. It fits when the maximum does; the
+/// report says by how much each is over and what to change.
+fn fargate_quota(
+    q: &Quota,
+    capacity: Capacity,
+    region: &str,
+    rows: &[(String, String, u64, Count)],
+    applied: Option<&Applied>,
+) -> Value {
+    let parts: Vec<(String, f64, f64)> = rows
+        .iter()
+        .filter(|(_, r, _, _)| r == region)
+        .map(|(env, _, copies, c)| {
+            let (lo, hi) = c.vcpus(capacity);
+            (env.clone(), lo * *copies as f64, hi * *copies as f64)
+        })
+        .filter(|(_, lo, hi)| *lo > 0.0 || *hi > 0.0)
+        .collect();
+    let at_min: f64 = parts.iter().map(|p| p.1).sum();
+    let at_max: f64 = parts.iter().map(|p| p.2).sum();
+    let (limit_value, source, note) = limit(q, region, applied);
+    let cap = limit_value as f64;
+    let fits = at_max <= cap + 1e-9;
+    let fits_at_min = at_min <= cap + 1e-9;
+    let code = q.code.unwrap_or_default();
+    let provider = match capacity {
+        Capacity::OnDemand => "FARGATE",
+        Capacity::Spot => "FARGATE_SPOT",
+    };
+    let fix = (!fits).then(|| {
+        let when = if fits_at_min {
+            format!(
+                "at the minimum task counts the environments in {region} need {} vCPUs on {provider} and fit, but scaling out to the maximum needs {} (over by {}): autoscaling would stop short",
+                vcpu_figure(at_min),
+                vcpu_figure(at_max),
+                vcpu_figure(at_max - cap)
+            )
+        } else {
+            format!(
+                "even at the minimum task counts the environments in {region} need {} vCPUs on {provider} (over by {}; {} at the maximum, over by {}): some tasks would never start",
+                vcpu_figure(at_min),
+                vcpu_figure(at_min - cap),
+                vcpu_figure(at_max),
+                vcpu_figure(at_max - cap)
+            )
+        };
+        format!(
+            "{when}. Request an increase to at least {} (`aws service-quotas request-service-quota-increase --service-code fargate --quota-code {code} --desired-value {} --region {region}`), or: {}",
+            at_max.ceil(),
+            at_max.ceil(),
+            q.fix
+        )
+    });
+    json!({
+        "quota": q.name,
+        "scope": region,
+        "default": q.default,
+        "limit": limit_value,
+        "source": source,
+        "note": note,
+        "code": q.code.map(|c| format!("{}/{c}", q.service)),
+        "needed": vcpu_figure(at_max),
+        "needed_at_min": vcpu_figure(at_min),
+        "over_by": (!fits).then(|| vcpu_figure(at_max - cap)),
+        "over_by_at_min": (!fits_at_min).then(|| vcpu_figure(at_min - cap)),
+        "by_environment": parts.iter().map(|(e, lo, hi)| json!({
+            "environment": e, "needed": vcpu_figure(*hi), "needed_at_min": vcpu_figure(*lo),
+        })).collect::<Vec<_>>(),
+        "fits": fits,
+        "fits_at_min": fits_at_min,
+        "fix": fix,
+    })
 }

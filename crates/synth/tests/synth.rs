@@ -1987,7 +1987,55 @@ fn quotas_at_200_services() {
             || p["needed"] == 0),
         "previews create no roles: {roles:#}"
     );
-    assert_eq!(v["exceeded"], 0, "{v:#}");
+    // 200 services × (an HTTP role and a worker) of 0.25 vCPU, each role's
+    // first task on FARGATE: 100 vCPUs on demand per environment even at the
+    // minimum task counts, far past the default of 6 a new account gets. Every
+    // other quota fits; the Fargate ones name the increase to ask for.
+    let od = q("Fargate On-Demand vCPUs");
+    let spot = q("Fargate Spot vCPUs");
+    for f in [&od, &spot] {
+        assert_eq!(f["fits"], false, "{f:#}");
+        assert_eq!(f["limit"], 6, "{f:#}");
+        let needed = f["needed"].as_f64().expect("needed");
+        assert!(
+            (f["over_by"].as_f64().expect("over") - (needed - 6.0)).abs() < 1e-6,
+            "{f:#}"
+        );
+        let fix = f["fix"].as_str().expect("fix");
+        assert!(
+            fix.contains(&format!("--desired-value {}", needed.ceil())),
+            "{fix}"
+        );
+    }
+    let at_min = |env: &str| -> f64 {
+        od["by_environment"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .find(|p| p["environment"] == env)
+            .and_then(|p| p["needed_at_min"].as_f64())
+            .unwrap_or_else(|| panic!("no {env} in {od:#}"))
+    };
+    assert_eq!(at_min("test"), 100.0, "{od:#}");
+    assert_eq!(at_min("prod"), 100.0, "{od:#}");
+    assert_eq!(at_min("preview-* (5)"), 500.0, "{od:#}");
+    assert_eq!(od["needed_at_min"], 700.0, "{od:#}");
+    assert_eq!(od["fits_at_min"], false, "{od:#}");
+    // At 10 tasks a role (1 on FARGATE, then 1:4): 2 on demand and 8 on Spot.
+    assert_eq!(od["needed"], 7.0 * 200.0 * 2.0 * 2.0 * 0.25, "{od:#}");
+    assert_eq!(spot["needed"], 7.0 * 200.0 * 2.0 * 8.0 * 0.25, "{spot:#}");
+    assert_eq!(v["exceeded"], 2, "{v:#}");
+    assert!(
+        v["quotas"]
+            .as_array()
+            .expect("quotas")
+            .iter()
+            .filter(|q| q["fits"] == false)
+            .all(|q| q["code"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("fargate/"))),
+        "{v:#}"
+    );
 
     // On 3 shared load balancers (enough for the rules and target groups, not
     // the targets) `synth` refuses, naming the count to set.
@@ -2026,10 +2074,142 @@ fn quotas_at_200_services() {
         "{diags:?}"
     );
 
-    // One load balancer per service: 1,400 of 50.
+    // One load balancer per service: the example fits every quota but the
+    // default Fargate vCPUs (`quotas_count_fargate_vcpus...`).
     let per_service = example_with(0, 0);
     let v = pantstack_synth::quotas::check(&per_service).expect("report");
-    assert_eq!(v["exceeded"], 0, "the example fits: {v:#}");
+    assert!(
+        v["quotas"]
+            .as_array()
+            .expect("quotas")
+            .iter()
+            .all(|q| q["fits"] == true
+                || q["code"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("fargate/"))),
+        "the example fits: {v:#}"
+    );
+}
+
+/// The Fargate vCPU quotas, figures computed by hand from the example's stack
+/// files: each role's tasks placed as its capacity provider strategy places
+/// them (the first `on_demand_base` on FARGATE, then 1:4 by weighted round
+/// robin, whole tasks), at the minimum and the maximum task counts, summed
+/// over the environments that share the region (previews × `previews.max`).
+/// Against the default of 6 vCPUs each: over, by how much, and the increase
+/// to ask for; against an account that applies 4,000: fits.
+#[test]
+fn quotas_count_fargate_vcpus_per_region_at_min_and_max() {
+    use pantstack_synth::quotas::{Applied, check, check_with};
+    let repo = example_with(0, 0);
+    let v = check(&repo).expect("report");
+    let q = |v: &Value, name: &str| -> Value {
+        v["quotas"]
+            .as_array()
+            .expect("quotas")
+            .iter()
+            .find(|q| q["quota"].as_str().is_some_and(|n| n.starts_with(name)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+    };
+    let part = |f: &Value, env: &str| -> (f64, f64) {
+        f["by_environment"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .find(|p| p["environment"] == env)
+            .map(|p| {
+                (
+                    p["needed_at_min"].as_f64().expect("min"),
+                    p["needed"].as_f64().expect("max"),
+                )
+            })
+            .unwrap_or_else(|| panic!("no {env} in {f:#}"))
+    };
+    let od = q(&v, "Fargate On-Demand vCPUs");
+    let spot = q(&v, "Fargate Spot vCPUs");
+    assert_eq!(od["scope"], "us-east-1");
+    assert_eq!(od["code"], "fargate/L-3032A538");
+    assert_eq!(spot["code"], "fargate/L-36FBB829");
+    // test, 0.25 vCPU tasks: api 1..3 → (1, 0) .. (1, 2); its worker 1..4 →
+    // (1, 0) .. (1, 3); reports 1..2 → (1, 0) .. (1, 1).
+    assert_eq!(part(&od, "test"), (0.75, 0.75), "{od:#}");
+    assert_eq!(part(&spot, "test"), (0.0, 1.5), "{spot:#}");
+    // prod: api 0.5 vCPU, base 2: 2..10 → (2, 0) .. (3, 7); its worker 1..6 →
+    // (1, 0) .. (2, 4); reports 0.25 vCPU, base 1: 2..4 → (1, 1) .. (1, 3).
+    assert_eq!(
+        part(&od, "prod"),
+        (1.0 + 0.5 + 0.25, 1.5 + 1.0 + 0.25),
+        "{od:#}"
+    );
+    assert_eq!(part(&spot, "prod"), (0.25, 3.5 + 2.0 + 0.75), "{spot:#}");
+    // A preview (the manifests' 1..10, worker 1..4, reports 1..2; 0.25 vCPU):
+    // (0.75 on demand) .. (2 + 1 + 1 tasks on demand, 8 + 3 + 1 on Spot), × 5.
+    assert_eq!(
+        part(&od, "preview-* (5)"),
+        (5.0 * 0.75, 5.0 * 1.0),
+        "{od:#}"
+    );
+    assert_eq!(part(&spot, "preview-* (5)"), (0.0, 5.0 * 3.0), "{spot:#}");
+    // The quota is the region's: the environments add up.
+    assert_eq!(od["needed_at_min"], 0.75 + 1.75 + 3.75, "{od:#}");
+    assert_eq!(od["needed"], 0.75 + 2.75 + 5.0, "{od:#}");
+    assert_eq!(spot["needed"], 1.5 + 6.25 + 15.0, "{spot:#}");
+    // Over the default of 6 even at the minimum (by 0.25) and at the maximum
+    // (by 2.5); the fix names the quota, the value to ask for and the
+    // settings that lower the need.
+    assert_eq!(
+        (od["limit"].clone(), od["fits"].clone()),
+        (json!(6), json!(false))
+    );
+    assert_eq!(od["fits_at_min"], false);
+    assert_eq!(od["over_by_at_min"], 0.25, "{od:#}");
+    assert_eq!(od["over_by"], 2.5, "{od:#}");
+    let fix = od["fix"].as_str().expect("fix");
+    for part in [
+        "even at the minimum task counts",
+        "--service-code fargate --quota-code L-3032A538 --desired-value 9 --region us-east-1",
+        "scaling.max",
+        "capacity.spot_weight",
+        "previews.max",
+    ] {
+        assert!(fix.contains(part), "{part}: {fix}");
+    }
+    assert_eq!(spot["fits_at_min"], true, "{spot:#}");
+    assert!(
+        spot["fix"].as_str().is_some_and(
+            |f| f.contains("autoscaling would stop short") && f.contains("over by 16.75")
+        ),
+        "{spot:#}"
+    );
+
+    // The account's applied values (Service Quotas): both fit.
+    let applied = Applied {
+        values: vec![
+            ("us-east-1".into(), "L-3032A538".into(), 4000),
+            ("us-east-1".into(), "L-36FBB829".into(), 4000),
+        ],
+        unanswered: vec![],
+    };
+    let a = check_with(&repo, Some(&applied), None).expect("report");
+    for name in ["Fargate On-Demand vCPUs", "Fargate Spot vCPUs"] {
+        let f = q(&a, name);
+        assert_eq!(
+            (
+                f["source"].as_str(),
+                f["limit"].as_u64(),
+                f["fits"].as_bool()
+            ),
+            (Some("account"), Some(4000), Some(true)),
+            "{f:#}"
+        );
+        assert!(f["fix"].is_null() && f["over_by"].is_null(), "{f:#}");
+    }
+    assert_eq!(a["exceeded"], 0, "{a:#}");
+
+    // Environments in another region count against that region's quota.
+    let eu = check_with(&repo, None, Some("eu-west-1")).expect("report");
+    assert_eq!(q(&eu, "Fargate On-Demand vCPUs")["scope"], "eu-west-1");
 }
 
 /// Every listener rule of a service's template: (logical id, priority, listener
@@ -2491,6 +2671,8 @@ fn quotas_use_the_accounts_applied_values_and_say_which() {
         values: vec![
             ("account".into(), "L-FE177D64".into(), 3),
             ("us-east-1".into(), "L-53DA6B97".into(), 200),
+            ("us-east-1".into(), "L-3032A538".into(), 4000),
+            ("us-east-1".into(), "L-36FBB829".into(), 4000),
         ],
         unanswered: vec![(
             "us-east-1".into(),
@@ -2539,7 +2721,7 @@ fn quotas_use_the_accounts_applied_values_and_say_which() {
         "{per_lb:#}"
     );
     assert_eq!(v["exceeded"], 1, "{v:#}");
-    assert_eq!(v["from_account"], 2);
+    assert_eq!(v["from_account"], 4);
 
     // Without applied values: the defaults, and no reasons.
     let d = pantstack_synth::quotas::check(&repo).expect("report");

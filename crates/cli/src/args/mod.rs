@@ -356,7 +356,9 @@ Traffic- and data-dependent charges are not counted. Nothing contacts AWS.")]
 
 Synthesizes each environment and counts what it creates: load balancers, target
 groups, listener rules, target groups and targets per load balancer, IAM roles,
-stacks, VPCs, Elastic IPs, buckets, per region or per account, against AWS's
+stacks, VPCs, Elastic IPs, buckets, and the Fargate On-Demand and Spot vCPUs of
+the services' tasks (at the minimum and the maximum task counts, split by each
+service's capacity provider strategy), per region or per account, against AWS's
 default quotas. With --target aws (or PANTSTACK_TARGET=aws) the limits are the
 account's applied quotas, read from Service Quotas (GetServiceQuota) in each
 environment's region; a quota it does not answer (no code, no permission,
