@@ -197,6 +197,7 @@ fn main() -> ExitCode {
         Command::SpotInterrupt(a) => local::spot_interrupt(&cli.global, &out, &a),
         Command::Deployments(a) => local::deployments(&cli.global, &out, &a),
         Command::AwsEnv(a) => aws::aws_env(&cli.global, &out, &a),
+        Command::Unlock(a) if a.previews => ship::unlock(&cli.global, &out, &a),
         Command::Unlock(a) => match ship::target(a.target.target, &cli.global, a.env.as_deref()) {
             Ok(Target::Aws) => ship::unlock(&cli.global, &out, &a),
             Ok(Target::Local) => Err(Failure::Usage(

@@ -41,8 +41,12 @@ pub fn preview(global: &Global, out: &Out, a: &PreviewArgs) -> Result<(), Failur
             ship::down(global, out, &down_args(a, *pr, *yes, lock_wait.clone()))
         }
         PreviewAction::List => list(global, out, a),
-        PreviewAction::Gc { yes, dry_run } => gc(global, out, a, *yes, *dry_run),
-        PreviewAction::Touch { pr } => touch(global, out, a, *pr),
+        PreviewAction::Gc {
+            yes,
+            dry_run,
+            lock_wait,
+        } => gc(global, out, a, *yes, *dry_run, lock_wait.as_deref()),
+        PreviewAction::Touch { pr, lock_wait } => touch(global, out, a, *pr, lock_wait.as_deref()),
     }
 }
 
@@ -167,9 +171,15 @@ fn up(
         replace_oldest,
         lock_wait,
     );
-    let held = rt.block_on(renewing.stop());
-    if let Err(m) = rt.block_on(lock::release(clients, &held)) {
-        eprintln!("warning: {m}");
+    match rt.block_on(renewing.stop()) {
+        Some(held) => {
+            if let Err(m) = rt.block_on(lock::release(clients, &held)) {
+                eprintln!("warning: {m}");
+            }
+        }
+        None => eprintln!(
+            "warning: the previews' lock could not be renewed in time and another run took it over while this one counted the previews"
+        ),
     }
     let exists = claimed?;
     let result = deploy(global, out, a, &p, &found, pr, exists, services, lock_wait);
@@ -327,40 +337,54 @@ fn deploy(
 }
 
 /// Marks an existing preview active now (a push that changed none of its
-/// services deploys nothing, but is activity all the same).
-fn touch(global: &Global, out: &Out, a: &PreviewArgs, pr: u64) -> Result<(), Failure> {
+/// services deploys nothing, but is activity all the same), holding the
+/// preview's deploy lock, as `gc` does when it decides.
+fn touch(
+    global: &Global,
+    out: &Out,
+    a: &PreviewArgs,
+    pr: u64,
+    lock_wait: Option<&str>,
+) -> Result<(), Failure> {
     if pr == 0 {
         return Err(Failure::Usage(
             "--pr takes a pull request number (1 or more)".into(),
         ));
     }
-    let (p, f) = find(global, out, a, pr)?;
-    let exists = f.previews.iter().any(|x| x.pr == pr);
-    if exists {
-        let bucket = f.bucket.as_deref().ok_or_else(no_bucket)?;
-        f.rt.block_on(slots::touch(
-            &f.clients,
-            bucket,
-            &p.output.plan.project,
-            pr,
-            f.now,
-            "touch",
-        ))
-        .map_err(ship::aws_failure)?;
-    }
+    let wait = ship::lock_wait(lock_wait)?;
+    let p = crate::synth::prepare(global, out, None, Some(pr), None)?;
+    let f = p.repo.resolve_foundation(&p.env, &Layer::default());
+    let ttl = f.get(keys::PREVIEW_TTL) as i64;
+    let rt = runtime()?;
+    let clients = ship::connect(&rt, &p, a.profile.as_deref());
+    let e = ship::env_of(&p, clients);
+    let v = match rt.block_on(pantstack_deploy::ship::touch(&e, wait)) {
+        Ok(v) => v,
+        Err(f) => {
+            if out.json() {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&f.report).unwrap_or_default()
+                );
+            }
+            return Err(ship::aws_failure(f.message));
+        }
+    };
+    let exists = v["exists"] == true;
+    let now = v["now"].as_i64().unwrap_or_default();
     if out.json() {
         let v = json!({
             "pr": pr,
             "exists": exists,
-            "last_change": exists.then(|| preview::iso8601(f.now)),
-            "expires": exists.then(|| preview::iso8601(f.now + f.ttl)),
+            "last_change": exists.then(|| preview::iso8601(now)),
+            "expires": exists.then(|| preview::iso8601(now + ttl)),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else if exists {
         println!(
             "{PREVIEW_PREFIX}{pr} marked active at {}; idle, it expires {}",
-            preview::iso8601(f.now),
-            preview::iso8601(f.now + f.ttl)
+            preview::iso8601(now),
+            preview::iso8601(now + ttl)
         );
     } else {
         println!("no {PREVIEW_PREFIX}{pr}: nothing to mark active");
@@ -418,7 +442,9 @@ fn gc(
     a: &PreviewArgs,
     yes: bool,
     dry_run: bool,
+    lock_wait: Option<&str>,
 ) -> Result<(), Failure> {
+    ship::lock_wait(lock_wait)?;
     let (_, f) = find(global, out, a, 1)?;
     let expired: Vec<&Preview> = preview::expired(&f.previews, f.ttl, f.now);
     if expired.is_empty() || dry_run {
@@ -457,14 +483,18 @@ fn gc(
             "not confirmed; nothing was deleted",
         )?;
     }
+    // Each is judged again holding its deploy lock (the lock a deploy, `up`
+    // and `touch` hold while they mark it active): one pushed to since it was
+    // listed is kept.
     let mut failed = Vec::new();
     for p in &expired {
         eprintln!(
-            "destroying {PREVIEW_PREFIX}{} (idle since {})",
+            "destroying {PREVIEW_PREFIX}{} (idle since {}) unless it is active under its lock",
             p.pr,
             preview::iso8601(p.last_change)
         );
-        if ship::down(global, out, &down_args(a, p.pr, true, None)).is_err() {
+        let args = down_args(a, p.pr, true, lock_wait.map(str::to_string));
+        if ship::down_idle(global, out, &args, f.ttl).is_err() {
             failed.push(format!("{PREVIEW_PREFIX}{}", p.pr));
         }
     }

@@ -434,49 +434,73 @@ pub(crate) fn confirm(
 /// `pantstack unlock --target aws`: shows who holds the environment's deploy
 /// lock and removes it (after confirmation, or with --yes).
 pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure> {
+    let which = if a.previews {
+        if a.target.target == Some(crate::args::Target::Local) {
+            return Err(Failure::Usage(
+                "the previews' lock is on AWS (the local cloud has no previews): leave out --target local".into(),
+            ));
+        }
+        ship::LockOf::Previews
+    } else {
+        ship::LockOf::Environment
+    };
+    // The previews' lock lives with every preview's records: reached through a
+    // preview environment's synthesis (any pull request number).
     let p = prepare(
         global,
         out,
         a.env.as_deref(),
-        None,
+        a.previews.then_some(1),
         a.target.region.as_deref(),
     )?;
+    let (name, what, answer, again) = match which {
+        ship::LockOf::Environment => (
+            format!("environment `{}`", p.env),
+            "the environment's name",
+            p.env.clone(),
+            "",
+        ),
+        ship::LockOf::Previews => (
+            format!("the previews of `{}`", p.output.plan.project),
+            "`previews`",
+            "previews".to_string(),
+            " --previews",
+        ),
+    };
     let rt = runtime()?;
     let clients = connect(&rt, &p, a.target.profile.as_deref());
     let e = env_of(&p, clients);
-    let held = rt.block_on(ship::lock_holder(&e));
+    let held = rt.block_on(ship::lock_holder(&e, which));
     let held = match held {
         Ok(h) => h,
         Err(f) => return finish(out, Err(f), |_| String::new()),
     };
+    let environment = (which == ship::LockOf::Environment).then(|| p.env.clone());
     let Some((h, etag)) = held else {
         return finish(
             out,
-            Ok(json!({ "ok": true, "environment": p.env, "removed": null })),
-            |_| format!("environment `{}` is not locked\n", p.env),
+            Ok(json!({ "ok": true, "environment": environment, "removed": null })),
+            |_| format!("{name} is not locked\n"),
         );
     };
     if !a.yes {
         confirm(
             &format!(
-                "environment `{}` is locked by {}. Remove the lock only if that run is gone. Type the environment's name to go on: ",
-                p.env,
+                "{name} is locked by {}. Remove the lock only if that run is gone. Type {what} to go on: ",
                 h.describe()
             ),
-            &p.env,
+            &answer,
             format!(
-                "environment `{}` is locked by {}; without a terminal to confirm on, add --yes to remove the lock",
-                p.env,
+                "{name} is locked by {}; without a terminal to confirm on, add --yes to remove the lock (`pantstack unlock{again} --yes`)",
                 h.describe()
             ),
             "not confirmed; the lock stays",
         )?;
     }
-    let r = rt.block_on(ship::unlock(&e, &etag));
+    let r = rt.block_on(ship::unlock(&e, which, &etag));
     finish(out, r, |v| match v["removed"]["owner"].as_str() {
         Some(o) => format!(
-            "removed the lock of `{}` held by {o} ({})\n",
-            v["environment"].as_str().unwrap_or_default(),
+            "removed the lock of {name} held by {o} ({})\n",
             v["removed"]["verb"].as_str().unwrap_or_default()
         ),
         None => "the lock was already gone\n".into(),
@@ -484,6 +508,16 @@ pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure>
 }
 
 pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
+    destroy(global, out, a, None)
+}
+
+/// `preview gc`'s teardown of one preview: only if, under its deploy lock, it
+/// is still idle for `ttl` seconds (else kept, and said).
+pub fn down_idle(global: &Global, out: &Out, a: &DownArgs, ttl: i64) -> Result<(), Failure> {
+    destroy(global, out, a, Some(ttl))
+}
+
+fn destroy(global: &Global, out: &Out, a: &DownArgs, idle: Option<i64>) -> Result<(), Failure> {
     let p = prepare(
         global,
         out,
@@ -526,8 +560,17 @@ pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
         buckets: a.buckets,
         lock_wait: lock_wait(a.lock_wait.as_deref())?,
     };
-    let r = rt.block_on(ship::destroy(&e, &opts));
+    let r = match idle {
+        Some(ttl) => rt.block_on(ship::destroy_idle(&e, &opts, ttl)),
+        None => rt.block_on(ship::destroy(&e, &opts)),
+    };
     finish(out, r, |v| {
+        if let Some(why) = v["kept"].as_str() {
+            return format!(
+                "{} kept: {why}; nothing was deleted\n",
+                v["environment"].as_str().unwrap_or_default()
+            );
+        }
         let mut s = stacks_text(v);
         for r in v["retained"].as_array().into_iter().flatten() {
             s.push_str(&format!(

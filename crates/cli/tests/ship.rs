@@ -105,6 +105,21 @@ impl Repo {
     }
 
     fn run_with(&self, args: &[&str], input: Option<&str>, envs: &[(&str, &str)]) -> Output {
+        let mut child = self.spawn(args, input.is_some(), envs);
+        if let Some(i) = input {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(i.as_bytes())
+                .expect("write stdin");
+        }
+        child.wait_with_output().expect("wait pantstack")
+    }
+
+    /// pantstack started with `args`, its output piped.
+    fn spawn(&self, args: &[&str], input: bool, envs: &[(&str, &str)]) -> std::process::Child {
         let mut c = Command::new(env!("CARGO_BIN_EXE_pantstack"));
         c.arg("--root")
             .arg(&self.root)
@@ -126,23 +141,9 @@ impl Repo {
         for (k, v) in envs {
             c.env(k, v);
         }
-        c.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        c.stdin(if input { Stdio::piped() } else { Stdio::null() });
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().expect("run pantstack");
-        if let Some(i) = input {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(i.as_bytes())
-                .expect("write stdin");
-        }
-        child.wait_with_output().expect("wait pantstack")
+        c.spawn().expect("run pantstack")
     }
 
     fn json(&self, args: &[&str], fc: &FakeCloud) -> Value {
@@ -1126,7 +1127,31 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
             && err.contains("--lock-wait"),
         "{err}"
     );
+    assert!(
+        err.contains("pantstack unlock --previews"),
+        "the refusal names the way out: {err}"
+    );
     assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &claim.replace("-99", "-7")).is_none());
+    // `unlock --previews` shows the holder and asks (--yes without a
+    // terminal), then removes exactly that lock.
+    let o = repo.run(&["unlock", "--previews"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("the previews of `shop` are locked by ci-run-78 (preview up)"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &slots).is_some());
+    let v = repo.json(&["unlock", "--previews", "--yes"], &fc);
+    assert_eq!(v["removed"]["owner"], "ci-run-78", "{v:#}");
+    assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &slots).is_none());
+    let o = repo.run(&["unlock", "--previews", "--yes"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("the previews of `shop` are not locked"),
+        "{}",
+        text(&o.stdout)
+    );
     assert!(pantstack_fakecloud_adapter::s3_put(
         fc.port,
         &slots,
@@ -1264,6 +1289,73 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     );
     let o = repo.run_with(&["preview", "gc"], None, &clock);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+
+    // gc judges an idle preview again holding its deploy lock. One whose lock
+    // a run holds (a push's deploy of it) is kept at once, and said.
+    let own_lock = format!("/{template_bucket}/shop-preview-8-deploy-lock.json");
+    let deploying = |expires: u64| {
+        serde_json::json!({ "owner": "ci-run-80", "verb": "deploy", "since": epoch(), "expires": expires })
+            .to_string()
+    };
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &own_lock,
+        &deploying(epoch() + 3600)
+    ));
+    let o = repo.run_with(&["preview", "gc", "--yes"], None, &clock);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("preview-8 kept: locked by ci-run-80 (deploy)"),
+        "{}",
+        text(&o.stdout)
+    );
+    // A push that lands while gc waits for the lock: gc listed preview-8 idle,
+    // the push's deploy marks it active and ends; gc then takes the lock, reads
+    // the stamp again, and keeps it.
+    let mut gc = repo.spawn(
+        &["preview", "gc", "--yes", "--lock-wait", "2m"],
+        false,
+        &clock,
+    );
+    let mut stderr = std::io::BufReader::new(gc.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while !seen.contains("destroying preview-8") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("gc's stderr");
+        assert!(n > 0, "gc ended before deciding: {seen}");
+        seen.push_str(&line);
+    }
+    let pushed = serde_json::json!({ "pr": 8, "at": later.parse::<u64>().expect("later"), "by": "ci-run-80", "verb": "deploy" });
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &format!("/{template_bucket}/shop-preview-activity-8.json"),
+        &pushed.to_string()
+    ));
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &own_lock,
+        &deploying(epoch() - 1)
+    ));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("gc's stderr");
+    let o = gc.wait_with_output().expect("gc");
+    assert!(o.status.success(), "{seen}{rest}");
+    assert!(
+        text(&o.stdout).contains("preview-8 kept: active again"),
+        "{}\n{seen}{rest}",
+        text(&o.stdout)
+    );
+    assert!(
+        pantstack_fakecloud_adapter::s3_get(fc.port, &own_lock).is_none(),
+        "gc released the preview's lock"
+    );
+    let v = repo.json_with(&["preview", "list"], &clock, &fc);
+    assert_eq!(v["previews"][0]["pr"], 8, "{v:#}");
+    assert_eq!(v["previews"][0]["expired"], false, "{v:#}");
+
+    // Idle for the TTL after that push: destroyed.
+    let later = (epoch() + 24 * 86_400).to_string();
+    let clock = [("PANTSTACK_NOW", later.as_str())];
     let o = repo.run_with(&["preview", "gc", "--yes"], None, &clock);
     assert!(
         o.status.success(),

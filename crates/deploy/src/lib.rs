@@ -57,6 +57,9 @@ pub struct Clients {
     pub poll: Duration,
     /// How long one stack may take (`PANTSTACK_AWS_TIMEOUT_S`, default 1 h).
     pub timeout: Duration,
+    /// How long a deploy lock lasts unless renewed (`PANTSTACK_LOCK_TTL_S`,
+    /// default 15 min); its holder renews it every third of that.
+    pub lock_ttl: Duration,
 }
 
 fn env_ms(name: &str, default: u64) -> u64 {
@@ -104,6 +107,7 @@ impl Clients {
         let mut c = Clients::from_config(config, region);
         c.poll = self.poll;
         c.timeout = self.timeout;
+        c.lock_ttl = self.lock_ttl;
         c
     }
 
@@ -127,6 +131,10 @@ impl Clients {
             s3,
             poll: Duration::from_millis(env_ms("PANTSTACK_AWS_POLL_MS", 5000)),
             timeout: Duration::from_secs(env_ms("PANTSTACK_AWS_TIMEOUT_S", 3600)),
+            lock_ttl: Duration::from_secs(match env_ms("PANTSTACK_LOCK_TTL_S", 15 * 60) {
+                0 => 15 * 60,
+                s => s,
+            }),
             config,
         }
     }

@@ -9,10 +9,12 @@
 //!
 //! The holder records who it is (`PANTSTACK_LOCK_OWNER`, else the GitHub
 //! Actions run, else `user@host`), the verb, the time and the expiry. A lock
-//! lasts `PANTSTACK_LOCK_TTL_S` seconds (default 15 min) and its holder renews
-//! it every third of that while it runs (`If-Match` on its own ETag), so a long
-//! deploy keeps it and the lock of a run that was killed or cancelled (a CI job
-//! past its timeout) expires within the TTL.
+//! lasts `PANTSTACK_LOCK_TTL_S` seconds (default 15 min, `Clients::lock_ttl`)
+//! and its holder renews it every third of that while it runs (`If-Match` on
+//! its own ETag: [`hold_while`]), so a long deploy keeps it and the lock of a
+//! run that was killed or cancelled (a CI job past its timeout) expires within
+//! the TTL. A run whose renewal finds the lock another's is told (`Kept::lost`)
+//! and leaves that lock alone; a renewal never writes a lock that is gone.
 //!
 //! The same mechanism serves other lock objects ([`acquire_with`] words their
 //! refusal): the previews' lock (`crate::slots`), renewed by [`Renewing`] while
@@ -112,24 +114,19 @@ fn holder_died_here(h: &Holder) -> bool {
     pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn ttl() -> u64 {
-    std::env::var("PANTSTACK_LOCK_TTL_S")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|s| *s >= 1)
-        .unwrap_or(15 * 60)
-}
-
-/// How often a holder renews its lock: a third of the TTL.
-pub fn renew_every() -> Duration {
-    Duration::from_secs((ttl() / 3).max(1))
+/// How often a holder renews its lock: a third of the TTL
+/// (`Clients::lock_ttl`).
+pub fn renew_every(c: &Clients) -> Duration {
+    Duration::from_secs((c.lock_ttl.as_secs() / 3).max(1))
 }
 
 /// Renews a held lock (a new expiry, `If-Match` on its ETag). `Ok(false)`: the
-/// lock is no longer this run's (it expired and another run took it over).
+/// lock is no longer this run's (it expired and another run took it over, or
+/// it was removed): nothing is written then, so a renewal never brings a
+/// released or removed lock back.
 pub async fn renew(c: &Clients, held: &mut Held) -> Result<bool, String> {
     let mut me = held.me.clone();
-    me.expires = now() + ttl();
+    me.expires = now() + c.lock_ttl.as_secs();
     match write(c, &held.bucket, &held.key, &me, Some(&held.etag)).await? {
         Some(etag) => {
             held.etag = etag;
@@ -138,6 +135,46 @@ pub async fn renew(c: &Clients, held: &mut Held) -> Result<bool, String> {
         }
         None => Ok(false),
     }
+}
+
+/// What became of a lock held around a run ([`hold_while`]).
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// A renewal found the lock taken over (or removed): the run went on
+    /// without it, and it was not released (it is another run's now).
+    pub lost: bool,
+    /// The last renewal failed (the lock may have expired meanwhile).
+    pub renew_error: Option<String>,
+    /// The release failed (the lock expires by itself).
+    pub release_error: Option<String>,
+}
+
+/// Runs `run` holding `held`: renewed every [`renew_every`] while it goes on
+/// (so a long run keeps its lock, a killed one's expires within the TTL), then
+/// released, whatever `run` returned, unless it was lost meanwhile.
+pub async fn hold_while<T>(
+    c: &Clients,
+    mut held: Held,
+    run: impl std::future::Future<Output = T>,
+) -> (T, Kept) {
+    let mut run = std::pin::pin!(run);
+    let mut kept = Kept::default();
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            () = tokio::time::sleep(renew_every(c)), if !kept.lost => {
+                match renew(c, &mut held).await {
+                    Ok(true) => kept.renew_error = None,
+                    Ok(false) => kept.lost = true,
+                    Err(m) => kept.renew_error = Some(m),
+                }
+            }
+        }
+    };
+    if !kept.lost {
+        kept.release_error = release(c, &held).await.err();
+    }
+    (result, kept)
 }
 
 /// The lock object's key for an environment (`{project}-{env}`).
@@ -251,6 +288,21 @@ pub async fn acquire_with(
     wait: Duration,
     refusal: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<Held, String> {
+    try_acquire(c, bucket, key, verb, wait)
+        .await?
+        .map_err(|who| refusal(&who))
+}
+
+/// Takes a lock object, waiting up to `wait` (polling every `Clients::poll`,
+/// 5 s at most): `Ok(Err(who))` when another run still holds it then
+/// (`alice@laptop (deploy) since …`); `Err` when S3 could not be asked.
+pub async fn try_acquire(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+    verb: &str,
+    wait: Duration,
+) -> Result<Result<Held, String>, String> {
     let deadline = std::time::Instant::now() + wait;
     let poll = c
         .poll
@@ -263,35 +315,35 @@ pub async fn acquire_with(
             owner: who.clone(),
             verb: verb.to_string(),
             since: t,
-            expires: t + ttl(),
+            expires: t + c.lock_ttl.as_secs(),
         };
         if let Some(etag) = write(c, bucket, key, &me, None).await? {
-            return Ok(Held {
+            return Ok(Ok(Held {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
                 etag,
                 me,
                 took_over: None,
-            });
+            }));
         }
         let current = holder(c, bucket, key).await?;
         if let Some((h, etag)) = &current
             && (h.expires <= now() || holder_died_here(h))
             && let Some(new) = write(c, bucket, key, &me, Some(etag)).await?
         {
-            return Ok(Held {
+            return Ok(Ok(Held {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
                 etag: new,
                 me,
                 took_over: Some(h.clone()),
-            });
+            }));
         }
         if std::time::Instant::now() >= deadline {
             let who = current
                 .map(|(h, _)| h.describe())
                 .unwrap_or_else(|| "another run (it was just released)".into());
-            return Err(refusal(&who));
+            return Ok(Err(who));
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         tokio::time::sleep(poll.min(left)).await;
@@ -303,40 +355,54 @@ pub async fn acquire_with(
 /// may tear down the oldest preview with `--replace-oldest`).
 pub struct Renewing {
     task: tokio::task::JoinHandle<()>,
-    held: std::sync::Arc<std::sync::Mutex<Held>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    held: std::sync::Arc<std::sync::Mutex<(Held, bool)>>,
 }
 
 impl Renewing {
     pub fn start(rt: &tokio::runtime::Handle, c: &Clients, held: Held) -> Renewing {
-        let shared = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let shared = std::sync::Arc::new(std::sync::Mutex::new((held, false)));
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let (c, mine) = (c.clone(), shared.clone());
         let task = rt.spawn(async move {
             loop {
-                tokio::time::sleep(renew_every()).await;
-                let Ok(mut h) = mine.lock().map(|h| h.clone()) else {
+                // Stopping never cuts a renewal short: one in flight when
+                // `stop` is asked completes, so the ETag kept is the lock's.
+                tokio::select! {
+                    () = tokio::time::sleep(renew_every(&c)) => {}
+                    _ = stopped.changed() => return,
+                }
+                let Ok(mut h) = mine.lock().map(|h| h.0.clone()) else {
                     return;
                 };
-                // Lost (another run took it over after it expired): stop.
                 let kept = renew(&c, &mut h).await;
+                let lost = matches!(kept, Ok(false));
                 if let Ok(mut slot) = mine.lock() {
-                    *slot = h;
+                    *slot = (h, lost);
                 }
-                if matches!(kept, Ok(false)) {
+                // Lost (another run took it over after it expired): stop.
+                if lost {
                     return;
                 }
             }
         });
-        Renewing { task, held: shared }
+        Renewing {
+            task,
+            stop,
+            held: shared,
+        }
     }
 
-    /// Stops renewing; the lock as last renewed, to release.
-    pub async fn stop(self) -> Held {
-        self.task.abort();
+    /// Stops renewing (after a renewal in flight, if any); the lock as last
+    /// renewed, to release, or `None` when a renewal found it lost.
+    pub async fn stop(self) -> Option<Held> {
+        let _ = self.stop.send(true);
         let _ = self.task.await;
-        match self.held.lock() {
+        let (held, lost) = match self.held.lock() {
             Ok(h) => h.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        };
+        (!lost).then_some(held)
     }
 }
 

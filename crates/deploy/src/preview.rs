@@ -173,6 +173,26 @@ pub async fn list(
     Ok(with_stamps(group(project, &stacks), &stamps))
 }
 
+/// One preview as it is now (its stacks from CloudFormation's list, its stamp
+/// read again): `None` when it has neither. `preview gc` asks again under the
+/// preview's deploy lock before tearing it down.
+pub async fn one(
+    c: &Clients,
+    project: &str,
+    bucket: &str,
+    pr: u64,
+) -> Result<Option<Preview>, String> {
+    let stacks: Vec<(String, i64)> = crate::stack::listed(c)
+        .await?
+        .into_iter()
+        .filter(|s| s.status != "REVIEW_IN_PROGRESS" && pr_of(project, &s.name) == Some(pr))
+        .map(|s| (s.name, s.last_change))
+        .collect();
+    let stamp = crate::slots::stamp(c, bucket, project, pr).await?;
+    let stamps: Vec<(u64, i64)> = stamp.map(|at| (pr, at)).into_iter().collect();
+    Ok(with_stamps(group(project, &stacks), &stamps).pop())
+}
+
 /// The pull request of a preview environment's name (`preview-42` → 42).
 pub fn pr_of_env(env: &str) -> Option<u64> {
     let n = env.strip_prefix(pantstack_model::foundation::PREVIEW_PREFIX)?;

@@ -15,8 +15,8 @@ mod diff;
 mod observe;
 
 pub use bootstrap::{BootstrapOpts, bootstrap};
-pub use deploy::{DeployOpts, deploy};
-pub use destroy::{DestroyOpts, destroy};
+pub use deploy::{DeployOpts, deploy, touch};
+pub use destroy::{DestroyOpts, destroy, destroy_idle};
 pub use diff::diff;
 pub use observe::{LogLine, logs, status};
 
@@ -570,41 +570,31 @@ where
             e.env
         ))
     })?;
-    let mut held = crate::lock::acquire(c, &bucket, &key, verb, wait, &e.env).await?;
-    // Renewed while the run goes on: a long deploy keeps its lock, a killed
-    // one's expires within the TTL.
-    let mut run = std::pin::pin!(run);
-    let mut lost = false;
-    let mut renew_error = None;
-    let mut result = loop {
-        tokio::select! {
-            r = &mut run => break r,
-            () = tokio::time::sleep(crate::lock::renew_every()), if !lost => {
-                match crate::lock::renew(c, &mut held).await {
-                    Ok(true) => renew_error = None,
-                    Ok(false) => lost = true,
-                    Err(m) => renew_error = Some(m),
-                }
-            }
-        }
-    };
-    let released = if lost {
-        Ok(())
-    } else {
-        crate::lock::release(c, &held).await
-    };
+    let held = crate::lock::acquire(c, &bucket, &key, verb, wait, &e.env).await?;
+    held_while(e, held, run).await
+}
+
+/// Runs `run` holding the environment's deploy lock `held` (renewed meanwhile,
+/// released after); the report says whose stale lock was taken over, and
+/// whether the lock was lost or could not be renewed or released.
+async fn held_while<F>(e: &Env<'_>, held: crate::lock::Held, run: F) -> Result<Value, Failure>
+where
+    F: std::future::Future<Output = Result<Value, Failure>>,
+{
+    let took_over = held.took_over.clone();
+    let (mut result, kept) = crate::lock::hold_while(&e.clients, held, run).await;
     if let Ok(v) = &mut result {
-        if let Some(h) = &held.took_over {
+        if let Some(h) = &took_over {
             v["lock_taken_over"] = json!(h.describe());
         }
-        if lost {
+        if kept.lost {
             v["lock_lost"] = json!(
                 "the deploy lock could not be renewed in time and another run took it over while this one ran"
             );
-        } else if let Some(m) = renew_error {
+        } else if let Some(m) = kept.renew_error {
             v["lock_renew_error"] = json!(m);
         }
-        if let Err(m) = released {
+        if let Some(m) = kept.release_error {
             v["lock_release_error"] = json!(m);
         }
     }
@@ -628,36 +618,76 @@ pub async fn template_bucket(e: &Env<'_>) -> Result<Option<String>, Failure> {
     Ok(lock_at(e).await?.map(|(b, _)| b))
 }
 
-/// Who holds the environment's deploy lock, if anyone (`pantstack unlock`), and
-/// the lock's ETag, which [`unlock`] takes to remove exactly that lock.
-pub async fn lock_holder(e: &Env<'_>) -> Result<Option<(crate::lock::Holder, String)>, Failure> {
-    let Some((bucket, key)) = lock_at(e).await? else {
+/// Which lock `pantstack unlock` removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockOf {
+    /// The environment's deploy lock.
+    Environment,
+    /// The previews' lock (`preview up`'s count and claim, `crate::slots`).
+    Previews,
+}
+
+/// The bucket and key of the lock `which` names.
+async fn lock_object(e: &Env<'_>, which: LockOf) -> Result<Option<(String, String)>, Failure> {
+    Ok(match which {
+        LockOf::Environment => lock_at(e).await?,
+        LockOf::Previews => template_bucket(e)
+            .await?
+            .map(|b| (b, crate::slots::lock_key(&e.output.plan.project))),
+    })
+}
+
+/// What the unlock report names: the environment, or `previews`.
+fn lock_name(e: &Env<'_>, which: LockOf) -> String {
+    match which {
+        LockOf::Environment => format!("environment `{}`", e.env),
+        LockOf::Previews => format!("the previews of `{}`", e.output.plan.project),
+    }
+}
+
+/// Who holds the lock `which` names, if anyone (`pantstack unlock`), and the
+/// lock's ETag, which [`unlock`] takes to remove exactly that lock.
+pub async fn lock_holder(
+    e: &Env<'_>,
+    which: LockOf,
+) -> Result<Option<(crate::lock::Holder, String)>, Failure> {
+    let Some((bucket, key)) = lock_object(e, which).await? else {
         return Ok(None);
     };
     Ok(crate::lock::holder(&e.clients, &bucket, &key).await?)
 }
 
-/// Removes the environment's deploy lock if it is still the one with ETag
-/// `etag` (the one [`lock_holder`] showed); another run's lock taken since is
-/// left alone, and said.
-pub async fn unlock(e: &Env<'_>, etag: &str) -> Result<Value, Failure> {
-    let (bucket, key) = lock_at(e).await?.ok_or_else(|| {
+/// Removes the lock `which` names if it is still the one with ETag `etag` (the
+/// one [`lock_holder`] showed); another run's lock taken since is left alone,
+/// and said.
+pub async fn unlock(e: &Env<'_>, which: LockOf, etag: &str) -> Result<Value, Failure> {
+    let (bucket, key) = lock_object(e, which).await?.ok_or_else(|| {
         Failure::new("the shared stack has no template bucket: nothing is locked")
     })?;
+    let environment = match which {
+        LockOf::Environment => json!(e.env),
+        LockOf::Previews => Value::Null,
+    };
+    let lock = format!("s3://{bucket}/{key}");
     match crate::lock::remove(&e.clients, &bucket, &key, etag).await? {
         crate::lock::Removed::Removed(h) => {
-            Ok(json!({ "ok": true, "environment": e.env, "removed": h }))
+            Ok(json!({ "ok": true, "environment": environment, "lock": lock, "removed": h }))
         }
         crate::lock::Removed::Gone => {
-            Ok(json!({ "ok": true, "environment": e.env, "removed": null }))
+            Ok(json!({ "ok": true, "environment": environment, "lock": lock, "removed": null }))
         }
         crate::lock::Removed::ChangedHands(h) => Err(Failure {
             message: format!(
-                "the lock changed hands while you confirmed: {} holds `{}` now, and was left alone; run `pantstack unlock` again if that run is gone too",
+                "the lock changed hands while you confirmed: {} holds {} now, and was left alone; run `pantstack unlock{}` again if that run is gone too",
                 h.describe(),
-                e.env
+                lock_name(e, which),
+                if which == LockOf::Previews {
+                    " --previews"
+                } else {
+                    ""
+                }
             ),
-            report: json!({ "ok": false, "environment": e.env, "removed": null, "holder": h }),
+            report: json!({ "ok": false, "environment": environment, "lock": lock, "removed": null, "holder": h }),
         }),
     }
 }

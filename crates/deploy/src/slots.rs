@@ -56,7 +56,7 @@ pub async fn acquire(
     let key = lock_key(project);
     let refusal = |who: &str| {
         format!(
-            "the previews of `{project}` are locked by {who}: another `preview up` is counting the previews against previews.max and claiming its slot. Wait for it with --lock-wait DURATION (e.g. --lock-wait 15m); if that run is gone, its lock s3://{bucket}/{key} expires by itself"
+            "the previews of `{project}` are locked by {who}: another `preview up` is counting the previews against previews.max and claiming its slot. Wait for it with --lock-wait DURATION (e.g. --lock-wait 15m); if that run is gone, its lock s3://{bucket}/{key} expires by itself, or remove it with `pantstack unlock --previews`"
         )
     };
     lock::acquire_with(c, bucket, &key, "preview up", wait, &refusal).await
@@ -88,6 +88,38 @@ pub async fn touch(
         .await
         .map_err(|e| format!("cannot write s3://{bucket}/{key}: {}", why(&e)))?;
     Ok(())
+}
+
+/// A preview's stamp time, read now (`None`: no stamp). An unreadable stamp
+/// counts as the epoch, as in [`stamps`].
+pub async fn stamp(
+    c: &Clients,
+    bucket: &str,
+    project: &str,
+    pr: u64,
+) -> Result<Option<i64>, String> {
+    let key = stamp_key(project, pr);
+    let o = match c.s3.get_object().bucket(bucket).key(&key).send().await {
+        Ok(o) => o,
+        Err(e)
+            if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("cannot read s3://{bucket}/{key}: {}", why(&e))),
+    };
+    let body = o
+        .body
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read s3://{bucket}/{key}: {e}"))?
+        .into_bytes();
+    Ok(Some(
+        serde_json::from_slice::<Stamp>(&body)
+            .map(|s| s.at)
+            .unwrap_or(0),
+    ))
 }
 
 /// Deletes a preview's stamp (every version: the bucket is versioned, and an

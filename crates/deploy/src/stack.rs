@@ -248,6 +248,78 @@ pub async fn listed(c: &Clients) -> Result<Vec<Listed>, String> {
     Ok(out)
 }
 
+/// A resource of a deleted stack: logical id, type, physical id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Left {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
+}
+
+/// The resources of every deleted stack named `name`: CloudFormation keeps a
+/// deleted stack's resources for 90 days, asked by the stack's unique id (from
+/// ListStacks). How a teardown finds the buckets a stack it deleted before
+/// retained, with the permissions a CI role has on its own stacks (no
+/// `s3:ListAllMyBuckets`). Empty when no deleted stack of that name is known.
+pub async fn deleted_resources(c: &Clients, name: &str) -> Result<Vec<Left>, String> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = c
+            .cfn
+            .list_stacks()
+            .stack_status_filter(aws_sdk_cloudformation::types::StackStatus::DeleteComplete)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| format!("cannot list the deleted stacks: {}", why(&e)))?;
+        for s in page.stack_summaries() {
+            if s.stack_name() == Some(name)
+                && s.stack_status().map(|x| x.as_str()) == Some("DELETE_COMPLETE")
+                && let Some(id) = s.stack_id()
+                && !ids.iter().any(|x| x == id)
+            {
+                ids.push(id.to_string());
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for id in ids {
+        let mut token: Option<String> = None;
+        loop {
+            let page = c
+                .cfn
+                .list_stack_resources()
+                .stack_name(&id)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "cannot list the resources of the deleted stack {id}: {}",
+                        why(&e)
+                    )
+                })?;
+            for r in page.stack_resource_summaries() {
+                out.push(Left {
+                    logical_id: r.logical_resource_id().unwrap_or_default().to_string(),
+                    resource_type: r.resource_type().unwrap_or_default().to_string(),
+                    physical_id: r.physical_resource_id().unwrap_or_default().to_string(),
+                });
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The stacks named `{prefix}…` that carry every one of `tags` (and are not
 /// deleted), sorted. Names come from ListStacks and tags from a DescribeStacks of
 /// each name, never from an unnamed DescribeStacks: a CI role may list stacks

@@ -324,15 +324,15 @@ For a container: `docker exec` in it (ECS Exec's counterpart).")]
   pantstack deployments api")]
     Deployments(ServiceArgs),
 
-    /// Remove an environment's deploy lock on AWS (a deploy or destroy that died holding it)
+    /// Remove an environment's deploy lock on AWS, or the previews' lock (a run that died holding it)
     #[command(after_help = "Examples:
   pantstack unlock --target aws --env test
   pantstack unlock --target aws --env test --yes    # without a terminal (CI)
+  pantstack unlock --previews                       # the previews' lock of `preview up`
 
-A deploy or destroy of an environment on AWS holds its lock (an object in the
-template bucket) while it runs, so a second one waits (--lock-wait) or is refused
-with the holder's name. A lock also expires by itself (2 h after it was taken);
-unlock removes it at once, after showing who holds it and asking.")]
+A deploy or destroy on AWS holds its environment's lock (in the template bucket), `preview up`
+the previews' lock; a lock expires 15 minutes after its holder last renewed it (every 5 while
+it runs). unlock removes the lock it showed at once, after showing who holds it and asking.")]
     Unlock(UnlockArgs),
 
     /// Estimate an environment's monthly AWS bill from its templates and a dated price table
@@ -653,6 +653,9 @@ pub enum PreviewAction {
         /// Pull request number
         #[arg(long)]
         pr: u64,
+        /// Wait up to this long (`90s`, `15m`) for the preview's deploy lock
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
     },
     /// Destroy the preview of a pull request: its stacks, buckets (with their data), images and parameters
     Down {
@@ -676,6 +679,9 @@ pub enum PreviewAction {
         /// Only say which would be destroyed
         #[arg(long)]
         dry_run: bool,
+        /// Wait up to this long (`90s`, `15m`) for each idle preview's deploy lock (default: a preview whose lock another run holds is kept)
+        #[arg(long, value_name = "DURATION")]
+        lock_wait: Option<String>,
     },
 }
 
@@ -719,8 +725,11 @@ pub struct WorkflowsArgs {
 #[derive(Args, Debug)]
 pub struct UnlockArgs {
     /// Environment (default: the current branch's)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "previews")]
     pub env: Option<String>,
+    /// The previews' lock (`preview up`'s count against previews.max and slot claim) instead of an environment's; AWS
+    #[arg(long)]
+    pub previews: bool,
     /// Remove the lock without asking (required without a terminal)
     #[arg(long)]
     pub yes: bool,

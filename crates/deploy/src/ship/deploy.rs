@@ -85,6 +85,33 @@ async fn mark_active(e: &Env<'_>, mut result: Result<Value, Failure>) -> Result<
     result
 }
 
+/// `preview touch`: marks an existing preview active now, holding its deploy
+/// lock (so a `preview gc` that holds it meanwhile, re-checking the preview's
+/// idle time, is never overtaken by a stamp it did not see). `exists: false`
+/// when the preview has neither stacks nor a stamp.
+pub async fn touch(e: &Env<'_>, lock_wait: std::time::Duration) -> Result<Value, Failure> {
+    let pr = crate::preview::pr_of_env(&e.env)
+        .ok_or_else(|| Failure::new(format!("`{}` is not a preview", e.env)))?;
+    let (bucket, _) = lock_at(e).await?.ok_or_else(|| {
+        Failure::new(format!(
+            "the shared stack {} has no template bucket (it holds the previews' locks and activity stamps): run `pantstack bootstrap --pr 1`",
+            e.shared().name
+        ))
+    })?;
+    let project = e.output.plan.project.clone();
+    locked(e, "touch", lock_wait, async {
+        let exists = crate::preview::one(&e.clients, &project, &bucket, pr)
+            .await?
+            .is_some();
+        let now = crate::preview::now().map_err(Failure::new)?;
+        if exists {
+            crate::slots::touch(&e.clients, &bucket, &project, pr, now, "touch").await?;
+        }
+        Ok(json!({ "ok": true, "environment": e.env, "pr": pr, "exists": exists, "now": now }))
+    })
+    .await
+}
+
 async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     let c = &e.clients;
     let p = &e.progress;

@@ -69,6 +69,25 @@ async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, String> {
     }
 }
 
+/// Whether a bucket exists (HeadBucket: `s3:ListBucket` on it, which the CI
+/// roles have on their environment's buckets).
+async fn bucket_exists(c: &Clients, bucket: &str) -> Result<bool, Failure> {
+    match c.s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err
+                .raw_response()
+                .is_some_and(|r| r.status().as_u16() == 404) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(Failure::new(format!(
+            "cannot tell whether bucket {bucket} exists: {}",
+            why(&err)
+        ))),
+    }
+}
+
 /// `api-dev-1a2b3c4` or `api-dev-1a2b3c4-d5e6f7a8` → `api-dev-`.
 fn build_prefix(tag: &str) -> Option<String> {
     let (head, last) = tag.rsplit_once('-')?;
@@ -203,6 +222,62 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
     }
     locked(e, "destroy", o.lock_wait, async {
         let v = destroy_unlocked(e, o).await?;
+        forget_preview(e, v).await
+    })
+    .await
+}
+
+/// `preview gc` of one preview: holding the preview's deploy lock (the lock
+/// every deploy of it, `preview up`, and `preview touch` hold while they mark
+/// it active), its stacks and stamp are read again and it is torn down only if
+/// it is still idle for `ttl` seconds at the previews' clock; otherwise it is
+/// kept and the report says why (`kept`). A preview whose lock another run
+/// holds (a deploy of it is running: it is active) is kept without waiting
+/// longer than `o.lock_wait`.
+pub async fn destroy_idle(e: &Env<'_>, o: &DestroyOpts, ttl: i64) -> Result<Value, Failure> {
+    let c = &e.clients;
+    let pr = crate::preview::pr_of_env(&e.env)
+        .ok_or_else(|| Failure::new(format!("`{}` is not a preview", e.env)))?;
+    let (bucket, key) = lock_at(e).await?.ok_or_else(|| {
+        Failure::new(format!(
+            "the shared stack {} has no template bucket (it holds the previews' locks and activity stamps): run `pantstack bootstrap --pr 1`",
+            e.shared().name
+        ))
+    })?;
+    let kept = |why: String, last: Option<i64>| {
+        Ok(json!({
+            "ok": true,
+            "environment": e.env,
+            "kept": why,
+            "last_change": last.map(crate::preview::iso8601),
+            "stacks": [],
+        }))
+    };
+    let held = match crate::lock::try_acquire(c, &bucket, &key, "gc", o.lock_wait).await? {
+        Ok(h) => h,
+        Err(who) => {
+            return kept(
+                format!("locked by {who}: a deploy or destroy of it is running"),
+                None,
+            );
+        }
+    };
+    held_while(e, held, async {
+        let now = crate::preview::now().map_err(Failure::new)?;
+        let Some(p) = crate::preview::one(c, &e.output.plan.project, &bucket, pr).await? else {
+            return kept("already gone".into(), None);
+        };
+        if p.last_change + ttl > now {
+            return kept(
+                format!(
+                    "active again: its last activity ({}) came after gc listed it",
+                    crate::preview::iso8601(p.last_change)
+                ),
+                Some(p.last_change),
+            );
+        }
+        let mut v = destroy_unlocked(e, o).await?;
+        v["idle_since"] = json!(crate::preview::iso8601(p.last_change));
         forget_preview(e, v).await
     })
     .await
@@ -441,26 +516,55 @@ async fn destroy_unlocked(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure
             ));
         }
     }
-    // Buckets retained by stacks an earlier `down` deleted: CloudFormation named
-    // them `{stack}-{logical id}-{suffix}` (lowercase); listed like the others, so
-    // a second `down --buckets` finds what a first one left.
+    // Buckets retained by stacks an earlier `down` deleted (a teardown retried
+    // after a failure). CloudFormation keeps a deleted stack's resources for 90
+    // days: they name the buckets it retained, which needs only what a CI role
+    // has on its own stacks. For a stack it has no record of (never created, or
+    // deleted longer ago), the buckets are found by the names CloudFormation
+    // gave them, `{stack}-{logical id}-{suffix}` (lowercase), which needs
+    // `s3:ListAllMyBuckets`: never for a preview (its CI role has no such right,
+    // and a preview's stacks are never that old).
     let absent: Vec<&str> = report
         .iter()
         .filter(|r| r["result"] == "absent")
         .filter_map(|r| r["stack"].as_str())
         .collect();
+    let is_preview = crate::preview::pr_of_env(&e.env).is_some();
     let mut wanted: Vec<(String, String, String)> = Vec::new(); // (prefix, stack, logical id)
     for name in absent {
         let Some(s) = e.stack(name) else { continue };
         let Ok(body) = e.body(s) else { continue };
         let t: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        for id in retained(body) {
-            if t["Resources"][&id]["Type"] == "AWS::S3::Bucket" {
-                wanted.push((
-                    format!("{}-{}-", name, id).to_lowercase(),
+        let ids: Vec<String> = retained(body)
+            .into_iter()
+            .filter(|id| t["Resources"][id]["Type"] == "AWS::S3::Bucket")
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let sc = e.clients_for(s);
+        let left = stack::deleted_resources(&sc, name)
+            .await
+            .map_err(Failure::new)?;
+        if left.is_empty() && !is_preview {
+            wanted.extend(ids.into_iter().map(|id| {
+                (
+                    format!("{name}-{id}").to_lowercase() + "-",
                     name.to_string(),
                     id,
-                ));
+                )
+            }));
+            continue;
+        }
+        for l in left {
+            if l.resource_type == "AWS::S3::Bucket"
+                && ids.contains(&l.logical_id)
+                && !l.physical_id.is_empty()
+                && !kept.iter().any(|k| k["physical_id"] == l.physical_id.as_str())
+                // An earlier teardown may have deleted it already.
+                && bucket_exists(&sc, &l.physical_id).await?
+            {
+                kept.push(json!({ "stack": name, "logical_id": l.logical_id, "type": "AWS::S3::Bucket", "physical_id": l.physical_id }));
             }
         }
     }
