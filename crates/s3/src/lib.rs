@@ -19,9 +19,10 @@ pub struct Version {
     pub delete_marker: bool,
     /// The blob file holding the data (none for a delete marker or a small object).
     pub blob: Option<String>,
-    /// A small object's data (base64), kept in its journal record: one sync per PUT.
+    /// A small object's data, kept in its journal record (as base64): one sync
+    /// per PUT. In memory as bytes: a GET hands them out without a copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inline: Option<String>,
+    pub inline: Option<Inline>,
     pub size: u64,
     /// Hex MD5 (or `md5-N` for multipart), without quotes.
     pub etag: String,
@@ -43,6 +44,30 @@ pub struct Version {
     /// SSE-S3, S3's default since January 2023).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sse: Option<Sse>,
+}
+
+/// A small object's data: bytes in memory, standard base64 in the journal (the
+/// same text as when it was a base64 `String`, so journals written before read
+/// the same).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inline(pub bytes::Bytes);
+
+impl Serialize for Inline {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Inline {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Inline, D::Error> {
+        use base64::Engine;
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(|v| Inline(bytes::Bytes::from(v)))
+            .map_err(|e| serde::de::Error::custom(format!("damaged inline object: {e}")))
+    }
 }
 
 /// Server-side encryption settings (of an object, or a bucket's default).
@@ -403,7 +428,7 @@ fn image_bytes(key: &str, v: &Version) -> usize {
     let pairs =
         |m: &BTreeMap<String, String>| m.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
     key.len()
-        + v.inline.as_ref().map_or(0, String::len)
+        + v.inline.as_ref().map_or(0, |d| d.0.len().div_ceil(3) * 4)
         + pairs(&v.metadata)
         + pairs(&v.headers)
         + pairs(&v.tags)

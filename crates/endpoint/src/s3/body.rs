@@ -5,7 +5,6 @@
 use super::common::*;
 use super::state::Version;
 use crate::b64;
-use base64::Engine;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
@@ -134,7 +133,7 @@ pub(super) type Hashed = (u64, [u8; 16], Vec<(String, String)>, Option<String>);
 pub(super) struct Written {
     /// The blob file (empty when the data is inline).
     pub(super) blob: String,
-    pub(super) inline: Option<String>,
+    pub(super) inline: Option<super::state::Inline>,
     pub(super) size: u64,
     pub(super) md5: [u8; 16],
     pub(super) checksums: BTreeMap<String, String>,
@@ -314,11 +313,9 @@ pub(super) fn copy_part(
     };
     let result = (|| -> std::io::Result<()> {
         if let Some(inline) = &v.inline {
-            let data = base64::engine::general_purpose::STANDARD
-                .decode(inline)
-                .map_err(|e| std::io::Error::other(format!("damaged inline object: {e}")))?;
+            let data = &inline.0;
             let end = (start + len).min(data.len() as u64) as usize;
-            feed(&data[start as usize..end], &mut out)?;
+            feed(&data[(start as usize).min(end)..end], &mut out)?;
         } else if let Some(blob) = &v.blob {
             let mut f = std::fs::File::open(dir.join(blob))?;
             f.seek(SeekFrom::Start(start))?;
@@ -446,10 +443,11 @@ pub(super) async fn read_inline(
 /// `len` bytes of an object's data from `offset`: its inline data or its blob.
 pub(super) fn body_of(dir: &Path, v: &Version, offset: u64, len: u64) -> Option<StreamingBlob> {
     if let Some(data) = &v.inline {
-        let raw = crate::unb64(data)?;
+        let raw = &data.0;
         let end = (offset + len).min(raw.len() as u64) as usize;
         let start = (offset as usize).min(end);
-        let bytes = Bytes::copy_from_slice(&raw[start..end]);
+        // A reference to the stored bytes, not a copy.
+        let bytes = raw.slice(start..end);
         return Some(StreamingBlob::wrap(futures_util::stream::once(
             async move { Ok::<_, std::io::Error>(bytes) },
         )));

@@ -9,7 +9,6 @@ use super::stamp::*;
 use super::state::{Op, Version, Versioning};
 use super::svc::*;
 use super::versioning::*;
-use crate::b64;
 use pantstack_awsproto::sigv4::hex;
 use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
@@ -81,12 +80,13 @@ impl S3Svc {
             &req.headers,
         );
         let w = if i.content_length.is_some_and(|n| n <= INLINE_MAX) {
-            let (data, md5, checksums) =
+            let (mut data, md5, checksums) =
                 read_inline(i.body, wanted, req.trailing_headers.as_ref()).await?;
+            data.shrink_to_fit();
             Written {
                 blob: String::new(),
-                inline: Some(b64(&data)),
                 size: data.len() as u64,
+                inline: Some(super::state::Inline(data.into())),
                 md5,
                 checksums,
             }
