@@ -453,15 +453,17 @@ pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure>
         a.previews.then_some(1),
         a.target.region.as_deref(),
     )?;
-    let (name, what, answer, again) = match which {
+    let (name, is, what, answer, again) = match which {
         ship::LockOf::Environment => (
             format!("environment `{}`", p.env),
+            "is",
             "the environment's name",
             p.env.clone(),
             "",
         ),
         ship::LockOf::Previews => (
             format!("the previews of `{}`", p.output.plan.project),
+            "are",
             "`previews`",
             "previews".to_string(),
             " --previews",
@@ -480,18 +482,18 @@ pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure>
         return finish(
             out,
             Ok(json!({ "ok": true, "environment": environment, "removed": null })),
-            |_| format!("{name} is not locked\n"),
+            |_| format!("{name} {is} not locked\n"),
         );
     };
     if !a.yes {
         confirm(
             &format!(
-                "{name} is locked by {}. Remove the lock only if that run is gone. Type {what} to go on: ",
+                "{name} {is} locked by {}. Remove the lock only if that run is gone. Type {what} to go on: ",
                 h.describe()
             ),
             &answer,
             format!(
-                "{name} is locked by {}; without a terminal to confirm on, add --yes to remove the lock (`pantstack unlock{again} --yes`)",
+                "{name} {is} locked by {}; without a terminal to confirm on, add --yes to remove the lock (`pantstack unlock{again} --yes`)",
                 h.describe()
             ),
             "not confirmed; the lock stays",
