@@ -11,7 +11,11 @@
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub mod authz;
+pub mod record;
 
 /// Each way fakecloud 0.51.0 differs from AWS that the aws target meets, and what
 /// the adapter (or, where nothing can be adapted, the tests) does about it.
@@ -61,16 +65,31 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
 /// Serves the adapter on `listener`, forwarding to fakecloud's port `upstream`
 /// on 127.0.0.1; returns at once (a thread per connection).
 pub fn serve(listener: TcpListener, upstream: u16) {
+    serve_recording(listener, upstream, None);
+}
+
+/// As `serve`, recording every AWS API request in `recorder` when given
+/// (`record::Recorder`: for tests that check what the calls need from IAM).
+pub fn serve_recording(
+    listener: TcpListener,
+    upstream: u16,
+    recorder: Option<Arc<record::Recorder>>,
+) {
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
+            let recorder = recorder.clone();
             std::thread::spawn(move || {
-                let _ = relay(conn, upstream);
+                let _ = relay(conn, upstream, recorder.as_deref());
             });
         }
     });
 }
 
-fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> {
+fn relay(
+    mut client: std::net::TcpStream,
+    upstream: u16,
+    recorder: Option<&record::Recorder>,
+) -> std::io::Result<()> {
     use std::io::{Read, Write};
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut buf = Vec::new();
@@ -103,6 +122,9 @@ fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> 
         buf.extend_from_slice(&chunk[..n]);
     }
     let mut body = buf[head_end..].to_vec();
+    if let Some(r) = recorder {
+        r.record(&head, &body);
+    }
     if let Some((b, original, rewritten)) = rewrite(&body, upstream) {
         body = b;
         if let Ok(mut m) = SUBMITTED.lock() {
@@ -478,6 +500,56 @@ pub fn load_balancers(upstream: u16) -> Vec<(String, u16)> {
             let dns = lb["dnsName"].as_str()?.to_string();
             let port = u16::try_from(lb["boundPort"].as_u64()?).ok()?;
             Some((dns, port))
+        })
+        .collect()
+}
+
+/// The emulator's CloudFormation exports (name → value): what the foundation's
+/// `Fn::ImportValue`s and outputs resolve to.
+pub fn exports(upstream: u16) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(body) = call(
+        upstream,
+        "POST",
+        "/",
+        &scope("cloudformation"),
+        "application/x-www-form-urlencoded",
+        "Action=ListExports&Version=2010-05-15",
+    ) else {
+        return out;
+    };
+    let text = String::from_utf8_lossy(&body);
+    for e in text.split("<member>").skip(1) {
+        let tag = |t: &str| {
+            let open = format!("<{t}>");
+            let s = e.find(&open)? + open.len();
+            let end = s + e[s..].find(&format!("</{t}>"))?;
+            Some(xml_unescape(&e[s..end]))
+        };
+        if let (Some(n), Some(v)) = (tag("Name"), tag("Value")) {
+            out.insert(n, v);
+        }
+    }
+    out
+}
+
+/// The emulator's KMS aliases (`alias/…`) → the ARN of the key each names, in
+/// `region` of `account`.
+pub fn kms_aliases(
+    upstream: u16,
+    region: &str,
+    account: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let headers = format!("{}x-amz-target: TrentService.ListAliases\r\n", scope("kms"));
+    call(upstream, "POST", "/", &headers, "application/x-amz-json-1.1", "{}")
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["Aliases"].as_array().cloned())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let name = a["AliasName"].as_str()?.to_string();
+            let key = a["TargetKeyId"].as_str()?;
+            Some((name, format!("arn:aws:kms:{region}:{account}:key/{key}")))
         })
         .collect()
 }
