@@ -541,17 +541,24 @@ pub fn kms_aliases(
     account: &str,
 ) -> std::collections::BTreeMap<String, String> {
     let headers = format!("{}x-amz-target: TrentService.ListAliases\r\n", scope("kms"));
-    call(upstream, "POST", "/", &headers, "application/x-amz-json-1.1", "{}")
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["Aliases"].as_array().cloned())
-        .into_iter()
-        .flatten()
-        .filter_map(|a| {
-            let name = a["AliasName"].as_str()?.to_string();
-            let key = a["TargetKeyId"].as_str()?;
-            Some((name, format!("arn:aws:kms:{region}:{account}:key/{key}")))
-        })
-        .collect()
+    call(
+        upstream,
+        "POST",
+        "/",
+        &headers,
+        "application/x-amz-json-1.1",
+        "{}",
+    )
+    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    .and_then(|v| v["Aliases"].as_array().cloned())
+    .into_iter()
+    .flatten()
+    .filter_map(|a| {
+        let name = a["AliasName"].as_str()?.to_string();
+        let key = a["TargetKeyId"].as_str()?;
+        Some((name, format!("arn:aws:kms:{region}:{account}:key/{key}")))
+    })
+    .collect()
 }
 
 /// The loopback port of the ALB data plane serving `url` (what `deploy` prints,
