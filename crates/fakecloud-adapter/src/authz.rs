@@ -306,7 +306,8 @@ impl Authorizer {
             ) => {
                 let mut n = need(&action, stack);
                 let mut out = Vec::new();
-                if let Some(role) = s(p, "RoleArn") {
+                // The query protocol spells it RoleARN.
+                if let Some(role) = s(p, "RoleARN").or(s(p, "RoleArn")) {
                     n = n.with("cloudformation:RoleArn", role);
                     // Passing a role to CloudFormation.
                     out.push(
@@ -634,7 +635,7 @@ mod tests {
                 "cloudformation",
                 "CreateChangeSet",
                 json!({"StackName": "shop-test-api", "ChangeSetName": "c1",
-                       "RoleArn": "arn:aws:iam::123456789012:role/shop-test-deploy-us-east-1",
+                       "RoleARN": "arn:aws:iam::123456789012:role/shop-test-deploy-us-east-1",
                        "TemplateURL": "http://127.0.0.1:4567/shop-templates/shop-test-api/abc.json"}),
             ))
             .unwrap();

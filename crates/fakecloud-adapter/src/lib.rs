@@ -53,6 +53,16 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
          running = desired) and the ALB data plane (GET /healthz on its loopback port).",
     ),
     (
+        "DescribeStacks omits a stack's RoleARN",
+        "fakecloud 0.51.0 keeps no RoleARN of a stack created or updated through a change set \
+         with one, so pantstack, which deletes a stack as the role it was created with \
+         (`DeleteStack` with the `RoleARN` DescribeStacks gives, as on AWS), would delete it \
+         as the caller; the CI roles may delete stacks only with the deploy role \
+         (`cloudformation:RoleArn`), which the tests check on the recorded calls. The \
+         adapter notes the RoleARN of each CreateChangeSet, CreateStack and UpdateStack \
+         and adds it to DescribeStacks answers that lack it.",
+    ),
+    (
         "running tasks' output is not in CloudWatch Logs",
         "fakecloud-ecs forwards a container's captured output to the awslogs group when \
          the task ends (runtime/monitoring.rs); running tasks have none there yet, so the \
@@ -132,6 +142,9 @@ fn relay(
         }
     }
     let get_template = std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=GetTemplate"));
+    let describe_stacks =
+        std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=DescribeStacks"));
+    note_stack_role(&body);
     let describe_services = head
         .to_ascii_lowercase()
         .contains("x-amz-target: amazonec2containerservicev20141113.describeservices");
@@ -164,6 +177,8 @@ fn relay(
             complete_rollouts(&rest, upstream)
         } else if get_template && !chunked {
             submitted_template(&rest)
+        } else if describe_stacks && !chunked {
+            with_stack_roles(&rest)
         } else {
             None
         };
@@ -189,6 +204,59 @@ fn relay(
         client.write_all(&answer)?;
     }
     Ok(())
+}
+
+/// The RoleARN each stack was last created or updated with (deviation 3).
+static STACK_ROLES: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn note_stack_role(body: &[u8]) {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return;
+    };
+    let f = record::form(text);
+    let action = f.get("Action").and_then(|v| v.as_str()).unwrap_or_default();
+    if !matches!(action, "CreateChangeSet" | "CreateStack" | "UpdateStack") {
+        return;
+    }
+    if let (Some(stack), Some(role)) = (
+        f.get("StackName").and_then(|v| v.as_str()),
+        f.get("RoleARN").and_then(|v| v.as_str()),
+    ) && let Ok(mut m) = STACK_ROLES.lock()
+    {
+        m.insert(stack.to_string(), role.to_string());
+    }
+}
+
+/// A DescribeStacks answer with each stack's RoleARN where fakecloud left it out
+/// (deviation 3).
+fn with_stack_roles(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let roles = STACK_ROLES.lock().ok()?.clone();
+    let mut out = String::new();
+    let mut changed = false;
+    for (i, part) in text.split("<member>").enumerate() {
+        if i > 0 {
+            out.push_str("<member>");
+        }
+        let name = part
+            .split_once("<StackName>")
+            .and_then(|(_, r)| r.split_once("</StackName>"))
+            .map(|(n, _)| n);
+        match name.and_then(|n| roles.get(n).map(|r| (n, r))) {
+            Some((n, role)) if !part.contains("<RoleARN>") => {
+                let at = format!("<StackName>{n}</StackName>");
+                out.push_str(&part.replacen(
+                    &at,
+                    &format!("{at}<RoleARN>{}</RoleARN>", xml_escape(role)),
+                    1,
+                ));
+                changed = true;
+            }
+            _ => out.push_str(part),
+        }
+    }
+    changed.then(|| out.into_bytes())
 }
 
 /// Templates as pantstack submitted them, by the body fakecloud got instead.
