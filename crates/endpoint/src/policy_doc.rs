@@ -880,21 +880,32 @@ mod tests {
             kind: "AssumedRole",
         };
         let stack = "arn:aws:cloudformation:us-east-1:1:stack/p-test-api/0";
-        let role = |k: &str| {
-            (k == "cloudformation:rolearn").then(|| "arn:aws:iam::1:role/p-test-deploy".to_string())
-        };
         let none = |_: &str| None;
         let policies = [("ci".to_string(), p)];
-        assert!(
-            authorize_identity(
-                &caller,
-                &policies,
-                None,
+        let boundary = (
+            "boundary".to_string(),
+            PolicyDoc::parse_identity(
+                r#"{"Statement":{"Effect":"Allow","Action":"iam:*","Resource":"*"}}"#,
+            )
+            .unwrap(),
+        );
+        // (action, resource, the request's key and value, within the boundary) →
+        // the refusal's message, if any.
+        let ask = |action: &str, resource: &str, key: &str, value: &str, bounded: bool| {
+            let ctx = |k: &str| (k == key).then(|| value.to_string());
+            let b = bounded.then_some(&boundary);
+            authorize_identity(&caller, &policies, b, action, resource, &ctx).err()
+        };
+        let deploy = "arn:aws:iam::1:role/p-test-deploy";
+        assert_eq!(
+            ask(
                 "cloudformation:DeleteStack",
                 stack,
-                &role
-            )
-            .is_ok()
+                "cloudformation:rolearn",
+                deploy,
+                false
+            ),
+            None
         );
         // Without the RoleArn the condition key is absent: refused, and the
         // message names the statement and the condition that did not hold.
@@ -913,89 +924,62 @@ mod tests {
                 && e.contains("(absent)"),
             "{e}"
         );
-        let e = authorize_identity(
-            &caller,
-            &policies,
-            None,
+        let prod = "arn:aws:cloudformation:us-east-1:1:stack/p-prod-api/0";
+        let e = ask(
             "cloudformation:CreateChangeSet",
-            "arn:aws:cloudformation:us-east-1:1:stack/p-prod-api/0",
-            &role,
+            prod,
+            "cloudformation:rolearn",
+            deploy,
+            false,
         )
-        .unwrap_err();
+        .unwrap();
         assert!(
             e.contains("only on arn:aws:cloudformation:us-east-1:1:stack/p-test-*/*"),
             "{e}"
         );
-        let e =
-            authorize_identity(&caller, &policies, None, "ecs:ListTasks", "*", &none).unwrap_err();
+        let e = ask("ecs:ListTasks", "*", "", "", false).unwrap();
         assert!(e.contains("no statement of ci names ecs:ListTasks"), "{e}");
-        let passed = |k: &str| {
-            (k == "iam:passedtoservice").then(|| "cloudformation.amazonaws.com".to_string())
-        };
-        assert!(
-            authorize_identity(
-                &caller,
-                &policies,
-                None,
+        let to = "iam:passedtoservice";
+        assert_eq!(
+            ask(
                 "iam:PassRole",
-                "arn:aws:iam::1:role/p-test-deploy",
-                &passed
-            )
-            .is_ok()
+                deploy,
+                to,
+                "cloudformation.amazonaws.com",
+                false
+            ),
+            None
         );
-        let to_ecs =
-            |k: &str| (k == "iam:passedtoservice").then(|| "ecs.amazonaws.com".to_string());
-        assert!(
-            authorize_identity(
-                &caller,
-                &policies,
-                None,
-                "iam:PassRole",
-                "arn:aws:iam::1:role/p-test-deploy",
-                &to_ecs
-            )
-            .is_err()
-        );
+        assert!(ask("iam:PassRole", deploy, to, "ecs.amazonaws.com", false).is_some());
         // StringLike on a request key; an explicit Deny (NotResource) wins.
-        let prefix = |k: &str| (k == "s3:prefix").then(|| "abc".to_string());
-        assert!(
-            authorize_identity(
-                &caller,
-                &policies,
-                None,
+        assert_eq!(
+            ask(
                 "s3:DeleteObject",
                 "arn:aws:s3:::b/p-test-lock.json",
-                &prefix
-            )
-            .is_ok()
+                "s3:prefix",
+                "abc",
+                false
+            ),
+            None
         );
-        let e = authorize_identity(
-            &caller,
-            &policies,
-            None,
+        let e = ask(
             "s3:DeleteObject",
             "arn:aws:s3:::c/p-test-lock.json",
-            &prefix,
+            "s3:prefix",
+            "abc",
+            false,
         )
-        .unwrap_err();
+        .unwrap();
         assert!(e.contains("explicitly denied"), "{e}");
         // A boundary must allow it too.
-        let boundary = (
-            "boundary".to_string(),
-            PolicyDoc::parse_identity(
-                r#"{"Statement":{"Effect":"Allow","Action":"iam:*","Resource":"*"}}"#,
-            )
-            .unwrap(),
-        );
-        let e = authorize_identity(
-            &caller,
-            &policies,
-            Some(&boundary),
+        let e = ask(
             "cloudformation:DeleteStack",
             stack,
-            &role,
+            "cloudformation:rolearn",
+            deploy,
+            true,
         )
-        .unwrap_err();
+        .unwrap();
         assert!(
             e.contains("outside the permissions boundary boundary"),
             "{e}"
