@@ -9,7 +9,9 @@
 mod common;
 
 use common::fakecloud::FakeCloud;
+use common::iam_check;
 use common::{copy_dir, repo_root, text};
+use pantstack_fakecloud_adapter::record::Call;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -21,6 +23,9 @@ struct Repo {
     base: PathBuf,
     root: PathBuf,
     vars: Vec<(String, String)>,
+    /// The emulator's recording, when on: each command labels its calls with
+    /// the principal CI would run it as (`iam_check::principal_for`).
+    recorder: Option<std::sync::Arc<pantstack_fakecloud_adapter::record::Recorder>>,
 }
 
 fn static_binary(service: &str) -> PathBuf {
@@ -93,6 +98,7 @@ impl Repo {
             vars: fc.vars(&docker),
             base,
             root,
+            recorder: fc.recorder.clone(),
         }
     }
 
@@ -120,6 +126,9 @@ impl Repo {
 
     /// pantstack started with `args`, its output piped.
     fn spawn(&self, args: &[&str], input: bool, envs: &[(&str, &str)]) -> std::process::Child {
+        if let Some(r) = &self.recorder {
+            r.act_as(&iam_check::principal_for(args));
+        }
         let mut c = Command::new(env!("CARGO_BIN_EXE_pantstack"));
         c.arg("--root")
             .arg(&self.root)
@@ -168,6 +177,10 @@ impl Repo {
     /// A workflow step's script, as its job runs it (`bash -e`), with `pantstack`
     /// on the PATH, in the monorepo.
     fn script(&self, script: &str, envs: &[(&str, &str)]) -> Output {
+        // The preview workflow's jobs run as the previews' CI role.
+        if let Some(r) = &self.recorder {
+            r.act_as("ci:preview");
+        }
         let bin = PathBuf::from(env!("CARGO_BIN_EXE_pantstack"));
         let path = format!(
             "{}:{}",
@@ -247,11 +260,94 @@ fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
     ))
 }
 
+/// What the CI role check needs of the emulator while the foundation exists:
+/// its exports, its account and its KMS aliases.
+struct Deployed {
+    exports: std::collections::BTreeMap<String, String>,
+    account: String,
+    aliases: std::collections::BTreeMap<String, String>,
+}
+
+fn deployed(fc: &FakeCloud) -> Deployed {
+    let exports = pantstack_fakecloud_adapter::exports(fc.port);
+    let account = exports
+        .values()
+        .find_map(|v| {
+            v.strip_prefix("arn:aws:iam::")
+                .and_then(|r| r.split(':').next())
+        })
+        .unwrap_or_else(|| panic!("no role ARN among the exports: {exports:#?}"))
+        .to_string();
+    let aliases = pantstack_fakecloud_adapter::kms_aliases(fc.port, "us-east-1", &account);
+    Deployed {
+        exports,
+        account,
+        aliases,
+    }
+}
+
+/// Every call the run made as `principal`, evaluated against the CI role of
+/// `foundation` (a synthesized template): fails naming each denied call.
+fn check_ci_role(
+    fc: &FakeCloud,
+    d: &Deployed,
+    principal: &str,
+    foundation: &Path,
+    administrators: &[&str],
+) {
+    let template: Value =
+        serde_json::from_str(&std::fs::read_to_string(foundation).expect("foundation template"))
+            .expect("template JSON");
+    let resolver = iam_check::Resolver {
+        account: d.account.clone(),
+        region: "us-east-1".into(),
+        exports: &d.exports,
+        template: &template,
+    };
+    let role = resolver
+        .ci_role()
+        .unwrap_or_else(|e| panic!("{}: {e}", foundation.display()));
+    let calls = fc.recorder.as_ref().expect("recording").calls();
+    let repository = calls
+        .iter()
+        .find_map(|c| c.params["repositoryName"].as_str())
+        .unwrap_or("shop")
+        .to_string();
+    let ours = |c: &Call| c.principal.split('/').next() == Some(principal);
+    let mine = calls.iter().filter(|c| ours(c)).count();
+    assert!(
+        mine > 20,
+        "only {mine} calls as {principal}: is the recording on?"
+    );
+    let mut authorizer =
+        pantstack_fakecloud_adapter::authz::Authorizer::new(&d.account, d.aliases.clone());
+    let roles = [(principal.to_string(), role)].into();
+    let others: Vec<Call> = calls
+        .into_iter()
+        .filter(|c| ours(c) || c.principal == "admin")
+        .collect();
+    match iam_check::check(
+        &others,
+        &roles,
+        &mut authorizer,
+        &repository,
+        administrators,
+    ) {
+        Ok((n, t)) => eprintln!(
+            "{principal}: {mine} calls, {n} authorizations, all allowed but {t} that diff expects (not compared)"
+        ),
+        Err(e) => panic!(
+            "calls the CI role ({principal}) of {} would be denied on AWS:\n\n{e}",
+            foundation.display()
+        ),
+    }
+}
+
 #[test]
 fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     let base = std::env::temp_dir().join(format!("pantstack-fakecloud-{}", std::process::id()));
     std::fs::create_dir_all(&base).expect("mkdir");
-    let fc = FakeCloud::start(&base);
+    let fc = FakeCloud::start_recording(&base);
     let repo = Repo::new("main", &fc);
 
     // Before bootstrap: a deploy says what to do.
@@ -281,6 +377,7 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         .as_str()
         .unwrap_or_else(|| panic!("no template bucket: {v:#}"))
         .to_string();
+    let foundation = deployed(&fc);
     let v = repo.json(&["bootstrap", "--env", "test"], &fc);
     assert_eq!(stack(&v, "shop-shared")["result"], "unchanged", "{v:#}");
     assert_eq!(
@@ -816,6 +913,14 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
         "CREATE_COMPLETE",
         "{v:#}"
     );
+    // Every call `deploy` and `up` made, as the test environment's CI role.
+    check_ci_role(
+        &fc,
+        &foundation,
+        "ci:test",
+        &synth_dir.join("shop-test-foundation.json"),
+        &[],
+    );
     let _ = std::fs::remove_dir_all(&base);
 }
 
@@ -1021,7 +1126,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         std::process::id()
     ));
     std::fs::create_dir_all(&base).expect("mkdir");
-    let fc = FakeCloud::start(&base);
+    let fc = FakeCloud::start_recording(&base);
     let repo = Repo::new("previews", &fc);
     let m = repo.root.join("stack/infra/foundation/pantstack.yaml");
     let t = std::fs::read_to_string(&m).expect("foundation manifest");
@@ -1042,6 +1147,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         .as_str()
         .unwrap_or_else(|| panic!("no template bucket: {v:#}"))
         .to_string();
+    let foundation = deployed(&fc);
     let epoch = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1238,6 +1344,12 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         "{out}"
     );
     assert!(out.contains("shop-preview-8-api"), "{out}");
+    // What the checks workflow runs on a pull request (as the previews' CI role).
+    let v = repo.json(&["diff", "--pr", "8"], &fc);
+    assert!(
+        v["stacks"].as_array().is_some_and(|s| !s.is_empty()),
+        "{v:#}"
+    );
     assert!(
         pantstack_fakecloud_adapter::s3_get(fc.port, &format!("/{bucket}/results/1.json"))
             .is_none(),
@@ -1461,6 +1573,19 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     );
     let v = repo.json(&["preview", "list"], &fc);
     assert_eq!(v["previews"], serde_json::json!([]), "{v:#}");
+
+    // Every call of `preview up/down/gc/touch/list`, `diff --pr` and the
+    // workflow's scripts, as the previews' CI role.
+    let synth = repo.base.join("synth-preview");
+    let o = repo.run(&["synth", "--pr", "1", "--out", synth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    check_ci_role(
+        &fc,
+        &foundation,
+        "ci:preview",
+        &synth.join("shop-preview-foundation.json"),
+        &["shop-shared", "shop-preview-foundation"],
+    );
 }
 
 fn git_out(root: &Path, args: &[&str]) -> String {
@@ -1497,4 +1622,109 @@ fn step_script(workflow: &str, name: &str) -> String {
         script.push('\n');
     }
     script
+}
+
+/// The CI role check itself, without the emulator: on the example's synthesized
+/// test foundation, a change set passing the deploy role is allowed; one without
+/// the role (what real IAM refused before: the `cloudformation:RoleArn`
+/// condition), on another environment's stack, or a call the check has no
+/// mapping for fail, each naming the call, the role and what is missing.
+#[test]
+fn the_ci_role_check_refuses_what_iam_would() {
+    let out = std::env::temp_dir().join(format!("pantstack-iamcheck-{}", std::process::id()));
+    let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
+        .arg("--root")
+        .arg(repo_root().join("examples"))
+        .args(["synth", "--env", "test", "--out", out.to_str().unwrap()])
+        .output()
+        .expect("synth");
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("shop-test-foundation.json")).expect("template"),
+    )
+    .expect("json");
+    // The shared stack's exports the CI role imports, with made-up values.
+    fn imports(v: &Value, out: &mut std::collections::BTreeMap<String, String>) {
+        if let Some(n) = v.get("Fn::ImportValue").and_then(Value::as_str) {
+            out.insert(n.to_string(), "shop-templates-123".to_string());
+        }
+        match v {
+            Value::Array(a) => a.iter().for_each(|x| imports(x, out)),
+            Value::Object(o) => o.values().for_each(|x| imports(x, out)),
+            _ => {}
+        }
+    }
+    let mut exports = std::collections::BTreeMap::new();
+    imports(&template["Resources"]["CiRole"], &mut exports);
+    let resolver = iam_check::Resolver {
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+        exports: &exports,
+        template: &template,
+    };
+    let deploy_role = format!(
+        "arn:aws:iam::123456789012:role/{}",
+        resolver
+            .resolve(&template["Resources"]["DeployRole"]["Properties"]["RoleName"])
+            .expect("deploy role name")
+            .as_str()
+            .expect("a name")
+    );
+    let roles = [(
+        "ci:test".to_string(),
+        resolver.ci_role().expect("the CI role"),
+    )]
+    .into();
+    let call = |principal: &str, service: &str, operation: &str, params: Value| Call {
+        principal: principal.into(),
+        key: "k".into(),
+        service: service.into(),
+        region: "us-east-1".into(),
+        operation: operation.into(),
+        params,
+    };
+    let change = |stack: &str, role: Option<&str>| {
+        let mut p = serde_json::json!({ "StackName": stack, "ChangeSetName": "c1" });
+        if let Some(r) = role {
+            p["RoleARN"] = r.into();
+        }
+        call("ci:test", "cloudformation", "CreateChangeSet", p)
+    };
+    let check = |calls: &[Call]| {
+        let mut a =
+            pantstack_fakecloud_adapter::authz::Authorizer::new("123456789012", Default::default());
+        iam_check::check(calls, &roles, &mut a, "shop", &["shop-shared"])
+    };
+    // Allowed: the change set and passing the deploy role to CloudFormation;
+    // the administrator's calls are not the CI role's.
+    let ok = [
+        change("shop-test-api", Some(&deploy_role)),
+        call("admin", "ecs", "RunTask", serde_json::json!({})),
+    ];
+    assert_eq!(check(&ok), Ok((2, 0)));
+    // A diff may be refused on the administrator's stacks (it says "not
+    // compared"); anything else may not.
+    let mut diff_shared = change("shop-shared", Some(&deploy_role));
+    diff_shared.principal = "ci:test/diff".into();
+    assert_eq!(check(&[diff_shared.clone()]), Ok((2, 1)));
+    diff_shared.principal = "ci:test".into();
+    assert!(check(&[diff_shared]).is_err());
+    let e = check(&[change("shop-test-api", None)]).unwrap_err();
+    assert!(
+        e.contains("cloudformation:CreateChangeSet")
+            && e.contains("ChangeStacksOnlyAsTheDeployRole")
+            && e.contains("cloudformation:rolearn")
+            && e.contains("role/shop-test-ci"),
+        "{e}"
+    );
+    let e = check(&[change("shop-prod-api", Some(&deploy_role))]).unwrap_err();
+    assert!(
+        e.contains("stack/shop-prod-api") && e.contains("only on"),
+        "{e}"
+    );
+    let e = check(&[call("ci:test", "ecs", "RunTask", serde_json::json!({}))]).unwrap_err();
+    assert!(e.contains("no IAM mapping for ecs:RunTask"), "{e}");
+    let e = check(&[call("ci:prod", "ecs", "ListTasks", serde_json::json!({}))]).unwrap_err();
+    assert!(e.contains("no CI role"), "{e}");
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -13,6 +13,11 @@
 //! `aws:PrincipalAccount` and `aws:PrincipalType`; a key the request does not
 //! carry is absent, as IAM treats it (positive operators fail, negated ones and
 //! `…IfExists` hold).
+//!
+//! The same evaluation serves identity-based policies (`PolicyDoc::parse_identity`,
+//! `authorize_identity`): any action, any condition key, its value taken from a
+//! request context the caller gives — how the tests check the synthesized CI
+//! roles against every AWS call the aws target's end-to-end runs make.
 
 use crate::iam::matches;
 use serde_json::Value;
@@ -42,6 +47,7 @@ struct Condition {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Statement {
+    sid: Option<String>,
     deny: bool,
     principals: Principals,
     not_principal: bool,
@@ -174,6 +180,105 @@ fn one_of<'a>(
     }
 }
 
+/// What a policy is checked as: a resource's policy (bucket, queue) or an
+/// identity-based policy.
+enum Kind<'a> {
+    Resource {
+        service: &'a str,
+        resource_ok: &'a dyn Fn(&str) -> bool,
+    },
+    Identity,
+}
+
+/// A resource policy statement's `Principal` or `NotPrincipal`.
+fn principals(
+    st: &serde_json::Map<String, Value>,
+    deny: bool,
+) -> Result<(Principals, bool), String> {
+    let (p, not_principal) = one_of(st, "Principal", "NotPrincipal")?;
+    if not_principal && !deny {
+        return Err("NotPrincipal is only allowed with Effect Deny".into());
+    }
+    let principals = match p {
+        Value::String(s) if s == "*" => Principals::Any,
+        Value::Object(m) if !m.is_empty() => {
+            let mut aws = Vec::new();
+            let mut any = false;
+            for (k, v) in m {
+                let vs = strings(v, "Principal")?;
+                match k.as_str() {
+                    "AWS" => {
+                        for v in &vs {
+                            if v == "*" {
+                                any = true;
+                            } else if !aws_principal(v) {
+                                return Err(format!("Invalid principal in policy: {v}"));
+                            }
+                        }
+                        aws.extend(vs);
+                    }
+                    "Service" | "CanonicalUser" | "Federated" => {}
+                    other => return Err(format!("Invalid principal type {other}")),
+                }
+            }
+            if any {
+                Principals::Any
+            } else {
+                Principals::Aws(aws)
+            }
+        }
+        _ => return Err("Invalid principal in policy".into()),
+    };
+    Ok((principals, not_principal))
+}
+
+/// A statement's `Condition` block. A resource policy may use only the keys the
+/// local cloud gives values to (`KEYS`); an identity policy any key.
+fn conditions(c: &Value, identity: bool) -> Result<Vec<Condition>, String> {
+    let Value::Object(c) = c else {
+        return Err("Condition must be a JSON object".into());
+    };
+    let mut out = Vec::new();
+    for (op, keys) in c {
+        let (base, if_exists) = match op.strip_suffix("IfExists") {
+            Some(b) => (b, true),
+            None => (op.as_str(), false),
+        };
+        if if_exists && base == "Null" {
+            return Err(
+                "Invalid Condition type: NullIfExists (IfExists does not apply to Null)".into(),
+            );
+        }
+        if !OPERATORS.contains(&base) {
+            return Err(format!(
+                "Invalid Condition type: {op} (the local cloud evaluates {})",
+                OPERATORS.join(", ")
+            ));
+        }
+        let Value::Object(keys) = keys else {
+            return Err(format!("Condition {op} must map keys to values"));
+        };
+        for (key, values) in keys {
+            if !identity && !KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "the local cloud cannot evaluate the condition key {key} (it evaluates aws:SecureTransport, aws:PrincipalArn, aws:PrincipalAccount, aws:PrincipalType, aws:SourceIp); a statement it would evaluate differently from AWS is refused"
+                ));
+            }
+            let ip = base.ends_with("IpAddress");
+            if ip != (key.eq_ignore_ascii_case("aws:SourceIp")) {
+                return Err(format!("Condition {op} does not apply to the key {key}"));
+            }
+            out.push(Condition {
+                operator: base.to_string(),
+                if_exists,
+                key: key.to_ascii_lowercase(),
+                values: strings(values, "a condition's values")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl PolicyDoc {
     /// A policy without statements.
     pub fn empty() -> PolicyDoc {
@@ -191,6 +296,27 @@ impl PolicyDoc {
         service: &str,
         resource_ok: &dyn Fn(&str) -> bool,
     ) -> Result<PolicyDoc, String> {
+        PolicyDoc::parse_as(
+            text,
+            &Kind::Resource {
+                service,
+                resource_ok,
+            },
+        )
+    }
+
+    /// Parses and checks an identity-based policy (a role's inline or managed
+    /// policy, a permissions boundary): no `Principal`, actions of any service,
+    /// conditions on any key — evaluated from the request context the caller of
+    /// [`PolicyDoc::evaluate_in`] gives (a key it does not give is absent, as IAM
+    /// treats it). What checks the CI roles' policies against the calls the
+    /// aws target makes (`crates/cli/tests/common/iam_check.rs`).
+    pub fn parse_identity(text: &str) -> Result<PolicyDoc, String> {
+        PolicyDoc::parse_as(text, &Kind::Identity)
+    }
+
+    fn parse_as(text: &str, kind: &Kind<'_>) -> Result<PolicyDoc, String> {
+        let identity = matches!(kind, Kind::Identity);
         let doc: Value =
             serde_json::from_str(text).map_err(|e| format!("Policies must be valid JSON: {e}"))?;
         // Policy variables (`${aws:username}`, …) are substituted by IAM; the
@@ -243,61 +369,41 @@ impl PolicyDoc {
             }) {
                 return Err(format!("Unknown field {k}"));
             }
-            if let Some(sid) = st.get("Sid") {
-                let Some(sid) = sid.as_str() else {
+            let mut sid = None;
+            if let Some(s) = st.get("Sid") {
+                let Some(s) = s.as_str() else {
                     return Err("Sid must be a string".into());
                 };
-                if !sids.insert(sid.to_string()) {
+                if !sids.insert(s.to_string()) {
                     return Err(format!(
-                        "Statement IDs (SID) in a single policy must be unique: {sid}"
+                        "Statement IDs (SID) in a single policy must be unique: {s}"
                     ));
                 }
+                sid = Some(s.to_string());
             }
             let deny = match st.get("Effect").and_then(Value::as_str) {
                 Some("Allow") => false,
                 Some("Deny") => true,
                 _ => return Err("Invalid effect: each statement's Effect is Allow or Deny".into()),
             };
-            let (p, not_principal) = one_of(st, "Principal", "NotPrincipal")?;
-            if not_principal && !deny {
-                return Err("NotPrincipal is only allowed with Effect Deny".into());
-            }
-            let principals = match p {
-                Value::String(s) if s == "*" => Principals::Any,
-                Value::Object(m) if !m.is_empty() => {
-                    let mut aws = Vec::new();
-                    let mut any = false;
-                    for (k, v) in m {
-                        let vs = strings(v, "Principal")?;
-                        match k.as_str() {
-                            "AWS" => {
-                                for v in &vs {
-                                    if v == "*" {
-                                        any = true;
-                                    } else if !aws_principal(v) {
-                                        return Err(format!("Invalid principal in policy: {v}"));
-                                    }
-                                }
-                                aws.extend(vs);
-                            }
-                            "Service" | "CanonicalUser" | "Federated" => {}
-                            other => return Err(format!("Invalid principal type {other}")),
-                        }
-                    }
-                    if any {
-                        Principals::Any
-                    } else {
-                        Principals::Aws(aws)
-                    }
+            let (principals, not_principal) = if identity {
+                if st.contains_key("Principal") || st.contains_key("NotPrincipal") {
+                    return Err("an identity-based policy's statements name no Principal".into());
                 }
-                _ => return Err("Invalid principal in policy".into()),
+                (Principals::Any, false)
+            } else {
+                principals(st, deny)?
             };
             let (a, not_action) = one_of(st, "Action", "NotAction")?;
             let actions = strings(a, "Action")?;
             for action in &actions {
                 let ok = action == "*"
                     || action.split_once(':').is_some_and(|(p, rest)| {
-                        p.eq_ignore_ascii_case(service) && !rest.is_empty()
+                        !rest.is_empty()
+                            && match kind {
+                                Kind::Resource { service, .. } => p.eq_ignore_ascii_case(service),
+                                Kind::Identity => !p.is_empty(),
+                            }
                     });
                 if !ok {
                     return Err(format!("Policy has invalid action: {action}"));
@@ -305,56 +411,19 @@ impl PolicyDoc {
             }
             let (r, not_resource) = one_of(st, "Resource", "NotResource")?;
             let resources = strings(r, "Resource")?;
-            for resource in &resources {
-                if !resource_ok(resource) {
-                    return Err(format!("Policy has invalid resource: {resource}"));
-                }
-            }
-            let mut conditions = Vec::new();
-            if let Some(c) = st.get("Condition") {
-                let Value::Object(c) = c else {
-                    return Err("Condition must be a JSON object".into());
-                };
-                for (op, keys) in c {
-                    let (base, if_exists) = match op.strip_suffix("IfExists") {
-                        Some(b) => (b, true),
-                        None => (op.as_str(), false),
-                    };
-                    if if_exists && base == "Null" {
-                        return Err(
-                            "Invalid Condition type: NullIfExists (IfExists does not apply to Null)"
-                                .into(),
-                        );
-                    }
-                    if !OPERATORS.contains(&base) {
-                        return Err(format!(
-                            "Invalid Condition type: {op} (the local cloud evaluates {})",
-                            OPERATORS.join(", ")
-                        ));
-                    }
-                    let Value::Object(keys) = keys else {
-                        return Err(format!("Condition {op} must map keys to values"));
-                    };
-                    for (key, values) in keys {
-                        if !KEYS.contains(&key.to_ascii_lowercase().as_str()) {
-                            return Err(format!(
-                                "the local cloud cannot evaluate the condition key {key} (it evaluates aws:SecureTransport, aws:PrincipalArn, aws:PrincipalAccount, aws:PrincipalType, aws:SourceIp); a statement it would evaluate differently from AWS is refused"
-                            ));
-                        }
-                        let ip = base.ends_with("IpAddress");
-                        if ip != (key.eq_ignore_ascii_case("aws:SourceIp")) {
-                            return Err(format!("Condition {op} does not apply to the key {key}"));
-                        }
-                        conditions.push(Condition {
-                            operator: base.to_string(),
-                            if_exists,
-                            key: key.to_ascii_lowercase(),
-                            values: strings(values, "a condition's values")?,
-                        });
+            if let Kind::Resource { resource_ok, .. } = kind {
+                for resource in &resources {
+                    if !resource_ok(resource) {
+                        return Err(format!("Policy has invalid resource: {resource}"));
                     }
                 }
             }
+            let conditions = match st.get("Condition") {
+                Some(c) => conditions(c, identity)?,
+                None => Vec::new(),
+            };
             out.push(Statement {
+                sid,
                 deny,
                 principals,
                 not_principal,
@@ -379,15 +448,21 @@ impl PolicyDoc {
 
     /// What the policy says about `caller` doing `action` on `resource`.
     pub fn evaluate(&self, caller: &Caller<'_>, action: &str, resource: &str) -> Decision {
+        self.evaluate_in(caller, action, resource, &|key| context(key, caller))
+    }
+
+    /// What the policy says about `caller` doing `action` on `resource`, the
+    /// request's condition keys looked up (lowercase) in `context`.
+    pub fn evaluate_in(
+        &self,
+        caller: &Caller<'_>,
+        action: &str,
+        resource: &str,
+        context: &dyn Fn(&str) -> Option<String>,
+    ) -> Decision {
         let mut allowed = false;
         for s in &self.statements {
-            let who = match &s.principals {
-                Principals::Any => true,
-                Principals::Aws(list) => list.iter().any(|p| names(p, caller)),
-            } != s.not_principal;
-            let what = s.actions.iter().any(|a| matches(a, action, true)) != s.not_action;
-            let on = s.resources.iter().any(|r| matches(r, resource, false)) != s.not_resource;
-            if !(who && what && on && s.conditions.iter().all(|c| holds(c, caller))) {
+            if !s.applies(caller, action, resource, context) {
                 continue;
             }
             if s.deny {
@@ -401,6 +476,124 @@ impl PolicyDoc {
             Decision::None
         }
     }
+
+    /// Why no `Allow` statement of the policy applies to `action` on
+    /// `resource`: each statement that names the action, by its Sid (or its
+    /// position), with the part that does not hold — for a refusal's message.
+    pub fn explain(
+        &self,
+        action: &str,
+        resource: &str,
+        context: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for (n, s) in self.statements.iter().enumerate() {
+            let what = s.actions.iter().any(|a| matches(a, action, true)) != s.not_action;
+            if s.deny || !what {
+                continue;
+            }
+            let name = s
+                .sid
+                .clone()
+                .unwrap_or_else(|| format!("statement {}", n + 1));
+            let on = s.resources.iter().any(|r| matches(r, resource, false)) != s.not_resource;
+            if !on {
+                out.push(format!(
+                    "{name} allows {action} only on {}",
+                    s.resources.join(", ")
+                ));
+                continue;
+            }
+            for c in s.conditions.iter().filter(|c| !holds(c, context)) {
+                let had = context(&c.key).unwrap_or_else(|| "(absent)".into());
+                out.push(format!(
+                    "{name} allows {action} on it only when {} {} {} (the request's: {had})",
+                    c.key,
+                    c.operator,
+                    c.values.join(" | ")
+                ));
+            }
+        }
+        out
+    }
+
+    /// Every statement's Sid (in order; unnamed ones skipped).
+    pub fn sids(&self) -> Vec<&str> {
+        self.statements
+            .iter()
+            .filter_map(|s| s.sid.as_deref())
+            .collect()
+    }
+}
+
+impl Statement {
+    fn applies(
+        &self,
+        caller: &Caller<'_>,
+        action: &str,
+        resource: &str,
+        context: &dyn Fn(&str) -> Option<String>,
+    ) -> bool {
+        let who = match &self.principals {
+            Principals::Any => true,
+            Principals::Aws(list) => list.iter().any(|p| names(p, caller)),
+        } != self.not_principal;
+        let what = self.actions.iter().any(|a| matches(a, action, true)) != self.not_action;
+        let on = self.resources.iter().any(|r| matches(r, resource, false)) != self.not_resource;
+        who && what && on && self.conditions.iter().all(|c| holds(c, context))
+    }
+}
+
+/// How IAM decides a request of a principal holding identity-based
+/// `policies` (inline and managed), within a permissions `boundary` if any, on
+/// a resource whose own policy says nothing (one account): an explicit `Deny`
+/// in any refuses; else an `Allow` in some policy — and in the boundary —
+/// allows. The error says what is missing: the statements that name the action
+/// and the part of each that does not hold.
+pub fn authorize_identity(
+    caller: &Caller<'_>,
+    policies: &[(String, PolicyDoc)],
+    boundary: Option<&(String, PolicyDoc)>,
+    action: &str,
+    resource: &str,
+    context: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let mut allowed = false;
+    for (name, p) in policies.iter().chain(boundary) {
+        if p.evaluate_in(caller, action, resource, context) == Decision::Deny {
+            return Err(format!("explicitly denied by the policy {name}"));
+        }
+    }
+    for (_, p) in policies {
+        allowed |= p.evaluate_in(caller, action, resource, context) == Decision::Allow;
+    }
+    let mut why = Vec::new();
+    if !allowed {
+        for (name, p) in policies {
+            why.extend(
+                p.explain(action, resource, context)
+                    .into_iter()
+                    .map(|w| format!("{name}: {w}")),
+            );
+        }
+        if why.is_empty() {
+            why.push(format!(
+                "no statement of {} names {action}",
+                policies
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        return Err(why.join("; "));
+    }
+    if let Some((name, b)) = boundary
+        && b.evaluate_in(caller, action, resource, context) != Decision::Allow
+    {
+        return Err(format!("outside the permissions boundary {name}"));
+    }
+    Ok(())
 }
 
 /// Whether an `AWS` principal is one IAM takes: a 12-digit account id, or an
@@ -477,8 +670,8 @@ fn context(key: &str, caller: &Caller<'_>) -> Option<String> {
     }
 }
 
-fn holds(c: &Condition, caller: &Caller<'_>) -> bool {
-    let value = context(&c.key, caller);
+fn holds(c: &Condition, context: &dyn Fn(&str) -> Option<String>) -> bool {
+    let value = context(&c.key);
     if c.operator == "Null" {
         // Null: "true" holds when the key is absent.
         let absent = value.is_none();
@@ -670,5 +863,135 @@ mod tests {
             d.evaluate(&API, "s3:GetObject", "arn:aws:s3:::b/vpn/x"),
             Decision::Deny
         );
+    }
+
+    #[test]
+    fn identity_policies_evaluate_conditions_on_the_requests_own_keys() {
+        let p = PolicyDoc::parse_identity(r#"{"Version":"2012-10-17","Statement":[
+            {"Sid":"ChangeStacks","Effect":"Allow","Action":["cloudformation:CreateChangeSet","cloudformation:DeleteStack"],"Resource":"arn:aws:cloudformation:us-east-1:1:stack/p-test-*/*","Condition":{"ArnEquals":{"cloudformation:RoleArn":"arn:aws:iam::1:role/p-test-deploy"}}},
+            {"Sid":"Pass","Effect":"Allow","Action":"iam:PassRole","Resource":"arn:aws:iam::1:role/p-test-deploy","Condition":{"StringEquals":{"iam:PassedToService":"cloudformation.amazonaws.com"}}},
+            {"Sid":"Lock","Effect":"Allow","Action":"s3:DeleteObject","Resource":"arn:aws:s3:::b/p-*-lock.json","Condition":{"StringLike":{"s3:prefix":["a*"]}}},
+            {"Effect":"Deny","Action":"s3:*","NotResource":"arn:aws:s3:::b/*"}
+        ]}"#).unwrap();
+        assert_eq!(p.sids(), ["ChangeStacks", "Pass", "Lock"]);
+        let caller = Caller {
+            arn: "arn:aws:sts::1:assumed-role/p-test-ci/gh",
+            account: "1",
+            kind: "AssumedRole",
+        };
+        let stack = "arn:aws:cloudformation:us-east-1:1:stack/p-test-api/0";
+        let none = |_: &str| None;
+        let policies = [("ci".to_string(), p)];
+        let boundary = (
+            "boundary".to_string(),
+            PolicyDoc::parse_identity(
+                r#"{"Statement":{"Effect":"Allow","Action":"iam:*","Resource":"*"}}"#,
+            )
+            .unwrap(),
+        );
+        // (action, resource, the request's key and value, within the boundary) →
+        // the refusal's message, if any.
+        let ask = |action: &str, resource: &str, key: &str, value: &str, bounded: bool| {
+            let ctx = |k: &str| (k == key).then(|| value.to_string());
+            let b = bounded.then_some(&boundary);
+            authorize_identity(&caller, &policies, b, action, resource, &ctx).err()
+        };
+        let deploy = "arn:aws:iam::1:role/p-test-deploy";
+        assert_eq!(
+            ask(
+                "cloudformation:DeleteStack",
+                stack,
+                "cloudformation:rolearn",
+                deploy,
+                false
+            ),
+            None
+        );
+        // Without the RoleArn the condition key is absent: refused, and the
+        // message names the statement and the condition that did not hold.
+        let e = authorize_identity(
+            &caller,
+            &policies,
+            None,
+            "cloudformation:DeleteStack",
+            stack,
+            &none,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("ChangeStacks")
+                && e.contains("cloudformation:rolearn")
+                && e.contains("(absent)"),
+            "{e}"
+        );
+        let prod = "arn:aws:cloudformation:us-east-1:1:stack/p-prod-api/0";
+        let e = ask(
+            "cloudformation:CreateChangeSet",
+            prod,
+            "cloudformation:rolearn",
+            deploy,
+            false,
+        )
+        .unwrap();
+        assert!(
+            e.contains("only on arn:aws:cloudformation:us-east-1:1:stack/p-test-*/*"),
+            "{e}"
+        );
+        let e = ask("ecs:ListTasks", "*", "", "", false).unwrap();
+        assert!(e.contains("no statement of ci names ecs:ListTasks"), "{e}");
+        let to = "iam:passedtoservice";
+        assert_eq!(
+            ask(
+                "iam:PassRole",
+                deploy,
+                to,
+                "cloudformation.amazonaws.com",
+                false
+            ),
+            None
+        );
+        assert!(ask("iam:PassRole", deploy, to, "ecs.amazonaws.com", false).is_some());
+        // StringLike on a request key; an explicit Deny (NotResource) wins.
+        assert_eq!(
+            ask(
+                "s3:DeleteObject",
+                "arn:aws:s3:::b/p-test-lock.json",
+                "s3:prefix",
+                "abc",
+                false
+            ),
+            None
+        );
+        let e = ask(
+            "s3:DeleteObject",
+            "arn:aws:s3:::c/p-test-lock.json",
+            "s3:prefix",
+            "abc",
+            false,
+        )
+        .unwrap();
+        assert!(e.contains("explicitly denied"), "{e}");
+        // A boundary must allow it too.
+        let e = ask(
+            "cloudformation:DeleteStack",
+            stack,
+            "cloudformation:rolearn",
+            deploy,
+            true,
+        )
+        .unwrap();
+        assert!(
+            e.contains("outside the permissions boundary boundary"),
+            "{e}"
+        );
+        // An identity policy names no principal; a resource policy still needs one
+        // and still refuses keys the local cloud cannot give values to.
+        assert!(
+            PolicyDoc::parse_identity(
+                r#"{"Statement":{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*"}}"#
+            )
+            .is_err()
+        );
+        assert!(doc(r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b","Condition":{"StringEquals":{"cloudformation:RoleArn":"x"}}}]}"#).is_err());
     }
 }

@@ -11,7 +11,11 @@
 #![forbid(unsafe_code)]
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub mod authz;
+pub mod record;
 
 /// Each way fakecloud 0.51.0 differs from AWS that the aws target meets, and what
 /// the adapter (or, where nothing can be adapted, the tests) does about it.
@@ -49,6 +53,16 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
          running = desired) and the ALB data plane (GET /healthz on its loopback port).",
     ),
     (
+        "DescribeStacks omits a stack's RoleARN",
+        "fakecloud 0.51.0 keeps no RoleARN of a stack created or updated through a change set \
+         with one, so pantstack, which deletes a stack as the role it was created with \
+         (`DeleteStack` with the `RoleARN` DescribeStacks gives, as on AWS), would delete it \
+         as the caller; the CI roles may delete stacks only with the deploy role \
+         (`cloudformation:RoleArn`), which the tests check on the recorded calls. The \
+         adapter notes the RoleARN of each CreateChangeSet, CreateStack and UpdateStack \
+         and adds it to DescribeStacks answers that lack it.",
+    ),
+    (
         "running tasks' output is not in CloudWatch Logs",
         "fakecloud-ecs forwards a container's captured output to the awslogs group when \
          the task ends (runtime/monitoring.rs); running tasks have none there yet, so the \
@@ -61,16 +75,31 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
 /// Serves the adapter on `listener`, forwarding to fakecloud's port `upstream`
 /// on 127.0.0.1; returns at once (a thread per connection).
 pub fn serve(listener: TcpListener, upstream: u16) {
+    serve_recording(listener, upstream, None);
+}
+
+/// As `serve`, recording every AWS API request in `recorder` when given
+/// (`record::Recorder`: for tests that check what the calls need from IAM).
+pub fn serve_recording(
+    listener: TcpListener,
+    upstream: u16,
+    recorder: Option<Arc<record::Recorder>>,
+) {
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
+            let recorder = recorder.clone();
             std::thread::spawn(move || {
-                let _ = relay(conn, upstream);
+                let _ = relay(conn, upstream, recorder.as_deref());
             });
         }
     });
 }
 
-fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> {
+fn relay(
+    mut client: std::net::TcpStream,
+    upstream: u16,
+    recorder: Option<&record::Recorder>,
+) -> std::io::Result<()> {
     use std::io::{Read, Write};
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut buf = Vec::new();
@@ -103,6 +132,9 @@ fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> 
         buf.extend_from_slice(&chunk[..n]);
     }
     let mut body = buf[head_end..].to_vec();
+    if let Some(r) = recorder {
+        r.record(&head, &body);
+    }
     if let Some((b, original, rewritten)) = rewrite(&body, upstream) {
         body = b;
         if let Ok(mut m) = SUBMITTED.lock() {
@@ -110,6 +142,9 @@ fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> 
         }
     }
     let get_template = std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=GetTemplate"));
+    let describe_stacks =
+        std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=DescribeStacks"));
+    note_stack_role(&body);
     let describe_services = head
         .to_ascii_lowercase()
         .contains("x-amz-target: amazonec2containerservicev20141113.describeservices");
@@ -142,6 +177,8 @@ fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> 
             complete_rollouts(&rest, upstream)
         } else if get_template && !chunked {
             submitted_template(&rest)
+        } else if describe_stacks && !chunked {
+            with_stack_roles(&rest)
         } else {
             None
         };
@@ -167,6 +204,59 @@ fn relay(mut client: std::net::TcpStream, upstream: u16) -> std::io::Result<()> 
         client.write_all(&answer)?;
     }
     Ok(())
+}
+
+/// The RoleARN each stack was last created or updated with (deviation 3).
+static STACK_ROLES: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn note_stack_role(body: &[u8]) {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return;
+    };
+    let f = record::form(text);
+    let action = f.get("Action").and_then(|v| v.as_str()).unwrap_or_default();
+    if !matches!(action, "CreateChangeSet" | "CreateStack" | "UpdateStack") {
+        return;
+    }
+    if let (Some(stack), Some(role)) = (
+        f.get("StackName").and_then(|v| v.as_str()),
+        f.get("RoleARN").and_then(|v| v.as_str()),
+    ) && let Ok(mut m) = STACK_ROLES.lock()
+    {
+        m.insert(stack.to_string(), role.to_string());
+    }
+}
+
+/// A DescribeStacks answer with each stack's RoleARN where fakecloud left it out
+/// (deviation 3).
+fn with_stack_roles(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let roles = STACK_ROLES.lock().ok()?.clone();
+    let mut out = String::new();
+    let mut changed = false;
+    for (i, part) in text.split("<member>").enumerate() {
+        if i > 0 {
+            out.push_str("<member>");
+        }
+        let name = part
+            .split_once("<StackName>")
+            .and_then(|(_, r)| r.split_once("</StackName>"))
+            .map(|(n, _)| n);
+        match name.and_then(|n| roles.get(n).map(|r| (n, r))) {
+            Some((n, role)) if !part.contains("<RoleARN>") => {
+                let at = format!("<StackName>{n}</StackName>");
+                out.push_str(&part.replacen(
+                    &at,
+                    &format!("{at}<RoleARN>{}</RoleARN>", xml_escape(role)),
+                    1,
+                ));
+                changed = true;
+            }
+            _ => out.push_str(part),
+        }
+    }
+    changed.then(|| out.into_bytes())
 }
 
 /// Templates as pantstack submitted them, by the body fakecloud got instead.
@@ -480,6 +570,63 @@ pub fn load_balancers(upstream: u16) -> Vec<(String, u16)> {
             Some((dns, port))
         })
         .collect()
+}
+
+/// The emulator's CloudFormation exports (name → value): what the foundation's
+/// `Fn::ImportValue`s and outputs resolve to.
+pub fn exports(upstream: u16) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let Some(body) = call(
+        upstream,
+        "POST",
+        "/",
+        &scope("cloudformation"),
+        "application/x-www-form-urlencoded",
+        "Action=ListExports&Version=2010-05-15",
+    ) else {
+        return out;
+    };
+    let text = String::from_utf8_lossy(&body);
+    for e in text.split("<member>").skip(1) {
+        let tag = |t: &str| {
+            let open = format!("<{t}>");
+            let s = e.find(&open)? + open.len();
+            let end = s + e[s..].find(&format!("</{t}>"))?;
+            Some(xml_unescape(&e[s..end]))
+        };
+        if let (Some(n), Some(v)) = (tag("Name"), tag("Value")) {
+            out.insert(n, v);
+        }
+    }
+    out
+}
+
+/// The emulator's KMS aliases (`alias/…`) → the ARN of the key each names, in
+/// `region` of `account`.
+pub fn kms_aliases(
+    upstream: u16,
+    region: &str,
+    account: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let headers = format!("{}x-amz-target: TrentService.ListAliases\r\n", scope("kms"));
+    call(
+        upstream,
+        "POST",
+        "/",
+        &headers,
+        "application/x-amz-json-1.1",
+        "{}",
+    )
+    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    .and_then(|v| v["Aliases"].as_array().cloned())
+    .into_iter()
+    .flatten()
+    .filter_map(|a| {
+        let name = a["AliasName"].as_str()?.to_string();
+        let key = a["TargetKeyId"].as_str()?;
+        Some((name, format!("arn:aws:kms:{region}:{account}:key/{key}")))
+    })
+    .collect()
 }
 
 /// The loopback port of the ALB data plane serving `url` (what `deploy` prints,

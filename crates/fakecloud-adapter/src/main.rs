@@ -2,8 +2,9 @@
 //! target meets its deviations (the library's `DEVIATIONS`).
 //!
 //! ```text
-//! fakecloud-adapter [--listen 127.0.0.1:4567] [--upstream 4566]
-//!     serves the adapter; point AWS_ENDPOINT_URL at --listen
+//! fakecloud-adapter [--listen 127.0.0.1:4567] [--upstream 4566] [--record FILE]
+//!     serves the adapter; point AWS_ENDPOINT_URL at --listen; --record appends
+//!     each AWS API call (service, operation, parameters; never values) to FILE
 //! fakecloud-adapter urls [--upstream 4566]
 //!     each load balancer's DNS name and the loopback URL that serves it
 //! fakecloud-adapter deviations
@@ -16,7 +17,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  fakecloud-adapter [--listen 127.0.0.1:4567] [--upstream 4566]   serve; AWS_ENDPOINT_URL=http://<listen>
+  fakecloud-adapter [--listen 127.0.0.1:4567] [--upstream 4566] [--record FILE]
+                                                                  serve; AWS_ENDPOINT_URL=http://<listen>;
+                                                                  each API call appended to FILE as a JSON line
   fakecloud-adapter urls [--upstream 4566]                        each ALB's DNS name → its loopback URL
   fakecloud-adapter deviations                                    what differs from AWS, and what is adapted";
 
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 4567));
     let mut upstream: u16 = 4566;
     let mut verb = "serve";
+    let mut record: Option<std::path::PathBuf> = None;
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
@@ -56,6 +60,10 @@ fn main() -> ExitCode {
                         ));
                     }
                 }
+            }
+            ("--record", Some(v)) => {
+                record = Some(v.into());
+                i += 1;
             }
             ("-h" | "--help", _) => {
                 println!("{USAGE}");
@@ -97,7 +105,18 @@ fn main() -> ExitCode {
             eprintln!(
                 "fakecloud-adapter: http://{at} → fakecloud on 127.0.0.1:{upstream}\nexport AWS_ENDPOINT_URL=http://{at}"
             );
-            pantstack_fakecloud_adapter::serve(l, upstream);
+            let recorder = match record.as_deref().map(|p| {
+                pantstack_fakecloud_adapter::record::Recorder::new(Some(p))
+                    .map_err(|e| format!("--record {}: {e}", p.display()))
+            }) {
+                None => None,
+                Some(Ok(r)) => Some(std::sync::Arc::new(r)),
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            pantstack_fakecloud_adapter::serve_recording(l, upstream, recorder);
             loop {
                 std::thread::park();
             }

@@ -776,7 +776,15 @@ fn roles(t: &mut Template, cx: &Ctx<'_>) {
                     ]),
                     allow("TaskLogs", &["logs:GetLogEvents", "logs:FilterLogEvents"], log_arns("${AWS::Region}:${AWS::AccountId}")),
                     allow("SecretsExist", &["ssm:GetParameters"], ssm_arns.clone()),
-                ].into_iter().chain(if cx.is_preview() { preview_ci(cx, &repo_arn) } else { Vec::new() }).chain([
+                ].into_iter().chain(if cx.is_preview() { preview_ci(cx, &repo_arn) } else { vec![json!({
+                    // `deploy` deletes the Service Connect stack when no service
+                    // calls another any more (previews may delete all their stacks).
+                    "Sid": "DeleteTheCallsStack",
+                    "Effect": "Allow",
+                    "Action": "cloudformation:DeleteStack",
+                    "Resource": arn(&format!("cloudformation:${{AWS::Region}}:${{AWS::AccountId}}:stack/{}/*", n.calls_stack())),
+                    "Condition": { "ArnEquals": { "cloudformation:RoleArn": deploy_role_arn.clone() } },
+                })] }).chain([
                     json!({
                         "Sid": "PassOnlyTheDeployRole",
                         "Effect": "Allow",

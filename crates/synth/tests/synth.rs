@@ -408,9 +408,25 @@ fn ci_role_trusts_only_this_repository() {
     let policy =
         t["Resources"]["CiRole"]["Properties"]["Policies"][0]["PolicyDocument"].to_string();
     assert!(policy.contains("stack/shop-test-*/*"), "{policy}");
+    // Long-lived environments are not deleted by CI: it may delete only the
+    // Service Connect stack (`deploy` does when no call is left), as the deploy role.
+    let statements_ =
+        t["Resources"]["CiRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements");
+    let deleting: Vec<&Value> = statements_
+        .iter()
+        .filter(|s| s["Action"].to_string().contains("DeleteStack"))
+        .collect();
+    assert_eq!(deleting.len(), 1, "{policy}");
+    assert_eq!(deleting[0]["Action"], "cloudformation:DeleteStack");
+    assert_eq!(
+        deleting[0]["Resource"]["Fn::Sub"],
+        "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/shop-test-service-connect/*"
+    );
     assert!(
-        !policy.contains("DeleteStack"),
-        "long-lived environments are not deleted by CI"
+        deleting[0]["Condition"]["ArnEquals"]["cloudformation:RoleArn"].is_object(),
+        "{policy}"
     );
     // `deploy` finds the environment's stacks (removed services, deployed rule
     // priorities) with ListStacks, which takes no resource, and describes them

@@ -16,6 +16,9 @@ pub struct FakeCloud {
     /// The rewriting proxy's port: every AWS API call of pantstack goes here.
     pub api_port: u16,
     pub log: PathBuf,
+    /// Every AWS API call through the adapter, when the test asked for it
+    /// (`start_recording`; also in `<dir>/aws-calls.jsonl`).
+    pub recorder: Option<std::sync::Arc<pantstack_fakecloud_adapter::record::Recorder>>,
 }
 
 /// The installed binary: `PANTSTACK_FAKECLOUD`, else where .ci/run installs it.
@@ -38,6 +41,15 @@ fn free_port() -> u16 {
 
 impl FakeCloud {
     pub fn start(dir: &std::path::Path) -> FakeCloud {
+        FakeCloud::start_with(dir, false)
+    }
+
+    /// As `start`, recording every AWS API call (`common::iam_check`).
+    pub fn start_recording(dir: &std::path::Path) -> FakeCloud {
+        FakeCloud::start_with(dir, true)
+    }
+
+    fn start_with(dir: &std::path::Path, record: bool) -> FakeCloud {
         let bin = binary();
         assert!(
             bin.is_file(),
@@ -62,12 +74,21 @@ impl FakeCloud {
             .expect("start fakecloud");
         let l = TcpListener::bind("127.0.0.1:0").expect("bind the adapter");
         let api_port = l.local_addr().expect("addr").port();
-        pantstack_fakecloud_adapter::serve(l, port);
+        let recorder = record.then(|| {
+            std::sync::Arc::new(
+                pantstack_fakecloud_adapter::record::Recorder::new(Some(
+                    &dir.join("aws-calls.jsonl"),
+                ))
+                .expect("the recording's file"),
+            )
+        });
+        pantstack_fakecloud_adapter::serve_recording(l, port, recorder.clone());
         let fc = FakeCloud {
             child,
             port,
             api_port,
             log,
+            recorder,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

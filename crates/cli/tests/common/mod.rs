@@ -244,3 +244,4 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 pub mod fakecloud;
+pub mod iam_check;
