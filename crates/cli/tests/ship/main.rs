@@ -16,6 +16,7 @@ mod common;
 mod ci_role;
 mod deploy;
 mod previews;
+mod shared_alb;
 mod targets;
 
 use common::fakecloud::FakeCloud;
