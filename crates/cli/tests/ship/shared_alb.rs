@@ -4,7 +4,7 @@
 //! and the ALB's data plane routes to every service before and after.
 
 use crate::common::{fakecloud::FakeCloud, text};
-use crate::{Repo, stack};
+use crate::{Repo, check_ci_role, deployed, stack};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +35,10 @@ fn aws(repo: &Repo, args: &[&str]) -> Value {
         "the AWS CLI is missing from {}: `bash .ci/run` installs it (or set PANTSTACK_AWS_CLIENTS to a virtualenv with awscli)",
         dir.display()
     );
+    // The test's own reads, not CI's.
+    if let Some(r) = &repo.recorder {
+        r.act_as("admin");
+    }
     let mut c = Command::new(&cli);
     c.args(args)
         .args(["--output", "json"])
@@ -216,7 +220,7 @@ fn a_new_service_keeps_the_deployed_rule_priorities_on_a_shared_alb_on_fakecloud
         std::process::id()
     ));
     std::fs::create_dir_all(&base).expect("mkdir");
-    let fc = FakeCloud::start(&base);
+    let fc = FakeCloud::start_recording(&base);
     let repo = Repo::new("shared-alb", &fc);
     let foundation = repo.root.join("stack/infra/foundation/pantstack.yaml");
     let t = std::fs::read_to_string(&foundation).expect("foundation manifest");
@@ -240,6 +244,7 @@ fn a_new_service_keeps_the_deployed_rule_priorities_on_a_shared_alb_on_fakecloud
         "created",
         "{v:#}"
     );
+    let foundation = deployed(&fc);
     let o = repo.run_input(
         &[
             "secrets",
@@ -367,5 +372,14 @@ fn a_new_service_keeps_the_deployed_rule_priorities_on_a_shared_alb_on_fakecloud
     for s in v["stacks"].as_array().expect("stacks") {
         assert_eq!(s["changes"], serde_json::json!([]), "{v:#}");
     }
+    // What `deploy` and `up` called (the load-balancer stack, the deployed
+    // templates read to pin the priorities), as the test environment's CI role.
+    check_ci_role(
+        &fc,
+        &foundation,
+        "ci:test",
+        &offline.join("shop-test-foundation.json"),
+        &[],
+    );
     let _ = std::fs::remove_dir_all(&base);
 }
