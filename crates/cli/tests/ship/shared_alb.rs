@@ -222,14 +222,14 @@ fn a_new_service_keeps_the_deployed_rule_priorities_on_a_shared_alb_on_fakecloud
     std::fs::create_dir_all(&base).expect("mkdir");
     let fc = FakeCloud::start_recording(&base);
     let repo = Repo::new("shared-alb", &fc);
-    let foundation = repo.root.join("stack/infra/foundation/pantstack.yaml");
-    let t = std::fs::read_to_string(&foundation).expect("foundation manifest");
+    let manifest = repo.root.join("stack/infra/foundation/pantstack.yaml");
+    let t = std::fs::read_to_string(&manifest).expect("foundation manifest");
     assert!(
         t.contains("\nnetwork:\n  cidr: 10.0.0.0/16\n"),
         "the example's network changed"
     );
     std::fs::write(
-        &foundation,
+        &manifest,
         t.replace(
             "\nnetwork:\n  cidr: 10.0.0.0/16\n",
             "\nnetwork:\n  cidr: 10.0.0.0/16\n  load_balancer: shared\n",
