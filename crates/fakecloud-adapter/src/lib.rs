@@ -70,6 +70,28 @@ pub const DEVIATIONS: &[(&str, &str)] = &[
          lines. Reading lines is tested with recorded answers (the stopped task's last \
          lines in crates/deploy/tests/replay.rs).",
     ),
+    (
+        "CloudFormation ignores a listener rule's PathPatternConfig",
+        "fakecloud-cloudformation 0.51.0 reads a ListenerRule condition's values from \
+         `Values` or `HostHeaderConfig` only (resource_provisioner/mod.rs \
+         parse_elb_rule_conditions), so a `path-pattern` condition given as \
+         `PathPatternConfig`, as pantstack writes it (AWS documents both; `Values` is the \
+         legacy form), has no pattern and the rule never matches: a shared load \
+         balancer answered every service's path with its default 404. The adapter \
+         copies each path-pattern condition's `PathPatternConfig.Values` into `Values` \
+         in the template it passes on (inline or by TemplateURL, as for deviation 1), \
+         and GetTemplate answers with the template pantstack submitted.",
+    ),
+    (
+        "CloudFormation gives a listener rule a priority another rule of its listener holds",
+        "fakecloud-cloudformation 0.51.0 creates an AWS::ElasticLoadBalancingV2::ListenerRule \
+         without the check its own ELBv2 CreateRule makes (`PriorityInUse`: \
+         resource_provisioner/elbv2.rs create_elbv2_listener_rule against fakecloud-elbv2's \
+         service.rs); AWS refuses the rule and the stack fails. Nothing is adapted: the \
+         shared load balancer's test (crates/cli/tests/ship/shared_alb.rs) lists the \
+         listener's rules (DescribeRules) and fails when two share a priority or a \
+         deployed service's rule moved.",
+    ),
 ];
 
 /// Serves the adapter on `listener`, forwarding to fakecloud's port `upstream`
@@ -299,13 +321,18 @@ fn submitted_template(body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A template with each ScalingPolicy's `ScalingTargetId` spelt out as the three
-/// properties it stands for (deviation 1), or None when it has none.
+/// properties it stands for (deviation 1) and each listener rule's path patterns
+/// also in the condition's `Values` (deviation 5), or None when it has neither.
 fn adapt(original: &str) -> Option<String> {
     let mut t = serde_json::from_str::<serde_json::Value>(original).ok()?;
     let resources = t["Resources"].clone();
     let map = t["Resources"].as_object_mut()?;
     let mut changed = false;
     for (_, r) in map.iter_mut() {
+        if r["Type"] == "AWS::ElasticLoadBalancingV2::ListenerRule" {
+            changed |= path_patterns_as_values(r);
+            continue;
+        }
         if r["Type"] != "AWS::ApplicationAutoScaling::ScalingPolicy" {
             continue;
         }
@@ -329,8 +356,27 @@ fn adapt(original: &str) -> Option<String> {
     changed.then(|| t.to_string())
 }
 
-/// A CloudFormation query-protocol body with a TemplateBody, rewritten (deviation
-/// 1): the new body, and the template before and after. A template passed by
+/// A listener rule's `path-pattern` conditions given `Values` beside their
+/// `PathPatternConfig` (deviation 5: the emulator's CloudFormation reads `Values`
+/// only, so a rule with `PathPatternConfig` alone never matches); whether any was.
+fn path_patterns_as_values(rule: &mut serde_json::Value) -> bool {
+    let mut changed = false;
+    let conditions = rule["Properties"]["Conditions"].as_array_mut();
+    for c in conditions.into_iter().flatten() {
+        if c["Field"] != "path-pattern" || c.get("Values").is_some() {
+            continue;
+        }
+        let Some(values) = c["PathPatternConfig"].get("Values").cloned() else {
+            continue;
+        };
+        c["Values"] = values;
+        changed = true;
+    }
+    changed
+}
+
+/// A CloudFormation query-protocol body with a TemplateBody, rewritten (deviations
+/// 1 and 5): the new body, and the template before and after. A template passed by
 /// `TemplateURL` (over 51,200 bytes) is rewritten where it lies, in the emulator's
 /// S3, and its stack noted in `BY_URL`.
 fn rewrite(body: &[u8], upstream: u16) -> Option<(Vec<u8>, String, String)> {
@@ -700,5 +746,22 @@ mod tests {
         assert_eq!(p["DependsOn"], serde_json::json!(["T"]));
         // Nothing to adapt: None (the request goes through untouched).
         assert!(super::adapt(r#"{"Resources":{}}"#).is_none());
+    }
+
+    #[test]
+    fn a_listener_rules_path_patterns_are_also_given_as_values() {
+        let t = r#"{"Resources":{"R":{"Type":"AWS::ElasticLoadBalancingV2::ListenerRule","Properties":{"Priority":6701,"Conditions":[{"Field":"path-pattern","PathPatternConfig":{"Values":["/api","/api/*"]}},{"Field":"host-header","HostHeaderConfig":{"Values":["a.example.com"]}}]}}}}"#;
+        let after: serde_json::Value = serde_json::from_str(&super::adapt(t).unwrap()).unwrap();
+        let c = &after["Resources"]["R"]["Properties"]["Conditions"];
+        assert_eq!(c[0]["Values"], serde_json::json!(["/api", "/api/*"]));
+        assert_eq!(
+            c[0]["PathPatternConfig"]["Values"],
+            serde_json::json!(["/api", "/api/*"])
+        );
+        // Host headers the emulator reads from HostHeaderConfig: left alone.
+        assert!(c[1].get("Values").is_none());
+        // A rule with host headers only: nothing to adapt.
+        let host = r#"{"Resources":{"R":{"Type":"AWS::ElasticLoadBalancingV2::ListenerRule","Properties":{"Conditions":[{"Field":"host-header","HostHeaderConfig":{"Values":["a.example.com"]}}]}}}}"#;
+        assert!(super::adapt(host).is_none());
     }
 }

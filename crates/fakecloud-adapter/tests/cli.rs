@@ -1,5 +1,5 @@
 //! The `fakecloud-adapter` binary's own surface (its proxying is exercised end to
-//! end by crates/cli/tests/ship.rs against a real fakecloud).
+//! end by crates/cli/tests/ship/ against a real fakecloud).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers fail loudly
 
