@@ -182,9 +182,9 @@ fn up(
         ),
     }
     let exists = claimed?;
-    let result = deploy(global, out, a, &p, &found, pr, exists, services, lock_wait);
+    let result = deploy(global, out, a, &p, pr, exists, services, lock_wait);
     if result.is_err() && !exists {
-        give_back(&p, &found, &bucket, pr);
+        give_back(&p, &found, pr, lock_wait);
     }
     result
 }
@@ -217,18 +217,8 @@ fn claim(
                     "previews.max is 0: previews are capped at none (raise `previews.max` in the foundation manifest)".into(),
                 ));
             }
-            Some(o) if replace_oldest => {
-                eprintln!(
-                    "at the cap of {} preview(s): destroying {PREVIEW_PREFIX}{} (idle since {}) to make room, as --replace-oldest asks",
-                    found.max,
-                    o.pr,
-                    preview::iso8601(o.last_change)
-                );
-                ship::down(
-                    global,
-                    out,
-                    &down_args(a, o.pr, true, lock_wait.map(str::to_string)),
-                )?;
+            Some(_) if replace_oldest => {
+                make_room(global, out, a, found, &previews, pr, lock_wait)?;
             }
             Some(o) => {
                 eprintln!(
@@ -261,31 +251,88 @@ fn claim(
     Ok(exists)
 }
 
-/// A new preview that failed before any stack of it existed gives its slot back.
-fn give_back(p: &crate::synth::Prepared, found: &Found, bucket: &str, pr: u64) {
-    let project = &p.output.plan.project;
-    let stacks = found
+/// `--replace-oldest` at the cap: the preview idle the longest is destroyed,
+/// judged again holding its deploy lock (`ship::destroy_unchanged`): one
+/// marked active since the count, or whose lock a run holds, is kept, and the
+/// next oldest is tried. Refused when every one is active.
+#[allow(clippy::too_many_arguments)]
+fn make_room(
+    global: &Global,
+    out: &Out,
+    a: &PreviewArgs,
+    found: &Found,
+    previews: &[Preview],
+    pr: u64,
+    lock_wait: Option<&str>,
+) -> Result<(), Failure> {
+    let mut oldest: Vec<&Preview> = previews.iter().filter(|x| x.pr != pr).collect();
+    oldest.sort_by_key(|x| (x.last_change, x.pr));
+    for o in oldest {
+        eprintln!(
+            "at the cap of {} preview(s): destroying {PREVIEW_PREFIX}{} (idle since {}) to make room, as --replace-oldest asks, unless it is active under its lock",
+            found.max,
+            o.pr,
+            preview::iso8601(o.last_change)
+        );
+        let args = down_args(a, o.pr, true, lock_wait.map(str::to_string));
+        match ship::down_report(
+            global,
+            out,
+            &args,
+            ship::Judge::UnchangedSince(o.last_change),
+        )? {
+            Ok(v) if v["kept"].is_string() => {
+                eprint!("{}", ship::down_text(&v));
+            }
+            Ok(v) => {
+                eprint!("{}", ship::down_text(&v));
+                return Ok(());
+            }
+            Err(f) => {
+                eprintln!(
+                    "error: could not destroy {PREVIEW_PREFIX}{} to make room: {}",
+                    o.pr, f.message
+                );
+                return Err(Failure::Failed);
+            }
+        }
+    }
+    eprintln!(
+        "error: previews.max is {} and every preview is active (marked active since it was counted, or its deploy runs): none was replaced.\nhelp: destroy one (`pantstack preview down --pr N --yes`), or run again later",
+        found.max
+    );
+    Err(Failure::Failed)
+}
+
+/// A new preview whose `up` failed gives its slot back if it has no stack,
+/// holding the preview's deploy lock (a deploy that failed under that lock
+/// has given it back already).
+fn give_back(p: &crate::synth::Prepared, found: &Found, pr: u64, lock_wait: Option<&str>) {
+    let wait = ship::lock_wait(lock_wait).unwrap_or_default();
+    let e = ship::env_of(p, found.clients.clone());
+    match found
         .rt
-        .block_on(preview::list(&found.clients, project, None));
-    if let Ok(stacks) = stacks
-        && !stacks.iter().any(|x| x.pr == pr)
-        && found
-            .rt
-            .block_on(slots::forget(&found.clients, bucket, project, pr))
-            .is_ok()
+        .block_on(pantstack_deploy::ship::give_back(&e, wait))
     {
-        eprintln!("{PREVIEW_PREFIX}{pr} was not created: its slot is free again");
+        Ok(v) if v["given_back"] == true => {
+            eprintln!("{PREVIEW_PREFIX}{pr} was not created: its slot is free again");
+        }
+        Ok(_) => {}
+        Err(f) => eprintln!(
+            "warning: {PREVIEW_PREFIX}{pr} was not created, and its slot could not be given back ({}): it counts against previews.max until `pantstack preview down --pr {pr} --yes` or gc removes it",
+            f.message
+        ),
     }
 }
 
-/// The preview's secrets, then its deploy (under its own deploy lock).
+/// The preview's deploy (under its own deploy lock, which checks that it
+/// still exists and copies its missing secrets: `pantstack_deploy::ship::deploy`).
 #[allow(clippy::too_many_arguments)]
 fn deploy(
     global: &Global,
     out: &Out,
     a: &PreviewArgs,
     p: &crate::synth::Prepared,
-    found: &Found,
     pr: u64,
     exists: bool,
     services: &[String],
@@ -305,32 +352,6 @@ fn deploy(
             return Err(Failure::Resolve(format!(
                 "no service `{s}` in this monorepo"
             )));
-        }
-    }
-    let wanted: Vec<_> = p
-        .output
-        .plan
-        .secrets
-        .iter()
-        .filter(|s| {
-            chosen.is_empty()
-                || chosen
-                    .iter()
-                    .any(|c| ship::service_of_unit(&p.repo, c).is_ok_and(|(n, _)| n == s.service))
-        })
-        .cloned()
-        .collect();
-    if !wanted.is_empty() {
-        let created = found
-            .rt
-            .block_on(preview::give_secrets(
-                &found.clients,
-                &p.output.plan.project,
-                &wanted,
-            ))
-            .map_err(ship::aws_failure)?;
-        for c in &created {
-            eprintln!("secret {c}: copied from the preview value");
         }
     }
     ship::deploy_services(global, out, Some(&p.env), chosen, &aws(a), false, lock_wait)
@@ -447,10 +468,14 @@ fn gc(
     ship::lock_wait(lock_wait)?;
     let (_, f) = find(global, out, a, 1)?;
     let expired: Vec<&Preview> = preview::expired(&f.previews, f.ttl, f.now);
+    let mut report = GcReport {
+        expired: expired.iter().map(|p| p.to_value(f.ttl, f.now)).collect(),
+        dry_run,
+        ..GcReport::default()
+    };
     if expired.is_empty() || dry_run {
         if out.json() {
-            let v = json!({ "expired": expired.iter().map(|p| p.to_value(f.ttl, f.now)).collect::<Vec<_>>(), "destroyed": [] });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            report.print();
         } else if expired.is_empty() {
             println!("no preview has been idle for {}", human(f.ttl));
         } else {
@@ -485,22 +510,95 @@ fn gc(
     }
     // Each is judged again holding its deploy lock (the lock a deploy, `up`
     // and `touch` hold while they mark it active): one pushed to since it was
-    // listed is kept.
-    let mut failed = Vec::new();
+    // listed is kept. With --format json, one document says what became of
+    // each (`expired`, `destroyed`, `kept`, `failed`).
     for p in &expired {
         eprintln!(
             "destroying {PREVIEW_PREFIX}{} (idle since {}) unless it is active under its lock",
             p.pr,
             preview::iso8601(p.last_change)
         );
+        let env = format!("{PREVIEW_PREFIX}{}", p.pr);
         let args = down_args(a, p.pr, true, lock_wait.map(str::to_string));
-        if ship::down_idle(global, out, &args, f.ttl).is_err() {
-            failed.push(format!("{PREVIEW_PREFIX}{}", p.pr));
+        match ship::down_report(global, out, &args, ship::Judge::IdleFor(f.ttl)) {
+            Ok(Ok(v)) => {
+                if !out.json() {
+                    print!("{}", ship::down_text(&v));
+                }
+                if v["kept"].is_string() {
+                    report.kept.push(json!({
+                        "pr": p.pr,
+                        "environment": env,
+                        "reason": v["kept"],
+                        "last_change": v["last_change"],
+                    }));
+                } else {
+                    report.destroyed.push(v);
+                }
+            }
+            Ok(Err(x)) => {
+                if !out.json() {
+                    if x.report.get("stacks").is_some() {
+                        print!("{}", ship::down_text(&x.report));
+                    }
+                    eprintln!("error: {}", x.message);
+                }
+                report.failed.push(json!({
+                    "pr": p.pr,
+                    "environment": env,
+                    "error": x.message,
+                    "report": x.report,
+                }));
+            }
+            Err(x) => {
+                let why = match &x {
+                    Failure::Resolve(m) | Failure::Io(m) | Failure::Usage(m) => m.clone(),
+                    Failure::Invalid | Failure::Failed => "see the messages above".into(),
+                };
+                if !out.json() {
+                    eprintln!("error: {env}: {why}");
+                }
+                report
+                    .failed
+                    .push(json!({ "pr": p.pr, "environment": env, "error": why }));
+            }
         }
     }
-    if !failed.is_empty() {
-        eprintln!("error: could not destroy {}", failed.join(", "));
+    if out.json() {
+        report.print();
+    }
+    if !report.failed.is_empty() {
+        let names: Vec<&str> = report
+            .failed
+            .iter()
+            .filter_map(|x| x["environment"].as_str())
+            .collect();
+        eprintln!("error: could not destroy {}", names.join(", "));
         return Err(Failure::Failed);
     }
     Ok(())
+}
+
+/// What `preview gc` did, as one JSON document on every path.
+#[derive(Default)]
+struct GcReport {
+    expired: Vec<serde_json::Value>,
+    destroyed: Vec<serde_json::Value>,
+    kept: Vec<serde_json::Value>,
+    failed: Vec<serde_json::Value>,
+    dry_run: bool,
+}
+
+impl GcReport {
+    fn print(&self) {
+        let v = json!({
+            "ok": self.failed.is_empty(),
+            "dry_run": self.dry_run,
+            "expired": self.expired,
+            "destroyed": self.destroyed,
+            "kept": self.kept,
+            "failed": self.failed,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    }
 }

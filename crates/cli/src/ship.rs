@@ -510,16 +510,29 @@ pub fn unlock(global: &Global, out: &Out, a: &UnlockArgs) -> Result<(), Failure>
 }
 
 pub fn down(global: &Global, out: &Out, a: &DownArgs) -> Result<(), Failure> {
-    destroy(global, out, a, None)
+    let r = down_report(global, out, a, Judge::Always)?;
+    finish(out, r, down_text)
 }
 
-/// `preview gc`'s teardown of one preview: only if, under its deploy lock, it
-/// is still idle for `ttl` seconds (else kept, and said).
-pub fn down_idle(global: &Global, out: &Out, a: &DownArgs, ttl: i64) -> Result<(), Failure> {
-    destroy(global, out, a, Some(ttl))
+/// How a teardown judges a preview first, holding its deploy lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Judge {
+    /// No judging: `down`.
+    Always,
+    /// `preview gc`: only if still idle for this many seconds (else kept, and said).
+    IdleFor(i64),
+    /// `preview up --replace-oldest`: only if no activity after this time.
+    UnchangedSince(i64),
 }
 
-fn destroy(global: &Global, out: &Out, a: &DownArgs, idle: Option<i64>) -> Result<(), Failure> {
+/// A teardown's report (or its failure), not printed: `down` prints it, and
+/// `preview gc` gathers its previews' into one.
+pub(crate) fn down_report(
+    global: &Global,
+    out: &Out,
+    a: &DownArgs,
+    judge: Judge,
+) -> Result<Result<Value, ship::Failure>, Failure> {
     let p = prepare(
         global,
         out,
@@ -562,48 +575,51 @@ fn destroy(global: &Global, out: &Out, a: &DownArgs, idle: Option<i64>) -> Resul
         buckets: a.buckets,
         lock_wait: lock_wait(a.lock_wait.as_deref())?,
     };
-    let r = match idle {
-        Some(ttl) => rt.block_on(ship::destroy_idle(&e, &opts, ttl)),
-        None => rt.block_on(ship::destroy(&e, &opts)),
-    };
-    finish(out, r, |v| {
-        if let Some(why) = v["kept"].as_str() {
-            return format!(
-                "{} kept: {why}; nothing was deleted\n",
-                v["environment"].as_str().unwrap_or_default()
-            );
-        }
-        let mut s = stacks_text(v);
-        for r in v["retained"].as_array().into_iter().flatten() {
-            s.push_str(&format!(
-                "  retained: {} {} ({}, from {})\n",
-                r["type"].as_str().unwrap_or_default(),
-                r["physical_id"].as_str().unwrap_or_default(),
-                r["logical_id"].as_str().unwrap_or_default(),
-                r["stack"].as_str().unwrap_or_default()
-            ));
-        }
-        for b in v["buckets_deleted"].as_array().into_iter().flatten() {
-            s.push_str(&format!(
-                "  deleted bucket {}\n",
-                b.as_str().unwrap_or_default()
-            ));
-        }
-        let imgs = v["images_deleted"].as_array().map(Vec::len).unwrap_or(0);
-        let prms = v["parameters_deleted"]
-            .as_array()
-            .map(Vec::len)
-            .unwrap_or(0);
-        if let Some(k) = v["images_kept"].as_str() {
-            s.push_str(&format!("  images kept: {k}\n"));
-        }
-        if imgs > 0 || prms > 0 {
-            s.push_str(&format!(
-                "  deleted {imgs} image(s) and {prms} parameter(s)\n"
-            ));
-        }
-        s
+    Ok(match judge {
+        Judge::Always => rt.block_on(ship::destroy(&e, &opts)),
+        Judge::IdleFor(ttl) => rt.block_on(ship::destroy_idle(&e, &opts, ttl)),
+        Judge::UnchangedSince(t) => rt.block_on(ship::destroy_unchanged(&e, &opts, t)),
     })
+}
+
+/// A teardown's report as text.
+pub(crate) fn down_text(v: &Value) -> String {
+    if let Some(why) = v["kept"].as_str() {
+        return format!(
+            "{} kept: {why}; nothing was deleted\n",
+            v["environment"].as_str().unwrap_or_default()
+        );
+    }
+    let mut s = stacks_text(v);
+    for r in v["retained"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "  retained: {} {} ({}, from {})\n",
+            r["type"].as_str().unwrap_or_default(),
+            r["physical_id"].as_str().unwrap_or_default(),
+            r["logical_id"].as_str().unwrap_or_default(),
+            r["stack"].as_str().unwrap_or_default()
+        ));
+    }
+    for b in v["buckets_deleted"].as_array().into_iter().flatten() {
+        s.push_str(&format!(
+            "  deleted bucket {}\n",
+            b.as_str().unwrap_or_default()
+        ));
+    }
+    let imgs = v["images_deleted"].as_array().map(Vec::len).unwrap_or(0);
+    let prms = v["parameters_deleted"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    if let Some(k) = v["images_kept"].as_str() {
+        s.push_str(&format!("  images kept: {k}\n"));
+    }
+    if imgs > 0 || prms > 0 {
+        s.push_str(&format!(
+            "  deleted {imgs} image(s) and {prms} parameter(s)\n"
+        ));
+    }
+    s
 }
 
 pub fn status(

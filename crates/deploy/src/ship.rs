@@ -15,8 +15,8 @@ mod diff;
 mod observe;
 
 pub use bootstrap::{BootstrapOpts, bootstrap};
-pub use deploy::{DeployOpts, deploy, touch};
-pub use destroy::{DestroyOpts, destroy, destroy_idle};
+pub use deploy::{DeployOpts, deploy, give_back, touch};
+pub use destroy::{DestroyOpts, destroy, destroy_idle, destroy_unchanged};
 pub use diff::diff;
 pub use observe::{LogLine, logs, status};
 
@@ -195,6 +195,16 @@ impl Env<'_> {
         &self.output.plan.project
     }
 
+    /// The command that bootstraps this environment: `bootstrap --pr <n>` for
+    /// a preview (the previews' shared foundation; any pull request's number
+    /// does), `bootstrap --env <env>` otherwise.
+    fn bootstrap_cmd(&self) -> String {
+        match crate::preview::pr_of_env(&self.env) {
+            Some(pr) => format!("pantstack bootstrap --pr {pr}"),
+            None => format!("pantstack bootstrap --env {}", self.env),
+        }
+    }
+
     /// The environment's physical names, as synth writes them.
     fn names(&self) -> Names<'_> {
         Names::new(self.project(), &self.env)
@@ -304,10 +314,10 @@ impl Env<'_> {
                 }
             }
             _ if body.len() > INLINE_MAX => Err(format!(
-                "the template of {} is {} bytes, over CloudFormation's 51,200 inline: it needs the template bucket (`pantstack bootstrap --env {}`)",
+                "the template of {} is {} bytes, over CloudFormation's 51,200 inline: it needs the template bucket (`{}`)",
                 s.name,
                 body.len(),
-                self.env
+                self.bootstrap_cmd()
             )),
             _ => Ok(Template::Body(body.to_string())),
         }
@@ -324,12 +334,14 @@ impl Env<'_> {
                 Ok(d)
             }
             Some(d) => Err(format!(
-                "the shared stack {name} is {}; run `pantstack bootstrap --env {}`",
-                d.status, self.env
+                "the shared stack {name} is {}; run `{}`",
+                d.status,
+                self.bootstrap_cmd()
             )),
             None => Err(format!(
-                "this account and region ({}) have no {name} stack yet: an administrator runs `pantstack bootstrap --env {}` once",
-                self.clients.region, self.env
+                "this account and region ({}) have no {name} stack yet: an administrator runs `{}` once",
+                self.clients.region,
+                self.bootstrap_cmd()
             )),
         }
     }
@@ -565,9 +577,9 @@ where
     let c = &e.clients;
     let (bucket, key) = lock_at(e).await?.ok_or_else(|| {
         Failure::new(format!(
-            "the shared stack {} has no template bucket (it holds the deploy lock): run `pantstack bootstrap --env {}`",
+            "the shared stack {} has no template bucket (it holds the deploy lock): run `{}`",
             e.shared().name,
-            e.env
+            e.bootstrap_cmd()
         ))
     })?;
     let held = crate::lock::acquire(c, &bucket, &key, verb, wait, &e.env).await?;

@@ -32,16 +32,148 @@ async fn delete_unplanned(c: &Clients, p: &Progress, name: &str, why: &str) -> R
 }
 
 /// Deploys the environment (or some of its services) holding its deploy lock.
+///
+/// A preview (`preview-<pr>`) is judged again under that lock: it must exist
+/// (a stack, or the slot `preview up` claimed under the previews' lock), else
+/// the deploy is refused, since only `preview up` counts a new preview against
+/// `previews.max` (a `preview gc` or `down` may have destroyed it while this run
+/// waited). One with no stack yet gets every service; its missing secrets are
+/// copied from their declared preview values, under the lock (after a
+/// teardown's deletion of its parameters, never before).
 pub async fn deploy(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     // Priorities are read under the lock: no other run deploys a rule meanwhile.
     locked(e, "deploy", o.lock_wait, async {
-        let result = match e.pinned().await? {
-            Some(pinned) => deploy_unlocked(&pinned, o).await,
-            None => deploy_unlocked(e, o).await,
+        let mut o = o.clone();
+        let mut before = match crate::preview::pr_of_env(&e.env) {
+            Some(pr) => Some(preview_before(e, pr, &mut o).await?),
+            None => None,
         };
-        mark_active(e, result).await
+        let result = async {
+            if let Some(b) = &mut before {
+                b.copied = preview_secrets(e, &o).await?;
+            }
+            match e.pinned().await? {
+                Some(pinned) => deploy_unlocked(&pinned, &o).await,
+                None => deploy_unlocked(e, &o).await,
+            }
+        }
+        .await;
+        match before {
+            Some(b) => preview_after(e, b, result).await,
+            None => result,
+        }
     })
     .await
+}
+
+/// A preview as a deploy of it found it, holding its deploy lock.
+struct PreviewBefore {
+    pr: u64,
+    bucket: String,
+    /// Whether any stack of it existed (else only its claimed slot).
+    had_stacks: bool,
+    /// The secrets copied from their declared preview values.
+    copied: Vec<String>,
+}
+
+/// Holding the preview's deploy lock: refuses a preview that does not exist,
+/// and widens a deploy of some services of a preview with no stack to every
+/// service.
+async fn preview_before(
+    e: &Env<'_>,
+    pr: u64,
+    o: &mut DeployOpts,
+) -> Result<PreviewBefore, Failure> {
+    let project = e.output.plan.project.clone();
+    let (bucket, _) = lock_at(e).await?.ok_or_else(|| {
+        Failure::new(format!(
+            "the shared stack {} has no template bucket (it holds the previews' locks and activity stamps): run `pantstack bootstrap --pr 1`",
+            e.shared().name
+        ))
+    })?;
+    let Some(found) = crate::preview::one(&e.clients, &project, &bucket, pr).await? else {
+        return Err(Failure::new(format!(
+            "{} does not exist (no stack, no claimed slot): it was destroyed (`preview gc`, `preview down`) or never created, and only `preview up` creates a preview, counting it against previews.max. Run `pantstack preview up --pr {pr}`; nothing was deployed",
+            e.env
+        )));
+    };
+    let had_stacks = !found.stacks.is_empty();
+    if !had_stacks && !o.services.is_empty() {
+        e.progress.note(&format!(
+            "{} has no stack yet: deploying every service",
+            e.env
+        ));
+        o.services.clear();
+    }
+    Ok(PreviewBefore {
+        pr,
+        bucket,
+        had_stacks,
+        copied: Vec::new(),
+    })
+}
+
+/// The secrets a preview's deploy needs and lacks, copied from their declared
+/// preview values (under its deploy lock).
+async fn preview_secrets(e: &Env<'_>, o: &DeployOpts) -> Result<Vec<String>, Failure> {
+    let wanted: Vec<_> = e
+        .output
+        .plan
+        .secrets
+        .iter()
+        .filter(|s| o.services.is_empty() || o.services.contains(&s.service))
+        .cloned()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let copied = crate::preview::give_secrets(&e.clients, &e.output.plan.project, &wanted).await?;
+    for c in &copied {
+        e.progress
+            .note(&format!("secret {c}: copied from the preview value"));
+    }
+    Ok(copied)
+}
+
+/// After a deploy of a preview, still holding its lock: a preview that had no
+/// stack and still has none after a failed deploy gives its slot back (its
+/// stamp goes); any other is marked active.
+async fn preview_after(
+    e: &Env<'_>,
+    b: PreviewBefore,
+    result: Result<Value, Failure>,
+) -> Result<Value, Failure> {
+    let mut result = result;
+    let report = match &mut result {
+        Ok(v) => v,
+        Err(f) => &mut f.report,
+    };
+    report["secrets_copied"] = json!(b.copied);
+    if let Err(f) = &mut result
+        && !b.had_stacks
+    {
+        let project = e.output.plan.project.clone();
+        let now = crate::preview::one(&e.clients, &project, &b.bucket, b.pr).await;
+        if let Ok(p) = now
+            && p.is_none_or(|p| p.stacks.is_empty())
+        {
+            match crate::slots::forget(&e.clients, &b.bucket, &project, b.pr).await {
+                Ok(()) => {
+                    f.report["slot_given_back"] = json!(true);
+                    f.message.push_str(&format!(
+                        "\n{} was not created: its slot is free again",
+                        e.env
+                    ));
+                }
+                Err(m) => f.message.push_str(&format!(
+                    "\n{} was not created, but its slot could not be given back ({m}): it counts against previews.max until `pantstack preview down --pr {}` or gc removes it",
+                    e.env, b.pr
+                )),
+            }
+            return result;
+        }
+    }
+    mark_active(e, result).await
 }
 
 /// A deploy of a preview, whatever it changed (nothing, when the push changed
@@ -112,6 +244,28 @@ pub async fn touch(e: &Env<'_>, lock_wait: std::time::Duration) -> Result<Value,
     .await
 }
 
+/// A new preview whose `preview up` failed before its deploy held the
+/// preview's lock gives its claimed slot back: holding that lock, its stamp
+/// is deleted if it still has no stack. `given_back: false` when there was
+/// nothing to give back (a stack exists, or the slot is gone already).
+pub async fn give_back(e: &Env<'_>, lock_wait: std::time::Duration) -> Result<Value, Failure> {
+    let pr = crate::preview::pr_of_env(&e.env)
+        .ok_or_else(|| Failure::new(format!("`{}` is not a preview", e.env)))?;
+    let (bucket, _) = lock_at(e)
+        .await?
+        .ok_or("the shared stack has no template bucket")?;
+    let project = e.output.plan.project.clone();
+    locked(e, "give back", lock_wait, async {
+        let p = crate::preview::one(&e.clients, &project, &bucket, pr).await?;
+        let free = p.is_some_and(|p| p.stacks.is_empty());
+        if free {
+            crate::slots::forget(&e.clients, &bucket, &project, pr).await?;
+        }
+        Ok(json!({ "ok": true, "environment": e.env, "given_back": free }))
+    })
+    .await
+}
+
 async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> {
     let c = &e.clients;
     let p = &e.progress;
@@ -121,14 +275,18 @@ async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> 
             Some(d) if stack::is_success(&d.status) || d.status == "UPDATE_ROLLBACK_COMPLETE" => d,
             Some(d) => {
                 return Err(Failure::new(format!(
-                    "the foundation stack {} is {}; an administrator runs `pantstack bootstrap --env {}`",
-                    f.name, d.status, e.env
+                    "the foundation stack {} is {}; an administrator runs `{}`",
+                    f.name,
+                    d.status,
+                    e.bootstrap_cmd()
                 )));
             }
             None => {
                 return Err(Failure::new(format!(
-                    "environment `{}` has no foundation stack {} yet: an administrator runs `pantstack bootstrap --env {}` once",
-                    e.env, f.name, e.env
+                    "environment `{}` has no foundation stack {} yet: an administrator runs `{}` once",
+                    e.env,
+                    f.name,
+                    e.bootstrap_cmd()
                 )));
             }
         },
@@ -151,8 +309,9 @@ async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> 
         if deployed.as_deref().is_some_and(|d| d != body) {
             p.set(&f.name, "differs from this checkout's (run bootstrap)");
             warnings.push(format!(
-                "the foundation stack {} differs from what this checkout synthesizes: an administrator runs `pantstack bootstrap --env {}` to update it",
-                f.name, e.env
+                "the foundation stack {} differs from what this checkout synthesizes: an administrator runs `{}` to update it",
+                f.name,
+                e.bootstrap_cmd()
             ));
         }
     }
@@ -209,9 +368,13 @@ async fn deploy_unlocked(e: &Env<'_>, o: &DeployOpts) -> Result<Value, Failure> 
             let (svc, var) = s
                 .map(|s| (s.service.as_str(), s.variable.as_str()))
                 .unwrap_or(("?", "?"));
+            // A preview's secrets are copied from the declared preview value.
+            let env = match crate::preview::pr_of_env(&e.env) {
+                Some(_) => pantstack_model::foundation::PREVIEW_STACK,
+                None => e.env.as_str(),
+            };
             m.push_str(&format!(
-                "\n  {path}: set it with `pantstack secrets set {svc} {var} --target aws --env {}`",
-                e.env
+                "\n  {path}: set it with `pantstack secrets set {svc} {var} --target aws --env {env}`"
             ));
         }
         return Err(Failure::new(m));

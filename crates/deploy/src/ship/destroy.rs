@@ -235,6 +235,32 @@ pub async fn destroy(e: &Env<'_>, o: &DestroyOpts) -> Result<Value, Failure> {
 /// holds (a deploy of it is running: it is active) is kept without waiting
 /// longer than `o.lock_wait`.
 pub async fn destroy_idle(e: &Env<'_>, o: &DestroyOpts, ttl: i64) -> Result<Value, Failure> {
+    destroy_judged(e, o, Idle::For(ttl)).await
+}
+
+/// `preview up --replace-oldest`'s teardown of the oldest preview: as
+/// [`destroy_idle`], but it is torn down only if, under its deploy lock, its
+/// last activity is still no later than `last_change` (what the cap was judged
+/// by); one marked active since is kept (and said), and the caller tries the
+/// next oldest.
+pub async fn destroy_unchanged(
+    e: &Env<'_>,
+    o: &DestroyOpts,
+    last_change: i64,
+) -> Result<Value, Failure> {
+    destroy_judged(e, o, Idle::Since(last_change)).await
+}
+
+/// How a preview is judged idle under its lock.
+#[derive(Clone, Copy)]
+enum Idle {
+    /// Idle for this many seconds at the previews' clock.
+    For(i64),
+    /// No activity after this time.
+    Since(i64),
+}
+
+async fn destroy_judged(e: &Env<'_>, o: &DestroyOpts, idle: Idle) -> Result<Value, Failure> {
     let c = &e.clients;
     let pr = crate::preview::pr_of_env(&e.env)
         .ok_or_else(|| Failure::new(format!("`{}` is not a preview", e.env)))?;
@@ -267,10 +293,14 @@ pub async fn destroy_idle(e: &Env<'_>, o: &DestroyOpts, ttl: i64) -> Result<Valu
         let Some(p) = crate::preview::one(c, &e.output.plan.project, &bucket, pr).await? else {
             return kept("already gone".into(), None);
         };
-        if p.last_change + ttl > now {
+        let active = match idle {
+            Idle::For(ttl) => p.last_change + ttl > now,
+            Idle::Since(t) => p.last_change > t,
+        };
+        if active {
             return kept(
                 format!(
-                    "active again: its last activity ({}) came after gc listed it",
+                    "active again: its last activity ({}) came after it was listed",
                     crate::preview::iso8601(p.last_change)
                 ),
                 Some(p.last_change),
@@ -296,7 +326,7 @@ async fn forget_preview(e: &Env<'_>, mut v: Value) -> Result<Value, Failure> {
         Ok(()) => Ok(v),
         Err(m) => Err(Failure {
             message: format!(
-                "the stacks of {} are deleted, but not its activity stamp is not ({m}): it still counts against previews.max until `pantstack preview down --pr {pr}` runs again",
+                "the stacks of {} are deleted, but its activity stamp is not ({m}): it still counts against previews.max until `pantstack preview down --pr {pr}` runs again",
                 e.env
             ),
             report: {
