@@ -281,12 +281,18 @@ fn make_room(
             &args,
             ship::Judge::UnchangedSince(o.last_change),
         )? {
-            Ok(v) if v["kept"].is_string() => {
-                eprint!("{}", ship::down_text(&v));
-            }
+            // On stdout as `down` prints it; with --format json on stderr (the
+            // one document on stdout is the new preview's deploy).
             Ok(v) => {
-                eprint!("{}", ship::down_text(&v));
-                return Ok(());
+                let said = ship::down_text(&v);
+                if out.json() {
+                    eprint!("{said}");
+                } else {
+                    print!("{said}");
+                }
+                if !v["kept"].is_string() {
+                    return Ok(());
+                }
             }
             Err(f) => {
                 eprintln!(

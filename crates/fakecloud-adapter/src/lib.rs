@@ -456,7 +456,8 @@ fn scope(service: &str) -> String {
 }
 
 /// One request to the emulator on its own connection: the body of a 200 answer
-/// with a length (not chunked: not what it answers for these requests).
+/// (or a DELETE's 204) with a length (not chunked: not what it answers for
+/// these requests).
 fn call(
     port: u16,
     method: &str,
@@ -477,7 +478,9 @@ fn call(
     s.read_to_end(&mut answer).ok()?;
     let i = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&answer[..i]).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 200") || head.contains("transfer-encoding: chunked") {
+    let ok = head.starts_with("http/1.1 200")
+        || (method == "DELETE" && head.starts_with("http/1.1 204"));
+    if !ok || head.contains("transfer-encoding: chunked") {
         return None;
     }
     Some(answer[i + 4..].to_vec())
@@ -597,6 +600,12 @@ pub fn s3_get(upstream: u16, path: &str) -> Option<String> {
 /// answered 200.
 pub fn s3_put(upstream: u16, path: &str, body: &str) -> bool {
     s3_object(upstream, "PUT", path, Some(body)).is_some()
+}
+
+/// DELETE `path` (`/bucket/key`) in the emulator's S3: whether it answered
+/// 200 or 204.
+pub fn s3_delete(upstream: u16, path: &str) -> bool {
+    s3_object(upstream, "DELETE", path, None).is_some()
 }
 
 /// Every ALB of the emulator: (DNS name, the loopback port serving it), from its

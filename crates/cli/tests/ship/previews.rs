@@ -93,6 +93,33 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     let v = repo.json(&["preview", "list"], &fc);
     assert_eq!(v["previews"][0]["pr"], 99, "{v:#}");
     assert_eq!(v["previews"][0]["stacks"], serde_json::json!([]), "{v:#}");
+    // --replace-oldest judges the oldest again holding its deploy lock: one
+    // whose deploy runs is active, so it is kept, and with no other to replace
+    // `up` is refused; nothing is destroyed.
+    let lock99 = format!("/{template_bucket}/shop-preview-99-deploy-lock.json");
+    let running = |expires: u64| {
+        serde_json::json!({ "owner": "ci-run-99", "verb": "deploy", "since": epoch(), "expires": expires })
+            .to_string()
+    };
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &lock99,
+        &running(epoch() + 3600)
+    ));
+    let o = repo.run(&["preview", "up", "--pr", "7", "--replace-oldest"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    let said = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        said.contains("preview-99 kept: locked by ci-run-99 (deploy)")
+            && said.contains("none was replaced"),
+        "{said}"
+    );
+    assert!(pantstack_fakecloud_adapter::s3_get(fc.port, &claim).is_some());
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &lock99,
+        &running(epoch() - 1)
+    ));
     // Its teardown gives the slot back.
     let o = repo.run(&["preview", "down", "--pr", "99", "--yes"]);
     assert!(
@@ -289,6 +316,13 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         "{}",
         text(&o.stdout)
     );
+    // With --format json, one document on every path (a dry run's too).
+    let v = repo.json_with(&["preview", "gc", "--dry-run"], &clock, &fc);
+    assert_eq!(v["dry_run"], true, "{v:#}");
+    assert_eq!(v["expired"][0]["pr"], 8, "{v:#}");
+    for k in ["destroyed", "kept", "failed"] {
+        assert_eq!(v[k], serde_json::json!([]), "{k}: {v:#}");
+    }
     let o = repo.run_with(&["preview", "gc"], None, &clock);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 
@@ -358,14 +392,18 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // Idle for the TTL after that push: destroyed.
     let later = (epoch() + 24 * 86_400).to_string();
     let clock = [("PANTSTACK_NOW", later.as_str())];
-    let o = repo.run_with(&["preview", "gc", "--yes"], None, &clock);
+    // One JSON document says what became of each expired preview.
+    let v = repo.json_with(&["preview", "gc", "--yes"], &clock, &fc);
+    assert_eq!(v["expired"][0]["pr"], 8, "{v:#}");
+    assert_eq!(v["destroyed"][0]["environment"], "preview-8", "{v:#}");
     assert!(
-        o.status.success(),
-        "{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
+        v["destroyed"][0]["parameters_deleted"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{v:#}"
     );
-    assert!(text(&o.stdout).contains("image(s)"), "{}", text(&o.stdout));
+    assert_eq!(v["kept"], serde_json::json!([]), "{v:#}");
+    assert_eq!(v["failed"], serde_json::json!([]), "{v:#}");
 
     // Nothing is left of either preview.
     let v = repo.json(&["preview", "list"], &fc);
@@ -381,6 +419,69 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         &fc,
     );
     assert_eq!(v[0]["set"], true, "{v:#}");
+
+    // A push's `up` of a preview that a teardown destroys while the push waits
+    // for the preview's deploy lock: its claim counted the preview as existing
+    // (so no cap, and only the named service), but holding the lock it finds
+    // the preview gone and deploys nothing; only `up` of a new preview,
+    // counted against the cap, creates it again.
+    let stamp8 = format!("/{template_bucket}/shop-preview-activity-8.json");
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &own_lock,
+        &deploying(epoch() + 3600)
+    ));
+    let pushed = serde_json::json!({ "pr": 8, "at": epoch(), "by": "ci-run-80", "verb": "deploy" });
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &stamp8,
+        &pushed.to_string()
+    ));
+    let mut up = repo.spawn(
+        &["preview", "up", "--pr", "8", "api", "--lock-wait", "2m"],
+        false,
+        &[],
+    );
+    let mut stderr = std::io::BufReader::new(up.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while !seen.contains("deploying `preview-8`") {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).expect("up's stderr");
+        assert!(n > 0, "up ended before its deploy: {seen}");
+        seen.push_str(&line);
+    }
+    // The teardown ends: the stamp goes, then the lock.
+    assert!(pantstack_fakecloud_adapter::s3_delete(fc.port, &stamp8));
+    assert!(pantstack_fakecloud_adapter::s3_put(
+        fc.port,
+        &own_lock,
+        &deploying(epoch() - 1)
+    ));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("up's stderr");
+    let o = up.wait_with_output().expect("up");
+    assert_eq!(o.status.code(), Some(1), "{seen}{rest}");
+    assert!(
+        rest.contains("preview-8 does not exist") && rest.contains("preview up --pr 8"),
+        "{seen}{rest}"
+    );
+    let v = repo.json(&["preview", "list"], &fc);
+    assert_eq!(v["previews"], serde_json::json!([]), "{v:#}");
+    assert!(
+        pantstack_fakecloud_adapter::s3_get(fc.port, &own_lock).is_none(),
+        "up released the preview's lock"
+    );
+    // `deploy --env preview-N` of a preview that does not exist: refused (it
+    // would skip the cap), and no slot is left claimed.
+    let o = repo.run(&["deploy", "--target", "aws", "--env", "preview-8"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("preview-8 does not exist"),
+        "{}",
+        text(&o.stderr)
+    );
+    let v = repo.json(&["preview", "list"], &fc);
+    assert_eq!(v["previews"], serde_json::json!([]), "{v:#}");
 
     // Two pull requests opened at once, one slot (max 1): exactly one passes the
     // cap; the other is refused by the cap or by the previews' lock, never both
