@@ -7,8 +7,11 @@
 //! Invariant: `up` counts the previews (their stacks and claimed slots) and
 //! claims the new preview's slot holding the previews' lock, so of two `up` runs
 //! of new previews at once only as many pass as the cap has room for; the lock is
-//! released before the deploy (each preview has its own deploy lock). Nothing is
-//! ever removed to make room unless `--replace-oldest` asks.
+//! released before the deploy (each preview has its own deploy lock), which
+//! checks again holding that lock that the preview still exists (a teardown may
+//! have held it meanwhile) and refuses one that does not. Nothing is ever
+//! removed to make room unless `--replace-oldest` asks, and then only a preview
+//! still idle under its own lock.
 
 use crate::Failure;
 use crate::args::{DownArgs, Global, PreviewAction, PreviewArgs, Target, TargetArgs};
