@@ -96,6 +96,8 @@ pub(crate) fn env_of<'a>(p: &'a Prepared, clients: Clients) -> Env<'a> {
 
 /// Prints a verb's result: JSON as is, or the text `render` makes of it; a failure
 /// prints its message (and its JSON report with --format json) and exits 1.
+/// In text, what became of the deploy lock (taken over from a stale holder,
+/// lost to another run, not renewed or released) is a warning on stderr.
 fn finish(
     out: &Out,
     r: Result<Value, ship::Failure>,
@@ -107,6 +109,7 @@ fn finish(
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 print!("{}", render(&v));
+                lock_warnings(&v, "");
             }
             Ok(())
         }
@@ -116,16 +119,37 @@ fn finish(
                     "{}",
                     serde_json::to_string_pretty(&f.report).unwrap_or_default()
                 );
-            } else if f.report.get("stacks").is_some() {
-                // What was done before the failure (stacks, images).
-                let partial = render(&f.report);
-                if !partial.trim().is_empty() {
-                    print!("{partial}");
+            } else {
+                if f.report.get("stacks").is_some() {
+                    // What was done before the failure (stacks, images).
+                    let partial = render(&f.report);
+                    if !partial.trim().is_empty() {
+                        print!("{partial}");
+                    }
                 }
+                lock_warnings(&f.report, &f.message);
             }
             eprintln!("error: {}", f.message);
             Err(Failure::Failed)
         }
+    }
+}
+
+/// The deploy lock's fields of a report, as warnings on stderr (`lock_lost`
+/// not when the error message already says it).
+fn lock_warnings(v: &Value, message: &str) {
+    let said = |k: &str| v[k].as_str().filter(|m| !m.is_empty());
+    if let Some(h) = said("lock_taken_over") {
+        eprintln!("warning: took over the stale deploy lock of {h}");
+    }
+    if let Some(m) = said("lock_lost").filter(|m| !message.starts_with(m)) {
+        eprintln!("warning: {m}");
+    }
+    if let Some(m) = said("lock_renew_error") {
+        eprintln!("warning: the deploy lock could not be renewed: {m}");
+    }
+    if let Some(m) = said("lock_release_error") {
+        eprintln!("warning: the deploy lock could not be released (it expires by itself): {m}");
     }
 }
 

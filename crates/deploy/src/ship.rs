@@ -575,30 +575,52 @@ where
 }
 
 /// Runs `run` holding the environment's deploy lock `held` (renewed meanwhile,
-/// released after); the report says whose stale lock was taken over, and
-/// whether the lock was lost or could not be renewed or released.
+/// released after). The report, failed or not, says whose stale lock was taken
+/// over (`lock_taken_over`) and whether the lock was lost (`lock_lost`, naming
+/// who took it), could not be renewed (`lock_renew_error`) or released
+/// (`lock_release_error`). A run whose lock was lost stops before its next
+/// stack operation (`crate::stack`) and fails, whatever it did before.
 async fn held_while<F>(e: &Env<'_>, held: crate::lock::Held, run: F) -> Result<Value, Failure>
 where
     F: std::future::Future<Output = Result<Value, Failure>>,
 {
     let took_over = held.took_over.clone();
     let (mut result, kept) = crate::lock::hold_while(&e.clients, held, run).await;
-    if let Ok(v) = &mut result {
+    let lost = kept.lost_message();
+    {
+        let v = match &mut result {
+            Ok(v) => v,
+            Err(f) => &mut f.report,
+        };
+        if !v.is_object() {
+            *v = json!({ "ok": false });
+        }
         if let Some(h) = &took_over {
             v["lock_taken_over"] = json!(h.describe());
         }
-        if kept.lost {
-            v["lock_lost"] = json!(
-                "the deploy lock could not be renewed in time and another run took it over while this one ran"
-            );
-        } else if let Some(m) = kept.renew_error {
+        if let Some(m) = &lost {
+            v["ok"] = json!(false);
+            v["lock_lost"] = json!(m);
+            if let Some(h) = &kept.lost_to {
+                v["lock_holder"] = json!(h);
+            }
+        }
+        if let Some(m) = &kept.renew_error {
             v["lock_renew_error"] = json!(m);
         }
-        if let Some(m) = kept.release_error {
+        if let Some(m) = &kept.release_error {
             v["lock_release_error"] = json!(m);
         }
     }
-    result
+    match (result, lost) {
+        (Ok(v), Some(m)) => Err(Failure {
+            message: format!(
+                "{m}; it started no stack operation after that (the report lists what it did before); deploy again once the other run is done"
+            ),
+            report: v,
+        }),
+        (r, _) => r,
+    }
 }
 
 /// Where the environment's deploy lock lives: the template bucket (an output
