@@ -704,27 +704,38 @@ pub async fn delete_through(
             .send()
             .await
             .map_err(|e| failed(why(&e)))?;
-    // Versions of a key are listed newest first: the one shown, then older.
     let mine: Vec<_> = listed
         .versions()
         .iter()
         .filter(|v| v.key() == Some(key))
         .collect();
-    let Some(at) = mine.iter().position(|v| v.version_id() == Some(version)) else {
+    let Some(shown) = mine.iter().find(|v| v.version_id() == Some(version)) else {
         return Ok(());
     };
-    let shown_at = mine[at].last_modified().map(|t| t.secs());
-    let older_markers = listed.delete_markers().iter().filter(|m| {
-        m.key() == Some(key)
-            && match (m.last_modified(), shown_at) {
-                (Some(t), Some(s)) => t.secs() <= s,
+    // Older than the shown version: everything listed when it is the latest
+    // (a lock written after the listing is not in it); else only what was
+    // written strictly before it (a version of the same second may be newer).
+    // Judged by the flags and times S3 lists, not by the listing's order.
+    let latest = shown.is_latest() == Some(true);
+    let shown_at = shown.last_modified().map(|t| t.secs());
+    let older = |t: Option<&aws_smithy_types::DateTime>| {
+        latest
+            || match (t, shown_at) {
+                (Some(t), Some(s)) => t.secs() < s,
                 _ => false,
             }
-    });
-    let doomed: Vec<String> = mine[at..]
+    };
+    let doomed: Vec<String> = mine
         .iter()
+        .filter(|v| v.version_id() == Some(version) || older(v.last_modified()))
         .filter_map(|v| v.version_id())
-        .chain(older_markers.filter_map(|m| m.version_id()))
+        .chain(
+            listed
+                .delete_markers()
+                .iter()
+                .filter(|m| m.key() == Some(key) && older(m.last_modified()))
+                .filter_map(|m| m.version_id()),
+        )
         .map(str::to_string)
         .collect();
     for v in doomed {
