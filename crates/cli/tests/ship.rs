@@ -448,7 +448,7 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             .as_secs()
     };
     let other = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-41", "verb": "deploy", "since": epoch(), "expires": expires })
+        serde_json::json!({ "owner": "ci-run-41", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
             .to_string()
     };
     assert!(pantstack_fakecloud_adapter::s3_put(
@@ -1215,9 +1215,10 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
 
     // While another run holds the previews' lock (counting and claiming), `up`
     // is refused naming it; an expired one is taken over, and released after.
+    // (A lock expires by S3's clock: its Last-Modified plus the TTL it says.)
     let slots = format!("/{template_bucket}/shop-preview-slots-deploy-lock.json");
     let other = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-78", "verb": "preview up", "since": epoch(), "expires": expires })
+        serde_json::json!({ "owner": "ci-run-78", "verb": "preview up", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
             .to_string()
     };
     assert!(pantstack_fakecloud_adapter::s3_put(
@@ -1406,7 +1407,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // a run holds (a push's deploy of it) is kept at once, and said.
     let own_lock = format!("/{template_bucket}/shop-preview-8-deploy-lock.json");
     let deploying = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-80", "verb": "deploy", "since": epoch(), "expires": expires })
+        serde_json::json!({ "owner": "ci-run-80", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
             .to_string()
     };
     assert!(pantstack_fakecloud_adapter::s3_put(
