@@ -13,8 +13,12 @@
 //! and its holder renews it every third of that while it runs (`If-Match` on
 //! its own ETag: [`hold_while`]), so a long deploy keeps it and the lock of a
 //! run that was killed or cancelled (a CI job past its timeout) expires within
-//! the TTL. A run whose renewal finds the lock another's is told (`Kept::lost`)
-//! and leaves that lock alone; a renewal never writes a lock that is gone.
+//! the TTL. A run whose renewal finds the lock another's is told (`Kept::lost`,
+//! and `Watch::lost` at once, which stops its stack operations) and leaves that
+//! lock alone; a renewal never writes a lock that is gone. Expiry is judged by
+//! S3's clock (the object's Last-Modified plus the TTL its writer wrote, against
+//! the response's Date); removal deletes only the version read (or written)
+//! and older ones; a missing bucket is an error naming it.
 //!
 //! The same mechanism serves other lock objects ([`acquire_with`] words their
 //! refusal): the previews' lock (`crate::slots`), renewed by [`Renewing`] while
