@@ -96,6 +96,8 @@ pub(crate) fn env_of<'a>(p: &'a Prepared, clients: Clients) -> Env<'a> {
 
 /// Prints a verb's result: JSON as is, or the text `render` makes of it; a failure
 /// prints its message (and its JSON report with --format json) and exits 1.
+/// In text, what became of the deploy lock (taken over from a stale holder,
+/// lost to another run, not renewed or released) is a warning on stderr.
 fn finish(
     out: &Out,
     r: Result<Value, ship::Failure>,
@@ -107,6 +109,9 @@ fn finish(
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 print!("{}", render(&v));
+                for w in lock_warnings(&v, "") {
+                    eprintln!("warning: {w}");
+                }
             }
             Ok(())
         }
@@ -116,17 +121,44 @@ fn finish(
                     "{}",
                     serde_json::to_string_pretty(&f.report).unwrap_or_default()
                 );
-            } else if f.report.get("stacks").is_some() {
-                // What was done before the failure (stacks, images).
-                let partial = render(&f.report);
-                if !partial.trim().is_empty() {
-                    print!("{partial}");
+            } else {
+                if f.report.get("stacks").is_some() {
+                    // What was done before the failure (stacks, images).
+                    let partial = render(&f.report);
+                    if !partial.trim().is_empty() {
+                        print!("{partial}");
+                    }
+                }
+                for w in lock_warnings(&f.report, &f.message) {
+                    eprintln!("warning: {w}");
                 }
             }
             eprintln!("error: {}", f.message);
             Err(Failure::Failed)
         }
     }
+}
+
+/// The deploy lock's fields of a report, as warnings for stderr (`lock_lost`
+/// not when the error message already says it).
+fn lock_warnings(v: &Value, message: &str) -> Vec<String> {
+    let said = |k: &str| v[k].as_str().filter(|m| !m.is_empty());
+    let mut w = Vec::new();
+    if let Some(h) = said("lock_taken_over") {
+        w.push(format!("took over the stale deploy lock of {h}"));
+    }
+    if let Some(m) = said("lock_lost").filter(|m| !message.starts_with(m)) {
+        w.push(m.to_string());
+    }
+    if let Some(m) = said("lock_renew_error") {
+        w.push(format!("the deploy lock could not be renewed: {m}"));
+    }
+    if let Some(m) = said("lock_release_error") {
+        w.push(format!(
+            "the deploy lock could not be released (it expires by itself): {m}"
+        ));
+    }
+    w
 }
 
 fn source(root: &std::path::Path) -> Result<Source, Failure> {
@@ -953,4 +985,30 @@ pub fn secrets(global: &Global, out: &Out, a: &SecretsArgs) -> Result<(), Failur
 pub(crate) fn aws_failure(m: String) -> Failure {
     eprintln!("error: {m}");
     Failure::Failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_became_of_the_lock_is_a_warning_in_text() {
+        let v = json!({
+            "lock_taken_over": "old-run (deploy) since 2025-12-04T10:00:00Z",
+            "lock_lost": "this run lost its deploy lock while it ran: ci-run-99 (deploy) since 2025-12-04T10:05:00Z took it over",
+            "lock_release_error": "denied",
+        });
+        let w = lock_warnings(&v, "stack shop-test-api failed");
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("old-run (deploy)"), "{w:?}");
+        assert!(w[1].contains("ci-run-99 (deploy)"), "{w:?}");
+        assert!(w[2].contains("denied"), "{w:?}");
+        // Not twice when the error says it already.
+        let said = format!(
+            "{}; it started no stack operation after that",
+            v["lock_lost"].as_str().unwrap_or_default()
+        );
+        assert_eq!(lock_warnings(&v, &said).len(), 2);
+        assert!(lock_warnings(&json!({ "ok": true }), "").is_empty());
+    }
 }

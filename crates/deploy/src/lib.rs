@@ -60,6 +60,9 @@ pub struct Clients {
     /// How long a deploy lock lasts unless renewed (`PANTSTACK_LOCK_TTL_S`,
     /// default 15 min); its holder renews it every third of that.
     pub lock_ttl: Duration,
+    /// Whether a lock the run holds through these clients (or their clones)
+    /// was lost: no stack operation starts then (`lock::hold_while`).
+    pub lock_watch: lock::Watch,
 }
 
 fn env_ms(name: &str, default: u64) -> u64 {
@@ -108,6 +111,7 @@ impl Clients {
         c.poll = self.poll;
         c.timeout = self.timeout;
         c.lock_ttl = self.lock_ttl;
+        c.lock_watch = self.lock_watch.clone();
         c
     }
 
@@ -135,6 +139,7 @@ impl Clients {
                 0 => 15 * 60,
                 s => s,
             }),
+            lock_watch: lock::Watch::default(),
             config,
         }
     }

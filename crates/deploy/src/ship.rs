@@ -587,30 +587,62 @@ where
 }
 
 /// Runs `run` holding the environment's deploy lock `held` (renewed meanwhile,
-/// released after); the report says whose stale lock was taken over, and
-/// whether the lock was lost or could not be renewed or released.
+/// released after). The report, failed or not, says whose stale lock was taken
+/// over (`lock_taken_over`) and whether the lock was lost (`lock_lost`, naming
+/// who took it), could not be renewed (`lock_renew_error`) or released
+/// (`lock_release_error`). A run whose lock was lost stops before its next
+/// stack operation (`crate::stack`) and fails, whatever it did before.
 async fn held_while<F>(e: &Env<'_>, held: crate::lock::Held, run: F) -> Result<Value, Failure>
 where
     F: std::future::Future<Output = Result<Value, Failure>>,
 {
     let took_over = held.took_over.clone();
-    let (mut result, kept) = crate::lock::hold_while(&e.clients, held, run).await;
-    if let Ok(v) = &mut result {
-        if let Some(h) = &took_over {
+    let (result, kept) = crate::lock::hold_while(&e.clients, held, run).await;
+    lock_report(result, took_over.as_ref(), &kept)
+}
+
+/// A run's result with what became of its lock ([`held_while`]): a lost lock
+/// fails a run that succeeded.
+fn lock_report(
+    mut result: Result<Value, Failure>,
+    took_over: Option<&crate::lock::Holder>,
+    kept: &crate::lock::Kept,
+) -> Result<Value, Failure> {
+    let lost = kept.lost_message();
+    {
+        let v = match &mut result {
+            Ok(v) => v,
+            Err(f) => &mut f.report,
+        };
+        if !v.is_object() {
+            *v = json!({ "ok": false });
+        }
+        if let Some(h) = took_over {
             v["lock_taken_over"] = json!(h.describe());
         }
-        if kept.lost {
-            v["lock_lost"] = json!(
-                "the deploy lock could not be renewed in time and another run took it over while this one ran"
-            );
-        } else if let Some(m) = kept.renew_error {
+        if let Some(m) = &lost {
+            v["ok"] = json!(false);
+            v["lock_lost"] = json!(m);
+            if let Some(h) = &kept.lost_to {
+                v["lock_holder"] = json!(h);
+            }
+        }
+        if let Some(m) = &kept.renew_error {
             v["lock_renew_error"] = json!(m);
         }
-        if let Some(m) = kept.release_error {
+        if let Some(m) = &kept.release_error {
             v["lock_release_error"] = json!(m);
         }
     }
-    result
+    match (result, lost) {
+        (Ok(v), Some(m)) => Err(Failure {
+            message: format!(
+                "{m}; it started no stack operation after that (the report lists what it did before); deploy again once the other run is done"
+            ),
+            report: v,
+        }),
+        (r, _) => r,
+    }
 }
 
 /// Where the environment's deploy lock lives: the template bucket (an output
@@ -721,4 +753,72 @@ pub fn tags_for(
 /// Whether a stack name belongs to the environment (for messages).
 pub fn is_env_stack(e: &Env<'_>, name: &str) -> bool {
     e.stack(name).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::{Holder, Kept};
+
+    fn holder(owner: &str) -> Holder {
+        Holder {
+            owner: owner.into(),
+            verb: "deploy".into(),
+            since: 1_764_842_400,
+            expires: 1_764_843_300,
+        }
+    }
+
+    #[test]
+    fn a_lost_lock_fails_the_run_and_is_in_its_report_failed_or_not() {
+        let lost = Kept {
+            lost: true,
+            lost_to: Some(holder("ci-run-99")),
+            ..Kept::default()
+        };
+        let done =
+            json!({ "ok": true, "stacks": [{ "stack": "shop-test-api", "result": "updated" }] });
+        let f = lock_report(Ok(done), None, &lost).expect_err("a lost lock fails the run");
+        assert!(
+            f.message.contains("ci-run-99 (deploy)") && f.message.contains("no stack operation"),
+            "{}",
+            f.message
+        );
+        assert_eq!(f.report["ok"], false);
+        assert!(
+            f.report["lock_lost"]
+                .as_str()
+                .is_some_and(|m| m.contains("ci-run-99"))
+        );
+        assert_eq!(f.report["lock_holder"]["owner"], "ci-run-99");
+        assert_eq!(
+            f.report["stacks"][0]["result"], "updated",
+            "what it did before"
+        );
+
+        // A run that failed anyway keeps its own message; the lock is in its report.
+        let failed = Failure::new("stack shop-test-api failed");
+        let f = lock_report(Err(failed), Some(&holder("old-run")), &lost).expect_err("failed");
+        assert_eq!(f.message, "stack shop-test-api failed");
+        assert!(f.report["lock_lost"].is_string(), "{:#}", f.report);
+        assert!(
+            f.report["lock_taken_over"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("old-run (deploy)")),
+            "{:#}",
+            f.report
+        );
+
+        // Kept, with a renewal and a release that failed: warnings, still ok.
+        let kept = Kept {
+            renew_error: Some("timeout".into()),
+            release_error: Some("denied".into()),
+            ..Kept::default()
+        };
+        let v = lock_report(Ok(json!({ "ok": true })), None, &kept).expect("ok");
+        assert_eq!(v["ok"], true);
+        assert!(v["lock_lost"].is_null());
+        assert_eq!(v["lock_renew_error"], "timeout");
+        assert_eq!(v["lock_release_error"], "denied");
+    }
 }

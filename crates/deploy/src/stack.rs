@@ -99,6 +99,18 @@ impl Failed {
         }
     }
 
+    /// Refuses a stack operation once the run lost its deploy lock
+    /// (`Clients::lock_watch`): another run may be changing the environment.
+    fn unless_lock_lost(c: &Clients, stack: &str, what: &str) -> Result<(), Failed> {
+        match c.lock_watch.lost() {
+            Some(why) => Err(Failed::plain(
+                stack,
+                format!("{what}: {why}, so this run stopped before it"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut s = format!("stack {} failed", self.stack);
         if let Some(st) = &self.status {
@@ -486,6 +498,7 @@ pub async fn create_change_set(
     may_delete: bool,
 ) -> Result<ChangeSet, Failed> {
     let name = &spec.name;
+    Failed::unless_lock_lost(c, name, "not changed")?;
     let before = settle(c, name, p).await?;
     let kind = match before.as_ref().map(|d| classify(&d.status)) {
         None | Some(State::Missing) | Some(State::Review) => ChangeSetType::Create,
@@ -688,6 +701,7 @@ pub fn recovery(stack: &str, status: &str, region: &str) -> String {
 /// Executes a created change set and follows the stack to a final state.
 pub async fn execute(c: &Clients, cs: &ChangeSet, p: &Progress) -> Result<Outcome, Failed> {
     let name = &cs.stack;
+    Failed::unless_lock_lost(c, name, "its change set was created but not executed")?;
     let started = aws_smithy_types::DateTime::from(SystemTime::now() - Duration::from_secs(5));
     c.cfn
         .execute_change_set()
@@ -866,6 +880,7 @@ pub async fn discard(c: &Clients, cs: &ChangeSet, role_arn: Option<&str>, p: &Pr
 /// may delete a stack only through their environment's deploy role
 /// (`cloudformation:RoleArn`). An absent stack is gone already.
 pub async fn delete_and_wait(c: &Clients, name: &str, p: &Progress) -> Result<(), Failed> {
+    Failed::unless_lock_lost(c, name, "not deleted")?;
     let started = aws_smithy_types::DateTime::from(SystemTime::now() - Duration::from_secs(5));
     let Some(before) = describe(c, name)
         .await

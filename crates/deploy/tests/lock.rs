@@ -250,3 +250,211 @@ fn the_previews_lock_is_renewed_while_held_and_stays_released() {
     assert!(rt.block_on(renewing.stop()).is_none(), "lost to ci-run-7");
     assert_eq!(rt.block_on(stored(c)).expect("kept").0.owner, "ci-run-7");
 }
+
+/// A lock lost mid-run (taken over after a renewal failed to come in time)
+/// marks the clients' watch at once: the run's next stack operation is refused
+/// without reaching CloudFormation, and the run is told who took the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_lost_its_lock_starts_no_further_stack_operation() {
+    let s = s3("stops").await;
+    let c = &s.clients;
+    let held = take(c, "deploy").await;
+    let (refused, kept) = lock::hold_while(c, held, async {
+        assert!(c.lock_watch.lost().is_none(), "held at first");
+        taken_over_by(c, "ci-run-99").await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let why = c.lock_watch.lost().expect("the run knows its lock is lost");
+        assert!(why.contains("ci-run-99 (deploy)"), "{why}");
+        // A clone for another region shares the watch (stacks of a run run on
+        // clones of its clients).
+        let other = c.in_region("eu-west-1");
+        assert!(other.lock_watch.lost().is_some());
+        let p = pantstack_deploy::progress::Progress::new();
+        pantstack_deploy::stack::delete_and_wait(&other, "shop-test-api", &p)
+            .await
+            .expect_err("no stack operation after the lock is lost")
+    })
+    .await;
+    assert!(
+        refused.reason.contains("not deleted") && refused.reason.contains("ci-run-99"),
+        "{refused:?}"
+    );
+    assert!(kept.lost, "{kept:?}");
+    assert_eq!(
+        kept.lost_to.as_ref().map(|h| h.owner.as_str()),
+        Some("ci-run-99")
+    );
+    let m = kept.lost_message().expect("a lost lock is said");
+    assert!(
+        m.contains("ci-run-99 (deploy)") && m.contains("took it over"),
+        "{m}"
+    );
+    assert!(c.lock_watch.lost().is_none(), "the next run starts afresh");
+    assert_eq!(stored(c).await.expect("kept").0.owner, "ci-run-99");
+
+    // A run that kept its lock is never refused.
+    let held = take_after_expiry(c).await;
+    let ((), kept) = lock::hold_while(c, held, async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(c.lock_watch.lost().is_none());
+    })
+    .await;
+    assert!(kept.lost_message().is_none(), "{kept:?}");
+}
+
+/// Takes the lock from the far-future holder `taken_over_by` wrote, by
+/// removing it first (as `pantstack unlock` does).
+async fn take_after_expiry(c: &Clients) -> lock::Held {
+    let (_, etag) = stored(c).await.expect("held");
+    let removed = lock::remove(c, BUCKET, KEY, &etag).await.expect("unlock");
+    assert!(matches!(removed, lock::Removed::Removed(_)), "{removed:?}");
+    take(c, "deploy").await
+}
+
+/// A template bucket that is gone is an error naming it at once (not a lock
+/// "just released" after the whole --lock-wait, not an unlocked environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_is_an_error_naming_it_at_once() {
+    let s = s3("nobucket").await;
+    let c = &s.clients;
+    let started = std::time::Instant::now();
+    let err = lock::acquire(
+        c,
+        "gone-templates",
+        KEY,
+        "deploy",
+        Duration::from_secs(20),
+        "test",
+    )
+    .await
+    .expect_err("no bucket, no lock");
+    assert!(started.elapsed() < Duration::from_secs(5), "not waited for");
+    assert!(
+        err.contains("gone-templates")
+            && err.contains("does not exist")
+            && err.contains("pantstack bootstrap"),
+        "{err}"
+    );
+    let err = lock::holder(c, "gone-templates", KEY)
+        .await
+        .expect_err("read");
+    assert!(
+        err.contains("gone-templates") && err.contains("does not exist"),
+        "{err}"
+    );
+    let err = lock::remove(c, "gone-templates", KEY, "\"x\"")
+        .await
+        .expect_err("unlock");
+    assert!(err.contains("does not exist"), "{err}");
+    // A missing key in the bucket that is there is a free lock, as before.
+    assert!(stored(c).await.is_none());
+}
+
+/// Removal deletes only the version shown and older ones: a lock written by
+/// another run after the read survives; two locks of the same owner, verb and
+/// second differ by their nonce, so by their ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removal_never_deletes_a_newer_lock() {
+    let s = s3("newer").await;
+    let c = &s.clients;
+
+    // Same process, verb and (most likely) second: still another ETag.
+    let a = take(c, "deploy").await;
+    let first = lock::read(c, BUCKET, KEY).await.unwrap().expect("held");
+    lock::release(c, &a).await.expect("release");
+    let b = take(c, "deploy").await;
+    let second = lock::read(c, BUCKET, KEY).await.unwrap().expect("held");
+    assert_ne!(first.etag, second.etag, "a nonce in every lock body");
+    let r = lock::remove(c, BUCKET, KEY, &first.etag).await.unwrap();
+    assert!(matches!(r, lock::Removed::ChangedHands(_)), "{r:?}");
+    assert!(stored(c).await.is_some(), "b's lock stays");
+
+    // unlock read b's lock; b released it and c took it before the delete:
+    // deleting what unlock read leaves c's lock.
+    let shown = lock::read(c, BUCKET, KEY).await.unwrap().expect("held");
+    lock::release(c, &b).await.expect("release");
+    let _c = take(c, "deploy").await;
+    lock::delete_through(c, BUCKET, KEY, shown.version.as_deref())
+        .await
+        .expect("delete");
+    let now = lock::read(c, BUCKET, KEY)
+        .await
+        .unwrap()
+        .expect("c's lock stays");
+    assert_ne!(now.etag, shown.etag);
+
+    // A lock taken over (a newer version over the shown one): deleting the
+    // shown version and older ones leaves the newer one current, alone.
+    taken_over_by(c, "ci-run-3").await;
+    let before = versions(c).await;
+    assert!(before >= 2, "{before}");
+    lock::delete_through(c, BUCKET, KEY, now.version.as_deref())
+        .await
+        .expect("delete");
+    assert_eq!(stored(c).await.expect("kept").0.owner, "ci-run-3");
+    assert_eq!(
+        versions(c).await,
+        1,
+        "the older versions went, the newer stayed"
+    );
+}
+
+/// Expiry is judged by S3's clock (the object's Last-Modified plus the TTL its
+/// writer wrote, against the response's Date): a lock whose writer's clock
+/// (or the reader's) is off is not taken over early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_is_judged_by_the_servers_clock() {
+    let s = s3("skew").await;
+    let c = &s.clients;
+    let put = |body: serde_json::Value| async move {
+        c.s3.put_object()
+            .bucket(BUCKET)
+            .key(KEY)
+            .body(ByteStream::from(body.to_string().into_bytes()))
+            .send()
+            .await
+            .expect("put");
+    };
+    // Written just now with a TTL of an hour, its `expires` long past by the
+    // writer's clock: held.
+    put(serde_json::json!({ "owner": "skewed-1", "verb": "deploy", "since": 1, "expires": 2, "ttl_s": 3600 })).await;
+    let f = lock::read(c, BUCKET, KEY).await.unwrap().expect("there");
+    assert!(!f.stale, "{f:?}");
+    let refused = lock::try_acquire(c, BUCKET, KEY, "deploy", Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        refused.is_err_and(|who| who.contains("skewed-1")),
+        "not taken over"
+    );
+
+    // An older lock without its TTL: the reader's (3 s here) from its
+    // Last-Modified, not its `expires`.
+    put(serde_json::json!({ "owner": "skewed-2", "verb": "deploy", "since": 1, "expires": 2 }))
+        .await;
+    assert!(
+        !lock::read(c, BUCKET, KEY)
+            .await
+            .unwrap()
+            .expect("there")
+            .stale
+    );
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    assert!(
+        lock::read(c, BUCKET, KEY)
+            .await
+            .unwrap()
+            .expect("there")
+            .stale
+    );
+
+    // And one whose `expires` lies far ahead (its writer's clock was ahead)
+    // expires by the server's clock all the same.
+    put(serde_json::json!({ "owner": "skewed-3", "verb": "deploy", "since": 1, "expires": u64::MAX / 2, "ttl_s": 1 })).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let held = lock::try_acquire(c, BUCKET, KEY, "deploy", Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("stale by the server's clock: taken over");
+    assert_eq!(held.took_over.map(|h| h.owner).as_deref(), Some("skewed-3"));
+}

@@ -109,7 +109,7 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
             .as_secs()
     };
     let other = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-41", "verb": "deploy", "since": epoch(), "expires": expires })
+        serde_json::json!({ "owner": "ci-run-41", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
             .to_string()
     };
     assert!(pantstack_fakecloud_adapter::s3_put(

@@ -98,7 +98,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // `up` is refused; nothing is destroyed.
     let lock99 = format!("/{template_bucket}/shop-preview-99-deploy-lock.json");
     let running = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-99", "verb": "deploy", "since": epoch(), "expires": expires })
+        serde_json::json!({ "owner": "ci-run-99", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
             .to_string()
     };
     assert!(pantstack_fakecloud_adapter::s3_put(
@@ -134,7 +134,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // is refused naming it; an expired one is taken over, and released after.
     let slots = format!("/{template_bucket}/shop-preview-slots-deploy-lock.json");
     let other = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-78", "verb": "preview up", "since": epoch(), "expires": expires })
+        serde_json::json!({ "owner": "ci-run-78", "verb": "preview up", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
             .to_string()
     };
     assert!(pantstack_fakecloud_adapter::s3_put(
@@ -330,7 +330,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // a run holds (a push's deploy of it) is kept at once, and said.
     let own_lock = format!("/{template_bucket}/shop-preview-8-deploy-lock.json");
     let deploying = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-80", "verb": "deploy", "since": epoch(), "expires": expires })
+        serde_json::json!({ "owner": "ci-run-80", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
             .to_string()
     };
     assert!(pantstack_fakecloud_adapter::s3_put(
