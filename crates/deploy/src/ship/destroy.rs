@@ -22,6 +22,12 @@ async fn empty_bucket(c: &Clients, bucket: &str) -> Result<usize, String> {
     use aws_sdk_s3::types::{Delete, ObjectIdentifier};
     let mut removed = 0;
     loop {
+        // Data is deleted only while this run holds the environment's lock.
+        if let Some(why) = c.lock_watch.lost() {
+            return Err(format!(
+                "emptying s3://{bucket}: {why}, so this run stopped before deleting more"
+            ));
+        }
         let page = match c.s3.list_object_versions().bucket(bucket).send().await {
             Ok(p) => p,
             Err(err) => match service_error(&err) {
