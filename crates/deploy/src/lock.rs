@@ -650,41 +650,65 @@ impl Renewing {
 /// bucket is versioned: a plain delete would leave a delete marker, and
 /// deleting only the current version would bring a stale lock under it back.
 pub(crate) async fn delete_all(c: &Clients, bucket: &str, key: &str) -> Result<(), String> {
-    let failed = |e: String| format!("cannot remove the lock s3://{bucket}/{key}: {e}");
-    let listed =
-        c.s3.list_object_versions()
-            .bucket(bucket)
-            .prefix(key)
-            .send()
-            .await
-            .map_err(|e| failed(why(&e)))?;
+    let listed = versions_of(c, bucket, key).await?;
     let mut versions: Vec<Option<String>> = listed
         .versions()
         .iter()
         .filter(|v| v.key() == Some(key))
-        .map(|v| v.version_id().map(str::to_string))
+        .map(|v| v.version_id())
         .chain(
             listed
                 .delete_markers()
                 .iter()
                 .filter(|m| m.key() == Some(key))
-                .map(|m| m.version_id().map(str::to_string)),
+                .map(|m| m.version_id()),
         )
+        // `null`: the version written while the bucket was unversioned, which
+        // a delete without a version id removes.
+        .map(|id| id.filter(|id| *id != "null").map(str::to_string))
         .collect();
     if versions.is_empty() {
         // Nothing listed (an unversioned bucket): the object itself.
         versions.push(None);
     }
+    delete_versions(c, bucket, key, versions).await
+}
+
+/// The listing of the lock object's versions and delete markers.
+async fn versions_of(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+) -> Result<aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput, String> {
+    c.s3.list_object_versions()
+        .bucket(bucket)
+        .prefix(key)
+        .send()
+        .await
+        .map_err(|e| removal_failed(bucket, key, &why(&e)))
+}
+
+/// Deletes these versions of the lock object (`None`: without a version id).
+async fn delete_versions(
+    c: &Clients,
+    bucket: &str,
+    key: &str,
+    versions: Vec<Option<String>>,
+) -> Result<(), String> {
     for v in versions {
         c.s3.delete_object()
             .bucket(bucket)
             .key(key)
-            .set_version_id(v.filter(|id| id != "null"))
+            .set_version_id(v)
             .send()
             .await
-            .map_err(|e| failed(why(&e)))?;
+            .map_err(|e| removal_failed(bucket, key, &why(&e)))?;
     }
     Ok(())
+}
+
+fn removal_failed(bucket: &str, key: &str, e: &str) -> String {
+    format!("cannot remove the lock s3://{bucket}/{key}: {e}")
 }
 
 /// Deletes one version of the lock object and every older version and
@@ -700,14 +724,7 @@ pub async fn delete_through(
     let Some(version) = version.filter(|v| *v != "null") else {
         return delete_all(c, bucket, key).await;
     };
-    let failed = |e: String| format!("cannot remove the lock s3://{bucket}/{key}: {e}");
-    let listed =
-        c.s3.list_object_versions()
-            .bucket(bucket)
-            .prefix(key)
-            .send()
-            .await
-            .map_err(|e| failed(why(&e)))?;
+    let listed = versions_of(c, bucket, key).await?;
     let mine: Vec<_> = listed
         .versions()
         .iter()
@@ -729,7 +746,7 @@ pub async fn delete_through(
                 _ => false,
             }
     };
-    let doomed: Vec<String> = mine
+    let doomed: Vec<Option<String>> = mine
         .iter()
         .filter(|v| v.version_id() == Some(version) || older(v.last_modified()))
         .filter_map(|v| v.version_id())
@@ -740,18 +757,9 @@ pub async fn delete_through(
                 .filter(|m| m.key() == Some(key) && older(m.last_modified()))
                 .filter_map(|m| m.version_id()),
         )
-        .map(str::to_string)
+        .map(|v| Some(v.to_string()))
         .collect();
-    for v in doomed {
-        c.s3.delete_object()
-            .bucket(bucket)
-            .key(key)
-            .version_id(v)
-            .send()
-            .await
-            .map_err(|e| failed(why(&e)))?;
-    }
-    Ok(())
+    delete_versions(c, bucket, key, doomed).await
 }
 
 /// Releases a lock this process holds, unless another took it over since

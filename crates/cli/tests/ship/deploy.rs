@@ -1,7 +1,7 @@
 //! The example deployed, changed, diffed and destroyed on fakecloud.
 
 use crate::common::{self, fakecloud::FakeCloud, text};
-use crate::{Repo, check_ci_role, deployed, http_get, stack, strs};
+use crate::{Repo, check_ci_role, deployed, epoch, forged_lock, http_get, stack, strs};
 use serde_json::Value;
 
 #[test]
@@ -102,16 +102,7 @@ fn bootstrap_deploy_diff_and_destroy_on_fakecloud() {
     // The deploy lock: while another run holds it, a deploy is refused naming
     // the holder; `unlock` needs --yes without a terminal and removes it.
     let lock = format!("/{template_bucket}/shop-test-deploy-lock.json");
-    let epoch = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs()
-    };
-    let other = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-41", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
-            .to_string()
-    };
+    let other = |expires: u64| forged_lock("ci-run-41", "deploy", expires);
     assert!(pantstack_fakecloud_adapter::s3_put(
         fc.port,
         &lock,

@@ -232,6 +232,21 @@ impl Drop for Repo {
     }
 }
 
+/// Seconds since the epoch, by this machine's clock.
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// The body of a deploy lock another run holds until `expires` (a lock expires
+/// by S3's clock: its Last-Modified plus the TTL it says).
+fn forged_lock(owner: &str, verb: &str, expires: u64) -> String {
+    serde_json::json!({ "owner": owner, "verb": verb, "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
+        .to_string()
+}
+
 fn stack<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["stacks"]
         .as_array()

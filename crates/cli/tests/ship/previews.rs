@@ -1,7 +1,7 @@
 //! Previews end to end on fakecloud, and the generated preview workflow's scripts.
 
 use crate::common::{fakecloud::FakeCloud, text};
-use crate::{Repo, check_ci_role, deployed, stack};
+use crate::{Repo, check_ci_role, deployed, epoch, forged_lock, stack};
 use std::path::Path;
 use std::process::Command;
 
@@ -38,12 +38,6 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
         .unwrap_or_else(|| panic!("no template bucket: {v:#}"))
         .to_string();
     let foundation = deployed(&fc);
-    let epoch = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs()
-    };
 
     // A secret with no preview value: refused, naming the command that sets it.
     let o = repo.run(&["preview", "up", "--pr", "7"]);
@@ -97,10 +91,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // whose deploy runs is active, so it is kept, and with no other to replace
     // `up` is refused; nothing is destroyed.
     let lock99 = format!("/{template_bucket}/shop-preview-99-deploy-lock.json");
-    let running = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-99", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
-            .to_string()
-    };
+    let running = |expires: u64| forged_lock("ci-run-99", "deploy", expires);
     assert!(pantstack_fakecloud_adapter::s3_put(
         fc.port,
         &lock99,
@@ -133,10 +124,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // While another run holds the previews' lock (counting and claiming), `up`
     // is refused naming it; an expired one is taken over, and released after.
     let slots = format!("/{template_bucket}/shop-preview-slots-deploy-lock.json");
-    let other = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-78", "verb": "preview up", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
-            .to_string()
-    };
+    let other = |expires: u64| forged_lock("ci-run-78", "preview up", expires);
     assert!(pantstack_fakecloud_adapter::s3_put(
         fc.port,
         &slots,
@@ -329,10 +317,7 @@ fn previews_secrets_cap_ttl_and_teardown_on_fakecloud() {
     // gc judges an idle preview again holding its deploy lock. One whose lock
     // a run holds (a push's deploy of it) is kept at once, and said.
     let own_lock = format!("/{template_bucket}/shop-preview-8-deploy-lock.json");
-    let deploying = |expires: u64| {
-        serde_json::json!({ "owner": "ci-run-80", "verb": "deploy", "since": epoch(), "expires": expires, "ttl_s": expires.saturating_sub(epoch()) })
-            .to_string()
-    };
+    let deploying = |expires: u64| forged_lock("ci-run-80", "deploy", expires);
     assert!(pantstack_fakecloud_adapter::s3_put(
         fc.port,
         &own_lock,
