@@ -252,6 +252,67 @@ fn config_shows_values_and_their_sources() {
 }
 
 #[test]
+fn a_preview_runs_at_reduced_capacity_shown_as_preview_default() {
+    let setting = |v: &serde_json::Value, key: &str| -> serde_json::Value {
+        v["settings"]
+            .as_array()
+            .expect("settings")
+            .iter()
+            .find(|s| s["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("{key} in {v}"))
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = pantstack(&examples(), args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).expect("json")
+    };
+    // `api` has no Pulumi.preview.yaml: a preview lowers what its manifest and
+    // the defaults give (scaling.max 10, worker.scaling.max 4, on_demand_base 1).
+    let v = json(&["config", "api", "--env", "preview-42", "--format", "json"]);
+    for (key, value, layer) in [
+        ("maxCapacity", 2, "preview"),
+        ("workerMaxCapacity", 2, "preview"),
+        ("onDemandBase", 0, "preview"),
+        ("minCapacity", 1, "manifest"),
+    ] {
+        let s = setting(&v, key);
+        assert_eq!(
+            (s["value"].as_i64(), s["source"]["layer"].as_str()),
+            (Some(value), Some(layer)),
+            "{key}: {s}"
+        );
+    }
+    // The same service in test keeps its stack file's and the defaults' capacity.
+    let v = json(&["config", "api", "--env", "test", "--format", "json"]);
+    assert_eq!(setting(&v, "maxCapacity")["value"], 3);
+    assert_eq!(setting(&v, "onDemandBase")["value"], 1);
+    // --set wins over the preview default, and the text output says where it came from.
+    let v = json(&[
+        "config",
+        "api",
+        "--env",
+        "preview-42",
+        "--set",
+        "maxCapacity=5",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(setting(&v, "maxCapacity")["value"], 5);
+    let o = pantstack(&examples(), &["config", "api", "--env", "preview-42"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("maxCapacity "))
+        .map(str::to_string)
+        .expect("maxCapacity line");
+    assert!(
+        line.contains(" 2 ") && line.ends_with("preview default"),
+        "{line}"
+    );
+}
+
+#[test]
 fn config_cli_overrides_win_and_are_validated() {
     let o = pantstack(
         &examples(),
@@ -1584,7 +1645,7 @@ fn quotas_read_the_accounts_applied_values_where_reachable() {
     assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert_eq!(v["from_account"], 0);
-    assert_eq!(v["exceeded"], 2, "{v:#}");
+    assert_eq!(v["exceeded"], 1, "{v:#}");
     for q in v["quotas"].as_array().expect("quotas") {
         assert_eq!(q["source"], "default", "{q:#}");
         assert!(
@@ -1593,15 +1654,14 @@ fn quotas_read_the_accounts_applied_values_where_reachable() {
         );
         assert_eq!(
             q["fits"] == false,
-            q["code"]
-                .as_str()
-                .is_some_and(|c| c.starts_with("fargate/")),
+            q["code"] == "fargate/L-36FBB829",
             "{q:#}"
         );
     }
 
     // The text report: which quota, by how much at the minimum and the
-    // maximum task counts, and the fix.
+    // maximum task counts, and the fix. (Previews run at reduced capacity,
+    // all on Spot: on demand fits.)
     let o = Command::new(env!("CARGO_BIN_EXE_pantstack"))
         .current_dir(examples())
         .args(["quotas"])
@@ -1612,21 +1672,22 @@ fn quotas_read_the_accounts_applied_values_where_reachable() {
     let out = stdout(&o);
     let line = out
         .lines()
-        .find(|l| l.contains("OVER") && l.contains("Fargate On-Demand vCPUs"))
+        .find(|l| l.contains("OVER") && l.contains("Fargate Spot vCPUs"))
         .unwrap_or_else(|| panic!("{out}"));
-    assert!(line.contains("8.5") && line.contains("us-east-1"), "{line}");
     assert!(
-        out.contains(
-            "vCPUs at the minimum task counts 6.25 (over by 0.25), at the maximum 8.5 (over by 2.5)"
-        ),
+        line.contains("15.25") && line.contains("us-east-1"),
+        "{line}"
+    );
+    assert!(
+        out.contains("vCPUs at the minimum task counts 4, at the maximum 15.25 (over by 9.25)"),
         "{out}"
     );
     assert!(
-        out.contains("--quota-code L-3032A538 --desired-value 9"),
+        out.contains("--quota-code L-36FBB829 --desired-value 16"),
         "{out}"
     );
     assert!(
-        stderr(&o).contains("2 quota(s) would be exceeded"),
+        stderr(&o).contains("1 quota(s) would be exceeded"),
         "{}",
         stderr(&o)
     );

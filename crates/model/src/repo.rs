@@ -20,7 +20,7 @@ use std::path::Path;
 mod resolved;
 mod wiring;
 
-pub use resolved::{Resolved, ResolvedSetting, fargate_pair};
+pub use resolved::{PREVIEW_MAX_TASKS, PREVIEW_MIN_TASKS, Resolved, ResolvedSetting, fargate_pair};
 use wiring::{check_grants, check_import_cycles, check_name_collisions};
 
 /// One `Pulumi.<stack>.yaml`, interpreted.
@@ -498,7 +498,8 @@ impl Monorepo {
     }
 
     /// Resolves a service's configuration in an environment: default ← manifest ←
-    /// stack file ← CLI.
+    /// stack file ← CLI; a preview's capacity is lowered where the defaults or the
+    /// manifest set it ([`Resolved::reduce_for_preview`]).
     pub fn resolve_service(&self, unit: &ServiceUnit, env: &str, cli: &Layer) -> Resolved {
         let svc = &unit.service;
         let applies = |a: Applies| match a {
@@ -524,7 +525,7 @@ impl Monorepo {
             stack.map(|s| &s.settings).unwrap_or(&EMPTY),
             cli,
         ];
-        Resolved::build(
+        let mut resolved = Resolved::build(
             &svc.name,
             env,
             region,
@@ -532,7 +533,11 @@ impl Monorepo {
             &layers,
             |s| s.applies != Applies::Foundation,
             applies,
-        )
+        );
+        if env.starts_with(PREVIEW_PREFIX) {
+            resolved.reduce_for_preview();
+        }
+        resolved
     }
 
     pub fn resolve_foundation(&self, env: &str, cli: &Layer) -> Resolved {

@@ -436,8 +436,17 @@ fn check_loopback_url(text: &str) -> Result<(), String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     Default,
-    Manifest { file: String, span: Span },
-    Stack { file: String, span: Span },
+    /// Lowered for a preview environment (`preview-<pr>`): pantstack runs previews
+    /// at reduced capacity unless `Pulumi.preview.yaml` or `--set` says otherwise.
+    Preview,
+    Manifest {
+        file: String,
+        span: Span,
+    },
+    Stack {
+        file: String,
+        span: Span,
+    },
     Cli,
 }
 
@@ -445,6 +454,7 @@ impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Source::Default => f.write_str("default"),
+            Source::Preview => f.write_str("preview default"),
             Source::Manifest { file, span } | Source::Stack { file, span } => {
                 write!(f, "{file}:{}", span.line)
             }
@@ -457,6 +467,7 @@ impl Source {
     pub fn layer(&self) -> &'static str {
         match self {
             Source::Default => "default",
+            Source::Preview => "preview",
             Source::Manifest { .. } => "manifest",
             Source::Stack { .. } => "stack",
             Source::Cli => "cli",

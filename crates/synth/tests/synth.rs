@@ -2034,12 +2034,27 @@ fn quotas_at_200_services() {
     };
     assert_eq!(at_min("test"), 100.0, "{od:#}");
     assert_eq!(at_min("prod"), 100.0, "{od:#}");
-    assert_eq!(at_min("preview-* (5)"), 500.0, "{od:#}");
-    assert_eq!(od["needed_at_min"], 700.0, "{od:#}");
+    // Previews run at reduced capacity, nothing reserved on demand.
+    assert!(
+        od["by_environment"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .all(|p| p["environment"] != "preview-* (5)"),
+        "{od:#}"
+    );
+    assert_eq!(od["needed_at_min"], 200.0, "{od:#}");
     assert_eq!(od["fits_at_min"], false, "{od:#}");
-    // At 10 tasks a role (1 on FARGATE, then 1:4): 2 on demand and 8 on Spot.
-    assert_eq!(od["needed"], 7.0 * 200.0 * 2.0 * 2.0 * 0.25, "{od:#}");
-    assert_eq!(spot["needed"], 7.0 * 200.0 * 2.0 * 8.0 * 0.25, "{spot:#}");
+    let fix = od["fix"].as_str().expect("fix");
+    assert!(fix.contains("even at the minimum task counts"), "{fix}");
+    // At 10 tasks a role (1 on FARGATE, then 1:4): 2 on demand and 8 on Spot;
+    // a preview's 2 tasks a role both on Spot.
+    assert_eq!(od["needed"], 2.0 * 200.0 * 2.0 * 2.0 * 0.25, "{od:#}");
+    assert_eq!(
+        spot["needed"],
+        2.0 * 200.0 * 2.0 * 8.0 * 0.25 + 5.0 * 200.0 * 2.0 * 2.0 * 0.25,
+        "{spot:#}"
+    );
     assert_eq!(v["exceeded"], 2, "{v:#}");
     assert!(
         v["quotas"]
@@ -2159,45 +2174,50 @@ fn quotas_count_fargate_vcpus_per_region_at_min_and_max() {
         "{od:#}"
     );
     assert_eq!(part(&spot, "prod"), (0.25, 3.5 + 2.0 + 0.75), "{spot:#}");
-    // A preview (the manifests' 1..10, worker 1..4, reports 1..2; 0.25 vCPU):
-    // (0.75 on demand) .. (2 + 1 + 1 tasks on demand, 8 + 3 + 1 on Spot), × 5.
+    // A preview runs at reduced capacity (1..2 tasks a role, no On-Demand
+    // base; 0.25 vCPU): by the weights 1:4 both tasks go to Spot, × 5.
+    let listed = |f: &Value, env: &str| {
+        f["by_environment"]
+            .as_array()
+            .expect("parts")
+            .iter()
+            .any(|p| p["environment"] == env)
+    };
+    assert!(!listed(&od, "preview-* (5)"), "none on demand: {od:#}");
     assert_eq!(
-        part(&od, "preview-* (5)"),
-        (5.0 * 0.75, 5.0 * 1.0),
-        "{od:#}"
+        part(&spot, "preview-* (5)"),
+        (5.0 * 0.75, 5.0 * 1.5),
+        "{spot:#}"
     );
-    assert_eq!(part(&spot, "preview-* (5)"), (0.0, 5.0 * 3.0), "{spot:#}");
     // The quota is the region's: the environments add up.
-    assert_eq!(od["needed_at_min"], 0.75 + 1.75 + 3.75, "{od:#}");
-    assert_eq!(od["needed"], 0.75 + 2.75 + 5.0, "{od:#}");
-    assert_eq!(spot["needed"], 1.5 + 6.25 + 15.0, "{spot:#}");
-    // Over the default of 6 even at the minimum (by 0.25) and at the maximum
-    // (by 2.5); the fix names the quota, the value to ask for and the
-    // settings that lower the need.
+    assert_eq!(od["needed_at_min"], 0.75 + 1.75, "{od:#}");
+    assert_eq!(od["needed"], 0.75 + 2.75, "{od:#}");
+    assert_eq!(spot["needed_at_min"], 0.25 + 3.75, "{spot:#}");
+    assert_eq!(spot["needed"], 1.5 + 6.25 + 7.5, "{spot:#}");
+    // On demand fits the default of 6; Spot fits at the minimum, and is over
+    // by 9.25 at the maximum: the fix names the quota, the value to ask for
+    // and the settings that lower the need.
     assert_eq!(
         (od["limit"].clone(), od["fits"].clone()),
+        (json!(6), json!(true))
+    );
+    assert!(od["fix"].is_null(), "{od:#}");
+    assert_eq!(
+        (spot["limit"].clone(), spot["fits"].clone()),
         (json!(6), json!(false))
     );
-    assert_eq!(od["fits_at_min"], false);
-    assert_eq!(od["over_by_at_min"], 0.25, "{od:#}");
-    assert_eq!(od["over_by"], 2.5, "{od:#}");
-    let fix = od["fix"].as_str().expect("fix");
+    assert_eq!(spot["fits_at_min"], true, "{spot:#}");
+    assert_eq!(spot["over_by"], 9.25, "{spot:#}");
+    let fix = spot["fix"].as_str().expect("fix");
     for part in [
-        "even at the minimum task counts",
-        "--service-code fargate --quota-code L-3032A538 --desired-value 9 --region us-east-1",
+        "autoscaling would stop short",
+        "over by 9.25",
+        "--service-code fargate --quota-code L-36FBB829 --desired-value 16 --region us-east-1",
         "scaling.max",
-        "capacity.spot_weight",
         "previews.max",
     ] {
         assert!(fix.contains(part), "{part}: {fix}");
     }
-    assert_eq!(spot["fits_at_min"], true, "{spot:#}");
-    assert!(
-        spot["fix"].as_str().is_some_and(
-            |f| f.contains("autoscaling would stop short") && f.contains("over by 16.75")
-        ),
-        "{spot:#}"
-    );
 
     // The account's applied values (Service Quotas): both fit.
     let applied = Applied {

@@ -11,6 +11,13 @@ use crate::settings::typed::Type;
 use crate::settings::{self, Applies, Key, Layer, Setting, Source, Val, keys};
 use pantstack_manifest::{Diagnostic, Span};
 
+/// The most tasks a preview environment's service (and its worker) keeps at rest,
+/// unless its `Pulumi.preview.yaml` or `--set` says otherwise.
+pub const PREVIEW_MIN_TASKS: i64 = 1;
+/// The most tasks a preview environment's service (and its worker) scales out to,
+/// unless its `Pulumi.preview.yaml` or `--set` says otherwise.
+pub const PREVIEW_MAX_TASKS: i64 = 2;
+
 /// One setting's resolved value (or `None`: off) and where it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedSetting {
@@ -73,6 +80,44 @@ impl Resolved {
         }
     }
 
+    /// Lowers a preview environment's capacity (`preview-<pr>`): at most
+    /// [`PREVIEW_MIN_TASKS`] tasks at rest and [`PREVIEW_MAX_TASKS`] at most (never
+    /// below the fewest), and no task reserved on On-Demand Fargate (Spot first, by
+    /// the weights). Only values that come from the defaults or the manifest are
+    /// lowered, and only downwards: `Pulumi.preview.yaml` or `--set` decide
+    /// otherwise, and a value already lower stays. A lowered value's source is
+    /// [`Source::Preview`], so `config` shows why.
+    pub(super) fn reduce_for_preview(&mut self) {
+        for (lo, hi) in [
+            (keys::MIN_CAPACITY, keys::MAX_CAPACITY),
+            (keys::WORKER_MIN_CAPACITY, keys::WORKER_MAX_CAPACITY),
+        ] {
+            self.lower(lo.setting(), PREVIEW_MIN_TASKS);
+            let fewest = self.get(lo);
+            self.lower(hi.setting(), PREVIEW_MAX_TASKS.max(fewest));
+        }
+        self.lower(keys::ON_DEMAND_BASE.setting(), 0);
+    }
+
+    fn lower(&mut self, setting: &Setting, cap: i64) {
+        let Some(rs) = self
+            .values
+            .iter_mut()
+            .find(|v| v.setting.key == setting.key)
+        else {
+            return;
+        };
+        if !matches!(rs.source, Source::Default | Source::Manifest { .. }) {
+            return;
+        }
+        if let Some(Val::Int(v)) = rs.value
+            && v > cap
+        {
+            rs.value = Some(Val::Int(cap));
+            rs.source = Source::Preview;
+        }
+    }
+
     /// The value of a setting here; its default when it is unset or does not apply
     /// to this unit (`None` for a setting that is off unless set).
     pub fn get<T: Type>(&self, key: Key<T>) -> T::Out<'_> {
@@ -109,7 +154,7 @@ impl Resolved {
                             rs.setting.key.to_string(),
                         );
                     }
-                    Source::Default => {}
+                    Source::Default | Source::Preview => {}
                 }
             }
         }
@@ -338,5 +383,82 @@ mod tests {
         assert!(fargate_pair(8192, 20480).is_ok());
         assert!(fargate_pair(8192, 18000).is_err());
         assert!(fargate_pair(300, 512).is_err());
+    }
+
+    fn layer(source: Source, values: &[(Key<crate::settings::typed::Int>, i64)]) -> Layer {
+        let mut l = Layer::default();
+        for (k, v) in values {
+            l.set(k.setting(), Val::Int(*v), source.clone());
+        }
+        l
+    }
+
+    fn preview(layers: &[&Layer]) -> Resolved {
+        let mut r = Resolved::build(
+            "api",
+            "preview-7",
+            None,
+            None,
+            layers,
+            |s| s.applies != Applies::Foundation,
+            |_| true,
+        );
+        r.reduce_for_preview();
+        r
+    }
+
+    fn val_src(r: &Resolved, k: Key<crate::settings::typed::Int>) -> (i64, &'static str) {
+        let e = r.entry(k).expect("applies");
+        (r.get(k), e.source.layer())
+    }
+
+    #[test]
+    fn a_preview_runs_at_reduced_capacity_unless_its_stack_file_says_otherwise() {
+        let manifest = Source::Manifest {
+            file: "services/api/pantstack.yaml".into(),
+            span: Span::default(),
+        };
+        let stack = Source::Stack {
+            file: "services/api/Pulumi.preview.yaml".into(),
+            span: Span::default(),
+        };
+        // The defaults: at most 2 tasks, none reserved on On-Demand.
+        let r = preview(&[]);
+        assert_eq!(val_src(&r, keys::MIN_CAPACITY), (1, "default"));
+        assert_eq!(val_src(&r, keys::MAX_CAPACITY), (2, "preview"));
+        assert_eq!(val_src(&r, keys::WORKER_MAX_CAPACITY), (2, "preview"));
+        assert_eq!(val_src(&r, keys::ON_DEMAND_BASE), (0, "preview"));
+        assert_eq!(
+            r.entry(keys::MAX_CAPACITY).map(|e| e.source.to_string()),
+            Some("preview default".into())
+        );
+        // The manifest's capacity is lowered too; a lower one is kept, never raised.
+        let m = layer(
+            manifest.clone(),
+            &[
+                (keys::MIN_CAPACITY, 3),
+                (keys::MAX_CAPACITY, 20),
+                (keys::WORKER_MAX_CAPACITY, 1),
+                (keys::WORKER_MIN_CAPACITY, 0),
+            ],
+        );
+        let r = preview(&[&m]);
+        assert_eq!(val_src(&r, keys::MIN_CAPACITY), (1, "preview"));
+        assert_eq!(val_src(&r, keys::MAX_CAPACITY), (2, "preview"));
+        assert_eq!(val_src(&r, keys::WORKER_MAX_CAPACITY), (1, "manifest"));
+        assert_eq!(val_src(&r, keys::WORKER_MIN_CAPACITY), (0, "manifest"));
+        // Pulumi.preview.yaml and --set win; the most is never below the fewest.
+        let st = layer(
+            stack,
+            &[(keys::MIN_CAPACITY, 4), (keys::WORKER_MAX_CAPACITY, 6)],
+        );
+        let cli = layer(Source::Cli, &[(keys::ON_DEMAND_BASE, 2)]);
+        let r = preview(&[&m, &st, &cli]);
+        assert_eq!(val_src(&r, keys::MIN_CAPACITY), (4, "stack"));
+        assert_eq!(val_src(&r, keys::MAX_CAPACITY), (4, "preview"));
+        assert_eq!(val_src(&r, keys::WORKER_MAX_CAPACITY), (6, "stack"));
+        assert_eq!(val_src(&r, keys::ON_DEMAND_BASE), (2, "cli"));
+        let svc_check = r.check_with("services/api/pantstack.yaml", None);
+        assert!(svc_check.is_empty(), "{svc_check:?}");
     }
 }
