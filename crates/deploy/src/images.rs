@@ -178,8 +178,19 @@ async fn docker(args: &[&str], log: &Path) -> Result<String, String> {
     }
 }
 
+/// Refuses to build or push once the run lost its deploy lock
+/// (`Clients::lock_watch`): the run is stopping, and another one may be pushing
+/// the same tags.
+fn unless_lock_lost(c: &Clients, what: &str) -> Result<(), String> {
+    match c.lock_watch.lost() {
+        Some(why) => Err(format!("{what}: {why}, so this run stopped before it")),
+        None => Ok(()),
+    }
+}
+
 /// Builds and pushes one image (unless its commit's tags are in the repository);
-/// the tags its roles run, by stack parameter.
+/// the tags its roles run, by stack parameter. Neither is started once the run
+/// lost its deploy lock.
 pub async fn ship(
     c: &Clients,
     image: &Image,
@@ -202,6 +213,7 @@ pub async fn ship(
             return Ok(image.tags.clone());
         }
     }
+    unless_lock_lost(c, "not built")?;
     p.set(
         &key,
         &format!("building ({})", build::describe(&image.unit)),
@@ -237,6 +249,7 @@ pub async fn ship(
     }
     let host_repo = format!("{push_host}/{repository}");
     for (_, t) in &tags {
+        unless_lock_lost(c, &format!("{t} not pushed"))?;
         p.set(&key, &format!("pushing {t}"));
         let target = format!("{host_repo}:{t}");
         docker(&["tag", &local, &target], &log).await?;

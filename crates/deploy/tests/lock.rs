@@ -270,6 +270,48 @@ async fn a_run_that_lost_its_lock_starts_no_further_stack_operation() {
         let other = c.in_region("eu-west-1");
         assert!(other.lock_watch.lost().is_some());
         let p = pantstack_deploy::progress::Progress::new();
+        // No image is built or pushed either (the example's api: a build that
+        // would otherwise start docker).
+        let loaded = pantstack_model::repo::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
+        );
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let repo = loaded.repo;
+        let aws = pantstack_local::spec::Aws {
+            endpoint: "http://127.0.0.1:9".into(),
+        };
+        let units = pantstack_local::spec::units(&repo, "test", None, &aws);
+        let source = pantstack_deploy::images::Source {
+            branch: "dev".into(),
+            sha: "0123456789abcdef0123456789abcdef01234567".into(),
+            dirty: true,
+        };
+        let images = pantstack_deploy::images::plan(&units, &source).expect("plan");
+        let api = images
+            .iter()
+            .find(|i| i.service == "api")
+            .expect("api's image");
+        let dir =
+            std::env::temp_dir().join(format!("pantstack-lock-{}-images", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let not_built = pantstack_deploy::images::ship(
+            &other,
+            api,
+            &source,
+            "000000000000.dkr.ecr.us-east-1.amazonaws.com/shop",
+            "000000000000.dkr.ecr.us-east-1.amazonaws.com",
+            &dir,
+            &p,
+        )
+        .await
+        .expect_err("no image after the lock is lost");
+        assert!(
+            not_built.contains("not built") && not_built.contains("ci-run-99"),
+            "{not_built}"
+        );
+        assert!(!dir.join("build-api.log").exists(), "no build started");
+        let _ = std::fs::remove_dir_all(&dir);
         pantstack_deploy::stack::delete_and_wait(&other, "shop-test-api", &p)
             .await
             .expect_err("no stack operation after the lock is lost")
