@@ -338,6 +338,28 @@ pub fn quotas(global: &Global, out: &Out, a: &QuotasArgs) -> Result<(), Failure>
                         .unwrap_or_default(),
                 );
             }
+            let deploying = &q["deploying"];
+            if let (Some(at_min), Some(at_max)) = (
+                deploying["needed_at_min"].as_f64(),
+                deploying["needed"].as_f64(),
+            ) {
+                let over = |k: &str| {
+                    deploying[k]
+                        .as_f64()
+                        .map(|o| format!(" (over by {o})"))
+                        .unwrap_or_default()
+                };
+                println!(
+                    "       while one environment deploys every service at once (old and new tasks side by side, `deployment.max_percent`): {at_min}{} at the minimum, {at_max}{} at the maximum{}",
+                    over("over_by_at_min"),
+                    over("over_by"),
+                    if deploying["over_by"].is_null() {
+                        ""
+                    } else {
+                        ": new tasks past the quota fail to start and the deployment stalls until the circuit breaker fails it (a lower `deployment.max_percent`, `deployment.min_healthy_percent` below 100 so old tasks stop first, or a higher quota)"
+                    }
+                );
+            }
             if let Some(note) = q["note"].as_str() {
                 println!("       default because: {note}");
             }

@@ -1686,6 +1686,11 @@ fn quotas_read_the_accounts_applied_values_where_reachable() {
         out.contains("--quota-code L-36FBB829 --desired-value 16"),
         "{out}"
     );
+    // The deployment surge: on demand fits at rest, not while prod deploys.
+    assert!(
+        out.contains("while one environment deploys every service at once (old and new tasks side by side, `deployment.max_percent`): 4.25 at the minimum, 6.25 (over by 0.25) at the maximum: new tasks past the quota fail to start"),
+        "{out}"
+    );
     assert!(
         stderr(&o).contains("1 quota(s) would be exceeded"),
         "{}",

@@ -247,6 +247,11 @@ struct Count {
     /// task counts, and at their maximum.
     vcpus_min: (f64, f64),
     vcpus_max: (f64, f64),
+    /// The further vCPUs a deployment of every service at once starts beside the
+    /// old tasks (up to `MaximumPercent`; a blue/green or canary deployment's
+    /// full new set), at the minimum task counts and at the maximum.
+    surge_min: (f64, f64),
+    surge_max: (f64, f64),
 }
 
 impl Count {
@@ -270,15 +275,35 @@ impl Count {
             Capacity::Spot => (self.vcpus_min.1, self.vcpus_max.1),
         }
     }
+
+    /// The deployment surge on `capacity`: (at the minimum task counts, at the
+    /// maximum).
+    fn surge(&self, capacity: Capacity) -> (f64, f64) {
+        match capacity {
+            Capacity::OnDemand => (self.surge_min.0, self.surge_max.0),
+            Capacity::Spot => (self.surge_min.1, self.surge_max.1),
+        }
+    }
+}
+
+/// A template's Fargate vCPUs, each pair (on FARGATE, on FARGATE_SPOT).
+#[derive(Default)]
+struct Vcpus {
+    min: (f64, f64),
+    max: (f64, f64),
+    surge_min: (f64, f64),
+    surge_max: (f64, f64),
 }
 
 /// The vCPUs a template's ECS services ask of Fargate, on FARGATE and on
 /// FARGATE_SPOT, at their minimum and at their maximum task counts (the
 /// scalable target's `MinCapacity`/`MaxCapacity`), each task placed as its
-/// capacity provider strategy places it (`cost::placed`).
-fn fargate_vcpus(rs: &serde_json::Map<String, Value>) -> ((f64, f64), (f64, f64)) {
-    let mut min = (0.0, 0.0);
-    let mut max = (0.0, 0.0);
+/// capacity provider strategy places it (`cost::placed`); and what a
+/// deployment adds while old and new tasks run side by side: a rolling one
+/// up to `MaximumPercent` of the count (ECS rounds down), a blue/green or
+/// canary one a full new set, its tasks placed by the same strategy.
+fn fargate_vcpus(rs: &serde_json::Map<String, Value>) -> Vcpus {
+    let mut v = Vcpus::default();
     let num = |v: &Value| {
         v.as_f64()
             .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
@@ -304,13 +329,32 @@ fn fargate_vcpus(rs: &serde_json::Map<String, Value>) -> ((f64, f64), (f64, f64)
             }
         };
         let (base, od, spot) = crate::cost::strategy(&props["CapacityProviderStrategy"]);
-        for (n, acc) in [(lo, &mut min), (hi, &mut max)] {
-            let (o, s) = crate::cost::placed(n.max(0.0) as u64, base, od, spot);
+        let deployment = &props["DeploymentConfiguration"];
+        let mut pct = deployment["MaximumPercent"]
+            .as_u64()
+            .unwrap_or(200)
+            .max(100);
+        if deployment["Strategy"]
+            .as_str()
+            .is_some_and(|k| k == "BLUE_GREEN" || k == "CANARY")
+        {
+            pct = pct.max(200);
+        }
+        for (n, acc, surge) in [
+            (lo, &mut v.min, &mut v.surge_min),
+            (hi, &mut v.max, &mut v.surge_max),
+        ] {
+            let n = n.max(0.0) as u64;
+            let (o, s) = crate::cost::placed(n, base, od, spot);
             acc.0 += o as f64 * vcpu;
             acc.1 += s as f64 * vcpu;
+            let extra = (n * pct / 100).saturating_sub(n);
+            let (o, s) = crate::cost::placed(extra, base, od, spot);
+            surge.0 += o as f64 * vcpu;
+            surge.1 += s as f64 * vcpu;
         }
     }
-    (min, max)
+    v
 }
 
 fn count(o: &Output, shared_counted: bool) -> Count {
@@ -334,11 +378,16 @@ fn count(o: &Output, shared_counted: bool) -> Count {
         let Some(rs) = t["Resources"].as_object() else {
             continue;
         };
-        let (vmin, vmax) = fargate_vcpus(rs);
-        c.vcpus_min.0 += vmin.0;
-        c.vcpus_min.1 += vmin.1;
-        c.vcpus_max.0 += vmax.0;
-        c.vcpus_max.1 += vmax.1;
+        let v = fargate_vcpus(rs);
+        for (acc, add) in [
+            (&mut c.vcpus_min, v.min),
+            (&mut c.vcpus_max, v.max),
+            (&mut c.surge_min, v.surge_min),
+            (&mut c.surge_max, v.surge_max),
+        ] {
+            acc.0 += add.0;
+            acc.1 += add.1;
+        }
         let mut rules = 0;
         let mut tgs = 0;
         let mut own_lb = None;
@@ -615,9 +664,8 @@ fn fargate_quota(
     rows: &[(String, String, u64, Count)],
     applied: Option<&Applied>,
 ) -> Value {
-    let parts: Vec<(String, f64, f64)> = rows
-        .iter()
-        .filter(|(_, r, _, _)| r == region)
+    let here = || rows.iter().filter(|(_, r, _, _)| r == region);
+    let parts: Vec<(String, f64, f64)> = here()
         .map(|(env, _, copies, c)| {
             let (lo, hi) = c.vcpus(capacity);
             (env.clone(), lo * *copies as f64, hi * *copies as f64)
@@ -626,6 +674,12 @@ fn fargate_quota(
         .collect();
     let at_min: f64 = parts.iter().map(|p| p.1).sum();
     let at_max: f64 = parts.iter().map(|p| p.2).sum();
+    // One environment here deploying every one of its services at once (the
+    // one that adds the most), the others running as they are.
+    let (surge_min, surge_max) = here().fold((0.0f64, 0.0f64), |(a, b), (_, _, _, c)| {
+        let (lo, hi) = c.surge(capacity);
+        (a.max(lo), b.max(hi))
+    });
     let (limit_value, source, note) = limit(q, region, applied);
     let cap = limit_value as f64;
     let fits = at_max <= cap + 1e-9;
@@ -677,5 +731,11 @@ fn fargate_quota(
         "fits": fits,
         "fits_at_min": fits_at_min,
         "fix": fix,
+        "deploying": {
+            "needed": vcpu_figure(at_max + surge_max),
+            "needed_at_min": vcpu_figure(at_min + surge_min),
+            "over_by": (at_max + surge_max > cap + 1e-9).then(|| vcpu_figure(at_max + surge_max - cap)),
+            "over_by_at_min": (at_min + surge_min > cap + 1e-9).then(|| vcpu_figure(at_min + surge_min - cap)),
+        },
     })
 }

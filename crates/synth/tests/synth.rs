@@ -2219,6 +2219,43 @@ fn quotas_count_fargate_vcpus_per_region_at_min_and_max() {
         assert!(fix.contains(part), "{part}: {fix}");
     }
 
+    // While one environment deploys every service at once, each role runs up
+    // to `MaximumPercent` (200) of its count: old tasks, and as many new ones
+    // placed by the same strategy. The largest such addition is prod's (on
+    // demand: api 2 → +(2, 0) × 0.5, its worker 1 → +(1, 0) × 0.5, reports 2 →
+    // +(1, 1) at the minimum; api 10 → +(3, 7) × 0.5, worker 6 → +(2, 4) × 0.5,
+    // reports 4 → +(1, 3) at the maximum). On Spot at the minimum it is one
+    // preview's (3 roles × 1 task, all on Spot).
+    let deploying = |f: &Value| {
+        let d = &f["deploying"];
+        (
+            d["needed_at_min"].as_f64(),
+            d["needed"].as_f64(),
+            d["over_by_at_min"].as_f64(),
+            d["over_by"].as_f64(),
+        )
+    };
+    assert_eq!(
+        deploying(&od),
+        (
+            Some(2.5 + 1.0 + 0.5 + 0.25),
+            Some(3.5 + 1.5 + 1.0 + 0.25),
+            None,
+            Some(0.25)
+        ),
+        "{od:#}"
+    );
+    assert_eq!(
+        deploying(&spot),
+        (
+            Some(4.0 + 0.75),
+            Some(15.25 + 3.5 + 2.0 + 0.75),
+            None,
+            Some(15.5)
+        ),
+        "{spot:#}"
+    );
+
     // The account's applied values (Service Quotas): both fit.
     let applied = Applied {
         values: vec![
