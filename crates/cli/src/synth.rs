@@ -319,7 +319,7 @@ pub fn quotas(global: &Global, out: &Out, a: &QuotasArgs) -> Result<(), Failure>
                     "OVER"
                 },
                 q["quota"].as_str().unwrap_or_default(),
-                q["needed"],
+                figure(&q["needed"]),
                 q["limit"],
                 q["source"].as_str().unwrap_or_default(),
                 q["scope"].as_str().unwrap_or_default(),
@@ -331,7 +331,7 @@ pub fn quotas(global: &Global, out: &Out, a: &QuotasArgs) -> Result<(), Failure>
                         .as_f64()
                         .map(|o| format!(" (over by {o})"))
                         .unwrap_or_default(),
-                    q["needed"],
+                    figure(&q["needed"]),
                     q["over_by"]
                         .as_f64()
                         .map(|o| format!(" (over by {o})"))
@@ -349,14 +349,22 @@ pub fn quotas(global: &Global, out: &Out, a: &QuotasArgs) -> Result<(), Failure>
                         .map(|o| format!(" (over by {o})"))
                         .unwrap_or_default()
                 };
+                let by = |k: &str| {
+                    deploying[k]
+                        .as_str()
+                        .map(|e| format!(" ({e} deploying)"))
+                        .unwrap_or_default()
+                };
                 println!(
-                    "       while one environment deploys every service at once (old and new tasks side by side, `deployment.max_percent`): {at_min}{} at the minimum, {at_max}{} at the maximum{}",
+                    "       while one environment deploys every service at once (old and new tasks side by side): {at_min}{}{} at the minimum, {at_max}{}{} at the maximum{}",
+                    by("environment_at_min"),
                     over("over_by_at_min"),
+                    by("environment"),
                     over("over_by"),
                     if deploying["over_by"].is_null() {
                         ""
                     } else {
-                        ": new tasks past the quota fail to start and the deployment stalls until the circuit breaker fails it (a lower `deployment.max_percent`, `deployment.min_healthy_percent` below 100 so old tasks stop first, or a higher quota)"
+                        ": new tasks past the quota fail to start and the deployment stalls until the circuit breaker fails it (a rolling deployment starts fewer at once with a lower `deployment.max_percent`; blue/green and canary start a full set: a higher quota)"
                     }
                 );
             }
@@ -375,4 +383,12 @@ pub fn quotas(global: &Global, out: &Out, a: &QuotasArgs) -> Result<(), Failure>
         return Err(Failure::Failed);
     }
     Ok(())
+}
+
+/// A count or vCPU figure as people write it: `8`, `8.5` (never `8.0`).
+fn figure(v: &serde_json::Value) -> String {
+    match v.as_f64() {
+        Some(x) if v.is_f64() => format!("{x}"),
+        _ => v.to_string(),
+    }
 }

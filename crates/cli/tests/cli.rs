@@ -312,6 +312,72 @@ fn a_preview_runs_at_reduced_capacity_shown_as_preview_default() {
     );
 }
 
+/// ECS rounds `maxPercent` down: with 150 % a service at 1 task may never run
+/// a second, and with `minHealthyPercent` 100 cannot stop its only one. `check`
+/// refuses that in the environment where it happens, and a preview is never
+/// lowered into it (it keeps 2 tasks).
+#[test]
+fn a_deployment_without_room_at_the_fewest_tasks_is_refused_and_previews_avoid_it() {
+    let dir = tempdir("deploy-room");
+    copy_dir(&examples(), &dir);
+    let infra = &dir.join("modules/reports/infrastructure");
+    let manifest = infra.join("pantstack.yaml");
+    let text = std::fs::read_to_string(&manifest)
+        .expect("manifest")
+        .replace(
+            "scaling:\n  min: 1\n  max: 2\n",
+            "deployment:\n  max_percent: 150\nscaling:\n  min: 3\n  max: 6\n",
+        );
+    assert!(text.contains("max_percent: 150"), "{text}");
+    std::fs::write(&manifest, text).expect("write");
+    let test_stack = |min: u32| {
+        std::fs::write(
+            infra.join("Pulumi.test.yaml"),
+            format!("config:\n  aws:region: us-east-1\n  pantstack:environment: test\n  pantstack:minCapacity: {min}\n  pantstack:maxCapacity: 2\n"),
+        )
+        .expect("write");
+    };
+    test_stack(2);
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let o = pantstack(
+        &dir,
+        &[
+            "config",
+            "reports",
+            "--env",
+            "preview-4",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let get = |key: &str| {
+        v["settings"]
+            .as_array()
+            .expect("settings")
+            .iter()
+            .find(|s| s["key"] == key)
+            .map(|s| (s["value"].clone(), s["source"]["layer"].clone()))
+            .expect("setting")
+    };
+    assert_eq!(get("minCapacity"), (2.into(), "preview".into()));
+    assert_eq!(get("maxCapacity"), (2.into(), "preview".into()));
+
+    test_stack(1);
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("deployment-stuck")
+            && err.contains("at 1 task(s) (`scaling.min` in environment `test`), minHealthyPercent 100 and maxPercent 150 leave ECS no room to replace a task")
+            && err.contains("or `scaling.min` at least 2"),
+        "{err}"
+    );
+    assert!(!err.contains("environment `prod`"), "prod runs 2: {err}");
+}
+
 #[test]
 fn config_cli_overrides_win_and_are_validated() {
     let o = pantstack(
@@ -1688,7 +1754,7 @@ fn quotas_read_the_accounts_applied_values_where_reachable() {
     );
     // The deployment surge: on demand fits at rest, not while prod deploys.
     assert!(
-        out.contains("while one environment deploys every service at once (old and new tasks side by side, `deployment.max_percent`): 4.25 at the minimum, 6.25 (over by 0.25) at the maximum: new tasks past the quota fail to start"),
+        out.contains("while one environment deploys every service at once (old and new tasks side by side): 4.25 (prod deploying) at the minimum, 6.25 (prod deploying) (over by 0.25) at the maximum: new tasks past the quota fail to start"),
         "{out}"
     );
     assert!(

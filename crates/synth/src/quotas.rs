@@ -151,7 +151,7 @@ pub const QUOTAS: &[Quota] = &[
         measure: Measure::TargetGroupsPerLoadBalancer,
     },
     Quota {
-        name: "Targets per Application Load Balancer (most tasks, doubled while a rolling deployment runs)",
+        name: "Targets per Application Load Balancer (most tasks, with a deployment's new ones: `deployment.max_percent`)",
         default: 1000,
         scope: "load balancer",
         fix: "more shared load balancers (`network.load_balancers`), a lower `scaling.max` or `deployment.max_percent`, or a quota increase",
@@ -649,7 +649,8 @@ pub fn check_with(
 
 /// Rounds vCPUs for the report (task sizes are multiples of 0.25 vCPU).
 fn vcpu_figure(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    // `+ 0.0` turns the -0.0 of an empty sum into 0.
+    (x * 100.0).round() / 100.0 + 0.0
 }
 
 /// A Fargate vCPU quota in `region`: the vCPUs every environment there asks
@@ -676,10 +677,23 @@ fn fargate_quota(
     let at_max: f64 = parts.iter().map(|p| p.2).sum();
     // One environment here deploying every one of its services at once (the
     // one that adds the most), the others running as they are.
-    let (surge_min, surge_max) = here().fold((0.0f64, 0.0f64), |(a, b), (_, _, _, c)| {
-        let (lo, hi) = c.surge(capacity);
-        (a.max(lo), b.max(hi))
-    });
+    let most = |pick: fn((f64, f64)) -> f64| {
+        here()
+            .map(|(env, _, _, c)| {
+                let who = if env.starts_with(PREVIEW_PREFIX) {
+                    format!("a preview, {PREVIEW_PREFIX}<pr>,")
+                } else {
+                    env.clone()
+                };
+                (who, pick(c.surge(capacity)))
+            })
+            .fold(
+                (String::new(), 0.0f64),
+                |a, b| if b.1 > a.1 { b } else { a },
+            )
+    };
+    let (surge_min_env, surge_min) = most(|p| p.0);
+    let (surge_max_env, surge_max) = most(|p| p.1);
     let (limit_value, source, note) = limit(q, region, applied);
     let cap = limit_value as f64;
     let fits = at_max <= cap + 1e-9;
@@ -734,6 +748,8 @@ fn fargate_quota(
         "deploying": {
             "needed": vcpu_figure(at_max + surge_max),
             "needed_at_min": vcpu_figure(at_min + surge_min),
+            "environment": (surge_max > 0.0).then_some(surge_max_env),
+            "environment_at_min": (surge_min > 0.0).then_some(surge_min_env),
             "over_by": (at_max + surge_max > cap + 1e-9).then(|| vcpu_figure(at_max + surge_max - cap)),
             "over_by_at_min": (at_min + surge_min > cap + 1e-9).then(|| vcpu_figure(at_min + surge_min - cap)),
         },

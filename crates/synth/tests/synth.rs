@@ -2245,6 +2245,11 @@ fn quotas_count_fargate_vcpus_per_region_at_min_and_max() {
         ),
         "{od:#}"
     );
+    assert_eq!(od["deploying"]["environment"], "prod", "{od:#}");
+    assert_eq!(
+        spot["deploying"]["environment_at_min"], "a preview, preview-<pr>,",
+        "{spot:#}"
+    );
     assert_eq!(
         deploying(&spot),
         (

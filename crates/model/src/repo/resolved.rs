@@ -18,6 +18,13 @@ pub const PREVIEW_MIN_TASKS: i64 = 1;
 /// unless its `Pulumi.preview.yaml` or `--set` says otherwise.
 pub const PREVIEW_MAX_TASKS: i64 = 2;
 
+/// Whether a deployment at `n` tasks can replace one: ECS may run
+/// `maxPercent` of them rounded down and must keep `minHealthyPercent` rounded
+/// up; one task more than `n`, or one fewer healthy, is the room it needs.
+pub fn deployment_has_room(n: i64, min_healthy_percent: i64, max_percent: i64) -> bool {
+    n <= 0 || n * max_percent / 100 > n || (n * min_healthy_percent + 99) / 100 < n
+}
+
 /// One setting's resolved value (or `None`: off) and where it came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedSetting {
@@ -88,11 +95,20 @@ impl Resolved {
     /// otherwise, and a value already lower stays. A lowered value's source is
     /// [`Source::Preview`], so `config` shows why.
     pub(super) fn reduce_for_preview(&mut self) {
+        let (healthy, most) = (
+            self.get(keys::MIN_HEALTHY_PERCENT),
+            self.get(keys::MAX_PERCENT),
+        );
         for (lo, hi) in [
             (keys::MIN_CAPACITY, keys::MAX_CAPACITY),
             (keys::WORKER_MIN_CAPACITY, keys::WORKER_MAX_CAPACITY),
         ] {
-            self.lower(lo.setting(), PREVIEW_MIN_TASKS);
+            // Never so few that a deployment has no room to replace a task
+            // (maxPercent below 200 rounds down to no extra task at 1).
+            let fewest = (PREVIEW_MIN_TASKS..self.get(lo))
+                .find(|n| deployment_has_room(*n, healthy, most))
+                .unwrap_or(self.get(lo));
+            self.lower(lo.setting(), fewest);
             let fewest = self.get(lo);
             self.lower(hi.setting(), PREVIEW_MAX_TASKS.max(fewest));
         }
@@ -294,7 +310,54 @@ impl Resolved {
                 .with_help("ALB requires timeout < interval"),
             );
         }
-        if self.get(keys::MIN_HEALTHY_PERCENT) == 100 && self.get(keys::MAX_PERCENT) == 100 {
+        let (healthy, most) = (
+            self.get(keys::MIN_HEALTHY_PERCENT),
+            self.get(keys::MAX_PERCENT),
+        );
+        // At a small task count ECS's rounding (maximumPercent down,
+        // minimumHealthyPercent up) can leave no room either: checked at each
+        // role's fewest tasks (at least 1: a service scaled to 0 scales out to
+        // 1), the count where the room is smallest.
+        let stuck_at = [
+            (keys::MIN_CAPACITY, "scaling.min"),
+            (keys::WORKER_MIN_CAPACITY, "worker.scaling.min"),
+        ]
+        .into_iter()
+        .filter(|(k, _)| self.entry(*k).is_some())
+        .map(|(k, path)| (self.get(k).max(1), k, path))
+        .find(|(n, _, _)| !deployment_has_room(*n, healthy, most));
+        if let (Some((n, k, path)), false) = (stuck_at, healthy == 100 && most == 100) {
+            let (min, max) = (
+                keys::MIN_HEALTHY_PERCENT.setting(),
+                keys::MAX_PERCENT.setting(),
+            );
+            let (file, span, field) = self.place(self.later(min, max), max, fallback);
+            let room = (1..=1000)
+                .find(|m| deployment_has_room(*m, healthy, most))
+                .map(|m| format!(", or `{path}` at least {m}"))
+                .unwrap_or_default();
+            let lowered = match self.entry(k).map(|e| &e.source) {
+                Some(Source::Preview) => " (lowered for previews: set it in Pulumi.preview.yaml)",
+                _ => "",
+            };
+            out.push(
+                Diagnostic::error(
+                    "deployment-stuck",
+                    &file,
+                    span,
+                    &field,
+                    format!(
+                        "at {n} task(s) (`{path}`{lowered} in environment `{env}`), minHealthyPercent {healthy} and maxPercent {most} leave ECS no room to replace a task: it may run {} and must keep {} healthy",
+                        n * most / 100,
+                        (n * healthy + 99) / 100
+                    ),
+                )
+                .with_help(format!(
+                    "raise maxPercent to 200, lower minHealthyPercent{room}"
+                )),
+            );
+        }
+        if healthy == 100 && most == 100 {
             let (min, max) = (
                 keys::MIN_HEALTHY_PERCENT.setting(),
                 keys::MAX_PERCENT.setting(),
