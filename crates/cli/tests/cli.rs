@@ -378,6 +378,41 @@ fn a_deployment_without_room_at_the_fewest_tasks_is_refused_and_previews_avoid_i
     assert!(!err.contains("environment `prod`"), "prod runs 2: {err}");
 }
 
+/// A stack file named for one pull request's preview is refused, pointing to
+/// the one file every preview reads.
+#[test]
+fn a_stack_file_for_one_preview_points_to_pulumi_preview_yaml() {
+    let dir = tempdir("preview-stack");
+    copy_dir(&examples(), &dir);
+    let infra = dir.join("modules/reports/infrastructure");
+    let body = |env: &str| {
+        format!(
+            "config:\n  aws:region: us-east-1\n  pantstack:environment: {env}\n  pantstack:maxCapacity: 3\n"
+        )
+    };
+    std::fs::write(infra.join("Pulumi.preview-42.yaml"), body("preview-42")).expect("write");
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("every preview reads `Pulumi.preview.yaml` (with `pantstack:environment: preview`): rename the file"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(infra.join("Pulumi.preview-42.yaml")).expect("rm");
+    std::fs::write(infra.join("Pulumi.preview.yaml"), body("preview-42")).expect("write");
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("write `pantstack:environment: preview`: every preview reads this file")
+            && !err.contains("rename the file to `Pulumi.preview-42.yaml`"),
+        "{err}"
+    );
+    std::fs::write(infra.join("Pulumi.preview.yaml"), body("preview")).expect("write");
+    let o = pantstack(&dir, &["check"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
 #[test]
 fn config_cli_overrides_win_and_are_validated() {
     let o = pantstack(

@@ -340,16 +340,25 @@ impl Monorepo {
             .chain(self.services.iter().flat_map(|s| s.stacks.iter()));
         for stack in all {
             if !valid.contains(&stack.name.as_str()) {
-                let help = match did_you_mean(&stack.name, &valid) {
-                    Some(s) => format!(
-                        "did you mean `Pulumi.{s}.yaml`? Otherwise add `{}` under `environments:` in stack/infra/foundation/pantstack.yaml",
-                        stack.name
-                    ),
-                    None => format!(
-                        "defined environments: {}; add `{}` under `environments:` in stack/infra/foundation/pantstack.yaml",
-                        valid.join(", "),
-                        stack.name
-                    ),
+                let preview = stack.name.starts_with(PREVIEW_PREFIX);
+                let help = if preview && valid.contains(&PREVIEW_STACK) {
+                    format!(
+                        "every preview reads `Pulumi.{PREVIEW_STACK}.yaml` (with `pantstack:environment: {PREVIEW_STACK}`): rename the file; one pull request's preview has no stack file of its own"
+                    )
+                } else if preview {
+                    "previews are off: set `previews.enabled: true` in stack/infra/foundation/pantstack.yaml, then name the file `Pulumi.preview.yaml`".to_string()
+                } else {
+                    match did_you_mean(&stack.name, &valid) {
+                        Some(s) => format!(
+                            "did you mean `Pulumi.{s}.yaml`? Otherwise add `{}` under `environments:` in stack/infra/foundation/pantstack.yaml",
+                            stack.name
+                        ),
+                        None => format!(
+                            "defined environments: {}; add `{}` under `environments:` in stack/infra/foundation/pantstack.yaml",
+                            valid.join(", "),
+                            stack.name
+                        ),
+                    }
                 };
                 diags.push(
                     Diagnostic::error(
@@ -380,10 +389,17 @@ impl Monorepo {
                             env.value, stack.name
                         ),
                     )
-                    .with_help(format!(
-                        "write `pantstack:environment: {}`, or rename the file to `Pulumi.{}.yaml`",
-                        stack.name, env.value
-                    )),
+                    .with_help(if env.value.starts_with(PREVIEW_PREFIX) {
+                        format!(
+                            "write `pantstack:environment: {}`: every preview reads this file, none has one of its own",
+                            stack.name
+                        )
+                    } else {
+                        format!(
+                            "write `pantstack:environment: {}`, or rename the file to `Pulumi.{}.yaml`",
+                            stack.name, env.value
+                        )
+                    }),
                 );
             }
         }
