@@ -3,9 +3,9 @@
 //! first request the fast path does not take. Both paths answer SQS and SSM
 //! through `dispatch::api`, so the answer does not depend on the path.
 //!
-//! Module graph (no cycles): this module uses `h1`, `general` and `limits`;
-//! `h1` uses `dispatch` and `limits`; `general` uses `dispatch`; `dispatch` uses
-//! neither path.
+//! Module graph (no cycles): this module uses `h1`, `general`, `limits` and
+//! `zerocopy`; `h1` uses `dispatch` and `limits`; `general` uses `dispatch` and
+//! `zerocopy`; `dispatch` uses neither path.
 
 mod dispatch;
 mod general;
