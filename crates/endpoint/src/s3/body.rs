@@ -530,3 +530,32 @@ pub(super) fn stored_encoding(v: Option<&String>) -> Option<String> {
         .collect();
     (!kept.is_empty()).then(|| kept.join(","))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The body read from an open file (when it is not sent with sendfile):
+    /// the range asked for, in chunks, from the descriptor even once the file
+    /// is unlinked.
+    #[tokio::test]
+    async fn a_file_body_reads_its_range_from_the_open_file() {
+        let path = std::env::temp_dir().join(format!("file-body-{}", std::process::id()));
+        let data: Vec<u8> = (0..(CHUNK * 2 + 100)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        for (offset, len) in [(0, data.len()), (7, CHUNK + 1), (data.len() - 1, 1), (5, 0)] {
+            let mut body = read_file(file.clone(), offset as u64, len as u64);
+            let mut got = Vec::new();
+            while let Some(chunk) = body.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            assert!(got == data[offset..offset + len], "{offset}+{len}");
+        }
+        // A file shorter than the range is an error, not a short body.
+        let mut body = read_file(file, (data.len() - 3) as u64, 10);
+        assert!(body.next().await.unwrap().is_err());
+    }
+}
