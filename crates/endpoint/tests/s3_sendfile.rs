@@ -209,6 +209,19 @@ async fn versions_conditions_and_checksums_decide_as_before() {
         .await
         .unwrap();
     assert!(ok.body.collect().await.unwrap().into_bytes() == b[100..200]);
+    // Response header overrides change the head only.
+    let over = s3
+        .get_object()
+        .bucket("bkt")
+        .key("k")
+        .response_content_type("text/x-test")
+        .response_content_disposition("attachment")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.content_type.as_deref(), Some("text/x-test"));
+    assert_eq!(over.content_disposition.as_deref(), Some("attachment"));
+    assert!(over.body.collect().await.unwrap().into_bytes() == b);
 }
 
 /// Sends a GET on a raw socket and reads its head and at least `at_least`
