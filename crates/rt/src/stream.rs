@@ -24,6 +24,11 @@ impl Prefixed {
             inner,
         }
     }
+
+    /// The socket (for a write that bypasses this stream, as `sendfile` does).
+    pub fn stream(&self) -> &TcpStream {
+        &self.inner
+    }
 }
 
 impl AsyncRead for Prefixed {

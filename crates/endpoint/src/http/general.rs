@@ -20,6 +20,7 @@ type StdError = Box<dyn std::error::Error + Send + Sync>;
 pub(super) async fn handle(
     core: Arc<Core>,
     s3: s3s::service::S3Service,
+    sink: Option<super::zerocopy::Sink>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     // S3 streams its bodies: hand it the request before anything reads the body.
@@ -111,6 +112,13 @@ pub(super) async fn handle(
         }
         return Ok(match result {
             Ok(mut r) => {
+                // Object data from its file: sent with sendfile when the
+                // connection can, else the body reads the file.
+                if let Some(range) = r.extensions_mut().remove::<crate::s3::FileRange>()
+                    && let Some(sink) = sink
+                {
+                    *r.body_mut() = super::zerocopy::placeholder(sink, range);
+                }
                 crate::s3::stamp_response(r.headers_mut(), &request_id());
                 if has_body && r.status().as_u16() >= 400 {
                     r.headers_mut()

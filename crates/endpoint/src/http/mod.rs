@@ -3,14 +3,15 @@
 //! first request the fast path does not take. Both paths answer SQS and SSM
 //! through `dispatch::api`, so the answer does not depend on the path.
 //!
-//! Module graph (no cycles): this module uses `h1`, `general` and `limits`;
-//! `h1` uses `dispatch` and `limits`; `general` uses `dispatch`; `dispatch` uses
-//! neither path.
+//! Module graph (no cycles): this module uses `h1`, `general`, `limits` and
+//! `zerocopy`; `h1` uses `dispatch` and `limits`; `general` uses `dispatch` and
+//! `zerocopy`; `dispatch` uses neither path.
 
 mod dispatch;
 mod general;
 mod h1;
 mod limits;
+mod zerocopy;
 
 pub use dispatch::MAX_BODY;
 #[doc(hidden)]
@@ -151,16 +152,24 @@ async fn run(
                 }
                 h1::Outcome::Handover(read) => read,
             };
+            // Object files go to the socket with sendfile (`zerocopy`).
+            let sink = zerocopy::Sink::default();
             let io = hyper_util::rt::TokioIo::new(pantstack_rt::stream::Watchdog::new(
-                pantstack_rt::stream::Prefixed::new(read, stream),
+                zerocopy::Zerocopy::new(
+                    pantstack_rt::stream::Prefixed::new(read, stream),
+                    sink.clone(),
+                ),
                 limits.read,
                 MIN_PROGRESS,
             ));
             let svc = hyper::service::service_fn(move |req| {
-                general::handle(core.clone(), s3.clone(), req)
+                general::handle(core.clone(), s3.clone(), Some(sink.clone()), req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                // Body frames queued as they are, never copied into hyper's
+                // buffer: `zerocopy` knows its placeholders by address.
+                .writev(true)
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.idle)
                 .serve_connection(io, svc);

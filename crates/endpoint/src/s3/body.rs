@@ -13,7 +13,8 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 /// The checksum algorithms a request asks for, upper-case.
 #[derive(Default, Clone)]
@@ -440,8 +441,27 @@ pub(super) async fn read_inline(
     Ok((data, md5, checksums))
 }
 
-/// `len` bytes of an object's data from `offset`: its inline data or its blob.
-pub(super) fn body_of(dir: &Path, v: &Version, offset: u64, len: u64) -> Option<StreamingBlob> {
+/// `len` bytes at `offset` of an object's blob file, opened while the request
+/// was authorized (under the state's lock): what a GetObject answer sends,
+/// whatever happens to the object afterwards (a new version is a new file; a
+/// file unlinked by a delete stays readable through this descriptor). Put in
+/// the answer's extensions so the connection can `sendfile` it
+/// (`http::zerocopy`); the body reads the same file otherwise.
+#[derive(Clone, Debug)]
+pub(crate) struct FileRange {
+    pub(crate) file: Arc<std::fs::File>,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// `len` bytes of an object's data from `offset`: its inline data or its blob
+/// file (`file`, opened when the request was authorized).
+pub(super) fn body_of(
+    v: &Version,
+    file: Option<&Arc<std::fs::File>>,
+    offset: u64,
+    len: u64,
+) -> Option<StreamingBlob> {
     if let Some(data) = &v.inline {
         let raw = &data.0;
         let end = (offset + len).min(raw.len() as u64) as usize;
@@ -452,42 +472,45 @@ pub(super) fn body_of(dir: &Path, v: &Version, offset: u64, len: u64) -> Option<
             async move { Ok::<_, std::io::Error>(bytes) },
         )));
     }
-    v.blob
-        .as_ref()
-        .map(|blob| read_blob(dir.join(blob), offset, len))
+    file.map(|f| read_file(f.clone(), offset, len))
 }
 
-/// Streams `len` bytes of a blob from `offset`.
-pub(super) fn read_blob(path: PathBuf, offset: u64, len: u64) -> StreamingBlob {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::task::spawn_blocking(move || {
-        let mut f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
+/// Streams `len` bytes of an open file from `offset`, in chunks read on a
+/// blocking thread once the body is first polled (a body that is sent another
+/// way, or not at all, reads nothing).
+pub(super) fn read_file(file: Arc<std::fs::File>, offset: u64, len: u64) -> StreamingBlob {
+    type Chunks = tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>;
+    enum Lazy {
+        Start(Arc<std::fs::File>, u64, u64),
+        Running(Chunks),
+    }
+    fn start(file: Arc<std::fs::File>, offset: u64, len: u64) -> Chunks {
+        use std::os::unix::fs::FileExt;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut at = offset;
+            let end = offset + len;
+            while at < end {
+                let n = ((end - at) as usize).min(CHUNK);
+                let mut buf = vec![0u8; n];
+                if let Err(e) = file.read_exact_at(&mut buf, at) {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+                at += n as u64;
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return;
+                }
             }
+        });
+        rx
+    }
+    let stream = futures_util::stream::unfold(Lazy::Start(file, offset, len), |state| async move {
+        let mut rx = match state {
+            Lazy::Start(file, offset, len) => start(file, offset, len),
+            Lazy::Running(rx) => rx,
         };
-        if let Err(e) = f.seek(SeekFrom::Start(offset)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut left = len;
-        while left > 0 {
-            let n = (left as usize).min(CHUNK);
-            let mut buf = vec![0u8; n];
-            if let Err(e) = f.read_exact(&mut buf) {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-            left -= n as u64;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return;
-            }
-        }
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        rx.recv().await.map(|item| (item, Lazy::Running(rx)))
     });
     StreamingBlob::wrap(stream)
 }
@@ -506,4 +529,33 @@ pub(super) fn stored_encoding(v: Option<&String>) -> Option<String> {
         .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
         .collect();
     (!kept.is_empty()).then(|| kept.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The body read from an open file (when it is not sent with sendfile):
+    /// the range asked for, in chunks, from the descriptor even once the file
+    /// is unlinked.
+    #[tokio::test]
+    async fn a_file_body_reads_its_range_from_the_open_file() {
+        let path = std::env::temp_dir().join(format!("file-body-{}", std::process::id()));
+        let data: Vec<u8> = (0..(CHUNK * 2 + 100)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = Arc::new(std::fs::File::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        for (offset, len) in [(0, data.len()), (7, CHUNK + 1), (data.len() - 1, 1), (5, 0)] {
+            let mut body = read_file(file.clone(), offset as u64, len as u64);
+            let mut got = Vec::new();
+            while let Some(chunk) = body.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            assert!(got == data[offset..offset + len], "{offset}+{len}");
+        }
+        // A file shorter than the range is an error, not a short body.
+        let mut body = read_file(file, (data.len() - 3) as u64, 10);
+        assert!(body.next().await.unwrap().is_err());
+    }
 }

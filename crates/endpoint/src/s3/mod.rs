@@ -19,6 +19,7 @@ pub mod state;
 mod svc;
 mod versioning;
 
+pub(crate) use body::FileRange;
 pub use common::MIN_PART;
 pub use headers::{prepare_request, stamp_response};
 pub use service::service;

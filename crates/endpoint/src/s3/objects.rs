@@ -194,9 +194,18 @@ impl S3Svc {
                 i.if_modified_since.as_ref(),
                 i.if_unmodified_since.as_ref(),
             )?;
-            (v, b.versioning.ever_enabled())
+            // Opened under the lock: while the version is in the state its
+            // file exists (a delete or an overwrite removes it only after
+            // journaling), and the open descriptor keeps these bytes.
+            let file = v
+                .blob
+                .as_ref()
+                .filter(|_| v.inline.is_none())
+                .and_then(|blob| std::fs::File::open(self.dir().join(blob)).ok())
+                .map(std::sync::Arc::new);
+            (v, file, b.versioning.ever_enabled())
         };
-        let (v, versioned) = v;
+        let (v, file, versioned) = v;
         let (start, len, content_range) = match &i.range {
             None => (0, v.size, None),
             Some(r) => {
@@ -219,7 +228,7 @@ impl S3Svc {
             .is_some_and(|m| m.as_str() == "ENABLED")
             && i.range.is_none();
         let [crc32, crc32c, sha1, sha256, crc64] = checksum_fields(&v, want_sums);
-        let body = body_of(self.dir(), &v, start, len);
+        let body = body_of(&v, file.as_ref(), start, len);
         if body.is_none() && len > 0 {
             return Err(s3_error!(
                 InternalError,
@@ -265,6 +274,15 @@ impl S3Svc {
         });
         if partial {
             resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        if let Some(file) = file
+            && len > 0
+        {
+            resp.extensions.insert(super::body::FileRange {
+                file,
+                offset: start,
+                len,
+            });
         }
         Ok(resp)
     }
