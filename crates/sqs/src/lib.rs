@@ -217,6 +217,26 @@ pub fn push_hex(out: &mut String, v: u64, width: usize) {
     }
 }
 
+/// Gives a hash map's room back once it has emptied well below it (a hash map
+/// never shrinks by itself: a queue that once held 100k receipts would keep
+/// their table): below a quarter of its capacity it is shrunk to twice its
+/// length, so shrinking costs O(1) per removal, amortized.
+fn shrink_map<V>(m: &mut HashMap<String, V>) {
+    if m.capacity() > MIN_SHRINK && m.len() < m.capacity() / 4 {
+        m.shrink_to(m.len() * 2);
+    }
+}
+
+/// `shrink_map` for the dedup ids' queue.
+fn shrink_deque<T>(d: &mut VecDeque<T>) {
+    if d.capacity() > MIN_SHRINK && d.len() < d.capacity() / 4 {
+        d.shrink_to(d.len() * 2);
+    }
+}
+
+/// Tables at most this large are left as they are.
+const MIN_SHRINK: usize = 64;
+
 /// A map serialized in key order, so that a queue's image is the same bytes for
 /// the same state.
 fn sorted<S: serde::Serializer, V: Serialize>(
@@ -330,6 +350,16 @@ impl Queue {
             }
             self.dedup_order.pop_front();
         }
+        self.shrink();
+    }
+
+    /// Gives back the room of the receipt, dedup and attempt tables once they
+    /// have emptied well below it (after deletes, expiry, a purge).
+    fn shrink(&mut self) {
+        shrink_map(&mut self.receipts);
+        shrink_map(&mut self.dedup);
+        shrink_map(&mut self.attempts);
+        shrink_deque(&mut self.dedup_order);
     }
 
     /// SendMessage. `delay_secs` overrides the queue's (standard queues only).
@@ -496,6 +526,7 @@ impl Queue {
         if !self.attempts.is_empty() {
             self.attempts
                 .retain(|_, a| now < a.at.saturating_add(ATTEMPT_WINDOW_MS));
+            shrink_map(&mut self.attempts);
         }
         if let Some(id) = attempt
             && let Some(again) = self.retry(id, vis, now)
@@ -619,6 +650,7 @@ impl Queue {
             .remove(receipt)
             .ok_or(Error::ReceiptHandleIsInvalid)?;
         self.messages.remove(&seq);
+        shrink_map(&mut self.receipts);
         Ok(())
     }
 
@@ -651,6 +683,7 @@ impl Queue {
     pub fn purge(&mut self) {
         self.messages.clear();
         self.receipts.clear();
+        self.shrink();
     }
 
     /// ApproximateNumberOfMessages (visible), ...NotVisible (in flight), ...Delayed.
@@ -702,6 +735,7 @@ impl Queue {
                 out.push(*m);
             }
         }
+        self.shrink();
         out
     }
 

@@ -291,3 +291,65 @@ fn attempts_travel_in_the_image() {
     let (again, _) = copy.receive_attempt(1, None, Some("t"), 10).unwrap();
     assert_eq!(handles(&again), handles(&first));
 }
+
+/// A queue's receipt table gives its room back once its messages are deleted
+/// (a hash map keeps its capacity otherwise), and the dedup tables theirs once
+/// their ids expire; what is left still works.
+#[test]
+fn tables_shrink_after_their_entries_are_gone() {
+    let mut q = std_queue();
+    for i in 0..5000 {
+        q.send(&format!("m{i}"), None, None, None, 0).unwrap();
+    }
+    let mut handles = Vec::new();
+    loop {
+        let (d, _) = q.receive(10, Some(300), 1000).unwrap();
+        if d.is_empty() {
+            break;
+        }
+        handles.extend(d.into_iter().map(|d| d.receipt_handle));
+    }
+    assert_eq!(handles.len(), 5000);
+    let full = q.receipts.capacity();
+    assert!(full >= 5000, "{full}");
+    let (keep, gone) = handles.split_at(10);
+    for h in gone {
+        q.delete(h).unwrap();
+    }
+    assert_eq!(q.receipts.len(), 10);
+    assert!(
+        q.receipts.capacity() <= 4 * MIN_SHRINK,
+        "{} entries keep room for {} (was {full})",
+        q.receipts.len(),
+        q.receipts.capacity()
+    );
+    for h in keep {
+        q.delete(h).unwrap();
+    }
+    assert_eq!(q.counts(1000), (0, 0, 0));
+
+    let mut f = Queue::new(Attributes {
+        fifo: true,
+        ..Attributes::default()
+    });
+    for i in 0..2000 {
+        f.send("b", None, Some("g"), Some(&format!("d{i}")), 0)
+            .unwrap();
+    }
+    let full = (f.dedup.capacity(), f.dedup_order.capacity());
+    assert!(full.0 >= 2000 && full.1 >= 2000, "{full:?}");
+    // Five minutes on, the dedup ids have expired.
+    f.send("b", None, Some("g"), Some("late"), DEDUP_WINDOW_MS)
+        .unwrap();
+    assert_eq!((f.dedup.len(), f.dedup_order.len()), (1, 1));
+    assert!(
+        f.dedup.capacity() <= MIN_SHRINK && f.dedup_order.capacity() <= MIN_SHRINK,
+        "{:?} after {full:?}",
+        (f.dedup.capacity(), f.dedup_order.capacity())
+    );
+    // A dedup id still deduplicates.
+    let held = f.counts(DEDUP_WINDOW_MS + 1).0;
+    f.send("b", None, Some("g"), Some("late"), DEDUP_WINDOW_MS + 1)
+        .unwrap();
+    assert_eq!(f.counts(DEDUP_WINDOW_MS + 1).0, held);
+}

@@ -167,6 +167,9 @@ const BLOCK: usize = 4096;
 /// The log grows by zero-filled, synced chunks of at least this size, so an append
 /// overwrites blocks that already exist and its sync carries no metadata.
 const MIN_CHUNK: u64 = 4 * 1024 * 1024;
+/// The direct write buffer is kept between appends up to this size (a group of
+/// ordinary requests is a few KiB to a few hundred).
+const KEEP_BUFFER: usize = 1024 * 1024;
 /// At most this much is zero-filled at once (a pause of tens of milliseconds).
 const MAX_CHUNK: u64 = 16 * 1024 * 1024;
 
@@ -362,7 +365,21 @@ impl Log {
         let from = used - keep;
         tail.clear();
         tail.extend_from_slice(&window[from..used]);
+        if buf.len() > KEEP_BUFFER {
+            // One large group (a batch of 64 KiB objects) does not keep its
+            // buffer for the small ones after it.
+            *buf = Vec::new();
+        }
         Ok(())
+    }
+
+    /// Bytes the reused write buffer holds between appends (tests).
+    #[doc(hidden)]
+    pub fn write_buffer(&self) -> usize {
+        match &self.mode {
+            Mode::Direct { buf, .. } => buf.capacity(),
+            Mode::Buffered => 0,
+        }
     }
 
     /// Bytes of records in the log.
@@ -403,7 +420,35 @@ impl Drop for Log {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A large group's write buffer is not kept for the small groups after it.
+    #[test]
+    fn a_large_groups_buffer_is_given_back() {
+        let dir = std::env::temp_dir().join(format!("pantstack-store-buf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("log");
+        let (mut log, _) = Log::open(&path, |_| {}).unwrap();
+        if !log.is_direct() {
+            // The file system refuses direct I/O: no write buffer at all.
+            assert_eq!(log.write_buffer(), 0);
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        log.append(b"small").unwrap();
+        let small = log.write_buffer();
+        assert!(small > 0 && small <= KEEP_BUFFER, "{small}");
+        log.append_all(&[&vec![7u8; 3 << 20][..]]).unwrap();
+        assert!(log.write_buffer() <= KEEP_BUFFER, "{}", log.write_buffer());
+        log.append(b"after").unwrap();
+        assert!(log.write_buffer() <= 4 * BLOCK, "{}", log.write_buffer());
+        drop(log);
+        let mut got = Vec::new();
+        let _ = Log::open(&path, |r| got.push(r.len())).unwrap();
+        assert_eq!(got, [5, 3 << 20, 5]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn crc32_matches_zlib() {

@@ -80,6 +80,45 @@ pub async fn serve_with(core: Arc<Core>, port: u16, limits: Limits) -> std::io::
     Ok(Server { port, stop })
 }
 
+/// The size of the blocks `return_memory` allocates and frees: past the
+/// allocator's largest size class, so each is a page of its own, freed at once.
+const NUDGE_BLOCK: usize = 8 * 1024 * 1024;
+/// How many: mimalloc does its housekeeping (frees the empty pages it kept for
+/// reuse) once every thousand allocations that take its slow path.
+const NUDGES: usize = 1000;
+/// Idle seconds after activity in which `return_memory` nudges.
+const NUDGE_TICKS: u32 = 10;
+
+/// Lets the allocator give freed memory back to the system once the endpoint
+/// goes idle. mimalloc returns the pages of freed objects (deleted S3 objects,
+/// SQS messages) only a delay (a second) after they were freed, and only when it
+/// is next called on to free a page or do its housekeeping: an endpoint that
+/// went quiet right after a large deletion kept them (20,000 deleted objects:
+/// 74 MB resident instead of 18). In the first ten idle seconds after journaled
+/// activity, blocks that each need a page of their own are allocated (never
+/// touched: no memory is used) and freed, which is that call. A busy endpoint
+/// calls the allocator enough by itself. With any other allocator this only
+/// allocates and frees.
+async fn return_memory(core: Arc<Core>) {
+    let mut seen = core.journal_stats().0;
+    let mut idle = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let groups = core.journal_stats().0;
+        if groups != seen {
+            seen = groups;
+            idle = 0;
+            continue;
+        }
+        if idle < NUDGE_TICKS {
+            idle += 1;
+            for _ in 0..NUDGES {
+                drop(std::hint::black_box(Vec::<u8>::with_capacity(NUDGE_BLOCK)));
+            }
+        }
+    }
+}
+
 async fn run(
     core: Arc<Core>,
     listener: std::net::TcpListener,
@@ -117,6 +156,7 @@ async fn run(
             }
         }
     });
+    let memory = tokio::spawn(return_memory(core.clone()));
     let s3 = crate::s3::service(core.clone());
     // Every connection holds a sender; when the last is gone, all have finished.
     let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
@@ -188,6 +228,7 @@ async fn run(
     drop(open);
     let _ = tokio::time::timeout(DRAIN, all_closed.recv()).await;
     lifecycle.abort();
+    memory.abort();
     flusher.abort();
     core.journal.flush();
 }
