@@ -515,7 +515,7 @@ impl Monorepo {
 
     /// Resolves a service's configuration in an environment: default ← manifest ←
     /// stack file ← CLI; a preview's capacity is lowered where the defaults or the
-    /// manifest set it ([`Resolved::reduce_for_preview`]).
+    /// manifest set it (`Resolved::reduce_for_preview`).
     pub fn resolve_service(&self, unit: &ServiceUnit, env: &str, cli: &Layer) -> Resolved {
         let svc = &unit.service;
         let applies = |a: Applies| match a {
