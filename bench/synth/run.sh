@@ -17,7 +17,7 @@ gen() { # N DIR
   local n=$1 d=$2
   mkdir -p "$d/stack/infra/foundation"
   cp examples/stack/infra/foundation/Pulumi.yaml examples/stack/infra/foundation/Pulumi.*.yaml "$d/stack/infra/foundation/"
-  sed "s/^network:\$/network:\n  load_balancer: shared\n  load_balancers: $(( (n + 89) / 90 ))/" examples/stack/infra/foundation/pantstack.yaml >"$d/stack/infra/foundation/pantstack.yaml"
+  sed "s/^network:\$/network:\n  load_balancer: shared\n  load_balancers: $(( (n + 49) / 50 ))/" examples/stack/infra/foundation/pantstack.yaml >"$d/stack/infra/foundation/pantstack.yaml"
   for i in $(seq -w 1 "$n"); do
     mkdir -p "$d/modules/svc$i/infrastructure"
     printf 'name: shop-svc%s\nruntime: python\n' "$i" >"$d/modules/svc$i/infrastructure/Pulumi.yaml"
