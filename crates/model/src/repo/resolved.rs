@@ -324,22 +324,19 @@ impl Resolved {
         ]
         .into_iter()
         .filter(|(k, _)| self.entry(*k).is_some())
-        .map(|(k, path)| (self.get(k).max(1), k, path))
-        .find(|(n, _, _)| !deployment_has_room(*n, healthy, most));
-        if let (Some((n, k, path)), false) = (stuck_at, healthy == 100 && most == 100) {
-            let (min, max) = (
-                keys::MIN_HEALTHY_PERCENT.setting(),
-                keys::MAX_PERCENT.setting(),
-            );
-            let (file, span, field) = self.place(self.later(min, max), max, fallback);
+        .map(|(k, path)| (self.get(k).max(1), path))
+        .find(|(n, _)| !deployment_has_room(*n, healthy, most));
+        // Both diagnostics point at the later of the two percentages.
+        let (min, max) = (
+            keys::MIN_HEALTHY_PERCENT.setting(),
+            keys::MAX_PERCENT.setting(),
+        );
+        let (file, span, field) = self.place(self.later(min, max), max, fallback);
+        if let (Some((n, path)), false) = (stuck_at, healthy == 100 && most == 100) {
             let room = (1..=1000)
                 .find(|m| deployment_has_room(*m, healthy, most))
                 .map(|m| format!(", or `{path}` at least {m}"))
                 .unwrap_or_default();
-            let lowered = match self.entry(k).map(|e| &e.source) {
-                Some(Source::Preview) => " (lowered for previews: set it in Pulumi.preview.yaml)",
-                _ => "",
-            };
             out.push(
                 Diagnostic::error(
                     "deployment-stuck",
@@ -347,7 +344,7 @@ impl Resolved {
                     span,
                     &field,
                     format!(
-                        "at {n} task(s) (`{path}`{lowered} in environment `{env}`), minHealthyPercent {healthy} and maxPercent {most} leave ECS no room to replace a task: it may run {} and must keep {} healthy",
+                        "at {n} task(s) (`{path}` in environment `{env}`), minHealthyPercent {healthy} and maxPercent {most} leave ECS no room to replace a task: it may run {} and must keep {} healthy",
                         n * most / 100,
                         (n * healthy + 99) / 100
                     ),
@@ -358,11 +355,6 @@ impl Resolved {
             );
         }
         if healthy == 100 && most == 100 {
-            let (min, max) = (
-                keys::MIN_HEALTHY_PERCENT.setting(),
-                keys::MAX_PERCENT.setting(),
-            );
-            let (file, span, field) = self.place(self.later(min, max), max, fallback);
             out.push(
                 Diagnostic::error(
                     "deployment-stuck",
